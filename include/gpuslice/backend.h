@@ -1,0 +1,114 @@
+/* One interface, three implementations: `mig` (NVML), `soft` (MPS) and
+ * `host` (CPU cores and memory). The apply engine, `list`, `run` and
+ * `serve` only talk to this interface. */
+#ifndef GPUSLICE_BACKEND_H
+#define GPUSLICE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "gpuslice/catalog.h"
+#include "gpuslice/error.h"
+#include "gpuslice/layout.h"
+
+#define GS_MAX_DEVICES 64
+#define GS_MAX_ENV 16
+
+typedef struct gs_device_s {
+  unsigned index;
+  char name[96];
+  char uuid[GS_UUID_MAX];
+  uint32_t pci_device_id; /* 0 for the host */
+  gs_catalog_t catalog;
+  gs_layout_t layout;
+} gs_device_t;
+
+typedef struct gs_process_s {
+  pid_t pid;
+  unsigned gi_id, ci_id;
+  uint64_t memory_bytes; /* 0 when not known */
+  char command[64];
+} gs_process_t;
+
+/* What the backend enforces on this machine, in words, and why. */
+typedef struct gs_enforcement_s {
+  char compute[192]; /* "disjoint CPU cores (affinity)" */
+  char memory[192];  /* "hard limit per instance (cgroup v1 memory)" */
+  char faults[192];  /* "isolated (separate processes)" */
+} gs_enforcement_t;
+
+/* What `run` must do to put a process into an instance: env to set. The
+ * backend has already confined the calling process when it returns. */
+typedef struct gs_confinement_s {
+  unsigned n_env;
+  char env_name[GS_MAX_ENV][48];
+  char env_value[GS_MAX_ENV][256];
+} gs_confinement_t;
+
+typedef struct gs_backend_s gs_backend_t;
+
+typedef struct gs_backend_ops_s {
+  const char *name;
+  int (*device_count)(gs_backend_t *be, unsigned *n, gs_error_t *err);
+  /* Catalog and current layout of one device. */
+  int (*device_get)(gs_backend_t *be, unsigned index, gs_device_t *out,
+                    gs_error_t *err);
+  /* A change runs between begin and commit/abort; begin takes exclusive
+   * access (a lock) and commit makes the change durable. */
+  int (*begin)(gs_backend_t *be, gs_error_t *err);
+  int (*commit)(gs_backend_t *be, gs_error_t *err);
+  void (*abort)(gs_backend_t *be);
+  int (*set_mig_mode)(gs_backend_t *be, unsigned dev, bool enabled,
+                      gs_error_t *err);
+  int (*gi_create)(gs_backend_t *be, unsigned dev, unsigned profile_id,
+                   unsigned start, unsigned *gi_id, gs_error_t *err);
+  int (*gi_destroy)(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                    gs_error_t *err);
+  int (*ci_create)(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                   unsigned ci_profile_id, unsigned start, unsigned *ci_id,
+                   gs_error_t *err);
+  int (*ci_destroy)(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                    unsigned ci_id, gs_error_t *err);
+  /* Processes running in a GI (all its CIs). *n may exceed max: then only
+   * max were written. */
+  int (*processes)(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                   gs_process_t *out, size_t max, size_t *n, gs_error_t *err);
+  void (*enforcement)(gs_backend_t *be, gs_enforcement_t *out);
+  /* Confines the calling process to the instance (it is about to exec). */
+  int (*confine)(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                 unsigned ci_id, gs_confinement_t *out, gs_error_t *err);
+  void (*close)(gs_backend_t *be);
+} gs_backend_ops_t;
+
+struct gs_backend_s {
+  const gs_backend_ops_t *ops;
+  void *impl;
+};
+
+typedef struct gs_backend_options_s {
+  const char *state_dir; /* software backends keep their layout here */
+  /* Test hooks of the host backend (set by the CLI from the environment,
+   * never read by the library): override detected cores/memory. */
+  unsigned host_cpu_cores;       /* 0 = detect */
+  uint64_t host_memory_mib;      /* 0 = detect */
+  const char *host_cgroup_root;  /* NULL = detect; "none" = no cgroups */
+} gs_backend_options_t;
+
+/* Opens a backend by name ("host", "soft", "mig") or, with name NULL,
+ * the first that works here: mig, then soft, then host. Caller closes it
+ * with gs_backend_close(). */
+int gs_backend_open(gs_backend_t **out, const char *name,
+                    const gs_backend_options_t *opt, gs_error_t *err);
+void gs_backend_close(gs_backend_t *be);
+
+int gs_backend_host_open(gs_backend_t **out, const gs_backend_options_t *opt,
+                         gs_error_t *err);
+
+/* The default state directory: $GPUSLICE_STATE_DIR is the tool's business;
+ * the library's default is /var/lib/gpuslice for root, else
+ * $XDG_STATE_HOME/gpuslice or ~/.local/state/gpuslice, chosen by the tool
+ * and passed in gs_backend_options_t.state_dir. */
+
+#endif

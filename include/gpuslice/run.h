@@ -1,0 +1,25 @@
+/* Start a workload inside an instance: the backend confines the process,
+ * the instance's identity goes into its environment, then exec. */
+#ifndef GPUSLICE_RUN_H
+#define GPUSLICE_RUN_H
+
+#include "gpuslice/backend.h"
+
+/* Instance address as the CLI takes it: "GI" (device 0, that GI, its first
+ * CI), "DEV:GI", "DEV:GI:CI", or an instance UUID. */
+typedef struct gs_instance_ref_s {
+  unsigned dev;
+  unsigned gi_id;
+  int ci_id; /* -1: the GI's first CI */
+} gs_instance_ref_t;
+
+int gs_instance_ref_parse(gs_backend_t *be, const char *text,
+                          gs_instance_ref_t *out, gs_error_t *err);
+
+/* Confines this process to the instance, sets GPUSLICE_* identity variables
+ * and the backend's, and execs argv[0] (PATH searched). Returns only on
+ * failure. */
+int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
+                char *const argv[], gs_error_t *err);
+
+#endif

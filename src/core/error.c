@@ -1,0 +1,102 @@
+/* Error names, messages and the error context helpers. */
+#include "gpuslice/error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *gs_strerror(int code) {
+  switch (code) {
+  case GS_OK:
+    return "success";
+#define XX(c, text)                                                            \
+  case GS_E##c:                                                                \
+    return text;
+    GS_ERRNO_MAP(XX)
+#undef XX
+  default:
+    return "unknown error";
+  }
+}
+
+const char *gs_err_name(int code) {
+  switch (code) {
+  case GS_OK:
+    return "OK";
+#define XX(c, _)                                                               \
+  case GS_E##c:                                                                \
+    return "E" #c;
+    GS_ERRNO_MAP(XX)
+#undef XX
+  default:
+    return "EUNKNOWN";
+  }
+}
+
+void gs_error_clear(gs_error_t *err) {
+  if (!err)
+    return;
+  err->code = GS_OK;
+  err->sys_errno = 0;
+  err->msg[0] = '\0';
+}
+
+static void error_vset(gs_error_t *err, int code, const char *fmt,
+                       va_list ap) {
+  err->code = code;
+  err->sys_errno = 0;
+  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+}
+
+int gs_error_set(gs_error_t *err, int code, const char *fmt, ...) {
+  if (!err)
+    return code;
+  va_list ap;
+  va_start(ap, fmt);
+  error_vset(err, code, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int gs_error_sys(gs_error_t *err, int sys_errno, const char *fmt, ...) {
+  int code = sys_errno == EACCES || sys_errno == EPERM ? GS_EPERM : GS_ESYSTEM;
+  if (!err)
+    return code;
+  va_list ap;
+  va_start(ap, fmt);
+  error_vset(err, code, fmt, ap);
+  va_end(ap);
+  err->sys_errno = sys_errno;
+  size_t len = strlen(err->msg);
+  snprintf(err->msg + len, sizeof err->msg - len, ": %s",
+           strerror(sys_errno));
+  return code;
+}
+
+int gs_error_prefix(gs_error_t *err, const char *fmt, ...) {
+  if (!err)
+    return GS_OK;
+  char prefix[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  char old[sizeof err->msg];
+  memcpy(old, err->msg, sizeof old);
+  snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+  return err->code;
+}
+
+int gs_error_exit_status(int code) {
+  switch (code) {
+  case GS_OK:
+    return 0;
+  case GS_EINVAL:
+  case GS_EPARSE:
+  case GS_ENOTFOUND:
+    return 2;
+  default:
+    return 1;
+  }
+}
