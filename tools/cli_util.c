@@ -1,0 +1,245 @@
+/* CLI helpers: errors, backend and device loading, tables and layouts in
+ * text and JSON. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_fail(const char *verb, const gs_error_t *err) {
+  fprintf(stderr, "gpuslice: %s: %s\n", verb,
+          err->msg[0] ? err->msg : gs_strerror(err->code));
+  return gs_error_exit_status(err->code);
+}
+
+int cli_usage(const char *verb, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "gpuslice: %s: ", verb);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, " (see 'gpuslice %s --help')\n", verb);
+  return CLI_USAGE;
+}
+
+int cli_open_backend(cli_t *cli, gs_backend_t **be, gs_error_t *err) {
+  cli->opt.state_dir = cli->state_dir;
+  return gs_backend_open(be, cli->backend, &cli->opt, err);
+}
+
+int cli_load_devices(gs_backend_t *be, gs_device_t *devs, unsigned *n,
+                     gs_error_t *err) {
+  unsigned count = 0;
+  int rc = be->ops->device_count(be, &count, err);
+  if (rc != GS_OK)
+    return rc;
+  if (count > GS_MAX_DEVICES)
+    count = GS_MAX_DEVICES;
+  for (unsigned d = 0; d < count; d++) {
+    rc = be->ops->device_get(be, d, &devs[d], err);
+    if (rc != GS_OK)
+      return rc;
+  }
+  *n = count;
+  return GS_OK;
+}
+
+int cli_virtual_device(const char *model, gs_device_t *dev, gs_error_t *err) {
+  memset(dev, 0, sizeof *dev);
+  int rc = gs_catalog_for_model(&dev->catalog, model, err);
+  if (rc != GS_OK)
+    return rc;
+  snprintf(dev->name, sizeof dev->name, "%s", dev->catalog.product);
+  snprintf(dev->uuid, sizeof dev->uuid, "PLAN-%s", dev->catalog.model);
+  dev->pci_device_id =
+      dev->catalog.n_pci_ids ? dev->catalog.pci_device_ids[0] : 0;
+  gs_layout_init(&dev->layout);
+  return GS_OK;
+}
+
+void cli_format_mib(uint64_t mib, char *buf, size_t size) {
+  if (mib == 0)
+    snprintf(buf, size, "?");
+  else
+    snprintf(buf, size, "%.2f", (double)mib / 1024.0);
+}
+
+/* ---- tables -------------------------------------------------------------- */
+
+void cli_table_header(cli_table_t *t, unsigned n, const char *const *names) {
+  memset(t, 0, sizeof *t);
+  t->n_cols = n;
+  for (unsigned c = 0; c < n; c++)
+    t->cell[0][c] = strdup(names[c]);
+  t->n_rows = 1;
+}
+
+void cli_table_row(cli_table_t *t, ...) {
+  va_list ap;
+  va_start(ap, t);
+  if (t->n_rows < CLI_TABLE_MAX_ROWS) {
+    for (unsigned c = 0; c < t->n_cols; c++) {
+      const char *v = va_arg(ap, const char *);
+      t->cell[t->n_rows][c] = strdup(v ? v : "");
+    }
+    t->n_rows++;
+  }
+  va_end(ap);
+}
+
+void cli_table_print(cli_table_t *t, FILE *out) {
+  size_t width[CLI_TABLE_MAX_COLS] = {0};
+  for (unsigned r = 0; r < t->n_rows; r++)
+    for (unsigned c = 0; c < t->n_cols; c++)
+      if (t->cell[r][c] && strlen(t->cell[r][c]) > width[c])
+        width[c] = strlen(t->cell[r][c]);
+  for (unsigned r = 0; r < t->n_rows; r++) {
+    for (unsigned c = 0; c < t->n_cols; c++) {
+      const char *v = t->cell[r][c] ? t->cell[r][c] : "";
+      if (c + 1 == t->n_cols)
+        fprintf(out, "%s\n", v);
+      else
+        fprintf(out, "%-*s  ", (int)width[c], v);
+      free(t->cell[r][c]);
+      t->cell[r][c] = NULL;
+    }
+  }
+  t->n_rows = 0;
+}
+
+void cli_table_release(cli_table_t *t) {
+  for (unsigned r = 0; r < t->n_rows; r++)
+    for (unsigned c = 0; c < t->n_cols; c++) {
+      free(t->cell[r][c]);
+      t->cell[r][c] = NULL;
+    }
+  t->n_rows = 0;
+}
+
+void cli_print_json(json_t *doc) {
+  char *text = json_dumps(doc, JSON_INDENT(2));
+  if (text) {
+    puts(text);
+    free(text);
+  }
+  json_decref(doc);
+}
+
+/* ---- layouts ------------------------------------------------------------- */
+
+static const char *unit_name(const gs_device_t *dev) {
+  return dev->catalog.source == GS_CATALOG_HOST ? "cores" : "SMs";
+}
+
+json_t *cli_layout_json(const gs_device_t *dev, const gs_layout_t *layout) {
+  json_t *gis = json_array();
+  for (unsigned i = 0; i < layout->n_gi; i++) {
+    const gs_gi_t *gi = &layout->gi[i];
+    const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, gi->profile_id);
+    json_t *cis = json_array();
+    for (unsigned j = 0; j < gi->n_ci; j++) {
+      const gs_ci_t *ci = &gi->ci[j];
+      char name[64] = "?";
+      if (p)
+        gs_catalog_device_name(p, gs_catalog_ci(p, ci->profile_id), name,
+                               sizeof name);
+      json_array_append_new(
+          cis, json_pack("{s:i, s:s, s:i, s:i, s:s}", "id", (int)ci->id,
+                         "profile", name, "profile_id", (int)ci->profile_id,
+                         "start", (int)ci->start, "uuid", ci->uuid));
+    }
+    json_array_append_new(
+        gis,
+        json_pack("{s:i, s:s, s:i, s:i, s:i, s:I, s:i, s:s, s:o}", "id",
+                  (int)gi->id, "profile", p ? p->name : "?", "profile_id",
+                  (int)gi->profile_id, "start", (int)gi->start, "size",
+                  p ? (int)p->memory_slices : 0, "memory_mib",
+                  (json_int_t)(p ? p->memory_mib : 0), unit_name(dev),
+                  p ? (int)p->sms : 0, "uuid", gi->uuid,
+                  "compute_instances", cis));
+  }
+  return json_pack("{s:i, s:s, s:s, s:b, s:o}", "index", (int)dev->index,
+                   "name", dev->name, "model", dev->catalog.model,
+                   "mig_enabled", layout->mig_enabled, "gpu_instances", gis);
+}
+
+void cli_print_layout(const gs_device_t *dev, const gs_layout_t *layout,
+                      FILE *out) {
+  static const char *const head[] = {"DEV", "GI", "CI", "PROFILE",
+                                     "PLACEMENT", "SMS", "MEMORY GiB",
+                                     "UUID"};
+  cli_table_t *t = calloc(1, sizeof *t);
+  if (!t)
+    return;
+  cli_table_header(t, 8, head);
+  free(t->cell[0][5]);
+  t->cell[0][5] = strdup(dev->catalog.source == GS_CATALOG_HOST ? "CORES"
+                                                                : "SMS");
+  for (unsigned i = 0; i < layout->n_gi; i++) {
+    const gs_gi_t *gi = &layout->gi[i];
+    const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, gi->profile_id);
+    char d[16], g[16], place[32], sms[16], mem[32];
+    snprintf(d, sizeof d, "%u", dev->index);
+    snprintf(g, sizeof g, "%u", gi->id);
+    snprintf(place, sizeof place, "%u:%u", gi->start,
+             p ? p->memory_slices : 0);
+    snprintf(sms, sizeof sms, "%u", p ? p->sms : 0);
+    cli_format_mib(p ? p->memory_mib : 0, mem, sizeof mem);
+    cli_table_row(t, d, g, "-", p ? p->name : "?", place, sms, mem, gi->uuid);
+    for (unsigned j = 0; j < gi->n_ci; j++) {
+      const gs_ci_t *ci = &gi->ci[j];
+      const gs_ci_profile_t *cp = p ? gs_catalog_ci(p, ci->profile_id) : NULL;
+      char c[16], name[64] = "?", cplace[32], csms[16] = "?";
+      snprintf(c, sizeof c, "%u", ci->id);
+      if (p)
+        gs_catalog_device_name(p, cp, name, sizeof name);
+      snprintf(cplace, sizeof cplace, "%u:%u", ci->start,
+               cp ? cp->compute_slices : 0);
+      if (p && cp && p->compute_slices)
+        snprintf(csms, sizeof csms, "%u",
+                 p->sms * cp->compute_slices / p->compute_slices);
+      cli_table_row(t, d, g, c, name, cplace, csms, "", ci->uuid);
+    }
+  }
+  if (layout->n_gi == 0)
+    fprintf(out, "device %u (%s): %s\n", dev->index, dev->name,
+            layout->mig_enabled ? "no instances"
+                                : "partitioning disabled (whole device)");
+  else
+    cli_table_print(t, out);
+  free(t);
+}
+
+void cli_print_plan(const gs_device_t *dev, const gs_plan_t *plan,
+                    FILE *out) {
+  if (plan->set_mig_mode)
+    fprintf(out, "  device %u: %s partitioning\n", dev->index,
+            plan->mig_enabled ? "enable" : "disable");
+  for (unsigned i = 0; i < plan->n_keep; i++) {
+    const gs_gi_t *gi = gs_layout_find_gi_const(&dev->layout, plan->keep_gi[i]);
+    const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, gi->profile_id);
+    fprintf(out, "  keep     GPU instance %u (%s at %u:%u)\n", gi->id,
+            p ? p->name : "?", gi->start, p ? p->memory_slices : 0);
+  }
+  for (unsigned i = 0; i < plan->n_destroy; i++) {
+    const gs_gi_t *gi =
+        gs_layout_find_gi_const(&dev->layout, plan->destroy_gi[i]);
+    const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, gi->profile_id);
+    fprintf(out, "  destroy  GPU instance %u (%s at %u:%u)\n", gi->id,
+            p ? p->name : "?", gi->start, p ? p->memory_slices : 0);
+  }
+  for (unsigned i = 0; i < plan->n_create; i++) {
+    const gs_plan_create_t *c = &plan->create[i];
+    const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, c->profile_id);
+    fprintf(out, "  create   %s at %u:%u with", p ? p->name : "?", c->start,
+            p ? p->memory_slices : 0);
+    for (unsigned j = 0; j < c->n_ci; j++) {
+      char name[64] = "?";
+      if (p)
+        gs_catalog_device_name(p, gs_catalog_ci(p, c->ci_profile_id[j]), name,
+                               sizeof name);
+      fprintf(out, "%s %s at %u", j ? "," : "", name, c->ci_start[j]);
+    }
+    fprintf(out, c->n_ci ? "\n" : " no compute instance\n");
+  }
+}

@@ -15,14 +15,16 @@
 /* One device's wanted layout in mig-parted terms: counts of MIG devices
  * (a GI profile with a CI profile). Like mig-parted, CIs of one kind are
  * packed into as few GIs as they fit in. */
+typedef struct gs_want_item_s {
+  unsigned gi_profile_id;
+  unsigned ci_profile_id;
+  unsigned count;
+} gs_want_item_t;
+
 typedef struct gs_want_s {
   bool mig_enabled;
   unsigned n;
-  struct {
-    unsigned gi_profile_id;
-    unsigned ci_profile_id;
-    unsigned count;
-  } item[GS_MAX_WANT];
+  gs_want_item_t item[GS_MAX_WANT];
 } gs_want_t;
 
 /* Resolves a config set for the devices given: selected[i] tells whether
@@ -81,6 +83,12 @@ typedef struct gs_apply_report_s {
 int gs_apply(gs_backend_t *be, const gs_want_t *want, const bool *selected,
              unsigned n_devs, bool dry_run, gs_apply_report_t *report,
              gs_error_t *err);
+
+/* Executes the plans in report (made by the caller inside an open change:
+ * after be->ops->begin) and commits; on a failure undoes the steps taken,
+ * in reverse, and aborts. Always ends the change. report->device[i].after
+ * is refreshed from the backend on success. */
+int gs_execute(gs_backend_t *be, gs_apply_report_t *report, gs_error_t *err);
 
 /* 1 if layout matches want exactly (same MIG devices, same counts, mode),
  * 0 if not (with what differs in err->msg), negative on error. */

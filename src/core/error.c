@@ -82,9 +82,16 @@ int gs_error_prefix(gs_error_t *err, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
-  char old[sizeof err->msg];
-  memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+  /* Truncation is fine: the start of a long message is what matters. */
+  size_t plen = strnlen(prefix, sizeof prefix);
+  if (plen >= sizeof err->msg)
+    plen = sizeof err->msg - 1;
+  size_t olen = strnlen(err->msg, sizeof err->msg - 1);
+  if (plen + olen >= sizeof err->msg)
+    olen = sizeof err->msg - 1 - plen;
+  memmove(err->msg + plen, err->msg, olen);
+  memcpy(err->msg, prefix, plen);
+  err->msg[plen + olen] = '\0';
   return err->code;
 }
 

@@ -1,0 +1,23 @@
+/* Shared between planning and applying. */
+#ifndef GPUSLICE_APPLY_INT_H
+#define GPUSLICE_APPLY_INT_H
+
+#include "gpuslice/apply.h"
+#include "gpuslice/placement.h"
+
+#define GS__MAX_GROUPS GS_MAX_REQUESTS
+
+/* One GPU instance as a config sees it: its profile and its CIs' profiles
+ * (sorted, largest first). */
+typedef struct gs__group_s {
+  unsigned gi_profile_id;
+  unsigned n_ci;
+  unsigned ci_profile_id[GS_MAX_CIS];
+} gs__group_t;
+
+int gs__want_groups(const gs_catalog_t *cat, const gs_want_t *want,
+                    gs__group_t *groups, unsigned *n_groups, gs_error_t *err);
+void gs__group_of_gi(const gs_gi_t *gi, gs__group_t *g);
+void gs__want_add(gs_want_t *want, unsigned gi, unsigned ci, unsigned count);
+
+#endif

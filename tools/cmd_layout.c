@@ -1,0 +1,606 @@
+/* Verbs that read or change layouts: create, destroy, list, apply, assert,
+ * export. Each one parses its flags, calls libgpuslice, prints. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gpuslice/config.h"
+#include "gpuslice/placement.h"
+
+static const char create_usage[] =
+    "usage: gpuslice create [--dry-run] [--gpu MODEL] [-d DEV] "
+    "PROFILE[:START]... [--ci CI[,CI...]]\n"
+    "  PROFILE: name (1g.10gb), 'MIG 1g.10gb', ID (19) or CI-qualified "
+    "(1c.3g.40gb);\n"
+    "  several may be given comma-separated (19,19,14) as nvidia-smi -cgi "
+    "takes them.\n"
+    "  --ci: compute instances to create in each new GPU instance (1c, 2c, "
+    "or IDs);\n"
+    "        default: one spanning the whole GPU instance (nvidia-smi -C).\n";
+
+static int parse_ci_list(const gs_catalog_t *cat, const gs_gi_profile_t *gp,
+                         const char *list, unsigned *ids, unsigned *n,
+                         gs_error_t *err) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  *n = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save)) {
+    char *end;
+    unsigned long v = strtoul(tok, &end, 10);
+    const gs_ci_profile_t *cp = NULL;
+    if (end != tok && (*end == 'c' || *end == 'C') && end[1] == '\0') {
+      for (unsigned k = 0; k < gp->n_ci; k++)
+        if (gp->ci[k].compute_slices == v)
+          cp = &gp->ci[k];
+    } else if (end != tok && *end == '\0') {
+      cp = gs_catalog_ci(gp, (unsigned)v);
+    } else {
+      gs_profile_ref_t ref;
+      if (gs_profile_parse(cat, tok, false, &ref, err) != GS_OK)
+        return err->code;
+      if (ref.gi_profile_id == gp->id && ref.ci_profile_id >= 0)
+        cp = gs_catalog_ci(gp, (unsigned)ref.ci_profile_id);
+    }
+    if (!cp)
+      return gs_error_set(err, GS_EINVAL,
+                          "compute instance '%s' is not allowed in %s", tok,
+                          gp->name);
+    if (*n == GS_MAX_CIS)
+      return gs_error_set(err, GS_ELIMIT, "too many compute instances");
+    ids[(*n)++] = cp->id;
+  }
+  return GS_OK;
+}
+
+/* Builds the create plan for one device: new GIs beside the existing. */
+static int plan_create(const gs_device_t *dev, char **args, int n_args,
+                       const char *ci_list, gs_plan_t *plan, gs_error_t *err) {
+  gs_gi_request_t req[GS_MAX_REQUESTS];
+  int ci_of[GS_MAX_REQUESTS];
+  size_t n = 0;
+  for (int a = 0; a < n_args; a++) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", args[a]);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+      gs_profile_ref_t ref;
+      int rc = gs_profile_parse(&dev->catalog, tok, true, &ref, err);
+      if (rc != GS_OK)
+        return rc;
+      if (n == GS_MAX_REQUESTS)
+        return gs_error_set(err, GS_ELIMIT, "too many instances requested");
+      req[n] = (gs_gi_request_t){ref.gi_profile_id, ref.start};
+      ci_of[n++] = ref.ci_profile_id;
+    }
+  }
+  unsigned starts[GS_MAX_REQUESTS];
+  int rc = gs_place_gis(&dev->catalog, &dev->layout, req, n, starts, err);
+  if (rc != GS_OK)
+    return rc;
+  memset(plan, 0, sizeof *plan);
+  plan->mig_enabled = true;
+  for (unsigned i = 0; i < dev->layout.n_gi; i++)
+    plan->keep_gi[plan->n_keep++] = dev->layout.gi[i].id;
+  for (size_t i = 0; i < n; i++) {
+    const gs_gi_profile_t *gp = gs_catalog_gi(&dev->catalog, req[i].profile_id);
+    gs_plan_create_t *c = &plan->create[plan->n_create++];
+    c->profile_id = gp->id;
+    c->start = starts[i];
+    if (ci_of[i] >= 0) {
+      c->n_ci = 1;
+      c->ci_profile_id[0] = (unsigned)ci_of[i];
+    } else if (ci_list) {
+      rc = parse_ci_list(&dev->catalog, gp, ci_list, c->ci_profile_id,
+                         &c->n_ci, err);
+      if (rc != GS_OK)
+        return rc;
+    } else {
+      c->n_ci = 1;
+      c->ci_profile_id[0] = gs_catalog_ci_full(gp)->id;
+    }
+    gs_ci_request_t creq[GS_MAX_CIS];
+    for (unsigned j = 0; j < c->n_ci; j++)
+      creq[j] = (gs_ci_request_t){c->ci_profile_id[j], -1};
+    rc = gs_place_cis(gp, NULL, creq, c->n_ci, c->ci_start, err);
+    if (rc != GS_OK)
+      return gs_error_prefix(err, "compute instances of %s: ", gp->name);
+  }
+  return GS_OK;
+}
+
+/* dev[i] is the device of rep->device[i]. */
+static int report_change(cli_t *cli, const char *verb, const gs_device_t *dev,
+                         const gs_apply_report_t *rep, bool dry_run) {
+  if (cli->json) {
+    json_t *devs = json_array();
+    for (unsigned i = 0; i < rep->n_devices; i++)
+      json_array_append_new(devs,
+                            cli_layout_json(&dev[i], &rep->device[i].after));
+    cli_print_json(json_pack("{s:s, s:b, s:o}", "verb", verb, "dry_run",
+                             dry_run, "devices", devs));
+    return CLI_OK;
+  }
+  for (unsigned i = 0; i < rep->n_devices; i++) {
+    const gs_device_t *d = &dev[i];
+    const gs_plan_t *p = &rep->device[i].plan;
+    printf("%s device %u (%s): %u kept, %u destroyed, %u created\n",
+           dry_run ? "Plan for" : "Changed", d->index, d->catalog.model,
+           p->n_keep, p->n_destroy, p->n_create);
+    cli_print_plan(d, p, stdout);
+    cli_print_layout(d, &rep->device[i].after, stdout);
+  }
+  return CLI_OK;
+}
+
+enum { OPT_DRY_RUN = 256, OPT_GPU, OPT_CI, OPT_ALL };
+
+int cmd_create(cli_t *cli, int argc, char **argv) {
+  static const struct option opts[] = {
+      {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+      {"gpu", required_argument, NULL, OPT_GPU},
+      {"device", required_argument, NULL, 'd'},
+      {"ci", required_argument, NULL, OPT_CI},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  bool dry_run = false;
+  const char *gpu = NULL, *ci_list = NULL;
+  unsigned dev_index = 0;
+  int c;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "+d:h", opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_DRY_RUN: dry_run = true; break;
+    case OPT_GPU: gpu = optarg; break;
+    case OPT_CI: ci_list = optarg; break;
+    case 'd': dev_index = (unsigned)strtoul(optarg, NULL, 10); break;
+    case 'h': fputs(create_usage, stdout); return CLI_OK;
+    default: return cli_usage("create", "bad option");
+    }
+  }
+  /* Profiles may come before or after the flags. */
+  char *args[64];
+  int n_args = 0;
+  for (int i = optind; i < argc; i++) {
+    if (strcmp(argv[i], "--ci") == 0 && i + 1 < argc) {
+      ci_list = argv[++i];
+    } else if (strcmp(argv[i], "--dry-run") == 0) {
+      dry_run = true;
+    } else if (n_args < 64) {
+      args[n_args++] = argv[i];
+    }
+  }
+  if (n_args == 0)
+    return cli_usage("create", "no profile given");
+  if (gpu && !dry_run)
+    return cli_usage("create",
+                     "--gpu plans against a catalog model; add --dry-run");
+  gs_error_t err;
+  gs_error_clear(&err);
+  gs_apply_report_t *rep = calloc(1, sizeof *rep);
+  gs_device_t dev;
+  gs_backend_t *be = NULL;
+  int rc;
+  if (gpu) {
+    rc = cli_virtual_device(gpu, &dev, &err);
+    if (rc == GS_OK)
+      rc = plan_create(&dev, args, n_args, ci_list, &rep->device[0].plan,
+                       &err);
+    if (rc == GS_OK)
+      rc = gs_plan_result(&dev.catalog, &dev.layout, &rep->device[0].plan,
+                          &rep->device[0].after, &err);
+  } else {
+    rc = cli_open_backend(cli, &be, &err);
+    if (rc == GS_OK)
+      rc = be->ops->begin(be, &err);
+    if (rc == GS_OK) {
+      rc = be->ops->device_get(be, dev_index, &dev, &err);
+      if (rc == GS_OK)
+        rc = plan_create(&dev, args, n_args, ci_list, &rep->device[0].plan,
+                         &err);
+      if (rc == GS_OK)
+        rc = gs_plan_result(&dev.catalog, &dev.layout, &rep->device[0].plan,
+                            &rep->device[0].after, &err);
+      rep->device[0].index = dev_index;
+      rep->n_devices = 1;
+      if (rc != GS_OK || dry_run)
+        be->ops->abort(be);
+      else
+        rc = gs_execute(be, rep, &err);
+    }
+  }
+  rep->n_devices = 1;
+  int status = rc == GS_OK ? report_change(cli, "create", &dev, rep, dry_run)
+                           : cli_fail("create", &err);
+  free(rep);
+  gs_backend_close(be);
+  return status;
+}
+
+static void print_processes(gs_backend_t *be, const gs_device_t *dev,
+                            json_t *jdev) {
+  json_t *jgis = json_object_get(jdev, "gpu_instances");
+  for (unsigned i = 0; i < dev->layout.n_gi; i++) {
+    gs_process_t procs[32];
+    size_t n = 0;
+    gs_error_t err;
+    if (be->ops->processes(be, dev->index, dev->layout.gi[i].id, procs, 32, &n,
+                           &err) != GS_OK)
+      continue;
+    json_t *jp = json_array();
+    for (size_t p = 0; p < n && p < 32; p++) {
+      json_array_append_new(
+          jp, json_pack("{s:i, s:i, s:s, s:I}", "pid", (int)procs[p].pid,
+                        "ci", (int)procs[p].ci_id, "command", procs[p].command,
+                        "memory_bytes", (json_int_t)procs[p].memory_bytes));
+      if (!jgis)
+        printf("  process %d (%s) in GPU instance %u, compute instance %u, "
+               "%.1f MiB\n",
+               (int)procs[p].pid, procs[p].command, dev->layout.gi[i].id,
+               procs[p].ci_id, (double)procs[p].memory_bytes / 1048576.0);
+    }
+    if (jgis)
+      json_object_set_new(json_array_get(jgis, i), "processes", jp);
+    else
+      json_decref(jp);
+  }
+}
+
+int cmd_list(cli_t *cli, int argc, char **argv) {
+  if (argc > 1 && (strcmp(argv[1], "-h") == 0 ||
+                   strcmp(argv[1], "--help") == 0)) {
+    puts("usage: gpuslice list [--json]\n"
+         "  instances of every device, their processes, and what is "
+         "enforced");
+    return CLI_OK;
+  }
+  if (argc > 1)
+    return cli_usage("list", "unexpected argument '%s'", argv[1]);
+  gs_error_t err;
+  gs_backend_t *be = NULL;
+  gs_device_t *devs = calloc(GS_MAX_DEVICES, sizeof *devs);
+  unsigned n = 0;
+  int rc = cli_open_backend(cli, &be, &err);
+  if (rc == GS_OK)
+    rc = cli_load_devices(be, devs, &n, &err);
+  if (rc != GS_OK) {
+    free(devs);
+    gs_backend_close(be);
+    return cli_fail("list", &err);
+  }
+  gs_enforcement_t enf;
+  be->ops->enforcement(be, &enf);
+  json_t *jdevs = json_array();
+  for (unsigned d = 0; d < n; d++) {
+    json_t *jdev = cli_layout_json(&devs[d], &devs[d].layout);
+    if (cli->json) {
+      print_processes(be, &devs[d], jdev);
+      json_array_append_new(jdevs, jdev);
+    } else {
+      json_decref(jdev);
+      cli_print_layout(&devs[d], &devs[d].layout, stdout);
+      print_processes(be, &devs[d], NULL);
+    }
+  }
+  if (cli->json)
+    cli_print_json(json_pack("{s:s, s:o, s:{s:s, s:s, s:s}}", "backend",
+                             be->ops->name, "devices", jdevs, "enforcement",
+                             "compute", enf.compute, "memory", enf.memory,
+                             "faults", enf.faults));
+  else {
+    json_decref(jdevs);
+    printf("enforced (%s backend): compute: %s; memory: %s; faults: %s\n",
+           be->ops->name, enf.compute, enf.memory, enf.faults);
+  }
+  free(devs);
+  gs_backend_close(be);
+  return CLI_OK;
+}
+
+int cmd_destroy(cli_t *cli, int argc, char **argv) {
+  static const struct option opts[] = {
+      {"all", no_argument, NULL, OPT_ALL},
+      {"device", required_argument, NULL, 'd'},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  bool all = false;
+  unsigned dev_index = 0;
+  int c;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_ALL: all = true; break;
+    case 'd': dev_index = (unsigned)strtoul(optarg, NULL, 10); break;
+    case 'h':
+      puts("usage: gpuslice destroy [-d DEV] GI_ID... | --all");
+      return CLI_OK;
+    default: return cli_usage("destroy", "bad option");
+    }
+  }
+  if (all == (optind < argc))
+    return cli_usage("destroy", "give GPU instance IDs or --all (not both)");
+  gs_error_t err;
+  gs_error_clear(&err);
+  gs_backend_t *be = NULL;
+  gs_apply_report_t *rep = calloc(1, sizeof *rep);
+  gs_device_t dev;
+  int rc = cli_open_backend(cli, &be, &err);
+  if (rc == GS_OK)
+    rc = be->ops->begin(be, &err);
+  if (rc != GS_OK)
+    goto out;
+  rc = be->ops->device_get(be, dev_index, &dev, &err);
+  gs_plan_t *plan = &rep->device[0].plan;
+  plan->mig_enabled = dev.layout.mig_enabled;
+  for (unsigned i = 0; rc == GS_OK && i < dev.layout.n_gi; i++) {
+    bool chosen = all;
+    for (int a = optind; !chosen && a < argc; a++)
+      chosen = strtoul(argv[a], NULL, 10) == dev.layout.gi[i].id;
+    if (!chosen) {
+      plan->keep_gi[plan->n_keep++] = dev.layout.gi[i].id;
+      continue;
+    }
+    gs_process_t procs[4];
+    size_t np = 0;
+    rc = be->ops->processes(be, dev_index, dev.layout.gi[i].id, procs, 4, &np,
+                            &err);
+    if (rc == GS_OK && np > 0)
+      rc = gs_error_set(&err, GS_EBUSY,
+                        "GPU instance %u is in use by pid %d (%s)%s",
+                        dev.layout.gi[i].id, (int)procs[0].pid,
+                        procs[0].command, np > 1 ? " and others" : "");
+    plan->destroy_gi[plan->n_destroy++] = dev.layout.gi[i].id;
+  }
+  for (int a = optind; rc == GS_OK && a < argc; a++) {
+    char *end;
+    unsigned long id = strtoul(argv[a], &end, 10);
+    if (*end != '\0' || end == argv[a])
+      rc = gs_error_set(&err, GS_EINVAL, "'%s' is not a GPU instance ID",
+                        argv[a]);
+    else if (!gs_layout_find_gi_const(&dev.layout, (unsigned)id))
+      rc = gs_error_set(&err, GS_ENOTFOUND,
+                        "no GPU instance %lu on device %u", id, dev_index);
+  }
+  rep->n_devices = 1;
+  rep->device[0].index = dev_index;
+  if (rc == GS_OK)
+    rc = gs_plan_result(&dev.catalog, &dev.layout, plan, &rep->device[0].after,
+                        &err);
+  if (rc == GS_OK)
+    rc = gs_execute(be, rep, &err);
+  else
+    be->ops->abort(be);
+out:;
+  int status = rc == GS_OK ? report_change(cli, "destroy", &dev, rep, false)
+                           : cli_fail("destroy", &err);
+  free(rep);
+  gs_backend_close(be);
+  return status;
+}
+
+/* ---- apply, assert, export ---------------------------------------------- */
+
+typedef struct config_job_s {
+  gs_config_t cfg;
+  const gs_config_set_t *set;
+  gs_device_t devs[GS_MAX_DEVICES];
+  unsigned n_devs;
+  gs_want_t want[GS_MAX_DEVICES];
+  bool selected[GS_MAX_DEVICES];
+} config_job_t;
+
+static int parse_config_flags(const char *verb, int argc, char **argv,
+                              const char **file, const char **name,
+                              bool *dry_run, const char **gpu) {
+  static const struct option opts[] = {
+      {"file", required_argument, NULL, 'f'},
+      {"config", required_argument, NULL, 'c'},
+      {"selected-config", required_argument, NULL, 'c'},
+      {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+      {"gpu", required_argument, NULL, OPT_GPU},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  int c;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "f:c:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'f': *file = optarg; break;
+    case 'c': *name = optarg; break;
+    case OPT_DRY_RUN:
+      if (!dry_run)
+        return cli_usage(verb, "--dry-run is not an option of %s", verb);
+      *dry_run = true;
+      break;
+    case OPT_GPU:
+      if (!gpu)
+        return cli_usage(verb, "--gpu is not an option of %s", verb);
+      *gpu = optarg;
+      break;
+    case 'h':
+      printf("usage: gpuslice %s -f CONFIG.yaml -c NAME%s\n", verb,
+             dry_run ? " [--dry-run] [--gpu MODEL]" : "");
+      return -1;
+    default: return cli_usage(verb, "bad option");
+    }
+  }
+  if (optind < argc)
+    return cli_usage(verb, "unexpected argument '%s'", argv[optind]);
+  if (!*file || !*name)
+    return cli_usage(verb, "both -f FILE and -c NAME are needed");
+  if (gpu && *gpu && !*dry_run)
+    return cli_usage(verb, "--gpu plans against a catalog model; add "
+                           "--dry-run");
+  return CLI_OK;
+}
+
+static int load_job(cli_t *cli, config_job_t *job, const char *file,
+                    const char *name, const char *gpu, gs_backend_t **be,
+                    gs_error_t *err) {
+  int rc = gs_config_load_file(&job->cfg, file, err);
+  if (rc != GS_OK)
+    return rc;
+  job->set = gs_config_find(&job->cfg, name, err);
+  if (!job->set)
+    return err->code;
+  if (gpu) {
+    rc = cli_virtual_device(gpu, &job->devs[0], err);
+    job->n_devs = 1;
+  } else {
+    rc = cli_open_backend(cli, be, err);
+    if (rc == GS_OK)
+      rc = cli_load_devices(*be, job->devs, &job->n_devs, err);
+  }
+  if (rc == GS_OK)
+    rc = gs_want_from_config(&job->cfg, job->set, job->devs, job->n_devs,
+                             job->want, job->selected, err);
+  return rc;
+}
+
+static void note_unselected(const config_job_t *job) {
+  for (unsigned d = 0; d < job->n_devs; d++)
+    if (!job->selected[d])
+      printf("device %u: not selected by config '%s' (left as it is)\n", d,
+             job->set->name);
+}
+
+int cmd_apply(cli_t *cli, int argc, char **argv) {
+  const char *file = NULL, *name = NULL, *gpu = NULL;
+  bool dry_run = false;
+  int st = parse_config_flags("apply", argc, argv, &file, &name, &dry_run,
+                              &gpu);
+  if (st != CLI_OK)
+    return st < 0 ? CLI_OK : st;
+  gs_error_t err;
+  gs_error_clear(&err);
+  gs_backend_t *be = NULL;
+  config_job_t *job = calloc(1, sizeof *job);
+  gs_apply_report_t *rep = calloc(1, sizeof *rep);
+  int rc = load_job(cli, job, file, name, gpu, &be, &err);
+  if (rc == GS_OK && gpu) {
+    rep->n_devices = job->selected[0] ? 1 : 0;
+    if (rep->n_devices)
+      rc = gs_plan_layout(&job->devs[0].catalog, &job->devs[0].layout,
+                          &job->want[0], NULL, &rep->device[0].plan, &err);
+    if (rc == GS_OK && rep->n_devices)
+      rc = gs_plan_result(&job->devs[0].catalog, &job->devs[0].layout,
+                          &rep->device[0].plan, &rep->device[0].after, &err);
+  } else if (rc == GS_OK) {
+    rc = gs_apply(be, job->want, job->selected, job->n_devs, dry_run, rep,
+                  &err);
+  }
+  if (rc != GS_OK) {
+    gs_error_prefix(&err, "config '%s': ", name);
+    st = cli_fail("apply", &err);
+  } else {
+    gs_device_t *shown = calloc(GS_MAX_DEVICES, sizeof *shown);
+    for (unsigned i = 0; i < rep->n_devices; i++)
+      shown[i] = job->devs[rep->device[i].index];
+    if (!cli->json)
+      note_unselected(job);
+    st = report_change(cli, "apply", shown, rep, dry_run);
+    free(shown);
+  }
+  gs_config_release(&job->cfg);
+  free(job);
+  free(rep);
+  gs_backend_close(be);
+  return st;
+}
+
+int cmd_assert(cli_t *cli, int argc, char **argv) {
+  const char *file = NULL, *name = NULL;
+  int st = parse_config_flags("assert", argc, argv, &file, &name, NULL, NULL);
+  if (st != CLI_OK)
+    return st < 0 ? CLI_OK : st;
+  gs_error_t err;
+  gs_error_clear(&err);
+  gs_backend_t *be = NULL;
+  config_job_t *job = calloc(1, sizeof *job);
+  int rc = load_job(cli, job, file, name, NULL, &be, &err);
+  if (rc != GS_OK) {
+    st = cli_fail("assert", &err);
+    goto out;
+  }
+  st = CLI_OK;
+  json_t *jres = json_array();
+  for (unsigned d = 0; d < job->n_devs; d++) {
+    if (!job->selected[d])
+      continue;
+    gs_error_t why;
+    gs_error_clear(&why);
+    int m = gs_layout_matches(&job->devs[d].catalog, &job->devs[d].layout,
+                              &job->want[d], &why);
+    if (m == 0)
+      st = CLI_FAIL;
+    if (cli->json)
+      json_array_append_new(jres, json_pack("{s:i, s:b, s:s}", "device",
+                                            (int)d, "matches", m == 1,
+                                            "difference", why.msg));
+    else if (m == 1)
+      printf("device %u matches config '%s'\n", d, name);
+    else
+      printf("device %u does not match config '%s': %s\n", d, name, why.msg);
+  }
+  if (cli->json)
+    cli_print_json(json_pack("{s:s, s:b, s:o}", "config", name, "matches",
+                             st == CLI_OK, "devices", jres));
+  else
+    json_decref(jres);
+out:
+  gs_config_release(&job->cfg);
+  free(job);
+  gs_backend_close(be);
+  return st;
+}
+
+int cmd_export(cli_t *cli, int argc, char **argv) {
+  static const struct option opts[] = {
+      {"output", required_argument, NULL, 'o'},
+      {"config", required_argument, NULL, 'c'},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  const char *format = cli->json ? "json" : "yaml", *name = "current";
+  int c;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "o:c:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'o': format = optarg; break;
+    case 'c': name = optarg; break;
+    case 'h':
+      puts("usage: gpuslice export [-o yaml|json] [-c NAME]");
+      return CLI_OK;
+    default: return cli_usage("export", "bad option");
+    }
+  }
+  if (optind < argc)
+    return cli_usage("export", "unexpected argument '%s'", argv[optind]);
+  gs_config_format_t fmt;
+  if (strcmp(format, "yaml") == 0)
+    fmt = GS_CONFIG_YAML;
+  else if (strcmp(format, "json") == 0)
+    fmt = GS_CONFIG_JSON;
+  else
+    return cli_usage("export", "-o takes yaml or json, not '%s'", format);
+  gs_error_t err;
+  gs_backend_t *be = NULL;
+  gs_device_t *devs = calloc(GS_MAX_DEVICES, sizeof *devs);
+  unsigned n = 0;
+  gs_config_t cfg = {0};
+  char *text = NULL;
+  size_t len = 0;
+  int rc = cli_open_backend(cli, &be, &err);
+  if (rc == GS_OK)
+    rc = cli_load_devices(be, devs, &n, &err);
+  if (rc == GS_OK)
+    rc = gs_config_from_layouts(&cfg, name, devs, n, &err);
+  if (rc == GS_OK)
+    rc = gs_config_emit(&cfg, fmt, &text, &len, &err);
+  if (rc == GS_OK)
+    fwrite(text, 1, len, stdout);
+  free(text);
+  gs_config_release(&cfg);
+  free(devs);
+  gs_backend_close(be);
+  return rc == GS_OK ? CLI_OK : cli_fail("export", &err);
+}
