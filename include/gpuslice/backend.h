@@ -94,6 +94,12 @@ typedef struct gs_backend_options_s {
   unsigned host_cpu_cores;       /* 0 = detect */
   uint64_t host_memory_mib;      /* 0 = detect */
   const char *host_cgroup_root;  /* NULL = detect; "none" = no cgroups */
+  /* NVML to load for the mig backend; NULL = the driver's
+   * libnvidia-ml.so.1 (tests point it at a fake). */
+  const char *nvml_library;
+  /* Test hook: pause this long between the steps of a change (each op and
+   * each step of the state write) so that kill tests land inside it. */
+  unsigned test_step_delay_us;
 } gs_backend_options_t;
 
 /* Opens a backend by name ("host", "soft", "mig") or, with name NULL,
@@ -105,6 +111,10 @@ void gs_backend_close(gs_backend_t *be);
 
 int gs_backend_host_open(gs_backend_t **out, const gs_backend_options_t *opt,
                          gs_error_t *err);
+/* The mig backend: GPUs whose MIG mode is on, through NVML loaded at run
+ * time. GS_ENODEV when no driver is found. */
+int gs_backend_mig_open(gs_backend_t **out, const gs_backend_options_t *opt,
+                        gs_error_t *err);
 
 /* The default state directory: $GPUSLICE_STATE_DIR is the tool's business;
  * the library's default is /var/lib/gpuslice for root, else
