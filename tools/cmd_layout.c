@@ -438,6 +438,8 @@ static int load_job(cli_t *cli, config_job_t *job, const char *file,
                     const char *name, const char *gpu, gs_backend_t **be,
                     gs_error_t *err) {
   int rc = gs_config_load_file(&job->cfg, file, err);
+  if (rc == GS_ESYSTEM || rc == GS_EPERM) /* an unreadable file is input */
+    err->code = rc = GS_EINVAL;
   if (rc != GS_OK)
     return rc;
   job->set = gs_config_find(&job->cfg, name, err);

@@ -64,6 +64,10 @@ static void read_test_overrides(cli_t *cli) {
     cli->opt.host_memory_mib = strtoull(v, NULL, 10);
   if ((v = getenv("GPUSLICE_HOST_CGROUP_ROOT")) != NULL)
     cli->opt.host_cgroup_root = v;
+  if ((v = getenv("GPUSLICE_NVML_LIBRARY")) != NULL && *v)
+    cli->opt.nvml_library = v;
+  if ((v = getenv("GPUSLICE_TEST_STEP_DELAY_US")) != NULL)
+    cli->opt.test_step_delay_us = (unsigned)strtoul(v, NULL, 10);
 }
 
 /* Takes the global options out of argv wherever they stand before "--",

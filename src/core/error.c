@@ -42,7 +42,8 @@ void gs_error_clear(gs_error_t *err) {
   err->msg[0] = '\0';
 }
 
-static void error_vset(gs_error_t *err, int code, const char *fmt,
+__attribute__((format(printf, 3, 0))) static void
+error_vset(gs_error_t *err, int code, const char *fmt,
                        va_list ap) {
   err->code = code;
   err->sys_errno = 0;

@@ -346,7 +346,7 @@ int gs_place_gis(const gs_catalog_t *cat, const gs_layout_t *existing,
     return gs_error_set(err, GS_ELIMIT, "%zu instances requested; at most %d",
                         n, GS_MAX_REQUESTS);
   if (existing && !existing->mig_enabled && n > 0)
-    return gs_error_set(err, GS_EINVAL,
+    return gs_error_set(err, GS_EUNSUPPORTED,
                         "partitioning (MIG mode) is disabled on this device");
   packer_t pk;
   packer_for_gis(&pk, cat, existing);
@@ -419,7 +419,7 @@ void gs_capacity(const gs_catalog_t *cat, const gs_layout_t *layout,
 uint32_t gs_free_starts(const gs_catalog_t *cat, const gs_layout_t *layout,
                         unsigned profile_id) {
   packer_t pk;
-  unsigned k;
+  unsigned k = 0;
   packer_for_gis(&pk, cat, layout);
   if (kind_of_gi(cat, profile_id, &k, NULL) != GS_OK ||
       (layout && !layout->mig_enabled))

@@ -6,7 +6,8 @@
 
 expect_exit 0 "apply seven" -- gs apply -f "$CFG" -c seven
 gi=$(json_get "$(gs --json list)" '[g["id"] for g in d["devices"][0]["gpu_instances"] if g["start"] == 6][0]')
-gs run -i "$gi" -- sleep 300 &
+# The binary itself, not the shell function: run execs, so $! is the sleep.
+"$GPUSLICE" run -i "$gi" -- sleep 300 &
 GS_PIDS+=($!)
 worker=$!
 for _ in $(seq 50); do

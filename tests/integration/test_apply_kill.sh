@@ -5,7 +5,7 @@
 ROUNDS=${GS_KILL_ROUNDS:-200}
 # Stretch each step of the host backend's commit so that kills land inside
 # it, not only before or after (a test hook read by the CLI).
-export GPUSLICE_TEST_STEP_DELAY_US=${GPUSLICE_TEST_STEP_DELAY_US:-2000}
+export GPUSLICE_TEST_STEP_DELAY_US=${GPUSLICE_TEST_STEP_DELAY_US:-4000}
 
 expect_exit 0 "start from seven" -- gs apply -f "$CFG" -c seven
 bad=0 landed=0
@@ -14,8 +14,9 @@ for i in $(seq "$ROUNDS"); do
   gs apply -f "$CFG" -c "$target" >/dev/null 2>&1 &
   pid=$!
   sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
-  kill -9 "$pid" 2>/dev/null && landed=$((landed + 1))
+  kill -9 "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
+  [ $? -eq 137 ] && landed=$((landed + 1)) # killed, not finished
   if ! gs list >/dev/null 2>"$GS_TMP/err"; then
     bad=$((bad + 1)); echo "round $i: list failed: $(cat "$GS_TMP/err")"; continue
   fi
