@@ -201,11 +201,12 @@ void cli_print_layout(const gs_device_t *dev, const gs_layout_t *layout,
       cli_table_row(t, d, g, c, name, cplace, csms, "", ci->uuid);
     }
   }
-  if (layout->n_gi == 0)
+  if (layout->n_gi == 0) {
+    cli_table_release(t);
     fprintf(out, "device %u (%s): %s\n", dev->index, dev->name,
             layout->mig_enabled ? "no instances"
                                 : "partitioning disabled (whole device)");
-  else
+  } else
     cli_table_print(t, out);
   free(t);
 }

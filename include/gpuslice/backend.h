@@ -42,6 +42,10 @@ typedef struct gs_enforcement_s {
 /* What `run` must do to put a process into an instance: env to set. The
  * backend has already confined the calling process when it returns. */
 typedef struct gs_confinement_s {
+  /* An address-space limit (RLIMIT_AS) the caller sets as its very last
+   * step before exec: after it, a sanitizer-built caller could not even
+   * allocate. 0: none. */
+  uint64_t address_space_limit;
   unsigned n_env;
   char env_name[GS_MAX_ENV][48];
   char env_value[GS_MAX_ENV][256];

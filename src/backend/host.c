@@ -484,23 +484,18 @@ static void add_env(gs_confinement_t *out, const char *name, const char *fmt,
   out->n_env++;
 }
 
+/* The memory limit: a cgroup where we have one; else RLIMIT_AS, which the
+ * caller (run) sets just before exec, so *as_limit says how much. */
 static int limit_memory(host_t *h, const gs_gi_t *gi, uint64_t bytes,
-                        uint64_t quota_us, gs_error_t *err) {
+                        uint64_t quota_us, uint64_t *as_limit,
+                        gs_error_t *err) {
+  *as_limit = 0;
   if (h->cg.mem != GS__CG_NONE || (quota_us > 0 && h->cg.cpu != GS__CG_NONE)) {
     int rc = gs__cgroup_enter(&h->cg, gi->uuid, bytes, quota_us, getpid(), err);
     if (rc != GS_OK || h->cg.mem != GS__CG_NONE)
       return rc;
   }
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_AS, &rl) != 0)
-    return gs_error_sys(err, errno, "reading RLIMIT_AS");
-  rlim_t want = (rlim_t)bytes;
-  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
-    want = rl.rlim_max;
-  rl.rlim_cur = rl.rlim_max = want;
-  if (setrlimit(RLIMIT_AS, &rl) != 0)
-    return gs_error_sys(err, errno, "setting RLIMIT_AS to %" PRIu64 " bytes",
-                        (uint64_t)want);
+  *as_limit = bytes;
   return GS_OK;
 }
 
@@ -533,7 +528,8 @@ static int confine_locked(host_t *h, gs_layout_t *layout, unsigned gi_id,
   if (h->cores < h->cat.compute_slices) /* shared cores: g/7 of the host */
     quota_us = (uint64_t)gp->compute_slices * h->cores * GS__CPU_PERIOD_US /
                h->cat.compute_slices;
-  int rc = limit_memory(h, gi, bytes, quota_us, err);
+  int rc = limit_memory(h, gi, bytes, quota_us, &out->address_space_limit,
+                        err);
   if (rc == GS_OK)
     rc = gs__procs_register(h->state_dir, layout, gi, ci_id, err);
   if (rc != GS_OK)

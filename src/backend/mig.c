@@ -42,7 +42,7 @@ static int mig_device_count(gs_backend_t *be, unsigned *n, gs_error_t *err) {
 static int mig_device_get(gs_backend_t *be, unsigned index, gs_device_t *out,
                           gs_error_t *err) {
   gs__mig_t *m = mig_of(be);
-  gs__mig_dev_t *d;
+  gs__mig_dev_t *d = NULL;
   int rc = dev_at(m, index, &d, err);
   if (rc == GS_OK)
     rc = need_catalog(m, d, err);
@@ -127,7 +127,7 @@ static int need_change(gs__mig_t *m, unsigned index, const char *what,
 static int mig_set_mig_mode(gs_backend_t *be, unsigned dev, bool enabled,
                             gs_error_t *err) {
   gs__mig_t *m = mig_of(be);
-  gs__mig_dev_t *d;
+  gs__mig_dev_t *d = NULL;
   int rc = need_change(m, dev, "set_mig_mode", &d, err);
   if (rc != GS_OK)
     return rc;
@@ -186,7 +186,7 @@ static int gi_handle(gs__mig_t *m, gs__mig_dev_t *d, unsigned gi_id,
 static int mig_gi_create(gs_backend_t *be, unsigned dev, unsigned profile_id,
                          unsigned start, unsigned *gi_id, gs_error_t *err) {
   gs__mig_t *m = mig_of(be);
-  gs__mig_dev_t *d;
+  gs__mig_dev_t *d = NULL;
   int rc = need_change(m, dev, "gi_create", &d, err);
   if (rc == GS_OK)
     rc = need_catalog(m, d, err);
@@ -205,7 +205,7 @@ static int mig_gi_create(gs_backend_t *be, unsigned dev, unsigned profile_id,
                         p->name, start, starts);
   }
   nvmlGpuInstancePlacement_t pl = {start, p->memory_slices};
-  nvmlGpuInstance_t gih;
+  nvmlGpuInstance_t gih = NULL;
   snprintf(what, sizeof what, "creating GPU instance %s at %u:%u", p->name,
            start, p->memory_slices);
   nvmlReturn_t r = m->nvml.DeviceCreateGpuInstanceWithPlacement(
@@ -300,7 +300,7 @@ static int mig_processes(gs_backend_t *be, unsigned dev, unsigned gi_id,
                          gs_process_t *out, size_t max, size_t *n,
                          gs_error_t *err) {
   gs__mig_t *m = mig_of(be);
-  gs__mig_dev_t *d;
+  gs__mig_dev_t *d = NULL;
   int rc = dev_at(m, dev, &d, err);
   if (rc != GS_OK)
     return rc;
@@ -340,8 +340,8 @@ static int busy(gs__mig_t *m, gs__mig_dev_t *d, unsigned gi_id,
 static int mig_gi_destroy(gs_backend_t *be, unsigned dev, unsigned gi_id,
                           gs_error_t *err) {
   gs__mig_t *m = mig_of(be);
-  gs__mig_dev_t *d;
-  nvmlGpuInstance_t gih;
+  gs__mig_dev_t *d = NULL;
+  nvmlGpuInstance_t gih = NULL;
   int rc = need_change(m, dev, "gi_destroy", &d, err);
   if (rc == GS_OK)
     rc = gi_handle(m, d, gi_id, &gih, err);
@@ -368,8 +368,8 @@ static int mig_ci_create(gs_backend_t *be, unsigned dev, unsigned gi_id,
                          unsigned ci_profile_id, unsigned start,
                          unsigned *ci_id, gs_error_t *err) {
   gs__mig_t *m = mig_of(be);
-  gs__mig_dev_t *d;
-  nvmlGpuInstance_t gih;
+  gs__mig_dev_t *d = NULL;
+  nvmlGpuInstance_t gih = NULL;
   nvmlGpuInstanceInfo_t gi_info;
   int rc = need_change(m, dev, "ci_create", &d, err);
   if (rc == GS_OK)
@@ -403,7 +403,7 @@ static int mig_ci_create(gs_backend_t *be, unsigned dev, unsigned gi_id,
            "creating compute instance %uc at %u in GPU instance %u",
            cp->compute_slices, start, gi_id);
   nvmlComputeInstancePlacement_t pl = {start, cp->compute_slices};
-  nvmlComputeInstance_t cih;
+  nvmlComputeInstance_t cih = NULL;
   r = m->nvml.GpuInstanceCreateComputeInstanceWithPlacement(gih, ci_profile_id,
                                                             &pl, &cih);
   if (r != NVML_SUCCESS)
@@ -445,9 +445,9 @@ static int ci_handle(gs__mig_t *m, gs__mig_dev_t *d, nvmlGpuInstance_t gih,
 static int mig_ci_destroy(gs_backend_t *be, unsigned dev, unsigned gi_id,
                           unsigned ci_id, gs_error_t *err) {
   gs__mig_t *m = mig_of(be);
-  gs__mig_dev_t *d;
-  nvmlGpuInstance_t gih;
-  nvmlComputeInstance_t cih;
+  gs__mig_dev_t *d = NULL;
+  nvmlGpuInstance_t gih = NULL;
+  nvmlComputeInstance_t cih = NULL;
   int rc = need_change(m, dev, "ci_destroy", &d, err);
   if (rc == GS_OK)
     rc = gi_handle(m, d, gi_id, &gih, err);

@@ -122,7 +122,8 @@ static void catalog_identity(const gs__mig_dev_t *d, const gs_catalog_t *table,
                              gs_catalog_t *cat) {
   memset(cat, 0, sizeof *cat);
   if (table) {
-    snprintf(cat->model, sizeof cat->model, "%s", table->model);
+    snprintf(cat->model, sizeof cat->model, "%.*s", (int)sizeof cat->model - 1,
+             table->model);
     cat->total_sms = table->total_sms;
     cat->n_pci_ids = table->n_pci_ids;
     memcpy(cat->pci_device_ids, table->pci_device_ids,

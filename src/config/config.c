@@ -613,8 +613,8 @@ int gs_config_load_file(gs_config_t *cfg, const char *path, gs_error_t *err) {
     return gs_error_set(err, GS_EINVAL, "config: no %s given",
                         cfg ? "path" : "config to load into");
   memset(cfg, 0, sizeof *cfg);
-  char *data;
-  size_t len;
+  char *data = NULL;
+  size_t len = 0;
   int rc = read_file(path, &data, &len, err);
   if (rc != GS_OK)
     return rc;

@@ -4,6 +4,7 @@
 #include "gpuslice/run.h"
 
 #include <errno.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,20 @@ static int set_env(const char *name, const char *value, gs_error_t *err) {
   return GS_OK;
 }
 
+static int limit_address_space(uint64_t bytes, gs_error_t *err) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) != 0)
+    return gs_error_sys(err, errno, "reading RLIMIT_AS");
+  rlim_t want = (rlim_t)bytes;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+    want = rl.rlim_max;
+  rl.rlim_cur = rl.rlim_max = want;
+  if (setrlimit(RLIMIT_AS, &rl) != 0)
+    return gs_error_sys(err, errno, "setting RLIMIT_AS to %llu bytes",
+                        (unsigned long long)want);
+  return GS_OK;
+}
+
 int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
                 char *const argv[], gs_error_t *err) {
   if (!argv || !argv[0] || !argv[0][0])
@@ -206,7 +221,10 @@ int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
   for (unsigned i = 0; i < conf.n_env && i < GS_MAX_ENV; i++)
     if ((rc = set_env(conf.env_name[i], conf.env_value[i], err)) != GS_OK)
       goto out;
-  execvp(argv[0], argv);
+  if (conf.address_space_limit &&
+      (rc = limit_address_space(conf.address_space_limit, err)) != GS_OK)
+    goto out;
+  execvp(argv[0], argv); /* nothing may allocate between the limit and this */
   if (errno == ENOENT)
     rc = gs_error_set(err, GS_ENOTFOUND, "command '%s' not found", argv[0]);
   else
