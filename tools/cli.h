@@ -32,6 +32,10 @@ int cli_open_backend(cli_t *cli, gs_backend_t **be, gs_error_t *err);
 /* All devices of the backend, read under a shared lock. */
 int cli_load_devices(gs_backend_t *be, gs_device_t *devs, unsigned *n,
                      gs_error_t *err);
+/* Opens the backend and reads every device into *devs (calloc'd). On
+ * failure nothing stays open. Caller frees *devs and closes *be. */
+int cli_open_devices(cli_t *cli, gs_backend_t **be, gs_device_t **devs,
+                     unsigned *n, gs_error_t *err);
 /* A catalog-only device (--gpu MODEL) with an empty layout. */
 int cli_virtual_device(const char *model, gs_device_t *dev, gs_error_t *err);
 

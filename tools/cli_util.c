@@ -44,6 +44,25 @@ int cli_load_devices(gs_backend_t *be, gs_device_t *devs, unsigned *n,
   return GS_OK;
 }
 
+int cli_open_devices(cli_t *cli, gs_backend_t **be, gs_device_t **devs,
+                     unsigned *n, gs_error_t *err) {
+  *be = NULL;
+  *n = 0;
+  *devs = calloc(GS_MAX_DEVICES, sizeof **devs);
+  if (!*devs)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  int rc = cli_open_backend(cli, be, err);
+  if (rc == GS_OK)
+    rc = cli_load_devices(*be, *devs, n, err);
+  if (rc != GS_OK) {
+    free(*devs);
+    *devs = NULL;
+    gs_backend_close(*be);
+    *be = NULL;
+  }
+  return rc;
+}
+
 int cli_virtual_device(const char *model, gs_device_t *dev, gs_error_t *err) {
   memset(dev, 0, sizeof *dev);
   int rc = gs_catalog_for_model(&dev->catalog, model, err);

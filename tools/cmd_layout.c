@@ -258,17 +258,11 @@ int cmd_list(cli_t *cli, int argc, char **argv) {
   if (argc > 1)
     return cli_usage("list", "unexpected argument '%s'", argv[1]);
   gs_error_t err;
-  gs_backend_t *be = NULL;
-  gs_device_t *devs = calloc(GS_MAX_DEVICES, sizeof *devs);
-  unsigned n = 0;
-  int rc = cli_open_backend(cli, &be, &err);
-  if (rc == GS_OK)
-    rc = cli_load_devices(be, devs, &n, &err);
-  if (rc != GS_OK) {
-    free(devs);
-    gs_backend_close(be);
+  gs_backend_t *be;
+  gs_device_t *devs;
+  unsigned n;
+  if (cli_open_devices(cli, &be, &devs, &n, &err) != GS_OK)
     return cli_fail("list", &err);
-  }
   gs_enforcement_t enf;
   be->ops->enforcement(be, &enf);
   json_t *jdevs = json_array();
@@ -585,15 +579,13 @@ int cmd_export(cli_t *cli, int argc, char **argv) {
   else
     return cli_usage("export", "-o takes yaml or json, not '%s'", format);
   gs_error_t err;
-  gs_backend_t *be = NULL;
-  gs_device_t *devs = calloc(GS_MAX_DEVICES, sizeof *devs);
-  unsigned n = 0;
+  gs_backend_t *be;
+  gs_device_t *devs;
+  unsigned n;
   gs_config_t cfg = {0};
   char *text = NULL;
   size_t len = 0;
-  int rc = cli_open_backend(cli, &be, &err);
-  if (rc == GS_OK)
-    rc = cli_load_devices(be, devs, &n, &err);
+  int rc = cli_open_devices(cli, &be, &devs, &n, &err);
   if (rc == GS_OK)
     rc = gs_config_from_layouts(&cfg, name, devs, n, &err);
   if (rc == GS_OK)

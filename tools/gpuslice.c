@@ -110,17 +110,11 @@ int cmd_info(cli_t *cli, int argc, char **argv) {
   if (argc > 1)
     return cli_usage("info", "takes no arguments");
   gs_error_t err;
-  gs_backend_t *be = NULL;
-  gs_device_t *devs = calloc(GS_MAX_DEVICES, sizeof *devs);
-  unsigned n = 0;
-  int rc = cli_open_backend(cli, &be, &err);
-  if (rc == GS_OK)
-    rc = cli_load_devices(be, devs, &n, &err);
-  if (rc != GS_OK) {
-    free(devs);
-    gs_backend_close(be);
+  gs_backend_t *be;
+  gs_device_t *devs;
+  unsigned n;
+  if (cli_open_devices(cli, &be, &devs, &n, &err) != GS_OK)
     return cli_fail("info", &err);
-  }
   gs_enforcement_t enf;
   be->ops->enforcement(be, &enf);
   json_t *jdevs = json_array();
@@ -285,16 +279,16 @@ int cmd_profiles(cli_t *cli, int argc, char **argv) {
     return cli_usage("profiles", "--gpu and -d exclude each other");
   gs_error_t err;
   gs_backend_t *be = NULL;
-  gs_device_t *devs = calloc(GS_MAX_DEVICES, sizeof *devs);
+  gs_device_t *devs = NULL;
   unsigned n = 0;
   int rc;
   if (gpu) {
-    rc = cli_virtual_device(gpu, &devs[0], &err);
+    devs = calloc(1, sizeof *devs);
+    rc = devs ? cli_virtual_device(gpu, &devs[0], &err)
+              : gs_error_set(&err, GS_ENOMEM, "out of memory");
     n = 1;
   } else {
-    rc = cli_open_backend(cli, &be, &err);
-    if (rc == GS_OK)
-      rc = cli_load_devices(be, devs, &n, &err);
+    rc = cli_open_devices(cli, &be, &devs, &n, &err);
     if (rc == GS_OK && dev_index >= (int)n)
       rc = gs_error_set(&err, GS_EINVAL, "no device %d (this machine has %u)",
                         dev_index, n);
