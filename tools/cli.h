@@ -12,7 +12,6 @@
 #include "gpuslice/catalog.h"
 
 typedef struct cli_s {
-  const char *prog;
   const char *backend;   /* --backend or $GPUSLICE_BACKEND; NULL = auto */
   const char *state_dir; /* --state-dir or $GPUSLICE_STATE_DIR or default */
   bool json;
@@ -29,7 +28,11 @@ int cli_usage(const char *verb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 int cli_open_backend(cli_t *cli, gs_backend_t **be, gs_error_t *err);
-/* All devices of the backend, read under a shared lock. */
+/* A decimal number made of digits only, at most max: device indices and
+ * instance IDs. GS_EINVAL naming `what` otherwise. */
+int cli_parse_uint(const char *text, const char *what, unsigned max,
+                   unsigned *out, gs_error_t *err);
+/* All devices of the backend, as it reports them now. */
 int cli_load_devices(gs_backend_t *be, gs_device_t *devs, unsigned *n,
                      gs_error_t *err);
 /* Opens the backend and reads every device into *devs (calloc'd). On
@@ -57,7 +60,9 @@ void cli_print_json(json_t *doc); /* prints and releases doc */
 json_t *cli_layout_json(const gs_device_t *dev, const gs_layout_t *layout);
 void cli_print_layout(const gs_device_t *dev, const gs_layout_t *layout,
                       FILE *out);
-void cli_print_plan(const gs_device_t *dev, const gs_plan_t *plan, FILE *out);
+/* The plan against `before`, the layout it was made from. */
+void cli_print_plan(const gs_device_t *dev, const gs_layout_t *before,
+                    const gs_plan_t *plan, FILE *out);
 void cli_format_mib(uint64_t mib, char *buf, size_t size);
 
 /* Verbs. argv[0] is the verb. */

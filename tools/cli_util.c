@@ -22,6 +22,19 @@ int cli_usage(const char *verb, const char *fmt, ...) {
   return CLI_USAGE;
 }
 
+int cli_parse_uint(const char *text, const char *what, unsigned max,
+                   unsigned *out, gs_error_t *err) {
+  unsigned long long v = 0;
+  const char *p = text;
+  for (; *p >= '0' && *p <= '9' && v <= max; p++)
+    v = v * 10 + (unsigned)(*p - '0');
+  if (p == text || *p != '\0' || v > max)
+    return gs_error_set(err, GS_EINVAL, "%s '%s' is not a number from 0 to %u",
+                        what, text, max);
+  *out = (unsigned)v;
+  return GS_OK;
+}
+
 int cli_open_backend(cli_t *cli, gs_backend_t **be, gs_error_t *err) {
   cli->opt.state_dir = cli->state_dir;
   return gs_backend_open(be, cli->backend, &cli->opt, err);
@@ -214,9 +227,14 @@ void cli_print_layout(const gs_device_t *dev, const gs_layout_t *layout,
         gs_catalog_device_name(p, cp, name, sizeof name);
       snprintf(cplace, sizeof cplace, "%u:%u", ci->start,
                cp ? cp->compute_slices : 0);
-      if (p && cp && p->compute_slices)
-        snprintf(csms, sizeof csms, "%u",
-                 p->sms * cp->compute_slices / p->compute_slices);
+      if (p && cp && p->compute_slices) {
+        unsigned whole = p->sms * cp->compute_slices;
+        if (whole % p->compute_slices == 0)
+          snprintf(csms, sizeof csms, "%u", whole / p->compute_slices);
+        else
+          snprintf(csms, sizeof csms, "%.1f",
+                   (double)whole / p->compute_slices);
+      }
       cli_table_row(t, d, g, c, name, cplace, csms, "", ci->uuid);
     }
   }
@@ -230,24 +248,27 @@ void cli_print_layout(const gs_device_t *dev, const gs_layout_t *layout,
   free(t);
 }
 
-void cli_print_plan(const gs_device_t *dev, const gs_plan_t *plan,
-                    FILE *out) {
+static void print_plan_gi(FILE *out, const char *verb, const gs_device_t *dev,
+                          const gs_layout_t *before, unsigned gi_id) {
+  const gs_gi_t *gi = gs_layout_find_gi_const(before, gi_id);
+  const gs_gi_profile_t *p = gi ? gs_catalog_gi(&dev->catalog, gi->profile_id)
+                                : NULL;
+  if (!gi || !p)
+    fprintf(out, "  %s GPU instance %u\n", verb, gi_id);
+  else
+    fprintf(out, "  %s GPU instance %u (%s at %u:%u)\n", verb, gi->id,
+            p->name, gi->start, p->memory_slices);
+}
+
+void cli_print_plan(const gs_device_t *dev, const gs_layout_t *before,
+                    const gs_plan_t *plan, FILE *out) {
   if (plan->set_mig_mode)
     fprintf(out, "  device %u: %s partitioning\n", dev->index,
             plan->mig_enabled ? "enable" : "disable");
-  for (unsigned i = 0; i < plan->n_keep; i++) {
-    const gs_gi_t *gi = gs_layout_find_gi_const(&dev->layout, plan->keep_gi[i]);
-    const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, gi->profile_id);
-    fprintf(out, "  keep     GPU instance %u (%s at %u:%u)\n", gi->id,
-            p ? p->name : "?", gi->start, p ? p->memory_slices : 0);
-  }
-  for (unsigned i = 0; i < plan->n_destroy; i++) {
-    const gs_gi_t *gi =
-        gs_layout_find_gi_const(&dev->layout, plan->destroy_gi[i]);
-    const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, gi->profile_id);
-    fprintf(out, "  destroy  GPU instance %u (%s at %u:%u)\n", gi->id,
-            p ? p->name : "?", gi->start, p ? p->memory_slices : 0);
-  }
+  for (unsigned i = 0; i < plan->n_keep; i++)
+    print_plan_gi(out, "keep    ", dev, before, plan->keep_gi[i]);
+  for (unsigned i = 0; i < plan->n_destroy; i++)
+    print_plan_gi(out, "destroy ", dev, before, plan->destroy_gi[i]);
   for (unsigned i = 0; i < plan->n_create; i++) {
     const gs_plan_create_t *c = &plan->create[i];
     const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, c->profile_id);

@@ -25,6 +25,9 @@ static int parse_ci_list(const gs_catalog_t *cat, const gs_gi_profile_t *gp,
   char buf[256];
   snprintf(buf, sizeof buf, "%s", list);
   *n = 0;
+  if (strspn(list, ",") == strlen(list))
+    return gs_error_set(err, GS_EINVAL,
+                        "--ci needs at least one compute instance profile");
   for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
        tok = strtok_r(NULL, ",", &save)) {
     char *end;
@@ -75,6 +78,8 @@ static int plan_create(const gs_device_t *dev, char **args, int n_args,
       ci_of[n++] = ref.ci_profile_id;
     }
   }
+  if (n == 0)
+    return gs_error_set(err, GS_EINVAL, "no profile given");
   unsigned starts[GS_MAX_REQUESTS];
   int rc = gs_place_gis(&dev->catalog, &dev->layout, req, n, starts, err);
   if (rc != GS_OK)
@@ -104,8 +109,10 @@ static int plan_create(const gs_device_t *dev, char **args, int n_args,
     for (unsigned j = 0; j < c->n_ci; j++)
       creq[j] = (gs_ci_request_t){c->ci_profile_id[j], -1};
     rc = gs_place_cis(gp, NULL, creq, c->n_ci, c->ci_start, err);
-    if (rc != GS_OK)
-      return gs_error_prefix(err, "compute instances of %s: ", gp->name);
+    if (rc != GS_OK) {
+      gs_error_prefix(err, "compute instances of %s: ", gp->name);
+      return rc;
+    }
   }
   return GS_OK;
 }
@@ -128,13 +135,75 @@ static int report_change(cli_t *cli, const char *verb, const gs_device_t *dev,
     printf("%s device %u (%s): %u kept, %u destroyed, %u created\n",
            dry_run ? "Plan for" : "Changed", d->index, d->catalog.model,
            p->n_keep, p->n_destroy, p->n_create);
-    cli_print_plan(d, p, stdout);
+    cli_print_plan(d, &rep->device[i].before, p, stdout);
     cli_print_layout(d, &rep->device[i].after, stdout);
   }
   return CLI_OK;
 }
 
 enum { OPT_DRY_RUN = 256, OPT_GPU, OPT_CI, OPT_ALL };
+
+/* Runs plan_fn for one device inside a change (or against a catalog model
+ * with --gpu), then executes it unless dry_run. The plan is made from the
+ * layout read under the backend's lock. */
+typedef int (*plan_fn_t)(gs_backend_t *be, const gs_device_t *dev, void *arg,
+                         gs_plan_t *plan, gs_error_t *err); /* be NULL: --gpu */
+
+static int change_one_device(cli_t *cli, const char *verb, const char *gpu,
+                             unsigned dev_index, bool dry_run,
+                             plan_fn_t plan_fn, void *arg) {
+  gs_error_t err;
+  gs_error_clear(&err);
+  gs_backend_t *be = NULL;
+  gs_device_t dev;
+  gs_apply_report_t *rep = calloc(1, sizeof *rep);
+  if (!rep)
+    return cli_fail(verb, &(gs_error_t){.code = GS_ENOMEM});
+  int rc = GS_OK;
+  bool open_change = false;
+  if (gpu) {
+    rc = cli_virtual_device(gpu, &dev, &err);
+  } else {
+    rc = cli_open_backend(cli, &be, &err);
+    if (rc == GS_OK && (rc = be->ops->begin(be, &err)) == GS_OK) {
+      open_change = true;
+      rc = be->ops->device_get(be, dev_index, &dev, &err);
+    }
+  }
+  gs_plan_t *plan = &rep->device[0].plan;
+  if (rc == GS_OK)
+    rc = plan_fn(be, &dev, arg, plan, &err);
+  if (rc == GS_OK)
+    rc = gs_plan_result(&dev.catalog, &dev.layout, plan,
+                        &rep->device[0].after, &err);
+  rep->n_devices = 1;
+  rep->device[0].index = dev.index;
+  rep->device[0].before = dev.layout;
+  if (open_change) {
+    if (rc == GS_OK && !dry_run)
+      rc = gs_execute(be, rep, &err); /* ends the change either way */
+    else
+      be->ops->abort(be);
+  }
+  int status = rc == GS_OK ? report_change(cli, verb, &dev, rep, dry_run)
+                           : cli_fail(verb, &err);
+  free(rep);
+  gs_backend_close(be);
+  return status;
+}
+
+typedef struct create_args_s {
+  char **profiles;
+  int n_profiles;
+  const char *ci_list;
+} create_args_t;
+
+static int plan_create_fn(gs_backend_t *be, const gs_device_t *dev, void *arg,
+                          gs_plan_t *plan, gs_error_t *err) {
+  (void)be;
+  const create_args_t *a = arg;
+  return plan_create(dev, a->profiles, a->n_profiles, a->ci_list, plan, err);
+}
 
 int cmd_create(cli_t *cli, int argc, char **argv) {
   static const struct option opts[] = {
@@ -145,77 +214,36 @@ int cmd_create(cli_t *cli, int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {0}};
   bool dry_run = false;
-  const char *gpu = NULL, *ci_list = NULL;
-  unsigned dev_index = 0;
+  const char *gpu = NULL, *dev_text = NULL;
+  create_args_t args = {0};
+  gs_error_t err;
   int c;
-  optind = 0;
-  while ((c = getopt_long(argc, argv, "+d:h", opts, NULL)) != -1) {
+  optind = 0; /* options and profiles may come in any order */
+  while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
     switch (c) {
     case OPT_DRY_RUN: dry_run = true; break;
     case OPT_GPU: gpu = optarg; break;
-    case OPT_CI: ci_list = optarg; break;
-    case 'd': dev_index = (unsigned)strtoul(optarg, NULL, 10); break;
+    case OPT_CI: args.ci_list = optarg; break;
+    case 'd': dev_text = optarg; break;
     case 'h': fputs(create_usage, stdout); return CLI_OK;
     default: return cli_usage("create", "bad option");
     }
   }
-  /* Profiles may come before or after the flags. */
-  char *args[64];
-  int n_args = 0;
-  for (int i = optind; i < argc; i++) {
-    if (strcmp(argv[i], "--ci") == 0 && i + 1 < argc) {
-      ci_list = argv[++i];
-    } else if (strcmp(argv[i], "--dry-run") == 0) {
-      dry_run = true;
-    } else if (n_args < 64) {
-      args[n_args++] = argv[i];
-    }
-  }
-  if (n_args == 0)
+  args.profiles = argv + optind;
+  args.n_profiles = argc - optind;
+  unsigned dev_index = 0;
+  if (args.n_profiles == 0)
     return cli_usage("create", "no profile given");
   if (gpu && !dry_run)
     return cli_usage("create",
                      "--gpu plans against a catalog model; add --dry-run");
-  gs_error_t err;
-  gs_error_clear(&err);
-  gs_apply_report_t *rep = calloc(1, sizeof *rep);
-  gs_device_t dev;
-  gs_backend_t *be = NULL;
-  int rc;
-  if (gpu) {
-    rc = cli_virtual_device(gpu, &dev, &err);
-    if (rc == GS_OK)
-      rc = plan_create(&dev, args, n_args, ci_list, &rep->device[0].plan,
-                       &err);
-    if (rc == GS_OK)
-      rc = gs_plan_result(&dev.catalog, &dev.layout, &rep->device[0].plan,
-                          &rep->device[0].after, &err);
-  } else {
-    rc = cli_open_backend(cli, &be, &err);
-    if (rc == GS_OK)
-      rc = be->ops->begin(be, &err);
-    if (rc == GS_OK) {
-      rc = be->ops->device_get(be, dev_index, &dev, &err);
-      if (rc == GS_OK)
-        rc = plan_create(&dev, args, n_args, ci_list, &rep->device[0].plan,
-                         &err);
-      if (rc == GS_OK)
-        rc = gs_plan_result(&dev.catalog, &dev.layout, &rep->device[0].plan,
-                            &rep->device[0].after, &err);
-      rep->device[0].index = dev_index;
-      rep->n_devices = 1;
-      if (rc != GS_OK || dry_run)
-        be->ops->abort(be);
-      else
-        rc = gs_execute(be, rep, &err);
-    }
-  }
-  rep->n_devices = 1;
-  int status = rc == GS_OK ? report_change(cli, "create", &dev, rep, dry_run)
-                           : cli_fail("create", &err);
-  free(rep);
-  gs_backend_close(be);
-  return status;
+  if (gpu && dev_text)
+    return cli_usage("create", "--gpu and -d exclude each other");
+  if (dev_text && cli_parse_uint(dev_text, "device", GS_MAX_DEVICES - 1,
+                                 &dev_index, &err) != GS_OK)
+    return cli_fail("create", &err);
+  return change_one_device(cli, "create", gpu, dev_index, dry_run,
+                           plan_create_fn, &args);
 }
 
 static void print_processes(gs_backend_t *be, const gs_device_t *dev,
@@ -292,85 +320,86 @@ int cmd_list(cli_t *cli, int argc, char **argv) {
   return CLI_OK;
 }
 
+typedef struct destroy_args_s {
+  bool all;
+  unsigned n_ids;
+  unsigned ids[GS_MAX_GIS];
+} destroy_args_t;
+
+static bool destroy_selects(const destroy_args_t *a, unsigned gi_id) {
+  for (unsigned k = 0; !a->all && k < a->n_ids; k++)
+    if (a->ids[k] == gi_id)
+      return true;
+  return a->all;
+}
+
+static int plan_destroy_fn(gs_backend_t *be, const gs_device_t *dev,
+                           void *arg, gs_plan_t *plan, gs_error_t *err) {
+  destroy_args_t *a = arg;
+  for (unsigned k = 0; k < a->n_ids; k++)
+    if (!gs_layout_find_gi_const(&dev->layout, a->ids[k]))
+      return gs_error_set(err, GS_ENOTFOUND,
+                          "no GPU instance %u on device %u", a->ids[k],
+                          dev->index);
+  memset(plan, 0, sizeof *plan);
+  plan->mig_enabled = dev->layout.mig_enabled;
+  for (unsigned i = 0; i < dev->layout.n_gi; i++) {
+    unsigned id = dev->layout.gi[i].id;
+    if (!destroy_selects(a, id)) {
+      plan->keep_gi[plan->n_keep++] = id;
+      continue;
+    }
+    gs_process_t procs[4];
+    size_t np = 0;
+    int rc = be->ops->processes(be, dev->index, id, procs, 4, &np, err);
+    if (rc != GS_OK)
+      return rc;
+    if (np > 0)
+      return gs_error_set(err, GS_EBUSY,
+                          "GPU instance %u is in use by pid %d (%s)%s", id,
+                          (int)procs[0].pid, procs[0].command,
+                          np > 1 ? " and others" : "");
+    plan->destroy_gi[plan->n_destroy++] = id;
+  }
+  return GS_OK;
+}
+
 int cmd_destroy(cli_t *cli, int argc, char **argv) {
   static const struct option opts[] = {
       {"all", no_argument, NULL, OPT_ALL},
       {"device", required_argument, NULL, 'd'},
       {"help", no_argument, NULL, 'h'},
       {0}};
-  bool all = false;
+  destroy_args_t args = {0};
   unsigned dev_index = 0;
+  gs_error_t err;
   int c;
   optind = 0;
   while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
     switch (c) {
-    case OPT_ALL: all = true; break;
-    case 'd': dev_index = (unsigned)strtoul(optarg, NULL, 10); break;
+    case OPT_ALL: args.all = true; break;
+    case 'd':
+      if (cli_parse_uint(optarg, "device", GS_MAX_DEVICES - 1, &dev_index,
+                         &err) != GS_OK)
+        return cli_fail("destroy", &err);
+      break;
     case 'h':
       puts("usage: gpuslice destroy [-d DEV] GI_ID... | --all");
       return CLI_OK;
     default: return cli_usage("destroy", "bad option");
     }
   }
-  if (all == (optind < argc))
+  if (args.all == (optind < argc))
     return cli_usage("destroy", "give GPU instance IDs or --all (not both)");
-  gs_error_t err;
-  gs_error_clear(&err);
-  gs_backend_t *be = NULL;
-  gs_apply_report_t *rep = calloc(1, sizeof *rep);
-  gs_device_t dev;
-  int rc = cli_open_backend(cli, &be, &err);
-  if (rc == GS_OK)
-    rc = be->ops->begin(be, &err);
-  if (rc != GS_OK)
-    goto out;
-  rc = be->ops->device_get(be, dev_index, &dev, &err);
-  gs_plan_t *plan = &rep->device[0].plan;
-  plan->mig_enabled = dev.layout.mig_enabled;
-  for (unsigned i = 0; rc == GS_OK && i < dev.layout.n_gi; i++) {
-    bool chosen = all;
-    for (int a = optind; !chosen && a < argc; a++)
-      chosen = strtoul(argv[a], NULL, 10) == dev.layout.gi[i].id;
-    if (!chosen) {
-      plan->keep_gi[plan->n_keep++] = dev.layout.gi[i].id;
-      continue;
-    }
-    gs_process_t procs[4];
-    size_t np = 0;
-    rc = be->ops->processes(be, dev_index, dev.layout.gi[i].id, procs, 4, &np,
-                            &err);
-    if (rc == GS_OK && np > 0)
-      rc = gs_error_set(&err, GS_EBUSY,
-                        "GPU instance %u is in use by pid %d (%s)%s",
-                        dev.layout.gi[i].id, (int)procs[0].pid,
-                        procs[0].command, np > 1 ? " and others" : "");
-    plan->destroy_gi[plan->n_destroy++] = dev.layout.gi[i].id;
+  for (int i = optind; i < argc; i++) {
+    if (args.n_ids == GS_MAX_GIS)
+      return cli_usage("destroy", "at most %d IDs", GS_MAX_GIS);
+    if (cli_parse_uint(argv[i], "GPU instance ID", 0xFFFF,
+                       &args.ids[args.n_ids++], &err) != GS_OK)
+      return cli_fail("destroy", &err);
   }
-  for (int a = optind; rc == GS_OK && a < argc; a++) {
-    char *end;
-    unsigned long id = strtoul(argv[a], &end, 10);
-    if (*end != '\0' || end == argv[a])
-      rc = gs_error_set(&err, GS_EINVAL, "'%s' is not a GPU instance ID",
-                        argv[a]);
-    else if (!gs_layout_find_gi_const(&dev.layout, (unsigned)id))
-      rc = gs_error_set(&err, GS_ENOTFOUND,
-                        "no GPU instance %lu on device %u", id, dev_index);
-  }
-  rep->n_devices = 1;
-  rep->device[0].index = dev_index;
-  if (rc == GS_OK)
-    rc = gs_plan_result(&dev.catalog, &dev.layout, plan, &rep->device[0].after,
-                        &err);
-  if (rc == GS_OK)
-    rc = gs_execute(be, rep, &err);
-  else
-    be->ops->abort(be);
-out:;
-  int status = rc == GS_OK ? report_change(cli, "destroy", &dev, rep, false)
-                           : cli_fail("destroy", &err);
-  free(rep);
-  gs_backend_close(be);
-  return status;
+  return change_one_device(cli, "destroy", NULL, dev_index, false,
+                           plan_destroy_fn, &args);
 }
 
 /* ---- apply, assert, export ---------------------------------------------- */
@@ -432,7 +461,8 @@ static int load_job(cli_t *cli, config_job_t *job, const char *file,
                     const char *name, const char *gpu, gs_backend_t **be,
                     gs_error_t *err) {
   int rc = gs_config_load_file(&job->cfg, file, err);
-  if (rc == GS_ESYSTEM || rc == GS_EPERM) /* an unreadable file is input */
+  /* An unreadable file or one past the format's limits is bad input. */
+  if (rc == GS_ESYSTEM || rc == GS_EPERM || rc == GS_ELIMIT)
     err->code = rc = GS_EINVAL;
   if (rc != GS_OK)
     return rc;
@@ -472,9 +502,15 @@ int cmd_apply(cli_t *cli, int argc, char **argv) {
   gs_backend_t *be = NULL;
   config_job_t *job = calloc(1, sizeof *job);
   gs_apply_report_t *rep = calloc(1, sizeof *rep);
+  if (!job || !rep) {
+    free(job);
+    free(rep);
+    return cli_fail("apply", &(gs_error_t){.code = GS_ENOMEM});
+  }
   int rc = load_job(cli, job, file, name, gpu, &be, &err);
   if (rc == GS_OK && gpu) {
     rep->n_devices = job->selected[0] ? 1 : 0;
+    rep->device[0].before = job->devs[0].layout;
     if (rep->n_devices)
       rc = gs_plan_layout(&job->devs[0].catalog, &job->devs[0].layout,
                           &job->want[0], NULL, &rep->device[0].plan, &err);
@@ -490,11 +526,12 @@ int cmd_apply(cli_t *cli, int argc, char **argv) {
     st = cli_fail("apply", &err);
   } else {
     gs_device_t *shown = calloc(GS_MAX_DEVICES, sizeof *shown);
-    for (unsigned i = 0; i < rep->n_devices; i++)
+    for (unsigned i = 0; shown && i < rep->n_devices; i++)
       shown[i] = job->devs[rep->device[i].index];
     if (!cli->json)
       note_unselected(job);
-    st = report_change(cli, "apply", shown, rep, dry_run);
+    st = shown ? report_change(cli, "apply", shown, rep, dry_run)
+               : cli_fail("apply", &(gs_error_t){.code = GS_ENOMEM});
     free(shown);
   }
   gs_config_release(&job->cfg);
@@ -513,12 +550,24 @@ int cmd_assert(cli_t *cli, int argc, char **argv) {
   gs_error_clear(&err);
   gs_backend_t *be = NULL;
   config_job_t *job = calloc(1, sizeof *job);
+  if (!job)
+    return cli_fail("assert", &(gs_error_t){.code = GS_ENOMEM});
   int rc = load_job(cli, job, file, name, NULL, &be, &err);
   if (rc != GS_OK) {
     st = cli_fail("assert", &err);
     goto out;
   }
   st = CLI_OK;
+  unsigned checked = 0;
+  for (unsigned d = 0; d < job->n_devs; d++)
+    checked += job->selected[d];
+  if (checked == 0) {
+    /* An assert that checks nothing must not look like success. */
+    fprintf(stderr, "gpuslice: assert: config '%s' selects no device on this "
+                    "machine (devices, device-filter)\n", name);
+    st = CLI_FAIL;
+    goto out;
+  }
   json_t *jres = json_array();
   for (unsigned d = 0; d < job->n_devs; d++) {
     if (!job->selected[d])

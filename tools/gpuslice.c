@@ -39,6 +39,8 @@ static const char usage_text[] =
 
 static char state_dir_buf[4096];
 
+/* NULL when no safe default exists (not root, no HOME): a shared /tmp
+ * path could be made by another user first. */
 static const char *default_state_dir(void) {
   const char *env = getenv("GPUSLICE_STATE_DIR");
   if (env && *env)
@@ -49,25 +51,42 @@ static const char *default_state_dir(void) {
   const char *home = getenv("HOME");
   if (xdg && *xdg)
     snprintf(state_dir_buf, sizeof state_dir_buf, "%s/gpuslice", xdg);
-  else
+  else if (home && *home)
     snprintf(state_dir_buf, sizeof state_dir_buf, "%s/.local/state/gpuslice",
-             home ? home : "/tmp");
+             home);
+  else
+    return NULL;
   return state_dir_buf;
 }
 
+/* A number from an environment variable, or CLI_USAGE naming it. */
+static int env_uint(const char *name, unsigned min, unsigned max,
+                    unsigned *out) {
+  const char *v = getenv(name);
+  gs_error_t err;
+  if (!v || !*v)
+    return CLI_OK;
+  if (cli_parse_uint(v, name, max, out, &err) != GS_OK || *out < min)
+    return cli_usage("gpuslice", "%s must be a number from %u to %u, not '%s'",
+                     name, min, max, v);
+  return CLI_OK;
+}
+
 /* Host-backend overrides, for tests that need a machine of another shape. */
-static void read_test_overrides(cli_t *cli) {
+static int read_test_overrides(cli_t *cli) {
   const char *v;
-  if ((v = getenv("GPUSLICE_HOST_CPUS")) != NULL)
-    cli->opt.host_cpu_cores = (unsigned)strtoul(v, NULL, 10);
-  if ((v = getenv("GPUSLICE_HOST_MEMORY_MIB")) != NULL)
-    cli->opt.host_memory_mib = strtoull(v, NULL, 10);
+  unsigned mib = 0;
+  if (env_uint("GPUSLICE_HOST_CPUS", 1, 4096, &cli->opt.host_cpu_cores) ||
+      env_uint("GPUSLICE_HOST_MEMORY_MIB", 64, 1u << 30, &mib) ||
+      env_uint("GPUSLICE_TEST_STEP_DELAY_US", 0, 1000000,
+               &cli->opt.test_step_delay_us))
+    return CLI_USAGE;
+  cli->opt.host_memory_mib = mib;
   if ((v = getenv("GPUSLICE_HOST_CGROUP_ROOT")) != NULL)
     cli->opt.host_cgroup_root = v;
   if ((v = getenv("GPUSLICE_NVML_LIBRARY")) != NULL && *v)
     cli->opt.nvml_library = v;
-  if ((v = getenv("GPUSLICE_TEST_STEP_DELAY_US")) != NULL)
-    cli->opt.test_step_delay_us = (unsigned)strtoul(v, NULL, 10);
+  return CLI_OK;
 }
 
 /* Takes the global options out of argv wherever they stand before "--",
@@ -77,8 +96,8 @@ static int take_global_options(cli_t *cli, int *argc, char **argv) {
   bool rest = false;
   for (int i = 1; i < *argc; i++) {
     const char *a = argv[i];
-    if (!rest && strcmp(a, "--") == 0)
-      rest = true;
+    if (!rest && (strcmp(a, "--") == 0 || strcmp(a, "run") == 0))
+      rest = true; /* what follows `run` belongs to it and its workload */
     if (rest) {
       argv[out++] = argv[i];
       continue;
@@ -165,6 +184,8 @@ static void print_profiles(cli_t *cli, const gs_device_t *dev, bool cis,
                                      "GiB",  "SMS",  "CE",   "DEC",
                                      "JPEG", "OFA",  "PLACEMENTS (start:size)"};
   cli_table_t *t = calloc(1, sizeof *t);
+  if (!t)
+    return;
   cli_table_header(t, 11, head);
   if (c->source == GS_CATALOG_HOST) {
     free(t->cell[0][5]);
@@ -259,12 +280,19 @@ int cmd_profiles(cli_t *cli, int argc, char **argv) {
                                        {0}};
   const char *gpu = NULL;
   int dev_index = -1, c;
+  unsigned parsed;
+  gs_error_t err;
   bool cis = false;
   optind = 0;
   while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
     switch (c) {
     case 'g': gpu = optarg; break;
-    case 'd': dev_index = atoi(optarg); break;
+    case 'd':
+      if (cli_parse_uint(optarg, "device", GS_MAX_DEVICES - 1, &parsed,
+                         &err) != GS_OK)
+        return cli_fail("profiles", &err);
+      dev_index = (int)parsed;
+      break;
     case 'C': cis = true; break;
     case 'h':
       puts("usage: gpuslice profiles [--gpu MODEL] [-d DEV] [--ci]\n"
@@ -277,7 +305,6 @@ int cmd_profiles(cli_t *cli, int argc, char **argv) {
     return cli_usage("profiles", "unexpected argument '%s'", argv[optind]);
   if (gpu && dev_index >= 0)
     return cli_usage("profiles", "--gpu and -d exclude each other");
-  gs_error_t err;
   gs_backend_t *be = NULL;
   gs_device_t *devs = NULL;
   unsigned n = 0;
@@ -290,7 +317,7 @@ int cmd_profiles(cli_t *cli, int argc, char **argv) {
   } else {
     rc = cli_open_devices(cli, &be, &devs, &n, &err);
     if (rc == GS_OK && dev_index >= (int)n)
-      rc = gs_error_set(&err, GS_EINVAL, "no device %d (this machine has %u)",
+      rc = gs_error_set(&err, GS_ENOTFOUND, "no device %d (this machine has %u)",
                         dev_index, n);
   }
   if (rc != GS_OK) {
@@ -345,7 +372,7 @@ int cmd_run(cli_t *cli, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  cli_t cli = {.prog = "gpuslice"};
+  cli_t cli = {0};
   if (take_global_options(&cli, &argc, argv) != CLI_OK)
     return CLI_USAGE;
   if (!cli.backend) {
@@ -354,7 +381,13 @@ int main(int argc, char **argv) {
   }
   if (!cli.state_dir)
     cli.state_dir = default_state_dir();
-  read_test_overrides(&cli);
+  if (!cli.state_dir) {
+    fprintf(stderr, "gpuslice: no state directory: set GPUSLICE_STATE_DIR, "
+                    "HOME or XDG_STATE_HOME, or pass --state-dir\n");
+    return CLI_USAGE;
+  }
+  if (read_test_overrides(&cli) != CLI_OK)
+    return CLI_USAGE;
   if (argc < 2) {
     fputs(usage_text, stderr);
     return CLI_USAGE;

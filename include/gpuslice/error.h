@@ -51,9 +51,15 @@ int gs_error_set(gs_error_t *err, int code, const char *fmt, ...)
 int gs_error_sys(gs_error_t *err, int sys_errno, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prepends context ("applying config 'x': ") to an existing message. */
+/* Prepends context ("applying config 'x': ") to an existing message and
+ * returns err->code; with no context (err NULL) it returns GS_EINVAL, never
+ * GS_OK, so `return gs_error_prefix(...)` cannot turn a failure into
+ * success. Callers holding the code should prefer returning it. */
 int gs_error_prefix(gs_error_t *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Sets err's code (err may be NULL) and returns it. */
+int gs_error_code(gs_error_t *err, int code);
 
 /* Exit status convention of the CLI: 0 done, 1 operation failed, 2 usage or
  * input error. */

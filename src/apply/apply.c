@@ -27,9 +27,11 @@ static int entry_want(const gs_config_t *cfg, const gs_config_entry_t *e,
     const gs_config_mig_device_t *md = &e->mig_devices[m];
     gs_profile_ref_t ref;
     int rc = gs_profile_parse(&dev->catalog, md->name, false, &ref, err);
-    if (rc != GS_OK)
-      return gs_error_prefix(err, "%s:%u:%u: device %u: ", cfg->source,
-                             md->mark.line, md->mark.column, dev->index);
+    if (rc != GS_OK) {
+      gs_error_prefix(err, "%s:%u:%u: device %u: ", cfg->source,
+                      md->mark.line, md->mark.column, dev->index);
+      return rc;
+    }
     const gs_gi_profile_t *gp = gs_catalog_gi(&dev->catalog, ref.gi_profile_id);
     unsigned ci = ref.ci_profile_id >= 0 ? (unsigned)ref.ci_profile_id
                                          : gs_catalog_ci_full(gp)->id;
@@ -224,6 +226,8 @@ static int busy_flags(gs_backend_t *be, const gs_device_t *d, bool *busy,
 /* Adds "(pid 123 sleep, ...)" to a busy error. */
 static void name_busy_processes(gs_backend_t *be, const gs_device_t *d,
                                 gs_error_t *err) {
+  if (!err)
+    return;
   for (unsigned i = 0; i < d->layout.n_gi; i++) {
     gs_process_t procs[4];
     size_t n = 0;
@@ -268,8 +272,10 @@ static int plan_all(gs_backend_t *be, const gs_want_t *want,
       rc = gs_plan_result(&dev.catalog, &dev.layout,
                           &report->device[report->n_devices].plan,
                           &report->device[report->n_devices].after, err);
-    if (rc != GS_OK)
-      return gs_error_prefix(err, "device %u: ", d);
+    if (rc != GS_OK) {
+      gs_error_prefix(err, "device %u: ", d);
+      return rc;
+    }
     report->device[report->n_devices].index = d;
     report->device[report->n_devices].before = dev.layout;
     report->n_devices++;
@@ -278,6 +284,10 @@ static int plan_all(gs_backend_t *be, const gs_want_t *want,
 }
 
 int gs_execute(gs_backend_t *be, gs_apply_report_t *report, gs_error_t *err) {
+  gs_error_t local;
+  if (!err)
+    err = &local; /* the undo note below writes into it */
+  gs_error_clear(err);
   int rc = GS_OK;
   journal_t *j = calloc(1, sizeof *j);
   if (!j) {

@@ -204,6 +204,16 @@ int gs_plan_layout(const gs_catalog_t *cat, const gs_layout_t *current,
                    gs_error_t *err) {
   if (!want->mig_enabled)
     return plan_disable(current, busy, cat, plan, err);
+  /* A layout that already has what is wanted stays as it is, whatever way
+   * its compute instances are grouped (assert and export count them the
+   * same way). */
+  if (current->mig_enabled && gs_layout_matches(cat, current, want, NULL) == 1) {
+    memset(plan, 0, sizeof *plan);
+    plan->mig_enabled = true;
+    for (unsigned i = 0; i < current->n_gi; i++)
+      plan->keep_gi[plan->n_keep++] = current->gi[i].id;
+    return GS_OK;
+  }
   gs__group_t groups[GS__MAX_GROUPS];
   unsigned n_groups = 0;
   int rc = gs__want_groups(cat, want, groups, &n_groups, err);

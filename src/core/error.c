@@ -77,7 +77,7 @@ int gs_error_sys(gs_error_t *err, int sys_errno, const char *fmt, ...) {
 
 int gs_error_prefix(gs_error_t *err, const char *fmt, ...) {
   if (!err)
-    return GS_OK;
+    return GS_EINVAL;
   char prefix[512];
   va_list ap;
   va_start(ap, fmt);
@@ -94,6 +94,12 @@ int gs_error_prefix(gs_error_t *err, const char *fmt, ...) {
   memcpy(err->msg, prefix, plen);
   err->msg[plen + olen] = '\0';
   return err->code;
+}
+
+int gs_error_code(gs_error_t *err, int code) {
+  if (err)
+    err->code = code;
+  return code;
 }
 
 int gs_error_exit_status(int code) {

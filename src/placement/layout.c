@@ -83,10 +83,11 @@ static int gi_fits(const gs_catalog_t *cat, const gs_layout_t *layout,
                         "profile %s cannot start at slice %u: starts are %s",
                         prof->name, start, starts);
   }
-  if (count_profile(layout, prof->id) >= prof->max_count)
+  unsigned have = count_profile(layout, prof->id);
+  if (have >= prof->max_count)
     return gs_error_set(err, GS_ELIMIT,
                         "profile %s: at most %u per device, %u exist",
-                        prof->name, prof->max_count, prof->max_count);
+                        prof->name, prof->max_count, have);
   uint32_t want = span_mask(start, prof->memory_slices);
   for (unsigned i = 0; i < layout->n_gi; i++) {
     const gs_gi_t *gi = &layout->gi[i];
@@ -125,6 +126,7 @@ int gs_layout_add_gi(gs_layout_t *layout, const gs_catalog_t *cat,
   int rc = gi_fits(cat, layout, prof, start, err);
   if (rc != GS_OK)
     return rc;
+  unsigned id = lowest_free_gi_id(layout); /* before the array shifts */
   unsigned pos = 0;
   while (pos < layout->n_gi && layout->gi[pos].start < start)
     pos++;
@@ -132,7 +134,7 @@ int gs_layout_add_gi(gs_layout_t *layout, const gs_catalog_t *cat,
           (layout->n_gi - pos) * sizeof layout->gi[0]);
   gs_gi_t *gi = &layout->gi[pos];
   memset(gi, 0, sizeof *gi);
-  gi->id = lowest_free_gi_id(layout);
+  gi->id = id;
   gi->profile_id = profile_id;
   gi->start = start;
   layout->n_gi++;
@@ -226,6 +228,12 @@ int gs_layout_remove_ci(gs_layout_t *layout, unsigned gi_id, unsigned ci_id,
   return GS_OK;
 }
 
+/* Turns an edit's error into "GPU instance N: <why>" marked corrupt. */
+static int corrupt_gi(gs_error_t *err, unsigned gi_id) {
+  gs_error_prefix(err, "GPU instance %u: ", gi_id);
+  return gs_error_code(err, GS_ECORRUPT);
+}
+
 /* Rebuilds the layout edit by edit: every rule add_gi/add_ci check holds
  * for a stored layout too, so validation reuses them. */
 int gs_layout_validate(const gs_catalog_t *cat, const gs_layout_t *layout,
@@ -246,8 +254,7 @@ int gs_layout_validate(const gs_catalog_t *cat, const gs_layout_t *layout,
     unsigned id;
     int rc = gs_layout_add_gi(&check, cat, gi->profile_id, gi->start, &id, err);
     if (rc != GS_OK)
-      return gs_error_set(err, GS_ECORRUPT, "GPU instance %u: %s", gi->id,
-                          err ? err->msg : "invalid");
+      return corrupt_gi(err, gi->id);
     gs_gi_t *copy = gs_layout_find_gi(&check, id);
     copy->id = gi->id;
     if (gi->n_ci > GS_MAX_CIS)
@@ -262,8 +269,7 @@ int gs_layout_validate(const gs_catalog_t *cat, const gs_layout_t *layout,
       rc = gs_layout_add_ci(&check, cat, gi->id, gi->ci[j].profile_id,
                             gi->ci[j].start, &cid, err);
       if (rc != GS_OK)
-        return gs_error_set(err, GS_ECORRUPT, "GPU instance %u: %s", gi->id,
-                            err ? err->msg : "invalid");
+        return corrupt_gi(err, gi->id);
       gs_gi_find_ci(copy, cid)->id = gi->ci[j].id;
     }
   }

@@ -44,6 +44,24 @@ static gs_want_t want_of(unsigned n, const unsigned *profile,
   return w;
 }
 
+/* Rule: IDs are unique and the lowest free, wherever the new instance
+ * lands (review found duplicates when it landed below an existing one). */
+static void test_ids_when_inserting_below(void **state) {
+  (void)state;
+  gs_layout_t l;
+  gs_layout_init(&l);
+  add(&l, P1G, 6);
+  add(&l, P1G, 5);
+  add(&l, P4G, 0);
+  assert_int_equal(l.n_gi, 3);
+  unsigned seen = 0;
+  for (unsigned i = 0; i < l.n_gi; i++)
+    seen |= 1u << l.gi[i].id;
+  assert_int_equal(seen, (1u << 1) | (1u << 2) | (1u << 3));
+  gs_error_t err;
+  assert_int_equal(gs_layout_validate(&cat, &l, &err), GS_OK);
+}
+
 /* Rule: instances that already match the config keep their IDs; only the
  * difference is created. */
 static void test_incremental_keeps_matching(void **state) {
@@ -80,6 +98,9 @@ static void test_incremental_destroys_fewest(void **state) {
   assert_int_equal(plan.n_keep, 3);
   assert_int_equal(plan.n_destroy, 4);
   assert_int_equal(plan.n_create, 1);
+  gs_layout_t after;
+  assert_int_equal(gs_plan_result(&cat, &l, &plan, &after, &err), GS_OK);
+  assert_int_equal(gs_layout_validate(&cat, &after, &err), GS_OK);
   for (unsigned i = 0; i < plan.n_keep; i++)
     assert_true(gs_layout_find_gi_const(&l, plan.keep_gi[i])->start >= 4);
 }
@@ -334,6 +355,7 @@ static void test_dry_run_writes_nothing(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ids_when_inserting_below),
       cmocka_unit_test(test_incremental_keeps_matching),
       cmocka_unit_test(test_incremental_destroys_fewest),
       cmocka_unit_test(test_busy_instances),
