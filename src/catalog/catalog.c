@@ -267,14 +267,18 @@ static void synth_fill(gs_catalog_t *out, bool soft, unsigned total,
   fill_geometry(out, g);
   out->total_sms = total;
   out->total_memory_mib = memory_mib;
+  /* Names in whole GB as MIG's, unless rounding would give the 1-slice and
+   * 2-slice 1g profiles (IDs 19 and 15) one name: then in MB. */
+  uint64_t gb1 = (slice_mib + 512) / 1024, gb2 = (2 * slice_mib + 512) / 1024;
+  bool in_mb = gb1 == 0 || gb1 == gb2;
   for (unsigned i = 0; i < out->n_gi; i++) {
     gs_gi_profile_t *gi = &out->gi[i];
     gi->memory_mib = gi->memory_slices * slice_mib;
     gi->sms = synth_share(soft, gi->compute_slices, g->compute_slices, total);
-    uint64_t gib = (gi->memory_mib + 512) / 1024;
-    snprintf(gi->name, sizeof gi->name, "%ug.%" PRIu64 "gb%s",
-             gi->compute_slices, gib ? gib : 1,
-             gi->media_extensions ? "+me" : "");
+    snprintf(gi->name, sizeof gi->name, "%ug.%" PRIu64 "%s%s",
+             gi->compute_slices,
+             in_mb ? gi->memory_mib : (gi->memory_mib + 512) / 1024,
+             in_mb ? "mb" : "gb", gi->media_extensions ? "+me" : "");
   }
 }
 

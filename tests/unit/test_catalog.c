@@ -448,8 +448,10 @@ static void test_synth_soft(void **state) {
   check_synth(&cat, names, mib, sms132);
 }
 
-/* Rule: names round GiB half up, at least 1; memory per slice is the
- * floor of memory/8; no profile gets more SMs than the device has. */
+/* Rule: names round GiB half up; memory per slice is the floor of
+ * memory/8; no profile gets more SMs than the device has; names are
+ * unique: when GB rounding would give profiles 19 and 15 (1 and 2 memory
+ * slices) one name, every name is in MB instead. */
 static void test_synth_rounding(void **state) {
   (void)state;
   gs_catalog_t cat;
@@ -463,13 +465,20 @@ static void test_synth_rounding(void **state) {
   assert_int_equal(cat.gi[0].sms, 8);
   assert_int_equal(cat.gi[6].sms, 58);
   gs_catalog_synth_host(&cat, 1, 1024); /* 128 MiB a slice */
-  assert_string_equal(cat.gi[0].name, "1g.1gb");
+  assert_string_equal(cat.gi[0].name, "1g.128mb");
+  assert_string_equal(cat.gi[2].name, "1g.256mb");
+  gs_catalog_synth_host(&cat, 2, 4096); /* 0.5 and 1 GiB would both be 1gb */
+  assert_string_equal(cat.gi[0].name, "1g.512mb");
+  assert_string_equal(cat.gi[2].name, "1g.1024mb");
+  for (unsigned i = 0; i < cat.n_gi; i++)
+    for (unsigned j = i + 1; j < cat.n_gi; j++)
+      assert_string_not_equal(cat.gi[i].name, cat.gi[j].name);
   assert_int_equal(cat.gi[0].sms, 1);
   gs_catalog_synth_soft(&cat, "tiny", 4, 8192);
   for (unsigned i = 0; i < cat.n_gi; i++)
     assert_true(cat.gi[i].sms <= 4);
   gs_catalog_synth_soft(&cat, NULL, 0, 0); /* unknown: 0s, still named */
-  assert_string_equal(cat.gi[6].name, "7g.1gb");
+  assert_string_equal(cat.gi[6].name, "7g.0mb");
   assert_int_equal(cat.gi[6].sms, 0);
 }
 
