@@ -12,8 +12,8 @@
 #define GPUSLICE_VERSION "0.1.0"
 
 static const char usage_text[] =
-    "usage: gpuslice [--backend host|soft|mig] [--state-dir DIR] [--json] "
-    "VERB [ARGS]\n"
+    "usage: gpuslice [--backend host|soft|mig] [--state-dir DIR] [--json]\n"
+    "                [--isolation mps|process] VERB [ARGS]\n"
     "\n"
     "  info                                  backends, devices, what is "
     "enforced here\n"
@@ -28,13 +28,19 @@ static const char usage_text[] =
     "v1 configs\n"
     "  assert -f CONFIG.yaml -c NAME\n"
     "  export [-o yaml|json] [-c NAME]\n"
-    "  run -i INSTANCE -- COMMAND [ARGS...]\n"
+    "  run -i INSTANCE [--memory SIZE] -- COMMAND [ARGS...]\n"
     "\n"
     "MODEL (for --gpu): a30 a100-40gb a100-80gb h100-80gb h100-94gb h200 "
     "gh200 b200\n"
     "Environment: GPUSLICE_BACKEND, GPUSLICE_STATE_DIR (default "
     "/var/lib/gpuslice as root,\n"
-    "  else $XDG_STATE_HOME/gpuslice or ~/.local/state/gpuslice).\n"
+    "  else $XDG_STATE_HOME/gpuslice or ~/.local/state/gpuslice),\n"
+    "  GPUSLICE_ISOLATION, GPUSLICE_NVML_LIBRARY, GPUSLICE_CUDA_LIBRARY,\n"
+    "  GPUSLICE_MPS_CONTROL.\n"
+    "--isolation (soft backend): mps (default) caps each instance's SMs and\n"
+    "  memory, but a fatal GPU fault in one process ends every process on\n"
+    "  that GPU; process runs without MPS: faults stay apart, compute is\n"
+    "  time-sliced and memory is not limited.\n"
     "Exit status: 0 done, 1 the operation failed, 2 usage or input error.\n";
 
 static char state_dir_buf[4096];
@@ -86,6 +92,22 @@ static int read_test_overrides(cli_t *cli) {
     cli->opt.host_cgroup_root = v;
   if ((v = getenv("GPUSLICE_NVML_LIBRARY")) != NULL && *v)
     cli->opt.nvml_library = v;
+  if ((v = getenv("GPUSLICE_CUDA_LIBRARY")) != NULL && *v)
+    cli->opt.cuda_library = v;
+  if ((v = getenv("GPUSLICE_MPS_CONTROL")) != NULL && *v)
+    cli->opt.mps_control = v;
+  return CLI_OK;
+}
+
+/* "mps" or "process" for the soft backend's --isolation. */
+static int parse_isolation(const char *text, const char *what,
+                           gs_soft_isolation_t *out) {
+  if (strcmp(text, "mps") == 0)
+    *out = GS_SOFT_ISOLATION_MPS;
+  else if (strcmp(text, "process") == 0)
+    *out = GS_SOFT_ISOLATION_PROCESS;
+  else
+    return cli_usage("gpuslice", "%s is mps or process, not '%s'", what, text);
   return CLI_OK;
 }
 
@@ -111,6 +133,15 @@ static int take_global_options(cli_t *cli, int *argc, char **argv) {
         cli->backend = argv[++i];
       else
         cli->state_dir = argv[++i];
+    } else if (strcmp(a, "--isolation") == 0) {
+      if (i + 1 >= *argc)
+        return cli_usage("gpuslice", "%s needs a value", a);
+      if (parse_isolation(argv[++i], a, &cli->opt.soft_isolation) != CLI_OK)
+        return CLI_USAGE;
+    } else if (strncmp(a, "--isolation=", 12) == 0) {
+      if (parse_isolation(a + 12, "--isolation", &cli->opt.soft_isolation) !=
+          CLI_OK)
+        return CLI_USAGE;
     } else if (strncmp(a, "--backend=", 10) == 0) {
       cli->backend = a + 10;
     } else if (strncmp(a, "--state-dir=", 12) == 0) {
@@ -336,20 +367,63 @@ int cmd_profiles(cli_t *cli, int argc, char **argv) {
   return CLI_OK;
 }
 
+/* "512M", "2G", "1048576": bytes, with an optional binary suffix K, M, G
+ * or T (KiB, MiB, ... also accepted). */
+static int parse_size(const char *text, uint64_t *out) {
+  static const char suffixes[] = "KMGT";
+  uint64_t v = 0;
+  const char *p = text;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    if (v > (UINT64_MAX - 9) / 10)
+      return -1;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  if (p == text)
+    return -1;
+  const char *unit = *p ? strchr(suffixes, *p & ~0x20) : NULL;
+  if (*p && !unit)
+    return -1;
+  if (unit) {
+    unsigned shift = 10 * (unsigned)(unit - suffixes + 1);
+    if (v > (UINT64_MAX >> shift))
+      return -1;
+    v <<= shift;
+    p++;
+    if (strcmp(p, "iB") == 0 || strcmp(p, "B") == 0)
+      p += strlen(p);
+  }
+  if (*p || v == 0)
+    return -1;
+  *out = v;
+  return 0;
+}
+
 int cmd_run(cli_t *cli, int argc, char **argv) {
   static const struct option opts[] = {
       {"instance", required_argument, NULL, 'i'},
+      {"memory", required_argument, NULL, 'm'},
       {"help", no_argument, NULL, 'h'},
       {0}};
   const char *inst = NULL;
+  uint64_t memory = 0;
   int c;
   optind = 0;
-  while ((c = getopt_long(argc, argv, "+i:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+i:m:h", opts, NULL)) != -1) {
     switch (c) {
     case 'i': inst = optarg; break;
+    case 'm':
+      if (parse_size(optarg, &memory) != 0)
+        return cli_usage("run", "--memory takes a size such as 512M, 2G or "
+                                "a number of bytes, not '%s'",
+                         optarg);
+      break;
     case 'h':
-      puts("usage: gpuslice run -i INSTANCE -- COMMAND [ARGS...]\n"
-           "  INSTANCE: GI, DEV:GI, DEV:GI:CI or an instance UUID");
+      puts("usage: gpuslice run -i INSTANCE [--memory SIZE] -- COMMAND "
+           "[ARGS...]\n"
+           "  INSTANCE: GI, DEV:GI, DEV:GI:CI or an instance UUID\n"
+           "  --memory: the part of the instance's memory this process gets\n"
+           "    (soft backend: 512M, 2G, bytes; default what its other\n"
+           "    processes leave). Its share is in GPUSLICE_MEMORY_LIMIT_BYTES.");
       return CLI_OK;
     default: return cli_usage("run", "bad option");
     }
@@ -365,7 +439,7 @@ int cmd_run(cli_t *cli, int argc, char **argv) {
   if (rc == GS_OK)
     rc = gs_instance_ref_parse(be, inst, &ref, &err);
   if (rc == GS_OK)
-    rc = gs_run_exec(be, &ref, &argv[optind], &err);
+    rc = gs_run_exec(be, &ref, &argv[optind], memory, &err);
   gs_backend_close(be);
   int status = cli_fail("run", &err);
   return rc == GS_ENOTFOUND && strstr(err.msg, "command") ? 127 : status;
@@ -379,6 +453,12 @@ int main(int argc, char **argv) {
     const char *env = getenv("GPUSLICE_BACKEND");
     cli.backend = env && *env ? env : NULL;
   }
+  const char *isolation = getenv("GPUSLICE_ISOLATION");
+  if (cli.opt.soft_isolation == GS_SOFT_ISOLATION_DEFAULT && isolation &&
+      *isolation &&
+      parse_isolation(isolation, "GPUSLICE_ISOLATION",
+                      &cli.opt.soft_isolation) != CLI_OK)
+    return CLI_USAGE;
   if (!cli.state_dir)
     cli.state_dir = default_state_dir();
   if (!cli.state_dir) {

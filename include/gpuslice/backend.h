@@ -42,6 +42,10 @@ typedef struct gs_enforcement_s {
 /* What `run` must do to put a process into an instance: env to set. The
  * backend has already confined the calling process when it returns. */
 typedef struct gs_confinement_s {
+  /* in: bytes of the instance's memory this process asks for; 0 = what is
+   * left. The soft backend splits a GPU instance's memory among its
+   * processes (MPS limits memory per process); host and mig ignore it. */
+  uint64_t memory_request_bytes;
   /* An address-space limit (RLIMIT_AS) the caller sets as its very last
    * step before exec: after it, a sanitizer-built caller could not even
    * allocate. 0: none. */
@@ -80,7 +84,8 @@ typedef struct gs_backend_ops_s {
   int (*processes)(gs_backend_t *be, unsigned dev, unsigned gi_id,
                    gs_process_t *out, size_t max, size_t *n, gs_error_t *err);
   void (*enforcement)(gs_backend_t *be, gs_enforcement_t *out);
-  /* Confines the calling process to the instance (it is about to exec). */
+  /* Confines the calling process to the instance (it is about to exec).
+   * out->memory_request_bytes is read first; the rest of *out is written. */
   int (*confine)(gs_backend_t *be, unsigned dev, unsigned gi_id,
                  unsigned ci_id, gs_confinement_t *out, gs_error_t *err);
   void (*close)(gs_backend_t *be);
@@ -90,6 +95,17 @@ struct gs_backend_s {
   const gs_backend_ops_t *ops;
   void *impl;
 };
+
+/* How the soft backend runs a GPU's instances. MPS caps SMs and memory
+ * per process but shares faults among all processes on the GPU; process
+ * isolation time-slices the whole GPU, enforces no memory limit and keeps
+ * faults apart. A GPU's instances all run one way (recorded in the state);
+ * switching needs the GPU without instances. */
+typedef enum {
+  GS_SOFT_ISOLATION_DEFAULT = 0, /* as recorded for the GPU, else MPS */
+  GS_SOFT_ISOLATION_MPS,
+  GS_SOFT_ISOLATION_PROCESS
+} gs_soft_isolation_t;
 
 typedef struct gs_backend_options_s {
   const char *state_dir; /* software backends keep their layout here */
@@ -101,6 +117,12 @@ typedef struct gs_backend_options_s {
   /* NVML to load for the mig backend; NULL = the driver's
    * libnvidia-ml.so.1 (tests point it at a fake). */
   const char *nvml_library;
+  /* The soft backend's CUDA driver (NULL = libcuda.so.1), MPS control
+   * program (NULL = nvidia-cuda-mps-control, searched on PATH) and
+   * isolation; tests point the first two at fakes. */
+  const char *cuda_library;
+  const char *mps_control;
+  gs_soft_isolation_t soft_isolation;
   /* Test hook: pause this long between the steps of a change (each op and
    * each step of the state write) so that kill tests land inside it. */
   unsigned test_step_delay_us;
@@ -119,6 +141,13 @@ int gs_backend_host_open(gs_backend_t **out, const gs_backend_options_t *opt,
  * time. GS_ENODEV when no driver is found. */
 int gs_backend_mig_open(gs_backend_t **out, const gs_backend_options_t *opt,
                         gs_error_t *err);
+
+/* The soft backend: every NVIDIA GPU whose MIG mode is not on, cut into
+ * the instances MIG would offer there (or a synthesized catalog), enforced
+ * at process start through an MPS control daemon per GPU that it starts
+ * and stops itself. GS_ENODEV without a driver or without such a GPU. */
+int gs_backend_soft_open(gs_backend_t **out, const gs_backend_options_t *opt,
+                         gs_error_t *err);
 
 /* The default state directory: $GPUSLICE_STATE_DIR is the tool's business;
  * the library's default is /var/lib/gpuslice for root, else

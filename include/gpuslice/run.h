@@ -17,9 +17,11 @@ int gs_instance_ref_parse(gs_backend_t *be, const char *text,
                           gs_instance_ref_t *out, gs_error_t *err);
 
 /* Confines this process to the instance, sets GPUSLICE_* identity variables
- * and the backend's, and execs argv[0] (PATH searched). Returns only on
- * failure. */
+ * and the backend's, and execs argv[0] (PATH searched). memory_bytes: how
+ * much of the instance's memory the process asks for (0 = what is left;
+ * the soft backend splits an instance's memory among its processes, the
+ * others ignore it). Returns only on failure. */
 int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
-                char *const argv[], gs_error_t *err);
+                char *const argv[], uint64_t memory_bytes, gs_error_t *err);
 
 #endif

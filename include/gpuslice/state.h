@@ -26,9 +26,12 @@ typedef struct gs_state_s {
   unsigned test_step_delay_us; /* test hook, see gs_backend_options_t */
 } gs_state_t;
 
-/* What the file holds: the backend that owns it and each device's layout.
- * `model` records the catalog the layout was made against; loading it
- * under a different catalog is an error (the machine changed). */
+/* What the file holds: the backend that owns it ("host" or "soft") and
+ * each device's layout. `model` records the catalog the layout was made
+ * against and `uuid` (optional, "" = none) the device; loading it under a
+ * different catalog or device is an error (the machine changed).
+ * `isolation` (soft, optional) is how the device's instances run: "mps"
+ * or "process"; "" = not recorded. */
 typedef struct gs_state_doc_s {
   char backend[16];
   unsigned n_devices;
@@ -36,6 +39,8 @@ typedef struct gs_state_doc_s {
     unsigned index;
     char model[32];
     unsigned memory_slices;
+    char uuid[GS_UUID_MAX];
+    char isolation[16];
     gs_layout_t layout;
   } device[GS_MAX_DEVICES];
 } gs_state_doc_t;

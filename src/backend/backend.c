@@ -11,8 +11,9 @@ int gs_backend_mig_open(gs_backend_t **out, const gs_backend_options_t *opt,
   return gs__backend_mig_open(out, opt, opt ? opt->nvml_library : NULL, err);
 }
 
-/* mig when NVML loads and some GPU has MIG mode on; otherwise host. soft
- * (any NVIDIA GPU without MIG) joins between the two with issue 3. */
+/* mig when NVML loads and some GPU has MIG mode on; else soft when NVML
+ * loads and lists a GPU (and, for GPUs without a MIG table, CUDA answers);
+ * else host. */
 static int open_auto(gs_backend_t **out, const gs_backend_options_t *opt,
                      gs_error_t *err) {
   gs_backend_t *be = NULL;
@@ -23,6 +24,8 @@ static int open_auto(gs_backend_t **out, const gs_backend_options_t *opt,
     return GS_OK;
   }
   gs_backend_close(be);
+  if (gs_backend_soft_open(out, opt, NULL) == GS_OK)
+    return GS_OK;
   return gs_backend_host_open(out, opt, err);
 }
 
@@ -36,8 +39,7 @@ int gs_backend_open(gs_backend_t **out, const char *name,
   if (strcmp(name, "mig") == 0)
     return gs_backend_mig_open(out, opt, err);
   if (strcmp(name, "soft") == 0)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "backend 'soft' is not built yet (issue 3)");
+    return gs_backend_soft_open(out, opt, err);
   return gs_error_set(err, GS_EINVAL,
                       "unknown backend '%s' (backends: host, soft, mig)", name);
 }

@@ -1,6 +1,7 @@
 /* The host backend's confinement mechanics: finding a cgroup hierarchy we
  * may write (v2 with delegated controllers, else v1), making one cgroup per
- * GPU instance with its limits, and knowing which processes run where. */
+ * GPU instance with its limits and listing its members; and the mapping of
+ * compute slices onto CPU cores. */
 #include "backend/host_int.h"
 
 #include <dirent.h>
@@ -14,21 +15,6 @@
 #include <unistd.h>
 
 /* ---- small file helpers ------------------------------------------------ */
-
-static bool read_text(const char *path, char *buf, size_t size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  ssize_t got;
-  do
-    got = read(fd, buf, size - 1);
-  while (got < 0 && errno == EINTR);
-  close(fd);
-  if (got < 0)
-    return false;
-  buf[got] = '\0';
-  return true;
-}
 
 /* 0 or the errno of the failed open/write (cgroup files take one write). */
 static int write_text(const char *path, const char *text) {
@@ -60,7 +46,7 @@ static bool has_word(const char *list, const char *word) {
 static bool file_in(const char *dir, const char *name, char *buf, size_t size) {
   char path[GS__PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  return read_text(path, buf, size);
+  return gs__read_text(path, buf, size);
 }
 
 /* ---- detection --------------------------------------------------------- */
@@ -345,193 +331,6 @@ void gs__cgroup_pids(const gs__cgroup_t *cg, const char *uuid, bool use_cpu,
     (*n)++;
   }
   fclose(f);
-}
-
-/* ---- /proc ------------------------------------------------------------- */
-
-bool gs__proc_stat(pid_t pid, unsigned long long *start_time, pid_t *ppid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-  if (pid <= 0 || !read_text(path, buf, sizeof buf))
-    return false;
-  char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
-  if (!p)
-    return false;
-  char state = 0;
-  long parent = 0;
-  if (sscanf(p + 1, " %c %ld", &state, &parent) != 2 || state == 'Z' ||
-      state == 'X')
-    return false;
-  /* field 22; p + 1 begins at field 3 */
-  for (unsigned field = 3; field < 22; field++) {
-    p = strchr(p + 1, ' ');
-    if (!p)
-      return false;
-  }
-  char *end;
-  unsigned long long st = strtoull(p + 1, &end, 10);
-  if (end == p + 1)
-    return false;
-  if (start_time)
-    *start_time = st;
-  if (ppid)
-    *ppid = (pid_t)parent;
-  return true;
-}
-
-void gs__proc_comm(pid_t pid, char *buf, size_t size) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
-  if (!read_text(path, buf, size))
-    buf[0] = '\0';
-  buf[strcspn(buf, "\n")] = '\0';
-}
-
-uint64_t gs__proc_rss_bytes(pid_t pid) {
-  char path[64], buf[4096];
-  snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-  if (!read_text(path, buf, sizeof buf))
-    return 0;
-  const char *p = strstr(buf, "\nVmRSS:");
-  unsigned long long kib = 0;
-  if (!p || sscanf(p + 7, "%llu", &kib) != 1)
-    return 0;
-  return (uint64_t)kib * 1024;
-}
-
-/* ---- registered processes ---------------------------------------------- */
-
-/* <state>/procs/<gi-uuid>/<pid> holds "<start time> <ci>": the start time
- * (stat field 22) tells a reused pid from the process registered. */
-static void procs_path(const char *state_dir, const char *uuid, long pid,
-                       char *buf, size_t size) {
-  if (pid > 0)
-    snprintf(buf, size, "%s/procs/%s/%ld", state_dir, uuid, pid);
-  else
-    snprintf(buf, size, "%s/procs/%s", state_dir, uuid);
-}
-
-static bool procset_find(const gs__procset_t *ps, pid_t pid, size_t *at) {
-  for (size_t i = 0; i < ps->n; i++)
-    if (ps->pid[i] == pid) {
-      if (at)
-        *at = i;
-      return true;
-    }
-  return false;
-}
-
-static bool registration_live(int dirfd_, const char *name, pid_t pid,
-                              unsigned *ci) {
-  char text[64];
-  int fd = openat(dirfd_, name, O_RDONLY | O_CLOEXEC);
-  ssize_t got = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
-  if (fd >= 0)
-    close(fd);
-  text[got > 0 ? got : 0] = '\0';
-  unsigned long long want = 0, have = 0;
-  return sscanf(text, "%llu %u", &want, ci) == 2 &&
-         gs__proc_stat(pid, &have, NULL) && have == want;
-}
-
-static void read_registered(const char *state_dir, const gs_gi_t *gi,
-                            bool prune, gs__procset_t *ps) {
-  char dir[GS__PATH_MAX + 128];
-  procs_path(state_dir, gi->uuid, 0, dir, sizeof dir);
-  DIR *d = opendir(dir);
-  if (!d)
-    return; /* nothing was ever confined here */
-  struct dirent *ent;
-  while ((ent = readdir(d)) != NULL && ps->n < GS__MAX_PIDS) {
-    char *end;
-    long pid = strtol(ent->d_name, &end, 10);
-    if (ent->d_name[0] == '.' || *end || pid <= 0 || pid > INT32_MAX)
-      continue;
-    unsigned ci = 0;
-    bool live = registration_live(dirfd(d), ent->d_name, (pid_t)pid, &ci);
-    if (live && !procset_find(ps, (pid_t)pid, NULL)) {
-      ps->pid[ps->n] = (pid_t)pid;
-      ps->ci[ps->n] = ci;
-      ps->registered[ps->n++] = true;
-    } else if (!live && prune) {
-      unlinkat(dirfd(d), ent->d_name, 0);
-    }
-  }
-  closedir(d);
-}
-
-/* A process found only in the cgroup runs in the CI of its nearest
- * registered ancestor; failing that, the GI's first CI. */
-static unsigned ci_of_child(const gs__procset_t *ps, pid_t pid,
-                            const gs_gi_t *gi) {
-  for (unsigned depth = 0; depth < 32 && pid > 1; depth++) {
-    size_t at;
-    if (procset_find(ps, pid, &at) && ps->registered[at])
-      return ps->ci[at];
-    if (!gs__proc_stat(pid, NULL, &pid))
-      break;
-  }
-  return gi->n_ci ? gi->ci[0].id : 0;
-}
-
-void gs__procs_list(const char *state_dir, const gs__cgroup_t *cg, bool use_cpu,
-                    const gs_gi_t *gi, bool prune, gs__procset_t *ps) {
-  ps->n = 0;
-  read_registered(state_dir, gi, prune, ps);
-  pid_t pids[GS__MAX_PIDS];
-  size_t n, n_reg = ps->n;
-  gs__cgroup_pids(cg, gi->uuid, use_cpu, pids, GS__MAX_PIDS, &n);
-  for (size_t i = 0; i < n && i < GS__MAX_PIDS && ps->n < GS__MAX_PIDS; i++) {
-    if (procset_find(ps, pids[i], NULL) || !gs__proc_stat(pids[i], NULL, NULL))
-      continue;
-    ps->pid[ps->n] = pids[i];
-    ps->registered[ps->n++] = false;
-  }
-  for (size_t i = n_reg; i < ps->n; i++)
-    ps->ci[i] = ci_of_child(ps, ps->pid[i], gi);
-}
-
-int gs__procs_register(const char *state_dir, const gs_layout_t *layout,
-                       const gs_gi_t *gi, unsigned ci_id, gs_error_t *err) {
-  char path[GS__PATH_MAX + 160], text[64];
-  unsigned long long start;
-  pid_t self = getpid();
-  if (!gs__proc_stat(self, &start, NULL))
-    return gs_error_set(err, GS_ESYSTEM, "reading /proc/%ld/stat", (long)self);
-  for (unsigned i = 0; i < layout->n_gi; i++) {
-    procs_path(state_dir, layout->gi[i].uuid, self, path, sizeof path);
-    unlink(path); /* a process runs in one instance at a time */
-  }
-  snprintf(path, sizeof path, "%s/procs", state_dir);
-  if (mkdir(path, 0700) != 0 && errno != EEXIST)
-    return gs_error_sys(err, errno, "creating %s", path);
-  procs_path(state_dir, gi->uuid, 0, path, sizeof path);
-  if (mkdir(path, 0700) != 0 && errno != EEXIST)
-    return gs_error_sys(err, errno, "creating %s", path);
-  procs_path(state_dir, gi->uuid, self, path, sizeof path);
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return gs_error_sys(err, errno, "creating %s", path);
-  int len = snprintf(text, sizeof text, "%llu %u\n", start, ci_id);
-  int rc = write(fd, text, (size_t)len) == len
-               ? GS_OK
-               : gs_error_sys(err, errno, "writing %s", path);
-  close(fd);
-  return rc;
-}
-
-void gs__procs_forget(const char *state_dir, const char *uuid) {
-  char path[GS__PATH_MAX + 128];
-  procs_path(state_dir, uuid, 0, path, sizeof path);
-  DIR *d = opendir(path);
-  if (!d)
-    return;
-  struct dirent *ent;
-  while ((ent = readdir(d)) != NULL)
-    if (ent->d_name[0] != '.')
-      unlinkat(dirfd(d), ent->d_name, 0);
-  closedir(d);
-  rmdir(path);
 }
 
 /* ---- CPU geometry ------------------------------------------------------ */

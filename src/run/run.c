@@ -186,7 +186,7 @@ static int limit_address_space(uint64_t bytes, gs_error_t *err) {
 }
 
 int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
-                char *const argv[], gs_error_t *err) {
+                char *const argv[], uint64_t memory_bytes, gs_error_t *err) {
   if (!argv || !argv[0] || !argv[0][0])
     return gs_error_set(err, GS_EINVAL, "no command to run");
   gs_device_t *dev = malloc(sizeof *dev);
@@ -206,6 +206,7 @@ int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
   unsigned ci_id = ref->ci_id >= 0 ? (unsigned)ref->ci_id : gi->ci[0].id;
   gs_confinement_t conf;
   memset(&conf, 0, sizeof conf);
+  conf.memory_request_bytes = memory_bytes;
   rc = be->ops->confine(be, ref->dev, gi->id, ci_id, &conf, err);
   if (rc != GS_OK)
     goto out;

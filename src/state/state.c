@@ -190,7 +190,8 @@ static void sort_gis(gs_layout_t *layout) {
 static int decode_device(decoder_t *d, const json_t *obj, const char *where,
                          gs_state_doc_t *doc, unsigned slot) {
   static const char *const keys[] = {
-      "index", "model", "memory_slices", "mig_enabled", "gpu_instances", NULL};
+      "index",       "model",         "memory_slices", "uuid",
+      "mig_enabled", "gpu_instances", "isolation",     NULL};
   __typeof__(doc->device[0]) *dev = &doc->device[slot];
   json_t *gis = NULL;
   int rc = check_object(d, obj, where, keys);
@@ -201,6 +202,18 @@ static int decode_device(decoder_t *d, const json_t *obj, const char *where,
   if (rc == GS_OK)
     rc = get_uint(d, obj, "memory_slices", where, 1, GS_MAX_SLICES,
                   &dev->memory_slices);
+  if (rc == GS_OK && json_object_get(obj, "uuid"))
+    rc = get_name(d, obj, "uuid", where, "", dev->uuid, sizeof dev->uuid);
+  if (rc == GS_OK && json_object_get(obj, "isolation")) {
+    rc = get_name(d, obj, "isolation", where, "", dev->isolation,
+                  sizeof dev->isolation);
+    if (rc == GS_OK && strcmp(dev->isolation, "mps") != 0 &&
+        strcmp(dev->isolation, "process") != 0)
+      return schema_error(d, where,
+                          "\"isolation\" is \"%s\", not mps or "
+                          "process",
+                          dev->isolation);
+  }
   if (rc != GS_OK)
     return rc;
   json_t *mig = json_object_get(obj, "mig_enabled");
@@ -358,12 +371,17 @@ static json_t *encode_doc(const gs_state_doc_t *doc) {
     json_t *gis = json_array();
     for (unsigned g = 0; gis && g < l->n_gi; g++)
       json_array_append_new(gis, encode_gi(&l->gi[g]));
-    json_array_append_new(
-        devs, json_pack("{s:I, s:s, s:I, s:b, s:o}", "index",
-                        (json_int_t)doc->device[i].index, "model",
-                        doc->device[i].model, "memory_slices",
-                        (json_int_t)doc->device[i].memory_slices, "mig_enabled",
-                        l->mig_enabled, "gpu_instances", gis));
+    json_t *dev = json_pack(
+        "{s:I, s:s, s:I, s:b, s:o}", "index", (json_int_t)doc->device[i].index,
+        "model", doc->device[i].model, "memory_slices",
+        (json_int_t)doc->device[i].memory_slices, "mig_enabled", l->mig_enabled,
+        "gpu_instances", gis);
+    if (dev && doc->device[i].uuid[0])
+      json_object_set_new(dev, "uuid", json_string(doc->device[i].uuid));
+    if (dev && doc->device[i].isolation[0])
+      json_object_set_new(dev, "isolation",
+                          json_string(doc->device[i].isolation));
+    json_array_append_new(devs, dev);
   }
   return json_pack("{s:i, s:s, s:o}", "version", STATE_VERSION, "backend",
                    doc->backend, "devices", devs);

@@ -1,0 +1,182 @@
+/* ======================================================================
+ * TEST-ONLY FAKE of libcuda.so.1 (the CUDA driver API). It is never
+ * shipped, never installed and never loaded unless a test points gpuslice
+ * at it (gs_backend_options_t.cuda_library, GPUSLICE_CUDA_LIBRARY). It
+ * stands in for the driver on machines without a GPU so that the soft
+ * backend's SM counts can be exercised.
+ * ======================================================================
+ *
+ * Environment (read at cuInit):
+ *   FAKE_CUDA_SMS=132,114    one GPU per entry, with that many SMs
+ *                            (default: one GPU with 132)
+ *   FAKE_CUDA_UUIDS=GPU-...,GPU-...   their UUIDs (default: the ones the
+ *                            fake NVML gives an H100 at that index)
+ *   FAKE_CUDA_FAIL_INIT=1    cuInit fails with CUDA_ERROR_NO_DEVICE
+ *   FAKE_CUDA_LOG=<file>     appends "cuInit CUDA_MPS_PIPE_DIRECTORY=...
+ *                            CUDA_VISIBLE_DEVICES=..." per cuInit, so tests
+ *                            see the environment the driver ran with
+ * The declarations come from gpuslice's own shim (src/gpu/cuda_shim.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu/cuda_shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define MAX_GPUS 8
+
+static struct {
+  int initialized, n;
+  int sms[MAX_GPUS];
+  unsigned char uuid[MAX_GPUS][16];
+} fc;
+
+static int hex(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
+/* "GPU-xxxxxxxx-xxxx-..." into 16 bytes; 0 on success. */
+static int parse_uuid(const char *text, size_t len, unsigned char *out) {
+  unsigned k = 0;
+  if (len < 4 || strncmp(text, "GPU-", 4) != 0)
+    return -1;
+  for (size_t i = 4; i < len && k < 32; i++) {
+    if (text[i] == '-')
+      continue;
+    int v = hex(text[i]);
+    if (v < 0)
+      return -1;
+    out[k / 2] = (unsigned char)(k % 2 ? out[k / 2] | v : v << 4);
+    k++;
+  }
+  return k == 32 ? 0 : -1;
+}
+
+/* The fake NVML's UUID of an H100 at index i:
+ * GPU-fa4e%04x-0000-4000-8000-0000000002330. */
+static void default_uuid(int i, unsigned char *out) {
+  char text[64];
+  snprintf(text, sizeof text, "GPU-fa4e%04x-0000-4000-8000-%012x", i, 0x2330);
+  parse_uuid(text, strlen(text), out);
+}
+
+static void log_init(void) {
+  const char *path = getenv("FAKE_CUDA_LOG");
+  FILE *f = path ? fopen(path, "a") : NULL;
+  if (!f)
+    return;
+  const char *pipe = getenv("CUDA_MPS_PIPE_DIRECTORY");
+  const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+  fprintf(f, "cuInit CUDA_MPS_PIPE_DIRECTORY=%s CUDA_VISIBLE_DEVICES=%s\n",
+          pipe ? pipe : "(unset)", vis ? vis : "(unset)");
+  fclose(f);
+}
+
+EXPORT CUresult cuInit(unsigned flags) {
+  (void)flags;
+  log_init();
+  if (getenv("FAKE_CUDA_FAIL_INIT"))
+    return CUDA_ERROR_NO_DEVICE;
+  const char *sms = getenv("FAKE_CUDA_SMS");
+  const char *uuids = getenv("FAKE_CUDA_UUIDS");
+  memset(&fc, 0, sizeof fc);
+  for (const char *p = sms && *sms ? sms : "132"; *p && fc.n < MAX_GPUS;) {
+    fc.sms[fc.n] = atoi(p);
+    default_uuid(fc.n, fc.uuid[fc.n]);
+    fc.n++;
+    p += strcspn(p, ",");
+    p += *p == ',';
+  }
+  for (int i = 0; uuids && *uuids && i < fc.n; i++) {
+    size_t len = strcspn(uuids, ",");
+    if (parse_uuid(uuids, len, fc.uuid[i]) != 0)
+      return CUDA_ERROR_INVALID_VALUE;
+    uuids += len + (uuids[len] == ',');
+  }
+  fc.initialized = 1;
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDriverGetVersion(int *version) {
+  if (!version)
+    return CUDA_ERROR_INVALID_VALUE;
+  *version = 13000;
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetCount(int *count) {
+  if (!fc.initialized)
+    return CUDA_ERROR_NOT_INITIALIZED;
+  *count = fc.n;
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGet(CUdevice *dev, int ordinal) {
+  if (!fc.initialized)
+    return CUDA_ERROR_NOT_INITIALIZED;
+  if (ordinal < 0 || ordinal >= fc.n)
+    return CUDA_ERROR_INVALID_DEVICE;
+  *dev = ordinal;
+  return CUDA_SUCCESS;
+}
+
+static int bad(CUdevice dev) {
+  return !fc.initialized || dev < 0 || dev >= fc.n;
+}
+
+EXPORT CUresult cuDeviceGetAttribute(int *value, CUdevice_attribute attr,
+                                     CUdevice dev) {
+  if (bad(dev) || !value)
+    return CUDA_ERROR_INVALID_DEVICE;
+  if (attr != CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+    return CUDA_ERROR_INVALID_VALUE;
+  *value = fc.sms[dev];
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetName(char *name, int len, CUdevice dev) {
+  if (bad(dev) || !name || len <= 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  snprintf(name, (size_t)len, "Fake CUDA GPU %d", dev);
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev) {
+  if (bad(dev) || !bytes)
+    return CUDA_ERROR_INVALID_VALUE;
+  *bytes = (size_t)80 << 30;
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev) {
+  if (bad(dev) || !uuid)
+    return CUDA_ERROR_INVALID_VALUE;
+  memcpy(uuid->bytes, fc.uuid[dev], 16);
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuGetErrorString(CUresult error, const char **str) {
+  if (!str)
+    return CUDA_ERROR_INVALID_VALUE;
+  switch (error) {
+  case CUDA_SUCCESS:
+    *str = "no error";
+    break;
+  case CUDA_ERROR_NO_DEVICE:
+    *str = "no CUDA-capable device is detected";
+    break;
+  case CUDA_ERROR_NOT_INITIALIZED:
+    *str = "initialization error";
+    break;
+  case CUDA_ERROR_INVALID_DEVICE:
+    *str = "invalid device ordinal";
+    break;
+  default:
+    *str = "unknown error";
+    break;
+  }
+  return CUDA_SUCCESS;
+}

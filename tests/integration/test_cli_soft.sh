@@ -1,0 +1,64 @@
+# The soft backend through the CLI, on the test-only fakes of NVML, the
+# CUDA driver and nvidia-cuda-mps-control (an H100 with MIG off): info
+# says what is enforced, run hands a workload its GPU, SM percentage and
+# memory share, the MPS daemon comes and goes with the instances, and bad
+# input fails cleanly.
+. "$(dirname "$0")/lib.sh"
+BUILD=$(dirname "$GPUSLICE")
+NVML="$BUILD/tests/fake_nvml/current/libnvidia-ml.so.1"
+CUDA="$BUILD/tests/fake_cuda/libcuda.so.1"
+if [ ! -f "$NVML" ] || [ ! -f "$CUDA" ]; then
+  echo "skip: the fakes are not built next to $GPUSLICE"
+  exit 77
+fi
+export GPUSLICE_BACKEND=soft GPUSLICE_NVML_LIBRARY="$NVML" GPUSLICE_CUDA_LIBRARY="$CUDA"
+export GPUSLICE_MPS_CONTROL="$GS_SOURCE_DIR/tests/fake_mps/nvidia-cuda-mps-control"
+export FAKE_NVML_CONFIG=h100-80gb:off FAKE_CUDA_SMS=132
+GPU0=GPU-fa4e0000-0000-4000-8000-000000002330
+live_daemons() {
+  for f in "$GPUSLICE_STATE_DIR"/mps/*/pipe/*.pid; do
+    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && echo "$f"
+  done
+}
+
+expect_exit 0 "info" -- gs info
+contains "$OUT" "backend: +soft" "info names the soft backend"
+contains "$OUT" "SMs capped per process" "info states how compute is enforced"
+contains "$OUT" "no MPS static partitions" "info says SMs are not disjoint"
+contains "$OUT" "ends every client on that GPU" "info states the fault trade-off"
+expect_exit 0 "profiles" -- gs profiles
+contains "$OUT" "1g\.10gb" "the H100 table"
+expect_exit 2 "a profile this GPU lacks" -- gs create 1g.18gb
+contains "$ERR" "1g\.18gb" "the profile is named"
+[ -z "$(live_daemons)" ] && pass "no daemon before any process" || fail "no daemon before any process"
+
+expect_exit 0 "create 1g.10gb and 3g.40gb" -- gs create 1g.10gb 3g.40gb
+gi=$(json_get "$(gs --json list)" '[g["id"] for g in d["devices"][0]["gpu_instances"] if g["profile"] == "1g.10gb"][0]')
+expect_exit 0 "run with --memory 2G" -- gs run -i "$gi" --memory 2G -- sh -c \
+  'echo "$CUDA_VISIBLE_DEVICES $CUDA_MPS_ACTIVE_THREAD_PERCENTAGE $CUDA_MPS_PINNED_DEVICE_MEM_LIMIT $GPUSLICE_MEMORY_LIMIT_BYTES $GPUSLICE_ISOLATION"'
+contains "$OUT" "^$GPU0 13 0=2048M 2147483648 mps$" "GPU, SM percentage and memory share"
+[ -n "$(live_daemons)" ] && pass "the GPU's MPS daemon runs" || fail "the GPU's MPS daemon runs"
+expect_exit 2 "a malformed --memory" -- gs run -i "$gi" --memory 2X -- true
+expect_exit 0 "list" -- gs list
+contains "$OUT" "enforced \(soft backend\)" "list states the enforcement"
+expect_exit 1 "switching isolation with instances" -- gs --isolation process create 1g.10gb
+contains "$ERR" "run under mps isolation" "the refusal says why"
+expect_exit 2 "a bad --isolation" -- gs --isolation threads info
+GPUSLICE_ISOLATION=bogus expect_exit 2 "a bad GPUSLICE_ISOLATION" -- gs info
+expect_exit 0 "destroy --all" -- gs destroy --all
+[ -z "$(live_daemons)" ] && pass "the daemon stops with the last instance" || fail "the daemon stops" "$(live_daemons)"
+
+expect_exit 0 "create under process isolation" -- gs --isolation process create 1g.10gb
+expect_exit 0 "run under process isolation" -- gs run -i 1 -- sh -c \
+  'echo "$GPUSLICE_ISOLATION ${CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none} $CUDA_MPS_PIPE_DIRECTORY"'
+contains "$OUT" "^process none .*/mps/off$" "no MPS, a pipe directory no daemon serves"
+[ -z "$(live_daemons)" ] && pass "no daemon under process isolation" || fail "no daemon under process isolation"
+expect_exit 0 "info under process isolation" -- gs info
+contains "$OUT" "time-sliced" "info states the other trade-off"
+expect_exit 0 "destroy --all" -- gs destroy --all
+
+GPUSLICE_NVML_LIBRARY=/nonexistent/libnvidia-ml.so.1 expect_exit 1 "no driver" -- gs info
+contains "$ERR" "NVIDIA driver not found" "the missing driver is named"
+FAKE_NVML_CONFIG=h100-80gb expect_exit 1 "no GPU with MIG off" -- gs info
+contains "$ERR" "MIG mode on" "the reason is given"
+finish
