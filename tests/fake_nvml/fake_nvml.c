@@ -15,7 +15,10 @@
  *
  * Environment (read at the first nvmlInit of a process):
  *   FAKE_NVML_CONFIG=h100-80gb,a100-40gb:off   GPUs (":off" = MIG off);
- *       models: h100-80gb a100-40gb a100-80gb h200 a30; default h100-80gb
+ *       models: h100-80gb a100-40gb a100-80gb h200 a30, and l4 (no MIG:
+ *       no profiles, NOT_SUPPORTED for MIG mode); default h100-80gb
+ *   FAKE_NVML_PROCS=0:PID[:MIB],1:PID   compute processes on GPUs whose MIG
+ *       mode is off, as NVML lists them on the GPU (default 512 MiB)
  *   FAKE_NVML_STATE=<file>   load the GPUs from it when present, save
  *       them after every change and reload them when another process has
  *       changed them, so that state outlives and spans processes
@@ -27,6 +30,9 @@
  *       drivers), as NVML_ERROR_ARGUMENT_VERSION_MISMATCH
  *   FAKE_NVML_NO_PERMISSION=1   placement queries and every change fail
  *       with NVML_ERROR_NO_PERMISSION, as for a caller who is not root
+ *   FAKE_NVML_FIXTURE=<file.json>   the GPUs recorded by tests/gpu/nvml_record
+ *       instead of FAKE_NVML_CONFIG; read calls replay the recording
+ *       (fake_nvml_fixture.c); FAKE_NVML_FIXTURE_MIG_ON=1 reports MIG on
  * Build variants: -DFAKE_NVML_LEGACY exports only the older symbol names
  * (v1 profile queries, nvmlInit, ...); -DFAKE_NVML_NO_PLACEMENT omits
  * nvmlDeviceCreateGpuInstanceWithPlacement. The profile data below is
@@ -55,6 +61,7 @@ static const geo_t geo_4x4[] = {
 };
 static const geometry_t g7x8 = {geo_7x8, 7, 7, 8};
 static const geometry_t g4x4 = {geo_4x4, 5, 4, 4};
+static const geometry_t gnone = {geo_7x8, 0, 0, 0}; /* a GPU without MIG */
 
 /* Names, GiB and SMs from the reference; engines: H100/H200 CE
  * 1/1/1/2/3/4/8, DEC 1/1/1/2/3/4/7, JPEG = DEC, OFA on +me and 7g; A100
@@ -99,6 +106,7 @@ static const model_t models[] = {
      a100_80},
     {"h200", "NVIDIA H200", 0x233510DE, 143771, 0, &g7x8, h200},
     {"a30", "NVIDIA A30", 0x20B710DE, 24576, 1, &g4x4, a30},
+    {"l4", "NVIDIA L4", 0x27B810DE, 23034, 0, &gnone, NULL},
 };
 #define N_MODELS (sizeof models / sizeof models[0])
 
@@ -114,7 +122,7 @@ static const model_t *model_named(const char *key, size_t len) {
   for (size_t i = 0; i < N_MODELS; i++)
     if (strlen(models[i].key) == len && strncmp(models[i].key, key, len) == 0)
       return &models[i];
-  return NULL;
+  return fixture_model(key, len);
 }
 
 const prof_t *prof_of(const model_t *m, const geo_t *geo) {
@@ -256,7 +264,8 @@ static int config_gpus(const char *cfg) {
     }
     fgpu_t *g = &fk.gpu[fk.n_gpu++];
     g->m = m;
-    g->cur = g->pending = NVML_DEVICE_MIG_ENABLE;
+    g->cur = g->pending = m->geometry->n_geo ? NVML_DEVICE_MIG_ENABLE
+                                             : NVML_DEVICE_MIG_DISABLE;
     p += len;
     if (strncmp(p, ":off", 4) == 0) {
       g->cur = g->pending = NVML_DEVICE_MIG_DISABLE;
@@ -307,9 +316,17 @@ EXPORT nvmlReturn_t SYM(nvmlInit_v2, nvmlInit)(void) {
   const char *state = getenv("FAKE_NVML_STATE");
   const char *cfg = getenv("FAKE_NVML_CONFIG");
   const char *fail = getenv("FAKE_NVML_FAIL_AFTER");
+  const char *fixture = getenv("FAKE_NVML_FIXTURE");
   if (state)
     snprintf(fk.state, sizeof fk.state, "%s", state);
+  /* A fixture's models must exist before a state file names them. */
+  if (fixture && *fixture && fixture_load(fixture) != 0) {
+    fk.refs = 0;
+    return NVML_ERROR_UNKNOWN;
+  }
   int loaded = state ? state_load() : 0;
+  if (!loaded && fixture && *fixture)
+    loaded = fixture_gpus() > 0;
   if (loaded < 0 || (!loaded && config_gpus(cfg && *cfg ? cfg : "h100-80gb"))) {
     fk.refs = 0;
     return NVML_ERROR_UNKNOWN;
@@ -458,7 +475,10 @@ EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t dev, char *buf,
   fgi_t *gi;
   fci_t *ci;
   char uuid[96];
-  if ((g = gpu_of(dev)) != NULL) {
+  const char *recorded;
+  if ((g = gpu_of(dev)) != NULL && fixture_uuid(g->m, &recorded)) {
+    snprintf(uuid, sizeof uuid, "%s", recorded);
+  } else if (g) {
     snprintf(uuid, sizeof uuid, "GPU-fa4e%04x-0000-4000-8000-%012x", dev->gpu,
              (unsigned)(g->m->pci >> 16));
   } else if ((ci = mig_of(dev, &g, &gi)) != NULL) {
@@ -501,6 +521,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t dev, unsigned *cur,
   fgpu_t *g = gpu_of(dev);
   if (!g || !cur || !pending)
     return NVML_ERROR_INVALID_ARGUMENT;
+  if (!g->m->geometry->n_geo)
+    return NVML_ERROR_NOT_SUPPORTED;
   *cur = g->cur;
   *pending = g->pending;
   return NVML_SUCCESS;
@@ -513,6 +535,8 @@ EXPORT nvmlReturn_t nvmlDeviceSetMigMode(nvmlDevice_t dev, unsigned mode,
   fgpu_t *g = gpu_of(dev);
   if (!g || !activation || mode > NVML_DEVICE_MIG_ENABLE)
     return NVML_ERROR_INVALID_ARGUMENT;
+  if (!g->m->geometry->n_geo)
+    return NVML_ERROR_NOT_SUPPORTED;
   if (fk.no_permission)
     return NVML_ERROR_NO_PERMISSION;
   if (mode == NVML_DEVICE_MIG_DISABLE && gi_count(g->gi) > 0)
@@ -539,6 +563,9 @@ static nvmlReturn_t gi_profile(nvmlDevice_t dev, unsigned index,
   fgpu_t *g = gpu_of(dev);
   if (!g || index >= NVML_GPU_INSTANCE_PROFILE_COUNT)
     return NVML_ERROR_INVALID_ARGUMENT;
+  nvmlReturn_t recorded;
+  if (fixture_gi_profile(g->m, index, v3, &recorded))
+    return recorded;
   const geo_t *geo = geo_by_index(g->m, index);
   if (!geo)
     return NVML_ERROR_NOT_SUPPORTED;
@@ -622,6 +649,10 @@ EXPORT nvmlReturn_t SYM(nvmlDeviceGetGpuInstancePossiblePlacements_v2,
     unsigned *count) {
   fgpu_t *g = gpu_of(dev);
   const geo_t *geo = g ? geo_by_id(g->m, id) : NULL;
+  nvmlReturn_t recorded;
+  if (g && count && !fk.no_permission &&
+      fixture_placements(g->m, id, out, count, &recorded))
+    return recorded;
   if (!geo || !count)
     return NVML_ERROR_INVALID_ARGUMENT;
   if (fk.no_permission)

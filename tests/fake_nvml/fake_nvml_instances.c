@@ -1,6 +1,7 @@
 /* TEST-ONLY fake NVML (see fake_nvml.c): GPU and compute instances with
  * the driver's rules, MIG device handles and the processes on them. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fake_nvml_int.h"
@@ -74,6 +75,9 @@ EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceRemainingCapacity(nvmlDevice_t dev,
                                                               unsigned *count) {
   fgpu_t *g = gpu_of(dev);
   const geo_t *geo = g ? geo_by_id(g->m, id) : NULL;
+  nvmlReturn_t recorded;
+  if (g && count && fixture_capacity(g, id, count, &recorded))
+    return recorded;
   if (!geo || !count)
     return NVML_ERROR_INVALID_ARGUMENT;
   fgpu_t sim = *g; /* place greedily, lowest start first */
@@ -200,6 +204,9 @@ static nvmlReturn_t ci_profile(nvmlGpuInstance_t h, unsigned index,
   cigeo_t buf[5];
   if (!gi || index >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT || eng != 0)
     return NVML_ERROR_INVALID_ARGUMENT;
+  nvmlReturn_t recorded;
+  if (fixture_ci_profile(g->m, gi->geo->id, index, v3, &recorded))
+    return recorded;
   const cigeo_t *r = ci_rule(gi, index, buf);
   if (!r)
     return NVML_ERROR_NOT_SUPPORTED;
@@ -264,6 +271,10 @@ EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstancePossiblePlacements(
   fgi_t *gi = gi_of(h, &g);
   cigeo_t buf[5];
   const cigeo_t *r = gi ? ci_rule(gi, id, buf) : NULL;
+  nvmlReturn_t recorded;
+  if (gi && count && !fk.no_permission &&
+      fixture_ci_placements(g->m, gi->geo->id, id, out, count, &recorded))
+    return recorded;
   if (!gi || !count)
     return NVML_ERROR_INVALID_ARGUMENT;
   if (!r)
@@ -426,6 +437,27 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t dev,
   return NVML_SUCCESS;
 }
 
+/* FAKE_NVML_PROCS entries of GPU gpu whose MIG mode is off, appended to
+ * found (room for max). */
+static unsigned env_procs(unsigned gpu, const fgpu_t *g, nvmlProcessInfo_t *found,
+                          unsigned n, unsigned max) {
+  const char *p = getenv("FAKE_NVML_PROCS");
+  while (p && *p && n < max && g->cur == NVML_DEVICE_MIG_DISABLE) {
+    unsigned at = 0, pid = 0, mib = 512;
+    int len = 0;
+    if (sscanf(p, "%u:%u%n", &at, &pid, &len) != 2)
+      break;
+    p += len;
+    if (*p == ':')
+      mib = (unsigned)strtoul(p + 1, (char **)&p, 10);
+    if (at == gpu)
+      found[n++] = (nvmlProcessInfo_t){pid, (unsigned long long)mib << 20,
+                                       NO_ID, NO_ID};
+    p = *p == ',' ? p + 1 : NULL;
+  }
+  return n;
+}
+
 /* On a GPU: every busy GI's process; on a MIG device: the process of its
  * GI when it is the GI's first compute instance. */
 EXPORT nvmlReturn_t SYM(nvmlDeviceGetComputeRunningProcesses_v3,
@@ -436,7 +468,7 @@ EXPORT nvmlReturn_t SYM(nvmlDeviceGetComputeRunningProcesses_v3,
   fci_t *mci = NULL;
   if (!count || (!g && !(mci = mig_of(dev, &g, &mgi))))
     return NVML_ERROR_INVALID_ARGUMENT;
-  nvmlProcessInfo_t found[MAX_GI];
+  nvmlProcessInfo_t found[MAX_GI + 16];
   unsigned n = 0;
   for (unsigned gid = 1; gid <= MAX_GI; gid++) {
     fgi_t *gi = gi_find(g, gid);
@@ -446,6 +478,8 @@ EXPORT nvmlReturn_t SYM(nvmlDeviceGetComputeRunningProcesses_v3,
     found[n++] = (nvmlProcessInfo_t){g->busy_pid[gid], 512ull << 20, gid,
                                      first ? first->id : NO_ID};
   }
+  if (!mgi)
+    n = env_procs(dev->gpu, g, found, n, MAX_GI + 16);
   if (*count < n) {
     *count = n;
     return NVML_ERROR_INSUFFICIENT_SIZE;

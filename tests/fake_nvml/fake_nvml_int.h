@@ -113,4 +113,29 @@ fci_t *mig_of(nvmlDevice_t dev, fgpu_t **g, fgi_t **gi);
 nvmlGpuInstance_t gi_handle(unsigned gpu, unsigned id);
 nvmlComputeInstance_t ci_handle(unsigned gpu, unsigned gi, unsigned id);
 
+/* ---- FAKE_NVML_FIXTURE: GPUs recorded on hardware (fake_nvml_fixture.c) */
+/* Reads the fixture's GPUs: 0, or -1 with a message on stderr. */
+int fixture_load(const char *path);
+/* Puts them into fk.gpu; returns how many. */
+unsigned fixture_gpus(void);
+/* The fixture's model saved in a state file under `key`, or NULL. */
+const model_t *fixture_model(const char *key, size_t len);
+/* Replays: each returns 1 with NVML's recorded answer in *r (and the
+ * outputs) when the GPU comes from a fixture, 0 when the fake's own model
+ * answers. */
+int fixture_uuid(const model_t *m, const char **uuid);
+int fixture_gi_profile(const model_t *m, unsigned index,
+                       nvmlGpuInstanceProfileInfo_v3_t *v3, nvmlReturn_t *r);
+int fixture_placements(const model_t *m, unsigned id,
+                       nvmlGpuInstancePlacement_t *out, unsigned *count,
+                       nvmlReturn_t *r);
+int fixture_capacity(fgpu_t *g, unsigned id, unsigned *count, nvmlReturn_t *r);
+int fixture_ci_profile(const model_t *m, unsigned gi_profile_id, unsigned index,
+                       nvmlComputeInstanceProfileInfo_v3_t *v3,
+                       nvmlReturn_t *r);
+int fixture_ci_placements(const model_t *m, unsigned gi_profile_id,
+                          unsigned ci_profile_id,
+                          nvmlComputeInstancePlacement_t *out, unsigned *count,
+                          nvmlReturn_t *r);
+
 #endif
