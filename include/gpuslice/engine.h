@@ -1,0 +1,149 @@
+/* The ONNX execution engine (CPU): load a model with hard limits, read its
+ * inputs and outputs as KServe v2 metadata, and run it through a session that
+ * plans its memory once per input shape set and reuses the plan. */
+#ifndef GPUSLICE_ENGINE_H
+#define GPUSLICE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpuslice/error.h"
+
+/* Highest tensor rank the engine handles. */
+#define GS_TENSOR_MAX_RANK 8
+
+/* Element types, named as KServe v2 names them (gs_dtype_name). */
+#define GS_DTYPE_MAP(XX)                                                       \
+  XX(BOOL, 1)                                                                  \
+  XX(UINT8, 1)                                                                 \
+  XX(UINT16, 2)                                                                \
+  XX(UINT32, 4)                                                                \
+  XX(UINT64, 8)                                                                \
+  XX(INT8, 1)                                                                  \
+  XX(INT16, 2)                                                                 \
+  XX(INT32, 4)                                                                 \
+  XX(INT64, 8)                                                                 \
+  XX(FP16, 2)                                                                  \
+  XX(FP32, 4)                                                                  \
+  XX(FP64, 8)
+
+typedef enum {
+  GS_DTYPE_INVALID = 0,
+#define XX(name, _) GS_DTYPE_##name,
+  GS_DTYPE_MAP(XX)
+#undef XX
+      GS_DTYPE_MAX
+} gs_dtype_t;
+
+/* "FP32", "INT32", ...; "INVALID" for anything else. */
+const char *gs_dtype_name(gs_dtype_t dtype);
+/* GS_DTYPE_INVALID when name is not one of the names above. */
+gs_dtype_t gs_dtype_from_name(const char *name);
+/* Bytes per element; 0 for GS_DTYPE_INVALID. */
+size_t gs_dtype_size(gs_dtype_t dtype);
+
+/* What a model may contain. Loading fails with GS_ELIMIT, naming the limit,
+ * when a file exceeds one; gs_model_limits_default gives generous values. */
+typedef struct gs_model_limits_s {
+  size_t max_file_bytes; /* the serialized model */
+  size_t max_nodes;      /* graph nodes */
+  size_t max_values;     /* named tensors: inputs, initializers, node outputs */
+  size_t max_tensor_bytes; /* any one initializer or planned tensor */
+} gs_model_limits_t;
+
+void gs_model_limits_default(gs_model_limits_t *limits);
+
+/* A graph input or output as KServe model metadata shows it. shape[i] is -1
+ * for a variable dimension (a batch dimension N, say); rank is -1 when the
+ * model does not declare the tensor's shape at all. */
+typedef struct gs_tensor_info_s {
+  const char *name;
+  gs_dtype_t dtype;
+  int rank;
+  int64_t shape[GS_TENSOR_MAX_RANK];
+} gs_tensor_info_t;
+
+/* A loaded, checked model. Immutable once loaded: several sessions, in
+ * several threads, may share one model. */
+typedef struct gs_model_s gs_model_t;
+
+/* Loads and checks a model: protobuf structure, opset, every node's op and
+ * attributes against the supported op set (an unsupported op is a
+ * GS_EUNSUPPORTED error naming the op and the node), types, a topological
+ * order. limits may be NULL for the defaults. The caller destroys *out. */
+int gs_model_load_file(gs_model_t **out, const char *path,
+                       const gs_model_limits_t *limits, gs_error_t *err);
+int gs_model_load_buffer(gs_model_t **out, const void *data, size_t size,
+                         const gs_model_limits_t *limits, gs_error_t *err);
+void gs_model_destroy(gs_model_t *model);
+
+size_t gs_model_input_count(const gs_model_t *model);
+size_t gs_model_output_count(const gs_model_t *model);
+/* NULL when i is out of range; valid as long as the model. */
+const gs_tensor_info_t *gs_model_input(const gs_model_t *model, size_t i);
+const gs_tensor_info_t *gs_model_output(const gs_model_t *model, size_t i);
+size_t gs_model_node_count(const gs_model_t *model);
+
+/* The ops the engine runs, by ONNX name ("MatMul", ...), for listings. */
+size_t gs_engine_op_count(void);
+const char *gs_engine_op_name(size_t i);
+
+/* Threads OpenBLAS uses for matrix work. Process-wide, as OpenBLAS's own
+ * setting is: the worker sets it once per instance. n is 1..1024. */
+int gs_engine_set_threads(unsigned n, gs_error_t *err);
+unsigned gs_engine_threads(void);
+
+/* A tensor passed in or handed back. For an input the caller owns data; for
+ * an output the session does. bytes is the element count times
+ * gs_dtype_size(dtype). */
+typedef struct gs_tensor_s {
+  const char *name;
+  gs_dtype_t dtype;
+  unsigned rank;
+  int64_t shape[GS_TENSOR_MAX_RANK];
+  const void *data;
+  size_t bytes;
+} gs_tensor_t;
+
+/* A field left 0 takes its default. */
+typedef struct gs_session_options_s {
+  size_t max_plan_bytes;     /* memory planned for one input shape set */
+  unsigned max_cached_plans; /* plans kept for shape sets seen before */
+} gs_session_options_t;
+
+/* max_plan_bytes 1 GiB, max_cached_plans 16 (at most 1024). */
+void gs_session_options_default(gs_session_options_t *opts);
+
+/* Runs one model; not thread-safe (one session per thread). */
+typedef struct gs_session_s gs_session_t;
+
+/* opts may be NULL for the defaults. The model must outlive the session;
+ * the caller destroys *out. */
+int gs_session_create(gs_session_t **out, const gs_model_t *model,
+                      const gs_session_options_t *opts, gs_error_t *err);
+void gs_session_destroy(gs_session_t *session);
+
+/* Infers every tensor's shape and plans memory for this input set, or picks
+ * the plan made before for the same shapes. Only shapes, types and sizes of
+ * inputs are read, plus the data of inputs that a Reshape takes as its
+ * target shape. Inputs are matched by name, or by position when every name
+ * is NULL; each model input must be given once. A batch is an input whose
+ * leading dimension is N. gs_session_run plans by itself; this call is for
+ * planning ahead and for reading output shapes before a run. */
+int gs_session_plan(gs_session_t *session, const gs_tensor_t *inputs,
+                    size_t n_inputs, gs_error_t *err);
+
+/* Plans (as above) and runs the model on the inputs. */
+int gs_session_run(gs_session_t *session, const gs_tensor_t *inputs,
+                   size_t n_inputs, gs_error_t *err);
+
+/* Output i of the last plan or run, in model output order: name, type and
+ * shape after gs_session_plan, data too after gs_session_run. NULL when i is
+ * out of range or nothing was planned. Valid until the next plan, run or
+ * destroy on this session. */
+const gs_tensor_t *gs_session_output(const gs_session_t *session, size_t i);
+
+/* Bytes of intermediate memory the current plan uses (0 before a plan). */
+size_t gs_session_planned_bytes(const gs_session_t *session);
+
+#endif

@@ -1,0 +1,199 @@
+/* Internals of the ONNX engine: the checked graph a model becomes, the op
+ * table, and the protobuf reading helpers the loader and the tests share. */
+#ifndef GPUSLICE_ENGINE_INT_H
+#define GPUSLICE_ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpuslice/engine.h"
+#include "onnx.pb-c.h"
+
+/* Opsets whose semantics the op set below implements (ai.onnx domain). */
+#define GS__OPSET_MIN 7
+#define GS__OPSET_MAX 21
+
+/* Deepest message nesting accepted in a protobuf (a model needs 6). */
+#define GS__PB_MAX_DEPTH 32
+
+/* A tensor as the ops see it: a type, a shape and, when known, the data. */
+typedef struct {
+  gs_dtype_t dtype;
+  unsigned rank;
+  int64_t dims[GS_TENSOR_MAX_RANK];
+  size_t count; /* elements */
+  void *data;   /* NULL when absent (shape-only, or an omitted input) */
+} gs__tensor_t;
+
+typedef enum {
+  GS__VALUE_INPUT, /* a graph input: the caller's buffer */
+  GS__VALUE_CONST, /* an initializer: owned by the model */
+  GS__VALUE_NODE   /* a node output: lives in the session's arena */
+} gs__value_kind_t;
+
+typedef struct {
+  char *name;
+  gs__value_kind_t kind;
+  gs_dtype_t dtype;
+  int input_index; /* position among the graph inputs, for INPUT values */
+  int producer;    /* node position (topological) for NODE values */
+  int last_use;    /* last node position that reads it; n_nodes if output */
+  bool needs_data; /* its data is read at plan time (a Reshape target) */
+  gs__tensor_t constant; /* CONST values: shape and owned data */
+} gs__value_t;
+
+/* Attributes, read once at load into the fields the node's op uses. */
+typedef struct {
+  int64_t axis;
+  float alpha, beta;
+  bool trans_a, trans_b;
+  bool allowzero;
+  bool softmax_2d; /* Softmax before opset 13: softmax over dims[axis:] */
+  unsigned n_perm;
+  int64_t perm[GS_TENSOR_MAX_RANK];
+} gs__params_t;
+
+typedef enum {
+  GS__OP_MATMUL,
+  GS__OP_GEMM,
+  GS__OP_ADD,
+  GS__OP_SUB,
+  GS__OP_MUL,
+  GS__OP_DIV,
+  GS__OP_RELU,
+  GS__OP_SIGMOID,
+  GS__OP_TANH,
+  GS__OP_SOFTMAX,
+  GS__OP_RESHAPE,
+  GS__OP_FLATTEN,
+  GS__OP_IDENTITY,
+  GS__OP_CONCAT,
+  GS__OP_TRANSPOSE
+} gs__op_code_t;
+
+typedef struct gs__op_s gs__op_t;
+
+typedef struct {
+  char *name;        /* "" when the model gives none */
+  unsigned position; /* index in the model file, for messages */
+  const gs__op_t *op;
+  unsigned n_in;
+  int *in; /* value indexes; -1 for an omitted optional input */
+  int out; /* every supported op has exactly one output */
+  gs__params_t p;
+} gs__node_t;
+
+struct gs__op_s {
+  const char *name;
+  gs__op_code_t code;
+  unsigned min_in, max_in;
+  const char *const *attrs; /* attribute names it accepts, NULL-ended */
+  int data_input;           /* input read at plan time, -1 for none */
+  /* At load: reads attributes into n->p, checks input types, gives the
+   * output type. in[i] is GS_DTYPE_INVALID for an omitted input. */
+  int (*check)(gs__node_t *n, const Onnx__NodeProto *proto, int opset,
+               const gs_dtype_t *in, gs_dtype_t *out, gs_error_t *err);
+  /* At plan: the output shape from the input shapes (and data_input). */
+  int (*shape)(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
+               gs_error_t *err);
+  int (*run)(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
+             gs_error_t *err);
+};
+
+struct gs_model_s {
+  gs_model_limits_t limits;
+  int opset;
+  gs__value_t *values;
+  size_t n_values;
+  gs__node_t *nodes; /* in topological order */
+  size_t n_nodes;
+  unsigned max_node_inputs;
+  int *inputs; /* value index of each graph input */
+  size_t n_inputs;
+  int *outputs; /* value index of each graph output */
+  size_t n_outputs;
+  gs_tensor_info_t *input_info;
+  gs_tensor_info_t *output_info;
+};
+
+/* The op table (ops.c). NULL when the op is not supported. */
+const gs__op_t *gs__op_find(const char *name);
+/* "MatMul, Gemm, ..." for messages. */
+const char *gs__op_list(void);
+
+/* "node 'fc1' (Gemm)" or "node #3 (Gemm)", for messages. */
+const char *gs__node_label(const gs__node_t *n, char *buf, size_t size);
+
+/* Element count of dims, failing (false) on a negative dimension or when
+ * the product of the nonzero dimensions passes max_bytes for elements of
+ * esize bytes (so that no loop over a part of the shape runs long). */
+bool gs__count(const int64_t *dims, unsigned rank, size_t esize,
+               size_t max_bytes, size_t *count);
+
+/* "[2,3,4]", for messages. */
+const char *gs__dims_str(const int64_t *dims, unsigned rank, char *buf,
+                         size_t size);
+
+/* axis in [-rank, rank + extra) as a position in [0, rank + extra), or -1
+ * when out of range. */
+int gs__axis(int64_t axis, unsigned rank, unsigned extra);
+
+/* Kernels (kernels_*.c), one per op, as gs__op_t.run. */
+int gs__run_binary(const gs__node_t *n, const gs__tensor_t *in,
+                   gs__tensor_t *out, gs_error_t *err);
+int gs__run_unary(const gs__node_t *n, const gs__tensor_t *in,
+                  gs__tensor_t *out, gs_error_t *err);
+int gs__run_softmax(const gs__node_t *n, const gs__tensor_t *in,
+                    gs__tensor_t *out, gs_error_t *err);
+int gs__run_matmul(const gs__node_t *n, const gs__tensor_t *in,
+                   gs__tensor_t *out, gs_error_t *err);
+int gs__run_gemm(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
+                 gs_error_t *err);
+int gs__run_copy(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
+                 gs_error_t *err);
+int gs__run_concat(const gs__node_t *n, const gs__tensor_t *in,
+                   gs__tensor_t *out, gs_error_t *err);
+int gs__run_transpose(const gs__node_t *n, const gs__tensor_t *in,
+                      gs__tensor_t *out, gs_error_t *err);
+
+/* Protobuf reading (onnx_read.c). */
+
+/* An allocator that fails once a parse has allocated budget bytes, so that
+ * a small file cannot make protobuf-c allocate without bound. */
+typedef struct {
+  ProtobufCAllocator allocator;
+  size_t used, budget;
+} gs__pb_budget_t;
+
+/* Checks the wire format (well formed, nesting at most GS__PB_MAX_DEPTH)
+ * and unpacks it with a budgeted allocator. The caller frees *out with
+ * protobuf_c_message_free_unpacked(*out, &budget->allocator). */
+int gs__pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                  size_t size, gs__pb_budget_t *budget, ProtobufCMessage **out,
+                  gs_error_t *err);
+
+/* The engine's type for an ONNX TensorProto.DataType, or GS_DTYPE_INVALID. */
+gs_dtype_t gs__dtype_from_onnx(int32_t onnx_type);
+/* ONNX's own name of a data type ("STRING"), for messages. */
+const char *gs__onnx_type_name(int32_t onnx_type);
+
+/* Converts a TensorProto into t, which then owns its data (free(t->data)).
+ * Takes raw_data out of tp rather than copying it. */
+int gs__tensor_from_proto(gs__tensor_t *t, Onnx__TensorProto *tp,
+                          size_t max_bytes, gs_error_t *err);
+
+/* Decodes a serialized TensorProto (an input_0.pb of a node test). The
+ * caller frees t->data and *name. */
+int gs__tensor_decode(gs__tensor_t *t, char **name, const void *data,
+                      size_t size, size_t max_bytes, gs_error_t *err);
+
+/* Reads a whole file of at most max_bytes; the caller frees *data. */
+int gs__read_file(const char *path, size_t max_bytes, uint8_t **data,
+                  size_t *size, gs_error_t *err);
+
+/* A graph input or output's declared type and shape. */
+int gs__info_from_value(gs_tensor_info_t *info, const Onnx__ValueInfoProto *v,
+                        gs_error_t *err);
+
+#endif

@@ -1,0 +1,507 @@
+/* Sessions: shape inference and a memory plan per input shape set (kept in
+ * a small cache, so that a batch size seen before costs nothing to plan),
+ * and the run that walks the nodes in topological order over one arena. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "engine/engine_int.h"
+
+#define ARENA_ALIGN 64
+
+static const struct {
+  const char *name;
+  size_t size;
+} dtypes[] = {{"INVALID", 0},
+#define XX(name, size) {#name, size},
+              GS_DTYPE_MAP(XX)
+#undef XX
+};
+
+const char *gs_dtype_name(gs_dtype_t dtype) {
+  return dtype > 0 && dtype < GS_DTYPE_MAX ? dtypes[dtype].name : "INVALID";
+}
+
+gs_dtype_t gs_dtype_from_name(const char *name) {
+  for (int i = 1; name && i < GS_DTYPE_MAX; i++)
+    if (strcmp(dtypes[i].name, name) == 0)
+      return (gs_dtype_t)i;
+  return GS_DTYPE_INVALID;
+}
+
+size_t gs_dtype_size(gs_dtype_t dtype) {
+  return dtype > 0 && dtype < GS_DTYPE_MAX ? dtypes[dtype].size : 0;
+}
+
+int gs_engine_set_threads(unsigned n, gs_error_t *err) {
+  if (n < 1 || n > 1024)
+    return gs_error_set(err, GS_EINVAL, "thread count %u is not in 1..1024", n);
+  openblas_set_num_threads((int)n);
+  return GS_OK;
+}
+
+unsigned gs_engine_threads(void) {
+  int n = openblas_get_num_threads();
+  return n > 0 ? (unsigned)n : 1;
+}
+
+void gs_session_options_default(gs_session_options_t *opts) {
+  opts->max_plan_bytes = (size_t)1 << 30;
+  opts->max_cached_plans = 16;
+}
+
+/* One input shape set: every value's shape, and arena offsets. */
+typedef struct {
+  gs__tensor_t *shapes; /* per value; data NULL */
+  size_t *offset;       /* per value; arena offset of NODE values */
+  size_t *out_offset;   /* per output; a copy of an INPUT or CONST output */
+  size_t arena_bytes;
+  void **key_data; /* per input: a copy of needs_data inputs */
+  unsigned long long used;
+} plan_t;
+
+struct gs_session_s {
+  const gs_model_t *model;
+  gs_session_options_t opts;
+  plan_t *plans;
+  unsigned n_plans;
+  plan_t *current;
+  unsigned long long tick;
+  void *arena;
+  size_t arena_bytes;
+  gs__tensor_t *bound;    /* per value, shapes plus data for the current run */
+  gs__tensor_t *args;     /* max_node_inputs scratch */
+  const gs_tensor_t **in; /* the caller's inputs in model order */
+  gs_tensor_t *outputs;
+};
+
+static void plan_release(plan_t *p, size_t n_inputs) {
+  free(p->shapes);
+  free(p->offset);
+  free(p->out_offset);
+  for (size_t i = 0; p->key_data && i < n_inputs; i++)
+    free(p->key_data[i]);
+  free(p->key_data);
+  memset(p, 0, sizeof *p);
+}
+
+int gs_session_create(gs_session_t **out, const gs_model_t *model,
+                      const gs_session_options_t *opts, gs_error_t *err) {
+  gs_session_t *s = calloc(1, sizeof *s);
+  *out = NULL;
+  if (!s)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  s->model = model;
+  gs_session_options_t def;
+  gs_session_options_default(&def);
+  s->opts = opts ? *opts : def;
+  if (s->opts.max_plan_bytes == 0)
+    s->opts.max_plan_bytes = def.max_plan_bytes;
+  if (s->opts.max_cached_plans == 0)
+    s->opts.max_cached_plans = def.max_cached_plans;
+  if (s->opts.max_cached_plans > 1024)
+    s->opts.max_cached_plans = 1024;
+  s->plans = calloc(s->opts.max_cached_plans, sizeof *s->plans);
+  s->bound = calloc(model->n_values + 1, sizeof *s->bound);
+  s->args = calloc(model->max_node_inputs + 1, sizeof *s->args);
+  s->in = calloc(model->n_inputs + 1, sizeof *s->in);
+  s->outputs = calloc(model->n_outputs + 1, sizeof *s->outputs);
+  if (!s->plans || !s->bound || !s->args || !s->in || !s->outputs) {
+    gs_session_destroy(s);
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  }
+  *out = s;
+  return GS_OK;
+}
+
+void gs_session_destroy(gs_session_t *s) {
+  if (!s)
+    return;
+  for (unsigned i = 0; s->plans && i < s->n_plans; i++)
+    plan_release(&s->plans[i], s->model->n_inputs);
+  free(s->plans);
+  free(s->arena);
+  free(s->bound);
+  free(s->args);
+  free(s->in);
+  free(s->outputs);
+  free(s);
+}
+
+/* Puts the caller's inputs in model input order, checking each against
+ * the model's declaration. */
+static int match_inputs(const gs_model_t *m, const gs_tensor_t *inputs,
+                        size_t n, const gs_tensor_t **by_index,
+                        gs_error_t *err) {
+  if (n != m->n_inputs)
+    return gs_error_set(err, GS_EINVAL, "the model takes %zu inputs, got %zu",
+                        m->n_inputs, n);
+  bool named = false;
+  for (size_t i = 0; i < n; i++)
+    named = named || inputs[i].name;
+  memset(by_index, 0, n * sizeof *by_index);
+  for (size_t i = 0; i < n; i++) {
+    size_t k = i;
+    if (named) {
+      if (!inputs[i].name)
+        return gs_error_set(err, GS_EINVAL,
+                            "input %zu has no name while "
+                            "others do",
+                            i);
+      for (k = 0; k < n; k++)
+        if (strcmp(m->input_info[k].name, inputs[i].name) == 0)
+          break;
+      if (k == n)
+        return gs_error_set(err, GS_EINVAL, "the model has no input '%s'",
+                            inputs[i].name);
+      if (by_index[k])
+        return gs_error_set(err, GS_EINVAL, "input '%s' is given twice",
+                            inputs[i].name);
+    }
+    by_index[k] = &inputs[i];
+  }
+  return GS_OK;
+}
+
+static int check_input(const gs_model_t *m, size_t i, const gs_tensor_t *t,
+                       gs_error_t *err) {
+  const gs_tensor_info_t *info = &m->input_info[i];
+  char have[128], want[128];
+  size_t count;
+  if (t->dtype != info->dtype)
+    return gs_error_set(err, GS_EINVAL, "input '%s' is %s; the model takes %s",
+                        info->name, gs_dtype_name(t->dtype),
+                        gs_dtype_name(info->dtype));
+  bool ok = t->rank <= GS_TENSOR_MAX_RANK &&
+            (info->rank < 0 || (unsigned)info->rank == t->rank);
+  for (unsigned d = 0; ok && info->rank >= 0 && d < t->rank; d++)
+    ok = info->shape[d] < 0 || info->shape[d] == t->shape[d];
+  if (!ok)
+    return gs_error_set(
+        err, GS_EINVAL, "input '%s' has shape %s; the model takes %s",
+        info->name,
+        gs__dims_str(t->shape, t->rank > GS_TENSOR_MAX_RANK ? 0 : t->rank, have,
+                     sizeof have),
+        info->rank < 0 ? "any shape"
+                       : gs__dims_str(info->shape, (unsigned)info->rank, want,
+                                      sizeof want));
+  if (!gs__count(t->shape, t->rank, gs_dtype_size(t->dtype),
+                 m->limits.max_tensor_bytes, &count))
+    return gs_error_set(err, GS_ELIMIT,
+                        "input '%s' of shape %s is over the limit of %zu "
+                        "bytes",
+                        info->name,
+                        gs__dims_str(t->shape, t->rank, have, sizeof have),
+                        m->limits.max_tensor_bytes);
+  if (t->bytes != count * gs_dtype_size(t->dtype) || (count && !t->data))
+    return gs_error_set(err, GS_EINVAL,
+                        "input '%s' has %zu bytes of data for %zu elements "
+                        "of %s",
+                        info->name, t->bytes, count, gs_dtype_name(t->dtype));
+  return GS_OK;
+}
+
+static bool plan_matches(const gs_model_t *m, const plan_t *p,
+                         const gs_tensor_t **in) {
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    const gs__tensor_t *have = &p->shapes[m->inputs[i]];
+    if (have->rank != in[i]->rank ||
+        memcmp(have->dims, in[i]->shape, in[i]->rank * sizeof *have->dims))
+      return false;
+    if (p->key_data[i] && in[i]->bytes &&
+        memcmp(p->key_data[i], in[i]->data, in[i]->bytes))
+      return false;
+  }
+  return true;
+}
+
+/* Binds a value's tensor view for shape inference or a run. */
+static void bind_value(gs_session_t *s, const plan_t *p, int v,
+                       const gs_tensor_t **in) {
+  const gs__value_t *val = &s->model->values[v];
+  gs__tensor_t *t = &s->bound[v];
+  *t = p->shapes[v];
+  if (val->kind == GS__VALUE_CONST)
+    t->data = val->constant.data;
+  else if (val->kind == GS__VALUE_INPUT)
+    /* Kernels never write their inputs; the caller's buffer stays const. */
+    t->data = (void *)in[val->input_index]->data;
+  else
+    t->data = (char *)s->arena + p->offset[v];
+}
+
+static void node_args(gs_session_t *s, const gs__node_t *n) {
+  for (unsigned k = 0; k < n->n_in; k++) {
+    if (n->in[k] >= 0)
+      s->args[k] = s->bound[n->in[k]];
+    else
+      memset(&s->args[k], 0, sizeof s->args[k]);
+  }
+}
+
+/* Every value's shape, node by node. */
+static int infer_shapes(gs_session_t *s, plan_t *p, const gs_tensor_t **in,
+                        gs_error_t *err) {
+  const gs_model_t *m = s->model;
+  for (size_t v = 0; v < m->n_values; v++) {
+    const gs__value_t *val = &m->values[v];
+    gs__tensor_t *t = &p->shapes[v];
+    t->dtype = val->dtype;
+    if (val->kind == GS__VALUE_CONST) {
+      *t = val->constant;
+      t->data = NULL;
+      s->bound[v] = val->constant;
+    } else if (val->kind == GS__VALUE_INPUT) {
+      const gs_tensor_t *x = in[val->input_index];
+      t->rank = x->rank;
+      memcpy(t->dims, x->shape, sizeof t->dims);
+      t->count = x->bytes / gs_dtype_size(x->dtype);
+      s->bound[v] = *t;
+      s->bound[v].data = val->needs_data ? (void *)x->data : NULL;
+    }
+  }
+  for (size_t i = 0; i < m->n_nodes; i++) {
+    const gs__node_t *n = &m->nodes[i];
+    gs__tensor_t *t = &p->shapes[n->out];
+    char label[160], dims[128];
+    node_args(s, n);
+    int rc = n->op->shape(n, s->args, t, err);
+    if (rc != GS_OK)
+      return rc;
+    if (!gs__count(t->dims, t->rank, gs_dtype_size(t->dtype),
+                   m->limits.max_tensor_bytes, &t->count))
+      return gs_error_set(err, GS_ELIMIT,
+                          "%s: output of shape %s is over the limit of %zu "
+                          "bytes",
+                          gs__node_label(n, label, sizeof label),
+                          gs__dims_str(t->dims, t->rank, dims, sizeof dims),
+                          m->limits.max_tensor_bytes);
+    s->bound[n->out] = *t;
+  }
+  return GS_OK;
+}
+
+typedef struct {
+  size_t size, first, last;
+  int value;
+} slot_t;
+
+static int slot_cmp(const void *a, const void *b) {
+  const slot_t *x = a, *y = b;
+  if (x->size != y->size)
+    return x->size > y->size ? -1 : 1;
+  return x->value - y->value;
+}
+
+static size_t align_up(size_t n) {
+  return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+}
+
+static int span_cmp(const void *a, const void *b) {
+  const size_t *x = a, *y = b;
+  return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* Greedy by size: the largest tensors are placed first, each at the lowest
+ * offset that does not overlap a placed tensor alive at the same time.
+ * spans is scratch room for two words per slot. */
+static int place_slots(slot_t *slots, size_t n, size_t *offsets, size_t *spans,
+                       size_t *total, size_t max_bytes, gs_error_t *err) {
+  qsort(slots, n, sizeof *slots, slot_cmp);
+  *total = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t n_spans = 0, at = 0;
+    for (size_t j = 0; j < i; j++) {
+      if (slots[j].last < slots[i].first || slots[i].last < slots[j].first)
+        continue;
+      spans[2 * n_spans] = offsets[j];
+      spans[2 * n_spans++ + 1] = offsets[j] + slots[j].size;
+    }
+    qsort(spans, n_spans, 2 * sizeof *spans, span_cmp);
+    for (size_t k = 0; k < n_spans && at + slots[i].size > spans[2 * k]; k++)
+      if (spans[2 * k + 1] > at)
+        at = spans[2 * k + 1];
+    offsets[i] = at;
+    if (at + slots[i].size > *total)
+      *total = at + slots[i].size;
+    if (*total > max_bytes)
+      return gs_error_set(err, GS_ELIMIT,
+                          "the plan needs more than %zu "
+                          "bytes of memory (limit)",
+                          max_bytes);
+  }
+  return GS_OK;
+}
+
+static int plan_memory(gs_session_t *s, plan_t *p, gs_error_t *err) {
+  const gs_model_t *m = s->model;
+  size_t n = 0;
+  int rc = GS_OK;
+  size_t cap = m->n_values + m->n_outputs + 1;
+  slot_t *slots = calloc(cap, sizeof *slots);
+  size_t *offsets = calloc(cap, sizeof *offsets);
+  size_t *spans = calloc(2 * cap, sizeof *spans);
+  if (!slots || !offsets || !spans) {
+    rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t v = 0; v < m->n_values; v++) {
+    const gs__value_t *val = &m->values[v];
+    if (val->kind != GS__VALUE_NODE)
+      continue;
+    size_t last = val->last_use < val->producer ? (size_t)val->producer
+                                                : (size_t)val->last_use;
+    slots[n++] =
+        (slot_t){align_up(p->shapes[v].count * gs_dtype_size(val->dtype)),
+                 (size_t)val->producer, last, (int)v};
+  }
+  for (size_t o = 0; o < m->n_outputs; o++) {
+    int v = m->outputs[o];
+    if (m->values[v].kind != GS__VALUE_NODE)
+      slots[n++] = (slot_t){
+          align_up(p->shapes[v].count * gs_dtype_size(m->values[v].dtype)),
+          m->n_nodes, m->n_nodes, -1 - (int)o};
+  }
+  rc = place_slots(slots, n, offsets, spans, &p->arena_bytes,
+                   s->opts.max_plan_bytes, err);
+  for (size_t i = 0; rc == GS_OK && i < n; i++) {
+    if (slots[i].value >= 0)
+      p->offset[slots[i].value] = offsets[i];
+    else
+      p->out_offset[-1 - slots[i].value] = offsets[i];
+  }
+out:
+  free(slots);
+  free(offsets);
+  free(spans);
+  return rc;
+}
+
+static int plan_make(gs_session_t *s, plan_t *p, const gs_tensor_t **in,
+                     gs_error_t *err) {
+  const gs_model_t *m = s->model;
+  p->shapes = calloc(m->n_values + 1, sizeof *p->shapes);
+  p->offset = calloc(m->n_values + 1, sizeof *p->offset);
+  p->out_offset = calloc(m->n_outputs + 1, sizeof *p->out_offset);
+  p->key_data = calloc(m->n_inputs + 1, sizeof *p->key_data);
+  if (!p->shapes || !p->offset || !p->out_offset || !p->key_data)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    if (!m->values[m->inputs[i]].needs_data)
+      continue;
+    if (!(p->key_data[i] = malloc(in[i]->bytes + 1)))
+      return gs_error_set(err, GS_ENOMEM, "out of memory");
+    if (in[i]->bytes)
+      memcpy(p->key_data[i], in[i]->data, in[i]->bytes);
+  }
+  int rc = infer_shapes(s, p, in, err);
+  return rc != GS_OK ? rc : plan_memory(s, p, err);
+}
+
+/* The plan for these inputs: a cached one, or a new one that replaces the
+ * least recently used. */
+static int plan_get(gs_session_t *s, const gs_tensor_t **in, gs_error_t *err) {
+  const gs_model_t *m = s->model;
+  plan_t *p = NULL;
+  s->current = NULL;
+  for (unsigned i = 0; i < s->n_plans && !p; i++)
+    if (plan_matches(m, &s->plans[i], in))
+      p = &s->plans[i];
+  if (!p) {
+    if (s->n_plans < s->opts.max_cached_plans) {
+      p = &s->plans[s->n_plans++];
+    } else {
+      p = &s->plans[0];
+      for (unsigned i = 1; i < s->n_plans; i++)
+        if (s->plans[i].used < p->used)
+          p = &s->plans[i];
+      plan_release(p, m->n_inputs);
+    }
+    int rc = plan_make(s, p, in, err);
+    if (rc != GS_OK) {
+      plan_release(p, m->n_inputs);
+      s->n_plans--;
+      *p = s->plans[s->n_plans]; /* keep the cache dense */
+      memset(&s->plans[s->n_plans], 0, sizeof *p);
+      return rc;
+    }
+  }
+  /* Never empty, so that every bound pointer points into an object. */
+  size_t need = p->arena_bytes ? p->arena_bytes : ARENA_ALIGN;
+  if (need > s->arena_bytes) {
+    free(s->arena);
+    s->arena_bytes = 0;
+    if (!(s->arena = aligned_alloc(ARENA_ALIGN, need)))
+      return gs_error_set(err, GS_ENOMEM,
+                          "cannot allocate %zu bytes for "
+                          "the plan",
+                          need);
+    s->arena_bytes = need;
+  }
+  p->used = ++s->tick;
+  s->current = p;
+  return GS_OK;
+}
+
+static int plan_inputs(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
+                       const gs_tensor_t **in, gs_error_t *err) {
+  const gs_model_t *m = s->model;
+  int rc = match_inputs(m, inputs, n, in, err);
+  for (size_t i = 0; rc == GS_OK && i < m->n_inputs; i++)
+    rc = check_input(m, i, in[i], err);
+  if (rc == GS_OK)
+    rc = plan_get(s, in, err);
+  for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++) {
+    const gs__tensor_t *t = &s->current->shapes[m->outputs[o]];
+    gs_tensor_t *x = &s->outputs[o];
+    x->name = m->output_info[o].name;
+    x->dtype = t->dtype;
+    x->rank = t->rank;
+    memcpy(x->shape, t->dims, sizeof x->shape);
+    x->bytes = t->count * gs_dtype_size(t->dtype);
+    x->data = NULL;
+  }
+  return rc;
+}
+
+int gs_session_plan(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
+                    gs_error_t *err) {
+  return plan_inputs(s, inputs, n, s->in, err);
+}
+
+int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
+                   gs_error_t *err) {
+  const gs_model_t *m = s->model;
+  int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
+  if (rc != GS_OK)
+    return rc;
+  const plan_t *p = s->current;
+  for (size_t v = 0; v < m->n_values; v++)
+    bind_value(s, p, (int)v, s->in);
+  for (size_t i = 0; rc == GS_OK && i < m->n_nodes; i++) {
+    const gs__node_t *n = &m->nodes[i];
+    node_args(s, n);
+    rc = n->op->run(n, s->args, &s->bound[n->out], err);
+  }
+  for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++) {
+    const gs__tensor_t *t = &s->bound[m->outputs[o]];
+    if (m->values[m->outputs[o]].kind == GS__VALUE_NODE) {
+      s->outputs[o].data = t->data;
+      continue;
+    }
+    void *copy = (char *)s->arena + p->out_offset[o];
+    if (s->outputs[o].bytes)
+      memcpy(copy, t->data, s->outputs[o].bytes);
+    s->outputs[o].data = copy;
+  }
+  return rc;
+}
+
+const gs_tensor_t *gs_session_output(const gs_session_t *s, size_t i) {
+  return s->current && i < s->model->n_outputs ? &s->outputs[i] : NULL;
+}
+
+size_t gs_session_planned_bytes(const gs_session_t *s) {
+  return s->current ? s->current->arena_bytes : 0;
+}

@@ -1,0 +1,265 @@
+/* Runs ONNX backend node tests (a model.onnx beside test_data_set_N/ dirs
+ * of input_K.pb and output_K.pb TensorProtos) through the engine, and says
+ * for each test "PASS name", "SKIP name (why)" or "FAIL name: why".
+ *
+ * Arguments are test directories, or directories of them (Debian's
+ * libonnx-testdata: /usr/share/libonnx-testdata/data/node). In a directory
+ * of tests, a test is run when its name says it tests a supported op
+ * (test_<op>, test_<op>_...) or when its model loads (a composite of
+ * supported ops); the tests of other ops are counted, not listed. A named
+ * test whose model uses an op, attribute or type the engine does not
+ * support is skipped with the engine's reason. Outputs must match as
+ * ONNX's backend tests require: |got - want| <= 1e-7 + 1e-3 * |want|.
+ * With --no-skip first, a skip counts as a failure.
+ * Exit 0 when nothing failed, 1 otherwise, 77 when no tests were found. */
+#include <ctype.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/engine_int.h"
+
+#define RTOL 1e-3
+#define ATOL 1e-7
+#define MAX_PB_BYTES ((size_t)256 << 20)
+#define MAX_TENSORS 64
+
+typedef struct {
+  unsigned passed, skipped, failed, other;
+} tally_t;
+
+static bool is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* test_<op> or test_<op>_..., op lowercased. */
+static bool names_supported_op(const char *test) {
+  if (strncmp(test, "test_", 5) != 0)
+    return false;
+  for (size_t i = 0; i < gs_engine_op_count(); i++) {
+    const char *op = gs_engine_op_name(i), *t = test + 5;
+    while (*op && tolower((unsigned char)*op) == *t)
+      op++, t++;
+    if (!*op && (*t == '\0' || *t == '_'))
+      return true;
+  }
+  return false;
+}
+
+static int read_tensor(const char *path, gs__tensor_t *t, gs_error_t *err) {
+  uint8_t *data = NULL;
+  size_t size = 0;
+  char *name = NULL;
+  int rc = gs__read_file(path, MAX_PB_BYTES, &data, &size, err);
+  if (rc == GS_OK)
+    rc = gs__tensor_decode(t, &name, data, size, MAX_PB_BYTES, err);
+  free(data);
+  free(name);
+  return rc;
+}
+
+static bool close_enough(const gs__tensor_t *want, const gs_tensor_t *got,
+                         char *why, size_t size) {
+  if (want->dtype != got->dtype || want->rank != got->rank ||
+      memcmp(want->dims, got->shape, want->rank * sizeof *want->dims)) {
+    char ws[128], gs[128];
+    snprintf(why, size, "output is %s %s, expected %s %s",
+             gs_dtype_name(got->dtype),
+             gs__dims_str(got->shape, got->rank, gs, sizeof gs),
+             gs_dtype_name(want->dtype),
+             gs__dims_str(want->dims, want->rank, ws, sizeof ws));
+    return false;
+  }
+  for (size_t i = 0; i < want->count; i++) {
+    if (want->dtype == GS_DTYPE_FP32) {
+      double w = ((const float *)want->data)[i];
+      double g = ((const float *)got->data)[i];
+      if ((isnan(w) && isnan(g)) || w == g ||
+          fabs(g - w) <= ATOL + RTOL * fabs(w))
+        continue;
+      snprintf(why, size, "element %zu is %.9g, expected %.9g", i, g, w);
+      return false;
+    }
+    size_t es = gs_dtype_size(want->dtype);
+    if (memcmp((const char *)want->data + i * es,
+               (const char *)got->data + i * es, es) != 0) {
+      snprintf(why, size, "element %zu differs", i);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Runs one test_data_set directory; false with a reason on a mismatch. */
+static bool run_data_set(gs_session_t *s, const gs_model_t *m, const char *dir,
+                         char *why, size_t size) {
+  gs__tensor_t in[MAX_TENSORS], want;
+  gs_tensor_t args[MAX_TENSORS];
+  gs_error_t err;
+  size_t n_in = 0;
+  bool ok = true;
+  char path[4096];
+  for (; n_in < MAX_TENSORS && n_in < gs_model_input_count(m); n_in++) {
+    if (snprintf(path, sizeof path, "%s/input_%zu.pb", dir, n_in) >=
+            (int)sizeof path ||
+        read_tensor(path, &in[n_in], &err) != GS_OK) {
+      snprintf(why, size, "input_%zu.pb: %s", n_in, err.msg);
+      ok = false;
+      break;
+    }
+    args[n_in] =
+        (gs_tensor_t){.name = gs_model_input(m, n_in)->name,
+                      .dtype = in[n_in].dtype,
+                      .rank = in[n_in].rank,
+                      .data = in[n_in].data,
+                      .bytes = in[n_in].count * gs_dtype_size(in[n_in].dtype)};
+    memcpy(args[n_in].shape, in[n_in].dims, sizeof args[n_in].shape);
+  }
+  if (ok && gs_session_run(s, args, n_in, &err) != GS_OK) {
+    snprintf(why, size, "run: %s", err.msg);
+    ok = false;
+  }
+  for (size_t k = 0; ok && k < gs_model_output_count(m); k++) {
+    if (snprintf(path, sizeof path, "%s/output_%zu.pb", dir, k) >=
+            (int)sizeof path ||
+        read_tensor(path, &want, &err) != GS_OK) {
+      snprintf(why, size, "output_%zu.pb: %s", k, err.msg);
+      ok = false;
+      break;
+    }
+    ok = close_enough(&want, gs_session_output(s, k), why, size);
+    free(want.data);
+  }
+  for (size_t i = 0; i < n_in; i++)
+    free(in[i].data);
+  return ok;
+}
+
+/* 1 passed, 0 skipped, -1 failed; -2 not run (an unnamed test whose model
+ * does not load). */
+static int run_test(const char *dir, const char *name, bool named) {
+  char path[4096], why[1200];
+  gs_error_t err;
+  gs_model_t *m = NULL;
+  gs_session_t *s = NULL;
+  snprintf(path, sizeof path, "%s/model.onnx", dir);
+  int rc = gs_model_load_file(&m, path, NULL, &err);
+  if (rc != GS_OK) {
+    if (!named)
+      return -2;
+    /* The reason without the path and the list of supported ops. */
+    char *msg = strstr(err.msg, "': ") ? strstr(err.msg, "': ") + 3 : err.msg;
+    char *list = strstr(msg, "; the engine runs");
+    if (list)
+      *list = '\0';
+    printf(rc == GS_EUNSUPPORTED ? "SKIP %s (%s)\n" : "FAIL %s: %s\n", name,
+           msg);
+    return rc == GS_EUNSUPPORTED ? 0 : -1;
+  }
+  int result = 1, sets = 0;
+  if (gs_session_create(&s, m, NULL, &err) != GS_OK) {
+    snprintf(why, sizeof why, "%s", err.msg);
+    result = -1;
+  }
+  for (int i = 0; result == 1; i++, sets++) {
+    snprintf(path, sizeof path, "%s/test_data_set_%d", dir, i);
+    if (!is_dir(path))
+      break;
+    if (!run_data_set(s, m, path, why, sizeof why))
+      result = -1;
+  }
+  if (result == 1 && sets == 0) {
+    snprintf(why, sizeof why, "no test_data_set_0");
+    result = -1;
+  }
+  if (result == 1)
+    printf("PASS %s%s\n", name, named ? "" : " (composite of supported ops)");
+  else
+    printf("FAIL %s: %s\n", name, why);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+  return result;
+}
+
+static bool no_skip;
+
+static void count(tally_t *t, int result) {
+  if (result == 1)
+    t->passed++;
+  else if (result == 0 && !no_skip)
+    t->skipped++;
+  else if (result == 0)
+    t->failed++;
+  else if (result == -1)
+    t->failed++;
+  else
+    t->other++;
+}
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void run_tree(const char *root, tally_t *t) {
+  DIR *d = opendir(root);
+  char **names = NULL, path[4096];
+  size_t n = 0, cap = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 256;
+      char **grown = realloc(names, cap * sizeof *names);
+      if (!grown)
+        break;
+      names = grown;
+    }
+    names[n++] = strdup(e->d_name);
+  }
+  if (d)
+    closedir(d);
+  qsort(names, n, sizeof *names, name_cmp);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(path, sizeof path, "%s/%s", root, names[i]);
+    count(t, run_test(path, names[i], names_supported_op(names[i])));
+    free(names[i]);
+  }
+  free(names);
+}
+
+int main(int argc, char **argv) {
+  tally_t t = {0};
+  char model[4096];
+  gs_engine_set_threads(1, NULL);
+  int first = 1;
+  if (argc > 1 && strcmp(argv[1], "--no-skip") == 0)
+    no_skip = true, first = 2;
+  for (int i = first; i < argc; i++) {
+    snprintf(model, sizeof model, "%s/model.onnx", argv[i]);
+    if (is_file(model)) {
+      const char *base = strrchr(argv[i], '/');
+      count(&t, run_test(argv[i], base ? base + 1 : argv[i], true));
+    } else if (is_dir(argv[i])) {
+      run_tree(argv[i], &t);
+    } else {
+      printf("no node tests at %s (Debian: apt-get install "
+             "libonnx-testdata)\n",
+             argv[i]);
+    }
+  }
+  printf("%u passed, %u skipped, %u failed; %u tests of other ops not run\n",
+         t.passed, t.skipped, t.failed, t.other);
+  if (t.failed)
+    return 1;
+  return t.passed + t.skipped == 0 ? 77 : 0;
+}

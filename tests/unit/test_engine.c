@@ -1,0 +1,751 @@
+/* ONNX engine rules, on small graphs built here with protobuf-c: ops follow
+ * the ONNX operator spec (numpy broadcasting, Gemm's alpha/beta/trans,
+ * Softmax's axis before and after opset 13, Reshape's 0 and -1); a model
+ * with an op outside the set fails to load naming the op and the node;
+ * corrupt, hostile or over-limit files fail with a clear error; inputs that
+ * do not match the model's metadata are refused; intermediate tensors whose
+ * lifetimes do not overlap share memory; a batch of N runs like N rows. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gpuslice/engine.h"
+#include "onnx.pb-c.h"
+
+/* Everything the builders allocate, freed after each test. */
+static void *kept[4096];
+static size_t n_kept;
+
+static void *keep(void *p) {
+  assert_non_null(p);
+  assert_true(n_kept < sizeof kept / sizeof kept[0]);
+  return kept[n_kept++] = p;
+}
+
+static int free_kept(void **state) {
+  (void)state;
+  while (n_kept > 0)
+    free(kept[--n_kept]);
+  return 0;
+}
+
+#define NEW(T) ((T *)keep(calloc(1, sizeof(T))))
+#define ELEM_F32 ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
+#define ELEM_I32 ONNX__TENSOR_PROTO__DATA_TYPE__INT32
+#define ELEM_I64 ONNX__TENSOR_PROTO__DATA_TYPE__INT64
+
+static char *str(const char *s) {
+  return keep(strdup(s));
+}
+
+/* A tensor's declared type; dims of -1 become the symbolic "N". */
+static Onnx__ValueInfoProto *info(const char *name, int elem, int rank,
+                                  const int64_t *dims) {
+  Onnx__ValueInfoProto *v = NEW(Onnx__ValueInfoProto);
+  Onnx__TypeProto *t = NEW(Onnx__TypeProto);
+  Onnx__TypeProto__Tensor *tt = NEW(Onnx__TypeProto__Tensor);
+  onnx__value_info_proto__init(v);
+  onnx__type_proto__init(t);
+  onnx__type_proto__tensor__init(tt);
+  v->name = str(name);
+  v->type = t;
+  t->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+  t->tensor_type = tt;
+  tt->has_elem_type = 1;
+  tt->elem_type = elem;
+  if (rank < 0)
+    return v;
+  tt->shape = NEW(Onnx__TensorShapeProto);
+  onnx__tensor_shape_proto__init(tt->shape);
+  tt->shape->n_dim = (size_t)rank;
+  tt->shape->dim = keep(calloc((size_t)rank + 1, sizeof *tt->shape->dim));
+  for (int i = 0; i < rank; i++) {
+    Onnx__TensorShapeProto__Dimension *d =
+        NEW(Onnx__TensorShapeProto__Dimension);
+    onnx__tensor_shape_proto__dimension__init(d);
+    if (dims[i] < 0) {
+      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+      d->dim_param = str("N");
+    } else {
+      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+      d->dim_value = dims[i];
+    }
+    tt->shape->dim[i] = d;
+  }
+  return v;
+}
+
+/* An initializer: FP32 in float_data, INT64 in raw_data (both encodings). */
+static Onnx__TensorProto *init_tensor(const char *name, int elem, unsigned rank,
+                                      const int64_t *dims, const void *data) {
+  Onnx__TensorProto *t = NEW(Onnx__TensorProto);
+  onnx__tensor_proto__init(t);
+  t->name = str(name);
+  t->has_data_type = 1;
+  t->data_type = elem;
+  t->n_dims = rank;
+  t->dims = keep(calloc(rank + 1, sizeof *t->dims));
+  size_t count = 1;
+  for (unsigned i = 0; i < rank; i++)
+    count *= (size_t)(t->dims[i] = dims[i]);
+  if (elem == ELEM_F32) {
+    t->n_float_data = count;
+    t->float_data = keep(malloc(count * 4 + 1));
+    memcpy(t->float_data, data, count * 4);
+  } else {
+    t->has_raw_data = 1;
+    t->raw_data.len = count * 8;
+    t->raw_data.data = keep(malloc(count * 8 + 1));
+    memcpy(t->raw_data.data, data, count * 8);
+  }
+  return t;
+}
+
+static Onnx__AttributeProto *attr(const char *name, int type) {
+  Onnx__AttributeProto *a = NEW(Onnx__AttributeProto);
+  onnx__attribute_proto__init(a);
+  a->name = str(name);
+  a->has_type = 1;
+  a->type = type;
+  return a;
+}
+
+static Onnx__AttributeProto *attr_i(const char *name, int64_t v) {
+  Onnx__AttributeProto *a =
+      attr(name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+  a->has_i = 1;
+  a->i = v;
+  return a;
+}
+
+static Onnx__AttributeProto *attr_f(const char *name, float v) {
+  Onnx__AttributeProto *a =
+      attr(name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+  a->has_f = 1;
+  a->f = v;
+  return a;
+}
+
+/* "a,b" -> {"a", "b"}; "" entries stay (omitted optional inputs). */
+static size_t split(const char *list, char ***out) {
+  size_t n = *list ? 1 : 0;
+  for (const char *p = list; *p; p++)
+    n += *p == ',';
+  *out = keep(calloc(n + 1, sizeof **out));
+  char *copy = str(list);
+  for (size_t i = 0; i < n; i++) {
+    char *comma = strchr(copy, ',');
+    if (comma)
+      *comma = '\0';
+    (*out)[i] = copy;
+    copy = comma ? comma + 1 : copy;
+  }
+  return n;
+}
+
+/* A node; attributes follow, NULL-ended. */
+static Onnx__NodeProto *node(const char *op, const char *name,
+                             const char *inputs, const char *output, ...) {
+  Onnx__NodeProto *n = NEW(Onnx__NodeProto);
+  onnx__node_proto__init(n);
+  n->op_type = str(op);
+  n->name = str(name);
+  n->n_input = split(inputs, &n->input);
+  n->n_output = split(output, &n->output);
+  n->attribute = keep(calloc(8, sizeof *n->attribute));
+  va_list ap;
+  va_start(ap, output);
+  for (Onnx__AttributeProto *a; (a = va_arg(ap, Onnx__AttributeProto *));)
+    n->attribute[n->n_attribute++] = a;
+  va_end(ap);
+  return n;
+}
+
+typedef struct {
+  int opset;
+  Onnx__NodeProto *nodes[16];
+  Onnx__ValueInfoProto *in[8], *out[8];
+  Onnx__TensorProto *init[8];
+  size_t n_nodes, n_in, n_out, n_init;
+} graph_t;
+
+static uint8_t *pack(const graph_t *g, size_t *len) {
+  Onnx__ModelProto m;
+  Onnx__GraphProto graph;
+  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+  onnx__model_proto__init(&m);
+  onnx__graph_proto__init(&graph);
+  onnx__operator_set_id_proto__init(&opset);
+  opset.domain = str("");
+  opset.has_version = 1;
+  opset.version = g->opset ? g->opset : 13;
+  m.has_ir_version = 1;
+  m.ir_version = 8;
+  m.n_opset_import = 1;
+  m.opset_import = opsets;
+  m.graph = &graph;
+  graph.name = str("test");
+  graph.n_node = g->n_nodes;
+  graph.node = (Onnx__NodeProto **)g->nodes;
+  graph.n_input = g->n_in;
+  graph.input = (Onnx__ValueInfoProto **)g->in;
+  graph.n_output = g->n_out;
+  graph.output = (Onnx__ValueInfoProto **)g->out;
+  graph.n_initializer = g->n_init;
+  graph.initializer = (Onnx__TensorProto **)g->init;
+  *len = onnx__model_proto__get_packed_size(&m);
+  uint8_t *buf = keep(malloc(*len + 1));
+  onnx__model_proto__pack(&m, buf);
+  return buf;
+}
+
+static int try_load(const graph_t *g, gs_model_t **m, gs_error_t *err) {
+  size_t len;
+  uint8_t *buf = pack(g, &len);
+  return gs_model_load_buffer(m, buf, len, NULL, err);
+}
+
+static gs_model_t *load(const graph_t *g) {
+  gs_model_t *m = NULL;
+  gs_error_t err = {0};
+  int rc = try_load(g, &m, &err);
+  if (rc != GS_OK)
+    fail_msg("load failed: %s", err.msg);
+  return m;
+}
+
+static gs_tensor_t tensor(const char *name, gs_dtype_t dt, unsigned rank,
+                          const int64_t *dims, const void *data) {
+  gs_tensor_t t = {.name = name, .dtype = dt, .rank = rank, .data = data};
+  size_t count = 1;
+  for (unsigned i = 0; i < rank; i++)
+    count *= (size_t)(t.shape[i] = dims[i]);
+  t.bytes = count * gs_dtype_size(dt);
+  return t;
+}
+
+/* Runs a one-input, one-output FP32 model and compares with want. */
+static void run_f32(const graph_t *g, unsigned rank, const int64_t *dims,
+                    const float *x, const float *want, size_t n_want) {
+  gs_model_t *m = load(g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  gs_tensor_t in = tensor(NULL, GS_DTYPE_FP32, rank, dims, x);
+  if (gs_session_run(s, &in, 1, &err) != GS_OK)
+    fail_msg("run failed: %s", err.msg);
+  const gs_tensor_t *out = gs_session_output(s, 0);
+  assert_int_equal(out->bytes, n_want * sizeof(float));
+  for (size_t i = 0; i < n_want; i++)
+    if (fabsf(((const float *)out->data)[i] - want[i]) > 1e-5f)
+      fail_msg("element %zu: %g, want %g", i, ((const float *)out->data)[i],
+               want[i]);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+static const int64_t batch16[] = {-1, 16};
+
+/* Triton's `simple`: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1
+ * over INT32 [N,16]; metadata shows KServe type names and -1 for N. */
+static graph_t simple_graph(void) {
+  graph_t g = {.n_nodes = 2, .n_in = 2, .n_out = 2};
+  g.nodes[0] = node("Add", "add", "INPUT0,INPUT1", "OUTPUT0", NULL);
+  g.nodes[1] = node("Sub", "sub", "INPUT0,INPUT1", "OUTPUT1", NULL);
+  g.in[0] = info("INPUT0", ELEM_I32, 2, batch16);
+  g.in[1] = info("INPUT1", ELEM_I32, 2, batch16);
+  g.out[0] = info("OUTPUT0", ELEM_I32, 2, batch16);
+  g.out[1] = info("OUTPUT1", ELEM_I32, 2, batch16);
+  return g;
+}
+
+static void test_simple_model_batches(void **state) {
+  (void)state;
+  graph_t g = simple_graph();
+  gs_model_t *m = load(&g);
+  assert_int_equal(gs_model_input_count(m), 2);
+  assert_int_equal(gs_model_output_count(m), 2);
+  const gs_tensor_info_t *i0 = gs_model_input(m, 0);
+  assert_string_equal(i0->name, "INPUT0");
+  assert_string_equal(gs_dtype_name(i0->dtype), "INT32");
+  assert_int_equal(i0->rank, 2);
+  assert_int_equal(i0->shape[0], -1);
+  assert_int_equal(i0->shape[1], 16);
+  assert_string_equal(gs_model_output(m, 1)->name, "OUTPUT1");
+  assert_null(gs_model_input(m, 2));
+
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  int32_t a[4 * 16], b[4 * 16];
+  for (int i = 0; i < 4 * 16; i++)
+    a[i] = i * 1000, b[i] = 7 - i;
+  a[0] = INT32_MAX, b[0] = 1; /* wraps, as ONNX Runtime does */
+  for (int64_t n = 1; n <= 4; n += 3) {
+    int64_t dims[2] = {n, 16};
+    /* By name, in the other order: names decide, not positions. */
+    gs_tensor_t in[2] = {tensor("INPUT1", GS_DTYPE_INT32, 2, dims, b),
+                         tensor("INPUT0", GS_DTYPE_INT32, 2, dims, a)};
+    assert_int_equal(gs_session_run(s, in, 2, &err), GS_OK);
+    const gs_tensor_t *sum = gs_session_output(s, 0);
+    const gs_tensor_t *diff = gs_session_output(s, 1);
+    assert_string_equal(sum->name, "OUTPUT0");
+    assert_int_equal(sum->shape[0], n);
+    assert_int_equal(diff->bytes, (size_t)n * 16 * 4);
+    for (int i = 1; i < n * 16; i++) {
+      assert_int_equal(((const int32_t *)sum->data)[i], a[i] + b[i]);
+      assert_int_equal(((const int32_t *)diff->data)[i], a[i] - b[i]);
+    }
+    assert_int_equal(((const int32_t *)sum->data)[0], INT32_MIN);
+  }
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* Inputs that do not match the metadata are refused before running. */
+static void test_input_mismatch(void **state) {
+  (void)state;
+  graph_t g = simple_graph();
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  int32_t buf[2 * 16] = {0};
+  int64_t bad[2] = {2, 15}, good[2] = {2, 16};
+  gs_tensor_t in[2] = {tensor("INPUT0", GS_DTYPE_INT32, 2, bad, buf),
+                       tensor("INPUT1", GS_DTYPE_INT32, 2, good, buf)};
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "[2,15]"));
+  assert_non_null(strstr(err.msg, "[-1,16]"));
+  in[0] = tensor("INPUT0", GS_DTYPE_FP32, 2, good, buf);
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "FP32"));
+  in[0] = tensor("INPUT0", GS_DTYPE_INT32, 2, good, buf);
+  in[0].bytes -= 4;
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_EINVAL);
+  in[0].bytes += 4;
+  in[1].name = "INPUT7";
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "INPUT7"));
+  assert_int_equal(gs_session_run(s, in, 1, &err), GS_EINVAL);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* Gemm: Y = alpha * A' * B' + beta * C, C broadcast to [M,N]; then Relu
+ * and Softmax over the last axis: each row of the output sums to 1. */
+static void test_gemm_relu_softmax(void **state) {
+  (void)state;
+  const int64_t wd[2] = {3, 2}, cd[1] = {3}, xd[2] = {2, 2};
+  const float w[6] = {1, 0, 0, 1, 1, 1}; /* [N=3,K=2], used transposed */
+  const float c[3] = {0.5f, -10, 0};
+  graph_t g = {.n_nodes = 3, .n_in = 1, .n_out = 1, .n_init = 2};
+  g.init[0] = init_tensor("w", ELEM_F32, 2, wd, w);
+  g.init[1] = init_tensor("c", ELEM_F32, 1, cd, c);
+  g.nodes[0] = node("Gemm", "fc", "x,w,c", "h", attr_i("transB", 1),
+                    attr_f("alpha", 2.0f), attr_f("beta", 1.0f), NULL);
+  g.nodes[1] = node("Relu", "relu", "h", "r", NULL);
+  g.nodes[2] = node("Softmax", "sm", "r", "y", attr_i("axis", -1), NULL);
+  g.in[0] = info("x", ELEM_F32, 2, (int64_t[]){-1, 2});
+  g.out[0] = info("y", ELEM_F32, 2, (int64_t[]){-1, 3});
+  const float x[4] = {1, 2, -3, 1};
+  /* h = 2*x*w' + c: row 0 = {2.5, -6, 6}, row 1 = {-5.5, -8, -4}. */
+  float r[2][3] = {{2.5f, 0, 6}, {0, 0, 0}}, want[6];
+  for (int i = 0; i < 2; i++) {
+    float sum = 0;
+    for (int j = 0; j < 3; j++)
+      sum += expf(r[i][j]);
+    for (int j = 0; j < 3; j++)
+      want[i * 3 + j] = expf(r[i][j]) / sum;
+  }
+  run_f32(&g, 2, xd, x, want, 6);
+}
+
+/* MatMul follows numpy.matmul: batch dims broadcast, a 2-D B applies to
+ * every batch, a 1-D operand gains and loses a unit dimension. */
+static void test_matmul_broadcast(void **state) {
+  (void)state;
+  float a[2 * 2 * 3], b[2 * 3 * 2];
+  for (int i = 0; i < 12; i++)
+    a[i] = (float)i, b[i] = (float)(i % 5) - 2;
+  const int64_t ad[3] = {2, 2, 3}, b2[2] = {3, 2}, b3[3] = {2, 3, 2};
+  float want2[8], want3[8];
+  for (int bt = 0; bt < 2; bt++)
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < 2; j++) {
+        float s2 = 0, s3 = 0;
+        for (int k = 0; k < 3; k++) {
+          s2 += a[bt * 6 + i * 3 + k] * b[k * 2 + j];
+          s3 += a[bt * 6 + i * 3 + k] * b[bt * 6 + k * 2 + j];
+        }
+        want2[bt * 4 + i * 2 + j] = s2;
+        want3[bt * 4 + i * 2 + j] = s3;
+      }
+  graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
+  g.init[0] = init_tensor("b", ELEM_F32, 2, b2, b);
+  g.nodes[0] = node("MatMul", "mm", "a,b", "y", NULL);
+  g.in[0] = info("a", ELEM_F32, 3, ad);
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  run_f32(&g, 3, ad, a, want2, 8);
+  g.init[0] = init_tensor("b", ELEM_F32, 3, b3, b);
+  run_f32(&g, 3, ad, a, want3, 8);
+  /* [3] x [3,2] -> [2]: row 0 of a times b. */
+  g.init[0] = init_tensor("b", ELEM_F32, 2, b2, b);
+  g.in[0] = info("a", ELEM_F32, 1, (int64_t[]){3});
+  run_f32(&g, 1, (int64_t[]){3}, a, want2, 2);
+}
+
+/* Softmax before opset 13 normalises over all dims from axis on (the input
+ * coerced to 2-D); from 13 on over the one axis. */
+static void test_softmax_opsets(void **state) {
+  (void)state;
+  const int64_t d[3] = {1, 2, 2};
+  const float x[4] = {0, 0, 0, 0};
+  const float old_want[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+  const float new_want[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+  graph_t g = {.opset = 11, .n_nodes = 1, .n_in = 1, .n_out = 1};
+  g.nodes[0] = node("Softmax", "sm", "x", "y", attr_i("axis", 1), NULL);
+  g.in[0] = info("x", ELEM_F32, 3, d);
+  g.out[0] = info("y", ELEM_F32, 3, d);
+  run_f32(&g, 3, d, x, old_want, 4);
+  g.opset = 13;
+  run_f32(&g, 3, d, x, new_want, 4);
+}
+
+/* Reshape: 0 copies the input dim, -1 is inferred; then Transpose and
+ * Concat move INT64 data, and Flatten folds dims from axis on. */
+static void test_layout_ops(void **state) {
+  (void)state;
+  const int64_t shape[3] = {0, -1, 2}, sd[1] = {3}, xd[2] = {2, 4};
+  graph_t g = {.n_nodes = 4, .n_in = 1, .n_out = 1, .n_init = 1};
+  g.init[0] = init_tensor("shape", ELEM_I64, 1, sd, shape);
+  g.nodes[0] = node("Reshape", "r", "x,shape", "r", NULL); /* [2,2,2] */
+  g.nodes[1] = node("Transpose", "t", "r", "t", NULL);     /* reversed */
+  g.nodes[2] = node("Concat", "c", "t,t", "c", attr_i("axis", 1), NULL);
+  g.nodes[3] = node("Flatten", "f", "c", "y", attr_i("axis", 2), NULL);
+  g.in[0] = info("x", ELEM_I64, 2, xd);
+  g.out[0] = info("y", ELEM_I64, 2, (int64_t[]){-1, -1});
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  int64_t x[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  gs_tensor_t in = tensor("x", GS_DTYPE_INT64, 2, xd, x);
+  assert_int_equal(gs_session_run(s, &in, 1, &err), GS_OK);
+  const gs_tensor_t *y = gs_session_output(s, 0);
+  assert_int_equal(y->rank, 2);
+  assert_int_equal(y->shape[0], 8);
+  assert_int_equal(y->shape[1], 2);
+  /* t[i][j][k] = x[k][j][i]; c = [t, t] along axis 1. */
+  const int64_t want[16] = {0, 4, 2, 6, 0, 4, 2, 6, 1, 5, 3, 7, 1, 5, 3, 7};
+  assert_memory_equal(y->data, want, sizeof want);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* A chain of Relus needs only two live intermediates at any time, so the
+ * plan holds two buffers, not four; a larger batch gets a larger plan and
+ * the first shape's plan is reused when it comes back. */
+static void test_memory_plan_reuse(void **state) {
+  (void)state;
+  graph_t g = {.n_nodes = 4, .n_in = 1, .n_out = 1};
+  g.nodes[0] = node("Relu", "r1", "x", "a", NULL);
+  g.nodes[1] = node("Relu", "r2", "a", "b", NULL);
+  g.nodes[2] = node("Relu", "r3", "b", "c", NULL);
+  g.nodes[3] = node("Relu", "r4", "c", "y", NULL);
+  g.in[0] = info("x", ELEM_F32, 2, (int64_t[]){-1, 1024});
+  g.out[0] = info("y", ELEM_F32, 2, (int64_t[]){-1, 1024});
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  float *x = calloc(4 * 1024, sizeof *x);
+  assert_non_null(x);
+  x[5] = -1, x[6] = 2;
+  gs_tensor_t in1 = tensor("x", GS_DTYPE_FP32, 2, (int64_t[]){1, 1024}, x);
+  gs_tensor_t in4 = tensor("x", GS_DTYPE_FP32, 2, (int64_t[]){4, 1024}, x);
+  assert_int_equal(gs_session_run(s, &in1, 1, &err), GS_OK);
+  assert_int_equal(gs_session_planned_bytes(s), 2 * 1024 * sizeof(float));
+  assert_int_equal(gs_session_run(s, &in4, 1, &err), GS_OK);
+  assert_int_equal(gs_session_planned_bytes(s), 2 * 4 * 1024 * sizeof(float));
+  assert_int_equal(gs_session_plan(s, &in1, 1, &err), GS_OK);
+  assert_int_equal(gs_session_output(s, 0)->shape[0], 1);
+  assert_int_equal(gs_session_run(s, &in1, 1, &err), GS_OK);
+  const float *y = gs_session_output(s, 0)->data;
+  assert_true(y[5] == 0.0f && y[6] == 2.0f);
+  gs_session_destroy(s);
+  /* The plan's size limit holds; one cached plan still serves any shape. */
+  gs_session_options_t opts = {.max_plan_bytes = 4096, .max_cached_plans = 1};
+  assert_int_equal(gs_session_create(&s, m, &opts, &err), GS_OK);
+  assert_int_equal(gs_session_run(s, &in1, 1, &err), GS_ELIMIT);
+  gs_session_destroy(s);
+  opts.max_plan_bytes = 0;
+  assert_int_equal(gs_session_create(&s, m, &opts, &err), GS_OK);
+  assert_int_equal(gs_session_run(s, &in4, 1, &err), GS_OK);
+  assert_int_equal(gs_session_run(s, &in1, 1, &err), GS_OK);
+  assert_int_equal(gs_session_output(s, 0)->shape[0], 1);
+  free(x);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* A Reshape whose target is a graph input is planned from the target's
+ * values: the same input shapes with other values give another plan. */
+static void test_reshape_target_input(void **state) {
+  (void)state;
+  graph_t g = {.n_nodes = 1, .n_in = 2, .n_out = 1};
+  g.nodes[0] = node("Reshape", "rs", "x,shape", "y", NULL);
+  g.in[0] = info("x", ELEM_F32, 1, (int64_t[]){4});
+  g.in[1] = info("shape", ELEM_I64, 1, (int64_t[]){2});
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  float x[4] = {1, 2, 3, 4};
+  int64_t to22[2] = {2, 2}, to41[2] = {-1, 1};
+  gs_tensor_t in[2] = {
+      tensor("x", GS_DTYPE_FP32, 1, (int64_t[]){4}, x),
+      tensor("shape", GS_DTYPE_INT64, 1, (int64_t[]){2}, to22)};
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_OK);
+  assert_int_equal(gs_session_output(s, 0)->shape[0], 2);
+  in[1].data = to41;
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_OK);
+  assert_int_equal(gs_session_output(s, 0)->shape[0], 4);
+  assert_memory_equal(gs_session_output(s, 0)->data, x, sizeof x);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* An op outside the set fails the load, naming the op and the node. */
+static void test_unsupported_op(void **state) {
+  (void)state;
+  graph_t g = {.n_nodes = 2, .n_in = 1, .n_out = 1};
+  g.nodes[0] = node("Relu", "relu_0", "x", "h", NULL);
+  g.nodes[1] = node("LSTM", "lstm_1", "h", "y", NULL);
+  g.in[0] = info("x", ELEM_F32, 1, (int64_t[]){4});
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  gs_model_t *m = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(try_load(&g, &m, &err), GS_EUNSUPPORTED);
+  assert_null(m);
+  assert_non_null(strstr(err.msg, "'LSTM'"));
+  assert_non_null(strstr(err.msg, "'lstm_1'"));
+  /* Attributes the engine does not implement are refused too. */
+  g.nodes[1] = node("Add", "add_1", "h,h", "y", attr_i("broadcast", 1), NULL);
+  assert_int_equal(try_load(&g, &m, &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "'broadcast'"));
+  /* And types: MatMul is FP32 only. */
+  g.in[0] = info("x", ELEM_I32, 2, (int64_t[]){2, 2});
+  g.nodes[1] = node("MatMul", "mm", "h,h", "y", NULL);
+  assert_int_equal(try_load(&g, &m, &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "INT32"));
+  /* An opset newer than the engine knows is refused, not guessed at. */
+  g = simple_graph();
+  g.opset = 99;
+  assert_int_equal(try_load(&g, &m, &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "opset 99"));
+}
+
+/* Graph structure: nodes may come in any order; a cycle, an undefined
+ * input or a duplicate name is an error naming the tensor or node. */
+static void test_graph_structure(void **state) {
+  (void)state;
+  graph_t g = {.n_nodes = 2, .n_in = 1, .n_out = 1};
+  g.nodes[0] = node("Relu", "second", "h", "y", NULL);
+  g.nodes[1] = node("Sigmoid", "first", "x", "h", NULL);
+  g.in[0] = info("x", ELEM_F32, 1, (int64_t[]){1});
+  g.out[0] = info("y", ELEM_F32, 1, (int64_t[]){1});
+  const float x[1] = {0}, want[1] = {0.5f};
+  run_f32(&g, 1, (int64_t[]){1}, x, want, 1);
+  gs_model_t *m = NULL;
+  gs_error_t err = {0};
+  g.nodes[1] = node("Sigmoid", "first", "y", "h", NULL);
+  assert_int_equal(try_load(&g, &m, &err), GS_EPARSE);
+  assert_non_null(strstr(err.msg, "cycle"));
+  g.nodes[1] = node("Sigmoid", "first", "nowhere", "h", NULL);
+  assert_int_equal(try_load(&g, &m, &err), GS_EPARSE);
+  assert_non_null(strstr(err.msg, "'nowhere'"));
+  g.nodes[1] = node("Sigmoid", "first", "x", "x", NULL);
+  assert_int_equal(try_load(&g, &m, &err), GS_EPARSE);
+  /* A Reshape target computed by the graph cannot be planned ahead. */
+  g.nodes[0] = node("Identity", "id", "s", "s2", NULL);
+  g.nodes[1] = node("Reshape", "rs", "x,s2", "y", NULL);
+  g.in[1] = info("s", ELEM_I64, 1, (int64_t[]){1});
+  g.n_in = 2;
+  assert_int_equal(try_load(&g, &m, &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "'rs'"));
+}
+
+/* Shapes that do not fit an op fail the plan naming the node. */
+static void test_shape_errors(void **state) {
+  (void)state;
+  graph_t g = {.n_nodes = 1, .n_in = 2, .n_out = 1};
+  g.nodes[0] = node("MatMul", "proj", "a,b", "y", NULL);
+  g.in[0] = info("a", ELEM_F32, 2, (int64_t[]){-1, -1});
+  g.in[1] = info("b", ELEM_F32, 2, (int64_t[]){-1, -1});
+  g.out[0] = info("y", ELEM_F32, 2, (int64_t[]){-1, -1});
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  float buf[12] = {0};
+  gs_tensor_t in[2] = {tensor("a", GS_DTYPE_FP32, 2, (int64_t[]){2, 3}, buf),
+                       tensor("b", GS_DTYPE_FP32, 2, (int64_t[]){4, 3}, buf)};
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "'proj'"));
+  assert_non_null(strstr(err.msg, "[2,3]"));
+  assert_null(gs_session_output(s, 0));
+  /* The same session recovers with shapes that fit. */
+  in[1] = tensor("b", GS_DTYPE_FP32, 2, (int64_t[]){3, 4}, buf);
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_OK);
+  assert_int_equal(gs_session_output(s, 0)->shape[1], 4);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* Integer division by zero is an error, not a crash. */
+static void test_int_div_by_zero(void **state) {
+  (void)state;
+  graph_t g = {.n_nodes = 1, .n_in = 2, .n_out = 1};
+  g.nodes[0] = node("Div", "div", "a,b", "y", NULL);
+  g.in[0] = info("a", ELEM_I32, 1, (int64_t[]){2});
+  g.in[1] = info("b", ELEM_I32, 1, (int64_t[]){2});
+  g.out[0] = info("y", ELEM_I32, 1, (int64_t[]){2});
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  int32_t a[2] = {INT32_MIN, 7}, b[2] = {-1, 2}, z[2] = {1, 0};
+  gs_tensor_t in[2] = {tensor(NULL, GS_DTYPE_INT32, 1, (int64_t[]){2}, a),
+                       tensor(NULL, GS_DTYPE_INT32, 1, (int64_t[]){2}, b)};
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_OK);
+  assert_int_equal(((const int32_t *)gs_session_output(s, 0)->data)[1], 3);
+  in[1].data = z;
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "division by zero"));
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* Corrupt files: garbage, truncation, nesting bombs and empty input fail
+ * with a clear message; nothing crashes. */
+static void test_corrupt_files(void **state) {
+  (void)state;
+  graph_t g = simple_graph();
+  size_t len;
+  uint8_t *good = pack(&g, &len);
+  gs_model_t *m = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_model_load_buffer(&m, good, len / 2, NULL, &err),
+                   GS_EPARSE);
+  assert_non_null(strstr(err.msg, "not an ONNX model"));
+  const char junk[] = "this is not a protobuf at all \xff\xff\xff";
+  assert_int_not_equal(gs_model_load_buffer(&m, junk, sizeof junk, NULL, &err),
+                       GS_OK);
+  assert_int_equal(gs_model_load_buffer(&m, junk, 0, NULL, &err), GS_EPARSE);
+  /* ModelProto.graph (field 7) -> GraphProto.node (1) -> NodeProto
+   * .attribute (5) -> AttributeProto.g (6) -> GraphProto.node ... 3000
+   * messages deep: refused before protobuf-c recurses. */
+  enum { LEVELS = 3000, CAP = LEVELS * 6 };
+  static const uint8_t cycle[3] = {0x0a, 0x2a, 0x32};
+  uint8_t *bomb = keep(calloc(CAP, 1));
+  size_t at = CAP; /* built from the innermost message outwards */
+  for (int i = LEVELS - 1; i >= 0; i--) {
+    size_t inner = CAP - at;
+    uint8_t varint[10];
+    size_t vn = 0;
+    do
+      varint[vn++] = (uint8_t)((inner & 0x7f) | (inner > 0x7f ? 0x80 : 0));
+    while ((inner >>= 7) != 0);
+    at -= vn;
+    memcpy(bomb + at, varint, vn);
+    bomb[--at] = i == 0 ? 0x3a : cycle[(i - 1) % 3];
+  }
+  assert_int_equal(gs_model_load_buffer(&m, bomb + at, CAP - at, NULL, &err),
+                   GS_ELIMIT);
+  assert_non_null(strstr(err.msg, "nest"));
+  /* A model without a graph. */
+  const uint8_t ir_only[] = {0x08, 0x08};
+  assert_int_equal(gs_model_load_buffer(&m, ir_only, 2, NULL, &err), GS_EPARSE);
+  assert_null(m);
+}
+
+/* Hard limits: file size, node count, initializer size. */
+static void test_limits(void **state) {
+  (void)state;
+  graph_t g = simple_graph();
+  size_t len;
+  uint8_t *buf = pack(&g, &len);
+  gs_model_limits_t lim;
+  gs_model_t *m = NULL;
+  gs_error_t err = {0};
+  gs_model_limits_default(&lim);
+  lim.max_file_bytes = len - 1;
+  assert_int_equal(gs_model_load_buffer(&m, buf, len, &lim, &err), GS_ELIMIT);
+  gs_model_limits_default(&lim);
+  lim.max_nodes = 1;
+  assert_int_equal(gs_model_load_buffer(&m, buf, len, &lim, &err), GS_ELIMIT);
+  assert_non_null(strstr(err.msg, "nodes"));
+  graph_t w = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
+  float big[64] = {0};
+  w.init[0] = init_tensor("w", ELEM_F32, 1, (int64_t[]){64}, big);
+  w.nodes[0] = node("Add", "add", "x,w", "y", NULL);
+  w.in[0] = info("x", ELEM_F32, 1, (int64_t[]){64});
+  w.out[0] = info("y", ELEM_F32, 1, (int64_t[]){64});
+  buf = pack(&w, &len);
+  gs_model_limits_default(&lim);
+  lim.max_tensor_bytes = 255;
+  assert_int_equal(gs_model_load_buffer(&m, buf, len, &lim, &err), GS_ELIMIT);
+  assert_non_null(strstr(err.msg, "'w'"));
+  assert_int_equal(
+      gs_model_load_file(&m, "/nonexistent/model.onnx", NULL, &err),
+      GS_ESYSTEM);
+  assert_non_null(strstr(err.msg, "/nonexistent/model.onnx"));
+  assert_null(m);
+}
+
+/* KServe type names round-trip; the thread count is OpenBLAS's. */
+static void test_names_and_threads(void **state) {
+  (void)state;
+  for (int t = 1; t < GS_DTYPE_MAX; t++)
+    assert_int_equal(gs_dtype_from_name(gs_dtype_name((gs_dtype_t)t)), t);
+  assert_int_equal(gs_dtype_size(GS_DTYPE_FP32), 4);
+  assert_int_equal(gs_dtype_from_name("FLOAT"), GS_DTYPE_INVALID);
+  assert_int_equal(gs_engine_op_count(), 15);
+  assert_string_equal(gs_engine_op_name(0), "MatMul");
+  gs_error_t err = {0};
+  assert_int_equal(gs_engine_set_threads(2, &err), GS_OK);
+  assert_int_equal(gs_engine_threads(), 2);
+  assert_int_equal(gs_engine_set_threads(0, &err), GS_EINVAL);
+  assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_simple_model_batches, free_kept),
+      cmocka_unit_test_teardown(test_input_mismatch, free_kept),
+      cmocka_unit_test_teardown(test_gemm_relu_softmax, free_kept),
+      cmocka_unit_test_teardown(test_matmul_broadcast, free_kept),
+      cmocka_unit_test_teardown(test_softmax_opsets, free_kept),
+      cmocka_unit_test_teardown(test_layout_ops, free_kept),
+      cmocka_unit_test_teardown(test_memory_plan_reuse, free_kept),
+      cmocka_unit_test_teardown(test_reshape_target_input, free_kept),
+      cmocka_unit_test_teardown(test_unsupported_op, free_kept),
+      cmocka_unit_test_teardown(test_graph_structure, free_kept),
+      cmocka_unit_test_teardown(test_shape_errors, free_kept),
+      cmocka_unit_test_teardown(test_int_div_by_zero, free_kept),
+      cmocka_unit_test_teardown(test_corrupt_files, free_kept),
+      cmocka_unit_test_teardown(test_limits, free_kept),
+      cmocka_unit_test_teardown(test_names_and_threads, free_kept),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
