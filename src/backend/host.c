@@ -32,6 +32,8 @@ typedef struct host_s {
   gs__cgroup_t cg;
 } host_t;
 
+#define HOST_MAX_SCANNED_PIDS 65536 /* PIDs read from /proc at most */
+
 static host_t *host_of(gs_backend_t *be) {
   return be->impl;
 }
@@ -52,13 +54,19 @@ static void host_procs(gs__swcore_t *c, unsigned dev, const gs_gi_t *gi,
                        bool prune, gs__procset_t *ps) {
   (void)dev;
   host_t *h = (host_t *)c;
-  pid_t *members = malloc(GS__MAX_PIDS * sizeof *members);
-  size_t n = 0;
-  if (members)
-    gs__cgroup_pids(&h->cg, gi->uuid, uses_cpu_cgroup(h), members, GS__MAX_PIDS,
-                    &n);
-  gs__procs_list(c->state_dir, gi, members, n < GS__MAX_PIDS ? n : GS__MAX_PIDS,
-                 false, prune, ps);
+  /* Without a cgroup holding the instance, its processes are the
+   * registered ones and their descendants, found by ancestry in /proc. */
+  bool in_cgroup = h->cg.mem != GS__CG_NONE ||
+                   (uses_cpu_cgroup(h) && h->cg.cpu != GS__CG_NONE);
+  bool by_ancestry = !in_cgroup;
+  size_t max = by_ancestry ? HOST_MAX_SCANNED_PIDS : GS__MAX_PIDS, n = 0;
+  pid_t *members = malloc(max * sizeof *members);
+  if (members && by_ancestry)
+    gs__proc_all(members, max, &n);
+  else if (members)
+    gs__cgroup_pids(&h->cg, gi->uuid, uses_cpu_cgroup(h), members, max, &n);
+  gs__procs_list(c->state_dir, gi, members, n < max ? n : max, by_ancestry,
+                 prune, ps);
   free(members);
 }
 

@@ -61,6 +61,24 @@ bool gs__proc_stat(pid_t pid, unsigned long long *start_time, pid_t *ppid) {
   return true;
 }
 
+void gs__proc_all(pid_t *out, size_t max, size_t *n) {
+  *n = 0;
+  DIR *d = opendir("/proc");
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0)
+      continue;
+    if (*n < max)
+      out[*n] = (pid_t)pid;
+    (*n)++;
+  }
+  closedir(d);
+}
+
 void gs__proc_comm(pid_t pid, char *buf, size_t size) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
@@ -163,6 +181,33 @@ static bool registered_ancestor(const gs__procset_t *ps, size_t n_reg,
   return false;
 }
 
+/* The CI whose UUID pid's environment names in GPUSLICE_INSTANCE_UUID
+ * (set by `run`, inherited by everything the workload starts, re-parented
+ * orphans included). */
+static bool environ_instance(pid_t pid, const gs_gi_t *gi, unsigned *ci) {
+  static const char key[] = "GPUSLICE_INSTANCE_UUID=";
+  char path[64], buf[65536];
+  snprintf(path, sizeof path, "/proc/%ld/environ", (long)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  ssize_t len = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (len <= 0)
+    return false;
+  buf[len] = '\0';
+  for (char *p = buf; p < buf + len; p += strlen(p) + 1) {
+    if (strncmp(p, key, sizeof key - 1) != 0)
+      continue;
+    for (unsigned k = 0; k < gi->n_ci; k++)
+      if (gi->ci[k].uuid[0] && strcmp(p + sizeof key - 1, gi->ci[k].uuid) == 0) {
+        *ci = gi->ci[k].id;
+        return true;
+      }
+  }
+  return false;
+}
+
 void gs__procs_list(const char *state_dir, const gs_gi_t *gi,
                     const pid_t *members, size_t n_members, bool need_ancestor,
                     bool prune, gs__procset_t *ps) {
@@ -174,7 +219,8 @@ void gs__procs_list(const char *state_dir, const gs_gi_t *gi,
     unsigned ci = gi->n_ci ? gi->ci[0].id : 0;
     if (procset_find(ps, pid, NULL) || !gs__proc_stat(pid, NULL, NULL))
       continue;
-    if (!registered_ancestor(ps, n_reg, pid, &ci) && need_ancestor)
+    if (need_ancestor && !registered_ancestor(ps, n_reg, pid, &ci) &&
+        !environ_instance(pid, gi, &ci))
       continue;
     ps->pid[ps->n] = pid;
     ps->ci[ps->n] = ci;

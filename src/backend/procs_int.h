@@ -32,7 +32,8 @@ typedef struct gs__procset_s {
 /* Live processes of gi: the pids registered under it, then the `members`
  * the backend found there (cgroup members, a GPU's processes) that are not
  * registered. A member runs in the CI of its nearest registered ancestor;
- * without one it is dropped when need_ancestor, else put in the GI's first
+ * without one (nor GPUSLICE_INSTANCE_UUID naming one of the GI's CIs in its
+ * environment) it is dropped when need_ancestor, else put in the GI's first
  * CI. With prune (exclusive state lock held) the registrations of dead
  * processes are removed. */
 void gs__procs_list(const char *state_dir, const gs_gi_t *gi,
@@ -51,6 +52,8 @@ void gs__procs_forget(const char *state_dir, const char *uuid);
  * process is gone or a zombie. */
 bool gs__proc_stat(pid_t pid, unsigned long long *start_time, pid_t *ppid);
 /* /proc/<pid>/comm without the newline; "" when gone. */
+/* Every PID in /proc (at most max written, *n counts all). */
+void gs__proc_all(pid_t *out, size_t max, size_t *n);
 void gs__proc_comm(pid_t pid, char *buf, size_t size);
 uint64_t gs__proc_rss_bytes(pid_t pid);
 

@@ -69,4 +69,13 @@ gi=$(json_get "$(gs --json list)" 'd["devices"][0]["gpu_instances"][0]["id"]')
 GPUSLICE_HOST_CGROUP_ROOT=none expect_exit 0 "RLIMIT_AS is set" -- gs run -i "$gi" -- sh -c 'ulimit -v'
 [ "$OUT" != "unlimited" ] && [ "$OUT" -le $((3 * 1024 * 1024)) ] 2>/dev/null \
   && pass "ulimit -v is the instance's memory ($OUT KiB)" || fail "ulimit -v" "$OUT"
+# Without cgroups, a workload's children count as the instance's, also
+# once their parent has exited (re-parented orphans).
+export GPUSLICE_HOST_CGROUP_ROOT=none
+gs run -i "$gi" -- sh -c 'sleep 30 >/dev/null 2>&1 &' >/dev/null 2>&1
+sleep 0.3
+expect_exit 1 "destroy refuses an instance whose orphaned child still runs" -- gs destroy "$gi"
+contains "$ERR" "sleep" "the child is named"
+pkill -f "^sleep 30$" 2>/dev/null; sleep 0.3
+expect_exit 0 "destroy once it is gone" -- gs destroy "$gi"
 finish
