@@ -271,10 +271,11 @@ static void print_profiles(cli_t *cli, const gs_device_t *dev, bool cis,
                   "compute_instance_profiles", jci));
   }
   if (jout) {
-    json_array_append_new(jout, json_pack("{s:i, s:s, s:s, s:o}", "device",
-                                          (int)dev->index, "model", c->model,
-                                          "product", c->product, "profiles",
-                                          jprofiles));
+    json_array_append_new(
+        jout, json_pack("{s:i, s:s, s:s, s:s, s:o}", "device", (int)dev->index,
+                        "model", c->model, "product", c->product,
+                        "differs_from_table", c->differences, "profiles",
+                        jprofiles));
     cli_table_release(t);
   } else {
     json_decref(jprofiles);
@@ -285,6 +286,10 @@ static void print_profiles(cli_t *cli, const gs_device_t *dev, bool cis,
                                             "memory)"
                                           : "");
     cli_table_print(t, stdout);
+    if (c->differences[0])
+      printf("note: NVML's report differs from gpuslice's %s table; NVML's "
+             "values are used: %s\n",
+             c->model, c->differences);
   }
   free(t);
   (void)cli;

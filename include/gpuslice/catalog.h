@@ -60,6 +60,9 @@ typedef struct gs_catalog_s {
   uint32_t pci_device_ids[4]; /* as mig-parted's device-filter: 0x233010DE */
   unsigned n_gi;
   gs_gi_profile_t gi[GS_MAX_GI_PROFILES]; /* ascending by compute slices */
+  /* For a catalog read from NVML: where it differs from gpuslice's table
+   * for the model ("" when it does not, or there is no table). */
+  char differences[384];
 } gs_catalog_t;
 
 /* The models `--gpu MODEL` accepts, in catalog order. */
@@ -111,6 +114,13 @@ typedef struct gs_profile_ref_s {
 int gs_profile_parse(const gs_catalog_t *cat, const char *text,
                      bool allow_start, gs_profile_ref_t *out,
                      gs_error_t *err);
+
+/* Describes in buf where live (read from the hardware) differs from table:
+ * profiles missing on either side, names, memory, SMs, max counts and
+ * placements ("profile 19: memory 9984 MiB, table 9728; ..."). Values the
+ * table does not know (0) are not differences. buf is "" when they agree. */
+void gs_catalog_differences(const gs_catalog_t *live, const gs_catalog_t *table,
+                            char *buf, unsigned size);
 
 /* Formats a start mask as "0,2,4,6" (for messages and tables). */
 void gs_format_starts(uint32_t mask, char *buf, unsigned size);

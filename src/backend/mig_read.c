@@ -186,6 +186,9 @@ int gs__mig_build_catalog(gs__mig_t *m, gs__mig_dev_t *d, gs_error_t *err) {
     return gs_error_set(err, GS_EUNSUPPORTED,
                         "GPU %u (%s) reports no MIG profiles", d->nvml_index,
                         gs__mig_short_name(d));
+  if (have_table) /* NVML's values are used; say where they differ */
+    gs_catalog_differences(cat, &table, cat->differences,
+                           sizeof cat->differences);
   for (unsigned i = 0; i < cat->n_gi; i++) {
     const gs_gi_profile_t *gi = &cat->gi[i];
     unsigned end = 0;

@@ -4,6 +4,7 @@
 #include "catalog/catalog_int.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -541,4 +542,52 @@ int gs_profile_parse(const gs_catalog_t *cat, const char *text,
   }
   *out = ref;
   return GS_OK;
+}
+
+/* Appends "; " and a formatted clause to buf while room is left. */
+__attribute__((format(printf, 3, 4))) static void
+append_clause(char *buf, unsigned size, const char *fmt, ...) {
+  size_t len = strlen(buf);
+  if (len + 4 >= size)
+    return;
+  if (len)
+    len += (size_t)snprintf(buf + len, size - len, "; ");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + len, size - len, fmt, ap);
+  va_end(ap);
+}
+
+void gs_catalog_differences(const gs_catalog_t *live, const gs_catalog_t *table,
+                            char *buf, unsigned size) {
+  if (size == 0)
+    return;
+  buf[0] = '\0';
+  for (unsigned i = 0; i < table->n_gi; i++)
+    if (!gs_catalog_gi(live, table->gi[i].id))
+      append_clause(buf, size, "profile %u (%s) not offered", table->gi[i].id,
+                    table->gi[i].name);
+  for (unsigned i = 0; i < live->n_gi; i++) {
+    const gs_gi_profile_t *l = &live->gi[i];
+    const gs_gi_profile_t *t = gs_catalog_gi(table, l->id);
+    if (!t) {
+      append_clause(buf, size, "profile %u (%s) not in the table", l->id,
+                    l->name);
+      continue;
+    }
+    if (strcmp(l->name, t->name) != 0)
+      append_clause(buf, size, "profile %u: name %s, table %s", l->id, l->name,
+                    t->name);
+    if (t->memory_mib && l->memory_mib != t->memory_mib)
+      append_clause(buf, size, "profile %u: memory %" PRIu64 " MiB, table %"
+                    PRIu64, l->id, l->memory_mib, t->memory_mib);
+    if (t->sms && l->sms != t->sms)
+      append_clause(buf, size, "profile %u: %u SMs, table %u", l->id, l->sms,
+                    t->sms);
+    if (l->max_count != t->max_count)
+      append_clause(buf, size, "profile %u: at most %u, table %u", l->id,
+                    l->max_count, t->max_count);
+    if (l->start_mask != t->start_mask || l->memory_slices != t->memory_slices)
+      append_clause(buf, size, "profile %u: placements differ", l->id);
+  }
 }

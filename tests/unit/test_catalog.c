@@ -694,8 +694,36 @@ static void test_parse_length_limit(void **state) {
   assert_int_equal(gs_profile_parse(&cat, "19", false, NULL, NULL), GS_EINVAL);
 }
 
+/* Rule (issue 3): when the hardware's report differs from the table, the
+ * differences are named (NVML's values win; `profiles` shows the note);
+ * identical catalogs and values the table leaves unknown are not. */
+static void test_differences(void **state) {
+  (void)state;
+  gs_catalog_t table, live;
+  gs_error_t err;
+  char buf[384];
+  assert_int_equal(gs_catalog_for_model(&table, "h100-80gb", &err), GS_OK);
+  live = table;
+  gs_catalog_differences(&live, &table, buf, sizeof buf);
+  assert_string_equal(buf, "");
+  live.gi[0].memory_mib += 256; /* a driver that reports more memory */
+  snprintf(live.gi[2].name, sizeof live.gi[2].name, "1g.20gb-renamed");
+  live.n_gi--;                  /* the last (7g) not offered */
+  gs_catalog_differences(&live, &table, buf, sizeof buf);
+  assert_non_null(strstr(buf, "profile 0 (7g.80gb) not offered"));
+  assert_non_null(strstr(buf, "memory"));
+  assert_non_null(strstr(buf, "name 1g.20gb-renamed, table 1g.20gb"));
+  gs_catalog_t b200;
+  assert_int_equal(gs_catalog_for_model(&b200, "b200", &err), GS_OK);
+  live = b200;
+  live.gi[live.n_gi - 1].sms = 148; /* the table does not know it */
+  gs_catalog_differences(&live, &b200, buf, sizeof buf);
+  assert_string_equal(buf, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_differences),
       cmocka_unit_test(test_models_7x8),
       cmocka_unit_test(test_a100_40gb_spot_checks),
       cmocka_unit_test(test_a30),
