@@ -2,25 +2,17 @@
  * name first), cuInit; and a reader of what gpuslice asks of each GPU. */
 #include "gpu/cuda_shim.h"
 
+#include "gpu/dl_int.h"
+
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
 _Static_assert(sizeof(CUuuid) == 16, "CUuuid");
 
-/* dlsym returns an object pointer; C has no cast from it to a function
- * pointer, so the bytes are copied (what POSIX requires to work). */
-static bool resolve(void *dl, void *fn_slot, const char *sym, const char *old) {
-  void *p = dlsym(dl, sym);
-  if (!p && old)
-    p = dlsym(dl, old);
-  memcpy(fn_slot, &p, sizeof p);
-  return p != NULL;
-}
-
 static int load_symbols(gs__cuda_t *c, gs_error_t *err) {
 #define GS__CUDA_LOAD(field, ret, params, sym, old)                            \
-  if (!resolve(c->dl, &c->field, sym, old))                                    \
+  if (!gs__dl_resolve(c->dl, &c->field, sym, old))                                    \
     return gs_error_set(err, GS_EUNSUPPORTED,                                  \
                         "%s lacks %s%s%s%s: the CUDA driver is too old for "   \
                         "gpuslice",                                            \
@@ -38,14 +30,10 @@ int gs__cuda_open(gs__cuda_t *cuda, const char *path, gs_error_t *err) {
   if (strlen(path) >= sizeof cuda->path)
     return gs_error_set(err, GS_EINVAL, "CUDA library path is too long");
   snprintf(cuda->path, sizeof cuda->path, "%s", path);
-  dlerror();
-  cuda->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!cuda->dl) {
-    const char *why = dlerror();
-    return gs_error_set(err, GS_ENODEV, "CUDA driver not found: dlopen %s: %s",
-                        path, why ? why : "unknown error");
-  }
-  int rc = load_symbols(cuda, err);
+  int rc = gs__dl_open(&cuda->dl, path, "CUDA driver", err);
+  if (rc != GS_OK)
+    return rc;
+  rc = load_symbols(cuda, err);
   if (rc == GS_OK) {
     CUresult r = cuda->Init(0);
     if (r == CUDA_ERROR_NO_DEVICE)

@@ -3,6 +3,8 @@
  * profile queries the installed driver speaks. */
 #include "gpu/nvml_shim.h"
 
+#include "gpu/dl_int.h"
+
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,19 +32,9 @@ _Static_assert(offsetof(nvmlComputeInstanceInfo_t, placement) == 24 &&
                    sizeof(nvmlComputeInstanceInfo_t) == 32,
                "nvmlComputeInstanceInfo_t");
 
-/* dlsym returns an object pointer; C has no cast from it to a function
- * pointer, so the bytes are copied (what POSIX requires to work). */
-static bool resolve(void *dl, void *fn_slot, const char *sym, const char *old) {
-  void *p = dlsym(dl, sym);
-  if (!p && old)
-    p = dlsym(dl, old);
-  memcpy(fn_slot, &p, sizeof p);
-  return p != NULL;
-}
-
 static int load_symbols(gs__nvml_t *n, gs_error_t *err) {
 #define GS__NVML_LOAD(field, req, ret, params, sym, old)                       \
-  if (!resolve(n->dl, &n->field, sym, old) && (req))                           \
+  if (!gs__dl_resolve(n->dl, &n->field, sym, old) && (req))                           \
     return gs_error_set(err, GS_EUNSUPPORTED,                                  \
                         "%s lacks %s%s%s%s: the NVIDIA driver is too old for " \
                         "gpuslice's MIG backend",                              \
@@ -72,15 +64,10 @@ int gs__nvml_open(gs__nvml_t *nvml, const char *path, gs_error_t *err) {
   if (strlen(path) >= sizeof nvml->path)
     return gs_error_set(err, GS_EINVAL, "NVML library path is too long");
   snprintf(nvml->path, sizeof nvml->path, "%s", path);
-  dlerror();
-  nvml->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!nvml->dl) {
-    const char *why = dlerror();
-    return gs_error_set(err, GS_ENODEV,
-                        "NVIDIA driver not found: dlopen %s: %s", path,
-                        why ? why : "unknown error");
-  }
-  int rc = load_symbols(nvml, err);
+  int rc = gs__dl_open(&nvml->dl, path, "NVIDIA driver", err);
+  if (rc != GS_OK)
+    return rc;
+  rc = load_symbols(nvml, err);
   if (rc == GS_OK) {
     nvmlReturn_t r = nvml->Init();
     if (r == NVML_ERROR_DRIVER_NOT_LOADED)

@@ -1,0 +1,17 @@
+/* Run-time loading shared by the NVML and CUDA driver shims. */
+#ifndef GPUSLICE_GPU_DL_INT_H
+#define GPUSLICE_GPU_DL_INT_H
+
+#include <stdbool.h>
+
+#include "gpuslice/error.h"
+
+/* dlopen(path) or GS_ENODEV "<what> not found: dlopen PATH: <dlerror>". */
+int gs__dl_open(void **dl, const char *path, const char *what,
+                gs_error_t *err);
+
+/* Stores dlsym(sym), else dlsym(old) when old is not NULL, into the
+ * function pointer at fn_slot; false when neither exists. */
+bool gs__dl_resolve(void *dl, void *fn_slot, const char *sym, const char *old);
+
+#endif
