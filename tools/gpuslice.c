@@ -29,6 +29,9 @@ static const char usage_text[] =
     "  assert -f CONFIG.yaml -c NAME\n"
     "  export [-o yaml|json] [-c NAME]\n"
     "  run -i INSTANCE [--memory SIZE] -- COMMAND [ARGS...]\n"
+    "  worker --model-repository DIR [--http-port N] [--host ADDR] "
+    "[--threads N]\n"
+    "                                        KServe v2 inference over HTTP\n"
     "\n"
     "MODEL (for --gpu): a30 a100-40gb a100-80gb h100-80gb h100-94gb h200 "
     "gh200 b200\n"
@@ -485,7 +488,7 @@ int main(int argc, char **argv) {
                {"create", cmd_create},   {"list", cmd_list},
                {"destroy", cmd_destroy}, {"apply", cmd_apply},
                {"assert", cmd_assert},   {"export", cmd_export},
-               {"run", cmd_run}};
+               {"run", cmd_run},         {"worker", cmd_worker}};
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
     if (strcmp(verb, verbs[i].name) == 0)
       return verbs[i].fn(&cli, argc - 1, argv + 1);

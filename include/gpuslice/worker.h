@@ -1,0 +1,42 @@
+/* The inference worker: serves a Triton-layout model repository over HTTP/1.1
+ * with the KServe v2 (Open Inference Protocol) API, running inference on
+ * libuv's thread pool. One worker per instance. */
+#ifndef GPUSLICE_WORKER_H
+#define GPUSLICE_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gpuslice/error.h"
+
+#define GS_WORKER_VERSION "0.1.0"
+
+typedef struct gs_worker_options_s {
+  const char *model_repository; /* DIR/NAME/VERSION/model.onnx */
+  const char *host;             /* NULL: "127.0.0.1" */
+  unsigned port;                /* 0: any free port (gs_worker_port) */
+  size_t max_body_bytes;        /* 0: 64 MiB; a larger body is answered 413 */
+} gs_worker_options_t;
+
+typedef struct gs_worker_s gs_worker_t;
+
+/* Loads the repository and binds the socket. A model that fails to load does
+ * not fail this call: it is listed as not ready (gs_worker_model). Inference
+ * threads are libuv's pool, sized by UV_THREADPOOL_SIZE, which the tool
+ * sets. The caller destroys *out. */
+int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
+                     gs_error_t *err);
+/* Serves until gs_worker_stop. */
+int gs_worker_run(gs_worker_t *w, gs_error_t *err);
+/* Async-signal-safe and thread-safe: makes gs_worker_run return. */
+void gs_worker_stop(gs_worker_t *w);
+void gs_worker_destroy(gs_worker_t *w);
+
+unsigned gs_worker_port(const gs_worker_t *w);
+size_t gs_worker_model_count(const gs_worker_t *w);
+/* Model i's name and whether it is ready; reason says why not ("" when
+ * ready). false when i is out of range. Strings live as long as w. */
+bool gs_worker_model(const gs_worker_t *w, size_t i, const char **name,
+                     bool *ready, const char **reason);
+
+#endif

@@ -1,0 +1,279 @@
+/* The worker's HTTP/1.1 request reader and response writer, over
+ * http-parser, with no sockets: bytes in, one whole request out at a time.
+ * It pauses after each request so that pipelined requests are answered in
+ * order, and enforces the size limits on URL, headers and body. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/worker_int.h"
+
+#define MAX_URL_BYTES (8u << 10)
+#define MAX_HEADER_BYTES (16u << 10)
+
+enum { HDR_OTHER = 0, HDR_INFER_LEN, HDR_EXPECT };
+
+static gs__http_reader_t *reader_of(http_parser *p) {
+  return p->data;
+}
+
+static int fail(gs__http_reader_t *r, int status, const char *msg) {
+  if (!r->error_status) {
+    r->error_status = status;
+    r->error_msg = msg;
+  }
+  return -1;
+}
+
+static int on_message_begin(http_parser *p) {
+  gs__http_reader_t *r = reader_of(p);
+  r->header_bytes = 0;
+  r->req.infer_header_len = -1;
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  gs__http_reader_t *r = reader_of(p);
+  if (r->req.url_len + len > MAX_URL_BYTES)
+    return fail(r, 414, "request URL is longer than 8 KiB");
+  char *grown = realloc(r->req.url, r->req.url_len + len + 1);
+  if (!grown)
+    return fail(r, 500, "out of memory");
+  memcpy(grown + r->req.url_len, at, len);
+  r->req.url = grown;
+  r->req.url_len += len;
+  grown[r->req.url_len] = '\0';
+  return 0;
+}
+
+static int count_header(gs__http_reader_t *r, size_t len) {
+  r->header_bytes += len;
+  if (r->header_bytes > MAX_HEADER_BYTES)
+    return fail(r, 431, "request headers are larger than 16 KiB");
+  return 0;
+}
+
+/* Finishes the header whose value was just read. */
+static int end_header(gs__http_reader_t *r) {
+  if (!r->in_value)
+    return 0;
+  r->in_value = false;
+  r->value[r->value_len] = '\0';
+  if (r->header_kind == HDR_EXPECT) {
+    r->expect_continue = strcmp(r->value, "100-continue") == 0;
+  } else if (r->header_kind == HDR_INFER_LEN) {
+    char *end;
+    long long v = strtoll(r->value, &end, 10);
+    if (r->value_too_long || end == r->value || *end || v < 0)
+      return fail(r, 400,
+                  "Inference-Header-Content-Length is not a "
+                  "non-negative number");
+    r->req.infer_header_len = v;
+  }
+  r->field_len = 0;
+  r->value_len = 0;
+  r->value_too_long = false;
+  return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  gs__http_reader_t *r = reader_of(p);
+  if (count_header(r, len) != 0 || end_header(r) != 0)
+    return -1;
+  for (size_t i = 0; i < len && r->field_len + 1 < sizeof r->field; i++) {
+    char c = at[i];
+    r->field[r->field_len++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+  }
+  r->field[r->field_len] = '\0';
+  return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  gs__http_reader_t *r = reader_of(p);
+  if (count_header(r, len) != 0)
+    return -1;
+  if (!r->in_value) {
+    r->in_value = true;
+    r->header_kind = strcmp(r->field, "inference-header-content-length") == 0
+                         ? HDR_INFER_LEN
+                     : strcmp(r->field, "expect") == 0 ? HDR_EXPECT
+                                                       : HDR_OTHER;
+  }
+  if (r->header_kind == HDR_OTHER)
+    return 0;
+  if (r->value_len + len >= sizeof r->value) {
+    r->value_too_long = true;
+    return 0;
+  }
+  memcpy(r->value + r->value_len, at, len);
+  r->value_len += len;
+  return 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+  gs__http_reader_t *r = reader_of(p);
+  if (end_header(r) != 0)
+    return -1;
+  if (!r->req.url)
+    return fail(r, 400, "request has no URL");
+  /* ULLONG_MAX means no Content-Length (chunked or none). */
+  if (p->content_length != ULLONG_MAX && p->content_length > r->max_body)
+    return fail(r, 413, "request body is larger than the limit");
+  r->req.method = (enum http_method)p->method;
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  gs__http_reader_t *r = reader_of(p);
+  gs__http_request_t *q = &r->req;
+  if (len > r->max_body - q->body_len)
+    return fail(r, 413, "request body is larger than the limit");
+  if (q->body_len + len + 1 > q->body_cap) {
+    size_t cap = q->body_cap ? q->body_cap : 4096;
+    while (cap < q->body_len + len + 1)
+      cap *= 2;
+    /* One allocation for a body of known length (never above the limit:
+     * a chunk's announced size is not checked until it arrives). */
+    if (q->body_cap == 0 && p->content_length != ULLONG_MAX &&
+        p->content_length < r->max_body - len &&
+        p->content_length + len + 1 > cap)
+      cap = (size_t)p->content_length + len + 1;
+    char *grown = realloc(q->body, cap);
+    if (!grown)
+      return fail(r, 500, "out of memory");
+    q->body = grown;
+    q->body_cap = cap;
+  }
+  memcpy(q->body + q->body_len, at, len);
+  q->body_len += len;
+  q->body[q->body_len] = '\0';
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  gs__http_reader_t *r = reader_of(p);
+  r->req.keep_alive = http_should_keep_alive(p) != 0;
+  r->complete = true;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void gs__http_reader_init(gs__http_reader_t *r, size_t max_body) {
+  memset(r, 0, sizeof *r);
+  http_parser_init(&r->parser, HTTP_REQUEST);
+  r->parser.data = r;
+  r->max_body = max_body;
+  r->req.infer_header_len = -1;
+}
+
+static void request_release(gs__http_request_t *q) {
+  free(q->url);
+  free(q->body);
+  memset(q, 0, sizeof *q);
+  q->infer_header_len = -1;
+}
+
+void gs__http_reader_release(gs__http_reader_t *r) {
+  request_release(&r->req);
+}
+
+size_t gs__http_reader_feed(gs__http_reader_t *r, const char *data,
+                            size_t len) {
+  if (r->complete || r->error_status)
+    return 0;
+  size_t n = http_parser_execute(&r->parser, &settings, data, len);
+  enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+  if (r->complete)
+    return n;
+  if (e != HPE_OK && !r->error_status)
+    fail(r, 400, http_errno_description(e));
+  else if (len == 0 && !r->error_status && r->header_bytes + r->req.url_len)
+    fail(r, 400, "connection closed in the middle of a request");
+  return n;
+}
+
+void gs__http_reader_next(gs__http_reader_t *r) {
+  request_release(&r->req);
+  r->complete = false;
+  r->expect_continue = false;
+  http_parser_pause(&r->parser, 0);
+}
+
+void gs__http_response_release(gs__http_response_t *resp) {
+  free(resp->body);
+  memset(resp, 0, sizeof *resp);
+  resp->infer_header_len = -1;
+}
+
+void gs__http_response_json(gs__http_response_t *resp, int status,
+                            json_t *json) {
+  gs__http_response_release(resp);
+  resp->status = status;
+  resp->body = json ? json_dumps(json, JSON_COMPACT) : NULL;
+  json_decref(json);
+  if (json && !resp->body) {
+    resp->status = 500;
+    return;
+  }
+  resp->body_len = resp->body ? strlen(resp->body) : 0;
+  resp->content_type = "application/json";
+}
+
+void gs__http_response_error(gs__http_response_t *resp, int status,
+                             const char *msg) {
+  gs__http_response_json(resp, status, json_pack("{s:s}", "error", msg));
+  resp->status = status;
+}
+
+const char *gs__http_reason(int status) {
+  switch (status) {
+  case 100:
+    return "Continue";
+  case 200:
+    return "OK";
+  case 400:
+    return "Bad Request";
+  case 404:
+    return "Not Found";
+  case 413:
+    return "Payload Too Large";
+  case 414:
+    return "URI Too Long";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 501:
+    return "Not Implemented";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return status >= 500 ? "Internal Server Error" : "Bad Request";
+  }
+}
+
+int gs__http_response_head(const gs__http_response_t *resp, bool keep_alive,
+                           char *buf, size_t size) {
+  int n = snprintf(buf, size, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n",
+                   resp->status, gs__http_reason(resp->status), resp->body_len);
+  if (n > 0 && resp->content_type && resp->body_len)
+    n += snprintf(buf + n, size - (size_t)n, "Content-Type: %s\r\n",
+                  resp->content_type);
+  if (n > 0 && resp->infer_header_len >= 0)
+    n += snprintf(buf + n, size - (size_t)n,
+                  "Inference-Header-Content-Length: %lld\r\n",
+                  resp->infer_header_len);
+  if (n > 0)
+    n += snprintf(buf + n, size - (size_t)n, "%s\r\n",
+                  keep_alive ? "" : "Connection: close\r\n");
+  return n > 0 && (size_t)n < size ? n : -1;
+}

@@ -1,0 +1,463 @@
+/* The KServe v2 infer codec: decodes a request body (JSON tensors, or the
+ * binary tensor extension: a JSON header then raw little-endian tensors)
+ * against a model's inputs, and encodes outputs as JSON or binary. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/worker_int.h"
+
+#define BAD(err, ...) gs_error_set(err, GS_EINVAL, __VA_ARGS__)
+
+void gs__infer_request_release(gs__infer_request_t *req) {
+  for (size_t i = 0; i < req->n_inputs; i++)
+    free(req->owned[i]);
+  free(req->id);
+  memset(req, 0, sizeof *req);
+}
+
+static int find_info(const gs_tensor_info_t *infos, size_t n,
+                     const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (infos[i].name && strcmp(infos[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* Element count of shape, or an error when it overflows or does not fit
+ * what the model declares. */
+static int check_shape(const gs_tensor_info_t *info, const gs_tensor_t *t,
+                       const char *model, size_t *count, gs_error_t *err) {
+  if (info->rank >= 0 && (unsigned)info->rank != t->rank)
+    return BAD(err,
+               "unexpected shape for input '%s' for model '%s': "
+               "expected %d dimensions, got %u",
+               info->name, model, info->rank, t->rank);
+  size_t n = 1;
+  for (unsigned d = 0; d < t->rank; d++) {
+    int64_t v = t->shape[d];
+    if (v < 0 ||
+        (info->rank >= 0 && info->shape[d] >= 0 && info->shape[d] != v))
+      return BAD(err,
+                 "unexpected shape for input '%s' for model '%s': "
+                 "dimension %u is %lld, the model expects %lld",
+                 info->name, model, d, (long long)v,
+                 (long long)(info->rank >= 0 ? info->shape[d] : -1));
+    if (v != 0 && n > SIZE_MAX / 16 / (size_t)v)
+      return BAD(err, "input '%s' has too many elements", info->name);
+    n *= (size_t)v;
+  }
+  *count = n;
+  return GS_OK;
+}
+
+static int read_shape(json_t *jshape, gs_tensor_t *t, gs_error_t *err) {
+  if (!json_is_array(jshape) || json_array_size(jshape) > GS_TENSOR_MAX_RANK)
+    return BAD(err,
+               "input '%s': shape must be an array of at most %d "
+               "integers",
+               t->name, GS_TENSOR_MAX_RANK);
+  t->rank = (unsigned)json_array_size(jshape);
+  for (unsigned d = 0; d < t->rank; d++) {
+    json_t *v = json_array_get(jshape, d);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+      return BAD(err, "input '%s': shape must hold non-negative integers",
+                 t->name);
+    t->shape[d] = json_integer_value(v);
+  }
+  return GS_OK;
+}
+
+/* Writes one JSON value as an element of dtype at dst. */
+static int put_element(json_t *v, gs_dtype_t dt, uint8_t *dst) {
+  if (dt == GS_DTYPE_BOOL) {
+    if (!json_is_boolean(v))
+      return -1;
+    *dst = json_is_true(v);
+    return 0;
+  }
+  if (dt == GS_DTYPE_FP32 || dt == GS_DTYPE_FP64) {
+    if (!json_is_number(v))
+      return -1;
+    double x = json_number_value(v);
+    if (dt == GS_DTYPE_FP32) {
+      float f = (float)x;
+      memcpy(dst, &f, 4);
+    } else {
+      memcpy(dst, &x, 8);
+    }
+    return 0;
+  }
+  if (!json_is_integer(v))
+    return -1;
+  json_int_t x = json_integer_value(v);
+  static const struct {
+    gs_dtype_t dt;
+    long long lo, hi;
+  } ranges[] = {{GS_DTYPE_UINT8, 0, 255},
+                {GS_DTYPE_UINT16, 0, 65535},
+                {GS_DTYPE_UINT32, 0, 4294967295LL},
+                {GS_DTYPE_UINT64, 0, LLONG_MAX},
+                {GS_DTYPE_INT8, -128, 127},
+                {GS_DTYPE_INT16, -32768, 32767},
+                {GS_DTYPE_INT32, -2147483648LL, 2147483647LL},
+                {GS_DTYPE_INT64, LLONG_MIN, LLONG_MAX}};
+  for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+    if (ranges[i].dt == dt) {
+      if (x < ranges[i].lo || x > ranges[i].hi)
+        return -1;
+      uint64_t u = (uint64_t)x; /* little-endian host */
+      memcpy(dst, &u, gs_dtype_size(dt));
+      return 0;
+    }
+  return -1;
+}
+
+/* Flattens nested arrays of data into buf: at most count elements. */
+static int flatten(json_t *data, gs_dtype_t dt, uint8_t *buf, size_t count,
+                   size_t *at, int depth) {
+  if (!json_is_array(data))
+    return *at < count &&
+                   put_element(data, dt, buf + *at * gs_dtype_size(dt)) == 0
+               ? (int)(++*at, 0)
+               : -1;
+  if (depth > GS_TENSOR_MAX_RANK)
+    return -1;
+  for (size_t i = 0; i < json_array_size(data); i++)
+    if (flatten(json_array_get(data, i), dt, buf, count, at, depth + 1) != 0)
+      return -1;
+  return 0;
+}
+
+static int decode_json_data(gs__infer_request_t *req, gs_tensor_t *t,
+                            json_t *data, size_t count, gs_error_t *err) {
+  if (t->dtype == GS_DTYPE_FP16)
+    return BAD(err, "input '%s': FP16 data must travel as binary data",
+               t->name);
+  size_t es = gs_dtype_size(t->dtype), at = 0;
+  uint8_t *buf = malloc(count * es + 1);
+  if (!buf)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  req->owned[req->n_inputs] = buf;
+  if (!data || flatten(data, t->dtype, buf, count, &at, 0) != 0 || at != count)
+    return BAD(err,
+               "input '%s': data must hold %zu %s values matching its "
+               "shape",
+               t->name, count, gs_dtype_name(t->dtype));
+  t->data = buf;
+  t->bytes = count * es;
+  return GS_OK;
+}
+
+/* One input of the "inputs" array; binary data comes from *bin. */
+static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
+                        json_t *jin, const char **bin, size_t *bin_left,
+                        bool *seen, gs_error_t *err) {
+  const char *name = json_string_value(json_object_get(jin, "name"));
+  const char *dtname = json_string_value(json_object_get(jin, "datatype"));
+  if (!json_is_object(jin) || !name || !dtname)
+    return BAD(err, "each input needs a name, a datatype and a shape");
+  int k = find_info(io->inputs, io->n_inputs, name);
+  if (k < 0)
+    return BAD(err, "unexpected inference input '%s' for model '%s'", name,
+               io->model_name);
+  if (seen[k])
+    return BAD(err, "input '%s' is given more than once", name);
+  seen[k] = true;
+  const gs_tensor_info_t *info = &io->inputs[k];
+  gs_tensor_t *t = &req->inputs[req->n_inputs];
+  t->name = info->name;
+  t->dtype = gs_dtype_from_name(dtname);
+  if (t->dtype != info->dtype)
+    return BAD(err,
+               "inference input '%s' data-type is '%s', but model '%s' "
+               "expects '%s'",
+               name, dtname, io->model_name, gs_dtype_name(info->dtype));
+  size_t count = 0;
+  int rc = read_shape(json_object_get(jin, "shape"), t, err);
+  if (rc == GS_OK)
+    rc = check_shape(info, t, io->model_name, &count, err);
+  if (rc != GS_OK)
+    return rc;
+  json_t *size =
+      json_object_get(json_object_get(jin, "parameters"), "binary_data_size");
+  if (!size)
+    rc = decode_json_data(req, t, json_object_get(jin, "data"), count, err);
+  else if (!json_is_integer(size) || json_integer_value(size) < 0 ||
+           (size_t)json_integer_value(size) != count * gs_dtype_size(t->dtype))
+    rc = BAD(err,
+             "input '%s': binary_data_size must be %zu bytes for its "
+             "shape and datatype",
+             name, count * gs_dtype_size(t->dtype));
+  else if ((size_t)json_integer_value(size) > *bin_left)
+    rc = BAD(err,
+             "input '%s': the body ends before its %lld bytes of "
+             "binary data",
+             name, (long long)json_integer_value(size));
+  else {
+    t->bytes = (size_t)json_integer_value(size);
+    t->data = *bin;
+    /* Kernels read whole elements: data after a JSON header of odd length
+     * is copied to an aligned buffer. */
+    if ((uintptr_t)*bin % 16 != 0) {
+      if (!(req->owned[req->n_inputs] = malloc(t->bytes + 1)))
+        rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+      else
+        t->data = memcpy(req->owned[req->n_inputs], *bin, t->bytes);
+    }
+    *bin += t->bytes;
+    *bin_left -= t->bytes;
+  }
+  req->n_inputs++;
+  return rc;
+}
+
+static int decode_outputs(gs__infer_request_t *req, const gs__model_io_t *io,
+                          json_t *root, gs_error_t *err) {
+  json_t *bdo = json_object_get(json_object_get(root, "parameters"),
+                                "binary_data_output");
+  bool all_binary = json_is_true(bdo);
+  json_t *outs = json_object_get(root, "outputs");
+  if (outs && !json_is_array(outs))
+    return BAD(err, "outputs must be an array");
+  for (size_t i = 0; i < io->n_outputs; i++) {
+    req->want_output[i] = !outs || json_array_size(outs) == 0;
+    req->binary_output[i] = all_binary;
+  }
+  for (size_t i = 0; outs && i < json_array_size(outs); i++) {
+    json_t *jo = json_array_get(outs, i);
+    const char *name = json_string_value(json_object_get(jo, "name"));
+    int k = name ? find_info(io->outputs, io->n_outputs, name) : -1;
+    if (k < 0)
+      return BAD(err, "unexpected inference output '%s' for model '%s'",
+                 name ? name : "(no name)", io->model_name);
+    req->want_output[k] = true;
+    json_t *b =
+        json_object_get(json_object_get(jo, "parameters"), "binary_data");
+    if (b)
+      req->binary_output[k] = json_is_true(b);
+  }
+  return GS_OK;
+}
+
+/* Inference-Header-Content-Length: 0: the body is the one input's tensor;
+ * a single variable dimension takes what the size gives. */
+static int decode_raw(gs__infer_request_t *req, const gs__model_io_t *io,
+                      const char *body, size_t len, gs_error_t *err) {
+  if (io->n_inputs != 1)
+    return BAD(err,
+               "a raw binary body needs a model with one input; '%s' "
+               "has %zu",
+               io->model_name, io->n_inputs);
+  const gs_tensor_info_t *info = &io->inputs[0];
+  gs_tensor_t *t = &req->inputs[0];
+  size_t es = gs_dtype_size(info->dtype), fixed = es;
+  int var = -1;
+  if (info->rank < 0 || es == 0)
+    return BAD(err, "input '%s' has no declared shape for a raw body",
+               info->name);
+  for (int d = 0; d < info->rank; d++) {
+    if (info->shape[d] < 0 && var >= 0)
+      return BAD(err, "input '%s' has more than one variable dimension",
+                 info->name);
+    if (info->shape[d] < 0)
+      var = d;
+    else if (info->shape[d] && fixed > SIZE_MAX / (size_t)info->shape[d])
+      return BAD(err, "input '%s' is too large", info->name);
+    else
+      fixed *= (size_t)info->shape[d];
+  }
+  if ((fixed == 0 && len) || (fixed && len % fixed) ||
+      (var < 0 && len != fixed))
+    return BAD(err, "a raw body of %zu bytes does not fit input '%s'", len,
+               info->name);
+  t->name = info->name;
+  t->dtype = info->dtype;
+  t->rank = (unsigned)info->rank;
+  for (int d = 0; d < info->rank; d++)
+    t->shape[d] =
+        d == var ? (int64_t)(fixed ? len / fixed : 0) : info->shape[d];
+  t->data = body;
+  t->bytes = len;
+  req->n_inputs = 1;
+  for (size_t i = 0; i < io->n_outputs; i++)
+    req->want_output[i] = req->binary_output[i] = true;
+  return GS_OK;
+}
+
+int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
+                     const char *body, size_t body_len, long long header_len,
+                     gs_error_t *err) {
+  memset(req, 0, sizeof *req);
+  if (io->n_inputs > GS__INFER_MAX_TENSORS ||
+      io->n_outputs > GS__INFER_MAX_TENSORS)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "model '%s' has more than %d "
+                        "inputs or outputs",
+                        io->model_name, GS__INFER_MAX_TENSORS);
+  if (header_len == 0)
+    return decode_raw(req, io, body, body_len, err) == GS_OK ? 0 : 400;
+  size_t json_len = header_len < 0 ? body_len : (size_t)header_len;
+  if (header_len > 0 && (unsigned long long)header_len > body_len)
+    return BAD(err,
+               "Inference-Header-Content-Length %lld is larger than the "
+               "body (%zu bytes)",
+               header_len, body_len),
+           400;
+  json_error_t jerr;
+  json_t *root = json_loadb(body, json_len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return BAD(err, "failed to parse the request JSON: %s", jerr.text), 400;
+  }
+  int rc = GS_OK;
+  json_t *jid = json_object_get(root, "id");
+  if (json_is_string(jid) && !(req->id = strdup(json_string_value(jid))))
+    rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+  json_t *inputs = json_object_get(root, "inputs");
+  if (rc == GS_OK && !json_is_array(inputs))
+    rc = BAD(err, "the request needs an inputs array");
+  const char *bin = body + json_len;
+  size_t bin_left = body_len - json_len;
+  bool seen[GS__INFER_MAX_TENSORS] = {0};
+  for (size_t i = 0; rc == GS_OK && i < json_array_size(inputs); i++)
+    if (i >= io->n_inputs)
+      rc = BAD(err, "expected %zu inputs but got %zu inputs for model '%s'",
+               io->n_inputs, json_array_size(inputs), io->model_name);
+    else
+      rc = decode_input(req, io, json_array_get(inputs, i), &bin, &bin_left,
+                        seen, err);
+  if (rc == GS_OK && req->n_inputs != io->n_inputs)
+    rc = BAD(err, "expected %zu inputs but got %zu inputs for model '%s'",
+             io->n_inputs, req->n_inputs, io->model_name);
+  if (rc == GS_OK && bin_left)
+    rc = BAD(err, "%zu bytes of binary data follow the inputs' data", bin_left);
+  if (rc == GS_OK)
+    rc = decode_outputs(req, io, root, err);
+  json_decref(root);
+  return rc == GS_OK ? 0 : rc == GS_ENOMEM ? 500 : 400;
+}
+
+static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {
+  union {
+    float f;
+    double d;
+    int8_t i8;
+    int16_t i16;
+    int32_t i32;
+    int64_t i64;
+    uint8_t u8;
+    uint16_t u16;
+    uint32_t u32;
+    uint64_t u64;
+  } v;
+  memcpy(&v, p, gs_dtype_size(dt));
+  switch (dt) {
+  case GS_DTYPE_BOOL:
+    return json_boolean(v.u8);
+  case GS_DTYPE_UINT8:
+    return json_integer(v.u8);
+  case GS_DTYPE_UINT16:
+    return json_integer(v.u16);
+  case GS_DTYPE_UINT32:
+    return json_integer(v.u32);
+  case GS_DTYPE_UINT64:
+    return json_integer((json_int_t)v.u64);
+  case GS_DTYPE_INT8:
+    return json_integer(v.i8);
+  case GS_DTYPE_INT16:
+    return json_integer(v.i16);
+  case GS_DTYPE_INT32:
+    return json_integer(v.i32);
+  case GS_DTYPE_INT64:
+    return json_integer(v.i64);
+  case GS_DTYPE_FP32:
+    return isfinite(v.f) ? json_real(v.f) : json_null();
+  case GS_DTYPE_FP64:
+    return isfinite(v.d) ? json_real(v.d) : json_null();
+  default:
+    return NULL;
+  }
+}
+
+static json_t *output_json(const gs_tensor_t *t, bool binary) {
+  json_t *shape = json_array(), *jo;
+  for (unsigned d = 0; d < t->rank; d++)
+    json_array_append_new(shape, json_integer(t->shape[d]));
+  jo = json_pack("{s:s, s:s, s:o}", "name", t->name, "datatype",
+                 gs_dtype_name(t->dtype), "shape", shape);
+  if (!jo)
+    return NULL;
+  if (binary) {
+    json_object_set_new(
+        jo, "parameters",
+        json_pack("{s:I}", "binary_data_size", (json_int_t)t->bytes));
+    return jo;
+  }
+  size_t es = gs_dtype_size(t->dtype);
+  json_t *data = json_array();
+  for (size_t i = 0; es && i < t->bytes / es; i++) {
+    json_t *e = element_json((const uint8_t *)t->data + i * es, t->dtype);
+    if (!e || json_array_append_new(data, e) != 0) {
+      json_decref(data);
+      json_decref(jo);
+      return NULL;
+    }
+  }
+  json_object_set_new(jo, "data", data);
+  return jo;
+}
+
+int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
+                     const gs__model_io_t *io, const gs_tensor_t *outputs,
+                     gs_error_t *err) {
+  json_t *root = json_pack("{s:s, s:s}", "model_name", io->model_name,
+                           "model_version", io->version);
+  json_t *jouts = json_array();
+  size_t bin_bytes = 0;
+  if (root && req->id)
+    json_object_set_new(root, "id", json_string(req->id));
+  for (size_t i = 0; root && jouts && i < io->n_outputs; i++) {
+    if (!req->want_output[i])
+      continue;
+    if (outputs[i].dtype == GS_DTYPE_FP16 && !req->binary_output[i])
+      return json_decref(root), json_decref(jouts),
+             BAD(err, "output '%s' is FP16: ask for it as binary data",
+                 outputs[i].name);
+    json_t *jo = output_json(&outputs[i], req->binary_output[i]);
+    if (!jo || json_array_append_new(jouts, jo) != 0)
+      break;
+    if (req->binary_output[i])
+      bin_bytes += outputs[i].bytes;
+  }
+  if (root && jouts)
+    json_object_set(root, "outputs", jouts);
+  json_decref(jouts);
+  char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+  json_decref(root);
+  if (!text)
+    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
+  size_t tlen = strlen(text);
+  char *body = bin_bytes ? realloc(text, tlen + bin_bytes + 1) : text;
+  if (!body) {
+    free(text);
+    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
+  }
+  gs__http_response_release(resp);
+  resp->status = 200;
+  resp->body = body;
+  resp->body_len = tlen;
+  resp->content_type = "application/json";
+  if (bin_bytes) {
+    for (size_t i = 0; i < io->n_outputs; i++)
+      if (req->want_output[i] && req->binary_output[i]) {
+        memcpy(body + resp->body_len, outputs[i].data, outputs[i].bytes);
+        resp->body_len += outputs[i].bytes;
+      }
+    resp->infer_header_len = (long long)tlen;
+    resp->content_type = "application/octet-stream";
+  }
+  return GS_OK;
+}

@@ -1,0 +1,338 @@
+/* The model repository in Triton's layout, DIR/NAME/VERSION/model.onnx with
+ * an optional DIR/NAME/config.json: loading (the highest version), the
+ * session pool each load keeps, and the metadata, config and statistics
+ * documents the protocol returns. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "worker/worker_int.h"
+
+#define MAX_CONFIG_BYTES (64u << 10)
+
+static bool is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* A model name is one path component made of letters, digits and "_.-",
+ * not starting with '.', so that it is safe in paths and metric labels. */
+static bool valid_name(const char *name) {
+  size_t n = strlen(name);
+  return n > 0 && n < 128 && name[0] != '.' &&
+         strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789_.-") == n;
+}
+
+/* The highest numeric version directory holding model.onnx. */
+static int pick_version(const char *model_dir, char *version, size_t size,
+                        gs_error_t *err) {
+  DIR *d = opendir(model_dir);
+  if (!d)
+    return gs_error_sys(err, errno, "cannot read %s", model_dir);
+  long long best = -1;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char *end;
+    long long v = strtoll(e->d_name, &end, 10);
+    char path[4400];
+    if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end || v > 1000000000)
+      continue;
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/%s/model.onnx", model_dir, e->d_name) <
+            (int)sizeof path &&
+        stat(path, &st) == 0 && v > best)
+      best = v;
+  }
+  closedir(d);
+  if (best < 0)
+    return gs_error_set(err, GS_ENOTFOUND, "no VERSION/model.onnx under %s",
+                        model_dir);
+  snprintf(version, size, "%lld", best);
+  return GS_OK;
+}
+
+static int read_config(gs__model_entry_t *m, const char *model_dir,
+                       gs_error_t *err) {
+  char path[4400];
+  if (snprintf(path, sizeof path, "%s/config.json", model_dir) >=
+      (int)sizeof path)
+    return gs_error_set(err, GS_EINVAL, "model path is too long");
+  m->max_batch_size = 0;
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return GS_OK;
+  if (st.st_size > (off_t)MAX_CONFIG_BYTES)
+    return gs_error_set(err, GS_ELIMIT, "%s is larger than 64 KiB", path);
+  json_error_t jerr;
+  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return gs_error_set(err, GS_EPARSE, "%s:%d: %s", path, jerr.line,
+                        jerr.text);
+  }
+  int rc = GS_OK;
+  json_t *mbs = json_object_get(root, "max_batch_size");
+  json_t *db = json_object_get(root, "dynamic_batching");
+  if (mbs && (!json_is_integer(mbs) || json_integer_value(mbs) < 0 ||
+              json_integer_value(mbs) > 1 << 20))
+    rc = gs_error_set(err, GS_EINVAL, "%s: max_batch_size must be 0..%d", path,
+                      1 << 20);
+  else if (mbs)
+    m->max_batch_size = (unsigned)json_integer_value(mbs);
+  /* Requests run one by one; a config asking for batching across requests
+   * is refused rather than silently served without it. */
+  if (rc == GS_OK && db)
+    rc = gs_error_set(err, GS_EUNSUPPORTED,
+                      "%s: dynamic_batching is not "
+                      "implemented by this worker",
+                      path);
+  json_decref(root);
+  return rc;
+}
+
+/* With max_batch_size > 0 every input and output must have a variable
+ * leading dimension, the batch. */
+static int check_batch_dims(const gs__model_entry_t *m, gs_error_t *err) {
+  const gs__model_io_t *io = &m->slot->io;
+  for (int side = 0; side < 2 && m->max_batch_size; side++) {
+    size_t n = side ? io->n_outputs : io->n_inputs;
+    const gs_tensor_info_t *t = side ? io->outputs : io->inputs;
+    for (size_t i = 0; i < n; i++)
+      if (t[i].rank < 1 || t[i].shape[0] >= 0)
+        return gs_error_set(err, GS_EINVAL,
+                            "max_batch_size is %u but '%s' has no variable "
+                            "first dimension",
+                            m->max_batch_size, t[i].name);
+  }
+  return GS_OK;
+}
+
+static void slot_destroy(gs__model_slot_t *s) {
+  if (!s)
+    return;
+  for (unsigned i = 0; i < s->n_idle; i++)
+    gs_session_destroy(s->idle[i]);
+  pthread_mutex_destroy(&s->lock);
+  free((void *)s->io.inputs);
+  free((void *)s->io.outputs);
+  gs_model_destroy(s->model);
+  free(s);
+}
+
+void gs__slot_unref(gs__model_slot_t *slot) {
+  if (slot && --slot->refs == 0)
+    slot_destroy(slot);
+}
+
+static int slot_create(gs__model_entry_t *m, const char *path,
+                       gs_error_t *err) {
+  gs__model_slot_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  pthread_mutex_init(&s->lock, NULL);
+  s->refs = 1;
+  int rc = gs_model_load_file(&s->model, path, NULL, err);
+  if (rc != GS_OK) {
+    slot_destroy(s);
+    return rc;
+  }
+  size_t ni = gs_model_input_count(s->model);
+  size_t no = gs_model_output_count(s->model);
+  gs_tensor_info_t *in = calloc(ni + 1, sizeof *in);
+  gs_tensor_info_t *out = calloc(no + 1, sizeof *out);
+  snprintf(s->name, sizeof s->name, "%s", m->name);
+  snprintf(s->version, sizeof s->version, "%s", m->version);
+  s->max_batch_size = m->max_batch_size;
+  s->io = (gs__model_io_t){s->name, s->version, ni, no, in, out};
+  if (!in || !out) {
+    slot_destroy(s);
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < ni; i++)
+    in[i] = *gs_model_input(s->model, i);
+  for (size_t i = 0; i < no; i++)
+    out[i] = *gs_model_output(s->model, i);
+  m->slot = s;
+  return GS_OK;
+}
+
+static int load_entry(gs__repo_t *repo, gs__model_entry_t *m, gs_error_t *err) {
+  char dir[4400], path[4500];
+  snprintf(dir, sizeof dir, "%s/%s", repo->dir, m->name);
+  gs__slot_unref(m->slot);
+  m->slot = NULL;
+  m->state = GS__MODEL_UNAVAILABLE;
+  int rc = pick_version(dir, m->version, sizeof m->version, err);
+  if (rc == GS_OK)
+    rc = read_config(m, dir, err);
+  snprintf(path, sizeof path, "%s/%s/model.onnx", dir, m->version);
+  if (rc == GS_OK)
+    rc = slot_create(m, path, err);
+  if (rc == GS_OK && (rc = check_batch_dims(m, err)) != GS_OK) {
+    gs__slot_unref(m->slot);
+    m->slot = NULL;
+  }
+  if (rc != GS_OK) {
+    snprintf(m->reason, sizeof m->reason, "%.500s", err->msg);
+    return rc;
+  }
+  m->state = GS__MODEL_READY;
+  m->reason[0] = '\0';
+  return GS_OK;
+}
+
+gs__model_entry_t *gs__repo_find(gs__repo_t *repo, const char *name) {
+  for (unsigned i = 0; i < repo->n; i++)
+    if (strcmp(repo->models[i].name, name) == 0)
+      return &repo->models[i];
+  return NULL;
+}
+
+int gs__repo_load(gs__repo_t *repo, const char *name, gs_error_t *err) {
+  char dir[4400];
+  gs__model_entry_t *m = gs__repo_find(repo, name);
+  snprintf(dir, sizeof dir, "%s/%s", repo->dir, name);
+  if (!m && (!valid_name(name) || !is_dir(dir)))
+    return gs_error_set(err, GS_ENOTFOUND,
+                        "failed to load '%s', no version is available", name);
+  if (!m) {
+    if (repo->n == GS__REPO_MAX_MODELS)
+      return gs_error_set(err, GS_ELIMIT,
+                          "the repository holds %d models, "
+                          "the most a worker serves",
+                          GS__REPO_MAX_MODELS);
+    m = &repo->models[repo->n++];
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "%s", name);
+  }
+  return load_entry(repo, m, err);
+}
+
+void gs__repo_unload(gs__repo_t *repo, gs__model_entry_t *m) {
+  (void)repo;
+  gs__slot_unref(m->slot);
+  m->slot = NULL;
+  m->state = GS__MODEL_UNLOADED;
+  snprintf(m->reason, sizeof m->reason, "unloaded");
+}
+
+int gs__repo_open(gs__repo_t *repo, const char *dir, gs_error_t *err) {
+  memset(repo, 0, sizeof *repo);
+  if (strlen(dir) >= sizeof repo->dir)
+    return gs_error_set(err, GS_EINVAL, "repository path is too long");
+  snprintf(repo->dir, sizeof repo->dir, "%s", dir);
+  DIR *d = opendir(dir);
+  if (!d)
+    return gs_error_sys(err, errno, "cannot read model repository %s", dir);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    if (!valid_name(e->d_name) || !is_dir(path))
+      continue;
+    gs_error_t lerr;
+    if (gs__repo_load(repo, e->d_name, &lerr) == GS_ELIMIT)
+      break;
+  }
+  closedir(d);
+  return GS_OK;
+}
+
+void gs__repo_close(gs__repo_t *repo) {
+  for (unsigned i = 0; i < repo->n; i++)
+    gs__slot_unref(repo->models[i].slot);
+  repo->n = 0;
+}
+
+gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
+  gs_session_t *s = NULL;
+  pthread_mutex_lock(&slot->lock);
+  if (slot->n_idle)
+    s = slot->idle[--slot->n_idle];
+  pthread_mutex_unlock(&slot->lock);
+  if (!s && gs_session_create(&s, slot->model, NULL, err) != GS_OK)
+    return NULL;
+  return s;
+}
+
+void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s) {
+  pthread_mutex_lock(&slot->lock);
+  if (slot->n_idle < sizeof slot->idle / sizeof slot->idle[0]) {
+    slot->idle[slot->n_idle++] = s;
+    s = NULL;
+  }
+  pthread_mutex_unlock(&slot->lock);
+  gs_session_destroy(s);
+}
+
+/* Shape as metadata or config shows it; config drops the batch dimension
+ * when max_batch_size > 0, as Triton's does. */
+static json_t *shape_json(const gs_tensor_info_t *t, unsigned skip) {
+  json_t *a = json_array();
+  if (t->rank < 0)
+    json_array_append_new(a, json_integer(-1));
+  for (int d = (int)skip; d < t->rank; d++)
+    json_array_append_new(a, json_integer(t->shape[d]));
+  return a;
+}
+
+static json_t *tensors_json(const gs_tensor_info_t *t, size_t n, bool config,
+                            unsigned skip) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++) {
+    char type[32];
+    snprintf(type, sizeof type, "%s%s", config ? "TYPE_" : "",
+             gs_dtype_name(t[i].dtype));
+    json_array_append_new(a, json_pack("{s:s, s:s, s:o}", "name", t[i].name,
+                                       config ? "data_type" : "datatype", type,
+                                       config ? "dims" : "shape",
+                                       shape_json(&t[i], skip)));
+  }
+  return a;
+}
+
+json_t *gs__model_metadata_json(const gs__model_entry_t *m) {
+  const gs__model_io_t *io = &m->slot->io;
+  return json_pack("{s:s, s:[s], s:s, s:o, s:o}", "name", m->name, "versions",
+                   m->version, "platform", "onnxruntime_onnx", "inputs",
+                   tensors_json(io->inputs, io->n_inputs, false, 0), "outputs",
+                   tensors_json(io->outputs, io->n_outputs, false, 0));
+}
+
+json_t *gs__model_config_json(const gs__model_entry_t *m) {
+  const gs__model_io_t *io = &m->slot->io;
+  unsigned skip = m->max_batch_size ? 1 : 0;
+  json_t *c =
+      json_pack("{s:s, s:s, s:s, s:i, s:o, s:o}", "name", m->name, "platform",
+                "onnxruntime_onnx", "backend", "onnxruntime", "max_batch_size",
+                (int)m->max_batch_size, "input",
+                tensors_json(io->inputs, io->n_inputs, true, skip), "output",
+                tensors_json(io->outputs, io->n_outputs, true, skip));
+  return c;
+}
+
+static json_t *stat_json(const gs__stat_t *s) {
+  return json_pack("{s:I, s:I}", "count", (json_int_t)s->count, "ns",
+                   (json_int_t)s->ns);
+}
+
+json_t *gs__model_stats_json(const gs__model_entry_t *m) {
+  const gs__model_stats_t *s = &m->stats;
+  gs__stat_t zero = {0, 0};
+  return json_pack(
+      "{s:s, s:s, s:I, s:I, s:I, s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o},"
+      " s:[]}",
+      "name", m->name, "version", m->version, "last_inference",
+      (json_int_t)s->last_inference_ms, "inference_count",
+      (json_int_t)s->inference_count, "execution_count",
+      (json_int_t)s->execution_count, "inference_stats", "success",
+      stat_json(&s->success), "fail", stat_json(&s->fail), "queue",
+      stat_json(&s->queue), "compute_input", stat_json(&s->compute_input),
+      "compute_infer", stat_json(&s->compute_infer), "compute_output",
+      stat_json(&s->compute_output), "cache_hit", stat_json(&zero),
+      "cache_miss", stat_json(&zero), "batch_stats");
+}

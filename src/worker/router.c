@@ -1,0 +1,388 @@
+/* The worker's router: maps one HTTP request to one response for every
+ * endpoint of the protocol, and runs an infer (decode, run, encode) as a
+ * job that the server hands to a thread. No sockets here. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "worker/worker_int.h"
+
+#define MAX_SEGMENTS 8
+
+uint64_t gs__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Splits the path (query dropped) into segments, in place. */
+static unsigned split_path(char *url, char **seg) {
+  unsigned n = 0;
+  char *q = strchr(url, '?');
+  if (q)
+    *q = '\0';
+  for (char *s = strtok(url, "/"); s; s = strtok(NULL, "/")) {
+    if (n == MAX_SEGMENTS)
+      return MAX_SEGMENTS + 1;
+    seg[n++] = s;
+  }
+  return n;
+}
+
+static void not_found(gs__http_response_t *resp) {
+  gs__http_response_error(resp, 404, "Not Found");
+}
+
+static void empty(gs__http_response_t *resp, int status) {
+  gs__http_response_release(resp);
+  resp->status = status;
+}
+
+static bool server_ready(const gs__repo_t *repo) {
+  for (unsigned i = 0; i < repo->n; i++)
+    if (repo->models[i].state == GS__MODEL_UNAVAILABLE)
+      return false;
+  return true;
+}
+
+static json_t *server_metadata(void) {
+  return json_pack("{s:s, s:s, s:[s,s,s]}", "name", "gpuslice", "version",
+                   GS_WORKER_VERSION, "extensions", "binary_tensor_data",
+                   "statistics", "model_repository");
+}
+
+/* The model a request names, or an error response (404 unknown model or
+ * version, 400/503 not ready per need_ready). */
+static gs__model_entry_t *model_for(gs__repo_t *repo, const char *name,
+                                    const char *version, int not_ready_status,
+                                    gs__http_response_t *resp) {
+  char msg[1024];
+  gs__model_entry_t *m = gs__repo_find(repo, name);
+  if (!m) {
+    snprintf(msg, sizeof msg,
+             "Request for unknown model: '%.128s' is not "
+             "found",
+             name);
+    gs__http_response_error(resp, 404, msg);
+    return NULL;
+  }
+  if (version && m->state == GS__MODEL_READY &&
+      strcmp(version, m->version) != 0) {
+    snprintf(msg, sizeof msg,
+             "Request for unknown model: '%.128s' version "
+             "%.24s is not found",
+             name, version);
+    gs__http_response_error(resp, 404, msg);
+    return NULL;
+  }
+  if (m->state != GS__MODEL_READY) {
+    snprintf(msg, sizeof msg,
+             "Request for unknown model: '%.128s' is not "
+             "ready%s%.400s",
+             name, m->reason[0] ? ": " : "", m->reason);
+    gs__http_response_error(resp, not_ready_status, msg);
+    return NULL;
+  }
+  return m;
+}
+
+static json_t *repository_index(const gs__repo_t *repo) {
+  json_t *a = json_array();
+  for (unsigned i = 0; i < repo->n; i++) {
+    const gs__model_entry_t *m = &repo->models[i];
+    json_t *e =
+        json_pack("{s:s, s:s}", "name", m->name, "state",
+                  m->state == GS__MODEL_READY ? "READY" : "UNAVAILABLE");
+    if (m->version[0])
+      json_object_set_new(e, "version", json_string(m->version));
+    if (m->state != GS__MODEL_READY)
+      json_object_set_new(e, "reason", json_string(m->reason));
+    json_array_append_new(a, e);
+  }
+  return a;
+}
+
+static json_t *stats_doc(gs__repo_t *repo, const gs__model_entry_t *only) {
+  json_t *a = json_array();
+  for (unsigned i = 0; i < repo->n; i++)
+    if ((!only || only == &repo->models[i]) &&
+        repo->models[i].state == GS__MODEL_READY)
+      json_array_append_new(a, gs__model_stats_json(&repo->models[i]));
+  return json_pack("{s:o}", "model_stats", a);
+}
+
+static int route_repository(gs__repo_t *repo, char **seg, unsigned n, bool post,
+                            gs__http_response_t *resp) {
+  if (n == 3 && strcmp(seg[2], "index") == 0) {
+    if (!post)
+      return gs__http_response_error(resp, 400, "use POST"), 0;
+    gs__http_response_json(resp, 200, repository_index(repo));
+    return 0;
+  }
+  if (n != 5 || strcmp(seg[2], "models") != 0 ||
+      (strcmp(seg[4], "load") != 0 && strcmp(seg[4], "unload") != 0))
+    return not_found(resp), 0;
+  if (!post)
+    return gs__http_response_error(resp, 400, "use POST"), 0;
+  if (strcmp(seg[4], "unload") == 0) {
+    gs__model_entry_t *m = gs__repo_find(repo, seg[3]);
+    if (!m)
+      return gs__http_response_error(resp, 404,
+                                     "failed to unload: no such "
+                                     "model"),
+             0;
+    gs__repo_unload(repo, m);
+    return empty(resp, 200), 0;
+  }
+  gs_error_t err;
+  int rc = gs__repo_load(repo, seg[3], &err);
+  if (rc == GS_OK)
+    empty(resp, 200);
+  else
+    gs__http_response_error(resp, rc == GS_ENOTFOUND ? 404 : 400, err.msg);
+  return 0;
+}
+
+/* /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer] */
+static int route_model(gs__repo_t *repo, gs__http_request_t *req, char **seg,
+                       unsigned n, gs__http_response_t *resp,
+                       gs__infer_job_t *job) {
+  const char *version = NULL, *action = NULL;
+  bool get = req->method == HTTP_GET, post = req->method == HTTP_POST;
+  if (n >= 5 && strcmp(seg[3], "versions") == 0) {
+    version = seg[4];
+    action = n == 6 ? seg[5] : NULL;
+    if (n > 6)
+      return not_found(resp), 0;
+  } else if (n <= 4) {
+    action = n == 4 ? seg[3] : NULL;
+  } else {
+    return not_found(resp), 0;
+  }
+  if (action && strcmp(action, "ready") && strcmp(action, "config") &&
+      strcmp(action, "stats") && strcmp(action, "infer"))
+    return not_found(resp), 0;
+  bool infer = action && strcmp(action, "infer") == 0;
+  if ((infer && !post) || (!infer && !get))
+    return gs__http_response_error(resp, 400, infer ? "use POST" : "use GET"),
+           0;
+  gs__model_entry_t *m =
+      model_for(repo, seg[2], version, infer ? 503 : 400, resp);
+  if (!m)
+    return 0;
+  if (!action)
+    gs__http_response_json(resp, 200, gs__model_metadata_json(m));
+  else if (strcmp(action, "ready") == 0)
+    empty(resp, 200);
+  else if (strcmp(action, "config") == 0)
+    gs__http_response_json(resp, 200, gs__model_config_json(m));
+  else if (strcmp(action, "stats") == 0)
+    gs__http_response_json(resp, 200, stats_doc(repo, m));
+  else {
+    memset(job, 0, sizeof *job);
+    job->entry = m;
+    job->slot = m->slot;
+    m->slot->refs++;
+    job->req = *req;
+    memset(req, 0, sizeof *req); /* the job owns url and body now */
+    job->t_received = gs__now_ns();
+    return 1;
+  }
+  return 0;
+}
+
+int gs__route(gs__repo_t *repo, gs__http_request_t *req,
+              gs__http_response_t *resp, gs__infer_job_t *job) {
+  char *seg[MAX_SEGMENTS];
+  char *url = strdup(req->url ? req->url : "");
+  if (!url)
+    return gs__http_response_error(resp, 500, "out of memory"), 0;
+  unsigned n = split_path(url, seg);
+  bool get = req->method == HTTP_GET, post = req->method == HTTP_POST;
+  int rc = 0;
+  if (n == 0 || n > MAX_SEGMENTS || strcmp(seg[0], "v2") != 0) {
+    if (n == 1 && strcmp(seg[0], "metrics") == 0 && get) {
+      gs__http_response_release(resp);
+      resp->status = 200;
+      resp->body = gs__metrics_text(repo, &resp->body_len);
+      resp->content_type = "text/plain; version=0.0.4";
+      if (!resp->body)
+        gs__http_response_error(resp, 500, "out of memory");
+    } else {
+      not_found(resp);
+    }
+  } else if (n == 1) {
+    if (get)
+      gs__http_response_json(resp, 200, server_metadata());
+    else
+      gs__http_response_error(resp, 400, "use GET");
+  } else if (strcmp(seg[1], "health") == 0 && n == 3 && get &&
+             strcmp(seg[2], "live") == 0) {
+    empty(resp, 200);
+  } else if (strcmp(seg[1], "health") == 0 && n == 3 && get &&
+             strcmp(seg[2], "ready") == 0) {
+    empty(resp, server_ready(repo) ? 200 : 400);
+  } else if (strcmp(seg[1], "repository") == 0) {
+    rc = route_repository(repo, seg, n, post, resp);
+  } else if (strcmp(seg[1], "models") == 0 && n == 3 &&
+             strcmp(seg[2], "stats") == 0 && get) {
+    gs__http_response_json(resp, 200, stats_doc(repo, NULL));
+  } else if (strcmp(seg[1], "models") == 0 && n >= 3) {
+    rc = route_model(repo, req, seg, n, resp, job);
+  } else {
+    not_found(resp);
+  }
+  free(url);
+  return rc;
+}
+
+/* On a thread of the pool: decode, run, encode. */
+void gs__infer_job_run(gs__infer_job_t *job) {
+  gs_error_t err = {0};
+  gs__infer_request_t ir;
+  gs__model_io_t *io = &job->slot->io;
+  job->t_started = gs__now_ns();
+  int status = gs__infer_decode(&ir, io, job->req.body, job->req.body_len,
+                                job->req.infer_header_len, &err);
+  job->t_input_done = gs__now_ns();
+  gs_session_t *s = NULL;
+  if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
+    status = 500;
+  if (status == 0 && gs_session_run(s, ir.inputs, ir.n_inputs, &err) != GS_OK)
+    status = err.code == GS_EINVAL || err.code == GS_ELIMIT ? 400 : 500;
+  job->t_infer_done = gs__now_ns();
+  gs_tensor_t outs[GS__INFER_MAX_TENSORS];
+  for (size_t i = 0; status == 0 && i < io->n_outputs; i++) {
+    const gs_tensor_t *t = gs_session_output(s, i);
+    if (!t)
+      status = 500;
+    else
+      outs[i] = *t;
+  }
+  if (status == 0 && gs__infer_encode(&job->resp, &ir, io, outs, &err) != 0)
+    status = err.code == GS_EINVAL ? 400 : 500;
+  if (s)
+    gs__slot_put(job->slot, s);
+  if (status != 0)
+    gs__http_response_error(&job->resp, status,
+                            err.msg[0] ? err.msg : "inference failed");
+  job->ok = status == 0;
+  /* Triton counts a batched request as dim 0 inferences. */
+  job->batch = job->slot->max_batch_size && ir.n_inputs && ir.inputs[0].rank
+                   ? (uint64_t)ir.inputs[0].shape[0]
+                   : 1;
+  job->t_done = gs__now_ns();
+  gs__infer_request_release(&ir);
+}
+
+static void add(gs__stat_t *s, uint64_t ns) {
+  s->count++;
+  s->ns += ns;
+}
+
+void gs__infer_job_finish(gs__infer_job_t *job) {
+  gs__model_stats_t *st = &job->entry->stats;
+  uint64_t total = job->t_done - job->t_received;
+  if (job->ok) {
+    add(&st->success, total);
+    add(&st->queue, job->t_started - job->t_received);
+    add(&st->compute_input, job->t_input_done - job->t_started);
+    add(&st->compute_infer, job->t_infer_done - job->t_input_done);
+    add(&st->compute_output, job->t_done - job->t_infer_done);
+    st->inference_count += job->batch;
+    st->execution_count++;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    st->last_inference_ms =
+        (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  } else {
+    add(&st->fail, total);
+  }
+  gs__slot_unref(job->slot);
+  job->slot = NULL;
+  free(job->req.url);
+  free(job->req.body);
+  job->req.url = job->req.body = NULL;
+}
+
+/* Appends to a growing text buffer; false when out of memory. */
+static bool append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool append(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
+  va_list ap;
+  for (;;) {
+    va_start(ap, fmt);
+    int n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+      return false;
+    if ((size_t)n < *cap - *len) {
+      *len += (size_t)n;
+      return true;
+    }
+    char *grown = realloc(*buf, *cap * 2 + (size_t)n);
+    if (!grown)
+      return false;
+    *buf = grown;
+    *cap = *cap * 2 + (size_t)n;
+  }
+}
+
+char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
+  static const struct {
+    const char *name, *help;
+    size_t off; /* offsetof a gs__stat_t in the stats */
+    bool us;    /* the ns total, in microseconds; else the count */
+  } rows[] = {
+      {"nv_inference_request_success",
+       "Number of successful inference "
+       "requests",
+       offsetof(gs__model_stats_t, success), false},
+      {"nv_inference_request_failure", "Number of failed inference requests",
+       offsetof(gs__model_stats_t, fail), false},
+      {"nv_inference_request_duration_us",
+       "Cumulative inference request "
+       "duration in microseconds",
+       offsetof(gs__model_stats_t, success), true},
+      {"nv_inference_queue_duration_us",
+       "Cumulative inference queuing "
+       "duration in microseconds",
+       offsetof(gs__model_stats_t, queue), true},
+      {"nv_inference_compute_input_duration_us",
+       "Cumulative compute input "
+       "duration in microseconds",
+       offsetof(gs__model_stats_t, compute_input), true},
+      {"nv_inference_compute_infer_duration_us",
+       "Cumulative compute "
+       "inference duration in microseconds",
+       offsetof(gs__model_stats_t, compute_infer), true},
+      {"nv_inference_compute_output_duration_us",
+       "Cumulative inference "
+       "compute output duration in microseconds",
+       offsetof(gs__model_stats_t, compute_output), true},
+  };
+  size_t cap = 4096;
+  char *buf = malloc(cap);
+  bool ok = buf != NULL;
+  *len = 0;
+  for (size_t r = 0; ok && r < sizeof rows / sizeof rows[0]; r++) {
+    ok = append(&buf, len, &cap, "# HELP %s %s\n# TYPE %s counter\n",
+                rows[r].name, rows[r].help, rows[r].name);
+    for (unsigned i = 0; ok && i < repo->n; i++) {
+      const gs__model_entry_t *m = &repo->models[i];
+      const gs__stat_t *s =
+          (const gs__stat_t *)((const char *)&m->stats + rows[r].off);
+      ok = append(&buf, len, &cap, "%s{model=\"%s\",version=\"%s\"} %llu\n",
+                  rows[r].name, m->name, m->version,
+                  (unsigned long long)(rows[r].us ? s->ns / 1000 : s->count));
+    }
+  }
+  if (!ok) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}

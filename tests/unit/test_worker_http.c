@@ -1,0 +1,319 @@
+/* Inference worker rules, without sockets: HTTP/1.1 requests are read one
+ * at a time even when pipelined, with limits (URL 8 KiB -> 414, headers
+ * 16 KiB -> 431, body over the limit -> 413, malformed -> 400); KServe v2
+ * infer requests decode from JSON (flat or nested data) and from the binary
+ * tensor extension (Inference-Header-Content-Length, binary_data_size,
+ * header length 0 = the raw tensor of a one-input model); names, datatypes,
+ * shapes and sizes that do not match the model are 400; outputs encode as
+ * JSON or binary per binary_data / binary_data_output; unknown paths 404. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "worker/worker_int.h"
+
+static size_t feed_str(gs__http_reader_t *r, const char *s) {
+  return gs__http_reader_feed(r, s, strlen(s));
+}
+
+static void test_pipelined_requests_come_one_at_a_time(void **state) {
+  (void)state;
+  gs__http_reader_t r;
+  gs__http_reader_init(&r, 1024);
+  const char *in = "GET /v2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                   "POST /v2/models/m/infer HTTP/1.1\r\nContent-Length: 3\r\n"
+                   "Inference-Header-Content-Length: 2\r\n\r\nabc";
+  size_t n = feed_str(&r, in);
+  assert_true(r.complete);
+  assert_int_equal(r.req.method, HTTP_GET);
+  assert_string_equal(r.req.url, "/v2");
+  assert_true(r.req.keep_alive);
+  assert_int_equal(r.req.infer_header_len, -1);
+  gs__http_reader_next(&r);
+  gs__http_reader_feed(&r, in + n, strlen(in) - n);
+  assert_true(r.complete);
+  assert_int_equal(r.req.method, HTTP_POST);
+  assert_int_equal(r.req.body_len, 3);
+  assert_memory_equal(r.req.body, "abc", 3);
+  assert_int_equal(r.req.infer_header_len, 2);
+  gs__http_reader_release(&r);
+}
+
+static void test_request_split_across_reads(void **state) {
+  (void)state;
+  gs__http_reader_t r;
+  gs__http_reader_init(&r, 1024);
+  const char *in = "POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+  for (size_t i = 0; in[i]; i++)
+    assert_int_equal(gs__http_reader_feed(&r, in + i, 1), 1);
+  assert_true(r.complete);
+  assert_string_equal(r.req.body, "hello");
+  gs__http_reader_release(&r);
+}
+
+static int status_of(const char *in, size_t max_body) {
+  gs__http_reader_t r;
+  gs__http_reader_init(&r, max_body);
+  feed_str(&r, in);
+  int s = r.complete ? 200 : r.error_status;
+  gs__http_reader_release(&r);
+  return s;
+}
+
+static void test_limits_and_malformed(void **state) {
+  (void)state;
+  char *big = malloc(20000);
+  assert_non_null(big);
+  snprintf(big, 20000, "GET /%09000d HTTP/1.1\r\n\r\n", 0);
+  assert_int_equal(status_of(big, 1024), 414);
+  memset(big, 'a', 19999);
+  memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+  strcpy(big + 19000, "\r\n\r\n");
+  assert_int_equal(status_of(big, 1024), 431);
+  free(big);
+  assert_int_equal(
+      status_of("POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n", 1024), 413);
+  assert_int_equal(status_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked"
+                             "\r\n\r\n800\r\n",
+                             1024),
+                   0); /* not yet over: more to come */
+  assert_int_equal(status_of("BLAH\r\n\r\n", 1024), 400);
+  assert_int_equal(status_of("GET / HTTP/1.1\r\nInference-Header-Content-"
+                             "Length: -4\r\n\r\n",
+                             1024),
+                   400);
+}
+
+static void test_eof_mid_request_is_400(void **state) {
+  (void)state;
+  gs__http_reader_t r;
+  gs__http_reader_init(&r, 1024);
+  feed_str(&r, "POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nabc");
+  gs__http_reader_feed(&r, NULL, 0);
+  assert_int_equal(r.error_status, 400);
+  gs__http_reader_release(&r);
+}
+
+/* Triton's `simple`: INPUT0, INPUT1 INT32 [-1,16]; OUTPUT0, OUTPUT1. */
+static const gs_tensor_info_t simple_in[] = {
+    {"INPUT0", GS_DTYPE_INT32, 2, {-1, 16}},
+    {"INPUT1", GS_DTYPE_INT32, 2, {-1, 16}}};
+static const gs_tensor_info_t simple_out[] = {
+    {"OUTPUT0", GS_DTYPE_INT32, 2, {-1, 16}},
+    {"OUTPUT1", GS_DTYPE_INT32, 2, {-1, 16}}};
+static const gs__model_io_t simple = {"simple", "1",       2,
+                                      2,        simple_in, simple_out};
+static const gs_tensor_info_t one_in[] = {{"x", GS_DTYPE_FP32, 2, {-1, 4}}};
+static const gs__model_io_t one = {"one", "1", 1, 1, one_in, one_in};
+
+#define D16 "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]"
+
+static int decode(const char *body, long long hlen, size_t len,
+                  gs__infer_request_t *req, gs_error_t *err) {
+  return gs__infer_decode(req, &simple, body, len ? len : strlen(body), hlen,
+                          err);
+}
+
+static void test_json_decode(void **state) {
+  (void)state;
+  gs__infer_request_t req;
+  gs_error_t err;
+  const char *body =
+      "{\"id\":\"a\",\"inputs\":[{\"name\":\"INPUT1\",\"shape\":[1,16],"
+      "\"datatype\":\"INT32\",\"data\":[" D16 "]},{\"name\":\"INPUT0\","
+      "\"shape\":[1,16],\"datatype\":\"INT32\",\"data\":" D16 "}],"
+      "\"outputs\":[{\"name\":\"OUTPUT1\",\"parameters\":{\"binary_data\":"
+      "true}}]}";
+  assert_int_equal(decode(body, -1, 0, &req, &err), 0);
+  assert_string_equal(req.id, "a");
+  assert_int_equal(req.n_inputs, 2);
+  assert_string_equal(req.inputs[0].name, "INPUT1");
+  assert_int_equal(req.inputs[0].bytes, 64);
+  assert_int_equal(((const int32_t *)req.inputs[1].data)[15], 16);
+  assert_false(req.want_output[0]);
+  assert_true(req.want_output[1] && req.binary_output[1]);
+  gs__infer_request_release(&req);
+}
+
+static void test_json_mismatches_are_400(void **state) {
+  (void)state;
+  static const char *const bad[] = {
+      "{\"inputs\":[", /* not JSON */
+      "{\"inputs\":{}}",
+      /* wrong datatype */
+      "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,16],\"datatype\":"
+      "\"FP32\",\"data\":" D16 "},{\"name\":\"INPUT1\",\"shape\":[1,16],"
+      "\"datatype\":\"INT32\",\"data\":" D16 "}]}",
+      /* wrong fixed dimension */
+      "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[2,8],\"datatype\":"
+      "\"INT32\",\"data\":" D16 "},{\"name\":\"INPUT1\",\"shape\":[1,16],"
+      "\"datatype\":\"INT32\",\"data\":" D16 "}]}",
+      /* data count does not match the shape */
+      "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[2,16],\"datatype\":"
+      "\"INT32\",\"data\":" D16 "},{\"name\":\"INPUT1\",\"shape\":[1,16],"
+      "\"datatype\":\"INT32\",\"data\":" D16 "}]}",
+      /* a missing input, an unknown one, a duplicate */
+      "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,16],\"datatype\":"
+      "\"INT32\",\"data\":" D16 "}]}",
+      "{\"inputs\":[{\"name\":\"X\",\"shape\":[1,16],\"datatype\":"
+      "\"INT32\",\"data\":" D16 "}]}",
+      "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,16],\"datatype\":"
+      "\"INT32\",\"data\":" D16 "},{\"name\":\"INPUT0\",\"shape\":[1,16],"
+      "\"datatype\":\"INT32\",\"data\":" D16 "}]}",
+      /* a value out of INT32's range */
+      ("{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,1],\"datatype\":"
+       "\"INT32\",\"data\":[4294967296]}]}"),
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    gs__infer_request_t req;
+    gs_error_t err = {0};
+    assert_int_equal(decode(bad[i], -1, 0, &req, &err), 400);
+    assert_true(err.msg[0] != '\0');
+    gs__infer_request_release(&req);
+  }
+}
+
+static char *binary_body(size_t bin_bytes, size_t *hlen, size_t *len) {
+  static const char hdr[] =
+      "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,16],\"datatype\":"
+      "\"INT32\",\"parameters\":{\"binary_data_size\":64}},{\"name\":"
+      "\"INPUT1\",\"shape\":[1,16],\"datatype\":\"INT32\",\"parameters\":{"
+      "\"binary_data_size\":64}}],\"parameters\":{\"binary_data_output\":"
+      "true}}";
+  *hlen = sizeof hdr - 1;
+  *len = *hlen + bin_bytes;
+  char *b = malloc(*len + 1);
+  assert_non_null(b);
+  memcpy(b, hdr, *hlen);
+  for (size_t i = 0; i < bin_bytes; i++)
+    b[*hlen + i] = (char)(i % 4 == 0 ? i / 4 : 0); /* little-endian int32 */
+  return b;
+}
+
+static void test_binary_decode_and_encode(void **state) {
+  (void)state;
+  size_t hlen, len;
+  char *b = binary_body(128, &hlen, &len);
+  gs__infer_request_t req;
+  gs_error_t err;
+  assert_int_equal(decode(b, (long long)hlen, len, &req, &err), 0);
+  assert_memory_equal(req.inputs[1].data, b + hlen + 64, 64);
+  for (size_t i = 0; i < 2; i++) /* kernels need aligned elements */
+    assert_int_equal((uintptr_t)req.inputs[i].data % 4, 0);
+  assert_int_equal(((const int32_t *)req.inputs[1].data)[1], 17);
+  assert_true(req.binary_output[0] && req.binary_output[1]);
+  /* Outputs go back binary, JSON header length in the response. */
+  gs_tensor_t outs[2] = {req.inputs[0], req.inputs[1]};
+  outs[0].name = "OUTPUT0";
+  outs[1].name = "OUTPUT1";
+  gs__http_response_t resp = {.infer_header_len = -1};
+  assert_int_equal(gs__infer_encode(&resp, &req, &simple, outs, &err), 0);
+  assert_true(resp.infer_header_len > 0);
+  assert_int_equal(resp.body_len, (size_t)resp.infer_header_len + 128);
+  assert_non_null(strstr(resp.body, "\"binary_data_size\":64"));
+  assert_memory_equal(resp.body + resp.infer_header_len, b + hlen, 128);
+  gs__http_response_release(&resp);
+  gs__infer_request_release(&req);
+  /* Truncated, trailing bytes, header length beyond the body. */
+  assert_int_equal(decode(b, (long long)hlen, len - 1, &req, &err), 400);
+  gs__infer_request_release(&req);
+  assert_int_equal(decode(b, (long long)hlen - 1, len, &req, &err), 400);
+  gs__infer_request_release(&req);
+  assert_int_equal(decode(b, (long long)len + 1, len, &req, &err), 400);
+  gs__infer_request_release(&req);
+  free(b);
+}
+
+static void test_raw_body_for_one_input(void **state) {
+  (void)state;
+  float x[8] = {0};
+  gs__infer_request_t req;
+  gs_error_t err;
+  assert_int_equal(
+      gs__infer_decode(&req, &one, (const char *)x, sizeof x, 0, &err), 0);
+  assert_int_equal(req.inputs[0].shape[0], 2); /* 32 bytes / (4 x FP32) */
+  assert_true(req.binary_output[0]);
+  gs__infer_request_release(&req);
+  assert_int_equal(gs__infer_decode(&req, &one, (const char *)x, 6, 0, &err),
+                   400);
+  gs__infer_request_release(&req);
+  assert_int_equal(
+      gs__infer_decode(&req, &simple, (const char *)x, 128, 0, &err),
+      400); /* two inputs: raw is not allowed */
+  gs__infer_request_release(&req);
+}
+
+static void test_json_output_encoding(void **state) {
+  (void)state;
+  gs__infer_request_t req = {.want_output = {true, false}};
+  int32_t v[2] = {-3, 7};
+  gs_tensor_t outs[2] = {{"OUTPUT0", GS_DTYPE_INT32, 2, {1, 2}, v, sizeof v},
+                         {"OUTPUT1", GS_DTYPE_INT32, 2, {1, 2}, v, sizeof v}};
+  gs__http_response_t resp = {.infer_header_len = -1};
+  gs_error_t err;
+  assert_int_equal(gs__infer_encode(&resp, &req, &simple, outs, &err), 0);
+  assert_int_equal(resp.infer_header_len, -1);
+  assert_string_equal(resp.body,
+                      "{\"model_name\":\"simple\",\"model_version\":\"1\","
+                      "\"outputs\":[{\"name\":\"OUTPUT0\",\"datatype\":"
+                      "\"INT32\",\"shape\":[1,2],\"data\":[-3,7]}]}");
+  gs__http_response_release(&resp);
+}
+
+static void test_router_errors(void **state) {
+  (void)state;
+  static gs__repo_t repo; /* empty */
+  static const struct {
+    enum http_method method;
+    const char *url;
+    int status;
+  } cases[] = {{HTTP_GET, "/v2", 200},
+               {HTTP_GET, "/v2/health/live", 200},
+               {HTTP_GET, "/v2/health/ready", 200},
+               {HTTP_POST, "/v2", 400},
+               {HTTP_GET, "/v2/models/x", 404},
+               {HTTP_POST, "/v2/models/x/infer", 404},
+               {HTTP_GET, "/v2/models/x/infer", 400},
+               {HTTP_GET, "/v2/models/x/versions/1/ready", 404},
+               {HTTP_GET, "/nope", 404},
+               {HTTP_GET, "/v2/a/b/c/d/e/f/g/h/i", 404},
+               {HTTP_GET, "/metrics", 200},
+               {HTTP_POST, "/v2/repository/index", 200},
+               {HTTP_POST, "/v2/repository/models/..%2f/load", 404}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    gs__http_request_t req = {.method = cases[i].method,
+                              .url = strdup(cases[i].url),
+                              .infer_header_len = -1};
+    gs__http_response_t resp = {.infer_header_len = -1};
+    gs__infer_job_t job;
+    assert_int_equal(gs__route(&repo, &req, &resp, &job), 0);
+    if (resp.status != cases[i].status)
+      fail_msg("%s: %d, want %d", cases[i].url, resp.status, cases[i].status);
+    if (resp.status >= 400)
+      assert_non_null(strstr(resp.body, "{\"error\":"));
+    gs__http_response_release(&resp);
+    free(req.url);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pipelined_requests_come_one_at_a_time),
+      cmocka_unit_test(test_request_split_across_reads),
+      cmocka_unit_test(test_limits_and_malformed),
+      cmocka_unit_test(test_eof_mid_request_is_400),
+      cmocka_unit_test(test_json_decode),
+      cmocka_unit_test(test_json_mismatches_are_400),
+      cmocka_unit_test(test_binary_decode_and_encode),
+      cmocka_unit_test(test_raw_body_for_one_input),
+      cmocka_unit_test(test_json_output_encoding),
+      cmocka_unit_test(test_router_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,98 @@
+/* gpuslice worker: serves a model repository over HTTP with the KServe v2
+ * protocol until SIGINT or SIGTERM. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gpuslice/engine.h"
+#include "gpuslice/worker.h"
+
+static gs_worker_t *running;
+
+static void on_signal(int sig) {
+  (void)sig;
+  if (running)
+    gs_worker_stop(running);
+}
+
+static void report_models(const gs_worker_t *w) {
+  const char *name, *reason;
+  bool ready;
+  for (size_t i = 0; gs_worker_model(w, i, &name, &ready, &reason); i++)
+    if (ready)
+      fprintf(stderr, "gpuslice worker: model '%s' is ready\n", name);
+    else
+      fprintf(stderr, "gpuslice worker: model '%s' is not ready: %s\n", name,
+              reason);
+}
+
+int cmd_worker(cli_t *cli, int argc, char **argv) {
+  static const struct option opts[] = {
+      {"model-repository", required_argument, NULL, 'm'},
+      {"http-port", required_argument, NULL, 'p'},
+      {"host", required_argument, NULL, 'H'},
+      {"threads", required_argument, NULL, 't'},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  gs_worker_options_t wo = {.port = 8000};
+  unsigned threads = 4;
+  gs_error_t err;
+  int c;
+  (void)cli;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'm':
+      wo.model_repository = optarg;
+      break;
+    case 'H':
+      wo.host = optarg;
+      break;
+    case 'p':
+      if (cli_parse_uint(optarg, "--http-port", 65535, &wo.port, &err))
+        return cli_fail("worker", &err);
+      break;
+    case 't':
+      if (cli_parse_uint(optarg, "--threads", 1024, &threads, &err) ||
+          threads == 0)
+        return cli_usage("worker", "--threads is 1..1024");
+      break;
+    case 'h':
+      puts("usage: gpuslice worker --model-repository DIR [--http-port N]\n"
+           "                       [--host ADDR] [--threads N]\n"
+           "  KServe v2 HTTP on ADDR:N (default 127.0.0.1:8000; 0 = any free\n"
+           "  port); N inference threads (default 4)");
+      return CLI_OK;
+    default:
+      return cli_usage("worker", "bad option");
+    }
+  }
+  if (optind < argc)
+    return cli_usage("worker", "unexpected argument '%s'", argv[optind]);
+  if (!wo.model_repository)
+    return cli_usage("worker", "--model-repository DIR is needed");
+  /* libuv sizes its pool from the environment at first use; each inference
+   * thread runs single-threaded BLAS, so threads do not oversubscribe. */
+  char n[16];
+  snprintf(n, sizeof n, "%u", threads);
+  setenv("UV_THREADPOOL_SIZE", n, 1);
+  gs_engine_set_threads(1, NULL);
+  gs_worker_t *w;
+  if (gs_worker_create(&w, &wo, &err) != GS_OK)
+    return cli_fail("worker", &err);
+  report_models(w);
+  running = w;
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  fprintf(stderr, "gpuslice worker: listening on http://%s:%u\n",
+          wo.host ? wo.host : "127.0.0.1", gs_worker_port(w));
+  int rc = gs_worker_run(w, &err);
+  running = NULL;
+  gs_worker_destroy(w);
+  return rc == GS_OK ? CLI_OK : cli_fail("worker", &err);
+}
