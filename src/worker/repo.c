@@ -55,6 +55,57 @@ static int pick_version(const char *model_dir, char *version, size_t size,
   return GS_OK;
 }
 
+#define MAX_QUEUE_DELAY_US 10000000 /* 10 s */
+
+/* "dynamic_batching": {"max_queue_delay_microseconds": D,
+ * "preferred_batch_size": [..]}; both optional, as in Triton. */
+static int read_batching(gs__batching_t *b, json_t *db, unsigned max_batch,
+                         const char *path, gs_error_t *err) {
+  const char *key;
+  json_t *v;
+  if (!json_is_object(db))
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: dynamic_batching must be an object", path);
+  if (max_batch == 0)
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: dynamic_batching needs max_batch_size > 0", path);
+  json_object_foreach(db, key, v) {
+    if (strcmp(key, "max_queue_delay_microseconds") &&
+        strcmp(key, "preferred_batch_size"))
+      return gs_error_set(err, GS_EUNSUPPORTED,
+                          "%s: dynamic_batching.%.64s is not supported "
+                          "(max_queue_delay_microseconds and "
+                          "preferred_batch_size are)",
+                          path, key);
+  }
+  json_t *delay = json_object_get(db, "max_queue_delay_microseconds");
+  if (delay && (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
+                json_integer_value(delay) > MAX_QUEUE_DELAY_US))
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: max_queue_delay_microseconds must be 0..%d", path,
+                        MAX_QUEUE_DELAY_US);
+  b->max_queue_delay_us = delay ? (uint64_t)json_integer_value(delay) : 0;
+  json_t *pref = json_object_get(db, "preferred_batch_size");
+  if (pref &&
+      (!json_is_array(pref) || json_array_size(pref) > GS__MAX_PREFERRED_BATCH))
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: preferred_batch_size must be an array of at most "
+                        "%d sizes",
+                        path, GS__MAX_PREFERRED_BATCH);
+  size_t i;
+  json_array_foreach(pref, i, v) {
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > max_batch)
+      return gs_error_set(err, GS_EINVAL,
+                          "%s: preferred_batch_size holds sizes 1..%u "
+                          "(max_batch_size)",
+                          path, max_batch);
+    b->preferred[b->n_preferred++] = (unsigned)json_integer_value(v);
+  }
+  b->enabled = true;
+  return GS_OK;
+}
+
 static int read_config(gs__model_entry_t *m, const char *model_dir,
                        gs_error_t *err) {
   char path[4400];
@@ -62,6 +113,7 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
       (int)sizeof path)
     return gs_error_set(err, GS_EINVAL, "model path is too long");
   m->max_batch_size = 0;
+  memset(&m->batching, 0, sizeof m->batching);
   struct stat st;
   if (stat(path, &st) != 0)
     return GS_OK;
@@ -83,13 +135,8 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
                       1 << 20);
   else if (mbs)
     m->max_batch_size = (unsigned)json_integer_value(mbs);
-  /* Requests run one by one; a config asking for batching across requests
-   * is refused rather than silently served without it. */
   if (rc == GS_OK && db)
-    rc = gs_error_set(err, GS_EUNSUPPORTED,
-                      "%s: dynamic_batching is not "
-                      "implemented by this worker",
-                      path);
+    rc = read_batching(&m->batching, db, m->max_batch_size, path, err);
   json_decref(root);
   return rc;
 }
@@ -147,6 +194,7 @@ static int slot_create(gs__model_entry_t *m, const char *path,
   snprintf(s->name, sizeof s->name, "%s", m->name);
   snprintf(s->version, sizeof s->version, "%s", m->version);
   s->max_batch_size = m->max_batch_size;
+  s->batching = m->batching;
   s->io = (gs__model_io_t){s->name, s->version, ni, no, in, out};
   if (!in || !out) {
     slot_destroy(s);
@@ -243,8 +291,10 @@ int gs__repo_open(gs__repo_t *repo, const char *dir, gs_error_t *err) {
 }
 
 void gs__repo_close(gs__repo_t *repo) {
-  for (unsigned i = 0; i < repo->n; i++)
+  for (unsigned i = 0; i < repo->n; i++) {
     gs__slot_unref(repo->models[i].slot);
+    free(repo->models[i].stats.batch);
+  }
   repo->n = 0;
 }
 
@@ -312,6 +362,16 @@ json_t *gs__model_config_json(const gs__model_entry_t *m) {
                 (int)m->max_batch_size, "input",
                 tensors_json(io->inputs, io->n_inputs, true, skip), "output",
                 tensors_json(io->outputs, io->n_outputs, true, skip));
+  const gs__batching_t *b = &m->slot->batching;
+  if (c && b->enabled) {
+    json_t *pref = json_array();
+    for (unsigned i = 0; i < b->n_preferred; i++)
+      json_array_append_new(pref, json_integer(b->preferred[i]));
+    json_object_set_new(c, "dynamic_batching",
+                        json_pack("{s:o, s:I}", "preferred_batch_size", pref,
+                                  "max_queue_delay_microseconds",
+                                  (json_int_t)b->max_queue_delay_us));
+  }
   return c;
 }
 
@@ -320,12 +380,26 @@ static json_t *stat_json(const gs__stat_t *s) {
                    (json_int_t)s->ns);
 }
 
+static json_t *batch_stats_json(const gs__model_stats_t *s) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < s->n_batch; i++) {
+    const gs__batch_stat_t *b = &s->batch[i];
+    json_array_append_new(
+        a, json_pack("{s:I, s:o, s:o, s:o}", "batch_size",
+                     (json_int_t)b->batch_size, "compute_input",
+                     stat_json(&b->compute_input), "compute_infer",
+                     stat_json(&b->compute_infer), "compute_output",
+                     stat_json(&b->compute_output)));
+  }
+  return a;
+}
+
 json_t *gs__model_stats_json(const gs__model_entry_t *m) {
   const gs__model_stats_t *s = &m->stats;
   gs__stat_t zero = {0, 0};
   return json_pack(
       "{s:s, s:s, s:I, s:I, s:I, s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o},"
-      " s:[]}",
+      " s:o}",
       "name", m->name, "version", m->version, "last_inference",
       (json_int_t)s->last_inference_ms, "inference_count",
       (json_int_t)s->inference_count, "execution_count",
@@ -334,5 +408,5 @@ json_t *gs__model_stats_json(const gs__model_entry_t *m) {
       stat_json(&s->queue), "compute_input", stat_json(&s->compute_input),
       "compute_infer", stat_json(&s->compute_infer), "compute_output",
       stat_json(&s->compute_output), "cache_hit", stat_json(&zero),
-      "cache_miss", stat_json(&zero), "batch_stats");
+      "cache_miss", stat_json(&zero), "batch_stats", batch_stats_json(s));
 }

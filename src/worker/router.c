@@ -239,19 +239,58 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
   return rc;
 }
 
+/* The rows every input gives as dim 0; they must agree. */
+static int batch_rows(const gs__infer_request_t *ir, const char *model,
+                      uint64_t *rows, gs_error_t *err) {
+  for (size_t i = 0; i < ir->n_inputs; i++) {
+    const gs_tensor_t *t = &ir->inputs[i];
+    if (t->rank == 0)
+      return gs_error_set(err, GS_EINVAL,
+                          "input '%s' for model '%s' has no batch dimension",
+                          t->name, model);
+    if (i > 0 && (uint64_t)t->shape[0] != *rows)
+      return gs_error_set(err, GS_EINVAL,
+                          "inputs for model '%s' disagree on the batch size "
+                          "(%llu and %lld)",
+                          model, (unsigned long long)*rows,
+                          (long long)t->shape[0]);
+    *rows = (uint64_t)t->shape[0];
+  }
+  return GS_OK;
+}
+
+int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
+  const gs__model_slot_t *slot = job->slot;
+  int status =
+      gs__infer_decode(&job->ir, &slot->io, job->req.body, job->req.body_len,
+                       job->req.infer_header_len, err);
+  job->batch = 1;
+  if (status != 0 || slot->max_batch_size == 0)
+    return status;
+  if (batch_rows(&job->ir, slot->name, &job->batch, err) != GS_OK)
+    return 400;
+  /* Triton refuses a request larger than the model's batch. */
+  if (job->batch > slot->max_batch_size)
+    return gs_error_set(err, GS_EINVAL,
+                        "inference request batch-size must be <= %u for "
+                        "'%s'",
+                        slot->max_batch_size, slot->name),
+           400;
+  return 0;
+}
+
 /* On a thread of the pool: decode, run, encode. */
 void gs__infer_job_run(gs__infer_job_t *job) {
   gs_error_t err = {0};
-  gs__infer_request_t ir;
+  gs__infer_request_t *ir = &job->ir;
   gs__model_io_t *io = &job->slot->io;
   job->t_started = gs__now_ns();
-  int status = gs__infer_decode(&ir, io, job->req.body, job->req.body_len,
-                                job->req.infer_header_len, &err);
+  int status = gs__infer_job_decode(job, &err);
   job->t_input_done = gs__now_ns();
   gs_session_t *s = NULL;
   if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
     status = 500;
-  if (status == 0 && gs_session_run(s, ir.inputs, ir.n_inputs, &err) != GS_OK)
+  if (status == 0 && gs_session_run(s, ir->inputs, ir->n_inputs, &err) != GS_OK)
     status = err.code == GS_EINVAL || err.code == GS_ELIMIT ? 400 : 500;
   job->t_infer_done = gs__now_ns();
   gs_tensor_t outs[GS__INFER_MAX_TENSORS];
@@ -262,7 +301,7 @@ void gs__infer_job_run(gs__infer_job_t *job) {
     else
       outs[i] = *t;
   }
-  if (status == 0 && gs__infer_encode(&job->resp, &ir, io, outs, &err) != 0)
+  if (status == 0 && gs__infer_encode(&job->resp, ir, io, outs, &err) != 0)
     status = err.code == GS_EINVAL ? 400 : 500;
   if (s)
     gs__slot_put(job->slot, s);
@@ -270,12 +309,8 @@ void gs__infer_job_run(gs__infer_job_t *job) {
     gs__http_response_error(&job->resp, status,
                             err.msg[0] ? err.msg : "inference failed");
   job->ok = status == 0;
-  /* Triton counts a batched request as dim 0 inferences. */
-  job->batch = job->slot->max_batch_size && ir.n_inputs && ir.inputs[0].rank
-                   ? (uint64_t)ir.inputs[0].shape[0]
-                   : 1;
   job->t_done = gs__now_ns();
-  gs__infer_request_release(&ir);
+  gs__infer_request_release(ir);
 }
 
 static void add(gs__stat_t *s, uint64_t ns) {
@@ -283,17 +318,47 @@ static void add(gs__stat_t *s, uint64_t ns) {
   s->ns += ns;
 }
 
+void gs__batch_stats_add(gs__model_stats_t *st, uint64_t rows,
+                         uint64_t input_ns, uint64_t infer_ns,
+                         uint64_t output_ns) {
+  size_t i = 0;
+  while (i < st->n_batch && st->batch[i].batch_size < rows)
+    i++;
+  if (i == st->n_batch || st->batch[i].batch_size != rows) {
+    gs__batch_stat_t *grown =
+        realloc(st->batch, (st->n_batch + 1) * sizeof *grown);
+    if (!grown)
+      return; /* statistics only: the answer is not affected */
+    st->batch = grown;
+    memmove(&grown[i + 1], &grown[i], (st->n_batch - i) * sizeof *grown);
+    memset(&grown[i], 0, sizeof *grown);
+    grown[i].batch_size = rows;
+    st->n_batch++;
+  }
+  add(&st->batch[i].compute_input, input_ns);
+  add(&st->batch[i].compute_infer, infer_ns);
+  add(&st->batch[i].compute_output, output_ns);
+}
+
 void gs__infer_job_finish(gs__infer_job_t *job) {
   gs__model_stats_t *st = &job->entry->stats;
   uint64_t total = job->t_done - job->t_received;
   if (job->ok) {
+    /* A batched request decodes before it queues: that is input work. */
+    uint64_t input = job->decode_ns + job->t_input_done - job->t_started;
     add(&st->success, total);
-    add(&st->queue, job->t_started - job->t_received);
-    add(&st->compute_input, job->t_input_done - job->t_started);
+    add(&st->queue, job->t_started - job->t_received - job->decode_ns);
+    add(&st->compute_input, input);
     add(&st->compute_infer, job->t_infer_done - job->t_input_done);
     add(&st->compute_output, job->t_done - job->t_infer_done);
+    /* Triton counts a batched request as dim 0 inferences. */
     st->inference_count += job->batch;
-    st->execution_count++;
+    if (!job->batched) { /* the batcher counts a batch's execution */
+      st->execution_count++;
+      gs__batch_stats_add(st, job->batch, input,
+                          job->t_infer_done - job->t_input_done,
+                          job->t_done - job->t_infer_done);
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     st->last_inference_ms =
@@ -301,6 +366,7 @@ void gs__infer_job_finish(gs__infer_job_t *job) {
   } else {
     add(&st->fail, total);
   }
+  gs__infer_request_release(&job->ir);
   gs__slot_unref(job->slot);
   job->slot = NULL;
   free(job->req.url);

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "gpuslice/engine.h"
 #include "gpuslice/worker.h"
@@ -118,10 +119,28 @@ typedef struct gs__stat_s {
   uint64_t count, ns;
 } gs__stat_t;
 
+/* Triton's batch_stats: executions of one batch size. */
+typedef struct gs__batch_stat_s {
+  uint64_t batch_size;
+  gs__stat_t compute_input, compute_infer, compute_output;
+} gs__batch_stat_t;
+
 typedef struct gs__model_stats_s {
   gs__stat_t success, fail, queue, compute_input, compute_infer, compute_output;
   uint64_t inference_count, execution_count, last_inference_ms;
+  gs__batch_stat_t *batch; /* n_batch, by batch size; owned */
+  size_t n_batch;
 } gs__model_stats_t;
+
+#define GS__MAX_PREFERRED_BATCH 16
+
+/* config.json's dynamic_batching. */
+typedef struct gs__batching_s {
+  bool enabled;
+  uint64_t max_queue_delay_us;
+  unsigned n_preferred;
+  unsigned preferred[GS__MAX_PREFERRED_BATCH];
+} gs__batching_t;
 
 /* One load of a model: shared by the requests that use it, freed with the
  * last of them (refs changes on the loop thread only). */
@@ -129,6 +148,7 @@ typedef struct gs__model_slot_s {
   gs_model_t *model;
   char name[128], version[24]; /* copies: the entry may reload meanwhile */
   unsigned max_batch_size;
+  gs__batching_t batching;
   gs__model_io_t io;
   unsigned refs;
   pthread_mutex_t lock; /* guards idle */
@@ -142,14 +162,24 @@ typedef enum {
   GS__MODEL_UNLOADED
 } gs__model_state_t;
 
+struct gs__infer_job_s;
+
 typedef struct gs__model_entry_s {
   char name[128];
   char version[24];
   gs__model_state_t state;
   char reason[512];
   unsigned max_batch_size;
+  gs__batching_t batching;
   gs__model_slot_t *slot; /* NULL unless READY */
   gs__model_stats_t stats;
+  /* The dynamic batcher's queue (batch.c), on the loop thread: decoded
+   * requests waiting for a batch, oldest first, each holding its slot. */
+  struct gs__infer_job_s *queue_head, *queue_tail;
+  size_t queue_len;
+  uv_timer_t timer; /* fires at the oldest request's queue delay */
+  bool timer_ready;
+  bool draining; /* the worker is stopping: requests run without waiting */
 } gs__model_entry_t;
 
 #define GS__REPO_MAX_MODELS 64
@@ -186,9 +216,18 @@ typedef struct gs__infer_job_s {
   gs__model_slot_t *slot; /* a reference */
   gs__http_request_t req;
   uint64_t t_received, t_started, t_input_done, t_infer_done, t_done;
+  uint64_t decode_ns; /* batched: decoding, before the queue */
   gs__http_response_t resp;
   uint64_t batch; /* requests in the batch: dim 0 when max_batch_size > 0 */
   bool ok;
+  bool batched; /* ran in a dynamic batch: the batch counts the execution */
+  /* For gs__infer_submit. */
+  gs__infer_request_t ir; /* decoded, while queued for a batch */
+  void (*done)(struct gs__infer_job_s *job);
+  void *data; /* the caller's */
+  struct gs__infer_job_s *next;
+  uint64_t deadline_ns; /* queued: when its queue delay runs out */
+  uv_work_t work;
 } gs__infer_job_t;
 
 /* Answers req in resp and returns 0, or, for an infer on a ready model,
@@ -199,8 +238,54 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
 void gs__infer_job_run(gs__infer_job_t *job);
 /* Records stats, drops the slot reference; resp stays for the caller. */
 void gs__infer_job_finish(gs__infer_job_t *job);
+/* The status of a decode of job->req into job->ir (0, 400 or 500, with err),
+ * checking the batch dimension against the model's max_batch_size; sets
+ * job->batch. */
+int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err);
+/* Adds one executed batch of size rows to the model's batch_stats. */
+void gs__batch_stats_add(gs__model_stats_t *st, uint64_t rows,
+                         uint64_t input_ns, uint64_t infer_ns,
+                         uint64_t output_ns);
 uint64_t gs__now_ns(void);
 /* Prometheus text of every model's counters. */
 char *gs__metrics_text(const gs__repo_t *repo, size_t *len);
+
+/* ---- dynamic batcher (batch.c) ---------------------------------------------
+ */
+
+/* Runs a job that gs__route filled, on loop's thread pool, and calls
+ * job->done on the loop thread when job->resp holds the answer. A model
+ * with dynamic_batching has its requests decoded, queued and run in
+ * batches; the others run one by one. Nonzero (a libuv error) when the job
+ * could not be queued: done is not called. */
+int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
+                     void (*done)(gs__infer_job_t *job));
+/* Starts every queued request now, and later ones without queueing: the
+ * worker is shutting down. */
+void gs__batcher_flush(gs__repo_t *repo);
+
+/* Batch assembly, without the loop. Two decoded requests can share a batch
+ * when every input has the same rank and the same non-batch dimensions. */
+bool gs__batch_compatible(const gs__infer_request_t *a,
+                          const gs__infer_request_t *b,
+                          const gs__model_io_t *io);
+/* How many of the n queued requests (oldest first, rows[i] batch rows each,
+ * compatible[i]: request i can join request 0) the next batch takes, and
+ * whether it should start now: it is full (max_batch_size rows, or a
+ * preferred size), the next request cannot join, or due (the oldest waited
+ * its queue delay). 0 when it should wait. */
+size_t gs__batch_pick(const uint64_t *rows, const bool *compatible, size_t n,
+                      unsigned max_batch_size, const gs__batching_t *cfg,
+                      bool due, uint64_t *batch_rows);
+/* Concatenates the n requests' inputs along dim 0 into out (model input
+ * order); bufs[i] holds out[i].data, which the caller frees. */
+int gs__batch_concat(gs_tensor_t *out, void **bufs,
+                     const gs__infer_request_t *const *reqs, size_t n,
+                     const gs__model_io_t *io, gs_error_t *err);
+/* Rows [row, row + rows) of each of the n batch outputs, as views into
+ * them; every output's dim 0 must be total_rows. */
+int gs__batch_split(gs_tensor_t *slices, const gs_tensor_t *outputs, size_t n,
+                    uint64_t row, uint64_t rows, uint64_t total_rows,
+                    gs_error_t *err);
 
 #endif

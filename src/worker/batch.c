@@ -1,0 +1,397 @@
+/* The dynamic batcher: infer requests for a model with dynamic_batching are
+ * decoded on the thread pool, queued per model on the loop thread, and run
+ * as one engine call per batch once the batch is full (max_batch_size or a
+ * preferred size), cannot grow, or its oldest request has waited the
+ * model's queue delay (a libuv timer); outputs are split back by rows. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/worker_int.h"
+
+/* ---- batch assembly (no loop) --------------------------------------------
+ */
+
+static const gs_tensor_t *input_named(const gs__infer_request_t *r,
+                                      const char *name) {
+  for (size_t i = 0; i < r->n_inputs; i++)
+    if (r->inputs[i].name && strcmp(r->inputs[i].name, name) == 0)
+      return &r->inputs[i];
+  return NULL;
+}
+
+static bool same_item_shape(const gs_tensor_t *a, const gs_tensor_t *b) {
+  if (!a || !b || a->rank != b->rank || a->rank == 0 || a->dtype != b->dtype)
+    return false;
+  for (unsigned d = 1; d < a->rank; d++)
+    if (a->shape[d] != b->shape[d])
+      return false;
+  return true;
+}
+
+bool gs__batch_compatible(const gs__infer_request_t *a,
+                          const gs__infer_request_t *b,
+                          const gs__model_io_t *io) {
+  for (size_t k = 0; k < io->n_inputs; k++) {
+    const char *name = io->inputs[k].name;
+    if (!same_item_shape(input_named(a, name), input_named(b, name)))
+      return false;
+  }
+  return true;
+}
+
+static bool preferred(const gs__batching_t *cfg, uint64_t rows) {
+  for (unsigned i = 0; i < cfg->n_preferred; i++)
+    if (cfg->preferred[i] == rows)
+      return true;
+  return false;
+}
+
+size_t gs__batch_pick(const uint64_t *rows, const bool *compatible, size_t n,
+                      unsigned max_batch_size, const gs__batching_t *cfg,
+                      bool due, uint64_t *batch_rows) {
+  size_t take = 0, pref_take = 0;
+  uint64_t sum = 0, pref_sum = 0;
+  bool blocked = false;
+  for (size_t i = 0; i < n; i++) {
+    if ((i > 0 && !compatible[i]) ||
+        (take > 0 && sum + rows[i] > max_batch_size)) {
+      blocked = true;
+      break;
+    }
+    sum += rows[i];
+    take = i + 1;
+    if (preferred(cfg, sum)) {
+      pref_take = take;
+      pref_sum = sum;
+    }
+  }
+  *batch_rows = 0;
+  if (take == 0)
+    return 0;
+  if (sum >= max_batch_size || blocked || due) {
+    *batch_rows = sum;
+    return take;
+  }
+  *batch_rows = pref_sum;
+  return pref_take;
+}
+
+int gs__batch_concat(gs_tensor_t *out, void **bufs,
+                     const gs__infer_request_t *const *reqs, size_t n,
+                     const gs__model_io_t *io, gs_error_t *err) {
+  memset(bufs, 0, io->n_inputs * sizeof *bufs);
+  for (size_t k = 0; k < io->n_inputs; k++) {
+    const char *name = io->inputs[k].name;
+    const gs_tensor_t *first = n ? input_named(reqs[0], name) : NULL;
+    if (!first)
+      return gs_error_set(err, GS_EINVAL, "no input '%s' to batch", name);
+    size_t bytes = 0;
+    int64_t rows = 0;
+    for (size_t r = 0; r < n; r++) {
+      const gs_tensor_t *t = input_named(reqs[r], name);
+      if (!same_item_shape(first, t))
+        return gs_error_set(err, GS_EINVAL,
+                            "input '%s' differs in shape within a batch", name);
+      if (t->bytes > SIZE_MAX - 1 - bytes)
+        return gs_error_set(err, GS_ELIMIT, "a batch of '%s' is too large",
+                            name);
+      bytes += t->bytes;
+      rows += t->shape[0];
+    }
+    uint8_t *buf = malloc(bytes + 1);
+    if (!(bufs[k] = buf))
+      return gs_error_set(err, GS_ENOMEM, "out of memory");
+    for (size_t r = 0, at = 0; r < n; r++) {
+      const gs_tensor_t *t = input_named(reqs[r], name);
+      if (t->bytes)
+        memcpy(buf + at, t->data, t->bytes);
+      at += t->bytes;
+    }
+    out[k] = *first;
+    out[k].shape[0] = rows;
+    out[k].data = buf;
+    out[k].bytes = bytes;
+  }
+  return GS_OK;
+}
+
+int gs__batch_split(gs_tensor_t *slices, const gs_tensor_t *outputs, size_t n,
+                    uint64_t row, uint64_t rows, uint64_t total_rows,
+                    gs_error_t *err) {
+  for (size_t i = 0; i < n; i++) {
+    const gs_tensor_t *t = &outputs[i];
+    if (t->rank == 0 || (uint64_t)t->shape[0] != total_rows ||
+        row + rows > total_rows)
+      return gs_error_set(err, GS_EINVAL,
+                          "output '%s' does not have the batch's %llu rows "
+                          "as its first dimension",
+                          t->name, (unsigned long long)total_rows);
+    size_t row_bytes = total_rows ? t->bytes / total_rows : 0;
+    slices[i] = *t;
+    slices[i].shape[0] = (int64_t)rows;
+    slices[i].data = (const uint8_t *)t->data + row * row_bytes;
+    slices[i].bytes = rows * row_bytes;
+  }
+  return GS_OK;
+}
+
+/* ---- running batches ------------------------------------------------------
+ */
+
+typedef struct batch_s {
+  uv_work_t work;
+  gs__model_entry_t *entry;
+  gs__infer_job_t *jobs; /* through next, oldest first */
+  size_t n;
+  uint64_t rows;
+  uint64_t t_started, t_input_done, t_infer_done, t_done;
+  bool ran; /* the engine ran: an execution for the statistics */
+} batch_t;
+
+static void job_fail(gs__infer_job_t *job, int status, const gs_error_t *err) {
+  gs__http_response_error(&job->resp, status,
+                          err->msg[0] ? err->msg : "inference failed");
+  job->ok = false;
+  job->t_done = gs__now_ns();
+}
+
+/* Encodes each job's rows of the batch outputs. */
+static void answer_jobs(batch_t *b, gs_session_t *s) {
+  const gs__model_io_t *io = &b->jobs->slot->io;
+  gs_tensor_t outs[GS__INFER_MAX_TENSORS], slices[GS__INFER_MAX_TENSORS];
+  gs_error_t err = {0};
+  for (size_t i = 0; i < io->n_outputs; i++) {
+    const gs_tensor_t *t = gs_session_output(s, i);
+    if (!t) {
+      gs_error_set(&err, GS_ECORRUPT, "output %zu is missing", i);
+      break;
+    }
+    outs[i] = *t;
+  }
+  uint64_t row = 0;
+  for (gs__infer_job_t *j = b->jobs; j; j = j->next) {
+    j->t_started = b->t_started;
+    j->t_input_done = b->t_input_done;
+    j->t_infer_done = b->t_infer_done;
+    gs_error_t jerr = err;
+    int status = err.msg[0] ? 500 : 0;
+    if (status == 0 && gs__batch_split(slices, outs, io->n_outputs, row,
+                                       j->batch, b->rows, &jerr) != GS_OK)
+      status = 500;
+    if (status == 0 && gs__infer_encode(&j->resp, &j->ir, io, slices, &jerr))
+      status = jerr.code == GS_EINVAL ? 400 : 500;
+    row += j->batch;
+    if (status != 0)
+      job_fail(j, status, &jerr);
+    j->ok = status == 0;
+    j->t_done = gs__now_ns();
+  }
+}
+
+/* On a thread of the pool: concatenate, run once, split and encode. */
+static void work_batch(uv_work_t *w) {
+  batch_t *b = w->data;
+  gs__model_slot_t *slot = b->jobs->slot;
+  const gs__infer_request_t *reqs[64], **rp = reqs;
+  gs_tensor_t ins[GS__INFER_MAX_TENSORS];
+  void *bufs[GS__INFER_MAX_TENSORS] = {0};
+  gs_error_t err = {0};
+  gs_session_t *s = NULL;
+  int status = 0;
+  b->t_started = gs__now_ns();
+  if (b->n > 64 && !(rp = malloc(b->n * sizeof *rp)))
+    status = 500;
+  size_t i = 0;
+  for (gs__infer_job_t *j = b->jobs; status == 0 && j; j = j->next)
+    rp[i++] = &j->ir;
+  if (status == 0 &&
+      gs__batch_concat(ins, bufs, rp, b->n, &slot->io, &err) != GS_OK)
+    status = err.code == GS_ENOMEM ? 500 : 400;
+  b->t_input_done = gs__now_ns();
+  if (status == 0 && !(s = gs__slot_get(slot, &err)))
+    status = 500;
+  if (status == 0 && gs_session_run(s, ins, slot->io.n_inputs, &err) != GS_OK)
+    status = err.code == GS_EINVAL || err.code == GS_ELIMIT ? 400 : 500;
+  b->t_infer_done = gs__now_ns();
+  b->ran = status == 0;
+  if (status == 0)
+    answer_jobs(b, s);
+  for (gs__infer_job_t *j = b->jobs; status != 0 && j; j = j->next)
+    job_fail(j, status, &err);
+  if (s)
+    gs__slot_put(slot, s);
+  for (size_t k = 0; k < slot->io.n_inputs; k++)
+    free(bufs[k]);
+  if (rp != reqs)
+    free(rp);
+  b->t_done = gs__now_ns();
+}
+
+static void after_batch(uv_work_t *w, int status) {
+  batch_t *b = w->data;
+  (void)status;
+  if (b->ran) {
+    b->entry->stats.execution_count++;
+    gs__batch_stats_add(
+        &b->entry->stats, b->rows, b->t_input_done - b->t_started,
+        b->t_infer_done - b->t_input_done, b->t_done - b->t_infer_done);
+  }
+  for (gs__infer_job_t *j = b->jobs, *next; j; j = next) {
+    next = j->next; /* done may free j */
+    j->next = NULL;
+    j->done(j);
+  }
+  free(b);
+}
+
+/* Starts the first n jobs of list as one batch. */
+static void start_batch(uv_loop_t *loop, gs__model_entry_t *m,
+                        gs__infer_job_t *list, size_t n, uint64_t rows) {
+  batch_t *b = calloc(1, sizeof *b);
+  gs_error_t err = {0};
+  if (b) {
+    b->entry = m;
+    b->jobs = list;
+    b->n = n;
+    b->rows = rows;
+    b->work.data = b;
+    if (uv_queue_work(loop, &b->work, work_batch, after_batch) == 0)
+      return;
+  }
+  free(b);
+  gs_error_set(&err, GS_ENOMEM, "cannot queue the inference");
+  for (gs__infer_job_t *j = list, *next; j; j = next) {
+    next = j->next;
+    j->next = NULL;
+    job_fail(j, 500, &err);
+    j->done(j);
+  }
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Takes as many batches from m's queue as are ready; arms the timer for the
+ * oldest request left. force: every queued request is due. */
+static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
+  while (m->queue_head) {
+    gs__infer_job_t *head = m->queue_head;
+    const gs__model_slot_t *slot = head->slot;
+    size_t window = m->queue_len;
+    if (window > (size_t)slot->max_batch_size + 1)
+      window = (size_t)slot->max_batch_size + 1;
+    uint64_t *rows = malloc(window * sizeof *rows);
+    bool *compat = malloc(window * sizeof *compat);
+    uint64_t now = gs__now_ns(), batch_rows = 0;
+    bool due = force || now >= head->deadline_ns ||
+               uv_is_closing((uv_handle_t *)&m->timer);
+    size_t n = 0;
+    if (rows && compat) {
+      gs__infer_job_t *j = head;
+      for (size_t i = 0; i < window; i++, j = j->next) {
+        rows[i] = j->batch;
+        compat[i] = j->slot == slot &&
+                    gs__batch_compatible(&head->ir, &j->ir, &slot->io);
+      }
+      n = gs__batch_pick(rows, compat, window, slot->max_batch_size,
+                         &slot->batching, due, &batch_rows);
+    } else {
+      n = 1; /* out of memory: the oldest runs alone */
+      batch_rows = head->batch;
+    }
+    free(rows);
+    free(compat);
+    if (n == 0) {
+      uint64_t wait_ms = (head->deadline_ns - now + 999999) / 1000000;
+      uv_update_time(loop);
+      uv_timer_start(&m->timer, on_timer, wait_ms ? wait_ms : 1, 0);
+      return;
+    }
+    gs__infer_job_t *last = head;
+    for (size_t i = 1; i < n; i++)
+      last = last->next;
+    m->queue_head = last->next;
+    if (!m->queue_head)
+      m->queue_tail = NULL;
+    m->queue_len -= n;
+    last->next = NULL;
+    start_batch(loop, m, head, n, batch_rows);
+  }
+  if (!uv_is_closing((uv_handle_t *)&m->timer))
+    uv_timer_stop(&m->timer);
+}
+
+static void on_timer(uv_timer_t *t) {
+  gs__model_entry_t *m = t->data;
+  schedule(t->loop, m, false);
+}
+
+static void work_decode(uv_work_t *w) {
+  gs__infer_job_t *job = w->data;
+  gs_error_t err = {0};
+  uint64_t t0 = gs__now_ns();
+  int status = gs__infer_job_decode(job, &err);
+  job->decode_ns = gs__now_ns() - t0;
+  if (status != 0)
+    job_fail(job, status, &err);
+  else
+    job->ok = true;
+}
+
+static void after_decode(uv_work_t *w, int status) {
+  gs__infer_job_t *job = w->data;
+  gs__model_entry_t *m = job->entry;
+  (void)status;
+  if (!job->ok) {
+    job->done(job);
+    return;
+  }
+  job->batched = true;
+  /* Nothing to batch with, or no timer to wait on after a flush. */
+  if (job->batch == 0 || m->draining) {
+    start_batch(w->loop, m, job, 1, job->batch);
+    return;
+  }
+  if (!m->timer_ready) {
+    uv_timer_init(w->loop, &m->timer);
+    m->timer.data = m;
+    m->timer_ready = true;
+  }
+  job->deadline_ns =
+      gs__now_ns() + job->slot->batching.max_queue_delay_us * 1000u;
+  job->next = NULL;
+  if (m->queue_tail)
+    m->queue_tail->next = job;
+  else
+    m->queue_head = job;
+  m->queue_tail = job;
+  m->queue_len++;
+  schedule(w->loop, m, false);
+}
+
+static void work_single(uv_work_t *w) {
+  gs__infer_job_run(w->data);
+}
+
+static void after_single(uv_work_t *w, int status) {
+  gs__infer_job_t *job = w->data;
+  (void)status;
+  job->done(job);
+}
+
+int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
+                     void (*done)(gs__infer_job_t *job)) {
+  job->done = done;
+  job->work.data = job;
+  if (job->slot->batching.enabled)
+    return uv_queue_work(loop, &job->work, work_decode, after_decode);
+  return uv_queue_work(loop, &job->work, work_single, after_single);
+}
+
+void gs__batcher_flush(gs__repo_t *repo) {
+  for (unsigned i = 0; i < repo->n; i++) {
+    gs__model_entry_t *m = &repo->models[i];
+    m->draining = true;
+    if (m->timer_ready && m->queue_head)
+      schedule(m->timer.loop, m, true);
+  }
+}
