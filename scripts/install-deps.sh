@@ -3,10 +3,10 @@
 # Each package and why: docs/DEPENDENCIES.md.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-      libyaml-dev libjansson-dev libcmocka-dev python3
+      libyaml-dev libjansson-dev libcmocka-dev python3 libb64-0d
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
       libopenblas-dev python3-onnx python3-numpy
-      libuv1-dev libhttp-parser-dev python3-venv curl)
+      libuv1-dev libhttp-parser-dev python3-venv curl libnghttp2-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
-/* gpuslice worker: serves a model repository over HTTP with the KServe v2
- * protocol until SIGINT or SIGTERM. */
+/* gpuslice worker: serves a model repository over HTTP and gRPC with the
+ * KServe v2 protocol until SIGINT or SIGTERM. */
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,16 +30,26 @@ static void report_models(const gs_worker_t *w) {
               reason);
 }
 
+/* The CPUs this process may run on: under `gpuslice run -i X` those are the
+ * instance's cores, so the worker uses what its instance owns. */
+static unsigned affinity_cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 1)
+    return 1;
+  return CPU_COUNT(&set) > 1024 ? 1024 : (unsigned)CPU_COUNT(&set);
+}
+
 int cmd_worker(cli_t *cli, int argc, char **argv) {
   static const struct option opts[] = {
       {"model-repository", required_argument, NULL, 'm'},
       {"http-port", required_argument, NULL, 'p'},
+      {"grpc-port", required_argument, NULL, 'g'},
       {"host", required_argument, NULL, 'H'},
       {"threads", required_argument, NULL, 't'},
       {"help", no_argument, NULL, 'h'},
       {0}};
-  gs_worker_options_t wo = {.port = 8000};
-  unsigned threads = 4;
+  gs_worker_options_t wo = {.port = 8000, .grpc = true, .grpc_port = 8001};
+  unsigned threads = affinity_cpus();
   gs_error_t err;
   int c;
   (void)cli;
@@ -55,6 +66,11 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
       if (cli_parse_uint(optarg, "--http-port", 65535, &wo.port, &err))
         return cli_fail("worker", &err);
       break;
+    case 'g':
+      if (cli_parse_uint(optarg, "--grpc-port", 65535, &wo.grpc_port, &err))
+        return cli_fail("worker", &err);
+      wo.grpc = wo.grpc_port != 0;
+      break;
     case 't':
       if (cli_parse_uint(optarg, "--threads", 1024, &threads, &err) ||
           threads == 0)
@@ -62,9 +78,11 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
       break;
     case 'h':
       puts("usage: gpuslice worker --model-repository DIR [--http-port N]\n"
-           "                       [--host ADDR] [--threads N]\n"
+           "         [--grpc-port N] [--host ADDR] [--threads N]\n"
            "  KServe v2 HTTP on ADDR:N (default 127.0.0.1:8000; 0 = any free\n"
-           "  port); N inference threads (default 4)");
+           "  port), gRPC on --grpc-port (default 8001; 0 = off);\n"
+           "  N inference threads (default: the CPUs this process\n"
+           "  may run on, sched_getaffinity)");
       return CLI_OK;
     default:
       return cli_usage("worker", "bad option");
@@ -91,6 +109,9 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   fprintf(stderr, "gpuslice worker: listening on http://%s:%u\n",
           wo.host ? wo.host : "127.0.0.1", gs_worker_port(w));
+  if (wo.grpc)
+    fprintf(stderr, "gpuslice worker: listening for gRPC on %s:%u\n",
+            wo.host ? wo.host : "127.0.0.1", gs_worker_grpc_port(w));
   int rc = gs_worker_run(w, &err);
   running = NULL;
   gs_worker_destroy(w);

@@ -1,6 +1,6 @@
 /* The inference worker: serves a Triton-layout model repository over HTTP/1.1
- * with the KServe v2 (Open Inference Protocol) API, running inference on
- * libuv's thread pool. One worker per instance. */
+ * and gRPC (HTTP/2) with the KServe v2 (Open Inference Protocol) API,
+ * running inference on libuv's thread pool. One worker per instance. */
 #ifndef GPUSLICE_WORKER_H
 #define GPUSLICE_WORKER_H
 
@@ -16,6 +16,8 @@ typedef struct gs_worker_options_s {
   const char *host;             /* NULL: "127.0.0.1" */
   unsigned port;                /* 0: any free port (gs_worker_port) */
   size_t max_body_bytes;        /* 0: 64 MiB; a larger body is answered 413 */
+  bool grpc;                    /* also serve KServe v2 gRPC (HTTP/2) */
+  unsigned grpc_port;           /* with grpc: 0 = any free port */
 } gs_worker_options_t;
 
 typedef struct gs_worker_s gs_worker_t;
@@ -33,6 +35,8 @@ void gs_worker_stop(gs_worker_t *w);
 void gs_worker_destroy(gs_worker_t *w);
 
 unsigned gs_worker_port(const gs_worker_t *w);
+/* The gRPC port; 0 when gRPC is off. */
+unsigned gs_worker_grpc_port(const gs_worker_t *w);
 size_t gs_worker_model_count(const gs_worker_t *w);
 /* Model i's name and whether it is ready; reason says why not ("" when
  * ready). false when i is out of range. Strings live as long as w. */

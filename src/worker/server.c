@@ -8,6 +8,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "worker/grpc_int.h"
 #include "worker/worker_int.h"
 
 #define READ_CHUNK (64u << 10)
@@ -20,6 +21,7 @@ struct gs_worker_s {
   size_t max_body;
   unsigned port;
   bool loop_ready;
+  gs__grpc_server_t *grpc; /* NULL when gRPC is off */
 };
 
 typedef struct conn_s {
@@ -34,7 +36,6 @@ typedef struct conn_s {
   uv_shutdown_t shutdown;
   unsigned writes; /* writes in flight */
   gs__infer_job_t job;
-  uv_work_t work;
 } conn_t;
 
 typedef struct write_s {
@@ -136,9 +137,8 @@ static void conn_respond(conn_t *c, gs__http_response_t *resp,
   gs__http_reader_next(&c->reader);
 }
 
-static void after_infer(uv_work_t *work, int status) {
-  conn_t *c = work->data;
-  (void)status;
+static void after_infer(gs__infer_job_t *job) {
+  conn_t *c = job->data;
   gs__infer_job_finish(&c->job);
   if (c->closing) {
     gs__http_response_release(&c->job.resp);
@@ -148,11 +148,6 @@ static void after_infer(uv_work_t *work, int status) {
   }
   conn_respond(c, &c->job.resp, c->job.req.keep_alive);
   conn_feed(c);
-}
-
-static void run_infer(uv_work_t *work) {
-  conn_t *c = work->data;
-  gs__infer_job_run(&c->job);
 }
 
 static void conn_error(conn_t *c) {
@@ -172,8 +167,8 @@ static void conn_dispatch(conn_t *c) {
   memset(&c->job, 0, sizeof c->job);
   c->job.resp.infer_header_len = -1;
   if (gs__route(&c->w->repo, &c->reader.req, &resp, &c->job) == 1) {
-    c->work.data = c;
-    if (uv_queue_work(&c->w->loop, &c->work, run_infer, after_infer) == 0)
+    c->job.data = c;
+    if (gs__infer_submit(&c->w->loop, &c->job, after_infer) == 0)
       return;
     gs__infer_job_finish(&c->job);
     gs__http_response_error(&resp, 500, "cannot queue the inference");
@@ -320,6 +315,10 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   rc = gs__repo_open(&w->repo, opts->model_repository, err);
   if (rc == GS_OK)
     rc = listen_on(w, opts->host ? opts->host : "127.0.0.1", opts->port, err);
+  if (rc == GS_OK && opts->grpc)
+    rc = gs__grpc_listen(&w->grpc, &w->loop, &w->repo,
+                         opts->host ? opts->host : "127.0.0.1", opts->grpc_port,
+                         err);
   if (rc != GS_OK) {
     gs_worker_destroy(w);
     return rc;
@@ -356,16 +355,23 @@ void gs_worker_destroy(gs_worker_t *w) {
   if (!w)
     return;
   if (w->loop_ready) {
+    gs__batcher_flush(&w->repo);
+    gs__grpc_close(w->grpc); /* its connections are not close_any's */
     uv_walk(&w->loop, close_any, w);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets in-flight infers finish */
     uv_loop_close(&w->loop);
   }
+  gs__grpc_destroy(w->grpc);
   gs__repo_close(&w->repo);
   free(w);
 }
 
 unsigned gs_worker_port(const gs_worker_t *w) {
   return w->port;
+}
+
+unsigned gs_worker_grpc_port(const gs_worker_t *w) {
+  return gs__grpc_port(w->grpc);
 }
 
 size_t gs_worker_model_count(const gs_worker_t *w) {

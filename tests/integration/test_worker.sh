@@ -24,7 +24,7 @@ echo "not a model" >"$tmp/models/broken/1/model.onnx"
 cp "$tmp/models/simple/1/model.onnx" "$tmp/models/batched/1/"
 echo '{"max_batch_size": 8}' >"$tmp/models/batched/config.json"
 
-"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 \
+"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 \
   --threads 2 2>"$tmp/log" &
 pid=$!
 port=

@@ -1,0 +1,320 @@
+/* Inference worker gRPC rules, without sockets: a message travels behind a
+ * 5-byte prefix (compressed flag 0, 4-byte big-endian length) that must
+ * match the bytes that follow; a compressed message is UNIMPLEMENTED, one
+ * over the limit RESOURCE_EXHAUSTED; methods are
+ * /inference.GRPCInferenceService/NAME and any other is UNIMPLEMENTED;
+ * grpc-message is percent-encoded outside printable ASCII and for '%';
+ * ModelInferRequest's raw_input_contents (one per input, in order) or typed
+ * contents become the infer the HTTP router decodes, and the router's answer
+ * becomes a ModelInferResponse with raw_output_contents; HTTP 400/404/503/500
+ * map to INVALID_ARGUMENT/NOT_FOUND/UNAVAILABLE/INTERNAL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "grpc_service.pb-c.h"
+#include "worker/grpc_int.h"
+
+static const gs_tensor_info_t in_info[] = {
+    {"INPUT0", GS_DTYPE_INT32, 2, {-1, 4}},
+    {"INPUT1", GS_DTYPE_INT32, 2, {-1, 4}}};
+static const gs_tensor_info_t out_info[] = {
+    {"OUTPUT0", GS_DTYPE_INT32, 2, {-1, 4}}};
+static const gs__model_io_t simple = {"simple", "1", 2, 1, in_info, out_info};
+
+static void test_framing(void **state) {
+  (void)state;
+  const uint8_t *msg;
+  size_t len;
+  gs_error_t err;
+  uint8_t ok[] = {0, 0, 0, 0, 3, 'a', 'b', 'c'};
+  assert_int_equal(gs__grpc_frame_read(ok, sizeof ok, 100, &msg, &len, &err),
+                   GS__GRPC_OK);
+  assert_int_equal(len, 3);
+  assert_ptr_equal(msg, ok + 5);
+  uint8_t empty[] = {0, 0, 0, 0, 0};
+  assert_int_equal(gs__grpc_frame_read(empty, 5, 100, &msg, &len, &err), 0);
+  assert_int_equal(len, 0);
+  /* Big-endian length: 0x00000100 = 256 > the limit of 100. */
+  uint8_t big[] = {0, 0, 0, 1, 0};
+  assert_int_equal(gs__grpc_frame_read(big, 5, 100, &msg, &len, &err),
+                   GS__GRPC_RESOURCE_EXHAUSTED);
+  uint8_t compressed[] = {1, 0, 0, 0, 1, 'x'};
+  assert_int_equal(gs__grpc_frame_read(compressed, 6, 100, &msg, &len, &err),
+                   GS__GRPC_UNIMPLEMENTED);
+  assert_int_equal(gs__grpc_frame_read(ok, 4, 100, &msg, &len, &err),
+                   GS__GRPC_INVALID_ARGUMENT); /* no whole prefix */
+  assert_int_equal(gs__grpc_frame_read(ok, 7, 100, &msg, &len, &err),
+                   GS__GRPC_INVALID_ARGUMENT); /* truncated */
+  uint8_t trailing[] = {0, 0, 0, 0, 1, 'a', 'b'};
+  assert_int_equal(gs__grpc_frame_read(trailing, 7, 100, &msg, &len, &err),
+                   GS__GRPC_INVALID_ARGUMENT); /* a second message */
+}
+
+static void test_methods_and_status(void **state) {
+  (void)state;
+  assert_int_equal(
+      gs__grpc_method("/inference.GRPCInferenceService/ModelInfer"),
+      GS__GRPC_MODEL_INFER);
+  assert_int_equal(
+      gs__grpc_method("/inference.GRPCInferenceService/ServerLive"),
+      GS__GRPC_SERVER_LIVE);
+  assert_int_equal(
+      gs__grpc_method("/inference.GRPCInferenceService/ModelStatistics"),
+      GS__GRPC_MODEL_STATISTICS);
+  assert_int_equal(
+      gs__grpc_method("/inference.GRPCInferenceService/ModelStreamInfer"),
+      GS__GRPC_UNKNOWN_METHOD);
+  assert_int_equal(gs__grpc_method("/other.Service/ModelInfer"),
+                   GS__GRPC_UNKNOWN_METHOD);
+  assert_int_equal(gs__grpc_status_of_http(200), GS__GRPC_OK);
+  assert_int_equal(gs__grpc_status_of_http(400), GS__GRPC_INVALID_ARGUMENT);
+  assert_int_equal(gs__grpc_status_of_http(404), GS__GRPC_NOT_FOUND);
+  assert_int_equal(gs__grpc_status_of_http(503), GS__GRPC_UNAVAILABLE);
+  assert_int_equal(gs__grpc_status_of_http(500), GS__GRPC_INTERNAL);
+  char out[64];
+  gs__grpc_percent_encode("a 100% \"ok\"\n\xc3\xa9", out, sizeof out);
+  assert_string_equal(out, "a 100%25 \"ok\"%0A%C3%A9");
+  gs__grpc_percent_encode("abcdef", out, 4);
+  assert_string_equal(out, "abc");
+}
+
+/* Packs a ModelInferRequest for `simple` with two [1,4] INT32 inputs. */
+static uint8_t *pack_infer(const char *model, bool raw, bool contents,
+                           const char *dtype, size_t *len) {
+  static int32_t a[4] = {1, 2, 3, 4}, b[4] = {10, 20, 30, 40};
+  static int64_t shape[2] = {1, 4};
+  Inference__ModelInferRequest m = INFERENCE__MODEL_INFER_REQUEST__INIT;
+  Inference__ModelInferRequest__InferInputTensor t[2], *pt[2] = {&t[0], &t[1]};
+  Inference__InferTensorContents c[2];
+  ProtobufCBinaryData rawd[2] = {{16, (uint8_t *)a}, {16, (uint8_t *)b}};
+  Inference__ModelInferRequest__InferRequestedOutputTensor o, *po = &o;
+  for (int i = 0; i < 2; i++) {
+    inference__model_infer_request__infer_input_tensor__init(&t[i]);
+    inference__infer_tensor_contents__init(&c[i]);
+    t[i].name = i ? "INPUT1" : "INPUT0";
+    t[i].datatype = (char *)dtype;
+    t[i].n_shape = 2;
+    t[i].shape = shape;
+    c[i].n_int_contents = 4;
+    c[i].int_contents = i ? b : a;
+    if (contents)
+      t[i].contents = &c[i];
+  }
+  inference__model_infer_request__infer_requested_output_tensor__init(&o);
+  o.name = "OUTPUT0";
+  m.model_name = (char *)model;
+  m.id = "req-7";
+  m.n_inputs = 2;
+  m.inputs = pt;
+  m.n_outputs = 1;
+  m.outputs = &po;
+  if (raw) {
+    m.n_raw_input_contents = 2;
+    m.raw_input_contents = rawd;
+  }
+  *len = inference__model_infer_request__get_packed_size(&m);
+  uint8_t *buf = malloc(*len + 1);
+  inference__model_infer_request__pack(&m, buf);
+  return buf;
+}
+
+/* The request the router gets decodes, with the codec HTTP uses, to the
+ * tensors that were sent, whichever way they travelled. */
+static void check_decodes(const gs__http_request_t *req) {
+  gs__infer_request_t ir;
+  gs_error_t err = {0};
+  assert_string_equal(req->url, "/v2/models/simple/infer");
+  assert_int_equal(req->method, HTTP_POST);
+  assert_true(req->infer_header_len > 0);
+  assert_int_equal(gs__infer_decode(&ir, &simple, req->body, req->body_len,
+                                    req->infer_header_len, &err),
+                   0);
+  assert_string_equal(ir.id, "req-7");
+  assert_int_equal(ir.n_inputs, 2);
+  int32_t want1[4] = {10, 20, 30, 40};
+  assert_int_equal(ir.inputs[1].bytes, 16);
+  assert_memory_equal(ir.inputs[1].data, want1, 16);
+  assert_int_equal(ir.inputs[0].shape[1], 4);
+  assert_true(ir.want_output[0] && ir.binary_output[0]);
+  gs__infer_request_release(&ir);
+}
+
+static void test_infer_request_raw_and_contents(void **state) {
+  (void)state;
+  for (int contents = 0; contents < 2; contents++) {
+    size_t len;
+    uint8_t *msg = pack_infer("simple", !contents, contents, "INT32", &len);
+    gs__http_request_t req;
+    gs_error_t err = {0};
+    assert_int_equal(gs__grpc_infer_request(msg, len, &req, &err), 0);
+    check_decodes(&req);
+    free(req.url);
+    free(req.body);
+    free(msg);
+  }
+}
+
+static int infer_status(const char *model, bool raw, bool contents,
+                        const char *dtype, gs_error_t *err) {
+  size_t len;
+  uint8_t *msg = pack_infer(model, raw, contents, dtype, &len);
+  gs__http_request_t req;
+  int status = gs__grpc_infer_request(msg, len, &req, err);
+  if (status == 0) {
+    free(req.url);
+    free(req.body);
+  }
+  free(msg);
+  return status;
+}
+
+static void test_infer_request_errors(void **state) {
+  (void)state;
+  gs_error_t err;
+  /* Both ways at once, for one input, is ambiguous. */
+  assert_int_equal(infer_status("simple", true, true, "INT32", &err),
+                   GS__GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.msg, "both"));
+  /* 16 raw bytes for an INT8 [1,4] input: its shape needs 4. */
+  assert_int_equal(infer_status("simple", true, false, "INT8", &err),
+                   GS__GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.msg, "need 4"));
+  /* FP16 cannot travel in typed contents. */
+  assert_int_equal(infer_status("simple", false, true, "FP16", &err),
+                   GS__GRPC_INVALID_ARGUMENT);
+  /* A name the repository cannot hold is an unknown model, not a path. */
+  assert_int_equal(infer_status("../simple", true, false, "INT32", &err),
+                   GS__GRPC_NOT_FOUND);
+  assert_int_equal(infer_status("a/b/infer?x", true, false, "INT32", &err),
+                   GS__GRPC_NOT_FOUND);
+  uint8_t junk[] = {0x2a, 0xff, 0xff, 0xff, 0xff, 0x0f};
+  gs__http_request_t req;
+  assert_int_equal(gs__grpc_infer_request(junk, sizeof junk, &req, &err),
+                   GS__GRPC_INVALID_ARGUMENT);
+  /* One raw_input_contents for two inputs. */
+  Inference__ModelInferRequest m = INFERENCE__MODEL_INFER_REQUEST__INIT;
+  Inference__ModelInferRequest__InferInputTensor t[2], *pt[2] = {&t[0], &t[1]};
+  ProtobufCBinaryData raw = {0, NULL};
+  for (int i = 0; i < 2; i++)
+    inference__model_infer_request__infer_input_tensor__init(&t[i]);
+  m.model_name = "simple";
+  m.n_inputs = 2;
+  m.inputs = pt;
+  m.n_raw_input_contents = 1;
+  m.raw_input_contents = &raw;
+  uint8_t buf[256];
+  size_t len = inference__model_infer_request__pack(&m, buf);
+  assert_int_equal(gs__grpc_infer_request(buf, len, &req, &err),
+                   GS__GRPC_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.msg, "raw_input_contents"));
+}
+
+static void test_infer_reply(void **state) {
+  (void)state;
+  static const char head[] =
+      "{\"model_name\":\"simple\",\"model_version\":\"1\",\"id\":\"r\","
+      "\"outputs\":[{\"name\":\"OUTPUT0\",\"datatype\":\"INT32\",\"shape\":"
+      "[1,2],\"parameters\":{\"binary_data_size\":8}}]}";
+  int32_t data[2] = {7, -7};
+  gs__http_response_t resp = {.status = 200};
+  resp.body = malloc(sizeof head + 8);
+  memcpy(resp.body, head, sizeof head - 1);
+  memcpy(resp.body + sizeof head - 1, data, 8);
+  resp.body_len = sizeof head - 1 + 8;
+  resp.infer_header_len = sizeof head - 1;
+  gs__grpc_reply_t reply = {0};
+  gs__grpc_infer_reply(&resp, &reply);
+  assert_int_equal(reply.status, GS__GRPC_OK);
+  const uint8_t *msg;
+  size_t len;
+  gs_error_t err;
+  assert_int_equal(gs__grpc_frame_read(reply.body, reply.body_len,
+                                       GS__GRPC_MAX_MESSAGE, &msg, &len, &err),
+                   0);
+  Inference__ModelInferResponse *r =
+      inference__model_infer_response__unpack(NULL, len, msg);
+  assert_non_null(r);
+  assert_string_equal(r->model_name, "simple");
+  assert_string_equal(r->id, "r");
+  assert_int_equal(r->n_outputs, 1);
+  assert_string_equal(r->outputs[0]->datatype, "INT32");
+  assert_int_equal(r->outputs[0]->n_shape, 2);
+  assert_int_equal(r->n_raw_output_contents, 1);
+  assert_int_equal(r->raw_output_contents[0].len, 8);
+  assert_memory_equal(r->raw_output_contents[0].data, data, 8);
+  inference__model_infer_response__free_unpacked(r, NULL);
+  gs__grpc_reply_release(&reply);
+  gs__http_response_error(&resp, 503, "model 'm' is not ready");
+  gs__grpc_infer_reply(&resp, &reply);
+  assert_int_equal(reply.status, GS__GRPC_UNAVAILABLE);
+  assert_string_equal(reply.message, "model 'm' is not ready");
+  assert_null(reply.body);
+  gs__http_response_release(&resp);
+}
+
+static void test_calls_on_an_empty_repository(void **state) {
+  (void)state;
+  static gs__repo_t repo;
+  gs__grpc_reply_t reply;
+  gs__infer_job_t job;
+  const uint8_t *msg;
+  size_t len;
+  gs_error_t err;
+  assert_int_equal(
+      gs__grpc_call(&repo, GS__GRPC_SERVER_LIVE, NULL, 0, &reply, &job), 0);
+  assert_int_equal(reply.status, GS__GRPC_OK);
+  assert_int_equal(
+      gs__grpc_frame_read(reply.body, reply.body_len, 100, &msg, &len, &err),
+      0);
+  Inference__ServerLiveResponse *live =
+      inference__server_live_response__unpack(NULL, len, msg);
+  assert_true(live->live);
+  inference__server_live_response__free_unpacked(live, NULL);
+  gs__grpc_reply_release(&reply);
+
+  size_t n;
+  uint8_t *infer = pack_infer("simple", true, false, "INT32", &n);
+  assert_int_equal(
+      gs__grpc_call(&repo, GS__GRPC_MODEL_INFER, infer, n, &reply, &job), 0);
+  assert_int_equal(reply.status, GS__GRPC_NOT_FOUND);
+  assert_non_null(strstr(reply.message, "unknown model"));
+  free(infer);
+  gs__grpc_reply_release(&reply);
+
+  Inference__ModelMetadataRequest mr = INFERENCE__MODEL_METADATA_REQUEST__INIT;
+  uint8_t buf[64];
+  mr.name = "nope";
+  n = inference__model_metadata_request__pack(&mr, buf);
+  assert_int_equal(
+      gs__grpc_call(&repo, GS__GRPC_MODEL_METADATA, buf, n, &reply, &job), 0);
+  assert_int_equal(reply.status, GS__GRPC_NOT_FOUND);
+  gs__grpc_reply_release(&reply);
+  /* ModelReady of an unknown model is an answer, not an error. */
+  assert_int_equal(
+      gs__grpc_call(&repo, GS__GRPC_MODEL_READY, buf, n, &reply, &job), 0);
+  assert_int_equal(reply.status, GS__GRPC_OK);
+  gs__grpc_reply_release(&reply);
+  assert_int_equal(
+      gs__grpc_call(&repo, GS__GRPC_UNKNOWN_METHOD, NULL, 0, &reply, &job), 0);
+  assert_int_equal(reply.status, GS__GRPC_UNIMPLEMENTED);
+  gs__grpc_reply_release(&reply);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_framing),
+      cmocka_unit_test(test_methods_and_status),
+      cmocka_unit_test(test_infer_request_raw_and_contents),
+      cmocka_unit_test(test_infer_request_errors),
+      cmocka_unit_test(test_infer_reply),
+      cmocka_unit_test(test_calls_on_an_empty_repository),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
