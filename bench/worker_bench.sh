@@ -44,7 +44,7 @@ if "$gpuslice" worker --help 2>&1 | grep -q -- --grpc-port; then
   grpc_args=(--grpc-port "$grpc_port")
 fi
 "$gpuslice" worker --model-repository "$tmp/models" --http-port 0 \
-  --threads 2 "${grpc_args[@]}" 2>"$tmp/log" &
+  --metrics-port 0 --threads 2 "${grpc_args[@]}" 2>"$tmp/log" &
 pid=$!
 port=
 for _ in $(seq 100); do

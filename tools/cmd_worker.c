@@ -44,11 +44,16 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
       {"model-repository", required_argument, NULL, 'm'},
       {"http-port", required_argument, NULL, 'p'},
       {"grpc-port", required_argument, NULL, 'g'},
+      {"metrics-port", required_argument, NULL, 'M'},
       {"host", required_argument, NULL, 'H'},
       {"threads", required_argument, NULL, 't'},
       {"help", no_argument, NULL, 'h'},
       {0}};
-  gs_worker_options_t wo = {.port = 8000, .grpc = true, .grpc_port = 8001};
+  gs_worker_options_t wo = {.port = 8000,
+                            .grpc = true,
+                            .grpc_port = 8001,
+                            .metrics = true,
+                            .metrics_port = 8002};
   unsigned threads = affinity_cpus();
   gs_error_t err;
   int c;
@@ -71,6 +76,12 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
         return cli_fail("worker", &err);
       wo.grpc = wo.grpc_port != 0;
       break;
+    case 'M':
+      if (cli_parse_uint(optarg, "--metrics-port", 65535, &wo.metrics_port,
+                         &err))
+        return cli_fail("worker", &err);
+      wo.metrics = wo.metrics_port != 0;
+      break;
     case 't':
       if (cli_parse_uint(optarg, "--threads", 1024, &threads, &err) ||
           threads == 0)
@@ -78,9 +89,12 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
       break;
     case 'h':
       puts("usage: gpuslice worker --model-repository DIR [--http-port N]\n"
-           "         [--grpc-port N] [--host ADDR] [--threads N]\n"
+           "         [--grpc-port N] [--metrics-port N] [--host ADDR] "
+           "[--threads N]\n"
            "  KServe v2 HTTP on ADDR:N (default 127.0.0.1:8000; 0 = any free\n"
-           "  port), gRPC on --grpc-port (default 8001; 0 = off);\n"
+           "  port), gRPC on --grpc-port (default 8001; 0 = off), GET /metrics\n"
+           "  alone on --metrics-port (default 8002; 0 = off; /metrics is on\n"
+           "  the HTTP port too);\n"
            "  N inference threads (default: the CPUs this process\n"
            "  may run on, sched_getaffinity)");
       return CLI_OK;
@@ -112,6 +126,9 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   if (wo.grpc)
     fprintf(stderr, "gpuslice worker: listening for gRPC on %s:%u\n",
             wo.host ? wo.host : "127.0.0.1", gs_worker_grpc_port(w));
+  if (wo.metrics)
+    fprintf(stderr, "gpuslice worker: metrics on http://%s:%u/metrics\n",
+            wo.host ? wo.host : "127.0.0.1", gs_worker_metrics_port(w));
   int rc = gs_worker_run(w, &err);
   running = NULL;
   gs_worker_destroy(w);

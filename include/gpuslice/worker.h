@@ -18,6 +18,8 @@ typedef struct gs_worker_options_s {
   size_t max_body_bytes;        /* 0: 64 MiB; a larger body is answered 413 */
   bool grpc;                    /* also serve KServe v2 gRPC (HTTP/2) */
   unsigned grpc_port;           /* with grpc: 0 = any free port */
+  bool metrics;         /* also serve GET /metrics alone on metrics_port */
+  unsigned metrics_port; /* with metrics: 0 = any free port */
 } gs_worker_options_t;
 
 typedef struct gs_worker_s gs_worker_t;
@@ -37,6 +39,9 @@ void gs_worker_destroy(gs_worker_t *w);
 unsigned gs_worker_port(const gs_worker_t *w);
 /* The gRPC port; 0 when gRPC is off. */
 unsigned gs_worker_grpc_port(const gs_worker_t *w);
+/* The metrics-only port (as Triton's 8002); 0 when off. /metrics is on the
+ * HTTP port too. */
+unsigned gs_worker_metrics_port(const gs_worker_t *w);
 size_t gs_worker_model_count(const gs_worker_t *w);
 /* Model i's name and whether it is ready; reason says why not ("" when
  * ready). false when i is out of range. Strings live as long as w. */

@@ -113,6 +113,7 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
       (int)sizeof path)
     return gs_error_set(err, GS_EINVAL, "model path is too long");
   m->max_batch_size = 0;
+  m->memory_budget_bytes = 0;
   memset(&m->batching, 0, sizeof m->batching);
   struct stat st;
   if (stat(path, &st) != 0)
@@ -137,6 +138,16 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
     m->max_batch_size = (unsigned)json_integer_value(mbs);
   if (rc == GS_OK && db)
     rc = read_batching(&m->batching, db, m->max_batch_size, path, err);
+  /* The instance's memory budget for this model: the most the engine may
+   * plan for one batch's intermediate tensors (a larger batch is refused). */
+  json_t *budget = json_object_get(root, "instance_memory_budget_bytes");
+  if (rc == GS_OK && budget &&
+      (!json_is_integer(budget) || json_integer_value(budget) <= 0))
+    rc = gs_error_set(err, GS_EINVAL,
+                      "%s: instance_memory_budget_bytes must be a positive "
+                      "integer", path);
+  else if (rc == GS_OK && budget)
+    m->memory_budget_bytes = (uint64_t)json_integer_value(budget);
   json_decref(root);
   return rc;
 }
@@ -195,6 +206,7 @@ static int slot_create(gs__model_entry_t *m, const char *path,
   snprintf(s->version, sizeof s->version, "%s", m->version);
   s->max_batch_size = m->max_batch_size;
   s->batching = m->batching;
+  s->memory_budget_bytes = m->memory_budget_bytes;
   s->io = (gs__model_io_t){s->name, s->version, ni, no, in, out};
   if (!in || !out) {
     slot_destroy(s);
@@ -304,7 +316,11 @@ gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
   if (slot->n_idle)
     s = slot->idle[--slot->n_idle];
   pthread_mutex_unlock(&slot->lock);
-  if (!s && gs_session_create(&s, slot->model, NULL, err) != GS_OK)
+  gs_session_options_t opts;
+  gs_session_options_default(&opts);
+  if (slot->memory_budget_bytes)
+    opts.max_plan_bytes = (size_t)slot->memory_budget_bytes;
+  if (!s && gs_session_create(&s, slot->model, &opts, err) != GS_OK)
     return NULL;
   return s;
 }

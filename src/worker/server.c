@@ -20,6 +20,8 @@ struct gs_worker_s {
   gs__repo_t repo;
   size_t max_body;
   unsigned port;
+  uv_tcp_t metrics_server; /* serves GET /metrics only */
+  unsigned metrics_port;   /* 0: not listening */
   bool loop_ready;
   gs__grpc_server_t *grpc; /* NULL when gRPC is off */
 };
@@ -30,6 +32,7 @@ typedef struct conn_s {
   gs__http_reader_t reader;
   char *pending; /* bytes read beyond the request being answered */
   size_t pending_len, pending_off;
+  bool metrics_only; /* accepted on the metrics port */
   bool busy;    /* a request is being answered */
   bool closing; /* no more requests: shutting down or closed */
   bool closed;  /* the handle is closed */
@@ -166,7 +169,9 @@ static void conn_dispatch(conn_t *c) {
   c->busy = true;
   memset(&c->job, 0, sizeof c->job);
   c->job.resp.infer_header_len = -1;
-  if (gs__route(&c->w->repo, &c->reader.req, &resp, &c->job) == 1) {
+  if (c->metrics_only && strcmp(c->reader.req.url, "/metrics") != 0) {
+    gs__http_response_error(&resp, 404, "the metrics port serves /metrics only");
+  } else if (gs__route(&c->w->repo, &c->reader.req, &resp, &c->job) == 1) {
     c->job.data = c;
     if (gs__infer_submit(&c->w->loop, &c->job, after_infer) == 0)
       return;
@@ -252,6 +257,7 @@ static void on_connection(uv_stream_t *server, int status) {
   if (!c)
     return;
   c->w = w;
+  c->metrics_only = server == (uv_stream_t *)&w->metrics_server;
   gs__http_reader_init(&c->reader, w->max_body);
   uv_tcp_init(&w->loop, &c->tcp);
   c->tcp.data = c;
@@ -269,25 +275,25 @@ static void on_stop(uv_async_t *a) {
   uv_stop(&w->loop);
 }
 
-static int listen_on(gs_worker_t *w, const char *host, unsigned port,
-                     gs_error_t *err) {
+static int listen_on(gs_worker_t *w, uv_tcp_t *server, const char *host,
+                     unsigned port, unsigned *bound_port, gs_error_t *err) {
   struct sockaddr_storage addr;
   if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr) != 0 &&
       uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&addr) != 0)
     return gs_error_set(err, GS_EINVAL, "'%s' is not an IPv4 or IPv6 address",
                         host);
-  uv_tcp_init(&w->loop, &w->server);
-  w->server.data = w;
-  int rc = uv_tcp_bind(&w->server, (struct sockaddr *)&addr, 0);
+  uv_tcp_init(&w->loop, server);
+  server->data = w;
+  int rc = uv_tcp_bind(server, (struct sockaddr *)&addr, 0);
   if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&w->server, 511, on_connection);
+    rc = uv_listen((uv_stream_t *)server, 511, on_connection);
   if (rc != 0)
     return gs_error_set(err, GS_ESYSTEM, "cannot listen on %s port %u: %s",
                         host, port, uv_strerror(rc));
   struct sockaddr_storage bound;
   int len = sizeof bound;
-  uv_tcp_getsockname(&w->server, (struct sockaddr *)&bound, &len);
-  w->port = ntohs(bound.ss_family == AF_INET6
+  uv_tcp_getsockname(server, (struct sockaddr *)&bound, &len);
+  *bound_port = ntohs(bound.ss_family == AF_INET6
                       ? ((struct sockaddr_in6 *)&bound)->sin6_port
                       : ((struct sockaddr_in *)&bound)->sin_port);
   return GS_OK;
@@ -313,8 +319,12 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   uv_async_init(&w->loop, &w->stop, on_stop);
   w->stop.data = w;
   rc = gs__repo_open(&w->repo, opts->model_repository, err);
+  const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
-    rc = listen_on(w, opts->host ? opts->host : "127.0.0.1", opts->port, err);
+    rc = listen_on(w, &w->server, host, opts->port, &w->port, err);
+  if (rc == GS_OK && opts->metrics)
+    rc = listen_on(w, &w->metrics_server, host, opts->metrics_port,
+                   &w->metrics_port, err);
   if (rc == GS_OK && opts->grpc)
     rc = gs__grpc_listen(&w->grpc, &w->loop, &w->repo,
                          opts->host ? opts->host : "127.0.0.1", opts->grpc_port,
@@ -368,6 +378,10 @@ void gs_worker_destroy(gs_worker_t *w) {
 
 unsigned gs_worker_port(const gs_worker_t *w) {
   return w->port;
+}
+
+unsigned gs_worker_metrics_port(const gs_worker_t *w) {
+  return w->metrics_port;
 }
 
 unsigned gs_worker_grpc_port(const gs_worker_t *w) {

@@ -149,6 +149,7 @@ typedef struct gs__model_slot_s {
   char name[128], version[24]; /* copies: the entry may reload meanwhile */
   unsigned max_batch_size;
   gs__batching_t batching;
+  uint64_t memory_budget_bytes; /* engine memory per plan; 0: default */
   gs__model_io_t io;
   unsigned refs;
   pthread_mutex_t lock; /* guards idle */
@@ -171,6 +172,7 @@ typedef struct gs__model_entry_s {
   char reason[512];
   unsigned max_batch_size;
   gs__batching_t batching;
+  uint64_t memory_budget_bytes; /* engine memory per plan; 0: default */
   gs__model_slot_t *slot; /* NULL unless READY */
   gs__model_stats_t stats;
   /* The dynamic batcher's queue (batch.c), on the loop thread: decoded

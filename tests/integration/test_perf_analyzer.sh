@@ -29,7 +29,7 @@ rc=$?
 # needs no --shape (a [-1,16] input without batching would need one).
 echo '{"max_batch_size": 8}' >"$tmp/models/simple/config.json"
 
-"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 \
+"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 --metrics-port 0 \
   --threads 2 2>"$tmp/log" &
 pid=$!
 port=

@@ -24,8 +24,9 @@ echo "not a model" >"$tmp/models/broken/1/model.onnx"
 cp "$tmp/models/simple/1/model.onnx" "$tmp/models/batched/1/"
 echo '{"max_batch_size": 8}' >"$tmp/models/batched/config.json"
 
+mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 \
-  --threads 2 2>"$tmp/log" &
+  --metrics-port "$mport" --threads 2 2>"$tmp/log" &
 pid=$!
 port=
 for _ in $(seq 100); do
@@ -94,6 +95,9 @@ check "stats" 200 '"inference_count":1.*"success":\{"count":1' -- "$base/v2/mode
 check "all stats" 200 '"model_stats":\[' -- "$base/v2/models/stats"
 check "metrics" 200 'nv_inference_request_success\{model="simple",version="1"\} 1' -- "$base/metrics"
 check "metrics failures" 200 'nv_inference_request_failure\{model="simple",version="1"\} [1-9]' -- "$base/metrics"
+# The metrics port (Triton's 8002) serves /metrics and nothing else.
+check "metrics port" 200 'nv_inference_request_success\{model="simple",version="1"\} 1' -- "http://127.0.0.1:$mport/metrics"
+check "metrics port serves only /metrics" 404 'metrics only' -- "http://127.0.0.1:$mport/v2"
 check "repository index" 200 '"name":"broken".*"state":"UNAVAILABLE"' -- -X POST "$base/v2/repository/index"
 check "unload" 200 '' -- -X POST "$base/v2/repository/models/mlp/unload"
 check "unloaded is not ready" 400 '' -- "$base/v2/models/mlp/ready"

@@ -34,8 +34,12 @@ model mlp_preferred '{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay
 model no_max_batch '{"dynamic_batching": {}}'
 model bad_preferred '{"max_batch_size": 4, "dynamic_batching": {"preferred_batch_size": [8]}}'
 model bad_key '{"max_batch_size": 4, "dynamic_batching": {"priority_levels": 2}}'
+# An instance memory budget: one row of the MLP's intermediates (256 + 10
+# + 10 floats) fits in 4 KiB, eight rows do not.
+model mlp_budget '{"max_batch_size": 8, "instance_memory_budget_bytes": 4096}'
+model bad_budget '{"instance_memory_budget_bytes": -1}'
 
-"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 \
+"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 --metrics-port 0 \
   --threads 4 2>"$tmp/log" &
 pid=$!
 port=
@@ -139,6 +143,21 @@ two=$("$py" -c 'import json; print(json.dumps({"inputs":[{"name":"input","shape"
 got=$(curl -s -o "$tmp/body" -w '%{http_code}' -d "$two" "$base/v2/models/mlp_batched/infer")
 [ "$got" = 200 ] && grep -q '"shape":\[2,10\]' "$tmp/body" ||
   fail "batch 2: $got $(head -c 300 "$tmp/body")"
+
+# The instance memory budget: a batch within it runs, a larger one is
+# refused with a message, the model keeps serving.
+grep -q "bad_budget' is not ready: .*instance_memory_budget_bytes must be a positive integer" "$tmp/log" ||
+  fail "a negative memory budget not refused"
+one=$("$py" -c 'import json; print(json.dumps({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0.5]*64}]}))')
+eight=$("$py" -c 'import json; print(json.dumps({"inputs":[{"name":"input","shape":[8,64],"datatype":"FP32","data":[0.5]*512}]}))')
+got=$(curl -s -o "$tmp/body" -w '%{http_code}' -d "$one" "$base/v2/models/mlp_budget/infer")
+[ "$got" = 200 ] || fail "batch 1 within the budget: $got $(head -c 300 "$tmp/body")"
+got=$(curl -s -o "$tmp/body" -w '%{http_code}' -d "$eight" "$base/v2/models/mlp_budget/infer")
+[ "$got" != 200 ] && grep -qi 'memory\|bytes' "$tmp/body" ||
+  fail "batch 8 over the budget: $got $(head -c 300 "$tmp/body")"
+echo "ok: memory budget: batch 1 runs, batch 8 refused: $(head -c 200 "$tmp/body")"
+got=$(curl -s -o /dev/null -w '%{http_code}' -d "$one" "$base/v2/models/mlp_budget/infer")
+[ "$got" = 200 ] || fail "the model stopped serving after a refused batch: $got"
 
 kill "$pid"
 wait "$pid"

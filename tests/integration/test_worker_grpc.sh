@@ -36,7 +36,7 @@ fi
 fails=0
 # --grpc-port 0 turns gRPC off.
 "$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 \
-  --grpc-port 0 --threads 1 2>"$tmp/log0" &
+  --grpc-port 0 --metrics-port 0 --threads 1 2>"$tmp/log0" &
 pid=$!
 for _ in $(seq 100); do grep -q 'listening on' "$tmp/log0" 2>/dev/null && break; sleep 0.1; done
 if grep -q 'gRPC' "$tmp/log0" || ! grep -q 'listening on' "$tmp/log0"; then
@@ -48,7 +48,7 @@ kill "$pid"; wait "$pid"; pid=
 
 gport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 \
-  --grpc-port "$gport" --threads 2 2>"$tmp/log" &
+  --grpc-port "$gport" --metrics-port 0 --threads 2 2>"$tmp/log" &
 pid=$!
 for _ in $(seq 100); do grep -q 'listening for gRPC' "$tmp/log" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening for gRPC on 127.0.0.1:$gport" "$tmp/log" ||
