@@ -488,7 +488,11 @@ int main(int argc, char **argv) {
                {"create", cmd_create},   {"list", cmd_list},
                {"destroy", cmd_destroy}, {"apply", cmd_apply},
                {"assert", cmd_assert},   {"export", cmd_export},
-               {"run", cmd_run},         {"worker", cmd_worker}};
+               {"run", cmd_run},
+#ifndef GS_NO_WORKER /* builds without the worker's libraries (GPU kit) */
+               {"worker", cmd_worker},
+#endif
+  };
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
     if (strcmp(verb, verbs[i].name) == 0)
       return verbs[i].fn(&cli, argc - 1, argv + 1);
