@@ -133,6 +133,18 @@ static void name_copy(char *dst, const char *src) {
   dst[NVML_DEVICE_NAME_V2_BUFFER_SIZE - 1] = '\0';
 }
 
+/* Copies the fields the v2 and v3 profile structs share (same names; v3
+ * adds capabilities). */
+#define PROFILE_FROM(out, p)                                                   \
+  do {                                                                         \
+    *(out) = (gs__nvml_gi_profile_t){                                          \
+        (p)->id,           (p)->sliceCount,   (p)->instanceCount,              \
+        (p)->multiprocessorCount, (p)->copyEngineCount, (p)->decoderCount,     \
+        (p)->encoderCount, (p)->jpegCount,    (p)->ofaCount,                   \
+        (p)->memorySizeMB, ""};                                                \
+    name_copy((out)->name, (p)->name);                                         \
+  } while (0)
+
 nvmlReturn_t gs__nvml_gi_profile(const gs__nvml_t *nvml, nvmlDevice_t dev,
                                  unsigned index, gs__nvml_gi_profile_t *out) {
   memset(out, 0, sizeof *out);
@@ -148,18 +160,7 @@ nvmlReturn_t gs__nvml_gi_profile(const gs__nvml_t *nvml, nvmlDevice_t dev,
     r = nvml->DeviceGetGpuInstanceProfileInfoV(dev, index, &u.v2);
     if (r == NVML_SUCCESS) {
       const nvmlGpuInstanceProfileInfo_v3_t *p = &u.v3;
-      *out = (gs__nvml_gi_profile_t){p->id,
-                                     p->sliceCount,
-                                     p->instanceCount,
-                                     p->multiprocessorCount,
-                                     p->copyEngineCount,
-                                     p->decoderCount,
-                                     p->encoderCount,
-                                     p->jpegCount,
-                                     p->ofaCount,
-                                     p->memorySizeMB,
-                                     ""};
-      name_copy(out->name, p->name);
+      PROFILE_FROM(out, p);
       return r;
     }
     if (r != NVML_ERROR_ARGUMENT_VERSION_MISMATCH &&
@@ -170,18 +171,7 @@ nvmlReturn_t gs__nvml_gi_profile(const gs__nvml_t *nvml, nvmlDevice_t dev,
     r = nvml->DeviceGetGpuInstanceProfileInfoV(dev, index, &u.v2);
     if (r == NVML_SUCCESS) {
       const nvmlGpuInstanceProfileInfo_v2_t *p = &u.v2;
-      *out = (gs__nvml_gi_profile_t){p->id,
-                                     p->sliceCount,
-                                     p->instanceCount,
-                                     p->multiprocessorCount,
-                                     p->copyEngineCount,
-                                     p->decoderCount,
-                                     p->encoderCount,
-                                     p->jpegCount,
-                                     p->ofaCount,
-                                     p->memorySizeMB,
-                                     ""};
-      name_copy(out->name, p->name);
+      PROFILE_FROM(out, p);
       return r;
     }
     if (!nvml->DeviceGetGpuInstanceProfileInfo)

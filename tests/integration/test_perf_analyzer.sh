@@ -6,39 +6,19 @@
 # bench/perf_analyzer_env.sh for why not the `perf-analyzer` package).
 # Skips (77) when the models cannot be generated, pip cannot install it, or
 # it cannot load here (libb64-0d missing).
-set -u
-: "${GPUSLICE:?}" "${GS_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/worker_lib.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
 
 . "$GS_SOURCE_DIR/bench/perf_analyzer_env.sh"
 pa_find "${GS_PA_VENV:-$tmp/pa-venv}" || { echo "SKIP: $PA_WHY"; exit 77; }
 echo "using $("$PERF_ANALYZER" --version 2>&1 | head -1)"
 
-"$py" "$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models"
-rc=$?
-[ $rc -eq 77 ] && { echo "SKIP: make_models.py needs python3-onnx"; exit 77; }
-[ $rc -eq 0 ] || { echo "FAIL: make_models.py exited $rc"; exit 1; }
+make_models "$py"
 # Triton's `simple` has max_batch_size 8 and dims [16]; with it perf_analyzer
 # needs no --shape (a [-1,16] input without batching would need one).
 echo '{"max_batch_size": 8}' >"$tmp/models/simple/config.json"
 
-"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 --metrics-port 0 \
-  --threads 2 2>"$tmp/log" &
-pid=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL: worker did not start"; cat "$tmp/log"; exit 1; }
+start_worker --grpc-port 0 --metrics-port 0 --threads 2
 
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }

@@ -5,39 +5,18 @@
 # Triton's own Python client over JSON and binary tensors. Skips (77) when
 # the models cannot be generated; the tritonclient part skips when pip
 # cannot install it.
-set -u
-: "${GPUSLICE:?}" "${GS_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/worker_lib.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
-"$py" "$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models"
-rc=$?
-[ $rc -eq 77 ] && { echo "SKIP: make_models.py needs python3-onnx"; exit 77; }
-[ $rc -eq 0 ] || { echo "FAIL: make_models.py exited $rc"; exit 1; }
+make_models "$py"
 mkdir -p "$tmp/models/broken/1" "$tmp/models/batched/1"
 echo "not a model" >"$tmp/models/broken/1/model.onnx"
 cp "$tmp/models/simple/1/model.onnx" "$tmp/models/batched/1/"
 echo '{"max_batch_size": 8}' >"$tmp/models/batched/config.json"
 
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 \
-  --metrics-port "$mport" --threads 2 2>"$tmp/log" &
-pid=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL: worker did not start"; cat "$tmp/log"; exit 1; }
+start_worker --grpc-port 0 --metrics-port "$mport" --threads 2
 grep -q "model 'broken' is not ready" "$tmp/log" ||
   { echo "FAIL: broken model not reported"; cat "$tmp/log"; exit 1; }
-base=http://127.0.0.1:$port
 fails=0
 
 # check NAME EXPECTED_STATUS [BODY_REGEX] -- curl args

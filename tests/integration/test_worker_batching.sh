@@ -6,24 +6,13 @@
 # waiting out the delay; a request over max_batch_size is 400 and bad
 # dynamic_batching configs leave the model not ready with the reason.
 # Skips (77) when the models cannot be generated.
-set -u
-: "${GPUSLICE:?}" "${GS_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/worker_lib.sh"
 py=
 for p in python3 /usr/bin/python3; do # make_models.py's interpreter rule
   "$p" -c 'import numpy, onnx' 2>/dev/null && { py=$p; break; }
 done
 [ -n "$py" ] || { echo "SKIP: no python3 with numpy and onnx"; exit 77; }
-"$py" "$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models"
-rc=$?
-[ $rc -eq 77 ] && { echo "SKIP: make_models.py needs python3-onnx"; exit 77; }
-[ $rc -eq 0 ] || { echo "FAIL: make_models.py exited $rc"; exit 1; }
+make_models "$py"
 model() { # NAME CONFIG
   mkdir -p "$tmp/models/$1/1"
   cp "$tmp/models/mlp/1/model.onnx" "$tmp/models/$1/1/"
@@ -39,17 +28,7 @@ model bad_key '{"max_batch_size": 4, "dynamic_batching": {"priority_levels": 2}}
 model mlp_budget '{"max_batch_size": 8, "instance_memory_budget_bytes": 4096}'
 model bad_budget '{"instance_memory_budget_bytes": -1}'
 
-"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 --metrics-port 0 \
-  --threads 4 2>"$tmp/log" &
-pid=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL: worker did not start"; cat "$tmp/log"; exit 1; }
-base=http://127.0.0.1:$port
+start_worker --grpc-port 0 --metrics-port 0 --threads 4
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 

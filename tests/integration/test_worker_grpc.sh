@@ -7,20 +7,9 @@
 # other methods UNIMPLEMENTED, a message over 64 MiB RESOURCE_EXHAUSTED.
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient[grpc].
-set -u
-: "${GPUSLICE:?}" "${GS_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/worker_lib.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
-"$py" "$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models"
-rc=$?
-[ $rc -eq 77 ] && { echo "SKIP: make_models.py needs python3-onnx"; exit 77; }
-[ $rc -eq 0 ] || { echo "FAIL: make_models.py exited $rc"; exit 1; }
+make_models "$py"
 mkdir -p "$tmp/models/broken/1"
 echo "not a model" >"$tmp/models/broken/1/model.onnx"
 
