@@ -3,6 +3,8 @@
 #include <getopt.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,20 @@ static unsigned affinity_cpus(void) {
   return CPU_COUNT(&set) > 1024 ? 1024 : (unsigned)CPU_COUNT(&set);
 }
 
+/* For gpuslice serve: the ports on the ready fd, and the worker ends with
+ * its supervisor (the death signal survives the exec of `gpuslice run`). */
+static void tell_ready(gs_worker_t *w, int fd) {
+  char line[64];
+  int n = snprintf(line, sizeof line, "ready http=%u grpc=%u\n",
+                   gs_worker_port(w), gs_worker_grpc_port(w));
+  if (write(fd, line, (size_t)n) != n)
+    fprintf(stderr, "gpuslice worker: cannot write to --ready-fd %d\n", fd);
+  close(fd);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() == 1) /* the parent died before prctl */
+    gs_worker_stop(w);
+}
+
 int cmd_worker(cli_t *cli, int argc, char **argv) {
   static const struct option opts[] = {
       {"model-repository", required_argument, NULL, 'm'},
@@ -47,6 +63,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
       {"metrics-port", required_argument, NULL, 'M'},
       {"host", required_argument, NULL, 'H'},
       {"threads", required_argument, NULL, 't'},
+      {"ready-fd", required_argument, NULL, 'r'},
       {"help", no_argument, NULL, 'h'},
       {0}};
   gs_worker_options_t wo = {.port = 8000,
@@ -55,6 +72,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
                             .metrics = true,
                             .metrics_port = 8002};
   unsigned threads = affinity_cpus();
+  unsigned ready_fd = 0; /* 0: none (stdin is never the ready fd) */
   gs_error_t err;
   int c;
   (void)cli;
@@ -72,6 +90,11 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
         return cli_fail("worker", &err);
       break;
     case 'g':
+      if (strcmp(optarg, "any") == 0) { /* a free port (gpuslice serve) */
+        wo.grpc = true;
+        wo.grpc_port = 0;
+        break;
+      }
       if (cli_parse_uint(optarg, "--grpc-port", 65535, &wo.grpc_port, &err))
         return cli_fail("worker", &err);
       wo.grpc = wo.grpc_port != 0;
@@ -87,16 +110,24 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
           threads == 0)
         return cli_usage("worker", "--threads is 1..1024");
       break;
+    case 'r':
+      if (cli_parse_uint(optarg, "--ready-fd", 1024, &ready_fd, &err) ||
+          ready_fd < 3)
+        return cli_usage("worker", "--ready-fd is 3..1024");
+      break;
     case 'h':
       puts("usage: gpuslice worker --model-repository DIR [--http-port N]\n"
            "         [--grpc-port N] [--metrics-port N] [--host ADDR] "
            "[--threads N]\n"
            "  KServe v2 HTTP on ADDR:N (default 127.0.0.1:8000; 0 = any free\n"
-           "  port), gRPC on --grpc-port (default 8001; 0 = off), GET /metrics\n"
+           "  port), gRPC on --grpc-port (default 8001; 0 = off; any = a\n"
+           "  free port), GET /metrics\n"
            "  alone on --metrics-port (default 8002; 0 = off; /metrics is on\n"
            "  the HTTP port too);\n"
            "  N inference threads (default: the CPUs this process\n"
-           "  may run on, sched_getaffinity)");
+           "  may run on, sched_getaffinity);\n"
+           "  --ready-fd FD (used by gpuslice serve): write \"ready http=P\n"
+           "  grpc=G\" on FD once serving, and stop when the parent dies");
       return CLI_OK;
     default:
       return cli_usage("worker", "bad option");
@@ -129,6 +160,8 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   if (wo.metrics)
     fprintf(stderr, "gpuslice worker: metrics on http://%s:%u/metrics\n",
             wo.host ? wo.host : "127.0.0.1", gs_worker_metrics_port(w));
+  if (ready_fd)
+    tell_ready(w, (int)ready_fd);
   int rc = gs_worker_run(w, &err);
   running = NULL;
   gs_worker_destroy(w);

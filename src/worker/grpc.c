@@ -441,36 +441,21 @@ static void on_connection(uv_stream_t *listener, int status) {
 
 int gs__grpc_listen(gs__grpc_server_t **out, uv_loop_t *loop, gs__repo_t *repo,
                     const char *host, unsigned port, gs_error_t *err) {
-  struct sockaddr_storage addr;
   *out = NULL;
   if (port > 65535)
     return gs_error_set(err, GS_EINVAL, "gRPC port %u is not in 0..65535",
                         port);
-  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr) != 0 &&
-      uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&addr) != 0)
-    return gs_error_set(err, GS_EINVAL, "'%s' is not an IPv4 or IPv6 address",
-                        host);
   gs__grpc_server_t *g = calloc(1, sizeof *g);
   if (!g)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   g->loop = loop;
   g->repo = repo;
-  uv_tcp_init(loop, &g->listener);
-  g->listener.data = g;
   *out = g; /* closed by gs__grpc_close even when listening fails */
-  int rc = uv_tcp_bind(&g->listener, (struct sockaddr *)&addr, 0);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&g->listener, 511, on_connection);
-  if (rc != 0)
-    return gs_error_set(err, GS_ESYSTEM,
-                        "cannot listen for gRPC on %s port %u: %s", host, port,
-                        uv_strerror(rc));
-  struct sockaddr_storage bound;
-  int len = sizeof bound;
-  uv_tcp_getsockname(&g->listener, (struct sockaddr *)&bound, &len);
-  g->port = ntohs(bound.ss_family == AF_INET6
-                      ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                      : ((struct sockaddr_in *)&bound)->sin_port);
+  int rc = gs__tcp_listen(loop, &g->listener, host, port, on_connection,
+                          &g->port, err);
+  g->listener.data = g;
+  if (rc != GS_OK)
+    return gs_error_prefix(err, "gRPC: ");
   return GS_OK;
 }
 

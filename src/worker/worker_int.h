@@ -76,6 +76,52 @@ int gs__http_response_head(const gs__http_response_t *resp, bool keep_alive,
                            char *buf, size_t size);
 const char *gs__http_reason(int status);
 
+/* ---- HTTP/1.1 server connections (http_conn.c) ---------------------------- */
+
+typedef struct gs__http_conn_s gs__http_conn_t;
+/* Called on the loop thread with each whole request; the handler answers
+ * with gs__http_conn_respond exactly once, now or later (req stays valid
+ * until then). */
+typedef void (*gs__http_handler_fn)(void *ctx, gs__http_conn_t *c,
+                                    gs__http_request_t *req);
+
+typedef struct gs__http_listener_s {
+  /* set by the caller before gs__http_listen */
+  gs__http_handler_fn handler;
+  void *ctx;
+  size_t max_body;  /* a larger body is answered 413 */
+  size_t user_size; /* bytes per connection for the handler (conn_user) */
+  /* the listener's own */
+  uv_tcp_t tcp;
+  unsigned port; /* bound */
+  bool listening, draining;
+  gs__http_conn_t *conns;
+  size_t n_conns;
+} gs__http_listener_t;
+
+/* Binds host:port (0: any free port, then l->port) and accepts. The handle
+ * is initialized even on failure: close it with gs__http_listener_close. */
+int gs__http_listen(uv_loop_t *loop, gs__http_listener_t *l, const char *host,
+                    unsigned port, gs_error_t *err);
+/* Stops accepting; each connection is answered once more (a request in
+ * flight, or the next one a client sends) with Connection: close, then
+ * closes. l->n_conns reaches 0 when all did. Closing idle connections at
+ * once would race clients that are sending their next request. */
+void gs__http_listener_drain(gs__http_listener_t *l);
+/* Closes the connections with no request in progress. */
+void gs__http_listener_close_idle(gs__http_listener_t *l);
+/* Drains and closes every connection now, answered or not. */
+void gs__http_listener_close(gs__http_listener_t *l);
+/* Sends resp (taking its body) for the connection's current request. */
+void gs__http_conn_respond(gs__http_conn_t *c, gs__http_response_t *resp);
+/* The listener's user_size bytes for this connection (zeroed at accept). */
+void *gs__http_conn_user(gs__http_conn_t *c);
+gs__http_listener_t *gs__http_conn_listener(gs__http_conn_t *c);
+/* uv_tcp_init + bind + listen; the handle is initialized even on failure. */
+int gs__tcp_listen(uv_loop_t *loop, uv_tcp_t *server, const char *host,
+                   unsigned port, uv_connection_cb cb, unsigned *bound_port,
+                   gs_error_t *err);
+
 /* ---- infer codec (infer.c) ------------------------------------------------
  */
 
