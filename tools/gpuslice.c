@@ -91,6 +91,8 @@ static int read_test_overrides(cli_t *cli) {
                &cli->opt.test_step_delay_us))
     return CLI_USAGE;
   cli->opt.host_memory_mib = mib;
+  v = getenv("GPUSLICE_TEST_NO_ADDRESS_LIMIT");
+  cli->opt.test_no_address_limit = v && strcmp(v, "1") == 0;
   if ((v = getenv("GPUSLICE_HOST_CGROUP_ROOT")) != NULL)
     cli->opt.host_cgroup_root = v;
   if ((v = getenv("GPUSLICE_NVML_LIBRARY")) != NULL && *v)
@@ -490,7 +492,7 @@ int main(int argc, char **argv) {
                {"assert", cmd_assert},   {"export", cmd_export},
                {"run", cmd_run},
 #ifndef GS_NO_WORKER /* builds without the worker's libraries (GPU kit) */
-               {"worker", cmd_worker},
+               {"worker", cmd_worker},   {"serve", cmd_serve},
 #endif
   };
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)

@@ -1,0 +1,79 @@
+/* gpuslice serve: one inference worker per instance (started through the
+ * same confinement as `gpuslice run`), a router in front of them speaking
+ * the workers' protocol (KServe v2 over HTTP/1.1 and gRPC), and a
+ * supervisor that restarts what dies. One libuv loop runs all three. */
+#ifndef GPUSLICE_SERVE_H
+#define GPUSLICE_SERVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gpuslice/error.h"
+
+typedef enum {
+  GS_SERVE_ROUND_ROBIN = 0,
+  GS_SERVE_LEAST_REQUEST /* the less busy of two random workers */
+} gs_serve_policy_t;
+
+/* An instance to serve, as the caller's backend names it. */
+typedef struct gs_serve_instance_s {
+  char id[64];    /* "DEV:GI" or "DEV:GI:CI": labels, status, admin calls */
+  char uuid[96];  /* the instance UUID `gpuslice run -i` takes */
+  char profile[48];
+  unsigned long long memory_mib; /* the instance's memory; 0: unknown */
+} gs_serve_instance_t;
+
+#define GS_SERVE_MAX_ARGS 48
+
+typedef struct gs_serve_options_s {
+  const char *host; /* front address; NULL: 127.0.0.1 */
+  unsigned http_port, grpc_port; /* 0: any free port; grpc_port: see grpc */
+  bool grpc;                     /* also route gRPC */
+  gs_serve_policy_t policy;
+  unsigned workers_per_instance; /* 0: 1 */
+  unsigned health_interval_ms;   /* active checks; 0: 200 */
+  unsigned health_timeout_ms;    /* 0: 1000 */
+  unsigned unhealthy_threshold;  /* failed checks before out; 0: 2 */
+  unsigned eject_failures;    /* consecutive request failures; 0: 3 */
+  unsigned eject_ms;          /* out at least this long; 0: 1000 */
+  unsigned restart_unhealthy_ms; /* unhealthy this long: kill, restart;
+                                    0: 10000 */
+  unsigned request_timeout_ms;   /* per request; 0: 30000 */
+  unsigned start_timeout_ms; /* first start of all workers; 0: 120000 */
+  unsigned drain_timeout_ms; /* SIGTERM: in-flight requests; 0: 30000 */
+  size_t max_body_bytes;     /* front requests; 0: 64 MiB */
+  const char *log_dir; /* worker-<instance>-<n>.log files; must exist */
+  /* The command that starts worker n of inst: argv (NULL-terminated, at
+   * most GS_SERVE_MAX_ARGS-1 strings, written into buf of buf_size bytes
+   * plus the pointers) must exec a worker that writes
+   * "ready http=P grpc=G\n" on file descriptor 3 once it serves. */
+  int (*worker_argv)(void *ctx, const gs_serve_instance_t *inst, unsigned n,
+                     char **argv, char *buf, size_t buf_size,
+                     gs_error_t *err);
+  /* The instances to serve now (at start, after watch_path changes, on an
+   * admin sync). */
+  int (*list_instances)(void *ctx, gs_serve_instance_t *out, size_t max,
+                        size_t *n, gs_error_t *err);
+  void *ctx;
+  const char *watch_path; /* NULL: no watching */
+  /* Progress and events, one line each, without a newline. */
+  void (*log)(void *ctx, const char *line);
+} gs_serve_options_t;
+
+typedef struct gs_serve_s gs_serve_t;
+
+/* Starts the workers, waits until every one is ready (or fails naming the
+ * worker and its log), then binds the front ports. */
+int gs_serve_create(gs_serve_t **out, const gs_serve_options_t *opts,
+                    gs_error_t *err);
+/* Routes until gs_serve_stop, then drains and stops the workers. */
+int gs_serve_run(gs_serve_t *s, gs_error_t *err);
+/* Async-signal-safe: begins the graceful drain. */
+void gs_serve_stop(gs_serve_t *s);
+/* Stops any worker still running, frees s. */
+void gs_serve_destroy(gs_serve_t *s);
+
+unsigned gs_serve_http_port(const gs_serve_t *s);
+unsigned gs_serve_grpc_port(const gs_serve_t *s); /* 0: gRPC off */
+
+#endif

@@ -1,0 +1,368 @@
+/* The router's front door for HTTP/1.1: each request is classified, then
+ * proxied to one worker (retried once elsewhere when the worker's
+ * connection failed before any response byte), fanned out to every worker
+ * (statistics, metrics, repository changes), answered by the router itself
+ * (health, admin) or rejected with the workers' error format. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/serve_int.h"
+
+typedef struct fanout_s fanout_t;
+
+/* One front request; lives in the connection's user bytes. */
+typedef struct front_req_s {
+  gs__serve_t *s;
+  gs__http_conn_t *c;
+  gs__http_request_t *req;
+  gs__route_t route;
+  gs__upreq_t up;
+  gs__wk_t *tried; /* the worker of the first attempt */
+  unsigned attempts;
+  fanout_t *fan;
+} front_req_t;
+
+struct fanout_s {
+  front_req_t *f;
+  unsigned n, pending;
+  gs__upreq_t *ups;
+  gs__up_result_t *results;
+  void (*finish)(fanout_t *fo);
+};
+
+static void respond(front_req_t *f, gs__http_response_t *resp) {
+  f->s->front_inflight--;
+  gs__http_conn_respond(f->c, resp);
+}
+
+static void respond_error(front_req_t *f, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void respond_error(front_req_t *f, int status, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  gs__http_response_t resp = {.infer_header_len = -1};
+  gs__http_response_error(&resp, status, msg);
+  respond(f, &resp);
+}
+
+/* ---- proxy to one worker ------------------------------------------------- */
+
+static void proxy_start(front_req_t *f);
+
+static void proxy_failed(front_req_t *f, gs__wk_t *wk, gs__up_result_t res) {
+  gs__serve_t *s = f->s;
+  s->failures++;
+  if (res == GS__UP_TIMEOUT)
+    respond_error(f, 504, "worker %s did not answer within %u ms", wk->label,
+                  s->opt.request_timeout_ms);
+  else if (res == GS__UP_TOOBIG)
+    respond_error(f, 502, "worker %s answered with more than 256 MiB",
+                  wk->label);
+  else if (res == GS__UP_BROKEN)
+    respond_error(f, 502, "worker %s broke off its response", wk->label);
+  else if (f->attempts > 1)
+    respond_error(f, 502,
+                  "worker %s failed before answering (the request was "
+                  "tried on worker %s first)",
+                  wk->label, f->tried ? f->tried->label : "?");
+  else
+    respond_error(f, 502, "worker %s failed before answering, and no other "
+                  "worker is ready", wk->label);
+}
+
+static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
+  front_req_t *f = r->data;
+  gs__wk_t *wk = r->wk;
+  uint64_t latency = gs__serve_now_ns() - r->t_start;
+  wk->inflight--;
+  if (res == GS__UP_OK) {
+    gs__wk_record(wk, true, latency);
+    respond(f, &r->resp); /* takes the body */
+    gs__wk_unref(wk);
+    return;
+  }
+  gs__wk_record(wk, false, latency);
+  gs__wk_passive_failure(wk);
+  if (res == GS__UP_CONNECT && f->attempts == 1 &&
+      gs__pick(f->s, wk) != NULL) {
+    f->s->retries++;
+    wk->retries_from++;
+    f->tried = wk;
+    gs__upreq_release(r);
+    proxy_start(f);
+  } else {
+    gs__upreq_release(r);
+    proxy_failed(f, wk, res);
+  }
+  gs__wk_unref(wk);
+}
+
+static void proxy_start(front_req_t *f) {
+  gs__wk_t *wk = gs__pick(f->s, f->tried);
+  if (!wk) {
+    f->s->failures++;
+    respond_error(f, 503, "no worker is ready to serve");
+    return;
+  }
+  f->attempts++;
+  wk->inflight++;
+  wk->refs++; /* kept until proxy_done: the worker may be removed meanwhile */
+  f->up = (gs__upreq_t){.method = http_method_str(f->req->method),
+                        .url = f->req->url,
+                        .body = f->req->body,
+                        .body_len = f->req->body_len,
+                        .infer_header_len = f->req->infer_header_len,
+                        .timeout_ms = f->s->opt.request_timeout_ms,
+                        .done = proxy_done,
+                        .data = f};
+  gs__upreq_send(&f->up, wk);
+}
+
+/* ---- fan-out to every worker -------------------------------------------- */
+
+static void fanout_free(fanout_t *fo) {
+  for (unsigned i = 0; i < fo->n; i++) {
+    gs__upreq_release(&fo->ups[i]);
+    gs__wk_unref(fo->ups[i].wk);
+  }
+  free(fo->ups);
+  free(fo->results);
+  fo->f->fan = NULL;
+  free(fo);
+}
+
+static void fanout_done(gs__upreq_t *r, gs__up_result_t res) {
+  fanout_t *fo = r->data;
+  fo->results[r - fo->ups] = res;
+  if (--fo->pending > 0)
+    return;
+  fo->finish(fo);
+  fanout_free(fo);
+}
+
+/* Sends the request (method, url, body of f->req) to every routable worker
+ * and calls finish with all answers. false when no worker is routable. */
+static bool fanout_start(front_req_t *f, const char *url,
+                         void (*finish)(fanout_t *fo)) {
+  gs__serve_t *s = f->s;
+  uint64_t now = gs__serve_now_ns();
+  unsigned n = 0;
+  for (gs__wk_t *wk = s->workers; wk; wk = wk->next)
+    n += gs__wk_routable(wk, now);
+  if (n == 0)
+    return false;
+  fanout_t *fo = calloc(1, sizeof *fo);
+  if (fo) {
+    fo->ups = calloc(n, sizeof *fo->ups);
+    fo->results = calloc(n, sizeof *fo->results);
+  }
+  if (!fo || !fo->ups || !fo->results) {
+    if (fo) {
+      free(fo->ups);
+      free(fo->results);
+    }
+    free(fo);
+    return false;
+  }
+  fo->f = f;
+  fo->n = fo->pending = n;
+  fo->finish = finish;
+  f->fan = fo;
+  unsigned i = 0;
+  for (gs__wk_t *wk = s->workers; wk && i < n; wk = wk->next) {
+    if (!gs__wk_routable(wk, now))
+      continue;
+    wk->refs++;
+    fo->ups[i] = (gs__upreq_t){.method = http_method_str(f->req->method),
+                               .url = url,
+                               .body = f->req->body,
+                               .body_len = f->req->body_len,
+                               .infer_header_len = -1,
+                               .timeout_ms = s->opt.request_timeout_ms,
+                               .done = fanout_done,
+                               .data = fo};
+    gs__upreq_send(&fo->ups[i++], wk);
+  }
+  return true;
+}
+
+/* The first answer that is not 200, passed through; NULL when all are. */
+static gs__upreq_t *fanout_first_error(fanout_t *fo) {
+  for (unsigned i = 0; i < fo->n; i++)
+    if (fo->results[i] == GS__UP_OK && fo->ups[i].resp.status != 200)
+      return &fo->ups[i];
+  return NULL;
+}
+
+static unsigned fanout_answered(fanout_t *fo) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < fo->n; i++)
+    n += fo->results[i] == GS__UP_OK;
+  return n;
+}
+
+static void finish_stats(fanout_t *fo) {
+  json_t *docs[256];
+  size_t n = 0;
+  gs__upreq_t *bad = fanout_first_error(fo);
+  if (bad || fanout_answered(fo) == 0) {
+    if (bad)
+      respond(fo->f, &bad->resp);
+    else
+      respond_error(fo->f, 502, "no worker answered the statistics request");
+    return;
+  }
+  for (unsigned i = 0; i < fo->n && n < 256; i++)
+    if (fo->results[i] == GS__UP_OK)
+      docs[n++] = json_loadb(fo->ups[i].resp.body, fo->ups[i].resp.body_len,
+                             0, NULL);
+  gs_error_t err;
+  json_t *merged = NULL;
+  bool parsed = true;
+  for (size_t i = 0; i < n; i++)
+    parsed = parsed && docs[i];
+  if (parsed)
+    merged = gs__stats_merge(docs, n, &err);
+  for (size_t i = 0; i < n; i++)
+    json_decref(docs[i]);
+  if (!merged) {
+    respond_error(fo->f, 502, "workers' statistics do not merge: %s",
+                  parsed ? err.msg : "a worker sent malformed JSON");
+    return;
+  }
+  gs__http_response_t resp = {.infer_header_len = -1};
+  gs__http_response_json(&resp, 200, merged);
+  respond(fo->f, &resp);
+}
+
+static void finish_broadcast(fanout_t *fo) {
+  gs__upreq_t *bad = fanout_first_error(fo);
+  if (bad) {
+    respond(fo->f, &bad->resp);
+  } else if (fanout_answered(fo) < fo->n) {
+    respond_error(fo->f, 502, "%u of %u workers did not answer",
+                  fo->n - fanout_answered(fo), fo->n);
+  } else {
+    respond(fo->f, &fo->ups[0].resp);
+  }
+}
+
+static void finish_metrics(fanout_t *fo) {
+  size_t len = 0, cap = 0;
+  char *text = gs__router_metrics(fo->f->s, &len);
+  cap = len;
+  bool ok = text != NULL;
+  bool help = true;
+  for (unsigned i = 0; ok && i < fo->n; i++) {
+    gs__upreq_t *u = &fo->ups[i];
+    if (fo->results[i] != GS__UP_OK || u->resp.status != 200)
+      continue;
+    ok = gs__metrics_relabel(u->resp.body, u->resp.body_len, u->wk->label,
+                             help, &text, &len, &cap) == 0;
+    help = false;
+  }
+  char *grouped = ok ? gs__metrics_group(text, len, &len) : NULL;
+  free(text);
+  if (!grouped) {
+    respond_error(fo->f, 500, "out of memory");
+    return;
+  }
+  gs__http_response_t resp = {.status = 200,
+                              .body = grouped,
+                              .body_len = len,
+                              .infer_header_len = -1,
+                              .content_type = "text/plain; version=0.0.4"};
+  respond(fo->f, &resp);
+}
+
+static void answer_metrics_alone(front_req_t *f) {
+  size_t len = 0;
+  char *text = gs__router_metrics(f->s, &len);
+  gs__http_response_t resp = {.status = 200,
+                              .body = text,
+                              .body_len = len,
+                              .infer_header_len = -1,
+                              .content_type = "text/plain; version=0.0.4"};
+  if (!text)
+    gs__http_response_error(&resp, 500, "out of memory");
+  respond(f, &resp);
+}
+
+/* ---- dispatch ---------------------------------------------------------------
+ */
+
+static bool any_routable(gs__serve_t *s) {
+  uint64_t now = gs__serve_now_ns();
+  for (gs__wk_t *wk = s->workers; wk; wk = wk->next)
+    if (gs__wk_routable(wk, now))
+      return true;
+  return false;
+}
+
+static void handle_fanout(front_req_t *f) {
+  gs__route_kind_t kind = f->route.kind;
+  void (*finish)(fanout_t *) = kind == GS__RT_STATS     ? finish_stats
+                               : kind == GS__RT_METRICS ? finish_metrics
+                                                        : finish_broadcast;
+  if (fanout_start(f, f->req->url, finish))
+    return;
+  if (kind == GS__RT_METRICS)
+    answer_metrics_alone(f);
+  else
+    respond_error(f, 503, "no worker is ready to serve");
+}
+
+static void handle_request(void *ctx, gs__http_conn_t *c,
+                           gs__http_request_t *req) {
+  gs__serve_t *s = ctx;
+  front_req_t *f = gs__http_conn_user(c);
+  memset(f, 0, sizeof *f);
+  f->s = s;
+  f->c = c;
+  f->req = req;
+  s->front_inflight++;
+  gs__classify(req, &f->route);
+  gs__http_response_t resp = {.infer_header_len = -1};
+  switch (f->route.kind) {
+  case GS__RT_PROXY:
+    s->requests++;
+    proxy_start(f);
+    return;
+  case GS__RT_STATS:
+  case GS__RT_METRICS:
+  case GS__RT_BROADCAST:
+    handle_fanout(f);
+    return;
+  case GS__RT_LIVE:
+    resp.status = 200;
+    break;
+  case GS__RT_READY:
+    if (any_routable(s) && !s->draining)
+      resp.status = 200;
+    else
+      gs__http_response_error(&resp, 400, "no worker is ready to serve");
+    break;
+  case GS__RT_BAD:
+    gs__http_response_error(&resp, f->route.status, f->route.message);
+    break;
+  default:
+    gs__admin_handle(s, &f->route, &resp);
+    break;
+  }
+  respond(f, &resp);
+}
+
+int gs__front_listen(gs__serve_t *s, gs_error_t *err) {
+  s->front.handler = handle_request;
+  s->front.ctx = s;
+  s->front.max_body = s->opt.max_body_bytes;
+  s->front.user_size = sizeof(front_req_t);
+  return gs__http_listen(&s->loop, &s->front,
+                         s->opt.host ? s->opt.host : "127.0.0.1",
+                         s->opt.http_port, err);
+}

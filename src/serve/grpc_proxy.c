@@ -1,0 +1,949 @@
+/* The router's gRPC front: HTTP/2 with prior knowledge from gRPC clients;
+ * each unary call goes to one worker's gRPC port over one multiplexed
+ * nghttp2 client connection per worker and its answer comes back unchanged.
+ * A call whose worker fails before answering is retried once elsewhere. */
+#include <nghttp2/nghttp2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/serve_int.h"
+#include "worker/grpc_int.h"
+
+#define GRPC_DEADLINE_EXCEEDED 4
+#define MAX_HEADER_BYTES (16u << 10) /* one header list, as RFC 9113 counts */
+#define MAX_RESPONSE_BYTES ((size_t)GS__GRPC_MAX_MESSAGE + 5)
+#define MAX_BUFFERED ((size_t)512 << 20) /* requests + responses, all calls */
+#define DEFAULT_MAX_BODY ((size_t)64 << 20)
+#define WINDOW_BYTES (1 << 20)
+#define SWEEP_MS 50 /* how often deadlines are checked */
+
+typedef struct front_s front_t;
+typedef struct h2_s h2_t;
+typedef struct call_s call_t;
+
+typedef struct bytes_s {
+  uint8_t *data;
+  size_t len, cap;
+} bytes_t;
+
+/* A header list as name\0value\0 pairs (nghttp2 rejects NULs in both). */
+typedef struct hdrs_s {
+  bytes_t b;
+  size_t list_bytes; /* RFC 9113's size: name + value + 32 each */
+  unsigned n;
+} hdrs_t;
+
+/* One HTTP/2 connection: a client's to us (down) or ours to a worker (up).
+ * Both sides share writing and closing; only their callbacks differ. */
+struct h2_s {
+  uv_tcp_t tcp;
+  uv_connect_t connect;
+  nghttp2_session *session;
+  front_t *f;
+  h2_t *next, *prev; /* in f->downs or f->ups */
+  bool is_up;
+  gs__wk_t *wk;   /* up: the worker, a ref of its own */
+  unsigned calls; /* down: calls on it */
+  unsigned writes;
+  bool connected, closing, dirty;
+  bool gone; /* up: its worker died: not a passive failure */
+};
+
+struct call_s {
+  call_t *next, *prev; /* in f->calls */
+  front_t *f;
+  h2_t *dc; /* the client's connection: the call lives as its stream */
+  int32_t down_id;
+  hdrs_t req; /* :path, :authority and the headers to forward */
+  bytes_t body;
+  int error; /* a gRPC status found while reading, answered at its end */
+  char error_msg[128];
+  /* the attempt in flight: wk is set while it counts in wk->inflight */
+  gs__wk_t *wk;
+  h2_t *up; /* NULL once its stream is gone */
+  int32_t up_id;
+  size_t body_sent;
+  unsigned attempts;
+  bool got_headers; /* the worker began answering: no retry after that */
+  bool answered;
+  hdrs_t resp, trailers;
+  bytes_t resp_body;
+  size_t resp_sent;
+  uint64_t t_attempt, deadline_ns;
+  call_t *fail_next; /* in h2_close's list of calls to fail */
+};
+
+struct front_s {
+  gs__serve_t *s;
+  uv_tcp_t listener;
+  uv_prepare_t flusher;
+  uv_timer_t sweeper;
+  unsigned port;
+  unsigned open_handles; /* of the three above, not yet closed */
+  h2_t *downs, *ups;
+  call_t *calls;
+  unsigned n_calls;
+  size_t buffered, max_body;
+  unsigned timeout_ms;
+  bool draining, closing;
+};
+
+typedef struct write_s {
+  uv_write_t req;
+  h2_t *c;
+  char *data;
+} write_t;
+
+#define NV(name, value)                                                        \
+  {                                                                            \
+    (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),    \
+        NGHTTP2_NV_FLAG_NONE                                                   \
+  }
+
+static void h2_close(h2_t *c);
+static void call_send(call_t *call, gs__wk_t *wk);
+
+/* ---- small buffers ------------------------------------------------------ */
+
+/* Room for `more` bytes; -1 when out of memory. */
+static int bytes_reserve(bytes_t *b, size_t more) {
+  if (b->len + more <= b->cap)
+    return 0;
+  size_t cap = b->cap ? b->cap : 512;
+  while (cap < b->len + more)
+    cap *= 2;
+  uint8_t *grown = realloc(b->data, cap);
+  if (!grown)
+    return -1;
+  b->data = grown;
+  b->cap = cap;
+  return 0;
+}
+
+/* Appends len bytes unless that passes max or the front's total limit. */
+static int bytes_add(front_t *f, bytes_t *b, const uint8_t *data, size_t len,
+                     size_t max) {
+  if (len > max - b->len || len > MAX_BUFFERED - f->buffered ||
+      bytes_reserve(b, len) != 0)
+    return -1;
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+  f->buffered += len;
+  return 0;
+}
+
+static void bytes_release(front_t *f, bytes_t *b) {
+  if (f)
+    f->buffered -= b->len;
+  free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+static int hdrs_add(hdrs_t *h, const uint8_t *name, size_t nlen,
+                    const uint8_t *value, size_t vlen) {
+  if (h->list_bytes + nlen + vlen + 32 > MAX_HEADER_BYTES ||
+      bytes_reserve(&h->b, nlen + vlen + 2) != 0)
+    return -1;
+  uint8_t *p = h->b.data + h->b.len;
+  memcpy(p, name, nlen);
+  p[nlen] = '\0';
+  memcpy(p + nlen + 1, value, vlen);
+  p[nlen + 1 + vlen] = '\0';
+  h->b.len += nlen + vlen + 2;
+  h->list_bytes += nlen + vlen + 32;
+  h->n++;
+  return 0;
+}
+
+/* h's pairs after `first` entries of the caller's; skips pseudo headers
+ * other than :status, :path and :authority. Free the array. */
+static nghttp2_nv *hdrs_nv(const hdrs_t *h, size_t first, size_t *n) {
+  nghttp2_nv *nv = calloc(first + h->n + 1, sizeof *nv);
+  const char *p = (const char *)h->b.data;
+  *n = first;
+  for (unsigned i = 0; nv && i < h->n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    if (p[0] != ':' || strcmp(p, ":status") == 0 || strcmp(p, ":path") == 0 ||
+        strcmp(p, ":authority") == 0)
+      nv[(*n)++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nlen + 1, nlen,
+                                vlen, NGHTTP2_NV_FLAG_NONE};
+    p += nlen + vlen + 2;
+  }
+  return nv;
+}
+
+/* ---- calls -------------------------------------------------------------- */
+
+static void call_free(call_t *call) {
+  front_t *f = call->f;
+  if (call->prev)
+    call->prev->next = call->next;
+  else
+    f->calls = call->next;
+  if (call->next)
+    call->next->prev = call->prev;
+  f->n_calls--;
+  call->dc->calls--;
+  bytes_release(NULL, &call->req.b);
+  bytes_release(NULL, &call->resp.b);
+  bytes_release(NULL, &call->trailers.b);
+  bytes_release(f, &call->body);
+  bytes_release(f, &call->resp_body);
+  free(call);
+}
+
+/* Keeps a call's first error to answer with; its request bytes go. */
+static void call_set_error(call_t *call, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void call_set_error(call_t *call, int status, const char *fmt, ...) {
+  va_list ap;
+  if (call->error)
+    return;
+  call->error = status;
+  va_start(ap, fmt);
+  vsnprintf(call->error_msg, sizeof call->error_msg, fmt, ap);
+  va_end(ap);
+  bytes_release(call->f, &call->body);
+}
+
+/* Ends the attempt in flight; with reset, its stream is cancelled. */
+static void call_detach(call_t *call, bool reset) {
+  h2_t *u = call->up;
+  if (u && !u->closing) {
+    nghttp2_session_set_stream_user_data(u->session, call->up_id, NULL);
+    if (reset) {
+      nghttp2_submit_rst_stream(u->session, NGHTTP2_FLAG_NONE, call->up_id,
+                                NGHTTP2_CANCEL);
+      u->dirty = true;
+    }
+  }
+  if (call->wk)
+    call->wk->inflight--;
+  call->up = NULL;
+  call->wk = NULL;
+}
+
+/* Records the attempt's outcome on its worker, then ends it. */
+static void call_end_attempt(call_t *call, bool ok, bool reset) {
+  if (call->wk)
+    gs__wk_record(call->wk, ok, gs__serve_now_ns() - call->t_attempt);
+  call_detach(call, reset);
+}
+
+static void call_submit(call_t *call, const nghttp2_nv *nv, size_t n,
+                        const nghttp2_data_provider *data) {
+  h2_t *dc = call->dc;
+  call->answered = true;
+  if (nghttp2_submit_response(dc->session, call->down_id, nv, n, data) != 0)
+    nghttp2_submit_rst_stream(dc->session, NGHTTP2_FLAG_NONE, call->down_id,
+                              NGHTTP2_INTERNAL_ERROR);
+  dc->dirty = true;
+}
+
+/* Answers with a status of the router's own (a trailers-only response). */
+static void call_answer_error(call_t *call, int status, const char *msg) {
+  char code[16], encoded[512];
+  snprintf(code, sizeof code, "%d", status);
+  gs__grpc_percent_encode(msg, encoded, sizeof encoded);
+  nghttp2_nv nv[] = {NV(":status", "200"),
+                     NV("content-type", "application/grpc"),
+                     NV("grpc-status", code), NV("grpc-message", encoded)};
+  call_submit(call, nv, 4, NULL);
+}
+
+/* The data provider of both sides: on a worker's session it sends the
+ * request, on a client's the response, then the worker's trailers. */
+static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
+                         size_t length, uint32_t *flags,
+                         nghttp2_data_source *source, void *user) {
+  call_t *call = nghttp2_session_get_stream_user_data(session, id);
+  (void)source;
+  (void)user;
+  if (!call) /* answered or cancelled meanwhile: reset the stream */
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  bool up = session != call->dc->session;
+  const bytes_t *b = up ? &call->body : &call->resp_body;
+  size_t *sent = up ? &call->body_sent : &call->resp_sent;
+  size_t n = b->len - *sent < length ? b->len - *sent : length;
+  if (n)
+    memcpy(buf, b->data + *sent, n);
+  *sent += n;
+  if (*sent < b->len)
+    return (ssize_t)n;
+  *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (!up && call->trailers.n) {
+    size_t nt;
+    nghttp2_nv *nv = hdrs_nv(&call->trailers, 0, &nt);
+    int rc = nv ? nghttp2_submit_trailer(session, id, nv, nt) : -1;
+    free(nv);
+    if (rc != 0)
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  }
+  return (ssize_t)n;
+}
+
+/* Relays the worker's whole answer. A unary answer is small and written at
+ * once by the worker, so it is gathered first: then every failure before
+ * this point can still be answered as a plain error. */
+static void call_answer_relay(call_t *call) {
+  size_t n;
+  nghttp2_nv *nv = hdrs_nv(&call->resp, 0, &n);
+  if (!nv) {
+    call_answer_error(call, GS__GRPC_INTERNAL, "out of memory");
+    return;
+  }
+  nghttp2_data_provider data = {.read_callback = read_body};
+  bool trailers_only = call->resp_body.len == 0 && call->trailers.n == 0;
+  call_submit(call, nv, n, trailers_only ? NULL : &data);
+  free(nv);
+}
+
+/* The attempt failed at connection level: retry once, else UNAVAILABLE. */
+static void call_attempt_failed(call_t *call, bool passive) {
+  gs__serve_t *s = call->f->s;
+  gs__wk_t *failed = call->wk;
+  call_end_attempt(call, false, true);
+  if (passive && failed)
+    gs__wk_passive_failure(failed);
+  if (call->got_headers || call->attempts >= 2 || call->f->closing) {
+    s->failures++;
+    call_answer_error(call, GS__GRPC_UNAVAILABLE,
+                      "the worker's connection failed");
+    return;
+  }
+  gs__wk_t *next = gs__pick(s, failed);
+  if (!next) {
+    s->failures++;
+    call_answer_error(call, GS__GRPC_UNAVAILABLE, "no worker is ready");
+    return;
+  }
+  s->retries++;
+  if (failed)
+    failed->retries_from++;
+  call_send(call, next);
+}
+
+/* The request is whole: route it. */
+static void call_dispatch(call_t *call) {
+  gs__serve_t *s = call->f->s;
+  if (call->error) {
+    call_answer_error(call, call->error, call->error_msg);
+    return;
+  }
+  s->requests++;
+  gs__wk_t *wk = gs__pick(s, NULL);
+  if (!wk) {
+    s->failures++;
+    call_answer_error(call, GS__GRPC_UNAVAILABLE, "no worker is ready");
+    return;
+  }
+  call_send(call, wk);
+}
+
+/* ---- connections: writing and closing ----------------------------------- */
+
+static void front_maybe_free(front_t *f) {
+  if (f->closing && f->open_handles == 0 && !f->downs && !f->ups)
+    free(f);
+}
+
+static void on_h2_closed(uv_handle_t *h) {
+  h2_t *c = h->data;
+  front_t *f = c->f;
+  nghttp2_session_del(c->session); /* calls no callback */
+  if (c->prev)
+    c->prev->next = c->next;
+  else if (c->is_up)
+    f->ups = c->next;
+  else
+    f->downs = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  if (c->wk)
+    gs__wk_unref(c->wk);
+  free(c);
+  front_maybe_free(f);
+}
+
+/* Fails what an upstream connection carried. The calls are first taken
+ * off it, so the retries (which may fail other connections) never meet
+ * a list being walked. */
+static void up_fail_calls(h2_t *u) {
+  call_t *failing = NULL;
+  for (call_t *call = u->f->calls; call; call = call->next)
+    if (call->up == u) {
+      call->up = NULL;
+      call->fail_next = failing;
+      failing = call;
+    }
+  if (failing)
+    gs__serve_log(u->f->s, "gRPC: the connection to worker %s failed",
+                  u->wk->label);
+  while (failing) {
+    call_t *call = failing;
+    failing = call->fail_next;
+    call_attempt_failed(call, !u->gone);
+  }
+}
+
+/* A client's connection is gone: its calls end, their attempts cancelled. */
+static void down_drop_calls(h2_t *c) {
+  call_t *call = c->f->calls;
+  while (call) {
+    call_t *next = call->next;
+    if (call->dc == c) {
+      call_detach(call, true);
+      call_free(call);
+    }
+    call = next;
+  }
+}
+
+static void h2_close(h2_t *c) {
+  if (c->closing)
+    return;
+  c->closing = true;
+  if (c->is_up) {
+    if (c->wk->grpc == c)
+      c->wk->grpc = NULL; /* the next call opens a new one */
+    up_fail_calls(c);
+  } else {
+    down_drop_calls(c);
+  }
+  uv_close((uv_handle_t *)&c->tcp, on_h2_closed);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  write_t *wr = (write_t *)req;
+  h2_t *c = wr->c;
+  free(wr->data);
+  free(wr);
+  c->writes--;
+  if (status < 0)
+    h2_close(c);
+  else
+    c->dirty = true; /* the flusher sends what is still queued */
+}
+
+static int h2_write(h2_t *c, char *data, size_t len) {
+  write_t *wr = calloc(1, sizeof *wr);
+  uv_buf_t buf = uv_buf_init(data, (unsigned)len);
+  if (!wr) {
+    free(data);
+    return -1;
+  }
+  wr->c = c;
+  wr->data = data;
+  if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
+    free(data);
+    free(wr);
+    return -1;
+  }
+  c->writes++;
+  return 0;
+}
+
+/* Whether c has nothing more to do: closed once its writes are done. */
+static bool h2_idle(h2_t *c) {
+  if (c->writes || nghttp2_session_want_write(c->session))
+    return false;
+  if (!nghttp2_session_want_read(c->session))
+    return true;
+  return !c->is_up && c->f->draining && c->calls == 0;
+}
+
+/* Sends what nghttp2 has queued (4 MiB at a time, then again after the
+ * write completes). */
+static void h2_flush(h2_t *c) {
+  char *data = NULL;
+  size_t len = 0;
+  c->dirty = false;
+  if (c->closing || !c->connected)
+    return;
+  while (len < (4u << 20)) {
+    const uint8_t *chunk;
+    ssize_t n = nghttp2_session_mem_send(c->session, &chunk);
+    char *grown = n > 0 ? realloc(data, len + (size_t)n) : NULL;
+    if (n <= 0 || !grown) {
+      if (n != 0) {
+        free(data);
+        h2_close(c);
+        return;
+      }
+      break;
+    }
+    data = grown;
+    memcpy(data + len, chunk, (size_t)n);
+    len += (size_t)n;
+  }
+  if (len && h2_write(c, data, len) != 0) {
+    h2_close(c);
+    return;
+  }
+  if (h2_idle(c))
+    h2_close(c);
+}
+
+/* nghttp2 callbacks only queue frames and mark their connection dirty;
+ * this runs before the loop waits again and sends for every dirty one.
+ * One place for sending keeps one session's callbacks from running inside
+ * another's (a failed worker's calls are answered on clients' sessions and
+ * retried on other workers' sessions). */
+static void on_flush(uv_prepare_t *p) {
+  front_t *f = p->data;
+  bool again = true;
+  while (again) {
+    again = false;
+    for (int side = 0; side < 2; side++)
+      for (h2_t *c = side ? f->ups : f->downs; c; c = c->next)
+        if (c->dirty) {
+          h2_flush(c);
+          again = true;
+        }
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  buf->base = malloc(suggested);
+  buf->len = buf->base ? suggested : 0;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  h2_t *c = stream->data;
+  ssize_t used = 0;
+  if (nread > 0 && !c->closing)
+    used = nghttp2_session_mem_recv(c->session, (const uint8_t *)buf->base,
+                                    (size_t)nread);
+  free(buf->base);
+  if (nread < 0 || used < 0)
+    h2_close(c);
+  else
+    c->dirty = true;
+}
+
+/* ---- the client side: calls to workers ----------------------------------- */
+
+static int up_on_header(nghttp2_session *session, const nghttp2_frame *frame,
+                        const uint8_t *name, size_t namelen,
+                        const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *user) {
+  call_t *call =
+      nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  (void)flags;
+  (void)user;
+  if (!call || frame->hd.type != NGHTTP2_HEADERS)
+    return 0;
+  hdrs_t *h = frame->headers.cat == NGHTTP2_HCAT_HEADERS ? &call->trailers
+                                                         : &call->resp;
+  call->got_headers = true;
+  if (hdrs_add(h, name, namelen, value, valuelen) == 0)
+    return 0;
+  call_set_error(call, GS__GRPC_INTERNAL,
+                 "the worker's headers are larger than %u bytes",
+                 MAX_HEADER_BYTES);
+  return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+}
+
+static int up_on_data(nghttp2_session *session, uint8_t flags, int32_t id,
+                      const uint8_t *data, size_t len, void *user) {
+  call_t *call = nghttp2_session_get_stream_user_data(session, id);
+  (void)flags;
+  (void)user;
+  if (!call ||
+      bytes_add(call->f, &call->resp_body, data, len, MAX_RESPONSE_BYTES) == 0)
+    return 0;
+  call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
+                 "the worker's response is too large to relay");
+  return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
+static int up_on_frame_recv(nghttp2_session *session,
+                            const nghttp2_frame *frame, void *user) {
+  h2_t *u = user;
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    /* Streams past its last id close as refused (and are retried); the
+     * others finish here; new calls go to a new connection. */
+    if (u->wk->grpc == u)
+      u->wk->grpc = NULL;
+    return 0;
+  }
+  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  call_t *call =
+      nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (!call)
+    return 0;
+  /* Our request may still be sending: the detached stream is reset. */
+  call_end_attempt(call, true, false);
+  call_answer_relay(call);
+  return 0;
+}
+
+static int up_on_stream_close(nghttp2_session *session, int32_t id,
+                              uint32_t error_code, void *user) {
+  call_t *call = nghttp2_session_get_stream_user_data(session, id);
+  (void)error_code;
+  (void)user;
+  if (!call)
+    return 0;
+  call->up = NULL; /* the stream is gone: nothing to reset */
+  if (call->error) {
+    call_end_attempt(call, false, false);
+    call_answer_error(call, call->error, call->error_msg);
+  } else {
+    call_attempt_failed(call, true); /* reset or refused by the worker */
+  }
+  return 0;
+}
+
+/* ---- the server side: calls from clients --------------------------------- */
+
+static int down_on_begin_headers(nghttp2_session *session,
+                                 const nghttp2_frame *frame, void *user) {
+  h2_t *c = user;
+  front_t *f = c->f;
+  if (frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  call_t *call = calloc(1, sizeof *call);
+  if (!call)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  call->f = f;
+  call->dc = c;
+  call->down_id = frame->hd.stream_id;
+  call->deadline_ns = gs__serve_now_ns() + (uint64_t)f->timeout_ms * 1000000u;
+  call->next = f->calls;
+  if (f->calls)
+    f->calls->prev = call;
+  f->calls = call;
+  f->n_calls++;
+  c->calls++;
+  nghttp2_session_set_stream_user_data(session, call->down_id, call);
+  return 0;
+}
+
+static int down_on_header(nghttp2_session *session, const nghttp2_frame *frame,
+                          const uint8_t *name, size_t namelen,
+                          const uint8_t *value, size_t valuelen, uint8_t flags,
+                          void *user) {
+  call_t *call =
+      nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  (void)flags;
+  (void)user;
+  if (!call || call->error || frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0; /* request trailers: gRPC sends none, and none are kept */
+  if (name[0] == ':' && !(namelen == 5 && memcmp(name, ":path", 5) == 0) &&
+      !(namelen == 10 && memcmp(name, ":authority", 10) == 0))
+    return 0; /* :method and :scheme are the router's to set */
+  if (hdrs_add(&call->req, name, namelen, value, valuelen) != 0)
+    call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
+                   "the request's headers are larger than %u bytes",
+                   MAX_HEADER_BYTES);
+  return 0;
+}
+
+static int down_on_data(nghttp2_session *session, uint8_t flags, int32_t id,
+                        const uint8_t *data, size_t len, void *user) {
+  call_t *call = nghttp2_session_get_stream_user_data(session, id);
+  (void)flags;
+  (void)user;
+  if (!call || call->error || call->answered)
+    return 0;
+  if (bytes_add(call->f, &call->body, data, len, call->f->max_body) != 0)
+    call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
+                   "the request is larger than %zu bytes", call->f->max_body);
+  return 0;
+}
+
+static int down_on_frame_recv(nghttp2_session *session,
+                              const nghttp2_frame *frame, void *user) {
+  (void)user;
+  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  call_t *call =
+      nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (call && !call->answered && !call->wk)
+    call_dispatch(call);
+  return 0;
+}
+
+/* The stream is done: answered and sent, or reset by the client (then its
+ * attempt is cancelled on the worker too). */
+static int down_on_stream_close(nghttp2_session *session, int32_t id,
+                                uint32_t error_code, void *user) {
+  call_t *call = nghttp2_session_get_stream_user_data(session, id);
+  (void)error_code;
+  (void)user;
+  if (!call)
+    return 0;
+  call_detach(call, true);
+  call_free(call);
+  return 0;
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+/* c's session: server for a client, client to a worker, with header lists
+ * limited both ways. */
+static int h2_session(h2_t *c) {
+  nghttp2_session_callbacks *cb = NULL;
+  nghttp2_option *opt = NULL;
+  int rc = -1;
+  if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
+    goto out;
+  nghttp2_session_callbacks_set_on_header_callback(
+      cb, c->is_up ? up_on_header : down_on_header);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
+      cb, c->is_up ? up_on_data : down_on_data);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(
+      cb, c->is_up ? up_on_frame_recv : down_on_frame_recv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(
+      cb, c->is_up ? up_on_stream_close : down_on_stream_close);
+  if (!c->is_up)
+    nghttp2_session_callbacks_set_on_begin_headers_callback(
+        cb, down_on_begin_headers);
+  nghttp2_option_set_max_send_header_block_length(opt, 2 * MAX_HEADER_BYTES);
+  nghttp2_option_set_max_reserved_remote_streams(opt, 0);
+  nghttp2_option_set_peer_max_concurrent_streams(opt, GS__GRPC_MAX_STREAMS);
+  if ((c->is_up ? nghttp2_session_client_new2(&c->session, cb, c, opt)
+                : nghttp2_session_server_new2(&c->session, cb, c, opt)) != 0)
+    goto out;
+  nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW_BYTES},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES},
+      {c->is_up ? NGHTTP2_SETTINGS_ENABLE_PUSH
+                : NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+       c->is_up ? 0 : GS__GRPC_MAX_STREAMS}};
+  if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, 3) ==
+          0 &&
+      nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
+                                            16 * WINDOW_BYTES) == 0)
+    rc = 0;
+out:
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cb);
+  return rc;
+}
+
+static h2_t *h2_new(front_t *f, bool is_up) {
+  h2_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->f = f;
+  c->is_up = is_up;
+  uv_tcp_init(&f->s->loop, &c->tcp);
+  c->tcp.data = c;
+  h2_t **list = is_up ? &f->ups : &f->downs;
+  c->next = *list;
+  if (*list)
+    (*list)->prev = c;
+  *list = c;
+  return c;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  h2_t *u = req->handle->data;
+  if (u->closing)
+    return;
+  if (status < 0) {
+    gs__serve_log(u->f->s, "gRPC: cannot connect to worker %s: %s",
+                  u->wk->label, uv_strerror(status));
+    h2_close(u);
+    return;
+  }
+  u->connected = true;
+  u->dirty = true;
+  uv_tcp_nodelay(&u->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read) != 0)
+    h2_close(u);
+}
+
+/* wk's connection, opened on first use; NULL when it cannot be. */
+static h2_t *up_get(front_t *f, gs__wk_t *wk) {
+  if (wk->grpc)
+    return wk->grpc;
+  if (!wk->grpc_port)
+    return NULL;
+  h2_t *u = h2_new(f, true);
+  if (!u)
+    return NULL;
+  wk->refs++; /* held until on_h2_closed */
+  u->wk = wk;
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", (int)wk->grpc_port, &addr);
+  if (h2_session(u) != 0 ||
+      uv_tcp_connect(&u->connect, &u->tcp, (struct sockaddr *)&addr,
+                     on_connect) != 0) {
+    h2_close(u); /* no call on it yet */
+    return NULL;
+  }
+  wk->grpc = u;
+  return u;
+}
+
+/* One attempt of call on wk: a failure to even submit it counts as the
+ * worker's connection failing. */
+static void call_send(call_t *call, gs__wk_t *wk) {
+  h2_t *u = up_get(call->f, wk);
+  call->attempts++;
+  call->wk = wk;
+  wk->inflight++;
+  call->t_attempt = gs__serve_now_ns();
+  call->body_sent = 0;
+  size_t n = 0;
+  nghttp2_nv *nv = u ? hdrs_nv(&call->req, 2, &n) : NULL;
+  int32_t id = -1;
+  if (nv) {
+    /* gRPC calls are POSTs over cleartext here; :path and :authority come
+     * from the client with its headers. */
+    nv[0] = (nghttp2_nv)NV(":method", "POST");
+    nv[1] = (nghttp2_nv)NV(":scheme", "http");
+    nghttp2_data_provider data = {.read_callback = read_body};
+    id = nghttp2_submit_request(u->session, NULL, nv, n, &data, call);
+    free(nv);
+  }
+  if (id < 0) {
+    call_attempt_failed(call, true);
+    return;
+  }
+  call->up = u;
+  call->up_id = id;
+  u->dirty = true;
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  front_t *f = listener->data;
+  if (status < 0 || f->draining)
+    return;
+  h2_t *c = h2_new(f, false);
+  if (!c)
+    return;
+  c->connected = true;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || h2_session(c) != 0 ||
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    h2_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->dirty = true; /* our SETTINGS */
+}
+
+/* ---- deadlines and the front's life -------------------------------------- */
+
+static void on_sweep(uv_timer_t *t) {
+  front_t *f = t->data;
+  uint64_t now = gs__serve_now_ns();
+  for (call_t *call = f->calls; call; call = call->next) {
+    if (call->answered || now < call->deadline_ns)
+      continue;
+    char msg[96];
+    snprintf(msg, sizeof msg, "the call took longer than %u ms", f->timeout_ms);
+    call_end_attempt(call, false, true); /* RSTs the worker's stream */
+    f->s->failures++;
+    call_answer_error(call, GRPC_DEADLINE_EXCEEDED, msg);
+  }
+}
+
+static void on_front_handle_closed(uv_handle_t *h) {
+  front_t *f = h->data;
+  f->open_handles--;
+  front_maybe_free(f);
+}
+
+int gs__grpc_proxy_listen(gs__serve_t *s, const char *host, unsigned port,
+                          gs_error_t *err) {
+  if (port > 65535)
+    return gs_error_set(err, GS_EINVAL, "gRPC port %u is not in 0..65535",
+                        port);
+  front_t *f = calloc(1, sizeof *f);
+  if (!f)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  s->grpc = f; /* closed by gs__grpc_proxy_close even when listening fails */
+  f->s = s;
+  f->max_body =
+      s->opt.max_body_bytes ? s->opt.max_body_bytes : DEFAULT_MAX_BODY;
+  f->timeout_ms = s->opt.request_timeout_ms ? s->opt.request_timeout_ms : 30000;
+  uv_prepare_init(&s->loop, &f->flusher);
+  uv_timer_init(&s->loop, &f->sweeper);
+  f->flusher.data = f->sweeper.data = f;
+  f->open_handles = 3;
+  /* Neither keeps the loop alive: connections and calls do. */
+  uv_prepare_start(&f->flusher, on_flush);
+  uv_unref((uv_handle_t *)&f->flusher);
+  uv_timer_start(&f->sweeper, on_sweep, SWEEP_MS, SWEEP_MS);
+  uv_unref((uv_handle_t *)&f->sweeper);
+  int rc = gs__tcp_listen(&s->loop, &f->listener, host ? host : "127.0.0.1",
+                          port, on_connection, &f->port, err);
+  f->listener.data = f;
+  if (rc != GS_OK)
+    return gs_error_prefix(err, "gRPC: ");
+  return GS_OK;
+}
+
+unsigned gs__grpc_proxy_port(const gs__serve_t *s) {
+  const front_t *f = s->grpc;
+  return f ? f->port : 0;
+}
+
+void gs__grpc_proxy_drain(gs__serve_t *s) {
+  front_t *f = s->grpc;
+  if (!f || f->draining)
+    return;
+  f->draining = true;
+  if (!uv_is_closing((uv_handle_t *)&f->listener))
+    uv_close((uv_handle_t *)&f->listener, on_front_handle_closed);
+  for (h2_t *c = f->downs; c; c = c->next) {
+    if (c->closing)
+      continue;
+    /* Calls already begun finish; the connection closes once they have. */
+    nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(c->session),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    c->dirty = true;
+  }
+}
+
+unsigned gs__grpc_proxy_inflight(const gs__serve_t *s) {
+  const front_t *f = s->grpc;
+  return f ? f->n_calls : 0;
+}
+
+void gs__grpc_proxy_worker_gone(gs__wk_t *wk) {
+  front_t *f = wk->s->grpc;
+  if (!f)
+    return;
+  /* Its current connection and any it left after a GOAWAY. */
+  for (h2_t *u = f->ups; u; u = u->next)
+    if (u->wk == wk && !u->closing) {
+      u->gone = true;
+      h2_close(u);
+    }
+}
+
+void gs__grpc_proxy_close(gs__serve_t *s) {
+  front_t *f = s->grpc;
+  if (!f)
+    return;
+  s->grpc = NULL;
+  f->draining = f->closing = true;
+  uv_handle_t *handles[] = {(uv_handle_t *)&f->listener,
+                            (uv_handle_t *)&f->flusher,
+                            (uv_handle_t *)&f->sweeper};
+  for (size_t i = 0; i < 3; i++)
+    if (!uv_is_closing(handles[i]))
+      uv_close(handles[i], on_front_handle_closed);
+  /* Clients first: that ends every call, so the workers' connections
+   * close with nothing left to retry. */
+  for (h2_t *c = f->downs; c; c = c->next)
+    h2_close(c);
+  for (h2_t *u = f->ups; u; u = u->next)
+    h2_close(u);
+  front_maybe_free(f);
+}

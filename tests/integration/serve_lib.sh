@@ -1,0 +1,123 @@
+# Shared setup of gpuslice serve's integration tests (sourced, not run): a
+# host backend of a fixed shape in a temp state dir, the models of
+# scripts/make_models.py, a serve started on free ports, and helpers to read
+# its status. Everything is stopped and removed at exit.
+set -u
+: "${GPUSLICE:?}" "${GS_SOURCE_DIR:?}"
+tmp=$(mktemp -d)
+export GS_TMP=$tmp GPUSLICE_STATE_DIR=$tmp/state GPUSLICE_BACKEND=host
+. "$GS_SOURCE_DIR/tests/integration/host_env.sh"
+# Sanitizer-built workers cannot start under the RLIMIT_AS fallback (their
+# shadow memory is terabytes of address space): test hook, tests only.
+[ -n "${GS_SANITIZE:-}" ] && export GPUSLICE_TEST_NO_ADDRESS_LIMIT=1
+serve_pid=
+load_pid=
+cleanup() {
+  [ -n "$load_pid" ] && touch "$tmp/stop" && wait "$load_pid" 2>/dev/null
+  if [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; then
+    wait "$serve_pid" 2>/dev/null
+  fi
+  pkill -9 -f "state-dir=$tmp/state" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*"
+  echo "--- serve log"; cat "$tmp/serve.log" 2>/dev/null | tail -30
+  exit 1
+}
+
+"$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models" >/dev/null 2>&1 ||
+  python3 "$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models" ||
+  { echo "SKIP: make_models.py needs python3-onnx"; exit 77; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_serve ARGS...: gpuslice serve on free ports with ARGS; sets
+# serve_pid, port and grpc_port, or fails when it is not ready in 60 s.
+start_serve() {
+  port=$(free_port)
+  grpc_port=$(free_port)
+  "$GPUSLICE" serve --model-repository "$tmp/models" --http-port "$port" \
+    --grpc-port "$grpc_port" "$@" >"$tmp/serve.log" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 600); do
+    grep -q "gpuslice serve: ready" "$tmp/serve.log" && return 0
+    kill -0 "$serve_pid" 2>/dev/null || fail "serve exited while starting"
+    sleep 0.1
+  done
+  fail "serve not ready after 60 s"
+}
+
+# status_json: the admin view of the workers.
+status_json() {
+  curl -sf "http://127.0.0.1:$port/gpuslice/v1/workers"
+}
+
+# worker_field LABEL FIELD: one field of one worker's status.
+worker_field() {
+  status_json | python3 -c "import json,sys
+for w in json.load(sys.stdin)['workers']:
+    if w['worker'] == sys.argv[1]: print(w[sys.argv[2]])" "$1" "$2"
+}
+
+# wait_state LABEL STATE SECONDS [OLD_PID]: polls (every 20 ms, one
+# process) until the worker is in STATE (and, with OLD_PID, is another
+# process); prints the seconds it took since $WAIT_T0 (date +%s.%N, set
+# before the event waited for) or since the call, fails after SECONDS.
+wait_state() {
+  local out
+  out=$(python3 - "$port" "$@" <<'PY'
+import json, os, sys, time, urllib.request
+port, label, state, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+old_pid = int(sys.argv[5]) if len(sys.argv) > 5 else None
+t0 = float(os.environ.get("WAIT_T0") or time.time())
+now = None
+# Polls for up to 10 s more than the limit (a loaded machine may start this
+# poller late), then judges the time the serve itself dates the change at.
+while time.time() - t0 < limit + 10:
+    with urllib.request.urlopen("http://127.0.0.1:%s/gpuslice/v1/workers" % port) as r:
+        w = {w["worker"]: w for w in json.load(r)["workers"]}.get(label, {})
+    now = "%s (pid %s)" % (w.get("state"), w.get("pid"))
+    if w.get("state") == state and w.get("pid") != old_pid:
+        took = time.time() - w.get("healthy_ms", 0) / 1000 - t0
+        print("%.2f" % took)
+        sys.exit(0 if took <= limit else "took %.2f s" % took)
+    time.sleep(0.02)
+print("it is %s" % now)
+sys.exit(1)
+PY
+) || fail "worker $1 not $2 within $3 s ($out)"
+  echo "$out"
+}
+
+# start_load THREADS: serve_load.py against the router until stop_load.
+start_load() {
+  rm -f "$tmp/stop"
+  python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$port" \
+    --threads "$1" --stop-file "$tmp/stop" --seconds 120 >"$tmp/load.json" &
+  load_pid=$!
+  sleep 1
+}
+
+# stop_load: ends the load and sets `load` to its JSON summary (not in a
+# $(...): a subshell cannot wait for the load).
+stop_load() {
+  touch "$tmp/stop"
+  wait "$load_pid"
+  load_pid=
+  load=$(cat "$tmp/load.json")
+}
+
+# infer: one `simple` infer through the router, its status printed.
+infer() {
+  curl -s -o "$tmp/infer.out" -w '%{http_code}' \
+    "http://127.0.0.1:$port/v2/models/simple/infer" -d '{"inputs":[
+    {"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},
+    {"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
+}
+
+"$GPUSLICE" create 1g.3gb 1g.3gb >/dev/null || fail "cannot create instances"

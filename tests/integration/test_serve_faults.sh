@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# gpuslice serve survives its workers (host backend, real processes, steady
+# load of 8 keep-alive clients through the router):
+# - kill -9 a worker: no request fails (those in flight on it are retried on
+#   the other worker: none had a response byte), and it is back (restarted,
+#   healthy) within a second (five under sanitizers, which slow startup);
+# - SIGSTOP a worker: health checks take it out, traffic moves to the
+#   other, SIGCONT brings it back, and no request fails;
+# - a slow worker (stopped 80% of the time): least request sends it under
+#   a fifth of the requests (a third under sanitizers), round robin would
+#   send half;
+# - kill -9 every worker at once: the router keeps answering (503 while
+#   none is up) and all come back.
+. "$(dirname "$0")/serve_lib.sh"
+limit=${GS_SANITIZE:+5}
+limit=${limit:-1}
+
+start_serve --policy round_robin --health-interval 100
+check_load() { # what: fails unless the load saw no failed request
+  python3 -c "import json,sys
+d=json.loads(sys.argv[1])
+sys.exit(0 if d['failed']==0 and d['ok']>0 else 'failed requests: %s' % d)" "$load" ||
+    fail "$1: $load"
+  echo "$1: $load"
+}
+
+# --- kill -9 under load
+start_load 8
+pid1=$(worker_field 0:1 pid)
+WAIT_T0=$(date +%s.%N)
+kill -9 "$pid1"
+took=$(WAIT_T0=$WAIT_T0 wait_state 0:1 ready "$limit" "$pid1")
+sleep 1
+stop_load
+check_load "kill -9"
+[ "$(worker_field 0:1 pid)" != "$pid1" ] || fail "worker 0:1 was not restarted"
+[ "$(worker_field 0:1 restarts)" = 1 ] || fail "restart count"
+echo "worker 0:1 back in ${took}s after kill -9"
+
+# --- SIGSTOP / SIGCONT under load
+start_load 8
+pid2=$(worker_field 0:2 pid)
+before=$(worker_field 0:1 requests)
+kill -STOP "$pid2"
+wait_state 0:2 unhealthy 3 >/dev/null
+sleep 1
+after=$(worker_field 0:1 requests)
+[ $((after - before)) -gt 20 ] || fail "traffic did not move to 0:1 ($before -> $after)"
+kill -CONT "$pid2"
+wait_state 0:2 ready 3 >/dev/null
+stop_load
+check_load "SIGSTOP"
+[ "$(worker_field 0:2 pid)" = "$pid2" ] || fail "a stopped worker was restarted"
+
+# --- slow worker: least request routes around it
+kill "$serve_pid"; wait "$serve_pid"; serve_pid=
+start_serve --policy least_request --health-interval 100
+slow=$(worker_field 0:2 pid)
+( while kill -STOP "$slow" 2>/dev/null; do
+    sleep 0.04; kill -CONT "$slow"; sleep 0.01
+  done ) &
+slower=$!
+start_load 8
+sleep 3
+stop_load
+kill "$slower"; wait "$slower" 2>/dev/null; kill -CONT "$slow"
+check_load "slow worker"
+fast=$(worker_field 0:1 requests)
+slow_n=$(worker_field 0:2 requests)
+echo "least request: fast worker $fast requests, slow worker $slow_n"
+# round robin would give it half; sanitizers slow the fast worker too
+share=${GS_SANITIZE:+2}
+[ $((slow_n * ${share:-4})) -lt "$fast" ] ||
+  fail "least request sent the slow worker $slow_n of $((fast + slow_n))"
+
+# --- every worker killed at once
+p1=$(worker_field 0:1 pid)
+p2=$(worker_field 0:2 pid)
+kill -9 "$p1" "$p2"
+code=$(infer)
+[ "$code" = 503 ] || [ "$code" = 200 ] || [ "$code" = 502 ] || fail "router answered $code with no worker"
+wait_state 0:1 ready 10 "$p1" >/dev/null
+wait_state 0:2 ready 10 "$p2" >/dev/null
+[ "$(infer)" = 200 ] || fail "infer after all workers came back"
+kill -0 "$serve_pid" || fail "the serve died"
+echo "PASS"

@@ -1,0 +1,131 @@
+/* A small blocking HTTP/1.1 client for the CLI's own calls to a running
+ * serve (status, admin) and to check servers: one request per connection,
+ * the response read with http-parser. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_http.h"
+
+#define MAX_BODY (16u << 20)
+
+typedef struct reading_s {
+  char *body;
+  size_t len;
+  bool done, too_big;
+} reading_t;
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  reading_t *r = p->data;
+  if (r->len + len > MAX_BODY) {
+    r->too_big = true;
+    return -1;
+  }
+  char *grown = realloc(r->body, r->len + len + 1);
+  if (!grown)
+    return -1;
+  memcpy(grown + r->len, at, len);
+  r->body = grown;
+  r->len += len;
+  grown[r->len] = '\0';
+  return 0;
+}
+
+static int on_complete(http_parser *p) {
+  ((reading_t *)p->data)->done = true;
+  return 0;
+}
+
+static int connect_to(const char *host, unsigned port, int timeout_ms,
+                      gs_error_t *err) {
+  struct sockaddr_in addr = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+    return gs_error_set(err, GS_EINVAL, "'%s' is not an IPv4 address", host),
+           -1;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return gs_error_sys(err, errno, "socket"), -1;
+  struct timeval tv = {.tv_sec = timeout_ms / 1000,
+                       .tv_usec = (timeout_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    gs_error_sys(err, errno, "cannot connect to %s:%u", host, port);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int send_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int cli_http_call(const char *host, unsigned port, const char *method,
+                  const char *path, const char *body, int timeout_ms,
+                  int *status, char **resp_body, gs_error_t *err) {
+  *resp_body = NULL;
+  int fd = connect_to(host, port, timeout_ms, err);
+  if (fd < 0)
+    return err->code ? err->code : GS_ESYSTEM;
+  char head[1024];
+  size_t body_len = body ? strlen(body) : 0;
+  int n = snprintf(head, sizeof head,
+                   "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\n\r\n",
+                   method, path, host, body_len);
+  int rc = GS_OK;
+  if (n <= 0 || (size_t)n >= sizeof head ||
+      send_all(fd, head, (size_t)n) != 0 ||
+      (body_len && send_all(fd, body, body_len) != 0))
+    rc = gs_error_sys(err, errno, "cannot send to %s:%u", host, port);
+  reading_t r = {0};
+  http_parser parser;
+  http_parser_settings settings = {.on_body = on_body,
+                                   .on_message_complete = on_complete};
+  http_parser_init(&parser, HTTP_RESPONSE);
+  parser.data = &r;
+  char buf[16384];
+  while (rc == GS_OK && !r.done) {
+    ssize_t got = recv(fd, buf, sizeof buf, 0);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0) {
+      rc = gs_error_sys(err, errno, "no answer from %s:%u", host, port);
+      break;
+    }
+    size_t used = http_parser_execute(&parser, &settings, buf, (size_t)got);
+    if (got == 0 && !r.done)
+      rc = gs_error_set(err, GS_EPARSE, "%s:%u closed before answering",
+                        host, port);
+    else if (used != (size_t)got && !r.done)
+      rc = gs_error_set(err, GS_EPARSE, "%s:%u sent a malformed response%s",
+                        host, port, r.too_big ? " (over 16 MiB)" : "");
+  }
+  close(fd);
+  if (rc != GS_OK) {
+    free(r.body);
+    return rc;
+  }
+  *status = (int)parser.status_code;
+  *resp_body = r.body ? r.body : strdup("");
+  return GS_OK;
+}

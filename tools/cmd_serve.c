@@ -1,0 +1,345 @@
+/* gpuslice serve: a worker per instance (each through `gpuslice run -i`, so
+ * it is confined exactly as run confines), the router on the front ports,
+ * the supervisor behind; and the client side of a running serve: --status,
+ * --add, --remove, --sync. Options come from the command line and from
+ * -f serve.yaml (the same names, with underscores). */
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cli_http.h"
+#include "gpuslice/run.h"
+#include "gpuslice/serve.h"
+#include "serve_cli.h"
+
+static gs_serve_t *running;
+
+static void on_signal(int sig) {
+  (void)sig;
+  if (running)
+    gs_serve_stop(running);
+}
+
+static void log_line(void *ctx, const char *line) {
+  (void)ctx;
+  fprintf(stderr, "gpuslice serve: %s\n", line);
+}
+
+/* ---- which instances --------------------------------------------------- */
+
+static bool selected(serve_cli_t *sc, gs_backend_t *be, const gs_device_t *dev,
+                     const gs_gi_t *gi, const gs_ci_t *ci, const char *profile) {
+  const char *sel = sc->instances;
+  if (!sel || strcmp(sel, "all") == 0)
+    return true;
+  if (strcmp(sel, profile) == 0)
+    return true;
+  char copy[1024];
+  snprintf(copy, sizeof copy, "%s", sel);
+  for (char *save, *tok = strtok_r(copy, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save)) {
+    gs_instance_ref_t ref;
+    gs_error_t err;
+    if (gs_instance_ref_parse(be, tok, &ref, &err) == GS_OK &&
+        ref.dev == dev->index && ref.gi_id == gi->id &&
+        (ref.ci_id < 0 || (unsigned)ref.ci_id == ci->id))
+      return true;
+  }
+  return false;
+}
+
+static void describe(gs_serve_instance_t *out, const gs_device_t *dev,
+                     const gs_gi_t *gi, const gs_ci_t *ci,
+                     const gs_gi_profile_t *p) {
+  const char *name = p ? p->name : "?";
+  out->memory_mib = p ? p->memory_mib : 0;
+  if (gi->n_ci > 1)
+    snprintf(out->id, sizeof out->id, "%u:%u:%u", dev->index, gi->id, ci->id);
+  else
+    snprintf(out->id, sizeof out->id, "%u:%u", dev->index, gi->id);
+  snprintf(out->uuid, sizeof out->uuid, "%s", ci->uuid[0] ? ci->uuid : gi->uuid);
+  snprintf(out->profile, sizeof out->profile, "%s", name);
+}
+
+/* Every CI of every GI the selection takes, from the backend's layout. */
+static int list_instances(void *ctx, gs_serve_instance_t *out, size_t max,
+                          size_t *n, gs_error_t *err) {
+  serve_cli_t *sc = ctx;
+  gs_backend_t *be;
+  gs_device_t *devs;
+  unsigned n_dev;
+  *n = 0;
+  int rc = cli_open_devices(sc->cli, &be, &devs, &n_dev, err);
+  if (rc != GS_OK)
+    return rc;
+  for (unsigned d = 0; d < n_dev; d++) {
+    const gs_layout_t *l = &devs[d].layout;
+    for (unsigned g = 0; g < l->n_gi; g++) {
+      const gs_gi_t *gi = &l->gi[g];
+      const gs_gi_profile_t *p = gs_catalog_gi(&devs[d].catalog, gi->profile_id);
+      for (unsigned c = 0; c < gi->n_ci && *n < max; c++)
+        if (selected(sc, be, &devs[d], gi, &gi->ci[c], p ? p->name : "?"))
+          describe(&out[(*n)++], &devs[d], gi, &gi->ci[c], p);
+    }
+  }
+  free(devs);
+  gs_backend_close(be);
+  return GS_OK;
+}
+
+/* ---- how a worker starts ----------------------------------------------- */
+
+typedef struct argv_builder_s {
+  char **argv;
+  unsigned n;
+  char *buf;
+  size_t used, size;
+  bool full;
+} argv_builder_t;
+
+static void arg(argv_builder_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void arg(argv_builder_t *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int len = vsnprintf(b->buf + b->used, b->size - b->used, fmt, ap);
+  va_end(ap);
+  if (len < 0 || b->used + (size_t)len + 1 > b->size ||
+      b->n + 1 >= GS_SERVE_MAX_ARGS) {
+    b->full = true;
+    return;
+  }
+  b->argv[b->n++] = b->buf + b->used;
+  b->argv[b->n] = NULL;
+  b->used += (size_t)len + 1;
+}
+
+/* self --backend B --state-dir D run -i UUID [--memory M] -- self worker
+ * --model-repository R --http-port 0 --grpc-port 0|.. --metrics-port 0
+ * --ready-fd 3 [--threads N] */
+static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
+                       char **argv, char *buf, size_t size, gs_error_t *err) {
+  serve_cli_t *sc = ctx;
+  argv_builder_t b = {.argv = argv, .buf = buf, .size = size};
+  (void)n;
+  arg(&b, "%s", sc->self);
+  if (sc->cli->backend)
+    arg(&b, "--backend=%s", sc->cli->backend);
+  arg(&b, "--state-dir=%s", sc->cli->state_dir);
+  arg(&b, "run");
+  arg(&b, "-i");
+  arg(&b, "%s", inst->uuid);
+  /* the soft backend splits an instance's memory among its processes */
+  if (sc->opt.workers_per_instance > 1 && inst->memory_mib)
+    arg(&b, "--memory=%lluM", inst->memory_mib / sc->opt.workers_per_instance);
+  arg(&b, "--");
+  arg(&b, "%s", sc->self);
+  arg(&b, "worker");
+  arg(&b, "--model-repository=%s", sc->model_repository);
+  arg(&b, "--http-port=0");
+  arg(&b, "--grpc-port=%s", sc->opt.grpc ? "any" : "0");
+  arg(&b, "--metrics-port=0");
+  arg(&b, "--ready-fd=3");
+  if (sc->threads)
+    arg(&b, "--threads=%u", sc->threads);
+  if (b.full)
+    return gs_error_set(err, GS_ELIMIT, "the worker's command line for %s "
+                        "is too long", inst->id);
+  return GS_OK;
+}
+
+/* ---- the running serve, from the outside ------------------------------- */
+
+static int write_serve_file(serve_cli_t *sc, gs_serve_t *s, gs_error_t *err) {
+  char path[PATH_MAX], tmp[PATH_MAX + 8];
+  snprintf(path, sizeof path, "%s/serve.json", sc->cli->state_dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  json_t *doc = json_pack("{s:i, s:s, s:i, s:i, s:s}", "pid", (int)getpid(),
+                          "host", sc->opt.host ? sc->opt.host : "127.0.0.1",
+                          "http_port", (int)gs_serve_http_port(s),
+                          "grpc_port", (int)gs_serve_grpc_port(s), "logs",
+                          sc->opt.log_dir);
+  int rc = json_dump_file(doc, tmp, JSON_INDENT(2)) == 0 &&
+                   rename(tmp, path) == 0
+               ? GS_OK
+               : gs_error_sys(err, errno, "cannot write %s", path);
+  json_decref(doc);
+  return rc;
+}
+
+/* Finds the running serve through STATE_DIR/serve.json. */
+static int find_serve(serve_cli_t *sc, char *host, size_t host_size,
+                      unsigned *port, gs_error_t *err) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/serve.json", sc->cli->state_dir);
+  json_error_t jerr;
+  json_t *doc = json_load_file(path, 0, &jerr);
+  const char *h = NULL;
+  int p = 0, pid = 0;
+  if (!doc || json_unpack(doc, "{s:s, s:i, s:i}", "host", &h, "http_port", &p,
+                          "pid", &pid) != 0 ||
+      kill(pid, 0) != 0) {
+    json_decref(doc);
+    return gs_error_set(err, GS_ENOTFOUND,
+                        "no gpuslice serve is running for state directory %s",
+                        sc->cli->state_dir);
+  }
+  snprintf(host, host_size, "%s", h);
+  *port = (unsigned)p;
+  json_decref(doc);
+  return GS_OK;
+}
+
+static void print_status(json_t *doc) {
+  json_t *workers = json_object_get(doc, "workers"), *w;
+  size_t i;
+  printf("router: http %lld, grpc %lld, policy %s, %lld requests, %lld "
+         "retried, %lld failed%s\n",
+         json_integer_value(json_object_get(doc, "http_port")),
+         json_integer_value(json_object_get(doc, "grpc_port")),
+         json_string_value(json_object_get(doc, "policy")),
+         json_integer_value(json_object_get(doc, "requests")),
+         json_integer_value(json_object_get(doc, "retries")),
+         json_integer_value(json_object_get(doc, "failures")),
+         json_is_true(json_object_get(doc, "draining")) ? ", draining" : "");
+  cli_table_t t = {0};
+  static const char *const cols[] = {"WORKER", "INSTANCE", "PROFILE",
+                                     "STATE",  "PID",      "REQUESTS",
+                                     "FAILED", "P99",      "RESTARTS"};
+  cli_table_header(&t, 9, cols);
+  json_array_foreach(workers, i, w) {
+    char pid[16], req[24], fail[24], p99[24], rst[16];
+#define I(key) json_integer_value(json_object_get(w, key))
+#define S(key) json_string_value(json_object_get(w, key))
+    snprintf(pid, sizeof pid, "%lld", I("pid"));
+    snprintf(req, sizeof req, "%lld", I("requests"));
+    snprintf(fail, sizeof fail, "%lld", I("failures"));
+    snprintf(p99, sizeof p99, "%.2f ms", (double)I("p99_us") / 1000.0);
+    snprintf(rst, sizeof rst, "%lld", I("restarts"));
+    cli_table_row(&t, S("worker"), S("instance"), S("profile"), S("state"),
+                  pid, req, fail, p99, rst);
+#undef I
+#undef S
+  }
+  cli_table_print(&t, stdout);
+}
+
+static int client_call(serve_cli_t *sc) {
+  char host[64], path[256];
+  unsigned port = 0;
+  gs_error_t err;
+  int status;
+  char *body = NULL;
+  const char *method = "GET";
+  snprintf(path, sizeof path, "/gpuslice/v1/workers");
+  if (sc->add || sc->remove) {
+    method = sc->add ? "POST" : "DELETE";
+    snprintf(path, sizeof path, "/gpuslice/v1/instances/%s",
+             sc->add ? sc->add : sc->remove);
+  } else if (sc->sync) {
+    method = "POST";
+    snprintf(path, sizeof path, "/gpuslice/v1/sync");
+  }
+  if (find_serve(sc, host, sizeof host, &port, &err) != GS_OK ||
+      cli_http_call(host, port, method, path, NULL, 10000, &status, &body,
+                    &err) != GS_OK)
+    return cli_fail("serve", &err);
+  json_t *doc = json_loads(body, 0, NULL);
+  int rc = CLI_OK;
+  if (status != 200) {
+    json_t *e = json_object_get(doc, "error");
+    fprintf(stderr, "gpuslice: serve: %s\n",
+            json_is_string(e) ? json_string_value(e) : body);
+    rc = status == 404 ? CLI_USAGE : CLI_FAIL;
+  } else if (sc->cli->json || !json_object_get(doc, "workers")) {
+    char *text = json_dumps(doc, JSON_INDENT(2));
+    puts(text ? text : body);
+    free(text);
+  } else {
+    print_status(doc);
+  }
+  json_decref(doc);
+  free(body);
+  return rc;
+}
+
+/* ---- serving ----------------------------------------------------------- */
+
+static int prepare(serve_cli_t *sc, gs_error_t *err) {
+  static char log_dir[PATH_MAX], self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0)
+    return gs_error_sys(err, errno, "cannot find this program (/proc/self/exe)");
+  self[n] = '\0';
+  sc->self = self;
+  if (!sc->opt.log_dir) {
+    snprintf(log_dir, sizeof log_dir, "%s/serve-logs", sc->cli->state_dir);
+    sc->opt.log_dir = log_dir;
+  }
+  if (mkdir(sc->cli->state_dir, 0755) != 0 && errno != EEXIST)
+    return gs_error_sys(err, errno, "cannot create %s", sc->cli->state_dir);
+  if (mkdir(sc->opt.log_dir, 0755) != 0 && errno != EEXIST)
+    return gs_error_sys(err, errno, "cannot create %s", sc->opt.log_dir);
+  struct stat st;
+  if (stat(sc->model_repository, &st) != 0 || !S_ISDIR(st.st_mode))
+    return gs_error_set(err, GS_EINVAL,
+                        "--model-repository %s is not a directory",
+                        sc->model_repository);
+  static char watch[PATH_MAX];
+  snprintf(watch, sizeof watch, "%s/state.json", sc->cli->state_dir);
+  sc->opt.watch_path = watch;
+  return GS_OK;
+}
+
+static int serve(serve_cli_t *sc) {
+  gs_error_t err;
+  sc->opt.worker_argv = worker_argv;
+  sc->opt.list_instances = list_instances;
+  sc->opt.log = log_line;
+  sc->opt.ctx = sc;
+  if (prepare(sc, &err) != GS_OK)
+    return cli_fail("serve", &err);
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  gs_serve_t *s;
+  if (gs_serve_create(&s, &sc->opt, &err) != GS_OK)
+    return cli_fail("serve", &err);
+  running = s;
+  if (write_serve_file(sc, s, &err) != GS_OK)
+    fprintf(stderr, "gpuslice: serve: %s (serve --status will not find "
+                    "it)\n", err.msg);
+  fprintf(stderr, "gpuslice serve: ready: http://%s:%u", 
+          sc->opt.host ? sc->opt.host : "127.0.0.1", gs_serve_http_port(s));
+  if (sc->opt.grpc)
+    fprintf(stderr, ", gRPC %s:%u", sc->opt.host ? sc->opt.host : "127.0.0.1",
+            gs_serve_grpc_port(s));
+  fprintf(stderr, " (logs in %s)\n", sc->opt.log_dir);
+  int rc = gs_serve_run(s, &err);
+  running = NULL;
+  gs_serve_destroy(s);
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/serve.json", sc->cli->state_dir);
+  unlink(path);
+  fprintf(stderr, "gpuslice serve: stopped\n");
+  return rc == GS_OK ? CLI_OK : cli_fail("serve", &err);
+}
+
+int cmd_serve(cli_t *cli, int argc, char **argv) {
+  serve_cli_t sc = {.cli = cli};
+  int rc = serve_cli_parse(&sc, argc, argv);
+  if (rc != CLI_OK || sc.help)
+    return rc;
+  if (sc.status || sc.add || sc.remove || sc.sync)
+    return client_call(&sc);
+  return serve(&sc);
+}

@@ -1,0 +1,24 @@
+/* gpuslice serve's options: command line and -f serve.yaml (serve_cli.c). */
+#ifndef GPUSLICE_SERVE_CLI_H
+#define GPUSLICE_SERVE_CLI_H
+
+#include "cli.h"
+#include "gpuslice/serve.h"
+
+typedef struct serve_cli_s {
+  cli_t *cli;
+  gs_serve_options_t opt;
+  const char *model_repository;
+  const char *instances; /* "all", a profile name, or IDs/UUIDs by commas */
+  unsigned threads;      /* per worker; 0: the worker's default */
+  const char *self;      /* this program, for the workers' command */
+  bool help, status, sync;
+  const char *add, *remove; /* instance ids for the admin calls */
+  char **file_strings; /* values read from -f, NULL-terminated; kept */
+} serve_cli_t;
+
+/* Parses argv (argv[0] is the verb); CLI_OK, or the exit code after
+ * printing what was wrong. */
+int serve_cli_parse(serve_cli_t *sc, int argc, char **argv);
+
+#endif
