@@ -22,6 +22,8 @@ struct gs__http_conn_s {
   bool closing; /* no more requests: shutting down or closed */
   bool closed;  /* the handle is closed */
   bool in_feed; /* conn_feed is on the stack: respond() must not recurse */
+  bool keep_alive; /* the current request's, read before the handler may
+                      move the request away (the worker's infer jobs do) */
   uv_shutdown_t shutdown;
   unsigned writes; /* writes in flight */
   max_align_t user[]; /* l->user_size bytes for the handler */
@@ -115,7 +117,7 @@ static void conn_write(gs__http_conn_t *c, const char *head, size_t head_len,
 }
 
 void gs__http_conn_respond(gs__http_conn_t *c, gs__http_response_t *resp) {
-  bool keep_alive = c->reader.req.keep_alive && !c->l->draining;
+  bool keep_alive = c->keep_alive && !c->l->draining;
   if (c->closing) { /* the peer left meanwhile: nobody to answer */
     gs__http_response_release(resp);
     c->busy = false;
@@ -154,7 +156,7 @@ static void conn_error(gs__http_conn_t *c) {
                           c->reader.error_msg ? c->reader.error_msg
                                               : "bad request");
   c->busy = true;
-  c->reader.req.keep_alive = false;
+  c->keep_alive = false;
   gs__http_conn_respond(c, &resp);
 }
 
@@ -170,6 +172,7 @@ static void conn_feed(gs__http_conn_t *c) {
     }
     if (c->reader.complete) {
       c->busy = true;
+      c->keep_alive = c->reader.req.keep_alive;
       c->l->handler(c->l->ctx, c, &c->reader.req);
       continue; /* answered at once, or later by respond() */
     }

@@ -147,6 +147,16 @@ except http.InferenceServerException as e:
 print("ok: tritonclient JSON and binary infers")
 PY
 fi
+# HTTP/1.1 keep-alive holds across an infer (which runs on a thread): the
+# same connection answers the next request.
+curl -sv "$base/v2/models/simple/infer" -H 'Content-Type: application/json' \
+  -d '{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}' \
+  "$base/v2/health/live" -o /dev/null -o /dev/null 2>"$tmp/keepalive"
+if ! grep -q "Re-using existing connection" "$tmp/keepalive" ||
+  grep -qi "^< Connection: close" "$tmp/keepalive"; then
+  echo "FAIL: the connection was not kept alive after an infer"
+  fails=$((fails + 1))
+fi
 kill "$pid"
 wait "$pid"
 rc=$?
