@@ -614,8 +614,9 @@ static void test_cgroup_v1(void **state) {
   if (strstr(e.compute, "cgroup v1 cpu") &&
       cgroup_path_of(child, "cpu", rel, sizeof rel)) {
     snprintf(cpu_dir, sizeof cpu_dir, "/sys/fs/cgroup/cpu%s", rel);
-    /* 1 slice of 7 on 2 cores: 2/7 of a 100 ms period */
-    assert_int_equal(read_number(cpu_dir, "cpu.cfs_quota_us"), 28571);
+    /* 1 slice of 7 on 2 cores: 2/7 of a 10 ms period */
+    assert_int_equal(read_number(cpu_dir, "cpu.cfs_period_us"), 10000);
+    assert_int_equal(read_number(cpu_dir, "cpu.cfs_quota_us"), 2857);
   }
   gs_process_t procs[2];
   size_t n;
