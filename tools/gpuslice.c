@@ -493,6 +493,7 @@ int main(int argc, char **argv) {
                {"run", cmd_run},
 #ifndef GS_NO_WORKER /* builds without the worker's libraries (GPU kit) */
                {"worker", cmd_worker},   {"serve", cmd_serve},
+               {"perf", cmd_perf},
 #endif
   };
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)

@@ -1,0 +1,375 @@
+/* gpuslice perf's infer request, built once per input-data entry before the
+ * load starts: shapes resolved from the model, -b and --shape; data random,
+ * zero, or from perf_analyzer's JSON input-data file; then the bytes sent,
+ * an HTTP POST with the binary tensor extension (as Triton's client: binary
+ * inputs, binary outputs asked for) or a framed gRPC ModelInferRequest with
+ * raw_input_contents. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc_service.pb-c.h"
+#include "perf/perf_int.h"
+
+#define MAX_INPUT_BYTES ((size_t)64 << 20)
+#define MAX_ENTRIES 1024u
+
+/* One input of one request: its shape (batch included) and its bytes. */
+typedef struct input_s {
+  unsigned rank;
+  int64_t shape[GS_PERF_MAX_DIMS + 1];
+  uint8_t *data;
+  size_t len;
+} input_t;
+
+static size_t dtype_size(const char *dt) {
+  static const struct {
+    const char *name;
+    size_t size;
+  } t[] = {{"BOOL", 1},   {"UINT8", 1},  {"INT8", 1},   {"UINT16", 2},
+           {"INT16", 2},  {"FP16", 2},   {"BF16", 2},   {"UINT32", 4},
+           {"INT32", 4},  {"FP32", 4},   {"UINT64", 8}, {"INT64", 8},
+           {"FP64", 8},   {"BYTES", 0}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+    if (strcmp(t[i].name, dt) == 0)
+      return t[i].size ? t[i].size : 4; /* BYTES: a 4-byte length each */
+  return 0;
+}
+
+/* One sample's dims (no batch): the model's, with variable ones from
+ * --shape or from the data file's "shape". */
+static int sample_dims(const gs__perf_ctx_t *ctx, const gs__perf_tensor_t *t,
+                       json_t *file_shape, unsigned *rank, int64_t *dims,
+                       gs_error_t *err) {
+  unsigned skip = ctx->model.max_batch_size ? 1 : 0;
+  *rank = t->rank > skip ? t->rank - skip : 0;
+  memcpy(dims, t->shape + skip, *rank * sizeof *dims);
+  const gs_perf_shape_t *given = NULL;
+  for (size_t i = 0; i < ctx->opts->n_shapes; i++)
+    if (strcmp(ctx->opts->shapes[i].name, t->name) == 0)
+      given = &ctx->opts->shapes[i];
+  if (file_shape) {
+    *rank = (unsigned)json_array_size(file_shape);
+    for (unsigned d = 0; d < *rank && d < GS_PERF_MAX_DIMS; d++)
+      dims[d] = json_integer_value(json_array_get(file_shape, d));
+  } else if (given) {
+    if (given->rank != *rank)
+      return gs_error_set(err, GS_EINVAL,
+                          "--shape %s: %u dims given, the model's input has "
+                          "%u (batch excluded)",
+                          t->name, given->rank, *rank);
+    memcpy(dims, given->dims, *rank * sizeof *dims);
+  }
+  for (unsigned d = 0; d < *rank; d++)
+    if (dims[d] <= 0)
+      return gs_error_set(err, GS_EINVAL,
+                          "input '%s' has a variable dimension (%u): give "
+                          "--shape %s:d1,d2,...",
+                          t->name, d, t->name);
+  return GS_OK;
+}
+
+static uint64_t next_random(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* One element of synthetic data: small non-negative numbers, as any model
+ * accepts them (1.x for floating point, digits for BYTES). */
+static void fill_element(const char *dt, uint8_t *p, bool zero, uint64_t *s) {
+  uint64_t r = zero ? 0 : next_random(s) % 100;
+  if (strcmp(dt, "BYTES") == 0) {
+    uint32_t one = 1;
+    memcpy(p, &one, 4);
+    p[4] = (uint8_t)('0' + r % 10);
+  } else if (strcmp(dt, "FP32") == 0) {
+    float f = (float)r / 100.0f;
+    memcpy(p, &f, 4);
+  } else if (strcmp(dt, "FP64") == 0) {
+    double f = (double)r / 100.0;
+    memcpy(p, &f, 8);
+  } else if (strcmp(dt, "FP16") == 0 || strcmp(dt, "BF16") == 0) {
+    uint16_t h = zero ? 0 : (dt[0] == 'F' ? 0x3c00 : 0x3f80); /* 1.0 */
+    memcpy(p, &h, 2);
+  } else if (strcmp(dt, "BOOL") == 0) {
+    p[0] = (uint8_t)(r & 1);
+  } else {
+    memset(p, 0, dtype_size(dt));
+    p[0] = (uint8_t)r; /* little endian: the value */
+  }
+}
+
+/* One element from a JSON value of the data file. */
+static int file_element(const char *dt, json_t *v, uint8_t *p,
+                        const char *name, gs_error_t *err) {
+  if (strcmp(dt, "BYTES") == 0) {
+    const char *s = json_string_value(v);
+    if (!s || strlen(s) != 1)
+      return gs_error_set(err, GS_EINVAL, "input-data '%s': BYTES elements "
+                          "are one-character strings here", name);
+    uint32_t one = 1;
+    memcpy(p, &one, 4);
+    p[4] = (uint8_t)s[0];
+    return GS_OK;
+  }
+  if (!json_is_number(v) && !json_is_boolean(v))
+    return gs_error_set(err, GS_EINVAL, "input-data '%s': not a number", name);
+  double d = json_is_boolean(v) ? json_is_true(v) : json_number_value(v);
+  long long i = (long long)d;
+  if (strcmp(dt, "FP32") == 0) {
+    float f = (float)d;
+    memcpy(p, &f, 4);
+  } else if (strcmp(dt, "FP64") == 0) {
+    memcpy(p, &d, 8);
+  } else if (strcmp(dt, "FP16") == 0 || strcmp(dt, "BF16") == 0) {
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "input-data '%s': %s from a file is not supported",
+                        name, dt);
+  } else {
+    memcpy(p, &i, dtype_size(dt)); /* little endian: the low bytes */
+  }
+  return GS_OK;
+}
+
+static void flatten(json_t *v, json_t *out) {
+  size_t i;
+  json_t *e;
+  if (!json_is_array(v)) {
+    json_array_append(out, v);
+    return;
+  }
+  json_array_foreach(v, i, e) flatten(e, out);
+}
+
+/* The sample's bytes, from the file's value (jv) or synthesized. */
+static int sample_data(const gs__perf_tensor_t *t, json_t *jv, size_t count,
+                       uint64_t *seed, uint8_t *p, gs_error_t *err) {
+  size_t es = strcmp(t->datatype, "BYTES") == 0 ? 5 : dtype_size(t->datatype);
+  bool zero = seed == NULL;
+  if (!jv) {
+    for (size_t i = 0; i < count; i++)
+      fill_element(t->datatype, p + i * es, zero, seed);
+    return GS_OK;
+  }
+  json_t *flat = json_array();
+  flatten(json_is_object(jv) ? json_object_get(jv, "content") : jv, flat);
+  int rc = json_array_size(flat) == count
+               ? GS_OK
+               : gs_error_set(err, GS_EINVAL,
+                              "input-data '%s': %zu values, its shape needs "
+                              "%zu",
+                              t->name, json_array_size(flat), count);
+  for (size_t i = 0; rc == GS_OK && i < count; i++)
+    rc = file_element(t->datatype, json_array_get(flat, i), p + i * es,
+                      t->name, err);
+  json_decref(flat);
+  return rc;
+}
+
+/* Input t of one request: batch copies of one sample. */
+static int make_input(const gs__perf_ctx_t *ctx, const gs__perf_tensor_t *t,
+                      json_t *jv, uint64_t *seed, input_t *in,
+                      gs_error_t *err) {
+  int64_t dims[GS_PERF_MAX_DIMS];
+  unsigned rank;
+  json_t *fshape = json_is_object(jv) ? json_object_get(jv, "shape") : NULL;
+  int rc = sample_dims(ctx, t, fshape, &rank, dims, err);
+  if (rc != GS_OK)
+    return rc;
+  size_t count = 1;
+  for (unsigned d = 0; d < rank; d++)
+    count = dims[d] > 0 && count <= MAX_INPUT_BYTES / (size_t)dims[d]
+                ? count * (size_t)dims[d]
+                : MAX_INPUT_BYTES + 1;
+  size_t es = strcmp(t->datatype, "BYTES") == 0 ? 5 : dtype_size(t->datatype);
+  if (es == 0)
+    return gs_error_set(err, GS_EUNSUPPORTED, "input '%s': datatype %s",
+                        t->name, t->datatype);
+  if (count > MAX_INPUT_BYTES / es / ctx->batch)
+    return gs_error_set(err, GS_ELIMIT, "input '%s' is over %zu bytes",
+                        t->name, MAX_INPUT_BYTES);
+  in->len = count * es * ctx->batch;
+  in->data = malloc(in->len);
+  if (!in->data)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  rc = sample_data(t, jv, count, seed, in->data, err);
+  for (unsigned b = 1; rc == GS_OK && b < ctx->batch; b++)
+    memcpy(in->data + b * count * es, in->data, count * es);
+  in->rank = 0;
+  if (ctx->model.max_batch_size)
+    in->shape[in->rank++] = ctx->batch;
+  memcpy(in->shape + in->rank, dims, rank * sizeof *dims);
+  in->rank += rank;
+  return rc;
+}
+
+static json_t *shape_json(const input_t *in) {
+  json_t *a = json_array();
+  for (unsigned d = 0; d < in->rank; d++)
+    json_array_append_new(a, json_integer(in->shape[d]));
+  return a;
+}
+
+/* POST .../infer: the JSON header, then every input's bytes in order. */
+static int http_infer(const gs__perf_ctx_t *ctx, const input_t *in,
+                      gs__perf_req_t *req, uint8_t **out) {
+  json_t *inputs = json_array();
+  size_t data_len = 0;
+  for (size_t i = 0; i < ctx->model.n_inputs; i++) {
+    const gs__perf_tensor_t *t = &ctx->model.inputs[i];
+    json_array_append_new(
+        inputs, json_pack("{s:s, s:o, s:s, s:{s:I}}", "name", t->name, "shape",
+                          shape_json(&in[i]), "datatype", t->datatype,
+                          "parameters", "binary_data_size",
+                          (json_int_t)in[i].len));
+    data_len += in[i].len;
+  }
+  json_t *root = json_pack("{s:o, s:{s:b}}", "inputs", inputs, "parameters",
+                           "binary_data_output", 1);
+  char *head = root ? json_dumps(root, JSON_COMPACT) : NULL;
+  json_decref(root);
+  char path[600], hdr[1024];
+  const char *v = ctx->model.version;
+  snprintf(path, sizeof path, "/v2/models/%s%s%s/infer", ctx->model.name,
+           *v ? "/versions/" : "", v);
+  size_t hlen = head ? strlen(head) : 0;
+  int n = snprintf(hdr, sizeof hdr,
+                   "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: "
+                   "application/octet-stream\r\nInference-Header-Content-"
+                   "Length: %zu\r\nContent-Length: %zu\r\n\r\n",
+                   path, ctx->authority, hlen, hlen + data_len);
+  uint8_t *p = head ? malloc((size_t)n + hlen + data_len) : NULL;
+  if (p) {
+    memcpy(p, hdr, (size_t)n);
+    memcpy(p + n, head, hlen);
+    size_t at = (size_t)n + hlen;
+    for (size_t i = 0; i < ctx->model.n_inputs; at += in[i].len, i++)
+      memcpy(p + at, in[i].data, in[i].len);
+    *req = (gs__perf_req_t){NULL, p, at};
+  }
+  free(head);
+  *out = p;
+  return p ? GS_OK : GS_ENOMEM;
+}
+
+/* ModelInfer: inputs described, their bytes in raw_input_contents. */
+static int grpc_infer(const gs__perf_ctx_t *ctx, const input_t *in,
+                      gs__perf_req_t *req, uint8_t **out) {
+  size_t n = ctx->model.n_inputs;
+  Inference__ModelInferRequest m = INFERENCE__MODEL_INFER_REQUEST__INIT;
+  Inference__ModelInferRequest__InferInputTensor t[GS__PERF_MAX_TENSORS],
+      *pt[GS__PERF_MAX_TENSORS];
+  ProtobufCBinaryData raw[GS__PERF_MAX_TENSORS];
+  m.model_name = (char *)ctx->model.name;
+  m.model_version = (char *)ctx->model.version;
+  for (size_t i = 0; i < n; i++) {
+    inference__model_infer_request__infer_input_tensor__init(&t[i]);
+    t[i].name = (char *)ctx->model.inputs[i].name;
+    t[i].datatype = (char *)ctx->model.inputs[i].datatype;
+    t[i].n_shape = in[i].rank;
+    t[i].shape = (int64_t *)in[i].shape;
+    pt[i] = &t[i];
+    raw[i] = (ProtobufCBinaryData){in[i].len, in[i].data};
+  }
+  m.n_inputs = n;
+  m.inputs = pt;
+  m.n_raw_input_contents = n;
+  m.raw_input_contents = raw;
+  size_t len = inference__model_infer_request__get_packed_size(&m);
+  uint8_t *p = malloc(len + 5);
+  if (!p)
+    return GS_ENOMEM;
+  p[0] = 0;
+  for (int i = 0; i < 4; i++)
+    p[1 + i] = (uint8_t)(len >> (24 - 8 * i));
+  inference__model_infer_request__pack(&m, p + 5);
+  *req = (gs__perf_req_t){"/inference.GRPCInferenceService/ModelInfer", p,
+                          len + 5};
+  *out = p;
+  return GS_OK;
+}
+
+/* Request k from the data file's entry (NULL: synthetic data). */
+static int build_one(gs__perf_ctx_t *ctx, json_t *entry, size_t k,
+                     gs_error_t *err) {
+  input_t in[GS__PERF_MAX_TENSORS] = {0};
+  uint64_t seed = (ctx->opts->seed ? ctx->opts->seed : 88172645463325252ull) +
+                  k * 7919;
+  bool zero = ctx->opts->data == GS_PERF_DATA_ZERO;
+  int rc = GS_OK;
+  for (size_t i = 0; rc == GS_OK && i < ctx->model.n_inputs; i++) {
+    const char *name = ctx->model.inputs[i].name;
+    json_t *jv = entry ? json_object_get(entry, name) : NULL;
+    if (entry && !jv)
+      rc = gs_error_set(err, GS_EINVAL,
+                        "input-data entry %zu has no input '%s'", k, name);
+    if (rc == GS_OK)
+      rc = make_input(ctx, &ctx->model.inputs[i], jv, zero ? NULL : &seed,
+                      &in[i], err);
+  }
+  if (rc == GS_OK &&
+      (ctx->opts->protocol == GS_PERF_GRPC
+           ? grpc_infer(ctx, in, &ctx->reqs[k], &ctx->req_data[k])
+           : http_infer(ctx, in, &ctx->reqs[k], &ctx->req_data[k])) != GS_OK)
+    rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+  for (size_t i = 0; i < ctx->model.n_inputs; i++)
+    free(in[i].data);
+  return rc;
+}
+
+/* perf_analyzer's input-data file: {"data": [{"INPUT0": [...], ...}, ...]}. */
+static int load_file(const char *path, json_t **root, json_t **entries,
+                     gs_error_t *err) {
+  json_error_t je;
+  *root = json_load_file(path, 0, &je);
+  if (!*root)
+    return gs_error_set(err, GS_EPARSE, "--input-data %s:%d:%d: %s", path,
+                        je.line, je.column, je.text);
+  *entries = json_object_get(*root, "data");
+  size_t n = json_array_size(*entries);
+  if (n == 0 || n > MAX_ENTRIES)
+    return gs_error_set(err, GS_EINVAL,
+                        "--input-data %s: expected {\"data\": [{...}, ...]} "
+                        "with 1 to %u entries",
+                        path, MAX_ENTRIES);
+  for (size_t i = 0; i < n; i++)
+    if (!json_is_object(json_array_get(*entries, i)))
+      return gs_error_set(err, GS_EINVAL, "--input-data %s: entry %zu is not "
+                          "an object", path, i);
+  return GS_OK;
+}
+
+int gs__perf_requests_build(gs__perf_ctx_t *ctx, gs_error_t *err) {
+  json_t *root = NULL, *entries = NULL;
+  int rc = GS_OK;
+  if (ctx->opts->data == GS_PERF_DATA_FILE)
+    rc = load_file(ctx->opts->data_file, &root, &entries, err);
+  size_t n = entries ? json_array_size(entries) : 1;
+  if (rc == GS_OK) {
+    ctx->reqs = calloc(n, sizeof *ctx->reqs);
+    ctx->req_data = calloc(n, sizeof *ctx->req_data);
+    if (!ctx->reqs || !ctx->req_data)
+      rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+  }
+  for (size_t k = 0; rc == GS_OK && k < n; k++) {
+    rc = build_one(ctx, entries ? json_array_get(entries, k) : NULL, k, err);
+    ctx->n_reqs = k + 1;
+  }
+  json_decref(root);
+  return rc;
+}
+
+void gs__perf_requests_release(gs__perf_ctx_t *ctx) {
+  for (size_t k = 0; ctx->req_data && k < ctx->n_reqs; k++)
+    free(ctx->req_data[k]);
+  free(ctx->req_data);
+  free(ctx->reqs);
+  free(ctx->stats_data);
+  ctx->req_data = NULL;
+  ctx->reqs = NULL;
+  ctx->stats_data = NULL;
+  ctx->n_reqs = 0;
+}
