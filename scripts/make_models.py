@@ -8,6 +8,9 @@
                            Gemm 64x256 -> Relu -> Gemm 256x10 -> Softmax ->
                            probabilities FP32 [-1, 10]; weights from a fixed
                            seed, so every run writes the same bytes.
+  OUT/classifier/1/...     the demo's model: the same shape of MLP, larger:
+                           FP32 [-1, 512] -> 2048 -> 100 (1.2 M weights), so
+                           a request costs real compute on a CPU core.
 
 With --test-data DIR it also writes DIR/test_model_simple and
 DIR/test_model_mlp laid out as ONNX backend node tests (model.onnx and
@@ -58,18 +61,26 @@ def simple_model():
     return finish(graph)
 
 
-def mlp_weights():
+# (inputs, hidden, classes): `mlp` is the tests' small one; `classifier` is
+# the demo's, big enough (1.2 M weights, ~2.5 MFLOP per row) that a request
+# costs real compute on a CPU core, as ResNet-50 does on a GPU slice.
+MLP_SIZES = {"mlp": (64, 256, 10), "classifier": (512, 2048, 100)}
+
+
+def mlp_weights(name="mlp"):
+    n_in, n_hidden, n_out = MLP_SIZES[name]
     rng = np.random.default_rng(SEED)
     # He initialisation; weights stored [out, in] as PyTorch exports them.
-    w1 = (rng.standard_normal((256, 64)) * np.sqrt(2 / 64)).astype(np.float32)
-    b1 = (rng.standard_normal(256) * 0.01).astype(np.float32)
-    w2 = (rng.standard_normal((10, 256)) * np.sqrt(2 / 256)).astype(np.float32)
-    b2 = (rng.standard_normal(10) * 0.01).astype(np.float32)
+    w1 = (rng.standard_normal((n_hidden, n_in)) * np.sqrt(2 / n_in)).astype(np.float32)
+    b1 = (rng.standard_normal(n_hidden) * 0.01).astype(np.float32)
+    w2 = (rng.standard_normal((n_out, n_hidden)) * np.sqrt(2 / n_hidden)).astype(np.float32)
+    b2 = (rng.standard_normal(n_out) * 0.01).astype(np.float32)
     return w1, b1, w2, b2
 
 
-def mlp_model():
-    w1, b1, w2, b2 = mlp_weights()
+def mlp_model(name="mlp"):
+    n_in, _, n_out = MLP_SIZES[name]
+    w1, b1, w2, b2 = mlp_weights(name)
     inits = [numpy_helper.from_array(a, n) for a, n in
              ((w1, "fc1.weight"), (b1, "fc1.bias"), (w2, "fc2.weight"), (b2, "fc2.bias"))]
     nodes = [
@@ -81,9 +92,9 @@ def mlp_model():
         helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax", axis=-1),
     ]
     graph = helper.make_graph(
-        nodes, "mlp",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 64])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", n_in])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", n_out])],
         inits)
     return finish(graph)
 
@@ -142,6 +153,8 @@ def main():
     simple, mlp = simple_model(), mlp_model()
     write(simple, os.path.join(args.out, "simple", "1", "model.onnx"))
     write(mlp, os.path.join(args.out, "mlp", "1", "model.onnx"))
+    write(mlp_model("classifier"),
+          os.path.join(args.out, "classifier", "1", "model.onnx"))
     if args.test_data:
         write_tests(args.test_data, simple, mlp)
 

@@ -78,5 +78,6 @@ int cmd_run(cli_t *cli, int argc, char **argv);
 int cmd_worker(cli_t *cli, int argc, char **argv);
 int cmd_serve(cli_t *cli, int argc, char **argv);
 int cmd_perf(cli_t *cli, int argc, char **argv);
+int cmd_demo(cli_t *cli, int argc, char **argv);
 
 #endif

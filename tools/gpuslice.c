@@ -32,6 +32,15 @@ static const char usage_text[] =
     "  worker --model-repository DIR [--http-port N] [--host ADDR] "
     "[--threads N]\n"
     "                                        KServe v2 inference over HTTP\n"
+    "  serve --model-repository DIR [--instances all|PROFILE|ID,...]\n"
+    "        [--workers-per-instance N] [--http-port N] [--grpc-port N]\n"
+    "                                        a worker per instance, router, "
+    "supervisor\n"
+    "  serve --status | --add ID | --remove ID | --sync\n"
+    "  perf -m MODEL [-u HOST:PORT] [--concurrency-range A:B:S] ...\n"
+    "                                        perf_analyzer-compatible load\n"
+    "  demo [--model-repository DIR] [--out DIR]\n"
+    "                                        the flower demo on this machine\n"
     "\n"
     "MODEL (for --gpu): a30 a100-40gb a100-80gb h100-80gb h100-94gb h200 "
     "gh200 b200\n"
@@ -493,7 +502,7 @@ int main(int argc, char **argv) {
                {"run", cmd_run},
 #ifndef GS_NO_WORKER /* builds without the worker's libraries (GPU kit) */
                {"worker", cmd_worker},   {"serve", cmd_serve},
-               {"perf", cmd_perf},
+               {"perf", cmd_perf},       {"demo", cmd_demo},
 #endif
   };
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
