@@ -6,7 +6,7 @@
 # throughput and p50 for both, with gpuslice's difference in %.
 #
 # usage: bench/perf_compare.sh PATH/TO/gpuslice
-# env:   BENCH_WINDOW_MS (-p, default 2000), BENCH_CONC ("1 8 32"),
+# env:   BENCH_MODEL (simple or classifier), BENCH_WINDOW_MS (-p, default 2000), BENCH_CONC ("1 8 32"),
 #        BENCH_PROTOCOLS ("http grpc"), BENCH_STABILITY (-s, 10),
 #        BENCH_PIN=1 (worker on CPU 1, the clients on CPU 0: the client's
 #        own CPU cost then no longer slows the server), PA_VENV (default
@@ -18,6 +18,11 @@ window=${BENCH_WINDOW_MS:-2000}
 conc_list=${BENCH_CONC:-1 8 32}
 protocols=${BENCH_PROTOCOLS:-http grpc}
 stability=${BENCH_STABILITY:-10}
+# BENCH_MODEL: simple (the client's cost shows) or classifier (~0.4 ms of
+# compute per request on the worker: the server sets the pace)
+model=${BENCH_MODEL:-simple}
+shape=()
+[ "$model" = classifier ] && shape=(--shape input:1,512)
 pin_server=() pin_client=()
 if [ "${BENCH_PIN:-0}" = 1 ]; then
   pin_server=(taskset -c 1) pin_client=(taskset -c 0)
@@ -56,7 +61,7 @@ sleep 0.5
 point() {
   local tool=$1 proto=$2 c=$3 u csv=$tmp/$1-$2-$3.csv
   [ "$proto" = grpc ] && u=127.0.0.1:$gport || u=127.0.0.1:$port
-  local args=(-m simple -u "$u" -i "$proto" --concurrency-range "$c"
+  local args=(-m "$model" "${shape[@]}" -u "$u" -i "$proto" --concurrency-range "$c"
     -p "$window" -s "$stability" -r 20 -f "$csv")
   if [ "$tool" = pa ]; then
     timeout 300 "${pin_client[@]}" "$PERF_ANALYZER" "${args[@]}" >"$csv.log" 2>&1
