@@ -337,9 +337,9 @@ static int serve(serve_cli_t *sc) {
 int cmd_serve(cli_t *cli, int argc, char **argv) {
   serve_cli_t sc = {.cli = cli};
   int rc = serve_cli_parse(&sc, argc, argv);
-  if (rc != CLI_OK || sc.help)
-    return rc;
-  if (sc.status || sc.add || sc.remove || sc.sync)
-    return client_call(&sc);
-  return serve(&sc);
+  if (rc == CLI_OK && !sc.help)
+    rc = sc.status || sc.add || sc.remove || sc.sync ? client_call(&sc)
+                                                     : serve(&sc);
+  serve_cli_release(&sc);
+  return rc;
 }

@@ -290,3 +290,10 @@ int serve_cli_parse(serve_cli_t *sc, int argc, char **argv) {
     return cli_usage("serve", "--model-repository DIR is needed");
   return CLI_OK;
 }
+
+void serve_cli_release(serve_cli_t *sc) {
+  for (size_t i = 0; sc->file_strings && sc->file_strings[i]; i++)
+    free(sc->file_strings[i]);
+  free(sc->file_strings);
+  sc->file_strings = NULL;
+}

@@ -20,5 +20,7 @@ typedef struct serve_cli_s {
 /* Parses argv (argv[0] is the verb); CLI_OK, or the exit code after
  * printing what was wrong. */
 int serve_cli_parse(serve_cli_t *sc, int argc, char **argv);
+/* Frees the values read from -f (once the serve no longer needs them). */
+void serve_cli_release(serve_cli_t *sc);
 
 #endif
