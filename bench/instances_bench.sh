@@ -25,48 +25,13 @@ reps=${BENCH_REPS:-2}
 window=${BENCH_WINDOW_MS:-3000}
 wrk_s=${BENCH_WRK_S:-10}
 ncores=${BENCH_N:-$(nproc)}
-die() { echo "instances_bench: $*" >&2; exit 1; }
+. "$src/bench/bench_lib.sh" # tmp, die, processes stopped at exit, and the rest
 [ -x "$gpuslice" ] || die "no gpuslice binary at $gpuslice"
 command -v curl >/dev/null || die "curl not found"
 
-tmp=$(mktemp -d)
-export GPUSLICE_STATE_DIR=$tmp/state GPUSLICE_BACKEND=host
-export GPUSLICE_HOST_CGROUP_ROOT=${GPUSLICE_HOST_CGROUP_ROOT:-none}
-serve_pid=
-load_pid=
-worker_pids=()
-stop_pid() { # stop_pid PID: TERM, up to 10 s, then KILL
-  local p=$1
-  kill -0 "$p" 2>/dev/null || return 0
-  kill "$p" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -9 "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
-stop_serve() {
-  [ -n "$serve_pid" ] && stop_pid "$serve_pid"
-  serve_pid=
-  local p
-  for p in "${worker_pids[@]}"; do stop_pid "$p"; done
-  worker_pids=()
-}
-cleanup() {
-  set +e
-  [ -n "$load_pid" ] && stop_pid "$load_pid"
-  stop_serve
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# A private copy, so that a rebuild of the tree during the run cannot mix
-# binaries (serve starts its workers from its own executable).
-mkdir -p "$tmp/bin"
-cp "$gpuslice" "$tmp/bin/gpuslice"
-gpuslice_src=$gpuslice
-gpuslice=$tmp/bin/gpuslice
+# The host backend, state in $tmp, a private copy of the binary; the
+# profiles of this host: the smallest 1g one and the one holding all cores.
+host_setup
 
 loadgen=${BENCH_LOADGEN:-}
 if [ "$loadgen" != wrk ]; then
@@ -81,30 +46,13 @@ if [ "$loadgen" != wrk ]; then
 fi
 [ "$loadgen" = wrk ] && ! command -v wrk >/dev/null && die "wrk not found"
 
-echo "## machine"
-echo
-echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "- nproc: $(nproc); CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
-  "($(lscpu | sed -n 's/^Hypervisor vendor: *//p' | head -1) guest)"
-echo "- kernel: $(uname -sr); OS: $(. /etc/os-release && echo "$PRETTY_NAME")"
 if [ "$loadgen" = perf_analyzer ]; then
-  echo "- gpuslice: $gpuslice_src (built $(date -u -r "$gpuslice_src" '+%H:%M UTC'), sha256 $(sha256sum "$gpuslice" | cut -c1-12)); load: $("$PERF_ANALYZER" --version 2>&1 | head -1)," \
-    "-i http (binary tensors), sync, ${window} ms windows"
+  machine_facts "load: $("$PERF_ANALYZER" --version 2>&1 | head -1), -i http (binary tensors), sync, ${window} ms windows"
 else
-  echo "- gpuslice: $gpuslice_src (built $(date -u -r "$gpuslice_src" '+%H:%M UTC'), sha256 $(sha256sum "$gpuslice" | cut -c1-12)); load: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), JSON body, ${wrk_s} s"
+  machine_facts "load: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), JSON body, ${wrk_s} s"
 fi
-echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo
 
-python3 "$src/scripts/make_models.py" --out "$tmp/models" >/dev/null ||
-  die "make_models.py failed (needs python3-onnx)"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-profile_small=$("$gpuslice" profiles | awk '$2 == "MIG" && $3 ~ /^1g\.[0-9]+gb$/ { print $3; exit }')
-profile_all=$("$gpuslice" profiles | awk '$2 == "MIG" && $3 ~ /^7g\./ { print $3; exit }')
-[ -n "$profile_small" ] && [ -n "$profile_all" ] || die "no 1g/7g host profiles"
+make_models
 slices=7
 
 # layout NAME: makes the instances of layout NAME (after destroying any).
@@ -123,21 +71,10 @@ layout() {
   fi
 }
 
-start_serve() {
-  port=$(free_port)
-  "$gpuslice" serve --model-repository "$tmp/models" --http-port "$port" \
-    --grpc-port 0 --policy round_robin >"$tmp/serve.log" 2>&1 &
-  serve_pid=$!
-  local ok=
-  for _ in $(seq 600); do
-    grep -q "gpuslice serve: ready" "$tmp/serve.log" && { ok=1; break; }
-    kill -0 "$serve_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$ok" ] || { cat "$tmp/serve.log" >&2; die "serve did not start"; }
-  curl -sf "http://127.0.0.1:$port/gpuslice/v1/workers" >"$tmp/workers.json"
-  mapfile -t worker_pids < <(python3 -c 'import json,sys
-for w in json.load(open(sys.argv[1]))["workers"]: print(w["pid"])' "$tmp/workers.json")
+# serve_and_check: start_serve (bench_lib.sh), then one mlp request through
+# the router.
+serve_and_check() {
+  start_serve
   curl -sf -H 'Content-Type: application/json' -d @"$tmp/body.json" \
     "http://127.0.0.1:$port/v2/models/mlp/infer" | grep -q probabilities ||
     die "mlp infer through the router failed"
@@ -164,35 +101,24 @@ open(sys.argv[2], "w").write(
     ' s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout + s.errors.status))\nend\n')
 PY
 
-ticks() { # utime+stime of the processes, clock ticks
-  local p t=0 v
-  for p in "$@"; do
-    v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)
-    t=$((t + v))
-  done
-  echo "$t"
-}
-hz=$(getconf CLK_TCK)
 now_ms() { date +%s%3N; }
 
-# point LAYOUT C: one measurement through the router; appends
+# point LAYOUT C: one measurement through the router (CPU: ticks,
+# run_timed and child_ticks of bench_lib.sh); appends
 # "layout c rps p50 p99 cpu_router cpu_workers cpu_loadgen note" to $tmp/raw.
 point() {
   local l=$1 c=$2 t0 t1 r0 r1 w0 w1 ms lk rps p50 p99 note=
   t0=$(now_ms); r0=$(ticks "$serve_pid"); w0=$(ticks "${worker_pids[@]}")
   if [ "$loadgen" = perf_analyzer ]; then
-    ( "$PERF_ANALYZER" -m mlp -u "127.0.0.1:$port" -i http --shape input:1,64 \
-        --concurrency-range "$c:$c" -p "$window" -s 25 -r 8 \
-        -f "$tmp/pa.csv" >"$tmp/pa.out" 2>&1; rc=$?; times >"$tmp/times"; exit $rc ) &
-    load_pid=$!
-    if ! wait "$load_pid"; then
+    if ! run_timed "$tmp/pa.out" "$PERF_ANALYZER" -m mlp -u "127.0.0.1:$port" \
+        -i http --shape input:1,64 --concurrency-range "$c:$c" -p "$window" \
+        -s 25 -r 8 -f "$tmp/pa.csv"; then
       # Not stable within 25 % in 8 windows (a shared box): take 3 windows.
       note='*'
-      ( "$PERF_ANALYZER" -m mlp -u "127.0.0.1:$port" -i http --shape input:1,64 \
-          --concurrency-range "$c:$c" -p "$window" -s 1000 -r 3 \
-          -f "$tmp/pa.csv" >"$tmp/pa.out" 2>&1; rc=$?; times >"$tmp/times"; exit $rc ) &
-      load_pid=$!
-      wait "$load_pid" || { cat "$tmp/pa.out" >&2; die "perf_analyzer failed"; }
+      run_timed "$tmp/pa.out" "$PERF_ANALYZER" -m mlp -u "127.0.0.1:$port" \
+        -i http --shape input:1,64 --concurrency-range "$c:$c" -p "$window" \
+        -s 1000 -r 3 -f "$tmp/pa.csv" ||
+        { cat "$tmp/pa.out" >&2; die "perf_analyzer failed"; }
     fi
     read -r rps p50 p99 < <(awk -F, '
       NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
@@ -200,20 +126,16 @@ point() {
   else
     local th=2
     [ "$c" -lt 2 ] && th=1
-    ( wrk -t "$th" -c "$c" -d "${wrk_s}s" --latency -s "$tmp/post.lua" \
-        "http://127.0.0.1:$port/v2/models/mlp/infer" >"$tmp/wrk.out" 2>&1; rc=$?
-      times >"$tmp/times"; exit $rc ) &
-    load_pid=$!
-    wait "$load_pid" || { cat "$tmp/wrk.out" >&2; die "wrk failed"; }
+    run_timed "$tmp/wrk.out" wrk -t "$th" -c "$c" -d "${wrk_s}s" --latency \
+      -s "$tmp/post.lua" "http://127.0.0.1:$port/v2/models/mlp/infer" ||
+      { cat "$tmp/wrk.out" >&2; die "wrk failed"; }
     local errs
     read -r rps p50 p99 errs < <(awk '/^RESULT/ { print $2, $3, $4, $5 }' "$tmp/wrk.out")
     [ "$errs" = 0 ] || note="$errs errors"
   fi
-  load_pid=
   t1=$(now_ms); r1=$(ticks "$serve_pid"); w1=$(ticks "${worker_pids[@]}")
   ms=$((t1 - t0))
-  lk=$(awk -v hz="$hz" 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) {
-         split($i, a, /[ms]/); t += a[1] * 60 + a[2] } printf "%d", t * hz }' "$tmp/times")
+  lk=$(child_ticks "$tmp/times")
   local cr=$(( (r1 - r0) * 100000 / (hz * ms) )) cw=$(( (w1 - w0) * 100000 / (hz * ms) ))
   local cl=$(( lk * 100000 / (hz * ms) ))
   echo "$l $c $rps $p50 $p99 $cr $cw $cl ${note:--}" >>"$tmp/raw"
@@ -227,7 +149,7 @@ label_one="1 x $profile_all ($ncores cores)"
 for r in $(seq "$reps"); do
   for l in many one; do
     layout "$l"
-    start_serve
+    serve_and_check
     if [ "$r" = 1 ]; then
       [ "$l" = many ] && echo "- $label_many:" || echo "- $label_one:"
       describe
@@ -240,14 +162,7 @@ done
 "$gpuslice" destroy --all >/dev/null 2>&1 || true
 echo
 
-median() { # median LAYOUT C FIELD
-  awk -v l="$1" -v c="$2" -v f="$3" '$1 == l && $2 == c { v[++k] = $f }
-    END { if (!k) { print "-"; exit }
-          for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++)
-            if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-          m = (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-          printf "%.0f", m }' "$tmp/raw"
-}
+# median LAYOUT C FIELD (bench_lib.sh): the median over the repeats.
 echo "| concurrency | layout | req/s | p50 (us) | p99 (us) | CPU% router | CPU% workers | CPU% load gen |"
 echo "|---:|---|---:|---:|---:|---:|---:|---:|"
 for c in $conc_list; do

@@ -13,28 +13,11 @@ gpuslice=${1:?usage: $0 PATH/TO/gpuslice}
 src=$(cd "$(dirname "$0")/.." && pwd)
 conc_list=${BENCH_CONC:-1 8 32}
 secs=${BENCH_S:-6}
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-die() { echo "loadgen_bench: $*" >&2; exit 1; }
+. "$src/bench/bench_lib.sh" # tmp, die, make_models, start_worker, to_us
 command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
-python3 "$src/scripts/make_models.py" --out "$tmp/models" >/dev/null ||
-  die "make_models.py failed (needs python3-onnx)"
+make_models
 echo '{"max_batch_size": 8}' >"$tmp/models/simple/config.json"
-"$gpuslice" worker --model-repository "$tmp/models" --http-port 0 \
-  --grpc-port 0 --metrics-port 0 --threads 2 2>"$tmp/log" &
-pid=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$tmp/log" >&2; die "worker did not start"; }
+start_worker --grpc-port 0
 
 # The body gpuslice perf sends (JSON header + 2 x 64 bytes of INT32), for wrk.
 python3 - "$tmp" <<'PY'
@@ -59,11 +42,11 @@ echo "|---|---|---|---|---|---|"
 for c in $conc_list; do
   wrk -t1 -c "$c" -d "${secs}s" --latency -s "$tmp/post.lua" "$url" >"$tmp/wrk.$c" 2>&1
   w_rps=$(awk '/^Requests\/sec:/ { print $2 }' "$tmp/wrk.$c")
-  w_p50=$(awk '$1 == "50%" { v = $2; if (v ~ /us$/) { sub("us", "", v) } else if (v ~ /ms$/) { sub("ms", "", v); v *= 1000 } else if (v ~ /s$/) { sub("s", "", v); v *= 1e6 } printf "%.0f", v }' "$tmp/wrk.$c")
+  w_p50=$(awk '$1 == "50%" { print $2 }' "$tmp/wrk.$c" | to_us)
   "$gpuslice" perf -m simple -u "127.0.0.1:$port" --concurrency-range "$c" \
     -p "$window" -s 20 -r 20 -f "$tmp/gs.$c.csv" >"$tmp/gs.$c.log" 2>&1
   read -r g_rps g_p50 < <(awk -F, 'NR == 2 { print $2, $(NF-3) }' "$tmp/gs.$c.csv" 2>/dev/null || echo "- -")
   ratio=$(awk -v a="${w_rps:-0}" -v b="${g_rps:-0}" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "-" }')
   echo "| $c | ${w_rps:--} | ${g_rps:--} | $ratio | ${w_p50:--} | ${g_p50:--} |"
-  grep -h "warning" "$tmp/gs.$c.log" >&2
+  grep -h "warning" "$tmp/gs.$c.log" >&2 || true
 done

@@ -23,39 +23,18 @@ stability=${BENCH_STABILITY:-10}
 model=${BENCH_MODEL:-simple}
 shape=()
 [ "$model" = classifier ] && shape=(--shape input:1,512)
-pin_server=() pin_client=()
+. "$src/bench/bench_lib.sh" # tmp, die, free_port, make_models, start_worker
+pin_client=()
 if [ "${BENCH_PIN:-0}" = 1 ]; then
-  pin_server=(taskset -c 1) pin_client=(taskset -c 0)
+  worker_cpus=1 pin_client=(taskset -c 0)
 fi
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-die() { echo "perf_compare: $*" >&2; exit 1; }
 
 . "$src/bench/perf_analyzer_env.sh"
 pa_find "${PA_VENV:-/tmp/gpuslice-bench-venv}" || die "$PA_WHY"
-python3 "$src/scripts/make_models.py" --out "$tmp/models" >/dev/null ||
-  die "make_models.py failed (needs python3-onnx)"
+make_models
 echo '{"max_batch_size": 8}' >"$tmp/models/simple/config.json"
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 gport=$(free_port)
-"${pin_server[@]}" "$gpuslice" worker --model-repository "$tmp/models" --http-port 0 \
-  --grpc-port "$gport" --metrics-port 0 --threads 2 2>"$tmp/log" &
-pid=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$tmp/log" >&2; die "worker did not start"; }
-sleep 0.5
+start_worker --grpc-port "$gport"
 
 # point TOOL PROTO CONC: "throughput p50" from the tool's CSV (same flags).
 point() {

@@ -25,98 +25,24 @@ gpuslice=${1:-${GPUSLICE:-$src/build/gpuslice}}
 secs=${BENCH_S:-10}
 reps=${BENCH_REPS:-3}
 warm=${BENCH_WARMUP_S:-2}
-die() { echo "router_bench: $*" >&2; exit 1; }
+. "$src/bench/bench_lib.sh" # tmp, die, processes stopped at exit, and the rest
 [ -x "$gpuslice" ] || die "no gpuslice binary at $gpuslice"
 command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
 command -v nginx >/dev/null || die "nginx not found (apt-get install -y nginx)"
 command -v curl >/dev/null || die "curl not found"
 
-tmp=$(mktemp -d)
 chmod 755 "$tmp" # nginx's workers may run as another user
-export GPUSLICE_STATE_DIR=$tmp/state GPUSLICE_BACKEND=host
-export GPUSLICE_HOST_CGROUP_ROOT=${GPUSLICE_HOST_CGROUP_ROOT:-none}
-serve_pid=
 nginx_pid=
-wrk_pid=
-worker_pids=()
+# The host backend, state in $tmp, a private copy of the binary; the
+# profiles of this host: the smallest 1g one and the one holding all cores.
+host_setup
+machine_facts "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $(nginx -v 2>&1)"
+make_models
 
-stop_pid() { # stop_pid PID: TERM, up to 10 s, then KILL
-  local p=$1
-  kill -0 "$p" 2>/dev/null || return 0
-  kill "$p" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -9 "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
-stop_serve() {
-  [ -n "$serve_pid" ] && stop_pid "$serve_pid"
-  serve_pid=
-  # The serve stops its workers; any still there (a serve killed hard) go.
-  local p
-  for p in "${worker_pids[@]}"; do stop_pid "$p"; done
-  worker_pids=()
-}
-cleanup() {
-  set +e
-  [ -n "$wrk_pid" ] && stop_pid "$wrk_pid"
-  [ -n "$nginx_pid" ] && stop_pid "$nginx_pid"
-  stop_serve
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# A private copy, so that a rebuild of the tree during the run cannot mix
-# binaries (serve starts its workers from its own executable).
-mkdir -p "$tmp/bin"
-cp "$gpuslice" "$tmp/bin/gpuslice"
-gpuslice_src=$gpuslice
-gpuslice=$tmp/bin/gpuslice
-
-echo "## machine"
-echo
-echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "- nproc: $(nproc); CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
-  "($(lscpu | sed -n 's/^Hypervisor vendor: *//p' | head -1) guest)"
-echo "- kernel: $(uname -sr); OS: $(. /etc/os-release && echo "$PRETTY_NAME")"
-echo "- gpuslice: $gpuslice_src (built $(date -u -r "$gpuslice_src" '+%H:%M UTC'), sha256 $(sha256sum "$gpuslice" | cut -c1-12)); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2);" \
-  "$(nginx -v 2>&1)"
-echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo
-
-python3 "$src/scripts/make_models.py" --out "$tmp/models" >/dev/null ||
-  die "make_models.py failed (needs python3-onnx)"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Profiles of this host: the smallest 1g one and the one holding all cores.
-profile_small=$("$gpuslice" profiles | awk '$2 == "MIG" && $3 ~ /^1g\.[0-9]+gb$/ { print $3; exit }')
-profile_all=$("$gpuslice" profiles | awk '$2 == "MIG" && $3 ~ /^7g\./ { print $3; exit }')
-[ -n "$profile_small" ] && [ -n "$profile_all" ] || die "no 1g/7g host profiles"
-
-# start_serve: gpuslice serve over every instance; sets serve_pid, port and
-# worker_pids/worker_ports (from the admin endpoint).
-start_serve() {
-  port=$(free_port)
-  "$gpuslice" serve --model-repository "$tmp/models" --http-port "$port" \
-    --grpc-port 0 --policy round_robin >"$tmp/serve.log" 2>&1 &
-  serve_pid=$!
-  local ok=
-  for _ in $(seq 600); do
-    grep -q "gpuslice serve: ready" "$tmp/serve.log" && { ok=1; break; }
-    kill -0 "$serve_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$ok" ] || { cat "$tmp/serve.log" >&2; die "serve did not start"; }
-  curl -sf "http://127.0.0.1:$port/gpuslice/v1/workers" >"$tmp/workers.json"
-  mapfile -t worker_pids < <(python3 -c 'import json,sys
-for w in json.load(open(sys.argv[1]))["workers"]: print(w["pid"])' "$tmp/workers.json")
-  mapfile -t worker_ports < <(python3 -c 'import json,sys
-for w in json.load(open(sys.argv[1]))["workers"]: print(w["http_port"])' "$tmp/workers.json")
+# serve_and_list: start_serve (bench_lib.sh), then one line per process:
+# pid, port, the workers' CPUs.
+serve_and_list() {
+  start_serve
   local i
   for i in "${!worker_pids[@]}"; do
     echo "- worker pid ${worker_pids[$i]}, port ${worker_ports[$i]}," \
@@ -185,6 +111,7 @@ NGINX
   nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" -g 'daemon off;' \
     >"$tmp/nginx/logs/stdout.log" 2>&1 &
   nginx_pid=$!
+  stop_at_exit "$nginx_pid"
   for _ in $(seq 50); do
     curl -sf "http://127.0.0.1:$nport/v2/health/live" >/dev/null 2>&1 && break
     sleep 0.1
@@ -194,22 +121,13 @@ NGINX
   echo "- nginx master pid $nginx_pid, port $nport, $((${#nginx_pids[@]} - 1)) worker processes"
 }
 stop_nginx() {
-  [ -n "$nginx_pid" ] && stop_pid "$nginx_pid"
+  if [ -n "$nginx_pid" ]; then stop_pid "$nginx_pid"; fi
   nginx_pid=
 }
 
-# ticks PID...: utime+stime of the processes (all their threads), in clock
-# ticks; busy: non-idle ticks of the whole machine.
-ticks() {
-  local p t=0 v
-  for p in "$@"; do
-    v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)
-    t=$((t + v))
-  done
-  echo "$t"
-}
+# ticks PID... (bench_lib.sh): CPU time of processes in clock ticks; busy:
+# non-idle ticks of the whole machine.
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-hz=$(getconf CLK_TCK)
 
 # point NAME C THREADS PORT PROXY_PIDS: one wrk run; appends
 # "name c rps p50 p99 errors cpu_proxy cpu_workers cpu_wrk cpu_other" to
@@ -221,21 +139,16 @@ point() {
   local b0 w0 x0=0 b1 w1 x1=0 cw cp ck co
   b0=$(busy); w0=$(ticks "${worker_pids[@]}")
   [ ${#proxy[@]} -gt 0 ] && x0=$(ticks "${proxy[@]}")
-  # A subshell, so that `times` gives wrk's own CPU time.
-  ( wrk -t "$t" -c "$c" -d "${secs}s" --latency -s "$tmp/post.lua" \
-      "http://127.0.0.1:$p$infer_path" >"$tmp/wrk.out" 2>&1; rc=$?
-    times >"$tmp/times"; exit $rc ) &
-  wrk_pid=$!
-  wait "$wrk_pid" || { cat "$tmp/wrk.out" >&2; die "wrk failed"; }
-  wrk_pid=
+  # run_timed: wrk's own CPU time in $tmp/times.
+  run_timed "$tmp/wrk.out" wrk -t "$t" -c "$c" -d "${secs}s" --latency \
+    -s "$tmp/post.lua" "http://127.0.0.1:$p$infer_path" ||
+    { cat "$tmp/wrk.out" >&2; die "wrk failed"; }
   b1=$(busy); w1=$(ticks "${worker_pids[@]}")
   [ ${#proxy[@]} -gt 0 ] && x1=$(ticks "${proxy[@]}")
   read -r rps p50 p99 errs status < <(awk '/^RESULT/ { print $2, $3, $4, $5, $6 }' "$tmp/wrk.out")
   [ -n "${rps:-}" ] || { cat "$tmp/wrk.out" >&2; die "no wrk result"; }
   [ "$status" = 0 ] || echo "router_bench: $name c=$c: $status non-2xx answers" >&2
-  # times' second line: children's user and system time, as 0m1.234s.
-  ck=$(awk -v hz="$hz" 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) {
-         split($i, a, /[ms]/); t += a[1] * 60 + a[2] } printf "%d", t * hz }' "$tmp/times")
+  ck=$(child_ticks "$tmp/times")
   cw=$(( (w1 - w0) * 100 / (hz * secs) ))
   cp=$(( (x1 - x0) * 100 / (hz * secs) ))
   co=$(( (b1 - b0 - (w1 - w0) - (x1 - x0) - ck) * 100 / (hz * secs) ))
@@ -249,23 +162,16 @@ warmup() { # warmup PORT C
   wrk -t 1 -c "$2" -d "${warm}s" -s "$tmp/post.lua" "http://127.0.0.1:$1$infer_path" >/dev/null 2>&1 || true
 }
 
-# median NAME C FIELD: the median over the repeats (FIELD: 3 rps, 4 p50, 5
-# p99, 6 errors, 7..10 CPU: proxy, workers, wrk, other).
-median() {
-  awk -v n="$1" -v c="$2" -v f="$3" '$1 == n && $2 == c { v[++k] = $f }
-    END { if (!k) { print "-"; exit }
-          for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++)
-            if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-          m = (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-          printf "%.0f", m }' "$tmp/raw"
-}
+# median NAME C FIELD (bench_lib.sh): the median over the repeats in
+# $tmp/raw (FIELD: 3 rps, 4 p50, 5 p99, 6 errors, 7..10 CPU: proxy,
+# workers, wrk, other).
 
 # ---- (a) overhead: one worker, direct vs through the router -------------
 : >"$tmp/raw"
 echo "## (a) router overhead: one worker ($profile_all, all cores)"
 echo
 "$gpuslice" create "$profile_all" >/dev/null || die "cannot create $profile_all"
-start_serve
+serve_and_list
 wport=${worker_ports[0]}
 check_infer "$wport"
 check_infer "$port"
@@ -332,7 +238,7 @@ echo
 "$gpuslice" create "$profile_small:0" "$profile_small:4" >/dev/null ||
   "$gpuslice" create "$profile_small" "$profile_small" >/dev/null ||
   die "cannot create two $profile_small"
-start_serve
+serve_and_list
 for p in "${worker_ports[@]}"; do check_infer "$p"; done
 check_infer "$port"
 

@@ -17,43 +17,22 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 window=${BENCH_WINDOW_MS:-2000}
 conc_list=${BENCH_CONC:-1 8 64}
 wrk_s=${BENCH_WRK_S:-5}
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-die() { echo "worker_bench: $*" >&2; exit 1; }
+. "$src/bench/bench_lib.sh" # tmp, die, free_port, make_models, start_worker, to_us
 
 . "$src/bench/perf_analyzer_env.sh"
 pa_find "${PA_VENV:-/tmp/gpuslice-bench-venv}" || die "$PA_WHY"
 command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
 
-python3 "$src/scripts/make_models.py" --out "$tmp/models" >/dev/null ||
-  die "make_models.py failed (needs python3-onnx)"
+make_models
 echo '{"max_batch_size": 8}' >"$tmp/models/simple/config.json"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 grpc_args=()
 grpc_port=
 if "$gpuslice" worker --help 2>&1 | grep -q -- --grpc-port; then
   grpc_port=$(free_port)
   grpc_args=(--grpc-port "$grpc_port")
 fi
-"$gpuslice" worker --model-repository "$tmp/models" --http-port 0 \
-  --metrics-port 0 --threads 2 "${grpc_args[@]}" 2>"$tmp/log" &
-pid=$!
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$tmp/log" >&2; die "worker did not start"; }
-sleep 0.5
+start_worker "${grpc_args[@]}"
 
 # pa_point LABEL CONC -- perf_analyzer args: one row "label|c|rps|p50|p99".
 pa_point() {
@@ -71,11 +50,6 @@ pa_point() {
         $col["p50 latency"], $col["p99 latency"] }' "$tmp/pa.csv"
 }
 
-# wrk reports 684.00us / 1.72ms / 1.20s; print microseconds.
-to_us() {
-  awk '{ v = $1 + 0; if ($1 ~ /ms$/) v *= 1000; else if ($1 ~ /us$/) v *= 1;
-         else if ($1 ~ /s$/) v *= 1000000; printf "%.0f", v }'
-}
 wrk_point() {
   local c=$1 t=2
   [ "$c" -lt 2 ] && t=1
