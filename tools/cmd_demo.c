@@ -118,6 +118,8 @@ static int pick_profile(demo_t *d) {
 
 static int start_serve(demo_t *d, unsigned *port) {
   char log[4200], models[4200];
+  if (interrupted)
+    return -1;
   snprintf(log, sizeof log, "%s/serve.log", d->state_dir);
   snprintf(models, sizeof models, "--model-repository=%s", d->models);
   pid_t pid = fork();
@@ -154,11 +156,20 @@ static int start_serve(demo_t *d, unsigned *port) {
   return -1;
 }
 
+/* SIGTERM (the serve drains and stops its workers), SIGKILL after 60 s. */
 static void stop_serve(void) {
   pid_t pid = serve_pid;
   if (pid <= 0)
     return;
   kill(pid, SIGTERM);
+  for (int i = 0; i < 600; i++) {
+    if (waitpid(pid, NULL, WNOHANG) == pid) {
+      serve_pid = 0;
+      return;
+    }
+    usleep(100000);
+  }
+  kill(pid, SIGKILL);
   while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
     ;
   serve_pid = 0;

@@ -1,5 +1,6 @@
 /* gpuslice worker: serves a model repository over HTTP and gRPC with the
  * KServe v2 protocol until SIGINT or SIGTERM. */
+#include <errno.h>
 #include <getopt.h>
 #include <sched.h>
 #include <signal.h>
@@ -41,18 +42,18 @@ static unsigned affinity_cpus(void) {
   return CPU_COUNT(&set) > 1024 ? 1024 : (unsigned)CPU_COUNT(&set);
 }
 
-/* For gpuslice serve: the ports on the ready fd, and the worker ends with
- * its supervisor (the death signal survives the exec of `gpuslice run`). */
-static void tell_ready(gs_worker_t *w, int fd) {
+/* For gpuslice serve: the ports on the ready fd, once serving; a
+ * supervisor that is already gone stops the worker. */
+static void tell_ready(gs_worker_t *w, int fd, pid_t parent) {
   char line[64];
   int n = snprintf(line, sizeof line, "ready http=%u grpc=%u\n",
                    gs_worker_port(w), gs_worker_grpc_port(w));
-  if (write(fd, line, (size_t)n) != n)
-    fprintf(stderr, "gpuslice worker: cannot write to --ready-fd %d\n", fd);
-  close(fd);
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (getppid() == 1) /* the parent died before prctl */
+  if (write(fd, line, (size_t)n) != n || getppid() != parent) {
+    /* the supervisor is gone (EPIPE, or we were reparented) */
+    fprintf(stderr, "gpuslice worker: the supervisor is gone: stopping\n");
     gs_worker_stop(w);
+  }
+  close(fd);
 }
 
 int cmd_worker(cli_t *cli, int argc, char **argv) {
@@ -64,6 +65,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
       {"host", required_argument, NULL, 'H'},
       {"threads", required_argument, NULL, 't'},
       {"ready-fd", required_argument, NULL, 'r'},
+      {"nice", required_argument, NULL, 'n'},
       {"help", no_argument, NULL, 'h'},
       {0}};
   gs_worker_options_t wo = {.port = 8000,
@@ -73,6 +75,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
                             .metrics_port = 8002};
   unsigned threads = affinity_cpus();
   unsigned ready_fd = 0; /* 0: none (stdin is never the ready fd) */
+  unsigned nice_by = 0;
   gs_error_t err;
   int c;
   (void)cli;
@@ -110,6 +113,10 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
           threads == 0)
         return cli_usage("worker", "--threads is 1..1024");
       break;
+    case 'n': /* gpuslice serve: back to the priority it raised itself from */
+      if (cli_parse_uint(optarg, "--nice", 19, &nice_by, &err))
+        return cli_fail("worker", &err);
+      break;
     case 'r':
       if (cli_parse_uint(optarg, "--ready-fd", 1024, &ready_fd, &err) ||
           ready_fd < 3)
@@ -127,7 +134,8 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
            "  N inference threads (default: the CPUs this process\n"
            "  may run on, sched_getaffinity);\n"
            "  --ready-fd FD (used by gpuslice serve): write \"ready http=P\n"
-           "  grpc=G\" on FD once serving, and stop when the parent dies");
+           "  grpc=G\" on FD once serving, and stop when the parent dies;\n"
+           "  --nice N: lower this process's priority by N (serve uses it)");
       return CLI_OK;
     default:
       return cli_usage("worker", "bad option");
@@ -137,6 +145,14 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
     return cli_usage("worker", "unexpected argument '%s'", argv[optind]);
   if (!wo.model_repository)
     return cli_usage("worker", "--model-repository DIR is needed");
+  /* Supervised: end with the supervisor, whatever happens from here on
+   * (the death signal survives the exec of `gpuslice run`). */
+  pid_t parent = getppid();
+  if (ready_fd)
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+  errno = 0;
+  if (nice_by && nice((int)nice_by) == -1 && errno)
+    fprintf(stderr, "gpuslice worker: nice %u: %s\n", nice_by, strerror(errno));
   /* libuv sizes its pool from the environment at first use; each inference
    * thread runs single-threaded BLAS, so threads do not oversubscribe. */
   char n[16];
@@ -161,7 +177,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
     fprintf(stderr, "gpuslice worker: metrics on http://%s:%u/metrics\n",
             wo.host ? wo.host : "127.0.0.1", gs_worker_metrics_port(w));
   if (ready_fd)
-    tell_ready(w, (int)ready_fd);
+    tell_ready(w, (int)ready_fd, parent);
   int rc = gs_worker_run(w, &err);
   running = NULL;
   gs_worker_destroy(w);

@@ -13,6 +13,7 @@ typedef struct serve_cli_s {
   unsigned threads;      /* per worker; 0: the worker's default */
   const char *self;      /* this program, for the workers' command */
   bool help, status, sync;
+  bool raised; /* the router runs 5 nice levels above its workers */
   const char *add, *remove; /* instance ids for the admin calls */
   char **file_strings; /* values read from -f, NULL-terminated; kept */
 } serve_cli_t;

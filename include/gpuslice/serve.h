@@ -5,6 +5,7 @@
 #ifndef GPUSLICE_SERVE_H
 #define GPUSLICE_SERVE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -56,6 +57,9 @@ typedef struct gs_serve_options_s {
                         size_t *n, gs_error_t *err);
   void *ctx;
   const char *watch_path; /* NULL: no watching */
+  /* Set by the caller's signal handler: gs_serve_create gives up waiting
+   * for workers (before it returns there is no gs_serve_t to stop). */
+  volatile sig_atomic_t *stop_flag;
   /* Progress and events, one line each, without a newline. */
   void (*log)(void *ctx, const char *line);
 } gs_serve_options_t;

@@ -19,9 +19,10 @@ typedef struct front_req_s {
   gs__http_request_t *req;
   gs__route_t route;
   gs__upreq_t up;
-  gs__wk_t *tried; /* the worker of the first attempt */
+  const gs__wk_t *tried; /* the first attempt's worker: compared, never
+                            read (it may be gone by now) */
+  char tried_label[80];
   unsigned attempts;
-  fanout_t *fan;
 } front_req_t;
 
 struct fanout_s {
@@ -57,7 +58,9 @@ static void proxy_start(front_req_t *f);
 static void proxy_failed(front_req_t *f, gs__wk_t *wk, gs__up_result_t res) {
   gs__serve_t *s = f->s;
   s->failures++;
-  if (res == GS__UP_TIMEOUT)
+  if (res == GS__UP_LOCAL)
+    respond_error(f, 414, "the request URL is too long to forward");
+  else if (res == GS__UP_TIMEOUT)
     respond_error(f, 504, "worker %s did not answer within %u ms", wk->label,
                   s->opt.request_timeout_ms);
   else if (res == GS__UP_TOOBIG)
@@ -69,7 +72,7 @@ static void proxy_failed(front_req_t *f, gs__wk_t *wk, gs__up_result_t res) {
     respond_error(f, 502,
                   "worker %s failed before answering (the request was "
                   "tried on worker %s first)",
-                  wk->label, f->tried ? f->tried->label : "?");
+                  wk->label, f->tried_label);
   else
     respond_error(f, 502, "worker %s failed before answering, and no other "
                   "worker is ready", wk->label);
@@ -86,13 +89,16 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
     gs__wk_unref(wk);
     return;
   }
-  gs__wk_record(wk, false, latency);
-  gs__wk_passive_failure(wk);
+  if (res != GS__UP_LOCAL) { /* the worker's failure, not the router's */
+    gs__wk_record(wk, false, latency);
+    gs__wk_passive_failure(wk);
+  }
   if (res == GS__UP_CONNECT && f->attempts == 1 &&
-      gs__pick(f->s, wk) != NULL) {
+      gs__routable_other(f->s, wk)) {
     f->s->retries++;
     wk->retries_from++;
     f->tried = wk;
+    snprintf(f->tried_label, sizeof f->tried_label, "%s", wk->label);
     gs__upreq_release(r);
     proxy_start(f);
   } else {
@@ -132,8 +138,7 @@ static void fanout_free(fanout_t *fo) {
   }
   free(fo->ups);
   free(fo->results);
-  fo->f->fan = NULL;
-  free(fo);
+  free(fo); /* not fo->f: the answer may have freed its connection */
 }
 
 static void fanout_done(gs__upreq_t *r, gs__up_result_t res) {
@@ -172,7 +177,6 @@ static bool fanout_start(front_req_t *f, const char *url,
   fo->f = f;
   fo->n = fo->pending = n;
   fo->finish = finish;
-  f->fan = fo;
   unsigned i = 0;
   for (gs__wk_t *wk = s->workers; wk && i < n; wk = wk->next) {
     if (!gs__wk_routable(wk, now))

@@ -552,13 +552,17 @@ static int up_on_data(nghttp2_session *session, uint8_t flags, int32_t id,
                       const uint8_t *data, size_t len, void *user) {
   call_t *call = nghttp2_session_get_stream_user_data(session, id);
   (void)flags;
-  (void)user;
-  if (!call ||
+  if (!call || call->error ||
       bytes_add(call->f, &call->resp_body, data, len, MAX_RESPONSE_BYTES) == 0)
     return 0;
   call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
                  "the worker's response is too large to relay");
-  return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  /* A data callback's nonzero return would end the whole connection (all
+   * calls on this worker): reset just this stream. */
+  nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id,
+                            NGHTTP2_INTERNAL_ERROR);
+  ((h2_t *)user)->dirty = true;
+  return 0;
 }
 
 static int up_on_frame_recv(nghttp2_session *session,
@@ -578,6 +582,11 @@ static int up_on_frame_recv(nghttp2_session *session,
       nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
   if (!call)
     return 0;
+  if (call->error) { /* cut short above: never relay a truncated answer */
+    call_end_attempt(call, false, true);
+    call_answer_error(call, call->error, call->error_msg);
+    return 0;
+  }
   /* Our request may still be sending: the detached stream is reset. */
   call_end_attempt(call, true, false);
   call_answer_relay(call);

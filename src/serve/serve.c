@@ -179,6 +179,8 @@ static int wait_for_workers(gs__serve_t *s, gs_error_t *err) {
   uint64_t deadline =
       gs__serve_now_ns() + (uint64_t)s->opt.start_timeout_ms * 1000000ull;
   while (s->start_rc == GS_OK && !all_ready(s) && !s->draining) {
+    if (s->opt.stop_flag && *s->opt.stop_flag)
+      return gs_error_set(err, GS_ESYSTEM, "stopped while starting");
     if (gs__serve_now_ns() > deadline)
       return gs_error_set(err, GS_ESYSTEM,
                           "workers not ready after %u ms (see their logs in "

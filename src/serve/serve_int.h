@@ -90,7 +90,9 @@ typedef enum {
   GS__UP_CONNECT, /* failed before any response byte: safe to retry */
   GS__UP_BROKEN,  /* failed after response bytes */
   GS__UP_TIMEOUT,
-  GS__UP_TOOBIG /* the response is over the limit */
+  GS__UP_TOOBIG, /* the response is over the limit */
+  GS__UP_LOCAL   /* the router could not form the request: not the
+                    worker's fault, never retried */
 } gs__up_result_t;
 
 struct gs__upreq_s {
@@ -110,7 +112,7 @@ struct gs__upreq_s {
   /* internal */
   gs__upconn_t *conn;
   bool got_bytes;
-  char head[1024];
+  char head[(8u << 10) + 512]; /* the longest URL the reader takes + headers */
   size_t head_len;
 };
 
@@ -197,6 +199,9 @@ struct gs_serve_s {
 uint64_t gs__serve_now_ns(void);
 void gs__serve_log(gs__serve_t *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Whether a worker other than avoid is routable (does not move the round
+ * robin, as a pick would). */
+bool gs__routable_other(const gs__serve_t *s, const gs__wk_t *avoid);
 /* Picks a routable worker by the policy, not `avoid`; NULL when none. */
 gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid);
 /* Instance bookkeeping for the supervisor (supervisor.c). */

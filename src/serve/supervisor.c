@@ -105,6 +105,14 @@ static uint64_t rng_next(gs__serve_t *s) {
   return s->rng;
 }
 
+bool gs__routable_other(const gs__serve_t *s, const gs__wk_t *avoid) {
+  uint64_t now = gs__serve_now_ns();
+  for (const gs__wk_t *wk = s->workers; wk; wk = wk->next)
+    if (wk != avoid && gs__wk_routable(wk, now))
+      return true;
+  return false;
+}
+
 gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid) {
   gs__wk_t *cand[512];
   unsigned n = 0;
@@ -246,9 +254,13 @@ static int spawn(gs__wk_t *wk, char **argv, int log_fd) {
       {.flags = UV_INHERIT_FD, .data.fd = log_fd},
       {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE,
        .data.stream = (uv_stream_t *)&wk->ready_pipe}};
+  /* Its own session: a terminal's Ctrl-C goes to the serve, which drains
+   * and then stops the workers, not to the workers mid-request. They still
+   * end with the serve (the worker sets PR_SET_PDEATHSIG). */
   uv_process_options_t po = {.exit_cb = on_worker_exit,
                               .file = argv[0],
                               .args = argv,
+                              .flags = UV_PROCESS_DETACHED,
                               .stdio_count = 4,
                               .stdio = stdio};
   wk->proc.data = wk;

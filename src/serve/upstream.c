@@ -3,6 +3,7 @@
  * any response byte came back, which decides whether it may be retried on
  * another worker; a per-connection timer bounds connect and answer. */
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,8 @@ struct gs__upconn_s {
   char value[128];
   size_t value_len;
   bool connected, complete, closing, reusable;
+  bool writing; /* c->write in flight: the connection may not be reused */
+  bool too_big; /* the response went over MAX_RESPONSE_BYTES */
   unsigned handles; /* open libuv handles: freed at 0 */
   gs__upconn_t *next; /* the worker's idle list */
   char rbuf[READ_CHUNK];
@@ -36,6 +39,7 @@ enum { H_OTHER = 0, H_CONTENT_TYPE, H_INFER_LEN };
 
 static void conn_close(gs__upconn_t *c);
 static void conn_start(gs__upconn_t *c);
+static void fail_soon(gs__upreq_t *r, gs__up_result_t result);
 
 static void on_handle_closed(uv_handle_t *h) {
   gs__upconn_t *c = h->data;
@@ -51,7 +55,7 @@ static void conn_finish(gs__upconn_t *c, gs__up_result_t result) {
   gs__upreq_t *r = c->req;
   c->req = NULL;
   uv_timer_stop(&c->timer);
-  if (result != GS__UP_OK || !c->reusable || !c->wk ||
+  if (result != GS__UP_OK || !c->reusable || c->writing || !c->wk ||
       c->wk->state != GS__PROC_RUNNING ||
       c->wk->n_idle >= MAX_IDLE_PER_WORKER) {
     conn_close(c);
@@ -155,8 +159,10 @@ static int on_headers_complete(http_parser *p) {
 static int on_body(http_parser *p, const char *at, size_t len) {
   gs__upconn_t *c = conn_of(p);
   gs__http_response_t *resp = &c->req->resp;
-  if (resp->body_len + len > MAX_RESPONSE_BYTES)
+  if (resp->body_len + len > MAX_RESPONSE_BYTES) {
+    c->too_big = true;
     return -1;
+  }
   if (p->content_length == ULLONG_MAX || !resp->body) { /* chunked: grow */
     char *grown = realloc(resp->body, resp->body_len + len + 1);
     if (!grown)
@@ -208,8 +214,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (n != (size_t)nread || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK)
-    conn_finish(c, c->req->resp.body_len > MAX_RESPONSE_BYTES ? GS__UP_TOOBIG
-                                                              : GS__UP_BROKEN);
+    conn_finish(c, c->too_big ? GS__UP_TOOBIG : GS__UP_BROKEN);
 }
 
 /* ---- sending ----------------------------------------------------------------
@@ -225,6 +230,7 @@ static void on_timeout(uv_timer_t *t) {
 
 static void on_written(uv_write_t *w, int status) {
   gs__upconn_t *c = w->data;
+  c->writing = false;
   if (status < 0 && c->req && !c->closing)
     conn_fail(c, GS__UP_CONNECT);
 }
@@ -242,10 +248,14 @@ static void conn_start(gs__upconn_t *c) {
   c->write.data = c;
   int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs,
                     r->body_len ? 2 : 1, on_written);
+  c->writing = rc == 0;
   if (rc == 0)
     rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (rc != 0 && rc != UV_EALREADY) {
-    conn_fail(c, GS__UP_CONNECT);
+  if (rc != 0 && rc != UV_EALREADY) { /* answered later, never in here */
+    c->req = NULL;
+    r->conn = NULL;
+    conn_close(c);
+    fail_soon(r, GS__UP_CONNECT);
     return;
   }
   uv_timer_start(&c->timer, on_timeout, r->timeout_ms, 0);
@@ -285,38 +295,60 @@ static gs__upconn_t *conn_new(gs__wk_t *wk, unsigned timeout_ms) {
   return c;
 }
 
+typedef struct fail_timer_s {
+  uv_timer_t timer;
+  gs__upreq_t *r;
+  gs__up_result_t result;
+} fail_timer_t;
+
 static void fail_soon_cb(uv_timer_t *t) {
-  gs__upreq_t *r = t->data;
+  fail_timer_t *ft = (fail_timer_t *)t;
+  gs__upreq_t *r = ft->r;
+  gs__up_result_t result = ft->result;
   uv_close((uv_handle_t *)t, (uv_close_cb)free);
-  r->done(r, GS__UP_CONNECT);
+  r->done(r, result);
 }
 
 /* done must not run inside gs__upreq_send: the caller is mid-way. */
-static void fail_soon(gs__upreq_t *r) {
-  uv_timer_t *t = malloc(sizeof *t);
-  if (!t) {
-    r->done(r, GS__UP_CONNECT); /* nothing better left */
+static void fail_soon(gs__upreq_t *r, gs__up_result_t result) {
+  fail_timer_t *ft = malloc(sizeof *ft);
+  if (!ft) {
+    r->done(r, result); /* nothing better left */
     return;
   }
-  uv_timer_init(&r->wk->s->loop, t);
-  t->data = r;
-  uv_timer_start(t, fail_soon_cb, 0, 0);
+  uv_timer_init(&r->wk->s->loop, &ft->timer);
+  ft->r = r;
+  ft->result = result;
+  uv_timer_start(&ft->timer, fail_soon_cb, 0, 0);
+}
+
+/* Appends to r->head; false when it does not fit (nothing is written past
+ * the buffer: each step checks before the next one starts). */
+static bool head_add(gs__upreq_t *r, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool head_add(gs__upreq_t *r, size_t *len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(r->head + *len, sizeof r->head - *len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof r->head - *len)
+    return false;
+  *len += (size_t)n;
+  return true;
 }
 
 static int format_head(gs__upreq_t *r) {
-  int n = snprintf(r->head, sizeof r->head,
-                   "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                   "Content-Length: %zu\r\n",
-                   r->method, r->url, r->body_len);
-  if (n > 0 && r->infer_header_len >= 0)
-    n += snprintf(r->head + n, sizeof r->head - (size_t)n,
-                  "Inference-Header-Content-Length: %lld\r\n",
+  size_t len = 0;
+  bool ok = head_add(r, &len,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Length: %zu\r\n",
+                     r->method, r->url, r->body_len);
+  if (ok && r->infer_header_len >= 0)
+    ok = head_add(r, &len, "Inference-Header-Content-Length: %lld\r\n",
                   r->infer_header_len);
-  if (n > 0)
-    n += snprintf(r->head + n, sizeof r->head - (size_t)n, "\r\n");
-  if (n <= 0 || (size_t)n >= sizeof r->head)
+  if (!ok || !head_add(r, &len, "\r\n"))
     return -1;
-  r->head_len = (size_t)n;
+  r->head_len = len;
   return 0;
 }
 
@@ -328,7 +360,7 @@ void gs__upreq_send(gs__upreq_t *r, gs__wk_t *wk) {
   r->content_type[0] = '\0';
   r->t_start = gs__serve_now_ns();
   if (format_head(r) != 0) {
-    fail_soon(r);
+    fail_soon(r, GS__UP_LOCAL);
     return;
   }
   gs__upconn_t *c = wk->idle;
@@ -343,7 +375,7 @@ void gs__upreq_send(gs__upreq_t *r, gs__wk_t *wk) {
   }
   c = conn_new(wk, r->timeout_ms);
   if (!c) {
-    fail_soon(r);
+    fail_soon(r, GS__UP_CONNECT);
     return;
   }
   c->req = r;

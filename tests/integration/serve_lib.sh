@@ -17,7 +17,8 @@ cleanup() {
   if [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; then
     wait "$serve_pid" 2>/dev/null
   fi
-  pkill -9 -f "state-dir=$tmp/state" 2>/dev/null
+  # workers run as "gpuslice worker --model-repository=$tmp/models ..."
+  pkill -9 -f "$tmp/models" 2>/dev/null
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -12,7 +12,8 @@ export TMPDIR=$tmp GPUSLICE_BACKEND=host GPUSLICE_STATE_DIR=$tmp/unused
 export GPUSLICE_HOST_CPUS=2 GPUSLICE_HOST_MEMORY_MIB=24576
 export GPUSLICE_HOST_CGROUP_ROOT=${GPUSLICE_HOST_CGROUP_ROOT:-none}
 [ -n "${GS_SANITIZE:-}" ] && export GPUSLICE_TEST_NO_ADDRESS_LIMIT=1
-trap 'pkill -9 -f "$tmp/gpuslice-demo" 2>/dev/null; rm -rf "$tmp"' EXIT
+# the demo's serve and workers all name $tmp/models on their command line
+trap 'pkill -9 -f "$tmp/models" 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; cat "$tmp/err" 2>/dev/null | tail -20; exit 1; }
 
 python3 "$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models" >/dev/null ||
@@ -33,7 +34,7 @@ for want in ("1 x 1g", "2 x 1g", "budget 50 ms", "Throughput", "p99 latency"):
     assert want in text, want
 PY
 ls "$tmp" | grep -q gpuslice-demo && fail "state directory left behind"
-pgrep -f "$tmp/gpuslice-demo" >/dev/null && fail "processes left behind"
+pgrep -f "$tmp/models" >/dev/null && fail "processes left behind"
 
 # Ctrl-C while the first run measures.
 "$GPUSLICE" demo --model-repository "$tmp/models" --out "$tmp/out" \
@@ -49,7 +50,7 @@ rc=$?
 [ "$rc" = 130 ] || fail "Ctrl-C: exit $rc, want 130"
 grep -q "interrupted" "$tmp/err" || fail "Ctrl-C not reported"
 sleep 0.5
-pgrep -f "$tmp/gpuslice-demo" >/dev/null && fail "workers left after Ctrl-C"
+pgrep -f "$tmp/models" >/dev/null && fail "workers left after Ctrl-C"
 ls "$tmp" | grep -q gpuslice-demo && fail "state directory left after Ctrl-C"
 
 out=$("$GPUSLICE" demo --model-repository "$tmp/nothing" 2>&1)
