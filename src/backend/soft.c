@@ -348,7 +348,7 @@ static void soft_enforcement(gs_backend_t *be, gs_enforcement_t *out) {
   if (mode == GS_SOFT_ISOLATION_PROCESS) {
     snprintf(out->compute, sizeof out->compute,
              "time-sliced: each process may use every SM of its GPU "
-             "(--isolation process, no MPS)%s",
+             "(--isolation process, no MPS)%.48s",
              note);
     snprintf(out->memory, sizeof out->memory,
              "not enforced by the driver: GPUSLICE_MEMORY_LIMIT_BYTES tells "
@@ -361,13 +361,13 @@ static void soft_enforcement(gs_backend_t *be, gs_enforcement_t *out) {
     snprintf(out->compute, sizeof out->compute,
              "SMs capped per process at the instance's share (MPS "
              "active-thread percentage); not disjoint: gpuslice does not use "
-             "MPS static partitions yet%s",
+             "MPS static partitions yet%.48s",
              note);
   else
     snprintf(out->compute, sizeof out->compute,
              "SMs capped per process at the instance's share (MPS "
              "active-thread percentage); not disjoint: this driver has no MPS "
-             "static partitions%s",
+             "static partitions%.48s",
              note);
   snprintf(out->memory, sizeof out->memory,
            "hard per process (MPS pinned device memory limit); an instance's "

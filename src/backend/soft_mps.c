@@ -116,7 +116,11 @@ static int make_dirs(const gs__soft_t *s, unsigned dev, const char *pipe,
   char path[GS__PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/mps", s->core.state_dir);
   int rc = make_dir(path, err);
-  snprintf(path, sizeof path, "%s/mps/%s", s->core.state_dir, s->gpu[dev].uuid);
+  if (rc == GS_OK &&
+      (size_t)snprintf(path, sizeof path, "%s/mps/%s", s->core.state_dir,
+                       s->gpu[dev].uuid) >= sizeof path)
+    rc = gs_error_set(err, GS_ELIMIT, "state directory path too long: %s",
+                      s->core.state_dir);
   if (rc == GS_OK)
     rc = make_dir(path, err);
   if (rc == GS_OK)

@@ -176,7 +176,7 @@ static int probe_gpu(gs__soft_t *s, unsigned i, gs__soft_gpu_t *g,
       strspn(uuid + 4, "-0123456789abcdefABCDEF") != strlen(uuid + 4))
     return gs_error_set(err, GS_EDRIVER, "GPU %u has an unexpected UUID '%s'",
                         i, uuid);
-  snprintf(g->uuid, sizeof g->uuid, "%s", uuid);
+  memcpy(g->uuid, uuid, strlen(uuid) + 1); /* length checked above */
   if ((r = s->nvml.DeviceGetPciInfo(g->handle, &pci)))
     return nvml_fail(s, i, r, "nvmlDeviceGetPciInfo", err);
   g->pci_device_id = pci.pciDeviceId;
