@@ -89,30 +89,24 @@ static int run_self(demo_t *d, const char *log, char *const args[]) {
 
 /* ---- steps --------------------------------------------------------------- */
 
-/* The smallest profile and how many of it fit, from `profiles --json`. */
-static int pick_profile(demo_t *d) {
-  char log[4200];
-  snprintf(log, sizeof log, "%s/profiles.json", d->state_dir);
-  char *args[] = {"--json", "profiles", NULL};
-  if (run_self(d, log, args) != 0)
-    return -1;
-  json_t *doc = json_load_file(log, 0, NULL), *p;
-  json_t *dev0 = json_array_get(json_object_get(doc, "devices"), 0);
-  json_t *profiles = json_object_get(dev0, "profiles");
-  size_t i;
-  int rc = -1;
-  json_array_foreach(profiles, i, p) {
-    const char *name = json_string_value(json_object_get(p, "name"));
-    json_int_t count = json_integer_value(json_object_get(p, "max_count"));
-    if (name && count > 0 && !strchr(name, '+')) { /* no +me variants */
-      snprintf(d->profile, sizeof d->profile, "%s", name);
-      if (!d->n_instances)
-        d->n_instances = (unsigned)count;
-      rc = 0;
-      break;
-    }
+/* The smallest profile of device 0 (no +me variant) and how many fit. */
+static int pick_profile(demo_t *d, gs_backend_t *be, gs_error_t *err) {
+  gs_device_t *dev = calloc(1, sizeof *dev);
+  if (!dev)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  int rc = be->ops->device_get(be, 0, dev, err);
+  for (unsigned i = 0; rc == GS_OK && i < dev->catalog.n_gi; i++) {
+    const gs_gi_profile_t *p = &dev->catalog.gi[i]; /* fewest slices first */
+    if (p->media_extensions || p->max_count == 0)
+      continue;
+    snprintf(d->profile, sizeof d->profile, "%s", p->name);
+    if (!d->n_instances)
+      d->n_instances = p->max_count;
+    break;
   }
-  json_decref(doc);
+  if (rc == GS_OK && !d->profile[0])
+    rc = gs_error_set(err, GS_ENOTFOUND, "device 0 has no profile to use");
+  free(dev);
   return rc;
 }
 
@@ -438,8 +432,11 @@ static int prepare(demo_t *d) {
   gs_backend_t *be;
   if (cli_open_backend(d->cli, &be, &err) != GS_OK)
     return cli_fail("demo", &err);
-  d->backend = be->ops->name;
+  d->backend = be->ops->name; /* a static string: outlives be */
+  int rc = pick_profile(d, be, &err);
   gs_backend_close(be);
+  if (rc != GS_OK)
+    return cli_fail("demo", &err);
   if (strcmp(d->backend, "mig") == 0) {
     fprintf(stderr, "gpuslice: demo: on MIG hardware the demo would change the "
             "GPU's real layout; run the steps by hand (create, serve, perf) "
@@ -496,18 +493,13 @@ int cmd_demo(cli_t *cli, int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   rc = CLI_FAIL;
-  if (pick_profile(&d) != 0) {
-    fprintf(stderr, "gpuslice: demo: cannot read the %s backend's profiles\n",
-            d.backend);
-  } else {
-    print_header(&d);
-    fflush(stdout);
-    fprintf(stderr, "[1/2] one instance\n");
-    if (measure(&d, 1, &d.runs[0]) == 0) {
-      fprintf(stderr, "[2/2] %u instances\n", d.n_instances);
-      if (measure(&d, d.n_instances, &d.runs[1]) == 0)
-        rc = CLI_OK;
-    }
+  print_header(&d);
+  fflush(stdout);
+  fprintf(stderr, "[1/2] one instance\n");
+  if (measure(&d, 1, &d.runs[0]) == 0) {
+    fprintf(stderr, "[2/2] %u instances\n", d.n_instances);
+    if (measure(&d, d.n_instances, &d.runs[1]) == 0)
+      rc = CLI_OK;
   }
   if (rc == CLI_OK) {
     char plot[4200];

@@ -55,15 +55,8 @@ json_t *gs__status_json(gs__serve_t *s) {
   uint64_t now = gs__serve_now_ns();
   json_t *workers = json_array();
   /* oldest first: the table is newest first */
-  size_t n = 0;
   for (gs__wk_t *wk = s->workers; wk; wk = wk->next)
-    n++;
-  for (size_t i = n; i-- > 0;) {
-    gs__wk_t *wk = s->workers;
-    for (size_t j = 0; j < i; j++)
-      wk = wk->next;
-    json_array_append_new(workers, worker_json(wk, now));
-  }
+    json_array_insert_new(workers, 0, worker_json(wk, now));
   json_t *doc = json_object();
   json_object_set_new(doc, "policy",
                       json_string(s->opt.policy == GS_SERVE_LEAST_REQUEST

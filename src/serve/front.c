@@ -96,7 +96,6 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   if (res == GS__UP_CONNECT && f->attempts == 1 &&
       gs__routable_other(f->s, wk)) {
     f->s->retries++;
-    wk->retries_from++;
     f->tried = wk;
     snprintf(f->tried_label, sizeof f->tried_label, "%s", wk->label);
     gs__upreq_release(r);
@@ -300,14 +299,6 @@ static void answer_metrics_alone(front_req_t *f) {
 /* ---- dispatch ---------------------------------------------------------------
  */
 
-static bool any_routable(gs__serve_t *s) {
-  uint64_t now = gs__serve_now_ns();
-  for (gs__wk_t *wk = s->workers; wk; wk = wk->next)
-    if (gs__wk_routable(wk, now))
-      return true;
-  return false;
-}
-
 static void handle_fanout(front_req_t *f) {
   gs__route_kind_t kind = f->route.kind;
   void (*finish)(fanout_t *) = kind == GS__RT_STATS     ? finish_stats
@@ -346,7 +337,7 @@ static void handle_request(void *ctx, gs__http_conn_t *c,
     resp.status = 200;
     break;
   case GS__RT_READY:
-    if (any_routable(s) && !s->draining)
+    if (gs__routable_other(s, NULL) && !s->draining)
       resp.status = 200;
     else
       gs__http_response_error(&resp, 400, "no worker is ready to serve");

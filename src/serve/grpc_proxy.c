@@ -321,8 +321,6 @@ static void call_attempt_failed(call_t *call, bool passive) {
     return;
   }
   s->retries++;
-  if (failed)
-    failed->retries_from++;
   call_send(call, next);
 }
 

@@ -52,7 +52,6 @@ struct gs__wk_s {
   unsigned restarts, quick_exits;
   uv_timer_t restart_timer;
   bool removing; /* an admin call or the layout dropped it: no restarts */
-  int last_exit_status, last_term_signal;
   /* health */
   bool healthy;
   unsigned check_failures;
@@ -64,7 +63,7 @@ struct gs__wk_s {
   uint64_t ejected_until_ns;
   /* traffic */
   unsigned inflight;
-  uint64_t requests, failures, retries_from;
+  uint64_t requests, failures;
   uint32_t lat_us[GS__LAT_RING];
   unsigned lat_n, lat_next;
   /* HTTP connections to the worker: idle ones wait in the pool */

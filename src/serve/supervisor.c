@@ -169,8 +169,6 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal) {
   gs__serve_t *s = wk->s;
   uint64_t now = gs__serve_now_ns();
   bool was_ready = wk->ready_ns != 0;
-  wk->last_exit_status = (int)status;
-  wk->last_term_signal = term_signal;
   close_handle((uv_handle_t *)&wk->proc, &wk->proc_open);
   worker_gone(wk);
   if (term_signal)

@@ -24,6 +24,7 @@
 #include "gpuslice/backend.h"
 #include "gpuslice/run.h"
 #include "gpuslice/state.h"
+#include "test_tmpdir.h"
 
 #define MIB_16G 16384u /* 1g = 2048 MiB: profile names 1g.2gb ... 7g.16gb */
 #define P_1G 19u
@@ -34,15 +35,12 @@ static char tmpdir[256];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/gs_test_host.XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
+  return test_tmpdir_make(tmpdir, sizeof tmpdir, "host");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
+  return test_tmpdir_remove(tmpdir);
 }
 
 static gs_backend_t *open_host(unsigned cores, uint64_t mib,

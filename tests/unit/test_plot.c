@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "gpuslice/plot.h"
+#include "test_tmpdir.h"
 
 #define MAX_ITEMS 512
 
@@ -24,15 +25,12 @@ static char tmpdir[256];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/gs_test_plot.XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
+  return test_tmpdir_make(tmpdir, sizeof tmpdir, "plot");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
+  return test_tmpdir_remove(tmpdir);
 }
 
 /* A perf run as `gpuslice perf` measures it: concurrency 1..256. */

@@ -32,6 +32,7 @@
 #include "backend/soft_int.h"
 #include "gpuslice/backend.h"
 #include "gpuslice/state.h"
+#include "test_tmpdir.h"
 
 #ifndef GS_FAKE_NVML_DIR
 #define GS_FAKE_NVML_DIR NULL
@@ -92,7 +93,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fixture_t *f = *state;
   gs_backend_close(f->be);
-  char pattern[128], cmd[160];
+  char pattern[128];
   glob_t g;
   snprintf(pattern, sizeof pattern, "%s/mps/*/pipe/*.pid", f->dir);
   if (glob(pattern, 0, NULL, &g) == 0) {
@@ -106,10 +107,9 @@ static int teardown(void **state) {
     }
     globfree(&g);
   }
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  int rc = system(cmd);
+  int rc = test_tmpdir_remove(f->dir);
   free(f);
-  return rc == 0 ? 0 : -1;
+  return rc;
 }
 
 static int try_open(fixture_t *f, const char *config, const char *sms,

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "gpuslice/state.h"
+#include "test_tmpdir.h"
 
 /* The example document of the schema, as the design gives it. */
 static const char *const example =
@@ -32,15 +33,12 @@ static char tmpdir[256];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/gs_test_state.XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
+  return test_tmpdir_make(tmpdir, sizeof tmpdir, "state");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
+  return test_tmpdir_remove(tmpdir);
 }
 
 static void write_file(const char *path, const char *data, size_t len) {
