@@ -6,7 +6,7 @@ pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libyaml-dev libjansson-dev libcmocka-dev python3 libb64-0d
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
       libopenblas-dev python3-onnx python3-numpy
-      libuv1-dev libhttp-parser-dev python3-venv curl libnghttp2-dev)
+      libuv1-dev libhttp-parser-dev python3-venv curl libnghttp2-dev procps)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
