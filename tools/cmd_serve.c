@@ -287,6 +287,12 @@ static int prepare(serve_cli_t *sc, gs_error_t *err) {
     return gs_error_sys(err, errno, "cannot find this program (/proc/self/exe)");
   self[n] = '\0';
   sc->self = self;
+  /* checked before anything is created: bad input changes nothing */
+  struct stat st;
+  if (stat(sc->model_repository, &st) != 0 || !S_ISDIR(st.st_mode))
+    return gs_error_set(err, GS_EINVAL,
+                        "--model-repository %s is not a directory",
+                        sc->model_repository);
   if (!sc->opt.log_dir) {
     snprintf(log_dir, sizeof log_dir, "%s/serve-logs", sc->cli->state_dir);
     sc->opt.log_dir = log_dir;
@@ -295,11 +301,6 @@ static int prepare(serve_cli_t *sc, gs_error_t *err) {
     return gs_error_sys(err, errno, "cannot create %s", sc->cli->state_dir);
   if (mkdir(sc->opt.log_dir, 0755) != 0 && errno != EEXIST)
     return gs_error_sys(err, errno, "cannot create %s", sc->opt.log_dir);
-  struct stat st;
-  if (stat(sc->model_repository, &st) != 0 || !S_ISDIR(st.st_mode))
-    return gs_error_set(err, GS_EINVAL,
-                        "--model-repository %s is not a directory",
-                        sc->model_repository);
   static char watch[PATH_MAX];
   snprintf(watch, sizeof watch, "%s/state.json", sc->cli->state_dir);
   sc->opt.watch_path = watch;
