@@ -131,17 +131,34 @@ static int flatten(json_t *data, gs_dtype_t dt, uint8_t *buf, size_t count,
   return 0;
 }
 
+/* The values in nested arrays of data; SIZE_MAX when nested too deep. */
+static size_t count_values(json_t *data, int depth) {
+  if (!json_is_array(data))
+    return 1;
+  if (depth > GS_TENSOR_MAX_RANK)
+    return SIZE_MAX;
+  size_t n = 0;
+  for (size_t i = 0; i < json_array_size(data) && n != SIZE_MAX; i++) {
+    size_t k = count_values(json_array_get(data, i), depth + 1);
+    n = k == SIZE_MAX ? SIZE_MAX : n + k;
+  }
+  return n;
+}
+
 static int decode_json_data(gs__infer_request_t *req, gs_tensor_t *t,
                             json_t *data, size_t count, gs_error_t *err) {
   if (t->dtype == GS_DTYPE_FP16)
     return BAD(err, "input '%s': FP16 data must travel as binary data",
                t->name);
   size_t es = gs_dtype_size(t->dtype), at = 0;
-  uint8_t *buf = malloc(count * es + 1);
-  if (!buf)
+  /* The data, not the shape, bounds the buffer: a shape of 10^12 elements
+   * with four values is refused before anything is allocated. */
+  bool fits = data && count_values(data, 0) == count;
+  uint8_t *buf = fits ? malloc(count * es + 1) : NULL;
+  if (fits && !buf)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   req->owned[req->n_inputs] = buf;
-  if (!data || flatten(data, t->dtype, buf, count, &at, 0) != 0 || at != count)
+  if (!buf || flatten(data, t->dtype, buf, count, &at, 0) != 0 || at != count)
     return BAD(err,
                "input '%s': data must hold %zu %s values matching its "
                "shape",
