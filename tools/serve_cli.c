@@ -21,6 +21,7 @@ enum {
   O_DRAIN_TIMEOUT,
   O_LOG_DIR,
   O_SYNC,
+  O_ROUTER_THREADS,
 };
 
 static const struct option options[] = {
@@ -40,6 +41,7 @@ static const struct option options[] = {
     {"start-timeout", required_argument, NULL, O_START_TIMEOUT},
     {"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
     {"threads", required_argument, NULL, 't'},
+    {"router-threads", required_argument, NULL, O_ROUTER_THREADS},
     {"log-dir", required_argument, NULL, O_LOG_DIR},
     {"file", required_argument, NULL, 'f'},
     {"status", no_argument, NULL, 's'},
@@ -59,7 +61,7 @@ static const char usage[] =
     "[--health-timeout MS]\n"
     "         [--eject-failures N] [--eject-time MS] [--restart-unhealthy MS]\n"
     "         [--start-timeout MS] [--drain-timeout MS] [--log-dir DIR]\n"
-    "         [-f serve.yaml]\n"
+    "         [--router-threads N] [-f serve.yaml]\n"
     "       gpuslice serve --status | --add ID | --remove ID | --sync\n"
     "  One worker per instance (gpuslice run -i ID -- gpuslice worker), a\n"
     "  router on the front ports (HTTP 8000, gRPC 8001; --http-port 0: any\n"
@@ -69,7 +71,9 @@ static const char usage[] =
     "  state directory; --add/--remove start or stop one instance's "
     "workers;\n"
     "  --sync re-reads the layout. SIGTERM drains: no new connections,\n"
-    "  in-flight requests finish, then the workers stop.\n"
+    "  in-flight requests finish, then the workers stop. --threads: each\n"
+    "  worker's; --router-threads: HTTP router loops (default: one per CPU\n"
+    "  the serve may use, at most 16).\n"
     "  -f serve.yaml: the same options as keys (model_repository: DIR).\n";
 
 static int number(const char *text, const char *name, unsigned max,
@@ -118,6 +122,13 @@ static int take_option(serve_cli_t *sc, int c, const char *val) {
   case O_RESTART_UNHEALTHY: return number(val, "--restart-unhealthy", 3600000, &o->restart_unhealthy_ms);
   case O_START_TIMEOUT: return number(val, "--start-timeout", 3600000, &o->start_timeout_ms);
   case O_DRAIN_TIMEOUT: return number(val, "--drain-timeout", 3600000, &o->drain_timeout_ms);
+  case O_ROUTER_THREADS:
+    if (number(val, "--router-threads", GS_SERVE_MAX_THREADS,
+               &o->router_threads))
+      return CLI_USAGE;
+    return o->router_threads ? CLI_OK
+                             : cli_usage("serve", "--router-threads is 1..%d",
+                                         GS_SERVE_MAX_THREADS);
   case 't':
     if (number(val, "--threads", 1024, &sc->threads))
       return CLI_USAGE;

@@ -1,7 +1,9 @@
 /* gpuslice serve: one inference worker per instance (started through the
  * same confinement as `gpuslice run`), a router in front of them speaking
  * the workers' protocol (KServe v2 over HTTP/1.1 and gRPC), and a
- * supervisor that restarts what dies. One libuv loop runs all three. */
+ * supervisor that restarts what dies. The supervisor, the gRPC front and
+ * everything but plain proxying run on one libuv loop; HTTP requests are
+ * proxied by one loop per router thread (SO_REUSEPORT listeners). */
 #ifndef GPUSLICE_SERVE_H
 #define GPUSLICE_SERVE_H
 
@@ -25,6 +27,7 @@ typedef struct gs_serve_instance_s {
 } gs_serve_instance_t;
 
 #define GS_SERVE_MAX_ARGS 48
+#define GS_SERVE_MAX_THREADS 16
 
 typedef struct gs_serve_options_s {
   const char *host; /* front address; NULL: 127.0.0.1 */
@@ -43,6 +46,8 @@ typedef struct gs_serve_options_s {
   unsigned start_timeout_ms; /* first start of all workers; 0: 120000 */
   unsigned drain_timeout_ms; /* SIGTERM: in-flight requests; 0: 30000 */
   size_t max_body_bytes;     /* front requests; 0: 64 MiB */
+  unsigned router_threads; /* HTTP router loops; 0: one per CPU the serve
+                              may run on, at most GS_SERVE_MAX_THREADS */
   const char *log_dir; /* worker-<instance>-<n>.log files; must exist */
   /* The command that starts worker n of inst: argv (NULL-terminated, at
    * most GS_SERVE_MAX_ARGS-1 strings, written into buf of buf_size bytes

@@ -62,12 +62,18 @@ json_t *gs__status_json(gs__serve_t *s) {
                       json_string(s->opt.policy == GS_SERVE_LEAST_REQUEST
                                       ? "least_request"
                                       : "round_robin"));
-  json_object_set_new(doc, "http_port", json_integer(s->front.port));
+  json_object_set_new(doc, "http_port", json_integer(s->http_port));
   json_object_set_new(doc, "grpc_port", json_integer(gs_serve_grpc_port(s)));
   json_object_set_new(doc, "draining", json_boolean(s->draining));
   json_object_set_new(doc, "requests", json_integer((json_int_t)s->requests));
   json_object_set_new(doc, "retries", json_integer((json_int_t)s->retries));
   json_object_set_new(doc, "failures", json_integer((json_int_t)s->failures));
+  /* requests each router loop took: connections spread over them */
+  json_t *loops = json_array();
+  for (unsigned k = 0; k < s->n_rloops; k++)
+    json_array_append_new(
+        loops, json_integer((json_int_t)s->rloops[k]->requests));
+  json_object_set_new(doc, "router_loop_requests", loops);
   json_object_set_new(doc, "workers", workers);
   return doc;
 }
@@ -129,6 +135,14 @@ char *gs__router_metrics(gs__serve_t *s, size_t *out_len) {
                  "another worker\n# TYPE gpuslice_router_retries_total "
                  "counter\ngpuslice_router_retries_total %llu\n",
                  (unsigned long long)s->retries);
+  ok = ok && put(&buf, &len, &cap,
+                 "# HELP gpuslice_router_loop_requests_total Requests each "
+                 "router loop took to proxy\n# TYPE "
+                 "gpuslice_router_loop_requests_total counter\n");
+  for (unsigned k = 0; ok && k < s->n_rloops; k++)
+    ok = put(&buf, &len, &cap,
+             "gpuslice_router_loop_requests_total{loop=\"%u\"} %llu\n", k,
+             (unsigned long long)s->rloops[k]->requests);
   if (!ok) {
     free(buf);
     return NULL;

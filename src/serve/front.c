@@ -1,8 +1,11 @@
-/* The router's front door for HTTP/1.1: each request is classified, then
- * proxied to one worker (retried once elsewhere when the worker's
- * connection failed before any response byte), fanned out to every worker
- * (statistics, metrics, repository changes), answered by the router itself
- * (health, admin) or rejected with the workers' error format. */
+/* The router's front door for HTTP/1.1, on every router loop: each request
+ * is classified, then proxied to one worker (retried once elsewhere when
+ * the worker's connection failed before any response byte) by the loop it
+ * came in on, answered by the router itself (health) or rejected with the
+ * workers' error format. What needs the worker table (fan-outs to every
+ * worker: statistics, metrics, repository changes; admin calls) runs on
+ * the main loop: a request from another loop is handed over and its answer
+ * handed back. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,19 +14,7 @@
 #include "serve/serve_int.h"
 
 typedef struct fanout_s fanout_t;
-
-/* One front request; lives in the connection's user bytes. */
-typedef struct front_req_s {
-  gs__serve_t *s;
-  gs__http_conn_t *c;
-  gs__http_request_t *req;
-  gs__route_t route;
-  gs__upreq_t up;
-  const gs__wk_t *tried; /* the first attempt's worker: compared, never
-                            read (it may be gone by now) */
-  char tried_label[80];
-  unsigned attempts;
-} front_req_t;
+typedef gs__front_req_t front_req_t;
 
 struct fanout_s {
   front_req_t *f;
@@ -33,9 +24,18 @@ struct fanout_s {
   void (*finish)(fanout_t *fo);
 };
 
-static void respond(front_req_t *f, gs__http_response_t *resp) {
-  f->s->front_inflight--;
+/* f may be freed when this returns (its connection closed meanwhile). */
+void gs__front_respond(front_req_t *f, gs__http_response_t *resp) {
+  if (f->forwarded) {
+    gs__rloop_answer(f, resp); /* back to f's own loop */
+    return;
+  }
+  f->rl->front_inflight--;
   gs__http_conn_respond(f->c, resp);
+}
+
+static void respond(front_req_t *f, gs__http_response_t *resp) {
+  gs__front_respond(f, resp);
 }
 
 static void respond_error(front_req_t *f, int status, const char *fmt, ...)
@@ -55,68 +55,69 @@ static void respond_error(front_req_t *f, int status, const char *fmt, ...) {
 
 static void proxy_start(front_req_t *f);
 
-static void proxy_failed(front_req_t *f, gs__wk_t *wk, gs__up_result_t res) {
+static void proxy_failed(front_req_t *f, const char *label,
+                         gs__up_result_t res) {
   gs__serve_t *s = f->s;
   s->failures++;
   if (res == GS__UP_LOCAL)
     respond_error(f, 414, "the request URL is too long to forward");
   else if (res == GS__UP_TIMEOUT)
-    respond_error(f, 504, "worker %s did not answer within %u ms", wk->label,
+    respond_error(f, 504, "worker %s did not answer within %u ms", label,
                   s->opt.request_timeout_ms);
   else if (res == GS__UP_TOOBIG)
     respond_error(f, 502, "worker %s answered with more than 256 MiB",
-                  wk->label);
+                  label);
   else if (res == GS__UP_BROKEN)
-    respond_error(f, 502, "worker %s broke off its response", wk->label);
+    respond_error(f, 502, "worker %s broke off its response", label);
   else if (f->attempts > 1)
     respond_error(f, 502,
                   "worker %s failed before answering (the request was "
                   "tried on worker %s first)",
-                  wk->label, f->tried_label);
+                  label, f->tried_label);
   else
     respond_error(f, 502, "worker %s failed before answering, and no other "
-                  "worker is ready", wk->label);
+                  "worker is ready", label);
 }
 
 static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   front_req_t *f = r->data;
-  gs__wk_t *wk = r->wk;
+  gs__peer_t *peer = r->peer;
+  gs__wk_t *wk = peer->wk;
   uint64_t latency = gs__serve_now_ns() - r->t_start;
   wk->inflight--;
+  /* LOCAL is the router's failure, not the worker's */
+  gs__rloop_report(f->rl, wk, res == GS__UP_OK,
+                   res != GS__UP_OK && res != GS__UP_LOCAL, latency);
   if (res == GS__UP_OK) {
-    gs__wk_record(wk, true, latency);
+    r->peer = NULL; /* kept until f is answered: f may go with its answer */
     respond(f, &r->resp); /* takes the body */
-    gs__wk_unref(wk);
+    gs__peer_unref(peer);
     return;
   }
-  if (res != GS__UP_LOCAL) { /* the worker's failure, not the router's */
-    gs__wk_record(wk, false, latency);
-    gs__wk_passive_failure(wk);
-  }
-  if (res == GS__UP_CONNECT && f->attempts == 1 &&
-      gs__routable_other(f->s, wk)) {
+  char label[80];
+  snprintf(label, sizeof label, "%s", wk->label);
+  bool retry = res == GS__UP_CONNECT && f->attempts == 1 &&
+               gs__rloop_routable_other(f->rl, peer);
+  f->tried = peer;
+  snprintf(f->tried_label, sizeof f->tried_label, "%s", label);
+  gs__upreq_release(r); /* drops the peer */
+  if (retry) {
     f->s->retries++;
-    f->tried = wk;
-    snprintf(f->tried_label, sizeof f->tried_label, "%s", wk->label);
-    gs__upreq_release(r);
     proxy_start(f);
   } else {
-    gs__upreq_release(r);
-    proxy_failed(f, wk, res);
+    proxy_failed(f, label, res);
   }
-  gs__wk_unref(wk);
 }
 
 static void proxy_start(front_req_t *f) {
-  gs__wk_t *wk = gs__pick(f->s, f->tried);
-  if (!wk) {
+  gs__peer_t *peer = gs__rloop_pick(f->rl, f->tried);
+  if (!peer) {
     f->s->failures++;
     respond_error(f, 503, "no worker is ready to serve");
     return;
   }
   f->attempts++;
-  wk->inflight++;
-  wk->refs++; /* kept until proxy_done: the worker may be removed meanwhile */
+  peer->wk->inflight++;
   f->up = (gs__upreq_t){.method = http_method_str(f->req->method),
                         .url = f->req->url,
                         .body = f->req->body,
@@ -125,16 +126,14 @@ static void proxy_start(front_req_t *f) {
                         .timeout_ms = f->s->opt.request_timeout_ms,
                         .done = proxy_done,
                         .data = f};
-  gs__upreq_send(&f->up, wk);
+  gs__upreq_send(&f->up, peer);
 }
 
-/* ---- fan-out to every worker -------------------------------------------- */
+/* ---- fan-out to every worker (main loop) --------------------------------- */
 
 static void fanout_free(fanout_t *fo) {
-  for (unsigned i = 0; i < fo->n; i++) {
+  for (unsigned i = 0; i < fo->n; i++)
     gs__upreq_release(&fo->ups[i]);
-    gs__wk_unref(fo->ups[i].wk);
-  }
   free(fo->ups);
   free(fo->results);
   free(fo); /* not fo->f: the answer may have freed its connection */
@@ -149,15 +148,17 @@ static void fanout_done(gs__upreq_t *r, gs__up_result_t res) {
   fanout_free(fo);
 }
 
-/* Sends the request (method, url, body of f->req) to every routable worker
- * and calls finish with all answers. false when no worker is routable. */
+/* Sends the request (method, url, body of f->req) to every worker routable
+ * on the main loop and calls finish with all answers. false when no worker
+ * is routable. */
 static bool fanout_start(front_req_t *f, const char *url,
                          void (*finish)(fanout_t *fo)) {
   gs__serve_t *s = f->s;
+  gs__rloop_t *main_rl = s->rloops[0];
   uint64_t now = gs__serve_now_ns();
   unsigned n = 0;
-  for (gs__wk_t *wk = s->workers; wk; wk = wk->next)
-    n += gs__wk_routable(wk, now);
+  for (gs__peer_t *p = main_rl->peers; p; p = p->next)
+    n += gs__peer_routable(p, now);
   if (n == 0)
     return false;
   fanout_t *fo = calloc(1, sizeof *fo);
@@ -177,10 +178,9 @@ static bool fanout_start(front_req_t *f, const char *url,
   fo->n = fo->pending = n;
   fo->finish = finish;
   unsigned i = 0;
-  for (gs__wk_t *wk = s->workers; wk && i < n; wk = wk->next) {
-    if (!gs__wk_routable(wk, now))
+  for (gs__peer_t *p = main_rl->peers; p && i < n; p = p->next) {
+    if (!gs__peer_routable(p, now))
       continue;
-    wk->refs++;
     fo->ups[i] = (gs__upreq_t){.method = http_method_str(f->req->method),
                                .url = url,
                                .body = f->req->body,
@@ -189,12 +189,10 @@ static bool fanout_start(front_req_t *f, const char *url,
                                .timeout_ms = s->opt.request_timeout_ms,
                                .done = fanout_done,
                                .data = fo};
-    gs__upreq_send(&fo->ups[i++], wk);
+    gs__upreq_send(&fo->ups[i++], p);
   }
   return true;
 }
-
-/* The first answer that is not 200, passed through; NULL when all are. */
 static gs__upreq_t *fanout_first_error(fanout_t *fo) {
   for (unsigned i = 0; i < fo->n; i++)
     if (fo->results[i] == GS__UP_OK && fo->ups[i].resp.status != 200)
@@ -265,7 +263,7 @@ static void finish_metrics(fanout_t *fo) {
     gs__upreq_t *u = &fo->ups[i];
     if (fo->results[i] != GS__UP_OK || u->resp.status != 200)
       continue;
-    ok = gs__metrics_relabel(u->resp.body, u->resp.body_len, u->wk->label,
+    ok = gs__metrics_relabel(u->resp.body, u->resp.body_len, u->peer->wk->label,
                              help, &text, &len, &cap) == 0;
     help = false;
   }
@@ -312,32 +310,40 @@ static void handle_fanout(front_req_t *f) {
     respond_error(f, 503, "no worker is ready to serve");
 }
 
+void gs__front_handle_main(front_req_t *f) {
+  if (f->route.kind == GS__RT_STATS || f->route.kind == GS__RT_METRICS ||
+      f->route.kind == GS__RT_BROADCAST) {
+    handle_fanout(f);
+    return;
+  }
+  gs__http_response_t resp = {.infer_header_len = -1};
+  gs__admin_handle(f->s, &f->route, &resp);
+  respond(f, &resp);
+}
+
 static void handle_request(void *ctx, gs__http_conn_t *c,
                            gs__http_request_t *req) {
-  gs__serve_t *s = ctx;
+  gs__rloop_t *rl = ctx;
   front_req_t *f = gs__http_conn_user(c);
   memset(f, 0, sizeof *f);
-  f->s = s;
+  f->s = rl->s;
+  f->rl = rl;
   f->c = c;
   f->req = req;
-  s->front_inflight++;
+  rl->front_inflight++;
   gs__classify(req, &f->route);
   gs__http_response_t resp = {.infer_header_len = -1};
   switch (f->route.kind) {
   case GS__RT_PROXY:
-    s->requests++;
+    f->s->requests++;
+    rl->requests++;
     proxy_start(f);
-    return;
-  case GS__RT_STATS:
-  case GS__RT_METRICS:
-  case GS__RT_BROADCAST:
-    handle_fanout(f);
     return;
   case GS__RT_LIVE:
     resp.status = 200;
     break;
   case GS__RT_READY:
-    if (gs__routable_other(s, NULL) && !s->draining)
+    if (gs__rloop_routable_other(rl, NULL) && !rl->front.draining)
       resp.status = 200;
     else
       gs__http_response_error(&resp, 400, "no worker is ready to serve");
@@ -345,19 +351,20 @@ static void handle_request(void *ctx, gs__http_conn_t *c,
   case GS__RT_BAD:
     gs__http_response_error(&resp, f->route.status, f->route.message);
     break;
-  default:
-    gs__admin_handle(s, &f->route, &resp);
-    break;
+  default: /* fan-outs and admin calls: the main loop's */
+    if (rl->index == 0)
+      gs__front_handle_main(f);
+    else
+      gs__rloop_forward(rl, f);
+    return;
   }
   respond(f, &resp);
 }
 
-int gs__front_listen(gs__serve_t *s, gs_error_t *err) {
-  s->front.handler = handle_request;
-  s->front.ctx = s;
-  s->front.max_body = s->opt.max_body_bytes;
-  s->front.user_size = sizeof(front_req_t);
-  return gs__http_listen(&s->loop, &s->front,
-                         s->opt.host ? s->opt.host : "127.0.0.1",
-                         s->opt.http_port, err);
+void gs__front_setup(gs__rloop_t *rl) {
+  rl->front.handler = handle_request;
+  rl->front.ctx = rl;
+  rl->front.max_body = rl->s->opt.max_body_bytes;
+  rl->front.user_size = sizeof(front_req_t);
+  rl->front.reuseport = rl->s->opt.router_threads > 1;
 }

@@ -887,7 +887,7 @@ int gs__grpc_proxy_listen(gs__serve_t *s, const char *host, unsigned port,
   uv_timer_start(&f->sweeper, on_sweep, SWEEP_MS, SWEEP_MS);
   uv_unref((uv_handle_t *)&f->sweeper);
   int rc = gs__tcp_listen(&s->loop, &f->listener, host ? host : "127.0.0.1",
-                          port, on_connection, &f->port, err);
+                          port, false, on_connection, &f->port, err);
   f->listener.data = f;
   if (rc != GS_OK)
     return gs_error_prefix(err, "gRPC: ");

@@ -106,9 +106,9 @@ static bool all_gone(const gs__serve_t *s) {
 
 static void on_drain_timer(uv_timer_t *t) {
   gs__serve_t *s = t->data;
-  bool requests_done = s->front_inflight == 0 &&
+  bool requests_done = gs__rloops_inflight(s) == 0 &&
                        gs__grpc_proxy_inflight(s) == 0;
-  bool conns_done = s->front.n_conns == 0 ||
+  bool conns_done = gs__rloops_conns(s) == 0 ||
                     s->drain_elapsed_ms >= DRAIN_IDLE_GRACE_MS;
   s->drain_elapsed_ms += DRAIN_POLL_MS;
   if (!s->workers_stopping &&
@@ -116,8 +116,8 @@ static void on_drain_timer(uv_timer_t *t) {
        s->drain_elapsed_ms >= s->opt.drain_timeout_ms)) {
     if (!requests_done)
       gs__serve_log(s, "drain timeout: %u requests still in flight",
-                    s->front_inflight + gs__grpc_proxy_inflight(s));
-    gs__http_listener_close_idle(&s->front);
+                    gs__rloops_inflight(s) + gs__grpc_proxy_inflight(s));
+    gs__rloops_close_idle(s);
     s->workers_stopping = true;
     for (gs__wk_t *wk = s->workers, *next; wk; wk = next) {
       next = wk->next;
@@ -134,8 +134,8 @@ static void on_stop(uv_async_t *a) {
     return;
   s->draining = true;
   gs__serve_log(s, "draining: no new connections, finishing %u requests",
-                s->front_inflight + gs__grpc_proxy_inflight(s));
-  gs__http_listener_drain(&s->front);
+                gs__rloops_inflight(s) + gs__grpc_proxy_inflight(s));
+  gs__rloops_drain(s);
   gs__grpc_proxy_drain(s);
   if (s->watching)
     uv_fs_poll_stop(&s->watch);
@@ -164,7 +164,10 @@ static void set_defaults(gs_serve_options_t *o) {
   DEFAULT(start_timeout_ms, 120000);
   DEFAULT(drain_timeout_ms, 30000);
   DEFAULT(max_body_bytes, 64u << 20);
+  DEFAULT(router_threads, gs__rloops_auto());
 #undef DEFAULT
+  if (o->router_threads > GS_SERVE_MAX_THREADS)
+    o->router_threads = GS_SERVE_MAX_THREADS;
 }
 
 static bool all_ready(const gs__serve_t *s) {
@@ -206,7 +209,7 @@ static int serve_start(gs__serve_t *s, gs_error_t *err) {
   if (rc == GS_OK)
     rc = wait_for_workers(s, err);
   if (rc == GS_OK)
-    rc = gs__front_listen(s, err);
+    rc = gs__rloops_listen(s, err);
   if (rc == GS_OK && s->opt.grpc)
     rc = gs__grpc_proxy_listen(s, s->opt.host ? s->opt.host : "127.0.0.1",
                                s->opt.grpc_port, err);
@@ -245,7 +248,9 @@ int gs_serve_create(gs_serve_t **out, const gs_serve_options_t *opts,
   s->health_timer.data = s->drain_timer.data = s;
   uv_timer_start(&s->health_timer, on_health_timer, s->opt.health_interval_ms,
                  s->opt.health_interval_ms);
-  rc = serve_start(s, err);
+  rc = gs__rloops_init(s, err);
+  if (rc == GS_OK)
+    rc = serve_start(s, err);
   if (rc != GS_OK) {
     gs_serve_destroy(s);
     return rc;
@@ -283,17 +288,18 @@ void gs_serve_destroy(gs_serve_t *s) {
     return;
   if (s->loop_ready) {
     stop_all_workers(s);
-    gs__http_listener_close(&s->front);
+    gs__rloops_stop(s);
     gs__grpc_proxy_close(s);
     uv_walk(&s->loop, close_any, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
   }
+  gs__rloops_free(s);
   free(s);
 }
 
 unsigned gs_serve_http_port(const gs_serve_t *s) {
-  return s->front.port;
+  return s->http_port;
 }
 
 unsigned gs_serve_grpc_port(const gs_serve_t *s) {

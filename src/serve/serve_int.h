@@ -1,12 +1,21 @@
-/* Internals of gpuslice serve: the worker table the supervisor keeps and the
- * router reads, upstream HTTP connections to workers, the front door, and
- * the pure pieces (request classes, stats merge, metrics labels) that are
- * tested and fuzzed without sockets. */
+/* Internals of gpuslice serve: the worker table the supervisor keeps, the
+ * router loops and their views of that table, upstream HTTP connections to
+ * workers, the front door, and the pure pieces (request classes, stats
+ * merge, metrics labels) that are tested and fuzzed without sockets.
+ *
+ * Threads: the main loop (s->loop) owns the worker table, the supervisor,
+ * the gRPC front, admin calls and fan-outs. Each router loop (the main loop
+ * is router loop 0) owns its HTTP listener, its peers (its view of the
+ * table) and their connections. A worker's refs and inflight are atomic
+ * (any thread); every other worker field is the main loop's. Router loops
+ * learn of the table through views the main loop publishes, and report
+ * each request's outcome back to it. */
 #ifndef GPUSLICE_SERVE_INT_H
 #define GPUSLICE_SERVE_INT_H
 
 #include <http_parser.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -17,6 +26,9 @@ typedef struct gs_serve_s gs__serve_t; /* gs_serve_t, seen from inside */
 typedef struct gs__wk_s gs__wk_t;
 typedef struct gs__upconn_s gs__upconn_t;
 typedef struct gs__upreq_s gs__upreq_t;
+typedef struct gs__peer_s gs__peer_t;
+typedef struct gs__rloop_s gs__rloop_t;
+typedef struct gs__front_req_s gs__front_req_t;
 
 /* ---- the worker table (supervisor.c) --------------------------------------
  */
@@ -37,7 +49,7 @@ struct gs__wk_s {
   unsigned n; /* worker n of its instance */
   char label[80]; /* "0:1" or "0:1/2" with several workers per instance */
   char log_path[4200];
-  unsigned refs;  /* the table's and each connection's */
+  atomic_uint refs; /* the table's, handles', peers', requests' (any thread) */
   /* process */
   gs__proc_state_t state;
   uv_process_t proc;
@@ -62,20 +74,17 @@ struct gs__wk_s {
   unsigned consecutive_failures, ejections;
   uint64_t ejected_until_ns;
   /* traffic */
-  unsigned inflight;
+  atomic_uint inflight; /* HTTP (every router loop) and gRPC requests */
   uint64_t requests, failures;
   uint32_t lat_us[GS__LAT_RING];
   unsigned lat_n, lat_next;
-  /* HTTP connections to the worker: idle ones wait in the pool */
-  gs__upconn_t *idle;
-  unsigned n_idle;
   void *grpc; /* the gRPC proxy's connection (grpc_proxy.c) */
   gs__wk_t *next;
 };
 
 /* Routable: running, healthy, not ejected, not leaving. */
 bool gs__wk_routable(const gs__wk_t *wk, uint64_t now_ns);
-void gs__wk_unref(gs__wk_t *wk);
+void gs__wk_unref(gs__wk_t *wk); /* any thread */
 /* Records one proxied request's outcome for status, p99 and ejection. */
 void gs__wk_record(gs__wk_t *wk, bool ok, uint64_t latency_ns);
 /* p99 of the latest requests in microseconds; 0 with none. */
@@ -104,7 +113,7 @@ struct gs__upreq_s {
   void (*done)(gs__upreq_t *r, gs__up_result_t result);
   void *data;
   /* out */
-  gs__wk_t *wk;
+  gs__peer_t *peer; /* a reference until done returns */
   gs__http_response_t resp; /* its body is the caller's after done */
   char content_type[128];
   uint64_t t_start;
@@ -115,13 +124,104 @@ struct gs__upreq_s {
   size_t head_len;
 };
 
-/* Sends r to wk on a pooled (or new) connection; r->done runs later, on the
- * loop, exactly once (also when sending fails at once). */
-void gs__upreq_send(gs__upreq_t *r, gs__wk_t *wk);
-/* Frees r->resp's body. */
+/* Sends r to peer on a pooled (or new) connection on the peer's loop;
+ * r->done runs later, on that loop, exactly once (also when sending fails
+ * at once). */
+void gs__upreq_send(gs__upreq_t *r, gs__peer_t *peer);
+/* Frees r->resp's body and drops r->peer. */
 void gs__upreq_release(gs__upreq_t *r);
-/* Closes wk's idle connections (its process is gone). */
-void gs__upconn_close_idle(gs__wk_t *wk);
+/* Closes peer's idle connections (it left its loop's view). */
+void gs__upconn_close_idle(gs__peer_t *peer);
+
+/* ---- router loops and their views of the table (loops.c) -----------------
+ */
+
+/* One worker process as one router loop sees it. Only that loop's thread
+ * touches it. A worker's restart is a new peer (a new port). */
+struct gs__peer_s {
+  gs__rloop_t *rl;
+  gs__wk_t *wk;       /* a reference: the label and the in-flight count */
+  unsigned http_port; /* the process this peer reaches */
+  bool routable;      /* running, healthy, not leaving: as last published */
+  uint64_t ejected_until_ns;
+  bool gone;     /* left the view: no new requests, connections not kept */
+  unsigned refs; /* the loop's list's, each connection's and request's */
+  gs__upconn_t *idle; /* keep-alive connections waiting for a request */
+  unsigned n_idle;
+  gs__peer_t *next;
+};
+
+typedef struct gs__outcome_s {
+  gs__wk_t *wk; /* a reference */
+  bool ok, passive_failure;
+  uint64_t latency_ns;
+} gs__outcome_t;
+
+struct gs__rloop_s {
+  gs__serve_t *s;
+  unsigned index; /* 0: the main loop */
+  uv_loop_t *loop;
+  uv_loop_t own_loop; /* index > 0 */
+  uv_thread_t thread;
+  bool loop_ready, thread_started;
+  uv_async_t wake;      /* index > 0: the mailbox has something */
+  uv_check_t flush;     /* index > 0: outcomes go to the main loop */
+  gs__http_listener_t front;
+  bool listening;
+  gs__peer_t *peers;
+  unsigned rr_next;
+  uint64_t rng;
+  gs__outcome_t *outcomes; /* index > 0: not yet sent to the main loop */
+  size_t n_outcomes, cap_outcomes;
+  /* read by the main loop (drain, status) */
+  atomic_uint front_inflight, conns;
+  atomic_ullong requests;
+  /* the mailbox, under mu */
+  uv_mutex_t mu;
+  struct gs__view_s *view;   /* published, not yet applied */
+  gs__front_req_t *answers;  /* answered by the main loop */
+  bool cmd_drain, cmd_close_idle, cmd_stop;
+};
+
+/* Routable as this loop knows it. */
+bool gs__peer_routable(const gs__peer_t *p, uint64_t now_ns);
+void gs__peer_unref(gs__peer_t *p);
+/* Picks a routable peer by the policy, not `avoid`; NULL when none. */
+gs__peer_t *gs__rloop_pick(gs__rloop_t *rl, const gs__peer_t *avoid);
+bool gs__rloop_routable_other(const gs__rloop_t *rl, const gs__peer_t *avoid);
+/* The main loop's peer for wk's current process; NULL when none. */
+gs__peer_t *gs__rloop_peer_of(gs__rloop_t *rl, const gs__wk_t *wk);
+/* One proxied request's outcome, for the worker's status and passive
+ * ejection (applied on the main loop). */
+void gs__rloop_report(gs__rloop_t *rl, gs__wk_t *wk, bool ok,
+                      bool passive_failure, uint64_t latency_ns);
+/* Sends the table's routing facts to every router loop when they changed
+ * since the last time (main loop). */
+void gs__serve_publish(gs__serve_t *s);
+/* Router loop 0 (the main loop): at create, before any worker starts. */
+int gs__rloops_init(gs__serve_t *s, gs_error_t *err);
+/* Opens every router loop's HTTP listener on one port and starts the
+ * threads of loops 1.. (main loop). */
+int gs__rloops_listen(gs__serve_t *s, gs_error_t *err);
+/* Commands to every router loop (main loop). */
+void gs__rloops_drain(gs__serve_t *s);
+void gs__rloops_close_idle(gs__serve_t *s);
+/* Stops loops 1.. and joins their threads; closes loop 0's front. */
+void gs__rloops_stop(gs__serve_t *s);
+/* After gs__rloops_stop and the main loop's last run. */
+void gs__rloops_free(gs__serve_t *s);
+/* Router loops by default: the CPUs this process may run on, at most
+ * GS_SERVE_MAX_THREADS. */
+unsigned gs__rloops_auto(void);
+/* Sums over the router loops: front requests not yet answered, and open
+ * front connections (loops 1.. report theirs once per iteration: this also
+ * wakes them, so the count is at most one call old). */
+unsigned gs__rloops_inflight(const gs__serve_t *s);
+unsigned gs__rloops_conns(gs__serve_t *s);
+/* Hands a request that needs the main loop over to it (from loop > 0). */
+void gs__rloop_forward(gs__rloop_t *rl, gs__front_req_t *f);
+/* Gives the main loop's answer to f back to f's loop (main loop). */
+void gs__rloop_answer(gs__front_req_t *f, gs__http_response_t *resp);
 
 /* ---- pure request handling (classify.c): no sockets -----------------------
  */
@@ -170,12 +270,48 @@ char *gs__metrics_group(const char *text, size_t len, size_t *out_len);
 /* ---- the serve (serve.c) ---------------------------------------------------
  */
 
+/* One front HTTP request; lives in the front connection's user bytes. When
+ * it needs the main loop (admin, fan-outs) and came in on another loop, it
+ * travels there and its answer comes back through the mailboxes. */
+struct gs__front_req_s {
+  gs__serve_t *s;
+  gs__rloop_t *rl; /* the loop of its connection */
+  gs__http_conn_t *c;
+  gs__http_request_t *req;
+  gs__route_t route;
+  gs__upreq_t up;
+  const gs__peer_t *tried; /* the first attempt's peer: compared, never
+                              read (it may be gone by now) */
+  char tried_label[80];
+  unsigned attempts;
+  bool forwarded; /* in the main loop's hands (it came from another loop) */
+  /* the main loop's answer on its way back */
+  gs__http_response_t answer;
+  char answer_type[128];
+  gs__front_req_t *mail_next;
+};
+
+/* Answers f on its own loop (f's connection's). */
+void gs__front_respond(gs__front_req_t *f, gs__http_response_t *resp);
+/* Handles a request that needs the main loop, on the main loop. */
+void gs__front_handle_main(gs__front_req_t *f);
+
 struct gs_serve_s {
   gs_serve_options_t opt;
   uv_loop_t loop;
   bool loop_ready;
   uv_async_t stop_async;
-  gs__http_listener_t front;
+  gs__rloop_t *rloops[GS_SERVE_MAX_THREADS]; /* [0]: the main loop's */
+  unsigned n_rloops;
+  unsigned http_port; /* the router loops' common port */
+  /* the main loop's mailbox (outcomes, forwarded requests), under mail_mu */
+  uv_mutex_t mail_mu;
+  bool mail_ready;
+  uv_async_t mail_async;
+  gs__outcome_t *mail_outcomes;
+  size_t n_mail_outcomes, cap_mail_outcomes;
+  gs__front_req_t *mail_forwarded;
+  struct gs__view_s *last_view; /* what was published last */
   gs__wk_t *workers; /* the table, newest first */
   unsigned rr_next;
   uint64_t rng;
@@ -187,11 +323,10 @@ struct gs_serve_s {
   unsigned drain_elapsed_ms;
   int start_rc;
   gs_error_t start_err;
-  unsigned front_inflight;
   char removed[64][96]; /* instance ids removed by admin calls */
   unsigned n_removed;
   /* router counters for /metrics */
-  uint64_t requests, retries, failures, ejections, restarts;
+  atomic_ullong requests, retries, failures, ejections, restarts;
   void *grpc; /* the gRPC front (grpc_proxy.c) */
 };
 
@@ -203,6 +338,12 @@ void gs__serve_log(gs__serve_t *s, const char *fmt, ...)
 bool gs__routable_other(const gs__serve_t *s, const gs__wk_t *avoid);
 /* Picks a routable worker by the policy, not `avoid`; NULL when none. */
 gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid);
+/* Index of the one to take among n > 0 candidates with these in-flight
+ * counts: the next in turn (round robin) or the less busy of two distinct
+ * random ones (least request). */
+unsigned gs__choose(gs_serve_policy_t policy, unsigned n,
+                    const unsigned *inflight, unsigned *rr_next,
+                    uint64_t *rng);
 /* Instance bookkeeping for the supervisor (supervisor.c). */
 int gs__wk_add(gs__serve_t *s, const gs_serve_instance_t *inst, unsigned n,
                gs_error_t *err);
@@ -215,8 +356,8 @@ void gs__health_tick(gs__serve_t *s);
 /* Called by the router when a request on wk failed at connection level. */
 void gs__wk_passive_failure(gs__wk_t *wk);
 
-/* The front door (front.c). */
-int gs__front_listen(gs__serve_t *s, gs_error_t *err);
+/* The front door of one router loop (front.c): its listener's handler. */
+void gs__front_setup(gs__rloop_t *rl);
 /* Answers an admin route (ADMIN_*) into resp (admin.c). */
 void gs__admin_handle(gs__serve_t *s, const gs__route_t *route,
                       gs__http_response_t *resp);

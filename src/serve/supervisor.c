@@ -35,7 +35,9 @@ static void wk_unlink(gs__wk_t *wk) {
 }
 
 void gs__wk_unref(gs__wk_t *wk) {
-  if (--wk->refs == 0)
+  /* The last reference may be a router loop's: a worker with no handle
+   * left (they hold references too) is plain memory, freed anywhere. */
+  if (atomic_fetch_sub(&wk->refs, 1) == 1)
     free(wk);
 }
 
@@ -87,7 +89,8 @@ unsigned gs__wk_p99_us(const gs__wk_t *wk) {
 
 void gs__wk_passive_failure(gs__wk_t *wk) {
   gs__serve_t *s = wk->s;
-  if (++wk->consecutive_failures < s->opt.eject_failures)
+  if (wk->state != GS__PROC_RUNNING ||
+      ++wk->consecutive_failures < s->opt.eject_failures)
     return;
   wk->consecutive_failures = 0;
   wk->ejections++;
@@ -96,13 +99,26 @@ void gs__wk_passive_failure(gs__wk_t *wk) {
       gs__serve_now_ns() + (uint64_t)s->opt.eject_ms * 1000000u;
   gs__serve_log(s, "worker %s ejected for %u ms after %u failed requests",
                 wk->label, s->opt.eject_ms, s->opt.eject_failures);
+  gs__serve_publish(s);
 }
 
-static uint64_t rng_next(gs__serve_t *s) {
-  s->rng ^= s->rng << 13; /* xorshift64 */
-  s->rng ^= s->rng >> 7;
-  s->rng ^= s->rng << 17;
-  return s->rng;
+static uint64_t rng_next(uint64_t *rng) {
+  *rng ^= *rng << 13; /* xorshift64 */
+  *rng ^= *rng >> 7;
+  *rng ^= *rng << 17;
+  return *rng;
+}
+
+unsigned gs__choose(gs_serve_policy_t policy, unsigned n,
+                    const unsigned *inflight, unsigned *rr_next,
+                    uint64_t *rng) {
+  if (policy == GS_SERVE_ROUND_ROBIN || n == 1)
+    return (*rr_next)++ % n;
+  /* least request: the less busy of two distinct random candidates */
+  unsigned a = (unsigned)(rng_next(rng) % n);
+  unsigned b = (unsigned)(rng_next(rng) % (n - 1));
+  b += b >= a;
+  return inflight[b] < inflight[a] ? b : a;
 }
 
 bool gs__routable_other(const gs__serve_t *s, const gs__wk_t *avoid) {
@@ -115,22 +131,17 @@ bool gs__routable_other(const gs__serve_t *s, const gs__wk_t *avoid) {
 
 gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid) {
   gs__wk_t *cand[512];
+  unsigned inflight[512];
   unsigned n = 0;
   uint64_t now = gs__serve_now_ns();
   for (gs__wk_t *wk = s->workers; wk && n < 512; wk = wk->next)
-    if (wk != avoid && gs__wk_routable(wk, now))
+    if (wk != avoid && gs__wk_routable(wk, now)) {
+      inflight[n] = wk->inflight;
       cand[n++] = wk;
+    }
   if (n == 0)
     return NULL;
-  if (s->opt.policy == GS_SERVE_ROUND_ROBIN)
-    return cand[s->rr_next++ % n];
-  /* least request: the less busy of two distinct random workers */
-  unsigned a = (unsigned)(rng_next(s) % n);
-  if (n == 1)
-    return cand[a];
-  unsigned b = (unsigned)(rng_next(s) % (n - 1));
-  b += b >= a;
-  return cand[b]->inflight < cand[a]->inflight ? cand[b] : cand[a];
+  return cand[gs__choose(s->opt.policy, n, inflight, &s->rr_next, &s->rng)];
 }
 
 /* ---- processes --------------------------------------------------------- */
@@ -159,7 +170,7 @@ static void worker_gone(gs__wk_t *wk) {
   wk->healthy = false;
   wk->healthy_since_ns = 0;
   wk->http_port = wk->grpc_port = 0;
-  gs__upconn_close_idle(wk);
+  gs__serve_publish(wk->s); /* the router loops drop its connections */
   gs__grpc_proxy_worker_gone(wk);
   close_handle((uv_handle_t *)&wk->ready_pipe, &wk->pipe_open);
 }
@@ -321,6 +332,7 @@ void gs__wk_stop(gs__wk_t *wk, int signum) {
     return;
   wk->state = GS__PROC_STOPPING;
   wk->healthy = false;
+  gs__serve_publish(wk->s);
   uv_process_kill(&wk->proc, signum);
   uv_timer_start(&wk->restart_timer, on_restart_timer, STOP_GRACE_MS, 0);
 }
@@ -360,6 +372,7 @@ static void check_done(gs__upreq_t *r, gs__up_result_t res) {
   gs__upreq_release(r);
   free(r);
   wk->check = NULL;
+  bool was_healthy = wk->healthy;
   if (wk->state == GS__PROC_RUNNING && ok) {
     if (!wk->healthy && wk->restarts + wk->ejections > 0 && s->started)
       gs__serve_log(s, "worker %s is healthy", wk->label);
@@ -377,11 +390,14 @@ static void check_done(gs__upreq_t *r, gs__up_result_t res) {
     gs__serve_log(s, "worker %s failed %u health checks: out of rotation",
                   wk->label, wk->check_failures);
   }
+  if (wk->healthy != was_healthy)
+    gs__serve_publish(s);
   gs__wk_unref(wk);
 }
 
 static void check_send(gs__wk_t *wk) {
-  gs__upreq_t *r = calloc(1, sizeof *r);
+  gs__peer_t *peer = gs__rloop_peer_of(wk->s->rloops[0], wk);
+  gs__upreq_t *r = peer ? calloc(1, sizeof *r) : NULL;
   if (!r)
     return;
   *r = (gs__upreq_t){.method = "GET",
@@ -392,12 +408,14 @@ static void check_send(gs__wk_t *wk) {
                      .data = wk};
   wk->check = r;
   wk->refs++;
-  gs__upreq_send(r, wk);
+  gs__upreq_send(r, peer);
 }
 
 /* Starts checks that are due and acts on workers stuck too long. */
 void gs__health_tick(gs__serve_t *s) {
   uint64_t now = gs__serve_now_ns();
+  gs__serve_publish(s); /* changes are published where they happen; this
+                           one catches a publish that ran out of memory */
   for (gs__wk_t *wk = s->workers; wk; wk = wk->next) {
     if (wk->state == GS__PROC_RUNNING && !wk->check)
       check_send(wk);

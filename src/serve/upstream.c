@@ -1,5 +1,6 @@
 /* The router's HTTP/1.1 client side: keep-alive connections to each worker,
- * pooled per worker, one request at a time each. A request knows whether
+ * pooled per peer (per worker process and router loop), one request at a
+ * time each. A request knows whether
  * any response byte came back, which decides whether it may be retried on
  * another worker; a per-connection timer bounds connect and answer. */
 #include <limits.h>
@@ -12,14 +13,14 @@
 
 #define READ_CHUNK (64u << 10)
 #define MAX_RESPONSE_BYTES (256u << 20)
-#define MAX_IDLE_PER_WORKER 256
+#define MAX_IDLE_PER_PEER 256
 
 struct gs__upconn_s {
   uv_tcp_t tcp;
   uv_connect_t connect;
   uv_timer_t timer;
   uv_write_t write;
-  gs__wk_t *wk; /* a reference */
+  gs__peer_t *peer; /* a reference */
   http_parser parser;
   gs__upreq_t *req; /* the request on it; NULL when idle */
   char field[48];   /* header name being read, lower case */
@@ -31,7 +32,7 @@ struct gs__upconn_s {
   bool writing; /* c->write in flight: the connection may not be reused */
   bool too_big; /* the response went over MAX_RESPONSE_BYTES */
   unsigned handles; /* open libuv handles: freed at 0 */
-  gs__upconn_t *next; /* the worker's idle list */
+  gs__upconn_t *next; /* the peer's idle list */
   char rbuf[READ_CHUNK];
 };
 
@@ -45,8 +46,8 @@ static void on_handle_closed(uv_handle_t *h) {
   gs__upconn_t *c = h->data;
   if (--c->handles > 0)
     return;
-  if (c->wk)
-    gs__wk_unref(c->wk);
+  if (c->peer)
+    gs__peer_unref(c->peer);
   free(c);
 }
 
@@ -55,14 +56,13 @@ static void conn_finish(gs__upconn_t *c, gs__up_result_t result) {
   gs__upreq_t *r = c->req;
   c->req = NULL;
   uv_timer_stop(&c->timer);
-  if (result != GS__UP_OK || !c->reusable || c->writing || !c->wk ||
-      c->wk->state != GS__PROC_RUNNING ||
-      c->wk->n_idle >= MAX_IDLE_PER_WORKER) {
+  if (result != GS__UP_OK || !c->reusable || c->writing || c->peer->gone ||
+      c->peer->n_idle >= MAX_IDLE_PER_PEER) {
     conn_close(c);
   } else {
-    c->next = c->wk->idle;
-    c->wk->idle = c;
-    c->wk->n_idle++;
+    c->next = c->peer->idle;
+    c->peer->idle = c;
+    c->peer->n_idle++;
   }
   if (r) {
     r->conn = NULL;
@@ -82,14 +82,12 @@ static void conn_close(gs__upconn_t *c) {
   if (c->closing)
     return;
   c->closing = true;
-  if (c->wk) { /* out of the idle list if it is there */
-    for (gs__upconn_t **p = &c->wk->idle; *p; p = &(*p)->next)
-      if (*p == c) {
-        *p = c->next;
-        c->wk->n_idle--;
-        break;
-      }
-  }
+  for (gs__upconn_t **p = &c->peer->idle; *p; p = &(*p)->next)
+    if (*p == c) { /* out of the idle list */
+      *p = c->next;
+      c->peer->n_idle--;
+      break;
+    }
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
@@ -274,18 +272,18 @@ static void on_connected(uv_connect_t *req, int status) {
   conn_start(c);
 }
 
-static gs__upconn_t *conn_new(gs__wk_t *wk, unsigned timeout_ms) {
+static gs__upconn_t *conn_new(gs__peer_t *peer, unsigned timeout_ms) {
   gs__upconn_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
-  c->wk = wk;
-  wk->refs++;
-  uv_tcp_init(&wk->s->loop, &c->tcp);
-  uv_timer_init(&wk->s->loop, &c->timer);
+  c->peer = peer;
+  peer->refs++;
+  uv_tcp_init(peer->rl->loop, &c->tcp);
+  uv_timer_init(peer->rl->loop, &c->timer);
   c->tcp.data = c->timer.data = c->connect.data = c;
   c->handles = 2;
   struct sockaddr_in addr;
-  uv_ip4_addr("127.0.0.1", (int)wk->http_port, &addr);
+  uv_ip4_addr("127.0.0.1", (int)peer->http_port, &addr);
   if (uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&addr,
                      on_connected) != 0) {
     conn_close(c);
@@ -316,7 +314,7 @@ static void fail_soon(gs__upreq_t *r, gs__up_result_t result) {
     r->done(r, result); /* nothing better left */
     return;
   }
-  uv_timer_init(&r->wk->s->loop, &ft->timer);
+  uv_timer_init(r->peer->rl->loop, &ft->timer);
   ft->r = r;
   ft->result = result;
   uv_timer_start(&ft->timer, fail_soon_cb, 0, 0);
@@ -352,8 +350,9 @@ static int format_head(gs__upreq_t *r) {
   return 0;
 }
 
-void gs__upreq_send(gs__upreq_t *r, gs__wk_t *wk) {
-  r->wk = wk;
+void gs__upreq_send(gs__upreq_t *r, gs__peer_t *peer) {
+  r->peer = peer;
+  peer->refs++;
   r->got_bytes = false;
   memset(&r->resp, 0, sizeof r->resp);
   r->resp.infer_header_len = -1;
@@ -363,17 +362,17 @@ void gs__upreq_send(gs__upreq_t *r, gs__wk_t *wk) {
     fail_soon(r, GS__UP_LOCAL);
     return;
   }
-  gs__upconn_t *c = wk->idle;
+  gs__upconn_t *c = peer->idle;
   if (c) {
-    wk->idle = c->next;
-    wk->n_idle--;
+    peer->idle = c->next;
+    peer->n_idle--;
     c->next = NULL;
     c->req = r;
     r->conn = c;
     conn_start(c);
     return;
   }
-  c = conn_new(wk, r->timeout_ms);
+  c = conn_new(peer, r->timeout_ms);
   if (!c) {
     fail_soon(r, GS__UP_CONNECT);
     return;
@@ -384,9 +383,12 @@ void gs__upreq_send(gs__upreq_t *r, gs__wk_t *wk) {
 
 void gs__upreq_release(gs__upreq_t *r) {
   gs__http_response_release(&r->resp);
+  if (r->peer)
+    gs__peer_unref(r->peer);
+  r->peer = NULL;
 }
 
-void gs__upconn_close_idle(gs__wk_t *wk) {
-  while (wk->idle)
-    conn_close(wk->idle);
+void gs__upconn_close_idle(gs__peer_t *peer) {
+  while (peer->idle)
+    conn_close(peer->idle);
 }

@@ -451,7 +451,7 @@ int gs__grpc_listen(gs__grpc_server_t **out, uv_loop_t *loop, gs__repo_t *repo,
   g->loop = loop;
   g->repo = repo;
   *out = g; /* closed by gs__grpc_close even when listening fails */
-  int rc = gs__tcp_listen(loop, &g->listener, host, port, on_connection,
+  int rc = gs__tcp_listen(loop, &g->listener, host, port, false, on_connection,
                           &g->port, err);
   g->listener.data = g;
   if (rc != GS_OK)

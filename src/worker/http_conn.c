@@ -4,8 +4,10 @@
  * connection reads one request at a time and stops reading until it is
  * answered, so pipelined requests are answered in order and no connection
  * buffers more than one request. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "worker/worker_int.h"
 
@@ -260,15 +262,38 @@ static void on_connection(uv_stream_t *server, int status) {
 }
 
 int gs__tcp_listen(uv_loop_t *loop, uv_tcp_t *server, const char *host,
-                   unsigned port, uv_connection_cb cb, unsigned *bound_port,
-                   gs_error_t *err) {
-  struct sockaddr_storage addr;
-  uv_tcp_init(loop, server); /* first: the caller closes it either way */
-  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr) != 0 &&
-      uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&addr) != 0)
+                   unsigned port, bool reuseport, uv_connection_cb cb,
+                   unsigned *bound_port, gs_error_t *err) {
+  struct sockaddr_storage addr = {0};
+  bool parsed =
+      uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr) == 0 ||
+      uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&addr) == 0;
+  /* Initialized first, whatever happens next: the caller closes it. With a
+   * family the socket exists now, so SO_REUSEPORT can be set before bind. */
+  int rc = uv_tcp_init_ex(loop, server,
+                          parsed && reuseport ? addr.ss_family : AF_UNSPEC);
+  if (rc != 0) {
+    uv_tcp_init(loop, server);
+    return gs_error_set(err, GS_ESYSTEM, "cannot open a socket: %s",
+                        uv_strerror(rc));
+  }
+  if (!parsed)
     return gs_error_set(err, GS_EINVAL, "'%s' is not an IPv4 or IPv6 address",
                         host);
-  int rc = uv_tcp_bind(server, (struct sockaddr *)&addr, 0);
+  if (reuseport) {
+    uv_os_fd_t fd;
+    int one = 1;
+    rc = uv_fileno((uv_handle_t *)server, &fd);
+    if (rc == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      rc = uv_translate_sys_error(errno);
+    if (rc != 0)
+      return gs_error_set(err, GS_ESYSTEM,
+                          "cannot share %s port %u between router threads "
+                          "(SO_REUSEPORT): %s",
+                          host, port, uv_strerror(rc));
+  }
+  rc = uv_tcp_bind(server, (struct sockaddr *)&addr, 0);
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)server, 511, cb);
   if (rc != 0)
@@ -289,7 +314,8 @@ int gs__http_listen(uv_loop_t *loop, gs__http_listener_t *l, const char *host,
   l->n_conns = 0;
   l->draining = false;
   int rc =
-      gs__tcp_listen(loop, &l->tcp, host, port, on_connection, &l->port, err);
+      gs__tcp_listen(loop, &l->tcp, host, port, l->reuseport, on_connection,
+                     &l->port, err);
   l->tcp.data = l;
   l->listening = true; /* the handle exists, even when listen failed */
   return rc;

@@ -91,6 +91,7 @@ typedef struct gs__http_listener_s {
   void *ctx;
   size_t max_body;  /* a larger body is answered 413 */
   size_t user_size; /* bytes per connection for the handler (conn_user) */
+  bool reuseport;   /* SO_REUSEPORT: several loops share the port */
   /* the listener's own */
   uv_tcp_t tcp;
   unsigned port; /* bound */
@@ -117,10 +118,12 @@ void gs__http_conn_respond(gs__http_conn_t *c, gs__http_response_t *resp);
 /* The listener's user_size bytes for this connection (zeroed at accept). */
 void *gs__http_conn_user(gs__http_conn_t *c);
 gs__http_listener_t *gs__http_conn_listener(gs__http_conn_t *c);
-/* uv_tcp_init + bind + listen; the handle is initialized even on failure. */
+/* uv_tcp_init + bind + listen; the handle is initialized even on failure.
+ * reuseport: SO_REUSEPORT before bind (listeners of one user on one port
+ * share its connections). */
 int gs__tcp_listen(uv_loop_t *loop, uv_tcp_t *server, const char *host,
-                   unsigned port, uv_connection_cb cb, unsigned *bound_port,
-                   gs_error_t *err);
+                   unsigned port, bool reuseport, uv_connection_cb cb,
+                   unsigned *bound_port, gs_error_t *err);
 
 /* ---- infer codec (infer.c) ------------------------------------------------
  */
