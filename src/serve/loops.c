@@ -10,8 +10,9 @@
  *    (which process, routable, ejected until), published when they change;
  *    a loop turns them into peers. A newer view replaces one not yet read.
  *  - outcomes (loop -> main): each proxied request's result and latency,
- *    batched once per loop iteration, for status, p99 and passive
- *    ejection, which the main loop decides (and publishes).
+ *    for status, p99 and passive ejection, which the main loop decides (and
+ *    publishes); batched, sent at most FLUSH_MS after the first one or
+ *    at FLUSH_COUNT, so that the main loop is not woken once per request.
  *  - forwarded requests (loop -> main) and their answers (main -> loop):
  *    fan-outs and admin calls, which need the table.
  *  - commands (main -> loop): drain, close idle connections, stop.
@@ -22,6 +23,9 @@
 #include <string.h>
 
 #include "serve/serve_int.h"
+
+#define FLUSH_MS 5
+#define FLUSH_COUNT 256
 
 typedef struct view_entry_s {
   gs__wk_t *wk; /* a reference in views sent to loops; none in last_view */
@@ -214,6 +218,12 @@ static void apply_outcome(gs__wk_t *wk, bool ok, bool passive_failure,
     gs__wk_passive_failure(wk);
 }
 
+static void flush_outcomes(gs__rloop_t *rl);
+
+static void on_flush_timer(uv_timer_t *t) {
+  flush_outcomes(t->data);
+}
+
 void gs__rloop_report(gs__rloop_t *rl, gs__wk_t *wk, bool ok,
                       bool passive_failure, uint64_t latency_ns) {
   if (rl->index == 0) {
@@ -234,14 +244,16 @@ void gs__rloop_report(gs__rloop_t *rl, gs__wk_t *wk, bool ok,
                       .ok = ok,
                       .passive_failure = passive_failure,
                       .latency_ns = latency_ns};
+  if (rl->n_outcomes >= FLUSH_COUNT)
+    flush_outcomes(rl);
+  else if (!uv_is_active((uv_handle_t *)&rl->flush_timer))
+    uv_timer_start(&rl->flush_timer, on_flush_timer, FLUSH_MS, 0);
 }
 
-/* Once per iteration of loop k: its outcomes go to the main loop, and its
- * connection count is brought up to date for the drain. */
-static void on_flush(uv_check_t *h) {
-  gs__rloop_t *rl = h->data;
+/* Loop k's outcomes go to the main loop. */
+static void flush_outcomes(gs__rloop_t *rl) {
   gs__serve_t *s = rl->s;
-  rl->conns = (unsigned)rl->front.n_conns;
+  uv_timer_stop(&rl->flush_timer);
   if (rl->n_outcomes == 0)
     return;
   uv_mutex_lock(&s->mail_mu);
@@ -341,9 +353,7 @@ static void rloop_shutdown(gs__rloop_t *rl) {
     rl->peers = p->next;
     peer_drop(p);
   }
-  for (size_t i = 0; i < rl->n_outcomes; i++)
-    gs__wk_unref(rl->outcomes[i].wk);
-  rl->n_outcomes = 0;
+  flush_outcomes(rl); /* the main loop applies them after the join */
   /* What is left (requests still in flight when a drain timed out) is
    * closed without its callbacks. */
   uv_walk(rl->loop, close_any, NULL);
@@ -374,6 +384,7 @@ static void on_wake(uv_async_t *a) {
     gs__http_listener_close_idle(&rl->front);
   if (stop)
     rloop_shutdown(rl);
+  rl->conns = (unsigned)rl->front.n_conns; /* for the drain */
 }
 
 static void rloop_main(void *arg) {
@@ -438,9 +449,8 @@ int gs__rloops_listen(gs__serve_t *s, gs_error_t *err) {
     rl->loop = &rl->own_loop;
     rl->loop_ready = true;
     uv_async_init(rl->loop, &rl->wake, on_wake);
-    uv_check_init(rl->loop, &rl->flush);
-    rl->wake.data = rl->flush.data = rl;
-    uv_check_start(&rl->flush, on_flush);
+    uv_timer_init(rl->loop, &rl->flush_timer);
+    rl->wake.data = rl->flush_timer.data = rl;
     gs__front_setup(rl);
     rl->listening = true;
     rc = gs__http_listen(rl->loop, &rl->front, host, s->http_port, err);

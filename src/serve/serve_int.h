@@ -165,7 +165,7 @@ struct gs__rloop_s {
   uv_thread_t thread;
   bool loop_ready, thread_started;
   uv_async_t wake;      /* index > 0: the mailbox has something */
-  uv_check_t flush;     /* index > 0: outcomes go to the main loop */
+  uv_timer_t flush_timer; /* index > 0: outcomes go to the main loop */
   gs__http_listener_t front;
   bool listening;
   gs__peer_t *peers;
@@ -214,8 +214,8 @@ void gs__rloops_free(gs__serve_t *s);
  * GS_SERVE_MAX_THREADS. */
 unsigned gs__rloops_auto(void);
 /* Sums over the router loops: front requests not yet answered, and open
- * front connections (loops 1.. report theirs once per iteration: this also
- * wakes them, so the count is at most one call old). */
+ * front connections (loops 1.. count theirs when woken: this wakes them,
+ * so the count is at most one call old). */
 unsigned gs__rloops_inflight(const gs__serve_t *s);
 unsigned gs__rloops_conns(gs__serve_t *s);
 /* Hands a request that needs the main loop over to it (from loop > 0). */
