@@ -85,9 +85,8 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   gs__wk_t *wk = peer->wk;
   uint64_t latency = gs__serve_now_ns() - r->t_start;
   wk->inflight--;
-  /* LOCAL is the router's failure, not the worker's */
-  gs__rloop_report(f->rl, wk, res == GS__UP_OK,
-                   res != GS__UP_OK && res != GS__UP_LOCAL, latency);
+  if (res != GS__UP_LOCAL) /* that one is the router's failure */
+    gs__rloop_report(f->rl, wk, res == GS__UP_OK, res != GS__UP_OK, latency);
   if (res == GS__UP_OK) {
     r->peer = NULL; /* kept until f is answered: f may go with its answer */
     respond(f, &r->resp); /* takes the body */

@@ -227,8 +227,10 @@ static void call_detach(call_t *call, bool reset) {
 
 /* Records the attempt's outcome on its worker, then ends it. */
 static void call_end_attempt(call_t *call, bool ok, bool reset) {
-  if (call->wk)
-    gs__wk_record(call->wk, ok, gs__serve_now_ns() - call->t_attempt);
+  if (call->wk) {
+    gs__wk_count(call->wk, ok);
+    gs__wk_observe(call->wk, ok, gs__serve_now_ns() - call->t_attempt);
+  }
   call_detach(call, reset);
 }
 

@@ -32,7 +32,6 @@ typedef struct view_entry_s {
   unsigned http_port;
   bool routable;
   uint64_t ejected_until_ns;
-  bool taken; /* applying: a peer has it */
 } view_entry_t;
 
 typedef struct gs__view_s {
@@ -82,8 +81,7 @@ gs__peer_t *gs__rloop_pick(gs__rloop_t *rl, const gs__peer_t *avoid) {
     }
   if (n == 0)
     return NULL;
-  return cand[gs__choose(rl->s->opt.policy, n, inflight, &rl->rr_next,
-                         &rl->rng)];
+  return cand[gs__choose(rl->s, n, inflight, &rl->rng)];
 }
 
 gs__peer_t *gs__rloop_peer_of(gs__rloop_t *rl, const gs__wk_t *wk) {
@@ -105,39 +103,42 @@ static void view_free(gs__view_t *v) {
   free(v);
 }
 
-/* Peers for v's entries, on rl's thread: kept, updated, dropped or new.
- * Takes v and its references. */
+/* Peers for v's entries, on rl's thread: kept and updated, or new, in the
+ * view's order (every loop then has the same order, which round robin's
+ * shared turn needs); peers not in v are dropped. Takes v and its
+ * references. */
 static void view_apply(gs__rloop_t *rl, gs__view_t *v) {
-  for (gs__peer_t **pp = &rl->peers; *pp;) {
-    gs__peer_t *p = *pp;
-    view_entry_t *e = NULL;
-    for (size_t i = 0; i < v->n && !e; i++)
-      if (v->e[i].wk == p->wk && v->e[i].http_port == p->http_port)
-        e = &v->e[i];
-    if (!e) {
-      *pp = p->next;
-      peer_drop(p);
-      continue;
+  gs__peer_t *old = rl->peers, **tail = &rl->peers;
+  rl->peers = NULL;
+  for (size_t i = 0; i < v->n; i++) {
+    view_entry_t *e = &v->e[i];
+    gs__peer_t *p = NULL;
+    for (gs__peer_t **pp = &old; *pp; pp = &(*pp)->next)
+      if ((*pp)->wk == e->wk && (*pp)->http_port == e->http_port) {
+        p = *pp;
+        *pp = p->next;
+        break;
+      }
+    if (!p) {
+      p = calloc(1, sizeof *p);
+      if (!p)
+        continue; /* out of memory: not routed to by this loop */
+      *p = (gs__peer_t){.rl = rl,
+                        .wk = e->wk, /* the entry's reference */
+                        .http_port = e->http_port,
+                        .refs = 1};
+      e->wk = NULL;
     }
     p->routable = e->routable;
     p->ejected_until_ns = e->ejected_until_ns;
-    e->taken = true;
-    pp = &p->next;
+    p->next = NULL;
+    *tail = p;
+    tail = &p->next;
   }
-  for (size_t i = 0; i < v->n; i++) {
-    view_entry_t *e = &v->e[i];
-    gs__peer_t *p = e->taken ? NULL : calloc(1, sizeof *p);
-    if (!p)
-      continue; /* taken (or out of memory: not routed to by this loop) */
-    *p = (gs__peer_t){.rl = rl,
-                      .wk = e->wk, /* the entry's reference */
-                      .http_port = e->http_port,
-                      .routable = e->routable,
-                      .ejected_until_ns = e->ejected_until_ns,
-                      .refs = 1,
-                      .next = rl->peers};
-    rl->peers = p;
-    e->wk = NULL;
+  while (old) {
+    gs__peer_t *p = old;
+    old = p->next;
+    peer_drop(p);
   }
   view_free(v);
 }
@@ -213,7 +214,7 @@ static void apply_outcome(gs__wk_t *wk, bool ok, bool passive_failure,
                           uint64_t latency_ns) {
   if (wk->state == GS__PROC_GONE)
     return;
-  gs__wk_record(wk, ok, latency_ns);
+  gs__wk_observe(wk, ok, latency_ns);
   if (passive_failure)
     gs__wk_passive_failure(wk);
 }
@@ -226,6 +227,7 @@ static void on_flush_timer(uv_timer_t *t) {
 
 void gs__rloop_report(gs__rloop_t *rl, gs__wk_t *wk, bool ok,
                       bool passive_failure, uint64_t latency_ns) {
+  gs__wk_count(wk, ok); /* now: status reads it as soon as it is answered */
   if (rl->index == 0) {
     apply_outcome(wk, ok, passive_failure, latency_ns);
     return;

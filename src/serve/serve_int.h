@@ -75,7 +75,7 @@ struct gs__wk_s {
   uint64_t ejected_until_ns;
   /* traffic */
   atomic_uint inflight; /* HTTP (every router loop) and gRPC requests */
-  uint64_t requests, failures;
+  atomic_ullong requests, failures; /* counted where answered (any loop) */
   uint32_t lat_us[GS__LAT_RING];
   unsigned lat_n, lat_next;
   void *grpc; /* the gRPC proxy's connection (grpc_proxy.c) */
@@ -85,8 +85,11 @@ struct gs__wk_s {
 /* Routable: running, healthy, not ejected, not leaving. */
 bool gs__wk_routable(const gs__wk_t *wk, uint64_t now_ns);
 void gs__wk_unref(gs__wk_t *wk); /* any thread */
-/* Records one proxied request's outcome for status, p99 and ejection. */
-void gs__wk_record(gs__wk_t *wk, bool ok, uint64_t latency_ns);
+/* Counts one proxied request (any thread). */
+void gs__wk_count(gs__wk_t *wk, bool ok);
+/* Notes one proxied request's latency and success for p99 and ejection
+ * (main loop). */
+void gs__wk_observe(gs__wk_t *wk, bool ok, uint64_t latency_ns);
 /* p99 of the latest requests in microseconds; 0 with none. */
 unsigned gs__wk_p99_us(const gs__wk_t *wk);
 
@@ -169,7 +172,6 @@ struct gs__rloop_s {
   gs__http_listener_t front;
   bool listening;
   gs__peer_t *peers;
-  unsigned rr_next;
   uint64_t rng;
   gs__outcome_t *outcomes; /* index > 0: not yet sent to the main loop */
   size_t n_outcomes, cap_outcomes;
@@ -313,8 +315,8 @@ struct gs_serve_s {
   gs__front_req_t *mail_forwarded;
   struct gs__view_s *last_view; /* what was published last */
   gs__wk_t *workers; /* the table, newest first */
-  unsigned rr_next;
-  uint64_t rng;
+  atomic_uint rr_next; /* round robin's turn: every loop's */
+  uint64_t rng;         /* the main loop's */
   uv_timer_t health_timer, drain_timer;
   uv_fs_poll_t watch;
   bool watching;
@@ -339,10 +341,10 @@ bool gs__routable_other(const gs__serve_t *s, const gs__wk_t *avoid);
 /* Picks a routable worker by the policy, not `avoid`; NULL when none. */
 gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid);
 /* Index of the one to take among n > 0 candidates with these in-flight
- * counts: the next in turn (round robin) or the less busy of two distinct
- * random ones (least request). */
-unsigned gs__choose(gs_serve_policy_t policy, unsigned n,
-                    const unsigned *inflight, unsigned *rr_next,
+ * counts: the next in turn (round robin, one turn shared by every loop and
+ * the gRPC front) or the less busy of two distinct random ones (least
+ * request). */
+unsigned gs__choose(gs__serve_t *s, unsigned n, const unsigned *inflight,
                     uint64_t *rng);
 /* Instance bookkeeping for the supervisor (supervisor.c). */
 int gs__wk_add(gs__serve_t *s, const gs_serve_instance_t *inst, unsigned n,

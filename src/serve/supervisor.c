@@ -58,12 +58,15 @@ bool gs__wk_routable(const gs__wk_t *wk, uint64_t now_ns) {
          now_ns >= wk->ejected_until_ns;
 }
 
-void gs__wk_record(gs__wk_t *wk, bool ok, uint64_t latency_ns) {
+void gs__wk_count(gs__wk_t *wk, bool ok) {
   wk->requests++;
-  if (!ok) {
+  if (!ok)
     wk->failures++;
+}
+
+void gs__wk_observe(gs__wk_t *wk, bool ok, uint64_t latency_ns) {
+  if (!ok)
     return;
-  }
   wk->consecutive_failures = 0;
   uint64_t us = latency_ns / 1000;
   wk->lat_us[wk->lat_next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
@@ -109,11 +112,13 @@ static uint64_t rng_next(uint64_t *rng) {
   return *rng;
 }
 
-unsigned gs__choose(gs_serve_policy_t policy, unsigned n,
-                    const unsigned *inflight, unsigned *rr_next,
+unsigned gs__choose(gs__serve_t *s, unsigned n, const unsigned *inflight,
                     uint64_t *rng) {
-  if (policy == GS_SERVE_ROUND_ROBIN || n == 1)
-    return (*rr_next)++ % n;
+  if (n == 1)
+    return 0;
+  if (s->opt.policy == GS_SERVE_ROUND_ROBIN)
+    return atomic_fetch_add_explicit(&s->rr_next, 1, memory_order_relaxed) %
+           n;
   /* least request: the less busy of two distinct random candidates */
   unsigned a = (unsigned)(rng_next(rng) % n);
   unsigned b = (unsigned)(rng_next(rng) % (n - 1));
@@ -141,7 +146,7 @@ gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid) {
     }
   if (n == 0)
     return NULL;
-  return cand[gs__choose(s->opt.policy, n, inflight, &s->rr_next, &s->rng)];
+  return cand[gs__choose(s, n, inflight, &s->rng)];
 }
 
 /* ---- processes --------------------------------------------------------- */
