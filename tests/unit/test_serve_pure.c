@@ -21,6 +21,47 @@
 
 #include "serve/serve_int.h"
 
+/* ---- choosing a worker -----------------------------------------------------
+ */
+
+/* Round robin: one turn for every router loop, so requests alternate
+ * whichever loop takes them. */
+static void test_round_robin_turn_is_shared(void **state) {
+  (void)state;
+  gs__serve_t *s = calloc(1, sizeof *s);
+  assert_non_null(s);
+  s->opt.policy = GS_SERVE_ROUND_ROBIN;
+  unsigned inflight[3] = {0, 0, 0}, count[3] = {0};
+  uint64_t rng_a = 1, rng_b = 7; /* two loops' own generators */
+  for (unsigned i = 0; i < 300; i++)
+    count[gs__choose(s, 3, inflight, i % 2 ? &rng_a : &rng_b)]++;
+  assert_int_equal(count[0], 100);
+  assert_int_equal(count[1], 100);
+  assert_int_equal(count[2], 100);
+  assert_int_equal(gs__choose(s, 1, inflight, &rng_a), 0);
+  free(s);
+}
+
+/* Least request: of two distinct random candidates, the one with fewer
+ * requests in flight; so the busiest is never taken while two are idle,
+ * and every idle one gets a share. */
+static void test_least_request_takes_the_less_busy_of_two(void **state) {
+  (void)state;
+  gs__serve_t *s = calloc(1, sizeof *s);
+  assert_non_null(s);
+  s->opt.policy = GS_SERVE_LEAST_REQUEST;
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  unsigned inflight[3] = {0, 50, 0}, count[3] = {0};
+  for (unsigned i = 0; i < 3000; i++)
+    count[gs__choose(s, 3, inflight, &rng)]++;
+  assert_int_equal(count[1], 0);
+  assert_true(count[0] > 1000 && count[2] > 1000);
+  unsigned two[2] = {9, 3}; /* two candidates: always both compared */
+  for (unsigned i = 0; i < 100; i++)
+    assert_int_equal(gs__choose(s, 2, two, &rng), 1);
+  free(s);
+}
+
 /* ---- request classes ------------------------------------------------------
  */
 
@@ -599,6 +640,8 @@ int main(void) {
       cmocka_unit_test(test_relabel_lines),
       cmocka_unit_test(test_relabel_escapes_the_label),
       cmocka_unit_test(test_relabel_appends),
+      cmocka_unit_test(test_round_robin_turn_is_shared),
+      cmocka_unit_test(test_least_request_takes_the_less_busy_of_two),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
