@@ -228,6 +228,8 @@ static void on_timeout(uv_timer_t *t) {
 
 static void on_written(uv_write_t *w, int status) {
   gs__upconn_t *c = w->data;
+  if (status == UV_ECANCELED)
+    return; /* its handle is closing (c->closing, or the serve's end) */
   c->writing = false;
   if (status < 0 && c->req && !c->closing)
     conn_fail(c, GS__UP_CONNECT);
@@ -261,8 +263,8 @@ static void conn_start(gs__upconn_t *c) {
 
 static void on_connected(uv_connect_t *req, int status) {
   gs__upconn_t *c = req->data;
-  if (c->closing)
-    return;
+  if (c->closing || status == UV_ECANCELED)
+    return; /* its handle is closing (c->closing, or the serve's end) */
   if (status < 0) {
     conn_fail(c, GS__UP_CONNECT);
     return;

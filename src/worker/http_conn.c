@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "worker/worker_int.h"
 
@@ -236,13 +237,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_feed(c);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  gs__http_listener_t *l = server->data;
-  if (status < 0)
-    return;
+/* A connection of l, its handle initialized, not yet connected to a
+ * socket. */
+static gs__http_conn_t *conn_new(gs__http_listener_t *l) {
   gs__http_conn_t *c = calloc(1, sizeof *c + l->user_size);
   if (!c)
-    return;
+    return NULL;
   c->l = l;
   c->next = l->conns;
   if (l->conns)
@@ -250,15 +250,53 @@ static void on_connection(uv_stream_t *server, int status) {
   l->conns = c;
   l->n_conns++;
   gs__http_reader_init(&c->reader, l->max_body);
-  uv_tcp_init(server->loop, &c->tcp);
+  uv_tcp_init(l->tcp.loop, &c->tcp);
   c->tcp.data = c;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+  return c;
+}
+
+/* rc: the accept's; the connection reads, or closes when it failed. */
+static void conn_begin(gs__http_conn_t *c, int rc) {
+  if (rc != 0) {
     c->closing = true;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  gs__http_listener_t *l = server->data;
+  if (status < 0)
+    return;
+  gs__http_conn_t *c = conn_new(l);
+  if (c)
+    conn_begin(c, uv_accept(server, (uv_stream_t *)&c->tcp));
+}
+
+/* Takes the connections the kernel completed but the loop has not accepted
+ * yet: closing the listener would reset them (with SO_REUSEPORT they do
+ * not move to the other listeners of the port either). Each is answered
+ * once, as every draining connection is. */
+static void accept_queued(gs__http_listener_t *l) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
+    return;
+  for (;;) {
+    int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0)
+      return; /* none left (EAGAIN), or nothing more to take */
+    gs__http_conn_t *c = conn_new(l);
+    if (!c) {
+      close(cfd);
+      continue;
+    }
+    int rc = uv_tcp_open(&c->tcp, cfd);
+    if (rc != 0)
+      close(cfd);
+    conn_begin(c, rc);
+  }
 }
 
 int gs__tcp_listen(uv_loop_t *loop, uv_tcp_t *server, const char *host,
@@ -323,8 +361,10 @@ int gs__http_listen(uv_loop_t *loop, gs__http_listener_t *l, const char *host,
 
 void gs__http_listener_drain(gs__http_listener_t *l) {
   l->draining = true;
-  if (l->listening && !uv_is_closing((uv_handle_t *)&l->tcp))
+  if (l->listening && !uv_is_closing((uv_handle_t *)&l->tcp)) {
+    accept_queued(l);
     uv_close((uv_handle_t *)&l->tcp, NULL);
+  }
 }
 
 void gs__http_listener_close_idle(gs__http_listener_t *l) {
