@@ -4,6 +4,7 @@
  * libyaml's; each key becomes its --option, so one parser checks both. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,12 +124,12 @@ static int take_option(serve_cli_t *sc, int c, const char *val) {
   case O_START_TIMEOUT: return number(val, "--start-timeout", 3600000, &o->start_timeout_ms);
   case O_DRAIN_TIMEOUT: return number(val, "--drain-timeout", 3600000, &o->drain_timeout_ms);
   case O_ROUTER_THREADS:
-    if (number(val, "--router-threads", GS_SERVE_MAX_THREADS,
-               &o->router_threads))
+    if (number(val, "--router-threads", UINT_MAX, &o->router_threads))
       return CLI_USAGE;
-    return o->router_threads ? CLI_OK
-                             : cli_usage("serve", "--router-threads is 1..%d",
-                                         GS_SERVE_MAX_THREADS);
+    return o->router_threads >= 1 && o->router_threads <= GS_SERVE_MAX_THREADS
+               ? CLI_OK
+               : cli_usage("serve", "--router-threads %s: 1..%d", val,
+                           GS_SERVE_MAX_THREADS);
   case 't':
     if (number(val, "--threads", 1024, &sc->threads))
       return CLI_USAGE;

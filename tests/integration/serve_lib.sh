@@ -42,6 +42,10 @@ free_port() {
 start_serve() {
   port=$(free_port)
   grpc_port=$(free_port)
+  # Emptied here, not by the redirection below: that one runs in the
+  # background child, and the wait for "ready" could read an earlier
+  # serve's line first.
+  : >"$tmp/serve.log"
   "$GPUSLICE" serve --model-repository "$tmp/models" --http-port "$port" \
     --grpc-port "$grpc_port" "$@" >"$tmp/serve.log" 2>&1 &
   serve_pid=$!
