@@ -24,18 +24,15 @@ struct fanout_s {
   void (*finish)(fanout_t *fo);
 };
 
-/* f may be freed when this returns (its connection closed meanwhile). */
-void gs__front_respond(front_req_t *f, gs__http_response_t *resp) {
+/* Answers f on its own loop; f may be freed when this returns (its
+ * connection closed meanwhile). */
+static void respond(front_req_t *f, gs__http_response_t *resp) {
   if (f->forwarded) {
     gs__rloop_answer(f, resp); /* back to f's own loop */
     return;
   }
   f->rl->front_inflight--;
   gs__http_conn_respond(f->c, resp);
-}
-
-static void respond(front_req_t *f, gs__http_response_t *resp) {
-  gs__front_respond(f, resp);
 }
 
 static void respond_error(front_req_t *f, int status, const char *fmt, ...)
@@ -86,7 +83,8 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   uint64_t latency = gs__serve_now_ns() - r->t_start;
   wk->inflight--;
   if (res != GS__UP_LOCAL) /* that one is the router's failure */
-    gs__rloop_report(f->rl, wk, res == GS__UP_OK, res != GS__UP_OK, latency);
+    gs__rloop_report(f->rl, peer, res == GS__UP_OK, res != GS__UP_OK,
+                     latency);
   if (res == GS__UP_OK) {
     r->peer = NULL; /* kept until f is answered: f may go with its answer */
     respond(f, &r->resp); /* takes the body */
@@ -192,6 +190,8 @@ static bool fanout_start(front_req_t *f, const char *url,
   }
   return true;
 }
+
+/* The first answer that is not 200, passed through; NULL when all are. */
 static gs__upreq_t *fanout_first_error(fanout_t *fo) {
   for (unsigned i = 0; i < fo->n; i++)
     if (fo->results[i] == GS__UP_OK && fo->ups[i].resp.status != 200)

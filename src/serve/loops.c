@@ -18,9 +18,13 @@
  *  - commands (main -> loop): drain, close idle connections, stop.
  * Each mailbox is a mutex-guarded list and a uv_async_t. Counters the main
  * loop reads (in-flight, connections, requests) are atomics. */
+#include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "serve/serve_int.h"
 
@@ -130,7 +134,8 @@ static void view_apply(gs__rloop_t *rl, gs__view_t *v) {
       e->wk = NULL;
     }
     p->routable = e->routable;
-    p->ejected_until_ns = e->ejected_until_ns;
+    if (e->ejected_until_ns > p->ejected_until_ns) /* or its own, later */
+      p->ejected_until_ns = e->ejected_until_ns;
     p->next = NULL;
     *tail = p;
     tail = &p->next;
@@ -161,8 +166,14 @@ static gs__view_t *view_build(const gs__serve_t *s) {
 }
 
 static bool view_same(const gs__view_t *a, const gs__view_t *b) {
-  return a && b && a->n == b->n &&
-         memcmp(a->e, b->e, a->n * sizeof a->e[0]) == 0;
+  if (!a || !b || a->n != b->n)
+    return false;
+  for (size_t i = 0; i < a->n; i++)
+    if (a->e[i].wk != b->e[i].wk || a->e[i].http_port != b->e[i].http_port ||
+        a->e[i].routable != b->e[i].routable ||
+        a->e[i].ejected_until_ns != b->e[i].ejected_until_ns)
+      return false;
+  return true;
 }
 
 static gs__view_t *view_copy(const gs__view_t *v) {
@@ -179,7 +190,7 @@ static gs__view_t *view_copy(const gs__view_t *v) {
 void gs__serve_publish(gs__serve_t *s) {
   gs__view_t *v = view_build(s);
   if (!v || view_same(v, s->last_view)) {
-    free(v); /* out of memory: the next health tick tries again */
+    free(v); /* (!v: out of memory; the next health tick tries again) */
     return;
   }
   bool all_sent = true;
@@ -225,9 +236,25 @@ static void on_flush_timer(uv_timer_t *t) {
   flush_outcomes(t->data);
 }
 
-void gs__rloop_report(gs__rloop_t *rl, gs__wk_t *wk, bool ok,
+/* The loop stops sending to a peer at once after its consecutive failures,
+ * as the main loop will for every loop when the outcomes reach it. */
+static void eject_locally(gs__peer_t *p, bool ok, bool passive_failure) {
+  const gs_serve_options_t *o = &p->rl->s->opt;
+  if (ok || !passive_failure) {
+    p->consecutive_failures = ok ? 0 : p->consecutive_failures;
+    return;
+  }
+  if (++p->consecutive_failures < o->eject_failures)
+    return;
+  p->consecutive_failures = 0;
+  p->ejected_until_ns = gs__serve_now_ns() + (uint64_t)o->eject_ms * 1000000u;
+}
+
+void gs__rloop_report(gs__rloop_t *rl, gs__peer_t *peer, bool ok,
                       bool passive_failure, uint64_t latency_ns) {
+  gs__wk_t *wk = peer->wk;
   gs__wk_count(wk, ok); /* now: status reads it as soon as it is answered */
+  eject_locally(peer, ok, passive_failure);
   if (rl->index == 0) {
     apply_outcome(wk, ok, passive_failure, latency_ns);
     return;
@@ -387,6 +414,8 @@ static void on_wake(uv_async_t *a) {
   if (stop)
     rloop_shutdown(rl);
   rl->conns = (unsigned)rl->front.n_conns; /* for the drain */
+  if (drain)
+    rl->drain_done = true; /* after conns: then the count is never low */
 }
 
 static void rloop_main(void *arg) {
@@ -426,8 +455,61 @@ int gs__rloops_init(gs__serve_t *s, gs_error_t *err) {
   if (uv_mutex_init(&s->mail_mu) != 0)
     return gs_error_set(err, GS_ESYSTEM, "cannot create a mutex");
   s->mail_ready = true;
-  uv_async_init(&s->loop, &s->mail_async, on_mail);
+  int rc = uv_async_init(&s->loop, &s->mail_async, on_mail);
   s->mail_async.data = s;
+  if (rc != 0)
+    return gs_error_set(err, GS_ESYSTEM, "uv_async_init: %s", uv_strerror(rc));
+  return GS_OK;
+}
+
+/* Loop k, its own libuv loop and mailbox, not yet listening; NULL with err
+ * when any part fails (nothing of it is left). */
+static gs__rloop_t *rloop_open(gs__serve_t *s, unsigned k, gs_error_t *err) {
+  gs__rloop_t *rl = rloop_new(s, k);
+  if (!rl) {
+    gs_error_set(err, GS_ENOMEM, "out of memory");
+    return NULL;
+  }
+  rl->loop = &rl->own_loop;
+  int rc = uv_loop_init(rl->loop);
+  if (rc == 0) {
+    rc = uv_async_init(rl->loop, &rl->wake, on_wake);
+    if (rc != 0)
+      uv_loop_close(rl->loop);
+  }
+  if (rc != 0) {
+    gs_error_set(err, GS_ESYSTEM, "router loop %u: %s", k, uv_strerror(rc));
+    uv_mutex_destroy(&rl->mu);
+    free(rl);
+    return NULL;
+  }
+  uv_timer_init(rl->loop, &rl->flush_timer);
+  rl->wake.data = rl->flush_timer.data = rl;
+  gs__front_setup(rl);
+  return rl;
+}
+
+/* With SO_REUSEPORT a port held by another serve of the same user would be
+ * shared with it: the port must be free first (a plain bind, as libuv's:
+ * SO_REUSEADDR, so that connections in TIME_WAIT do not count). */
+static int check_port_free(const char *host, unsigned port, gs_error_t *err) {
+  struct sockaddr_storage addr = {0};
+  if (port == 0 ||
+      (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr) != 0 &&
+       uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&addr) != 0))
+    return GS_OK; /* any port, or gs__http_listen names the bad address */
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0)
+    return gs_error_sys(err, errno, "cannot open a socket");
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  socklen_t len = addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+  int rc = bind(fd, (struct sockaddr *)&addr, len) == 0 ? 0 : errno;
+  close(fd);
+  if (rc != 0)
+    return gs_error_set(err, GS_ESYSTEM, "cannot listen on %s port %u: %s",
+                        host, port, strerror(rc));
   return GS_OK;
 }
 
@@ -435,30 +517,20 @@ int gs__rloops_listen(gs__serve_t *s, gs_error_t *err) {
   const char *host = s->opt.host ? s->opt.host : "127.0.0.1";
   gs__rloop_t *rl0 = s->rloops[0];
   gs__front_setup(rl0);
-  rl0->listening = true; /* the handle exists even when listen fails */
-  int rc = gs__http_listen(&s->loop, &rl0->front, host, s->opt.http_port, err);
+  int rc = rl0->front.reuseport ? check_port_free(host, s->opt.http_port, err)
+                                : GS_OK;
+  if (rc == GS_OK)
+    rc = gs__http_listen(&s->loop, &rl0->front, host, s->opt.http_port, err);
+  s->http_port = rl0->front.port; /* port 0: the others take the same */
+  for (unsigned k = 1; rc == GS_OK && k < s->opt.router_threads; k++) {
+    gs__rloop_t *rl = rloop_open(s, k, err);
+    if (!rl)
+      return GS_ESYSTEM;
+    s->rloops[s->n_rloops++] = rl;
+    rc = gs__http_listen(rl->loop, &rl->front, host, s->http_port, err);
+  }
   if (rc != GS_OK)
     return rc;
-  s->http_port = rl0->front.port; /* port 0: the others take the same */
-  for (unsigned k = 1; k < s->opt.router_threads; k++) {
-    gs__rloop_t *rl = rloop_new(s, k);
-    if (!rl)
-      return gs_error_set(err, GS_ENOMEM, "out of memory");
-    s->rloops[s->n_rloops++] = rl;
-    rc = uv_loop_init(&rl->own_loop);
-    if (rc != 0)
-      return gs_error_set(err, GS_ESYSTEM, "uv_loop_init: %s", uv_strerror(rc));
-    rl->loop = &rl->own_loop;
-    rl->loop_ready = true;
-    uv_async_init(rl->loop, &rl->wake, on_wake);
-    uv_timer_init(rl->loop, &rl->flush_timer);
-    rl->wake.data = rl->flush_timer.data = rl;
-    gs__front_setup(rl);
-    rl->listening = true;
-    rc = gs__http_listen(rl->loop, &rl->front, host, s->http_port, err);
-    if (rc != GS_OK)
-      return rc;
-  }
   free(s->last_view); /* every loop gets the table now */
   s->last_view = NULL;
   gs__serve_publish(s);
@@ -494,11 +566,13 @@ unsigned gs__rloops_inflight(const gs__serve_t *s) {
 
 unsigned gs__rloops_conns(gs__serve_t *s) {
   unsigned n = s->n_rloops ? (unsigned)s->rloops[0]->front.n_conns : 0;
+  bool known = true;
   for (unsigned k = 1; k < s->n_rloops; k++) {
+    known = known && s->rloops[k]->drain_done;
     n += s->rloops[k]->conns;
     uv_async_send(&s->rloops[k]->wake); /* an iteration: a fresh count */
   }
-  return n;
+  return known ? n : UINT_MAX;
 }
 
 void gs__rloops_stop(gs__serve_t *s) {
@@ -507,12 +581,11 @@ void gs__rloops_stop(gs__serve_t *s) {
     if (rl->thread_started) {
       rloop_post(rl, &rl->cmd_stop);
       uv_thread_join(&rl->thread);
-    } else if (rl->loop_ready) { /* set up, never started: close it here */
+    } else { /* set up, never started: closed here */
       rloop_shutdown(rl);
       uv_run(rl->loop, UV_RUN_DEFAULT);
     }
-    if (rl->loop_ready)
-      uv_loop_close(rl->loop);
+    uv_loop_close(rl->loop);
     view_free(rl->view); /* published after it stopped reading */
     free(rl->outcomes);
     uv_mutex_destroy(&rl->mu);
@@ -528,8 +601,7 @@ void gs__rloops_stop(gs__serve_t *s) {
   if (s->mail_ready)
     on_mail(&s->mail_async);
   gs__rloop_t *rl0 = s->rloops[0];
-  if (rl0->listening)
-    gs__http_listener_close(&rl0->front);
+  gs__http_listener_close(&rl0->front);
   while (rl0->peers) {
     gs__peer_t *p = rl0->peers;
     rl0->peers = p->next;

@@ -6,10 +6,11 @@
  * Threads: the main loop (s->loop) owns the worker table, the supervisor,
  * the gRPC front, admin calls and fan-outs. Each router loop (the main loop
  * is router loop 0) owns its HTTP listener, its peers (its view of the
- * table) and their connections. A worker's refs and inflight are atomic
- * (any thread); every other worker field is the main loop's. Router loops
- * learn of the table through views the main loop publishes, and report
- * each request's outcome back to it. */
+ * table) and their connections. Of a worker, router loops read the label
+ * (written before the worker is first published, never after) and update
+ * atomics: refs, inflight, requests and failures; every other worker field
+ * is the main loop's. Router loops learn of the table through views the
+ * main loop publishes, and report each request's outcome back to it. */
 #ifndef GPUSLICE_SERVE_INT_H
 #define GPUSLICE_SERVE_INT_H
 
@@ -116,7 +117,7 @@ struct gs__upreq_s {
   void (*done)(gs__upreq_t *r, gs__up_result_t result);
   void *data;
   /* out */
-  gs__peer_t *peer; /* a reference until done returns */
+  gs__peer_t *peer; /* a reference until gs__upreq_release */
   gs__http_response_t resp; /* its body is the caller's after done */
   char content_type[128];
   uint64_t t_start;
@@ -146,7 +147,8 @@ struct gs__peer_s {
   gs__wk_t *wk;       /* a reference: the label and the in-flight count */
   unsigned http_port; /* the process this peer reaches */
   bool routable;      /* running, healthy, not leaving: as last published */
-  uint64_t ejected_until_ns;
+  uint64_t ejected_until_ns; /* the main loop's or this loop's own */
+  unsigned consecutive_failures; /* this loop's: it ejects at once */
   bool gone;     /* left the view: no new requests, connections not kept */
   unsigned refs; /* the loop's list's, each connection's and request's */
   gs__upconn_t *idle; /* keep-alive connections waiting for a request */
@@ -166,17 +168,17 @@ struct gs__rloop_s {
   uv_loop_t *loop;
   uv_loop_t own_loop; /* index > 0 */
   uv_thread_t thread;
-  bool loop_ready, thread_started;
+  bool thread_started;
   uv_async_t wake;      /* index > 0: the mailbox has something */
   uv_timer_t flush_timer; /* index > 0: outcomes go to the main loop */
   gs__http_listener_t front;
-  bool listening;
   gs__peer_t *peers;
   uint64_t rng;
   gs__outcome_t *outcomes; /* index > 0: not yet sent to the main loop */
   size_t n_outcomes, cap_outcomes;
   /* read by the main loop (drain, status) */
   atomic_uint front_inflight, conns;
+  atomic_bool drain_done; /* drained its listener; conns counted since */
   atomic_ullong requests;
   /* the mailbox, under mu */
   uv_mutex_t mu;
@@ -195,7 +197,7 @@ bool gs__rloop_routable_other(const gs__rloop_t *rl, const gs__peer_t *avoid);
 gs__peer_t *gs__rloop_peer_of(gs__rloop_t *rl, const gs__wk_t *wk);
 /* One proxied request's outcome, for the worker's status and passive
  * ejection (applied on the main loop). */
-void gs__rloop_report(gs__rloop_t *rl, gs__wk_t *wk, bool ok,
+void gs__rloop_report(gs__rloop_t *rl, gs__peer_t *peer, bool ok,
                       bool passive_failure, uint64_t latency_ns);
 /* Sends the table's routing facts to every router loop when they changed
  * since the last time (main loop). */
@@ -216,8 +218,9 @@ void gs__rloops_free(gs__serve_t *s);
  * GS_SERVE_MAX_THREADS. */
 unsigned gs__rloops_auto(void);
 /* Sums over the router loops: front requests not yet answered, and open
- * front connections (loops 1.. count theirs when woken: this wakes them,
- * so the count is at most one call old). */
+ * front connections. Loops 1.. count theirs when woken (this wakes them):
+ * UINT_MAX until each has drained its listener; after that, no connection
+ * is added, so the count is at most one call old and never too low. */
 unsigned gs__rloops_inflight(const gs__serve_t *s);
 unsigned gs__rloops_conns(gs__serve_t *s);
 /* Hands a request that needs the main loop over to it (from loop > 0). */
@@ -293,8 +296,6 @@ struct gs__front_req_s {
   gs__front_req_t *mail_next;
 };
 
-/* Answers f on its own loop (f's connection's). */
-void gs__front_respond(gs__front_req_t *f, gs__http_response_t *resp);
 /* Handles a request that needs the main loop, on the main loop. */
 void gs__front_handle_main(gs__front_req_t *f);
 
@@ -335,9 +336,6 @@ struct gs_serve_s {
 uint64_t gs__serve_now_ns(void);
 void gs__serve_log(gs__serve_t *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Whether a worker other than avoid is routable (does not move the round
- * robin, as a pick would). */
-bool gs__routable_other(const gs__serve_t *s, const gs__wk_t *avoid);
 /* Picks a routable worker by the policy, not `avoid`; NULL when none. */
 gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid);
 /* Index of the one to take among n > 0 candidates with these in-flight

@@ -126,14 +126,6 @@ unsigned gs__choose(gs__serve_t *s, unsigned n, const unsigned *inflight,
   return inflight[b] < inflight[a] ? b : a;
 }
 
-bool gs__routable_other(const gs__serve_t *s, const gs__wk_t *avoid) {
-  uint64_t now = gs__serve_now_ns();
-  for (const gs__wk_t *wk = s->workers; wk; wk = wk->next)
-    if (wk != avoid && gs__wk_routable(wk, now))
-      return true;
-  return false;
-}
-
 gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid) {
   gs__wk_t *cand[512];
   unsigned inflight[512];

@@ -285,8 +285,10 @@ static void accept_queued(gs__http_listener_t *l) {
     return;
   for (;;) {
     int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0 && (errno == ECONNABORTED || errno == EINTR))
+      continue; /* that one is gone; others may wait */
     if (cfd < 0)
-      return; /* none left (EAGAIN), or nothing more to take */
+      return; /* none left (EAGAIN), or no descriptor to take it with */
     gs__http_conn_t *c = conn_new(l);
     if (!c) {
       close(cfd);
@@ -359,12 +361,19 @@ int gs__http_listen(uv_loop_t *loop, gs__http_listener_t *l, const char *host,
   return rc;
 }
 
-void gs__http_listener_drain(gs__http_listener_t *l) {
+/* No new connections; take_queued: those the kernel completed are served
+ * first (a drain), not reset. */
+static void stop_listening(gs__http_listener_t *l, bool take_queued) {
   l->draining = true;
   if (l->listening && !uv_is_closing((uv_handle_t *)&l->tcp)) {
-    accept_queued(l);
+    if (take_queued)
+      accept_queued(l);
     uv_close((uv_handle_t *)&l->tcp, NULL);
   }
+}
+
+void gs__http_listener_drain(gs__http_listener_t *l) {
+  stop_listening(l, true);
 }
 
 void gs__http_listener_close_idle(gs__http_listener_t *l) {
@@ -374,7 +383,7 @@ void gs__http_listener_close_idle(gs__http_listener_t *l) {
 }
 
 void gs__http_listener_close(gs__http_listener_t *l) {
-  gs__http_listener_drain(l);
+  stop_listening(l, false);
   for (gs__http_conn_t *c = l->conns; c; c = c->next)
     if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
       c->closing = true;

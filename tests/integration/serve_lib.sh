@@ -99,6 +99,25 @@ PY
   echo "$out"
 }
 
+# kill9_under_load CLIENTS LIMIT: kill -9 worker 0:1 while CLIENTS keep
+# sending; waits until it is back (ready, a new pid) within LIMIT s, sends
+# load for one more second, stops it. Sets pid1 (the killed one), took
+# (seconds until back, dated by the serve) and load (start_load's result).
+kill9_under_load() {
+  start_load "$1"
+  pid1=$(worker_field 0:1 pid)
+  local t0
+  t0=$(date +%s.%N)
+  kill -9 "$pid1"
+  # wait_state's fail ends only the $(...) subshell: fail here too
+  took=$(WAIT_T0=$t0 wait_state 0:1 ready "$2" "$pid1") || {
+    stop_load
+    fail "after kill -9: $took"
+  }
+  sleep 1
+  stop_load
+}
+
 # start_load THREADS: serve_load.py against the router until stop_load.
 start_load() {
   rm -f "$tmp/stop"

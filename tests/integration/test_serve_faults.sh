@@ -25,13 +25,7 @@ sys.exit(0 if d['failed']==0 and d['ok']>0 else 'failed requests: %s' % d)" "$lo
 }
 
 # --- kill -9 under load
-start_load 8
-pid1=$(worker_field 0:1 pid)
-WAIT_T0=$(date +%s.%N)
-kill -9 "$pid1"
-took=$(WAIT_T0=$WAIT_T0 wait_state 0:1 ready "$limit" "$pid1")
-sleep 1
-stop_load
+kill9_under_load 8 "$limit"
 check_load "kill -9"
 [ "$(worker_field 0:1 pid)" != "$pid1" ] || fail "worker 0:1 was not restarted"
 [ "$(worker_field 0:1 restarts)" = 1 ] || fail "restart count"

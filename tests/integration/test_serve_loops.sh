@@ -11,12 +11,14 @@
 #    shown to answer them, loops 1.. through the hand-off to the main loop;
 # 3. kill -9 a worker under 16 clients: no request fails, it comes back;
 # 4. SIGTERM under load: exit 0 before the drain timeout, no request in
-#    flight lost, no worker left;
+#    flight lost, no worker left; 4b. idle keep-alive connections on every
+#    loop are answered once more during the drain;
 # 5. --router-threads 0/17 and router_threads: 0 in serve.yaml are refused
 #    (exit 2, naming the option, file:line:column); --router-threads 1
 #    serves with one loop;
 # 6. a serve.yaml's router_threads: 4 gives 4 loops, and their shared port
-#    stays theirs: a plain bind of it (no SO_REUSEPORT) fails.
+#    stays theirs: a plain bind of it (no SO_REUSEPORT) fails, and so does
+#    a second serve (which would set SO_REUSEPORT too).
 . "$(dirname "$0")/serve_lib.sh"
 # Sanitizers make everything about 3x slower.
 x=${GS_SANITIZE:+3}
@@ -148,13 +150,7 @@ ok "$c"
 
 # --- 3. kill -9 a worker under load
 c="check 3 (kill -9 a worker under 16 clients)"
-start_load 16
-pid1=$(worker_field 0:1 pid)
-WAIT_T0=$(date +%s.%N)
-kill -9 "$pid1"
-took=$(WAIT_T0=$WAIT_T0 wait_state 0:1 ready "$((3 * x))" "$pid1")
-sleep 1
-stop_load
+kill9_under_load 16 "$((3 * x))"
 python3 -c "import json,sys
 d=json.loads(sys.argv[1])
 sys.exit(0 if d['failed']==0 and d['ok']>0 else 'failed requests: %s' % d)" "$load" ||
@@ -267,6 +263,57 @@ grep -q "drain timeout" "$tmp/serve.log" && fail "$c: the drain timed out"
 echo "exited in ${secs}s; $load"
 ok "$c"
 
+# --- 4b. idle keep-alive connections on every loop, SIGTERM: each is
+# answered once more (Connection: close) during the drain's grace, however
+# long ago its loop last woke.
+c="check 4b (idle connections on $loops loops answered once more in the drain)"
+start_serve --router-threads "$loops" --drain-timeout "$drain_ms"
+python3 - "$port" "$serve_pid" "$x" <<'PY' || fail "$c"
+import http.client, json, os, signal, sys, time, urllib.request
+port, pid, x = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+BODY = json.dumps({"inputs": [
+    {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": list(range(16))},
+    {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": [1] * 16}]})
+def infer(conn):
+    conn.request("POST", "/v2/models/simple/infer", BODY, {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    return r.status, r.getheader("Connection", ""), r.read()
+def per_loop():
+    with urllib.request.urlopen("http://127.0.0.1:%d/gpuslice/v1/workers" % port) as r:
+        return json.load(r)["router_loop_requests"]
+# Only connections of loops 1..: loop 0 is the main loop, which counts its
+# own connections exactly; the others' counts reach it through mailboxes.
+conns, loops_hit = [], set()
+for _ in range(24):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * x)
+    before = per_loop()
+    assert infer(conn)[0] == 200
+    loop = [k for k, (a, b) in enumerate(zip(before, per_loop())) if b != a][0]
+    if loop == 0:
+        conn.close()
+    else:
+        conns.append(conn)
+        loops_hit.add(loop)
+if len(loops_hit) < 2:
+    sys.exit("the connections landed on fewer than 2 loops besides 0: %s" % loops_hit)
+time.sleep(0.5)  # every loop idle for a while
+os.kill(pid, signal.SIGTERM)
+time.sleep(0.2)
+bad = []
+for i, conn in enumerate(conns):
+    try:
+        status, connection, _ = infer(conn)
+        if status != 200 or connection.lower() != "close":
+            bad.append("%d: %d, Connection: %s" % (i, status, connection))
+    except Exception as e:
+        bad.append("%d: %s: %s" % (i, type(e).__name__, e))
+print("loops %s; %d of %d answered once more" % (sorted(loops_hit), len(conns) - len(bad), len(conns)))
+sys.exit("not answered during the drain: %s" % bad if bad else 0)
+PY
+wait "$serve_pid" || fail "$c: serve exited $?"
+serve_pid=
+ok "$c"
+
 # --- 5. bad and good --router-threads
 c="check 5 (--router-threads values)"
 for n in 0 17; do
@@ -307,5 +354,22 @@ except OSError as e:
 sys.exit("a plain bind of the serve's port %s succeeded" % sys.argv[1])
 PY
 [ "$(infer)" = 200 ] || fail "$c: infer after the bind attempt"
+# Nor can a second serve (it too would set SO_REUSEPORT) share it.
+"$GPUSLICE" serve --model-repository "$tmp/models" --http-port "$port" \
+  --grpc-port 0 --router-threads "$loops" --log-dir "$tmp" >"$tmp/second.log" 2>&1 &
+second=$!
+for _ in $(seq $((300 * x))); do
+  kill -0 "$second" 2>/dev/null || break
+  grep -q "gpuslice serve: ready" "$tmp/second.log" && break
+  sleep 0.1
+done
+if grep -q "gpuslice serve: ready" "$tmp/second.log" || kill -0 "$second" 2>/dev/null; then
+  kill "$second"; wait "$second"
+  fail "$c: a second serve on port $port started"
+fi
+wait "$second" && fail "$c: the second serve exited 0"
+grep -q "port $port.*in use" "$tmp/second.log" ||
+  fail "$c: the second serve did not say the port is in use: $(tail -3 "$tmp/second.log")"
+[ "$(infer)" = 200 ] || fail "$c: infer after the second serve gave up"
 ok "$c"
 echo "PASS"
