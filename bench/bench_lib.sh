@@ -77,7 +77,14 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# make_models: scripts/make_models.py's models in $tmp/models, or a copy
+# of BENCH_MODELS (models made on another machine, where this one has no
+# python3-onnx).
 make_models() {
+  if [ -n "${BENCH_MODELS:-}" ]; then
+    cp -r "$BENCH_MODELS" "$tmp/models" || die "cannot copy $BENCH_MODELS"
+    return
+  fi
   python3 "$src/scripts/make_models.py" --out "$tmp/models" >/dev/null ||
     die "make_models.py failed (needs python3-onnx)"
 }

@@ -16,7 +16,8 @@
 # Prints Markdown tables. Builds nothing.
 #
 # usage: bench/router_bench.sh [PATH/TO/gpuslice]   (or GPUSLICE=...)
-# env:   BENCH_S (10), BENCH_REPS (3), BENCH_WARMUP_S (2),
+# env:   BENCH_S (10), BENCH_REPS (3), BENCH_WARMUP_S (2), BENCH_MODELS
+#        (models made elsewhere: bench_lib.sh),
 #        GPUSLICE_HOST_CGROUP_ROOT (default none: affinity only).
 # needs: wrk, nginx, curl, python3 with onnx (scripts/make_models.py).
 set -euo pipefail
