@@ -4,6 +4,7 @@
  * key by key here. */
 #include "config/config_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,16 +103,6 @@ static int parse_uint(const loader_t *ld, const yaml_node_t *node,
   return GS_OK;
 }
 
-static int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* A PCI device ID as mig-parted writes it: "0x233010DE". */
 static int parse_filter(const loader_t *ld, const yaml_node_t *node,
                         uint32_t *out) {
@@ -120,12 +111,9 @@ static int parse_filter(const loader_t *ld, const yaml_node_t *node,
   const char *text = scalar ? (const char *)node->data.scalar.value : "";
   size_t len = scalar ? node->data.scalar.length : 0;
   bool ok = len == 10 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
-  uint32_t id = 0;
-  for (int i = 2; ok && i < 10; i++) {
-    int digit = hex_digit(text[i]);
-    ok = digit >= 0;
-    id = id << 4 | (uint32_t)(ok ? digit : 0);
-  }
+  for (int i = 2; ok && i < 10; i++)
+    ok = isxdigit((unsigned char)text[i]);
+  uint32_t id = ok ? (uint32_t)strtoul(text + 2, NULL, 16) : 0;
   if (!ok)
     return fail(ld, GS_EINVAL, node,
                 "device-filter values must be PCI device IDs like "

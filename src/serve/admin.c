@@ -65,7 +65,8 @@ json_t *gs__status_json(gs__serve_t *s) {
   json_object_set_new(doc, "http_port", json_integer(s->http_port));
   json_object_set_new(doc, "grpc_port", json_integer(gs_serve_grpc_port(s)));
   json_object_set_new(doc, "draining", json_boolean(s->draining));
-  json_object_set_new(doc, "requests", json_integer((json_int_t)s->requests));
+  json_object_set_new(doc, "requests",
+                      json_integer((json_int_t)gs__serve_requests(s)));
   json_object_set_new(doc, "retries", json_integer((json_int_t)s->retries));
   json_object_set_new(doc, "failures", json_integer((json_int_t)s->failures));
   /* requests each router loop took: connections spread over them */

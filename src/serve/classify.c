@@ -2,6 +2,7 @@
  * unit tested and fuzzed: what the router does with a request, Triton's
  * statistics summed over workers, and workers' Prometheus text relabelled
  * with instance="worker" before it is concatenated. */
+#include <ctype.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,16 +57,6 @@ static void bad(gs__route_t *out, int status, const char *message) {
   out->message = message;
 }
 
-static int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Percent-decodes the instance id into out->arg; 400 for a broken escape,
  * a control character (ids end up in logs and JSON) or an id too long. */
 static void decode_id(const seg_t *s, gs__route_t *out) {
@@ -74,13 +65,15 @@ static void decode_id(const seg_t *s, gs__route_t *out) {
   for (size_t i = 0; i < s->len; i++) {
     int c = (unsigned char)s->p[i];
     if (c == '%') {
-      int hi = i + 2 < s->len ? hex_digit(s->p[i + 1]) : -1;
-      int lo = hi >= 0 ? hex_digit(s->p[i + 2]) : -1;
-      if (lo < 0) {
+      char hex[3] = {0};
+      if (i + 2 < s->len)
+        memcpy(hex, s->p + i + 1, 2);
+      if (!isxdigit((unsigned char)hex[0]) ||
+          !isxdigit((unsigned char)hex[1])) {
         bad(out, 400, "bad percent-encoding in the instance id");
         return;
       }
-      c = hi * 16 + lo;
+      c = (int)strtol(hex, NULL, 16);
       i += 2;
     }
     if (c < 0x20 || c == 0x7f) {

@@ -334,7 +334,6 @@ static void handle_request(void *ctx, gs__http_conn_t *c,
   gs__http_response_t resp = {.infer_header_len = -1};
   switch (f->route.kind) {
   case GS__RT_PROXY:
-    f->s->requests++;
     rl->requests++;
     proxy_start(f);
     return;

@@ -557,6 +557,13 @@ void gs__rloops_close_idle(gs__serve_t *s) {
     rloop_post(s->rloops[k], &s->rloops[k]->cmd_close_idle);
 }
 
+unsigned long long gs__serve_requests(const gs__serve_t *s) {
+  unsigned long long n = s->requests;
+  for (unsigned k = 0; k < s->n_rloops; k++)
+    n += s->rloops[k]->requests;
+  return n;
+}
+
 unsigned gs__rloops_inflight(const gs__serve_t *s) {
   unsigned n = 0;
   for (unsigned k = 0; k < s->n_rloops; k++)

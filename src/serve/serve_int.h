@@ -217,6 +217,9 @@ void gs__rloops_free(gs__serve_t *s);
 /* Router loops by default: the CPUs this process may run on, at most
  * GS_SERVE_MAX_THREADS. */
 unsigned gs__rloops_auto(void);
+/* Requests the router took to route: each loop's HTTP and the gRPC
+ * front's. */
+unsigned long long gs__serve_requests(const gs__serve_t *s);
 /* Sums over the router loops: front requests not yet answered, and open
  * front connections. Loops 1.. count theirs when woken (this wakes them):
  * UINT_MAX until each has drained its listener; after that, no connection
@@ -329,6 +332,7 @@ struct gs_serve_s {
   char removed[64][96]; /* instance ids removed by admin calls */
   unsigned n_removed;
   /* router counters for /metrics */
+  /* router counters; requests: the gRPC front's (HTTP: each loop's) */
   atomic_ullong requests, retries, failures, ejections, restarts;
   void *grpc; /* the gRPC front (grpc_proxy.c) */
 };
