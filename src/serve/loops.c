@@ -88,6 +88,13 @@ gs__peer_t *gs__rloop_pick(gs__rloop_t *rl, const gs__peer_t *avoid) {
   return cand[gs__choose(rl->s, n, inflight, &rl->rng)];
 }
 
+gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid) {
+  gs__rloop_t *rl0 = s->rloops[0];
+  const gs__peer_t *skip = avoid ? gs__rloop_peer_of(rl0, avoid) : NULL;
+  gs__peer_t *p = gs__rloop_pick(rl0, skip);
+  return p ? p->wk : NULL;
+}
+
 gs__peer_t *gs__rloop_peer_of(gs__rloop_t *rl, const gs__wk_t *wk) {
   for (gs__peer_t *p = rl->peers; p; p = p->next)
     if (p->wk == wk && p->http_port == wk->http_port)

@@ -234,7 +234,6 @@ int gs_serve_create(gs_serve_t **out, const gs_serve_options_t *opts,
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   s->opt = *opts;
   set_defaults(&s->opt);
-  s->rng = gs__serve_now_ns() | 1;
   int rc = uv_loop_init(&s->loop);
   if (rc != 0) {
     free(s);

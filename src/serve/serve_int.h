@@ -320,7 +320,6 @@ struct gs_serve_s {
   struct gs__view_s *last_view; /* what was published last */
   gs__wk_t *workers; /* the table, newest first */
   atomic_uint rr_next; /* round robin's turn: every loop's */
-  uint64_t rng;         /* the main loop's */
   uv_timer_t health_timer, drain_timer;
   uv_fs_poll_t watch;
   bool watching;
@@ -340,7 +339,9 @@ struct gs_serve_s {
 uint64_t gs__serve_now_ns(void);
 void gs__serve_log(gs__serve_t *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Picks a routable worker by the policy, not `avoid`; NULL when none. */
+/* Picks a routable worker by the policy, not `avoid`, as router loop 0
+ * sees them (the gRPC front's pick: it runs on that loop); NULL when
+ * none. */
 gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid);
 /* Index of the one to take among n > 0 candidates with these in-flight
  * counts: the next in turn (round robin, one turn shared by every loop and

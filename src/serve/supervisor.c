@@ -126,21 +126,6 @@ unsigned gs__choose(gs__serve_t *s, unsigned n, const unsigned *inflight,
   return inflight[b] < inflight[a] ? b : a;
 }
 
-gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid) {
-  gs__wk_t *cand[512];
-  unsigned inflight[512];
-  unsigned n = 0;
-  uint64_t now = gs__serve_now_ns();
-  for (gs__wk_t *wk = s->workers; wk && n < 512; wk = wk->next)
-    if (wk != avoid && gs__wk_routable(wk, now)) {
-      inflight[n] = wk->inflight;
-      cand[n++] = wk;
-    }
-  if (n == 0)
-    return NULL;
-  return cand[gs__choose(s, n, inflight, &s->rng)];
-}
-
 /* ---- processes --------------------------------------------------------- */
 
 static void on_restart_timer(uv_timer_t *t) {
