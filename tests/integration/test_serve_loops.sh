@@ -77,9 +77,9 @@ ok "$c"
 
 # --- 2. admin calls and fan-outs through every loop
 c="check 2 (admin and fan-out through every loop)"
-python3 - "$port" "$loops" "$((20 * x))" <<'PY' || fail "$c"
+python3 - "$port" "$loops" <<'PY' || fail "$c"
 import http.client, json, sys, time
-port, loops, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+port, loops = int(sys.argv[1]), int(sys.argv[2])
 ROUNDS = 60  # fresh connections; 4 loops all reached but with p ~ 1e-7
 BODY = json.dumps({"inputs": [
     {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": list(range(16))},
@@ -143,8 +143,6 @@ for i in range(ROUNDS):
 print("%d fresh connections per loop %s, %.1f s" % (ROUNDS, took, time.time() - t0))
 if 0 in took:
     sys.exit("some loop answered no admin call: %s" % took)
-if time.time() - t0 > limit:
-    sys.exit("took %.1f s, more than %g" % (time.time() - t0, limit))
 PY
 ok "$c"
 
