@@ -105,10 +105,33 @@ typedef struct gs_tensor_s {
   size_t bytes;
 } gs_tensor_t;
 
+/* Where a session runs its model (Triton's instance_group kind). AUTO takes
+ * CUDA when a GPU, its driver and the GPU libraries are usable, else CPU. */
+typedef enum {
+  GS_PROVIDER_AUTO = 0,
+  GS_PROVIDER_CPU,
+  GS_PROVIDER_CUDA
+} gs_provider_t;
+
+/* The arithmetic a provider uses inside the model; inputs and outputs keep
+ * the model's declared types. DEFAULT is FP32 on the CPU, FP16 on a GPU. */
+typedef enum {
+  GS_PRECISION_DEFAULT = 0,
+  GS_PRECISION_FP32,
+  GS_PRECISION_FP16
+} gs_precision_t;
+
+/* "auto", "cpu", "cuda"; "fp32", "fp16" ("default" for DEFAULT). */
+const char *gs_provider_name(gs_provider_t provider);
+const char *gs_precision_name(gs_precision_t precision);
+
 /* A field left 0 takes its default. */
 typedef struct gs_session_options_s {
   size_t max_plan_bytes;     /* memory planned for one input shape set */
   unsigned max_cached_plans; /* plans kept for shape sets seen before */
+  gs_provider_t provider;
+  gs_precision_t precision;
+  int device; /* CUDA device ordinal among the visible ones */
 } gs_session_options_t;
 
 /* max_plan_bytes 1 GiB, max_cached_plans 16 (at most 1024). */

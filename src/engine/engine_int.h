@@ -18,7 +18,7 @@
 #define GS__PB_MAX_DEPTH 32
 
 /* A tensor as the ops see it: a type, a shape and, when known, the data. */
-typedef struct {
+typedef struct gs__tensor_s {
   gs_dtype_t dtype;
   unsigned rank;
   int64_t dims[GS_TENSOR_MAX_RANK];
@@ -43,6 +43,20 @@ typedef struct {
   gs__tensor_t constant; /* CONST values: shape and owned data */
 } gs__value_t;
 
+/* Spatial dimensions a Conv or pooling node may have (1-D to 3-D). */
+#define GS__MAX_SPATIAL 3
+
+typedef enum {
+  GS__PAD_NOTSET, /* explicit pads (default) */
+  GS__PAD_SAME_UPPER,
+  GS__PAD_SAME_LOWER,
+  GS__PAD_VALID
+} gs__auto_pad_t;
+
+/* An activation fused into a Conv or Gemm at load (model.c), applied after
+ * the bias and the fused residual: y = act(conv(x, w) + b + z). */
+typedef enum { GS__ACT_NONE, GS__ACT_RELU, GS__ACT_CLIP } gs__act_t;
+
 /* Attributes, read once at load into the fields the node's op uses. */
 typedef struct {
   int64_t axis;
@@ -52,7 +66,48 @@ typedef struct {
   bool softmax_2d; /* Softmax before opset 13: softmax over dims[axis:] */
   unsigned n_perm;
   int64_t perm[GS_TENSOR_MAX_RANK];
+  /* Conv, MaxPool, AveragePool, (Global)pools. n_spatial is the number of
+   * spatial dims when the attributes give it (kernel_shape), else 0 until
+   * the input's rank says it; arrays not given hold ONNX's defaults
+   * (strides and dilations 1, pads 0). pads are [begin..., end...]. */
+  unsigned n_spatial;
+  int64_t kernel[GS__MAX_SPATIAL];
+  int64_t strides[GS__MAX_SPATIAL];
+  int64_t dilations[GS__MAX_SPATIAL];
+  int64_t pads[2 * GS__MAX_SPATIAL];
+  int64_t group;
+  gs__auto_pad_t auto_pad;
+  bool ceil_mode, count_include_pad;
+  float epsilon; /* BatchNormalization */
+  /* Fusion done at load (model.c), for Conv (and Gemm): act after the bias;
+   * Clip's bounds in act_min/act_max; residual > 0 is the position in
+   * gs__node_t.in of a fused Add's other operand (Conv: 3, after X, W, B;
+   * an omitted B is -1 there); 0 (never a residual: in[0] is X) when no
+   * Add was fused. */
+  gs__act_t act;
+  float act_min, act_max;
+  int residual;
 } gs__params_t;
+
+/* The geometry of one Conv or pooling node on one input shape: output
+ * spatial dims and the pads actually applied (auto_pad resolved). */
+typedef struct {
+  unsigned n_spatial;
+  int64_t batch, in_channels, out_channels, group;
+  int64_t in[GS__MAX_SPATIAL], out[GS__MAX_SPATIAL];
+  int64_t kernel[GS__MAX_SPATIAL], strides[GS__MAX_SPATIAL],
+      dilations[GS__MAX_SPATIAL], pads[2 * GS__MAX_SPATIAL];
+} gs__conv_geom_t;
+
+struct gs__node_s;
+/* Fills g for node n (Conv, MaxPool, AveragePool) from its input x (NCHW...)
+ * and, for Conv, its weight w (M x C/group x k...); w is NULL for pools.
+ * Fails naming the node when the shapes do not fit the attributes. Shared by
+ * the CPU kernels, shape inference and the GPU provider, so every provider
+ * computes the same output shape. */
+int gs__conv_geometry(const struct gs__node_s *n, const struct gs__tensor_s *x,
+                      const struct gs__tensor_s *w, gs__conv_geom_t *g,
+                      gs_error_t *err);
 
 typedef enum {
   GS__OP_MATMUL,
@@ -69,12 +124,18 @@ typedef enum {
   GS__OP_FLATTEN,
   GS__OP_IDENTITY,
   GS__OP_CONCAT,
-  GS__OP_TRANSPOSE
+  GS__OP_TRANSPOSE,
+  GS__OP_CONV,
+  GS__OP_BATCHNORM,
+  GS__OP_MAXPOOL,
+  GS__OP_AVGPOOL,
+  GS__OP_GLOBALAVGPOOL,
+  GS__OP_CLIP
 } gs__op_code_t;
 
 typedef struct gs__op_s gs__op_t;
 
-typedef struct {
+typedef struct gs__node_s {
   char *name;        /* "" when the model gives none */
   unsigned position; /* index in the model file, for messages */
   const gs__op_t *op;

@@ -46,7 +46,26 @@ unsigned gs_engine_threads(void) {
   return n > 0 ? (unsigned)n : 1;
 }
 
+const char *gs_provider_name(gs_provider_t provider) {
+  switch (provider) {
+  case GS_PROVIDER_AUTO: return "auto";
+  case GS_PROVIDER_CPU: return "cpu";
+  case GS_PROVIDER_CUDA: return "cuda";
+  }
+  return "invalid";
+}
+
+const char *gs_precision_name(gs_precision_t precision) {
+  switch (precision) {
+  case GS_PRECISION_DEFAULT: return "default";
+  case GS_PRECISION_FP32: return "fp32";
+  case GS_PRECISION_FP16: return "fp16";
+  }
+  return "invalid";
+}
+
 void gs_session_options_default(gs_session_options_t *opts) {
+  memset(opts, 0, sizeof *opts);
   opts->max_plan_bytes = (size_t)1 << 30;
   opts->max_cached_plans = 16;
 }
@@ -88,8 +107,13 @@ static void plan_release(plan_t *p, size_t n_inputs) {
 
 int gs_session_create(gs_session_t **out, const gs_model_t *model,
                       const gs_session_options_t *opts, gs_error_t *err) {
-  gs_session_t *s = calloc(1, sizeof *s);
   *out = NULL;
+  /* The CUDA provider is not built yet: asking for it is an error, AUTO
+   * runs on the CPU. */
+  if (opts && opts->provider == GS_PROVIDER_CUDA)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "the cuda provider is not built into this gpuslice");
+  gs_session_t *s = calloc(1, sizeof *s);
   if (!s)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   s->model = model;
