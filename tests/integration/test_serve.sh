@@ -97,12 +97,22 @@ grep -q "^0:1 .*ready" "$tmp/st" && grep -q "^0:2 .*ready" "$tmp/st" ||
 "$GPUSLICE" create 1g.3gb >/dev/null || fail "create a third instance"
 wait_state 0:3 ready 30 >/dev/null
 [ "$(worker_field 0:1 pid)" = "$pid1" ] || fail "worker 0:1 restarted on a layout change"
-"$GPUSLICE" serve --remove 0:3 >/dev/null || fail "serve --remove"
+# The admin answers are read, not just grepped: a status that fails to
+# answer is no proof that 0:3 is gone.
+out=$("$GPUSLICE" --json serve --remove 0:3) || fail "serve --remove: $out"
+python3 -c 'import json,sys; d=json.loads(sys.argv[1])
+sys.exit(0 if d["removed"] == "0:3" and d["workers"] == 1 else d)' "$out" ||
+  fail "serve --remove 0:3 answered: $out"
+listed() {
+  status_json | python3 -c 'import json,sys
+print(*sorted(w["worker"] for w in json.load(sys.stdin)["workers"]))'
+}
 for _ in $(seq 100); do
-  status_json | grep -q '"0:3"' || break
+  now=$(listed) || fail "no worker status after --remove"
+  [ "$now" = "0:1 0:2" ] && break
   sleep 0.1
 done
-status_json | grep -q '"0:3"' && fail "worker 0:3 still listed after --remove"
+[ "$now" = "0:1 0:2" ] || fail "workers after --remove 0:3: '$now', want '0:1 0:2'"
 "$GPUSLICE" destroy 3 >/dev/null || fail "the removed instance is still busy"
 code=$("$GPUSLICE" serve --remove 0:9 2>&1 >/dev/null; echo $?)
 [ "${code##*$'\n'}" = 2 ] || fail "--remove of an unknown instance: $code"
