@@ -153,7 +153,7 @@ fi
 # CPU each) are on the workers; every request in flight gets its answer,
 # the serve exits 0 and its workers are gone.
 start_load 8
-drain_slow_requests 4 8
+drain_slow_requests 8 8
 wait "$serve_pid"
 rc=$?
 serve_pid=

@@ -232,9 +232,9 @@ sleep 1
 worker_pids="$(worker_field 0:1 pid) $(worker_field 0:2 pid)"
 t0=$(date +%s.%N)
 touch "$tmp/term"
-# 4 slow requests beside the 16 clients; it sends the SIGTERM once the
+# 8 slow requests beside the 16 clients; it sends the SIGTERM once the
 # serve counts more than 16 requests in flight, and checks their answers.
-drain_slow_requests 4 16
+drain_slow_requests 8 16
 for _ in $(seq $((drain_ms / 50))); do
   kill -0 "$serve_pid" 2>/dev/null || break
   sleep 0.05
