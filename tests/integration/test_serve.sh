@@ -116,7 +116,8 @@ done
 "$GPUSLICE" destroy 3 >/dev/null || fail "the removed instance is still busy"
 code=$("$GPUSLICE" serve --remove 0:9 2>&1 >/dev/null; echo $?)
 [ "${code##*$'\n'}" = 2 ] || fail "--remove of an unknown instance: $code"
-"$GPUSLICE" serve --remove 0:2 >/dev/null || fail "--remove 0:2"
+out=$("$GPUSLICE" serve --remove 0:2) || fail "--remove 0:2"
+[ "$out" = "removed 0:2: 1 workers" ] || fail "--remove 0:2 printed: $out"
 sleep 0.5
 for _ in $(seq 10); do
   [ "$(infer)" = 200 ] || fail "infer with one worker left"
