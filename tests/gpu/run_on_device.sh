@@ -153,6 +153,18 @@ on_exit() {
   finish 1
 }
 trap 'on_exit $?' EXIT
+# kill_tree PID: TERM to every descendant of PID but the log's tee.
+kill_tree() {
+  local p
+  for p in $(pgrep -P "$1"); do
+    [[ $p == "$tee_pid" ]] && continue
+    kill_tree "$p"
+    kill -TERM "$p" 2>/dev/null
+  done
+}
+# Killed from outside (the machine's time limit): the table still comes,
+# and no process or MPS daemon of ours outlives the command.
+trap 'echo "run_on_device: interrupted"; kill_tree $$; stopped_why="interrupted"; exit 1' TERM INT HUP
 
 # ---- 1 environment -------------------------------------------------------
 step "1 environment"
@@ -547,18 +559,6 @@ EOF
     "$(verdict [ "$arc" -eq 4 -a "$brc" -eq 0 ])"
 }
 
-# Killed from outside (the machine's time limit): no MPS daemon of ours may
-# outlive the command.
-# kill_tree PID: TERM to every descendant of PID but the log's tee.
-kill_tree() {
-  local p
-  for p in $(pgrep -P "$1"); do
-    [[ $p == "$tee_pid" ]] && continue
-    kill_tree "$p"
-    kill -TERM "$p" 2>/dev/null
-  done
-}
-trap 'echo "run_on_device: interrupted"; kill_tree $$; mps_quit; stopped_why="interrupted"; exit 1' TERM INT HUP
 
 step "4 soft backend"
 if [[ $mig_mode == Enabled ]]; then
@@ -591,7 +591,7 @@ if [[ ! -f $engine_check ]]; then
   record "engine check" "engine_check.sh passes" "no $(basename "$engine_check") in this tree" SKIP
 else
   limit=$((${GS_ENGINE_CHECK_TIMEOUT_S:-180}))
-  [[ $((570 - SECONDS)) -lt $limit ]] && limit=$((570 - SECONDS))
+  [[ $((555 - SECONDS)) -lt $limit ]] && limit=$((555 - SECONDS))
   if [[ $limit -lt 30 ]]; then
     record "engine check" "engine_check.sh passes" "did not run: out of time (${SECONDS}s used)" FAIL
   else
