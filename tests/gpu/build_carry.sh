@@ -149,11 +149,17 @@ for pid in "${pids[@]}"; do wait "$pid" || die "nvcc failed"; done
 strip "$out"/probe_* # the static CUDA runtime's symbols: 0.3 MiB each
 
 # Shared objects the build makes outside tests/ (loaded with dlopen, which
-# ldd does not see); none today.
-while IFS= read -r so; do
-  cp -L "$so" "$out/lib/"
-done < <(find "$build" -name '*.so*' -type f -not -path '*/tests/*' \
-  -not -path '*/CMakeFiles/*' -not -path '*venv*' 2>/dev/null)
+# ldd does not see); none today. Only CMake's own outputs: a build
+# directory also holds the tests' Python venvs, full of .so files.
+if [[ -f $build/build.ninja ]]; then
+  built_so=$(ninja -C "$build" -t targets all |
+    sed -n 's/^\([^:]*\.so[.0-9]*\): [A-Z]*_\(SHARED\|MODULE\)_LIBRARY_LINKER.*/\1/p' | grep -v '^tests/' || true)
+else
+  built_so=$(cd "$build" && find . -maxdepth 1 -name '*.so*' -type f)
+fi
+for so in $built_so; do
+  cp -L "$build/$so" "$out/lib/"
+done
 
 # Every dependency that is not base or NVIDIA goes into lib/, under the
 # name the loader asks for; ldd lists the whole closure (openblas brings
