@@ -163,8 +163,21 @@ kill_tree() {
   done
 }
 # Killed from outside (the machine's time limit): the table still comes,
-# and no process or MPS daemon of ours outlives the command.
-trap 'echo "run_on_device: interrupted"; kill_tree $$; stopped_why="interrupted"; exit 1' TERM INT HUP
+# and no process or MPS daemon of ours outlives the command. `timeout`
+# signals the whole process group, the log's tee too: a new one takes over.
+# (So the script's own time limits use `timeout --foreground`, which stays
+# in that group; only the engine check has a group of its own, and is
+# reached by kill_tree.)
+interrupted() {
+  trap '' PIPE
+  exec > >(tee -a "$out/run.log" >&3) 2>&1
+  tee_pid=$!
+  echo "run_on_device: interrupted"
+  kill_tree $$
+  stopped_why="interrupted"
+  exit 1
+}
+trap interrupted TERM INT HUP
 
 # ---- 1 environment -------------------------------------------------------
 step "1 environment"
@@ -193,7 +206,7 @@ settings() {
 settings_before=$(settings)
 echo "settings: $settings_before"
 nvidia-smi --query-gpu=index,name,driver_version,memory.total,mig.mode.current,mig.mode.pending,compute_mode,persistence_mode --format=csv
-timeout 60 nvidia-smi -q >"$out/nvidia-smi-q.txt" 2>&1
+timeout --foreground 60 nvidia-smi -q >"$out/nvidia-smi-q.txt" 2>&1
 uname -a
 grep -E '^(PRETTY_NAME|VERSION_ID)=' /etc/os-release
 command -v nvcc >/dev/null && nvcc --version | tail -n 2
@@ -214,7 +227,7 @@ if [[ -n $missing ]]; then
 fi
 record "carried binaries" "in the kit" "$carry" PASS
 [[ -f $carry/KIT.txt ]] && head -n 6 "$carry/KIT.txt"
-if "$gs" --version && timeout 60 "$gs" info; then
+if "$gs" --version && timeout --foreground 60 "$gs" info; then
   record "carried gpuslice starts" "--version, info" "works" PASS
 else
   rc=$?
@@ -245,7 +258,7 @@ esac
 
 # ---- 3 fixture -----------------------------------------------------------
 step "3 NVML fixture"
-timeout 60 "$carry/nvml_record" >"$out/nvml_fixture.json"
+timeout --foreground 60 "$carry/nvml_record" >"$out/nvml_fixture.json"
 rc=$?
 fixture=$(j "$out/nvml_fixture.json" '"%d GPU(s), %d profile(s)" % (len(d["gpus"]), sum(1 for g in d["gpus"] for e in g["gi_profiles"] if e["rc"] == 0))' 2>/dev/null)
 if [[ $rc -eq 0 && -n $fixture && $fixture != *", 0 profile"* ]]; then
@@ -267,7 +280,7 @@ soft() {
   local t=${T:-120} l
   l=$(($(left) - 20))
   [[ $in_cleanup -eq 0 && $l -lt $t ]] && t=$((l > 5 ? l : 5))
-  timeout -k 5 "$t" "$gs" --backend "$soft_backend" "${soft_global[@]}" "$@"
+  timeout --foreground -k 5 "$t" "$gs" --backend "$soft_backend" "${soft_global[@]}" "$@"
 }
 config=$tmp/soft.yaml
 soft_skip() {
@@ -293,7 +306,7 @@ mps_quit() {
   ) | sort -u); do
     if [[ -p $dir/control ]]; then
       echo "quitting MPS at $dir"
-      echo quit | CUDA_MPS_PIPE_DIRECTORY=$dir timeout 15 nvidia-cuda-mps-control
+      echo quit | CUDA_MPS_PIPE_DIRECTORY=$dir timeout --foreground 15 nvidia-cuda-mps-control
     fi
   done
 }
@@ -600,7 +613,10 @@ else
       CUDA_MPS_PIPE_DIRECTORY=$tmp/engine/mps/pipe \
       CUDA_MPS_LOG_DIRECTORY=$tmp/engine/mps/log \
       timeout -k 10 "$limit" bash "$engine_check" "$tmp/engine/work" \
-      >"$tmp/engine.out" 2>&1
+      >"$tmp/engine.out" 2>&1 &
+    # Its own process group, so that its time limit ends all it started;
+    # waited for in the background, so that an interruption is seen at once.
+    wait $!
     rc=$?
     cat "$tmp/engine.out"
     tail -c 200000 "$tmp/engine.out" >"$out/engine.txt"

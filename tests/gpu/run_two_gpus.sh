@@ -55,15 +55,15 @@ our_mps() {
 mps_quit() {
   local p
   for p in "$state"/mps/*/pipe; do
-    [[ -p $p/control ]] && echo quit | CUDA_MPS_PIPE_DIRECTORY=$p timeout 10 nvidia-cuda-mps-control >/dev/null 2>&1
+    [[ -p $p/control ]] && echo quit | CUDA_MPS_PIPE_DIRECTORY=$p timeout --foreground 10 nvidia-cuda-mps-control >/dev/null 2>&1
   done
 }
 finished=0
 finish() {
   local c
   finished=1
-  timeout 30 "$gs" destroy -d 0 --all >/dev/null 2>&1
-  timeout 30 "$gs" destroy -d 1 --all >/dev/null 2>&1
+  timeout --foreground 30 "$gs" destroy -d 0 --all >/dev/null 2>&1
+  timeout --foreground 30 "$gs" destroy -d 1 --all >/dev/null 2>&1
   mps_quit
   for c in "${plan_order[@]}"; do
     [[ -n ${planned[$c]+set} ]] &&
@@ -99,7 +99,7 @@ plan "MPS daemons after destroy" "none of ours"
 two_gpus() {
   nvidia-smi -L
   local name st a c b sa sb sc pb pc daemons left
-  name=$(timeout 60 "$gs" --json profiles -d 0 | python3 -c 'import json,sys; print([p["name"] for p in json.load(sys.stdin)["devices"][0]["profiles"] if p["id"] == 19][0])')
+  name=$(timeout --foreground 60 "$gs" --json profiles -d 0 | python3 -c 'import json,sys; print([p["name"] for p in json.load(sys.stdin)["devices"][0]["profiles"] if p["id"] == 19][0])')
   st=$?
   if [[ $st -ne 0 || -z $name ]]; then
     record "apply devices: [0, 1]" "2 x 1g on each GPU" "profiles -d 0: $(how $st), no profile 19" FAIL
@@ -114,24 +114,24 @@ mig-configs:
       mig-devices:
         "$name": 2
 YAML
-  timeout 120 "$gs" apply -f "$state/two.yaml" -c two-each &&
-    timeout 60 "$gs" assert -f "$state/two.yaml" -c two-each
+  timeout --foreground 120 "$gs" apply -f "$state/two.yaml" -c two-each &&
+    timeout --foreground 60 "$gs" assert -f "$state/two.yaml" -c two-each
   st=$?
   record "apply devices: [0, 1]" "2 x $name on each GPU" "$(how $st)" "$(verdict [ $st -eq 0 ])"
   [[ $st -eq 0 ]] || return 1
-  timeout 60 "$gs" --json list >"$state/list.json"
+  timeout --foreground 60 "$gs" --json list >"$state/list.json"
   ids() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join(str(g["id"]) for g in d["devices"][int(sys.argv[2])]["gpu_instances"]))' "$state/list.json" "$1"; }
   read -r a c _ <<<"$(ids 0)"
   read -r b _ <<<"$(ids 1)"
   echo "GPU 0 instances: ${a:-?} ${c:-?}; GPU 1 instance: ${b:-?}"
-  timeout 60 "$gs" run -i "1:$b" -- "$carry/probe_fault" loop 12 >"$state/b.out" 2>&1 &
+  timeout --foreground 60 "$gs" run -i "1:$b" -- "$carry/probe_fault" loop 12 >"$state/b.out" 2>&1 &
   pb=$!
-  timeout 60 "$gs" run -i "0:$c" -- "$carry/probe_fault" loop 12 >"$state/c.out" 2>&1 &
+  timeout --foreground 60 "$gs" run -i "0:$c" -- "$carry/probe_fault" loop 12 >"$state/c.out" 2>&1 &
   pc=$!
   settle 4
   daemons=$(ls "$state"/mps/*/pipe/nvidia-cuda-mps-control.pid 2>/dev/null | wc -l)
   record "one MPS control daemon per GPU" "2 daemons, own pipe dirs" "$daemons" "$(verdict [ "$daemons" -eq 2 ])"
-  timeout 60 "$gs" run -i "0:$a" -- "$carry/probe_fault" fault
+  timeout --foreground 60 "$gs" run -i "0:$a" -- "$carry/probe_fault" fault
   sa=$?
   wait "$pb"
   sb=$?
@@ -147,7 +147,7 @@ YAML
   [[ $sa -eq 4 && $sc -eq 0 ]] && res=NOTE
   record "neighbour on GPU 0 (MPS)" "ends (2) or survives (NOTE)" "$(how $sc)" "$res"
   record "instance on GPU 1" "unaffected (exit 0)" "$(how $sb)" "$(verdict [ $sb -eq 0 ])"
-  timeout 30 "$gs" destroy -d 0 --all && timeout 30 "$gs" destroy -d 1 --all
+  timeout --foreground 30 "$gs" destroy -d 0 --all && timeout --foreground 30 "$gs" destroy -d 1 --all
   settle 2
   left=$(our_mps | wc -l)
   record "MPS daemons after destroy" "none of ours" "$left running" "$(verdict [ "$left" -eq 0 ])"

@@ -111,18 +111,19 @@ device noprobe "" "" probe_sm &
 two two_clean "" &
 two two_faultless fault_nofault &
 wait
-# Interrupted from outside (the machine's time limit): still the table,
-# still non-zero, and no MPS daemon of ours left.
+# Interrupted from outside as `timeout` does it (TERM to the whole process
+# group, the log's tee included) in the middle of step 4: still the table,
+# still non-zero, and no process or MPS daemon of ours left.
 mkdir -p "$tmp/term/standin"
 GS_STANDIN_DIR=$tmp/term/standin GS_CARRY=$(kit term) GS_SETTLE_S=3 \
   GS_ENGINE_CHECK=/nonexistent FAKE_NVML_CONFIG=h100-80gb:off FAKE_CUDA_SMS=132 \
-  bash "$here/run_on_device.sh" "$tmp/term/out" >"$tmp/term/log" 2>&1 &
+  setsid bash "$here/run_on_device.sh" "$tmp/term/out" >"$tmp/term/log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   grep -q '4d fault isolation' "$tmp/term/log" 2>/dev/null && break
   sleep 0.2
 done
-kill -TERM "$pid"
+kill -TERM -- "-$pid"
 wait "$pid"
 echo $? >"$tmp/term/rc"
 echo "gpu_kit.logic: runs took $((SECONDS - start)) s"
@@ -168,6 +169,8 @@ expect_rc term 1
 table_last term "run_on_device: FAILED"
 expect_row term "run_on_device.sh ran to the end" FAIL
 expect_row term "GPU settings unchanged" FAIL "did not run: interrupted"
+grep -q '^run_on_device: FAILED' "$tmp/term/out/run.log" && ok "term: run.log has the table too" ||
+  bad "term: run.log lacks the table"
 sleep 1
 left=$(pgrep -f "$tmp/term")
 for p in $(pgrep -x nvidia-cuda-mps); do # the fake daemon's name, too
