@@ -26,7 +26,9 @@ export PATH=$tmp/bin:$PATH GS_REAL_GPUSLICE=$gpuslice
 export GPUSLICE_NVML_LIBRARY=$build/tests/fake_nvml/current/libnvidia-ml.so.1
 export GPUSLICE_CUDA_LIBRARY=$build/tests/fake_cuda/libcuda.so.1
 export GPUSLICE_MPS_CONTROL=$root/tests/fake_mps/nvidia-cuda-mps-control
-export GS_SETTLE_S=1 GS_STANDIN_LOOP_S=8 GS_STANDIN_HOLD_S=3
+# Background clients get 1 s to start; B waits up to 10 s for A's fault and
+# the two holders hold 8 s, margins for a loaded machine and ASan builds.
+export GS_SETTLE_S=1 GS_STANDIN_LOOP_S=10 GS_STANDIN_HOLD_S=8
 [[ -n ${GS_SANITIZE:-} ]] && export GPUSLICE_TEST_NO_ADDRESS_LIMIT=1 # ASan: no RLIMIT_AS in run
 
 # kit NAME [WITHOUT]: a kit folder of stand-in probes, the wrapper and the
