@@ -138,7 +138,8 @@ YAML
   wait "$pc"
   sc=$?
   cat "$state/b.out" "$state/c.out"
-  local fa=$([[ $sa -eq 5 ]] && echo "never faulted (exit 5)" || how $sa)
+  local fa="never faulted (exit 5)"
+  [[ $sa -eq 5 ]] || fa=$(how "$sa")
   record "fault on GPU 0" "faults (exit 4)" "$fa" "$(verdict [ $sa -eq 4 ])"
   # B ending with A is what the notes say; surviving is worth knowing; not
   # running its course (setup failed, timed out) means no check happened.
