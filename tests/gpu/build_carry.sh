@@ -22,7 +22,7 @@
 #              are built unless --no-build (then they must exist: ctest
 #              passes its own build dir). Sanitizer and fuzz builds are
 #              refused: they cannot be carried.
-# Fails (exit 1) when nvcc is missing (PATH, then /usr/local/cuda/bin), a
+# Fails (exit 1) when nvcc is missing (NVCC, PATH, /usr/local/cuda/bin), a
 # dependency resolves neither to OUTDIR/lib nor to the base system, a file
 # needs a glibc newer than the GPU machine's, the carried gpuslice does not
 # start with only OUTDIR/lib added, or the kit exceeds GS_KIT_MAX_MIB (48).
@@ -104,9 +104,9 @@ if [[ $check_only -eq 1 ]]; then
   exit 0
 fi
 
-nvcc=$(command -v nvcc || true)
+nvcc=${NVCC:-$(command -v nvcc || true)}
 [[ -n $nvcc ]] || nvcc=/usr/local/cuda/bin/nvcc
-[[ -x $nvcc ]] || die "nvcc not found (PATH, /usr/local/cuda/bin): the probes need the CUDA toolkit"
+[[ -x $nvcc ]] || die "nvcc not found ($nvcc; NVCC, PATH, /usr/local/cuda/bin): the probes need the CUDA toolkit"
 
 # ---- the project's build -------------------------------------------------
 build=$(mkdir -p "$build" && cd "$build" && pwd)
