@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 
+#include "engine/cuda_int.h"
 #include "engine/engine_int.h"
 
 #define ARENA_ALIGN 64
@@ -93,6 +94,7 @@ struct gs_session_s {
   gs__tensor_t *args;     /* max_node_inputs scratch */
   const gs_tensor_t **in; /* the caller's inputs in model order */
   gs_tensor_t *outputs;
+  gs__cuda_session_t *gpu; /* the CUDA provider's part; NULL on the CPU */
 };
 
 static void plan_release(plan_t *p, size_t n_inputs) {
@@ -105,14 +107,11 @@ static void plan_release(plan_t *p, size_t n_inputs) {
   memset(p, 0, sizeof *p);
 }
 
+static int provider_start(gs_session_t *s, gs_error_t *err);
+
 int gs_session_create(gs_session_t **out, const gs_model_t *model,
                       const gs_session_options_t *opts, gs_error_t *err) {
   *out = NULL;
-  /* The CUDA provider is not built yet: asking for it is an error, AUTO
-   * runs on the CPU. */
-  if (opts && opts->provider == GS_PROVIDER_CUDA)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "the cuda provider is not built into this gpuslice");
   gs_session_t *s = calloc(1, sizeof *s);
   if (!s)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
@@ -135,13 +134,57 @@ int gs_session_create(gs_session_t **out, const gs_model_t *model,
     gs_session_destroy(s);
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   }
+  int rc = provider_start(s, err);
+  if (rc != GS_OK) {
+    gs_session_destroy(s);
+    return rc;
+  }
   *out = s;
   return GS_OK;
+}
+
+/* CUDA asked for: the GPU or an error. AUTO: the GPU when it is usable
+ * here (driver, GPU, libraries, kernels) and runs every node, else the
+ * CPU. */
+static int provider_start(gs_session_t *s, gs_error_t *err) {
+  gs_provider_t want = s->opts.provider;
+  if (want == GS_PROVIDER_CPU) {
+    if (s->opts.precision == GS_PRECISION_FP16)
+      return gs_error_set(err, GS_EUNSUPPORTED,
+                          "the cpu provider computes in FP32 only");
+    return GS_OK;
+  }
+  gs_error_t gpu_err = {0};
+  int rc = gs__cuda_session_create(&s->gpu, s->model, &s->opts, &gpu_err);
+  if (rc == GS_OK) {
+    s->opts.provider = GS_PROVIDER_CUDA;
+    if (s->opts.precision == GS_PRECISION_DEFAULT)
+      s->opts.precision = GS_PRECISION_FP16;
+    return GS_OK;
+  }
+  if (want == GS_PROVIDER_CUDA ||
+      (rc != GS_ENODEV && rc != GS_EUNSUPPORTED)) {
+    if (err)
+      *err = gpu_err;
+    return rc;
+  }
+  s->opts.provider = GS_PROVIDER_CPU;
+  s->opts.precision = GS_PRECISION_FP32;
+  return GS_OK;
+}
+
+gs_provider_t gs_session_provider(const gs_session_t *s) {
+  return s->opts.provider;
+}
+
+gs_precision_t gs_session_precision(const gs_session_t *s) {
+  return s->opts.precision;
 }
 
 void gs_session_destroy(gs_session_t *s) {
   if (!s)
     return;
+  gs__cuda_session_destroy(s->gpu);
   for (unsigned i = 0; s->plans && i < s->n_plans; i++)
     plan_release(&s->plans[i], s->model->n_inputs);
   free(s->plans);
@@ -451,8 +494,11 @@ static int plan_get(gs_session_t *s, const gs_tensor_t **in, gs_error_t *err) {
       return rc;
     }
   }
-  /* Never empty, so that every bound pointer points into an object. */
+  /* Never empty, so that every bound pointer points into an object. The
+   * CUDA provider keeps its activations on the GPU. */
   size_t need = p->arena_bytes ? p->arena_bytes : ARENA_ALIGN;
+  if (s->gpu)
+    need = ARENA_ALIGN;
   if (need > s->arena_bytes) {
     free(s->arena);
     s->arena_bytes = 0;
@@ -501,6 +547,10 @@ int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
   if (rc != GS_OK)
     return rc;
   const plan_t *p = s->current;
+  if (s->gpu) {
+    gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
+    return gs__cuda_session_run(s->gpu, &view, s->in, s->outputs, err);
+  }
   for (size_t v = 0; v < m->n_values; v++)
     bind_value(s, p, (int)v, s->in);
   for (size_t i = 0; rc == GS_OK && i < m->n_nodes; i++) {
@@ -520,6 +570,18 @@ int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
     s->outputs[o].data = copy;
   }
   return rc;
+}
+
+int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,
+                            size_t n_inputs, float *ms, gs_error_t *err) {
+  if (!s->gpu)
+    return gs_error_set(err, GS_EINVAL, "the session does not run on a GPU");
+  int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
+  if (rc != GS_OK)
+    return rc;
+  const plan_t *p = s->current;
+  gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
+  return gs__cuda_session_profile(s->gpu, &view, s->in, ms, err);
 }
 
 const gs_tensor_t *gs_session_output(const gs_session_t *s, size_t i) {

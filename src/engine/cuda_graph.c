@@ -1,0 +1,817 @@
+/* The CUDA provider's run side: per input shape set, where every tensor
+ * lives in the activation block, the cuDNN algorithm of every conv (timed
+ * once with cudnnFind), and one CUDA graph that copies the inputs up, runs
+ * every node and copies the outputs back; a run replays it. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cuda_session_int.h"
+
+#define NO_OFFSET ((size_t)-1)
+
+static size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
+static int node_fail(const gs__node_t *n, const char *why, gs_error_t *err) {
+  char label[160];
+  return gs_error_set(err, GS_EUNSUPPORTED,
+                      "%s: the cuda provider cannot run it: %s",
+                      gs__node_label(n, label, sizeof label), why);
+}
+
+static int dnn_fail(gs__cuda_session_t *cs, const gs__node_t *n,
+                    cudnnStatus_t s, const char *call, gs_error_t *err) {
+  char label[160];
+  return gs_error_set(err, GS_EDRIVER, "%s: %s failed: %s",
+                      gs__node_label(n, label, sizeof label), call,
+                      gs__cudnn_strerror(&cs->l->cudnn, s));
+}
+
+int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
+                    gs_error_t *err) {
+  long blocks = (n + 255) / 256;
+  long cap = (long)cs->sms * 16;
+  if (blocks > cap)
+    blocks = cap;
+  if (blocks < 1)
+    blocks = 1;
+  CUresult r = cs->l->cuda.LaunchKernel(cs->fn[k][cs->fp16], (unsigned)blocks,
+                                        1, 1, 256, 1, 1, 0, cs->stream, args,
+                                        NULL);
+  return r == CUDA_SUCCESS ? GS_OK : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
+}
+
+void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
+  const gs__cudnn_t *d = &cs->l->cudnn;
+  if (g->exec)
+    cs->l->cuda.GraphExecDestroy(g->exec);
+  for (size_t i = 0; g->conv && i < cs->m->n_nodes; i++) {
+    gs__cuda_conv_t *c = &g->conv[i];
+    if (c->x) d->DestroyTensorDescriptor(c->x);
+    if (c->y) d->DestroyTensorDescriptor(c->y);
+    if (c->b) d->DestroyTensorDescriptor(c->b);
+    if (c->w) d->DestroyFilterDescriptor(c->w);
+    if (c->c) d->DestroyConvolutionDescriptor(c->c);
+    if (c->a) d->DestroyActivationDescriptor(c->a);
+  }
+  free(g->conv);
+  free(g->in_dims);
+  free(g->in_rank);
+  free(g->in_raw);
+  free(g->in_conv);
+  free(g->out_dev);
+  free(g->pin_in_off);
+  free(g->pin_out_off);
+  memset(g, 0, sizeof *g);
+}
+
+/* ---- where tensors live -------------------------------------------------- */
+
+static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                  gs__cuda_graph_t *g, gs_error_t *err) {
+  const gs_model_t *m = cs->m;
+  size_t ni = m->n_inputs + 1, no = m->n_outputs + 1, esize = cs->fp16 ? 2 : 4;
+  g->in_dims = calloc(ni, sizeof *g->in_dims);
+  g->in_rank = calloc(ni, sizeof *g->in_rank);
+  g->in_raw = calloc(ni, sizeof *g->in_raw);
+  g->in_conv = calloc(ni, sizeof *g->in_conv);
+  g->pin_in_off = calloc(ni, sizeof *g->pin_in_off);
+  g->out_dev = calloc(no, sizeof *g->out_dev);
+  g->pin_out_off = calloc(no, sizeof *g->pin_out_off);
+  g->conv = calloc(m->n_nodes + 1, sizeof *g->conv);
+  if (!g->in_dims || !g->in_rank || !g->in_raw || !g->in_conv ||
+      !g->pin_in_off || !g->out_dev || !g->pin_out_off || !g->conv)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  size_t off = align256(plan->arena_bytes), pin = 0;
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    int v = m->inputs[i];
+    const gs__tensor_t *t = &plan->shapes[v];
+    memcpy(g->in_dims[i], t->dims, sizeof g->in_dims[i]);
+    g->in_rank[i] = t->rank;
+    g->in_raw[i] = off;
+    g->pin_in_off[i] = pin;
+    off += align256(t->count * 4);
+    pin += align256(t->count * 4);
+    g->in_conv[i] = g->in_raw[i];
+    if (cs->nhwc[v]) {
+      if (t->rank != 4)
+        return gs_error_set(err, GS_EUNSUPPORTED,
+                            "input '%s': the cuda provider takes 4-D "
+                            "feature maps only (NCHW)",
+                            m->input_info[i].name);
+      int64_t cp = cs->cpad[v] ? cs->cpad[v] : t->dims[1];
+      g->in_conv[i] = off;
+      off += align256((size_t)(t->dims[0] * cp * t->dims[2] * t->dims[3]) *
+                      esize);
+    } else if (cs->fp16) {
+      g->in_conv[i] = off;
+      off += align256(t->count * esize);
+    }
+  }
+  g->pin_in_bytes = pin ? pin : 256;
+  pin = 0;
+  for (size_t o = 0; o < m->n_outputs; o++) {
+    int v = m->outputs[o];
+    const gs__tensor_t *t = &plan->shapes[v];
+    g->out_dev[o] = NO_OFFSET;
+    if (cs->fp16 || (cs->nhwc[v] && t->rank == 4)) {
+      g->out_dev[o] = off;
+      off += align256(t->count * 4);
+    }
+    g->pin_out_off[o] = pin;
+    pin += align256(t->count * 4);
+  }
+  g->pin_out_bytes = pin ? pin : 256;
+  g->dnn_ws_off = off;
+  g->act_bytes = off + GS__DNN_WS_BYTES;
+  return GS_OK;
+}
+
+/* Grows the shared activation block and staging to this shape set's
+ * needs. The graphs of other shape sets captured the old addresses: they
+ * go (rebuilt when their shapes come back). */
+static int reserve(gs__cuda_session_t *cs, gs__cuda_graph_t *keep,
+                   gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  if (keep->act_bytes <= cs->act_cap && keep->pin_in_bytes <= cs->pin_in_cap &&
+      keep->pin_out_bytes <= cs->pin_out_cap)
+    return GS_OK;
+  for (unsigned i = 0; i < cs->n_graphs; i++)
+    if (&cs->graphs[i] != keep && cs->graphs[i].exec) {
+      cu->GraphExecDestroy(cs->graphs[i].exec);
+      cs->graphs[i].exec = NULL;
+    }
+  CUresult r;
+  if (keep->act_bytes > cs->act_cap) {
+    if (cs->act)
+      cu->MemFree(cs->act);
+    cs->act = 0;
+    cs->act_cap = 0;
+    int rc = gs__cuda_alloc(cs, &cs->act, keep->act_bytes,
+                            "activations and workspace", err);
+    if (rc != GS_OK)
+      return rc;
+    cs->act_cap = keep->act_bytes;
+  }
+  if (keep->pin_in_bytes > cs->pin_in_cap) {
+    if (cs->pin_in)
+      cu->MemFreeHost(cs->pin_in);
+    cs->pin_in = NULL;
+    cs->pin_in_cap = 0;
+    if ((r = cu->MemAllocHost(&cs->pin_in, keep->pin_in_bytes)) != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemAllocHost (input staging)", err);
+    cs->pin_in_cap = keep->pin_in_bytes;
+  }
+  if (keep->pin_out_bytes > cs->pin_out_cap) {
+    if (cs->pin_out)
+      cu->MemFreeHost(cs->pin_out);
+    cs->pin_out = NULL;
+    cs->pin_out_cap = 0;
+    if ((r = cu->MemAllocHost(&cs->pin_out, keep->pin_out_bytes)) !=
+        CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemAllocHost (output staging)", err);
+    cs->pin_out_cap = keep->pin_out_bytes;
+  }
+  return GS_OK;
+}
+
+static void bind(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                 const gs__cuda_graph_t *g) {
+  const gs_model_t *m = cs->m;
+  for (size_t v = 0; v < m->n_values; v++) {
+    const gs__value_t *val = &m->values[v];
+    if (val->kind == GS__VALUE_CONST)
+      cs->ptr[v] = cs->form[v] ? cs->weights + cs->woff[v] : 0;
+    else if (val->kind == GS__VALUE_INPUT)
+      cs->ptr[v] = cs->act + g->in_conv[val->input_index];
+    else
+      cs->ptr[v] = cs->act + plan->offset[v];
+  }
+}
+
+/* ---- conv and pool geometry ------------------------------------------------ */
+
+/* The begin pads of spatial dim d, checking that symmetric padding (all
+ * cuDNN and the pools take) gives the planned output size. */
+static int begin_pad(const gs__node_t *n, unsigned d, int64_t in, int64_t out,
+                     int64_t *pad, gs_error_t *err) {
+  const gs__params_t *p = &n->p;
+  int64_t k = p->kernel[d], s = p->strides[d] ? p->strides[d] : 1;
+  int64_t dil = p->dilations[d] ? p->dilations[d] : 1;
+  int64_t span = (k - 1) * dil + 1;
+  if (p->auto_pad == GS__PAD_NOTSET) {
+    *pad = p->pads[d];
+  } else if (p->auto_pad == GS__PAD_VALID) {
+    *pad = 0;
+  } else {
+    int64_t total = (out - 1) * s + span - in;
+    total = total > 0 ? total : 0;
+    *pad = p->auto_pad == GS__PAD_SAME_UPPER ? total / 2 : (total + 1) / 2;
+  }
+  bool ceil = n->op->code != GS__OP_CONV && p->ceil_mode;
+  int64_t num = in + 2 * *pad - span;
+  int64_t sym = (ceil ? (num + s - 1) / s : num / s) + 1;
+  if (sym != out)
+    return node_fail(n, "its padding is not symmetric", err);
+  return GS_OK;
+}
+
+static int conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                        gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  const gs__cudnn_t *d = &cs->l->cudnn;
+  gs__cuda_conv_t *c = &g->conv[i];
+  const gs__tensor_t *x = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
+  const gs__tensor_t *w = &cs->m->values[n->in[1]].constant;
+  cudnnDataType_t dt = cs->fp16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+  int64_t cin = cs->cpad[n->in[0]] ? cs->cpad[n->in[0]] : x->dims[1];
+  int64_t wc = cs->wpad[n->in[1]] ? cs->wpad[n->in[1]] : w->dims[1];
+  int64_t pad[2];
+  if (x->rank != 4)
+    return node_fail(n, "its input is not 4-D", err);
+  for (unsigned k = 0; k < 2; k++) {
+    int rc = begin_pad(n, k, x->dims[2 + k], y->dims[2 + k], &pad[k], err);
+    if (rc != GS_OK)
+      return rc;
+  }
+  cudnnStatus_t s;
+#define DNN(call, what)                                                        \
+  if ((s = (call)) != CUDNN_STATUS_SUCCESS)                                    \
+    return dnn_fail(cs, n, s, what, err);
+  DNN(d->CreateTensorDescriptor(&c->x), "cudnnCreateTensorDescriptor");
+  DNN(d->CreateTensorDescriptor(&c->y), "cudnnCreateTensorDescriptor");
+  DNN(d->CreateTensorDescriptor(&c->b), "cudnnCreateTensorDescriptor");
+  DNN(d->CreateFilterDescriptor(&c->w), "cudnnCreateFilterDescriptor");
+  DNN(d->CreateConvolutionDescriptor(&c->c), "cudnnCreateConvolutionDescriptor");
+  DNN(d->CreateActivationDescriptor(&c->a), "cudnnCreateActivationDescriptor");
+  DNN(d->SetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, dt, (int)x->dims[0],
+                               (int)cin, (int)x->dims[2], (int)x->dims[3]),
+      "cudnnSetTensor4dDescriptor (x)");
+  DNN(d->SetTensor4dDescriptor(c->y, CUDNN_TENSOR_NHWC, dt, (int)y->dims[0],
+                               (int)y->dims[1], (int)y->dims[2],
+                               (int)y->dims[3]),
+      "cudnnSetTensor4dDescriptor (y)");
+  DNN(d->SetTensor4dDescriptor(c->b, CUDNN_TENSOR_NHWC, dt, 1, (int)y->dims[1],
+                               1, 1),
+      "cudnnSetTensor4dDescriptor (bias)");
+  DNN(d->SetFilter4dDescriptor(c->w, dt, CUDNN_TENSOR_NHWC, (int)w->dims[0],
+                               (int)wc, (int)w->dims[2], (int)w->dims[3]),
+      "cudnnSetFilter4dDescriptor");
+  DNN(d->SetConvolution2dDescriptor(
+          c->c, (int)pad[0], (int)pad[1],
+          (int)(p->strides[0] ? p->strides[0] : 1),
+          (int)(p->strides[1] ? p->strides[1] : 1),
+          (int)(p->dilations[0] ? p->dilations[0] : 1),
+          (int)(p->dilations[1] ? p->dilations[1] : 1),
+          CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+      "cudnnSetConvolution2dDescriptor");
+  DNN(d->SetConvolutionGroupCount(c->c, (int)(p->group > 1 ? p->group : 1)),
+      "cudnnSetConvolutionGroupCount");
+  cudnnMathType_t math = cs->fp16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+  DNN(d->SetConvolutionMathType(c->c, math), "cudnnSetConvolutionMathType");
+  bool clip0 = p->act == GS__ACT_CLIP && p->act_min == 0.f;
+  bool has_bias = n->n_in > 2 && n->in[2] >= 0;
+  bool fusable = has_bias && (p->act != GS__ACT_CLIP || clip0);
+  cudnnActivationMode_t mode = p->act == GS__ACT_RELU ? CUDNN_ACTIVATION_RELU
+                               : clip0 ? CUDNN_ACTIVATION_CLIPPED_RELU
+                                       : CUDNN_ACTIVATION_IDENTITY;
+  DNN(d->SetActivationDescriptor(c->a, mode, CUDNN_NOT_PROPAGATE_NAN,
+                                 clip0 ? (double)p->act_max : 0.0),
+      "cudnnSetActivationDescriptor");
+
+  /* Time the candidates on this shape, then keep the fastest that the
+   * fused call accepts (identity activation takes fewer algorithms). */
+  cudnnConvolutionFwdAlgoPerf_t perf[10];
+  int found = 0;
+  void *ws = (void *)(uintptr_t)(cs->act + g->dnn_ws_off);
+  void *X = (void *)(uintptr_t)cs->ptr[n->in[0]];
+  void *W = (void *)(uintptr_t)cs->ptr[n->in[1]];
+  void *Y = (void *)(uintptr_t)cs->ptr[n->out];
+  DNN(d->FindConvolutionForwardAlgorithmEx(cs->dnn, c->x, X, c->w, W, c->c,
+                                           c->y, Y, 10, &found, perf, ws,
+                                           GS__DNN_WS_BYTES),
+      "cudnnFindConvolutionForwardAlgorithmEx");
+  float one = 1.f, zero = 0.f;
+  bool chosen = false;
+  for (int k = 0; fusable && !chosen && k < found; k++) {
+    if (perf[k].status != CUDNN_STATUS_SUCCESS ||
+        perf[k].memory > GS__DNN_WS_BYTES)
+      continue;
+    d->SetConvolutionMathType(c->c, perf[k].mathType);
+    s = d->ConvolutionBiasActivationForward(
+        cs->dnn, &one, c->x, X, c->w, W, c->c, perf[k].algo, ws, perf[k].memory,
+        &zero, c->y, Y, c->b, (void *)(uintptr_t)cs->ptr[n->in[2]], c->a, c->y,
+        Y);
+    if (s == CUDNN_STATUS_SUCCESS) {
+      chosen = c->fused = true;
+      c->algo = perf[k].algo;
+      c->ws = perf[k].memory;
+    }
+  }
+  for (int k = 0; !chosen && k < found; k++) {
+    if (perf[k].status != CUDNN_STATUS_SUCCESS ||
+        perf[k].memory > GS__DNN_WS_BYTES)
+      continue;
+    d->SetConvolutionMathType(c->c, perf[k].mathType);
+    chosen = true;
+    c->algo = perf[k].algo;
+    c->ws = perf[k].memory;
+  }
+  if (!chosen)
+    return node_fail(n, "cuDNN has no algorithm for its shape", err);
+  return GS_OK;
+#undef DNN
+}
+
+/* ---- issuing a node ------------------------------------------------------ */
+
+static void *dp(const gs__cuda_session_t *cs, int v) {
+  return (void *)(uintptr_t)cs->ptr[v];
+}
+
+static int binary(gs__cuda_session_t *cs, CUdeviceptr a, CUdeviceptr b,
+                  CUdeviceptr y, long n, long amod, long bmod, int op,
+                  int act, float lo, float hi, gs_error_t *err) {
+  void *args[] = {&a, &b, &y, &n, &amod, &bmod, &op, &act, &lo, &hi};
+  return gs__cuda_launch(cs, GS__K_BINARY, n, args, err);
+}
+
+static int act_code(const gs__params_t *p) {
+  return p->act == GS__ACT_RELU ? 1 : p->act == GS__ACT_CLIP ? 2 : 0;
+}
+
+static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      const gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  const gs__cuda_conv_t *c = &g->conv[i];
+  const gs__cudnn_t *d = &cs->l->cudnn;
+  void *ws = (void *)(uintptr_t)(cs->act + g->dnn_ws_off);
+  float one = 1.f, zero = 0.f, a2 = p->residual > 0 ? 1.f : 0.f;
+  void *Y = dp(cs, n->out);
+  const void *Z = p->residual > 0 ? dp(cs, n->in[p->residual]) : Y;
+  cudnnStatus_t s;
+  if (c->fused) {
+    s = d->ConvolutionBiasActivationForward(
+        cs->dnn, &one, c->x, dp(cs, n->in[0]), c->w, dp(cs, n->in[1]), c->c,
+        c->algo, ws, c->ws, &a2, c->y, Z, c->b, dp(cs, n->in[2]), c->a, c->y,
+        Y);
+    return s == CUDNN_STATUS_SUCCESS
+               ? GS_OK
+               : dnn_fail(cs, n, s, "cudnnConvolutionBiasActivationForward",
+                          err);
+  }
+  s = d->ConvolutionForward(cs->dnn, &one, c->x, dp(cs, n->in[0]), c->w,
+                            dp(cs, n->in[1]), c->c, c->algo, ws, c->ws, &zero,
+                            c->y, Y);
+  if (s != CUDNN_STATUS_SUCCESS)
+    return dnn_fail(cs, n, s, "cudnnConvolutionForward", err);
+  const gs__tensor_t *y = &plan->shapes[n->out];
+  long cnt = (long)y->count, k = (long)y->dims[1];
+  int rc = GS_OK;
+  bool has_bias = n->n_in > 2 && n->in[2] >= 0;
+  int last_act = act_code(p);
+  if (has_bias)
+    rc = binary(cs, cs->ptr[n->out], cs->ptr[n->in[2]], cs->ptr[n->out], cnt,
+                cnt, k, 0, p->residual > 0 ? 0 : last_act, p->act_min,
+                p->act_max, err);
+  if (rc == GS_OK && p->residual > 0)
+    rc = binary(cs, cs->ptr[n->out], cs->ptr[n->in[p->residual]],
+                cs->ptr[n->out], cnt, cnt, cnt, 0, last_act, p->act_min,
+                p->act_max, err);
+  else if (rc == GS_OK && !has_bias && last_act) {
+    int op = last_act == 1 ? 0 : 1;
+    CUdeviceptr yp = cs->ptr[n->out];
+    float lo = p->act_min, hi = p->act_max;
+    void *args[] = {&yp, &yp, &cnt, &op, &lo, &hi};
+    rc = gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+  }
+  return rc;
+}
+
+static int issue_pool(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  const gs__tensor_t *x = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
+  CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
+  if (x->rank != 4)
+    return node_fail(n, "its input is not 4-D", err);
+  if (n->op->code == GS__OP_GLOBALAVGPOOL) {
+    int nb = (int)x->dims[0], hw = (int)(x->dims[2] * x->dims[3]),
+        c = (int)x->dims[1];
+    void *args[] = {&X, &Y, &nb, &hw, &c};
+    return gs__cuda_launch(cs, GS__K_GAP, (long)nb * c, args, err);
+  }
+  struct {
+    int n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+    int count_include_pad;
+  } geom = {(int)x->dims[0], (int)x->dims[2], (int)x->dims[3],
+            (int)x->dims[1], (int)y->dims[2], (int)y->dims[3],
+            (int)p->kernel[0], (int)p->kernel[1],
+            (int)(p->strides[0] ? p->strides[0] : 1),
+            (int)(p->strides[1] ? p->strides[1] : 1), 0, 0,
+            (int)(p->dilations[0] ? p->dilations[0] : 1),
+            (int)(p->dilations[1] ? p->dilations[1] : 1),
+            p->count_include_pad};
+  int64_t pad[2];
+  for (unsigned k = 0; k < 2; k++) {
+    int rc = begin_pad(n, k, x->dims[2 + k], y->dims[2 + k], &pad[k], err);
+    if (rc != GS_OK)
+      return rc;
+  }
+  geom.ph = (int)pad[0];
+  geom.pw = (int)pad[1];
+  if (n->op->code == GS__OP_AVGPOOL && (geom.dh != 1 || geom.dw != 1))
+    return node_fail(n, "dilated average pooling", err);
+  void *args[] = {&X, &Y, &geom};
+  return gs__cuda_launch(cs,
+                         n->op->code == GS__OP_MAXPOOL ? GS__K_MAXPOOL
+                                                       : GS__K_AVGPOOL,
+                         (long)y->count, args, err);
+}
+
+/* How often operand t repeats across y (trailing broadcasting), or 0. */
+static long period(const gs__tensor_t *t, const gs__tensor_t *y, bool nhwc) {
+  if (t->count == 1)
+    return 1;
+  if (t->count == y->count)
+    return (long)y->count;
+  if (nhwc)
+    return 0;
+  unsigned r = t->rank;
+  while (r > 0 && t->dims[t->rank - r] == 1)
+    r--;
+  for (unsigned k = 1; k <= r; k++)
+    if (r > y->rank || t->dims[t->rank - k] != y->dims[y->rank - k])
+      return 0;
+  return (long)t->count;
+}
+
+static int issue_binary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                        size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__tensor_t *y = &plan->shapes[n->out];
+  bool nhwc = cs->nhwc[n->out];
+  long amod = period(&plan->shapes[n->in[0]], y, nhwc);
+  long bmod = period(&plan->shapes[n->in[1]], y, nhwc);
+  if (!amod || !bmod)
+    return node_fail(n, "its broadcasting is not trailing (or not "
+                        "elementwise on a feature map)",
+                     err);
+  int op = n->op->code == GS__OP_ADD   ? 0
+           : n->op->code == GS__OP_SUB ? 1
+           : n->op->code == GS__OP_MUL ? 2
+                                       : 3;
+  return binary(cs, cs->ptr[n->in[0]], cs->ptr[n->in[1]], cs->ptr[n->out],
+                (long)y->count, amod, bmod, op, act_code(&n->p), n->p.act_min,
+                n->p.act_max, err);
+}
+
+static float const_scalar(const gs__cuda_session_t *cs, const gs__node_t *n,
+                          unsigned k, float def) {
+  if (n->n_in <= k || n->in[k] < 0)
+    return def;
+  const gs__value_t *v = &cs->m->values[n->in[k]];
+  if (v->kind != GS__VALUE_CONST || v->constant.count != 1 ||
+      v->dtype != GS_DTYPE_FP32)
+    return NAN;
+  return *(const float *)v->constant.data;
+}
+
+static int issue_unary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                       size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  long cnt = (long)plan->shapes[n->out].count;
+  CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
+  float lo = -INFINITY, hi = INFINITY;
+  int op;
+  switch (n->op->code) {
+  case GS__OP_RELU: op = 0; break;
+  case GS__OP_SIGMOID: op = 2; break;
+  case GS__OP_TANH: op = 3; break;
+  default:
+    op = 1;
+    if (n->p.act == GS__ACT_CLIP) {
+      lo = n->p.act_min;
+      hi = n->p.act_max;
+    }
+    lo = const_scalar(cs, n, 1, lo);
+    hi = const_scalar(cs, n, 2, hi);
+    if (isnan(lo) || isnan(hi))
+      return node_fail(n, "its bounds are not scalar initializers", err);
+  }
+  void *args[] = {&X, &Y, &cnt, &op, &lo, &hi};
+  return gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+}
+
+static int issue_copy(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__tensor_t *x = &plan->shapes[n->in[0]];
+  if (cs->nhwc[n->in[0]] && !cs->nhwc[n->out] && x->rank == 4 &&
+      x->dims[2] * x->dims[3] != 1)
+    return node_fail(n, "it reshapes an NHWC feature map larger than 1x1",
+                     err);
+  size_t bytes = plan->shapes[n->out].count * (cs->fp16 ? 2 : 4);
+  if (cs->ptr[n->in[0]] == cs->ptr[n->out] || !bytes)
+    return GS_OK;
+  CUresult r = cs->l->cuda.MemcpyDtoDAsync(cs->ptr[n->out], cs->ptr[n->in[0]],
+                                           bytes, cs->stream);
+  return r == CUDA_SUCCESS ? GS_OK : gs__cuda_fail(cs, r, "cuMemcpyDtoDAsync", err);
+}
+
+/* Gemm and MatMul: Y[M,N] = alpha A[M,K] B[K,N] (+ C, act), row-major, as
+ * cuBLAS's column-major Y^T = B^T A^T. */
+static int issue_gemm(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  bool gemm = n->op->code == GS__OP_GEMM;
+  const gs__tensor_t *a = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
+  const gs__tensor_t *b = &cs->m->values[n->in[1]].constant;
+  bool ta = gemm && p->trans_a, tb = gemm && p->trans_b;
+  int64_t K = tb ? b->dims[1] : b->dims[0], N = tb ? b->dims[0] : b->dims[1];
+  int64_t M = (int64_t)a->count / (K ? K : 1);
+  if (gemm && a->rank != 2)
+    return node_fail(n, "A is not 2-D", err);
+  if (gemm && n->n_in > 2 && n->in[2] >= 0 && p->beta != 1.f)
+    return node_fail(n, "beta is not 1", err);
+  cudaDataType_t dt = cs->fp16 ? CUDA_R_16F : CUDA_R_32F;
+  float alpha = gemm ? p->alpha : 1.f, beta = 0.f;
+  cublasStatus_t s = cs->l->cublas.GemmEx(
+      cs->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+      (int)N, (int)M, (int)K, &alpha, dp(cs, n->in[1]), dt, (int)(tb ? K : N),
+      dp(cs, n->in[0]), dt, (int)(ta ? M : K), &beta, dp(cs, n->out), dt,
+      (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    char label[160];
+    return gs_error_set(err, GS_EDRIVER, "%s: cublasGemmEx failed: %s",
+                        gs__node_label(n, label, sizeof label),
+                        gs__cublas_strerror(&cs->l->cublas, s));
+  }
+  long cnt = (long)y->count;
+  if (gemm && n->n_in > 2 && n->in[2] >= 0) {
+    long cmod = period(&cs->m->values[n->in[2]].constant, y, false);
+    if (!cmod)
+      return node_fail(n, "C does not broadcast as a trailing operand", err);
+    return binary(cs, cs->ptr[n->out], cs->ptr[n->in[2]], cs->ptr[n->out],
+                  cnt, cnt, cmod, 0, act_code(p), p->act_min, p->act_max, err);
+  }
+  if (act_code(p)) {
+    CUdeviceptr yp = cs->ptr[n->out];
+    int op = act_code(p) == 1 ? 0 : 1;
+    float lo = p->act_min, hi = p->act_max;
+    void *args[] = {&yp, &yp, &cnt, &op, &lo, &hi};
+    return gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+  }
+  return GS_OK;
+}
+
+static int issue_softmax(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__tensor_t *x = &plan->shapes[n->in[0]];
+  int a = gs__axis(n->p.axis, x->rank, 0);
+  if (a < 0 || (!n->p.softmax_2d && (unsigned)a != x->rank - 1))
+    return node_fail(n, "softmax over an axis other than the last", err);
+  int64_t cols = 1;
+  for (unsigned k = (unsigned)a; k < x->rank; k++)
+    cols *= x->dims[k];
+  int c = (int)cols, rows = (int)(x->count / (size_t)(cols ? cols : 1));
+  CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
+  void *args[] = {&X, &Y, &rows, &c};
+  unsigned blocks = rows > 65535 ? 65535 : (unsigned)(rows ? rows : 1);
+  CUresult r = cs->l->cuda.LaunchKernel(cs->fn[GS__K_SOFTMAX][cs->fp16], blocks,
+                                        1, 1, 256, 1, 1, 0, cs->stream, args,
+                                        NULL);
+  return r == CUDA_SUCCESS ? GS_OK : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
+}
+
+static int issue_node(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      const gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+  switch (cs->m->nodes[i].op->code) {
+  case GS__OP_CONV: return issue_conv(cs, plan, g, i, err);
+  case GS__OP_MAXPOOL:
+  case GS__OP_AVGPOOL:
+  case GS__OP_GLOBALAVGPOOL: return issue_pool(cs, plan, i, err);
+  case GS__OP_ADD:
+  case GS__OP_SUB:
+  case GS__OP_MUL:
+  case GS__OP_DIV: return issue_binary(cs, plan, i, err);
+  case GS__OP_RELU:
+  case GS__OP_CLIP:
+  case GS__OP_SIGMOID:
+  case GS__OP_TANH: return issue_unary(cs, plan, i, err);
+  case GS__OP_GEMM:
+  case GS__OP_MATMUL: return issue_gemm(cs, plan, i, err);
+  case GS__OP_SOFTMAX: return issue_softmax(cs, plan, i, err);
+  default: return issue_copy(cs, plan, i, err);
+  }
+}
+
+/* Inputs up and converted, every node, outputs converted and down. */
+static int issue_all(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                     const gs__cuda_graph_t *g, CUevent *marks,
+                     gs_error_t *err) {
+  const gs_model_t *m = cs->m;
+  const gs__cuda_t *cu = &cs->l->cuda;
+  CUresult r;
+  int rc = GS_OK;
+  for (size_t i = 0; rc == GS_OK && i < m->n_inputs; i++) {
+    int v = m->inputs[i];
+    const gs__tensor_t *t = &plan->shapes[v];
+    CUdeviceptr raw = cs->act + g->in_raw[i], conv = cs->act + g->in_conv[i];
+    if ((r = cu->MemcpyHtoDAsync(raw, (char *)cs->pin_in + g->pin_in_off[i],
+                                 t->count * 4, cs->stream)) != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemcpyHtoDAsync", err);
+    if (cs->nhwc[v]) {
+      int nb = (int)t->dims[0], c = (int)t->dims[1],
+          hw = (int)(t->dims[2] * t->dims[3]);
+      int cp = cs->cpad[v] ? (int)cs->cpad[v] : c;
+      void *args[] = {&raw, &conv, &nb, &c, &hw, &cp};
+      rc = gs__cuda_launch(cs, GS__K_IN_NHWC, (long)nb * cp * hw, args, err);
+    } else if (cs->fp16) {
+      long cnt = (long)t->count;
+      void *args[] = {&raw, &conv, &cnt};
+      rc = gs__cuda_launch(cs, GS__K_FROM_F32, cnt, args, err);
+    }
+  }
+  if (marks && rc == GS_OK && (r = cu->EventRecord(marks[0], cs->stream)))
+    return gs__cuda_fail(cs, r, "cuEventRecord", err);
+  for (size_t i = 0; rc == GS_OK && i < m->n_nodes; i++) {
+    rc = issue_node(cs, plan, g, i, err);
+    if (marks && rc == GS_OK && (r = cu->EventRecord(marks[i + 1], cs->stream)))
+      return gs__cuda_fail(cs, r, "cuEventRecord", err);
+  }
+  for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++) {
+    int v = m->outputs[o];
+    const gs__tensor_t *t = &plan->shapes[v];
+    CUdeviceptr src = cs->ptr[v];
+    if (g->out_dev[o] != NO_OFFSET) {
+      CUdeviceptr dst = cs->act + g->out_dev[o];
+      if (cs->nhwc[v] && t->rank == 4) {
+        int nb = (int)t->dims[0], c = (int)t->dims[1],
+            hw = (int)(t->dims[2] * t->dims[3]);
+        void *args[] = {&src, &dst, &nb, &c, &hw};
+        rc = gs__cuda_launch(cs, GS__K_OUT_NCHW, (long)t->count, args, err);
+      } else {
+        long cnt = (long)t->count;
+        void *args[] = {&src, &dst, &cnt};
+        rc = gs__cuda_launch(cs, GS__K_TO_F32, cnt, args, err);
+      }
+      src = dst;
+    }
+    if (rc == GS_OK &&
+        (r = cu->MemcpyDtoHAsync((char *)cs->pin_out + g->pin_out_off[o], src,
+                                 t->count * 4, cs->stream)) != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemcpyDtoHAsync", err);
+  }
+  return rc;
+}
+
+static int capture(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                   gs__cuda_graph_t *g, gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  CUresult r = cu->StreamBeginCapture(cs->stream,
+                                      CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuStreamBeginCapture", err);
+  int rc = issue_all(cs, plan, g, NULL, err);
+  CUgraph graph = NULL;
+  r = cu->StreamEndCapture(cs->stream, &graph);
+  if (rc == GS_OK && r != CUDA_SUCCESS)
+    rc = gs__cuda_fail(cs, r, "cuStreamEndCapture", err);
+  if (rc == GS_OK && (r = cu->GraphInstantiate(&g->exec, graph, 0)) !=
+                         CUDA_SUCCESS)
+    rc = gs__cuda_fail(cs, r, "cuGraphInstantiate", err);
+  if (graph)
+    cu->GraphDestroy(graph);
+  return rc;
+}
+
+static bool graph_matches(const gs__cuda_session_t *cs,
+                          const gs__cuda_graph_t *g,
+                          const gs__plan_view_t *plan) {
+  const gs_model_t *m = cs->m;
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    const gs__tensor_t *t = &plan->shapes[m->inputs[i]];
+    if (g->in_rank[i] != t->rank ||
+        memcmp(g->in_dims[i], t->dims, t->rank * sizeof *t->dims))
+      return false;
+  }
+  return true;
+}
+
+/* The graph for this shape set: cached, or made (layout, memory, conv
+ * algorithms, capture) in the least recently used slot. */
+static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                     gs__cuda_graph_t **out, gs_error_t *err) {
+  gs__cuda_graph_t *g = NULL;
+  for (unsigned i = 0; i < cs->n_graphs && !g; i++)
+    if (graph_matches(cs, &cs->graphs[i], plan))
+      g = &cs->graphs[i];
+  if (g && !g->exec) { /* dropped when the activation block grew */
+    gs__cuda_graph_release(cs, g);
+    *g = cs->graphs[--cs->n_graphs];
+    memset(&cs->graphs[cs->n_graphs], 0, sizeof *g);
+    g = NULL;
+  }
+  if (!g) {
+    if (cs->n_graphs < cs->max_graphs) {
+      g = &cs->graphs[cs->n_graphs++];
+    } else {
+      g = &cs->graphs[0];
+      for (unsigned i = 1; i < cs->n_graphs; i++)
+        if (cs->graphs[i].used < g->used)
+          g = &cs->graphs[i];
+      gs__cuda_graph_release(cs, g);
+    }
+    int rc = layout(cs, plan, g, err);
+    if (rc == GS_OK)
+      rc = reserve(cs, g, err);
+    if (rc == GS_OK)
+      bind(cs, plan, g);
+    for (size_t i = 0; rc == GS_OK && i < cs->m->n_nodes; i++)
+      if (cs->m->nodes[i].op->code == GS__OP_CONV)
+        rc = conv_prepare(cs, plan, g, i, err);
+    if (rc == GS_OK)
+      rc = capture(cs, plan, g, err);
+    if (rc != GS_OK) {
+      gs__cuda_graph_release(cs, g);
+      *g = cs->graphs[--cs->n_graphs];
+      memset(&cs->graphs[cs->n_graphs], 0, sizeof *g);
+      return rc;
+    }
+  }
+  g->used = ++cs->tick;
+  *out = g;
+  return GS_OK;
+}
+
+static int stage_inputs(gs__cuda_session_t *cs, const gs__cuda_graph_t *g,
+                        const gs_tensor_t **in) {
+  for (size_t i = 0; i < cs->m->n_inputs; i++)
+    if (in[i]->bytes)
+      memcpy((char *)cs->pin_in + g->pin_in_off[i], in[i]->data, in[i]->bytes);
+  return GS_OK;
+}
+
+int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         const gs_tensor_t **in, gs_tensor_t *outputs,
+                         gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  CUresult r = cu->CtxSetCurrent(cs->ctx);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
+  gs__cuda_graph_t *g;
+  int rc = graph_get(cs, plan, &g, err);
+  if (rc != GS_OK)
+    return rc;
+  stage_inputs(cs, g, in);
+  if ((r = cu->GraphLaunch(g->exec, cs->stream)) != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuGraphLaunch", err);
+  if ((r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "running the model (cuStreamSynchronize)",
+                         err);
+  for (size_t o = 0; o < cs->m->n_outputs; o++)
+    outputs[o].data = (char *)cs->pin_out + g->pin_out_off[o];
+  return GS_OK;
+}
+
+int gs__cuda_session_profile(gs__cuda_session_t *cs,
+                             const gs__plan_view_t *plan,
+                             const gs_tensor_t **in, float *ms,
+                             gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  size_t nn = cs->m->n_nodes;
+  CUresult r = cu->CtxSetCurrent(cs->ctx);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
+  gs__cuda_graph_t *g;
+  int rc = graph_get(cs, plan, &g, err);
+  if (rc != GS_OK)
+    return rc;
+  CUevent *marks = calloc(nn + 1, sizeof *marks);
+  if (!marks)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  for (size_t i = 0; rc == GS_OK && i <= nn; i++)
+    if ((r = cu->EventCreate(&marks[i], CU_EVENT_DEFAULT)) != CUDA_SUCCESS)
+      rc = gs__cuda_fail(cs, r, "cuEventCreate", err);
+  stage_inputs(cs, g, in);
+  bind(cs, plan, g);
+  if (rc == GS_OK)
+    rc = issue_all(cs, plan, g, marks, err);
+  if (rc == GS_OK && (r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
+    rc = gs__cuda_fail(cs, r, "cuStreamSynchronize", err);
+  for (size_t i = 0; rc == GS_OK && i < nn; i++)
+    if ((r = cu->EventElapsedTime(&ms[i], marks[i], marks[i + 1])) !=
+        CUDA_SUCCESS)
+      rc = gs__cuda_fail(cs, r, "cuEventElapsedTime", err);
+  for (size_t i = 0; i <= nn; i++)
+    if (marks[i])
+      cu->EventDestroy(marks[i]);
+  free(marks);
+  return rc;
+}

@@ -1,0 +1,100 @@
+/* The CUDA provider's session, shared by its load side (cuda_provider.c)
+ * and its run side (cuda_graph.c). */
+#ifndef GPUSLICE_ENGINE_CUDA_SESSION_INT_H
+#define GPUSLICE_ENGINE_CUDA_SESSION_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/cuda_int.h"
+
+/* The provider's kernels (cuda_kernels.cu), each in _f32 and _f16. */
+enum {
+  GS__K_IN_NHWC,
+  GS__K_OUT_NCHW,
+  GS__K_FROM_F32,
+  GS__K_TO_F32,
+  GS__K_BINARY,
+  GS__K_UNARY,
+  GS__K_MAXPOOL,
+  GS__K_AVGPOOL,
+  GS__K_GAP,
+  GS__K_SOFTMAX,
+  GS__K_COUNT
+};
+
+/* How an initializer is uploaded: not at all, as is, as conv weights. */
+enum { GS__FORM_NONE, GS__FORM_PLAIN, GS__FORM_CONV_W };
+
+#define GS__BLAS_WS_BYTES ((size_t)32 << 20)
+#define GS__DNN_WS_BYTES ((size_t)128 << 20)
+
+/* One conv node's cuDNN state for one shape set. */
+typedef struct {
+  cudnnTensorDescriptor_t x, y, b;
+  cudnnFilterDescriptor_t w;
+  cudnnConvolutionDescriptor_t c;
+  cudnnActivationDescriptor_t a;
+  cudnnConvolutionFwdAlgo_t algo;
+  size_t ws;
+  bool fused; /* one cudnnConvolutionBiasActivationForward */
+} gs__cuda_conv_t;
+
+/* One input shape set: where its tensors live and its captured graph. */
+typedef struct {
+  int64_t (*in_dims)[GS_TENSOR_MAX_RANK]; /* per input; the cache key */
+  unsigned *in_rank;
+  size_t *in_raw, *in_conv; /* per input: offsets in the activation block */
+  size_t *out_dev;          /* per output: FP32 copy's offset, or -1 */
+  size_t *pin_in_off, *pin_out_off;
+  size_t act_bytes, pin_in_bytes, pin_out_bytes, dnn_ws_off;
+  gs__cuda_conv_t *conv; /* per node */
+  CUgraphExec exec;
+  unsigned long long used;
+} gs__cuda_graph_t;
+
+struct gs__cuda_session_s {
+  const gs__cuda_libs_t *l;
+  const gs_model_t *m;
+  int device, sms;
+  bool fp16;
+  CUdevice dev;
+  CUcontext ctx;
+  bool ctx_held;
+  CUstream stream;
+  CUmodule module;
+  CUfunction fn[GS__K_COUNT][2];
+  cudnnHandle_t dnn;
+  cublasHandle_t blas;
+  CUdeviceptr blas_ws;
+  /* Per value: NHWC feature map, initializer form and offset in weights,
+   * conv weights' padded input channels, a graph input's padded channels,
+   * and (during a plan or capture) the device address. */
+  bool *nhwc;
+  unsigned char *form;
+  size_t *woff;
+  int64_t *wpad, *cpad;
+  CUdeviceptr *ptr;
+  CUdeviceptr weights;
+  size_t weights_bytes;
+  /* The activation block and pinned staging, shared by every shape set
+   * (sized for the largest; growing them drops the other graphs). */
+  CUdeviceptr act;
+  size_t act_cap;
+  void *pin_in, *pin_out;
+  size_t pin_in_cap, pin_out_cap;
+  gs__cuda_graph_t *graphs;
+  unsigned n_graphs, max_graphs;
+  unsigned long long tick;
+};
+
+int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,
+                  gs_error_t *err);
+int gs__cuda_alloc(gs__cuda_session_t *cs, CUdeviceptr *p, size_t bytes,
+                   const char *what, gs_error_t *err);
+/* Kernel k in the session's precision over n elements (grid-stride). */
+int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
+                    gs_error_t *err);
+void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g);
+
+#endif
