@@ -26,9 +26,11 @@ __device__ __forceinline__ float act(float v, int a, float lo, float hi) {
   return v;
 }
 
+// Tensors stay under 2^31 elements (the provider checks at plan), so the
+// index math is 32-bit: 64-bit division is many times slower on the GPU.
 #define GRID_STRIDE(i, n)                                                      \
-  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (n);          \
-       i += (long)blockDim.x * gridDim.x)
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (int)(n);            \
+       i += blockDim.x * gridDim.x)
 
 // NCHW float (the caller's input) to NHWC storage with c_pad >= C channels,
 // the extra ones zero (the stem conv's 3 channels become 8 for tensor cores).
@@ -36,10 +38,7 @@ template <typename T>
 __device__ void in_nhwc(const float *x, T *y, int n, int c, int hw, int c_pad) {
   long total = (long)n * hw * c_pad;
   GRID_STRIDE(i, total) {
-    int ch = (int)(i % c_pad);
-    long pix = i / c_pad;
-    int p = (int)(pix % hw);
-    long b = pix / hw;
+    int ch = i % c_pad, pix = i / c_pad, p = pix % hw, b = pix / hw;
     st(y, i, ch < c ? x[(b * c + ch) * hw + p] : 0.f);
   }
 }
@@ -49,10 +48,7 @@ template <typename T>
 __device__ void out_nchw(const T *x, float *y, int n, int c, int hw) {
   long total = (long)n * c * hw;
   GRID_STRIDE(i, total) {
-    int p = (int)(i % hw);
-    long bc = i / hw;
-    int ch = (int)(bc % c);
-    long b = bc / c;
+    int p = i % hw, bc = i / hw, ch = bc % c, b = bc / c;
     y[i] = ld(x, (b * hw + p) * c + ch);
   }
 }
@@ -68,7 +64,7 @@ template <typename T>
 __device__ void binary(const T *a, const T *b, T *y, long n, long amod,
                        long bmod, int op, int a_act, float lo, float hi) {
   GRID_STRIDE(i, n) {
-    float u = ld(a, i % amod), v = ld(b, i % bmod), r;
+    float u = ld(a, i % (int)amod), v = ld(b, i % (int)bmod), r;
     switch (op) {
     case 0: r = u + v; break;
     case 1: r = u - v; break;
@@ -103,12 +99,9 @@ template <typename T>
 __device__ void maxpool(const T *x, T *y, pool_geom g) {
   long total = (long)g.n * g.oh * g.ow * g.c;
   GRID_STRIDE(i, total) {
-    int ch = (int)(i % g.c);
-    long r = i / g.c;
-    int ox = (int)(r % g.ow);
+    int ch = i % g.c, r = i / g.c, ox = r % g.ow;
     r /= g.ow;
-    int oy = (int)(r % g.oh);
-    long b = r / g.oh;
+    int oy = r % g.oh, b = r / g.oh;
     float m = -INFINITY;
     for (int ky = 0; ky < g.kh; ky++) {
       int iy = oy * g.sh - g.ph + ky * g.dh;
@@ -129,12 +122,9 @@ template <typename T>
 __device__ void avgpool(const T *x, T *y, pool_geom g) {
   long total = (long)g.n * g.oh * g.ow * g.c;
   GRID_STRIDE(i, total) {
-    int ch = (int)(i % g.c);
-    long r = i / g.c;
-    int ox = (int)(r % g.ow);
+    int ch = i % g.c, r = i / g.c, ox = r % g.ow;
     r /= g.ow;
-    int oy = (int)(r % g.oh);
-    long b = r / g.oh;
+    int oy = r % g.oh, b = r / g.oh;
     float s = 0.f;
     int cnt = 0;
     for (int ky = 0; ky < g.kh; ky++) {
@@ -159,12 +149,11 @@ template <typename T>
 __device__ void gap(const T *x, T *y, int n, int hw, int c) {
   long total = (long)n * c;
   GRID_STRIDE(i, total) {
-    int ch = (int)(i % c);
-    long b = i / c;
-    const long base = b * hw * c + ch;
+    int ch = i % c, b = i / c;
+    const int base = b * hw * c + ch;
     float s = 0.f;
     for (int p = 0; p < hw; p++)
-      s += ld(x, base + (long)p * c);
+      s += ld(x, base + p * c);
     st(y, i, s / hw);
   }
 }

@@ -34,7 +34,10 @@ static void libs_load(void) {
     rc = gs__cudnn_open(&l->cudnn, NULL, err);
   if (rc == GS_OK)
     rc = gs__cublas_open(&l->cublas, NULL, err);
+  if (rc == GS_OK)
+    rc = gs__cublaslt_open(&l->cublaslt, NULL, err);
   if (rc != GS_OK) {
+    gs__cublaslt_close(&l->cublaslt);
     gs__cublas_close(&l->cublas);
     gs__cudnn_close(&l->cudnn);
     gs__cuda_close(&l->cuda);
@@ -320,11 +323,14 @@ static int upload_weights(gs__cuda_session_t *cs, gs_error_t *err) {
     CUresult r;
     if (!host) {
       rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+    } else if ((r = cu->MemcpyHtoDAsync(cs->fp16 ? tmp : dst, host, count * 4,
+                                        cs->stream)) != CUDA_SUCCESS) {
+      /* On the session's stream: a plain cuMemcpyHtoD may return before
+       * its DMA lands, and the non-blocking stream would not wait for it. */
+      rc = gs__cuda_fail(cs, r, "cuMemcpyHtoDAsync (weights)", err);
     } else if (!cs->fp16) {
-      if ((r = cu->MemcpyHtoD(dst, host, count * 4)) != CUDA_SUCCESS)
-        rc = gs__cuda_fail(cs, r, "cuMemcpyHtoD (weights)", err);
-    } else if ((r = cu->MemcpyHtoD(tmp, host, count * 4)) != CUDA_SUCCESS) {
-      rc = gs__cuda_fail(cs, r, "cuMemcpyHtoD (weights)", err);
+      if ((r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
+        rc = gs__cuda_fail(cs, r, "cuStreamSynchronize (weights)", err);
     } else {
       long n = (long)count;
       void *args[] = {&tmp, &dst, &n};
@@ -381,6 +387,10 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
   if ((r = l->cuda.StreamCreate(&cs->stream, CU_STREAM_NON_BLOCKING)) !=
       CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuStreamCreate", err);
+  for (int i = 0; i < 2; i++)
+    if ((r = l->cuda.EventCreate(&cs->ev[i], CU_EVENT_DEFAULT)) !=
+        CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuEventCreate", err);
   cudnnStatus_t s = l->cudnn.Create(&cs->dnn);
   if (s != CUDNN_STATUS_SUCCESS)
     return gs_error_set(err, GS_EDRIVER, "cudnnCreate failed: %s",
@@ -388,7 +398,11 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
   if ((s = l->cudnn.SetStream(cs->dnn, cs->stream)) != CUDNN_STATUS_SUCCESS)
     return gs_error_set(err, GS_EDRIVER, "cudnnSetStream failed: %s",
                         gs__cudnn_strerror(&l->cudnn, s));
-  cublasStatus_t b = l->cublas.Create(&cs->blas);
+  cublasStatus_t b = l->cublaslt.Create(&cs->lt);
+  if (b != CUBLAS_STATUS_SUCCESS)
+    return gs_error_set(err, GS_EDRIVER, "cublasLtCreate failed: %s",
+                        gs__cublas_strerror(&l->cublas, b));
+  b = l->cublas.Create(&cs->blas);
   if (b != CUBLAS_STATUS_SUCCESS)
     return gs_error_set(err, GS_EDRIVER, "cublasCreate failed: %s",
                         gs__cublas_strerror(&l->cublas, b));
@@ -471,12 +485,17 @@ void gs__cuda_session_destroy(gs__cuda_session_t *cs) {
       l->cuda.MemFree(cs->weights);
     if (cs->blas)
       l->cublas.Destroy(cs->blas);
+    if (cs->lt)
+      l->cublaslt.Destroy(cs->lt);
     if (cs->blas_ws)
       l->cuda.MemFree(cs->blas_ws);
     if (cs->dnn)
       l->cudnn.Destroy(cs->dnn);
     if (cs->module)
       l->cuda.ModuleUnload(cs->module);
+    for (int i = 0; i < 2; i++)
+      if (cs->ev[i])
+        l->cuda.EventDestroy(cs->ev[i]);
     if (cs->stream)
       l->cuda.StreamDestroy(cs->stream);
     l->cuda.DevicePrimaryCtxRelease(cs->dev);
@@ -501,9 +520,10 @@ int gs_engine_cuda_describe(char *buf, size_t size, gs_error_t *err) {
   int count = 0;
   l->cuda.DeviceGetCount(&count);
   snprintf(buf, size,
-           "cuda: driver %d (%s), %d GPU(s); cuDNN %zu (%s); cuBLAS (%s); "
-           "kernels %zu bytes",
+           "cuda: driver %d (%s), %d GPU(s); cuDNN %zu (%s); cuBLAS (%s, "
+           "%s); kernels %zu bytes",
            l->cuda.driver_version, l->cuda.path, count, l->cudnn.version,
-           l->cudnn.path, l->cublas.path, gs__cuda_fatbin_size);
+           l->cudnn.path, l->cublas.path, l->cublaslt.path,
+           gs__cuda_fatbin_size);
   return GS_OK;
 }

@@ -38,6 +38,13 @@ typedef struct {
   cudnnConvolutionFwdAlgo_t algo;
   size_t ws;
   bool fused; /* one cudnnConvolutionBiasActivationForward */
+  /* A 1x1 stride-1 conv as one cuBLASLt matmul with a bias (+ReLU)
+   * epilogue and the residual as beta * C. */
+  bool lt;
+  cublasLtMatmulDesc_t md;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t lt_algo;
+  size_t lt_ws;
 } gs__cuda_conv_t;
 
 /* One input shape set: where its tensors live and its captured graph. */
@@ -62,10 +69,12 @@ struct gs__cuda_session_s {
   CUcontext ctx;
   bool ctx_held;
   CUstream stream;
+  CUevent ev[2]; /* timing conv algorithms at plan */
   CUmodule module;
   CUfunction fn[GS__K_COUNT][2];
   cudnnHandle_t dnn;
   cublasHandle_t blas;
+  cublasLtHandle_t lt;
   CUdeviceptr blas_ws;
   /* Per value: NHWC feature map, initializer form and offset in weights,
    * conv weights' padded input channels, a graph input's padded channels,

@@ -156,6 +156,7 @@ static int provider_start(gs_session_t *s, gs_error_t *err) {
     if (s->opts.precision == GS_PRECISION_FP16)
       return gs_error_set(err, GS_EUNSUPPORTED,
                           "the cpu provider computes in FP32 only");
+    s->opts.precision = GS_PRECISION_FP32;
     return GS_OK;
   }
   gs_error_t gpu_err = {0};
@@ -349,7 +350,9 @@ static int infer_shapes(gs_session_t *s, plan_t *p, const gs_tensor_t **in,
                           gs__dims_str(t->dims, t->rank, dims, sizeof dims),
                           m->limits.max_tensor_bytes);
     s->bound[n->out] = *t;
-    p->scratch[i] = n->op->scratch ? n->op->scratch(n, s->args, t) : 0;
+    /* The CPU kernels' scratch (im2col); the GPU needs none of it. */
+    p->scratch[i] =
+        n->op->scratch && !s->gpu ? n->op->scratch(n, s->args, t) : 0;
   }
   return GS_OK;
 }
@@ -603,6 +606,24 @@ int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,
   const plan_t *p = s->current;
   gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
   return gs__cuda_session_profile(s->gpu, &view, s->in, ms, err);
+}
+
+int gs__session_gpu_read(gs_session_t *s, const gs_tensor_t *inputs,
+                         size_t n_inputs, int v, void *host, size_t bytes,
+                         size_t *count, gs_error_t *err) {
+  if (!s->gpu)
+    return gs_error_set(err, GS_EINVAL, "the session does not run on a GPU");
+  int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
+  if (rc != GS_OK)
+    return rc;
+  const plan_t *p = s->current;
+  gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
+  size_t esize = s->opts.precision == GS_PRECISION_FP32 ? 4 : 2;
+  *count = p->shapes[v].count;
+  if (*count * esize > bytes)
+    return gs_error_set(err, GS_ELIMIT, "value %d has %zu elements", v,
+                        *count);
+  return gs__cuda_session_read(s->gpu, &view, v, host, *count * esize, err);
 }
 
 const gs_tensor_t *gs_session_output(const gs_session_t *s, size_t i) {
