@@ -237,3 +237,35 @@ __device__ void softmax(const T *x, T *y, int rows, int cols) {
 
 INSTANCE(float, f32)
 INSTANCE(__half, f16)
+
+// Max pooling over 8 channels per thread with 16-byte loads (FP16, C a
+// multiple of 8): the stem's pool reads 100 MB at batch 64.
+extern "C" __global__ void gs_maxpool8_f16(const __half *x, __half *y,
+                                           pool_geom g) {
+  const int c8 = g.c / 8;
+  int total = g.n * g.oh * g.ow * c8;
+  GRID_STRIDE(i, total) {
+    int cv = i % c8, r = i / c8, ox = r % g.ow;
+    r /= g.ow;
+    int oy = r % g.oh, b = r / g.oh;
+    __half2 m[4];
+    for (int k = 0; k < 4; k++)
+      m[k] = __float2half2_rn(-65504.f);
+    for (int ky = 0; ky < g.kh; ky++) {
+      int iy = oy * g.sh - g.ph + ky * g.dh;
+      if (iy < 0 || iy >= g.h)
+        continue;
+      for (int kx = 0; kx < g.kw; kx++) {
+        int ix = ox * g.sw - g.pw + kx * g.dw;
+        if (ix < 0 || ix >= g.w)
+          continue;
+        uint4 v = *(const uint4 *)(x + ((b * g.h + iy) * g.w + ix) * g.c +
+                                   cv * 8);
+        const __half2 *h = (const __half2 *)&v;
+        for (int k = 0; k < 4; k++)
+          m[k] = __hmax2(m[k], h[k]);
+      }
+    }
+    *(uint4 *)(y + i * 8) = *(const uint4 *)m;
+  }
+}

@@ -69,7 +69,7 @@ int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,
 
 static const char *const kernel_names[GS__K_COUNT] = {
     "gs_in_nhwc", "gs_out_nchw", "gs_from_f32", "gs_to_f32",  "gs_binary",
-    "gs_unary",   "gs_maxpool",  "gs_avgpool",  "gs_gap",     "gs_softmax"};
+    "gs_unary",   "gs_maxpool",  "gs_avgpool",  "gs_gap",     "gs_softmax", "gs_maxpool8"};
 
 static int load_kernels(gs__cuda_session_t *cs, gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
@@ -79,6 +79,8 @@ static int load_kernels(gs__cuda_session_t *cs, gs_error_t *err) {
                          err);
   for (int k = 0; k < GS__K_COUNT; k++)
     for (int t = 0; t < 2; t++) {
+      if (k == GS__K_MAXPOOL8 && !t)
+        continue; /* FP16 only */
       char name[64];
       snprintf(name, sizeof name, "%s_%s", kernel_names[k], t ? "f16" : "f32");
       if ((r = cu->ModuleGetFunction(&cs->fn[k][t], cs->module, name)) !=

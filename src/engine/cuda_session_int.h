@@ -20,6 +20,7 @@ enum {
   GS__K_AVGPOOL,
   GS__K_GAP,
   GS__K_SOFTMAX,
+  GS__K_MAXPOOL8, /* FP16 only */
   GS__K_COUNT
 };
 
@@ -57,8 +58,20 @@ typedef struct {
   size_t act_bytes, pin_in_bytes, pin_out_bytes, dnn_ws_off;
   gs__cuda_conv_t *conv; /* per node */
   CUgraphExec exec;
+  bool h2d_in_graph; /* small inputs: pinned staging copied in the graph */
   unsigned long long used;
 } gs__cuda_graph_t;
+
+/* Inputs up to this many bytes are copied from pinned staging inside the
+ * graph (lowest latency); larger ones go up before the launch in chunks,
+ * each chunk's DMA overlapping the memcpy of the next into staging. */
+#define GS__H2D_GRAPH_MAX_BYTES ((size_t)4 << 20)
+#define GS__H2D_CHUNK_BYTES ((size_t)2 << 20)
+
+/* Algorithm timing at plan: four groups of one warm-up and three timed
+ * calls, the fastest group counts (a GPU still raising its clocks, or a
+ * neighbour, should not decide). */
+#define GS__TIME_REPS 16
 
 struct gs__cuda_session_s {
   const gs__cuda_libs_t *l;

@@ -608,6 +608,19 @@ int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,
   return gs__cuda_session_profile(s->gpu, &view, s->in, ms, err);
 }
 
+int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
+                           size_t n_inputs, int iters, float *ms,
+                           gs_error_t *err) {
+  if (!s->gpu)
+    return gs_error_set(err, GS_EINVAL, "the session does not run on a GPU");
+  int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
+  if (rc != GS_OK)
+    return rc;
+  const plan_t *p = s->current;
+  gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
+  return gs__cuda_session_replay(s->gpu, &view, iters, ms, err);
+}
+
 int gs__session_gpu_read(gs_session_t *s, const gs_tensor_t *inputs,
                          size_t n_inputs, int v, void *host, size_t bytes,
                          size_t *count, gs_error_t *err) {
