@@ -3,15 +3,16 @@
  * outputs computed elsewhere (PyTorch), time batch-1 latency and batch-N
  * throughput, and time each node of one eager run.
  *
- *   engine_bench_gpu check MODEL PREC INPUT.f32 REF.f32 N [MAX_REL]
+ *   engine_bench_gpu check MODEL PREC INPUT.f32 REF.f32 N [MAX_REL [MAX_MISS]]
  *   engine_bench_gpu bench MODEL PREC N ITERS
  *   engine_bench_gpu profile MODEL PREC N
  *   engine_bench_gpu layers MODEL INPUT.f32   FP16 against FP32, node by node
  *
  * PREC is fp32, fp16 or cpu (the CPU provider). INPUT and REF hold raw
  * little-endian floats: N images in the model's input shape, N rows of
- * outputs. check exits 1 when the top-1 classes differ or the largest
- * error, relative to the largest reference magnitude, passes MAX_REL. */
+ * outputs. check exits 1 when more than MAX_MISS (default 0) top-1 classes
+ * differ or the largest error, relative to the largest reference
+ * magnitude, passes MAX_REL. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,6 +103,7 @@ static int check(int argc, char **argv) {
     return 2;
   int64_t n = atoll(argv[6]);
   double max_rel = argc > 7 ? atof(argv[7]) : 1e-3;
+  int max_miss = argc > 8 ? atoi(argv[8]) : 0;
   ctx_t c;
   open_session(&c, argv[2], argv[3], n);
   float *x = read_floats(argv[4], c.per_image * (size_t)n);
@@ -137,12 +139,12 @@ static int check(int argc, char **argv) {
     top1_same += ar == ag;
   }
   double rel = max_ref > 0 ? max_diff / max_ref : max_diff;
-  bool ok = top1_same == n && rel <= max_rel;
+  bool ok = n - top1_same <= max_miss && rel <= max_rel;
   printf("check %s batch %lld: top-1 %d/%lld same, max |diff| %.3g, max "
-         "|ref| %.3g, rel %.3g (limit %.0e), smallest top-1 margin %.3g, "
-         "first run %.0f ms: %s\n",
+         "|ref| %.3g, rel %.3g (limits: rel %.3g, %d top-1 differences), "
+         "smallest top-1 margin %.3g, first run %.0f ms: %s\n",
          argv[3], (long long)n, top1_same, (long long)n, max_diff, max_ref,
-         rel, max_rel, min_margin, t1 - t0, ok ? "PASS" : "FAIL");
+         rel, max_rel, max_miss, min_margin, t1 - t0, ok ? "PASS" : "FAIL");
   gs_session_destroy(c.s);
   gs_model_destroy(c.model);
   free(x);
@@ -313,6 +315,12 @@ int main(int argc, char **argv) {
     rc = profile(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "layers"))
     rc = layers(argc, argv);
+  else if (argc > 1 && !strcmp(argv[1], "describe")) {
+    char buf[1024];
+    gs_error_t err = {0};
+    rc = gs_engine_cuda_describe(buf, sizeof buf, &err) ? 1 : 0;
+    printf("describe: %s\n", rc ? err.msg : buf);
+  }
   if (rc == 2)
     fprintf(stderr, "usage: engine_bench_gpu check|bench|profile ... (see "
                     "the file's comment)\n");

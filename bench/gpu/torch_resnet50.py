@@ -63,6 +63,8 @@ def export(out):
         same = (yh.argmax(1) == y.argmax(1)).sum().item()
         print("export: batch %d, logits |max| %.3g; torch fp16 vs fp32: rel %.3g, "
               "top-1 %d/%d same" % (n, y.abs().max(), rel, same, n))
+        with open("%s/torch_fp16_%d.txt" % (out, n), "w") as f:
+            f.write("%.6g %d\n" % (rel, n - same))
 
 
 def timed(fn, iters):
