@@ -428,14 +428,10 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
                             const gs_session_options_t *opts,
                             gs_error_t *err) {
   *out = NULL;
-  const gs__cuda_libs_t *l;
-  int rc = gs__cuda_libs(&l, err);
-  if (rc != GS_OK)
-    return rc;
+  int rc = GS_OK;
   gs__cuda_session_t *cs = calloc(1, sizeof *cs);
   if (!cs)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
-  cs->l = l;
   cs->m = model;
   cs->device = opts->device;
   cs->fp16 = opts->precision != GS_PRECISION_FP32;
@@ -451,8 +447,12 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
   if (!cs->nhwc || !cs->form || !cs->woff || !cs->wpad || !cs->cpad ||
       !cs->graphs || !cs->ptr)
     rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+  /* The model first: a node the provider cannot run is named the same way
+   * with or without a GPU here. */
   if (rc == GS_OK)
     rc = check_nodes(cs, err);
+  if (rc == GS_OK)
+    rc = gs__cuda_libs(&cs->l, err);
   if (rc == GS_OK) {
     mark_padding(cs);
     rc = make_handles(cs, err);
