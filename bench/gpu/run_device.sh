@@ -17,6 +17,9 @@ ITERS64=${ITERS64:-200}
 cat "$OUT/gpu.txt"
 bash ./engine_check.sh . /tmp/gs_check 2>&1 | grep -v Warning | tee "$OUT/check.log"
 fail=${PIPESTATUS[0]}
+# The CLI's view, and the worker serving the model on the GPU and the CPU.
+./gpuslice info --backend=host 2>&1 | grep -E "^engine" | tee "$OUT/worker.log"
+[ -x ./gpuslice ] && PYTHONUNBUFFERED=1 timeout 120 python3 worker_gpu_check.py ./gpuslice $M 2>&1 | grep -E "^worker|Error|error" | tee -a "$OUT/worker.log"
 {
   ./engine_bench_gpu bench $M/resnet50.onnx fp16 1 $ITERS1
   ./engine_bench_gpu bench $M/resnet50.onnx fp16 64 $ITERS64
@@ -27,5 +30,5 @@ fail=${PIPESTATUS[0]}
 } 2>&1 | tee "$OUT/engine.log"
 [ "${TORCH_BENCH:-1}" = 1 ] && PYTHONUNBUFFERED=1 python3 torch_resnet50.py bench 2>&1 | grep -v -i warn | tee "$OUT/torch.log"
 echo "== summary"
-grep -hE "^(check|bench|torch|engine_check)" "$OUT/check.log" "$OUT/engine.log" "$OUT/torch.log" 2>/dev/null
+grep -hE "^(check|bench|torch|engine_check|engine|worker)" "$OUT/check.log" "$OUT/worker.log" "$OUT/engine.log" "$OUT/torch.log" 2>/dev/null
 exit $fail
