@@ -342,6 +342,15 @@ bool gs__batch_compatible(const gs__infer_request_t *a,
 size_t gs__batch_pick(const uint64_t *rows, const bool *compatible, size_t n,
                       unsigned max_batch_size, const gs__batching_t *cfg,
                       bool due, uint64_t *batch_rows);
+/* The batch size a batch of rows runs as: on the GPU (slot->provider
+ * CUDA, max_batch_size > 0) the smallest of the sizes it keeps CUDA graphs
+ * for (powers of two, the preferred sizes, max_batch_size) that holds
+ * rows, so that a few graphs serve every batch; elsewhere rows. */
+uint64_t gs__batch_padded_rows(const gs__model_slot_t *slot, uint64_t rows);
+/* Grows each of the n batched inputs from rows to padded rows (zeros);
+ * bufs[i] is out[i].data, reallocated. */
+int gs__batch_pad(gs_tensor_t *out, void **bufs, size_t n, uint64_t rows,
+                  uint64_t padded, gs_error_t *err);
 /* Concatenates the n requests' inputs along dim 0 into out (model input
  * order); bufs[i] holds out[i].data, which the caller frees. */
 int gs__batch_concat(gs_tensor_t *out, void **bufs,

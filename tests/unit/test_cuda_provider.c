@@ -1,7 +1,8 @@
 /* The CUDA provider where CI runs it (no GPU): the run-time loaders name a
  * missing library or symbol, a node the provider cannot run is refused by
  * name, AUTO falls back to the CPU when no GPU is usable and CUDA does not,
- * and the CPU refuses FP16. On a machine with a usable GPU the no-GPU
+ * the CPU refuses FP16, and the batcher pads GPU batches to the sizes it
+ * keeps graphs for. On a machine with a usable GPU the no-GPU
  * checks are skipped (tests/gpu/engine_check.sh covers that side). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include "gpu/cudnn_shim.h"
 #include "gpuslice/engine.h"
 #include "onnx.pb-c.h"
+#include "worker/worker_int.h"
 
 /* Everything the builders allocate, freed after each test. */
 static void *kept[1024];
@@ -291,6 +293,43 @@ static void test_cpu_refuses_fp16(void **state) {
   assert_string_equal(gs_precision_name(GS_PRECISION_FP16), "fp16");
 }
 
+/* The batcher runs a GPU batch at the smallest size it keeps a graph for
+ * (a power of two, a preferred size, max_batch_size) that holds it; the
+ * CPU runs every size as it is. */
+static void test_gpu_batches_padded(void **state) {
+  (void)state;
+  gs__model_slot_t slot;
+  memset(&slot, 0, sizeof slot);
+  slot.max_batch_size = 64;
+  slot.batching.n_preferred = 1;
+  slot.batching.preferred[0] = 48;
+  slot.provider = GS_PROVIDER_CUDA;
+  assert_int_equal(gs__batch_padded_rows(&slot, 1), 1);
+  assert_int_equal(gs__batch_padded_rows(&slot, 3), 4);
+  assert_int_equal(gs__batch_padded_rows(&slot, 33), 48);
+  assert_int_equal(gs__batch_padded_rows(&slot, 49), 64);
+  assert_int_equal(gs__batch_padded_rows(&slot, 64), 64);
+  slot.provider = GS_PROVIDER_CPU;
+  assert_int_equal(gs__batch_padded_rows(&slot, 3), 3);
+  slot.provider = GS_PROVIDER_CUDA;
+  slot.max_batch_size = 0;
+  assert_int_equal(gs__batch_padded_rows(&slot, 3), 3);
+
+  float *x = malloc(6 * sizeof *x);
+  for (int i = 0; i < 6; i++)
+    x[i] = (float)(i + 1);
+  gs_tensor_t t = {.name = "x", .dtype = GS_DTYPE_FP32, .rank = 2,
+                   .shape = {3, 2}, .data = x, .bytes = 6 * sizeof *x};
+  void *bufs[1] = {x};
+  gs_error_t err = {0};
+  assert_int_equal(gs__batch_pad(&t, bufs, 1, 3, 4, &err), GS_OK);
+  assert_int_equal(t.shape[0], 4);
+  assert_int_equal(t.bytes, 8 * sizeof(float));
+  const float want[8] = {1, 2, 3, 4, 5, 6, 0, 0};
+  assert_memory_equal(t.data, want, sizeof want);
+  free(bufs[0]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_missing_library_named, free_kept),
@@ -298,6 +337,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_unsupported_node_refused, free_kept),
       cmocka_unit_test_teardown(test_no_gpu_auto_falls_back, free_kept),
       cmocka_unit_test_teardown(test_cpu_refuses_fp16, free_kept),
+      cmocka_unit_test(test_gpu_batches_padded),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
