@@ -131,8 +131,8 @@ static int check(int argc, char **argv) {
         ag = k;
     }
     for (size_t k = 0; k < cls; k++)
-      if (k != ar && (second == ar || ref[(size_t)b * cls + k] >
-                                          ref[(size_t)b * cls + second]))
+      if (k != ar && (second == ar ||
+                      ref[(size_t)b * cls + k] > ref[(size_t)b * cls + second]))
         second = k;
     min_margin = fmin(min_margin, ref[(size_t)b * cls + ar] -
                                       ref[(size_t)b * cls + second]);
@@ -143,8 +143,8 @@ static int check(int argc, char **argv) {
   printf("check %s batch %lld: top-1 %d/%lld same, max |diff| %.3g, max "
          "|ref| %.3g, rel %.3g (limits: rel %.3g, %d top-1 differences), "
          "smallest top-1 margin %.3g, first run %.0f ms: %s\n",
-         argv[3], (long long)n, top1_same, (long long)n, max_diff, max_ref,
-         rel, max_rel, max_miss, min_margin, t1 - t0, ok ? "PASS" : "FAIL");
+         argv[3], (long long)n, top1_same, (long long)n, max_diff, max_ref, rel,
+         max_rel, max_miss, min_margin, t1 - t0, ok ? "PASS" : "FAIL");
   gs_session_destroy(c.s);
   gs_model_destroy(c.model);
   free(x);
@@ -298,8 +298,8 @@ static int layers(int argc, char **argv) {
     printf("layers %3zu %-50s %9zu elems |fp32| %.3g |diff| %.3g rel %.3g "
            "first %g/%g\n",
            i, gs__node_label(&m->nodes[i], label, sizeof label), na, max_ref,
-           max_diff, max_ref > 0 ? max_diff / max_ref : max_diff,
-           (double)ya[0], (double)yb[0]);
+           max_diff, max_ref > 0 ? max_diff / max_ref : max_diff, (double)ya[0],
+           (double)yb[0]);
   }
   return 0;
 }

@@ -10,7 +10,9 @@
 
 #define NO_OFFSET ((size_t)-1)
 
-static size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+static size_t align256(size_t n) {
+  return (n + 255) / 256 * 256;
+}
 
 static int node_fail(const gs__node_t *n, const char *why, gs_error_t *err) {
   char label[160];
@@ -35,10 +37,11 @@ int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
     blocks = cap;
   if (blocks < 1)
     blocks = 1;
-  CUresult r = cs->l->cuda.LaunchKernel(cs->fn[k][cs->fp16], (unsigned)blocks,
-                                        1, 1, 256, 1, 1, 0, cs->stream, args,
-                                        NULL);
-  return r == CUDA_SUCCESS ? GS_OK : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
+  CUresult r =
+      cs->l->cuda.LaunchKernel(cs->fn[k][cs->fp16], (unsigned)blocks, 1, 1, 256,
+                               1, 1, 0, cs->stream, args, NULL);
+  return r == CUDA_SUCCESS ? GS_OK
+                           : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
 }
 
 void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
@@ -47,17 +50,27 @@ void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
     cs->l->cuda.GraphExecDestroy(g->exec);
   for (size_t i = 0; g->conv && i < cs->m->n_nodes; i++) {
     gs__cuda_conv_t *c = &g->conv[i];
-    if (c->x) d->DestroyTensorDescriptor(c->x);
-    if (c->y) d->DestroyTensorDescriptor(c->y);
-    if (c->b) d->DestroyTensorDescriptor(c->b);
-    if (c->w) d->DestroyFilterDescriptor(c->w);
-    if (c->c) d->DestroyConvolutionDescriptor(c->c);
-    if (c->a) d->DestroyActivationDescriptor(c->a);
+    if (c->x)
+      d->DestroyTensorDescriptor(c->x);
+    if (c->y)
+      d->DestroyTensorDescriptor(c->y);
+    if (c->b)
+      d->DestroyTensorDescriptor(c->b);
+    if (c->w)
+      d->DestroyFilterDescriptor(c->w);
+    if (c->c)
+      d->DestroyConvolutionDescriptor(c->c);
+    if (c->a)
+      d->DestroyActivationDescriptor(c->a);
     const gs__cublaslt_t *lt = &cs->l->cublaslt;
-    if (c->md) lt->MatmulDescDestroy(c->md);
-    if (c->la) lt->MatrixLayoutDestroy(c->la);
-    if (c->lb) lt->MatrixLayoutDestroy(c->lb);
-    if (c->lc) lt->MatrixLayoutDestroy(c->lc);
+    if (c->md)
+      lt->MatmulDescDestroy(c->md);
+    if (c->la)
+      lt->MatrixLayoutDestroy(c->la);
+    if (c->lb)
+      lt->MatrixLayoutDestroy(c->lb);
+    if (c->lc)
+      lt->MatrixLayoutDestroy(c->lc);
   }
   free(g->conv);
   free(g->in_dims);
@@ -112,8 +125,8 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                             m->input_info[i].name);
       int64_t cp = cs->cpad[v] ? cs->cpad[v] : t->dims[1];
       g->in_conv[i] = off;
-      off += align256((size_t)(t->dims[0] * cp * t->dims[2] * t->dims[3]) *
-                      esize);
+      off +=
+          align256((size_t)(t->dims[0] * cp * t->dims[2] * t->dims[3]) * esize);
     } else if (cs->fp16) {
       g->in_conv[i] = off;
       off += align256(t->count * esize);
@@ -203,7 +216,8 @@ static void bind(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
 
 static void *dp(const gs__cuda_session_t *cs, int v);
 
-/* ---- conv and pool geometry ------------------------------------------------ */
+/* ---- conv and pool geometry ------------------------------------------------
+ */
 
 /* The begin pads of spatial dim d, checking that symmetric padding (all
  * cuDNN and the pools take) gives the planned output size. */
@@ -260,9 +274,8 @@ static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                   (p->act == GS__ACT_NONE || p->act == GS__ACT_RELU) &&
                   !cs->cpad[n->in[0]];
   for (unsigned k = 0; eligible && k < 2; k++)
-    eligible = (p->strides[k] ? p->strides[k] : 1) == 1 &&
-               p->pads[k] == 0 && p->pads[2 + k] == 0 &&
-               p->auto_pad != GS__PAD_SAME_LOWER &&
+    eligible = (p->strides[k] ? p->strides[k] : 1) == 1 && p->pads[k] == 0 &&
+               p->pads[2 + k] == 0 && p->auto_pad != GS__PAD_SAME_LOWER &&
                p->auto_pad != GS__PAD_SAME_UPPER;
   if (!eligible)
     return GS_OK;
@@ -362,7 +375,8 @@ static int conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   DNN(d->CreateTensorDescriptor(&c->y), "cudnnCreateTensorDescriptor");
   DNN(d->CreateTensorDescriptor(&c->b), "cudnnCreateTensorDescriptor");
   DNN(d->CreateFilterDescriptor(&c->w), "cudnnCreateFilterDescriptor");
-  DNN(d->CreateConvolutionDescriptor(&c->c), "cudnnCreateConvolutionDescriptor");
+  DNN(d->CreateConvolutionDescriptor(&c->c),
+      "cudnnCreateConvolutionDescriptor");
   DNN(d->CreateActivationDescriptor(&c->a), "cudnnCreateActivationDescriptor");
   DNN(d->SetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, dt, (int)x->dims[0],
                                (int)cin, (int)x->dims[2], (int)x->dims[3]),
@@ -382,8 +396,8 @@ static int conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
           (int)(p->strides[0] ? p->strides[0] : 1),
           (int)(p->strides[1] ? p->strides[1] : 1),
           (int)(p->dilations[0] ? p->dilations[0] : 1),
-          (int)(p->dilations[1] ? p->dilations[1] : 1),
-          CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+          (int)(p->dilations[1] ? p->dilations[1] : 1), CUDNN_CROSS_CORRELATION,
+          CUDNN_DATA_FLOAT),
       "cudnnSetConvolution2dDescriptor");
   DNN(d->SetConvolutionGroupCount(c->c, (int)(p->group > 1 ? p->group : 1)),
       "cudnnSetConvolutionGroupCount");
@@ -469,8 +483,8 @@ static void *dp(const gs__cuda_session_t *cs, int v) {
 }
 
 static int binary(gs__cuda_session_t *cs, CUdeviceptr a, CUdeviceptr b,
-                  CUdeviceptr y, long n, long amod, long bmod, int op,
-                  int act, float lo, float hi, gs_error_t *err) {
+                  CUdeviceptr y, long n, long amod, long bmod, int op, int act,
+                  float lo, float hi, gs_error_t *err) {
   void *args[] = {&a, &b, &y, &n, &amod, &bmod, &op, &act, &lo, &hi};
   return gs__cuda_launch(cs, GS__K_BINARY, n, args, err);
 }
@@ -491,8 +505,8 @@ static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   const void *Z = p->residual > 0 ? dp(cs, n->in[p->residual]) : Y;
   cudnnStatus_t s;
   if (c->lt) {
-    cublasStatus_t b = lt_run(cs, n, c, &c->lt_algo, c->lt_ws,
-                              cs->act + g->dnn_ws_off);
+    cublasStatus_t b =
+        lt_run(cs, n, c, &c->lt_algo, c->lt_ws, cs->act + g->dnn_ws_off);
     char label[160];
     return b == CUBLAS_STATUS_SUCCESS
                ? GS_OK
@@ -555,11 +569,18 @@ static int issue_pool(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   struct {
     int n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
     int count_include_pad;
-  } geom = {(int)x->dims[0], (int)x->dims[2], (int)x->dims[3],
-            (int)x->dims[1], (int)y->dims[2], (int)y->dims[3],
-            (int)p->kernel[0], (int)p->kernel[1],
+  } geom = {(int)x->dims[0],
+            (int)x->dims[2],
+            (int)x->dims[3],
+            (int)x->dims[1],
+            (int)y->dims[2],
+            (int)y->dims[3],
+            (int)p->kernel[0],
+            (int)p->kernel[1],
             (int)(p->strides[0] ? p->strides[0] : 1),
-            (int)(p->strides[1] ? p->strides[1] : 1), 0, 0,
+            (int)(p->strides[1] ? p->strides[1] : 1),
+            0,
+            0,
             (int)(p->dilations[0] ? p->dilations[0] : 1),
             (int)(p->dilations[1] ? p->dilations[1] : 1),
             p->count_include_pad};
@@ -576,10 +597,9 @@ static int issue_pool(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   void *args[] = {&X, &Y, &geom};
   if (n->op->code == GS__OP_MAXPOOL && cs->fp16 && geom.c % 8 == 0)
     return gs__cuda_launch(cs, GS__K_MAXPOOL8, (long)y->count / 8, args, err);
-  return gs__cuda_launch(cs,
-                         n->op->code == GS__OP_MAXPOOL ? GS__K_MAXPOOL
-                                                       : GS__K_AVGPOOL,
-                         (long)y->count, args, err);
+  return gs__cuda_launch(
+      cs, n->op->code == GS__OP_MAXPOOL ? GS__K_MAXPOOL : GS__K_AVGPOOL,
+      (long)y->count, args, err);
 }
 
 /* How often operand t repeats across y (trailing broadcasting), or 0. */
@@ -607,8 +627,9 @@ static int issue_binary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   long amod = period(&plan->shapes[n->in[0]], y, nhwc);
   long bmod = period(&plan->shapes[n->in[1]], y, nhwc);
   if (!amod || !bmod)
-    return node_fail(n, "its broadcasting is not trailing (or not "
-                        "elementwise on a feature map)",
+    return node_fail(n,
+                     "its broadcasting is not trailing (or not "
+                     "elementwise on a feature map)",
                      err);
   int op = n->op->code == GS__OP_ADD   ? 0
            : n->op->code == GS__OP_SUB ? 1
@@ -638,9 +659,15 @@ static int issue_unary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   float lo = -INFINITY, hi = INFINITY;
   int op;
   switch (n->op->code) {
-  case GS__OP_RELU: op = 0; break;
-  case GS__OP_SIGMOID: op = 2; break;
-  case GS__OP_TANH: op = 3; break;
+  case GS__OP_RELU:
+    op = 0;
+    break;
+  case GS__OP_SIGMOID:
+    op = 2;
+    break;
+  case GS__OP_TANH:
+    op = 3;
+    break;
   default:
     op = 1; /* Clip: attribute bounds (or none), then bound inputs */
     lo = n->p.act_min;
@@ -660,14 +687,14 @@ static int issue_copy(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   const gs__tensor_t *x = &plan->shapes[n->in[0]];
   if (cs->nhwc[n->in[0]] && !cs->nhwc[n->out] && x->rank == 4 &&
       x->dims[2] * x->dims[3] != 1)
-    return node_fail(n, "it reshapes an NHWC feature map larger than 1x1",
-                     err);
+    return node_fail(n, "it reshapes an NHWC feature map larger than 1x1", err);
   size_t bytes = plan->shapes[n->out].count * (cs->fp16 ? 2 : 4);
   if (cs->ptr[n->in[0]] == cs->ptr[n->out] || !bytes)
     return GS_OK;
   CUresult r = cs->l->cuda.MemcpyDtoDAsync(cs->ptr[n->out], cs->ptr[n->in[0]],
                                            bytes, cs->stream);
-  return r == CUDA_SUCCESS ? GS_OK : gs__cuda_fail(cs, r, "cuMemcpyDtoDAsync", err);
+  return r == CUDA_SUCCESS ? GS_OK
+                           : gs__cuda_fail(cs, r, "cuMemcpyDtoDAsync", err);
 }
 
 /* Gemm and MatMul: Y[M,N] = alpha A[M,K] B[K,N] (+ C, act), row-major, as
@@ -704,8 +731,8 @@ static int issue_gemm(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     long cmod = period(&cs->m->values[n->in[2]].constant, y, false);
     if (!cmod)
       return node_fail(n, "C does not broadcast as a trailing operand", err);
-    return binary(cs, cs->ptr[n->out], cs->ptr[n->in[2]], cs->ptr[n->out],
-                  cnt, cnt, cmod, 0, act_code(p), p->act_min, p->act_max, err);
+    return binary(cs, cs->ptr[n->out], cs->ptr[n->in[2]], cs->ptr[n->out], cnt,
+                  cnt, cmod, 0, act_code(p), p->act_min, p->act_max, err);
   }
   if (act_code(p)) {
     CUdeviceptr yp = cs->ptr[n->out];
@@ -731,31 +758,39 @@ static int issue_softmax(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
   void *args[] = {&X, &Y, &rows, &c};
   unsigned blocks = rows > 65535 ? 65535 : (unsigned)(rows ? rows : 1);
-  CUresult r = cs->l->cuda.LaunchKernel(cs->fn[GS__K_SOFTMAX][cs->fp16], blocks,
-                                        1, 1, 256, 1, 1, 0, cs->stream, args,
-                                        NULL);
-  return r == CUDA_SUCCESS ? GS_OK : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
+  CUresult r =
+      cs->l->cuda.LaunchKernel(cs->fn[GS__K_SOFTMAX][cs->fp16], blocks, 1, 1,
+                               256, 1, 1, 0, cs->stream, args, NULL);
+  return r == CUDA_SUCCESS ? GS_OK
+                           : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
 }
 
 static int issue_node(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                       const gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
   switch (cs->m->nodes[i].op->code) {
-  case GS__OP_CONV: return issue_conv(cs, plan, g, i, err);
+  case GS__OP_CONV:
+    return issue_conv(cs, plan, g, i, err);
   case GS__OP_MAXPOOL:
   case GS__OP_AVGPOOL:
-  case GS__OP_GLOBALAVGPOOL: return issue_pool(cs, plan, i, err);
+  case GS__OP_GLOBALAVGPOOL:
+    return issue_pool(cs, plan, i, err);
   case GS__OP_ADD:
   case GS__OP_SUB:
   case GS__OP_MUL:
-  case GS__OP_DIV: return issue_binary(cs, plan, i, err);
+  case GS__OP_DIV:
+    return issue_binary(cs, plan, i, err);
   case GS__OP_RELU:
   case GS__OP_CLIP:
   case GS__OP_SIGMOID:
-  case GS__OP_TANH: return issue_unary(cs, plan, i, err);
+  case GS__OP_TANH:
+    return issue_unary(cs, plan, i, err);
   case GS__OP_GEMM:
-  case GS__OP_MATMUL: return issue_gemm(cs, plan, i, err);
-  case GS__OP_SOFTMAX: return issue_softmax(cs, plan, i, err);
-  default: return issue_copy(cs, plan, i, err);
+  case GS__OP_MATMUL:
+    return issue_gemm(cs, plan, i, err);
+  case GS__OP_SOFTMAX:
+    return issue_softmax(cs, plan, i, err);
+  default:
+    return issue_copy(cs, plan, i, err);
   }
 }
 
@@ -823,8 +858,8 @@ static int issue_all(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
 static int capture(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                    gs__cuda_graph_t *g, gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
-  CUresult r = cu->StreamBeginCapture(cs->stream,
-                                      CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+  CUresult r =
+      cu->StreamBeginCapture(cs->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
   if (r != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuStreamBeginCapture", err);
   int rc = issue_all(cs, plan, g, NULL, err);
@@ -832,8 +867,8 @@ static int capture(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   r = cu->StreamEndCapture(cs->stream, &graph);
   if (rc == GS_OK && r != CUDA_SUCCESS)
     rc = gs__cuda_fail(cs, r, "cuStreamEndCapture", err);
-  if (rc == GS_OK && (r = cu->GraphInstantiate(&g->exec, graph, 0)) !=
-                         CUDA_SUCCESS)
+  if (rc == GS_OK &&
+      (r = cu->GraphInstantiate(&g->exec, graph, 0)) != CUDA_SUCCESS)
     rc = gs__cuda_fail(cs, r, "cuGraphInstantiate", err);
   if (graph)
     cu->GraphDestroy(graph);
@@ -942,16 +977,14 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   if ((r = cu->GraphLaunch(g->exec, cs->stream)) != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuGraphLaunch", err);
   if ((r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
-    return gs__cuda_fail(cs, r, "running the model (cuStreamSynchronize)",
-                         err);
+    return gs__cuda_fail(cs, r, "running the model (cuStreamSynchronize)", err);
   for (size_t o = 0; o < cs->m->n_outputs; o++)
     outputs[o].data = (char *)cs->pin_out + g->pin_out_off[o];
   return GS_OK;
 }
 
-int gs__cuda_session_replay(gs__cuda_session_t *cs,
-                            const gs__plan_view_t *plan, int iters, float *ms,
-                            gs_error_t *err) {
+int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                            int iters, float *ms, gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
   CUresult r = cu->CtxSetCurrent(cs->ctx);
   gs__cuda_graph_t *g;

@@ -57,9 +57,8 @@ int gs__cuda_session_profile(gs__cuda_session_t *cs,
 /* Replays the graph of the plan's shape set iters times back to back
  * (inputs as last staged) and gives the device time of all, in ms: what
  * the GPU sustains without the host copies; for benchmarks. */
-int gs__cuda_session_replay(gs__cuda_session_t *cs,
-                            const gs__plan_view_t *plan, int iters, float *ms,
-                            gs_error_t *err);
+int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                            int iters, float *ms, gs_error_t *err);
 int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
                            size_t n_inputs, int iters, float *ms,
                            gs_error_t *err);

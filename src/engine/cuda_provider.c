@@ -68,8 +68,9 @@ int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,
 }
 
 static const char *const kernel_names[GS__K_COUNT] = {
-    "gs_in_nhwc", "gs_out_nchw", "gs_from_f32", "gs_to_f32",  "gs_binary",
-    "gs_unary",   "gs_maxpool",  "gs_avgpool",  "gs_gap",     "gs_softmax", "gs_maxpool8"};
+    "gs_in_nhwc", "gs_out_nchw", "gs_from_f32", "gs_to_f32",
+    "gs_binary",  "gs_unary",    "gs_maxpool",  "gs_avgpool",
+    "gs_gap",     "gs_softmax",  "gs_maxpool8"};
 
 static int load_kernels(gs__cuda_session_t *cs, gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
@@ -92,7 +93,9 @@ static int load_kernels(gs__cuda_session_t *cs, gs_error_t *err) {
   return GS_OK;
 }
 
-static bool is_float(gs_dtype_t t) { return t == GS_DTYPE_FP32; }
+static bool is_float(gs_dtype_t t) {
+  return t == GS_DTYPE_FP32;
+}
 
 static int refuse(const gs__node_t *n, const char *why, gs_error_t *err) {
   char label[160];
@@ -110,8 +113,9 @@ static int want_const(gs__cuda_session_t *cs, const gs__node_t *n, int v,
   if (!is_float(val->dtype))
     return refuse(n, "a float operand is not FP32", err);
   if (cs->form[v] && cs->form[v] != form)
-    return refuse(n, "an initializer used both as conv weights and as "
-                     "a plain tensor",
+    return refuse(n,
+                  "an initializer used both as conv weights and as "
+                  "a plain tensor",
                   err);
   cs->form[v] = form;
   return GS_OK;
@@ -153,8 +157,9 @@ static int check_nodes(gs__cuda_session_t *cs, gs_error_t *err) {
       if (m->values[x].kind == GS__VALUE_INPUT)
         cs->nhwc[x] = true; /* converted on the way in */
       else if (!x_nhwc)
-        return refuse(n, "its input is not a feature map the GPU path "
-                         "made",
+        return refuse(n,
+                      "its input is not a feature map the GPU path "
+                      "made",
                       err);
       rc = want_const(cs, n, n->in[1], GS__FORM_CONV_W, err);
       if (rc == GS_OK && n->n_in > 2 && n->in[2] >= 0)
@@ -169,8 +174,9 @@ static int check_nodes(gs__cuda_session_t *cs, gs_error_t *err) {
       if (m->values[x].kind == GS__VALUE_INPUT)
         cs->nhwc[x] = true;
       else if (!x_nhwc)
-        return refuse(n, "its input is not a feature map the GPU path "
-                         "made",
+        return refuse(n,
+                      "its input is not a feature map the GPU path "
+                      "made",
                       err);
       if (n->op->code != GS__OP_GLOBALAVGPOOL && p->n_spatial &&
           p->n_spatial != 2)
@@ -222,10 +228,11 @@ static int check_nodes(gs__cuda_session_t *cs, gs_error_t *err) {
         return refuse(n, "its input is an NHWC feature map", err);
       break;
     default:
-      return refuse(n, "the op is not in the provider's op set (Conv, "
-                       "MaxPool, AveragePool, GlobalAveragePool, Gemm, "
-                       "MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid, "
-                       "Tanh, Softmax, Flatten, Reshape, Identity)",
+      return refuse(n,
+                    "the op is not in the provider's op set (Conv, "
+                    "MaxPool, AveragePool, GlobalAveragePool, Gemm, "
+                    "MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid, "
+                    "Tanh, Softmax, Flatten, Reshape, Identity)",
                     err);
     }
     if (rc == GS_OK && m->values[n->out].dtype != GS_DTYPE_FP32)
@@ -263,7 +270,9 @@ static float *const_host(gs__cuda_session_t *cs, int v, size_t *count) {
   return dst;
 }
 
-static size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+static size_t align256(size_t n) {
+  return (n + 255) / 256 * 256;
+}
 
 /* Fails with what the model needs against what the GPU has free. */
 int gs__cuda_alloc(gs__cuda_session_t *cs, CUdeviceptr *p, size_t bytes,
@@ -287,13 +296,71 @@ int gs__cuda_alloc(gs__cuda_session_t *cs, CUdeviceptr *p, size_t bytes,
   return GS_OK;
 }
 
-/* Every marked initializer, converted on the host to its FP32 form, copied
- * up once, then cast into the weights allocation by the provider's own
- * kernel (FP16) or copied (FP32). */
-static int upload_weights(gs__cuda_session_t *cs, gs_error_t *err) {
+/* Weights on the GPU are shared by every session of the same model, device
+ * and precision in the process (the worker keeps a session per concurrent
+ * request; a MIG slice's memory holds one copy of the weights, not one per
+ * thread). Keyed by the model's address, which outlives its sessions. */
+typedef struct shared_weights_s {
+  const gs_model_t *model;
+  int device;
+  bool fp16;
+  CUdeviceptr ptr;
+  unsigned refs;
+  struct shared_weights_s *next;
+} shared_weights_t;
+
+static pthread_mutex_t g_weights_lock = PTHREAD_MUTEX_INITIALIZER;
+static shared_weights_t *g_weights;
+
+static void weights_release(gs__cuda_session_t *cs) {
+  pthread_mutex_lock(&g_weights_lock);
+  for (shared_weights_t **p = &g_weights; *p; p = &(*p)->next) {
+    shared_weights_t *w = *p;
+    if (w->ptr != cs->weights)
+      continue;
+    if (--w->refs == 0) {
+      cs->l->cuda.MemFree(w->ptr);
+      *p = w->next;
+      free(w);
+    }
+    break;
+  }
+  pthread_mutex_unlock(&g_weights_lock);
+  cs->weights = 0;
+}
+
+static int upload_weights(gs__cuda_session_t *cs, gs_error_t *err);
+
+/* The shared copy when there is one, else a new upload that others share. */
+static int weights_acquire(gs__cuda_session_t *cs, gs_error_t *err) {
+  int rc = GS_OK;
+  pthread_mutex_lock(&g_weights_lock);
+  shared_weights_t *w = g_weights;
+  while (w &&
+         (w->model != cs->m || w->device != cs->device || w->fp16 != cs->fp16))
+    w = w->next;
+  if (w) {
+    w->refs++;
+    cs->weights = w->ptr;
+  } else if ((w = calloc(1, sizeof *w)) == NULL) {
+    rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+  } else if ((rc = upload_weights(cs, err)) != GS_OK) {
+    free(w);
+  } else {
+    *w = (shared_weights_t){cs->m,       cs->device, cs->fp16,
+                            cs->weights, 1,          g_weights};
+    g_weights = w;
+  }
+  pthread_mutex_unlock(&g_weights_lock);
+  return rc;
+}
+
+/* Where each initializer sits in the weights allocation (the same in every
+ * session of a model and precision) and the allocation's size. */
+static size_t weights_layout(gs__cuda_session_t *cs, size_t *max_count) {
   const gs_model_t *m = cs->m;
-  const gs__cuda_t *cu = &cs->l->cuda;
-  size_t esize = cs->fp16 ? 2 : 4, total = 0, max_count = 0;
+  size_t esize = cs->fp16 ? 2 : 4, total = 0;
+  *max_count = 0;
   for (size_t v = 0; v < m->n_values; v++) {
     if (!cs->form[v])
       continue;
@@ -304,18 +371,27 @@ static int upload_weights(gs__cuda_session_t *cs, gs_error_t *err) {
                        (cs->wpad[v] ? cs->wpad[v] : t->dims[1]));
     cs->woff[v] = total;
     total += align256(count * esize);
-    if (count > max_count)
-      max_count = count;
+    if (count > *max_count)
+      *max_count = count;
   }
+  return total;
+}
+
+/* Every marked initializer, converted on the host to its FP32 form, copied
+ * up once, then cast into the weights allocation by the provider's own
+ * kernel (FP16) or copied (FP32). */
+static int upload_weights(gs__cuda_session_t *cs, gs_error_t *err) {
+  const gs_model_t *m = cs->m;
+  const gs__cuda_t *cu = &cs->l->cuda;
+  size_t max_count;
+  size_t total = weights_layout(cs, &max_count);
   int rc = gs__cuda_alloc(cs, &cs->weights, total, "weights", err);
   if (rc != GS_OK)
     return rc;
   cs->weights_bytes = total;
   CUdeviceptr tmp = 0;
-  if (cs->fp16 &&
-      (rc = gs__cuda_alloc(cs, &tmp, max_count * 4, "weights (FP32 staging)",
-                           err)) != GS_OK)
-    return rc;
+  if (cs->fp16)
+    rc = gs__cuda_alloc(cs, &tmp, max_count * 4, "weights (FP32 staging)", err);
   for (size_t v = 0; rc == GS_OK && v < m->n_values; v++) {
     if (!cs->form[v])
       continue;
@@ -337,13 +413,18 @@ static int upload_weights(gs__cuda_session_t *cs, gs_error_t *err) {
       long n = (long)count;
       void *args[] = {&tmp, &dst, &n};
       rc = gs__cuda_launch(cs, GS__K_FROM_F32, n, args, err);
-      if (rc == GS_OK && (r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
+      if (rc == GS_OK &&
+          (r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
         rc = gs__cuda_fail(cs, r, "cuStreamSynchronize (weights)", err);
     }
     free(host);
   }
   if (tmp)
     cu->MemFree(tmp);
+  if (rc != GS_OK && cs->weights) {
+    cu->MemFree(cs->weights);
+    cs->weights = 0;
+  }
   return rc;
 }
 
@@ -390,8 +471,7 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
       CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuStreamCreate", err);
   for (int i = 0; i < 2; i++)
-    if ((r = l->cuda.EventCreate(&cs->ev[i], CU_EVENT_DEFAULT)) !=
-        CUDA_SUCCESS)
+    if ((r = l->cuda.EventCreate(&cs->ev[i], CU_EVENT_DEFAULT)) != CUDA_SUCCESS)
       return gs__cuda_fail(cs, r, "cuEventCreate", err);
   cudnnStatus_t s = l->cudnn.Create(&cs->dnn);
   if (s != CUDNN_STATUS_SUCCESS)
@@ -413,9 +493,11 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
   if (rc != GS_OK)
     return rc;
   /* A fixed workspace and stream: nothing is allocated inside a capture. */
-  if ((b = l->cublas.SetStream(cs->blas, cs->stream)) != CUBLAS_STATUS_SUCCESS ||
+  if ((b = l->cublas.SetStream(cs->blas, cs->stream)) !=
+          CUBLAS_STATUS_SUCCESS ||
       (b = l->cublas.SetWorkspace(cs->blas, (void *)(uintptr_t)cs->blas_ws,
-                                  GS__BLAS_WS_BYTES)) != CUBLAS_STATUS_SUCCESS ||
+                                  GS__BLAS_WS_BYTES)) !=
+          CUBLAS_STATUS_SUCCESS ||
       (b = l->cublas.SetMathMode(cs->blas, cs->fp16 ? CUBLAS_DEFAULT_MATH
                                                     : CUBLAS_PEDANTIC_MATH)) !=
           CUBLAS_STATUS_SUCCESS)
@@ -425,8 +507,7 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
 }
 
 int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
-                            const gs_session_options_t *opts,
-                            gs_error_t *err) {
+                            const gs_session_options_t *opts, gs_error_t *err) {
   *out = NULL;
   int rc = GS_OK;
   gs__cuda_session_t *cs = calloc(1, sizeof *cs);
@@ -457,8 +538,11 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
     mark_padding(cs);
     rc = make_handles(cs, err);
   }
-  if (rc == GS_OK)
-    rc = upload_weights(cs, err);
+  if (rc == GS_OK) {
+    size_t unused;
+    cs->weights_bytes = weights_layout(cs, &unused);
+    rc = weights_acquire(cs, err);
+  }
   if (rc != GS_OK) {
     gs__cuda_session_destroy(cs);
     return rc;
@@ -484,7 +568,7 @@ void gs__cuda_session_destroy(gs__cuda_session_t *cs) {
     if (cs->pin_out)
       l->cuda.MemFreeHost(cs->pin_out);
     if (cs->weights)
-      l->cuda.MemFree(cs->weights);
+      weights_release(cs);
     if (cs->blas)
       l->cublas.Destroy(cs->blas);
     if (cs->lt)

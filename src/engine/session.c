@@ -427,9 +427,13 @@ static int plan_memory(gs_session_t *s, plan_t *p, gs_error_t *err) {
       continue;
     size_t last = val->last_use < val->producer ? (size_t)val->producer
                                                 : (size_t)val->last_use;
-    slots[n++] =
-        (slot_t){align_up(p->shapes[v].count * gs_dtype_size(val->dtype)),
-                 (size_t)val->producer, last, (int)v};
+    /* A GPU session in FP16 stores every node output (all float there)
+     * in 2 bytes. */
+    size_t esize = s->gpu && s->opts.precision == GS_PRECISION_FP16
+                       ? 2
+                       : gs_dtype_size(val->dtype);
+    slots[n++] = (slot_t){align_up(p->shapes[v].count * esize),
+                          (size_t)val->producer, last, (int)v};
   }
   for (size_t o = 0; o < m->n_outputs; o++) {
     int v = m->outputs[o];

@@ -16,10 +16,7 @@ typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
 typedef enum { CUDA_R_32F = 0, CUDA_R_16F = 2 } cudaDataType_t;
 typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
 typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
-typedef enum {
-  CUBLAS_DEFAULT_MATH = 0,
-  CUBLAS_PEDANTIC_MATH = 2
-} cublasMath_t;
+typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_PEDANTIC_MATH = 2 } cublasMath_t;
 
 #define GS__CUBLAS_FUNCS(XX)                                                   \
   XX(Create, cublasStatus_t, (cublasHandle_t *), "cublasCreate_v2")            \
@@ -51,9 +48,15 @@ typedef struct gs__cublas_s {
 /* cuBLASLt (libcublasLt.so.13): the matmul with a fused epilogue that the
  * provider runs NHWC 1x1 convolutions as. Declarations follow cublasLt.h. */
 typedef struct cublasLtContext *cublasLtHandle_t;
-typedef struct { uint64_t data[32]; } *cublasLtMatmulDesc_t;
-typedef struct { uint64_t data[8]; } *cublasLtMatrixLayout_t;
-typedef struct { uint64_t data[8]; } *cublasLtMatmulPreference_t;
+typedef struct {
+  uint64_t data[32];
+} * cublasLtMatmulDesc_t;
+typedef struct {
+  uint64_t data[8];
+} * cublasLtMatrixLayout_t;
+typedef struct {
+  uint64_t data[8];
+} * cublasLtMatmulPreference_t;
 typedef struct {
   uint64_t data[8];
 } cublasLtMatmulAlgo_t;
@@ -79,12 +82,12 @@ enum {
 };
 
 #define GS__CUBLASLT_FUNCS(XX)                                                 \
-  XX(Create, cublasStatus_t, (cublasLtHandle_t *), "cublasLtCreate")          \
-  XX(Destroy, cublasStatus_t, (cublasLtHandle_t), "cublasLtDestroy")          \
+  XX(Create, cublasStatus_t, (cublasLtHandle_t *), "cublasLtCreate")           \
+  XX(Destroy, cublasStatus_t, (cublasLtHandle_t), "cublasLtDestroy")           \
   XX(MatmulDescCreate, cublasStatus_t,                                         \
      (cublasLtMatmulDesc_t *, cublasComputeType_t, cudaDataType_t),            \
      "cublasLtMatmulDescCreate")                                               \
-  XX(MatmulDescDestroy, cublasStatus_t, (cublasLtMatmulDesc_t),               \
+  XX(MatmulDescDestroy, cublasStatus_t, (cublasLtMatmulDesc_t),                \
      "cublasLtMatmulDescDestroy")                                              \
   XX(MatmulDescSetAttribute, cublasStatus_t,                                   \
      (cublasLtMatmulDesc_t, int, const void *, size_t),                        \
@@ -92,11 +95,11 @@ enum {
   XX(MatrixLayoutCreate, cublasStatus_t,                                       \
      (cublasLtMatrixLayout_t *, cudaDataType_t, uint64_t, uint64_t, int64_t),  \
      "cublasLtMatrixLayoutCreate")                                             \
-  XX(MatrixLayoutDestroy, cublasStatus_t, (cublasLtMatrixLayout_t),           \
+  XX(MatrixLayoutDestroy, cublasStatus_t, (cublasLtMatrixLayout_t),            \
      "cublasLtMatrixLayoutDestroy")                                            \
-  XX(MatmulPreferenceCreate, cublasStatus_t, (cublasLtMatmulPreference_t *),  \
+  XX(MatmulPreferenceCreate, cublasStatus_t, (cublasLtMatmulPreference_t *),   \
      "cublasLtMatmulPreferenceCreate")                                         \
-  XX(MatmulPreferenceDestroy, cublasStatus_t, (cublasLtMatmulPreference_t),   \
+  XX(MatmulPreferenceDestroy, cublasStatus_t, (cublasLtMatmulPreference_t),    \
      "cublasLtMatmulPreferenceDestroy")                                        \
   XX(MatmulPreferenceSetAttribute, cublasStatus_t,                             \
      (cublasLtMatmulPreference_t, int, const void *, size_t),                  \

@@ -41,7 +41,9 @@ static int free_kept(void **state) {
 #define NEW(T) ((T *)keep(calloc(1, sizeof(T))))
 #define ELEM_F32 ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
 
-static char *str(const char *s) { return keep(strdup(s)); }
+static char *str(const char *s) {
+  return keep(strdup(s));
+}
 
 static Onnx__ValueInfoProto *info(const char *name, int rank,
                                   const int64_t *dims) {
@@ -136,14 +138,14 @@ static gs_model_t *load_model(bool transpose) {
   Onnx__NodeProto *nodes[3];
   size_t n_nodes = 0;
   nodes[n_nodes++] = node("Gemm", "fc", "x", "w", "h", attr_i("transB", 1));
-  nodes[n_nodes++] = node("Relu", "relu", "h", NULL, transpose ? "r" : "y",
-                          NULL);
+  nodes[n_nodes++] =
+      node("Relu", "relu", "h", NULL, transpose ? "r" : "y", NULL);
   if (transpose)
     nodes[n_nodes++] = node("Transpose", "flip", "r", NULL, "y", NULL);
   Onnx__TensorProto *inits[1] = {init_f32("w", 2, wd, w)};
   Onnx__ValueInfoProto *in[1] = {info("x", 2, xd)};
-  Onnx__ValueInfoProto *out[1] = {info("y", 2, transpose ? (int64_t[]){3, -1}
-                                                         : yd)};
+  Onnx__ValueInfoProto *out[1] = {
+      info("y", 2, transpose ? (int64_t[]){3, -1} : yd)};
   Onnx__ModelProto m;
   Onnx__GraphProto g;
   Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
@@ -242,8 +244,11 @@ static void test_unsupported_node_refused(void **state) {
   assert_int_equal(gs_session_provider(s), GS_PROVIDER_CPU);
   assert_int_equal(gs_session_precision(s), GS_PRECISION_FP32);
   const float x[2] = {1, -2};
-  gs_tensor_t in = {.dtype = GS_DTYPE_FP32, .rank = 2, .shape = {1, 2},
-                    .data = x, .bytes = sizeof x};
+  gs_tensor_t in = {.dtype = GS_DTYPE_FP32,
+                    .rank = 2,
+                    .shape = {1, 2},
+                    .data = x,
+                    .bytes = sizeof x};
   assert_int_equal(gs_session_run(s, &in, 1, &err), GS_OK);
   const float want[3] = {1, 0, 0}; /* relu(x w') = relu(1, -2, -1) */
   assert_memory_equal(gs_session_output(s, 0)->data, want, sizeof want);
@@ -318,8 +323,12 @@ static void test_gpu_batches_padded(void **state) {
   float *x = malloc(6 * sizeof *x);
   for (int i = 0; i < 6; i++)
     x[i] = (float)(i + 1);
-  gs_tensor_t t = {.name = "x", .dtype = GS_DTYPE_FP32, .rank = 2,
-                   .shape = {3, 2}, .data = x, .bytes = 6 * sizeof *x};
+  gs_tensor_t t = {.name = "x",
+                   .dtype = GS_DTYPE_FP32,
+                   .rank = 2,
+                   .shape = {3, 2},
+                   .data = x,
+                   .bytes = 6 * sizeof *x};
   void *bufs[1] = {x};
   gs_error_t err = {0};
   assert_int_equal(gs__batch_pad(&t, bufs, 1, 3, 4, &err), GS_OK);
