@@ -162,7 +162,7 @@ static int bench(int argc, char **argv) {
   float *x = malloc(c.in.bytes);
   srand(1);
   for (size_t i = 0; i < c.in.bytes / sizeof *x; i++)
-    x[i] = (float)rand() / RAND_MAX - 0.5f;
+    x[i] = (float)((double)rand() / RAND_MAX - 0.5);
   c.in.data = x;
   for (int i = 0; i < 20; i++)
     run_or_die(&c);
