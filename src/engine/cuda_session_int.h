@@ -122,4 +122,12 @@ int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
                     gs_error_t *err);
 void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g);
 
+/* cuda_ops.c: conv node i's descriptors and algorithm for the plan's
+ * shapes (timed on the real buffers, cs->ptr bound); node i's work issued
+ * on the session's stream (also while it is being captured). */
+int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                          gs__cuda_graph_t *g, size_t i, gs_error_t *err);
+int gs__cuda_issue_node(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                        const gs__cuda_graph_t *g, size_t i, gs_error_t *err);
+
 #endif
