@@ -6,7 +6,6 @@
  *   engine_bench_gpu check MODEL PREC INPUT.f32 REF.f32 N [MAX_REL [MAX_MISS]]
  *   engine_bench_gpu bench MODEL PREC N ITERS
  *   engine_bench_gpu profile MODEL PREC N
- *   engine_bench_gpu layers MODEL INPUT.f32   FP16 against FP32, node by node
  *
  * PREC is fp32, fp16 or cpu (the CPU provider). INPUT and REF hold raw
  * little-endian floats: N images in the model's input shape, N rows of
@@ -247,63 +246,6 @@ static int profile(int argc, char **argv) {
   return 0;
 }
 
-static float half_to_float(uint16_t h) {
-  uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
-  float f;
-  if (e == 0)
-    f = ldexpf((float)m, -24);
-  else if (e == 31)
-    f = m ? NAN : INFINITY;
-  else
-    f = ldexpf((float)(m | 1024), (int)e - 25);
-  uint32_t bits;
-  memcpy(&bits, &f, 4);
-  bits |= sign;
-  memcpy(&f, &bits, 4);
-  return f;
-}
-
-/* Every node's output in FP16 against FP32 (same layout in both): the
- * first node that goes wrong is the one to look at. */
-static int layers(int argc, char **argv) {
-  if (argc < 4)
-    return 2;
-  ctx_t a, b;
-  open_session(&a, argv[2], "fp32", 1);
-  open_session(&b, argv[2], "fp16", 1);
-  float *x = read_floats(argv[3], a.per_image);
-  a.in.data = b.in.data = x;
-  run_or_die(&a);
-  run_or_die(&b);
-  size_t cap = (size_t)64 << 20;
-  float *ya = malloc(cap), *yb = malloc(cap);
-  uint16_t *hb = malloc(cap);
-  const gs_model_t *m = a.model;
-  for (size_t i = 0; i < m->n_nodes; i++) {
-    gs_error_t err = {0};
-    size_t na = 0, nb = 0;
-    int v = m->nodes[i].out;
-    if (gs__session_gpu_read(a.s, &a.in, 1, v, ya, cap, &na, &err) ||
-        gs__session_gpu_read(b.s, &b.in, 1, v, hb, cap, &nb, &err)) {
-      fprintf(stderr, "read: %s\n", err.msg);
-      return 2;
-    }
-    double max_ref = 0, max_diff = 0;
-    for (size_t k = 0; k < na; k++) {
-      yb[k] = half_to_float(hb[k]);
-      max_ref = fmax(max_ref, fabs(ya[k]));
-      max_diff = fmax(max_diff, fabs((double)yb[k] - ya[k]));
-    }
-    char label[160];
-    printf("layers %3zu %-50s %9zu elems |fp32| %.3g |diff| %.3g rel %.3g "
-           "first %g/%g\n",
-           i, gs__node_label(&m->nodes[i], label, sizeof label), na, max_ref,
-           max_diff, max_ref > 0 ? max_diff / max_ref : max_diff, (double)ya[0],
-           (double)yb[0]);
-  }
-  return 0;
-}
-
 int main(int argc, char **argv) {
   int rc = 2;
   if (argc > 1 && !strcmp(argv[1], "check"))
@@ -312,8 +254,6 @@ int main(int argc, char **argv) {
     rc = bench(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "profile"))
     rc = profile(argc, argv);
-  else if (argc > 1 && !strcmp(argv[1], "layers"))
-    rc = layers(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "describe")) {
     char buf[1024];
     gs_error_t err = {0};

@@ -408,22 +408,6 @@ int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   return GS_OK;
 }
 
-int gs__cuda_session_read(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                          int v, void *host, size_t bytes, gs_error_t *err) {
-  const gs__cuda_t *cu = &cs->l->cuda;
-  CUresult r = cu->CtxSetCurrent(cs->ctx);
-  gs__cuda_graph_t *g;
-  int rc = r == CUDA_SUCCESS ? graph_get(cs, plan, &g, err)
-                             : gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
-  if (rc != GS_OK)
-    return rc;
-  bind(cs, plan, g);
-  if ((r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS ||
-      (r = cu->MemcpyDtoH(host, cs->ptr[v], bytes)) != CUDA_SUCCESS)
-    return gs__cuda_fail(cs, r, "reading a tensor back", err);
-  return GS_OK;
-}
-
 int gs__cuda_session_profile(gs__cuda_session_t *cs,
                              const gs__plan_view_t *plan,
                              const gs_tensor_t **in, float *ms,

@@ -63,16 +63,6 @@ int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
                            size_t n_inputs, int iters, float *ms,
                            gs_error_t *err);
 
-/* Copies bytes of value v's device data (its layout and precision: NHWC
- * feature maps, FP16 or FP32) to host, after a run; for diagnosis. */
-int gs__cuda_session_read(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                          int v, void *host, size_t bytes, gs_error_t *err);
-/* Through a session: *count elements of value v (FP16 or FP32 as the
- * session computes) into host, which holds bytes. */
-int gs__session_gpu_read(gs_session_t *s, const gs_tensor_t *inputs,
-                         size_t n_inputs, int v, void *host, size_t bytes,
-                         size_t *count, gs_error_t *err);
-
 /* gs__cuda_session_profile through a session (session.c): plans the
  * inputs, then times each node; ms has gs_model_node_count entries. */
 int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,

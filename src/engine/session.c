@@ -625,24 +625,6 @@ int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
   return gs__cuda_session_replay(s->gpu, &view, iters, ms, err);
 }
 
-int gs__session_gpu_read(gs_session_t *s, const gs_tensor_t *inputs,
-                         size_t n_inputs, int v, void *host, size_t bytes,
-                         size_t *count, gs_error_t *err) {
-  if (!s->gpu)
-    return gs_error_set(err, GS_EINVAL, "the session does not run on a GPU");
-  int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
-  if (rc != GS_OK)
-    return rc;
-  const plan_t *p = s->current;
-  gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
-  size_t esize = s->opts.precision == GS_PRECISION_FP32 ? 4 : 2;
-  *count = p->shapes[v].count;
-  if (*count * esize > bytes)
-    return gs_error_set(err, GS_ELIMIT, "value %d has %zu elements", v,
-                        *count);
-  return gs__cuda_session_read(s->gpu, &view, v, host, *count * esize, err);
-}
-
 const gs_tensor_t *gs_session_output(const gs_session_t *s, size_t i) {
   return s->current && i < s->model->n_outputs ? &s->outputs[i] : NULL;
 }

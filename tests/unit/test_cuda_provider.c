@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -131,8 +132,9 @@ static Onnx__NodeProto *node(const char *op, const char *name, const char *a,
 }
 
 /* x [N,2] -> Gemm(w [3,2], transB) -> Relu -> y [N,3]; with transpose, a
- * Transpose node 'flip' after the Relu (which the GPU path does not run). */
-static gs_model_t *load_model(bool transpose) {
+ * Transpose node 'flip' after the Relu (which the GPU path does not run).
+ * The serialized model, *len bytes (kept). */
+static uint8_t *pack_model(bool transpose, size_t *len) {
   static const float w[6] = {1, 0, 0, 1, 1, 1};
   static const int64_t wd[2] = {3, 2}, xd[2] = {-1, 2}, yd[2] = {-1, 3};
   Onnx__NodeProto *nodes[3];
@@ -169,9 +171,15 @@ static gs_model_t *load_model(bool transpose) {
   g.output = out;
   g.n_initializer = 1;
   g.initializer = inits;
-  size_t len = onnx__model_proto__get_packed_size(&m);
-  uint8_t *buf = keep(malloc(len + 1));
+  *len = onnx__model_proto__get_packed_size(&m);
+  uint8_t *buf = keep(malloc(*len + 1));
   onnx__model_proto__pack(&m, buf);
+  return buf;
+}
+
+static gs_model_t *load_model(bool transpose) {
+  size_t len;
+  uint8_t *buf = pack_model(transpose, &len);
   gs_model_t *model = NULL;
   gs_error_t err = {0};
   if (gs_model_load_buffer(&model, buf, len, NULL, &err) != GS_OK)
@@ -339,6 +347,73 @@ static void test_gpu_batches_padded(void **state) {
   free(bufs[0]);
 }
 
+static void write_file(const char *path, const void *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, len, f), len);
+  fclose(f);
+}
+
+/* A model directory NAME with model.onnx (transpose: the model the GPU
+ * path refuses) and config.json holding config. */
+static void add_model(const char *repo, const char *name, bool transpose,
+                      const char *config) {
+  char path[512];
+  size_t len;
+  const uint8_t *buf = pack_model(transpose, &len);
+  snprintf(path, sizeof path, "%s/%s", repo, name);
+  assert_int_equal(mkdir(path, 0755), 0);
+  snprintf(path, sizeof path, "%s/%s/1", repo, name);
+  assert_int_equal(mkdir(path, 0755), 0);
+  snprintf(path, sizeof path, "%s/%s/1/model.onnx", repo, name);
+  write_file(path, buf, len);
+  snprintf(path, sizeof path, "%s/%s/config.json", repo, name);
+  write_file(path, config, strlen(config));
+}
+
+/* config.json's instance_group as Triton writes it decides the provider:
+ * KIND_CPU runs on the CPU; KIND_AUTO or none on the GPU when usable, else
+ * the CPU; KIND_GPU on the GPU or the load fails with the reason (a node
+ * it cannot run, or no GPU); an unknown kind fails the load by name. */
+static void test_worker_instance_group(void **state) {
+  (void)state;
+  char repo_dir[] = "/tmp/gs_test_cuda_repo_XXXXXX";
+  assert_non_null(mkdtemp(repo_dir));
+  add_model(repo_dir, "cpu", false,
+            "{\"instance_group\": [{\"kind\": \"KIND_CPU\", \"count\": 2}]}");
+  add_model(repo_dir, "auto", false, "{\"max_batch_size\": 8}");
+  add_model(repo_dir, "gpu_flip", true,
+            "{\"instance_group\": [{\"kind\": \"KIND_GPU\"}]}");
+  add_model(repo_dir, "bogus", false,
+            "{\"instance_group\": [{\"kind\": \"KIND_TPU\"}]}");
+  add_model(repo_dir, "fp8", false, "{\"precision\": \"fp8\"}");
+  gs__repo_t *repo = calloc(1, sizeof *repo);
+  assert_non_null(repo);
+  gs_error_t err = {0};
+  assert_int_equal(gs__repo_open(repo, repo_dir, &err), GS_OK);
+  gs__model_entry_t *m = gs__repo_find(repo, "cpu");
+  assert_int_equal(m->state, GS__MODEL_READY);
+  assert_int_equal(m->slot->provider, GS_PROVIDER_CPU);
+  m = gs__repo_find(repo, "auto");
+  assert_int_equal(m->state, GS__MODEL_READY);
+  assert_int_equal(m->slot->provider,
+                   gpu_usable() ? GS_PROVIDER_CUDA : GS_PROVIDER_CPU);
+  m = gs__repo_find(repo, "gpu_flip");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "node 'flip' (Transpose)"));
+  m = gs__repo_find(repo, "bogus");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "kind KIND_TPU is not supported"));
+  m = gs__repo_find(repo, "fp8");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "precision must be"));
+  gs__repo_close(repo);
+  free(repo);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", repo_dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_missing_library_named, free_kept),
@@ -347,6 +422,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_no_gpu_auto_falls_back, free_kept),
       cmocka_unit_test_teardown(test_cpu_refuses_fp16, free_kept),
       cmocka_unit_test(test_gpu_batches_padded),
+      cmocka_unit_test_teardown(test_worker_instance_group, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
