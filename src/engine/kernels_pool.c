@@ -39,26 +39,27 @@ static int pool3(const gs__node_t *n, const gs__tensor_t *x, pool3_t *t,
   return GS_OK;
 }
 
+/* Taps k in [0, n) with lo <= start + k * d < hi: [*first, *last). O(1),
+ * so that a huge kernel_shape costs nothing over the input it covers. */
+static void tap_range(int64_t start, int64_t d, int64_t n, int64_t lo,
+                      int64_t hi, int64_t *first, int64_t *last) {
+  *first = start >= lo ? 0 : (lo - start + d - 1) / d;
+  *last = start >= hi ? 0 : (hi - 1 - start) / d + 1;
+  if (*last > n)
+    *last = n;
+  if (*first > *last)
+    *first = *last;
+}
+
 /* For the window at output o along dim i: the kernel taps [*lo, *hi) that
  * land inside the input, and how many land inside the padded input. */
 static int64_t taps(const pool3_t *t, unsigned i, int64_t o, int64_t *lo,
                     int64_t *hi) {
-  int64_t start = o * t->s[i] - t->pb[i], d = t->d[i], padded = 0;
-  *lo = t->k[i];
-  *hi = 0;
-  for (int64_t k = 0; k < t->k[i]; k++) {
-    int64_t at = start + k * d;
-    if (at >= -t->pb[i] && at < t->in[i] + t->pe[i])
-      padded++;
-    if (at >= 0 && at < t->in[i]) {
-      if (k < *lo)
-        *lo = k;
-      *hi = k + 1;
-    }
-  }
-  if (*lo > *hi)
-    *lo = *hi;
-  return padded;
+  int64_t start = o * t->s[i] - t->pb[i], plo, phi;
+  tap_range(start, t->d[i], t->k[i], 0, t->in[i], lo, hi);
+  tap_range(start, t->d[i], t->k[i], -t->pb[i], t->in[i] + t->pe[i], &plo,
+            &phi);
+  return phi - plo;
 }
 
 /* Visits every output of every plane: BODY sees x (the plane), starts
