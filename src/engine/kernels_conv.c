@@ -6,11 +6,14 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
+#include <immintrin.h>
 
 #include "engine/engine_int.h"
+#include "engine/kernels_gemm.h"
 
 /* A geometry as three spatial dims: missing leading dims have size 1. */
 typedef struct {
@@ -41,6 +44,12 @@ static void geom3(const gs__conv_geom_t *g, geom3_t *t) {
   }
 }
 
+/* Whether node n runs on the packed GEMM: its W was packed at load and
+ * this CPU runs the kernel. */
+static bool packed_path(const gs__node_t *n) {
+  return n->cpu_weights && gs__gemm_available();
+}
+
 size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
                         const gs__tensor_t *out) {
   gs__conv_geom_t g;
@@ -49,12 +58,12 @@ size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
   if (gs__conv_geometry(n, &in[0], &in[1], &g, NULL) != GS_OK)
     return 0;
   geom3(&g, &t);
-  if (t.pointwise)
-    return 0;
   /* Shape inference bounded every planned tensor; the product of these
    * parts of W and Y cannot overflow size_t on a 64-bit host. */
-  return (size_t)(g.in_channels / g.group) * t.k_size * t.out_size *
-         sizeof(float);
+  size_t kdim = (size_t)(g.in_channels / g.group) * t.k_size;
+  if (packed_path(n))
+    return gs__gemm_packed_b_count(kdim, t.out_size) * sizeof(float);
+  return t.pointwise ? 0 : kdim * t.out_size * sizeof(float);
 }
 
 /* Output positions o in [0, out) whose input o * s + off is in [0, in):
@@ -111,6 +120,130 @@ static void im2col(const float *x, const geom3_t *t, int64_t channels,
   }
 }
 
+/* Rows of the im2col matrix written straight into the GEMM's packed
+ * panels: logical column o of row kk lives at panel o / NR, offset
+ * kk * NR + o % NR. */
+typedef struct {
+  float *packed;
+  size_t kdim, at; /* at: the next column of row kk */
+  size_t kk;
+} packed_row_t;
+
+/* Copies (src) or zeroes (src NULL) n <= NR floats: masked AVX-512 moves,
+ * as libc's memcpy is not inlined well for such short, varying runs; the
+ * packed path runs only where AVX-512F is. */
+__attribute__((target("avx512f"))) static void
+move_chunk(float *d, const float *src, size_t n) {
+  for (size_t i = 0; i < n; i += 16) {
+    size_t left = n - i;
+    __mmask16 m =
+        left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    __m512 v = src ? _mm512_maskz_loadu_ps(m, src + i) : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(d + i, m, v);
+  }
+}
+
+/* Appends len values, src[i * stride] (zeros when src is NULL). */
+static void put(packed_row_t *r, const float *src, int64_t stride, size_t len) {
+  while (len > 0) {
+    size_t in_panel = r->at % GS__GEMM_NR, chunk = GS__GEMM_NR - in_panel;
+    if (chunk > len)
+      chunk = len;
+    float *d = r->packed + (r->at - in_panel) * r->kdim + r->kk * GS__GEMM_NR +
+               in_panel;
+    if (!src || stride == 1)
+      move_chunk(d, src, chunk);
+    else
+      for (size_t i = 0; i < chunk; i++)
+        d[i] = src[(size_t)stride * i];
+    if (src)
+      src += (size_t)stride * chunk;
+    r->at += chunk;
+    len -= chunk;
+  }
+}
+
+/* im2col_row's row, packed. */
+static void im2col_row_packed(const float *x, const geom3_t *t,
+                              const int64_t *kk, packed_row_t *r) {
+  int64_t off[3], lo2, hi2;
+  for (unsigned i = 0; i < 3; i++)
+    off[i] = kk[i] * t->d[i] - t->pb[i];
+  size_t o2n = (size_t)t->out[2];
+  valid_range(t->out[2], t->s[2], off[2], t->in[2], &lo2, &hi2);
+  for (int64_t o0 = 0; o0 < t->out[0]; o0++) {
+    int64_t i0 = o0 * t->s[0] + off[0];
+    for (int64_t o1 = 0; o1 < t->out[1]; o1++) {
+      int64_t i1 = o1 * t->s[1] + off[1];
+      if (i0 < 0 || i0 >= t->in[0] || i1 < 0 || i1 >= t->in[1]) {
+        put(r, NULL, 1, o2n);
+        continue;
+      }
+      const float *xr =
+          x + ((size_t)i0 * (size_t)t->in[1] + (size_t)i1) * (size_t)t->in[2];
+      put(r, NULL, 1, (size_t)lo2);
+      put(r, xr + lo2 * t->s[2] + off[2], t->s[2], (size_t)(hi2 - lo2));
+      put(r, NULL, 1, (size_t)(t->out[2] - hi2));
+    }
+  }
+}
+
+typedef struct {
+  const float *x;
+  const geom3_t *t;
+  size_t kdim;
+  float *packed;
+} pack_job_t;
+
+/* Packs rows [part * K / parts, ...) of the im2col matrix. */
+static void pack_part(void *arg, unsigned part, unsigned parts) {
+  const pack_job_t *job = arg;
+  const geom3_t *t = job->t;
+  size_t r0 = job->kdim * part / parts, r1 = job->kdim * (part + 1) / parts;
+  size_t n = t->out_size, pad = (GS__GEMM_NR - n % GS__GEMM_NR) % GS__GEMM_NR;
+  for (size_t row = r0; row < r1; row++) {
+    size_t c = row / t->k_size, tap = row % t->k_size;
+    int64_t kk[3] = {(int64_t)tap / (t->k[1] * t->k[2]),
+                     (int64_t)tap / t->k[2] % t->k[1], (int64_t)tap % t->k[2]};
+    const float *xc = job->x + c * t->in_size;
+    packed_row_t r = {job->packed, job->kdim, 0, row};
+    if (t->pointwise)
+      put(&r, xc, 1, n);
+    else
+      im2col_row_packed(xc, t, kk, &r);
+    put(&r, NULL, 1, pad); /* padding columns: computed, never stored */
+  }
+}
+
+int gs__conv_prepack(gs_model_t *m, gs_error_t *err) {
+  if (!gs__gemm_available())
+    return GS_OK;
+  for (size_t i = 0; i < m->n_nodes; i++) {
+    gs__node_t *n = &m->nodes[i];
+    if (n->op->code != GS__OP_CONV || n->cpu_weights)
+      continue;
+    const gs__value_t *wv = &m->values[n->in[1]];
+    const gs__tensor_t *w = &wv->constant;
+    if (wv->kind != GS__VALUE_CONST || w->dtype != GS_DTYPE_FP32 ||
+        w->rank < 3 || !w->data || w->count == 0 || n->p.group < 1 ||
+        w->dims[0] % n->p.group)
+      continue;
+    size_t mg = (size_t)(w->dims[0] / n->p.group),
+           kdim = w->count / (size_t)w->dims[0];
+    /* Fewer filters per group than a panel's rows (depthwise) would mostly
+     * multiply padding: those stay on the BLAS path. */
+    if (mg < GS__GEMM_MR)
+      continue;
+    size_t per = gs__gemm_packed_a_count(mg, kdim);
+    if (!(n->cpu_weights = malloc((size_t)n->p.group * per * sizeof(float))))
+      return gs_error_set(err, GS_ENOMEM, "out of memory");
+    for (int64_t gi = 0; gi < n->p.group; gi++)
+      gs__gemm_pack_a((const float *)w->data + (size_t)gi * mg * kdim, mg, kdim,
+                      n->cpu_weights + (size_t)gi * per);
+  }
+  return GS_OK;
+}
+
 void gs__apply_act(const gs__params_t *p, float *y, size_t count) {
   if (p->act == GS__ACT_RELU) {
     for (size_t i = 0; i < count; i++)
@@ -161,6 +294,31 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
   const float *b = n->n_in > 2 && n->in[2] >= 0 ? in[2].data : NULL;
   const float *z = n->p.residual > 0 ? in[n->p.residual].data : NULL;
   float *col = in[n->n_in].data, *y = out->data;
+  if (packed_path(n)) {
+    size_t per = gs__gemm_packed_a_count(mg, kdim);
+    unsigned threads = gs_engine_threads();
+    for (int64_t img = 0; img < g.batch; img++)
+      for (int64_t gi = 0; gi < g.group; gi++) {
+        size_t x_at = ((size_t)img * (size_t)g.group + (size_t)gi) * cg;
+        size_t y_at = ((size_t)img * (size_t)g.group + (size_t)gi) * mg;
+        pack_job_t pj = {x + x_at * t.in_size, &t, kdim, col};
+        gs__parallel(pack_part, &pj, kdim < threads ? 1 : threads);
+        gs__gemm_t gm = {.m = mg,
+                         .n = t.out_size,
+                         .k = kdim,
+                         .ldc = t.out_size,
+                         .a = n->cpu_weights + (size_t)gi * per,
+                         .b = col,
+                         .c = y + y_at * t.out_size,
+                         .bias = b ? b + (size_t)gi * mg : NULL,
+                         .z = z ? z + y_at * t.out_size : NULL,
+                         .act = n->p.act,
+                         .act_min = n->p.act_min,
+                         .act_max = n->p.act_max};
+        gs__gemm_run(&gm, threads);
+      }
+    return GS_OK;
+  }
   for (int64_t img = 0; img < g.batch; img++)
     for (int64_t gi = 0; gi < g.group; gi++) {
       size_t x_at = ((size_t)img * (size_t)g.group + (size_t)gi) * cg;

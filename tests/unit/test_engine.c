@@ -1031,20 +1031,58 @@ static void test_conv_values(void **state) {
                         .pb = {0, 0, 0},
                         .out = {2, 2, 4}};
   check_conv(&three_d, 3, false, INTS("strides", 2, 1, 1), NULL, NULL, NULL);
+  /* Sizes for the packed GEMM (AVX-512): 20 filters (8-row panels and a
+   * 4-row edge), K = 40 * 9 = 360 (two 256-step passes), N = 9 * 7 = 63
+   * (a full and a 31-column panel); grouped with 9 filters per group; a
+   * 1x1 over 300 channels with 35 outputs. */
+  ref_conv_t wide = {.n = 2,
+                     .c = 40,
+                     .m = 20,
+                     .group = 1,
+                     .in = {1, 9, 7},
+                     .k = {1, 3, 3},
+                     .s = {1, 1, 1},
+                     .d = {1, 1, 1},
+                     .pb = {0, 1, 1},
+                     .out = {1, 9, 7}};
+  check_conv(&wide, 2, true, INTS("pads", 1, 1, 1, 1), NULL, NULL, NULL);
+  ref_conv_t wide_grouped = {.n = 1,
+                             .c = 16,
+                             .m = 18,
+                             .group = 2,
+                             .in = {1, 8, 8},
+                             .k = {1, 3, 3},
+                             .s = {1, 2, 2},
+                             .d = {1, 1, 1},
+                             .pb = {0, 0, 0},
+                             .out = {1, 3, 3}};
+  check_conv(&wide_grouped, 2, true, attr_i("group", 2), INTS("strides", 2, 2),
+             NULL, NULL);
+  ref_conv_t wide_pointwise = {.n = 1,
+                               .c = 300,
+                               .m = 9,
+                               .group = 1,
+                               .in = {1, 5, 7},
+                               .k = {1, 1, 1},
+                               .s = {1, 1, 1},
+                               .d = {1, 1, 1},
+                               .out = {1, 5, 7}};
+  check_conv(&wide_pointwise, 2, false, NULL, NULL, NULL, NULL);
 }
 
 /* Conv [-> BatchNormalization] [-> Add z] [-> Relu], with every step
  * also a graph output when unfused (a graph output is never fused away). */
-static graph_t conv_chain(bool bn, bool add, const char *act, bool unfused) {
-  static const int64_t wd[4] = {4, 3, 3, 3}, cd[1] = {4};
+static graph_t conv_chain(int64_t m, bool bn, bool add, const char *act,
+                          bool unfused) {
+  const int64_t wd[4] = {m, 3, 3, 3}, cd[1] = {m};
   graph_t g = {.n_in = 1 + add, .n_out = 1, .n_init = bn ? 6 : 2};
-  g.init[0] = init_tensor("w", ELEM_F32, 4, wd, ramp(108, 5));
-  g.init[1] = init_tensor("b", ELEM_F32, 1, cd, ramp(4, 6));
+  g.init[0] = init_tensor("w", ELEM_F32, 4, wd, ramp((size_t)m * 27, 5));
+  g.init[1] = init_tensor("b", ELEM_F32, 1, cd, ramp((size_t)m, 6));
   if (bn) {
     const char *names[4] = {"scale", "beta", "mean", "var"};
     for (int i = 0; i < 4; i++) {
-      float *v = ramp(4, 7 + (unsigned)i);
-      for (int k = 0; i == 3 && k < 4; k++)
+      float *v = ramp((size_t)m, 7 + (unsigned)i);
+      for (int64_t k = 0; i == 3 && k < m; k++)
         v[k] += 1.5f; /* a variance is positive */
       g.init[2 + i] = init_tensor(names[i], ELEM_F32, 1, cd, v);
     }
@@ -1068,7 +1106,7 @@ static graph_t conv_chain(bool bn, bool add, const char *act, bool unfused) {
     g.nodes[g.n_nodes++] = node(act, "act", last, "r", NULL);
     last = "r";
   }
-  const int64_t yd[4] = {-1, 4, 5, 5};
+  const int64_t yd[4] = {-1, m, 5, 5};
   g.out[0] = info(last, ELEM_F32, 4, yd);
   const char *steps[4] = {"c", "n", "s", "r"};
   for (int i = 0; unfused && i < 4; i++)
@@ -1081,16 +1119,11 @@ static graph_t conv_chain(bool bn, bool add, const char *act, bool unfused) {
   return g;
 }
 
-/* The fusion passes keep the result: a BatchNormalization folded into the
- * Conv's weights equals the BatchNormalization run; Add and Relu fused
- * into the Conv equal them run as nodes, y = relu(conv(x, w) + b + z). */
-static void test_conv_fusion(void **state) {
-  (void)state;
-  const int64_t xd[4] = {2, 3, 5, 5};
-  const size_t ny = 2 * 4 * 5 * 5;
-  gs_tensor_t in[2] = {
-      tensor("x", GS_DTYPE_FP32, 4, xd, ramp(150, 11)),
-      tensor("z", GS_DTYPE_FP32, 4, (int64_t[]){2, 4, 5, 5}, ramp(ny, 12))};
+static void check_conv_fusion(int64_t m) {
+  const int64_t xd[4] = {2, 3, 5, 5}, zd[4] = {2, m, 5, 5};
+  const size_t ny = 2 * (size_t)m * 5 * 5;
+  gs_tensor_t in[2] = {tensor("x", GS_DTYPE_FP32, 4, xd, ramp(150, 11)),
+                       tensor("z", GS_DTYPE_FP32, 4, zd, ramp(ny, 12))};
   struct {
     bool bn, add;
     const char *act;
@@ -1100,21 +1133,21 @@ static void test_conv_fusion(void **state) {
                {true, false, "Relu", 1, 3}, {false, true, "Relu", 1, 3}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     size_t n_fused, n_unfused;
-    graph_t f = conv_chain(cases[i].bn, cases[i].add, cases[i].act, false);
-    graph_t u = conv_chain(cases[i].bn, cases[i].add, cases[i].act, true);
+    graph_t f = conv_chain(m, cases[i].bn, cases[i].add, cases[i].act, false);
+    graph_t u = conv_chain(m, cases[i].bn, cases[i].add, cases[i].act, true);
     float *yf = run_graph(&f, f.n_in, in, 0, NULL, &n_fused);
     float *yu = run_graph(&u, u.n_in, in, 0, NULL, &n_unfused);
     assert_int_equal(n_fused, cases[i].fused_nodes);
     assert_int_equal(n_unfused, cases[i].unfused_nodes);
     assert_close(yf, yu, ny);
   }
-  /* Clip(0, 6) with constant bounds fuses; a bound that is a graph input
-   * does not, and both compute the same. */
-  graph_t g = conv_chain(false, false, NULL, false);
+  /* Clip(0, 0.5) with constant bounds fuses; a bound that is a graph
+   * input does not, and both compute the same. */
+  graph_t g = conv_chain(m, false, false, NULL, false);
   g.nodes[g.n_nodes++] = node("Clip", "clip", "c,lo,hi", "y", NULL);
   g.init[g.n_init++] = init_tensor("lo", ELEM_F32, 0, NULL, (float[]){0});
   g.init[g.n_init++] = init_tensor("hi", ELEM_F32, 0, NULL, (float[]){0.5f});
-  g.out[0] = info("y", ELEM_F32, 4, (int64_t[]){-1, 4, 5, 5});
+  g.out[0] = info("y", ELEM_F32, 4, (int64_t[]){-1, m, 5, 5});
   size_t n_fused, n_plain;
   float *yf = run_graph(&g, 1, in, 0, NULL, &n_fused);
   g.n_init--;
@@ -1125,6 +1158,17 @@ static void test_conv_fusion(void **state) {
   assert_int_equal(n_fused, 1);
   assert_int_equal(n_plain, 2);
   assert_close(yf, yp, ny);
+}
+
+/* The fusion passes keep the result: a BatchNormalization folded into the
+ * Conv's weights equals the BatchNormalization run; Add and Relu fused
+ * into the Conv equal them run as nodes, y = relu(conv(x, w) + b + z).
+ * 4 filters run the BLAS path, 12 the packed GEMM (where AVX-512 is),
+ * whose tile applies bias, residual and activation as it stores. */
+static void test_conv_fusion(void **state) {
+  (void)state;
+  check_conv_fusion(4);
+  check_conv_fusion(12);
 }
 
 /* A residual produced after the Conv in topological order (ResNet's
@@ -1242,7 +1286,7 @@ static void test_cnn_bad_input(void **state) {
                     attr_i("training_mode", 1), NULL);
   load_fails(&g, GS_EUNSUPPORTED, "'bn'", "'training_mode'");
   /* A fused residual must have the Conv output's shape. */
-  g = conv_chain(false, true, NULL, false);
+  g = conv_chain(4, false, true, NULL, false);
   g.in[1] = info("z", ELEM_F32, -1, NULL);
   gs_model_t *m = load(&g);
   gs_session_t *s = NULL;
