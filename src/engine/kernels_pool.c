@@ -43,6 +43,11 @@ static int pool3(const gs__node_t *n, const gs__tensor_t *x, pool3_t *t,
  * so that a huge kernel_shape costs nothing over the input it covers. */
 static void tap_range(int64_t start, int64_t d, int64_t n, int64_t lo,
                       int64_t hi, int64_t *first, int64_t *last) {
+  if (start >= lo && start + (n - 1) * d < hi) { /* inside: most windows */
+    *first = 0;
+    *last = n;
+    return;
+  }
   *first = start >= lo ? 0 : (lo - start + d - 1) / d;
   *last = start >= hi ? 0 : (hi - 1 - start) / d + 1;
   if (*last > n)

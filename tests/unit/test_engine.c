@@ -969,7 +969,8 @@ static void check_conv(const ref_conv_t *r, unsigned spatial, bool bias,
 }
 
 /* Conv values against the definition: grouped with strides, dilations and
- * asymmetric pads (im2col), depthwise, 1x1 (the direct sgemm), 1-D, 3-D. */
+ * asymmetric pads (im2col), depthwise and a channel multiplier (direct),
+ * 1x1 (the direct sgemm), 1-D, 3-D. */
 static void test_conv_values(void **state) {
   (void)state;
   /* H: (7 + 1 + 2 - 1 * (2 - 1) - 1) / 2 + 1 = 5;
@@ -998,6 +999,20 @@ static void test_conv_values(void **state) {
                           .out = {1, 5, 5}};
   check_conv(&depthwise, 2, false, attr_i("group", 3),
              INTS("kernel_shape", 3, 3), INTS("pads", 1, 1, 1, 1), NULL);
+  /* Depthwise with a channel multiplier of 2, stride 2, dilation 2:
+   * (9 + 2 + 2 - 2 * (3 - 1) - 1) / 2 + 1 = 5. */
+  ref_conv_t multiplier = {.n = 2,
+                           .c = 4,
+                           .m = 8,
+                           .group = 4,
+                           .in = {1, 9, 9},
+                           .k = {1, 3, 3},
+                           .s = {1, 2, 2},
+                           .d = {1, 2, 2},
+                           .pb = {0, 2, 2},
+                           .out = {1, 5, 5}};
+  check_conv(&multiplier, 2, true, attr_i("group", 4), INTS("strides", 2, 2),
+             INTS("dilations", 2, 2), INTS("pads", 2, 2, 2, 2));
   ref_conv_t pointwise = {.n = 2,
                           .c = 5,
                           .m = 4,
