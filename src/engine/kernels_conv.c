@@ -194,6 +194,41 @@ PACKED_PATH static void im2col_row_packed(const float *x, const geom3_t *t,
   }
 }
 
+/* im2col_row_packed for a stride-1 2-D (or 1-D) conv whose output rows are
+ * as wide as its input's: the row is then the input plane shifted by
+ * off1 * W + off2, so one long copy does it, and only the columns that
+ * wrapped across a row's edge are zeroed after. false when not such. */
+PACKED_PATH static bool im2col_row_shifted(const float *x, const geom3_t *t,
+                                           const int64_t *kk, packed_row_t *r) {
+  if (t->in[0] != 1 || t->out[0] != 1 || t->s[1] != 1 || t->s[2] != 1 ||
+      t->out[2] != t->in[2])
+    return false;
+  int64_t w = t->in[2], n = (int64_t)t->out_size, lo1, hi1, lo2, hi2;
+  int64_t off1 = kk[1] * t->d[1] - t->pb[1], off2 = kk[2] * t->d[2] - t->pb[2];
+  valid_range(t->out[1], 1, off1, t->in[1], &lo1, &hi1);
+  valid_range(t->out[2], 1, off2, t->in[2], &lo2, &hi2);
+  /* Rows lo1..hi1 read input rows lo1 + off1..: from the first column
+   * that stays inside the plane to the last. */
+  int64_t a = lo1 * w + (off2 < 0 ? -off2 : 0);
+  int64_t b = hi1 * w - (off2 > 0 ? off2 : 0);
+  if (b < a)
+    b = a;
+  r->at = 0;
+  put(r, NULL, 1, (size_t)a);
+  put(r, x + a + off1 * w + off2, 1, (size_t)(b - a));
+  put(r, NULL, 1, (size_t)(n - b));
+  float *row = r->packed + r->kk * GS__GEMM_NR; /* column o at o / NR */
+  size_t panel = GS__GEMM_NR * r->kdim;
+  for (int64_t o1 = lo1; o1 < hi1; o1++) { /* the wrapped columns */
+    for (int64_t o = o1 * w; o < o1 * w + lo2; o++)
+      row[(size_t)o / GS__GEMM_NR * panel + (size_t)o % GS__GEMM_NR] = 0.0f;
+    for (int64_t o = o1 * w + hi2; o < (o1 + 1) * w; o++)
+      row[(size_t)o / GS__GEMM_NR * panel + (size_t)o % GS__GEMM_NR] = 0.0f;
+  }
+  r->at = (size_t)n;
+  return true;
+}
+
 typedef struct {
   const float *x;
   const geom3_t *t;
@@ -215,7 +250,7 @@ PACKED_PATH static void pack_part(void *arg, unsigned part, unsigned parts) {
     packed_row_t r = {job->packed, job->kdim, 0, row};
     if (t->pointwise)
       put(&r, xc, 1, n);
-    else
+    else if (!im2col_row_shifted(xc, t, kk, &r))
       im2col_row_packed(xc, t, kk, &r);
     put(&r, NULL, 1, pad); /* padding columns: computed, never stored */
   }
