@@ -50,6 +50,14 @@ static bool packed_path(const gs__node_t *n) {
   return n->cpu_weights && gs__gemm_available();
 }
 
+/* Whether a batch's images go side by side into one product (their
+ * columns concatenated): worth it where one image's outputs fill few
+ * 32-column panels (ResNet's 14x14 and 7x7 stages), at the cost of one
+ * pass that moves the product into NCHW. */
+static bool merge_images(const gs__conv_geom_t *g, const geom3_t *t) {
+  return g->batch > 1 && g->group == 1 && t->out_size < 256;
+}
+
 size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
                         const gs__tensor_t *out) {
   gs__conv_geom_t g;
@@ -61,6 +69,11 @@ size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
   /* Shape inference bounded every planned tensor; the product of these
    * parts of W and Y cannot overflow size_t on a 64-bit host. */
   size_t kdim = (size_t)(g.in_channels / g.group) * t.k_size;
+  if (packed_path(n) && merge_images(&g, &t)) {
+    size_t all = t.out_size * (size_t)g.batch;
+    return (gs__gemm_packed_b_count(kdim, all) + all * (size_t)g.out_channels) *
+           sizeof(float);
+  }
   if (packed_path(n))
     return gs__gemm_packed_b_count(kdim, t.out_size) * sizeof(float);
   if (t.pointwise || g.in_channels == g.group) /* 1x1; direct depthwise */
@@ -129,6 +142,7 @@ typedef struct {
   float *packed;
   size_t kdim, at; /* at: the next column of row kk */
   size_t kk;
+  size_t base; /* the first column of this image's part of the row */
 } packed_row_t;
 
 /* Copies (src) or zeroes (src NULL) n <= NR floats: masked AVX-512 moves,
@@ -213,7 +227,7 @@ PACKED_PATH static bool im2col_row_shifted(const float *x, const geom3_t *t,
   int64_t b = hi1 * w - (off2 > 0 ? off2 : 0);
   if (b < a)
     b = a;
-  r->at = 0;
+  r->at = r->base;
   put(r, NULL, 1, (size_t)a);
   put(r, x + a + off1 * w + off2, 1, (size_t)(b - a));
   put(r, NULL, 1, (size_t)(n - b));
@@ -221,11 +235,13 @@ PACKED_PATH static bool im2col_row_shifted(const float *x, const geom3_t *t,
   size_t panel = GS__GEMM_NR * r->kdim;
   for (int64_t o1 = lo1; o1 < hi1; o1++) { /* the wrapped columns */
     for (int64_t o = o1 * w; o < o1 * w + lo2; o++)
-      row[(size_t)o / GS__GEMM_NR * panel + (size_t)o % GS__GEMM_NR] = 0.0f;
+      row[(r->base + (size_t)o) / GS__GEMM_NR * panel +
+          (r->base + (size_t)o) % GS__GEMM_NR] = 0.0f;
     for (int64_t o = o1 * w + hi2; o < (o1 + 1) * w; o++)
-      row[(size_t)o / GS__GEMM_NR * panel + (size_t)o % GS__GEMM_NR] = 0.0f;
+      row[(r->base + (size_t)o) / GS__GEMM_NR * panel +
+          (r->base + (size_t)o) % GS__GEMM_NR] = 0.0f;
   }
-  r->at = (size_t)n;
+  r->at = r->base + (size_t)n;
   return true;
 }
 
@@ -234,6 +250,7 @@ typedef struct {
   const geom3_t *t;
   size_t kdim;
   float *packed;
+  size_t images, image_floats; /* images side by side in the columns */
 } pack_job_t;
 
 /* Packs rows [part * K / parts, ...) of the im2col matrix. */
@@ -241,17 +258,21 @@ PACKED_PATH static void pack_part(void *arg, unsigned part, unsigned parts) {
   const pack_job_t *job = arg;
   const geom3_t *t = job->t;
   size_t r0 = job->kdim * part / parts, r1 = job->kdim * (part + 1) / parts;
-  size_t n = t->out_size, pad = (GS__GEMM_NR - n % GS__GEMM_NR) % GS__GEMM_NR;
+  size_t n = t->out_size, all = n * job->images;
+  size_t pad = (GS__GEMM_NR - all % GS__GEMM_NR) % GS__GEMM_NR;
   for (size_t row = r0; row < r1; row++) {
     size_t c = row / t->k_size, tap = row % t->k_size;
     int64_t kk[3] = {(int64_t)tap / (t->k[1] * t->k[2]),
                      (int64_t)tap / t->k[2] % t->k[1], (int64_t)tap % t->k[2]};
-    const float *xc = job->x + c * t->in_size;
-    packed_row_t r = {job->packed, job->kdim, 0, row};
-    if (t->pointwise)
-      put(&r, xc, 1, n);
-    else if (!im2col_row_shifted(xc, t, kk, &r))
-      im2col_row_packed(xc, t, kk, &r);
+    packed_row_t r = {job->packed, job->kdim, 0, row, 0};
+    for (size_t img = 0; img < job->images; img++) {
+      const float *xc = job->x + img * job->image_floats + c * t->in_size;
+      r.at = r.base = img * n;
+      if (t->pointwise)
+        put(&r, xc, 1, n);
+      else if (!im2col_row_shifted(xc, t, kk, &r))
+        im2col_row_packed(xc, t, kk, &r);
+    }
     put(&r, NULL, 1, pad); /* padding columns: computed, never stored */
   }
 }
@@ -366,6 +387,43 @@ static void conv_depthwise(const gs__conv_geom_t *g, const geom3_t *t,
     }
 }
 
+/* The packed GEMM over all images at once (merge_images): the product
+ * lands in scratch as [M][images * HW], then bias, residual and activation
+ * are applied on the way to NCHW. */
+static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
+                       const geom3_t *t, const gs__tensor_t *in,
+                       gs__tensor_t *out) {
+  size_t kdim = (size_t)g->in_channels * t->k_size, hw = t->out_size;
+  size_t all = hw * (size_t)g->batch, m = (size_t)g->out_channels;
+  unsigned threads = gs_engine_threads();
+  const float *b = n->n_in > 2 && n->in[2] >= 0 ? in[2].data : NULL;
+  const float *z = n->p.residual > 0 ? in[n->p.residual].data : NULL;
+  float *packed = in[n->n_in].data, *y = out->data;
+  float *prod = packed + gs__gemm_packed_b_count(kdim, all);
+  pack_job_t pj = {in[0].data,
+                   t,
+                   kdim,
+                   packed,
+                   (size_t)g->batch,
+                   (size_t)g->in_channels * t->in_size};
+  gs__parallel(pack_part, &pj, kdim < threads ? 1 : threads);
+  gs__gemm_t gm = {.m = m,
+                   .n = all,
+                   .k = kdim,
+                   .ldc = all,
+                   .a = n->cpu_weights,
+                   .b = packed,
+                   .c = prod};
+  gs__gemm_run(&gm, threads);
+  for (size_t img = 0; img < (size_t)g->batch; img++) {
+    float *yi = y + img * m * hw;
+    for (size_t o = 0; o < m; o++)
+      memcpy(yi + o * hw, prod + o * all + img * hw, hw * sizeof *y);
+    finish_rows(&n->p, yi, b, z ? z + img * m * hw : NULL, m, hw);
+  }
+  return GS_OK;
+}
+
 int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
                  gs_error_t *err) {
   gs__conv_geom_t g;
@@ -385,6 +443,8 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
   const float *b = n->n_in > 2 && n->in[2] >= 0 ? in[2].data : NULL;
   const float *z = n->p.residual > 0 ? in[n->p.residual].data : NULL;
   float *col = in[n->n_in].data, *y = out->data;
+  if (packed_path(n) && merge_images(&g, &t))
+    return conv_merged(n, &g, &t, in, out);
   if (packed_path(n)) {
     size_t per = gs__gemm_packed_a_count(mg, kdim);
     unsigned threads = gs_engine_threads();
@@ -394,7 +454,7 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
         size_t y_at = ((size_t)img * (size_t)g.group + (size_t)gi) * mg;
         /* Even a 1x1 conv's input is packed: reading its rows in place
          * (N floats apart per k step) ran ResNet-50 at half the speed. */
-        pack_job_t pj = {x + x_at * t.in_size, &t, kdim, col};
+        pack_job_t pj = {x + x_at * t.in_size, &t, kdim, col, 1, 0};
         gs__parallel(pack_part, &pj, kdim < threads ? 1 : threads);
         gs__gemm_t gm = {.m = mg,
                          .n = t.out_size,
