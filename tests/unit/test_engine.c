@@ -6,6 +6,7 @@
  * do not match the model's metadata are refused; intermediate tensors whose
  * lifetimes do not overlap share memory; a batch of N runs like N rows. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1228,6 +1229,62 @@ static void test_conv_fusion_order(void **state) {
     assert_true(ym[i] == (hm[i] > 0 ? hm[i] : 0));
 }
 
+/* Two sessions of one model run Convs at once from two threads, with the
+ * engine at two threads: the conv's thread pool serves one caller at a
+ * time and the other runs its parts itself; both get the one-thread
+ * result. */
+typedef struct {
+  const gs_model_t *m;
+  const gs_tensor_t *in;
+  const float *want;
+  size_t n;
+  int bad;
+} concurrent_t;
+
+static void *run_concurrent(void *arg) {
+  concurrent_t *c = arg;
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  if (gs_session_create(&s, c->m, NULL, &err) != GS_OK) {
+    c->bad = 1;
+    return NULL;
+  }
+  for (int i = 0; i < 20 && !c->bad; i++)
+    if (gs_session_run(s, c->in, 1, &err) != GS_OK ||
+        memcmp(gs_session_output(s, 0)->data, c->want, c->n * sizeof(float)) !=
+            0)
+      c->bad = 1;
+  gs_session_destroy(s);
+  return NULL;
+}
+
+static void test_conv_threads(void **state) {
+  (void)state;
+  const int64_t xd[4] = {2, 24, 12, 40}, wd[4] = {32, 24, 3, 3};
+  graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
+  g.init[0] = init_tensor("w", ELEM_F32, 4, wd, ramp(32 * 24 * 9, 41));
+  g.nodes[0] = node("Conv", "conv", "x,w", "y", INTS("pads", 1, 1, 1, 1), NULL);
+  g.in[0] = info("x", ELEM_F32, 4, xd);
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  gs_tensor_t in = tensor("x", GS_DTYPE_FP32, 4, xd, ramp(2 * 24 * 480, 42));
+  gs_error_t err = {0};
+  assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
+  const size_t n = 2 * 32 * 12 * 40;
+  float *want = run_graph(&g, 1, &in, 0, NULL, NULL);
+  assert_int_equal(gs_engine_set_threads(2, &err), GS_OK);
+  gs_model_t *m = load(&g);
+  concurrent_t c[2] = {{m, &in, want, n, 0}, {m, &in, want, n, 0}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, run_concurrent, &c[i]), 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
+  gs_model_destroy(m);
+  assert_int_equal(c[0].bad, 0);
+  assert_int_equal(c[1].bad, 0);
+}
+
 /* Expects loading g to fail with code, naming the node and the words. */
 static void load_fails(const graph_t *g, int code, const char *node_name,
                        const char *word) {
@@ -1339,6 +1396,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_conv_fusion, free_kept),
       cmocka_unit_test_teardown(test_conv_fusion_order, free_kept),
       cmocka_unit_test_teardown(test_cnn_bad_input, free_kept),
+      cmocka_unit_test_teardown(test_conv_threads, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
