@@ -168,12 +168,27 @@ move_chunk(float *d, const float *src, size_t n) {
 
 PACKED_PATH static void put(packed_row_t *r, const float *src, int64_t stride,
                             size_t len) {
+  size_t panel = GS__GEMM_NR * r->kdim; /* floats from one panel to the next */
   while (len > 0) {
     size_t in_panel = r->at % GS__GEMM_NR, chunk = GS__GEMM_NR - in_panel;
-    if (chunk > len)
-      chunk = len;
     float *d = r->packed + (r->at - in_panel) * r->kdim + r->kk * GS__GEMM_NR +
                in_panel;
+    if (in_panel == 0 && (!src || stride == 1)) {
+      /* Whole panels: two full-width moves each. */
+      size_t whole = len / GS__GEMM_NR;
+      for (size_t p = 0; p < whole; p++, d += panel) {
+        move_chunk(d, src, GS__GEMM_NR);
+        if (src)
+          src += GS__GEMM_NR;
+      }
+      r->at += whole * GS__GEMM_NR;
+      len -= whole * GS__GEMM_NR;
+      if (len == 0)
+        break;
+      chunk = len; /* the rest fits the next panel */
+    }
+    if (chunk > len)
+      chunk = len;
     if (!src || stride == 1)
       move_chunk(d, src, chunk);
     else
