@@ -272,6 +272,13 @@ typedef struct {
 } pack_job_t;
 
 /* Packs rows [part * K / parts, ...) of the im2col matrix. */
+/* Threads for packing: one for under 512Ki floats (2 MiB), where waking
+ * a worker (a futex call each way) costs about what it saves. */
+static unsigned pack_parts(const pack_job_t *job, unsigned threads) {
+  size_t floats = job->kdim * job->t->out_size * job->images;
+  return floats < ((size_t)1 << 19) || job->kdim < threads ? 1 : threads;
+}
+
 PACKED_PATH static void pack_part(void *arg, unsigned part, unsigned parts) {
   const pack_job_t *job = arg;
   const geom3_t *t = job->t;
@@ -424,7 +431,7 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
                    packed,
                    (size_t)g->batch,
                    (size_t)g->in_channels * t->in_size};
-  gs__parallel(pack_part, &pj, kdim < threads ? 1 : threads);
+  gs__parallel(pack_part, &pj, pack_parts(&pj, threads));
   gs__gemm_t gm = {.m = m,
                    .n = all,
                    .k = kdim,
@@ -473,7 +480,7 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
         /* Even a 1x1 conv's input is packed: reading its rows in place
          * (N floats apart per k step) ran ResNet-50 at half the speed. */
         pack_job_t pj = {x + x_at * t.in_size, &t, kdim, col, 1, 0};
-        gs__parallel(pack_part, &pj, kdim < threads ? 1 : threads);
+        gs__parallel(pack_part, &pj, pack_parts(&pj, threads));
         gs__gemm_t gm = {.m = mg,
                          .n = t.out_size,
                          .k = kdim,

@@ -1232,7 +1232,7 @@ static void test_conv_fusion_order(void **state) {
 /* Two sessions of one model run Convs at once from two threads, with the
  * engine at two threads: the conv's thread pool serves one caller at a
  * time and the other runs its parts itself; both get the one-thread
- * result. */
+ * result. (Sized over the pool's thresholds: 32 x 216 x 960 per image.) */
 typedef struct {
   const gs_model_t *m;
   const gs_tensor_t *in;
@@ -1260,16 +1260,16 @@ static void *run_concurrent(void *arg) {
 
 static void test_conv_threads(void **state) {
   (void)state;
-  const int64_t xd[4] = {2, 24, 12, 40}, wd[4] = {32, 24, 3, 3};
+  const int64_t xd[4] = {2, 24, 24, 40}, wd[4] = {32, 24, 3, 3};
   graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
   g.init[0] = init_tensor("w", ELEM_F32, 4, wd, ramp(32 * 24 * 9, 41));
   g.nodes[0] = node("Conv", "conv", "x,w", "y", INTS("pads", 1, 1, 1, 1), NULL);
   g.in[0] = info("x", ELEM_F32, 4, xd);
   g.out[0] = info("y", ELEM_F32, -1, NULL);
-  gs_tensor_t in = tensor("x", GS_DTYPE_FP32, 4, xd, ramp(2 * 24 * 480, 42));
+  gs_tensor_t in = tensor("x", GS_DTYPE_FP32, 4, xd, ramp(2 * 24 * 960, 42));
   gs_error_t err = {0};
   assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
-  const size_t n = 2 * 32 * 12 * 40;
+  const size_t n = 2 * 32 * 24 * 40;
   float *want = run_graph(&g, 1, &in, 0, NULL, NULL);
   assert_int_equal(gs_engine_set_threads(2, &err), GS_OK);
   gs_model_t *m = load(&g);
