@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "gpuslice/engine.h"
 #include "gpuslice/placement.h"
 #include "gpuslice/run.h"
 
@@ -193,12 +194,21 @@ int cmd_info(cli_t *cli, int argc, char **argv) {
                          (int)c->memory_slices, "compute_slices",
                          (int)c->compute_slices));
   }
+  /* What the engine's CUDA provider finds here (driver, cuDNN, cuBLAS,
+   * its kernels), or why models run on the CPU instead. */
+  char engine[1100];
+  gs_error_t eerr = {0};
+  bool gpu_engine = gs_engine_cuda_describe(engine, sizeof engine, &eerr) ==
+                    GS_OK;
+  if (!gpu_engine)
+    snprintf(engine, sizeof engine, "cpu only: %s", eerr.msg);
   if (cli->json) {
-    cli_print_json(json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "backend",
-                             be->ops->name, "state_dir", cli->state_dir,
-                             "devices", jdevs, "enforcement", "compute",
-                             enf.compute, "memory", enf.memory, "faults",
-                             enf.faults));
+    cli_print_json(json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}, s:{s:b, s:s}}",
+                             "backend", be->ops->name, "state_dir",
+                             cli->state_dir, "devices", jdevs, "enforcement",
+                             "compute", enf.compute, "memory", enf.memory,
+                             "faults", enf.faults, "engine", "cuda",
+                             gpu_engine, "detail", engine));
   } else {
     json_decref(jdevs);
     printf("backend:   %s\nstate dir: %s\n", be->ops->name, cli->state_dir);
@@ -214,6 +224,7 @@ int cmd_info(cli_t *cli, int argc, char **argv) {
     }
     printf("enforced:\n  compute: %s\n  memory:  %s\n  faults:  %s\n",
            enf.compute, enf.memory, enf.faults);
+    printf("engine:    %s\n", engine);
   }
   free(devs);
   gs_backend_close(be);

@@ -137,7 +137,9 @@ typedef struct gs_session_options_s {
 /* max_plan_bytes 1 GiB, max_cached_plans 16 (at most 1024). */
 void gs_session_options_default(gs_session_options_t *opts);
 
-/* Runs one model; not thread-safe (one session per thread). */
+/* Runs one model; not thread-safe (one session per thread). A CUDA
+ * session makes its GPU's primary context current in every call, so any
+ * thread may call it (one at a time). */
 typedef struct gs_session_s gs_session_t;
 
 /* opts may be NULL for the defaults. The model must outlive the session;
@@ -145,6 +147,16 @@ typedef struct gs_session_s gs_session_t;
 int gs_session_create(gs_session_t **out, const gs_model_t *model,
                       const gs_session_options_t *opts, gs_error_t *err);
 void gs_session_destroy(gs_session_t *session);
+
+/* The provider and precision a session runs with (AUTO and DEFAULT
+ * resolved: CUDA + FP16, or CPU + FP32). */
+gs_provider_t gs_session_provider(const gs_session_t *session);
+gs_precision_t gs_session_precision(const gs_session_t *session);
+
+/* What this process finds of the CUDA provider's needs: 0 with a line such
+ * as "cuda: driver 13000, cuDNN 91900, cuBLAS libcublas.so.13, kernels
+ * 384192 bytes", else the error that makes AUTO choose the CPU. */
+int gs_engine_cuda_describe(char *buf, size_t size, gs_error_t *err);
 
 /* Infers every tensor's shape and plans memory for this input set, or picks
  * the plan made before for the same shapes. Only shapes, types and sizes of

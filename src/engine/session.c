@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 
+#include "engine/cuda_int.h"
 #include "engine/engine_int.h"
 
 #define ARENA_ALIGN 64
@@ -72,9 +73,11 @@ void gs_session_options_default(gs_session_options_t *opts) {
 
 /* One input shape set: every value's shape, and arena offsets. */
 typedef struct {
-  gs__tensor_t *shapes; /* per value; data NULL */
-  size_t *offset;       /* per value; arena offset of NODE values */
-  size_t *out_offset;   /* per output; a copy of an INPUT or CONST output */
+  gs__tensor_t *shapes;   /* per value; data NULL */
+  size_t *offset;         /* per value; arena offset of NODE values */
+  size_t *out_offset;     /* per output; a copy of an INPUT or CONST output */
+  size_t *scratch;        /* per node; bytes of scratch its kernel needs */
+  size_t *scratch_offset; /* per node; arena offset of that scratch */
   size_t arena_bytes;
   void **key_data; /* per input: a copy of needs_data inputs */
   unsigned long long used;
@@ -93,26 +96,26 @@ struct gs_session_s {
   gs__tensor_t *args;     /* max_node_inputs scratch */
   const gs_tensor_t **in; /* the caller's inputs in model order */
   gs_tensor_t *outputs;
+  gs__cuda_session_t *gpu; /* the CUDA provider's part; NULL on the CPU */
 };
 
 static void plan_release(plan_t *p, size_t n_inputs) {
   free(p->shapes);
   free(p->offset);
   free(p->out_offset);
+  free(p->scratch);
+  free(p->scratch_offset);
   for (size_t i = 0; p->key_data && i < n_inputs; i++)
     free(p->key_data[i]);
   free(p->key_data);
   memset(p, 0, sizeof *p);
 }
 
+static int provider_start(gs_session_t *s, gs_error_t *err);
+
 int gs_session_create(gs_session_t **out, const gs_model_t *model,
                       const gs_session_options_t *opts, gs_error_t *err) {
   *out = NULL;
-  /* The CUDA provider is not built yet: asking for it is an error, AUTO
-   * runs on the CPU. */
-  if (opts && opts->provider == GS_PROVIDER_CUDA)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "the cuda provider is not built into this gpuslice");
   gs_session_t *s = calloc(1, sizeof *s);
   if (!s)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
@@ -135,13 +138,58 @@ int gs_session_create(gs_session_t **out, const gs_model_t *model,
     gs_session_destroy(s);
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   }
+  int rc = provider_start(s, err);
+  if (rc != GS_OK) {
+    gs_session_destroy(s);
+    return rc;
+  }
   *out = s;
   return GS_OK;
+}
+
+/* CUDA asked for: the GPU or an error. AUTO: the GPU when it is usable
+ * here (driver, GPU, libraries, kernels) and runs every node, else the
+ * CPU. */
+static int provider_start(gs_session_t *s, gs_error_t *err) {
+  gs_provider_t want = s->opts.provider;
+  if (want == GS_PROVIDER_CPU) {
+    if (s->opts.precision == GS_PRECISION_FP16)
+      return gs_error_set(err, GS_EUNSUPPORTED,
+                          "the cpu provider computes in FP32 only");
+    s->opts.precision = GS_PRECISION_FP32;
+    return GS_OK;
+  }
+  gs_error_t gpu_err = {0};
+  int rc = gs__cuda_session_create(&s->gpu, s->model, &s->opts, &gpu_err);
+  if (rc == GS_OK) {
+    s->opts.provider = GS_PROVIDER_CUDA;
+    if (s->opts.precision == GS_PRECISION_DEFAULT)
+      s->opts.precision = GS_PRECISION_FP16;
+    return GS_OK;
+  }
+  if (want == GS_PROVIDER_CUDA ||
+      (rc != GS_ENODEV && rc != GS_EUNSUPPORTED)) {
+    if (err)
+      *err = gpu_err;
+    return rc;
+  }
+  s->opts.provider = GS_PROVIDER_CPU;
+  s->opts.precision = GS_PRECISION_FP32;
+  return GS_OK;
+}
+
+gs_provider_t gs_session_provider(const gs_session_t *s) {
+  return s->opts.provider;
+}
+
+gs_precision_t gs_session_precision(const gs_session_t *s) {
+  return s->opts.precision;
 }
 
 void gs_session_destroy(gs_session_t *s) {
   if (!s)
     return;
+  gs__cuda_session_destroy(s->gpu);
   for (unsigned i = 0; s->plans && i < s->n_plans; i++)
     plan_release(&s->plans[i], s->model->n_inputs);
   free(s->plans);
@@ -302,6 +350,9 @@ static int infer_shapes(gs_session_t *s, plan_t *p, const gs_tensor_t **in,
                           gs__dims_str(t->dims, t->rank, dims, sizeof dims),
                           m->limits.max_tensor_bytes);
     s->bound[n->out] = *t;
+    /* The CPU kernels' scratch (im2col); the GPU needs none of it. */
+    p->scratch[i] =
+        n->op->scratch && !s->gpu ? n->op->scratch(n, s->args, t) : 0;
   }
   return GS_OK;
 }
@@ -362,7 +413,7 @@ static int plan_memory(gs_session_t *s, plan_t *p, gs_error_t *err) {
   const gs_model_t *m = s->model;
   size_t n = 0;
   int rc = GS_OK;
-  size_t cap = m->n_values + m->n_outputs + 1;
+  size_t cap = m->n_values + m->n_outputs + m->n_nodes + 1;
   slot_t *slots = calloc(cap, sizeof *slots);
   size_t *offsets = calloc(cap, sizeof *offsets);
   size_t *spans = calloc(2 * cap, sizeof *spans);
@@ -376,9 +427,13 @@ static int plan_memory(gs_session_t *s, plan_t *p, gs_error_t *err) {
       continue;
     size_t last = val->last_use < val->producer ? (size_t)val->producer
                                                 : (size_t)val->last_use;
-    slots[n++] =
-        (slot_t){align_up(p->shapes[v].count * gs_dtype_size(val->dtype)),
-                 (size_t)val->producer, last, (int)v};
+    /* A GPU session in FP16 stores every node output (all float there)
+     * in 2 bytes. */
+    size_t esize = s->gpu && s->opts.precision == GS_PRECISION_FP16
+                       ? 2
+                       : gs_dtype_size(val->dtype);
+    slots[n++] = (slot_t){align_up(p->shapes[v].count * esize),
+                          (size_t)val->producer, last, (int)v};
   }
   for (size_t o = 0; o < m->n_outputs; o++) {
     int v = m->outputs[o];
@@ -387,10 +442,17 @@ static int plan_memory(gs_session_t *s, plan_t *p, gs_error_t *err) {
           align_up(p->shapes[v].count * gs_dtype_size(m->values[v].dtype)),
           m->n_nodes, m->n_nodes, -1 - (int)o};
   }
+  /* A kernel's scratch lives during its node only; value n_values + i. */
+  for (size_t i = 0; i < m->n_nodes; i++)
+    if (p->scratch[i])
+      slots[n++] =
+          (slot_t){align_up(p->scratch[i]), i, i, (int)(m->n_values + i)};
   rc = place_slots(slots, n, offsets, spans, &p->arena_bytes,
                    s->opts.max_plan_bytes, err);
   for (size_t i = 0; rc == GS_OK && i < n; i++) {
-    if (slots[i].value >= 0)
+    if ((size_t)slots[i].value >= m->n_values && slots[i].value >= 0)
+      p->scratch_offset[slots[i].value - (int)m->n_values] = offsets[i];
+    else if (slots[i].value >= 0)
       p->offset[slots[i].value] = offsets[i];
     else
       p->out_offset[-1 - slots[i].value] = offsets[i];
@@ -409,7 +471,10 @@ static int plan_make(gs_session_t *s, plan_t *p, const gs_tensor_t **in,
   p->offset = calloc(m->n_values + 1, sizeof *p->offset);
   p->out_offset = calloc(m->n_outputs + 1, sizeof *p->out_offset);
   p->key_data = calloc(m->n_inputs + 1, sizeof *p->key_data);
-  if (!p->shapes || !p->offset || !p->out_offset || !p->key_data)
+  p->scratch = calloc(m->n_nodes + 1, sizeof *p->scratch);
+  p->scratch_offset = calloc(m->n_nodes + 1, sizeof *p->scratch_offset);
+  if (!p->shapes || !p->offset || !p->out_offset || !p->key_data ||
+      !p->scratch || !p->scratch_offset)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   for (size_t i = 0; i < m->n_inputs; i++) {
     if (!m->values[m->inputs[i]].needs_data)
@@ -451,8 +516,11 @@ static int plan_get(gs_session_t *s, const gs_tensor_t **in, gs_error_t *err) {
       return rc;
     }
   }
-  /* Never empty, so that every bound pointer points into an object. */
+  /* Never empty, so that every bound pointer points into an object. The
+   * CUDA provider keeps its activations on the GPU. */
   size_t need = p->arena_bytes ? p->arena_bytes : ARENA_ALIGN;
+  if (s->gpu)
+    need = ARENA_ALIGN;
   if (need > s->arena_bytes) {
     free(s->arena);
     s->arena_bytes = 0;
@@ -501,11 +569,21 @@ int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
   if (rc != GS_OK)
     return rc;
   const plan_t *p = s->current;
+  if (s->gpu) {
+    gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
+    return gs__cuda_session_run(s->gpu, &view, s->in, s->outputs, err);
+  }
   for (size_t v = 0; v < m->n_values; v++)
     bind_value(s, p, (int)v, s->in);
   for (size_t i = 0; rc == GS_OK && i < m->n_nodes; i++) {
     const gs__node_t *n = &m->nodes[i];
     node_args(s, n);
+    s->args[n->n_in] = (gs__tensor_t){
+        .dtype = GS_DTYPE_UINT8,
+        .rank = 1,
+        .dims = {(int64_t)p->scratch[i]},
+        .count = p->scratch[i],
+        .data = p->scratch[i] ? (char *)s->arena + p->scratch_offset[i] : NULL};
     rc = n->op->run(n, s->args, &s->bound[n->out], err);
   }
   for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++) {
@@ -520,6 +598,31 @@ int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
     s->outputs[o].data = copy;
   }
   return rc;
+}
+
+int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,
+                            size_t n_inputs, float *ms, gs_error_t *err) {
+  if (!s->gpu)
+    return gs_error_set(err, GS_EINVAL, "the session does not run on a GPU");
+  int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
+  if (rc != GS_OK)
+    return rc;
+  const plan_t *p = s->current;
+  gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
+  return gs__cuda_session_profile(s->gpu, &view, s->in, ms, err);
+}
+
+int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
+                           size_t n_inputs, int iters, float *ms,
+                           gs_error_t *err) {
+  if (!s->gpu)
+    return gs_error_set(err, GS_EINVAL, "the session does not run on a GPU");
+  int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
+  if (rc != GS_OK)
+    return rc;
+  const plan_t *p = s->current;
+  gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
+  return gs__cuda_session_replay(s->gpu, &view, iters, ms, err);
 }
 
 const gs_tensor_t *gs_session_output(const gs_session_t *s, size_t i) {

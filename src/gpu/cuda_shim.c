@@ -19,9 +19,18 @@ static int load_symbols(gs__cuda_t *c, gs_error_t *err) {
                         c->path, sym, old ? " (and " : "", old ? old : "",     \
                         old ? ")" : "");
   GS__CUDA_FUNCS(GS__CUDA_LOAD)
-#undef GS__CUDA_LOAD
   return GS_OK;
 }
+
+int gs__cuda_load_compute(gs__cuda_t *c, gs_error_t *err) {
+  if (c->compute)
+    return GS_OK;
+  GS__CUDA_COMPUTE_FUNCS(GS__CUDA_LOAD)
+  c->compute = true;
+  return GS_OK;
+}
+
+#undef GS__CUDA_LOAD
 
 int gs__cuda_open(gs__cuda_t *cuda, const char *path, gs_error_t *err) {
   memset(cuda, 0, sizeof *cuda);

@@ -24,6 +24,23 @@ typedef enum cudaError_enum {
 } CUresult;
 
 typedef int CUdevice;
+typedef unsigned long long CUdeviceptr;
+typedef struct CUctx_st *CUcontext;
+typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
+
+/* cuStreamCreate flags, cuEventCreate flags, cuStreamBeginCapture modes. */
+#define CU_STREAM_NON_BLOCKING 0x1u
+#define CU_EVENT_DEFAULT 0x0u
+typedef enum CUstreamCaptureMode_enum {
+  CU_STREAM_CAPTURE_MODE_GLOBAL = 0,
+  CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1,
+  CU_STREAM_CAPTURE_MODE_RELAXED = 2
+} CUstreamCaptureMode;
 
 typedef struct CUuuid_st {
   char bytes[16];
@@ -53,6 +70,60 @@ typedef enum CUdevice_attribute_enum {
   XX(GetErrorString, CUresult, (CUresult, const char **), "cuGetErrorString",  \
      NULL)
 
+/* What running kernels needs beyond that (the engine's CUDA provider):
+ * resolved by gs__cuda_load_compute, so that the device readout keeps
+ * working with drivers (and test fakes) that lack them. */
+#define GS__CUDA_COMPUTE_FUNCS(XX)                                             \
+  XX(DevicePrimaryCtxRetain, CUresult, (CUcontext *, CUdevice),                \
+     "cuDevicePrimaryCtxRetain", NULL)                                         \
+  XX(DevicePrimaryCtxRelease, CUresult, (CUdevice),                            \
+     "cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease")              \
+  XX(CtxSetCurrent, CUresult, (CUcontext), "cuCtxSetCurrent", NULL)            \
+  XX(MemGetInfo, CUresult, (size_t *, size_t *), "cuMemGetInfo_v2", NULL)      \
+  XX(MemAlloc, CUresult, (CUdeviceptr *, size_t), "cuMemAlloc_v2", NULL)       \
+  XX(MemFree, CUresult, (CUdeviceptr), "cuMemFree_v2", NULL)                   \
+  XX(MemAllocHost, CUresult, (void **, size_t), "cuMemAllocHost_v2", NULL)     \
+  XX(MemFreeHost, CUresult, (void *), "cuMemFreeHost", NULL)                   \
+  XX(MemcpyHtoD, CUresult, (CUdeviceptr, const void *, size_t),                \
+     "cuMemcpyHtoD_v2", NULL)                                                  \
+  XX(MemcpyDtoH, CUresult, (void *, CUdeviceptr, size_t), "cuMemcpyDtoH_v2",   \
+     NULL)                                                                     \
+  XX(MemcpyHtoDAsync, CUresult, (CUdeviceptr, const void *, size_t, CUstream), \
+     "cuMemcpyHtoDAsync_v2", NULL)                                             \
+  XX(MemcpyDtoHAsync, CUresult, (void *, CUdeviceptr, size_t, CUstream),       \
+     "cuMemcpyDtoHAsync_v2", NULL)                                             \
+  XX(MemcpyDtoDAsync, CUresult, (CUdeviceptr, CUdeviceptr, size_t, CUstream),  \
+     "cuMemcpyDtoDAsync_v2", NULL)                                             \
+  XX(MemsetD8Async, CUresult, (CUdeviceptr, unsigned char, size_t, CUstream),  \
+     "cuMemsetD8Async", NULL)                                                  \
+  XX(StreamCreate, CUresult, (CUstream *, unsigned), "cuStreamCreate", NULL)   \
+  XX(StreamDestroy, CUresult, (CUstream), "cuStreamDestroy_v2", NULL)          \
+  XX(StreamSynchronize, CUresult, (CUstream), "cuStreamSynchronize", NULL)     \
+  XX(StreamBeginCapture, CUresult, (CUstream, CUstreamCaptureMode),            \
+     "cuStreamBeginCapture_v2", NULL)                                          \
+  XX(StreamEndCapture, CUresult, (CUstream, CUgraph *), "cuStreamEndCapture",  \
+     NULL)                                                                     \
+  XX(EventCreate, CUresult, (CUevent *, unsigned), "cuEventCreate", NULL)      \
+  XX(EventDestroy, CUresult, (CUevent), "cuEventDestroy_v2", NULL)             \
+  XX(EventRecord, CUresult, (CUevent, CUstream), "cuEventRecord", NULL)        \
+  XX(EventSynchronize, CUresult, (CUevent), "cuEventSynchronize", NULL)        \
+  XX(EventElapsedTime, CUresult, (float *, CUevent, CUevent),                  \
+     "cuEventElapsedTime_v2", "cuEventElapsedTime")                            \
+  XX(GraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long), \
+     "cuGraphInstantiateWithFlags", NULL)                                      \
+  XX(GraphLaunch, CUresult, (CUgraphExec, CUstream), "cuGraphLaunch", NULL)    \
+  XX(GraphExecDestroy, CUresult, (CUgraphExec), "cuGraphExecDestroy", NULL)    \
+  XX(GraphDestroy, CUresult, (CUgraph), "cuGraphDestroy", NULL)                \
+  XX(ModuleLoadData, CUresult, (CUmodule *, const void *),                     \
+     "cuModuleLoadData", NULL)                                                 \
+  XX(ModuleUnload, CUresult, (CUmodule), "cuModuleUnload", NULL)               \
+  XX(ModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *),      \
+     "cuModuleGetFunction", NULL)                                              \
+  XX(LaunchKernel, CUresult,                                                   \
+     (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,  \
+      unsigned, CUstream, void **, void **),                                   \
+     "cuLaunchKernel", NULL)
+
 /* The loaded library. Fields are the functions, named without "cu". */
 typedef struct gs__cuda_s {
   void *dl;
@@ -60,7 +131,9 @@ typedef struct gs__cuda_s {
   int driver_version; /* cuDriverGetVersion: 13000 is CUDA 13.0 */
 #define GS__CUDA_FIELD(field, ret, params, sym, old) ret(*field) params;
   GS__CUDA_FUNCS(GS__CUDA_FIELD)
+  GS__CUDA_COMPUTE_FUNCS(GS__CUDA_FIELD)
 #undef GS__CUDA_FIELD
+  bool compute; /* gs__cuda_load_compute succeeded */
 } gs__cuda_t;
 
 #define GS__CUDA_DEFAULT_LIBRARY "libcuda.so.1"
@@ -72,6 +145,10 @@ typedef struct gs__cuda_s {
  * On failure nothing stays loaded. Release with gs__cuda_close(). */
 int gs__cuda_open(gs__cuda_t *cuda, const char *path, gs_error_t *err);
 void gs__cuda_close(gs__cuda_t *cuda);
+
+/* Resolves GS__CUDA_COMPUTE_FUNCS on an open driver; a missing function
+ * fails with GS_EUNSUPPORTED naming it (and leaves compute false). */
+int gs__cuda_load_compute(gs__cuda_t *cuda, gs_error_t *err);
 
 /* cuGetErrorString(rc), never NULL. */
 const char *gs__cuda_strerror(const gs__cuda_t *cuda, CUresult rc);

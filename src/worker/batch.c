@@ -115,6 +115,38 @@ int gs__batch_concat(gs_tensor_t *out, void **bufs,
   return GS_OK;
 }
 
+uint64_t gs__batch_padded_rows(const gs__model_slot_t *slot, uint64_t rows) {
+  uint64_t max = slot->max_batch_size, best = max;
+  if (slot->provider != GS_PROVIDER_CUDA || max == 0 || rows >= max)
+    return rows;
+  for (uint64_t p = 1; p < max; p *= 2)
+    if (p >= rows && p < best)
+      best = p;
+  for (unsigned i = 0; i < slot->batching.n_preferred; i++)
+    if (slot->batching.preferred[i] >= rows &&
+        slot->batching.preferred[i] < best)
+      best = slot->batching.preferred[i];
+  return best;
+}
+
+int gs__batch_pad(gs_tensor_t *out, void **bufs, size_t n, uint64_t rows,
+                  uint64_t padded, gs_error_t *err) {
+  for (size_t k = 0; k < n && padded > rows && rows > 0; k++) {
+    size_t row_bytes = out[k].bytes / rows;
+    if (row_bytes && padded > SIZE_MAX / row_bytes - 1)
+      return gs_error_set(err, GS_ELIMIT, "a padded batch is too large");
+    uint8_t *buf = realloc(bufs[k], padded * row_bytes + 1);
+    if (!buf)
+      return gs_error_set(err, GS_ENOMEM, "out of memory");
+    memset(buf + out[k].bytes, 0, (padded - rows) * row_bytes);
+    bufs[k] = buf;
+    out[k].data = buf;
+    out[k].bytes = padded * row_bytes;
+    out[k].shape[0] = (int64_t)padded;
+  }
+  return GS_OK;
+}
+
 int gs__batch_split(gs_tensor_t *slices, const gs_tensor_t *outputs, size_t n,
                     uint64_t row, uint64_t rows, uint64_t total_rows,
                     gs_error_t *err) {
@@ -144,6 +176,7 @@ typedef struct batch_s {
   gs__infer_job_t *jobs; /* through next, oldest first */
   size_t n;
   uint64_t rows;
+  uint64_t padded; /* rows the engine ran: rows, or a GPU graph's size */
   uint64_t t_started, t_input_done, t_infer_done, t_done;
   bool ran; /* the engine ran: an execution for the statistics */
 } batch_t;
@@ -176,7 +209,7 @@ static void answer_jobs(batch_t *b, gs_session_t *s) {
     gs_error_t jerr = err;
     int status = err.msg[0] ? 500 : 0;
     if (status == 0 && gs__batch_split(slices, outs, io->n_outputs, row,
-                                       j->batch, b->rows, &jerr) != GS_OK)
+                                       j->batch, b->padded, &jerr) != GS_OK)
       status = 500;
     if (status == 0 && gs__infer_encode(&j->resp, &j->ir, io, slices, &jerr))
       status = jerr.code == GS_EINVAL ? 400 : 500;
@@ -207,6 +240,10 @@ static void work_batch(uv_work_t *w) {
   if (status == 0 &&
       gs__batch_concat(ins, bufs, rp, b->n, &slot->io, &err) != GS_OK)
     status = err.code == GS_ENOMEM ? 500 : 400;
+  b->padded = gs__batch_padded_rows(slot, b->rows);
+  if (status == 0 && gs__batch_pad(ins, bufs, slot->io.n_inputs, b->rows,
+                                   b->padded, &err) != GS_OK)
+    status = 500;
   b->t_input_done = gs__now_ns();
   if (status == 0 && !(s = gs__slot_get(slot, &err)))
     status = 500;

@@ -106,6 +106,67 @@ static int read_batching(gs__batching_t *b, json_t *db, unsigned max_batch,
   return GS_OK;
 }
 
+/* "instance_group": [{"kind": "KIND_GPU" | "KIND_CPU" | "KIND_AUTO",
+ * "count": n, "gpus": [ordinal]}] as Triton writes it; the first group
+ * decides (a worker is one instance: count adds nothing here). */
+static int read_instance_group(gs__placement_t *pl, json_t *ig,
+                               const char *path, gs_error_t *err) {
+  json_t *g = json_array_get(ig, 0);
+  if (!json_is_array(ig) || !json_is_object(g))
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: instance_group must be an array of objects", path);
+  const char *key;
+  json_t *v;
+  json_object_foreach(g, key, v) {
+    if (strcmp(key, "kind") && strcmp(key, "count") && strcmp(key, "gpus") &&
+        strcmp(key, "name"))
+      return gs_error_set(err, GS_EUNSUPPORTED,
+                          "%s: instance_group.%.64s is not supported (kind, "
+                          "count, gpus and name are)",
+                          path, key);
+  }
+  const char *kind = json_string_value(json_object_get(g, "kind"));
+  if (json_object_get(g, "kind") && !kind)
+    return gs_error_set(err, GS_EINVAL, "%s: instance_group kind must be a "
+                        "string", path);
+  if (!kind || !strcmp(kind, "KIND_AUTO"))
+    pl->provider = GS_PROVIDER_AUTO;
+  else if (!strcmp(kind, "KIND_GPU"))
+    pl->provider = GS_PROVIDER_CUDA;
+  else if (!strcmp(kind, "KIND_CPU"))
+    pl->provider = GS_PROVIDER_CPU;
+  else
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "%s: instance_group kind %.64s is not supported "
+                        "(KIND_GPU, KIND_CPU, KIND_AUTO are)",
+                        path, kind);
+  json_t *gpus = json_object_get(g, "gpus");
+  if (gpus) {
+    json_t *first = json_array_get(gpus, 0);
+    if (!json_is_integer(first) || json_integer_value(first) < 0 ||
+        json_integer_value(first) > 1023)
+      return gs_error_set(err, GS_EINVAL,
+                          "%s: instance_group gpus must list GPU ordinals "
+                          "(0..1023)",
+                          path);
+    pl->device = (int)json_integer_value(first);
+  }
+  return GS_OK;
+}
+
+static int read_precision(gs__placement_t *pl, json_t *p, const char *path,
+                          gs_error_t *err) {
+  const char *s = json_string_value(p);
+  if (s && !strcmp(s, "fp16"))
+    pl->precision = GS_PRECISION_FP16;
+  else if (s && !strcmp(s, "fp32"))
+    pl->precision = GS_PRECISION_FP32;
+  else
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: precision must be \"fp16\" or \"fp32\"", path);
+  return GS_OK;
+}
+
 static int read_config(gs__model_entry_t *m, const char *model_dir,
                        gs_error_t *err) {
   char path[4400];
@@ -115,6 +176,7 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
   m->max_batch_size = 0;
   m->memory_budget_bytes = 0;
   memset(&m->batching, 0, sizeof m->batching);
+  memset(&m->placement, 0, sizeof m->placement);
   struct stat st;
   if (stat(path, &st) != 0)
     return GS_OK;
@@ -148,6 +210,12 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
                       "integer", path);
   else if (rc == GS_OK && budget)
     m->memory_budget_bytes = (uint64_t)json_integer_value(budget);
+  json_t *ig = json_object_get(root, "instance_group");
+  if (rc == GS_OK && ig)
+    rc = read_instance_group(&m->placement, ig, path, err);
+  json_t *prec = json_object_get(root, "precision");
+  if (rc == GS_OK && prec)
+    rc = read_precision(&m->placement, prec, path, err);
   json_decref(root);
   return rc;
 }
@@ -207,6 +275,7 @@ static int slot_create(gs__model_entry_t *m, const char *path,
   s->max_batch_size = m->max_batch_size;
   s->batching = m->batching;
   s->memory_budget_bytes = m->memory_budget_bytes;
+  s->placement = m->placement;
   s->io = (gs__model_io_t){s->name, s->version, ni, no, in, out};
   if (!in || !out) {
     slot_destroy(s);
@@ -216,6 +285,17 @@ static int slot_create(gs__model_entry_t *m, const char *path,
     in[i] = *gs_model_input(s->model, i);
   for (size_t i = 0; i < no; i++)
     out[i] = *gs_model_output(s->model, i);
+  /* One session now: a model the provider cannot run (an op, the GPU's
+   * memory) fails its load with the reason, not its first request; the
+   * session waits in the pool. */
+  gs_session_t *first = gs__slot_get(s, err);
+  if (!first) {
+    slot_destroy(s);
+    return err->code ? err->code : GS_EINVAL;
+  }
+  s->provider = gs_session_provider(first);
+  s->precision = gs_session_precision(first);
+  gs__slot_put(s, first);
   m->slot = s;
   return GS_OK;
 }
@@ -320,6 +400,15 @@ gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
   gs_session_options_default(&opts);
   if (slot->memory_budget_bytes)
     opts.max_plan_bytes = (size_t)slot->memory_budget_bytes;
+  opts.provider = slot->placement.provider;
+  opts.precision = slot->placement.precision;
+  opts.device = slot->placement.device;
+  /* Once one session has resolved AUTO, the others follow it: a pool
+   * never mixes providers. */
+  if (slot->provider != GS_PROVIDER_AUTO) {
+    opts.provider = slot->provider;
+    opts.precision = slot->precision;
+  }
   if (!s && gs_session_create(&s, slot->model, &opts, err) != GS_OK)
     return NULL;
   return s;
@@ -388,6 +477,20 @@ json_t *gs__model_config_json(const gs__model_entry_t *m) {
                                   "max_queue_delay_microseconds",
                                   (json_int_t)b->max_queue_delay_us));
   }
+  /* Where it runs, as Triton shows instance_group (AUTO resolved). */
+  const gs__model_slot_t *sl = m->slot;
+  bool gpu = sl->provider == GS_PROVIDER_CUDA;
+  json_t *group = json_pack("{s:s, s:i}", "kind",
+                            gpu ? "KIND_GPU" : "KIND_CPU", "count", 1);
+  if (group && gpu)
+    json_object_set_new(group, "gpus", json_pack("[i]", sl->placement.device));
+  if (c && group)
+    json_object_set_new(c, "instance_group", json_pack("[o]", group));
+  else
+    json_decref(group);
+  if (c)
+    json_object_set_new(c, "precision",
+                        json_string(gs_precision_name(sl->precision)));
   return c;
 }
 

@@ -191,6 +191,16 @@ typedef struct gs__batching_s {
   unsigned preferred[GS__MAX_PREFERRED_BATCH];
 } gs__batching_t;
 
+/* config.json's instance_group (Triton's): where the model's sessions run
+ * (KIND_GPU: the CUDA provider, KIND_CPU, or absent / KIND_AUTO: the GPU
+ * when the instance has a usable one), on which GPU, and gpuslice's own
+ * "precision" ("fp16", "fp32"; default: FP16 on a GPU). */
+typedef struct gs__placement_s {
+  gs_provider_t provider;
+  gs_precision_t precision;
+  int device;
+} gs__placement_t;
+
 /* One load of a model: shared by the requests that use it, freed with the
  * last of them (refs changes on the loop thread only). */
 typedef struct gs__model_slot_s {
@@ -199,6 +209,9 @@ typedef struct gs__model_slot_s {
   unsigned max_batch_size;
   gs__batching_t batching;
   uint64_t memory_budget_bytes; /* engine memory per plan; 0: default */
+  gs__placement_t placement; /* asked for in config.json */
+  gs_provider_t provider;    /* what the first session got (AUTO resolved) */
+  gs_precision_t precision;
   gs__model_io_t io;
   unsigned refs;
   pthread_mutex_t lock; /* guards idle */
@@ -222,6 +235,7 @@ typedef struct gs__model_entry_s {
   unsigned max_batch_size;
   gs__batching_t batching;
   uint64_t memory_budget_bytes; /* engine memory per plan; 0: default */
+  gs__placement_t placement;
   gs__model_slot_t *slot; /* NULL unless READY */
   gs__model_stats_t stats;
   /* The dynamic batcher's queue (batch.c), on the loop thread: decoded
@@ -328,6 +342,15 @@ bool gs__batch_compatible(const gs__infer_request_t *a,
 size_t gs__batch_pick(const uint64_t *rows, const bool *compatible, size_t n,
                       unsigned max_batch_size, const gs__batching_t *cfg,
                       bool due, uint64_t *batch_rows);
+/* The batch size a batch of rows runs as: on the GPU (slot->provider
+ * CUDA, max_batch_size > 0) the smallest of the sizes it keeps CUDA graphs
+ * for (powers of two, the preferred sizes, max_batch_size) that holds
+ * rows, so that a few graphs serve every batch; elsewhere rows. */
+uint64_t gs__batch_padded_rows(const gs__model_slot_t *slot, uint64_t rows);
+/* Grows each of the n batched inputs from rows to padded rows (zeros);
+ * bufs[i] is out[i].data, reallocated. */
+int gs__batch_pad(gs_tensor_t *out, void **bufs, size_t n, uint64_t rows,
+                  uint64_t padded, gs_error_t *err);
 /* Concatenates the n requests' inputs along dim 0 into out (model input
  * order); bufs[i] holds out[i].data, which the caller frees. */
 int gs__batch_concat(gs_tensor_t *out, void **bufs,

@@ -56,7 +56,7 @@ die() { echo "build_carry: $*" >&2; exit 1; }
 # check_kit DIR: 0 when DIR is fit to carry, else 1 with the reasons.
 check_kit() {
   local out=$1 status=0 f line name path need state kib elves
-  elves=("$out"/gpuslice "$out"/nvml_record "$out"/probe_* "$out"/lib/*)
+  elves=("$out"/gpuslice "$out"/nvml_record "$out"/engine_bench_gpu "$out"/probe_* "$out"/lib/*)
   for f in "${elves[@]}"; do
     # With lib/ first on the path, everything not base or NVIDIA must come
     # from the kit, not from this machine's /usr/lib.
@@ -117,7 +117,7 @@ if [[ $do_build -eq 1 ]]; then
     cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
       -DGS_TESTS=ON -DGS_SANITIZE=OFF -DGS_FUZZ=OFF >/dev/null
   fi
-  nice -n 10 cmake --build "$build" --target gpuslice-cli nvml_record
+  nice -n 10 cmake --build "$build" --target gpuslice-cli nvml_record engine_bench_gpu
 fi
 [[ -f $build/CMakeCache.txt ]] || die "$build is not a CMake build directory"
 if grep -Eq '^GS_(SANITIZE|FUZZ):BOOL=ON' "$build/CMakeCache.txt"; then
@@ -125,8 +125,9 @@ if grep -Eq '^GS_(SANITIZE|FUZZ):BOOL=ON' "$build/CMakeCache.txt"; then
 fi
 gpuslice_bin=$build/gpuslice
 nvml_bin=$build/tests/nvml_record
-for f in "$gpuslice_bin" "$nvml_bin"; do
-  [[ -x $f ]] || die "$f missing: build the targets gpuslice-cli and nvml_record"
+engine_bin=$build/engine_bench_gpu
+for f in "$gpuslice_bin" "$nvml_bin" "$engine_bin"; do
+  [[ -x $f ]] || die "$f missing: build the targets gpuslice-cli, nvml_record and engine_bench_gpu"
 done
 
 # ---- the kit -------------------------------------------------------------
@@ -138,6 +139,9 @@ mkdir -p "$out/lib"
 out=$(cd "$out" && pwd)
 objcopy --strip-debug "$gpuslice_bin" "$out/gpuslice"
 objcopy --strip-debug "$nvml_bin" "$out/nvml_record"
+# The engine's GPU check (tests/gpu/engine_check.sh) runs these two.
+objcopy --strip-debug "$engine_bin" "$out/engine_bench_gpu"
+cp "$root/bench/gpu/torch_resnet50.py" "$out/"
 
 pids=()
 for p in sm alloc fault; do
@@ -165,7 +169,7 @@ done
 # name the loader asks for; ldd lists the whole closure (openblas brings
 # libgfortran, which brings libquadmath).
 declare -A device_libs=()
-for f in "$out"/gpuslice "$out"/nvml_record "$out"/probe_* "$out"/lib/*; do
+for f in "$out"/gpuslice "$out"/nvml_record "$out"/engine_bench_gpu "$out"/probe_* "$out"/lib/*; do
   [[ -f $f ]] || continue
   while read -r name _ path _; do
     [[ $name =~ $base_re || -z $path || $path != /* ]] && continue

@@ -1,0 +1,446 @@
+/* The CUDA provider's run side: per input shape set, where every tensor
+ * lives in the activation block, the cuDNN algorithm of every conv (timed
+ * once with cudnnFind), and one CUDA graph that copies the inputs up, runs
+ * every node and copies the outputs back; a run replays it. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cuda_session_int.h"
+
+#define NO_OFFSET ((size_t)-1)
+
+static size_t align256(size_t n) {
+  return (n + 255) / 256 * 256;
+}
+
+int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
+                    gs_error_t *err) {
+  long blocks = (n + 255) / 256;
+  long cap = (long)cs->sms * 16;
+  if (blocks > cap)
+    blocks = cap;
+  if (blocks < 1)
+    blocks = 1;
+  CUresult r =
+      cs->l->cuda.LaunchKernel(cs->fn[k][cs->fp16], (unsigned)blocks, 1, 1, 256,
+                               1, 1, 0, cs->stream, args, NULL);
+  return r == CUDA_SUCCESS ? GS_OK
+                           : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
+}
+
+void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
+  const gs__cudnn_t *d = &cs->l->cudnn;
+  if (g->exec)
+    cs->l->cuda.GraphExecDestroy(g->exec);
+  for (size_t i = 0; g->conv && i < cs->m->n_nodes; i++) {
+    gs__cuda_conv_t *c = &g->conv[i];
+    if (c->x)
+      d->DestroyTensorDescriptor(c->x);
+    if (c->y)
+      d->DestroyTensorDescriptor(c->y);
+    if (c->b)
+      d->DestroyTensorDescriptor(c->b);
+    if (c->w)
+      d->DestroyFilterDescriptor(c->w);
+    if (c->c)
+      d->DestroyConvolutionDescriptor(c->c);
+    if (c->a)
+      d->DestroyActivationDescriptor(c->a);
+    const gs__cublaslt_t *lt = &cs->l->cublaslt;
+    if (c->md)
+      lt->MatmulDescDestroy(c->md);
+    if (c->la)
+      lt->MatrixLayoutDestroy(c->la);
+    if (c->lb)
+      lt->MatrixLayoutDestroy(c->lb);
+    if (c->lc)
+      lt->MatrixLayoutDestroy(c->lc);
+  }
+  free(g->conv);
+  free(g->in_dims);
+  free(g->in_rank);
+  free(g->in_raw);
+  free(g->in_conv);
+  free(g->out_dev);
+  free(g->pin_in_off);
+  free(g->pin_out_off);
+  memset(g, 0, sizeof *g);
+}
+
+/* ---- where tensors live -------------------------------------------------- */
+
+static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                  gs__cuda_graph_t *g, gs_error_t *err) {
+  const gs_model_t *m = cs->m;
+  size_t ni = m->n_inputs + 1, no = m->n_outputs + 1, esize = cs->fp16 ? 2 : 4;
+  g->in_dims = calloc(ni, sizeof *g->in_dims);
+  g->in_rank = calloc(ni, sizeof *g->in_rank);
+  g->in_raw = calloc(ni, sizeof *g->in_raw);
+  g->in_conv = calloc(ni, sizeof *g->in_conv);
+  g->pin_in_off = calloc(ni, sizeof *g->pin_in_off);
+  g->out_dev = calloc(no, sizeof *g->out_dev);
+  g->pin_out_off = calloc(no, sizeof *g->pin_out_off);
+  g->conv = calloc(m->n_nodes + 1, sizeof *g->conv);
+  if (!g->in_dims || !g->in_rank || !g->in_raw || !g->in_conv ||
+      !g->pin_in_off || !g->out_dev || !g->pin_out_off || !g->conv)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  for (size_t v = 0; v < m->n_values; v++)
+    if (plan->shapes[v].count >= (size_t)1 << 31)
+      return gs_error_set(err, GS_ELIMIT,
+                          "'%s' has %zu elements: the cuda provider takes "
+                          "tensors under 2^31 elements",
+                          m->values[v].name, plan->shapes[v].count);
+  size_t off = align256(plan->arena_bytes), pin = 0;
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    int v = m->inputs[i];
+    const gs__tensor_t *t = &plan->shapes[v];
+    memcpy(g->in_dims[i], t->dims, sizeof g->in_dims[i]);
+    g->in_rank[i] = t->rank;
+    g->in_raw[i] = off;
+    g->pin_in_off[i] = pin;
+    off += align256(t->count * 4);
+    pin += align256(t->count * 4);
+    g->in_conv[i] = g->in_raw[i];
+    if (cs->nhwc[v]) {
+      if (t->rank != 4)
+        return gs_error_set(err, GS_EUNSUPPORTED,
+                            "input '%s': the cuda provider takes 4-D "
+                            "feature maps only (NCHW)",
+                            m->input_info[i].name);
+      int64_t cp = cs->cpad[v] ? cs->cpad[v] : t->dims[1];
+      g->in_conv[i] = off;
+      off +=
+          align256((size_t)(t->dims[0] * cp * t->dims[2] * t->dims[3]) * esize);
+    } else if (cs->fp16) {
+      g->in_conv[i] = off;
+      off += align256(t->count * esize);
+    }
+  }
+  g->h2d_in_graph = pin <= GS__H2D_GRAPH_MAX_BYTES;
+  g->pin_in_bytes = pin ? pin : 256;
+  pin = 0;
+  for (size_t o = 0; o < m->n_outputs; o++) {
+    int v = m->outputs[o];
+    const gs__tensor_t *t = &plan->shapes[v];
+    g->out_dev[o] = NO_OFFSET;
+    if (cs->fp16 || (cs->nhwc[v] && t->rank == 4)) {
+      g->out_dev[o] = off;
+      off += align256(t->count * 4);
+    }
+    g->pin_out_off[o] = pin;
+    pin += align256(t->count * 4);
+  }
+  g->pin_out_bytes = pin ? pin : 256;
+  g->dnn_ws_off = off;
+  g->act_bytes = off + GS__DNN_WS_BYTES;
+  return GS_OK;
+}
+
+/* Grows the shared activation block and staging to this shape set's
+ * needs. The graphs of other shape sets captured the old addresses: they
+ * go (rebuilt when their shapes come back). */
+static int reserve(gs__cuda_session_t *cs, gs__cuda_graph_t *keep,
+                   gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  if (keep->act_bytes <= cs->act_cap && keep->pin_in_bytes <= cs->pin_in_cap &&
+      keep->pin_out_bytes <= cs->pin_out_cap)
+    return GS_OK;
+  for (unsigned i = 0; i < cs->n_graphs; i++)
+    if (&cs->graphs[i] != keep && cs->graphs[i].exec) {
+      cu->GraphExecDestroy(cs->graphs[i].exec);
+      cs->graphs[i].exec = NULL;
+    }
+  CUresult r;
+  if (keep->act_bytes > cs->act_cap) {
+    if (cs->act)
+      cu->MemFree(cs->act);
+    cs->act = 0;
+    cs->act_cap = 0;
+    int rc = gs__cuda_alloc(cs, &cs->act, keep->act_bytes,
+                            "activations and workspace", err);
+    if (rc != GS_OK)
+      return rc;
+    cs->act_cap = keep->act_bytes;
+  }
+  if (keep->pin_in_bytes > cs->pin_in_cap) {
+    if (cs->pin_in)
+      cu->MemFreeHost(cs->pin_in);
+    cs->pin_in = NULL;
+    cs->pin_in_cap = 0;
+    if ((r = cu->MemAllocHost(&cs->pin_in, keep->pin_in_bytes)) != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemAllocHost (input staging)", err);
+    cs->pin_in_cap = keep->pin_in_bytes;
+  }
+  if (keep->pin_out_bytes > cs->pin_out_cap) {
+    if (cs->pin_out)
+      cu->MemFreeHost(cs->pin_out);
+    cs->pin_out = NULL;
+    cs->pin_out_cap = 0;
+    if ((r = cu->MemAllocHost(&cs->pin_out, keep->pin_out_bytes)) !=
+        CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemAllocHost (output staging)", err);
+    cs->pin_out_cap = keep->pin_out_bytes;
+  }
+  return GS_OK;
+}
+
+static void bind(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                 const gs__cuda_graph_t *g) {
+  const gs_model_t *m = cs->m;
+  for (size_t v = 0; v < m->n_values; v++) {
+    const gs__value_t *val = &m->values[v];
+    if (val->kind == GS__VALUE_CONST)
+      cs->ptr[v] = cs->form[v] ? cs->weights + cs->woff[v] : 0;
+    else if (val->kind == GS__VALUE_INPUT)
+      cs->ptr[v] = cs->act + g->in_conv[val->input_index];
+    else
+      cs->ptr[v] = cs->act + plan->offset[v];
+  }
+}
+
+static int issue_all(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                     const gs__cuda_graph_t *g, CUevent *marks,
+                     gs_error_t *err) {
+  const gs_model_t *m = cs->m;
+  const gs__cuda_t *cu = &cs->l->cuda;
+  CUresult r;
+  int rc = GS_OK;
+  for (size_t i = 0; rc == GS_OK && i < m->n_inputs; i++) {
+    int v = m->inputs[i];
+    const gs__tensor_t *t = &plan->shapes[v];
+    CUdeviceptr raw = cs->act + g->in_raw[i], conv = cs->act + g->in_conv[i];
+    if (g->h2d_in_graph &&
+        (r = cu->MemcpyHtoDAsync(raw, (char *)cs->pin_in + g->pin_in_off[i],
+                                 t->count * 4, cs->stream)) != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemcpyHtoDAsync", err);
+    if (cs->nhwc[v]) {
+      int nb = (int)t->dims[0], c = (int)t->dims[1],
+          hw = (int)(t->dims[2] * t->dims[3]);
+      int cp = cs->cpad[v] ? (int)cs->cpad[v] : c;
+      void *args[] = {&raw, &conv, &nb, &c, &hw, &cp};
+      rc = gs__cuda_launch(cs, GS__K_IN_NHWC, (long)nb * cp * hw, args, err);
+    } else if (cs->fp16) {
+      long cnt = (long)t->count;
+      void *args[] = {&raw, &conv, &cnt};
+      rc = gs__cuda_launch(cs, GS__K_FROM_F32, cnt, args, err);
+    }
+  }
+  if (marks && rc == GS_OK && (r = cu->EventRecord(marks[0], cs->stream)))
+    return gs__cuda_fail(cs, r, "cuEventRecord", err);
+  for (size_t i = 0; rc == GS_OK && i < m->n_nodes; i++) {
+    rc = gs__cuda_issue_node(cs, plan, g, i, err);
+    if (marks && rc == GS_OK && (r = cu->EventRecord(marks[i + 1], cs->stream)))
+      return gs__cuda_fail(cs, r, "cuEventRecord", err);
+  }
+  for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++) {
+    int v = m->outputs[o];
+    const gs__tensor_t *t = &plan->shapes[v];
+    CUdeviceptr src = cs->ptr[v];
+    if (g->out_dev[o] != NO_OFFSET) {
+      CUdeviceptr dst = cs->act + g->out_dev[o];
+      if (cs->nhwc[v] && t->rank == 4) {
+        int nb = (int)t->dims[0], c = (int)t->dims[1],
+            hw = (int)(t->dims[2] * t->dims[3]);
+        void *args[] = {&src, &dst, &nb, &c, &hw};
+        rc = gs__cuda_launch(cs, GS__K_OUT_NCHW, (long)t->count, args, err);
+      } else {
+        long cnt = (long)t->count;
+        void *args[] = {&src, &dst, &cnt};
+        rc = gs__cuda_launch(cs, GS__K_TO_F32, cnt, args, err);
+      }
+      src = dst;
+    }
+    if (rc == GS_OK &&
+        (r = cu->MemcpyDtoHAsync((char *)cs->pin_out + g->pin_out_off[o], src,
+                                 t->count * 4, cs->stream)) != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemcpyDtoHAsync", err);
+  }
+  return rc;
+}
+
+static int capture(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                   gs__cuda_graph_t *g, gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  CUresult r =
+      cu->StreamBeginCapture(cs->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuStreamBeginCapture", err);
+  int rc = issue_all(cs, plan, g, NULL, err);
+  CUgraph graph = NULL;
+  r = cu->StreamEndCapture(cs->stream, &graph);
+  if (rc == GS_OK && r != CUDA_SUCCESS)
+    rc = gs__cuda_fail(cs, r, "cuStreamEndCapture", err);
+  if (rc == GS_OK &&
+      (r = cu->GraphInstantiate(&g->exec, graph, 0)) != CUDA_SUCCESS)
+    rc = gs__cuda_fail(cs, r, "cuGraphInstantiate", err);
+  if (graph)
+    cu->GraphDestroy(graph);
+  return rc;
+}
+
+static bool graph_matches(const gs__cuda_session_t *cs,
+                          const gs__cuda_graph_t *g,
+                          const gs__plan_view_t *plan) {
+  const gs_model_t *m = cs->m;
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    const gs__tensor_t *t = &plan->shapes[m->inputs[i]];
+    if (g->in_rank[i] != t->rank ||
+        memcmp(g->in_dims[i], t->dims, t->rank * sizeof *t->dims))
+      return false;
+  }
+  return true;
+}
+
+/* The graph for this shape set: cached, or made (layout, memory, conv
+ * algorithms, capture) in the least recently used slot. */
+static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                     gs__cuda_graph_t **out, gs_error_t *err) {
+  gs__cuda_graph_t *g = NULL;
+  for (unsigned i = 0; i < cs->n_graphs && !g; i++)
+    if (graph_matches(cs, &cs->graphs[i], plan))
+      g = &cs->graphs[i];
+  if (g && !g->exec) { /* dropped when the activation block grew */
+    gs__cuda_graph_release(cs, g);
+    *g = cs->graphs[--cs->n_graphs];
+    memset(&cs->graphs[cs->n_graphs], 0, sizeof *g);
+    g = NULL;
+  }
+  if (!g) {
+    if (cs->n_graphs < cs->max_graphs) {
+      g = &cs->graphs[cs->n_graphs++];
+    } else {
+      g = &cs->graphs[0];
+      for (unsigned i = 1; i < cs->n_graphs; i++)
+        if (cs->graphs[i].used < g->used)
+          g = &cs->graphs[i];
+      gs__cuda_graph_release(cs, g);
+    }
+    int rc = layout(cs, plan, g, err);
+    if (rc == GS_OK)
+      rc = reserve(cs, g, err);
+    if (rc == GS_OK)
+      bind(cs, plan, g);
+    for (size_t i = 0; rc == GS_OK && i < cs->m->n_nodes; i++)
+      if (cs->m->nodes[i].op->code == GS__OP_CONV)
+        rc = gs__cuda_conv_prepare(cs, plan, g, i, err);
+    if (rc == GS_OK)
+      rc = capture(cs, plan, g, err);
+    if (rc != GS_OK) {
+      gs__cuda_graph_release(cs, g);
+      *g = cs->graphs[--cs->n_graphs];
+      memset(&cs->graphs[cs->n_graphs], 0, sizeof *g);
+      return rc;
+    }
+  }
+  g->used = ++cs->tick;
+  *out = g;
+  return GS_OK;
+}
+
+static int stage_inputs(gs__cuda_session_t *cs, const gs__cuda_graph_t *g,
+                        const gs_tensor_t **in, gs_error_t *err) {
+  for (size_t i = 0; i < cs->m->n_inputs; i++) {
+    if (!in[i]->bytes)
+      continue;
+    if (g->h2d_in_graph) {
+      memcpy((char *)cs->pin_in + g->pin_in_off[i], in[i]->data, in[i]->bytes);
+      continue;
+    }
+    /* A large batch: into pinned staging a chunk at a time, each chunk's
+     * DMA running while the next one is copied. */
+    char *pin = (char *)cs->pin_in + g->pin_in_off[i];
+    const char *src = in[i]->data;
+    for (size_t at = 0; at < in[i]->bytes; at += GS__H2D_CHUNK_BYTES) {
+      size_t len = in[i]->bytes - at < GS__H2D_CHUNK_BYTES
+                       ? in[i]->bytes - at
+                       : GS__H2D_CHUNK_BYTES;
+      memcpy(pin + at, src + at, len);
+      CUresult r = cs->l->cuda.MemcpyHtoDAsync(cs->act + g->in_raw[i] + at,
+                                               pin + at, len, cs->stream);
+      if (r != CUDA_SUCCESS)
+        return gs__cuda_fail(cs, r, "cuMemcpyHtoDAsync (input)", err);
+    }
+  }
+  return GS_OK;
+}
+
+int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         const gs_tensor_t **in, gs_tensor_t *outputs,
+                         gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  CUresult r = cu->CtxSetCurrent(cs->ctx);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
+  gs__cuda_graph_t *g;
+  int rc = graph_get(cs, plan, &g, err);
+  if (rc != GS_OK)
+    return rc;
+  if ((rc = stage_inputs(cs, g, in, err)) != GS_OK)
+    return rc;
+  if ((r = cu->GraphLaunch(g->exec, cs->stream)) != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuGraphLaunch", err);
+  if ((r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "running the model (cuStreamSynchronize)", err);
+  for (size_t o = 0; o < cs->m->n_outputs; o++)
+    outputs[o].data = (char *)cs->pin_out + g->pin_out_off[o];
+  return GS_OK;
+}
+
+int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                            int iters, float *ms, gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  CUresult r = cu->CtxSetCurrent(cs->ctx);
+  gs__cuda_graph_t *g;
+  int rc = r == CUDA_SUCCESS ? graph_get(cs, plan, &g, err)
+                             : gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
+  if (rc != GS_OK)
+    return rc;
+  if ((r = cu->EventRecord(cs->ev[0], cs->stream)) != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuEventRecord", err);
+  for (int i = 0; i < iters; i++)
+    if ((r = cu->GraphLaunch(g->exec, cs->stream)) != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuGraphLaunch", err);
+  if ((r = cu->EventRecord(cs->ev[1], cs->stream)) != CUDA_SUCCESS ||
+      (r = cu->EventSynchronize(cs->ev[1])) != CUDA_SUCCESS ||
+      (r = cu->EventElapsedTime(ms, cs->ev[0], cs->ev[1])) != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "timing the replays", err);
+  return GS_OK;
+}
+
+int gs__cuda_session_profile(gs__cuda_session_t *cs,
+                             const gs__plan_view_t *plan,
+                             const gs_tensor_t **in, float *ms,
+                             gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  size_t nn = cs->m->n_nodes;
+  CUresult r = cu->CtxSetCurrent(cs->ctx);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
+  gs__cuda_graph_t *g;
+  int rc = graph_get(cs, plan, &g, err);
+  if (rc != GS_OK)
+    return rc;
+  CUevent *marks = calloc(nn + 1, sizeof *marks);
+  if (!marks)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  for (size_t i = 0; rc == GS_OK && i <= nn; i++)
+    if ((r = cu->EventCreate(&marks[i], CU_EVENT_DEFAULT)) != CUDA_SUCCESS)
+      rc = gs__cuda_fail(cs, r, "cuEventCreate", err);
+  if (rc == GS_OK)
+    rc = stage_inputs(cs, g, in, err);
+  bind(cs, plan, g);
+  if (rc == GS_OK)
+    rc = issue_all(cs, plan, g, marks, err);
+  if (rc == GS_OK && (r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
+    rc = gs__cuda_fail(cs, r, "cuStreamSynchronize", err);
+  for (size_t i = 0; rc == GS_OK && i < nn; i++)
+    if ((r = cu->EventElapsedTime(&ms[i], marks[i], marks[i + 1])) !=
+        CUDA_SUCCESS)
+      rc = gs__cuda_fail(cs, r, "cuEventElapsedTime", err);
+  for (size_t i = 0; i <= nn; i++)
+    if (marks[i])
+      cu->EventDestroy(marks[i]);
+  free(marks);
+  return rc;
+}

@@ -1,0 +1,75 @@
+/* The engine's CUDA provider: the same model and the same shape inference
+ * as the CPU, run on a GPU through cuDNN, cuBLAS and the provider's own
+ * kernels, each input shape set captured once as a CUDA graph. */
+#ifndef GPUSLICE_ENGINE_CUDA_INT_H
+#define GPUSLICE_ENGINE_CUDA_INT_H
+
+#include <stddef.h>
+
+#include "engine/engine_int.h"
+#include "gpu/cublas_shim.h"
+#include "gpu/cuda_shim.h"
+#include "gpu/cudnn_shim.h"
+
+typedef struct gs__cuda_session_s gs__cuda_session_t;
+
+/* One input shape set as session.c planned it: every value's shape, and
+ * the offset of every node output inside arena_bytes of activations. */
+typedef struct {
+  const gs__tensor_t *shapes;
+  const size_t *offset;
+  size_t arena_bytes;
+} gs__plan_view_t;
+
+/* The GPU libraries, loaded once per process (NULL paths: the defaults).
+ * GS_ENODEV when a library, the driver or a GPU is missing, or when this
+ * gpuslice was built without GPU kernels; the message names what. */
+typedef struct {
+  gs__cuda_t cuda;
+  gs__cudnn_t cudnn;
+  gs__cublas_t cublas;
+  gs__cublaslt_t cublaslt;
+} gs__cuda_libs_t;
+int gs__cuda_libs(const gs__cuda_libs_t **out, gs_error_t *err);
+
+/* Checks that every node can run on the GPU (an op or attribute it cannot
+ * run fails naming the node), uploads the weights in the provider's layout
+ * and precision, and makes the stream and library handles. */
+int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
+                            const gs_session_options_t *opts, gs_error_t *err);
+void gs__cuda_session_destroy(gs__cuda_session_t *cs);
+
+/* Runs the model on in (model input order) for the plan's shapes: the
+ * first run of a shape set chooses the convolution algorithms and captures
+ * a CUDA graph, later runs replay it. outputs[o].data is set to host
+ * memory the session owns, valid until its next run. */
+int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         const gs_tensor_t **in, gs_tensor_t *outputs,
+                         gs_error_t *err);
+
+/* Per-node device time of one eager (uncaptured) run of the last shape
+ * set, in ms, into ms[n_nodes]; for profiling only. */
+int gs__cuda_session_profile(gs__cuda_session_t *cs,
+                             const gs__plan_view_t *plan,
+                             const gs_tensor_t **in, float *ms,
+                             gs_error_t *err);
+
+/* Replays the graph of the plan's shape set iters times back to back
+ * (inputs as last staged) and gives the device time of all, in ms: what
+ * the GPU sustains without the host copies; for benchmarks. */
+int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                            int iters, float *ms, gs_error_t *err);
+int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
+                           size_t n_inputs, int iters, float *ms,
+                           gs_error_t *err);
+
+/* gs__cuda_session_profile through a session (session.c): plans the
+ * inputs, then times each node; ms has gs_model_node_count entries. */
+int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,
+                            size_t n_inputs, float *ms, gs_error_t *err);
+
+/* The embedded kernels (cuda_kernels.cu, via cmake/embed_file.cmake). */
+extern const unsigned char gs__cuda_fatbin[];
+extern const size_t gs__cuda_fatbin_size;
+
+#endif

@@ -1,0 +1,271 @@
+// The CUDA provider's own kernels: layout and precision conversion at the
+// model's edges, NHWC pooling, elementwise ops, softmax. Compiled by nvcc to
+// a fatbin embedded in the library and loaded with cuModuleLoadData; every
+// kernel is extern "C" so that cuModuleGetFunction finds it by name. Each
+// exists for float (_f32) and half (_f16) storage; arithmetic is in float.
+#include <cuda_fp16.h>
+
+#define GS_ACT_NONE 0
+#define GS_ACT_RELU 1
+#define GS_ACT_CLIP 2
+
+__device__ __forceinline__ float ld(const float *p, long i) { return p[i]; }
+__device__ __forceinline__ float ld(const __half *p, long i) {
+  return __half2float(p[i]);
+}
+__device__ __forceinline__ void st(float *p, long i, float v) { p[i] = v; }
+__device__ __forceinline__ void st(__half *p, long i, float v) {
+  p[i] = __float2half_rn(v);
+}
+
+__device__ __forceinline__ float act(float v, int a, float lo, float hi) {
+  if (a == GS_ACT_RELU)
+    return v > 0.f ? v : 0.f;
+  if (a == GS_ACT_CLIP)
+    return fminf(fmaxf(v, lo), hi);
+  return v;
+}
+
+// Tensors stay under 2^31 elements (the provider checks at plan), so the
+// index math is 32-bit: 64-bit division is many times slower on the GPU.
+#define GRID_STRIDE(i, n)                                                      \
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (int)(n);            \
+       i += blockDim.x * gridDim.x)
+
+// NCHW float (the caller's input) to NHWC storage with c_pad >= C channels,
+// the extra ones zero (the stem conv's 3 channels become 8 for tensor cores).
+template <typename T>
+__device__ void in_nhwc(const float *x, T *y, int n, int c, int hw, int c_pad) {
+  long total = (long)n * hw * c_pad;
+  GRID_STRIDE(i, total) {
+    int ch = i % c_pad, pix = i / c_pad, p = pix % hw, b = pix / hw;
+    st(y, i, ch < c ? x[(b * c + ch) * hw + p] : 0.f);
+  }
+}
+
+// NHWC storage back to the caller's NCHW float.
+template <typename T>
+__device__ void out_nchw(const T *x, float *y, int n, int c, int hw) {
+  long total = (long)n * c * hw;
+  GRID_STRIDE(i, total) {
+    int p = i % hw, bc = i / hw, ch = bc % c, b = bc / c;
+    y[i] = ld(x, (b * hw + p) * c + ch);
+  }
+}
+
+template <typename S, typename D>
+__device__ void cast(const S *x, D *y, long n) {
+  GRID_STRIDE(i, n) st(y, i, ld(x, i));
+}
+
+// y = act(a op b); a and b repeat with periods amod and bmod (trailing
+// broadcasting: same shape, a row vector, a scalar).
+template <typename T>
+__device__ void binary(const T *a, const T *b, T *y, long n, long amod,
+                       long bmod, int op, int a_act, float lo, float hi) {
+  GRID_STRIDE(i, n) {
+    float u = ld(a, i % (int)amod), v = ld(b, i % (int)bmod), r;
+    switch (op) {
+    case 0: r = u + v; break;
+    case 1: r = u - v; break;
+    case 2: r = u * v; break;
+    default: r = u / v; break;
+    }
+    st(y, i, act(r, a_act, lo, hi));
+  }
+}
+
+// 0 relu, 1 clip, 2 sigmoid, 3 tanh.
+template <typename T>
+__device__ void unary(const T *x, T *y, long n, int op, float lo, float hi) {
+  GRID_STRIDE(i, n) {
+    float v = ld(x, i), r;
+    switch (op) {
+    case 0: r = v > 0.f ? v : 0.f; break;
+    case 1: r = fminf(fmaxf(v, lo), hi); break;
+    case 2: r = 1.f / (1.f + __expf(-v)); break;
+    default: r = tanhf(v); break;
+    }
+    st(y, i, r);
+  }
+}
+
+struct pool_geom {
+  int n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  int count_include_pad;
+};
+
+template <typename T>
+__device__ void maxpool(const T *x, T *y, pool_geom g) {
+  long total = (long)g.n * g.oh * g.ow * g.c;
+  GRID_STRIDE(i, total) {
+    int ch = i % g.c, r = i / g.c, ox = r % g.ow;
+    r /= g.ow;
+    int oy = r % g.oh, b = r / g.oh;
+    float m = -INFINITY;
+    for (int ky = 0; ky < g.kh; ky++) {
+      int iy = oy * g.sh - g.ph + ky * g.dh;
+      if (iy < 0 || iy >= g.h)
+        continue;
+      for (int kx = 0; kx < g.kw; kx++) {
+        int ix = ox * g.sw - g.pw + kx * g.dw;
+        if (ix < 0 || ix >= g.w)
+          continue;
+        m = fmaxf(m, ld(x, ((b * g.h + iy) * g.w + ix) * g.c + ch));
+      }
+    }
+    st(y, i, m);
+  }
+}
+
+template <typename T>
+__device__ void avgpool(const T *x, T *y, pool_geom g) {
+  long total = (long)g.n * g.oh * g.ow * g.c;
+  GRID_STRIDE(i, total) {
+    int ch = i % g.c, r = i / g.c, ox = r % g.ow;
+    r /= g.ow;
+    int oy = r % g.oh, b = r / g.oh;
+    float s = 0.f;
+    int cnt = 0;
+    for (int ky = 0; ky < g.kh; ky++) {
+      int iy = oy * g.sh - g.ph + ky;
+      for (int kx = 0; kx < g.kw; kx++) {
+        int ix = ox * g.sw - g.pw + kx;
+        bool in = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+        bool padded = iy < g.h + g.ph && ix < g.w + g.pw;
+        if (in)
+          s += ld(x, ((b * g.h + iy) * g.w + ix) * g.c + ch);
+        if (in || (g.count_include_pad && padded))
+          cnt++;
+      }
+    }
+    st(y, i, cnt ? s / cnt : 0.f);
+  }
+}
+
+// Global average pool over the hw pixels of NHWC x: y is [n, c]. One thread
+// per (n, c); neighbouring threads read neighbouring channels.
+template <typename T>
+__device__ void gap(const T *x, T *y, int n, int hw, int c) {
+  long total = (long)n * c;
+  GRID_STRIDE(i, total) {
+    int ch = i % c, b = i / c;
+    const int base = b * hw * c + ch;
+    float s = 0.f;
+    for (int p = 0; p < hw; p++)
+      s += ld(x, base + p * c);
+    st(y, i, s / hw);
+  }
+}
+
+// Softmax over rows of length cols: one block of 256 threads per row.
+template <typename T>
+__device__ void softmax(const T *x, T *y, int rows, int cols) {
+  __shared__ float red[256];
+  for (int row = blockIdx.x; row < rows; row += gridDim.x) {
+    const long base = (long)row * cols;
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x)
+      m = fmaxf(m, ld(x, base + j));
+    red[threadIdx.x] = m;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s)
+        red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+      __syncthreads();
+    }
+    m = red[0];
+    __syncthreads();
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x)
+      sum += __expf(ld(x, base + j) - m);
+    red[threadIdx.x] = sum;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s)
+        red[threadIdx.x] += red[threadIdx.x + s];
+      __syncthreads();
+    }
+    sum = red[0];
+    __syncthreads();
+    for (int j = threadIdx.x; j < cols; j += blockDim.x)
+      st(y, base + j, __expf(ld(x, base + j) - m) / sum);
+  }
+}
+
+#define INSTANCE(T, sfx)                                                       \
+  extern "C" __global__ void gs_in_nhwc_##sfx(const float *x, T *y, int n,     \
+                                              int c, int hw, int c_pad) {      \
+    in_nhwc(x, y, n, c, hw, c_pad);                                            \
+  }                                                                            \
+  extern "C" __global__ void gs_out_nchw_##sfx(const T *x, float *y, int n,    \
+                                               int c, int hw) {                \
+    out_nchw(x, y, n, c, hw);                                                  \
+  }                                                                            \
+  extern "C" __global__ void gs_from_f32_##sfx(const float *x, T *y, long n) { \
+    cast(x, y, n);                                                             \
+  }                                                                            \
+  extern "C" __global__ void gs_to_f32_##sfx(const T *x, float *y, long n) {   \
+    cast(x, y, n);                                                             \
+  }                                                                            \
+  extern "C" __global__ void gs_binary_##sfx(const T *a, const T *b, T *y,     \
+                                             long n, long amod, long bmod,     \
+                                             int op, int a_act, float lo,      \
+                                             float hi) {                       \
+    binary(a, b, y, n, amod, bmod, op, a_act, lo, hi);                         \
+  }                                                                            \
+  extern "C" __global__ void gs_unary_##sfx(const T *x, T *y, long n, int op,  \
+                                            float lo, float hi) {              \
+    unary(x, y, n, op, lo, hi);                                                \
+  }                                                                            \
+  extern "C" __global__ void gs_maxpool_##sfx(const T *x, T *y,                \
+                                              pool_geom g) {                   \
+    maxpool(x, y, g);                                                          \
+  }                                                                            \
+  extern "C" __global__ void gs_avgpool_##sfx(const T *x, T *y,                \
+                                              pool_geom g) {                   \
+    avgpool(x, y, g);                                                          \
+  }                                                                            \
+  extern "C" __global__ void gs_gap_##sfx(const T *x, T *y, int n, int hw,     \
+                                          int c) {                             \
+    gap(x, y, n, hw, c);                                                       \
+  }                                                                            \
+  extern "C" __global__ void gs_softmax_##sfx(const T *x, T *y, int rows,      \
+                                              int cols) {                      \
+    softmax(x, y, rows, cols);                                                 \
+  }
+
+INSTANCE(float, f32)
+INSTANCE(__half, f16)
+
+// Max pooling over 8 channels per thread with 16-byte loads (FP16, C a
+// multiple of 8): the stem's pool reads 100 MB at batch 64.
+extern "C" __global__ void gs_maxpool8_f16(const __half *x, __half *y,
+                                           pool_geom g) {
+  const int c8 = g.c / 8;
+  int total = g.n * g.oh * g.ow * c8;
+  GRID_STRIDE(i, total) {
+    int cv = i % c8, r = i / c8, ox = r % g.ow;
+    r /= g.ow;
+    int oy = r % g.oh, b = r / g.oh;
+    __half2 m[4];
+    for (int k = 0; k < 4; k++)
+      m[k] = __float2half2_rn(-65504.f);
+    for (int ky = 0; ky < g.kh; ky++) {
+      int iy = oy * g.sh - g.ph + ky * g.dh;
+      if (iy < 0 || iy >= g.h)
+        continue;
+      for (int kx = 0; kx < g.kw; kx++) {
+        int ix = ox * g.sw - g.pw + kx * g.dw;
+        if (ix < 0 || ix >= g.w)
+          continue;
+        uint4 v = *(const uint4 *)(x + ((b * g.h + iy) * g.w + ix) * g.c +
+                                   cv * 8);
+        const __half2 *h = (const __half2 *)&v;
+        for (int k = 0; k < 4; k++)
+          m[k] = __hmax2(m[k], h[k]);
+      }
+    }
+    *(uint4 *)(y + i * 8) = *(const uint4 *)m;
+  }
+}

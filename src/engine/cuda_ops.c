@@ -1,0 +1,613 @@
+/* The CUDA provider's nodes: at plan, the choice of each convolution's
+ * algorithm (cuDNN's fused call or a cuBLASLt matmul, whichever times
+ * faster on the shape); at capture, issuing each node's work on the
+ * session's stream. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cuda_session_int.h"
+
+static int node_fail(const gs__node_t *n, const char *why, gs_error_t *err) {
+  char label[160];
+  return gs_error_set(err, GS_EUNSUPPORTED,
+                      "%s: the cuda provider cannot run it: %s",
+                      gs__node_label(n, label, sizeof label), why);
+}
+
+static int dnn_fail(gs__cuda_session_t *cs, const gs__node_t *n,
+                    cudnnStatus_t s, const char *call, gs_error_t *err) {
+  char label[160];
+  return gs_error_set(err, GS_EDRIVER, "%s: %s failed: %s",
+                      gs__node_label(n, label, sizeof label), call,
+                      gs__cudnn_strerror(&cs->l->cudnn, s));
+}
+
+static void *dp(const gs__cuda_session_t *cs, int v) {
+  return (void *)(uintptr_t)cs->ptr[v];
+}
+
+/* ---- conv and pool geometry ------------------------------------------------
+ */
+
+/* The begin pads of spatial dim d, checking that symmetric padding (all
+ * cuDNN and the pools take) gives the planned output size. */
+static int begin_pad(const gs__node_t *n, unsigned d, int64_t in, int64_t out,
+                     int64_t *pad, gs_error_t *err) {
+  const gs__params_t *p = &n->p;
+  int64_t k = p->kernel[d], s = p->strides[d] ? p->strides[d] : 1;
+  int64_t dil = p->dilations[d] ? p->dilations[d] : 1;
+  int64_t span = (k - 1) * dil + 1;
+  if (p->auto_pad == GS__PAD_NOTSET) {
+    *pad = p->pads[d];
+  } else if (p->auto_pad == GS__PAD_VALID) {
+    *pad = 0;
+  } else {
+    int64_t total = (out - 1) * s + span - in;
+    total = total > 0 ? total : 0;
+    *pad = p->auto_pad == GS__PAD_SAME_UPPER ? total / 2 : (total + 1) / 2;
+  }
+  bool ceil = n->op->code != GS__OP_CONV && p->ceil_mode;
+  int64_t num = in + 2 * *pad - span;
+  int64_t sym = (ceil ? (num + s - 1) / s : num / s) + 1;
+  if (sym != out)
+    return node_fail(n, "its padding is not symmetric", err);
+  return GS_OK;
+}
+
+static int lt_run(gs__cuda_session_t *cs, const gs__node_t *n,
+                  const gs__cuda_conv_t *c, const cublasLtMatmulAlgo_t *algo,
+                  size_t ws_bytes, CUdeviceptr ws) {
+  float one = 1.f, beta = n->p.residual > 0 ? 1.f : 0.f;
+  void *Y = dp(cs, n->out);
+  const void *Z = n->p.residual > 0 ? dp(cs, n->in[n->p.residual]) : Y;
+  return cs->l->cublaslt.Matmul(cs->lt, c->md, &one, dp(cs, n->in[1]), c->la,
+                                dp(cs, n->in[0]), c->lb, &beta, Z, c->lc, Y,
+                                c->lc, algo, (void *)(uintptr_t)ws, ws_bytes,
+                                cs->stream);
+}
+
+/* A 1x1, stride-1, unpadded, ungrouped conv with a bias in NHWC is the
+ * matmul Y[P,K] = X[P,C] W[K,C]^T (P = N*H*W); in cuBLASLt's column-major
+ * terms D[K,P] = W^T' X', the bias per row of D, the residual as C. Kept
+ * when its best algorithm (timed here) beats cuDNN's best_ms. */
+static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      gs__cuda_graph_t *g, size_t i, float best_ms,
+                      gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  const gs__cublaslt_t *lt = &cs->l->cublaslt;
+  gs__cuda_conv_t *c = &g->conv[i];
+  const gs__tensor_t *x = &plan->shapes[n->in[0]];
+  const gs__tensor_t *w = &cs->m->values[n->in[1]].constant;
+  bool eligible = w->dims[2] == 1 && w->dims[3] == 1 && p->group <= 1 &&
+                  n->n_in > 2 && n->in[2] >= 0 &&
+                  (p->act == GS__ACT_NONE || p->act == GS__ACT_RELU) &&
+                  !cs->cpad[n->in[0]];
+  for (unsigned k = 0; eligible && k < 2; k++)
+    eligible = (p->strides[k] ? p->strides[k] : 1) == 1 && p->pads[k] == 0 &&
+               p->pads[2 + k] == 0 && p->auto_pad != GS__PAD_SAME_LOWER &&
+               p->auto_pad != GS__PAD_SAME_UPPER;
+  if (!eligible)
+    return GS_OK;
+  uint64_t K = (uint64_t)w->dims[0], C = (uint64_t)w->dims[1];
+  uint64_t P = (uint64_t)(x->dims[0] * x->dims[2] * x->dims[3]);
+  cudaDataType_t dt = cs->fp16 ? CUDA_R_16F : CUDA_R_32F;
+  int ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  int epi = p->act == GS__ACT_RELU ? CUBLASLT_EPILOGUE_RELU_BIAS
+                                   : CUBLASLT_EPILOGUE_BIAS;
+  void *bias = dp(cs, n->in[2]);
+  cublasLtMatmulPreference_t pref = NULL;
+  size_t ws_max = GS__DNN_WS_BYTES;
+  cublasStatus_t b;
+  if ((b = lt->MatmulDescCreate(&c->md, CUBLAS_COMPUTE_32F, CUDA_R_32F)) ||
+      (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
+                                      sizeof ta)) ||
+      (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
+                                      sizeof tb)) ||
+      (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                      &epi, sizeof epi)) ||
+      (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                      &bias, sizeof bias)) ||
+      (b = lt->MatrixLayoutCreate(&c->la, dt, C, K, (int64_t)C)) ||
+      (b = lt->MatrixLayoutCreate(&c->lb, dt, C, P, (int64_t)C)) ||
+      (b = lt->MatrixLayoutCreate(&c->lc, dt, K, P, (int64_t)K)) ||
+      (b = lt->MatmulPreferenceCreate(&pref)) ||
+      (b = lt->MatmulPreferenceSetAttribute(
+           pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_max,
+           sizeof ws_max))) {
+    if (pref)
+      lt->MatmulPreferenceDestroy(pref);
+    char label[160];
+    return gs_error_set(err, GS_EDRIVER, "%s: setting up cuBLASLt failed: %s",
+                        gs__node_label(n, label, sizeof label),
+                        gs__cublas_strerror(&cs->l->cublas, b));
+  }
+  cublasLtMatmulHeuristicResult_t heur[8];
+  int found = 0;
+  b = lt->MatmulAlgoGetHeuristic(cs->lt, c->md, c->la, c->lb, c->lc, c->lc,
+                                 pref, 8, heur, &found);
+  lt->MatmulPreferenceDestroy(pref);
+  if (b != CUBLAS_STATUS_SUCCESS)
+    found = 0;
+  CUdeviceptr ws = cs->act + g->dnn_ws_off;
+  for (int k = 0; k < found; k++) {
+    if (heur[k].state != CUBLAS_STATUS_SUCCESS)
+      continue;
+    float ms = INFINITY;
+    int rc = 0;
+    for (int rep = 0; rep < GS__TIME_REPS && !rc; rep++) {
+      if (rep % 4 == 1)
+        cs->l->cuda.EventRecord(cs->ev[0], cs->stream);
+      rc = lt_run(cs, n, c, &heur[k].algo, heur[k].workspaceSize, ws);
+      float t = INFINITY;
+      if (!rc && rep % 4 == 3 &&
+          !cs->l->cuda.EventRecord(cs->ev[1], cs->stream) &&
+          !cs->l->cuda.EventSynchronize(cs->ev[1]) &&
+          !cs->l->cuda.EventElapsedTime(&t, cs->ev[0], cs->ev[1]))
+        ms = fminf(ms, t);
+    }
+    if (rc)
+      continue;
+    if (ms < best_ms) {
+      best_ms = ms;
+      c->lt = true;
+      c->lt_algo = heur[k].algo;
+      c->lt_ws = heur[k].workspaceSize;
+    }
+  }
+  return GS_OK;
+}
+
+int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                          gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  const gs__cudnn_t *d = &cs->l->cudnn;
+  gs__cuda_conv_t *c = &g->conv[i];
+  const gs__tensor_t *x = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
+  const gs__tensor_t *w = &cs->m->values[n->in[1]].constant;
+  cudnnDataType_t dt = cs->fp16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+  int64_t cin = cs->cpad[n->in[0]] ? cs->cpad[n->in[0]] : x->dims[1];
+  int64_t wc = cs->wpad[n->in[1]] ? cs->wpad[n->in[1]] : w->dims[1];
+  int64_t pad[2];
+  if (x->rank != 4)
+    return node_fail(n, "its input is not 4-D", err);
+  for (unsigned k = 0; k < 2; k++) {
+    int rc = begin_pad(n, k, x->dims[2 + k], y->dims[2 + k], &pad[k], err);
+    if (rc != GS_OK)
+      return rc;
+  }
+  cudnnStatus_t s;
+#define DNN(call, what)                                                        \
+  if ((s = (call)) != CUDNN_STATUS_SUCCESS)                                    \
+    return dnn_fail(cs, n, s, what, err);
+  DNN(d->CreateTensorDescriptor(&c->x), "cudnnCreateTensorDescriptor");
+  DNN(d->CreateTensorDescriptor(&c->y), "cudnnCreateTensorDescriptor");
+  DNN(d->CreateTensorDescriptor(&c->b), "cudnnCreateTensorDescriptor");
+  DNN(d->CreateFilterDescriptor(&c->w), "cudnnCreateFilterDescriptor");
+  DNN(d->CreateConvolutionDescriptor(&c->c),
+      "cudnnCreateConvolutionDescriptor");
+  DNN(d->CreateActivationDescriptor(&c->a), "cudnnCreateActivationDescriptor");
+  DNN(d->SetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, dt, (int)x->dims[0],
+                               (int)cin, (int)x->dims[2], (int)x->dims[3]),
+      "cudnnSetTensor4dDescriptor (x)");
+  DNN(d->SetTensor4dDescriptor(c->y, CUDNN_TENSOR_NHWC, dt, (int)y->dims[0],
+                               (int)y->dims[1], (int)y->dims[2],
+                               (int)y->dims[3]),
+      "cudnnSetTensor4dDescriptor (y)");
+  DNN(d->SetTensor4dDescriptor(c->b, CUDNN_TENSOR_NHWC, dt, 1, (int)y->dims[1],
+                               1, 1),
+      "cudnnSetTensor4dDescriptor (bias)");
+  DNN(d->SetFilter4dDescriptor(c->w, dt, CUDNN_TENSOR_NHWC, (int)w->dims[0],
+                               (int)wc, (int)w->dims[2], (int)w->dims[3]),
+      "cudnnSetFilter4dDescriptor");
+  DNN(d->SetConvolution2dDescriptor(
+          c->c, (int)pad[0], (int)pad[1],
+          (int)(p->strides[0] ? p->strides[0] : 1),
+          (int)(p->strides[1] ? p->strides[1] : 1),
+          (int)(p->dilations[0] ? p->dilations[0] : 1),
+          (int)(p->dilations[1] ? p->dilations[1] : 1), CUDNN_CROSS_CORRELATION,
+          CUDNN_DATA_FLOAT),
+      "cudnnSetConvolution2dDescriptor");
+  DNN(d->SetConvolutionGroupCount(c->c, (int)(p->group > 1 ? p->group : 1)),
+      "cudnnSetConvolutionGroupCount");
+  cudnnMathType_t math = cs->fp16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+  DNN(d->SetConvolutionMathType(c->c, math), "cudnnSetConvolutionMathType");
+  bool clip0 = p->act == GS__ACT_CLIP && p->act_min == 0.f;
+  bool has_bias = n->n_in > 2 && n->in[2] >= 0;
+  bool fusable = has_bias && (p->act != GS__ACT_CLIP || clip0);
+  cudnnActivationMode_t mode = p->act == GS__ACT_RELU ? CUDNN_ACTIVATION_RELU
+                               : clip0 ? CUDNN_ACTIVATION_CLIPPED_RELU
+                                       : CUDNN_ACTIVATION_IDENTITY;
+  DNN(d->SetActivationDescriptor(c->a, mode, CUDNN_NOT_PROPAGATE_NAN,
+                                 clip0 ? (double)p->act_max : 0.0),
+      "cudnnSetActivationDescriptor");
+
+  /* Time the candidates on this shape, then keep the fastest that the
+   * fused call accepts (identity activation takes fewer algorithms). */
+  cudnnConvolutionFwdAlgoPerf_t perf[10];
+  int found = 0;
+  void *ws = (void *)(uintptr_t)(cs->act + g->dnn_ws_off);
+  void *X = (void *)(uintptr_t)cs->ptr[n->in[0]];
+  void *W = (void *)(uintptr_t)cs->ptr[n->in[1]];
+  void *Y = (void *)(uintptr_t)cs->ptr[n->out];
+  DNN(d->FindConvolutionForwardAlgorithmEx(cs->dnn, c->x, X, c->w, W, c->c,
+                                           c->y, Y, 10, &found, perf, ws,
+                                           GS__DNN_WS_BYTES),
+      "cudnnFindConvolutionForwardAlgorithmEx");
+  float one = 1.f, zero = 0.f, best = INFINITY;
+  bool chosen = false;
+  cudnnMathType_t best_math = math;
+  /* The fused call's speed is not cudnnFind's ranking of the plain one:
+   * time each algorithm it accepts, three calls after a warm-up. */
+  for (int k = 0; fusable && k < found; k++) {
+    if (perf[k].status != CUDNN_STATUS_SUCCESS ||
+        perf[k].memory > GS__DNN_WS_BYTES)
+      continue;
+    d->SetConvolutionMathType(c->c, perf[k].mathType);
+    float ms = INFINITY;
+    for (int rep = 0; rep < GS__TIME_REPS; rep++) {
+      if (rep % 4 == 1 && cs->l->cuda.EventRecord(cs->ev[0], cs->stream))
+        break;
+      s = d->ConvolutionBiasActivationForward(
+          cs->dnn, &one, c->x, X, c->w, W, c->c, perf[k].algo, ws,
+          perf[k].memory, &zero, c->y, Y, c->b,
+          (void *)(uintptr_t)cs->ptr[n->in[2]], c->a, c->y, Y);
+      if (s != CUDNN_STATUS_SUCCESS)
+        break;
+      float t = INFINITY;
+      if (rep % 4 == 3 && !cs->l->cuda.EventRecord(cs->ev[1], cs->stream) &&
+          !cs->l->cuda.EventSynchronize(cs->ev[1]) &&
+          !cs->l->cuda.EventElapsedTime(&t, cs->ev[0], cs->ev[1]))
+        ms = fminf(ms, t);
+    }
+    if (s == CUDNN_STATUS_SUCCESS && (!chosen || ms < best)) {
+      chosen = c->fused = true;
+      best = ms;
+      best_math = perf[k].mathType;
+      c->algo = perf[k].algo;
+      c->ws = perf[k].memory;
+    }
+  }
+  if (chosen)
+    d->SetConvolutionMathType(c->c, best_math);
+  for (int k = 0; !chosen && k < found; k++) {
+    if (perf[k].status != CUDNN_STATUS_SUCCESS ||
+        perf[k].memory > GS__DNN_WS_BYTES)
+      continue;
+    d->SetConvolutionMathType(c->c, perf[k].mathType);
+    chosen = true;
+    c->algo = perf[k].algo;
+    c->ws = perf[k].memory;
+  }
+  if (!chosen)
+    return node_fail(n, "cuDNN has no algorithm for its shape", err);
+  return lt_prepare(cs, plan, g, i, c->fused ? best : INFINITY, err);
+#undef DNN
+}
+
+/* ---- issuing a node ------------------------------------------------------ */
+
+static int binary(gs__cuda_session_t *cs, CUdeviceptr a, CUdeviceptr b,
+                  CUdeviceptr y, long n, long amod, long bmod, int op, int act,
+                  float lo, float hi, gs_error_t *err) {
+  void *args[] = {&a, &b, &y, &n, &amod, &bmod, &op, &act, &lo, &hi};
+  return gs__cuda_launch(cs, GS__K_BINARY, n, args, err);
+}
+
+static int act_code(const gs__params_t *p) {
+  return p->act == GS__ACT_RELU ? 1 : p->act == GS__ACT_CLIP ? 2 : 0;
+}
+
+static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      const gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  const gs__cuda_conv_t *c = &g->conv[i];
+  const gs__cudnn_t *d = &cs->l->cudnn;
+  void *ws = (void *)(uintptr_t)(cs->act + g->dnn_ws_off);
+  float one = 1.f, zero = 0.f, a2 = p->residual > 0 ? 1.f : 0.f;
+  void *Y = dp(cs, n->out);
+  const void *Z = p->residual > 0 ? dp(cs, n->in[p->residual]) : Y;
+  cudnnStatus_t s;
+  if (c->lt) {
+    cublasStatus_t b =
+        lt_run(cs, n, c, &c->lt_algo, c->lt_ws, cs->act + g->dnn_ws_off);
+    char label[160];
+    return b == CUBLAS_STATUS_SUCCESS
+               ? GS_OK
+               : gs_error_set(err, GS_EDRIVER, "%s: cublasLtMatmul failed: %s",
+                              gs__node_label(n, label, sizeof label),
+                              gs__cublas_strerror(&cs->l->cublas, b));
+  }
+  if (c->fused) {
+    s = d->ConvolutionBiasActivationForward(
+        cs->dnn, &one, c->x, dp(cs, n->in[0]), c->w, dp(cs, n->in[1]), c->c,
+        c->algo, ws, c->ws, &a2, c->y, Z, c->b, dp(cs, n->in[2]), c->a, c->y,
+        Y);
+    return s == CUDNN_STATUS_SUCCESS
+               ? GS_OK
+               : dnn_fail(cs, n, s, "cudnnConvolutionBiasActivationForward",
+                          err);
+  }
+  s = d->ConvolutionForward(cs->dnn, &one, c->x, dp(cs, n->in[0]), c->w,
+                            dp(cs, n->in[1]), c->c, c->algo, ws, c->ws, &zero,
+                            c->y, Y);
+  if (s != CUDNN_STATUS_SUCCESS)
+    return dnn_fail(cs, n, s, "cudnnConvolutionForward", err);
+  const gs__tensor_t *y = &plan->shapes[n->out];
+  long cnt = (long)y->count, k = (long)y->dims[1];
+  int rc = GS_OK;
+  bool has_bias = n->n_in > 2 && n->in[2] >= 0;
+  int last_act = act_code(p);
+  if (has_bias)
+    rc = binary(cs, cs->ptr[n->out], cs->ptr[n->in[2]], cs->ptr[n->out], cnt,
+                cnt, k, 0, p->residual > 0 ? 0 : last_act, p->act_min,
+                p->act_max, err);
+  if (rc == GS_OK && p->residual > 0)
+    rc = binary(cs, cs->ptr[n->out], cs->ptr[n->in[p->residual]],
+                cs->ptr[n->out], cnt, cnt, cnt, 0, last_act, p->act_min,
+                p->act_max, err);
+  else if (rc == GS_OK && !has_bias && last_act) {
+    int op = last_act == 1 ? 0 : 1;
+    CUdeviceptr yp = cs->ptr[n->out];
+    float lo = p->act_min, hi = p->act_max;
+    void *args[] = {&yp, &yp, &cnt, &op, &lo, &hi};
+    rc = gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+  }
+  return rc;
+}
+
+static int issue_pool(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  const gs__tensor_t *x = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
+  CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
+  if (x->rank != 4)
+    return node_fail(n, "its input is not 4-D", err);
+  if (n->op->code == GS__OP_GLOBALAVGPOOL) {
+    int nb = (int)x->dims[0], hw = (int)(x->dims[2] * x->dims[3]),
+        c = (int)x->dims[1];
+    void *args[] = {&X, &Y, &nb, &hw, &c};
+    return gs__cuda_launch(cs, GS__K_GAP, (long)nb * c, args, err);
+  }
+  struct {
+    int n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+    int count_include_pad;
+  } geom = {(int)x->dims[0],
+            (int)x->dims[2],
+            (int)x->dims[3],
+            (int)x->dims[1],
+            (int)y->dims[2],
+            (int)y->dims[3],
+            (int)p->kernel[0],
+            (int)p->kernel[1],
+            (int)(p->strides[0] ? p->strides[0] : 1),
+            (int)(p->strides[1] ? p->strides[1] : 1),
+            0,
+            0,
+            (int)(p->dilations[0] ? p->dilations[0] : 1),
+            (int)(p->dilations[1] ? p->dilations[1] : 1),
+            p->count_include_pad};
+  int64_t pad[2];
+  for (unsigned k = 0; k < 2; k++) {
+    int rc = begin_pad(n, k, x->dims[2 + k], y->dims[2 + k], &pad[k], err);
+    if (rc != GS_OK)
+      return rc;
+  }
+  geom.ph = (int)pad[0];
+  geom.pw = (int)pad[1];
+  if (n->op->code == GS__OP_AVGPOOL && (geom.dh != 1 || geom.dw != 1))
+    return node_fail(n, "dilated average pooling", err);
+  void *args[] = {&X, &Y, &geom};
+  if (n->op->code == GS__OP_MAXPOOL && cs->fp16 && geom.c % 8 == 0)
+    return gs__cuda_launch(cs, GS__K_MAXPOOL8, (long)y->count / 8, args, err);
+  return gs__cuda_launch(
+      cs, n->op->code == GS__OP_MAXPOOL ? GS__K_MAXPOOL : GS__K_AVGPOOL,
+      (long)y->count, args, err);
+}
+
+/* How often operand t repeats across y (trailing broadcasting), or 0. */
+static long period(const gs__tensor_t *t, const gs__tensor_t *y, bool nhwc) {
+  if (t->count == 1)
+    return 1;
+  if (t->count == y->count)
+    return (long)y->count;
+  if (nhwc)
+    return 0;
+  unsigned r = t->rank;
+  while (r > 0 && t->dims[t->rank - r] == 1)
+    r--;
+  for (unsigned k = 1; k <= r; k++)
+    if (r > y->rank || t->dims[t->rank - k] != y->dims[y->rank - k])
+      return 0;
+  return (long)t->count;
+}
+
+static int issue_binary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                        size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__tensor_t *y = &plan->shapes[n->out];
+  bool nhwc = cs->nhwc[n->out];
+  /* On a feature map both operands must be in its layout (or scalars):
+   * an NCHW tensor of the same size would line up element by element with
+   * the wrong pixels. */
+  for (unsigned k = 0; nhwc && k < 2; k++)
+    if (!cs->nhwc[n->in[k]] && plan->shapes[n->in[k]].count != 1)
+      return node_fail(n,
+                       "it mixes an NHWC feature map with a tensor in "
+                       "the model's layout",
+                       err);
+  long amod = period(&plan->shapes[n->in[0]], y, nhwc);
+  long bmod = period(&plan->shapes[n->in[1]], y, nhwc);
+  if (!amod || !bmod)
+    return node_fail(n,
+                     "its broadcasting is not trailing (or not "
+                     "elementwise on a feature map)",
+                     err);
+  int op = n->op->code == GS__OP_ADD   ? 0
+           : n->op->code == GS__OP_SUB ? 1
+           : n->op->code == GS__OP_MUL ? 2
+                                       : 3;
+  return binary(cs, cs->ptr[n->in[0]], cs->ptr[n->in[1]], cs->ptr[n->out],
+                (long)y->count, amod, bmod, op, act_code(&n->p), n->p.act_min,
+                n->p.act_max, err);
+}
+
+static float const_scalar(const gs__cuda_session_t *cs, const gs__node_t *n,
+                          unsigned k, float def) {
+  if (n->n_in <= k || n->in[k] < 0)
+    return def;
+  const gs__value_t *v = &cs->m->values[n->in[k]];
+  if (v->kind != GS__VALUE_CONST || v->constant.count != 1 ||
+      v->dtype != GS_DTYPE_FP32)
+    return NAN;
+  return *(const float *)v->constant.data;
+}
+
+static int issue_unary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                       size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  long cnt = (long)plan->shapes[n->out].count;
+  CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
+  float lo = -INFINITY, hi = INFINITY;
+  int op;
+  switch (n->op->code) {
+  case GS__OP_RELU:
+    op = 0;
+    break;
+  case GS__OP_SIGMOID:
+    op = 2;
+    break;
+  case GS__OP_TANH:
+    op = 3;
+    break;
+  default:
+    op = 1; /* Clip: attribute bounds (or none), then bound inputs */
+    lo = n->p.act_min;
+    hi = n->p.act_max;
+    lo = const_scalar(cs, n, 1, lo);
+    hi = const_scalar(cs, n, 2, hi);
+    if (isnan(lo) || isnan(hi))
+      return node_fail(n, "its bounds are not scalar initializers", err);
+  }
+  void *args[] = {&X, &Y, &cnt, &op, &lo, &hi};
+  return gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+}
+
+static int issue_copy(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__tensor_t *x = &plan->shapes[n->in[0]];
+  if (cs->nhwc[n->in[0]] && !cs->nhwc[n->out] && x->rank == 4 &&
+      x->dims[2] * x->dims[3] != 1)
+    return node_fail(n, "it reshapes an NHWC feature map larger than 1x1", err);
+  size_t bytes = plan->shapes[n->out].count * (cs->fp16 ? 2 : 4);
+  if (cs->ptr[n->in[0]] == cs->ptr[n->out] || !bytes)
+    return GS_OK;
+  CUresult r = cs->l->cuda.MemcpyDtoDAsync(cs->ptr[n->out], cs->ptr[n->in[0]],
+                                           bytes, cs->stream);
+  return r == CUDA_SUCCESS ? GS_OK
+                           : gs__cuda_fail(cs, r, "cuMemcpyDtoDAsync", err);
+}
+
+/* Gemm and MatMul: Y[M,N] = alpha A[M,K] B[K,N] (+ C, act), row-major, as
+ * cuBLAS's column-major Y^T = B^T A^T. */
+static int issue_gemm(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  bool gemm = n->op->code == GS__OP_GEMM;
+  const gs__tensor_t *a = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
+  const gs__tensor_t *b = &cs->m->values[n->in[1]].constant;
+  bool ta = gemm && p->trans_a, tb = gemm && p->trans_b;
+  int64_t K = tb ? b->dims[1] : b->dims[0], N = tb ? b->dims[0] : b->dims[1];
+  int64_t M = (int64_t)a->count / (K ? K : 1);
+  if (gemm && a->rank != 2)
+    return node_fail(n, "A is not 2-D", err);
+  if (gemm && n->n_in > 2 && n->in[2] >= 0 && p->beta != 1.f)
+    return node_fail(n, "beta is not 1", err);
+  cudaDataType_t dt = cs->fp16 ? CUDA_R_16F : CUDA_R_32F;
+  float alpha = gemm ? p->alpha : 1.f, beta = 0.f;
+  cublasStatus_t s = cs->l->cublas.GemmEx(
+      cs->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+      (int)N, (int)M, (int)K, &alpha, dp(cs, n->in[1]), dt, (int)(tb ? K : N),
+      dp(cs, n->in[0]), dt, (int)(ta ? M : K), &beta, dp(cs, n->out), dt,
+      (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    char label[160];
+    return gs_error_set(err, GS_EDRIVER, "%s: cublasGemmEx failed: %s",
+                        gs__node_label(n, label, sizeof label),
+                        gs__cublas_strerror(&cs->l->cublas, s));
+  }
+  long cnt = (long)y->count;
+  if (gemm && n->n_in > 2 && n->in[2] >= 0) {
+    long cmod = period(&cs->m->values[n->in[2]].constant, y, false);
+    if (!cmod)
+      return node_fail(n, "C does not broadcast as a trailing operand", err);
+    return binary(cs, cs->ptr[n->out], cs->ptr[n->in[2]], cs->ptr[n->out], cnt,
+                  cnt, cmod, 0, act_code(p), p->act_min, p->act_max, err);
+  }
+  if (act_code(p)) {
+    CUdeviceptr yp = cs->ptr[n->out];
+    int op = act_code(p) == 1 ? 0 : 1;
+    float lo = p->act_min, hi = p->act_max;
+    void *args[] = {&yp, &yp, &cnt, &op, &lo, &hi};
+    return gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+  }
+  return GS_OK;
+}
+
+static int issue_softmax(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         size_t i, gs_error_t *err) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__tensor_t *x = &plan->shapes[n->in[0]];
+  int a = gs__axis(n->p.axis, x->rank, 0);
+  if (a < 0 || (!n->p.softmax_2d && (unsigned)a != x->rank - 1))
+    return node_fail(n, "softmax over an axis other than the last", err);
+  int64_t cols = 1;
+  for (unsigned k = (unsigned)a; k < x->rank; k++)
+    cols *= x->dims[k];
+  int c = (int)cols, rows = (int)(x->count / (size_t)(cols ? cols : 1));
+  CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
+  void *args[] = {&X, &Y, &rows, &c};
+  unsigned blocks = rows > 65535 ? 65535 : (unsigned)(rows ? rows : 1);
+  CUresult r =
+      cs->l->cuda.LaunchKernel(cs->fn[GS__K_SOFTMAX][cs->fp16], blocks, 1, 1,
+                               256, 1, 1, 0, cs->stream, args, NULL);
+  return r == CUDA_SUCCESS ? GS_OK
+                           : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
+}
+
+int gs__cuda_issue_node(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                        const gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+  switch (cs->m->nodes[i].op->code) {
+  case GS__OP_CONV:
+    return issue_conv(cs, plan, g, i, err);
+  case GS__OP_MAXPOOL:
+  case GS__OP_AVGPOOL:
+  case GS__OP_GLOBALAVGPOOL:
+    return issue_pool(cs, plan, i, err);
+  case GS__OP_ADD:
+  case GS__OP_SUB:
+  case GS__OP_MUL:
+  case GS__OP_DIV:
+    return issue_binary(cs, plan, i, err);
+  case GS__OP_RELU:
+  case GS__OP_CLIP:
+  case GS__OP_SIGMOID:
+  case GS__OP_TANH:
+    return issue_unary(cs, plan, i, err);
+  case GS__OP_GEMM:
+  case GS__OP_MATMUL:
+    return issue_gemm(cs, plan, i, err);
+  case GS__OP_SOFTMAX:
+    return issue_softmax(cs, plan, i, err);
+  default:
+    return issue_copy(cs, plan, i, err);
+  }
+}
+
+/* Inputs up and converted, every node, outputs converted and down. */

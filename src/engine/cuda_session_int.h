@@ -1,0 +1,133 @@
+/* The CUDA provider's session, shared by its load side (cuda_provider.c)
+ * and its run side (cuda_graph.c). */
+#ifndef GPUSLICE_ENGINE_CUDA_SESSION_INT_H
+#define GPUSLICE_ENGINE_CUDA_SESSION_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/cuda_int.h"
+
+/* The provider's kernels (cuda_kernels.cu), each in _f32 and _f16. */
+enum {
+  GS__K_IN_NHWC,
+  GS__K_OUT_NCHW,
+  GS__K_FROM_F32,
+  GS__K_TO_F32,
+  GS__K_BINARY,
+  GS__K_UNARY,
+  GS__K_MAXPOOL,
+  GS__K_AVGPOOL,
+  GS__K_GAP,
+  GS__K_SOFTMAX,
+  GS__K_MAXPOOL8, /* FP16 only */
+  GS__K_COUNT
+};
+
+/* How an initializer is uploaded: not at all, as is, as conv weights. */
+enum { GS__FORM_NONE, GS__FORM_PLAIN, GS__FORM_CONV_W };
+
+#define GS__BLAS_WS_BYTES ((size_t)32 << 20)
+#define GS__DNN_WS_BYTES ((size_t)128 << 20)
+
+/* One conv node's cuDNN state for one shape set. */
+typedef struct {
+  cudnnTensorDescriptor_t x, y, b;
+  cudnnFilterDescriptor_t w;
+  cudnnConvolutionDescriptor_t c;
+  cudnnActivationDescriptor_t a;
+  cudnnConvolutionFwdAlgo_t algo;
+  size_t ws;
+  bool fused; /* one cudnnConvolutionBiasActivationForward */
+  /* A 1x1 stride-1 conv as one cuBLASLt matmul with a bias (+ReLU)
+   * epilogue and the residual as beta * C. */
+  bool lt;
+  cublasLtMatmulDesc_t md;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t lt_algo;
+  size_t lt_ws;
+} gs__cuda_conv_t;
+
+/* One input shape set: where its tensors live and its captured graph. */
+typedef struct {
+  int64_t (*in_dims)[GS_TENSOR_MAX_RANK]; /* per input; the cache key */
+  unsigned *in_rank;
+  size_t *in_raw, *in_conv; /* per input: offsets in the activation block */
+  size_t *out_dev;          /* per output: FP32 copy's offset, or -1 */
+  size_t *pin_in_off, *pin_out_off;
+  size_t act_bytes, pin_in_bytes, pin_out_bytes, dnn_ws_off;
+  gs__cuda_conv_t *conv; /* per node */
+  CUgraphExec exec;
+  bool h2d_in_graph; /* small inputs: pinned staging copied in the graph */
+  unsigned long long used;
+} gs__cuda_graph_t;
+
+/* Inputs up to this many bytes are copied from pinned staging inside the
+ * graph; larger ones go up before the launch in chunks, each chunk's DMA
+ * overlapping the memcpy of the next into staging. Measured on an H100
+ * (docs/BENCHMARKS.md), ResNet-50 batch 64 end to end: in the graph 6.97
+ * ms, chunked 8.83 ms, straight from pageable memory 9.18 ms: so every
+ * size is copied in the graph. */
+#define GS__H2D_GRAPH_MAX_BYTES ((size_t)-1)
+#define GS__H2D_CHUNK_BYTES ((size_t)2 << 20)
+
+/* Algorithm timing at plan: four groups of one warm-up and three timed
+ * calls, the fastest group counts (a GPU still raising its clocks, or a
+ * neighbour, should not decide). */
+#define GS__TIME_REPS 16
+
+struct gs__cuda_session_s {
+  const gs__cuda_libs_t *l;
+  const gs_model_t *m;
+  int device, sms;
+  bool fp16;
+  CUdevice dev;
+  CUcontext ctx;
+  bool ctx_held;
+  CUstream stream;
+  CUevent ev[2]; /* timing conv algorithms at plan */
+  CUmodule module;
+  CUfunction fn[GS__K_COUNT][2];
+  cudnnHandle_t dnn;
+  cublasHandle_t blas;
+  cublasLtHandle_t lt;
+  CUdeviceptr blas_ws;
+  /* Per value: NHWC feature map, initializer form and offset in weights,
+   * conv weights' padded input channels, a graph input's padded channels,
+   * and (during a plan or capture) the device address. */
+  bool *nhwc;
+  unsigned char *form;
+  size_t *woff;
+  int64_t *wpad, *cpad;
+  CUdeviceptr *ptr;
+  CUdeviceptr weights;
+  size_t weights_bytes;
+  /* The activation block and pinned staging, shared by every shape set
+   * (sized for the largest; growing them drops the other graphs). */
+  CUdeviceptr act;
+  size_t act_cap;
+  void *pin_in, *pin_out;
+  size_t pin_in_cap, pin_out_cap;
+  gs__cuda_graph_t *graphs;
+  unsigned n_graphs, max_graphs;
+  unsigned long long tick;
+};
+
+int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,
+                  gs_error_t *err);
+int gs__cuda_alloc(gs__cuda_session_t *cs, CUdeviceptr *p, size_t bytes,
+                   const char *what, gs_error_t *err);
+/* Kernel k in the session's precision over n elements (grid-stride). */
+int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
+                    gs_error_t *err);
+void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g);
+
+/* cuda_ops.c: conv node i's descriptors and algorithm for the plan's
+ * shapes (timed on the real buffers, cs->ptr bound); node i's work issued
+ * on the session's stream (also while it is being captured). */
+int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                          gs__cuda_graph_t *g, size_t i, gs_error_t *err);
+int gs__cuda_issue_node(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                        const gs__cuda_graph_t *g, size_t i, gs_error_t *err);
+
+#endif

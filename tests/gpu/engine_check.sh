@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The engine's GPU checks, for the GPU kit: ResNet-50 through the engine API
+# on the CUDA provider against PyTorch FP32 (torchvision's resnet50, 102
+# classes, seed 0, exported to ONNX there), in FP32 and FP16, batches 1 and
+# 64; an unsupported request fails cleanly. Exit 0 all passed, 1 a failure,
+# 77 no GPU (or no PyTorch).
+#
+# usage: tests/gpu/engine_check.sh DIR [OUT]
+#   DIR holds engine_bench_gpu (built here: ninja engine_bench_gpu),
+#   torch_resnet50.py (bench/gpu/) and lib/ with the .so files the binary
+#   links that the GPU machine lacks (libprotobuf-c, libopenblas).
+#
+# Limits: FP32 max |diff| / max |ref| <= 1e-3 and every top-1 identical.
+# FP16: <= max(1e-2, 1.25 x PyTorch's own FP16 error on the same model and
+# inputs), and no more top-1 differences than PyTorch's own FP16 has (with
+# random weights some images' top two logits are within FP16's rounding).
+set -u
+dir=${1:?usage: engine_check.sh DIR [OUT]}
+out=${2:-$dir/out}
+# Called by run_on_device.sh with GS_CARRY (the kit from build_carry.sh,
+# which holds engine_bench_gpu and lib/) and an empty DIR to work in.
+kit=${GS_CARRY:-$dir}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bench=$(cd "$kit" && pwd)/engine_bench_gpu
+torch_py=$kit/torch_resnet50.py
+[ -f "$torch_py" ] || torch_py=$root/bench/gpu/torch_resnet50.py
+torch_py=$(cd "$(dirname "$torch_py")" && pwd)/$(basename "$torch_py")
+export LD_LIBRARY_PATH=$(cd "$kit" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+mkdir -p "$dir" "$out"
+cd "$dir" || exit 1
+[ -x "$bench" ] || { echo "engine_check: no engine_bench_gpu in $kit"; exit 1; }
+command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || {
+  echo "engine_check: no NVIDIA GPU: skip"; exit 77; }
+python3 -c "import torch, torchvision" 2>/dev/null || {
+  echo "engine_check: no PyTorch/torchvision here: skip"; exit 77; }
+m=$out/models
+mkdir -p "$m"
+"$bench" describe || exit 1
+PYTHONUNBUFFERED=1 python3 "$torch_py" export "$m" 2>&1 | grep -E "^export" || {
+  echo "engine_check: the PyTorch export failed"; exit 1; }
+fail=0
+for n in 1 64; do
+  "$bench" check "$m/resnet50.onnx" fp32 "$m/x$n.f32" "$m/ref$n.f32" $n 1e-3 0 || fail=1
+  read -r trel tmiss < "$m/torch_fp16_$n.txt"
+  lim=$(python3 -c "print(max(1e-2, 1.25 * $trel))")
+  "$bench" check "$m/resnet50.onnx" fp16 "$m/x$n.f32" "$m/ref$n.f32" $n "$lim" "$tmiss" || fail=1
+done
+echo "engine_check: $([ $fail = 0 ] && echo PASS || echo FAIL)"
+exit $fail

@@ -1,0 +1,428 @@
+/* The CUDA provider where CI runs it (no GPU): the run-time loaders name a
+ * missing library or symbol, a node the provider cannot run is refused by
+ * name, AUTO falls back to the CPU when no GPU is usable and CUDA does not,
+ * the CPU refuses FP16, and the batcher pads GPU batches to the sizes it
+ * keeps graphs for. On a machine with a usable GPU the no-GPU
+ * checks are skipped (tests/gpu/engine_check.sh covers that side). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "gpu/cublas_shim.h"
+#include "gpu/cuda_shim.h"
+#include "gpu/cudnn_shim.h"
+#include "gpuslice/engine.h"
+#include "onnx.pb-c.h"
+#include "worker/worker_int.h"
+
+/* Everything the builders allocate, freed after each test. */
+static void *kept[1024];
+static size_t n_kept;
+
+static void *keep(void *p) {
+  assert_non_null(p);
+  assert_true(n_kept < sizeof kept / sizeof kept[0]);
+  return kept[n_kept++] = p;
+}
+
+static int free_kept(void **state) {
+  (void)state;
+  while (n_kept > 0)
+    free(kept[--n_kept]);
+  return 0;
+}
+
+#define NEW(T) ((T *)keep(calloc(1, sizeof(T))))
+#define ELEM_F32 ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
+
+static char *str(const char *s) {
+  return keep(strdup(s));
+}
+
+static Onnx__ValueInfoProto *info(const char *name, int rank,
+                                  const int64_t *dims) {
+  Onnx__ValueInfoProto *v = NEW(Onnx__ValueInfoProto);
+  Onnx__TypeProto *t = NEW(Onnx__TypeProto);
+  Onnx__TypeProto__Tensor *tt = NEW(Onnx__TypeProto__Tensor);
+  onnx__value_info_proto__init(v);
+  onnx__type_proto__init(t);
+  onnx__type_proto__tensor__init(tt);
+  v->name = str(name);
+  v->type = t;
+  t->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+  t->tensor_type = tt;
+  tt->has_elem_type = 1;
+  tt->elem_type = ELEM_F32;
+  tt->shape = NEW(Onnx__TensorShapeProto);
+  onnx__tensor_shape_proto__init(tt->shape);
+  tt->shape->n_dim = (size_t)rank;
+  tt->shape->dim = keep(calloc((size_t)rank + 1, sizeof *tt->shape->dim));
+  for (int i = 0; i < rank; i++) {
+    Onnx__TensorShapeProto__Dimension *d =
+        NEW(Onnx__TensorShapeProto__Dimension);
+    onnx__tensor_shape_proto__dimension__init(d);
+    if (dims[i] < 0) {
+      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+      d->dim_param = str("N");
+    } else {
+      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+      d->dim_value = dims[i];
+    }
+    tt->shape->dim[i] = d;
+  }
+  return v;
+}
+
+static Onnx__TensorProto *init_f32(const char *name, unsigned rank,
+                                   const int64_t *dims, const float *data) {
+  Onnx__TensorProto *t = NEW(Onnx__TensorProto);
+  onnx__tensor_proto__init(t);
+  t->name = str(name);
+  t->has_data_type = 1;
+  t->data_type = ELEM_F32;
+  t->n_dims = rank;
+  t->dims = keep(calloc(rank + 1, sizeof *t->dims));
+  size_t count = 1;
+  for (unsigned i = 0; i < rank; i++)
+    count *= (size_t)(t->dims[i] = dims[i]);
+  t->n_float_data = count;
+  t->float_data = keep(malloc(count * 4 + 1));
+  memcpy(t->float_data, data, count * 4);
+  return t;
+}
+
+static Onnx__AttributeProto *attr_i(const char *name, int64_t v) {
+  Onnx__AttributeProto *a = NEW(Onnx__AttributeProto);
+  onnx__attribute_proto__init(a);
+  a->name = str(name);
+  a->has_type = 1;
+  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  a->has_i = 1;
+  a->i = v;
+  return a;
+}
+
+/* A node with one or two inputs ("a" or "a,b") and at most one attribute. */
+static Onnx__NodeProto *node(const char *op, const char *name, const char *a,
+                             const char *b, const char *out,
+                             Onnx__AttributeProto *at) {
+  Onnx__NodeProto *n = NEW(Onnx__NodeProto);
+  onnx__node_proto__init(n);
+  n->op_type = str(op);
+  n->name = str(name);
+  n->n_input = b ? 2 : 1;
+  n->input = keep(calloc(3, sizeof *n->input));
+  n->input[0] = str(a);
+  if (b)
+    n->input[1] = str(b);
+  n->n_output = 1;
+  n->output = keep(calloc(2, sizeof *n->output));
+  n->output[0] = str(out);
+  n->attribute = keep(calloc(2, sizeof *n->attribute));
+  if (at)
+    n->attribute[n->n_attribute++] = at;
+  return n;
+}
+
+/* x [N,2] -> Gemm(w [3,2], transB) -> Relu -> y [N,3]; with transpose, a
+ * Transpose node 'flip' after the Relu (which the GPU path does not run).
+ * The serialized model, *len bytes (kept). */
+static uint8_t *pack_model(bool transpose, size_t *len) {
+  static const float w[6] = {1, 0, 0, 1, 1, 1};
+  static const int64_t wd[2] = {3, 2}, xd[2] = {-1, 2}, yd[2] = {-1, 3};
+  Onnx__NodeProto *nodes[3];
+  size_t n_nodes = 0;
+  nodes[n_nodes++] = node("Gemm", "fc", "x", "w", "h", attr_i("transB", 1));
+  nodes[n_nodes++] =
+      node("Relu", "relu", "h", NULL, transpose ? "r" : "y", NULL);
+  if (transpose)
+    nodes[n_nodes++] = node("Transpose", "flip", "r", NULL, "y", NULL);
+  Onnx__TensorProto *inits[1] = {init_f32("w", 2, wd, w)};
+  Onnx__ValueInfoProto *in[1] = {info("x", 2, xd)};
+  Onnx__ValueInfoProto *out[1] = {
+      info("y", 2, transpose ? (int64_t[]){3, -1} : yd)};
+  Onnx__ModelProto m;
+  Onnx__GraphProto g;
+  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+  onnx__model_proto__init(&m);
+  onnx__graph_proto__init(&g);
+  onnx__operator_set_id_proto__init(&opset);
+  opset.domain = str("");
+  opset.has_version = 1;
+  opset.version = 13;
+  m.has_ir_version = 1;
+  m.ir_version = 8;
+  m.n_opset_import = 1;
+  m.opset_import = opsets;
+  m.graph = &g;
+  g.name = str("t");
+  g.n_node = n_nodes;
+  g.node = nodes;
+  g.n_input = 1;
+  g.input = in;
+  g.n_output = 1;
+  g.output = out;
+  g.n_initializer = 1;
+  g.initializer = inits;
+  *len = onnx__model_proto__get_packed_size(&m);
+  uint8_t *buf = keep(malloc(*len + 1));
+  onnx__model_proto__pack(&m, buf);
+  return buf;
+}
+
+static gs_model_t *load_model(bool transpose) {
+  size_t len;
+  uint8_t *buf = pack_model(transpose, &len);
+  gs_model_t *model = NULL;
+  gs_error_t err = {0};
+  if (gs_model_load_buffer(&model, buf, len, NULL, &err) != GS_OK)
+    fail_msg("load failed: %s", err.msg);
+  return model;
+}
+
+static bool gpu_usable(void) {
+  char buf[512];
+  gs_error_t err = {0};
+  return gs_engine_cuda_describe(buf, sizeof buf, &err) == GS_OK;
+}
+
+/* A library that cannot be opened is GS_ENODEV naming it and its path. */
+static void test_missing_library_named(void **state) {
+  (void)state;
+  gs_error_t err = {0};
+  gs__cudnn_t dnn;
+  gs__cublas_t blas;
+  gs__cublaslt_t lt;
+  assert_int_equal(gs__cudnn_open(&dnn, "/nonexistent/libcudnn.so.9", &err),
+                   GS_ENODEV);
+  assert_non_null(strstr(err.msg, "cuDNN not found"));
+  assert_non_null(strstr(err.msg, "/nonexistent/libcudnn.so.9"));
+  assert_int_equal(gs__cublas_open(&blas, "/nonexistent/libcublas.so.13", &err),
+                   GS_ENODEV);
+  assert_non_null(strstr(err.msg, "cuBLAS not found"));
+  assert_int_equal(
+      gs__cublaslt_open(&lt, "/nonexistent/libcublasLt.so.13", &err),
+      GS_ENODEV);
+  assert_non_null(strstr(err.msg, "cuBLASLt not found"));
+  assert_null(dnn.dl);
+  assert_null(blas.dl);
+  assert_null(lt.dl);
+}
+
+/* A library that opens but lacks a function is GS_EUNSUPPORTED naming the
+ * function (libm stands in: it has none of them). */
+static void test_missing_symbol_named(void **state) {
+  (void)state;
+  gs_error_t err = {0};
+  gs__cudnn_t dnn;
+  gs__cublas_t blas;
+  gs__cuda_t cuda;
+  assert_int_equal(gs__cudnn_open(&dnn, "libm.so.6", &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "lacks cudnnGetVersion"));
+  assert_int_equal(gs__cublas_open(&blas, "libm.so.6", &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "lacks cublasCreate_v2"));
+  assert_int_equal(gs__cuda_open(&cuda, "libm.so.6", &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "cuInit"));
+  assert_null(dnn.dl);
+}
+
+/* A node outside the provider's op set is refused at session creation,
+ * by name, whether or not a GPU is here; AUTO runs the model on the CPU. */
+static void test_unsupported_node_refused(void **state) {
+  (void)state;
+  gs_model_t *m = load_model(true);
+  gs_session_options_t o;
+  gs_session_options_default(&o);
+  o.provider = GS_PROVIDER_CUDA;
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, &o, &err), GS_EUNSUPPORTED);
+  assert_null(s);
+  assert_non_null(strstr(err.msg, "node 'flip' (Transpose)"));
+  assert_non_null(strstr(err.msg, "cuda provider cannot run it"));
+  o.provider = GS_PROVIDER_AUTO;
+  assert_int_equal(gs_session_create(&s, m, &o, &err), GS_OK);
+  assert_int_equal(gs_session_provider(s), GS_PROVIDER_CPU);
+  assert_int_equal(gs_session_precision(s), GS_PRECISION_FP32);
+  const float x[2] = {1, -2};
+  gs_tensor_t in = {.dtype = GS_DTYPE_FP32,
+                    .rank = 2,
+                    .shape = {1, 2},
+                    .data = x,
+                    .bytes = sizeof x};
+  assert_int_equal(gs_session_run(s, &in, 1, &err), GS_OK);
+  const float want[3] = {1, 0, 0}; /* relu(x w') = relu(1, -2, -1) */
+  assert_memory_equal(gs_session_output(s, 0)->data, want, sizeof want);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* No usable GPU: CUDA is an error saying why (the same as
+ * gs_engine_cuda_describe's), AUTO is the CPU in FP32. */
+static void test_no_gpu_auto_falls_back(void **state) {
+  (void)state;
+  if (gpu_usable())
+    skip();
+  char buf[512];
+  gs_error_t why = {0}, err = {0};
+  assert_int_equal(gs_engine_cuda_describe(buf, sizeof buf, &why), GS_ENODEV);
+  gs_model_t *m = load_model(false);
+  gs_session_options_t o;
+  gs_session_options_default(&o);
+  o.provider = GS_PROVIDER_CUDA;
+  gs_session_t *s = NULL;
+  assert_int_equal(gs_session_create(&s, m, &o, &err), GS_ENODEV);
+  assert_string_equal(err.msg, why.msg);
+  o.provider = GS_PROVIDER_AUTO;
+  o.precision = GS_PRECISION_DEFAULT;
+  assert_int_equal(gs_session_create(&s, m, &o, &err), GS_OK);
+  assert_int_equal(gs_session_provider(s), GS_PROVIDER_CPU);
+  assert_int_equal(gs_session_precision(s), GS_PRECISION_FP32);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* The CPU computes in FP32 only: asking it for FP16 is an error. */
+static void test_cpu_refuses_fp16(void **state) {
+  (void)state;
+  gs_model_t *m = load_model(false);
+  gs_session_options_t o;
+  gs_session_options_default(&o);
+  o.provider = GS_PROVIDER_CPU;
+  o.precision = GS_PRECISION_FP16;
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, &o, &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "FP32 only"));
+  gs_model_destroy(m);
+  assert_string_equal(gs_provider_name(GS_PROVIDER_CUDA), "cuda");
+  assert_string_equal(gs_precision_name(GS_PRECISION_FP16), "fp16");
+}
+
+/* The batcher runs a GPU batch at the smallest size it keeps a graph for
+ * (a power of two, a preferred size, max_batch_size) that holds it; the
+ * CPU runs every size as it is. */
+static void test_gpu_batches_padded(void **state) {
+  (void)state;
+  gs__model_slot_t slot;
+  memset(&slot, 0, sizeof slot);
+  slot.max_batch_size = 64;
+  slot.batching.n_preferred = 1;
+  slot.batching.preferred[0] = 48;
+  slot.provider = GS_PROVIDER_CUDA;
+  assert_int_equal(gs__batch_padded_rows(&slot, 1), 1);
+  assert_int_equal(gs__batch_padded_rows(&slot, 3), 4);
+  assert_int_equal(gs__batch_padded_rows(&slot, 33), 48);
+  assert_int_equal(gs__batch_padded_rows(&slot, 49), 64);
+  assert_int_equal(gs__batch_padded_rows(&slot, 64), 64);
+  slot.provider = GS_PROVIDER_CPU;
+  assert_int_equal(gs__batch_padded_rows(&slot, 3), 3);
+  slot.provider = GS_PROVIDER_CUDA;
+  slot.max_batch_size = 0;
+  assert_int_equal(gs__batch_padded_rows(&slot, 3), 3);
+
+  float *x = malloc(6 * sizeof *x);
+  for (int i = 0; i < 6; i++)
+    x[i] = (float)(i + 1);
+  gs_tensor_t t = {.name = "x",
+                   .dtype = GS_DTYPE_FP32,
+                   .rank = 2,
+                   .shape = {3, 2},
+                   .data = x,
+                   .bytes = 6 * sizeof *x};
+  void *bufs[1] = {x};
+  gs_error_t err = {0};
+  assert_int_equal(gs__batch_pad(&t, bufs, 1, 3, 4, &err), GS_OK);
+  assert_int_equal(t.shape[0], 4);
+  assert_int_equal(t.bytes, 8 * sizeof(float));
+  const float want[8] = {1, 2, 3, 4, 5, 6, 0, 0};
+  assert_memory_equal(t.data, want, sizeof want);
+  free(bufs[0]);
+}
+
+static void write_file(const char *path, const void *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, len, f), len);
+  fclose(f);
+}
+
+/* A model directory NAME with model.onnx (transpose: the model the GPU
+ * path refuses) and config.json holding config. */
+static void add_model(const char *repo, const char *name, bool transpose,
+                      const char *config) {
+  char path[512];
+  size_t len;
+  const uint8_t *buf = pack_model(transpose, &len);
+  snprintf(path, sizeof path, "%s/%s", repo, name);
+  assert_int_equal(mkdir(path, 0755), 0);
+  snprintf(path, sizeof path, "%s/%s/1", repo, name);
+  assert_int_equal(mkdir(path, 0755), 0);
+  snprintf(path, sizeof path, "%s/%s/1/model.onnx", repo, name);
+  write_file(path, buf, len);
+  snprintf(path, sizeof path, "%s/%s/config.json", repo, name);
+  write_file(path, config, strlen(config));
+}
+
+/* config.json's instance_group as Triton writes it decides the provider:
+ * KIND_CPU runs on the CPU; KIND_AUTO or none on the GPU when usable, else
+ * the CPU; KIND_GPU on the GPU or the load fails with the reason (a node
+ * it cannot run, or no GPU); an unknown kind fails the load by name. */
+static void test_worker_instance_group(void **state) {
+  (void)state;
+  char repo_dir[] = "/tmp/gs_test_cuda_repo_XXXXXX";
+  assert_non_null(mkdtemp(repo_dir));
+  add_model(repo_dir, "cpu", false,
+            "{\"instance_group\": [{\"kind\": \"KIND_CPU\", \"count\": 2}]}");
+  add_model(repo_dir, "auto", false, "{\"max_batch_size\": 8}");
+  add_model(repo_dir, "gpu_flip", true,
+            "{\"instance_group\": [{\"kind\": \"KIND_GPU\"}]}");
+  add_model(repo_dir, "bogus", false,
+            "{\"instance_group\": [{\"kind\": \"KIND_TPU\"}]}");
+  add_model(repo_dir, "fp8", false, "{\"precision\": \"fp8\"}");
+  gs__repo_t *repo = calloc(1, sizeof *repo);
+  assert_non_null(repo);
+  gs_error_t err = {0};
+  assert_int_equal(gs__repo_open(repo, repo_dir, &err), GS_OK);
+  gs__model_entry_t *m = gs__repo_find(repo, "cpu");
+  assert_int_equal(m->state, GS__MODEL_READY);
+  assert_int_equal(m->slot->provider, GS_PROVIDER_CPU);
+  m = gs__repo_find(repo, "auto");
+  assert_int_equal(m->state, GS__MODEL_READY);
+  assert_int_equal(m->slot->provider,
+                   gpu_usable() ? GS_PROVIDER_CUDA : GS_PROVIDER_CPU);
+  m = gs__repo_find(repo, "gpu_flip");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "node 'flip' (Transpose)"));
+  m = gs__repo_find(repo, "bogus");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "kind KIND_TPU is not supported"));
+  m = gs__repo_find(repo, "fp8");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "precision must be"));
+  gs__repo_close(repo);
+  free(repo);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", repo_dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_missing_library_named, free_kept),
+      cmocka_unit_test_teardown(test_missing_symbol_named, free_kept),
+      cmocka_unit_test_teardown(test_unsupported_node_refused, free_kept),
+      cmocka_unit_test_teardown(test_no_gpu_auto_falls_back, free_kept),
+      cmocka_unit_test_teardown(test_cpu_refuses_fp16, free_kept),
+      cmocka_unit_test(test_gpu_batches_padded),
+      cmocka_unit_test_teardown(test_worker_instance_group, free_kept),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
