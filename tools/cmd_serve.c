@@ -266,7 +266,14 @@ static int client_call(serve_cli_t *sc) {
     fprintf(stderr, "gpuslice: serve: %s\n",
             json_is_string(e) ? json_string_value(e) : body);
     rc = status == 404 ? CLI_USAGE : CLI_FAIL;
-  } else if (sc->cli->json || !json_object_get(doc, "workers")) {
+  } else if (!sc->cli->json && (json_object_get(doc, "added") ||
+                                 json_object_get(doc, "removed"))) {
+    /* an add or remove answers with the instance and the worker count */
+    json_t *id = json_object_get(doc, "added");
+    printf("%s %s: %lld workers\n", id ? "added" : "removed",
+           json_string_value(id ? id : json_object_get(doc, "removed")),
+           json_integer_value(json_object_get(doc, "workers")));
+  } else if (sc->cli->json || !json_is_array(json_object_get(doc, "workers"))) {
     char *text = json_dumps(doc, JSON_INDENT(2));
     puts(text ? text : body);
     free(text);

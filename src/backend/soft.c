@@ -121,7 +121,7 @@ static int soft_device_get(gs_backend_t *be, unsigned index, gs_device_t *out,
 static int soft_gi_create(gs_backend_t *be, unsigned dev, unsigned profile_id,
                           unsigned start, unsigned *gi_id, gs_error_t *err) {
   gs__soft_t *s = soft_of(be);
-  gs_soft_isolation_t mode;
+  gs_soft_isolation_t mode = GS_SOFT_ISOLATION_MPS; /* set by device_mode */
   if (s->core.in_txn && dev < s->core.n_dev) {
     int rc = device_mode(s, dev, &s->core.work->device[dev], &mode, err);
     if (rc != GS_OK)
@@ -278,7 +278,7 @@ static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
   if (!cp) /* gs_layout_validate has already checked this */
     return gs_error_set(err, GS_ECORRUPT, "GPU instance %u: unknown profile",
                         a->gi_id);
-  gs_soft_isolation_t mode;
+  gs_soft_isolation_t mode = GS_SOFT_ISOLATION_MPS; /* set by device_mode */
   uint64_t share = 0;
   unsigned sms = ci_sms(cat, gp, cp), percent = 100;
   int rc = device_mode(s, a->dev, &doc->device[a->dev], &mode, err);

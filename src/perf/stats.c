@@ -121,7 +121,8 @@ int gs__perf_merge(gs__perf_window_t *w, size_t n, size_t k, unsigned batch,
   double sum = 0, sq = 0, ns = 0, send = 0, recv = 0;
   size_t at = 0;
   for (size_t i = first; i < n; i++) {
-    memcpy(all + at, w[i].lat, w[i].n * sizeof *all);
+    if (w[i].n) /* an empty window may have no buffer: memcpy(_, NULL, 0) is UB */
+      memcpy(all + at, w[i].lat, w[i].n * sizeof *all);
     at += w[i].n;
     ns += (double)(w[i].t_end - w[i].t_begin);
     send += (double)w[i].send_ns;

@@ -1,46 +1,200 @@
 #!/usr/bin/env bash
-# Builds, on this (Debian 12) machine, everything tests/gpu/run_on_device.sh
-# runs on the GPU machine, into .carry/ (git ignores it; name it in the
-# device tool's `carry`): the gpuslice CLI and nvml_record with libyaml and
-# jansson linked statically (the GPU machine has no libyaml), and the CUDA
-# probes with the static CUDA runtime. Checks that the results need nothing
-# beyond glibc, libstdc++ and the NVIDIA driver.
-# usage: tests/gpu/build_carry.sh [OUTDIR]   (default .carry)
+# Builds, on this (Debian 12) machine, the GPU kit: one folder that travels
+# to the GPU machine (Ubuntu 24.04, glibc 2.39, no libuv, libyaml,
+# protobuf-c, http-parser) and holds everything tests/gpu/run_on_device.sh
+# runs there:
+#   gpuslice      the full CLI (worker, serve, perf, demo, engine) from the
+#                 project's CMake build, debug info stripped
+#   nvml_record   the NVML recorder (CMake target, tests/CMakeLists.txt)
+#   probe_sm probe_alloc probe_fault   CUDA probes, nvcc, static cudart
+#   lib/          every shared object those link that is neither glibc's,
+#                 libstdc++/libgcc_s (Ubuntu 24.04 has newer ones) nor
+#                 NVIDIA's (the GPU machine's driver and CUDA 13 provide
+#                 them), plus shared objects the build makes outside tests/
+#   KIT.txt       commit, build, files and sizes
+# run_on_device.sh puts lib/ on LD_LIBRARY_PATH itself.
+#
+# usage: tests/gpu/build_carry.sh [-B BUILD_DIR] [--no-build] [OUTDIR]
+#        tests/gpu/build_carry.sh --check KITDIR   (only the checks below)
+#   OUTDIR     default .gpukit (replaced as a whole)
+#   BUILD_DIR  default build/gpukit, configured Release when it has no
+#              CMakeCache.txt; its targets gpuslice-cli and nvml_record
+#              are built unless --no-build (then they must exist: ctest
+#              passes its own build dir). Sanitizer and fuzz builds are
+#              refused: they cannot be carried.
+# Fails (exit 1) when nvcc is missing (NVCC, PATH, /usr/local/cuda/bin), a
+# dependency resolves neither to OUTDIR/lib nor to the base system, a file
+# needs a glibc newer than the GPU machine's, the carried gpuslice does not
+# start with only OUTDIR/lib added, or the kit exceeds GS_KIT_MAX_MIB (48).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
-out=${1:-.carry}
-libdir=/usr/lib/x86_64-linux-gnu
-
-for lib in libyaml.a libjansson.a; do
-  if [[ ! -f $libdir/$lib ]]; then
-    echo "build_carry: $libdir/$lib missing (apt-get install libyaml-dev" \
-      "libjansson-dev)" >&2
-    exit 1
-  fi
+build=$root/build/gpukit
+do_build=1 check_only=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+  -B) build=${2:?-B needs a directory}; shift 2 ;;
+  --no-build) do_build=0; shift ;;
+  --check) check_only=1; shift ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  -*) echo "build_carry: unknown option $1" >&2; exit 2 ;;
+  *) break ;;
+  esac
 done
-command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
-if ! command -v nvcc >/dev/null; then
-  echo "build_carry: nvcc not found (CUDA toolkit)" >&2
-  exit 1
-fi
+out=${1:-$root/.gpukit}
+max_mib=${GS_KIT_MAX_MIB:-48}
+# The GPU machine's glibc: nothing carried may need a newer symbol version.
+target_glibc=2.39
+# Found on every Linux the kit goes to, in versions at least Debian 12's.
+base_re='^(linux-vdso\.so|ld-linux-x86-64\.so|lib(c|m|dl|pthread|rt|resolv|util|stdc\+\+|gcc_s)\.so)'
+# The GPU machine's driver and CUDA toolkit provide these.
+nvidia_re='^lib(cuda|cudart|cublas|cublasLt|cudnn[a-z_]*|nvrtc|nvidia-[a-z-]*|nvJitLink|cufft|curand|cusparse|cusolver)\.so'
 
-make -f tests/gpu/Makefile -j"$(nproc)" OUT="$out" all
+die() { echo "build_carry: $*" >&2; exit 1; }
 
-# Only system libraries may remain dynamic: glibc's, libstdc++/libgcc_s
-# (the probes' C++ runtime; Ubuntu 24.04 has newer ones) and nothing else.
-status=0
-for bin in gpuslice nvml_record probe_sm probe_alloc probe_fault; do
-  extra=$(ldd "$out/$bin" | awk '{print $1}' |
-    grep -Ev '^(linux-vdso\.|/lib64/ld-linux|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s)\.so)' ||
-    true)
-  if [[ -n $extra ]]; then
-    echo "build_carry: $out/$bin needs $extra, which the GPU machine may lack" >&2
+# ---- checks --------------------------------------------------------------
+# check_kit DIR: 0 when DIR is fit to carry, else 1 with the reasons.
+check_kit() {
+  local out=$1 status=0 f line name path need state kib elves
+  elves=("$out"/gpuslice "$out"/nvml_record "$out"/probe_* "$out"/lib/*)
+  for f in "${elves[@]}"; do
+    # With lib/ first on the path, everything not base or NVIDIA must come
+    # from the kit, not from this machine's /usr/lib.
+    while read -r line; do
+      name=${line%% *}
+      [[ $name =~ $base_re || $name =~ ^/ ]] && continue
+      path=$(sed -n 's/.*=> \([^ ]*\).*/\1/p' <<<"$line")
+      [[ $path == not ]] && path=""
+      if [[ $name =~ $nvidia_re ]]; then
+        continue
+      elif [[ $path == "$out/lib/"* ]]; then
+        continue
+      fi
+      echo "build_carry: ${f#"$out"/} needs $name, found ${path:-nowhere} (not in the kit)" >&2
+      status=1
+    done < <(LD_LIBRARY_PATH=$out/lib ldd "$f" | sed 's/^[[:space:]]*//')
+    need=$(objdump -T "$f" 2>/dev/null | grep -o 'GLIBC_2\.[0-9.]*' | sort -uV | tail -n 1)
+    if [[ -n $need ]] && [[ $(printf '%s\n' "${need#GLIBC_}" "$target_glibc" | sort -V | tail -n 1) != "$target_glibc" ]]; then
+      echo "build_carry: ${f#"$out"/} needs $need, newer than the GPU machine's $target_glibc" >&2
+      status=1
+    fi
+  done
+  state=$(mktemp -d)
+  if ! LD_LIBRARY_PATH=$out/lib "$out/gpuslice" --help >/dev/null ||
+    ! LD_LIBRARY_PATH=$out/lib "$out/gpuslice" --backend host \
+      --state-dir "$state" info >/dev/null; then
+    echo "build_carry: the carried gpuslice does not run (--help, info)" >&2
     status=1
   fi
+  rm -rf "$state"
+  for f in gpuslice nvml_record probe_sm probe_alloc probe_fault; do
+    [[ -x $out/$f ]] || { echo "build_carry: $f missing from $out" >&2; status=1; }
+  done
+  kib=$(du -sk "$out" | cut -f1)
+  if [[ $kib -gt $((max_mib * 1024)) ]]; then
+    echo "build_carry: the kit is $((kib / 1024)) MiB, over $max_mib MiB" >&2
+    status=1
+  fi
+  return $status
+}
+if [[ $check_only -eq 1 ]]; then
+  [[ -d $out ]] || die "no kit at $out"
+  check_kit "$(cd "$out" && pwd)" || die "the kit in $out is not fit to carry"
+  echo "build_carry: $out is fit to carry"
+  exit 0
+fi
+
+nvcc=${NVCC:-$(command -v nvcc || true)}
+[[ -n $nvcc ]] || nvcc=/usr/local/cuda/bin/nvcc
+[[ -x $nvcc ]] || die "nvcc not found ($nvcc; NVCC, PATH, /usr/local/cuda/bin): the probes need the CUDA toolkit"
+
+# ---- the project's build -------------------------------------------------
+build=$(mkdir -p "$build" && cd "$build" && pwd)
+if [[ $do_build -eq 1 ]]; then
+  if [[ ! -f $build/CMakeCache.txt ]]; then
+    gen=()
+    command -v ninja >/dev/null && gen=(-G Ninja)
+    cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+      -DGS_TESTS=ON -DGS_SANITIZE=OFF -DGS_FUZZ=OFF >/dev/null
+  fi
+  nice -n 10 cmake --build "$build" --target gpuslice-cli nvml_record
+fi
+[[ -f $build/CMakeCache.txt ]] || die "$build is not a CMake build directory"
+if grep -Eq '^GS_(SANITIZE|FUZZ):BOOL=ON' "$build/CMakeCache.txt"; then
+  die "$build is a sanitizer or fuzz build: carry a plain one"
+fi
+gpuslice_bin=$build/gpuslice
+nvml_bin=$build/tests/nvml_record
+for f in "$gpuslice_bin" "$nvml_bin"; do
+  [[ -x $f ]] || die "$f missing: build the targets gpuslice-cli and nvml_record"
 done
-du -sh "$out"
-echo "build_carry: done; run on the GPU machine with carry [\"$out\"]:" \
-  "bash tests/gpu/run_on_device.sh \$OUT"
-exit "$status"
+
+# ---- the kit -------------------------------------------------------------
+if [[ -d $out && ! -f $out/KIT.txt && -n $(ls -A "$out") ]]; then
+  die "$out holds something other than a kit: not replacing it"
+fi
+rm -rf "$out"
+mkdir -p "$out/lib"
+out=$(cd "$out" && pwd)
+objcopy --strip-debug "$gpuslice_bin" "$out/gpuslice"
+objcopy --strip-debug "$nvml_bin" "$out/nvml_record"
+
+pids=()
+for p in sm alloc fault; do
+  "$nvcc" -O2 -gencode 'arch=compute_90,code=[sm_90,compute_90]' \
+    -cudart static -o "$out/probe_$p" "$root/tests/gpu/probe_$p.cu" &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || die "nvcc failed"; done
+strip "$out"/probe_* # the static CUDA runtime's symbols: 0.3 MiB each
+
+# Shared objects the build makes outside tests/ (loaded with dlopen, which
+# ldd does not see); none today. Only CMake's own outputs: a build
+# directory also holds the tests' Python venvs, full of .so files.
+if [[ -f $build/build.ninja ]]; then
+  built_so=$(ninja -C "$build" -t targets all |
+    sed -n 's/^\([^:]*\.so[.0-9]*\): [A-Z]*_\(SHARED\|MODULE\)_LIBRARY_LINKER.*/\1/p' | grep -v '^tests/' || true)
+else
+  built_so=$(cd "$build" && find . -maxdepth 1 -name '*.so*' -type f)
+fi
+for so in $built_so; do
+  cp -L "$build/$so" "$out/lib/"
+done
+
+# Every dependency that is not base or NVIDIA goes into lib/, under the
+# name the loader asks for; ldd lists the whole closure (openblas brings
+# libgfortran, which brings libquadmath).
+declare -A device_libs=()
+for f in "$out"/gpuslice "$out"/nvml_record "$out"/probe_* "$out"/lib/*; do
+  [[ -f $f ]] || continue
+  while read -r name _ path _; do
+    [[ $name =~ $base_re || -z $path || $path != /* ]] && continue
+    if [[ $name =~ $nvidia_re ]]; then
+      device_libs[$name]=1
+      continue
+    fi
+    [[ -f $out/lib/$name ]] || cp -L "$path" "$out/lib/$name"
+  done < <(ldd "$f" | grep '=>')
+done
+chmod -R u+w,a+rX "$out"
+
+status=0
+check_kit "$out" || status=1
+kib=$(du -sk "$out" | cut -f1)
+
+{
+  echo "gpuslice GPU kit (tests/gpu/build_carry.sh)"
+  echo "commit:  $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)$(
+    git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "built:   $(date -u '+%Y-%m-%d %H:%M UTC') on $(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "build:   $build ($(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt"))"
+  echo "nvcc:    $("$nvcc" --version | tail -n 1)"
+  device=${!device_libs[*]}
+  echo "device:  ${device:-no NVIDIA library linked} (from the GPU machine)"
+  echo "size:    $((kib / 1024)) MiB"
+  (cd "$out" && find . -type f ! -name KIT.txt -printf '%P %s\n' | sort)
+} >"$out/KIT.txt"
+cat "$out/KIT.txt"
+[[ $status -eq 0 ]] || die "the kit in $out is not fit to carry"
+echo "build_carry: done: $out ($((kib / 1024)) MiB); on the GPU machine:" \
+  "GS_CARRY=$out bash tests/gpu/run_on_device.sh \$OUT"

@@ -40,12 +40,12 @@ fi
 
 # nvidia-smi's exit status is not the point (with MIG off some drivers
 # answer "No MIG-enabled devices found" and fail); its tables are.
-timeout 60 nvidia-smi mig -lgip >"$work/lgip.txt" 2>&1
+timeout --foreground 60 nvidia-smi mig -lgip >"$work/lgip.txt" 2>&1
 echo "nvidia-smi mig -lgip: exit $?" >>"$work/lgip.txt"
-timeout 60 nvidia-smi mig -lgipp >"$work/lgipp.txt" 2>&1
+timeout --foreground 60 nvidia-smi mig -lgipp >"$work/lgipp.txt" 2>&1
 echo "nvidia-smi mig -lgipp: exit $?" >>"$work/lgipp.txt"
 
-timeout 60 "$nvml_record" >"$work/nvml_record.json"
+timeout --foreground 60 "$nvml_record" >"$work/nvml_record.json"
 rc=$?
 if [[ $rc -ne 0 ]]; then
   echo "check_nvml_readout: nvml_record failed (exit $rc)" >&2

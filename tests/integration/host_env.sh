@@ -42,5 +42,11 @@ mig-configs:
       mig-enabled: true
       mig-devices: {}
 YAML
-# state_sum: a fingerprint of the state file (or "none").
-state_sum() { md5sum "$GPUSLICE_STATE_DIR/state.json" 2>/dev/null | cut -d' ' -f1 || echo none; }
+# state_sum: a fingerprint of the state file, "none" when there is none,
+# "unreadable" when it cannot be read (a pipeline's status is its last
+# command's, so the file's existence is tested, not md5sum's status).
+state_sum() {
+  local f="$GPUSLICE_STATE_DIR/state.json" sum
+  [ -e "$f" ] || { echo none; return; }
+  sum=$(md5sum <"$f" 2>/dev/null) && echo "${sum%% *}" || echo unreadable
+}

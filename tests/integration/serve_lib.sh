@@ -29,9 +29,24 @@ fail() {
   exit 1
 }
 
-"$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models" >/dev/null 2>&1 ||
-  python3 "$GS_SOURCE_DIR/scripts/make_models.py" --out "$tmp/models" ||
-  { echo "SKIP: make_models.py needs python3-onnx"; exit 77; }
+# gen_models SCRIPT ARGS...: a model generator writing into $tmp/models. Its
+# exit 77 (no interpreter has onnx) skips the test; any other failure fails
+# it, so that a broken generator never passes as a skip.
+gen_models() {
+  local rc
+  python3 "$@" --out "$tmp/models"
+  rc=$?
+  [ $rc -eq 77 ] && { echo "SKIP: ${1##*/} needs python3-onnx"; exit 77; }
+  [ $rc -eq 0 ] || fail "${1##*/} exited $rc"
+}
+gen_models "$GS_SOURCE_DIR/scripts/make_models.py"
+
+# add_slow_model: the `slow` model of make_slow_model.py (about 6 GFLOP a
+# request of 128 rows) for requests that are still in flight when a drain
+# starts; before start_serve.
+add_slow_model() {
+  gen_models "$GS_SOURCE_DIR/tests/integration/make_slow_model.py"
+}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -142,6 +157,68 @@ infer() {
     "http://127.0.0.1:$port/v2/models/simple/infer" -d '{"inputs":[
     {"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},
     {"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
+}
+
+# drain_slow_requests N OTHERS: SIGTERMs the serve while N slow requests,
+# each on its own connection, are on the workers, then reads every answer:
+# each must be 200 with the right output, however long the drain waits for
+# it. OTHERS: how many requests other clients (a load) may have in flight at
+# most; the serve's status must count more than OTHERS in flight before the
+# SIGTERM, so that at least one slow request surely is. Prints a JSON
+# summary; the caller waits for the serve. Needs add_slow_model.
+drain_slow_requests() {
+  python3 - "$port" "$serve_pid" "$1" "$2" <<'PY' || fail "slow requests in flight at SIGTERM"
+import http.client, json, os, signal, sys, time, urllib.request
+port, pid, n, others = (int(a) for a in sys.argv[1:5])
+ROWS = [[float((r * 16 + c) % 251) for c in range(16)] for r in range(128)]
+WANT = [x for row in ROWS for x in row]
+BODY = json.dumps({"inputs": [{"name": "input", "shape": [128, 16],
+                               "datatype": "FP32", "data": ROWS}]})
+
+def in_flight():
+    with urllib.request.urlopen("http://127.0.0.1:%d/gpuslice/v1/workers" % port,
+                                timeout=30) as r:
+        return sum(w["in_flight"] for w in json.load(r)["workers"])
+
+conns = []
+for _ in range(n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request("POST", "/v2/models/slow/infer", BODY,
+              {"Content-Type": "application/json"})
+    conns.append(c)
+# Best all N on the workers (the others then wait behind them); where the
+# others keep flowing (workers with more threads), more than OTHERS will do.
+seen = 0
+for i in range(500):
+    seen = in_flight()
+    if seen >= n + others or (i >= 100 and seen > others):
+        break
+    time.sleep(0.01)
+if seen <= others:
+    sys.exit("%d requests in flight, not more than the %d of other clients: "
+             "no slow request surely in flight before the SIGTERM" % (seen, others))
+os.kill(pid, signal.SIGTERM)
+bad = []
+for i, c in enumerate(conns):
+    try:
+        r = c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            bad.append("%d: %d %s" % (i, r.status, data[:200]))
+        elif json.loads(data)["outputs"][0]["data"] != WANT:
+            bad.append("%d: wrong output %s" % (i, data[:200]))
+    except Exception as e:
+        bad.append("%d: %s: %s" % (i, type(e).__name__, e))
+    c.close()
+print(json.dumps({"slow_sent": n, "in_flight_before_sigterm": seen, "failed": bad}))
+sys.exit("in-flight requests dropped by the drain: %s" % bad if bad else 0)
+PY
+}
+
+# drained_in_flight: how many requests the serve's drain started with (its
+# log line "draining: ... finishing N requests"), or "" when there is none.
+drained_in_flight() {
+  sed -n 's/.*draining: .*finishing \([0-9]*\) requests.*/\1/p' "$tmp/serve.log" | head -1
 }
 
 "$GPUSLICE" create 1g.3gb 1g.3gb >/dev/null || fail "cannot create instances"

@@ -76,6 +76,7 @@ gs run -i "$gi" -- sh -c 'sleep 30 >/dev/null 2>&1 &' >/dev/null 2>&1
 sleep 0.3
 expect_exit 1 "destroy refuses an instance whose orphaned child still runs" -- gs destroy "$gi"
 contains "$ERR" "sleep" "the child is named"
-pkill -f "^sleep 30$" 2>/dev/null; sleep 0.3
+# Only this test's orphan (its environment names this test's state dir).
+for p in $(pgrep -x sleep); do grep -qxzF "GPUSLICE_STATE_DIR=$GPUSLICE_STATE_DIR" "/proc/$p/environ" 2>/dev/null && kill "$p"; done; sleep 0.3
 expect_exit 0 "destroy once it is gone" -- gs destroy "$gi"
 finish

@@ -50,7 +50,13 @@ grep -q '^Concurrency: 1, throughput: .* infer/sec, latency [0-9]* usec' \
 [ "$(head -1 "$tmp/c.csv")" = "$want_conc" ] || fail "CSV header: $(head -1 "$tmp/c.csv")"
 [ "$(tail -n +2 "$tmp/c.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 3 " ] ||
   fail "CSV levels: $(cat "$tmp/c.csv")"
-[ -s "$tmp/c.svg" ] || echo "note: no SVG (plot module not built yet?)"
+# --plot writes the SVG: both charts, whole (it ends with </svg>).
+if [ -s "$tmp/c.svg" ] && grep -q '<svg' "$tmp/c.svg" && grep -q 'Throughput' "$tmp/c.svg" &&
+  grep -q 'Latency' "$tmp/c.svg" && [ "$(tail -c 8 "$tmp/c.svg" | tr -d '\n')" = "</svg>" ]; then
+  ok "--plot wrote the SVG"
+else
+  fail "--plot: no complete SVG in $tmp/c.svg: $(head -c 200 "$tmp/c.svg" 2>&1)"
+fi
 # Client request count vs the server's success count over the merged
 # windows: equal but for requests in flight at window edges (3 windows x
 # concurrency 3); and never more than the server counted in the whole run.

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -342,6 +344,126 @@ static int read_byte(int fd, int timeout_ms) {
   return c;
 }
 
+/* A large document: `devices` devices of 8 GIs with 2 CIs each; `tag` goes
+ * into every UUID, so two tags give two documents of the same shape. */
+static gs_state_doc_t *big_doc(char tag, unsigned devices) {
+  gs_state_doc_t *doc = new_doc();
+  snprintf(doc->backend, sizeof doc->backend, "host");
+  doc->n_devices = devices;
+  for (unsigned d = 0; d < devices; d++) {
+    doc->device[d].index = d;
+    snprintf(doc->device[d].model, sizeof doc->device[d].model, "host");
+    doc->device[d].memory_slices = 8;
+    gs_layout_t *l = &doc->device[d].layout;
+    gs_layout_init(l);
+    l->mig_enabled = true;
+    l->n_gi = GS_MAX_GIS;
+    for (unsigned g = 0; g < GS_MAX_GIS; g++) {
+      gs_gi_t *gi = &l->gi[g];
+      *gi = (gs_gi_t){.id = g + 1, .profile_id = 19, .start = g, .n_ci = 2};
+      snprintf(gi->uuid, sizeof gi->uuid, "HOST-%c-%u-%u-0000-0000-0000", tag,
+               d, g);
+      for (unsigned c = 0; c < gi->n_ci; c++) {
+        gi->ci[c] = (gs_ci_t){.id = c, .profile_id = 0, .start = c};
+        snprintf(gi->ci[c].uuid, sizeof gi->ci[c].uuid,
+                 "HOST-%c-%u-%u-%u-0000-0000", tag, d, g, c);
+      }
+    }
+  }
+  return doc;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Saves old and new alternately until killed (a forked child). */
+static _Noreturn void save_forever(int ready_fd, const gs_state_doc_t *old_doc,
+                                   const gs_state_doc_t *new_doc_) {
+  alarm(30); /* bounded: never outlive the test */
+  gs_state_t st;
+  if (gs_state_open(&st, tmpdir, GS_STATE_EXCLUSIVE, NULL) != GS_OK)
+    _exit(1);
+  st.test_step_delay_us = 1000; /* the save's own pauses: kills land inside */
+  if (write(ready_fd, "S", 1) != 1)
+    _exit(2);
+  for (;;)
+    if (gs_state_save(&st, new_doc_, NULL) != GS_OK ||
+        gs_state_save(&st, old_doc, NULL) != GS_OK)
+      _exit(3);
+}
+
+/* Rule: a process killed at any moment of a save leaves the old file or the
+ * new one, never a torn one: the file is replaced atomically. Children save
+ * a large document over and over and are killed at random moments; after
+ * each kill the file holds exactly one of the two documents and loads. */
+static void test_save_killed_midway(void **state) {
+  (void)state;
+  enum { ROUNDS = 60 };
+  gs_state_doc_t *a = big_doc('a', 48), *b = big_doc('b', 48);
+  gs_state_doc_t *back = new_doc();
+  char *text_a = NULL, *text_b = NULL, path[320];
+  gs_error_t err;
+  assert_int_equal(gs_state_encode(a, &text_a, &err), GS_OK);
+  assert_int_equal(gs_state_encode(b, &text_b, &err), GS_OK);
+  snprintf(path, sizeof path, "%s/%s", tmpdir, GS_STATE_FILE);
+  /* One save of each, timed: the kills are spread over about two saves. */
+  gs_state_t st;
+  assert_int_equal(gs_state_open(&st, tmpdir, GS_STATE_EXCLUSIVE, &err), GS_OK);
+  st.test_step_delay_us = 1000;
+  double t0 = now_s();
+  assert_int_equal(gs_state_save(&st, b, &err), GS_OK);
+  assert_int_equal(gs_state_save(&st, a, &err), GS_OK);
+  unsigned span_us = (unsigned)((now_s() - t0) * 1e6);
+  gs_state_close(&st);
+
+  unsigned seed = 20261206, seen_a = 0, seen_b = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+      close(fds[0]);
+      save_forever(fds[1], a, b);
+    }
+    close(fds[1]);
+    assert_int_equal(read_byte(fds[0], 20000), 'S');
+    close(fds[0]);
+    usleep(rand_r(&seed) % (span_us + 1));
+    assert_int_equal(kill(child, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    size_t len = 0;
+    char *data = read_file(path, &len);
+    assert_non_null(data);
+    bool is_a = len == strlen(text_a) && memcmp(data, text_a, len) == 0;
+    bool is_b = len == strlen(text_b) && memcmp(data, text_b, len) == 0;
+    if (!is_a && !is_b)
+      fail_msg("round %d: the state file is torn: %zu bytes, neither the old "
+               "(%zu) nor the new (%zu) document",
+               round, len, strlen(text_a), strlen(text_b));
+    free(data);
+    seen_a += is_a;
+    seen_b += is_b;
+    bool existed = false;
+    assert_int_equal(gs_state_open(&st, tmpdir, GS_STATE_SHARED, &err), GS_OK);
+    assert_int_equal(gs_state_load(&st, back, &existed, &err), GS_OK);
+    gs_state_close(&st);
+  }
+  /* The kills landed in different saves: both documents were left. */
+  assert_true(seen_a > 0 && seen_b > 0);
+  free(text_a);
+  free(text_b);
+  free(a);
+  free(b);
+  free(back);
+}
+
 /* Rule: a second process asking for the exclusive lock blocks until the
  * holder releases it; shared locks do not block each other. */
 static void test_lock_serializes(void **state) {
@@ -411,6 +533,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_corrupt_layouts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_oversize, setup, teardown),
       cmocka_unit_test_setup_teardown(test_save_atomic, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_save_killed_midway, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lock_serializes, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Writes OUT/slow/1/model.onnx: a model that costs real CPU per request, so
+that the serve tests can have requests in flight when SIGTERM arrives.
+
+  input  FP32 [N, 16] -> MatMul [16, 1024] (each column copies one input
+  column) -> a chain of --pairs x (MatMul P, MatMul P^T) with P a random
+  1024 x 1024 permutation matrix -> MatMul [1024, 16] (picks the first 16
+  columns) -> output FP32 [N, 16]
+
+Every product is by 0 or 1 and every sum has one non-zero term, so the
+output equals the input exactly, whatever the order of the additions: the
+tests check the answer with plain equality. The cost is about
+2 * N * 1024^2 * 2 * pairs FLOP (N = 256, 12 pairs: 13 GFLOP).
+
+Needs onnx and numpy (Debian's python3-onnx); like scripts/make_models.py
+it re-runs itself with /usr/bin/python3 when this interpreter lacks them,
+and exits 77 when no interpreter has them, so that tests can skip.
+"""
+import argparse
+import os
+import sys
+
+try:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:
+    debian = "/usr/bin/python3"
+    if os.path.exists(debian) and os.path.realpath(sys.executable) != os.path.realpath(debian) \
+            and not os.environ.get("GS_MAKE_MODELS_REEXEC"):
+        os.environ["GS_MAKE_MODELS_REEXEC"] = "1"
+        os.execv(debian, [debian] + sys.argv)
+    print("make_slow_model: the onnx Python package is missing "
+          "(apt-get install python3-onnx)", file=sys.stderr)
+    sys.exit(77)
+
+OPSET = 13
+IR_VERSION = 8  # what onnx 1.12 (Debian 12) writes for opset 13
+SEED = 20261206
+WIDTH = 1024
+COLUMNS = 16
+
+
+def slow_model(pairs):
+    rng = np.random.default_rng(SEED)
+    spread = np.zeros((COLUMNS, WIDTH), np.float32)
+    spread[np.arange(WIDTH) % COLUMNS, np.arange(WIDTH)] = 1
+    perm = np.zeros((WIDTH, WIDTH), np.float32)
+    perm[np.arange(WIDTH), rng.permutation(WIDTH)] = 1
+    pick = np.zeros((WIDTH, COLUMNS), np.float32)
+    pick[np.arange(COLUMNS), np.arange(COLUMNS)] = 1
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             ((spread, "spread"), (perm, "perm"), (perm.T.copy(), "perm_t"),
+              (pick, "pick"))]
+    nodes = [helper.make_node("MatMul", ["input", "spread"], ["h0"], name="spread")]
+    for i in range(pairs):
+        nodes.append(helper.make_node("MatMul", ["h%d" % (2 * i), "perm"],
+                                      ["h%d" % (2 * i + 1)], name="perm%d" % i))
+        nodes.append(helper.make_node("MatMul", ["h%d" % (2 * i + 1), "perm_t"],
+                                      ["h%d" % (2 * i + 2)], name="unperm%d" % i))
+    nodes.append(helper.make_node("MatMul", ["h%d" % (2 * pairs), "pick"],
+                                  ["output"], name="pick"))
+    graph = helper.make_graph(
+        nodes, "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", COLUMNS])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", COLUMNS])],
+        inits)
+    model = helper.make_model(graph, producer_name="gpuslice make_slow_model.py",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="model repository to write into")
+    parser.add_argument("--pairs", type=int, default=12,
+                        help="permutation pairs in the chain (default 12)")
+    args = parser.parse_args()
+    path = os.path.join(args.out, "slow", "1", "model.onnx")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(slow_model(args.pairs).SerializeToString())
+
+
+if __name__ == "__main__":
+    main()
