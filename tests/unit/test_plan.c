@@ -282,7 +282,10 @@ static int mem_gi_create(gs_backend_t *be, unsigned d, unsigned p, unsigned s,
 static int mem_gi_destroy(gs_backend_t *be, unsigned d, unsigned id,
                           gs_error_t *err) {
   (void)d;
-  if (id == mem(be)->busy_gi) /* as NVML: NVML_ERROR_IN_USE */
+  /* As NVML: NVML_ERROR_IN_USE while it has processes or compute
+   * instances (mig-profiles.md). */
+  const gs_gi_t *gi = gs_layout_find_gi_const(&mem(be)->layout, id);
+  if (id == mem(be)->busy_gi || (gi && gi->n_ci > 0))
     return gs_error_set(err, GS_EBUSY, "GPU instance %u is in use", id);
   int rc = mem_write(be, err);
   return rc ? rc : gs_layout_remove_gi(&mem(be)->layout, id, err);
