@@ -838,10 +838,11 @@ static void test_a_device_configured_twice_is_refused(void **state) {
     expect_ok(&cfg, twice[i]);
     gs_want_t want[2];
     bool selected[2];
-    assert_int_equal(gs_want_from_config(&cfg, &cfg.sets[0], devs, 2, want,
-                                         selected, &err),
-                     GS_EINVAL);
-    assert_non_null(strstr(err.msg, "device 1 is already configured by entry 1"));
+    assert_int_equal(
+        gs_want_from_config(&cfg, &cfg.sets[0], devs, 2, want, selected, &err),
+        GS_EINVAL);
+    assert_non_null(
+        strstr(err.msg, "device 1 is already configured by entry 1"));
     gs_config_release(&cfg);
   }
   gs_config_t cfg;

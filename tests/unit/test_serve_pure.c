@@ -62,12 +62,12 @@ static void test_least_request_takes_the_less_busy_of_two(void **state) {
   free(s);
 }
 
-/* ---- passive ejection --------------------------------------------------------
- * A worker whose proxied requests fail eject_failures times in a row (no
- * answer, a broken or oversized answer, a timeout) leaves the rotation for
- * eject_ms, on the loop that saw the failures at once and in the table
- * (for every loop); a success in between resets the count; the ejection
- * ends by itself after eject_ms. */
+/* ---- passive ejection
+ * -------------------------------------------------------- A worker whose
+ * proxied requests fail eject_failures times in a row (no answer, a broken or
+ * oversized answer, a timeout) leaves the rotation for eject_ms, on the loop
+ * that saw the failures at once and in the table (for every loop); a success in
+ * between resets the count; the ejection ends by itself after eject_ms. */
 
 typedef struct ejection_fixture_s {
   gs__serve_t *s;
@@ -92,8 +92,11 @@ static ejection_fixture_t *ejection_fixture(void) {
   x->wk->http_port = 8000;
   x->wk->refs = 1;
   snprintf(x->wk->label, sizeof x->wk->label, "0:1");
-  x->peer = (gs__peer_t){.rl = &x->rl, .wk = x->wk, .http_port = 8000,
-                         .routable = true, .refs = 1};
+  x->peer = (gs__peer_t){.rl = &x->rl,
+                         .wk = x->wk,
+                         .http_port = 8000,
+                         .routable = true,
+                         .refs = 1};
   return x;
 }
 
@@ -108,8 +111,8 @@ static bool in_rotation(const ejection_fixture_t *x, uint64_t now) {
   return gs__peer_routable(&x->peer, now) && gs__wk_routable(x->wk, now);
 }
 
-static void test_ejection_after_consecutive_failures_and_for_a_while(
-    void **state) {
+static void
+test_ejection_after_consecutive_failures_and_for_a_while(void **state) {
   (void)state;
   ejection_fixture_t *x = ejection_fixture();
   for (unsigned i = 0; i < 2; i++) {
@@ -126,7 +129,8 @@ static void test_ejection_after_consecutive_failures_and_for_a_while(
   uint64_t eject_ns = (uint64_t)x->s->opt.eject_ms * 1000000u;
   uint64_t peer_until = x->peer.ejected_until_ns;
   uint64_t wk_until = x->wk->ejected_until_ns;
-  assert_true(peer_until >= before + eject_ns && peer_until <= after + eject_ns);
+  assert_true(peer_until >= before + eject_ns &&
+              peer_until <= after + eject_ns);
   assert_true(wk_until >= before + eject_ns && wk_until <= after + eject_ns);
   assert_false(gs__peer_routable(&x->peer, peer_until - 1));
   assert_false(gs__wk_routable(x->wk, wk_until - 1));
@@ -743,7 +747,8 @@ int main(void) {
       cmocka_unit_test(test_relabel_appends),
       cmocka_unit_test(test_round_robin_turn_is_shared),
       cmocka_unit_test(test_least_request_takes_the_less_busy_of_two),
-      cmocka_unit_test(test_ejection_after_consecutive_failures_and_for_a_while),
+      cmocka_unit_test(
+          test_ejection_after_consecutive_failures_and_for_a_while),
       cmocka_unit_test(test_a_success_resets_the_failure_count),
       cmocka_unit_test(test_only_running_workers_are_ejected),
   };

@@ -87,8 +87,8 @@ static void restart_now(gs__wk_t *wk) {
 
 static void test_quick_exits_back_off_doubling_up_to_5s(void **state) {
   (void)state;
-  static const uint64_t want_ms[] = {100, 200, 400, 800, 1600, 3200, 5000,
-                                     5000};
+  static const uint64_t want_ms[] = {100,  200,  400,  800,
+                                     1600, 3200, 5000, 5000};
   gs__serve_t *s = serve_new();
   gs__wk_t *wk = add_worker(s);
   for (size_t i = 0; i < sizeof want_ms / sizeof want_ms[0]; i++) {
@@ -140,8 +140,7 @@ static void test_a_worker_not_ready_in_time_is_killed(void **state) {
 }
 
 /* Not yet out of time: left alone. */
-static void test_a_worker_within_its_start_timeout_is_left_alone(
-    void **state) {
+static void test_a_worker_within_its_start_timeout_is_left_alone(void **state) {
   (void)state;
   child_script = "exec sleep 30";
   gs__serve_t *s = serve_new();

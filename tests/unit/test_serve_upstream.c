@@ -139,7 +139,10 @@ static gs__up_result_t one_request(const char *answer, unsigned port,
   assert_non_null(wk);
   assert_non_null(peer);
   wk->refs = 1; /* the peer's */
-  *peer = (gs__peer_t){.rl = &rl, .wk = wk, .routable = true, .refs = 1,
+  *peer = (gs__peer_t){.rl = &rl,
+                       .wk = wk,
+                       .routable = true,
+                       .refs = 1,
                        .http_port = port ? port : server_port};
   reply = answer;
   finished = false;
@@ -215,8 +218,11 @@ static void test_only_200_is_healthy(void **state) {
   *rl = (gs__rloop_t){.s = s, .index = 0, .loop = &loop};
   s->rloops[0] = rl;
   s->n_rloops = 1;
-  *wk = (gs__wk_t){.s = s, .state = GS__PROC_RUNNING, .healthy = true,
-                   .http_port = server_port, .refs = 1 /* the table's */};
+  *wk = (gs__wk_t){.s = s,
+                   .state = GS__PROC_RUNNING,
+                   .healthy = true,
+                   .http_port = server_port,
+                   .refs = 1 /* the table's */};
   snprintf(wk->label, sizeof wk->label, "0:1");
   s->workers = wk;
   gs__serve_publish(s); /* loop 0 gets its peer */
@@ -246,7 +252,8 @@ static void test_only_200_is_healthy(void **state) {
   free(s);
 }
 
-/* ---- the router's retry --------------------------------------------------- */
+/* ---- the router's retry ---------------------------------------------------
+ */
 
 typedef struct client_s {
   uv_tcp_t tcp;
@@ -275,8 +282,8 @@ static void client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   c->buf[c->len] = '\0';
   const char *end = strstr(c->buf, "\r\n\r\n");
   const char *cl = strstr(c->buf, "Content-Length: ");
-  if (end && cl && (size_t)(end + 4 - c->buf) + strtoul(cl + 16, NULL, 10) <=
-                       c->len)
+  if (end && cl &&
+      (size_t)(end + 4 - c->buf) + strtoul(cl + 16, NULL, 10) <= c->len)
     c->done = true;
 }
 
@@ -314,8 +321,11 @@ static void test_a_request_is_retried_once_on_another_worker(void **state) {
   for (unsigned i = 0; i < 2; i++) {
     wk[i] = calloc(1, sizeof *wk[i]);
     assert_non_null(wk[i]);
-    *wk[i] = (gs__wk_t){.s = s, .state = GS__PROC_RUNNING, .healthy = true,
-                        .http_port = fakes[i].port, .refs = 1,
+    *wk[i] = (gs__wk_t){.s = s,
+                        .state = GS__PROC_RUNNING,
+                        .healthy = true,
+                        .http_port = fakes[i].port,
+                        .refs = 1,
                         .next = i ? wk[0] : NULL};
     snprintf(wk[i]->label, sizeof wk[i]->label, "0:%u", i + 1);
     fakes[i].accepted = 0;

@@ -63,8 +63,8 @@ static bool ends_with(const char *s, const char *tail) {
 
 /* Rule: the first save syncs a temporary beside the state file while the
  * state file does not exist yet, and then the directory. */
-static void test_save_syncs_the_new_file_before_it_takes_the_name(
-    void **state) {
+static void
+test_save_syncs_the_new_file_before_it_takes_the_name(void **state) {
   (void)state;
   gs_state_doc_t *doc = calloc(1, sizeof *doc);
   assert_non_null(doc);
