@@ -3,8 +3,10 @@
 # applied alone to a scratch copy of the sources, built, and the tests that
 # should catch it are run; the table says which test caught it, if any.
 # A tool, not a CI test: it is slow. On 2 shared cores the first build takes
-# 3-5 minutes and the 45 mutants about 15 minutes more (the serve mutants
-# run test_serve_faults, ~15 s each; test_apply_kill ~25 s; unit tests ~1 s).
+# 3-5 minutes, the check that the unmutated code passes every test named
+# 2-3 minutes, and the 47 mutants 15-20 minutes more (each serve mutant runs
+# test_serve_faults, ~25 s, twice when it fails; test_apply_kill ~25 s;
+# rebuilds and unit tests a few seconds).
 #
 #   tests/mutation/run.sh [--ref REF] [--only ID[,ID...]] [--scratch DIR]
 #

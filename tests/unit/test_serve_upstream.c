@@ -298,16 +298,33 @@ static void client_connected(uv_connect_t *req, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read);
 }
 
+/* One request through the router; the answer's text. */
+static void router_request(gs__rloop_t *rl, char *answer, size_t size) {
+  client_t *c = calloc(1, sizeof *c);
+  assert_non_null(c);
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", (int)rl->front.port, &addr);
+  uv_tcp_init(&loop, &c->tcp);
+  c->tcp.data = c->connect.data = c;
+  assert_int_equal(uv_tcp_connect(&c->connect, &c->tcp,
+                                  (struct sockaddr *)&addr, client_connected),
+                   0);
+  while (!c->done)
+    uv_run(&loop, UV_RUN_ONCE);
+  snprintf(answer, size, "%s", c->buf);
+  uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+}
+
 /* Two workers in rotation whose connections both close before any byte:
- * the request goes to one, is retried once on the other, and then is
- * answered 502 naming both; no third attempt. */
-static void test_a_request_is_retried_once_on_another_worker(void **state) {
-  (void)state;
+ * each request goes to one, is retried once on the other, and is then
+ * answered 502 naming both; never a third attempt, never the same worker
+ * twice. The failures are forgotten between requests (no ejection). */
+static void check_retries(gs_serve_policy_t policy, unsigned requests) {
   gs__serve_t *s = calloc(1, sizeof *s);
   gs__rloop_t *rl = calloc(1, sizeof *rl);
   assert_non_null(s);
   assert_non_null(rl);
-  s->opt.policy = GS_SERVE_ROUND_ROBIN;
+  s->opt.policy = policy;
   s->opt.eject_failures = 3;
   s->opt.eject_ms = 1000;
   s->opt.request_timeout_ms = 10000;
@@ -338,25 +355,22 @@ static void test_a_request_is_retried_once_on_another_worker(void **state) {
   assert_int_equal(gs__http_listen(&loop, &rl->front, "127.0.0.1", 0, &err),
                    GS_OK);
 
-  client_t *c = calloc(1, sizeof *c);
-  assert_non_null(c);
-  struct sockaddr_in addr;
-  uv_ip4_addr("127.0.0.1", (int)rl->front.port, &addr);
-  uv_tcp_init(&loop, &c->tcp);
-  c->tcp.data = c->connect.data = c;
-  assert_int_equal(uv_tcp_connect(&c->connect, &c->tcp,
-                                  (struct sockaddr *)&addr, client_connected),
-                   0);
-  while (!c->done)
-    uv_run(&loop, UV_RUN_ONCE);
-  if (!strstr(c->buf, "HTTP/1.1 502"))
-    fail_msg("answer: %s", c->buf);
-  assert_non_null(strstr(c->buf, "was tried on worker"));
-  assert_int_equal(fakes[0].accepted, 1);
-  assert_int_equal(fakes[1].accepted, 1);
-  assert_int_equal(s->retries, 1);
+  for (unsigned n = 1; n <= requests; n++) {
+    char answer[8192];
+    router_request(rl, answer, sizeof answer);
+    if (!strstr(answer, "HTTP/1.1 502") ||
+        !strstr(answer, "was tried on worker"))
+      fail_msg("request %u: %s", n, answer);
+    if (fakes[0].accepted != n || fakes[1].accepted != n)
+      fail_msg("request %u: worker 0:1 saw %u connections, 0:2 %u", n,
+               fakes[0].accepted, fakes[1].accepted);
+    assert_int_equal(s->retries, n);
+    for (unsigned i = 0; i < 2; i++)
+      wk[i]->consecutive_failures = 0;
+    for (gs__peer_t *p = rl->peers; p; p = p->next)
+      p->consecutive_failures = 0;
+  }
 
-  uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
   gs__http_listener_close(&rl->front);
   s->workers = NULL;
   gs__serve_publish(s);
@@ -367,6 +381,12 @@ static void test_a_request_is_retried_once_on_another_worker(void **state) {
   free(s->last_view);
   free(rl);
   free(s);
+}
+
+static void test_a_request_is_retried_once_on_another_worker(void **state) {
+  (void)state;
+  check_retries(GS_SERVE_ROUND_ROBIN, 4);
+  check_retries(GS_SERVE_LEAST_REQUEST, 8);
 }
 
 int main(void) {
