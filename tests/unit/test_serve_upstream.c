@@ -111,10 +111,16 @@ static int setup(void **state) {
   return 0;
 }
 
+static void close_any(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
 static int teardown(void **state) {
   (void)state;
-  for (unsigned i = 0; i < 2; i++)
-    uv_close((uv_handle_t *)&fakes[i].tcp, NULL);
+  /* everything, also what a failed test left open */
+  uv_walk(&loop, close_any, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   return uv_loop_close(&loop) == 0 ? 0 : -1;
 }
