@@ -428,6 +428,32 @@ static void test_apply_keeps_the_instance_in_use(void **state) {
   assert_int_equal(m.layout.gi[0].id, busy_id);
 }
 
+/* Rule: the same for a change that only creates: a failure after a GPU
+ * instance and its compute instance were made removes both (the compute
+ * instance first: NVML will not destroy a GI that still has one). */
+static void test_rollback_of_instances_created(void **state) {
+  (void)state;
+  gs_want_t w = want_of(2, (unsigned[]){P2G, P1G}, (unsigned[]){2, 2});
+  bool sel = true;
+  static gs_apply_report_t rep;
+  gs_error_t err;
+  mem_backend_t m = {.writes_left = -1};
+  gs_layout_init(&m.layout);
+  gs_backend_t be = {.ops = &mem_ops, .impl = &m};
+  assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err), GS_OK);
+  unsigned total = m.writes;
+  assert_true(total >= 4); /* two GIs or more, each with a CI */
+  for (unsigned fail_at = 1; fail_at < total; fail_at++) {
+    m = (mem_backend_t){.writes_left = (int)fail_at};
+    gs_layout_init(&m.layout);
+    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err),
+                     GS_EDRIVER);
+    if (m.layout.n_gi != 0 || !strstr(err.msg, "undone"))
+      fail_msg("failing write %u: %u GIs left: %s", fail_at, m.layout.n_gi,
+               err.msg);
+  }
+}
+
 /* Rule: --dry-run calls no write operation. */
 static void test_dry_run_writes_nothing(void **state) {
   (void)state;
@@ -456,6 +482,7 @@ int main(void) {
       cmocka_unit_test(test_matches),
       cmocka_unit_test(test_apply_rolls_back_at_every_step),
       cmocka_unit_test(test_rollback_when_a_recreated_instance_gets_a_new_id),
+      cmocka_unit_test(test_rollback_of_instances_created),
       cmocka_unit_test(test_dry_run_writes_nothing),
       cmocka_unit_test(test_apply_keeps_the_instance_in_use),
   };
