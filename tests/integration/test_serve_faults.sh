@@ -10,7 +10,10 @@
 #   a fifth of the requests (a third under sanitizers), round robin would
 #   send half;
 # - kill -9 every worker at once: the router keeps answering (503 while
-#   none is up) and all come back.
+#   none is up) and all come back;
+# - a request whose worker did not answer in time is answered 504 and not
+#   retried (the worker may be running it: only a connection that failed
+#   before any response byte is retried).
 . "$(dirname "$0")/serve_lib.sh"
 limit=${GS_SANITIZE:+5}
 limit=${limit:-1}
@@ -81,4 +84,20 @@ wait_state 0:1 ready 10 "$p1" >/dev/null
 wait_state 0:2 ready 10 "$p2" >/dev/null
 [ "$(infer)" = 200 ] || fail "infer after all workers came back"
 kill -0 "$serve_pid" || fail "the serve died"
+
+# --- a timed-out request is not retried elsewhere. Round robin sends every
+# other request to the stopped worker; health checks are far apart, so it
+# stays in rotation while the requests time out.
+kill "$serve_pid"; wait "$serve_pid" 2>/dev/null; serve_pid=
+start_serve --policy round_robin --request-timeout 500 --health-interval 60000
+retries0=$(status_json | python3 -c "import json,sys; print(json.load(sys.stdin)['retries'])")
+pid2=$(worker_field 0:2 pid)
+kill -STOP "$pid2"
+codes=
+for _ in 1 2 3 4; do codes="$codes $(infer)"; done
+kill -CONT "$pid2"
+echo "timeouts: answers$codes"
+case "$codes" in *504*) ;; *) fail "no 504: a timed-out request was retried ($codes)" ;; esac
+retries=$(status_json | python3 -c "import json,sys; print(json.load(sys.stdin)['retries'])")
+[ "$retries" = "$retries0" ] || fail "retries went from $retries0 to $retries"
 echo "PASS"

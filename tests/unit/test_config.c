@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "gpuslice/apply.h"
 #include "gpuslice/config.h"
 
 #define SRC "cfg.yaml"
@@ -808,9 +809,60 @@ static void test_release(void **state) {
   gs_config_release(NULL);
 }
 
+/* gs_want_from_config's contract (apply.h): a device that two entries of
+ * one set both select (a list and `all`, or two lists) fails with
+ * GS_EINVAL naming the entry that chose it first; separate devices are
+ * fine. */
+static void test_a_device_configured_twice_is_refused(void **state) {
+  (void)state;
+  static gs_device_t devs[2];
+  for (unsigned d = 0; d < 2; d++) {
+    gs_error_t err;
+    devs[d].index = d;
+    assert_int_equal(gs_catalog_for_model(&devs[d].catalog, "a100-40gb", &err),
+                     GS_OK);
+    gs_layout_init(&devs[d].layout);
+  }
+  static const char *const twice[] = {
+      "version: v1\nmig-configs:\n  s:\n"
+      "    - devices: all\n      mig-enabled: true\n"
+      "      mig-devices: {\"1g.5gb\": 7}\n"
+      "    - devices: [1]\n      mig-enabled: true\n"
+      "      mig-devices: {\"7g.40gb\": 1}\n",
+      "version: v1\nmig-configs:\n  s:\n"
+      "    - devices: [0, 1]\n      mig-enabled: false\n"
+      "    - devices: [1]\n      mig-enabled: false\n"};
+  for (unsigned i = 0; i < 2; i++) {
+    gs_config_t cfg;
+    gs_error_t err;
+    expect_ok(&cfg, twice[i]);
+    gs_want_t want[2];
+    bool selected[2];
+    assert_int_equal(
+        gs_want_from_config(&cfg, &cfg.sets[0], devs, 2, want, selected, &err),
+        GS_EINVAL);
+    assert_non_null(
+        strstr(err.msg, "device 1 is already configured by entry 1"));
+    gs_config_release(&cfg);
+  }
+  gs_config_t cfg;
+  gs_error_t err;
+  expect_ok(&cfg, "version: v1\nmig-configs:\n  s:\n"
+                  "    - devices: [0]\n      mig-enabled: false\n"
+                  "    - devices: [1]\n      mig-enabled: false\n");
+  gs_want_t want[2];
+  bool selected[2];
+  assert_int_equal(
+      gs_want_from_config(&cfg, &cfg.sets[0], devs, 2, want, selected, &err),
+      GS_OK);
+  assert_true(selected[0] && selected[1]);
+  gs_config_release(&cfg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reference_example),
+      cmocka_unit_test(test_a_device_configured_twice_is_refused),
       cmocka_unit_test(test_marks),
       cmocka_unit_test(test_json_input),
       cmocka_unit_test(test_ci_names_and_zero_count),

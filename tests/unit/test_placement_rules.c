@@ -957,11 +957,57 @@ static void test_compute_instances(void **state) {
   assert_int_equal(disagreements, 0);
 }
 
+/* Failures explain themselves (ARCHITECTURE.md, placement): an explicit
+ * start that overlaps an existing GPU instance names that instance, its
+ * profile and its place. */
+static void test_an_overlap_names_the_instance_in_the_way(void **state) {
+  (void)state;
+  gs_catalog_t cat;
+  gs_error_t err;
+  assert_int_equal(gs_catalog_for_model(&cat, "a100-40gb", &err), GS_OK);
+  gs_layout_t layout;
+  empty_layout(&layout);
+  unsigned id;
+  assert_int_equal(gs_layout_add_gi(&layout, &cat, 19, 6, &id, &err), GS_OK);
+  gs_gi_request_t req = {9, 4}; /* 3g at 4 covers slices 4-7 */
+  unsigned start;
+  gs_error_clear(&err);
+  assert_int_equal(gs_place_gis(&cat, &layout, &req, 1, &start, &err),
+                   GS_ENOFIT);
+  char want[96];
+  snprintf(want, sizeof want, "overlaps GPU instance %u (1g.5gb at 6:1)", id);
+  if (!strstr(err.msg, want))
+    fail_msg("\"%s\" does not say \"%s\"", err.msg, want);
+}
+
+/* The reference's CI table: a 7g holds at most 7 1c compute instances; an
+ * eighth is refused as over the max count (GS_ELIMIT, naming the max), not
+ * as a placement that does not fit. */
+static void test_one_ci_over_the_max_count_is_a_limit(void **state) {
+  (void)state;
+  gs_catalog_t cat;
+  gs_error_t err;
+  assert_int_equal(gs_catalog_for_model(&cat, "a100-40gb", &err), GS_OK);
+  gs_layout_t layout;
+  empty_layout(&layout);
+  unsigned gi;
+  assert_int_equal(gs_layout_add_gi(&layout, &cat, 0, 0, &gi, &err), GS_OK);
+  for (unsigned s = 0; s < 7; s++)
+    assert_int_equal(gs_layout_add_ci(&layout, &cat, gi, 0, s, NULL, &err),
+                     GS_OK);
+  gs_error_clear(&err);
+  assert_int_equal(gs_layout_add_ci(&layout, &cat, gi, 0, 0, NULL, &err),
+                   GS_ELIMIT);
+  assert_non_null(strstr(err.msg, "at most 7"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_multisets),
       cmocka_unit_test(test_capacity),
       cmocka_unit_test(test_explicit_starts),
+      cmocka_unit_test(test_an_overlap_names_the_instance_in_the_way),
+      cmocka_unit_test(test_one_ci_over_the_max_count_is_a_limit),
       cmocka_unit_test(test_preference),
       cmocka_unit_test(test_known_cases),
       cmocka_unit_test(test_compute_instances),

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -162,6 +163,25 @@ static void test_disable(void **state) {
   assert_false(plan.mig_enabled);
 }
 
+/* Rule: a busy instance is never destroyed, and disabling partitioning
+ * would destroy them all: it fails with GS_EBUSY naming the instance. */
+static void test_disable_with_a_busy_instance(void **state) {
+  (void)state;
+  gs_layout_t l;
+  gs_layout_init(&l);
+  add(&l, P3G, 0);
+  add(&l, P1G, 6);
+  bool busy[2] = {false, true};
+  gs_want_t w = {.mig_enabled = false};
+  gs_plan_t plan;
+  gs_error_t err;
+  assert_int_equal(gs_plan_layout(&cat, &l, &w, busy, &plan, &err), GS_EBUSY);
+  assert_non_null(strstr(err.msg, "in use"));
+  char needle[32];
+  snprintf(needle, sizeof needle, "GPU instance %u ", l.gi[1].id);
+  assert_non_null(strstr(err.msg, needle));
+}
+
 /* Rule: impossible configs fail with the reason, before anything is done. */
 static void test_impossible(void **state) {
   (void)state;
@@ -198,6 +218,8 @@ typedef struct mem_backend_s {
   int writes_left; /* fail when it reaches 0; -1: never */
   unsigned writes;
   bool in_change;
+  unsigned fresh_id; /* 0: GIs get the lowest free ID; else this, then up */
+  unsigned busy_gi;  /* a GI with a process in it (0: none) */
 } mem_backend_t;
 
 static mem_backend_t *mem(gs_backend_t *be) { return be->impl; }
@@ -249,11 +271,22 @@ static int mem_gi_create(gs_backend_t *be, unsigned d, unsigned p, unsigned s,
                          unsigned *id, gs_error_t *err) {
   (void)d;
   int rc = mem_write(be, err);
-  return rc ? rc : gs_layout_add_gi(&mem(be)->layout, &cat, p, s, id, err);
+  if (rc == GS_OK)
+    rc = gs_layout_add_gi(&mem(be)->layout, &cat, p, s, id, err);
+  if (rc == GS_OK && mem(be)->fresh_id) { /* as NVML may: never reused */
+    gs_layout_find_gi(&mem(be)->layout, *id)->id = mem(be)->fresh_id;
+    *id = mem(be)->fresh_id++;
+  }
+  return rc;
 }
 static int mem_gi_destroy(gs_backend_t *be, unsigned d, unsigned id,
                           gs_error_t *err) {
   (void)d;
+  /* As NVML: NVML_ERROR_IN_USE while it has processes or compute
+   * instances (mig-profiles.md). */
+  const gs_gi_t *gi = gs_layout_find_gi_const(&mem(be)->layout, id);
+  if (id == mem(be)->busy_gi || (gi && gi->n_ci > 0))
+    return gs_error_set(err, GS_EBUSY, "GPU instance %u is in use", id);
   int rc = mem_write(be, err);
   return rc ? rc : gs_layout_remove_gi(&mem(be)->layout, id, err);
 }
@@ -272,8 +305,13 @@ static int mem_ci_destroy(gs_backend_t *be, unsigned d, unsigned gi,
 static int mem_procs(gs_backend_t *be, unsigned d, unsigned gi,
                      gs_process_t *out, size_t max, size_t *n,
                      gs_error_t *err) {
-  (void)be, (void)d, (void)gi, (void)out, (void)max, (void)err;
+  (void)d, (void)err;
   *n = 0;
+  if (gi == mem(be)->busy_gi && max > 0) {
+    out[0] = (gs_process_t){.pid = 4242};
+    snprintf(out[0].command, sizeof out[0].command, "sleep");
+    *n = 1;
+  }
   return GS_OK;
 }
 
@@ -338,6 +376,84 @@ static void test_apply_rolls_back_at_every_step(void **state) {
   }
 }
 
+/* Rule: the same holds on hardware, where a GPU instance created again by
+ * the undo gets an ID it never had: the undo steps that follow (its compute
+ * instances) go to the new ID. */
+static void test_rollback_when_a_recreated_instance_gets_a_new_id(
+    void **state) {
+  (void)state;
+  gs_layout_t start;
+  gs_layout_init(&start);
+  add(&start, P1G, 0);
+  add(&start, P1G, 1);
+  add(&start, P2G, 2);
+  add(&start, P3G, 4);
+  gs_want_t w = want_of(2, (unsigned[]){P4G, P3G}, (unsigned[]){1, 1});
+  bool sel = true;
+  static gs_apply_report_t rep;
+  gs_error_t err;
+  mem_backend_t m = {.layout = start, .writes_left = -1, .fresh_id = 20};
+  gs_backend_t be = {.ops = &mem_ops, .impl = &m};
+  assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err), GS_OK);
+  unsigned total = m.writes;
+  for (unsigned fail_at = 1; fail_at < total; fail_at++) {
+    m = (mem_backend_t){
+        .layout = start, .writes_left = (int)fail_at, .fresh_id = 20};
+    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err),
+                     GS_EDRIVER);
+    if (!same_shape(&m.layout, &start) || !strstr(err.msg, "undone"))
+      fail_msg("failing write %u: %s", fail_at, err.msg);
+  }
+}
+
+/* Rule: apply asks the backend which instances have processes and plans
+ * around them: of two 1g instances, the one in use is the one kept when
+ * one goes (the backend would refuse to destroy it). */
+static void test_apply_keeps_the_instance_in_use(void **state) {
+  (void)state;
+  mem_backend_t m = {.writes_left = -1};
+  gs_layout_init(&m.layout);
+  add(&m.layout, P1G, 0);
+  add(&m.layout, P1G, 6);
+  unsigned busy_id = m.layout.gi[1].id;
+  m.busy_gi = busy_id;
+  gs_backend_t be = {.ops = &mem_ops, .impl = &m};
+  gs_want_t w = want_of(1, (unsigned[]){P1G}, (unsigned[]){1});
+  bool sel = true;
+  static gs_apply_report_t rep;
+  gs_error_t err;
+  if (gs_apply(&be, &w, &sel, 1, false, &rep, &err) != GS_OK)
+    fail_msg("apply failed: %s", err.msg);
+  assert_int_equal(m.layout.n_gi, 1);
+  assert_int_equal(m.layout.gi[0].id, busy_id);
+}
+
+/* Rule: the same for a change that only creates: a failure after a GPU
+ * instance and its compute instance were made removes both (the compute
+ * instance first: NVML will not destroy a GI that still has one). */
+static void test_rollback_of_instances_created(void **state) {
+  (void)state;
+  gs_want_t w = want_of(2, (unsigned[]){P2G, P1G}, (unsigned[]){2, 2});
+  bool sel = true;
+  static gs_apply_report_t rep;
+  gs_error_t err;
+  mem_backend_t m = {.writes_left = -1};
+  gs_layout_init(&m.layout);
+  gs_backend_t be = {.ops = &mem_ops, .impl = &m};
+  assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err), GS_OK);
+  unsigned total = m.writes;
+  assert_true(total >= 4); /* two GIs or more, each with a CI */
+  for (unsigned fail_at = 1; fail_at < total; fail_at++) {
+    m = (mem_backend_t){.writes_left = (int)fail_at};
+    gs_layout_init(&m.layout);
+    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err),
+                     GS_EDRIVER);
+    if (m.layout.n_gi != 0 || !strstr(err.msg, "undone"))
+      fail_msg("failing write %u: %u GIs left: %s", fail_at, m.layout.n_gi,
+               err.msg);
+  }
+}
+
 /* Rule: --dry-run calls no write operation. */
 static void test_dry_run_writes_nothing(void **state) {
   (void)state;
@@ -361,10 +477,14 @@ int main(void) {
       cmocka_unit_test(test_busy_instances),
       cmocka_unit_test(test_ci_packing),
       cmocka_unit_test(test_disable),
+      cmocka_unit_test(test_disable_with_a_busy_instance),
       cmocka_unit_test(test_impossible),
       cmocka_unit_test(test_matches),
       cmocka_unit_test(test_apply_rolls_back_at_every_step),
+      cmocka_unit_test(test_rollback_when_a_recreated_instance_gets_a_new_id),
+      cmocka_unit_test(test_rollback_of_instances_created),
       cmocka_unit_test(test_dry_run_writes_nothing),
+      cmocka_unit_test(test_apply_keeps_the_instance_in_use),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -62,6 +62,111 @@ static void test_least_request_takes_the_less_busy_of_two(void **state) {
   free(s);
 }
 
+/* ---- passive ejection
+ * -------------------------------------------------------- A worker whose
+ * proxied requests fail eject_failures times in a row (no answer, a broken or
+ * oversized answer, a timeout) leaves the rotation for eject_ms, on the loop
+ * that saw the failures at once and in the table (for every loop); a success in
+ * between resets the count; the ejection ends by itself after eject_ms. */
+
+typedef struct ejection_fixture_s {
+  gs__serve_t *s;
+  gs__rloop_t rl;
+  gs__wk_t *wk;
+  gs__peer_t peer;
+} ejection_fixture_t;
+
+static ejection_fixture_t *ejection_fixture(void) {
+  ejection_fixture_t *x = calloc(1, sizeof *x);
+  assert_non_null(x);
+  x->s = calloc(1, sizeof *x->s);
+  x->wk = calloc(1, sizeof *x->wk);
+  assert_non_null(x->s);
+  assert_non_null(x->wk);
+  x->s->opt.eject_failures = 3;
+  x->s->opt.eject_ms = 1000;
+  x->rl = (gs__rloop_t){.s = x->s, .index = 0}; /* the main loop */
+  x->wk->s = x->s;
+  x->wk->state = GS__PROC_RUNNING;
+  x->wk->healthy = true;
+  x->wk->http_port = 8000;
+  x->wk->refs = 1;
+  snprintf(x->wk->label, sizeof x->wk->label, "0:1");
+  x->peer = (gs__peer_t){.rl = &x->rl,
+                         .wk = x->wk,
+                         .http_port = 8000,
+                         .routable = true,
+                         .refs = 1};
+  return x;
+}
+
+static void ejection_fixture_free(ejection_fixture_t *x) {
+  free(x->s->last_view);
+  free(x->wk);
+  free(x->s);
+  free(x);
+}
+
+static bool in_rotation(const ejection_fixture_t *x, uint64_t now) {
+  return gs__peer_routable(&x->peer, now) && gs__wk_routable(x->wk, now);
+}
+
+static void
+test_ejection_after_consecutive_failures_and_for_a_while(void **state) {
+  (void)state;
+  ejection_fixture_t *x = ejection_fixture();
+  for (unsigned i = 0; i < 2; i++) {
+    gs__rloop_report(&x->rl, &x->peer, false, true, 1000);
+    assert_true(in_rotation(x, gs__serve_now_ns()));
+  }
+  uint64_t before = gs__serve_now_ns();
+  gs__rloop_report(&x->rl, &x->peer, false, true, 1000); /* the third */
+  uint64_t after = gs__serve_now_ns();
+  assert_false(gs__peer_routable(&x->peer, after));
+  assert_false(gs__wk_routable(x->wk, after));
+  assert_int_equal(x->wk->ejections, 1);
+  /* Out for eject_ms from the failure, not less and not for ever. */
+  uint64_t eject_ns = (uint64_t)x->s->opt.eject_ms * 1000000u;
+  uint64_t peer_until = x->peer.ejected_until_ns;
+  uint64_t wk_until = x->wk->ejected_until_ns;
+  assert_true(peer_until >= before + eject_ns &&
+              peer_until <= after + eject_ns);
+  assert_true(wk_until >= before + eject_ns && wk_until <= after + eject_ns);
+  assert_false(gs__peer_routable(&x->peer, peer_until - 1));
+  assert_false(gs__wk_routable(x->wk, wk_until - 1));
+  assert_true(gs__peer_routable(&x->peer, peer_until));
+  assert_true(gs__wk_routable(x->wk, wk_until));
+  ejection_fixture_free(x);
+}
+
+static void test_a_success_resets_the_failure_count(void **state) {
+  (void)state;
+  ejection_fixture_t *x = ejection_fixture();
+  for (unsigned round = 0; round < 3; round++) {
+    gs__rloop_report(&x->rl, &x->peer, false, true, 1000);
+    gs__rloop_report(&x->rl, &x->peer, false, true, 1000);
+    gs__rloop_report(&x->rl, &x->peer, true, false, 1000);
+  }
+  assert_true(in_rotation(x, gs__serve_now_ns()));
+  assert_int_equal(x->wk->ejections, 0);
+  assert_int_equal(x->wk->requests, 9);
+  assert_int_equal(x->wk->failures, 6);
+  ejection_fixture_free(x);
+}
+
+/* Outcomes that arrive after a worker stopped running do not eject it
+ * (its next process starts in rotation). */
+static void test_only_running_workers_are_ejected(void **state) {
+  (void)state;
+  ejection_fixture_t *x = ejection_fixture();
+  x->wk->state = GS__PROC_WAITING;
+  for (unsigned i = 0; i < 5; i++)
+    gs__wk_passive_failure(x->wk);
+  assert_int_equal(x->wk->ejections, 0);
+  assert_int_equal(x->wk->ejected_until_ns, 0);
+  ejection_fixture_free(x);
+}
+
 /* ---- request classes ------------------------------------------------------
  */
 
@@ -642,6 +747,10 @@ int main(void) {
       cmocka_unit_test(test_relabel_appends),
       cmocka_unit_test(test_round_robin_turn_is_shared),
       cmocka_unit_test(test_least_request_takes_the_less_busy_of_two),
+      cmocka_unit_test(
+          test_ejection_after_consecutive_failures_and_for_a_while),
+      cmocka_unit_test(test_a_success_resets_the_failure_count),
+      cmocka_unit_test(test_only_running_workers_are_ejected),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
+#include "test_tmpdir.h"
 #include "worker/worker_int.h"
 
 static size_t feed_str(gs__http_reader_t *r, const char *s) {
@@ -302,6 +304,96 @@ static void test_router_errors(void **state) {
   }
 }
 
+/* Triton: GET /v2/health/ready is 200 when every model is ready and 400
+ * when one is not (a model that failed to load keeps the server not
+ * ready). */
+static void test_ready_needs_every_model(void **state) {
+  (void)state;
+  static gs__repo_t repo;
+  memset(&repo, 0, sizeof repo);
+  repo.n = 1;
+  snprintf(repo.models[0].name, sizeof repo.models[0].name, "broken");
+  repo.models[0].state = GS__MODEL_UNAVAILABLE;
+  for (int round = 0; round < 2; round++) {
+    gs__http_request_t req = {.method = HTTP_GET,
+                              .url = strdup("/v2/health/ready"),
+                              .infer_header_len = -1};
+    gs__http_response_t resp = {.infer_header_len = -1};
+    gs__infer_job_t job;
+    assert_int_equal(gs__route(&repo, &req, &resp, &job), 0);
+    assert_int_equal(resp.status, round == 0 ? 400 : 200);
+    gs__http_response_release(&resp);
+    free(req.url);
+    repo.models[0].state = GS__MODEL_READY;
+  }
+}
+
+/* With batching (max_batch_size > 0) dim 0 of every input is the batch:
+ * inputs that disagree on it are a 400, as Triton answers. */
+static void test_inputs_must_agree_on_the_batch(void **state) {
+  (void)state;
+  static gs__model_slot_t slot;
+  memset(&slot, 0, sizeof slot);
+  snprintf(slot.name, sizeof slot.name, "simple");
+  slot.max_batch_size = 8;
+  slot.io = simple;
+  static const char *const bodies[] = {
+      "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[2,16],\"datatype\":"
+      "\"INT32\",\"data\":[" D16 "," D16 "]},{\"name\":\"INPUT1\",\"shape\":"
+      "[1,16],\"datatype\":\"INT32\",\"data\":" D16 "}]}",
+      "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[2,16],\"datatype\":"
+      "\"INT32\",\"data\":[" D16 "," D16 "]},{\"name\":\"INPUT1\",\"shape\":"
+      "[2,16],\"datatype\":\"INT32\",\"data\":[" D16 "," D16 "]}]}"};
+  for (int i = 0; i < 2; i++) {
+    gs__infer_job_t job;
+    memset(&job, 0, sizeof job);
+    job.slot = &slot;
+    job.req.body = (char *)bodies[i];
+    job.req.body_len = strlen(bodies[i]);
+    job.req.infer_header_len = -1;
+    gs_error_t err;
+    gs_error_clear(&err);
+    int status = gs__infer_job_decode(&job, &err);
+    if (i == 0) {
+      assert_int_equal(status, 400);
+      assert_non_null(strstr(err.msg, "batch size"));
+    } else {
+      assert_int_equal(status, 0);
+      assert_int_equal(job.batch, 2);
+    }
+    gs__infer_request_release(&job.ir);
+  }
+}
+
+/* Triton's repository layout: <model>/<version>/model.onnx; the highest
+ * version that holds a model.onnx is served, an empty version directory
+ * does not count. */
+static void test_the_highest_version_with_a_model_is_picked(void **state) {
+  (void)state;
+  char dir[256], path[400];
+  assert_int_equal(test_tmpdir_make(dir, sizeof dir, "worker_repo"), 0);
+  snprintf(path, sizeof path, "%s/m", dir);
+  assert_int_equal(mkdir(path, 0755), 0);
+  snprintf(path, sizeof path, "%s/m/1", dir);
+  assert_int_equal(mkdir(path, 0755), 0);
+  snprintf(path, sizeof path, "%s/m/2", dir); /* no model.onnx in it */
+  assert_int_equal(mkdir(path, 0755), 0);
+  snprintf(path, sizeof path, "%s/m/1/model.onnx", dir);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  fputs("not a model", f);
+  fclose(f);
+  static gs__repo_t repo;
+  memset(&repo, 0, sizeof repo);
+  snprintf(repo.dir, sizeof repo.dir, "%s", dir);
+  gs_error_t err;
+  assert_int_not_equal(gs__repo_load(&repo, "m", &err), GS_OK); /* garbage */
+  assert_int_equal(repo.n, 1);
+  assert_string_equal(repo.models[0].version, "1");
+  assert_int_equal(repo.models[0].state, GS__MODEL_UNAVAILABLE);
+  assert_int_equal(test_tmpdir_remove(dir), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pipelined_requests_come_one_at_a_time),
@@ -314,6 +406,9 @@ int main(void) {
       cmocka_unit_test(test_raw_body_for_one_input),
       cmocka_unit_test(test_json_output_encoding),
       cmocka_unit_test(test_router_errors),
+      cmocka_unit_test(test_ready_needs_every_model),
+      cmocka_unit_test(test_inputs_must_agree_on_the_batch),
+      cmocka_unit_test(test_the_highest_version_with_a_model_is_picked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
