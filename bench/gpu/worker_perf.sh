@@ -9,8 +9,9 @@ kit=$(cd "${GS_CARRY:?the GPU kit from tests/gpu/build_carry.sh}" && pwd)
 out=${1:?usage: worker_perf.sh OUTDIR}
 export LD_LIBRARY_PATH=$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 gs=$kit/gpuslice
-work=$(mktemp -d)
-trap 'kill $wpid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d) wpid=
+mkdir -p "$work/m"
+trap '[ -n "$wpid" ] && kill $wpid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 python3 "$kit/torch_resnet50.py" export "$work/m" 2>&1 | grep -E '^export' || exit 1
 mkdir -p "$work/repo/resnet50/1"
 cp "$work/m/resnet50.onnx" "$work/repo/resnet50/1/model.onnx"
