@@ -88,8 +88,9 @@ size_t gs_model_node_count(const gs_model_t *model);
 size_t gs_engine_op_count(void);
 const char *gs_engine_op_name(size_t i);
 
-/* Threads OpenBLAS uses for matrix work. Process-wide, as OpenBLAS's own
- * setting is: the worker sets it once per instance. n is 1..1024. */
+/* Threads the CPU provider uses for matrix work: OpenBLAS's and the Conv
+ * thread pool's. Process-wide, as OpenBLAS's own setting is: the worker
+ * sets it once per instance. n is 1..1024. */
 int gs_engine_set_threads(unsigned n, gs_error_t *err);
 unsigned gs_engine_threads(void);
 
