@@ -160,6 +160,12 @@ struct gs__op_s {
                gs_error_t *err);
   int (*run)(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
              gs_error_t *err);
+  /* At plan, NULL for none: bytes of scratch run needs (an im2col buffer)
+   * for these input and output shapes. The session plans it in its arena,
+   * alive during the node only, and passes it to run as in[n->n_in]: a
+   * UINT8 tensor of rank 1 whose count is the bytes (64-byte aligned). */
+  size_t (*scratch)(const gs__node_t *n, const gs__tensor_t *in,
+                    const gs__tensor_t *out);
 };
 
 struct gs_model_s {
@@ -200,6 +206,54 @@ const char *gs__dims_str(const int64_t *dims, unsigned rank, char *buf,
  * when out of range. */
 int gs__axis(int64_t axis, unsigned rank, unsigned extra);
 
+/* Helpers the op files share (ops.c). */
+const Onnx__AttributeProto *gs__attr_find(const Onnx__NodeProto *np,
+                                          const char *name);
+int gs__attr_int(const gs__node_t *n, const Onnx__NodeProto *np,
+                 const char *name, int64_t def, int64_t *v, gs_error_t *err);
+int gs__attr_float(const gs__node_t *n, const Onnx__NodeProto *np,
+                   const char *name, float def, float *v, gs_error_t *err);
+/* Every present input among the first n_check has a type from allowed
+ * (GS_DTYPE_INVALID-ended; NULL allows any) and all agree. */
+int gs__check_types(const gs__node_t *n, const gs_dtype_t *in, unsigned n_check,
+                    const gs_dtype_t *allowed, gs_error_t *err);
+int gs__omitted_input(const gs__node_t *n, unsigned k, gs_error_t *err);
+/* "<node>: <what> [dims of a] and [dims of b]" as GS_EINVAL; b may be NULL. */
+int gs__shape_error(const gs__node_t *n, const gs__tensor_t *a,
+                    const gs__tensor_t *b, const char *what, gs_error_t *err);
+
+/* The CNN ops' load checks and shapes (ops_cnn.c), for the op table. */
+int gs__check_conv(gs__node_t *n, const Onnx__NodeProto *proto, int opset,
+                   const gs_dtype_t *in, gs_dtype_t *out, gs_error_t *err);
+int gs__check_pool(gs__node_t *n, const Onnx__NodeProto *proto, int opset,
+                   const gs_dtype_t *in, gs_dtype_t *out, gs_error_t *err);
+int gs__check_globalpool(gs__node_t *n, const Onnx__NodeProto *proto, int opset,
+                         const gs_dtype_t *in, gs_dtype_t *out,
+                         gs_error_t *err);
+int gs__check_batchnorm(gs__node_t *n, const Onnx__NodeProto *proto, int opset,
+                        const gs_dtype_t *in, gs_dtype_t *out, gs_error_t *err);
+int gs__check_clip(gs__node_t *n, const Onnx__NodeProto *proto, int opset,
+                   const gs_dtype_t *in, gs_dtype_t *out, gs_error_t *err);
+int gs__shape_conv(const gs__node_t *n, const gs__tensor_t *in,
+                   gs__tensor_t *out, gs_error_t *err);
+int gs__shape_pool(const gs__node_t *n, const gs__tensor_t *in,
+                   gs__tensor_t *out, gs_error_t *err);
+int gs__shape_globalpool(const gs__node_t *n, const gs__tensor_t *in,
+                         gs__tensor_t *out, gs_error_t *err);
+int gs__shape_batchnorm(const gs__node_t *n, const gs__tensor_t *in,
+                        gs__tensor_t *out, gs_error_t *err);
+int gs__shape_clip(const gs__node_t *n, const gs__tensor_t *in,
+                   gs__tensor_t *out, gs_error_t *err);
+size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
+                        const gs__tensor_t *out);
+
+/* Load-time graph passes (model_fuse.c), run by the loader after the graph
+ * is built: BatchNormalization folded into the Conv before it; Add (a
+ * same-shape residual) and Relu or Clip fused into a Conv, Relu into a
+ * Gemm (see gs__params_t). Removed nodes and the values only they used
+ * leave the graph; folded weights are new constants the model owns. */
+int gs__fuse_graph(gs_model_t *m, gs_error_t *err);
+
 /* Kernels (kernels_*.c), one per op, as gs__op_t.run. */
 int gs__run_binary(const gs__node_t *n, const gs__tensor_t *in,
                    gs__tensor_t *out, gs_error_t *err);
@@ -217,6 +271,20 @@ int gs__run_concat(const gs__node_t *n, const gs__tensor_t *in,
                    gs__tensor_t *out, gs_error_t *err);
 int gs__run_transpose(const gs__node_t *n, const gs__tensor_t *in,
                       gs__tensor_t *out, gs_error_t *err);
+int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
+                 gs_error_t *err);
+int gs__run_batchnorm(const gs__node_t *n, const gs__tensor_t *in,
+                      gs__tensor_t *out, gs_error_t *err);
+int gs__run_clip(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
+                 gs_error_t *err);
+int gs__run_maxpool(const gs__node_t *n, const gs__tensor_t *in,
+                    gs__tensor_t *out, gs_error_t *err);
+int gs__run_avgpool(const gs__node_t *n, const gs__tensor_t *in,
+                    gs__tensor_t *out, gs_error_t *err);
+int gs__run_globalavgpool(const gs__node_t *n, const gs__tensor_t *in,
+                          gs__tensor_t *out, gs_error_t *err);
+/* y = act(y) over count floats, for a node's fused activation. */
+void gs__apply_act(const gs__params_t *p, float *y, size_t count);
 
 /* Protobuf reading (onnx_read.c). */
 

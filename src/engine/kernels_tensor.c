@@ -102,12 +102,12 @@ int gs__run_gemm(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
   } else {
     memset(y, 0, out->count * sizeof *y);
   }
-  if (k == 0)
-    return GS_OK;
-  cblas_sgemm(CblasRowMajor, n->p.trans_a ? CblasTrans : CblasNoTrans,
-              n->p.trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)nn, (int)k,
-              n->p.alpha, a->data, (int)(n->p.trans_a ? m : k), b->data,
-              (int)(n->p.trans_b ? k : nn), beta, y, (int)nn);
+  if (k > 0)
+    cblas_sgemm(CblasRowMajor, n->p.trans_a ? CblasTrans : CblasNoTrans,
+                n->p.trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)nn,
+                (int)k, n->p.alpha, a->data, (int)(n->p.trans_a ? m : k),
+                b->data, (int)(n->p.trans_b ? k : nn), beta, y, (int)nn);
+  gs__apply_act(&n->p, y, out->count); /* a Relu or Clip fused at load */
   return GS_OK;
 }
 

@@ -448,6 +448,8 @@ int gs_model_load_buffer(gs_model_t **out, const void *data, size_t size,
     goto out;
   }
   rc = build_graph(m, (const Onnx__ModelProto *)msg, err);
+  if (rc == GS_OK)
+    rc = gs__fuse_graph(m, err);
 out:
   if (msg)
     protobuf_c_message_free_unpacked(msg, &budget.allocator);

@@ -106,6 +106,21 @@ static int attr_bool(const gs__node_t *n, const Onnx__NodeProto *np,
   return rc;
 }
 
+const Onnx__AttributeProto *gs__attr_find(const Onnx__NodeProto *np,
+                                          const char *name) {
+  return attr_get(np, name);
+}
+
+int gs__attr_int(const gs__node_t *n, const Onnx__NodeProto *np,
+                 const char *name, int64_t def, int64_t *v, gs_error_t *err) {
+  return attr_int(n, np, name, def, v, err);
+}
+
+int gs__attr_float(const gs__node_t *n, const Onnx__NodeProto *np,
+                   const char *name, float def, float *v, gs_error_t *err) {
+  return attr_float(n, np, name, def, v, err);
+}
+
 /* Checks that every present input has one of the allowed types (a
  * GS_DTYPE_INVALID-ended list; NULL allows any) and that all agree. */
 static int check_types(const gs__node_t *n, const gs_dtype_t *in,
@@ -130,6 +145,11 @@ static int check_types(const gs__node_t *n, const gs_dtype_t *in,
   return GS_OK;
 }
 
+int gs__check_types(const gs__node_t *n, const gs_dtype_t *in, unsigned n_check,
+                    const gs_dtype_t *allowed, gs_error_t *err) {
+  return check_types(n, in, n_check, allowed, err);
+}
+
 static const gs_dtype_t arith_types[] = {GS_DTYPE_FP32, GS_DTYPE_INT32,
                                          GS_DTYPE_INT64, GS_DTYPE_UINT8,
                                          GS_DTYPE_INVALID};
@@ -141,6 +161,10 @@ static int omitted_input(const gs__node_t *n, unsigned k, gs_error_t *err) {
   char label[160];
   return gs_error_set(err, GS_EPARSE, "%s: input %u may not be omitted",
                       gs__node_label(n, label, sizeof label), k);
+}
+
+int gs__omitted_input(const gs__node_t *n, unsigned k, gs_error_t *err) {
+  return omitted_input(n, k, err);
 }
 
 static int check_binary(gs__node_t *n, const Onnx__NodeProto *np, int opset,
@@ -282,6 +306,11 @@ static int shape_error(const gs__node_t *n, const gs__tensor_t *a,
   return gs_error_set(err, GS_EINVAL, "%s: %s %s%s%s",
                       gs__node_label(n, label, sizeof label), what, sa,
                       b ? " and " : "", b ? sb : "");
+}
+
+int gs__shape_error(const gs__node_t *n, const gs__tensor_t *a,
+                    const gs__tensor_t *b, const char *what, gs_error_t *err) {
+  return shape_error(n, a, b, what, err);
 }
 
 static int shape_same(const gs__node_t *n, const gs__tensor_t *in,
@@ -447,8 +476,22 @@ static const char *const gemm_attrs[] = {"alpha", "beta", "transA", "transB",
 static const char *const reshape_attrs[] = {"allowzero", NULL};
 static const char *const perm_attrs[] = {"perm", NULL};
 
+static const char *const conv_attrs[] = {
+    "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", NULL};
+static const char *const maxpool_attrs[] = {
+    "auto_pad", "ceil_mode",     "dilations", "kernel_shape",
+    "pads",     "storage_order", "strides",   NULL};
+static const char *const avgpool_attrs[] = {
+    "auto_pad",     "ceil_mode", "count_include_pad", "dilations",
+    "kernel_shape", "pads",      "strides",           NULL};
+static const char *const batchnorm_attrs[] = {"epsilon", "momentum", "spatial",
+                                              "training_mode", NULL};
+static const char *const clip_attrs[] = {"min", "max", NULL};
+
 #define OP(name, code, min, max, attrs, data, check, shape, run)               \
-  { #name, GS__OP_##code, min, max, attrs, data, check, shape, run }
+  { #name, GS__OP_##code, min, max, attrs, data, check, shape, run, NULL }
+#define OP_SCRATCH(name, code, min, max, attrs, check, shape, run, scratch)    \
+  { #name, GS__OP_##code, min, max, attrs, -1, check, shape, run, scratch }
 
 static const gs__op_t ops[] = {
     OP(MatMul, MATMUL, 2, 2, no_attrs, -1, check_matmul, shape_matmul,
@@ -478,6 +521,18 @@ static const gs__op_t ops[] = {
        gs__run_concat),
     OP(Transpose, TRANSPOSE, 1, 1, perm_attrs, -1, check_transpose,
        shape_transpose, gs__run_transpose),
+    OP_SCRATCH(Conv, CONV, 2, 3, conv_attrs, gs__check_conv, gs__shape_conv,
+               gs__run_conv, gs__scratch_conv),
+    OP(BatchNormalization, BATCHNORM, 5, 5, batchnorm_attrs, -1,
+       gs__check_batchnorm, gs__shape_batchnorm, gs__run_batchnorm),
+    OP(MaxPool, MAXPOOL, 1, 1, maxpool_attrs, -1, gs__check_pool,
+       gs__shape_pool, gs__run_maxpool),
+    OP(AveragePool, AVGPOOL, 1, 1, avgpool_attrs, -1, gs__check_pool,
+       gs__shape_pool, gs__run_avgpool),
+    OP(GlobalAveragePool, GLOBALAVGPOOL, 1, 1, no_attrs, -1,
+       gs__check_globalpool, gs__shape_globalpool, gs__run_globalavgpool),
+    OP(Clip, CLIP, 1, 3, clip_attrs, -1, gs__check_clip, gs__shape_clip,
+       gs__run_clip),
 };
 
 #define N_OPS (sizeof ops / sizeof ops[0])
@@ -492,7 +547,8 @@ const gs__op_t *gs__op_find(const char *name) {
 const char *gs__op_list(void) {
   static const char list[] =
       "MatMul, Gemm, Add, Sub, Mul, Div, Relu, Sigmoid, Tanh, Softmax, "
-      "Reshape, Flatten, Identity, Concat, Transpose";
+      "Reshape, Flatten, Identity, Concat, Transpose, Conv, "
+      "BatchNormalization, MaxPool, AveragePool, GlobalAveragePool, Clip";
   return list;
 }
 

@@ -72,9 +72,11 @@ void gs_session_options_default(gs_session_options_t *opts) {
 
 /* One input shape set: every value's shape, and arena offsets. */
 typedef struct {
-  gs__tensor_t *shapes; /* per value; data NULL */
-  size_t *offset;       /* per value; arena offset of NODE values */
-  size_t *out_offset;   /* per output; a copy of an INPUT or CONST output */
+  gs__tensor_t *shapes;   /* per value; data NULL */
+  size_t *offset;         /* per value; arena offset of NODE values */
+  size_t *out_offset;     /* per output; a copy of an INPUT or CONST output */
+  size_t *scratch;        /* per node; bytes of scratch its kernel needs */
+  size_t *scratch_offset; /* per node; arena offset of that scratch */
   size_t arena_bytes;
   void **key_data; /* per input: a copy of needs_data inputs */
   unsigned long long used;
@@ -99,6 +101,8 @@ static void plan_release(plan_t *p, size_t n_inputs) {
   free(p->shapes);
   free(p->offset);
   free(p->out_offset);
+  free(p->scratch);
+  free(p->scratch_offset);
   for (size_t i = 0; p->key_data && i < n_inputs; i++)
     free(p->key_data[i]);
   free(p->key_data);
@@ -302,6 +306,7 @@ static int infer_shapes(gs_session_t *s, plan_t *p, const gs_tensor_t **in,
                           gs__dims_str(t->dims, t->rank, dims, sizeof dims),
                           m->limits.max_tensor_bytes);
     s->bound[n->out] = *t;
+    p->scratch[i] = n->op->scratch ? n->op->scratch(n, s->args, t) : 0;
   }
   return GS_OK;
 }
@@ -362,7 +367,7 @@ static int plan_memory(gs_session_t *s, plan_t *p, gs_error_t *err) {
   const gs_model_t *m = s->model;
   size_t n = 0;
   int rc = GS_OK;
-  size_t cap = m->n_values + m->n_outputs + 1;
+  size_t cap = m->n_values + m->n_outputs + m->n_nodes + 1;
   slot_t *slots = calloc(cap, sizeof *slots);
   size_t *offsets = calloc(cap, sizeof *offsets);
   size_t *spans = calloc(2 * cap, sizeof *spans);
@@ -387,10 +392,17 @@ static int plan_memory(gs_session_t *s, plan_t *p, gs_error_t *err) {
           align_up(p->shapes[v].count * gs_dtype_size(m->values[v].dtype)),
           m->n_nodes, m->n_nodes, -1 - (int)o};
   }
+  /* A kernel's scratch lives during its node only; value n_values + i. */
+  for (size_t i = 0; i < m->n_nodes; i++)
+    if (p->scratch[i])
+      slots[n++] =
+          (slot_t){align_up(p->scratch[i]), i, i, (int)(m->n_values + i)};
   rc = place_slots(slots, n, offsets, spans, &p->arena_bytes,
                    s->opts.max_plan_bytes, err);
   for (size_t i = 0; rc == GS_OK && i < n; i++) {
-    if (slots[i].value >= 0)
+    if ((size_t)slots[i].value >= m->n_values && slots[i].value >= 0)
+      p->scratch_offset[slots[i].value - (int)m->n_values] = offsets[i];
+    else if (slots[i].value >= 0)
       p->offset[slots[i].value] = offsets[i];
     else
       p->out_offset[-1 - slots[i].value] = offsets[i];
@@ -409,7 +421,10 @@ static int plan_make(gs_session_t *s, plan_t *p, const gs_tensor_t **in,
   p->offset = calloc(m->n_values + 1, sizeof *p->offset);
   p->out_offset = calloc(m->n_outputs + 1, sizeof *p->out_offset);
   p->key_data = calloc(m->n_inputs + 1, sizeof *p->key_data);
-  if (!p->shapes || !p->offset || !p->out_offset || !p->key_data)
+  p->scratch = calloc(m->n_nodes + 1, sizeof *p->scratch);
+  p->scratch_offset = calloc(m->n_nodes + 1, sizeof *p->scratch_offset);
+  if (!p->shapes || !p->offset || !p->out_offset || !p->key_data ||
+      !p->scratch || !p->scratch_offset)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   for (size_t i = 0; i < m->n_inputs; i++) {
     if (!m->values[m->inputs[i]].needs_data)
@@ -506,6 +521,12 @@ int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
   for (size_t i = 0; rc == GS_OK && i < m->n_nodes; i++) {
     const gs__node_t *n = &m->nodes[i];
     node_args(s, n);
+    s->args[n->n_in] = (gs__tensor_t){
+        .dtype = GS_DTYPE_UINT8,
+        .rank = 1,
+        .dims = {(int64_t)p->scratch[i]},
+        .count = p->scratch[i],
+        .data = p->scratch[i] ? (char *)s->arena + p->scratch_offset[i] : NULL};
     rc = n->op->run(n, s->args, &s->bound[n->out], err);
   }
   for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++) {

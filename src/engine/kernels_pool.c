@@ -1,0 +1,158 @@
+/* Pooling on the CPU (NCHW, 1-D to 3-D): MaxPool and AveragePool over
+ * windows that gs__conv_geometry places, and GlobalAveragePool. Padding
+ * never wins a max; an average divides by the window's elements inside
+ * the input, or with count_include_pad by those inside the padded input. */
+#include <float.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+
+/* A window's geometry as three spatial dims (leading dims of size 1). */
+typedef struct {
+  int64_t in[3], out[3], k[3], s[3], d[3], pb[3], pe[3];
+  size_t in_size, out_size, planes;
+} pool3_t;
+
+static int pool3(const gs__node_t *n, const gs__tensor_t *x, pool3_t *t,
+                 gs_error_t *err) {
+  gs__conv_geom_t g;
+  int rc = gs__conv_geometry(n, x, NULL, &g, err);
+  if (rc != GS_OK)
+    return rc;
+  unsigned lead = 3 - g.n_spatial;
+  t->in_size = t->out_size = 1;
+  t->planes = (size_t)(g.batch * g.in_channels);
+  for (unsigned i = 0; i < 3; i++) {
+    bool real = i >= lead;
+    unsigned j = real ? i - lead : 0;
+    t->in[i] = real ? g.in[j] : 1;
+    t->out[i] = real ? g.out[j] : 1;
+    t->k[i] = real ? g.kernel[j] : 1;
+    t->s[i] = real ? g.strides[j] : 1;
+    t->d[i] = real ? g.dilations[j] : 1;
+    t->pb[i] = real ? g.pads[j] : 0;
+    t->pe[i] = real ? g.pads[g.n_spatial + j] : 0;
+    t->in_size *= (size_t)t->in[i];
+    t->out_size *= (size_t)t->out[i];
+  }
+  return GS_OK;
+}
+
+/* For the window at output o along dim i: the kernel taps [*lo, *hi) that
+ * land inside the input, and how many land inside the padded input. */
+static int64_t taps(const pool3_t *t, unsigned i, int64_t o, int64_t *lo,
+                    int64_t *hi) {
+  int64_t start = o * t->s[i] - t->pb[i], d = t->d[i], padded = 0;
+  *lo = t->k[i];
+  *hi = 0;
+  for (int64_t k = 0; k < t->k[i]; k++) {
+    int64_t at = start + k * d;
+    if (at >= -t->pb[i] && at < t->in[i] + t->pe[i])
+      padded++;
+    if (at >= 0 && at < t->in[i]) {
+      if (k < *lo)
+        *lo = k;
+      *hi = k + 1;
+    }
+  }
+  if (*lo > *hi)
+    *lo = *hi;
+  return padded;
+}
+
+/* Visits every output of every plane: BODY sees x (the plane), starts
+ * s0..s2, valid taps [l0,h0)x[l1,h1)x[l2,h2), padded tap counts p0..p2,
+ * and stores through *yp. */
+#define POOL_WALK(T, BODY)                                                     \
+  do {                                                                         \
+    const T *xall = in[0].data;                                                \
+    T *yp = out->data;                                                         \
+    for (size_t pl = 0; pl < t.planes; pl++) {                                 \
+      const T *x = xall + pl * t.in_size;                                      \
+      for (int64_t o0 = 0; o0 < t.out[0]; o0++) {                              \
+        int64_t l0, h0, p0 = taps(&t, 0, o0, &l0, &h0);                        \
+        int64_t s0 = o0 * t.s[0] - t.pb[0];                                    \
+        for (int64_t o1 = 0; o1 < t.out[1]; o1++) {                            \
+          int64_t l1, h1, p1 = taps(&t, 1, o1, &l1, &h1);                      \
+          int64_t s1 = o1 * t.s[1] - t.pb[1];                                  \
+          for (int64_t o2 = 0; o2 < t.out[2]; o2++, yp++) {                    \
+            int64_t l2, h2, p2 = taps(&t, 2, o2, &l2, &h2);                    \
+            int64_t s2 = o2 * t.s[2] - t.pb[2];                                \
+            (void)p0, (void)p1, (void)p2;                                      \
+            BODY;                                                              \
+          }                                                                    \
+        }                                                                      \
+      }                                                                        \
+    }                                                                          \
+  } while (0)
+
+#define AT(k0, k1, k2)                                                         \
+  x[((size_t)(s0 + (k0)*t.d[0]) * (size_t)t.in[1] +                            \
+     (size_t)(s1 + (k1)*t.d[1])) *                                             \
+        (size_t)t.in[2] +                                                      \
+    (size_t)(s2 + (k2)*t.d[2])]
+
+#define MAX_BODY(T, LOWEST)                                                    \
+  T m = (LOWEST);                                                              \
+  for (int64_t k0 = l0; k0 < h0; k0++)                                         \
+    for (int64_t k1 = l1; k1 < h1; k1++)                                       \
+      for (int64_t k2 = l2; k2 < h2; k2++) {                                   \
+        T v = AT(k0, k1, k2);                                                  \
+        m = v > m ? v : m;                                                     \
+      }                                                                        \
+  *yp = m
+
+int gs__run_maxpool(const gs__node_t *n, const gs__tensor_t *in,
+                    gs__tensor_t *out, gs_error_t *err) {
+  pool3_t t;
+  int rc = pool3(n, &in[0], &t, err);
+  if (rc != GS_OK || out->count == 0)
+    return rc;
+  switch (out->dtype) {
+  case GS_DTYPE_UINT8:
+    POOL_WALK(uint8_t, MAX_BODY(uint8_t, 0));
+    break;
+  case GS_DTYPE_INT8:
+    POOL_WALK(int8_t, MAX_BODY(int8_t, INT8_MIN));
+    break;
+  default:
+    POOL_WALK(float, MAX_BODY(float, -FLT_MAX));
+    break;
+  }
+  return GS_OK;
+}
+
+int gs__run_avgpool(const gs__node_t *n, const gs__tensor_t *in,
+                    gs__tensor_t *out, gs_error_t *err) {
+  pool3_t t;
+  bool include = n->p.count_include_pad;
+  int rc = pool3(n, &in[0], &t, err);
+  if (rc != GS_OK || out->count == 0)
+    return rc;
+  POOL_WALK(float, {
+    float sum = 0.0f;
+    for (int64_t k0 = l0; k0 < h0; k0++)
+      for (int64_t k1 = l1; k1 < h1; k1++)
+        for (int64_t k2 = l2; k2 < h2; k2++)
+          sum += AT(k0, k1, k2);
+    int64_t count = include ? p0 * p1 * p2 : (h0 - l0) * (h1 - l1) * (h2 - l2);
+    *yp = count > 0 ? sum / (float)count : 0.0f;
+  });
+  return GS_OK;
+}
+
+int gs__run_globalavgpool(const gs__node_t *n, const gs__tensor_t *in,
+                          gs__tensor_t *out, gs_error_t *err) {
+  (void)n, (void)err;
+  const float *x = in[0].data;
+  float *y = out->data;
+  size_t inner = out->count ? in[0].count / out->count : 0;
+  for (size_t p = 0; p < out->count; p++) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < inner; i++)
+      sum += x[p * inner + i];
+    y[p] = inner ? sum / (float)inner : 0.0f;
+  }
+  return GS_OK;
+}
