@@ -8,7 +8,10 @@
 # Python around InferenceSession.run (intra-op threads = T, its defaults
 # otherwise), whose own per-call cost is measured on an Identity model and
 # printed. Writes every run's line to docs/bench/ (BENCH_RAW) and prints
-# Markdown. Builds nothing.
+# Markdown. Builds nothing. The engine's convolutions and Gemm are OpenBLAS
+# sgemm: the report names the kernel set OpenBLAS picked for this CPU
+# (OpenBLAS 0.3.21 takes CPUs newer than it for a Prescott, SSE3 only;
+# export OPENBLAS_CORETYPE=SkylakeX, say, to measure with another).
 #
 # usage: bench/cpu_engine_bench.sh [BUILD_DIR]   (default build/gcc: its
 #        bench/engine_bench; its tests/ort-venv, made with pip if missing)
@@ -25,7 +28,7 @@ threads_list=${BENCH_THREADS:-1 2}
 batches=${BENCH_BATCHES:-1 8}
 nets=${BENCH_NET_MODELS:-resnet50 cnn_small}
 venv=${ORT_VENV:-$build/tests/ort-venv}
-raw_out=${BENCH_RAW:-$src/docs/bench/cpu_engine_bench-$(nproc)cpu-$(date -u +%Y-%m-%d).txt}
+raw_out=${BENCH_RAW:-$src/docs/bench/cpu_engine_bench-$(nproc)cpu-$(date -u +%Y-%m-%d)${OPENBLAS_CORETYPE:+-$OPENBLAS_CORETYPE}.txt}
 # shellcheck source=bench/bench_lib.sh
 . "$src/bench/bench_lib.sh" # tmp, die, make_models, machine_facts
 [ -x "$gpuslice" ] || die "no $gpuslice (ninja -C $build engine_bench)"
@@ -82,10 +85,12 @@ PY
 
 make_models
 commit=$(git -C "$src" rev-parse --short HEAD)$(git -C "$src" diff --quiet HEAD -- src include || echo "+changes")
+blas_core=$(OPENBLAS_VERBOSE=2 "$gpuslice" --model "$tmp/models/cnn_small/1/model.onnx" \
+  --iters 1 --warmup 0 2>&1 | sed -n 's/^Core: //p')
 {
   echo "# cpu_engine_bench.sh raw results"
   echo
-  machine_facts "commit $commit; onnxruntime $ort_version (PyPI, CPUExecutionProvider); $reps repeats"
+  machine_facts "commit $commit; OpenBLAS kernels: ${blas_core:-unknown}${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}; onnxruntime $ort_version (PyPI, CPUExecutionProvider); $reps repeats"
 } >"$tmp/report"
 
 # iters NET BATCH: "ITERS WARMUP": a few seconds per run on one core for
