@@ -26,6 +26,9 @@
 The CNNs' BatchNormalization statistics are set near the ones their inputs
 really have on a calibration batch (as training leaves them), so that
 activations stay in range through 50 layers and folding BN is really tested.
+That pass runs numpy's BLAS, so their bytes are the same run after run on
+one machine but may differ in the last bits between machines; their expected
+outputs are computed from the model written.
 
 With --test-data DIR it also writes DIR/test_model_simple and
 DIR/test_model_mlp laid out as ONNX backend node tests (model.onnx and
@@ -151,7 +154,7 @@ class CnnBuilder:
         return (name, value)
 
     def conv(self, x, name, c_out, k, stride=1, bias=False):
-        """k x k, padding k // 2, He-normal weights (as torchvision's)."""
+        """k x k, padding k // 2, He-normal weights (over the fan in)."""
         c_in = x[1].shape[1]
         w = (self.rng.standard_normal((c_out, c_in, k, k)) *
              np.sqrt(2 / (c_in * k * k))).astype(np.float32)
