@@ -30,7 +30,7 @@ nets=${BENCH_NET_MODELS:-resnet50 cnn_small}
 venv=${ORT_VENV:-$build/tests/ort-venv}
 raw_out=${BENCH_RAW:-$src/docs/bench/cpu_engine_bench-$(nproc)cpu-$(date -u +%Y-%m-%d)${OPENBLAS_CORETYPE:+-$OPENBLAS_CORETYPE}.txt}
 # shellcheck source=bench/bench_lib.sh
-. "$src/bench/bench_lib.sh" # tmp, die, make_models, machine_facts
+. "$src/bench/bench_lib.sh" # tmp, die, make_models (BENCH_MODELS), machine_facts
 [ -x "$gpuslice" ] || die "no $gpuslice (ninja -C $build engine_bench)"
 # shellcheck disable=SC2034 # for machine_facts
 gpuslice_src=$gpuslice
@@ -83,7 +83,10 @@ m.ir_version = 8
 save(m, sys.argv[1])
 PY
 
-make_models
+if [ -n "${BENCH_MODELS:-}" ]; then make_models; else
+  python3 "$src/scripts/make_models.py" --out "$tmp/models" --models all >/dev/null ||
+    die "make_models.py failed (needs python3-onnx)"
+fi
 commit=$(git -C "$src" rev-parse --short HEAD)$(git -C "$src" diff --quiet HEAD -- src include || echo "+changes")
 blas_core=$(OPENBLAS_VERBOSE=2 "$gpuslice" --model "$tmp/models/cnn_small/1/model.onnx" \
   --iters 1 --warmup 0 2>&1 | sed -n 's/^Core: //p')

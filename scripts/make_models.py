@@ -11,13 +11,14 @@
   OUT/classifier/1/...     the demo's model: the same shape of MLP, larger:
                            FP32 [-1, 512] -> 2048 -> 100 (1.2 M weights), so
                            a request costs real compute on a CPU core.
-  OUT/resnet50/1/...       torchvision's ResNet-50 v1.5 (stride on each
-                           bottleneck's 3x3 conv) with 102 classes, as NVIDIA's
-                           MIG flower demo serves: input FP32 [-1, 3, 224,
-                           224] -> output FP32 [-1, 102] logits, in Conv,
-                           BatchNormalization (kept: the engine folds them),
-                           Relu, Add, MaxPool, GlobalAveragePool, Flatten and
-                           Gemm nodes; 23.7 M weights from the fixed seed;
+  OUT/resnet50/1/...       (--models all) torchvision's ResNet-50 v1.5
+                           (stride on each bottleneck's 3x3 conv) with 102
+                           classes, as NVIDIA's MIG flower demo serves: input
+                           FP32 [-1, 3, 224, 224] -> output FP32 [-1, 102]
+                           logits, in Conv, BatchNormalization (kept: the
+                           engine folds them), Relu, Add, MaxPool,
+                           GlobalAveragePool, Flatten and Gemm nodes; 23.7 M
+                           weights from the fixed seed;
                            OUT/resnet50/config.json: max_batch_size 64 and
                            dynamic batching.
   OUT/cnn_small/1/...      a small CNN for CPU tests: FP32 [-1, 3, 32, 32] ->
@@ -39,9 +40,10 @@ expected outputs come from an independent implementation, onnxruntime, with
 --onnxruntime-outputs TEST... (run by an interpreter that has it: the tests'
 venv).
 
---models NAME,... writes only those (default: all; --test-data writes all):
-resnet50 costs 95 MB and a few seconds, which a test of the worker alone may
-not want.
+--models NAME,... (or all) picks the models written; the default is all but
+resnet50, which is 95 MB, takes a few seconds to make, and takes a worker
+0.3 s and 280 MB to load: the serve tests expect a worker restarted within a
+second. --test-data writes all.
 
 Needs the onnx package: Debian's python3-onnx (scripts/install-deps.sh). If
 this interpreter lacks it, the script re-runs itself with /usr/bin/python3.
@@ -284,6 +286,7 @@ def cnn_small_model():
 BUILDERS = {"simple": simple_model, "mlp": mlp_model,
             "classifier": lambda: mlp_model("classifier"),
             "resnet50": resnet50_model, "cnn_small": cnn_small_model}
+DEFAULT_MODELS = [name for name in BUILDERS if name != "resnet50"]
 
 # max_batch_size 64 as the demo serves ResNet-50, a short queue delay so a
 # batch forms under load without holding a lone request long.
@@ -374,13 +377,14 @@ def main():
     parser.add_argument("--onnxruntime-outputs", metavar="TEST", nargs="+",
                         help="only fill in the expected outputs of these test "
                         "directories (written by --test-data) with onnxruntime")
-    parser.add_argument("--models", default=",".join(BUILDERS),
-                        help="the models to write, comma-separated (default: all)")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help="the models to write, comma-separated, or all "
+                        "(default: %s)" % ",".join(DEFAULT_MODELS))
     args = parser.parse_args()
     if args.onnxruntime_outputs:
         onnxruntime_outputs(args.onnxruntime_outputs)
         return
-    names = args.models.split(",")
+    names = list(BUILDERS) if args.models == "all" else args.models.split(",")
     if set(names) - set(BUILDERS):
         parser.error("--models: the models are " + ", ".join(BUILDERS))
     if args.test_data:
