@@ -143,6 +143,10 @@ typedef struct gs__node_s {
   int *in; /* value indexes; -1 for an omitted optional input */
   int out; /* every supported op has exactly one output */
   gs__params_t p;
+  /* The CPU kernels' copy of a constant W packed for their GEMM
+   * (kernels_conv.c), NULL when none; the model owns it. Other providers
+   * ignore it. */
+  float *cpu_weights;
 } gs__node_t;
 
 struct gs__op_s {
@@ -253,6 +257,10 @@ size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
  * Gemm (see gs__params_t). Removed nodes and the values only they used
  * leave the graph; folded weights are new constants the model owns. */
 int gs__fuse_graph(gs_model_t *m, gs_error_t *err);
+
+/* Packs the constant weights of the Conv nodes the CPU's own GEMM runs
+ * (kernels_conv.c), once at load, into gs__node_t.cpu_weights. */
+int gs__conv_prepack(gs_model_t *m, gs_error_t *err);
 
 /* Kernels (kernels_*.c), one per op, as gs__op_t.run. */
 int gs__run_binary(const gs__node_t *n, const gs__tensor_t *in,

@@ -39,26 +39,32 @@ static int pool3(const gs__node_t *n, const gs__tensor_t *x, pool3_t *t,
   return GS_OK;
 }
 
+/* Taps k in [0, n) with lo <= start + k * d < hi: [*first, *last). O(1),
+ * so that a huge kernel_shape costs nothing over the input it covers. */
+static void tap_range(int64_t start, int64_t d, int64_t n, int64_t lo,
+                      int64_t hi, int64_t *first, int64_t *last) {
+  if (start >= lo && start + (n - 1) * d < hi) { /* inside: most windows */
+    *first = 0;
+    *last = n;
+    return;
+  }
+  *first = start >= lo ? 0 : (lo - start + d - 1) / d;
+  *last = start >= hi ? 0 : (hi - 1 - start) / d + 1;
+  if (*last > n)
+    *last = n;
+  if (*first > *last)
+    *first = *last;
+}
+
 /* For the window at output o along dim i: the kernel taps [*lo, *hi) that
  * land inside the input, and how many land inside the padded input. */
 static int64_t taps(const pool3_t *t, unsigned i, int64_t o, int64_t *lo,
                     int64_t *hi) {
-  int64_t start = o * t->s[i] - t->pb[i], d = t->d[i], padded = 0;
-  *lo = t->k[i];
-  *hi = 0;
-  for (int64_t k = 0; k < t->k[i]; k++) {
-    int64_t at = start + k * d;
-    if (at >= -t->pb[i] && at < t->in[i] + t->pe[i])
-      padded++;
-    if (at >= 0 && at < t->in[i]) {
-      if (k < *lo)
-        *lo = k;
-      *hi = k + 1;
-    }
-  }
-  if (*lo > *hi)
-    *lo = *hi;
-  return padded;
+  int64_t start = o * t->s[i] - t->pb[i], plo, phi;
+  tap_range(start, t->d[i], t->k[i], 0, t->in[i], lo, hi);
+  tap_range(start, t->d[i], t->k[i], -t->pb[i], t->in[i] + t->pe[i], &plo,
+            &phi);
+  return phi - plo;
 }
 
 /* Visits every output of every plane: BODY sees x (the plane), starts
@@ -103,6 +109,34 @@ static int64_t taps(const pool3_t *t, unsigned i, int64_t o, int64_t *lo,
       }                                                                        \
   *yp = m
 
+/* MaxPool of FP32 planes with one or two spatial dims, a row at a time:
+ * for each kernel tap, one pass over the outputs it reaches, so that the
+ * maxima of neighbouring outputs are independent (vectorizable) instead
+ * of one long chain per window. */
+static void maxpool_rows(const pool3_t *t, const float *x, float *y) {
+  size_t w = (size_t)t->out[2];
+  for (size_t pl = 0; pl < t->planes; pl++, x += t->in_size)
+    for (int64_t o1 = 0; o1 < t->out[1]; o1++, y += w) {
+      int64_t s1 = o1 * t->s[1] - t->pb[1], l1, h1;
+      tap_range(s1, t->d[1], t->k[1], 0, t->in[1], &l1, &h1);
+      for (size_t o2 = 0; o2 < w; o2++)
+        y[o2] = -FLT_MAX;
+      for (int64_t k1 = l1; k1 < h1; k1++) {
+        const float *row = x + (s1 + k1 * t->d[1]) * t->in[2];
+        for (int64_t k2 = 0; k2 < t->k[2]; k2++) {
+          /* Outputs o2 whose tap k2 lands inside the row. */
+          int64_t off = k2 * t->d[2] - t->pb[2], lo, hi;
+          tap_range(off, t->s[2], t->out[2], 0, t->in[2], &lo, &hi);
+          const float *src = row + off;
+          for (int64_t o2 = lo; o2 < hi; o2++) {
+            float v = src[o2 * t->s[2]];
+            y[o2] = v > y[o2] ? v : y[o2];
+          }
+        }
+      }
+    }
+}
+
 int gs__run_maxpool(const gs__node_t *n, const gs__tensor_t *in,
                     gs__tensor_t *out, gs_error_t *err) {
   pool3_t t;
@@ -117,7 +151,10 @@ int gs__run_maxpool(const gs__node_t *n, const gs__tensor_t *in,
     POOL_WALK(int8_t, MAX_BODY(int8_t, INT8_MIN));
     break;
   default:
-    POOL_WALK(float, MAX_BODY(float, -FLT_MAX));
+    if (t.in[0] == 1 && t.out[0] == 1)
+      maxpool_rows(&t, in[0].data, out->data);
+    else
+      POOL_WALK(float, MAX_BODY(float, -FLT_MAX));
     break;
   }
   return GS_OK;

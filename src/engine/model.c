@@ -450,6 +450,8 @@ int gs_model_load_buffer(gs_model_t **out, const void *data, size_t size,
   rc = build_graph(m, (const Onnx__ModelProto *)msg, err);
   if (rc == GS_OK)
     rc = gs__fuse_graph(m, err);
+  if (rc == GS_OK)
+    rc = gs__conv_prepack(m, err);
 out:
   if (msg)
     protobuf_c_message_free_unpacked(msg, &budget.allocator);
@@ -490,6 +492,7 @@ void gs_model_destroy(gs_model_t *m) {
   for (size_t i = 0; i < m->n_nodes; i++) {
     free(m->nodes[i].name);
     free(m->nodes[i].in);
+    free(m->nodes[i].cpu_weights);
   }
   free(m->values);
   free(m->nodes);

@@ -303,7 +303,7 @@ int gs__conv_geometry(const gs__node_t *n, const gs__tensor_t *x,
       return geom_error(n, what, x, w, err);
     }
     for (unsigned i = 0; i < k; i++) {
-      if (p->n_spatial && p->kernel[i] != w->dims[2 + i])
+      if (p->kernel[i] && p->kernel[i] != w->dims[2 + i]) /* given */
         return geom_error(n, "kernel_shape disagrees with W's shape", x, w,
                           err);
       if (w->dims[2 + i] < 1 || w->dims[2 + i] > GEOM_MAX)

@@ -10,8 +10,17 @@
  * test whose model uses an op, attribute or type the engine does not
  * support is skipped with the engine's reason. Outputs must match as
  * ONNX's backend tests require: |got - want| <= 1e-7 + 1e-3 * |want|.
- * With --no-skip first, a skip counts as a failure.
- * Exit 0 when nothing failed, 1 otherwise, 77 when no tests were found. */
+ *
+ * A skip is a failure unless it is expected:
+ *   --no-skip           every skip fails;
+ *   --expected-skips F  a skip fails unless F lists the test (lines of
+ *                       "name  reason", '#' comments); a listed test that
+ *                       passes fails too (the entry is stale: left there it
+ *                       would hide the op regressing to unsupported), and
+ *                       listed tests that were not run are printed.
+ * Without either, skips only count as skips.
+ * Exit 0 when nothing failed, 1 otherwise (2: bad arguments or list), 77
+ * when no tests were found. */
 #include <ctype.h>
 #include <dirent.h>
 #include <math.h>
@@ -27,9 +36,27 @@
 #define MAX_PB_BYTES ((size_t)256 << 20)
 #define MAX_TENSORS 64
 
+#define MAX_EXPECTED 1024
+#define MAX_LIST_LINE 1024
+
 typedef struct {
   unsigned passed, skipped, failed, other;
 } tally_t;
+
+/* One entry of the expected-skip list. */
+typedef struct {
+  char *name, *reason;
+  unsigned line;
+  bool seen;
+} expected_t;
+
+static struct {
+  const char *path; /* NULL: no list */
+  expected_t e[MAX_EXPECTED];
+  unsigned n;
+} skips;
+
+static bool no_skip;
 
 static bool is_dir(const char *path) {
   struct stat st;
@@ -144,10 +171,10 @@ static bool run_data_set(gs_session_t *s, const gs_model_t *m, const char *dir,
   return ok;
 }
 
-/* 1 passed, 0 skipped, -1 failed; -2 not run (an unnamed test whose model
- * does not load). */
-static int run_test(const char *dir, const char *name, bool named) {
-  char path[4096], why[1200];
+/* 1 passed, 0 skipped (why says why), -1 failed (why says why); -2 not
+ * run (an unnamed test whose model does not load). */
+static int run_test(const char *dir, bool named, char *why, size_t size) {
+  char path[4096];
   gs_error_t err;
   gs_model_t *m = NULL;
   gs_session_t *s = NULL;
@@ -161,48 +188,127 @@ static int run_test(const char *dir, const char *name, bool named) {
     char *list = strstr(msg, "; the engine runs");
     if (list)
       *list = '\0';
-    printf(rc == GS_EUNSUPPORTED ? "SKIP %s (%s)\n" : "FAIL %s: %s\n", name,
-           msg);
+    snprintf(why, size, "%s", msg);
     return rc == GS_EUNSUPPORTED ? 0 : -1;
   }
   int result = 1, sets = 0;
   if (gs_session_create(&s, m, NULL, &err) != GS_OK) {
-    snprintf(why, sizeof why, "%s", err.msg);
+    snprintf(why, size, "%s", err.msg);
     result = -1;
   }
   for (int i = 0; result == 1; i++, sets++) {
     snprintf(path, sizeof path, "%s/test_data_set_%d", dir, i);
     if (!is_dir(path))
       break;
-    if (!run_data_set(s, m, path, why, sizeof why))
+    if (!run_data_set(s, m, path, why, size))
       result = -1;
   }
   if (result == 1 && sets == 0) {
-    snprintf(why, sizeof why, "no test_data_set_0");
+    snprintf(why, size, "no test_data_set_0");
     result = -1;
   }
-  if (result == 1)
-    printf("PASS %s%s\n", name, named ? "" : " (composite of supported ops)");
-  else
-    printf("FAIL %s: %s\n", name, why);
   gs_session_destroy(s);
   gs_model_destroy(m);
   return result;
 }
 
-static bool no_skip;
+static char *trim(char *p) {
+  while (isspace((unsigned char)*p))
+    p++;
+  char *end = p + strlen(p);
+  while (end > p && isspace((unsigned char)end[-1]))
+    *--end = '\0';
+  return p;
+}
 
-static void count(tally_t *t, int result) {
-  if (result == 1)
+/* Reads the expected-skip list; false (after saying why) when it is bad. */
+static bool load_skips(const char *path) {
+  FILE *f = fopen(path, "r");
+  char line[MAX_LIST_LINE];
+  unsigned no = 0;
+  bool ok = true;
+  if (!f) {
+    fprintf(stderr, "run_node_tests: cannot open %s\n", path);
+    return false;
+  }
+  skips.path = path;
+  while (ok && fgets(line, sizeof line, f)) {
+    no++;
+    if (!strchr(line, '\n') && !feof(f)) {
+      fprintf(stderr, "%s:%u: line longer than %d bytes\n", path, no,
+              MAX_LIST_LINE - 2);
+      ok = false;
+      break;
+    }
+    char *name = trim(line), *reason = name;
+    if (*name == '\0' || *name == '#')
+      continue;
+    while (*reason && !isspace((unsigned char)*reason))
+      reason++;
+    if (*reason)
+      *reason++ = '\0';
+    reason = trim(reason);
+    if (*reason == '\0') {
+      fprintf(stderr, "%s:%u: '%s' needs a reason after its name\n", path, no,
+              name);
+      ok = false;
+    } else if (skips.n == MAX_EXPECTED) {
+      fprintf(stderr, "%s:%u: more than %d entries\n", path, no, MAX_EXPECTED);
+      ok = false;
+    }
+    for (unsigned i = 0; ok && i < skips.n; i++)
+      if (strcmp(skips.e[i].name, name) == 0) {
+        fprintf(stderr, "%s:%u: '%s' is listed already on line %u\n", path, no,
+                name, skips.e[i].line);
+        ok = false;
+      }
+    if (ok)
+      skips.e[skips.n++] =
+          (expected_t){strdup(name), strdup(reason), no, false};
+  }
+  fclose(f);
+  return ok;
+}
+
+static expected_t *expected_skip(const char *name) {
+  for (unsigned i = 0; i < skips.n; i++)
+    if (strcmp(skips.e[i].name, name) == 0)
+      return &skips.e[i];
+  return NULL;
+}
+
+/* Prints one test's outcome and counts it, judging skips by --no-skip or
+ * the expected-skip list. */
+static void report(tally_t *t, const char *name, bool named, int result,
+                   const char *why) {
+  expected_t *e = expected_skip(name);
+  if (e && result != -2)
+    e->seen = true;
+  if (result == 1 && e) {
+    printf("FAIL %s: passes, but %s:%u lists it as an expected skip (%s): "
+           "remove the entry\n",
+           name, skips.path, e->line, e->reason);
+    t->failed++;
+  } else if (result == 1) {
+    printf("PASS %s%s\n", name, named ? "" : " (composite of supported ops)");
     t->passed++;
-  else if (result == 0 && !no_skip)
+  } else if (result == 0 && no_skip) {
+    printf("FAIL %s: skipped (%s)\n", name, why);
+    t->failed++;
+  } else if (result == 0 && skips.path && !e) {
+    printf("FAIL %s: skipped (%s), and %s does not list it\n", name, why,
+           skips.path);
+    t->failed++;
+  } else if (result == 0) {
+    printf("SKIP %s (%s)%s%s\n", name, why, e ? "; expected: " : "",
+           e ? e->reason : "");
     t->skipped++;
-  else if (result == 0)
+  } else if (result == -1) {
+    printf("FAIL %s: %s\n", name, why);
     t->failed++;
-  else if (result == -1)
-    t->failed++;
-  else
+  } else {
     t->other++;
+  }
 }
 
 static int name_cmp(const void *a, const void *b) {
@@ -211,7 +317,7 @@ static int name_cmp(const void *a, const void *b) {
 
 static void run_tree(const char *root, tally_t *t) {
   DIR *d = opendir(root);
-  char **names = NULL, path[4096];
+  char **names = NULL, path[4096], why[1200];
   size_t n = 0, cap = 0;
   struct dirent *e;
   while (d && (e = readdir(d)) != NULL) {
@@ -230,8 +336,9 @@ static void run_tree(const char *root, tally_t *t) {
     closedir(d);
   qsort(names, n, sizeof *names, name_cmp);
   for (size_t i = 0; i < n; i++) {
+    bool named = names_supported_op(names[i]);
     snprintf(path, sizeof path, "%s/%s", root, names[i]);
-    count(t, run_test(path, names[i], names_supported_op(names[i])));
+    report(t, names[i], named, run_test(path, named, why, sizeof why), why);
     free(names[i]);
   }
   free(names);
@@ -239,16 +346,28 @@ static void run_tree(const char *root, tally_t *t) {
 
 int main(int argc, char **argv) {
   tally_t t = {0};
-  char model[4096];
+  char model[4096], why[1200];
   gs_engine_set_threads(1, NULL);
   int first = 1;
-  if (argc > 1 && strcmp(argv[1], "--no-skip") == 0)
-    no_skip = true, first = 2;
+  for (; first < argc && strncmp(argv[first], "--", 2) == 0; first++) {
+    if (strcmp(argv[first], "--no-skip") == 0) {
+      no_skip = true;
+    } else if (strcmp(argv[first], "--expected-skips") == 0 &&
+               first + 1 < argc) {
+      if (!load_skips(argv[++first]))
+        return 2;
+    } else {
+      fprintf(stderr, "usage: run_node_tests [--no-skip | --expected-skips "
+                      "LIST] DIR...\n");
+      return 2;
+    }
+  }
   for (int i = first; i < argc; i++) {
     snprintf(model, sizeof model, "%s/model.onnx", argv[i]);
     if (is_file(model)) {
       const char *base = strrchr(argv[i], '/');
-      count(&t, run_test(argv[i], base ? base + 1 : argv[i], true));
+      base = base ? base + 1 : argv[i];
+      report(&t, base, true, run_test(argv[i], true, why, sizeof why), why);
     } else if (is_dir(argv[i])) {
       run_tree(argv[i], &t);
     } else {
@@ -257,8 +376,17 @@ int main(int argc, char **argv) {
              argv[i]);
     }
   }
-  printf("%u passed, %u skipped, %u failed; %u tests of other ops not run\n",
-         t.passed, t.skipped, t.failed, t.other);
+  bool ran = t.passed + t.skipped + t.failed + t.other > 0;
+  for (unsigned i = 0; i < skips.n; i++) {
+    if (ran && !skips.e[i].seen)
+      printf("note: %s:%u lists %s, which was not among the tests run\n",
+             skips.path, skips.e[i].line, skips.e[i].name);
+    free(skips.e[i].name);
+    free(skips.e[i].reason);
+  }
+  printf("%u passed, %u skipped%s, %u failed; %u tests of other ops not run\n",
+         t.passed, t.skipped, skips.path && t.skipped ? " (all expected)" : "",
+         t.failed, t.other);
   if (t.failed)
     return 1;
   return t.passed + t.skipped == 0 ? 77 : 0;

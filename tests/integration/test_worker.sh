@@ -19,18 +19,18 @@ grep -q "model 'broken' is not ready" "$tmp/log" ||
   { echo "FAIL: broken model not reported"; cat "$tmp/log"; exit 1; }
 fails=0
 
-# check NAME EXPECTED_STATUS [BODY_REGEX] -- curl args
+# check NAME EXPECTED_STATUS BODY_REGEX -- curl args: passes when the status
+# is EXPECTED_STATUS and, unless BODY_REGEX is '', the body matches it.
 check() {
-  local name=$1 want=$2 re=$3
+  local name=$1 want=$2 re=$3 got
+  [ "${4-}" = -- ] || { echo "FAIL: check '$name': no -- before the curl arguments"; exit 1; }
   shift 4
-  local got
   got=$(curl -s -o "$tmp/body" -w '%{http_code}' "$@")
-  if [ "$got" != "$want" ] || ! grep -Eq -- "$re" "$tmp/body" 2>/dev/null &&
-    [ -n "$re" ]; then
+  if [ "$got" = "$want" ] && { [ -z "$re" ] || grep -Eq -- "$re" "$tmp/body"; }; then
+    echo "ok: $name ($got)"
+  else
     echo "FAIL: $name: status $got (want $want), body: $(head -c 300 "$tmp/body")"
     fails=$((fails + 1))
-  else
-    echo "ok: $name ($got)"
   fi
 }
 J=(-H 'Content-Type: application/json')

@@ -6,8 +6,10 @@
  * do not match the model's metadata are refused; intermediate tensors whose
  * lifetimes do not overlap share memory; a batch of N runs like N rows. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -730,6 +732,648 @@ static void test_names_and_threads(void **state) {
   assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
 }
 
+/* --- CNN ops ------------------------------------------------------------ */
+
+static Onnx__AttributeProto *attr_ints(const char *name, size_t n,
+                                       const int64_t *v) {
+  Onnx__AttributeProto *a =
+      attr(name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+  a->n_ints = n;
+  a->ints = keep(calloc(n + 1, sizeof *a->ints));
+  memcpy(a->ints, v, n * sizeof *v);
+  return a;
+}
+
+#define INTS(name, ...)                                                        \
+  attr_ints(name, sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t),          \
+            (int64_t[]){__VA_ARGS__})
+
+static Onnx__AttributeProto *attr_s(const char *name, const char *v) {
+  Onnx__AttributeProto *a =
+      attr(name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+  a->has_s = 1;
+  a->s.len = strlen(v);
+  a->s.data = (uint8_t *)str(v);
+  return a;
+}
+
+static size_t count_of(unsigned rank, const int64_t *dims) {
+  size_t n = 1;
+  for (unsigned i = 0; i < rank; i++)
+    n *= (size_t)dims[i];
+  return n;
+}
+
+/* Deterministic test data in [-1, 1). */
+static float *ramp(size_t n, unsigned seed) {
+  float *v = keep(malloc(n * sizeof *v + 1));
+  uint32_t s = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    v[i] = (float)(s >> 8) / (float)(1u << 23) - 1.0f;
+  }
+  return v;
+}
+
+/* Runs g on FP32 inputs named x0, x1, ... and returns a copy of output
+ * `out` (its shape in *shape); *nodes is the node count after loading. */
+static float *run_graph(const graph_t *g, size_t n_in, const gs_tensor_t *in,
+                        size_t out, gs_tensor_t *shape, size_t *nodes) {
+  gs_model_t *m = load(g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  if (gs_session_run(s, in, n_in, &err) != GS_OK)
+    fail_msg("run failed: %s", err.msg);
+  const gs_tensor_t *y = gs_session_output(s, out);
+  float *copy = keep(malloc(y->bytes + 1));
+  memcpy(copy, y->data, y->bytes);
+  if (shape)
+    *shape = *y;
+  if (nodes)
+    *nodes = gs_model_node_count(m);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+  return copy;
+}
+
+static void assert_close(const float *got, const float *want, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (fabsf(got[i] - want[i]) > 1e-4f * (1.0f + fabsf(want[i])))
+      fail_msg("element %zu: %g, want %g", i, got[i], want[i]);
+}
+
+/* The output shape a one-node model plans for input dims xd. */
+static void plan_shape(const graph_t *g, unsigned rank, const int64_t *xd,
+                       unsigned want_rank, const int64_t *want) {
+  gs_model_t *m = load(g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  gs_tensor_t in =
+      tensor("x", GS_DTYPE_FP32, rank, xd, ramp(count_of(rank, xd), 1));
+  if (gs_session_plan(s, &in, 1, &err) != GS_OK)
+    fail_msg("plan failed: %s", err.msg);
+  const gs_tensor_t *y = gs_session_output(s, 0);
+  assert_int_equal(y->rank, want_rank);
+  for (unsigned i = 0; i < want_rank; i++)
+    if (y->shape[i] != want[i])
+      fail_msg("dim %u: %lld, want %lld", i, (long long)y->shape[i],
+               (long long)want[i]);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+static graph_t pool_graph(const char *op, Onnx__AttributeProto *a0,
+                          Onnx__AttributeProto *a1, Onnx__AttributeProto *a2,
+                          Onnx__AttributeProto *a3) {
+  graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1};
+  g.nodes[0] = node(op, "pool", "x", "y", a0, a1, a2, a3, NULL);
+  g.in[0] = info("x", ELEM_F32, -1, NULL);
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  return g;
+}
+
+/* Output size per ONNX's Conv/MaxPool spec: floor((in + pad_begin + pad_end
+ * - dilation * (kernel - 1) - 1) / stride) + 1; ceil instead of floor with
+ * ceil_mode, where a window that would start in the right padding is
+ * dropped; SAME_* gives ceil(in / stride) with the odd pad at the end
+ * (UPPER) or the beginning (LOWER); VALID pads nothing. */
+static void test_conv_geometry(void **state) {
+  (void)state;
+  graph_t g = pool_graph("MaxPool", INTS("kernel_shape", 3), INTS("pads", 1, 1),
+                         INTS("strides", 2), NULL);
+  /* (7 + 2 - 2 - 1) / 2 + 1 = 4 */
+  plan_shape(&g, 3, (int64_t[]){1, 2, 7}, 3, (int64_t[]){1, 2, 4});
+  g = pool_graph("MaxPool", INTS("kernel_shape", 3), INTS("pads", 1, 1),
+                 INTS("strides", 2), INTS("dilations", 2));
+  /* (7 + 2 - 4 - 1) / 2 + 1 = 3 */
+  plan_shape(&g, 3, (int64_t[]){1, 2, 7}, 3, (int64_t[]){1, 2, 3});
+  /* 4, k 3, s 2: floor 1, ceil 2. */
+  g = pool_graph("MaxPool", INTS("kernel_shape", 3, 3), INTS("strides", 2, 2),
+                 attr_i("ceil_mode", 1), NULL);
+  plan_shape(&g, 4, (int64_t[]){1, 1, 4, 4}, 4, (int64_t[]){1, 1, 2, 2});
+  /* 4, k 2, s 3, pads 0/2: ceil(4 / 3) + 1 = 3, but the third window would
+   * start at 6, in the right padding: 2. */
+  g = pool_graph("AveragePool", INTS("kernel_shape", 2), INTS("strides", 3),
+                 INTS("pads", 0, 2), attr_i("ceil_mode", 1));
+  plan_shape(&g, 3, (int64_t[]){1, 1, 4}, 3, (int64_t[]){1, 1, 2});
+  /* VALID: (7 - 3) / 2 + 1 = 3 per dim, 3-D. */
+  g = pool_graph("MaxPool", INTS("kernel_shape", 3, 3, 3),
+                 INTS("strides", 2, 2, 2), attr_s("auto_pad", "VALID"), NULL);
+  plan_shape(&g, 5, (int64_t[]){2, 3, 7, 7, 8}, 5, (int64_t[]){2, 3, 3, 3, 3});
+  /* SAME: 6 / 2 = 3 outputs, 1 pad: at the end (UPPER) or the beginning
+   * (LOWER); on the ramp 0..5, max windows are {0,1,2},{2,3,4},{4,5,pad}
+   * or {pad,0,1},{1,2,3},{3,4,5}. */
+  const float x[6] = {0, 1, 2, 3, 4, 5}, upper[3] = {2, 4, 5},
+              lower[3] = {1, 3, 5};
+  const int64_t xd[3] = {1, 1, 6};
+  g = pool_graph("MaxPool", INTS("kernel_shape", 3), INTS("strides", 2),
+                 attr_s("auto_pad", "SAME_UPPER"), NULL);
+  run_f32(&g, 3, xd, x, upper, 3);
+  g = pool_graph("MaxPool", INTS("kernel_shape", 3), INTS("strides", 2),
+                 attr_s("auto_pad", "SAME_LOWER"), NULL);
+  run_f32(&g, 3, xd, x, lower, 3);
+  /* On 0..6 with pads 1/0, k 3, s 2, ceil_mode: windows {pad,0,1},
+   * {1,2,3}, {3,4,5} and the partial {5,6}. count_include_pad counts the
+   * pad in the first (1/3, not 1/2), never what lies past the padded
+   * input (the last stays 5.5). */
+  const float x7[7] = {0, 1, 2, 3, 4, 5, 6};
+  const float incl[4] = {1.0f / 3, 2, 4, 5.5f}, excl[4] = {0.5f, 2, 4, 5.5f};
+  g = pool_graph("AveragePool", INTS("kernel_shape", 3), INTS("strides", 2),
+                 INTS("pads", 1, 0), attr_i("ceil_mode", 1));
+  run_f32(&g, 3, (int64_t[]){1, 1, 7}, x7, excl, 4);
+  g.nodes[0]->attribute[g.nodes[0]->n_attribute++] =
+      attr_i("count_include_pad", 1);
+  run_f32(&g, 3, (int64_t[]){1, 1, 7}, x7, incl, 4);
+  /* Conv: channels out from W; 2-D, stride 2, asymmetric pads. */
+  graph_t c = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
+  const int64_t wd[4] = {5, 3, 3, 2};
+  c.init[0] = init_tensor("w", ELEM_F32, 4, wd, ramp(90, 1));
+  c.nodes[0] = node("Conv", "conv", "x,w", "y", INTS("strides", 2, 1),
+                    INTS("pads", 1, 0, 0, 1), NULL);
+  c.in[0] = info("x", ELEM_F32, 4, (int64_t[]){-1, 3, -1, -1});
+  c.out[0] = info("y", ELEM_F32, -1, NULL);
+  /* H: (9 + 1 - 3) / 2 + 1 = 4; W: (5 + 1 - 2) / 1 + 1 = 5 */
+  plan_shape(&c, 4, (int64_t[]){2, 3, 9, 5}, 4, (int64_t[]){2, 5, 4, 5});
+}
+
+/* Conv by its definition, over 3 spatial dims (leading ones of size 1):
+ * y[n][m][o] = b[m] + sum over c of the group of m and over kernel taps k
+ * of w[m][c][k] * x[n][g*C/G + c][o*stride - pad_begin + k*dilation]. */
+typedef struct {
+  int64_t n, c, m, group, in[3], k[3], s[3], d[3], pb[3], out[3];
+} ref_conv_t;
+
+static float *ref_conv(const ref_conv_t *r, const float *x, const float *w,
+                       const float *b) {
+  int64_t cg = r->c / r->group, mg = r->m / r->group;
+  size_t osz = (size_t)(r->out[0] * r->out[1] * r->out[2]);
+  float *y = keep(calloc((size_t)(r->n * r->m) * osz + 1, sizeof *y));
+  for (int64_t n = 0; n < r->n; n++)
+    for (int64_t m = 0; m < r->m; m++)
+      for (size_t o = 0; o < osz; o++) {
+        int64_t od[3] = {(int64_t)o / (r->out[1] * r->out[2]),
+                         (int64_t)o / r->out[2] % r->out[1],
+                         (int64_t)o % r->out[2]};
+        float sum = b ? b[m] : 0.0f;
+        for (int64_t c = 0; c < cg; c++)
+          for (int64_t k0 = 0; k0 < r->k[0]; k0++)
+            for (int64_t k1 = 0; k1 < r->k[1]; k1++)
+              for (int64_t k2 = 0; k2 < r->k[2]; k2++) {
+                int64_t kk[3] = {k0, k1, k2}, at[3];
+                bool inside = true;
+                for (int i = 0; i < 3; i++) {
+                  at[i] = od[i] * r->s[i] - r->pb[i] + kk[i] * r->d[i];
+                  inside = inside && at[i] >= 0 && at[i] < r->in[i];
+                }
+                if (!inside)
+                  continue;
+                int64_t xc = (m / mg) * cg + c;
+                sum += w[((m * cg + c) * r->k[0] + k0) * r->k[1] * r->k[2] +
+                         k1 * r->k[2] + k2] *
+                       x[(((n * r->c + xc) * r->in[0] + at[0]) * r->in[1] +
+                          at[1]) *
+                             r->in[2] +
+                         at[2]];
+              }
+        y[(size_t)(n * r->m + m) * osz + o] = sum;
+      }
+  return y;
+}
+
+/* Runs a Conv node with the given attributes against ref_conv. */
+static void check_conv(const ref_conv_t *r, unsigned spatial, bool bias,
+                       Onnx__AttributeProto *a0, Onnx__AttributeProto *a1,
+                       Onnx__AttributeProto *a2, Onnx__AttributeProto *a3) {
+  int64_t xd[5] = {r->n, r->c}, wd[5] = {r->m, r->c / r->group};
+  for (unsigned i = 0; i < spatial; i++) {
+    xd[2 + i] = r->in[3 - spatial + i];
+    wd[2 + i] = r->k[3 - spatial + i];
+  }
+  size_t nx = count_of(spatial + 2, xd), nw = count_of(spatial + 2, wd);
+  const float *x = ramp(nx, 2), *w = ramp(nw, 3), *b = ramp((size_t)r->m, 4);
+  graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1 + bias};
+  g.init[0] = init_tensor("w", ELEM_F32, spatial + 2, wd, w);
+  if (bias)
+    g.init[1] = init_tensor("b", ELEM_F32, 1, (int64_t[]){r->m}, b);
+  g.nodes[0] =
+      node("Conv", "conv", bias ? "x,w,b" : "x,w", "y", a0, a1, a2, a3, NULL);
+  g.in[0] = info("x", ELEM_F32, -1, NULL);
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  gs_tensor_t in = tensor("x", GS_DTYPE_FP32, spatial + 2, xd, x), shape;
+  float *y = run_graph(&g, 1, &in, 0, &shape, NULL);
+  for (unsigned i = 0; i < spatial; i++)
+    assert_int_equal(shape.shape[2 + i], r->out[3 - spatial + i]);
+  assert_close(y, ref_conv(r, x, w, bias ? b : NULL),
+               (size_t)(r->n * r->m * r->out[0] * r->out[1] * r->out[2]));
+}
+
+/* Conv values against the definition: grouped with strides, dilations and
+ * asymmetric pads (im2col), depthwise and a channel multiplier (direct),
+ * 1x1 (the direct sgemm), 1-D, 3-D. */
+static void test_conv_values(void **state) {
+  (void)state;
+  /* H: (7 + 1 + 2 - 1 * (2 - 1) - 1) / 2 + 1 = 5;
+   * W: (6 + 0 + 1 - 2 * (2 - 1) - 1) / 1 + 1 = 5 */
+  ref_conv_t grouped = {.n = 2,
+                        .c = 4,
+                        .m = 6,
+                        .group = 2,
+                        .in = {1, 7, 6},
+                        .k = {1, 2, 2},
+                        .s = {1, 2, 1},
+                        .d = {1, 1, 2},
+                        .pb = {0, 1, 0},
+                        .out = {1, 5, 5}};
+  check_conv(&grouped, 2, true, attr_i("group", 2), INTS("strides", 2, 1),
+             INTS("dilations", 1, 2), INTS("pads", 1, 0, 2, 1));
+  ref_conv_t depthwise = {.n = 1,
+                          .c = 3,
+                          .m = 3,
+                          .group = 3,
+                          .in = {1, 5, 5},
+                          .k = {1, 3, 3},
+                          .s = {1, 1, 1},
+                          .d = {1, 1, 1},
+                          .pb = {0, 1, 1},
+                          .out = {1, 5, 5}};
+  check_conv(&depthwise, 2, false, attr_i("group", 3),
+             INTS("kernel_shape", 3, 3), INTS("pads", 1, 1, 1, 1), NULL);
+  /* Depthwise with a channel multiplier of 2, stride 2, dilation 2:
+   * (9 + 2 + 2 - 2 * (3 - 1) - 1) / 2 + 1 = 5. */
+  ref_conv_t multiplier = {.n = 2,
+                           .c = 4,
+                           .m = 8,
+                           .group = 4,
+                           .in = {1, 9, 9},
+                           .k = {1, 3, 3},
+                           .s = {1, 2, 2},
+                           .d = {1, 2, 2},
+                           .pb = {0, 2, 2},
+                           .out = {1, 5, 5}};
+  check_conv(&multiplier, 2, true, attr_i("group", 4), INTS("strides", 2, 2),
+             INTS("dilations", 2, 2), INTS("pads", 2, 2, 2, 2));
+  ref_conv_t pointwise = {.n = 2,
+                          .c = 5,
+                          .m = 4,
+                          .group = 1,
+                          .in = {1, 3, 3},
+                          .k = {1, 1, 1},
+                          .s = {1, 1, 1},
+                          .d = {1, 1, 1},
+                          .out = {1, 3, 3}};
+  check_conv(&pointwise, 2, true, NULL, NULL, NULL, NULL);
+  ref_conv_t one_d = {.n = 1,
+                      .c = 2,
+                      .m = 3,
+                      .group = 1,
+                      .in = {1, 1, 9},
+                      .k = {1, 1, 3},
+                      .s = {1, 1, 2},
+                      .d = {1, 1, 1},
+                      .pb = {0, 0, 1},
+                      .out = {1, 1, 5}};
+  check_conv(&one_d, 1, true, attr_s("auto_pad", "SAME_UPPER"),
+             INTS("strides", 2), NULL, NULL);
+  ref_conv_t three_d = {.n = 1,
+                        .c = 2,
+                        .m = 2,
+                        .group = 1,
+                        .in = {4, 3, 5},
+                        .k = {2, 2, 2},
+                        .s = {2, 1, 1},
+                        .d = {1, 1, 1},
+                        .pb = {0, 0, 0},
+                        .out = {2, 2, 4}};
+  check_conv(&three_d, 3, false, INTS("strides", 2, 1, 1), NULL, NULL, NULL);
+  /* Sizes for the packed GEMM (AVX-512): 20 filters (8-row panels and a
+   * 4-row edge), K = 40 * 9 = 360 (two 256-step passes), N = 9 * 7 = 63
+   * (a full and a 31-column panel); grouped with 9 filters per group; a
+   * 1x1 over 300 channels with 35 outputs. */
+  ref_conv_t wide = {.n = 2,
+                     .c = 40,
+                     .m = 20,
+                     .group = 1,
+                     .in = {1, 9, 7},
+                     .k = {1, 3, 3},
+                     .s = {1, 1, 1},
+                     .d = {1, 1, 1},
+                     .pb = {0, 1, 1},
+                     .out = {1, 9, 7}};
+  check_conv(&wide, 2, true, INTS("pads", 1, 1, 1, 1), NULL, NULL, NULL);
+  ref_conv_t wide_grouped = {.n = 1,
+                             .c = 16,
+                             .m = 18,
+                             .group = 2,
+                             .in = {1, 8, 8},
+                             .k = {1, 3, 3},
+                             .s = {1, 2, 2},
+                             .d = {1, 1, 1},
+                             .pb = {0, 0, 0},
+                             .out = {1, 3, 3}};
+  check_conv(&wide_grouped, 2, true, attr_i("group", 2), INTS("strides", 2, 2),
+             NULL, NULL);
+  ref_conv_t wide_pointwise = {.n = 1,
+                               .c = 300,
+                               .m = 9,
+                               .group = 1,
+                               .in = {1, 5, 7},
+                               .k = {1, 1, 1},
+                               .s = {1, 1, 1},
+                               .d = {1, 1, 1},
+                               .out = {1, 5, 7}};
+  check_conv(&wide_pointwise, 2, false, NULL, NULL, NULL, NULL);
+}
+
+/* Conv [-> BatchNormalization] [-> Add z] [-> Relu], with every step
+ * also a graph output when unfused (a graph output is never fused away). */
+static graph_t conv_chain(int64_t m, bool bn, bool add, const char *act,
+                          bool unfused) {
+  const int64_t wd[4] = {m, 3, 3, 3}, cd[1] = {m};
+  graph_t g = {.n_in = 1 + add, .n_out = 1, .n_init = bn ? 6 : 2};
+  g.init[0] = init_tensor("w", ELEM_F32, 4, wd, ramp((size_t)m * 27, 5));
+  g.init[1] = init_tensor("b", ELEM_F32, 1, cd, ramp((size_t)m, 6));
+  if (bn) {
+    const char *names[4] = {"scale", "beta", "mean", "var"};
+    for (int i = 0; i < 4; i++) {
+      float *v = ramp((size_t)m, 7 + (unsigned)i);
+      for (int64_t k = 0; i == 3 && k < m; k++)
+        v[k] += 1.5f; /* a variance is positive */
+      g.init[2 + i] = init_tensor(names[i], ELEM_F32, 1, cd, v);
+    }
+  }
+  const char *last = "c";
+  g.nodes[g.n_nodes++] =
+      node("Conv", "conv", "x,w,b", "c", INTS("pads", 1, 1, 1, 1), NULL);
+  if (bn) {
+    g.nodes[g.n_nodes++] =
+        node("BatchNormalization", "bn", "c,scale,beta,mean,var", "n",
+             attr_f("epsilon", 1e-3f), NULL);
+    last = "n";
+  }
+  if (add) {
+    char in[8];
+    snprintf(in, sizeof in, "z,%s", last); /* the residual comes first */
+    g.nodes[g.n_nodes++] = node("Add", "add", in, "s", NULL);
+    last = "s";
+  }
+  if (act) {
+    g.nodes[g.n_nodes++] = node(act, "act", last, "r", NULL);
+    last = "r";
+  }
+  const int64_t yd[4] = {-1, m, 5, 5};
+  g.out[0] = info(last, ELEM_F32, 4, yd);
+  const char *steps[4] = {"c", "n", "s", "r"};
+  for (int i = 0; unfused && i < 4; i++)
+    if (strcmp(steps[i], last) != 0 &&
+        (i == 0 || (i == 1 && bn) || (i == 2 && add) || (i == 3 && act)))
+      g.out[g.n_out++] = info(steps[i], ELEM_F32, 4, yd);
+  g.in[0] = info("x", ELEM_F32, 4, (int64_t[]){-1, 3, 5, 5});
+  if (add)
+    g.in[1] = info("z", ELEM_F32, 4, yd);
+  return g;
+}
+
+static void check_conv_fusion(int64_t m) {
+  const int64_t xd[4] = {2, 3, 5, 5}, zd[4] = {2, m, 5, 5};
+  const size_t ny = 2 * (size_t)m * 5 * 5;
+  gs_tensor_t in[2] = {tensor("x", GS_DTYPE_FP32, 4, xd, ramp(150, 11)),
+                       tensor("z", GS_DTYPE_FP32, 4, zd, ramp(ny, 12))};
+  struct {
+    bool bn, add;
+    const char *act;
+    size_t fused_nodes, unfused_nodes;
+  } cases[] = {{true, false, NULL, 1, 2},   {true, true, "Relu", 1, 4},
+               {false, true, NULL, 1, 2},   {false, false, "Relu", 1, 2},
+               {true, false, "Relu", 1, 3}, {false, true, "Relu", 1, 3}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t n_fused, n_unfused;
+    graph_t f = conv_chain(m, cases[i].bn, cases[i].add, cases[i].act, false);
+    graph_t u = conv_chain(m, cases[i].bn, cases[i].add, cases[i].act, true);
+    float *yf = run_graph(&f, f.n_in, in, 0, NULL, &n_fused);
+    float *yu = run_graph(&u, u.n_in, in, 0, NULL, &n_unfused);
+    assert_int_equal(n_fused, cases[i].fused_nodes);
+    assert_int_equal(n_unfused, cases[i].unfused_nodes);
+    assert_close(yf, yu, ny);
+  }
+  /* Clip(0, 0.5) with constant bounds fuses; a bound that is a graph
+   * input does not, and both compute the same. */
+  graph_t g = conv_chain(m, false, false, NULL, false);
+  g.nodes[g.n_nodes++] = node("Clip", "clip", "c,lo,hi", "y", NULL);
+  g.init[g.n_init++] = init_tensor("lo", ELEM_F32, 0, NULL, (float[]){0});
+  g.init[g.n_init++] = init_tensor("hi", ELEM_F32, 0, NULL, (float[]){0.5f});
+  g.out[0] = info("y", ELEM_F32, 4, (int64_t[]){-1, m, 5, 5});
+  size_t n_fused, n_plain;
+  float *yf = run_graph(&g, 1, in, 0, NULL, &n_fused);
+  g.n_init--;
+  g.in[g.n_in++] = info("hi", ELEM_F32, 0, NULL);
+  gs_tensor_t in2[2] = {in[0],
+                        tensor("hi", GS_DTYPE_FP32, 0, NULL, (float[]){0.5f})};
+  float *yp = run_graph(&g, 2, in2, 0, NULL, &n_plain);
+  assert_int_equal(n_fused, 1);
+  assert_int_equal(n_plain, 2);
+  assert_close(yf, yp, ny);
+}
+
+/* The fusion passes keep the result: a BatchNormalization folded into the
+ * Conv's weights equals the BatchNormalization run; Add and Relu fused
+ * into the Conv equal them run as nodes, y = relu(conv(x, w) + b + z).
+ * 4 filters run the BLAS path, 12 the packed GEMM (where AVX-512 is),
+ * whose tile applies bias, residual and activation as it stores. */
+static void test_conv_fusion(void **state) {
+  (void)state;
+  check_conv_fusion(4);
+  check_conv_fusion(12);
+}
+
+/* A residual produced after the Conv in topological order (ResNet's
+ * projection shortcut): the fused node still runs after its producer. */
+static void test_conv_fusion_order(void **state) {
+  (void)state;
+  const int64_t wd[4] = {2, 2, 1, 1}, xd[4] = {1, 2, 3, 3};
+  graph_t g = {.n_nodes = 4, .n_in = 1, .n_out = 1, .n_init = 2};
+  g.init[0] = init_tensor("wa", ELEM_F32, 4, wd, ramp(4, 21));
+  g.init[1] = init_tensor("wb", ELEM_F32, 4, wd, ramp(4, 22));
+  g.nodes[0] = node("Conv", "main", "x,wa", "a", NULL);
+  g.nodes[1] = node("Conv", "shortcut", "x,wb", "b", NULL);
+  g.nodes[2] = node("Add", "add", "a,b", "s", NULL);
+  g.nodes[3] = node("Relu", "relu", "s", "y", NULL);
+  g.in[0] = info("x", ELEM_F32, 4, xd);
+  g.out[0] = info("y", ELEM_F32, 4, xd);
+  gs_tensor_t in = tensor("x", GS_DTYPE_FP32, 4, xd, ramp(18, 23));
+  size_t fused, unfused;
+  float *yf = run_graph(&g, 1, &in, 0, NULL, &fused);
+  g.out[g.n_out++] = info("a", ELEM_F32, 4, xd);
+  g.out[g.n_out++] = info("b", ELEM_F32, 4, xd);
+  g.out[g.n_out++] = info("s", ELEM_F32, 4, xd);
+  float *yu = run_graph(&g, 1, &in, 0, NULL, &unfused);
+  assert_int_equal(fused, 2);
+  assert_int_equal(unfused, 4);
+  assert_close(yf, yu, 18);
+  /* Gemm + Relu fuses too. */
+  graph_t m = {.n_nodes = 2, .n_in = 1, .n_out = 1, .n_init = 1};
+  m.init[0] = init_tensor("w", ELEM_F32, 2, (int64_t[]){3, 2}, ramp(6, 24));
+  m.nodes[0] = node("Gemm", "fc", "x,w", "h", NULL);
+  m.nodes[1] = node("Relu", "relu", "h", "y", NULL);
+  m.in[0] = info("x", ELEM_F32, 2, (int64_t[]){2, 3});
+  m.out[0] = info("y", ELEM_F32, 2, (int64_t[]){2, 2});
+  gs_tensor_t mx =
+      tensor("x", GS_DTYPE_FP32, 2, (int64_t[]){2, 3}, ramp(6, 25));
+  float *ym = run_graph(&m, 1, &mx, 0, NULL, &fused);
+  m.out[m.n_out++] = info("h", ELEM_F32, 2, (int64_t[]){2, 2});
+  float *hm = run_graph(&m, 1, &mx, 1, NULL, &unfused);
+  assert_int_equal(fused, 1);
+  assert_int_equal(unfused, 2);
+  for (int i = 0; i < 4; i++)
+    assert_true(ym[i] == (hm[i] > 0 ? hm[i] : 0));
+}
+
+/* Two sessions of one model run Convs at once from two threads, with the
+ * engine at two threads: the conv's thread pool serves one caller at a
+ * time and the other runs its parts itself; both get the one-thread
+ * result. (Sized over the pool's thresholds: 32 x 216 x 960 per image.) */
+typedef struct {
+  const gs_model_t *m;
+  const gs_tensor_t *in;
+  const float *want;
+  size_t n;
+  int bad;
+} concurrent_t;
+
+static void *run_concurrent(void *arg) {
+  concurrent_t *c = arg;
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  if (gs_session_create(&s, c->m, NULL, &err) != GS_OK) {
+    c->bad = 1;
+    return NULL;
+  }
+  for (int i = 0; i < 20 && !c->bad; i++)
+    if (gs_session_run(s, c->in, 1, &err) != GS_OK ||
+        memcmp(gs_session_output(s, 0)->data, c->want, c->n * sizeof(float)) !=
+            0)
+      c->bad = 1;
+  gs_session_destroy(s);
+  return NULL;
+}
+
+static void test_conv_threads(void **state) {
+  (void)state;
+  const int64_t xd[4] = {2, 24, 24, 40}, wd[4] = {32, 24, 3, 3};
+  graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
+  g.init[0] = init_tensor("w", ELEM_F32, 4, wd, ramp(32 * 24 * 9, 41));
+  g.nodes[0] = node("Conv", "conv", "x,w", "y", INTS("pads", 1, 1, 1, 1), NULL);
+  g.in[0] = info("x", ELEM_F32, 4, xd);
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  gs_tensor_t in = tensor("x", GS_DTYPE_FP32, 4, xd, ramp(2 * 24 * 960, 42));
+  gs_error_t err = {0};
+  assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
+  const size_t n = 2 * 32 * 24 * 40;
+  float *want = run_graph(&g, 1, &in, 0, NULL, NULL);
+  assert_int_equal(gs_engine_set_threads(2, &err), GS_OK);
+  gs_model_t *m = load(&g);
+  concurrent_t c[2] = {{m, &in, want, n, 0}, {m, &in, want, n, 0}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, run_concurrent, &c[i]), 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
+  gs_model_destroy(m);
+  assert_int_equal(c[0].bad, 0);
+  assert_int_equal(c[1].bad, 0);
+}
+
+/* Expects loading g to fail with code, naming the node and the words. */
+static void load_fails(const graph_t *g, int code, const char *node_name,
+                       const char *word) {
+  gs_model_t *m = NULL;
+  gs_error_t err = {0};
+  int rc = try_load(g, &m, &err);
+  if (rc != code)
+    fail_msg("load gave %d, want %d (%s)", rc, code, err.msg);
+  assert_null(m);
+  if (!strstr(err.msg, node_name) || !strstr(err.msg, word))
+    fail_msg("'%s' or '%s' not in: %s", node_name, word, err.msg);
+}
+
+/* Expects planning g for x of dims xd to fail naming the node and words. */
+static void plan_fails(const graph_t *g, unsigned rank, const int64_t *xd,
+                       const char *node_name, const char *word) {
+  gs_model_t *m = load(g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  gs_tensor_t in =
+      tensor("x", GS_DTYPE_FP32, rank, xd, ramp(count_of(rank, xd), 1));
+  int rc = gs_session_plan(s, &in, 1, &err);
+  if (rc != GS_EINVAL)
+    fail_msg("plan gave %d, want GS_EINVAL (%s)", rc, err.msg);
+  if (!strstr(err.msg, node_name) || !strstr(err.msg, word))
+    fail_msg("'%s' or '%s' not in: %s", node_name, word, err.msg);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* Attributes or shapes that do not fit are clear errors naming the node:
+ * kernel_shape against W, group against the channels, negative pads, a
+ * rank-5 input to a node whose attributes are 2-D, an auto_pad value or a
+ * training-mode BatchNormalization the engine does not run. */
+static void test_cnn_bad_input(void **state) {
+  (void)state;
+  graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
+  g.init[0] =
+      init_tensor("w", ELEM_F32, 4, (int64_t[]){2, 2, 2, 2}, ramp(16, 31));
+  g.in[0] = info("x", ELEM_F32, -1, NULL);
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  const int64_t x4[4] = {1, 2, 5, 5};
+  g.nodes[0] = node("Conv", "c1", "x,w", "y", INTS("kernel_shape", 3, 3), NULL);
+  plan_fails(&g, 4, x4, "'c1'", "kernel_shape");
+  g.nodes[0] = node("Conv", "c2", "x,w", "y", attr_i("group", 2), NULL);
+  plan_fails(&g, 4, x4, "'c2'", "group 2");
+  plan_fails(&g, 4, (int64_t[]){1, 3, 5, 5}, "'c2'", "group 2");
+  g.nodes[0] = node("Conv", "c3", "x,w", "y", INTS("pads", 0, -1, 0, 0), NULL);
+  load_fails(&g, GS_EPARSE, "'c3'", "'pads'");
+  g.nodes[0] = node("Conv", "c4", "x,w", "y", INTS("kernel_shape", 2, 2), NULL);
+  plan_fails(&g, 5, (int64_t[]){1, 2, 5, 5, 5}, "'c4'", "2 spatial dims");
+  plan_fails(&g, 6, (int64_t[]){1, 2, 5, 5, 5, 5}, "'c4'", "1 to 3 spatial");
+  g.nodes[0] =
+      node("Conv", "c5", "x,w", "y", attr_s("auto_pad", "SAME_ODD"), NULL);
+  load_fails(&g, GS_EUNSUPPORTED, "'c5'", "'auto_pad'");
+  g.nodes[0] =
+      node("Conv", "c6", "x,w", "y", INTS("strides", 1, 1, 1, 1), NULL);
+  load_fails(&g, GS_EUNSUPPORTED, "'c6'", "'strides'");
+  g.nodes[0] = node("Conv", "c8", "x,w", "y", NULL);
+  plan_fails(&g, 4, (int64_t[]){1, 2, 1, 5}, "'c8'", "larger than");
+  g.n_init = 0;
+  g.nodes[0] = node("MaxPool", "p1", "x", "y", INTS("strides", 2, 2), NULL);
+  load_fails(&g, GS_EPARSE, "'p1'", "'kernel_shape'");
+  g.nodes[0] = node("AveragePool", "p2", "x", "y", INTS("kernel_shape", 2),
+                    attr_i("ceil_mode", 2), NULL);
+  load_fails(&g, GS_EPARSE, "'p2'", "'ceil_mode'");
+  g.nodes[0] = node("GlobalAveragePool", "p3", "x", "y", NULL);
+  plan_fails(&g, 2, (int64_t[]){1, 2}, "'p3'", "rank 3");
+  g.nodes[0] = node("BatchNormalization", "bn", "x,x,x,x,x", "y",
+                    attr_i("training_mode", 1), NULL);
+  load_fails(&g, GS_EUNSUPPORTED, "'bn'", "'training_mode'");
+  /* A fused residual must have the Conv output's shape. */
+  g = conv_chain(4, false, true, NULL, false);
+  g.in[1] = info("z", ELEM_F32, -1, NULL);
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  gs_tensor_t in[2] = {
+      tensor("x", GS_DTYPE_FP32, 4, (int64_t[]){1, 3, 5, 5}, ramp(75, 1)),
+      tensor("z", GS_DTYPE_FP32, 4, (int64_t[]){1, 4, 1, 5}, ramp(20, 1))};
+  assert_int_equal(gs_session_plan(s, in, 2, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "'conv'"));
+  assert_non_null(strstr(err.msg, "fused Add"));
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_simple_model_batches, free_kept),
@@ -747,6 +1391,12 @@ int main(void) {
       cmocka_unit_test_teardown(test_corrupt_files, free_kept),
       cmocka_unit_test_teardown(test_limits, free_kept),
       cmocka_unit_test_teardown(test_names_and_threads, free_kept),
+      cmocka_unit_test_teardown(test_conv_geometry, free_kept),
+      cmocka_unit_test_teardown(test_conv_values, free_kept),
+      cmocka_unit_test_teardown(test_conv_fusion, free_kept),
+      cmocka_unit_test_teardown(test_conv_fusion_order, free_kept),
+      cmocka_unit_test_teardown(test_cnn_bad_input, free_kept),
+      cmocka_unit_test_teardown(test_conv_threads, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

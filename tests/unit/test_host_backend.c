@@ -591,6 +591,9 @@ static void test_cgroup_v1(void **state) {
   gs_enforcement_t e;
   be->ops->enforcement(be, &e);
   if (!strstr(e.memory, "cgroup v1 memory")) {
+    print_message("no writable cgroup v1 memory controller (memory: %s): "
+                  "skipped\n",
+                  e.memory);
     gs_backend_close(be);
     skip();
   }

@@ -1,0 +1,271 @@
+/* Conv's own GEMM on AVX-512 CPUs: Y[M x N] = W[M x K] * X'[K x N] with W
+ * packed once at load into 8-row panels and X' (the im2col matrix, or the
+ * input itself for a 1x1 conv) packed per run into 32-column panels in the
+ * planned scratch; an 8x32 register tile adds bias, residual and
+ * activation as it stores. Packing W once saves what a BLAS call repacks
+ * on every run, and the kernel does not depend on the BLAS library knowing
+ * the CPU. Work is split over gs_engine_threads() threads: a small pool of
+ * its own that sleeps between calls rather than spinning. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <immintrin.h>
+
+#include "engine/engine_int.h"
+#include "engine/kernels_gemm.h"
+
+/* --- threads -------------------------------------------------------------
+ * One pool per process. A call runs part 0 itself and hands parts 1.. to
+ * the workers; while one call holds the pool another runs all its parts
+ * itself, so that concurrent sessions never wait on each other. */
+
+#define POOL_MAX 64
+
+static struct {
+  pthread_mutex_t use; /* held by the call that has the pool */
+  pthread_mutex_t lock;
+  pthread_cond_t go, done;
+  unsigned workers;
+  unsigned long generation;
+  unsigned parts, pending;
+  gs__task_fn fn;
+  void *arg;
+} pool = {.use = PTHREAD_MUTEX_INITIALIZER,
+          .lock = PTHREAD_MUTEX_INITIALIZER,
+          .go = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
+
+static void *worker_main(void *p) {
+  unsigned id = (unsigned)(uintptr_t)p; /* runs part id */
+  unsigned long seen = 0;
+  pthread_mutex_lock(&pool.lock);
+  for (;;) {
+    while (pool.generation == seen)
+      pthread_cond_wait(&pool.go, &pool.lock);
+    seen = pool.generation;
+    if (id >= pool.parts)
+      continue;
+    gs__task_fn fn = pool.fn;
+    void *arg = pool.arg;
+    unsigned parts = pool.parts;
+    pthread_mutex_unlock(&pool.lock);
+    fn(arg, id, parts);
+    pthread_mutex_lock(&pool.lock);
+    if (--pool.pending == 0)
+      pthread_cond_signal(&pool.done);
+  }
+  return NULL;
+}
+
+/* Grows the pool to want workers (parts 1..want); false if none start. */
+static unsigned pool_grow(unsigned want) {
+  while (pool.workers < want) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, worker_main,
+                            (void *)(uintptr_t)(pool.workers + 1));
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+      break;
+    pool.workers++;
+  }
+  return pool.workers;
+}
+
+void gs__parallel(gs__task_fn fn, void *arg, unsigned parts) {
+  if (parts > POOL_MAX)
+    parts = POOL_MAX;
+  if (parts <= 1 || pthread_mutex_trylock(&pool.use) != 0) {
+    for (unsigned i = 0; i < parts || i == 0; i++)
+      fn(arg, i, parts ? parts : 1);
+    return;
+  }
+  pthread_mutex_lock(&pool.lock);
+  unsigned have = pool_grow(parts - 1);
+  unsigned given = have < parts - 1 ? have + 1 : parts;
+  pool.fn = fn;
+  pool.arg = arg;
+  pool.parts = given;
+  pool.pending = given - 1;
+  pool.generation++;
+  pthread_cond_broadcast(&pool.go);
+  pthread_mutex_unlock(&pool.lock);
+  for (unsigned i = given; i < parts; i++) /* parts no worker took */
+    fn(arg, i, parts);
+  fn(arg, 0, parts);
+  pthread_mutex_lock(&pool.lock);
+  while (pool.pending > 0)
+    pthread_cond_wait(&pool.done, &pool.lock);
+  pthread_mutex_unlock(&pool.lock);
+  pthread_mutex_unlock(&pool.use);
+}
+
+/* --- packing ------------------------------------------------------------ */
+
+bool gs__gemm_available(void) {
+  static int have = -1;
+  if (have < 0)
+    have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+  return have == 1;
+}
+
+size_t gs__gemm_packed_a_count(size_t m, size_t k) {
+  return (m + GS__GEMM_MR - 1) / GS__GEMM_MR * GS__GEMM_MR * k;
+}
+
+size_t gs__gemm_packed_b_count(size_t k, size_t n) {
+  return (n + GS__GEMM_NR - 1) / GS__GEMM_NR * GS__GEMM_NR * k;
+}
+
+void gs__gemm_pack_a(const float *a, size_t m, size_t k, float *packed) {
+  for (size_t r0 = 0; r0 < m; r0 += GS__GEMM_MR)
+    for (size_t kk = 0; kk < k; kk++)
+      for (size_t r = r0; r < r0 + GS__GEMM_MR; r++)
+        *packed++ = r < m ? a[r * k + kk] : 0.0f;
+}
+
+/* --- the register tile ----------------------------------------------------
+ * 8 rows x 32 columns in 16 zmm accumulators over kc steps; first starts
+ * from 0, else from C; last adds bias and residual and applies the
+ * activation before storing. rows and the column masks clip the tile to
+ * C's edge. */
+
+typedef struct {
+  const float *bias; /* per row of this tile, NULL for none */
+  const float *z;    /* residual at the tile's origin, ldc apart */
+  gs__act_t act;
+  float lo, hi;
+} epilogue_t;
+
+__attribute__((target("avx512f"))) static void
+tile_8x32(size_t kc, const float *a, const float *b, float *c, size_t ldc,
+          unsigned rows, __mmask16 m0, __mmask16 m1, bool first, bool last,
+          const epilogue_t *e) {
+  __m512 c0[GS__GEMM_MR], c1[GS__GEMM_MR];
+  for (unsigned r = 0; r < GS__GEMM_MR; r++) {
+    if (first || r >= rows) {
+      c0[r] = _mm512_setzero_ps();
+      c1[r] = _mm512_setzero_ps();
+    } else {
+      c0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
+      c1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
+    }
+  }
+  for (size_t k = 0; k < kc; k++, a += GS__GEMM_MR, b += GS__GEMM_NR) {
+    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    for (unsigned r = 0; r < GS__GEMM_MR; r++) {
+      __m512 ar = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
+    }
+  }
+  if (last) {
+    __m512 lo = _mm512_set1_ps(e->act == GS__ACT_RELU ? 0.0f : e->lo);
+    __m512 hi = _mm512_set1_ps(e->hi);
+    for (unsigned r = 0; r < rows; r++) {
+      if (e->bias) {
+        __m512 br = _mm512_set1_ps(e->bias[r]);
+        c0[r] = _mm512_add_ps(c0[r], br);
+        c1[r] = _mm512_add_ps(c1[r], br);
+      }
+      if (e->z) {
+        c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, e->z + r * ldc));
+        c1[r] = _mm512_add_ps(c1[r],
+                              _mm512_maskz_loadu_ps(m1, e->z + r * ldc + 16));
+      }
+      if (e->act != GS__ACT_NONE) {
+        c0[r] = _mm512_max_ps(c0[r], lo);
+        c1[r] = _mm512_max_ps(c1[r], lo);
+      }
+      if (e->act == GS__ACT_CLIP) {
+        c0[r] = _mm512_min_ps(c0[r], hi);
+        c1[r] = _mm512_min_ps(c1[r], hi);
+      }
+    }
+  }
+  for (unsigned r = 0; r < rows; r++) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+  }
+}
+
+/* --- the product ---------------------------------------------------------- */
+
+#define KC 256 /* K steps per pass: a 32-column B slice is 32 KiB */
+
+/* Work items: column panels times chunks of row panels, so that two
+ * threads share even a product of one or two column panels. */
+typedef struct {
+  const gs__gemm_t *g;
+  size_t panels, chunks, chunk_rows;
+} gemm_job_t;
+
+static __mmask16 cols_mask(size_t cols) {
+  return cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+}
+
+static void gemm_part(void *arg, unsigned part, unsigned parts) {
+  const gemm_job_t *job = arg;
+  const gs__gemm_t *g = job->g;
+  size_t items = job->panels * job->chunks;
+  size_t w0 = items * part / parts, w1 = items * (part + 1) / parts;
+  for (size_t k0 = 0; k0 < g->k; k0 += KC) {
+    size_t kc = g->k - k0 < KC ? g->k - k0 : KC;
+    bool first = k0 == 0, last = k0 + kc == g->k;
+    for (size_t w = w0; w < w1; w++) {
+      size_t p = w / job->chunks, i0 = w % job->chunks * job->chunk_rows;
+      size_t i1 = i0 + job->chunk_rows < g->m ? i0 + job->chunk_rows : g->m;
+      size_t j = p * GS__GEMM_NR, cols = g->n - j;
+      if (cols > GS__GEMM_NR)
+        cols = GS__GEMM_NR;
+      __mmask16 m0 = cols_mask(cols), m1 = cols_mask(cols > 16 ? cols - 16 : 0);
+      const float *bp = g->b + p * GS__GEMM_NR * g->k + k0 * GS__GEMM_NR;
+      for (size_t i = i0; i < i1; i += GS__GEMM_MR) {
+        unsigned rows =
+            (unsigned)(g->m - i < GS__GEMM_MR ? g->m - i : GS__GEMM_MR);
+        epilogue_t e = {.bias = g->bias ? g->bias + i : NULL,
+                        .z = g->z ? g->z + i * g->ldc + j : NULL,
+                        .act = g->act,
+                        .lo = g->act_min,
+                        .hi = g->act_max};
+        tile_8x32(kc, g->a + i * g->k + k0 * GS__GEMM_MR, bp,
+                  g->c + i * g->ldc + j, g->ldc, rows, m0, m1, first, last, &e);
+      }
+    }
+  }
+}
+
+void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
+  gemm_job_t job = {g, (g->n + GS__GEMM_NR - 1) / GS__GEMM_NR, 1, g->m};
+  size_t row_panels = (g->m + GS__GEMM_MR - 1) / GS__GEMM_MR;
+  if (threads > 1 && job.panels < 4 * (size_t)threads) {
+    /* Few column panels: split the rows too, into row-panel chunks. */
+    job.chunks = (4 * (size_t)threads + job.panels - 1) / job.panels;
+    if (job.chunks > row_panels)
+      job.chunks = row_panels;
+    job.chunk_rows = (row_panels + job.chunks - 1) / job.chunks * GS__GEMM_MR;
+    job.chunks = (g->m + job.chunk_rows - 1) / job.chunk_rows;
+  }
+  if (g->k == 0) { /* no products: only the epilogue */
+    for (size_t i = 0; i < g->m; i++)
+      for (size_t j = 0; j < g->n; j++) {
+        float v = (g->bias ? g->bias[i] : 0.0f) +
+                  (g->z ? g->z[i * g->ldc + j] : 0.0f);
+        gs__params_t p = {
+            .act = g->act, .act_min = g->act_min, .act_max = g->act_max};
+        gs__apply_act(&p, &v, 1);
+        g->c[i * g->ldc + j] = v;
+      }
+    return;
+  }
+  size_t items = job.panels * job.chunks;
+  unsigned parts = threads < items ? threads : (unsigned)items;
+  /* Waking a worker costs microseconds (more on a busy machine): a
+   * product under ~8 MFLOP (40 us on one core) runs on the caller alone. */
+  if ((double)g->m * (double)g->n * (double)g->k < 4e6)
+    parts = 1;
+  gs__parallel(gemm_part, &job, parts ? parts : 1);
+}

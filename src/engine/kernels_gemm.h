@@ -1,0 +1,41 @@
+/* Conv's packed GEMM (kernels_gemm.c) and the thread pool it runs on. */
+#ifndef GPUSLICE_KERNELS_GEMM_H
+#define GPUSLICE_KERNELS_GEMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/engine_int.h"
+
+#define GS__GEMM_MR 8  /* rows of W per packed panel */
+#define GS__GEMM_NR 32 /* columns of X' per packed panel */
+
+/* Runs fn(arg, i, parts) for every i < parts, on up to parts threads. */
+typedef void (*gs__task_fn)(void *arg, unsigned part, unsigned parts);
+void gs__parallel(gs__task_fn fn, void *arg, unsigned parts);
+
+/* Whether this CPU runs the packed GEMM (AVX-512F). */
+bool gs__gemm_available(void);
+
+/* Floats of a packed m x k W (rows padded to MR) or k x n X' (columns
+ * padded to NR). */
+size_t gs__gemm_packed_a_count(size_t m, size_t k);
+size_t gs__gemm_packed_b_count(size_t k, size_t n);
+/* Packs row-major a (m x k) into MR-row panels, k-major within a panel.
+ * X' is packed into NR-column panels the same way: column o of row kk at
+ * (o / NR) * NR * k + kk * NR + o % NR (kernels_conv.c writes it). */
+void gs__gemm_pack_a(const float *a, size_t m, size_t k, float *packed);
+/* c (m x n, rows ldc apart) = act(a * b + bias + z), a and b packed. */
+typedef struct {
+  size_t m, n, k, ldc;
+  const float *a, *b;
+  float *c;
+  const float *bias; /* per row, NULL for none */
+  const float *z;    /* shaped as c, NULL for none */
+  gs__act_t act;
+  float act_min, act_max;
+} gs__gemm_t;
+
+void gs__gemm_run(const gs__gemm_t *g, unsigned threads);
+
+#endif
