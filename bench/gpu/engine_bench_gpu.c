@@ -326,7 +326,8 @@ int main(int argc, char **argv) {
     printf("describe: %s\n", rc ? err.msg : buf);
   }
   if (rc == 2)
-    fprintf(stderr, "usage: engine_bench_gpu check|bench|profile|nonfinite ... (see "
-                    "the file's comment)\n");
+    fprintf(stderr,
+            "usage: engine_bench_gpu check|bench|profile|nonfinite ... (see "
+            "the file's comment)\n");
   return rc;
 }

@@ -245,9 +245,9 @@ static void test_maxpool_nan(void **state) {
   graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1};
   g.in[0] = info("x", 4, xd);
   g.out[0] = info("y", 4, yd);
-  g.nodes[0] = node("MaxPool", "x", NULL, NULL, "y",
-                    attr_ints("kernel_shape", 2, k),
-                    attr_ints("strides", 2, k), NULL);
+  g.nodes[0] =
+      node("MaxPool", "x", NULL, NULL, "y", attr_ints("kernel_shape", 2, k),
+           attr_ints("strides", 2, k), NULL);
   float *y = run(&g, 4, xd, x, 2);
   assert_true(y[0] == 3.0f);
   assert_true(y[1] == -FLT_MAX);
@@ -268,12 +268,12 @@ static void test_cnn_nonfinite(void **state) {
   g.init[1] = init_fill("b", 1, bd, -0.2f);
   g.init[2] = init_fill("gw", 2, gd, 0.05f);
   g.init[3] = init_fill("gb", 1, gbd, 0.5f);
-  g.nodes[0] = node("Conv", "x", "w", "b", "c", attr_ints("pads", 4, pads),
-                    NULL);
+  g.nodes[0] =
+      node("Conv", "x", "w", "b", "c", attr_ints("pads", 4, pads), NULL);
   g.nodes[1] = node("Relu", "c", NULL, NULL, "r", NULL);
-  g.nodes[2] = node("MaxPool", "r", NULL, NULL, "p",
-                    attr_ints("kernel_shape", 2, k2),
-                    attr_ints("strides", 2, k2), NULL);
+  g.nodes[2] =
+      node("MaxPool", "r", NULL, NULL, "p", attr_ints("kernel_shape", 2, k2),
+           attr_ints("strides", 2, k2), NULL);
   g.nodes[3] = node("Flatten", "p", NULL, NULL, "f", NULL);
   g.nodes[4] = node("Gemm", "f", "gw", "gb", "y", NULL);
   float x[3 * 36];

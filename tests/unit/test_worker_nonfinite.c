@@ -42,9 +42,9 @@ static void test_json_input_nonfinite_is_400(void **state) {
   for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
     gs__infer_request_t req;
     gs_error_t err = {0};
-    assert_int_equal(gs__infer_decode(&req, &one, bodies[i], strlen(bodies[i]),
-                                      -1, &err),
-                     400);
+    assert_int_equal(
+        gs__infer_decode(&req, &one, bodies[i], strlen(bodies[i]), -1, &err),
+        400);
     assert_true(err.msg[0] != '\0');
     print_message("400: %s\n", err.msg);
     gs__infer_request_release(&req);
