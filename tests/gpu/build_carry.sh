@@ -227,7 +227,8 @@ kib=$(du -sk "$out" | cut -f1)
   device=${!device_libs[*]}
   echo "device:  ${device:-no NVIDIA library linked} (from the GPU machine)"
   echo "size:    $((kib / 1024)) MiB"
-  (cd "$out" && find . -type f ! -name KIT.txt -printf '%P %s\n' | sort)
+  echo "node/:   $(find "$out/node" -mindepth 1 -maxdepth 1 -type d | wc -l) ONNX node tests, $(du -sk "$out/node" | cut -f1) KiB, from $node_src"
+  (cd "$out" && find . -type f ! -name KIT.txt ! -path './node/*' -printf '%P %s\n' | sort)
 } >"$out/KIT.txt"
 cat "$out/KIT.txt"
 [[ $status -eq 0 ]] || die "the kit in $out is not fit to carry"
