@@ -23,7 +23,7 @@ kit=${GS_CARRY:-$root/.gpukit}
 kit=$(cd "$kit" 2>/dev/null && pwd) || { echo "instance_bench: no kit at ${GS_CARRY:-$root/.gpukit}"; exit 1; }
 gs=${GPUSLICE:-$kit/gpuslice}
 bench=${ENGINE_BENCH_GPU:-$kit/engine_bench_gpu}
-profiles=(${GS_PROFILES:-19 9})
+read -r -a profiles <<<"${GS_PROFILES:-19 9}"
 iters1=${GS_ITERS_1:-1000} iters64=${GS_ITERS_64:-40}
 export LD_LIBRARY_PATH=$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$out"

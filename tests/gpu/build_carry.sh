@@ -61,7 +61,7 @@ node_src=${GS_NODE_TESTS:-/usr/share/libonnx-testdata/data/node}
 node_re='^test_(conv|maxpool|averagepool|globalaveragepool|gemm|matmul|add|sub|mul|div|relu|clip|sigmoid|tanh|softmax|flatten|reshape|identity|batchnorm)(_|$)'
 list_node_tests() {
   [[ -d $node_src ]] || die "no ONNX node tests at $node_src (Debian: apt-get install libonnx-testdata; or GS_NODE_TESTS)"
-  ls "$node_src" | grep -E "$node_re"
+  find "$node_src" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | grep -E "$node_re" | sort
 }
 base_re='^(linux-vdso\.so|ld-linux-x86-64\.so|lib(c|m|dl|pthread|rt|resolv|util|stdc\+\+|gcc_s)\.so)'
 # The GPU machine's driver and CUDA toolkit provide these.
