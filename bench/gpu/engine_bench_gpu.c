@@ -6,12 +6,19 @@
  *   engine_bench_gpu check MODEL PREC INPUT.f32 REF.f32 N [MAX_REL [MAX_MISS]]
  *   engine_bench_gpu bench MODEL PREC N ITERS
  *   engine_bench_gpu profile MODEL PREC N
+ *   engine_bench_gpu nonfinite MODEL PREC INPUT.f32
  *
  * PREC is fp32, fp16 or cpu (the CPU provider). INPUT and REF hold raw
  * little-endian floats: N images in the model's input shape, N rows of
  * outputs. check exits 1 when more than MAX_MISS (default 0) top-1 classes
  * differ or the largest error, relative to the largest reference
- * magnitude, passes MAX_REL. */
+ * magnitude, passes MAX_REL. nonfinite runs a batch of three made from
+ * INPUT's first image: a NaN in image 0, a +Inf in image 1 (first
+ * element), image 2 untouched; it exits 1 when the run fails or image 2's
+ * outputs are not finite or differ from the image run alone by more than
+ * 1e-3 (FP32) or 1e-2 (FP16) of their largest magnitude. What rows 0 and 1
+ * hold is printed, not judged: on the GPU, Relu and MaxPool use fmaxf and
+ * cuDNN's NOT_PROPAGATE_NAN, which drop a NaN as the CPU's compares do. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -195,6 +202,62 @@ static int bench(int argc, char **argv) {
   return 0;
 }
 
+static size_t count_nonfinite(const float *p, size_t n, size_t *nan) {
+  size_t bad = 0;
+  *nan = 0;
+  for (size_t i = 0; i < n; i++) {
+    bad += !isfinite(p[i]);
+    *nan += isnan(p[i]);
+  }
+  return bad;
+}
+
+static int nonfinite(int argc, char **argv) {
+  if (argc < 5)
+    return 2;
+  ctx_t one, three;
+  open_session(&one, argv[2], argv[3], 1);
+  open_session(&three, argv[2], argv[3], 3);
+  float *x = read_floats(argv[4], one.per_image);
+  float *x3 = malloc(3 * one.per_image * sizeof *x3);
+  for (int b = 0; b < 3; b++)
+    memcpy(x3 + b * one.per_image, x, one.per_image * sizeof *x);
+  x3[0] = NAN;
+  x3[one.per_image] = INFINITY;
+  one.in.data = x;
+  three.in.data = x3;
+  run_or_die(&one);
+  run_or_die(&three);
+  const gs_tensor_t *ya = gs_session_output(one.s, 0);
+  const gs_tensor_t *y3 = gs_session_output(three.s, 0);
+  size_t cls = ya->bytes / sizeof(float);
+  const float *a = ya->data, *r = y3->data;
+  double max_ref = 0, max_diff = 0;
+  for (size_t k = 0; k < cls; k++) {
+    max_ref = fmax(max_ref, fabs(a[k]));
+    max_diff = fmax(max_diff, fabs((double)r[2 * cls + k] - a[k]));
+  }
+  size_t nan0, nan1, nan2;
+  size_t bad0 = count_nonfinite(r, cls, &nan0);
+  size_t bad1 = count_nonfinite(r + cls, cls, &nan1);
+  size_t bad2 = count_nonfinite(r + 2 * cls, cls, &nan2);
+  double lim = strcmp(argv[3], "fp16") ? 1e-3 : 1e-2;
+  double rel = max_ref > 0 ? max_diff / max_ref : max_diff;
+  bool ok = bad2 == 0 && rel <= lim;
+  printf("nonfinite %s: NaN image: %zu of %zu outputs non-finite (%zu NaN); "
+         "+Inf image: %zu non-finite (%zu NaN); finite image: %zu "
+         "non-finite, rel diff to its run alone %.3g (limit %.3g): %s\n",
+         argv[3], bad0, cls, nan0, bad1, nan1, bad2, rel, lim,
+         ok ? "PASS" : "FAIL");
+  gs_session_destroy(one.s);
+  gs_session_destroy(three.s);
+  gs_model_destroy(one.model);
+  gs_model_destroy(three.model);
+  free(x);
+  free(x3);
+  return ok ? 0 : 1;
+}
+
 typedef struct {
   size_t node;
   float ms;
@@ -252,6 +315,8 @@ int main(int argc, char **argv) {
     rc = check(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "bench"))
     rc = bench(argc, argv);
+  else if (argc > 1 && !strcmp(argv[1], "nonfinite"))
+    rc = nonfinite(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "profile"))
     rc = profile(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "describe")) {
@@ -261,7 +326,8 @@ int main(int argc, char **argv) {
     printf("describe: %s\n", rc ? err.msg : buf);
   }
   if (rc == 2)
-    fprintf(stderr, "usage: engine_bench_gpu check|bench|profile ... (see "
-                    "the file's comment)\n");
+    fprintf(stderr,
+            "usage: engine_bench_gpu check|bench|profile|nonfinite ... (see "
+            "the file's comment)\n");
   return rc;
 }

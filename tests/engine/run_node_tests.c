@@ -11,6 +11,15 @@
  * support is skipped with the engine's reason. Outputs must match as
  * ONNX's backend tests require: |got - want| <= 1e-7 + 1e-3 * |want|.
  *
+ * --provider cpu|cuda|auto (default cpu) and --precision fp32|fp16 go to
+ * gs_session_options_t. With cuda, a model the CUDA provider refuses at
+ * session creation (it checks every node before it loads any GPU library)
+ * is a skip with the provider's reason, named or not; a provider that
+ * cannot start here (no GPU, driver, library or kernels) fails every test
+ * it would have run, after one line that says why. FP32 keeps the
+ * tolerance above; FP16 (computed in half precision, 11-bit significand)
+ * is held to |got - want| <= 1e-2 + 1e-2 * |want|.
+ *
  * A skip is a failure unless it is expected:
  *   --no-skip           every skip fails;
  *   --expected-skips F  a skip fails unless F lists the test (lines of
@@ -33,6 +42,8 @@
 
 #define RTOL 1e-3
 #define ATOL 1e-7
+#define RTOL_FP16 1e-2
+#define ATOL_FP16 1e-2
 #define MAX_PB_BYTES ((size_t)256 << 20)
 #define MAX_TENSORS 64
 
@@ -57,6 +68,9 @@ static struct {
 } skips;
 
 static bool no_skip;
+static gs_session_options_t session_opts;
+/* Sessions per provider they resolved to (AUTO tells which it took). */
+static unsigned on_provider[GS_PROVIDER_CUDA + 1];
 
 static bool is_dir(const char *path) {
   struct stat st;
@@ -95,7 +109,8 @@ static int read_tensor(const char *path, gs__tensor_t *t, gs_error_t *err) {
 }
 
 static bool close_enough(const gs__tensor_t *want, const gs_tensor_t *got,
-                         char *why, size_t size) {
+                         bool fp16, char *why, size_t size) {
+  double rtol = fp16 ? RTOL_FP16 : RTOL, atol = fp16 ? ATOL_FP16 : ATOL;
   if (want->dtype != got->dtype || want->rank != got->rank ||
       memcmp(want->dims, got->shape, want->rank * sizeof *want->dims)) {
     char ws[128], gs[128];
@@ -111,7 +126,7 @@ static bool close_enough(const gs__tensor_t *want, const gs_tensor_t *got,
       double w = ((const float *)want->data)[i];
       double g = ((const float *)got->data)[i];
       if ((isnan(w) && isnan(g)) || w == g ||
-          fabs(g - w) <= ATOL + RTOL * fabs(w))
+          fabs(g - w) <= atol + rtol * fabs(w))
         continue;
       snprintf(why, size, "element %zu is %.9g, expected %.9g", i, g, w);
       return false;
@@ -163,7 +178,8 @@ static bool run_data_set(gs_session_t *s, const gs_model_t *m, const char *dir,
       ok = false;
       break;
     }
-    ok = close_enough(&want, gs_session_output(s, k), why, size);
+    ok = close_enough(&want, gs_session_output(s, k),
+                      gs_session_precision(s) == GS_PRECISION_FP16, why, size);
     free(want.data);
   }
   for (size_t i = 0; i < n_in; i++)
@@ -192,9 +208,17 @@ static int run_test(const char *dir, bool named, char *why, size_t size) {
     return rc == GS_EUNSUPPORTED ? 0 : -1;
   }
   int result = 1, sets = 0;
-  if (gs_session_create(&s, m, NULL, &err) != GS_OK) {
+  rc = gs_session_create(&s, m, &session_opts, &err);
+  if (rc == GS_EUNSUPPORTED && session_opts.provider == GS_PROVIDER_CUDA) {
+    /* The provider refused a node, an input or an output by name. */
     snprintf(why, size, "%s", err.msg);
+    result = 0;
+  } else if (rc != GS_OK) {
+    snprintf(why, size, "session (%s): %s",
+             gs_provider_name(session_opts.provider), err.msg);
     result = -1;
+  } else {
+    on_provider[gs_session_provider(s)]++;
   }
   for (int i = 0; result == 1; i++, sets++) {
     snprintf(path, sizeof path, "%s/test_data_set_%d", dir, i);
@@ -344,23 +368,67 @@ static void run_tree(const char *root, tally_t *t) {
   free(names);
 }
 
+static int usage(void) {
+  fprintf(stderr, "usage: run_node_tests [--provider cpu|cuda|auto] "
+                  "[--precision fp32|fp16] [--no-skip | --expected-skips "
+                  "LIST] DIR...\n");
+  return 2;
+}
+
 int main(int argc, char **argv) {
   tally_t t = {0};
   char model[4096], why[1200];
   gs_engine_set_threads(1, NULL);
+  gs_session_options_default(&session_opts);
+  session_opts.provider = GS_PROVIDER_CPU;
+  session_opts.precision = GS_PRECISION_FP32;
   int first = 1;
   for (; first < argc && strncmp(argv[first], "--", 2) == 0; first++) {
     if (strcmp(argv[first], "--no-skip") == 0) {
       no_skip = true;
+    } else if (strcmp(argv[first], "--provider") == 0 && first + 1 < argc) {
+      const char *v = argv[++first];
+      session_opts.provider = !strcmp(v, "cpu")    ? GS_PROVIDER_CPU
+                              : !strcmp(v, "cuda") ? GS_PROVIDER_CUDA
+                              : !strcmp(v, "auto") ? GS_PROVIDER_AUTO
+                                                   : (gs_provider_t)-1;
+      if ((int)session_opts.provider < 0)
+        return usage();
+    } else if (strcmp(argv[first], "--precision") == 0 && first + 1 < argc) {
+      const char *v = argv[++first];
+      if (!strcmp(v, "fp32"))
+        session_opts.precision = GS_PRECISION_FP32;
+      else if (!strcmp(v, "fp16"))
+        session_opts.precision = GS_PRECISION_FP16;
+      else
+        return usage();
     } else if (strcmp(argv[first], "--expected-skips") == 0 &&
                first + 1 < argc) {
       if (!load_skips(argv[++first]))
         return 2;
     } else {
-      fprintf(stderr, "usage: run_node_tests [--no-skip | --expected-skips "
-                      "LIST] DIR...\n");
-      return 2;
+      return usage();
     }
+  }
+  if (session_opts.provider == GS_PROVIDER_CPU &&
+      session_opts.precision == GS_PRECISION_FP16) {
+    fprintf(stderr, "run_node_tests: the cpu provider computes in FP32 "
+                    "only: --precision fp16 needs --provider cuda or auto\n");
+    return 2;
+  }
+  if (session_opts.provider != GS_PROVIDER_CPU) {
+    char line[1024];
+    gs_error_t err = {0};
+    if (gs_engine_cuda_describe(line, sizeof line, &err) == GS_OK)
+      printf("provider %s, precision %s: %s\n",
+             gs_provider_name(session_opts.provider),
+             gs_precision_name(session_opts.precision), line);
+    else
+      printf("provider %s: no usable GPU here (%s)%s\n",
+             gs_provider_name(session_opts.provider), err.msg,
+             session_opts.provider == GS_PROVIDER_CUDA
+                 ? ": every test the provider accepts fails"
+                 : ": tests run on the cpu");
   }
   for (int i = first; i < argc; i++) {
     snprintf(model, sizeof model, "%s/model.onnx", argv[i]);
@@ -384,6 +452,9 @@ int main(int argc, char **argv) {
     free(skips.e[i].name);
     free(skips.e[i].reason);
   }
+  if (session_opts.provider == GS_PROVIDER_AUTO)
+    printf("provider auto: %u sessions on cuda, %u on cpu\n",
+           on_provider[GS_PROVIDER_CUDA], on_provider[GS_PROVIDER_CPU]);
   printf("%u passed, %u skipped%s, %u failed; %u tests of other ops not run\n",
          t.passed, t.skipped, skips.path && t.skipped ? " (all expected)" : "",
          t.failed, t.other);

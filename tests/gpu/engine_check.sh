@@ -2,8 +2,13 @@
 # The engine's GPU checks, for the GPU kit: ResNet-50 through the engine API
 # on the CUDA provider against PyTorch FP32 (torchvision's resnet50, 102
 # classes, seed 0, exported to ONNX there), in FP32 and FP16, batches 1 and
-# 64; an unsupported request fails cleanly. Exit 0 all passed, 1 a failure,
-# 77 no GPU (or no PyTorch).
+# 64; an unsupported request fails cleanly. Before that, without PyTorch,
+# the ONNX node tests of the CUDA provider's ops (the kit's node/, from
+# build_carry.sh) run on the GPU in FP32 (run_node_tests --provider cuda,
+# skips as tests/engine/node_skips_cuda.txt lists them, the CPU's
+# tolerance). Then a ResNet-50 batch with NaN and Inf images runs (computed,
+# not crashing; the finite image as it is alone). Exit 0 all passed, 1 a
+# failure, 77 no GPU (or, with the node tests passed, no PyTorch).
 #
 # usage: tests/gpu/engine_check.sh DIR [OUT]
 #   DIR holds engine_bench_gpu (built here: ninja engine_bench_gpu),
@@ -31,19 +36,41 @@ cd "$dir" || exit 1
 [ -x "$bench" ] || { echo "engine_check: no engine_bench_gpu in $kit"; exit 1; }
 command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || {
   echo "engine_check: no NVIDIA GPU: skip"; exit 77; }
+fail=0
+# The node tests: the kit's copy, else Debian's (a run from a source tree).
+node_dir=$kit/node
+[ -d "$node_dir" ] || node_dir=/usr/share/libonnx-testdata/data/node
+node_skips=$kit/node_skips_cuda.txt
+[ -f "$node_skips" ] || node_skips=$root/tests/engine/node_skips_cuda.txt
+if [ -x "$kit/run_node_tests" ] && [ -d "$node_dir" ] && [ -f "$node_skips" ]; then
+  "$kit/run_node_tests" --provider cuda --precision fp32 \
+    --expected-skips "$node_skips" "$node_dir" >"$out/node_tests_cuda.txt" 2>&1
+  rc=$?
+  grep -E '^(provider|FAIL|note)' "$out/node_tests_cuda.txt"
+  echo "engine_check: node tests (cuda, fp32): $(tail -n 1 "$out/node_tests_cuda.txt") (exit $rc)"
+  [ $rc = 0 ] || fail=1
+else
+  echo "engine_check: node tests: run_node_tests, $node_dir or $node_skips missing from the kit"
+  fail=1
+fi
 python3 -c "import torch, torchvision" 2>/dev/null || {
-  echo "engine_check: no PyTorch/torchvision here: skip"; exit 77; }
+  echo "engine_check: no PyTorch/torchvision here: skip the ResNet-50 checks"
+  [ $fail = 0 ] && exit 77
+  echo "engine_check: FAIL"; exit 1; }
 m=$out/models
 mkdir -p "$m"
 "$bench" describe || exit 1
 PYTHONUNBUFFERED=1 python3 "$torch_py" export "$m" 2>&1 | grep -E "^export" || {
   echo "engine_check: the PyTorch export failed"; exit 1; }
-fail=0
 for n in 1 64; do
   "$bench" check "$m/resnet50.onnx" fp32 "$m/x$n.f32" "$m/ref$n.f32" $n 1e-3 0 || fail=1
   read -r trel tmiss < "$m/torch_fp16_$n.txt"
   lim=$(python3 -c "print(max(1e-2, 1.25 * $trel))")
   "$bench" check "$m/resnet50.onnx" fp16 "$m/x$n.f32" "$m/ref$n.f32" $n "$lim" "$tmiss" || fail=1
+done
+# Non-finite inputs: image 0 holds a NaN, image 1 a +Inf, image 2 is finite.
+for p in fp32 fp16; do
+  "$bench" nonfinite "$m/resnet50.onnx" $p "$m/x1.f32" || fail=1
 done
 echo "engine_check: $([ $fail = 0 ] && echo PASS || echo FAIL)"
 exit $fail

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # ctest gpu_kit.build_carry: the GPU kit builds from this tree's CMake build
-# (GS_BUILD_DIR, the ctest build dir, not rebuilt) and is complete: the five
+# (GS_BUILD_DIR, the ctest build dir, not rebuilt) and is complete: the
 # binaries, every library they link that the GPU machine lacks, nothing
 # resolved from this machine's /usr/lib once the kit's lib/ is on the path,
-# and the carried gpuslice runs `--help` and `info`. nvcc is required (CI has
+# the carried gpuslice runs `--help` and `info`, and the carried
+# run_node_tests passes the carried ONNX node tests on the CPU. nvcc is required (CI has
 # it): without it this fails rather than skips. Then the checker is shown to
 # notice a kit with a library taken out. About 5 s (three nvcc compiles).
 set -u
@@ -50,6 +51,19 @@ for p in probe_sm probe_alloc probe_fault; do
   # Built for sm_90 with the static CUDA runtime: no libcudart to carry.
   if ldd "$tmp/kit/$p" | grep -q cudart; then bad "$p links libcudart"; else ok "$p: static cudart"; fi
 done
+
+# The carried node test runner runs the carried node tests (on the CPU here;
+# engine_check.sh runs them with --provider cuda on the GPU machine).
+n_src=$(bash "$here/build_carry.sh" --list-node-tests | wc -l)
+n_kit=$(find "$tmp/kit/node" -mindepth 1 -maxdepth 1 -type d | wc -l)
+[[ $n_kit -gt 0 && $n_kit -eq $n_src ]] && ok "$n_kit node tests carried ($(du -sk "$tmp/kit/node" | cut -f1) KiB)" ||
+  bad "node tests: $n_kit carried, $n_src selected"
+if LD_LIBRARY_PATH=$tmp/kit/lib "$tmp/kit/run_node_tests" --provider cpu \
+  --expected-skips "$here/../engine/node_skips.txt" "$tmp/kit/node" >"$tmp/node.log" 2>&1; then
+  ok "carried run_node_tests on the carried tests (cpu): $(tail -n 1 "$tmp/node.log")"
+else
+  bad "carried run_node_tests (cpu): $(grep -E '^FAIL|passed' "$tmp/node.log" | head -n 5)"
+fi
 
 # The checker notices a broken kit.
 rm "$tmp/kit/lib/libyaml-0.so.2"
