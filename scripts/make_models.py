@@ -53,6 +53,8 @@ import argparse
 import os
 import sys
 
+# Also what tests/integration/make_slow_model.py imports: the re-run and the
+# message are its own there (sys.argv is the running script's).
 try:
     import numpy as np
     import onnx
@@ -64,8 +66,9 @@ except ImportError:
             and not os.environ.get("GS_MAKE_MODELS_REEXEC"):
         os.environ["GS_MAKE_MODELS_REEXEC"] = "1"
         os.execv(debian, [debian] + sys.argv)
-    print("make_models: the onnx Python package is missing "
-          "(apt-get install python3-onnx)", file=sys.stderr)
+    print("%s: the onnx Python package is missing (apt-get install python3-onnx)"
+          % (os.path.splitext(os.path.basename(sys.argv[0]))[0] or "make_models"),
+          file=sys.stderr)
     sys.exit(77)
 
 OPSET = 13
@@ -73,8 +76,8 @@ IR_VERSION = 8  # what onnx 1.12 (Debian 12) writes for opset 13
 SEED = 20240601
 
 
-def finish(graph):
-    model = helper.make_model(graph, producer_name="gpuslice make_models.py",
+def finish(graph, producer="gpuslice make_models.py"):
+    model = helper.make_model(graph, producer_name=producer,
                               opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)

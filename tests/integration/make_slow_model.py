@@ -20,22 +20,13 @@ import argparse
 import os
 import sys
 
-try:
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-except ImportError:
-    debian = "/usr/bin/python3"
-    if os.path.exists(debian) and os.path.realpath(sys.executable) != os.path.realpath(debian) \
-            and not os.environ.get("GS_MAKE_MODELS_REEXEC"):
-        os.environ["GS_MAKE_MODELS_REEXEC"] = "1"
-        os.execv(debian, [debian] + sys.argv)
-    print("make_slow_model: the onnx Python package is missing "
-          "(apt-get install python3-onnx)", file=sys.stderr)
-    sys.exit(77)
+# numpy and onnx as scripts/make_models.py imports them (it re-runs this
+# script with /usr/bin/python3, or exits 77), and its finish().
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "scripts"))
+from make_models import TensorProto, finish, helper, np, numpy_helper  # noqa: E402
 
-OPSET = 13
-IR_VERSION = 8  # what onnx 1.12 (Debian 12) writes for opset 13
 SEED = 20261206
 WIDTH = 1024
 COLUMNS = 16
@@ -65,11 +56,7 @@ def slow_model(pairs):
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", COLUMNS])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", COLUMNS])],
         inits)
-    model = helper.make_model(graph, producer_name="gpuslice make_slow_model.py",
-                              opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
+    return finish(graph, "gpuslice make_slow_model.py")
 
 
 def main():

@@ -19,172 +19,30 @@
 #include "gpu/cuda_shim.h"
 #include "gpu/cudnn_shim.h"
 #include "gpuslice/engine.h"
-#include "onnx.pb-c.h"
+#include "test_onnx_build.h"
 #include "worker/worker_int.h"
 
-/* Everything the builders allocate, freed after each test. */
-static void *kept[1024];
-static size_t n_kept;
-
-static void *keep(void *p) {
-  assert_non_null(p);
-  assert_true(n_kept < sizeof kept / sizeof kept[0]);
-  return kept[n_kept++] = p;
-}
-
-static int free_kept(void **state) {
-  (void)state;
-  while (n_kept > 0)
-    free(kept[--n_kept]);
-  return 0;
-}
-
-#define NEW(T) ((T *)keep(calloc(1, sizeof(T))))
-#define ELEM_F32 ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
-
-static char *str(const char *s) {
-  return keep(strdup(s));
-}
-
-static Onnx__ValueInfoProto *info(const char *name, int rank,
-                                  const int64_t *dims) {
-  Onnx__ValueInfoProto *v = NEW(Onnx__ValueInfoProto);
-  Onnx__TypeProto *t = NEW(Onnx__TypeProto);
-  Onnx__TypeProto__Tensor *tt = NEW(Onnx__TypeProto__Tensor);
-  onnx__value_info_proto__init(v);
-  onnx__type_proto__init(t);
-  onnx__type_proto__tensor__init(tt);
-  v->name = str(name);
-  v->type = t;
-  t->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-  t->tensor_type = tt;
-  tt->has_elem_type = 1;
-  tt->elem_type = ELEM_F32;
-  tt->shape = NEW(Onnx__TensorShapeProto);
-  onnx__tensor_shape_proto__init(tt->shape);
-  tt->shape->n_dim = (size_t)rank;
-  tt->shape->dim = keep(calloc((size_t)rank + 1, sizeof *tt->shape->dim));
-  for (int i = 0; i < rank; i++) {
-    Onnx__TensorShapeProto__Dimension *d =
-        NEW(Onnx__TensorShapeProto__Dimension);
-    onnx__tensor_shape_proto__dimension__init(d);
-    if (dims[i] < 0) {
-      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-      d->dim_param = str("N");
-    } else {
-      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-      d->dim_value = dims[i];
-    }
-    tt->shape->dim[i] = d;
-  }
-  return v;
-}
-
-static Onnx__TensorProto *init_f32(const char *name, unsigned rank,
-                                   const int64_t *dims, const float *data) {
-  Onnx__TensorProto *t = NEW(Onnx__TensorProto);
-  onnx__tensor_proto__init(t);
-  t->name = str(name);
-  t->has_data_type = 1;
-  t->data_type = ELEM_F32;
-  t->n_dims = rank;
-  t->dims = keep(calloc(rank + 1, sizeof *t->dims));
-  size_t count = 1;
-  for (unsigned i = 0; i < rank; i++)
-    count *= (size_t)(t->dims[i] = dims[i]);
-  t->n_float_data = count;
-  t->float_data = keep(malloc(count * 4 + 1));
-  memcpy(t->float_data, data, count * 4);
-  return t;
-}
-
-static Onnx__AttributeProto *attr_i(const char *name, int64_t v) {
-  Onnx__AttributeProto *a = NEW(Onnx__AttributeProto);
-  onnx__attribute_proto__init(a);
-  a->name = str(name);
-  a->has_type = 1;
-  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-  a->has_i = 1;
-  a->i = v;
-  return a;
-}
-
-/* A node with one or two inputs ("a" or "a,b") and at most one attribute. */
-static Onnx__NodeProto *node(const char *op, const char *name, const char *a,
-                             const char *b, const char *out,
-                             Onnx__AttributeProto *at) {
-  Onnx__NodeProto *n = NEW(Onnx__NodeProto);
-  onnx__node_proto__init(n);
-  n->op_type = str(op);
-  n->name = str(name);
-  n->n_input = b ? 2 : 1;
-  n->input = keep(calloc(3, sizeof *n->input));
-  n->input[0] = str(a);
-  if (b)
-    n->input[1] = str(b);
-  n->n_output = 1;
-  n->output = keep(calloc(2, sizeof *n->output));
-  n->output[0] = str(out);
-  n->attribute = keep(calloc(2, sizeof *n->attribute));
-  if (at)
-    n->attribute[n->n_attribute++] = at;
-  return n;
-}
-
 /* x [N,2] -> Gemm(w [3,2], transB) -> Relu -> y [N,3]; with transpose, a
- * Transpose node 'flip' after the Relu (which the GPU path does not run).
- * The serialized model, *len bytes (kept). */
-static uint8_t *pack_model(bool transpose, size_t *len) {
+ * Transpose node 'flip' after the Relu (which the GPU path does not run). */
+static graph_t gemm_relu_graph(bool transpose) {
   static const float w[6] = {1, 0, 0, 1, 1, 1};
-  static const int64_t wd[2] = {3, 2}, xd[2] = {-1, 2}, yd[2] = {-1, 3};
-  Onnx__NodeProto *nodes[3];
-  size_t n_nodes = 0;
-  nodes[n_nodes++] = node("Gemm", "fc", "x", "w", "h", attr_i("transB", 1));
-  nodes[n_nodes++] =
-      node("Relu", "relu", "h", NULL, transpose ? "r" : "y", NULL);
+  static const int64_t wd[2] = {3, 2}, xd[2] = {-1, 2}, yd[2] = {-1, 3},
+                       flipped[2] = {3, -1};
+  graph_t g = {.n_in = 1, .n_out = 1, .n_init = 1};
+  g.nodes[g.n_nodes++] =
+      node("Gemm", "fc", "x,w", "h", attr_i("transB", 1), NULL);
+  g.nodes[g.n_nodes++] = node("Relu", "relu", "h", transpose ? "r" : "y", NULL);
   if (transpose)
-    nodes[n_nodes++] = node("Transpose", "flip", "r", NULL, "y", NULL);
-  Onnx__TensorProto *inits[1] = {init_f32("w", 2, wd, w)};
-  Onnx__ValueInfoProto *in[1] = {info("x", 2, xd)};
-  Onnx__ValueInfoProto *out[1] = {
-      info("y", 2, transpose ? (int64_t[]){3, -1} : yd)};
-  Onnx__ModelProto m;
-  Onnx__GraphProto g;
-  Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
-  onnx__model_proto__init(&m);
-  onnx__graph_proto__init(&g);
-  onnx__operator_set_id_proto__init(&opset);
-  opset.domain = str("");
-  opset.has_version = 1;
-  opset.version = 13;
-  m.has_ir_version = 1;
-  m.ir_version = 8;
-  m.n_opset_import = 1;
-  m.opset_import = opsets;
-  m.graph = &g;
-  g.name = str("t");
-  g.n_node = n_nodes;
-  g.node = nodes;
-  g.n_input = 1;
-  g.input = in;
-  g.n_output = 1;
-  g.output = out;
-  g.n_initializer = 1;
-  g.initializer = inits;
-  *len = onnx__model_proto__get_packed_size(&m);
-  uint8_t *buf = keep(malloc(*len + 1));
-  onnx__model_proto__pack(&m, buf);
-  return buf;
+    g.nodes[g.n_nodes++] = node("Transpose", "flip", "r", "y", NULL);
+  g.init[0] = init_tensor("w", ELEM_F32, 2, wd, w);
+  g.in[0] = info("x", ELEM_F32, 2, xd);
+  g.out[0] = info("y", ELEM_F32, 2, transpose ? flipped : yd);
+  return g;
 }
 
 static gs_model_t *load_model(bool transpose) {
-  size_t len;
-  uint8_t *buf = pack_model(transpose, &len);
-  gs_model_t *model = NULL;
-  gs_error_t err = {0};
-  if (gs_model_load_buffer(&model, buf, len, NULL, &err) != GS_OK)
-    fail_msg("load failed: %s", err.msg);
-  return model;
+  graph_t g = gemm_relu_graph(transpose);
+  return load(&g);
 }
 
 static bool gpu_usable(void) {
@@ -360,7 +218,8 @@ static void add_model(const char *repo, const char *name, bool transpose,
                       const char *config) {
   char path[512];
   size_t len;
-  const uint8_t *buf = pack_model(transpose, &len);
+  graph_t g = gemm_relu_graph(transpose);
+  const uint8_t *buf = pack(&g, &len);
   snprintf(path, sizeof path, "%s/%s", repo, name);
   assert_int_equal(mkdir(path, 0755), 0);
   snprintf(path, sizeof path, "%s/%s/1", repo, name);
