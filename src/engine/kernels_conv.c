@@ -318,8 +318,9 @@ int gs__conv_prepack(gs_model_t *m, gs_error_t *err) {
     size_t mg = (size_t)(w->dims[0] / n->p.group),
            kdim = w->count / (size_t)w->dims[0];
     /* Fewer filters per group than a panel's rows (depthwise) would mostly
-     * multiply padding: those stay on the BLAS path. */
-    if (mg < GS__GEMM_MR)
+     * multiply padding (a panel is 4, 8 or 12 rows): those stay on the BLAS
+     * path. */
+    if (mg < 8)
       continue;
     size_t per = gs__gemm_packed_a_count(mg, kdim);
     if (!(n->cpu_weights = malloc((size_t)n->p.group * per * sizeof(float))))

@@ -1,7 +1,7 @@
 /* Conv's own GEMM on AVX-512 CPUs: Y[M x N] = W[M x K] * X'[K x N] with W
- * packed once at load into 8-row panels and X' (the im2col matrix, or the
+ * packed once at load into 12-row panels and X' (the im2col matrix, or the
  * input itself for a 1x1 conv) packed per run into 32-column panels in the
- * planned scratch; an 8x32 register tile adds bias, residual and
+ * planned scratch; a 12x32 register tile adds bias, residual and
  * activation as it stores. Packing W once saves what a BLAS call repacks
  * on every run, and the kernel does not depend on the BLAS library knowing
  * the CPU. Work is split over gs_engine_threads() threads: a small pool of
@@ -112,26 +112,47 @@ bool gs__gemm_available(void) {
   return have == 1;
 }
 
+/* Rows of the panel that starts at row r0 of m: MR, or the rest rounded
+ * up to 4, so that a 64-filter W wastes 0 rows rather than 8. */
+static size_t panel_rows(size_t m, size_t r0) {
+  size_t left = m - r0;
+  return left >= GS__GEMM_MR ? GS__GEMM_MR : (left + 3) / 4 * 4;
+}
+
 size_t gs__gemm_packed_a_count(size_t m, size_t k) {
-  return (m + GS__GEMM_MR - 1) / GS__GEMM_MR * GS__GEMM_MR * k;
+  return (m + 3) / 4 * 4 * k;
 }
 
 size_t gs__gemm_packed_b_count(size_t k, size_t n) {
   return (n + GS__GEMM_NR - 1) / GS__GEMM_NR * GS__GEMM_NR * k;
 }
 
+/* KC-step blocks one after the other, in each the row panels one after
+ * the other: a pass over K reads W as one sequential stream, which the
+ * hardware prefetcher follows (panels K floats apart ran the cold-W 7x7
+ * layers at half speed). */
 void gs__gemm_pack_a(const float *a, size_t m, size_t k, float *packed) {
-  for (size_t r0 = 0; r0 < m; r0 += GS__GEMM_MR)
-    for (size_t kk = 0; kk < k; kk++)
-      for (size_t r = r0; r < r0 + GS__GEMM_MR; r++)
-        *packed++ = r < m ? a[r * k + kk] : 0.0f;
+  for (size_t k0 = 0; k0 < k; k0 += GS__GEMM_KC) {
+    size_t k1 = k - k0 < GS__GEMM_KC ? k : k0 + GS__GEMM_KC;
+    for (size_t r0 = 0; r0 < m; r0 += GS__GEMM_MR) {
+      size_t h = panel_rows(m, r0);
+      for (size_t kk = k0; kk < k1; kk++)
+        for (size_t r = r0; r < r0 + h; r++)
+          *packed++ = r < m ? a[r * k + kk] : 0.0f;
+    }
+  }
 }
 
 /* --- the register tile ----------------------------------------------------
- * 8 rows x 32 columns in 16 zmm accumulators over kc steps; first starts
- * from 0, else from C; last adds bias and residual and applies the
- * activation before storing. rows and the column masks clip the tile to
- * C's edge. */
+ * H rows (12, 8 or 4: a panel's height) x 32 columns in 2H zmm
+ * accumulators over kc steps, each step two loads of B and H broadcasts of
+ * A: 12x32 keeps 24 accumulators and both B vectors in registers (MLAS's
+ * AVX-512 tile is the same shape). first starts from 0, else from C; last
+ * adds bias and residual and applies the activation before storing. rows
+ * and the column masks clip the tile to C's edge. Every loop over rows is
+ * unrolled by pragma and indexed by constants only, so that the
+ * accumulators stay in registers at -O2 too (without, gcc -O2 kept them on
+ * the stack: half the speed). */
 
 typedef struct {
   const float *bias; /* per row of this tile, NULL for none */
@@ -140,41 +161,55 @@ typedef struct {
   float lo, hi;
 } epilogue_t;
 
-__attribute__((target("avx512f"))) static void
-tile_8x32(size_t kc, const float *a, const float *b, float *c, size_t ldc,
-          unsigned rows, __mmask16 m0, __mmask16 m1, bool first, bool last,
-          const epilogue_t *e) {
+typedef struct {
+  float *c;
+  size_t ldc;
+  unsigned rows;
+  __mmask16 m0, m1;
+  bool first, last;
+} tile_out_t;
+
+#define UNROLL _Pragma("GCC unroll 12")
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile_h32(const unsigned h, size_t kc, const float *a, const float *b,
+         const tile_out_t *o, const epilogue_t *e) {
   __m512 c0[GS__GEMM_MR], c1[GS__GEMM_MR];
-  for (unsigned r = 0; r < GS__GEMM_MR; r++) {
-    if (first || r >= rows) {
+  float *c = o->c;
+  size_t ldc = o->ldc;
+  UNROLL for (unsigned r = 0; r < h; r++) {
+    if (o->first || r >= o->rows) {
       c0[r] = _mm512_setzero_ps();
       c1[r] = _mm512_setzero_ps();
     } else {
-      c0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
-      c1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
+      c0[r] = _mm512_maskz_loadu_ps(o->m0, c + r * ldc);
+      c1[r] = _mm512_maskz_loadu_ps(o->m1, c + r * ldc + 16);
     }
   }
-  for (size_t k = 0; k < kc; k++, a += GS__GEMM_MR, b += GS__GEMM_NR) {
+  for (size_t k = 0; k < kc; k++, a += h, b += GS__GEMM_NR) {
     __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-    for (unsigned r = 0; r < GS__GEMM_MR; r++) {
+    UNROLL for (unsigned r = 0; r < h; r++) {
       __m512 ar = _mm512_set1_ps(a[r]);
       c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
     }
   }
-  if (last) {
+  if (o->last) {
     __m512 lo = _mm512_set1_ps(e->act == GS__ACT_RELU ? 0.0f : e->lo);
     __m512 hi = _mm512_set1_ps(e->hi);
-    for (unsigned r = 0; r < rows; r++) {
+    UNROLL for (unsigned r = 0; r < h; r++) {
+      if (r >= o->rows)
+        break;
       if (e->bias) {
         __m512 br = _mm512_set1_ps(e->bias[r]);
         c0[r] = _mm512_add_ps(c0[r], br);
         c1[r] = _mm512_add_ps(c1[r], br);
       }
       if (e->z) {
-        c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, e->z + r * ldc));
-        c1[r] = _mm512_add_ps(c1[r],
-                              _mm512_maskz_loadu_ps(m1, e->z + r * ldc + 16));
+        c0[r] = _mm512_add_ps(c0[r],
+                              _mm512_maskz_loadu_ps(o->m0, e->z + r * ldc));
+        c1[r] = _mm512_add_ps(
+            c1[r], _mm512_maskz_loadu_ps(o->m1, e->z + r * ldc + 16));
       }
       if (e->act != GS__ACT_NONE) {
         c0[r] = _mm512_max_ps(c0[r], lo);
@@ -186,22 +221,44 @@ tile_8x32(size_t kc, const float *a, const float *b, float *c, size_t ldc,
       }
     }
   }
-  for (unsigned r = 0; r < rows; r++) {
-    _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+  UNROLL for (unsigned r = 0; r < h; r++) {
+    if (r >= o->rows)
+      break;
+    _mm512_mask_storeu_ps(c + r * ldc, o->m0, c0[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, o->m1, c1[r]);
   }
+}
+
+/* One function per panel height, so that h is a constant in each. */
+__attribute__((target("avx512f"))) static void
+tile(unsigned h, size_t kc, const float *a, const float *b,
+     const tile_out_t *o, const epilogue_t *e) {
+  if (h == 12)
+    tile_h32(12, kc, a, b, o, e);
+  else if (h == 8)
+    tile_h32(8, kc, a, b, o, e);
+  else
+    tile_h32(4, kc, a, b, o, e);
 }
 
 /* --- the product ---------------------------------------------------------- */
 
-#define KC 256 /* K steps per pass: a 32-column B slice is 32 KiB */
+#define KC GS__GEMM_KC
 
 /* Work items: column panels times chunks of row panels, so that two
- * threads share even a product of one or two column panels. */
+ * threads share even a product of one or two column panels. Items run
+ * column panel by column panel (a 32-column B slice stays in L1 while W
+ * streams past it), or, where B's KC rows for every column fit in L2,
+ * row chunk by row chunk: then each W panel is read from memory once, not
+ * once per column panel (ResNet-50's 14x14 and 7x7 layers hold MBs of W
+ * and few column panels). */
 typedef struct {
   const gs__gemm_t *g;
   size_t panels, chunks, chunk_rows;
+  bool rows_outer;
 } gemm_job_t;
+
+#define ROWS_OUTER_MAX_B (1u << 20) /* bytes of B per KC pass: half an L2 */
 
 static __mmask16 cols_mask(size_t cols) {
   return cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
@@ -212,11 +269,14 @@ static void gemm_part(void *arg, unsigned part, unsigned parts) {
   const gs__gemm_t *g = job->g;
   size_t items = job->panels * job->chunks;
   size_t w0 = items * part / parts, w1 = items * (part + 1) / parts;
+  size_t mpad = gs__gemm_packed_a_count(g->m, 1);
   for (size_t k0 = 0; k0 < g->k; k0 += KC) {
     size_t kc = g->k - k0 < KC ? g->k - k0 : KC;
     bool first = k0 == 0, last = k0 + kc == g->k;
     for (size_t w = w0; w < w1; w++) {
-      size_t p = w / job->chunks, i0 = w % job->chunks * job->chunk_rows;
+      size_t p = job->rows_outer ? w % job->panels : w / job->chunks;
+      size_t i0 = (job->rows_outer ? w / job->panels : w % job->chunks) *
+                  job->chunk_rows;
       size_t i1 = i0 + job->chunk_rows < g->m ? i0 + job->chunk_rows : g->m;
       size_t j = p * GS__GEMM_NR, cols = g->n - j;
       if (cols > GS__GEMM_NR)
@@ -224,24 +284,34 @@ static void gemm_part(void *arg, unsigned part, unsigned parts) {
       __mmask16 m0 = cols_mask(cols), m1 = cols_mask(cols > 16 ? cols - 16 : 0);
       const float *bp = g->b + p * GS__GEMM_NR * g->k + k0 * GS__GEMM_NR;
       for (size_t i = i0; i < i1; i += GS__GEMM_MR) {
-        unsigned rows =
-            (unsigned)(g->m - i < GS__GEMM_MR ? g->m - i : GS__GEMM_MR);
+        unsigned h = (unsigned)panel_rows(g->m, i);
+        tile_out_t o = {g->c + i * g->ldc + j,
+                        g->ldc,
+                        (unsigned)(g->m - i < h ? g->m - i : h),
+                        m0,
+                        m1,
+                        first,
+                        last};
         epilogue_t e = {.bias = g->bias ? g->bias + i : NULL,
                         .z = g->z ? g->z + i * g->ldc + j : NULL,
                         .act = g->act,
                         .lo = g->act_min,
                         .hi = g->act_max};
-        tile_8x32(kc, g->a + i * g->k + k0 * GS__GEMM_MR, bp,
-                  g->c + i * g->ldc + j, g->ldc, rows, m0, m1, first, last, &e);
+        tile(h, kc, g->a + k0 * mpad + i * kc, bp, &o, &e);
       }
     }
   }
 }
 
 void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
-  gemm_job_t job = {g, (g->n + GS__GEMM_NR - 1) / GS__GEMM_NR, 1, g->m};
+  gemm_job_t job = {g, (g->n + GS__GEMM_NR - 1) / GS__GEMM_NR, 1, g->m, false};
   size_t row_panels = (g->m + GS__GEMM_MR - 1) / GS__GEMM_MR;
-  if (threads > 1 && job.panels < 4 * (size_t)threads) {
+  size_t kc = g->k < KC ? g->k : KC;
+  if (job.panels * GS__GEMM_NR * kc * sizeof(float) <= ROWS_OUTER_MAX_B) {
+    job.rows_outer = true;
+    job.chunks = row_panels;
+    job.chunk_rows = GS__GEMM_MR;
+  } else if (threads > 1 && job.panels < 4 * (size_t)threads) {
     /* Few column panels: split the rows too, into row-panel chunks. */
     job.chunks = (4 * (size_t)threads + job.panels - 1) / job.panels;
     if (job.chunks > row_panels)

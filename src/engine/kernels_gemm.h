@@ -7,8 +7,9 @@
 
 #include "engine/engine_int.h"
 
-#define GS__GEMM_MR 8  /* rows of W per packed panel */
+#define GS__GEMM_MR 12 /* rows of W per packed panel (the last: 4 or 8) */
 #define GS__GEMM_NR 32 /* columns of X' per packed panel */
+#define GS__GEMM_KC 256 /* K steps per pass: a 32-column B slice is 32 KiB */
 
 /* Runs fn(arg, i, parts) for every i < parts, on up to parts threads. */
 typedef void (*gs__task_fn)(void *arg, unsigned part, unsigned parts);
@@ -17,11 +18,13 @@ void gs__parallel(gs__task_fn fn, void *arg, unsigned parts);
 /* Whether this CPU runs the packed GEMM (AVX-512F). */
 bool gs__gemm_available(void);
 
-/* Floats of a packed m x k W (rows padded to MR) or k x n X' (columns
+/* Floats of a packed m x k W (rows padded to 4) or k x n X' (columns
  * padded to NR). */
 size_t gs__gemm_packed_a_count(size_t m, size_t k);
 size_t gs__gemm_packed_b_count(size_t k, size_t n);
-/* Packs row-major a (m x k) into MR-row panels, k-major within a panel.
+/* Packs row-major a (m x k) into MR-row panels, k-major within a panel;
+ * the last panel is the rest, rounded up to 4 rows; K is cut into KC-step
+ * blocks, all panels' first block first.
  * X' is packed into NR-column panels the same way: column o of row kk at
  * (o / NR) * NR * k + kk * NR + o % NR (kernels_conv.c writes it). */
 void gs__gemm_pack_a(const float *a, size_t m, size_t k, float *packed);
