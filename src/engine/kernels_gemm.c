@@ -105,18 +105,41 @@ void gs__parallel(gs__task_fn fn, void *arg, unsigned parts) {
 
 /* --- packing ------------------------------------------------------------ */
 
+static bool gemm_off; /* gs__gemm_set_off: the tests' switch */
+
 bool gs__gemm_available(void) {
   static int have = -1;
   if (have < 0)
     have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  return have == 1;
+  return have == 1 && !gemm_off;
 }
 
-/* Rows of the panel that starts at row r0 of m: MR, or the rest rounded
- * up to 4, so that a 64-filter W wastes 0 rows rather than 8. */
-static size_t panel_rows(size_t m, size_t r0) {
-  size_t left = m - r0;
-  return left >= GS__GEMM_MR ? GS__GEMM_MR : (left + 3) / 4 * 4;
+void gs__gemm_set_off(bool off) { gemm_off = off; }
+
+/* W's row panels: MR rows each, then the rest rounded up to 4 (a 64-filter
+ * W wastes no rows rather than 8). A rest of 13 to 16 rows goes as two
+ * 8-row panels rather than 12 and 4: a 4-row tile has too few
+ * accumulators to hide the FMA latency (cnn_small's 16-filter convs). */
+static size_t full_panels(size_t m) {
+  size_t f = m / GS__GEMM_MR, rest = m % GS__GEMM_MR;
+  return f > 0 && rest > 0 && rest <= 4 ? f - 1 : f;
+}
+
+static size_t panel_count(size_t m) {
+  size_t f = full_panels(m), tail = m - f * GS__GEMM_MR;
+  return f + (tail == 0 ? 0 : tail > GS__GEMM_MR ? 2 : 1);
+}
+
+static size_t panel_start(size_t m, size_t q) {
+  size_t f = full_panels(m);
+  return q <= f ? q * GS__GEMM_MR : f * GS__GEMM_MR + (q - f) * 8;
+}
+
+static unsigned panel_height(size_t m, size_t q) {
+  size_t f = full_panels(m), tail = m - f * GS__GEMM_MR;
+  if (q < f)
+    return GS__GEMM_MR;
+  return tail > GS__GEMM_MR ? 8 : (unsigned)(tail + 3) / 4 * 4;
 }
 
 size_t gs__gemm_packed_a_count(size_t m, size_t k) {
@@ -134,8 +157,8 @@ size_t gs__gemm_packed_b_count(size_t k, size_t n) {
 void gs__gemm_pack_a(const float *a, size_t m, size_t k, float *packed) {
   for (size_t k0 = 0; k0 < k; k0 += GS__GEMM_KC) {
     size_t k1 = k - k0 < GS__GEMM_KC ? k : k0 + GS__GEMM_KC;
-    for (size_t r0 = 0; r0 < m; r0 += GS__GEMM_MR) {
-      size_t h = panel_rows(m, r0);
+    for (size_t q = 0; q < panel_count(m); q++) {
+      size_t r0 = panel_start(m, q), h = panel_height(m, q);
       for (size_t kk = k0; kk < k1; kk++)
         for (size_t r = r0; r < r0 + h; r++)
           *packed++ = r < m ? a[r * k + kk] : 0.0f;
@@ -254,7 +277,8 @@ tile(unsigned h, size_t kc, const float *a, const float *b,
  * and few column panels). */
 typedef struct {
   const gs__gemm_t *g;
-  size_t panels, chunks, chunk_rows;
+  size_t panels, row_panels;
+  size_t chunks, chunk_panels; /* row panels in chunks of chunk_panels */
   bool rows_outer;
 } gemm_job_t;
 
@@ -275,16 +299,19 @@ static void gemm_part(void *arg, unsigned part, unsigned parts) {
     bool first = k0 == 0, last = k0 + kc == g->k;
     for (size_t w = w0; w < w1; w++) {
       size_t p = job->rows_outer ? w % job->panels : w / job->chunks;
-      size_t i0 = (job->rows_outer ? w / job->panels : w % job->chunks) *
-                  job->chunk_rows;
-      size_t i1 = i0 + job->chunk_rows < g->m ? i0 + job->chunk_rows : g->m;
+      size_t q0 = (job->rows_outer ? w / job->panels : w % job->chunks) *
+                  job->chunk_panels;
+      size_t q1 = q0 + job->chunk_panels < job->row_panels
+                      ? q0 + job->chunk_panels
+                      : job->row_panels;
       size_t j = p * GS__GEMM_NR, cols = g->n - j;
       if (cols > GS__GEMM_NR)
         cols = GS__GEMM_NR;
       __mmask16 m0 = cols_mask(cols), m1 = cols_mask(cols > 16 ? cols - 16 : 0);
       const float *bp = g->b + p * GS__GEMM_NR * g->k + k0 * GS__GEMM_NR;
-      for (size_t i = i0; i < i1; i += GS__GEMM_MR) {
-        unsigned h = (unsigned)panel_rows(g->m, i);
+      for (size_t q = q0; q < q1; q++) {
+        size_t i = panel_start(g->m, q);
+        unsigned h = panel_height(g->m, q);
         tile_out_t o = {g->c + i * g->ldc + j,
                         g->ldc,
                         (unsigned)(g->m - i < h ? g->m - i : h),
@@ -304,20 +331,21 @@ static void gemm_part(void *arg, unsigned part, unsigned parts) {
 }
 
 void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
-  gemm_job_t job = {g, (g->n + GS__GEMM_NR - 1) / GS__GEMM_NR, 1, g->m, false};
-  size_t row_panels = (g->m + GS__GEMM_MR - 1) / GS__GEMM_MR;
+  size_t row_panels = panel_count(g->m);
+  gemm_job_t job = {g, (g->n + GS__GEMM_NR - 1) / GS__GEMM_NR, row_panels, 1,
+                    row_panels, false};
   size_t kc = g->k < KC ? g->k : KC;
   if (job.panels * GS__GEMM_NR * kc * sizeof(float) <= ROWS_OUTER_MAX_B) {
     job.rows_outer = true;
     job.chunks = row_panels;
-    job.chunk_rows = GS__GEMM_MR;
+    job.chunk_panels = 1;
   } else if (threads > 1 && job.panels < 4 * (size_t)threads) {
     /* Few column panels: split the rows too, into row-panel chunks. */
     job.chunks = (4 * (size_t)threads + job.panels - 1) / job.panels;
     if (job.chunks > row_panels)
       job.chunks = row_panels;
-    job.chunk_rows = (row_panels + job.chunks - 1) / job.chunks * GS__GEMM_MR;
-    job.chunks = (g->m + job.chunk_rows - 1) / job.chunk_rows;
+    job.chunk_panels = (row_panels + job.chunks - 1) / job.chunks;
+    job.chunks = (row_panels + job.chunk_panels - 1) / job.chunk_panels;
   }
   if (g->k == 0) { /* no products: only the epilogue */
     for (size_t i = 0; i < g->m; i++)

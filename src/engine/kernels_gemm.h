@@ -15,8 +15,11 @@
 typedef void (*gs__task_fn)(void *arg, unsigned part, unsigned parts);
 void gs__parallel(gs__task_fn fn, void *arg, unsigned parts);
 
-/* Whether this CPU runs the packed GEMM (AVX-512F). */
+/* Whether this CPU runs the packed GEMM (AVX-512F), and not switched off. */
 bool gs__gemm_available(void);
+/* For tests: off makes models loaded after it, and their runs, take the
+ * path of a CPU without AVX-512F (im2col + BLAS). Not thread-safe. */
+void gs__gemm_set_off(bool off);
 
 /* Floats of a packed m x k W (rows padded to 4) or k x n X' (columns
  * padded to NR). */

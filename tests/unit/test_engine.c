@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "engine/kernels_gemm.h"
 #include "gpuslice/engine.h"
 #include "test_onnx_build.h"
 
@@ -805,8 +806,8 @@ static void test_conv_values(void **state) {
                         .pb = {0, 0, 0},
                         .out = {2, 2, 4}};
   check_conv(&three_d, 3, false, INTS("strides", 2, 1, 1), NULL, NULL, NULL);
-  /* Sizes for the packed GEMM (AVX-512): 20 filters (8-row panels and a
-   * 4-row edge), K = 40 * 9 = 360 (two 256-step passes), N = 9 * 7 = 63
+  /* Sizes for the packed GEMM (AVX-512): 20 filters (a 12-row panel and
+   * an 8-row one), K = 40 * 9 = 360 (two 256-step passes), N = 9 * 7 = 63
    * (a full and a 31-column panel); grouped with 9 filters per group; a
    * 1x1 over 300 channels with 35 outputs. */
   ref_conv_t wide = {.n = 2,
@@ -842,6 +843,39 @@ static void test_conv_values(void **state) {
                                .d = {1, 1, 1},
                                .out = {1, 5, 7}};
   check_conv(&wide_pointwise, 2, false, NULL, NULL, NULL, NULL);
+}
+
+/* The packed GEMM's W panels (12 rows; a rest of 13 to 16 rows as two
+ * 8-row panels, other rests rounded up to 4) give the definition's values
+ * whatever the filter count and thread count, and so does the path of a
+ * CPU without AVX-512F (forced): 28 filters (12 + 8 + 8), 13 (8 + 8, the
+ * last 5 rows used), 40 (12 + 12 + 16 as 8 + 8), 64 (ResNet's: four 12s
+ * and 8 + 8), 21 (12 + a 9-row rest in a 12-row panel). */
+static void test_conv_packed_panels(void **state) {
+  (void)state;
+  const int64_t filters[] = {28, 13, 40, 64, 21};
+  gs_error_t err = {0};
+  for (int off = 0; off < 2; off++) {
+    gs__gemm_set_off(off == 1);
+    for (unsigned threads = 1; threads <= 2; threads++) {
+      assert_int_equal(gs_engine_set_threads(threads, &err), GS_OK);
+      for (size_t i = 0; i < 2 * sizeof filters / sizeof filters[0]; i++) {
+        ref_conv_t r = {.n = 1 + (int64_t)(i % 2), /* 2: images merged */
+                        .c = 5,
+                        .m = filters[i / 2],
+                        .group = 1,
+                        .in = {1, 6, 7},
+                        .k = {1, 3, 3},
+                        .s = {1, 1, 1},
+                        .d = {1, 1, 1},
+                        .pb = {0, 1, 1},
+                        .out = {1, 6, 7}};
+        check_conv(&r, 2, true, INTS("pads", 1, 1, 1, 1), NULL, NULL, NULL);
+      }
+    }
+  }
+  gs__gemm_set_off(false);
+  assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
 }
 
 /* Conv [-> BatchNormalization] [-> Add z] [-> Relu], with every step
@@ -1151,6 +1185,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_names_and_threads, free_kept),
       cmocka_unit_test_teardown(test_conv_geometry, free_kept),
       cmocka_unit_test_teardown(test_conv_values, free_kept),
+      cmocka_unit_test_teardown(test_conv_packed_panels, free_kept),
       cmocka_unit_test_teardown(test_conv_fusion, free_kept),
       cmocka_unit_test_teardown(test_conv_fusion_order, free_kept),
       cmocka_unit_test_teardown(test_cnn_bad_input, free_kept),
