@@ -61,6 +61,18 @@ static bool merge_images(const gs__conv_geom_t *g, const geom3_t *t) {
   return g->batch > 1 && g->group == 1 && t->out_size < 256;
 }
 
+/* Whether a batch's images go to the threads one each (conv_apart): where
+ * one image's product is under gs__gemm_run's threshold for waking a
+ * worker (cnn_small's convs), which would otherwise run the whole batch on
+ * one thread. Each image has its own packed B in the scratch, planned
+ * whatever the thread count (it may change between plan and run). */
+static bool images_apart(const gs__conv_geom_t *g, const geom3_t *t) {
+  size_t kdim = (size_t)g->in_channels * t->k_size;
+  return g->batch > 1 && g->group == 1 &&
+         (double)g->out_channels * (double)t->out_size * (double)kdim <
+             GS__GEMM_SERIAL_MAX;
+}
+
 size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
                         const gs__tensor_t *out) {
   gs__conv_geom_t g;
@@ -77,6 +89,9 @@ size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
     return (gs__gemm_packed_b_count(kdim, all) + all * (size_t)g.out_channels) *
            sizeof(float);
   }
+  if (packed_path(n) && images_apart(&g, &t))
+    return gs__gemm_packed_b_count(kdim, t.out_size) * (size_t)g.batch *
+           sizeof(float);
   if (packed_path(n))
     return gs__gemm_packed_b_count(kdim, t.out_size) * sizeof(float);
   if (t.pointwise || g.in_channels == g.group) /* 1x1; direct depthwise */
@@ -450,6 +465,43 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
   return GS_OK;
 }
 
+/* images_apart's run: part i packs and multiplies images i, i + parts, ...
+ * alone, each into its own packed B. */
+typedef struct {
+  const gs__node_t *n;
+  const geom3_t *t;
+  const float *x, *b, *z;
+  float *col, *y;
+  size_t batch, cin, m, kdim;
+} apart_job_t;
+
+static void conv_apart_part(void *arg, unsigned part, unsigned parts) {
+  const apart_job_t *j = arg;
+  size_t hw = j->t->out_size, per_b = gs__gemm_packed_b_count(j->kdim, hw);
+  for (size_t img = part; img < j->batch; img += parts) {
+    pack_job_t pj = {j->x + img * j->cin * j->t->in_size,
+                     j->t,
+                     j->kdim,
+                     j->col + img * per_b,
+                     1,
+                     0};
+    pack_part(&pj, 0, 1);
+    gs__gemm_t gm = {.m = j->m,
+                     .n = hw,
+                     .k = j->kdim,
+                     .ldc = hw,
+                     .a = j->n->cpu_weights,
+                     .b = pj.packed,
+                     .c = j->y + img * j->m * hw,
+                     .bias = j->b,
+                     .z = j->z ? j->z + img * j->m * hw : NULL,
+                     .act = j->n->p.act,
+                     .act_min = j->n->p.act_min,
+                     .act_max = j->n->p.act_max};
+    gs__gemm_run(&gm, 1);
+  }
+}
+
 int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
                  gs_error_t *err) {
   gs__conv_geom_t g;
@@ -471,6 +523,15 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
   float *col = in[n->n_in].data, *y = out->data;
   if (packed_path(n) && merge_images(&g, &t))
     return conv_merged(n, &g, &t, in, out);
+  if (packed_path(n) && images_apart(&g, &t) && gs_engine_threads() > 1) {
+    apart_job_t j = {
+        n,  &t,  x, b, z, col, y, (size_t)g.batch, (size_t)g.in_channels,
+        mg, kdim};
+    unsigned threads = gs_engine_threads();
+    gs__parallel(conv_apart_part, &j,
+                 threads < j.batch ? threads : (unsigned)j.batch);
+    return GS_OK;
+  }
   if (packed_path(n)) {
     size_t per = gs__gemm_packed_a_count(mg, kdim);
     unsigned threads = gs_engine_threads();

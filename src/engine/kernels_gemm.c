@@ -114,7 +114,9 @@ bool gs__gemm_available(void) {
   return have == 1 && !gemm_off;
 }
 
-void gs__gemm_set_off(bool off) { gemm_off = off; }
+void gs__gemm_set_off(bool off) {
+  gemm_off = off;
+}
 
 /* W's row panels: MR rows each, then the rest rounded up to 4 (a 64-filter
  * W wastes no rows rather than 8). A rest of 13 to 16 rows goes as two
@@ -229,8 +231,8 @@ tile_h32(const unsigned h, size_t kc, const float *a, const float *b,
         c1[r] = _mm512_add_ps(c1[r], br);
       }
       if (e->z) {
-        c0[r] = _mm512_add_ps(c0[r],
-                              _mm512_maskz_loadu_ps(o->m0, e->z + r * ldc));
+        c0[r] =
+            _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(o->m0, e->z + r * ldc));
         c1[r] = _mm512_add_ps(
             c1[r], _mm512_maskz_loadu_ps(o->m1, e->z + r * ldc + 16));
       }
@@ -254,8 +256,8 @@ tile_h32(const unsigned h, size_t kc, const float *a, const float *b,
 
 /* One function per panel height, so that h is a constant in each. */
 __attribute__((target("avx512f"))) static void
-tile(unsigned h, size_t kc, const float *a, const float *b,
-     const tile_out_t *o, const epilogue_t *e) {
+tile(unsigned h, size_t kc, const float *a, const float *b, const tile_out_t *o,
+     const epilogue_t *e) {
   if (h == 12)
     tile_h32(12, kc, a, b, o, e);
   else if (h == 8)
@@ -332,7 +334,8 @@ static void gemm_part(void *arg, unsigned part, unsigned parts) {
 
 void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
   size_t row_panels = panel_count(g->m);
-  gemm_job_t job = {g, (g->n + GS__GEMM_NR - 1) / GS__GEMM_NR, row_panels, 1,
+  gemm_job_t job = {g,          (g->n + GS__GEMM_NR - 1) / GS__GEMM_NR,
+                    row_panels, 1,
                     row_panels, false};
   size_t kc = g->k < KC ? g->k : KC;
   if (job.panels * GS__GEMM_NR * kc * sizeof(float) <= ROWS_OUTER_MAX_B) {
@@ -363,7 +366,7 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
   unsigned parts = threads < items ? threads : (unsigned)items;
   /* Waking a worker costs microseconds (more on a busy machine): a
    * product under ~8 MFLOP (40 us on one core) runs on the caller alone. */
-  if ((double)g->m * (double)g->n * (double)g->k < 4e6)
+  if ((double)g->m * (double)g->n * (double)g->k < GS__GEMM_SERIAL_MAX)
     parts = 1;
   gs__parallel(gemm_part, &job, parts ? parts : 1);
 }

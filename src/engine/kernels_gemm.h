@@ -7,8 +7,8 @@
 
 #include "engine/engine_int.h"
 
-#define GS__GEMM_MR 12 /* rows of W per packed panel (the last: 4 or 8) */
-#define GS__GEMM_NR 32 /* columns of X' per packed panel */
+#define GS__GEMM_MR 12  /* rows of W per packed panel (the last: 4 or 8) */
+#define GS__GEMM_NR 32  /* columns of X' per packed panel */
 #define GS__GEMM_KC 256 /* K steps per pass: a 32-column B slice is 32 KiB */
 
 /* Runs fn(arg, i, parts) for every i < parts, on up to parts threads. */
@@ -42,6 +42,9 @@ typedef struct {
   float act_min, act_max;
 } gs__gemm_t;
 
+/* Runs on the caller's thread alone where m * n * k is under
+ * GS__GEMM_SERIAL_MAX. */
 void gs__gemm_run(const gs__gemm_t *g, unsigned threads);
+#define GS__GEMM_SERIAL_MAX 4e6
 
 #endif

@@ -850,7 +850,8 @@ static void test_conv_values(void **state) {
  * whatever the filter count and thread count, and so does the path of a
  * CPU without AVX-512F (forced): 28 filters (12 + 8 + 8), 13 (8 + 8, the
  * last 5 rows used), 40 (12 + 12 + 16 as 8 + 8), 64 (ResNet's: four 12s
- * and 8 + 8), 21 (12 + a 9-row rest in a 12-row panel). */
+ * and 8 + 8), 21 (12 + a 9-row rest in a 12-row panel); and a batch whose
+ * images go to the threads one each. */
 static void test_conv_packed_panels(void **state) {
   (void)state;
   const int64_t filters[] = {28, 13, 40, 64, 21};
@@ -872,6 +873,19 @@ static void test_conv_packed_panels(void **state) {
                         .out = {1, 6, 7}};
         check_conv(&r, 2, true, INTS("pads", 1, 1, 1, 1), NULL, NULL, NULL);
       }
+      /* 3 images of a product too small to share (8 x 256 x 27): with 2
+       * threads they go to the threads one each. */
+      ref_conv_t apart = {.n = 3,
+                          .c = 3,
+                          .m = 8,
+                          .group = 1,
+                          .in = {1, 16, 16},
+                          .k = {1, 3, 3},
+                          .s = {1, 1, 1},
+                          .d = {1, 1, 1},
+                          .pb = {0, 1, 1},
+                          .out = {1, 16, 16}};
+      check_conv(&apart, 2, true, INTS("pads", 1, 1, 1, 1), NULL, NULL, NULL);
     }
   }
   gs__gemm_set_off(false);
