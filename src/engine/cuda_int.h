@@ -68,6 +68,27 @@ int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
 int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,
                             size_t n_inputs, float *ms, gs_error_t *err);
 
+/* The window geometry the pooling kernels take (cuda_kernels.cu's
+ * pool_geom, field for field): NHWC x [n,h,w,c] to y [n,oh,ow,c], begin
+ * pads ph/pw and end pads ph_end/pw_end (asymmetric as ONNX resolves them:
+ * explicit pads, SAME_UPPER, SAME_LOWER, ceil_mode). */
+typedef struct {
+  int n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  int count_include_pad, ph_end, pw_end;
+} gs__cuda_pool_geom_t;
+
+/* Node n's (MaxPool, AveragePool) geometry on input x (the plan's NCHW
+ * shape) with output y; fails naming the node when it cannot run. */
+int gs__cuda_pool_geom(const gs__node_t *n, const gs__tensor_t *x,
+                       const gs__tensor_t *y, gs__cuda_pool_geom_t *g,
+                       gs_error_t *err);
+
+/* Softmax node n on x as (outer, len, inner): softmax over len elements
+ * spaced inner apart (opset 13: the axis alone; before: dims[axis:] as one
+ * row, inner 1), as the CPU provider computes it. */
+void gs__cuda_softmax_dims(const gs__node_t *n, const gs__tensor_t *x,
+                           int *outer, int *len, int *inner);
+
 /* The embedded kernels (cuda_kernels.cu, via cmake/embed_file.cmake). */
 extern const unsigned char gs__cuda_fatbin[];
 extern const size_t gs__cuda_fatbin_size;

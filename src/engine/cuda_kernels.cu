@@ -75,9 +75,16 @@ __device__ void binary(const T *a, const T *b, T *y, long n, long amod,
   }
 }
 
-// 0 relu, 1 clip, 2 sigmoid, 3 tanh.
+// 0 relu, 1 clip, 2 sigmoid, 3 tanh. Clip's bounds are lo and hi, or the
+// scalars at lo_p / hi_p when not null (bounds the graph computes or takes
+// as inputs: read at run time, so that a graph replay sees their values).
 template <typename T>
-__device__ void unary(const T *x, T *y, long n, int op, float lo, float hi) {
+__device__ void unary(const T *x, T *y, long n, int op, float lo, float hi,
+                      const T *lo_p, const T *hi_p) {
+  if (lo_p)
+    lo = ld(lo_p, 0);
+  if (hi_p)
+    hi = ld(hi_p, 0);
   GRID_STRIDE(i, n) {
     float v = ld(x, i), r;
     switch (op) {
@@ -90,9 +97,12 @@ __device__ void unary(const T *x, T *y, long n, int op, float lo, float hi) {
   }
 }
 
+// gs__cuda_pool_geom_t (cuda_int.h) field for field: ph, pw are the begin
+// pads, ph_end, pw_end the end pads (they differ with SAME_LOWER,
+// SAME_UPPER, explicit asymmetric pads, ceil_mode).
 struct pool_geom {
   int n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
-  int count_include_pad;
+  int count_include_pad, ph_end, pw_end;
 };
 
 template <typename T>
@@ -125,17 +135,22 @@ __device__ void avgpool(const T *x, T *y, pool_geom g) {
     int ch = i % g.c, r = i / g.c, ox = r % g.ow;
     r /= g.ow;
     int oy = r % g.oh, b = r / g.oh;
+    // Taps start at -ph at the least; those at or past the end pad (ceil
+    // mode's last window) count for nothing, as on the CPU.
     float s = 0.f;
     int cnt = 0;
     for (int ky = 0; ky < g.kh; ky++) {
-      int iy = oy * g.sh - g.ph + ky;
+      int iy = oy * g.sh - g.ph + ky * g.dh;
+      if (iy >= g.h + g.ph_end)
+        break;
       for (int kx = 0; kx < g.kw; kx++) {
-        int ix = ox * g.sw - g.pw + kx;
+        int ix = ox * g.sw - g.pw + kx * g.dw;
+        if (ix >= g.w + g.pw_end)
+          break;
         bool in = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
-        bool padded = iy < g.h + g.ph && ix < g.w + g.pw;
         if (in)
           s += ld(x, ((b * g.h + iy) * g.w + ix) * g.c + ch);
-        if (in || (g.count_include_pad && padded))
+        if (in || g.count_include_pad)
           cnt++;
       }
     }
@@ -158,9 +173,12 @@ __device__ void gap(const T *x, T *y, int n, int hw, int c) {
   }
 }
 
-// Softmax over rows of length cols: one block of 256 threads per row.
+// Softmax over len elements spaced inner apart, for each of outer blocks
+// of len * inner. Contiguous rows (inner 1): one block of 256 threads per
+// row, reductions in shared memory. Otherwise a thread per (o, j) column,
+// over the grid: neighbouring threads read neighbouring j (coalesced).
 template <typename T>
-__device__ void softmax(const T *x, T *y, int rows, int cols) {
+__device__ void softmax_rows(const T *x, T *y, int rows, int cols) {
   __shared__ float red[256];
   for (int row = blockIdx.x; row < rows; row += gridDim.x) {
     const long base = (long)row * cols;
@@ -193,6 +211,31 @@ __device__ void softmax(const T *x, T *y, int rows, int cols) {
   }
 }
 
+template <typename T>
+__device__ void softmax_cols(const T *x, T *y, int outer, int len, int inner) {
+  GRID_STRIDE(i, (long)outer * inner) {
+    const int o = i / inner, j = i % inner;
+    const int base = o * len * inner + j;
+    float m = -INFINITY, sum = 0.f;
+    for (int k = 0; k < len; k++)
+      m = fmaxf(m, ld(x, base + k * inner));
+    for (int k = 0; k < len; k++)
+      sum += __expf(ld(x, base + k * inner) - m);
+    for (int k = 0; k < len; k++)
+      st(y, base + k * inner, __expf(ld(x, base + k * inner) - m) / sum);
+  }
+}
+
+// The launch matches the branch: inner 1, a block per row (grid up to
+// 65535); otherwise the grid-stride launch over outer * inner threads.
+template <typename T>
+__device__ void softmax(const T *x, T *y, int outer, int len, int inner) {
+  if (inner == 1)
+    softmax_rows(x, y, outer, len);
+  else
+    softmax_cols(x, y, outer, len, inner);
+}
+
 #define INSTANCE(T, sfx)                                                       \
   extern "C" __global__ void gs_in_nhwc_##sfx(const float *x, T *y, int n,     \
                                               int c, int hw, int c_pad) {      \
@@ -215,8 +258,9 @@ __device__ void softmax(const T *x, T *y, int rows, int cols) {
     binary(a, b, y, n, amod, bmod, op, a_act, lo, hi);                         \
   }                                                                            \
   extern "C" __global__ void gs_unary_##sfx(const T *x, T *y, long n, int op,  \
-                                            float lo, float hi) {              \
-    unary(x, y, n, op, lo, hi);                                                \
+                                            float lo, float hi, const T *lo_p, \
+                                            const T *hi_p) {                   \
+    unary(x, y, n, op, lo, hi, lo_p, hi_p);                                    \
   }                                                                            \
   extern "C" __global__ void gs_maxpool_##sfx(const T *x, T *y,                \
                                               pool_geom g) {                   \
@@ -230,9 +274,9 @@ __device__ void softmax(const T *x, T *y, int rows, int cols) {
                                           int c) {                             \
     gap(x, y, n, hw, c);                                                       \
   }                                                                            \
-  extern "C" __global__ void gs_softmax_##sfx(const T *x, T *y, int rows,      \
-                                              int cols) {                      \
-    softmax(x, y, rows, cols);                                                 \
+  extern "C" __global__ void gs_softmax_##sfx(const T *x, T *y, int outer,     \
+                                              int len, int inner) {            \
+    softmax(x, y, outer, len, inner);                                          \
   }
 
 INSTANCE(float, f32)

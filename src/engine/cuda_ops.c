@@ -30,8 +30,8 @@ static void *dp(const gs__cuda_session_t *cs, int v) {
 /* ---- conv and pool geometry ------------------------------------------------
  */
 
-/* The begin pads of spatial dim d, checking that symmetric padding (all
- * cuDNN and the pools take) gives the planned output size. */
+/* A conv's begin pads along spatial dim d, checking that symmetric padding
+ * (all cuDNN's convolution takes) gives the planned output size. */
 static int begin_pad(const gs__node_t *n, unsigned d, int64_t in, int64_t out,
                      int64_t *pad, gs_error_t *err) {
   const gs__params_t *p = &n->p;
@@ -47,9 +47,7 @@ static int begin_pad(const gs__node_t *n, unsigned d, int64_t in, int64_t out,
     total = total > 0 ? total : 0;
     *pad = p->auto_pad == GS__PAD_SAME_UPPER ? total / 2 : (total + 1) / 2;
   }
-  bool ceil = n->op->code != GS__OP_CONV && p->ceil_mode;
-  int64_t num = in + 2 * *pad - span;
-  int64_t sym = (ceil ? (num + s - 1) / s : num / s) + 1;
+  int64_t sym = (in + 2 * *pad - span) / s + 1;
   if (sym != out)
     return node_fail(n, "its padding is not symmetric", err);
   return GS_OK;
@@ -296,6 +294,17 @@ static int binary(gs__cuda_session_t *cs, CUdeviceptr a, CUdeviceptr b,
   return gs__cuda_launch(cs, GS__K_BINARY, n, args, err);
 }
 
+/* y = op(x) over n elements: 0 relu, 1 clip, 2 sigmoid, 3 tanh. Clip's
+ * bounds are lo and hi, or read on the device from lo_p / hi_p when those
+ * are not 0 (bounds computed in the graph: a replay reads their new
+ * values). */
+static int unary(gs__cuda_session_t *cs, CUdeviceptr x, CUdeviceptr y, long n,
+                 int op, float lo, float hi, CUdeviceptr lo_p, CUdeviceptr hi_p,
+                 gs_error_t *err) {
+  void *args[] = {&x, &y, &n, &op, &lo, &hi, &lo_p, &hi_p};
+  return gs__cuda_launch(cs, GS__K_UNARY, n, args, err);
+}
+
 static int act_code(const gs__params_t *p) {
   return p->act == GS__ACT_RELU ? 1 : p->act == GS__ACT_CLIP ? 2 : 0;
 }
@@ -352,55 +361,68 @@ static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   else if (rc == GS_OK && !has_bias && last_act) {
     int op = last_act == 1 ? 0 : 1;
     CUdeviceptr yp = cs->ptr[n->out];
-    float lo = p->act_min, hi = p->act_max;
-    void *args[] = {&yp, &yp, &cnt, &op, &lo, &hi};
-    rc = gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+    rc = unary(cs, yp, yp, cnt, op, p->act_min, p->act_max, 0, 0, err);
   }
   return rc;
+}
+
+/* The kernels take the struct by value as cuda_kernels.cu's pool_geom. */
+_Static_assert(sizeof(gs__cuda_pool_geom_t) == 17 * sizeof(int),
+               "gs__cuda_pool_geom_t must match pool_geom in cuda_kernels.cu");
+
+int gs__cuda_pool_geom(const gs__node_t *n, const gs__tensor_t *x,
+                       const gs__tensor_t *y, gs__cuda_pool_geom_t *out,
+                       gs_error_t *err) {
+  const gs__params_t *p = &n->p;
+  if (x->rank != 4 || y->rank != 4)
+    return node_fail(n, "its input is not 4-D", err);
+  /* The pads and output size as the CPU provider resolves them. */
+  gs__conv_geom_t g;
+  int rc = gs__conv_geometry(n, x, NULL, &g, err);
+  if (rc != GS_OK)
+    return rc;
+  if (g.n_spatial != 2 || g.out[0] != y->dims[2] || g.out[1] != y->dims[3])
+    return node_fail(n, "its window does not give the planned output", err);
+  *out = (gs__cuda_pool_geom_t){.n = (int)x->dims[0],
+                                .h = (int)x->dims[2],
+                                .w = (int)x->dims[3],
+                                .c = (int)x->dims[1],
+                                .oh = (int)y->dims[2],
+                                .ow = (int)y->dims[3],
+                                .kh = (int)g.kernel[0],
+                                .kw = (int)g.kernel[1],
+                                .sh = (int)g.strides[0],
+                                .sw = (int)g.strides[1],
+                                .ph = (int)g.pads[0],
+                                .pw = (int)g.pads[1],
+                                .dh = (int)g.dilations[0],
+                                .dw = (int)g.dilations[1],
+                                .count_include_pad = p->count_include_pad,
+                                .ph_end = (int)g.pads[2],
+                                .pw_end = (int)g.pads[3]};
+  return GS_OK;
 }
 
 static int issue_pool(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                       size_t i, gs_error_t *err) {
   const gs__node_t *n = &cs->m->nodes[i];
-  const gs__params_t *p = &n->p;
   const gs__tensor_t *x = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
   CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
-  if (x->rank != 4)
-    return node_fail(n, "its input is not 4-D", err);
   if (n->op->code == GS__OP_GLOBALAVGPOOL) {
+    if (x->rank != 4)
+      return node_fail(n, "its input is not 4-D", err);
     int nb = (int)x->dims[0], hw = (int)(x->dims[2] * x->dims[3]),
         c = (int)x->dims[1];
     void *args[] = {&X, &Y, &nb, &hw, &c};
     return gs__cuda_launch(cs, GS__K_GAP, (long)nb * c, args, err);
   }
-  struct {
-    int n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
-    int count_include_pad;
-  } geom = {(int)x->dims[0],
-            (int)x->dims[2],
-            (int)x->dims[3],
-            (int)x->dims[1],
-            (int)y->dims[2],
-            (int)y->dims[3],
-            (int)p->kernel[0],
-            (int)p->kernel[1],
-            (int)(p->strides[0] ? p->strides[0] : 1),
-            (int)(p->strides[1] ? p->strides[1] : 1),
-            0,
-            0,
-            (int)(p->dilations[0] ? p->dilations[0] : 1),
-            (int)(p->dilations[1] ? p->dilations[1] : 1),
-            p->count_include_pad};
-  int64_t pad[2];
-  for (unsigned k = 0; k < 2; k++) {
-    int rc = begin_pad(n, k, x->dims[2 + k], y->dims[2 + k], &pad[k], err);
-    if (rc != GS_OK)
-      return rc;
-  }
-  geom.ph = (int)pad[0];
-  geom.pw = (int)pad[1];
-  if (n->op->code == GS__OP_AVGPOOL && (geom.dh != 1 || geom.dw != 1))
-    return node_fail(n, "dilated average pooling", err);
+  /* The provider's own kernels for any padding (cuDNN's pooling takes
+   * symmetric pads only): a thread per output (per 8 channels for FP16
+   * MaxPool), taps outside the input skipped. */
+  gs__cuda_pool_geom_t geom;
+  int rc = gs__cuda_pool_geom(n, x, y, &geom, err);
+  if (rc != GS_OK)
+    return rc;
   void *args[] = {&X, &Y, &geom};
   if (n->op->code == GS__OP_MAXPOOL && cs->fp16 && geom.c % 8 == 0)
     return gs__cuda_launch(cs, GS__K_MAXPOOL8, (long)y->count / 8, args, err);
@@ -456,24 +478,35 @@ static int issue_binary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                 n->p.act_max, err);
 }
 
-static float const_scalar(const gs__cuda_session_t *cs, const gs__node_t *n,
-                          unsigned k, float def) {
+/* Clip's bound input k: absent (def), an FP32 scalar initializer (its
+ * value into *val), or a tensor computed at run time (its address into
+ * *dev). Shape inference has checked that a bound is a scalar. */
+static int clip_bound(const gs__cuda_session_t *cs, const gs__node_t *n,
+                      unsigned k, float def, float *val, CUdeviceptr *dev,
+                      gs_error_t *err) {
+  *val = def;
+  *dev = 0;
   if (n->n_in <= k || n->in[k] < 0)
-    return def;
+    return GS_OK;
   const gs__value_t *v = &cs->m->values[n->in[k]];
-  if (v->kind != GS__VALUE_CONST || v->constant.count != 1 ||
-      v->dtype != GS_DTYPE_FP32)
-    return NAN;
-  return *(const float *)v->constant.data;
+  if (v->kind != GS__VALUE_CONST) {
+    *dev = cs->ptr[n->in[k]];
+    return GS_OK;
+  }
+  if (v->constant.count != 1 || v->dtype != GS_DTYPE_FP32)
+    return node_fail(n, "a bound is an initializer but not an FP32 scalar",
+                     err);
+  *val = *(const float *)v->constant.data;
+  return GS_OK;
 }
 
 static int issue_unary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                        size_t i, gs_error_t *err) {
   const gs__node_t *n = &cs->m->nodes[i];
   long cnt = (long)plan->shapes[n->out].count;
-  CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
+  CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out], lo_p = 0, hi_p = 0;
   float lo = -INFINITY, hi = INFINITY;
-  int op;
+  int op, rc = GS_OK;
   switch (n->op->code) {
   case GS__OP_RELU:
     op = 0;
@@ -485,16 +518,12 @@ static int issue_unary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     op = 3;
     break;
   default:
-    op = 1; /* Clip: attribute bounds (or none), then bound inputs */
-    lo = n->p.act_min;
-    hi = n->p.act_max;
-    lo = const_scalar(cs, n, 1, lo);
-    hi = const_scalar(cs, n, 2, hi);
-    if (isnan(lo) || isnan(hi))
-      return node_fail(n, "its bounds are not scalar initializers", err);
+    op = 1; /* Clip: attribute bounds (opset < 11, else +-inf), or inputs */
+    rc = clip_bound(cs, n, 1, n->p.act_min, &lo, &lo_p, err);
+    if (rc == GS_OK)
+      rc = clip_bound(cs, n, 2, n->p.act_max, &hi, &hi_p, err);
   }
-  void *args[] = {&X, &Y, &cnt, &op, &lo, &hi};
-  return gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+  return rc == GS_OK ? unary(cs, X, Y, cnt, op, lo, hi, lo_p, hi_p, err) : rc;
 }
 
 static int issue_copy(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
@@ -553,27 +582,44 @@ static int issue_gemm(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   if (act_code(p)) {
     CUdeviceptr yp = cs->ptr[n->out];
     int op = act_code(p) == 1 ? 0 : 1;
-    float lo = p->act_min, hi = p->act_max;
-    void *args[] = {&yp, &yp, &cnt, &op, &lo, &hi};
-    return gs__cuda_launch(cs, GS__K_UNARY, cnt, args, err);
+    return unary(cs, yp, yp, cnt, op, p->act_min, p->act_max, 0, 0, err);
   }
   return GS_OK;
 }
 
+void gs__cuda_softmax_dims(const gs__node_t *n, const gs__tensor_t *x,
+                           int *outer, int *len, int *inner) {
+  unsigned a = (unsigned)gs__axis(n->p.axis, x->rank, 0);
+  int64_t o = 1, l = 1, in = 1;
+  for (unsigned d = 0; d < x->rank; d++) {
+    if (d < a)
+      o *= x->dims[d];
+    else if (d == a || n->p.softmax_2d)
+      l *= x->dims[d];
+    else
+      in *= x->dims[d];
+  }
+  *outer = (int)o;
+  *len = (int)l;
+  *inner = (int)in;
+}
+
+/* Softmax over len elements spaced inner apart, outer times: contiguous
+ * rows (inner 1) a block of 256 threads per row; otherwise a thread per
+ * (outer, inner) column, neighbouring threads on neighbouring columns. */
 static int issue_softmax(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                          size_t i, gs_error_t *err) {
   const gs__node_t *n = &cs->m->nodes[i];
   const gs__tensor_t *x = &plan->shapes[n->in[0]];
-  int a = gs__axis(n->p.axis, x->rank, 0);
-  if (a < 0 || (!n->p.softmax_2d && (unsigned)a != x->rank - 1))
-    return node_fail(n, "softmax over an axis other than the last", err);
-  int64_t cols = 1;
-  for (unsigned k = (unsigned)a; k < x->rank; k++)
-    cols *= x->dims[k];
-  int c = (int)cols, rows = (int)(x->count / (size_t)(cols ? cols : 1));
+  if (gs__axis(n->p.axis, x->rank, 0) < 0)
+    return node_fail(n, "its axis is out of range", err);
+  int outer, len, inner;
+  gs__cuda_softmax_dims(n, x, &outer, &len, &inner);
   CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
-  void *args[] = {&X, &Y, &rows, &c};
-  unsigned blocks = rows > 65535 ? 65535 : (unsigned)(rows ? rows : 1);
+  void *args[] = {&X, &Y, &outer, &len, &inner};
+  if (inner != 1)
+    return gs__cuda_launch(cs, GS__K_SOFTMAX, (long)outer * inner, args, err);
+  unsigned blocks = outer > 65535 ? 65535 : (unsigned)(outer ? outer : 1);
   CUresult r =
       cs->l->cuda.LaunchKernel(cs->fn[GS__K_SOFTMAX][cs->fp16], blocks, 1, 1,
                                256, 1, 1, 0, cs->stream, args, NULL);

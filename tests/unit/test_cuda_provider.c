@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "engine/cuda_int.h"
 #include "gpu/cublas_shim.h"
 #include "gpu/cuda_shim.h"
 #include "gpu/cudnn_shim.h"
@@ -273,6 +274,118 @@ static void test_worker_instance_group(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* A one-node model: op on x [1,3,5,5] (opset 0: 13) with up to three
+ * attributes (NULL for fewer). */
+static gs_model_t *one_node(const char *op, int opset, Onnx__AttributeProto *a,
+                            Onnx__AttributeProto *b, Onnx__AttributeProto *c) {
+  static const int64_t xd[4] = {1, 3, 5, 5}, yd[4] = {-1, -1, -1, -1};
+  graph_t g = {.n_in = 1, .n_out = 1, .opset = opset};
+  g.nodes[g.n_nodes++] = node(op, "n", "x", "y", a, b, c, NULL);
+  g.in[0] = info("x", ELEM_F32, 4, xd);
+  g.out[0] = info("y", ELEM_F32, 4, yd);
+  return load(&g);
+}
+
+static gs__tensor_t shape4(int64_t n, int64_t c, int64_t h, int64_t w) {
+  return (gs__tensor_t){.dtype = GS_DTYPE_FP32,
+                        .rank = 4,
+                        .dims = {n, c, h, w},
+                        .count = (size_t)(n * c * h * w)};
+}
+
+/* The pooling kernels get the begin and end pads as the CPU resolves them:
+ * SAME_LOWER puts the odd pad first, SAME_UPPER last, explicit pads go as
+ * given; an output size other than the window's is refused by name. */
+static void test_pool_geom_asymmetric(void **state) {
+  (void)state;
+  gs__tensor_t x = shape4(1, 3, 5, 5), y = shape4(1, 3, 5, 5);
+  gs__cuda_pool_geom_t g;
+  gs_error_t err = {0};
+  gs_model_t *m = one_node("AveragePool", 0, INTS("kernel_shape", 2, 2),
+                           attr_s("auto_pad", "SAME_LOWER"), NULL);
+  assert_int_equal(gs__cuda_pool_geom(&m->nodes[0], &x, &y, &g, &err), GS_OK);
+  assert_int_equal(g.ph, 1);
+  assert_int_equal(g.pw, 1);
+  assert_int_equal(g.ph_end, 0);
+  assert_int_equal(g.pw_end, 0);
+  assert_int_equal(g.kh, 2);
+  assert_int_equal(g.c, 3);
+  assert_int_equal(g.oh, 5);
+  assert_int_equal(g.count_include_pad, 0);
+  gs_model_destroy(m);
+
+  m = one_node("MaxPool", 0, INTS("kernel_shape", 2, 2),
+               attr_s("auto_pad", "SAME_UPPER"), NULL);
+  assert_int_equal(gs__cuda_pool_geom(&m->nodes[0], &x, &y, &g, &err), GS_OK);
+  assert_int_equal(g.ph, 0);
+  assert_int_equal(g.pw, 0);
+  assert_int_equal(g.ph_end, 1);
+  assert_int_equal(g.pw_end, 1);
+  assert_int_equal(g.dh, 1);
+  gs_model_destroy(m);
+
+  /* pads [h_begin, w_begin, h_end, w_end] = [0, 1, 2, 3], 3x3: 5 x 7. */
+  m = one_node("AveragePool", 0, INTS("kernel_shape", 3, 3),
+               INTS("pads", 0, 1, 2, 3), attr_i("count_include_pad", 1));
+  y = shape4(1, 3, 5, 7);
+  assert_int_equal(gs__cuda_pool_geom(&m->nodes[0], &x, &y, &g, &err), GS_OK);
+  assert_int_equal(g.ph, 0);
+  assert_int_equal(g.pw, 1);
+  assert_int_equal(g.ph_end, 2);
+  assert_int_equal(g.pw_end, 3);
+  assert_int_equal(g.ow, 7);
+  assert_int_equal(g.count_include_pad, 1);
+  y = shape4(1, 3, 5, 5);
+  assert_int_equal(gs__cuda_pool_geom(&m->nodes[0], &x, &y, &g, &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "node 'n' (AveragePool)"));
+  gs_model_destroy(m);
+
+  /* Strides 2 and dilations 2, no padding: a 3x3 window spans 5, so 5
+   * gives one output. */
+  m = one_node("MaxPool", 0, INTS("kernel_shape", 3, 3), INTS("strides", 2, 2),
+               INTS("dilations", 2, 2));
+  y = shape4(1, 3, 1, 1);
+  assert_int_equal(gs__cuda_pool_geom(&m->nodes[0], &x, &y, &g, &err), GS_OK);
+  assert_int_equal(g.sh, 2);
+  assert_int_equal(g.dw, 2);
+  assert_int_equal(g.ph + g.ph_end, 0);
+  gs_model_destroy(m);
+}
+
+/* Softmax runs over (outer, len, inner) as the CPU does: opset 13 over the
+ * one axis, opset 11 over dims[axis:] flattened (inner 1). */
+static void test_softmax_dims(void **state) {
+  (void)state;
+  gs__tensor_t x = {
+      .dtype = GS_DTYPE_FP32, .rank = 3, .dims = {3, 4, 5}, .count = 60};
+  int outer, len, inner;
+  gs_model_t *m = one_node("Softmax", 0, attr_i("axis", 0), NULL, NULL);
+  gs__cuda_softmax_dims(&m->nodes[0], &x, &outer, &len, &inner);
+  assert_int_equal(outer, 1);
+  assert_int_equal(len, 3);
+  assert_int_equal(inner, 20);
+  gs_model_destroy(m);
+  m = one_node("Softmax", 0, attr_i("axis", 1), NULL, NULL);
+  gs__cuda_softmax_dims(&m->nodes[0], &x, &outer, &len, &inner);
+  assert_int_equal(outer, 3);
+  assert_int_equal(len, 4);
+  assert_int_equal(inner, 5);
+  gs_model_destroy(m);
+  m = one_node("Softmax", 0, attr_i("axis", -1), NULL, NULL);
+  gs__cuda_softmax_dims(&m->nodes[0], &x, &outer, &len, &inner);
+  assert_int_equal(outer, 12);
+  assert_int_equal(len, 5);
+  assert_int_equal(inner, 1);
+  gs_model_destroy(m);
+  m = one_node("Softmax", 11, attr_i("axis", 1), NULL, NULL);
+  gs__cuda_softmax_dims(&m->nodes[0], &x, &outer, &len, &inner);
+  assert_int_equal(outer, 3);
+  assert_int_equal(len, 20);
+  assert_int_equal(inner, 1);
+  gs_model_destroy(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_missing_library_named, free_kept),
@@ -282,6 +395,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_cpu_refuses_fp16, free_kept),
       cmocka_unit_test(test_gpu_batches_padded),
       cmocka_unit_test_teardown(test_worker_instance_group, free_kept),
+      cmocka_unit_test_teardown(test_pool_geom_asymmetric, free_kept),
+      cmocka_unit_test_teardown(test_softmax_dims, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
