@@ -35,7 +35,8 @@ static int parse_levels(demo_t *d, const char *text) {
     if (d->n_levels == DEMO_MAX_LEVELS ||
         cli_parse_uint(tok, "--concurrency", 4096, &v, &err) != GS_OK ||
         v == 0 || (d->n_levels && v <= d->levels[d->n_levels - 1]))
-      return cli_usage("demo", "--concurrency takes up to %d rising numbers "
+      return cli_usage("demo",
+                       "--concurrency takes up to %d rising numbers "
                        "1..4096 separated by commas, not '%s'",
                        DEMO_MAX_LEVELS, text);
     d->levels[d->n_levels++] = v;
@@ -93,10 +94,18 @@ static int parse_option(demo_t *d, int c, bool *levels_given) {
   unsigned v;
   int rc = CLI_OK;
   switch (c) {
-  case 'm': d->models = optarg; break;
-  case 'M': d->model = optarg; break;
-  case 's': snprintf(d->shape, sizeof d->shape, "%s", optarg); break;
-  case 'o': d->out_dir = optarg; break;
+  case 'm':
+    d->models = optarg;
+    break;
+  case 'M':
+    d->model = optarg;
+    break;
+  case 's':
+    snprintf(d->shape, sizeof d->shape, "%s", optarg);
+    break;
+  case 'o':
+    d->out_dir = optarg;
+    break;
   case 'c':
     *levels_given = true;
     rc = parse_levels(d, optarg);
@@ -112,14 +121,19 @@ static int parse_option(demo_t *d, int c, bool *levels_given) {
     if ((rc = parse_number(optarg, "--latency-budget", 1, 100000, &v)) == 0)
       d->budget_ms = v;
     break;
-  case 'e': rc = parse_engine(d, optarg); break;
+  case 'e':
+    rc = parse_engine(d, optarg);
+    break;
   case 'i':
     if (!*optarg || strchr(optarg, '/'))
       rc = cli_usage("demo", "--isolation takes a mode's name");
     d->isolation = optarg;
     break;
-  case 'd': d->dry_run = true; break;
-  default: rc = cli_usage("demo", "bad option (gpuslice demo --help)");
+  case 'd':
+    d->dry_run = true;
+    break;
+  default:
+    rc = cli_usage("demo", "bad option (gpuslice demo --help)");
   }
   return rc;
 }
@@ -162,9 +176,10 @@ static int prepare(demo_t *d) {
   snprintf(probe, sizeof probe, "%s/%s", d->models, d->model);
   if (stat(probe, &st) != 0) {
     bool made = !strcmp(d->model, "resnet50") || !strcmp(d->model, "cnn_small");
-    fprintf(stderr, "gpuslice: demo: no model '%s' in %s (make it with: "
-            "python3 scripts/make_models.py --out %s%s%s)\n", d->model,
-            d->models, d->models, made ? " --models " : "",
+    fprintf(stderr,
+            "gpuslice: demo: no model '%s' in %s (make it with: "
+            "python3 scripts/make_models.py --out %s%s%s)\n",
+            d->model, d->models, d->models, made ? " --models " : "",
             made ? d->model : "");
     return CLI_USAGE;
   }

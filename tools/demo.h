@@ -26,7 +26,11 @@ typedef struct demo_phase_s {
   gs_perf_result_t levels[DEMO_MAX_LEVELS];
 } demo_phase_t;
 
-typedef enum { DEMO_ENGINE_AUTO = 0, DEMO_ENGINE_GPU, DEMO_ENGINE_CPU } demo_engine_t;
+typedef enum {
+  DEMO_ENGINE_AUTO = 0,
+  DEMO_ENGINE_GPU,
+  DEMO_ENGINE_CPU
+} demo_engine_t;
 
 typedef struct demo_s {
   cli_t *cli;
@@ -35,8 +39,8 @@ typedef struct demo_s {
   char serve_models[4200]; /* the repository serve gets */
   char shape[160];
   char engine_why[1100]; /* why the GPU engine is or is not used */
-  demo_engine_t engine; /* as asked; after planning GPU or CPU */
-  bool existing;        /* MIG: the instances that exist, read-only */
+  demo_engine_t engine;  /* as asked; after planning GPU or CPU */
+  bool existing;         /* MIG: the instances that exist, read-only */
   bool dry_run;
   unsigned n_instances, window_ms;
   unsigned levels[DEMO_MAX_LEVELS];

@@ -51,9 +51,10 @@ static int plan_create(demo_t *d, const gs_device_t *dev) {
   }
   unsigned n = d->n_instances ? d->n_instances : small->max_count;
   if (n > small->max_count) {
-    fprintf(stderr, "gpuslice: demo: --instances %u: device 0 (%s) holds "
-            "at most %u x %s\n", n, dev->catalog.model, small->max_count,
-            small->name);
+    fprintf(stderr,
+            "gpuslice: demo: --instances %u: device 0 (%s) holds "
+            "at most %u x %s\n",
+            n, dev->catalog.model, small->max_count, small->name);
     return CLI_USAGE;
   }
   d->n_instances = n;
@@ -86,8 +87,8 @@ typedef struct found_s {
 
 static void add_selection(demo_phase_t *p, const found_t *f) {
   size_t len = strlen(p->select);
-  snprintf(p->select + len, sizeof p->select - len, "%s%u:%u",
-           len ? "," : "", f->dev, f->gi);
+  snprintf(p->select + len, sizeof p->select - len, "%s%u:%u", len ? "," : "",
+           f->dev, f->gi);
 }
 
 /* Existing MIG instances (with a compute instance) of every device. */
@@ -101,8 +102,8 @@ static size_t find_existing(const gs_device_t *devs, unsigned n_dev,
           gs_catalog_gi(&devs[d].catalog, gi->profile_id);
       if (!p || gi->n_ci == 0)
         continue;
-      out[n++] = (found_t){d, gi->id, p->compute_slices, p->memory_slices,
-                           p->name};
+      out[n++] =
+          (found_t){d, gi->id, p->compute_slices, p->memory_slices, p->name};
       whole[n - 1] = p->compute_slices == devs[d].catalog.compute_slices;
     }
   return n;
@@ -120,7 +121,8 @@ static int plan_existing(demo_t *d, const gs_device_t *devs, unsigned n_dev) {
         (f[i].slices == f[s].slices && f[i].mem < f[s].mem))
       s = i;
   if (n == 0 || whole[s]) {
-    fprintf(stderr, "gpuslice: demo: MIG mode is on and %s; the demo uses "
+    fprintf(stderr,
+            "gpuslice: demo: MIG mode is on and %s; the demo uses "
             "the MIG instances that exist and never changes them. Make the "
             "smallest instances (with their compute instances) first, e.g.\n",
             n ? "only whole-GPU instances exist" : "no instance exists");
@@ -145,8 +147,10 @@ static int plan_existing(demo_t *d, const gs_device_t *devs, unsigned n_dev) {
   d->n_instances = count;
   d->n_phases = count > 1 ? 2 : 1;
   if (count < 2)
-    fprintf(stderr, "gpuslice: demo: only one %s instance exists: the N "
-            "instance phase is left out\n", f[s].profile);
+    fprintf(stderr,
+            "gpuslice: demo: only one %s instance exists: the N "
+            "instance phase is left out\n",
+            f[s].profile);
   for (size_t i = 0; i < n && d->engine == DEMO_ENGINE_GPU; i++)
     if (whole[i]) {
       set_phase(&d->phases[d->n_phases], f[i].profile, 1);
@@ -164,17 +168,20 @@ static int choose_engine(demo_t *d) {
   bool cuda = gs_engine_cuda_describe(line, sizeof line, &err) == GS_OK;
   bool gpu_backend = strcmp(d->backend, "host") != 0;
   if (d->engine == DEMO_ENGINE_GPU && !gpu_backend)
-    return cli_usage("demo", "--engine gpu needs a GPU backend (mig or "
-                     "soft), not %s", d->backend);
+    return cli_usage("demo",
+                     "--engine gpu needs a GPU backend (mig or "
+                     "soft), not %s",
+                     d->backend);
   if (d->engine == DEMO_ENGINE_AUTO)
     d->engine = cuda && gpu_backend ? DEMO_ENGINE_GPU : DEMO_ENGINE_CPU;
   if (d->engine == DEMO_ENGINE_GPU && !cuda && !d->dry_run) {
-    fprintf(stderr, "gpuslice: demo: --engine gpu: the GPU engine cannot "
-            "run here: %s\n", err.msg);
+    fprintf(stderr,
+            "gpuslice: demo: --engine gpu: the GPU engine cannot "
+            "run here: %s\n",
+            err.msg);
     return CLI_FAIL;
   }
-  snprintf(d->engine_why, sizeof d->engine_why, "%s",
-           cuda ? line : err.msg);
+  snprintf(d->engine_why, sizeof d->engine_why, "%s", cuda ? line : err.msg);
   if (!d->model)
     d->model = d->engine == DEMO_ENGINE_GPU ? "resnet50" : "classifier";
   return CLI_OK;
@@ -194,8 +201,7 @@ int demo_plan(demo_t *d) {
             d->backend);
   d->existing = strcmp(d->backend, "mig") == 0;
   if (rc == CLI_OK)
-    rc = d->existing ? plan_existing(d, devs, n_dev)
-                     : plan_create(d, &devs[0]);
+    rc = d->existing ? plan_existing(d, devs, n_dev) : plan_create(d, &devs[0]);
   free(devs);
   gs_backend_close(be);
   return rc;
@@ -203,8 +209,8 @@ int demo_plan(demo_t *d) {
 
 void demo_print_plan(const demo_t *d, FILE *out) {
   fprintf(out, "backend: %s; engine: %s (%s)\nmodel: %s in %s\n", d->backend,
-          d->engine == DEMO_ENGINE_GPU ? "gpu, KIND_GPU" : "cpu",
-          d->engine_why, d->model, d->models);
+          d->engine == DEMO_ENGINE_GPU ? "gpu, KIND_GPU" : "cpu", d->engine_why,
+          d->model, d->models);
   for (size_t i = 0; i < d->n_phases; i++)
     fprintf(out, "phase %zu: %s, %s%s\n", i + 1, d->phases[i].label,
             d->existing ? "existing MIG instances " : "made by the demo",
@@ -274,8 +280,7 @@ int demo_model_repository(demo_t *d) {
     fprintf(stderr, "gpuslice: demo: %s: %s\n", d->models, strerror(errno));
     return CLI_FAIL;
   }
-  snprintf(d->serve_models, sizeof d->serve_models, "%s/models",
-           d->state_dir);
+  snprintf(d->serve_models, sizeof d->serve_models, "%s/models", d->state_dir);
   snprintf(src, sizeof src, "%s/%s", abs_models, d->model);
   snprintf(dst, sizeof dst, "%s/%s", d->serve_models, d->model);
   if (mkdir(d->serve_models, 0755) != 0 || mkdir(dst, 0755) != 0) {

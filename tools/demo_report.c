@@ -84,7 +84,8 @@ void demo_print_table(const demo_t *d) {
              d->budget_ms);
     else
       printf("%s: within the %.0f ms p99 budget: %.1f %s at concurrency "
-             "%.0f\n", p->label, d->budget_ms, best, gpu ? "img/s" : "infer/s",
+             "%.0f\n",
+             p->label, d->budget_ms, best, gpu ? "img/s" : "infer/s",
              p->levels[at].level);
   }
   if (d->n_phases >= 2) {
@@ -96,7 +97,8 @@ void demo_print_table(const demo_t *d) {
       printf("peak throughput: %.1f vs %.1f (%.2fx)\n", a, b, b / a);
   }
   printf("(> = p99 over the %.0f ms budget; * = not stable within the "
-         "trials: noisy machine)\n", d->budget_ms);
+         "trials: noisy machine)\n",
+         d->budget_ms);
 }
 
 int demo_write_plots(const demo_t *d, char *path, size_t size) {
@@ -133,10 +135,12 @@ int demo_write_plots(const demo_t *d, char *path, size_t size) {
        .series = l_series,
        .budget = d->budget_ms,
        .budget_label = budget}};
-  snprintf(title, sizeof title, "gpuslice demo: %s on the %s backend (%s "
-           "engine), %s vs %s%s%s", d->model, d->backend,
-           d->engine == DEMO_ENGINE_GPU ? "GPU" : "CPU", d->phases[0].label,
-           d->phases[d->n_phases > 1].label, d->n_phases > 2 ? " vs " : "",
+  snprintf(title, sizeof title,
+           "gpuslice demo: %s on the %s backend (%s "
+           "engine), %s vs %s%s%s",
+           d->model, d->backend, d->engine == DEMO_ENGINE_GPU ? "GPU" : "CPU",
+           d->phases[0].label, d->phases[d->n_phases > 1].label,
+           d->n_phases > 2 ? " vs " : "",
            d->n_phases > 2 ? d->phases[2].label : "");
   snprintf(path, size, "%s/gpuslice-demo.svg", d->out_dir);
   gs_error_t err;

@@ -69,8 +69,12 @@ static int run_self(demo_t *d, const char *log, char *const args[]) {
 
 static int start_serve(demo_t *d, const demo_phase_t *p, unsigned *port) {
   char log[4200], models[4300], select[1100];
-  char *args[] = {"serve", models, "--http-port=0", "--grpc-port=0",
-                  p->select[0] ? select : NULL, NULL};
+  char *args[] = {"serve",
+                  models,
+                  "--http-port=0",
+                  "--grpc-port=0",
+                  p->select[0] ? select : NULL,
+                  NULL};
   if (demo_interrupted)
     return -1;
   snprintf(log, sizeof log, "%s/serve.log", d->state_dir);
@@ -82,7 +86,7 @@ static int start_serve(demo_t *d, const demo_phase_t *p, unsigned *port) {
   serve_pid = pid;
   char path[4200];
   snprintf(path, sizeof path, "%s/serve.json", d->state_dir);
-  unlink(path); /* the last phase's */
+  unlink(path);                                         /* the last phase's */
   for (int i = 0; i < 1200 && !demo_interrupted; i++) { /* 120 s */
     json_t *doc = json_load_file(path, 0, NULL);
     int port_n = (int)json_integer_value(json_object_get(doc, "http_port"));
@@ -121,8 +125,9 @@ static void stop_serve(void) {
 
 static void on_level(const gs_perf_result_t *r, void *user) {
   (void)user;
-  fprintf(stderr, "    concurrency %3.0f: %8.1f infer/s, p50 %7.2f ms, p99 "
-                  "%7.2f ms%s\n",
+  fprintf(stderr,
+          "    concurrency %3.0f: %8.1f infer/s, p50 %7.2f ms, p99 "
+          "%7.2f ms%s\n",
           r->level, r->throughput, r->p50_us / 1000, r->p99_us / 1000,
           r->stable ? "" : "  (not stable)");
 }
@@ -145,9 +150,8 @@ static int sweep(demo_t *d, unsigned port, size_t phase) {
   o.n_shapes = d->shape[0] ? 1 : 0;
   for (size_t i = 0; i < d->n_levels && !demo_interrupted; i++) {
     gs_perf_report_t rep = {0};
-    fprintf(stderr, "  [%zu/%zu %s] concurrency %u (%zu of %zu)\n",
-            phase + 1, d->n_phases, p->label, d->levels[i], i + 1,
-            d->n_levels);
+    fprintf(stderr, "  [%zu/%zu %s] concurrency %u (%zu of %zu)\n", phase + 1,
+            d->n_phases, p->label, d->levels[i], i + 1, d->n_levels);
     o.range = (gs_perf_range_t){d->levels[i], d->levels[i], 1};
     int rc = gs_perf_run(&o, on_level, NULL, &rep, &err);
     if (rep.n > 0)
@@ -176,11 +180,15 @@ int demo_measure(demo_t *d, size_t phase) {
   unsigned port = 0;
   int rc = d->existing || run_self(d, log, create) == 0 ? 0 : -1;
   if (rc != 0 && !demo_interrupted)
-    fprintf(stderr, "gpuslice: demo: gpuslice create failed; see "
-            "%s/steps.log\n", d->state_dir);
+    fprintf(stderr,
+            "gpuslice: demo: gpuslice create failed; see "
+            "%s/steps.log\n",
+            d->state_dir);
   if (rc == 0 && (rc = start_serve(d, p, &port)) != 0 && !demo_interrupted)
-    fprintf(stderr, "gpuslice: demo: gpuslice serve did not start; see "
-                    "%s/serve.log\n", d->state_dir);
+    fprintf(stderr,
+            "gpuslice: demo: gpuslice serve did not start; see "
+            "%s/serve.log\n",
+            d->state_dir);
   if (rc == 0) {
     fprintf(stderr, "[%zu/%zu] %s: sweeping concurrency (%u ms windows)\n",
             phase + 1, d->n_phases, p->label, d->window_ms);
@@ -188,8 +196,10 @@ int demo_measure(demo_t *d, size_t phase) {
   }
   stop_serve();
   if (!d->existing && run_self(d, log, destroy) != 0) {
-    fprintf(stderr, "gpuslice: demo: gpuslice destroy --all failed; see "
-            "%s/steps.log\n", d->state_dir);
+    fprintf(stderr,
+            "gpuslice: demo: gpuslice destroy --all failed; see "
+            "%s/steps.log\n",
+            d->state_dir);
     rc = -1;
   }
   return rc;
