@@ -4,11 +4,15 @@
  * throughput, and time each node of one eager run.
  *
  *   engine_bench_gpu check MODEL PREC INPUT.f32 REF.f32 N [MAX_REL [MAX_MISS]]
- *   engine_bench_gpu bench MODEL PREC N ITERS
+ *   engine_bench_gpu bench MODEL PREC N ITERS [--fp16-input] [--staged]
+ *                          [--streams K]
  *   engine_bench_gpu profile MODEL PREC N
  *   engine_bench_gpu nonfinite MODEL PREC INPUT.f32
  *
- * PREC is fp32, fp16 or cpu (the CPU provider). INPUT and REF hold raw
+ * PREC is fp32, fp16 or cpu (the CPU provider). bench's options: the input
+ * as FP16, written once into the session's input buffer (--staged), and K
+ * sessions of the model run on K threads at once (--streams; img/s is
+ * theirs together). INPUT and REF hold raw
  * little-endian floats: N images in the model's input shape, N rows of
  * outputs. check exits 1 when more than MAX_MISS (default 0) top-1 classes
  * differ or the largest error, relative to the largest reference
@@ -20,6 +24,8 @@
  * hold is printed, not judged: on the GPU, Relu and MaxPool use fmaxf and
  * cuDNN's NOT_PROPAGATE_NAN, which drop a NaN as the CPU's compares do. */
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +60,7 @@ static float *read_floats(const char *path, size_t count) {
 typedef struct {
   gs_model_t *model;
   gs_session_t *s;
+  gs_session_options_t opts;
   gs_tensor_t in;
   size_t per_image;
 } ctx_t;
@@ -74,6 +81,7 @@ static void open_session(ctx_t *c, const char *path, const char *prec,
                 : !strcmp(prec, "fp16") ? GS_PRECISION_FP16
                                         : GS_PRECISION_DEFAULT;
   double t1 = now_ms();
+  c->opts = o;
   if (gs_session_create(&c->s, c->model, &o, &err)) {
     fprintf(stderr, "session (%s): %s\n", prec, err.msg);
     exit(2);
@@ -158,46 +166,145 @@ static int check(int argc, char **argv) {
   return ok ? 0 : 1;
 }
 
+/* Round to nearest even; the bench's inputs are small normal numbers. */
+static uint16_t float_to_half(float f) {
+  uint32_t x;
+  memcpy(&x, &f, sizeof x);
+  uint32_t sign = (x >> 16) & 0x8000;
+  int exp = (int)((x >> 23) & 0xff) - 127 + 15;
+  uint32_t man = x & 0x7fffff;
+  if (exp <= 0)
+    return (uint16_t)sign; /* flush tiny values */
+  if (exp >= 31)
+    return (uint16_t)(sign | 0x7c00);
+  uint32_t h = sign | (uint32_t)exp << 10 | man >> 13, rest = man & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+    h++;
+  return (uint16_t)h;
+}
+
+typedef struct {
+  gs_session_t *s;
+  gs_tensor_t in;
+  int iters;
+  double *t;
+  const char *fail;
+} worker_t;
+
+static void *bench_thread(void *arg) {
+  worker_t *w = arg;
+  gs_error_t err = {0};
+  for (int i = 0; i < 10; i++)
+    if (gs_session_run(w->s, &w->in, 1, &err)) {
+      fprintf(stderr, "run: %s\n", err.msg);
+      w->fail = "run";
+      return NULL;
+    }
+  for (int i = 0; i < w->iters; i++) {
+    double t0 = now_ms();
+    if (gs_session_run(w->s, &w->in, 1, &err)) {
+      fprintf(stderr, "run: %s\n", err.msg);
+      w->fail = "run";
+      return NULL;
+    }
+    w->t[i] = now_ms() - t0;
+  }
+  return NULL;
+}
+
+/* bench MODEL PREC N ITERS [--fp16-input] [--staged] [--streams K]:
+ * K sessions of one model (weights shared, a stream each) on K threads,
+ * each running ITERS times; --staged writes the input once into each
+ * session's own input buffer (gs_session_input_buffer), as a worker that
+ * decodes into it does, instead of a buffer the run copies from. */
 static int bench(int argc, char **argv) {
   if (argc < 6)
     return 2;
   int64_t n = atoll(argv[4]);
-  int iters = atoi(argv[5]);
+  int iters = atoi(argv[5]), k_streams = 1;
+  bool half = false, staged = false;
+  for (int a = 6; a < argc; a++) {
+    if (!strcmp(argv[a], "--fp16-input"))
+      half = true;
+    else if (!strcmp(argv[a], "--staged"))
+      staged = true;
+    else if (!strcmp(argv[a], "--streams") && a + 1 < argc)
+      k_streams = atoi(argv[++a]);
+    else
+      return 2;
+  }
+  if (k_streams < 1 || k_streams > 16 || iters < 1)
+    return 2;
   ctx_t c;
   open_session(&c, argv[2], argv[3], n);
-  float *x = malloc(c.in.bytes);
+  size_t count = c.per_image * (size_t)n;
+  float *x = malloc(count * sizeof *x);
+  uint16_t *xh = malloc(count * sizeof *xh);
   srand(1);
-  for (size_t i = 0; i < c.in.bytes / sizeof *x; i++)
+  for (size_t i = 0; i < count; i++) {
     x[i] = (float)((double)rand() / RAND_MAX - 0.5);
-  c.in.data = x;
-  for (int i = 0; i < 20; i++)
-    run_or_die(&c);
-  double *t = malloc((size_t)iters * sizeof *t);
-  double start = now_ms();
-  for (int i = 0; i < iters; i++) {
-    double t0 = now_ms();
-    run_or_die(&c);
-    t[i] = now_ms() - t0;
+    xh[i] = float_to_half(x[i]);
   }
-  double total = now_ms() - start;
-  qsort(t, (size_t)iters, sizeof *t, cmp_double);
-  printf("bench %s batch %lld: p50 %.3f ms, p99 %.3f ms, min %.3f ms, "
-         "%.0f img/s over %d runs (engine API: host input to host output)\n",
-         argv[3], (long long)n, t[iters / 2], t[(int)(iters * 0.99)], t[0],
-         (double)n * iters / (total / 1e3), iters);
-  float dev_ms = 0;
+  c.in.dtype = half ? GS_DTYPE_FP16 : GS_DTYPE_FP32;
+  c.in.bytes = count * gs_dtype_size(c.in.dtype);
+  c.in.data = half ? (const void *)xh : (const void *)x;
+  worker_t w[16];
+  pthread_t th[16];
   gs_error_t err = {0};
-  if (strcmp(argv[3], "cpu") &&
-      !gs__session_gpu_replay(c.s, &c.in, 1, iters, &dev_ms, &err))
-    printf("bench %s batch %lld: device-only graph replay %.3f ms per run, "
-           "%.0f img/s (%s)\n",
-           argv[3], (long long)n, dev_ms / iters,
+  for (int k = 0; k < k_streams; k++) {
+    w[k] = (worker_t){.s = c.s, .in = c.in, .iters = iters};
+    w[k].t = malloc((size_t)iters * sizeof *w[k].t);
+    if (k > 0 && gs_session_create(&w[k].s, c.model, &c.opts, &err)) {
+      fprintf(stderr, "session %d: %s\n", k, err.msg);
+      exit(2);
+    }
+    void *buf;
+    if (staged) {
+      if (gs_session_input_buffer(w[k].s, 0, c.in.bytes, &buf, &err)) {
+        fprintf(stderr, "input buffer: %s\n", err.msg);
+        exit(2);
+      }
+      w[k].in.data = memcpy(buf, c.in.data, c.in.bytes);
+    }
+  }
+  double start = now_ms();
+  for (int k = 0; k < k_streams; k++)
+    pthread_create(&th[k], NULL, bench_thread, &w[k]);
+  for (int k = 0; k < k_streams; k++)
+    pthread_join(th[k], NULL);
+  double total = now_ms() - start; /* warm-ups included: a lower bound */
+  double *t = malloc((size_t)iters * k_streams * sizeof *t);
+  for (int k = 0; k < k_streams; k++) {
+    if (w[k].fail)
+      exit(2);
+    memcpy(t + (size_t)k * iters, w[k].t, (size_t)iters * sizeof *t);
+  }
+  size_t runs = (size_t)iters * k_streams;
+  qsort(t, runs, sizeof *t, cmp_double);
+  printf("bench %s batch %lld in %s%s streams %d: p50 %.3f ms, p99 %.3f ms, "
+         "min %.3f ms, %.0f img/s over %zu runs (engine API: host input to "
+         "host output)\n",
+         argv[3], (long long)n, half ? "FP16" : "FP32", staged ? " staged" : "",
+         k_streams, t[runs / 2], t[(size_t)(runs * 0.99)], t[0],
+         (double)n * (runs + 10.0 * k_streams) / (total / 1e3), runs);
+  float dev_ms = 0;
+  if (k_streams == 1 && strcmp(argv[3], "cpu") &&
+      !gs__session_gpu_replay(c.s, &w[0].in, 1, iters, &dev_ms, &err))
+    printf("bench %s batch %lld in %s: device-only graph replay %.3f ms per "
+           "run, %.0f img/s (%s)\n",
+           argv[3], (long long)n, half ? "FP16" : "FP32", dev_ms / iters,
            (double)n * iters / (dev_ms / 1e3),
            "the graph's own H2D/D2H copies from pinned staging included; "
            "PyTorch's figures have the input on the GPU already");
+  for (int k = 0; k < k_streams; k++) {
+    if (k > 0)
+      gs_session_destroy(w[k].s);
+    free(w[k].t);
+  }
   gs_session_destroy(c.s);
   gs_model_destroy(c.model);
   free(x);
+  free(xh);
   free(t);
   return 0;
 }

@@ -169,9 +169,26 @@ int gs_engine_cuda_describe(char *buf, size_t size, gs_error_t *err);
 int gs_session_plan(gs_session_t *session, const gs_tensor_t *inputs,
                     size_t n_inputs, gs_error_t *err);
 
-/* Plans (as above) and runs the model on the inputs. */
+/* Plans (as above) and runs the model on the inputs. An input the model
+ * declares FP32 may be given as FP16 instead (half the bytes to move): a
+ * CUDA session converts it on the GPU, the CPU provider on the host before
+ * the first node; outputs keep the model's types. */
 int gs_session_run(gs_session_t *session, const gs_tensor_t *inputs,
                    size_t n_inputs, gs_error_t *err);
+
+/* A host buffer of at least bytes for input i (model order) that the
+ * caller fills and then passes, as returned, as that input's data to
+ * gs_session_run or gs_session_plan: the run reads it in place. On a CUDA
+ * session it is the input's pinned staging, DMA'd to the GPU without the
+ * host copy a run makes of other input memory; on the CPU an ordinary
+ * buffer the kernels read where it lies. The session owns it: it stays
+ * valid, contents kept, until a later call for input i asks for more
+ * bytes (which may move it) or the session is destroyed; it must not be
+ * written while a run of the session is in progress. Growing a CUDA
+ * session's staging makes the shape sets captured before it capture again
+ * (algorithms kept): ask for the largest batch first. */
+int gs_session_input_buffer(gs_session_t *session, size_t i, size_t bytes,
+                            void **out, gs_error_t *err);
 
 /* Output i of the last plan or run, in model output order: name, type and
  * shape after gs_session_plan, data too after gs_session_run. NULL when i is

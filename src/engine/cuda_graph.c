@@ -14,19 +14,24 @@ static size_t align256(size_t n) {
   return (n + 255) / 256 * 256;
 }
 
-int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
-                    gs_error_t *err) {
+/* Kernel k's _f32 (half false) or _f16 variant, whatever the precision. */
+static int launch_as(gs__cuda_session_t *cs, int k, bool half, long n,
+                     void **args, gs_error_t *err) {
   long blocks = (n + 255) / 256;
   long cap = (long)cs->sms * 16;
   if (blocks > cap)
     blocks = cap;
   if (blocks < 1)
     blocks = 1;
-  CUresult r =
-      cs->l->cuda.LaunchKernel(cs->fn[k][cs->fp16], (unsigned)blocks, 1, 1, 256,
-                               1, 1, 0, cs->stream, args, NULL);
+  CUresult r = cs->l->cuda.LaunchKernel(cs->fn[k][half], (unsigned)blocks, 1, 1,
+                                        256, 1, 1, 0, cs->stream, args, NULL);
   return r == CUDA_SUCCESS ? GS_OK
                            : gs__cuda_fail(cs, r, "cuLaunchKernel", err);
+}
+
+int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
+                    gs_error_t *err) {
+  return launch_as(cs, k, cs->fp16, n, args, err);
 }
 
 void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
@@ -62,8 +67,10 @@ void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
   free(g->in_rank);
   free(g->in_raw);
   free(g->in_conv);
+  free(g->in_dtype);
+  free(g->in_bytes);
+  free(g->in_half);
   free(g->out_dev);
-  free(g->pin_in_off);
   free(g->pin_out_off);
   memset(g, 0, sizeof *g);
 }
@@ -71,19 +78,22 @@ void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
 /* ---- where tensors live -------------------------------------------------- */
 
 static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                  gs__cuda_graph_t *g, gs_error_t *err) {
+                  const gs_tensor_t **in, gs__cuda_graph_t *g,
+                  gs_error_t *err) {
   const gs_model_t *m = cs->m;
   size_t ni = m->n_inputs + 1, no = m->n_outputs + 1, esize = cs->fp16 ? 2 : 4;
   g->in_dims = calloc(ni, sizeof *g->in_dims);
   g->in_rank = calloc(ni, sizeof *g->in_rank);
   g->in_raw = calloc(ni, sizeof *g->in_raw);
   g->in_conv = calloc(ni, sizeof *g->in_conv);
-  g->pin_in_off = calloc(ni, sizeof *g->pin_in_off);
+  g->in_dtype = calloc(ni, sizeof *g->in_dtype);
+  g->in_bytes = calloc(ni, sizeof *g->in_bytes);
+  g->in_half = calloc(ni, sizeof *g->in_half);
   g->out_dev = calloc(no, sizeof *g->out_dev);
   g->pin_out_off = calloc(no, sizeof *g->pin_out_off);
   g->conv = calloc(m->n_nodes + 1, sizeof *g->conv);
-  if (!g->in_dims || !g->in_rank || !g->in_raw || !g->in_conv ||
-      !g->pin_in_off || !g->out_dev || !g->pin_out_off || !g->conv)
+  if (!g->in_dims || !g->in_rank || !g->in_raw || !g->in_conv || !g->in_dtype ||
+      !g->in_bytes || !g->in_half || !g->out_dev || !g->pin_out_off || !g->conv)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   for (size_t v = 0; v < m->n_values; v++)
     if (plan->shapes[v].count >= (size_t)1 << 31)
@@ -98,9 +108,14 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     memcpy(g->in_dims[i], t->dims, sizeof g->in_dims[i]);
     g->in_rank[i] = t->rank;
     g->in_raw[i] = off;
-    g->pin_in_off[i] = pin;
     off += align256(t->count * 4);
-    pin += align256(t->count * 4);
+    g->in_dtype[i] = in[i]->dtype;
+    g->in_bytes[i] = t->count * gs_dtype_size(in[i]->dtype);
+    g->in_half[i] = NO_OFFSET;
+    if (in[i]->dtype == GS_DTYPE_FP16) {
+      g->in_half[i] = off;
+      off += align256(t->count * 2);
+    }
     g->in_conv[i] = g->in_raw[i];
     if (cs->nhwc[v]) {
       if (t->rank != 4)
@@ -117,9 +132,6 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       off += align256(t->count * esize);
     }
   }
-  g->h2d_in_graph = pin <= GS__H2D_GRAPH_MAX_BYTES;
-  g->pin_in_bytes = pin ? pin : 256;
-  pin = 0;
   for (size_t o = 0; o < m->n_outputs; o++) {
     int v = m->outputs[o];
     const gs__tensor_t *t = &plan->shapes[v];
@@ -137,20 +149,55 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   return GS_OK;
 }
 
+/* The graphs of shape sets other than keep captured addresses that are
+ * about to change: they capture again at their next run. */
+static void drop_graphs(gs__cuda_session_t *cs, const gs__cuda_graph_t *keep) {
+  for (unsigned i = 0; i < cs->n_graphs; i++)
+    if (&cs->graphs[i] != keep && cs->graphs[i].exec) {
+      cs->l->cuda.GraphExecDestroy(cs->graphs[i].exec);
+      cs->graphs[i].exec = NULL;
+    }
+}
+
+int gs__cuda_stage_reserve(gs__cuda_session_t *cs, size_t i, size_t bytes,
+                           gs_error_t *err) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  if (bytes <= cs->pin_in_cap[i] && cs->pin_in[i])
+    return GS_OK;
+  drop_graphs(cs, NULL);
+  if (cs->pin_in[i])
+    cu->MemFreeHost(cs->pin_in[i]);
+  cs->pin_in[i] = NULL;
+  cs->pin_in_cap[i] = 0;
+  size_t size = align256(bytes ? bytes : 1);
+  CUresult r = cu->MemAllocHost(&cs->pin_in[i], size);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuMemAllocHost (input staging)", err);
+  cs->pin_in_cap[i] = size;
+  return GS_OK;
+}
+
 /* Grows the shared activation block and staging to this shape set's
- * needs. The graphs of other shape sets captured the old addresses: they
- * go (rebuilt when their shapes come back). */
+ * needs. */
 static int reserve(gs__cuda_session_t *cs, gs__cuda_graph_t *keep,
                    gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
-  if (keep->act_bytes <= cs->act_cap && keep->pin_in_bytes <= cs->pin_in_cap &&
-      keep->pin_out_bytes <= cs->pin_out_cap)
+  bool fits =
+      keep->act_bytes <= cs->act_cap && keep->pin_out_bytes <= cs->pin_out_cap;
+  for (size_t i = 0; fits && i < cs->m->n_inputs; i++)
+    fits = cs->pin_in[i] && keep->in_bytes[i] <= cs->pin_in_cap[i];
+  if (fits)
     return GS_OK;
-  for (unsigned i = 0; i < cs->n_graphs; i++)
-    if (&cs->graphs[i] != keep && cs->graphs[i].exec) {
-      cu->GraphExecDestroy(cs->graphs[i].exec);
-      cs->graphs[i].exec = NULL;
+  /* Input staging keeps the buffer of a caller that filled it in place
+   * when it is large enough (gs__cuda_session_run checked that). */
+  for (size_t i = 0; i < cs->m->n_inputs; i++) {
+    if (!cs->pin_in[i] || keep->in_bytes[i] > cs->pin_in_cap[i]) {
+      int rc = gs__cuda_stage_reserve(cs, i, keep->in_bytes[i], err);
+      if (rc != GS_OK)
+        return rc;
     }
+  }
+  drop_graphs(cs, keep);
   CUresult r;
   if (keep->act_bytes > cs->act_cap) {
     if (cs->act)
@@ -162,15 +209,6 @@ static int reserve(gs__cuda_session_t *cs, gs__cuda_graph_t *keep,
     if (rc != GS_OK)
       return rc;
     cs->act_cap = keep->act_bytes;
-  }
-  if (keep->pin_in_bytes > cs->pin_in_cap) {
-    if (cs->pin_in)
-      cu->MemFreeHost(cs->pin_in);
-    cs->pin_in = NULL;
-    cs->pin_in_cap = 0;
-    if ((r = cu->MemAllocHost(&cs->pin_in, keep->pin_in_bytes)) != CUDA_SUCCESS)
-      return gs__cuda_fail(cs, r, "cuMemAllocHost (input staging)", err);
-    cs->pin_in_cap = keep->pin_in_bytes;
   }
   if (keep->pin_out_bytes > cs->pin_out_cap) {
     if (cs->pin_out)
@@ -210,10 +248,19 @@ static int issue_all(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     int v = m->inputs[i];
     const gs__tensor_t *t = &plan->shapes[v];
     CUdeviceptr raw = cs->act + g->in_raw[i], conv = cs->act + g->in_conv[i];
-    if (g->h2d_in_graph &&
-        (r = cu->MemcpyHtoDAsync(raw, (char *)cs->pin_in + g->pin_in_off[i],
-                                 t->count * 4, cs->stream)) != CUDA_SUCCESS)
-      return gs__cuda_fail(cs, r, "cuMemcpyHtoDAsync", err);
+    bool half = g->in_dtype[i] == GS_DTYPE_FP16;
+    CUdeviceptr land = half ? cs->act + g->in_half[i] : raw;
+    if (g->in_bytes[i] &&
+        (r = cu->MemcpyHtoDAsync(land, cs->pin_in[i], g->in_bytes[i],
+                                 cs->stream)) != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemcpyHtoDAsync (input)", err);
+    if (half) { /* FP16 from the caller: widened on the GPU, then as FP32 */
+      long cnt = (long)t->count;
+      void *args[] = {&land, &raw, &cnt};
+      rc = launch_as(cs, GS__K_TO_F32, true, cnt, args, err);
+    }
+    if (rc != GS_OK)
+      break;
     if (cs->nhwc[v]) {
       int nb = (int)t->dims[0], c = (int)t->dims[1],
           hw = (int)(t->dims[2] * t->dims[3]);
@@ -281,30 +328,35 @@ static int capture(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
 
 static bool graph_matches(const gs__cuda_session_t *cs,
                           const gs__cuda_graph_t *g,
-                          const gs__plan_view_t *plan) {
+                          const gs__plan_view_t *plan, const gs_tensor_t **in) {
   const gs_model_t *m = cs->m;
   for (size_t i = 0; i < m->n_inputs; i++) {
     const gs__tensor_t *t = &plan->shapes[m->inputs[i]];
-    if (g->in_rank[i] != t->rank ||
+    if (g->in_rank[i] != t->rank || g->in_dtype[i] != in[i]->dtype ||
         memcmp(g->in_dims[i], t->dims, t->rank * sizeof *t->dims))
       return false;
   }
   return true;
 }
 
-/* The graph for this shape set: cached, or made (layout, memory, conv
- * algorithms, capture) in the least recently used slot. */
+/* The graph for this shape set and input types: cached, captured again
+ * (its algorithms kept) when memory it used moved, or made (layout,
+ * memory, conv algorithms, capture) in the least recently used slot. */
 static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                     gs__cuda_graph_t **out, gs_error_t *err) {
+                     const gs_tensor_t **in, gs__cuda_graph_t **out,
+                     gs_error_t *err) {
   gs__cuda_graph_t *g = NULL;
   for (unsigned i = 0; i < cs->n_graphs && !g; i++)
-    if (graph_matches(cs, &cs->graphs[i], plan))
+    if (graph_matches(cs, &cs->graphs[i], plan, in))
       g = &cs->graphs[i];
-  if (g && !g->exec) { /* dropped when the activation block grew */
-    gs__cuda_graph_release(cs, g);
-    *g = cs->graphs[--cs->n_graphs];
-    memset(&cs->graphs[cs->n_graphs], 0, sizeof *g);
-    g = NULL;
+  if (g && !g->exec) { /* its memory grew or moved since its capture */
+    int rc = reserve(cs, g, err);
+    if (rc == GS_OK) {
+      bind(cs, plan, g);
+      rc = capture(cs, plan, g, err);
+    }
+    if (rc != GS_OK)
+      return rc;
   }
   if (!g) {
     if (cs->n_graphs < cs->max_graphs) {
@@ -316,7 +368,7 @@ static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
           g = &cs->graphs[i];
       gs__cuda_graph_release(cs, g);
     }
-    int rc = layout(cs, plan, g, err);
+    int rc = layout(cs, plan, in, g, err);
     if (rc == GS_OK)
       rc = reserve(cs, g, err);
     if (rc == GS_OK)
@@ -338,31 +390,40 @@ static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   return GS_OK;
 }
 
-static int stage_inputs(gs__cuda_session_t *cs, const gs__cuda_graph_t *g,
-                        const gs_tensor_t **in, gs_error_t *err) {
-  for (size_t i = 0; i < cs->m->n_inputs; i++) {
-    if (!in[i]->bytes)
-      continue;
-    if (g->h2d_in_graph) {
-      memcpy((char *)cs->pin_in + g->pin_in_off[i], in[i]->data, in[i]->bytes);
-      continue;
-    }
-    /* A large batch: into pinned staging a chunk at a time, each chunk's
-     * DMA running while the next one is copied. */
-    char *pin = (char *)cs->pin_in + g->pin_in_off[i];
-    const char *src = in[i]->data;
-    for (size_t at = 0; at < in[i]->bytes; at += GS__H2D_CHUNK_BYTES) {
-      size_t len = in[i]->bytes - at < GS__H2D_CHUNK_BYTES
-                       ? in[i]->bytes - at
-                       : GS__H2D_CHUNK_BYTES;
-      memcpy(pin + at, src + at, len);
-      CUresult r = cs->l->cuda.MemcpyHtoDAsync(cs->act + g->in_raw[i] + at,
-                                               pin + at, len, cs->stream);
-      if (r != CUDA_SUCCESS)
-        return gs__cuda_fail(cs, r, "cuMemcpyHtoDAsync (input)", err);
-    }
-  }
+/* Copies each input into its pinned staging, unless the caller wrote it
+ * there (gs_session_input_buffer). */
+static void stage_inputs(gs__cuda_session_t *cs, const gs__cuda_graph_t *g,
+                         const gs_tensor_t **in) {
+  for (size_t i = 0; i < cs->m->n_inputs; i++)
+    if (in[i]->bytes && in[i]->data != cs->pin_in[i])
+      memcpy(cs->pin_in[i], in[i]->data, g->in_bytes[i]);
+}
+
+/* An input the caller wrote into staging must fit it: growing the staging
+ * would free the memory it lies in. */
+static int check_staged(const gs__cuda_session_t *cs, const gs_tensor_t **in,
+                        gs_error_t *err) {
+  for (size_t i = 0; i < cs->m->n_inputs; i++)
+    if (in[i]->data && in[i]->data == cs->pin_in[i] &&
+        in[i]->bytes > cs->pin_in_cap[i])
+      return gs_error_set(err, GS_EINVAL,
+                          "input '%s': %zu bytes given in the session's "
+                          "input buffer, which holds %zu",
+                          cs->m->input_info[i].name, in[i]->bytes,
+                          cs->pin_in_cap[i]);
   return GS_OK;
+}
+
+int gs__cuda_session_input_buffer(gs__cuda_session_t *cs, size_t i,
+                                  size_t bytes, void **out, gs_error_t *err) {
+  *out = NULL;
+  CUresult r = cs->l->cuda.CtxSetCurrent(cs->ctx);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
+  int rc = gs__cuda_stage_reserve(cs, i, bytes, err);
+  if (rc == GS_OK)
+    *out = cs->pin_in[i];
+  return rc;
 }
 
 int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
@@ -373,11 +434,12 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   if (r != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
   gs__cuda_graph_t *g;
-  int rc = graph_get(cs, plan, &g, err);
+  int rc = check_staged(cs, in, err);
+  if (rc == GS_OK)
+    rc = graph_get(cs, plan, in, &g, err);
   if (rc != GS_OK)
     return rc;
-  if ((rc = stage_inputs(cs, g, in, err)) != GS_OK)
-    return rc;
+  stage_inputs(cs, g, in);
   if ((r = cu->GraphLaunch(g->exec, cs->stream)) != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuGraphLaunch", err);
   if ((r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
@@ -388,11 +450,12 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
 }
 
 int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                            int iters, float *ms, gs_error_t *err) {
+                            const gs_tensor_t **in, int iters, float *ms,
+                            gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
   CUresult r = cu->CtxSetCurrent(cs->ctx);
   gs__cuda_graph_t *g;
-  int rc = r == CUDA_SUCCESS ? graph_get(cs, plan, &g, err)
+  int rc = r == CUDA_SUCCESS ? graph_get(cs, plan, in, &g, err)
                              : gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
   if (rc != GS_OK)
     return rc;
@@ -418,7 +481,9 @@ int gs__cuda_session_profile(gs__cuda_session_t *cs,
   if (r != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
   gs__cuda_graph_t *g;
-  int rc = graph_get(cs, plan, &g, err);
+  int rc = check_staged(cs, in, err);
+  if (rc == GS_OK)
+    rc = graph_get(cs, plan, in, &g, err);
   if (rc != GS_OK)
     return rc;
   CUevent *marks = calloc(nn + 1, sizeof *marks);
@@ -428,7 +493,7 @@ int gs__cuda_session_profile(gs__cuda_session_t *cs,
     if ((r = cu->EventCreate(&marks[i], CU_EVENT_DEFAULT)) != CUDA_SUCCESS)
       rc = gs__cuda_fail(cs, r, "cuEventCreate", err);
   if (rc == GS_OK)
-    rc = stage_inputs(cs, g, in, err);
+    stage_inputs(cs, g, in);
   bind(cs, plan, g);
   if (rc == GS_OK)
     rc = issue_all(cs, plan, g, marks, err);

@@ -58,7 +58,11 @@ int gs__cuda_session_profile(gs__cuda_session_t *cs,
  * (inputs as last staged) and gives the device time of all, in ms: what
  * the GPU sustains without the host copies; for benchmarks. */
 int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                            int iters, float *ms, gs_error_t *err);
+                            const gs_tensor_t **in, int iters, float *ms,
+                            gs_error_t *err);
+/* Input i's pinned staging, at least bytes (gs_session_input_buffer). */
+int gs__cuda_session_input_buffer(gs__cuda_session_t *cs, size_t i,
+                                  size_t bytes, void **out, gs_error_t *err);
 int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
                            size_t n_inputs, int iters, float *ms,
                            gs_error_t *err);

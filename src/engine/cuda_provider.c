@@ -525,8 +525,10 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
   cs->cpad = calloc(nv, sizeof *cs->cpad);
   cs->graphs = calloc(cs->max_graphs, sizeof *cs->graphs);
   cs->ptr = calloc(nv, sizeof *cs->ptr);
+  cs->pin_in = calloc(model->n_inputs + 1, sizeof *cs->pin_in);
+  cs->pin_in_cap = calloc(model->n_inputs + 1, sizeof *cs->pin_in_cap);
   if (!cs->nhwc || !cs->form || !cs->woff || !cs->wpad || !cs->cpad ||
-      !cs->graphs || !cs->ptr)
+      !cs->graphs || !cs->ptr || !cs->pin_in || !cs->pin_in_cap)
     rc = gs_error_set(err, GS_ENOMEM, "out of memory");
   /* The model first: a node the provider cannot run is named the same way
    * with or without a GPU here. */
@@ -563,8 +565,9 @@ void gs__cuda_session_destroy(gs__cuda_session_t *cs) {
       gs__cuda_graph_release(cs, &cs->graphs[i]);
     if (cs->act)
       l->cuda.MemFree(cs->act);
-    if (cs->pin_in)
-      l->cuda.MemFreeHost(cs->pin_in);
+    for (size_t i = 0; cs->pin_in && i < cs->m->n_inputs; i++)
+      if (cs->pin_in[i])
+        l->cuda.MemFreeHost(cs->pin_in[i]);
     if (cs->pin_out)
       l->cuda.MemFreeHost(cs->pin_out);
     if (cs->weights)
@@ -593,6 +596,8 @@ void gs__cuda_session_destroy(gs__cuda_session_t *cs) {
   free(cs->wpad);
   free(cs->cpad);
   free(cs->ptr);
+  free(cs->pin_in);
+  free(cs->pin_in_cap);
   free(cs);
 }
 

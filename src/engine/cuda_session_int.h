@@ -53,23 +53,25 @@ typedef struct {
   int64_t (*in_dims)[GS_TENSOR_MAX_RANK]; /* per input; the cache key */
   unsigned *in_rank;
   size_t *in_raw, *in_conv; /* per input: offsets in the activation block */
-  size_t *out_dev;          /* per output: FP32 copy's offset, or -1 */
-  size_t *pin_in_off, *pin_out_off;
-  size_t act_bytes, pin_in_bytes, pin_out_bytes, dnn_ws_off;
+  /* Per input: the type the caller gives (FP32, or FP16 for an FP32 input:
+   * part of the cache key), its bytes, and where FP16 data lands before it
+   * is widened into in_raw (-1 for FP32). */
+  gs_dtype_t *in_dtype;
+  size_t *in_bytes, *in_half;
+  size_t *out_dev; /* per output: FP32 copy's offset, or -1 */
+  size_t *pin_out_off;
+  size_t act_bytes, pin_out_bytes, dnn_ws_off;
   gs__cuda_conv_t *conv; /* per node */
   CUgraphExec exec;
-  bool h2d_in_graph; /* small inputs: pinned staging copied in the graph */
   unsigned long long used;
 } gs__cuda_graph_t;
 
-/* Inputs up to this many bytes are copied from pinned staging inside the
- * graph; larger ones go up before the launch in chunks, each chunk's DMA
- * overlapping the memcpy of the next into staging. Measured on an H100
- * (docs/BENCHMARKS.md), ResNet-50 batch 64 end to end: in the graph 6.97
- * ms, chunked 8.83 ms, straight from pageable memory 9.18 ms: so every
- * size is copied in the graph. */
-#define GS__H2D_GRAPH_MAX_BYTES ((size_t)-1)
-#define GS__H2D_CHUNK_BYTES ((size_t)2 << 20)
+/* Inputs are copied from pinned staging inside the graph, whatever their
+ * size. Measured on an H100 (docs/BENCHMARKS.md), ResNet-50 batch 64 end
+ * to end: in the graph 6.97 ms, chunked before the launch (each chunk's
+ * DMA overlapping the next chunk's memcpy into staging) 8.83 ms, straight
+ * from pageable memory 9.18 ms. Overlap comes from several sessions (one
+ * stream each) instead. */
 
 /* Algorithm timing at plan: four groups of one warm-up and three timed
  * calls, the fastest group counts (a GPU still raising its clocks, or a
@@ -103,11 +105,13 @@ struct gs__cuda_session_s {
   CUdeviceptr weights;
   size_t weights_bytes;
   /* The activation block and pinned staging, shared by every shape set
-   * (sized for the largest; growing them drops the other graphs). */
+   * (sized for the largest; growing them makes the other graphs capture
+   * again). Input staging is one pinned buffer per input, which callers
+   * may fill in place (gs_session_input_buffer). */
   CUdeviceptr act;
   size_t act_cap;
-  void *pin_in, *pin_out;
-  size_t pin_in_cap, pin_out_cap;
+  void **pin_in, *pin_out;
+  size_t *pin_in_cap, pin_out_cap;
   gs__cuda_graph_t *graphs;
   unsigned n_graphs, max_graphs;
   unsigned long long tick;
@@ -121,6 +125,10 @@ int gs__cuda_alloc(gs__cuda_session_t *cs, CUdeviceptr *p, size_t bytes,
 int gs__cuda_launch(gs__cuda_session_t *cs, int k, long n, void **args,
                     gs_error_t *err);
 void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g);
+/* Grows input i's pinned staging to at least bytes (graphs that captured
+ * the old buffer capture again at their next run). */
+int gs__cuda_stage_reserve(gs__cuda_session_t *cs, size_t i, size_t bytes,
+                           gs_error_t *err);
 
 /* cuda_ops.c: conv node i's descriptors and algorithm for the plan's
  * shapes (timed on the real buffers, cs->ptr bound); node i's work issued

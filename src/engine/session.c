@@ -49,18 +49,24 @@ unsigned gs_engine_threads(void) {
 
 const char *gs_provider_name(gs_provider_t provider) {
   switch (provider) {
-  case GS_PROVIDER_AUTO: return "auto";
-  case GS_PROVIDER_CPU: return "cpu";
-  case GS_PROVIDER_CUDA: return "cuda";
+  case GS_PROVIDER_AUTO:
+    return "auto";
+  case GS_PROVIDER_CPU:
+    return "cpu";
+  case GS_PROVIDER_CUDA:
+    return "cuda";
   }
   return "invalid";
 }
 
 const char *gs_precision_name(gs_precision_t precision) {
   switch (precision) {
-  case GS_PRECISION_DEFAULT: return "default";
-  case GS_PRECISION_FP32: return "fp32";
-  case GS_PRECISION_FP16: return "fp16";
+  case GS_PRECISION_DEFAULT:
+    return "default";
+  case GS_PRECISION_FP32:
+    return "fp32";
+  case GS_PRECISION_FP16:
+    return "fp16";
   }
   return "invalid";
 }
@@ -97,6 +103,11 @@ struct gs_session_s {
   const gs_tensor_t **in; /* the caller's inputs in model order */
   gs_tensor_t *outputs;
   gs__cuda_session_t *gpu; /* the CUDA provider's part; NULL on the CPU */
+  /* CPU provider, per input: an FP16 input widened to FP32 (its tensor and
+   * buffer), and the buffer gs_session_input_buffer hands out. */
+  gs_tensor_t *wide;
+  void **wide_buf, **user_buf;
+  size_t *wide_cap, *user_cap;
 };
 
 static void plan_release(plan_t *p, size_t n_inputs) {
@@ -134,7 +145,14 @@ int gs_session_create(gs_session_t **out, const gs_model_t *model,
   s->args = calloc(model->max_node_inputs + 1, sizeof *s->args);
   s->in = calloc(model->n_inputs + 1, sizeof *s->in);
   s->outputs = calloc(model->n_outputs + 1, sizeof *s->outputs);
-  if (!s->plans || !s->bound || !s->args || !s->in || !s->outputs) {
+  size_t ni = model->n_inputs + 1;
+  s->wide = calloc(ni, sizeof *s->wide);
+  s->wide_buf = calloc(ni, sizeof *s->wide_buf);
+  s->user_buf = calloc(ni, sizeof *s->user_buf);
+  s->wide_cap = calloc(ni, sizeof *s->wide_cap);
+  s->user_cap = calloc(ni, sizeof *s->user_cap);
+  if (!s->plans || !s->bound || !s->args || !s->in || !s->outputs || !s->wide ||
+      !s->wide_buf || !s->user_buf || !s->wide_cap || !s->user_cap) {
     gs_session_destroy(s);
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   }
@@ -167,8 +185,7 @@ static int provider_start(gs_session_t *s, gs_error_t *err) {
       s->opts.precision = GS_PRECISION_FP16;
     return GS_OK;
   }
-  if (want == GS_PROVIDER_CUDA ||
-      (rc != GS_ENODEV && rc != GS_EUNSUPPORTED)) {
+  if (want == GS_PROVIDER_CUDA || (rc != GS_ENODEV && rc != GS_EUNSUPPORTED)) {
     if (err)
       *err = gpu_err;
     return rc;
@@ -198,6 +215,15 @@ void gs_session_destroy(gs_session_t *s) {
   free(s->args);
   free(s->in);
   free(s->outputs);
+  for (size_t i = 0; i < s->model->n_inputs; i++) {
+    free(s->wide_buf ? s->wide_buf[i] : NULL);
+    free(s->user_buf ? s->user_buf[i] : NULL);
+  }
+  free(s->wide);
+  free(s->wide_buf);
+  free(s->user_buf);
+  free(s->wide_cap);
+  free(s->user_cap);
   free(s);
 }
 
@@ -241,10 +267,13 @@ static int check_input(const gs_model_t *m, size_t i, const gs_tensor_t *t,
   const gs_tensor_info_t *info = &m->input_info[i];
   char have[128], want[128];
   size_t count;
-  if (t->dtype != info->dtype)
-    return gs_error_set(err, GS_EINVAL, "input '%s' is %s; the model takes %s",
-                        info->name, gs_dtype_name(t->dtype),
-                        gs_dtype_name(info->dtype));
+  /* FP16 for FP32: converted at the edge (gs_session_run). */
+  if (t->dtype != info->dtype &&
+      !(t->dtype == GS_DTYPE_FP16 && info->dtype == GS_DTYPE_FP32))
+    return gs_error_set(err, GS_EINVAL,
+                        "input '%s' is %s; the model takes %s%s", info->name,
+                        gs_dtype_name(t->dtype), gs_dtype_name(info->dtype),
+                        info->dtype == GS_DTYPE_FP32 ? " (or FP16)" : "");
   bool ok = t->rank <= GS_TENSOR_MAX_RANK &&
             (info->rank < 0 || (unsigned)info->rank == t->rank);
   for (unsigned d = 0; ok && info->rank >= 0 && d < t->rank; d++)
@@ -562,10 +591,89 @@ int gs_session_plan(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
   return plan_inputs(s, inputs, n, s->in, err);
 }
 
+/* IEEE binary16 to binary32, exact (subnormals, infinities, NaN). */
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f,
+           man = h & 0x3ff, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | man << 13;
+  } else if (exp) {
+    bits = sign | (exp + 112) << 23 | man << 13;
+  } else if (man == 0) {
+    bits = sign;
+  } else { /* subnormal: normalize */
+    int e = -1;
+    do {
+      man <<= 1;
+      e++;
+    } while (!(man & 0x400));
+    bits = sign | (uint32_t)(112 - e) << 23 | (man & 0x3ff) << 13;
+  }
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+/* The CPU provider's kernels read FP32: FP16 inputs are widened into the
+ * session's buffers and s->in points at those. */
+static int widen_inputs(gs_session_t *s, gs_error_t *err) {
+  for (size_t i = 0; i < s->model->n_inputs; i++) {
+    const gs_tensor_t *x = s->in[i];
+    if (x->dtype != GS_DTYPE_FP16)
+      continue;
+    size_t count = x->bytes / 2;
+    if (count * 4 + 4 > s->wide_cap[i]) {
+      free(s->wide_buf[i]);
+      s->wide_cap[i] = 0;
+      if (!(s->wide_buf[i] =
+                aligned_alloc(ARENA_ALIGN, align_up(count * 4 + 4))))
+        return gs_error_set(err, GS_ENOMEM, "out of memory");
+      s->wide_cap[i] = count * 4 + 4;
+    }
+    float *dst = s->wide_buf[i];
+    const uint8_t *src = x->data;
+    for (size_t k = 0; k < count; k++)
+      dst[k] = half_to_float((uint16_t)(src[2 * k] | src[2 * k + 1] << 8));
+    s->wide[i] = *x;
+    s->wide[i].dtype = GS_DTYPE_FP32;
+    s->wide[i].data = dst;
+    s->wide[i].bytes = count * 4;
+    s->in[i] = &s->wide[i];
+  }
+  return GS_OK;
+}
+
+int gs_session_input_buffer(gs_session_t *s, size_t i, size_t bytes, void **out,
+                            gs_error_t *err) {
+  *out = NULL;
+  if (i >= s->model->n_inputs)
+    return gs_error_set(err, GS_EINVAL, "the model has %zu inputs, not %zu",
+                        s->model->n_inputs, i + 1);
+  if (s->gpu)
+    return gs__cuda_session_input_buffer(s->gpu, i, bytes, out, err);
+  if (bytes > s->user_cap[i] || !s->user_buf[i]) {
+    size_t size = align_up(bytes ? bytes : 1);
+    void *grown = aligned_alloc(ARENA_ALIGN, size);
+    if (!grown)
+      return gs_error_set(err, GS_ENOMEM,
+                          "cannot allocate %zu bytes for input '%s'", size,
+                          s->model->input_info[i].name);
+    if (s->user_buf[i])
+      memcpy(grown, s->user_buf[i], s->user_cap[i]);
+    free(s->user_buf[i]);
+    s->user_buf[i] = grown;
+    s->user_cap[i] = size;
+  }
+  *out = s->user_buf[i];
+  return GS_OK;
+}
+
 int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
                    gs_error_t *err) {
   const gs_model_t *m = s->model;
   int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
+  if (rc == GS_OK && !s->gpu)
+    rc = widen_inputs(s, err);
   if (rc != GS_OK)
     return rc;
   const plan_t *p = s->current;
@@ -622,7 +730,7 @@ int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
     return rc;
   const plan_t *p = s->current;
   gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
-  return gs__cuda_session_replay(s->gpu, &view, iters, ms, err);
+  return gs__cuda_session_replay(s->gpu, &view, s->in, iters, ms, err);
 }
 
 const gs_tensor_t *gs_session_output(const gs_session_t *s, size_t i) {

@@ -3,6 +3,7 @@
  * as one engine call per batch once the batch is full (max_batch_size or a
  * preferred size), cannot grow, or its oldest request has waited the
  * model's queue delay (a libuv timer); outputs are split back by rows. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,10 +77,24 @@ size_t gs__batch_pick(const uint64_t *rows, const bool *compatible, size_t n,
   return pref_take;
 }
 
+static void *malloc_buf(void *ctx, size_t k, size_t bytes, gs_error_t *err) {
+  void **bufs = ctx;
+  if (!(bufs[k] = malloc(bytes + 1)))
+    gs_error_set(err, GS_ENOMEM, "out of memory");
+  return bufs[k];
+}
+
 int gs__batch_concat(gs_tensor_t *out, void **bufs,
                      const gs__infer_request_t *const *reqs, size_t n,
                      const gs__model_io_t *io, gs_error_t *err) {
   memset(bufs, 0, io->n_inputs * sizeof *bufs);
+  return gs__batch_concat_to(out, malloc_buf, bufs, reqs, n, io, 0, err);
+}
+
+int gs__batch_concat_to(gs_tensor_t *out, gs__batch_buf_fn buf_for, void *ctx,
+                        const gs__infer_request_t *const *reqs, size_t n,
+                        const gs__model_io_t *io, uint64_t padded,
+                        gs_error_t *err) {
   for (size_t k = 0; k < io->n_inputs; k++) {
     const char *name = io->inputs[k].name;
     const gs_tensor_t *first = n ? input_named(reqs[0], name) : NULL;
@@ -98,19 +113,28 @@ int gs__batch_concat(gs_tensor_t *out, void **bufs,
       bytes += t->bytes;
       rows += t->shape[0];
     }
-    uint8_t *buf = malloc(bytes + 1);
-    if (!(bufs[k] = buf))
-      return gs_error_set(err, GS_ENOMEM, "out of memory");
-    for (size_t r = 0, at = 0; r < n; r++) {
+    size_t row_bytes = rows ? bytes / (size_t)rows : 0, total = bytes;
+    if (padded > (uint64_t)rows && rows > 0) {
+      if (row_bytes && padded > (SIZE_MAX - 1) / row_bytes)
+        return gs_error_set(err, GS_ELIMIT, "a padded batch is too large");
+      total = (size_t)padded * row_bytes;
+    }
+    uint8_t *buf = buf_for(ctx, k, total, err);
+    if (!buf)
+      return err && err->code ? err->code : GS_ENOMEM;
+    size_t at = 0;
+    for (size_t r = 0; r < n; r++) {
       const gs_tensor_t *t = input_named(reqs[r], name);
       if (t->bytes)
         memcpy(buf + at, t->data, t->bytes);
       at += t->bytes;
     }
+    if (total > bytes)
+      memset(buf + bytes, 0, total - bytes);
     out[k] = *first;
-    out[k].shape[0] = rows;
+    out[k].shape[0] = total > bytes ? (int64_t)padded : rows;
     out[k].data = buf;
-    out[k].bytes = bytes;
+    out[k].bytes = total;
   }
   return GS_OK;
 }
@@ -221,13 +245,20 @@ static void answer_jobs(batch_t *b, gs_session_t *s) {
   }
 }
 
+/* The batch is written straight into the session's input buffers (on a
+ * GPU its pinned staging: the run then copies nothing on the host). */
+static void *session_buf(void *ctx, size_t k, size_t bytes, gs_error_t *err) {
+  void *buf = NULL;
+  return gs_session_input_buffer(ctx, k, bytes, &buf, err) == GS_OK ? buf
+                                                                    : NULL;
+}
+
 /* On a thread of the pool: concatenate, run once, split and encode. */
 static void work_batch(uv_work_t *w) {
   batch_t *b = w->data;
   gs__model_slot_t *slot = b->jobs->slot;
   const gs__infer_request_t *reqs[64], **rp = reqs;
   gs_tensor_t ins[GS__INFER_MAX_TENSORS];
-  void *bufs[GS__INFER_MAX_TENSORS] = {0};
   gs_error_t err = {0};
   gs_session_t *s = NULL;
   int status = 0;
@@ -237,16 +268,13 @@ static void work_batch(uv_work_t *w) {
   size_t i = 0;
   for (gs__infer_job_t *j = b->jobs; status == 0 && j; j = j->next)
     rp[i++] = &j->ir;
-  if (status == 0 &&
-      gs__batch_concat(ins, bufs, rp, b->n, &slot->io, &err) != GS_OK)
-    status = err.code == GS_ENOMEM ? 500 : 400;
-  b->padded = gs__batch_padded_rows(slot, b->rows);
-  if (status == 0 && gs__batch_pad(ins, bufs, slot->io.n_inputs, b->rows,
-                                   b->padded, &err) != GS_OK)
-    status = 500;
-  b->t_input_done = gs__now_ns();
   if (status == 0 && !(s = gs__slot_get(slot, &err)))
     status = 500;
+  b->padded = gs__batch_padded_rows(slot, b->rows);
+  if (status == 0 && gs__batch_concat_to(ins, session_buf, s, rp, b->n,
+                                         &slot->io, b->padded, &err) != GS_OK)
+    status = err.code == GS_EINVAL ? 400 : 500;
+  b->t_input_done = gs__now_ns();
   if (status == 0 && gs_session_run(s, ins, slot->io.n_inputs, &err) != GS_OK)
     status = err.code == GS_EINVAL || err.code == GS_ELIMIT ? 400 : 500;
   b->t_infer_done = gs__now_ns();
@@ -257,15 +285,16 @@ static void work_batch(uv_work_t *w) {
     job_fail(j, status, &err);
   if (s)
     gs__slot_put(slot, s);
-  for (size_t k = 0; k < slot->io.n_inputs; k++)
-    free(bufs[k]);
   if (rp != reqs)
     free(rp);
   b->t_done = gs__now_ns();
 }
 
+static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force);
+
 static void after_batch(uv_work_t *w, int status) {
   batch_t *b = w->data;
+  gs__model_entry_t *m = b->entry;
   (void)status;
   if (b->ran) {
     b->entry->stats.execution_count++;
@@ -279,6 +308,10 @@ static void after_batch(uv_work_t *w, int status) {
     j->done(j);
   }
   free(b);
+  /* An instance is free: what waited for one may start. */
+  m->in_flight--;
+  if (m->queue_head && m->timer_ready)
+    schedule(w->loop, m, m->draining);
 }
 
 /* Starts the first n jobs of list as one batch. */
@@ -292,8 +325,10 @@ static void start_batch(uv_loop_t *loop, gs__model_entry_t *m,
     b->n = n;
     b->rows = rows;
     b->work.data = b;
-    if (uv_queue_work(loop, &b->work, work_batch, after_batch) == 0)
+    if (uv_queue_work(loop, &b->work, work_batch, after_batch) == 0) {
+      m->in_flight++;
       return;
+    }
   }
   free(b);
   gs_error_set(&err, GS_ENOMEM, "cannot queue the inference");
@@ -310,7 +345,11 @@ static void on_timer(uv_timer_t *t);
 /* Takes as many batches from m's queue as are ready; arms the timer for the
  * oldest request left. force: every queued request is due. */
 static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
-  while (m->queue_head) {
+  /* instance_group count: every instance busy, the queue grows into
+   * fuller batches meanwhile and after_batch schedules again. Without a
+   * count, batches start as they fill (the thread pool bounds them). */
+  unsigned instances = m->placement.count ? m->placement.count : UINT_MAX;
+  while (m->queue_head && m->in_flight < instances) {
     gs__infer_job_t *head = m->queue_head;
     const gs__model_slot_t *slot = head->slot;
     size_t window = m->queue_len;

@@ -108,7 +108,9 @@ static int read_batching(gs__batching_t *b, json_t *db, unsigned max_batch,
 
 /* "instance_group": [{"kind": "KIND_GPU" | "KIND_CPU" | "KIND_AUTO",
  * "count": n, "gpus": [ordinal]}] as Triton writes it; the first group
- * decides (a worker is one instance: count adds nothing here). */
+ * decides. count is how many executions of the model run at once (each
+ * its own session: on a GPU its own stream, so that one batch's copies
+ * overlap another's compute). */
 static int read_instance_group(gs__placement_t *pl, json_t *ig,
                                const char *path, gs_error_t *err) {
   json_t *g = json_array_get(ig, 0);
@@ -127,8 +129,10 @@ static int read_instance_group(gs__placement_t *pl, json_t *ig,
   }
   const char *kind = json_string_value(json_object_get(g, "kind"));
   if (json_object_get(g, "kind") && !kind)
-    return gs_error_set(err, GS_EINVAL, "%s: instance_group kind must be a "
-                        "string", path);
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: instance_group kind must be a "
+                        "string",
+                        path);
   if (!kind || !strcmp(kind, "KIND_AUTO"))
     pl->provider = GS_PROVIDER_AUTO;
   else if (!strcmp(kind, "KIND_GPU"))
@@ -150,6 +154,51 @@ static int read_instance_group(gs__placement_t *pl, json_t *ig,
                           "(0..1023)",
                           path);
     pl->device = (int)json_integer_value(first);
+  }
+  json_t *count = json_object_get(g, "count");
+  if (count && (!json_is_integer(count) || json_integer_value(count) < 1 ||
+                json_integer_value(count) > 64))
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: instance_group count must be 1..64", path);
+  if (count)
+    pl->count = (unsigned)json_integer_value(count);
+  return GS_OK;
+}
+
+/* "input": [{"name": "x", "data_type": "TYPE_FP16"}]: an FP32 input that
+ * clients send as FP16 (TYPE_FP32 keeps the model's type). Checked against
+ * the model when it loads (check_input_types). */
+static int read_inputs(gs__placement_t *pl, json_t *inputs, const char *path,
+                       gs_error_t *err) {
+  if (!json_is_array(inputs) || json_array_size(inputs) > GS__INFER_MAX_TENSORS)
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: input must be an array of at most %d objects",
+                        path, GS__INFER_MAX_TENSORS);
+  for (size_t i = 0; i < json_array_size(inputs); i++) {
+    json_t *in = json_array_get(inputs, i);
+    const char *key, *name = json_string_value(json_object_get(in, "name"));
+    const char *type = json_string_value(json_object_get(in, "data_type"));
+    json_t *v;
+    json_object_foreach(in, key, v) {
+      if (strcmp(key, "name") && strcmp(key, "data_type"))
+        return gs_error_set(err, GS_EUNSUPPORTED,
+                            "%s: input.%.64s is not supported (name and "
+                            "data_type are)",
+                            path, key);
+    }
+    if (!name || !type || strlen(name) >= sizeof pl->fp16_inputs[0])
+      return gs_error_set(err, GS_EINVAL,
+                          "%s: each input needs a name (under 128 bytes) and "
+                          "a data_type",
+                          path);
+    if (!strcmp(type, "TYPE_FP16"))
+      snprintf(pl->fp16_inputs[pl->n_fp16++], sizeof pl->fp16_inputs[0], "%s",
+               name);
+    else if (strcmp(type, "TYPE_FP32"))
+      return gs_error_set(err, GS_EUNSUPPORTED,
+                          "%s: input '%.64s': data_type %.32s is not supported "
+                          "(TYPE_FP16 for an FP32 input, or TYPE_FP32)",
+                          path, name, type);
   }
   return GS_OK;
 }
@@ -207,7 +256,8 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
       (!json_is_integer(budget) || json_integer_value(budget) <= 0))
     rc = gs_error_set(err, GS_EINVAL,
                       "%s: instance_memory_budget_bytes must be a positive "
-                      "integer", path);
+                      "integer",
+                      path);
   else if (rc == GS_OK && budget)
     m->memory_budget_bytes = (uint64_t)json_integer_value(budget);
   json_t *ig = json_object_get(root, "instance_group");
@@ -216,6 +266,9 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
   json_t *prec = json_object_get(root, "precision");
   if (rc == GS_OK && prec)
     rc = read_precision(&m->placement, prec, path, err);
+  json_t *inputs = json_object_get(root, "input");
+  if (rc == GS_OK && inputs)
+    rc = read_inputs(&m->placement, inputs, path, err);
   json_decref(root);
   return rc;
 }
@@ -254,6 +307,30 @@ void gs__slot_unref(gs__model_slot_t *slot) {
     slot_destroy(slot);
 }
 
+/* The inputs config.json declares FP16: FP32 model inputs, shown and
+ * decoded as FP16. */
+static int input_types(gs__model_slot_t *s, gs_error_t *err) {
+  gs_tensor_info_t *in = (gs_tensor_info_t *)s->io.inputs;
+  for (unsigned k = 0; k < s->placement.n_fp16; k++) {
+    const char *name = s->placement.fp16_inputs[k];
+    size_t i = 0;
+    while (i < s->io.n_inputs && strcmp(in[i].name, name))
+      i++;
+    if (i == s->io.n_inputs)
+      return gs_error_set(err, GS_EINVAL,
+                          "config.json: input '%s' is not an input of the "
+                          "model",
+                          name);
+    if (in[i].dtype != GS_DTYPE_FP32)
+      return gs_error_set(err, GS_EUNSUPPORTED,
+                          "config.json: input '%s' is %s in the model: only "
+                          "an FP32 input can be sent as FP16",
+                          name, gs_dtype_name(in[i].dtype));
+    in[i].dtype = GS_DTYPE_FP16;
+  }
+  return GS_OK;
+}
+
 static int slot_create(gs__model_entry_t *m, const char *path,
                        gs_error_t *err) {
   gs__model_slot_t *s = calloc(1, sizeof *s);
@@ -283,6 +360,11 @@ static int slot_create(gs__model_entry_t *m, const char *path,
   }
   for (size_t i = 0; i < ni; i++)
     in[i] = *gs_model_input(s->model, i);
+  int rc2 = input_types(s, err);
+  if (rc2 != GS_OK) {
+    slot_destroy(s);
+    return rc2;
+  }
   for (size_t i = 0; i < no; i++)
     out[i] = *gs_model_output(s->model, i);
   /* One session now: a model the provider cannot run (an op, the GPU's
@@ -295,7 +377,23 @@ static int slot_create(gs__model_entry_t *m, const char *path,
   }
   s->provider = gs_session_provider(first);
   s->precision = gs_session_precision(first);
+  /* instance_group count: that many sessions (on a GPU, streams) from the
+   * start, so that the first concurrent batches do not make them. */
+  gs_session_t *more[64];
+  unsigned n_more = 0;
+  int rc3 = GS_OK;
+  while (rc3 == GS_OK && n_more + 1 < s->placement.count)
+    if ((more[n_more] = gs__slot_get(s, err)) != NULL)
+      n_more++;
+    else
+      rc3 = err->code ? err->code : GS_EINVAL;
   gs__slot_put(s, first);
+  while (n_more)
+    gs__slot_put(s, more[--n_more]);
+  if (rc3 != GS_OK) {
+    slot_destroy(s);
+    return rc3;
+  }
   m->slot = s;
   return GS_OK;
 }
@@ -480,8 +578,9 @@ json_t *gs__model_config_json(const gs__model_entry_t *m) {
   /* Where it runs, as Triton shows instance_group (AUTO resolved). */
   const gs__model_slot_t *sl = m->slot;
   bool gpu = sl->provider == GS_PROVIDER_CUDA;
-  json_t *group = json_pack("{s:s, s:i}", "kind",
-                            gpu ? "KIND_GPU" : "KIND_CPU", "count", 1);
+  json_t *group =
+      json_pack("{s:s, s:i}", "kind", gpu ? "KIND_GPU" : "KIND_CPU", "count",
+                (int)(sl->placement.count ? sl->placement.count : 1));
   if (group && gpu)
     json_object_set_new(group, "gpus", json_pack("[i]", sl->placement.device));
   if (c && group)

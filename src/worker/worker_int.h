@@ -76,7 +76,8 @@ int gs__http_response_head(const gs__http_response_t *resp, bool keep_alive,
                            char *buf, size_t size);
 const char *gs__http_reason(int status);
 
-/* ---- HTTP/1.1 server connections (http_conn.c) ---------------------------- */
+/* ---- HTTP/1.1 server connections (http_conn.c) ----------------------------
+ */
 
 typedef struct gs__http_conn_s gs__http_conn_t;
 /* Called on the loop thread with each whole request; the handler answers
@@ -199,6 +200,13 @@ typedef struct gs__placement_s {
   gs_provider_t provider;
   gs_precision_t precision;
   int device;
+  /* instance_group count: executions of the model at once (the dynamic
+   * batcher's batches in flight; sessions made at load). 1..64. */
+  unsigned count;
+  /* config.json's "input": [{"name", "data_type": "TYPE_FP16"}]: FP32
+   * model inputs that clients send as FP16 (the engine widens them). */
+  unsigned n_fp16;
+  char fp16_inputs[GS__INFER_MAX_TENSORS][128];
 } gs__placement_t;
 
 /* One load of a model: shared by the requests that use it, freed with the
@@ -209,8 +217,8 @@ typedef struct gs__model_slot_s {
   unsigned max_batch_size;
   gs__batching_t batching;
   uint64_t memory_budget_bytes; /* engine memory per plan; 0: default */
-  gs__placement_t placement; /* asked for in config.json */
-  gs_provider_t provider;    /* what the first session got (AUTO resolved) */
+  gs__placement_t placement;    /* asked for in config.json */
+  gs_provider_t provider;       /* what the first session got (AUTO resolved) */
   gs_precision_t precision;
   gs__model_io_t io;
   unsigned refs;
@@ -244,7 +252,8 @@ typedef struct gs__model_entry_s {
   size_t queue_len;
   uv_timer_t timer; /* fires at the oldest request's queue delay */
   bool timer_ready;
-  bool draining; /* the worker is stopping: requests run without waiting */
+  bool draining;      /* the worker is stopping: requests run without waiting */
+  unsigned in_flight; /* batches running (at most placement.count) */
 } gs__model_entry_t;
 
 #define GS__REPO_MAX_MODELS 64
@@ -356,6 +365,16 @@ int gs__batch_pad(gs_tensor_t *out, void **bufs, size_t n, uint64_t rows,
 int gs__batch_concat(gs_tensor_t *out, void **bufs,
                      const gs__infer_request_t *const *reqs, size_t n,
                      const gs__model_io_t *io, gs_error_t *err);
+/* Where gs__batch_concat_to writes input k's bytes (NULL with err set:
+ * the batch fails). */
+typedef void *(*gs__batch_buf_fn)(void *ctx, size_t k, size_t bytes,
+                                  gs_error_t *err);
+/* gs__batch_concat into buffers buf_for gives, each grown with zero rows to
+ * padded rows when padded is larger (gs__batch_pad's result, one copy). */
+int gs__batch_concat_to(gs_tensor_t *out, gs__batch_buf_fn buf_for, void *ctx,
+                        const gs__infer_request_t *const *reqs, size_t n,
+                        const gs__model_io_t *io, uint64_t padded,
+                        gs_error_t *err);
 /* Rows [row, row + rows) of each of the n batch outputs, as views into
  * them; every output's dim 0 must be total_rows. */
 int gs__batch_split(gs_tensor_t *slices, const gs_tensor_t *outputs, size_t n,

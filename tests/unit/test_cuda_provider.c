@@ -386,6 +386,85 @@ static void test_softmax_dims(void **state) {
   gs_model_destroy(m);
 }
 
+/* config.json's "input" data_type TYPE_FP16 makes an FP32 input travel as
+ * FP16 (metadata, config and the codec say FP16; the engine widens it),
+ * and instance_group count makes that many sessions at load. */
+static void test_worker_fp16_input(void **state) {
+  (void)state;
+  char repo_dir[] = "/tmp/gs_test_cuda_repo_XXXXXX";
+  assert_non_null(mkdtemp(repo_dir));
+  add_model(repo_dir, "half", false,
+            "{\"max_batch_size\": 8, \"input\": [{\"name\": \"x\", "
+            "\"data_type\": \"TYPE_FP16\"}], \"instance_group\": [{\"kind\": "
+            "\"KIND_CPU\", \"count\": 3}]}");
+  add_model(repo_dir, "nope", false,
+            "{\"input\": [{\"name\": \"z\", \"data_type\": \"TYPE_FP16\"}]}");
+  add_model(repo_dir, "int8", false,
+            "{\"input\": [{\"name\": \"x\", \"data_type\": \"TYPE_INT8\"}]}");
+  add_model(repo_dir, "zero", false,
+            "{\"instance_group\": [{\"kind\": \"KIND_CPU\", \"count\": 0}]}");
+  gs__repo_t *repo = calloc(1, sizeof *repo);
+  assert_non_null(repo);
+  gs_error_t err = {0};
+  assert_int_equal(gs__repo_open(repo, repo_dir, &err), GS_OK);
+  gs__model_entry_t *m = gs__repo_find(repo, "half");
+  assert_int_equal(m->state, GS__MODEL_READY);
+  gs__model_slot_t *slot = m->slot;
+  assert_int_equal(slot->io.inputs[0].dtype, GS_DTYPE_FP16);
+  assert_int_equal(slot->n_idle, 3);
+  json_t *meta = gs__model_metadata_json(m), *cfg = gs__model_config_json(m);
+  char *ms = json_dumps(meta, JSON_COMPACT),
+       *cs = json_dumps(cfg, JSON_COMPACT);
+  assert_non_null(strstr(ms, "\"datatype\":\"FP16\""));
+  assert_non_null(strstr(cs, "\"data_type\":\"TYPE_FP16\""));
+  assert_non_null(strstr(cs, "\"count\":3"));
+  free(ms);
+  free(cs);
+  json_decref(meta);
+  json_decref(cfg);
+  /* A binary FP16 request: 1.5 and -0.25. */
+  const char head[] = "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP16\","
+                      "\"shape\":[1,2],\"parameters\":{\"binary_data_size\":4}}"
+                      "]}";
+  char body[sizeof head + 4];
+  memcpy(body, head, sizeof head - 1);
+  const uint8_t halves[4] = {0x00, 0x3e, 0x00, 0xb4};
+  memcpy(body + sizeof head - 1, halves, 4);
+  gs__infer_request_t req;
+  assert_int_equal(gs__infer_decode(&req, &slot->io, body, sizeof head + 3,
+                                    sizeof head - 1, &err),
+                   0);
+  gs_session_t *s = gs__slot_get(slot, &err);
+  assert_non_null(s);
+  if (gs_session_run(s, req.inputs, req.n_inputs, &err) != GS_OK)
+    fail_msg("run: %s", err.msg);
+  const float want[3] = {1.5f, 0.0f, 1.25f};
+  assert_memory_equal(gs_session_output(s, 0)->data, want, sizeof want);
+  gs__slot_put(slot, s);
+  gs__infer_request_release(&req);
+  /* FP32 data for it is refused by the codec, as JSON FP16 is. */
+  const char f32[] = "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\","
+                     "\"shape\":[1,2],\"data\":[1,2]}]}";
+  assert_int_equal(
+      gs__infer_decode(&req, &slot->io, f32, sizeof f32 - 1, -1, &err), 400);
+  assert_non_null(strstr(err.msg, "expects 'FP16'"));
+  gs__infer_request_release(&req);
+  m = gs__repo_find(repo, "nope");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "'z' is not an input of the model"));
+  m = gs__repo_find(repo, "int8");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "TYPE_INT8 is not supported"));
+  m = gs__repo_find(repo, "zero");
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE);
+  assert_non_null(strstr(m->reason, "count must be 1..64"));
+  gs__repo_close(repo);
+  free(repo);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", repo_dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_missing_library_named, free_kept),
@@ -397,6 +476,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_worker_instance_group, free_kept),
       cmocka_unit_test_teardown(test_pool_geom_asymmetric, free_kept),
       cmocka_unit_test_teardown(test_softmax_dims, free_kept),
+      cmocka_unit_test_teardown(test_worker_fp16_input, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,6 +64,49 @@ static void test_concat_fp32_and_int32_in_queue_order(void **state) {
   free(bufs[1]);
 }
 
+/* A fixed buffer per input, poisoned, as a session's input buffer is. */
+static uint8_t dest[2][256];
+static void *fixed_buf(void *ctx, size_t k, size_t bytes, gs_error_t *err) {
+  (void)ctx;
+  if (bytes > sizeof dest[k]) {
+    gs_error_set(err, GS_ELIMIT, "too large");
+    return NULL;
+  }
+  return dest[k];
+}
+
+/* Into the caller's buffers, padded to 4 rows with zeros in one pass. */
+static void test_concat_into_buffers_padded(void **state) {
+  (void)state;
+  static const float a1[] = {1, 2}, a2[] = {3, 4};
+  static const int32_t b1[] = {7}, b2[] = {8};
+  gs__infer_request_t r1 = {0}, r2 = {0};
+  r1.n_inputs = r2.n_inputs = 2;
+  r1.inputs[0] = tensor("A", GS_DTYPE_FP32, 1, 2, a1);
+  r1.inputs[1] = tensor("B", GS_DTYPE_INT32, 1, 1, b1);
+  r2.inputs[0] = tensor("A", GS_DTYPE_FP32, 1, 2, a2);
+  r2.inputs[1] = tensor("B", GS_DTYPE_INT32, 1, 1, b2);
+  const gs__infer_request_t *reqs[] = {&r1, &r2};
+  gs_tensor_t out[2];
+  gs_error_t err = {0};
+  memset(dest, 0xff, sizeof dest);
+  assert_int_equal(
+      gs__batch_concat_to(out, fixed_buf, NULL, reqs, 2, &io, 4, &err), GS_OK);
+  static const float want_a[] = {1, 2, 3, 4, 0, 0, 0, 0};
+  static const int32_t want_b[] = {7, 8, 0, 0};
+  assert_ptr_equal(out[0].data, dest[0]);
+  assert_int_equal(out[0].shape[0], 4);
+  assert_int_equal(out[0].bytes, sizeof want_a);
+  assert_memory_equal(out[0].data, want_a, sizeof want_a);
+  assert_int_equal(out[1].shape[0], 4);
+  assert_memory_equal(out[1].data, want_b, sizeof want_b);
+  /* A buffer that cannot be had fails the batch with its reason. */
+  assert_int_equal(
+      gs__batch_concat_to(out, fixed_buf, NULL, reqs, 2, &io, 64, &err),
+      GS_ELIMIT);
+  assert_string_equal(err.msg, "too large");
+}
+
 static void test_split_gives_each_request_its_rows(void **state) {
   (void)state;
   static const float y[] = {1, 2, 3, 4, 5, 6}; /* 3 rows of 2 */
@@ -150,6 +193,7 @@ static void test_preferred_size_starts_without_waiting(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_concat_fp32_and_int32_in_queue_order),
+      cmocka_unit_test(test_concat_into_buffers_padded),
       cmocka_unit_test(test_split_gives_each_request_its_rows),
       cmocka_unit_test(test_mismatched_dims_start_a_new_batch),
       cmocka_unit_test(test_batches_stay_within_max_batch_size),
