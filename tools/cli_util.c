@@ -163,6 +163,16 @@ static const char *unit_name(const gs_device_t *dev) {
   return dev->catalog.source == GS_CATALOG_HOST ? "cores" : "SMs";
 }
 
+/* GI i's green-isolation SMs when layout is the device's own. */
+static bool green_sms(const gs_device_t *dev, const gs_layout_t *layout,
+                      unsigned i, unsigned *first, unsigned *count) {
+  if (layout != &dev->layout || i >= GS_MAX_GIS || !dev->sm_count[i])
+    return false;
+  *first = dev->sm_first[i];
+  *count = dev->sm_count[i];
+  return true;
+}
+
 json_t *cli_layout_json(const gs_device_t *dev, const gs_layout_t *layout) {
   json_t *gis = json_array();
   for (unsigned i = 0; i < layout->n_gi; i++) {
@@ -189,6 +199,11 @@ json_t *cli_layout_json(const gs_device_t *dev, const gs_layout_t *layout) {
                   (json_int_t)(p ? p->memory_mib : 0), unit_name(dev),
                   p ? (int)p->sms : 0, "uuid", gi->uuid,
                   "compute_instances", cis));
+    unsigned first, count;
+    if (green_sms(dev, layout, i, &first, &count))
+      json_object_set_new(
+          json_array_get(gis, json_array_size(gis) - 1), "sm_partition",
+          json_pack("{s:i, s:i}", "first", (int)first, "count", (int)count));
   }
   return json_pack("{s:i, s:s, s:s, s:b, s:o}", "index", (int)dev->index,
                    "name", dev->name, "model", dev->catalog.model,
@@ -215,7 +230,11 @@ void cli_print_layout(const gs_device_t *dev, const gs_layout_t *layout,
     snprintf(g, sizeof g, "%u", gi->id);
     snprintf(place, sizeof place, "%u:%u", gi->start,
              p ? p->memory_slices : 0);
-    snprintf(sms, sizeof sms, "%u", p ? p->sms : 0);
+    unsigned first, count;
+    if (green_sms(dev, layout, i, &first, &count))
+      snprintf(sms, sizeof sms, "%u@%u-%u", count, first, first + count - 1);
+    else
+      snprintf(sms, sizeof sms, "%u", p ? p->sms : 0);
     cli_format_mib(p ? p->memory_mib : 0, mem, sizeof mem);
     cli_table_row(t, d, g, "-", p ? p->name : "?", place, sms, mem, gi->uuid);
     for (unsigned j = 0; j < gi->n_ci; j++) {

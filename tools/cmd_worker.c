@@ -1,25 +1,61 @@
 /* gpuslice worker: serves a model repository over HTTP and gRPC with the
- * KServe v2 protocol until SIGINT or SIGTERM. */
+ * KServe v2 protocol until SIGINT or SIGTERM; with --instance, one process
+ * hosts several instances' workers, each on its own green context (the
+ * soft backend's green isolation). */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "gpuslice/engine.h"
 #include "gpuslice/worker.h"
 
-static gs_worker_t *running;
+#define MAX_HOSTED 16 /* instances one process hosts (a GPU has <= 7) */
+
+static gs_worker_t *running[MAX_HOSTED];
+static unsigned n_running;
 
 static void on_signal(int sig) {
   (void)sig;
-  if (running)
-    gs_worker_stop(running);
+  for (unsigned i = 0; i < n_running; i++)
+    if (running[i])
+      gs_worker_stop(running[i]);
+}
+
+/* "FIRST:COUNT" of GPUSLICE_SM_PARTITION or --sm-partition. */
+static int parse_sms(const char *text, const char *what, unsigned *first,
+                     unsigned *count) {
+  char tail;
+  if (sscanf(text, "%u:%u%c", first, count, &tail) != 2 || *count == 0)
+    return cli_usage("worker", "%s is FIRST:COUNT (SMs), not '%s'", what, text);
+  return CLI_OK;
+}
+
+/* One hosted instance: "ID=FIRST:COUNT". */
+typedef struct hosted_s {
+  char id[64];
+  unsigned sm_first, sm_count;
+  gs_worker_t *w;
+  pthread_t thread;
+  gs_error_t err;
+  int rc;
+} hosted_t;
+
+static int parse_instance(const char *text, hosted_t *h) {
+  const char *eq = strchr(text, '=');
+  if (!eq || eq == text || (size_t)(eq - text) >= sizeof h->id ||
+      strcspn(text, " \n") < (size_t)(eq - text))
+    return cli_usage("worker", "--instance is ID=FIRST:COUNT, not '%s'", text);
+  memcpy(h->id, text, (size_t)(eq - text));
+  h->id[eq - text] = '\0';
+  return parse_sms(eq + 1, "--instance", &h->sm_first, &h->sm_count);
 }
 
 static void report_models(const gs_worker_t *w) {
@@ -56,6 +92,76 @@ static void tell_ready(gs_worker_t *w, int fd, pid_t parent) {
   close(fd);
 }
 
+static void *run_hosted(void *arg) {
+  hosted_t *h = arg;
+  h->rc = gs_worker_run(h->w, &h->err);
+  on_signal(0); /* one ends: all end, the supervisor restarts the process */
+  return NULL;
+}
+
+/* Several instances' workers in this process (green isolation: their
+ * green contexts only run side by side inside one process). Each gets
+ * free ports; the ready fd gets one line per instance. */
+static int host_instances(const gs_worker_options_t *base, hosted_t *hosted,
+                          unsigned n, int ready_fd, pid_t parent) {
+  int rc = CLI_OK;
+  char lines[MAX_HOSTED * 96] = "";
+  size_t len = 0;
+  gs_error_t err;
+  for (unsigned i = 0; i < n && rc == CLI_OK; i++) {
+    gs_worker_options_t wo = *base;
+    wo.port = 0;
+    wo.grpc_port = 0;
+    wo.metrics = false;
+    wo.sm_first = hosted[i].sm_first;
+    wo.sm_count = hosted[i].sm_count;
+    if (gs_worker_create(&hosted[i].w, &wo, &err) != GS_OK) {
+      gs_error_prefix(&err, "instance %s: ", hosted[i].id);
+      rc = cli_fail("worker", &err);
+      break;
+    }
+    fprintf(stderr, "gpuslice worker: instance %s (SMs %u+%u) on http %u\n",
+            hosted[i].id, hosted[i].sm_first, hosted[i].sm_count,
+            gs_worker_port(hosted[i].w));
+    report_models(hosted[i].w);
+    len += (size_t)snprintf(lines + len, sizeof lines - len,
+                            "ready id=%s http=%u grpc=%u\n", hosted[i].id,
+                            gs_worker_port(hosted[i].w),
+                            gs_worker_grpc_port(hosted[i].w));
+    running[i] = hosted[i].w;
+    n_running = i + 1;
+  }
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  unsigned started = 0;
+  for (; rc == CLI_OK && started < n; started++)
+    if (pthread_create(&hosted[started].thread, NULL, run_hosted,
+                       &hosted[started]) != 0) {
+      fprintf(stderr, "gpuslice worker: cannot start a thread\n");
+      rc = CLI_FAIL;
+      on_signal(0);
+    }
+  if (rc == CLI_OK && ready_fd > 0) {
+    if (write(ready_fd, lines, len) != (ssize_t)len || getppid() != parent) {
+      fprintf(stderr, "gpuslice worker: the supervisor is gone: stopping\n");
+      on_signal(0);
+    }
+    close(ready_fd);
+  }
+  for (unsigned i = 0; i < started; i++)
+    pthread_join(hosted[i].thread, NULL);
+  for (unsigned i = 0; i < n_running; i++) {
+    running[i] = NULL;
+    if (hosted[i].rc != GS_OK && rc == CLI_OK)
+      rc = cli_fail("worker", &hosted[i].err);
+    gs_worker_destroy(hosted[i].w);
+  }
+  n_running = 0;
+  return rc;
+}
+
 int cmd_worker(cli_t *cli, int argc, char **argv) {
   static const struct option opts[] = {
       {"model-repository", required_argument, NULL, 'm'},
@@ -66,6 +172,8 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
       {"threads", required_argument, NULL, 't'},
       {"ready-fd", required_argument, NULL, 'r'},
       {"nice", required_argument, NULL, 'n'},
+      {"sm-partition", required_argument, NULL, 'S'},
+      {"instance", required_argument, NULL, 'I'},
       {"help", no_argument, NULL, 'h'},
       {0}};
   gs_worker_options_t wo = {.port = 8000,
@@ -76,6 +184,9 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   unsigned threads = affinity_cpus();
   unsigned ready_fd = 0; /* 0: none (stdin is never the ready fd) */
   unsigned nice_by = 0;
+  static hosted_t hosted[MAX_HOSTED];
+  unsigned n_hosted = 0;
+  bool sms_given = false;
   gs_error_t err;
   int c;
   (void)cli;
@@ -117,6 +228,19 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
       if (cli_parse_uint(optarg, "--nice", 19, &nice_by, &err))
         return cli_fail("worker", &err);
       break;
+    case 'S':
+      if (parse_sms(optarg, "--sm-partition", &wo.sm_first, &wo.sm_count))
+        return CLI_USAGE;
+      sms_given = true;
+      break;
+    case 'I':
+      if (n_hosted == MAX_HOSTED)
+        return cli_usage("worker", "at most %d --instance", MAX_HOSTED);
+      memset(&hosted[n_hosted], 0, sizeof hosted[0]);
+      if (parse_instance(optarg, &hosted[n_hosted]))
+        return CLI_USAGE;
+      n_hosted++;
+      break;
     case 'r':
       if (cli_parse_uint(optarg, "--ready-fd", 1024, &ready_fd, &err) ||
           ready_fd < 3)
@@ -135,7 +259,13 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
            "  may run on, sched_getaffinity);\n"
            "  --ready-fd FD (used by gpuslice serve): write \"ready http=P\n"
            "  grpc=G\" on FD once serving, and stop when the parent dies;\n"
-           "  --nice N: lower this process's priority by N (serve uses it)");
+           "  --nice N: lower this process's priority by N (serve uses it);\n"
+           "  --sm-partition FIRST:COUNT: CUDA sessions on a green context\n"
+           "  over those SMs (default: $GPUSLICE_SM_PARTITION, which `run -i`\n"
+           "  sets under --isolation green);\n"
+           "  --instance ID=FIRST:COUNT (repeatable): one worker per instance\n"
+           "  in this process, each on free ports and its own SMs; the ready\n"
+           "  fd gets \"ready id=ID http=P grpc=G\" per instance");
       return CLI_OK;
     default:
       return cli_usage("worker", "bad option");
@@ -145,6 +275,10 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
     return cli_usage("worker", "unexpected argument '%s'", argv[optind]);
   if (!wo.model_repository)
     return cli_usage("worker", "--model-repository DIR is needed");
+  const char *env_sms = getenv("GPUSLICE_SM_PARTITION");
+  if (!sms_given && !n_hosted && env_sms && *env_sms &&
+      parse_sms(env_sms, "GPUSLICE_SM_PARTITION", &wo.sm_first, &wo.sm_count))
+    return CLI_USAGE;
   /* Supervised: end with the supervisor, whatever happens from here on
    * (the death signal survives the exec of `gpuslice run`). */
   pid_t parent = getppid();
@@ -159,11 +293,14 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   snprintf(n, sizeof n, "%u", threads);
   setenv("UV_THREADPOOL_SIZE", n, 1);
   gs_engine_set_threads(1, NULL);
+  if (n_hosted)
+    return host_instances(&wo, hosted, n_hosted, (int)ready_fd, parent);
   gs_worker_t *w;
   if (gs_worker_create(&w, &wo, &err) != GS_OK)
     return cli_fail("worker", &err);
   report_models(w);
-  running = w;
+  running[0] = w;
+  n_running = 1;
   struct sigaction sa = {.sa_handler = on_signal};
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
@@ -179,7 +316,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   if (ready_fd)
     tell_ready(w, (int)ready_fd, parent);
   int rc = gs_worker_run(w, &err);
-  running = NULL;
+  running[0] = NULL;
   gs_worker_destroy(w);
   return rc == GS_OK ? CLI_OK : cli_fail("worker", &err);
 }

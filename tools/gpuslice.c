@@ -14,7 +14,7 @@
 
 static const char usage_text[] =
     "usage: gpuslice [--backend host|soft|mig] [--state-dir DIR] [--json]\n"
-    "                [--isolation mps|process] VERB [ARGS]\n"
+    "                [--isolation mps|process|green] VERB [ARGS]\n"
     "\n"
     "  info                                  backends, devices, what is "
     "enforced here\n"
@@ -53,7 +53,11 @@ static const char usage_text[] =
     "--isolation (soft backend): mps (default) caps each instance's SMs and\n"
     "  memory, but a fatal GPU fault in one process ends every process on\n"
     "  that GPU; process runs without MPS: faults stay apart, compute is\n"
-    "  time-sliced and memory is not limited.\n"
+    "  time-sliced and memory is not limited; green gives each instance\n"
+    "  disjoint SMs as a CUDA green context, all of a GPU's instances in one\n"
+    "  worker process under serve (one fault domain, memory not limited;\n"
+    "  run -i sets GPUSLICE_SM_PARTITION=FIRST:COUNT, which gpuslice worker\n"
+    "  honours).\n"
     "Exit status: 0 done, 1 the operation failed, 2 usage or input error.\n";
 
 static char state_dir_buf[4096];
@@ -114,15 +118,18 @@ static int read_test_overrides(cli_t *cli) {
   return CLI_OK;
 }
 
-/* "mps" or "process" for the soft backend's --isolation. */
+/* "mps", "process" or "green" for the soft backend's --isolation. */
 static int parse_isolation(const char *text, const char *what,
                            gs_soft_isolation_t *out) {
   if (strcmp(text, "mps") == 0)
     *out = GS_SOFT_ISOLATION_MPS;
   else if (strcmp(text, "process") == 0)
     *out = GS_SOFT_ISOLATION_PROCESS;
+  else if (strcmp(text, "green") == 0)
+    *out = GS_SOFT_ISOLATION_GREEN;
   else
-    return cli_usage("gpuslice", "%s is mps or process, not '%s'", what, text);
+    return cli_usage("gpuslice", "%s is mps, process or green, not '%s'", what,
+                     text);
   return CLI_OK;
 }
 

@@ -23,6 +23,10 @@ typedef struct gs_device_s {
   uint32_t pci_device_id; /* 0 for the host */
   gs_catalog_t catalog;
   gs_layout_t layout;
+  /* The soft backend under green isolation: GI layout.gi[i]'s SMs are
+   * [sm_first[i], sm_first[i] + sm_count[i]) of the GPU's green-context
+   * split; sm_count[i] 0 everywhere else. */
+  unsigned sm_first[GS_MAX_GIS], sm_count[GS_MAX_GIS];
 } gs_device_t;
 
 typedef struct gs_process_s {
@@ -99,12 +103,16 @@ struct gs_backend_s {
 /* How the soft backend runs a GPU's instances. MPS caps SMs and memory
  * per process but shares faults among all processes on the GPU; process
  * isolation time-slices the whole GPU, enforces no memory limit and keeps
- * faults apart. A GPU's instances all run one way (recorded in the state);
- * switching needs the GPU without instances. */
+ * faults apart; green isolation gives each instance disjoint SMs as a
+ * green context, all of a GPU's instances inside one process (one fault
+ * domain; memory by the engine's own accounting only). A GPU's instances
+ * all run one way (recorded in the state); switching needs the GPU
+ * without instances. */
 typedef enum {
   GS_SOFT_ISOLATION_DEFAULT = 0, /* as recorded for the GPU, else MPS */
   GS_SOFT_ISOLATION_MPS,
-  GS_SOFT_ISOLATION_PROCESS
+  GS_SOFT_ISOLATION_PROCESS,
+  GS_SOFT_ISOLATION_GREEN
 } gs_soft_isolation_t;
 
 typedef struct gs_backend_options_s {

@@ -133,6 +133,11 @@ typedef struct gs_session_options_s {
   gs_provider_t provider;
   gs_precision_t precision;
   int device; /* CUDA device ordinal among the visible ones */
+  /* CUDA: run on a green context over SMs [sm_first, sm_first + sm_count)
+   * of the process's split of the GPU (sm_count 0: the whole GPU); both
+   * multiples of the GPU's green-context group (8 SMs on Hopper). The CPU
+   * provider ignores them. */
+  unsigned sm_first, sm_count;
 } gs_session_options_t;
 
 /* max_plan_bytes 1 GiB, max_cached_plans 16 (at most 1024). */

@@ -30,8 +30,8 @@ typedef struct gs_state_s {
  * each device's layout. `model` records the catalog the layout was made
  * against and `uuid` (optional, "" = none) the device; loading it under a
  * different catalog or device is an error (the machine changed).
- * `isolation` (soft, optional) is how the device's instances run: "mps"
- * or "process"; "" = not recorded. */
+ * `isolation` (soft, optional) is how the device's instances run: "mps",
+ * "process" or "green"; "" = not recorded. */
 typedef struct gs_state_doc_s {
   char backend[16];
   unsigned n_devices;

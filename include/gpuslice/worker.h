@@ -20,6 +20,9 @@ typedef struct gs_worker_options_s {
   unsigned grpc_port;           /* with grpc: 0 = any free port */
   bool metrics;         /* also serve GET /metrics alone on metrics_port */
   unsigned metrics_port; /* with metrics: 0 = any free port */
+  /* CUDA sessions on a green context over these SMs (gs_session_options_t
+   * sm_first/sm_count); sm_count 0: the whole GPU. */
+  unsigned sm_first, sm_count;
 } gs_worker_options_t;
 
 typedef struct gs_worker_s gs_worker_t;

@@ -4,7 +4,9 @@
  * (the default) the process gets the GPU's own control daemon, an
  * active-thread percentage that caps its SMs at the instance's share, and
  * a pinned device memory limit, its part of the instance's memory; under
- * --isolation process it gets the GPU alone, time-sliced, unlimited. */
+ * --isolation process it gets the GPU alone, time-sliced, unlimited; under
+ * --isolation green it is told its SMs (GPUSLICE_SM_PARTITION) and runs
+ * them as a green context, no MPS (soft_green.c). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +58,7 @@ static uint64_t soft_memory_of(gs__swcore_t *c, unsigned dev, pid_t pid) {
 static void soft_committed(gs__swcore_t *c) {
   for (unsigned d = 0; d < c->n_dev; d++) {
     const doc_dev_t *dd = &c->work->device[d];
-    if (dd->layout.n_gi == 0 || strcmp(dd->isolation, "process") == 0)
+    if (dd->layout.n_gi == 0 || strcmp(dd->isolation, "mps") != 0)
       gs__mps_stop((gs__soft_t *)c, d);
   }
 }
@@ -70,7 +72,15 @@ const gs__swcore_hooks_t gs__soft_hooks = {
 /* ---- isolation --------------------------------------------------------- */
 
 static const char *mode_name(gs_soft_isolation_t mode) {
-  return mode == GS_SOFT_ISOLATION_PROCESS ? "process" : "mps";
+  return mode == GS_SOFT_ISOLATION_PROCESS ? "process"
+         : mode == GS_SOFT_ISOLATION_GREEN ? "green"
+                                           : "mps";
+}
+
+static gs_soft_isolation_t mode_of(const char *name) {
+  return strcmp(name, "process") == 0 ? GS_SOFT_ISOLATION_PROCESS
+         : strcmp(name, "green") == 0 ? GS_SOFT_ISOLATION_GREEN
+                                      : GS_SOFT_ISOLATION_MPS;
 }
 
 /* How device dev's instances run: as recorded while it has some, else as
@@ -80,8 +90,7 @@ static int device_mode(const gs__soft_t *s, unsigned dev, const doc_dev_t *d,
                        gs_soft_isolation_t *mode, gs_error_t *err) {
   gs_soft_isolation_t recorded = GS_SOFT_ISOLATION_DEFAULT;
   if (d->layout.n_gi > 0 && d->isolation[0])
-    recorded = strcmp(d->isolation, "process") == 0 ? GS_SOFT_ISOLATION_PROCESS
-                                                    : GS_SOFT_ISOLATION_MPS;
+    recorded = mode_of(d->isolation);
   gs_soft_isolation_t asked = s->isolation;
   if (recorded != GS_SOFT_ISOLATION_DEFAULT &&
       asked != GS_SOFT_ISOLATION_DEFAULT && asked != recorded)
@@ -94,6 +103,57 @@ static int device_mode(const gs__soft_t *s, unsigned dev, const doc_dev_t *d,
           : asked != GS_SOFT_ISOLATION_DEFAULT  ? asked
                                                 : GS_SOFT_ISOLATION_MPS;
   return GS_OK;
+}
+
+/* ---- green partitions -------------------------------------------------- */
+
+/* A CI's SMs: what a GI of as many compute slices gets on this GPU (as
+ * MIG hands out SMs by GPC), within its own GI's. */
+static unsigned ci_sms(const gs_catalog_t *cat, const gs_gi_profile_t *gp,
+                       const gs_ci_profile_t *cp) {
+  if (cp->compute_slices >= gp->compute_slices)
+    return gp->sms;
+  unsigned best = 0;
+  for (unsigned i = 0; i < cat->n_gi; i++)
+    if (cat->gi[i].compute_slices == cp->compute_slices &&
+        (best == 0 || cat->gi[i].sms < best))
+      best = cat->gi[i].sms;
+  if (best == 0)
+    best = gp->sms * cp->compute_slices / gp->compute_slices;
+  return best < gp->sms ? best : gp->sms;
+}
+
+/* The SMs of GI gi (with ci: of that CI, within its GI's) under green
+ * isolation. Reads the GPU's split from CUDA on first use. */
+static int green_range(gs__soft_t *s, unsigned dev, const gs_gi_t *gi,
+                       const gs_ci_t *ci, unsigned *first, unsigned *count,
+                       gs_error_t *err) {
+  const gs_catalog_t *cat = &s->core.dev[dev].cat;
+  const gs_gi_profile_t *gp = gs_catalog_gi(cat, gi->profile_id);
+  int rc = gs__soft_read_sms(s, err);
+  if (rc == GS_OK && !gp)
+    rc = gs_error_set(err, GS_ECORRUPT, "GPU instance %u: unknown profile",
+                      gi->id);
+  if (rc == GS_OK)
+    rc = gs__green_partition(&s->gpu[dev].green, cat->memory_slices, gi->start,
+                             gp->memory_slices, gp->sms, first, count, err);
+  const gs_ci_profile_t *cp =
+      ci && gp ? gs_catalog_ci(gp, ci->profile_id) : NULL;
+  unsigned gi_end = *first + *count;
+  if (rc == GS_OK && cp && cp->compute_slices < gp->compute_slices) {
+    rc = gs__green_partition(&s->gpu[dev].green, cat->memory_slices,
+                             gi->start + ci->start, cp->compute_slices,
+                             ci_sms(cat, gp, cp), first, count, err);
+    if (rc == GS_OK && *first + *count > gi_end)
+      *count = *first < gi_end ? gi_end - *first : 0;
+  }
+  if (rc == GS_OK && *count == 0)
+    rc = gs_error_set(err, GS_ELIMIT, "no green-context SMs left for it");
+  if (rc != GS_OK)
+    gs_error_prefix(err,
+                    "green isolation of GPU instance %u (%s) on %s: ", gi->id,
+                    gp ? gp->name : "?", s->core.dev[dev].label);
+  return rc;
 }
 
 /* ---- device and changes ------------------------------------------------ */
@@ -115,6 +175,12 @@ static int soft_device_get(gs_backend_t *be, unsigned index, gs_device_t *out,
   snprintf(out->uuid, sizeof out->uuid, "%s", g->uuid);
   out->pci_device_id = g->pci_device_id;
   out->catalog = s->core.dev[index].cat;
+  if (strcmp(doc->device[index].isolation, "green") != 0)
+    return GS_OK;
+  for (unsigned i = 0; i < out->layout.n_gi; i++)
+    if (green_range(s, index, &out->layout.gi[i], NULL, &out->sm_first[i],
+                    &out->sm_count[i], NULL) != GS_OK)
+      out->sm_first[i] = out->sm_count[i] = 0; /* listed without SMs */
   return GS_OK;
 }
 
@@ -127,7 +193,18 @@ static int soft_gi_create(gs_backend_t *be, unsigned dev, unsigned profile_id,
     if (rc != GS_OK)
       return rc;
   }
-  return gs__swcore_gi_create(be, dev, profile_id, start, gi_id, err);
+  int rc = gs__swcore_gi_create(be, dev, profile_id, start, gi_id, err);
+  if (rc != GS_OK || mode != GS_SOFT_ISOLATION_GREEN)
+    return rc;
+  /* Refused now, not when a process starts: no green contexts here, or
+   * no SMs for this placement. */
+  unsigned first, count;
+  gs_layout_t *l = &s->core.work->device[dev].layout;
+  gs_gi_t *gi = gs_layout_find_gi(l, *gi_id);
+  rc = gi ? green_range(s, dev, gi, NULL, &first, &count, err) : GS_OK;
+  if (rc != GS_OK)
+    gs__swcore_gi_destroy(be, dev, *gi_id, NULL);
+  return rc;
 }
 
 /* Records how each GPU's instances run, so that every later process
@@ -146,22 +223,6 @@ static int soft_commit(gs_backend_t *be, gs_error_t *err) {
 }
 
 /* ---- confinement ------------------------------------------------------- */
-
-/* A CI's SMs: what a GI of as many compute slices gets on this GPU (as
- * MIG hands out SMs by GPC), within its own GI's. */
-static unsigned ci_sms(const gs_catalog_t *cat, const gs_gi_profile_t *gp,
-                       const gs_ci_profile_t *cp) {
-  if (cp->compute_slices >= gp->compute_slices)
-    return gp->sms;
-  unsigned best = 0;
-  for (unsigned i = 0; i < cat->n_gi; i++)
-    if (cat->gi[i].compute_slices == cp->compute_slices &&
-        (best == 0 || cat->gi[i].sms < best))
-      best = cat->gi[i].sms;
-  if (best == 0)
-    best = gp->sms * cp->compute_slices / gp->compute_slices;
-  return best < gp->sms ? best : gp->sms;
-}
 
 /* The part of the GI's memory this process gets: what it asks for (0: all
  * that is left), at most what the GI's other live processes leave, in
@@ -230,7 +291,7 @@ static int prepare_mps(gs__soft_t *s, unsigned dev, unsigned sms,
 static void set_env(gs__soft_t *s, unsigned dev, const gs_gi_t *gi,
                     const gs_ci_t *ci, const char *profile,
                     gs_soft_isolation_t mode, unsigned sms, unsigned percent,
-                    uint64_t share, gs_confinement_t *out) {
+                    uint64_t share, unsigned sm_first, gs_confinement_t *out) {
   const char *uuid = s->gpu[dev].uuid;
   char pipe[GS__PATH_MAX], log[GS__PATH_MAX];
   gs__env_add(out, "GPUSLICE_BACKEND", "soft");
@@ -243,11 +304,18 @@ static void set_env(gs__soft_t *s, unsigned dev, const gs_gi_t *gi,
   gs__env_add(out, "GPUSLICE_MEMORY_LIMIT_BYTES", "%" PRIu64, share);
   gs__env_add(out, "CUDA_VISIBLE_DEVICES", "%s", uuid);
   gs__env_add(out, "NVIDIA_VISIBLE_DEVICES", "%s", uuid);
-  if (mode == GS_SOFT_ISOLATION_PROCESS) {
+  if (mode != GS_SOFT_ISOLATION_MPS) {
     gs__mps_off_dir(s, pipe, sizeof pipe);
     gs__env_add(out, "CUDA_MPS_PIPE_DIRECTORY", "%s", pipe);
-    return;
   }
+  if (mode == GS_SOFT_ISOLATION_GREEN) {
+    /* Nothing enforces it from outside: the engine (gpuslice worker) and
+     * green-aware programs run their kernels on these SMs. */
+    gs__env_add(out, "GPUSLICE_SMS", "%u", sms);
+    gs__env_add(out, "GPUSLICE_SM_PARTITION", "%u:%u", sm_first, sms);
+  }
+  if (mode != GS_SOFT_ISOLATION_MPS)
+    return;
   gs__mps_dirs(s, dev, pipe, log, NULL); /* checked by gs__mps_ensure */
   gs__env_add(out, "GPUSLICE_SMS", "%u", sms);
   gs__env_add(out, "CUDA_MPS_PIPE_DIRECTORY", "%s", pipe);
@@ -285,8 +353,11 @@ static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
   if (rc == GS_OK)
     rc = memory_share(s, a->dev, gi, gp, a->out->memory_request_bytes, &share,
                       err);
+  unsigned sm_first = 0;
   if (rc == GS_OK && mode == GS_SOFT_ISOLATION_MPS)
     rc = prepare_mps(s, a->dev, sms, &percent, err);
+  if (rc == GS_OK && mode == GS_SOFT_ISOLATION_GREEN)
+    rc = green_range(s, a->dev, gi, ci, &sm_first, &sms, err);
   if (rc == GS_OK)
     rc = gs__procs_register(c->state_dir, gi, a->ci_id, share, err);
   if (rc != GS_OK)
@@ -294,7 +365,7 @@ static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
   char name[GS_PROFILE_NAME_MAX + 8];
   gs_catalog_device_name(gp, cp, name, sizeof name);
   memset(a->out, 0, sizeof *a->out);
-  set_env(s, a->dev, gi, ci, name, mode, sms, percent, share, a->out);
+  set_env(s, a->dev, gi, ci, name, mode, sms, percent, share, sm_first, a->out);
   return GS_OK;
 }
 
@@ -312,22 +383,26 @@ static int soft_confine(gs_backend_t *be, unsigned dev, unsigned gi_id,
 /* ---- enforcement ------------------------------------------------------- */
 
 /* The way instances run here: the option, else what the GPUs record
- * (MPS unless every GPU with instances records process isolation). */
+ * (MPS unless every GPU with instances records one other mode). */
 static gs_soft_isolation_t overall_mode(gs__soft_t *s, char *others,
                                         size_t size) {
   const gs_state_doc_t *doc = NULL;
-  unsigned n_mps = 0, n_process = 0;
+  unsigned n[4] = {0};
   others[0] = '\0';
   if (gs__swcore_read(&s->core, &doc, NULL) != GS_OK)
     doc = NULL;
-  for (unsigned d = 0; doc && d < s->core.n_dev; d++) {
-    n_mps += strcmp(doc->device[d].isolation, "mps") == 0;
-    n_process += strcmp(doc->device[d].isolation, "process") == 0;
-  }
+  for (unsigned d = 0; doc && d < s->core.n_dev; d++)
+    if (doc->device[d].isolation[0])
+      n[mode_of(doc->device[d].isolation)]++;
   gs_soft_isolation_t mode = s->isolation;
   if (mode == GS_SOFT_ISOLATION_DEFAULT)
-    mode = n_process > 0 && n_mps == 0 ? GS_SOFT_ISOLATION_PROCESS
-                                       : GS_SOFT_ISOLATION_MPS;
+    mode = n[GS_SOFT_ISOLATION_MPS] == 0 && n[GS_SOFT_ISOLATION_PROCESS] > 0 &&
+                   n[GS_SOFT_ISOLATION_GREEN] == 0
+               ? GS_SOFT_ISOLATION_PROCESS
+           : n[GS_SOFT_ISOLATION_MPS] == 0 && n[GS_SOFT_ISOLATION_GREEN] > 0 &&
+                   n[GS_SOFT_ISOLATION_PROCESS] == 0
+               ? GS_SOFT_ISOLATION_GREEN
+               : GS_SOFT_ISOLATION_MPS;
   size_t len = 0;
   for (unsigned d = 0; doc && d < s->core.n_dev && len < size; d++)
     if (doc->device[d].isolation[0] &&
@@ -343,8 +418,8 @@ static void soft_enforcement(gs_backend_t *be, gs_enforcement_t *out) {
   gs_soft_isolation_t mode = overall_mode(s, others, sizeof others);
   char note[128] = "";
   if (others[0])
-    snprintf(note, sizeof note, " (devices %s run under %s isolation)", others,
-             mode == GS_SOFT_ISOLATION_MPS ? "process" : "mps");
+    snprintf(note, sizeof note, " (devices %s run under another isolation)",
+             others);
   if (mode == GS_SOFT_ISOLATION_PROCESS) {
     snprintf(out->compute, sizeof out->compute,
              "time-sliced: each process may use every SM of its GPU "
@@ -355,6 +430,21 @@ static void soft_enforcement(gs_backend_t *be, gs_enforcement_t *out) {
              "each process its share of the instance");
     snprintf(out->faults, sizeof out->faults,
              "isolated: each process has its own GPU context (no MPS)");
+    return;
+  }
+  if (mode == GS_SOFT_ISOLATION_GREEN) {
+    snprintf(out->compute, sizeof out->compute,
+             "disjoint SMs per instance: a green context each, all of a GPU's "
+             "instances in one worker process (--isolation green, no "
+             "MPS)%.48s",
+             note);
+    snprintf(out->memory, sizeof out->memory,
+             "not enforced: the instances share their process's GPU memory; "
+             "the engine refuses what the GPU does not have free and plans "
+             "within the model's memory budget, nothing more");
+    snprintf(out->faults, sizeof out->faults,
+             "shared: one process (one fault domain) per GPU holds every "
+             "instance; a fatal fault restarts them all");
     return;
   }
   if (gs__mps_static_partitions(s))

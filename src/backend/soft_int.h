@@ -14,6 +14,12 @@
 #define GS__SOFT_LIB_MAX 1024 /* library and program paths */
 #define GS__MPS_DEFAULT_CONTROL "nvidia-cuda-mps-control"
 
+/* How the driver splits a GPU's SMs for green contexts: `groups` groups
+ * of `unit` SMs out of `total` (zeros: no green contexts). */
+typedef struct gs__green_gpu_s {
+  unsigned total, unit, groups;
+} gs__green_gpu_t;
+
 /* One GPU whose MIG mode was not on when the backend opened. */
 typedef struct gs__soft_gpu_s {
   unsigned nvml_index;
@@ -22,7 +28,8 @@ typedef struct gs__soft_gpu_s {
   char uuid[GS_UUID_MAX]; /* "GPU-...", what CUDA_VISIBLE_DEVICES takes */
   uint32_t pci_device_id;
   uint64_t memory_mib;
-  unsigned sms; /* CUDA's multiprocessor count; 0 until read */
+  unsigned sms;          /* CUDA's multiprocessor count; 0 until read */
+  gs__green_gpu_t green; /* read with sms; zeros: no green contexts */
 } gs__soft_gpu_t;
 
 typedef struct gs__soft_s {
@@ -90,5 +97,26 @@ void gs__mps_stop(gs__soft_t *s, unsigned dev);
 /* Whether this driver's MPS offers static SM partitions (the control
  * program's help mentions them). Checked once. */
 bool gs__mps_static_partitions(gs__soft_t *s);
+
+/* ---- soft_green.c ------------------------------------------------------ */
+
+/* The SMs [*first, *first + *count) of an instance under green isolation
+ * on a GPU whose catalog has memory_slices slices: it starts at memory
+ * slice `start`, spans `span` of them and has `sms` SMs in the catalog.
+ * SMs per memory slice (the stride) are the GPU's SMs over its slices,
+ * rounded down to whole groups; the count is the profile's SMs rounded
+ * down to whole groups, at most span * stride (so placements that do not
+ * overlap get disjoint SMs) and within the groups the driver makes.
+ * GS_EUNSUPPORTED without green contexts, GS_ELIMIT when nothing is left,
+ * both naming the numbers. */
+int gs__green_partition(const gs__green_gpu_t *g, unsigned memory_slices,
+                        unsigned start, unsigned span, unsigned sms,
+                        unsigned *first, unsigned *count, gs_error_t *err);
+
+struct gs__cuda_s;
+/* How CUDA would split GPU dev (a CUDA ordinal) for green contexts; zeros
+ * when the driver has no green contexts. */
+void gs__green_probe(const struct gs__cuda_s *cuda, unsigned dev,
+                     gs__green_gpu_t *g);
 
 #endif

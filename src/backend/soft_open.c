@@ -20,6 +20,7 @@ typedef struct sms_report_s {
   char msg[sizeof((gs_error_t *)0)->msg];
   unsigned n;
   gs__cuda_gpu_t gpu[GS_MAX_DEVICES];
+  gs__green_gpu_t green[GS_MAX_DEVICES]; /* how each splits for green */
 } sms_report_t;
 
 void gs__soft_gpu_procs(const gs__soft_t *s, unsigned dev,
@@ -76,6 +77,8 @@ static void sms_child(const gs__soft_t *s, int fd) {
       gs__cuda_open(&cuda, s->cuda_library[0] ? s->cuda_library : NULL, &err);
   if (rep.rc == GS_OK) {
     rep.rc = gs__cuda_list(&cuda, rep.gpu, GS_MAX_DEVICES, &rep.n, &err);
+    for (unsigned k = 0; rep.rc == GS_OK && k < rep.n; k++)
+      gs__green_probe(&cuda, k, &rep.green[k]);
     gs__cuda_close(&cuda);
   }
   snprintf(rep.msg, sizeof rep.msg, "%s", err.msg);
@@ -130,8 +133,10 @@ int gs__soft_read_sms(gs__soft_t *s, gs_error_t *err) {
     rc = gs_error_set(err, rep->rc, "%s", rep->msg);
   for (unsigned d = 0; rc == GS_OK && d < s->core.n_dev; d++)
     for (unsigned k = 0; k < rep->n && k < GS_MAX_DEVICES; k++)
-      if (strcasecmp(rep->gpu[k].uuid, s->gpu[d].uuid) == 0)
+      if (strcasecmp(rep->gpu[k].uuid, s->gpu[d].uuid) == 0) {
         s->gpu[d].sms = rep->gpu[k].sms;
+        s->gpu[d].green = rep->green[k];
+      }
   s->sms_read = rc == GS_OK;
   free(rep);
   return rc;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/cuda_green_int.h"
 #include "engine/cuda_int.h"
 #include "engine/cuda_session_int.h"
 
@@ -467,8 +468,17 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
   l->cuda.DeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
                              cs->dev);
   cs->sms = sms > 0 ? sms : 1;
-  if ((r = l->cuda.StreamCreate(&cs->stream, CU_STREAM_NON_BLOCKING)) !=
-      CUDA_SUCCESS)
+  int grc = cs->sm_count ? gs__cuda_green_open(&cs->green, &l->cuda, cs->dev,
+                                               cs->device, cs->sm_first,
+                                               cs->sm_count, &cs->ctx,
+                                               &cs->stream, err)
+                         : GS_OK;
+  if (grc != GS_OK)
+    return grc;
+  cs->sms = cs->green ? (int)cs->sm_count : cs->sms;
+  if (!cs->green &&
+      (r = l->cuda.StreamCreate(&cs->stream, CU_STREAM_NON_BLOCKING)) !=
+          CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuStreamCreate", err);
   for (int i = 0; i < 2; i++)
     if ((r = l->cuda.EventCreate(&cs->ev[i], CU_EVENT_DEFAULT)) != CUDA_SUCCESS)
@@ -515,6 +525,8 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   cs->m = model;
   cs->device = opts->device;
+  cs->sm_first = opts->sm_first;
+  cs->sm_count = opts->sm_count;
   cs->fp16 = opts->precision != GS_PRECISION_FP32;
   cs->max_graphs = opts->max_cached_plans ? opts->max_cached_plans : 16;
   size_t nv = model->n_values + 1;
@@ -587,6 +599,7 @@ void gs__cuda_session_destroy(gs__cuda_session_t *cs) {
         l->cuda.EventDestroy(cs->ev[i]);
     if (cs->stream)
       l->cuda.StreamDestroy(cs->stream);
+    gs__cuda_green_close(cs->green); /* after its stream */
     l->cuda.DevicePrimaryCtxRelease(cs->dev);
   }
   free(cs->graphs);

@@ -86,6 +86,8 @@ struct gs__cuda_session_s {
   CUdevice dev;
   CUcontext ctx;
   bool ctx_held;
+  unsigned sm_first, sm_count;    /* asked for; sm_count 0: no green context */
+  struct gs__cuda_green_s *green; /* cuda_green.c, when sm_count */
   CUstream stream;
   CUevent ev[2]; /* timing conv algorithms at plan */
   CUmodule module;

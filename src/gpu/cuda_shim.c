@@ -9,6 +9,8 @@
 #include <string.h>
 
 _Static_assert(sizeof(CUuuid) == 16, "CUuuid");
+/* cuda.h of CUDA 12.4-13.0: type, 92 bytes of padding, a 48-byte union. */
+_Static_assert(sizeof(CUdevResource) == 144, "CUdevResource");
 
 static int load_symbols(gs__cuda_t *c, gs_error_t *err) {
 #define GS__CUDA_LOAD(field, ret, params, sym, old)                            \
@@ -31,6 +33,29 @@ int gs__cuda_load_compute(gs__cuda_t *c, gs_error_t *err) {
 }
 
 #undef GS__CUDA_LOAD
+
+int gs__cuda_green_load(const gs__cuda_t *c, gs__cuda_green_fns_t *out,
+                        gs_error_t *err) {
+  memset(out, 0, sizeof *out);
+#define GS__CUDA_LOAD_GREEN(field, ret, params, sym, old)                      \
+  if (!c->dl || !gs__dl_resolve(c->dl, &out->field, sym, old))                 \
+    return gs_error_set(err, GS_EDRIVER,                                       \
+                        "%s lacks %s: green contexts (SM partitions) need a "  \
+                        "CUDA 12.4 or newer driver",                           \
+                        c->path[0] ? c->path : "the CUDA driver", sym);
+  GS__CUDA_GREEN_FUNCS(GS__CUDA_LOAD_GREEN)
+#undef GS__CUDA_LOAD_GREEN
+  return GS_OK;
+}
+
+unsigned gs__cuda_green_unit(unsigned min_partition, unsigned alignment) {
+  if (min_partition == 0 && alignment == 0)
+    return 8;
+  unsigned step = alignment ? alignment : 1, unit = step;
+  while (unit < min_partition)
+    unit += step;
+  return unit;
+}
 
 int gs__cuda_open(gs__cuda_t *cuda, const char *path, gs_error_t *err) {
   memset(cuda, 0, sizeof *cuda);

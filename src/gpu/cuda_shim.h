@@ -46,6 +46,29 @@ typedef struct CUuuid_st {
   char bytes[16];
 } CUuuid;
 
+/* Green contexts (CUDA 12.4+): an SM resource, split into groups, turned
+ * into a descriptor and a context that runs only on those SMs. */
+typedef struct CUgreenCtx_st *CUgreenCtx;
+typedef struct CUdevResourceDesc_st *CUdevResourceDesc;
+typedef enum CUdevResourceType_enum {
+  CU_DEV_RESOURCE_TYPE_INVALID = 0,
+  CU_DEV_RESOURCE_TYPE_SM = 1
+} CUdevResourceType;
+typedef struct CUdevSmResource_st {
+  unsigned smCount;
+  unsigned minSmPartitionSize;     /* CUDA 13; 0 from older drivers */
+  unsigned smCoscheduledAlignment; /* CUDA 13; 0 from older drivers */
+} CUdevSmResource;
+typedef struct CUdevResource_st {
+  CUdevResourceType type;
+  unsigned char internal_padding[92];
+  union {
+    CUdevSmResource sm;
+    unsigned char oversize[48];
+  };
+} CUdevResource;
+#define CU_GREEN_CTX_DEFAULT_STREAM 0x1u
+
 typedef enum CUdevice_attribute_enum {
   CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16
 } CUdevice_attribute;
@@ -124,6 +147,29 @@ typedef enum CUdevice_attribute_enum {
       unsigned, CUstream, void **, void **),                                   \
      "cuLaunchKernel", NULL)
 
+/* Green contexts: resolved by gs__cuda_green_load into a table of their
+ * own, only when a session asks for an SM partition, so that drivers older
+ * than CUDA 12.4 keep running everything else. */
+#define GS__CUDA_GREEN_FUNCS(XX)                                               \
+  XX(DeviceGetDevResource, CUresult,                                           \
+     (CUdevice, CUdevResource *, CUdevResourceType), "cuDeviceGetDevResource", \
+     NULL)                                                                     \
+  XX(DevSmResourceSplitByCount, CUresult,                                      \
+     (CUdevResource *, unsigned *, const CUdevResource *, CUdevResource *,     \
+      unsigned, unsigned),                                                     \
+     "cuDevSmResourceSplitByCount", NULL)                                      \
+  XX(DevResourceGenerateDesc, CUresult,                                        \
+     (CUdevResourceDesc *, CUdevResource *, unsigned),                         \
+     "cuDevResourceGenerateDesc", NULL)                                        \
+  XX(GreenCtxCreate, CUresult,                                                 \
+     (CUgreenCtx *, CUdevResourceDesc, CUdevice, unsigned),                    \
+     "cuGreenCtxCreate", NULL)                                                 \
+  XX(GreenCtxDestroy, CUresult, (CUgreenCtx), "cuGreenCtxDestroy", NULL)       \
+  XX(CtxFromGreenCtx, CUresult, (CUcontext *, CUgreenCtx),                     \
+     "cuCtxFromGreenCtx", NULL)                                                \
+  XX(GreenCtxStreamCreate, CUresult, (CUstream *, CUgreenCtx, unsigned, int),  \
+     "cuGreenCtxStreamCreate", NULL)
+
 /* The loaded library. Fields are the functions, named without "cu". */
 typedef struct gs__cuda_s {
   void *dl;
@@ -149,6 +195,25 @@ void gs__cuda_close(gs__cuda_t *cuda);
 /* Resolves GS__CUDA_COMPUTE_FUNCS on an open driver; a missing function
  * fails with GS_EUNSUPPORTED naming it (and leaves compute false). */
 int gs__cuda_load_compute(gs__cuda_t *cuda, gs_error_t *err);
+
+/* The green-context functions of an open driver. */
+typedef struct gs__cuda_green_fns_s {
+#define GS__CUDA_FIELD(field, ret, params, sym, old) ret(*field) params;
+  GS__CUDA_GREEN_FUNCS(GS__CUDA_FIELD)
+#undef GS__CUDA_FIELD
+} gs__cuda_green_fns_t;
+
+/* Resolves GS__CUDA_GREEN_FUNCS from cuda's library into *out; a missing
+ * one fails with GS_EDRIVER naming it and the driver it needs (an error
+ * that never makes a session fall back to the CPU unnoticed). */
+int gs__cuda_green_load(const gs__cuda_t *cuda, gs__cuda_green_fns_t *out,
+                        gs_error_t *err);
+
+/* The granularity green contexts split a GPU's SMs at: the smallest
+ * multiple of `alignment` that is at least `min_partition` (both 0, as
+ * drivers before CUDA 13 report: 8, the CUDA docs' figure for compute
+ * capability 9.0+, also a legal size on older GPUs). */
+unsigned gs__cuda_green_unit(unsigned min_partition, unsigned alignment);
 
 /* cuGetErrorString(rc), never NULL. */
 const char *gs__cuda_strerror(const gs__cuda_t *cuda, CUresult rc);

@@ -208,10 +208,11 @@ static int decode_device(decoder_t *d, const json_t *obj, const char *where,
     rc = get_name(d, obj, "isolation", where, "", dev->isolation,
                   sizeof dev->isolation);
     if (rc == GS_OK && strcmp(dev->isolation, "mps") != 0 &&
-        strcmp(dev->isolation, "process") != 0)
+        strcmp(dev->isolation, "process") != 0 &&
+        strcmp(dev->isolation, "green") != 0)
       return schema_error(d, where,
-                          "\"isolation\" is \"%s\", not mps or "
-                          "process",
+                          "\"isolation\" is \"%s\", not mps, process "
+                          "or green",
                           dev->isolation);
   }
   if (rc != GS_OK)

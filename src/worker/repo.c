@@ -407,6 +407,8 @@ static int load_entry(gs__repo_t *repo, gs__model_entry_t *m, gs_error_t *err) {
   int rc = pick_version(dir, m->version, sizeof m->version, err);
   if (rc == GS_OK)
     rc = read_config(m, dir, err);
+  m->placement.sm_first = repo->sm_first;
+  m->placement.sm_count = repo->sm_count;
   snprintf(path, sizeof path, "%s/%s/model.onnx", dir, m->version);
   if (rc == GS_OK)
     rc = slot_create(m, path, err);
@@ -459,7 +461,14 @@ void gs__repo_unload(gs__repo_t *repo, gs__model_entry_t *m) {
 }
 
 int gs__repo_open(gs__repo_t *repo, const char *dir, gs_error_t *err) {
+  return gs__repo_open_sms(repo, dir, 0, 0, err);
+}
+
+int gs__repo_open_sms(gs__repo_t *repo, const char *dir, unsigned sm_first,
+                      unsigned sm_count, gs_error_t *err) {
   memset(repo, 0, sizeof *repo);
+  repo->sm_first = sm_first;
+  repo->sm_count = sm_count;
   if (strlen(dir) >= sizeof repo->dir)
     return gs_error_set(err, GS_EINVAL, "repository path is too long");
   snprintf(repo->dir, sizeof repo->dir, "%s", dir);
@@ -501,6 +510,8 @@ gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
   opts.provider = slot->placement.provider;
   opts.precision = slot->placement.precision;
   opts.device = slot->placement.device;
+  opts.sm_first = slot->placement.sm_first;
+  opts.sm_count = slot->placement.sm_count;
   /* Once one session has resolved AUTO, the others follow it: a pool
    * never mixes providers. */
   if (slot->provider != GS_PROVIDER_AUTO) {

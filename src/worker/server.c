@@ -92,7 +92,8 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   w->loop_ready = true;
   uv_async_init(&w->loop, &w->stop, on_stop);
   w->stop.data = w;
-  rc = gs__repo_open(&w->repo, opts->model_repository, err);
+  rc = gs__repo_open_sms(&w->repo, opts->model_repository, opts->sm_first,
+                         opts->sm_count, err);
   const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
     rc = listen_http(w, &w->http, handle_request, host, opts->port, err);

@@ -207,6 +207,7 @@ typedef struct gs__placement_s {
    * model inputs that clients send as FP16 (the engine widens them). */
   unsigned n_fp16;
   char fp16_inputs[GS__INFER_MAX_TENSORS][128];
+  unsigned sm_first, sm_count; /* the worker's green-context SMs */
 } gs__placement_t;
 
 /* One load of a model: shared by the requests that use it, freed with the
@@ -260,6 +261,7 @@ typedef struct gs__model_entry_s {
 
 typedef struct gs__repo_s {
   char dir[4096];
+  unsigned sm_first, sm_count; /* every model's (gs_worker_options_t) */
   unsigned n;
   gs__model_entry_t models[GS__REPO_MAX_MODELS];
 } gs__repo_t;
@@ -267,6 +269,9 @@ typedef struct gs__repo_s {
 /* Finds every model directory under dir and loads it; a model that fails
  * is kept, UNAVAILABLE, with its reason. Fails only if dir is unreadable. */
 int gs__repo_open(gs__repo_t *repo, const char *dir, gs_error_t *err);
+/* gs__repo_open with every model's sessions on SMs [sm_first, +sm_count). */
+int gs__repo_open_sms(gs__repo_t *repo, const char *dir, unsigned sm_first,
+                      unsigned sm_count, gs_error_t *err);
 void gs__repo_close(gs__repo_t *repo);
 gs__model_entry_t *gs__repo_find(gs__repo_t *repo, const char *name);
 /* (Re)loads name from disk, adding it if new. */

@@ -12,6 +12,10 @@
  *   FAKE_CUDA_UUIDS=GPU-...,GPU-...   their UUIDs (default: the ones the
  *                            fake NVML gives an H100 at that index)
  *   FAKE_CUDA_FAIL_INIT=1    cuInit fails with CUDA_ERROR_NO_DEVICE
+ *   FAKE_CUDA_GREEN=8,8      green contexts: minimum partition and
+ *                            alignment cuDeviceGetDevResource reports
+ *                            (default 8,8, as an H100); "off": the green
+ *                            functions fail (a driver without them)
  *   FAKE_CUDA_LOG=<file>     appends "cuInit CUDA_MPS_PIPE_DIRECTORY=...
  *                            CUDA_VISIBLE_DEVICES=..." per cuInit, so tests
  *                            see the environment the driver ran with
@@ -179,4 +183,80 @@ EXPORT CUresult cuGetErrorString(CUresult error, const char **str) {
     break;
   }
   return CUDA_SUCCESS;
+}
+
+/* ---- green contexts: the resource queries the soft backend makes ------- */
+
+static int green_off(void) {
+  const char *g = getenv("FAKE_CUDA_GREEN");
+  return g && strcmp(g, "off") == 0;
+}
+
+EXPORT CUresult cuDeviceGetDevResource(CUdevice dev, CUdevResource *res,
+                                       CUdevResourceType type) {
+  if (bad(dev) || !res || type != CU_DEV_RESOURCE_TYPE_SM)
+    return CUDA_ERROR_INVALID_VALUE;
+  if (green_off())
+    return CUDA_ERROR_UNKNOWN;
+  const char *g = getenv("FAKE_CUDA_GREEN");
+  unsigned min = 8, align = 8;
+  if (g && *g)
+    sscanf(g, "%u,%u", &min, &align);
+  memset(res, 0, sizeof *res);
+  res->type = CU_DEV_RESOURCE_TYPE_SM;
+  res->sm.smCount = (unsigned)fc.sms[dev];
+  res->sm.minSmPartitionSize = min;
+  res->sm.smCoscheduledAlignment = align;
+  return CUDA_SUCCESS;
+}
+
+/* Groups of max(min_count, the minimum) SMs, as many as fit. */
+EXPORT CUresult cuDevSmResourceSplitByCount(CUdevResource *result, unsigned *n,
+                                            const CUdevResource *input,
+                                            CUdevResource *remaining,
+                                            unsigned flags, unsigned count) {
+  (void)remaining;
+  (void)flags;
+  if (!n || !input || input->type != CU_DEV_RESOURCE_TYPE_SM || count == 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  if (count < input->sm.minSmPartitionSize)
+    count = input->sm.minSmPartitionSize;
+  unsigned fit = input->sm.smCount / count;
+  if (!result) {
+    *n = fit;
+    return CUDA_SUCCESS;
+  }
+  if (*n > fit)
+    *n = fit;
+  for (unsigned i = 0; i < *n; i++) {
+    result[i] = *input;
+    result[i].sm.smCount = count;
+  }
+  return CUDA_SUCCESS;
+}
+
+/* The rest exists (the shim resolves every green function) and fails: no
+ * fake runs kernels. */
+EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc *d,
+                                          CUdevResource *r, unsigned n) {
+  (void)d, (void)r, (void)n;
+  return CUDA_ERROR_UNKNOWN;
+}
+EXPORT CUresult cuGreenCtxCreate(CUgreenCtx *g, CUdevResourceDesc d,
+                                 CUdevice dev, unsigned flags) {
+  (void)g, (void)d, (void)dev, (void)flags;
+  return CUDA_ERROR_UNKNOWN;
+}
+EXPORT CUresult cuGreenCtxDestroy(CUgreenCtx g) {
+  (void)g;
+  return CUDA_ERROR_UNKNOWN;
+}
+EXPORT CUresult cuCtxFromGreenCtx(CUcontext *c, CUgreenCtx g) {
+  (void)c, (void)g;
+  return CUDA_ERROR_UNKNOWN;
+}
+EXPORT CUresult cuGreenCtxStreamCreate(CUstream *st, CUgreenCtx g,
+                                       unsigned flags, int prio) {
+  (void)st, (void)g, (void)flags, (void)prio;
+  return CUDA_ERROR_UNKNOWN;
 }

@@ -57,6 +57,36 @@ expect_exit 0 "info under process isolation" -- gs info
 contains "$OUT" "time-sliced" "info states the other trade-off"
 expect_exit 0 "destroy --all" -- gs destroy --all
 
+# Green isolation: disjoint SM ranges (the fake driver splits 132 SMs
+# into 16 groups of 8, as an H100's), no MPS, the range handed to run.
+expect_exit 0 "create 7 x 1g.10gb under green isolation" -- \
+  gs --isolation green create 1g.10gb 1g.10gb 1g.10gb 1g.10gb 1g.10gb 1g.10gb 1g.10gb
+ranges=$(json_get "$(gs --json list)" 'sorted((g["sm_partition"]["first"], g["sm_partition"]["count"]) for g in d["devices"][0]["gpu_instances"])')
+[ "$ranges" = "[(0, 16), (16, 16), (32, 16), (48, 16), (64, 16), (80, 16), (96, 16)]" ] &&
+  pass "seven disjoint 16-SM ranges" || fail "seven disjoint 16-SM ranges" "$ranges"
+expect_exit 0 "list under green isolation" -- gs list
+contains "$OUT" "16@16-31" "list shows an instance's SM range"
+contains "$OUT" "disjoint SMs per instance" "list states what green enforces"
+gi=$(json_get "$(gs --json list)" '[g["id"] for g in d["devices"][0]["gpu_instances"] if g["start"] == 2][0]')
+expect_exit 0 "run under green isolation" -- gs run -i "$gi" -- sh -c \
+  'echo "$GPUSLICE_ISOLATION $GPUSLICE_SM_PARTITION ${CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none} $CUDA_MPS_PIPE_DIRECTORY"'
+contains "$OUT" "^green 32:16 none .*/mps/off$" "the instance's SMs, no MPS"
+[ -z "$(live_daemons)" ] && pass "no daemon under green isolation" || fail "no daemon under green isolation"
+expect_exit 0 "info under green isolation" -- gs info
+contains "$OUT" "one fault domain" "info states green's fault trade-off"
+expect_exit 0 "destroy one green instance" -- gs destroy "$gi"
+expect_exit 1 "switching from green with instances" -- gs --isolation mps create 1g.10gb
+contains "$ERR" "run under green isolation" "the refusal names green"
+expect_exit 0 "destroy --all" -- gs destroy --all
+expect_exit 0 "4g.40gb and 3g.40gb under green isolation" -- gs --isolation green create 4g.40gb 3g.40gb
+ranges=$(json_get "$(gs --json list)" 'sorted((g["sm_partition"]["first"], g["sm_partition"]["count"]) for g in d["devices"][0]["gpu_instances"])')
+[ "$ranges" = "[(0, 64), (64, 56)]" ] &&
+  pass "3g.40gb's 60 SMs round down to 56, after 4g.40gb's 64" || fail "4g + 3g ranges" "$ranges"
+expect_exit 0 "destroy --all" -- gs destroy --all
+FAKE_CUDA_GREEN=off expect_exit 1 "green isolation without green contexts" -- \
+  gs --isolation green create 1g.10gb
+contains "$ERR" "green contexts are not available" "the refusal says why"
+
 GPUSLICE_NVML_LIBRARY=/nonexistent/libnvidia-ml.so.1 expect_exit 1 "no driver" -- gs info
 contains "$ERR" "NVIDIA driver not found" "the missing driver is named"
 FAKE_NVML_CONFIG=h100-80gb expect_exit 1 "no GPU with MIG off" -- gs info

@@ -761,7 +761,7 @@ static void test_state_records_gpu(void **state) {
       "\"gpu_instances\":[],\"isolation\":\"threads\"}]}";
   assert_int_equal(gs_state_decode(doc, "test", bad, strlen(bad), &f->err),
                    GS_ECORRUPT);
-  assert_contains(f->err.msg, "not mps or process");
+  assert_contains(f->err.msg, "not mps, process or green");
   free(doc);
 }
 
