@@ -850,8 +850,9 @@ static void test_conv_values(void **state) {
  * whatever the filter count and thread count, and so does the path of a
  * CPU without AVX-512F (forced): 28 filters (12 + 8 + 8), 13 (8 + 8, the
  * last 5 rows used), 40 (12 + 12 + 16 as 8 + 8), 64 (ResNet's: four 12s
- * and 8 + 8), 21 (12 + a 9-row rest in a 12-row panel); and a batch whose
- * images go to the threads one each. */
+ * and 8 + 8), 21 (12 + a 9-row rest in a 12-row panel); a batch whose
+ * images go to the threads one each; stride-2 packing, and packing that
+ * the threads share. */
 static void test_conv_packed_panels(void **state) {
   (void)state;
   const int64_t filters[] = {28, 13, 40, 64, 21};
@@ -886,6 +887,34 @@ static void test_conv_packed_panels(void **state) {
                           .pb = {0, 1, 1},
                           .out = {1, 16, 16}};
       check_conv(&apart, 2, true, INTS("pads", 1, 1, 1, 1), NULL, NULL, NULL);
+      /* Stride 2 over rows of 71 (36 outputs a row: the packing's
+       * 16-wide stride-2 moves, whole and cut at a panel's edge), and
+       * 8 channels of 64x64 at stride 2 (72 x 1024 floats packed: over
+       * the size where 2 threads share the packing). */
+      ref_conv_t strided = {.n = 1,
+                            .c = 3,
+                            .m = 10,
+                            .group = 1,
+                            .in = {1, 9, 71},
+                            .k = {1, 3, 3},
+                            .s = {1, 2, 2},
+                            .d = {1, 1, 1},
+                            .pb = {0, 1, 1},
+                            .out = {1, 5, 36}};
+      check_conv(&strided, 2, true, INTS("strides", 2, 2),
+                 INTS("pads", 1, 1, 1, 1), NULL, NULL);
+      ref_conv_t shared = {.n = 1,
+                           .c = 8,
+                           .m = 12,
+                           .group = 1,
+                           .in = {1, 64, 64},
+                           .k = {1, 3, 3},
+                           .s = {1, 2, 2},
+                           .d = {1, 1, 1},
+                           .pb = {0, 1, 1},
+                           .out = {1, 32, 32}};
+      check_conv(&shared, 2, true, INTS("strides", 2, 2),
+                 INTS("pads", 1, 1, 1, 1), NULL, NULL);
     }
   }
   gs__gemm_set_off(false);
