@@ -38,7 +38,7 @@ cleanup() {
   [[ -n $demo_pid ]] && kill -TERM "$demo_pid" 2>/dev/null && sleep 5
   # every MPS control daemon listening under $work gets "quit"
   local dir
-  for dir in $(find "$work" -type p -name control -printf '%h\n' 2>/dev/null | sort -u); do
+  for dir in $(find "$work" -name control \( -type p -o -type s \) -printf '%h\n' 2>/dev/null | sort -u); do
     echo quit | CUDA_MPS_PIPE_DIRECTORY=$dir timeout 15 nvidia-cuda-mps-control >/dev/null 2>&1
   done
   sleep 1

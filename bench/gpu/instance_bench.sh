@@ -52,8 +52,8 @@ soft() { timeout --foreground -k 5 "${T:-60}" "$gs" --backend soft "$@"; }
 mps_quit() {
   local dir
   for dir in $( (echo "$CUDA_MPS_PIPE_DIRECTORY"
-    find "$out" -type p -name control -printf '%h\n' 2>/dev/null) | sort -u); do
-    [[ -p $dir/control ]] &&
+    find "$out" -name control \( -type p -o -type s \) -printf '%h\n' 2>/dev/null) | sort -u); do
+    [[ -e $dir/control ]] &&
       echo quit | CUDA_MPS_PIPE_DIRECTORY=$dir timeout --foreground 15 nvidia-cuda-mps-control
   done
 }

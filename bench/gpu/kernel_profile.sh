@@ -5,7 +5,10 @@
 # graph replay only (engine_bench_gpu brackets that replay with
 # cuProfilerStart/Stop under GS_PROFILE_RANGE=1; the algorithm timing at
 # load is not profiled), one duration metric per kernel, each kernel
-# serialized. Prints, per batch size, the kernels grouped by name with
+# serialized, with the GPU's clocks and caches left as they are
+# (--clock-control none --cache-control none: ncu's default would lock the
+# clocks to base for the run, and this project never changes clocks on the
+# GPU machine). Prints, per batch size, the kernels grouped by name with
 # their share of one inference, and the sum next to the graph's own time.
 # usage: GS_CARRY=KIT bench/gpu/kernel_profile.sh OUT [MODEL.onnx]
 # About 1-2 minutes on an H100. Exit 77 without a GPU or ncu.
@@ -30,10 +33,11 @@ fi
 iters=20
 for n in 1 64; do
   GS_PROFILE_RANGE=1 timeout 240 "$ncu" --profile-from-start off --graph-profiling node \
+    --clock-control none --cache-control none \
     --metrics gpu__time_duration.sum --csv --log-file "$out/ncu_b$n.csv" \
     "$kit/engine_bench_gpu" bench "$model" fp16 $n $iters >"$out/ncu_b$n.log" 2>&1 ||
     echo "kernel_profile: ncu at batch $n exited $? (see $out/ncu_b$n.log)"
-  GS_PROFILE_RANGE=0 "$kit/engine_bench_gpu" bench "$model" fp16 $n $iters 2>/dev/null |
+  "$kit/engine_bench_gpu" bench "$model" fp16 $n $iters 2>/dev/null |
     grep 'device-only' >>"$out/ncu_b$n.log"
 done
 python3 - "$out" "$iters" <<'EOF'
@@ -62,9 +66,9 @@ for n in (1, 64):
     total = sum(dur.values()) / iters
     kernels = len(ids) / iters
     graph = open("%s/ncu_b%d.log" % (out, n)).read()
-    m = re.search(r"device-only graph replay ([0-9.]+) ms", graph)
+    m = (re.findall(r"device-only graph replay ([0-9.]+) ms", graph) or [None])[-1]
     print("batch %d: %.0f kernels an inference, their time %.1f us serialized%s"
-          % (n, kernels, total, ", graph replay %s ms per run unprofiled" % m.group(1) if m else ""))
+          % (n, kernels, total, ", graph replay %s ms per run unprofiled" % m if m else ""))
     print("  %-60s %7s %10s %6s" % ("kernel (grouped by name)", "count", "us", "share"))
     for name, d in sorted(dur.items(), key=lambda x: -x[1])[:12]:
         print("  %-60s %7.0f %10.1f %5.1f%%" % (name, cnt[name] / iters, d / iters,

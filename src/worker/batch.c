@@ -275,8 +275,11 @@ static void work_batch(uv_work_t *w) {
                                          &slot->io, b->padded, &err) != GS_OK)
     status = err.code == GS_EINVAL ? 400 : 500;
   b->t_input_done = gs__now_ns();
-  if (status == 0 && gs_session_run(s, ins, slot->io.n_inputs, &err) != GS_OK)
+  if (status == 0 && gs_session_run(s, ins, slot->io.n_inputs, &err) != GS_OK) {
     status = err.code == GS_EINVAL || err.code == GS_ELIMIT ? 400 : 500;
+    for (gs__infer_job_t *j = b->jobs; j; j = j->next)
+      gs__infer_job_note_error(j, &err);
+  }
   b->t_infer_done = gs__now_ns();
   b->ran = status == 0;
   if (status == 0)

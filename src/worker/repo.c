@@ -460,6 +460,16 @@ void gs__repo_unload(gs__repo_t *repo, gs__model_entry_t *m) {
   snprintf(m->reason, sizeof m->reason, "unloaded");
 }
 
+void gs__repo_device_failed(gs__model_entry_t *m, const char *why) {
+  if (m->state != GS__MODEL_READY)
+    return;
+  gs__slot_unref(m->slot);
+  m->slot = NULL;
+  m->state = GS__MODEL_UNAVAILABLE;
+  snprintf(m->reason, sizeof m->reason,
+           "the device failed while serving; restart the worker: %.400s", why);
+}
+
 int gs__repo_open(gs__repo_t *repo, const char *dir, gs_error_t *err) {
   return gs__repo_open_sms(repo, dir, 0, 0, err);
 }

@@ -290,8 +290,11 @@ void gs__infer_job_run(gs__infer_job_t *job) {
   gs_session_t *s = NULL;
   if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
     status = 500;
-  if (status == 0 && gs_session_run(s, ir->inputs, ir->n_inputs, &err) != GS_OK)
+  if (status == 0 &&
+      gs_session_run(s, ir->inputs, ir->n_inputs, &err) != GS_OK) {
     status = err.code == GS_EINVAL || err.code == GS_ELIMIT ? 400 : 500;
+    gs__infer_job_note_error(job, &err);
+  }
   job->t_infer_done = gs__now_ns();
   gs_tensor_t outs[GS__INFER_MAX_TENSORS];
   for (size_t i = 0; status == 0 && i < io->n_outputs; i++) {
@@ -340,8 +343,16 @@ void gs__batch_stats_add(gs__model_stats_t *st, uint64_t rows,
   add(&st->batch[i].compute_output, output_ns);
 }
 
+void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err) {
+  job->device_failed = err->code == GS_EDRIVER;
+  if (job->device_failed)
+    snprintf(job->device_error, sizeof job->device_error, "%.250s", err->msg);
+}
+
 void gs__infer_job_finish(gs__infer_job_t *job) {
   gs__model_stats_t *st = &job->entry->stats;
+  if (job->device_failed)
+    gs__repo_device_failed(job->entry, job->device_error);
   uint64_t total = job->t_done - job->t_received;
   if (job->ok) {
     /* A batched request decodes before it queues: that is input work. */

@@ -277,6 +277,11 @@ gs__model_entry_t *gs__repo_find(gs__repo_t *repo, const char *name);
 /* (Re)loads name from disk, adding it if new. */
 int gs__repo_load(gs__repo_t *repo, const char *name, gs_error_t *err);
 void gs__repo_unload(gs__repo_t *repo, gs__model_entry_t *m);
+/* The model's device failed while serving: the model becomes UNAVAILABLE
+ * with why as its reason (the worker's readiness follows), so a router
+ * ejects this worker and a supervisor restarts it; a CUDA context that
+ * faulted stays unusable for the life of the process. */
+void gs__repo_device_failed(gs__model_entry_t *m, const char *why);
 void gs__slot_unref(gs__model_slot_t *slot);
 /* A session of slot for this thread's use, returned with _put. */
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err);
@@ -300,6 +305,11 @@ typedef struct gs__infer_job_s {
   uint64_t batch; /* requests in the batch: dim 0 when max_batch_size > 0 */
   bool ok;
   bool batched; /* ran in a dynamic batch: the batch counts the execution */
+  /* The engine's device failed under it (GS_EDRIVER: a CUDA error such as
+   * a fault that ends every client of an MPS server): gs__infer_job_finish
+   * takes the model out of service with this message. */
+  bool device_failed;
+  char device_error[256];
   /* For gs__infer_submit. */
   gs__infer_request_t ir; /* decoded, while queued for a batch */
   void (*done)(struct gs__infer_job_s *job);
@@ -317,6 +327,8 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
 void gs__infer_job_run(gs__infer_job_t *job);
 /* Records stats, drops the slot reference; resp stays for the caller. */
 void gs__infer_job_finish(gs__infer_job_t *job);
+/* On a thread of the pool: records a run error of the engine in job. */
+void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err);
 /* The status of a decode of job->req into job->ir (0, 400 or 500, with err),
  * checking the batch dimension against the model's max_batch_size; sets
  * job->batch. */

@@ -302,9 +302,9 @@ mps_quit() {
   local dir
   for dir in $( (
     echo "$CUDA_MPS_PIPE_DIRECTORY"
-    find "$tmp" -type p -name control -printf '%h\n' 2>/dev/null
+    find "$tmp" -name control \( -type p -o -type s \) -printf '%h\n' 2>/dev/null
   ) | sort -u); do
-    if [[ -p $dir/control ]]; then
+    if [[ -e $dir/control ]]; then
       echo "quitting MPS at $dir"
       echo quit | CUDA_MPS_PIPE_DIRECTORY=$dir timeout --foreground 15 nvidia-cuda-mps-control
     fi

@@ -55,7 +55,7 @@ our_mps() {
 mps_quit() {
   local p
   for p in "$state"/mps/*/pipe; do
-    [[ -p $p/control ]] && echo quit | CUDA_MPS_PIPE_DIRECTORY=$p timeout --foreground 10 nvidia-cuda-mps-control >/dev/null 2>&1
+    [[ -e $p/control ]] && echo quit | CUDA_MPS_PIPE_DIRECTORY=$p timeout --foreground 10 nvidia-cuda-mps-control >/dev/null 2>&1
   done
 }
 finished=0
