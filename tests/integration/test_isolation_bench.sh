@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# bench/isolation.sh's logic without a GPU: every part runs against the
+# soft backend on the test-only fake NVML, CUDA driver and MPS daemon, the
+# kit's stand-in probes (tests/gpu/standins) and three workers serving
+# cnn_small on the CPU, in a quick mode; then the renderer, on these rows
+# and on rows with known answers. It measures nothing about GPUs: MPS
+# sharing, the probes' faults and allocations are the stand-ins' (the real
+# ones run on the GPU machine). Checks: each part exits 0 with its rows,
+# green is recorded as unavailable while gpuslice rejects it, ratios and
+# failure counts match the raw files, a kill -9 shows on its own instance
+# only, nothing (serve, workers, load, MPS daemon, instance) outlives a
+# part, even one stopped by SIGTERM.
+set -u
+root=${GS_SOURCE_DIR:?GS_SOURCE_DIR: the source tree}
+build=${GS_BUILD_DIR:?GS_BUILD_DIR: the CMake build directory}
+gpuslice=${GPUSLICE:?GPUSLICE: the gpuslice binary}
+tmp=$(mktemp -d /tmp/gsib-XXXXXX) # short: MPS socket paths live under it
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+ok() { echo "ok - $1"; }
+bad() { echo "not ok - $1"; fails=$((fails + 1)); return 1; }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+python3 "$root/scripts/make_models.py" --out "$tmp/models" --models cnn_small >/dev/null
+rc=$?
+[[ $rc -eq 77 ]] && { echo "no onnx package: skip"; exit 77; }
+[[ $rc -eq 0 ]] || { echo "make_models.py failed"; exit 1; }
+mkdir -p "$tmp/kit/lib" "$tmp/bin"
+ln -s "$gpuslice" "$tmp/kit/gpuslice"
+ln -s "$root/tests/gpu/standins/probe_fault" "$root/tests/gpu/standins/probe_alloc" "$tmp/kit/"
+ln -s "$root/tests/gpu/standins/nvidia-smi" "$root/tests/fake_mps/nvidia-cuda-mps-control" "$tmp/bin/"
+export PATH=$tmp/bin:$PATH GS_CARRY=$tmp/kit TMPDIR=$tmp GS_STANDIN_DIR=$tmp
+export GPUSLICE_NVML_LIBRARY=$build/tests/fake_nvml/current/libnvidia-ml.so.1
+export GPUSLICE_CUDA_LIBRARY=$build/tests/fake_cuda/libcuda.so.1
+export GPUSLICE_MPS_CONTROL=$root/tests/fake_mps/nvidia-cuda-mps-control
+export FAKE_NVML_CONFIG=h100-80gb:off FAKE_CUDA_SMS=132
+[[ -n ${GS_SANITIZE:-} ]] && export GPUSLICE_TEST_NO_ADDRESS_LIMIT=1
+# quick mode: three 1g instances, 100 ms windows, short waits
+export GS_ISOL_REPO=$tmp/models GS_ISOL_MODEL=cnn_small GS_ISOL_KIND=KIND_CPU GS_ISOL_N=3
+export GS_ISOL_WINDOW_MS=100 GS_ISOL_WARMUP_MS=150 GS_ISOL_LEVELS_ONE=1 GS_ISOL_LEVELS_ALL="1 2"
+export GS_ISOL_LEVELS_DYN="2 4" GS_ISOL_NOISY_BATCH=8 GS_ISOL_SETTLE_S=1 GS_ISOL_RECOVER_S=2
+export GS_ISOL_NOISY_MARGIN_MS=300 GS_ISOL_START_S=40
+out=$tmp/out
+
+# leftovers: any process started from our kit or work directories
+# (fake MPS daemons by their environment: their command line is the fake's)
+leftovers() {
+  local p
+  pgrep -af "$tmp" | grep -v -e pgrep -e "$$"
+  for p in $(pgrep -f fake_mps/nvidia-cuda-mps-control); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qF "$tmp" && echo "$p fake MPS daemon"
+  done
+  return 0
+}
+# value PART MODE CASE INSTANCE METRIC: the value column of one row
+value() {
+  awk -F, -v p="$1" -v m="$2" -v c="$3" -v i="$4" -v k="$5" \
+    '$6 == p && $5 == m && $7 == c && $8 == i && $10 == k { v = $11 } END { print v }' \
+    "$out/isolation_$1.csv"
+}
+run_part() { # PART MODES
+  GS_ISOL_MODES=$2 bash "$root/bench/isolation.sh" "$1" "$out" >"$tmp/$1.log" 2>&1
+  local rc=$?
+  check "$1: exit 0" "[[ $rc -eq 0 ]]" || sed 's/^/  /' "$tmp/$1.log"
+  local left
+  left=$(leftovers)
+  check "$1: nothing left running" "[[ -z \"\$left\" ]]" || echo "  $left"
+}
+
+t0=$SECONDS
+run_part consolidation "mps green"
+for c in whole-b1 whole-dyn; do
+  check "consolidation: $c measured (process)" \
+    "[[ -n \$(awk -F, '\$7 == \"$c\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
+done
+for c in 1x1g-b1 3x1g-b1 3x1g-dyn; do
+  check "consolidation: mps $c measured" \
+    "[[ -n \$(awk -F, '\$5 == \"mps\" && \$7 == \"$c\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
+done
+check "consolidation: green recorded as not available" "[[ \$(value consolidation green setup - available) == 0 ]]"
+check "consolidation: the table is last" "tail -n 3 $tmp/consolidation.log | grep -q '^mps .*[0-9]'"
+
+run_part qos "mps mps-open"
+for m in mps mps-open; do
+  for c in solo noisy paced; do
+    check "qos: $m $c victim p99" "[[ -n \$(value qos $m $c victim p99_ms) ]]"
+  done
+  # the ratio in the table is the victim's p99 beside the noise over alone,
+  # from perf's own JSON
+  want=$(python3 -c '
+import json, sys
+p = lambda f: round(json.load(open(f))["levels"][-1]["p99_us"] / 1000, 3)
+print("%.3f" % (p(sys.argv[2]) / p(sys.argv[1])))' "$out/raw/qos/$m-solo.json" "$out/raw/qos/$m-noisy-victim.json")
+  got=$(awk -v m="$m" '$1 == m { print $4 }' "$tmp/qos.log" | tail -n 1)
+  check "qos: $m noisy/solo $got = perf's p99s ($want)" \
+    "python3 -c 'import sys; g, w = map(float, sys.argv[1:]); sys.exit(abs(g - w) > 0.01 * w)' '$got' '$want'"
+done
+check "qos: neighbours' throughput recorded" "[[ -n \$(value qos mps noisy neighbours infer_per_s) ]]"
+
+run_part faults "process"
+check "faults: the probe faulted (exit 4)" "[[ \$(value faults process fault 0:3 probe_exit) == 4 ]]"
+check "faults: kill -9 failed requests on its instance" \
+  "[[ \$(value faults process faults/kill9 0:1 failed) -ge 1 ]]"
+check "faults: kill -9 failed none on the others" \
+  "[[ \$(value faults process faults/kill9 0:2 failed) == 0 ]]"
+rec=$(value faults process faults/kill9 0:1 recovery_s)
+check "faults: the killed instance served again ($rec s)" \
+  "python3 -c 'import sys; sys.exit(not 0 < float(sys.argv[1]) < 10)' '$rec'"
+check "faults: the router hid the kill (0 failed)" "[[ \$(value faults process faults/kill9 router failed) == 0 ]]"
+check "faults: restarts recorded" "[[ \$(value faults process restarts 0:1 worker_restarts) -ge 1 ]]"
+
+run_part reconfig "mps"
+check "reconfig: create applied (exit 0)" "[[ \$(value reconfig mps create - apply_exit) == 0 ]]"
+check "reconfig: destroy applied (exit 0)" "[[ \$(value reconfig mps destroy 0:3 apply_exit) == 0 ]]"
+check "reconfig: the new worker's time to serve" "[[ -n \$(value reconfig mps create - serving_s) ]]"
+check "reconfig: no failed request on the staying instances" \
+  "grep -Eq '^mps +[0-9.]+ +[0-9.]+ +[0-9.]+ .* 0\$' $tmp/reconfig.log"
+
+run_part memory "mps"
+check "memory: past the quota: out of memory (exit 3)" "[[ \$(value memory mps overalloc 0:3 probe_exit) == 3 ]]"
+check "memory: run --memory beside a worker refused (exit 1)" "[[ \$(value memory mps refusal 0:1 run_exit) == 1 ]]"
+check "memory: the refusal says why" "grep -q 'no memory left' $out/isolation_memory.csv"
+check "memory: others' requests all answered" "grep -Eq '^mps +3 +[0-9]+ +1 +0 ' $tmp/memory.log"
+echo "# parts took $((SECONDS - t0)) s"
+
+# SIGTERM in the middle of a part: it stops, exits non-zero, leaves nothing.
+GS_ISOL_MODES=mps bash "$root/bench/isolation.sh" consolidation "$tmp/out-term" >"$tmp/term.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q 'whole GPU' "$tmp/term.log" && break; sleep 0.1; done
+sleep 1
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+check "TERM: non-zero exit ($rc)" "[[ $rc -ne 0 ]]"
+left=$(leftovers)
+check "TERM: nothing left running" "[[ -z \"\$left\" ]]" || echo "  $left"
+
+# The renderer: rows with known answers (a faster level past the budget is
+# not the best; ratios of the best within it).
+cat >"$tmp/known.csv" <<'EOF'
+date,gpu,driver,backend,mode,part,case,instance,level,metric,value,note
+d,g,v,soft,process,consolidation,whole-b1,router,1,infer_per_s,1000,
+d,g,v,soft,process,consolidation,whole-b1,router,1,p99_ms,2,
+d,g,v,soft,process,consolidation,whole-b1,router,8,infer_per_s,1500,
+d,g,v,soft,process,consolidation,whole-b1,router,8,p99_ms,60,
+d,g,v,soft,mps,consolidation,1x1g-b1,router,4,infer_per_s,800,
+d,g,v,soft,mps,consolidation,1x1g-b1,router,4,p99_ms,10,
+d,g,v,soft,mps,consolidation,7x1g-b1,router,16,infer_per_s,5000,
+d,g,v,soft,mps,consolidation,7x1g-b1,router,16,p99_ms,40,
+d,g,v,soft,mps,consolidation,7x1g-b1,router,32,infer_per_s,9000,
+d,g,v,soft,mps,consolidation,7x1g-b1,router,32,p99_ms,51,
+EOF
+table=$(python3 "$root/bench/isolation_render.py" --table consolidation "$tmp/known.csv")
+check "render: best within the budget and its ratios" \
+  "grep -Eq '^mps +800.0 +5000.0 +1000.0 +6.250 +5.000' <<<\"\$table\"" || echo "$table"
+python3 "$root/bench/isolation_render.py" "$out" --svg-dir "$tmp/svg" --svg-prefix docs/bench >"$tmp/block.md"
+for h in Consolidation QoS Faults Reconfiguration Memory; do
+  check "render: markdown section $h" "grep -q '^#### $h' $tmp/block.md"
+done
+check "render: three SVG charts that parse" "python3 -c '
+import sys, xml.etree.ElementTree as E
+[E.parse(f) for f in sys.argv[1:]]; sys.exit(len(sys.argv) != 4)' $tmp/svg/*.svg"
+echo "test_isolation_bench: $fails failure(s) in $((SECONDS - t0)) s"
+[[ $fails -eq 0 ]]
