@@ -1,12 +1,12 @@
 /* Verbs that read or change layouts: create, destroy, list, apply, assert,
- * export. Each one parses its flags, calls libgpuslice, prints. */
+ * export. Each one parses its flags, calls libgpuslice, prints: every
+ * change is planned and run by src/apply (gs_change_run). */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "gpuslice/config.h"
-#include "gpuslice/placement.h"
 
 static const char create_usage[] =
     "usage: gpuslice create [--dry-run] [--gpu MODEL] [-d DEV] "
@@ -19,123 +19,24 @@ static const char create_usage[] =
     "or IDs);\n"
     "        default: one spanning the whole GPU instance (nvidia-smi -C).\n";
 
-static int parse_ci_list(const gs_catalog_t *cat, const gs_gi_profile_t *gp,
-                         const char *list, unsigned *ids, unsigned *n,
-                         gs_error_t *err) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s", list);
-  *n = 0;
-  if (strspn(list, ",") == strlen(list))
-    return gs_error_set(err, GS_EINVAL,
-                        "--ci needs at least one compute instance profile");
-  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
-       tok = strtok_r(NULL, ",", &save)) {
-    char *end;
-    unsigned long v = strtoul(tok, &end, 10);
-    const gs_ci_profile_t *cp = NULL;
-    if (end != tok && (*end == 'c' || *end == 'C') && end[1] == '\0') {
-      for (unsigned k = 0; k < gp->n_ci; k++)
-        if (gp->ci[k].compute_slices == v)
-          cp = &gp->ci[k];
-    } else if (end != tok && *end == '\0') {
-      cp = gs_catalog_ci(gp, (unsigned)v);
-    } else {
-      gs_profile_ref_t ref;
-      if (gs_profile_parse(cat, tok, false, &ref, err) != GS_OK)
-        return err->code;
-      if (ref.gi_profile_id == gp->id && ref.ci_profile_id >= 0)
-        cp = gs_catalog_ci(gp, (unsigned)ref.ci_profile_id);
-    }
-    if (!cp)
-      return gs_error_set(err, GS_EINVAL,
-                          "compute instance '%s' is not allowed in %s", tok,
-                          gp->name);
-    if (*n == GS_MAX_CIS)
-      return gs_error_set(err, GS_ELIMIT, "too many compute instances");
-    ids[(*n)++] = cp->id;
-  }
-  return GS_OK;
-}
-
-/* Builds the create plan for one device: new GIs beside the existing. */
-static int plan_create(const gs_device_t *dev, char **args, int n_args,
-                       const char *ci_list, gs_plan_t *plan, gs_error_t *err) {
-  gs_gi_request_t req[GS_MAX_REQUESTS];
-  int ci_of[GS_MAX_REQUESTS];
-  size_t n = 0;
-  for (int a = 0; a < n_args; a++) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", args[a]);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-      gs_profile_ref_t ref;
-      int rc = gs_profile_parse(&dev->catalog, tok, true, &ref, err);
-      if (rc != GS_OK)
-        return rc;
-      if (n == GS_MAX_REQUESTS)
-        return gs_error_set(err, GS_ELIMIT, "too many instances requested");
-      req[n] = (gs_gi_request_t){ref.gi_profile_id, ref.start};
-      ci_of[n++] = ref.ci_profile_id;
-    }
-  }
-  if (n == 0)
-    return gs_error_set(err, GS_EINVAL, "no profile given");
-  unsigned starts[GS_MAX_REQUESTS];
-  int rc = gs_place_gis(&dev->catalog, &dev->layout, req, n, starts, err);
-  if (rc != GS_OK)
-    return rc;
-  memset(plan, 0, sizeof *plan);
-  plan->mig_enabled = true;
-  for (unsigned i = 0; i < dev->layout.n_gi; i++)
-    plan->keep_gi[plan->n_keep++] = dev->layout.gi[i].id;
-  for (size_t i = 0; i < n; i++) {
-    const gs_gi_profile_t *gp = gs_catalog_gi(&dev->catalog, req[i].profile_id);
-    gs_plan_create_t *c = &plan->create[plan->n_create++];
-    c->profile_id = gp->id;
-    c->start = starts[i];
-    if (ci_of[i] >= 0) {
-      c->n_ci = 1;
-      c->ci_profile_id[0] = (unsigned)ci_of[i];
-    } else if (ci_list) {
-      rc = parse_ci_list(&dev->catalog, gp, ci_list, c->ci_profile_id,
-                         &c->n_ci, err);
-      if (rc != GS_OK)
-        return rc;
-    } else {
-      c->n_ci = 1;
-      c->ci_profile_id[0] = gs_catalog_ci_full(gp)->id;
-    }
-    gs_ci_request_t creq[GS_MAX_CIS];
-    for (unsigned j = 0; j < c->n_ci; j++)
-      creq[j] = (gs_ci_request_t){c->ci_profile_id[j], -1};
-    rc = gs_place_cis(gp, NULL, creq, c->n_ci, c->ci_start, err);
-    if (rc != GS_OK) {
-      gs_error_prefix(err, "compute instances of %s: ", gp->name);
-      return rc;
-    }
-  }
-  return GS_OK;
-}
-
-/* dev[i] is the device of rep->device[i]. */
-static int report_change(cli_t *cli, const char *verb, const gs_device_t *dev,
+static int report_change(cli_t *cli, const char *verb,
                          const gs_apply_report_t *rep, bool dry_run) {
   if (cli->json) {
     json_t *devs = json_array();
     for (unsigned i = 0; i < rep->n_devices; i++)
-      json_array_append_new(devs,
-                            cli_layout_json(&dev[i], &rep->device[i].after));
+      json_array_append_new(
+          devs, cli_layout_json(&rep->device[i].dev, &rep->device[i].after));
     cli_print_json(json_pack("{s:s, s:b, s:o}", "verb", verb, "dry_run",
                              dry_run, "devices", devs));
     return CLI_OK;
   }
   for (unsigned i = 0; i < rep->n_devices; i++) {
-    const gs_device_t *d = &dev[i];
+    const gs_device_t *d = &rep->device[i].dev;
     const gs_plan_t *p = &rep->device[i].plan;
     printf("%s device %u (%s): %u kept, %u destroyed, %u created\n",
            dry_run ? "Plan for" : "Changed", d->index, d->catalog.model,
            p->n_keep, p->n_destroy, p->n_create);
-    cli_print_plan(d, &rep->device[i].before, p, stdout);
+    cli_print_plan(d, &d->layout, p, stdout);
     cli_print_layout(d, &rep->device[i].after, stdout);
   }
   return CLI_OK;
@@ -143,66 +44,31 @@ static int report_change(cli_t *cli, const char *verb, const gs_device_t *dev,
 
 enum { OPT_DRY_RUN = 256, OPT_GPU, OPT_CI, OPT_ALL };
 
-/* Runs plan_fn for one device inside a change (or against a catalog model
- * with --gpu), then executes it unless dry_run. The plan is made from the
- * layout read under the backend's lock. */
-typedef int (*plan_fn_t)(gs_backend_t *be, const gs_device_t *dev, void *arg,
-                         gs_plan_t *plan, gs_error_t *err); /* be NULL: --gpu */
-
-static int change_one_device(cli_t *cli, const char *verb, const char *gpu,
-                             unsigned dev_index, bool dry_run,
-                             plan_fn_t plan_fn, void *arg) {
+/* Runs a create or destroy through the backend, or plans it against a
+ * catalog model (--gpu), and prints the report or the error. */
+static int run_change(cli_t *cli, const char *verb, const char *gpu,
+                      const gs_change_t *change) {
   gs_error_t err;
   gs_error_clear(&err);
   gs_backend_t *be = NULL;
-  gs_device_t dev;
   gs_apply_report_t *rep = calloc(1, sizeof *rep);
-  if (!rep)
-    return cli_fail(verb, &(gs_error_t){.code = GS_ENOMEM});
-  int rc = GS_OK;
-  bool open_change = false;
-  if (gpu) {
-    rc = cli_virtual_device(gpu, &dev, &err);
-  } else {
+  gs_device_t *dev = calloc(1, sizeof *dev);
+  int rc = rep && dev ? GS_OK : gs_error_set(&err, GS_ENOMEM, "out of memory");
+  if (rc == GS_OK && gpu) {
+    rc = cli_virtual_device(gpu, dev, &err);
+    if (rc == GS_OK)
+      rc = gs_change_plan(dev, 1, change, rep, &err);
+  } else if (rc == GS_OK) {
     rc = cli_open_backend(cli, &be, &err);
-    if (rc == GS_OK && (rc = be->ops->begin(be, &err)) == GS_OK) {
-      open_change = true;
-      rc = be->ops->device_get(be, dev_index, &dev, &err);
-    }
+    if (rc == GS_OK)
+      rc = gs_change_run(be, change, rep, &err);
   }
-  gs_plan_t *plan = &rep->device[0].plan;
-  if (rc == GS_OK)
-    rc = plan_fn(be, &dev, arg, plan, &err);
-  if (rc == GS_OK)
-    rc = gs_plan_result(&dev.catalog, &dev.layout, plan,
-                        &rep->device[0].after, &err);
-  rep->n_devices = 1;
-  rep->device[0].index = dev.index;
-  rep->device[0].before = dev.layout;
-  if (open_change) {
-    if (rc == GS_OK && !dry_run)
-      rc = gs_execute(be, rep, &err); /* ends the change either way */
-    else
-      be->ops->abort(be);
-  }
-  int status = rc == GS_OK ? report_change(cli, verb, &dev, rep, dry_run)
+  int status = rc == GS_OK ? report_change(cli, verb, rep, change->dry_run)
                            : cli_fail(verb, &err);
+  free(dev);
   free(rep);
   gs_backend_close(be);
   return status;
-}
-
-typedef struct create_args_s {
-  char **profiles;
-  int n_profiles;
-  const char *ci_list;
-} create_args_t;
-
-static int plan_create_fn(gs_backend_t *be, const gs_device_t *dev, void *arg,
-                          gs_plan_t *plan, gs_error_t *err) {
-  (void)be;
-  const create_args_t *a = arg;
-  return plan_create(dev, a->profiles, a->n_profiles, a->ci_list, plan, err);
 }
 
 int cmd_create(cli_t *cli, int argc, char **argv) {
@@ -213,37 +79,45 @@ int cmd_create(cli_t *cli, int argc, char **argv) {
       {"ci", required_argument, NULL, OPT_CI},
       {"help", no_argument, NULL, 'h'},
       {0}};
-  bool dry_run = false;
   const char *gpu = NULL, *dev_text = NULL;
-  create_args_t args = {0};
+  gs_change_t args = {.kind = GS_CHANGE_CREATE};
   gs_error_t err;
   int c;
   optind = 0; /* options and profiles may come in any order */
   while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
     switch (c) {
-    case OPT_DRY_RUN: dry_run = true; break;
-    case OPT_GPU: gpu = optarg; break;
-    case OPT_CI: args.ci_list = optarg; break;
-    case 'd': dev_text = optarg; break;
-    case 'h': fputs(create_usage, stdout); return CLI_OK;
-    default: return cli_usage("create", "bad option");
+    case OPT_DRY_RUN:
+      args.dry_run = true;
+      break;
+    case OPT_GPU:
+      gpu = optarg;
+      break;
+    case OPT_CI:
+      args.ci_list = optarg;
+      break;
+    case 'd':
+      dev_text = optarg;
+      break;
+    case 'h':
+      fputs(create_usage, stdout);
+      return CLI_OK;
+    default:
+      return cli_usage("create", "bad option");
     }
   }
   args.profiles = argv + optind;
-  args.n_profiles = argc - optind;
-  unsigned dev_index = 0;
+  args.n_profiles = (unsigned)(argc - optind);
   if (args.n_profiles == 0)
     return cli_usage("create", "no profile given");
-  if (gpu && !dry_run)
+  if (gpu && !args.dry_run)
     return cli_usage("create",
                      "--gpu plans against a catalog model; add --dry-run");
   if (gpu && dev_text)
     return cli_usage("create", "--gpu and -d exclude each other");
   if (dev_text && cli_parse_uint(dev_text, "device", GS_MAX_DEVICES - 1,
-                                 &dev_index, &err) != GS_OK)
+                                 &args.dev, &err) != GS_OK)
     return cli_fail("create", &err);
-  return change_one_device(cli, "create", gpu, dev_index, dry_run,
-                           plan_create_fn, &args);
+  return run_change(cli, "create", gpu, &args);
 }
 
 static void print_processes(gs_backend_t *be, const gs_device_t *dev,
@@ -259,8 +133,8 @@ static void print_processes(gs_backend_t *be, const gs_device_t *dev,
     json_t *jp = json_array();
     for (size_t p = 0; p < n && p < 32; p++) {
       json_array_append_new(
-          jp, json_pack("{s:i, s:i, s:s, s:I}", "pid", (int)procs[p].pid,
-                        "ci", (int)procs[p].ci_id, "command", procs[p].command,
+          jp, json_pack("{s:i, s:i, s:s, s:I}", "pid", (int)procs[p].pid, "ci",
+                        (int)procs[p].ci_id, "command", procs[p].command,
                         "memory_bytes", (json_int_t)procs[p].memory_bytes));
       if (!jgis)
         printf("  process %d (%s) in GPU instance %u, compute instance %u, "
@@ -276,8 +150,8 @@ static void print_processes(gs_backend_t *be, const gs_device_t *dev,
 }
 
 int cmd_list(cli_t *cli, int argc, char **argv) {
-  if (argc > 1 && (strcmp(argv[1], "-h") == 0 ||
-                   strcmp(argv[1], "--help") == 0)) {
+  if (argc > 1 &&
+      (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
     puts("usage: gpuslice list [--json]\n"
          "  instances of every device, their processes, and what is "
          "enforced");
@@ -320,73 +194,30 @@ int cmd_list(cli_t *cli, int argc, char **argv) {
   return CLI_OK;
 }
 
-typedef struct destroy_args_s {
-  bool all;
-  unsigned n_ids;
-  unsigned ids[GS_MAX_GIS];
-} destroy_args_t;
-
-static bool destroy_selects(const destroy_args_t *a, unsigned gi_id) {
-  for (unsigned k = 0; !a->all && k < a->n_ids; k++)
-    if (a->ids[k] == gi_id)
-      return true;
-  return a->all;
-}
-
-static int plan_destroy_fn(gs_backend_t *be, const gs_device_t *dev,
-                           void *arg, gs_plan_t *plan, gs_error_t *err) {
-  destroy_args_t *a = arg;
-  for (unsigned k = 0; k < a->n_ids; k++)
-    if (!gs_layout_find_gi_const(&dev->layout, a->ids[k]))
-      return gs_error_set(err, GS_ENOTFOUND,
-                          "no GPU instance %u on device %u", a->ids[k],
-                          dev->index);
-  memset(plan, 0, sizeof *plan);
-  plan->mig_enabled = dev->layout.mig_enabled;
-  for (unsigned i = 0; i < dev->layout.n_gi; i++) {
-    unsigned id = dev->layout.gi[i].id;
-    if (!destroy_selects(a, id)) {
-      plan->keep_gi[plan->n_keep++] = id;
-      continue;
-    }
-    gs_process_t procs[4];
-    size_t np = 0;
-    int rc = be->ops->processes(be, dev->index, id, procs, 4, &np, err);
-    if (rc != GS_OK)
-      return rc;
-    if (np > 0)
-      return gs_error_set(err, GS_EBUSY,
-                          "GPU instance %u is in use by pid %d (%s)%s", id,
-                          (int)procs[0].pid, procs[0].command,
-                          np > 1 ? " and others" : "");
-    plan->destroy_gi[plan->n_destroy++] = id;
-  }
-  return GS_OK;
-}
-
 int cmd_destroy(cli_t *cli, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"all", no_argument, NULL, OPT_ALL},
-      {"device", required_argument, NULL, 'd'},
-      {"help", no_argument, NULL, 'h'},
-      {0}};
-  destroy_args_t args = {0};
-  unsigned dev_index = 0;
+  static const struct option opts[] = {{"all", no_argument, NULL, OPT_ALL},
+                                       {"device", required_argument, NULL, 'd'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {0}};
+  gs_change_t args = {.kind = GS_CHANGE_DESTROY};
   gs_error_t err;
   int c;
   optind = 0;
   while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
     switch (c) {
-    case OPT_ALL: args.all = true; break;
+    case OPT_ALL:
+      args.all = true;
+      break;
     case 'd':
-      if (cli_parse_uint(optarg, "device", GS_MAX_DEVICES - 1, &dev_index,
+      if (cli_parse_uint(optarg, "device", GS_MAX_DEVICES - 1, &args.dev,
                          &err) != GS_OK)
         return cli_fail("destroy", &err);
       break;
     case 'h':
       puts("usage: gpuslice destroy [-d DEV] GI_ID... | --all");
       return CLI_OK;
-    default: return cli_usage("destroy", "bad option");
+    default:
+      return cli_usage("destroy", "bad option");
     }
   }
   if (args.all == (optind < argc))
@@ -398,8 +229,7 @@ int cmd_destroy(cli_t *cli, int argc, char **argv) {
                        &args.ids[args.n_ids++], &err) != GS_OK)
       return cli_fail("destroy", &err);
   }
-  return change_one_device(cli, "destroy", NULL, dev_index, false,
-                           plan_destroy_fn, &args);
+  return run_change(cli, "destroy", NULL, &args);
 }
 
 /* ---- apply, assert, export ---------------------------------------------- */
@@ -428,8 +258,12 @@ static int parse_config_flags(const char *verb, int argc, char **argv,
   optind = 0;
   while ((c = getopt_long(argc, argv, "f:c:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'f': *file = optarg; break;
-    case 'c': *name = optarg; break;
+    case 'f':
+      *file = optarg;
+      break;
+    case 'c':
+      *name = optarg;
+      break;
     case OPT_DRY_RUN:
       if (!dry_run)
         return cli_usage(verb, "--dry-run is not an option of %s", verb);
@@ -444,7 +278,8 @@ static int parse_config_flags(const char *verb, int argc, char **argv,
       printf("usage: gpuslice %s -f CONFIG.yaml -c NAME%s\n", verb,
              dry_run ? " [--dry-run] [--gpu MODEL]" : "");
       return -1;
-    default: return cli_usage(verb, "bad option");
+    default:
+      return cli_usage(verb, "bad option");
     }
   }
   if (optind < argc)
@@ -493,8 +328,8 @@ static void note_unselected(const config_job_t *job) {
 int cmd_apply(cli_t *cli, int argc, char **argv) {
   const char *file = NULL, *name = NULL, *gpu = NULL;
   bool dry_run = false;
-  int st = parse_config_flags("apply", argc, argv, &file, &name, &dry_run,
-                              &gpu);
+  int st =
+      parse_config_flags("apply", argc, argv, &file, &name, &dry_run, &gpu);
   if (st != CLI_OK)
     return st < 0 ? CLI_OK : st;
   gs_error_t err;
@@ -508,31 +343,21 @@ int cmd_apply(cli_t *cli, int argc, char **argv) {
     return cli_fail("apply", &(gs_error_t){.code = GS_ENOMEM});
   }
   int rc = load_job(cli, job, file, name, gpu, &be, &err);
-  if (rc == GS_OK && gpu) {
-    rep->n_devices = job->selected[0] ? 1 : 0;
-    rep->device[0].before = job->devs[0].layout;
-    if (rep->n_devices)
-      rc = gs_plan_layout(&job->devs[0].catalog, &job->devs[0].layout,
-                          &job->want[0], NULL, &rep->device[0].plan, &err);
-    if (rc == GS_OK && rep->n_devices)
-      rc = gs_plan_result(&job->devs[0].catalog, &job->devs[0].layout,
-                          &rep->device[0].plan, &rep->device[0].after, &err);
-  } else if (rc == GS_OK) {
-    rc = gs_apply(be, job->want, job->selected, job->n_devs, dry_run, rep,
-                  &err);
-  }
+  gs_change_t change = {.kind = GS_CHANGE_APPLY,
+                        .dry_run = dry_run,
+                        .want = job->want,
+                        .selected = job->selected,
+                        .n_devs = job->n_devs};
+  if (rc == GS_OK)
+    rc = gpu ? gs_change_plan(job->devs, job->n_devs, &change, rep, &err)
+             : gs_change_run(be, &change, rep, &err);
   if (rc != GS_OK) {
     gs_error_prefix(&err, "config '%s': ", name);
     st = cli_fail("apply", &err);
   } else {
-    gs_device_t *shown = calloc(GS_MAX_DEVICES, sizeof *shown);
-    for (unsigned i = 0; shown && i < rep->n_devices; i++)
-      shown[i] = job->devs[rep->device[i].index];
     if (!cli->json)
       note_unselected(job);
-    st = shown ? report_change(cli, "apply", shown, rep, dry_run)
-               : cli_fail("apply", &(gs_error_t){.code = GS_ENOMEM});
-    free(shown);
+    st = report_change(cli, "apply", rep, dry_run);
   }
   gs_config_release(&job->cfg);
   free(job);
@@ -563,8 +388,10 @@ int cmd_assert(cli_t *cli, int argc, char **argv) {
     checked += job->selected[d];
   if (checked == 0) {
     /* An assert that checks nothing must not look like success. */
-    fprintf(stderr, "gpuslice: assert: config '%s' selects no device on this "
-                    "machine (devices, device-filter)\n", name);
+    fprintf(stderr,
+            "gpuslice: assert: config '%s' selects no device on this "
+            "machine (devices, device-filter)\n",
+            name);
     st = CLI_FAIL;
     goto out;
   }
@@ -579,9 +406,9 @@ int cmd_assert(cli_t *cli, int argc, char **argv) {
     if (m == 0)
       st = CLI_FAIL;
     if (cli->json)
-      json_array_append_new(jres, json_pack("{s:i, s:b, s:s}", "device",
-                                            (int)d, "matches", m == 1,
-                                            "difference", why.msg));
+      json_array_append_new(jres, json_pack("{s:i, s:b, s:s}", "device", (int)d,
+                                            "matches", m == 1, "difference",
+                                            why.msg));
     else if (m == 1)
       printf("device %u matches config '%s'\n", d, name);
     else
@@ -600,22 +427,26 @@ out:
 }
 
 int cmd_export(cli_t *cli, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"output", required_argument, NULL, 'o'},
-      {"config", required_argument, NULL, 'c'},
-      {"help", no_argument, NULL, 'h'},
-      {0}};
+  static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                       {"config", required_argument, NULL, 'c'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {0}};
   const char *format = cli->json ? "json" : "yaml", *name = "current";
   int c;
   optind = 0;
   while ((c = getopt_long(argc, argv, "o:c:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'o': format = optarg; break;
-    case 'c': name = optarg; break;
+    case 'o':
+      format = optarg;
+      break;
+    case 'c':
+      name = optarg;
+      break;
     case 'h':
       puts("usage: gpuslice export [-o yaml|json] [-c NAME]");
       return CLI_OK;
-    default: return cli_usage("export", "bad option");
+    default:
+      return cli_usage("export", "bad option");
     }
   }
   if (optind < argc)

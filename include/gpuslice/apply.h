@@ -67,28 +67,75 @@ int gs_plan_layout(const gs_catalog_t *cat, const gs_layout_t *current,
 int gs_plan_result(const gs_catalog_t *cat, const gs_layout_t *current,
                    const gs_plan_t *plan, gs_layout_t *after, gs_error_t *err);
 
+/* The instance that stopped a change because processes run in it: the one
+ * busy rule of create, destroy and apply. Filled from the backend's process
+ * list (ops->processes), never from an error message. */
+#define GS_BUSY_MAX_PROCS 4
+typedef struct gs_busy_s {
+  bool in_use; /* false: no instance in use stopped the change */
+  unsigned dev, gi_id;
+  size_t n_procs; /* processes found; the first GS_BUSY_MAX_PROCS in procs */
+  gs_process_t procs[GS_BUSY_MAX_PROCS];
+} gs_busy_t;
+
 typedef struct gs_apply_report_s {
   unsigned n_devices;
   struct {
-    unsigned index;
+    gs_device_t dev; /* as planned against: dev.layout is the layout before */
     gs_plan_t plan;
-    gs_layout_t before, after;
+    gs_layout_t after;
   } device[GS_MAX_DEVICES];
+  gs_busy_t busy; /* on GS_EBUSY: which instance, used by whom */
 } gs_apply_report_t;
 
-/* Applies want to every selected device as one transaction: plans all
- * devices first (nothing is touched if any plan fails), executes, and on a
- * failure undoes what was done, in reverse, before returning the error.
- * dry_run plans and reports without calling the backend's write ops. */
+/* A layout change: one of the CLI's verbs that change layouts. */
+typedef enum {
+  GS_CHANGE_APPLY,  /* a config's wanted layout, on the selected devices */
+  GS_CHANGE_CREATE, /* new GPU instances beside the existing ones */
+  GS_CHANGE_DESTROY /* GPU instances by ID, or all of a device's */
+} gs_change_kind_t;
+
+typedef struct gs_change_s {
+  gs_change_kind_t kind;
+  bool dry_run; /* plan and report; no write op is called */
+  /* apply: want[d] for every device d with selected[d] (n_devs of them),
+   * as gs_want_from_config makes them */
+  const gs_want_t *want;
+  const bool *selected;
+  unsigned n_devs;
+  /* create and destroy: the device */
+  unsigned dev;
+  /* create: profiles as nvidia-smi -cgi takes them (name, 'MIG name', ID,
+   * CI-qualified, :START; comma lists), and the compute instances of each
+   * new GI (1c, IDs or names, comma-separated; NULL: one spanning it) */
+  char *const *profiles;
+  unsigned n_profiles;
+  const char *ci_list;
+  /* destroy: these GI IDs, or every GI of the device */
+  bool all;
+  unsigned n_ids;
+  unsigned ids[GS_MAX_GIS];
+} gs_change_t;
+
+/* Runs a change as one transaction: under the backend's lock, plans every
+ * device it names first (nothing is touched if any plan fails; a GI in use
+ * is never destroyed: GS_EBUSY with report->busy naming it), then executes
+ * destroys before creates, journaled, and on a failure undoes the steps
+ * taken, newest first, before returning the error. report->device[i].after
+ * is the layout read back after the commit (the planned one on dry_run). */
+int gs_change_run(gs_backend_t *be, const gs_change_t *c,
+                  gs_apply_report_t *report, gs_error_t *err);
+
+/* Plans a change against catalog-only devices (--gpu MODEL: no backend,
+ * nothing in use); devs[i].index is i. */
+int gs_change_plan(const gs_device_t *devs, unsigned n_devs,
+                   const gs_change_t *c, gs_apply_report_t *report,
+                   gs_error_t *err);
+
+/* gs_change_run of a GS_CHANGE_APPLY. */
 int gs_apply(gs_backend_t *be, const gs_want_t *want, const bool *selected,
              unsigned n_devs, bool dry_run, gs_apply_report_t *report,
              gs_error_t *err);
-
-/* Executes the plans in report (made by the caller inside an open change:
- * after be->ops->begin) and commits; on a failure undoes the steps taken,
- * in reverse, and aborts. Always ends the change. report->device[i].after
- * is refreshed from the backend on success. */
-int gs_execute(gs_backend_t *be, gs_apply_report_t *report, gs_error_t *err);
 
 /* 1 if layout matches want exactly (same MIG devices, same counts, mode),
  * 0 if not (with what differs in err->msg), negative on error. */

@@ -1,4 +1,5 @@
-/* Shared between planning and applying. */
+/* Shared between the planners (plan.c, edit.c) and the transaction runner
+ * (change.c). */
 #ifndef GPUSLICE_APPLY_INT_H
 #define GPUSLICE_APPLY_INT_H
 
@@ -19,5 +20,17 @@ int gs__want_groups(const gs_catalog_t *cat, const gs_want_t *want,
                     gs__group_t *groups, unsigned *n_groups, gs_error_t *err);
 void gs__group_of_gi(const gs_gi_t *gi, gs__group_t *g);
 void gs__want_add(gs_want_t *want, unsigned gi, unsigned ci, unsigned count);
+
+/* The three planners. busy[i] marks dev->layout.gi[i] as in use (NULL:
+ * none is); on GS_EBUSY *blocked is the index of the GI in use that the
+ * plan would have to destroy. */
+int gs__plan_layout(const gs_catalog_t *cat, const gs_layout_t *current,
+                    const gs_want_t *want, const bool *busy, gs_plan_t *plan,
+                    unsigned *blocked, gs_error_t *err);
+int gs__plan_create(const gs_device_t *dev, const gs_change_t *c,
+                    gs_plan_t *plan, gs_error_t *err);
+int gs__plan_destroy(const gs_device_t *dev, const gs_change_t *c,
+                     const bool *busy, gs_plan_t *plan, unsigned *blocked,
+                     gs_error_t *err);
 
 #endif

@@ -45,8 +45,8 @@ int gs__want_groups(const gs_catalog_t *cat, const gs_want_t *want,
         continue;
       for (unsigned c = 0; c < want->item[i].count; c++) {
         if (n_cis == sizeof cis / sizeof cis[0])
-          return gs_error_set(err, GS_ELIMIT,
-                              "too many %s instances requested", gp->name);
+          return gs_error_set(err, GS_ELIMIT, "too many %s instances requested",
+                              gp->name);
         cis[n_cis++] = want->item[i].ci_profile_id;
       }
     }
@@ -61,7 +61,8 @@ int gs__want_groups(const gs_catalog_t *cat, const gs_want_t *want,
         if (n == GS__MAX_GROUPS)
           return gs_error_set(err, GS_ELIMIT,
                               "the config asks for more GPU instances than "
-                              "%s can hold", cat->model);
+                              "%s can hold",
+                              cat->model);
         groups[n] = (gs__group_t){.gi_profile_id = gp->id};
         n++;
       }
@@ -128,8 +129,8 @@ static bool try_keep(const gs_catalog_t *cat, const gs_layout_t *cur,
       continue;
     if (n == GS_MAX_REQUESTS)
       return false;
-    req[n] = (gs_gi_request_t){.profile_id = groups[g].gi_profile_id,
-                               .start = -1};
+    req[n] =
+        (gs_gi_request_t){.profile_id = groups[g].gi_profile_id, .start = -1};
     idx[n++] = g;
   }
   if (gs_place_gis(cat, &kept, req, n, starts, NULL) != GS_OK)
@@ -150,12 +151,12 @@ static bool try_keep(const gs_catalog_t *cat, const gs_layout_t *cur,
     gs_ci_request_t creq[GS_MAX_CIS];
     for (unsigned j = 0; j < g->n_ci; j++) {
       c->ci_profile_id[j] = g->ci_profile_id[j];
-      creq[j] = (gs_ci_request_t){.profile_id = g->ci_profile_id[j],
-                                  .start = -1};
+      creq[j] =
+          (gs_ci_request_t){.profile_id = g->ci_profile_id[j], .start = -1};
     }
     /* Groups were built so that their CIs fit. */
-    if (gs_place_cis(gs_catalog_gi(cat, g->gi_profile_id), NULL, creq,
-                     g->n_ci, c->ci_start, NULL) != GS_OK)
+    if (gs_place_cis(gs_catalog_gi(cat, g->gi_profile_id), NULL, creq, g->n_ci,
+                     c->ci_start, NULL) != GS_OK)
       return false;
   }
   return true;
@@ -182,11 +183,12 @@ static bool keep_better(unsigned mask, unsigned best, bool have_best,
 
 static int plan_disable(const gs_layout_t *cur, const bool *busy,
                         const gs_catalog_t *cat, gs_plan_t *plan,
-                        gs_error_t *err) {
+                        unsigned *blocked, gs_error_t *err) {
   memset(plan, 0, sizeof *plan);
   for (unsigned i = 0; i < cur->n_gi; i++) {
     if (busy && busy[i]) {
       const gs_gi_profile_t *p = gs_catalog_gi(cat, cur->gi[i].profile_id);
+      *blocked = i;
       return gs_error_set(err, GS_EBUSY,
                           "GPU instance %u (%s) is in use and would have to "
                           "be destroyed to disable partitioning",
@@ -202,12 +204,20 @@ static int plan_disable(const gs_layout_t *cur, const bool *busy,
 int gs_plan_layout(const gs_catalog_t *cat, const gs_layout_t *current,
                    const gs_want_t *want, const bool *busy, gs_plan_t *plan,
                    gs_error_t *err) {
+  unsigned blocked;
+  return gs__plan_layout(cat, current, want, busy, plan, &blocked, err);
+}
+
+int gs__plan_layout(const gs_catalog_t *cat, const gs_layout_t *current,
+                    const gs_want_t *want, const bool *busy, gs_plan_t *plan,
+                    unsigned *blocked, gs_error_t *err) {
   if (!want->mig_enabled)
-    return plan_disable(current, busy, cat, plan, err);
+    return plan_disable(current, busy, cat, plan, blocked, err);
   /* A layout that already has what is wanted stays as it is, whatever way
    * its compute instances are grouped (assert and export count them the
    * same way). */
-  if (current->mig_enabled && gs_layout_matches(cat, current, want, NULL) == 1) {
+  if (current->mig_enabled &&
+      gs_layout_matches(cat, current, want, NULL) == 1) {
     memset(plan, 0, sizeof *plan);
     plan->mig_enabled = true;
     for (unsigned i = 0; i < current->n_gi; i++)
@@ -246,17 +256,18 @@ int gs_plan_layout(const gs_catalog_t *cat, const gs_layout_t *current,
       return gs_error_set(err, GS_ELIMIT, "%u GPU instances requested",
                           n_groups);
     for (unsigned g = 0; g < n_groups; g++)
-      req[g] = (gs_gi_request_t){.profile_id = groups[g].gi_profile_id,
-                                 .start = -1};
+      req[g] =
+          (gs_gi_request_t){.profile_id = groups[g].gi_profile_id, .start = -1};
     rc = gs_place_gis(cat, &empty, req, n_groups, starts, err);
-    return rc != GS_OK ? rc
-                       : gs_error_set(err, GS_ENOFIT,
-                                      "the wanted layout does not fit");
+    return rc != GS_OK
+               ? rc
+               : gs_error_set(err, GS_ENOFIT, "the wanted layout does not fit");
   }
   if ((best & busy_mask) != busy_mask) {
     for (unsigned i = 0; i < cur.n_gi; i++)
       if ((busy_mask & ~best) & (1u << i)) {
         const gs_gi_profile_t *p = gs_catalog_gi(cat, cur.gi[i].profile_id);
+        *blocked = i;
         return gs_error_set(err, GS_EBUSY,
                             "GPU instance %u (%s at %u:%u) is in use and "
                             "would have to be destroyed",
@@ -270,8 +281,7 @@ int gs_plan_layout(const gs_catalog_t *cat, const gs_layout_t *current,
 }
 
 int gs_plan_result(const gs_catalog_t *cat, const gs_layout_t *current,
-                   const gs_plan_t *plan, gs_layout_t *after,
-                   gs_error_t *err) {
+                   const gs_plan_t *plan, gs_layout_t *after, gs_error_t *err) {
   *after = *current;
   for (unsigned i = 0; i < plan->n_destroy; i++) {
     int rc = gs_layout_remove_gi(after, plan->destroy_gi[i], err);
@@ -282,8 +292,7 @@ int gs_plan_result(const gs_catalog_t *cat, const gs_layout_t *current,
   for (unsigned i = 0; i < plan->n_create; i++) {
     const gs_plan_create_t *c = &plan->create[i];
     unsigned gi_id;
-    int rc = gs_layout_add_gi(after, cat, c->profile_id, c->start, &gi_id,
-                              err);
+    int rc = gs_layout_add_gi(after, cat, c->profile_id, c->start, &gi_id, err);
     for (unsigned j = 0; rc == GS_OK && j < c->n_ci; j++)
       rc = gs_layout_add_ci(after, cat, gi_id, c->ci_profile_id[j],
                             c->ci_start[j], NULL, err);
@@ -305,7 +314,8 @@ static void device_counts(const gs_layout_t *layout, gs_want_t *out) {
 
 void gs__want_add(gs_want_t *want, unsigned gi, unsigned ci, unsigned count) {
   for (unsigned i = 0; i < want->n; i++)
-    if (want->item[i].gi_profile_id == gi && want->item[i].ci_profile_id == ci) {
+    if (want->item[i].gi_profile_id == gi &&
+        want->item[i].ci_profile_id == ci) {
       want->item[i].count += count;
       return;
     }

@@ -220,6 +220,7 @@ typedef struct mem_backend_s {
   bool in_change;
   unsigned fresh_id; /* 0: GIs get the lowest free ID; else this, then up */
   unsigned busy_gi;  /* a GI with a process in it (0: none) */
+  unsigned hidden_busy_gi; /* refused as in use, by a process not listed */
 } mem_backend_t;
 
 static mem_backend_t *mem(gs_backend_t *be) { return be->impl; }
@@ -285,7 +286,8 @@ static int mem_gi_destroy(gs_backend_t *be, unsigned d, unsigned id,
   /* As NVML: NVML_ERROR_IN_USE while it has processes or compute
    * instances (mig-profiles.md). */
   const gs_gi_t *gi = gs_layout_find_gi_const(&mem(be)->layout, id);
-  if (id == mem(be)->busy_gi || (gi && gi->n_ci > 0))
+  if (id == mem(be)->busy_gi || id == mem(be)->hidden_busy_gi ||
+      (gi && gi->n_ci > 0))
     return gs_error_set(err, GS_EBUSY, "GPU instance %u is in use", id);
   int rc = mem_write(be, err);
   return rc ? rc : gs_layout_remove_gi(&mem(be)->layout, id, err);
@@ -469,6 +471,110 @@ static void test_dry_run_writes_nothing(void **state) {
   assert_int_equal(rep.device[0].after.n_gi, 7);
 }
 
+/* A device with a 1g at 0, a 1g at 6 (in use by pid 4242, "sleep") and a
+ * 2g at 2, in an in-memory backend. */
+static gs_backend_t three_with_one_in_use(mem_backend_t *m) {
+  *m = (mem_backend_t){.writes_left = -1};
+  gs_layout_init(&m->layout);
+  add(&m->layout, P1G, 0);
+  add(&m->layout, P1G, 6);
+  add(&m->layout, P2G, 2);
+  m->busy_gi = m->layout.gi[1].id;
+  return (gs_backend_t){.ops = &mem_ops, .impl = m};
+}
+
+static const gs_change_t destroy_all = {.kind = GS_CHANGE_DESTROY,
+                                        .all = true};
+
+/* Rule: destroy never removes a GPU instance with processes in it; the
+ * report names that instance and its processes as data, the message names
+ * them too, and nothing is written. Instances not asked for are kept. */
+static void test_destroy_refuses_the_instance_in_use(void **state) {
+  (void)state;
+  mem_backend_t m;
+  gs_backend_t be = three_with_one_in_use(&m);
+  static gs_apply_report_t rep;
+  gs_error_t err;
+  assert_int_equal(gs_change_run(&be, &destroy_all, &rep, &err), GS_EBUSY);
+  assert_true(rep.busy.in_use);
+  assert_int_equal(rep.busy.gi_id, m.busy_gi);
+  assert_int_equal(rep.busy.n_procs, 1);
+  assert_int_equal(rep.busy.procs[0].pid, 4242);
+  assert_non_null(strstr(err.msg, "pid 4242 (sleep)"));
+  assert_int_equal(m.writes, 0);
+  assert_int_equal(m.layout.n_gi, 3);
+  assert_false(m.in_change);
+
+  gs_change_t c = {
+      .kind = GS_CHANGE_DESTROY, .n_ids = 1, .ids = {m.layout.gi[2].id}};
+  assert_int_equal(gs_change_run(&be, &c, &rep, &err), GS_OK);
+  assert_false(rep.busy.in_use);
+  assert_int_equal(rep.device[0].plan.n_keep, 2);
+  assert_int_equal(m.layout.n_gi, 2);
+  assert_non_null(gs_layout_find_gi_const(&m.layout, m.busy_gi));
+}
+
+/* Rule: apply's busy rule is the same one: a layout that needs the busy
+ * instance gone fails naming it, as data and in words. */
+static void test_apply_reports_the_instance_in_use(void **state) {
+  (void)state;
+  mem_backend_t m;
+  gs_backend_t be = three_with_one_in_use(&m);
+  static gs_apply_report_t rep;
+  gs_error_t err;
+  gs_want_t w = want_of(1, (unsigned[]){P7G}, (unsigned[]){1});
+  bool sel = true;
+  assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err), GS_EBUSY);
+  assert_true(rep.busy.in_use);
+  assert_int_equal(rep.busy.dev, 0);
+  assert_int_equal(rep.busy.gi_id, m.busy_gi);
+  assert_int_equal(rep.busy.procs[0].pid, 4242);
+  assert_non_null(strstr(err.msg, "used by pid 4242 (sleep)"));
+  assert_int_equal(m.writes, 0);
+}
+
+/* Rule: a destroy the backend refuses as in use while executing (NVML's
+ * IN_USE for a process it does not list) is undone like any failure and
+ * still names the instance in the report. */
+static void test_busy_while_executing_is_reported_and_undone(void **state) {
+  (void)state;
+  mem_backend_t m;
+  gs_backend_t be = three_with_one_in_use(&m);
+  m.busy_gi = 0;
+  m.hidden_busy_gi = m.layout.gi[2].id;
+  gs_layout_t start = m.layout;
+  static gs_apply_report_t rep;
+  gs_error_t err;
+  assert_int_equal(gs_change_run(&be, &destroy_all, &rep, &err), GS_EBUSY);
+  assert_true(rep.busy.in_use);
+  assert_int_equal(rep.busy.gi_id, m.hidden_busy_gi);
+  assert_int_equal(rep.busy.n_procs, 0);
+  assert_true(same_shape(&m.layout, &start));
+  assert_non_null(strstr(err.msg, "undone"));
+}
+
+/* Rule: create adds instances beside the existing ones, whatever is in
+ * use, through the same transaction (a failed step leaves the layout). */
+static void test_create_keeps_every_instance(void **state) {
+  (void)state;
+  mem_backend_t m;
+  gs_backend_t be = three_with_one_in_use(&m);
+  gs_layout_t start = m.layout;
+  static gs_apply_report_t rep;
+  gs_error_t err;
+  char *profiles[] = {"1g.5gb", "19"};
+  gs_change_t c = {
+      .kind = GS_CHANGE_CREATE, .profiles = profiles, .n_profiles = 2};
+  assert_int_equal(gs_change_run(&be, &c, &rep, &err), GS_OK);
+  assert_int_equal(rep.device[0].plan.n_keep, 3);
+  assert_int_equal(rep.device[0].plan.n_create, 2);
+  assert_int_equal(m.layout.n_gi, 5);
+  m.layout = start;
+  m.writes_left = 2;
+  assert_int_equal(gs_change_run(&be, &c, &rep, &err), GS_EDRIVER);
+  assert_true(same_shape(&m.layout, &start));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ids_when_inserting_below),
@@ -485,6 +591,10 @@ int main(void) {
       cmocka_unit_test(test_rollback_of_instances_created),
       cmocka_unit_test(test_dry_run_writes_nothing),
       cmocka_unit_test(test_apply_keeps_the_instance_in_use),
+      cmocka_unit_test(test_destroy_refuses_the_instance_in_use),
+      cmocka_unit_test(test_apply_reports_the_instance_in_use),
+      cmocka_unit_test(test_busy_while_executing_is_reported_and_undone),
+      cmocka_unit_test(test_create_keeps_every_instance),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,0 +1,369 @@
+/* The one transaction runner of every layout change (create, destroy,
+ * apply): under the backend's lock it reads each device, asks the backend
+ * which GPU instances have processes (the one busy rule), plans, then runs
+ * destroys before creates with a journal that is undone newest first when
+ * a step fails. */
+#include "apply_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the busy rule ------------------------------------------------------ */
+
+/* An instance is in use while the backend lists a process in it. */
+static int instance_in_use(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                           gs_busy_t *out, gs_error_t *err) {
+  memset(out, 0, sizeof *out);
+  out->dev = dev;
+  out->gi_id = gi_id;
+  int rc = be->ops->processes(be, dev, gi_id, out->procs, GS_BUSY_MAX_PROCS,
+                              &out->n_procs, err);
+  out->in_use = rc == GS_OK && out->n_procs > 0;
+  return rc;
+}
+
+/* A destroy the backend refused as busy (a process it saw, or compute
+ * instances left): recorded even when no process can be named. */
+static void note_in_use(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                        gs_busy_t *busy) {
+  instance_in_use(be, dev, gi_id, busy, NULL);
+  busy->in_use = true;
+}
+
+static int scan_in_use(gs_backend_t *be, const gs_device_t *d,
+                       gs_busy_t *in_use, gs_error_t *err) {
+  for (unsigned i = 0; i < d->layout.n_gi; i++) {
+    int rc = instance_in_use(be, d->index, d->layout.gi[i].id, &in_use[i], err);
+    if (rc != GS_OK)
+      return rc;
+  }
+  return GS_OK;
+}
+
+/* Appends ": used by pid 123 (sleep), pid 124 (sh) and 2 more". */
+static void name_users(const gs_busy_t *b, gs_error_t *err) {
+  if (!err)
+    return;
+  size_t len = strlen(err->msg), shown = 0;
+  for (; shown < b->n_procs && shown < GS_BUSY_MAX_PROCS; shown++) {
+    int w = snprintf(err->msg + len, sizeof err->msg - len, "%s pid %d (%s)",
+                     shown ? "," : ": used by", (int)b->procs[shown].pid,
+                     b->procs[shown].command);
+    if (w < 0 || (size_t)w >= sizeof err->msg - len)
+      return;
+    len += (size_t)w;
+  }
+  if (shown < b->n_procs)
+    snprintf(err->msg + len, sizeof err->msg - len, " and %zu more",
+             b->n_procs - shown);
+}
+
+/* ---- execution with undo ------------------------------------------------ */
+
+typedef enum {
+  STEP_GI_CREATED,
+  STEP_CI_CREATED,
+  STEP_CI_DESTROYED,
+  STEP_GI_DESTROYED,
+  STEP_MODE_SET
+} step_kind_t;
+
+typedef struct step_s {
+  step_kind_t kind;
+  unsigned dev, gi_id, ci_id;
+  unsigned profile_id, start; /* what to recreate on undo */
+  bool mode_before;
+} step_t;
+
+typedef struct journal_s {
+  unsigned n;
+  step_t step[GS_MAX_DEVICES * GS_MAX_GIS * (GS_MAX_CIS + 1) * 2 + 64];
+} journal_t;
+
+static void journal_push(journal_t *j, step_t s) {
+  j->step[j->n++] = s;
+}
+
+/* Undoes steps newest first; a recreated GI gets a new ID, so later (older)
+ * steps that name the old ID are redirected. */
+static int undo(gs_backend_t *be, journal_t *j, gs_error_t *err) {
+  const gs_backend_ops_t *ops = be->ops;
+  int first_rc = GS_OK;
+  for (unsigned k = j->n; k-- > 0;) {
+    step_t *s = &j->step[k];
+    int rc = GS_OK;
+    unsigned new_id = 0;
+    switch (s->kind) {
+    case STEP_CI_CREATED:
+      rc = ops->ci_destroy(be, s->dev, s->gi_id, s->ci_id, err);
+      break;
+    case STEP_GI_CREATED:
+      rc = ops->gi_destroy(be, s->dev, s->gi_id, err);
+      break;
+    case STEP_CI_DESTROYED:
+      rc = ops->ci_create(be, s->dev, s->gi_id, s->profile_id, s->start,
+                          &new_id, err);
+      break;
+    case STEP_GI_DESTROYED:
+      rc = ops->gi_create(be, s->dev, s->profile_id, s->start, &new_id, err);
+      for (unsigned m = 0; rc == GS_OK && m < k; m++)
+        if (j->step[m].dev == s->dev && j->step[m].gi_id == s->gi_id)
+          j->step[m].gi_id = new_id;
+      break;
+    case STEP_MODE_SET:
+      rc = ops->set_mig_mode(be, s->dev, s->mode_before, err);
+      break;
+    }
+    if (rc != GS_OK && first_rc == GS_OK)
+      first_rc = rc;
+  }
+  return first_rc;
+}
+
+static int destroy_gi(gs_backend_t *be, unsigned dev, const gs_gi_t *gi,
+                      journal_t *j, gs_busy_t *busy, gs_error_t *err) {
+  for (unsigned c = gi->n_ci; c-- > 0;) {
+    int rc = be->ops->ci_destroy(be, dev, gi->id, gi->ci[c].id, err);
+    if (rc == GS_EBUSY)
+      note_in_use(be, dev, gi->id, busy);
+    if (rc != GS_OK)
+      return rc;
+    journal_push(j, (step_t){.kind = STEP_CI_DESTROYED,
+                             .dev = dev,
+                             .gi_id = gi->id,
+                             .ci_id = gi->ci[c].id,
+                             .profile_id = gi->ci[c].profile_id,
+                             .start = gi->ci[c].start});
+  }
+  int rc = be->ops->gi_destroy(be, dev, gi->id, err);
+  if (rc == GS_EBUSY)
+    note_in_use(be, dev, gi->id, busy);
+  if (rc == GS_OK)
+    journal_push(j, (step_t){.kind = STEP_GI_DESTROYED,
+                             .dev = dev,
+                             .gi_id = gi->id,
+                             .profile_id = gi->profile_id,
+                             .start = gi->start});
+  return rc;
+}
+
+static int create_gi(gs_backend_t *be, unsigned dev, const gs_plan_create_t *c,
+                     journal_t *j, gs_error_t *err) {
+  unsigned gi_id;
+  int rc = be->ops->gi_create(be, dev, c->profile_id, c->start, &gi_id, err);
+  if (rc != GS_OK)
+    return rc;
+  journal_push(j,
+               (step_t){.kind = STEP_GI_CREATED, .dev = dev, .gi_id = gi_id});
+  for (unsigned k = 0; k < c->n_ci; k++) {
+    unsigned ci_id;
+    rc = be->ops->ci_create(be, dev, gi_id, c->ci_profile_id[k], c->ci_start[k],
+                            &ci_id, err);
+    if (rc != GS_OK)
+      return rc;
+    journal_push(j, (step_t){.kind = STEP_CI_CREATED,
+                             .dev = dev,
+                             .gi_id = gi_id,
+                             .ci_id = ci_id});
+  }
+  return GS_OK;
+}
+
+static int set_mode(gs_backend_t *be, unsigned dev, bool before, bool after,
+                    journal_t *j, gs_error_t *err) {
+  int rc = be->ops->set_mig_mode(be, dev, after, err);
+  if (rc == GS_OK)
+    journal_push(
+        j, (step_t){.kind = STEP_MODE_SET, .dev = dev, .mode_before = before});
+  return rc;
+}
+
+static int execute_device(gs_backend_t *be, const gs_device_t *d,
+                          const gs_plan_t *plan, journal_t *j, gs_busy_t *busy,
+                          gs_error_t *err) {
+  int rc = GS_OK;
+  if (plan->set_mig_mode && plan->mig_enabled)
+    rc = set_mode(be, d->index, false, true, j, err);
+  for (unsigned i = 0; rc == GS_OK && i < plan->n_destroy; i++)
+    rc = destroy_gi(be, d->index,
+                    gs_layout_find_gi_const(&d->layout, plan->destroy_gi[i]), j,
+                    busy, err);
+  for (unsigned i = 0; rc == GS_OK && i < plan->n_create; i++)
+    rc = create_gi(be, d->index, &plan->create[i], j, err);
+  if (rc == GS_OK && plan->set_mig_mode && !plan->mig_enabled)
+    rc = set_mode(be, d->index, true, false, j, err);
+  return rc;
+}
+
+/* Says what the undo did after the failure already in err. */
+static void note_undo(gs_backend_t *be, journal_t *j, gs_error_t *err) {
+  gs_error_t undo_err;
+  gs_error_clear(&undo_err);
+  size_t len = strlen(err->msg);
+  if (undo(be, j, &undo_err) != GS_OK)
+    snprintf(err->msg + len, sizeof err->msg - len,
+             "; undoing the steps already taken also failed (%s): the "
+             "device may be left partly changed",
+             undo_err.msg);
+  else if (j->n > 0)
+    snprintf(err->msg + len, sizeof err->msg - len,
+             "; the %u step%s already taken were undone", j->n,
+             j->n == 1 ? "" : "s");
+}
+
+/* Executes the plans inside the open change and commits; on a failure
+ * undoes the steps taken and aborts. Always ends the change. */
+static int execute(gs_backend_t *be, gs_apply_report_t *rep, gs_error_t *err) {
+  gs_error_t local;
+  if (!err)
+    err = &local; /* the undo note writes into it */
+  gs_error_clear(err);
+  journal_t *j = calloc(1, sizeof *j);
+  if (!j) {
+    be->ops->abort(be);
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  }
+  int rc = GS_OK;
+  for (unsigned i = 0; rc == GS_OK && i < rep->n_devices; i++) {
+    const gs_device_t *d = &rep->device[i].dev;
+    rc = execute_device(be, d, &rep->device[i].plan, j, &rep->busy, err);
+    if (rc != GS_OK)
+      gs_error_prefix(err, "device %u: ", d->index);
+  }
+  if (rc == GS_OK)
+    rc = be->ops->commit(be, err);
+  if (rc == GS_OK) {
+    for (unsigned i = 0; i < rep->n_devices; i++) {
+      gs_device_t now;
+      if (be->ops->device_get(be, rep->device[i].dev.index, &now, NULL) ==
+          GS_OK)
+        rep->device[i].after = now.layout;
+    }
+  } else {
+    note_undo(be, j, err);
+    be->ops->abort(be);
+  }
+  free(j);
+  return rc;
+}
+
+/* ---- planning ------------------------------------------------------------ */
+
+static bool targets(const gs_change_t *c, unsigned d) {
+  return c->kind == GS_CHANGE_APPLY ? c->selected[d] : d == c->dev;
+}
+
+static unsigned targets_end(const gs_change_t *c) {
+  return c->kind == GS_CHANGE_APPLY ? c->n_devs : c->dev + 1;
+}
+
+/* Plans one device; in_use[i] (NULL: none in use) is what the backend said
+ * of dev->layout.gi[i]. On GS_EBUSY, *busy is the instance in the way. */
+static int plan_device(const gs_change_t *c, const gs_device_t *dev,
+                       const gs_busy_t *in_use, gs_plan_t *plan,
+                       gs_layout_t *after, gs_busy_t *busy, gs_error_t *err) {
+  bool flags[GS_MAX_GIS] = {false};
+  for (unsigned i = 0; in_use && i < dev->layout.n_gi; i++)
+    flags[i] = in_use[i].in_use;
+  unsigned blocked = 0;
+  int rc = GS_OK;
+  switch (c->kind) {
+  case GS_CHANGE_APPLY:
+    rc = gs__plan_layout(&dev->catalog, &dev->layout, &c->want[dev->index],
+                         flags, plan, &blocked, err);
+    break;
+  case GS_CHANGE_CREATE:
+    rc = gs__plan_create(dev, c, plan, err);
+    break;
+  case GS_CHANGE_DESTROY:
+    rc = gs__plan_destroy(dev, c, flags, plan, &blocked, err);
+    break;
+  }
+  if (rc == GS_EBUSY && in_use) {
+    *busy = in_use[blocked];
+    name_users(busy, err);
+  }
+  if (rc == GS_OK)
+    rc = gs_plan_result(&dev->catalog, &dev->layout, plan, after, err);
+  return rc;
+}
+
+/* Reads, checks for processes and plans every device the change names. */
+static int plan_all(gs_backend_t *be, const gs_change_t *c,
+                    gs_apply_report_t *rep, gs_error_t *err) {
+  gs_busy_t *in_use = calloc(GS_MAX_GIS, sizeof *in_use);
+  if (!in_use)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  int rc = GS_OK;
+  for (unsigned d = 0; rc == GS_OK && d < targets_end(c); d++) {
+    if (!targets(c, d))
+      continue;
+    gs_device_t *dev = &rep->device[rep->n_devices].dev;
+    rc = be->ops->device_get(be, d, dev, err);
+    /* create keeps every instance: whether they are in use is moot */
+    if (rc == GS_OK && c->kind != GS_CHANGE_CREATE)
+      rc = scan_in_use(be, dev, in_use, err);
+    if (rc == GS_OK)
+      rc = plan_device(c, dev, c->kind == GS_CHANGE_CREATE ? NULL : in_use,
+                       &rep->device[rep->n_devices].plan,
+                       &rep->device[rep->n_devices].after, &rep->busy, err);
+    if (rc != GS_OK && c->kind == GS_CHANGE_APPLY)
+      gs_error_prefix(err, "device %u: ", d);
+    if (rc == GS_OK)
+      rep->n_devices++;
+  }
+  free(in_use);
+  return rc;
+}
+
+static void report_clear(gs_apply_report_t *rep) {
+  rep->n_devices = 0;
+  memset(&rep->busy, 0, sizeof rep->busy);
+}
+
+int gs_change_run(gs_backend_t *be, const gs_change_t *c,
+                  gs_apply_report_t *rep, gs_error_t *err) {
+  report_clear(rep);
+  int rc = be->ops->begin(be, err);
+  if (rc != GS_OK)
+    return rc;
+  rc = plan_all(be, c, rep, err);
+  if (rc != GS_OK || c->dry_run) {
+    be->ops->abort(be);
+    return rc;
+  }
+  return execute(be, rep, err);
+}
+
+int gs_change_plan(const gs_device_t *devs, unsigned n_devs,
+                   const gs_change_t *c, gs_apply_report_t *rep,
+                   gs_error_t *err) {
+  report_clear(rep);
+  if (c->kind != GS_CHANGE_APPLY && c->dev >= n_devs)
+    return gs_error_set(err, GS_ENODEV, "no device %u", c->dev);
+  for (unsigned d = 0; d < n_devs && d < targets_end(c); d++) {
+    if (!targets(c, d))
+      continue;
+    rep->device[rep->n_devices].dev = devs[d];
+    int rc = plan_device(c, &devs[d], NULL, &rep->device[rep->n_devices].plan,
+                         &rep->device[rep->n_devices].after, &rep->busy, err);
+    if (rc != GS_OK && c->kind == GS_CHANGE_APPLY)
+      gs_error_prefix(err, "device %u: ", d);
+    if (rc != GS_OK)
+      return rc;
+    rep->n_devices++;
+  }
+  return GS_OK;
+}
+
+int gs_apply(gs_backend_t *be, const gs_want_t *want, const bool *selected,
+             unsigned n_devs, bool dry_run, gs_apply_report_t *report,
+             gs_error_t *err) {
+  gs_change_t c = {.kind = GS_CHANGE_APPLY,
+                   .dry_run = dry_run,
+                   .want = want,
+                   .selected = selected,
+                   .n_devs = n_devs};
+  return gs_change_run(be, &c, report, err);
+}
