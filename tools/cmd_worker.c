@@ -288,9 +288,10 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   if (nice_by && nice((int)nice_by) == -1 && errno)
     fprintf(stderr, "gpuslice worker: nice %u: %s\n", nice_by, strerror(errno));
   /* libuv sizes its pool from the environment at first use; each inference
-   * thread runs single-threaded BLAS, so threads do not oversubscribe. */
+   * thread runs single-threaded BLAS, so threads do not oversubscribe. The
+   * pool is the process's: hosted instances get --threads each. */
   char n[16];
-  snprintf(n, sizeof n, "%u", threads);
+  snprintf(n, sizeof n, "%u", threads * (n_hosted ? (unsigned)n_hosted : 1u));
   setenv("UV_THREADPOOL_SIZE", n, 1);
   gs_engine_set_threads(1, NULL);
   if (n_hosted)

@@ -47,19 +47,37 @@ unsigned gs__mps_percentage(unsigned want, unsigned total) {
 
 /* ---- directories and the daemon's pid ---------------------------------- */
 
+/* The daemon binds PIPE/control and PIPE/control_privileged: the longer
+ * must fit a unix socket's sun_path. */
+#define MPS_LONGEST_SOCKET "control_privileged"
+
+static bool socket_fits(const char *pipe) {
+  return strlen(pipe) + sizeof "/" MPS_LONGEST_SOCKET <=
+         sizeof((struct sockaddr_un *)0)->sun_path;
+}
+
+/* The pipe directory lives under the state directory; where that path is
+ * too long for the daemon's sockets (a deep temporary directory), under
+ * /tmp/gpuslice-mps-HASH instead, HASH taken from the state directory, so
+ * every gpuslice process of that state directory finds the same place. */
 int gs__mps_dirs(const gs__soft_t *s, unsigned dev, char *pipe, char *log,
                  gs_error_t *err) {
   const char *base = s->core.state_dir, *uuid = s->gpu[dev].uuid;
   int a = snprintf(pipe, GS__PATH_MAX, "%s/mps/%s/pipe", base, uuid);
   int b = snprintf(log, GS__PATH_MAX, "%s/mps/%s/log", base, uuid);
-  size_t need = strlen(pipe) + sizeof "/" MPS_SOCKET;
+  if (a >= 0 && a < GS__PATH_MAX && !socket_fits(pipe)) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = base; *c; c++)
+      h = (h ^ (uint8_t)*c) * 16777619u;
+    a = snprintf(pipe, GS__PATH_MAX, "/tmp/gpuslice-mps-%08x/%s/pipe", h, uuid);
+  }
   if (a < 0 || b < 0 || a >= GS__PATH_MAX || b >= GS__PATH_MAX ||
-      need > sizeof((struct sockaddr_un *)0)->sun_path)
+      !socket_fits(pipe))
     return gs_error_set(err, GS_EINVAL,
                         "MPS pipe directory %s is too long for the daemon's "
-                        "socket (%zu characters, at most %zu); use a shorter "
+                        "sockets (%zu characters, at most %zu); use a shorter "
                         "--state-dir",
-                        pipe, need - 1,
+                        pipe, strlen(pipe) + sizeof MPS_LONGEST_SOCKET,
                         sizeof((struct sockaddr_un *)0)->sun_path - 1);
   return GS_OK;
 }
@@ -111,6 +129,34 @@ static int make_dir(const char *path, gs_error_t *err) {
   return GS_OK;
 }
 
+/* mkdir -p of a pipe directory outside the state directory (in /tmp): each
+ * level made private, or, if it exists, a directory of ours, never a link
+ * or another user's (whose daemon would then be ours to talk to). */
+static int make_private_path(const char *path, gs_error_t *err) {
+  char buf[GS__PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *c = buf + 1;; c++) {
+    if (*c != '/' && *c)
+      continue;
+    char keep = *c;
+    *c = '\0';
+    struct stat st;
+    int rc = make_dir(buf, err);
+    if (rc != GS_OK)
+      return rc;
+    if (lstat(buf, &st) != 0)
+      return gs_error_sys(err, errno, "checking %s", buf);
+    if (!S_ISDIR(st.st_mode) ||
+        (strncmp(buf, "/tmp/", 5) == 0 && st.st_uid != geteuid()))
+      return gs_error_set(err, GS_EPERM,
+                          "%s is not a directory of this user's: the MPS "
+                          "pipe directory cannot go there",
+                          buf);
+    if (!(*c = keep))
+      return GS_OK;
+  }
+}
+
 static int make_dirs(const gs__soft_t *s, unsigned dev, const char *pipe,
                      const char *log, gs_error_t *err) {
   char path[GS__PATH_MAX + 64];
@@ -124,7 +170,9 @@ static int make_dirs(const gs__soft_t *s, unsigned dev, const char *pipe,
   if (rc == GS_OK)
     rc = make_dir(path, err);
   if (rc == GS_OK)
-    rc = make_dir(pipe, err);
+    rc = strncmp(pipe, "/tmp/gpuslice-mps-", 18) == 0
+             ? make_private_path(pipe, err)
+             : make_dir(pipe, err);
   return rc == GS_OK ? make_dir(log, err) : rc;
 }
 

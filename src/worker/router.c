@@ -18,13 +18,14 @@ uint64_t gs__now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Splits the path (query dropped) into segments, in place. */
+/* Splits the path (query dropped) into segments, in place. strtok_r: one
+ * process may run several workers' loops at once (green instances). */
 static unsigned split_path(char *url, char **seg) {
   unsigned n = 0;
-  char *q = strchr(url, '?');
+  char *q = strchr(url, '?'), *save = NULL;
   if (q)
     *q = '\0';
-  for (char *s = strtok(url, "/"); s; s = strtok(NULL, "/")) {
+  for (char *s = strtok_r(url, "/", &save); s; s = strtok_r(NULL, "/", &save)) {
     if (n == MAX_SEGMENTS)
       return MAX_SEGMENTS + 1;
     seg[n++] = s;

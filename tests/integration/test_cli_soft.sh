@@ -87,6 +87,26 @@ FAKE_CUDA_GREEN=off expect_exit 1 "green isolation without green contexts" -- \
   gs --isolation green create 1g.10gb
 contains "$ERR" "green contexts are not available" "the refusal says why"
 
+# A state directory too deep for the daemon's sockets (the demo's, under a
+# temporary directory on the GPU machine: the real daemon exited 1 there):
+# the pipe directory goes under /tmp/gpuslice-mps-HASH, private, and the
+# daemon still comes and goes with the instances.
+deep="$GS_TMP/a-state-directory-deep-enough-that-the-mps-sockets-would-not-fit"
+mkdir -p "$deep"
+GPUSLICE_STATE_DIR=$deep expect_exit 0 "create under a deep state directory" -- gs create 1g.10gb
+GPUSLICE_STATE_DIR=$deep expect_exit 0 "run under a deep state directory" -- gs run -i 1 -- sh -c 'echo "$CUDA_MPS_PIPE_DIRECTORY"'
+contains "$OUT" "^/tmp/gpuslice-mps-[0-9a-f]{8}/$GPU0/pipe$" "the pipe directory moves to /tmp/gpuslice-mps-HASH"
+short=$(dirname "$(dirname "$OUT")")
+[ -d "$short" ] && [ "$(stat -c %a "$short")" = 700 ] && pass "the short directory is private" ||
+  fail "the short directory is private" "$(ls -ld "$short")"
+[ -f "$OUT/nvidia-cuda-mps-control.pid" ] && kill -0 "$(cat "$OUT/nvidia-cuda-mps-control.pid")" 2>/dev/null &&
+  pass "the daemon runs there" || fail "the daemon runs there" "$(ls -la "$OUT")"
+pipe=$OUT
+GPUSLICE_STATE_DIR=$deep expect_exit 0 "destroy under a deep state directory" -- gs destroy --all
+[ ! -f "$pipe/nvidia-cuda-mps-control.pid" ] && pass "its daemon stops with the last instance" ||
+  fail "its daemon stops with the last instance"
+rm -rf "$short"
+
 GPUSLICE_NVML_LIBRARY=/nonexistent/libnvidia-ml.so.1 expect_exit 1 "no driver" -- gs info
 contains "$ERR" "NVIDIA driver not found" "the missing driver is named"
 FAKE_NVML_CONFIG=h100-80gb expect_exit 1 "no GPU with MIG off" -- gs info

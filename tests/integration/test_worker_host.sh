@@ -29,6 +29,18 @@ for p in $(sed -n 's/^ready id=[^ ]* http=\([0-9]*\).*/\1/p' "$tmp/ready"); do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/v2/models/simple/ready")
   [ "$code" = 200 ] && pass "instance on port $p serves" || fail "instance on port $p serves" "HTTP $code"
 done
+# The instances' loops run at once in one process: requests to all of them
+# together must each get their own answer (a shared parser state, such as
+# strtok's, mixed their paths: 404s and "use GET" on a GPU machine).
+for p in $(sed -n 's/^ready id=[^ ]* http=\([0-9]*\).*/\1/p' "$tmp/ready"); do
+  curl -s -o /dev/null -w '%{http_code}\n' \
+    "http://127.0.0.1:$p/v2/models/simple/versions/1/ready?n=[1-1500]" >"$tmp/codes.$p" &
+done
+wait $(jobs -p | grep -v "^$pid$")
+bad=$(cat "$tmp"/codes.* | grep -vc '^200$')
+total=$(cat "$tmp"/codes.* | wc -l)
+[ "$bad" = 0 ] && [ "$total" = 4500 ] && pass "4500 requests to three instances at once: every one answered 200" ||
+  fail "4500 requests to three instances at once" "$bad of $total not 200: $(cat "$tmp"/codes.* | sort | uniq -c | tr '\n' ' ')"
 kill -TERM "$pid"
 wait "$pid"
 rc=$?

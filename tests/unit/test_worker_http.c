@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -304,6 +305,50 @@ static void test_router_errors(void **state) {
   }
 }
 
+/* One process may run several workers' loops at once (green instances:
+ * gpuslice worker --instance ...), so routing keeps no state between
+ * calls: threads routing different paths at once each get their own
+ * answer. (strtok's hidden state mixed them up on a GPU machine: 404s and
+ * "use GET" on infer requests.) */
+typedef struct {
+  enum http_method method;
+  const char *url;
+  int status;
+  unsigned wrong;
+} route_case_t;
+
+static void *route_many(void *arg) {
+  route_case_t *c = arg;
+  static gs__repo_t repo; /* empty, read only */
+  for (int i = 0; i < 20000; i++) {
+    gs__http_request_t req = {
+        .method = c->method, .url = strdup(c->url), .infer_header_len = -1};
+    gs__http_response_t resp = {.infer_header_len = -1};
+    gs__infer_job_t job;
+    if (gs__route(&repo, &req, &resp, &job) != 0 || resp.status != c->status)
+      c->wrong++;
+    gs__http_response_release(&resp);
+    free(req.url);
+  }
+  return NULL;
+}
+
+static void test_router_threads(void **state) {
+  (void)state;
+  route_case_t cases[] = {{HTTP_GET, "/v2/health/live", 200, 0},
+                          {HTTP_GET, "/v2/models/x/infer", 400, 0},
+                          {HTTP_GET, "/v2/a/b/c/d/e/f/g/h/i", 404, 0},
+                          {HTTP_GET, "/v2/models/x/versions/1/ready", 404, 0}};
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, route_many, &cases[i]), 0);
+  for (int i = 0; i < 4; i++)
+    pthread_join(th[i], NULL);
+  for (int i = 0; i < 4; i++)
+    if (cases[i].wrong)
+      fail_msg("%s: %u of 20000 answers wrong", cases[i].url, cases[i].wrong);
+}
+
 /* Triton: GET /v2/health/ready is 200 when every model is ready and 400
  * when one is not (a model that failed to load keeps the server not
  * ready). */
@@ -406,6 +451,7 @@ int main(void) {
       cmocka_unit_test(test_raw_body_for_one_input),
       cmocka_unit_test(test_json_output_encoding),
       cmocka_unit_test(test_router_errors),
+      cmocka_unit_test(test_router_threads),
       cmocka_unit_test(test_ready_needs_every_model),
       cmocka_unit_test(test_inputs_must_agree_on_the_batch),
       cmocka_unit_test(test_the_highest_version_with_a_model_is_picked),
