@@ -310,11 +310,12 @@ static void after_batch(uv_work_t *w, int status) {
     j->next = NULL;
     j->done(j);
   }
+  uv_loop_t *loop = w->loop; /* w lies in b */
   free(b);
   /* An instance is free: what waited for one may start. */
   m->in_flight--;
   if (m->queue_head && m->timer_ready)
-    schedule(w->loop, m, m->draining);
+    schedule(loop, m, m->draining);
 }
 
 /* Starts the first n jobs of list as one batch. */

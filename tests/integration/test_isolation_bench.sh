@@ -68,7 +68,9 @@ run_part() { # PART MODES
 }
 
 t0=$SECONDS
-run_part consolidation "mps green"
+# green is a mode of the soft backend now (the fake CUDA driver has green
+# contexts); "threads" is none, and must be recorded as not available.
+run_part consolidation "mps green threads"
 for c in whole-b1 whole-dyn; do
   check "consolidation: $c measured (process)" \
     "[[ -n \$(awk -F, '\$7 == \"$c\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
@@ -77,7 +79,9 @@ for c in 1x1g-b1 3x1g-b1 3x1g-dyn; do
   check "consolidation: mps $c measured" \
     "[[ -n \$(awk -F, '\$5 == \"mps\" && \$7 == \"$c\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
 done
-check "consolidation: green recorded as not available" "[[ \$(value consolidation green setup - available) == 0 ]]"
+check "consolidation: green 3x1g-b1 measured" \
+  "[[ -n \$(awk -F, '\$5 == \"green\" && \$7 == \"3x1g-b1\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
+check "consolidation: a mode gpuslice lacks recorded as not available" "[[ \$(value consolidation threads setup - available) == 0 ]]"
 check "consolidation: the table is last" "tail -n 3 $tmp/consolidation.log | grep -q '^mps .*[0-9]'"
 
 run_part qos "mps mps-open"
