@@ -9,6 +9,10 @@
  *   engine_bench_gpu profile MODEL PREC N
  *   engine_bench_gpu nonfinite MODEL PREC INPUT.f32
  *
+ * check and bench print on stderr, and profile on stdout with a line per
+ * conv, what the provider chose for each conv ("convs: N fused, M
+ * conv+epilogue, K cuBLASLt, P plain; ...").
+ *
  * Environment (bench): GS_MAX_PLAN_BYTES raises the 8 GiB plan limit;
  * GS_PROFILE_RANGE=1 brackets the device-only replay for ncu.
  *
@@ -133,6 +137,20 @@ static void run_or_die(ctx_t *c) {
   }
 }
 
+/* What each conv runs as (the provider's choice at the first run): the
+ * summary line on stderr, or (full) every conv's line on stdout too;
+ * nothing for the CPU provider. */
+static void conv_report(const ctx_t *c, bool full) {
+  static char buf[64 << 10];
+  gs_error_t err = {0};
+  if (gs__session_gpu_conv_report(c->s, buf, sizeof buf, &err) != GS_OK)
+    return;
+  char *nl = strchr(buf, '\n');
+  fprintf(stderr, "%.*s\n", nl ? (int)(nl - buf) : (int)strlen(buf), buf);
+  if (full)
+    fputs(buf, stdout);
+}
+
 static int check(int argc, char **argv) {
   if (argc < 7)
     return 2;
@@ -146,6 +164,7 @@ static int check(int argc, char **argv) {
   double t0 = now_ms();
   run_or_die(&c); /* the first run plans, picks algorithms and captures */
   double t1 = now_ms();
+  conv_report(&c, false);
   run_or_die(&c);
   const gs_tensor_t *y = gs_session_output(c.s, 0);
   size_t cls = y->bytes / sizeof(float) / (size_t)n;
@@ -313,6 +332,7 @@ static int bench(int argc, char **argv) {
     end = w[k].t_end > end ? w[k].t_end : end;
   }
   double total = end - start; /* the timed loops only, warm-ups excluded */
+  conv_report(&c, false);
   double *t = malloc((size_t)iters * k_streams * sizeof *t);
   for (int k = 0; k < k_streams; k++) {
     if (w[k].fail)
@@ -452,6 +472,7 @@ static int profile(int argc, char **argv) {
     printf("  %7.3f ms %5.1f%%  %s\n", t[k].ms, 100 * t[k].ms / sum,
            gs__node_label(&m->nodes[t[k].node], label, sizeof label));
   }
+  conv_report(&c, true);
   gs_session_destroy(c.s);
   gs_model_destroy(c.model);
   free(x);

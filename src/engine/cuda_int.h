@@ -72,6 +72,16 @@ int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
 int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,
                             size_t n_inputs, float *ms, gs_error_t *err);
 
+/* What each conv of the most recently run shape set runs as (cuDNN's
+ * fused call, the unfused call and the epilogue kernel, cuBLASLt) and each
+ * candidate's time at plan: a summary line "convs: N fused, M
+ * conv+epilogue, K cuBLASLt, P plain; ...", then a line per conv;
+ * truncated to cap. GS_EINVAL before the first run. */
+int gs__cuda_session_conv_report(const gs__cuda_session_t *cs, char *buf,
+                                 size_t cap, gs_error_t *err);
+int gs__session_gpu_conv_report(const gs_session_t *s, char *buf, size_t cap,
+                                gs_error_t *err);
+
 /* The window geometry the pooling kernels take (cuda_kernels.cu's
  * pool_geom, field for field): NHWC x [n,h,w,c] to y [n,oh,ow,c], begin
  * pads ph/pw and end pads ph_end/pw_end (asymmetric as ONNX resolves them:

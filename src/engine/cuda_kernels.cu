@@ -1,8 +1,9 @@
 // The CUDA provider's own kernels: layout and precision conversion at the
-// model's edges, NHWC pooling, elementwise ops, softmax. Compiled by nvcc to
-// a fatbin embedded in the library and loaded with cuModuleLoadData; every
-// kernel is extern "C" so that cuModuleGetFunction finds it by name. Each
-// exists for float (_f32) and half (_f16) storage; arithmetic is in float.
+// model's edges, NHWC pooling, elementwise ops, conv epilogues, softmax.
+// Compiled by nvcc to a fatbin embedded in the library and loaded with
+// cuModuleLoadData; every kernel is extern "C" so that cuModuleGetFunction
+// finds it by name. Each exists for float (_f32) and half (_f16) storage;
+// arithmetic is in float.
 #include <cuda_fp16.h>
 
 #define GS_ACT_NONE 0
@@ -236,6 +237,51 @@ __device__ void softmax(const T *x, T *y, int outer, int len, int inner) {
     softmax_cols(x, y, outer, len, inner);
 }
 
+// A convolution's epilogue in one pass over its NHWC output y (n elements,
+// channel innermost, c channels): y = act(y + bias[ch] + z), bias and the
+// residual z optional (null), in float. The scalar form takes any c and
+// any alignment.
+template <typename T>
+__device__ void conv_epi(T *y, const T *bias, const T *z, int n, int c, int a,
+                         float lo, float hi) {
+  GRID_STRIDE(i, n) {
+    float v = ld(y, i);
+    if (bias)
+      v += ld(bias, i % c);
+    if (z)
+      v += ld(z, i);
+    st(y, i, act(v, a, lo, hi));
+  }
+}
+
+// The same over nv vectors of 16 bytes (8 halves, 4 floats) per thread:
+// for c a multiple of the vector width and y, bias, z 16-byte aligned (the
+// provider checks), so that a vector never straddles two pixels.
+template <typename T>
+__device__ void conv_epi_vec(T *y, const T *bias, const T *z, int nv, int c,
+                             int a, float lo, float hi) {
+  const int V = 16 / sizeof(T);
+  GRID_STRIDE(j, nv) {
+    const int i = j * V, ch = i % c;
+    uint4 yv = *(const uint4 *)(y + i), bv = {0, 0, 0, 0}, zv = {0, 0, 0, 0};
+    if (bias)
+      bv = *(const uint4 *)(bias + ch);
+    if (z)
+      zv = *(const uint4 *)(z + i);
+    T *yt = (T *)&yv;
+    const T *bt = (const T *)&bv, *zt = (const T *)&zv;
+    for (int k = 0; k < V; k++) {
+      float v = ld(yt, k);
+      if (bias)
+        v += ld(bt, k);
+      if (z)
+        v += ld(zt, k);
+      st(yt, k, act(v, a, lo, hi));
+    }
+    *(uint4 *)(y + i) = yv;
+  }
+}
+
 #define INSTANCE(T, sfx)                                                       \
   extern "C" __global__ void gs_in_nhwc_##sfx(const float *x, T *y, int n,     \
                                               int c, int hw, int c_pad) {      \
@@ -277,6 +323,16 @@ __device__ void softmax(const T *x, T *y, int outer, int len, int inner) {
   extern "C" __global__ void gs_softmax_##sfx(const T *x, T *y, int outer,     \
                                               int len, int inner) {            \
     softmax(x, y, outer, len, inner);                                          \
+  }                                                                            \
+  extern "C" __global__ void gs_conv_epi_##sfx(T *y, const T *bias,            \
+                                               const T *z, int n, int c,       \
+                                               int a, float lo, float hi) {    \
+    conv_epi(y, bias, z, n, c, a, lo, hi);                                     \
+  }                                                                            \
+  extern "C" __global__ void gs_conv_epi_vec_##sfx(                            \
+      T *y, const T *bias, const T *z, int nv, int c, int a, float lo,         \
+      float hi) {                                                              \
+    conv_epi_vec(y, bias, z, nv, c, a, lo, hi);                                \
   }
 
 INSTANCE(float, f32)

@@ -1,7 +1,6 @@
-/* The CUDA provider's nodes: at plan, the choice of each convolution's
- * algorithm (cuDNN's fused call or a cuBLASLt matmul, whichever times
- * faster on the shape); at capture, issuing each node's work on the
- * session's stream. */
+/* The CUDA provider's nodes: issuing each node's work on the session's
+ * stream (at capture), convolutions the way cuda_conv.c chose at plan;
+ * the pooling geometry the kernels take. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,264 +24,6 @@ static int dnn_fail(gs__cuda_session_t *cs, const gs__node_t *n,
 
 static void *dp(const gs__cuda_session_t *cs, int v) {
   return (void *)(uintptr_t)cs->ptr[v];
-}
-
-/* ---- conv and pool geometry ------------------------------------------------
- */
-
-/* A conv's begin pads along spatial dim d, checking that symmetric padding
- * (all cuDNN's convolution takes) gives the planned output size. */
-static int begin_pad(const gs__node_t *n, unsigned d, int64_t in, int64_t out,
-                     int64_t *pad, gs_error_t *err) {
-  const gs__params_t *p = &n->p;
-  int64_t k = p->kernel[d], s = p->strides[d] ? p->strides[d] : 1;
-  int64_t dil = p->dilations[d] ? p->dilations[d] : 1;
-  int64_t span = (k - 1) * dil + 1;
-  if (p->auto_pad == GS__PAD_NOTSET) {
-    *pad = p->pads[d];
-  } else if (p->auto_pad == GS__PAD_VALID) {
-    *pad = 0;
-  } else {
-    int64_t total = (out - 1) * s + span - in;
-    total = total > 0 ? total : 0;
-    *pad = p->auto_pad == GS__PAD_SAME_UPPER ? total / 2 : (total + 1) / 2;
-  }
-  int64_t sym = (in + 2 * *pad - span) / s + 1;
-  if (sym != out)
-    return node_fail(n, "its padding is not symmetric", err);
-  return GS_OK;
-}
-
-static int lt_run(gs__cuda_session_t *cs, const gs__node_t *n,
-                  const gs__cuda_conv_t *c, const cublasLtMatmulAlgo_t *algo,
-                  size_t ws_bytes, CUdeviceptr ws) {
-  float one = 1.f, beta = n->p.residual > 0 ? 1.f : 0.f;
-  void *Y = dp(cs, n->out);
-  const void *Z = n->p.residual > 0 ? dp(cs, n->in[n->p.residual]) : Y;
-  return cs->l->cublaslt.Matmul(cs->lt, c->md, &one, dp(cs, n->in[1]), c->la,
-                                dp(cs, n->in[0]), c->lb, &beta, Z, c->lc, Y,
-                                c->lc, algo, (void *)(uintptr_t)ws, ws_bytes,
-                                cs->stream);
-}
-
-/* A 1x1, stride-1, unpadded, ungrouped conv with a bias in NHWC is the
- * matmul Y[P,K] = X[P,C] W[K,C]^T (P = N*H*W); in cuBLASLt's column-major
- * terms D[K,P] = W^T' X', the bias per row of D, the residual as C. Kept
- * when its best algorithm (timed here) beats cuDNN's best_ms. */
-static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                      gs__cuda_graph_t *g, size_t i, float best_ms,
-                      gs_error_t *err) {
-  const gs__node_t *n = &cs->m->nodes[i];
-  const gs__params_t *p = &n->p;
-  const gs__cublaslt_t *lt = &cs->l->cublaslt;
-  gs__cuda_conv_t *c = &g->conv[i];
-  const gs__tensor_t *x = &plan->shapes[n->in[0]];
-  const gs__tensor_t *w = &cs->m->values[n->in[1]].constant;
-  bool eligible = w->dims[2] == 1 && w->dims[3] == 1 && p->group <= 1 &&
-                  n->n_in > 2 && n->in[2] >= 0 &&
-                  (p->act == GS__ACT_NONE || p->act == GS__ACT_RELU) &&
-                  !cs->cpad[n->in[0]];
-  for (unsigned k = 0; eligible && k < 2; k++)
-    eligible = (p->strides[k] ? p->strides[k] : 1) == 1 && p->pads[k] == 0 &&
-               p->pads[2 + k] == 0 && p->auto_pad != GS__PAD_SAME_LOWER &&
-               p->auto_pad != GS__PAD_SAME_UPPER;
-  if (!eligible)
-    return GS_OK;
-  uint64_t K = (uint64_t)w->dims[0], C = (uint64_t)w->dims[1];
-  uint64_t P = (uint64_t)(x->dims[0] * x->dims[2] * x->dims[3]);
-  cudaDataType_t dt = cs->fp16 ? CUDA_R_16F : CUDA_R_32F;
-  int ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  int epi = p->act == GS__ACT_RELU ? CUBLASLT_EPILOGUE_RELU_BIAS
-                                   : CUBLASLT_EPILOGUE_BIAS;
-  void *bias = dp(cs, n->in[2]);
-  cublasLtMatmulPreference_t pref = NULL;
-  size_t ws_max = GS__DNN_WS_BYTES;
-  cublasStatus_t b;
-  if ((b = lt->MatmulDescCreate(&c->md, CUBLAS_COMPUTE_32F, CUDA_R_32F)) ||
-      (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
-                                      sizeof ta)) ||
-      (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
-                                      sizeof tb)) ||
-      (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                      &epi, sizeof epi)) ||
-      (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                      &bias, sizeof bias)) ||
-      (b = lt->MatrixLayoutCreate(&c->la, dt, C, K, (int64_t)C)) ||
-      (b = lt->MatrixLayoutCreate(&c->lb, dt, C, P, (int64_t)C)) ||
-      (b = lt->MatrixLayoutCreate(&c->lc, dt, K, P, (int64_t)K)) ||
-      (b = lt->MatmulPreferenceCreate(&pref)) ||
-      (b = lt->MatmulPreferenceSetAttribute(
-           pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_max,
-           sizeof ws_max))) {
-    if (pref)
-      lt->MatmulPreferenceDestroy(pref);
-    char label[160];
-    return gs_error_set(err, GS_EDRIVER, "%s: setting up cuBLASLt failed: %s",
-                        gs__node_label(n, label, sizeof label),
-                        gs__cublas_strerror(&cs->l->cublas, b));
-  }
-  cublasLtMatmulHeuristicResult_t heur[8];
-  int found = 0;
-  b = lt->MatmulAlgoGetHeuristic(cs->lt, c->md, c->la, c->lb, c->lc, c->lc,
-                                 pref, 8, heur, &found);
-  lt->MatmulPreferenceDestroy(pref);
-  if (b != CUBLAS_STATUS_SUCCESS)
-    found = 0;
-  CUdeviceptr ws = cs->act + g->dnn_ws_off;
-  for (int k = 0; k < found; k++) {
-    if (heur[k].state != CUBLAS_STATUS_SUCCESS)
-      continue;
-    float ms = INFINITY;
-    int rc = 0;
-    for (int rep = 0; rep < GS__TIME_REPS && !rc; rep++) {
-      if (rep % 4 == 1)
-        cs->l->cuda.EventRecord(cs->ev[0], cs->stream);
-      rc = lt_run(cs, n, c, &heur[k].algo, heur[k].workspaceSize, ws);
-      float t = INFINITY;
-      if (!rc && rep % 4 == 3 &&
-          !cs->l->cuda.EventRecord(cs->ev[1], cs->stream) &&
-          !cs->l->cuda.EventSynchronize(cs->ev[1]) &&
-          !cs->l->cuda.EventElapsedTime(&t, cs->ev[0], cs->ev[1]))
-        ms = fminf(ms, t);
-    }
-    if (rc)
-      continue;
-    if (ms < best_ms) {
-      best_ms = ms;
-      c->lt = true;
-      c->lt_algo = heur[k].algo;
-      c->lt_ws = heur[k].workspaceSize;
-    }
-  }
-  return GS_OK;
-}
-
-int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                          gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
-  const gs__node_t *n = &cs->m->nodes[i];
-  const gs__params_t *p = &n->p;
-  const gs__cudnn_t *d = &cs->l->cudnn;
-  gs__cuda_conv_t *c = &g->conv[i];
-  const gs__tensor_t *x = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
-  const gs__tensor_t *w = &cs->m->values[n->in[1]].constant;
-  cudnnDataType_t dt = cs->fp16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
-  int64_t cin = cs->cpad[n->in[0]] ? cs->cpad[n->in[0]] : x->dims[1];
-  int64_t wc = cs->wpad[n->in[1]] ? cs->wpad[n->in[1]] : w->dims[1];
-  int64_t pad[2];
-  if (x->rank != 4)
-    return node_fail(n, "its input is not 4-D", err);
-  for (unsigned k = 0; k < 2; k++) {
-    int rc = begin_pad(n, k, x->dims[2 + k], y->dims[2 + k], &pad[k], err);
-    if (rc != GS_OK)
-      return rc;
-  }
-  cudnnStatus_t s;
-#define DNN(call, what)                                                        \
-  if ((s = (call)) != CUDNN_STATUS_SUCCESS)                                    \
-    return dnn_fail(cs, n, s, what, err);
-  DNN(d->CreateTensorDescriptor(&c->x), "cudnnCreateTensorDescriptor");
-  DNN(d->CreateTensorDescriptor(&c->y), "cudnnCreateTensorDescriptor");
-  DNN(d->CreateTensorDescriptor(&c->b), "cudnnCreateTensorDescriptor");
-  DNN(d->CreateFilterDescriptor(&c->w), "cudnnCreateFilterDescriptor");
-  DNN(d->CreateConvolutionDescriptor(&c->c),
-      "cudnnCreateConvolutionDescriptor");
-  DNN(d->CreateActivationDescriptor(&c->a), "cudnnCreateActivationDescriptor");
-  DNN(d->SetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, dt, (int)x->dims[0],
-                               (int)cin, (int)x->dims[2], (int)x->dims[3]),
-      "cudnnSetTensor4dDescriptor (x)");
-  DNN(d->SetTensor4dDescriptor(c->y, CUDNN_TENSOR_NHWC, dt, (int)y->dims[0],
-                               (int)y->dims[1], (int)y->dims[2],
-                               (int)y->dims[3]),
-      "cudnnSetTensor4dDescriptor (y)");
-  DNN(d->SetTensor4dDescriptor(c->b, CUDNN_TENSOR_NHWC, dt, 1, (int)y->dims[1],
-                               1, 1),
-      "cudnnSetTensor4dDescriptor (bias)");
-  DNN(d->SetFilter4dDescriptor(c->w, dt, CUDNN_TENSOR_NHWC, (int)w->dims[0],
-                               (int)wc, (int)w->dims[2], (int)w->dims[3]),
-      "cudnnSetFilter4dDescriptor");
-  DNN(d->SetConvolution2dDescriptor(
-          c->c, (int)pad[0], (int)pad[1],
-          (int)(p->strides[0] ? p->strides[0] : 1),
-          (int)(p->strides[1] ? p->strides[1] : 1),
-          (int)(p->dilations[0] ? p->dilations[0] : 1),
-          (int)(p->dilations[1] ? p->dilations[1] : 1), CUDNN_CROSS_CORRELATION,
-          CUDNN_DATA_FLOAT),
-      "cudnnSetConvolution2dDescriptor");
-  DNN(d->SetConvolutionGroupCount(c->c, (int)(p->group > 1 ? p->group : 1)),
-      "cudnnSetConvolutionGroupCount");
-  cudnnMathType_t math = cs->fp16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
-  DNN(d->SetConvolutionMathType(c->c, math), "cudnnSetConvolutionMathType");
-  bool clip0 = p->act == GS__ACT_CLIP && p->act_min == 0.f;
-  bool has_bias = n->n_in > 2 && n->in[2] >= 0;
-  bool fusable = has_bias && (p->act != GS__ACT_CLIP || clip0);
-  cudnnActivationMode_t mode = p->act == GS__ACT_RELU ? CUDNN_ACTIVATION_RELU
-                               : clip0 ? CUDNN_ACTIVATION_CLIPPED_RELU
-                                       : CUDNN_ACTIVATION_IDENTITY;
-  DNN(d->SetActivationDescriptor(c->a, mode, CUDNN_NOT_PROPAGATE_NAN,
-                                 clip0 ? (double)p->act_max : 0.0),
-      "cudnnSetActivationDescriptor");
-
-  /* Time the candidates on this shape, then keep the fastest that the
-   * fused call accepts (identity activation takes fewer algorithms). */
-  cudnnConvolutionFwdAlgoPerf_t perf[10];
-  int found = 0;
-  void *ws = (void *)(uintptr_t)(cs->act + g->dnn_ws_off);
-  void *X = (void *)(uintptr_t)cs->ptr[n->in[0]];
-  void *W = (void *)(uintptr_t)cs->ptr[n->in[1]];
-  void *Y = (void *)(uintptr_t)cs->ptr[n->out];
-  DNN(d->FindConvolutionForwardAlgorithmEx(cs->dnn, c->x, X, c->w, W, c->c,
-                                           c->y, Y, 10, &found, perf, ws,
-                                           GS__DNN_WS_BYTES),
-      "cudnnFindConvolutionForwardAlgorithmEx");
-  float one = 1.f, zero = 0.f, best = INFINITY;
-  bool chosen = false;
-  cudnnMathType_t best_math = math;
-  /* The fused call's speed is not cudnnFind's ranking of the plain one:
-   * time each algorithm it accepts, three calls after a warm-up. */
-  for (int k = 0; fusable && k < found; k++) {
-    if (perf[k].status != CUDNN_STATUS_SUCCESS ||
-        perf[k].memory > GS__DNN_WS_BYTES)
-      continue;
-    d->SetConvolutionMathType(c->c, perf[k].mathType);
-    float ms = INFINITY;
-    for (int rep = 0; rep < GS__TIME_REPS; rep++) {
-      if (rep % 4 == 1 && cs->l->cuda.EventRecord(cs->ev[0], cs->stream))
-        break;
-      s = d->ConvolutionBiasActivationForward(
-          cs->dnn, &one, c->x, X, c->w, W, c->c, perf[k].algo, ws,
-          perf[k].memory, &zero, c->y, Y, c->b,
-          (void *)(uintptr_t)cs->ptr[n->in[2]], c->a, c->y, Y);
-      if (s != CUDNN_STATUS_SUCCESS)
-        break;
-      float t = INFINITY;
-      if (rep % 4 == 3 && !cs->l->cuda.EventRecord(cs->ev[1], cs->stream) &&
-          !cs->l->cuda.EventSynchronize(cs->ev[1]) &&
-          !cs->l->cuda.EventElapsedTime(&t, cs->ev[0], cs->ev[1]))
-        ms = fminf(ms, t);
-    }
-    if (s == CUDNN_STATUS_SUCCESS && (!chosen || ms < best)) {
-      chosen = c->fused = true;
-      best = ms;
-      best_math = perf[k].mathType;
-      c->algo = perf[k].algo;
-      c->ws = perf[k].memory;
-    }
-  }
-  if (chosen)
-    d->SetConvolutionMathType(c->c, best_math);
-  for (int k = 0; !chosen && k < found; k++) {
-    if (perf[k].status != CUDNN_STATUS_SUCCESS ||
-        perf[k].memory > GS__DNN_WS_BYTES)
-      continue;
-    d->SetConvolutionMathType(c->c, perf[k].mathType);
-    chosen = true;
-    c->algo = perf[k].algo;
-    c->ws = perf[k].memory;
-  }
-  if (!chosen)
-    return node_fail(n, "cuDNN has no algorithm for its shape", err);
-  return lt_prepare(cs, plan, g, i, c->fused ? best : INFINITY, err);
-#undef DNN
 }
 
 /* ---- issuing a node ------------------------------------------------------ */
@@ -319,10 +60,11 @@ static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   float one = 1.f, zero = 0.f, a2 = p->residual > 0 ? 1.f : 0.f;
   void *Y = dp(cs, n->out);
   const void *Z = p->residual > 0 ? dp(cs, n->in[p->residual]) : Y;
+  const gs__tensor_t *y = &plan->shapes[n->out];
   cudnnStatus_t s;
-  if (c->lt) {
-    cublasStatus_t b =
-        lt_run(cs, n, c, &c->lt_algo, c->lt_ws, cs->act + g->dnn_ws_off);
+  if (c->kind == GS__CONV_LT) {
+    cublasStatus_t b = gs__cuda_conv_lt_run(cs, n, c, &c->lt_algo, c->lt_ws,
+                                            cs->act + g->dnn_ws_off);
     char label[160];
     return b == CUBLAS_STATUS_SUCCESS
                ? GS_OK
@@ -330,7 +72,7 @@ static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                               gs__node_label(n, label, sizeof label),
                               gs__cublas_strerror(&cs->l->cublas, b));
   }
-  if (c->fused) {
+  if (c->kind == GS__CONV_FUSED) {
     s = d->ConvolutionBiasActivationForward(
         cs->dnn, &one, c->x, dp(cs, n->in[0]), c->w, dp(cs, n->in[1]), c->c,
         c->algo, ws, c->ws, &a2, c->y, Z, c->b, dp(cs, n->in[2]), c->a, c->y,
@@ -345,7 +87,9 @@ static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                             c->y, Y);
   if (s != CUDNN_STATUS_SUCCESS)
     return dnn_fail(cs, n, s, "cudnnConvolutionForward", err);
-  const gs__tensor_t *y = &plan->shapes[n->out];
+  if (c->kind == GS__CONV_EPI)
+    return gs__cuda_conv_epilogue(cs, n, y, err);
+  /* GS__CONV_PLAIN: bias, residual and activation as elementwise ops. */
   long cnt = (long)y->count, k = (long)y->dims[1];
   int rc = GS_OK;
   bool has_bias = n->n_in > 2 && n->in[2] >= 0;

@@ -69,9 +69,9 @@ int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,
 }
 
 static const char *const kernel_names[GS__K_COUNT] = {
-    "gs_in_nhwc", "gs_out_nchw", "gs_from_f32", "gs_to_f32",
-    "gs_binary",  "gs_unary",    "gs_maxpool",  "gs_avgpool",
-    "gs_gap",     "gs_softmax",  "gs_maxpool8"};
+    "gs_in_nhwc",  "gs_out_nchw", "gs_from_f32",    "gs_to_f32", "gs_binary",
+    "gs_unary",    "gs_maxpool",  "gs_avgpool",     "gs_gap",    "gs_softmax",
+    "gs_maxpool8", "gs_conv_epi", "gs_conv_epi_vec"};
 
 static int load_kernels(gs__cuda_session_t *cs, gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;

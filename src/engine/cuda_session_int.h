@@ -21,6 +21,8 @@ enum {
   GS__K_GAP,
   GS__K_SOFTMAX,
   GS__K_MAXPOOL8, /* FP16 only */
+  GS__K_CONV_EPI, /* y = act(y + bias + z) after a cudnnConvolutionForward */
+  GS__K_CONV_EPI_VEC, /* the same, 16 bytes a thread (c % 8 / c % 4, aligned) */
   GS__K_COUNT
 };
 
@@ -30,18 +32,36 @@ enum { GS__FORM_NONE, GS__FORM_PLAIN, GS__FORM_CONV_W };
 #define GS__BLAS_WS_BYTES ((size_t)32 << 20)
 #define GS__DNN_WS_BYTES ((size_t)128 << 20)
 
+/* How a conv runs, chosen at plan as the fastest on its shape: cuDNN's
+ * fused act(conv + z + bias) call; cudnnConvolutionForward (any algorithm,
+ * tensor cores in FP16) then the provider's epilogue kernel; one cuBLASLt
+ * matmul (1x1 convs); or, when none of those could be timed, the plain
+ * convolution then bias, residual and activation as elementwise kernels. */
+enum {
+  GS__CONV_FUSED,
+  GS__CONV_EPI,
+  GS__CONV_LT,
+  GS__CONV_PLAIN,
+  GS__CONV_KINDS
+};
+
 /* One conv node's cuDNN state for one shape set. */
 typedef struct {
   cudnnTensorDescriptor_t x, y, b;
   cudnnFilterDescriptor_t w;
   cudnnConvolutionDescriptor_t c;
   cudnnActivationDescriptor_t a;
-  cudnnConvolutionFwdAlgo_t algo;
-  size_t ws;
-  bool fused; /* one cudnnConvolutionBiasActivationForward */
+  int kind;                       /* GS__CONV_* */
+  cudnnConvolutionFwdAlgo_t algo; /* FUSED, EPI, PLAIN: the algorithm, */
+  size_t ws;                      /* its workspace bytes */
+  cudnnMathType_t math;           /* and math type (set on c) */
+  /* Each candidate's best time at plan (ms of three calls; INFINITY when
+   * it did not run or could not be timed) and whether it ran at all. */
+  float ms[GS__CONV_PLAIN];
+  bool ran[GS__CONV_PLAIN];
+  int cand_algo[GS__CONV_PLAIN]; /* FUSED, EPI: the fastest algorithm */
   /* A 1x1 stride-1 conv as one cuBLASLt matmul with a bias (+ReLU)
    * epilogue and the residual as beta * C. */
-  bool lt;
   cublasLtMatmulDesc_t md;
   cublasLtMatrixLayout_t la, lb, lc;
   cublasLtMatmulAlgo_t lt_algo;
@@ -132,11 +152,33 @@ void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g);
 int gs__cuda_stage_reserve(gs__cuda_session_t *cs, size_t i, size_t bytes,
                            gs_error_t *err);
 
-/* cuda_ops.c: conv node i's descriptors and algorithm for the plan's
- * shapes (timed on the real buffers, cs->ptr bound); node i's work issued
- * on the session's stream (also while it is being captured). */
+/* cuda_conv.c: conv node i's descriptors and way to run (GS__CONV_*) for
+ * the plan's shapes, timed on the real buffers (cs->ptr bound). */
 int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                           gs__cuda_graph_t *g, size_t i, gs_error_t *err);
+/* The fastest candidate that ran (ties and untimed ones go
+ * to the earlier of FUSED, EPI, LT), GS__CONV_PLAIN when none ran. */
+int gs__cuda_conv_pick(const float ms[GS__CONV_PLAIN],
+                       const bool ran[GS__CONV_PLAIN]);
+/* The workspace bytes the chosen way of c uses (inside GS__DNN_WS_BYTES). */
+size_t gs__cuda_conv_ws(const gs__cuda_conv_t *c);
+/* Node n's cuBLASLt matmul (GS__CONV_LT), on the session's stream. */
+cublasStatus_t gs__cuda_conv_lt_run(gs__cuda_session_t *cs, const gs__node_t *n,
+                                    const gs__cuda_conv_t *c,
+                                    const cublasLtMatmulAlgo_t *algo,
+                                    size_t ws_bytes, CUdeviceptr ws);
+/* The epilogue kernel over conv node n's output y (GS__CONV_EPI): y =
+ * act(y + bias + residual) in one pass. */
+int gs__cuda_conv_epilogue(gs__cuda_session_t *cs, const gs__node_t *n,
+                           const gs__tensor_t *y, gs_error_t *err);
+/* What each conv of graph g runs as: a summary line "convs: N fused, M
+ * conv+epilogue, K cuBLASLt, P plain; workspace W bytes at most", then a
+ * line per conv with its candidates' times; truncated to cap. */
+void gs__cuda_conv_report(const gs_model_t *m, const gs__cuda_graph_t *g,
+                          char *buf, size_t cap);
+
+/* cuda_ops.c: node i's work issued on the session's stream (also while it
+ * is being captured). */
 int gs__cuda_issue_node(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                         const gs__cuda_graph_t *g, size_t i, gs_error_t *err);
 

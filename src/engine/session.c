@@ -720,6 +720,13 @@ int gs__session_gpu_profile(gs_session_t *s, const gs_tensor_t *inputs,
   return gs__cuda_session_profile(s->gpu, &view, s->in, ms, err);
 }
 
+int gs__session_gpu_conv_report(const gs_session_t *s, char *buf, size_t cap,
+                                gs_error_t *err) {
+  if (!s->gpu)
+    return gs_error_set(err, GS_EINVAL, "the session does not run on a GPU");
+  return gs__cuda_session_conv_report(s->gpu, buf, cap, err);
+}
+
 int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
                            size_t n_inputs, int iters, float *ms,
                            gs_error_t *err) {

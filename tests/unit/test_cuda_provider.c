@@ -4,6 +4,7 @@
  * the CPU refuses FP16, and the batcher pads GPU batches to the sizes it
  * keeps graphs for. On a machine with a usable GPU the no-GPU
  * checks are skipped (tests/gpu/engine_check.sh covers that side). */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "engine/cuda_int.h"
+#include "engine/cuda_session_int.h"
 #include "gpu/cublas_shim.h"
 #include "gpu/cuda_shim.h"
 #include "gpu/cudnn_shim.h"
@@ -465,6 +466,89 @@ static void test_worker_fp16_input(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* x [1,8,4,4] -> Conv 'pw' (1x1, bias) -> Conv 'k3' (3x3, pad 1, bias) -> y. */
+static gs_model_t *two_convs(void) {
+  static float w1[64], w2[576], b[8];
+  static const int64_t xd[4] = {1, 8, 4, 4}, w1d[4] = {8, 8, 1, 1},
+                       w2d[4] = {8, 8, 3, 3}, bd[1] = {8};
+  graph_t g = {.n_in = 1, .n_out = 1, .n_init = 3};
+  g.nodes[g.n_nodes++] = node("Conv", "pw", "x,w1,b", "h", NULL);
+  g.nodes[g.n_nodes++] =
+      node("Conv", "k3", "h,w2,b", "y", INTS("pads", 1, 1, 1, 1), NULL);
+  g.init[0] = init_tensor("w1", ELEM_F32, 4, w1d, w1);
+  g.init[1] = init_tensor("w2", ELEM_F32, 4, w2d, w2);
+  g.init[2] = init_tensor("b", ELEM_F32, 1, bd, b);
+  g.in[0] = info("x", ELEM_F32, 4, xd);
+  g.out[0] = info("y", ELEM_F32, 4, xd);
+  return load(&g);
+}
+
+/* The choice among a conv's candidates: the fastest that ran, ties and
+ * untimed ones to the earlier (fused, conv+epilogue, cuBLASLt), plain when
+ * none ran; the workspace of the chosen way; the report counts each way
+ * and names each conv with its candidates' times. */
+static void test_conv_choice_recorded(void **state) {
+  (void)state;
+  float ms[GS__CONV_PLAIN] = {2.f, 1.f, INFINITY};
+  bool ran[GS__CONV_PLAIN] = {true, true, false};
+  assert_int_equal(gs__cuda_conv_pick(ms, ran), GS__CONV_EPI);
+  ran[GS__CONV_LT] = true;
+  ms[GS__CONV_LT] = 0.5f;
+  assert_int_equal(gs__cuda_conv_pick(ms, ran), GS__CONV_LT);
+  ms[GS__CONV_LT] = 1.f; /* a tie keeps the earlier */
+  assert_int_equal(gs__cuda_conv_pick(ms, ran), GS__CONV_EPI);
+  bool only_fused[GS__CONV_PLAIN] = {true, false, false};
+  float untimed[GS__CONV_PLAIN] = {INFINITY, INFINITY, INFINITY};
+  assert_int_equal(gs__cuda_conv_pick(untimed, only_fused), GS__CONV_FUSED);
+  bool none[GS__CONV_PLAIN] = {false, false, false};
+  assert_int_equal(gs__cuda_conv_pick(ms, none), GS__CONV_PLAIN);
+
+  gs_model_t *m = two_convs();
+  assert_non_null(m);
+  assert_int_equal(m->n_nodes, 2);
+  gs__cuda_conv_t conv[2] = {{0}};
+  gs__cuda_graph_t g = {.conv = conv};
+  char buf[1024];
+  gs__cuda_conv_report(m, &g, buf, sizeof buf); /* nothing prepared */
+  assert_non_null(strstr(buf, "convs: 0 fused, 0 conv+epilogue, 0 cuBLASLt"));
+  for (int i = 0; i < 2; i++) {
+    conv[i].x = (cudnnTensorDescriptor_t)(uintptr_t)0x10; /* prepared */
+    for (int k = 0; k < GS__CONV_PLAIN; k++)
+      conv[i].ms[k] = INFINITY;
+  }
+  conv[0].kind = GS__CONV_LT;
+  conv[0].ws = 1 << 20; /* the cuDNN candidate's, not chosen */
+  conv[0].lt_ws = 4096;
+  conv[0].ran[GS__CONV_LT] = conv[0].ran[GS__CONV_EPI] = true;
+  conv[0].ms[GS__CONV_LT] = 0.03f;
+  conv[0].ms[GS__CONV_EPI] = 0.06f;
+  conv[0].cand_algo[GS__CONV_EPI] = 1;
+  conv[1].kind = GS__CONV_EPI;
+  conv[1].algo = 6;
+  conv[1].ws = 8192;
+  conv[1].lt_ws = 1 << 22; /* never a cuBLASLt candidate */
+  conv[1].ran[GS__CONV_EPI] = conv[1].ran[GS__CONV_FUSED] = true;
+  conv[1].ms[GS__CONV_EPI] = 0.3f;
+  conv[1].ms[GS__CONV_FUSED] = 0.9f;
+  conv[1].cand_algo[GS__CONV_FUSED] = 1;
+  conv[1].cand_algo[GS__CONV_EPI] = 6;
+  assert_int_equal(gs__cuda_conv_ws(&conv[0]), 4096);
+  assert_int_equal(gs__cuda_conv_ws(&conv[1]), 8192);
+  gs__cuda_conv_report(m, &g, buf, sizeof buf);
+  assert_non_null(strstr(buf, "convs: 0 fused, 1 conv+epilogue, 1 cuBLASLt, "
+                              "0 plain; workspace 8192 bytes at most"));
+  assert_non_null(strstr(buf, "node 'pw' (Conv): cuBLASLt; ms a call: fused "
+                              "- conv+epilogue 0.0200 (algo 1) cuBLASLt "
+                              "0.0100\n"));
+  assert_non_null(strstr(buf, "node 'k3' (Conv): conv+epilogue (algo 6); ms "
+                              "a call: fused 0.3000 (algo 1) conv+epilogue "
+                              "0.1000 (algo 6) cuBLASLt -\n"));
+  char small[24];
+  gs__cuda_conv_report(m, &g, small, sizeof small); /* truncated, ended */
+  assert_int_equal(strlen(small), sizeof small - 1);
+  gs_model_destroy(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_missing_library_named, free_kept),
@@ -477,6 +561,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_pool_geom_asymmetric, free_kept),
       cmocka_unit_test_teardown(test_softmax_dims, free_kept),
       cmocka_unit_test_teardown(test_worker_fp16_input, free_kept),
+      cmocka_unit_test_teardown(test_conv_choice_recorded, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,9 @@
 // compiled for the host by g++ with cuda_fp16.h beside this file and run
 // one thread at a time on ONNX node test data (Debian's libonnx-testdata):
 // asymmetric pooling, Softmax on every axis, Clip with bounds read from
-// memory, in FP32 and FP16. It checks the kernels' index math without a
-// GPU; it cannot see races or the launch configuration (the GPU run does).
+// memory, in FP32 and FP16; the conv epilogue against a naive reference.
+// It checks the kernels' index math without a GPU; it cannot see races or
+// the launch configuration (the GPU run does).
 // usage: cuda_kernels_host NODE_DIR; exit 0 all matched, 1 a mismatch.
 #include "cuda_kernels.cu"
 #include <cstdio>
@@ -133,6 +134,88 @@ static void clip(const char *t, size_t n, int lo_in, int hi_in) {
   printf("%-48s %s (fp16)\n", t, bad ? "FAIL" : "ok");
   fails += bad != 0;
 }
+// The conv epilogue y = act(y + bias[ch] + z) over an NHWC [n, hw, c]
+// output, scalar and (c a multiple of the vector width) 16-byte vectors,
+// against a naive reference on the same (FP16-rounded) inputs.
+template <typename T> static float as_f(T v);
+template <> float as_f(float v) {
+  return v;
+}
+template <> float as_f(__half v) {
+  return __half2float(v);
+}
+template <typename T> static T to_t(float v);
+template <> float to_t(float v) {
+  return v;
+}
+template <> __half to_t(float v) {
+  return __float2half_rn(v);
+}
+template <typename T>
+static void epilogue(const char *kind, bool vec, int n, int hw, int c,
+                     bool bias, bool res, int a) {
+  const int total = n * hw * c, width = 16 / (int)sizeof(T);
+  std::vector<T> y(total), b(c), z(total);
+  std::vector<float> want(total);
+  unsigned seed = (unsigned)(total * 7 + c * 131 + bias * 3 + res * 5 + a);
+  auto rnd = [&seed]() {
+    seed = seed * 1103515245u + 12345u;
+    return (float)((seed >> 8) % 2001) / 250.f - 4.f;
+  };
+  for (int i = 0; i < c; i++)
+    b[i] = to_t<T>(rnd());
+  for (int i = 0; i < total; i++) {
+    y[i] = to_t<T>(rnd());
+    z[i] = to_t<T>(rnd());
+    float v =
+        as_f(y[i]) + (bias ? as_f(b[i % c]) : 0.f) + (res ? as_f(z[i]) : 0.f);
+    want[i] = a == 1   ? (v > 0.f ? v : 0.f)
+              : a == 2 ? fminf(fmaxf(v, -1.5f), 2.5f)
+                       : v;
+  }
+  const T *bp = bias ? b.data() : nullptr, *zp = res ? z.data() : nullptr;
+  if (!vec && sizeof(T) == 4)
+    gs_conv_epi_f32((float *)y.data(), (const float *)bp, (const float *)zp,
+                    total, c, a, -1.5f, 2.5f);
+  else if (!vec)
+    gs_conv_epi_f16((__half *)y.data(), (const __half *)bp, (const __half *)zp,
+                    total, c, a, -1.5f, 2.5f);
+  else if (sizeof(T) == 4)
+    gs_conv_epi_vec_f32((float *)y.data(), (const float *)bp, (const float *)zp,
+                        total / width, c, a, -1.5f, 2.5f);
+  else
+    gs_conv_epi_vec_f16((__half *)y.data(), (const __half *)bp,
+                        (const __half *)zp, total / width, c, a, -1.5f, 2.5f);
+  size_t bad = 0;
+  double worst = 0;
+  for (int i = 0; i < total; i++) {
+    double d = fabs(as_f(y[i]) - want[i]);
+    // one rounding to the storage type: FP16 is 2^-11 relative
+    if (d > (sizeof(T) == 2 ? 1e-3 * fabs(want[i]) + 1e-3 : 1e-6))
+      bad++;
+    worst = d > worst ? d : worst;
+  }
+  char name[96];
+  snprintf(name, sizeof name, "conv_epi%s_%s c=%d bias=%d z=%d act=%d",
+           vec ? "_vec" : "", kind, c, bias, res, a);
+  printf("%-48s %s (%d elements, max |diff| %.3g, %zu off)\n", name,
+         bad ? "FAIL" : "ok", total, worst, bad);
+  fails += bad != 0;
+}
+static void epilogues() {
+  const int cs[] = {1, 3, 4, 5, 8, 12, 16, 24, 40};
+  for (int c : cs)
+    for (int m = 0; m < 12; m++) {
+      bool bias = m & 1, res = m & 2;
+      int a = m >> 2;
+      epilogue<float>("f32", false, 2, 7, c, bias, res, a);
+      epilogue<__half>("f16", false, 2, 7, c, bias, res, a);
+      if (c % 4 == 0)
+        epilogue<float>("f32", true, 2, 7, c, bias, res, a);
+      if (c % 8 == 0)
+        epilogue<__half>("f16", true, 2, 7, c, bias, res, a);
+    }
+}
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: cuda_kernels_host NODE_DIR\n");
@@ -175,6 +258,7 @@ int main(int argc, char **argv) {
   clip("test_clip_example", 3, 1, 2);
   clip("test_clip_default_min", 60, 1, 0);
   clip("test_clip_default_max", 60, 0, 1);
+  epilogues();
   printf("%d failed\n", fails);
   return fails != 0;
 }
