@@ -47,9 +47,12 @@ cleanup() {
   for p in $(pgrep -f "$work" 2>/dev/null); do
     [[ $p != "$$" ]] && kill -9 "$p" 2>/dev/null
   done
-  if pgrep -a nvidia-cuda-mps >/dev/null; then
+  # live MPS processes (a zombie the daemon left for init to reap has ended)
+  local live
+  live=$(ps -eo stat=,pid=,args= | awk '$1 !~ /^Z/ && /nvidia-cuda-mps/ && !/awk/')
+  if [[ -n $live ]]; then
     echo "demo_gpu: MPS processes still running after cleanup:" >&2
-    pgrep -a nvidia-cuda-mps >&2
+    echo "$live" >&2
   fi
   rm -rf "$work"
 }
