@@ -31,8 +31,8 @@ workers_of() {
 }
 
 # --workers-per-instance 2: one process per GPU, one worker per instance.
-"$GPUSLICE" serve --model-repository "$tmp/models" --http-port 0 --grpc-port 0 \
-  --workers-per-instance 2 >"$tmp/refused.log" 2>&1 &&
+timeout 60 "$GPUSLICE" serve --model-repository "$tmp/models" --http-port 0 \
+  --grpc-port 0 --workers-per-instance 2 >"$tmp/refused.log" 2>&1 &&
   fail "--workers-per-instance 2 under green isolation was accepted"
 grep -q "one worker process" "$tmp/refused.log" ||
   fail "the refusal says why: $(cat "$tmp/refused.log")"
@@ -45,6 +45,15 @@ for id in $ids; do
   [ "$(worker_field "$id" pid)" = "$pid" ] || fail "worker $id is not in process $pid"
 done
 echo "PASS: three green instances, one worker process ($pid)"
+# Each instance's router entry is that instance's worker: the port and SMs
+# the process logged for the instance (its --instance ID=FIRST:COUNT).
+log=$(worker_field "$1" log)
+for id in $ids; do
+  want="instance $id (SMs $(worker_field "$id" sm_partition | python3 -c "import ast,sys
+p=ast.literal_eval(sys.stdin.read()); print('%d+%d' % (p['first'], p['count']))")) on http $(worker_field "$id" http_port)"
+  grep -qF "$want" "$log" || fail "worker $id is not the process's $id: no '$want' in $log: $(grep instance "$log")"
+done
+echo "PASS: each instance routes to its own worker and SMs in the process"
 tr '\0' '\n' <"/proc/$pid/environ" | grep -q "^GPUSLICE_ISOLATION=green$" ||
   fail "the process was not started through gpuslice run under green isolation"
 
@@ -85,7 +94,7 @@ echo "PASS: serve --status lists each instance in process $pid"
 # kill -9 of the one process: every instance comes back, in one new one.
 kill -9 "$pid"
 for id in $ids; do
-  wait_state "$id" ready 30 "$pid" >/dev/null
+  out=$(wait_state "$id" ready 30 "$pid") || { echo "$out"; exit 1; }
 done
 [ "$(workers_of | wc -l)" = 1 ] || fail "one worker process after kill -9: $(workers_of | tr '\n' ' ')"
 new=$(workers_of)
@@ -100,8 +109,8 @@ every_instance_serves "after kill -9"
 
 # --remove: the process restarts with the two others; --add: all three.
 "$GPUSLICE" serve --remove "$1" >/dev/null || fail "serve --remove $1"
-wait_state "$2" ready 30 "$new" >/dev/null
-wait_state "$3" ready 30 "$new" >/dev/null
+out=$(wait_state "$2" ready 30 "$new") || { echo "$out"; exit 1; }
+out=$(wait_state "$3" ready 30 "$new") || { echo "$out"; exit 1; }
 [ "$(workers_of | wc -l)" = 1 ] && ! grep -q "^$1 " <("$GPUSLICE" serve --status) ||
   fail "after --remove $1: $(workers_of | tr '\n' ' '); $("$GPUSLICE" serve --status)"
 two=$(workers_of)
@@ -109,7 +118,7 @@ two=$(workers_of)
 echo "PASS: --remove $1: the others in one new process ($two)"
 "$GPUSLICE" serve --add "$1" >/dev/null || fail "serve --add $1"
 for id in $ids; do
-  wait_state "$id" ready 30 "$two" >/dev/null
+  out=$(wait_state "$id" ready 30 "$two") || { echo "$out"; exit 1; }
 done
 [ "$(workers_of | wc -l)" = 1 ] || fail "one process after --add: $(workers_of | tr '\n' ' ')"
 echo "PASS: --add $1: three instances in one process again ($(workers_of))"
