@@ -1,13 +1,14 @@
 /* gpuslice serve: a worker per instance (each through `gpuslice run -i`, so
- * it is confined exactly as run confines), the router on the front ports,
+ * it is confined exactly as run confines; under green isolation one worker
+ * process per GPU hosting its instances), the router on the front ports,
  * the supervisor behind; and the client side of a running serve: --status,
  * --add, --remove, --sync. Options come from the command line and from
  * -f serve.yaml (the same names, with underscores). */
 #include <errno.h>
-#include <stdarg.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,8 @@ static void log_line(void *ctx, const char *line) {
 /* ---- which instances --------------------------------------------------- */
 
 static bool selected(serve_cli_t *sc, gs_backend_t *be, const gs_device_t *dev,
-                     const gs_gi_t *gi, const gs_ci_t *ci, const char *profile) {
+                     const gs_gi_t *gi, const gs_ci_t *ci,
+                     const char *profile) {
   const char *sel = sc->instances;
   if (!sel || strcmp(sel, "all") == 0)
     return true;
@@ -70,8 +72,29 @@ static void describe(gs_serve_instance_t *out, const gs_device_t *dev,
     snprintf(out->id, sizeof out->id, "%u:%u:%u", dev->index, gi->id, ci->id);
   else
     snprintf(out->id, sizeof out->id, "%u:%u", dev->index, gi->id);
-  snprintf(out->uuid, sizeof out->uuid, "%s", ci->uuid[0] ? ci->uuid : gi->uuid);
+  snprintf(out->uuid, sizeof out->uuid, "%s",
+           ci->uuid[0] ? ci->uuid : gi->uuid);
   snprintf(out->profile, sizeof out->profile, "%s", name);
+}
+
+/* Green isolation (the GI has an SM range): the instance joins its GPU's
+ * one process, on its SMs. A CI's own range is not in the device's view:
+ * GIs of several CIs are refused. */
+static int green_group(const gs_device_t *dev, unsigned g,
+                       gs_serve_instance_t *inst, gs_error_t *err) {
+  const gs_gi_t *gi = &dev->layout.gi[g];
+  if (!dev->sm_count[g])
+    return GS_OK;
+  if (gi->n_ci > 1)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "GPU instance %u on device %u has %u compute "
+                        "instances: serve under green isolation serves GPU "
+                        "instances of one compute instance",
+                        gi->id, dev->index, gi->n_ci);
+  snprintf(inst->group, sizeof inst->group, "gpu%u", dev->index);
+  inst->sm_first = dev->sm_first[g];
+  inst->sm_count = dev->sm_count[g];
+  return GS_OK;
 }
 
 /* Every CI of every GI the selection takes, from the backend's layout. */
@@ -85,19 +108,22 @@ static int list_instances(void *ctx, gs_serve_instance_t *out, size_t max,
   int rc = cli_open_devices(sc->cli, &be, &devs, &n_dev, err);
   if (rc != GS_OK)
     return rc;
-  for (unsigned d = 0; d < n_dev; d++) {
+  for (unsigned d = 0; d < n_dev && rc == GS_OK; d++) {
     const gs_layout_t *l = &devs[d].layout;
-    for (unsigned g = 0; g < l->n_gi; g++) {
+    for (unsigned g = 0; g < l->n_gi && rc == GS_OK; g++) {
       const gs_gi_t *gi = &l->gi[g];
-      const gs_gi_profile_t *p = gs_catalog_gi(&devs[d].catalog, gi->profile_id);
-      for (unsigned c = 0; c < gi->n_ci && *n < max; c++)
-        if (selected(sc, be, &devs[d], gi, &gi->ci[c], p ? p->name : "?"))
-          describe(&out[(*n)++], &devs[d], gi, &gi->ci[c], p);
+      const gs_gi_profile_t *p =
+          gs_catalog_gi(&devs[d].catalog, gi->profile_id);
+      for (unsigned c = 0; c < gi->n_ci && *n < max && rc == GS_OK; c++)
+        if (selected(sc, be, &devs[d], gi, &gi->ci[c], p ? p->name : "?")) {
+          describe(&out[*n], &devs[d], gi, &gi->ci[c], p);
+          rc = green_group(&devs[d], g, &out[(*n)++], err);
+        }
     }
   }
   free(devs);
   gs_backend_close(be);
-  return GS_OK;
+  return rc;
 }
 
 /* ---- how a worker starts ----------------------------------------------- */
@@ -158,8 +184,48 @@ static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
   if (sc->raised)
     arg(&b, "--nice=%d", ROUTER_BOOST);
   if (b.full)
-    return gs_error_set(err, GS_ELIMIT, "the worker's command line for %s "
-                        "is too long", inst->id);
+    return gs_error_set(err, GS_ELIMIT,
+                        "the worker's command line for %s "
+                        "is too long",
+                        inst->id);
+  return GS_OK;
+}
+
+/* One process for a GPU's instances under green isolation: self ... run -i
+ * FIRST_UUID -- self worker ... --instance ID=FIRST:COUNT per instance.
+ * Through `run` as every worker: its environment gives the process its GPU
+ * (CUDA_VISIBLE_DEVICES) and no MPS; the process is listed under the
+ * first instance, the other instances' SMs come from --instance. */
+static int group_argv(void *ctx, const char *group,
+                      const gs_serve_instance_t *insts, size_t n, char **argv,
+                      char *buf, size_t size, gs_error_t *err) {
+  serve_cli_t *sc = ctx;
+  argv_builder_t b = {.argv = argv, .buf = buf, .size = size};
+  arg(&b, "%s", sc->self);
+  if (sc->cli->backend)
+    arg(&b, "--backend=%s", sc->cli->backend);
+  arg(&b, "--state-dir=%s", sc->cli->state_dir);
+  arg(&b, "run");
+  arg(&b, "-i");
+  arg(&b, "%s", insts[0].uuid);
+  arg(&b, "--");
+  arg(&b, "%s", sc->self);
+  arg(&b, "worker");
+  arg(&b, "--model-repository=%s", sc->model_repository);
+  arg(&b, "--grpc-port=%s", sc->opt.grpc ? "any" : "0");
+  arg(&b, "--ready-fd=3");
+  if (sc->threads)
+    arg(&b, "--threads=%u", sc->threads);
+  if (sc->raised)
+    arg(&b, "--nice=%d", ROUTER_BOOST);
+  for (size_t i = 0; i < n; i++)
+    arg(&b, "--instance=%s=%u:%u", insts[i].id, insts[i].sm_first,
+        insts[i].sm_count);
+  if (b.full)
+    return gs_error_set(err, GS_ELIMIT,
+                        "the worker's command line for %s "
+                        "is too long",
+                        group);
   return GS_OK;
 }
 
@@ -171,13 +237,12 @@ static int write_serve_file(serve_cli_t *sc, gs_serve_t *s, gs_error_t *err) {
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   json_t *doc = json_pack("{s:i, s:s, s:i, s:i, s:s}", "pid", (int)getpid(),
                           "host", sc->opt.host ? sc->opt.host : "127.0.0.1",
-                          "http_port", (int)gs_serve_http_port(s),
-                          "grpc_port", (int)gs_serve_grpc_port(s), "logs",
-                          sc->opt.log_dir);
-  int rc = json_dump_file(doc, tmp, JSON_INDENT(2)) == 0 &&
-                   rename(tmp, path) == 0
-               ? GS_OK
-               : gs_error_sys(err, errno, "cannot write %s", path);
+                          "http_port", (int)gs_serve_http_port(s), "grpc_port",
+                          (int)gs_serve_grpc_port(s), "logs", sc->opt.log_dir);
+  int rc =
+      json_dump_file(doc, tmp, JSON_INDENT(2)) == 0 && rename(tmp, path) == 0
+          ? GS_OK
+          : gs_error_sys(err, errno, "cannot write %s", path);
   json_decref(doc);
   return rc;
 }
@@ -191,8 +256,9 @@ static int find_serve(serve_cli_t *sc, char *host, size_t host_size,
   json_t *doc = json_load_file(path, 0, &jerr);
   const char *h = NULL;
   int p = 0, pid = 0;
-  if (!doc || json_unpack(doc, "{s:s, s:i, s:i}", "host", &h, "http_port", &p,
-                          "pid", &pid) != 0 ||
+  if (!doc ||
+      json_unpack(doc, "{s:s, s:i, s:i}", "host", &h, "http_port", &p, "pid",
+                  &pid) != 0 ||
       kill(pid, 0) != 0) {
     json_decref(doc);
     return gs_error_set(err, GS_ENOTFOUND,
@@ -218,12 +284,12 @@ static void print_status(json_t *doc) {
          json_integer_value(json_object_get(doc, "failures")),
          json_is_true(json_object_get(doc, "draining")) ? ", draining" : "");
   cli_table_t t = {0};
-  static const char *const cols[] = {"WORKER", "INSTANCE", "PROFILE",
-                                     "STATE",  "PID",      "REQUESTS",
-                                     "FAILED", "P99",      "RESTARTS"};
-  cli_table_header(&t, 9, cols);
+  static const char *const cols[] = {
+      "WORKER", "INSTANCE", "PROFILE", "STATE", "PID",     "PROCESS",
+      "SMS",    "REQUESTS", "FAILED",  "P99",   "RESTARTS"};
+  cli_table_header(&t, 11, cols);
   json_array_foreach(workers, i, w) {
-    char pid[16], req[24], fail[24], p99[24], rst[16];
+    char pid[16], req[24], fail[24], p99[24], rst[16], sms[32] = "-";
 #define I(key) json_integer_value(json_object_get(w, key))
 #define S(key) json_string_value(json_object_get(w, key))
     snprintf(pid, sizeof pid, "%lld", I("pid"));
@@ -231,8 +297,13 @@ static void print_status(json_t *doc) {
     snprintf(fail, sizeof fail, "%lld", I("failures"));
     snprintf(p99, sizeof p99, "%.2f ms", (double)I("p99_us") / 1000.0);
     snprintf(rst, sizeof rst, "%lld", I("restarts"));
-    cli_table_row(&t, S("worker"), S("instance"), S("profile"), S("state"),
-                  pid, req, fail, p99, rst);
+    json_t *part = json_object_get(w, "sm_partition");
+    if (part) /* green isolation: the instance's SMs in its GPU's process */
+      snprintf(sms, sizeof sms, "%lld@%lld",
+               json_integer_value(json_object_get(part, "count")),
+               json_integer_value(json_object_get(part, "first")));
+    cli_table_row(&t, S("worker"), S("instance"), S("profile"), S("state"), pid,
+                  S("process"), sms, req, fail, p99, rst);
 #undef I
 #undef S
   }
@@ -267,7 +338,7 @@ static int client_call(serve_cli_t *sc) {
             json_is_string(e) ? json_string_value(e) : body);
     rc = status == 404 ? CLI_USAGE : CLI_FAIL;
   } else if (!sc->cli->json && (json_object_get(doc, "added") ||
-                                 json_object_get(doc, "removed"))) {
+                                json_object_get(doc, "removed"))) {
     /* an add or remove answers with the instance and the worker count */
     json_t *id = json_object_get(doc, "added");
     printf("%s %s: %lld workers\n", id ? "added" : "removed",
@@ -291,7 +362,8 @@ static int prepare(serve_cli_t *sc, gs_error_t *err) {
   static char log_dir[PATH_MAX], self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0)
-    return gs_error_sys(err, errno, "cannot find this program (/proc/self/exe)");
+    return gs_error_sys(err, errno,
+                        "cannot find this program (/proc/self/exe)");
   self[n] = '\0';
   sc->self = self;
   /* checked before anything is created: bad input changes nothing */
@@ -331,6 +403,7 @@ static int serve(serve_cli_t *sc) {
   gs_error_t err;
   sc->raised = raise_router();
   sc->opt.worker_argv = worker_argv;
+  sc->opt.group_argv = group_argv;
   sc->opt.list_instances = list_instances;
   sc->opt.log = log_line;
   sc->opt.ctx = sc;
@@ -348,9 +421,11 @@ static int serve(serve_cli_t *sc) {
   if (stop_requested) /* the signal came between create and here */
     gs_serve_stop(s);
   if (write_serve_file(sc, s, &err) != GS_OK)
-    fprintf(stderr, "gpuslice: serve: %s (serve --status will not find "
-                    "it)\n", err.msg);
-  fprintf(stderr, "gpuslice serve: ready: http://%s:%u", 
+    fprintf(stderr,
+            "gpuslice: serve: %s (serve --status will not find "
+            "it)\n",
+            err.msg);
+  fprintf(stderr, "gpuslice serve: ready: http://%s:%u",
           sc->opt.host ? sc->opt.host : "127.0.0.1", gs_serve_http_port(s));
   if (sc->opt.grpc)
     fprintf(stderr, ", gRPC %s:%u", sc->opt.host ? sc->opt.host : "127.0.0.1",

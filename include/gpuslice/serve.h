@@ -20,17 +20,22 @@ typedef enum {
 
 /* An instance to serve, as the caller's backend names it. */
 typedef struct gs_serve_instance_s {
-  char id[64];    /* "DEV:GI" or "DEV:GI:CI": labels, status, admin calls */
-  char uuid[96];  /* the instance UUID `gpuslice run -i` takes */
+  char id[64];   /* "DEV:GI" or "DEV:GI:CI": labels, status, admin calls */
+  char uuid[96]; /* the instance UUID `gpuslice run -i` takes */
   char profile[48];
   unsigned long long memory_mib; /* the instance's memory; 0: unknown */
+  /* Green isolation: instances of one group (a GPU) share one worker
+   * process, each on its SMs [sm_first, sm_first + sm_count); "": a
+   * process of its own. */
+  char group[32];
+  unsigned sm_first, sm_count;
 } gs_serve_instance_t;
 
 #define GS_SERVE_MAX_ARGS 48
 #define GS_SERVE_MAX_THREADS 16
 
 typedef struct gs_serve_options_s {
-  const char *host; /* front address; NULL: 127.0.0.1 */
+  const char *host;              /* front address; NULL: 127.0.0.1 */
   unsigned http_port, grpc_port; /* 0: any free port; grpc_port: see grpc */
   bool grpc;                     /* also route gRPC */
   gs_serve_policy_t policy;
@@ -38,24 +43,29 @@ typedef struct gs_serve_options_s {
   unsigned health_interval_ms;   /* active checks; 0: 200 */
   unsigned health_timeout_ms;    /* 0: 1000 */
   unsigned unhealthy_threshold;  /* failed checks before out; 0: 2 */
-  unsigned eject_failures;    /* consecutive request failures; 0: 3 */
-  unsigned eject_ms;          /* out at least this long; 0: 1000 */
+  unsigned eject_failures;       /* consecutive request failures; 0: 3 */
+  unsigned eject_ms;             /* out at least this long; 0: 1000 */
   unsigned restart_unhealthy_ms; /* unhealthy this long: kill, restart;
                                     0: 10000 */
   unsigned request_timeout_ms;   /* per request; 0: 30000 */
-  unsigned start_timeout_ms; /* first start of all workers; 0: 120000 */
-  unsigned drain_timeout_ms; /* SIGTERM: in-flight requests; 0: 30000 */
-  size_t max_body_bytes;     /* front requests; 0: 64 MiB */
-  unsigned router_threads; /* HTTP router loops; 0: one per CPU the serve
-                              may run on, at most GS_SERVE_MAX_THREADS */
+  unsigned start_timeout_ms;     /* first start of all workers; 0: 120000 */
+  unsigned drain_timeout_ms;     /* SIGTERM: in-flight requests; 0: 30000 */
+  size_t max_body_bytes;         /* front requests; 0: 64 MiB */
+  unsigned router_threads;       /* HTTP router loops; 0: one per CPU the serve
+                                    may run on, at most GS_SERVE_MAX_THREADS */
   const char *log_dir; /* worker-<instance>-<n>.log files; must exist */
   /* The command that starts worker n of inst: argv (NULL-terminated, at
    * most GS_SERVE_MAX_ARGS-1 strings, written into buf of buf_size bytes
    * plus the pointers) must exec a worker that writes
    * "ready http=P grpc=G\n" on file descriptor 3 once it serves. */
   int (*worker_argv)(void *ctx, const gs_serve_instance_t *inst, unsigned n,
-                     char **argv, char *buf, size_t buf_size,
-                     gs_error_t *err);
+                     char **argv, char *buf, size_t buf_size, gs_error_t *err);
+  /* The command of the one process hosting the n instances of a group
+   * (oldest first), as worker_argv's; it writes "ready id=ID http=P
+   * grpc=G\n" on fd 3 per instance. NULL: groups are refused. */
+  int (*group_argv)(void *ctx, const char *group,
+                    const gs_serve_instance_t *insts, size_t n, char **argv,
+                    char *buf, size_t buf_size, gs_error_t *err);
   /* The instances to serve now (at start, after watch_path changes, on an
    * admin sync). */
   int (*list_instances)(void *ctx, gs_serve_instance_t *out, size_t max,

@@ -32,7 +32,16 @@ static json_t *worker_json(const gs__wk_t *wk, uint64_t now) {
   json_object_set_new(o, "uuid", json_string(wk->inst.uuid));
   json_object_set_new(o, "profile", json_string(wk->inst.profile));
   json_object_set_new(o, "state", json_string(state_name(wk, now)));
-  json_object_set_new(o, "pid", json_integer(wk->proc_open ? wk->pid : 0));
+  int pid = wk->proc_open ? wk->pid : 0;
+  if (wk->host) /* a group's process: each of its instances names it */
+    pid = wk->host->proc_open ? wk->host->pid : 0;
+  json_object_set_new(o, "pid", json_integer(pid));
+  json_object_set_new(o, "process",
+                      json_string(wk->host ? wk->host->group : wk->label));
+  if (wk->inst.sm_count)
+    json_object_set_new(o, "sm_partition",
+                        json_pack("{s:i, s:i}", "first", (int)wk->inst.sm_first,
+                                  "count", (int)wk->inst.sm_count));
   json_object_set_new(o, "http_port", json_integer(wk->http_port));
   json_object_set_new(o, "grpc_port", json_integer(wk->grpc_port));
   json_object_set_new(o, "requests", json_integer((json_int_t)wk->requests));
@@ -72,8 +81,8 @@ json_t *gs__status_json(gs__serve_t *s) {
   /* requests each router loop took: connections spread over them */
   json_t *loops = json_array();
   for (unsigned k = 0; k < s->n_rloops; k++)
-    json_array_append_new(
-        loops, json_integer((json_int_t)s->rloops[k]->requests));
+    json_array_append_new(loops,
+                          json_integer((json_int_t)s->rloops[k]->requests));
   json_object_set_new(doc, "router_loop_requests", loops);
   json_object_set_new(doc, "workers", workers);
   return doc;
@@ -86,8 +95,8 @@ static bool put(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
   va_list ap;
   for (;;) {
     va_start(ap, fmt);
-    int n = vsnprintf(*buf ? *buf + *len : NULL, *buf ? *cap - *len : 0, fmt,
-                      ap);
+    int n =
+        vsnprintf(*buf ? *buf + *len : NULL, *buf ? *cap - *len : 0, fmt, ap);
     va_end(ap);
     if (n < 0)
       return false;
@@ -105,10 +114,10 @@ static bool put(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
 }
 
 #define WORKER_METRIC(name, help, type, expr)                                  \
-  ok = ok && put(&buf, &len, &cap, "# HELP " name " " help "\n# TYPE " name   \
-                 " " type "\n");                                               \
-  for (gs__wk_t *wk = s->workers; ok && wk; wk = wk->next)                    \
-    ok = put(&buf, &len, &cap, name "{instance=\"%s\"} %llu\n", wk->label,    \
+  ok = ok && put(&buf, &len, &cap,                                             \
+                 "# HELP " name " " help "\n# TYPE " name " " type "\n");      \
+  for (gs__wk_t *wk = s->workers; ok && wk; wk = wk->next)                     \
+    ok = put(&buf, &len, &cap, name "{instance=\"%s\"} %llu\n", wk->label,     \
              (unsigned long long)(expr));
 
 char *gs__router_metrics(gs__serve_t *s, size_t *out_len) {
@@ -209,8 +218,8 @@ char *gs__metrics_group(const char *text, size_t len, size_t *out_len) {
     ml->text = text + at;
     ml->len = l;
     line_name(ml->text, l, &name, &name_len, &ml->meta);
-    while (f < n_fam && !(fam_len[f] == name_len &&
-                          memcmp(fam[f], name, name_len) == 0))
+    while (f < n_fam &&
+           !(fam_len[f] == name_len && memcmp(fam[f], name, name_len) == 0))
       f++;
     if (f == n_fam) {
       fam[n_fam] = name;
@@ -259,9 +268,9 @@ static void admin_remove(gs__serve_t *s, const char *id,
     snprintf(s->removed[s->n_removed++], sizeof s->removed[0], "%s", id);
   gs__serve_log(s, "admin: instance %s removed (%u workers stopping)", id,
                 stopped);
-  gs__http_response_json(resp, 200,
-                         json_pack("{s:s, s:i}", "removed", id, "workers",
-                                   (int)stopped));
+  gs__http_response_json(
+      resp, 200,
+      json_pack("{s:s, s:i}", "removed", id, "workers", (int)stopped));
 }
 
 static void admin_add(gs__serve_t *s, const char *id,

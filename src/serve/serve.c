@@ -101,15 +101,15 @@ static void on_watch(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
  */
 
 static bool all_gone(const gs__serve_t *s) {
-  return s->workers == NULL;
+  return s->workers == NULL && s->hosts == NULL; /* processes exited */
 }
 
 static void on_drain_timer(uv_timer_t *t) {
   gs__serve_t *s = t->data;
-  bool requests_done = gs__rloops_inflight(s) == 0 &&
-                       gs__grpc_proxy_inflight(s) == 0;
-  bool conns_done = gs__rloops_conns(s) == 0 ||
-                    s->drain_elapsed_ms >= DRAIN_IDLE_GRACE_MS;
+  bool requests_done =
+      gs__rloops_inflight(s) == 0 && gs__grpc_proxy_inflight(s) == 0;
+  bool conns_done =
+      gs__rloops_conns(s) == 0 || s->drain_elapsed_ms >= DRAIN_IDLE_GRACE_MS;
   s->drain_elapsed_ms += DRAIN_POLL_MS;
   if (!s->workers_stopping &&
       ((requests_done && conns_done) ||
@@ -278,7 +278,7 @@ static void stop_all_workers(gs__serve_t *s) {
     next = wk->next;
     gs__wk_remove(wk);
   }
-  while (s->workers)
+  while (!all_gone(s))
     uv_run(&s->loop, UV_RUN_ONCE);
 }
 

@@ -25,6 +25,7 @@
 
 typedef struct gs_serve_s gs__serve_t; /* gs_serve_t, seen from inside */
 typedef struct gs__wk_s gs__wk_t;
+typedef struct gs__host_s gs__host_t;
 typedef struct gs__upconn_s gs__upconn_t;
 typedef struct gs__upreq_s gs__upreq_t;
 typedef struct gs__peer_s gs__peer_t;
@@ -47,7 +48,7 @@ typedef enum {
 struct gs__wk_s {
   gs__serve_t *s;
   gs_serve_instance_t inst;
-  unsigned n; /* worker n of its instance */
+  unsigned n;     /* worker n of its instance */
   char label[80]; /* "0:1" or "0:1/2" with several workers per instance */
   char log_path[4200];
   atomic_uint refs; /* the table's, handles', peers', requests' (any thread) */
@@ -79,9 +80,43 @@ struct gs__wk_s {
   atomic_ullong requests, failures; /* counted where answered (any loop) */
   uint32_t lat_us[GS__LAT_RING];
   unsigned lat_n, lat_next;
-  void *grpc; /* the gRPC proxy's connection (grpc_proxy.c) */
+  void *grpc;       /* the gRPC proxy's connection (grpc_proxy.c) */
+  gs__host_t *host; /* the process it lives in with its group; NULL: its
+                       own (the process fields above) */
   gs__wk_t *next;
 };
+
+/* One process hosting a group's workers (hosted.c): green isolation, where
+ * a GPU's green contexts only run side by side inside one process. Its
+ * members are the table's workers whose host it is; it starts with all of
+ * them, and any change of the set, or its exit, restarts it whole. */
+struct gs__host_s {
+  gs__serve_t *s;
+  char group[32];
+  char log_path[4200];
+  unsigned refs; /* the list's and each open handle's (main loop only) */
+  gs__proc_state_t state;
+  uv_process_t proc;
+  bool proc_open;
+  int pid;
+  uv_pipe_t ready_pipe;
+  bool pipe_open;
+  char ready_buf[2048];
+  size_t ready_len;
+  uint64_t started_ns;
+  unsigned quick_exits;
+  bool changed;     /* stopped for a new set: start again at once */
+  uv_timer_t timer; /* restart (backoff), or SIGKILL after the grace */
+  gs__host_t *next;
+};
+
+/* wk (just added to the table, inst.group set) joins its group's process,
+ * which (re)starts with it. */
+int gs__host_join(gs__wk_t *wk, gs_error_t *err);
+/* wk leaves its process, which restarts without it (or stops, the last). */
+void gs__host_leave(gs__wk_t *wk);
+/* Kills wk's process (stuck worker): every member restarts. */
+void gs__host_kill(gs__host_t *h);
 
 /* Routable: running, healthy, not ejected, not leaving. */
 bool gs__wk_routable(const gs__wk_t *wk, uint64_t now_ns);
@@ -117,7 +152,7 @@ struct gs__upreq_s {
   void (*done)(gs__upreq_t *r, gs__up_result_t result);
   void *data;
   /* out */
-  gs__peer_t *peer; /* a reference until gs__upreq_release */
+  gs__peer_t *peer;         /* a reference until gs__upreq_release */
   gs__http_response_t resp; /* its body is the caller's after done */
   char content_type[128];
   uint64_t t_start;
@@ -147,10 +182,10 @@ struct gs__peer_s {
   gs__wk_t *wk;       /* a reference: the label and the in-flight count */
   unsigned http_port; /* the process this peer reaches */
   bool routable;      /* running, healthy, not leaving: as last published */
-  uint64_t ejected_until_ns; /* the main loop's or this loop's own */
+  uint64_t ejected_until_ns;     /* the main loop's or this loop's own */
   unsigned consecutive_failures; /* this loop's: it ejects at once */
-  bool gone;     /* left the view: no new requests, connections not kept */
-  unsigned refs; /* the loop's list's, each connection's and request's */
+  bool gone;          /* left the view: no new requests, connections not kept */
+  unsigned refs;      /* the loop's list's, each connection's and request's */
   gs__upconn_t *idle; /* keep-alive connections waiting for a request */
   unsigned n_idle;
   gs__peer_t *next;
@@ -169,7 +204,7 @@ struct gs__rloop_s {
   uv_loop_t own_loop; /* index > 0 */
   uv_thread_t thread;
   bool thread_started;
-  uv_async_t wake;      /* index > 0: the mailbox has something */
+  uv_async_t wake;        /* index > 0: the mailbox has something */
   uv_timer_t flush_timer; /* index > 0: outcomes go to the main loop */
   gs__http_listener_t front;
   gs__peer_t *peers;
@@ -182,8 +217,8 @@ struct gs__rloop_s {
   atomic_ullong requests;
   /* the mailbox, under mu */
   uv_mutex_t mu;
-  struct gs__view_s *view;   /* published, not yet applied */
-  gs__front_req_t *answers;  /* answered by the main loop */
+  struct gs__view_s *view;  /* published, not yet applied */
+  gs__front_req_t *answers; /* answered by the main loop */
   bool cmd_drain, cmd_close_idle, cmd_stop;
 };
 
@@ -235,17 +270,17 @@ void gs__rloop_answer(gs__front_req_t *f, gs__http_response_t *resp);
  */
 
 typedef enum {
-  GS__RT_PROXY = 0,   /* to one worker, by the policy */
-  GS__RT_LIVE,        /* GET /v2/health/live: the router itself */
-  GS__RT_READY,       /* GET /v2/health/ready: any worker ready */
-  GS__RT_STATS,       /* GET .../stats: summed over workers */
-  GS__RT_METRICS,     /* GET /metrics: router's + workers' with labels */
-  GS__RT_BROADCAST,   /* repository load/unload: to every worker */
-  GS__RT_ADMIN_LIST,  /* GET /gpuslice/v1/workers */
-  GS__RT_ADMIN_ADD,   /* POST /gpuslice/v1/instances/{id} */
+  GS__RT_PROXY = 0,    /* to one worker, by the policy */
+  GS__RT_LIVE,         /* GET /v2/health/live: the router itself */
+  GS__RT_READY,        /* GET /v2/health/ready: any worker ready */
+  GS__RT_STATS,        /* GET .../stats: summed over workers */
+  GS__RT_METRICS,      /* GET /metrics: router's + workers' with labels */
+  GS__RT_BROADCAST,    /* repository load/unload: to every worker */
+  GS__RT_ADMIN_LIST,   /* GET /gpuslice/v1/workers */
+  GS__RT_ADMIN_ADD,    /* POST /gpuslice/v1/instances/{id} */
   GS__RT_ADMIN_REMOVE, /* DELETE /gpuslice/v1/instances/{id} */
-  GS__RT_ADMIN_SYNC,  /* POST /gpuslice/v1/sync */
-  GS__RT_BAD          /* answered by the router with status and message */
+  GS__RT_ADMIN_SYNC,   /* POST /gpuslice/v1/sync */
+  GS__RT_BAD           /* answered by the router with status and message */
 } gs__route_kind_t;
 
 typedef struct gs__route_s {
@@ -318,8 +353,9 @@ struct gs_serve_s {
   size_t n_mail_outcomes, cap_mail_outcomes;
   gs__front_req_t *mail_forwarded;
   struct gs__view_s *last_view; /* what was published last */
-  gs__wk_t *workers; /* the table, newest first */
-  atomic_uint rr_next; /* round robin's turn: every loop's */
+  gs__wk_t *workers;            /* the table, newest first */
+  gs__host_t *hosts;            /* processes hosting a group's workers */
+  atomic_uint rr_next;          /* round robin's turn: every loop's */
   uv_timer_t health_timer, drain_timer;
   uv_fs_poll_t watch;
   bool watching;
@@ -355,6 +391,15 @@ int gs__wk_add(gs__serve_t *s, const gs_serve_instance_t *inst, unsigned n,
 void gs__wk_remove(gs__wk_t *wk);
 void gs__wk_start(gs__wk_t *wk);
 void gs__wk_stop(gs__wk_t *wk, int signum);
+/* Shared by the hosted processes (hosted.c): wk's worker said it serves
+ * on these ports; wk's process is gone; wk leaves the table. */
+void gs__wk_ready(gs__wk_t *wk, unsigned http, unsigned grpc);
+void gs__wk_gone(gs__wk_t *wk);
+void gs__wk_unlink(gs__wk_t *wk);
+/* The delay before restart number quick_exits (backoff). */
+unsigned gs__restart_delay_ms(unsigned quick_exits);
+/* Opens LOG_DIR/worker-NAME.log into path (':' and '/' become '-'). */
+int gs__open_log(gs__serve_t *s, const char *name, char *path, size_t size);
 /* Adds workers for new instances and removes those whose instance left. */
 int gs__sync_instances(gs__serve_t *s, gs_error_t *err);
 void gs__health_tick(gs__serve_t *s);

@@ -2,7 +2,8 @@
  * instance), started through the caller's command (`gpuslice run -i ...
  * -- gpuslice worker ...`), restarted with backoff when it exits or stops
  * answering health checks, and the bookkeeping the router reads: health,
- * passive ejection, in-flight counts and recent latencies. */
+ * passive ejection, in-flight counts and recent latencies. Workers of a
+ * group (green isolation) live in one shared process instead: hosted.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -20,7 +21,7 @@
 static void on_handle_closed(uv_handle_t *h);
 
 /* Out of the table: its restart timer goes too (it was the table's). */
-static void wk_unlink(gs__wk_t *wk) {
+void gs__wk_unlink(gs__wk_t *wk) {
   gs__serve_t *s = wk->s;
   if (!uv_is_closing((uv_handle_t *)&wk->restart_timer))
     uv_close((uv_handle_t *)&wk->restart_timer, on_handle_closed);
@@ -117,8 +118,7 @@ unsigned gs__choose(gs__serve_t *s, unsigned n, const unsigned *inflight,
   if (n == 1)
     return 0;
   if (s->opt.policy == GS_SERVE_ROUND_ROBIN)
-    return atomic_fetch_add_explicit(&s->rr_next, 1, memory_order_relaxed) %
-           n;
+    return atomic_fetch_add_explicit(&s->rr_next, 1, memory_order_relaxed) % n;
   /* least request: the less busy of two distinct random candidates */
   unsigned a = (unsigned)(rng_next(rng) % n);
   unsigned b = (unsigned)(rng_next(rng) % (n - 1));
@@ -136,19 +136,20 @@ static void on_restart_timer(uv_timer_t *t) {
     uv_process_kill(&wk->proc, SIGKILL); /* the stop grace ran out */
 }
 
-static void schedule_restart(gs__wk_t *wk) {
-  unsigned delay = 0;
-  if (wk->quick_exits > 0) {
-    unsigned shift = wk->quick_exits > 6 ? 6 : wk->quick_exits - 1;
-    delay = 100u << shift;
-    if (delay > MAX_BACKOFF_MS)
-      delay = MAX_BACKOFF_MS;
-  }
-  wk->state = GS__PROC_WAITING;
-  uv_timer_start(&wk->restart_timer, on_restart_timer, delay, 0);
+unsigned gs__restart_delay_ms(unsigned quick_exits) {
+  if (quick_exits == 0)
+    return 0;
+  unsigned delay = 100u << (quick_exits > 6 ? 6 : quick_exits - 1);
+  return delay > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : delay;
 }
 
-static void worker_gone(gs__wk_t *wk) {
+static void schedule_restart(gs__wk_t *wk) {
+  wk->state = GS__PROC_WAITING;
+  uv_timer_start(&wk->restart_timer, on_restart_timer,
+                 gs__restart_delay_ms(wk->quick_exits), 0);
+}
+
+void gs__wk_gone(gs__wk_t *wk) {
   wk->healthy = false;
   wk->healthy_since_ns = 0;
   wk->http_port = wk->grpc_port = 0;
@@ -163,7 +164,7 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal) {
   uint64_t now = gs__serve_now_ns();
   bool was_ready = wk->ready_ns != 0;
   close_handle((uv_handle_t *)&wk->proc, &wk->proc_open);
-  worker_gone(wk);
+  gs__wk_gone(wk);
   if (term_signal)
     gs__serve_log(s, "worker %s (pid %d) killed by signal %d", wk->label,
                   wk->pid, term_signal);
@@ -178,11 +179,11 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal) {
         term_signal ? term_signal : (int)status, wk->log_path);
   uv_timer_stop(&wk->restart_timer);
   if (wk->removing || s->draining) {
-    wk_unlink(wk);
+    gs__wk_unlink(wk);
     return;
   }
-  wk->quick_exits = now - wk->started_ns < QUICK_EXIT_NS ? wk->quick_exits + 1
-                                                         : 0;
+  wk->quick_exits =
+      now - wk->started_ns < QUICK_EXIT_NS ? wk->quick_exits + 1 : 0;
   wk->restarts++;
   s->restarts++;
   schedule_restart(wk);
@@ -193,6 +194,18 @@ static void on_ready_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   *buf = uv_buf_init(wk->ready_buf + wk->ready_len,
                      (unsigned)(sizeof wk->ready_buf - 1 - wk->ready_len));
+}
+
+void gs__wk_ready(gs__wk_t *wk, unsigned http, unsigned grpc) {
+  wk->http_port = http;
+  wk->grpc_port = grpc;
+  wk->state = GS__PROC_RUNNING;
+  wk->ready_ns = gs__serve_now_ns();
+  wk->unhealthy_since_ns = wk->ready_ns;
+  wk->ejected_until_ns = 0;
+  wk->consecutive_failures = 0;
+  close_handle((uv_handle_t *)&wk->ready_pipe, &wk->pipe_open);
+  gs__health_tick(wk->s); /* check it now, not at the next tick */
 }
 
 /* The worker says "ready http=P grpc=G" on fd 3 once it serves. */
@@ -207,26 +220,16 @@ static void on_ready_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
       sscanf(wk->ready_buf, "ready http=%u grpc=%u", &http, &grpc) >= 1 &&
       http > 0 && http < 65536 && grpc < 65536 &&
       wk->state == GS__PROC_STARTING) {
-    wk->http_port = http;
-    wk->grpc_port = grpc;
-    wk->state = GS__PROC_RUNNING;
-    wk->ready_ns = gs__serve_now_ns();
-    wk->unhealthy_since_ns = wk->ready_ns;
-    wk->ejected_until_ns = 0;
-    wk->consecutive_failures = 0;
-    close_handle((uv_handle_t *)&wk->ready_pipe, &wk->pipe_open);
-    gs__health_tick(wk->s); /* check it now, not at the next tick */
+    gs__wk_ready(wk, http, grpc);
     return;
   }
   if (nread < 0 || wk->ready_len + 1 >= sizeof wk->ready_buf)
     close_handle((uv_handle_t *)&wk->ready_pipe, &wk->pipe_open);
 }
 
-static int open_log(gs__wk_t *wk) {
-  char *path = wk->log_path;
-  size_t dir_len = strlen(wk->s->opt.log_dir);
-  snprintf(path, sizeof wk->log_path, "%s/worker-%s.log", wk->s->opt.log_dir,
-           wk->label);
+int gs__open_log(gs__serve_t *s, const char *name, char *path, size_t size) {
+  size_t dir_len = strlen(s->opt.log_dir);
+  snprintf(path, size, "%s/worker-%s.log", s->opt.log_dir, name);
   for (char *p = path + dir_len + 1; *p; p++)
     if (*p == '/' || *p == ':')
       *p = '-'; /* "0:1/2" names a file, not a directory */
@@ -249,11 +252,11 @@ static int spawn(gs__wk_t *wk, char **argv, int log_fd) {
    * and then stops the workers, not to the workers mid-request. They still
    * end with the serve (the worker sets PR_SET_PDEATHSIG). */
   uv_process_options_t po = {.exit_cb = on_worker_exit,
-                              .file = argv[0],
-                              .args = argv,
-                              .flags = UV_PROCESS_DETACHED,
-                              .stdio_count = 4,
-                              .stdio = stdio};
+                             .file = argv[0],
+                             .args = argv,
+                             .flags = UV_PROCESS_DETACHED,
+                             .stdio_count = 4,
+                             .stdio = stdio};
   wk->proc.data = wk;
   int rc = uv_spawn(&s->loop, &wk->proc, &po);
   wk->proc_open = true; /* closed even when spawning failed */
@@ -264,8 +267,7 @@ static int spawn(gs__wk_t *wk, char **argv, int log_fd) {
     return rc;
   }
   wk->pid = wk->proc.pid;
-  uv_read_start((uv_stream_t *)&wk->ready_pipe, on_ready_alloc,
-                on_ready_read);
+  uv_read_start((uv_stream_t *)&wk->ready_pipe, on_ready_alloc, on_ready_read);
   return 0;
 }
 
@@ -283,7 +285,8 @@ void gs__wk_start(gs__wk_t *wk) {
   wk->state = GS__PROC_STARTING;
   int rc = s->opt.worker_argv(s->opt.ctx, &wk->inst, wk->n, argv, buf,
                               sizeof buf, &err);
-  if (rc == GS_OK && (log_fd = open_log(wk)) < 0)
+  if (rc == GS_OK && (log_fd = gs__open_log(s, wk->label, wk->log_path,
+                                            sizeof wk->log_path)) < 0)
     rc = gs_error_sys(&err, errno, "cannot open the log of worker %s in %s",
                       wk->label, s->opt.log_dir);
   if (rc == GS_OK && (rc = spawn(wk, argv, log_fd)) != 0)
@@ -305,9 +308,14 @@ void gs__wk_start(gs__wk_t *wk) {
 }
 
 void gs__wk_stop(gs__wk_t *wk, int signum) {
+  if (wk->host) { /* its process restarts without it: it leaves at once */
+    gs__host_leave(wk);
+    gs__wk_unlink(wk);
+    return;
+  }
   if (wk->state == GS__PROC_WAITING) {
     uv_timer_stop(&wk->restart_timer);
-    wk_unlink(wk);
+    gs__wk_unlink(wk);
     return;
   }
   if (!wk->proc_open)
@@ -336,6 +344,8 @@ int gs__wk_add(gs__serve_t *s, const gs_serve_instance_t *inst, unsigned n,
   wk->restart_timer.data = wk;
   wk->next = s->workers;
   s->workers = wk;
+  if (inst->group[0])
+    return gs__host_join(wk, err);
   gs__wk_start(wk);
   return GS_OK;
 }
@@ -408,12 +418,16 @@ void gs__health_tick(gs__serve_t *s) {
     uint64_t limit_ms = wk->state == GS__PROC_STARTING
                             ? s->opt.start_timeout_ms
                             : s->opt.restart_unhealthy_ms;
-    if (since && now - since > limit_ms * 1000000ull && wk->proc_open) {
+    if (since && now - since > limit_ms * 1000000ull &&
+        (wk->proc_open || (wk->host && wk->host->proc_open))) {
       gs__serve_log(s, "worker %s %s for %llu ms: restarting it", wk->label,
                     wk->state == GS__PROC_STARTING ? "not ready"
                                                    : "not answering",
                     (unsigned long long)limit_ms);
-      uv_process_kill(&wk->proc, SIGKILL);
+      if (wk->host)
+        gs__host_kill(wk->host); /* the group's process: all restart */
+      else
+        uv_process_kill(&wk->proc, SIGKILL);
       wk->unhealthy_since_ns = 0;
       wk->started_ns = now; /* once per stuck spell, not every tick */
     }

@@ -1,0 +1,355 @@
+/* Workers that share one process: under green isolation a GPU's green
+ * contexts only run side by side inside one process, so the instances of
+ * a group (a GPU) get one `gpuslice worker --instance ID=FIRST:COUNT ...`
+ * together. It announces one ready line per instance; any change of the
+ * set, its exit or a stuck member restarts it whole, and every member with
+ * it (the router skips them meanwhile, as it does a dead worker). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "serve/serve_int.h"
+
+#define QUICK_EXIT_NS (10ull * 1000000000ull) /* ran less: back off */
+#define STOP_GRACE_MS 5000u /* SIGTERM, then SIGKILL after this */
+#define MAX_MEMBERS 64
+
+static void host_start(gs__host_t *h);
+
+static void host_unref(gs__host_t *h) {
+  if (--h->refs == 0)
+    free(h);
+}
+
+static void on_host_handle_closed(uv_handle_t *hd) {
+  host_unref(hd->data);
+}
+
+static void host_close(uv_handle_t *hd, bool *open) {
+  if (!*open)
+    return;
+  *open = false;
+  uv_close(hd, on_host_handle_closed);
+}
+
+/* Members, oldest first (the table is newest first); returns how many. */
+static size_t members(gs__host_t *h, gs__wk_t **out, size_t max) {
+  size_t n = 0;
+  for (gs__wk_t *wk = h->s->workers; wk; wk = wk->next)
+    if (wk->host == h && n < max)
+      out[n++] = wk;
+  for (size_t i = 0; i < n / 2; i++) {
+    gs__wk_t *t = out[i];
+    out[i] = out[n - 1 - i];
+    out[n - 1 - i] = t;
+  }
+  return n;
+}
+
+static void host_unlink(gs__host_t *h) {
+  for (gs__host_t **p = &h->s->hosts; *p; p = &(*p)->next)
+    if (*p == h) {
+      *p = h->next;
+      break;
+    }
+  h->state = GS__PROC_GONE;
+  if (!uv_is_closing((uv_handle_t *)&h->timer))
+    uv_close((uv_handle_t *)&h->timer, on_host_handle_closed);
+  host_unref(h); /* the list's */
+}
+
+static void set_members(gs__host_t *h, gs__proc_state_t state) {
+  gs__wk_t *m[MAX_MEMBERS];
+  size_t n = members(h, m, MAX_MEMBERS);
+  for (size_t i = 0; i < n; i++) {
+    m[i]->state = state;
+    if (state != GS__PROC_RUNNING)
+      m[i]->healthy = false;
+  }
+  gs__serve_publish(h->s);
+}
+
+static void on_host_timer(uv_timer_t *t) {
+  gs__host_t *h = t->data;
+  if (h->state == GS__PROC_WAITING && !h->s->draining)
+    host_start(h);
+  else if (h->state == GS__PROC_STOPPING && h->proc_open)
+    uv_process_kill(&h->proc, SIGKILL); /* the stop grace ran out */
+}
+
+static void host_stop(gs__host_t *h) {
+  h->state = GS__PROC_STOPPING;
+  set_members(h, GS__PROC_STOPPING);
+  uv_process_kill(&h->proc, SIGTERM);
+  uv_timer_start(&h->timer, on_host_timer, STOP_GRACE_MS, 0);
+}
+
+/* The set changed: start with the new one (at once; several changes in a
+ * row, as one sync makes, coalesce into one start). */
+static void host_changed(gs__host_t *h) {
+  gs__wk_t *m[1];
+  bool any = members(h, m, 1) > 0;
+  if (h->proc_open) {
+    h->changed = true;
+    if (h->state == GS__PROC_STOPPING)
+      return;
+    if (any && !h->s->draining)
+      gs__serve_log(h->s,
+                    "workers of %s (pid %d) restart with the new set of "
+                    "instances",
+                    h->group, h->pid);
+    host_stop(h);
+  } else if (!any) {
+    host_unlink(h);
+  } else {
+    h->state = GS__PROC_WAITING;
+    uv_timer_start(&h->timer, on_host_timer, 0, 0);
+  }
+}
+
+static void on_host_exit(uv_process_t *p, int64_t status, int term_signal) {
+  gs__host_t *h = p->data;
+  gs__serve_t *s = h->s;
+  gs__wk_t *m[MAX_MEMBERS];
+  size_t n = members(h, m, MAX_MEMBERS);
+  bool intended = h->state == GS__PROC_STOPPING;
+  host_close((uv_handle_t *)&h->proc, &h->proc_open);
+  host_close((uv_handle_t *)&h->ready_pipe, &h->pipe_open);
+  uv_timer_stop(&h->timer);
+  if (!intended)
+    gs__serve_log(s, "workers of %s (pid %d) %s %d", h->group, h->pid,
+                  term_signal ? "killed by signal" : "exited with status",
+                  term_signal ? term_signal : (int)status);
+  bool all_ready = true;
+  for (size_t i = 0; i < n; i++) {
+    all_ready = all_ready && m[i]->ready_ns != 0;
+    gs__wk_gone(m[i]);
+    m[i]->state = GS__PROC_WAITING;
+    if (!intended) {
+      m[i]->restarts++;
+      s->restarts++;
+    }
+  }
+  if (!s->started && !all_ready && !intended && s->start_rc == GS_OK)
+    s->start_rc = gs_error_set(
+        &s->start_err, GS_ESYSTEM,
+        "the workers of %s exited (%s %d) before they were ready; their "
+        "log is %s",
+        h->group, term_signal ? "signal" : "status",
+        term_signal ? term_signal : (int)status, h->log_path);
+  if (n == 0 || s->draining) {
+    for (size_t i = 0; i < n; i++) {
+      m[i]->host = NULL;
+      gs__wk_unlink(m[i]);
+    }
+    host_unlink(h);
+    return;
+  }
+  if (intended && h->changed)
+    h->quick_exits = 0;
+  else
+    h->quick_exits = gs__serve_now_ns() - h->started_ns < QUICK_EXIT_NS
+                         ? h->quick_exits + 1
+                         : 0;
+  h->changed = false;
+  h->state = GS__PROC_WAITING;
+  uv_timer_start(&h->timer, on_host_timer, gs__restart_delay_ms(h->quick_exits),
+                 0);
+}
+
+static void on_host_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
+  gs__host_t *h = hd->data;
+  (void)suggested;
+  *buf = uv_buf_init(h->ready_buf + h->ready_len,
+                     (unsigned)(sizeof h->ready_buf - 1 - h->ready_len));
+}
+
+/* One complete line "ready id=ID http=P grpc=G" for a member. */
+static void take_line(gs__host_t *h, const char *line) {
+  char id[64];
+  unsigned http = 0, grpc = 0;
+  if (sscanf(line, "ready id=%63s http=%u grpc=%u", id, &http, &grpc) < 2 ||
+      http == 0 || http > 65535 || grpc > 65535)
+    return;
+  for (gs__wk_t *wk = h->s->workers; wk; wk = wk->next)
+    if (wk->host == h && wk->state == GS__PROC_STARTING &&
+        strcmp(wk->inst.id, id) == 0) {
+      gs__wk_ready(wk, http, grpc);
+      return;
+    }
+}
+
+static void on_host_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+  gs__host_t *h = st->data;
+  (void)b;
+  if (nread > 0)
+    h->ready_len += (size_t)nread;
+  h->ready_buf[h->ready_len] = '\0';
+  char *nl;
+  while ((nl = strchr(h->ready_buf, '\n')) != NULL) {
+    *nl = '\0';
+    take_line(h, h->ready_buf);
+    size_t used = (size_t)(nl + 1 - h->ready_buf);
+    memmove(h->ready_buf, nl + 1, h->ready_len - used + 1);
+    h->ready_len -= used;
+  }
+  if (nread < 0 || h->ready_len + 1 >= sizeof h->ready_buf)
+    host_close((uv_handle_t *)&h->ready_pipe, &h->pipe_open);
+}
+
+static int host_spawn(gs__host_t *h, char **argv, int log_fd) {
+  gs__serve_t *s = h->s;
+  uv_pipe_init(&s->loop, &h->ready_pipe, 0);
+  h->ready_pipe.data = h;
+  h->pipe_open = true;
+  h->refs++;
+  uv_stdio_container_t stdio[4] = {
+      {.flags = UV_IGNORE},
+      {.flags = UV_INHERIT_FD, .data.fd = log_fd},
+      {.flags = UV_INHERIT_FD, .data.fd = log_fd},
+      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE,
+       .data.stream = (uv_stream_t *)&h->ready_pipe}};
+  /* its own session, as a worker's: see spawn() in supervisor.c */
+  uv_process_options_t po = {.exit_cb = on_host_exit,
+                             .file = argv[0],
+                             .args = argv,
+                             .flags = UV_PROCESS_DETACHED,
+                             .stdio_count = 4,
+                             .stdio = stdio};
+  h->proc.data = h;
+  int rc = uv_spawn(&s->loop, &h->proc, &po);
+  h->proc_open = true; /* closed even when spawning failed */
+  h->refs++;
+  if (rc != 0) {
+    host_close((uv_handle_t *)&h->proc, &h->proc_open);
+    host_close((uv_handle_t *)&h->ready_pipe, &h->pipe_open);
+    return rc;
+  }
+  h->pid = h->proc.pid;
+  uv_read_start((uv_stream_t *)&h->ready_pipe, on_host_alloc, on_host_read);
+  return 0;
+}
+
+/* The argv of the group's process and its log; spawns it. */
+static int host_exec(gs__host_t *h, gs__wk_t **m, size_t n, gs_error_t *err) {
+  gs__serve_t *s = h->s;
+  gs_serve_instance_t insts[MAX_MEMBERS];
+  char *argv[GS_SERVE_MAX_ARGS];
+  char buf[8192];
+  int log_fd = -1;
+  for (size_t i = 0; i < n; i++)
+    insts[i] = m[i]->inst;
+  int rc = s->opt.group_argv(s->opt.ctx, h->group, insts, n, argv, buf,
+                             sizeof buf, err);
+  if (rc == GS_OK &&
+      (log_fd = gs__open_log(s, h->group, h->log_path, sizeof h->log_path)) < 0)
+    rc = gs_error_sys(err, errno, "cannot open the log of %s in %s", h->group,
+                      s->opt.log_dir);
+  if (rc == GS_OK && (rc = host_spawn(h, argv, log_fd)) != 0)
+    rc = gs_error_set(err, GS_ESYSTEM,
+                      "cannot start the workers of %s (%s): "
+                      "%s",
+                      h->group, argv[0], uv_strerror(rc));
+  if (log_fd >= 0)
+    close(log_fd);
+  return rc;
+}
+
+static void host_start(gs__host_t *h) {
+  gs__serve_t *s = h->s;
+  gs__wk_t *m[MAX_MEMBERS];
+  size_t n = members(h, m, MAX_MEMBERS);
+  gs_error_t err;
+  if (n == 0) {
+    host_unlink(h);
+    return;
+  }
+  h->ready_len = 0;
+  h->started_ns = gs__serve_now_ns();
+  h->state = GS__PROC_STARTING;
+  for (size_t i = 0; i < n; i++) {
+    m[i]->ready_ns = 0;
+    m[i]->check_failures = 0;
+    m[i]->started_ns = h->started_ns;
+  }
+  set_members(h, GS__PROC_STARTING);
+  int rc = host_exec(h, m, n, &err);
+  if (rc == GS_OK) {
+    for (size_t i = 0; i < n; i++)
+      snprintf(m[i]->log_path, sizeof m[i]->log_path, "%s", h->log_path);
+    gs__serve_log(s, "workers of %s starting (pid %d, %zu instances)", h->group,
+                  h->pid, n);
+    return;
+  }
+  gs__serve_log(s, "%s", err.msg);
+  if (!s->started && s->start_rc == GS_OK) {
+    s->start_rc = rc;
+    s->start_err = err;
+  }
+  h->quick_exits++;
+  h->state = GS__PROC_WAITING;
+  set_members(h, GS__PROC_WAITING);
+  uv_timer_start(&h->timer, on_host_timer, gs__restart_delay_ms(h->quick_exits),
+                 0);
+}
+
+static gs__host_t *host_find_or_add(gs__serve_t *s, const char *group) {
+  for (gs__host_t *h = s->hosts; h; h = h->next)
+    if (strcmp(h->group, group) == 0)
+      return h;
+  gs__host_t *h = calloc(1, sizeof *h);
+  if (!h)
+    return NULL;
+  h->s = s;
+  snprintf(h->group, sizeof h->group, "%s", group);
+  h->refs = 2; /* the list's and the timer's */
+  h->state = GS__PROC_WAITING;
+  uv_timer_init(&s->loop, &h->timer);
+  h->timer.data = h;
+  h->next = s->hosts;
+  s->hosts = h;
+  return h;
+}
+
+int gs__host_join(gs__wk_t *wk, gs_error_t *err) {
+  gs__serve_t *s = wk->s;
+  int rc = GS_OK;
+  if (!s->opt.group_argv)
+    rc = gs_error_set(err, GS_EINVAL,
+                      "instance %s shares a process with "
+                      "its group %s, and this serve cannot start one",
+                      wk->inst.id, wk->inst.group);
+  else if (s->opt.workers_per_instance > 1)
+    rc = gs_error_set(err, GS_EINVAL,
+                      "instance %s runs under green isolation: its GPU's "
+                      "instances share one worker process, one worker "
+                      "each (--workers-per-instance 1; --threads gives "
+                      "each more inference threads)",
+                      wk->inst.id);
+  gs__host_t *h = rc == GS_OK ? host_find_or_add(s, wk->inst.group) : NULL;
+  if (rc == GS_OK && !h)
+    rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+  if (rc != GS_OK) {
+    gs__wk_unlink(wk);
+    return rc;
+  }
+  wk->host = h;
+  wk->state = GS__PROC_WAITING;
+  host_changed(h);
+  return GS_OK;
+}
+
+void gs__host_leave(gs__wk_t *wk) {
+  gs__host_t *h = wk->host;
+  gs__wk_gone(wk);
+  wk->host = NULL;
+  host_changed(h);
+}
+
+void gs__host_kill(gs__host_t *h) {
+  if (h->proc_open)
+    uv_process_kill(&h->proc, SIGKILL);
+}
