@@ -38,7 +38,8 @@ static void check_sizes(unsigned max, const unsigned *pref, unsigned n_pref,
   slot.warm = true;
   slot.io = (gs__model_io_t){"m", "1", 1, 1, in, in};
   slot.batching.n_preferred = n_pref;
-  memcpy(slot.batching.preferred, pref, n_pref * sizeof *pref);
+  if (n_pref)
+    memcpy(slot.batching.preferred, pref, n_pref * sizeof *pref);
   uint64_t sizes[GS__MAX_PLANNED_SIZES];
   size_t n = gs__slot_planned_sizes(&slot, sizes, GS__MAX_PLANNED_SIZES);
   assert_int_equal(n, n_want);
