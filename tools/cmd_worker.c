@@ -61,12 +61,16 @@ static int parse_instance(const char *text, hosted_t *h) {
 static void report_models(const gs_worker_t *w) {
   const char *name, *reason;
   bool ready;
-  for (size_t i = 0; gs_worker_model(w, i, &name, &ready, &reason); i++)
+  for (size_t i = 0; gs_worker_model(w, i, &name, &ready, &reason); i++) {
+    if (ready && gs_worker_model_load_note(w, i)[0])
+      fprintf(stderr, "gpuslice worker: model %s: %s\n", name,
+              gs_worker_model_load_note(w, i));
     if (ready)
       fprintf(stderr, "gpuslice worker: model '%s' is ready\n", name);
     else
       fprintf(stderr, "gpuslice worker: model '%s' is not ready: %s\n", name,
               reason);
+  }
 }
 
 /* The CPUs this process may run on: under `gpuslice run -i X` those are the

@@ -224,8 +224,12 @@ void demo_print_plan(const demo_t *d, FILE *out) {
 
 /* ---- the GPU model repository ------------------------------------------ */
 
-/* The model's own config with instance_group KIND_GPU and (when it names
- * none) precision fp16; a ResNet-50 batching config when it has none. */
+#define GPU_QUEUE_DELAY_US 100
+
+/* The model's own config with instance_group KIND_GPU, (when it names
+ * none) precision fp16 and a 100 us queue delay (a batch of ResNet-50 on a
+ * GPU runs in a few ms: the CPU config's delay would add up to itself to
+ * every lone request); a ResNet-50 batching config when it has none. */
 static int write_gpu_config(const char *src, const char *dst) {
   json_t *doc = json_load_file(src, JSON_REJECT_DUPLICATES, NULL);
   if (!doc && access(src, F_OK) == 0) {
@@ -234,8 +238,12 @@ static int write_gpu_config(const char *src, const char *dst) {
   }
   if (!doc)
     doc = json_pack("{s:i, s:{s:i, s:[i,i,i,i]}}", "max_batch_size", 64,
-                    "dynamic_batching", "max_queue_delay_microseconds", 1000,
-                    "preferred_batch_size", 8, 16, 32, 64);
+                    "dynamic_batching", "max_queue_delay_microseconds",
+                    GPU_QUEUE_DELAY_US, "preferred_batch_size", 8, 16, 32, 64);
+  json_t *db = json_object_get(doc, "dynamic_batching");
+  if (json_is_object(db))
+    json_object_set_new(db, "max_queue_delay_microseconds",
+                        json_integer(GPU_QUEUE_DELAY_US));
   json_object_set_new(doc, "instance_group",
                       json_pack("[{s:s}]", "kind", "KIND_GPU"));
   if (!json_object_get(doc, "precision"))

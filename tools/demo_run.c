@@ -67,12 +67,19 @@ static int run_self(demo_t *d, const char *log, char *const args[]) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+#define START_TIMEOUT_MS "600000"
+#define START_WAIT_TICKS 6600 /* 100 ms each: 660 s */
+
 static int start_serve(demo_t *d, const demo_phase_t *p, unsigned *port) {
   char log[4200], models[4300], select[1100];
+  /* A GPU worker plans and captures every batch size of its model at
+   * load: several seconds per size for ResNet-50 (cuDNN's algorithm
+   * timing), seven instances at once. */
   char *args[] = {"serve",
                   models,
                   "--http-port=0",
                   "--grpc-port=0",
+                  "--start-timeout=" START_TIMEOUT_MS,
                   p->select[0] ? select : NULL,
                   NULL};
   if (demo_interrupted)
@@ -86,8 +93,9 @@ static int start_serve(demo_t *d, const demo_phase_t *p, unsigned *port) {
   serve_pid = pid;
   char path[4200];
   snprintf(path, sizeof path, "%s/serve.json", d->state_dir);
-  unlink(path);                                         /* the last phase's */
-  for (int i = 0; i < 1200 && !demo_interrupted; i++) { /* 120 s */
+  unlink(path); /* the last phase's */
+  /* Its start timeout, and a minute for serve to give up and write. */
+  for (int i = 0; i < START_WAIT_TICKS && !demo_interrupted; i++) {
     json_t *doc = json_load_file(path, 0, NULL);
     int port_n = (int)json_integer_value(json_object_get(doc, "http_port"));
     json_decref(doc);

@@ -18,7 +18,7 @@ typedef struct gs_worker_options_s {
   size_t max_body_bytes;        /* 0: 64 MiB; a larger body is answered 413 */
   bool grpc;                    /* also serve KServe v2 gRPC (HTTP/2) */
   unsigned grpc_port;           /* with grpc: 0 = any free port */
-  bool metrics;         /* also serve GET /metrics alone on metrics_port */
+  bool metrics;          /* also serve GET /metrics alone on metrics_port */
   unsigned metrics_port; /* with metrics: 0 = any free port */
   /* CUDA sessions on a green context over these SMs (gs_session_options_t
    * sm_first/sm_count); sm_count 0: the whole GPU. */
@@ -50,5 +50,9 @@ size_t gs_worker_model_count(const gs_worker_t *w);
  * ready). false when i is out of range. Strings live as long as w. */
 bool gs_worker_model(const gs_worker_t *w, size_t i, const char **name,
                      bool *ready, const char **reason);
+/* What loading ready model i prepared, for a log line: "N sessions, batch
+ * sizes {1,2,4} planned in T ms" for a model planned at load (on a GPU),
+ * "" otherwise. Valid until the model reloads. */
+const char *gs_worker_model_load_note(const gs_worker_t *w, size_t i);
 
 #endif

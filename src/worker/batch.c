@@ -141,7 +141,8 @@ int gs__batch_concat_to(gs_tensor_t *out, gs__batch_buf_fn buf_for, void *ctx,
 
 uint64_t gs__batch_padded_rows(const gs__model_slot_t *slot, uint64_t rows) {
   uint64_t max = slot->max_batch_size, best = max;
-  if (slot->provider != GS_PROVIDER_CUDA || max == 0 || rows >= max)
+  bool graphs = slot->provider == GS_PROVIDER_CUDA || slot->warm;
+  if (!graphs || max == 0 || rows >= max)
     return rows;
   for (uint64_t p = 1; p < max; p *= 2)
     if (p >= rows && p < best)
@@ -247,7 +248,8 @@ static void answer_jobs(batch_t *b, gs_session_t *s) {
 
 /* The batch is written straight into the session's input buffers (on a
  * GPU its pinned staging: the run then copies nothing on the host). */
-static void *session_buf(void *ctx, size_t k, size_t bytes, gs_error_t *err) {
+void *gs__batch_session_buf(void *ctx, size_t k, size_t bytes,
+                            gs_error_t *err) {
   void *buf = NULL;
   return gs_session_input_buffer(ctx, k, bytes, &buf, err) == GS_OK ? buf
                                                                     : NULL;
@@ -271,8 +273,9 @@ static void work_batch(uv_work_t *w) {
   if (status == 0 && !(s = gs__slot_get(slot, &err)))
     status = 500;
   b->padded = gs__batch_padded_rows(slot, b->rows);
-  if (status == 0 && gs__batch_concat_to(ins, session_buf, s, rp, b->n,
-                                         &slot->io, b->padded, &err) != GS_OK)
+  if (status == 0 &&
+      gs__batch_concat_to(ins, gs__batch_session_buf, s, rp, b->n, &slot->io,
+                          b->padded, &err) != GS_OK)
     status = err.code == GS_EINVAL ? 400 : 500;
   b->t_input_done = gs__now_ns();
   if (status == 0 && gs_session_run(s, ins, slot->io.n_inputs, &err) != GS_OK) {

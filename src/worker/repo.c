@@ -226,6 +226,7 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
   m->memory_budget_bytes = 0;
   memset(&m->batching, 0, sizeof m->batching);
   memset(&m->placement, 0, sizeof m->placement);
+  m->placement.warmup = -1;
   struct stat st;
   if (stat(path, &st) != 0)
     return GS_OK;
@@ -269,6 +270,12 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
   json_t *inputs = json_object_get(root, "input");
   if (rc == GS_OK && inputs)
     rc = read_inputs(&m->placement, inputs, path, err);
+  /* gpuslice's own: plan every batch size at load (default on a GPU). */
+  json_t *warmup = json_object_get(root, "warmup");
+  if (rc == GS_OK && warmup && !json_is_boolean(warmup))
+    rc = gs_error_set(err, GS_EINVAL, "%s: warmup must be true or false", path);
+  else if (rc == GS_OK && warmup)
+    m->placement.warmup = json_is_true(warmup);
   json_decref(root);
   return rc;
 }
@@ -296,6 +303,7 @@ static void slot_destroy(gs__model_slot_t *s) {
   for (unsigned i = 0; i < s->n_idle; i++)
     gs_session_destroy(s->idle[i]);
   pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->idle_cond);
   free((void *)s->io.inputs);
   free((void *)s->io.outputs);
   gs_model_destroy(s->model);
@@ -331,12 +339,30 @@ static int input_types(gs__model_slot_t *s, gs_error_t *err) {
   return GS_OK;
 }
 
+/* instance_group count: that many sessions (on a GPU, streams) from the
+ * start, so that the first concurrent batches do not make them; first
+ * joins the pool either way. */
+static int more_sessions(gs__model_slot_t *s, gs_session_t *first,
+                         gs_error_t *err) {
+  gs_session_t *more[64];
+  unsigned n_more = 0;
+  int rc = GS_OK;
+  while (rc == GS_OK && n_more + 1 < s->placement.count)
+    if ((rc = gs__slot_session_create(s, &more[n_more], err)) == GS_OK)
+      n_more++;
+  gs__slot_put(s, first);
+  while (n_more)
+    gs__slot_put(s, more[--n_more]);
+  return rc;
+}
+
 static int slot_create(gs__model_entry_t *m, const char *path,
                        gs_error_t *err) {
   gs__model_slot_t *s = calloc(1, sizeof *s);
   if (!s)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->idle_cond, NULL);
   s->refs = 1;
   int rc = gs_model_load_file(&s->model, path, NULL, err);
   if (rc != GS_OK) {
@@ -368,32 +394,28 @@ static int slot_create(gs__model_entry_t *m, const char *path,
   for (size_t i = 0; i < no; i++)
     out[i] = *gs_model_output(s->model, i);
   /* One session now: a model the provider cannot run (an op, the GPU's
-   * memory) fails its load with the reason, not its first request; the
-   * session waits in the pool. */
-  gs_session_t *first = gs__slot_get(s, err);
-  if (!first) {
-    slot_destroy(s);
-    return err->code ? err->code : GS_EINVAL;
-  }
-  s->provider = gs_session_provider(first);
-  s->precision = gs_session_precision(first);
-  /* instance_group count: that many sessions (on a GPU, streams) from the
-   * start, so that the first concurrent batches do not make them. */
-  gs_session_t *more[64];
-  unsigned n_more = 0;
-  int rc3 = GS_OK;
-  while (rc3 == GS_OK && n_more + 1 < s->placement.count)
-    if ((more[n_more] = gs__slot_get(s, err)) != NULL)
-      n_more++;
-    else
-      rc3 = err->code ? err->code : GS_EINVAL;
-  gs__slot_put(s, first);
-  while (n_more)
-    gs__slot_put(s, more[--n_more]);
+   * memory) fails its load with the reason, not its first request. */
+  gs_session_t *first = NULL;
+  int rc3 = gs__slot_session_create(s, &first, err);
   if (rc3 != GS_OK) {
     slot_destroy(s);
     return rc3;
   }
+  s->provider = gs_session_provider(first);
+  s->precision = gs_session_precision(first);
+  s->warm = s->placement.warmup < 0 ? s->provider == GS_PROVIDER_CUDA
+                                    : s->placement.warmup == 1;
+  /* Warm: count sessions (1 when not given, Triton's one instance per
+   * GPU), every batch size planned and captured. Else instance_group
+   * count sessions from the start, more made as requests need them. */
+  rc3 = s->warm ? gs__slot_warm(s, first, err) : more_sessions(s, first, err);
+  if (rc3 != GS_OK) {
+    slot_destroy(s);
+    return rc3;
+  }
+  /* The batcher runs as many batches at once as there are sessions. */
+  if (s->warm)
+    m->placement.count = s->placement.count = s->n_sessions;
   m->slot = s;
   return GS_OK;
 }
@@ -507,12 +529,8 @@ void gs__repo_close(gs__repo_t *repo) {
   repo->n = 0;
 }
 
-gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
-  gs_session_t *s = NULL;
-  pthread_mutex_lock(&slot->lock);
-  if (slot->n_idle)
-    s = slot->idle[--slot->n_idle];
-  pthread_mutex_unlock(&slot->lock);
+int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,
+                            gs_error_t *err) {
   gs_session_options_t opts;
   gs_session_options_default(&opts);
   if (slot->memory_budget_bytes)
@@ -522,13 +540,30 @@ gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
   opts.device = slot->placement.device;
   opts.sm_first = slot->placement.sm_first;
   opts.sm_count = slot->placement.sm_count;
+  /* Room for a plan (on a GPU, a graph) per size planned at load. */
+  uint64_t sizes[GS__MAX_PLANNED_SIZES];
+  size_t n = gs__slot_planned_sizes(slot, sizes, GS__MAX_PLANNED_SIZES);
+  if (opts.max_cached_plans < n)
+    opts.max_cached_plans = (unsigned)n;
   /* Once one session has resolved AUTO, the others follow it: a pool
    * never mixes providers. */
   if (slot->provider != GS_PROVIDER_AUTO) {
     opts.provider = slot->provider;
     opts.precision = slot->precision;
   }
-  if (!s && gs_session_create(&s, slot->model, &opts, err) != GS_OK)
+  *out = NULL;
+  return gs_session_create(out, slot->model, &opts, err);
+}
+
+gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
+  gs_session_t *s = NULL;
+  pthread_mutex_lock(&slot->lock);
+  while (slot->warm && slot->n_idle == 0)
+    pthread_cond_wait(&slot->idle_cond, &slot->lock);
+  if (slot->n_idle)
+    s = slot->idle[--slot->n_idle];
+  pthread_mutex_unlock(&slot->lock);
+  if (!s && gs__slot_session_create(slot, &s, err) != GS_OK)
     return NULL;
   return s;
 }
@@ -538,6 +573,7 @@ void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s) {
   if (slot->n_idle < sizeof slot->idle / sizeof slot->idle[0]) {
     slot->idle[slot->n_idle++] = s;
     s = NULL;
+    pthread_cond_signal(&slot->idle_cond);
   }
   pthread_mutex_unlock(&slot->lock);
   gs_session_destroy(s);

@@ -280,9 +280,29 @@ int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
   return 0;
 }
 
+/* Runs the request on s. A warm model with a batch dimension runs it
+ * padded with zero rows to a planned size, as a batch would (a new shape
+ * would plan, and on a GPU capture, on this request); *rows is the rows
+ * run. */
+static int run_padded(gs__infer_job_t *job, gs_session_t *s, uint64_t *rows,
+                      gs_error_t *err) {
+  const gs__model_slot_t *slot = job->slot;
+  gs__infer_request_t *ir = &job->ir;
+  *rows = job->batch;
+  if (!slot->warm || slot->max_batch_size == 0 || job->batch == 0)
+    return gs_session_run(s, ir->inputs, ir->n_inputs, err);
+  const gs__infer_request_t *reqs[1] = {ir};
+  gs_tensor_t ins[GS__INFER_MAX_TENSORS];
+  *rows = gs__batch_padded_rows(slot, job->batch);
+  int rc = gs__batch_concat_to(ins, gs__batch_session_buf, s, reqs, 1,
+                               &slot->io, *rows, err);
+  return rc == GS_OK ? gs_session_run(s, ins, slot->io.n_inputs, err) : rc;
+}
+
 /* On a thread of the pool: decode, run, encode. */
 void gs__infer_job_run(gs__infer_job_t *job) {
   gs_error_t err = {0};
+  int rc;
   gs__infer_request_t *ir = &job->ir;
   gs__model_io_t *io = &job->slot->io;
   job->t_started = gs__now_ns();
@@ -291,20 +311,25 @@ void gs__infer_job_run(gs__infer_job_t *job) {
   gs_session_t *s = NULL;
   if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
     status = 500;
-  if (status == 0 &&
-      gs_session_run(s, ir->inputs, ir->n_inputs, &err) != GS_OK) {
-    status = err.code == GS_EINVAL || err.code == GS_ELIMIT ? 400 : 500;
+  uint64_t rows = 0;
+  if (status == 0 && (rc = run_padded(job, s, &rows, &err)) != GS_OK) {
+    status = rc == GS_EINVAL || rc == GS_ELIMIT ? 400 : 500;
     gs__infer_job_note_error(job, &err);
   }
   job->t_infer_done = gs__now_ns();
-  gs_tensor_t outs[GS__INFER_MAX_TENSORS];
+  gs_tensor_t outs[GS__INFER_MAX_TENSORS], run_outs[GS__INFER_MAX_TENSORS];
   for (size_t i = 0; status == 0 && i < io->n_outputs; i++) {
     const gs_tensor_t *t = gs_session_output(s, i);
     if (!t)
       status = 500;
     else
-      outs[i] = *t;
+      outs[i] = run_outs[i] = *t;
   }
+  /* A padded run: the request's rows of each output. */
+  if (status == 0 && rows != job->batch &&
+      gs__batch_split(outs, run_outs, io->n_outputs, 0, job->batch, rows,
+                      &err) != GS_OK)
+    status = 500;
   if (status == 0 && gs__infer_encode(&job->resp, ir, io, outs, &err) != 0)
     status = err.code == GS_EINVAL ? 400 : 500;
   if (s)

@@ -174,3 +174,9 @@ bool gs_worker_model(const gs_worker_t *w, size_t i, const char **name,
   *reason = m->reason;
   return true;
 }
+
+const char *gs_worker_model_load_note(const gs_worker_t *w, size_t i) {
+  if (i >= w->repo.n || w->repo.models[i].state != GS__MODEL_READY)
+    return "";
+  return w->repo.models[i].slot->load_note;
+}

@@ -208,7 +208,13 @@ typedef struct gs__placement_s {
   unsigned n_fp16;
   char fp16_inputs[GS__INFER_MAX_TENSORS][128];
   unsigned sm_first, sm_count; /* the worker's green-context SMs */
+  /* gpuslice's "warmup": true/false; absent (-1): on for CUDA sessions. */
+  int warmup;
 } gs__placement_t;
+
+/* The most batch sizes a model is planned for at load: powers of two below
+ * max_batch_size (at most 20 of them), the preferred sizes and the max. */
+#define GS__MAX_PLANNED_SIZES (20 + GS__MAX_PREFERRED_BATCH + 1)
 
 /* One load of a model: shared by the requests that use it, freed with the
  * last of them (refs changes on the loop thread only). */
@@ -226,6 +232,16 @@ typedef struct gs__model_slot_s {
   pthread_mutex_t lock; /* guards idle */
   gs_session_t *idle[64];
   unsigned n_idle;
+  /* Warm (CUDA, or "warmup": true): the n_sessions sessions made at load
+   * are the only ones, each planned (on a GPU, captured) for the sizes;
+   * a request that finds none idle waits on idle_cond for one, so that
+   * nothing is planned, captured or made on the request path. */
+  bool warm;
+  pthread_cond_t idle_cond;
+  unsigned n_sessions;
+  size_t n_sizes; /* 0: the shapes vary, each plans at its first run */
+  uint64_t sizes[GS__MAX_PLANNED_SIZES]; /* descending */
+  char load_note[320]; /* "N sessions, batch sizes {..} planned in T ms" */
 } gs__model_slot_t;
 
 typedef enum {
@@ -286,6 +302,20 @@ void gs__slot_unref(gs__model_slot_t *slot);
 /* A session of slot for this thread's use, returned with _put. */
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err);
 void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s);
+/* A new session of slot's model with the slot's options. */
+int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,
+                            gs_error_t *err);
+/* Makes the warm slot's sessions (first, and up to instance_group count in
+ * all), runs each once at every planned size and pools them (warm.c);
+ * sets load_note. The pool holds what was made, even on failure. */
+int gs__slot_warm(gs__model_slot_t *slot, gs_session_t *first, gs_error_t *err);
+/* The batch sizes a warm slot plans at load, largest first: with
+ * max_batch_size > 0 every size gs__batch_padded_rows can give (powers of
+ * two below the max, the preferred sizes, the max), else the model's one
+ * fixed shape (one size, 0: no batch dimension). 0 when an input has a variable
+ * dimension other than the batch: no shape can be planned ahead. */
+size_t gs__slot_planned_sizes(const gs__model_slot_t *slot, uint64_t *sizes,
+                              size_t cap);
 
 json_t *gs__model_metadata_json(const gs__model_entry_t *m);
 json_t *gs__model_config_json(const gs__model_entry_t *m);
@@ -369,14 +399,17 @@ size_t gs__batch_pick(const uint64_t *rows, const bool *compatible, size_t n,
                       unsigned max_batch_size, const gs__batching_t *cfg,
                       bool due, uint64_t *batch_rows);
 /* The batch size a batch of rows runs as: on the GPU (slot->provider
- * CUDA, max_batch_size > 0) the smallest of the sizes it keeps CUDA graphs
- * for (powers of two, the preferred sizes, max_batch_size) that holds
- * rows, so that a few graphs serve every batch; elsewhere rows. */
+ * CUDA or slot->warm, max_batch_size > 0) the smallest of the sizes it keeps
+ * CUDA graphs for (powers of two, the preferred sizes, max_batch_size) that
+ * holds rows, so that a few graphs serve every batch; elsewhere rows. */
 uint64_t gs__batch_padded_rows(const gs__model_slot_t *slot, uint64_t rows);
 /* Grows each of the n batched inputs from rows to padded rows (zeros);
  * bufs[i] is out[i].data, reallocated. */
 int gs__batch_pad(gs_tensor_t *out, void **bufs, size_t n, uint64_t rows,
                   uint64_t padded, gs_error_t *err);
+/* A gs__batch_buf_fn for gs__batch_concat_to: ctx is a gs_session_t, the
+ * buffer its input buffer (on a GPU its pinned staging). */
+void *gs__batch_session_buf(void *ctx, size_t k, size_t bytes, gs_error_t *err);
 /* Concatenates the n requests' inputs along dim 0 into out (model input
  * order); bufs[i] holds out[i].data, which the caller frees. */
 int gs__batch_concat(gs_tensor_t *out, void **bufs,

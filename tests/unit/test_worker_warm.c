@@ -1,0 +1,259 @@
+/* Warm models (issue 12: "planned at load; the worker never allocates on the
+ * request path"; "each batch size the worker runs is captured once ...; the
+ * dynamic batcher pads to the nearest captured size"). On the CPU provider
+ * with config.json "warmup": true, the same logic a CUDA model gets: the
+ * sizes planned at load are every size a batch can be padded to; the load
+ * makes instance_group count sessions and plans each; a request that finds
+ * no idle session waits for one rather than making one; a request without
+ * dynamic batching runs padded to a planned size. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "test_onnx_build.h"
+#include "test_tmpdir.h"
+#include "worker/worker_int.h"
+
+static bool has_size(const uint64_t *sizes, size_t n, uint64_t size) {
+  for (size_t i = 0; i < n; i++)
+    if (sizes[i] == size)
+      return true;
+  return false;
+}
+
+static void check_sizes(unsigned max, const unsigned *pref, unsigned n_pref,
+                        const uint64_t *want, size_t n_want) {
+  static const gs_tensor_info_t in[] = {{"x", GS_DTYPE_FP32, 2, {-1, 2}}};
+  gs__model_slot_t slot;
+  memset(&slot, 0, sizeof slot);
+  slot.max_batch_size = max;
+  slot.warm = true;
+  slot.io = (gs__model_io_t){"m", "1", 1, 1, in, in};
+  slot.batching.n_preferred = n_pref;
+  if (n_pref)
+    memcpy(slot.batching.preferred, pref, n_pref * sizeof *pref);
+  uint64_t sizes[GS__MAX_PLANNED_SIZES];
+  size_t n = gs__slot_planned_sizes(&slot, sizes, GS__MAX_PLANNED_SIZES);
+  assert_int_equal(n, n_want);
+  assert_memory_equal(sizes, want, n * sizeof *want);
+  /* Whatever a batch of rows is padded to was planned. */
+  for (uint64_t rows = 1; rows <= max; rows++) {
+    uint64_t padded = gs__batch_padded_rows(&slot, rows);
+    assert_true(padded >= rows);
+    if (!has_size(sizes, n, padded))
+      fail_msg("max %u: %llu rows run as %llu, which was not planned", max,
+               (unsigned long long)rows, (unsigned long long)padded);
+  }
+}
+
+static void test_planned_sizes_cover_padding(void **state) {
+  (void)state;
+  static const unsigned demo[] = {8, 16, 32, 64}, six[] = {6};
+  static const uint64_t demo_sizes[] = {64, 32, 16, 8, 4, 2, 1},
+                        twelve_sizes[] = {12, 8, 6, 4, 2, 1}, one[] = {1};
+  check_sizes(64, demo, 4, demo_sizes, 7);
+  check_sizes(12, six, 1, twelve_sizes, 6);
+  check_sizes(1, NULL, 0, one, 1);
+}
+
+/* No batch dimension: the one fixed shape; a variable dimension other than
+ * the batch: nothing can be planned ahead. */
+static void test_planned_sizes_fixed_and_variable(void **state) {
+  (void)state;
+  static const gs_tensor_info_t fixed[] = {{"x", GS_DTYPE_FP32, 2, {3, 2}}},
+                                vary[] = {{"x", GS_DTYPE_FP32, 2, {-1, -1}}};
+  gs__model_slot_t slot;
+  memset(&slot, 0, sizeof slot);
+  slot.io = (gs__model_io_t){"m", "1", 1, 1, fixed, fixed};
+  uint64_t sizes[GS__MAX_PLANNED_SIZES];
+  assert_int_equal(gs__slot_planned_sizes(&slot, sizes, 40), 1);
+  assert_int_equal(sizes[0], 0);
+  slot.io.inputs = vary;
+  slot.max_batch_size = 8;
+  assert_int_equal(gs__slot_planned_sizes(&slot, sizes, 40), 0);
+}
+
+/* x [N,2] -> Gemm(w [3,2], transB) -> y [N,3]: y = (x0, x1, x0 + x1). */
+static void write_model(const char *dir, const char *name, const char *config) {
+  static const float w[6] = {1, 0, 0, 1, 1, 1};
+  static const int64_t wd[2] = {3, 2}, xd[2] = {-1, 2}, yd[2] = {-1, 3};
+  graph_t g = {.n_in = 1, .n_out = 1, .n_init = 1};
+  g.nodes[g.n_nodes++] =
+      node("Gemm", "fc", "x,w", "y", attr_i("transB", 1), NULL);
+  g.init[0] = init_tensor("w", ELEM_F32, 2, wd, w);
+  g.in[0] = info("x", ELEM_F32, 2, xd);
+  g.out[0] = info("y", ELEM_F32, 2, yd);
+  size_t len;
+  uint8_t *buf = pack(&g, &len);
+  char path[512];
+  snprintf(path, sizeof path, "mkdir -p '%s/%s/1'", dir, name);
+  assert_int_equal(system(path), 0);
+  snprintf(path, sizeof path, "%s/%s/1/model.onnx", dir, name);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(buf, 1, len, f), len);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/%s/config.json", dir, name);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(config, f);
+  fclose(f);
+}
+
+typedef struct {
+  char dir[256];
+  gs__repo_t repo;
+} fixture_t;
+
+static int setup(void **state) {
+  static fixture_t fx;
+  gs_error_t err = {0};
+  if (test_tmpdir_make(fx.dir, sizeof fx.dir, "warm") != 0)
+    return -1;
+  write_model(fx.dir, "warm",
+              "{\"max_batch_size\": 8, \"warmup\": true, \"instance_group\": "
+              "[{\"kind\": \"KIND_CPU\", \"count\": 2}]}");
+  write_model(fx.dir, "cold",
+              "{\"max_batch_size\": 8, \"instance_group\": [{\"kind\": "
+              "\"KIND_CPU\"}]}");
+  if (gs__repo_open(&fx.repo, fx.dir, &err) != GS_OK)
+    return -1;
+  *state = &fx;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture_t *fx = *state;
+  gs__repo_close(&fx->repo);
+  test_tmpdir_remove(fx->dir);
+  return free_kept(state);
+}
+
+static gs__model_slot_t *ready_slot(fixture_t *fx, const char *name) {
+  gs__model_entry_t *m = gs__repo_find(&fx->repo, name);
+  assert_non_null(m);
+  if (m->state != GS__MODEL_READY)
+    fail_msg("%s is not ready: %s", name, m->reason);
+  return m->slot;
+}
+
+/* count sessions, made and planned at load (each ran its sizes: it holds a
+ * plan); the batcher runs as many batches at once. A model without warmup
+ * on the CPU keeps today's behaviour. */
+static void test_load_plans_every_session(void **state) {
+  fixture_t *fx = *state;
+  gs__model_slot_t *s = ready_slot(fx, "warm");
+  assert_true(s->warm);
+  assert_int_equal(s->n_sessions, 2);
+  assert_int_equal(s->n_idle, 2);
+  for (unsigned i = 0; i < s->n_idle; i++)
+    assert_true(gs_session_planned_bytes(s->idle[i]) > 0);
+  assert_int_equal(gs__repo_find(&fx->repo, "warm")->placement.count, 2);
+  print_message("load: %s\n", s->load_note);
+  const char *want = "2 sessions, batch sizes {1,2,4,8} planned in ";
+  assert_memory_equal(s->load_note, want, strlen(want));
+  assert_non_null(strstr(s->load_note, " ms"));
+  gs__model_slot_t *cold = ready_slot(fx, "cold");
+  assert_false(cold->warm);
+  assert_string_equal(cold->load_note, "");
+}
+
+typedef struct {
+  gs__model_slot_t *slot;
+  gs_session_t *got;
+  volatile int done;
+} getter_t;
+
+static void *get_one(void *arg) {
+  getter_t *g = arg;
+  gs_error_t err = {0};
+  g->got = gs__slot_get(g->slot, &err);
+  __atomic_store_n(&g->done, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+/* Both sessions busy: a third request waits for one of them and runs on
+ * it; it never makes a session of its own. */
+static void test_request_waits_for_a_session(void **state) {
+  fixture_t *fx = *state;
+  gs__model_slot_t *s = ready_slot(fx, "warm");
+  gs_error_t err = {0};
+  gs_session_t *a = gs__slot_get(s, &err), *b = gs__slot_get(s, &err);
+  assert_non_null(a);
+  assert_non_null(b);
+  getter_t g = {s, NULL, 0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, get_one, &g), 0);
+  nanosleep(&(struct timespec){0, 200000000}, NULL);
+  assert_int_equal(__atomic_load_n(&g.done, __ATOMIC_SEQ_CST), 0);
+  gs__slot_put(s, b);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_ptr_equal(g.got, b);
+  gs__slot_put(s, g.got);
+  gs__slot_put(s, a);
+  assert_int_equal(s->n_idle, 2);
+}
+
+static gs__infer_job_t *infer(fixture_t *fx, const char *body) {
+  static gs__infer_job_t job;
+  static gs__http_response_t resp;
+  gs__http_request_t req = {.method = HTTP_POST,
+                            .url = strdup("/v2/models/warm/infer"),
+                            .body = strdup(body),
+                            .body_len = strlen(body),
+                            .infer_header_len = -1};
+  memset(&job, 0, sizeof job);
+  resp = (gs__http_response_t){.infer_header_len = -1};
+  int routed = gs__route(&fx->repo, &req, &resp, &job);
+  if (routed != 1)
+    fail_msg("route: %d, status %d: %s", routed, resp.status,
+             resp.body ? resp.body : "");
+  gs__infer_job_run(&job);
+  gs__infer_job_finish(&job);
+  gs__http_response_release(&resp);
+  free(req.url);
+  return &job;
+}
+
+/* Without dynamic batching, 3 rows run as 4 (a planned size) and the answer
+ * holds the 3 rows asked for; 9 rows (over max_batch_size) are a 400. */
+static void test_unbatched_request_runs_padded(void **state) {
+  fixture_t *fx = *state;
+  gs__model_slot_t *s = ready_slot(fx, "warm");
+  gs__infer_job_t *job =
+      infer(fx, "{\"inputs\":[{\"name\":\"x\",\"shape\":[3,2],\"datatype\":"
+                "\"FP32\",\"data\":[1,2,3,4,5,6]}]}");
+  if (job->resp.status != 200)
+    fail_msg("status %d: %s", job->resp.status, job->resp.body);
+  assert_non_null(strstr(job->resp.body, "\"shape\":[3,3]"));
+  assert_non_null(strstr(job->resp.body,
+                         "\"data\":[1.0,2.0,3.0,3.0,4.0,7.0,5.0,6.0,11.0]"));
+  gs__http_response_release(&job->resp);
+  /* The session it ran on is back on top of the pool: its last run. */
+  const gs_tensor_t *y = gs_session_output(s->idle[s->n_idle - 1], 0);
+  assert_non_null(y);
+  assert_int_equal(y->shape[0], 4);
+  job = infer(fx, "{\"inputs\":[{\"name\":\"x\",\"shape\":[9,2],\"datatype\":"
+                  "\"FP32\",\"data\":[1,2,3,4,5,6,7,8,9,1,2,3,4,5,6,7,8,9]}]}");
+  assert_int_equal(job->resp.status, 400);
+  gs__http_response_release(&job->resp);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_planned_sizes_cover_padding),
+      cmocka_unit_test(test_planned_sizes_fixed_and_variable),
+      cmocka_unit_test(test_load_plans_every_session),
+      cmocka_unit_test(test_request_waits_for_a_session),
+      cmocka_unit_test(test_unbatched_request_runs_padded),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
