@@ -42,6 +42,7 @@ static int parse_sms(const char *text, const char *what, unsigned *first,
 typedef struct hosted_s {
   char id[64];
   unsigned sm_first, sm_count;
+  gs_worker_options_t opts; /* for the creating thread */
   gs_worker_t *w;
   pthread_t thread;
   gs_error_t err;
@@ -96,6 +97,14 @@ static void tell_ready(gs_worker_t *w, int fd, pid_t parent) {
   close(fd);
 }
 
+/* Creates one hosted worker: its models load (a GPU model plans every
+ * batch size at load: seconds), so the instances load side by side. */
+static void *create_hosted(void *arg) {
+  hosted_t *h = arg;
+  h->rc = gs_worker_create(&h->w, &h->opts, &h->err);
+  return NULL;
+}
+
 static void *run_hosted(void *arg) {
   hosted_t *h = arg;
   h->rc = gs_worker_run(h->w, &h->err);
@@ -112,16 +121,32 @@ static int host_instances(const gs_worker_options_t *base, hosted_t *hosted,
   char lines[MAX_HOSTED * 96] = "";
   size_t len = 0;
   gs_error_t err;
+  unsigned made = 0;
+  for (; made < n; made++) {
+    hosted_t *h = &hosted[made];
+    h->opts = *base;
+    h->opts.port = 0;
+    h->opts.grpc_port = 0;
+    h->opts.metrics = false;
+    h->opts.sm_first = h->sm_first;
+    h->opts.sm_count = h->sm_count;
+    h->w = NULL;
+    if (pthread_create(&h->thread, NULL, create_hosted, h) != 0)
+      break;
+  }
+  for (unsigned i = 0; i < made; i++)
+    pthread_join(hosted[i].thread, NULL);
   for (unsigned i = 0; i < n && rc == CLI_OK; i++) {
-    gs_worker_options_t wo = *base;
-    wo.port = 0;
-    wo.grpc_port = 0;
-    wo.metrics = false;
-    wo.sm_first = hosted[i].sm_first;
-    wo.sm_count = hosted[i].sm_count;
-    if (gs_worker_create(&hosted[i].w, &wo, &err) != GS_OK) {
+    if (i >= made)
+      gs_error_set(&err, GS_ESYSTEM, "cannot start a thread to load it");
+    else if (hosted[i].rc != GS_OK)
+      err = hosted[i].err;
+    if (i >= made || hosted[i].rc != GS_OK) {
       gs_error_prefix(&err, "instance %s: ", hosted[i].id);
       rc = cli_fail("worker", &err);
+      for (unsigned j = i + 1; j < made; j++) /* loaded, never run */
+        if (hosted[j].w)
+          gs_worker_destroy(hosted[j].w);
       break;
     }
     fprintf(stderr, "gpuslice worker: instance %s (SMs %u+%u) on http %u\n",
