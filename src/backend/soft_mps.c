@@ -147,11 +147,13 @@ static int make_private_path(const char *path, gs_error_t *err) {
     if (lstat(buf, &st) != 0)
       return gs_error_sys(err, errno, "checking %s", buf);
     if (!S_ISDIR(st.st_mode) ||
-        (strncmp(buf, "/tmp/", 5) == 0 && st.st_uid != geteuid()))
-      return gs_error_set(err, GS_EPERM,
-                          "%s is not a directory of this user's: the MPS "
-                          "pipe directory cannot go there",
-                          buf);
+        (strncmp(buf, "/tmp/", 5) == 0 &&
+         (st.st_uid != geteuid() || (st.st_mode & 022))))
+      return gs_error_set(
+          err, GS_EPERM,
+          "%s is not a private directory of this user's: the MPS "
+          "pipe directory cannot go there",
+          buf);
     if (!(*c = keep))
       return GS_OK;
   }

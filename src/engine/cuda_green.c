@@ -141,8 +141,13 @@ static int make_context(const gs__cuda_t *cu, const split_t *sp, int ordinal,
   if ((r = cu->CtxSetCurrent(c)) != CUDA_SUCCESS)
     return fail(cu, r, ordinal, "cuCtxSetCurrent (green context)", err);
   r = g_fns.GreenCtxStreamCreate(&st, g->ctx, CU_STREAM_NON_BLOCKING, 0);
-  if (r != CUDA_SUCCESS)
+  if (r != CUDA_SUCCESS) {
+    /* the caller destroys the green context: leave this thread on no
+     * context rather than on one about to go (every entry point makes
+     * its own current first) */
+    cu->CtxSetCurrent(NULL);
     return fail(cu, r, ordinal, "cuGreenCtxStreamCreate", err);
+  }
   /* Only now: on failure the caller's context and stream stay its own. */
   *ctx = c;
   *stream = st;

@@ -105,8 +105,11 @@ static void host_changed(gs__host_t *h) {
   } else if (!any) {
     host_unlink(h);
   } else {
+    /* not running: a process that keeps dying keeps its backoff (0 when
+     * it has not been dying) */
     h->state = GS__PROC_WAITING;
-    uv_timer_start(&h->timer, on_host_timer, 0, 0);
+    uv_timer_start(&h->timer, on_host_timer,
+                   gs__restart_delay_ms(h->quick_exits), 0);
   }
 }
 

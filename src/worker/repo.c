@@ -482,9 +482,10 @@ void gs__repo_unload(gs__repo_t *repo, gs__model_entry_t *m) {
   snprintf(m->reason, sizeof m->reason, "unloaded");
 }
 
-void gs__repo_device_failed(gs__model_entry_t *m, const char *why) {
-  if (m->state != GS__MODEL_READY)
-    return;
+void gs__repo_device_failed(gs__model_entry_t *m, const gs__model_slot_t *slot,
+                            const char *why) {
+  if (m->state != GS__MODEL_READY || m->slot != slot)
+    return; /* unloaded, or reloaded since: the new load is not at fault */
   gs__slot_unref(m->slot);
   m->slot = NULL;
   m->state = GS__MODEL_UNAVAILABLE;

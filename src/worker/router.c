@@ -378,7 +378,7 @@ void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err) {
 void gs__infer_job_finish(gs__infer_job_t *job) {
   gs__model_stats_t *st = &job->entry->stats;
   if (job->device_failed)
-    gs__repo_device_failed(job->entry, job->device_error);
+    gs__repo_device_failed(job->entry, job->slot, job->device_error);
   uint64_t total = job->t_done - job->t_received;
   if (job->ok) {
     /* A batched request decodes before it queues: that is input work. */

@@ -297,7 +297,8 @@ void gs__repo_unload(gs__repo_t *repo, gs__model_entry_t *m);
  * with why as its reason (the worker's readiness follows), so a router
  * ejects this worker and a supervisor restarts it; a CUDA context that
  * faulted stays unusable for the life of the process. */
-void gs__repo_device_failed(gs__model_entry_t *m, const char *why);
+void gs__repo_device_failed(gs__model_entry_t *m, const gs__model_slot_t *slot,
+                            const char *why);
 void gs__slot_unref(gs__model_slot_t *slot);
 /* A session of slot for this thread's use, returned with _put. */
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err);

@@ -105,6 +105,14 @@ pipe=$OUT
 GPUSLICE_STATE_DIR=$deep expect_exit 0 "destroy under a deep state directory" -- gs destroy --all
 [ ! -f "$pipe/nvidia-cuda-mps-control.pid" ] && pass "its daemon stops with the last instance" ||
   fail "its daemon stops with the last instance"
+# ... and never into a /tmp directory others may write to (they could
+# swap the pipe directory under the daemon)
+rm -rf "$short"
+mkdir -m 777 "$short"
+GPUSLICE_STATE_DIR=$deep expect_exit 0 "create again under the deep state directory" -- gs create 1g.10gb
+GPUSLICE_STATE_DIR=$deep expect_exit 1 "a world-writable /tmp/gpuslice-mps-HASH is refused" -- gs run -i 1 -- true
+contains "$ERR" "not a private directory" "the refusal says why"
+GPUSLICE_STATE_DIR=$deep expect_exit 0 "destroy it" -- gs destroy --all
 rm -rf "$short"
 
 GPUSLICE_NVML_LIBRARY=/nonexistent/libnvidia-ml.so.1 expect_exit 1 "no driver" -- gs info

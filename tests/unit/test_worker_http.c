@@ -6,12 +6,12 @@
  * header length 0 = the raw tensor of a one-input model); names, datatypes,
  * shapes and sizes that do not match the model are 400; outputs encode as
  * JSON or binary per binary_data / binary_data_output; unknown paths 404. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -349,6 +349,30 @@ static void test_router_threads(void **state) {
       fail_msg("%s: %u of 20000 answers wrong", cases[i].url, cases[i].wrong);
 }
 
+/* A device failure takes the model that failed out of service, and only
+ * it: a job that started on a slot since replaced by a reload must not
+ * unload the new load (its slot is not at fault). */
+static void test_device_failure_hits_its_own_load(void **state) {
+  (void)state;
+  static gs__model_entry_t m;
+  static gs__model_slot_t old_slot, new_slot;
+  memset(&m, 0, sizeof m);
+  new_slot.refs = 2; /* the entry's and a request's: never freed here */
+  old_slot.refs = 2;
+  m.state = GS__MODEL_READY;
+  m.slot = &new_slot;
+  gs__repo_device_failed(&m, &old_slot, "CUDA device 0: a stale fault");
+  assert_int_equal(m.state, GS__MODEL_READY);
+  assert_ptr_equal(m.slot, &new_slot);
+  assert_int_equal(new_slot.refs, 2);
+  gs__repo_device_failed(&m, &new_slot, "CUDA device 0: cuGraphLaunch failed");
+  assert_int_equal(m.state, GS__MODEL_UNAVAILABLE);
+  assert_null(m.slot);
+  assert_int_equal(new_slot.refs, 1);
+  assert_non_null(strstr(m.reason, "the device failed while serving"));
+  assert_non_null(strstr(m.reason, "cuGraphLaunch failed"));
+}
+
 /* Triton: GET /v2/health/ready is 200 when every model is ready and 400
  * when one is not (a model that failed to load keeps the server not
  * ready). */
@@ -452,6 +476,7 @@ int main(void) {
       cmocka_unit_test(test_json_output_encoding),
       cmocka_unit_test(test_router_errors),
       cmocka_unit_test(test_router_threads),
+      cmocka_unit_test(test_device_failure_hits_its_own_load),
       cmocka_unit_test(test_ready_needs_every_model),
       cmocka_unit_test(test_inputs_must_agree_on_the_batch),
       cmocka_unit_test(test_the_highest_version_with_a_model_is_picked),
