@@ -82,7 +82,10 @@ done
 check "consolidation: green 3x1g-b1 measured" \
   "[[ -n \$(awk -F, '\$5 == \"green\" && \$7 == \"3x1g-b1\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
 check "consolidation: a mode gpuslice lacks recorded as not available" "[[ \$(value consolidation threads setup - available) == 0 ]]"
-check "consolidation: the table is last" "tail -n 3 $tmp/consolidation.log | grep -q '^mps .*[0-9]'"
+# the table (a header, a row per measured mode, a line per mode not
+# measured) ends the log
+check "consolidation: the table is last" \
+  "tail -n 6 $tmp/consolidation.log | grep -q '^mode ' && tail -n 6 $tmp/consolidation.log | grep -q '^mps .*[0-9]'"
 
 run_part qos "mps mps-open"
 for m in mps mps-open; do
