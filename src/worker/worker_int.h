@@ -271,6 +271,13 @@ typedef struct gs__model_entry_s {
   bool timer_ready;
   bool draining;      /* the worker is stopping: requests run without waiting */
   unsigned in_flight; /* batches running (at most placement.count) */
+  /* Unbatched requests of a warm model (a fixed set of sessions): at most
+   * one running per session, the rest wait here on the loop thread, so
+   * that none holds a pool thread while it waits for a session (the pool
+   * is the process's, shared with other models and, under green
+   * isolation, other instances). */
+  struct gs__infer_job_s *single_head, *single_tail;
+  unsigned single_running;
 } gs__model_entry_t;
 
 #define GS__REPO_MAX_MODELS 64
