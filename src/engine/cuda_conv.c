@@ -10,25 +10,6 @@
 
 #include "engine/cuda_session_int.h"
 
-static int node_fail(const gs__node_t *n, const char *why, gs_error_t *err) {
-  char label[160];
-  return gs_error_set(err, GS_EUNSUPPORTED,
-                      "%s: the cuda provider cannot run it: %s",
-                      gs__node_label(n, label, sizeof label), why);
-}
-
-static int dnn_fail(gs__cuda_session_t *cs, const gs__node_t *n,
-                    cudnnStatus_t s, const char *call, gs_error_t *err) {
-  char label[160];
-  return gs_error_set(err, GS_EDRIVER, "%s: %s failed: %s",
-                      gs__node_label(n, label, sizeof label), call,
-                      gs__cudnn_strerror(&cs->l->cudnn, s));
-}
-
-static void *dp(const gs__cuda_session_t *cs, int v) {
-  return (void *)(uintptr_t)cs->ptr[v];
-}
-
 /* ---- conv and pool geometry ------------------------------------------------
  */
 
@@ -51,7 +32,7 @@ static int begin_pad(const gs__node_t *n, unsigned d, int64_t in, int64_t out,
   }
   int64_t sym = (in + 2 * *pad - span) / s + 1;
   if (sym != out)
-    return node_fail(n, "its padding is not symmetric", err);
+    return gs__cuda_node_fail(n, "its padding is not symmetric", err);
   return GS_OK;
 }
 
@@ -60,12 +41,12 @@ cublasStatus_t gs__cuda_conv_lt_run(gs__cuda_session_t *cs, const gs__node_t *n,
                                     const cublasLtMatmulAlgo_t *algo,
                                     size_t ws_bytes, CUdeviceptr ws) {
   float one = 1.f, beta = n->p.residual > 0 ? 1.f : 0.f;
-  void *Y = dp(cs, n->out);
-  const void *Z = n->p.residual > 0 ? dp(cs, n->in[n->p.residual]) : Y;
-  return cs->l->cublaslt.Matmul(cs->lt, c->md, &one, dp(cs, n->in[1]), c->la,
-                                dp(cs, n->in[0]), c->lb, &beta, Z, c->lc, Y,
-                                c->lc, algo, (void *)(uintptr_t)ws, ws_bytes,
-                                cs->stream);
+  void *Y = gs__cuda_dp(cs, n->out);
+  const void *Z = n->p.residual > 0 ? gs__cuda_dp(cs, n->in[n->p.residual]) : Y;
+  return cs->l->cublaslt.Matmul(cs->lt, c->md, &one, gs__cuda_dp(cs, n->in[1]),
+                                c->la, gs__cuda_dp(cs, n->in[0]), c->lb, &beta,
+                                Z, c->lc, Y, c->lc, algo, (void *)(uintptr_t)ws,
+                                ws_bytes, cs->stream);
 }
 
 int gs__cuda_conv_epilogue(gs__cuda_session_t *cs, const gs__node_t *n,
@@ -107,12 +88,14 @@ static bool cand_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     return gs__cuda_conv_lt_run(cs, n, c, &k->heur->algo,
                                 k->heur->workspaceSize,
                                 ws) == CUBLAS_STATUS_SUCCESS;
-  void *X = dp(cs, n->in[0]), *W = dp(cs, n->in[1]), *Y = dp(cs, n->out);
+  void *X = gs__cuda_dp(cs, n->in[0]), *W = gs__cuda_dp(cs, n->in[1]),
+       *Y = gs__cuda_dp(cs, n->out);
   if (k->kind == GS__CONV_FUSED)
     return d->ConvolutionBiasActivationForward(
                cs->dnn, &one, c->x, X, c->w, W, c->c, k->perf->algo,
                (void *)(uintptr_t)ws, k->perf->memory, &zero, c->y, Y, c->b,
-               dp(cs, n->in[2]), c->a, c->y, Y) == CUDNN_STATUS_SUCCESS;
+               gs__cuda_dp(cs, n->in[2]), c->a, c->y,
+               Y) == CUDNN_STATUS_SUCCESS;
   gs_error_t err = {0};
   return d->ConvolutionForward(cs->dnn, &one, c->x, X, c->w, W, c->c,
                                k->perf->algo, (void *)(uintptr_t)ws,
@@ -175,7 +158,7 @@ static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   int ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
   int epi = p->act == GS__ACT_RELU ? CUBLASLT_EPILOGUE_RELU_BIAS
                                    : CUBLASLT_EPILOGUE_BIAS;
-  void *bias = dp(cs, n->in[2]);
+  void *bias = gs__cuda_dp(cs, n->in[2]);
   cublasLtMatmulPreference_t pref = NULL;
   size_t ws_max = GS__DNN_WS_BYTES;
   cublasStatus_t b;
@@ -239,7 +222,7 @@ static int describe(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   int64_t wc = cs->wpad[n->in[1]] ? cs->wpad[n->in[1]] : w->dims[1];
   int64_t pad[2];
   if (x->rank != 4)
-    return node_fail(n, "its input is not 4-D", err);
+    return gs__cuda_node_fail(n, "its input is not 4-D", err);
   for (unsigned k = 0; k < 2; k++) {
     int rc = begin_pad(n, k, x->dims[2 + k], y->dims[2 + k], &pad[k], err);
     if (rc != GS_OK)
@@ -248,7 +231,7 @@ static int describe(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   cudnnStatus_t s;
 #define DNN(call, what)                                                        \
   if ((s = (call)) != CUDNN_STATUS_SUCCESS)                                    \
-    return dnn_fail(cs, n, s, what, err);
+    return gs__cuda_dnn_fail(cs, n, s, what, err);
   DNN(d->CreateTensorDescriptor(&c->x), "cudnnCreateTensorDescriptor");
   DNN(d->CreateTensorDescriptor(&c->y), "cudnnCreateTensorDescriptor");
   DNN(d->CreateTensorDescriptor(&c->b), "cudnnCreateTensorDescriptor");
@@ -367,10 +350,12 @@ int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   int found = 0;
   void *ws = (void *)(uintptr_t)(cs->act + g->dnn_ws_off);
   cudnnStatus_t s = d->FindConvolutionForwardAlgorithmEx(
-      cs->dnn, c->x, dp(cs, n->in[0]), c->w, dp(cs, n->in[1]), c->c, c->y,
-      dp(cs, n->out), 16, &found, perf, ws, GS__DNN_WS_BYTES);
+      cs->dnn, c->x, gs__cuda_dp(cs, n->in[0]), c->w, gs__cuda_dp(cs, n->in[1]),
+      c->c, c->y, gs__cuda_dp(cs, n->out), 16, &found, perf, ws,
+      GS__DNN_WS_BYTES);
   if (s != CUDNN_STATUS_SUCCESS)
-    return dnn_fail(cs, n, s, "cudnnFindConvolutionForwardAlgorithmEx", err);
+    return gs__cuda_dnn_fail(cs, n, s, "cudnnFindConvolutionForwardAlgorithmEx",
+                             err);
   bool clip0 = p->act == GS__ACT_CLIP && p->act_min == 0.f;
   bool has_bias = n->n_in > 2 && n->in[2] >= 0;
   if (has_bias && (p->act != GS__ACT_CLIP || clip0))
@@ -399,10 +384,10 @@ int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     c->math = perf[k].mathType;
   }
   if (!have)
-    return node_fail(n, "cuDNN has no algorithm for its shape", err);
+    return gs__cuda_node_fail(n, "cuDNN has no algorithm for its shape", err);
   if (c->kind != GS__CONV_LT &&
       (s = d->SetConvolutionMathType(c->c, c->math)) != CUDNN_STATUS_SUCCESS)
-    return dnn_fail(cs, n, s, "cudnnSetConvolutionMathType", err);
+    return gs__cuda_dnn_fail(cs, n, s, "cudnnSetConvolutionMathType", err);
   return GS_OK;
 }
 

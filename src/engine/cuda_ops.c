@@ -7,22 +7,22 @@
 
 #include "engine/cuda_session_int.h"
 
-static int node_fail(const gs__node_t *n, const char *why, gs_error_t *err) {
+int gs__cuda_node_fail(const gs__node_t *n, const char *why, gs_error_t *err) {
   char label[160];
   return gs_error_set(err, GS_EUNSUPPORTED,
                       "%s: the cuda provider cannot run it: %s",
                       gs__node_label(n, label, sizeof label), why);
 }
 
-static int dnn_fail(gs__cuda_session_t *cs, const gs__node_t *n,
-                    cudnnStatus_t s, const char *call, gs_error_t *err) {
+int gs__cuda_dnn_fail(gs__cuda_session_t *cs, const gs__node_t *n,
+                      cudnnStatus_t s, const char *call, gs_error_t *err) {
   char label[160];
   return gs_error_set(err, GS_EDRIVER, "%s: %s failed: %s",
                       gs__node_label(n, label, sizeof label), call,
                       gs__cudnn_strerror(&cs->l->cudnn, s));
 }
 
-static void *dp(const gs__cuda_session_t *cs, int v) {
+void *gs__cuda_dp(const gs__cuda_session_t *cs, int v) {
   return (void *)(uintptr_t)cs->ptr[v];
 }
 
@@ -58,8 +58,8 @@ static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   const gs__cudnn_t *d = &cs->l->cudnn;
   void *ws = (void *)(uintptr_t)(cs->act + g->dnn_ws_off);
   float one = 1.f, zero = 0.f, a2 = p->residual > 0 ? 1.f : 0.f;
-  void *Y = dp(cs, n->out);
-  const void *Z = p->residual > 0 ? dp(cs, n->in[p->residual]) : Y;
+  void *Y = gs__cuda_dp(cs, n->out);
+  const void *Z = p->residual > 0 ? gs__cuda_dp(cs, n->in[p->residual]) : Y;
   const gs__tensor_t *y = &plan->shapes[n->out];
   cudnnStatus_t s;
   if (c->kind == GS__CONV_LT) {
@@ -74,19 +74,19 @@ static int issue_conv(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   }
   if (c->kind == GS__CONV_FUSED) {
     s = d->ConvolutionBiasActivationForward(
-        cs->dnn, &one, c->x, dp(cs, n->in[0]), c->w, dp(cs, n->in[1]), c->c,
-        c->algo, ws, c->ws, &a2, c->y, Z, c->b, dp(cs, n->in[2]), c->a, c->y,
-        Y);
+        cs->dnn, &one, c->x, gs__cuda_dp(cs, n->in[0]), c->w,
+        gs__cuda_dp(cs, n->in[1]), c->c, c->algo, ws, c->ws, &a2, c->y, Z, c->b,
+        gs__cuda_dp(cs, n->in[2]), c->a, c->y, Y);
     return s == CUDNN_STATUS_SUCCESS
                ? GS_OK
-               : dnn_fail(cs, n, s, "cudnnConvolutionBiasActivationForward",
-                          err);
+               : gs__cuda_dnn_fail(
+                     cs, n, s, "cudnnConvolutionBiasActivationForward", err);
   }
-  s = d->ConvolutionForward(cs->dnn, &one, c->x, dp(cs, n->in[0]), c->w,
-                            dp(cs, n->in[1]), c->c, c->algo, ws, c->ws, &zero,
-                            c->y, Y);
+  s = d->ConvolutionForward(cs->dnn, &one, c->x, gs__cuda_dp(cs, n->in[0]),
+                            c->w, gs__cuda_dp(cs, n->in[1]), c->c, c->algo, ws,
+                            c->ws, &zero, c->y, Y);
   if (s != CUDNN_STATUS_SUCCESS)
-    return dnn_fail(cs, n, s, "cudnnConvolutionForward", err);
+    return gs__cuda_dnn_fail(cs, n, s, "cudnnConvolutionForward", err);
   if (c->kind == GS__CONV_EPI)
     return gs__cuda_conv_epilogue(cs, n, y, err);
   /* GS__CONV_PLAIN: bias, residual and activation as elementwise ops. */
@@ -119,14 +119,15 @@ int gs__cuda_pool_geom(const gs__node_t *n, const gs__tensor_t *x,
                        gs_error_t *err) {
   const gs__params_t *p = &n->p;
   if (x->rank != 4 || y->rank != 4)
-    return node_fail(n, "its input is not 4-D", err);
+    return gs__cuda_node_fail(n, "its input is not 4-D", err);
   /* The pads and output size as the CPU provider resolves them. */
   gs__conv_geom_t g;
   int rc = gs__conv_geometry(n, x, NULL, &g, err);
   if (rc != GS_OK)
     return rc;
   if (g.n_spatial != 2 || g.out[0] != y->dims[2] || g.out[1] != y->dims[3])
-    return node_fail(n, "its window does not give the planned output", err);
+    return gs__cuda_node_fail(n, "its window does not give the planned output",
+                              err);
   *out = (gs__cuda_pool_geom_t){.n = (int)x->dims[0],
                                 .h = (int)x->dims[2],
                                 .w = (int)x->dims[3],
@@ -154,7 +155,7 @@ static int issue_pool(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];
   if (n->op->code == GS__OP_GLOBALAVGPOOL) {
     if (x->rank != 4)
-      return node_fail(n, "its input is not 4-D", err);
+      return gs__cuda_node_fail(n, "its input is not 4-D", err);
     int nb = (int)x->dims[0], hw = (int)(x->dims[2] * x->dims[3]),
         c = (int)x->dims[1];
     void *args[] = {&X, &Y, &nb, &hw, &c};
@@ -202,17 +203,17 @@ static int issue_binary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
    * the wrong pixels. */
   for (unsigned k = 0; nhwc && k < 2; k++)
     if (!cs->nhwc[n->in[k]] && plan->shapes[n->in[k]].count != 1)
-      return node_fail(n,
-                       "it mixes an NHWC feature map with a tensor in "
-                       "the model's layout",
-                       err);
+      return gs__cuda_node_fail(n,
+                                "it mixes an NHWC feature map with a tensor in "
+                                "the model's layout",
+                                err);
   long amod = period(&plan->shapes[n->in[0]], y, nhwc);
   long bmod = period(&plan->shapes[n->in[1]], y, nhwc);
   if (!amod || !bmod)
-    return node_fail(n,
-                     "its broadcasting is not trailing (or not "
-                     "elementwise on a feature map)",
-                     err);
+    return gs__cuda_node_fail(n,
+                              "its broadcasting is not trailing (or not "
+                              "elementwise on a feature map)",
+                              err);
   int op = n->op->code == GS__OP_ADD   ? 0
            : n->op->code == GS__OP_SUB ? 1
            : n->op->code == GS__OP_MUL ? 2
@@ -238,8 +239,8 @@ static int clip_bound(const gs__cuda_session_t *cs, const gs__node_t *n,
     return GS_OK;
   }
   if (v->constant.count != 1 || v->dtype != GS_DTYPE_FP32)
-    return node_fail(n, "a bound is an initializer but not an FP32 scalar",
-                     err);
+    return gs__cuda_node_fail(
+        n, "a bound is an initializer but not an FP32 scalar", err);
   *val = *(const float *)v->constant.data;
   return GS_OK;
 }
@@ -276,7 +277,8 @@ static int issue_copy(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   const gs__tensor_t *x = &plan->shapes[n->in[0]];
   if (cs->nhwc[n->in[0]] && !cs->nhwc[n->out] && x->rank == 4 &&
       x->dims[2] * x->dims[3] != 1)
-    return node_fail(n, "it reshapes an NHWC feature map larger than 1x1", err);
+    return gs__cuda_node_fail(
+        n, "it reshapes an NHWC feature map larger than 1x1", err);
   size_t bytes = plan->shapes[n->out].count * (cs->fp16 ? 2 : 4);
   if (cs->ptr[n->in[0]] == cs->ptr[n->out] || !bytes)
     return GS_OK;
@@ -299,16 +301,17 @@ static int issue_gemm(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   int64_t K = tb ? b->dims[1] : b->dims[0], N = tb ? b->dims[0] : b->dims[1];
   int64_t M = (int64_t)a->count / (K ? K : 1);
   if (gemm && a->rank != 2)
-    return node_fail(n, "A is not 2-D", err);
+    return gs__cuda_node_fail(n, "A is not 2-D", err);
   if (gemm && n->n_in > 2 && n->in[2] >= 0 && p->beta != 1.f)
-    return node_fail(n, "beta is not 1", err);
+    return gs__cuda_node_fail(n, "beta is not 1", err);
   cudaDataType_t dt = cs->fp16 ? CUDA_R_16F : CUDA_R_32F;
   float alpha = gemm ? p->alpha : 1.f, beta = 0.f;
   cublasStatus_t s = cs->l->cublas.GemmEx(
       cs->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-      (int)N, (int)M, (int)K, &alpha, dp(cs, n->in[1]), dt, (int)(tb ? K : N),
-      dp(cs, n->in[0]), dt, (int)(ta ? M : K), &beta, dp(cs, n->out), dt,
-      (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      (int)N, (int)M, (int)K, &alpha, gs__cuda_dp(cs, n->in[1]), dt,
+      (int)(tb ? K : N), gs__cuda_dp(cs, n->in[0]), dt, (int)(ta ? M : K),
+      &beta, gs__cuda_dp(cs, n->out), dt, (int)N, CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT);
   if (s != CUBLAS_STATUS_SUCCESS) {
     char label[160];
     return gs_error_set(err, GS_EDRIVER, "%s: cublasGemmEx failed: %s",
@@ -319,7 +322,8 @@ static int issue_gemm(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   if (gemm && n->n_in > 2 && n->in[2] >= 0) {
     long cmod = period(&cs->m->values[n->in[2]].constant, y, false);
     if (!cmod)
-      return node_fail(n, "C does not broadcast as a trailing operand", err);
+      return gs__cuda_node_fail(n, "C does not broadcast as a trailing operand",
+                                err);
     return binary(cs, cs->ptr[n->out], cs->ptr[n->in[2]], cs->ptr[n->out], cnt,
                   cnt, cmod, 0, act_code(p), p->act_min, p->act_max, err);
   }
@@ -356,7 +360,7 @@ static int issue_softmax(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   const gs__node_t *n = &cs->m->nodes[i];
   const gs__tensor_t *x = &plan->shapes[n->in[0]];
   if (gs__axis(n->p.axis, x->rank, 0) < 0)
-    return node_fail(n, "its axis is out of range", err);
+    return gs__cuda_node_fail(n, "its axis is out of range", err);
   int outer, len, inner;
   gs__cuda_softmax_dims(n, x, &outer, &len, &inner);
   CUdeviceptr X = cs->ptr[n->in[0]], Y = cs->ptr[n->out];

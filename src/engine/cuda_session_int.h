@@ -181,5 +181,11 @@ void gs__cuda_conv_report(const gs_model_t *m, const gs__cuda_graph_t *g,
  * is being captured). */
 int gs__cuda_issue_node(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                         const gs__cuda_graph_t *g, size_t i, gs_error_t *err);
+/* cuda_ops.c, shared with cuda_conv.c: a node the provider refuses, a
+ * failed cuDNN call (both naming the node), and value v's device address. */
+int gs__cuda_node_fail(const gs__node_t *n, const char *why, gs_error_t *err);
+int gs__cuda_dnn_fail(gs__cuda_session_t *cs, const gs__node_t *n,
+                      cudnnStatus_t s, const char *call, gs_error_t *err);
+void *gs__cuda_dp(const gs__cuda_session_t *cs, int v);
 
 #endif
