@@ -5,25 +5,27 @@
 
 #include <stddef.h>
 
+/* code, message, HTTP status and gRPC status code it maps to at the network
+ * edge (gs_error_http_status, gs_error_grpc_status). */
 #define GS_ERRNO_MAP(XX)                                                       \
-  XX(INVAL, "invalid argument")                                                \
-  XX(PARSE, "malformed input")                                                 \
-  XX(NOTFOUND, "not found")                                                    \
-  XX(NOFIT, "does not fit")                                                    \
-  XX(LIMIT, "limit exceeded")                                                  \
-  XX(BUSY, "in use")                                                           \
-  XX(EXISTS, "already exists")                                                 \
-  XX(CORRUPT, "corrupt state")                                                 \
-  XX(UNSUPPORTED, "not supported")                                             \
-  XX(NOMEM, "out of memory")                                                   \
-  XX(SYSTEM, "system call failed")                                             \
-  XX(DRIVER, "driver call failed")                                             \
-  XX(NODEV, "no such device")                                                  \
-  XX(PERM, "permission denied")
+  XX(INVAL, "invalid argument", 400, 3)                                        \
+  XX(PARSE, "malformed input", 400, 3)                                         \
+  XX(NOTFOUND, "not found", 404, 5)                                            \
+  XX(NOFIT, "does not fit", 400, 8)                                            \
+  XX(LIMIT, "limit exceeded", 400, 8)                                          \
+  XX(BUSY, "in use", 503, 14)                                                  \
+  XX(EXISTS, "already exists", 409, 6)                                         \
+  XX(CORRUPT, "corrupt state", 500, 15)                                        \
+  XX(UNSUPPORTED, "not supported", 400, 12)                                    \
+  XX(NOMEM, "out of memory", 500, 8)                                           \
+  XX(SYSTEM, "system call failed", 500, 13)                                    \
+  XX(DRIVER, "driver call failed", 500, 13)                                    \
+  XX(NODEV, "no such device", 503, 14)                                         \
+  XX(PERM, "permission denied", 403, 7)
 
 typedef enum {
   GS_OK = 0,
-#define XX(code, _) GS_E##code,
+#define XX(code, ...) GS_E##code,
   GS_ERRNO_MAP(XX)
 #undef XX
       GS_ERR_MAX
@@ -64,5 +66,11 @@ int gs_error_code(gs_error_t *err, int code);
 /* Exit status convention of the CLI: 0 done, 1 operation failed, 2 usage or
  * input error. */
 int gs_error_exit_status(int code);
+
+/* The HTTP status and gRPC status code (grpc/status.h numbering) a failure
+ * with this code answers with; 200 and 0 for GS_OK, 500 and 13 (INTERNAL)
+ * for codes outside the table. */
+int gs_error_http_status(int code);
+int gs_error_grpc_status(int code);
 
 #endif

@@ -10,7 +10,7 @@ const char *gs_strerror(int code) {
   switch (code) {
   case GS_OK:
     return "success";
-#define XX(c, text)                                                            \
+#define XX(c, text, ...)                                                       \
   case GS_E##c:                                                                \
     return text;
     GS_ERRNO_MAP(XX)
@@ -24,7 +24,7 @@ const char *gs_err_name(int code) {
   switch (code) {
   case GS_OK:
     return "OK";
-#define XX(c, _)                                                               \
+#define XX(c, ...)                                                             \
   case GS_E##c:                                                                \
     return "E" #c;
     GS_ERRNO_MAP(XX)
@@ -43,8 +43,7 @@ void gs_error_clear(gs_error_t *err) {
 }
 
 __attribute__((format(printf, 3, 0))) static void
-error_vset(gs_error_t *err, int code, const char *fmt,
-                       va_list ap) {
+error_vset(gs_error_t *err, int code, const char *fmt, va_list ap) {
   err->code = code;
   err->sys_errno = 0;
   vsnprintf(err->msg, sizeof err->msg, fmt, ap);
@@ -70,8 +69,7 @@ int gs_error_sys(gs_error_t *err, int sys_errno, const char *fmt, ...) {
   va_end(ap);
   err->sys_errno = sys_errno;
   size_t len = strlen(err->msg);
-  snprintf(err->msg + len, sizeof err->msg - len, ": %s",
-           strerror(sys_errno));
+  snprintf(err->msg + len, sizeof err->msg - len, ": %s", strerror(sys_errno));
   return code;
 }
 
@@ -112,5 +110,33 @@ int gs_error_exit_status(int code) {
     return 2;
   default:
     return 1;
+  }
+}
+
+int gs_error_http_status(int code) {
+  switch (code) {
+  case GS_OK:
+    return 200;
+#define XX(c, text, http, grpc)                                                \
+  case GS_E##c:                                                                \
+    return http;
+    GS_ERRNO_MAP(XX)
+#undef XX
+  default:
+    return 500;
+  }
+}
+
+int gs_error_grpc_status(int code) {
+  switch (code) {
+  case GS_OK:
+    return 0;
+#define XX(c, text, http, grpc)                                                \
+  case GS_E##c:                                                                \
+    return grpc;
+    GS_ERRNO_MAP(XX)
+#undef XX
+  default:
+    return 13;
   }
 }
