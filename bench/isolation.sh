@@ -125,7 +125,7 @@ gsm() { # gpuslice for the current mode, bounded in time
 }
 mps_quit() {
   local dir
-  for dir in $(find "$work" -type p -name control -printf '%h\n' 2>/dev/null | sort -u); do
+  for dir in $(find "$work" -name control \( -type p -o -type s \) -printf '%h\n' 2>/dev/null | sort -u); do
     echo quit | CUDA_MPS_PIPE_DIRECTORY=$dir timeout --foreground 15 "$mps_control" >/dev/null 2>&1
   done
 }

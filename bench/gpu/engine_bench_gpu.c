@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/cuda_int.h"
 #include "gpuslice/engine.h"
@@ -231,7 +232,24 @@ typedef struct {
   const char *fail;
   pthread_barrier_t *warm; /* every thread warmed up: the timing starts */
   double t_start, t_end;   /* the timed loop's, after the barrier */
+  int gap_us;              /* pause between runs (0: back to back) */
+  bool gap_spin;           /* the pause busy-waits instead of sleeping */
 } worker_t;
+
+/* The pause a client's round trip leaves between two requests at
+ * concurrency 1: asleep (the thread's core may idle) or spinning (the CPU
+ * stays busy; only the GPU idles). */
+static void gap(const worker_t *w) {
+  if (w->gap_us <= 0)
+    return;
+  if (!w->gap_spin) {
+    usleep((useconds_t)w->gap_us);
+    return;
+  }
+  double until = now_ms() + w->gap_us / 1e3;
+  while (now_ms() < until)
+    ;
+}
 
 static void *bench_thread(void *arg) {
   worker_t *w = arg;
@@ -250,6 +268,7 @@ static void *bench_thread(void *arg) {
     return NULL;
   w->t_start = now_ms();
   for (int i = 0; i < w->iters; i++) {
+    gap(w);
     double t0 = now_ms();
     if (gs_session_run(w->s, &w->in, 1, &err)) {
       fprintf(stderr, "run: %s\n", err.msg);
@@ -262,17 +281,19 @@ static void *bench_thread(void *arg) {
   return NULL;
 }
 
-/* bench MODEL PREC N ITERS [--fp16-input] [--staged] [--streams K]:
+/* bench MODEL PREC N ITERS [--fp16-input] [--staged] [--streams K]
+ *       [--gap-us US [--spin]]:
  * K sessions of one model (weights shared, a stream each) on K threads,
  * each running ITERS times; --staged writes the input once into each
  * session's own input buffer (gs_session_input_buffer), as a worker that
- * decodes into it does, instead of a buffer the run copies from. */
+ * decodes into it does, instead of a buffer the run copies from; --gap-us
+ * pauses between runs as a client at concurrency 1 does (--spin: busy). */
 static int bench(int argc, char **argv) {
   if (argc < 6)
     return 2;
   int64_t n = atoll(argv[4]);
-  int iters = atoi(argv[5]), k_streams = 1;
-  bool half = false, staged = false;
+  int iters = atoi(argv[5]), k_streams = 1, gap_us = 0;
+  bool half = false, staged = false, spin = false;
   for (int a = 6; a < argc; a++) {
     if (!strcmp(argv[a], "--fp16-input"))
       half = true;
@@ -280,6 +301,10 @@ static int bench(int argc, char **argv) {
       staged = true;
     else if (!strcmp(argv[a], "--streams") && a + 1 < argc)
       k_streams = atoi(argv[++a]);
+    else if (!strcmp(argv[a], "--gap-us") && a + 1 < argc)
+      gap_us = atoi(argv[++a]);
+    else if (!strcmp(argv[a], "--spin"))
+      spin = true;
     else
       return 2;
   }
@@ -302,7 +327,11 @@ static int bench(int argc, char **argv) {
   pthread_t th[16];
   gs_error_t err = {0};
   for (int k = 0; k < k_streams; k++) {
-    w[k] = (worker_t){.s = c.s, .in = c.in, .iters = iters};
+    w[k] = (worker_t){.s = c.s,
+                      .in = c.in,
+                      .iters = iters,
+                      .gap_us = gap_us,
+                      .gap_spin = spin};
     w[k].t = malloc((size_t)iters * sizeof *w[k].t);
     if (k > 0 && gs_session_create(&w[k].s, c.model, &c.opts, &err)) {
       fprintf(stderr, "session %d: %s\n", k, err.msg);
@@ -341,11 +370,15 @@ static int bench(int argc, char **argv) {
   }
   size_t runs = (size_t)iters * k_streams;
   qsort(t, runs, sizeof *t, cmp_double);
-  printf("bench %s batch %lld in %s%s streams %d: p50 %.3f ms, p99 %.3f ms, "
-         "min %.3f ms, %.0f img/s over %zu runs (engine API: host input to "
-         "host output)\n",
+  char gap_text[48] = "";
+  if (gap_us > 0)
+    snprintf(gap_text, sizeof gap_text, " gap %dus%s", gap_us,
+             spin ? " spinning" : " asleep");
+  printf("bench %s batch %lld in %s%s%s streams %d: p50 %.3f ms, p99 %.3f "
+         "ms, min %.3f ms, %.0f img/s over %zu runs (engine API: host input "
+         "to host output)\n",
          argv[3], (long long)n, half ? "FP16" : "FP32", staged ? " staged" : "",
-         k_streams, t[runs / 2], t[(size_t)(runs * 0.99)], t[0],
+         gap_text, k_streams, t[runs / 2], t[(size_t)(runs * 0.99)], t[0],
          (double)n * (double)runs / (total / 1e3), runs);
   float dev_ms = 0;
   profiler_range("cuProfilerStart");
