@@ -1,7 +1,8 @@
 /* gs_buf_read_fd rules: a file is read whole whatever its length up to the
  * buffer's limit (exactly the limit included); one byte more fails the
  * buffer with GS_ELIMIT and the table's message; a read error is
- * GS_ESYSTEM with errno; a pipe (no size known up front) reads the same. */
+ * GS_ESYSTEM with errno; a pipe (no size known up front) reads the same.
+ * Table rows that mirror a public constant (the state file's) equal it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
+#include "gpuslice/state.h"
 
 /* A pipe holding n bytes of a repeating pattern, write end closed. */
 static int pipe_with(size_t n) {
@@ -88,12 +90,19 @@ static void test_read_error(void **state) {
   gs_buf_free(&b);
 }
 
+/* A row that mirrors a public constant keeps its value. */
+static void test_rows_match_public_limits(void **state) {
+  (void)state;
+  assert_int_equal(gs_limit_bytes(GS_LIMIT_STATE_FILE), GS_STATE_MAX_BYTES);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reads_up_to_the_limit),
       cmocka_unit_test(test_one_byte_over_fails),
       cmocka_unit_test(test_longer_than_a_chunk),
       cmocka_unit_test(test_read_error),
+      cmocka_unit_test(test_rows_match_public_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
