@@ -19,7 +19,7 @@
   XX(GRPC_MESSAGE, ((size_t)64 << 20) + 5, "gRPC message")                     \
   XX(GRPC_CONN, (size_t)256 << 20, "buffered gRPC requests of a connection")   \
   XX(CONFIG_FILE, (size_t)64 << 10, "model configuration file")                \
-  XX(TEXT, (size_t)16 << 20, "generated text")                                \
+  XX(TEXT, (size_t)16 << 20, "generated text")                                 \
   XX(STATE_FILE, (size_t)4 << 20, "state file")                                \
   XX(SVG, (size_t)64 << 20, "SVG document")                                    \
   XX(METRICS, (size_t)256 << 20, "merged metrics text")                        \
