@@ -18,7 +18,11 @@
 # usage: bench/router_bench.sh [PATH/TO/gpuslice]   (or GPUSLICE=...)
 # env:   BENCH_S (10), BENCH_REPS (3), BENCH_WARMUP_S (2), BENCH_MODELS
 #        (models made elsewhere: bench_lib.sh),
-#        GPUSLICE_HOST_CGROUP_ROOT (default none: affinity only).
+#        GPUSLICE_HOST_CGROUP_ROOT (default none: affinity only),
+#        BENCH_PARTS ("a b": the parts to run), BENCH_RAW (a file that the
+#        per-repeat lines are appended to, each after its part's letter:
+#        "b serve 64 req/s p50 p99 errors CPU%...": for
+#        bench/refactor_compare.sh).
 # needs: wrk, nginx, curl, python3 with onnx (scripts/make_models.py).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +30,7 @@ gpuslice=${1:-${GPUSLICE:-$src/build/gpuslice}}
 secs=${BENCH_S:-10}
 reps=${BENCH_REPS:-3}
 warm=${BENCH_WARMUP_S:-2}
+parts=${BENCH_PARTS:-a b}
 . "$src/bench/bench_lib.sh" # tmp, die, processes stopped at exit, and the rest
 [ -x "$gpuslice" ] || die "no gpuslice binary at $gpuslice"
 command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
@@ -168,116 +173,133 @@ warmup() { # warmup PORT C
 # workers, wrk, other).
 
 # ---- (a) overhead: one worker, direct vs through the router -------------
-: >"$tmp/raw"
-echo "## (a) router overhead: one worker ($profile_all, all cores)"
-echo
-"$gpuslice" create "$profile_all" >/dev/null || die "cannot create $profile_all"
-serve_and_list
-wport=${worker_ports[0]}
-check_infer "$wport"
-check_infer "$port"
-start_nginx
-# Whether the worker keeps an infer connection open (the router and nginx
-# reconnect per request when it does not).
-if curl -sD - -o /dev/null -H 'Content-Type: application/json' \
-  -d "$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$tmp/post.lua")" \
-  "http://127.0.0.1:$wport$infer_path" | grep -qi '^connection: close'; then
-  echo "- NOTE: the worker answers infer with \"Connection: close\": every"
-  echo "  request is a new TCP connection, wrk->worker (direct) and proxy->worker"
-fi
-echo
-warmup "$wport" 8
-warmup "$port" 8
-warmup "$nport" 8
-for r in $(seq "$reps"); do
-  echo "repeat $r/$reps" >&2
-  for c in 1 64; do
-    t=2
-    [ "$c" = 1 ] && t=1
-    point direct "$c" "$t" "$wport" ""
-    point router "$c" "$t" "$port" "$serve_pid"
-    point nginx "$c" "$t" "$nport" "${nginx_pids[*]}"
+part_a() {
+  : >"$tmp/raw"
+  echo "## (a) router overhead: one worker ($profile_all, all cores)"
+  echo
+  "$gpuslice" create "$profile_all" >/dev/null || die "cannot create $profile_all"
+  serve_and_list
+  wport=${worker_ports[0]}
+  check_infer "$wport"
+  check_infer "$port"
+  start_nginx
+  # Whether the worker keeps an infer connection open (the router and nginx
+  # reconnect per request when it does not).
+  if curl -sD - -o /dev/null -H 'Content-Type: application/json' \
+    -d "$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$tmp/post.lua")" \
+    "http://127.0.0.1:$wport$infer_path" | grep -qi '^connection: close'; then
+    echo "- NOTE: the worker answers infer with \"Connection: close\": every"
+    echo "  request is a new TCP connection, wrk->worker (direct) and proxy->worker"
+  fi
+  echo
+  warmup "$wport" 8
+  warmup "$port" 8
+  warmup "$nport" 8
+  for r in $(seq "$reps"); do
+    echo "repeat $r/$reps" >&2
+    for c in 1 64; do
+      t=2
+      [ "$c" = 1 ] && t=1
+      point direct "$c" "$t" "$wport" ""
+      point router "$c" "$t" "$port" "$serve_pid"
+      point nginx "$c" "$t" "$nport" "${nginx_pids[*]}"
+    done
   done
-done
-stop_nginx
-stop_serve
-"$gpuslice" destroy --all >/dev/null || die "cannot destroy the instance"
-cp "$tmp/raw" "$tmp/raw_a"
+  stop_nginx
+  stop_serve
+  "$gpuslice" destroy --all >/dev/null || die "cannot destroy the instance"
+  cp "$tmp/raw" "$tmp/raw_a"
 
-echo "| concurrency | path | req/s | p50 (us) | p99 (us) | CPU% proxy | CPU% worker | CPU% wrk | CPU% other |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-for c in 1 64; do
-  for n in direct router nginx; do
-    cpu_p=$(median "$n" "$c" 7)
-    [ "$n" = direct ] && cpu_p=-
-    echo "| $c | $n | $(median "$n" "$c" 3) | $(median "$n" "$c" 4) |" \
-      "$(median "$n" "$c" 5) | $cpu_p | $(median "$n" "$c" 8) | $(median "$n" "$c" 9) | $(median "$n" "$c" 10) |"
+  echo "| concurrency | path | req/s | p50 (us) | p99 (us) | CPU% proxy | CPU% worker | CPU% wrk | CPU% other |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  for c in 1 64; do
+    for n in direct router nginx; do
+      cpu_p=$(median "$n" "$c" 7)
+      [ "$n" = direct ] && cpu_p=-
+      echo "| $c | $n | $(median "$n" "$c" 3) | $(median "$n" "$c" 4) |" \
+        "$(median "$n" "$c" 5) | $cpu_p | $(median "$n" "$c" 8) | $(median "$n" "$c" 9) | $(median "$n" "$c" 10) |"
+    done
   done
-done
-echo
-echo "| concurrency | proxy | added p50 (us) | added p99 (us) | req/s vs direct |"
-echo "|---:|---|---:|---:|---:|"
-for c in 1 64; do
-  for n in router nginx; do
-    awk -v a="$(median "$n" "$c" 4)" -v b="$(median direct "$c" 4)" \
-      -v x="$(median "$n" "$c" 5)" -v y="$(median direct "$c" 5)" \
-      -v r="$(median "$n" "$c" 3)" -v d="$(median direct "$c" 3)" -v c="$c" -v n="$n" \
-      'BEGIN { printf "| %s | %s | %+d | %+d | %+.1f %% |\n", c, n, a - b, x - y, (r / d - 1) * 100 }'
+  echo
+  echo "| concurrency | proxy | added p50 (us) | added p99 (us) | req/s vs direct |"
+  echo "|---:|---|---:|---:|---:|"
+  for c in 1 64; do
+    for n in router nginx; do
+      awk -v a="$(median "$n" "$c" 4)" -v b="$(median direct "$c" 4)" \
+        -v x="$(median "$n" "$c" 5)" -v y="$(median direct "$c" 5)" \
+        -v r="$(median "$n" "$c" 3)" -v d="$(median direct "$c" 3)" -v c="$c" -v n="$n" \
+        'BEGIN { printf "| %s | %s | %+d | %+d | %+.1f %% |\n", c, n, a - b, x - y, (r / d - 1) * 100 }'
+    done
   done
-done
-echo
-echo "Per repeat (name c req/s p50 p99 errors CPU%: proxy workers wrk other):"
-echo
-sed 's/^/    /' "$tmp/raw_a"
-echo
+  echo
+  echo "Per repeat (name c req/s p50 p99 errors CPU%: proxy workers wrk other):"
+  echo
+  sed 's/^/    /' "$tmp/raw_a"
+  echo
+  [ -z "${BENCH_RAW:-}" ] || sed 's/^/a /' "$tmp/raw_a" >>"$BENCH_RAW"
+}
 
 # ---- (b) throughput: gpuslice serve vs nginx, two workers ---------------
-: >"$tmp/raw"
-echo "## (b) throughput: gpuslice serve vs nginx, two $profile_small workers"
-echo
-# One 1g instance per core: memory-slice start f maps to core f*cores/7.
-"$gpuslice" create "$profile_small:0" "$profile_small:4" >/dev/null ||
-  "$gpuslice" create "$profile_small" "$profile_small" >/dev/null ||
-  die "cannot create two $profile_small"
-serve_and_list
-for p in "${worker_ports[@]}"; do check_infer "$p"; done
-check_infer "$port"
+part_b() {
+  : >"$tmp/raw"
+  echo "## (b) throughput: gpuslice serve vs nginx, two $profile_small workers"
+  echo
+  # One 1g instance per core: memory-slice start f maps to core f*cores/7.
+  "$gpuslice" create "$profile_small:0" "$profile_small:4" >/dev/null ||
+    "$gpuslice" create "$profile_small" "$profile_small" >/dev/null ||
+    die "cannot create two $profile_small"
+  serve_and_list
+  for p in "${worker_ports[@]}"; do check_infer "$p"; done
+  check_infer "$port"
 
-start_nginx
-echo
-warmup "$port" 64
-warmup "$nport" 64
-for r in $(seq "$reps"); do
-  echo "repeat $r/$reps" >&2
+  start_nginx
+  echo
+  warmup "$port" 64
+  warmup "$nport" 64
+  for r in $(seq "$reps"); do
+    echo "repeat $r/$reps" >&2
+    for c in 64 256; do
+      point serve "$c" 2 "$port" "$serve_pid"
+      point nginx "$c" 2 "$nport" "${nginx_pids[*]}"
+    done
+  done
+  cp "$tmp/raw" "$tmp/raw_b"
+
+  echo "| concurrency | proxy | req/s | p50 (us) | p99 (us) | CPU% proxy | CPU% workers | CPU% wrk | CPU% other |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
   for c in 64 256; do
-    point serve "$c" 2 "$port" "$serve_pid"
-    point nginx "$c" 2 "$nport" "${nginx_pids[*]}"
+    for n in serve nginx; do
+      echo "| $c | $n | $(median "$n" "$c" 3) | $(median "$n" "$c" 4) |" \
+        "$(median "$n" "$c" 5) | $(median "$n" "$c" 7) | $(median "$n" "$c" 8) | $(median "$n" "$c" 9) | $(median "$n" "$c" 10) |"
+    done
   done
-done
-cp "$tmp/raw" "$tmp/raw_b"
+  echo
+  echo "| concurrency | serve req/s vs nginx | serve p50 - nginx p50 (us) | serve p99 - nginx p99 (us) |"
+  echo "|---:|---:|---:|---:|"
+  for c in 64 256; do
+    awk -v a="$(median serve "$c" 3)" -v b="$(median nginx "$c" 3)" \
+      -v p="$(median serve "$c" 4)" -v q="$(median nginx "$c" 4)" \
+      -v x="$(median serve "$c" 5)" -v y="$(median nginx "$c" 5)" -v c="$c" \
+      'BEGIN { printf "| %s | %+.1f %% | %+d | %+d |\n", c, (a / b - 1) * 100, p - q, x - y }'
+  done
+  echo
+  echo "Per repeat (name c req/s p50 p99 errors CPU%: proxy workers wrk other):"
+  echo
+  sed 's/^/    /' "$tmp/raw_b"
+  echo
+  [ -z "${BENCH_RAW:-}" ] || sed 's/^/b /' "$tmp/raw_b" >>"$BENCH_RAW"
+  stop_nginx
+  stop_serve
+  "$gpuslice" destroy --all >/dev/null || die "cannot destroy the instances"
+}
 
-echo "| concurrency | proxy | req/s | p50 (us) | p99 (us) | CPU% proxy | CPU% workers | CPU% wrk | CPU% other |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-for c in 64 256; do
-  for n in serve nginx; do
-    echo "| $c | $n | $(median "$n" "$c" 3) | $(median "$n" "$c" 4) |" \
-      "$(median "$n" "$c" 5) | $(median "$n" "$c" 7) | $(median "$n" "$c" 8) | $(median "$n" "$c" 9) | $(median "$n" "$c" 10) |"
-  done
+for part in $parts; do
+  case $part in
+  a) part_a ;;
+  b) part_b ;;
+  *) die "BENCH_PARTS: no part '$part' (a, b)" ;;
+  esac
 done
-echo
-echo "| concurrency | serve req/s vs nginx | serve p50 - nginx p50 (us) | serve p99 - nginx p99 (us) |"
-echo "|---:|---:|---:|---:|"
-for c in 64 256; do
-  awk -v a="$(median serve "$c" 3)" -v b="$(median nginx "$c" 3)" \
-    -v p="$(median serve "$c" 4)" -v q="$(median nginx "$c" 4)" \
-    -v x="$(median serve "$c" 5)" -v y="$(median nginx "$c" 5)" -v c="$c" \
-    'BEGIN { printf "| %s | %+.1f %% | %+d | %+d |\n", c, (a / b - 1) * 100, p - q, x - y }'
-done
-echo
-echo "Per repeat (name c req/s p50 p99 errors CPU%: proxy workers wrk other):"
-echo
-sed 's/^/    /' "$tmp/raw_b"
-echo
 echo "Client (wrk), proxy and workers share the same $(nproc) cores; CPU% is % of"
 echo "one core over the ${secs} s run (the machine has $(( $(nproc) * 100 ))); \"other\" is the machine's"
 echo "busy time that neither wrk, the proxy nor the workers used (other tenants)."

@@ -2,6 +2,7 @@
  * event emitter (block style, quoted profile names, as mig-parted files are
  * written) or JSON through jansson, keys in the same order. */
 #include "config/config_int.h"
+#include "core/buf.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -56,27 +57,9 @@ static int check_config(const gs_config_t *cfg, gs_error_t *err) {
 
 /* ---- YAML -------------------------------------------------------------- */
 
-typedef struct {
-  char *data;
-  size_t len, cap;
-} outbuf_t;
-
+/* libyaml's write handler: 1 on success, 0 stops the emitter. */
 static int outbuf_write(void *ctx, unsigned char *bytes, size_t size) {
-  outbuf_t *out = ctx;
-  if (size + 1 > out->cap - out->len) {
-    size_t cap = out->cap ? out->cap : 4096;
-    while (size + 1 > cap - out->len)
-      cap *= 2;
-    char *grown = realloc(out->data, cap);
-    if (!grown)
-      return 0;
-    out->data = grown;
-    out->cap = cap;
-  }
-  memcpy(out->data + out->len, bytes, size);
-  out->len += size;
-  out->data[out->len] = '\0';
-  return 1;
+  return gs_buf_add(ctx, bytes, size) == GS_OK;
 }
 
 /* Implicit both ways: the emitter may quote where plain text would misread,
@@ -192,30 +175,36 @@ static int emit_document(yaml_emitter_t *em, const gs_config_t *cfg) {
 static int emit_yaml(const gs_config_t *cfg, char **out, size_t *len,
                      gs_error_t *err) {
   yaml_emitter_t em;
-  outbuf_t buf = {NULL, 0, 0};
+  gs_buf_t buf;
+  gs_buf_init(&buf, GS_LIMIT_TEXT);
   if (!yaml_emitter_initialize(&em))
     return gs_error_set(err, GS_ENOMEM, "writing config: out of memory");
   yaml_emitter_set_output(&em, outbuf_write, &buf);
   yaml_emitter_set_unicode(&em, 1);
   int rc = GS_OK;
   if (!emit_document(&em, cfg)) {
-    if (em.error == YAML_EMITTER_ERROR)
+    if (buf.failed) {
+      rc = gs_buf_error(&buf, err);
+      gs_error_prefix(err, "writing config: ");
+    } else if (em.error == YAML_EMITTER_ERROR)
       rc = gs_error_set(err, GS_EINVAL, "cannot write config as YAML: %s",
                         em.problem ? em.problem : "emitter failed");
     else
       rc = gs_error_set(err, GS_ENOMEM, "writing config: out of memory");
   }
   yaml_emitter_delete(&em);
-  if (rc != GS_OK) {
-    free(buf.data);
-    return rc;
-  }
-  *out = buf.data;
-  *len = buf.len;
-  return GS_OK;
+  if (rc == GS_OK && !(*out = gs_buf_take(&buf, len)))
+    rc = gs_error_set(err, GS_ENOMEM, "writing config: out of memory");
+  gs_buf_free(&buf);
+  return rc;
 }
 
 /* ---- JSON -------------------------------------------------------------- */
+
+/* jansson's dump callback: 0 on success, -1 stops the dump. */
+static int json_write(const char *bytes, size_t size, void *ctx) {
+  return gs_buf_add(ctx, bytes, size) == GS_OK ? 0 : -1;
+}
 
 /* jansson's setters take (and on failure drop) a NULL value, so a failed
  * allocation anywhere surfaces as a nonzero return here. */
@@ -268,22 +257,25 @@ static int json_config(const gs_config_t *cfg, char **out, size_t *len,
     for (unsigned e = 0; !bad && e < set->n_entries; e++)
       bad |= json_entry(entries, &set->entries[e]);
   }
-  char *text = bad ? NULL : json_dumps(root, JSON_INDENT(2));
-  json_decref(root);
+  int rc = GS_OK;
+  gs_buf_t buf;
+  gs_buf_init(&buf, GS_LIMIT_TEXT);
   if (bad)
-    return gs_error_set(err, GS_EINVAL,
-                        "cannot write config as JSON: a name is not valid "
-                        "UTF-8 (or memory ran out)");
-  size_t n = text ? strlen(text) : 0;
-  char *with_newline = text ? realloc(text, n + 2) : NULL;
-  if (!with_newline) {
-    free(text);
-    return gs_error_set(err, GS_ENOMEM, "writing config: out of memory");
-  }
-  memcpy(with_newline + n, "\n", 2);
-  *out = with_newline;
-  *len = n + 1;
-  return GS_OK;
+    rc = gs_error_set(err, GS_EINVAL,
+                      "cannot write config as JSON: a name is not valid "
+                      "UTF-8 (or memory ran out)");
+  /* A failed buffer stops the dump; the newline's add then reports it. */
+  else if (json_dump_callback(root, json_write, &buf, JSON_INDENT(2)) != 0 &&
+           !buf.failed)
+    rc = gs_error_set(err, GS_ENOMEM, "writing config: out of memory");
+  else if (gs_buf_adds(&buf, "\n") != GS_OK) {
+    rc = gs_buf_error(&buf, err);
+    gs_error_prefix(err, "writing config: ");
+  } else if (!(*out = gs_buf_take(&buf, len)))
+    rc = gs_error_set(err, GS_ENOMEM, "writing config: out of memory");
+  json_decref(root);
+  gs_buf_free(&buf);
+  return rc;
 }
 
 int gs_config_emit(const gs_config_t *cfg, gs_config_format_t format,

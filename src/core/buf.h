@@ -19,7 +19,12 @@
   XX(GRPC_MESSAGE, ((size_t)64 << 20) + 5, "gRPC message")                     \
   XX(GRPC_CONN, (size_t)256 << 20, "buffered gRPC requests of a connection")   \
   XX(CONFIG_FILE, (size_t)64 << 10, "model configuration file")                \
-  XX(TEXT, (size_t)16 << 20, "generated text")
+  XX(TEXT, (size_t)16 << 20, "generated text")                                 \
+  XX(STATE_FILE, (size_t)4 << 20, "state file")                                \
+  XX(SVG, (size_t)64 << 20, "SVG document")                                    \
+  XX(METRICS, (size_t)256 << 20, "merged metrics text")                        \
+  XX(PERF_INPUT, (size_t)64 << 20, "perf input tensor")                        \
+  XX(PERF_REQUEST, (size_t)4 << 30, "perf request")
 
 typedef enum {
 #define XX(name, bytes, what) GS_LIMIT_##name,
@@ -71,6 +76,11 @@ void gs_buf_free(gs_buf_t *b);
 /* Hands the bytes to the caller (free() them); the buffer is empty after.
  * Never NULL unless failed: an empty buffer gives "". */
 char *gs_buf_take(gs_buf_t *b, size_t *len);
+
+/* Appends the rest of fd, up to end of file, within the limit (a longer
+ * file fails the buffer with GS_ELIMIT). Returns GS_OK, the buffer's
+ * failure (gs_buf_error says what), or GS_ESYSTEM with errno set. */
+int gs_buf_read_fd(gs_buf_t *b, int fd);
 
 /* The failure as an error: "HTTP body larger than 67108864 bytes" or
  * "out of memory growing HTTP body"; GS_OK when not failed. */

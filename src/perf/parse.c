@@ -2,11 +2,11 @@
  * flags spell them, and its CSV. */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "perf/perf_int.h"
 
 static bool parse_number(const char *s, size_t len, double *out) {
@@ -42,12 +42,12 @@ int gs_perf_parse_range(const char *text, bool rate, gs_perf_range_t *out,
   for (const char *q = text; *q; q++)
     colons += *q == ':';
   if (colons > 2)
-    return gs_error_set(err, GS_EINVAL, "%s '%s': at most start:end:step",
-                        what, text);
+    return gs_error_set(err, GS_EINVAL, "%s '%s': at most start:end:step", what,
+                        text);
   if (n == 1)
     v[1] = v[0];
-  if (!rate && (v[0] != floor(v[0]) || v[1] != floor(v[1]) ||
-                v[2] != floor(v[2])))
+  if (!rate &&
+      (v[0] != floor(v[0]) || v[1] != floor(v[1]) || v[2] != floor(v[2])))
     return gs_error_set(err, GS_EINVAL, "%s '%s': whole numbers only", what,
                         text);
   if (v[0] <= 0)
@@ -60,8 +60,8 @@ int gs_perf_parse_range(const char *text, bool rate, gs_perf_range_t *out,
     return gs_error_set(err, GS_EINVAL, "%s '%s': step must be > 0", what,
                         text);
   if ((v[1] - v[0]) / v[2] > 10000)
-    return gs_error_set(err, GS_EINVAL, "%s '%s': more than 10000 levels",
-                        what, text);
+    return gs_error_set(err, GS_EINVAL, "%s '%s': more than 10000 levels", what,
+                        text);
   *out = (gs_perf_range_t){v[0], v[1], v[2]};
   return GS_OK;
 }
@@ -71,8 +71,8 @@ int gs_perf_parse_shape(const char *text, gs_perf_shape_t *out,
   const char *colon = strrchr(text, ':');
   memset(out, 0, sizeof *out);
   if (!colon || colon == text || (size_t)(colon - text) >= sizeof out->name)
-    return gs_error_set(err, GS_EINVAL,
-                        "--shape '%s': expected NAME:d1,d2,...", text);
+    return gs_error_set(err, GS_EINVAL, "--shape '%s': expected NAME:d1,d2,...",
+                        text);
   memcpy(out->name, text, (size_t)(colon - text));
   const char *p = colon + 1;
   while (*p) {
@@ -92,64 +92,37 @@ int gs_perf_parse_shape(const char *text, gs_perf_shape_t *out,
   return GS_OK;
 }
 
-typedef struct text_s {
-  char *s;
-  size_t len, cap;
-  bool failed;
-} text_t;
-
-static void add(text_t *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void add(text_t *t, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (t->failed || n < 0)
-    return;
-  if (t->len + (size_t)n + 1 > t->cap) {
-    size_t cap = (t->len + (size_t)n + 1) * 2;
-    char *grown = realloc(t->s, cap);
-    if (!grown) {
-      t->failed = true;
-      return;
-    }
-    t->s = grown;
-    t->cap = cap;
-  }
-  va_start(ap, fmt);
-  vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
-  va_end(ap);
-  t->len += (size_t)n;
+/* perf_analyzer writes whole microseconds (truncated). */
+static unsigned long long us(double v) {
+  return (unsigned long long)fmax(0, v);
 }
 
-/* perf_analyzer writes whole microseconds (truncated). */
-static unsigned long long us(double v) { return (unsigned long long)fmax(0, v); }
-
-int gs_perf_csv(const gs_perf_report_t *report, gs_perf_mode_t mode,
-                char **csv, gs_error_t *err) {
-  text_t t = {0};
-  add(&t, "%s,Inferences/Second,Client Send,",
-      mode == GS_PERF_RATE ? "Request Rate" : "Concurrency");
+int gs_perf_csv(const gs_perf_report_t *report, gs_perf_mode_t mode, char **csv,
+                gs_error_t *err) {
+  gs_buf_t t;
+  gs_buf_init(&t, GS_LIMIT_TEXT);
+  gs_buf_addf(&t, "%s,Inferences/Second,Client Send,",
+              mode == GS_PERF_RATE ? "Request Rate" : "Concurrency");
   if (report->has_server)
-    add(&t, "Network+Server Send/Recv,Server Queue,Server Compute Input,"
-            "Server Compute Infer,Server Compute Output,");
-  add(&t, "Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n");
+    gs_buf_adds(&t, "Network+Server Send/Recv,Server Queue,Server Compute "
+                    "Input,Server Compute Infer,Server Compute Output,");
+  gs_buf_adds(&t,
+              "Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n");
   for (size_t i = 0; i < report->n; i++) {
     const gs_perf_result_t *r = &report->levels[i];
-    add(&t, "%g,%g,%llu,", r->level, r->throughput, us(r->send_us));
+    gs_buf_addf(&t, "%g,%g,%llu,", r->level, r->throughput, us(r->send_us));
     if (report->has_server)
-      add(&t, "%llu,%llu,%llu,%llu,%llu,", us(r->server.network_us),
-          us(r->server.queue_us), us(r->server.input_us),
-          us(r->server.infer_us), us(r->server.output_us));
-    add(&t, "%llu,%llu,%llu,%llu,%llu\n", us(r->recv_us), us(r->p50_us),
-        us(r->p90_us), us(r->p95_us), us(r->p99_us));
+      gs_buf_addf(&t, "%llu,%llu,%llu,%llu,%llu,", us(r->server.network_us),
+                  us(r->server.queue_us), us(r->server.input_us),
+                  us(r->server.infer_us), us(r->server.output_us));
+    gs_buf_addf(&t, "%llu,%llu,%llu,%llu,%llu\n", us(r->recv_us), us(r->p50_us),
+                us(r->p90_us), us(r->p95_us), us(r->p99_us));
   }
-  if (t.failed) {
-    free(t.s);
-    return gs_error_set(err, GS_ENOMEM, "out of memory writing the CSV");
+  if (!(*csv = gs_buf_take(&t, NULL))) { /* never empty: only on failure */
+    int rc = gs_buf_error(&t, err);
+    gs_error_prefix(err, "writing the CSV: ");
+    return rc;
   }
-  *csv = t.s;
   return GS_OK;
 }
 

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "grpc_service.pb-c.h"
 #include "perf/perf_int.h"
 
-#define MAX_INPUT_BYTES ((size_t)64 << 20)
 #define MAX_ENTRIES 1024u
 
 /* One input of one request: its shape (batch included) and its bytes. */
@@ -27,10 +27,10 @@ static size_t dtype_size(const char *dt) {
   static const struct {
     const char *name;
     size_t size;
-  } t[] = {{"BOOL", 1},   {"UINT8", 1},  {"INT8", 1},   {"UINT16", 2},
-           {"INT16", 2},  {"FP16", 2},   {"BF16", 2},   {"UINT32", 4},
-           {"INT32", 4},  {"FP32", 4},   {"UINT64", 8}, {"INT64", 8},
-           {"FP64", 8},   {"BYTES", 0}};
+  } t[] = {{"BOOL", 1},  {"UINT8", 1}, {"INT8", 1},   {"UINT16", 2},
+           {"INT16", 2}, {"FP16", 2},  {"BF16", 2},   {"UINT32", 4},
+           {"INT32", 4}, {"FP32", 4},  {"UINT64", 8}, {"INT64", 8},
+           {"FP64", 8},  {"BYTES", 0}};
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
     if (strcmp(t[i].name, dt) == 0)
       return t[i].size ? t[i].size : 4; /* BYTES: a 4-byte length each */
@@ -103,13 +103,15 @@ static void fill_element(const char *dt, uint8_t *p, bool zero, uint64_t *s) {
 }
 
 /* One element from a JSON value of the data file. */
-static int file_element(const char *dt, json_t *v, uint8_t *p,
-                        const char *name, gs_error_t *err) {
+static int file_element(const char *dt, json_t *v, uint8_t *p, const char *name,
+                        gs_error_t *err) {
   if (strcmp(dt, "BYTES") == 0) {
     const char *s = json_string_value(v);
     if (!s || strlen(s) != 1)
-      return gs_error_set(err, GS_EINVAL, "input-data '%s': BYTES elements "
-                          "are one-character strings here", name);
+      return gs_error_set(err, GS_EINVAL,
+                          "input-data '%s': BYTES elements "
+                          "are one-character strings here",
+                          name);
     uint32_t one = 1;
     memcpy(p, &one, 4);
     p[4] = (uint8_t)s[0];
@@ -163,8 +165,8 @@ static int sample_data(const gs__perf_tensor_t *t, json_t *jv, size_t count,
                               "%zu",
                               t->name, json_array_size(flat), count);
   for (size_t i = 0; rc == GS_OK && i < count; i++)
-    rc = file_element(t->datatype, json_array_get(flat, i), p + i * es,
-                      t->name, err);
+    rc = file_element(t->datatype, json_array_get(flat, i), p + i * es, t->name,
+                      err);
   json_decref(flat);
   return rc;
 }
@@ -179,18 +181,18 @@ static int make_input(const gs__perf_ctx_t *ctx, const gs__perf_tensor_t *t,
   int rc = sample_dims(ctx, t, fshape, &rank, dims, err);
   if (rc != GS_OK)
     return rc;
-  size_t count = 1;
+  size_t count = 1, max = gs_limit_bytes(GS_LIMIT_PERF_INPUT);
   for (unsigned d = 0; d < rank; d++)
-    count = dims[d] > 0 && count <= MAX_INPUT_BYTES / (size_t)dims[d]
+    count = dims[d] > 0 && count <= max / (size_t)dims[d]
                 ? count * (size_t)dims[d]
-                : MAX_INPUT_BYTES + 1;
+                : max + 1;
   size_t es = strcmp(t->datatype, "BYTES") == 0 ? 5 : dtype_size(t->datatype);
   if (es == 0)
     return gs_error_set(err, GS_EUNSUPPORTED, "input '%s': datatype %s",
                         t->name, t->datatype);
-  if (count > MAX_INPUT_BYTES / es / ctx->batch)
-    return gs_error_set(err, GS_ELIMIT, "input '%s' is over %zu bytes",
-                        t->name, MAX_INPUT_BYTES);
+  if (count > max / es / ctx->batch)
+    return gs_error_set(err, GS_ELIMIT, "input '%s' is over %zu bytes", t->name,
+                        max);
   in->len = count * es * ctx->batch;
   in->data = malloc(in->len);
   if (!in->data)
@@ -213,51 +215,64 @@ static json_t *shape_json(const input_t *in) {
   return a;
 }
 
+/* The request's bytes, handed to ctx's request k (out keeps them). */
+static int take_request(gs_buf_t *b, const char *path, gs__perf_req_t *req,
+                        uint8_t **out, gs_error_t *err) {
+  size_t len = 0;
+  *out = (uint8_t *)gs_buf_take(b, &len);
+  if (!*out) {
+    int rc = b->failed ? gs_buf_error(b, err)
+                       : gs_error_set(err, GS_ENOMEM, "out of memory");
+    gs_error_prefix(err, "building the infer request: ");
+    return rc;
+  }
+  *req = (gs__perf_req_t){path, *out, len};
+  return GS_OK;
+}
+
 /* POST .../infer: the JSON header, then every input's bytes in order. */
 static int http_infer(const gs__perf_ctx_t *ctx, const input_t *in,
-                      gs__perf_req_t *req, uint8_t **out) {
+                      gs__perf_req_t *req, uint8_t **out, gs_error_t *err) {
   json_t *inputs = json_array();
   size_t data_len = 0;
   for (size_t i = 0; i < ctx->model.n_inputs; i++) {
     const gs__perf_tensor_t *t = &ctx->model.inputs[i];
-    json_array_append_new(
-        inputs, json_pack("{s:s, s:o, s:s, s:{s:I}}", "name", t->name, "shape",
-                          shape_json(&in[i]), "datatype", t->datatype,
-                          "parameters", "binary_data_size",
-                          (json_int_t)in[i].len));
+    json_array_append_new(inputs,
+                          json_pack("{s:s, s:o, s:s, s:{s:I}}", "name", t->name,
+                                    "shape", shape_json(&in[i]), "datatype",
+                                    t->datatype, "parameters",
+                                    "binary_data_size", (json_int_t)in[i].len));
     data_len += in[i].len;
   }
   json_t *root = json_pack("{s:o, s:{s:b}}", "inputs", inputs, "parameters",
                            "binary_data_output", 1);
   char *head = root ? json_dumps(root, JSON_COMPACT) : NULL;
   json_decref(root);
-  char path[600], hdr[1024];
+  if (!head)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
   const char *v = ctx->model.version;
-  snprintf(path, sizeof path, "/v2/models/%s%s%s/infer", ctx->model.name,
-           *v ? "/versions/" : "", v);
-  size_t hlen = head ? strlen(head) : 0;
-  int n = snprintf(hdr, sizeof hdr,
-                   "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: "
-                   "application/octet-stream\r\nInference-Header-Content-"
-                   "Length: %zu\r\nContent-Length: %zu\r\n\r\n",
-                   path, ctx->authority, hlen, hlen + data_len);
-  uint8_t *p = head ? malloc((size_t)n + hlen + data_len) : NULL;
-  if (p) {
-    memcpy(p, hdr, (size_t)n);
-    memcpy(p + n, head, hlen);
-    size_t at = (size_t)n + hlen;
-    for (size_t i = 0; i < ctx->model.n_inputs; at += in[i].len, i++)
-      memcpy(p + at, in[i].data, in[i].len);
-    *req = (gs__perf_req_t){NULL, p, at};
-  }
+  size_t hlen = strlen(head);
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_PERF_REQUEST);
+  /* All of it at once: the inputs can be tens of MiB. */
+  gs_buf_reserve(&b, 1024 + hlen + data_len);
+  gs_buf_addf(&b,
+              "POST /v2/models/%s%s%s/infer HTTP/1.1\r\nHost: %s\r\n"
+              "Content-Type: application/octet-stream\r\n"
+              "Inference-Header-Content-Length: %zu\r\n"
+              "Content-Length: %zu\r\n\r\n",
+              ctx->model.name, *v ? "/versions/" : "", v, ctx->authority, hlen,
+              hlen + data_len);
+  gs_buf_add(&b, head, hlen);
+  for (size_t i = 0; i < ctx->model.n_inputs; i++)
+    gs_buf_add(&b, in[i].data, in[i].len);
   free(head);
-  *out = p;
-  return p ? GS_OK : GS_ENOMEM;
+  return take_request(&b, NULL, req, out, err);
 }
 
 /* ModelInfer: inputs described, their bytes in raw_input_contents. */
 static int grpc_infer(const gs__perf_ctx_t *ctx, const input_t *in,
-                      gs__perf_req_t *req, uint8_t **out) {
+                      gs__perf_req_t *req, uint8_t **out, gs_error_t *err) {
   size_t n = ctx->model.n_inputs;
   Inference__ModelInferRequest m = INFERENCE__MODEL_INFER_REQUEST__INIT;
   Inference__ModelInferRequest__InferInputTensor t[GS__PERF_MAX_TENSORS],
@@ -279,25 +294,26 @@ static int grpc_infer(const gs__perf_ctx_t *ctx, const input_t *in,
   m.n_raw_input_contents = n;
   m.raw_input_contents = raw;
   size_t len = inference__model_infer_request__get_packed_size(&m);
-  uint8_t *p = malloc(len + 5);
-  if (!p)
-    return GS_ENOMEM;
-  p[0] = 0;
-  for (int i = 0; i < 4; i++)
-    p[1 + i] = (uint8_t)(len >> (24 - 8 * i));
-  inference__model_infer_request__pack(&m, p + 5);
-  *req = (gs__perf_req_t){"/inference.GRPCInferenceService/ModelInfer", p,
-                          len + 5};
-  *out = p;
-  return GS_OK;
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_PERF_REQUEST);
+  uint8_t *p = gs_buf_reserve(&b, len + 5);
+  if (p) { /* gRPC's frame: uncompressed, 4-byte big-endian length */
+    p[0] = 0;
+    for (int i = 0; i < 4; i++)
+      p[1 + i] = (uint8_t)(len >> (24 - 8 * i));
+    inference__model_infer_request__pack(&m, p + 5);
+    gs_buf_commit(&b, len + 5);
+  }
+  return take_request(&b, "/inference.GRPCInferenceService/ModelInfer", req,
+                      out, err);
 }
 
 /* Request k from the data file's entry (NULL: synthetic data). */
 static int build_one(gs__perf_ctx_t *ctx, json_t *entry, size_t k,
                      gs_error_t *err) {
   input_t in[GS__PERF_MAX_TENSORS] = {0};
-  uint64_t seed = (ctx->opts->seed ? ctx->opts->seed : 88172645463325252ull) +
-                  k * 7919;
+  uint64_t seed =
+      (ctx->opts->seed ? ctx->opts->seed : 88172645463325252ull) + k * 7919;
   bool zero = ctx->opts->data == GS_PERF_DATA_ZERO;
   int rc = GS_OK;
   for (size_t i = 0; rc == GS_OK && i < ctx->model.n_inputs; i++) {
@@ -310,11 +326,10 @@ static int build_one(gs__perf_ctx_t *ctx, json_t *entry, size_t k,
       rc = make_input(ctx, &ctx->model.inputs[i], jv, zero ? NULL : &seed,
                       &in[i], err);
   }
-  if (rc == GS_OK &&
-      (ctx->opts->protocol == GS_PERF_GRPC
-           ? grpc_infer(ctx, in, &ctx->reqs[k], &ctx->req_data[k])
-           : http_infer(ctx, in, &ctx->reqs[k], &ctx->req_data[k])) != GS_OK)
-    rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+  if (rc == GS_OK)
+    rc = ctx->opts->protocol == GS_PERF_GRPC
+             ? grpc_infer(ctx, in, &ctx->reqs[k], &ctx->req_data[k], err)
+             : http_infer(ctx, in, &ctx->reqs[k], &ctx->req_data[k], err);
   for (size_t i = 0; i < ctx->model.n_inputs; i++)
     free(in[i].data);
   return rc;
@@ -337,8 +352,10 @@ static int load_file(const char *path, json_t **root, json_t **entries,
                         path, MAX_ENTRIES);
   for (size_t i = 0; i < n; i++)
     if (!json_is_object(json_array_get(*entries, i)))
-      return gs_error_set(err, GS_EINVAL, "--input-data %s: entry %zu is not "
-                          "an object", path, i);
+      return gs_error_set(err, GS_EINVAL,
+                          "--input-data %s: entry %zu is not "
+                          "an object",
+                          path, i);
   return GS_OK;
 }
 

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h> /* unlink */
 
+#include "core/buf.h"
+
 #define CHART_W 560.0
 #define CHART_H 400.0
 #define DOC_TITLE_H 32.0
@@ -28,7 +30,6 @@
  * drawn as triangles on the top edge. */
 #define BUDGET_CLIP_RATIO 5.0
 #define BUDGET_SPAN 4.0
-#define SVG_MAX_BYTES ((size_t)64 << 20)
 /* Beyond any concurrency, latency or rate; keeps the axis arithmetic (and
  * the tick count) finite. */
 #define MAX_VALUE 1e12
@@ -41,12 +42,6 @@ static const char *const palette[] = {"#0072B2", "#E69F00", "#009E73",
 #define PALETTE_N (sizeof palette / sizeof palette[0])
 /* The up-triangle is kept for off-scale points, so no series uses it. */
 enum marker { MARK_CIRCLE, MARK_SQUARE, MARK_DIAMOND, MARK_TRI_DOWN, MARK_N };
-
-typedef struct {
-  char *data;
-  size_t len, cap;
-  int rc; /* first failure; later appends are no-ops */
-} svgbuf_t;
 
 typedef struct {
   bool log;        /* base 2: positions and ticks in exponent space */
@@ -62,36 +57,6 @@ typedef struct {
   double y_max; /* largest y, for the off-scale note */
   size_t index; /* chart number, for unique ids */
 } frame_t;
-
-__attribute__((format(printf, 2, 0))) static void
-buf_vprintf(svgbuf_t *b, const char *fmt, va_list ap) {
-  while (b->rc == GS_OK) {
-    va_list copy;
-    va_copy(copy, ap);
-    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, copy);
-    va_end(copy);
-    if (n >= 0 && (size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap * 2 + (n > 0 ? (size_t)n : 0);
-    char *p = n >= 0 && cap <= SVG_MAX_BYTES ? realloc(b->data, cap) : NULL;
-    if (!p) {
-      b->rc = n < 0 ? GS_EINVAL : cap > SVG_MAX_BYTES ? GS_ELIMIT : GS_ENOMEM;
-      return;
-    }
-    b->data = p;
-    b->cap = cap;
-  }
-}
-
-__attribute__((format(printf, 2, 3))) static void
-buf_printf(svgbuf_t *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  buf_vprintf(b, fmt, ap);
-  va_end(ap);
-}
 
 /* Length of the valid UTF-8 sequence at s, or 0: invalid bytes would make
  * the whole document unreadable to an XML parser. */
@@ -118,30 +83,30 @@ static size_t utf8_len(const unsigned char *s) {
 }
 
 /* User text as XML character data; what XML cannot carry becomes U+FFFD. */
-static void buf_text(svgbuf_t *b, const char *s) {
+static void buf_text(gs_buf_t *b, const char *s) {
   for (const unsigned char *p = (const unsigned char *)s; p && *p;) {
     size_t n = utf8_len(p);
     if (*p == '<' || *p == '>' || *p == '&' || *p == '"' || *p == '\'')
-      buf_printf(b, "&#%d;", *p);
+      gs_buf_addf(b, "&#%d;", *p);
     else if (n == 0 || (*p < 0x20 && *p != '\t' && *p != '\n'))
-      buf_printf(b, "\xEF\xBF\xBD");
+      gs_buf_adds(b, "\xEF\xBF\xBD");
     else
-      buf_printf(b, "%.*s", (int)n, (const char *)p);
+      gs_buf_add(b, p, n);
     p += n ? n : 1;
   }
 }
 
 /* A <text> element: the formatted attributes, then text escaped. */
 __attribute__((format(printf, 3, 4))) static void
-buf_text_elem(svgbuf_t *b, const char *text, const char *attrs, ...) {
+buf_text_elem(gs_buf_t *b, const char *text, const char *attrs, ...) {
   va_list ap;
   va_start(ap, attrs);
-  buf_printf(b, "<text ");
-  buf_vprintf(b, attrs, ap);
+  gs_buf_adds(b, "<text ");
+  gs_buf_vaddf(b, attrs, ap);
   va_end(ap);
-  buf_printf(b, ">");
+  gs_buf_adds(b, ">");
   buf_text(b, text);
-  buf_printf(b, "</text>\n");
+  gs_buf_adds(b, "</text>\n");
 }
 
 static double text_width(const char *s) {
@@ -316,53 +281,53 @@ static const char *const marker_path[MARK_N + 1] = {
     [MARK_N] = "M-5 4h10l-5 -8z",
 };
 
-static void draw_marker(svgbuf_t *b, size_t shape, double x, double y,
+static void draw_marker(gs_buf_t *b, size_t shape, double x, double y,
                         const char *colour) {
-  buf_printf(b,
-             "<path transform=\"translate(%.1f %.1f)\" d=\"%s\" fill=\"%s\" "
-             "stroke=\"#ffffff\" stroke-width=\"1\"/>\n",
-             x, y, marker_path[shape], colour);
+  gs_buf_addf(b,
+              "<path transform=\"translate(%.1f %.1f)\" d=\"%s\" fill=\"%s\" "
+              "stroke=\"#ffffff\" stroke-width=\"1\"/>\n",
+              x, y, marker_path[shape], colour);
 }
 
 /* Gridline and label for each tick of one axis. */
-static void draw_ticks(svgbuf_t *b, const frame_t *f, const axis_t *a,
+static void draw_ticks(gs_buf_t *b, const frame_t *f, const axis_t *a,
                        bool is_x) {
   char label[32];
   for (size_t i = 0; i < axis_ticks(a); i++) {
     double v = axis_tick(a, i), p = axis_px(a, v);
     tick_label(a, v, label, sizeof label);
-    buf_printf(b,
-               "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-               "<text x=\"%.1f\" y=\"%.1f\" stroke=\"none\" "
-               "text-anchor=\"%s\">%s</text>\n",
-               is_x ? p : f->left, is_x ? f->top : p, is_x ? p : f->right,
-               is_x ? f->bottom : p, is_x ? p : f->left - 6,
-               is_x ? f->bottom + 16 : p + 4, is_x ? "middle" : "end", label);
+    gs_buf_addf(b,
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+                "<text x=\"%.1f\" y=\"%.1f\" stroke=\"none\" "
+                "text-anchor=\"%s\">%s</text>\n",
+                is_x ? p : f->left, is_x ? f->top : p, is_x ? p : f->right,
+                is_x ? f->bottom : p, is_x ? p : f->left - 6,
+                is_x ? f->bottom + 16 : p + 4, is_x ? "middle" : "end", label);
   }
 }
 
-static void draw_grid(svgbuf_t *b, const frame_t *f) {
-  buf_printf(b, "<g stroke=\"#e3e3e3\" font-size=\"11\" fill=\"#333333\">\n");
+static void draw_grid(gs_buf_t *b, const frame_t *f) {
+  gs_buf_adds(b, "<g stroke=\"#e3e3e3\" font-size=\"11\" fill=\"#333333\">\n");
   draw_ticks(b, f, &f->ya, false);
   draw_ticks(b, f, &f->xa, true);
-  buf_printf(b,
-             "</g>\n<path d=\"M%.1f %.1fV%.1fH%.1f\" fill=\"none\" "
-             "stroke=\"#333333\"/>\n",
-             f->left, f->top, f->bottom, f->right);
+  gs_buf_addf(b,
+              "</g>\n<path d=\"M%.1f %.1fV%.1fH%.1f\" fill=\"none\" "
+              "stroke=\"#333333\"/>\n",
+              f->left, f->top, f->bottom, f->right);
 }
 
-static void draw_series(svgbuf_t *b, const frame_t *f,
+static void draw_series(gs_buf_t *b, const frame_t *f,
                         const gs_plot_series_t *s, size_t si) {
   const char *colour = palette[si % PALETTE_N];
-  buf_printf(b,
-             "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
-             "stroke-linejoin=\"round\" clip-path=\"url(#gs-plot-%zu)\" "
-             "points=\"",
-             colour, f->index);
+  gs_buf_addf(b,
+              "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
+              "stroke-linejoin=\"round\" clip-path=\"url(#gs-plot-%zu)\" "
+              "points=\"",
+              colour, f->index);
   for (size_t i = 0; i < s->n; i++)
-    buf_printf(b, "%s%.1f,%.1f", i ? " " : "", axis_px(&f->xa, s->x[i]),
-               axis_px(&f->ya, s->y[i]));
-  buf_printf(b, "\"/>\n");
+    gs_buf_addf(b, "%s%.1f,%.1f", i ? " " : "", axis_px(&f->xa, s->x[i]),
+                axis_px(&f->ya, s->y[i]));
+  gs_buf_adds(b, "\"/>\n");
   for (size_t i = 0; i < s->n; i++) {
     double x = axis_px(&f->xa, s->x[i]);
     if (s->y[i] > f->ya.hi)
@@ -372,16 +337,16 @@ static void draw_series(svgbuf_t *b, const frame_t *f,
   }
 }
 
-static void draw_budget(svgbuf_t *b, const frame_t *f,
+static void draw_budget(gs_buf_t *b, const frame_t *f,
                         const gs_plot_chart_t *c) {
   if (!has_budget(c))
     return;
   double y = axis_px(&f->ya, c->budget);
-  buf_printf(b,
-             "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-             "stroke=\"#444444\" stroke-width=\"1.5\" "
-             "stroke-dasharray=\"6 4\"/>\n",
-             f->left, y, f->right, y);
+  gs_buf_addf(b,
+              "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+              "stroke=\"#444444\" stroke-width=\"1.5\" "
+              "stroke-dasharray=\"6 4\"/>\n",
+              f->left, y, f->right, y);
   if (!c->budget_label)
     return;
   /* At the left end, where latency is lowest; a white halo (a stroked copy
@@ -395,20 +360,20 @@ static void draw_budget(svgbuf_t *b, const frame_t *f,
                        : "");
 }
 
-static void draw_offscale_note(svgbuf_t *b, const frame_t *f) {
+static void draw_offscale_note(gs_buf_t *b, const frame_t *f) {
   char top[32], max[32];
   if (!f->clipped)
     return;
   format_compact(top, sizeof top, f->ya.hi);
   format_compact(max, sizeof max, f->y_max);
-  buf_printf(b,
-             "<path d=\"M%.1f %.1fh8l-4 -7z\" fill=\"#666666\"/>\n"
-             "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#444444\">"
-             "above %s, off scale (max %s)</text>\n",
-             f->left + 2, f->top - 8, f->left + 14, f->top - 8, top, max);
+  gs_buf_addf(b,
+              "<path d=\"M%.1f %.1fh8l-4 -7z\" fill=\"#666666\"/>\n"
+              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#444444\">"
+              "above %s, off scale (max %s)</text>\n",
+              f->left + 2, f->top - 8, f->left + 14, f->top - 8, top, max);
 }
 
-static void draw_legend(svgbuf_t *b, const frame_t *f, const gs_plot_chart_t *c,
+static void draw_legend(gs_buf_t *b, const frame_t *f, const gs_plot_chart_t *c,
                         double y) {
   double max_w = f->right - f->left, row_w;
   for (size_t i = 0; i < c->n_series; y += LEGEND_ROW_H) {
@@ -416,10 +381,10 @@ static void draw_legend(svgbuf_t *b, const frame_t *f, const gs_plot_chart_t *c,
     double x = f->left + (max_w - row_w) / 2;
     for (size_t end = i + n; i < end; i++) {
       const char *colour = palette[i % PALETTE_N];
-      buf_printf(b,
-                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-                 "stroke=\"%s\" stroke-width=\"2\"/>\n",
-                 x, y, x + 22, y, colour);
+      gs_buf_addf(b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                  "stroke=\"%s\" stroke-width=\"2\"/>\n",
+                  x, y, x + 22, y, colour);
       draw_marker(b, i % MARK_N, x + 11, y, colour);
       buf_text_elem(b, c->series[i].label,
                     "x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"#222222\"",
@@ -429,7 +394,7 @@ static void draw_legend(svgbuf_t *b, const frame_t *f, const gs_plot_chart_t *c,
   }
 }
 
-static void draw_labels(svgbuf_t *b, const frame_t *f, const gs_plot_chart_t *c,
+static void draw_labels(gs_buf_t *b, const frame_t *f, const gs_plot_chart_t *c,
                         double chart_x) {
   double mid = (f->top + f->bottom) / 2;
   buf_text_elem(b, c->title,
@@ -446,7 +411,7 @@ static void draw_labels(svgbuf_t *b, const frame_t *f, const gs_plot_chart_t *c,
                 chart_x + 16, mid, chart_x + 16, mid);
 }
 
-static void draw_chart(svgbuf_t *b, const gs_plot_chart_t *c, size_t index,
+static void draw_chart(gs_buf_t *b, const gs_plot_chart_t *c, size_t index,
                        double chart_y) {
   frame_t f = {.index = index};
   double chart_x = (double)index * CHART_W;
@@ -456,10 +421,10 @@ static void draw_chart(svgbuf_t *b, const gs_plot_chart_t *c, size_t index,
   size_t rows = legend_rows(c, f.right - f.left);
   f.bottom = chart_y + CHART_H - 10 - (double)rows * LEGEND_ROW_H - 44;
   fit_axes(&f, c);
-  buf_printf(b,
-             "<defs><clipPath id=\"gs-plot-%zu\"><rect x=\"%.1f\" "
-             "y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath></defs>\n",
-             index, f.left, f.top, f.right - f.left, f.bottom - f.top);
+  gs_buf_addf(b,
+              "<defs><clipPath id=\"gs-plot-%zu\"><rect x=\"%.1f\" "
+              "y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath></defs>\n",
+              index, f.left, f.top, f.right - f.left, f.bottom - f.top);
   draw_grid(b, &f);
   draw_labels(b, &f, c, chart_x);
   draw_offscale_note(b, &f);
@@ -469,16 +434,16 @@ static void draw_chart(svgbuf_t *b, const gs_plot_chart_t *c, size_t index,
   draw_legend(b, &f, c, f.bottom + 56);
 }
 
-static void draw_document(svgbuf_t *b, const gs_plot_chart_t *charts,
+static void draw_document(gs_buf_t *b, const gs_plot_chart_t *charts,
                           size_t n_charts, const char *title) {
   double top = title ? DOC_TITLE_H : 0, w = CHART_W * (double)n_charts;
-  buf_printf(b,
-             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-             "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" "
-             "width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-             "font-family=\"Helvetica, Arial, sans-serif\">\n"
-             "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
-             w, top + CHART_H, w, top + CHART_H);
+  gs_buf_addf(b,
+              "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+              "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" "
+              "width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+              "font-family=\"Helvetica, Arial, sans-serif\">\n"
+              "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
+              w, top + CHART_H, w, top + CHART_H);
   if (title)
     buf_text_elem(b, title,
                   "x=\"%.1f\" y=\"24\" font-size=\"17\" font-weight=\"bold\" "
@@ -486,12 +451,11 @@ static void draw_document(svgbuf_t *b, const gs_plot_chart_t *charts,
                   w / 2);
   for (size_t ci = 0; ci < n_charts; ci++)
     draw_chart(b, &charts[ci], ci, top);
-  buf_printf(b, "</svg>\n");
+  gs_buf_adds(b, "</svg>\n");
 }
 
 int gs_plot_svg(const gs_plot_chart_t *charts, size_t n_charts,
                 const char *title, char **svg, size_t *len, gs_error_t *err) {
-  svgbuf_t b = {.cap = 16384, .rc = GS_OK};
   *svg = NULL;
   if (len)
     *len = 0;
@@ -502,17 +466,14 @@ int gs_plot_svg(const gs_plot_chart_t *charts, size_t n_charts,
     if (rc != GS_OK)
       return rc;
   }
-  if (!(b.data = malloc(b.cap)))
-    return gs_error_set(err, GS_ENOMEM, "no memory for the SVG document");
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_SVG);
   draw_document(&b, charts, n_charts, title);
-  if (b.rc != GS_OK) {
-    free(b.data);
-    return gs_error_set(err, b.rc, "rendering the SVG document: %s",
-                        b.rc == GS_ELIMIT ? "over 64 MiB" : gs_strerror(b.rc));
+  if (!(*svg = gs_buf_take(&b, len))) { /* never empty: only on failure */
+    int rc = gs_buf_error(&b, err);
+    gs_error_prefix(err, "rendering the SVG document: ");
+    return rc;
   }
-  *svg = b.data;
-  if (len)
-    *len = b.len;
   return GS_OK;
 }
 

@@ -1,11 +1,11 @@
 /* What the serve says about itself: each worker's status (for `gpuslice
  * serve --status`), the router's Prometheus counters, and the admin calls
  * that add or remove an instance's workers without touching the others. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "serve/serve_int.h"
 
 static const char *state_name(const gs__wk_t *wk, uint64_t now) {
@@ -88,42 +88,17 @@ json_t *gs__status_json(gs__serve_t *s) {
   return doc;
 }
 
-/* Appends one formatted line to a growing buffer; false on no memory. */
-static bool put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool put(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
-  va_list ap;
-  for (;;) {
-    va_start(ap, fmt);
-    int n =
-        vsnprintf(*buf ? *buf + *len : NULL, *buf ? *cap - *len : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-      return false;
-    if (*buf && *len + (size_t)n < *cap) {
-      *len += (size_t)n;
-      return true;
-    }
-    size_t want = (*cap ? *cap * 2 : 4096) + (size_t)n;
-    char *grown = realloc(*buf, want);
-    if (!grown)
-      return false;
-    *buf = grown;
-    *cap = want;
-  }
-}
-
+/* One metric's HELP and TYPE, then one sample per worker. Appends to buf
+ * (a gs_buf_t); a failure sticks and is looked at once at the end. */
 #define WORKER_METRIC(name, help, type, expr)                                  \
-  ok = ok && put(&buf, &len, &cap,                                             \
-                 "# HELP " name " " help "\n# TYPE " name " " type "\n");      \
-  for (gs__wk_t *wk = s->workers; ok && wk; wk = wk->next)                     \
-    ok = put(&buf, &len, &cap, name "{instance=\"%s\"} %llu\n", wk->label,     \
-             (unsigned long long)(expr));
+  gs_buf_adds(&buf, "# HELP " name " " help "\n# TYPE " name " " type "\n");   \
+  for (gs__wk_t *wk = s->workers; wk; wk = wk->next)                           \
+    gs_buf_addf(&buf, name "{instance=\"%s\"} %llu\n", wk->label,              \
+                (unsigned long long)(expr));
 
 char *gs__router_metrics(gs__serve_t *s, size_t *out_len) {
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  bool ok = true;
+  gs_buf_t buf;
+  gs_buf_init(&buf, GS_LIMIT_TEXT);
   uint64_t now = gs__serve_now_ns();
   WORKER_METRIC("gpuslice_worker_up", "1 when the worker takes requests",
                 "gauge", gs__wk_routable(wk, now))
@@ -140,25 +115,18 @@ char *gs__router_metrics(gs__serve_t *s, size_t *out_len) {
   WORKER_METRIC("gpuslice_worker_ejections_total",
                 "Times the worker was ejected after failures", "counter",
                 wk->ejections)
-  ok = ok && put(&buf, &len, &cap,
-                 "# HELP gpuslice_router_retries_total Requests retried on "
-                 "another worker\n# TYPE gpuslice_router_retries_total "
-                 "counter\ngpuslice_router_retries_total %llu\n",
-                 (unsigned long long)s->retries);
-  ok = ok && put(&buf, &len, &cap,
-                 "# HELP gpuslice_router_loop_requests_total Requests each "
-                 "router loop took to proxy\n# TYPE "
-                 "gpuslice_router_loop_requests_total counter\n");
-  for (unsigned k = 0; ok && k < s->n_rloops; k++)
-    ok = put(&buf, &len, &cap,
-             "gpuslice_router_loop_requests_total{loop=\"%u\"} %llu\n", k,
-             (unsigned long long)s->rloops[k]->requests);
-  if (!ok) {
-    free(buf);
-    return NULL;
-  }
-  *out_len = len;
-  return buf;
+  gs_buf_addf(&buf,
+              "# HELP gpuslice_router_retries_total Requests retried on "
+              "another worker\n# TYPE gpuslice_router_retries_total "
+              "counter\ngpuslice_router_retries_total %llu\n",
+              (unsigned long long)s->retries);
+  gs_buf_adds(&buf, "# HELP gpuslice_router_loop_requests_total Requests each "
+                    "router loop took to proxy\n# TYPE "
+                    "gpuslice_router_loop_requests_total counter\n");
+  for (unsigned k = 0; k < s->n_rloops; k++)
+    gs_buf_addf(&buf, "gpuslice_router_loop_requests_total{loop=\"%u\"} %llu\n",
+                k, (unsigned long long)s->rloops[k]->requests);
+  return gs_buf_take(&buf, out_len); /* NULL when the buffer failed */
 }
 
 /* ---- metric families ---------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "serve/serve_int.h"
 
 /* ---- request classes ------------------------------------------------------
@@ -355,37 +356,18 @@ json_t *gs__stats_merge(json_t *const *docs, size_t n, gs_error_t *err) {
 /* ---- metrics labels -------------------------------------------------------
  */
 
-typedef struct {
-  char **buf;
-  size_t *len, *cap;
-} outbuf_t;
-
-/* Appends n bytes, keeping the text NUL-terminated; false when out of
- * memory. */
-static bool put(outbuf_t *o, const char *s, size_t n) {
-  if (*o->cap - *o->len <= n || !*o->buf) {
-    size_t want = *o->len + n + 1;
-    size_t cap = *o->cap > want / 2 ? *o->cap * 2 : want;
-    if (cap < want)
-      cap = want; /* *o->cap * 2 wrapped */
-    char *grown = realloc(*o->buf, cap);
-    if (!grown)
-      return false;
-    *o->buf = grown;
-    *o->cap = cap;
-  }
-  memcpy(*o->buf + *o->len, s, n);
-  *o->len += n;
-  (*o->buf)[*o->len] = '\0';
-  return true;
+/* Appends n bytes; false once the buffer failed (out of memory or over its
+ * limit: the failure sticks, so the caller looks once at the end). */
+static bool put(gs_buf_t *o, const char *s, size_t n) {
+  return gs_buf_add(o, s, n) == GS_OK;
 }
 
-static bool puts_(outbuf_t *o, const char *s) {
-  return put(o, s, strlen(s));
+static bool puts_(gs_buf_t *o, const char *s) {
+  return gs_buf_adds(o, s) == GS_OK;
 }
 
 /* instance="label", escaped as the text format wants label values. */
-static bool put_instance(outbuf_t *o, const char *label) {
+static bool put_instance(gs_buf_t *o, const char *label) {
   bool ok = puts_(o, "instance=\"");
   for (const char *c = label; ok && *c; c++) {
     if (*c == '\\')
@@ -432,7 +414,7 @@ static const char *labels_end(const char *p, const char *end) {
 
 /* One sample line: name{instance="L",labels} value...; a line that is not
  * a sample (no name, open labels, no value) is dropped. */
-static bool relabel_sample(outbuf_t *o, const char *p, const char *end,
+static bool relabel_sample(gs_buf_t *o, const char *p, const char *end,
                            const char *label) {
   const char *name = p;
   if (!is_name_start(*p))
@@ -464,7 +446,7 @@ static bool relabel_sample(outbuf_t *o, const char *p, const char *end,
 /* "# HELP x" and "# TYPE x" carry meaning, other comments do not; they
  * are written in the one spelling every reader takes ("#HELP\tx" is one
  * Prometheus accepts). */
-static bool put_help_or_type(outbuf_t *o, const char *p, const char *end) {
+static bool put_help_or_type(gs_buf_t *o, const char *p, const char *end) {
   p = skip_blanks(p + 1, end);
   size_t left = (size_t)(end - p);
   if (left <= 4 || (memcmp(p, "HELP", 4) != 0 && memcmp(p, "TYPE", 4) != 0) ||
@@ -475,10 +457,8 @@ static bool put_help_or_type(outbuf_t *o, const char *p, const char *end) {
          put(o, rest, (size_t)(end - rest)) && puts_(o, "\n");
 }
 
-int gs__metrics_relabel(const char *text, size_t len, const char *label,
-                        bool with_help, char **out, size_t *out_len,
-                        size_t *out_cap) {
-  outbuf_t o = {out, out_len, out_cap};
+int gs__metrics_relabel_buf(const char *text, size_t len, const char *label,
+                            bool with_help, gs_buf_t *out) {
   const char *end = text ? text + len : text;
   if (!label)
     label = "";
@@ -491,10 +471,26 @@ int gs__metrics_relabel(const char *text, size_t len, const char *label,
       stop--;
     const char *p = skip_blanks(line, stop);
     if (p < stop && *p == '#')
-      ok = !with_help || put_help_or_type(&o, p, stop);
+      ok = !with_help || put_help_or_type(out, p, stop);
     else if (p < stop)
-      ok = relabel_sample(&o, p, stop, label);
+      ok = relabel_sample(out, p, stop, label);
     line = next;
   }
-  return ok ? 0 : -1;
+  return out->failed;
+}
+
+int gs__metrics_relabel(const char *text, size_t len, const char *label,
+                        bool with_help, char **out, size_t *out_len,
+                        size_t *out_cap) {
+  /* The caller's bytes become the buffer's (cap may understate them). */
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_METRICS);
+  b.data = *out;
+  b.len = *out ? *out_len : 0;
+  b.cap = *out ? *out_cap : 0;
+  int rc = gs__metrics_relabel_buf(text, len, label, with_help, &b);
+  *out = b.data; /* NULL when failed: the buffer freed them */
+  *out_len = b.len;
+  *out_cap = b.cap;
+  return rc == GS_OK ? 0 : -1;
 }

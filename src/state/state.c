@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/buf.h"
+
 #define STATE_VERSION 1
 #define STATE_ID_MAX 65535u /* IDs and profile IDs; NVML's are far smaller */
 #define STATE_TMP_PREFIX GS_STATE_FILE ".tmp."
@@ -494,21 +496,6 @@ void gs_state_close(gs_state_t *st) {
   st->lock_fd = -1;
 }
 
-static int read_all(int fd, char *buf, size_t cap, size_t *len) {
-  *len = 0;
-  while (*len < cap) {
-    ssize_t got = read(fd, buf + *len, cap - *len);
-    if (got < 0 && errno == EINTR)
-      continue;
-    if (got < 0)
-      return -1;
-    if (got == 0)
-      break;
-    *len += (size_t)got;
-  }
-  return 0;
-}
-
 int gs_state_load(gs_state_t *st, gs_state_doc_t *doc, bool *existed,
                   gs_error_t *err) {
   *existed = false;
@@ -524,7 +511,8 @@ int gs_state_load(gs_state_t *st, gs_state_doc_t *doc, bool *existed,
   if (fd < 0)
     return gs_error_sys(err, errno, "opening state file %s", path);
   int rc = GS_OK;
-  char *buf = NULL;
+  gs_buf_t buf;
+  gs_buf_init(&buf, GS_LIMIT_STATE_FILE);
   struct stat sb;
   if (fstat(fd, &sb) != 0) {
     rc = gs_error_sys(err, errno, "reading state file %s", path);
@@ -545,22 +533,20 @@ int gs_state_load(gs_state_t *st, gs_state_doc_t *doc, bool *existed,
     goto out;
   }
   /* Writers replace the file by rename, so the inode we opened keeps its
-   * size; one spare byte would show it growing anyway. */
-  size_t len, cap = (size_t)sb.st_size + 1;
-  buf = malloc(cap);
-  if (!buf) {
-    rc = gs_error_set(err, GS_ENOMEM, "reading state file %s: out of memory",
-                      path);
-    goto out;
-  }
-  if (read_all(fd, buf, cap, &len) != 0) {
+   * size; were it to grow anyway, the buffer's limit (the same) holds. */
+  rc = gs_buf_read_fd(&buf, fd);
+  if (rc == GS_ESYSTEM) {
     rc = gs_error_sys(err, errno, "reading state file %s", path);
-    goto out;
+  } else if (rc != GS_OK) {
+    gs_buf_error(&buf, err);
+    gs_error_prefix(err, "reading state file %s: ", path);
+    rc = gs_error_code(err, rc == GS_ELIMIT ? GS_ECORRUPT : rc);
+  } else {
+    *existed = true;
+    rc = gs_state_decode(doc, path, buf.data ? buf.data : "", buf.len, err);
   }
-  *existed = true;
-  rc = gs_state_decode(doc, path, buf, len, err);
 out:
-  free(buf);
+  gs_buf_free(&buf);
   close(fd);
   return rc;
 }

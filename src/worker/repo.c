@@ -4,14 +4,15 @@
  * documents the protocol returns. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/buf.h"
 #include "worker/worker_int.h"
-
-#define MAX_CONFIG_BYTES (64u << 10)
 
 static bool is_dir(const char *path) {
   struct stat st;
@@ -216,6 +217,37 @@ static int read_precision(gs__placement_t *pl, json_t *p, const char *path,
   return GS_OK;
 }
 
+/* The config file's JSON object, read whole within GS_LIMIT_CONFIG_FILE.
+ * Failures to open or parse it are GS_EPARSE, as they were when jansson
+ * opened the file. */
+static int load_config_json(const char *path, json_t **root, gs_error_t *err) {
+  gs_buf_t text;
+  gs_buf_init(&text, GS_LIMIT_CONFIG_FILE);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int rc = fd < 0 ? GS_ESYSTEM : gs_buf_read_fd(&text, fd);
+  if (rc == GS_ESYSTEM) {
+    gs_error_sys(err, errno, "%s: cannot read it", path);
+    rc = gs_error_code(err, GS_EPARSE);
+  } else if (rc != GS_OK) {
+    gs_buf_error(&text, err);
+    gs_error_prefix(err, "%s: ", path);
+  } else {
+    json_error_t jerr;
+    *root = json_loadb(text.data ? text.data : "", text.len,
+                       JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(*root)) {
+      json_decref(*root);
+      *root = NULL;
+      rc =
+          gs_error_set(err, GS_EPARSE, "%s:%d: %s", path, jerr.line, jerr.text);
+    }
+  }
+  if (fd >= 0)
+    close(fd);
+  gs_buf_free(&text);
+  return rc;
+}
+
 static int read_config(gs__model_entry_t *m, const char *model_dir,
                        gs_error_t *err) {
   char path[4400];
@@ -230,16 +262,10 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
   struct stat st;
   if (stat(path, &st) != 0)
     return GS_OK;
-  if (st.st_size > (off_t)MAX_CONFIG_BYTES)
-    return gs_error_set(err, GS_ELIMIT, "%s is larger than 64 KiB", path);
-  json_error_t jerr;
-  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-  if (!json_is_object(root)) {
-    json_decref(root);
-    return gs_error_set(err, GS_EPARSE, "%s:%d: %s", path, jerr.line,
-                        jerr.text);
-  }
-  int rc = GS_OK;
+  json_t *root = NULL;
+  int rc = load_config_json(path, &root, err);
+  if (rc != GS_OK)
+    return rc;
   json_t *mbs = json_object_get(root, "max_batch_size");
   json_t *db = json_object_get(root, "dynamic_batching");
   if (mbs && (!json_is_integer(mbs) || json_integer_value(mbs) < 0 ||
