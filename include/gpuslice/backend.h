@@ -13,7 +13,6 @@
 #include "gpuslice/error.h"
 #include "gpuslice/layout.h"
 
-#define GS_MAX_DEVICES 64
 #define GS_MAX_ENV 16
 
 typedef struct gs_device_s {
@@ -131,12 +130,6 @@ typedef struct gs_backend_options_s {
   const char *cuda_library;
   const char *mps_control;
   gs_soft_isolation_t soft_isolation;
-  /* Test hook: pause this long between the steps of a change (each op and
-   * each step of the state write) so that kill tests land inside it. */
-  unsigned test_step_delay_us;
-  /* Test hook of the host backend: no RLIMIT_AS fallback when there is no
-   * cgroup (sanitizer-built programs cannot start under one). */
-  bool test_no_address_limit;
 } gs_backend_options_t;
 
 /* Opens a backend by name ("host", "soft", "mig") or, with name NULL,
