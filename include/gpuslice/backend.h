@@ -116,8 +116,10 @@ typedef enum {
 
 typedef struct gs_backend_options_s {
   const char *state_dir; /* software backends keep their layout here */
-  /* Test hooks of the host backend (set by the CLI from the environment,
-   * never read by the library): override detected cores/memory. */
+  /* Overrides of what the host backend detects, for a machine of another
+   * shape (the CLI sets them from GPUSLICE_HOST_*; benchmarks, the demo's
+   * tests and the unit tests use them). Hooks that exist only for tests
+   * are in src/core/test_hooks.h. */
   unsigned host_cpu_cores;       /* 0 = detect */
   uint64_t host_memory_mib;      /* 0 = detect */
   const char *host_cgroup_root;  /* NULL = detect; "none" = no cgroups */
