@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "cli_opts.h"
 #include "gpuslice/apply.h"
 #include "gpuslice/backend.h"
 #include "gpuslice/catalog.h"
@@ -51,7 +52,7 @@ typedef struct cli_table_s {
 } cli_table_t;
 
 void cli_table_header(cli_table_t *t, unsigned n, const char *const *names);
-void cli_table_row(cli_table_t *t, ...); /* n_cols char* values */
+void cli_table_row(cli_table_t *t, ...);         /* n_cols char* values */
 void cli_table_print(cli_table_t *t, FILE *out); /* and releases */
 void cli_table_release(cli_table_t *t);
 
@@ -79,5 +80,8 @@ int cmd_worker(cli_t *cli, int argc, char **argv);
 int cmd_serve(cli_t *cli, int argc, char **argv);
 int cmd_perf(cli_t *cli, int argc, char **argv);
 int cmd_demo(cli_t *cli, int argc, char **argv);
+
+/* The option tables of the verbs that have one (serve's: serve_cli.h). */
+extern const cli_opts_t worker_cli_options, perf_cli_options;
 
 #endif

@@ -2,9 +2,9 @@
  * library's load generator (gs_perf_run), plus its CSV (-f), a chart
  * (--plot) and --json. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,20 +17,8 @@ typedef struct perf_cli_s {
   gs_perf_options_t o;
   char host[256];
   const char *csv, *plot;
-  bool json, have_range;
+  bool json, have_range, help;
 } perf_cli_t;
-
-static const char usage_text[] =
-    "usage: gpuslice perf -m MODEL [-x VERSION] [-u HOST:PORT] [-i http|grpc]\n"
-    "         [-b N] [--concurrency-range START:END:STEP |\n"
-    "          --request-rate-range START:END:STEP [--request-distribution\n"
-    "          constant|poisson]] [-p MS] [-s PCT] [--percentile N] [-r N]\n"
-    "         [--input-data random|zero|FILE] [--shape NAME:D1,D2]... [-a]\n"
-    "         [--max-threads N] [-f FILE.csv] [--latency-budget MS]\n"
-    "         [--plot FILE.svg] [--json]\n"
-    "  perf_analyzer's flags and defaults: -u localhost:8000 (8001 for\n"
-    "  gRPC), concurrency 1:1:1, -p 5000 ms windows, -s 10 %, -r 10 trials.\n"
-    "  Exit status: 0 done, 1 measurement failed or unstable, 2 bad input.\n";
 
 /* -u HOST:PORT (an http:// prefix and [IPv6] brackets allowed). */
 static int parse_url(perf_cli_t *p, const char *text) {
@@ -47,65 +35,46 @@ static int parse_url(perf_cli_t *p, const char *text) {
   else
     snprintf(p->host, sizeof p->host, "%.*s", (int)hlen, s);
   p->o.host = p->host;
-  if (colon && (cli_parse_uint(colon + 1, "-u port", 65535, &p->o.port,
-                               &err) != GS_OK ||
-                p->o.port == 0))
+  if (colon &&
+      (cli_parse_uint(colon + 1, "-u port", 65535, &p->o.port, &err) != GS_OK ||
+       p->o.port == 0))
     return cli_usage("perf", "-u '%s': the port is 1..65535", text);
   return CLI_OK;
 }
 
-static int parse_double(const char *text, const char *what, double min,
-                        double *out) {
-  char *end;
-  double v = strtod(text, &end);
-  if (end == text || *end || !isfinite(v) || v < min)
-    return cli_usage("perf", "%s '%s': a number >= %g", what, text, min);
-  *out = v;
-  return CLI_OK;
-}
-
-static int parse_uint(const char *text, const char *what, unsigned min,
-                      unsigned max, unsigned *out) {
-  gs_error_t err;
-  if (cli_parse_uint(text, what, max, out, &err) != GS_OK || *out < min)
-    return cli_usage("perf", "%s '%s': a whole number from %u to %u", what,
-                     text, min, max);
-  return CLI_OK;
-}
-
-static int parse_choice(perf_cli_t *p, int c, const char *a) {
-  gs_perf_options_t *o = &p->o;
-  if (c == 'i' && (strcmp(a, "http") == 0 || strcmp(a, "grpc") == 0))
-    o->protocol = a[0] == 'g' ? GS_PERF_GRPC : GS_PERF_HTTP;
-  else if (c == 'D' && (strcmp(a, "constant") == 0 || strcmp(a, "poisson") == 0))
-    o->distribution = a[0] == 'p' ? GS_PERF_POISSON : GS_PERF_CONSTANT;
-  else if (c == 'I' && strcmp(a, "random") == 0)
-    o->data = GS_PERF_DATA_RANDOM;
-  else if (c == 'I' && strcmp(a, "zero") == 0)
-    o->data = GS_PERF_DATA_ZERO;
-  else if (c == 'I')
-    o->data = GS_PERF_DATA_FILE, o->data_file = a;
+/* --input-data random|zero|FILE */
+static int parse_input_data(void *ctx, const cli_opts_t *spec,
+                            const cli_opt_t *o, const char *a) {
+  gs_perf_options_t *po = &((perf_cli_t *)ctx)->o;
+  (void)spec;
+  (void)o;
+  if (strcmp(a, "random") == 0)
+    po->data = GS_PERF_DATA_RANDOM;
+  else if (strcmp(a, "zero") == 0)
+    po->data = GS_PERF_DATA_ZERO;
   else
-    return cli_usage("perf", "%s '%s': expected %s",
-                     c == 'i' ? "-i" : "--request-distribution", a,
-                     c == 'i' ? "http or grpc" : "constant or poisson");
+    po->data = GS_PERF_DATA_FILE, po->data_file = a;
   return CLI_OK;
 }
 
-static int parse_range(perf_cli_t *p, int c, const char *a) {
+static int parse_range(perf_cli_t *p, bool rate, const char *a) {
   gs_error_t err;
   if (p->have_range)
     return cli_usage("perf", "give one of --concurrency-range and "
                              "--request-rate-range, once");
   p->have_range = true;
-  p->o.mode = c == 'R' ? GS_PERF_RATE : GS_PERF_CONCURRENCY;
-  if (gs_perf_parse_range(a, c == 'R', &p->o.range, &err) != GS_OK)
+  p->o.mode = rate ? GS_PERF_RATE : GS_PERF_CONCURRENCY;
+  if (gs_perf_parse_range(a, rate, &p->o.range, &err) != GS_OK)
     return cli_fail("perf", &err);
   return CLI_OK;
 }
 
-static int parse_shape(perf_cli_t *p, const char *a) {
+static int parse_shape(void *ctx, const cli_opts_t *spec, const cli_opt_t *o,
+                       const char *a) {
+  perf_cli_t *p = ctx;
   gs_error_t err;
+  (void)spec;
+  (void)o;
   if (p->o.n_shapes == GS_PERF_MAX_SHAPES)
     return cli_usage("perf", "at most %d --shape", GS_PERF_MAX_SHAPES);
   if (gs_perf_parse_shape(a, &p->o.shapes[p->o.n_shapes++], &err) != GS_OK)
@@ -113,61 +82,172 @@ static int parse_shape(perf_cli_t *p, const char *a) {
   return CLI_OK;
 }
 
-static int parse_option(perf_cli_t *p, int c, const char *a) {
-  gs_perf_options_t *o = &p->o;
-  switch (c) {
-  case 'm': o->model = a; return CLI_OK;
-  case 'x': o->version = a; return CLI_OK;
-  case 'u': return parse_url(p, a);
-  case 'i': case 'D': case 'I': return parse_choice(p, c, a);
-  case 'b': return parse_uint(a, "-b", 1, 1u << 20, &o->batch);
-  case 'C': case 'R': return parse_range(p, c, a);
-  case 'p': return parse_uint(a, "-p", 10, 3600000, &o->window_ms);
-  case 's': return parse_double(a, "-s", 0.001, &o->stability_pct);
-  case 'P': return parse_uint(a, "--percentile", 1, 99, &o->percentile);
-  case 'r': return parse_uint(a, "-r", 3, 100, &o->max_trials);
-  case 'S': return parse_shape(p, a);
-  case 'a': o->async = true; return CLI_OK;
-  case 'T': return parse_uint(a, "--max-threads", 1, 4096, &o->max_threads);
-  case 'f': p->csv = a; return CLI_OK;
-  case 'L': return parse_double(a, "--latency-budget", 0.001,
-                                &o->latency_budget_ms);
-  case 'G': p->plot = a; return CLI_OK;
-  case 'J': p->json = true; return CLI_OK;
-  default: return cli_usage("perf", "bad option");
-  }
+static int parse_concurrency(void *ctx, const cli_opts_t *spec,
+                             const cli_opt_t *o, const char *a) {
+  (void)spec;
+  (void)o;
+  return parse_range(ctx, false, a);
 }
 
+static int parse_rate(void *ctx, const cli_opts_t *spec, const cli_opt_t *o,
+                      const char *a) {
+  (void)spec;
+  (void)o;
+  return parse_range(ctx, true, a);
+}
+
+static int parse_u(void *ctx, const cli_opts_t *spec, const cli_opt_t *o,
+                   const char *a) {
+  (void)spec;
+  (void)o;
+  return parse_url(ctx, a);
+}
+
+#define P(field) offsetof(perf_cli_t, field)
+
+/* perf_analyzer's flags: -m, -x, -u, -i, -b and -f have no long form. */
+static const cli_opt_t options[] = {
+    {.short_name = 'm',
+     .type = CLI_OPT_STRING,
+     .arg = "MODEL",
+     .help = "the model; needed",
+     .offset = P(o.model)},
+    {.short_name = 'x',
+     .type = CLI_OPT_STRING,
+     .arg = "VERSION",
+     .help = "the model's version (default: the server's choice)",
+     .offset = P(o.version)},
+    {.short_name = 'u',
+     .type = CLI_OPT_CUSTOM,
+     .arg = "HOST:PORT",
+     .help = "the server (default localhost:8000, 8001 for gRPC; an http:// "
+             "prefix and [IPv6] allowed)",
+     .parse = parse_u},
+    {.short_name = 'i',
+     .type = CLI_OPT_CHOICE,
+     .choices = {[GS_PERF_HTTP] = "http", [GS_PERF_GRPC] = "grpc"},
+     .help = "the protocol (default http)",
+     .offset = P(o.protocol)},
+    {.short_name = 'b',
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .min = 1,
+     .max = 1u << 20,
+     .help = "batch size: rows per request (default 1)",
+     .offset = P(o.batch)},
+    {.name = "concurrency-range",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "START:END:STEP",
+     .help = "requests in flight, level by level (default 1:1:1)",
+     .parse = parse_concurrency},
+    {.name = "request-rate-range",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "START:END:STEP",
+     .help = "requests per second instead, level by level",
+     .parse = parse_rate},
+    {.name = "request-distribution",
+     .type = CLI_OPT_CHOICE,
+     .choices =
+         {[GS_PERF_CONSTANT] = "constant", [GS_PERF_POISSON] = "poisson"},
+     .help = "the request rate's arrivals (default constant)",
+     .offset = P(o.distribution)},
+    {.name = "measurement-interval",
+     .short_name = 'p',
+     .type = CLI_OPT_UINT,
+     .arg = "MS",
+     .min = 10,
+     .max = 3600000,
+     .help = "one measurement window (default 5000)",
+     .offset = P(o.window_ms)},
+    {.name = "stability-percentage",
+     .short_name = 's',
+     .type = CLI_OPT_DOUBLE,
+     .arg = "PCT",
+     .dmin = 0.001,
+     .help = "windows agreeing within this are stable (default 10)",
+     .offset = P(o.stability_pct)},
+    {.name = "percentile",
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .min = 1,
+     .max = 99,
+     .help = "stabilise on this latency percentile (default: the average)",
+     .offset = P(o.percentile)},
+    {.name = "max-trials",
+     .short_name = 'r',
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .min = 3,
+     .max = 100,
+     .help = "windows at most per level (default 10)",
+     .offset = P(o.max_trials)},
+    {.name = "input-data",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "random|zero|FILE",
+     .help = "the tensors sent (default random; FILE: perf_analyzer's JSON)",
+     .parse = parse_input_data},
+    {.name = "shape",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "NAME:D1,D2",
+     .help = "repeatable: the shape of a variable-size input",
+     .parse = parse_shape},
+    {.name = "async",
+     .short_name = 'a',
+     .type = CLI_OPT_FLAG,
+     .help = "asynchronous calls",
+     .offset = P(o.async)},
+    {.name = "max-threads",
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .min = 1,
+     .max = 4096,
+     .help = "request-rate mode: connections at most (default 64)",
+     .offset = P(o.max_threads)},
+    {.short_name = 'f',
+     .type = CLI_OPT_STRING,
+     .arg = "FILE.csv",
+     .help = "perf_analyzer's CSV of the levels",
+     .offset = P(csv)},
+    {.name = "latency-budget",
+     .type = CLI_OPT_DOUBLE,
+     .arg = "MS",
+     .dmin = 0.001,
+     .help = "report the highest level whose latency is within it",
+     .offset = P(o.latency_budget_ms)},
+    {.name = "plot",
+     .type = CLI_OPT_STRING,
+     .arg = "FILE.svg",
+     .help = "throughput and latency charts",
+     .offset = P(plot)},
+    {.name = "json",
+     .type = CLI_OPT_FLAG,
+     .help = "the report as JSON",
+     .offset = P(json)},
+    {.name = "help",
+     .short_name = 'h',
+     .type = CLI_OPT_HELP,
+     .help = "this text"},
+};
+
+const cli_opts_t perf_cli_options = {
+    .verb = "perf",
+    .synopsis = "usage: gpuslice perf -m MODEL [OPTION]...\n",
+    .about = "  perf_analyzer's flags and defaults: -u localhost:8000 (8001 "
+             "for\n  gRPC), concurrency 1:1:1, -p 5000 ms windows, -s 10 %, "
+             "-r 10 trials.\n  Exit status: 0 done, 1 measurement failed or "
+             "unstable, 2 bad input.\n",
+    .opt = options,
+    .n = sizeof options / sizeof options[0],
+    .ctx_size = sizeof(perf_cli_t),
+};
+
 static int parse_args(perf_cli_t *p, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"concurrency-range", required_argument, NULL, 'C'},
-      {"request-rate-range", required_argument, NULL, 'R'},
-      {"request-distribution", required_argument, NULL, 'D'},
-      {"measurement-interval", required_argument, NULL, 'p'},
-      {"stability-percentage", required_argument, NULL, 's'},
-      {"percentile", required_argument, NULL, 'P'},
-      {"max-trials", required_argument, NULL, 'r'},
-      {"input-data", required_argument, NULL, 'I'},
-      {"shape", required_argument, NULL, 'S'},
-      {"async", no_argument, NULL, 'a'},
-      {"max-threads", required_argument, NULL, 'T'},
-      {"latency-budget", required_argument, NULL, 'L'},
-      {"plot", required_argument, NULL, 'G'},
-      {"json", no_argument, NULL, 'J'},
-      {"help", no_argument, NULL, 'h'},
-      {0}};
-  int c, rc;
   p->o.range = (gs_perf_range_t){1, 1, 1};
-  optind = 0;
-  while ((c = getopt_long(argc, argv, "m:x:u:i:b:p:s:r:f:ah", opts, NULL)) !=
-         -1) {
-    if (c == 'h')
-      return fputs(usage_text, stdout), -1;
-    if ((rc = parse_option(p, c, optarg)) != CLI_OK)
-      return rc;
-  }
-  if (optind < argc)
-    return cli_usage("perf", "unexpected argument '%s'", argv[optind]);
+  int rc = cli_opts_defaults(&perf_cli_options, p);
+  if (rc == CLI_OK)
+    rc = cli_opts_parse(&perf_cli_options, p, argc, argv, &p->help);
+  if (rc != CLI_OK || p->help)
+    return rc;
   if (!p->o.model)
     return cli_usage("perf", "-m MODEL is needed");
   return CLI_OK;
@@ -238,7 +318,8 @@ static void on_level(const gs_perf_result_t *r, void *user) {
     print_server(&r->server);
   putchar('\n');
   if (r->client_bottleneck)
-    fprintf(stderr, "gpuslice: perf: warning: client bottleneck at %s %g: "
+    fprintf(stderr,
+            "gpuslice: perf: warning: client bottleneck at %s %g: "
             "%s; the figures may understate the server\n",
             p->o.mode == GS_PERF_RATE ? "request rate" : "concurrency",
             r->level, r->bottleneck);
@@ -303,18 +384,19 @@ static int write_plot(const perf_cli_t *p, const gs_perf_report_t *rep) {
   for (size_t i = 0; x && tput && lat && i < n; i++) {
     x[i] = rep->levels[i].level;
     tput[i] = rep->levels[i].throughput;
-    lat[i] = (p->o.percentile ? rep->levels[i].pct_us
-                              : rep->levels[i].p99_us) / 1000.0;
+    lat[i] = (p->o.percentile ? rep->levels[i].pct_us : rep->levels[i].p99_us) /
+             1000.0;
   }
   gs_plot_series_t st = {p->o.model, n, x, tput}, sl = {p->o.model, n, x, lat};
-  const char *xl = rate ? "request rate (requests/s)" : "concurrency (requests)";
+  const char *xl =
+      rate ? "request rate (requests/s)" : "concurrency (requests)";
   gs_plot_chart_t charts[2] = {
       {"Throughput", xl, "infer/s", false, 1, &st, 0, NULL},
       {"Latency", xl, lat_label, false, 1, &sl, p->o.latency_budget_ms,
        p->o.latency_budget_ms > 0 ? budget : NULL}};
-  int rc = x && tput && lat ? gs_plot_svg_write(p->plot, charts, 2, p->o.model,
-                                                &err)
-                            : gs_error_set(&err, GS_ENOMEM, "out of memory");
+  int rc = x && tput && lat
+               ? gs_plot_svg_write(p->plot, charts, 2, p->o.model, &err)
+               : gs_error_set(&err, GS_ENOMEM, "out of memory");
   free(x);
   free(tput);
   free(lat);
@@ -342,9 +424,8 @@ static json_t *level_json(const gs_perf_result_t *r) {
                   (json_int_t)r->server.inferences, "executions",
                   (json_int_t)r->server.executions, "queue_us",
                   r->server.queue_us, "compute_input_us", r->server.input_us,
-                  "compute_infer_us", r->server.infer_us,
-                  "compute_output_us", r->server.output_us,
-                  "overhead_us", r->server.overhead_us,
+                  "compute_infer_us", r->server.infer_us, "compute_output_us",
+                  r->server.output_us, "overhead_us", r->server.overhead_us,
                   "network_us", r->server.network_us));
   return j;
 }
@@ -376,8 +457,8 @@ int cmd_perf(cli_t *cli, int argc, char **argv) {
   gs_perf_report_t rep;
   gs_error_t err;
   int rc = parse_args(&p, argc, argv);
-  if (rc != CLI_OK)
-    return rc < 0 ? CLI_OK : rc;
+  if (rc != CLI_OK || p.help)
+    return rc;
   signal(SIGPIPE, SIG_IGN);
   if (!p.json)
     print_settings(&p);

@@ -3,10 +3,10 @@
  * hosts several instances' workers, each on its own green context (the
  * soft backend's green isolation). */
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +58,155 @@ static int parse_instance(const char *text, hosted_t *h) {
   h->id[eq - text] = '\0';
   return parse_sms(eq + 1, "--instance", &h->sm_first, &h->sm_count);
 }
+
+/* ---- options -------------------------------------------------------------
+ */
+
+typedef struct worker_cli_s {
+  gs_worker_options_t wo;
+  unsigned threads;  /* default: the CPUs this process may run on */
+  unsigned ready_fd; /* 0: none (stdin is never the ready fd) */
+  unsigned nice_by;
+  hosted_t hosted[MAX_HOSTED];
+  unsigned n_hosted;
+  bool sms_given, help;
+} worker_cli_t;
+
+/* --grpc-port N|any: 0 turns gRPC off; any: a free port (gpuslice serve). */
+static int parse_grpc_port(void *ctx, const cli_opts_t *spec,
+                           const cli_opt_t *o, const char *val) {
+  gs_worker_options_t *wo = &((worker_cli_t *)ctx)->wo;
+  if (strcmp(val, "any") == 0) {
+    wo->grpc = true;
+    wo->grpc_port = 0;
+    return CLI_OK;
+  }
+  int rc = cli_opt_uint(spec, o, val, &wo->grpc_port);
+  wo->grpc = wo->grpc_port != 0;
+  return rc;
+}
+
+/* --metrics-port N: 0 turns the metrics port off. */
+static int parse_metrics_port(void *ctx, const cli_opts_t *spec,
+                              const cli_opt_t *o, const char *val) {
+  gs_worker_options_t *wo = &((worker_cli_t *)ctx)->wo;
+  int rc = cli_opt_uint(spec, o, val, &wo->metrics_port);
+  wo->metrics = wo->metrics_port != 0;
+  return rc;
+}
+
+static int parse_sm_partition(void *ctx, const cli_opts_t *spec,
+                              const cli_opt_t *o, const char *val) {
+  worker_cli_t *w = ctx;
+  (void)spec;
+  (void)o;
+  w->sms_given = true;
+  return parse_sms(val, "--sm-partition", &w->wo.sm_first, &w->wo.sm_count);
+}
+
+static int parse_hosted(void *ctx, const cli_opts_t *spec, const cli_opt_t *o,
+                        const char *val) {
+  worker_cli_t *w = ctx;
+  (void)spec;
+  (void)o;
+  if (w->n_hosted == MAX_HOSTED)
+    return cli_usage("worker", "at most %d --instance", MAX_HOSTED);
+  memset(&w->hosted[w->n_hosted], 0, sizeof w->hosted[0]);
+  if (parse_instance(val, &w->hosted[w->n_hosted]))
+    return CLI_USAGE;
+  w->n_hosted++;
+  return CLI_OK;
+}
+
+#define W(field) offsetof(worker_cli_t, field)
+
+static const cli_opt_t options[] = {
+    {.name = "model-repository",
+     .type = CLI_OPT_STRING,
+     .arg = "DIR",
+     .help = "the models (Triton layout); needed",
+     .offset = W(wo.model_repository)},
+    {.name = "http-port",
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .max = 65535,
+     .def = "8000",
+     .help = "KServe v2 HTTP; 0: any free port",
+     .offset = W(wo.port)},
+    {.name = "grpc-port",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "N|any",
+     .max = 65535,
+     .def = "8001",
+     .help = "KServe v2 gRPC; 0: off; any: a free port",
+     .parse = parse_grpc_port},
+    {.name = "metrics-port",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "N",
+     .max = 65535,
+     .def = "8002",
+     .help = "GET /metrics alone on this port; 0: off (/metrics is on the "
+             "HTTP port too)",
+     .parse = parse_metrics_port},
+    {.name = "host",
+     .type = CLI_OPT_STRING,
+     .arg = "ADDR",
+     .help = "the address to listen on (default 127.0.0.1)",
+     .offset = W(wo.host)},
+    {.name = "threads",
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .min = 1,
+     .max = 1024,
+     .help = "inference threads (default: the CPUs this process may run "
+             "on, sched_getaffinity)",
+     .offset = W(threads)},
+    {.name = "ready-fd",
+     .type = CLI_OPT_UINT,
+     .arg = "FD",
+     .min = 3,
+     .max = 1024,
+     .help = "write \"ready http=P grpc=G\" on FD once serving, and stop "
+             "when the parent dies (gpuslice serve uses it)",
+     .offset = W(ready_fd)},
+    {.name = "nice",
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .max = 19,
+     .help = "lower this process's priority by N (serve uses it)",
+     .offset = W(nice_by)},
+    {.name = "sm-partition",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "FIRST:COUNT",
+     .help = "CUDA sessions on a green context over those SMs (default: "
+             "$GPUSLICE_SM_PARTITION, which `run -i` sets under --isolation "
+             "green)",
+     .parse = parse_sm_partition},
+    {.name = "instance",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "ID=FIRST:COUNT",
+     .help = "repeatable: one worker per instance in this process, each on "
+             "free ports and its own SMs; the ready fd gets \"ready id=ID "
+             "http=P grpc=G\" per instance",
+     .parse = parse_hosted},
+    {.name = "help",
+     .short_name = 'h',
+     .type = CLI_OPT_HELP,
+     .help = "this text"},
+};
+
+const cli_opts_t worker_cli_options = {
+    .verb = "worker",
+    .synopsis = "usage: gpuslice worker --model-repository DIR [OPTION]...\n",
+    .about = "  Serves the repository with the KServe v2 protocol over HTTP "
+             "and gRPC\n  until SIGINT or SIGTERM.\n",
+    .opt = options,
+    .n = sizeof options / sizeof options[0],
+    .ctx_size = sizeof(worker_cli_t),
+};
+
+/* ---- serving ---------------------------------------------------------------
+ */
 
 static void report_models(const gs_worker_t *w) {
   const char *name, *reason;
@@ -192,116 +341,21 @@ static int host_instances(const gs_worker_options_t *base, hosted_t *hosted,
 }
 
 int cmd_worker(cli_t *cli, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"model-repository", required_argument, NULL, 'm'},
-      {"http-port", required_argument, NULL, 'p'},
-      {"grpc-port", required_argument, NULL, 'g'},
-      {"metrics-port", required_argument, NULL, 'M'},
-      {"host", required_argument, NULL, 'H'},
-      {"threads", required_argument, NULL, 't'},
-      {"ready-fd", required_argument, NULL, 'r'},
-      {"nice", required_argument, NULL, 'n'},
-      {"sm-partition", required_argument, NULL, 'S'},
-      {"instance", required_argument, NULL, 'I'},
-      {"help", no_argument, NULL, 'h'},
-      {0}};
-  gs_worker_options_t wo = {.port = 8000,
-                            .grpc = true,
-                            .grpc_port = 8001,
-                            .metrics = true,
-                            .metrics_port = 8002};
-  unsigned threads = affinity_cpus();
-  unsigned ready_fd = 0; /* 0: none (stdin is never the ready fd) */
-  unsigned nice_by = 0;
-  static hosted_t hosted[MAX_HOSTED];
-  unsigned n_hosted = 0;
-  bool sms_given = false;
+  static worker_cli_t args; /* hosted instances: large, run on threads */
   gs_error_t err;
-  int c;
   (void)cli;
-  optind = 0;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'm':
-      wo.model_repository = optarg;
-      break;
-    case 'H':
-      wo.host = optarg;
-      break;
-    case 'p':
-      if (cli_parse_uint(optarg, "--http-port", 65535, &wo.port, &err))
-        return cli_fail("worker", &err);
-      break;
-    case 'g':
-      if (strcmp(optarg, "any") == 0) { /* a free port (gpuslice serve) */
-        wo.grpc = true;
-        wo.grpc_port = 0;
-        break;
-      }
-      if (cli_parse_uint(optarg, "--grpc-port", 65535, &wo.grpc_port, &err))
-        return cli_fail("worker", &err);
-      wo.grpc = wo.grpc_port != 0;
-      break;
-    case 'M':
-      if (cli_parse_uint(optarg, "--metrics-port", 65535, &wo.metrics_port,
-                         &err))
-        return cli_fail("worker", &err);
-      wo.metrics = wo.metrics_port != 0;
-      break;
-    case 't':
-      if (cli_parse_uint(optarg, "--threads", 1024, &threads, &err) ||
-          threads == 0)
-        return cli_usage("worker", "--threads is 1..1024");
-      break;
-    case 'n': /* gpuslice serve: back to the priority it raised itself from */
-      if (cli_parse_uint(optarg, "--nice", 19, &nice_by, &err))
-        return cli_fail("worker", &err);
-      break;
-    case 'S':
-      if (parse_sms(optarg, "--sm-partition", &wo.sm_first, &wo.sm_count))
-        return CLI_USAGE;
-      sms_given = true;
-      break;
-    case 'I':
-      if (n_hosted == MAX_HOSTED)
-        return cli_usage("worker", "at most %d --instance", MAX_HOSTED);
-      memset(&hosted[n_hosted], 0, sizeof hosted[0]);
-      if (parse_instance(optarg, &hosted[n_hosted]))
-        return CLI_USAGE;
-      n_hosted++;
-      break;
-    case 'r':
-      if (cli_parse_uint(optarg, "--ready-fd", 1024, &ready_fd, &err) ||
-          ready_fd < 3)
-        return cli_usage("worker", "--ready-fd is 3..1024");
-      break;
-    case 'h':
-      puts("usage: gpuslice worker --model-repository DIR [--http-port N]\n"
-           "         [--grpc-port N] [--metrics-port N] [--host ADDR] "
-           "[--threads N]\n"
-           "  KServe v2 HTTP on ADDR:N (default 127.0.0.1:8000; 0 = any free\n"
-           "  port), gRPC on --grpc-port (default 8001; 0 = off; any = a\n"
-           "  free port), GET /metrics\n"
-           "  alone on --metrics-port (default 8002; 0 = off; /metrics is on\n"
-           "  the HTTP port too);\n"
-           "  N inference threads (default: the CPUs this process\n"
-           "  may run on, sched_getaffinity);\n"
-           "  --ready-fd FD (used by gpuslice serve): write \"ready http=P\n"
-           "  grpc=G\" on FD once serving, and stop when the parent dies;\n"
-           "  --nice N: lower this process's priority by N (serve uses it);\n"
-           "  --sm-partition FIRST:COUNT: CUDA sessions on a green context\n"
-           "  over those SMs (default: $GPUSLICE_SM_PARTITION, which `run -i`\n"
-           "  sets under --isolation green);\n"
-           "  --instance ID=FIRST:COUNT (repeatable): one worker per instance\n"
-           "  in this process, each on free ports and its own SMs; the ready\n"
-           "  fd gets \"ready id=ID http=P grpc=G\" per instance");
-      return CLI_OK;
-    default:
-      return cli_usage("worker", "bad option");
-    }
-  }
-  if (optind < argc)
-    return cli_usage("worker", "unexpected argument '%s'", argv[optind]);
+  memset(&args, 0, sizeof args);
+  args.threads = affinity_cpus();
+  int prc = cli_opts_defaults(&worker_cli_options, &args);
+  if (prc == CLI_OK)
+    prc = cli_opts_parse(&worker_cli_options, &args, argc, argv, &args.help);
+  if (prc != CLI_OK || args.help)
+    return prc;
+  gs_worker_options_t wo = args.wo;
+  unsigned threads = args.threads, ready_fd = args.ready_fd;
+  unsigned nice_by = args.nice_by, n_hosted = args.n_hosted;
+  hosted_t *hosted = args.hosted;
+  bool sms_given = args.sms_given;
   if (!wo.model_repository)
     return cli_usage("worker", "--model-repository DIR is needed");
   const char *env_sms = getenv("GPUSLICE_SM_PARTITION");

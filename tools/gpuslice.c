@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "core/test_hooks.h"
 #include "gpuslice/engine.h"
 #include "gpuslice/placement.h"
 #include "gpuslice/run.h"
@@ -102,11 +103,11 @@ static int read_test_overrides(cli_t *cli) {
   if (env_uint("GPUSLICE_HOST_CPUS", 1, 4096, &cli->opt.host_cpu_cores) ||
       env_uint("GPUSLICE_HOST_MEMORY_MIB", 64, 1u << 30, &mib) ||
       env_uint("GPUSLICE_TEST_STEP_DELAY_US", 0, 1000000,
-               &cli->opt.test_step_delay_us))
+               &gs__test_hooks.step_delay_us))
     return CLI_USAGE;
   cli->opt.host_memory_mib = mib;
   v = getenv("GPUSLICE_TEST_NO_ADDRESS_LIMIT");
-  cli->opt.test_no_address_limit = v && strcmp(v, "1") == 0;
+  gs__test_hooks.no_address_limit = v && strcmp(v, "1") == 0;
   if ((v = getenv("GPUSLICE_HOST_CGROUP_ROOT")) != NULL)
     cli->opt.host_cgroup_root = v;
   if ((v = getenv("GPUSLICE_NVML_LIBRARY")) != NULL && *v)

@@ -3,6 +3,8 @@
 #define GPUSLICE_SERVE_CLI_H
 
 #include "cli.h"
+#include "cli_opts.h"
+#include "core/buf.h"
 #include "gpuslice/serve.h"
 
 typedef struct serve_cli_s {
@@ -15,8 +17,12 @@ typedef struct serve_cli_s {
   bool help, status, sync;
   bool raised; /* the router runs 5 nice levels above its workers */
   const char *add, *remove; /* instance ids for the admin calls */
-  char **file_strings; /* values read from -f, NULL-terminated; kept */
+  const char *file;         /* the last -f (every -f is read first) */
+  gs_buf_t file_strings;    /* char * of each value read from -f; kept */
 } serve_cli_t;
+
+/* serve's options: command line, usage and serve.yaml keys. */
+extern const cli_opts_t serve_cli_options;
 
 /* Parses argv (argv[0] is the verb); CLI_OK, or the exit code after
  * printing what was wrong. */

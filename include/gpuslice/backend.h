@@ -13,7 +13,6 @@
 #include "gpuslice/error.h"
 #include "gpuslice/layout.h"
 
-#define GS_MAX_DEVICES 64
 #define GS_MAX_ENV 16
 
 typedef struct gs_device_s {
@@ -117,8 +116,10 @@ typedef enum {
 
 typedef struct gs_backend_options_s {
   const char *state_dir; /* software backends keep their layout here */
-  /* Test hooks of the host backend (set by the CLI from the environment,
-   * never read by the library): override detected cores/memory. */
+  /* Overrides of what the host backend detects, for a machine of another
+   * shape (the CLI sets them from GPUSLICE_HOST_*; benchmarks, the demo's
+   * tests and the unit tests use them). Hooks that exist only for tests
+   * are in src/core/test_hooks.h. */
   unsigned host_cpu_cores;       /* 0 = detect */
   uint64_t host_memory_mib;      /* 0 = detect */
   const char *host_cgroup_root;  /* NULL = detect; "none" = no cgroups */
@@ -131,12 +132,6 @@ typedef struct gs_backend_options_s {
   const char *cuda_library;
   const char *mps_control;
   gs_soft_isolation_t soft_isolation;
-  /* Test hook: pause this long between the steps of a change (each op and
-   * each step of the state write) so that kill tests land inside it. */
-  unsigned test_step_delay_us;
-  /* Test hook of the host backend: no RLIMIT_AS fallback when there is no
-   * cgroup (sanitizer-built programs cannot start under one). */
-  bool test_no_address_limit;
 } gs_backend_options_t;
 
 /* Opens a backend by name ("host", "soft", "mig") or, with name NULL,

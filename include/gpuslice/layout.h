@@ -9,8 +9,9 @@
 #include "gpuslice/catalog.h"
 #include "gpuslice/error.h"
 
-#define GS_MAX_GIS 8 /* at most 7 on any MIG GPU; one spare */
-#define GS_MAX_CIS 8 /* per GI; at most 7 */
+#define GS_MAX_GIS 8      /* at most 7 on any MIG GPU; one spare */
+#define GS_MAX_CIS 8      /* per GI; at most 7 */
+#define GS_MAX_DEVICES 64 /* devices one backend or state file holds */
 #define GS_UUID_MAX 64
 
 typedef struct gs_ci_s {

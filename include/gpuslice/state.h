@@ -9,7 +9,6 @@
 
 #include <stdbool.h>
 
-#include "gpuslice/backend.h"
 #include "gpuslice/error.h"
 #include "gpuslice/layout.h"
 
@@ -23,7 +22,6 @@ typedef struct gs_state_s {
   char dir[4096];
   int lock_fd; /* -1 when not locked */
   gs_state_lock_t mode;
-  unsigned test_step_delay_us; /* test hook, see gs_backend_options_t */
 } gs_state_t;
 
 /* What the file holds: the backend that owns it ("host" or "soft") and

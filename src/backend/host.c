@@ -18,6 +18,7 @@
 
 #include "backend/host_int.h"
 #include "backend/swcore_int.h"
+#include "core/test_hooks.h"
 #include "gpuslice/backend.h"
 #include "gpuslice/state.h"
 
@@ -30,7 +31,6 @@ typedef struct host_s {
   unsigned n_cpus;      /* CPUs this process may run on ... */
   int cpu[CPU_SETSIZE]; /* ... ascending; logical core k is cpu[k % n] */
   gs__cgroup_t cg;
-  bool no_address_limit; /* test hook (gs_backend_options_t) */
 } host_t;
 
 #define HOST_MAX_SCANNED_PIDS 65536 /* PIDs read from /proc at most */
@@ -197,7 +197,7 @@ static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
   gs_catalog_device_name(gp, cp, name, sizeof name);
   gs_confinement_t *out = a->out;
   memset(out, 0, sizeof *out);
-  out->address_space_limit = h->no_address_limit ? 0 : as_limit;
+  out->address_space_limit = gs__test_hooks.no_address_limit ? 0 : as_limit;
   gs__env_add(out, "GPUSLICE_BACKEND", "host");
   gs__env_add(out, "GPUSLICE_DEVICE", "0");
   gs__env_add(out, "GPUSLICE_GI_ID", "%u", a->gi_id);
@@ -355,7 +355,6 @@ int gs_backend_host_open(gs_backend_t **out, const gs_backend_options_t *opt,
            "device 0 (host)");
   host_uuid(h->uuid, sizeof h->uuid);
   gs__cgroup_detect(&h->cg, opt->host_cgroup_root);
-  h->no_address_limit = opt->test_no_address_limit;
   h->core.be.ops = &host_ops;
   h->core.be.impl = h;
   *out = &h->core.be;

@@ -12,6 +12,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "core/test_hooks.h"
+
 typedef __typeof__(((gs_state_doc_t *)0)->device[0]) doc_dev_t;
 
 static gs__swcore_t *core_of(gs_backend_t *be) {
@@ -190,8 +192,8 @@ static int need_change(gs__swcore_t *c, unsigned dev, const char *what,
   if (!c->in_txn)
     return gs_error_set(err, GS_EINVAL, "%s backend: %s outside begin/commit",
                         c->backend, what);
-  if (c->test_step_delay_us)
-    usleep(c->test_step_delay_us); /* test hook; 0 in normal use */
+  if (gs__test_hooks.step_delay_us)
+    usleep(gs__test_hooks.step_delay_us); /* 0 in normal use */
   return gs__swcore_check_dev(c, dev, err);
 }
 
@@ -301,7 +303,6 @@ int gs__swcore_begin(gs_backend_t *be, gs_error_t *err) {
                         "%s backend: a change is already in progress",
                         c->backend);
   int rc = gs_state_open(&c->st, c->state_dir, GS_STATE_EXCLUSIVE, err);
-  c->st.test_step_delay_us = c->test_step_delay_us;
   if (rc != GS_OK)
     return rc;
   if ((rc = load(c, &c->st, c->work, err)) != GS_OK) {
@@ -472,7 +473,6 @@ int gs__swcore_init(gs__swcore_t *c, const char *backend,
   snprintf(c->backend, sizeof c->backend, "%s", backend);
   snprintf(c->uuid_prefix, sizeof c->uuid_prefix, "%s", uuid_prefix);
   snprintf(c->state_dir, sizeof c->state_dir, "%s", opt->state_dir);
-  c->test_step_delay_us = opt->test_step_delay_us;
   c->hooks = hooks;
   c->st.lock_fd = -1;
   c->work = malloc(sizeof *c->work);

@@ -45,7 +45,6 @@ struct gs__swcore_s {
   char backend[8];     /* the state file's owner: "host" or "soft" */
   char uuid_prefix[8]; /* of instance UUIDs: "HOST-", "SOFT-" */
   char state_dir[GS__PATH_MAX];
-  unsigned test_step_delay_us; /* test hook (gs_backend_options_t) */
   unsigned n_dev;
   gs__swdev_t dev[GS_MAX_DEVICES]; /* filled by the backend after init */
   bool in_txn;                     /* between begin and commit/abort */

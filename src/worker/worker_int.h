@@ -329,7 +329,7 @@ json_t *gs__model_metadata_json(const gs__model_entry_t *m);
 json_t *gs__model_config_json(const gs__model_entry_t *m);
 json_t *gs__model_stats_json(const gs__model_entry_t *m);
 
-/* ---- router (router.c) ----------------------------------------------------
+/* ---- routes (router.c), infer jobs (jobs.c), metrics (metrics.c) ----------
  */
 
 /* An infer the router hands to a thread: the request moves into it. */

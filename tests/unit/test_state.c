@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "core/test_hooks.h"
 #include "gpuslice/state.h"
 #include "test_tmpdir.h"
 
@@ -390,7 +391,7 @@ static _Noreturn void save_forever(int ready_fd, const gs_state_doc_t *first,
   gs_state_t st;
   if (gs_state_open(&st, tmpdir, GS_STATE_EXCLUSIVE, NULL) != GS_OK)
     _exit(1);
-  st.test_step_delay_us = 1000; /* the save's own pauses: kills land inside */
+  gs__test_hooks.step_delay_us = 1000; /* kills land inside a save */
   if (gs_state_save(&st, first, NULL) != GS_OK)
     _exit(3);
   if (write(ready_fd, "S", 1) != 1)
@@ -419,11 +420,12 @@ static void test_save_killed_midway(void **state) {
   /* One save of each, timed: the kills are spread over about two saves. */
   gs_state_t st;
   assert_int_equal(gs_state_open(&st, tmpdir, GS_STATE_EXCLUSIVE, &err), GS_OK);
-  st.test_step_delay_us = 1000;
+  gs__test_hooks.step_delay_us = 1000;
   double t0 = now_s();
   assert_int_equal(gs_state_save(&st, b, &err), GS_OK);
   assert_int_equal(gs_state_save(&st, a, &err), GS_OK);
   unsigned span_us = (unsigned)((now_s() - t0) * 1e6);
+  gs__test_hooks.step_delay_us = 0;
   gs_state_close(&st);
 
   unsigned seed = 20261206, seen_a = 0, seen_b = 0;

@@ -1,0 +1,22 @@
+/* Test hooks: process-wide settings that exist only so that tests reach
+ * moments normal use never stops at. Kept out of the public structs
+ * (include/gpuslice/) on purpose; the CLI sets them from GPUSLICE_TEST_*
+ * before it opens a backend, unit tests set them directly. All zero in
+ * normal use. */
+#ifndef GS_CORE_TEST_HOOKS_H
+#define GS_CORE_TEST_HOOKS_H
+
+#include <stdbool.h>
+
+typedef struct gs__test_hooks_s {
+  /* Pause this long between the steps of a change (each op of the software
+   * backends) and of a state write, so that kill tests land inside. */
+  unsigned step_delay_us;
+  /* Host backend: no RLIMIT_AS fallback when there is no cgroup
+   * (sanitizer-built programs cannot start under one). */
+  bool no_address_limit;
+} gs__test_hooks_t;
+
+extern gs__test_hooks_t gs__test_hooks;
+
+#endif

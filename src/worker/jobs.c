@@ -1,0 +1,186 @@
+/* An infer as a job: decode, run (padded to a planned batch on a warm
+ * model), encode on a thread of the pool, then the model's statistics
+ * (request durations, batch_stats) on the loop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "worker/worker_int.h"
+
+uint64_t gs__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The rows every input gives as dim 0; they must agree. */
+static int batch_rows(const gs__infer_request_t *ir, const char *model,
+                      uint64_t *rows, gs_error_t *err) {
+  for (size_t i = 0; i < ir->n_inputs; i++) {
+    const gs_tensor_t *t = &ir->inputs[i];
+    if (t->rank == 0)
+      return gs_error_set(err, GS_EINVAL,
+                          "input '%s' for model '%s' has no batch dimension",
+                          t->name, model);
+    if (i > 0 && (uint64_t)t->shape[0] != *rows)
+      return gs_error_set(err, GS_EINVAL,
+                          "inputs for model '%s' disagree on the batch size "
+                          "(%llu and %lld)",
+                          model, (unsigned long long)*rows,
+                          (long long)t->shape[0]);
+    *rows = (uint64_t)t->shape[0];
+  }
+  return GS_OK;
+}
+
+int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
+  const gs__model_slot_t *slot = job->slot;
+  int status =
+      gs__infer_decode(&job->ir, &slot->io, job->req.body, job->req.body_len,
+                       job->req.infer_header_len, err);
+  job->batch = 1;
+  if (status != 0 || slot->max_batch_size == 0)
+    return status;
+  if (batch_rows(&job->ir, slot->name, &job->batch, err) != GS_OK)
+    return 400;
+  /* Triton refuses a request larger than the model's batch. */
+  if (job->batch > slot->max_batch_size)
+    return gs_error_set(err, GS_EINVAL,
+                        "inference request batch-size must be <= %u for "
+                        "'%s'",
+                        slot->max_batch_size, slot->name),
+           400;
+  return 0;
+}
+
+/* Runs the request on s. A warm model with a batch dimension runs it
+ * padded with zero rows to a planned size, as a batch would (a new shape
+ * would plan, and on a GPU capture, on this request); *rows is the rows
+ * run. */
+static int run_padded(gs__infer_job_t *job, gs_session_t *s, uint64_t *rows,
+                      gs_error_t *err) {
+  const gs__model_slot_t *slot = job->slot;
+  gs__infer_request_t *ir = &job->ir;
+  *rows = job->batch;
+  if (!slot->warm || slot->max_batch_size == 0 || job->batch == 0)
+    return gs_session_run(s, ir->inputs, ir->n_inputs, err);
+  const gs__infer_request_t *reqs[1] = {ir};
+  gs_tensor_t ins[GS__INFER_MAX_TENSORS];
+  *rows = gs__batch_padded_rows(slot, job->batch);
+  int rc = gs__batch_concat_to(ins, gs__batch_session_buf, s, reqs, 1,
+                               &slot->io, *rows, err);
+  return rc == GS_OK ? gs_session_run(s, ins, slot->io.n_inputs, err) : rc;
+}
+
+/* On a thread of the pool: decode, run, encode. */
+void gs__infer_job_run(gs__infer_job_t *job) {
+  gs_error_t err = {0};
+  int rc;
+  gs__infer_request_t *ir = &job->ir;
+  gs__model_io_t *io = &job->slot->io;
+  job->t_started = gs__now_ns();
+  int status = gs__infer_job_decode(job, &err);
+  job->t_input_done = gs__now_ns();
+  gs_session_t *s = NULL;
+  if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
+    status = 500;
+  uint64_t rows = 0;
+  if (status == 0 && (rc = run_padded(job, s, &rows, &err)) != GS_OK) {
+    status = rc == GS_EINVAL || rc == GS_ELIMIT ? 400 : 500;
+    gs__infer_job_note_error(job, &err);
+  }
+  job->t_infer_done = gs__now_ns();
+  gs_tensor_t outs[GS__INFER_MAX_TENSORS], run_outs[GS__INFER_MAX_TENSORS];
+  for (size_t i = 0; status == 0 && i < io->n_outputs; i++) {
+    const gs_tensor_t *t = gs_session_output(s, i);
+    if (!t)
+      status = 500;
+    else
+      outs[i] = run_outs[i] = *t;
+  }
+  /* A padded run: the request's rows of each output. */
+  if (status == 0 && rows != job->batch &&
+      gs__batch_split(outs, run_outs, io->n_outputs, 0, job->batch, rows,
+                      &err) != GS_OK)
+    status = 500;
+  if (status == 0 && gs__infer_encode(&job->resp, ir, io, outs, &err) != 0)
+    status = err.code == GS_EINVAL ? 400 : 500;
+  if (s)
+    gs__slot_put(job->slot, s);
+  if (status != 0)
+    gs__http_response_error(&job->resp, status,
+                            err.msg[0] ? err.msg : "inference failed");
+  job->ok = status == 0;
+  job->t_done = gs__now_ns();
+  gs__infer_request_release(ir);
+}
+
+static void add(gs__stat_t *s, uint64_t ns) {
+  s->count++;
+  s->ns += ns;
+}
+
+void gs__batch_stats_add(gs__model_stats_t *st, uint64_t rows,
+                         uint64_t input_ns, uint64_t infer_ns,
+                         uint64_t output_ns) {
+  size_t i = 0;
+  while (i < st->n_batch && st->batch[i].batch_size < rows)
+    i++;
+  if (i == st->n_batch || st->batch[i].batch_size != rows) {
+    gs__batch_stat_t *grown =
+        realloc(st->batch, (st->n_batch + 1) * sizeof *grown);
+    if (!grown)
+      return; /* statistics only: the answer is not affected */
+    st->batch = grown;
+    memmove(&grown[i + 1], &grown[i], (st->n_batch - i) * sizeof *grown);
+    memset(&grown[i], 0, sizeof *grown);
+    grown[i].batch_size = rows;
+    st->n_batch++;
+  }
+  add(&st->batch[i].compute_input, input_ns);
+  add(&st->batch[i].compute_infer, infer_ns);
+  add(&st->batch[i].compute_output, output_ns);
+}
+
+void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err) {
+  job->device_failed = err->code == GS_EDRIVER;
+  if (job->device_failed)
+    snprintf(job->device_error, sizeof job->device_error, "%.250s", err->msg);
+}
+
+void gs__infer_job_finish(gs__infer_job_t *job) {
+  gs__model_stats_t *st = &job->entry->stats;
+  if (job->device_failed)
+    gs__repo_device_failed(job->entry, job->slot, job->device_error);
+  uint64_t total = job->t_done - job->t_received;
+  if (job->ok) {
+    /* A batched request decodes before it queues: that is input work. */
+    uint64_t input = job->decode_ns + job->t_input_done - job->t_started;
+    add(&st->success, total);
+    add(&st->queue, job->t_started - job->t_received - job->decode_ns);
+    add(&st->compute_input, input);
+    add(&st->compute_infer, job->t_infer_done - job->t_input_done);
+    add(&st->compute_output, job->t_done - job->t_infer_done);
+    /* Triton counts a batched request as dim 0 inferences. */
+    st->inference_count += job->batch;
+    if (!job->batched) { /* the batcher counts a batch's execution */
+      st->execution_count++;
+      gs__batch_stats_add(st, job->batch, input,
+                          job->t_infer_done - job->t_input_done,
+                          job->t_done - job->t_infer_done);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    st->last_inference_ms =
+        (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  } else {
+    add(&st->fail, total);
+  }
+  gs__infer_request_release(&job->ir);
+  gs__slot_unref(job->slot);
+  job->slot = NULL;
+  free(job->req.url);
+  free(job->req.body);
+  job->req.url = job->req.body = NULL;
+}

@@ -1,0 +1,57 @@
+/* The worker's Prometheus text: Triton's nv_inference_* counters, one
+ * line per model, built in one gs_buf (GS_LIMIT_TEXT). */
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "worker/worker_int.h"
+
+char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
+  static const struct {
+    const char *name, *help;
+    size_t off; /* offsetof a gs__stat_t in the stats */
+    bool us;    /* the ns total, in microseconds; else the count */
+  } rows[] = {
+      {"nv_inference_request_success",
+       "Number of successful inference "
+       "requests",
+       offsetof(gs__model_stats_t, success), false},
+      {"nv_inference_request_failure", "Number of failed inference requests",
+       offsetof(gs__model_stats_t, fail), false},
+      {"nv_inference_request_duration_us",
+       "Cumulative inference request "
+       "duration in microseconds",
+       offsetof(gs__model_stats_t, success), true},
+      {"nv_inference_queue_duration_us",
+       "Cumulative inference queuing "
+       "duration in microseconds",
+       offsetof(gs__model_stats_t, queue), true},
+      {"nv_inference_compute_input_duration_us",
+       "Cumulative compute input "
+       "duration in microseconds",
+       offsetof(gs__model_stats_t, compute_input), true},
+      {"nv_inference_compute_infer_duration_us",
+       "Cumulative compute "
+       "inference duration in microseconds",
+       offsetof(gs__model_stats_t, compute_infer), true},
+      {"nv_inference_compute_output_duration_us",
+       "Cumulative inference "
+       "compute output duration in microseconds",
+       offsetof(gs__model_stats_t, compute_output), true},
+  };
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_TEXT);
+  for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+    gs_buf_addf(&b, "# HELP %s %s\n# TYPE %s counter\n", rows[r].name,
+                rows[r].help, rows[r].name);
+    for (unsigned i = 0; i < repo->n; i++) {
+      const gs__model_entry_t *m = &repo->models[i];
+      const gs__stat_t *s =
+          (const gs__stat_t *)((const char *)&m->stats + rows[r].off);
+      gs_buf_addf(&b, "%s{model=\"%s\",version=\"%s\"} %llu\n", rows[r].name,
+                  m->name, m->version,
+                  (unsigned long long)(rows[r].us ? s->ns / 1000 : s->count));
+    }
+  }
+  /* NULL when an append failed (the failure is sticky) */
+  return gs_buf_take(&b, len);
+}
