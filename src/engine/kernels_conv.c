@@ -578,7 +578,8 @@ static void conv_apart_part(void *arg, unsigned part, unsigned parts) {
                      : gs__gemm_packed_b_count(j->one.kdim, hw);
   for (size_t img = part; img < j->batch; img += parts)
     conv_one(&j->one, j->x + img * j->cin * j->one.t->in_size,
-             j->z ? j->z + img * m * hw : NULL, j->col + img * per_b,
+             j->z ? j->z + img * m * hw : NULL,
+             per_b ? j->col + img * per_b : NULL, /* no scratch if direct */
              j->y + img * m * hw, 1);
 }
 
