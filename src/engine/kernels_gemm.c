@@ -469,3 +469,70 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
     parts = 1;
   gs__parallel(gemm_part, &job, parts ? parts : 1);
 }
+
+/* --- small products (Gemm, MatMul) ------------------------------------- */
+
+/* c's rows gain alpha * A(i, kk) times B's row kk, 16 columns at a time. */
+__attribute__((target("avx512f"))) static void
+small_rows(const gs__gemm_small_t *g) {
+  for (size_t i = 0; i < g->m; i++) {
+    float *ci = g->c + i * g->ldc;
+    for (size_t j = 0; j < g->n; j += 64) {
+      __m512 acc[4];
+      __mmask16 mk[4];
+      for (unsigned v = 0; v < 4; v++) {
+        size_t at = j + 16 * v;
+        mk[v] = cols_mask(at < g->n ? g->n - at : 0);
+        acc[v] = _mm512_maskz_loadu_ps(mk[v], ci + at);
+      }
+      for (size_t kk = 0; kk < g->k; kk++) {
+        __m512 av =
+            _mm512_set1_ps(g->alpha * g->a[i * g->a_row + kk * g->a_col]);
+        const float *bk = g->b + kk * g->b_row + j;
+        for (unsigned v = 0; v < 4; v++)
+          acc[v] = _mm512_fmadd_ps(
+              av, _mm512_maskz_loadu_ps(mk[v], bk + 16 * v), acc[v]);
+      }
+      for (unsigned v = 0; v < 4; v++)
+        _mm512_mask_storeu_ps(ci + j + 16 * v, mk[v], acc[v]);
+    }
+  }
+}
+
+/* c[i][j] += alpha * dot(A's row i, B's column j), both contiguous: four
+ * rows of A at a time against each column of B, which is read once per
+ * four rows. */
+__attribute__((target("avx512f"))) static void
+small_dots(const gs__gemm_small_t *g) {
+  for (size_t i0 = 0; i0 < g->m; i0 += 4) {
+    unsigned rows = g->m - i0 < 4 ? (unsigned)(g->m - i0) : 4;
+    for (size_t j = 0; j < g->n; j++) {
+      const float *bj = g->b + j * g->b_col;
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps(), _mm512_setzero_ps()};
+      for (size_t kk = 0; kk < g->k; kk += 16) {
+        __mmask16 mk = cols_mask(g->k - kk);
+        __m512 bv = _mm512_maskz_loadu_ps(mk, bj + kk);
+        for (unsigned r = 0; r < rows; r++)
+          acc[r] = _mm512_fmadd_ps(
+              _mm512_maskz_loadu_ps(mk, g->a + (i0 + r) * g->a_row + kk), bv,
+              acc[r]);
+      }
+      for (unsigned r = 0; r < rows; r++)
+        g->c[(i0 + r) * g->ldc + j] += g->alpha * _mm512_reduce_add_ps(acc[r]);
+    }
+  }
+}
+
+bool gs__gemm_small(const gs__gemm_small_t *g) {
+  if (!gs__gemm_available() ||
+      (double)g->m * (double)g->n * (double)g->k > (double)GS__GEMM_SMALL_MAX)
+    return false;
+  if (g->b_col == 1)
+    small_rows(g);
+  else if (g->a_col == 1 && g->b_row == 1)
+    small_dots(g);
+  else
+    return false;
+  return true;
+}

@@ -65,4 +65,23 @@ typedef struct {
 void gs__gemm_run(const gs__gemm_t *g, unsigned threads);
 #define GS__GEMM_SERIAL_MAX 4e6
 
+/* Gemm's and MatMul's small products on AVX-512, one thread, no packing:
+ * c[i * ldc + j] += alpha * sum over kk of A(i, kk) B(kk, j), where
+ * A(i, kk) = a[i * a_row + kk * a_col], B(kk, j) = b[kk * b_row + j *
+ * b_col]. Runs where B's rows are contiguous (b_col 1: c's rows gain
+ * scaled rows of B) or A's and B's columns are (a_col and b_row 1: dot
+ * products, a Linear layer's x W^T), the product is at most
+ * GS__GEMM_SMALL_MAX multiply-adds and gs__gemm_available(); false, and
+ * nothing done, otherwise. (Such products on OpenBLAS paid its call and
+ * thread overhead, and its SSE3 kernels on CPUs it does not know.) */
+#define GS__GEMM_SMALL_MAX ((size_t)1 << 24)
+typedef struct {
+  size_t m, n, k, ldc;
+  const float *a, *b;
+  size_t a_row, a_col, b_row, b_col;
+  float alpha;
+  float *c;
+} gs__gemm_small_t;
+bool gs__gemm_small(const gs__gemm_small_t *g);
+
 #endif

@@ -2,7 +2,8 @@
  * read in place, no im2col) against the same product with X' packed from
  * an im2col written here, and both against a conv in double: odd sizes,
  * tiles that cross output rows, asymmetric pads, dilations, kernels of 1
- * to 25 taps, K passes that start inside a channel, both loop orders. */
+ * to 25 taps, K passes that start inside a channel, both loop orders.
+ * Also the small products Gemm and MatMul run on. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -169,9 +170,66 @@ static void test_direct_matches_packed(void **state) {
       check_shape(&shapes[i], threads);
 }
 
+/* gs__gemm_small (Gemm's and MatMul's small products) against the
+ * definition: both layouts it takes (B's rows contiguous; A's rows and
+ * B's columns contiguous), each with A transposed or not where it allows,
+ * sizes that leave tails everywhere (K not a multiple of 16, N not of 64,
+ * M not of 4), alpha not 1, c accumulated into; a layout it does not take
+ * is refused, c untouched. */
+static void check_small(size_t m, size_t n, size_t k, bool trans_a,
+                        bool trans_b) {
+  float *a = values(m * k, 5), *b = values(k * n, 6), *c = values(m * n, 7);
+  float *c0 = malloc(m * n * sizeof *c0);
+  assert_non_null(c0);
+  memcpy(c0, c, m * n * sizeof *c);
+  gs__gemm_small_t g = {m,
+                        n,
+                        k,
+                        n,
+                        a,
+                        b,
+                        trans_a ? 1 : k,
+                        trans_a ? m : 1,
+                        trans_b ? 1 : n,
+                        trans_b ? k : 1,
+                        0.5f,
+                        c};
+  bool taken = gs__gemm_small(&g);
+  assert_int_equal(taken, g.b_col == 1 || (g.a_col == 1 && g.b_row == 1));
+  for (size_t i = 0; i < m; i++)
+    for (size_t j = 0; j < n; j++) {
+      double sum = 0.0, mag = fabs(c0[i * n + j]);
+      for (size_t kk = 0; kk < k; kk++) {
+        double v = (double)a[i * g.a_row + kk * g.a_col] *
+                   b[kk * g.b_row + j * g.b_col];
+        sum += v;
+        mag += fabs(v);
+      }
+      double want = taken ? c0[i * n + j] + 0.5 * sum : c0[i * n + j];
+      if (fabs(c[i * n + j] - want) > 1e-5 * (mag + 1.0))
+        fail_msg("%zux%zux%zu a%c b%c (%zu, %zu): got %g, want %g", m, n, k,
+                 trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', i, j, c[i * n + j],
+                 want);
+    }
+  free(a), free(b), free(c), free(c0);
+}
+
+static void test_small_products(void **state) {
+  (void)state;
+  if (!gs__gemm_available())
+    skip(); /* no AVX-512F: Gemm and MatMul stay on OpenBLAS */
+  const size_t sizes[][3] = {{1, 102, 2048}, {8, 10, 32}, {7, 130, 45},
+                             {5, 1, 17},     {1, 64, 16}, {3, 65, 1}};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++)
+        check_small(sizes[i][0], sizes[i][1], sizes[i][2], ta, tb);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_direct_matches_packed),
+      cmocka_unit_test(test_small_products),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
