@@ -1,11 +1,12 @@
 /* Conv on the CPU (NCHW, 1-D to 3-D). Where AVX-512F is and a group has
  * at least 8 filters, on kernels_gemm.c's packed GEMM: W packed at load,
  * the input written into 32-column panels per run (im2col on the way; a
- * batch's images side by side where an image fills few panels), bias,
- * residual and activation applied by the tile as it stores. Depthwise
- * convs are computed directly. Anything else: im2col (none for 1x1) and
- * OpenBLAS's sgemm, then one pass adding bias, residual and activation.
- * Also BatchNormalization and Clip. */
+ * batch's images side by side where an image fills few panels) or, for a
+ * stride-1 "same"-width conv of up to 128 filters, read in place by the
+ * tile (direct_x); bias, residual and activation applied by the tile as
+ * it stores. Depthwise convs are computed directly. Anything else:
+ * im2col (none for 1x1) and OpenBLAS's sgemm, then one pass adding bias,
+ * residual and activation. Also BatchNormalization and Clip. */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
