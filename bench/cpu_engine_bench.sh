@@ -8,11 +8,12 @@
 # Python around InferenceSession.run (intra-op threads = T, its defaults
 # otherwise), whose own per-call cost is measured on an Identity model and
 # printed. Writes every run's line to docs/bench/ (BENCH_RAW) and prints
-# Markdown. Builds nothing. The engine's convolutions and Gemm are OpenBLAS
-# sgemm: the report names the kernel set OpenBLAS picked for this CPU (a
-# CPU model that Debian 12's OpenBLAS 0.3.21 does not know, such as family 6
-# model 207, gets Prescott's SSE3 kernels; export OPENBLAS_CORETYPE=SkylakeX,
-# say, to measure with others).
+# Markdown. Builds nothing. On AVX-512 CPUs the engine's convolutions and
+# small Gemm and MatMul products run on its own kernels; elsewhere, and for
+# the rest, OpenBLAS sgemm: the report names the kernel set OpenBLAS picked
+# for this CPU (a CPU model that Debian 12's OpenBLAS 0.3.21 does not know,
+# such as family 6 model 207, gets Prescott's SSE3 kernels; export
+# OPENBLAS_CORETYPE=SkylakeX, say, to measure with others).
 #
 # usage: bench/cpu_engine_bench.sh [BUILD_DIR]   (default build/gcc: its
 #        bench/engine_bench; its tests/ort-venv, made with pip if missing)

@@ -1,11 +1,12 @@
 /* Conv on the CPU (NCHW, 1-D to 3-D). Where AVX-512F is and a group has
  * at least 8 filters, on kernels_gemm.c's packed GEMM: W packed at load,
  * the input written into 32-column panels per run (im2col on the way; a
- * batch's images side by side where an image fills few panels), bias,
- * residual and activation applied by the tile as it stores. Depthwise
- * convs are computed directly. Anything else: im2col (none for 1x1) and
- * OpenBLAS's sgemm, then one pass adding bias, residual and activation.
- * Also BatchNormalization and Clip. */
+ * batch's images side by side where an image fills few panels) or, for a
+ * stride-1 "same"-width conv of up to 128 filters, read in place by the
+ * tile (direct_x); bias, residual and activation applied by the tile as
+ * it stores. Depthwise convs are computed directly. Anything else:
+ * im2col (none for 1x1) and OpenBLAS's sgemm, then one pass adding bias,
+ * residual and activation. Also BatchNormalization and Clip. */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -73,6 +74,41 @@ static bool images_apart(const gs__conv_geom_t *g, const geom3_t *t) {
              GS__GEMM_SERIAL_MAX;
 }
 
+/* Whether the packed GEMM reads X' in place (gs__gemm_direct_t) rather
+ * than packing it: a 2-D (or 1-D) stride-1 conv whose input rows are as
+ * wide as its output's (3x3 with pads 1) and with at most 128 filters a
+ * group, where packing costs most next to the product (per conv, min of
+ * paired p50s: ResNet-50's 3x3 56x56 layer 3.0 to 1.7-2.0 ms, 28x28 1.48
+ * to 1.37, cnn_small's 16-filter 3x3 0.048 to 0.032). Not with more
+ * filters (the 14x14 and 7x7 layers: 1.2 to 1.5x slower, the input's rows
+ * read at an offset split cache lines where packed panels do not), nor
+ * pointwise (1x1 in place: 1.1 to 1.8x slower but for 64 x 64 at 56x56).
+ * Bounds keep the direct tile's 32-bit lane arithmetic exact. */
+static bool direct_x(const geom3_t *t, size_t filters) {
+  const int64_t lim = (int64_t)1 << 20;
+  if (t->pointwise || filters > 128 || t->out_size >= (size_t)lim ||
+      t->in_size >= (size_t)lim)
+    return false;
+  return t->in[0] == 1 && t->out[0] == 1 && t->s[1] == 1 && t->s[2] == 1 &&
+         t->out[2] == t->in[2] && t->k_size <= GS__GEMM_DIRECT_TAPS &&
+         t->k[1] * t->d[1] < lim && t->k[2] * t->d[2] < lim && t->pb[1] < lim &&
+         t->pb[2] < lim;
+}
+
+/* The direct X' of one image's (group's) channels from x. */
+static void direct_setup(const geom3_t *t, const float *x,
+                         gs__gemm_direct_t *d) {
+  d->x = x;
+  d->plane = t->in_size;
+  d->taps = (unsigned)t->k_size;
+  d->width = t->in[2];
+  d->rows = t->in[1];
+  for (unsigned tap = 0; tap < d->taps; tap++) {
+    d->dy[tap] = tap / t->k[2] * t->d[1] - t->pb[1];
+    d->dx[tap] = tap % t->k[2] * t->d[2] - t->pb[2];
+  }
+}
+
 size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
                         const gs__tensor_t *out) {
   gs__conv_geom_t g;
@@ -89,6 +125,8 @@ size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
     return (gs__gemm_packed_b_count(kdim, all) + all * (size_t)g.out_channels) *
            sizeof(float);
   }
+  if (packed_path(n) && direct_x(&t, (size_t)(g.out_channels / g.group)))
+    return 0;
   if (packed_path(n) && images_apart(&g, &t))
     return gs__gemm_packed_b_count(kdim, t.out_size) * (size_t)g.batch *
            sizeof(float);
@@ -490,41 +528,60 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
   return GS_OK;
 }
 
-/* images_apart's run: part i packs and multiplies images i, i + parts, ...
- * alone, each into its own packed B. */
+/* One image's (group's) product on the packed GEMM: X' read in place
+ * (direct_x) or packed into col first; y, z at the image's outputs. */
 typedef struct {
   const gs__node_t *n;
   const geom3_t *t;
-  const float *x, *b, *z;
+  const float *a, *bias; /* W's packed panels and bias of this group */
+  size_t m, kdim;
+} conv_one_t;
+
+static void conv_one(const conv_one_t *c, const float *x, const float *z,
+                     float *col, float *y, unsigned threads) {
+  gs__gemm_direct_t d;
+  gs__gemm_t gm = {.m = c->m,
+                   .n = c->t->out_size,
+                   .k = c->kdim,
+                   .ldc = c->t->out_size,
+                   .a = c->a,
+                   .b = col,
+                   .c = y,
+                   .bias = c->bias,
+                   .z = z,
+                   .act = c->n->p.act,
+                   .act_min = c->n->p.act_min,
+                   .act_max = c->n->p.act_max};
+  if (direct_x(c->t, c->m)) {
+    direct_setup(c->t, x, &d);
+    gm.direct = &d;
+  } else {
+    pack_job_t pj = {x, c->t, c->kdim, col, 1, 0};
+    gs__parallel(pack_part, &pj, pack_parts(&pj, threads));
+  }
+  gs__gemm_run(&gm, threads);
+}
+
+/* images_apart's run: part i runs images i, i + parts, ... alone, each
+ * with its own packed B (when packed). */
+typedef struct {
+  conv_one_t one;
+  const float *x, *z;
   float *col, *y;
-  size_t batch, cin, m, kdim;
+  size_t batch, cin;
 } apart_job_t;
 
 static void conv_apart_part(void *arg, unsigned part, unsigned parts) {
   const apart_job_t *j = arg;
-  size_t hw = j->t->out_size, per_b = gs__gemm_packed_b_count(j->kdim, hw);
-  for (size_t img = part; img < j->batch; img += parts) {
-    pack_job_t pj = {j->x + img * j->cin * j->t->in_size,
-                     j->t,
-                     j->kdim,
-                     j->col + img * per_b,
-                     1,
-                     0};
-    pack_part(&pj, 0, 1);
-    gs__gemm_t gm = {.m = j->m,
-                     .n = hw,
-                     .k = j->kdim,
-                     .ldc = hw,
-                     .a = j->n->cpu_weights,
-                     .b = pj.packed,
-                     .c = j->y + img * j->m * hw,
-                     .bias = j->b,
-                     .z = j->z ? j->z + img * j->m * hw : NULL,
-                     .act = j->n->p.act,
-                     .act_min = j->n->p.act_min,
-                     .act_max = j->n->p.act_max};
-    gs__gemm_run(&gm, 1);
-  }
+  size_t hw = j->one.t->out_size, m = j->one.m;
+  size_t per_b = direct_x(j->one.t, j->one.m)
+                     ? 0
+                     : gs__gemm_packed_b_count(j->one.kdim, hw);
+  for (size_t img = part; img < j->batch; img += parts)
+    conv_one(&j->one, j->x + img * j->cin * j->one.t->in_size,
+             j->z ? j->z + img * m * hw : NULL,
+             per_b ? j->col + img * per_b : NULL, /* no scratch if direct */
+             j->y + img * m * hw, 1);
 }
 
 int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
@@ -549,9 +606,13 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
   if (packed_path(n) && merge_images(&g, &t))
     return conv_merged(n, &g, &t, in, out);
   if (packed_path(n) && images_apart(&g, &t) && gs_engine_threads() > 1) {
-    apart_job_t j = {
-        n,  &t,  x, b, z, col, y, (size_t)g.batch, (size_t)g.in_channels,
-        mg, kdim};
+    apart_job_t j = {{n, &t, n->cpu_weights, b, mg, kdim},
+                     x,
+                     z,
+                     col,
+                     y,
+                     (size_t)g.batch,
+                     (size_t)g.in_channels};
     unsigned threads = gs_engine_threads();
     gs__parallel(conv_apart_part, &j,
                  threads < j.batch ? threads : (unsigned)j.batch);
@@ -564,23 +625,14 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
       for (int64_t gi = 0; gi < g.group; gi++) {
         size_t x_at = ((size_t)img * (size_t)g.group + (size_t)gi) * cg;
         size_t y_at = ((size_t)img * (size_t)g.group + (size_t)gi) * mg;
-        /* Even a 1x1 conv's input is packed: reading its rows in place
-         * (N floats apart per k step) ran ResNet-50 at half the speed. */
-        pack_job_t pj = {x + x_at * t.in_size, &t, kdim, col, 1, 0};
-        gs__parallel(pack_part, &pj, pack_parts(&pj, threads));
-        gs__gemm_t gm = {.m = mg,
-                         .n = t.out_size,
-                         .k = kdim,
-                         .ldc = t.out_size,
-                         .a = n->cpu_weights + (size_t)gi * per,
-                         .b = col,
-                         .c = y + y_at * t.out_size,
-                         .bias = b ? b + (size_t)gi * mg : NULL,
-                         .z = z ? z + y_at * t.out_size : NULL,
-                         .act = n->p.act,
-                         .act_min = n->p.act_min,
-                         .act_max = n->p.act_max};
-        gs__gemm_run(&gm, threads);
+        conv_one_t one = {n,
+                          &t,
+                          n->cpu_weights + (size_t)gi * per,
+                          b ? b + (size_t)gi * mg : NULL,
+                          mg,
+                          kdim};
+        conv_one(&one, x + x_at * t.in_size, z ? z + y_at * t.out_size : NULL,
+                 col, y + y_at * t.out_size, threads);
       }
     return GS_OK;
   }

@@ -194,11 +194,22 @@ typedef struct {
   bool first, last;
 } tile_out_t;
 
+/* A direct X' (gs__gemm_direct_t) at one tile: the k steps' channel and
+ * tap, and per tap where column 0 reads and which columns are inside. */
+typedef struct {
+  const float *xc; /* the first k step's channel */
+  size_t plane;
+  unsigned taps, t0; /* t0: the first k step's tap */
+  const int64_t *shift;
+  const __mmask16 *m0, *m1;
+} direct_tile_t;
+
 #define UNROLL _Pragma("GCC unroll 12")
 
 __attribute__((target("avx512f"), always_inline)) static inline void
-tile_h32(const unsigned h, size_t kc, const float *a, const float *b,
-         const tile_out_t *o, const epilogue_t *e) {
+tile_h32(const unsigned h, const bool direct, size_t kc, const float *a,
+         const float *b, const direct_tile_t *d, const tile_out_t *o,
+         const epilogue_t *e) {
   __m512 c0[GS__GEMM_MR], c1[GS__GEMM_MR];
   float *c = o->c;
   size_t ldc = o->ldc;
@@ -211,8 +222,23 @@ tile_h32(const unsigned h, size_t kc, const float *a, const float *b,
       c1[r] = _mm512_maskz_loadu_ps(o->m1, c + r * ldc + 16);
     }
   }
-  for (size_t k = 0; k < kc; k++, a += h, b += GS__GEMM_NR) {
-    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+  const float *xc = direct ? d->xc : NULL;
+  unsigned t = direct ? d->t0 : 0;
+  for (size_t k = 0; k < kc; k++, a += h) {
+    __m512 b0, b1;
+    if (direct) { /* masked lanes are not read: no fault past the plane */
+      const float *bp = xc + d->shift[t];
+      b0 = _mm512_maskz_loadu_ps(d->m0[t], bp);
+      b1 = _mm512_maskz_loadu_ps(d->m1[t], bp + 16);
+      if (++t == d->taps) {
+        t = 0;
+        xc += d->plane;
+      }
+    } else {
+      b0 = _mm512_loadu_ps(b);
+      b1 = _mm512_loadu_ps(b + 16);
+      b += GS__GEMM_NR;
+    }
     UNROLL for (unsigned r = 0; r < h; r++) {
       __m512 ar = _mm512_set1_ps(a[r]);
       c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
@@ -254,16 +280,69 @@ tile_h32(const unsigned h, size_t kc, const float *a, const float *b,
   }
 }
 
-/* One function per panel height, so that h is a constant in each. */
+static __mmask16 cols_mask(size_t cols) {
+  return cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+}
+
+/* One function per panel height and B source, so that both are constants
+ * in each. */
 __attribute__((target("avx512f"))) static void
 tile(unsigned h, size_t kc, const float *a, const float *b, const tile_out_t *o,
      const epilogue_t *e) {
   if (h == 12)
-    tile_h32(12, kc, a, b, o, e);
+    tile_h32(12, false, kc, a, b, NULL, o, e);
   else if (h == 8)
-    tile_h32(8, kc, a, b, o, e);
+    tile_h32(8, false, kc, a, b, NULL, o, e);
   else
-    tile_h32(4, kc, a, b, o, e);
+    tile_h32(4, false, kc, a, b, NULL, o, e);
+}
+
+__attribute__((target("avx512f"))) static void
+tile_direct(unsigned h, size_t kc, const float *a, const direct_tile_t *d,
+            const tile_out_t *o, const epilogue_t *e) {
+  if (h == 12)
+    tile_h32(12, true, kc, a, NULL, d, o, e);
+  else if (h == 8)
+    tile_h32(8, true, kc, a, NULL, d, o, e);
+  else
+    tile_h32(4, true, kc, a, NULL, d, o, e);
+}
+
+/* Where the tile at columns [o0, o0 + cols) reads each tap of a direct X'
+ * and which of its 32 columns are inside the input: output row and column
+ * of each lane as (o + 0.5) / width in float, exact for o < 2^20 (the
+ * error, under 1 / (8 width), is less than the 0.5 / width to the nearest
+ * integer). */
+__attribute__((target("avx512f"))) static void
+direct_masks(const gs__gemm_direct_t *d, size_t o0, size_t cols, int64_t *shift,
+             __mmask16 *m0, __mmask16 *m1) {
+  const __m512i iota =
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i w = _mm512_set1_epi32((int)d->width);
+  __m512i rows = _mm512_set1_epi32((int)d->rows);
+  __m512 inv = _mm512_set1_ps(1.0f / (float)d->width);
+  __m512i oy[2], ox[2];
+  __mmask16 in_cols[2] = {cols_mask(cols),
+                          cols_mask(cols > 16 ? cols - 16 : 0)};
+  for (unsigned hf = 0; hf < 2; hf++) {
+    __m512i o = _mm512_add_epi32(_mm512_set1_epi32((int)(o0 + 16 * hf)), iota);
+    __m512 of = _mm512_add_ps(_mm512_cvtepi32_ps(o), _mm512_set1_ps(0.5f));
+    oy[hf] = _mm512_cvttps_epi32(_mm512_mul_ps(of, inv));
+    ox[hf] = _mm512_sub_epi32(o, _mm512_mullo_epi32(oy[hf], w));
+  }
+  for (unsigned t = 0; t < d->taps; t++) {
+    __m512i dy = _mm512_set1_epi32((int)d->dy[t]);
+    __m512i dx = _mm512_set1_epi32((int)d->dx[t]);
+    __mmask16 m[2];
+    for (unsigned hf = 0; hf < 2; hf++) /* unsigned: below 0 is above */
+      m[hf] = _mm512_mask_cmplt_epu32_mask(
+          _mm512_mask_cmplt_epu32_mask(in_cols[hf],
+                                       _mm512_add_epi32(oy[hf], dy), rows),
+          _mm512_add_epi32(ox[hf], dx), w);
+    m0[t] = m[0];
+    m1[t] = m[1];
+    shift[t] = (int64_t)o0 + d->dy[t] * d->width + d->dx[t];
+  }
 }
 
 /* --- the product ---------------------------------------------------------- */
@@ -286,11 +365,8 @@ typedef struct {
 
 #define ROWS_OUTER_MAX_B (1u << 20) /* bytes of B per KC pass: half an L2 */
 
-static __mmask16 cols_mask(size_t cols) {
-  return cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
-}
-
-static void gemm_part(void *arg, unsigned part, unsigned parts) {
+__attribute__((target("avx512f"))) static void
+gemm_part(void *arg, unsigned part, unsigned parts) {
   const gemm_job_t *job = arg;
   const gs__gemm_t *g = job->g;
   size_t items = job->panels * job->chunks;
@@ -310,7 +386,22 @@ static void gemm_part(void *arg, unsigned part, unsigned parts) {
       if (cols > GS__GEMM_NR)
         cols = GS__GEMM_NR;
       __mmask16 m0 = cols_mask(cols), m1 = cols_mask(cols > 16 ? cols - 16 : 0);
-      const float *bp = g->b + p * GS__GEMM_NR * g->k + k0 * GS__GEMM_NR;
+      const float *bp =
+          g->direct ? NULL : g->b + p * GS__GEMM_NR * g->k + k0 * GS__GEMM_NR;
+      int64_t shift[GS__GEMM_DIRECT_TAPS];
+      __mmask16 dm0[GS__GEMM_DIRECT_TAPS], dm1[GS__GEMM_DIRECT_TAPS];
+      direct_tile_t dt = {0};
+      if (g->direct) {
+        const gs__gemm_direct_t *d = g->direct;
+        direct_masks(d, j, cols, shift, dm0, dm1);
+        dt = (direct_tile_t){d->x + k0 / d->taps * d->plane,
+                             d->plane,
+                             d->taps,
+                             (unsigned)(k0 % d->taps),
+                             shift,
+                             dm0,
+                             dm1};
+      }
       for (size_t q = q0; q < q1; q++) {
         size_t i = panel_start(g->m, q);
         unsigned h = panel_height(g->m, q);
@@ -326,7 +417,10 @@ static void gemm_part(void *arg, unsigned part, unsigned parts) {
                         .act = g->act,
                         .lo = g->act_min,
                         .hi = g->act_max};
-        tile(h, kc, g->a + k0 * mpad + i * kc, bp, &o, &e);
+        if (g->direct)
+          tile_direct(h, kc, g->a + k0 * mpad + i * kc, &dt, &o, &e);
+        else
+          tile(h, kc, g->a + k0 * mpad + i * kc, bp, &o, &e);
       }
     }
   }
@@ -338,7 +432,12 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
                     row_panels, 1,
                     row_panels, false};
   size_t kc = g->k < KC ? g->k : KC;
-  if (job.panels * GS__GEMM_NR * kc * sizeof(float) <= ROWS_OUTER_MAX_B) {
+  /* A direct X' pass reads the input planes of its channels. */
+  size_t b_pass = g->direct
+                      ? ((kc + g->direct->taps - 1) / g->direct->taps + 1) *
+                            g->direct->plane * sizeof(float)
+                      : job.panels * GS__GEMM_NR * kc * sizeof(float);
+  if (b_pass <= ROWS_OUTER_MAX_B) {
     job.rows_outer = true;
     job.chunks = row_panels;
     job.chunk_panels = 1;
@@ -369,4 +468,71 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
   if ((double)g->m * (double)g->n * (double)g->k < GS__GEMM_SERIAL_MAX)
     parts = 1;
   gs__parallel(gemm_part, &job, parts ? parts : 1);
+}
+
+/* --- small products (Gemm, MatMul) ------------------------------------- */
+
+/* c's rows gain alpha * A(i, kk) times B's row kk, 16 columns at a time. */
+__attribute__((target("avx512f"))) static void
+small_rows(const gs__gemm_small_t *g) {
+  for (size_t i = 0; i < g->m; i++) {
+    float *ci = g->c + i * g->ldc;
+    for (size_t j = 0; j < g->n; j += 64) {
+      __m512 acc[4];
+      __mmask16 mk[4];
+      for (unsigned v = 0; v < 4; v++) {
+        size_t at = j + 16 * v;
+        mk[v] = cols_mask(at < g->n ? g->n - at : 0);
+        acc[v] = _mm512_maskz_loadu_ps(mk[v], ci + at);
+      }
+      for (size_t kk = 0; kk < g->k; kk++) {
+        __m512 av =
+            _mm512_set1_ps(g->alpha * g->a[i * g->a_row + kk * g->a_col]);
+        const float *bk = g->b + kk * g->b_row + j;
+        for (unsigned v = 0; v < 4; v++)
+          acc[v] = _mm512_fmadd_ps(
+              av, _mm512_maskz_loadu_ps(mk[v], bk + 16 * v), acc[v]);
+      }
+      for (unsigned v = 0; v < 4; v++)
+        _mm512_mask_storeu_ps(ci + j + 16 * v, mk[v], acc[v]);
+    }
+  }
+}
+
+/* c[i][j] += alpha * dot(A's row i, B's column j), both contiguous: four
+ * rows of A at a time against each column of B, which is read once per
+ * four rows. */
+__attribute__((target("avx512f"))) static void
+small_dots(const gs__gemm_small_t *g) {
+  for (size_t i0 = 0; i0 < g->m; i0 += 4) {
+    unsigned rows = g->m - i0 < 4 ? (unsigned)(g->m - i0) : 4;
+    for (size_t j = 0; j < g->n; j++) {
+      const float *bj = g->b + j * g->b_col;
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps(), _mm512_setzero_ps()};
+      for (size_t kk = 0; kk < g->k; kk += 16) {
+        __mmask16 mk = cols_mask(g->k - kk);
+        __m512 bv = _mm512_maskz_loadu_ps(mk, bj + kk);
+        for (unsigned r = 0; r < rows; r++)
+          acc[r] = _mm512_fmadd_ps(
+              _mm512_maskz_loadu_ps(mk, g->a + (i0 + r) * g->a_row + kk), bv,
+              acc[r]);
+      }
+      for (unsigned r = 0; r < rows; r++)
+        g->c[(i0 + r) * g->ldc + j] += g->alpha * _mm512_reduce_add_ps(acc[r]);
+    }
+  }
+}
+
+bool gs__gemm_small(const gs__gemm_small_t *g) {
+  if (!gs__gemm_available() ||
+      (double)g->m * (double)g->n * (double)g->k > (double)GS__GEMM_SMALL_MAX)
+    return false;
+  if (g->b_col == 1)
+    small_rows(g);
+  else if (g->a_col == 1 && g->b_row == 1)
+    small_dots(g);
+  else
+    return false;
+  return true;
 }

@@ -31,10 +31,28 @@ size_t gs__gemm_packed_b_count(size_t k, size_t n);
  * X' is packed into NR-column panels the same way: column o of row kk at
  * (o / NR) * NR * k + kk * NR + o % NR (kernels_conv.c writes it). */
 void gs__gemm_pack_a(const float *a, size_t m, size_t k, float *packed);
-/* c (m x n, rows ldc apart) = act(a * b + bias + z), a and b packed. */
+/* X' of a stride-1 conv read in place rather than packed (the direct
+ * path): the input's rows as wide as the output's (a "same" 2-D conv, a
+ * 1-D one, or any 1x1 with no pads taken as one row of n). Row k of X' is
+ * channel k / taps at tap k % taps: column o (output row o / width,
+ * column o % width) reads x[(k / taps) * plane + o + dy * width + dx],
+ * 0 where that row or column falls outside the input. */
+#define GS__GEMM_DIRECT_TAPS 32 /* most taps a direct X' may have */
+typedef struct {
+  const float *x; /* the first input channel */
+  size_t plane;   /* floats from one input channel to the next */
+  unsigned taps;  /* kernel positions per channel, <= GS__GEMM_DIRECT_TAPS */
+  int64_t width;  /* input and output row width */
+  int64_t rows;   /* input rows */
+  int64_t dy[GS__GEMM_DIRECT_TAPS], dx[GS__GEMM_DIRECT_TAPS];
+} gs__gemm_direct_t;
+
+/* c (m x n, rows ldc apart) = act(a * b + bias + z), a packed, b packed
+ * or (direct not NULL) read in place. */
 typedef struct {
   size_t m, n, k, ldc;
   const float *a, *b;
+  const gs__gemm_direct_t *direct; /* then b is unused; n < 2^20 */
   float *c;
   const float *bias; /* per row, NULL for none */
   const float *z;    /* shaped as c, NULL for none */
@@ -46,5 +64,24 @@ typedef struct {
  * GS__GEMM_SERIAL_MAX. */
 void gs__gemm_run(const gs__gemm_t *g, unsigned threads);
 #define GS__GEMM_SERIAL_MAX 4e6
+
+/* Gemm's and MatMul's small products on AVX-512, one thread, no packing:
+ * c[i * ldc + j] += alpha * sum over kk of A(i, kk) B(kk, j), where
+ * A(i, kk) = a[i * a_row + kk * a_col], B(kk, j) = b[kk * b_row + j *
+ * b_col]. Runs where B's rows are contiguous (b_col 1: c's rows gain
+ * scaled rows of B) or A's and B's columns are (a_col and b_row 1: dot
+ * products, a Linear layer's x W^T), the product is at most
+ * GS__GEMM_SMALL_MAX multiply-adds and gs__gemm_available(); false, and
+ * nothing done, otherwise. (Such products on OpenBLAS paid its call and
+ * thread overhead, and its SSE3 kernels on CPUs it does not know.) */
+#define GS__GEMM_SMALL_MAX ((size_t)1 << 24)
+typedef struct {
+  size_t m, n, k, ldc;
+  const float *a, *b;
+  size_t a_row, a_col, b_row, b_col;
+  float alpha;
+  float *c;
+} gs__gemm_small_t;
+bool gs__gemm_small(const gs__gemm_small_t *g);
 
 #endif

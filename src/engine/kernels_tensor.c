@@ -1,11 +1,13 @@
-/* Matrix kernels through OpenBLAS (MatMul, Gemm) and the kernels that only
- * move data (Reshape, Flatten, Identity, Concat, Transpose). */
+/* Matrix kernels (MatMul, Gemm: small products on kernels_gemm.c's AVX-512
+ * loops, the rest through OpenBLAS) and the kernels that only move data
+ * (Reshape, Flatten, Identity, Concat, Transpose). */
 #include <limits.h>
 #include <string.h>
 
 #include <cblas.h>
 
 #include "engine/engine_int.h"
+#include "engine/kernels_gemm.h"
 
 static int too_large(const gs__node_t *n, gs_error_t *err) {
   char label[160];
@@ -58,6 +60,11 @@ int gs__run_matmul(const gs__node_t *n, const gs__tensor_t *in,
   }
   if (b_batch == 0) { /* one product: A's batches stack along M */
     size_t rows = a->count / k;
+    gs__gemm_small_t sm = {rows, nn, k,  nn, a->data, b->data,
+                           k,    1,  nn, 1,  1.0f,    y};
+    memset(y, 0, out->count * sizeof *y);
+    if (gs__gemm_small(&sm))
+      return GS_OK;
     if (!fits_int(rows, k, nn))
       return too_large(n, err);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)nn,
@@ -102,7 +109,19 @@ int gs__run_gemm(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
   } else {
     memset(y, 0, out->count * sizeof *y);
   }
-  if (k > 0)
+  gs__gemm_small_t sm = {m,
+                         nn,
+                         k,
+                         nn,
+                         a->data,
+                         b->data,
+                         n->p.trans_a ? 1 : k,
+                         n->p.trans_a ? m : 1,
+                         n->p.trans_b ? 1 : nn,
+                         n->p.trans_b ? k : 1,
+                         n->p.alpha,
+                         y};
+  if (k > 0 && !gs__gemm_small(&sm))
     cblas_sgemm(CblasRowMajor, n->p.trans_a ? CblasTrans : CblasNoTrans,
                 n->p.trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)nn,
                 (int)k, n->p.alpha, a->data, (int)(n->p.trans_a ? m : k),

@@ -5,6 +5,7 @@
  * corrupt, hostile or over-limit files fail with a clear error; inputs that
  * do not match the model's metadata are refused; intermediate tensors whose
  * lifetimes do not overlap share memory; a batch of N runs like N rows. */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -657,6 +658,39 @@ static void test_conv_geometry(void **state) {
   plan_shape(&c, 4, (int64_t[]){2, 3, 9, 5}, 4, (int64_t[]){2, 5, 4, 5});
 }
 
+/* MaxPool along rows by its definition (1-D, pads lo/hi, NaN never
+ * wins) against the engine's row passes: on AVX-512 CPUs 16 outputs at a
+ * time for strides 1 and 2 (two whole vectors and a tail of 5 here, and
+ * rows shorter than one vector), the rest scalar. */
+static void check_maxpool_row(int64_t len, int64_t k, int64_t stride,
+                              int64_t pad) {
+  float x[80], want[80];
+  size_t n = (size_t)((len + 2 * pad - k) / stride + 1);
+  for (int64_t i = 0; i < len; i++)
+    x[i] = (float)((i * 37) % 23) - 11.0f;
+  x[len / 2] = NAN;
+  for (size_t o = 0; o < n; o++) {
+    want[o] = -FLT_MAX;
+    for (int64_t j = 0; j < k; j++) {
+      int64_t at = (int64_t)o * stride - pad + j;
+      if (at >= 0 && at < len && x[at] > want[o])
+        want[o] = x[at];
+    }
+  }
+  graph_t g = pool_graph("MaxPool", INTS("kernel_shape", k),
+                         INTS("strides", stride), INTS("pads", pad, pad), NULL);
+  run_f32(&g, 3, (int64_t[]){1, 1, len}, x, want, n);
+}
+
+static void test_maxpool_rows(void **state) {
+  (void)state;
+  check_maxpool_row(75, 2, 2, 0); /* 37 outputs: 16, 16 and 5 */
+  check_maxpool_row(75, 3, 2, 1); /* 38, with a pad at each end */
+  check_maxpool_row(40, 3, 1, 1);
+  check_maxpool_row(9, 3, 2, 1);
+  check_maxpool_row(50, 4, 3, 2); /* stride 3: the scalar loop */
+}
+
 /* Conv by its definition, over 3 spatial dims (leading ones of size 1):
  * y[n][m][o] = b[m] + sum over c of the group of m and over kernel taps k
  * of w[m][c][k] * x[n][g*C/G + c][o*stride - pad_begin + k*dilation]. */
@@ -1227,6 +1261,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_limits, free_kept),
       cmocka_unit_test_teardown(test_names_and_threads, free_kept),
       cmocka_unit_test_teardown(test_conv_geometry, free_kept),
+      cmocka_unit_test_teardown(test_maxpool_rows, free_kept),
       cmocka_unit_test_teardown(test_conv_values, free_kept),
       cmocka_unit_test_teardown(test_conv_packed_panels, free_kept),
       cmocka_unit_test_teardown(test_conv_fusion, free_kept),
