@@ -508,6 +508,33 @@ static void test_client_vanishing_mid_stream(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The same against the worker's gRPC server: the half-read call it holds
+ * is freed with the connection (ASan's leak check). */
+static void test_client_vanishing_from_the_worker(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  static gs__repo_t repo;
+  gs__grpc_server_t *g;
+  gs_error_t err;
+  client_t c = {0};
+  uv_loop_init(&loop);
+  assert_int_equal(gs__grpc_listen(&g, &loop, &repo, "127.0.0.1", 0, &err),
+                   GS_OK);
+  c.msg = framed(100000, &c.msg_len);
+  c.send_only = 50000;
+  call(&loop, gs__grpc_port(g), &c);
+  assert_false(c.done);
+  for (int i = 0; i < 100; i++) /* the server reads the end */
+    uv_run(&loop, UV_RUN_NOWAIT);
+  gs__grpc_close(g);
+  while (uv_loop_alive(&loop))
+    uv_run(&loop, UV_RUN_ONCE);
+  gs__grpc_destroy(g);
+  free((void *)c.msg);
+  gs_buf_free(&c.answer);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* The server reads the call and goes without answering: an error for the
  * client. */
 static void test_server_vanishing_mid_call(void **state) {
@@ -535,6 +562,7 @@ int main(void) {
       cmocka_unit_test(test_unary_echo_larger_than_windows),
       cmocka_unit_test(test_message_over_the_limit_is_resource_exhausted),
       cmocka_unit_test(test_client_vanishing_mid_stream),
+      cmocka_unit_test(test_client_vanishing_from_the_worker),
       cmocka_unit_test(test_server_vanishing_mid_call),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
