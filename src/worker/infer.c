@@ -198,6 +198,9 @@ static int input_begin(gs__infer_request_t *req, const gs__model_io_t *io,
  * whole elements). */
 static int attach_data(gs__infer_request_t *req, gs_tensor_t *t,
                        const void *data, size_t bytes, gs_error_t *err) {
+  static _Alignas(16) const char empty[16];
+  if (!data)
+    data = empty; /* no bytes (a zero dimension): still a valid pointer */
   t->bytes = bytes;
   t->data = data;
   if ((uintptr_t)data % 16 != 0) {
@@ -401,7 +404,7 @@ int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
     else
       req->want_output[k] = true;
   }
-  return rc == GS_OK ? 0 : rc == GS_ENOMEM ? 500 : 400;
+  return rc == GS_OK ? 0 : gs_error_http_status(rc);
 }
 
 int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
@@ -454,7 +457,7 @@ int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
   if (rc == GS_OK)
     rc = decode_outputs(req, io, root, err);
   json_decref(root);
-  return rc == GS_OK ? 0 : rc == GS_ENOMEM ? 500 : 400;
+  return rc == GS_OK ? 0 : gs_error_http_status(rc);
 }
 
 static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {
