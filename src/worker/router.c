@@ -8,7 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "worker/grpc_int.h"
+#include "worker/grpc_int.h" /* gs__grpc_infer_decode */
+#include "worker/worker_int.h"
 
 #define MAX_SEGMENTS 8
 
