@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "gpuslice/perf.h"
 #include "net/grpc.h"
 #include "net/h2.h"
-#include "gpuslice/perf.h"
 
 #define GS__PERF_MAX_BODY ((size_t)64 << 20) /* a fetched answer */
 #define GS__PERF_ERR_BODY ((size_t)4096)     /* kept of an infer's answer */

@@ -172,8 +172,7 @@ typedef struct gs__infer_tensors_s {
 
 /* in as the infer request for io, checked as gs__infer_decode checks a
  * binary body (every output binary); data stays in place when aligned. */
-int gs__infer_decode_tensors(gs__infer_request_t *req,
-                             const gs__model_io_t *io,
+int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
                              const gs__infer_tensors_t *in, gs_error_t *err);
 
 /* Decodes body (header_len as Inference-Header-Content-Length, -1 when
