@@ -18,6 +18,10 @@
   XX(UPSTREAM_RESPONSE, (size_t)256 << 20, "upstream response")                \
   XX(GRPC_MESSAGE, ((size_t)64 << 20) + 5, "gRPC message")                     \
   XX(GRPC_CONN, (size_t)256 << 20, "buffered gRPC requests of a connection")   \
+  XX(GRPC_HEADERS, (size_t)16 << 10, "gRPC header list")                       \
+  XX(GRPC_PROXY_BUFFERED, (size_t)512 << 20,                                   \
+     "gRPC calls buffered by the router")                                      \
+  XX(H2_WRITE, (size_t)8 << 20, "HTTP/2 output gathered for one write")        \
   XX(CONFIG_FILE, (size_t)64 << 10, "model configuration file")                \
   XX(TEXT, (size_t)16 << 20, "generated text")                                 \
   XX(STATE_FILE, (size_t)4 << 20, "state file")                                \

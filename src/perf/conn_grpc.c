@@ -1,6 +1,6 @@
-/* gpuslice perf's gRPC client: HTTP/2 with nghttp2 on a connection of
- * conn.c, one unary call at a time on it. The answer's message is kept
- * unframed in c->body, its grpc-status in c->status. */
+/* gpuslice perf's gRPC client: HTTP/2 on a connection of conn.c through
+ * net/h2's pump, one unary call at a time on it. The answer's message is
+ * kept unframed in c->body, its grpc-status in c->status. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,28 +9,34 @@
 
 #define WINDOW_BYTES (16 << 20)
 
-/* Everything nghttp2 has queued, in one write: HEADERS and DATA of a call
- * leave in one segment rather than one per frame. */
-static int flush(gs__perf_conn_t *c) {
-  static uint8_t buf[256 * 1024]; /* one loop thread */
-  size_t len = 0;
-  for (;;) {
-    const uint8_t *chunk;
-    ssize_t n = nghttp2_session_mem_send(c->h2, &chunk);
-    if (n < 0)
-      return GS_ESYSTEM;
-    if (n > 0 && len + (size_t)n <= sizeof buf) {
-      memcpy(buf + len, chunk, (size_t)n);
-      len += (size_t)n;
-      continue;
-    }
-    if (len && gs__perf_conn_write(c, buf, len) != GS_OK)
-      return c->err.code;
-    len = 0;
-    if (n == 0)
-      return GS_OK;
-    if (gs__perf_conn_write(c, chunk, (size_t)n) != GS_OK)
-      return c->err.code;
+/* Sends what nghttp2 queued: HEADERS and DATA of a call leave in one
+ * write. */
+static int flush(gs__perf_conn_t *c, const char *what) {
+  gs_error_t err;
+  if (gs_h2_flush(&c->h2, &err) == GS_OK)
+    return GS_OK;
+  if (!c->err.code)
+    gs__perf_conn_fail(c, err.code, "%s: %s", what, err.msg);
+  return c->err.code;
+}
+
+/* A write completed. A failed one ends the call waiting (as conn.c's
+ * writes do): the connection is not used again. */
+static void on_written(gs_h2_t *h, int status) {
+  gs__perf_conn_t *c = h->data;
+  if (c->closing)
+    return;
+  if (status == 0 && c->busy && !c->t_sent)
+    c->t_sent = gs__perf_now_ns();
+  if (status < 0)
+    gs__perf_conn_fail(c, GS_ESYSTEM, "sending to the server: %s",
+                       uv_strerror(status));
+  if ((status < 0 || flush(c, "sending to the server failed") != GS_OK) &&
+      c->open) {
+    bool was_busy = c->busy;
+    c->open = c->busy = false;
+    if (was_busy)
+      c->on_done(c, c->err.code);
   }
 }
 
@@ -40,17 +46,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame,
   gs__perf_conn_t *c = user;
   (void)s;
   (void)flags;
-  if (frame->hd.type != NGHTTP2_HEADERS)
-    return 0;
-  if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
-    c->http_status = atoi((const char *)value);
-  } else if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
-    c->status = atoi((const char *)value);
-    c->have_grpc_status = true;
-  } else if (nlen == 12 && memcmp(name, "grpc-message", 12) == 0) {
-    snprintf(c->message, sizeof c->message, "%.*s", (int)vlen,
-             (const char *)value);
-  }
+  if (frame->hd.type == NGHTTP2_HEADERS)
+    gs__grpc_answer_header(&c->answer, name, nlen, value, vlen);
   return 0;
 }
 
@@ -67,9 +64,9 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
 
 /* Drops the 5-byte frame prefix so that body is the message alone. */
 static void unframe(gs__perf_conn_t *c) {
-  if (c->body_len >= 5) {
-    memmove(c->body, c->body + 5, c->body_len - 5);
-    c->body_len -= 5;
+  if (c->body_len >= GS__GRPC_PREFIX) {
+    memmove(c->body, c->body + GS__GRPC_PREFIX, c->body_len - GS__GRPC_PREFIX);
+    c->body_len -= GS__GRPC_PREFIX;
   }
 }
 
@@ -80,21 +77,17 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code,
   (void)id;
   if (!c->busy)
     return 0;
-  if (!c->have_grpc_status) {
-    c->status = 14; /* UNAVAILABLE: no trailers, as gRPC's clients say */
-    snprintf(c->message, sizeof c->message,
-             "the server ended the call without a grpc-status (HTTP %d, "
-             "HTTP/2 error %u)",
-             c->http_status, code);
-  }
+  gs__grpc_answer_end(&c->answer, code);
+  c->status = c->answer.status;
+  snprintf(c->message, sizeof c->message, "%s", c->answer.message);
   unframe(c);
   c->complete = true;
   return 0;
 }
 
 static ssize_t read_request(nghttp2_session *s, int32_t id, uint8_t *buf,
-                                  size_t length, uint32_t *flags,
-                                  nghttp2_data_source *source, void *user) {
+                            size_t length, uint32_t *flags,
+                            nghttp2_data_source *source, void *user) {
   gs__perf_conn_t *c = user;
   (void)s;
   (void)id;
@@ -109,68 +102,55 @@ static ssize_t read_request(nghttp2_session *s, int32_t id, uint8_t *buf,
 }
 
 int gs__perf_grpc_start(gs__perf_conn_t *c) {
+  static const gs_h2_config_t cfg = {.window = WINDOW_BYTES,
+                                     .conn_window = WINDOW_BYTES};
   nghttp2_session_callbacks *cb;
+  gs_error_t err;
   if (nghttp2_session_callbacks_new(&cb) != 0)
     return GS_ENOMEM;
   nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-  int rc = nghttp2_session_client_new(&c->h2, cb, c);
+  int rc =
+      gs_h2_init(&c->h2, (uv_stream_t *)&c->tcp, &cfg, cb, c, on_written, &err);
   nghttp2_session_callbacks_del(cb);
-  if (rc != 0)
-    return GS_ENOMEM;
-  nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW_BYTES}};
-  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, settings, 2) != 0 ||
-      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
-                                            WINDOW_BYTES) != 0 ||
-      flush(c) != GS_OK)
-    return GS_ESYSTEM;
-  return GS_OK;
+  c->h2.data = c;
+  if (rc != GS_OK)
+    return rc;
+  return flush(c, "sending to the server failed");
 }
 
-#define NV(n, v)                                                               \
-  {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                   \
-   NGHTTP2_NV_FLAG_NONE}
-
 int gs__perf_grpc_send(gs__perf_conn_t *c, const gs__perf_req_t *req) {
-  nghttp2_nv head[] = {NV(":method", "POST"),
-                       NV(":scheme", "http"),
-                       NV(":path", req->path),
-                       NV(":authority", c->authority),
-                       NV("content-type", "application/grpc"),
-                       NV("te", "trailers")};
+  nghttp2_nv head[] = {GS_H2_NV(":method", "POST"),
+                       GS_H2_NV(":scheme", "http"),
+                       GS_H2_NV(":path", req->path),
+                       GS_H2_NV(":authority", c->authority),
+                       GS_H2_NV("content-type", "application/grpc"),
+                       GS_H2_NV("te", "trailers")};
   nghttp2_data_provider data = {.read_callback = read_request};
   c->req = req;
   c->req_off = 0;
-  c->have_grpc_status = false;
-  c->http_status = 0;
-  if (nghttp2_submit_request(c->h2, NULL, head, 6, &data, c) < 0) {
+  memset(&c->answer, 0, sizeof c->answer);
+  if (nghttp2_submit_request(c->h2.session, NULL, head, 6, &data, c) < 0) {
     gs__perf_conn_fail(c, GS_ESYSTEM, "cannot start a gRPC call");
     return GS_ESYSTEM;
   }
-  if (flush(c) != GS_OK) {
-    if (!c->err.code)
-      gs__perf_conn_fail(c, GS_ESYSTEM, "sending a gRPC call failed");
-    return c->err.code;
-  }
-  return GS_OK;
+  int rc = flush(c, "sending a gRPC call failed");
+  if (rc == GS_OK && c->h2.writes)
+    c->t_sent = 0; /* queued: the write callback sets it */
+  return rc;
 }
 
 int gs__perf_grpc_read(gs__perf_conn_t *c, const uint8_t *data, size_t len) {
-  ssize_t n = nghttp2_session_mem_recv(c->h2, data, len);
-  if (n < 0 || (size_t)n != len) {
+  gs_error_t err;
+  if (gs_h2_feed(&c->h2, data, len, &err) != GS_OK) {
     if (!c->err.code)
-      gs__perf_conn_fail(c, GS_EPARSE, "HTTP/2 from the server: %s",
-                         nghttp2_strerror((int)n));
+      gs__perf_conn_fail(c, GS_EPARSE, "%s from the server", err.msg);
     return c->err.code;
   }
-  if (flush(c) != GS_OK) {
-    if (!c->err.code)
-      gs__perf_conn_fail(c, GS_ESYSTEM, "sending to the server failed");
-    return c->err.code;
-  }
+  int rc = flush(c, "sending to the server failed");
+  if (rc != GS_OK)
+    return rc;
   if (c->complete && c->busy) {
     c->complete = false;
     c->busy = false;
@@ -180,6 +160,5 @@ int gs__perf_grpc_read(gs__perf_conn_t *c, const uint8_t *data, size_t len) {
 }
 
 void gs__perf_grpc_release(gs__perf_conn_t *c) {
-  nghttp2_session_del(c->h2);
-  c->h2 = NULL;
+  gs_h2_release(&c->h2);
 }

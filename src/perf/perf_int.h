@@ -6,11 +6,12 @@
 #define GPUSLICE_PERF_INT_H
 
 #include <http_parser.h>
-#include <nghttp2/nghttp2.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "gpuslice/perf.h"
+#include "net/grpc.h"
+#include "net/h2.h"
 
 #define GS__PERF_MAX_BODY ((size_t)64 << 20) /* a fetched answer */
 #define GS__PERF_ERR_BODY ((size_t)4096)     /* kept of an infer's answer */
@@ -107,11 +108,10 @@ struct gs__perf_conn_s {
   http_parser parser;
   bool complete;
   /* gRPC */
-  nghttp2_session *h2;
+  gs_h2_t h2; /* its session is NULL until gs__perf_grpc_start */
   const gs__perf_req_t *req;
   size_t req_off;
-  int http_status;
-  bool have_grpc_status;
+  gs__grpc_answer_t answer;
   gs__perf_conn_t *next; /* the owner's list */
 };
 

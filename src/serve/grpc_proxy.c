@@ -2,19 +2,19 @@
  * each unary call goes to one worker's gRPC port over one multiplexed
  * nghttp2 client connection per worker and its answer comes back unchanged.
  * A call whose worker fails before answering is retried once elsewhere. */
-#include <nghttp2/nghttp2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/grpc.h"
+#include "net/h2.h"
 #include "serve/serve_int.h"
-#include "worker/grpc_int.h"
 
-#define GRPC_DEADLINE_EXCEEDED 4
-#define MAX_HEADER_BYTES (16u << 10) /* one header list, as RFC 9113 counts */
-#define MAX_RESPONSE_BYTES ((size_t)GS__GRPC_MAX_MESSAGE + 5)
-#define MAX_BUFFERED ((size_t)512 << 20) /* requests + responses, all calls */
+/* one header list, as RFC 9113 counts */
+#define MAX_HEADER_BYTES ((unsigned)gs_limit_bytes(GS_LIMIT_GRPC_HEADERS))
+/* requests + responses, all calls */
+#define MAX_BUFFERED gs_limit_bytes(GS_LIMIT_GRPC_PROXY_BUFFERED)
 #define DEFAULT_MAX_BODY ((size_t)64 << 20)
 #define WINDOW_BYTES (1 << 20)
 #define SWEEP_MS 50 /* how often deadlines are checked */
@@ -23,14 +23,9 @@ typedef struct front_s front_t;
 typedef struct h2_s h2_t;
 typedef struct call_s call_t;
 
-typedef struct bytes_s {
-  uint8_t *data;
-  size_t len, cap;
-} bytes_t;
-
 /* A header list as name\0value\0 pairs (nghttp2 rejects NULs in both). */
 typedef struct hdrs_s {
-  bytes_t b;
+  gs_buf_t b;
   size_t list_bytes; /* RFC 9113's size: name + value + 32 each */
   unsigned n;
 } hdrs_t;
@@ -40,13 +35,12 @@ typedef struct hdrs_s {
 struct h2_s {
   uv_tcp_t tcp;
   uv_connect_t connect;
-  nghttp2_session *session;
+  gs_h2_t h2; /* h2.session is NULL until h2_session */
   front_t *f;
   h2_t *next, *prev; /* in f->downs or f->ups */
   bool is_up;
   gs__wk_t *wk;   /* up: the worker, a ref of its own */
   unsigned calls; /* down: calls on it */
-  unsigned writes;
   bool connected, closing, dirty;
   bool gone; /* up: its worker died: not a passive failure */
 };
@@ -57,7 +51,7 @@ struct call_s {
   h2_t *dc; /* the client's connection: the call lives as its stream */
   int32_t down_id;
   hdrs_t req; /* :path, :authority and the headers to forward */
-  bytes_t body;
+  gs_buf_t body;
   int error; /* a gRPC status found while reading, answered at its end */
   char error_msg[128];
   /* the attempt in flight: wk is set while it counts in wk->inflight */
@@ -69,7 +63,7 @@ struct call_s {
   bool got_headers; /* the worker began answering: no retry after that */
   bool answered;
   hdrs_t resp, trailers;
-  bytes_t resp_body;
+  gs_buf_t resp_body;
   size_t resp_sent;
   uint64_t t_attempt, deadline_ns;
   call_t *fail_next; /* in h2_close's list of calls to fail */
@@ -90,68 +84,42 @@ struct front_s {
   bool draining, closing;
 };
 
-typedef struct write_s {
-  uv_write_t req;
-  h2_t *c;
-  char *data;
-} write_t;
-
-#define NV(name, value)                                                        \
-  {                                                                            \
-    (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),    \
-        NGHTTP2_NV_FLAG_NONE                                                   \
-  }
-
 static void h2_close(h2_t *c);
 static void call_send(call_t *call, gs__wk_t *wk);
 
 /* ---- small buffers ------------------------------------------------------ */
 
-/* Room for `more` bytes; -1 when out of memory. */
-static int bytes_reserve(bytes_t *b, size_t more) {
-  if (b->len + more <= b->cap)
-    return 0;
-  size_t cap = b->cap ? b->cap : 512;
-  while (cap < b->len + more)
-    cap *= 2;
-  uint8_t *grown = realloc(b->data, cap);
-  if (!grown)
+/* Appends len bytes unless that passes b's limit or the front's total. */
+static int bytes_add(front_t *f, gs_buf_t *b, const uint8_t *data, size_t len) {
+  size_t before = b->len;
+  if (len > MAX_BUFFERED - f->buffered)
     return -1;
-  b->data = grown;
-  b->cap = cap;
-  return 0;
-}
-
-/* Appends len bytes unless that passes max or the front's total limit. */
-static int bytes_add(front_t *f, bytes_t *b, const uint8_t *data, size_t len,
-                     size_t max) {
-  if (len > max - b->len || len > MAX_BUFFERED - f->buffered ||
-      bytes_reserve(b, len) != 0)
+  if (gs_buf_add(b, data, len) != GS_OK) {
+    f->buffered -= before; /* a failed buffer lets its bytes go */
     return -1;
-  memcpy(b->data + b->len, data, len);
-  b->len += len;
+  }
   f->buffered += len;
   return 0;
 }
 
-static void bytes_release(front_t *f, bytes_t *b) {
+static void bytes_release(front_t *f, gs_buf_t *b) {
   if (f)
     f->buffered -= b->len;
-  free(b->data);
-  memset(b, 0, sizeof *b);
+  gs_buf_free(b);
 }
 
 static int hdrs_add(hdrs_t *h, const uint8_t *name, size_t nlen,
                     const uint8_t *value, size_t vlen) {
-  if (h->list_bytes + nlen + vlen + 32 > MAX_HEADER_BYTES ||
-      bytes_reserve(&h->b, nlen + vlen + 2) != 0)
+  if (h->list_bytes + nlen + vlen + 32 > MAX_HEADER_BYTES)
     return -1;
-  uint8_t *p = h->b.data + h->b.len;
+  uint8_t *p = gs_buf_reserve(&h->b, nlen + vlen + 2);
+  if (!p)
+    return -1;
   memcpy(p, name, nlen);
   p[nlen] = '\0';
   memcpy(p + nlen + 1, value, vlen);
   p[nlen + 1 + vlen] = '\0';
-  h->b.len += nlen + vlen + 2;
+  gs_buf_commit(&h->b, nlen + vlen + 2);
   h->list_bytes += nlen + vlen + 32;
   h->n++;
   return 0;
@@ -212,9 +180,9 @@ static void call_set_error(call_t *call, int status, const char *fmt, ...) {
 static void call_detach(call_t *call, bool reset) {
   h2_t *u = call->up;
   if (u && !u->closing) {
-    nghttp2_session_set_stream_user_data(u->session, call->up_id, NULL);
+    nghttp2_session_set_stream_user_data(u->h2.session, call->up_id, NULL);
     if (reset) {
-      nghttp2_submit_rst_stream(u->session, NGHTTP2_FLAG_NONE, call->up_id,
+      nghttp2_submit_rst_stream(u->h2.session, NGHTTP2_FLAG_NONE, call->up_id,
                                 NGHTTP2_CANCEL);
       u->dirty = true;
     }
@@ -238,21 +206,20 @@ static void call_submit(call_t *call, const nghttp2_nv *nv, size_t n,
                         const nghttp2_data_provider *data) {
   h2_t *dc = call->dc;
   call->answered = true;
-  if (nghttp2_submit_response(dc->session, call->down_id, nv, n, data) != 0)
-    nghttp2_submit_rst_stream(dc->session, NGHTTP2_FLAG_NONE, call->down_id,
+  if (nghttp2_submit_response(dc->h2.session, call->down_id, nv, n, data) != 0)
+    nghttp2_submit_rst_stream(dc->h2.session, NGHTTP2_FLAG_NONE, call->down_id,
                               NGHTTP2_INTERNAL_ERROR);
   dc->dirty = true;
 }
 
 /* Answers with a status of the router's own (a trailers-only response). */
 static void call_answer_error(call_t *call, int status, const char *msg) {
-  char code[16], encoded[512];
-  snprintf(code, sizeof code, "%d", status);
-  gs__grpc_percent_encode(msg, encoded, sizeof encoded);
-  nghttp2_nv nv[] = {NV(":status", "200"),
-                     NV("content-type", "application/grpc"),
-                     NV("grpc-status", code), NV("grpc-message", encoded)};
-  call_submit(call, nv, 4, NULL);
+  h2_t *dc = call->dc;
+  call->answered = true;
+  if (gs__grpc_submit_status(dc->h2.session, call->down_id, status, msg) != 0)
+    nghttp2_submit_rst_stream(dc->h2.session, NGHTTP2_FLAG_NONE, call->down_id,
+                              NGHTTP2_INTERNAL_ERROR);
+  dc->dirty = true;
 }
 
 /* The data provider of both sides: on a worker's session it sends the
@@ -265,8 +232,8 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
   (void)user;
   if (!call) /* answered or cancelled meanwhile: reset the stream */
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  bool up = session != call->dc->session;
-  const bytes_t *b = up ? &call->body : &call->resp_body;
+  bool up = session != call->dc->h2.session;
+  const gs_buf_t *b = up ? &call->body : &call->resp_body;
   size_t *sent = up ? &call->body_sent : &call->resp_sent;
   size_t n = b->len - *sent < length ? b->len - *sent : length;
   if (n)
@@ -353,7 +320,7 @@ static void front_maybe_free(front_t *f) {
 static void on_h2_closed(uv_handle_t *h) {
   h2_t *c = h->data;
   front_t *f = c->f;
-  nghttp2_session_del(c->session); /* calls no callback */
+  gs_h2_release(&c->h2);
   if (c->prev)
     c->prev->next = c->next;
   else if (c->is_up)
@@ -416,74 +383,31 @@ static void h2_close(h2_t *c) {
   uv_close((uv_handle_t *)&c->tcp, on_h2_closed);
 }
 
-static void on_written(uv_write_t *req, int status) {
-  write_t *wr = (write_t *)req;
-  h2_t *c = wr->c;
-  free(wr->data);
-  free(wr);
-  c->writes--;
+static void on_written(gs_h2_t *h, int status) {
+  h2_t *c = h->data;
   if (status < 0)
     h2_close(c);
   else
     c->dirty = true; /* the flusher sends what is still queued */
 }
 
-static int h2_write(h2_t *c, char *data, size_t len) {
-  write_t *wr = calloc(1, sizeof *wr);
-  uv_buf_t buf = uv_buf_init(data, (unsigned)len);
-  if (!wr) {
-    free(data);
-    return -1;
-  }
-  wr->c = c;
-  wr->data = data;
-  if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
-    free(data);
-    free(wr);
-    return -1;
-  }
-  c->writes++;
-  return 0;
-}
-
 /* Whether c has nothing more to do: closed once its writes are done. */
 static bool h2_idle(h2_t *c) {
-  if (c->writes || nghttp2_session_want_write(c->session))
+  if (c->h2.writes || nghttp2_session_want_write(c->h2.session))
     return false;
-  if (!nghttp2_session_want_read(c->session))
+  if (!nghttp2_session_want_read(c->h2.session))
     return true;
   return !c->is_up && c->f->draining && c->calls == 0;
 }
 
-/* Sends what nghttp2 has queued (4 MiB at a time, then again after the
- * write completes). */
+/* Sends what nghttp2 has queued (up to the pump's high water mark, then
+ * again after a write completes). */
 static void h2_flush(h2_t *c) {
-  char *data = NULL;
-  size_t len = 0;
+  gs_error_t err;
   c->dirty = false;
   if (c->closing || !c->connected)
     return;
-  while (len < (4u << 20)) {
-    const uint8_t *chunk;
-    ssize_t n = nghttp2_session_mem_send(c->session, &chunk);
-    char *grown = n > 0 ? realloc(data, len + (size_t)n) : NULL;
-    if (n <= 0 || !grown) {
-      if (n != 0) {
-        free(data);
-        h2_close(c);
-        return;
-      }
-      break;
-    }
-    data = grown;
-    memcpy(data + len, chunk, (size_t)n);
-    len += (size_t)n;
-  }
-  if (len && h2_write(c, data, len) != 0) {
-    h2_close(c);
-    return;
-  }
-  if (h2_idle(c))
+  if (gs_h2_flush(&c->h2, &err) != GS_OK || h2_idle(c))
     h2_close(c);
 }
 
@@ -506,20 +430,12 @@ static void on_flush(uv_prepare_t *p) {
   }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
-  buf->base = malloc(suggested);
-  buf->len = buf->base ? suggested : 0;
-}
-
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   h2_t *c = stream->data;
-  ssize_t used = 0;
-  if (nread > 0 && !c->closing)
-    used = nghttp2_session_mem_recv(c->session, (const uint8_t *)buf->base,
-                                    (size_t)nread);
-  free(buf->base);
-  if (nread < 0 || used < 0)
+  gs_error_t err;
+  if (nread < 0 ||
+      (nread > 0 && !c->closing &&
+       gs_h2_feed(&c->h2, buf->base, (size_t)nread, &err) != GS_OK))
     h2_close(c);
   else
     c->dirty = true;
@@ -553,7 +469,7 @@ static int up_on_data(nghttp2_session *session, uint8_t flags, int32_t id,
   call_t *call = nghttp2_session_get_stream_user_data(session, id);
   (void)flags;
   if (!call || call->error ||
-      bytes_add(call->f, &call->resp_body, data, len, MAX_RESPONSE_BYTES) == 0)
+      bytes_add(call->f, &call->resp_body, data, len) == 0)
     return 0;
   call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
                  "the worker's response is too large to relay");
@@ -624,6 +540,11 @@ static int down_on_begin_headers(nghttp2_session *session,
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   call->f = f;
   call->dc = c;
+  gs_buf_init_max(&call->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
+  gs_buf_init(&call->resp_body, GS_LIMIT_GRPC_MESSAGE);
+  gs_buf_init(&call->req.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&call->resp.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&call->trailers.b, GS_LIMIT_GRPC_HEADERS);
   call->down_id = frame->hd.stream_id;
   call->deadline_ns = gs__serve_now_ns() + (uint64_t)f->timeout_ms * 1000000u;
   call->next = f->calls;
@@ -664,7 +585,7 @@ static int down_on_data(nghttp2_session *session, uint8_t flags, int32_t id,
   (void)user;
   if (!call || call->error || call->answered)
     return 0;
-  if (bytes_add(call->f, &call->body, data, len, call->f->max_body) != 0)
+  if (bytes_add(call->f, &call->body, data, len) != 0)
     call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
                    "the request is larger than %zu bytes", call->f->max_body);
   return 0;
@@ -702,11 +623,15 @@ static int down_on_stream_close(nghttp2_session *session, int32_t id,
 /* c's session: server for a client, client to a worker, with header lists
  * limited both ways. */
 static int h2_session(h2_t *c) {
+  const gs_h2_config_t cfg = {.server = !c->is_up,
+                              .max_streams = GS__GRPC_MAX_STREAMS,
+                              .window = WINDOW_BYTES,
+                              .conn_window = 16 * WINDOW_BYTES,
+                              .max_headers = MAX_HEADER_BYTES};
   nghttp2_session_callbacks *cb = NULL;
-  nghttp2_option *opt = NULL;
-  int rc = -1;
-  if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
-    goto out;
+  gs_error_t err;
+  if (nghttp2_session_callbacks_new(&cb) != 0)
+    return -1;
   nghttp2_session_callbacks_set_on_header_callback(
       cb, c->is_up ? up_on_header : down_on_header);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -718,27 +643,11 @@ static int h2_session(h2_t *c) {
   if (!c->is_up)
     nghttp2_session_callbacks_set_on_begin_headers_callback(
         cb, down_on_begin_headers);
-  nghttp2_option_set_max_send_header_block_length(opt, 2 * MAX_HEADER_BYTES);
-  nghttp2_option_set_max_reserved_remote_streams(opt, 0);
-  nghttp2_option_set_peer_max_concurrent_streams(opt, GS__GRPC_MAX_STREAMS);
-  if ((c->is_up ? nghttp2_session_client_new2(&c->session, cb, c, opt)
-                : nghttp2_session_server_new2(&c->session, cb, c, opt)) != 0)
-    goto out;
-  nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW_BYTES},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES},
-      {c->is_up ? NGHTTP2_SETTINGS_ENABLE_PUSH
-                : NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-       c->is_up ? 0 : GS__GRPC_MAX_STREAMS}};
-  if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, 3) ==
-          0 &&
-      nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
-                                            16 * WINDOW_BYTES) == 0)
-    rc = 0;
-out:
-  nghttp2_option_del(opt);
+  int rc =
+      gs_h2_init(&c->h2, (uv_stream_t *)&c->tcp, &cfg, cb, c, on_written, &err);
   nghttp2_session_callbacks_del(cb);
-  return rc;
+  c->h2.data = c;
+  return rc == GS_OK ? 0 : -1;
 }
 
 static h2_t *h2_new(front_t *f, bool is_up) {
@@ -770,7 +679,7 @@ static void on_connect(uv_connect_t *req, int status) {
   u->connected = true;
   u->dirty = true;
   uv_tcp_nodelay(&u->tcp, 1);
-  if (uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read) != 0)
+  if (uv_read_start((uv_stream_t *)&u->tcp, gs_h2_alloc, on_read) != 0)
     h2_close(u);
 }
 
@@ -812,10 +721,10 @@ static void call_send(call_t *call, gs__wk_t *wk) {
   if (nv) {
     /* gRPC calls are POSTs over cleartext here; :path and :authority come
      * from the client with its headers. */
-    nv[0] = (nghttp2_nv)NV(":method", "POST");
-    nv[1] = (nghttp2_nv)NV(":scheme", "http");
+    nv[0] = (nghttp2_nv)GS_H2_NV(":method", "POST");
+    nv[1] = (nghttp2_nv)GS_H2_NV(":scheme", "http");
     nghttp2_data_provider data = {.read_callback = read_body};
-    id = nghttp2_submit_request(u->session, NULL, nv, n, &data, call);
+    id = nghttp2_submit_request(u->h2.session, NULL, nv, n, &data, call);
     free(nv);
   }
   if (id < 0) {
@@ -836,7 +745,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   c->connected = true;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || h2_session(c) != 0 ||
-      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+      uv_read_start((uv_stream_t *)&c->tcp, gs_h2_alloc, on_read) != 0) {
     h2_close(c);
     return;
   }
@@ -856,7 +765,7 @@ static void on_sweep(uv_timer_t *t) {
     snprintf(msg, sizeof msg, "the call took longer than %u ms", f->timeout_ms);
     call_end_attempt(call, false, true); /* RSTs the worker's stream */
     f->s->failures++;
-    call_answer_error(call, GRPC_DEADLINE_EXCEEDED, msg);
+    call_answer_error(call, GS__GRPC_DEADLINE_EXCEEDED, msg);
   }
 }
 
@@ -912,9 +821,10 @@ void gs__grpc_proxy_drain(gs__serve_t *s) {
     if (c->closing)
       continue;
     /* Calls already begun finish; the connection closes once they have. */
-    nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(c->session),
-                          NGHTTP2_NO_ERROR, NULL, 0);
+    nghttp2_submit_goaway(
+        c->h2.session, NGHTTP2_FLAG_NONE,
+        nghttp2_session_get_last_proc_stream_id(c->h2.session),
+        NGHTTP2_NO_ERROR, NULL, 0);
     c->dirty = true;
   }
 }

@@ -1,18 +1,16 @@
-/* The worker's gRPC transport: HTTP/2 with nghttp2 on the worker's libuv
- * loop. Each stream carries one unary call: its message is gathered (64 MiB
- * at most), answered through grpc_call.c, and infers are submitted as
- * HTTP's are (gs__infer_submit: the pool, and the dynamic batcher). Responses
- * end with grpc-status trailers, errors with a trailers-only response. */
-#include <nghttp2/nghttp2.h>
+/* The worker's gRPC server: HTTP/2 on the worker's libuv loop through
+ * net/h2's pump. Each stream carries one unary call: its message is
+ * gathered (64 MiB at most), answered through grpc_call.c, and infers are
+ * submitted as HTTP's are (gs__infer_submit: the pool, and the dynamic
+ * batcher). Responses end with grpc-status trailers, errors with a
+ * trailers-only response. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/h2.h"
 #include "worker/grpc_int.h"
 
-#define MAX_STREAM_BYTES ((size_t)GS__GRPC_MAX_MESSAGE + 5)
-#define MAX_CONN_BYTES ((size_t)256 << 20) /* buffered requests, all streams   \
-                                            */
 #define WINDOW_BYTES (1 << 20)
 
 typedef struct conn_s conn_t;
@@ -25,9 +23,8 @@ typedef struct stream_s {
   bool grpc_content_type;
   bool in_flight; /* an infer runs on the pool */
   bool closed;    /* nghttp2 is done with the stream */
-  uint8_t *buf;   /* the request's bytes */
-  size_t len, cap;
-  int error; /* a gRPC status found while reading, 0 if none */
+  gs_buf_t buf;   /* the request's bytes */
+  int error;      /* a gRPC status found while reading, 0 if none */
   char error_msg[128];
   gs__grpc_reply_t reply;
   size_t sent; /* bytes of reply.body sent */
@@ -36,12 +33,11 @@ typedef struct stream_s {
 
 struct conn_s {
   uv_tcp_t tcp;
+  gs_h2_t h2;
   gs__grpc_server_t *g;
-  nghttp2_session *session;
   conn_t *next, *prev;
   stream_t *streams;
   size_t buffered; /* request bytes held by this connection's streams */
-  unsigned writes;
   bool closing;
 };
 
@@ -53,24 +49,18 @@ struct gs__grpc_server_s {
   conn_t *conns;
 };
 
-typedef struct write_s {
-  uv_write_t req;
-  conn_t *c;
-  char *data;
-} write_t;
-
-#define NV(name, value)                                                        \
-  {                                                                            \
-    (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),    \
-        NGHTTP2_NV_FLAG_NONE                                                   \
-  }
-
-static void conn_flush(conn_t *c);
-
 static void stream_free(stream_t *s) {
-  free(s->buf);
+  gs_buf_free(&s->buf);
   gs__grpc_reply_release(&s->reply);
+  gs__grpc_infer_destroy(s->job.grpc);
   free(s);
+}
+
+/* Drops the request's bytes, which the connection counted. */
+static void stream_drop_request(stream_t *s) {
+  if (s->c)
+    s->c->buffered -= s->buf.len;
+  gs_buf_free(&s->buf);
 }
 
 static void stream_unlink(stream_t *s) {
@@ -81,13 +71,12 @@ static void stream_unlink(stream_t *s) {
   if (s->next)
     s->next->prev = s->prev;
   s->next = s->prev = NULL;
-  if (s->c)
-    s->c->buffered -= s->len;
+  stream_drop_request(s);
 }
 
 static void on_closed(uv_handle_t *h) {
   conn_t *c = h->data;
-  nghttp2_session_del(c->session); /* calls no callback */
+  gs_h2_release(&c->h2);
   while (c->streams) {
     stream_t *s = c->streams;
     stream_unlink(s);
@@ -112,58 +101,21 @@ static void conn_close(conn_t *c) {
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-static void on_written(uv_write_t *req, int status) {
-  write_t *wr = (write_t *)req;
-  conn_t *c = wr->c;
-  free(wr->data);
-  free(wr);
-  c->writes--;
-  if (status < 0)
-    conn_close(c);
-  else if (!c->closing)
-    conn_flush(c);
-}
-
 /* Sends what nghttp2 has queued; closes once neither side wants more. */
 static void conn_flush(conn_t *c) {
-  char *data = NULL;
-  size_t len = 0;
-  while (!c->closing && len < (4u << 20)) {
-    const uint8_t *chunk;
-    ssize_t n = nghttp2_session_mem_send(c->session, &chunk);
-    if (n < 0) {
-      free(data);
-      conn_close(c);
-      return;
-    }
-    if (n == 0)
-      break;
-    char *grown = realloc(data, len + (size_t)n);
-    if (!grown) {
-      free(data);
-      conn_close(c);
-      return;
-    }
-    data = grown;
-    memcpy(data + len, chunk, (size_t)n);
-    len += (size_t)n;
-  }
-  if (len) {
-    write_t *wr = calloc(1, sizeof *wr);
-    uv_buf_t buf = uv_buf_init(data, (unsigned)len);
-    if (!wr || (wr->c = c, wr->data = data,
-                uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1,
-                         on_written)) != 0) {
-      free(wr);
-      free(data);
-      conn_close(c);
-      return;
-    }
-    c->writes++; /* on_written flushes again: more may be queued */
-  }
-  if (!c->closing && c->writes == 0 && !nghttp2_session_want_read(c->session) &&
-      !nghttp2_session_want_write(c->session))
+  gs_error_t err;
+  if (c->closing)
+    return;
+  if (gs_h2_flush(&c->h2, &err) != GS_OK || gs_h2_finished(&c->h2))
     conn_close(c);
+}
+
+static void on_written(gs_h2_t *h, int status) {
+  conn_t *c = h->data;
+  if (status < 0)
+    conn_close(c);
+  else
+    conn_flush(c);
 }
 
 static ssize_t read_reply(nghttp2_session *session, int32_t id, uint8_t *buf,
@@ -177,9 +129,8 @@ static ssize_t read_reply(nghttp2_session *session, int32_t id, uint8_t *buf,
   memcpy(buf, s->reply.body + s->sent, n);
   s->sent += n;
   if (s->sent == s->reply.body_len) {
-    nghttp2_nv trailers[] = {NV("grpc-status", "0")};
     *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    if (nghttp2_submit_trailer(session, id, trailers, 1) != 0)
+    if (gs__grpc_submit_ok_trailer(session, id) != 0)
       return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
   return (ssize_t)n;
@@ -189,35 +140,47 @@ static ssize_t read_reply(nghttp2_session *session, int32_t id, uint8_t *buf,
 static void stream_respond(stream_t *s) {
   conn_t *c = s->c;
   if (s->reply.status == GS__GRPC_OK && s->reply.body) {
-    nghttp2_nv head[] = {NV(":status", "200"),
-                         NV("content-type", "application/grpc")};
+    nghttp2_nv head[] = {GS_H2_NV(":status", "200"),
+                         GS_H2_NV("content-type", "application/grpc")};
     nghttp2_data_provider data = {.source.ptr = s, .read_callback = read_reply};
-    nghttp2_submit_response(c->session, s->id, head, 2, &data);
+    nghttp2_submit_response(c->h2.session, s->id, head, 2, &data);
     return;
   }
-  char code[16], msg[1024];
-  snprintf(code, sizeof code, "%d",
-           s->reply.status ? s->reply.status : GS__GRPC_INTERNAL);
-  gs__grpc_percent_encode(s->reply.message, msg, sizeof msg);
-  nghttp2_nv head[] = {NV(":status", "200"),
-                       NV("content-type", "application/grpc"),
-                       NV("grpc-status", code), NV("grpc-message", msg)};
-  nghttp2_submit_response(c->session, s->id, head, 4, NULL);
+  gs__grpc_submit_status(c->h2.session, s->id,
+                         s->reply.status ? s->reply.status : GS__GRPC_INTERNAL,
+                         s->reply.message);
 }
 
 static void after_infer(gs__infer_job_t *job) {
   stream_t *s = job->data;
   gs__infer_job_finish(&s->job);
   s->in_flight = false;
+  if (!s->closed)
+    gs__grpc_infer_reply(&s->job.resp, &s->reply);
+  gs__http_response_release(&s->job.resp);
+  gs__grpc_infer_destroy(s->job.grpc);
+  s->job.grpc = NULL;
   if (s->closed) {
-    gs__http_response_release(&s->job.resp);
     stream_free(s);
     return;
   }
-  gs__grpc_infer_reply(&s->job.resp, &s->reply);
-  gs__http_response_release(&s->job.resp);
   stream_respond(s);
   conn_flush(s->c);
+}
+
+/* Starts the job gs__grpc_call filled; false (with the reply set) when it
+ * cannot be queued. */
+static bool stream_submit(stream_t *s) {
+  s->job.data = s;
+  if (gs__infer_submit(s->c->g->loop, &s->job, after_infer) == 0)
+    return true;
+  gs__infer_job_finish(&s->job);
+  gs__http_response_release(&s->job.resp);
+  gs__grpc_infer_destroy(s->job.grpc);
+  s->job.grpc = NULL;
+  gs__grpc_reply_error(&s->reply, GS__GRPC_INTERNAL,
+                       "cannot queue the inference");
+  return false;
 }
 
 /* The request is complete: answer it, or start its infer. */
@@ -227,35 +190,20 @@ static void stream_dispatch(stream_t *s) {
   size_t len;
   gs_error_t err = {0};
   if (!s->grpc_content_type) {
-    nghttp2_nv head[] = {NV(":status", "415")};
-    nghttp2_submit_response(c->session, s->id, head, 1, NULL);
+    nghttp2_nv head[] = {GS_H2_NV(":status", "415")};
+    nghttp2_submit_response(c->h2.session, s->id, head, 1, NULL);
     return;
   }
-  int status = s->error
-                   ? s->error
-                   : gs__grpc_frame_read(s->buf, s->len, GS__GRPC_MAX_MESSAGE,
-                                         &msg, &len, &err);
-  if (status != GS__GRPC_OK) {
-    s->reply.status = status;
-    snprintf(s->reply.message, sizeof s->reply.message, "%s",
-             s->error ? s->error_msg : err.msg);
-  } else if (gs__grpc_call(c->g->repo, s->method, msg, len, &s->reply,
-                           &s->job) == 1) {
-    s->job.data = s;
-    if (gs__infer_submit(c->g->loop, &s->job, after_infer) == 0) {
-      s->in_flight = true;
-    } else {
-      gs__infer_job_finish(&s->job);
-      gs__http_response_release(&s->job.resp);
-      s->reply.status = GS__GRPC_INTERNAL;
-      snprintf(s->reply.message, sizeof s->reply.message,
-               "cannot queue the inference");
-    }
-  }
-  c->buffered -= s->len; /* the job holds its own copy */
-  free(s->buf);
-  s->buf = NULL;
-  s->len = s->cap = 0;
+  int status =
+      s->error ? s->error
+               : gs__grpc_frame_read((const uint8_t *)s->buf.data, s->buf.len,
+                                     GS__GRPC_MAX_MESSAGE, &msg, &len, &err);
+  if (status != GS__GRPC_OK)
+    gs__grpc_reply_error(&s->reply, status, s->error ? s->error_msg : err.msg);
+  else if (gs__grpc_call(c->g->repo, s->method, msg, len, &s->reply, &s->job) ==
+           1)
+    s->in_flight = stream_submit(s);
+  stream_drop_request(s); /* the job holds the message it needs */
   if (!s->in_flight)
     stream_respond(s);
 }
@@ -272,6 +220,7 @@ static int on_begin_headers(nghttp2_session *session,
   s->c = c;
   s->id = frame->hd.stream_id;
   s->method = GS__GRPC_UNKNOWN_METHOD;
+  gs_buf_init(&s->buf, GS_LIMIT_GRPC_MESSAGE);
   s->next = c->streams;
   if (c->streams)
     c->streams->prev = s;
@@ -289,16 +238,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
   (void)user;
   if (!s || frame->hd.type != NGHTTP2_HEADERS)
     return 0;
-  char v[256];
-  if (valuelen >= sizeof v)
-    valuelen = sizeof v - 1;
-  memcpy(v, value, valuelen);
-  v[valuelen] = '\0';
-  if (namelen == 5 && memcmp(name, ":path", 5) == 0)
-    s->method = gs__grpc_method(v);
-  else if (namelen == 12 && memcmp(name, "content-type", 12) == 0)
-    s->grpc_content_type = strncmp(v, "application/grpc", 16) == 0 &&
-                           (v[16] == '\0' || v[16] == '+' || v[16] == ';');
+  if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)valuelen, (const char *)value);
+    s->method = gs__grpc_method(path);
+  } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
+    s->grpc_content_type = gs__grpc_content_type(value, valuelen);
+  }
   return 0;
 }
 
@@ -309,32 +255,20 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id,
   (void)flags;
   if (!s || s->error)
     return 0;
-  if (len > MAX_STREAM_BYTES - s->len || len > MAX_CONN_BYTES - c->buffered) {
+  size_t conn_max = gs_limit_bytes(GS_LIMIT_GRPC_CONN);
+  bool conn_full = len > conn_max - c->buffered;
+  size_t before = s->buf.len;
+  if (conn_full || gs_buf_add(&s->buf, data, len) != GS_OK) {
+    if (!conn_full && s->buf.failed == GS_ENOMEM)
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
     s->error = GS__GRPC_RESOURCE_EXHAUSTED;
     snprintf(s->error_msg, sizeof s->error_msg, "%s",
-             len > MAX_STREAM_BYTES - s->len
-                 ? "the request message is larger than 64 MiB"
-                 : "the connection holds too many large requests");
-    c->buffered -= s->len;
-    free(s->buf);
-    s->buf = NULL;
-    s->len = s->cap = 0;
+             conn_full ? "the connection holds too many large requests"
+                       : "the request message is larger than 64 MiB");
+    c->buffered -= before;
+    gs_buf_free(&s->buf);
     return 0;
   }
-  if (s->len + len > s->cap) {
-    size_t cap = s->cap ? s->cap : 4096;
-    while (cap < s->len + len)
-      cap *= 2;
-    if (cap > MAX_STREAM_BYTES)
-      cap = MAX_STREAM_BYTES;
-    uint8_t *grown = realloc(s->buf, cap);
-    if (!grown)
-      return NGHTTP2_ERR_CALLBACK_FAILURE;
-    s->buf = grown;
-    s->cap = cap;
-  }
-  memcpy(s->buf + s->len, data, len);
-  s->len += len;
   c->buffered += len;
   return 0;
 }
@@ -366,8 +300,13 @@ static int on_stream_close(nghttp2_session *session, int32_t id,
   return 0;
 }
 
-static int session_create(conn_t *c) {
+static int conn_start(conn_t *c) {
+  static const gs_h2_config_t cfg = {.server = true,
+                                     .max_streams = GS__GRPC_MAX_STREAMS,
+                                     .window = WINDOW_BYTES,
+                                     .conn_window = 16 * WINDOW_BYTES};
   nghttp2_session_callbacks *cb;
+  gs_error_t err;
   if (nghttp2_session_callbacks_new(&cb) != 0)
     return -1;
   nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
@@ -375,40 +314,19 @@ static int session_create(conn_t *c) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-  int rc = nghttp2_session_server_new(&c->session, cb, c);
+  int rc =
+      gs_h2_init(&c->h2, (uv_stream_t *)&c->tcp, &cfg, cb, c, on_written, &err);
   nghttp2_session_callbacks_del(cb);
-  if (rc != 0)
-    return -1;
-  nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, GS__GRPC_MAX_STREAMS},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW_BYTES}};
-  if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, 2) !=
-          0 ||
-      nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
-                                            16 * WINDOW_BYTES) != 0)
-    return -1;
-  return 0;
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
-  buf->base = malloc(suggested);
-  buf->len = buf->base ? suggested : 0;
+  c->h2.data = c;
+  return rc == GS_OK ? 0 : -1;
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = stream->data;
-  if (nread < 0) {
-    free(buf->base);
-    conn_close(c);
-    return;
-  }
-  ssize_t used =
-      c->closing ? 0
-                 : nghttp2_session_mem_recv(
-                       c->session, (const uint8_t *)buf->base, (size_t)nread);
-  free(buf->base);
-  if (used < 0) {
+  gs_error_t err;
+  if (nread < 0 ||
+      (nread > 0 && !c->closing &&
+       gs_h2_feed(&c->h2, buf->base, (size_t)nread, &err) != GS_OK)) {
     conn_close(c);
     return;
   }
@@ -429,13 +347,12 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (g->conns)
     g->conns->prev = c;
   g->conns = c;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
-      session_create(c) != 0) {
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || conn_start(c) != 0) {
     conn_close(c);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  uv_read_start((uv_stream_t *)&c->tcp, gs_h2_alloc, on_read);
   conn_flush(c);
 }
 

@@ -1,16 +1,13 @@
-/* The worker's gRPC calls without sockets: unframes a message, turns each
- * GRPCInferenceService method into the HTTP router's request (ModelInfer
- * into a binary-tensor infer), and the router's JSON answer into the
- * method's protobuf message, so gRPC and HTTP answer alike. */
+/* The worker's gRPC calls without sockets: the metadata methods become the
+ * HTTP router's GET and its JSON answer the method's protobuf message, so
+ * gRPC and HTTP answer alike; ModelInfer is routed as HTTP's infer is, its
+ * tensors decoded by grpc_infer.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "grpc_service.pb-c.h"
 #include "worker/grpc_int.h"
-
-#define BAD(err, ...) gs_error_set(err, GS_EINVAL, __VA_ARGS__)
-#define MAX_TENSOR_DATA (2 * (size_t)GS__GRPC_MAX_MESSAGE)
 
 static const char *const method_names[] = {
     "ServerLive",    "ServerReady", "ModelReady",  "ServerMetadata",
@@ -26,73 +23,13 @@ gs__grpc_method_t gs__grpc_method(const char *path) {
   return GS__GRPC_UNKNOWN_METHOD;
 }
 
-int gs__grpc_frame_read(const uint8_t *buf, size_t len, size_t max,
-                        const uint8_t **msg, size_t *msg_len, gs_error_t *err) {
-  if (len < 5)
-    return BAD(err, "the request holds no whole gRPC message"),
-           GS__GRPC_INVALID_ARGUMENT;
-  uint32_t n = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 |
-               (uint32_t)buf[3] << 8 | buf[4];
-  if (buf[0] != 0)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "compressed messages are not supported"),
-           GS__GRPC_UNIMPLEMENTED;
-  if (n > max)
-    return gs_error_set(err, GS_ELIMIT,
-                        "message of %u bytes is larger than the limit (%zu)", n,
-                        max),
-           GS__GRPC_RESOURCE_EXHAUSTED;
-  if (len - 5 != n)
-    return BAD(err, "the request's message is %u bytes but %zu follow", n,
-               len - 5),
-           GS__GRPC_INVALID_ARGUMENT;
-  *msg = buf + 5;
-  *msg_len = n;
-  return GS__GRPC_OK;
-}
-
 void gs__grpc_reply_release(gs__grpc_reply_t *reply) {
   free(reply->body);
   memset(reply, 0, sizeof *reply);
 }
 
-int gs__grpc_status_of_http(int http_status) {
-  switch (http_status) {
-  case 200:
-    return GS__GRPC_OK;
-  case 404:
-    return GS__GRPC_NOT_FOUND;
-  case 413:
-    return GS__GRPC_RESOURCE_EXHAUSTED;
-  case 501:
-    return GS__GRPC_UNIMPLEMENTED;
-  case 503:
-    return GS__GRPC_UNAVAILABLE;
-  default:
-    return http_status >= 500 ? GS__GRPC_INTERNAL : GS__GRPC_INVALID_ARGUMENT;
-  }
-}
-
-void gs__grpc_percent_encode(const char *text, char *out, size_t size) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t at = 0;
-  for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-    bool plain = *p >= 0x20 && *p <= 0x7e && *p != '%';
-    if (at + (plain ? 1 : 3) >= size)
-      break;
-    if (plain) {
-      out[at++] = (char)*p;
-    } else {
-      out[at++] = '%';
-      out[at++] = hex[*p >> 4];
-      out[at++] = hex[*p & 15];
-    }
-  }
-  if (size)
-    out[at] = '\0';
-}
-
-static void reply_error(gs__grpc_reply_t *reply, int status, const char *msg) {
+void gs__grpc_reply_error(gs__grpc_reply_t *reply, int status,
+                          const char *msg) {
   gs__grpc_reply_release(reply);
   reply->status = status;
   snprintf(reply->message, sizeof reply->message, "%s", msg);
@@ -101,32 +38,29 @@ static void reply_error(gs__grpc_reply_t *reply, int status, const char *msg) {
 /* Packs m behind the 5-byte prefix as the reply. */
 static void reply_message(gs__grpc_reply_t *reply, const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
-  uint8_t *buf = malloc(n + 5);
+  uint8_t *buf = malloc(n + GS__GRPC_PREFIX);
   if (!buf || n > GS__GRPC_MAX_MESSAGE) {
     free(buf);
-    reply_error(reply, !buf ? GS__GRPC_INTERNAL : GS__GRPC_RESOURCE_EXHAUSTED,
-                !buf ? "out of memory" : "response larger than 64 MiB");
+    gs__grpc_reply_error(
+        reply, !buf ? GS__GRPC_INTERNAL : GS__GRPC_RESOURCE_EXHAUSTED,
+        !buf ? "out of memory" : "response larger than 64 MiB");
     return;
   }
-  buf[0] = 0;
-  buf[1] = (uint8_t)(n >> 24);
-  buf[2] = (uint8_t)(n >> 16);
-  buf[3] = (uint8_t)(n >> 8);
-  buf[4] = (uint8_t)n;
-  protobuf_c_message_pack(m, buf + 5);
+  gs__grpc_frame_prefix(buf, n);
+  protobuf_c_message_pack(m, buf + GS__GRPC_PREFIX);
   gs__grpc_reply_release(reply);
   reply->body = buf;
-  reply->body_len = n + 5;
+  reply->body_len = n + GS__GRPC_PREFIX;
 }
 
 /* The router's error response as the reply (its {"error": msg}). */
-static void reply_http_error(gs__grpc_reply_t *reply,
-                             const gs__http_response_t *resp) {
+void gs__grpc_reply_http_error(gs__grpc_reply_t *reply,
+                               const gs__http_response_t *resp) {
   json_t *root =
       resp->body ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
   const char *msg = json_string_value(json_object_get(root, "error"));
-  reply_error(reply, gs__grpc_status_of_http(resp->status),
-              msg ? msg : gs__http_reason(resp->status));
+  gs__grpc_reply_error(reply, gs__grpc_status_of_http(resp->status),
+                       msg ? msg : gs__http_reason(resp->status));
   json_decref(root);
 }
 
@@ -140,14 +74,14 @@ static bool path_safe(const char *s, bool may_be_empty) {
 
 /* /v2/models/NAME[/versions/VERSION]SUFFIX, or false (with the reply set)
  * for a name the repository cannot hold. */
-static bool model_url(char *url, size_t size, const char *name,
-                      const char *version, const char *suffix,
-                      gs__grpc_reply_t *reply) {
+bool gs__grpc_model_url(char *url, size_t size, const char *name,
+                        const char *version, const char *suffix,
+                        gs__grpc_reply_t *reply) {
   char msg[256];
   if (!path_safe(name, false) || !path_safe(version, true)) {
     snprintf(msg, sizeof msg,
              "Request for unknown model: '%.128s' is not found", name);
-    reply_error(reply, GS__GRPC_NOT_FOUND, msg);
+    gs__grpc_reply_error(reply, GS__GRPC_NOT_FOUND, msg);
     return false;
   }
   if (version[0])
@@ -188,304 +122,6 @@ static int64_t *int64s(json_t *a, size_t *n) {
 static char *str(json_t *o, const char *key) {
   const char *s = json_string_value(json_object_get(o, key));
   return (char *)(s ? s : "");
-}
-
-/* ---- ModelInfer ---------------------------------------------------------
- */
-
-/* Narrows 32-bit contents to size-byte elements in lo..hi. */
-static bool narrow_int32(const int32_t *src, size_t n, int32_t lo, int32_t hi,
-                         size_t size, uint8_t *dst) {
-  for (size_t i = 0; i < n; i++) {
-    if (src[i] < lo || src[i] > hi)
-      return false;
-    int8_t i8 = (int8_t)src[i];
-    int16_t i16 = (int16_t)src[i];
-    if (dst)
-      memcpy(dst + i * size,
-             size == 1   ? (void *)&i8
-             : size == 2 ? (void *)&i16
-                         : (const void *)&src[i],
-             size);
-  }
-  return true;
-}
-
-static bool narrow_uint32(const uint32_t *src, size_t n, uint32_t hi,
-                          size_t size, uint8_t *dst) {
-  for (size_t i = 0; i < n; i++) {
-    if (src[i] > hi)
-      return false;
-    uint8_t u8 = (uint8_t)src[i];
-    uint16_t u16 = (uint16_t)src[i];
-    if (dst)
-      memcpy(dst + i * size,
-             size == 1   ? (void *)&u8
-             : size == 2 ? (void *)&u16
-                         : (const void *)&src[i],
-             size);
-  }
-  return true;
-}
-
-static bool copy_same(const void *src, size_t n, size_t size, uint8_t *dst) {
-  if (dst && n)
-    memcpy(dst, src, n * size);
-  return true;
-}
-
-/* The contents' values as dtype elements at dst (NULL: count only); false
- * when the contents are of another type or a value does not fit. */
-static bool contents_bytes(const Inference__InferTensorContents *c,
-                           gs_dtype_t dt, uint8_t *dst, size_t *count) {
-  switch (dt) {
-  case GS_DTYPE_BOOL:
-    *count = c->n_bool_contents;
-    for (size_t i = 0; dst && i < c->n_bool_contents; i++)
-      dst[i] = c->bool_contents[i] ? 1 : 0;
-    return true;
-  case GS_DTYPE_INT8:
-    *count = c->n_int_contents;
-    return narrow_int32(c->int_contents, *count, INT8_MIN, INT8_MAX, 1, dst);
-  case GS_DTYPE_INT16:
-    *count = c->n_int_contents;
-    return narrow_int32(c->int_contents, *count, INT16_MIN, INT16_MAX, 2, dst);
-  case GS_DTYPE_INT32:
-    *count = c->n_int_contents;
-    return copy_same(c->int_contents, *count, 4, dst);
-  case GS_DTYPE_UINT8:
-    *count = c->n_uint_contents;
-    return narrow_uint32(c->uint_contents, *count, UINT8_MAX, 1, dst);
-  case GS_DTYPE_UINT16:
-    *count = c->n_uint_contents;
-    return narrow_uint32(c->uint_contents, *count, UINT16_MAX, 2, dst);
-  case GS_DTYPE_UINT32:
-    *count = c->n_uint_contents;
-    return copy_same(c->uint_contents, *count, 4, dst);
-  case GS_DTYPE_INT64:
-    *count = c->n_int64_contents;
-    return copy_same(c->int64_contents, *count, 8, dst);
-  case GS_DTYPE_UINT64:
-    *count = c->n_uint64_contents;
-    return copy_same(c->uint64_contents, *count, 8, dst);
-  case GS_DTYPE_FP32:
-    *count = c->n_fp32_contents;
-    return copy_same(c->fp32_contents, *count, 4, dst);
-  case GS_DTYPE_FP64:
-    *count = c->n_fp64_contents;
-    return copy_same(c->fp64_contents, *count, 8, dst);
-  default:
-    return false; /* FP16 travels in raw_input_contents only */
-  }
-}
-
-/* Element count of an input's shape, or false when it overflows. */
-static bool shape_count(const int64_t *shape, size_t rank, size_t *count) {
-  size_t n = 1;
-  for (size_t d = 0; d < rank; d++) {
-    if (shape[d] < 0)
-      return false;
-    if (shape[d] && n > MAX_TENSOR_DATA / (size_t)shape[d])
-      return false;
-    n *= (size_t)shape[d];
-  }
-  *count = n;
-  return true;
-}
-
-/* One input's data: raw bytes (the request's) or its contents converted
- * into *owned. */
-static int input_data(const Inference__ModelInferRequest *m, size_t i,
-                      const uint8_t **data, size_t *bytes, uint8_t **owned,
-                      gs_error_t *err) {
-  const Inference__ModelInferRequest__InferInputTensor *in = m->inputs[i];
-  gs_dtype_t dt = gs_dtype_from_name(in->datatype);
-  size_t es = gs_dtype_size(dt), count = 0, want;
-  if (m->n_raw_input_contents) {
-    if (in->contents)
-      return BAD(err, "input '%s' has both contents and raw_input_contents",
-                 in->name);
-    *data = m->raw_input_contents[i].data;
-    *bytes = m->raw_input_contents[i].len;
-  } else if (in->contents && dt != GS_DTYPE_INVALID) {
-    if (!contents_bytes(in->contents, dt, NULL, &count))
-      return BAD(err, "input '%s': contents do not hold %s values", in->name,
-                 in->datatype);
-    if (count > MAX_TENSOR_DATA / es)
-      return gs_error_set(err, GS_ELIMIT, "input '%s' is too large", in->name);
-    if (!(*owned = malloc(count * es + 1)))
-      return gs_error_set(err, GS_ENOMEM, "out of memory");
-    contents_bytes(in->contents, dt, *owned, &count);
-    *data = *owned;
-    *bytes = count * es;
-  } else {
-    *data = NULL;
-    *bytes = 0;
-  }
-  if (dt == GS_DTYPE_INVALID)
-    return GS_OK; /* the router names the datatype in its error */
-  if (!shape_count(in->shape, in->n_shape, &want) || *bytes != want * es)
-    return BAD(err,
-               "input '%s': %zu bytes of data, but shape and datatype %s "
-               "need %zu",
-               in->name, *bytes, in->datatype,
-               shape_count(in->shape, in->n_shape, &want) ? want * es : 0);
-  return GS_OK;
-}
-
-static json_t *
-input_json(const Inference__ModelInferRequest__InferInputTensor *in,
-           size_t bytes) {
-  json_t *shape = json_array();
-  for (size_t d = 0; d < in->n_shape; d++)
-    json_array_append_new(shape, json_integer(in->shape[d]));
-  return json_pack("{s:s, s:s, s:o, s:{s:I}}", "name", in->name, "datatype",
-                   in->datatype, "shape", shape, "parameters",
-                   "binary_data_size", (json_int_t)bytes);
-}
-
-/* The JSON header and the binary data after it, as one body. */
-static int infer_body(const Inference__ModelInferRequest *m,
-                      gs__http_request_t *req, gs_error_t *err) {
-  const uint8_t *data[GS__INFER_MAX_TENSORS];
-  size_t bytes[GS__INFER_MAX_TENSORS], total = 0;
-  uint8_t *owned[GS__INFER_MAX_TENSORS] = {0};
-  json_t *root = json_pack("{s:[], s:[], s:{s:b}}", "inputs", "outputs",
-                           "parameters", "binary_data_output", 1);
-  int rc = root ? GS_OK : gs_error_set(err, GS_ENOMEM, "out of memory");
-  if (rc == GS_OK && m->id[0])
-    json_object_set_new(root, "id", json_string(m->id));
-  for (size_t i = 0; rc == GS_OK && i < m->n_inputs; i++) {
-    rc = input_data(m, i, &data[i], &bytes[i], &owned[i], err);
-    if (rc == GS_OK && bytes[i] > MAX_TENSOR_DATA - total)
-      rc = gs_error_set(err, GS_ELIMIT, "the inputs are larger than %zu bytes",
-                        MAX_TENSOR_DATA);
-    if (rc == GS_OK) {
-      total += bytes[i];
-      json_array_append_new(json_object_get(root, "inputs"),
-                            input_json(m->inputs[i], bytes[i]));
-    }
-  }
-  for (size_t i = 0; rc == GS_OK && i < m->n_outputs; i++)
-    json_array_append_new(json_object_get(root, "outputs"),
-                          json_pack("{s:s, s:{s:b}}", "name",
-                                    m->outputs[i]->name, "parameters",
-                                    "binary_data", 1));
-  char *head = rc == GS_OK ? json_dumps(root, JSON_COMPACT) : NULL;
-  size_t hlen = head ? strlen(head) : 0;
-  char *body = head ? realloc(head, hlen + total + 1) : NULL;
-  if (rc == GS_OK && !body) {
-    free(head);
-    rc = gs_error_set(err, GS_ENOMEM, "out of memory");
-  }
-  if (rc == GS_OK) {
-    size_t at = hlen;
-    for (size_t i = 0; i < m->n_inputs; i++, at += bytes[i - 1])
-      if (bytes[i])
-        memcpy(body + at, data[i], bytes[i]);
-    body[hlen + total] = '\0';
-    req->body = body;
-    req->body_len = req->body_cap = hlen + total;
-    req->infer_header_len = (long long)hlen;
-  }
-  for (size_t i = 0; i < m->n_inputs && i < GS__INFER_MAX_TENSORS; i++)
-    free(owned[i]);
-  json_decref(root);
-  return rc;
-}
-
-int gs__grpc_infer_request(const uint8_t *msg, size_t len,
-                           gs__http_request_t *req, gs_error_t *err) {
-  memset(req, 0, sizeof *req);
-  req->infer_header_len = -1;
-  Inference__ModelInferRequest *m =
-      inference__model_infer_request__unpack(NULL, len, msg);
-  if (!m)
-    return BAD(err, "malformed ModelInferRequest"), GS__GRPC_INVALID_ARGUMENT;
-  char url[512];
-  gs__grpc_reply_t r = {0};
-  int status = GS__GRPC_INVALID_ARGUMENT;
-  if (!model_url(url, sizeof url, m->model_name, m->model_version, "/infer",
-                 &r)) {
-    gs_error_set(err, GS_ENOTFOUND, "%s", r.message);
-    status = GS__GRPC_NOT_FOUND;
-  } else if (m->n_inputs > GS__INFER_MAX_TENSORS) {
-    BAD(err, "more than %d inputs", GS__INFER_MAX_TENSORS);
-  } else if (m->n_raw_input_contents &&
-             m->n_raw_input_contents != m->n_inputs) {
-    BAD(err, "expected %zu raw_input_contents (one per input), got %zu",
-        m->n_inputs, m->n_raw_input_contents);
-  } else if (infer_body(m, req, err) != GS_OK) {
-    status = err->code == GS_ENOMEM   ? GS__GRPC_INTERNAL
-             : err->code == GS_ELIMIT ? GS__GRPC_RESOURCE_EXHAUSTED
-                                      : GS__GRPC_INVALID_ARGUMENT;
-  } else if (!(req->url = strdup(url))) {
-    gs_error_set(err, GS_ENOMEM, "out of memory");
-    status = GS__GRPC_INTERNAL;
-  } else {
-    req->url_len = strlen(url);
-    req->method = HTTP_POST;
-    req->keep_alive = true;
-    status = GS__GRPC_OK;
-  }
-  if (status != GS__GRPC_OK) {
-    free(req->body);
-    req->body = NULL;
-  }
-  inference__model_infer_request__free_unpacked(m, NULL);
-  return status;
-}
-
-void gs__grpc_infer_reply(const gs__http_response_t *resp,
-                          gs__grpc_reply_t *reply) {
-  if (resp->status != 200) {
-    reply_http_error(reply, resp);
-    return;
-  }
-  size_t hlen =
-      resp->infer_header_len >= 0 ? (size_t)resp->infer_header_len : 0;
-  json_t *root = hlen <= resp->body_len ? body_json(resp, hlen) : NULL;
-  json_t *jouts = json_object_get(root, "outputs");
-  size_t n = json_array_size(jouts), at = hlen;
-  Inference__ModelInferResponse m = INFERENCE__MODEL_INFER_RESPONSE__INIT;
-  Inference__ModelInferResponse__InferOutputTensor *outs =
-      calloc(n + 1, sizeof *outs);
-  Inference__ModelInferResponse__InferOutputTensor **pouts =
-      calloc(n + 1, sizeof *pouts);
-  ProtobufCBinaryData *raw = calloc(n + 1, sizeof *raw);
-  bool ok = root && outs && pouts && raw;
-  for (size_t i = 0; ok && i < n; i++) {
-    json_t *jo = json_array_get(jouts, i);
-    json_t *size =
-        json_object_get(json_object_get(jo, "parameters"), "binary_data_size");
-    size_t bytes = (size_t)json_integer_value(size);
-    ok = json_is_integer(size) && bytes <= resp->body_len - at;
-    inference__model_infer_response__infer_output_tensor__init(&outs[i]);
-    outs[i].name = str(jo, "name");
-    outs[i].datatype = str(jo, "datatype");
-    outs[i].shape = int64s(json_object_get(jo, "shape"), &outs[i].n_shape);
-    ok = ok && outs[i].shape;
-    pouts[i] = &outs[i];
-    raw[i] = (ProtobufCBinaryData){bytes, (uint8_t *)resp->body + at};
-    at += ok ? bytes : 0;
-  }
-  if (ok) {
-    m.model_name = str(root, "model_name");
-    m.model_version = str(root, "model_version");
-    m.id = str(root, "id");
-    m.n_outputs = m.n_raw_output_contents = n;
-    m.outputs = pouts;
-    m.raw_output_contents = raw;
-    reply_message(reply, &m.base);
-  } else {
-    reply_error(reply, GS__GRPC_INTERNAL, "cannot encode the infer response");
-  }
-  for (size_t i = 0; outs && i < n; i++)
-    free(outs[i].shape);
-  free(outs);
-  free(pouts);
-  free(raw);
-  json_decref(root);
 }
 
 /* ---- the other methods --------------------------------------------------
@@ -536,7 +172,7 @@ static void model_metadata(json_t *root, gs__grpc_reply_t *reply) {
   if (m.inputs && m.outputs && v[0])
     reply_message(reply, &m.base);
   else
-    reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
+    gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
   free_tensors_metadata(m.n_inputs, m.inputs);
   free_tensors_metadata(m.n_outputs, m.outputs);
 }
@@ -592,7 +228,7 @@ static void model_config(json_t *root, gs__grpc_reply_t *reply) {
   if (ok)
     reply_message(reply, &r.base);
   else
-    reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
+    gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
   for (size_t i = 0; in && i < ni; i++)
     free(in[i].dims);
   for (size_t i = 0; out && i < no; i++)
@@ -685,7 +321,7 @@ static void model_statistics(json_t *root, gs__grpc_reply_t *reply) {
   if (ok)
     reply_message(reply, &r.base);
   else
-    reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
+    gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
   for (size_t i = 0; ms && i < n; i++)
     free(ms[i].batch_stats);
   free(ms);
@@ -701,7 +337,8 @@ model_request(const uint8_t *msg, size_t len, gs__grpc_reply_t *reply) {
   Inference__ModelReadyRequest *m =
       inference__model_ready_request__unpack(NULL, len, msg);
   if (!m)
-    reply_error(reply, GS__GRPC_INVALID_ARGUMENT, "malformed request message");
+    gs__grpc_reply_error(reply, GS__GRPC_INVALID_ARGUMENT,
+                         "malformed request message");
   return m;
 }
 
@@ -732,7 +369,7 @@ static void server_call(gs__repo_t *repo, gs__grpc_method_t method,
     if (root)
       reply_message(reply, &m.base);
     else
-      reply_http_error(reply, &resp);
+      gs__grpc_reply_http_error(reply, &resp);
     json_decref(root);
   }
   gs__http_response_release(&resp);
@@ -752,8 +389,8 @@ static void model_call(gs__repo_t *repo, gs__grpc_method_t method,
     return;
   if (method == GS__GRPC_MODEL_STATISTICS && !m->name[0])
     snprintf(url, sizeof url, "/v2/models/stats");
-  else if (!model_url(url, sizeof url, m->name, m->version, suffix[method],
-                      reply)) {
+  else if (!gs__grpc_model_url(url, sizeof url, m->name, m->version,
+                               suffix[method], reply)) {
     if (method == GS__GRPC_MODEL_READY) {
       Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
       reply_message(reply, &r.base);
@@ -770,7 +407,7 @@ static void model_call(gs__repo_t *repo, gs__grpc_method_t method,
     r.ready = resp.status == 200;
     reply_message(reply, &r.base);
   } else if (!root) {
-    reply_http_error(reply, &resp);
+    gs__grpc_reply_http_error(reply, &resp);
   } else if (method == GS__GRPC_MODEL_METADATA) {
     model_metadata(root, reply);
   } else if (method == GS__GRPC_MODEL_CONFIG) {
@@ -782,10 +419,43 @@ static void model_call(gs__repo_t *repo, gs__grpc_method_t method,
   gs__http_response_release(&resp);
 }
 
+/* ModelInfer: read on the loop, routed as HTTP's infer is (the model's
+ * readiness, its errors); the job decodes the message itself. */
+static int infer_call(gs__repo_t *repo, const uint8_t *msg, size_t len,
+                      gs__grpc_reply_t *reply, gs__infer_job_t *job) {
+  gs_error_t err = {0};
+  gs__grpc_infer_t *gi = calloc(1, sizeof *gi);
+  if (!gi) {
+    gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
+    return 0;
+  }
+  int status = gs__grpc_infer_read(gi, msg, len, &err);
+  if (status != GS__GRPC_OK) {
+    gs__grpc_reply_error(reply, status, err.msg);
+    gs__grpc_infer_destroy(gi);
+    return 0;
+  }
+  gs__http_request_t req = {.method = HTTP_POST,
+                            .url = gi->url,
+                            .url_len = strlen(gi->url),
+                            .infer_header_len = -1,
+                            .keep_alive = true};
+  gs__http_response_t resp = {.infer_header_len = -1};
+  int rc = gs__route(repo, &req, &resp, job);
+  if (rc == 1) {
+    job->req.url = NULL; /* gi's, not the job's to free */
+    job->grpc = gi;
+  } else {
+    gs__grpc_reply_http_error(reply, &resp);
+    gs__grpc_infer_destroy(gi);
+  }
+  gs__http_response_release(&resp);
+  return rc;
+}
+
 int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
                   const uint8_t *msg, size_t len, gs__grpc_reply_t *reply,
                   gs__infer_job_t *job) {
-  gs_error_t err = {0};
   memset(reply, 0, sizeof *reply);
   switch (method) {
   case GS__GRPC_SERVER_LIVE:
@@ -802,22 +472,9 @@ int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
   case GS__GRPC_MODEL_INFER:
     break;
   default:
-    reply_error(reply, GS__GRPC_UNIMPLEMENTED,
-                "this method is not implemented by gpuslice's worker");
+    gs__grpc_reply_error(reply, GS__GRPC_UNIMPLEMENTED,
+                         "this method is not implemented by gpuslice's worker");
     return 0;
   }
-  gs__http_request_t req;
-  gs__http_response_t resp = {.infer_header_len = -1};
-  int status = gs__grpc_infer_request(msg, len, &req, &err);
-  if (status != GS__GRPC_OK) {
-    reply_error(reply, status, err.msg);
-    return 0;
-  }
-  int rc = gs__route(repo, &req, &resp, job);
-  free(req.url); /* a job took them (gs__route zeroes req) or not */
-  free(req.body);
-  if (rc != 1)
-    reply_http_error(reply, &resp);
-  gs__http_response_release(&resp);
-  return rc;
+  return infer_call(repo, msg, len, reply, job);
 }

@@ -1,8 +1,9 @@
-/* Internals of the worker's gRPC side (KServe v2 GRPCInferenceService):
- * the message framing and the calls (grpc_call.c: each method becomes one
- * request to the HTTP router and its answer becomes the method's message,
- * so both protocols share one router and one infer path), and the HTTP/2
- * transport on the worker's libuv loop (grpc.c). */
+/* Internals of the worker's gRPC side (KServe v2 GRPCInferenceService): the
+ * calls (grpc_call.c: the metadata methods become one request to the HTTP
+ * router and its JSON answer the method's message), ModelInfer's codec
+ * (grpc_infer.c: the message decodes into the infer request HTTP's decode
+ * into, and the outputs encode straight into a ModelInferResponse), and the
+ * server on the worker's libuv loop (grpc.c, on net/h2's pump). */
 #ifndef GPUSLICE_GRPC_INT_H
 #define GPUSLICE_GRPC_INT_H
 
@@ -10,21 +11,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "net/grpc.h"
 #include "worker/worker_int.h"
-
-/* gRPC status codes the worker answers with. */
-enum {
-  GS__GRPC_OK = 0,
-  GS__GRPC_INVALID_ARGUMENT = 3,
-  GS__GRPC_NOT_FOUND = 5,
-  GS__GRPC_RESOURCE_EXHAUSTED = 8,
-  GS__GRPC_UNIMPLEMENTED = 12,
-  GS__GRPC_INTERNAL = 13,
-  GS__GRPC_UNAVAILABLE = 14
-};
-
-#define GS__GRPC_MAX_MESSAGE (64u << 20)
-#define GS__GRPC_MAX_STREAMS 128u
 
 typedef enum {
   GS__GRPC_SERVER_LIVE = 0,
@@ -41,14 +29,6 @@ typedef enum {
 /* The method a :path names ("/inference.GRPCInferenceService/ModelInfer"). */
 gs__grpc_method_t gs__grpc_method(const char *path);
 
-/* Reads the one length-prefixed message (flag byte, 4-byte big-endian
- * length) that must fill buf exactly. Returns GS__GRPC_OK with *msg and
- * *msg_len set, or a gRPC status with err set: INVALID_ARGUMENT for a
- * truncated or trailing frame, UNIMPLEMENTED for a compressed one,
- * RESOURCE_EXHAUSTED above max. */
-int gs__grpc_frame_read(const uint8_t *buf, size_t len, size_t max,
-                        const uint8_t **msg, size_t *msg_len, gs_error_t *err);
-
 /* One call's answer: a framed message (status OK) or a status and message
  * for the trailers. */
 typedef struct gs__grpc_reply_s {
@@ -59,31 +39,69 @@ typedef struct gs__grpc_reply_s {
 } gs__grpc_reply_t;
 
 void gs__grpc_reply_release(gs__grpc_reply_t *reply);
-/* The gRPC status for an HTTP status of the router. */
-int gs__grpc_status_of_http(int http_status);
-/* grpc-message's percent-encoding of text into out (NUL-terminated,
- * truncated to size). */
-void gs__grpc_percent_encode(const char *text, char *out, size_t size);
+/* The reply as a status and message (no body). */
+void gs__grpc_reply_error(gs__grpc_reply_t *reply, int status, const char *msg);
+/* The router's error response ({"error": msg}) as the reply. */
+void gs__grpc_reply_http_error(gs__grpc_reply_t *reply,
+                               const gs__http_response_t *resp);
+/* /v2/models/NAME[/versions/VERSION]SUFFIX into url, or false (with reply
+ * NOT_FOUND) for a name the repository cannot hold. */
+bool gs__grpc_model_url(char *url, size_t size, const char *name,
+                        const char *version, const char *suffix,
+                        gs__grpc_reply_t *reply);
 
-/* ModelInfer's message as the router's HTTP request: the binary tensor
- * extension, raw_input_contents or typed contents as the binary data, every
- * output asked for as binary. Returns GS__GRPC_OK with req filled (the
- * caller releases url and body) or a gRPC status with err set. */
-int gs__grpc_infer_request(const uint8_t *msg, size_t len,
-                           gs__http_request_t *req, gs_error_t *err);
-/* The router's answer to an infer as the ModelInferResponse, into reply. */
-void gs__grpc_infer_reply(const gs__http_response_t *resp,
-                          gs__grpc_reply_t *reply);
+/* ---- ModelInfer (grpc_infer.c) --------------------------------------------
+ */
+
+struct Inference__ModelInferRequest;
+
+/* A ModelInferRequest read on the loop: the message unpacked, each input's
+ * bytes (raw_input_contents, or typed contents converted into owned), and
+ * the router's URL for the model it names. */
+typedef struct gs__grpc_infer_s {
+  struct Inference__ModelInferRequest *m;
+  const uint8_t *data[GS__INFER_MAX_TENSORS];
+  size_t bytes[GS__INFER_MAX_TENSORS];
+  uint8_t *owned[GS__INFER_MAX_TENSORS];
+  char url[512];
+} gs__grpc_infer_t;
+
+/* Unpacks and checks what needs no model (one way of sending each input,
+ * bytes matching shape and datatype, a name the repository can hold).
+ * Returns GS__GRPC_OK, or a gRPC status with err set; release gi either
+ * way. */
+int gs__grpc_infer_read(gs__grpc_infer_t *gi, const uint8_t *msg, size_t len,
+                        gs_error_t *err);
+void gs__grpc_infer_release(gs__grpc_infer_t *gi);
+/* Releases and frees a gs__grpc_infer_t of gs__grpc_call's (NULL: nothing). */
+void gs__grpc_infer_destroy(gs__grpc_infer_t *gi);
+/* gi's tensors as the infer request for io, checked as HTTP's are (the
+ * tensors point into gi, which must outlive req). 0, or 400/500 with err. */
+int gs__grpc_infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
+                          const gs__grpc_infer_t *gi, gs_error_t *err);
+/* The outputs req asks for as a framed ModelInferResponse in resp (status
+ * 200, content type application/grpc). */
+int gs__grpc_infer_encode(gs__http_response_t *resp,
+                          const gs__infer_request_t *req,
+                          const gs__model_io_t *io, const gs_tensor_t *outputs,
+                          gs_error_t *err);
+/* A finished infer job's answer as the reply: the message encoded above, or
+ * the router's error ({"error": msg}) as a status. Takes resp's body. */
+void gs__grpc_infer_reply(gs__http_response_t *resp, gs__grpc_reply_t *reply);
+
+/* ---- calls (grpc_call.c) --------------------------------------------------
+ */
 
 /* Answers one call (msg is the message, unframed): returns 0 with reply
  * filled, or 1 for an infer on a ready model with job filled as gs__route
- * fills it: run it as HTTP's jobs run, then gs__grpc_infer_reply on
- * job->resp. */
+ * fills it and job->grpc the message read (free it with
+ * gs__grpc_infer_destroy once the job is done): run it as HTTP's jobs run,
+ * then gs__grpc_infer_reply on job->resp. */
 int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
                   const uint8_t *msg, size_t len, gs__grpc_reply_t *reply,
                   gs__infer_job_t *job);
 
-/* ---- HTTP/2 transport (grpc.c) -------------------------------------------
+/* ---- the server (grpc.c) --------------------------------------------------
  */
 
 typedef struct gs__grpc_server_s gs__grpc_server_t;

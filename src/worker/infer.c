@@ -1,12 +1,14 @@
 /* The KServe v2 infer codec: decodes a request body (JSON tensors, or the
- * binary tensor extension: a JSON header then raw little-endian tensors)
- * against a model's inputs, and encodes outputs as JSON or binary. */
+ * binary tensor extension: a JSON header then raw little-endian tensors),
+ * or the tensors gRPC's ModelInfer gave, against a model's inputs into one
+ * infer request, and encodes outputs as JSON, binary or (gRPC) protobuf. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/grpc_int.h"
 #include "worker/worker_int.h"
 
 #define BAD(err, ...) gs_error_set(err, GS_EINVAL, __VA_ARGS__)
@@ -168,6 +170,47 @@ static int decode_json_data(gs__infer_request_t *req, gs_tensor_t *t,
   return GS_OK;
 }
 
+/* The model's input name is (each given once) with dtname its datatype:
+ * the next of req's tensors gets name and dtype. */
+static int input_begin(gs__infer_request_t *req, const gs__model_io_t *io,
+                       const char *name, const char *dtname, bool *seen,
+                       const gs_tensor_info_t **info, gs_error_t *err) {
+  int k = find_info(io->inputs, io->n_inputs, name);
+  if (k < 0)
+    return BAD(err, "unexpected inference input '%s' for model '%s'", name,
+               io->model_name);
+  if (seen[k])
+    return BAD(err, "input '%s' is given more than once", name);
+  seen[k] = true;
+  *info = &io->inputs[k];
+  gs_tensor_t *t = &req->inputs[req->n_inputs];
+  t->name = (*info)->name;
+  t->dtype = gs_dtype_from_name(dtname);
+  if (t->dtype != (*info)->dtype)
+    return BAD(err,
+               "inference input '%s' data-type is '%s', but model '%s' "
+               "expects '%s'",
+               name, dtname, io->model_name, gs_dtype_name((*info)->dtype));
+  return GS_OK;
+}
+
+/* Binary data for t: used in place when aligned, else copied (kernels read
+ * whole elements). */
+static int attach_data(gs__infer_request_t *req, gs_tensor_t *t,
+                       const void *data, size_t bytes, gs_error_t *err) {
+  static _Alignas(16) const char empty[16];
+  if (!data)
+    data = empty; /* no bytes (a zero dimension): still a valid pointer */
+  t->bytes = bytes;
+  t->data = data;
+  if ((uintptr_t)data % 16 != 0) {
+    if (!(req->owned[req->n_inputs] = malloc(bytes + 1)))
+      return gs_error_set(err, GS_ENOMEM, "out of memory");
+    t->data = memcpy(req->owned[req->n_inputs], data, bytes);
+  }
+  return GS_OK;
+}
+
 /* One input of the "inputs" array; binary data comes from *bin. */
 static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
                         json_t *jin, const char **bin, size_t *bin_left,
@@ -176,24 +219,13 @@ static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
   const char *dtname = json_string_value(json_object_get(jin, "datatype"));
   if (!json_is_object(jin) || !name || !dtname)
     return BAD(err, "each input needs a name, a datatype and a shape");
-  int k = find_info(io->inputs, io->n_inputs, name);
-  if (k < 0)
-    return BAD(err, "unexpected inference input '%s' for model '%s'", name,
-               io->model_name);
-  if (seen[k])
-    return BAD(err, "input '%s' is given more than once", name);
-  seen[k] = true;
-  const gs_tensor_info_t *info = &io->inputs[k];
+  const gs_tensor_info_t *info;
   gs_tensor_t *t = &req->inputs[req->n_inputs];
-  t->name = info->name;
-  t->dtype = gs_dtype_from_name(dtname);
-  if (t->dtype != info->dtype)
-    return BAD(err,
-               "inference input '%s' data-type is '%s', but model '%s' "
-               "expects '%s'",
-               name, dtname, io->model_name, gs_dtype_name(info->dtype));
+  int rc = input_begin(req, io, name, dtname, seen, &info, err);
+  if (rc != GS_OK)
+    return rc;
   size_t count = 0;
-  int rc = read_shape(json_object_get(jin, "shape"), t, err);
+  rc = read_shape(json_object_get(jin, "shape"), t, err);
   if (rc == GS_OK)
     rc = check_shape(info, t, io->model_name, &count, err);
   if (rc != GS_OK)
@@ -214,16 +246,8 @@ static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
              "binary data",
              name, (long long)json_integer_value(size));
   else {
-    t->bytes = (size_t)json_integer_value(size);
-    t->data = *bin;
-    /* Kernels read whole elements: data after a JSON header of odd length
-     * is copied to an aligned buffer. */
-    if ((uintptr_t)*bin % 16 != 0) {
-      if (!(req->owned[req->n_inputs] = malloc(t->bytes + 1)))
-        rc = gs_error_set(err, GS_ENOMEM, "out of memory");
-      else
-        t->data = memcpy(req->owned[req->n_inputs], *bin, t->bytes);
-    }
+    /* data after a JSON header of odd length is copied to be aligned */
+    rc = attach_data(req, t, *bin, (size_t)json_integer_value(size), err);
     *bin += t->bytes;
     *bin_left -= t->bytes;
   }
@@ -304,6 +328,85 @@ static int decode_raw(gs__infer_request_t *req, const gs__model_io_t *io,
   return GS_OK;
 }
 
+/* A shape given as integers, checked as the JSON shape is. */
+static int copy_shape(gs_tensor_t *t, const int64_t *shape, size_t rank,
+                      gs_error_t *err) {
+  if (rank > GS_TENSOR_MAX_RANK)
+    return BAD(err,
+               "input '%s': shape must be an array of at most %d "
+               "integers",
+               t->name, GS_TENSOR_MAX_RANK);
+  t->rank = (unsigned)rank;
+  for (size_t d = 0; d < rank; d++) {
+    if (shape[d] < 0)
+      return BAD(err, "input '%s': shape must hold non-negative integers",
+                 t->name);
+    t->shape[d] = shape[d];
+  }
+  return GS_OK;
+}
+
+static int tensor_input(gs__infer_request_t *req, const gs__model_io_t *io,
+                        const gs__infer_input_t *in, bool *seen,
+                        gs_error_t *err) {
+  const gs_tensor_info_t *info;
+  gs_tensor_t *t = &req->inputs[req->n_inputs];
+  size_t count = 0;
+  int rc = input_begin(req, io, in->name, in->datatype, seen, &info, err);
+  if (rc == GS_OK)
+    rc = copy_shape(t, in->shape, in->rank, err);
+  if (rc == GS_OK)
+    rc = check_shape(info, t, io->model_name, &count, err);
+  if (rc == GS_OK && in->bytes != count * gs_dtype_size(t->dtype))
+    rc = BAD(err,
+             "input '%s': binary_data_size must be %zu bytes for its "
+             "shape and datatype",
+             in->name, count * gs_dtype_size(t->dtype));
+  if (rc == GS_OK)
+    rc = attach_data(req, t, in->data, in->bytes, err);
+  req->n_inputs++;
+  return rc;
+}
+
+int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
+                             const gs__infer_tensors_t *in, gs_error_t *err) {
+  memset(req, 0, sizeof *req);
+  req->grpc = in->grpc;
+  if (io->n_inputs > GS__INFER_MAX_TENSORS ||
+      io->n_outputs > GS__INFER_MAX_TENSORS)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "model '%s' has more than %d "
+                        "inputs or outputs",
+                        io->model_name, GS__INFER_MAX_TENSORS),
+           400;
+  int rc = GS_OK;
+  if (in->id && !(req->id = strdup(in->id)))
+    rc = gs_error_set(err, GS_ENOMEM, "out of memory");
+  bool seen[GS__INFER_MAX_TENSORS] = {0};
+  for (size_t i = 0; rc == GS_OK && i < in->n_inputs; i++)
+    if (i >= io->n_inputs)
+      rc = BAD(err, "expected %zu inputs but got %zu inputs for model '%s'",
+               io->n_inputs, in->n_inputs, io->model_name);
+    else
+      rc = tensor_input(req, io, &in->inputs[i], seen, err);
+  if (rc == GS_OK && req->n_inputs != io->n_inputs)
+    rc = BAD(err, "expected %zu inputs but got %zu inputs for model '%s'",
+             io->n_inputs, req->n_inputs, io->model_name);
+  for (size_t i = 0; i < io->n_outputs; i++) {
+    req->want_output[i] = in->n_outputs == 0;
+    req->binary_output[i] = true;
+  }
+  for (size_t i = 0; rc == GS_OK && i < in->n_outputs; i++) {
+    int k = find_info(io->outputs, io->n_outputs, in->outputs[i]);
+    if (k < 0)
+      rc = BAD(err, "unexpected inference output '%s' for model '%s'",
+               in->outputs[i], io->model_name);
+    else
+      req->want_output[k] = true;
+  }
+  return rc == GS_OK ? 0 : gs_error_http_status(rc);
+}
+
 int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
                      const char *body, size_t body_len, long long header_len,
                      gs_error_t *err) {
@@ -354,7 +457,7 @@ int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
   if (rc == GS_OK)
     rc = decode_outputs(req, io, root, err);
   json_decref(root);
-  return rc == GS_OK ? 0 : rc == GS_ENOMEM ? 500 : 400;
+  return rc == GS_OK ? 0 : gs_error_http_status(rc);
 }
 
 static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {
@@ -430,6 +533,8 @@ static json_t *output_json(const gs_tensor_t *t, bool binary) {
 int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
                      const gs__model_io_t *io, const gs_tensor_t *outputs,
                      gs_error_t *err) {
+  if (req->grpc)
+    return gs__grpc_infer_encode(resp, req, io, outputs, err);
   json_t *root = json_pack("{s:s, s:s}", "model_name", io->model_name,
                            "model_version", io->version);
   json_t *jouts = json_array();

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "worker/grpc_int.h" /* gs__grpc_infer_decode */
 #include "worker/worker_int.h"
 
 uint64_t gs__now_ns(void) {
@@ -37,8 +38,10 @@ static int batch_rows(const gs__infer_request_t *ir, const char *model,
 int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
   const gs__model_slot_t *slot = job->slot;
   int status =
-      gs__infer_decode(&job->ir, &slot->io, job->req.body, job->req.body_len,
-                       job->req.infer_header_len, err);
+      job->grpc
+          ? gs__grpc_infer_decode(&job->ir, &slot->io, job->grpc, err)
+          : gs__infer_decode(&job->ir, &slot->io, job->req.body,
+                             job->req.body_len, job->req.infer_header_len, err);
   job->batch = 1;
   if (status != 0 || slot->max_batch_size == 0)
     return status;

@@ -147,9 +147,33 @@ typedef struct gs__infer_request_s {
   void *owned[16];
   bool want_output[16];   /* by model output index */
   bool binary_output[16]; /* by model output index */
+  bool grpc;              /* came over gRPC: answered as ModelInferResponse */
 } gs__infer_request_t;
 
 #define GS__INFER_MAX_TENSORS 16
+
+/* Tensors as a front end other than HTTP's read them (gRPC's ModelInfer),
+ * before they are checked against the model: borrowed, not copied. */
+typedef struct gs__infer_input_s {
+  const char *name, *datatype;
+  const int64_t *shape;
+  size_t rank;
+  const void *data;
+  size_t bytes;
+} gs__infer_input_t;
+
+typedef struct gs__infer_tensors_s {
+  const char *id; /* NULL when absent */
+  size_t n_inputs, n_outputs;
+  gs__infer_input_t inputs[GS__INFER_MAX_TENSORS];
+  const char *outputs[GS__INFER_MAX_TENSORS]; /* none: every output */
+  bool grpc;
+} gs__infer_tensors_t;
+
+/* in as the infer request for io, checked as gs__infer_decode checks a
+ * binary body (every output binary); data stays in place when aligned. */
+int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
+                             const gs__infer_tensors_t *in, gs_error_t *err);
 
 /* Decodes body (header_len as Inference-Header-Content-Length, -1 when
  * absent). On failure returns the HTTP status (400) and sets err. */
@@ -348,6 +372,9 @@ typedef struct gs__infer_job_s {
    * takes the model out of service with this message. */
   bool device_failed;
   char device_error[256];
+  /* A gRPC ModelInfer: its message, decoded instead of req's body (the
+   * gRPC server frees it once the job is done). */
+  struct gs__grpc_infer_s *grpc;
   /* For gs__infer_submit. */
   gs__infer_request_t ir; /* decoded, while queued for a batch */
   void (*done)(struct gs__infer_job_s *job);

@@ -1,8 +1,8 @@
 /* libFuzzer harness for the worker's gRPC message decoding: the input is
  * read as a framed message, then given unframed to every method against an
- * empty repository (no call may reach inference), and converted as a
- * ModelInferRequest into the router's infer, which the HTTP codec then
- * decodes for a two-input model. */
+ * empty repository (no call may reach inference), and read as a
+ * ModelInferRequest, then decoded into the infer request for a two-input
+ * model. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,19 +45,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_reply(&reply);
     gs__grpc_reply_release(&reply);
   }
-  gs__http_request_t req;
-  if (gs__grpc_infer_request(msg, len, &req, &err) == 0) {
+  gs__grpc_infer_t gi;
+  if (gs__grpc_infer_read(&gi, msg, len, &err) == 0) {
     gs__infer_request_t ir;
-    if (!req.url || req.infer_header_len < 0 ||
-        (size_t)req.infer_header_len > req.body_len)
+    if (!gi.m || strncmp(gi.url, "/v2/models/", 11) != 0)
       abort();
-    gs__infer_decode(&ir, &simple, req.body, req.body_len, req.infer_header_len,
-                     &err);
+    gs__grpc_infer_decode(&ir, &simple, &gi, &err);
     gs__infer_request_release(&ir); /* what it holds, even on failure */
-    free(req.url);
-    free(req.body);
   } else if (err.msg[0] == '\0') {
     abort();
   }
+  gs__grpc_infer_release(&gi);
   return 0;
 }

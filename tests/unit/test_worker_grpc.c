@@ -5,9 +5,9 @@
  * /inference.GRPCInferenceService/NAME and any other is UNIMPLEMENTED;
  * grpc-message is percent-encoded outside printable ASCII and for '%';
  * ModelInferRequest's raw_input_contents (one per input, in order) or typed
- * contents become the infer the HTTP router decodes, and the router's answer
- * becomes a ModelInferResponse with raw_output_contents; HTTP 400/404/503/500
- * map to INVALID_ARGUMENT/NOT_FOUND/UNAVAILABLE/INTERNAL. */
+ * contents decode into the infer request HTTP's bodies decode into, and the
+ * outputs become a ModelInferResponse with raw_output_contents; HTTP
+ * 400/404/503/500 map to INVALID_ARGUMENT/NOT_FOUND/UNAVAILABLE/INTERNAL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,17 +125,14 @@ static uint8_t *pack_infer(const char *model, bool raw, bool contents,
   return buf;
 }
 
-/* The request the router gets decodes, with the codec HTTP uses, to the
- * tensors that were sent, whichever way they travelled. */
-static void check_decodes(const gs__http_request_t *req) {
+/* The message read for the router decodes, into the infer request HTTP's
+ * bodies decode into, to the tensors that were sent, whichever way they
+ * travelled. */
+static void check_decodes(const gs__grpc_infer_t *gi) {
   gs__infer_request_t ir;
   gs_error_t err = {0};
-  assert_string_equal(req->url, "/v2/models/simple/infer");
-  assert_int_equal(req->method, HTTP_POST);
-  assert_true(req->infer_header_len > 0);
-  assert_int_equal(gs__infer_decode(&ir, &simple, req->body, req->body_len,
-                                    req->infer_header_len, &err),
-                   0);
+  assert_string_equal(gi->url, "/v2/models/simple/infer");
+  assert_int_equal(gs__grpc_infer_decode(&ir, &simple, gi, &err), 0);
   assert_string_equal(ir.id, "req-7");
   assert_int_equal(ir.n_inputs, 2);
   int32_t want1[4] = {10, 20, 30, 40};
@@ -151,12 +148,11 @@ static void test_infer_request_raw_and_contents(void **state) {
   for (int contents = 0; contents < 2; contents++) {
     size_t len;
     uint8_t *msg = pack_infer("simple", !contents, contents, "INT32", &len);
-    gs__http_request_t req;
+    gs__grpc_infer_t gi;
     gs_error_t err = {0};
-    assert_int_equal(gs__grpc_infer_request(msg, len, &req, &err), 0);
-    check_decodes(&req);
-    free(req.url);
-    free(req.body);
+    assert_int_equal(gs__grpc_infer_read(&gi, msg, len, &err), 0);
+    check_decodes(&gi);
+    gs__grpc_infer_release(&gi);
     free(msg);
   }
 }
@@ -165,12 +161,9 @@ static int infer_status(const char *model, bool raw, bool contents,
                         const char *dtype, gs_error_t *err) {
   size_t len;
   uint8_t *msg = pack_infer(model, raw, contents, dtype, &len);
-  gs__http_request_t req;
-  int status = gs__grpc_infer_request(msg, len, &req, err);
-  if (status == 0) {
-    free(req.url);
-    free(req.body);
-  }
+  gs__grpc_infer_t gi;
+  int status = gs__grpc_infer_read(&gi, msg, len, err);
+  gs__grpc_infer_release(&gi);
   free(msg);
   return status;
 }
@@ -195,9 +188,10 @@ static void test_infer_request_errors(void **state) {
   assert_int_equal(infer_status("a/b/infer?x", true, false, "INT32", &err),
                    GS__GRPC_NOT_FOUND);
   uint8_t junk[] = {0x2a, 0xff, 0xff, 0xff, 0xff, 0x0f};
-  gs__http_request_t req;
-  assert_int_equal(gs__grpc_infer_request(junk, sizeof junk, &req, &err),
+  gs__grpc_infer_t gi;
+  assert_int_equal(gs__grpc_infer_read(&gi, junk, sizeof junk, &err),
                    GS__GRPC_INVALID_ARGUMENT);
+  gs__grpc_infer_release(&gi);
   /* One raw_input_contents for two inputs. */
   Inference__ModelInferRequest m = INFERENCE__MODEL_INFER_REQUEST__INIT;
   Inference__ModelInferRequest__InferInputTensor t[2], *pt[2] = {&t[0], &t[1]};
@@ -211,24 +205,27 @@ static void test_infer_request_errors(void **state) {
   m.raw_input_contents = &raw;
   uint8_t buf[256];
   size_t len = inference__model_infer_request__pack(&m, buf);
-  assert_int_equal(gs__grpc_infer_request(buf, len, &req, &err),
+  assert_int_equal(gs__grpc_infer_read(&gi, buf, len, &err),
                    GS__GRPC_INVALID_ARGUMENT);
   assert_non_null(strstr(err.msg, "raw_input_contents"));
+  gs__grpc_infer_release(&gi);
 }
 
 static void test_infer_reply(void **state) {
   (void)state;
-  static const char head[] =
-      "{\"model_name\":\"simple\",\"model_version\":\"1\",\"id\":\"r\","
-      "\"outputs\":[{\"name\":\"OUTPUT0\",\"datatype\":\"INT32\",\"shape\":"
-      "[1,2],\"parameters\":{\"binary_data_size\":8}}]}";
+  /* The outputs, encoded for a gRPC request, as the job leaves them. */
   int32_t data[2] = {7, -7};
-  gs__http_response_t resp = {.status = 200};
-  resp.body = malloc(sizeof head + 8);
-  memcpy(resp.body, head, sizeof head - 1);
-  memcpy(resp.body + sizeof head - 1, data, 8);
-  resp.body_len = sizeof head - 1 + 8;
-  resp.infer_header_len = sizeof head - 1;
+  gs_tensor_t outs[1] = {{.name = "OUTPUT0",
+                          .dtype = GS_DTYPE_INT32,
+                          .rank = 2,
+                          .shape = {1, 2},
+                          .data = data,
+                          .bytes = 8}};
+  gs__infer_request_t ir = {.id = "r", .grpc = true};
+  ir.want_output[0] = ir.binary_output[0] = true;
+  gs__http_response_t resp = {.infer_header_len = -1};
+  gs_error_t enc_err;
+  assert_int_equal(gs__infer_encode(&resp, &ir, &simple, outs, &enc_err), 0);
   gs__grpc_reply_t reply = {0};
   gs__grpc_infer_reply(&resp, &reply);
   assert_int_equal(reply.status, GS__GRPC_OK);

@@ -1,0 +1,279 @@
+/* ModelInfer's codec: the request message decodes into the infer request
+ * that HTTP's bodies decode into (gs__infer_decode_tensors checks both
+ * alike), and the outputs encode straight into a ModelInferResponse; the
+ * tensors never pass through JSON. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc_service.pb-c.h"
+#include "worker/grpc_int.h"
+
+#define BAD(err, ...) gs_error_set(err, GS_EINVAL, __VA_ARGS__)
+#define MAX_TENSOR_DATA (2 * (size_t)GS__GRPC_MAX_MESSAGE)
+
+/* Narrows 32-bit contents to size-byte elements in lo..hi. */
+static bool narrow_int32(const int32_t *src, size_t n, int32_t lo, int32_t hi,
+                         size_t size, uint8_t *dst) {
+  for (size_t i = 0; i < n; i++) {
+    if (src[i] < lo || src[i] > hi)
+      return false;
+    int8_t i8 = (int8_t)src[i];
+    int16_t i16 = (int16_t)src[i];
+    if (dst)
+      memcpy(dst + i * size,
+             size == 1   ? (void *)&i8
+             : size == 2 ? (void *)&i16
+                         : (const void *)&src[i],
+             size);
+  }
+  return true;
+}
+
+static bool narrow_uint32(const uint32_t *src, size_t n, uint32_t hi,
+                          size_t size, uint8_t *dst) {
+  for (size_t i = 0; i < n; i++) {
+    if (src[i] > hi)
+      return false;
+    uint8_t u8 = (uint8_t)src[i];
+    uint16_t u16 = (uint16_t)src[i];
+    if (dst)
+      memcpy(dst + i * size,
+             size == 1   ? (void *)&u8
+             : size == 2 ? (void *)&u16
+                         : (const void *)&src[i],
+             size);
+  }
+  return true;
+}
+
+static bool copy_same(const void *src, size_t n, size_t size, uint8_t *dst) {
+  if (dst && n)
+    memcpy(dst, src, n * size);
+  return true;
+}
+
+/* The contents' values as dtype elements at dst (NULL: count only); false
+ * when the contents are of another type or a value does not fit. */
+static bool contents_bytes(const Inference__InferTensorContents *c,
+                           gs_dtype_t dt, uint8_t *dst, size_t *count) {
+  switch (dt) {
+  case GS_DTYPE_BOOL:
+    *count = c->n_bool_contents;
+    for (size_t i = 0; dst && i < c->n_bool_contents; i++)
+      dst[i] = c->bool_contents[i] ? 1 : 0;
+    return true;
+  case GS_DTYPE_INT8:
+    *count = c->n_int_contents;
+    return narrow_int32(c->int_contents, *count, INT8_MIN, INT8_MAX, 1, dst);
+  case GS_DTYPE_INT16:
+    *count = c->n_int_contents;
+    return narrow_int32(c->int_contents, *count, INT16_MIN, INT16_MAX, 2, dst);
+  case GS_DTYPE_INT32:
+    *count = c->n_int_contents;
+    return copy_same(c->int_contents, *count, 4, dst);
+  case GS_DTYPE_UINT8:
+    *count = c->n_uint_contents;
+    return narrow_uint32(c->uint_contents, *count, UINT8_MAX, 1, dst);
+  case GS_DTYPE_UINT16:
+    *count = c->n_uint_contents;
+    return narrow_uint32(c->uint_contents, *count, UINT16_MAX, 2, dst);
+  case GS_DTYPE_UINT32:
+    *count = c->n_uint_contents;
+    return copy_same(c->uint_contents, *count, 4, dst);
+  case GS_DTYPE_INT64:
+    *count = c->n_int64_contents;
+    return copy_same(c->int64_contents, *count, 8, dst);
+  case GS_DTYPE_UINT64:
+    *count = c->n_uint64_contents;
+    return copy_same(c->uint64_contents, *count, 8, dst);
+  case GS_DTYPE_FP32:
+    *count = c->n_fp32_contents;
+    return copy_same(c->fp32_contents, *count, 4, dst);
+  case GS_DTYPE_FP64:
+    *count = c->n_fp64_contents;
+    return copy_same(c->fp64_contents, *count, 8, dst);
+  default:
+    return false; /* FP16 travels in raw_input_contents only */
+  }
+}
+
+/* Element count of an input's shape, or false when it overflows. */
+static bool shape_count(const int64_t *shape, size_t rank, size_t *count) {
+  size_t n = 1;
+  for (size_t d = 0; d < rank; d++) {
+    if (shape[d] < 0)
+      return false;
+    if (shape[d] && n > MAX_TENSOR_DATA / (size_t)shape[d])
+      return false;
+    n *= (size_t)shape[d];
+  }
+  *count = n;
+  return true;
+}
+
+/* One input's data: raw bytes (the request's) or its contents converted
+ * into *owned. */
+static int input_data(const Inference__ModelInferRequest *m, size_t i,
+                      const uint8_t **data, size_t *bytes, uint8_t **owned,
+                      gs_error_t *err) {
+  const Inference__ModelInferRequest__InferInputTensor *in = m->inputs[i];
+  gs_dtype_t dt = gs_dtype_from_name(in->datatype);
+  size_t es = gs_dtype_size(dt), count = 0, want;
+  if (m->n_raw_input_contents) {
+    if (in->contents)
+      return BAD(err, "input '%s' has both contents and raw_input_contents",
+                 in->name);
+    *data = m->raw_input_contents[i].data;
+    *bytes = m->raw_input_contents[i].len;
+  } else if (in->contents && dt != GS_DTYPE_INVALID) {
+    if (!contents_bytes(in->contents, dt, NULL, &count))
+      return BAD(err, "input '%s': contents do not hold %s values", in->name,
+                 in->datatype);
+    if (count > MAX_TENSOR_DATA / es)
+      return gs_error_set(err, GS_ELIMIT, "input '%s' is too large", in->name);
+    if (!(*owned = malloc(count * es + 1)))
+      return gs_error_set(err, GS_ENOMEM, "out of memory");
+    contents_bytes(in->contents, dt, *owned, &count);
+    *data = *owned;
+    *bytes = count * es;
+  } else {
+    *data = NULL;
+    *bytes = 0;
+  }
+  if (dt == GS_DTYPE_INVALID)
+    return GS_OK; /* the router names the datatype in its error */
+  if (!shape_count(in->shape, in->n_shape, &want) || *bytes != want * es)
+    return BAD(err,
+               "input '%s': %zu bytes of data, but shape and datatype %s "
+               "need %zu",
+               in->name, *bytes, in->datatype,
+               shape_count(in->shape, in->n_shape, &want) ? want * es : 0);
+  return GS_OK;
+}
+
+void gs__grpc_infer_release(gs__grpc_infer_t *gi) {
+  for (size_t i = 0; i < GS__INFER_MAX_TENSORS; i++)
+    free(gi->owned[i]);
+  if (gi->m)
+    inference__model_infer_request__free_unpacked(gi->m, NULL);
+  memset(gi, 0, sizeof *gi);
+}
+
+void gs__grpc_infer_destroy(gs__grpc_infer_t *gi) {
+  if (!gi)
+    return;
+  gs__grpc_infer_release(gi);
+  free(gi);
+}
+
+int gs__grpc_infer_read(gs__grpc_infer_t *gi, const uint8_t *msg, size_t len,
+                        gs_error_t *err) {
+  memset(gi, 0, sizeof *gi);
+  Inference__ModelInferRequest *m = gi->m =
+      inference__model_infer_request__unpack(NULL, len, msg);
+  if (!m)
+    return BAD(err, "malformed ModelInferRequest"), GS__GRPC_INVALID_ARGUMENT;
+  gs__grpc_reply_t r = {0};
+  if (!gs__grpc_model_url(gi->url, sizeof gi->url, m->model_name,
+                          m->model_version, "/infer", &r))
+    return gs_error_set(err, GS_ENOTFOUND, "%s", r.message), GS__GRPC_NOT_FOUND;
+  if (m->n_inputs > GS__INFER_MAX_TENSORS)
+    return BAD(err, "more than %d inputs", GS__INFER_MAX_TENSORS),
+           GS__GRPC_INVALID_ARGUMENT;
+  if (m->n_raw_input_contents && m->n_raw_input_contents != m->n_inputs)
+    return BAD(err, "expected %zu raw_input_contents (one per input), got %zu",
+               m->n_inputs, m->n_raw_input_contents),
+           GS__GRPC_INVALID_ARGUMENT;
+  size_t total = 0;
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    int rc = input_data(m, i, &gi->data[i], &gi->bytes[i], &gi->owned[i], err);
+    if (rc == GS_OK && gi->bytes[i] > MAX_TENSOR_DATA - total)
+      rc = gs_error_set(err, GS_ELIMIT, "the inputs are larger than %zu bytes",
+                        MAX_TENSOR_DATA);
+    if (rc != GS_OK)
+      return gs_error_grpc_status(rc);
+    total += gi->bytes[i];
+  }
+  return GS__GRPC_OK;
+}
+
+int gs__grpc_infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
+                          const gs__grpc_infer_t *gi, gs_error_t *err) {
+  const Inference__ModelInferRequest *m = gi->m;
+  gs__infer_tensors_t t = {.grpc = true};
+  t.id = m->id[0] ? m->id : NULL;
+  t.n_inputs = m->n_inputs;
+  for (size_t i = 0; i < m->n_inputs; i++)
+    t.inputs[i] =
+        (gs__infer_input_t){m->inputs[i]->name,  m->inputs[i]->datatype,
+                            m->inputs[i]->shape, m->inputs[i]->n_shape,
+                            gi->data[i],         gi->bytes[i]};
+  if (m->n_outputs > GS__INFER_MAX_TENSORS) {
+    memset(req, 0, sizeof *req);
+    return BAD(err, "more than %d outputs", GS__INFER_MAX_TENSORS), 400;
+  }
+  t.n_outputs = m->n_outputs;
+  for (size_t i = 0; i < m->n_outputs; i++)
+    t.outputs[i] = m->outputs[i]->name;
+  return gs__infer_decode_tensors(req, io, &t, err);
+}
+
+int gs__grpc_infer_encode(gs__http_response_t *resp,
+                          const gs__infer_request_t *req,
+                          const gs__model_io_t *io, const gs_tensor_t *outputs,
+                          gs_error_t *err) {
+  Inference__ModelInferResponse m = INFERENCE__MODEL_INFER_RESPONSE__INIT;
+  Inference__ModelInferResponse__InferOutputTensor o[GS__INFER_MAX_TENSORS],
+      *po[GS__INFER_MAX_TENSORS];
+  ProtobufCBinaryData raw[GS__INFER_MAX_TENSORS];
+  int64_t shapes[GS__INFER_MAX_TENSORS][GS_TENSOR_MAX_RANK];
+  size_t n = 0;
+  for (size_t i = 0; i < io->n_outputs && i < GS__INFER_MAX_TENSORS; i++) {
+    if (!req->want_output[i])
+      continue;
+    const gs_tensor_t *t = &outputs[i];
+    inference__model_infer_response__infer_output_tensor__init(&o[n]);
+    o[n].name = (char *)t->name;
+    o[n].datatype = (char *)gs_dtype_name(t->dtype);
+    for (unsigned d = 0; d < t->rank; d++)
+      shapes[n][d] = t->shape[d];
+    o[n].n_shape = t->rank;
+    o[n].shape = shapes[n];
+    po[n] = &o[n];
+    raw[n] = (ProtobufCBinaryData){t->bytes, (uint8_t *)t->data};
+    n++;
+  }
+  m.model_name = (char *)io->model_name;
+  m.model_version = (char *)io->version;
+  m.id = req->id ? req->id : "";
+  m.n_outputs = m.n_raw_output_contents = n;
+  m.outputs = po;
+  m.raw_output_contents = raw;
+  size_t len = inference__model_infer_response__get_packed_size(&m);
+  if (len > GS__GRPC_MAX_MESSAGE)
+    return gs_error_set(err, GS_ELIMIT, "response larger than 64 MiB");
+  uint8_t *body = malloc(len + GS__GRPC_PREFIX);
+  if (!body)
+    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
+  gs__grpc_frame_prefix(body, len);
+  inference__model_infer_response__pack(&m, body + GS__GRPC_PREFIX);
+  gs__http_response_release(resp);
+  resp->status = 200;
+  resp->body = (char *)body;
+  resp->body_len = len + GS__GRPC_PREFIX;
+  resp->content_type = "application/grpc";
+  return GS_OK;
+}
+
+void gs__grpc_infer_reply(gs__http_response_t *resp, gs__grpc_reply_t *reply) {
+  if (resp->status != 200) {
+    gs__grpc_reply_http_error(reply, resp);
+    return;
+  }
+  gs__grpc_reply_release(reply);
+  reply->body = (uint8_t *)resp->body;
+  reply->body_len = resp->body_len;
+  resp->body = NULL;
+  resp->body_len = 0;
+}
