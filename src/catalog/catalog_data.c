@@ -1,7 +1,9 @@
 /* The MIG profile tables, as data, transcribed from
- * shared/reference/mig-profiles.md. A new GPU is one more gs__models[] row
- * (and, for a new slice family, one more geometry). Where the reference has
- * no figure the value is 0 (unknown): NVML reports it on live hardware. */
+ * NVIDIA's MIG User Guide (supported MIG profiles and their placements,
+ * docs.nvidia.com/datacenter/tesla/mig-user-guide). A new GPU is one more
+ * gs__models[] row (and, for a new slice family, one more geometry). Where the
+ * reference has no figure the value is 0 (unknown): NVML reports it on live
+ * hardware. */
 #include "catalog/catalog_int.h"
 
 #define B(s) (1u << (s))

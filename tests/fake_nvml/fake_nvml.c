@@ -6,7 +6,7 @@
  * ======================================================================
  *
  * It models one or more MIG GPUs in memory and enforces the rules the
- * driver enforces (shared/reference/mig-profiles.md): legal placements per
+ * driver enforces (NVIDIA's MIG User Guide): legal placements per
  * profile, no overlapping memory slices, max instance counts, the
  * compute-slice total, IN_USE when destroying a GPU instance that still
  * has compute instances or processes, INSUFFICIENT_RESOURCES when an
@@ -264,8 +264,8 @@ static int config_gpus(const char *cfg) {
     }
     fgpu_t *g = &fk.gpu[fk.n_gpu++];
     g->m = m;
-    g->cur = g->pending = m->geometry->n_geo ? NVML_DEVICE_MIG_ENABLE
-                                             : NVML_DEVICE_MIG_DISABLE;
+    g->cur = g->pending =
+        m->geometry->n_geo ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
     p += len;
     if (strncmp(p, ":off", 4) == 0) {
       g->cur = g->pending = NVML_DEVICE_MIG_DISABLE;

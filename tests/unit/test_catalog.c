@@ -1,5 +1,5 @@
 /* Catalog tests. Expected values are transcribed from
- * shared/reference/mig-profiles.md (the tables below quote it), not derived
+ * NVIDIA's MIG User Guide (the tables below quote it), not derived
  * from the catalog code; values the reference lacks must read 0 (unknown). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -708,7 +708,7 @@ static void test_differences(void **state) {
   assert_string_equal(buf, "");
   live.gi[0].memory_mib += 256; /* a driver that reports more memory */
   snprintf(live.gi[2].name, sizeof live.gi[2].name, "1g.20gb-renamed");
-  live.n_gi--;                  /* the last (7g) not offered */
+  live.n_gi--; /* the last (7g) not offered */
   gs_catalog_differences(&live, &table, buf, sizeof buf);
   assert_non_null(strstr(buf, "profile 0 (7g.80gb) not offered"));
   assert_non_null(strstr(buf, "memory"));

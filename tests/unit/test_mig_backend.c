@@ -1,5 +1,5 @@
 /* The mig backend against the test-only fake NVML (tests/fake_nvml). Rules
- * checked come from shared/reference/mig-profiles.md: profile IDs, names,
+ * checked come from NVIDIA's MIG User Guide: profile IDs, names,
  * placements, max counts and SMs per GPU; GI IDs lowest free; destroying a
  * GI with CIs or processes fails (IN_USE); Ampere needs a reset to switch
  * MIG mode, Hopper does not; a failed apply leaves the device as it was. */
@@ -167,7 +167,8 @@ static void test_shim_missing_library(void **state) {
   assert_contains(f->err.msg, "NVIDIA driver not found: dlopen ");
   assert_contains(f->err.msg, path);
   gs_backend_options_t opt = {.state_dir = f->dir};
-  assert_int_equal(gs__backend_mig_open(&f->be, &opt, path, &f->err), GS_ENODEV);
+  assert_int_equal(gs__backend_mig_open(&f->be, &opt, path, &f->err),
+                   GS_ENODEV);
   assert_null(f->be);
 }
 

@@ -1,7 +1,7 @@
 /* The mig backend's catalog on GPUs recorded from real hardware: every
  * tests/fixtures/nvml/<name>.json (written by tests/gpu/nvml_record) is
  * replayed through the test-only fake NVML. Rules
- * (shared/reference/mig-profiles.md, shared/DESIGN.md): NVML's own report on a
+ * (NVIDIA's MIG User Guide, docs/ARCHITECTURE.md): NVML's own report on a
  * live GPU wins over the catalog tables, so every profile field the driver
  * reported comes out unchanged; profile IDs and placements are the same on
  * every GPU of a geometry, so a gpuslice table that disagrees with the hardware

@@ -1,6 +1,6 @@
 /* Placement rules: the placement engine against an independent brute-force
  * model of the MIG placement rules. The model's tables are transcribed from
- * shared/reference/mig-profiles.md, not read from the catalog or derived from
+ * NVIDIA's MIG User Guide, not read from the catalog or derived from
  * src/placement/placement.c; the catalog only names the GPUs and profiles. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,7 @@
 /* The soft backend against test-only fakes of NVML (tests/fake_nvml), the
  * CUDA driver (tests/fake_cuda) and nvidia-cuda-mps-control
- * (tests/fake_mps). Rules checked come from shared/reference: a GPU with
+ * (tests/fake_mps). Rules checked come from NVIDIA's MIG and MPS docs: a GPU
+ * with
  * MIG off offers the profiles MIG offers on its model, other GPUs a
  * catalog synthesized at 8-SM granularity; MPS's active-thread percentage
  * p gives floor(p * SMs / 100) rounded down to whole TPCs (12% of 132 SMs
