@@ -15,6 +15,8 @@
   XX(HTTP_URL, (size_t)8 << 10, "HTTP request target")                         \
   XX(HTTP_HEADERS, (size_t)16 << 10, "HTTP header block")                      \
   XX(HTTP_BODY, (size_t)64 << 20, "HTTP body")                                 \
+  XX(HTTP_READ_AHEAD, (size_t)64 << 20,                                        \
+     "bytes read ahead on an HTTP connection")                                 \
   XX(UPSTREAM_RESPONSE, (size_t)256 << 20, "upstream response")                \
   XX(GRPC_MESSAGE, ((size_t)64 << 20) + 5, "gRPC message")                     \
   XX(GRPC_CONN, (size_t)256 << 20, "buffered gRPC requests of a connection")   \

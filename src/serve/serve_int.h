@@ -21,7 +21,7 @@
 #include <uv.h>
 
 #include "gpuslice/serve.h"
-#include "worker/worker_int.h"
+#include "net/http.h"
 
 typedef struct gs_serve_s gs__serve_t; /* gs_serve_t, seen from inside */
 typedef struct gs__wk_s gs__wk_t;

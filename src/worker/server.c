@@ -1,6 +1,6 @@
-/* The worker's network side on libuv: HTTP connections (http_conn.c) hand
- * whole requests to the router, infers run on libuv's thread pool, gRPC
- * has its own listener (grpc.c). */
+/* The worker's network side on libuv: HTTP connections (the network
+ * layer's, net/http.h) hand whole requests to the router, infers run on
+ * libuv's thread pool, gRPC has its own listener (grpc.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
