@@ -84,8 +84,8 @@ int cli_http_call(const char *host, unsigned port, const char *method,
     if (r.complete)
       break;
     if (got == 0 && r.error != GS_ELIMIT)
-      rc = gs_error_set(err, GS_EPARSE, "%s:%u closed before answering",
-                        host, port);
+      rc = gs_error_set(err, GS_EPARSE, "%s:%u closed before answering", host,
+                        port);
     else if (r.error)
       rc = gs_error_set(err, GS_EPARSE, "%s:%u sent a malformed response%s",
                         host, port,

@@ -137,7 +137,7 @@ typedef struct gs__http_reply_s {
   http_parser parser;
   int status;
   gs_buf_t body;
-  bool truncate;      /* past the limit: keep the first bytes, not an error */
+  bool truncate; /* past the limit: keep the first bytes, not an error */
   char content_type[128];
   long long infer_header_len; /* -1 absent */
   bool complete, keep_alive;
@@ -209,12 +209,12 @@ struct gs__http_call_s {
 struct gs__http_pool_s {
   uv_loop_t *loop;
   struct sockaddr_storage addr;
-  unsigned max_idle;    /* connections kept waiting; more are closed */
-  gs_limit_t limit;     /* a response's body */
+  unsigned max_idle; /* connections kept waiting; more are closed */
+  gs_limit_t limit;  /* a response's body */
   void *owner;
   void (*hold)(void *owner);
   void (*drop)(void *owner);
-  bool closed;          /* connections are no longer kept */
+  bool closed; /* connections are no longer kept */
   gs__http_client_t *idle;
   unsigned n_idle;
 };

@@ -19,10 +19,10 @@ struct gs__http_client_s {
   uv_write_t write;
   gs__http_pool_t *pool; /* its owner held while the connection lives */
   gs__http_reply_t reply;
-  gs_buf_t head;          /* the request's head, formatted */
-  gs__http_call_t *call;  /* the call on it; NULL when idle */
+  gs_buf_t head;         /* the request's head, formatted */
+  gs__http_call_t *call; /* the call on it; NULL when idle */
   bool closing, reusable;
-  bool writing; /* write in flight: the connection may not be reused */
+  bool writing;     /* write in flight: the connection may not be reused */
   unsigned handles; /* open libuv handles: freed at 0 */
   gs__http_client_t *next; /* the pool's idle list */
   char rbuf[READ_CHUNK];

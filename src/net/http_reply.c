@@ -139,9 +139,8 @@ int gs__http_reply_error(const gs__http_reply_t *r, gs_error_t *err) {
   if (r->error == GS_ELIMIT || r->error == GS_ENOMEM)
     return gs_buf_error(&r->body, err);
   if (r->error == GS_EPARSE && HTTP_PARSER_ERRNO(&r->parser) != HPE_OK)
-    return gs_error_set(
-        err, GS_EPARSE, "malformed HTTP response: %s",
-        http_errno_description(HTTP_PARSER_ERRNO(&r->parser)));
+    return gs_error_set(err, GS_EPARSE, "malformed HTTP response: %s",
+                        http_errno_description(HTTP_PARSER_ERRNO(&r->parser)));
   if (r->error)
     return gs_error_set(err, r->error,
                         "the connection closed in the middle of a response");

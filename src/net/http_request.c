@@ -187,7 +187,8 @@ size_t gs__http_reader_feed(gs__http_reader_t *r, const char *data,
     return n;
   if (e != HPE_OK && !r->error_status)
     fail(r, 400, http_errno_description(e));
-  else if (len == 0 && !r->error_status && r->header_bytes + r->url.len + r->req.url_len)
+  else if (len == 0 && !r->error_status &&
+           r->header_bytes + r->url.len + r->req.url_len)
     fail(r, 400, "connection closed in the middle of a request");
   return n;
 }

@@ -1,6 +1,6 @@
 /* HTTP/1.1 server connections on libuv, shared by the worker and the serve
- * router's front: accepts, feeds bytes to the request reader and hands each whole
- * request to the listener's handler, which answers now or later. A
+ * router's front: accepts, feeds bytes to the request reader and hands each
+ * whole request to the listener's handler, which answers now or later. A
  * connection reads one request at a time and stops reading until it is
  * answered, so pipelined requests are answered in order and no connection
  * buffers more than one request. */
@@ -21,14 +21,14 @@ struct gs__http_conn_s {
   gs__http_reader_t reader;
   gs_buf_t pending;   /* bytes read, not yet fed to the reader */
   size_t pending_off; /* of them, fed */
-  bool busy;    /* a request is being answered */
-  bool closing; /* no more requests: shutting down or closed */
-  bool closed;  /* the handle is closed */
-  bool in_feed; /* conn_feed is on the stack: respond() must not recurse */
+  bool busy;          /* a request is being answered */
+  bool closing;       /* no more requests: shutting down or closed */
+  bool closed;        /* the handle is closed */
+  bool in_feed;    /* conn_feed is on the stack: respond() must not recurse */
   bool keep_alive; /* the current request's, read before the handler may
                       move the request away (the worker's infer jobs do) */
   uv_shutdown_t shutdown;
-  unsigned writes; /* writes in flight */
+  unsigned writes;    /* writes in flight */
   max_align_t user[]; /* l->user_size bytes for the handler */
 };
 
@@ -353,9 +353,8 @@ int gs__http_listen(uv_loop_t *loop, gs__http_listener_t *l, const char *host,
   l->conns = NULL;
   l->n_conns = 0;
   l->draining = false;
-  int rc =
-      gs__tcp_listen(loop, &l->tcp, host, port, l->reuseport, on_connection,
-                     &l->port, err);
+  int rc = gs__tcp_listen(loop, &l->tcp, host, port, l->reuseport,
+                          on_connection, &l->port, err);
   l->tcp.data = l;
   l->listening = true; /* the handle exists, even when listen failed */
   return rc;

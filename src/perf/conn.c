@@ -166,9 +166,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
   if (c->busy && !c->t_first)
     c->t_first = gs__perf_now_ns();
-  int rc = c->grpc ? gs__perf_grpc_read(c, (const uint8_t *)buf->base,
-                                        (size_t)n)
-                   : http_read(c, buf->base, (size_t)n);
+  int rc = c->grpc
+               ? gs__perf_grpc_read(c, (const uint8_t *)buf->base, (size_t)n)
+               : http_read(c, buf->base, (size_t)n);
   if (rc != GS_OK)
     report_failure(c);
 }
@@ -182,8 +182,8 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status < 0 && c->pending)
     c->open = true; /* so that the request waiting is failed */
   if (status < 0) {
-    gs__perf_conn_fail(c, GS_ESYSTEM, "cannot connect to %s: %s",
-                       c->authority, uv_strerror(status));
+    gs__perf_conn_fail(c, GS_ESYSTEM, "cannot connect to %s: %s", c->authority,
+                       uv_strerror(status));
     report_failure(c);
     return;
   }
@@ -208,8 +208,8 @@ static void on_connect(uv_connect_t *req, int status) {
     report_failure(c);
 }
 
-int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr,
-                       bool grpc, const char *authority, void *user,
+int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr, bool grpc,
+                       const char *authority, void *user,
                        gs__perf_conn_cb on_open, gs__perf_conn_cb on_done,
                        gs__perf_conn_t **out, gs_error_t *err) {
   gs__perf_conn_t *c = calloc(1, sizeof *c);
@@ -233,8 +233,8 @@ int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr,
     c->closing = true;
     gs__http_reply_release(&c->reply);
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-    return gs_error_set(err, GS_ESYSTEM, "cannot connect to %s: %s",
-                        authority, uv_strerror(rc));
+    return gs_error_set(err, GS_ESYSTEM, "cannot connect to %s: %s", authority,
+                        uv_strerror(rc));
   }
   *out = c;
   return GS_OK;
@@ -255,8 +255,8 @@ static void on_reclosed(uv_handle_t *h) {
   int rc = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&c->addr,
                           on_connect);
   if (rc != 0) {
-    gs__perf_conn_fail(c, GS_ESYSTEM, "cannot connect to %s: %s",
-                       c->authority, uv_strerror(rc));
+    gs__perf_conn_fail(c, GS_ESYSTEM, "cannot connect to %s: %s", c->authority,
+                       uv_strerror(rc));
     c->pending = NULL;
     report_failure(c);
   }

@@ -48,8 +48,7 @@ static void call_done(gs__http_call_t *call, gs__http_result_t result) {
   r->resp = call->resp; /* the body moves to the caller */
   memset(&call->resp, 0, sizeof call->resp);
   if (result == GS__HTTP_OK && r->resp.content_type) {
-    snprintf(r->content_type, sizeof r->content_type, "%s",
-             call->content_type);
+    snprintf(r->content_type, sizeof r->content_type, "%s", call->content_type);
     r->resp.content_type = r->content_type;
   }
   r->done(r, (gs__up_result_t)result);
