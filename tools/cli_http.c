@@ -86,10 +86,13 @@ int cli_http_call(const char *host, unsigned port, const char *method,
     if (got == 0 && r.error != GS_ELIMIT)
       rc = gs_error_set(err, GS_EPARSE, "%s:%u closed before answering", host,
                         port);
+    else if (r.error == GS_ELIMIT)
+      rc = gs_error_set(err, GS_EPARSE,
+                        "%s:%u sent a malformed response (over %zu MiB)", host,
+                        port, gs_limit_bytes(GS_LIMIT_CLI_RESPONSE) >> 20);
     else if (r.error)
-      rc = gs_error_set(err, GS_EPARSE, "%s:%u sent a malformed response%s",
-                        host, port,
-                        r.error == GS_ELIMIT ? " (over 16 MiB)" : "");
+      rc = gs_error_set(err, GS_EPARSE, "%s:%u sent a malformed response", host,
+                        port);
   }
   close(fd);
   if (rc == GS_OK) {
