@@ -195,6 +195,7 @@ size_t gs__http_reader_feed(gs__http_reader_t *r, const char *data,
 
 void gs__http_reader_next(gs__http_reader_t *r) {
   request_release(&r->req);
+  r->header_bytes = 0; /* a close before the next request is no error */
   gs_buf_reset(&r->url);
   gs_buf_reset(&r->body);
   r->complete = false;

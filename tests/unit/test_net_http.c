@@ -164,7 +164,8 @@ typedef struct raw_s {
   size_t out_len;
   gs_buf_t in;
   char rbuf[65536];
-  bool ended, leave_early;
+  uv_shutdown_t shutdown;
+  bool ended, leave_early, half_close;
 } raw_t;
 
 static void raw_closed(uv_handle_t *h) {
@@ -196,6 +197,8 @@ static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 static void raw_written(uv_write_t *w, int status) {
   raw_t *r = w->data;
   assert_int_equal(status, 0);
+  if (r->half_close) /* done sending, still reading */
+    uv_shutdown(&r->shutdown, (uv_stream_t *)&r->tcp, NULL);
   if (r->leave_early && !uv_is_closing((uv_handle_t *)&r->tcp))
     uv_close((uv_handle_t *)&r->tcp, raw_closed);
 }
@@ -474,6 +477,25 @@ static void test_a_client_leaving_before_its_answer(void **state) {
   gs_buf_free(&r.in);
 }
 
+static void test_a_client_done_sending_gets_only_its_answers(void **state) {
+  (void)state;
+  /* A client may close its sending side after its last request and read
+   * on (RFC 9112 section 9.6): it gets its answer, then the close, and no
+   * error for the request it did not start. */
+  static const char out[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  raw_t r = {.half_close = true};
+  raw_exchange(&r, server.port, out, sizeof out - 1);
+  const char *data = r.in.data;
+  size_t len = r.in.len;
+  int status;
+  char body[128];
+  next_response(&data, &len, &status, body, sizeof body);
+  assert_int_equal(status, 200);
+  assert_string_equal(body, "GET /a|");
+  assert_int_equal(len, 0); /* nothing after it */
+  gs_buf_free(&r.in);
+}
+
 static void test_reply_reader_limit_and_truncation(void **state) {
   (void)state;
   static const char in[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
@@ -508,6 +530,8 @@ int main(void) {
       cmocka_unit_test_setup(test_a_server_closing_mid_response_is_an_error,
                              before_each),
       cmocka_unit_test_setup(test_a_client_leaving_before_its_answer,
+                             before_each),
+      cmocka_unit_test_setup(test_a_client_done_sending_gets_only_its_answers,
                              before_each),
       cmocka_unit_test(test_reply_reader_limit_and_truncation),
   };
