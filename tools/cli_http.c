@@ -1,9 +1,9 @@
 /* A small blocking HTTP/1.1 client for the CLI's own calls to a running
- * serve (status, admin) and to check servers: one request per connection,
- * the response read with http-parser. */
+ * serve (status, admin) and to check servers: one request per connection
+ * on a blocking socket, the response read by the library's one response
+ * reader (net/http.h). */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <http_parser.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -14,35 +14,7 @@
 #include <unistd.h>
 
 #include "cli_http.h"
-
-#define MAX_BODY (16u << 20)
-
-typedef struct reading_s {
-  char *body;
-  size_t len;
-  bool done, too_big;
-} reading_t;
-
-static int on_body(http_parser *p, const char *at, size_t len) {
-  reading_t *r = p->data;
-  if (r->len + len > MAX_BODY) {
-    r->too_big = true;
-    return -1;
-  }
-  char *grown = realloc(r->body, r->len + len + 1);
-  if (!grown)
-    return -1;
-  memcpy(grown + r->len, at, len);
-  r->body = grown;
-  r->len += len;
-  grown[r->len] = '\0';
-  return 0;
-}
-
-static int on_complete(http_parser *p) {
-  ((reading_t *)p->data)->done = true;
-  return 0;
-}
+#include "net/http.h"
 
 static int connect_to(const char *host, unsigned port, int timeout_ms,
                       gs_error_t *err) {
@@ -97,14 +69,10 @@ int cli_http_call(const char *host, unsigned port, const char *method,
       send_all(fd, head, (size_t)n) != 0 ||
       (body_len && send_all(fd, body, body_len) != 0))
     rc = gs_error_sys(err, errno, "cannot send to %s:%u", host, port);
-  reading_t r = {0};
-  http_parser parser;
-  http_parser_settings settings = {.on_body = on_body,
-                                   .on_message_complete = on_complete};
-  http_parser_init(&parser, HTTP_RESPONSE);
-  parser.data = &r;
+  gs__http_reply_t r;
+  gs__http_reply_init(&r, GS_LIMIT_CLI_RESPONSE, 0);
   char buf[16384];
-  while (rc == GS_OK && !r.done) {
+  while (rc == GS_OK && !r.complete) {
     ssize_t got = recv(fd, buf, sizeof buf, 0);
     if (got < 0 && errno == EINTR)
       continue;
@@ -112,20 +80,27 @@ int cli_http_call(const char *host, unsigned port, const char *method,
       rc = gs_error_sys(err, errno, "no answer from %s:%u", host, port);
       break;
     }
-    size_t used = http_parser_execute(&parser, &settings, buf, (size_t)got);
-    if (got == 0 && !r.done)
-      rc = gs_error_set(err, GS_EPARSE, "%s:%u closed before answering",
-                        host, port);
-    else if (used != (size_t)got && !r.done)
-      rc = gs_error_set(err, GS_EPARSE, "%s:%u sent a malformed response%s",
-                        host, port, r.too_big ? " (over 16 MiB)" : "");
+    gs__http_reply_feed(&r, buf, (size_t)got);
+    if (r.complete)
+      break;
+    if (got == 0 && r.error != GS_ELIMIT)
+      rc = gs_error_set(err, GS_EPARSE, "%s:%u closed before answering", host,
+                        port);
+    else if (r.error == GS_ELIMIT)
+      rc = gs_error_set(err, GS_EPARSE,
+                        "%s:%u sent a malformed response (over %zu MiB)", host,
+                        port, gs_limit_bytes(GS_LIMIT_CLI_RESPONSE) >> 20);
+    else if (r.error)
+      rc = gs_error_set(err, GS_EPARSE, "%s:%u sent a malformed response", host,
+                        port);
   }
   close(fd);
-  if (rc != GS_OK) {
-    free(r.body);
-    return rc;
+  if (rc == GS_OK) {
+    *status = r.status;
+    *resp_body = gs_buf_take(&r.body, NULL); /* "" when empty */
+    if (!*resp_body)
+      rc = gs_error_set(err, GS_ENOMEM, "out of memory");
   }
-  *status = (int)parser.status_code;
-  *resp_body = r.body ? r.body : strdup("");
-  return GS_OK;
+  gs__http_reply_release(&r);
+  return rc;
 }

@@ -15,7 +15,12 @@
   XX(HTTP_URL, (size_t)8 << 10, "HTTP request target")                         \
   XX(HTTP_HEADERS, (size_t)16 << 10, "HTTP header block")                      \
   XX(HTTP_BODY, (size_t)64 << 20, "HTTP body")                                 \
+  XX(HTTP_READ_AHEAD, (size_t)64 << 20,                                        \
+     "bytes read ahead on an HTTP connection")                                 \
+  XX(HTTP_REQUEST_HEAD, ((size_t)8 << 10) + 512, "HTTP request head")          \
   XX(UPSTREAM_RESPONSE, (size_t)256 << 20, "upstream response")                \
+  XX(PERF_ANSWER, (size_t)64 << 20, "perf's fetched answer")                   \
+  XX(CLI_RESPONSE, (size_t)16 << 20, "HTTP response to the CLI")               \
   XX(GRPC_MESSAGE, ((size_t)64 << 20) + 5, "gRPC message")                     \
   XX(GRPC_CONN, (size_t)256 << 20, "buffered gRPC requests of a connection")   \
   XX(GRPC_HEADERS, (size_t)16 << 10, "gRPC header list")                       \

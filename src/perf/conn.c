@@ -1,7 +1,8 @@
 /* gpuslice perf's client connections on libuv: TCP, writes that go out at
- * once when the socket takes them, and HTTP/1.1 answers read with
- * http-parser on a kept-alive connection (gRPC's HTTP/2 is conn_grpc.c).
- * One request at a time per connection, as perf_analyzer's clients. */
+ * once when the socket takes them, and HTTP/1.1 answers read by the
+ * network layer's response reader (net/http.h) on a kept-alive connection
+ * (gRPC's HTTP/2 is conn_grpc.c). One request at a time per connection, as
+ * perf_analyzer's clients. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,42 +107,38 @@ int gs__perf_conn_write(gs__perf_conn_t *c, const uint8_t *data, size_t len) {
   return GS_OK;
 }
 
-static int on_body(http_parser *p, const char *at, size_t len) {
-  gs__perf_conn_t *c = p->data;
-  return gs__perf_body_append(c, at, len) == GS_OK ? 0 : -1;
+/* The reader's failure as perf's message. */
+static int answer_failed(gs__perf_conn_t *c) {
+  const gs__http_reply_t *r = &c->reply;
+  if (r->error == GS_ELIMIT)
+    gs__perf_conn_fail(c, GS_ELIMIT, "an answer is larger than %zu bytes",
+                       c->body_limit);
+  else if (r->error == GS_ENOMEM)
+    gs__perf_conn_fail(c, GS_ENOMEM, "out of memory");
+  else if (!c->err.code)
+    gs__perf_conn_fail(c, GS_EPARSE, "malformed HTTP answer: %s",
+                       http_errno_description(HTTP_PARSER_ERRNO(&r->parser)));
+  return c->err.code;
 }
-
-static int on_message_complete(http_parser *p) {
-  gs__perf_conn_t *c = p->data;
-  c->complete = true;
-  c->status = (int)p->status_code;
-  http_parser_pause(p, 1); /* one answer per read: no pipelining */
-  return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_body = on_body, .on_message_complete = on_message_complete};
 
 static int http_read(gs__perf_conn_t *c, const char *data, size_t len) {
   if (!c->busy) {
     gs__perf_conn_fail(c, GS_EPARSE, "the server sent data unasked");
     return GS_EPARSE;
   }
-  size_t used = http_parser_execute(&c->parser, &parser_settings, data, len);
-  if (c->complete) {
-    http_parser_pause(&c->parser, 0);
-    c->stale = !http_should_keep_alive(&c->parser);
+  gs__http_reply_t *r = &c->reply;
+  gs__http_reply_feed(r, data, len);
+  if (r->complete) { /* one answer per read: no pipelining */
+    c->status = r->status;
+    if (r->body.len &&
+        gs__perf_body_append(c, r->body.data, r->body.len) != GS_OK)
+      return c->err.code;
+    c->stale = !r->keep_alive;
     c->busy = false;
     c->on_done(c, GS_OK);
     return GS_OK;
   }
-  if (used != len || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
-    if (!c->err.code)
-      gs__perf_conn_fail(c, GS_EPARSE, "malformed HTTP answer: %s",
-                         http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
-    return c->err.code;
-  }
-  return GS_OK;
+  return r->error ? answer_failed(c) : GS_OK;
 }
 
 static void alloc_buf(uv_handle_t *h, size_t size, uv_buf_t *buf) {
@@ -169,9 +166,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
   if (c->busy && !c->t_first)
     c->t_first = gs__perf_now_ns();
-  int rc = c->grpc ? gs__perf_grpc_read(c, (const uint8_t *)buf->base,
-                                        (size_t)n)
-                   : http_read(c, buf->base, (size_t)n);
+  int rc = c->grpc
+               ? gs__perf_grpc_read(c, (const uint8_t *)buf->base, (size_t)n)
+               : http_read(c, buf->base, (size_t)n);
   if (rc != GS_OK)
     report_failure(c);
 }
@@ -185,8 +182,8 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status < 0 && c->pending)
     c->open = true; /* so that the request waiting is failed */
   if (status < 0) {
-    gs__perf_conn_fail(c, GS_ESYSTEM, "cannot connect to %s: %s",
-                       c->authority, uv_strerror(status));
+    gs__perf_conn_fail(c, GS_ESYSTEM, "cannot connect to %s: %s", c->authority,
+                       uv_strerror(status));
     report_failure(c);
     return;
   }
@@ -211,8 +208,8 @@ static void on_connect(uv_connect_t *req, int status) {
     report_failure(c);
 }
 
-int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr,
-                       bool grpc, const char *authority, void *user,
+int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr, bool grpc,
+                       const char *authority, void *user,
                        gs__perf_conn_cb on_open, gs__perf_conn_cb on_done,
                        gs__perf_conn_t **out, gs_error_t *err) {
   gs__perf_conn_t *c = calloc(1, sizeof *c);
@@ -227,15 +224,17 @@ int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr,
   c->on_open = on_open;
   c->on_done = on_done;
   snprintf(c->authority, sizeof c->authority, "%s", authority);
+  gs__http_reply_init(&c->reply, GS_LIMIT_PERF_ANSWER, 0);
   c->tcp.data = c;
   c->connect.data = c;
   uv_tcp_init(loop, &c->tcp);
   int rc = uv_tcp_connect(&c->connect, &c->tcp, addr, on_connect);
   if (rc != 0) {
     c->closing = true;
+    gs__http_reply_release(&c->reply);
     uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-    return gs_error_set(err, GS_ESYSTEM, "cannot connect to %s: %s",
-                        authority, uv_strerror(rc));
+    return gs_error_set(err, GS_ESYSTEM, "cannot connect to %s: %s", authority,
+                        uv_strerror(rc));
   }
   *out = c;
   return GS_OK;
@@ -256,8 +255,8 @@ static void on_reclosed(uv_handle_t *h) {
   int rc = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&c->addr,
                           on_connect);
   if (rc != 0) {
-    gs__perf_conn_fail(c, GS_ESYSTEM, "cannot connect to %s: %s",
-                       c->authority, uv_strerror(rc));
+    gs__perf_conn_fail(c, GS_ESYSTEM, "cannot connect to %s: %s", c->authority,
+                       uv_strerror(rc));
     c->pending = NULL;
     report_failure(c);
   }
@@ -287,8 +286,8 @@ int gs__perf_conn_send(gs__perf_conn_t *c, const gs__perf_req_t *req) {
 static int send_now(gs__perf_conn_t *c, const gs__perf_req_t *req) {
   if (c->grpc)
     return gs__perf_grpc_send(c, req);
-  http_parser_init(&c->parser, HTTP_RESPONSE);
-  c->parser.data = c;
+  gs__http_reply_reset(&c->reply);
+  gs__http_reply_limit(&c->reply, c->body_limit, c->body_truncate);
   int rc = gs__perf_conn_write(c, req->data, req->len);
   if (rc == GS_OK && c->t_sent)
     c->t_sent = gs__perf_now_ns();
@@ -300,6 +299,7 @@ static void on_closed(uv_handle_t *h) {
   if (c->on_closed)
     c->on_closed(c);
   gs__perf_grpc_release(c);
+  gs__http_reply_release(&c->reply);
   free(c->body);
   free(c);
 }

@@ -12,6 +12,7 @@
 #include "gpuslice/perf.h"
 #include "net/grpc.h"
 #include "net/h2.h"
+#include "net/http.h"
 
 #define GS__PERF_MAX_BODY ((size_t)64 << 20) /* a fetched answer */
 #define GS__PERF_ERR_BODY ((size_t)4096)     /* kept of an infer's answer */
@@ -104,9 +105,9 @@ struct gs__perf_conn_s {
   size_t body_len, body_cap;
   char message[512]; /* grpc-message */
   gs_error_t err;
-  /* HTTP */
-  http_parser parser;
-  bool complete;
+  /* HTTP: the answer's reader (net/http.h) */
+  gs__http_reply_t reply;
+  bool complete; /* gRPC: the call ended */
   /* gRPC */
   gs_h2_t h2; /* its session is NULL until gs__perf_grpc_start */
   const gs__perf_req_t *req;

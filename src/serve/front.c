@@ -62,8 +62,8 @@ static void proxy_failed(front_req_t *f, const char *label,
     respond_error(f, 504, "worker %s did not answer within %u ms", label,
                   s->opt.request_timeout_ms);
   else if (res == GS__UP_TOOBIG)
-    respond_error(f, 502, "worker %s answered with more than 256 MiB",
-                  label);
+    respond_error(f, 502, "worker %s answered with more than %zu MiB", label,
+                  gs_limit_bytes(GS_LIMIT_UPSTREAM_RESPONSE) >> 20);
   else if (res == GS__UP_BROKEN)
     respond_error(f, 502, "worker %s broke off its response", label);
   else if (f->attempts > 1)
@@ -72,8 +72,10 @@ static void proxy_failed(front_req_t *f, const char *label,
                   "tried on worker %s first)",
                   label, f->tried_label);
   else
-    respond_error(f, 502, "worker %s failed before answering, and no other "
-                  "worker is ready", label);
+    respond_error(f, 502,
+                  "worker %s failed before answering, and no other "
+                  "worker is ready",
+                  label);
 }
 
 static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
@@ -83,8 +85,7 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   uint64_t latency = gs__serve_now_ns() - r->t_start;
   wk->inflight--;
   if (res != GS__UP_LOCAL) /* that one is the router's failure */
-    gs__rloop_report(f->rl, peer, res == GS__UP_OK, res != GS__UP_OK,
-                     latency);
+    gs__rloop_report(f->rl, peer, res == GS__UP_OK, res != GS__UP_OK, latency);
   if (res == GS__UP_OK) {
     r->peer = NULL; /* kept until f is answered: f may go with its answer */
     respond(f, &r->resp); /* takes the body */
@@ -219,8 +220,8 @@ static void finish_stats(fanout_t *fo) {
   }
   for (unsigned i = 0; i < fo->n && n < 256; i++)
     if (fo->results[i] == GS__UP_OK)
-      docs[n++] = json_loadb(fo->ups[i].resp.body, fo->ups[i].resp.body_len,
-                             0, NULL);
+      docs[n++] =
+          json_loadb(fo->ups[i].resp.body, fo->ups[i].resp.body_len, 0, NULL);
   gs_error_t err;
   json_t *merged = NULL;
   bool parsed = true;

@@ -21,12 +21,11 @@
 #include <uv.h>
 
 #include "gpuslice/serve.h"
-#include "worker/worker_int.h"
+#include "net/http.h"
 
 typedef struct gs_serve_s gs__serve_t; /* gs_serve_t, seen from inside */
 typedef struct gs__wk_s gs__wk_t;
 typedef struct gs__host_s gs__host_t;
-typedef struct gs__upconn_s gs__upconn_t;
 typedef struct gs__upreq_s gs__upreq_t;
 typedef struct gs__peer_s gs__peer_t;
 typedef struct gs__rloop_s gs__rloop_t;
@@ -156,11 +155,9 @@ struct gs__upreq_s {
   gs__http_response_t resp; /* its body is the caller's after done */
   char content_type[128];
   uint64_t t_start;
-  /* internal */
-  gs__upconn_t *conn;
   bool got_bytes;
-  char head[(8u << 10) + 512]; /* the longest URL the reader takes + headers */
-  size_t head_len;
+  /* internal */
+  gs__http_call_t call; /* on the peer's pool */
 };
 
 /* Sends r to peer on a pooled (or new) connection on the peer's loop;
@@ -185,9 +182,8 @@ struct gs__peer_s {
   uint64_t ejected_until_ns;     /* the main loop's or this loop's own */
   unsigned consecutive_failures; /* this loop's: it ejects at once */
   bool gone;          /* left the view: no new requests, connections not kept */
-  unsigned refs;      /* the loop's list's, each connection's and request's */
-  gs__upconn_t *idle; /* keep-alive connections waiting for a request */
-  unsigned n_idle;
+  unsigned refs; /* the loop's list's, each connection's and request's */
+  gs__http_pool_t pool; /* keep-alive connections (set up at first use) */
   gs__peer_t *next;
 };
 

@@ -1,6 +1,6 @@
-/* The worker's network side on libuv: HTTP connections (http_conn.c) hand
- * whole requests to the router, infers run on libuv's thread pool, gRPC
- * has its own listener (grpc.c). */
+/* The worker's network side on libuv: HTTP connections (the network
+ * layer's, net/http.h) hand whole requests to the router, infers run on
+ * libuv's thread pool, gRPC has its own listener (grpc.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +83,8 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   gs_worker_t *w = calloc(1, sizeof *w);
   if (!w)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
-  w->max_body = opts->max_body_bytes ? opts->max_body_bytes : 64u << 20;
+  w->max_body = opts->max_body_bytes ? opts->max_body_bytes
+                                     : gs_limit_bytes(GS_LIMIT_HTTP_BODY);
   int rc = uv_loop_init(&w->loop);
   if (rc != 0) {
     free(w);

@@ -1,7 +1,7 @@
 /* Internals of the inference worker, split by layer so that each can be
- * tested without sockets: the HTTP/1.1 request reader (bytes in, requests
- * out), the infer codec (KServe v2 JSON and binary tensors), the model
- * repository and the router that turns one request into one response. */
+ * tested without sockets: the infer codec (KServe v2 JSON and binary
+ * tensors), the model repository and the router that turns one request
+ * into one response. */
 #ifndef GPUSLICE_WORKER_INT_H
 #define GPUSLICE_WORKER_INT_H
 
@@ -14,117 +14,10 @@
 
 #include "gpuslice/engine.h"
 #include "gpuslice/worker.h"
+#include "net/http.h"
 
-/* ---- HTTP request reader (http.c) ---------------------------------------- */
-
-typedef struct gs__http_request_s {
-  enum http_method method;
-  char *url; /* NUL-terminated, owned */
-  size_t url_len;
-  char *body; /* owned; body_len bytes plus a NUL */
-  size_t body_len, body_cap;
-  long long infer_header_len; /* Inference-Header-Content-Length; -1 absent */
-  bool keep_alive;
-} gs__http_request_t;
-
-typedef struct gs__http_reader_s {
-  http_parser parser;
-  size_t max_body;
-  size_t header_bytes;
-  gs__http_request_t req;
-  char field[40]; /* the header name being read, lower case, truncated */
-  size_t field_len;
-  char value[24]; /* the value of a header we read, truncated */
-  size_t value_len;
-  bool value_wanted, value_too_long;
-  int header_kind;      /* which header field/value is being read */
-  bool in_value;        /* last callback was a header value */
-  bool expect_continue; /* the client waits for "100 Continue" */
-  bool complete;        /* req holds a whole request; call _next */
-  int error_status;     /* 400, 413, 414 or 431 once the stream is unusable */
-  const char *error_msg;
-} gs__http_reader_t;
-
-void gs__http_reader_init(gs__http_reader_t *r, size_t max_body);
-void gs__http_reader_release(gs__http_reader_t *r);
-/* Feeds bytes (len 0 = the peer closed). Returns how many were consumed:
- * it stops after a complete request (r->complete) or an error
- * (r->error_status set; the connection must be answered and closed). */
-size_t gs__http_reader_feed(gs__http_reader_t *r, const char *data, size_t len);
-/* Frees the request read and gets ready for the next one. */
-void gs__http_reader_next(gs__http_reader_t *r);
-
-/* A response: status, body, and for binary tensor data the JSON header's
- * length (-1 when the body is all JSON or empty). */
-typedef struct gs__http_response_s {
-  int status;
-  char *body; /* owned (malloc) */
-  size_t body_len;
-  long long infer_header_len;
-  const char *content_type;
-} gs__http_response_t;
-
-void gs__http_response_release(gs__http_response_t *resp);
-/* {"error": msg} with the status. */
-void gs__http_response_error(gs__http_response_t *resp, int status,
-                             const char *msg);
-/* Takes json (decref'd). */
-void gs__http_response_json(gs__http_response_t *resp, int status,
-                            json_t *json);
-/* The status line and headers, NUL-terminated in buf. */
-int gs__http_response_head(const gs__http_response_t *resp, bool keep_alive,
-                           char *buf, size_t size);
-const char *gs__http_reason(int status);
-
-/* ---- HTTP/1.1 server connections (http_conn.c) ----------------------------
- */
-
-typedef struct gs__http_conn_s gs__http_conn_t;
-/* Called on the loop thread with each whole request; the handler answers
- * with gs__http_conn_respond exactly once, now or later (req stays valid
- * until then). */
-typedef void (*gs__http_handler_fn)(void *ctx, gs__http_conn_t *c,
-                                    gs__http_request_t *req);
-
-typedef struct gs__http_listener_s {
-  /* set by the caller before gs__http_listen */
-  gs__http_handler_fn handler;
-  void *ctx;
-  size_t max_body;  /* a larger body is answered 413 */
-  size_t user_size; /* bytes per connection for the handler (conn_user) */
-  bool reuseport;   /* SO_REUSEPORT: several loops share the port */
-  /* the listener's own */
-  uv_tcp_t tcp;
-  unsigned port; /* bound */
-  bool listening, draining;
-  gs__http_conn_t *conns;
-  size_t n_conns;
-} gs__http_listener_t;
-
-/* Binds host:port (0: any free port, then l->port) and accepts. The handle
- * is initialized even on failure: close it with gs__http_listener_close. */
-int gs__http_listen(uv_loop_t *loop, gs__http_listener_t *l, const char *host,
-                    unsigned port, gs_error_t *err);
-/* Stops accepting; each connection is answered once more (a request in
- * flight, or the next one a client sends) with Connection: close, then
- * closes. l->n_conns reaches 0 when all did. Closing idle connections at
- * once would race clients that are sending their next request. */
-void gs__http_listener_drain(gs__http_listener_t *l);
-/* Closes the connections with no request in progress. */
-void gs__http_listener_close_idle(gs__http_listener_t *l);
-/* Drains and closes every connection now, answered or not. */
-void gs__http_listener_close(gs__http_listener_t *l);
-/* Sends resp (taking its body) for the connection's current request. */
-void gs__http_conn_respond(gs__http_conn_t *c, gs__http_response_t *resp);
-/* The listener's user_size bytes for this connection (zeroed at accept). */
-void *gs__http_conn_user(gs__http_conn_t *c);
-gs__http_listener_t *gs__http_conn_listener(gs__http_conn_t *c);
-/* uv_tcp_init + bind + listen; the handle is initialized even on failure.
- * reuseport: SO_REUSEPORT before bind (listeners of one user on one port
- * share its connections). */
-int gs__tcp_listen(uv_loop_t *loop, uv_tcp_t *server, const char *host,
-                   unsigned port, bool reuseport, uv_connection_cb cb,
-                   unsigned *bound_port, gs_error_t *err);
+/* The HTTP/1.1 request reader, responses and server connections are the
+ * network layer's (net/http.h). */
 
 /* ---- infer codec (infer.c) ------------------------------------------------
  */

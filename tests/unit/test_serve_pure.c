@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "serve/serve_int.h"
+#include "worker/worker_int.h" /* real worker statistics and metrics */
 
 /* ---- choosing a worker -----------------------------------------------------
  */

@@ -1,6 +1,6 @@
 /* HTTP/1.1 server connections on libuv, shared by the worker and the serve
- * router: accepts, feeds bytes to the request reader and hands each whole
- * request to the listener's handler, which answers now or later. A
+ * router's front: accepts, feeds bytes to the request reader and hands each
+ * whole request to the listener's handler, which answers now or later. A
  * connection reads one request at a time and stops reading until it is
  * answered, so pipelined requests are answered in order and no connection
  * buffers more than one request. */
@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "worker/worker_int.h"
+#include "net/http.h"
 
 #define READ_CHUNK (64u << 10)
 
@@ -19,16 +19,16 @@ struct gs__http_conn_s {
   gs__http_listener_t *l;
   gs__http_conn_t *next, *prev; /* the listener's list */
   gs__http_reader_t reader;
-  char *pending; /* bytes read beyond the request being answered */
-  size_t pending_len, pending_off;
-  bool busy;    /* a request is being answered */
-  bool closing; /* no more requests: shutting down or closed */
-  bool closed;  /* the handle is closed */
-  bool in_feed; /* conn_feed is on the stack: respond() must not recurse */
+  gs_buf_t pending;   /* bytes read, not yet fed to the reader */
+  size_t pending_off; /* of them, fed */
+  bool busy;          /* a request is being answered */
+  bool closing;       /* no more requests: shutting down or closed */
+  bool closed;        /* the handle is closed */
+  bool in_feed;    /* conn_feed is on the stack: respond() must not recurse */
   bool keep_alive; /* the current request's, read before the handler may
                       move the request away (the worker's infer jobs do) */
   uv_shutdown_t shutdown;
-  unsigned writes; /* writes in flight */
+  unsigned writes;    /* writes in flight */
   max_align_t user[]; /* l->user_size bytes for the handler */
 };
 
@@ -55,7 +55,7 @@ static void conn_maybe_free(gs__http_conn_t *c) {
     c->next->prev = c->prev;
   l->n_conns--;
   gs__http_reader_release(&c->reader);
-  free(c->pending);
+  gs_buf_free(&c->pending);
   free(c);
 }
 
@@ -179,11 +179,11 @@ static void conn_feed(gs__http_conn_t *c) {
       c->l->handler(c->l->ctx, c, &c->reader.req);
       continue; /* answered at once, or later by respond() */
     }
-    size_t left = c->pending_len - c->pending_off;
+    size_t left = c->pending.len - c->pending_off;
     if (left == 0)
       break;
-    size_t n =
-        gs__http_reader_feed(&c->reader, c->pending + c->pending_off, left);
+    size_t n = gs__http_reader_feed(&c->reader,
+                                    c->pending.data + c->pending_off, left);
     c->pending_off += n;
     if (c->reader.expect_continue && !c->reader.complete &&
         !c->reader.error_status) {
@@ -195,8 +195,10 @@ static void conn_feed(gs__http_conn_t *c) {
       c->reader.error_status = 400;
   }
   c->in_feed = false;
-  if (c->pending_off == c->pending_len)
-    c->pending_off = c->pending_len = 0;
+  if (c->pending_off == c->pending.len) {
+    gs_buf_reset(&c->pending);
+    c->pending_off = 0;
+  }
   if (c->closing)
     return;
   if (c->busy)
@@ -208,15 +210,12 @@ static void conn_feed(gs__http_conn_t *c) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   gs__http_conn_t *c = h->data;
   (void)suggested;
-  if (c->pending_off && c->pending_off == c->pending_len)
-    c->pending_off = c->pending_len = 0;
-  char *grown = realloc(c->pending, c->pending_len + READ_CHUNK);
-  if (!grown) {
-    *buf = uv_buf_init(NULL, 0);
-    return;
+  if (c->pending_off && c->pending_off == c->pending.len) {
+    gs_buf_reset(&c->pending);
+    c->pending_off = 0;
   }
-  c->pending = grown;
-  *buf = uv_buf_init(grown + c->pending_len, READ_CHUNK);
+  char *tail = gs_buf_reserve(&c->pending, READ_CHUNK);
+  *buf = uv_buf_init(tail, tail ? READ_CHUNK : 0); /* none: UV_ENOBUFS */
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -233,7 +232,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  c->pending_len += (size_t)nread;
+  gs_buf_commit(&c->pending, (size_t)nread);
   conn_feed(c);
 }
 
@@ -250,6 +249,7 @@ static gs__http_conn_t *conn_new(gs__http_listener_t *l) {
   l->conns = c;
   l->n_conns++;
   gs__http_reader_init(&c->reader, l->max_body);
+  gs_buf_init(&c->pending, GS_LIMIT_HTTP_READ_AHEAD);
   uv_tcp_init(l->tcp.loop, &c->tcp);
   c->tcp.data = c;
   return c;
@@ -353,9 +353,8 @@ int gs__http_listen(uv_loop_t *loop, gs__http_listener_t *l, const char *host,
   l->conns = NULL;
   l->n_conns = 0;
   l->draining = false;
-  int rc =
-      gs__tcp_listen(loop, &l->tcp, host, port, l->reuseport, on_connection,
-                     &l->port, err);
+  int rc = gs__tcp_listen(loop, &l->tcp, host, port, l->reuseport,
+                          on_connection, &l->port, err);
   l->tcp.data = l;
   l->listening = true; /* the handle exists, even when listen failed */
   return rc;

@@ -1,16 +1,14 @@
-/* The worker's HTTP/1.1 request reader and response writer, over
- * http-parser, with no sockets: bytes in, one whole request out at a time.
- * It pauses after each request so that pipelined requests are answered in
- * order, and enforces the size limits on URL, headers and body. */
+/* The HTTP/1.1 request reader and response writer of every server (the
+ * worker's, the router's front), over http-parser, with no sockets: bytes
+ * in, one whole request out at a time. It pauses after each request so
+ * that pipelined requests are answered in order, and enforces the size
+ * limits on URL, headers and body (GS_LIMITS). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/worker_int.h"
-
-#define MAX_URL_BYTES (8u << 10)
-#define MAX_HEADER_BYTES (16u << 10)
+#include "net/http.h"
 
 enum { HDR_OTHER = 0, HDR_INFER_LEN, HDR_EXPECT };
 
@@ -35,21 +33,15 @@ static int on_message_begin(http_parser *p) {
 
 static int on_url(http_parser *p, const char *at, size_t len) {
   gs__http_reader_t *r = reader_of(p);
-  if (r->req.url_len + len > MAX_URL_BYTES)
+  int rc = gs_buf_add(&r->url, at, len);
+  if (rc == GS_ELIMIT)
     return fail(r, 414, "request URL is longer than 8 KiB");
-  char *grown = realloc(r->req.url, r->req.url_len + len + 1);
-  if (!grown)
-    return fail(r, 500, "out of memory");
-  memcpy(grown + r->req.url_len, at, len);
-  r->req.url = grown;
-  r->req.url_len += len;
-  grown[r->req.url_len] = '\0';
-  return 0;
+  return rc == GS_OK ? 0 : fail(r, 500, "out of memory");
 }
 
 static int count_header(gs__http_reader_t *r, size_t len) {
   r->header_bytes += len;
-  if (r->header_bytes > MAX_HEADER_BYTES)
+  if (r->header_bytes > gs_limit_bytes(GS_LIMIT_HTTP_HEADERS))
     return fail(r, 431, "request headers are larger than 16 KiB");
   return 0;
 }
@@ -115,8 +107,9 @@ static int on_headers_complete(http_parser *p) {
   gs__http_reader_t *r = reader_of(p);
   if (end_header(r) != 0)
     return -1;
-  if (!r->req.url)
+  if (!r->url.data)
     return fail(r, 400, "request has no URL");
+  r->req.url = gs_buf_take(&r->url, &r->req.url_len);
   /* ULLONG_MAX means no Content-Length (chunked or none). */
   if (p->content_length != ULLONG_MAX && p->content_length > r->max_body)
     return fail(r, 413, "request body is larger than the limit");
@@ -126,34 +119,26 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   gs__http_reader_t *r = reader_of(p);
-  gs__http_request_t *q = &r->req;
-  if (len > r->max_body - q->body_len)
+  /* One allocation for a body of known length (never above the limit: a
+   * chunk's announced size is not checked until it arrives). By this
+   * callback http-parser has counted content_length down by len. */
+  if (!r->body.data && p->content_length != ULLONG_MAX &&
+      p->content_length < r->max_body - len)
+    gs_buf_reserve(&r->body, (size_t)p->content_length + len); /* sticky */
+  int rc = gs_buf_add(&r->body, at, len);
+  if (rc == GS_ELIMIT)
     return fail(r, 413, "request body is larger than the limit");
-  if (q->body_len + len + 1 > q->body_cap) {
-    size_t cap = q->body_cap ? q->body_cap : 4096;
-    while (cap < q->body_len + len + 1)
-      cap *= 2;
-    /* One allocation for a body of known length (never above the limit:
-     * a chunk's announced size is not checked until it arrives). */
-    if (q->body_cap == 0 && p->content_length != ULLONG_MAX &&
-        p->content_length < r->max_body - len &&
-        p->content_length + len + 1 > cap)
-      cap = (size_t)p->content_length + len + 1;
-    char *grown = realloc(q->body, cap);
-    if (!grown)
-      return fail(r, 500, "out of memory");
-    q->body = grown;
-    q->body_cap = cap;
-  }
-  memcpy(q->body + q->body_len, at, len);
-  q->body_len += len;
-  q->body[q->body_len] = '\0';
-  return 0;
+  return rc == GS_OK ? 0 : fail(r, 500, "out of memory");
 }
 
 static int on_message_complete(http_parser *p) {
   gs__http_reader_t *r = reader_of(p);
-  r->req.keep_alive = http_should_keep_alive(p) != 0;
+  gs__http_request_t *q = &r->req;
+  if (r->body.data) { /* NULL without a body, as before */
+    q->body_cap = r->body.cap;
+    q->body = gs_buf_take(&r->body, &q->body_len);
+  }
+  q->keep_alive = http_should_keep_alive(p) != 0;
   r->complete = true;
   http_parser_pause(p, 1);
   return 0;
@@ -175,6 +160,8 @@ void gs__http_reader_init(gs__http_reader_t *r, size_t max_body) {
   r->parser.data = r;
   r->max_body = max_body;
   r->req.infer_header_len = -1;
+  gs_buf_init(&r->url, GS_LIMIT_HTTP_URL);
+  gs_buf_init_max(&r->body, GS_LIMIT_HTTP_BODY, max_body);
 }
 
 static void request_release(gs__http_request_t *q) {
@@ -186,6 +173,8 @@ static void request_release(gs__http_request_t *q) {
 
 void gs__http_reader_release(gs__http_reader_t *r) {
   request_release(&r->req);
+  gs_buf_free(&r->url);
+  gs_buf_free(&r->body);
 }
 
 size_t gs__http_reader_feed(gs__http_reader_t *r, const char *data,
@@ -198,13 +187,17 @@ size_t gs__http_reader_feed(gs__http_reader_t *r, const char *data,
     return n;
   if (e != HPE_OK && !r->error_status)
     fail(r, 400, http_errno_description(e));
-  else if (len == 0 && !r->error_status && r->header_bytes + r->req.url_len)
+  else if (len == 0 && !r->error_status &&
+           r->header_bytes + r->url.len + r->req.url_len)
     fail(r, 400, "connection closed in the middle of a request");
   return n;
 }
 
 void gs__http_reader_next(gs__http_reader_t *r) {
   request_release(&r->req);
+  r->header_bytes = 0; /* a close before the next request is no error */
+  gs_buf_reset(&r->url);
+  gs_buf_reset(&r->body);
   r->complete = false;
   r->expect_continue = false;
   http_parser_pause(&r->parser, 0);
