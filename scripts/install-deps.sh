@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libyaml-dev libjansson-dev libcmocka-dev python3 libb64-0d
-      libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
+      libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
+      libonnx-dev libonnx-testdata
       libopenblas-dev python3-onnx python3-numpy
       libuv1-dev libhttp-parser-dev python3-venv curl libnghttp2-dev procps)
 missing=()

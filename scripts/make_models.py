@@ -23,6 +23,9 @@
                            dynamic batching.
   OUT/cnn_small/1/...      a small CNN for CPU tests: FP32 [-1, 3, 32, 32] ->
                            conv/BN/relu, a residual block, pools -> [-1, 10].
+  OUT/NAME/config.json     {"max_batch_size": 0} but for resnet50: served
+                           unbatched (without a config the worker would
+                           autocomplete max_batch_size 4 as Triton does).
 
 The CNNs' BatchNormalization statistics are set near the ones their inputs
 really have on a calibration batch (as training leaves them), so that
@@ -395,9 +398,12 @@ def main():
     models = {name: BUILDERS[name]() for name in names}
     for name, model in models.items():
         write(model, os.path.join(args.out, name, "1", "model.onnx"))
-    if "resnet50" in models:
-        with open(os.path.join(args.out, "resnet50", "config.json"), "w") as f:
-            f.write(RESNET50_CONFIG)
+        # A model without a config is autocompleted as Triton does (batch
+        # dimension first: max_batch_size 4, dynamic batching); these are
+        # served unbatched unless a test or the demo says otherwise.
+        with open(os.path.join(args.out, name, "config.json"), "w") as f:
+            f.write(RESNET50_CONFIG if name == "resnet50"
+                    else '{"max_batch_size": 0}\n')
     if args.test_data:
         write_tests(args.test_data, models["simple"], models["mlp"],
                     [("resnet50", models["resnet50"], (1, 2)),

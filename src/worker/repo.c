@@ -1,5 +1,6 @@
 /* The model repository in Triton's layout, DIR/NAME/VERSION/model.onnx with
- * an optional DIR/NAME/config.json: loading (the highest version), the
+ * an optional DIR/NAME/config.pbtxt (Triton's, model_config.c) or
+ * config.json: loading (the version version_policy picks), the
  * session pool each load keeps, and the metadata, config and statistics
  * documents the protocol returns. */
 #include <dirent.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "worker/model_config.h"
 #include "worker/worker_int.h"
 
 static bool is_dir(const char *path) {
@@ -28,15 +30,17 @@ static bool valid_name(const char *name) {
                       "0123456789_.-") == n;
 }
 
-/* The highest numeric version directory holding model.onnx. */
-static int pick_version(const char *model_dir, char *version, size_t size,
-                        gs_error_t *err) {
+/* The version directory holding model.onnx that the config's
+ * version_policy selects (by default the highest). */
+static int pick_version(const char *model_dir, const gs__model_config_t *cfg,
+                        char *version, size_t size, gs_error_t *err) {
   DIR *d = opendir(model_dir);
   if (!d)
     return gs_error_sys(err, errno, "cannot read %s", model_dir);
-  long long best = -1;
+  long long present[64];
+  size_t n = 0;
   struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
+  while ((e = readdir(d)) != NULL && n < sizeof present / sizeof present[0]) {
     char *end;
     long long v = strtoll(e->d_name, &end, 10);
     char path[4400];
@@ -45,15 +49,19 @@ static int pick_version(const char *model_dir, char *version, size_t size,
     struct stat st;
     if (snprintf(path, sizeof path, "%s/%s/model.onnx", model_dir, e->d_name) <
             (int)sizeof path &&
-        stat(path, &st) == 0 && v > best)
-      best = v;
+        stat(path, &st) == 0)
+      present[n++] = v;
   }
   closedir(d);
-  if (best < 0)
+  if (n == 0)
     return gs_error_set(err, GS_ENOTFOUND, "no VERSION/model.onnx under %s",
                         model_dir);
-  snprintf(version, size, "%lld", best);
-  return GS_OK;
+  long long best;
+  int rc =
+      gs__model_config_pick_version(cfg, present, n, &best, model_dir, err);
+  if (rc == GS_OK)
+    snprintf(version, size, "%lld", best);
+  return rc;
 }
 
 #define MAX_QUEUE_DELAY_US 10000000 /* 10 s */
@@ -217,55 +225,42 @@ static int read_precision(gs__placement_t *pl, json_t *p, const char *path,
   return GS_OK;
 }
 
-/* The config file's JSON object, read whole within GS_LIMIT_CONFIG_FILE.
- * Failures to open or parse it are GS_EPARSE, as they were when jansson
- * opened the file. */
-static int load_config_json(const char *path, json_t **root, gs_error_t *err) {
-  gs_buf_t text;
-  gs_buf_init(&text, GS_LIMIT_CONFIG_FILE);
+/* A config file read whole within GS_LIMIT_CONFIG_FILE into text. A file
+ * that cannot be read is GS_EPARSE, as it was when jansson opened it. */
+static int read_config_text(const char *path, gs_buf_t *text, gs_error_t *err) {
+  gs_buf_init(text, GS_LIMIT_CONFIG_FILE);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  int rc = fd < 0 ? GS_ESYSTEM : gs_buf_read_fd(&text, fd);
+  int rc = fd < 0 ? GS_ESYSTEM : gs_buf_read_fd(text, fd);
   if (rc == GS_ESYSTEM) {
     gs_error_sys(err, errno, "%s: cannot read it", path);
     rc = gs_error_code(err, GS_EPARSE);
   } else if (rc != GS_OK) {
-    gs_buf_error(&text, err);
+    gs_buf_error(text, err);
     gs_error_prefix(err, "%s: ", path);
-  } else {
-    json_error_t jerr;
-    *root = json_loadb(text.data ? text.data : "", text.len,
-                       JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(*root)) {
-      json_decref(*root);
-      *root = NULL;
-      rc =
-          gs_error_set(err, GS_EPARSE, "%s:%d: %s", path, jerr.line, jerr.text);
-    }
   }
   if (fd >= 0)
     close(fd);
-  gs_buf_free(&text);
   return rc;
 }
 
-static int read_config(gs__model_entry_t *m, const char *model_dir,
-                       gs_error_t *err) {
-  char path[4400];
-  if (snprintf(path, sizeof path, "%s/config.json", model_dir) >=
-      (int)sizeof path)
-    return gs_error_set(err, GS_EINVAL, "model path is too long");
-  m->max_batch_size = 0;
-  m->memory_budget_bytes = 0;
-  memset(&m->batching, 0, sizeof m->batching);
-  memset(&m->placement, 0, sizeof m->placement);
-  m->placement.warmup = -1;
-  struct stat st;
-  if (stat(path, &st) != 0)
-    return GS_OK;
+static int read_config_json(gs__model_entry_t *m, const char *path,
+                            gs_error_t *err) {
+  gs_buf_t text;
+  int rc = read_config_text(path, &text, err);
   json_t *root = NULL;
-  int rc = load_config_json(path, &root, err);
-  if (rc != GS_OK)
+  if (rc == GS_OK) {
+    json_error_t jerr;
+    root = json_loadb(text.data ? text.data : "", text.len,
+                      JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(root))
+      rc =
+          gs_error_set(err, GS_EPARSE, "%s:%d: %s", path, jerr.line, jerr.text);
+  }
+  gs_buf_free(&text);
+  if (rc != GS_OK) {
+    json_decref(root);
     return rc;
+  }
   json_t *mbs = json_object_get(root, "max_batch_size");
   json_t *db = json_object_get(root, "dynamic_batching");
   if (mbs && (!json_is_integer(mbs) || json_integer_value(mbs) < 0 ||
@@ -304,6 +299,54 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
     m->placement.warmup = json_is_true(warmup);
   json_decref(root);
   return rc;
+}
+
+/* Triton's config.pbtxt: what it sets lands where config.json's keys do;
+ * its inputs and outputs are checked against the model once it loads. */
+static int read_config_pbtxt(gs__model_entry_t *m, const char *path,
+                             gs__model_config_t *cfg, gs_error_t *err) {
+  gs_buf_t text;
+  int rc = read_config_text(path, &text, err);
+  if (rc == GS_OK)
+    rc = gs__model_config_parse_pbtxt(
+        cfg, m->name, path, text.data ? text.data : "", text.len, err);
+  gs_buf_free(&text);
+  if (rc != GS_OK)
+    return rc;
+  m->max_batch_size = cfg->max_batch_size;
+  m->batching = cfg->batching;
+  m->placement = cfg->placement;
+  m->memory_budget_bytes = cfg->memory_budget_bytes;
+  return GS_OK;
+}
+
+/* config.pbtxt (Triton's) or config.json (gpuslice's first format); a
+ * directory with both is refused, never one of them silently ignored.
+ * *found: whether there is either (else Triton's autocomplete applies). */
+static int read_config(gs__model_entry_t *m, const char *model_dir,
+                       gs__model_config_t *cfg, bool *found, gs_error_t *err) {
+  char json[4400], pbtxt[4400];
+  struct stat st;
+  if (snprintf(json, sizeof json, "%s/config.json", model_dir) >=
+          (int)sizeof json ||
+      snprintf(pbtxt, sizeof pbtxt, "%s/config.pbtxt", model_dir) >=
+          (int)sizeof pbtxt)
+    return gs_error_set(err, GS_EINVAL, "model path is too long");
+  m->max_batch_size = 0;
+  m->memory_budget_bytes = 0;
+  memset(&m->batching, 0, sizeof m->batching);
+  memset(&m->placement, 0, sizeof m->placement);
+  m->placement.warmup = -1;
+  gs__model_config_init(cfg);
+  bool has_json = stat(json, &st) == 0, has_pbtxt = stat(pbtxt, &st) == 0;
+  *found = has_json || has_pbtxt;
+  if (has_json && has_pbtxt)
+    return gs_error_set(err, GS_EINVAL,
+                        "%s has both config.pbtxt and config.json: keep one",
+                        model_dir);
+  if (has_pbtxt)
+    return read_config_pbtxt(m, pbtxt, cfg, err);
+  return has_json ? read_config_json(m, json, err) : GS_OK;
 }
 
 /* With max_batch_size > 0 every input and output must have a variable
@@ -382,7 +425,26 @@ static int more_sessions(gs__model_slot_t *s, gs_session_t *first,
   return rc;
 }
 
+/* The config's inputs and outputs checked against the model's (and
+ * narrowing them); without any config, Triton's autocomplete. */
+static int complete_config(gs__model_entry_t *m, gs__model_slot_t *s,
+                           const gs__model_config_t *cfg, bool found,
+                           gs_error_t *err) {
+  if (!found) {
+    gs__model_config_autocomplete(&m->max_batch_size, &m->batching, &s->io);
+    s->max_batch_size = m->max_batch_size;
+    s->batching = m->batching;
+    return GS_OK;
+  }
+  char file[160];
+  snprintf(file, sizeof file, "%s/config.pbtxt", m->name);
+  return gs__model_config_apply(
+      cfg, file, (gs_tensor_info_t *)s->io.inputs, s->io.n_inputs,
+      (gs_tensor_info_t *)s->io.outputs, s->io.n_outputs, err);
+}
+
 static int slot_create(gs__model_entry_t *m, const char *path,
+                       const gs__model_config_t *cfg, bool found,
                        gs_error_t *err) {
   gs__model_slot_t *s = calloc(1, sizeof *s);
   if (!s)
@@ -419,6 +481,10 @@ static int slot_create(gs__model_entry_t *m, const char *path,
   }
   for (size_t i = 0; i < no; i++)
     out[i] = *gs_model_output(s->model, i);
+  if ((rc2 = complete_config(m, s, cfg, found, err)) != GS_OK) {
+    slot_destroy(s);
+    return rc2;
+  }
   /* One session now: a model the provider cannot run (an op, the GPU's
    * memory) fails its load with the reason, not its first request. */
   gs_session_t *first = NULL;
@@ -452,14 +518,16 @@ static int load_entry(gs__repo_t *repo, gs__model_entry_t *m, gs_error_t *err) {
   gs__slot_unref(m->slot);
   m->slot = NULL;
   m->state = GS__MODEL_UNAVAILABLE;
-  int rc = pick_version(dir, m->version, sizeof m->version, err);
+  gs__model_config_t cfg;
+  bool found = false;
+  int rc = read_config(m, dir, &cfg, &found, err);
   if (rc == GS_OK)
-    rc = read_config(m, dir, err);
+    rc = pick_version(dir, &cfg, m->version, sizeof m->version, err);
   m->placement.sm_first = repo->sm_first;
   m->placement.sm_count = repo->sm_count;
   snprintf(path, sizeof path, "%s/%s/model.onnx", dir, m->version);
   if (rc == GS_OK)
-    rc = slot_create(m, path, err);
+    rc = slot_create(m, path, &cfg, found, err);
   if (rc == GS_OK && (rc = check_batch_dims(m, err)) != GS_OK) {
     gs__slot_unref(m->slot);
     m->slot = NULL;

@@ -69,6 +69,10 @@ def main():
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(slow_model(args.pairs).SerializeToString())
+    # Unbatched: without a config the worker autocompletes max_batch_size 4
+    # as Triton does, and the tests send 128 rows at once.
+    with open(os.path.join(args.out, "slow", "config.json"), "w") as f:
+        f.write('{"max_batch_size": 0}\n')
 
 
 if __name__ == "__main__":

@@ -1,0 +1,338 @@
+/* config.pbtxt as Triton reads it (protobuf text format of ModelConfig):
+ * the fields Triton's docs describe land where the worker serves them; a
+ * syntax error or an unknown field is an error at its line and column; a
+ * field of Triton's schema gpuslice does not serve is refused by name; the
+ * config is checked against the model; version_policy picks the version;
+ * a model without a config is autocompleted as Triton does (max_batch_size
+ * 4 and dynamic batching when every first dimension is variable). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "worker/model_config.h"
+
+static char text[1 << 16];
+
+/* tests/data/pbtxt/NAME into text; its length. */
+static size_t fixture(const char *name) {
+  const char *dir = getenv("GS_TEST_DATA");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/pbtxt/%s", dir ? dir : "tests/data", name);
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  return n;
+}
+
+static int parse_fixture(gs__model_config_t *cfg, const char *name,
+                         gs_error_t *err) {
+  size_t n = fixture(name);
+  return gs__model_config_parse_pbtxt(cfg, "simple", name, text, n, err);
+}
+
+static int parse(gs__model_config_t *cfg, const char *s, gs_error_t *err) {
+  return gs__model_config_parse_pbtxt(cfg, "simple", "config.pbtxt", s,
+                                      strlen(s), err);
+}
+
+static void test_simple_batches_of_8(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  assert_int_equal(parse_fixture(&cfg, "simple.pbtxt", &err), GS_OK);
+  assert_int_equal(cfg.max_batch_size, 8);
+  assert_true(cfg.batching.enabled);
+  assert_int_equal(cfg.batching.max_queue_delay_us, 100);
+  assert_int_equal(cfg.batching.n_preferred, 2);
+  assert_int_equal(cfg.batching.preferred[0], 4);
+  assert_int_equal(cfg.batching.preferred[1], 8);
+  assert_int_equal(cfg.n_inputs, 2);
+  assert_int_equal(cfg.n_outputs, 2);
+  assert_string_equal(cfg.inputs[1].name, "INPUT1");
+  assert_int_equal(cfg.inputs[1].dtype, GS_DTYPE_INT32);
+  assert_int_equal(cfg.inputs[1].rank, 1);
+  assert_int_equal(cfg.inputs[1].dims[0], 16);
+  assert_string_equal(cfg.outputs[1].name, "OUTPUT1");
+  assert_int_equal(cfg.version_policy, GS__VERSIONS_LATEST);
+  assert_int_equal(cfg.latest_versions, 1);
+  assert_int_equal(cfg.placement.warmup, -1);
+}
+
+static void test_every_section(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  size_t n = fixture("every_section.pbtxt");
+  assert_int_equal(
+      gs__model_config_parse_pbtxt(&cfg, "image", "f", text, n, &err), GS_OK);
+  assert_int_equal(cfg.max_batch_size, 16);
+  assert_int_equal(cfg.version_policy, GS__VERSIONS_SPECIFIC);
+  assert_int_equal(cfg.n_versions, 1);
+  assert_int_equal(cfg.versions[0], 2);
+  assert_int_equal(cfg.inputs[0].dtype, GS_DTYPE_FP16);
+  assert_int_equal(cfg.inputs[0].rank, 3);
+  assert_int_equal(cfg.inputs[0].dims[1], -1);
+  assert_int_equal(cfg.outputs[0].dims[0], 1000);
+  assert_true(cfg.batching.enabled);
+  assert_int_equal(cfg.batching.max_queue_delay_us, 500);
+  assert_int_equal(cfg.batching.n_preferred, 0);
+  assert_int_equal(cfg.placement.provider, GS_PROVIDER_CUDA);
+  assert_int_equal(cfg.placement.device, 1);
+  assert_int_equal(cfg.placement.count, 3);
+  /* model_warmup: warm at load; parameters: gpuslice's own settings. */
+  assert_int_equal(cfg.placement.warmup, 1);
+  assert_int_equal(cfg.placement.precision, GS_PRECISION_FP32);
+  assert_int_equal(cfg.memory_budget_bytes, 1048576);
+}
+
+static void test_syntax_error_at_line_and_column(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  assert_int_equal(parse_fixture(&cfg, "syntax_error.pbtxt", &err), GS_EPARSE);
+  /* The input list is not closed: "output" on line 9 is where it fails. */
+  assert_non_null(strstr(err.msg, "syntax_error.pbtxt:9:1: "));
+  assert_non_null(strstr(err.msg, "\"output\""));
+}
+
+static void test_unknown_field_at_line_and_column(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  assert_int_equal(parse_fixture(&cfg, "unknown_field.pbtxt", &err), GS_EPARSE);
+  assert_non_null(strstr(err.msg, "unknown_field.pbtxt:5:"));
+  assert_non_null(strstr(err.msg, "max_queue_delay_milliseconds"));
+}
+
+static void test_unsupported_fields_named(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  assert_int_equal(parse_fixture(&cfg, "unsupported_field.pbtxt", &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "unsupported_field.pbtxt:5:3: field "
+                                  "'dynamic_batching.default_queue_policy' "
+                                  "is not supported by gpuslice"));
+  assert_int_equal(parse_fixture(&cfg, "sequence.pbtxt", &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "sequence.pbtxt:3:1: field "
+                                  "'sequence_batching' is not supported"));
+  assert_int_equal(parse(&cfg, "input [{ name: \"a\" optional: true }]", &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "'input.optional'"));
+  assert_int_equal(
+      parse(&cfg, "output [{ name: \"a\" label_filename: \"l.txt\" }]", &err),
+      GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "'output.label_filename'"));
+  assert_int_equal(parse(&cfg,
+                         "max_batch_size: 2 dynamic_batching { "
+                         "priority_levels: 2 }",
+                         &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "'dynamic_batching.priority_levels'"));
+}
+
+static void test_backends_gpuslice_cannot_run(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  assert_int_equal(parse_fixture(&cfg, "python_backend.pbtxt", &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "backend 'python'"));
+  assert_int_equal(parse(&cfg, "platform: \"tensorflow_savedmodel\"", &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "tensorflow_savedmodel"));
+  assert_int_equal(parse(&cfg,
+                         "platform: \"onnxruntime_onnx\" backend: "
+                         "\"onnxruntime\"",
+                         &err),
+                   GS_OK);
+}
+
+static void test_values_out_of_range(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    int code;
+    const char *says;
+  } cases[] = {
+      {"name: \"other\"", GS_EINVAL, "not the model directory's name"},
+      /* Error bodies are JSON: bytes that are not UTF-8 are not quoted. */
+      {"name: \"\\377\"", GS_EINVAL, "name '?' is not"},
+      {"max_batch_size: -1", GS_EINVAL, "max_batch_size must be"},
+      {"dynamic_batching { }", GS_EINVAL, "needs max_batch_size > 0"},
+      {"max_batch_size: 4 dynamic_batching { preferred_batch_size: [ 8 ] }",
+       GS_EINVAL, "preferred_batch_size 8 is not in 1..4"},
+      {"instance_group [{ count: 1 }, { count: 1 }]", GS_EUNSUPPORTED,
+       "2 instance_group entries"},
+      {"instance_group [{ kind: KIND_MODEL }]", GS_EUNSUPPORTED, "KIND_MODEL"},
+      {"instance_group [{ gpus: [ 0, 1 ] }]", GS_EUNSUPPORTED, "lists 2 GPUs"},
+      {"instance_group [{ count: 65 }]", GS_EINVAL, "count must be 1..64"},
+      {"input [{ name: \"a\" dims: [ 0 ] }]", GS_EINVAL, "not 0"},
+      {"input [{ name: \"a\" dims: [ 4 ] reshape { shape: [ 2, 2 ] } }]",
+       GS_EUNSUPPORTED, "reshape"},
+      {"input [{ dims: [ 4 ] }]", GS_EINVAL, "needs a name"},
+      {"parameters { key: \"execution_mode\" value { string_value: \"1\" } }",
+       GS_EUNSUPPORTED, "parameter 'execution_mode' is not supported"},
+      {"parameters { key: \"precision\" value { string_value: \"int8\" } }",
+       GS_EINVAL, "'int8' is not one of fp16, fp32"},
+      {"max_batch_size: 4 max_batch_size: 8", GS_EPARSE,
+       "config.pbtxt:1:33: Non-repeated field \"max_batch_size\" is specified "
+       "multiple times"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    gs__model_config_t cfg;
+    gs_error_t err;
+    int rc = parse(&cfg, cases[i].text, &err);
+    if (rc != cases[i].code || !strstr(err.msg, cases[i].says))
+      fail_msg("%s: got %d '%s', want %d '%s'", cases[i].text, rc,
+               rc ? err.msg : "", cases[i].code, cases[i].says);
+  }
+}
+
+static void test_version_policy_picks_one(void **state) {
+  (void)state;
+  static const long long present[] = {1, 3, 2};
+  gs__model_config_t cfg;
+  gs_error_t err;
+  long long v = 0;
+  gs__model_config_init(&cfg);
+  assert_int_equal(
+      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err), GS_OK);
+  assert_int_equal(v, 3); /* Triton's default: the latest one */
+  assert_int_equal(
+      parse(&cfg, "version_policy { specific { versions: 2 } }", &err), GS_OK);
+  assert_int_equal(
+      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err), GS_OK);
+  assert_int_equal(v, 2);
+  assert_int_equal(
+      parse(&cfg, "version_policy { specific { versions: 7 } }", &err), GS_OK);
+  assert_int_equal(
+      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err),
+      GS_ENOTFOUND);
+  assert_int_equal(parse(&cfg, "version_policy { all { } }", &err), GS_OK);
+  assert_int_equal(
+      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err),
+      GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "versions 2 and 3"));
+  assert_int_equal(
+      gs__model_config_pick_version(&cfg, present, 1, &v, "f", &err), GS_OK);
+  assert_int_equal(v, 1);
+  assert_int_equal(
+      parse(&cfg, "version_policy { latest { num_versions: 2 } }", &err),
+      GS_OK);
+  assert_int_equal(
+      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err),
+      GS_EUNSUPPORTED);
+}
+
+/* Triton's `simple` as scripts/make_models.py writes it: [N, 16] INT32. */
+static void simple_io(gs_tensor_info_t in[2], gs_tensor_info_t out[2]) {
+  static const char *names[] = {"INPUT0", "INPUT1", "OUTPUT0", "OUTPUT1"};
+  for (int i = 0; i < 4; i++) {
+    gs_tensor_info_t t = {names[i], GS_DTYPE_INT32, 2, {-1, 16}};
+    (i < 2 ? in : out)[i % 2] = t;
+  }
+}
+
+static int apply(const char *s, gs_tensor_info_t in[2], gs_tensor_info_t out[2],
+                 gs_error_t *err) {
+  gs__model_config_t cfg;
+  simple_io(in, out);
+  int rc = parse(&cfg, s, err);
+  return rc ? rc : gs__model_config_apply(&cfg, "f", in, 2, out, 2, err);
+}
+
+static void test_config_checked_against_model(void **state) {
+  (void)state;
+  gs_tensor_info_t in[2], out[2];
+  gs_error_t err;
+  assert_int_equal(
+      parse_fixture(&(gs__model_config_t){0}, "simple.pbtxt", &err), GS_OK);
+  assert_int_equal(apply(text, in, out, &err), GS_OK);
+  assert_int_equal(apply("max_batch_size: 8 input [{ name: \"INPUT0\" dims: "
+                         "[ 15 ] }]",
+                         in, out, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "'INPUT0' has dims [15] in the config but "
+                                  "[16] in the model"));
+  /* Without batching the config's dims are the whole shape. */
+  assert_int_equal(
+      apply("input [{ name: \"INPUT0\" dims: [ 16 ] }]", in, out, &err),
+      GS_EINVAL);
+  assert_int_equal(apply("output [{ name: \"OUT\" }]", in, out, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg,
+                         "output 'OUT' is not one of the model's ('OUTPUT0', "
+                         "'OUTPUT1')"));
+  assert_int_equal(apply("output [{ name: \"OUTPUT1\" data_type: TYPE_FP32 }]",
+                         in, out, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "TYPE_FP32 in the config but INT32"));
+  /* A variable model dimension the config fixes: requests must match. */
+  assert_int_equal(
+      apply("input [{ name: \"INPUT1\" dims: [ 4, 16 ] }]", in, out, &err),
+      GS_OK);
+  assert_int_equal(in[1].shape[0], 4);
+  assert_int_equal(in[1].shape[1], 16);
+}
+
+static void test_fp16_for_an_fp32_input(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  gs_tensor_info_t in = {"x", GS_DTYPE_FP32, 2, {-1, 8}}, out = in;
+  assert_int_equal(
+      parse(&cfg, "input [{ name: \"x\" data_type: TYPE_FP16 }]", &err), GS_OK);
+  assert_int_equal(gs__model_config_apply(&cfg, "f", &in, 1, &out, 1, &err),
+                   GS_OK);
+  assert_int_equal(in.dtype, GS_DTYPE_FP16);
+}
+
+static void test_autocomplete_as_triton(void **state) {
+  (void)state;
+  gs_tensor_info_t in[2], out[2];
+  simple_io(in, out);
+  gs__model_io_t io = {"simple", "1", 2, 2, in, out};
+  unsigned mbs = 0;
+  gs__batching_t b;
+  gs__model_config_autocomplete(&mbs, &b, &io);
+  assert_int_equal(mbs, 4);
+  assert_true(b.enabled);
+  assert_int_equal(b.max_queue_delay_us, 0);
+  /* One output with a fixed first dimension: no batching. */
+  out[1].shape[0] = 16;
+  mbs = 0;
+  memset(&b, 0, sizeof b);
+  gs__model_config_autocomplete(&mbs, &b, &io);
+  assert_int_equal(mbs, 0);
+  assert_false(b.enabled);
+  out[1].rank = -1; /* shape not declared: no batching either */
+  gs__model_config_autocomplete(&mbs, &b, &io);
+  assert_int_equal(mbs, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_simple_batches_of_8),
+      cmocka_unit_test(test_every_section),
+      cmocka_unit_test(test_syntax_error_at_line_and_column),
+      cmocka_unit_test(test_unknown_field_at_line_and_column),
+      cmocka_unit_test(test_unsupported_fields_named),
+      cmocka_unit_test(test_backends_gpuslice_cannot_run),
+      cmocka_unit_test(test_values_out_of_range),
+      cmocka_unit_test(test_version_policy_picks_one),
+      cmocka_unit_test(test_config_checked_against_model),
+      cmocka_unit_test(test_fp16_for_an_fp32_input),
+      cmocka_unit_test(test_autocomplete_as_triton),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
