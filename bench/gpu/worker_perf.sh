@@ -2,7 +2,10 @@
 # On the GPU machine, one run of what feeding the engine costs (issue 12),
 # ResNet-50 (torchvision, 102 classes, exported there by torch_resnet50.py),
 # FP16 compute:
-#   engine API  batch 1 p50/p99 with FP32 and FP16 input; batch 64 img/s
+#   engine API  batch 1 p50/p99 with FP32 and FP16 input (FP16 also with a
+#               400 us pause between runs, asleep and busy, as a c=1
+#               client leaves: the worker's infer phase is ~0.2 ms above
+#               the API's back-to-back runs); batch 64 img/s
 #               with 1 and 2 executions in flight (sessions sharing the
 #               weights, a stream each), FP32 and FP16 input, and FP16
 #               written in place into the session's input buffer (--staged)
@@ -36,6 +39,9 @@ M=$work/m/resnet50.onnx
 {
   "$eb" bench "$M" fp16 1 2000
   "$eb" bench "$M" fp16 1 2000 --fp16-input
+  # the pause a c=1 client leaves between requests: asleep, then busy
+  "$eb" bench "$M" fp16 1 2000 --fp16-input --gap-us 400
+  "$eb" bench "$M" fp16 1 2000 --fp16-input --gap-us 400 --spin
   "$eb" bench "$M" fp16 64 150
   "$eb" bench "$M" fp16 64 150 --streams 2
   "$eb" bench "$M" fp16 64 150 --fp16-input
