@@ -2,7 +2,7 @@
 # Installs what gpuslice needs to build and test on Debian 12 (run as root).
 # Each package and why: docs/DEPENDENCIES.md.
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+pkgs=(build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
       libyaml-dev libjansson-dev libcmocka-dev python3 libb64-0d
       libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
       libonnx-dev libonnx-testdata

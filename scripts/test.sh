@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the build needs, then
+#   0. the format check (scripts/check_format.sh: every C, C++ and CUDA file
+#      as clang-format writes it);
 #   1. gcc build with -Werror, all tests (unit, integration, fuzz replays);
 #   2. clang build with ASan+UBSan, all tests again;
 #   3. each libFuzzer harness for GS_FUZZ_SECONDS (default 20) on its corpus.
@@ -116,6 +118,7 @@ ctest_step() { # ctest_step BUILD DIR ARGS...: counts ctest's own tests and judg
 }
 
 load_expected
+step "format (clang-format)" bash scripts/check_format.sh
 step "build (gcc, -Werror)" sh -c "cmake -S . -B build/gcc -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGS_WERROR=ON >/dev/null && ninja -C build/gcc"
 ctest_step gcc build/gcc --output-on-failure -j "$jobs"
 step "build (clang, ASan+UBSan, fuzzers)" sh -c "CC=clang cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DGS_WERROR=ON -DGS_SANITIZE=ON -DGS_FUZZ=ON >/dev/null && ninja -C build/asan"

@@ -191,14 +191,13 @@ json_t *cli_layout_json(const gs_device_t *dev, const gs_layout_t *layout) {
                          "start", (int)ci->start, "uuid", ci->uuid));
     }
     json_array_append_new(
-        gis,
-        json_pack("{s:i, s:s, s:i, s:i, s:i, s:I, s:i, s:s, s:o}", "id",
-                  (int)gi->id, "profile", p ? p->name : "?", "profile_id",
-                  (int)gi->profile_id, "start", (int)gi->start, "size",
-                  p ? (int)p->memory_slices : 0, "memory_mib",
-                  (json_int_t)(p ? p->memory_mib : 0), unit_name(dev),
-                  p ? (int)p->sms : 0, "uuid", gi->uuid,
-                  "compute_instances", cis));
+        gis, json_pack("{s:i, s:s, s:i, s:i, s:i, s:I, s:i, s:s, s:o}", "id",
+                       (int)gi->id, "profile", p ? p->name : "?", "profile_id",
+                       (int)gi->profile_id, "start", (int)gi->start, "size",
+                       p ? (int)p->memory_slices : 0, "memory_mib",
+                       (json_int_t)(p ? p->memory_mib : 0), unit_name(dev),
+                       p ? (int)p->sms : 0, "uuid", gi->uuid,
+                       "compute_instances", cis));
     unsigned first, count;
     if (green_sms(dev, layout, i, &first, &count))
       json_object_set_new(
@@ -212,24 +211,22 @@ json_t *cli_layout_json(const gs_device_t *dev, const gs_layout_t *layout) {
 
 void cli_print_layout(const gs_device_t *dev, const gs_layout_t *layout,
                       FILE *out) {
-  static const char *const head[] = {"DEV", "GI", "CI", "PROFILE",
-                                     "PLACEMENT", "SMS", "MEMORY GiB",
-                                     "UUID"};
+  static const char *const head[] = {
+      "DEV", "GI", "CI", "PROFILE", "PLACEMENT", "SMS", "MEMORY GiB", "UUID"};
   cli_table_t *t = calloc(1, sizeof *t);
   if (!t)
     return;
   cli_table_header(t, 8, head);
   free(t->cell[0][5]);
-  t->cell[0][5] = strdup(dev->catalog.source == GS_CATALOG_HOST ? "CORES"
-                                                                : "SMS");
+  t->cell[0][5] =
+      strdup(dev->catalog.source == GS_CATALOG_HOST ? "CORES" : "SMS");
   for (unsigned i = 0; i < layout->n_gi; i++) {
     const gs_gi_t *gi = &layout->gi[i];
     const gs_gi_profile_t *p = gs_catalog_gi(&dev->catalog, gi->profile_id);
     char d[16], g[16], place[32], sms[16], mem[32];
     snprintf(d, sizeof d, "%u", dev->index);
     snprintf(g, sizeof g, "%u", gi->id);
-    snprintf(place, sizeof place, "%u:%u", gi->start,
-             p ? p->memory_slices : 0);
+    snprintf(place, sizeof place, "%u:%u", gi->start, p ? p->memory_slices : 0);
     unsigned first, count;
     if (green_sms(dev, layout, i, &first, &count))
       snprintf(sms, sizeof sms, "%u@%u-%u", count, first, first + count - 1);
@@ -270,13 +267,13 @@ void cli_print_layout(const gs_device_t *dev, const gs_layout_t *layout,
 static void print_plan_gi(FILE *out, const char *verb, const gs_device_t *dev,
                           const gs_layout_t *before, unsigned gi_id) {
   const gs_gi_t *gi = gs_layout_find_gi_const(before, gi_id);
-  const gs_gi_profile_t *p = gi ? gs_catalog_gi(&dev->catalog, gi->profile_id)
-                                : NULL;
+  const gs_gi_profile_t *p =
+      gi ? gs_catalog_gi(&dev->catalog, gi->profile_id) : NULL;
   if (!gi || !p)
     fprintf(out, "  %s GPU instance %u\n", verb, gi_id);
   else
-    fprintf(out, "  %s GPU instance %u (%s at %u:%u)\n", verb, gi->id,
-            p->name, gi->start, p->memory_slices);
+    fprintf(out, "  %s GPU instance %u (%s at %u:%u)\n", verb, gi->id, p->name,
+            gi->start, p->memory_slices);
 }
 
 void cli_print_plan(const gs_device_t *dev, const gs_layout_t *before,

@@ -196,27 +196,25 @@ int cmd_info(cli_t *cli, int argc, char **argv) {
     json_array_append_new(
         jdevs, json_pack("{s:i, s:s, s:s, s:s, s:i, s:I, s:i, s:i}", "index",
                          (int)d, "name", devs[d].name, "uuid", devs[d].uuid,
-                         "catalog", c->model, "sms_or_cores",
-                         (int)c->total_sms, "memory_mib",
-                         (json_int_t)c->total_memory_mib, "memory_slices",
-                         (int)c->memory_slices, "compute_slices",
-                         (int)c->compute_slices));
+                         "catalog", c->model, "sms_or_cores", (int)c->total_sms,
+                         "memory_mib", (json_int_t)c->total_memory_mib,
+                         "memory_slices", (int)c->memory_slices,
+                         "compute_slices", (int)c->compute_slices));
   }
   /* What the engine's CUDA provider finds here (driver, cuDNN, cuBLAS,
    * its kernels), or why models run on the CPU instead. */
   char engine[1100];
   gs_error_t eerr = {0};
-  bool gpu_engine = gs_engine_cuda_describe(engine, sizeof engine, &eerr) ==
-                    GS_OK;
+  bool gpu_engine =
+      gs_engine_cuda_describe(engine, sizeof engine, &eerr) == GS_OK;
   if (!gpu_engine)
     snprintf(engine, sizeof engine, "cpu only: %s", eerr.msg);
   if (cli->json) {
-    cli_print_json(json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}, s:{s:b, s:s}}",
-                             "backend", be->ops->name, "state_dir",
-                             cli->state_dir, "devices", jdevs, "enforcement",
-                             "compute", enf.compute, "memory", enf.memory,
-                             "faults", enf.faults, "engine", "cuda",
-                             gpu_engine, "detail", engine));
+    cli_print_json(json_pack(
+        "{s:s, s:s, s:o, s:{s:s, s:s, s:s}, s:{s:b, s:s}}", "backend",
+        be->ops->name, "state_dir", cli->state_dir, "devices", jdevs,
+        "enforcement", "compute", enf.compute, "memory", enf.memory, "faults",
+        enf.faults, "engine", "cuda", gpu_engine, "detail", engine));
   } else {
     json_decref(jdevs);
     printf("backend:   %s\nstate dir: %s\n", be->ops->name, cli->state_dir);
@@ -244,9 +242,17 @@ static void print_profiles(cli_t *cli, const gs_device_t *dev, bool cis,
   const gs_catalog_t *c = &dev->catalog;
   unsigned free_n[GS_MAX_GI_PROFILES];
   gs_capacity(c, &dev->layout, free_n);
-  static const char *const head[] = {"GPU",  "NAME", "ID",   "FREE/TOTAL",
-                                     "GiB",  "SMS",  "CE",   "DEC",
-                                     "JPEG", "OFA",  "PLACEMENTS (start:size)"};
+  static const char *const head[] = {"GPU",
+                                     "NAME",
+                                     "ID",
+                                     "FREE/TOTAL",
+                                     "GiB",
+                                     "SMS",
+                                     "CE",
+                                     "DEC",
+                                     "JPEG",
+                                     "OFA",
+                                     "PLACEMENTS (start:size)"};
   cli_table_t *t = calloc(1, sizeof *t);
   if (!t)
     return;
@@ -258,8 +264,8 @@ static void print_profiles(cli_t *cli, const gs_device_t *dev, bool cis,
   json_t *jprofiles = json_array();
   for (unsigned i = 0; i < c->n_gi; i++) {
     const gs_gi_profile_t *p = &c->gi[i];
-    char g[8], name[48], id[8], ft[16], mem[16], sms[8], ce[8], dec[8],
-        jpg[8], ofa[8], place[96] = "";
+    char g[8], name[48], id[8], ft[16], mem[16], sms[8], ce[8], dec[8], jpg[8],
+        ofa[8], place[96] = "";
     snprintf(g, sizeof g, "%u", dev->index);
     snprintf(name, sizeof name, "MIG %s", p->name);
     snprintf(id, sizeof id, "%u", p->id);
@@ -274,8 +280,8 @@ static void print_profiles(cli_t *cli, const gs_device_t *dev, bool cis,
     for (unsigned s = 0; s < 32; s++)
       if (p->start_mask & (1u << s)) {
         size_t len = strlen(place);
-        snprintf(place + len, sizeof place - len, "%s%u:%u", len ? " " : "",
-                 s, p->memory_slices);
+        snprintf(place + len, sizeof place - len, "%s%u:%u", len ? " " : "", s,
+                 p->memory_slices);
         json_array_append_new(jstarts, json_integer(s));
       }
     cli_table_row(t, g, name, id, ft, mem, sms, ce, dec, jpg, ofa, place);
@@ -283,11 +289,11 @@ static void print_profiles(cli_t *cli, const gs_device_t *dev, bool cis,
     for (unsigned k = 0; k < p->n_ci; k++) {
       char starts[64];
       gs_format_starts(p->ci[k].start_mask, starts, sizeof starts);
-      json_array_append_new(
-          jci, json_pack("{s:i, s:i, s:i, s:s}", "id", (int)p->ci[k].id,
-                         "compute_slices", (int)p->ci[k].compute_slices,
-                         "max_count", (int)p->ci[k].max_count, "starts",
-                         starts));
+      json_array_append_new(jci, json_pack("{s:i, s:i, s:i, s:s}", "id",
+                                           (int)p->ci[k].id, "compute_slices",
+                                           (int)p->ci[k].compute_slices,
+                                           "max_count", (int)p->ci[k].max_count,
+                                           "starts", starts));
     }
     json_array_append_new(
         jprofiles,
@@ -304,11 +310,11 @@ static void print_profiles(cli_t *cli, const gs_device_t *dev, bool cis,
                   "compute_instance_profiles", jci));
   }
   if (jout) {
-    json_array_append_new(
-        jout, json_pack("{s:i, s:s, s:s, s:s, s:o}", "device", (int)dev->index,
-                        "model", c->model, "product", c->product,
-                        "differs_from_table", c->differences, "profiles",
-                        jprofiles));
+    json_array_append_new(jout,
+                          json_pack("{s:i, s:s, s:s, s:s, s:o}", "device",
+                                    (int)dev->index, "model", c->model,
+                                    "product", c->product, "differs_from_table",
+                                    c->differences, "profiles", jprofiles));
     cli_table_release(t);
   } else {
     json_decref(jprofiles);
@@ -355,19 +361,24 @@ int cmd_profiles(cli_t *cli, int argc, char **argv) {
   optind = 0;
   while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'g': gpu = optarg; break;
+    case 'g':
+      gpu = optarg;
+      break;
     case 'd':
-      if (cli_parse_uint(optarg, "device", GS_MAX_DEVICES - 1, &parsed,
-                         &err) != GS_OK)
+      if (cli_parse_uint(optarg, "device", GS_MAX_DEVICES - 1, &parsed, &err) !=
+          GS_OK)
         return cli_fail("profiles", &err);
       dev_index = (int)parsed;
       break;
-    case 'C': cis = true; break;
+    case 'C':
+      cis = true;
+      break;
     case 'h':
       puts("usage: gpuslice profiles [--gpu MODEL] [-d DEV] [--ci]\n"
            "  what nvidia-smi mig -lgip and -lgipp show (--ci: -lcip)");
       return CLI_OK;
-    default: return cli_usage("profiles", "bad option");
+    default:
+      return cli_usage("profiles", "bad option");
     }
   }
   if (optind < argc)
@@ -386,8 +397,8 @@ int cmd_profiles(cli_t *cli, int argc, char **argv) {
   } else {
     rc = cli_open_devices(cli, &be, &devs, &n, &err);
     if (rc == GS_OK && dev_index >= (int)n)
-      rc = gs_error_set(&err, GS_ENOTFOUND, "no device %d (this machine has %u)",
-                        dev_index, n);
+      rc = gs_error_set(&err, GS_ENOTFOUND,
+                        "no device %d (this machine has %u)", dev_index, n);
   }
   if (rc != GS_OK) {
     free(devs);
@@ -448,22 +459,27 @@ int cmd_run(cli_t *cli, int argc, char **argv) {
   optind = 0;
   while ((c = getopt_long(argc, argv, "+i:m:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'i': inst = optarg; break;
+    case 'i':
+      inst = optarg;
+      break;
     case 'm':
       if (parse_size(optarg, &memory) != 0)
-        return cli_usage("run", "--memory takes a size such as 512M, 2G or "
-                                "a number of bytes, not '%s'",
+        return cli_usage("run",
+                         "--memory takes a size such as 512M, 2G or "
+                         "a number of bytes, not '%s'",
                          optarg);
       break;
     case 'h':
-      puts("usage: gpuslice run -i INSTANCE [--memory SIZE] -- COMMAND "
-           "[ARGS...]\n"
-           "  INSTANCE: GI, DEV:GI, DEV:GI:CI or an instance UUID\n"
-           "  --memory: the part of the instance's memory this process gets\n"
-           "    (soft backend: 512M, 2G, bytes; default what its other\n"
-           "    processes leave). Its share is in GPUSLICE_MEMORY_LIMIT_BYTES.");
+      puts(
+          "usage: gpuslice run -i INSTANCE [--memory SIZE] -- COMMAND "
+          "[ARGS...]\n"
+          "  INSTANCE: GI, DEV:GI, DEV:GI:CI or an instance UUID\n"
+          "  --memory: the part of the instance's memory this process gets\n"
+          "    (soft backend: 512M, 2G, bytes; default what its other\n"
+          "    processes leave). Its share is in GPUSLICE_MEMORY_LIMIT_BYTES.");
       return CLI_OK;
-    default: return cli_usage("run", "bad option");
+    default:
+      return cli_usage("run", "bad option");
     }
   }
   if (!inst)
@@ -514,14 +530,15 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*fn)(cli_t *, int, char **);
-  } verbs[] = {{"info", cmd_info},       {"profiles", cmd_profiles},
-               {"create", cmd_create},   {"list", cmd_list},
-               {"destroy", cmd_destroy}, {"apply", cmd_apply},
-               {"assert", cmd_assert},   {"export", cmd_export},
-               {"run", cmd_run},
+  } verbs[] = {
+      {"info", cmd_info},       {"profiles", cmd_profiles},
+      {"create", cmd_create},   {"list", cmd_list},
+      {"destroy", cmd_destroy}, {"apply", cmd_apply},
+      {"assert", cmd_assert},   {"export", cmd_export},
+      {"run", cmd_run},
 #ifndef GS_NO_WORKER /* builds without the worker's libraries (GPU kit) */
-               {"worker", cmd_worker},   {"serve", cmd_serve},
-               {"perf", cmd_perf},       {"demo", cmd_demo},
+      {"worker", cmd_worker},   {"serve", cmd_serve},
+      {"perf", cmd_perf},       {"demo", cmd_demo},
 #endif
   };
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)

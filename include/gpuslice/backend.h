@@ -89,8 +89,8 @@ typedef struct gs_backend_ops_s {
   void (*enforcement)(gs_backend_t *be, gs_enforcement_t *out);
   /* Confines the calling process to the instance (it is about to exec).
    * out->memory_request_bytes is read first; the rest of *out is written. */
-  int (*confine)(gs_backend_t *be, unsigned dev, unsigned gi_id,
-                 unsigned ci_id, gs_confinement_t *out, gs_error_t *err);
+  int (*confine)(gs_backend_t *be, unsigned dev, unsigned gi_id, unsigned ci_id,
+                 gs_confinement_t *out, gs_error_t *err);
   void (*close)(gs_backend_t *be);
 } gs_backend_ops_t;
 
@@ -120,9 +120,9 @@ typedef struct gs_backend_options_s {
    * shape (the CLI sets them from GPUSLICE_HOST_*; benchmarks, the demo's
    * tests and the unit tests use them). Hooks that exist only for tests
    * are in src/core/test_hooks.h. */
-  unsigned host_cpu_cores;       /* 0 = detect */
-  uint64_t host_memory_mib;      /* 0 = detect */
-  const char *host_cgroup_root;  /* NULL = detect; "none" = no cgroups */
+  unsigned host_cpu_cores;      /* 0 = detect */
+  uint64_t host_memory_mib;     /* 0 = detect */
+  const char *host_cgroup_root; /* NULL = detect; "none" = no cgroups */
   /* NVML to load for the mig backend; NULL = the driver's
    * libnvidia-ml.so.1 (tests point it at a fake). */
   const char *nvml_library;

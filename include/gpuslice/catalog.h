@@ -22,7 +22,7 @@ typedef struct gs_ci_profile_s {
   unsigned id;             /* NVML CI profile: 1c=0, 2c=1, 3c=2, 4c=3, 7c=4 */
   unsigned compute_slices; /* the "c" count */
   unsigned max_count;      /* per GPU instance */
-  uint32_t start_mask;     /* bit s set: may start at compute slice s of the GI */
+  uint32_t start_mask; /* bit s set: may start at compute slice s of the GI */
 } gs_ci_profile_t;
 
 typedef struct gs_gi_profile_s {
@@ -32,7 +32,7 @@ typedef struct gs_gi_profile_s {
   unsigned compute_slices;        /* the "g" count */
   unsigned memory_slices;         /* placement size on the memory axis */
   unsigned max_count;             /* per device */
-  uint32_t start_mask; /* bit s set: may start at memory slice s */
+  uint32_t start_mask;            /* bit s set: may start at memory slice s */
   uint64_t memory_mib; /* memory as the driver reports it; 0 = unknown */
   unsigned sms;        /* 0 = unknown (NVML reports it on live hardware) */
   unsigned copy_engines, decoders, encoders, jpegs, ofas;
@@ -82,8 +82,8 @@ int gs_catalog_for_pci_id(gs_catalog_t *out, uint32_t pci_device_id,
  * profile's SM count is a multiple of 8 (the SM granularity of green
  * contexts and MPS on Hopper), at least 8. The host catalog treats CPU
  * cores as SMs. */
-void gs_catalog_synth_soft(gs_catalog_t *out, const char *product,
-                           unsigned sms, uint64_t memory_mib);
+void gs_catalog_synth_soft(gs_catalog_t *out, const char *product, unsigned sms,
+                           uint64_t memory_mib);
 void gs_catalog_synth_host(gs_catalog_t *out, unsigned cpu_cores,
                            uint64_t memory_mib);
 
@@ -112,8 +112,7 @@ typedef struct gs_profile_ref_s {
  * Unknown names fail with GS_ENOTFOUND and suggest the closest name; a
  * start the profile cannot take fails with GS_EINVAL listing legal starts. */
 int gs_profile_parse(const gs_catalog_t *cat, const char *text,
-                     bool allow_start, gs_profile_ref_t *out,
-                     gs_error_t *err);
+                     bool allow_start, gs_profile_ref_t *out, gs_error_t *err);
 
 /* Describes in buf where live (read from the hardware) differs from table:
  * profiles missing on either side, names, memory, SMs, max counts and

@@ -50,12 +50,12 @@ typedef struct gs_perf_options_s {
   gs_perf_mode_t mode;
   gs_perf_range_t range;
   gs_perf_dist_t distribution;
-  unsigned window_ms;    /* 0: 5000 */
-  double stability_pct;  /* 0: 10 */
-  unsigned percentile;   /* 0: stabilise on the average latency */
-  unsigned max_trials;   /* 0: 10; at least 3 */
-  bool async;            /* accepted for perf_analyzer's -a; all sends are */
-  unsigned max_threads;  /* rate mode: connections at most; 0: 64 */
+  unsigned window_ms;       /* 0: 5000 */
+  double stability_pct;     /* 0: 10 */
+  unsigned percentile;      /* 0: stabilise on the average latency */
+  unsigned max_trials;      /* 0: 10; at least 3 */
+  bool async;               /* accepted for perf_analyzer's -a; all sends are */
+  unsigned max_threads;     /* rate mode: connections at most; 0: 64 */
   double latency_budget_ms; /* <= 0: none */
   uint64_t seed;            /* random data and Poisson gaps; 0: fixed */
 } gs_perf_options_t;
@@ -75,7 +75,7 @@ typedef struct gs_perf_result_s {
   double duration_s; /* of the windows merged */
   double throughput; /* inferences/s: requests x batch / duration */
   double avg_us, stddev_us, p50_us, p90_us, p95_us, p99_us;
-  double pct_us;     /* the chosen --percentile, or avg_us without one */
+  double pct_us;           /* the chosen --percentile, or avg_us without one */
   double send_us, recv_us; /* client averages: writing, and reading */
   unsigned windows;        /* measured for this level */
   bool stable;
@@ -115,7 +115,7 @@ int gs_perf_parse_shape(const char *text, gs_perf_shape_t *out,
                         gs_error_t *err);
 /* The report as perf_analyzer's CSV (-f): its columns in its order, server
  * columns only with has_server, times in microseconds. *csv is malloc'd. */
-int gs_perf_csv(const gs_perf_report_t *report, gs_perf_mode_t mode,
-                char **csv, gs_error_t *err);
+int gs_perf_csv(const gs_perf_report_t *report, gs_perf_mode_t mode, char **csv,
+                gs_error_t *err);
 
 #endif

@@ -20,9 +20,9 @@ typedef struct gs_gi_request_s {
  * starts[i] is request i's memory-slice start. Among all valid placements
  * the engine picks the one that leaves the largest profiles creatable
  * (lexicographically, largest profile first), then the highest starts
- * (small instances pack toward the top, as the driver places them). Fails with GS_ELIMIT (max count), GS_EINVAL
- * (illegal explicit start) or GS_ENOFIT, with a message naming the
- * profile, the slices and what is in the way. */
+ * (small instances pack toward the top, as the driver places them). Fails with
+ * GS_ELIMIT (max count), GS_EINVAL (illegal explicit start) or GS_ENOFIT, with
+ * a message naming the profile, the slices and what is in the way. */
 int gs_place_gis(const gs_catalog_t *cat, const gs_layout_t *existing,
                  const gs_gi_request_t *req, size_t n, unsigned *starts,
                  gs_error_t *err);

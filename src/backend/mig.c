@@ -598,7 +598,7 @@ static int probe_gpus(gs__mig_t *m, gs_error_t *err) {
 }
 
 int gs__backend_mig_open(gs_backend_t **out, const gs_backend_options_t *opt,
-                        const char *nvml_path, gs_error_t *err) {
+                         const char *nvml_path, gs_error_t *err) {
   *out = NULL;
   if (!opt || !opt->state_dir || !opt->state_dir[0])
     return gs_error_set(err, GS_EINVAL,

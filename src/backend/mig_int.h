@@ -72,6 +72,6 @@ int gs__mig_read_layout(gs__mig_t *m, gs__mig_dev_t *d, gs_layout_t *layout,
  * the hardware is the only state. Without a driver: GS_ENODEV. Caller
  * closes it with gs_backend_close(). */
 int gs__backend_mig_open(gs_backend_t **out, const gs_backend_options_t *opt,
-                        const char *nvml_path, gs_error_t *err);
+                         const char *nvml_path, gs_error_t *err);
 
 #endif

@@ -200,7 +200,8 @@ static bool environ_instance(pid_t pid, const gs_gi_t *gi, unsigned *ci) {
     if (strncmp(p, key, sizeof key - 1) != 0)
       continue;
     for (unsigned k = 0; k < gi->n_ci; k++)
-      if (gi->ci[k].uuid[0] && strcmp(p + sizeof key - 1, gi->ci[k].uuid) == 0) {
+      if (gi->ci[k].uuid[0] &&
+          strcmp(p + sizeof key - 1, gi->ci[k].uuid) == 0) {
         *ci = gi->ci[k].id;
         return true;
       }

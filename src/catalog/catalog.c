@@ -579,8 +579,9 @@ void gs_catalog_differences(const gs_catalog_t *live, const gs_catalog_t *table,
       append_clause(buf, size, "profile %u: name %s, table %s", l->id, l->name,
                     t->name);
     if (t->memory_mib && l->memory_mib != t->memory_mib)
-      append_clause(buf, size, "profile %u: memory %" PRIu64 " MiB, table %"
-                    PRIu64, l->id, l->memory_mib, t->memory_mib);
+      append_clause(buf, size,
+                    "profile %u: memory %" PRIu64 " MiB, table %" PRIu64, l->id,
+                    l->memory_mib, t->memory_mib);
     if (t->sms && l->sms != t->sms)
       append_clause(buf, size, "profile %u: %u SMs, table %u", l->id, l->sms,
                     t->sms);

@@ -10,11 +10,15 @@
 #define GS_ACT_RELU 1
 #define GS_ACT_CLIP 2
 
-__device__ __forceinline__ float ld(const float *p, long i) { return p[i]; }
+__device__ __forceinline__ float ld(const float *p, long i) {
+  return p[i];
+}
 __device__ __forceinline__ float ld(const __half *p, long i) {
   return __half2float(p[i]);
 }
-__device__ __forceinline__ void st(float *p, long i, float v) { p[i] = v; }
+__device__ __forceinline__ void st(float *p, long i, float v) {
+  p[i] = v;
+}
 __device__ __forceinline__ void st(__half *p, long i, float v) {
   p[i] = __float2half_rn(v);
 }
@@ -67,10 +71,18 @@ __device__ void binary(const T *a, const T *b, T *y, long n, long amod,
   GRID_STRIDE(i, n) {
     float u = ld(a, i % (int)amod), v = ld(b, i % (int)bmod), r;
     switch (op) {
-    case 0: r = u + v; break;
-    case 1: r = u - v; break;
-    case 2: r = u * v; break;
-    default: r = u / v; break;
+    case 0:
+      r = u + v;
+      break;
+    case 1:
+      r = u - v;
+      break;
+    case 2:
+      r = u * v;
+      break;
+    default:
+      r = u / v;
+      break;
     }
     st(y, i, act(r, a_act, lo, hi));
   }
@@ -89,10 +101,18 @@ __device__ void unary(const T *x, T *y, long n, int op, float lo, float hi,
   GRID_STRIDE(i, n) {
     float v = ld(x, i), r;
     switch (op) {
-    case 0: r = v > 0.f ? v : 0.f; break;
-    case 1: r = fminf(fmaxf(v, lo), hi); break;
-    case 2: r = 1.f / (1.f + __expf(-v)); break;
-    default: r = tanhf(v); break;
+    case 0:
+      r = v > 0.f ? v : 0.f;
+      break;
+    case 1:
+      r = fminf(fmaxf(v, lo), hi);
+      break;
+    case 2:
+      r = 1.f / (1.f + __expf(-v));
+      break;
+    default:
+      r = tanhf(v);
+      break;
     }
     st(y, i, r);
   }
@@ -106,8 +126,7 @@ struct pool_geom {
   int count_include_pad, ph_end, pw_end;
 };
 
-template <typename T>
-__device__ void maxpool(const T *x, T *y, pool_geom g) {
+template <typename T> __device__ void maxpool(const T *x, T *y, pool_geom g) {
   long total = (long)g.n * g.oh * g.ow * g.c;
   GRID_STRIDE(i, total) {
     int ch = i % g.c, r = i / g.c, ox = r % g.ow;
@@ -129,8 +148,7 @@ __device__ void maxpool(const T *x, T *y, pool_geom g) {
   }
 }
 
-template <typename T>
-__device__ void avgpool(const T *x, T *y, pool_geom g) {
+template <typename T> __device__ void avgpool(const T *x, T *y, pool_geom g) {
   long total = (long)g.n * g.oh * g.ow * g.c;
   GRID_STRIDE(i, total) {
     int ch = i % g.c, r = i / g.c, ox = r % g.ow;
@@ -297,10 +315,9 @@ __device__ void conv_epi_vec(T *y, const T *bias, const T *z, int nv, int c,
   extern "C" __global__ void gs_to_f32_##sfx(const T *x, float *y, long n) {   \
     cast(x, y, n);                                                             \
   }                                                                            \
-  extern "C" __global__ void gs_binary_##sfx(const T *a, const T *b, T *y,     \
-                                             long n, long amod, long bmod,     \
-                                             int op, int a_act, float lo,      \
-                                             float hi) {                       \
+  extern "C" __global__ void gs_binary_##sfx(                                  \
+      const T *a, const T *b, T *y, long n, long amod, long bmod, int op,      \
+      int a_act, float lo, float hi) {                                         \
     binary(a, b, y, n, amod, bmod, op, a_act, lo, hi);                         \
   }                                                                            \
   extern "C" __global__ void gs_unary_##sfx(const T *x, T *y, long n, int op,  \
@@ -308,12 +325,10 @@ __device__ void conv_epi_vec(T *y, const T *bias, const T *z, int nv, int c,
                                             const T *hi_p) {                   \
     unary(x, y, n, op, lo, hi, lo_p, hi_p);                                    \
   }                                                                            \
-  extern "C" __global__ void gs_maxpool_##sfx(const T *x, T *y,                \
-                                              pool_geom g) {                   \
+  extern "C" __global__ void gs_maxpool_##sfx(const T *x, T *y, pool_geom g) { \
     maxpool(x, y, g);                                                          \
   }                                                                            \
-  extern "C" __global__ void gs_avgpool_##sfx(const T *x, T *y,                \
-                                              pool_geom g) {                   \
+  extern "C" __global__ void gs_avgpool_##sfx(const T *x, T *y, pool_geom g) { \
     avgpool(x, y, g);                                                          \
   }                                                                            \
   extern "C" __global__ void gs_gap_##sfx(const T *x, T *y, int n, int hw,     \
@@ -359,8 +374,8 @@ extern "C" __global__ void gs_maxpool8_f16(const __half *x, __half *y,
         int ix = ox * g.sw - g.pw + kx * g.dw;
         if (ix < 0 || ix >= g.w)
           continue;
-        uint4 v = *(const uint4 *)(x + ((b * g.h + iy) * g.w + ix) * g.c +
-                                   cv * 8);
+        uint4 v =
+            *(const uint4 *)(x + ((b * g.h + iy) * g.w + ix) * g.c + cv * 8);
         const __half2 *h = (const __half2 *)&v;
         for (int k = 0; k < 4; k++)
           m[k] = __hmax2(m[k], h[k]);

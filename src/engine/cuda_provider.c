@@ -468,17 +468,16 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
   l->cuda.DeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
                              cs->dev);
   cs->sms = sms > 0 ? sms : 1;
-  int grc = cs->sm_count ? gs__cuda_green_open(&cs->green, &l->cuda, cs->dev,
-                                               cs->device, cs->sm_first,
-                                               cs->sm_count, &cs->ctx,
-                                               &cs->stream, err)
-                         : GS_OK;
+  int grc = cs->sm_count
+                ? gs__cuda_green_open(&cs->green, &l->cuda, cs->dev, cs->device,
+                                      cs->sm_first, cs->sm_count, &cs->ctx,
+                                      &cs->stream, err)
+                : GS_OK;
   if (grc != GS_OK)
     return grc;
   cs->sms = cs->green ? (int)cs->sm_count : cs->sms;
-  if (!cs->green &&
-      (r = l->cuda.StreamCreate(&cs->stream, CU_STREAM_NON_BLOCKING)) !=
-          CUDA_SUCCESS)
+  if (!cs->green && (r = l->cuda.StreamCreate(
+                         &cs->stream, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuStreamCreate", err);
   for (int i = 0; i < 2; i++)
     if ((r = l->cuda.EventCreate(&cs->ev[i], CU_EVENT_DEFAULT)) != CUDA_SUCCESS)

@@ -14,7 +14,7 @@ _Static_assert(sizeof(CUdevResource) == 144, "CUdevResource");
 
 static int load_symbols(gs__cuda_t *c, gs_error_t *err) {
 #define GS__CUDA_LOAD(field, ret, params, sym, old)                            \
-  if (!gs__dl_resolve(c->dl, &c->field, sym, old))                                    \
+  if (!gs__dl_resolve(c->dl, &c->field, sym, old))                             \
     return gs_error_set(err, GS_EUNSUPPORTED,                                  \
                         "%s lacks %s%s%s%s: the CUDA driver is too old for "   \
                         "gpuslice",                                            \

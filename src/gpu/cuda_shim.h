@@ -137,8 +137,8 @@ typedef enum CUdevice_attribute_enum {
   XX(GraphLaunch, CUresult, (CUgraphExec, CUstream), "cuGraphLaunch", NULL)    \
   XX(GraphExecDestroy, CUresult, (CUgraphExec), "cuGraphExecDestroy", NULL)    \
   XX(GraphDestroy, CUresult, (CUgraph), "cuGraphDestroy", NULL)                \
-  XX(ModuleLoadData, CUresult, (CUmodule *, const void *),                     \
-     "cuModuleLoadData", NULL)                                                 \
+  XX(ModuleLoadData, CUresult, (CUmodule *, const void *), "cuModuleLoadData", \
+     NULL)                                                                     \
   XX(ModuleUnload, CUresult, (CUmodule), "cuModuleUnload", NULL)               \
   XX(ModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *),      \
      "cuModuleGetFunction", NULL)                                              \

@@ -34,7 +34,7 @@ _Static_assert(offsetof(nvmlComputeInstanceInfo_t, placement) == 24 &&
 
 static int load_symbols(gs__nvml_t *n, gs_error_t *err) {
 #define GS__NVML_LOAD(field, req, ret, params, sym, old)                       \
-  if (!gs__dl_resolve(n->dl, &n->field, sym, old) && (req))                           \
+  if (!gs__dl_resolve(n->dl, &n->field, sym, old) && (req))                    \
     return gs_error_set(err, GS_EUNSUPPORTED,                                  \
                         "%s lacks %s%s%s%s: the NVIDIA driver is too old for " \
                         "gpuslice's MIG backend",                              \
@@ -137,11 +137,17 @@ static void name_copy(char *dst, const char *src) {
  * adds capabilities). */
 #define PROFILE_FROM(out, p)                                                   \
   do {                                                                         \
-    *(out) = (gs__nvml_gi_profile_t){                                          \
-        (p)->id,           (p)->sliceCount,   (p)->instanceCount,              \
-        (p)->multiprocessorCount, (p)->copyEngineCount, (p)->decoderCount,     \
-        (p)->encoderCount, (p)->jpegCount,    (p)->ofaCount,                   \
-        (p)->memorySizeMB, ""};                                                \
+    *(out) = (gs__nvml_gi_profile_t){(p)->id,                                  \
+                                     (p)->sliceCount,                          \
+                                     (p)->instanceCount,                       \
+                                     (p)->multiprocessorCount,                 \
+                                     (p)->copyEngineCount,                     \
+                                     (p)->decoderCount,                        \
+                                     (p)->encoderCount,                        \
+                                     (p)->jpegCount,                           \
+                                     (p)->ofaCount,                            \
+                                     (p)->memorySizeMB,                        \
+                                     ""};                                      \
     name_copy((out)->name, (p)->name);                                         \
   } while (0)
 

@@ -81,8 +81,7 @@ static void send_on(level_t *l, gs__perf_conn_t *c, uint64_t t_sched) {
   c->body_limit = GS__PERF_ERR_BODY;
   c->body_truncate = true;
   l->inflight++;
-  if (gs__perf_conn_send(c, &ctx->reqs[l->next_req++ % ctx->n_reqs]) !=
-      GS_OK) {
+  if (gs__perf_conn_send(c, &ctx->reqs[l->next_req++ % ctx->n_reqs]) != GS_OK) {
     l->inflight--;
     c->busy = false;
     fail(l, c->err.code, c->err.msg);
@@ -115,8 +114,8 @@ static void dispatch(level_t *l) {
   }
   if (!l->stopping && l->next_send < l->n_sched) {
     uint64_t at = l->t0 + l->sched[l->next_send];
-    struct itimerspec its = {.it_value = {(time_t)(at / 1000000000ull),
-                                          (long)(at % 1000000000ull)}};
+    struct itimerspec its = {
+        .it_value = {(time_t)(at / 1000000000ull), (long)(at % 1000000000ull)}};
     timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL);
   }
 }
@@ -194,8 +193,8 @@ static void open_conn(level_t *l) {
   gs__perf_conn_t *c;
   gs_error_t err;
   if (gs__perf_conn_open(&ctx->loop, (const struct sockaddr *)&ctx->addr,
-                         ctx->opts->protocol == GS_PERF_GRPC, ctx->authority,
-                         l, on_open, on_done, &c, &err) != GS_OK) {
+                         ctx->opts->protocol == GS_PERF_GRPC, ctx->authority, l,
+                         on_open, on_done, &c, &err) != GS_OK) {
     fail(l, err.code, err.msg);
     return;
   }
@@ -406,8 +405,8 @@ static int level_init(gs__perf_ctx_t *ctx, level_t *l, double level,
   l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (!l->sched || l->tfd < 0)
     return gs_error_sys(err, errno, "cannot set up the send schedule");
-  gs__perf_schedule(level, o->distribution, o->seed + (uint64_t)level,
-                    l->sched, l->n_sched);
+  gs__perf_schedule(level, o->distribution, o->seed + (uint64_t)level, l->sched,
+                    l->n_sched);
   uv_poll_init(&ctx->loop, &l->poll, l->tfd);
   l->poll.data = l;
   l->poll_on = true;
@@ -417,16 +416,16 @@ static int level_init(gs__perf_ctx_t *ctx, level_t *l, double level,
 /* Opens the level's first connections (and the statistics one). */
 static void level_open(level_t *l) {
   gs__perf_ctx_t *ctx = l->ctx;
-  unsigned n = l->rate ? (ctx->max_conns < 4 ? ctx->max_conns : 4)
-                       : (unsigned)l->level;
+  unsigned n =
+      l->rate ? (ctx->max_conns < 4 ? ctx->max_conns : 4) : (unsigned)l->level;
   for (unsigned i = 0; i < n && !l->stopping; i++)
     open_conn(l);
   gs_error_t err;
   if (!l->stopping && ctx->model.statistics) {
     if (gs__perf_conn_open(&ctx->loop, (const struct sockaddr *)&ctx->addr,
-                           ctx->opts->protocol == GS_PERF_GRPC,
-                           ctx->authority, l, on_stats_open, on_stats,
-                           &l->stats, &err) != GS_OK)
+                           ctx->opts->protocol == GS_PERF_GRPC, ctx->authority,
+                           l, on_stats_open, on_stats, &l->stats,
+                           &err) != GS_OK)
       fail(l, err.code, err.msg);
     else
       l->stats->on_closed = on_conn_closed;
@@ -460,8 +459,8 @@ static void bottleneck(level_t *l, gs_perf_result_t *r) {
   r->client_bottleneck = r->bottleneck[0] != '\0';
 }
 
-int gs__perf_level_run(gs__perf_ctx_t *ctx, double level,
-                       gs_perf_result_t *out, gs_error_t *err) {
+int gs__perf_level_run(gs__perf_ctx_t *ctx, double level, gs_perf_result_t *out,
+                       gs_error_t *err) {
   level_t *l = calloc(1, sizeof *l);
   if (!l)
     return gs_error_set(err, GS_ENOMEM, "out of memory");

@@ -26,8 +26,8 @@ void gs__perf_answer_error(const gs__perf_conn_t *c, char *out, size_t size) {
 
 int gs__perf_get_request(const char *path, const char *authority,
                          gs__perf_req_t *req, uint8_t **data) {
-  int n = snprintf(NULL, 0, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path,
-                   authority);
+  int n =
+      snprintf(NULL, 0, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, authority);
   *data = malloc((size_t)n + 1);
   if (!*data)
     return GS_ENOMEM;
@@ -53,8 +53,8 @@ static int grpc_request(const char *path, const ProtobufCMessage *msg,
 }
 
 /* The model's URL: /v2/models/NAME[/versions/V]SUFFIX. */
-static void model_path(const gs__perf_ctx_t *ctx, const char *suffix,
-                       char *out, size_t size) {
+static void model_path(const gs__perf_ctx_t *ctx, const char *suffix, char *out,
+                       size_t size) {
   const char *v = ctx->opts->version;
   if (v && *v)
     snprintf(out, size, "/v2/models/%s/versions/%s%s", ctx->opts->model, v,
@@ -69,15 +69,15 @@ static int fetch(gs__perf_ctx_t *ctx, gs__perf_req_t *req, const char *what,
                  char **body, size_t *len, gs_error_t *err) {
   int status = 0;
   bool grpc = ctx->opts->protocol == GS_PERF_GRPC;
-  int rc = gs__perf_fetch(&ctx->loop, (const struct sockaddr *)&ctx->addr,
-                          grpc, ctx->authority, req, &status, body, len, err);
+  int rc = gs__perf_fetch(&ctx->loop, (const struct sockaddr *)&ctx->addr, grpc,
+                          ctx->authority, req, &status, body, len, err);
   if (rc != GS_OK)
     return rc;
   if (grpc ? status == 0 : status == 200)
     return GS_OK;
   json_t *root = grpc ? NULL : json_loadb(*body, *len, 0, NULL);
   const char *msg = json_string_value(json_object_get(root, "error"));
-  int code = (grpc ? status == 5 : status == 404) ? GS_ENOTFOUND
+  int code = (grpc ? status == 5 : status == 404)   ? GS_ENOTFOUND
              : (grpc ? status == 3 : status == 400) ? GS_EINVAL
                                                     : GS_ESYSTEM;
   rc = gs_error_set(err, code, "failed to get %s: %s (%s %d)", what,
@@ -107,8 +107,8 @@ static int tensor_add(gs__perf_model_t *m, const char *name, const char *dt,
 static int http_metadata(gs__perf_model_t *m, json_t *root, gs_error_t *err) {
   json_t *in = json_object_get(root, "inputs"), *out, *v;
   size_t i;
-  const char *ver = json_string_value(json_array_get(
-      json_object_get(root, "versions"), 0));
+  const char *ver =
+      json_string_value(json_array_get(json_object_get(root, "versions"), 0));
   if (ver && !m->version[0])
     snprintf(m->version, sizeof m->version, "%s", ver);
   json_array_foreach(in, i, v) {
@@ -120,8 +120,10 @@ static int http_metadata(gs__perf_model_t *m, json_t *root, gs_error_t *err) {
     const char *name = json_string_value(json_object_get(v, "name"));
     const char *dt = json_string_value(json_object_get(v, "datatype"));
     if (!name || !dt)
-      return gs_error_set(err, GS_EPARSE, "model metadata: input %zu has no "
-                          "name or datatype", i);
+      return gs_error_set(err, GS_EPARSE,
+                          "model metadata: input %zu has no "
+                          "name or datatype",
+                          i);
     int rc = tensor_add(m, name, dt, shape, rank, err);
     if (rc != GS_OK)
       return rc;
@@ -178,8 +180,8 @@ static int http_model(gs__perf_ctx_t *ctx, gs_error_t *err) {
     rc = http_fetch(ctx, path, "model config", &config, err);
   }
   if (rc == GS_OK)
-    ctx->model.max_batch_size = (unsigned)json_integer_value(
-        json_object_get(config, "max_batch_size"));
+    ctx->model.max_batch_size =
+        (unsigned)json_integer_value(json_object_get(config, "max_batch_size"));
   json_decref(server);
   json_decref(meta);
   json_decref(config);
@@ -261,8 +263,8 @@ static int grpc_model(gs__perf_ctx_t *ctx, gs_error_t *err) {
   free(body);
   body = NULL;
   if (rc == GS_OK)
-    rc = grpc_model_call(ctx, GRPC_SERVICE "ModelConfig", "model config",
-                         &body, &len, err);
+    rc = grpc_model_call(ctx, GRPC_SERVICE "ModelConfig", "model config", &body,
+                         &len, err);
   Inference__ModelConfigResponse *r =
       rc == GS_OK ? inference__model_config_response__unpack(
                         NULL, len, (const uint8_t *)body)
@@ -318,7 +320,8 @@ static int http_stats(const char *body, size_t len, gs__perf_snapshot_t *s,
   json_t *is = json_object_get(m, "inference_stats");
   if (!is) {
     json_decref(root);
-    return gs_error_set(err, GS_EPARSE, "the server's statistics are not "
+    return gs_error_set(err, GS_EPARSE,
+                        "the server's statistics are not "
                         "{\"model_stats\":[{\"inference_stats\":...}]}");
   }
   s->success = (uint64_t)json_integer_value(

@@ -11,13 +11,11 @@ static int check_range(const gs_perf_options_t *o, gs_error_t *err) {
   const gs_perf_range_t *r = &o->range;
   bool rate = o->mode == GS_PERF_RATE;
   if (!(r->start > 0) || !(r->end >= r->start) || !(r->step > 0))
-    return gs_error_set(err, GS_EINVAL,
-                        "%s range %g:%g:%g: need 0 < start <= end and step > 0",
-                        rate ? "request rate" : "concurrency", r->start,
-                        r->end, r->step);
+    return gs_error_set(
+        err, GS_EINVAL, "%s range %g:%g:%g: need 0 < start <= end and step > 0",
+        rate ? "request rate" : "concurrency", r->start, r->end, r->step);
   if (!rate && r->end > 4096)
-    return gs_error_set(err, GS_EINVAL, "concurrency %g is above 4096",
-                        r->end);
+    return gs_error_set(err, GS_EINVAL, "concurrency %g is above 4096", r->end);
   return GS_OK;
 }
 
@@ -52,8 +50,7 @@ static int resolve(gs__perf_ctx_t *ctx, gs_error_t *err) {
   const char *host = o->host && *o->host ? o->host : "localhost";
   unsigned port = o->port ? o->port : o->protocol == GS_PERF_GRPC ? 8001 : 8000;
   char service[16];
-  struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                           .ai_socktype = SOCK_STREAM};
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
   uv_getaddrinfo_t req;
   snprintf(service, sizeof service, "%u", port);
   snprintf(ctx->authority, sizeof ctx->authority, "%s:%u", host, port);
@@ -117,8 +114,8 @@ static int measure(gs__perf_ctx_t *ctx, gs_perf_level_cb cb, void *user,
           err, GS_ELIMIT,
           "Failed to obtain stable measurement within %u measurement windows "
           "for %s %g. Please try to increase the --measurement-interval.",
-          r->windows,
-          o->mode == GS_PERF_RATE ? "request rate" : "concurrency", r->level);
+          r->windows, o->mode == GS_PERF_RATE ? "request rate" : "concurrency",
+          r->level);
   }
   return GS_OK;
 }

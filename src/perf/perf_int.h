@@ -117,8 +117,8 @@ struct gs__perf_conn_s {
 };
 
 /* Allocates and connects; on_open reports the outcome. */
-int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr,
-                       bool grpc, const char *authority, void *user,
+int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr, bool grpc,
+                       const char *authority, void *user,
                        gs__perf_conn_cb on_open, gs__perf_conn_cb on_done,
                        gs__perf_conn_t **out, gs_error_t *err);
 /* Sends one request on an open, idle connection; on_done reports. */
@@ -199,7 +199,7 @@ int gs__perf_get_request(const char *path, const char *authority,
 
 /* Measures level until stable or max_trials windows; out is filled in
  * both cases (stable says which). Fails on a request error. */
-int gs__perf_level_run(gs__perf_ctx_t *ctx, double level,
-                       gs_perf_result_t *out, gs_error_t *err);
+int gs__perf_level_run(gs__perf_ctx_t *ctx, double level, gs_perf_result_t *out,
+                       gs_error_t *err);
 
 #endif

@@ -121,7 +121,8 @@ int gs__perf_merge(gs__perf_window_t *w, size_t n, size_t k, unsigned batch,
   double sum = 0, sq = 0, ns = 0, send = 0, recv = 0;
   size_t at = 0;
   for (size_t i = first; i < n; i++) {
-    if (w[i].n) /* an empty window may have no buffer: memcpy(_, NULL, 0) is UB */
+    if (w[i].n) /* an empty window may have no buffer: memcpy(_, NULL, 0) is UB
+                 */
       memcpy(all + at, w[i].lat, w[i].n * sizeof *all);
     at += w[i].n;
     ns += (double)(w[i].t_end - w[i].t_begin);
@@ -143,9 +144,9 @@ int gs__perf_merge(gs__perf_window_t *w, size_t n, size_t k, unsigned batch,
   out->p90_us = (double)gs__perf_percentile(all, total, 90) / 1000.0;
   out->p95_us = (double)gs__perf_percentile(all, total, 95) / 1000.0;
   out->p99_us = (double)gs__perf_percentile(all, total, 99) / 1000.0;
-  out->pct_us = percentile ? (double)gs__perf_percentile(all, total,
-                                                         percentile) / 1000.0
-                           : out->avg_us;
+  out->pct_us =
+      percentile ? (double)gs__perf_percentile(all, total, percentile) / 1000.0
+                 : out->avg_us;
   out->send_us = send / cnt / 1000.0;
   out->recv_us = recv / cnt / 1000.0;
   out->has_server = n > first && w[first].has_server;
@@ -171,7 +172,8 @@ void gs__perf_schedule(double rate, gs_perf_dist_t dist, uint64_t seed,
     offsets[i] = (uint64_t)t;
     if (dist == GS_PERF_POISSON) {
       /* u in (0, 1]: -ln(u) is exponential with mean 1. */
-      double u = ((double)(next_random(&state) >> 11) + 1.0) / 9007199254740992.0;
+      double u =
+          ((double)(next_random(&state) >> 11) + 1.0) / 9007199254740992.0;
       t += -log(u) * gap;
     } else {
       t = (double)(i + 1) * gap;

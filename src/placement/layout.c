@@ -121,8 +121,9 @@ int gs_layout_add_gi(gs_layout_t *layout, const gs_catalog_t *cat,
                      gs_error_t *err) {
   const gs_gi_profile_t *prof = gs_catalog_gi(cat, profile_id);
   if (!prof)
-    return gs_error_set(err, GS_ENOTFOUND, "no GPU instance profile ID %u on %s",
-                        profile_id, cat->model);
+    return gs_error_set(err, GS_ENOTFOUND,
+                        "no GPU instance profile ID %u on %s", profile_id,
+                        cat->model);
   int rc = gi_fits(cat, layout, prof, start, err);
   if (rc != GS_OK)
     return rc;
@@ -188,8 +189,8 @@ int gs_layout_add_ci(gs_layout_t *layout, const gs_catalog_t *cat,
   if (!gi)
     return gs_error_set(err, GS_ENOTFOUND, "no GPU instance %u", gi_id);
   const gs_gi_profile_t *gprof = gs_catalog_gi(cat, gi->profile_id);
-  const gs_ci_profile_t *cprof = gprof ? gs_catalog_ci(gprof, ci_profile_id)
-                                       : NULL;
+  const gs_ci_profile_t *cprof =
+      gprof ? gs_catalog_ci(gprof, ci_profile_id) : NULL;
   if (!cprof)
     return gs_error_set(err, GS_ENOTFOUND,
                         "no compute instance profile %u in GPU instance %u",
@@ -258,8 +259,8 @@ int gs_layout_validate(const gs_catalog_t *cat, const gs_layout_t *layout,
     gs_gi_t *copy = gs_layout_find_gi(&check, id);
     copy->id = gi->id;
     if (gi->n_ci > GS_MAX_CIS)
-      return gs_error_set(err, GS_ECORRUPT, "GPU instance %u: %u CIs",
-                          gi->id, gi->n_ci);
+      return gs_error_set(err, GS_ECORRUPT, "GPU instance %u: %u CIs", gi->id,
+                          gi->n_ci);
     for (unsigned j = 0; j < gi->n_ci; j++) {
       if (gs_gi_find_ci(copy, gi->ci[j].id))
         return gs_error_set(err, GS_ECORRUPT,

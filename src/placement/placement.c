@@ -11,18 +11,18 @@
 /* A profile as the packer sees it. */
 typedef struct kind_s {
   const char *name;
-  unsigned size;       /* slices occupied on the axis */
-  unsigned cost;       /* budget units consumed (compute slices) */
-  uint32_t starts;     /* legal starts */
-  unsigned max_count;  /* per axis */
-  unsigned existing;   /* already on the axis */
+  unsigned size;      /* slices occupied on the axis */
+  unsigned cost;      /* budget units consumed (compute slices) */
+  uint32_t starts;    /* legal starts */
+  unsigned max_count; /* per axis */
+  unsigned existing;  /* already on the axis */
 } kind_t;
 
 typedef struct packer_s {
   const char *axis_name; /* "memory slices", "compute slices" */
   unsigned axis_size;
-  uint32_t used;     /* slices taken by what already exists */
-  unsigned budget;   /* cost units still free */
+  uint32_t used;   /* slices taken by what already exists */
+  unsigned budget; /* cost units still free */
   unsigned n_kinds;
   kind_t kinds[GS_MAX_GI_PROFILES];
   unsigned order[GS_MAX_GI_PROFILES]; /* kinds, largest first */
@@ -157,9 +157,9 @@ static void format_slices(uint32_t mask, unsigned axis, char *buf,
     unsigned e = s;
     while (e + 1 < axis && (mask & (1u << (e + 1))))
       e++;
-    int w = e > s ? snprintf(buf + len, size - len, "%s%u-%u", len ? "," : "",
-                             s, e)
-                  : snprintf(buf + len, size - len, "%s%u", len ? "," : "", s);
+    int w =
+        e > s ? snprintf(buf + len, size - len, "%s%u-%u", len ? "," : "", s, e)
+              : snprintf(buf + len, size - len, "%s%u", len ? "," : "", s);
     if (w < 0 || (size_t)w >= size - len)
       break;
     len += (size_t)w;
@@ -197,12 +197,10 @@ static int precheck(const packer_t *pk, gs_error_t *err) {
     return gs_error_set(err, GS_ENOFIT,
                         "the request needs %u compute slices; %u are free",
                         cost, pk->budget);
-  unsigned free_slices =
-      pk->axis_size - (unsigned)__builtin_popcount(pk->used);
+  unsigned free_slices = pk->axis_size - (unsigned)__builtin_popcount(pk->used);
   if (slices > free_slices)
-    return gs_error_set(err, GS_ENOFIT,
-                        "the request needs %u %s; %u are free", slices,
-                        pk->axis_name, free_slices);
+    return gs_error_set(err, GS_ENOFIT, "the request needs %u %s; %u are free",
+                        slices, pk->axis_name, free_slices);
   return GS_OK;
 }
 
@@ -332,8 +330,8 @@ static int check_fixed_gis(const gs_catalog_t *cat, const gs_layout_t *existing,
       if (span((unsigned)req[j].start, q->memory_slices) & mine)
         return gs_error_set(err, GS_ENOFIT,
                             "%s at %u:%u overlaps the requested %s at %d:%u",
-                            p->name, s, p->memory_slices, q->name,
-                            req[j].start, q->memory_slices);
+                            p->name, s, p->memory_slices, q->name, req[j].start,
+                            q->memory_slices);
     }
   }
   return GS_OK;
@@ -412,8 +410,8 @@ void gs_capacity(const gs_catalog_t *cat, const gs_layout_t *layout,
   if (layout && !layout->mig_enabled)
     return;
   for (unsigned k = 0; k < pk.n_kinds; k++)
-    free[k] = kind_capacity(&pk.kinds[k], pk.used, pk.budget,
-                            pk.kinds[k].existing);
+    free[k] =
+        kind_capacity(&pk.kinds[k], pk.used, pk.budget, pk.kinds[k].existing);
 }
 
 uint32_t gs_free_starts(const gs_catalog_t *cat, const gs_layout_t *layout,

@@ -4,10 +4,10 @@
 #include "gpuslice/run.h"
 
 #include <errno.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define REF_MAX_NUMBERS 3
@@ -105,9 +105,9 @@ static bool uuid_shaped(const char *text) {
       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
   size_t len = strlen(text);
   return len > 0 && len < GS_UUID_MAX && strpbrk(text, letters) &&
-         strspn(text, "0123456789-_/"
-                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") ==
-             len;
+         strspn(text,
+                "0123456789-_/"
+                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") == len;
 }
 
 /* A GI or CI UUID, searched on every device. */

@@ -181,7 +181,7 @@ struct gs__peer_s {
   bool routable;      /* running, healthy, not leaving: as last published */
   uint64_t ejected_until_ns;     /* the main loop's or this loop's own */
   unsigned consecutive_failures; /* this loop's: it ejects at once */
-  bool gone;          /* left the view: no new requests, connections not kept */
+  bool gone;     /* left the view: no new requests, connections not kept */
   unsigned refs; /* the loop's list's, each connection's and request's */
   gs__http_pool_t pool; /* keep-alive connections (set up at first use) */
   gs__peer_t *next;

@@ -439,8 +439,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t dev,
 
 /* FAKE_NVML_PROCS entries of GPU gpu whose MIG mode is off, appended to
  * found (room for max). */
-static unsigned env_procs(unsigned gpu, const fgpu_t *g, nvmlProcessInfo_t *found,
-                          unsigned n, unsigned max) {
+static unsigned env_procs(unsigned gpu, const fgpu_t *g,
+                          nvmlProcessInfo_t *found, unsigned n, unsigned max) {
   const char *p = getenv("FAKE_NVML_PROCS");
   while (p && *p && n < max && g->cur == NVML_DEVICE_MIG_DISABLE) {
     unsigned at = 0, pid = 0, mib = 512;
@@ -451,8 +451,8 @@ static unsigned env_procs(unsigned gpu, const fgpu_t *g, nvmlProcessInfo_t *foun
     if (*p == ':')
       mib = (unsigned)strtoul(p + 1, (char **)&p, 10);
     if (at == gpu)
-      found[n++] = (nvmlProcessInfo_t){pid, (unsigned long long)mib << 20,
-                                       NO_ID, NO_ID};
+      found[n++] =
+          (nvmlProcessInfo_t){pid, (unsigned long long)mib << 20, NO_ID, NO_ID};
     p = *p == ',' ? p + 1 : NULL;
   }
   return n;

@@ -50,8 +50,8 @@ static void test_stable_needs_3_windows_within_the_percentage(void **state) {
   assert_false(gs__perf_stable(zero, lat, 3, 10));
 }
 
-static void fill(gs__perf_window_t *w, uint64_t first, size_t n,
-                 uint64_t begin, uint64_t ns) {
+static void fill(gs__perf_window_t *w, uint64_t first, size_t n, uint64_t begin,
+                 uint64_t ns) {
   for (size_t i = 0; i < n; i++)
     assert_int_equal(gs__perf_window_add(w, first + i * 1000), GS_OK);
   w->t_begin = begin;
@@ -82,11 +82,18 @@ static void test_merge_takes_the_last_3_windows(void **state) {
 
 static void test_csv_columns_as_perf_analyzer(void **state) {
   (void)state;
-  gs_perf_result_t lv = {.level = 4, .throughput = 1234.5, .send_us = 12.9,
-                         .recv_us = 1.2, .p50_us = 100.7, .p90_us = 200,
-                         .p95_us = 300, .p99_us = 400};
-  lv.server = (gs_perf_server_t){.network_us = 50, .queue_us = 20,
-                                 .input_us = 5, .infer_us = 0.4,
+  gs_perf_result_t lv = {.level = 4,
+                         .throughput = 1234.5,
+                         .send_us = 12.9,
+                         .recv_us = 1.2,
+                         .p50_us = 100.7,
+                         .p90_us = 200,
+                         .p95_us = 300,
+                         .p99_us = 400};
+  lv.server = (gs_perf_server_t){.network_us = 50,
+                                 .queue_us = 20,
+                                 .input_us = 5,
+                                 .infer_us = 0.4,
                                  .output_us = 6};
   gs_perf_report_t rep = {.levels = &lv, .n = 1, .has_server = true};
   char *csv;

@@ -14,8 +14,15 @@
 #include "gpuslice/apply.h"
 #include "gpuslice/placement.h"
 
-enum { P1G = 19, P1G_ME = 20, P1G_2X = 15, P2G = 14, P3G = 9, P4G = 5,
-       P7G = 0 };
+enum {
+  P1G = 19,
+  P1G_ME = 20,
+  P1G_2X = 15,
+  P2G = 14,
+  P3G = 9,
+  P4G = 5,
+  P7G = 0
+};
 
 static gs_catalog_t cat;
 
@@ -223,7 +230,9 @@ typedef struct mem_backend_s {
   unsigned hidden_busy_gi; /* refused as in use, by a process not listed */
 } mem_backend_t;
 
-static mem_backend_t *mem(gs_backend_t *be) { return be->impl; }
+static mem_backend_t *mem(gs_backend_t *be) {
+  return be->impl;
+}
 
 static int mem_write(gs_backend_t *be, gs_error_t *err) {
   mem_backend_t *m = mem(be);
@@ -260,7 +269,9 @@ static int mem_commit(gs_backend_t *be, gs_error_t *err) {
   mem(be)->in_change = false;
   return GS_OK;
 }
-static void mem_abort(gs_backend_t *be) { mem(be)->in_change = false; }
+static void mem_abort(gs_backend_t *be) {
+  mem(be)->in_change = false;
+}
 static int mem_mode(gs_backend_t *be, unsigned d, bool on, gs_error_t *err) {
   (void)d;
   int rc = mem_write(be, err);
@@ -317,12 +328,18 @@ static int mem_procs(gs_backend_t *be, unsigned d, unsigned gi,
   return GS_OK;
 }
 
-static const gs_backend_ops_t mem_ops = {
-    .name = "memory", .device_count = mem_count, .device_get = mem_get,
-    .begin = mem_begin, .commit = mem_commit, .abort = mem_abort,
-    .set_mig_mode = mem_mode, .gi_create = mem_gi_create,
-    .gi_destroy = mem_gi_destroy, .ci_create = mem_ci_create,
-    .ci_destroy = mem_ci_destroy, .processes = mem_procs};
+static const gs_backend_ops_t mem_ops = {.name = "memory",
+                                         .device_count = mem_count,
+                                         .device_get = mem_get,
+                                         .begin = mem_begin,
+                                         .commit = mem_commit,
+                                         .abort = mem_abort,
+                                         .set_mig_mode = mem_mode,
+                                         .gi_create = mem_gi_create,
+                                         .gi_destroy = mem_gi_destroy,
+                                         .ci_create = mem_ci_create,
+                                         .ci_destroy = mem_ci_destroy,
+                                         .processes = mem_procs};
 
 /* Structural equality: same GIs (profile, start) and CIs (profile, start),
  * in order; IDs may differ after a recreate, as on hardware. */
@@ -368,8 +385,7 @@ static void test_apply_rolls_back_at_every_step(void **state) {
 
   for (unsigned fail_at = 0; fail_at < total; fail_at++) {
     m = (mem_backend_t){.layout = start, .writes_left = (int)fail_at};
-    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err),
-                     GS_EDRIVER);
+    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err), GS_EDRIVER);
     if (!same_shape(&m.layout, &start))
       fail_msg("failing write %u: %s", fail_at, err.msg);
     assert_false(m.in_change);
@@ -381,8 +397,8 @@ static void test_apply_rolls_back_at_every_step(void **state) {
 /* Rule: the same holds on hardware, where a GPU instance created again by
  * the undo gets an ID it never had: the undo steps that follow (its compute
  * instances) go to the new ID. */
-static void test_rollback_when_a_recreated_instance_gets_a_new_id(
-    void **state) {
+static void
+test_rollback_when_a_recreated_instance_gets_a_new_id(void **state) {
   (void)state;
   gs_layout_t start;
   gs_layout_init(&start);
@@ -401,8 +417,7 @@ static void test_rollback_when_a_recreated_instance_gets_a_new_id(
   for (unsigned fail_at = 1; fail_at < total; fail_at++) {
     m = (mem_backend_t){
         .layout = start, .writes_left = (int)fail_at, .fresh_id = 20};
-    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err),
-                     GS_EDRIVER);
+    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err), GS_EDRIVER);
     if (!same_shape(&m.layout, &start) || !strstr(err.msg, "undone"))
       fail_msg("failing write %u: %s", fail_at, err.msg);
   }
@@ -448,8 +463,7 @@ static void test_rollback_of_instances_created(void **state) {
   for (unsigned fail_at = 1; fail_at < total; fail_at++) {
     m = (mem_backend_t){.writes_left = (int)fail_at};
     gs_layout_init(&m.layout);
-    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err),
-                     GS_EDRIVER);
+    assert_int_equal(gs_apply(&be, &w, &sel, 1, false, &rep, &err), GS_EDRIVER);
     if (m.layout.n_gi != 0 || !strstr(err.msg, "undone"))
       fail_msg("failing write %u: %u GIs left: %s", fail_at, m.layout.n_gi,
                err.msg);
@@ -483,8 +497,7 @@ static gs_backend_t three_with_one_in_use(mem_backend_t *m) {
   return (gs_backend_t){.ops = &mem_ops, .impl = m};
 }
 
-static const gs_change_t destroy_all = {.kind = GS_CHANGE_DESTROY,
-                                        .all = true};
+static const gs_change_t destroy_all = {.kind = GS_CHANGE_DESTROY, .all = true};
 
 /* Rule: destroy never removes a GPU instance with processes in it; the
  * report names that instance and its processes as data, the message names
