@@ -57,6 +57,11 @@ static int on_headers_complete(http_parser *p) {
   if (r->value_len || r->header != H_OTHER)
     end_value(r);
   r->status = (int)p->status_code;
+  /* RFC 9110 15: three digits, 100 and up; "020" is no status. */
+  if (r->status < 100) {
+    r->error = GS_EPARSE;
+    return -1;
+  }
   /* One allocation for a body of known length within the limit (a larger
    * one fails as its bytes arrive, or is truncated). */
   if (p->content_length != ULLONG_MAX && p->content_length > 0 &&
@@ -138,6 +143,11 @@ size_t gs__http_reply_feed(gs__http_reply_t *r, const char *data, size_t len) {
 int gs__http_reply_error(const gs__http_reply_t *r, gs_error_t *err) {
   if (r->error == GS_ELIMIT || r->error == GS_ENOMEM)
     return gs_buf_error(&r->body, err);
+  if (r->error == GS_EPARSE && r->status > 0 && r->status < 100)
+    return gs_error_set(err, GS_EPARSE,
+                        "malformed HTTP response: status code %d is not "
+                        "100 to 999",
+                        r->status);
   if (r->error == GS_EPARSE && HTTP_PARSER_ERRNO(&r->parser) != HPE_OK)
     return gs_error_set(err, GS_EPARSE, "malformed HTTP response: %s",
                         http_errno_description(HTTP_PARSER_ERRNO(&r->parser)));
