@@ -478,19 +478,3 @@ int gs__metrics_relabel_buf(const char *text, size_t len, const char *label,
   }
   return out->failed;
 }
-
-int gs__metrics_relabel(const char *text, size_t len, const char *label,
-                        bool with_help, char **out, size_t *out_len,
-                        size_t *out_cap) {
-  /* The caller's bytes become the buffer's (cap may understate them). */
-  gs_buf_t b;
-  gs_buf_init(&b, GS_LIMIT_METRICS);
-  b.data = *out;
-  b.len = *out ? *out_len : 0;
-  b.cap = *out ? *out_cap : 0;
-  int rc = gs__metrics_relabel_buf(text, len, label, with_help, &b);
-  *out = b.data; /* NULL when failed: the buffer freed them */
-  *out_len = b.len;
-  *out_cap = b.cap;
-  return rc == GS_OK ? 0 : -1;
-}

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "serve/serve_int.h"
 
 typedef struct fanout_s fanout_t;
@@ -254,21 +255,23 @@ static void finish_broadcast(fanout_t *fo) {
 }
 
 static void finish_metrics(fanout_t *fo) {
-  size_t len = 0, cap = 0;
-  char *text = gs__router_metrics(fo->f->s, &len);
-  cap = len;
-  bool ok = text != NULL;
+  size_t len = 0;
+  char *router = gs__router_metrics(fo->f->s, &len);
+  gs_buf_t text;
+  gs_buf_init(&text, GS_LIMIT_METRICS);
+  bool ok = router && gs_buf_add(&text, router, len) == GS_OK;
+  free(router);
   bool help = true;
   for (unsigned i = 0; ok && i < fo->n; i++) {
     gs__upreq_t *u = &fo->ups[i];
     if (fo->results[i] != GS__UP_OK || u->resp.status != 200)
       continue;
-    ok = gs__metrics_relabel(u->resp.body, u->resp.body_len, u->peer->wk->label,
-                             help, &text, &len, &cap) == 0;
+    ok = gs__metrics_relabel_buf(u->resp.body, u->resp.body_len,
+                                 u->peer->wk->label, help, &text) == GS_OK;
     help = false;
   }
-  char *grouped = ok ? gs__metrics_group(text, len, &len) : NULL;
-  free(text);
+  char *grouped = ok ? gs__metrics_group(text.data, text.len, &len) : NULL;
+  gs_buf_free(&text);
   if (!grouped) {
     respond_error(fo->f, 500, "out of memory");
     return;

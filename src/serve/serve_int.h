@@ -299,12 +299,6 @@ json_t *gs__stats_merge(json_t *const *docs, size_t n, gs_error_t *err);
 struct gs_buf_s;
 int gs__metrics_relabel_buf(const char *text, size_t len, const char *label,
                             bool with_help, struct gs_buf_s *out);
-/* The same on a caller's (out, out_len, out_cap), which it adopts and hands
- * back (freed, *out NULL, when it fails). Returns 0, or -1 when out of
- * memory or over GS_LIMIT_METRICS. */
-int gs__metrics_relabel(const char *text, size_t len, const char *label,
-                        bool with_help, char **out, size_t *out_len,
-                        size_t *out_cap);
 
 /* Prometheus text with each metric family's lines together (HELP and TYPE
  * first, then samples in their order), as the text format requires when

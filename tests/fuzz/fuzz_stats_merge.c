@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "serve/serve_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -68,13 +69,16 @@ static void check_line(const char *p, size_t len, bool with_help) {
 
 static void relabel(const char *data, size_t size) {
   bool with_help = size & 1;
-  char *out = NULL;
-  size_t len = 0, cap = 0, half = size / 2;
-  if (gs__metrics_relabel(data, half, label, with_help, &out, &len, &cap) ||
-      gs__metrics_relabel(data + half, size - half, label, with_help, &out,
-                          &len, &cap))
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_METRICS);
+  size_t half = size / 2;
+  if (gs__metrics_relabel_buf(data, half, label, with_help, &b) ||
+      gs__metrics_relabel_buf(data + half, size - half, label, with_help, &b))
     abort();
-  if (len > 0 && (len >= cap || out[len - 1] != '\n' || out[len] != '\0'))
+  size_t len = b.len, cap = b.cap;
+  char *out = gs_buf_take(&b, NULL);
+  if (!out ||
+      (len > 0 && (len >= cap || out[len - 1] != '\n' || out[len] != '\0')))
     abort();
   for (size_t at = 0; at < len;) {
     const char *nl = memchr(out + at, '\n', len - at);

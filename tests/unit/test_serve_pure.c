@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "serve/serve_int.h"
 #include "worker/worker_int.h" /* real worker statistics and metrics */
 
@@ -602,13 +603,13 @@ static void test_odd_numbers_saturate_and_extra_fields_merge(void **state) {
  */
 
 static char *relabel(const char *text, const char *label, bool with_help) {
-  char *out = NULL;
-  size_t len = 0, cap = 0;
-  assert_int_equal(gs__metrics_relabel(text, strlen(text), label, with_help,
-                                       &out, &len, &cap),
-                   0);
-  if (!out)
-    out = calloc(1, 1);
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_METRICS);
+  assert_int_equal(
+      gs__metrics_relabel_buf(text, strlen(text), label, with_help, &b), 0);
+  size_t len = 0;
+  char *out = gs_buf_take(&b, &len);
+  assert_non_null(out);
   assert_int_equal(strlen(out), len);
   return out;
 }
@@ -633,10 +634,7 @@ static void test_worker_metrics_gain_the_instance_label(void **state) {
   size_t len;
   char *text = gs__metrics_text(repo, &len);
   assert_non_null(text);
-  char *with = NULL;
-  size_t with_len = 0, cap = 0;
-  assert_int_equal(
-      gs__metrics_relabel(text, len, "0:1", true, &with, &with_len, &cap), 0);
+  char *with = relabel(text, "0:1", true);
   /* HELP and TYPE stay; every sample has instance first. */
   assert_non_null(strstr(with, "# HELP nv_inference_request_success "));
   assert_non_null(
@@ -707,18 +705,16 @@ static void test_relabel_escapes_the_label(void **state) {
 
 static void test_relabel_appends(void **state) {
   (void)state;
-  size_t len = strlen("router_requests 5\n"), cap = len + 1;
-  char *out = malloc(cap);
-  memcpy(out, "router_requests 5\n", cap);
-  assert_int_equal(
-      gs__metrics_relabel("a 1\n", 4, "0:0", false, &out, &len, &cap), 0);
-  assert_int_equal(
-      gs__metrics_relabel("a 2", 3, "0:1", false, &out, &len, &cap), 0);
-  assert_string_equal(out, "router_requests 5\na{instance=\"0:0\"} 1\n"
-                           "a{instance=\"0:1\"} 2\n");
-  assert_int_equal(len, strlen(out));
-  assert_true(cap > len);
-  free(out);
+  gs_buf_t out;
+  gs_buf_init(&out, GS_LIMIT_METRICS);
+  assert_int_equal(gs_buf_adds(&out, "router_requests 5\n"), GS_OK);
+  assert_int_equal(gs__metrics_relabel_buf("a 1\n", 4, "0:0", false, &out), 0);
+  assert_int_equal(gs__metrics_relabel_buf("a 2", 3, "0:1", false, &out), 0);
+  assert_string_equal(out.data, "router_requests 5\na{instance=\"0:0\"} 1\n"
+                                "a{instance=\"0:1\"} 2\n");
+  assert_int_equal(out.len, strlen(out.data));
+  assert_true(out.cap > out.len);
+  gs_buf_free(&out);
 }
 
 int main(void) {
