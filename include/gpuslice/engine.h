@@ -12,7 +12,11 @@
 /* Highest tensor rank the engine handles. */
 #define GS_TENSOR_MAX_RANK 8
 
-/* Element types, named as KServe v2 names them (gs_dtype_name). */
+/* Element types, named as KServe v2 names them (gs_dtype_name). BYTES
+ * (ONNX's STRING, Triton's TYPE_STRING) has no fixed size: a BYTES tensor's
+ * data is its elements in row-major order, each a 4-byte little-endian
+ * length and that many bytes (the KServe binary tensor form), and its bytes
+ * field is the whole length; gs_dtype_size gives 0 for it. */
 #define GS_DTYPE_MAP(XX)                                                       \
   XX(BOOL, 1)                                                                  \
   XX(UINT8, 1)                                                                 \
@@ -25,7 +29,9 @@
   XX(INT64, 8)                                                                 \
   XX(FP16, 2)                                                                  \
   XX(FP32, 4)                                                                  \
-  XX(FP64, 8)
+  XX(FP64, 8)                                                                  \
+  XX(BF16, 2)                                                                  \
+  XX(BYTES, 0)
 
 typedef enum {
   GS_DTYPE_INVALID = 0,
@@ -39,7 +45,7 @@ typedef enum {
 const char *gs_dtype_name(gs_dtype_t dtype);
 /* GS_DTYPE_INVALID when name is not one of the names above. */
 gs_dtype_t gs_dtype_from_name(const char *name);
-/* Bytes per element; 0 for GS_DTYPE_INVALID. */
+/* Bytes per element; 0 for GS_DTYPE_INVALID and GS_DTYPE_BYTES. */
 size_t gs_dtype_size(gs_dtype_t dtype);
 
 /* What a model may contain. Loading fails with GS_ELIMIT, naming the limit,
