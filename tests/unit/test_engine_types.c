@@ -550,6 +550,43 @@ static void test_unary_types(void **state) {
   gs_model_destroy(m);
 }
 
+/* The CUDA provider runs FP32 only: a session asked for it on an INT32 Add
+ * model, a BYTES model or a Cast fails at creation naming the input or the
+ * node (checked before any GPU library loads, so without a GPU too); AUTO
+ * takes the CPU for them. */
+static void test_cuda_refuses_types(void **state) {
+  (void)state;
+  gs_session_options_t opts;
+  gs_session_options_default(&opts);
+  opts.provider = GS_PROVIDER_CUDA;
+  static const struct {
+    int elem;
+    const char *op, *want;
+  } cases[] = {{ELEM_I32, "Add", "input 'a' is INT32"},
+               {ELEM_STR, "Identity", "input 'a' is BYTES"},
+               {ELEM_F32, "Cast", "'op' (Cast): the cuda provider cannot"}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    bool cast = !strcmp(cases[c].op, "Cast"), add = !strcmp(cases[c].op, "Add");
+    graph_t g = {.n_in = 1, .n_out = 1, .n_nodes = 1};
+    g.in[0] = info("a", cases[c].elem, 1, (int64_t[]){2});
+    g.out[0] = info("y", cases[c].elem, 1, (int64_t[]){2});
+    g.nodes[0] = node(cases[c].op, "op", add ? "a,a" : "a", "y",
+                      cast ? attr_i("to", ELEM_F32) : NULL, NULL);
+    gs_model_t *m = load(&g);
+    gs_session_t *s = NULL;
+    gs_error_t err = {0};
+    assert_int_equal(gs_session_create(&s, m, &opts, &err), GS_EUNSUPPORTED);
+    if (!strstr(err.msg, cases[c].want))
+      fail_msg("%s: %s", cases[c].op, err.msg);
+    gs_session_options_t auto_opts = opts;
+    auto_opts.provider = GS_PROVIDER_AUTO;
+    assert_int_equal(gs_session_create(&s, m, &auto_opts, &err), GS_OK);
+    assert_int_equal(gs_session_provider(s), GS_PROVIDER_CPU);
+    gs_session_destroy(s);
+    gs_model_destroy(m);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_bytes_moves, free_kept),
@@ -562,6 +599,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_elementwise_half, free_kept),
       cmocka_unit_test_teardown(test_elementwise_ints, free_kept),
       cmocka_unit_test_teardown(test_unary_types, free_kept),
+      cmocka_unit_test_teardown(test_cuda_refuses_types, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
