@@ -210,7 +210,7 @@ static int match_inputs(const gs_model_t *m, const gs_tensor_t *inputs,
 static int check_bytes_input(const gs_model_t *m, const gs_tensor_info_t *info,
                              const gs_tensor_t *t, size_t count,
                              gs_error_t *err) {
-  size_t bad;
+  size_t bad = 0;
   if (t->bytes > m->limits.max_tensor_bytes)
     return gs_error_set(err, GS_ELIMIT,
                         "input '%s' has %zu bytes, over the limit of %zu",
