@@ -29,7 +29,8 @@ typedef struct gs__http_request_s {
   long long infer_header_len; /* Inference-Header-Content-Length; -1 absent */
   bool keep_alive;
   /* Content-Encoding as sent (the body is already decoded when whole), and
-   * the coding Accept-Encoding asks the response in (identity if none) */
+   * the coding Accept-Encoding asks an infer's response in (identity if
+   * none, and for every other path: Triton compresses infers only) */
   gs__encoding_t content_encoding, accept_encoding;
 } gs__http_request_t;
 

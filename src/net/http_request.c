@@ -30,6 +30,14 @@ static int fail(gs__http_reader_t *r, int status, const char *msg) {
   return -1;
 }
 
+/* Whether the path is KServe's infer (".../infer", any query after it):
+ * Triton compresses only infer responses, and its clients read every
+ * other answer as plain JSON whatever they sent as Accept-Encoding. */
+static bool infer_url(const char *url) {
+  size_t n = strcspn(url, "?");
+  return n >= 6 && memcmp(url + n - 6, "/infer", 6) == 0;
+}
+
 static int fail_body_limit(gs__http_reader_t *r) {
   snprintf(r->error_text, sizeof r->error_text,
            "request body is larger than the limit (%zu bytes)", r->max_body);
@@ -130,6 +138,8 @@ static int on_headers_complete(http_parser *p) {
   if (!r->url.data)
     return fail(r, 400, "request has no URL");
   r->req.url = gs_buf_take(&r->url, &r->req.url_len);
+  if (!infer_url(r->req.url))
+    r->req.accept_encoding = GS__ENC_IDENTITY;
   /* ULLONG_MAX means no Content-Length (chunked or none). */
   if (p->content_length != ULLONG_MAX && p->content_length > r->max_body)
     return fail_body_limit(r);

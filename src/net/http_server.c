@@ -120,12 +120,15 @@ static void conn_write(gs__http_conn_t *c, const char *head, size_t head_len,
   c->writes++;
 }
 
-/* Compresses the body as the request's Accept-Encoding asked; on failure
- * the body goes as it is (a server may always answer identity). */
+/* Compresses a successful answer as the request's Accept-Encoding asked
+ * (the reader keeps it for infer requests only); errors go plain, as
+ * Triton sends them and its clients read them. On failure the body goes
+ * as it is (a server may always answer identity). */
 static void response_encode(gs__http_response_t *resp, gs__encoding_t e) {
   gs_buf_t out;
   gs_error_t err;
-  if (e == GS__ENC_IDENTITY || !resp->body_len || resp->content_encoding)
+  if (e == GS__ENC_IDENTITY || resp->status != 200 || !resp->body_len ||
+      resp->content_encoding)
     return;
   gs_buf_init(&out, GS_LIMIT_COMPRESSED);
   if (gs__compress(e, resp->body, resp->body_len, &out, &err) != GS_OK) {

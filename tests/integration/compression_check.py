@@ -79,6 +79,18 @@ def raw_http(head, body):
     return r.status, r.read().decode(errors="replace")
 
 
+# Only successful infer answers are compressed, as Triton does: aiohttp
+# (tritonclient.http.aio) sends Accept-Encoding on every request and reads
+# the other answers, and errors, as plain JSON.
+for method, path, body in (("GET", "/v2/models/simple/stats", None),
+                           ("POST", "/v2/models/nope/infer", b"{}")):
+    c = http.client.HTTPConnection("127.0.0.1", int(http_port), timeout=60)
+    c.request(method, path, body, {"Accept-Encoding": "gzip, deflate"})
+    r = c.getresponse()
+    assert r.getheader("Content-Encoding") is None, (path, r.getheaders())
+    assert r.read().startswith(b"{"), path
+ok("HTTP: statistics and an infer error are answered uncompressed")
+
 bomb = gzip.compress(b"\0" * (LIMIT + 1))
 status, text = raw_http({"Content-Encoding": "gzip"}, bomb)
 assert status == 413 and "limit of 67108864 bytes" in text, (status, text)

@@ -230,14 +230,17 @@ static void test_grpc_compressed_messages(void **state) {
 static uv_loop_t loop;
 static gs__http_listener_t server;
 
-/* Echoes the body it got and the Inference-Header-Content-Length. */
+/* Echoes the body it got and the Inference-Header-Content-Length; the
+ * body "fail" is answered 400. */
 static void echo(void *ctx, gs__http_conn_t *c, gs__http_request_t *req) {
   (void)ctx;
   gs_buf_t b;
   gs_buf_init(&b, GS_LIMIT_HTTP_BODY);
   gs_buf_addf(&b, "ihcl=%lld|", req->infer_header_len);
   gs_buf_add(&b, req->body ? req->body : "", req->body_len);
-  gs__http_response_t resp = {.status = 200, .infer_header_len = -1};
+  bool fail = req->body_len == 4 && memcmp(req->body, "fail", 4) == 0;
+  gs__http_response_t resp = {.status = fail ? 400 : 200,
+                              .infer_header_len = -1};
   resp.body = gs_buf_take(&b, &resp.body_len);
   gs__http_conn_respond(c, &resp);
 }
@@ -268,15 +271,16 @@ static void *client_run(void *arg) {
 
 /* One request (head lines, then body) on a new connection; the response
  * read by the client layer's reader, its raw bytes in *raw. */
-static void exchange(const char *head, const void *body, size_t body_len,
-                     gs_buf_t *raw, gs__http_response_t *resp) {
+static void exchange_at(const char *url, const char *head, const void *body,
+                        size_t body_len, gs_buf_t *raw,
+                        gs__http_response_t *resp) {
   client_t cl = {0};
   gs_buf_init(&cl.out, GS_LIMIT_HTTP_BODY);
   gs_buf_init(&cl.in, GS_LIMIT_HTTP_BODY);
   gs_buf_addf(&cl.out,
-              "POST /echo HTTP/1.1\r\nConnection: close\r\n%s"
+              "POST %s HTTP/1.1\r\nConnection: close\r\n%s"
               "Content-Length: %zu\r\n\r\n",
-              head, body_len);
+              url, head, body_len);
   gs_buf_add(&cl.out, body, body_len);
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, client_run, &cl), 0);
@@ -291,6 +295,11 @@ static void exchange(const char *head, const void *body, size_t body_len,
   gs__http_reply_release(&r);
   gs_buf_free(&cl.out);
   *raw = cl.in;
+}
+
+static void exchange(const char *head, const void *body, size_t body_len,
+                     gs_buf_t *raw, gs__http_response_t *resp) {
+  exchange_at("/v2/models/m/infer", head, body, body_len, raw, resp);
 }
 
 static void test_http_gzip_request_reaches_the_handler_decoded(void **state) {
@@ -334,6 +343,32 @@ static void test_http_accept_encoding_gets_a_compressed_answer(void **state) {
     gs__http_response_release(&resp);
     gs_buf_free(&raw);
   }
+}
+
+/* Triton compresses infer responses only: its clients (aiohttp's sends
+ * Accept-Encoding on every request) read every other answer, and errors,
+ * as plain JSON. */
+static void test_http_only_infer_answers_are_compressed(void **state) {
+  (void)state;
+  static const char *urls[] = {"/v2/models/m/stats", "/v2/models/m/infer?x=1",
+                               "/v2/models/m/infer"};
+  for (int i = 0; i < 3; i++) {
+    gs_buf_t raw;
+    gs__http_response_t resp;
+    exchange_at(urls[i], "Accept-Encoding: gzip, deflate\r\n", "abc", 3, &raw,
+                &resp);
+    assert_int_equal(strstr(raw.data, "Content-Encoding: gzip") != NULL, i > 0);
+    gs__http_response_release(&resp);
+    gs_buf_free(&raw);
+  }
+  /* an error answer stays plain */
+  gs_buf_t raw;
+  gs__http_response_t resp;
+  exchange("Accept-Encoding: gzip\r\n", "fail", 4, &raw, &resp);
+  assert_int_equal(resp.status, 400);
+  assert_null(strstr(raw.data, "Content-Encoding: gzip"));
+  gs__http_response_release(&resp);
+  gs_buf_free(&raw);
 }
 
 static void test_http_bomb_is_413_and_corrupt_is_400(void **state) {
@@ -390,6 +425,7 @@ int main(void) {
       cmocka_unit_test(test_grpc_compressed_messages),
       cmocka_unit_test(test_http_gzip_request_reaches_the_handler_decoded),
       cmocka_unit_test(test_http_accept_encoding_gets_a_compressed_answer),
+      cmocka_unit_test(test_http_only_infer_answers_are_compressed),
       cmocka_unit_test(test_http_bomb_is_413_and_corrupt_is_400),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
