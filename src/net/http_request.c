@@ -77,7 +77,9 @@ static int end_header(gs__http_reader_t *r) {
   } else if (r->header_kind == HDR_INFER_LEN) {
     char *end;
     long long v = strtoll(r->value, &end, 10);
-    if (r->value_too_long || end == r->value || *end || v < 0)
+    /* 23 characters at most, as when the value buffer held 24 */
+    if (r->value_too_long || r->value_len > 23 || end == r->value || *end ||
+        v < 0)
       return fail(r, 400,
                   "Inference-Header-Content-Length is not a "
                   "non-negative number");
