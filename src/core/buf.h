@@ -33,7 +33,8 @@
   XX(SVG, (size_t)64 << 20, "SVG document")                                    \
   XX(METRICS, (size_t)256 << 20, "merged metrics text")                        \
   XX(PERF_INPUT, (size_t)64 << 20, "perf input tensor")                        \
-  XX(PERF_REQUEST, (size_t)4 << 30, "perf request")
+  XX(PERF_REQUEST, (size_t)4 << 30, "perf request")                            \
+  XX(COMPRESSED, (size_t)4 << 30, "compressed response")
 
 typedef enum {
 #define XX(name, bytes, what) GS_LIMIT_##name,

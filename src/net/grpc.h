@@ -12,6 +12,7 @@
 
 #include "core/buf.h"
 #include "gpuslice/error.h"
+#include "net/compress.h"
 
 /* gRPC status codes gpuslice answers with (gs_error_grpc_status maps
  * gs_error_t codes onto them). */
@@ -41,6 +42,22 @@ int gs__grpc_frame_read(const uint8_t *buf, size_t len, size_t max,
                         const uint8_t **msg, size_t *msg_len, gs_error_t *err);
 /* The prefix of an uncompressed message of len bytes. */
 void gs__grpc_frame_prefix(uint8_t prefix[GS__GRPC_PREFIX], size_t len);
+
+/* The codings gpuslice reads and writes (grpc-accept-encoding's value). */
+#define GS__GRPC_ACCEPT_ENCODING "identity,deflate,gzip"
+/* Like gs__grpc_frame_read, and a message with the compressed flag is
+ * decoded as enc (the call's grpc-encoding) into plain, within max bytes
+ * decoded (*msg then points into plain; *compressed says so). Errors as
+ * gRPC's compression spec says: INTERNAL for a flag without an encoding
+ * or data that does not decode, UNIMPLEMENTED for an unknown encoding,
+ * RESOURCE_EXHAUSTED (naming the limit) past max. */
+int gs__grpc_frame_decode(const uint8_t *buf, size_t len, size_t max,
+                          gs__encoding_t enc, gs_buf_t *plain,
+                          const uint8_t **msg, size_t *msg_len,
+                          bool *compressed, gs_error_t *err);
+/* Appends msg framed with the compressed flag, encoded as e, to out. */
+int gs__grpc_frame_compress(gs__encoding_t e, const uint8_t *msg, size_t len,
+                            gs_buf_t *out, gs_error_t *err);
 
 /* The gRPC status for an HTTP status of the worker's router. */
 int gs__grpc_status_of_http(int http_status);

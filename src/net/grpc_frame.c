@@ -8,18 +8,15 @@
 #include "net/grpc.h"
 #include "net/h2.h"
 
-int gs__grpc_frame_read(const uint8_t *buf, size_t len, size_t max,
-                        const uint8_t **msg, size_t *msg_len, gs_error_t *err) {
+/* The frame's checks; any flag byte passes (the caller decides). */
+static int frame_check(const uint8_t *buf, size_t len, size_t max,
+                       gs_error_t *err) {
   if (len < GS__GRPC_PREFIX)
     return gs_error_set(err, GS_EINVAL,
                         "the request holds no whole gRPC message"),
            GS__GRPC_INVALID_ARGUMENT;
   uint32_t n = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 |
                (uint32_t)buf[3] << 8 | buf[4];
-  if (buf[0] != 0)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "compressed messages are not supported"),
-           GS__GRPC_UNIMPLEMENTED;
   if (n > max)
     return gs_error_set(err, GS_ELIMIT,
                         "message of %u bytes is larger than the limit (%zu)", n,
@@ -30,9 +27,71 @@ int gs__grpc_frame_read(const uint8_t *buf, size_t len, size_t max,
                         "the request's message is %u bytes but %zu follow", n,
                         len - GS__GRPC_PREFIX),
            GS__GRPC_INVALID_ARGUMENT;
-  *msg = buf + GS__GRPC_PREFIX;
-  *msg_len = n;
   return GS__GRPC_OK;
+}
+
+int gs__grpc_frame_read(const uint8_t *buf, size_t len, size_t max,
+                        const uint8_t **msg, size_t *msg_len, gs_error_t *err) {
+  if (len >= GS__GRPC_PREFIX && buf[0] != 0)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "compressed messages are not supported"),
+           GS__GRPC_UNIMPLEMENTED;
+  int status = frame_check(buf, len, max, err);
+  if (status != GS__GRPC_OK)
+    return status;
+  *msg = buf + GS__GRPC_PREFIX;
+  *msg_len = len - GS__GRPC_PREFIX;
+  return GS__GRPC_OK;
+}
+
+int gs__grpc_frame_decode(const uint8_t *buf, size_t len, size_t max,
+                          gs__encoding_t enc, gs_buf_t *plain,
+                          const uint8_t **msg, size_t *msg_len,
+                          bool *compressed, gs_error_t *err) {
+  gs_buf_init_max(plain, GS_LIMIT_GRPC_MESSAGE, max);
+  int status = frame_check(buf, len, max, err);
+  *compressed = status == GS__GRPC_OK && buf[0] != 0;
+  if (status != GS__GRPC_OK || !*compressed) {
+    *msg = buf + GS__GRPC_PREFIX;
+    *msg_len = len - GS__GRPC_PREFIX;
+    return status;
+  }
+  if (buf[0] != 1)
+    return gs_error_set(err, GS_EPARSE, "the message's flag byte is %u",
+                        buf[0]),
+           GS__GRPC_INTERNAL;
+  if (enc == GS__ENC_IDENTITY)
+    return gs_error_set(err, GS_EPARSE,
+                        "a compressed message without grpc-encoding"),
+           GS__GRPC_INTERNAL;
+  if (enc == GS__ENC_UNKNOWN)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "unsupported grpc-encoding (%s are)",
+                        GS__GRPC_ACCEPT_ENCODING),
+           GS__GRPC_UNIMPLEMENTED;
+  int rc = gs__decompress(enc, buf + GS__GRPC_PREFIX, len - GS__GRPC_PREFIX,
+                          plain, err);
+  if (rc != GS_OK)
+    return rc == GS_ELIMIT ? GS__GRPC_RESOURCE_EXHAUSTED : GS__GRPC_INTERNAL;
+  *msg = (const uint8_t *)(plain->data ? plain->data : "");
+  *msg_len = plain->len;
+  return GS__GRPC_OK;
+}
+
+int gs__grpc_frame_compress(gs__encoding_t e, const uint8_t *msg, size_t len,
+                            gs_buf_t *out, gs_error_t *err) {
+  uint8_t *prefix = gs_buf_reserve(out, GS__GRPC_PREFIX);
+  if (!prefix)
+    return gs_buf_error(out, err);
+  size_t at = out->len;
+  gs_buf_commit(out, GS__GRPC_PREFIX);
+  int rc = gs__compress(e, msg, len, out, err);
+  if (rc != GS_OK)
+    return rc;
+  gs__grpc_frame_prefix((uint8_t *)out->data + at,
+                        out->len - at - GS__GRPC_PREFIX);
+  out->data[at] = 1;
+  return GS_OK;
 }
 
 void gs__grpc_frame_prefix(uint8_t prefix[GS__GRPC_PREFIX], size_t len) {
@@ -93,8 +152,9 @@ int gs__grpc_submit_status(nghttp2_session *session, int32_t id, int status,
   gs__grpc_percent_encode(text, msg, sizeof msg);
   nghttp2_nv head[] = {
       GS_H2_NV(":status", "200"), GS_H2_NV("content-type", "application/grpc"),
-      GS_H2_NV("grpc-status", code), GS_H2_NV("grpc-message", msg)};
-  return nghttp2_submit_response(session, id, head, 4, NULL);
+      GS_H2_NV("grpc-status", code), GS_H2_NV("grpc-message", msg),
+      GS_H2_NV("grpc-accept-encoding", GS__GRPC_ACCEPT_ENCODING)};
+  return nghttp2_submit_response(session, id, head, 5, NULL);
 }
 
 int gs__grpc_submit_ok_trailer(nghttp2_session *session, int32_t id) {

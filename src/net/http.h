@@ -16,6 +16,7 @@
 
 #include "core/buf.h"
 #include "gpuslice/error.h"
+#include "net/compress.h"
 
 /* ---- HTTP request reader (http_request.c) -------------------------------- */
 
@@ -27,6 +28,10 @@ typedef struct gs__http_request_s {
   size_t body_len, body_cap;
   long long infer_header_len; /* Inference-Header-Content-Length; -1 absent */
   bool keep_alive;
+  /* Content-Encoding as sent (the body is already decoded when whole), and
+   * the coding Accept-Encoding asks an infer's response in (identity if
+   * none, and for every other path: Triton compresses infers only) */
+  gs__encoding_t content_encoding, accept_encoding;
 } gs__http_request_t;
 
 typedef struct gs__http_reader_s {
@@ -37,7 +42,7 @@ typedef struct gs__http_reader_s {
   gs_buf_t url, body; /* read so far; moved into req when whole */
   char field[40];     /* the header name being read, lower case, truncated */
   size_t field_len;
-  char value[24]; /* the value of a header we read, truncated */
+  char value[128]; /* the value of a header we read, truncated */
   size_t value_len;
   bool value_wanted, value_too_long;
   int header_kind;      /* which header field/value is being read */
@@ -46,6 +51,7 @@ typedef struct gs__http_reader_s {
   bool complete;        /* req holds a whole request; call _next */
   int error_status;     /* 400, 413, 414 or 431 once the stream is unusable */
   const char *error_msg;
+  char error_text[192]; /* error_msg when it is formatted */
 } gs__http_reader_t;
 
 void gs__http_reader_init(gs__http_reader_t *r, size_t max_body);
@@ -65,6 +71,8 @@ typedef struct gs__http_response_s {
   size_t body_len;
   long long infer_header_len;
   const char *content_type;
+  const char *content_encoding; /* NULL: identity (gs__http_conn_respond
+                                   sets it when it compresses the body) */
 } gs__http_response_t;
 
 void gs__http_response_release(gs__http_response_t *resp);

@@ -10,7 +10,13 @@
 
 #include "net/http.h"
 
-enum { HDR_OTHER = 0, HDR_INFER_LEN, HDR_EXPECT };
+enum {
+  HDR_OTHER = 0,
+  HDR_INFER_LEN,
+  HDR_EXPECT,
+  HDR_CONTENT_ENCODING,
+  HDR_ACCEPT_ENCODING
+};
 
 static gs__http_reader_t *reader_of(http_parser *p) {
   return p->data;
@@ -22,6 +28,20 @@ static int fail(gs__http_reader_t *r, int status, const char *msg) {
     r->error_msg = msg;
   }
   return -1;
+}
+
+/* Whether the path is KServe's infer (".../infer", any query after it):
+ * Triton compresses only infer responses, and its clients read every
+ * other answer as plain JSON whatever they sent as Accept-Encoding. */
+static bool infer_url(const char *url) {
+  size_t n = strcspn(url, "?");
+  return n >= 6 && memcmp(url + n - 6, "/infer", 6) == 0;
+}
+
+static int fail_body_limit(gs__http_reader_t *r) {
+  snprintf(r->error_text, sizeof r->error_text,
+           "request body is larger than the limit (%zu bytes)", r->max_body);
+  return fail(r, 413, r->error_text);
 }
 
 static int on_message_begin(http_parser *p) {
@@ -57,11 +77,19 @@ static int end_header(gs__http_reader_t *r) {
   } else if (r->header_kind == HDR_INFER_LEN) {
     char *end;
     long long v = strtoll(r->value, &end, 10);
-    if (r->value_too_long || end == r->value || *end || v < 0)
+    /* 23 characters at most, as when the value buffer held 24 */
+    if (r->value_too_long || r->value_len > 23 || end == r->value || *end ||
+        v < 0)
       return fail(r, 400,
                   "Inference-Header-Content-Length is not a "
                   "non-negative number");
     r->req.infer_header_len = v;
+  } else if (r->header_kind == HDR_CONTENT_ENCODING) {
+    r->req.content_encoding = r->value_too_long
+                                  ? GS__ENC_UNKNOWN
+                                  : gs__encoding_parse(r->value, r->value_len);
+  } else if (r->header_kind == HDR_ACCEPT_ENCODING && !r->value_too_long) {
+    r->req.accept_encoding = gs__encoding_accepted(r->value, r->value_len);
   }
   r->field_len = 0;
   r->value_len = 0;
@@ -87,10 +115,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
     return -1;
   if (!r->in_value) {
     r->in_value = true;
-    r->header_kind = strcmp(r->field, "inference-header-content-length") == 0
-                         ? HDR_INFER_LEN
-                     : strcmp(r->field, "expect") == 0 ? HDR_EXPECT
-                                                       : HDR_OTHER;
+    r->header_kind =
+        strcmp(r->field, "inference-header-content-length") == 0 ? HDR_INFER_LEN
+        : strcmp(r->field, "expect") == 0                        ? HDR_EXPECT
+        : strcmp(r->field, "content-encoding") == 0 ? HDR_CONTENT_ENCODING
+        : strcmp(r->field, "accept-encoding") == 0  ? HDR_ACCEPT_ENCODING
+                                                    : HDR_OTHER;
   }
   if (r->header_kind == HDR_OTHER)
     return 0;
@@ -110,9 +140,15 @@ static int on_headers_complete(http_parser *p) {
   if (!r->url.data)
     return fail(r, 400, "request has no URL");
   r->req.url = gs_buf_take(&r->url, &r->req.url_len);
+  if (!infer_url(r->req.url))
+    r->req.accept_encoding = GS__ENC_IDENTITY;
   /* ULLONG_MAX means no Content-Length (chunked or none). */
   if (p->content_length != ULLONG_MAX && p->content_length > r->max_body)
-    return fail(r, 413, "request body is larger than the limit");
+    return fail_body_limit(r);
+  if (r->req.content_encoding == GS__ENC_UNKNOWN)
+    return fail(r, 400,
+                "unsupported Content-Encoding (gzip, deflate and identity "
+                "are supported)");
   r->req.method = (enum http_method)p->method;
   return 0;
 }
@@ -127,13 +163,40 @@ static int on_body(http_parser *p, const char *at, size_t len) {
     gs_buf_reserve(&r->body, (size_t)p->content_length + len); /* sticky */
   int rc = gs_buf_add(&r->body, at, len);
   if (rc == GS_ELIMIT)
-    return fail(r, 413, "request body is larger than the limit");
+    return fail_body_limit(r);
   return rc == GS_OK ? 0 : fail(r, 500, "out of memory");
+}
+
+/* Replaces a gzip or deflate body by its decoded bytes, within the body
+ * limit: a bomb is a 413 naming the limit, corrupt data a 400. */
+static int decode_body(gs__http_reader_t *r) {
+  gs_buf_t plain;
+  gs_error_t err = {0};
+  gs_buf_init_max(&plain, GS_LIMIT_HTTP_BODY, r->max_body);
+  int rc = gs__decompress(r->req.content_encoding, r->body.data, r->body.len,
+                          &plain, &err);
+  if (rc != GS_OK) {
+    gs_buf_free(&plain);
+    snprintf(r->error_text, sizeof r->error_text,
+             "cannot decode the request body (Content-Encoding %s): %.120s",
+             gs__encoding_name(r->req.content_encoding), err.msg);
+    return fail(r,
+                rc == GS_ELIMIT   ? 413
+                : rc == GS_ENOMEM ? 500
+                                  : 400,
+                r->error_text);
+  }
+  gs_buf_free(&r->body);
+  r->body = plain;
+  return 0;
 }
 
 static int on_message_complete(http_parser *p) {
   gs__http_reader_t *r = reader_of(p);
   gs__http_request_t *q = &r->req;
+  if (r->body.data && q->content_encoding != GS__ENC_IDENTITY &&
+      decode_body(r) != 0)
+    return -1;
   if (r->body.data) { /* NULL without a body, as before */
     q->body_cap = r->body.cap;
     q->body = gs_buf_take(&r->body, &q->body_len);
@@ -261,6 +324,9 @@ int gs__http_response_head(const gs__http_response_t *resp, bool keep_alive,
   if (n > 0 && resp->content_type && resp->body_len)
     n += snprintf(buf + n, size - (size_t)n, "Content-Type: %s\r\n",
                   resp->content_type);
+  if (n > 0 && resp->content_encoding)
+    n += snprintf(buf + n, size - (size_t)n, "Content-Encoding: %s\r\n",
+                  resp->content_encoding);
   if (n > 0 && resp->infer_header_len >= 0)
     n += snprintf(buf + n, size - (size_t)n,
                   "Inference-Header-Content-Length: %lld\r\n",

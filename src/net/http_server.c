@@ -27,6 +27,7 @@ struct gs__http_conn_s {
   bool in_feed;    /* conn_feed is on the stack: respond() must not recurse */
   bool keep_alive; /* the current request's, read before the handler may
                       move the request away (the worker's infer jobs do) */
+  gs__encoding_t accept_encoding; /* the current request's, likewise */
   uv_shutdown_t shutdown;
   unsigned writes;    /* writes in flight */
   max_align_t user[]; /* l->user_size bytes for the handler */
@@ -119,6 +120,26 @@ static void conn_write(gs__http_conn_t *c, const char *head, size_t head_len,
   c->writes++;
 }
 
+/* Compresses a successful answer as the request's Accept-Encoding asked
+ * (the reader keeps it for infer requests only); errors go plain, as
+ * Triton sends them and its clients read them. On failure the body goes
+ * as it is (a server may always answer identity). */
+static void response_encode(gs__http_response_t *resp, gs__encoding_t e) {
+  gs_buf_t out;
+  gs_error_t err;
+  if (e == GS__ENC_IDENTITY || resp->status != 200 || !resp->body_len ||
+      resp->content_encoding)
+    return;
+  gs_buf_init(&out, GS_LIMIT_COMPRESSED);
+  if (gs__compress(e, resp->body, resp->body_len, &out, &err) != GS_OK) {
+    gs_buf_free(&out);
+    return;
+  }
+  free(resp->body);
+  resp->body = gs_buf_take(&out, &resp->body_len);
+  resp->content_encoding = gs__encoding_name(e);
+}
+
 void gs__http_conn_respond(gs__http_conn_t *c, gs__http_response_t *resp) {
   bool keep_alive = c->keep_alive && !c->l->draining;
   if (c->closing) { /* the peer left meanwhile: nobody to answer */
@@ -127,6 +148,7 @@ void gs__http_conn_respond(gs__http_conn_t *c, gs__http_response_t *resp) {
     conn_maybe_free(c);
     return;
   }
+  response_encode(resp, c->accept_encoding);
   char head[512];
   int n = gs__http_response_head(resp, keep_alive, head, sizeof head);
   if (n > 0)
@@ -160,6 +182,7 @@ static void conn_error(gs__http_conn_t *c) {
                                               : "bad request");
   c->busy = true;
   c->keep_alive = false;
+  c->accept_encoding = GS__ENC_IDENTITY;
   gs__http_conn_respond(c, &resp);
 }
 
@@ -176,6 +199,7 @@ static void conn_feed(gs__http_conn_t *c) {
     if (c->reader.complete) {
       c->busy = true;
       c->keep_alive = c->reader.req.keep_alive;
+      c->accept_encoding = c->reader.req.accept_encoding;
       c->l->handler(c->l->ctx, c, &c->reader.req);
       continue; /* answered at once, or later by respond() */
     }

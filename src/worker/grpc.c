@@ -28,6 +28,9 @@ typedef struct stream_s {
   char error_msg[128];
   gs__grpc_reply_t reply;
   size_t sent; /* bytes of reply.body sent */
+  /* compression: grpc-encoding, grpc-accept-encoding, and the reply's */
+  gs__encoding_t encoding, reply_encoding;
+  char accept[64];
   gs__infer_job_t job;
 } stream_t;
 
@@ -136,14 +139,36 @@ static ssize_t read_reply(nghttp2_session *session, int32_t id, uint8_t *buf,
   return (ssize_t)n;
 }
 
+/* Compresses the reply's message as the request's was (when the client
+ * accepts that coding); on failure the message goes uncompressed. */
+static void reply_encode(stream_t *s) {
+  gs_buf_t out;
+  gs_error_t err;
+  gs_buf_init(&out, GS_LIMIT_COMPRESSED);
+  if (gs__grpc_frame_compress(
+          s->reply_encoding, s->reply.body + GS__GRPC_PREFIX,
+          s->reply.body_len - GS__GRPC_PREFIX, &out, &err) != GS_OK) {
+    gs_buf_free(&out);
+    s->reply_encoding = GS__ENC_IDENTITY;
+    return;
+  }
+  free(s->reply.body);
+  s->reply.body = (uint8_t *)gs_buf_take(&out, &s->reply.body_len);
+}
+
 /* Queues the reply: the message then trailers, or trailers only. */
 static void stream_respond(stream_t *s) {
   conn_t *c = s->c;
   if (s->reply.status == GS__GRPC_OK && s->reply.body) {
-    nghttp2_nv head[] = {GS_H2_NV(":status", "200"),
-                         GS_H2_NV("content-type", "application/grpc")};
+    if (s->reply_encoding != GS__ENC_IDENTITY)
+      reply_encode(s);
+    nghttp2_nv head[] = {
+        GS_H2_NV(":status", "200"),
+        GS_H2_NV("content-type", "application/grpc"),
+        GS_H2_NV("grpc-accept-encoding", GS__GRPC_ACCEPT_ENCODING),
+        GS_H2_NV("grpc-encoding", gs__encoding_name(s->reply_encoding))};
     nghttp2_data_provider data = {.source.ptr = s, .read_callback = read_reply};
-    nghttp2_submit_response(c->h2.session, s->id, head, 2, &data);
+    nghttp2_submit_response(c->h2.session, s->id, head, 4, &data);
     return;
   }
   gs__grpc_submit_status(c->h2.session, s->id,
@@ -189,6 +214,8 @@ static void stream_dispatch(stream_t *s) {
   const uint8_t *msg;
   size_t len;
   gs_error_t err = {0};
+  gs_buf_t plain = {0}; /* the decompressed message */
+  bool compressed = false;
   if (!s->grpc_content_type) {
     nghttp2_nv head[] = {GS_H2_NV(":status", "415")};
     nghttp2_submit_response(c->h2.session, s->id, head, 1, NULL);
@@ -196,13 +223,18 @@ static void stream_dispatch(stream_t *s) {
   }
   int status =
       s->error ? s->error
-               : gs__grpc_frame_read((const uint8_t *)s->buf.data, s->buf.len,
-                                     GS__GRPC_MAX_MESSAGE, &msg, &len, &err);
+               : gs__grpc_frame_decode((const uint8_t *)s->buf.data, s->buf.len,
+                                       GS__GRPC_MAX_MESSAGE, s->encoding,
+                                       &plain, &msg, &len, &compressed, &err);
+  if (compressed &&
+      gs__encoding_listed(s->accept, strlen(s->accept), s->encoding))
+    s->reply_encoding = s->encoding;
   if (status != GS__GRPC_OK)
     gs__grpc_reply_error(&s->reply, status, s->error ? s->error_msg : err.msg);
   else if (gs__grpc_call(c->g->repo, s->method, msg, len, &s->reply, &s->job) ==
            1)
     s->in_flight = stream_submit(s);
+  gs_buf_free(&plain);
   stream_drop_request(s); /* the job holds the message it needs */
   if (!s->in_flight)
     stream_respond(s);
@@ -244,6 +276,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     s->method = gs__grpc_method(path);
   } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
     s->grpc_content_type = gs__grpc_content_type(value, valuelen);
+  } else if (namelen == 13 && memcmp(name, "grpc-encoding", 13) == 0) {
+    s->encoding = gs__encoding_parse((const char *)value, valuelen);
+  } else if (namelen == 20 && memcmp(name, "grpc-accept-encoding", 20) == 0) {
+    snprintf(s->accept, sizeof s->accept, "%.*s", (int)valuelen,
+             (const char *)value);
   }
   return 0;
 }

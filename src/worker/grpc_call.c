@@ -177,31 +177,31 @@ static void model_metadata(json_t *root, gs__grpc_reply_t *reply) {
   free_tensors_metadata(m.n_outputs, m.outputs);
 }
 
-static Inference__DataType data_type(const char *name) {
+static Inference__Config__DataType data_type(const char *name) {
   static const char *const names[] = {
       "TYPE_INVALID", "TYPE_BOOL", "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32",
       "TYPE_UINT64",  "TYPE_INT8", "TYPE_INT16", "TYPE_INT32",  "TYPE_INT64",
       "TYPE_FP16",    "TYPE_FP32", "TYPE_FP64",  "TYPE_STRING", "TYPE_BF16"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(name, names[i]) == 0)
-      return (Inference__DataType)i;
-  return INFERENCE__DATA_TYPE__TYPE_INVALID;
+      return (Inference__Config__DataType)i;
+  return INFERENCE__CONFIG__DATA_TYPE__TYPE_INVALID;
 }
 
 static void model_config(json_t *root, gs__grpc_reply_t *reply) {
   Inference__ModelConfigResponse r = INFERENCE__MODEL_CONFIG_RESPONSE__INIT;
-  Inference__ModelConfig c = INFERENCE__MODEL_CONFIG__INIT;
+  Inference__Config__ModelConfig c = INFERENCE__CONFIG__MODEL_CONFIG__INIT;
   json_t *ji = json_object_get(root, "input"),
          *jo = json_object_get(root, "output");
   size_t ni = json_array_size(ji), no = json_array_size(jo);
-  Inference__ModelInput *in = calloc(ni + 1, sizeof *in),
-                        **pin = calloc(ni + 1, sizeof *pin);
-  Inference__ModelOutput *out = calloc(no + 1, sizeof *out),
-                         **pout = calloc(no + 1, sizeof *pout);
+  Inference__Config__ModelInput *in = calloc(ni + 1, sizeof *in),
+                                **pin = calloc(ni + 1, sizeof *pin);
+  Inference__Config__ModelOutput *out = calloc(no + 1, sizeof *out),
+                                 **pout = calloc(no + 1, sizeof *pout);
   bool ok = in && pin && out && pout;
   for (size_t i = 0; ok && i < ni; i++) {
     json_t *t = json_array_get(ji, i);
-    inference__model_input__init(&in[i]);
+    inference__config__model_input__init(&in[i]);
     in[i].name = str(t, "name");
     in[i].data_type = data_type(str(t, "data_type"));
     ok = (in[i].dims = int64s(json_object_get(t, "dims"), &in[i].n_dims));
@@ -209,7 +209,7 @@ static void model_config(json_t *root, gs__grpc_reply_t *reply) {
   }
   for (size_t i = 0; ok && i < no; i++) {
     json_t *t = json_array_get(jo, i);
-    inference__model_output__init(&out[i]);
+    inference__config__model_output__init(&out[i]);
     out[i].name = str(t, "name");
     out[i].data_type = data_type(str(t, "data_type"));
     ok = (out[i].dims = int64s(json_object_get(t, "dims"), &out[i].n_dims));
