@@ -40,7 +40,13 @@ run_worker() {
   gport=$(sed -n 's/.*listening for gRPC on 127.0.0.1:\([0-9]*\).*/\1/p' "$log")
   [ -n "$port" ] && [ -n "$gport" ] || { echo "FAIL: worker did not start"; cat "$log"; exit 1; }
 }
-stop_worker() { kill "$pid"; wait "$pid"; pid=; }
+# stop_worker LOG: SIGTERM; the worker must exit 0 (under ASan: no leak,
+# no error report).
+stop_worker() {
+  kill "$pid"
+  wait "$pid" || { echo "FAIL: the worker exited $?"; tail -20 "$1"; fails=$((fails + 1)); }
+  pid=
+}
 
 # ---- explicit mode ----------------------------------------------------------
 run_worker "$tmp/log" --model-control-mode explicit --load-model versioned
@@ -168,7 +174,7 @@ assert h.get_model_metadata("versioned")["versions"] == ["1", "2"]
 ok("version_policy from an override, and back from config.pbtxt")
 assert h.is_server_live() and g.is_server_live()
 PY
-stop_worker
+stop_worker "$tmp/log"
 
 # ---- mode none: everything loads, load and unload are refused ------------------
 run_worker "$tmp/log_none"
@@ -191,7 +197,7 @@ for client, code in ((h, "503"), (g, "StatusCode.UNAVAILABLE")):
 assert h.is_model_ready("simple")
 print("ok: mode none: load and unload refused (HTTP 503, gRPC UNAVAILABLE)")
 PY
-stop_worker
+stop_worker "$tmp/log_none"
 
 # ---- mode poll: the repository followed ------------------------------------------
 run_worker "$tmp/log_poll" --model-control-mode poll --repository-poll-secs 1
@@ -221,7 +227,7 @@ except InferenceServerException as e:
     assert "explicit model load / unload is not allowed" in e.message(), e
 print("ok: mode poll: a new model, a new version and a removed model followed")
 PY
-stop_worker
+stop_worker "$tmp/log_poll"
 
 if [ "$fails" -ne 0 ]; then
   echo "$fails part(s) failed"
