@@ -283,8 +283,10 @@ static void report_models(const gs_worker_t *w) {
     if (ready && gs_worker_model_load_note(w, i)[0])
       fprintf(stderr, "gpuslice worker: model %s: %s\n", name,
               gs_worker_model_load_note(w, i));
+    const char *v = gs_worker_model_version(w, i);
     if (ready)
-      fprintf(stderr, "gpuslice worker: model '%s' is ready\n", name);
+      fprintf(stderr, "gpuslice worker: model '%s' is ready (version %s)\n",
+              name, v);
     else
       fprintf(stderr, "gpuslice worker: model '%s' is not ready: %s\n", name,
               reason);

@@ -66,6 +66,9 @@ size_t gs_worker_model_count(const gs_worker_t *w);
  * ready). false when i is out of range. Strings live as long as w. */
 bool gs_worker_model(const gs_worker_t *w, size_t i, const char **name,
                      bool *ready, const char **reason);
+/* Model i's version ("" when none was reached); a model serves one entry
+ * per loaded version. Valid as long as w. */
+const char *gs_worker_model_version(const gs_worker_t *w, size_t i);
 /* What loading ready model i prepared, for a log line: "N sessions, batch
  * sizes {1,2,4} planned in T ms" for a model planned at load (on a GPU),
  * "" otherwise. Valid until the model reloads. */

@@ -188,6 +188,10 @@ bool gs_worker_model(const gs_worker_t *w, size_t i, const char **name,
   return true;
 }
 
+const char *gs_worker_model_version(const gs_worker_t *w, size_t i) {
+  return i < w->repo.n ? w->repo.models[i].version : "";
+}
+
 const char *gs_worker_model_load_note(const gs_worker_t *w, size_t i) {
   if (i >= w->repo.n || w->repo.models[i].state != GS__MODEL_READY)
     return "";
