@@ -55,8 +55,8 @@ int gs__model_config_parse_json(gs__model_config_t *cfg, const char *model,
                                 gs_error_t *err);
 
 /* The versions to serve from those present (n of them), per cfg's
- * version_policy, highest first, at most cap into picked (*n_picked);
- * GS_ENOTFOUND when it selects none. */
+ * version_policy, highest first, into picked (*n_picked); GS_ENOTFOUND
+ * when it selects none, GS_ELIMIT (naming the count) when more than cap. */
 int gs__model_config_pick_versions(const gs__model_config_t *cfg,
                                    const long long *present, size_t n,
                                    long long *picked, size_t cap,

@@ -46,7 +46,15 @@ int gs__model_config_pick_versions(const gs__model_config_t *cfg,
                         "%s: version_policy latest num_versions must be at "
                         "least 1",
                         file);
-  *n_picked = select_versions(cfg, present, n, picked, cap);
+  long long all[GS__CONFIG_MAX_VERSIONS * 4];
+  size_t np = select_versions(cfg, present, n, all, sizeof all / sizeof all[0]);
+  if (np > cap)
+    return gs_error_set(err, GS_ELIMIT,
+                        "%s: version_policy selects %zu versions; gpuslice "
+                        "serves at most %zu of a model",
+                        file, np, cap);
+  memcpy(picked, all, np * sizeof all[0]);
+  *n_picked = np;
   if (*n_picked == 0)
     return gs_error_set(err, GS_ENOTFOUND,
                         "%s: version_policy selects none of the versions "

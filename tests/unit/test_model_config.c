@@ -243,12 +243,11 @@ static void test_version_policy_picks(void **state) {
   assert_int_equal(v[0], 3);
   assert_int_equal(v[1], 2);
   assert_int_equal(v[2], 1);
-  /* cap: the highest ones */
+  /* more than cap: refused, naming the count, never truncated */
   assert_int_equal(
       gs__model_config_pick_versions(&cfg, present, 3, v, 2, &n, "f", &err),
-      GS_OK);
-  assert_int_equal(n, 2);
-  assert_int_equal(v[1], 2);
+      GS_ELIMIT);
+  assert_non_null(strstr(err.msg, "selects 3 versions"));
   assert_int_equal(
       parse(&cfg, "version_policy { latest { num_versions: 2 } }", &err),
       GS_OK);
