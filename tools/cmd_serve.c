@@ -153,6 +153,16 @@ static void arg(argv_builder_t *b, const char *fmt, ...) {
   b->used += (size_t)len + 1;
 }
 
+/* serve's model control options, as the worker takes them. */
+static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
+  if (sc->model_control_mode)
+    arg(b, "--model-control-mode=%s", sc->model_control_mode);
+  if (sc->load_models)
+    arg(b, "--load-model=%s", sc->load_models);
+  if (sc->poll_secs)
+    arg(b, "--repository-poll-secs=%u", sc->poll_secs);
+}
+
 /* self --backend B --state-dir D run -i UUID [--memory M] -- self worker
  * --model-repository R --http-port 0 --grpc-port 0|.. --metrics-port 0
  * --ready-fd 3 [--threads N] */
@@ -183,6 +193,7 @@ static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
     arg(&b, "--threads=%u", sc->threads);
   if (sc->raised)
     arg(&b, "--nice=%d", ROUTER_BOOST);
+  model_control_args(&b, sc);
   if (b.full)
     return gs_error_set(err, GS_ELIMIT,
                         "the worker's command line for %s "
@@ -218,6 +229,7 @@ static int group_argv(void *ctx, const char *group,
     arg(&b, "--threads=%u", sc->threads);
   if (sc->raised)
     arg(&b, "--nice=%d", ROUTER_BOOST);
+  model_control_args(&b, sc);
   for (size_t i = 0; i < n; i++)
     arg(&b, "--instance=%s=%u:%u", insts[i].id, insts[i].sm_first,
         insts[i].sm_count);

@@ -70,6 +70,9 @@ typedef struct worker_cli_s {
   hosted_t hosted[MAX_HOSTED];
   unsigned n_hosted;
   bool sms_given, help;
+  const char *load_models[64]; /* --load-model, repeatable */
+  char names[4096];            /* their copies, split at commas */
+  size_t names_used;
 } worker_cli_t;
 
 /* --grpc-port N|any: 0 turns gRPC off; any: a free port (gpuslice serve). */
@@ -115,6 +118,48 @@ static int parse_hosted(void *ctx, const cli_opts_t *spec, const cli_opt_t *o,
   if (parse_instance(val, &w->hosted[w->n_hosted]))
     return CLI_USAGE;
   w->n_hosted++;
+  return CLI_OK;
+}
+
+/* --model-control-mode none|poll|explicit (Triton's names). */
+static int parse_control_mode(void *ctx, const cli_opts_t *spec,
+                              const cli_opt_t *o, const char *val) {
+  gs_worker_options_t *wo = &((worker_cli_t *)ctx)->wo;
+  (void)spec;
+  (void)o;
+  if (strcmp(val, "none") == 0)
+    wo->model_control = GS_MODEL_CONTROL_NONE;
+  else if (strcmp(val, "poll") == 0)
+    wo->model_control = GS_MODEL_CONTROL_POLL;
+  else if (strcmp(val, "explicit") == 0)
+    wo->model_control = GS_MODEL_CONTROL_EXPLICIT;
+  else
+    return cli_usage("worker",
+                     "--model-control-mode is none, poll or explicit, not "
+                     "'%s'",
+                     val);
+  return CLI_OK;
+}
+
+static int parse_load_model(void *ctx, const cli_opts_t *spec,
+                            const cli_opt_t *o, const char *val) {
+  worker_cli_t *w = ctx;
+  (void)spec;
+  (void)o;
+  size_t max = sizeof w->load_models / sizeof w->load_models[0];
+  size_t len = strlen(val);
+  if (w->names_used + len + 1 > sizeof w->names)
+    return cli_usage("worker", "--load-model: the names are too long");
+  char *names = w->names + w->names_used, *save = NULL;
+  memcpy(names, val, len + 1);
+  w->names_used += len + 1;
+  /* NAME, or NAME,NAME,... (what gpuslice serve passes) */
+  for (char *t = strtok_r(names, ",", &save); t;
+       t = strtok_r(NULL, ",", &save)) {
+    if (w->wo.n_load_models == max)
+      return cli_usage("worker", "at most %zu --load-model", max);
+    w->load_models[w->wo.n_load_models++] = t;
+  }
   return CLI_OK;
 }
 
@@ -189,6 +234,29 @@ static const cli_opt_t options[] = {
              "free ports and its own SMs; the ready fd gets \"ready id=ID "
              "http=P grpc=G\" per instance",
      .parse = parse_hosted},
+    {.name = "model-control-mode",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "none|poll|explicit",
+     .def = "none",
+     .help = "Triton's: none loads every model at start and refuses load "
+             "and unload requests; poll also rescans the repository; "
+             "explicit loads the --load-model ones and serves load and "
+             "unload",
+     .parse = parse_control_mode},
+    {.name = "load-model",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "NAME[,NAME]...",
+     .help = "repeatable, with explicit: models to load at start ('*': "
+             "all)",
+     .parse = parse_load_model},
+    {.name = "repository-poll-secs",
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .min = 1,
+     .max = 86400,
+     .def = "15",
+     .help = "with poll: seconds between rescans of the repository",
+     .offset = W(wo.poll_secs)},
     {.name = "help",
      .short_name = 'h',
      .type = CLI_OPT_HELP,
@@ -215,8 +283,10 @@ static void report_models(const gs_worker_t *w) {
     if (ready && gs_worker_model_load_note(w, i)[0])
       fprintf(stderr, "gpuslice worker: model %s: %s\n", name,
               gs_worker_model_load_note(w, i));
+    const char *v = gs_worker_model_version(w, i);
     if (ready)
-      fprintf(stderr, "gpuslice worker: model '%s' is ready\n", name);
+      fprintf(stderr, "gpuslice worker: model '%s' is ready (version %s)\n",
+              name, v);
     else
       fprintf(stderr, "gpuslice worker: model '%s' is not ready: %s\n", name,
               reason);
@@ -352,6 +422,10 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   if (prc != CLI_OK || args.help)
     return prc;
   gs_worker_options_t wo = args.wo;
+  wo.load_models = args.load_models;
+  if (wo.n_load_models && wo.model_control != GS_MODEL_CONTROL_EXPLICIT)
+    return cli_usage("worker",
+                     "--load-model needs --model-control-mode explicit");
   unsigned threads = args.threads, ready_fd = args.ready_fd;
   unsigned nice_by = args.nice_by, n_hosted = args.n_hosted;
   hosted_t *hosted = args.hosted;

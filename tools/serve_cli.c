@@ -24,6 +24,20 @@ static int parse_grpc_port(void *ctx, const cli_opts_t *spec,
   return cli_opt_uint(spec, o, val, &sc->opt.grpc_port);
 }
 
+/* Checked here, so that a typo fails serve, not every worker it starts. */
+static int parse_control_mode(void *ctx, const cli_opts_t *spec,
+                              const cli_opt_t *o, const char *val) {
+  (void)spec;
+  (void)o;
+  if (strcmp(val, "none") && strcmp(val, "poll") && strcmp(val, "explicit"))
+    return cli_usage("serve",
+                     "--model-control-mode is none, poll or explicit, not "
+                     "'%s'",
+                     val);
+  ((serve_cli_t *)ctx)->model_control_mode = val;
+  return CLI_OK;
+}
+
 static const cli_opt_t options[] = {
     {.name = "model-repository",
      .type = CLI_OPT_STRING,
@@ -150,6 +164,29 @@ static const cli_opt_t options[] = {
              "worker's, the CPUs it may run on)",
      .key = "threads",
      .offset = S(threads)},
+    {.name = "model-control-mode",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "none|poll|explicit",
+     .help = "each worker's (Triton's): none (default) loads every model, "
+             "poll also rescans the repository, explicit loads "
+             "--load-model's and serves load and unload",
+     .key = "model_control_mode",
+     .parse = parse_control_mode},
+    {.name = "load-model",
+     .type = CLI_OPT_STRING,
+     .arg = "NAME[,NAME]...",
+     .help = "with explicit: the models each worker loads at start ('*': "
+             "all)",
+     .key = "load_model",
+     .offset = S(load_models)},
+    {.name = "repository-poll-secs",
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .min = 1,
+     .max = 86400,
+     .help = "with poll: seconds between rescans (default 15)",
+     .key = "repository_poll_secs",
+     .offset = S(poll_secs)},
     {.name = "router-threads",
      .type = CLI_OPT_UINT,
      .arg = "N",

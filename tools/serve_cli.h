@@ -13,7 +13,11 @@ typedef struct serve_cli_s {
   const char *model_repository;
   const char *instances; /* "all", a profile name, or IDs/UUIDs by commas */
   unsigned threads;      /* per worker; 0: the worker's default */
-  const char *self;      /* this program, for the workers' command */
+  /* The workers' model control (Triton's): none, poll or explicit; the
+   * models explicit loads at start ("a,b" or "*"); poll's period. */
+  const char *model_control_mode, *load_models;
+  unsigned poll_secs;
+  const char *self; /* this program, for the workers' command */
   bool help, status, sync;
   bool raised; /* the router runs 5 nice levels above its workers */
   const char *add, *remove; /* instance ids for the admin calls */

@@ -11,6 +11,17 @@
 
 #define GS_WORKER_VERSION "0.1.0"
 
+/* Triton's --model-control-mode. */
+typedef enum {
+  GS_MODEL_CONTROL_NONE = 0, /* every model loads at start; load and
+                                unload requests are refused */
+  GS_MODEL_CONTROL_POLL,     /* as NONE, and the repository is rescanned
+                                every poll_secs: new and changed models
+                                (re)load, removed ones unload */
+  GS_MODEL_CONTROL_EXPLICIT  /* load_models load at start; load and unload
+                                requests are served */
+} gs_model_control_t;
+
 typedef struct gs_worker_options_s {
   const char *model_repository; /* DIR/NAME/VERSION/model.onnx */
   const char *host;             /* NULL: "127.0.0.1" */
@@ -23,6 +34,11 @@ typedef struct gs_worker_options_s {
   /* CUDA sessions on a green context over these SMs (gs_session_options_t
    * sm_first/sm_count); sm_count 0: the whole GPU. */
   unsigned sm_first, sm_count;
+  gs_model_control_t model_control;
+  /* EXPLICIT: the models loaded at start ("*": all; none: none). */
+  const char *const *load_models;
+  size_t n_load_models;
+  unsigned poll_secs; /* POLL: seconds between scans; 0: 15 (Triton's) */
 } gs_worker_options_t;
 
 typedef struct gs_worker_s gs_worker_t;
@@ -50,6 +66,9 @@ size_t gs_worker_model_count(const gs_worker_t *w);
  * ready). false when i is out of range. Strings live as long as w. */
 bool gs_worker_model(const gs_worker_t *w, size_t i, const char **name,
                      bool *ready, const char **reason);
+/* Model i's version ("" when none was reached); a model serves one entry
+ * per loaded version. Valid as long as w. */
+const char *gs_worker_model_version(const gs_worker_t *w, size_t i);
 /* What loading ready model i prepared, for a log line: "N sessions, batch
  * sizes {1,2,4} planned in T ms" for a model planned at load (on a GPU),
  * "" otherwise. Valid until the model reloads. */

@@ -10,8 +10,10 @@
 #include "worker/grpc_int.h"
 
 static const char *const method_names[] = {
-    "ServerLive",    "ServerReady", "ModelReady",  "ServerMetadata",
-    "ModelMetadata", "ModelInfer",  "ModelConfig", "ModelStatistics"};
+    "ServerLive",          "ServerReady",          "ModelReady",
+    "ServerMetadata",      "ModelMetadata",        "ModelInfer",
+    "ModelConfig",         "ModelStatistics",      "RepositoryIndex",
+    "RepositoryModelLoad", "RepositoryModelUnload"};
 
 gs__grpc_method_t gs__grpc_method(const char *path) {
   static const char prefix[] = "/inference.GRPCInferenceService/";
@@ -160,12 +162,14 @@ free_tensors_metadata(size_t n,
 static void model_metadata(json_t *root, gs__grpc_reply_t *reply) {
   Inference__ModelMetadataResponse m = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
   json_t *versions = json_object_get(root, "versions");
-  char *v[1];
+  char *v[GS__REPO_MAX_MODELS] = {""};
   m.name = str(root, "name");
   m.platform = str(root, "platform");
-  m.n_versions = json_array_size(versions) ? 1 : 0;
-  v[0] = (char *)(m.n_versions ? json_string_value(json_array_get(versions, 0))
-                               : "");
+  m.n_versions = json_array_size(versions);
+  if (m.n_versions > GS__REPO_MAX_MODELS)
+    m.n_versions = GS__REPO_MAX_MODELS;
+  for (size_t i = 0; i < m.n_versions; i++) /* every READY version */
+    v[i] = (char *)json_string_value(json_array_get(versions, i));
   m.versions = v;
   tensors_metadata(json_object_get(root, "inputs"), &m.n_inputs, &m.inputs);
   tensors_metadata(json_object_get(root, "outputs"), &m.n_outputs, &m.outputs);
@@ -419,6 +423,138 @@ static void model_call(gs__repo_t *repo, gs__grpc_method_t method,
   gs__http_response_release(&resp);
 }
 
+/* ---- the model repository extension --------------------------------------
+ */
+
+/* POST url with body (a JSON document, taken; NULL: none) on the router;
+ * resp is the caller's to release. */
+static void route_post(gs__repo_t *repo, const char *url, json_t *body,
+                       gs__http_response_t *resp) {
+  gs__http_request_t req = {.method = HTTP_POST, .infer_header_len = -1};
+  gs__infer_job_t job;
+  resp->infer_header_len = -1;
+  req.url = strdup(url);
+  req.body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  if (!req.url || (body && !req.body)) {
+    gs__http_response_error(resp, 500, "out of memory");
+  } else {
+    req.url_len = strlen(url);
+    req.body_len = req.body ? strlen(req.body) : 0;
+    gs__route(repo, &req, resp, &job); /* a repository POST makes no job */
+  }
+  free(req.url);
+  free(req.body);
+}
+
+/* A ModelRepositoryParameter as the HTTP body's parameter value; a bytes
+ * value (a "file:" parameter's model file) stands as its length. */
+static json_t *parameter_json(const Inference__ModelRepositoryParameter *p) {
+  switch (p ? p->parameter_choice_case : 0) {
+  case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM:
+    return json_boolean(p->bool_param);
+  case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
+    return json_integer((json_int_t)p->int64_param);
+  case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_STRING_PARAM:
+    return json_string(p->string_param);
+  case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_BYTES_PARAM:
+    return json_integer((json_int_t)p->bytes_param.len);
+  default:
+    return json_null();
+  }
+}
+
+static void repository_index(gs__repo_t *repo, const uint8_t *msg, size_t len,
+                             gs__grpc_reply_t *reply) {
+  Inference__RepositoryIndexRequest *q =
+      inference__repository_index_request__unpack(NULL, len, msg);
+  if (!q) {
+    gs__grpc_reply_error(reply, GS__GRPC_INVALID_ARGUMENT,
+                         "malformed request message");
+    return;
+  }
+  gs__http_response_t resp = {.infer_header_len = -1};
+  route_post(repo, "/v2/repository/index",
+             json_pack("{s:b}", "ready", q->ready), &resp);
+  inference__repository_index_request__free_unpacked(q, NULL);
+  json_t *a = resp.status == 200 ? body_json(&resp, resp.body_len) : NULL;
+  size_t n = json_array_size(a);
+  Inference__RepositoryIndexResponse r =
+      INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
+  Inference__RepositoryIndexResponse__ModelIndex *mi =
+      calloc(n + 1, sizeof *mi);
+  Inference__RepositoryIndexResponse__ModelIndex **pmi =
+      calloc(n + 1, sizeof *pmi);
+  for (size_t i = 0; mi && pmi && i < n; i++) {
+    json_t *e = json_array_get(a, i);
+    inference__repository_index_response__model_index__init(&mi[i]);
+    mi[i].name = str(e, "name");
+    mi[i].version = str(e, "version");
+    mi[i].state = str(e, "state");
+    mi[i].reason = str(e, "reason");
+    pmi[i] = &mi[i];
+  }
+  r.n_models = n;
+  r.models = pmi;
+  if (!a)
+    gs__grpc_reply_http_error(reply, &resp);
+  else if (mi && pmi)
+    reply_message(reply, &r.base);
+  else
+    gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
+  free(mi);
+  free(pmi);
+  json_decref(a);
+  gs__http_response_release(&resp);
+}
+
+/* RepositoryModelLoad and RepositoryModelUnload: the HTTP routes, with
+ * the parameters map as the body's "parameters". The two requests share
+ * their fields (and the map entries theirs), so one type reads both. */
+static void repository_call(gs__repo_t *repo, gs__grpc_method_t method,
+                            const uint8_t *msg, size_t len,
+                            gs__grpc_reply_t *reply) {
+  if (method == GS__GRPC_REPOSITORY_INDEX) {
+    repository_index(repo, msg, len, reply);
+    return;
+  }
+  bool load = method == GS__GRPC_REPOSITORY_MODEL_LOAD;
+  Inference__RepositoryModelLoadRequest *q =
+      inference__repository_model_load_request__unpack(NULL, len, msg);
+  char url[512];
+  if (!q) {
+    gs__grpc_reply_error(reply, GS__GRPC_INVALID_ARGUMENT,
+                         "malformed request message");
+    return;
+  }
+  json_t *params = json_object();
+  for (size_t i = 0; i < q->n_parameters; i++)
+    json_object_set_new(params, q->parameters[i]->key,
+                        parameter_json(q->parameters[i]->value));
+  bool named = path_safe(q->model_name, false);
+  snprintf(url, sizeof url, "/v2/repository/models/%s/%s",
+           named ? q->model_name : "-", load ? "load" : "unload");
+  if (!named) {
+    snprintf(url, sizeof url,
+             "failed to %s '%.128s': not a model name (letters, digits, "
+             "'_', '.', '-')",
+             load ? "load" : "unload", q->model_name);
+    gs__grpc_reply_error(reply, GS__GRPC_INVALID_ARGUMENT, url);
+    json_decref(params);
+  } else {
+    gs__http_response_t resp = {.infer_header_len = -1};
+    route_post(repo, url, json_pack("{s:o}", "parameters", params), &resp);
+    Inference__RepositoryModelLoadResponse r =
+        INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
+    if (resp.status == 200)
+      reply_message(reply, &r.base);
+    else
+      gs__grpc_reply_http_error(reply, &resp);
+    gs__http_response_release(&resp);
+  }
+  inference__repository_model_load_request__free_unpacked(q, NULL);
+}
+
 /* ModelInfer: read on the loop, routed as HTTP's infer is (the model's
  * readiness, its errors); the job decodes the message itself. */
 static int infer_call(gs__repo_t *repo, const uint8_t *msg, size_t len,
@@ -468,6 +604,11 @@ int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
   case GS__GRPC_MODEL_CONFIG:
   case GS__GRPC_MODEL_STATISTICS:
     model_call(repo, method, msg, len, reply);
+    return 0;
+  case GS__GRPC_REPOSITORY_INDEX:
+  case GS__GRPC_REPOSITORY_MODEL_LOAD:
+  case GS__GRPC_REPOSITORY_MODEL_UNLOAD:
+    repository_call(repo, method, msg, len, reply);
     return 0;
   case GS__GRPC_MODEL_INFER:
     break;

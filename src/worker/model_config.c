@@ -354,15 +354,18 @@ void gs__model_config_sanitize(char *msg) {
   }
 }
 
-int gs__model_config_parse_pbtxt(gs__model_config_t *cfg, const char *model,
-                                 const char *file, const char *text, size_t len,
-                                 gs_error_t *err) {
+static int parse_config(gs__model_config_t *cfg, bool json, const char *model,
+                        const char *file, const char *text, size_t len,
+                        gs_error_t *err) {
   char msg[sizeof err->msg];
   uint8_t *bin = NULL;
   size_t bin_len = 0;
   gs__model_config_init(cfg);
-  gs__pbtxt_status_t st = gs__pbtxt_model_config(
-      text, len, file, supported, &bin, &bin_len, msg, sizeof msg);
+  gs__pbtxt_status_t st =
+      json ? gs__pbtxt_model_config_json(text, len, file, supported, &bin,
+                                         &bin_len, msg, sizeof msg)
+           : gs__pbtxt_model_config(text, len, file, supported, &bin, &bin_len,
+                                    msg, sizeof msg);
   gs__model_config_sanitize(msg);
   if (st != GS__PBTXT_OK)
     return gs_error_set(err,
@@ -379,4 +382,16 @@ int gs__model_config_parse_pbtxt(gs__model_config_t *cfg, const char *model,
   if (rc != GS_OK)
     gs__model_config_sanitize(err->msg);
   return rc;
+}
+
+int gs__model_config_parse_pbtxt(gs__model_config_t *cfg, const char *model,
+                                 const char *file, const char *text, size_t len,
+                                 gs_error_t *err) {
+  return parse_config(cfg, false, model, file, text, len, err);
+}
+
+int gs__model_config_parse_json(gs__model_config_t *cfg, const char *model,
+                                const char *file, const char *text, size_t len,
+                                gs_error_t *err) {
+  return parse_config(cfg, true, model, file, text, len, err);
 }

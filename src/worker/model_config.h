@@ -48,12 +48,20 @@ int gs__model_config_parse_pbtxt(gs__model_config_t *cfg, const char *model,
                                  const char *file, const char *text, size_t len,
                                  gs_error_t *err);
 
-/* The version to serve from those present (n of them), per cfg's
- * version_policy; GS_EUNSUPPORTED when it selects more than one. */
-int gs__model_config_pick_version(const gs__model_config_t *cfg,
-                                  const long long *present, size_t n,
-                                  long long *version, const char *file,
-                                  gs_error_t *err);
+/* gs__model_config_parse_pbtxt for Triton's ModelConfig as JSON (a load
+ * request's "config" parameter, protobuf's JSON mapping). */
+int gs__model_config_parse_json(gs__model_config_t *cfg, const char *model,
+                                const char *file, const char *text, size_t len,
+                                gs_error_t *err);
+
+/* The versions to serve from those present (n of them), per cfg's
+ * version_policy, highest first, into picked (*n_picked); GS_ENOTFOUND
+ * when it selects none, GS_ELIMIT (naming the count) when more than cap. */
+int gs__model_config_pick_versions(const gs__model_config_t *cfg,
+                                   const long long *present, size_t n,
+                                   long long *picked, size_t cap,
+                                   size_t *n_picked, const char *file,
+                                   gs_error_t *err);
 
 /* Checks cfg's inputs and outputs against the model's (names, data types,
  * dims) and narrows the model's variable dims to the ones cfg fixes; an

@@ -35,28 +35,31 @@ static size_t select_versions(const gs__model_config_t *cfg,
   return np;
 }
 
-int gs__model_config_pick_version(const gs__model_config_t *cfg,
-                                  const long long *present, size_t n,
-                                  long long *version, const char *file,
-                                  gs_error_t *err) {
-  long long picked[2];
+int gs__model_config_pick_versions(const gs__model_config_t *cfg,
+                                   const long long *present, size_t n,
+                                   long long *picked, size_t cap,
+                                   size_t *n_picked, const char *file,
+                                   gs_error_t *err) {
+  *n_picked = 0;
   if (cfg->version_policy == GS__VERSIONS_LATEST && cfg->latest_versions == 0)
     return gs_error_set(err, GS_EINVAL,
                         "%s: version_policy latest num_versions must be at "
                         "least 1",
                         file);
-  size_t np = select_versions(cfg, present, n, picked, 2);
-  if (np == 0)
+  long long all[GS__CONFIG_MAX_VERSIONS * 4];
+  size_t np = select_versions(cfg, present, n, all, sizeof all / sizeof all[0]);
+  if (np > cap)
+    return gs_error_set(err, GS_ELIMIT,
+                        "%s: version_policy selects %zu versions; gpuslice "
+                        "serves at most %zu of a model",
+                        file, np, cap);
+  memcpy(picked, all, np * sizeof all[0]);
+  *n_picked = np;
+  if (*n_picked == 0)
     return gs_error_set(err, GS_ENOTFOUND,
                         "%s: version_policy selects none of the versions "
                         "present",
                         file);
-  if (np > 1)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "%s: version_policy selects versions %lld and %lld: "
-                        "gpuslice serves one version of a model",
-                        file, picked[1], picked[0]);
-  *version = picked[0];
   return GS_OK;
 }
 

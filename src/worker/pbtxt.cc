@@ -7,6 +7,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/text_format.h>
+#include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -94,6 +95,9 @@ bool check_fields(const Message &msg, const std::string &prefix,
   return true;
 }
 
+gs__pbtxt_status_t serialize(const Message &config, uint8_t **out,
+                             size_t *out_len);
+
 gs__pbtxt_status_t parse(const char *text, size_t len, const char *file,
                          const char *const *supported, uint8_t **out,
                          size_t *out_len, char *msg, size_t msg_size) {
@@ -117,6 +121,34 @@ gs__pbtxt_status_t parse(const char *text, size_t len, const char *file,
                   walk.bad_path.c_str());
     return GS__PBTXT_UNSUPPORTED;
   }
+  return serialize(config, out, out_len);
+}
+
+// A load request's "config": Triton's ModelConfig as JSON (protobuf's JSON
+// mapping, as Triton reads it), refused by field name as the text is.
+gs__pbtxt_status_t parse_json(const char *text, size_t len, const char *file,
+                              const char *const *supported, uint8_t **out,
+                              size_t *out_len, char *msg, size_t msg_size) {
+  inference::config::ModelConfig config;
+  google::protobuf::util::JsonParseOptions options;
+  auto status = google::protobuf::util::JsonStringToMessage(
+      std::string(text, len), &config, options);
+  if (!status.ok()) {
+    std::snprintf(msg, msg_size, "%s: not a model configuration in JSON: %s",
+                  file, std::string(status.message()).c_str());
+    return GS__PBTXT_SYNTAX;
+  }
+  Walk walk{supported, std::string(), TextFormat::ParseLocation()};
+  if (!check_fields(config, std::string(), nullptr, &walk)) {
+    std::snprintf(msg, msg_size, "%s: field '%s' is not supported by gpuslice",
+                  file, walk.bad_path.c_str());
+    return GS__PBTXT_UNSUPPORTED;
+  }
+  return serialize(config, out, out_len);
+}
+
+gs__pbtxt_status_t serialize(const Message &config, uint8_t **out,
+                             size_t *out_len) {
   std::string bin;
   if (!config.SerializeToString(&bin))
     return GS__PBTXT_NOMEM;
@@ -130,10 +162,12 @@ gs__pbtxt_status_t parse(const char *text, size_t len, const char *file,
 
 } // namespace
 
-extern "C" gs__pbtxt_status_t
-gs__pbtxt_model_config(const char *text, size_t len, const char *file,
-                       const char *const *supported, uint8_t **out,
-                       size_t *out_len, char *msg, size_t msg_size) {
+namespace {
+
+gs__pbtxt_status_t guarded(bool json, const char *text, size_t len,
+                           const char *file, const char *const *supported,
+                           uint8_t **out, size_t *out_len, char *msg,
+                           size_t msg_size) {
   *out = nullptr;
   *out_len = 0;
   if (msg_size)
@@ -145,7 +179,9 @@ gs__pbtxt_model_config(const char *text, size_t len, const char *file,
   try {
     std::call_once(quiet, [] { google::protobuf::SetLogHandler(nullptr); });
     gs__pbtxt_status_t rc =
-        parse(text, len, file, supported, out, out_len, msg, msg_size);
+        json ? parse_json(text, len, file, supported, out, out_len, msg,
+                          msg_size)
+             : parse(text, len, file, supported, out, out_len, msg, msg_size);
     if (rc == GS__PBTXT_NOMEM)
       std::snprintf(msg, msg_size, "%s: out of memory", file);
     return rc;
@@ -153,4 +189,21 @@ gs__pbtxt_model_config(const char *text, size_t len, const char *file,
     std::snprintf(msg, msg_size, "%s: out of memory", file);
     return GS__PBTXT_NOMEM;
   }
+}
+
+} // namespace
+
+extern "C" gs__pbtxt_status_t
+gs__pbtxt_model_config(const char *text, size_t len, const char *file,
+                       const char *const *supported, uint8_t **out,
+                       size_t *out_len, char *msg, size_t msg_size) {
+  return guarded(false, text, len, file, supported, out, out_len, msg,
+                 msg_size);
+}
+
+extern "C" gs__pbtxt_status_t
+gs__pbtxt_model_config_json(const char *json, size_t len, const char *file,
+                            const char *const *supported, uint8_t **out,
+                            size_t *out_len, char *msg, size_t msg_size) {
+  return guarded(true, json, len, file, supported, out, out_len, msg, msg_size);
 }

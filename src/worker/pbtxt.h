@@ -30,6 +30,14 @@ gs__pbtxt_status_t gs__pbtxt_model_config(const char *text, size_t len,
                                           uint8_t **out, size_t *out_len,
                                           char *msg, size_t msg_size);
 
+/* gs__pbtxt_model_config for Triton's ModelConfig as JSON (a load
+ * request's "config" override); msg names no line. */
+gs__pbtxt_status_t gs__pbtxt_model_config_json(const char *json, size_t len,
+                                               const char *file,
+                                               const char *const *supported,
+                                               uint8_t **out, size_t *out_len,
+                                               char *msg, size_t msg_size);
+
 #ifdef __cplusplus
 }
 #endif

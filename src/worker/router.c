@@ -61,8 +61,7 @@ static gs__model_entry_t *model_for(gs__repo_t *repo, const char *name,
     gs__http_response_error(resp, 404, msg);
     return NULL;
   }
-  if (version && m->state == GS__MODEL_READY &&
-      strcmp(version, m->version) != 0) {
+  if (version && !(m = gs__repo_find_version(repo, name, version))) {
     snprintf(msg, sizeof msg,
              "Request for unknown model: '%.128s' version "
              "%.24s is not found",
@@ -81,60 +80,118 @@ static gs__model_entry_t *model_for(gs__repo_t *repo, const char *name,
   return m;
 }
 
-static json_t *repository_index(const gs__repo_t *repo) {
+/* Every READY version's statistics, of one model (only) when given, of one
+ * version when given too. */
+static json_t *stats_doc(gs__repo_t *repo, const char *only,
+                         const char *version) {
   json_t *a = json_array();
   for (unsigned i = 0; i < repo->n; i++) {
-    const gs__model_entry_t *m = &repo->models[i];
-    json_t *e =
-        json_pack("{s:s, s:s}", "name", m->name, "state",
-                  m->state == GS__MODEL_READY ? "READY" : "UNAVAILABLE");
-    if (m->version[0])
-      json_object_set_new(e, "version", json_string(m->version));
-    if (m->state != GS__MODEL_READY)
-      json_object_set_new(e, "reason", json_string(m->reason));
-    json_array_append_new(a, e);
+    gs__model_entry_t *m = &repo->models[i];
+    if ((!only || !strcmp(only, m->name)) &&
+        (!version || m == gs__repo_find_version(repo, m->name, version)) &&
+        m->state == GS__MODEL_READY)
+      json_array_append_new(a, gs__model_stats_json(m));
   }
-  return a;
-}
-
-static json_t *stats_doc(gs__repo_t *repo, const gs__model_entry_t *only) {
-  json_t *a = json_array();
-  for (unsigned i = 0; i < repo->n; i++)
-    if ((!only || only == &repo->models[i]) &&
-        repo->models[i].state == GS__MODEL_READY)
-      json_array_append_new(a, gs__model_stats_json(&repo->models[i]));
   return json_pack("{s:o}", "model_stats", a);
 }
 
-static int route_repository(gs__repo_t *repo, char **seg, unsigned n, bool post,
+/* The body's "parameters" object (NULL when absent); false with the
+ * response set when the body is not a JSON object. */
+static bool body_parameters(const gs__http_request_t *req, json_t **root,
+                            json_t **params, gs__http_response_t *resp) {
+  json_error_t jerr;
+  *root = NULL;
+  *params = NULL;
+  if (!req->body_len)
+    return true;
+  *root = json_loadb(req->body, req->body_len, 0, &jerr);
+  *params = json_object_get(*root, "parameters");
+  if (json_is_object(*root) && (!*params || json_is_object(*params)))
+    return true;
+  char msg[256];
+  snprintf(msg, sizeof msg,
+           "the body must be a JSON object with an object \"parameters\": "
+           "%.160s",
+           *root ? "parameters is not an object" : jerr.text);
+  gs__http_response_error(resp, 400, msg);
+  json_decref(*root);
+  return false;
+}
+
+/* POST load with {"parameters": {"config": JSON string}}: Triton's
+ * override; "file:VERSION/NAME" (model files in the request) is not
+ * served. */
+static void repository_load(gs__repo_t *repo, const char *name, json_t *params,
                             gs__http_response_t *resp) {
-  if (n == 3 && strcmp(seg[2], "index") == 0) {
-    if (!post)
-      return gs__http_response_error(resp, 400, "use POST"), 0;
-    gs__http_response_json(resp, 200, repository_index(repo));
-    return 0;
+  const char *key;
+  json_t *v, *config = json_object_get(params, "config");
+  char msg[512];
+  json_object_foreach(params, key, v) {
+    if (strncmp(key, "file:", 5) == 0) {
+      snprintf(msg, sizeof msg,
+               "failed to load '%.128s', failed to poll from model "
+               "repository: the parameter '%.160s' (a model file sent with "
+               "the request) is not supported by gpuslice; put the file in "
+               "the model repository",
+               name, key);
+      gs__http_response_error(resp, 500, msg);
+      return;
+    }
   }
-  if (n != 5 || strcmp(seg[2], "models") != 0 ||
-      (strcmp(seg[4], "load") != 0 && strcmp(seg[4], "unload") != 0))
-    return not_found(resp), 0;
-  if (!post)
-    return gs__http_response_error(resp, 400, "use POST"), 0;
-  if (strcmp(seg[4], "unload") == 0) {
-    gs__model_entry_t *m = gs__repo_find(repo, seg[3]);
-    if (!m)
-      return gs__http_response_error(resp, 404,
-                                     "failed to unload: no such "
-                                     "model"),
-             0;
-    gs__repo_unload(repo, m);
-    return empty(resp, 200), 0;
+  if (config && !json_is_string(config)) {
+    snprintf(msg, sizeof msg,
+             "failed to load '%.128s': the parameter 'config' must be a "
+             "string holding the model configuration as JSON",
+             name);
+    gs__http_response_error(resp, 400, msg);
+    return;
   }
   gs_error_t err;
-  int rc = gs__repo_load(repo, seg[3], &err);
+  int rc = gs__repo_load_config(repo, name, json_string_value(config),
+                                json_string_length(config), &err);
   if (rc == GS_OK)
     empty(resp, 200);
   else
-    gs__http_response_error(resp, rc == GS_ENOTFOUND ? 404 : 400, err.msg);
+    gs__http_response_error(resp, rc == GS_ENOTFOUND && !config ? 500 : 400,
+                            err.msg);
+}
+
+static int route_repository(gs__repo_t *repo, gs__http_request_t *req,
+                            char **seg, unsigned n, bool post,
+                            gs__http_response_t *resp) {
+  bool index = n == 3 && strcmp(seg[2], "index") == 0;
+  if (!index &&
+      (n != 5 || strcmp(seg[2], "models") != 0 ||
+       (strcmp(seg[4], "load") != 0 && strcmp(seg[4], "unload") != 0)))
+    return not_found(resp), 0;
+  if (!post)
+    return gs__http_response_error(resp, 400, "use POST"), 0;
+  json_t *root, *params;
+  if (!body_parameters(req, &root, &params, resp))
+    return 0;
+  if (index) {
+    json_t *ready = json_object_get(root, "ready");
+    if (ready && !json_is_boolean(ready))
+      gs__http_response_error(resp, 400, "\"ready\" must be true or false");
+    else
+      gs__http_response_json(resp, 200,
+                             gs__repo_index_json(repo, json_is_true(ready)));
+  } else if (repo->mode != GS_MODEL_CONTROL_EXPLICIT) {
+    /* Triton's words and status (UNAVAILABLE) in modes none and poll. */
+    gs__http_response_error(resp, 503,
+                            "explicit model load / unload is not allowed if "
+                            "polling is enabled (start the worker with "
+                            "--model-control-mode explicit)");
+  } else if (strcmp(seg[4], "load") == 0) {
+    repository_load(repo, seg[3], params, resp);
+  } else if (!gs__repo_find(repo, seg[3])) {
+    gs__http_response_error(resp, 404, "failed to unload: no such model");
+  } else {
+    /* unload_dependents: no model here has dependents (no ensembles). */
+    gs__repo_unload_name(repo, seg[3]);
+    empty(resp, 200);
+  }
+  json_decref(root);
   return 0;
 }
 
@@ -165,14 +222,18 @@ static int route_model(gs__repo_t *repo, gs__http_request_t *req, char **seg,
       model_for(repo, seg[2], version, infer ? 503 : 400, resp);
   if (!m)
     return 0;
-  if (!action)
-    gs__http_response_json(resp, 200, gs__model_metadata_json(m));
-  else if (strcmp(action, "ready") == 0)
+  if (!action) {
+    json_t *doc = gs__model_metadata_json(m);
+    if (doc) /* every READY version, as Triton lists them */
+      json_object_set_new(doc, "versions",
+                          gs__repo_versions_json(repo, m->name));
+    gs__http_response_json(resp, 200, doc);
+  } else if (strcmp(action, "ready") == 0)
     empty(resp, 200);
   else if (strcmp(action, "config") == 0)
     gs__http_response_json(resp, 200, gs__model_config_json(m));
   else if (strcmp(action, "stats") == 0)
-    gs__http_response_json(resp, 200, stats_doc(repo, m));
+    gs__http_response_json(resp, 200, stats_doc(repo, m->name, version));
   else {
     memset(job, 0, sizeof *job);
     job->entry = m;
@@ -218,10 +279,10 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
              strcmp(seg[2], "ready") == 0) {
     empty(resp, server_ready(repo) ? 200 : 400);
   } else if (strcmp(seg[1], "repository") == 0) {
-    rc = route_repository(repo, seg, n, post, resp);
+    rc = route_repository(repo, req, seg, n, post, resp);
   } else if (strcmp(seg[1], "models") == 0 && n == 3 &&
              strcmp(seg[2], "stats") == 0 && get) {
-    gs__http_response_json(resp, 200, stats_doc(repo, NULL));
+    gs__http_response_json(resp, 200, stats_doc(repo, NULL, NULL));
   } else if (strcmp(seg[1], "models") == 0 && n >= 3) {
     rc = route_model(repo, req, seg, n, resp, job);
   } else {

@@ -19,6 +19,7 @@ struct gs_worker_s {
   bool metrics_on;
   bool loop_ready;
   gs__grpc_server_t *grpc; /* NULL when gRPC is off */
+  uv_timer_t poll;         /* poll mode's rescan of the repository */
 };
 
 /* Answers one request: at once, or through the thread pool for an infer
@@ -63,6 +64,11 @@ static void on_stop(uv_async_t *a) {
   uv_stop(&w->loop);
 }
 
+static void on_poll(uv_timer_t *t) {
+  gs_worker_t *w = t->data;
+  gs__repo_poll(&w->repo);
+}
+
 static int listen_http(gs_worker_t *w, gs__http_listener_t *l,
                        gs__http_handler_fn handler, const char *host,
                        unsigned port, gs_error_t *err) {
@@ -93,8 +99,7 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   w->loop_ready = true;
   uv_async_init(&w->loop, &w->stop, on_stop);
   w->stop.data = w;
-  rc = gs__repo_open_sms(&w->repo, opts->model_repository, opts->sm_first,
-                         opts->sm_count, err);
+  rc = gs__repo_open_opts(&w->repo, opts, err);
   const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
     rc = listen_http(w, &w->http, handle_request, host, opts->port, err);
@@ -107,6 +112,13 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
     rc = gs__grpc_listen(&w->grpc, &w->loop, &w->repo,
                          opts->host ? opts->host : "127.0.0.1", opts->grpc_port,
                          err);
+  if (rc == GS_OK && opts->model_control == GS_MODEL_CONTROL_POLL) {
+    uint64_t ms = (opts->poll_secs ? opts->poll_secs : 15) * 1000ull;
+    uv_timer_init(&w->loop, &w->poll);
+    w->poll.data = w;
+    uv_timer_start(&w->poll, on_poll, ms, ms);
+    uv_unref((uv_handle_t *)&w->poll);
+  }
   if (rc != GS_OK) {
     gs_worker_destroy(w);
     return rc;
@@ -174,6 +186,10 @@ bool gs_worker_model(const gs_worker_t *w, size_t i, const char **name,
   *ready = m->state == GS__MODEL_READY;
   *reason = m->reason;
   return true;
+}
+
+const char *gs_worker_model_version(const gs_worker_t *w, size_t i) {
+  return i < w->repo.n ? w->repo.models[i].version : "";
 }
 
 const char *gs_worker_model_load_note(const gs_worker_t *w, size_t i) {

@@ -199,11 +199,22 @@ typedef struct gs__model_entry_s {
 
 #define GS__REPO_MAX_MODELS 64
 
+/* A model directory as the poll last saw it (repo_control.c). */
+typedef struct gs__repo_seen_s {
+  char name[128];
+  uint64_t stamp; /* of its config and version files */
+} gs__repo_seen_t;
+
+/* models[] holds one entry per (name, version) loaded or tried; entries
+ * are never removed (jobs point at them), an unloaded one is reused. */
 typedef struct gs__repo_s {
   char dir[4096];
   unsigned sm_first, sm_count; /* every model's (gs_worker_options_t) */
   unsigned n;
   gs__model_entry_t models[GS__REPO_MAX_MODELS];
+  gs_model_control_t mode;
+  unsigned n_seen;
+  gs__repo_seen_t seen[GS__REPO_MAX_MODELS];
 } gs__repo_t;
 
 /* Finds every model directory under dir and loads it; a model that fails
@@ -213,10 +224,65 @@ int gs__repo_open(gs__repo_t *repo, const char *dir, gs_error_t *err);
 int gs__repo_open_sms(gs__repo_t *repo, const char *dir, unsigned sm_first,
                       unsigned sm_count, gs_error_t *err);
 void gs__repo_close(gs__repo_t *repo);
+/* The highest READY version of name, else any entry of name (not ready,
+ * with its reason), else NULL. */
 gs__model_entry_t *gs__repo_find(gs__repo_t *repo, const char *name);
 /* (Re)loads name from disk, adding it if new. */
 int gs__repo_load(gs__repo_t *repo, const char *name, gs_error_t *err);
 void gs__repo_unload(gs__repo_t *repo, gs__model_entry_t *m);
+
+/* ---- versions and model control (repo_versions.c, repo_control.c) ------ */
+
+struct gs__model_config_s;
+/* The entry of name's version (a decimal number), or NULL. */
+gs__model_entry_t *gs__repo_find_version(gs__repo_t *repo, const char *name,
+                                         const char *version);
+/* Loads the versions of name that its version_policy selects, with the
+ * configuration override (Triton's ModelConfig as JSON; NULL: the model
+ * directory's), as one change: every version loads or none replaces what
+ * serves (a failed reload leaves the old versions serving). Versions no
+ * longer selected unload. Errors start "failed to load 'NAME'";
+ * GS_ENOTFOUND: no such model directory. */
+int gs__repo_load_config(gs__repo_t *repo, const char *name,
+                         const char *override, size_t override_len,
+                         gs_error_t *err);
+/* Every version of name out of service ("unloaded"). */
+void gs__repo_unload_name(gs__repo_t *repo, const char *name);
+/* ["1", "3"]: name's READY versions, ascending. */
+json_t *gs__repo_versions_json(const gs__repo_t *repo, const char *name);
+/* Triton's repository index: every entry, and every model directory
+ * without one (name only); ready: READY entries only. */
+json_t *gs__repo_index_json(const gs__repo_t *repo, bool ready);
+/* Opens dir and loads what opts's model control mode says. */
+int gs__repo_open_opts(gs__repo_t *repo, const gs_worker_options_t *opts,
+                       gs_error_t *err);
+/* Poll mode's rescan: loads new and changed model directories, unloads
+ * removed ones. */
+void gs__repo_poll(gs__repo_t *repo);
+typedef enum { GS__POLL_LOAD = 1, GS__POLL_UNLOAD } gs__poll_op_t;
+typedef struct gs__poll_action_s {
+  char name[128];
+  gs__poll_op_t op;
+} gs__poll_action_t;
+/* What turns the models seen before (old) into the ones seen now: LOAD
+ * for a new or changed stamp, UNLOAD for a name gone; at most cap. */
+size_t gs__repo_poll_diff(const gs__repo_seen_t *old, size_t n_old,
+                          const gs__repo_seen_t *now, size_t n_now,
+                          gs__poll_action_t *out, size_t cap);
+/* A hash of model_dir's config files and version files (names, sizes,
+ * modification times): changes when any of them does. */
+uint64_t gs__repo_stamp(const char *model_dir);
+/* Shared by the repository's files (repo.c, repo_config.c). */
+bool gs__repo_valid_name(const char *name);
+int gs__repo_read_config(gs__model_entry_t *m, const char *model_dir,
+                         const char *override, size_t override_len,
+                         struct gs__model_config_s *cfg, bool *found,
+                         gs_error_t *err);
+/* config_name: where cfg came from, for messages (NULL: config.pbtxt). */
+int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
+                         const struct gs__model_config_s *cfg, bool found,
+                         const char *config_name, gs_error_t *err);
+int gs__repo_check_batch_dims(const gs__model_entry_t *m, gs_error_t *err);
 /* The model's device failed while serving: the model becomes UNAVAILABLE
  * with why as its reason (the worker's readiness follows), so a router
  * ejects this worker and a supervisor restarts it; a CUDA context that

@@ -47,10 +47,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           GS_OK &&
       (in[0].rank > GS_TENSOR_MAX_RANK || out[1].rank > GS_TENSOR_MAX_RANK))
     abort();
-  long long versions[] = {1, 2, 3}, v;
-  if (gs__model_config_pick_version(&cfg, versions, 3, &v, "fuzz.pbtxt",
-                                    &err) == GS_OK &&
-      (v < 1 || v > 3))
+  long long versions[] = {1, 2, 3}, v[3];
+  size_t nv = 0;
+  if (gs__model_config_pick_versions(&cfg, versions, 3, v, 3, &nv, "fuzz.pbtxt",
+                                     &err) == GS_OK &&
+      (nv < 1 || nv > 3 || v[0] < 1 || v[0] > 3))
     abort();
   return 0;
 }

@@ -37,8 +37,11 @@ loop_counts() {
 print(*json.load(sys.stdin)['router_loop_requests'])"
 }
 
+# explicit: the admin calls below include a repository load (broadcast),
+# which Triton's default mode none refuses.
 start_serve --router-threads "$loops" --policy round_robin \
-  --health-interval 100 --drain-timeout "$drain_ms"
+  --health-interval 100 --drain-timeout "$drain_ms" \
+  --model-control-mode explicit --load-model '*'
 
 # --- 1. keep-alive load over the loops
 c="check 1 (64 keep-alive clients over $loops loops)"

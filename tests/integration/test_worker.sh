@@ -14,7 +14,8 @@ cp "$tmp/models/simple/1/model.onnx" "$tmp/models/batched/1/"
 echo '{"max_batch_size": 8}' >"$tmp/models/batched/config.json"
 
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-start_worker --grpc-port 0 --metrics-port "$mport" --threads 2
+start_worker --grpc-port 0 --metrics-port "$mport" --threads 2 \
+  --model-control-mode explicit --load-model "*"
 grep -q "model 'broken' is not ready" "$tmp/log" ||
   { echo "FAIL: broken model not reported"; cat "$tmp/log"; exit 1; }
 fails=0
@@ -82,7 +83,7 @@ check "unload" 200 '' -- -X POST "$base/v2/repository/models/mlp/unload"
 check "unloaded is not ready" 400 '' -- "$base/v2/models/mlp/ready"
 check "load" 200 '' -- -X POST "$base/v2/repository/models/mlp/load"
 check "reloaded is ready" 200 '' -- "$base/v2/models/mlp/ready"
-check "load of a missing model" 404 '"error":' -- -X POST "$base/v2/repository/models/ghost/load"
+check "load of a missing model" 500 'failed to load .ghost., failed to poll from model repository' -- -X POST "$base/v2/repository/models/ghost/load"
 
 # Raw sockets: malformed bytes, pipelining, a body over the limit.
 "$py" - "$port" <<'PY' || fails=$((fails + 1))

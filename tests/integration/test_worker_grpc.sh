@@ -135,8 +135,8 @@ short = [tc.InferInput("INPUT0", [1, 15], "INT32"), ins[1]]
 short[0].set_data_from_numpy(a[:, :15])
 expect_error("INVALID_ARGUMENT", c.infer, "simple", short)
 try:
-    stub.RepositoryIndex(pb.RepositoryIndexRequest())
-    raise SystemExit("RepositoryIndex succeeded")
+    stub.TraceSetting(pb.TraceSettingRequest())
+    raise SystemExit("TraceSetting succeeded")
 except g.RpcError as e:
     assert e.code() == g.StatusCode.UNIMPLEMENTED, e
 ch = g.insecure_channel(url, options=[("grpc.max_send_message_length", 1 << 28)])

@@ -198,40 +198,103 @@ static void test_values_out_of_range(void **state) {
   }
 }
 
-static void test_version_policy_picks_one(void **state) {
+/* Triton's version_policy over the version directories present: latest
+ * (default 1), all, specific; highest first. */
+static void test_version_policy_picks(void **state) {
   (void)state;
   static const long long present[] = {1, 3, 2};
   gs__model_config_t cfg;
   gs_error_t err;
-  long long v = 0;
+  long long v[8];
+  size_t n = 0;
   gs__model_config_init(&cfg);
   assert_int_equal(
-      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err), GS_OK);
-  assert_int_equal(v, 3); /* Triton's default: the latest one */
+      gs__model_config_pick_versions(&cfg, present, 3, v, 8, &n, "f", &err),
+      GS_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(v[0], 3); /* Triton's default: the latest one */
   assert_int_equal(
       parse(&cfg, "version_policy { specific { versions: 2 } }", &err), GS_OK);
   assert_int_equal(
-      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err), GS_OK);
-  assert_int_equal(v, 2);
+      gs__model_config_pick_versions(&cfg, present, 3, v, 8, &n, "f", &err),
+      GS_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(v[0], 2);
+  assert_int_equal(
+      parse(&cfg, "version_policy { specific { versions: [1, 3, 9] } }", &err),
+      GS_OK);
+  assert_int_equal(
+      gs__model_config_pick_versions(&cfg, present, 3, v, 8, &n, "f", &err),
+      GS_OK);
+  assert_int_equal(n, 2);
+  assert_int_equal(v[0], 3);
+  assert_int_equal(v[1], 1);
   assert_int_equal(
       parse(&cfg, "version_policy { specific { versions: 7 } }", &err), GS_OK);
   assert_int_equal(
-      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err),
+      gs__model_config_pick_versions(&cfg, present, 3, v, 8, &n, "f", &err),
       GS_ENOTFOUND);
+  assert_int_equal(n, 0);
   assert_int_equal(parse(&cfg, "version_policy { all { } }", &err), GS_OK);
   assert_int_equal(
-      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err),
-      GS_EUNSUPPORTED);
-  assert_non_null(strstr(err.msg, "versions 2 and 3"));
+      gs__model_config_pick_versions(&cfg, present, 3, v, 8, &n, "f", &err),
+      GS_OK);
+  assert_int_equal(n, 3);
+  assert_int_equal(v[0], 3);
+  assert_int_equal(v[1], 2);
+  assert_int_equal(v[2], 1);
+  /* more than cap: refused, naming the count, never truncated */
   assert_int_equal(
-      gs__model_config_pick_version(&cfg, present, 1, &v, "f", &err), GS_OK);
-  assert_int_equal(v, 1);
+      gs__model_config_pick_versions(&cfg, present, 3, v, 2, &n, "f", &err),
+      GS_ELIMIT);
+  assert_non_null(strstr(err.msg, "selects 3 versions"));
   assert_int_equal(
       parse(&cfg, "version_policy { latest { num_versions: 2 } }", &err),
       GS_OK);
   assert_int_equal(
-      gs__model_config_pick_version(&cfg, present, 3, &v, "f", &err),
-      GS_EUNSUPPORTED);
+      gs__model_config_pick_versions(&cfg, present, 3, v, 8, &n, "f", &err),
+      GS_OK);
+  assert_int_equal(n, 2);
+  assert_int_equal(v[0], 3);
+  assert_int_equal(v[1], 2);
+  assert_int_equal(
+      parse(&cfg, "version_policy { latest { num_versions: 0 } }", &err),
+      GS_OK);
+  assert_int_equal(
+      gs__model_config_pick_versions(&cfg, present, 3, v, 8, &n, "f", &err),
+      GS_EINVAL);
+}
+
+/* A load request's "config": Triton's ModelConfig as JSON, quoted
+ * integers as protobuf's JSON mapping allows; refused by field name as
+ * config.pbtxt is; not JSON: a clear error. */
+static void test_config_json(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  const char *ok = "{\"max_batch_size\":\"16\", \"version_policy\": "
+                   "{\"all\": {}}}";
+  assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override", ok,
+                                               strlen(ok), &err),
+                   GS_OK);
+  assert_int_equal(cfg.max_batch_size, 16);
+  assert_int_equal(cfg.version_policy, GS__VERSIONS_ALL);
+  const char *bad = "\"parameters\": {\"config\": {{\"max_batch_size\": "
+                    "\"16\"}}}";
+  assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
+                                               bad, strlen(bad), &err),
+                   GS_EPARSE);
+  assert_non_null(strstr(err.msg, "config override: not a model "
+                                  "configuration in JSON"));
+  const char *unknown = "{\"sequence_batching\": {}}";
+  assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
+                                               unknown, strlen(unknown), &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "'sequence_batching' is not supported"));
+  const char *other = "{\"name\": \"other\"}";
+  assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
+                                               other, strlen(other), &err),
+                   GS_EINVAL);
 }
 
 /* Triton's `simple` as scripts/make_models.py writes it: [N, 16] INT32. */
@@ -329,7 +392,8 @@ int main(void) {
       cmocka_unit_test(test_unsupported_fields_named),
       cmocka_unit_test(test_backends_gpuslice_cannot_run),
       cmocka_unit_test(test_values_out_of_range),
-      cmocka_unit_test(test_version_policy_picks_one),
+      cmocka_unit_test(test_version_policy_picks),
+      cmocka_unit_test(test_config_json),
       cmocka_unit_test(test_config_checked_against_model),
       cmocka_unit_test(test_fp16_for_an_fp32_input),
       cmocka_unit_test(test_autocomplete_as_triton),
