@@ -102,7 +102,8 @@ unsigned gs_engine_threads(void);
 
 /* A tensor passed in or handed back. For an input the caller owns data; for
  * an output the session does. bytes is the element count times
- * gs_dtype_size(dtype). */
+ * gs_dtype_size(dtype); for BYTES, the serialized length (an input's must
+ * hold exactly its elements, else the run fails naming the input). */
 typedef struct gs_tensor_s {
   const char *name;
   gs_dtype_t dtype;
@@ -202,7 +203,9 @@ int gs_session_input_buffer(gs_session_t *session, size_t i, size_t bytes,
                             void **out, gs_error_t *err);
 
 /* Output i of the last plan or run, in model output order: name, type and
- * shape after gs_session_plan, data too after gs_session_run. NULL when i is
+ * shape after gs_session_plan, data too after gs_session_run (a BYTES
+ * output's bytes, 0 after a plan, too: its buffer is sized by the run,
+ * whatever the plan). NULL when i is
  * out of range or nothing was planned. Valid until the next plan, run or
  * destroy on this session. */
 const gs_tensor_t *gs_session_output(const gs_session_t *session, size_t i);

@@ -24,6 +24,7 @@ typedef struct gs__tensor_s {
   int64_t dims[GS_TENSOR_MAX_RANK];
   size_t count; /* elements */
   void *data;   /* NULL when absent (shape-only, or an omitted input) */
+  size_t bytes; /* BYTES only: the serialized length of data (engine.h) */
 } gs__tensor_t;
 
 typedef enum {
@@ -87,6 +88,7 @@ typedef struct {
   gs__act_t act;
   float act_min, act_max;
   int residual;
+  gs_dtype_t to; /* Cast's target type */
 } gs__params_t;
 
 /* The geometry of one Conv or pooling node on one input shape: output
@@ -130,7 +132,8 @@ typedef enum {
   GS__OP_MAXPOOL,
   GS__OP_AVGPOOL,
   GS__OP_GLOBALAVGPOOL,
-  GS__OP_CLIP
+  GS__OP_CLIP,
+  GS__OP_CAST
 } gs__op_code_t;
 
 typedef struct gs__op_s gs__op_t;
@@ -293,6 +296,28 @@ int gs__run_globalavgpool(const gs__node_t *n, const gs__tensor_t *in,
                           gs__tensor_t *out, gs_error_t *err);
 /* y = act(y) over count floats, for a node's fused activation. */
 void gs__apply_act(const gs__params_t *p, float *y, size_t count);
+
+/* BYTES tensors and element conversions (kernels_cast.c). */
+
+/* Longest decimal form Cast writes for one number ("%.17g" of a double). */
+#define GS__NUM_STR_MAX 32
+
+/* Checks that data holds exactly count BYTES elements (4-byte little-endian
+ * length, then the bytes) in size bytes; false with the element index where
+ * it goes wrong in *bad (count when the data is longer than its elements). */
+bool gs__bytes_valid(const void *data, size_t size, size_t count, size_t *bad);
+
+/* IEEE binary16 and bfloat16 to float (exact), and float to them rounding
+ * to nearest even (NaN stays NaN). */
+float gs__half_to_float(uint16_t h);
+uint16_t gs__float_to_half(float f);
+float gs__bf16_to_float(uint16_t b);
+uint16_t gs__float_to_bf16(float f);
+
+int gs__check_cast(gs__node_t *n, const Onnx__NodeProto *proto, int opset,
+                   const gs_dtype_t *in, gs_dtype_t *out, gs_error_t *err);
+int gs__run_cast(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
+                 gs_error_t *err);
 
 /* Protobuf reading (onnx_read.c). */
 

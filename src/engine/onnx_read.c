@@ -190,7 +190,9 @@ int gs__pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
   XX(FLOAT16, FP16)                                                            \
   XX(DOUBLE, FP64)                                                             \
   XX(UINT32, UINT32)                                                           \
-  XX(UINT64, UINT64)
+  XX(UINT64, UINT64)                                                           \
+  XX(BFLOAT16, BF16)                                                           \
+  XX(STRING, BYTES)
 
 gs_dtype_t gs__dtype_from_onnx(int32_t onnx_type) {
   switch (onnx_type) {
@@ -251,6 +253,7 @@ static int typed_data(gs__tensor_t *t, const Onnx__TensorProto *tp,
       CASE(INT8, int8_t, int32_data)
       CASE(UINT16, uint16_t, int32_data)
       CASE(FP16, uint16_t, int32_data)
+      CASE(BF16, uint16_t, int32_data)
       CASE(UINT8, uint8_t, int32_data)
 #undef CASE
     case GS_DTYPE_BOOL:
@@ -293,12 +296,44 @@ static int tensor_header(gs__tensor_t *t, const Onnx__TensorProto *tp,
   return GS_OK;
 }
 
+/* STRING data (string_data, never raw_data) in the BYTES form: each element
+ * a 4-byte little-endian length and its bytes. */
+static int string_data(gs__tensor_t *t, const Onnx__TensorProto *tp,
+                       size_t max_bytes, gs_error_t *err) {
+  if (tp->n_string_data != t->count)
+    return gs_error_set(err, GS_EPARSE, "has %zu strings for %zu elements",
+                        tp->n_string_data, t->count);
+  size_t total = 0;
+  for (size_t i = 0; i < t->count; i++) {
+    size_t len = tp->string_data[i].len;
+    if (len > UINT32_MAX || len + 4 > max_bytes - total)
+      return gs_error_set(err, GS_ELIMIT, "is over the limit of %zu bytes",
+                          max_bytes);
+    total += 4 + len;
+  }
+  uint8_t *p = malloc(total ? total : 1);
+  if (!p)
+    return gs_error_set(err, GS_ENOMEM, "needs %zu bytes", total);
+  t->data = p;
+  t->bytes = total;
+  for (size_t i = 0; i < t->count; i++) {
+    uint32_t len = (uint32_t)tp->string_data[i].len;
+    memcpy(p, &len, 4);
+    if (len)
+      memcpy(p + 4, tp->string_data[i].data, len);
+    p += 4 + len;
+  }
+  return GS_OK;
+}
+
 int gs__tensor_from_proto(gs__tensor_t *t, Onnx__TensorProto *tp,
                           size_t max_bytes, gs_error_t *err) {
   memset(t, 0, sizeof *t);
   int rc = tensor_header(t, tp, max_bytes, err);
   if (rc != GS_OK)
     return rc;
+  if (t->dtype == GS_DTYPE_BYTES)
+    return string_data(t, tp, max_bytes, err);
   size_t bytes = t->count * gs_dtype_size(t->dtype);
   if (tp->has_raw_data && tp->raw_data.len > 0) {
     if (tp->raw_data.len != bytes)

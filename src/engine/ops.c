@@ -121,8 +121,15 @@ int gs__attr_float(const gs__node_t *n, const Onnx__NodeProto *np,
   return attr_float(n, np, name, def, v, err);
 }
 
+/* The ops that move BYTES elements as they are (the rest refuse them). */
+static bool moves_bytes(gs__op_code_t code) {
+  return code == GS__OP_IDENTITY || code == GS__OP_RESHAPE ||
+         code == GS__OP_FLATTEN || code == GS__OP_CAST;
+}
+
 /* Checks that every present input has one of the allowed types (a
- * GS_DTYPE_INVALID-ended list; NULL allows any) and that all agree. */
+ * GS_DTYPE_INVALID-ended list; NULL allows any but BYTES, which only the
+ * ops of moves_bytes take) and that all agree. */
 static int check_types(const gs__node_t *n, const gs_dtype_t *in,
                        unsigned n_check, const gs_dtype_t *allowed,
                        gs_error_t *err) {
@@ -130,7 +137,7 @@ static int check_types(const gs__node_t *n, const gs_dtype_t *in,
   for (unsigned k = 0; k < n_check && k < n->n_in; k++) {
     if (in[k] == GS_DTYPE_INVALID)
       continue;
-    bool ok = !allowed;
+    bool ok = !allowed && (in[k] != GS_DTYPE_BYTES || moves_bytes(n->op->code));
     for (const gs_dtype_t *t = allowed; t && *t; t++)
       ok = ok || *t == in[k];
     if (!ok)

@@ -108,6 +108,10 @@ struct gs_session_s {
   gs_tensor_t *wide;
   void **wide_buf, **user_buf;
   size_t *wide_cap, *user_cap;
+  /* Per value: the heap buffer of a BYTES node output (or of a BYTES
+   * input or initializer given back as an output), sized at run time. */
+  void **bytes_buf;
+  size_t *bytes_cap;
 };
 
 static void plan_release(plan_t *p, size_t n_inputs) {
@@ -151,8 +155,11 @@ int gs_session_create(gs_session_t **out, const gs_model_t *model,
   s->user_buf = calloc(ni, sizeof *s->user_buf);
   s->wide_cap = calloc(ni, sizeof *s->wide_cap);
   s->user_cap = calloc(ni, sizeof *s->user_cap);
+  s->bytes_buf = calloc(model->n_values + 1, sizeof *s->bytes_buf);
+  s->bytes_cap = calloc(model->n_values + 1, sizeof *s->bytes_cap);
   if (!s->plans || !s->bound || !s->args || !s->in || !s->outputs || !s->wide ||
-      !s->wide_buf || !s->user_buf || !s->wide_cap || !s->user_cap) {
+      !s->wide_buf || !s->user_buf || !s->wide_cap || !s->user_cap ||
+      !s->bytes_buf || !s->bytes_cap) {
     gs_session_destroy(s);
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   }
@@ -224,6 +231,10 @@ void gs_session_destroy(gs_session_t *s) {
   free(s->user_buf);
   free(s->wide_cap);
   free(s->user_cap);
+  for (size_t v = 0; s->bytes_buf && v < s->model->n_values; v++)
+    free(s->bytes_buf[v]);
+  free(s->bytes_buf);
+  free(s->bytes_cap);
   free(s);
 }
 
@@ -262,6 +273,27 @@ static int match_inputs(const gs_model_t *m, const gs_tensor_t *inputs,
   return GS_OK;
 }
 
+/* A BYTES input: count elements, each a 4-byte length and its bytes, that
+ * fill t->bytes exactly. */
+static int check_bytes_input(const gs_model_t *m, const gs_tensor_info_t *info,
+                             const gs_tensor_t *t, size_t count,
+                             gs_error_t *err) {
+  size_t bad;
+  if (t->bytes > m->limits.max_tensor_bytes)
+    return gs_error_set(err, GS_ELIMIT,
+                        "input '%s' has %zu bytes, over the limit of %zu",
+                        info->name, t->bytes, m->limits.max_tensor_bytes);
+  if ((t->bytes && !t->data) ||
+      !gs__bytes_valid(t->data, t->bytes, count, &bad))
+    return gs_error_set(err, GS_EINVAL,
+                        "input '%s': %zu bytes of BYTES data do not hold %zu "
+                        "elements (each a 4-byte length and its bytes): "
+                        "element %zu %s",
+                        info->name, t->bytes, count, bad,
+                        bad < count ? "runs past the end" : "is extra data");
+  return GS_OK;
+}
+
 static int check_input(const gs_model_t *m, size_t i, const gs_tensor_t *t,
                        gs_error_t *err) {
   const gs_tensor_info_t *info = &m->input_info[i];
@@ -295,6 +327,8 @@ static int check_input(const gs_model_t *m, size_t i, const gs_tensor_t *t,
                         info->name,
                         gs__dims_str(t->shape, t->rank, have, sizeof have),
                         m->limits.max_tensor_bytes);
+  if (t->dtype == GS_DTYPE_BYTES)
+    return check_bytes_input(m, info, t, count, err);
   if (t->bytes != count * gs_dtype_size(t->dtype) || (count && !t->data))
     return gs_error_set(err, GS_EINVAL,
                         "input '%s' has %zu bytes of data for %zu elements "
@@ -323,13 +357,49 @@ static void bind_value(gs_session_t *s, const plan_t *p, int v,
   const gs__value_t *val = &s->model->values[v];
   gs__tensor_t *t = &s->bound[v];
   *t = p->shapes[v];
-  if (val->kind == GS__VALUE_CONST)
+  if (val->kind == GS__VALUE_CONST) {
     t->data = val->constant.data;
-  else if (val->kind == GS__VALUE_INPUT)
+    t->bytes = val->constant.bytes;
+  } else if (val->kind == GS__VALUE_INPUT) {
     /* Kernels never write their inputs; the caller's buffer stays const. */
     t->data = (void *)in[val->input_index]->data;
-  else
+    t->bytes = val->dtype == GS_DTYPE_BYTES ? in[val->input_index]->bytes : 0;
+  } else {
     t->data = (char *)s->arena + p->offset[v];
+  }
+}
+
+/* Grows value v's BYTES buffer to at least size bytes. */
+static int bytes_reserve(gs_session_t *s, int v, size_t size, gs_error_t *err) {
+  if (size <= s->bytes_cap[v] && s->bytes_buf[v])
+    return GS_OK;
+  void *grown = realloc(s->bytes_buf[v], size ? size : 1);
+  if (!grown)
+    return gs_error_set(err, GS_ENOMEM, "%zu bytes for BYTES tensor '%s'", size,
+                        s->model->values[v].name);
+  s->bytes_buf[v] = grown;
+  s->bytes_cap[v] = size ? size : 1;
+  return GS_OK;
+}
+
+/* Gives a node's BYTES output a buffer big enough for what its op writes:
+ * the length of its BYTES inputs (ops that move elements), or a decimal
+ * number per element (Cast to BYTES). The kernel sets bytes. */
+static int bytes_output(gs_session_t *s, const gs__node_t *n, gs_error_t *err) {
+  gs__tensor_t *o = &s->bound[n->out];
+  size_t size = 0;
+  bool from_bytes = false;
+  for (unsigned k = 0; k < n->n_in; k++)
+    if (n->in[k] >= 0 && s->bound[n->in[k]].dtype == GS_DTYPE_BYTES) {
+      from_bytes = true;
+      size += s->bound[n->in[k]].bytes;
+    }
+  if (!from_bytes)
+    size = o->count * (4 + GS__NUM_STR_MAX);
+  int rc = bytes_reserve(s, n->out, size, err);
+  o->data = s->bytes_buf[n->out];
+  o->bytes = 0;
+  return rc;
 }
 
 static void node_args(gs_session_t *s, const gs__node_t *n) {
@@ -357,7 +427,9 @@ static int infer_shapes(gs_session_t *s, plan_t *p, const gs_tensor_t **in,
       const gs_tensor_t *x = in[val->input_index];
       t->rank = x->rank;
       memcpy(t->dims, x->shape, sizeof t->dims);
-      t->count = x->bytes / gs_dtype_size(x->dtype);
+      /* check_input made sure that the shape's count fits. */
+      gs__count(x->shape, x->rank, gs_dtype_size(x->dtype), SIZE_MAX,
+                &t->count);
       s->bound[v] = *t;
       s->bound[v].data = val->needs_data ? (void *)x->data : NULL;
     }
@@ -580,7 +652,7 @@ static int plan_inputs(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
     x->dtype = t->dtype;
     x->rank = t->rank;
     memcpy(x->shape, t->dims, sizeof x->shape);
-    x->bytes = t->count * gs_dtype_size(t->dtype);
+    x->bytes = t->count * gs_dtype_size(t->dtype); /* BYTES: set by a run */
     x->data = NULL;
   }
   return rc;
@@ -591,35 +663,13 @@ int gs_session_plan(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
   return plan_inputs(s, inputs, n, s->in, err);
 }
 
-/* IEEE binary16 to binary32, exact (subnormals, infinities, NaN). */
-static float half_to_float(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f,
-           man = h & 0x3ff, bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | man << 13;
-  } else if (exp) {
-    bits = sign | (exp + 112) << 23 | man << 13;
-  } else if (man == 0) {
-    bits = sign;
-  } else { /* subnormal: normalize */
-    int e = -1;
-    do {
-      man <<= 1;
-      e++;
-    } while (!(man & 0x400));
-    bits = sign | (uint32_t)(112 - e) << 23 | (man & 0x3ff) << 13;
-  }
-  float f;
-  memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
 /* The CPU provider's kernels read FP32: FP16 inputs are widened into the
  * session's buffers and s->in points at those. */
 static int widen_inputs(gs_session_t *s, gs_error_t *err) {
   for (size_t i = 0; i < s->model->n_inputs; i++) {
     const gs_tensor_t *x = s->in[i];
-    if (x->dtype != GS_DTYPE_FP16)
+    if (x->dtype != GS_DTYPE_FP16 ||
+        s->model->input_info[i].dtype != GS_DTYPE_FP32)
       continue;
     size_t count = x->bytes / 2;
     if (count * 4 + 4 > s->wide_cap[i]) {
@@ -633,7 +683,7 @@ static int widen_inputs(gs_session_t *s, gs_error_t *err) {
     float *dst = s->wide_buf[i];
     const uint8_t *src = x->data;
     for (size_t k = 0; k < count; k++)
-      dst[k] = half_to_float((uint16_t)(src[2 * k] | src[2 * k + 1] << 8));
+      dst[k] = gs__half_to_float((uint16_t)(src[2 * k] | src[2 * k + 1] << 8));
     s->wide[i] = *x;
     s->wide[i].dtype = GS_DTYPE_FP32;
     s->wide[i].data = dst;
@@ -668,6 +718,36 @@ int gs_session_input_buffer(gs_session_t *s, size_t i, size_t bytes, void **out,
   return GS_OK;
 }
 
+/* Output o's data after a run: a node output where it lies; a copy of an
+ * input or initializer, as outputs belong to the session. */
+static int output_data(gs_session_t *s, const plan_t *p, size_t o,
+                       gs_error_t *err) {
+  const gs_model_t *m = s->model;
+  int v = m->outputs[o];
+  const gs__tensor_t *t = &s->bound[v];
+  if (t->dtype == GS_DTYPE_BYTES) {
+    s->outputs[o].bytes = t->bytes;
+    if (m->values[v].kind == GS__VALUE_NODE) {
+      s->outputs[o].data = t->data;
+      return GS_OK;
+    }
+    int rc = bytes_reserve(s, v, t->bytes, err);
+    if (rc == GS_OK && t->bytes)
+      memcpy(s->bytes_buf[v], t->data, t->bytes);
+    s->outputs[o].data = s->bytes_buf[v];
+    return rc;
+  }
+  if (m->values[v].kind == GS__VALUE_NODE) {
+    s->outputs[o].data = t->data;
+    return GS_OK;
+  }
+  void *copy = (char *)s->arena + p->out_offset[o];
+  if (s->outputs[o].bytes)
+    memcpy(copy, t->data, s->outputs[o].bytes);
+  s->outputs[o].data = copy;
+  return GS_OK;
+}
+
 int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
                    gs_error_t *err) {
   const gs_model_t *m = s->model;
@@ -692,19 +772,13 @@ int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
         .dims = {(int64_t)p->scratch[i]},
         .count = p->scratch[i],
         .data = p->scratch[i] ? (char *)s->arena + p->scratch_offset[i] : NULL};
-    rc = n->op->run(n, s->args, &s->bound[n->out], err);
+    if (s->bound[n->out].dtype == GS_DTYPE_BYTES)
+      rc = bytes_output(s, n, err);
+    if (rc == GS_OK)
+      rc = n->op->run(n, s->args, &s->bound[n->out], err);
   }
-  for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++) {
-    const gs__tensor_t *t = &s->bound[m->outputs[o]];
-    if (m->values[m->outputs[o]].kind == GS__VALUE_NODE) {
-      s->outputs[o].data = t->data;
-      continue;
-    }
-    void *copy = (char *)s->arena + p->out_offset[o];
-    if (s->outputs[o].bytes)
-      memcpy(copy, t->data, s->outputs[o].bytes);
-    s->outputs[o].data = copy;
-  }
+  for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++)
+    rc = output_data(s, p, o, err);
   return rc;
 }
 

@@ -108,6 +108,32 @@ static int read_tensor(const char *path, gs__tensor_t *t, gs_error_t *err) {
   return rc;
 }
 
+/* BYTES outputs: element by element, naming the first that differs. */
+static bool bytes_equal(const gs__tensor_t *want, const gs_tensor_t *got,
+                        char *why, size_t size) {
+  const uint8_t *w = want->data, *g = got->data;
+  size_t at_w = 0, at_g = 0;
+  for (size_t i = 0; i < want->count; i++) {
+    uint32_t lw, lg;
+    if (got->bytes - at_g < 4) {
+      snprintf(why, size, "element %zu is missing", i);
+      return false;
+    }
+    memcpy(&lw, w + at_w, 4);
+    memcpy(&lg, g + at_g, 4);
+    if (lg > got->bytes - at_g - 4 || lw != lg ||
+        memcmp(w + at_w + 4, g + at_g + 4, lw)) {
+      snprintf(why, size, "element %zu is '%.*s', expected '%.*s'", i,
+               (int)(lg > 64 ? 64 : lg), (const char *)g + at_g + 4,
+               (int)(lw > 64 ? 64 : lw), (const char *)w + at_w + 4);
+      return false;
+    }
+    at_w += 4 + lw;
+    at_g += 4 + lg;
+  }
+  return true;
+}
+
 static bool close_enough(const gs__tensor_t *want, const gs_tensor_t *got,
                          bool fp16, char *why, size_t size) {
   double rtol = fp16 ? RTOL_FP16 : RTOL, atol = fp16 ? ATOL_FP16 : ATOL;
@@ -121,6 +147,8 @@ static bool close_enough(const gs__tensor_t *want, const gs_tensor_t *got,
              gs__dims_str(want->dims, want->rank, ws, sizeof ws));
     return false;
   }
+  if (want->dtype == GS_DTYPE_BYTES) /* strings: the same bytes */
+    return bytes_equal(want, got, why, size);
   for (size_t i = 0; i < want->count; i++) {
     if (want->dtype == GS_DTYPE_FP32) {
       double w = ((const float *)want->data)[i];
@@ -158,12 +186,14 @@ static bool run_data_set(gs_session_t *s, const gs_model_t *m, const char *dir,
       ok = false;
       break;
     }
-    args[n_in] =
-        (gs_tensor_t){.name = gs_model_input(m, n_in)->name,
-                      .dtype = in[n_in].dtype,
-                      .rank = in[n_in].rank,
-                      .data = in[n_in].data,
-                      .bytes = in[n_in].count * gs_dtype_size(in[n_in].dtype)};
+    args[n_in] = (gs_tensor_t){
+        .name = gs_model_input(m, n_in)->name,
+        .dtype = in[n_in].dtype,
+        .rank = in[n_in].rank,
+        .data = in[n_in].data,
+        .bytes = in[n_in].dtype == GS_DTYPE_BYTES
+                     ? in[n_in].bytes
+                     : in[n_in].count * gs_dtype_size(in[n_in].dtype)};
     memcpy(args[n_in].shape, in[n_in].dims, sizeof args[n_in].shape);
   }
   if (ok && gs_session_run(s, args, n_in, &err) != GS_OK) {
