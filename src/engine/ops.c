@@ -494,6 +494,7 @@ static const char *const avgpool_attrs[] = {
 static const char *const batchnorm_attrs[] = {"epsilon", "momentum", "spatial",
                                               "training_mode", NULL};
 static const char *const clip_attrs[] = {"min", "max", NULL};
+static const char *const cast_attrs[] = {"to", "saturate", NULL};
 
 #define OP(name, code, min, max, attrs, data, check, shape, run)               \
   { #name, GS__OP_##code, min, max, attrs, data, check, shape, run, NULL }
@@ -540,6 +541,8 @@ static const gs__op_t ops[] = {
        gs__check_globalpool, gs__shape_globalpool, gs__run_globalavgpool),
     OP(Clip, CLIP, 1, 3, clip_attrs, -1, gs__check_clip, gs__shape_clip,
        gs__run_clip),
+    OP(Cast, CAST, 1, 1, cast_attrs, -1, gs__check_cast, shape_same,
+       gs__run_cast),
 };
 
 #define N_OPS (sizeof ops / sizeof ops[0])
@@ -555,7 +558,7 @@ const char *gs__op_list(void) {
   static const char list[] =
       "MatMul, Gemm, Add, Sub, Mul, Div, Relu, Sigmoid, Tanh, Softmax, "
       "Reshape, Flatten, Identity, Concat, Transpose, Conv, "
-      "BatchNormalization, MaxPool, AveragePool, GlobalAveragePool, Clip";
+      "BatchNormalization, MaxPool, AveragePool, GlobalAveragePool, Clip, Cast";
   return list;
 }
 

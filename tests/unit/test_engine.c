@@ -512,7 +512,8 @@ static void test_names_and_threads(void **state) {
     assert_int_equal(gs_dtype_from_name(gs_dtype_name((gs_dtype_t)t)), t);
   assert_int_equal(gs_dtype_size(GS_DTYPE_FP32), 4);
   assert_int_equal(gs_dtype_from_name("FLOAT"), GS_DTYPE_INVALID);
-  assert_int_equal(gs_engine_op_count(), 21);
+  assert_int_equal(gs_engine_op_count(), 22);
+  assert_string_equal(gs_engine_op_name(21), "Cast");
   assert_string_equal(gs_engine_op_name(20), "Clip");
   assert_string_equal(gs_engine_op_name(0), "MatMul");
   gs_error_t err = {0};

@@ -174,11 +174,212 @@ static void test_bytes_refused(void **state) {
   }
 }
 
+#define ELEM_F16 ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16
+#define ELEM_BF16 ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16
+#define ELEM_F64 ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE
+#define ELEM_U8 ONNX__TENSOR_PROTO__DATA_TYPE__UINT8
+#define ELEM_I8 ONNX__TENSOR_PROTO__DATA_TYPE__INT8
+#define ELEM_I16 ONNX__TENSOR_PROTO__DATA_TYPE__INT16
+#define ELEM_U16 ONNX__TENSOR_PROTO__DATA_TYPE__UINT16
+#define ELEM_U32 ONNX__TENSOR_PROTO__DATA_TYPE__UINT32
+#define ELEM_U64 ONNX__TENSOR_PROTO__DATA_TYPE__UINT64
+#define ELEM_BOOL ONNX__TENSOR_PROTO__DATA_TYPE__BOOL
+
+/* A model x [N] of type from -> Cast(to) -> y, at opset (0: 13). */
+static gs_model_t *cast_model(int from, int to, int opset) {
+  graph_t g = {.n_in = 1, .n_out = 1, .n_nodes = 1, .opset = opset};
+  g.in[0] = info("x", from, 1, (int64_t[]){-1});
+  g.out[0] = info("y", to, 1, (int64_t[]){-1});
+  g.nodes[0] = node("Cast", "cast", "x", "y", attr_i("to", to), NULL);
+  return load(&g);
+}
+
+/* Runs a one-input model (the caller's session) and returns output 0. */
+static const gs_tensor_t *run1(gs_session_t *s, gs_tensor_t in) {
+  gs_error_t err = {0};
+  if (gs_session_run(s, &in, 1, &err) != GS_OK)
+    fail_msg("run failed: %s", err.msg);
+  return gs_session_output(s, 0);
+}
+
+/* Casts n elements of data (type from) to type to; output 0 (the session
+ * stays alive in *sp for the caller to destroy with *mp). */
+static const gs_tensor_t *cast_run(int from, gs_dtype_t from_dt, int to,
+                                   size_t n, const void *data, gs_model_t **mp,
+                                   gs_session_t **sp) {
+  gs_error_t err = {0};
+  *mp = cast_model(from, to, 0);
+  assert_int_equal(gs_session_create(sp, *mp, NULL, &err), GS_OK);
+  return run1(*sp, tensor("x", from_dt, 1, (int64_t[]){(int64_t)n}, data));
+}
+
+#define CAST_CHECK(from, from_dt, to, T, in_vals, want_vals)                   \
+  do {                                                                         \
+    gs_model_t *m_;                                                            \
+    gs_session_t *s_;                                                          \
+    size_t n_ = sizeof(want_vals) / sizeof(want_vals)[0];                      \
+    const gs_tensor_t *o_ =                                                    \
+        cast_run(from, from_dt, to, n_, in_vals, &m_, &s_);                    \
+    assert_int_equal(o_->bytes, n_ * sizeof(T));                               \
+    for (size_t i_ = 0; i_ < n_; i_++)                                         \
+      if (memcmp(&((const T *)o_->data)[i_], &(want_vals)[i_], sizeof(T)))     \
+        fail_msg("%s line %d: element %zu differs", #to, __LINE__, i_);        \
+    gs_session_destroy(s_);                                                    \
+    gs_model_destroy(m_);                                                      \
+  } while (0)
+
+/* FP32 to the other numeric types: FP16 and BF16 round to nearest even
+ * (ties to the even significand, overflow to infinity, subnormals), floats
+ * truncate toward zero into integers and saturate there (NaN gives 0),
+ * BOOL is "not zero". */
+static void test_cast_from_float(void **state) {
+  (void)state;
+  /* 1 + 2^-11 and 1 + 3 * 2^-11 are FP16 ties, 1 + 2^-8 and 1 + 3 * 2^-8
+   * BF16 ones. */
+  const float x[] = {2049.0f,     2051.0f,    65520.0f,       1e-8f,
+                     3e-8f,       -1.5f,      1.00048828125f, 1.00146484375f,
+                     1.00390625f, 1.01171875f};
+  const uint16_t f16[] = {0x6800, 0x6802, 0x7c00, 0x0000, 0x0001,
+                          0xbe00, 0x3c00, 0x3c02, 0x3c04, 0x3c0c};
+  const uint16_t bf16[] = {0x4500, 0x4500, 0x4780, 0x322c, 0x3301,
+                           0xbfc0, 0x3f80, 0x3f80, 0x3f80, 0x3f82};
+  CAST_CHECK(ELEM_F32, GS_DTYPE_FP32, ELEM_F16, uint16_t, x, f16);
+  CAST_CHECK(ELEM_F32, GS_DTYPE_FP32, ELEM_BF16, uint16_t, x, bf16);
+  const float y[] = {-2.7f, 3.9f, NAN, 1e10f, -1e10f, 300.0f, -5.0f, 0.5f};
+  const int32_t i32[] = {-2, 3, 0, INT32_MAX, INT32_MIN, 300, -5, 0};
+  const uint8_t u8[] = {0, 3, 0, 255, 0, 255, 0, 0};
+  const int8_t i8[] = {-2, 3, 0, 127, -128, 127, -5, 0};
+  const uint8_t b[] = {1, 1, 1, 1, 1, 1, 1, 1};
+  const double f64[] = {-2.7f, 3.9f, NAN, 1e10f, -1e10f, 300.0f, -5.0f, 0.5f};
+  CAST_CHECK(ELEM_F32, GS_DTYPE_FP32, ELEM_I32, int32_t, y, i32);
+  CAST_CHECK(ELEM_F32, GS_DTYPE_FP32, ELEM_U8, uint8_t, y, u8);
+  CAST_CHECK(ELEM_F32, GS_DTYPE_FP32, ELEM_I8, int8_t, y, i8);
+  CAST_CHECK(ELEM_F32, GS_DTYPE_FP32, ELEM_BOOL, uint8_t, y, b);
+  CAST_CHECK(ELEM_F32, GS_DTYPE_FP32, ELEM_F64, double, y, f64);
+}
+
+/* Integers: a no-op INT32 cast copies; narrowing wraps (200 -> -56, as
+ * ONNX's spec says); to FP16 rounds to nearest even; FP16 and BF16 widen
+ * exactly. */
+static void test_cast_integers(void **state) {
+  (void)state;
+  const int32_t x[] = {0, -7, 2049, INT32_MAX, INT32_MIN};
+  CAST_CHECK(ELEM_I32, GS_DTYPE_INT32, ELEM_I32, int32_t, x, x);
+  const int64_t big[] = {200, -129, 65536 + 5, 1};
+  const int8_t i8[] = {-56, 127, 5, 1};
+  const uint16_t u16[] = {200, 65407, 5, 1};
+  CAST_CHECK(ELEM_I64, GS_DTYPE_INT64, ELEM_I8, int8_t, big, i8);
+  CAST_CHECK(ELEM_I64, GS_DTYPE_INT64, ELEM_U16, uint16_t, big, u16);
+  const uint16_t f16[] = {0x0000, 0xc700, 0x6800, 0x7c00, 0xfc00};
+  CAST_CHECK(ELEM_I32, GS_DTYPE_INT32, ELEM_F16, uint16_t, x, f16);
+  const float wide[] = {0.0f, -7.0f, 2048.0f, INFINITY, -INFINITY};
+  CAST_CHECK(ELEM_F16, GS_DTYPE_FP16, ELEM_F32, float, f16, wide);
+  const uint16_t bf[] = {0x3f80, 0xc0e0, 0x0001};
+  const float bf_wide[] = {1.0f, -7.0f, 9.18354962e-41f};
+  CAST_CHECK(ELEM_BF16, GS_DTYPE_BF16, ELEM_F32, float, bf, bf_wide);
+  const uint64_t u64[] = {UINT64_MAX, 3};
+  const double u64_f[] = {18446744073709551616.0, 3.0};
+  CAST_CHECK(ELEM_U64, GS_DTYPE_UINT64, ELEM_F64, double, u64, u64_f);
+}
+
+/* Numbers to STRING as ONNX Runtime writes them (integers in decimal,
+ * floats "%.8g", NaN, INF, -INF), and back: leading space skipped, text
+ * after the number ignored, "100.5" to an integer is 100. */
+static void test_cast_strings(void **state) {
+  (void)state;
+  gs_model_t *m;
+  gs_session_t *s;
+  const int32_t ints[] = {-5, 0, 123456789};
+  expect_bytes(cast_run(ELEM_I32, GS_DTYPE_INT32, ELEM_STR, 3, ints, &m, &s), 3,
+               (const char *const[]){"-5", "0", "123456789"});
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+  const float f[] = {0.1f, 0.60484552f, NAN, INFINITY, -INFINITY, -2.5e-7f};
+  expect_bytes(cast_run(ELEM_F32, GS_DTYPE_FP32, ELEM_STR, 6, f, &m, &s), 6,
+               (const char *const[]){"0.1", "0.60484552", "NaN", "INF", "-INF",
+                                     "-2.5e-07"});
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+  const uint8_t bools[] = {1, 0};
+  expect_bytes(cast_run(ELEM_BOOL, GS_DTYPE_BOOL, ELEM_STR, 2, bools, &m, &s),
+               2, (const char *const[]){"1", "0"});
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+
+  static const char *const texts[] = {" 42", "-7", "100.5", "12abc"};
+  m = cast_model(ELEM_STR, ELEM_I32, 0);
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  const gs_tensor_t *o =
+      run1(s, bytes_tensor("x", 1, (int64_t[]){4}, 4, texts));
+  const int32_t want[] = {42, -7, 100, 12};
+  assert_memory_equal(o->data, want, sizeof want);
+  static const char *const bad[] = {"1", "2", "abc"};
+  gs_tensor_t in = bytes_tensor("x", 1, (int64_t[]){3}, 3, bad);
+  assert_int_equal(gs_session_run(s, &in, 1, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "'cast' (Cast)"));
+  assert_non_null(strstr(err.msg, "element 2, 'abc'"));
+  static const char *const huge[] = {"99999999999999999999"};
+  in = bytes_tensor("x", 1, (int64_t[]){1}, 1, huge);
+  assert_int_equal(gs_session_run(s, &in, 1, &err), GS_EINVAL);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+
+  static const char *const reals[] = {"1e-5", "inf", "-NaN", "0.5"};
+  m = cast_model(ELEM_STR, ELEM_F16, 0);
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  o = run1(s, bytes_tensor("x", 1, (int64_t[]){4}, 4, reals));
+  const uint16_t *h = o->data;
+  assert_int_equal(h[0], 0x00a8); /* 1e-5: a subnormal, rounded */
+  assert_int_equal(h[1], 0x7c00);
+  assert_true((h[2] & 0x7c00) == 0x7c00 && (h[2] & 0x3ff));
+  assert_int_equal(h[3], 0x3800);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* Cast's load checks: 'to' is required; FP8 targets are refused by name;
+ * STRING needs opset 9 and BFLOAT16 opset 13. */
+static void test_cast_refused(void **state) {
+  (void)state;
+  static const struct {
+    int from, to, opset;
+    const char *want;
+  } cases[] = {
+      {ELEM_F32, 17, 0, "FLOAT8E4M3FN"},
+      {ELEM_F32, ELEM_STR, 8, "opset 9"},
+      {ELEM_BF16, ELEM_F32, 12, "opset 13"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    graph_t g = {.n_in = 1, .n_out = 1, .n_nodes = 1, .opset = cases[i].opset};
+    g.in[0] = info("x", cases[i].from, 1, (int64_t[]){2});
+    g.out[0] = info("y", ELEM_F32, 1, (int64_t[]){2});
+    g.nodes[0] = node("Cast", "c", "x", "y", attr_i("to", cases[i].to), NULL);
+    gs_model_t *m = NULL;
+    gs_error_t err = {0};
+    assert_int_not_equal(try_load(&g, &m, &err), GS_OK);
+    if (!strstr(err.msg, cases[i].want) || !strstr(err.msg, "'c' (Cast)"))
+      fail_msg("case %zu: %s", i, err.msg);
+  }
+  graph_t g = {.n_in = 1, .n_out = 1, .n_nodes = 1};
+  g.in[0] = info("x", ELEM_F32, 1, (int64_t[]){2});
+  g.out[0] = info("y", ELEM_F32, 1, (int64_t[]){2});
+  g.nodes[0] = node("Cast", "c", "x", "y", NULL);
+  gs_model_t *m = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(try_load(&g, &m, &err), GS_EPARSE);
+  assert_non_null(strstr(err.msg, "'to' is required"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_bytes_moves, free_kept),
       cmocka_unit_test_teardown(test_bytes_bad_input, free_kept),
       cmocka_unit_test_teardown(test_bytes_refused, free_kept),
+      cmocka_unit_test_teardown(test_cast_from_float, free_kept),
+      cmocka_unit_test_teardown(test_cast_integers, free_kept),
+      cmocka_unit_test_teardown(test_cast_strings, free_kept),
+      cmocka_unit_test_teardown(test_cast_refused, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
