@@ -175,11 +175,17 @@ static int input_data(const Inference__ModelInferRequest *m, size_t i,
     *bytes = 0;
   }
   if (dt == GS_DTYPE_INVALID)
-    return GS_OK;           /* the router names the datatype in its error */
+    return GS_OK; /* the router names the datatype in its error */
+  if (dt == GS_DTYPE_BYTES && !shape_count(in->shape, in->n_shape, &want))
+    return BAD(err, "input '%s': its shape is too large", in->name);
+  if (dt == GS_DTYPE_BYTES && in->contents &&
+      in->contents->n_bytes_contents != want)
+    return BAD(err,
+               "input '%s': %zu elements in bytes_contents, but its shape "
+               "needs %zu",
+               in->name, in->contents->n_bytes_contents, want);
   if (dt == GS_DTYPE_BYTES) /* elements carry their lengths */
-    return shape_count(in->shape, in->n_shape, &want)
-               ? gs__bytes_check(*data, *bytes, want, "input", in->name, err)
-               : BAD(err, "input '%s': its shape is too large", in->name);
+    return gs__bytes_check(*data, *bytes, want, "input", in->name, err);
   if (!shape_count(in->shape, in->n_shape, &want) || *bytes != want * es)
     return BAD(err,
                "input '%s': %zu bytes of data, but shape and datatype %s "
