@@ -9,6 +9,7 @@ or Python models; these have the same names, inputs and outputs):
                         builds its string add/sub models; max_batch_size 8.
   OUT/simple_identity   INPUT0 STRING [-1, -1] -> Identity -> OUTPUT0;
                         max_batch_size 8 (Triton's is a Python model).
+  OUT/identity_batched  the same with dynamic batching (100 ms queue delay).
   OUT/simple_cls        INPUT0 FP32 [-1, 6] -> Identity -> OUTPUT0 (labels
                         from labels.txt), INPUT1 INT32 [-1, 6] -> Identity ->
                         OUTPUT1 (no labels); max_batch_size 8: the
@@ -75,15 +76,15 @@ output [
          [io("OUTPUT0"), io("OUTPUT1")], config)
 
 
-def simple_identity(out):
+def simple_identity(out, name="simple_identity", batching=""):
     s = TensorProto.STRING
-    config = """name: "simple_identity"
+    config = """name: "%s"
 platform: "onnxruntime_onnx"
 max_batch_size: 8
 input [{ name: "INPUT0" data_type: TYPE_STRING dims: [ -1 ] }]
 output [{ name: "OUTPUT0" data_type: TYPE_STRING dims: [ -1 ] }]
-"""
-    save(out, "simple_identity",
+%s""" % (name, batching)
+    save(out, name,
          [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
          [tensor("INPUT0", s, ["N", "L"])], [tensor("OUTPUT0", s, ["N", "L"])],
          config)
@@ -120,6 +121,8 @@ def main():
     args = ap.parse_args()
     simple_string(args.out)
     simple_identity(args.out)
+    simple_identity(args.out, "identity_batched",
+                    "dynamic_batching { max_queue_delay_microseconds: 100000 }\n")
     simple_cls(args.out)
 
 

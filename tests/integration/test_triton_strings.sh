@@ -4,7 +4,8 @@
 # Triton's string examples and image_client's --classes do: simple_string
 # (STRING add/sub through Cast) with HTTP binary and JSON inputs and gRPC;
 # simple_identity with a NUL character, binary blobs and non-UTF-8 bytes
-# (which JSON cannot carry: 400 naming the element); gRPC bytes_contents;
+# (which JSON cannot carry: 400 naming the element); a dynamic batch of
+# BYTES rows split back per request; gRPC bytes_contents;
 # element lengths running past the tensor and counts not matching the shape
 # (400 naming input and element); class_count over HTTP and gRPC with a
 # labels file; duplicate requested outputs (400 / INVALID_ARGUMENT).
@@ -29,7 +30,7 @@ fi
 gport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker --grpc-port "$gport" --metrics-port 0 --threads 2
 for _ in $(seq 100); do grep -q 'listening for gRPC' "$tmp/log" && break; sleep 0.1; done
-for m in simple_string simple_identity simple_cls; do
+for m in simple_string simple_identity identity_batched simple_cls; do
   grep -q "model '$m' is ready" "$tmp/log" || { echo "FAIL: $m not ready"; cat "$tmp/log"; exit 1; }
 done
 "$venv/bin/python" "$GS_SOURCE_DIR/tests/integration/triton_strings.py" "$port" "$gport" || exit 1

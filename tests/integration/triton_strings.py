@@ -79,6 +79,33 @@ for a in arrays:
     assert r.shape == a.shape and (r == a).all(), r
 print("ok: BYTES identity over HTTP binary, HTTP JSON and gRPC raw")
 
+# a dynamic batch of BYTES rows of different lengths, split back per request
+import threading
+rows = [np.array([[b"a" * 50, b"b"]], dtype=np.object_),
+        np.array([[b"c", b"dd"], [b"e", b"f" * 30]], dtype=np.object_),
+        np.array([[b"", b"xyz"]], dtype=np.object_)]
+results = {}
+def batched(k, a):
+    c = http.InferenceServerClient(url="127.0.0.1:" + hport)
+    i = http.InferInput("INPUT0", list(a.shape), "BYTES")
+    i.set_data_from_numpy(a)
+    o = http.InferRequestedOutput("OUTPUT0", binary_data=k % 2 == 0)
+    try:
+        r = c.infer("identity_batched", [i], outputs=[o]).as_numpy("OUTPUT0")
+        r = np.array([v.encode() if isinstance(v, str) else v for v in r.flatten()],
+                     dtype=np.object_).reshape(r.shape)
+        results[k] = True if r.shape == a.shape and (r == a).all() else repr(r)
+    except InferenceServerException as e:
+        results[k] = str(e)
+threads = [threading.Thread(target=batched, args=(k, a)) for k, a in enumerate(rows)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert all(v is True for v in results.values()) and len(results) == 3, results
+st = h.get_inference_statistics("identity_batched")["model_stats"][0]
+assert st["execution_count"] < 3, st
+print("ok: a dynamic batch of BYTES rows split back per request (%d executions)"
+      % st["execution_count"])
+
 # not UTF-8: JSON refuses naming the element, binary and gRPC carry it
 bad = np.array([[b"ok", b"\xff\xfe"]], dtype=np.object_)
 i = http.InferInput("INPUT0", [1, 2], "BYTES")

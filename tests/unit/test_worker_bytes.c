@@ -9,7 +9,9 @@
  * "classification": N is the top N per batch row as "value:index[:label]"
  * BYTES, shape [rows, N] (N at most the row's elements), values printed as
  * std::to_string does (%f for FP32); the same output asked for twice is
- * 400 "output 'X' already exists in request", as Triton answers. */
+ * 400 "output 'X' already exists in request", as Triton answers. A dynamic
+ * batch of BYTES rows splits back per request by elements, and pads with
+ * empty strings. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -407,6 +409,37 @@ static void test_grpc_bytes_contents(void **state) {
   gs__grpc_infer_release(&gi);
 }
 
+/* A batch of BYTES rows splits back per request by elements, not by an
+ * even share of the bytes; padding rows are empty strings. */
+static void test_batched_strings_split_and_pad(void **state) {
+  (void)state;
+  /* rows: ["a"*5, "b"], ["", "cc"], ["d", ""] */
+  static const uint8_t all[] = {
+      5, 0, 0, 0, 'a', 'a', 'a', 'a', 'a', 1, 0, 0,   0, 'b', 0, 0, 0,
+      0, 2, 0, 0, 0,   'c', 'c', 1,   0,   0, 0, 'd', 0, 0,   0, 0};
+  gs_tensor_t out = {"OUTPUT0", GS_DTYPE_BYTES, 2, {3, 2}, all, sizeof all};
+  gs_tensor_t slice;
+  gs_error_t err = {0};
+  assert_int_equal(gs__batch_split(&slice, &out, 1, 1, 2, 3, &err), GS_OK);
+  assert_int_equal(slice.shape[0], 2);
+  assert_ptr_equal(slice.data, all + 14);
+  assert_int_equal(slice.bytes, sizeof all - 14);
+  assert_int_equal(gs__batch_split(&slice, &out, 1, 0, 1, 3, &err), GS_OK);
+  assert_int_equal(slice.bytes, 14);
+  /* padded from 3 rows to 4: 2 more empty elements, 8 zero bytes */
+  void *buf = malloc(sizeof all);
+  memcpy(buf, all, sizeof all);
+  gs_tensor_t padded = out;
+  padded.data = buf;
+  assert_int_equal(gs__batch_pad(&padded, &buf, 1, 3, 4, &err), GS_OK);
+  assert_int_equal(padded.shape[0], 4);
+  assert_int_equal(padded.bytes, sizeof all + 8);
+  assert_int_equal(
+      gs__bytes_check(padded.data, padded.bytes, 8, "output", "OUTPUT0", &err),
+      GS_OK);
+  free(buf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_strings_decode),
@@ -417,6 +450,7 @@ int main(void) {
       cmocka_unit_test(test_classification_top_n_per_row),
       cmocka_unit_test(test_labels_from_config),
       cmocka_unit_test(test_grpc_bytes_contents),
+      cmocka_unit_test(test_batched_strings_split_and_pad),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
