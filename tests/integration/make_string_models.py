@@ -9,7 +9,10 @@ or Python models; these have the same names, inputs and outputs):
                         builds its string add/sub models; max_batch_size 8.
   OUT/simple_identity   INPUT0 STRING [-1, -1] -> Identity -> OUTPUT0;
                         max_batch_size 8 (Triton's is a Python model).
-  OUT/identity_batched  the same with dynamic batching (100 ms queue delay).
+  OUT/identity_batched  the same, [-1, 2], with dynamic batching (100 ms
+                        queue delay) and every batch size planned at load
+                        (gpuslice's warmup parameter; batches padded to
+                        them with empty strings).
   OUT/simple_cls        INPUT0 FP32 [-1, 6] -> Identity -> OUTPUT0 (labels
                         from labels.txt), INPUT1 INT32 [-1, 6] -> Identity ->
                         OUTPUT1 (no labels); max_batch_size 8: the
@@ -76,18 +79,18 @@ output [
          [io("OUTPUT0"), io("OUTPUT1")], config)
 
 
-def simple_identity(out, name="simple_identity", batching=""):
+def simple_identity(out, name="simple_identity", width=-1, batching=""):
     s = TensorProto.STRING
     config = """name: "%s"
 platform: "onnxruntime_onnx"
 max_batch_size: 8
-input [{ name: "INPUT0" data_type: TYPE_STRING dims: [ -1 ] }]
-output [{ name: "OUTPUT0" data_type: TYPE_STRING dims: [ -1 ] }]
-%s""" % (name, batching)
+input [{ name: "INPUT0" data_type: TYPE_STRING dims: [ %d ] }]
+output [{ name: "OUTPUT0" data_type: TYPE_STRING dims: [ %d ] }]
+%s""" % (name, width, width, batching)
+    dims = ["N", "L" if width < 0 else width]
     save(out, name,
          [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
-         [tensor("INPUT0", s, ["N", "L"])], [tensor("OUTPUT0", s, ["N", "L"])],
-         config)
+         [tensor("INPUT0", s, dims)], [tensor("OUTPUT0", s, dims)], config)
 
 
 def simple_cls(out):
@@ -121,8 +124,9 @@ def main():
     args = ap.parse_args()
     simple_string(args.out)
     simple_identity(args.out)
-    simple_identity(args.out, "identity_batched",
-                    "dynamic_batching { max_queue_delay_microseconds: 100000 }\n")
+    simple_identity(args.out, "identity_batched", 2,
+                    "dynamic_batching { max_queue_delay_microseconds: 100000 }\n"
+                    "parameters { key: \"warmup\" value: { string_value: \"true\" } }\n")
     simple_cls(args.out)
 
 
