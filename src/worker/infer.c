@@ -311,6 +311,8 @@ static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
   bool var = t->dtype == GS_DTYPE_BYTES; /* elements carry their lengths */
   if (!size)
     rc = decode_json_data(req, t, json_object_get(jin, "data"), count, err);
+  else if (var && (!json_is_integer(size) || json_integer_value(size) < 0))
+    rc = BAD(err, "input '%s': binary_data_size must be a byte count", name);
   else if (!json_is_integer(size) || json_integer_value(size) < 0 ||
            (!var && (size_t)json_integer_value(size) !=
                         count * gs_dtype_size(t->dtype)))
@@ -396,6 +398,11 @@ static int decode_raw(gs__infer_request_t *req, const gs__model_io_t *io,
   gs_tensor_t *t = &req->inputs[0];
   size_t es = gs_dtype_size(info->dtype), fixed = es;
   int var = -1;
+  if (info->dtype == GS_DTYPE_BYTES)
+    return BAD(err,
+               "input '%s' is BYTES, whose shape a raw body cannot give: "
+               "send a JSON header (Inference-Header-Content-Length > 0)",
+               info->name);
   if (info->rank < 0 || es == 0)
     return BAD(err, "input '%s' has no declared shape for a raw body",
                info->name);

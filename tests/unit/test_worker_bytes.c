@@ -121,6 +121,20 @@ static void test_binary_strings_checked(void **state) {
                    400);
   assert_non_null(strstr(err.msg, "'INPUT0': element 1 has no 4-byte length"));
   gs__infer_request_release(&req);
+  /* a raw body (header length 0) cannot give a BYTES input's shape */
+  static const gs__model_io_t one_str = {"one", "1", 1, 1, str_in, str_out};
+  assert_int_equal(
+      decode_str(&one_str, (const char *)ok, sizeof ok, 0, &req, &err), 400);
+  assert_non_null(strstr(err.msg, "'INPUT0' is BYTES, whose shape a raw body "
+                                  "cannot give"));
+  gs__infer_request_release(&req);
+  const char *no_size = "{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,2],"
+                        "\"datatype\":\"BYTES\",\"parameters\":{"
+                        "\"binary_data_size\":\"9\"}}" IN1 "]}";
+  assert_int_equal(decode_str(&strings, no_size, 0, -1, &req, &err), 400);
+  assert_string_equal(err.msg,
+                      "input 'INPUT0': binary_data_size must be a byte count");
+  gs__infer_request_release(&req);
   /* bytes left after the two elements */
   const uint8_t extra[] = {0, 0, 0, 0, 0, 0, 0, 0, 'z'};
   len = binary_body(body, extra, sizeof extra);
