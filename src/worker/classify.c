@@ -15,6 +15,7 @@
 
 struct gs__labels_s {
   char *text[GS__INFER_MAX_TENSORS]; /* the file, each line NUL-ended */
+  char *file[GS__INFER_MAX_TENSORS]; /* label_filename as configured */
   char **lines[GS__INFER_MAX_TENSORS];
   size_t n_lines[GS__INFER_MAX_TENSORS];
 };
@@ -25,6 +26,7 @@ void gs__labels_destroy(gs__labels_t *labels) {
   for (size_t i = 0; i < GS__INFER_MAX_TENSORS; i++) {
     free(labels->text[i]);
     free(labels->lines[i]);
+    free(labels->file[i]);
   }
   free(labels);
 }
@@ -36,6 +38,10 @@ const char *gs__labels_get(const gs__labels_t *labels, size_t output,
     return NULL;
   const char *l = labels->lines[output][index];
   return l[0] ? l : NULL;
+}
+
+const char *gs__labels_file(const gs__labels_t *labels, size_t output) {
+  return labels && output < GS__INFER_MAX_TENSORS ? labels->file[output] : NULL;
 }
 
 /* Splits text in place into lines as std::getline does: "\n" ends a line,
@@ -80,7 +86,8 @@ static int read_labels(gs__labels_t *labels, size_t k, const char *dir,
   if (rc == GS_OK) {
     size_t len = 0;
     labels->text[k] = gs_buf_take(&b, &len);
-    if (split_lines(labels, k, labels->text[k], len) != GS_OK)
+    if (!(labels->file[k] = strdup(file)) ||
+        split_lines(labels, k, labels->text[k], len) != GS_OK)
       rc = gs_error_set(err, GS_ENOMEM, "out of memory");
   }
   gs_buf_free(&b);

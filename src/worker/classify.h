@@ -22,6 +22,9 @@ void gs__labels_destroy(gs__labels_t *labels);
 const char *gs__labels_get(const gs__labels_t *labels, size_t output,
                            size_t index);
 
+/* Output `output`'s label_filename (as config.pbtxt gives it), or NULL. */
+const char *gs__labels_file(const gs__labels_t *labels, size_t output);
+
 /* outputs (model order) as they are encoded for req: each output asked for
  * with a class count becomes a BYTES tensor of shape [rows, count] (or
  * [count] when req->batch_first_dim is false) whose data is owned[i]; the

@@ -19,6 +19,17 @@ def expect_error(text, fn, *a, **kw):
         return str(e)
     raise SystemExit("no error, wanted: " + text)
 
+# configs as Triton shows them: TYPE_STRING, the output's label_filename
+cfg = h.get_model_config("simple_string")
+assert [t["data_type"] for t in cfg["input"] + cfg["output"]] == ["TYPE_STRING"] * 4, cfg
+gcfg = g.get_model_config("simple_string", as_json=True)["config"]
+assert [t["data_type"] for t in gcfg["input"]] == ["TYPE_STRING"] * 2, gcfg
+assert h.get_model_metadata("simple_string")["inputs"][0]["datatype"] == "BYTES"
+cfg = h.get_model_config("simple_cls")
+assert cfg["output"][0]["label_filename"] == "labels.txt", cfg
+assert "label_filename" not in cfg["output"][1], cfg
+print("ok: configs show TYPE_STRING (HTTP and gRPC) and label_filename")
+
 # simple_string as Triton's simple_{http,grpc}_string_infer_client call it:
 # [1,16] strings of integers, INPUT0 binary and INPUT1 JSON over HTTP
 in0 = np.arange(16, dtype=np.int32).reshape(1, 16)
