@@ -1,6 +1,8 @@
 /* Element-wise kernels: the four arithmetic ops with numpy broadcasting,
- * the activations, and Softmax. Integer arithmetic wraps, as ONNX Runtime's
- * does, rather than being undefined; integer division by zero is an error. */
+ * the activations, Clip and Softmax, over every type ONNX gives them (FP16
+ * and BF16 computed in FP32 and rounded to nearest even). Integer
+ * arithmetic wraps, as ONNX Runtime's does, rather than being undefined;
+ * integer division by zero is an error. */
 #include <math.h>
 #include <string.h>
 
@@ -35,44 +37,65 @@ typedef bool (*row_fn)(const void *a, size_t sa, const void *b, size_t sb,
     return false;                                                              \
   o[i] = (T)(x / y)
 
-ROW(add_f32, float, o[i] = x + y)
-ROW(sub_f32, float, o[i] = x - y)
-ROW(mul_f32, float, o[i] = x * y)
-ROW(div_f32, float, o[i] = x / y)
-ROW(add_i32, int32_t, WRAP(int32_t, uint32_t, +))
-ROW(sub_i32, int32_t, WRAP(int32_t, uint32_t, -))
-ROW(mul_i32, int32_t, WRAP(int32_t, uint32_t, *))
-ROW(div_i32, int32_t, SDIV(int32_t, INT32_MIN))
-ROW(add_i64, int64_t, WRAP(int64_t, uint64_t, +))
-ROW(sub_i64, int64_t, WRAP(int64_t, uint64_t, -))
-ROW(mul_i64, int64_t, WRAP(int64_t, uint64_t, *))
-ROW(div_i64, int64_t, SDIV(int64_t, INT64_MIN))
-ROW(add_u8, uint8_t, o[i] = (uint8_t)(x + y))
-ROW(sub_u8, uint8_t, o[i] = (uint8_t)(x - y))
-ROW(mul_u8, uint8_t, o[i] = (uint8_t)(x * y))
-ROW(div_u8, uint8_t, UDIV(uint8_t))
+/* FP16 and BF16: computed in FP32, rounded to nearest even. */
+#define H(v) gs__half_to_float(v)
+#define B(v) gs__bf16_to_float(v)
+
+#define FLOAT_ROWS(sfx, T, IN, OUT)                                            \
+  ROW(add_##sfx, T, o[i] = OUT(IN(x) + IN(y)))                                 \
+  ROW(sub_##sfx, T, o[i] = OUT(IN(x) - IN(y)))                                 \
+  ROW(mul_##sfx, T, o[i] = OUT(IN(x) * IN(y)))                                 \
+  ROW(div_##sfx, T, o[i] = OUT(IN(x) / IN(y)))
+#define SIGNED_ROWS(sfx, T, U, MIN)                                            \
+  ROW(add_##sfx, T, WRAP(T, U, +))                                             \
+  ROW(sub_##sfx, T, WRAP(T, U, -))                                             \
+  ROW(mul_##sfx, T, WRAP(T, U, *))                                             \
+  ROW(div_##sfx, T, SDIV(T, MIN))
+#define UNSIGNED_ROWS(sfx, T)                                                  \
+  ROW(add_##sfx, T, o[i] = (T)(x + y))                                         \
+  ROW(sub_##sfx, T, o[i] = (T)(x - y))                                         \
+  ROW(mul_##sfx, T, o[i] = (T)((uint64_t)x * y))                               \
+  ROW(div_##sfx, T, UDIV(T))
+#define SAME(v) (v)
+
+FLOAT_ROWS(f32, float, SAME, SAME)
+FLOAT_ROWS(f64, double, SAME, SAME)
+FLOAT_ROWS(f16, uint16_t, H, gs__float_to_half)
+FLOAT_ROWS(bf16, uint16_t, B, gs__float_to_bf16)
+SIGNED_ROWS(i8, int8_t, uint32_t, INT8_MIN)
+SIGNED_ROWS(i16, int16_t, uint32_t, INT16_MIN)
+SIGNED_ROWS(i32, int32_t, uint32_t, INT32_MIN)
+SIGNED_ROWS(i64, int64_t, uint64_t, INT64_MIN)
+UNSIGNED_ROWS(u8, uint8_t)
+UNSIGNED_ROWS(u16, uint16_t)
+UNSIGNED_ROWS(u32, uint32_t)
+UNSIGNED_ROWS(u64, uint64_t)
+
+#define ROWS(sfx)                                                              \
+  { add_##sfx, sub_##sfx, mul_##sfx, div_##sfx }
 
 static row_fn row_for(gs__op_code_t op, gs_dtype_t t) {
-  static const row_fn table[4][4] = {
-      {add_f32, sub_f32, mul_f32, div_f32},
-      {add_i32, sub_i32, mul_i32, div_i32},
-      {add_i64, sub_i64, mul_i64, div_i64},
-      {add_u8, sub_u8, mul_u8, div_u8},
+  /* In gs_dtype_t order, BOOL first (never checked in: no row). */
+  static const row_fn table[][4] = {
+      {NULL, NULL, NULL, NULL},
+      ROWS(u8),
+      ROWS(u16),
+      ROWS(u32),
+      ROWS(u64),
+      ROWS(i8),
+      ROWS(i16),
+      ROWS(i32),
+      ROWS(i64),
+      ROWS(f16),
+      ROWS(f32),
+      ROWS(f64),
+      ROWS(bf16),
   };
   int col = op == GS__OP_ADD   ? 0
             : op == GS__OP_SUB ? 1
             : op == GS__OP_MUL ? 2
                                : 3;
-  switch (t) {
-  case GS_DTYPE_FP32:
-    return table[0][col];
-  case GS_DTYPE_INT32:
-    return table[1][col];
-  case GS_DTYPE_INT64:
-    return table[2][col];
-  default:
-    return table[3][col];
-  }
+  return table[t - GS_DTYPE_BOOL][col];
 }
 
 /* Element strides of x broadcast to out's shape: 0 along stretched dims. */
@@ -137,38 +160,116 @@ static float sigmoid(float x) {
   return e / (1.0f + e);
 }
 
+static double sigmoid_f64(double x) {
+  if (x >= 0)
+    return 1.0 / (1.0 + exp(-x));
+  double e = exp(x);
+  return e / (1.0 + e);
+}
+
+static float unary_f32(gs__op_code_t op, float x) {
+  return op == GS__OP_RELU      ? (x > 0.0f ? x : 0.0f)
+         : op == GS__OP_SIGMOID ? sigmoid(x)
+                                : tanhf(x);
+}
+
+static double unary_f64(gs__op_code_t op, double x) {
+  return op == GS__OP_RELU      ? (x > 0.0 ? x : 0.0)
+         : op == GS__OP_SIGMOID ? sigmoid_f64(x)
+                                : tanh(x);
+}
+
+#define UNARY_LOOP(T, EXPR)                                                    \
+  do {                                                                         \
+    const T *x = in[0].data;                                                   \
+    T *y = out->data;                                                          \
+    for (size_t i = 0; i < count; i++)                                         \
+      y[i] = EXPR;                                                             \
+  } while (0)
+
+/* Relu, Sigmoid and Tanh; integers (Relu only) in their own type, FP16
+ * and BF16 through FP32. */
 int gs__run_unary(const gs__node_t *n, const gs__tensor_t *in,
                   gs__tensor_t *out, gs_error_t *err) {
   (void)err;
   size_t count = out->count;
-  if (out->dtype == GS_DTYPE_INT32) {
-    const int32_t *x = in[0].data;
-    int32_t *y = out->data;
-    for (size_t i = 0; i < count; i++)
-      y[i] = x[i] > 0 ? x[i] : 0;
-    return GS_OK;
-  }
-  if (out->dtype == GS_DTYPE_INT64) {
-    const int64_t *x = in[0].data;
-    int64_t *y = out->data;
-    for (size_t i = 0; i < count; i++)
-      y[i] = x[i] > 0 ? x[i] : 0;
-    return GS_OK;
-  }
-  const float *x = in[0].data;
-  float *y = out->data;
-  switch (n->op->code) {
-  case GS__OP_RELU:
-    for (size_t i = 0; i < count; i++)
-      y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  gs__op_code_t op = n->op->code;
+  switch (out->dtype) {
+  case GS_DTYPE_INT8:
+    UNARY_LOOP(int8_t, x[i] > 0 ? x[i] : 0);
     break;
-  case GS__OP_SIGMOID:
-    for (size_t i = 0; i < count; i++)
-      y[i] = sigmoid(x[i]);
+  case GS_DTYPE_INT16:
+    UNARY_LOOP(int16_t, x[i] > 0 ? x[i] : 0);
+    break;
+  case GS_DTYPE_INT32:
+    UNARY_LOOP(int32_t, x[i] > 0 ? x[i] : 0);
+    break;
+  case GS_DTYPE_INT64:
+    UNARY_LOOP(int64_t, x[i] > 0 ? x[i] : 0);
+    break;
+  case GS_DTYPE_FP16:
+    UNARY_LOOP(uint16_t, gs__float_to_half(unary_f32(op, H(x[i]))));
+    break;
+  case GS_DTYPE_BF16:
+    UNARY_LOOP(uint16_t, gs__float_to_bf16(unary_f32(op, B(x[i]))));
+    break;
+  case GS_DTYPE_FP64:
+    UNARY_LOOP(double, unary_f64(op, x[i]));
     break;
   default:
-    for (size_t i = 0; i < count; i++)
-      y[i] = tanhf(x[i]);
+    UNARY_LOOP(float, unary_f32(op, x[i]));
+    break;
+  }
+  return GS_OK;
+}
+
+#define CLIP_LOOP(T, C, LO, HI, IN, OUT)                                       \
+  do {                                                                         \
+    const T *x = in[0].data;                                                   \
+    T *y = out->data;                                                          \
+    C lo = (LO), hi = (HI);                                                    \
+    if (n->n_in > 1 && in[1].data)                                             \
+      lo = IN(*(const T *)in[1].data);                                         \
+    if (n->n_in > 2 && in[2].data)                                             \
+      hi = IN(*(const T *)in[2].data);                                         \
+    for (size_t i = 0; i < out->count; i++) {                                  \
+      C v = IN(x[i]) < lo ? lo : IN(x[i]);                                     \
+      y[i] = OUT(v > hi ? hi : v);                                             \
+    }                                                                          \
+  } while (0)
+
+/* Clip: bounds from the attributes (before opset 11, floats) or from the
+ * optional inputs; FP16 and BF16 compared in FP32 (a result is an input
+ * value or a bound, so exact). NaN passes through. */
+int gs__run_clip(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
+                 gs_error_t *err) {
+  (void)err;
+  float amin = n->p.act_min, amax = n->p.act_max;
+  switch (out->dtype) {
+#define INT_CLIP(dt, T, MIN, MAX)                                              \
+  case GS_DTYPE_##dt:                                                          \
+    CLIP_LOOP(T, T, MIN, MAX, SAME, SAME);                                     \
+    break;
+    INT_CLIP(INT8, int8_t, INT8_MIN, INT8_MAX)
+    INT_CLIP(INT16, int16_t, INT16_MIN, INT16_MAX)
+    INT_CLIP(INT32, int32_t, INT32_MIN, INT32_MAX)
+    INT_CLIP(INT64, int64_t, INT64_MIN, INT64_MAX)
+    INT_CLIP(UINT8, uint8_t, 0, UINT8_MAX)
+    INT_CLIP(UINT16, uint16_t, 0, UINT16_MAX)
+    INT_CLIP(UINT32, uint32_t, 0, UINT32_MAX)
+    INT_CLIP(UINT64, uint64_t, 0, UINT64_MAX)
+#undef INT_CLIP
+  case GS_DTYPE_FP16:
+    CLIP_LOOP(uint16_t, float, amin, amax, H, gs__float_to_half);
+    break;
+  case GS_DTYPE_BF16:
+    CLIP_LOOP(uint16_t, float, amin, amax, B, gs__float_to_bf16);
+    break;
+  case GS_DTYPE_FP64:
+    CLIP_LOOP(double, double, amin, amax, SAME, SAME);
+    break;
+  default:
+    CLIP_LOOP(float, float, amin, amax, SAME, SAME);
     break;
   }
   return GS_OK;

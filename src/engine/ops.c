@@ -157,11 +157,56 @@ int gs__check_types(const gs__node_t *n, const gs_dtype_t *in, unsigned n_check,
   return check_types(n, in, n_check, allowed, err);
 }
 
-static const gs_dtype_t arith_types[] = {GS_DTYPE_FP32, GS_DTYPE_INT32,
-                                         GS_DTYPE_INT64, GS_DTYPE_UINT8,
-                                         GS_DTYPE_INVALID};
-static const gs_dtype_t relu_types[] = {GS_DTYPE_FP32, GS_DTYPE_INT32,
-                                        GS_DTYPE_INT64, GS_DTYPE_INVALID};
+/* The elementwise ops' types as ONNX's schemas give them, by opset: the
+ * arithmetic ops take 32/64-bit integers and floats, BF16 from opset 13,
+ * 8/16-bit integers from 14; Relu takes floats, BF16 from 13, signed
+ * integers from 14; Sigmoid and Tanh take floats, BF16 from 13. */
+#define FLOATS GS_DTYPE_FP16, GS_DTYPE_FP32, GS_DTYPE_FP64
+#define WIDE_INTS                                                              \
+  GS_DTYPE_INT32, GS_DTYPE_INT64, GS_DTYPE_UINT32, GS_DTYPE_UINT64
+#define NARROW_INTS                                                            \
+  GS_DTYPE_INT8, GS_DTYPE_INT16, GS_DTYPE_UINT8, GS_DTYPE_UINT16
+static const gs_dtype_t arith_types[3][13] = {
+    {FLOATS, WIDE_INTS, GS_DTYPE_INVALID},
+    {FLOATS, GS_DTYPE_BF16, WIDE_INTS, GS_DTYPE_INVALID},
+    {FLOATS, GS_DTYPE_BF16, WIDE_INTS, NARROW_INTS, GS_DTYPE_INVALID}};
+static const gs_dtype_t relu_types[3][9] = {
+    {FLOATS, GS_DTYPE_INVALID},
+    {FLOATS, GS_DTYPE_BF16, GS_DTYPE_INVALID},
+    {FLOATS, GS_DTYPE_BF16, GS_DTYPE_INT8, GS_DTYPE_INT16, GS_DTYPE_INT32,
+     GS_DTYPE_INT64, GS_DTYPE_INVALID}};
+static const gs_dtype_t act_types[3][5] = {
+    {FLOATS, GS_DTYPE_INVALID},
+    {FLOATS, GS_DTYPE_BF16, GS_DTYPE_INVALID},
+    {FLOATS, GS_DTYPE_BF16, GS_DTYPE_INVALID}};
+
+static bool type_in(const gs_dtype_t *list, gs_dtype_t t) {
+  for (; *list; list++)
+    if (*list == t)
+      return true;
+  return false;
+}
+
+/* check_types against the list for the model's opset (13 and 14 are where
+ * types were added); a type a later opset allows says so. */
+static int check_opset_types(const gs__node_t *n, const gs_dtype_t *in,
+                             unsigned n_check, int opset,
+                             const gs_dtype_t *lists, size_t stride,
+                             gs_error_t *err) {
+  int i = opset >= 14 ? 2 : opset >= 13 ? 1 : 0;
+  char label[160];
+  for (int later = i + 1; later < 3; later++)
+    for (unsigned k = 0; k < n_check && k < n->n_in; k++)
+      if (in[k] != GS_DTYPE_INVALID && !type_in(lists + i * stride, in[k]) &&
+          type_in(lists + later * stride, in[k]))
+        return gs_error_set(err, GS_EUNSUPPORTED,
+                            "%s: type %s needs opset %d (the model imports "
+                            "%d)",
+                            gs__node_label(n, label, sizeof label),
+                            gs_dtype_name(in[k]), later == 1 ? 13 : 14, opset);
+  return check_types(n, in, n_check, lists + i * stride, err);
+}
+
 static const gs_dtype_t float_types[] = {GS_DTYPE_FP32, GS_DTYPE_INVALID};
 
 static int omitted_input(const gs__node_t *n, unsigned k, gs_error_t *err) {
@@ -177,21 +222,27 @@ int gs__omitted_input(const gs__node_t *n, unsigned k, gs_error_t *err) {
 static int check_binary(gs__node_t *n, const Onnx__NodeProto *np, int opset,
                         const gs_dtype_t *in, gs_dtype_t *out,
                         gs_error_t *err) {
-  (void)np, (void)opset;
+  (void)np;
   if (in[0] == GS_DTYPE_INVALID || in[1] == GS_DTYPE_INVALID)
     return omitted_input(n, in[0] == GS_DTYPE_INVALID ? 0 : 1, err);
   *out = in[0];
-  return check_types(n, in, 2, arith_types, err);
+  return check_opset_types(n, in, 2, opset, arith_types[0],
+                           sizeof arith_types[0] / sizeof(gs_dtype_t), err);
 }
 
 static int check_unary(gs__node_t *n, const Onnx__NodeProto *np, int opset,
                        const gs_dtype_t *in, gs_dtype_t *out, gs_error_t *err) {
-  (void)np, (void)opset;
+  (void)np;
   if (in[0] == GS_DTYPE_INVALID)
     return omitted_input(n, 0, err);
   *out = in[0];
-  return check_types(
-      n, in, 1, n->op->code == GS__OP_RELU ? relu_types : float_types, err);
+  if (n->op->code == GS__OP_RELU)
+    return check_opset_types(n, in, 1, opset, relu_types[0],
+                             sizeof relu_types[0] / sizeof(gs_dtype_t), err);
+  if (n->op->code == GS__OP_SOFTMAX)
+    return check_types(n, in, 1, float_types, err);
+  return check_opset_types(n, in, 1, opset, act_types[0],
+                           sizeof act_types[0] / sizeof(gs_dtype_t), err);
 }
 
 static int check_softmax(gs__node_t *n, const Onnx__NodeProto *np, int opset,

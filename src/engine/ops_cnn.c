@@ -15,9 +15,16 @@
 static const gs_dtype_t float_only[] = {GS_DTYPE_FP32, GS_DTYPE_INVALID};
 static const gs_dtype_t maxpool_types[] = {GS_DTYPE_FP32, GS_DTYPE_UINT8,
                                            GS_DTYPE_INT8, GS_DTYPE_INVALID};
-static const gs_dtype_t clip_types[] = {GS_DTYPE_FP32,  GS_DTYPE_INT8,
-                                        GS_DTYPE_UINT8, GS_DTYPE_INT32,
-                                        GS_DTYPE_INT64, GS_DTYPE_INVALID};
+/* Clip: floats before opset 12, every number from 12, BF16 too from 13. */
+static const gs_dtype_t clip_floats[] = {GS_DTYPE_FP16, GS_DTYPE_FP32,
+                                         GS_DTYPE_FP64, GS_DTYPE_INVALID};
+#define CLIP_NUMBERS                                                           \
+  GS_DTYPE_FP16, GS_DTYPE_FP32, GS_DTYPE_FP64, GS_DTYPE_INT8, GS_DTYPE_INT16,  \
+      GS_DTYPE_INT32, GS_DTYPE_INT64, GS_DTYPE_UINT8, GS_DTYPE_UINT16,         \
+      GS_DTYPE_UINT32, GS_DTYPE_UINT64
+static const gs_dtype_t clip_types[] = {CLIP_NUMBERS, GS_DTYPE_INVALID};
+static const gs_dtype_t clip_types_13[] = {CLIP_NUMBERS, GS_DTYPE_BF16,
+                                           GS_DTYPE_INVALID};
 
 static int attr_error(const gs__node_t *n, int code, const char *name,
                       const char *what, gs_error_t *err) {
@@ -208,7 +215,11 @@ int gs__check_clip(gs__node_t *n, const Onnx__NodeProto *np, int opset,
   if (in[0] == GS_DTYPE_INVALID)
     return gs__omitted_input(n, 0, err);
   *out = in[0];
-  return gs__check_types(n, in, 3, opset < 12 ? float_only : clip_types, err);
+  return gs__check_types(n, in, 3,
+                         opset < 12   ? clip_floats
+                         : opset < 13 ? clip_types
+                                      : clip_types_13,
+                         err);
 }
 
 /* Geometry. */

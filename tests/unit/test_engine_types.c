@@ -371,6 +371,222 @@ static void test_cast_refused(void **state) {
   assert_non_null(strstr(err.msg, "'to' is required"));
 }
 
+/* y = op(a, b) over [n] elements of type elem, at opset; output 0 of the
+ * run (the caller destroys *sp and *mp), or NULL with the load error. */
+static const gs_tensor_t *binary_run(const char *op, int elem, gs_dtype_t dt,
+                                     int opset, size_t n, const void *a,
+                                     const void *b, gs_model_t **mp,
+                                     gs_session_t **sp, gs_error_t *err) {
+  graph_t g = {.n_in = 2, .n_out = 1, .n_nodes = 1, .opset = opset};
+  g.in[0] = info("a", elem, 1, (int64_t[]){-1});
+  g.in[1] = info("b", elem, 1, (int64_t[]){-1});
+  g.out[0] = info("y", elem, 1, (int64_t[]){-1});
+  g.nodes[0] = node(op, "op", "a,b", "y", NULL);
+  *mp = NULL;
+  *sp = NULL;
+  if (try_load(&g, mp, err) != GS_OK)
+    return NULL;
+  assert_int_equal(gs_session_create(sp, *mp, NULL, err), GS_OK);
+  gs_tensor_t in[2] = {tensor("a", dt, 1, (int64_t[]){(int64_t)n}, a),
+                       tensor("b", dt, 1, (int64_t[]){(int64_t)n}, b)};
+  if (gs_session_run(*sp, in, 2, err) != GS_OK)
+    return NULL;
+  return gs_session_output(*sp, 0);
+}
+
+#define BINARY_CHECK(op, elem, dt, opset, T, a, b, want)                       \
+  do {                                                                         \
+    gs_model_t *m_;                                                            \
+    gs_session_t *s_;                                                          \
+    gs_error_t e_ = {0};                                                       \
+    size_t n_ = sizeof(want) / sizeof(want)[0];                                \
+    const gs_tensor_t *o_ =                                                    \
+        binary_run(op, elem, dt, opset, n_, a, b, &m_, &s_, &e_);              \
+    if (!o_)                                                                   \
+      fail_msg("%s line %d: %s", op, __LINE__, e_.msg);                        \
+    for (size_t i_ = 0; i_ < n_; i_++)                                         \
+      if (((const T *)o_->data)[i_] != (want)[i_])                             \
+        fail_msg("%s line %d: element %zu is %lld, want %lld", op, __LINE__,   \
+                 i_, (long long)((const T *)o_->data)[i_],                     \
+                 (long long)(want)[i_]);                                       \
+    gs_session_destroy(s_);                                                    \
+    gs_model_destroy(m_);                                                      \
+  } while (0)
+
+/* FP16 and BF16 arithmetic: computed in FP32, rounded to nearest even (1 +
+ * 2^-11 is an FP16 tie that goes to 1, 1 + 3 * 2^-11 one that goes up;
+ * likewise 2^-8 for BF16); FP64 stays FP64. */
+static void test_elementwise_half(void **state) {
+  (void)state;
+  const uint16_t ha[] = {0x3c00, 0x3c00, 0x3e00, 0xc000};
+  const uint16_t hb[] = {0x1000, 0x1600, 0x3e00, 0x4200};
+  const uint16_t h_add[] = {0x3c00, 0x3c02, 0x4200, 0x3c00};
+  const uint16_t h_mul[] = {0x1000, 0x1600, 0x4080, 0xc600};
+  BINARY_CHECK("Add", ELEM_F16, GS_DTYPE_FP16, 13, uint16_t, ha, hb, h_add);
+  BINARY_CHECK("Mul", ELEM_F16, GS_DTYPE_FP16, 7, uint16_t, ha, hb, h_mul);
+  const uint16_t ba[] = {0x3f80, 0x3f80, 0x3fc0, 0xc000};
+  const uint16_t bb[] = {0x3b80, 0x3c40, 0x3fc0, 0x4040};
+  const uint16_t b_add[] = {0x3f80, 0x3f82, 0x4040, 0x3f80};
+  const uint16_t b_mul[] = {0x3b80, 0x3c40, 0x4010, 0xc0c0};
+  BINARY_CHECK("Add", ELEM_BF16, GS_DTYPE_BF16, 13, uint16_t, ba, bb, b_add);
+  BINARY_CHECK("Mul", ELEM_BF16, GS_DTYPE_BF16, 14, uint16_t, ba, bb, b_mul);
+  const double da[] = {0.1, 1e300}, db[] = {0.2, 1e300};
+  const double d_add[] = {0.1 + 0.2, 2e300};
+  BINARY_CHECK("Add", ELEM_F64, GS_DTYPE_FP64, 13, double, da, db, d_add);
+  /* BF16 needs opset 13. */
+  gs_model_t *m;
+  gs_session_t *s;
+  gs_error_t err = {0};
+  assert_null(
+      binary_run("Sub", ELEM_BF16, GS_DTYPE_BF16, 12, 4, ba, bb, &m, &s, &err));
+  assert_non_null(strstr(err.msg, "'op' (Sub): type BF16 needs opset 13"));
+}
+
+/* Integer arithmetic in every width ONNX allows, wrapping; 8- and 16-bit
+ * types from opset 14 (before it, refused saying so); division by zero is
+ * an error, INT8_MIN / -1 wraps. */
+static void test_elementwise_ints(void **state) {
+  (void)state;
+  const int8_t a8[] = {100, -128, 7, -7}, b8[] = {100, -1, 2, 2};
+  const int8_t add8[] = {-56, 127, 9, -5}, div8[] = {1, -128, 3, -3};
+  BINARY_CHECK("Add", ELEM_I8, GS_DTYPE_INT8, 14, int8_t, a8, b8, add8);
+  BINARY_CHECK("Div", ELEM_I8, GS_DTYPE_INT8, 14, int8_t, a8, b8, div8);
+  const int16_t a16[] = {300, -2}, b16[] = {300, 3}, mul16[] = {24464, -6};
+  BINARY_CHECK("Mul", ELEM_I16, GS_DTYPE_INT16, 14, int16_t, a16, b16, mul16);
+  const uint16_t au[] = {1, 65535}, bu[] = {2, 65535};
+  const uint16_t subu[] = {65535, 0}, mulu[] = {2, 1};
+  BINARY_CHECK("Sub", ELEM_U16, GS_DTYPE_UINT16, 14, uint16_t, au, bu, subu);
+  BINARY_CHECK("Mul", ELEM_U16, GS_DTYPE_UINT16, 14, uint16_t, au, bu, mulu);
+  const uint32_t a32[] = {7, 0}, b32[] = {2, 5}, div32[] = {3, 0};
+  BINARY_CHECK("Div", ELEM_U32, GS_DTYPE_UINT32, 7, uint32_t, a32, b32, div32);
+  const uint64_t a64[] = {UINT64_MAX}, b64[] = {2}, add64[] = {1};
+  BINARY_CHECK("Add", ELEM_U64, GS_DTYPE_UINT64, 13, uint64_t, a64, b64, add64);
+  gs_model_t *m;
+  gs_session_t *s;
+  gs_error_t err = {0};
+  assert_null(
+      binary_run("Add", ELEM_I8, GS_DTYPE_INT8, 13, 4, a8, b8, &m, &s, &err));
+  assert_non_null(strstr(err.msg, "'op' (Add): type INT8 needs opset 14"));
+  const uint32_t zero[] = {1, 0};
+  assert_null(binary_run("Div", ELEM_U32, GS_DTYPE_UINT32, 13, 2, a32, zero, &m,
+                         &s, &err));
+  assert_non_null(strstr(err.msg, "division by zero"));
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+  assert_null(
+      binary_run("Add", ELEM_BOOL, GS_DTYPE_BOOL, 14, 2, a8, b8, &m, &s, &err));
+  assert_non_null(strstr(err.msg, "type BOOL is not supported"));
+}
+
+/* Relu, Sigmoid, Tanh and Clip on FP16 and BF16 (through FP32, rounded to
+ * nearest even), Relu on INT8 from opset 14. */
+static void test_unary_types(void **state) {
+  (void)state;
+  static const struct {
+    const char *op;
+    int elem;
+    gs_dtype_t dt;
+    uint16_t x[3], want[2];
+  } cases[] = {
+      {"Relu", ELEM_F16, GS_DTYPE_FP16, {0xc000, 0x3c00, 0}, {0, 0x3c00}},
+      {"Sigmoid", ELEM_F16, GS_DTYPE_FP16, {0, 0x3c00, 0}, {0x3800, 0x39d9}},
+      {"Tanh", ELEM_F16, GS_DTYPE_FP16, {0, 0x3c00, 0}, {0, 0x3a18}},
+      {"Relu", ELEM_BF16, GS_DTYPE_BF16, {0xc000, 0x3f80, 0}, {0, 0x3f80}},
+      {"Sigmoid", ELEM_BF16, GS_DTYPE_BF16, {0, 0x3f80, 0}, {0x3f00, 0x3f3b}},
+      {"Tanh", ELEM_BF16, GS_DTYPE_BF16, {0, 0x3f80, 0}, {0, 0x3f43}},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    graph_t g = {.n_in = 1, .n_out = 1, .n_nodes = 1};
+    g.in[0] = info("x", cases[c].elem, 1, (int64_t[]){3});
+    g.out[0] = info("y", cases[c].elem, 1, (int64_t[]){3});
+    g.nodes[0] = node(cases[c].op, "u", "x", "y", NULL);
+    gs_model_t *m = load(&g);
+    gs_session_t *s = NULL;
+    gs_error_t err = {0};
+    assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+    const uint16_t *y =
+        run1(s, tensor("x", cases[c].dt, 1, (int64_t[]){3}, cases[c].x))->data;
+    if (y[0] != cases[c].want[0] || y[1] != cases[c].want[1])
+      fail_msg("%s %s: %#x %#x, want %#x %#x", cases[c].op,
+               gs_dtype_name(cases[c].dt), y[0], y[1], cases[c].want[0],
+               cases[c].want[1]);
+    gs_session_destroy(s);
+    gs_model_destroy(m);
+  }
+  /* Clip with bound inputs, FP16: [-2, 1, 3] into [-1, 1.5]. */
+  graph_t g = {.n_in = 3, .n_out = 1, .n_nodes = 1};
+  g.in[0] = info("x", ELEM_F16, 1, (int64_t[]){3});
+  g.in[1] = info("lo", ELEM_F16, 0, NULL);
+  g.in[2] = info("hi", ELEM_F16, 0, NULL);
+  g.out[0] = info("y", ELEM_F16, 1, (int64_t[]){3});
+  g.nodes[0] = node("Clip", "clip", "x,lo,hi", "y", NULL);
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  const uint16_t x[] = {0xc000, 0x3c00, 0x4200}, lo = 0xbc00, hi = 0x3e00;
+  gs_tensor_t in[3] = {tensor("x", GS_DTYPE_FP16, 1, (int64_t[]){3}, x),
+                       tensor("lo", GS_DTYPE_FP16, 0, NULL, &lo),
+                       tensor("hi", GS_DTYPE_FP16, 0, NULL, &hi)};
+  assert_int_equal(gs_session_run(s, in, 3, &err), GS_OK);
+  const uint16_t want[] = {0xbc00, 0x3c00, 0x3e00};
+  assert_memory_equal(gs_session_output(s, 0)->data, want, sizeof want);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+  /* Relu on INT8: opset 14, not before. */
+  g = (graph_t){.n_in = 1, .n_out = 1, .n_nodes = 1, .opset = 13};
+  g.in[0] = info("x", ELEM_I8, 1, (int64_t[]){2});
+  g.out[0] = info("y", ELEM_I8, 1, (int64_t[]){2});
+  g.nodes[0] = node("Relu", "r", "x", "y", NULL);
+  assert_int_equal(try_load(&g, &m, &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "INT8 needs opset 14"));
+  g.opset = 14;
+  m = load(&g);
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  const int8_t xi[] = {-5, 5}, yi[] = {0, 5};
+  assert_memory_equal(
+      run1(s, tensor("x", GS_DTYPE_INT8, 1, (int64_t[]){2}, xi))->data, yi, 2);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
+/* The CUDA provider runs FP32 only: a session asked for it on an INT32 Add
+ * model, a BYTES model or a Cast fails at creation naming the input or the
+ * node (checked before any GPU library loads, so without a GPU too); AUTO
+ * takes the CPU for them. */
+static void test_cuda_refuses_types(void **state) {
+  (void)state;
+  gs_session_options_t opts;
+  gs_session_options_default(&opts);
+  opts.provider = GS_PROVIDER_CUDA;
+  static const struct {
+    int elem;
+    const char *op, *want;
+  } cases[] = {{ELEM_I32, "Add", "input 'a' is INT32"},
+               {ELEM_STR, "Identity", "input 'a' is BYTES"},
+               {ELEM_F32, "Cast", "'op' (Cast): the cuda provider cannot"}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    bool cast = !strcmp(cases[c].op, "Cast"), add = !strcmp(cases[c].op, "Add");
+    graph_t g = {.n_in = 1, .n_out = 1, .n_nodes = 1};
+    g.in[0] = info("a", cases[c].elem, 1, (int64_t[]){2});
+    g.out[0] = info("y", cases[c].elem, 1, (int64_t[]){2});
+    g.nodes[0] = node(cases[c].op, "op", add ? "a,a" : "a", "y",
+                      cast ? attr_i("to", ELEM_F32) : NULL, NULL);
+    gs_model_t *m = load(&g);
+    gs_session_t *s = NULL;
+    gs_error_t err = {0};
+    assert_int_equal(gs_session_create(&s, m, &opts, &err), GS_EUNSUPPORTED);
+    if (!strstr(err.msg, cases[c].want))
+      fail_msg("%s: %s", cases[c].op, err.msg);
+    gs_session_options_t auto_opts = opts;
+    auto_opts.provider = GS_PROVIDER_AUTO;
+    assert_int_equal(gs_session_create(&s, m, &auto_opts, &err), GS_OK);
+    assert_int_equal(gs_session_provider(s), GS_PROVIDER_CPU);
+    gs_session_destroy(s);
+    gs_model_destroy(m);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_bytes_moves, free_kept),
@@ -380,6 +596,10 @@ int main(void) {
       cmocka_unit_test_teardown(test_cast_integers, free_kept),
       cmocka_unit_test_teardown(test_cast_strings, free_kept),
       cmocka_unit_test_teardown(test_cast_refused, free_kept),
+      cmocka_unit_test_teardown(test_elementwise_half, free_kept),
+      cmocka_unit_test_teardown(test_elementwise_ints, free_kept),
+      cmocka_unit_test_teardown(test_unary_types, free_kept),
+      cmocka_unit_test_teardown(test_cuda_refuses_types, free_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
