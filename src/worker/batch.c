@@ -77,6 +77,33 @@ size_t gs__batch_pick(const uint64_t *rows, const bool *compatible, size_t n,
   return pref_take;
 }
 
+/* BYTES tensors (each element a 4-byte length, then its bytes) have rows
+ * of varying size: elements per row, and where element i starts. */
+static size_t row_elements(const gs_tensor_t *t) {
+  size_t n = 1;
+  for (unsigned d = 1; d < t->rank; d++)
+    n *= (size_t)t->shape[d];
+  return n;
+}
+
+static size_t bytes_offset(const gs_tensor_t *t, size_t element) {
+  const uint8_t *p = t->data;
+  size_t at = 0;
+  for (size_t i = 0; i < element && t->bytes - at >= 4; i++) {
+    uint32_t len;
+    memcpy(&len, p + at, 4);
+    at += 4 + (len < t->bytes - at - 4 ? len : t->bytes - at - 4);
+  }
+  return at;
+}
+
+/* Bytes of one padding row: zeros, which for BYTES are empty strings. */
+static size_t pad_row_bytes(const gs_tensor_t *t, size_t bytes, size_t rows) {
+  if (t->dtype == GS_DTYPE_BYTES)
+    return 4 * row_elements(t);
+  return rows ? bytes / rows : 0;
+}
+
 static void *malloc_buf(void *ctx, size_t k, size_t bytes, gs_error_t *err) {
   void **bufs = ctx;
   if (!(bufs[k] = malloc(bytes + 1)))
@@ -113,11 +140,11 @@ int gs__batch_concat_to(gs_tensor_t *out, gs__batch_buf_fn buf_for, void *ctx,
       bytes += t->bytes;
       rows += t->shape[0];
     }
-    size_t row_bytes = rows ? bytes / (size_t)rows : 0, total = bytes;
+    size_t row_bytes = pad_row_bytes(first, bytes, (size_t)rows), total = bytes;
     if (padded > (uint64_t)rows && rows > 0) {
-      if (row_bytes && padded > (SIZE_MAX - 1) / row_bytes)
+      if (row_bytes && padded > (SIZE_MAX - 1 - bytes) / row_bytes)
         return gs_error_set(err, GS_ELIMIT, "a padded batch is too large");
-      total = (size_t)padded * row_bytes;
+      total = bytes + (size_t)(padded - (uint64_t)rows) * row_bytes;
     }
     uint8_t *buf = buf_for(ctx, k, total, err);
     if (!buf)
@@ -157,16 +184,17 @@ uint64_t gs__batch_padded_rows(const gs__model_slot_t *slot, uint64_t rows) {
 int gs__batch_pad(gs_tensor_t *out, void **bufs, size_t n, uint64_t rows,
                   uint64_t padded, gs_error_t *err) {
   for (size_t k = 0; k < n && padded > rows && rows > 0; k++) {
-    size_t row_bytes = out[k].bytes / rows;
-    if (row_bytes && padded > SIZE_MAX / row_bytes - 1)
+    size_t row_bytes = pad_row_bytes(&out[k], out[k].bytes, rows);
+    if (row_bytes && padded > (SIZE_MAX - 1 - out[k].bytes) / row_bytes)
       return gs_error_set(err, GS_ELIMIT, "a padded batch is too large");
-    uint8_t *buf = realloc(bufs[k], padded * row_bytes + 1);
+    size_t total = out[k].bytes + (padded - rows) * row_bytes;
+    uint8_t *buf = realloc(bufs[k], total + 1);
     if (!buf)
       return gs_error_set(err, GS_ENOMEM, "out of memory");
     memset(buf + out[k].bytes, 0, (padded - rows) * row_bytes);
     bufs[k] = buf;
     out[k].data = buf;
-    out[k].bytes = padded * row_bytes;
+    out[k].bytes = total;
     out[k].shape[0] = (int64_t)padded;
   }
   return GS_OK;
@@ -184,10 +212,15 @@ int gs__batch_split(gs_tensor_t *slices, const gs_tensor_t *outputs, size_t n,
                           "as its first dimension",
                           t->name, (unsigned long long)total_rows);
     size_t row_bytes = total_rows ? t->bytes / total_rows : 0;
+    size_t from = row * row_bytes, to = (row + rows) * row_bytes;
+    if (t->dtype == GS_DTYPE_BYTES) {
+      from = bytes_offset(t, row * row_elements(t));
+      to = bytes_offset(t, (row + rows) * row_elements(t));
+    }
     slices[i] = *t;
     slices[i].shape[0] = (int64_t)rows;
-    slices[i].data = (const uint8_t *)t->data + row * row_bytes;
-    slices[i].bytes = rows * row_bytes;
+    slices[i].data = (const uint8_t *)t->data + from;
+    slices[i].bytes = to - from;
   }
   return GS_OK;
 }

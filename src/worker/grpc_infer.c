@@ -112,6 +112,35 @@ static bool shape_count(const int64_t *shape, size_t rank, size_t *count) {
   return true;
 }
 
+/* bytes_contents as a BYTES tensor's data (each element a 4-byte
+ * little-endian length, then its bytes) in *owned. */
+static int
+bytes_contents(const Inference__ModelInferRequest__InferInputTensor *in,
+               const uint8_t **data, size_t *bytes, uint8_t **owned,
+               gs_error_t *err) {
+  const Inference__InferTensorContents *c = in->contents;
+  size_t total = 0;
+  for (size_t i = 0; i < c->n_bytes_contents; i++) {
+    if (c->bytes_contents[i].len > UINT32_MAX ||
+        c->bytes_contents[i].len + 4 > MAX_TENSOR_DATA - total)
+      return gs_error_set(err, GS_ELIMIT, "input '%s' is too large", in->name);
+    total += 4 + c->bytes_contents[i].len;
+  }
+  if (!(*owned = malloc(total + 1)))
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  size_t at = 0;
+  for (size_t i = 0; i < c->n_bytes_contents; i++) {
+    uint32_t len = (uint32_t)c->bytes_contents[i].len; /* little-endian */
+    memcpy(*owned + at, &len, 4);
+    if (len)
+      memcpy(*owned + at + 4, c->bytes_contents[i].data, len);
+    at += 4 + len;
+  }
+  *data = *owned;
+  *bytes = total;
+  return GS_OK;
+}
+
 /* One input's data: raw bytes (the request's) or its contents converted
  * into *owned. */
 static int input_data(const Inference__ModelInferRequest *m, size_t i,
@@ -126,6 +155,10 @@ static int input_data(const Inference__ModelInferRequest *m, size_t i,
                  in->name);
     *data = m->raw_input_contents[i].data;
     *bytes = m->raw_input_contents[i].len;
+  } else if (in->contents && dt == GS_DTYPE_BYTES) {
+    int rc = bytes_contents(in, data, bytes, owned, err);
+    if (rc != GS_OK)
+      return rc;
   } else if (in->contents && dt != GS_DTYPE_INVALID) {
     if (!contents_bytes(in->contents, dt, NULL, &count))
       return BAD(err, "input '%s': contents do not hold %s values", in->name,
@@ -143,6 +176,16 @@ static int input_data(const Inference__ModelInferRequest *m, size_t i,
   }
   if (dt == GS_DTYPE_INVALID)
     return GS_OK; /* the router names the datatype in its error */
+  if (dt == GS_DTYPE_BYTES && !shape_count(in->shape, in->n_shape, &want))
+    return BAD(err, "input '%s': its shape is too large", in->name);
+  if (dt == GS_DTYPE_BYTES && in->contents &&
+      in->contents->n_bytes_contents != want)
+    return BAD(err,
+               "input '%s': %zu elements in bytes_contents, but its shape "
+               "needs %zu",
+               in->name, in->contents->n_bytes_contents, want);
+  if (dt == GS_DTYPE_BYTES) /* elements carry their lengths */
+    return gs__bytes_check(*data, *bytes, want, "input", in->name, err);
   if (!shape_count(in->shape, in->n_shape, &want) || *bytes != want * es)
     return BAD(err,
                "input '%s': %zu bytes of data, but shape and datatype %s "
@@ -198,6 +241,26 @@ int gs__grpc_infer_read(gs__grpc_infer_t *gi, const uint8_t *msg, size_t len,
   return GS__GRPC_OK;
 }
 
+/* The output's "classification" parameter (Triton's: an int64_param), 0
+ * when absent; false when it is not a count. */
+static bool
+class_count(const Inference__ModelInferRequest__InferRequestedOutputTensor *o,
+            uint32_t *count) {
+  *count = 0;
+  for (size_t i = 0; i < o->n_parameters; i++) {
+    const Inference__InferParameter *v = o->parameters[i]->value;
+    if (strcmp(o->parameters[i]->key, "classification"))
+      continue;
+    if (!v ||
+        v->parameter_choice_case !=
+            INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM ||
+        v->int64_param < 0 || v->int64_param > UINT32_MAX)
+      return false;
+    *count = (uint32_t)v->int64_param;
+  }
+  return true;
+}
+
 int gs__grpc_infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
                           const gs__grpc_infer_t *gi, gs_error_t *err) {
   const Inference__ModelInferRequest *m = gi->m;
@@ -214,8 +277,17 @@ int gs__grpc_infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
     return BAD(err, "more than %d outputs", GS__INFER_MAX_TENSORS), 400;
   }
   t.n_outputs = m->n_outputs;
-  for (size_t i = 0; i < m->n_outputs; i++)
+  for (size_t i = 0; i < m->n_outputs; i++) {
     t.outputs[i] = m->outputs[i]->name;
+    if (!class_count(m->outputs[i], &t.class_counts[i])) {
+      memset(req, 0, sizeof *req);
+      return BAD(err,
+                 "output '%s': classification must be an int64_param "
+                 "class count (0..%u)",
+                 m->outputs[i]->name, UINT32_MAX),
+             400;
+    }
+  }
   return gs__infer_decode_tensors(req, io, &t, err);
 }
 

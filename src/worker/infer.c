@@ -8,10 +8,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/classify.h"
 #include "worker/grpc_int.h"
 #include "worker/worker_int.h"
 
 #define BAD(err, ...) gs_error_set(err, GS_EINVAL, __VA_ARGS__)
+
+int gs__bytes_check(const void *data, size_t bytes, size_t count,
+                    const char *what, const char *name, gs_error_t *err) {
+  const uint8_t *p = data;
+  size_t at = 0;
+  for (size_t i = 0; i < count; i++) {
+    uint32_t len; /* little-endian host */
+    if (bytes - at < 4)
+      return BAD(err,
+                 "%s '%s': element %zu has no 4-byte length: its %zu "
+                 "bytes hold %zu of the %zu elements its shape needs",
+                 what, name, i, bytes, i, count);
+    memcpy(&len, p + at, 4);
+    at += 4;
+    if (len > bytes - at)
+      return BAD(err,
+                 "%s '%s': element %zu's length %u runs past the end of "
+                 "its %zu bytes",
+                 what, name, i, (unsigned)len, bytes);
+    at += len;
+  }
+  if (at != bytes)
+    return BAD(err,
+               "%s '%s': %zu bytes follow the %zu elements its shape "
+               "needs",
+               what, name, bytes - at, count);
+  return GS_OK;
+}
 
 void gs__infer_request_release(gs__infer_request_t *req) {
   for (size_t i = 0; i < req->n_inputs; i++)
@@ -147,8 +176,55 @@ static size_t count_values(json_t *data, int depth) {
   return n;
 }
 
+/* Appends the strings in nested arrays of data as BYTES elements (4-byte
+ * length, then the string's UTF-8 bytes) at buf (NULL: sizes only). */
+static int flatten_strings(json_t *data, uint8_t *buf, size_t *at, int depth) {
+  if (json_is_string(data)) {
+    size_t len = json_string_length(data);
+    if (len > UINT32_MAX)
+      return -1;
+    uint32_t n = (uint32_t)len; /* little-endian host */
+    if (buf) {
+      memcpy(buf + *at, &n, 4);
+      memcpy(buf + *at + 4, json_string_value(data), len);
+    }
+    *at += 4 + len;
+    return 0;
+  }
+  if (!json_is_array(data) || depth > GS_TENSOR_MAX_RANK)
+    return -1;
+  for (size_t i = 0; i < json_array_size(data); i++)
+    if (flatten_strings(json_array_get(data, i), buf, at, depth + 1) != 0)
+      return -1;
+  return 0;
+}
+
+/* A BYTES input's "data": strings (nested arrays or flat), as tritonclient
+ * sends them; a JSON string is UTF-8, NUL characters included. */
+static int decode_json_strings(gs__infer_request_t *req, gs_tensor_t *t,
+                               json_t *data, size_t count, gs_error_t *err) {
+  size_t bytes = 0;
+  if (!data || count_values(data, 0) != count ||
+      flatten_strings(data, NULL, &bytes, 0) != 0)
+    return BAD(err,
+               "input '%s': data must hold %zu strings (BYTES) matching its "
+               "shape",
+               t->name, count);
+  uint8_t *buf = malloc(bytes + 1);
+  if (!buf)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  req->owned[req->n_inputs] = buf;
+  bytes = 0;
+  flatten_strings(data, buf, &bytes, 0);
+  t->data = buf;
+  t->bytes = bytes;
+  return GS_OK;
+}
+
 static int decode_json_data(gs__infer_request_t *req, gs_tensor_t *t,
                             json_t *data, size_t count, gs_error_t *err) {
+  if (t->dtype == GS_DTYPE_BYTES)
+    return decode_json_strings(req, t, data, count, err);
   if (t->dtype == GS_DTYPE_FP16)
     return BAD(err, "input '%s': FP16 data must travel as binary data",
                t->name);
@@ -232,10 +308,14 @@ static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
     return rc;
   json_t *size =
       json_object_get(json_object_get(jin, "parameters"), "binary_data_size");
+  bool var = t->dtype == GS_DTYPE_BYTES; /* elements carry their lengths */
   if (!size)
     rc = decode_json_data(req, t, json_object_get(jin, "data"), count, err);
+  else if (var && (!json_is_integer(size) || json_integer_value(size) < 0))
+    rc = BAD(err, "input '%s': binary_data_size must be a byte count", name);
   else if (!json_is_integer(size) || json_integer_value(size) < 0 ||
-           (size_t)json_integer_value(size) != count * gs_dtype_size(t->dtype))
+           (!var && (size_t)json_integer_value(size) !=
+                        count * gs_dtype_size(t->dtype)))
     rc = BAD(err,
              "input '%s': binary_data_size must be %zu bytes for its "
              "shape and datatype",
@@ -250,9 +330,24 @@ static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
     rc = attach_data(req, t, *bin, (size_t)json_integer_value(size), err);
     *bin += t->bytes;
     *bin_left -= t->bytes;
+    if (rc == GS_OK && var)
+      rc = gs__bytes_check(t->data, t->bytes, count, "input", name, err);
   }
   req->n_inputs++;
   return rc;
+}
+
+/* Output k (of the model's, -1: none) named name is asked for: once, as
+ * Triton refuses a second request for one output. */
+static int output_begin(gs__infer_request_t *req, const gs__model_io_t *io,
+                        const char *name, int k, gs_error_t *err) {
+  if (k < 0)
+    return BAD(err, "unexpected inference output '%s' for model '%s'",
+               name ? name : "(no name)", io->model_name);
+  if (req->want_output[k])
+    return BAD(err, "output '%s' already exists in request", name);
+  req->want_output[k] = true;
+  return GS_OK;
 }
 
 static int decode_outputs(gs__infer_request_t *req, const gs__model_io_t *io,
@@ -270,13 +365,20 @@ static int decode_outputs(gs__infer_request_t *req, const gs__model_io_t *io,
   for (size_t i = 0; outs && i < json_array_size(outs); i++) {
     json_t *jo = json_array_get(outs, i);
     const char *name = json_string_value(json_object_get(jo, "name"));
+    json_t *params = json_object_get(jo, "parameters");
+    json_t *cls = json_object_get(params, "classification");
     int k = name ? find_info(io->outputs, io->n_outputs, name) : -1;
-    if (k < 0)
-      return BAD(err, "unexpected inference output '%s' for model '%s'",
-                 name ? name : "(no name)", io->model_name);
-    req->want_output[k] = true;
-    json_t *b =
-        json_object_get(json_object_get(jo, "parameters"), "binary_data");
+    int rc = output_begin(req, io, name, k, err);
+    if (rc != GS_OK)
+      return rc;
+    if (cls && (!json_is_integer(cls) || json_integer_value(cls) < 0 ||
+                json_integer_value(cls) > UINT32_MAX))
+      return BAD(err,
+                 "output '%s': classification must be a class count "
+                 "(0..%u)",
+                 name, UINT32_MAX);
+    req->class_count[k] = cls ? (uint32_t)json_integer_value(cls) : 0;
+    json_t *b = json_object_get(params, "binary_data");
     if (b)
       req->binary_output[k] = json_is_true(b);
   }
@@ -296,6 +398,11 @@ static int decode_raw(gs__infer_request_t *req, const gs__model_io_t *io,
   gs_tensor_t *t = &req->inputs[0];
   size_t es = gs_dtype_size(info->dtype), fixed = es;
   int var = -1;
+  if (info->dtype == GS_DTYPE_BYTES)
+    return BAD(err,
+               "input '%s' is BYTES, whose shape a raw body cannot give: "
+               "send a JSON header (Inference-Header-Content-Length > 0)",
+               info->name);
   if (info->rank < 0 || es == 0)
     return BAD(err, "input '%s' has no declared shape for a raw body",
                info->name);
@@ -357,7 +464,9 @@ static int tensor_input(gs__infer_request_t *req, const gs__model_io_t *io,
     rc = copy_shape(t, in->shape, in->rank, err);
   if (rc == GS_OK)
     rc = check_shape(info, t, io->model_name, &count, err);
-  if (rc == GS_OK && in->bytes != count * gs_dtype_size(t->dtype))
+  if (rc == GS_OK && t->dtype == GS_DTYPE_BYTES)
+    rc = gs__bytes_check(in->data, in->bytes, count, "input", in->name, err);
+  else if (rc == GS_OK && in->bytes != count * gs_dtype_size(t->dtype))
     rc = BAD(err,
              "input '%s': binary_data_size must be %zu bytes for its "
              "shape and datatype",
@@ -398,11 +507,9 @@ int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
   }
   for (size_t i = 0; rc == GS_OK && i < in->n_outputs; i++) {
     int k = find_info(io->outputs, io->n_outputs, in->outputs[i]);
-    if (k < 0)
-      rc = BAD(err, "unexpected inference output '%s' for model '%s'",
-               in->outputs[i], io->model_name);
-    else
-      req->want_output[k] = true;
+    rc = output_begin(req, io, in->outputs[i], k, err);
+    if (rc == GS_OK)
+      req->class_count[k] = in->class_counts[i];
   }
   return rc == GS_OK ? 0 : gs_error_http_status(rc);
 }
@@ -427,7 +534,8 @@ int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
                header_len, body_len),
            400;
   json_error_t jerr;
-  json_t *root = json_loadb(body, json_len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *root = json_loadb(body, json_len,
+                            JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
   if (!json_is_object(root)) {
     json_decref(root);
     return BAD(err, "failed to parse the request JSON: %s", jerr.text), 400;
@@ -502,67 +610,92 @@ static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {
   }
 }
 
-static json_t *output_json(const gs_tensor_t *t, bool binary) {
+/* A BYTES output's elements as JSON strings. JSON text is UTF-8, and an
+ * element that is not cannot be written as a string: the client is told to
+ * ask for the output as binary data (Triton writes the bytes as they are,
+ * which makes the body invalid JSON its own clients fail to read). */
+static int bytes_json(json_t *data, const gs_tensor_t *t, gs_error_t *err) {
+  size_t count = 1;
+  for (unsigned d = 0; d < t->rank; d++)
+    count *= (size_t)t->shape[d];
+  if (gs__bytes_check(t->data, t->bytes, count, "output", t->name, err))
+    return gs_error_code(err, GS_ECORRUPT);
+  const uint8_t *p = t->data;
+  for (size_t i = 0, at = 0; i < count; i++) {
+    uint32_t len;
+    memcpy(&len, p + at, 4);
+    json_t *e = json_stringn((const char *)p + at + 4, len);
+    if (!e)
+      return BAD(err,
+                 "output '%s': element %zu is not valid UTF-8, which JSON "
+                 "cannot carry: ask for the output as binary data",
+                 t->name, i);
+    if (json_array_append_new(data, e) != 0)
+      return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
+    at += 4 + len;
+  }
+  return GS_OK;
+}
+
+static int output_json(json_t *jouts, const gs_tensor_t *t, bool binary,
+                       gs_error_t *err) {
   json_t *shape = json_array(), *jo;
   for (unsigned d = 0; d < t->rank; d++)
     json_array_append_new(shape, json_integer(t->shape[d]));
   jo = json_pack("{s:s, s:s, s:o}", "name", t->name, "datatype",
                  gs_dtype_name(t->dtype), "shape", shape);
-  if (!jo)
-    return NULL;
+  if (!jo || json_array_append_new(jouts, jo) != 0)
+    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
   if (binary) {
     json_object_set_new(
         jo, "parameters",
         json_pack("{s:I}", "binary_data_size", (json_int_t)t->bytes));
-    return jo;
+    return GS_OK;
   }
-  size_t es = gs_dtype_size(t->dtype);
+  if (t->dtype == GS_DTYPE_FP16 || t->dtype == GS_DTYPE_BF16)
+    return BAD(err, "output '%s' is %s: ask for it as binary data", t->name,
+               gs_dtype_name(t->dtype));
   json_t *data = json_array();
+  if (!data || json_object_set_new(jo, "data", data) != 0)
+    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
+  if (t->dtype == GS_DTYPE_BYTES)
+    return bytes_json(data, t, err);
+  size_t es = gs_dtype_size(t->dtype);
   for (size_t i = 0; es && i < t->bytes / es; i++) {
     json_t *e = element_json((const uint8_t *)t->data + i * es, t->dtype);
-    if (!e || json_array_append_new(data, e) != 0) {
-      json_decref(data);
-      json_decref(jo);
-      return NULL;
-    }
+    if (!e || json_array_append_new(data, e) != 0)
+      return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
   }
-  json_object_set_new(jo, "data", data);
-  return jo;
+  return GS_OK;
 }
 
-int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
-                     const gs__model_io_t *io, const gs_tensor_t *outputs,
-                     gs_error_t *err) {
-  if (req->grpc)
-    return gs__grpc_infer_encode(resp, req, io, outputs, err);
+/* The JSON header, then each binary output's bytes in order. */
+static int encode_http(gs__http_response_t *resp,
+                       const gs__infer_request_t *req, const gs__model_io_t *io,
+                       const gs_tensor_t *outputs, gs_error_t *err) {
   json_t *root = json_pack("{s:s, s:s}", "model_name", io->model_name,
                            "model_version", io->version);
   json_t *jouts = json_array();
   size_t bin_bytes = 0;
-  if (root && req->id)
+  int rc = root && jouts && json_object_set(root, "outputs", jouts) == 0
+               ? GS_OK
+               : gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
+  if (rc == GS_OK && req->id)
     json_object_set_new(root, "id", json_string(req->id));
-  for (size_t i = 0; root && jouts && i < io->n_outputs; i++) {
+  for (size_t i = 0; rc == GS_OK && i < io->n_outputs; i++) {
     if (!req->want_output[i])
       continue;
-    if (outputs[i].dtype == GS_DTYPE_FP16 && !req->binary_output[i])
-      return json_decref(root), json_decref(jouts),
-             BAD(err, "output '%s' is FP16: ask for it as binary data",
-                 outputs[i].name);
-    json_t *jo = output_json(&outputs[i], req->binary_output[i]);
-    if (!jo || json_array_append_new(jouts, jo) != 0)
-      break;
+    rc = output_json(jouts, &outputs[i], req->binary_output[i], err);
     if (req->binary_output[i])
       bin_bytes += outputs[i].bytes;
   }
-  if (root && jouts)
-    json_object_set(root, "outputs", jouts);
   json_decref(jouts);
-  char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+  char *text = rc == GS_OK ? json_dumps(root, JSON_COMPACT) : NULL;
   json_decref(root);
-  if (!text)
-    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
-  size_t tlen = strlen(text);
-  char *body = bin_bytes ? realloc(text, tlen + bin_bytes + 1) : text;
+  if (rc != GS_OK)
+    return rc;
+  size_t tlen = text ? strlen(text) : 0;
+  char *body = text && bin_bytes ? realloc(text, tlen + bin_bytes + 1) : text;
   if (!body) {
     free(text);
     return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
@@ -582,4 +715,23 @@ int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
     resp->content_type = "application/octet-stream";
   }
   return GS_OK;
+}
+
+int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
+                     const gs__model_io_t *io, const gs_tensor_t *outputs,
+                     gs_error_t *err) {
+  gs_tensor_t outs[GS__INFER_MAX_TENSORS];
+  void *owned[GS__INFER_MAX_TENSORS];
+  if (io->n_outputs > GS__INFER_MAX_TENSORS)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "model '%s' has more than %d "
+                        "outputs",
+                        io->model_name, GS__INFER_MAX_TENSORS);
+  int rc = gs__classify_outputs(outs, owned, req, io, outputs, err);
+  if (rc == GS_OK)
+    rc = req->grpc ? gs__grpc_infer_encode(resp, req, io, outs, err)
+                   : encode_http(resp, req, io, outs, err);
+  for (size_t i = 0; i < io->n_outputs; i++)
+    free(owned[i]);
+  return rc;
 }

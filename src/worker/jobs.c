@@ -42,6 +42,8 @@ int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
           ? gs__grpc_infer_decode(&job->ir, &slot->io, job->grpc, err)
           : gs__infer_decode(&job->ir, &slot->io, job->req.body,
                              job->req.body_len, job->req.infer_header_len, err);
+  job->ir.labels = slot->labels; /* for classification */
+  job->ir.batch_first_dim = slot->max_batch_size > 0;
   job->batch = 1;
   if (status != 0 || slot->max_batch_size == 0)
     return status;

@@ -35,6 +35,7 @@ static const char *const supported[] = {
     "output.data_type",
     "output.dims",
     "output.reshape",
+    "output.label_filename",
     "dynamic_batching",
     "dynamic_batching.preferred_batch_size",
     "dynamic_batching.max_queue_delay_microseconds",
@@ -123,6 +124,28 @@ static int read_tensor(gs__config_tensor_t *t, const char *name, int dtype,
   return rc;
 }
 
+/* Triton reads an output's labels from a file in the model directory and
+ * refuses a path that leaves it. */
+static int read_label_filename(gs__config_tensor_t *t, const char *path,
+                               const char *file, gs_error_t *err) {
+  if (!path || !path[0])
+    return GS_OK;
+  if (strlen(path) >= sizeof t->label_filename)
+    return gs_error_set(err, GS_ELIMIT,
+                        "%s: '%s': label_filename is longer than %zu bytes",
+                        file, t->name, sizeof t->label_filename - 1);
+  bool escapes = path[0] == '/';
+  for (const char *p = path; *p && !escapes; p += strcspn(p, "/"), p += !!*p)
+    escapes = !strncmp(p, "..", 2) && (p[2] == '/' || !p[2]);
+  if (escapes)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "%s: '%s': label_filename '%s' is outside the model "
+                        "directory",
+                        file, t->name, path);
+  snprintf(t->label_filename, sizeof t->label_filename, "%s", path);
+  return GS_OK;
+}
+
 static int read_tensors(gs__model_config_t *cfg, const config_pb_t *pb,
                         const char *file, gs_error_t *err) {
   if (pb->n_input > GS__INFER_MAX_TENSORS ||
@@ -139,6 +162,9 @@ static int read_tensors(gs__model_config_t *cfg, const config_pb_t *pb,
     const Inference__Config__ModelOutput *out = pb->output[i];
     rc = read_tensor(&cfg->outputs[i], out->name, out->data_type, out->dims,
                      out->n_dims, out->reshape, file, err);
+    if (rc == GS_OK)
+      rc =
+          read_label_filename(&cfg->outputs[i], out->label_filename, file, err);
   }
   cfg->n_inputs = pb->n_input;
   cfg->n_outputs = pb->n_output;
@@ -377,6 +403,10 @@ static int parse_config(gs__model_config_t *cfg, bool json, const char *model,
   free(bin);
   if (!pb)
     return gs_error_set(err, GS_ENOMEM, "%s: cannot decode", file);
+  const char *slash = strrchr(file, '/');
+  snprintf(cfg->dir, sizeof cfg->dir, "%.*s",
+           slash ? (int)(slash - file) + (slash == file) : 1,
+           slash ? file : ".");
   int rc = read_pb(cfg, pb, model, file, err);
   inference__config__model_config__free_unpacked(pb, NULL);
   if (rc != GS_OK)

@@ -12,6 +12,7 @@ typedef struct gs__config_tensor_s {
   gs_dtype_t dtype; /* GS_DTYPE_INVALID: not given */
   int rank;         /* dims given, without the batch dimension; -1: none */
   int64_t dims[GS_TENSOR_MAX_RANK];
+  char label_filename[256]; /* an output's labels file, in dir; "": none */
 } gs__config_tensor_t;
 
 typedef enum {
@@ -34,6 +35,7 @@ typedef struct gs__model_config_s {
   unsigned latest_versions;
   size_t n_versions;
   long long versions[GS__CONFIG_MAX_VERSIONS];
+  char dir[4096]; /* the config file's directory (label files are in it) */
 } gs__model_config_t;
 
 /* Defaults: no batching, placement AUTO, warmup -1 (decided by provider),

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "worker/classify.h"
 #include "worker/model_config.h"
 #include "worker/worker_int.h"
 
@@ -50,6 +51,7 @@ static void slot_destroy(gs__model_slot_t *s) {
   pthread_cond_destroy(&s->idle_cond);
   free((void *)s->io.inputs);
   free((void *)s->io.outputs);
+  gs__labels_destroy(s->labels);
   gs_model_destroy(s->model);
   free(s);
 }
@@ -157,7 +159,8 @@ int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
   }
   for (size_t i = 0; i < no; i++)
     out[i] = *gs_model_output(s->model, i);
-  if ((rc2 = complete_config(m, s, cfg, found, config_name, err)) != GS_OK) {
+  if ((rc2 = complete_config(m, s, cfg, found, config_name, err)) != GS_OK ||
+      (rc2 = gs__labels_load(&s->labels, &s->io, cfg, err)) != GS_OK) {
     slot_destroy(s);
     return rc2;
   }

@@ -2,6 +2,7 @@
  * metadata, its configuration as Triton shows it, and its statistics. */
 #include <stdio.h>
 
+#include "worker/classify.h"
 #include "worker/worker_int.h"
 
 /* Shape as metadata or config shows it; config drops the batch dimension
@@ -21,7 +22,9 @@ static json_t *tensors_json(const gs_tensor_info_t *t, size_t n, bool config,
   for (size_t i = 0; i < n; i++) {
     char type[32];
     snprintf(type, sizeof type, "%s%s", config ? "TYPE_" : "",
-             gs_dtype_name(t[i].dtype));
+             config && t[i].dtype == GS_DTYPE_BYTES
+                 ? "STRING" /* Triton's name in a config */
+                 : gs_dtype_name(t[i].dtype));
     json_array_append_new(a, json_pack("{s:s, s:s, s:o}", "name", t[i].name,
                                        config ? "data_type" : "datatype", type,
                                        config ? "dims" : "shape",
@@ -47,6 +50,11 @@ json_t *gs__model_config_json(const gs__model_entry_t *m) {
                 (int)m->max_batch_size, "input",
                 tensors_json(io->inputs, io->n_inputs, true, skip), "output",
                 tensors_json(io->outputs, io->n_outputs, true, skip));
+  for (size_t k = 0; c && k < io->n_outputs; k++) /* classification */
+    if (gs__labels_file(m->slot->labels, k))
+      json_object_set_new(json_array_get(json_object_get(c, "output"), k),
+                          "label_filename",
+                          json_string(gs__labels_file(m->slot->labels, k)));
   const gs__batching_t *b = &m->slot->batching;
   if (c && b->enabled) {
     json_t *pref = json_array();

@@ -60,7 +60,8 @@ static int warm_run(gs__model_slot_t *slot, gs_session_t *s, uint64_t rows,
   gs_tensor_t in[GS__INFER_MAX_TENSORS];
   for (size_t i = 0; i < slot->io.n_inputs; i++) {
     const gs_tensor_info_t *t = &slot->io.inputs[i];
-    size_t bytes = gs_dtype_size(t->dtype);
+    /* zeros; a BYTES element of zeros is an empty string: 4 bytes */
+    size_t bytes = t->dtype == GS_DTYPE_BYTES ? 4 : gs_dtype_size(t->dtype);
     in[i] = (gs_tensor_t){
         .name = t->name, .dtype = t->dtype, .rank = (unsigned)t->rank};
     for (int d = 0; d < t->rank; d++) {

@@ -31,6 +31,9 @@ typedef struct gs__model_io_s {
   const gs_tensor_info_t *outputs; /* n_outputs */
 } gs__model_io_t;
 
+/* Classification labels per model output (classify.c). */
+typedef struct gs__labels_s gs__labels_t;
+
 /* A decoded infer request; tensors point into the request body (binary)
  * or into buffers the request owns (JSON). */
 typedef struct gs__infer_request_s {
@@ -38,9 +41,14 @@ typedef struct gs__infer_request_s {
   size_t n_inputs;
   gs_tensor_t inputs[16];
   void *owned[16];
-  bool want_output[16];   /* by model output index */
-  bool binary_output[16]; /* by model output index */
-  bool grpc;              /* came over gRPC: answered as ModelInferResponse */
+  bool want_output[16];     /* by model output index */
+  bool binary_output[16];   /* by model output index */
+  bool grpc;                /* came over gRPC: answered as ModelInferResponse */
+  uint32_t class_count[16]; /* by model output index; 0: the tensor itself */
+  /* For classification, from the model's slot (gs__infer_job_decode): its
+   * labels (NULL: none) and whether dim 0 is the batch. */
+  const gs__labels_t *labels;
+  bool batch_first_dim;
 } gs__infer_request_t;
 
 #define GS__INFER_MAX_TENSORS 16
@@ -59,9 +67,16 @@ typedef struct gs__infer_tensors_s {
   const char *id; /* NULL when absent */
   size_t n_inputs, n_outputs;
   gs__infer_input_t inputs[GS__INFER_MAX_TENSORS];
-  const char *outputs[GS__INFER_MAX_TENSORS]; /* none: every output */
+  const char *outputs[GS__INFER_MAX_TENSORS];   /* none: every output */
+  uint32_t class_counts[GS__INFER_MAX_TENSORS]; /* by outputs[i]; 0: none */
   bool grpc;
 } gs__infer_tensors_t;
+
+/* A BYTES tensor's data (count elements, each a 4-byte little-endian length
+ * then that many bytes) checked to fill exactly bytes: GS_EINVAL naming the
+ * tensor (what: "input", "output") and the element otherwise. */
+int gs__bytes_check(const void *data, size_t bytes, size_t count,
+                    const char *what, const char *name, gs_error_t *err);
 
 /* in as the infer request for io, checked as gs__infer_decode checks a
  * binary body (every output binary); data stays in place when aligned. */
@@ -145,6 +160,7 @@ typedef struct gs__model_slot_s {
   gs_provider_t provider;       /* what the first session got (AUTO resolved) */
   gs_precision_t precision;
   gs__model_io_t io;
+  gs__labels_t *labels; /* config.pbtxt's label files (owned); NULL: none */
   unsigned refs;
   pthread_mutex_t lock; /* guards idle */
   gs_session_t *idle[64];

@@ -129,9 +129,9 @@ static void test_unsupported_fields_named(void **state) {
                    GS_EUNSUPPORTED);
   assert_non_null(strstr(err.msg, "'input.optional'"));
   assert_int_equal(
-      parse(&cfg, "output [{ name: \"a\" label_filename: \"l.txt\" }]", &err),
+      parse(&cfg, "output [{ name: \"a\" is_shape_tensor: true }]", &err),
       GS_EUNSUPPORTED);
-  assert_non_null(strstr(err.msg, "'output.label_filename'"));
+  assert_non_null(strstr(err.msg, "'output.is_shape_tensor'"));
   assert_int_equal(parse(&cfg,
                          "max_batch_size: 2 dynamic_batching { "
                          "priority_levels: 2 }",
