@@ -9,11 +9,13 @@
 #include <string.h>
 
 #include "worker/grpc_int.h"
+#include "worker/shm.h"
 #include "worker/worker_int.h"
 
 #define BAD(err, ...) gs_error_set(err, GS_EINVAL, __VA_ARGS__)
 
 void gs__infer_request_release(gs__infer_request_t *req) {
+  gs__shm_request_release(req);
   for (size_t i = 0; i < req->n_inputs; i++)
     free(req->owned[i]);
   free(req->id);
@@ -228,8 +230,11 @@ static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
   rc = read_shape(json_object_get(jin, "shape"), t, err);
   if (rc == GS_OK)
     rc = check_shape(info, t, io->model_name, &count, err);
-  if (rc != GS_OK)
-    return rc;
+  bool shm = false; /* data in a shared-memory region (shm_infer.c) */
+  if (rc == GS_OK)
+    rc = gs__shm_input_json(req, t, jin, count, &shm, err);
+  if (rc != GS_OK || shm)
+    return req->n_inputs++, rc;
   json_t *size =
       json_object_get(json_object_get(jin, "parameters"), "binary_data_size");
   if (!size)
@@ -275,6 +280,11 @@ static int decode_outputs(gs__infer_request_t *req, const gs__model_io_t *io,
       return BAD(err, "unexpected inference output '%s' for model '%s'",
                  name ? name : "(no name)", io->model_name);
     req->want_output[k] = true;
+    bool shm; /* written to a shared-memory region (shm_infer.c) */
+    int rc = gs__shm_ref_json(req, false, (size_t)k, name,
+                              json_object_get(jo, "parameters"), &shm, err);
+    if (rc != GS_OK)
+      return rc;
     json_t *b =
         json_object_get(json_object_get(jo, "parameters"), "binary_data");
     if (b)
@@ -544,6 +554,13 @@ int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
   for (size_t i = 0; root && jouts && i < io->n_outputs; i++) {
     if (!req->want_output[i])
       continue;
+    if (gs__shm_output_wanted(req, i)) { /* shm_infer.c */
+      json_t *js = gs__shm_output_json(req, i, &outputs[i], err);
+      if (!js)
+        return json_decref(root), json_decref(jouts), err->code;
+      json_array_append_new(jouts, js);
+      continue;
+    }
     if (outputs[i].dtype == GS_DTYPE_FP16 && !req->binary_output[i])
       return json_decref(root), json_decref(jouts),
              BAD(err, "output '%s' is FP16: ask for it as binary data",
@@ -574,7 +591,8 @@ int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
   resp->content_type = "application/json";
   if (bin_bytes) {
     for (size_t i = 0; i < io->n_outputs; i++)
-      if (req->want_output[i] && req->binary_output[i]) {
+      if (req->want_output[i] && req->binary_output[i] &&
+          !gs__shm_output_wanted(req, i)) {
         memcpy(body + resp->body_len, outputs[i].data, outputs[i].bytes);
         resp->body_len += outputs[i].bytes;
       }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "worker/grpc_int.h" /* gs__grpc_infer_decode */
+#include "worker/shm.h"
 #include "worker/worker_int.h"
 
 uint64_t gs__now_ns(void) {
@@ -43,6 +44,9 @@ int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
           : gs__infer_decode(&job->ir, &slot->io, job->req.body,
                              job->req.body_len, job->req.infer_header_len, err);
   job->batch = 1;
+  /* inputs in shared memory: point them at their regions' bytes */
+  if (status == 0 && gs__shm_resolve(&job->ir, job->shm, err) != GS_OK)
+    status = gs_error_http_status(err->code);
   if (status != 0 || slot->max_batch_size == 0)
     return status;
   if (batch_rows(&job->ir, slot->name, &job->batch, err) != GS_OK)

@@ -41,6 +41,7 @@ typedef struct gs__infer_request_s {
   bool want_output[16];   /* by model output index */
   bool binary_output[16]; /* by model output index */
   bool grpc;              /* came over gRPC: answered as ModelInferResponse */
+  struct gs__shm_refs_s *shm; /* shared-memory tensors (shm_infer.c); owned */
 } gs__infer_request_t;
 
 #define GS__INFER_MAX_TENSORS 16
@@ -204,6 +205,9 @@ typedef struct gs__repo_s {
   unsigned sm_first, sm_count; /* every model's (gs_worker_options_t) */
   unsigned n;
   gs__model_entry_t models[GS__REPO_MAX_MODELS];
+  /* Shared-memory regions (shm.c): made at the first shared-memory call,
+   * freed by whoever closes the repository (gs__shm_registry_destroy). */
+  struct gs__shm_registry_s *shm;
 } gs__repo_t;
 
 /* Finds every model directory under dir and loads it; a model that fails
@@ -272,6 +276,7 @@ typedef struct gs__infer_job_s {
   gs__infer_request_t ir; /* decoded, while queued for a batch */
   void (*done)(struct gs__infer_job_s *job);
   void *data; /* the caller's */
+  struct gs__shm_registry_s *shm; /* the repository's, for gs__shm_resolve */
   struct gs__infer_job_s *next;
   uint64_t deadline_ns; /* queued: when its queue delay runs out */
   uv_work_t work;
