@@ -61,15 +61,18 @@ static int use_device(struct gs__shm_cuda_s *c, int64_t device,
                         "not a device of this worker",
                         region, (long long)device);
   CUresult r = CUDA_SUCCESS;
+  const char *call = "cuDeviceGet";
   pthread_mutex_lock(&c->lock);
   CUdevice dev;
   if (!c->ctx[device] &&
-      (r = c->cuda.DeviceGet(&dev, (int)device)) == CUDA_SUCCESS)
+      (r = c->cuda.DeviceGet(&dev, (int)device)) == CUDA_SUCCESS) {
+    call = "cuDevicePrimaryCtxRetain";
     r = c->fn.DevicePrimaryCtxRetain(&c->ctx[device], dev);
+  }
   CUcontext ctx = c->ctx[device];
   pthread_mutex_unlock(&c->lock);
   if (r != CUDA_SUCCESS)
-    return cuda_fail(c, r, "cuDevicePrimaryCtxRetain", region, err);
+    return cuda_fail(c, r, call, region, err);
   if ((r = c->fn.CtxSetCurrent(ctx)) != CUDA_SUCCESS)
     return cuda_fail(c, r, "cuCtxSetCurrent", region, err);
   return GS_OK;
@@ -80,15 +83,18 @@ int gs__shm_cuda_open(struct gs__shm_cuda_s **cuda, gs__shm_region_t *r,
   int rc = driver_open(cuda, r->name, err);
   if (rc == GS_OK)
     rc = use_device(*cuda, r->device_id, r->name, err);
-  if (rc != GS_OK)
-    return rc;
-  CUipcMemHandle h;
-  memcpy(&h, handle, sizeof h);
-  CUresult res = (*cuda)->fn.IpcOpenMemHandle(
-      &r->dptr, h, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
-  if (res != CUDA_SUCCESS)
-    return cuda_fail(*cuda, res, "cuIpcOpenMemHandle", r->name, err);
-  return GS_OK;
+  if (rc == GS_OK) {
+    CUipcMemHandle h;
+    memcpy(&h, handle, sizeof h);
+    CUresult res = (*cuda)->fn.IpcOpenMemHandle(
+        &r->dptr, h, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
+    if (res != CUDA_SUCCESS)
+      rc = cuda_fail(*cuda, res, "cuIpcOpenMemHandle", r->name, err);
+  }
+  /* a handle or device the driver refuses is the client's: a 400 */
+  if (rc == GS_EDRIVER)
+    err->code = rc = GS_EINVAL;
+  return rc;
 }
 
 void gs__shm_cuda_close(struct gs__shm_cuda_s *c, gs__shm_region_t *r) {

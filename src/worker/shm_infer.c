@@ -297,17 +297,6 @@ int gs__shm_output_write(const gs__infer_request_t *req, size_t k,
   return GS_OK;
 }
 
-static json_t *output_params(const gs__infer_request_t *req, size_t k,
-                             const gs_tensor_t *t) {
-  const shm_ref_t *ref = &req->shm->out[k];
-  json_t *p = json_pack("{s:s, s:I}", "shared_memory_region", ref->region,
-                        "shared_memory_byte_size", (json_int_t)t->bytes);
-  if (p && ref->offset)
-    json_object_set_new(p, "shared_memory_offset",
-                        json_integer((json_int_t)ref->offset));
-  return p;
-}
-
 json_t *gs__shm_output_json(const gs__infer_request_t *req, size_t k,
                             const gs_tensor_t *t, gs_error_t *err) {
   if (gs__shm_output_write(req, k, t, err) != GS_OK)
@@ -315,9 +304,10 @@ json_t *gs__shm_output_json(const gs__infer_request_t *req, size_t k,
   json_t *shape = json_array();
   for (unsigned d = 0; shape && d < t->rank; d++)
     json_array_append_new(shape, json_integer(t->shape[d]));
-  json_t *jo = json_pack("{s:s, s:s, s:o, s:o}", "name", t->name, "datatype",
-                         gs_dtype_name(t->dtype), "shape", shape, "parameters",
-                         output_params(req, k, t));
+  /* as Triton answers: neither data nor parameters (Triton's C++ client
+   * reads any output "parameters" as binary data) */
+  json_t *jo = json_pack("{s:s, s:s, s:o}", "name", t->name, "datatype",
+                         gs_dtype_name(t->dtype), "shape", shape);
   if (!jo)
     gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
   return jo;

@@ -351,3 +351,42 @@ EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) {
   memcpy((void *)(uintptr_t)dst, src, n);
   return CUDA_SUCCESS;
 }
+
+/* A client's side of IPC, for tests/gpu/shm_cuda_check.sh's dry run: a
+ * "device" allocation is a new POSIX shared-memory object, its handle
+ * names it (as above). The objects stay in /dev/shm (named
+ * /fakecuda_PID_N) for the caller to remove: the worker opens them by name. */
+static char fake_ipc_names[MAX_IPC][40];
+static CUdeviceptr fake_alloc_ptr[MAX_IPC];
+
+EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
+  static int n;
+  for (int i = 0; ptr && bytes && i < MAX_IPC; i++) {
+    if (fake_alloc_ptr[i])
+      continue;
+    snprintf(fake_ipc_names[i], sizeof fake_ipc_names[i], "/fakecuda_%d_%d",
+             (int)getpid(), n++);
+    int fd = shm_open(fake_ipc_names[i], O_RDWR | O_CREAT | O_EXCL, 0600);
+    void *p = MAP_FAILED;
+    if (fd >= 0 && ftruncate(fd, (off_t)bytes) == 0)
+      p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd >= 0)
+      close(fd);
+    if (p == MAP_FAILED)
+      return CUDA_ERROR_UNKNOWN;
+    fake_alloc_ptr[i] = *ptr = (CUdeviceptr)(uintptr_t)p;
+    return CUDA_SUCCESS;
+  }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *h, CUdeviceptr ptr) {
+  for (int i = 0; h && i < MAX_IPC; i++)
+    if (ptr && fake_alloc_ptr[i] == ptr) {
+      memset(h, 0, sizeof *h);
+      snprintf(h->reserved, sizeof h->reserved, "fakeipc:%s",
+               fake_ipc_names[i]);
+      return CUDA_SUCCESS;
+    }
+  return CUDA_ERROR_INVALID_VALUE;
+}
