@@ -11,8 +11,8 @@
 #include "worker/shm.h"
 
 static const char *const method_names[] = {
-    "ServerLive",    "ServerReady", "ModelReady",  "ServerMetadata",
-    "ModelMetadata", "ModelInfer",  "ModelConfig", "ModelStatistics",
+    "ServerLive", "ServerReady", "ModelReady", "ServerMetadata",
+    "ModelMetadata", "ModelInfer", "ModelConfig", "ModelStatistics",
     /* the shared-memory extensions (shm_routes.c) */
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
     "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",

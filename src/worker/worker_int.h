@@ -276,7 +276,8 @@ typedef struct gs__infer_job_s {
   gs__infer_request_t ir; /* decoded, while queued for a batch */
   void (*done)(struct gs__infer_job_s *job);
   void *data; /* the caller's */
-  struct gs__shm_registry_s *shm; /* the repository's, for gs__shm_resolve */
+  /* the repository's shared-memory regions, for gs__shm_resolve */
+  struct gs__shm_registry_s *shm;
   struct gs__infer_job_s *next;
   uint64_t deadline_ns; /* queued: when its queue delay runs out */
   uv_work_t work;
