@@ -209,10 +209,16 @@ int gs__shm_grpc_refs(gs__infer_request_t *req, const void *msg,
   const Inference__ModelInferRequest *m = msg;
   bool used;
   int rc = GS_OK;
-  for (size_t i = 0; rc == GS_OK && i < m->n_inputs; i++)
+  for (size_t i = 0; rc == GS_OK && i < m->n_inputs; i++) {
     rc = ref_grpc(req, true, i, m->inputs[i]->name,
                   (void *const *)m->inputs[i]->parameters,
                   m->inputs[i]->n_parameters, &used, err);
+    if (rc == GS_OK && used && m->inputs[i]->contents)
+      rc = BAD(err,
+               "input '%s' names shared memory region '%s' and also carries "
+               "contents: give one of them",
+               m->inputs[i]->name, req->shm->in[i].region);
+  }
   for (size_t i = 0; rc == GS_OK && i < m->n_outputs; i++) {
     const out_tensor_t *o = m->outputs[i];
     int k = find_output(io, o->name);
