@@ -48,6 +48,19 @@ int gs__cuda_green_load(const gs__cuda_t *c, gs__cuda_green_fns_t *out,
   return GS_OK;
 }
 
+int gs__cuda_ipc_load(const gs__cuda_t *c, gs__cuda_ipc_fns_t *out,
+                      gs_error_t *err) {
+  memset(out, 0, sizeof *out);
+#define GS__CUDA_LOAD_IPC(field, ret, params, sym, old)                        \
+  if (!c->dl || !gs__dl_resolve(c->dl, &out->field, sym, old))                 \
+    return gs_error_set(err, GS_EUNSUPPORTED,                                  \
+                        "%s lacks %s: CUDA shared memory needs CUDA IPC",      \
+                        c->path[0] ? c->path : "the CUDA driver", sym);
+  GS__CUDA_IPC_FUNCS(GS__CUDA_LOAD_IPC)
+#undef GS__CUDA_LOAD_IPC
+  return GS_OK;
+}
+
 unsigned gs__cuda_green_unit(unsigned min_partition, unsigned alignment) {
   if (min_partition == 0 && alignment == 0)
     return 8;

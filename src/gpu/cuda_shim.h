@@ -170,6 +170,29 @@ typedef enum CUdevice_attribute_enum {
   XX(GreenCtxStreamCreate, CUresult, (CUstream *, CUgreenCtx, unsigned, int),  \
      "cuGreenCtxStreamCreate", NULL)
 
+/* CUDA IPC (the worker's CUDA shared memory): another process's
+ * allocation opened from its cudaIpcMemHandle_t (the driver's
+ * CUipcMemHandle, 64 bytes), with what copying to and from it needs.
+ * Resolved apart (gs__cuda_ipc_load), so that drivers and test fakes
+ * without them keep everything else working. */
+typedef struct CUipcMemHandle_st {
+  char reserved[64];
+} CUipcMemHandle;
+#define CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS 0x1u
+#define GS__CUDA_IPC_FUNCS(XX)                                                 \
+  XX(IpcOpenMemHandle, CUresult, (CUdeviceptr *, CUipcMemHandle, unsigned),    \
+     "cuIpcOpenMemHandle_v2", "cuIpcOpenMemHandle")                            \
+  XX(IpcCloseMemHandle, CUresult, (CUdeviceptr), "cuIpcCloseMemHandle", NULL)  \
+  XX(DevicePrimaryCtxRetain, CUresult, (CUcontext *, CUdevice),                \
+     "cuDevicePrimaryCtxRetain", NULL)                                         \
+  XX(DevicePrimaryCtxRelease, CUresult, (CUdevice),                            \
+     "cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease")              \
+  XX(CtxSetCurrent, CUresult, (CUcontext), "cuCtxSetCurrent", NULL)            \
+  XX(MemcpyHtoD, CUresult, (CUdeviceptr, const void *, size_t),                \
+     "cuMemcpyHtoD_v2", NULL)                                                  \
+  XX(MemcpyDtoH, CUresult, (void *, CUdeviceptr, size_t), "cuMemcpyDtoH_v2",   \
+     NULL)
+
 /* The loaded library. Fields are the functions, named without "cu". */
 typedef struct gs__cuda_s {
   void *dl;
@@ -208,6 +231,18 @@ typedef struct gs__cuda_green_fns_s {
  * that never makes a session fall back to the CPU unnoticed). */
 int gs__cuda_green_load(const gs__cuda_t *cuda, gs__cuda_green_fns_t *out,
                         gs_error_t *err);
+
+/* The IPC functions of an open driver. */
+typedef struct gs__cuda_ipc_fns_s {
+#define GS__CUDA_FIELD(field, ret, params, sym, old) ret(*field) params;
+  GS__CUDA_IPC_FUNCS(GS__CUDA_FIELD)
+#undef GS__CUDA_FIELD
+} gs__cuda_ipc_fns_t;
+
+/* Resolves GS__CUDA_IPC_FUNCS from cuda's library into *out; a missing one
+ * fails with GS_EUNSUPPORTED naming it. */
+int gs__cuda_ipc_load(const gs__cuda_t *cuda, gs__cuda_ipc_fns_t *out,
+                      gs_error_t *err);
 
 /* The granularity green contexts split a GPU's SMs at: the smallest
  * multiple of `alignment` that is at least `min_partition` (both 0, as

@@ -8,12 +8,17 @@
 
 #include "grpc_service.pb-c.h"
 #include "worker/grpc_int.h"
+#include "worker/shm.h"
 
 static const char *const method_names[] = {
     "ServerLive",          "ServerReady",          "ModelReady",
     "ServerMetadata",      "ModelMetadata",        "ModelInfer",
     "ModelConfig",         "ModelStatistics",      "RepositoryIndex",
-    "RepositoryModelLoad", "RepositoryModelUnload"};
+    "RepositoryModelLoad", "RepositoryModelUnload",
+    /* the shared-memory extensions (shm_routes.c) */
+    "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister"};
 
 gs__grpc_method_t gs__grpc_method(const char *path) {
   static const char prefix[] = "/inference.GRPCInferenceService/";
@@ -612,6 +617,14 @@ int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
     return 0;
   case GS__GRPC_MODEL_INFER:
     break;
+  case GS__GRPC_SYSTEM_SHM_STATUS:
+  case GS__GRPC_SYSTEM_SHM_REGISTER:
+  case GS__GRPC_SYSTEM_SHM_UNREGISTER:
+  case GS__GRPC_CUDA_SHM_STATUS:
+  case GS__GRPC_CUDA_SHM_REGISTER:
+  case GS__GRPC_CUDA_SHM_UNREGISTER:
+    gs__shm_grpc_call(repo, method_names[method], msg, len, reply);
+    return 0;
   default:
     gs__grpc_reply_error(reply, GS__GRPC_UNIMPLEMENTED,
                          "this method is not implemented by gpuslice's worker");

@@ -8,6 +8,7 @@
 
 #include "grpc_service.pb-c.h"
 #include "worker/grpc_int.h"
+#include "worker/shm.h"
 
 #define BAD(err, ...) gs_error_set(err, GS_EINVAL, __VA_ARGS__)
 #define MAX_TENSOR_DATA (2 * (size_t)GS__GRPC_MAX_MESSAGE)
@@ -224,12 +225,16 @@ int gs__grpc_infer_read(gs__grpc_infer_t *gi, const uint8_t *msg, size_t len,
   if (m->n_inputs > GS__INFER_MAX_TENSORS)
     return BAD(err, "more than %d inputs", GS__INFER_MAX_TENSORS),
            GS__GRPC_INVALID_ARGUMENT;
+  if (gs__shm_grpc_align_raw(m, err) != GS_OK) /* shm_infer.c */
+    return GS__GRPC_INVALID_ARGUMENT;
   if (m->n_raw_input_contents && m->n_raw_input_contents != m->n_inputs)
     return BAD(err, "expected %zu raw_input_contents (one per input), got %zu",
                m->n_inputs, m->n_raw_input_contents),
            GS__GRPC_INVALID_ARGUMENT;
   size_t total = 0;
   for (size_t i = 0; i < m->n_inputs; i++) {
+    if (gs__shm_grpc_input_bytes(m, i, &gi->bytes[i]))
+      continue; /* its data is in shared memory (gs__shm_resolve) */
     int rc = input_data(m, i, &gi->data[i], &gi->bytes[i], &gi->owned[i], err);
     if (rc == GS_OK && gi->bytes[i] > MAX_TENSOR_DATA - total)
       rc = gs_error_set(err, GS_ELIMIT, "the inputs are larger than %zu bytes",
@@ -288,7 +293,8 @@ int gs__grpc_infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
              400;
     }
   }
-  return gs__infer_decode_tensors(req, io, &t, err);
+  int status = gs__infer_decode_tensors(req, io, &t, err);
+  return status == 0 ? gs__shm_grpc_refs(req, m, io, err) : status;
 }
 
 int gs__grpc_infer_encode(gs__http_response_t *resp,
@@ -314,6 +320,12 @@ int gs__grpc_infer_encode(gs__http_response_t *resp,
     o[n].shape = shapes[n];
     po[n] = &o[n];
     raw[n] = (ProtobufCBinaryData){t->bytes, (uint8_t *)t->data};
+    if (gs__shm_output_wanted(req, i)) { /* in its region: no raw bytes */
+      int rc = gs__shm_output_write(req, i, t, err);
+      if (rc != GS_OK)
+        return rc;
+      raw[n] = (ProtobufCBinaryData){0, NULL};
+    }
     n++;
   }
   m.model_name = (char *)io->model_name;

@@ -10,6 +10,7 @@
 
 #include "worker/classify.h"
 #include "worker/grpc_int.h"
+#include "worker/shm.h"
 #include "worker/worker_int.h"
 
 #define BAD(err, ...) gs_error_set(err, GS_EINVAL, __VA_ARGS__)
@@ -43,6 +44,7 @@ int gs__bytes_check(const void *data, size_t bytes, size_t count,
 }
 
 void gs__infer_request_release(gs__infer_request_t *req) {
+  gs__shm_request_release(req);
   for (size_t i = 0; i < req->n_inputs; i++)
     free(req->owned[i]);
   free(req->id);
@@ -304,8 +306,11 @@ static int decode_input(gs__infer_request_t *req, const gs__model_io_t *io,
   rc = read_shape(json_object_get(jin, "shape"), t, err);
   if (rc == GS_OK)
     rc = check_shape(info, t, io->model_name, &count, err);
-  if (rc != GS_OK)
-    return rc;
+  bool shm = false; /* data in a shared-memory region (shm_infer.c) */
+  if (rc == GS_OK)
+    rc = gs__shm_input_json(req, t, jin, count, &shm, err);
+  if (rc != GS_OK || shm)
+    return req->n_inputs++, rc;
   json_t *size =
       json_object_get(json_object_get(jin, "parameters"), "binary_data_size");
   bool var = t->dtype == GS_DTYPE_BYTES; /* elements carry their lengths */
@@ -378,6 +383,10 @@ static int decode_outputs(gs__infer_request_t *req, const gs__model_io_t *io,
                  "(0..%u)",
                  name, UINT32_MAX);
     req->class_count[k] = cls ? (uint32_t)json_integer_value(cls) : 0;
+    bool shm; /* written to a shared-memory region (shm_infer.c) */
+    rc = gs__shm_ref_json(req, false, (size_t)k, name, params, &shm, err);
+    if (rc != GS_OK)
+      return rc;
     json_t *b = json_object_get(params, "binary_data");
     if (b)
       req->binary_output[k] = json_is_true(b);
@@ -685,6 +694,13 @@ static int encode_http(gs__http_response_t *resp,
   for (size_t i = 0; rc == GS_OK && i < io->n_outputs; i++) {
     if (!req->want_output[i])
       continue;
+    if (gs__shm_output_wanted(req, i)) { /* shm_infer.c */
+      json_t *js = gs__shm_output_json(req, i, &outputs[i], err);
+      if (!js)
+        return json_decref(root), json_decref(jouts), err->code;
+      json_array_append_new(jouts, js);
+      continue;
+    }
     rc = output_json(jouts, &outputs[i], req->binary_output[i], err);
     if (req->binary_output[i])
       bin_bytes += outputs[i].bytes;
@@ -707,7 +723,8 @@ static int encode_http(gs__http_response_t *resp,
   resp->content_type = "application/json";
   if (bin_bytes) {
     for (size_t i = 0; i < io->n_outputs; i++)
-      if (req->want_output[i] && req->binary_output[i]) {
+      if (req->want_output[i] && req->binary_output[i] &&
+          !gs__shm_output_wanted(req, i)) {
         memcpy(body + resp->body_len, outputs[i].data, outputs[i].bytes);
         resp->body_len += outputs[i].bytes;
       }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "worker/grpc_int.h" /* gs__grpc_infer_decode */
+#include "worker/shm.h"
 #include "worker/worker_int.h"
 
 uint64_t gs__now_ns(void) {
@@ -45,6 +46,9 @@ int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
   job->ir.labels = slot->labels; /* for classification */
   job->ir.batch_first_dim = slot->max_batch_size > 0;
   job->batch = 1;
+  /* inputs in shared memory: point them at their regions' bytes */
+  if (status == 0 && gs__shm_resolve(&job->ir, job->shm, err) != GS_OK)
+    status = gs_error_http_status(err->code);
   if (status != 0 || slot->max_batch_size == 0)
     return status;
   if (batch_rows(&job->ir, slot->name, &job->batch, err) != GS_OK)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/shm.h"
 #include "worker/worker_int.h"
 
 #define MAX_SEGMENTS 8
@@ -41,9 +42,10 @@ static bool server_ready(const gs__repo_t *repo) {
 }
 
 static json_t *server_metadata(void) {
-  return json_pack("{s:s, s:s, s:[s,s,s]}", "name", "gpuslice", "version",
+  return json_pack("{s:s, s:s, s:[s,s,s,s,s]}", "name", "gpuslice", "version",
                    GS_WORKER_VERSION, "extensions", "binary_tensor_data",
-                   "statistics", "model_repository");
+                   "statistics", "model_repository", "system_shared_memory",
+                   "cuda_shared_memory");
 }
 
 /* The model a request names, or an error response (404 unknown model or
@@ -238,6 +240,7 @@ static int route_model(gs__repo_t *repo, gs__http_request_t *req, char **seg,
     memset(job, 0, sizeof *job);
     job->entry = m;
     job->slot = m->slot;
+    job->shm = repo->shm;
     m->slot->refs++;
     job->req = *req;
     memset(req, 0, sizeof *req); /* the job owns url and body now */
@@ -278,6 +281,9 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
   } else if (strcmp(seg[1], "health") == 0 && n == 3 && get &&
              strcmp(seg[2], "ready") == 0) {
     empty(resp, server_ready(repo) ? 200 : 400);
+  } else if (n >= 3 && (strcmp(seg[1], "systemsharedmemory") == 0 ||
+                        strcmp(seg[1], "cudasharedmemory") == 0)) {
+    gs__shm_route(repo, req, seg, n, resp);
   } else if (strcmp(seg[1], "repository") == 0) {
     rc = route_repository(repo, req, seg, n, post, resp);
   } else if (strcmp(seg[1], "models") == 0 && n == 3 &&

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "worker/grpc_int.h"
+#include "worker/shm.h"
 #include "worker/worker_int.h"
 
 struct gs_worker_s {
@@ -158,6 +159,7 @@ void gs_worker_destroy(gs_worker_t *w) {
   }
   gs__grpc_destroy(w->grpc);
   gs__repo_close(&w->repo);
+  gs__shm_registry_destroy(w->repo.shm); /* every infer is done */
   free(w);
 }
 

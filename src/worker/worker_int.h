@@ -49,6 +49,7 @@ typedef struct gs__infer_request_s {
    * labels (NULL: none) and whether dim 0 is the batch. */
   const gs__labels_t *labels;
   bool batch_first_dim;
+  struct gs__shm_refs_s *shm; /* shared-memory tensors (shm_infer.c); owned */
 } gs__infer_request_t;
 
 #define GS__INFER_MAX_TENSORS 16
@@ -231,6 +232,9 @@ typedef struct gs__repo_s {
   gs_model_control_t mode;
   unsigned n_seen;
   gs__repo_seen_t seen[GS__REPO_MAX_MODELS];
+  /* Shared-memory regions (shm.c): made at the first shared-memory call,
+   * freed by whoever closes the repository (gs__shm_registry_destroy). */
+  struct gs__shm_registry_s *shm;
 } gs__repo_t;
 
 /* Finds every model directory under dir and loads it; a model that fails
@@ -354,6 +358,8 @@ typedef struct gs__infer_job_s {
   gs__infer_request_t ir; /* decoded, while queued for a batch */
   void (*done)(struct gs__infer_job_s *job);
   void *data; /* the caller's */
+  /* the repository's shared-memory regions, for gs__shm_resolve */
+  struct gs__shm_registry_s *shm;
   struct gs__infer_job_s *next;
   uint64_t deadline_ns; /* queued: when its queue delay runs out */
   uv_work_t work;

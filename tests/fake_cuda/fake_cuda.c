@@ -16,13 +16,19 @@
  *                            alignment cuDeviceGetDevResource reports
  *                            (default 8,8, as an H100); "off": the green
  *                            functions fail (a driver without them)
+ *   FAKE_CUDA_IPC=off        cuIpcOpenMemHandle fails (see the IPC part)
  *   FAKE_CUDA_LOG=<file>     appends "cuInit CUDA_MPS_PIPE_DIRECTORY=...
  *                            CUDA_VISIBLE_DEVICES=..." per cuInit, so tests
  *                            see the environment the driver ran with
  * The declarations come from gpuslice's own shim (src/gpu/cuda_shim.h). */
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "gpu/cuda_shim.h"
 
@@ -259,4 +265,128 @@ EXPORT CUresult cuGreenCtxStreamCreate(CUstream *st, CUgreenCtx g,
                                        unsigned flags, int prio) {
   (void)st, (void)g, (void)flags, (void)prio;
   return CUDA_ERROR_UNKNOWN;
+}
+
+/* ---- CUDA IPC: the worker's CUDA shared memory --------------------------
+ * A fake IPC handle is "fakeipc:" and the name of a POSIX shared-memory
+ * object (NUL-terminated, within the 64 bytes): cuIpcOpenMemHandle maps
+ * that object and its "device pointer" is the host address, so that the
+ * copies are memcpy. Contexts are tokens. FAKE_CUDA_IPC=off: the IPC
+ * functions fail (a driver that refuses the handle). */
+
+#define MAX_IPC 64
+static struct {
+  CUdeviceptr ptr;
+  size_t len;
+} fake_ipc[MAX_IPC];
+
+EXPORT CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *ptr, CUipcMemHandle h,
+                                      unsigned flags) {
+  (void)flags;
+  const char *off = getenv("FAKE_CUDA_IPC");
+  char name[sizeof h.reserved + 1];
+  memcpy(name, h.reserved, sizeof h.reserved);
+  name[sizeof h.reserved] = '\0';
+  if (!fc.initialized || !ptr || (off && strcmp(off, "off") == 0) ||
+      strncmp(name, "fakeipc:", 8) != 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  int fd = shm_open(name + 8, O_RDWR, 0);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0) {
+    if (fd >= 0)
+      close(fd);
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  void *p =
+      mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED)
+    return CUDA_ERROR_INVALID_VALUE;
+  for (int i = 0; i < MAX_IPC; i++)
+    if (!fake_ipc[i].ptr) {
+      fake_ipc[i].ptr = (CUdeviceptr)(uintptr_t)p;
+      fake_ipc[i].len = (size_t)st.st_size;
+      *ptr = fake_ipc[i].ptr;
+      return CUDA_SUCCESS;
+    }
+  munmap(p, (size_t)st.st_size);
+  return CUDA_ERROR_UNKNOWN;
+}
+
+EXPORT CUresult cuIpcCloseMemHandle(CUdeviceptr ptr) {
+  for (int i = 0; i < MAX_IPC; i++)
+    if (ptr && fake_ipc[i].ptr == ptr) {
+      munmap((void *)(uintptr_t)ptr, fake_ipc[i].len);
+      fake_ipc[i].ptr = 0;
+      return CUDA_SUCCESS;
+    }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice dev) {
+  if (bad(dev) || !ctx)
+    return CUDA_ERROR_INVALID_VALUE;
+  *ctx = (CUcontext)(uintptr_t)(0x1000 + dev);
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
+  return bad(dev) ? CUDA_ERROR_INVALID_DEVICE : CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuCtxSetCurrent(CUcontext ctx) {
+  return ctx ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+EXPORT CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) {
+  if (!dst || !src)
+    return CUDA_ERROR_INVALID_VALUE;
+  memcpy(dst, (const void *)(uintptr_t)src, n);
+  return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) {
+  if (!dst || !src)
+    return CUDA_ERROR_INVALID_VALUE;
+  memcpy((void *)(uintptr_t)dst, src, n);
+  return CUDA_SUCCESS;
+}
+
+/* A client's side of IPC, for tests/gpu/shm_cuda_check.sh's dry run: a
+ * "device" allocation is a new POSIX shared-memory object, its handle
+ * names it (as above). The objects stay in /dev/shm (named
+ * /fakecuda_PID_N) for the caller to remove: the worker opens them by name. */
+static char fake_ipc_names[MAX_IPC][40];
+static CUdeviceptr fake_alloc_ptr[MAX_IPC];
+
+EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
+  static int n;
+  for (int i = 0; ptr && bytes && i < MAX_IPC; i++) {
+    if (fake_alloc_ptr[i])
+      continue;
+    snprintf(fake_ipc_names[i], sizeof fake_ipc_names[i], "/fakecuda_%d_%d",
+             (int)getpid(), n++);
+    int fd = shm_open(fake_ipc_names[i], O_RDWR | O_CREAT | O_EXCL, 0600);
+    void *p = MAP_FAILED;
+    if (fd >= 0 && ftruncate(fd, (off_t)bytes) == 0)
+      p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd >= 0)
+      close(fd);
+    if (p == MAP_FAILED)
+      return CUDA_ERROR_UNKNOWN;
+    fake_alloc_ptr[i] = *ptr = (CUdeviceptr)(uintptr_t)p;
+    return CUDA_SUCCESS;
+  }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *h, CUdeviceptr ptr) {
+  for (int i = 0; h && i < MAX_IPC; i++)
+    if (ptr && fake_alloc_ptr[i] == ptr) {
+      memset(h, 0, sizeof *h);
+      snprintf(h->reserved, sizeof h->reserved, "fakeipc:%s",
+               fake_ipc_names[i]);
+      return CUDA_SUCCESS;
+    }
+  return CUDA_ERROR_INVALID_VALUE;
 }

@@ -38,7 +38,7 @@ J=(-H 'Content-Type: application/json')
 in16='[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]'
 good='{"id":"r1","inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":'$in16'},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":'$in16'}]}'
 
-check "server metadata" 200 '"extensions":\["binary_tensor_data","statistics","model_repository"\]' -- "$base/v2"
+check "server metadata" 200 '"extensions":\["binary_tensor_data","statistics","model_repository","system_shared_memory","cuda_shared_memory"\]' -- "$base/v2"
 check "live" 200 '' -- "$base/v2/health/live"
 check "ready is 400 while a model failed" 400 '' -- "$base/v2/health/ready"
 check "model metadata" 200 '"shape":\[-1,16\]' -- "$base/v2/models/simple"

@@ -1,0 +1,289 @@
+/* The worker's shared-memory registry and a request's shared-memory
+ * tensors, on real POSIX shared-memory objects: the rules of KServe's
+ * shared-memory extensions (a tensor's [offset, offset + byte_size) lies
+ * inside its region, names are unique, a status per region, unregister of
+ * every region) and gpuslice's own (unregister while a request holds the
+ * region defers the unmap; inputs are used in place when aligned). */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "worker/shm.h"
+
+static char key[64];
+static uint8_t *object; /* the test's own mapping of the object */
+#define OBJECT_BYTES 4096
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(key, sizeof key, "/gs_unit_shm_%d", (int)getpid());
+  int fd = shm_open(key, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || ftruncate(fd, OBJECT_BYTES) != 0)
+    return -1;
+  object = mmap(NULL, OBJECT_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  for (int i = 0; i < OBJECT_BYTES; i++)
+    object[i] = (uint8_t)i;
+  return object == MAP_FAILED ? -1 : 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  munmap(object, OBJECT_BYTES);
+  shm_unlink(key);
+  return 0;
+}
+
+/* A tensor fits when offset + byte_size <= the region's size; an empty
+ * tensor may sit at the very end; nothing wraps around. */
+static void test_bounds(void **state) {
+  (void)state;
+  gs_error_t err = {0};
+  assert_int_equal(gs__shm_check_bounds("r", 128, 0, 128, "t", &err), GS_OK);
+  assert_int_equal(gs__shm_check_bounds("r", 128, 64, 64, "t", &err), GS_OK);
+  assert_int_equal(gs__shm_check_bounds("r", 128, 128, 0, "t", &err), GS_OK);
+  assert_int_equal(gs__shm_check_bounds("r", 128, 64, 65, "t", &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "region 'r'"));
+  assert_non_null(strstr(err.msg, "'t'"));
+  assert_int_equal(gs__shm_check_bounds("r", 128, 129, 0, "t", &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "offset 129 is past the end"));
+  assert_int_equal(gs__shm_check_bounds("r", 128, 1, UINT64_MAX, "t", &err),
+                   GS_EINVAL);
+  assert_int_equal(
+      gs__shm_check_bounds("r", 128, UINT64_MAX, UINT64_MAX, "t", &err),
+      GS_EINVAL);
+}
+
+/* Register maps [offset, offset + byte_size) of the key's object; status
+ * reports name, key, offset and byte_size; names are unique. */
+static void test_register_status(void **state) {
+  (void)state;
+  gs__shm_registry_t *reg = gs__shm_registry_create();
+  gs_error_t err = {0};
+  assert_int_equal(gs__shm_register_system(reg, "a", key, 1024, 512, &err),
+                   GS_OK);
+  assert_int_equal(gs__shm_register_system(reg, "a", key, 0, 16, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "'a' is already registered"));
+  json_t *st = gs__shm_status_json(reg, GS__SHM_SYSTEM, "a", &err);
+  assert_non_null(st);
+  char *text = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
+  char want[256];
+  snprintf(want, sizeof want,
+           "[{\"byte_size\":512,\"key\":\"%s\",\"name\":\"a\","
+           "\"offset\":1024}]",
+           key);
+  assert_string_equal(text, want);
+  free(text);
+  json_decref(st);
+  /* a CUDA status of a system region names the mismatch */
+  assert_null(gs__shm_status_json(reg, GS__SHM_CUDA, "a", &err));
+  assert_non_null(strstr(err.msg, "registered as system"));
+  assert_null(gs__shm_status_json(reg, GS__SHM_SYSTEM, "b", &err));
+  assert_int_equal(err.code, GS_ENOTFOUND);
+  gs__shm_region_t *r = gs__shm_acquire(reg, "a", &err);
+  assert_non_null(r);
+  assert_memory_equal(r->host, object + 1024, 512); /* the same bytes */
+  gs__shm_drop(r);
+  gs__shm_registry_destroy(reg);
+}
+
+/* A missing key is "not found"; a region past the end of its object, or
+ * an offset past it, is refused; neither leaves a region behind. */
+static void test_register_errors(void **state) {
+  (void)state;
+  gs__shm_registry_t *reg = gs__shm_registry_create();
+  gs_error_t err = {0};
+  assert_int_equal(
+      gs__shm_register_system(reg, "x", "/gs_unit_no_such_key", 0, 8, &err),
+      GS_ENOTFOUND);
+  assert_non_null(strstr(err.msg, "'/gs_unit_no_such_key'"));
+  assert_int_equal(gs__shm_register_system(reg, "x", key, 4000, 200, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "past the end"));
+  assert_int_equal(gs__shm_register_system(reg, "x", key, 5000, 0, &err),
+                   GS_EINVAL);
+  assert_int_equal(gs__shm_register_system(reg, "", key, 0, 8, &err),
+                   GS_EINVAL);
+  json_t *st = gs__shm_status_json(reg, GS__SHM_SYSTEM, NULL, &err);
+  assert_int_equal(json_array_size(st), 0);
+  json_decref(st);
+  gs__shm_registry_destroy(reg);
+}
+
+/* Unregister while a request holds the region: the name goes at once (it
+ * can be registered again), the held mapping stays until dropped. An
+ * unknown name is no error (Triton's behaviour). */
+static void test_unregister_deferred(void **state) {
+  (void)state;
+  gs__shm_registry_t *reg = gs__shm_registry_create();
+  gs_error_t err = {0};
+  assert_int_equal(gs__shm_register_system(reg, "a", key, 0, 64, &err), GS_OK);
+  gs__shm_region_t *held = gs__shm_acquire(reg, "a", &err);
+  assert_non_null(held);
+  assert_int_equal(gs__shm_unregister(reg, GS__SHM_SYSTEM, "a", &err), GS_OK);
+  assert_null(gs__shm_acquire(reg, "a", &err));
+  assert_non_null(strstr(err.msg, "Unable to find shared memory region: 'a'"));
+  assert_memory_equal(held->host, object, 64); /* still mapped */
+  assert_int_equal(gs__shm_register_system(reg, "a", key, 64, 64, &err), GS_OK);
+  gs__shm_drop(held);
+  assert_int_equal(gs__shm_unregister(reg, GS__SHM_SYSTEM, "nope", &err),
+                   GS_OK);
+  assert_int_equal(gs__shm_unregister(reg, GS__SHM_CUDA, "a", &err), GS_EINVAL);
+  assert_int_equal(gs__shm_unregister(reg, GS__SHM_SYSTEM, NULL, &err), GS_OK);
+  assert_null(gs__shm_acquire(reg, "a", &err));
+  gs__shm_registry_destroy(reg);
+}
+
+static const gs_tensor_t input16 = {
+    .name = "INPUT0", .dtype = GS_DTYPE_INT32, .rank = 1, .shape = {16}};
+
+/* An input in a region points at its bytes when aligned (no copy), holds a
+ * copy otherwise; its byte size must be the tensor's. */
+static void test_resolve_inputs(void **state) {
+  (void)state;
+  gs__shm_registry_t *reg = gs__shm_registry_create();
+  gs_error_t err = {0};
+  assert_int_equal(gs__shm_register_system(reg, "in", key, 0, 256, &err),
+                   GS_OK);
+  json_t *aligned =
+      json_pack("{s:s, s:i, s:i}", "shared_memory_region", "in",
+                "shared_memory_byte_size", 64, "shared_memory_offset", 64);
+  json_t *odd =
+      json_pack("{s:s, s:i, s:i}", "shared_memory_region", "in",
+                "shared_memory_byte_size", 64, "shared_memory_offset", 4);
+  gs__infer_request_t req;
+  memset(&req, 0, sizeof req);
+  bool used;
+  req.n_inputs = 2;
+  req.inputs[0] = req.inputs[1] = input16;
+  req.inputs[0].bytes = req.inputs[1].bytes = 64;
+  assert_int_equal(
+      gs__shm_ref_json(&req, true, 0, "INPUT0", aligned, &used, &err), GS_OK);
+  assert_true(used);
+  assert_int_equal(gs__shm_ref_json(&req, true, 1, "INPUT1", odd, &used, &err),
+                   GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, &err), GS_OK);
+  assert_ptr_equal(req.inputs[0].data, reg->head->host + 64);
+  assert_ptr_not_equal(req.inputs[1].data, reg->head->host + 4);
+  assert_memory_equal(req.inputs[1].data, object + 4, 64);
+  gs__shm_request_release(&req);
+  /* a byte size that is not the tensor's */
+  memset(&req, 0, sizeof req);
+  req.n_inputs = 1;
+  req.inputs[0] = input16;
+  req.inputs[0].bytes = 60;
+  assert_int_equal(
+      gs__shm_ref_json(&req, true, 0, "INPUT0", aligned, &used, &err), GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "shared_memory_byte_size is 64"));
+  gs__shm_request_release(&req);
+  json_decref(aligned);
+  json_decref(odd);
+  gs__shm_registry_destroy(reg);
+}
+
+/* A region without a byte size (or the other way round) is an error; an
+ * output goes into its region only when it fits. */
+static void test_outputs(void **state) {
+  (void)state;
+  gs__shm_registry_t *reg = gs__shm_registry_create();
+  gs_error_t err = {0};
+  assert_int_equal(gs__shm_register_system(reg, "out", key, 2048, 128, &err),
+                   GS_OK);
+  gs__infer_request_t req;
+  memset(&req, 0, sizeof req);
+  bool used;
+  json_t *half = json_pack("{s:s}", "shared_memory_region", "out");
+  assert_int_equal(gs__shm_ref_json(&req, false, 1, "OUT", half, &used, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "must be given together"));
+  json_decref(half);
+  json_t *p =
+      json_pack("{s:s, s:i, s:i}", "shared_memory_region", "out",
+                "shared_memory_byte_size", 32, "shared_memory_offset", 96);
+  assert_int_equal(gs__shm_ref_json(&req, false, 1, "OUT", p, &used, &err),
+                   GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, &err), GS_OK);
+  assert_true(gs__shm_output_wanted(&req, 1));
+  assert_false(gs__shm_output_wanted(&req, 0));
+  int32_t v[16];
+  for (int i = 0; i < 16; i++)
+    v[i] = 1000 + i;
+  gs_tensor_t t = input16;
+  t.name = "OUT";
+  t.data = v;
+  t.bytes = sizeof v;
+  assert_int_equal(gs__shm_output_write(&req, 1, &t, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "'OUT' (32 bytes) should be at least 64"));
+  t.bytes = 32;
+  t.shape[0] = 8;
+  assert_int_equal(gs__shm_output_write(&req, 1, &t, &err), GS_OK);
+  assert_memory_equal(object + 2048 + 96, v, 32);
+  gs__shm_request_release(&req);
+  json_decref(p);
+  gs__shm_registry_destroy(reg);
+}
+
+/* Register bodies as Triton's HTTP extension has them; base64 of the
+ * CUDA handle (RFC 4648, padded). */
+static void test_parse_register(void **state) {
+  (void)state;
+  gs__shm_register_req_t r;
+  gs_error_t err = {0};
+  const char *sys = "{\"key\": \"/k\", \"offset\": 8, \"byte_size\": 16}";
+  assert_int_equal(
+      gs__shm_parse_register(GS__SHM_SYSTEM, sys, strlen(sys), &r, &err),
+      GS_OK);
+  assert_string_equal(r.key, "/k");
+  assert_int_equal(r.offset, 8);
+  assert_int_equal(r.byte_size, 16);
+  const char *nokey = "{\"byte_size\": 16}";
+  assert_int_equal(
+      gs__shm_parse_register(GS__SHM_SYSTEM, nokey, strlen(nokey), &r, &err),
+      GS_EINVAL);
+  assert_non_null(strstr(err.msg, "\"key\""));
+  const char *cuda = "{\"raw_handle\": {\"b64\": \"Zm9vYmFy\"}, "
+                     "\"device_id\": 1, \"byte_size\": 64}";
+  assert_int_equal(
+      gs__shm_parse_register(GS__SHM_CUDA, cuda, strlen(cuda), &r, &err),
+      GS_OK);
+  assert_int_equal(r.handle_len, 6);
+  assert_memory_equal(r.handle, "foobar", 6);
+  assert_int_equal(r.device_id, 1);
+  uint8_t out[8];
+  size_t n;
+  assert_int_equal(gs__shm_base64_decode("Zm8=", 4, out, 8, &n, &err), GS_OK);
+  assert_int_equal(n, 2);
+  assert_int_equal(gs__shm_base64_decode("Zg==", 4, out, 8, &n, &err), GS_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(gs__shm_base64_decode("Zg=a", 4, out, 8, &n, &err),
+                   GS_EINVAL);
+  assert_int_equal(gs__shm_base64_decode("Z===", 4, out, 8, &n, &err),
+                   GS_EINVAL);
+  assert_int_equal(gs__shm_base64_decode("Zm9vYmFyYmF6", 12, out, 8, &n, &err),
+                   GS_ELIMIT);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bounds),
+      cmocka_unit_test(test_register_status),
+      cmocka_unit_test(test_register_errors),
+      cmocka_unit_test(test_unregister_deferred),
+      cmocka_unit_test(test_resolve_inputs),
+      cmocka_unit_test(test_outputs),
+      cmocka_unit_test(test_parse_register),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
