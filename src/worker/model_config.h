@@ -34,6 +34,7 @@ typedef struct gs__model_config_s {
   unsigned latest_versions;
   size_t n_versions;
   long long versions[GS__CONFIG_MAX_VERSIONS];
+  gs__seq_config_t sequence; /* sequence_batching */
 } gs__model_config_t;
 
 /* Defaults: no batching, placement AUTO, warmup -1 (decided by provider),

@@ -317,6 +317,7 @@ static int read_config_pbtxt(gs__model_entry_t *m, const char *path,
   m->batching = cfg->batching;
   m->placement = cfg->placement;
   m->memory_budget_bytes = cfg->memory_budget_bytes;
+  m->sequence = cfg->sequence;
   return GS_OK;
 }
 
@@ -335,6 +336,7 @@ static int read_config(gs__model_entry_t *m, const char *model_dir,
   m->max_batch_size = 0;
   m->memory_budget_bytes = 0;
   memset(&m->batching, 0, sizeof m->batching);
+  memset(&m->sequence, 0, sizeof m->sequence);
   memset(&m->placement, 0, sizeof m->placement);
   m->placement.warmup = -1;
   gs__model_config_init(cfg);
@@ -620,6 +622,7 @@ void gs__repo_close(gs__repo_t *repo) {
   for (unsigned i = 0; i < repo->n; i++) {
     gs__slot_unref(repo->models[i].slot);
     free(repo->models[i].stats.batch);
+    gs__seq_model_destroy(&repo->models[i]);
   }
   repo->n = 0;
 }
