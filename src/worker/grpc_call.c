@@ -11,7 +11,8 @@
 
 static const char *const method_names[] = {
     "ServerLive",    "ServerReady", "ModelReady",  "ServerMetadata",
-    "ModelMetadata", "ModelInfer",  "ModelConfig", "ModelStatistics"};
+    "ModelMetadata", "ModelInfer",  "ModelConfig", "ModelStatistics",
+    "ModelStreamInfer"};
 
 gs__grpc_method_t gs__grpc_method(const char *path) {
   static const char prefix[] = "/inference.GRPCInferenceService/";

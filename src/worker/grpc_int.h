@@ -23,6 +23,7 @@ typedef enum {
   GS__GRPC_MODEL_INFER,
   GS__GRPC_MODEL_CONFIG,
   GS__GRPC_MODEL_STATISTICS,
+  GS__GRPC_MODEL_STREAM_INFER, /* grpc.c's streams: each message an infer */
   GS__GRPC_UNKNOWN_METHOD
 } gs__grpc_method_t;
 
