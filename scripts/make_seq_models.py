@@ -11,6 +11,11 @@
                             + START + END * CORRID). CORRID is TYPE_INT32
                             here: Triton's ONNX casts a UINT64 CORRID, and
                             gpuslice's engine has no Cast yet.
+  OUT/simple_string_dyna_sequence  what Triton's custom dyna backend does
+                            for the examples' string ids ("1002"): OUTPUT =
+                            STATE_IN + INPUT + END * CORRID, STATE_OUT =
+                            OUTPUT (implicit state; CORRID is the id read as
+                            a number, TYPE_INT32 here, not TYPE_STRING).
   OUT/sequence_accumulate   implicit state: OUTPUT = STATE_IN + INPUT,
                             STATE_OUT = OUTPUT; the batcher feeds STATE_OUT
                             back as STATE_IN, zeros at START.
@@ -100,6 +105,36 @@ def simple_dyna_sequence():
             config("simple_dyna_sequence", 8, seq, instances=2))
 
 
+STATE = """  state [
+    {
+      input_name: "STATE_IN"
+      output_name: "STATE_OUT"
+      data_type: TYPE_INT32
+      dims: [ 1 ]
+      initial_state: { data_type: TYPE_INT32 dims: [ 1 ] zero_data: true name: "zero" }
+    }
+  ]"""
+
+
+def simple_string_dyna_sequence():
+    nodes = [helper.make_node("Add", ["STATE_IN", "INPUT"], ["acc"]),
+             helper.make_node("Mul", ["END", "CORRID"], ["mul0"]),
+             helper.make_node("Add", ["acc", "mul0"], ["OUTPUT"]),
+             helper.make_node("Identity", ["OUTPUT"], ["STATE_OUT"])]
+    seq = """  oldest { max_candidate_sequences: 64 }
+  control_input [
+%s,
+%s
+  ]
+%s""" % (control("END", "CONTROL_SEQUENCE_END"),
+         control("CORRID", "CONTROL_SEQUENCE_CORRID", "data_type: TYPE_INT32"),
+         STATE)
+    return (model(nodes, "simple_string_dyna_sequence",
+                  ["INPUT", "STATE_IN", "END", "CORRID"],
+                  ["OUTPUT", "STATE_OUT"]),
+            config("simple_string_dyna_sequence", 8, seq))
+
+
 def sequence_accumulate(idle_us):
     nodes = [helper.make_node("Add", ["STATE_IN", "INPUT"], ["OUTPUT"]),
              helper.make_node("Identity", ["OUTPUT"], ["STATE_OUT"])]
@@ -129,6 +164,7 @@ def main():
                     help="sequence_accumulate's max_sequence_idle_microseconds")
     args = ap.parse_args()
     for m, cfg in (simple_sequence(), simple_dyna_sequence(),
+                   simple_string_dyna_sequence(),
                    sequence_accumulate(args.idle_us)):
         d = os.path.join(args.out, m.graph.name)
         os.makedirs(os.path.join(d, "1"), exist_ok=True)
