@@ -29,7 +29,12 @@ import sys
 try:
     import onnx
     from onnx import TensorProto, helper
-except ImportError:
+except ImportError:  # as make_models.py: Debian's python3-onnx, once
+    debian = "/usr/bin/python3"
+    if os.path.exists(debian) and os.path.realpath(sys.executable) != os.path.realpath(debian) \
+            and not os.environ.get("GS_MAKE_MODELS_REEXEC"):
+        os.environ["GS_MAKE_MODELS_REEXEC"] = "1"
+        os.execv(debian, [debian] + sys.argv)
     print("make_seq_models.py: the onnx Python package is missing", file=sys.stderr)
     sys.exit(77)
 
