@@ -266,35 +266,17 @@ static void stream_kick(stream_t *s) {
   nghttp2_session_resume_data(session, s->id); /* fails if not deferred */
 }
 
-/* Appends one ModelStreamInferResponse: field 1 (error_message) or 2
- * (infer_response, an encoded ModelInferResponse) holding len bytes. */
-static int append_message(gs_buf_t *out, uint8_t field, const void *data,
-                          size_t len) {
-  uint8_t head[GS__GRPC_PREFIX + 1 + 10];
-  size_t n = GS__GRPC_PREFIX, v = len;
-  head[n++] = (uint8_t)(field << 3 | 2);
-  do {
-    head[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    v >>= 7;
-  } while (v);
-  size_t body = n - GS__GRPC_PREFIX + len;
-  if (body > GS__GRPC_MAX_MESSAGE)
-    return GS_ELIMIT;
-  gs__grpc_frame_prefix(head, body);
-  int rc = gs_buf_add(out, head, n);
-  return rc == GS_OK ? gs_buf_add(out, data, len) : rc;
-}
-
 /* Queues a response on the stream (an error message in its place when it
  * cannot be queued). */
 static void stream_out(stream_t *s, uint8_t field, const void *data,
                        size_t len) {
   static const char too_large[] = "the response is too large for the stream";
   size_t before = s->out.len;
-  if (append_message(&s->out, field, data, len) != GS_OK) {
+  if (gs__grpc_stream_response(&s->out, field, data, len) != GS_OK) {
     s->out.len = before; /* drops the partial message */
     s->out.failed = 0;
-    if (append_message(&s->out, 1, too_large, sizeof too_large - 1) != GS_OK)
+    if (gs__grpc_stream_response(&s->out, 1, too_large, sizeof too_large - 1) !=
+        GS_OK)
       s->out.len = before;
   }
   stream_kick(s);
@@ -372,29 +354,24 @@ static void stream_fail(stream_t *s, int status, const char *msg) {
 
 /* Takes each whole message the stream's bytes hold. */
 static void stream_read_messages(stream_t *s) {
-  while (!s->end_status && !s->closed && s->buf.len >= GS__GRPC_PREFIX) {
-    const uint8_t *b = (const uint8_t *)s->buf.data, *msg;
-    size_t n = (size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 |
-               b[4],
-           len;
+  while (!s->end_status && !s->closed) {
+    const uint8_t *msg;
+    size_t len, used;
     gs_error_t err = {0};
-    if (n > GS__GRPC_MAX_MESSAGE || s->buf.len >= GS__GRPC_PREFIX + n) {
-      size_t whole =
-          n > GS__GRPC_MAX_MESSAGE ? s->buf.len : GS__GRPC_PREFIX + n;
-      int status =
-          gs__grpc_frame_read(b, whole, GS__GRPC_MAX_MESSAGE, &msg, &len, &err);
-      if (status != GS__GRPC_OK) {
-        stream_fail(s, status, err.msg);
-        return;
-      }
-      stream_request(s, msg, len);
-      if (s->closed)
-        return;
-      s->c->buffered -= whole;
-      gs_buf_consume(&s->buf, whole);
-    } else {
-      return; /* the rest of the message is still to come */
+    int status =
+        gs__grpc_stream_next((const uint8_t *)s->buf.data, s->buf.len,
+                             GS__GRPC_MAX_MESSAGE, &msg, &len, &used, &err);
+    if (status == GS__GRPC_STREAM_MORE)
+      return;
+    if (status != GS__GRPC_OK) {
+      stream_fail(s, status, err.msg);
+      return;
     }
+    stream_request(s, msg, len);
+    if (s->closed)
+      return;
+    s->c->buffered -= used;
+    gs_buf_consume(&s->buf, used);
   }
 }
 

@@ -63,6 +63,13 @@ int gs__seq_config_read(
     const struct Inference__Config__ModelSequenceBatching *sb, const char *file,
     gs_error_t *err);
 
+/* Each control input and state against the model's tensors (names, data
+ * types), at load. */
+int gs__seq_config_check(const gs__seq_config_t *cfg, const char *file,
+                         const gs_tensor_info_t *inputs, size_t n_inputs,
+                         const gs_tensor_info_t *outputs, size_t n_outputs,
+                         gs_error_t *err);
+
 /* ---- the slot table (no loop, no model: unit-tested) ---------------------
  */
 
@@ -72,6 +79,12 @@ typedef struct gs__seq_id_s {
   uint64_t u;
   char s[128];
 } gs__seq_id_t;
+
+/* What a request says of its sequence (its parameters). */
+typedef struct gs__seq_params_s {
+  gs__seq_id_t id;
+  bool has_id, start, end;
+} gs__seq_params_t;
 
 typedef struct gs__seq_s gs__seq_t;
 

@@ -176,3 +176,48 @@ int gs__seq_config_read(gs__seq_config_t *cfg, const seq_pb_t *sb,
   cfg->enabled = rc == GS_OK;
   return rc;
 }
+
+static const gs_tensor_info_t *find_info(const gs_tensor_info_t *t, size_t n,
+                                         const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(t[i].name, name))
+      return &t[i];
+  return NULL;
+}
+
+int gs__seq_config_check(const gs__seq_config_t *cfg, const char *file,
+                         const gs_tensor_info_t *inputs, size_t n_inputs,
+                         const gs_tensor_info_t *outputs, size_t n_outputs,
+                         gs_error_t *err) {
+  for (size_t i = 0; cfg->enabled && i < cfg->n_controls; i++) {
+    const gs__seq_control_t *c = &cfg->controls[i];
+    const gs_tensor_info_t *t = find_info(inputs, n_inputs, c->name);
+    bool corrid = c->kind == GS__SEQ_CTL_CORRID;
+    if (!t)
+      return gs_error_set(err, GS_EINVAL,
+                          "%s: sequence_batching control_input '%s' is not "
+                          "one of the model's inputs",
+                          file, c->name);
+    if (t->dtype != c->dtype)
+      return gs_error_set(err, GS_EINVAL,
+                          "%s: sequence_batching control_input '%s' is %s%s "
+                          "but %s in the model",
+                          file, c->name, corrid ? "TYPE_" : "",
+                          corrid                       ? gs_dtype_name(c->dtype)
+                          : c->dtype == GS_DTYPE_INT32 ? "int32_false_true"
+                          : c->dtype == GS_DTYPE_FP32  ? "fp32_false_true"
+                                                       : "bool_false_true",
+                          gs_dtype_name(t->dtype));
+  }
+  for (size_t i = 0; cfg->enabled && i < cfg->n_states; i++) {
+    const gs__seq_state_t *s = &cfg->states[i];
+    const gs_tensor_info_t *in = find_info(inputs, n_inputs, s->input);
+    const gs_tensor_info_t *out = find_info(outputs, n_outputs, s->output);
+    if (!in || !out || in->dtype != s->dtype || out->dtype != s->dtype)
+      return gs_error_set(err, GS_EINVAL,
+                          "%s: sequence_batching state '%s' -> '%s' needs a "
+                          "model input and output of TYPE_%s",
+                          file, s->input, s->output, gs_dtype_name(s->dtype));
+  }
+  return GS_OK;
+}

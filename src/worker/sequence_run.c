@@ -33,19 +33,14 @@ typedef struct seq_req_s {
 /* ---- the request's sequence parameters -----------------------------------
  */
 
-typedef struct seq_params_s {
-  gs__seq_id_t id;
-  bool has_id, start, end;
-} seq_params_t;
-
-static void param_id_string(seq_params_t *p, const char *s) {
+static void param_id_string(gs__seq_params_t *p, const char *s) {
   p->has_id = s[0] != '\0';
   p->id.is_string = true;
   snprintf(p->id.s, sizeof p->id.s, "%s", s);
 }
 
 /* HTTP: the JSON header's "parameters". */
-static int params_http(seq_params_t *p, const gs__http_request_t *req,
+static int params_http(gs__seq_params_t *p, const gs__http_request_t *req,
                        gs_error_t *err) {
   size_t len = req->infer_header_len >= 0 ? (size_t)req->infer_header_len
                                           : req->body_len;
@@ -59,6 +54,7 @@ static int params_http(seq_params_t *p, const gs__http_request_t *req,
   if (json_is_string(id)) {
     param_id_string(p, json_string_value(id));
   } else if (json_is_integer(id)) {
+    p->id.is_string = false;
     p->id.u = (uint64_t)json_integer_value(id);
     p->has_id = p->id.u != 0;
   }
@@ -75,7 +71,7 @@ static bool param_true(const Inference__InferParameter *v) {
 }
 
 /* gRPC: the ModelInferRequest's parameters map. */
-static void params_grpc(seq_params_t *p, const gs__grpc_infer_t *gi) {
+static void params_grpc(gs__seq_params_t *p, const gs__grpc_infer_t *gi) {
   for (size_t i = 0; i < gi->m->n_parameters; i++) {
     const char *key = gi->m->parameters[i]->key;
     const Inference__InferParameter *v = gi->m->parameters[i]->value;
@@ -87,10 +83,12 @@ static void params_grpc(seq_params_t *p, const gs__grpc_infer_t *gi) {
         param_id_string(p, v->string_param);
         break;
       case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
+        p->id.is_string = false;
         p->id.u = (uint64_t)v->int64_param;
         p->has_id = p->id.u != 0;
         break;
       case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
+        p->id.is_string = false;
         p->id.u = v->uint64_param;
         p->has_id = p->id.u != 0;
         break;
@@ -103,6 +101,16 @@ static void params_grpc(seq_params_t *p, const gs__grpc_infer_t *gi) {
       p->end = param_true(v);
     }
   }
+}
+
+int gs__seq_params_read(gs__seq_params_t *p, const gs__infer_job_t *job,
+                        gs_error_t *err) {
+  memset(p, 0, sizeof *p);
+  if (job->grpc) {
+    params_grpc(p, job->grpc);
+    return GS_OK;
+  }
+  return params_http(p, &job->req, err);
 }
 
 /* ---- on the pool: one request of a sequence ------------------------------
@@ -466,7 +474,7 @@ int gs__seq_submit(uv_loop_t *loop, gs__infer_job_t *job,
                    void (*done)(gs__infer_job_t *job)) {
   gs__model_entry_t *m = job->entry;
   gs_error_t err = {0};
-  seq_params_t p = {0};
+  gs__seq_params_t p;
   seq_req_t *r = calloc(1, sizeof *r);
   if (!r)
     return UV_ENOMEM;
@@ -475,9 +483,7 @@ int gs__seq_submit(uv_loop_t *loop, gs__infer_job_t *job,
   r->item.data = r;
   if (!(r->sm = seq_model(loop, m, job->slot, &err)))
     return answer_error(loop, r, 500, err.msg);
-  if (job->grpc)
-    params_grpc(&p, job->grpc);
-  else if (params_http(&p, &job->req, &err) != GS_OK)
+  if (gs__seq_params_read(&p, job, &err) != GS_OK)
     return answer_error(loop, r, 400, err.msg);
   if (!p.has_id) {
     snprintf(err.msg, sizeof err.msg,

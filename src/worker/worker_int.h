@@ -321,6 +321,12 @@ void gs__batcher_flush(gs__repo_t *repo);
 /* gs__infer_submit for a model with sequence_batching. */
 int gs__seq_submit(uv_loop_t *loop, gs__infer_job_t *job,
                    void (*done)(gs__infer_job_t *job));
+/* The sequence parameters of job's request (HTTP's JSON "parameters", or
+ * the gRPC message's map): sequence_id (uint64 or string; 0 or "" is no
+ * id), sequence_start, sequence_end. GS_OK, or GS_EINVAL for a body that is
+ * not JSON. */
+int gs__seq_params_read(gs__seq_params_t *p, const gs__infer_job_t *job,
+                        gs_error_t *err);
 /* Answers the requests of sequences still waiting for a slot: the worker
  * is shutting down. */
 void gs__seq_flush(gs__model_entry_t *m);

@@ -104,8 +104,7 @@ static void test_idle_timeout_frees_the_slot(void **state) {
   gs__seq_t *woken[4];
   size_t n;
   gs_error_t err = {0};
-  assert_int_equal(gs__seq_table_init(&t, 1, 100000 /* 100 ms */, NULL),
-                   GS_OK);
+  assert_int_equal(gs__seq_table_init(&t, 1, 100000 /* 100 ms */, NULL), GS_OK);
   gs__seq_t *s = add(&t, 9, &a, true, false, 0);
   gs__seq_t *w = add(&t, 10, &b, true, false, 0);
   assert_ptr_equal(gs__seq_table_next(&t, s), &a);
@@ -138,8 +137,7 @@ static void test_string_ids_are_distinct_from_numbers(void **state) {
   assert_int_equal(gs__seq_table_add(&t, &s, &a, 0, &seq, "m", &err), GS_OK);
   gs__seq_id_t u = uid(0);
   assert_int_equal(gs__seq_table_add(&t, &u, &b, 0, &seq, "m", &err), GS_OK);
-  assert_ptr_not_equal(gs__seq_table_find(&t, &s),
-                       gs__seq_table_find(&t, &u));
+  assert_ptr_not_equal(gs__seq_table_find(&t, &s), gs__seq_table_find(&t, &u));
   gs__seq_table_release(&t);
 }
 
