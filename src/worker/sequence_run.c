@@ -527,3 +527,66 @@ void gs__seq_model_destroy(gs__model_entry_t *m) {
   free(m->seq);
   m->seq = NULL;
 }
+
+/* ---- metadata and config --------------------------------------------------
+ */
+
+/* Drops from the tensors array a the ones the sequence batcher gives. */
+static void drop_internal(json_t *a, const gs__seq_config_t *cfg, bool input) {
+  for (size_t i = json_array_size(a); i-- > 0;) {
+    const char *name =
+        json_string_value(json_object_get(json_array_get(a, i), "name"));
+    if (name && is_control_or_state(cfg, name, input))
+      json_array_remove(a, i);
+  }
+}
+
+static json_t *sequence_json(const gs__seq_config_t *cfg) {
+  static const char *const kinds[] = {
+      "CONTROL_SEQUENCE_START", "CONTROL_SEQUENCE_READY",
+      "CONTROL_SEQUENCE_END", "CONTROL_SEQUENCE_CORRID"};
+  json_t *controls = json_array(), *states = json_array();
+  for (size_t i = 0; i < cfg->n_controls; i++) {
+    const gs__seq_control_t *c = &cfg->controls[i];
+    char type[32];
+    json_t *ctl = json_pack("{s:s}", "kind", kinds[c->kind]);
+    snprintf(type, sizeof type, "TYPE_%s", gs_dtype_name(c->dtype));
+    if (c->kind == GS__SEQ_CTL_CORRID)
+      json_object_set_new(ctl, "data_type", json_string(type));
+    else
+      json_object_set_new(
+          ctl,
+          c->dtype == GS_DTYPE_INT32  ? "int32_false_true"
+          : c->dtype == GS_DTYPE_FP32 ? "fp32_false_true"
+                                      : "bool_false_true",
+          c->dtype == GS_DTYPE_BOOL
+              ? json_pack("[b, b]", c->values[0] != 0, c->values[1] != 0)
+          : c->dtype == GS_DTYPE_INT32
+              ? json_pack("[I, I]", (json_int_t)c->values[0],
+                          (json_int_t)c->values[1])
+              : json_pack("[f, f]", c->values[0], c->values[1]));
+    json_array_append_new(
+        controls, json_pack("{s:s, s:[o]}", "name", c->name, "control", ctl));
+  }
+  for (size_t i = 0; i < cfg->n_states; i++) {
+    char type[32];
+    snprintf(type, sizeof type, "TYPE_%s", gs_dtype_name(cfg->states[i].dtype));
+    json_array_append_new(states,
+                          json_pack("{s:s, s:s, s:s}", "input_name",
+                                    cfg->states[i].input, "output_name",
+                                    cfg->states[i].output, "data_type", type));
+  }
+  return json_pack("{s:I, s:o, s:o, s:{}}", "max_sequence_idle_microseconds",
+                   (json_int_t)cfg->idle_us, "control_input", controls, "state",
+                   states, cfg->oldest ? "oldest" : "direct");
+}
+
+void gs__seq_json(const gs__model_entry_t *m, json_t *j, bool config) {
+  const gs__seq_config_t *cfg = &m->sequence;
+  if (!j || !cfg->enabled)
+    return;
+  drop_internal(json_object_get(j, config ? "input" : "inputs"), cfg, true);
+  drop_internal(json_object_get(j, config ? "output" : "outputs"), cfg, false);
+  if (config)
+    json_object_set_new(j, "sequence_batching", sequence_json(cfg));
+}

@@ -330,6 +330,10 @@ int gs__seq_params_read(gs__seq_params_t *p, const gs__infer_job_t *job,
 /* Answers the requests of sequences still waiting for a slot: the worker
  * is shutting down. */
 void gs__seq_flush(gs__model_entry_t *m);
+/* A sequence model's metadata (config false) or config JSON as Triton
+ * shows them: without the control and state tensors the batcher gives,
+ * the config with its sequence_batching. */
+void gs__seq_json(const gs__model_entry_t *m, json_t *j, bool config);
 /* Frees m's sequences (after the loop has closed). */
 void gs__seq_model_destroy(gs__model_entry_t *m);
 

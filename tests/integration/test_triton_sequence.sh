@@ -137,6 +137,13 @@ try:
 except InferenceServerException as e:
     check("correlation ID" in str(e), "HTTP: no sequence id refused")
 
+md = h.get_model_metadata("simple_dyna_sequence")
+cfg = h.get_model_config("simple_dyna_sequence")
+check([t["name"] for t in md["inputs"]] == ["INPUT"] and
+      "oldest" in cfg.get("sequence_batching", {}) and
+      [t["name"] for t in cfg["input"]] == ["INPUT"],
+      "metadata and config as Triton's: controls hidden, sequence_batching shown")
+
 # 6. Garbage on a raw stream: an error message, and the stream goes on.
 ch = g.insecure_channel(gurl)
 call = ch.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
