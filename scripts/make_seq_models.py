@@ -16,6 +16,8 @@
                             STATE_IN + INPUT + END * CORRID, STATE_OUT =
                             OUTPUT (implicit state; CORRID is the id read as
                             a number, TYPE_INT32 here, not TYPE_STRING).
+  OUT/big_identity          not a sequence model: OUTPUT = Identity(INPUT),
+                            FP32 [-1, -1], for large answers on a stream.
   OUT/sequence_accumulate   implicit state: OUTPUT = STATE_IN + INPUT,
                             STATE_OUT = OUTPUT; the batcher feeds STATE_OUT
                             back as STATE_IN, zeros at START.
@@ -162,6 +164,17 @@ def sequence_accumulate(idle_us):
             config("sequence_accumulate", 4, seq))
 
 
+def big_identity():
+    io = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", "M"])
+    graph = helper.make_graph([helper.make_node("Identity", ["INPUT"], ["OUTPUT"])],
+                              "big_identity", [io("INPUT")], [io("OUTPUT")])
+    m = helper.make_model(graph, producer_name="gpuslice make_seq_models.py",
+                          opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = IR_VERSION
+    onnx.checker.check_model(m)
+    return m, 'name: "big_identity"\nmax_batch_size: 0\n'
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -169,7 +182,7 @@ def main():
                     help="sequence_accumulate's max_sequence_idle_microseconds")
     args = ap.parse_args()
     for m, cfg in (simple_sequence(), simple_dyna_sequence(),
-                   simple_string_dyna_sequence(),
+                   simple_string_dyna_sequence(), big_identity(),
                    sequence_accumulate(args.idle_us)):
         d = os.path.join(args.out, m.graph.name)
         os.makedirs(os.path.join(d, "1"), exist_ok=True)

@@ -160,7 +160,44 @@ check(len(resp) == 2 and resp[0].error_message != "" and
       "garbage: error_message, then the next request answered (%s)" %
       [x.error_message[:40] for x in resp])
 
-# 7. A reset with infers in flight: the worker forgets their answers.
+# 7. Flow control: 8 answers of 4 MiB on one stream (past the 1 MiB stream
+# window and the pump's 4 MiB high water), and 4 streams at once on one
+# connection.
+big = np.arange(1 << 20, dtype=np.float32).reshape(1, -1)
+c.start_stream(callback=lambda result, error: q.put(error if error else result))
+for k in range(8):
+    i = tc.InferInput("INPUT", list(big.shape), "FP32")
+    i.set_data_from_numpy(big + k)
+    c.async_stream_infer("big_identity", [i], request_id="b%d" % k)
+ok = 0
+for _ in range(8):
+    r = q.get(timeout=30)
+    if not isinstance(r, InferenceServerException):
+        k = int(r.get_response().id[1:])
+        ok += bool(np.array_equal(r.as_numpy("OUTPUT"), big + k))
+c.stop_stream()
+check(ok == 8, "8 answers of 4 MiB on one stream, each whole (%d)" % ok)
+import threading
+def raw_stream(n, res):
+    reqs = []
+    for k in range(5):
+        m = pb.ModelInferRequest(model_name="sequence_accumulate", id="%d_%d" % (n, k))
+        m.parameters["sequence_id"].int64_param = 500 + n
+        m.parameters["sequence_start"].bool_param = k == 0
+        m.inputs.add(name="INPUT", datatype="INT32", shape=[1, 1])
+        m.raw_input_contents.append(np.array([1], dtype=np.int32).tobytes())
+        reqs.append(m.SerializeToString())
+    out = [pb.ModelStreamInferResponse.FromString(x) for x in call(iter(reqs), timeout=20)]
+    res[n] = [np.frombuffer(x.infer_response.raw_output_contents[0], dtype=np.int32)[0]
+              for x in out if not x.error_message]
+res = {}
+ts = [threading.Thread(target=raw_stream, args=(n, res)) for n in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+check(all(res.get(n) == [1, 2, 3, 4, 5] for n in range(4)),
+      "4 streams at once on one connection, each sequence in order (%s)" % res)
+
+# 8. A reset with infers in flight: the worker forgets their answers.
 c2 = tc.InferenceServerClient(url=gurl)
 c2.start_stream(callback=lambda result, error: None)
 for k in range(64):
