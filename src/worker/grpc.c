@@ -248,13 +248,13 @@ static void stream_kick(stream_t *s) {
     return;
   nghttp2_session *session = s->c->h2.session;
   if (!s->headers_sent) {
-    if (s->end_status && s->out.len == 0) { /* nothing sent: trailers only */
+    if (s->out.len == 0 && !stream_done(s))
+      return;                               /* nothing to send yet */
+    if (s->out.len == 0 && s->end_status) { /* nothing sent: trailers only */
       s->trailers = true;
       gs__grpc_submit_status(session, s->id, s->end_status, s->end_msg);
       return;
     }
-    if (s->out.len == 0 && !stream_done(s))
-      return;
     nghttp2_nv head[] = {GS_H2_NV(":status", "200"),
                          GS_H2_NV("content-type", "application/grpc")};
     nghttp2_data_provider data = {.source.ptr = s,
@@ -487,6 +487,10 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id,
                        : "the request message is larger than 64 MiB");
     c->buffered -= before;
     gs_buf_free(&s->buf);
+    if (s->streaming) { /* answered on the stream, which ends */
+      s->error = 0;
+      stream_fail(s, GS__GRPC_RESOURCE_EXHAUSTED, s->error_msg);
+    }
     return 0;
   }
   c->buffered += len;
