@@ -18,7 +18,6 @@ typedef struct gs__seq_model_s {
   gs__seq_table_t table;
   gs__seq_config_t cfg;
   uv_timer_t timer; /* the idle timeout's sweep */
-  bool timer_on;
 } seq_model_t;
 
 typedef struct seq_req_s {
@@ -438,24 +437,41 @@ static void on_sweep(uv_timer_t *t) {
   } while (n == 64);
 }
 
-/* The model's sequences, made at its first request: direct gives each
- * instance max_batch_size slots, oldest max_candidate_sequences. */
+/* The table for cfg: direct gives each instance max_batch_size slots,
+ * oldest max_candidate_sequences. */
+static int table_for(seq_model_t *sm, const gs__model_slot_t *slot,
+                     gs_error_t *err) {
+  unsigned per = slot->max_batch_size ? slot->max_batch_size : 1;
+  unsigned count = slot->placement.count ? slot->placement.count : 1;
+  unsigned n = sm->cfg.oldest ? sm->cfg.max_sequences : per * count;
+  return gs__seq_table_init(&sm->table,
+                            n > GS__SEQ_MAX_SLOTS ? GS__SEQ_MAX_SLOTS : n,
+                            sm->cfg.idle_us, err);
+}
+
+/* The model's sequences, made at its first request. A reload that changed
+ * sequence_batching takes effect once no sequence of the old one lives
+ * (their requests read the old configuration on the pool). */
 static seq_model_t *seq_model(uv_loop_t *loop, gs__model_entry_t *m,
                               const gs__model_slot_t *slot, gs_error_t *err) {
-  if (m->seq)
-    return m->seq;
-  seq_model_t *sm = calloc(1, sizeof *sm);
-  if (!sm) {
+  seq_model_t *sm = m->seq;
+  if (sm && !sm->table.live &&
+      memcmp(&sm->cfg, &m->sequence, sizeof sm->cfg) != 0) {
+    gs__seq_table_release(&sm->table);
+    sm->cfg = m->sequence;
+    if (table_for(sm, slot, err) != GS_OK)
+      return NULL; /* the table stays empty: the next request tries again */
+  }
+  if (sm && !sm->table.slots && table_for(sm, slot, err) != GS_OK)
+    return NULL;
+  if (sm)
+    return sm;
+  if (!(sm = calloc(1, sizeof *sm))) {
     gs_error_set(err, GS_ENOMEM, "out of memory");
     return NULL;
   }
   sm->cfg = m->sequence;
-  unsigned per = slot->max_batch_size ? slot->max_batch_size : 1;
-  unsigned count = slot->placement.count ? slot->placement.count : 1;
-  unsigned n = sm->cfg.oldest ? sm->cfg.max_sequences : per * count;
-  if (gs__seq_table_init(&sm->table,
-                         n > GS__SEQ_MAX_SLOTS ? GS__SEQ_MAX_SLOTS : n,
-                         sm->cfg.idle_us, err) != GS_OK) {
+  if (table_for(sm, slot, err) != GS_OK) {
     free(sm);
     return NULL;
   }
@@ -465,7 +481,6 @@ static seq_model_t *seq_model(uv_loop_t *loop, gs__model_entry_t *m,
   sm->timer.data = sm;
   uv_timer_start(&sm->timer, on_sweep, every_ms, every_ms);
   uv_unref((uv_handle_t *)&sm->timer);
-  sm->timer_on = true;
   m->seq = sm;
   return sm;
 }

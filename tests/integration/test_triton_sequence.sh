@@ -209,6 +209,9 @@ check(c.is_server_live() and h.is_server_live(), "worker live after the reset st
 sys.exit(1 if fails else 0)
 PY
 rc=$?
-grep -q "AddressSanitizer\|runtime error" "$tmp/log" && { echo "FAIL: sanitizer report"; cat "$tmp/log"; rc=1; }
 kill -0 "$pid" 2>/dev/null || { echo "FAIL: worker exited"; rc=1; }
+# Stopped, so that a sanitizer build reports what shutdown leaks or breaks.
+kill "$pid" 2>/dev/null && wait "$pid"
+pid=
+grep -q "Sanitizer\|runtime error" "$tmp/log" && { echo "FAIL: sanitizer report"; cat "$tmp/log"; rc=1; }
 exit $rc
