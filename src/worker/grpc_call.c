@@ -10,9 +10,9 @@
 #include "worker/grpc_int.h"
 
 static const char *const method_names[] = {
-    "ServerLive",    "ServerReady", "ModelReady",  "ServerMetadata",
-    "ModelMetadata", "ModelInfer",  "ModelConfig", "ModelStatistics",
-    "ModelStreamInfer"};
+    "ServerLive",     "ServerReady",     "ModelReady",
+    "ServerMetadata", "ModelMetadata",   "ModelInfer",
+    "ModelConfig",    "ModelStatistics", "ModelStreamInfer"};
 
 gs__grpc_method_t gs__grpc_method(const char *path) {
   static const char prefix[] = "/inference.GRPCInferenceService/";
