@@ -526,6 +526,8 @@ static void after_single(uv_work_t *w, int status) {
 
 int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
                      void (*done)(gs__infer_job_t *job)) {
+  if (job->entry->sequence.enabled)
+    return gs__seq_submit(loop, job, done);
   job->done = done;
   job->work.data = job;
   if (job->slot->batching.enabled)
@@ -553,6 +555,7 @@ void gs__batcher_flush(gs__repo_t *repo) {
   for (unsigned i = 0; i < repo->n; i++) {
     gs__model_entry_t *m = &repo->models[i];
     m->draining = true;
+    gs__seq_flush(m);
     if (m->timer_ready && m->queue_head)
       schedule(m->timer.loop, m, true);
   }

@@ -3,7 +3,11 @@
  * gathered (64 MiB at most), answered through grpc_call.c, and infers are
  * submitted as HTTP's are (gs__infer_submit: the pool, and the dynamic
  * batcher). Responses end with grpc-status trailers, errors with a
- * trailers-only response. */
+ * trailers-only response. ModelStreamInfer's stream carries many: each
+ * message is an infer answered on the stream as soon as it completes (an
+ * error as a message with error_message), until the client half-closes
+ * and every answer is out (grpc-status 0), or a message cannot be framed
+ * (its status in the trailers). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +16,8 @@
 #include "worker/grpc_int.h"
 
 #define WINDOW_BYTES (1 << 20)
+/* Infers one ModelStreamInfer stream may have running at once. */
+#define STREAM_MAX_PENDING 1024u
 
 typedef struct conn_s conn_t;
 
@@ -32,7 +38,24 @@ typedef struct stream_s {
   gs__encoding_t encoding, reply_encoding;
   char accept[64];
   gs__infer_job_t job;
+  /* ModelStreamInfer: many messages each way. */
+  bool streaming;
+  bool half_closed;  /* the client sent END_STREAM */
+  bool headers_sent; /* the response (data provider) is submitted */
+  bool trailers;     /* the trailers are queued: nothing more to send */
+  int end_status;    /* a framing error ends the stream with this status */
+  char end_msg[256];
+  unsigned pending; /* its infers running */
+  gs_buf_t out;     /* framed responses not yet given to nghttp2 */
+  size_t out_at;
 } stream_t;
+
+/* One message of a ModelStreamInfer stream while its infer runs. */
+typedef struct stream_req_s {
+  stream_t *s;
+  gs__infer_job_t job;
+  gs__grpc_reply_t reply;
+} stream_req_t;
 
 struct conn_s {
   uv_tcp_t tcp;
@@ -54,6 +77,7 @@ struct gs__grpc_server_s {
 
 static void stream_free(stream_t *s) {
   gs_buf_free(&s->buf);
+  gs_buf_free(&s->out);
   gs__grpc_reply_release(&s->reply);
   gs__grpc_infer_destroy(s->job.grpc);
   free(s);
@@ -85,7 +109,7 @@ static void on_closed(uv_handle_t *h) {
     stream_unlink(s);
     s->c = NULL;
     s->closed = true;
-    if (!s->in_flight)
+    if (!s->in_flight && !s->pending)
       stream_free(s);
   }
   if (c->prev)
@@ -193,6 +217,199 @@ static void after_infer(gs__infer_job_t *job) {
   conn_flush(s->c);
 }
 
+/* ---- ModelStreamInfer ------------------------------------------------------
+ */
+
+/* The trailers that end a stream: grpc-status and, for an error, its
+ * message. */
+static int submit_end_trailer(nghttp2_session *session, int32_t id, int status,
+                              const char *text) {
+  char code[16], msg[512];
+  if (status == GS__GRPC_OK)
+    return gs__grpc_submit_ok_trailer(session, id);
+  snprintf(code, sizeof code, "%d", status);
+  gs__grpc_percent_encode(text, msg, sizeof msg);
+  nghttp2_nv trailers[] = {GS_H2_NV("grpc-status", code),
+                           GS_H2_NV("grpc-message", msg)};
+  return nghttp2_submit_trailer(session, id, trailers, 2);
+}
+
+/* Whether the stream has nothing more to answer: the client is done
+ * sending (or a framing error stopped reading) and no infer runs. */
+static bool stream_done(const stream_t *s) {
+  return (s->half_closed || s->end_status) && s->pending == 0;
+}
+
+static ssize_t read_stream(nghttp2_session *session, int32_t id, uint8_t *buf,
+                           size_t length, uint32_t *flags,
+                           nghttp2_data_source *source, void *user) {
+  stream_t *s = source->ptr;
+  size_t n = s->out.len - s->out_at;
+  (void)user;
+  if (n == 0 && !stream_done(s))
+    return NGHTTP2_ERR_DEFERRED; /* resumed when an answer is queued */
+  if (n > length)
+    n = length;
+  if (n)
+    memcpy(buf, s->out.data + s->out_at, n);
+  s->out_at += n;
+  if (s->out_at == s->out.len) {
+    gs_buf_reset(&s->out);
+    s->out_at = 0;
+    if (stream_done(s)) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      s->trailers = true;
+      if (submit_end_trailer(session, id, s->end_status, s->end_msg) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+  }
+  return (ssize_t)n;
+}
+
+/* Lets nghttp2 take what the stream has queued (the response headers
+ * first); the caller flushes the connection unless inside a callback. */
+static void stream_kick(stream_t *s) {
+  if (s->closed || s->trailers)
+    return;
+  nghttp2_session *session = s->c->h2.session;
+  if (!s->headers_sent) {
+    if (s->out.len == 0 && !stream_done(s))
+      return;                               /* nothing to send yet */
+    if (s->out.len == 0 && s->end_status) { /* nothing sent: trailers only */
+      s->trailers = true;
+      gs__grpc_submit_status(session, s->id, s->end_status, s->end_msg);
+      return;
+    }
+    nghttp2_nv head[] = {GS_H2_NV(":status", "200"),
+                         GS_H2_NV("content-type", "application/grpc")};
+    nghttp2_data_provider data = {.source.ptr = s,
+                                  .read_callback = read_stream};
+    s->headers_sent = true;
+    nghttp2_submit_response(session, s->id, head, 2, &data);
+    return;
+  }
+  nghttp2_session_resume_data(session, s->id); /* fails if not deferred */
+}
+
+/* Queues a response on the stream (an error message in its place when it
+ * cannot be queued). */
+static void stream_out(stream_t *s, uint8_t field, const void *data,
+                       size_t len) {
+  static const char too_large[] = "the response is too large for the stream";
+  size_t before = s->out.len;
+  if (gs__grpc_stream_response(&s->out, field, data, len) != GS_OK) {
+    s->out.len = before; /* drops the partial message */
+    s->out.failed = 0;
+    if (gs__grpc_stream_response(&s->out, 1, too_large, sizeof too_large - 1) !=
+        GS_OK)
+      s->out.len = before;
+  }
+  stream_kick(s);
+}
+
+static void stream_out_error(stream_t *s, const char *msg) {
+  stream_out(s, 1, msg, strlen(msg));
+}
+
+static void stream_req_free(stream_req_t *r) {
+  gs__http_response_release(&r->job.resp);
+  gs__grpc_infer_destroy(r->job.grpc);
+  gs__grpc_reply_release(&r->reply);
+  free(r);
+}
+
+static void after_stream_infer(gs__infer_job_t *job) {
+  stream_req_t *r = job->data;
+  stream_t *s = r->s;
+  gs__infer_job_finish(job);
+  s->pending--;
+  if (s->closed) { /* the client reset the stream: nobody to answer */
+    stream_req_free(r);
+    if (!s->pending && !s->in_flight)
+      stream_free(s);
+    return;
+  }
+  gs__grpc_infer_reply(&job->resp, &r->reply);
+  if (r->reply.status == GS__GRPC_OK && r->reply.body)
+    stream_out(s, 2, r->reply.body + GS__GRPC_PREFIX,
+               r->reply.body_len - GS__GRPC_PREFIX);
+  else
+    stream_out_error(s, r->reply.message);
+  stream_req_free(r);
+  stream_kick(s); /* the last answer: the trailers */
+  conn_flush(s->c);
+}
+
+/* One message of the stream: its infer starts, or its error is queued. */
+static void stream_request(stream_t *s, const uint8_t *msg, size_t len) {
+  stream_req_t *r = calloc(1, sizeof *r);
+  if (!r || s->pending >= STREAM_MAX_PENDING) {
+    free(r);
+    stream_out_error(s, r ? "too many requests in flight on this stream"
+                          : "out of memory");
+    return;
+  }
+  r->s = s;
+  if (gs__grpc_call(s->c->g->repo, GS__GRPC_MODEL_INFER, msg, len, &r->reply,
+                    &r->job) != 1) {
+    stream_out_error(s, r->reply.message);
+    stream_req_free(r);
+    return;
+  }
+  r->job.data = r;
+  if (gs__infer_submit(s->c->g->loop, &r->job, after_stream_infer) != 0) {
+    gs__infer_job_finish(&r->job);
+    stream_req_free(r);
+    stream_out_error(s, "cannot queue the inference");
+    return;
+  }
+  s->pending++;
+}
+
+/* Ends the stream with status once every running infer is answered: what
+ * follows cannot be read as messages. */
+static void stream_fail(stream_t *s, int status, const char *msg) {
+  if (s->end_status)
+    return;
+  s->end_status = status;
+  snprintf(s->end_msg, sizeof s->end_msg, "%.250s", msg);
+  stream_drop_request(s);
+  stream_kick(s);
+}
+
+/* Takes each whole message the stream's bytes hold. */
+static void stream_read_messages(stream_t *s) {
+  while (!s->end_status && !s->closed) {
+    const uint8_t *msg;
+    size_t len, used;
+    gs_error_t err = {0};
+    int status =
+        gs__grpc_stream_next((const uint8_t *)s->buf.data, s->buf.len,
+                             GS__GRPC_MAX_MESSAGE, &msg, &len, &used, &err);
+    if (status == GS__GRPC_STREAM_MORE)
+      return;
+    if (status != GS__GRPC_OK) {
+      stream_fail(s, status, err.msg);
+      return;
+    }
+    stream_request(s, msg, len);
+    if (s->closed)
+      return;
+    s->c->buffered -= used;
+    gs_buf_consume(&s->buf, used);
+  }
+}
+
+/* The client half-closed: a partial message left is an error; the stream
+ * ends once every answer is out. */
+static void stream_half_close(stream_t *s) {
+  s->half_closed = true;
+  if (s->buf.len && !s->end_status)
+    stream_fail(s, GS__GRPC_INVALID_ARGUMENT,
+                "the stream ended inside a message");
+  stream_kick(s);
+}
+
 /* Starts the job gs__grpc_call filled; false (with the reply set) when it
  * cannot be queued. */
 static bool stream_submit(stream_t *s) {
@@ -253,6 +470,8 @@ static int on_begin_headers(nghttp2_session *session,
   s->id = frame->hd.stream_id;
   s->method = GS__GRPC_UNKNOWN_METHOD;
   gs_buf_init(&s->buf, GS_LIMIT_GRPC_MESSAGE);
+  gs_buf_init(&s->out,
+              GS_LIMIT_GRPC_CONN); /* answers a slow reader has not taken */
   s->next = c->streams;
   if (c->streams)
     c->streams->prev = s;
@@ -274,6 +493,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     char path[256];
     snprintf(path, sizeof path, "%.*s", (int)valuelen, (const char *)value);
     s->method = gs__grpc_method(path);
+    s->streaming = s->method == GS__GRPC_MODEL_STREAM_INFER;
   } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
     s->grpc_content_type = gs__grpc_content_type(value, valuelen);
   } else if (namelen == 13 && memcmp(name, "grpc-encoding", 13) == 0) {
@@ -290,7 +510,7 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id,
   conn_t *c = user;
   stream_t *s = nghttp2_session_get_stream_user_data(session, id);
   (void)flags;
-  if (!s || s->error)
+  if (!s || s->error || s->end_status)
     return 0;
   size_t conn_max = gs_limit_bytes(GS_LIMIT_GRPC_CONN);
   bool conn_full = len > conn_max - c->buffered;
@@ -304,15 +524,29 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id,
                        : "the request message is larger than 64 MiB");
     c->buffered -= before;
     gs_buf_free(&s->buf);
+    if (s->streaming) { /* answered on the stream, which ends */
+      s->error = 0;
+      stream_fail(s, GS__GRPC_RESOURCE_EXHAUSTED, s->error_msg);
+    }
     return 0;
   }
   c->buffered += len;
+  if (s->streaming && s->grpc_content_type)
+    stream_read_messages(s);
   return 0;
 }
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
                          void *user) {
   (void)user;
+  stream_t *st =
+      nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (st && st->streaming && st->grpc_content_type) {
+    if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !st->half_closed)
+      stream_half_close(st);
+    return 0;
+  }
   if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
@@ -331,8 +565,9 @@ static int on_stream_close(nghttp2_session *session, int32_t id,
   if (!s)
     return 0;
   stream_unlink(s);
+  s->c = NULL;
   s->closed = true;
-  if (!s->in_flight)
+  if (!s->in_flight && !s->pending)
     stream_free(s);
   return 0;
 }

@@ -11,14 +11,14 @@
 #include "worker/shm.h"
 
 static const char *const method_names[] = {
-    "ServerLive",          "ServerReady",          "ModelReady",
-    "ServerMetadata",      "ModelMetadata",        "ModelInfer",
-    "ModelConfig",         "ModelStatistics",      "RepositoryIndex",
-    "RepositoryModelLoad", "RepositoryModelUnload",
+    "ServerLive", "ServerReady", "ModelReady", "ServerMetadata",
+    "ModelMetadata", "ModelInfer", "ModelConfig", "ModelStatistics",
+    "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
     /* the shared-memory extensions (shm_routes.c) */
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
     "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
-    "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister"};
+    "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
+    "ModelStreamInfer"};
 
 gs__grpc_method_t gs__grpc_method(const char *path) {
   static const char prefix[] = "/inference.GRPCInferenceService/";

@@ -33,6 +33,7 @@ typedef enum {
   GS__GRPC_CUDA_SHM_STATUS,
   GS__GRPC_CUDA_SHM_REGISTER,
   GS__GRPC_CUDA_SHM_UNREGISTER,
+  GS__GRPC_MODEL_STREAM_INFER, /* grpc.c's streams: each message an infer */
   GS__GRPC_UNKNOWN_METHOD
 } gs__grpc_method_t;
 
@@ -110,6 +111,23 @@ void gs__grpc_infer_reply(gs__http_response_t *resp, gs__grpc_reply_t *reply);
 int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
                   const uint8_t *msg, size_t len, gs__grpc_reply_t *reply,
                   gs__infer_job_t *job);
+
+/* ---- ModelStreamInfer's messages (grpc_stream.c) ---------------------------
+ */
+
+#define GS__GRPC_STREAM_MORE (-1)
+/* The message at the front of a stream's len bytes: GS__GRPC_OK with msg,
+ * msg_len and *used (the bytes it took), GS__GRPC_STREAM_MORE when the
+ * bytes hold no whole message yet, or a gRPC status (err set) when they
+ * cannot be framed (too large, compressed): the stream cannot go on. */
+int gs__grpc_stream_next(const uint8_t *buf, size_t len, size_t max,
+                         const uint8_t **msg, size_t *msg_len, size_t *used,
+                         gs_error_t *err);
+/* Appends a framed ModelStreamInferResponse holding field 1
+ * (error_message) or 2 (infer_response: an encoded ModelInferResponse) of
+ * len bytes. GS_OK, GS_ELIMIT (over 64 MiB) or out's error. */
+int gs__grpc_stream_response(gs_buf_t *out, unsigned field, const void *data,
+                             size_t len);
 
 /* ---- the server (grpc.c) --------------------------------------------------
  */

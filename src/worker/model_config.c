@@ -46,6 +46,7 @@ static const char *const supported[] = {
     "instance_group.gpus",
     "parameters",
     "model_warmup",
+    "sequence_batching", /* checked by gs__seq_config_read */
     NULL};
 
 void gs__model_config_init(gs__model_config_t *cfg) {
@@ -338,6 +339,10 @@ static int read_pb(gs__model_config_t *cfg, const config_pb_t *pb,
       pb->scheduling_choice_case ==
           INFERENCE__CONFIG__MODEL_CONFIG__SCHEDULING_CHOICE_DYNAMIC_BATCHING)
     rc = read_batching(cfg, pb->dynamic_batching, file, err);
+  if (rc == GS_OK &&
+      pb->scheduling_choice_case ==
+          INFERENCE__CONFIG__MODEL_CONFIG__SCHEDULING_CHOICE_SEQUENCE_BATCHING)
+    rc = gs__seq_config_read(&cfg->sequence, pb->sequence_batching, file, err);
   if (rc == GS_OK && pb->n_instance_group)
     rc = read_instance_group(&cfg->placement, pb, file, err);
   if (rc == GS_OK && pb->version_policy)

@@ -36,6 +36,7 @@ typedef struct gs__model_config_s {
   size_t n_versions;
   long long versions[GS__CONFIG_MAX_VERSIONS];
   char dir[4096]; /* the config file's directory (label files are in it) */
+  gs__seq_config_t sequence; /* sequence_batching */
 } gs__model_config_t;
 
 /* Defaults: no batching, placement AUTO, warmup -1 (decided by provider),

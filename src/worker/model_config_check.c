@@ -162,6 +162,9 @@ int gs__model_config_apply(const gs__model_config_t *cfg, const char *file,
   int rc = apply_side(cfg, true, file, inputs, n_inputs, err);
   if (rc == GS_OK)
     rc = apply_side(cfg, false, file, outputs, n_outputs, err);
+  if (rc == GS_OK)
+    rc = gs__seq_config_check(&cfg->sequence, file, inputs, n_inputs, outputs,
+                              n_outputs, err);
   if (rc != GS_OK)
     gs__model_config_sanitize(err->msg);
   return rc;

@@ -253,6 +253,7 @@ static int read_config_json(gs__model_entry_t *m, const char *path,
 static void take_config(gs__model_entry_t *m, const gs__model_config_t *cfg) {
   m->max_batch_size = cfg->max_batch_size;
   m->batching = cfg->batching;
+  m->sequence = cfg->sequence;
   m->placement = cfg->placement;
   m->memory_budget_bytes = cfg->memory_budget_bytes;
 }
@@ -286,6 +287,7 @@ int gs__repo_read_config(gs__model_entry_t *m, const char *model_dir,
   m->max_batch_size = 0;
   m->memory_budget_bytes = 0;
   memset(&m->batching, 0, sizeof m->batching);
+  memset(&m->sequence, 0, sizeof m->sequence);
   memset(&m->placement, 0, sizeof m->placement);
   m->placement.warmup = -1;
   gs__model_config_init(cfg);

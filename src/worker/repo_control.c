@@ -191,6 +191,7 @@ void gs__repo_close(gs__repo_t *repo) {
   for (unsigned i = 0; i < repo->n; i++) {
     gs__slot_unref(repo->models[i].slot);
     free(repo->models[i].stats.batch);
+    gs__seq_model_destroy(&repo->models[i]);
   }
   repo->n = 0;
 }

@@ -35,10 +35,13 @@ static json_t *tensors_json(const gs_tensor_info_t *t, size_t n, bool config,
 
 json_t *gs__model_metadata_json(const gs__model_entry_t *m) {
   const gs__model_io_t *io = &m->slot->io;
-  return json_pack("{s:s, s:[s], s:s, s:o, s:o}", "name", m->name, "versions",
-                   m->version, "platform", "onnxruntime_onnx", "inputs",
-                   tensors_json(io->inputs, io->n_inputs, false, 0), "outputs",
-                   tensors_json(io->outputs, io->n_outputs, false, 0));
+  json_t *j =
+      json_pack("{s:s, s:[s], s:s, s:o, s:o}", "name", m->name, "versions",
+                m->version, "platform", "onnxruntime_onnx", "inputs",
+                tensors_json(io->inputs, io->n_inputs, false, 0), "outputs",
+                tensors_json(io->outputs, io->n_outputs, false, 0));
+  gs__seq_json(m, j, false); /* control and state tensors hidden */
+  return j;
 }
 
 json_t *gs__model_config_json(const gs__model_entry_t *m) {
@@ -50,6 +53,7 @@ json_t *gs__model_config_json(const gs__model_entry_t *m) {
                 (int)m->max_batch_size, "input",
                 tensors_json(io->inputs, io->n_inputs, true, skip), "output",
                 tensors_json(io->outputs, io->n_outputs, true, skip));
+  gs__seq_json(m, c, true);
   for (size_t k = 0; c && k < io->n_outputs; k++) /* classification */
     if (gs__labels_file(m->slot->labels, k))
       json_object_set_new(json_array_get(json_object_get(c, "output"), k),

@@ -119,6 +119,7 @@ static void note_failure(gs__repo_t *repo, const gs__model_entry_t *tmpl,
   snprintf(m->version, sizeof m->version, "%s", version);
   m->max_batch_size = tmpl->max_batch_size;
   m->batching = tmpl->batching;
+  m->sequence = tmpl->sequence;
   m->memory_budget_bytes = tmpl->memory_budget_bytes;
   m->placement = tmpl->placement;
   take_out(m, GS__MODEL_UNAVAILABLE, why);
@@ -160,6 +161,7 @@ static void commit(gs__repo_t *repo, const char *name,
     snprintf(m->version, sizeof m->version, "%s", staged[i].version);
     m->max_batch_size = staged[i].max_batch_size;
     m->batching = staged[i].batching;
+    m->sequence = staged[i].sequence;
     m->memory_budget_bytes = staged[i].memory_budget_bytes;
     m->placement = staged[i].placement;
     m->slot = staged[i].slot;

@@ -15,6 +15,7 @@
 #include "gpuslice/engine.h"
 #include "gpuslice/worker.h"
 #include "net/http.h"
+#include "worker/sequence.h"
 
 /* The HTTP/1.1 request reader, responses and server connections are the
  * network layer's (net/http.h). */
@@ -212,6 +213,10 @@ typedef struct gs__model_entry_s {
    * isolation, other instances). */
   struct gs__infer_job_s *single_head, *single_tail;
   unsigned single_running;
+  /* config.pbtxt's sequence_batching, and its live sequences (sequence
+   * run.c, on the loop thread; made at the first request). */
+  gs__seq_config_t sequence;
+  struct gs__seq_model_s *seq;
 } gs__model_entry_t;
 
 #define GS__REPO_MAX_MODELS 64
@@ -400,6 +405,25 @@ int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
 /* Starts every queued request now, and later ones without queueing: the
  * worker is shutting down. */
 void gs__batcher_flush(gs__repo_t *repo);
+/* ---- sequence batcher (sequence_run.c) ----------------------------------- */
+/* gs__infer_submit for a model with sequence_batching. */
+int gs__seq_submit(uv_loop_t *loop, gs__infer_job_t *job,
+                   void (*done)(gs__infer_job_t *job));
+/* The sequence parameters of job's request (HTTP's JSON "parameters", or
+ * the gRPC message's map): sequence_id (uint64 or string; 0 or "" is no
+ * id), sequence_start, sequence_end. GS_OK, or GS_EINVAL for a body that is
+ * not JSON. */
+int gs__seq_params_read(gs__seq_params_t *p, const gs__infer_job_t *job,
+                        gs_error_t *err);
+/* Answers the requests of sequences still waiting for a slot: the worker
+ * is shutting down. */
+void gs__seq_flush(gs__model_entry_t *m);
+/* A sequence model's metadata (config false) or config JSON as Triton
+ * shows them: without the control and state tensors the batcher gives,
+ * the config with its sequence_batching. */
+void gs__seq_json(const gs__model_entry_t *m, json_t *j, bool config);
+/* Frees m's sequences (after the loop has closed). */
+void gs__seq_model_destroy(gs__model_entry_t *m);
 
 /* Batch assembly, without the loop. Two decoded requests can share a batch
  * when every input has the same rank and the same non-batch dimensions. */

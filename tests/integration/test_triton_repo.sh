@@ -114,8 +114,8 @@ for client, mod in ((h, hc), (g, gc)):
     e = error(client.load_model, "simple", config=json.dumps(
         {"input": [{"name": "NOPE", "data_type": "TYPE_INT32", "dims": [16]}]}))
     assert "failed to load" in e.message() and "'NOPE'" in e.message(), e
-    e = error(client.load_model, "simple", config=json.dumps({"sequence_batching": {}}))
-    assert "'sequence_batching' is not supported" in e.message(), e
+    e = error(client.load_model, "simple", config=json.dumps({"model_transaction_policy": {}}))
+    assert "'model_transaction_policy' is not supported" in e.message(), e
     e = error(client.load_model, "simple", config="{}", files={"file:1/model.onnx": b"x"})
     assert "'file:1/model.onnx'" in e.message() and "failed to poll from model repository" in e.message(), e
     assert e.status() in ("500", "StatusCode.INTERNAL"), e.status()

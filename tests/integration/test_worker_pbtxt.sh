@@ -24,7 +24,8 @@ model auto mlp
 sed 's/name: "simple"/name: "syntax"/' "$data/syntax_error.pbtxt" >"$tmp/s.pbtxt"
 model syntax simple "$tmp/s.pbtxt"
 model unknown simple "$data/unknown_field.pbtxt"
-model sequence simple "$data/sequence.pbtxt"
+sed 's/name: "simple"/name: "sequence"/' "$data/sequence.pbtxt" >"$tmp/q.pbtxt"
+model sequence simple "$tmp/q.pbtxt"
 printf 'max_batch_size: 8\ninput [{ name: "INPUT0" data_type: TYPE_INT32 dims: [ 15 ] }]\n' >"$tmp/c.pbtxt"
 model contra simple "$tmp/c.pbtxt"
 model both simple
@@ -47,7 +48,7 @@ not_ready() {
 }
 not_ready syntax "[^ ]*/syntax/config.pbtxt:9:1: Expected"
 not_ready unknown "[^ ]*/unknown/config.pbtxt:5:[0-9]+: .*no field named \"max_queue_delay_milliseconds\""
-not_ready sequence "config.pbtxt:3:1: field 'sequence_batching' is not supported by gpuslice"
+not_ready sequence "config.pbtxt: sequence_batching control_input 'START' is not one of the model's inputs"
 not_ready contra "'INPUT0' has dims \[15\] in the config but \[16\] in the model"
 not_ready both "has both config.pbtxt and config.json"
 

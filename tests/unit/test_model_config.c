@@ -121,10 +121,25 @@ static void test_unsupported_fields_named(void **state) {
   assert_non_null(strstr(err.msg, "unsupported_field.pbtxt:5:3: field "
                                   "'dynamic_batching.default_queue_policy' "
                                   "is not supported by gpuslice"));
-  assert_int_equal(parse_fixture(&cfg, "sequence.pbtxt", &err),
-                   GS_EUNSUPPORTED);
-  assert_non_null(strstr(err.msg, "sequence.pbtxt:3:1: field "
-                                  "'sequence_batching' is not supported"));
+  /* sequence_batching is read (issue 15 item 4); what it cannot serve is
+   * refused by name. */
+  assert_int_equal(parse_fixture(&cfg, "sequence.pbtxt", &err), GS_OK);
+  assert_true(cfg.sequence.enabled);
+  assert_int_equal(cfg.sequence.idle_us, 5000000);
+  assert_int_equal(cfg.sequence.n_controls, 1);
+  assert_string_equal(cfg.sequence.controls[0].name, "START");
+  assert_int_equal(cfg.sequence.controls[0].dtype, GS_DTYPE_INT32);
+  assert_int_equal(
+      parse(&cfg, "sequence_batching { iterative_sequence: true }", &err),
+      GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "iterative_sequence"));
+  assert_int_equal(
+      parse(&cfg,
+            "sequence_batching { control_input [{ name: \"C\" control [{ "
+            "kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_STRING }] }] }",
+            &err),
+      GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "TYPE_STRING"));
   assert_int_equal(parse(&cfg, "input [{ name: \"a\" optional: true }]", &err),
                    GS_EUNSUPPORTED);
   assert_non_null(strstr(err.msg, "'input.optional'"));
@@ -286,11 +301,12 @@ static void test_config_json(void **state) {
                    GS_EPARSE);
   assert_non_null(strstr(err.msg, "config override: not a model "
                                   "configuration in JSON"));
-  const char *unknown = "{\"sequence_batching\": {}}";
+  const char *unknown = "{\"model_transaction_policy\": {}}";
   assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
                                                unknown, strlen(unknown), &err),
                    GS_EUNSUPPORTED);
-  assert_non_null(strstr(err.msg, "'sequence_batching' is not supported"));
+  assert_non_null(
+      strstr(err.msg, "'model_transaction_policy' is not supported"));
   const char *other = "{\"name\": \"other\"}";
   assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
                                                other, strlen(other), &err),

@@ -70,6 +70,9 @@ static void test_methods_and_status(void **state) {
       GS__GRPC_MODEL_STATISTICS);
   assert_int_equal(
       gs__grpc_method("/inference.GRPCInferenceService/ModelStreamInfer"),
+      GS__GRPC_MODEL_STREAM_INFER);
+  assert_int_equal(
+      gs__grpc_method("/inference.GRPCInferenceService/NoSuchMethod"),
       GS__GRPC_UNKNOWN_METHOD);
   assert_int_equal(gs__grpc_method("/other.Service/ModelInfer"),
                    GS__GRPC_UNKNOWN_METHOD);
