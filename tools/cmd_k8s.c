@@ -1,0 +1,93 @@
+/* gpuslice k8s device-plugin: the kubelet device plugin (v1beta1) for this
+ * machine's instances, in the foreground until SIGTERM (a DaemonSet's
+ * container). Logs go to stderr, one line each. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "cmd_k8s.h"
+
+static void log_line(void *data, const char *line) {
+  char stamp[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  (void)data;
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+  fprintf(stderr, "%s gpuslice device-plugin: %s\n", stamp, line);
+}
+
+static const char plugin_usage[] =
+    "usage: gpuslice k8s device-plugin [--plugin-dir DIR] [--kubelet-socket "
+    "PATH]\n"
+    "         [--resource-prefix PREFIX] [--cdi-dir DIR] [--interval-ms N]\n"
+    "  DIR: " GS_K8S_PLUGIN_DIR "; PREFIX: nvidia.com/mig- (mig),\n"
+    "  gpuslice.dev/soft- (soft), gpuslice.dev/host- (host); the profile\n"
+    "  follows it (nvidia.com/mig-1g.10gb).\n";
+
+static int device_plugin(cli_t *cli, int argc, char **argv) {
+  static const struct option opts[] = {
+      {"plugin-dir", required_argument, NULL, 'd'},
+      {"kubelet-socket", required_argument, NULL, 'k'},
+      {"resource-prefix", required_argument, NULL, 'p'},
+      {"cdi-dir", required_argument, NULL, 'c'},
+      {"interval-ms", required_argument, NULL, 'i'},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  gs_k8s_device_plugin_options_t opt = {.log = log_line};
+  gs_error_t err;
+  unsigned ms;
+  int c;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'd':
+      opt.plugin_dir = optarg;
+      break;
+    case 'k':
+      opt.kubelet_socket = optarg;
+      break;
+    case 'p':
+      opt.resource_prefix = optarg;
+      break;
+    case 'c':
+      opt.cdi_dir = optarg;
+      break;
+    case 'i':
+      if (cli_parse_uint(optarg, "--interval-ms", 600000, &ms, &err) != GS_OK ||
+          ms < 10)
+        return cli_usage("k8s device-plugin",
+                         "--interval-ms is 10 to 600000, not '%s'", optarg);
+      opt.interval_ms = ms;
+      break;
+    case 'h':
+      fputs(plugin_usage, stdout);
+      return CLI_OK;
+    default:
+      return cli_usage("k8s device-plugin", "bad option");
+    }
+  }
+  if (optind < argc)
+    return cli_usage("k8s device-plugin", "unexpected argument '%s'",
+                     argv[optind]);
+  if (!opt.cdi_dir) {
+    const char *env = getenv("GPUSLICE_CDI_DIR");
+    opt.cdi_dir = env && *env ? env : NULL;
+  }
+  cli_k8s_options(cli, &opt.inventory);
+  gs_backend_t *be = NULL;
+  int rc = cli_open_backend(cli, &be, &err);
+  if (rc == GS_OK)
+    rc = gs_k8s_device_plugin_run(be, &opt, &err);
+  gs_backend_close(be);
+  return rc == GS_OK ? CLI_OK : cli_fail("k8s device-plugin", &err);
+}
+
+int cmd_k8s(cli_t *cli, int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "device-plugin") == 0)
+    return device_plugin(cli, argc - 1, argv + 1);
+  return cli_usage("k8s", "usage: gpuslice k8s device-plugin [OPTIONS] "
+                          "(--help for them)");
+}
