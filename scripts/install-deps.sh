@@ -7,7 +7,8 @@ pkgs=(build-essential cmake ninja-build pkg-config clang clang-format libclang-r
       libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
       libonnx-dev libonnx-testdata
       libopenblas-dev python3-onnx python3-numpy
-      libuv1-dev libhttp-parser-dev python3-venv curl libnghttp2-dev procps)
+      libuv1-dev libhttp-parser-dev python3-venv curl libnghttp2-dev procps
+      python3-jsonschema python3-yaml podman runc busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -11,9 +11,9 @@ if ! "$venv/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
     >"$GS_TMP/pip.log" 2>&1
 fi
 if ! "$venv/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
-  echo "SKIP: pip could not install grpcio and grpcio-tools"
+  echo "not ok - pip could not install grpcio and grpcio-tools (PyPI)"
   tail -3 "$GS_TMP/pip.log" 2>/dev/null
-  exit 77
+  exit 1
 fi
 gen="$GS_TMP/gen"
 mkdir -p "$gen"
