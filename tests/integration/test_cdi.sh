@@ -107,6 +107,7 @@ gs destroy --all >/dev/null
 NVML="$BUILD/tests/fake_nvml/current/libnvidia-ml.so.1"
 CUDA="$BUILD/tests/fake_cuda/libcuda.so.1"
 (
+  base=$GS_FAILED
   export GPUSLICE_STATE_DIR="$GS_TMP/state-soft"
   export GPUSLICE_BACKEND=soft GPUSLICE_NVML_LIBRARY="$NVML" GPUSLICE_CUDA_LIBRARY="$CUDA"
   export GPUSLICE_MPS_CONTROL="$GS_SOURCE_DIR/tests/fake_mps/nvidia-cuda-mps-control"
@@ -129,12 +130,13 @@ CUDA="$BUILD/tests/fake_cuda/libcuda.so.1"
   kill -0 "$(cat "$pipe/nvidia-cuda-mps-control.pid")" 2>/dev/null &&
     pass "soft: the GPU's MPS daemon runs for the containers" || fail "soft: MPS daemon runs"
   gs destroy --all >/dev/null
-  exit "$GS_FAILED"
+  exit $((GS_FAILED - base))
 )
 GS_FAILED=$((GS_FAILED + $?))
 
 # ---- mig (fake NVML, MIG on) -------------------------------------------------------
 (
+  base=$GS_FAILED
   export GPUSLICE_STATE_DIR="$GS_TMP/state-mig"
   export GPUSLICE_BACKEND=mig GPUSLICE_NVML_LIBRARY="$NVML"
   export FAKE_NVML_CONFIG=h100-80gb FAKE_NVML_STATE="$GS_TMP/nvml.json"
@@ -157,7 +159,7 @@ GS_FAILED=$((GS_FAILED + $?))
   contains "$e" "NVIDIA_VISIBLE_DEVICES=MIG-[0-9a-f-]+,MIG-" "mig: the profile class holds both 1g instances"
   contains "$e" "nvidia-cap12 .*nvidia-cap21" "mig: with both instances' capability nodes"
   not_contains "$e" "nvidia-cap30" "mig: and not the 3g's"
-  exit "$GS_FAILED"
+  exit $((GS_FAILED - base))
 )
 GS_FAILED=$((GS_FAILED + $?))
 echo "$GS_PASSED passed, $GS_FAILED failed"
