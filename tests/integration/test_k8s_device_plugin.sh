@@ -25,5 +25,23 @@ expect_exit 0 "two 1g and one 2g instance" -- gs create 1g.3gb 1g.3gb 2g.6gb
 "$venv/bin/python" "$GS_SOURCE_DIR/tests/k8s/kubelet_standin.py" "$gen" \
   "$GS_SOURCE_DIR" "$GPUSLICE" "$GS_TMP" host
 rc=$?
+
+# The soft backend under MPS, on the test-only fakes.
+BUILD=$(dirname "$GPUSLICE")
+(
+  export GPUSLICE_STATE_DIR="$GS_TMP/state-soft" GPUSLICE_BACKEND=soft
+  export GPUSLICE_NVML_LIBRARY="$BUILD/tests/fake_nvml/current/libnvidia-ml.so.1"
+  export GPUSLICE_CUDA_LIBRARY="$BUILD/tests/fake_cuda/libcuda.so.1"
+  export GPUSLICE_MPS_CONTROL="$GS_SOURCE_DIR/tests/fake_mps/nvidia-cuda-mps-control"
+  export FAKE_NVML_CONFIG=h100-80gb:off FAKE_CUDA_SMS=132
+  mkdir -p "$GS_TMP/soft"
+  gs create 1g.10gb 1g.10gb >/dev/null || exit 1
+  "$venv/bin/python" "$GS_SOURCE_DIR/tests/k8s/kubelet_standin.py" "$gen" \
+    "$GS_SOURCE_DIR" "$GPUSLICE" "$GS_TMP/soft" soft
+  st=$?
+  gs destroy --all >/dev/null
+  exit $st
+)
+rc=$((rc + $?))
 echo "$GS_PASSED passed, $((GS_FAILED + (rc != 0))) failed"
 [ "$rc" -eq 0 ] && [ "$GS_FAILED" -eq 0 ]

@@ -138,7 +138,7 @@ def main():
          "--interval-ms", "100", "--cdi-dir", WORK],
         stderr=open(os.path.join(WORK, "plugin.log"), "w"))
     try:
-        run(kubelet, plugin)
+        (run if BACKEND == "host" else run_soft)(kubelet, plugin)
     finally:
         plugin.send_signal(signal.SIGTERM)
         try:
@@ -261,6 +261,47 @@ def run(kubelet, plugin):
           "a removed plugin socket is served and registered again", third)
     ch.close()
     ch2.close()
+
+
+def run_soft(kubelet, plugin):
+    """Soft backend under MPS (test-only fakes of NVML, CUDA and the MPS
+    control daemon): a dead daemon turns the GPU's instances Unhealthy."""
+    name = "gpuslice.dev/soft-1g.10gb"
+    regs = kubelet.wait(1)
+    check(name in regs, "soft: the 1g resource registered", sorted(regs))
+    if name not in regs:
+        return
+    ch, stub = stub_for(regs[name])
+    w = Watch(stub)
+    first = w.until(lambda l: len(l) == 2)
+    check(first and set(first.values()) == {"Healthy"},
+          "soft: two 1g instances Healthy", first)
+    ids = sorted(first or {})
+    a = stub.Allocate(pb.AllocateRequest(container_requests=[
+        pb.ContainerAllocateRequest(devices_ids=[ids[0]])]))
+    cr = a.container_responses[0]
+    pipe = cr.envs.get("CUDA_MPS_PIPE_DIRECTORY", "")
+    check(cr.envs.get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "").isdigit()
+          and cr.envs.get("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", "").startswith("0="),
+          "soft: Allocate gives the SM percentage and memory limit", dict(cr.envs))
+    check([m.host_path for m in cr.mounts] == [pipe] and pipe,
+          "soft: Allocate mounts the MPS pipe directory", cr.mounts)
+    check("/dev/nvidiactl" in [d.host_path for d in cr.devices],
+          "soft: Allocate gives the GPU's device nodes", cr.devices)
+    code, msg = code_of(lambda: stub.Allocate(pb.AllocateRequest(
+        container_requests=[pb.ContainerAllocateRequest(devices_ids=ids)])))
+    check(code == grpc.StatusCode.INVALID_ARGUMENT and "one soft instance" in msg,
+          "soft: two instances for one container refused", (code, msg))
+    pid = int(open(os.path.join(pipe, "nvidia-cuda-mps-control.pid")).read())
+    os.kill(pid, signal.SIGKILL)
+    after = w.until(lambda l: set(l.values()) == {"Unhealthy"})
+    check(after and set(after.values()) == {"Unhealthy"} and len(after) == 2,
+          "soft: the MPS daemon killed: both instances Unhealthy", after)
+    code, msg = code_of(lambda: stub.Allocate(pb.AllocateRequest(
+        container_requests=[pb.ContainerAllocateRequest(devices_ids=[ids[1]])])))
+    check(code == grpc.StatusCode.FAILED_PRECONDITION and "MPS daemon" in msg,
+          "soft: Allocate of an unhealthy instance refused", (code, msg))
+    ch.close()
 
 
 if __name__ == "__main__":
