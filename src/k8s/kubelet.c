@@ -11,8 +11,11 @@
 #include "net/grpc.h"
 #include "net/h2.h"
 
+#define REGISTER_TIMEOUT_MS 10000
+
 typedef struct call_s {
   uv_pipe_t pipe;
+  uv_timer_t timer; /* a kubelet that never answers */
   uv_connect_t connect;
   gs_h2_t h2;
   gs__dp_t *dp;
@@ -30,21 +33,28 @@ static gs__dp_resource_t *resource_of(call_t *k) {
   return NULL;
 }
 
+static void on_timer_closed(uv_handle_t *h) {
+  call_t *k = h->data;
+  gs_h2_release(&k->h2);
+  free(k->body);
+  free(k);
+}
+
 static void on_closed(uv_handle_t *h) {
   call_t *k = h->data;
   gs__dp_resource_t *res = resource_of(k);
   bool ok = k->done && k->answer.have_status && k->answer.status == 0;
-  if (res)
+  if (res) {
     res->registered = ok;
+    res->registering = false;
+  }
   if (ok)
     gs__dp_log(k->dp, "registered %s with the kubelet", k->resource);
   else
     gs__dp_log(k->dp, "registering %s with the kubelet failed: %s", k->resource,
                k->answer.have_status ? k->answer.message
                                      : "no answer (kubelet gone?)");
-  gs_h2_release(&k->h2);
-  free(k->body);
-  free(k);
+  uv_close((uv_handle_t *)&k->timer, on_timer_closed);
 }
 
 static void call_close(call_t *k) {
@@ -52,6 +62,10 @@ static void call_close(call_t *k) {
     k->closing = true;
     uv_close((uv_handle_t *)&k->pipe, on_closed);
   }
+}
+
+static void on_timeout(uv_timer_t *t) {
+  call_close(t->data);
 }
 
 static void flush(call_t *k) {
@@ -180,6 +194,10 @@ void gs__dp_register(gs__dp_t *dp, gs__dp_resource_t *res) {
   }
   uv_pipe_init(dp->loop, &k->pipe, 0);
   k->pipe.data = k;
+  uv_timer_init(dp->loop, &k->timer);
+  k->timer.data = k;
+  uv_timer_start(&k->timer, on_timeout, REGISTER_TIMEOUT_MS, 0);
+  res->registering = true;
   k->connect.data = k;
   uv_pipe_connect(&k->connect, &k->pipe, dp->opt.kubelet_socket, on_connect);
 }

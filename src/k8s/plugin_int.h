@@ -25,8 +25,8 @@ typedef struct gs__dp_resource_s {
   char profile[48];   /* "1g.10gb" */
   char endpoint[200]; /* socket file name inside the plugin directory */
   gs__dp_server_t *server;
-  bool registered;
-  gs_buf_t last_list; /* the ListAndWatch message last sent */
+  bool registered, registering; /* a Register call is in flight */
+  gs_buf_t last_list;           /* the ListAndWatch message last sent */
 } gs__dp_resource_t;
 
 /* An instance that left the layout while a pod held it: advertised

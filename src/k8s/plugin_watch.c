@@ -158,7 +158,7 @@ static void check_kubelet(gs__dp_t *dp) {
       }
       gs__dp_server_publish(dp, r);
     }
-    if (!r->registered)
+    if (!r->registered && !r->registering)
       gs__dp_register(dp, r);
   }
 }
