@@ -348,7 +348,8 @@ void gs__dp_server_publish(gs__dp_t *dp, gs__dp_resource_t *res) {
   gs_buf_init(&list, GS_LIMIT_GRPC_MESSAGE);
   if (gs__dp_list(dp, res, &list) != GS__GRPC_OK ||
       (list.len == res->last_list.len &&
-       memcmp(list.data, res->last_list.data, list.len) == 0)) {
+       (list.len == 0 ||
+        memcmp(list.data, res->last_list.data, list.len) == 0))) {
     gs_buf_free(&list);
     return;
   }
