@@ -101,6 +101,13 @@ static int check_ids(gs__dp_t *dp, const gs__dp_resource_t *res,
                      V1beta1__AllocateRequest *rq, char *msg, size_t size) {
   bool mig = strcmp(dp->inv->backend, "mig") == 0;
   char why[256];
+  size_t total = 0;
+  for (size_t c = 0; c < rq->n_container_requests; c++)
+    total += rq->container_requests[c]->n_devices_ids;
+  if (total > GS_K8S_MAX_INSTANCES) /* more than a node can have */
+    return fail(msg, size, GS__GRPC_INVALID_ARGUMENT,
+                "%zu device IDs in one request: at most %u", total,
+                GS_K8S_MAX_INSTANCES);
   for (size_t c = 0; c < rq->n_container_requests; c++) {
     V1beta1__ContainerAllocateRequest *cr = rq->container_requests[c];
     if (cr->n_devices_ids == 0)
@@ -268,6 +275,13 @@ static int preferred(gs__dp_t *dp, V1beta1__PreferredAllocationRequest *rq,
   for (size_t c = 0; rc == GS__GRPC_OK && c < n; c++) {
     V1beta1__ContainerPreferredAllocationRequest *q = rq->container_requests[c];
     size_t want = q->allocation_size > 0 ? (size_t)q->allocation_size : 0;
+    if (q->n_available_deviceids > GS_K8S_MAX_INSTANCES ||
+        q->n_must_include_deviceids > GS_K8S_MAX_INSTANCES) {
+      rc = fail(msg, size, GS__GRPC_INVALID_ARGUMENT,
+                "more than %u device IDs in a preferred allocation request",
+                GS_K8S_MAX_INSTANCES);
+      break;
+    }
     if (want > q->n_available_deviceids || q->n_must_include_deviceids > want) {
       rc = fail(msg, size, GS__GRPC_INVALID_ARGUMENT,
                 "allocation size %d does not fit %zu available and %zu "
