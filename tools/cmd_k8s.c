@@ -85,9 +85,81 @@ static int device_plugin(cli_t *cli, int argc, char **argv) {
   return rc == GS_OK ? CLI_OK : cli_fail("k8s device-plugin", &err);
 }
 
+typedef struct shown_s {
+  bool json;
+  unsigned n;
+} shown_t;
+
+/* One list: "list N" then "ID HEALTH" lines, or one JSON line. */
+static void show_list(void *data, size_t n, const char *const *ids,
+                      const char *const *health) {
+  shown_t *s = data;
+  s->n++;
+  if (s->json) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+      json_array_append_new(
+          a, json_pack("{s:s, s:s}", "id", ids[i], "health", health[i]));
+    char *text = json_dumps(a, JSON_COMPACT);
+    if (text)
+      puts(text);
+    free(text);
+    json_decref(a);
+    fflush(stdout);
+    return;
+  }
+  printf("list %u: %zu devices\n", s->n, n);
+  for (size_t i = 0; i < n; i++)
+    printf("  %s %s\n", ids[i], health[i]);
+  fflush(stdout);
+}
+
+/* The kubelet's view of one plugin socket: ListAndWatch's lists. */
+static int devices(cli_t *cli, int argc, char **argv) {
+  static const struct option opts[] = {
+      {"socket", required_argument, NULL, 's'},
+      {"lists", required_argument, NULL, 'n'},
+      {"wait-ms", required_argument, NULL, 'w'},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  const char *socket = NULL;
+  unsigned lists = 1, wait_ms = 5000;
+  shown_t shown = {cli->json, 0};
+  gs_error_t err;
+  int c;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    if (c == 's')
+      socket = optarg;
+    else if (c == 'n' &&
+             cli_parse_uint(optarg, "--lists", 1000000, &lists, &err) != GS_OK)
+      return cli_fail("k8s devices", &err);
+    else if (c == 'w' && cli_parse_uint(optarg, "--wait-ms", 3600000, &wait_ms,
+                                        &err) != GS_OK)
+      return cli_fail("k8s devices", &err);
+    else if (c == 'h') {
+      puts("usage: gpuslice k8s devices --socket PATH [--lists N] "
+           "[--wait-ms N]\n  ListAndWatch on a device plugin's socket, as "
+           "the kubelet calls it:\n  the first N lists (1), waiting at most "
+           "N ms (5000)");
+      return CLI_OK;
+    } else if (c != 'n' && c != 'w')
+      return cli_usage("k8s devices", "bad option");
+  }
+  if (!socket || optind < argc || lists == 0)
+    return cli_usage("k8s devices", "usage: gpuslice k8s devices --socket "
+                                    "PATH [--lists N] [--wait-ms N]");
+  if (gs_k8s_list_devices(socket, lists, wait_ms, show_list, &shown, &err) !=
+      GS_OK)
+    return cli_fail("k8s devices", &err);
+  return CLI_OK;
+}
+
 int cmd_k8s(cli_t *cli, int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "device-plugin") == 0)
     return device_plugin(cli, argc - 1, argv + 1);
-  return cli_usage("k8s", "usage: gpuslice k8s device-plugin [OPTIONS] "
-                          "(--help for them)");
+  if (argc >= 2 && strcmp(argv[1], "devices") == 0)
+    return devices(cli, argc - 1, argv + 1);
+  return cli_usage("k8s", "usage: gpuslice k8s device-plugin [OPTIONS] | "
+                          "k8s devices --socket PATH (--help for each)");
 }

@@ -47,6 +47,8 @@ static const char usage_text[] =
     "  cdi generate [--output PATH|-] [--format json|yaml]\n"
     "                                        the instances as CDI devices\n"
     "  k8s device-plugin [--plugin-dir DIR] ...  kubelet device plugin\n"
+    "  k8s devices --socket PATH             a plugin's devices, as the "
+    "kubelet sees them\n"
     "\n"
     "MODEL (for --gpu): a30 a100-40gb a100-80gb h100-80gb h100-94gb h200 "
     "gh200 b200\n"

@@ -115,4 +115,13 @@ int gs_k8s_device_plugin_run(gs_backend_t *be,
                              const gs_k8s_device_plugin_options_t *opt,
                              gs_error_t *err);
 
+/* Calls ListAndWatch on a device plugin's socket as the kubelet does and
+ * hands each list to on_list (n devices: IDs and "Healthy"/"Unhealthy"),
+ * until max_lists lists came or wait_ms passed. GS_OK once a list came. */
+typedef void (*gs_k8s_list_fn)(void *data, size_t n, const char *const *ids,
+                               const char *const *health);
+int gs_k8s_list_devices(const char *socket, unsigned max_lists,
+                        unsigned wait_ms, gs_k8s_list_fn on_list, void *data,
+                        gs_error_t *err);
+
 #endif

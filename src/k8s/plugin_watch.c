@@ -132,18 +132,23 @@ static bool socket_there(const char *path, struct stat *st) {
   return stat(path, st) == 0 && S_ISSOCK(st->st_mode);
 }
 
-/* Serves and registers what is not, and starts over on a new kubelet. */
+/* Serves what is not served (with or without a kubelet: `gpuslice k8s
+ * devices` reads a node's plugin without one), registers what is not
+ * registered while kubelet.sock is there, and starts over on a new one. */
 static void check_kubelet(gs__dp_t *dp) {
   struct stat st;
   char path[512];
   gs_error_t err;
-  if (!socket_there(dp->opt.kubelet_socket, &st))
-    return; /* the kubelet is gone: wait for its new socket */
-  bool restarted = st.st_dev != dp->kubelet_dev || st.st_ino != dp->kubelet_ino;
-  if (restarted && dp->kubelet_ino)
+  bool kubelet = socket_there(dp->opt.kubelet_socket, &st);
+  bool restarted =
+      kubelet && dp->kubelet_ino &&
+      (st.st_dev != dp->kubelet_dev || st.st_ino != dp->kubelet_ino);
+  if (restarted)
     gs__dp_log(dp, "kubelet.sock was made anew: registering again");
-  dp->kubelet_dev = st.st_dev;
-  dp->kubelet_ino = st.st_ino;
+  if (kubelet) {
+    dp->kubelet_dev = st.st_dev;
+    dp->kubelet_ino = st.st_ino;
+  }
   for (unsigned i = 0; i < dp->n_res; i++) {
     gs__dp_resource_t *r = &dp->res[i];
     snprintf(path, sizeof path, "%s/%s", dp->opt.plugin_dir, r->endpoint);
@@ -158,7 +163,7 @@ static void check_kubelet(gs__dp_t *dp) {
       }
       gs__dp_server_publish(dp, r);
     }
-    if (!r->registered && !r->registering)
+    if (kubelet && !r->registered && !r->registering)
       gs__dp_register(dp, r);
   }
 }

@@ -21,6 +21,37 @@ mkdir -p "$gen"
   --python_out="$gen" --grpc_python_out="$gen" \
   "$GS_SOURCE_DIR/proto/deviceplugin_v1beta1.proto" || exit 1
 expect_exit 0 "two 1g and one 2g instance" -- gs create 1g.3gb 1g.3gb 2g.6gb
+
+# Without a kubelet the plugin serves its sockets all the same, and
+# `gpuslice k8s devices` calls ListAndWatch on one as the kubelet would.
+nok="$GS_TMP/nokubelet"
+mkdir -p "$nok"
+"$GPUSLICE" k8s device-plugin --plugin-dir "$nok" --interval-ms 100 2>"$GS_TMP/nok.log" &
+nokpid=$!
+GS_PIDS+=("$nokpid")
+sock="$nok/gpuslice-host-1g.3gb.sock"
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+expect_exit 0 "k8s devices, no kubelet anywhere" -- gs k8s devices --socket "$sock"
+contains "$OUT" "^list 1: 2 devices" "the first list: the two 1g instances"
+contains "$OUT" "HOST-[0-9a-f-]+ Healthy" "IDs with their health"
+expect_exit 0 "k8s devices --json" -- gs --json k8s devices --socket "$sock"
+contains "$OUT" '^\[\{"id":"HOST-[0-9a-f-]+","health":"Healthy"\},\{' "one JSON line per list"
+"$GPUSLICE" k8s devices --socket "$sock" --lists 2 --wait-ms 10000 >"$GS_TMP/watch.out" 2>&1 &
+watcher=$!
+sleep 0.5
+expect_exit 0 "a third 1g while a client watches" -- gs create 1g.3gb
+wait "$watcher"
+contains "$(cat "$GS_TMP/watch.out")" "list 2: 3 devices" "the watching client got the new list"
+expect_exit 1 "k8s devices on a socket nobody serves" -- \
+  gs k8s devices --socket "$nok/none.sock" --wait-ms 500
+contains "$ERR" "none.sock: connecting" "says why"
+expect_exit 2 "k8s devices without --socket" -- gs k8s devices
+kill "$nokpid"
+wait "$nokpid"
+st=$?
+[ "$st" -eq 0 ] && pass "the plugin without a kubelet stops on SIGTERM" ||
+  fail "the plugin without a kubelet stops on SIGTERM" "exit $st"
+expect_exit 0 "back to two 1g" -- gs destroy "$(gs --json list | python3 -c 'import json,sys; d=json.load(sys.stdin)["devices"][0]; print(max(g["id"] for g in d["gpu_instances"] if g["profile"]=="1g.3gb"))')"
 # A short socket path: sun_path holds 107 characters.
 "$venv/bin/python" "$GS_SOURCE_DIR/tests/k8s/kubelet_standin.py" "$gen" \
   "$GS_SOURCE_DIR" "$GPUSLICE" "$GS_TMP" host
