@@ -240,6 +240,21 @@ int gs_k8s_inventory_read(gs_backend_t *be, const gs_k8s_options_t *opt,
   return rc;
 }
 
+/* A process that exists and is not a zombie (a daemon killed whose parent
+ * has not reaped it yet is dead for its clients). */
+static bool running(long pid) {
+  char path[64], text[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  const char *paren = strrchr(text, ')'); /* the name may hold spaces */
+  return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
 /* Whether the daemon whose pid file is in dir runs; no pid file: none was
  * started yet (the first client's confine starts it), which is fine. */
 static bool mps_alive(const char *dir, char *why, size_t size) {
@@ -251,7 +266,7 @@ static bool mps_alive(const char *dir, char *why, size_t size) {
   bool got = fgets(text, sizeof text, f) != NULL;
   fclose(f);
   long pid = got ? strtol(text, NULL, 10) : 0;
-  if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+  if (pid > 0 && running(pid))
     return true;
   snprintf(why, size, "its GPU's MPS daemon (pid %ld, %s) is dead", pid, dir);
   return false;

@@ -17,7 +17,13 @@ export LD_LIBRARY_PATH=$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export GPUSLICE_STATE_DIR=$out/state GPUSLICE_BACKEND=soft
 log=$out/k8s.log
 status=0 rows=()
-row() { rows+=("$(printf '%-44s %-6s %s' "$1" "$2" "$3")"); [[ $2 == FAIL ]] && status=1; }
+row() {
+  rows+=("$(printf '%-44s %-6s %s' "$1" "$2" "$3")")
+  if [[ $2 == FAIL ]]; then status=1; fi
+  return 0
+}
+# check COND_STATUS NAME PASS_TEXT FAIL_TEXT: a row from the last test's status.
+check() { if [[ $1 == 0 ]]; then row "$2" PASS "$3"; else row "$2" FAIL "$4"; fi; }
 command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || { echo "k8s_check: no GPU: skip"; exit 77; }
 [[ -x $gs ]] || { echo "k8s_check: $gs missing"; exit 1; }
 plugin=
@@ -43,10 +49,9 @@ fi
 spec=$out/gpuslice.json
 if timeout 60 "$gs" cdi generate -o "$spec" >>"$log" 2>&1; then
   nodes=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=[x for x in d["devices"] if x["name"]=="0:1"][0]["containerEdits"]; print(" ".join(n["path"] for n in e["deviceNodes"]), "|", " ".join(v for v in e["env"] if "MPS" in v))' "$spec" 2>&1)
-  missing=$(for n in $(echo "${nodes%%|*}"); do [[ -c $n ]] || echo "$n"; done)
-  [[ -z $missing && $nodes == *CUDA_MPS_ACTIVE_THREAD_PERCENTAGE* ]] &&
-    row "cdi generate: nodes exist, MPS env" PASS "${nodes:0:120}" ||
-    row "cdi generate: nodes exist, MPS env" FAIL "missing: $missing; $nodes"
+  missing=$(for n in ${nodes%%|*}; do [[ -c $n ]] || printf '%s ' "$n"; done)
+  [[ -z $missing && $nodes == *CUDA_MPS_ACTIVE_THREAD_PERCENTAGE* ]]
+  check $? "cdi generate: nodes exist, MPS env" "${nodes:0:120}" "missing: $missing| ${nodes:0:200}"
 else
   row "cdi generate" FAIL "see k8s.log"
 fi
@@ -65,8 +70,9 @@ done
 ls "$dir" >>"$log"
 first=$(timeout 30 "$gs" k8s devices --socket "$sock" 2>&1 | tee -a "$log")
 healthy=$(grep -c ' Healthy$' <<<"$first")
-[[ $healthy == 7 ]] && row "plugin: 7 soft 1g devices Healthy" PASS "$(head -1 <<<"$first")" ||
-  row "plugin: 7 soft 1g devices Healthy" FAIL "$healthy healthy: $(head -3 <<<"$first" | tr '\n' ' ')"
+[[ $healthy == 7 ]]
+check $? "plugin: 7 soft 1g devices Healthy" "$(head -1 <<<"$first")" \
+  "$healthy healthy: $(head -3 <<<"$first" | tr '\n' ' ')"
 
 # 4. a CUDA probe in one instance with the spec's env (what a container
 #    with --device gpuslice.dev/instance=0:1 would run).
@@ -76,9 +82,9 @@ if [[ -x $probe ]]; then
   cap=$(tr ' ' '\n' <<<"$env_args" | sed -n 's/^GPUSLICE_SMS=//p')
   if p=$(env $env_args timeout 60 "$probe" 2>&1); then
     got=$(tail -1 <<<"$p" | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["distinct_smids"])' 2>/dev/null)
-    [[ -n $got && -n $cap && $got -le $cap ]] &&
-      row "probe_sm with the spec's env: SMs <= cap" PASS "$got SMs used, cap $cap" ||
-      row "probe_sm with the spec's env: SMs <= cap" FAIL "$got SMs used, cap $cap: $(tail -1 <<<"$p" | cut -c1-80)"
+    [[ -n $got && -n $cap && $got -le $cap ]]
+    check $? "probe_sm with the spec's env: SMs <= cap" "$got SMs used, cap $cap" \
+      "$got SMs used, cap $cap: $(tail -1 <<<"$p" | cut -c1-80)"
   else
     row "probe_sm with the spec's env" FAIL "$(tail -1 <<<"$p" | cut -c1-100)"
   fi
@@ -93,8 +99,8 @@ if [[ -n $pidfile ]] && kill -9 "$(cat "$pidfile")" 2>>"$log"; then
   sleep 1
   after=$(timeout 30 "$gs" k8s devices --socket "$sock" 2>&1 | tee -a "$log")
   bad=$(grep -c ' Unhealthy$' <<<"$after")
-  [[ $bad == 7 ]] && row "MPS daemon killed: 7 Unhealthy" PASS "" ||
-    row "MPS daemon killed: 7 Unhealthy" FAIL "$bad unhealthy"
+  [[ $bad == 7 ]]
+  check $? "MPS daemon killed: 7 Unhealthy" "pid $(cat "$pidfile")" "$bad unhealthy"
 else
   row "MPS daemon killed: 7 Unhealthy" FAIL "no MPS daemon pid file under $GPUSLICE_STATE_DIR/mps"
 fi
