@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_http.h"
 #include "cmd_k8s.h"
 
 static void log_line(void *data, const char *line) {
@@ -17,6 +18,59 @@ static void log_line(void *data, const char *line) {
   (void)data;
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
   fprintf(stderr, "%s gpuslice device-plugin: %s\n", stamp, line);
+}
+
+/* What `gpuslice serve` on this state directory says of its workers, asked
+ * once per tick through STATE_DIR/serve.json (as `serve --status` finds
+ * it); no serve running: nothing is known, nothing is down. */
+typedef struct serve_health_s {
+  const char *state_dir;
+  json_t *workers; /* the last answer's "workers", or NULL */
+} serve_health_t;
+
+static void serve_tick(void *data) {
+  serve_health_t *h = data;
+  char path[4200], *body = NULL;
+  int status = 0;
+  gs_error_t err;
+  json_decref(h->workers);
+  h->workers = NULL;
+  snprintf(path, sizeof path, "%s/serve.json", h->state_dir);
+  json_t *doc = json_load_file(path, 0, NULL);
+  const char *host = json_string_value(json_object_get(doc, "host"));
+  json_int_t port = json_integer_value(json_object_get(doc, "http_port"));
+  if (host && port > 0 && port < 65536 &&
+      cli_http_call(host, (unsigned)port, "GET", "/gpuslice/v1/workers", NULL,
+                    500, &status, &body, &err) == GS_OK &&
+      status == 200) {
+    json_t *answer = json_loads(body, 0, NULL);
+    h->workers = json_incref(json_object_get(answer, "workers"));
+    json_decref(answer);
+  }
+  free(body);
+  json_decref(doc);
+}
+
+/* Down: its worker waits to restart after dying, failed its health
+ * checks, or is gone; starting and ejected workers are not (yet) down. */
+static bool serve_worker_down(void *data, const char *uuid, char *why,
+                              size_t size) {
+  serve_health_t *h = data;
+  size_t i;
+  json_t *w;
+  json_array_foreach(h->workers, i, w) {
+    const char *u = json_string_value(json_object_get(w, "uuid"));
+    const char *st = json_string_value(json_object_get(w, "state"));
+    if (!u || !st || strcmp(u, uuid) != 0)
+      continue;
+    if (strcmp(st, "restarting") == 0 || strcmp(st, "unhealthy") == 0 ||
+        strcmp(st, "gone") == 0) {
+      snprintf(why, size, "its gpuslice serve worker %s is %s",
+               json_string_value(json_object_get(w, "worker")), st);
+      return true;
+    }
+  }
+  return false;
 }
 
 static const char plugin_usage[] =
@@ -77,11 +131,16 @@ static int device_plugin(cli_t *cli, int argc, char **argv) {
     opt.cdi_dir = env && *env ? env : NULL;
   }
   cli_k8s_options(cli, &opt.inventory);
+  serve_health_t health = {cli->state_dir, NULL};
+  opt.tick = serve_tick;
+  opt.worker_down = serve_worker_down;
+  opt.health_data = &health;
   gs_backend_t *be = NULL;
   int rc = cli_open_backend(cli, &be, &err);
   if (rc == GS_OK)
     rc = gs_k8s_device_plugin_run(be, &opt, &err);
   gs_backend_close(be);
+  json_decref(health.workers);
   return rc == GS_OK ? CLI_OK : cli_fail("k8s device-plugin", &err);
 }
 

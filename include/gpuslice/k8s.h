@@ -101,6 +101,12 @@ typedef struct gs_k8s_device_plugin_options_s {
   unsigned interval_ms;        /* layout and kubelet.sock checks; 0 = 1000 */
   void (*log)(void *data, const char *line); /* NULL: quiet */
   void *log_data;
+  /* Health the library cannot see (the tool asks `gpuslice serve`): tick
+   * runs once per interval, then worker_down says whether the instance's
+   * serving worker is down (why set). NULL: not checked. */
+  void (*tick)(void *data);
+  bool (*worker_down)(void *data, const char *uuid, char *why, size_t size);
+  void *health_data;
   gs_k8s_options_t inventory;
 } gs_k8s_device_plugin_options_t;
 

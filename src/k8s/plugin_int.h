@@ -67,6 +67,9 @@ int gs__dp_list(gs__dp_t *dp, const gs__dp_resource_t *res, gs_buf_t *out);
 int gs__dp_call(gs__dp_t *dp, const gs__dp_resource_t *res, const char *path,
                 const uint8_t *req, size_t len, gs_buf_t *out, char *msg,
                 size_t size);
+/* An instance's health: gs_k8s_instance_healthy, then its serving worker. */
+bool gs__dp_healthy(const gs__dp_t *dp, const gs_k8s_instance_t *in, char *why,
+                    size_t size);
 /* The instance whose device ID (UUID) is id, or NULL. */
 const gs_k8s_instance_t *gs__dp_find(const gs__dp_t *dp, const char *id);
 

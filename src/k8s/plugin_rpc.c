@@ -23,6 +23,14 @@ void gs__dp_resource_name(const char *prefix, const char *profile, char *out,
       *p = '.';
 }
 
+bool gs__dp_healthy(const gs__dp_t *dp, const gs_k8s_instance_t *in, char *why,
+                    size_t size) {
+  if (!gs_k8s_instance_healthy(in, NULL, why, size))
+    return false;
+  return !(dp->opt.worker_down &&
+           dp->opt.worker_down(dp->opt.health_data, in->uuid, why, size));
+}
+
 const gs_k8s_instance_t *gs__dp_find(const gs__dp_t *dp, const char *id) {
   for (unsigned i = 0; i < dp->inv->n; i++)
     if (strcmp(dp->inv->inst[i].uuid, id) == 0)
@@ -54,9 +62,8 @@ int gs__dp_list(gs__dp_t *dp, const gs__dp_resource_t *res, gs_buf_t *out) {
       continue;
     v1beta1__device__init(&dev[r.n_devices]);
     dev[r.n_devices].id = (char *)in->uuid;
-    dev[r.n_devices].health = gs_k8s_instance_healthy(in, NULL, why, sizeof why)
-                                  ? "Healthy"
-                                  : "Unhealthy";
+    dev[r.n_devices].health =
+        gs__dp_healthy(dp, in, why, sizeof why) ? "Healthy" : "Unhealthy";
     ptr[r.n_devices] = &dev[r.n_devices];
     r.n_devices++;
   }
@@ -124,7 +131,7 @@ static int check_ids(gs__dp_t *dp, const gs__dp_resource_t *res,
       if (!in || strcmp(in->profile, res->profile) != 0)
         return fail(msg, size, GS__GRPC_NOT_FOUND,
                     "unknown device ID '%.80s' for resource %s", id, res->name);
-      if (!gs_k8s_instance_healthy(in, NULL, why, sizeof why))
+      if (!gs__dp_healthy(dp, in, why, sizeof why))
         return fail(msg, size, GRPC_FAILED_PRECONDITION,
                     "device %s is unhealthy: %s", id, why);
       for (size_t c2 = 0; c2 <= c; c2++)

@@ -183,6 +183,8 @@ static void on_tick(uv_timer_t *t) {
       gs__dp_server_stop(&dp->res[i]);
     return;
   }
+  if (dp->opt.tick)
+    dp->opt.tick(dp->opt.health_data);
   gs__dp_refresh(dp);
   check_kubelet(dp);
 }
