@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -52,8 +53,12 @@ struct gs__dp_s {
   pid_t (*busy)(gs__dp_t *dp, const gs_k8s_instance_t *in);
   uv_loop_t *loop;
   uv_timer_t timer;
+  /* The kubelet.sock last seen: a socket made anew (another inode or
+   * change time, or seen gone in between) is a restarted kubelet. */
+  bool kubelet_seen, kubelet_lost;
   dev_t kubelet_dev;
   ino_t kubelet_ino;
+  struct timespec kubelet_ctime;
   bool stopping;
 };
 

@@ -140,14 +140,21 @@ static void check_kubelet(gs__dp_t *dp) {
   char path[512];
   gs_error_t err;
   bool kubelet = socket_there(dp->opt.kubelet_socket, &st);
-  bool restarted =
-      kubelet && dp->kubelet_ino &&
-      (st.st_dev != dp->kubelet_dev || st.st_ino != dp->kubelet_ino);
+  if (!kubelet && dp->kubelet_seen)
+    dp->kubelet_lost = true; /* an inode may be reused by the next one */
+  bool restarted = kubelet && dp->kubelet_seen &&
+                   (dp->kubelet_lost || st.st_dev != dp->kubelet_dev ||
+                    st.st_ino != dp->kubelet_ino ||
+                    st.st_ctim.tv_sec != dp->kubelet_ctime.tv_sec ||
+                    st.st_ctim.tv_nsec != dp->kubelet_ctime.tv_nsec);
   if (restarted)
     gs__dp_log(dp, "kubelet.sock was made anew: registering again");
   if (kubelet) {
+    dp->kubelet_seen = true;
+    dp->kubelet_lost = false;
     dp->kubelet_dev = st.st_dev;
     dp->kubelet_ino = st.st_ino;
+    dp->kubelet_ctime = st.st_ctim;
   }
   for (unsigned i = 0; i < dp->n_res; i++) {
     gs__dp_resource_t *r = &dp->res[i];
