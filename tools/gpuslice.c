@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmd_k8s.h"
 #include "core/test_hooks.h"
 #include "gpuslice/engine.h"
 #include "gpuslice/placement.h"
@@ -43,6 +44,11 @@ static const char usage_text[] =
     "                                        perf_analyzer-compatible load\n"
     "  demo [--model-repository DIR] [--out DIR]\n"
     "                                        the flower demo on this machine\n"
+    "  cdi generate [--output PATH|-] [--format json|yaml]\n"
+    "                                        the instances as CDI devices\n"
+    "  k8s device-plugin [--plugin-dir DIR] ...  kubelet device plugin\n"
+    "  k8s devices --socket PATH             a plugin's devices, as the "
+    "kubelet sees them\n"
     "\n"
     "MODEL (for --gpu): a30 a100-40gb a100-80gb h100-80gb h100-94gb h200 "
     "gh200 b200\n"
@@ -50,7 +56,8 @@ static const char usage_text[] =
     "/var/lib/gpuslice as root,\n"
     "  else $XDG_STATE_HOME/gpuslice or ~/.local/state/gpuslice),\n"
     "  GPUSLICE_ISOLATION, GPUSLICE_NVML_LIBRARY, GPUSLICE_CUDA_LIBRARY,\n"
-    "  GPUSLICE_MPS_CONTROL.\n"
+    "  GPUSLICE_MPS_CONTROL, GPUSLICE_CDI_DIR (create, destroy and apply\n"
+    "  rewrite DIR/gpuslice.json when set).\n"
     "--isolation (soft backend): mps (default) caps each instance's SMs and\n"
     "  memory, but a fatal GPU fault in one process ends every process on\n"
     "  that GPU; process runs without MPS: faults stay apart, compute is\n"
@@ -535,15 +542,22 @@ int main(int argc, char **argv) {
       {"create", cmd_create},   {"list", cmd_list},
       {"destroy", cmd_destroy}, {"apply", cmd_apply},
       {"assert", cmd_assert},   {"export", cmd_export},
-      {"run", cmd_run},
+      {"run", cmd_run},         {"cdi", cmd_cdi},
 #ifndef GS_NO_WORKER /* builds without the worker's libraries (GPU kit) */
       {"worker", cmd_worker},   {"serve", cmd_serve},
       {"perf", cmd_perf},       {"demo", cmd_demo},
+      {"k8s", cmd_k8s},
 #endif
   };
-  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-    if (strcmp(verb, verbs[i].name) == 0)
-      return verbs[i].fn(&cli, argc - 1, argv + 1);
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+    if (strcmp(verb, verbs[i].name) != 0)
+      continue;
+    int rc = verbs[i].fn(&cli, argc - 1, argv + 1);
+    /* A layout change reaches the CDI spec ($GPUSLICE_CDI_DIR). */
+    bool changes = strcmp(verb, "create") == 0 ||
+                   strcmp(verb, "destroy") == 0 || strcmp(verb, "apply") == 0;
+    return rc == CLI_OK && changes ? cli_cdi_refresh(&cli) : rc;
+  }
   if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 ||
       strcmp(verb, "help") == 0) {
     fputs(usage_text, stdout);

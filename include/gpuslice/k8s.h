@@ -1,0 +1,133 @@
+/* Instances as container devices: a CDI spec (the Container Device
+ * Interface the container toolkit, podman and containerd read) and the
+ * kubelet device plugin (v1beta1) that advertises them to Kubernetes. */
+#ifndef GPUSLICE_K8S_H
+#define GPUSLICE_K8S_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "gpuslice/backend.h"
+
+/* The CDI kind of every gpuslice device; names under it are
+ * "DEV:GI" (a GI of one CI, the toolkit's GPU:MIG form with the stable GI
+ * ID), "DEV:GI:CI" and the instance UUID. */
+#define GS_CDI_KIND "gpuslice.dev/instance"
+#define GS_CDI_DEFAULT_DIR "/var/run/cdi"
+#define GS_CDI_FILE "gpuslice.json"
+#define GS_K8S_MAX_INSTANCES 256
+#define GS_K8S_MAX_NODES 8
+
+/* One compute instance as a container sees it. */
+typedef struct gs_k8s_instance_s {
+  unsigned dev, gi_id, ci_id;
+  bool single_ci;                        /* its GI has no other CI */
+  char profile[GS_PROFILE_NAME_MAX + 8]; /* "1g.10gb", "1c.2g.20gb" */
+  char uuid[GS_UUID_MAX];                /* the CI's: the plugin's device ID */
+  char gpu_uuid[GS_UUID_MAX];
+  unsigned n_nodes; /* device nodes on the host (mig, soft) */
+  char node[GS_K8S_MAX_NODES][64];
+  char mps_pipe[256]; /* soft under MPS: the daemon's pipe directory */
+  /* What `gpuslice run -i` sets; n_env 0 with confine_error set when the
+   * backend could not say (the instance then is unhealthy). */
+  gs_confinement_t conf;
+  char confine_error[256];
+} gs_k8s_instance_t;
+
+typedef struct gs_k8s_inventory_s {
+  char backend[8]; /* "mig", "soft", "host" */
+  unsigned n;
+  gs_k8s_instance_t inst[GS_K8S_MAX_INSTANCES];
+} gs_k8s_inventory_t;
+
+typedef struct gs_k8s_options_s {
+  /* NVIDIA's /proc/driver/nvidia (GPU minors, MIG capability minors);
+   * NULL = that path. Tests point it at a fake tree. */
+  const char *nvidia_proc;
+  /* Host backend: argv[0] of the CDI hook and the global options it
+   * needs ("--backend host --state-dir DIR"), in the order given. */
+  const char *hook_path;
+  unsigned n_hook_args;
+  const char *hook_args[8];
+  unsigned n_hook_env; /* "NAME=VALUE" the hook runs with */
+  const char *hook_env[8];
+  /* Instance UUIDs already read (old): their env is kept, not asked for
+   * again, so the plugin never restarts a dead MPS daemon on its own. */
+  const gs_k8s_inventory_t *old;
+} gs_k8s_options_t;
+
+/* Reads every compute instance of the backend's devices. The env of each
+ * comes from the backend's confine in a child process (what `run -i`
+ * would set; for soft under MPS this starts the GPU's daemon). Caller
+ * owns *inv. */
+int gs_k8s_inventory_read(gs_backend_t *be, const gs_k8s_options_t *opt,
+                          gs_k8s_inventory_t *inv, gs_error_t *err);
+
+/* The instance's health now: false with why set when its GPU instance is
+ * gone from *live (may be NULL: not checked), its env could not be read
+ * or (soft, MPS) the pipe directory's daemon is dead. */
+bool gs_k8s_instance_healthy(const gs_k8s_instance_t *in,
+                             const gs_k8s_inventory_t *live, char *why,
+                             size_t size);
+
+/* The CDI spec of the inventory (a new reference). */
+json_t *gs_cdi_spec(const gs_k8s_inventory_t *inv, const gs_k8s_options_t *opt);
+/* The container edits of one instance (a new reference). */
+json_t *gs_cdi_instance_edits(const gs_k8s_inventory_t *inv,
+                              const gs_k8s_instance_t *in,
+                              const gs_k8s_options_t *opt);
+
+typedef enum { GS_CDI_JSON, GS_CDI_YAML } gs_cdi_format_t;
+/* Writes spec to path atomically (a temporary file beside it, then
+ * rename), or to stdout when path is "-". */
+int gs_cdi_write(json_t *spec, const char *path, gs_cdi_format_t format,
+                 gs_error_t *err);
+/* json as YAML (libyaml's emitter) into *out (malloc'd, NUL-ended). */
+int gs_cdi_yaml(json_t *doc, char **out, size_t *len, gs_error_t *err);
+
+/* The host backend's CDI hook: moves pid (a container's init, from the
+ * OCI state) into the instance's cgroups and CPUs, as `run -i` confines
+ * itself. */
+int gs_cdi_hook_confine(gs_backend_t *be, unsigned gi_id, unsigned ci_id,
+                        pid_t pid, gs_error_t *err);
+
+/* gpuslice k8s device-plugin. */
+#define GS_K8S_PLUGIN_DIR "/var/lib/kubelet/device-plugins"
+typedef struct gs_k8s_device_plugin_options_s {
+  const char *plugin_dir;      /* NULL = GS_K8S_PLUGIN_DIR */
+  const char *kubelet_socket;  /* NULL = plugin_dir/kubelet.sock */
+  const char *resource_prefix; /* NULL = the backend's (k8s.c) */
+  const char *cdi_dir;         /* rewrite CDI_DIR/gpuslice.json; NULL: no */
+  unsigned interval_ms;        /* layout and kubelet.sock checks; 0 = 1000 */
+  void (*log)(void *data, const char *line); /* NULL: quiet */
+  void *log_data;
+  /* Health the library cannot see (the tool asks `gpuslice serve`): tick
+   * runs once per interval, then worker_down says whether the instance's
+   * serving worker is down (why set). NULL: not checked. */
+  void (*tick)(void *data);
+  bool (*worker_down)(void *data, const char *uuid, char *why, size_t size);
+  void *health_data;
+  gs_k8s_options_t inventory;
+} gs_k8s_device_plugin_options_t;
+
+/* The default resource prefix of a backend: "nvidia.com/mig-" (NVIDIA's
+ * mixed strategy), "gpuslice.dev/soft-", "gpuslice.dev/host-". */
+const char *gs_k8s_default_prefix(const char *backend);
+
+/* Serves the kubelet until SIGINT or SIGTERM: one resource per profile,
+ * registered with the kubelet, re-registered when kubelet.sock is made
+ * anew or the plugin's socket is removed. */
+int gs_k8s_device_plugin_run(gs_backend_t *be,
+                             const gs_k8s_device_plugin_options_t *opt,
+                             gs_error_t *err);
+
+/* Calls ListAndWatch on a device plugin's socket as the kubelet does and
+ * hands each list to on_list (n devices: IDs and "Healthy"/"Unhealthy"),
+ * until max_lists lists came or wait_ms passed. GS_OK once a list came. */
+typedef void (*gs_k8s_list_fn)(void *data, size_t n, const char *const *ids,
+                               const char *const *health);
+int gs_k8s_list_devices(const char *socket, unsigned max_lists,
+                        unsigned wait_ms, gs_k8s_list_fn on_list, void *data,
+                        gs_error_t *err);
+
+#endif

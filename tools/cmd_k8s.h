@@ -1,0 +1,20 @@
+/* The CLI's container and Kubernetes verbs (cmd_cdi.c, cmd_k8s.c) and the
+ * CDI refresh the layout verbs run after a change. */
+#ifndef GPUSLICE_CMD_K8S_H
+#define GPUSLICE_CMD_K8S_H
+
+#include "cli.h"
+#include "gpuslice/k8s.h"
+
+/* The inventory options of this run (the host hook's path and args). */
+void cli_k8s_options(cli_t *cli, gs_k8s_options_t *opt);
+int cli_cdi_generate(cli_t *cli, const char *path, gs_cdi_format_t format,
+                     gs_error_t *err);
+/* Rewrites $GPUSLICE_CDI_DIR/gpuslice.json when that is set; CLI_OK when
+ * not. */
+int cli_cdi_refresh(cli_t *cli);
+
+int cmd_cdi(cli_t *cli, int argc, char **argv);
+int cmd_k8s(cli_t *cli, int argc, char **argv);
+
+#endif
