@@ -4,6 +4,8 @@
 # example model repository as it ships plus the ONNX stand-ins the examples
 # also call, then prints one line per script: PASS/FAIL and the last line.
 # usage: run_triton_examples.sh GPUSLICE CLIENT_EXAMPLES_DIR TRITON_REPO VENV
+# (VENV: pip install "tritonclient[http,grpc]" pillow; ports 8000/8001 free;
+# OUT=DIR keeps the logs there). Last run: README, "Triton's client examples".
 set -u
 gpuslice=$1 examples=$2 triton_repo=$3 venv=$4
 here=$(cd "$(dirname "$0")/.." && pwd)
