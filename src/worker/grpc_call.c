@@ -197,6 +197,14 @@ static Inference__Config__DataType data_type(const char *name) {
   return INFERENCE__CONFIG__DATA_TYPE__TYPE_INVALID;
 }
 
+/* "FORMAT_NCHW" (the HTTP document's name) as ModelInput.Format. */
+static Inference__Config__ModelInput__Format input_format(const char *name) {
+  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(
+      &inference__config__model_input__format__descriptor, name);
+  return v ? (Inference__Config__ModelInput__Format)v->value
+           : INFERENCE__CONFIG__MODEL_INPUT__FORMAT__FORMAT_NONE;
+}
+
 static void model_config(json_t *root, gs__grpc_reply_t *reply) {
   Inference__ModelConfigResponse r = INFERENCE__MODEL_CONFIG_RESPONSE__INIT;
   Inference__Config__ModelConfig c = INFERENCE__CONFIG__MODEL_CONFIG__INIT;
@@ -213,6 +221,7 @@ static void model_config(json_t *root, gs__grpc_reply_t *reply) {
     inference__config__model_input__init(&in[i]);
     in[i].name = str(t, "name");
     in[i].data_type = data_type(str(t, "data_type"));
+    in[i].format = input_format(str(t, "format"));
     ok = (in[i].dims = int64s(json_object_get(t, "dims"), &in[i].n_dims));
     pin[i] = &in[i];
   }

@@ -473,8 +473,11 @@ static int tensor_input(gs__infer_request_t *req, const gs__model_io_t *io,
     rc = copy_shape(t, in->shape, in->rank, err);
   if (rc == GS_OK)
     rc = check_shape(info, t, io->model_name, &count, err);
+  /* No data: in a shared-memory region, checked there (gs__shm_resolve). */
   if (rc == GS_OK && t->dtype == GS_DTYPE_BYTES)
-    rc = gs__bytes_check(in->data, in->bytes, count, "input", in->name, err);
+    rc = in->data ? gs__bytes_check(in->data, in->bytes, count, "input",
+                                    in->name, err)
+                  : GS_OK;
   else if (rc == GS_OK && in->bytes != count * gs_dtype_size(t->dtype))
     rc = BAD(err,
              "input '%s': binary_data_size must be %zu bytes for its "

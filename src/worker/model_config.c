@@ -158,6 +158,7 @@ static int read_tensors(gs__model_config_t *cfg, const config_pb_t *pb,
     const Inference__Config__ModelInput *in = pb->input[i];
     rc = read_tensor(&cfg->inputs[i], in->name, in->data_type, in->dims,
                      in->n_dims, in->reshape, file, err);
+    cfg->inputs[i].format = (int)in->format; /* shown, e.g. to image_client */
   }
   for (size_t i = 0; rc == GS_OK && i < pb->n_output; i++) {
     const Inference__Config__ModelOutput *out = pb->output[i];

@@ -13,6 +13,7 @@ typedef struct gs__config_tensor_s {
   int rank;         /* dims given, without the batch dimension; -1: none */
   int64_t dims[GS_TENSOR_MAX_RANK];
   char label_filename[256]; /* an output's labels file, in dir; "": none */
+  int format; /* an input's format: Triton's enum, 0 FORMAT_NONE */
 } gs__config_tensor_t;
 
 typedef enum {

@@ -116,6 +116,10 @@ static int complete_config(gs__model_entry_t *m, gs__model_slot_t *s,
   char file[160];
   snprintf(file, sizeof file, "%s/%s", m->name,
            config_name ? config_name : "config.pbtxt");
+  for (size_t i = 0; i < s->io.n_inputs && i < GS__INFER_MAX_TENSORS; i++)
+    for (size_t k = 0; k < cfg->n_inputs; k++)
+      if (!strcmp(cfg->inputs[k].name, s->io.inputs[i].name))
+        s->input_format[i] = cfg->inputs[k].format;
   return gs__model_config_apply(
       cfg, file, (gs_tensor_info_t *)s->io.inputs, s->io.n_inputs,
       (gs_tensor_info_t *)s->io.outputs, s->io.n_outputs, err);

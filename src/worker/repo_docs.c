@@ -54,6 +54,15 @@ json_t *gs__model_config_json(const gs__model_entry_t *m) {
                 tensors_json(io->inputs, io->n_inputs, true, skip), "output",
                 tensors_json(io->outputs, io->n_outputs, true, skip));
   gs__seq_json(m, c, true);
+  /* Triton shows every input's format; image_client needs NCHW/NHWC. */
+  static const char *const formats[] = {"FORMAT_NONE", "FORMAT_NHWC",
+                                        "FORMAT_NCHW"};
+  for (size_t k = 0; c && k < io->n_inputs && k < GS__INFER_MAX_TENSORS; k++) {
+    int f = m->slot->input_format[k];
+    json_t *in = json_array_get(json_object_get(c, "input"), k);
+    if (in && f >= 0 && f < 3)
+      json_object_set_new(in, "format", json_string(formats[f]));
+  }
   for (size_t k = 0; c && k < io->n_outputs; k++) /* classification */
     if (gs__labels_file(m->slot->labels, k))
       json_object_set_new(json_array_get(json_object_get(c, "output"), k),

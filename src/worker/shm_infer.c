@@ -229,6 +229,17 @@ int gs__shm_grpc_refs(gs__infer_request_t *req, const void *msg,
   return rc == GS_OK ? 0 : gs_error_http_status(rc);
 }
 
+/* A BYTES input's elements, read from its region, checked as an inline
+ * one's are when decoded (its shape's count of length-prefixed strings). */
+static int check_bytes_input(const gs_tensor_t *t, gs_error_t *err) {
+  if (gs_dtype_size(t->dtype) != 0)
+    return GS_OK;
+  size_t count = 1;
+  for (unsigned d = 0; d < t->rank; d++)
+    count *= (size_t)t->shape[d];
+  return gs__bytes_check(t->data, t->bytes, count, "input", t->name, err);
+}
+
 /* Points input k at its region's bytes. */
 static int resolve_input(gs__infer_request_t *req, size_t k, shm_ref_t *ref,
                          gs_error_t *err) {
@@ -247,16 +258,16 @@ static int resolve_input(gs__infer_request_t *req, size_t k, shm_ref_t *ref,
   if (ref->r->kind == GS__SHM_SYSTEM && ref->r->host &&
       (uintptr_t)(ref->r->host + ref->offset) % 16 == 0) {
     t->data = ref->r->host + ref->offset; /* zero copy */
-    return GS_OK;
+    return check_bytes_input(t, err);
   }
   if (!(ref->copy = malloc(t->bytes + 1)))
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   t->data = ref->copy;
   if (ref->r->kind == GS__SHM_CUDA)
-    return gs__shm_cuda_read(ref->r, ref->offset, ref->copy, t->bytes, err);
-  if (t->bytes) /* kernels read whole elements: an aligned copy */
+    rc = gs__shm_cuda_read(ref->r, ref->offset, ref->copy, t->bytes, err);
+  else if (t->bytes) /* kernels read whole elements: an aligned copy */
     memcpy(ref->copy, ref->r->host + ref->offset, t->bytes);
-  return GS_OK;
+  return rc == GS_OK ? check_bytes_input(t, err) : rc;
 }
 
 int gs__shm_resolve(gs__infer_request_t *req, gs__shm_registry_t *reg,

@@ -163,6 +163,7 @@ typedef struct gs__model_slot_s {
   gs_precision_t precision;
   gs__model_io_t io;
   gs__labels_t *labels; /* config.pbtxt's label files (owned); NULL: none */
+  int input_format[GS__INFER_MAX_TENSORS]; /* per io input, Triton's enum */
   unsigned refs;
   pthread_mutex_t lock; /* guards idle */
   gs_session_t *idle[64];

@@ -43,6 +43,27 @@ static int parse(gs__model_config_t *cfg, const char *s, gs_error_t *err) {
                                       strlen(s), err);
 }
 
+/* Triton's ModelInput.Format: FORMAT_NONE 0, FORMAT_NHWC 1, FORMAT_NCHW 2;
+ * kept per input, as image_client reads it back from the model config. */
+static void test_input_format_kept(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  assert_int_equal(
+      parse(&cfg,
+            "max_batch_size: 0\n"
+            "input [ { name: \"A\" data_type: TYPE_FP32 format: FORMAT_NCHW "
+            "dims: [ 3, 4, 4 ] },\n"
+            "        { name: \"B\" data_type: TYPE_FP32 format: FORMAT_NHWC "
+            "dims: [ 4, 4, 3 ] },\n"
+            "        { name: \"C\" data_type: TYPE_FP32 dims: [ 1 ] } ]\n",
+            &err),
+      GS_OK);
+  assert_int_equal(cfg.inputs[0].format, 2);
+  assert_int_equal(cfg.inputs[1].format, 1);
+  assert_int_equal(cfg.inputs[2].format, 0);
+}
+
 static void test_simple_batches_of_8(void **state) {
   (void)state;
   gs__model_config_t cfg;
@@ -413,6 +434,7 @@ int main(void) {
       cmocka_unit_test(test_config_checked_against_model),
       cmocka_unit_test(test_fp16_for_an_fp32_input),
       cmocka_unit_test(test_autocomplete_as_triton),
+      cmocka_unit_test(test_input_format_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
