@@ -381,6 +381,7 @@ static int host_exec(gs__host_t *h, gs__wk_t **m, size_t n, gs_error_t *err) {
   int log_fd = -1;
   for (size_t i = 0; i < n; i++)
     insts[i] = m[i]->inst;
+  snprintf(h->run_uuid, sizeof h->run_uuid, "%s", insts[0].uuid);
   int rc = s->opt.group_argv(s->opt.ctx, h->group, insts, n, argv, buf,
                              sizeof buf, err);
   if (rc == GS_OK &&
@@ -493,7 +494,15 @@ void gs__host_leave(gs__wk_t *wk) {
   uv_timer_stop(&wk->restart_timer);
   wk->host = NULL;
   gs__wk_t *m[1];
-  if (host_live(h) && members(h, m, 1) > 0) {
+  bool live = host_live(h) && members(h, m, 1) > 0;
+  if (live && strcmp(wk->inst.uuid, h->run_uuid) == 0) {
+    /* the backend counts the process in that instance: it would stay busy */
+    snprintf(line, sizeof line,
+             "%s leaves, and the process runs in it (run -i)", wk->inst.id);
+    host_restart(h, line);
+    return;
+  }
+  if (live) {
     /* it drains wk's requests, closes its ports, frees its sessions */
     if (hosted) {
       snprintf(line, sizeof line, "remove %s\n", wk->inst.id);

@@ -9,7 +9,9 @@
 # pid, the two staying instances answer every request of a load sent to
 # their own ports meanwhile, the removed one's port closes, the added one
 # serves; an add that fails (repository unreadable) is reported, the others
-# serve on, and it joins once it can; --workers-per-instance 2 is refused.
+# serve on, and it joins once it can; removing the instance the process
+# runs in (`run -i`, the first) does restart it; --workers-per-instance 2
+# is refused.
 . "$(dirname "$0")/serve_lib.sh"
 BUILD=$(dirname "$GPUSLICE")
 NVML="$BUILD/tests/fake_nvml/current/libnvidia-ml.so.1"
@@ -130,49 +132,52 @@ sys.exit(0 if s.connect_ex(('127.0.0.1', int(sys.argv[1]))) else 1)" "$1"
 # A load on each staying instance's own port (not through the router, which
 # would hide a failure by retrying on another instance) during --remove and
 # --add: a restart of the process fails requests and changes the ports.
-p1=$(worker_field "$1" http_port)
-p2=$(worker_field "$2" http_port)
-p3=$(worker_field "$3" http_port)
+# The one removed and added is the newest: the process runs in the first
+# (`run -i`), whose removal restarts it (checked last).
+X=$3
+pA=$(worker_field "$1" http_port)
+pB=$(worker_field "$2" http_port)
+pX=$(worker_field "$X" http_port)
 rm -f "$tmp/stop"
-python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$p2" --threads 1 \
+python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$pA" --threads 1 \
   --stop-file "$tmp/stop" --seconds 120 >"$tmp/load2.json" &
 load2=$!
-python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$p3" --threads 1 \
+python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$pB" --threads 1 \
   --stop-file "$tmp/stop" --seconds 120 >"$tmp/load3.json" &
 load3=$!
 load_pid=$load2 # the cleanup's stop file ends both
 sleep 1
 
-"$GPUSLICE" serve --remove "$1" >/dev/null || fail "serve --remove $1"
-wait_log "instance $1 left the workers of gpu0 (pid $new)" 30
-port_closed "$p1" || fail "the removed instance's port $p1 still accepts"
-[ "$(workers_of)" = "$new" ] && ! grep -q "^$1 " <("$GPUSLICE" serve --status) ||
-  fail "after --remove $1: $(workers_of | tr '\n' ' '); $("$GPUSLICE" serve --status)"
-echo "PASS: --remove $1: same process ($new), port $p1 closed"
+"$GPUSLICE" serve --remove "$X" >/dev/null || fail "serve --remove $X"
+wait_log "instance $X left the workers of gpu0 (pid $new)" 30
+port_closed "$pX" || fail "the removed instance's port $pX still accepts"
+[ "$(workers_of)" = "$new" ] && ! grep -q "^$X " <("$GPUSLICE" serve --status) ||
+  fail "after --remove $X: $(workers_of | tr '\n' ' '); $("$GPUSLICE" serve --status)"
+echo "PASS: --remove $X: same process ($new), port $pX closed"
 
-"$GPUSLICE" serve --add "$1" >/dev/null || fail "serve --add $1"
-out=$(wait_state "$1" ready 30) || { echo "$out"; exit 1; }
-q1=$(worker_field "$1" http_port)
-[ "$(workers_of)" = "$new" ] && [ "$(worker_field "$1" pid)" = "$new" ] ||
-  fail "after --add $1: processes $(workers_of | tr '\n' ' '), $1 in $(worker_field "$1" pid)"
+"$GPUSLICE" serve --add "$X" >/dev/null || fail "serve --add $X"
+out=$(wait_state "$X" ready 30) || { echo "$out"; exit 1; }
+q1=$(worker_field "$X" http_port)
+[ "$(workers_of)" = "$new" ] && [ "$(worker_field "$X" pid)" = "$new" ] ||
+  fail "after --add $X: processes $(workers_of | tr '\n' ' '), $X in $(worker_field "$X" pid)"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$q1/v2/models/simple/ready")" = 200 ] ||
   fail "the added instance does not serve on its port $q1"
-echo "PASS: --add $1: joins process $new on port $q1"
+echo "PASS: --add $X: joins process $new on port $q1"
 
 # An add that fails: the repository cannot be read (the staying instances
 # have their models loaded and serve on); reported in the serve's log, and
 # the instance joins once it can.
-"$GPUSLICE" serve --remove "$1" >/dev/null || fail "serve --remove $1 (2)"
-wait_log "instance $1 left the workers of gpu0 (pid $new)" 30 2
+"$GPUSLICE" serve --remove "$X" >/dev/null || fail "serve --remove $X (2)"
+wait_log "instance $X left the workers of gpu0 (pid $new)" 30 2
 mv "$tmp/models" "$tmp/models.away"
-"$GPUSLICE" serve --add "$1" >/dev/null || fail "serve --add $1 (2)"
-wait_log "instance $1 could not join the workers of gpu0 (pid $new): .*cannot read model repository" 30
+"$GPUSLICE" serve --add "$X" >/dev/null || fail "serve --add $X (2)"
+wait_log "instance $X could not join the workers of gpu0 (pid $new): .*cannot read model repository" 30
 sleep 1
-[ "$(worker_field "$1" state)" != ready ] || fail "$1 is ready without a repository"
+[ "$(worker_field "$X" state)" != ready ] || fail "$X is ready without a repository"
 mv "$tmp/models.away" "$tmp/models"
-out=$(wait_state "$1" ready 30) || { echo "$out"; exit 1; }
+out=$(wait_state "$X" ready 30) || { echo "$out"; exit 1; }
 [ "$(workers_of)" = "$new" ] || fail "after the failed add: $(workers_of | tr '\n' ' ')"
-echo "PASS: a failed add of $1 is reported ($(grep -m1 "could not join" "$tmp/serve.log" | cut -c1-160)); it joins once it can"
+echo "PASS: a failed add of $X is reported ($(grep -m1 "could not join" "$tmp/serve.log" | cut -c1-160)); it joins once it can"
 
 touch "$tmp/stop"
 wait "$load2" "$load3"
@@ -184,15 +189,25 @@ d = json.load(open(sys.argv[1]))
 sys.exit(0 if d["failed"] == 0 and d["ok"] > 20 else 1)
 PY
 done
-for id in "$2" "$3"; do
+for id in "$1" "$2"; do
   [ "$(worker_field "$id" pid)" = "$new" ] && [ "$(worker_field "$id" restarts)" = 1 ] &&
-    [ "$(worker_field "$id" http_port)" = "$([ "$id" = "$2" ] && echo "$p2" || echo "$p3")" ] ||
+    [ "$(worker_field "$id" http_port)" = "$([ "$id" = "$1" ] && echo "$pA" || echo "$pB")" ] ||
     fail "staying $id: pid $(worker_field "$id" pid), restarts $(worker_field "$id" restarts), port $(worker_field "$id" http_port)"
 done
 grep -q "restart with the" "$tmp/serve.log" && fail "the process restarted: $(grep "restart with" "$tmp/serve.log")"
-echo "PASS: staying $2 and $3 answered every request during the changes (ok: $(python3 -c "import json
+echo "PASS: staying $1 and $2 answered every request during the changes (ok: $(python3 -c "import json
 print(json.load(open('$tmp/load2.json'))['ok'], json.load(open('$tmp/load3.json'))['ok'])"), failed: 0)"
 every_instance_serves "after --remove and --add"
+
+# Removing the instance the process runs in (its first, `run -i`): the
+# backend counts the process there, so it restarts in the next one.
+"$GPUSLICE" serve --remove "$1" >/dev/null || fail "serve --remove $1"
+wait_log "workers of gpu0 (pid $new) restart with the set of instances: $1 leaves, and the process runs in it" 30
+out=$(wait_state "$2" ready 30 "$new") || { echo "$out"; exit 1; }
+out=$(wait_state "$3" ready 30 "$new") || { echo "$out"; exit 1; }
+[ "$(workers_of | wc -l)" = 1 ] && [ "$(workers_of)" != "$new" ] ||
+  fail "after --remove $1: $(workers_of | tr '\n' ' ')"
+echo "PASS: --remove $1 (the process's own instance) restarts it: $2 and $3 in $(workers_of)"
 
 kill "$serve_pid"
 wait "$serve_pid"
