@@ -212,8 +212,8 @@ static void remove_instance(const char *id) {
   if (s)
     s->removing = true;
   pthread_mutex_unlock(&host.mu);
-  if (!s) {
-    snprintf(line, sizeof line, "failed id=%s it is not hosted here\n", id);
+  if (!s) { /* its add failed: nothing to remove, but answered alike */
+    snprintf(line, sizeof line, "removed id=%s (it was not hosted)\n", id);
     tell(line);
     return;
   }

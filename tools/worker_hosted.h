@@ -22,7 +22,8 @@ typedef struct hosted_s {
  * "ready id=ID http=P grpc=G" per instance; with control_fd (> 0) the
  * process reads "add ID FIRST COUNT" and "remove ID" lines there and
  * answers each on ready_fd ("ready ...", "failed id=ID WHY", "removed
- * id=ID"), the other instances serving on. Returns a CLI exit status. */
+ * id=ID", also for an id not hosted), the other instances serving on. Returns a
+ * CLI exit status. */
 int worker_host_instances(const gs_worker_options_t *base,
                           const hosted_t *hosted, unsigned n, int ready_fd,
                           int control_fd, pid_t parent);

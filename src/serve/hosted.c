@@ -239,6 +239,7 @@ static void on_host_exit(uv_process_t *p, int64_t status, int term_signal) {
   host_close((uv_handle_t *)&h->proc, &h->proc_open);
   host_close((uv_handle_t *)&h->ready_pipe, &h->pipe_open);
   host_close((uv_handle_t *)&h->ctl_pipe, &h->ctl_open);
+  h->n_removing = 0;
   uv_timer_stop(&h->timer);
   if (!intended)
     gs__serve_log(s, "workers of %s (pid %d) %s %d", h->group, h->pid,
@@ -288,23 +289,42 @@ static void on_host_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
                      (unsigned)(sizeof h->ready_buf - 1 - h->ready_len));
 }
 
+static bool removing_has(const gs__host_t *h, const char *id) {
+  for (unsigned i = 0; i < h->n_removing; i++)
+    if (strcmp(h->removing[i], id) == 0)
+      return true;
+  return false;
+}
+
+static void removing_done(gs__host_t *h, const char *id) {
+  for (unsigned i = 0; i < h->n_removing; i++)
+    if (strcmp(h->removing[i], id) == 0) {
+      memmove(h->removing[i], h->removing[i + 1],
+              (h->n_removing - i - 1) * sizeof h->removing[0]);
+      h->n_removing--;
+      return;
+    }
+}
+
 /* One complete line from the process: "ready id=ID http=P grpc=G",
  * "failed id=ID WHY" or "removed id=ID". */
 static void take_line(gs__host_t *h, const char *line) {
   char id[64];
   unsigned http = 0, grpc = 0;
   int used = 0;
-  if (sscanf(line, "failed id=%63s %n", id, &used) == 1 && used > 0) {
-    member_failed(h, id, line + used);
-    return;
-  }
   if (sscanf(line, "removed id=%63s", id) == 1) {
+    removing_done(h, id);
     gs__serve_log(h->s, "instance %s left the workers of %s (pid %d)", id,
                   h->group, h->pid);
     return;
   }
+  if (sscanf(line, "failed id=%63s %n", id, &used) == 1 && used > 0 &&
+      !removing_has(h, id)) {
+    member_failed(h, id, line + used);
+    return;
+  }
   if (sscanf(line, "ready id=%63s http=%u grpc=%u", id, &http, &grpc) < 2 ||
-      http == 0 || http > 65535 || grpc > 65535)
+      http == 0 || http > 65535 || grpc > 65535 || removing_has(h, id))
     return;
   gs__wk_t *wk = member_named(h, id);
   if (wk && wk->state == GS__PROC_STARTING) {
@@ -504,7 +524,11 @@ void gs__host_leave(gs__wk_t *wk) {
   }
   if (live) {
     /* it drains wk's requests, closes its ports, frees its sessions */
-    if (hosted) {
+    if (hosted && h->n_removing == sizeof h->removing / sizeof h->removing[0])
+      host_restart(h, "too many removals in flight");
+    else if (hosted) {
+      snprintf(h->removing[h->n_removing++], sizeof h->removing[0], "%s",
+               wk->inst.id);
       snprintf(line, sizeof line, "remove %s\n", wk->inst.id);
       host_tell(h, line);
     }

@@ -105,6 +105,11 @@ struct gs__host_s {
   bool pipe_open;
   uv_pipe_t ctl_pipe; /* to it: "add ID FIRST COUNT", "remove ID" */
   bool ctl_open;
+  /* ids sent "remove" and not yet "removed": their earlier add's answer
+   * may still come, and belongs to no member (one re-added meanwhile
+   * waits for its own) */
+  char removing[16][64];
+  unsigned n_removing;
   char ready_buf[2048];
   size_t ready_len;
   uint64_t started_ns;

@@ -179,6 +179,19 @@ out=$(wait_state "$X" ready 30) || { echo "$out"; exit 1; }
 [ "$(workers_of)" = "$new" ] || fail "after the failed add: $(workers_of | tr '\n' ' ')"
 echo "PASS: a failed add of $X is reported ($(grep -m1 "could not join" "$tmp/serve.log" | cut -c1-160)); it joins once it can"
 
+# add, remove, add back to back: the first add's answer (its ports, soon
+# closed) must not be taken for the second's.
+"$GPUSLICE" serve --remove "$X" >/dev/null || fail "serve --remove $X (3)"
+wait_log "instance $X left the workers of gpu0 (pid $new)" 30 3
+"$GPUSLICE" serve --add "$X" >/dev/null && "$GPUSLICE" serve --remove "$X" >/dev/null &&
+  "$GPUSLICE" serve --add "$X" >/dev/null || fail "serve --add/--remove/--add $X"
+out=$(wait_state "$X" ready 30) || { echo "$out"; exit 1; }
+wait_log "instance $X left the workers of gpu0 (pid $new)" 30 4
+qx=$(worker_field "$X" http_port)
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$qx/v2/models/simple/ready")" = 200 ] ||
+  fail "after add, remove, add: $X's port $qx does not serve"
+echo "PASS: add, remove, add of $X back to back: it serves on its last port ($qx)"
+
 touch "$tmp/stop"
 wait "$load2" "$load3"
 load_pid=
