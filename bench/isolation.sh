@@ -608,8 +608,11 @@ write_config() { # FILE NAME COUNT ...
     done; } >"$f"
 }
 
+# staying_pids ID...: the worker pid of each instance, one line.
+staying_pids() { local id; for id in "$@"; do worker_field "0:$id" pid; done | tr '\n' ' '; }
+
 part_reconfig() {
-  local mode t0 t1 t2 rc new id staying tries
+  local mode t0 t1 t2 rc new id staying tries pids0 pids1 moved
   for mode in $modes; do
     [[ $mode == mps-open ]] && continue
     budget_left "$mode" && mode_up "$mode" || continue
@@ -620,6 +623,7 @@ part_reconfig() {
     staying=("${inst_ids[@]}")
     write_config "$work/reconfig.yaml" gs-isol-fewer $((n_inst - 1)) gs-isol-more "$n_inst"
     warm_instances "${staying[@]}"
+    pids0=$(staying_pids "${staying[@]}")
     load_start $((4 * settle_s + start_s)) --router "127.0.0.1:$serve_port" \
       --instances "$(direct_targets "${staying[@]}")"
     sleep "$settle_s"
@@ -652,6 +656,15 @@ part_reconfig() {
     log "$mode: destroyed 0:$new in $(elapsed "$t0" "$t1") s ($((tries + 1)) applies)"
     sleep "$settle_s"
     load_stop reconfig
+    # green: the six share one process, which takes and lets go of the
+    # seventh without a restart (its control pipe); a restart shows here
+    pids1=$(staying_pids "${staying[@]}")
+    moved=$(python3 -c "import sys
+a, b = sys.argv[1].split(), sys.argv[2].split()
+print(sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b)))" "$pids0" "$pids1")
+    row "$mode" destroy - - staying_restarted "$moved" "staying instances whose worker pid changed over create and destroy (before: $pids0; after: $pids1)"
+    log "$mode: staying workers' pids before $pids0, after $pids1 ($moved changed)"
+    grep -h "restart with\|joins the workers\|could not join\|left the workers" "$raw/$mode_label-serve.log" 2>/dev/null | tail -n 6 || true
     mode_down
   done
 }

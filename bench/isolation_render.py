@@ -212,7 +212,9 @@ def reconfig(rows):
             ("p99 before", worst_p99(w.get("baseline", {}))),
             ("p99 create", worst_p99(w.get("create", {}))),
             ("p99 destroy", worst_p99(w.get("destroy", {}))),
-            ("failed on staying", failed)]))
+            ("failed on staying", failed),
+            ("staying restarted", metric(rows, "reconfig", mode, "destroy",
+                                         "staying_restarted"))]))
     return out
 
 

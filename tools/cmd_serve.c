@@ -203,7 +203,8 @@ static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
 }
 
 /* One process for a GPU's instances under green isolation: self ... run -i
- * FIRST_UUID -- self worker ... --instance ID=FIRST:COUNT per instance.
+ * FIRST_UUID -- self worker ... --control-fd 4 --instance ID=FIRST:COUNT
+ * per instance (instances joining later come over fd 4).
  * Through `run` as every worker: its environment gives the process its GPU
  * (CUDA_VISIBLE_DEVICES) and no MPS; the process is listed under the
  * first instance, the other instances' SMs come from --instance. */
@@ -225,6 +226,7 @@ static int group_argv(void *ctx, const char *group,
   arg(&b, "--model-repository=%s", sc->model_repository);
   arg(&b, "--grpc-port=%s", sc->opt.grpc ? "any" : "0");
   arg(&b, "--ready-fd=3");
+  arg(&b, "--control-fd=4");
   if (sc->threads)
     arg(&b, "--threads=%u", sc->threads);
   if (sc->raised)

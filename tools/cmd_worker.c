@@ -1,9 +1,8 @@
 /* gpuslice worker: serves a model repository over HTTP and gRPC with the
  * KServe v2 protocol until SIGINT or SIGTERM; with --instance, one process
  * hosts several instances' workers, each on its own green context (the
- * soft backend's green isolation). */
+ * soft backend's green isolation: worker_hosted.c). */
 #include <errno.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -16,17 +15,14 @@
 #include "cli.h"
 #include "gpuslice/engine.h"
 #include "gpuslice/worker.h"
+#include "worker_hosted.h"
 
-#define MAX_HOSTED 16 /* instances one process hosts (a GPU has <= 7) */
-
-static gs_worker_t *running[MAX_HOSTED];
-static unsigned n_running;
+static gs_worker_t *running; /* for the signal handler */
 
 static void on_signal(int sig) {
   (void)sig;
-  for (unsigned i = 0; i < n_running; i++)
-    if (running[i])
-      gs_worker_stop(running[i]);
+  if (running)
+    gs_worker_stop(running);
 }
 
 /* "FIRST:COUNT" of GPUSLICE_SM_PARTITION or --sm-partition. */
@@ -37,17 +33,6 @@ static int parse_sms(const char *text, const char *what, unsigned *first,
     return cli_usage("worker", "%s is FIRST:COUNT (SMs), not '%s'", what, text);
   return CLI_OK;
 }
-
-/* One hosted instance: "ID=FIRST:COUNT". */
-typedef struct hosted_s {
-  char id[64];
-  unsigned sm_first, sm_count;
-  gs_worker_options_t opts; /* for the creating thread */
-  gs_worker_t *w;
-  pthread_t thread;
-  gs_error_t err;
-  int rc;
-} hosted_t;
 
 static int parse_instance(const char *text, hosted_t *h) {
   const char *eq = strchr(text, '=');
@@ -64,10 +49,11 @@ static int parse_instance(const char *text, hosted_t *h) {
 
 typedef struct worker_cli_s {
   gs_worker_options_t wo;
-  unsigned threads;  /* default: the CPUs this process may run on */
-  unsigned ready_fd; /* 0: none (stdin is never the ready fd) */
+  unsigned threads;    /* default: the CPUs this process may run on */
+  unsigned ready_fd;   /* 0: none (stdin is never the ready fd) */
+  unsigned control_fd; /* 0: none */
   unsigned nice_by;
-  hosted_t hosted[MAX_HOSTED];
+  hosted_t hosted[WORKER_MAX_HOSTED];
   unsigned n_hosted;
   bool sms_given, help;
   const char *load_models[64]; /* --load-model, repeatable */
@@ -112,8 +98,8 @@ static int parse_hosted(void *ctx, const cli_opts_t *spec, const cli_opt_t *o,
   worker_cli_t *w = ctx;
   (void)spec;
   (void)o;
-  if (w->n_hosted == MAX_HOSTED)
-    return cli_usage("worker", "at most %d --instance", MAX_HOSTED);
+  if (w->n_hosted == WORKER_MAX_HOSTED)
+    return cli_usage("worker", "at most %d --instance", WORKER_MAX_HOSTED);
   memset(&w->hosted[w->n_hosted], 0, sizeof w->hosted[0]);
   if (parse_instance(val, &w->hosted[w->n_hosted]))
     return CLI_USAGE;
@@ -214,6 +200,15 @@ static const cli_opt_t options[] = {
      .help = "write \"ready http=P grpc=G\" on FD once serving, and stop "
              "when the parent dies (gpuslice serve uses it)",
      .offset = W(ready_fd)},
+    {.name = "control-fd",
+     .type = CLI_OPT_UINT,
+     .arg = "FD",
+     .min = 3,
+     .max = 1024,
+     .help = "with --instance: read \"add ID FIRST COUNT\" and \"remove "
+             "ID\" lines on FD, answered on the ready fd (gpuslice serve "
+             "adds and removes instances without a restart)",
+     .offset = W(control_fd)},
     {.name = "nice",
      .type = CLI_OPT_UINT,
      .arg = "N",
@@ -276,23 +271,6 @@ const cli_opts_t worker_cli_options = {
 /* ---- serving ---------------------------------------------------------------
  */
 
-static void report_models(const gs_worker_t *w) {
-  const char *name, *reason;
-  bool ready;
-  for (size_t i = 0; gs_worker_model(w, i, &name, &ready, &reason); i++) {
-    if (ready && gs_worker_model_load_note(w, i)[0])
-      fprintf(stderr, "gpuslice worker: model %s: %s\n", name,
-              gs_worker_model_load_note(w, i));
-    const char *v = gs_worker_model_version(w, i);
-    if (ready)
-      fprintf(stderr, "gpuslice worker: model '%s' is ready (version %s)\n",
-              name, v);
-    else
-      fprintf(stderr, "gpuslice worker: model '%s' is not ready: %s\n", name,
-              reason);
-  }
-}
-
 /* The CPUs this process may run on: under `gpuslice run -i X` those are the
  * instance's cores, so the worker uses what its instance owns. */
 static unsigned affinity_cpus(void) {
@@ -316,100 +294,6 @@ static void tell_ready(gs_worker_t *w, int fd, pid_t parent) {
   close(fd);
 }
 
-/* Creates one hosted worker: its models load (a GPU model plans every
- * batch size at load: seconds), so the instances load side by side. */
-static void *create_hosted(void *arg) {
-  hosted_t *h = arg;
-  h->rc = gs_worker_create(&h->w, &h->opts, &h->err);
-  return NULL;
-}
-
-static void *run_hosted(void *arg) {
-  hosted_t *h = arg;
-  h->rc = gs_worker_run(h->w, &h->err);
-  on_signal(0); /* one ends: all end, the supervisor restarts the process */
-  return NULL;
-}
-
-/* Several instances' workers in this process (green isolation: their
- * green contexts only run side by side inside one process). Each gets
- * free ports; the ready fd gets one line per instance. */
-static int host_instances(const gs_worker_options_t *base, hosted_t *hosted,
-                          unsigned n, int ready_fd, pid_t parent) {
-  int rc = CLI_OK;
-  char lines[MAX_HOSTED * 96] = "";
-  size_t len = 0;
-  gs_error_t err;
-  unsigned made = 0;
-  for (; made < n; made++) {
-    hosted_t *h = &hosted[made];
-    h->opts = *base;
-    h->opts.port = 0;
-    h->opts.grpc_port = 0;
-    h->opts.metrics = false;
-    h->opts.sm_first = h->sm_first;
-    h->opts.sm_count = h->sm_count;
-    h->w = NULL;
-    if (pthread_create(&h->thread, NULL, create_hosted, h) != 0)
-      break;
-  }
-  for (unsigned i = 0; i < made; i++)
-    pthread_join(hosted[i].thread, NULL);
-  for (unsigned i = 0; i < n && rc == CLI_OK; i++) {
-    if (i >= made)
-      gs_error_set(&err, GS_ESYSTEM, "cannot start a thread to load it");
-    else if (hosted[i].rc != GS_OK)
-      err = hosted[i].err;
-    if (i >= made || hosted[i].rc != GS_OK) {
-      gs_error_prefix(&err, "instance %s: ", hosted[i].id);
-      rc = cli_fail("worker", &err);
-      for (unsigned j = i + 1; j < made; j++) /* loaded, never run */
-        if (hosted[j].w)
-          gs_worker_destroy(hosted[j].w);
-      break;
-    }
-    fprintf(stderr, "gpuslice worker: instance %s (SMs %u+%u) on http %u\n",
-            hosted[i].id, hosted[i].sm_first, hosted[i].sm_count,
-            gs_worker_port(hosted[i].w));
-    report_models(hosted[i].w);
-    len += (size_t)snprintf(lines + len, sizeof lines - len,
-                            "ready id=%s http=%u grpc=%u\n", hosted[i].id,
-                            gs_worker_port(hosted[i].w),
-                            gs_worker_grpc_port(hosted[i].w));
-    running[i] = hosted[i].w;
-    n_running = i + 1;
-  }
-  struct sigaction sa = {.sa_handler = on_signal};
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-  unsigned started = 0;
-  for (; rc == CLI_OK && started < n; started++)
-    if (pthread_create(&hosted[started].thread, NULL, run_hosted,
-                       &hosted[started]) != 0) {
-      fprintf(stderr, "gpuslice worker: cannot start a thread\n");
-      rc = CLI_FAIL;
-      on_signal(0);
-    }
-  if (rc == CLI_OK && ready_fd > 0) {
-    if (write(ready_fd, lines, len) != (ssize_t)len || getppid() != parent) {
-      fprintf(stderr, "gpuslice worker: the supervisor is gone: stopping\n");
-      on_signal(0);
-    }
-    close(ready_fd);
-  }
-  for (unsigned i = 0; i < started; i++)
-    pthread_join(hosted[i].thread, NULL);
-  for (unsigned i = 0; i < n_running; i++) {
-    running[i] = NULL;
-    if (hosted[i].rc != GS_OK && rc == CLI_OK)
-      rc = cli_fail("worker", &hosted[i].err);
-    gs_worker_destroy(hosted[i].w);
-  }
-  n_running = 0;
-  return rc;
-}
-
 int cmd_worker(cli_t *cli, int argc, char **argv) {
   static worker_cli_t args; /* hosted instances: large, run on threads */
   gs_error_t err;
@@ -428,6 +312,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
                      "--load-model needs --model-control-mode explicit");
   unsigned threads = args.threads, ready_fd = args.ready_fd;
   unsigned nice_by = args.nice_by, n_hosted = args.n_hosted;
+  unsigned control_fd = args.control_fd;
   hosted_t *hosted = args.hosted;
   bool sms_given = args.sms_given;
   if (!wo.model_repository)
@@ -448,17 +333,20 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
    * thread runs single-threaded BLAS, so threads do not oversubscribe. The
    * pool is the process's: hosted instances get --threads each. */
   char n[16];
-  snprintf(n, sizeof n, "%u", threads * (n_hosted ? (unsigned)n_hosted : 1u));
+  unsigned pool = n_hosted ? worker_pool_instances(n_hosted, control_fd) : 1;
+  snprintf(n, sizeof n, "%u", threads * pool > 1024 ? 1024 : threads * pool);
   setenv("UV_THREADPOOL_SIZE", n, 1);
   gs_engine_set_threads(1, NULL);
+  if (control_fd && !n_hosted)
+    return cli_usage("worker", "--control-fd goes with --instance");
   if (n_hosted)
-    return host_instances(&wo, hosted, n_hosted, (int)ready_fd, parent);
+    return worker_host_instances(&wo, hosted, n_hosted, (int)ready_fd,
+                                 (int)control_fd, parent);
   gs_worker_t *w;
   if (gs_worker_create(&w, &wo, &err) != GS_OK)
     return cli_fail("worker", &err);
-  report_models(w);
-  running[0] = w;
-  n_running = 1;
+  worker_report_models(w);
+  running = w;
   struct sigaction sa = {.sa_handler = on_signal};
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
@@ -474,7 +362,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   if (ready_fd)
     tell_ready(w, (int)ready_fd, parent);
   int rc = gs_worker_run(w, &err);
-  running[0] = NULL;
+  running = NULL;
   gs_worker_destroy(w);
   return rc == GS_OK ? CLI_OK : cli_fail("worker", &err);
 }

@@ -62,7 +62,9 @@ typedef struct gs_serve_options_s {
                      char **argv, char *buf, size_t buf_size, gs_error_t *err);
   /* The command of the one process hosting the n instances of a group
    * (oldest first), as worker_argv's; it writes "ready id=ID http=P
-   * grpc=G\n" on fd 3 per instance. NULL: groups are refused. */
+   * grpc=G\n" on fd 3 per instance, and takes "add ID FIRST COUNT\n" and
+   * "remove ID\n" on fd 4 (answered on fd 3 with "ready ...", "failed
+   * id=ID WHY" or "removed id=ID"). NULL: groups are refused. */
   int (*group_argv)(void *ctx, const char *group,
                     const gs_serve_instance_t *insts, size_t n, char **argv,
                     char *buf, size_t buf_size, gs_error_t *err);

@@ -53,6 +53,11 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
 int gs_worker_run(gs_worker_t *w, gs_error_t *err);
 /* Async-signal-safe and thread-safe: makes gs_worker_run return. */
 void gs_worker_stop(gs_worker_t *w);
+/* Thread-safe: stops accepting, lets each HTTP connection get the answer
+ * to the request it has in flight (with Connection: close), then makes
+ * gs_worker_run return; after timeout_ms it returns whatever is left
+ * (gRPC calls still in flight then fail at gs_worker_destroy). */
+void gs_worker_drain(gs_worker_t *w, unsigned timeout_ms);
 void gs_worker_destroy(gs_worker_t *w);
 
 unsigned gs_worker_port(const gs_worker_t *w);

@@ -1,9 +1,10 @@
 /* Workers that share one process: under green isolation a GPU's green
  * contexts only run side by side inside one process, so the instances of
  * a group (a GPU) get one `gpuslice worker --instance ID=FIRST:COUNT ...`
- * together. It announces one ready line per instance; any change of the
- * set, its exit or a stuck member restarts it whole, and every member with
- * it (the router skips them meanwhile, as it does a dead worker). */
+ * together. It announces one ready line per instance; an instance that
+ * joins or leaves later is added or removed over its control pipe while
+ * the others serve on. Its exit, a stuck member or a control write that
+ * fails restarts it whole, and every member with it. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #define MAX_MEMBERS 64
 
 static void host_start(gs__host_t *h);
+static void host_restart(gs__host_t *h, const char *why);
 
 static void host_unref(gs__host_t *h) {
   if (--h->refs == 0)
@@ -87,8 +89,123 @@ static void host_stop(gs__host_t *h) {
   uv_timer_start(&h->timer, on_host_timer, STOP_GRACE_MS, 0);
 }
 
-/* The set changed: start with the new one (at once; several changes in a
- * row, as one sync makes, coalesce into one start). */
+/* Restarts the running process with its members (at once; several
+ * reasons in a row coalesce into one start). */
+static void host_restart(gs__host_t *h, const char *why) {
+  h->changed = true;
+  if (h->state == GS__PROC_STOPPING)
+    return;
+  gs__serve_log(h->s,
+                "workers of %s (pid %d) restart with the set of "
+                "instances: %s",
+                h->group, h->pid, why);
+  host_stop(h);
+}
+
+/* ---- the control pipe -------------------------------------------------- */
+
+/* Running and reachable: members join and leave it without a restart. */
+static bool host_live(const gs__host_t *h) {
+  return h->proc_open && h->ctl_open && h->state != GS__PROC_STOPPING &&
+         !h->changed && !h->s->draining;
+}
+
+typedef struct ctl_write_s {
+  uv_write_t req; /* first: the callback's pointer is the whole */
+  gs__host_t *h;
+  char line[160];
+} ctl_write_t;
+
+static void on_ctl_written(uv_write_t *req, int status) {
+  ctl_write_t *cw = (ctl_write_t *)req;
+  gs__host_t *h = cw->h;
+  char why[300];
+  /* ECANCELED: the pipe closed as the process exited (restarted anyway) */
+  if (status < 0 && status != UV_ECANCELED && h->proc_open) {
+    snprintf(why, sizeof why, "cannot send it \"%.*s\": %s",
+             (int)strcspn(cw->line, "\n"), cw->line, uv_strerror(status));
+    host_restart(h, why);
+  }
+  free(cw);
+  host_unref(h);
+}
+
+/* Sends one control line; a failure restarts the process (with wk). */
+static void host_tell(gs__host_t *h, const char *line) {
+  ctl_write_t *cw = calloc(1, sizeof *cw);
+  char why[300];
+  int rc = cw ? 0 : UV_ENOMEM;
+  if (cw) {
+    cw->h = h;
+    snprintf(cw->line, sizeof cw->line, "%s", line);
+    uv_buf_t buf = uv_buf_init(cw->line, (unsigned)strlen(cw->line));
+    rc = uv_write(&cw->req, (uv_stream_t *)&h->ctl_pipe, &buf, 1,
+                  on_ctl_written);
+  }
+  if (rc == 0) {
+    h->refs++;
+    return;
+  }
+  free(cw);
+  snprintf(why, sizeof why, "cannot send it \"%.*s\": %s",
+           (int)strcspn(line, "\n"), line, uv_strerror(rc));
+  host_restart(h, why);
+}
+
+/* The running process takes wk: it loads wk's models on wk's SMs and
+ * answers "ready id=..." (or "failed id=..."). */
+static void member_add(gs__wk_t *wk) {
+  gs__host_t *h = wk->host;
+  char line[160];
+  wk->state = GS__PROC_STARTING;
+  wk->ready_ns = 0;
+  wk->healthy = false;
+  wk->check_failures = 0;
+  wk->started_ns = gs__serve_now_ns();
+  snprintf(wk->log_path, sizeof wk->log_path, "%s", h->log_path);
+  gs__serve_publish(h->s);
+  gs__serve_log(h->s, "instance %s joins the workers of %s (pid %d)",
+                wk->inst.id, h->group, h->pid);
+  snprintf(line, sizeof line, "add %s %u %u\n", wk->inst.id, wk->inst.sm_first,
+           wk->inst.sm_count);
+  host_tell(h, line);
+}
+
+/* A failed add is tried again with backoff; the process restarts it
+ * anyway when it restarts. */
+static void on_member_retry(uv_timer_t *t) {
+  gs__wk_t *wk = t->data;
+  if (wk->host && wk->state == GS__PROC_WAITING && host_live(wk->host))
+    member_add(wk);
+}
+
+static gs__wk_t *member_named(gs__host_t *h, const char *id) {
+  for (gs__wk_t *wk = h->s->workers; wk; wk = wk->next)
+    if (wk->host == h && strcmp(wk->inst.id, id) == 0)
+      return wk;
+  return NULL;
+}
+
+/* "failed id=ID WHY": the process could not take it; the others serve on. */
+static void member_failed(gs__host_t *h, const char *id, const char *why) {
+  gs__wk_t *wk = member_named(h, id);
+  if (!wk || wk->state != GS__PROC_STARTING) {
+    gs__serve_log(h->s, "workers of %s (pid %d): %s: %s", h->group, h->pid, id,
+                  why);
+    return;
+  }
+  wk->quick_exits++;
+  unsigned delay = gs__restart_delay_ms(wk->quick_exits);
+  gs__serve_log(h->s,
+                "instance %s could not join the workers of %s (pid %d): %s; "
+                "trying again in %u ms",
+                id, h->group, h->pid, why, delay);
+  wk->state = GS__PROC_WAITING;
+  gs__serve_publish(h->s);
+  uv_timer_start(&wk->restart_timer, on_member_retry, delay, 0);
+}
+
+/* The set changed while nothing runs, or the last member left. */
 static void host_changed(gs__host_t *h) {
   gs__wk_t *m[1];
   bool any = members(h, m, 1) > 0;
@@ -121,6 +238,8 @@ static void on_host_exit(uv_process_t *p, int64_t status, int term_signal) {
   bool intended = h->state == GS__PROC_STOPPING;
   host_close((uv_handle_t *)&h->proc, &h->proc_open);
   host_close((uv_handle_t *)&h->ready_pipe, &h->pipe_open);
+  host_close((uv_handle_t *)&h->ctl_pipe, &h->ctl_open);
+  h->n_removing = 0;
   uv_timer_stop(&h->timer);
   if (!intended)
     gs__serve_log(s, "workers of %s (pid %d) %s %d", h->group, h->pid,
@@ -170,19 +289,48 @@ static void on_host_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
                      (unsigned)(sizeof h->ready_buf - 1 - h->ready_len));
 }
 
-/* One complete line "ready id=ID http=P grpc=G" for a member. */
+static bool removing_has(const gs__host_t *h, const char *id) {
+  for (unsigned i = 0; i < h->n_removing; i++)
+    if (strcmp(h->removing[i], id) == 0)
+      return true;
+  return false;
+}
+
+static void removing_done(gs__host_t *h, const char *id) {
+  for (unsigned i = 0; i < h->n_removing; i++)
+    if (strcmp(h->removing[i], id) == 0) {
+      memmove(h->removing[i], h->removing[i + 1],
+              (h->n_removing - i - 1) * sizeof h->removing[0]);
+      h->n_removing--;
+      return;
+    }
+}
+
+/* One complete line from the process: "ready id=ID http=P grpc=G",
+ * "failed id=ID WHY" or "removed id=ID". */
 static void take_line(gs__host_t *h, const char *line) {
   char id[64];
   unsigned http = 0, grpc = 0;
-  if (sscanf(line, "ready id=%63s http=%u grpc=%u", id, &http, &grpc) < 2 ||
-      http == 0 || http > 65535 || grpc > 65535)
+  int used = 0;
+  if (sscanf(line, "removed id=%63s", id) == 1) {
+    removing_done(h, id);
+    gs__serve_log(h->s, "instance %s left the workers of %s (pid %d)", id,
+                  h->group, h->pid);
     return;
-  for (gs__wk_t *wk = h->s->workers; wk; wk = wk->next)
-    if (wk->host == h && wk->state == GS__PROC_STARTING &&
-        strcmp(wk->inst.id, id) == 0) {
-      gs__wk_ready(wk, http, grpc);
-      return;
-    }
+  }
+  if (sscanf(line, "failed id=%63s %n", id, &used) == 1 && used > 0 &&
+      !removing_has(h, id)) {
+    member_failed(h, id, line + used);
+    return;
+  }
+  if (sscanf(line, "ready id=%63s http=%u grpc=%u", id, &http, &grpc) < 2 ||
+      http == 0 || http > 65535 || grpc > 65535 || removing_has(h, id))
+    return;
+  gs__wk_t *wk = member_named(h, id);
+  if (wk && wk->state == GS__PROC_STARTING) {
+    wk->quick_exits = 0;
+    gs__wk_ready(wk, http, grpc);
+  }
 }
 
 static void on_host_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
@@ -209,18 +357,25 @@ static int host_spawn(gs__host_t *h, char **argv, int log_fd) {
   h->ready_pipe.data = h;
   h->pipe_open = true;
   h->refs++;
-  uv_stdio_container_t stdio[4] = {
+  uv_pipe_init(&s->loop, &h->ctl_pipe, 0);
+  h->ctl_pipe.data = h;
+  h->ctl_open = true;
+  h->refs++;
+  /* fd 3: its lines to us; fd 4: our control lines to it */
+  uv_stdio_container_t stdio[5] = {
       {.flags = UV_IGNORE},
       {.flags = UV_INHERIT_FD, .data.fd = log_fd},
       {.flags = UV_INHERIT_FD, .data.fd = log_fd},
       {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE,
-       .data.stream = (uv_stream_t *)&h->ready_pipe}};
+       .data.stream = (uv_stream_t *)&h->ready_pipe},
+      {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE,
+       .data.stream = (uv_stream_t *)&h->ctl_pipe}};
   /* its own session, as a worker's: see spawn() in supervisor.c */
   uv_process_options_t po = {.exit_cb = on_host_exit,
                              .file = argv[0],
                              .args = argv,
                              .flags = UV_PROCESS_DETACHED,
-                             .stdio_count = 4,
+                             .stdio_count = 5,
                              .stdio = stdio};
   h->proc.data = h;
   int rc = uv_spawn(&s->loop, &h->proc, &po);
@@ -229,6 +384,7 @@ static int host_spawn(gs__host_t *h, char **argv, int log_fd) {
   if (rc != 0) {
     host_close((uv_handle_t *)&h->proc, &h->proc_open);
     host_close((uv_handle_t *)&h->ready_pipe, &h->pipe_open);
+    host_close((uv_handle_t *)&h->ctl_pipe, &h->ctl_open);
     return rc;
   }
   h->pid = h->proc.pid;
@@ -245,6 +401,7 @@ static int host_exec(gs__host_t *h, gs__wk_t **m, size_t n, gs_error_t *err) {
   int log_fd = -1;
   for (size_t i = 0; i < n; i++)
     insts[i] = m[i]->inst;
+  snprintf(h->run_uuid, sizeof h->run_uuid, "%s", insts[0].uuid);
   int rc = s->opt.group_argv(s->opt.ctx, h->group, insts, n, argv, buf,
                              sizeof buf, err);
   if (rc == GS_OK &&
@@ -277,6 +434,7 @@ static void host_start(gs__host_t *h) {
     m[i]->ready_ns = 0;
     m[i]->check_failures = 0;
     m[i]->started_ns = h->started_ns;
+    uv_timer_stop(&m[i]->restart_timer); /* a failed add's retry */
   }
   set_members(h, GS__PROC_STARTING);
   int rc = host_exec(h, m, n, &err);
@@ -341,14 +499,41 @@ int gs__host_join(gs__wk_t *wk, gs_error_t *err) {
   }
   wk->host = h;
   wk->state = GS__PROC_WAITING;
-  host_changed(h);
+  if (host_live(h))
+    member_add(wk); /* the others serve on */
+  else
+    host_changed(h);
   return GS_OK;
 }
 
 void gs__host_leave(gs__wk_t *wk) {
   gs__host_t *h = wk->host;
+  char line[160];
+  bool hosted = wk->state == GS__PROC_STARTING || wk->state == GS__PROC_RUNNING;
   gs__wk_gone(wk);
+  uv_timer_stop(&wk->restart_timer);
   wk->host = NULL;
+  gs__wk_t *m[1];
+  bool live = host_live(h) && members(h, m, 1) > 0;
+  if (live && strcmp(wk->inst.uuid, h->run_uuid) == 0) {
+    /* the backend counts the process in that instance: it would stay busy */
+    snprintf(line, sizeof line,
+             "%s leaves, and the process runs in it (run -i)", wk->inst.id);
+    host_restart(h, line);
+    return;
+  }
+  if (live) {
+    /* it drains wk's requests, closes its ports, frees its sessions */
+    if (hosted && h->n_removing == sizeof h->removing / sizeof h->removing[0])
+      host_restart(h, "too many removals in flight");
+    else if (hosted) {
+      snprintf(h->removing[h->n_removing++], sizeof h->removing[0], "%s",
+               wk->inst.id);
+      snprintf(line, sizeof line, "remove %s\n", wk->inst.id);
+      host_tell(h, line);
+    }
+    return;
+  }
   host_changed(h);
 }
 

@@ -88,31 +88,41 @@ struct gs__wk_s {
 /* One process hosting a group's workers (hosted.c): green isolation, where
  * a GPU's green contexts only run side by side inside one process. Its
  * members are the table's workers whose host it is; it starts with all of
- * them, and any change of the set, or its exit, restarts it whole. */
+ * them. A member that joins or leaves while it runs is added or removed
+ * through its control pipe, the others untouched; its exit, or a control
+ * write that fails, restarts it whole. */
 struct gs__host_s {
   gs__serve_t *s;
   char group[32];
   char log_path[4200];
-  unsigned refs; /* the list's and each open handle's (main loop only) */
+  char run_uuid[96]; /* the instance it runs in (`run -i`): its first's */
+  unsigned refs;     /* the list's and each open handle's (main loop only) */
   gs__proc_state_t state;
   uv_process_t proc;
   bool proc_open;
   int pid;
-  uv_pipe_t ready_pipe;
+  uv_pipe_t ready_pipe; /* its lines: ready, failed, removed */
   bool pipe_open;
+  uv_pipe_t ctl_pipe; /* to it: "add ID FIRST COUNT", "remove ID" */
+  bool ctl_open;
+  /* ids sent "remove" and not yet "removed": their earlier add's answer
+   * may still come, and belongs to no member (one re-added meanwhile
+   * waits for its own) */
+  char removing[16][64];
+  unsigned n_removing;
   char ready_buf[2048];
   size_t ready_len;
   uint64_t started_ns;
   unsigned quick_exits;
-  bool changed;     /* stopped for a new set: start again at once */
+  bool changed;     /* stopped to restart: start again at once */
   uv_timer_t timer; /* restart (backoff), or SIGKILL after the grace */
   gs__host_t *next;
 };
 
-/* wk (just added to the table, inst.group set) joins its group's process,
- * which (re)starts with it. */
+/* wk (just added to the table, inst.group set) joins its group's process:
+ * added to it when it runs, else it starts with it. */
 int gs__host_join(gs__wk_t *wk, gs_error_t *err);
-/* wk leaves its process, which restarts without it (or stops, the last). */
+/* wk leaves its process: removed from it (it stops with the last). */
 void gs__host_leave(gs__wk_t *wk);
 /* Kills wk's process (stuck worker): every member restarts. */
 void gs__host_kill(gs__host_t *h);

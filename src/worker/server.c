@@ -1,6 +1,7 @@
 /* The worker's network side on libuv: HTTP connections (the network
  * layer's, net/http.h) hand whole requests to the router, infers run on
  * libuv's thread pool, gRPC has its own listener (grpc.c). */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,14 @@ struct gs_worker_s {
   bool loop_ready;
   gs__grpc_server_t *grpc; /* NULL when gRPC is off */
   uv_timer_t poll;         /* poll mode's rescan of the repository */
+  /* gs_worker_drain: from any thread, then on the loop */
+  uv_async_t drain;
+  uv_timer_t drain_timer;
+  _Atomic unsigned drain_ms;
+  unsigned drain_elapsed_ms;
 };
+
+#define DRAIN_TICK_MS 10u
 
 /* Answers one request: at once, or through the thread pool for an infer
  * (the connection's user bytes hold the job). */
@@ -70,6 +78,33 @@ static void on_poll(uv_timer_t *t) {
   gs__repo_poll(&w->repo);
 }
 
+/* Draining: stops when every HTTP connection got its last answer; idle
+ * ones (keep-alive clients that sent nothing more) are closed halfway
+ * through the grace, and whatever is left at its end. */
+static void on_drain_tick(uv_timer_t *t) {
+  gs_worker_t *w = t->data;
+  unsigned limit = atomic_load(&w->drain_ms);
+  w->drain_elapsed_ms += DRAIN_TICK_MS;
+  size_t left = w->http.n_conns + (w->metrics_on ? w->metrics.n_conns : 0);
+  if (left == 0 || w->drain_elapsed_ms >= limit) {
+    uv_timer_stop(t);
+    uv_stop(&w->loop);
+  } else if (w->drain_elapsed_ms >= limit / 2) {
+    gs__http_listener_close_idle(&w->http);
+    if (w->metrics_on)
+      gs__http_listener_close_idle(&w->metrics);
+  }
+}
+
+static void on_drain(uv_async_t *a) {
+  gs_worker_t *w = a->data;
+  gs__http_listener_drain(&w->http);
+  if (w->metrics_on)
+    gs__http_listener_drain(&w->metrics);
+  w->drain_elapsed_ms = 0;
+  uv_timer_start(&w->drain_timer, on_drain_tick, 0, DRAIN_TICK_MS);
+}
+
 static int listen_http(gs_worker_t *w, gs__http_listener_t *l,
                        gs__http_handler_fn handler, const char *host,
                        unsigned port, gs_error_t *err) {
@@ -100,6 +135,10 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   w->loop_ready = true;
   uv_async_init(&w->loop, &w->stop, on_stop);
   w->stop.data = w;
+  uv_async_init(&w->loop, &w->drain, on_drain);
+  w->drain.data = w;
+  uv_timer_init(&w->loop, &w->drain_timer);
+  w->drain_timer.data = w;
   rc = gs__repo_open_opts(&w->repo, opts, err);
   const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
@@ -137,6 +176,11 @@ int gs_worker_run(gs_worker_t *w, gs_error_t *err) {
 
 void gs_worker_stop(gs_worker_t *w) {
   uv_async_send(&w->stop);
+}
+
+void gs_worker_drain(gs_worker_t *w, unsigned timeout_ms) {
+  atomic_store(&w->drain_ms, timeout_ms ? timeout_ms : DRAIN_TICK_MS);
+  uv_async_send(&w->drain);
 }
 
 static void close_any(uv_handle_t *h, void *arg) {

@@ -116,12 +116,18 @@ check "faults: the killed instance served again ($rec s)" \
 check "faults: the router hid the kill (0 failed)" "[[ \$(value faults process faults/kill9 router failed) == 0 ]]"
 check "faults: restarts recorded" "[[ \$(value faults process restarts 0:1 worker_restarts) -ge 1 ]]"
 
-run_part reconfig "mps"
-check "reconfig: create applied (exit 0)" "[[ \$(value reconfig mps create - apply_exit) == 0 ]]"
-check "reconfig: destroy applied (exit 0)" "[[ \$(value reconfig mps destroy 0:3 apply_exit) == 0 ]]"
-check "reconfig: the new worker's time to serve" "[[ -n \$(value reconfig mps create - serving_s) ]]"
-check "reconfig: no failed request on the staying instances" \
-  "grep -Eq '^mps +[0-9.]+ +[0-9.]+ +[0-9.]+ .* 0\$' $tmp/reconfig.log"
+# green: the staying instances share one process, which takes the new one
+# and lets it go without a restart (their pids stay)
+run_part reconfig "mps green"
+for m in mps green; do
+  check "reconfig: $m create applied (exit 0)" "[[ \$(value reconfig $m create - apply_exit) == 0 ]]"
+  check "reconfig: $m destroy applied (exit 0)" "[[ \$(value reconfig $m destroy 0:3 apply_exit) == 0 ]]"
+  check "reconfig: $m the new worker's time to serve" "[[ -n \$(value reconfig $m create - serving_s) ]]"
+  check "reconfig: $m no staying worker restarted" "[[ \$(value reconfig $m destroy - staying_restarted) == 0 ]]"
+  check "reconfig: $m no failed request on the staying instances (table: failed, restarted)" \
+    "grep -Eq '^$m +[0-9.]+ +[0-9.]+ +[0-9.]+ .* 0 +0(\.0+)?\$' $tmp/reconfig.log" ||
+    grep -E "^(mode|$m) " "$tmp/reconfig.log" | sed 's/^/  /'
+done
 
 run_part memory "mps"
 check "memory: past the quota: out of memory (exit 3)" "[[ \$(value memory mps overalloc 0:3 probe_exit) == 3 ]]"

@@ -4,8 +4,14 @@
 # three instances of the GPU live in ONE worker process (green contexts
 # only run side by side inside one process), each on its own ports and SM
 # range; the router reaches each; kill -9 of that process brings all three
-# back; --status names the process; --remove/--add restart it with the new
-# set; --workers-per-instance 2 is refused.
+# back; --status names the process; --remove/--add change the set WITHOUT
+# restarting it (MIG's promise: the other instances are untouched): same
+# pid, the two staying instances answer every request of a load sent to
+# their own ports meanwhile, the removed one's port closes, the added one
+# serves; an add that fails (repository unreadable) is reported, the others
+# serve on, and it joins once it can; removing the instance the process
+# runs in (`run -i`, the first) does restart it; --workers-per-instance 2
+# is refused.
 . "$(dirname "$0")/serve_lib.sh"
 BUILD=$(dirname "$GPUSLICE")
 NVML="$BUILD/tests/fake_nvml/current/libnvidia-ml.so.1"
@@ -107,22 +113,114 @@ every_instance_serves "after kill -9"
 "$GPUSLICE" serve --status >"$tmp/st" || fail "serve --status after kill -9"
 [ "$(grep -Ec " ready +$new +gpu0 " "$tmp/st")" = 3 ] || fail "status after kill -9: $(cat "$tmp/st")"
 
-# --remove: the process restarts with the two others; --add: all three.
+# wait_log PATTERN SECONDS [COUNT]: until the serve's log has COUNT (1)
+# lines with PATTERN.
+wait_log() {
+  for _ in $(seq $(($2 * 10))); do
+    [ "$(grep -c "$1" "$tmp/serve.log")" -ge "${3:-1}" ] && return 0
+    sleep 0.1
+  done
+  fail "not ${3:-1} lines '$1' in the serve log after $2 s"
+}
+# port_closed PORT: nothing accepts connections on it.
+port_closed() {
+  python3 -c "import socket,sys
+s=socket.socket(); s.settimeout(2)
+sys.exit(0 if s.connect_ex(('127.0.0.1', int(sys.argv[1]))) else 1)" "$1"
+}
+
+# A load on each staying instance's own port (not through the router, which
+# would hide a failure by retrying on another instance) during --remove and
+# --add: a restart of the process fails requests and changes the ports.
+# The one removed and added is the newest: the process runs in the first
+# (`run -i`), whose removal restarts it (checked last).
+X=$3
+pA=$(worker_field "$1" http_port)
+pB=$(worker_field "$2" http_port)
+pX=$(worker_field "$X" http_port)
+rm -f "$tmp/stop"
+python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$pA" --threads 1 \
+  --stop-file "$tmp/stop" --seconds 120 >"$tmp/load2.json" &
+load2=$!
+python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$pB" --threads 1 \
+  --stop-file "$tmp/stop" --seconds 120 >"$tmp/load3.json" &
+load3=$!
+load_pid=$load2 # the cleanup's stop file ends both
+sleep 1
+
+"$GPUSLICE" serve --remove "$X" >/dev/null || fail "serve --remove $X"
+wait_log "instance $X left the workers of gpu0 (pid $new)" 30
+port_closed "$pX" || fail "the removed instance's port $pX still accepts"
+[ "$(workers_of)" = "$new" ] && ! grep -q "^$X " <("$GPUSLICE" serve --status) ||
+  fail "after --remove $X: $(workers_of | tr '\n' ' '); $("$GPUSLICE" serve --status)"
+echo "PASS: --remove $X: same process ($new), port $pX closed"
+
+"$GPUSLICE" serve --add "$X" >/dev/null || fail "serve --add $X"
+out=$(wait_state "$X" ready 30) || { echo "$out"; exit 1; }
+q1=$(worker_field "$X" http_port)
+[ "$(workers_of)" = "$new" ] && [ "$(worker_field "$X" pid)" = "$new" ] ||
+  fail "after --add $X: processes $(workers_of | tr '\n' ' '), $X in $(worker_field "$X" pid)"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$q1/v2/models/simple/ready")" = 200 ] ||
+  fail "the added instance does not serve on its port $q1"
+echo "PASS: --add $X: joins process $new on port $q1"
+
+# An add that fails: the repository cannot be read (the staying instances
+# have their models loaded and serve on); reported in the serve's log, and
+# the instance joins once it can.
+"$GPUSLICE" serve --remove "$X" >/dev/null || fail "serve --remove $X (2)"
+wait_log "instance $X left the workers of gpu0 (pid $new)" 30 2
+mv "$tmp/models" "$tmp/models.away"
+"$GPUSLICE" serve --add "$X" >/dev/null || fail "serve --add $X (2)"
+wait_log "instance $X could not join the workers of gpu0 (pid $new): .*cannot read model repository" 30
+sleep 1
+[ "$(worker_field "$X" state)" != ready ] || fail "$X is ready without a repository"
+mv "$tmp/models.away" "$tmp/models"
+out=$(wait_state "$X" ready 30) || { echo "$out"; exit 1; }
+[ "$(workers_of)" = "$new" ] || fail "after the failed add: $(workers_of | tr '\n' ' ')"
+echo "PASS: a failed add of $X is reported ($(grep -m1 "could not join" "$tmp/serve.log" | cut -c1-160)); it joins once it can"
+
+# add, remove, add back to back: the first add's answer (its ports, soon
+# closed) must not be taken for the second's.
+"$GPUSLICE" serve --remove "$X" >/dev/null || fail "serve --remove $X (3)"
+wait_log "instance $X left the workers of gpu0 (pid $new)" 30 3
+"$GPUSLICE" serve --add "$X" >/dev/null && "$GPUSLICE" serve --remove "$X" >/dev/null &&
+  "$GPUSLICE" serve --add "$X" >/dev/null || fail "serve --add/--remove/--add $X"
+out=$(wait_state "$X" ready 30) || { echo "$out"; exit 1; }
+wait_log "instance $X left the workers of gpu0 (pid $new)" 30 4
+qx=$(worker_field "$X" http_port)
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$qx/v2/models/simple/ready")" = 200 ] ||
+  fail "after add, remove, add: $X's port $qx does not serve"
+echo "PASS: add, remove, add of $X back to back: it serves on its last port ($qx)"
+
+touch "$tmp/stop"
+wait "$load2" "$load3"
+load_pid=
+for f in load2 load3; do
+  python3 - "$tmp/$f.json" <<'PY' || fail "a staying instance failed requests during --remove/--add: $(cat "$tmp/$f.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d["failed"] == 0 and d["ok"] > 20 else 1)
+PY
+done
+for id in "$1" "$2"; do
+  [ "$(worker_field "$id" pid)" = "$new" ] && [ "$(worker_field "$id" restarts)" = 1 ] &&
+    [ "$(worker_field "$id" http_port)" = "$([ "$id" = "$1" ] && echo "$pA" || echo "$pB")" ] ||
+    fail "staying $id: pid $(worker_field "$id" pid), restarts $(worker_field "$id" restarts), port $(worker_field "$id" http_port)"
+done
+grep -q "restart with the" "$tmp/serve.log" && fail "the process restarted: $(grep "restart with" "$tmp/serve.log")"
+echo "PASS: staying $1 and $2 answered every request during the changes (ok: $(python3 -c "import json
+print(json.load(open('$tmp/load2.json'))['ok'], json.load(open('$tmp/load3.json'))['ok'])"), failed: 0)"
+every_instance_serves "after --remove and --add"
+
+# Removing the instance the process runs in (its first, `run -i`): the
+# backend counts the process there, so it restarts in the next one.
 "$GPUSLICE" serve --remove "$1" >/dev/null || fail "serve --remove $1"
+wait_log "workers of gpu0 (pid $new) restart with the set of instances: $1 leaves, and the process runs in it" 30
 out=$(wait_state "$2" ready 30 "$new") || { echo "$out"; exit 1; }
 out=$(wait_state "$3" ready 30 "$new") || { echo "$out"; exit 1; }
-[ "$(workers_of | wc -l)" = 1 ] && ! grep -q "^$1 " <("$GPUSLICE" serve --status) ||
-  fail "after --remove $1: $(workers_of | tr '\n' ' '); $("$GPUSLICE" serve --status)"
-two=$(workers_of)
-[ "$(worker_field "$2" pid)" = "$two" ] || fail "$2 is not in the new process"
-echo "PASS: --remove $1: the others in one new process ($two)"
-"$GPUSLICE" serve --add "$1" >/dev/null || fail "serve --add $1"
-for id in $ids; do
-  out=$(wait_state "$id" ready 30 "$two") || { echo "$out"; exit 1; }
-done
-[ "$(workers_of | wc -l)" = 1 ] || fail "one process after --add: $(workers_of | tr '\n' ' ')"
-echo "PASS: --add $1: three instances in one process again ($(workers_of))"
-every_instance_serves "after --remove and --add"
+[ "$(workers_of | wc -l)" = 1 ] && [ "$(workers_of)" != "$new" ] ||
+  fail "after --remove $1: $(workers_of | tr '\n' ' ')"
+echo "PASS: --remove $1 (the process's own instance) restarts it: $2 and $3 in $(workers_of)"
 
 kill "$serve_pid"
 wait "$serve_pid"
