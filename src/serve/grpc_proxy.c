@@ -67,6 +67,13 @@ struct call_s {
   size_t resp_sent;
   uint64_t t_attempt, deadline_ns;
   call_t *fail_next; /* in h2_close's list of calls to fail */
+  /* fan-outs (repository and shared-memory changes): the client's call has
+   * one kid per worker; a kid is never answered to the client itself */
+  call_t *parent;
+  call_t **kids;
+  unsigned n_kids, kids_pending;
+  int kid_status; /* a kid's gRPC status, once it is done */
+  char kid_msg[128];
 };
 
 struct front_s {
@@ -144,8 +151,16 @@ static nghttp2_nv *hdrs_nv(const hdrs_t *h, size_t first, size_t *n) {
 
 /* ---- calls -------------------------------------------------------------- */
 
+static void call_detach(call_t *call, bool reset);
+
 static void call_free(call_t *call) {
   front_t *f = call->f;
+  for (unsigned i = 0; i < call->n_kids; i++)
+    if (call->kids[i]) {
+      call_detach(call->kids[i], true);
+      call_free(call->kids[i]);
+    }
+  free(call->kids);
   if (call->prev)
     call->prev->next = call->next;
   else
@@ -212,9 +227,15 @@ static void call_submit(call_t *call, const nghttp2_nv *nv, size_t n,
   dc->dirty = true;
 }
 
+static void kid_done(call_t *kid, int status, const char *msg);
+
 /* Answers with a status of the router's own (a trailers-only response). */
 static void call_answer_error(call_t *call, int status, const char *msg) {
   h2_t *dc = call->dc;
+  if (call->parent) {
+    kid_done(call, status, msg);
+    return;
+  }
   call->answered = true;
   if (gs__grpc_submit_status(dc->h2.session, call->down_id, status, msg) != 0)
     nghttp2_submit_rst_stream(dc->h2.session, NGHTTP2_FLAG_NONE, call->down_id,
@@ -257,8 +278,18 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
 /* Relays the worker's whole answer. A unary answer is small and written at
  * once by the worker, so it is gathered first: then every failure before
  * this point can still be answered as a plain error. */
+static int hdrs_status(const hdrs_t *h, const char **msg);
+
 static void call_answer_relay(call_t *call) {
   size_t n;
+  if (call->parent) {
+    const char *msg = "";
+    int st = hdrs_status(&call->trailers, &msg);
+    if (st < 0)
+      st = hdrs_status(&call->resp, &msg); /* trailers-only */
+    kid_done(call, st < 0 ? GS__GRPC_INTERNAL : st, msg);
+    return;
+  }
   nghttp2_nv *nv = hdrs_nv(&call->resp, 0, &n);
   if (!nv) {
     call_answer_error(call, GS__GRPC_INTERNAL, "out of memory");
@@ -277,7 +308,8 @@ static void call_attempt_failed(call_t *call, bool passive) {
   call_end_attempt(call, false, true);
   if (passive && failed)
     gs__wk_passive_failure(failed);
-  if (call->got_headers || call->attempts >= 2 || call->f->closing) {
+  if (call->got_headers || call->attempts >= 2 || call->f->closing ||
+      call->parent) {
     s->failures++;
     call_answer_error(call, GS__GRPC_UNAVAILABLE,
                       "the worker's connection failed");
@@ -293,6 +325,176 @@ static void call_attempt_failed(call_t *call, bool passive) {
   call_send(call, next);
 }
 
+/* ---- fan-outs: one call to every worker ---------------------------------- */
+
+/* The calls that change every worker's state; the client is answered OK
+ * only when every worker said OK, else with the first worker's error. */
+static const char *const fanout_methods[] = {
+    "RepositoryModelLoad",        "RepositoryModelUnload",
+    "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryRegister",   "CudaSharedMemoryUnregister"};
+
+static bool call_is_fanout(const call_t *call) {
+  static const char svc[] = "/inference.GRPCInferenceService/";
+  const char *p = (const char *)call->req.b.data;
+  for (unsigned i = 0; i < call->req.n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    const char *v = p + nlen + 1;
+    if (strcmp(p, ":path") == 0 && strncmp(v, svc, sizeof svc - 1) == 0)
+      for (size_t m = 0; m < sizeof fanout_methods / sizeof *fanout_methods;
+           m++)
+        if (strcmp(v + sizeof svc - 1, fanout_methods[m]) == 0)
+          return true;
+    p += nlen + vlen + 2;
+  }
+  return false;
+}
+
+/* The grpc-status in h (its grpc-message in *msg); -1 when none. */
+static int hdrs_status(const hdrs_t *h, const char **msg) {
+  const char *p = (const char *)h->b.data;
+  int st = -1;
+  for (unsigned i = 0; i < h->n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    if (strcmp(p, "grpc-status") == 0)
+      st = atoi(p + nlen + 1);
+    else if (strcmp(p, "grpc-message") == 0)
+      *msg = p + nlen + 1;
+    p += nlen + vlen + 2;
+  }
+  return st;
+}
+
+static void swap_buf(gs_buf_t *a, gs_buf_t *b) {
+  gs_buf_t t = *a;
+  *a = *b;
+  *b = t;
+}
+
+/* Every kid is done: the first error, else the first kid's answer. */
+static void fanout_finish(call_t *call) {
+  call_t *ok = NULL, *bad = NULL;
+  for (unsigned i = 0; i < call->n_kids; i++) {
+    call_t *k = call->kids[i];
+    if (k->kid_status != GS__GRPC_OK && !bad)
+      bad = k;
+    if (k->kid_status == GS__GRPC_OK && !ok)
+      ok = k;
+  }
+  if (call->answered) {
+    /* answered meanwhile (its deadline): nothing to relay */
+  } else if (bad) {
+    call->f->s->failures++;
+    call_answer_error(call, bad->kid_status, bad->kid_msg);
+  } else {
+    swap_buf(&call->resp.b, &ok->resp.b);
+    call->resp.n = ok->resp.n;
+    call->resp.list_bytes = ok->resp.list_bytes;
+    swap_buf(&call->trailers.b, &ok->trailers.b);
+    call->trailers.n = ok->trailers.n;
+    call->trailers.list_bytes = ok->trailers.list_bytes;
+    swap_buf(&call->resp_body, &ok->resp_body);
+    call_answer_relay(call);
+  }
+  for (unsigned i = 0; i < call->n_kids; i++) {
+    call_detach(call->kids[i], true);
+    call_free(call->kids[i]);
+    call->kids[i] = NULL;
+  }
+}
+
+static void kid_done(call_t *kid, int status, const char *msg) {
+  call_t *call = kid->parent;
+  if (kid->answered)
+    return;
+  kid->answered = true;
+  kid->kid_status = status;
+  /* a worker's grpc-message is percent-encoded: answered again, decoded */
+  size_t o = 0;
+  for (const char *p = msg ? msg : ""; *p && o + 1 < sizeof kid->kid_msg;) {
+    unsigned v;
+    if (p[0] == '%' && sscanf(p + 1, "%2x", &v) == 1 && p[1] && p[2]) {
+      kid->kid_msg[o++] = (char)v;
+      p += 3;
+    } else {
+      kid->kid_msg[o++] = *p++;
+    }
+  }
+  kid->kid_msg[o] = '\0';
+  if (--call->kids_pending == 0)
+    fanout_finish(call);
+}
+
+/* A copy of call's request for one worker, linked with the front's calls
+ * (so that a failed connection fails it) but never answered to a client. */
+static call_t *kid_new(call_t *call) {
+  front_t *f = call->f;
+  call_t *kid = calloc(1, sizeof *kid);
+  if (!kid)
+    return NULL;
+  kid->f = f;
+  kid->dc = call->dc;
+  kid->parent = call;
+  kid->deadline_ns = call->deadline_ns;
+  gs_buf_init_max(&kid->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
+  gs_buf_init(&kid->resp_body, GS_LIMIT_GRPC_MESSAGE);
+  gs_buf_init(&kid->req.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&kid->resp.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&kid->trailers.b, GS_LIMIT_GRPC_HEADERS);
+  kid->next = f->calls;
+  if (f->calls)
+    f->calls->prev = kid;
+  f->calls = kid;
+  f->n_calls++;
+  kid->dc->calls++;
+  kid->req.n = call->req.n;
+  kid->req.list_bytes = call->req.list_bytes;
+  if (gs_buf_add(&kid->req.b, call->req.b.data, call->req.b.len) != GS_OK ||
+      bytes_add(f, &kid->body, (const uint8_t *)call->body.data,
+                call->body.len) != 0) {
+    call_free(kid);
+    return NULL;
+  }
+  return kid;
+}
+
+/* Sends call to every routable worker; false when none is. */
+static bool fanout_start(call_t *call) {
+  gs__serve_t *s = call->f->s;
+  uint64_t now = gs__serve_now_ns();
+  unsigned n = 0;
+  for (gs__wk_t *wk = s->workers; wk; wk = wk->next)
+    n += gs__wk_routable(wk, now);
+  if (n == 0 || !(call->kids = calloc(n, sizeof *call->kids)))
+    return false;
+  for (gs__wk_t *wk = s->workers; wk && call->n_kids < n; wk = wk->next) {
+    if (!gs__wk_routable(wk, now))
+      continue;
+    call_t *kid = kid_new(call);
+    if (!kid) {
+      call_set_error(call, GS__GRPC_INTERNAL, "out of memory");
+      break;
+    }
+    call->kids[call->n_kids++] = kid;
+  }
+  /* Counted first: a kid that fails at once must not finish the call. */
+  call->kids_pending = call->n_kids + 1;
+  for (unsigned i = 0; i < call->n_kids; i++) {
+    gs__wk_t *wk = s->workers;
+    unsigned k = 0;
+    for (; wk; wk = wk->next)
+      if (gs__wk_routable(wk, now) && k++ == i)
+        break;
+    if (call->error)
+      kid_done(call->kids[i], call->error, call->error_msg);
+    else
+      call_send(call->kids[i], wk);
+  }
+  if (--call->kids_pending == 0)
+    fanout_finish(call);
+  return true;
+}
+
 /* The request is whole: route it. */
 static void call_dispatch(call_t *call) {
   gs__serve_t *s = call->f->s;
@@ -301,6 +503,13 @@ static void call_dispatch(call_t *call) {
     return;
   }
   s->requests++;
+  if (call_is_fanout(call)) {
+    if (!fanout_start(call)) {
+      s->failures++;
+      call_answer_error(call, GS__GRPC_UNAVAILABLE, "no worker is ready");
+    }
+    return;
+  }
   gs__wk_t *wk = gs__pick(s, NULL);
   if (!wk) {
     s->failures++;
@@ -360,12 +569,13 @@ static void up_fail_calls(h2_t *u) {
 static void down_drop_calls(h2_t *c) {
   call_t *call = c->f->calls;
   while (call) {
-    call_t *next = call->next;
-    if (call->dc == c) {
+    if (call->dc == c && !call->parent) {
       call_detach(call, true);
-      call_free(call);
+      call_free(call); /* its kids too: start over */
+      call = c->f->calls;
+    } else {
+      call = call->next;
     }
-    call = next;
   }
 }
 
@@ -759,7 +969,7 @@ static void on_sweep(uv_timer_t *t) {
   front_t *f = t->data;
   uint64_t now = gs__serve_now_ns();
   for (call_t *call = f->calls; call; call = call->next) {
-    if (call->answered || now < call->deadline_ns)
+    if (call->answered || call->parent || now < call->deadline_ns)
       continue;
     char msg[96];
     snprintf(msg, sizeof msg, "the call took longer than %u ms", f->timeout_ms);
