@@ -62,6 +62,7 @@ struct call_s {
   unsigned attempts;
   bool got_headers; /* the worker began answering: no retry after that */
   bool answered;
+  bool pinned; /* a sequence's: its worker or none, never retried */
   hdrs_t resp, trailers;
   gs_buf_t resp_body;
   size_t resp_sent;
@@ -309,7 +310,7 @@ static void call_attempt_failed(call_t *call, bool passive) {
   if (passive && failed)
     gs__wk_passive_failure(failed);
   if (call->got_headers || call->attempts >= 2 || call->f->closing ||
-      call->parent) {
+      call->parent || call->pinned) {
     s->failures++;
     call_answer_error(call, GS__GRPC_UNAVAILABLE,
                       "the worker's connection failed");
@@ -495,6 +496,61 @@ static bool fanout_start(call_t *call) {
   return true;
 }
 
+/* Whether call's :path is the service's method. */
+static bool call_is(const call_t *call, const char *method) {
+  const char *p = (const char *)call->req.b.data;
+  for (unsigned i = 0; i < call->req.n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    if (strcmp(p, ":path") == 0)
+      return strncmp(p + nlen + 1, "/inference.GRPCInferenceService/", 32) ==
+                 0 &&
+             strcmp(p + nlen + 1 + 32, method) == 0;
+    p += nlen + vlen + 2;
+  }
+  return false;
+}
+
+/* The worker of a ModelInfer's sequence, as seq_pick in front.c: NULL
+ * with the call answered when that worker is gone. */
+static gs__wk_t *call_seq_pick(call_t *call, bool *answered) {
+  gs__serve_t *s = call->f->s;
+  gs__rseq_t q;
+  *answered = false;
+  if (!call_is(call, "ModelInfer") ||
+      !gs__rseq_from_grpc((const uint8_t *)call->body.data, call->body.len, &q))
+    return gs__pick(s, NULL);
+  call->pinned = true;
+  unsigned port = 0;
+  gs__wk_t *wk = gs__rseq_find(s, &q, &port);
+  if (!wk) {
+    gs__wk_t *pick = gs__pick(s, NULL);
+    if (pick && q.start && !q.end)
+      gs__rseq_pin(s, &q, pick, pick->http_port);
+    return pick;
+  }
+  bool gone = wk->http_port != port || !gs__wk_routable(wk, gs__serve_now_ns());
+  gs__wk_unref(wk); /* the table's keeps it while it is there */
+  if (gone || q.end)
+    gs__rseq_drop(s, &q);
+  if (!gone)
+    return wk;
+  if (q.start) {
+    gs__wk_t *pick = gs__pick(s, NULL);
+    if (pick && !q.end)
+      gs__rseq_pin(s, &q, pick, pick->http_port);
+    return pick;
+  }
+  char msg[GS__SEQ_ID + 128];
+  snprintf(msg, sizeof msg,
+           "sequence %s was on a worker that is gone (restarted or "
+           "removed): start the sequence again",
+           q.id + 2);
+  *answered = true;
+  s->failures++;
+  call_answer_error(call, GS__GRPC_INVALID_ARGUMENT, msg);
+  return NULL;
+}
+
 /* The request is whole: route it. */
 static void call_dispatch(call_t *call) {
   gs__serve_t *s = call->f->s;
@@ -510,7 +566,10 @@ static void call_dispatch(call_t *call) {
     }
     return;
   }
-  gs__wk_t *wk = gs__pick(s, NULL);
+  bool answered;
+  gs__wk_t *wk = call_seq_pick(call, &answered);
+  if (answered)
+    return;
   if (!wk) {
     s->failures++;
     call_answer_error(call, GS__GRPC_UNAVAILABLE, "no worker is ready");
