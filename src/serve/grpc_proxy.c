@@ -63,6 +63,8 @@ struct call_s {
   bool got_headers; /* the worker began answering: no retry after that */
   bool answered;
   bool pinned; /* a sequence's: its worker or none, never retried */
+  /* a stream (ModelStreamInfer): relayed both ways as messages come */
+  bool streaming, req_done, resp_done;
   hdrs_t resp, trailers;
   gs_buf_t resp_body;
   size_t resp_sent;
@@ -263,6 +265,13 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
   *sent += n;
   if (*sent < b->len)
     return (ssize_t)n;
+  if (call->streaming && !(up ? call->req_done : call->resp_done)) {
+    /* all relayed so far: the buffer starts again, the rest comes later */
+    call->f->buffered -= b->len;
+    ((gs_buf_t *)b)->len = 0;
+    *sent = 0;
+    return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+  }
   *flags |= NGHTTP2_DATA_FLAG_EOF;
   if (!up && call->trailers.n) {
     size_t nt;
@@ -274,6 +283,17 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
     *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
   }
   return (ssize_t)n;
+}
+
+/* A stream has more to send on the worker's side (up) or the client's. */
+static void call_resume(call_t *call, bool up) {
+  if (up && call->up && !call->up->closing) {
+    nghttp2_session_resume_data(call->up->h2.session, call->up_id);
+    call->up->dirty = true;
+  } else if (!up && !call->dc->closing) {
+    nghttp2_session_resume_data(call->dc->h2.session, call->down_id);
+    call->dc->dirty = true;
+  }
 }
 
 /* Relays the worker's whole answer. A unary answer is small and written at
@@ -309,6 +329,13 @@ static void call_attempt_failed(call_t *call, bool passive) {
   call_end_attempt(call, false, true);
   if (passive && failed)
     gs__wk_passive_failure(failed);
+  if (call->answered && !call->parent) { /* a stream, part relayed */
+    s->failures++;
+    nghttp2_submit_rst_stream(call->dc->h2.session, NGHTTP2_FLAG_NONE,
+                              call->down_id, NGHTTP2_INTERNAL_ERROR);
+    call->dc->dirty = true;
+    return;
+  }
   if (call->got_headers || call->attempts >= 2 || call->f->closing ||
       call->parent || call->pinned) {
     s->failures++;
@@ -566,8 +593,10 @@ static void call_dispatch(call_t *call) {
     }
     return;
   }
-  bool answered;
-  gs__wk_t *wk = call_seq_pick(call, &answered);
+  bool answered = false;
+  /* a stream stays on one worker: its sequences with it */
+  gs__wk_t *wk =
+      call->streaming ? gs__pick(s, NULL) : call_seq_pick(call, &answered);
   if (answered)
     return;
   if (!wk) {
@@ -760,13 +789,41 @@ static int up_on_frame_recv(nghttp2_session *session,
       u->wk->grpc = NULL;
     return 0;
   }
-  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
-      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
-    return 0;
   call_t *call =
       nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  if (!call)
+  if (!call ||
+      (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS))
     return 0;
+  bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (call->streaming && !end && !call->answered && !call->error &&
+      frame->hd.type == NGHTTP2_HEADERS) {
+    /* the stream's response begins: relayed as it comes */
+    size_t n;
+    nghttp2_nv *nv = hdrs_nv(&call->resp, 0, &n);
+    nghttp2_data_provider data = {.read_callback = read_body};
+    if (nv)
+      call_submit(call, nv, n, &data);
+    else
+      call_attempt_failed(call, false);
+    free(nv);
+    return 0;
+  }
+  if (call->streaming && call->answered && !end) {
+    call_resume(call, false); /* more messages */
+    return 0;
+  }
+  if (!end)
+    return 0;
+  if (call->streaming && call->answered) {
+    if (call->error) {
+      call_attempt_failed(call, false);
+      return 0;
+    }
+    call_end_attempt(call, true, false);
+    call->resp_done = true; /* its trailers follow the last message */
+    call_resume(call, false);
+    return 0;
+  }
   if (call->error) { /* cut short above: never relay a truncated answer */
     call_end_attempt(call, false, true);
     call_answer_error(call, call->error, call->error_msg);
@@ -852,23 +909,49 @@ static int down_on_data(nghttp2_session *session, uint8_t flags, int32_t id,
   call_t *call = nghttp2_session_get_stream_user_data(session, id);
   (void)flags;
   (void)user;
-  if (!call || call->error || call->answered)
+  if (!call || call->error ||
+      (call->answered && !(call->streaming && call->wk)))
     return 0;
-  if (bytes_add(call->f, &call->body, data, len) != 0)
+  if (bytes_add(call->f, &call->body, data, len) != 0) {
+    if (call->streaming && call->wk) { /* a stream past the limit: ends */
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id,
+                                NGHTTP2_ENHANCE_YOUR_CALM);
+      ((h2_t *)user)->dirty = true;
+      return 0;
+    }
     call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
                    "the request is larger than %zu bytes", call->f->max_body);
+  }
+  if (call->streaming)
+    call_resume(call, true);
   return 0;
 }
 
 static int down_on_frame_recv(nghttp2_session *session,
                               const nghttp2_frame *frame, void *user) {
   (void)user;
-  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
-      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+  if (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS)
     return 0;
   call_t *call =
       nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  if (call && !call->answered && !call->wk)
+  bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (!call)
+    return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && !call->streaming &&
+      call_is(call, "ModelStreamInfer")) {
+    /* a stream goes to its worker at once, without a deadline */
+    call->streaming = call->pinned = true;
+    call->deadline_ns = UINT64_MAX;
+    call->req_done = end;
+    call_dispatch(call);
+    return 0;
+  }
+  if (call->streaming && end) {
+    call->req_done = true; /* the client half-closed */
+    call_resume(call, true);
+    return 0;
+  }
+  if (end && !call->answered && !call->wk)
     call_dispatch(call);
   return 0;
 }

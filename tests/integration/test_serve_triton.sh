@@ -25,7 +25,7 @@ fi
 start_serve --policy round_robin --model-control-mode explicit --load-model '*'
 w1=$(worker_field 0:1 http_port)
 w2=$(worker_field 0:2 http_port)
-"$venv/bin/python" - "$port" "$grpc_port" "$w1" "$w2" "${GS_SERVE_TRITON_ONLY:-load,shm,seq}" <<'PY' || fail "tritonclient through serve"
+"$venv/bin/python" - "$port" "$grpc_port" "$w1" "$w2" "${GS_SERVE_TRITON_ONLY:-}" <<'PY' || fail "tritonclient through serve"
 import os, queue, sys, threading, time
 import numpy as np
 import tritonclient.grpc as grpcclient
