@@ -291,8 +291,49 @@ static void finish_stats(fanout_t *fo) {
   respond(fo->f, &resp);
 }
 
+static void undo_done(gs__upreq_t *r, gs__up_result_t res) {
+  (void)res;
+  gs__upreq_release(r);
+  free(r->data); /* its URL */
+  free(r);
+}
+
+/* A shared-memory region registered on some workers but refused by others
+ * is unregistered where it was registered, so that the client's failed
+ * register leaves no worker holding it. */
+static void undo_register(fanout_t *fo) {
+  static const char tail[] = "/register";
+  const char *url = fo->f->req->url;
+  size_t len = strlen(url);
+  if (!strstr(url, "sharedmemory/region/") || len < sizeof tail - 1 ||
+      strcmp(url + len - (sizeof tail - 1), tail) != 0)
+    return;
+  for (unsigned i = 0; i < fo->n; i++) {
+    if (fo->results[i] != GS__UP_OK || fo->ups[i].resp.status != 200)
+      continue;
+    gs__upreq_t *r = calloc(1, sizeof *r);
+    char *undo = malloc(len + 3);
+    if (!r || !undo) {
+      free(r);
+      free(undo);
+      return;
+    }
+    snprintf(undo, len + 3, "%.*s/unregister", (int)(len - (sizeof tail - 1)),
+             url);
+    *r = (gs__upreq_t){.method = "POST",
+                       .url = undo,
+                       .infer_header_len = -1,
+                       .timeout_ms = fo->f->s->opt.request_timeout_ms,
+                       .done = undo_done,
+                       .data = undo};
+    gs__upreq_send(r, fo->ups[i].peer);
+  }
+}
+
 static void finish_broadcast(fanout_t *fo) {
   gs__upreq_t *bad = fanout_first_error(fo);
+  if (bad || fanout_answered(fo) < fo->n)
+    undo_register(fo);
   if (bad) {
     respond(fo->f, &bad->resp);
   } else if (fanout_answered(fo) < fo->n) {

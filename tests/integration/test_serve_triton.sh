@@ -134,6 +134,20 @@ if part("shm"):
         for w in workers:
             check(not w.get_system_shared_memory_status(), "%s unregister missed a worker" % proto)
         shm.destroy_shared_memory_region(ih)
+    # a register refused by one worker (the name is taken there) is undone
+    # on the other: no worker keeps the region the client was told failed
+    ih = shm.create_shared_memory_region("taken", "/gs_taken" + pid, 4)
+    workers[0].register_system_shared_memory("taken", "/gs_taken" + pid, 4)
+    try:
+        hc.register_system_shared_memory("taken", "/gs_taken" + pid, 4)
+        check(False, "a register refused by a worker answered OK")
+    except InferenceServerException:
+        pass
+    time.sleep(0.5)  # the undo is sent after the answer
+    check(not workers[1].get_system_shared_memory_status(),
+          "a partly failed register was not undone on the other worker")
+    workers[0].unregister_system_shared_memory("taken")
+    shm.destroy_shared_memory_region(ih)
 
 sys.exit(1 if fails else 0)
 PY
