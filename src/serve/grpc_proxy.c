@@ -75,7 +75,9 @@ struct call_s {
   call_t *parent;
   call_t **kids;
   unsigned n_kids, kids_pending;
-  int kid_status; /* a kid's gRPC status, once it is done */
+  int kid_status;    /* a kid's gRPC status, once it is done */
+  gs__wk_t *sent_to; /* a kid's worker (no reference: compared only) */
+  bool undo; /* a register's undo (fanout_undo): no client, freed when done */
   char kid_msg[128];
 };
 
@@ -171,7 +173,8 @@ static void call_free(call_t *call) {
   if (call->next)
     call->next->prev = call->prev;
   f->n_calls--;
-  call->dc->calls--;
+  if (call->dc)
+    call->dc->calls--;
   bytes_release(NULL, &call->req.b);
   bytes_release(NULL, &call->resp.b);
   bytes_release(NULL, &call->trailers.b);
@@ -235,6 +238,10 @@ static void kid_done(call_t *kid, int status, const char *msg);
 /* Answers with a status of the router's own (a trailers-only response). */
 static void call_answer_error(call_t *call, int status, const char *msg) {
   h2_t *dc = call->dc;
+  if (call->undo) {
+    call_free(call);
+    return;
+  }
   if (call->parent) {
     kid_done(call, status, msg);
     return;
@@ -256,7 +263,7 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
   (void)user;
   if (!call) /* answered or cancelled meanwhile: reset the stream */
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  bool up = session != call->dc->h2.session;
+  bool up = !call->dc || session != call->dc->h2.session;
   const gs_buf_t *b = up ? &call->body : &call->resp_body;
   size_t *sent = up ? &call->body_sent : &call->resp_sent;
   size_t n = b->len - *sent < length ? b->len - *sent : length;
@@ -303,6 +310,10 @@ static int hdrs_status(const hdrs_t *h, const char **msg);
 
 static void call_answer_relay(call_t *call) {
   size_t n;
+  if (call->undo) {
+    call_free(call);
+    return;
+  }
   if (call->parent) {
     const char *msg = "";
     int st = hdrs_status(&call->trailers, &msg);
@@ -329,6 +340,10 @@ static void call_attempt_failed(call_t *call, bool passive) {
   call_end_attempt(call, false, true);
   if (passive && failed)
     gs__wk_passive_failure(failed);
+  if (call->undo) {
+    call_free(call);
+    return;
+  }
   if (call->answered && !call->parent) { /* a stream, part relayed */
     s->failures++;
     nghttp2_submit_rst_stream(call->dc->h2.session, NGHTTP2_FLAG_NONE,
@@ -354,6 +369,8 @@ static void call_attempt_failed(call_t *call, bool passive) {
 }
 
 /* ---- fan-outs: one call to every worker ---------------------------------- */
+
+static bool call_is(const call_t *call, const char *method);
 
 /* The calls that change every worker's state; the client is answered OK
  * only when every worker said OK, else with the first worker's error. */
@@ -399,6 +416,63 @@ static void swap_buf(gs_buf_t *a, gs_buf_t *b) {
   *b = t;
 }
 
+/* An unregister of what kid registered, on its worker when still there:
+ * the register's message serves (the name is field 1 of both; the other
+ * fields are unknown to an unregister, which skips them). */
+static void undo_send(call_t *kid) {
+  front_t *f = kid->f;
+  gs__wk_t *wk = f->s->workers;
+  while (wk && (wk != kid->sent_to || !gs__wk_routable(wk, gs__serve_now_ns())))
+    wk = wk->next;
+  call_t *u = wk ? calloc(1, sizeof *u) : NULL;
+  if (!u)
+    return;
+  u->f = f;
+  u->undo = u->answered = u->pinned = true;
+  u->deadline_ns = UINT64_MAX;
+  gs_buf_init_max(&u->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
+  gs_buf_init(&u->resp_body, GS_LIMIT_GRPC_MESSAGE);
+  gs_buf_init(&u->req.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&u->resp.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&u->trailers.b, GS_LIMIT_GRPC_HEADERS);
+  u->next = f->calls;
+  if (f->calls)
+    f->calls->prev = u;
+  f->calls = u;
+  f->n_calls++;
+  const char *p = (const char *)kid->req.b.data;
+  int bad = 0;
+  for (unsigned i = 0; i < kid->req.n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    const char *v = p + nlen + 1;
+    char path[160];
+    if (strcmp(p, ":path") == 0 && vlen > 8 && vlen + 3 < sizeof path &&
+        strcmp(v + vlen - 8, "Register") == 0) {
+      snprintf(path, sizeof path, "%.*sUnregister", (int)(vlen - 8), v);
+      v = path;
+    }
+    bad |= hdrs_add(&u->req, (const uint8_t *)p, nlen, (const uint8_t *)v,
+                    strlen(v));
+    p += nlen + vlen + 2;
+  }
+  if (bad || bytes_add(f, &u->body, (const uint8_t *)kid->body.data,
+                       kid->body.len) != 0) {
+    call_free(u);
+    return;
+  }
+  call_send(u, wk);
+}
+
+/* A register refused by some workers is undone on those that took it. */
+static void fanout_undo(call_t *call) {
+  if (!call_is(call, "SystemSharedMemoryRegister") &&
+      !call_is(call, "CudaSharedMemoryRegister"))
+    return;
+  for (unsigned i = 0; i < call->n_kids; i++)
+    if (call->kids[i]->kid_status == GS__GRPC_OK)
+      undo_send(call->kids[i]);
+}
+
 /* Every kid is done: the first error, else the first kid's answer. */
 static void fanout_finish(call_t *call) {
   call_t *ok = NULL, *bad = NULL;
@@ -409,6 +483,8 @@ static void fanout_finish(call_t *call) {
     if (k->kid_status == GS__GRPC_OK && !ok)
       ok = k;
   }
+  if (bad)
+    fanout_undo(call);
   if (call->answered) {
     /* answered meanwhile (its deadline): nothing to relay */
   } else if (bad) {
@@ -1064,6 +1140,7 @@ static void call_send(call_t *call, gs__wk_t *wk) {
   h2_t *u = up_get(call->f, wk);
   call->attempts++;
   call->wk = wk;
+  call->sent_to = wk;
   wk->inflight++;
   call->t_attempt = gs__serve_now_ns();
   call->body_sent = 0;

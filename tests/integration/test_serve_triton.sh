@@ -138,14 +138,15 @@ if part("shm"):
     # on the other: no worker keeps the region the client was told failed
     ih = shm.create_shared_memory_region("taken", "/gs_taken" + pid, 4)
     workers[0].register_system_shared_memory("taken", "/gs_taken" + pid, 4)
-    try:
-        hc.register_system_shared_memory("taken", "/gs_taken" + pid, 4)
-        check(False, "a register refused by a worker answered OK")
-    except InferenceServerException:
-        pass
-    time.sleep(0.5)  # the undo is sent after the answer
-    check(not workers[1].get_system_shared_memory_status(),
-          "a partly failed register was not undone on the other worker")
+    for proto, cl in (("http", hc), ("grpc", gc)):
+        try:
+            cl.register_system_shared_memory("taken", "/gs_taken" + pid, 4)
+            check(False, "%s: a register refused by a worker answered OK" % proto)
+        except InferenceServerException:
+            pass
+        time.sleep(0.5)  # the undo is sent after the answer
+        check(not workers[1].get_system_shared_memory_status(),
+              "%s: a partly failed register was not undone on the other worker" % proto)
     workers[0].unregister_system_shared_memory("taken")
     shm.destroy_shared_memory_region(ih)
 
