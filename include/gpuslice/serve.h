@@ -51,6 +51,7 @@ typedef struct gs_serve_options_s {
   unsigned start_timeout_ms;     /* first start of all workers; 0: 120000 */
   unsigned drain_timeout_ms;     /* SIGTERM: in-flight requests; 0: 30000 */
   size_t max_body_bytes;         /* front requests; 0: 64 MiB */
+  unsigned sequence_idle_ms;     /* a sequence's pin to its worker; 0: 60000 */
   unsigned router_threads;       /* HTTP router loops; 0: one per CPU the serve
                                     may run on, at most GS_SERVE_MAX_THREADS */
   const char *log_dir; /* worker-<instance>-<n>.log files; must exist */

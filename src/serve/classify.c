@@ -139,6 +139,15 @@ static gs__route_kind_t classify_v2(enum http_method method, const seg_t *seg,
       seg_is(&seg[2], "models") &&
       (seg_is(&seg[4], "load") || seg_is(&seg[4], "unload")))
     return GS__RT_BROADCAST;
+  /* shared-memory regions: registered on every worker a request naming
+   * one may reach (POST .../region/R/register|unregister, .../unregister) */
+  bool shm = n >= 3 && (seg_is(&seg[1], "systemsharedmemory") ||
+                        seg_is(&seg[1], "cudasharedmemory"));
+  if (method == HTTP_POST && shm &&
+      ((n == 5 && seg_is(&seg[2], "region") &&
+        (seg_is(&seg[4], "register") || seg_is(&seg[4], "unregister"))) ||
+       (n == 3 && seg_is(&seg[2], "unregister"))))
+    return GS__RT_BROADCAST;
   return GS__RT_PROXY;
 }
 

@@ -95,7 +95,7 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   }
   char label[80];
   snprintf(label, sizeof label, "%s", wk->label);
-  bool retry = res == GS__UP_CONNECT && f->attempts == 1 &&
+  bool retry = res == GS__UP_CONNECT && f->attempts == 1 && !f->seq.id[0] &&
                gs__rloop_routable_other(f->rl, peer);
   f->tried = peer;
   snprintf(f->tried_label, sizeof f->tried_label, "%s", label);
@@ -108,8 +108,57 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   }
 }
 
+/* This loop's peer for wk's process on port; NULL when it is gone. */
+static gs__peer_t *peer_on(gs__rloop_t *rl, const gs__wk_t *wk, unsigned port) {
+  uint64_t now = gs__serve_now_ns();
+  for (gs__peer_t *p = rl->peers; p; p = p->next)
+    if (p->wk == wk && p->http_port == port && !p->gone &&
+        gs__peer_routable(p, now))
+      return p;
+  return NULL;
+}
+
+/* A request of a sequence goes to the worker of its start; a start is
+ * pinned to the worker the policy picks. NULL with *answered when the
+ * sequence's worker is gone. */
+static gs__peer_t *seq_pick(front_req_t *f, bool *answered) {
+  gs__serve_t *s = f->s;
+  unsigned port = 0;
+  gs__wk_t *wk = gs__rseq_find(s, &f->seq, &port);
+  if (!wk) {
+    gs__peer_t *peer = gs__rloop_pick(f->rl, NULL);
+    if (peer && f->seq.start && !f->seq.end)
+      gs__rseq_pin(s, &f->seq, peer->wk, peer->http_port);
+    return peer;
+  }
+  gs__peer_t *peer = peer_on(f->rl, wk, port);
+  if (!peer || f->seq.end)
+    gs__rseq_drop(s, &f->seq);
+  if (!peer && f->seq.start) { /* a new start: any worker */
+    gs__wk_unref(wk);
+    return seq_pick(f, answered);
+  }
+  if (!peer) {
+    *answered = true;
+    s->failures++;
+    respond_error(f, 400,
+                  "sequence %s was on worker %s, which is gone (restarted "
+                  "or removed): start the sequence again",
+                  f->seq.id + 2, wk->label);
+  }
+  gs__wk_unref(wk);
+  return peer;
+}
+
 static void proxy_start(front_req_t *f) {
-  gs__peer_t *peer = gs__rloop_pick(f->rl, f->tried);
+  bool answered = false;
+  if (f->attempts == 0)
+    gs__rseq_from_json(f->req->body, f->req->body_len, f->req->infer_header_len,
+                       &f->seq);
+  gs__peer_t *peer =
+      f->seq.id[0] ? seq_pick(f, &answered) : gs__rloop_pick(f->rl, f->tried);
+  if (answered)
+    return;
   if (!peer) {
     f->s->failures++;
     respond_error(f, 503, "no worker is ready to serve");
@@ -242,8 +291,49 @@ static void finish_stats(fanout_t *fo) {
   respond(fo->f, &resp);
 }
 
+static void undo_done(gs__upreq_t *r, gs__up_result_t res) {
+  (void)res;
+  gs__upreq_release(r);
+  free(r->data); /* its URL */
+  free(r);
+}
+
+/* A shared-memory region registered on some workers but refused by others
+ * is unregistered where it was registered, so that the client's failed
+ * register leaves no worker holding it. */
+static void undo_register(fanout_t *fo) {
+  static const char tail[] = "/register";
+  const char *url = fo->f->req->url;
+  size_t len = strlen(url);
+  if (!strstr(url, "sharedmemory/region/") || len < sizeof tail - 1 ||
+      strcmp(url + len - (sizeof tail - 1), tail) != 0)
+    return;
+  for (unsigned i = 0; i < fo->n; i++) {
+    if (fo->results[i] != GS__UP_OK || fo->ups[i].resp.status != 200)
+      continue;
+    gs__upreq_t *r = calloc(1, sizeof *r);
+    char *undo = malloc(len + 3);
+    if (!r || !undo) {
+      free(r);
+      free(undo);
+      return;
+    }
+    snprintf(undo, len + 3, "%.*s/unregister", (int)(len - (sizeof tail - 1)),
+             url);
+    *r = (gs__upreq_t){.method = "POST",
+                       .url = undo,
+                       .infer_header_len = -1,
+                       .timeout_ms = fo->f->s->opt.request_timeout_ms,
+                       .done = undo_done,
+                       .data = undo};
+    gs__upreq_send(r, fo->ups[i].peer);
+  }
+}
+
 static void finish_broadcast(fanout_t *fo) {
   gs__upreq_t *bad = fanout_first_error(fo);
+  if (bad || fanout_answered(fo) < fo->n)
+    undo_register(fo);
   if (bad) {
     respond(fo->f, &bad->resp);
   } else if (fanout_answered(fo) < fo->n) {

@@ -62,11 +62,23 @@ struct call_s {
   unsigned attempts;
   bool got_headers; /* the worker began answering: no retry after that */
   bool answered;
+  bool pinned; /* a sequence's: its worker or none, never retried */
+  /* a stream (ModelStreamInfer): relayed both ways as messages come */
+  bool streaming, req_done, resp_done;
   hdrs_t resp, trailers;
   gs_buf_t resp_body;
   size_t resp_sent;
   uint64_t t_attempt, deadline_ns;
   call_t *fail_next; /* in h2_close's list of calls to fail */
+  /* fan-outs (repository and shared-memory changes): the client's call has
+   * one kid per worker; a kid is never answered to the client itself */
+  call_t *parent;
+  call_t **kids;
+  unsigned n_kids, kids_pending;
+  int kid_status;    /* a kid's gRPC status, once it is done */
+  gs__wk_t *sent_to; /* a kid's worker (no reference: compared only) */
+  bool undo; /* a register's undo (fanout_undo): no client, freed when done */
+  char kid_msg[128];
 };
 
 struct front_s {
@@ -144,8 +156,16 @@ static nghttp2_nv *hdrs_nv(const hdrs_t *h, size_t first, size_t *n) {
 
 /* ---- calls -------------------------------------------------------------- */
 
+static void call_detach(call_t *call, bool reset);
+
 static void call_free(call_t *call) {
   front_t *f = call->f;
+  for (unsigned i = 0; i < call->n_kids; i++)
+    if (call->kids[i]) {
+      call_detach(call->kids[i], true);
+      call_free(call->kids[i]);
+    }
+  free(call->kids);
   if (call->prev)
     call->prev->next = call->next;
   else
@@ -153,7 +173,8 @@ static void call_free(call_t *call) {
   if (call->next)
     call->next->prev = call->prev;
   f->n_calls--;
-  call->dc->calls--;
+  if (call->dc)
+    call->dc->calls--;
   bytes_release(NULL, &call->req.b);
   bytes_release(NULL, &call->resp.b);
   bytes_release(NULL, &call->trailers.b);
@@ -212,9 +233,19 @@ static void call_submit(call_t *call, const nghttp2_nv *nv, size_t n,
   dc->dirty = true;
 }
 
+static void kid_done(call_t *kid, int status, const char *msg);
+
 /* Answers with a status of the router's own (a trailers-only response). */
 static void call_answer_error(call_t *call, int status, const char *msg) {
   h2_t *dc = call->dc;
+  if (call->undo) {
+    call_free(call);
+    return;
+  }
+  if (call->parent) {
+    kid_done(call, status, msg);
+    return;
+  }
   call->answered = true;
   if (gs__grpc_submit_status(dc->h2.session, call->down_id, status, msg) != 0)
     nghttp2_submit_rst_stream(dc->h2.session, NGHTTP2_FLAG_NONE, call->down_id,
@@ -232,7 +263,7 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
   (void)user;
   if (!call) /* answered or cancelled meanwhile: reset the stream */
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  bool up = session != call->dc->h2.session;
+  bool up = !call->dc || session != call->dc->h2.session;
   const gs_buf_t *b = up ? &call->body : &call->resp_body;
   size_t *sent = up ? &call->body_sent : &call->resp_sent;
   size_t n = b->len - *sent < length ? b->len - *sent : length;
@@ -241,6 +272,13 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
   *sent += n;
   if (*sent < b->len)
     return (ssize_t)n;
+  if (call->streaming && !(up ? call->req_done : call->resp_done)) {
+    /* all relayed so far: the buffer starts again, the rest comes later */
+    call->f->buffered -= b->len;
+    ((gs_buf_t *)b)->len = 0;
+    *sent = 0;
+    return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+  }
   *flags |= NGHTTP2_DATA_FLAG_EOF;
   if (!up && call->trailers.n) {
     size_t nt;
@@ -254,11 +292,36 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
   return (ssize_t)n;
 }
 
+/* A stream has more to send on the worker's side (up) or the client's. */
+static void call_resume(call_t *call, bool up) {
+  if (up && call->up && !call->up->closing) {
+    nghttp2_session_resume_data(call->up->h2.session, call->up_id);
+    call->up->dirty = true;
+  } else if (!up && !call->dc->closing) {
+    nghttp2_session_resume_data(call->dc->h2.session, call->down_id);
+    call->dc->dirty = true;
+  }
+}
+
 /* Relays the worker's whole answer. A unary answer is small and written at
  * once by the worker, so it is gathered first: then every failure before
  * this point can still be answered as a plain error. */
+static int hdrs_status(const hdrs_t *h, const char **msg);
+
 static void call_answer_relay(call_t *call) {
   size_t n;
+  if (call->undo) {
+    call_free(call);
+    return;
+  }
+  if (call->parent) {
+    const char *msg = "";
+    int st = hdrs_status(&call->trailers, &msg);
+    if (st < 0)
+      st = hdrs_status(&call->resp, &msg); /* trailers-only */
+    kid_done(call, st < 0 ? GS__GRPC_INTERNAL : st, msg);
+    return;
+  }
   nghttp2_nv *nv = hdrs_nv(&call->resp, 0, &n);
   if (!nv) {
     call_answer_error(call, GS__GRPC_INTERNAL, "out of memory");
@@ -277,7 +340,19 @@ static void call_attempt_failed(call_t *call, bool passive) {
   call_end_attempt(call, false, true);
   if (passive && failed)
     gs__wk_passive_failure(failed);
-  if (call->got_headers || call->attempts >= 2 || call->f->closing) {
+  if (call->undo) {
+    call_free(call);
+    return;
+  }
+  if (call->answered && !call->parent) { /* a stream, part relayed */
+    s->failures++;
+    nghttp2_submit_rst_stream(call->dc->h2.session, NGHTTP2_FLAG_NONE,
+                              call->down_id, NGHTTP2_INTERNAL_ERROR);
+    call->dc->dirty = true;
+    return;
+  }
+  if (call->got_headers || call->attempts >= 2 || call->f->closing ||
+      call->parent || call->pinned) {
     s->failures++;
     call_answer_error(call, GS__GRPC_UNAVAILABLE,
                       "the worker's connection failed");
@@ -293,6 +368,292 @@ static void call_attempt_failed(call_t *call, bool passive) {
   call_send(call, next);
 }
 
+/* ---- fan-outs: one call to every worker ---------------------------------- */
+
+static bool call_is(const call_t *call, const char *method);
+
+/* The calls that change every worker's state; the client is answered OK
+ * only when every worker said OK, else with the first worker's error. */
+static const char *const fanout_methods[] = {
+    "RepositoryModelLoad",        "RepositoryModelUnload",
+    "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryRegister",   "CudaSharedMemoryUnregister"};
+
+static bool call_is_fanout(const call_t *call) {
+  static const char svc[] = "/inference.GRPCInferenceService/";
+  const char *p = (const char *)call->req.b.data;
+  for (unsigned i = 0; i < call->req.n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    const char *v = p + nlen + 1;
+    if (strcmp(p, ":path") == 0 && strncmp(v, svc, sizeof svc - 1) == 0)
+      for (size_t m = 0; m < sizeof fanout_methods / sizeof *fanout_methods;
+           m++)
+        if (strcmp(v + sizeof svc - 1, fanout_methods[m]) == 0)
+          return true;
+    p += nlen + vlen + 2;
+  }
+  return false;
+}
+
+/* The grpc-status in h (its grpc-message in *msg); -1 when none. */
+static int hdrs_status(const hdrs_t *h, const char **msg) {
+  const char *p = (const char *)h->b.data;
+  int st = -1;
+  for (unsigned i = 0; i < h->n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    if (strcmp(p, "grpc-status") == 0)
+      st = atoi(p + nlen + 1);
+    else if (strcmp(p, "grpc-message") == 0)
+      *msg = p + nlen + 1;
+    p += nlen + vlen + 2;
+  }
+  return st;
+}
+
+static void swap_buf(gs_buf_t *a, gs_buf_t *b) {
+  gs_buf_t t = *a;
+  *a = *b;
+  *b = t;
+}
+
+/* An unregister of what kid registered, on its worker when still there:
+ * the register's message serves (the name is field 1 of both; the other
+ * fields are unknown to an unregister, which skips them). */
+static void undo_send(call_t *kid) {
+  front_t *f = kid->f;
+  gs__wk_t *wk = f->s->workers;
+  while (wk && (wk != kid->sent_to || !gs__wk_routable(wk, gs__serve_now_ns())))
+    wk = wk->next;
+  call_t *u = wk ? calloc(1, sizeof *u) : NULL;
+  if (!u)
+    return;
+  u->f = f;
+  u->undo = u->answered = u->pinned = true;
+  u->deadline_ns = UINT64_MAX;
+  gs_buf_init_max(&u->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
+  gs_buf_init(&u->resp_body, GS_LIMIT_GRPC_MESSAGE);
+  gs_buf_init(&u->req.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&u->resp.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&u->trailers.b, GS_LIMIT_GRPC_HEADERS);
+  u->next = f->calls;
+  if (f->calls)
+    f->calls->prev = u;
+  f->calls = u;
+  f->n_calls++;
+  const char *p = (const char *)kid->req.b.data;
+  int bad = 0;
+  for (unsigned i = 0; i < kid->req.n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    const char *v = p + nlen + 1;
+    char path[160];
+    if (strcmp(p, ":path") == 0 && vlen > 8 && vlen + 3 < sizeof path &&
+        strcmp(v + vlen - 8, "Register") == 0) {
+      snprintf(path, sizeof path, "%.*sUnregister", (int)(vlen - 8), v);
+      v = path;
+    }
+    bad |= hdrs_add(&u->req, (const uint8_t *)p, nlen, (const uint8_t *)v,
+                    strlen(v));
+    p += nlen + vlen + 2;
+  }
+  if (bad || bytes_add(f, &u->body, (const uint8_t *)kid->body.data,
+                       kid->body.len) != 0) {
+    call_free(u);
+    return;
+  }
+  call_send(u, wk);
+}
+
+/* A register refused by some workers is undone on those that took it. */
+static void fanout_undo(call_t *call) {
+  if (!call_is(call, "SystemSharedMemoryRegister") &&
+      !call_is(call, "CudaSharedMemoryRegister"))
+    return;
+  for (unsigned i = 0; i < call->n_kids; i++)
+    if (call->kids[i]->kid_status == GS__GRPC_OK)
+      undo_send(call->kids[i]);
+}
+
+/* Every kid is done: the first error, else the first kid's answer. */
+static void fanout_finish(call_t *call) {
+  call_t *ok = NULL, *bad = NULL;
+  for (unsigned i = 0; i < call->n_kids; i++) {
+    call_t *k = call->kids[i];
+    if (k->kid_status != GS__GRPC_OK && !bad)
+      bad = k;
+    if (k->kid_status == GS__GRPC_OK && !ok)
+      ok = k;
+  }
+  if (bad)
+    fanout_undo(call);
+  if (call->answered) {
+    /* answered meanwhile (its deadline): nothing to relay */
+  } else if (bad) {
+    call->f->s->failures++;
+    call_answer_error(call, bad->kid_status, bad->kid_msg);
+  } else {
+    swap_buf(&call->resp.b, &ok->resp.b);
+    call->resp.n = ok->resp.n;
+    call->resp.list_bytes = ok->resp.list_bytes;
+    swap_buf(&call->trailers.b, &ok->trailers.b);
+    call->trailers.n = ok->trailers.n;
+    call->trailers.list_bytes = ok->trailers.list_bytes;
+    swap_buf(&call->resp_body, &ok->resp_body);
+    call_answer_relay(call);
+  }
+  for (unsigned i = 0; i < call->n_kids; i++) {
+    call_detach(call->kids[i], true);
+    call_free(call->kids[i]);
+    call->kids[i] = NULL;
+  }
+}
+
+static void kid_done(call_t *kid, int status, const char *msg) {
+  call_t *call = kid->parent;
+  if (kid->answered)
+    return;
+  kid->answered = true;
+  kid->kid_status = status;
+  /* a worker's grpc-message is percent-encoded: answered again, decoded */
+  size_t o = 0;
+  for (const char *p = msg ? msg : ""; *p && o + 1 < sizeof kid->kid_msg;) {
+    unsigned v;
+    if (p[0] == '%' && sscanf(p + 1, "%2x", &v) == 1 && p[1] && p[2]) {
+      kid->kid_msg[o++] = (char)v;
+      p += 3;
+    } else {
+      kid->kid_msg[o++] = *p++;
+    }
+  }
+  kid->kid_msg[o] = '\0';
+  if (--call->kids_pending == 0)
+    fanout_finish(call);
+}
+
+/* A copy of call's request for one worker, linked with the front's calls
+ * (so that a failed connection fails it) but never answered to a client. */
+static call_t *kid_new(call_t *call) {
+  front_t *f = call->f;
+  call_t *kid = calloc(1, sizeof *kid);
+  if (!kid)
+    return NULL;
+  kid->f = f;
+  kid->dc = call->dc;
+  kid->parent = call;
+  kid->deadline_ns = call->deadline_ns;
+  gs_buf_init_max(&kid->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
+  gs_buf_init(&kid->resp_body, GS_LIMIT_GRPC_MESSAGE);
+  gs_buf_init(&kid->req.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&kid->resp.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&kid->trailers.b, GS_LIMIT_GRPC_HEADERS);
+  kid->next = f->calls;
+  if (f->calls)
+    f->calls->prev = kid;
+  f->calls = kid;
+  f->n_calls++;
+  kid->dc->calls++;
+  kid->req.n = call->req.n;
+  kid->req.list_bytes = call->req.list_bytes;
+  if (gs_buf_add(&kid->req.b, call->req.b.data, call->req.b.len) != GS_OK ||
+      bytes_add(f, &kid->body, (const uint8_t *)call->body.data,
+                call->body.len) != 0) {
+    call_free(kid);
+    return NULL;
+  }
+  return kid;
+}
+
+/* Sends call to every routable worker; false when none is. */
+static bool fanout_start(call_t *call) {
+  gs__serve_t *s = call->f->s;
+  uint64_t now = gs__serve_now_ns();
+  unsigned n = 0;
+  for (gs__wk_t *wk = s->workers; wk; wk = wk->next)
+    n += gs__wk_routable(wk, now);
+  if (n == 0 || !(call->kids = calloc(n, sizeof *call->kids)))
+    return false;
+  for (gs__wk_t *wk = s->workers; wk && call->n_kids < n; wk = wk->next) {
+    if (!gs__wk_routable(wk, now))
+      continue;
+    call_t *kid = kid_new(call);
+    if (!kid) {
+      call_set_error(call, GS__GRPC_INTERNAL, "out of memory");
+      break;
+    }
+    call->kids[call->n_kids++] = kid;
+  }
+  /* Counted first: a kid that fails at once must not finish the call. */
+  call->kids_pending = call->n_kids + 1;
+  for (unsigned i = 0; i < call->n_kids; i++) {
+    gs__wk_t *wk = s->workers;
+    unsigned k = 0;
+    for (; wk; wk = wk->next)
+      if (gs__wk_routable(wk, now) && k++ == i)
+        break;
+    if (call->error)
+      kid_done(call->kids[i], call->error, call->error_msg);
+    else
+      call_send(call->kids[i], wk);
+  }
+  if (--call->kids_pending == 0)
+    fanout_finish(call);
+  return true;
+}
+
+/* Whether call's :path is the service's method. */
+static bool call_is(const call_t *call, const char *method) {
+  const char *p = (const char *)call->req.b.data;
+  for (unsigned i = 0; i < call->req.n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    if (strcmp(p, ":path") == 0)
+      return strncmp(p + nlen + 1, "/inference.GRPCInferenceService/", 32) ==
+                 0 &&
+             strcmp(p + nlen + 1 + 32, method) == 0;
+    p += nlen + vlen + 2;
+  }
+  return false;
+}
+
+/* The worker of a ModelInfer's sequence, as seq_pick in front.c: NULL
+ * with the call answered when that worker is gone. */
+static gs__wk_t *call_seq_pick(call_t *call, bool *answered) {
+  gs__serve_t *s = call->f->s;
+  gs__rseq_t q;
+  *answered = false;
+  if (!call_is(call, "ModelInfer") ||
+      !gs__rseq_from_grpc((const uint8_t *)call->body.data, call->body.len, &q))
+    return gs__pick(s, NULL);
+  call->pinned = true;
+  unsigned port = 0;
+  gs__wk_t *wk = gs__rseq_find(s, &q, &port);
+  if (!wk) {
+    gs__wk_t *pick = gs__pick(s, NULL);
+    if (pick && q.start && !q.end)
+      gs__rseq_pin(s, &q, pick, pick->http_port);
+    return pick;
+  }
+  bool gone = wk->http_port != port || !gs__wk_routable(wk, gs__serve_now_ns());
+  gs__wk_unref(wk); /* the table's keeps it while it is there */
+  if (gone || q.end)
+    gs__rseq_drop(s, &q);
+  if (!gone)
+    return wk;
+  if (q.start) {
+    gs__wk_t *pick = gs__pick(s, NULL);
+    if (pick && !q.end)
+      gs__rseq_pin(s, &q, pick, pick->http_port);
+    return pick;
+  }
+  char msg[GS__SEQ_ID + 128];
+  snprintf(msg, sizeof msg,
+           "sequence %s was on a worker that is gone (restarted or "
+           "removed): start the sequence again",
+           q.id + 2);
+  *answered = true;
+  s->failures++;
+  call_answer_error(call, GS__GRPC_INVALID_ARGUMENT, msg);
+  return NULL;
+}
+
 /* The request is whole: route it. */
 static void call_dispatch(call_t *call) {
   gs__serve_t *s = call->f->s;
@@ -301,7 +662,19 @@ static void call_dispatch(call_t *call) {
     return;
   }
   s->requests++;
-  gs__wk_t *wk = gs__pick(s, NULL);
+  if (call_is_fanout(call)) {
+    if (!fanout_start(call)) {
+      s->failures++;
+      call_answer_error(call, GS__GRPC_UNAVAILABLE, "no worker is ready");
+    }
+    return;
+  }
+  bool answered = false;
+  /* a stream stays on one worker: its sequences with it */
+  gs__wk_t *wk =
+      call->streaming ? gs__pick(s, NULL) : call_seq_pick(call, &answered);
+  if (answered)
+    return;
   if (!wk) {
     s->failures++;
     call_answer_error(call, GS__GRPC_UNAVAILABLE, "no worker is ready");
@@ -360,12 +733,13 @@ static void up_fail_calls(h2_t *u) {
 static void down_drop_calls(h2_t *c) {
   call_t *call = c->f->calls;
   while (call) {
-    call_t *next = call->next;
-    if (call->dc == c) {
+    if (call->dc == c && !call->parent) {
       call_detach(call, true);
-      call_free(call);
+      call_free(call); /* its kids too: start over */
+      call = c->f->calls;
+    } else {
+      call = call->next;
     }
-    call = next;
   }
 }
 
@@ -491,13 +865,41 @@ static int up_on_frame_recv(nghttp2_session *session,
       u->wk->grpc = NULL;
     return 0;
   }
-  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
-      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
-    return 0;
   call_t *call =
       nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  if (!call)
+  if (!call ||
+      (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS))
     return 0;
+  bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (call->streaming && !end && !call->answered && !call->error &&
+      frame->hd.type == NGHTTP2_HEADERS) {
+    /* the stream's response begins: relayed as it comes */
+    size_t n;
+    nghttp2_nv *nv = hdrs_nv(&call->resp, 0, &n);
+    nghttp2_data_provider data = {.read_callback = read_body};
+    if (nv)
+      call_submit(call, nv, n, &data);
+    else
+      call_attempt_failed(call, false);
+    free(nv);
+    return 0;
+  }
+  if (call->streaming && call->answered && !end) {
+    call_resume(call, false); /* more messages */
+    return 0;
+  }
+  if (!end)
+    return 0;
+  if (call->streaming && call->answered) {
+    if (call->error) {
+      call_attempt_failed(call, false);
+      return 0;
+    }
+    call_end_attempt(call, true, false);
+    call->resp_done = true; /* its trailers follow the last message */
+    call_resume(call, false);
+    return 0;
+  }
   if (call->error) { /* cut short above: never relay a truncated answer */
     call_end_attempt(call, false, true);
     call_answer_error(call, call->error, call->error_msg);
@@ -583,23 +985,49 @@ static int down_on_data(nghttp2_session *session, uint8_t flags, int32_t id,
   call_t *call = nghttp2_session_get_stream_user_data(session, id);
   (void)flags;
   (void)user;
-  if (!call || call->error || call->answered)
+  if (!call || call->error ||
+      (call->answered && !(call->streaming && call->wk)))
     return 0;
-  if (bytes_add(call->f, &call->body, data, len) != 0)
+  if (bytes_add(call->f, &call->body, data, len) != 0) {
+    if (call->streaming && call->wk) { /* a stream past the limit: ends */
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id,
+                                NGHTTP2_ENHANCE_YOUR_CALM);
+      ((h2_t *)user)->dirty = true;
+      return 0;
+    }
     call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
                    "the request is larger than %zu bytes", call->f->max_body);
+  }
+  if (call->streaming)
+    call_resume(call, true);
   return 0;
 }
 
 static int down_on_frame_recv(nghttp2_session *session,
                               const nghttp2_frame *frame, void *user) {
   (void)user;
-  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
-      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+  if (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS)
     return 0;
   call_t *call =
       nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  if (call && !call->answered && !call->wk)
+  bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (!call)
+    return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && !call->streaming &&
+      call_is(call, "ModelStreamInfer")) {
+    /* a stream goes to its worker at once, without a deadline */
+    call->streaming = call->pinned = true;
+    call->deadline_ns = UINT64_MAX;
+    call->req_done = end;
+    call_dispatch(call);
+    return 0;
+  }
+  if (call->streaming && end) {
+    call->req_done = true; /* the client half-closed */
+    call_resume(call, true);
+    return 0;
+  }
+  if (end && !call->answered && !call->wk)
     call_dispatch(call);
   return 0;
 }
@@ -712,6 +1140,7 @@ static void call_send(call_t *call, gs__wk_t *wk) {
   h2_t *u = up_get(call->f, wk);
   call->attempts++;
   call->wk = wk;
+  call->sent_to = wk;
   wk->inflight++;
   call->t_attempt = gs__serve_now_ns();
   call->body_sent = 0;
@@ -759,7 +1188,7 @@ static void on_sweep(uv_timer_t *t) {
   front_t *f = t->data;
   uint64_t now = gs__serve_now_ns();
   for (call_t *call = f->calls; call; call = call->next) {
-    if (call->answered || now < call->deadline_ns)
+    if (call->answered || call->parent || now < call->deadline_ns)
       continue;
     char msg[96];
     snprintf(msg, sizeof msg, "the call took longer than %u ms", f->timeout_ms);

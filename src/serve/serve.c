@@ -249,6 +249,8 @@ int gs_serve_create(gs_serve_t **out, const gs_serve_options_t *opts,
                  s->opt.health_interval_ms);
   rc = gs__rloops_init(s, err);
   if (rc == GS_OK)
+    rc = gs__rseqs_init(s, err);
+  if (rc == GS_OK)
     rc = serve_start(s, err);
   if (rc != GS_OK) {
     gs_serve_destroy(s);
@@ -294,6 +296,7 @@ void gs_serve_destroy(gs_serve_t *s) {
     uv_loop_close(&s->loop);
   }
   gs__rloops_free(s);
+  gs__rseqs_free(s);
   free(s);
 }
 

@@ -316,6 +316,33 @@ int gs__metrics_relabel_buf(const char *text, size_t len, const char *label,
  * result is malloc'd; NULL when out of memory. */
 char *gs__metrics_group(const char *text, size_t len, size_t *out_len);
 
+/* ---- sequences (sequence.c) ----------------------------------------------
+ */
+
+#define GS__SEQ_ID 80
+/* What a request says of its sequence; id[0] == 0: none. */
+typedef struct gs__rseq_s {
+  char id[GS__SEQ_ID]; /* "i:<number>" or "s:<string>" */
+  bool start, end;
+} gs__rseq_t;
+typedef struct gs__rseqs_s gs__rseqs_t;
+
+int gs__rseqs_init(gs__serve_t *s, gs_error_t *err);
+void gs__rseqs_free(gs__serve_t *s);
+/* The worker q's sequence is pinned to (a reference) and the HTTP port of
+ * its process then; NULL when none (never started, ended, idle too long).
+ * Any thread. */
+gs__wk_t *gs__rseq_find(gs__serve_t *s, const gs__rseq_t *q, unsigned *port);
+void gs__rseq_pin(gs__serve_t *s, const gs__rseq_t *q, gs__wk_t *wk,
+                  unsigned port);
+void gs__rseq_drop(gs__serve_t *s, const gs__rseq_t *q);
+/* The sequence parameters of a KServe JSON request (header_len >= 0: the
+ * JSON part of a binary one), or of a gRPC ModelInferRequest (with its
+ * 5-byte prefix). false when it names no sequence. */
+bool gs__rseq_from_json(const char *body, size_t len, long long header_len,
+                        gs__rseq_t *q);
+bool gs__rseq_from_grpc(const uint8_t *msg, size_t len, gs__rseq_t *q);
+
 /* ---- the serve (serve.c) ---------------------------------------------------
  */
 
@@ -333,6 +360,7 @@ struct gs__front_req_s {
                               read (it may be gone by now) */
   char tried_label[80];
   unsigned attempts;
+  gs__rseq_t seq; /* its sequence: pinned to one worker, never retried */
   bool forwarded; /* in the main loop's hands (it came from another loop) */
   /* the main loop's answer on its way back */
   gs__http_response_t answer;
@@ -375,7 +403,8 @@ struct gs_serve_s {
   /* router counters for /metrics */
   /* router counters; requests: the gRPC front's (HTTP: each loop's) */
   atomic_ullong requests, retries, failures, ejections, restarts;
-  void *grpc; /* the gRPC front (grpc_proxy.c) */
+  void *grpc;        /* the gRPC front (grpc_proxy.c) */
+  gs__rseqs_t *seqs; /* sequence id -> worker (sequence.c) */
 };
 
 uint64_t gs__serve_now_ns(void);
