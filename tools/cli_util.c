@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,12 +14,18 @@ int cli_fail(const char *verb, const gs_error_t *err) {
 }
 
 int cli_usage(const char *verb, const char *fmt, ...) {
+  /* verb "gpuslice": a global option, named once ("gpuslice: ...",
+   * "see 'gpuslice --help'"), not as a verb of its own. */
+  bool global = strcmp(verb, "gpuslice") == 0;
   va_list ap;
-  fprintf(stderr, "gpuslice: %s: ", verb);
+  fprintf(stderr, global ? "gpuslice: " : "gpuslice: %s: ", verb);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
-  fprintf(stderr, " (see 'gpuslice %s --help')\n", verb);
+  if (global)
+    fprintf(stderr, " (see 'gpuslice --help')\n");
+  else
+    fprintf(stderr, " (see 'gpuslice %s --help')\n", verb);
   return CLI_USAGE;
 }
 

@@ -44,6 +44,8 @@ contains "$OUT" "enforced \(soft backend\)" "list states the enforcement"
 expect_exit 1 "switching isolation with instances" -- gs --isolation process create 1g.10gb
 contains "$ERR" "run under mps isolation" "the refusal says why"
 expect_exit 2 "a bad --isolation" -- gs --isolation threads info
+contains "$ERR" "^gpuslice: --isolation is mps, process or green, not 'threads' \(see 'gpuslice --help'\)$" \
+  "a global option's usage error names the program once"
 GPUSLICE_ISOLATION=bogus expect_exit 2 "a bad GPUSLICE_ISOLATION" -- gs info
 expect_exit 0 "destroy --all" -- gs destroy --all
 [ -z "$(live_daemons)" ] && pass "the daemon stops with the last instance" || fail "the daemon stops" "$(live_daemons)"

@@ -34,7 +34,10 @@ export GPUSLICE_NVML_LIBRARY=$build/tests/fake_nvml/current/libnvidia-ml.so.1
 export GPUSLICE_CUDA_LIBRARY=$build/tests/fake_cuda/libcuda.so.1
 export GPUSLICE_MPS_CONTROL=$root/tests/fake_mps/nvidia-cuda-mps-control
 export FAKE_NVML_CONFIG=h100-80gb:off FAKE_CUDA_SMS=132
-[[ -n ${GS_SANITIZE:-} ]] && export GPUSLICE_TEST_NO_ADDRESS_LIMIT=1
+# Sanitizers: no RLIMIT_AS (ASan cannot start under one), and a latency
+# budget a sanitizer-slowed CPU worker can keep (its c=1 p99 is 70-150 ms:
+# with 50 ms no level is within it and the tables hold only "-").
+[[ -n ${GS_SANITIZE:-} ]] && export GPUSLICE_TEST_NO_ADDRESS_LIMIT=1 GS_ISOL_BUDGET_MS=2000
 # quick mode: three 1g instances, 100 ms windows, short waits
 export GS_ISOL_REPO=$tmp/models GS_ISOL_MODEL=cnn_small GS_ISOL_KIND=KIND_CPU GS_ISOL_N=3
 export GS_ISOL_WINDOW_MS=100 GS_ISOL_WARMUP_MS=150 GS_ISOL_LEVELS_ONE=1 GS_ISOL_LEVELS_ALL="1 2"
