@@ -1,6 +1,7 @@
-/* gpuslice k8s device-plugin: the kubelet device plugin (v1beta1) for this
- * machine's instances, in the foreground until SIGTERM (a DaemonSet's
- * container). Logs go to stderr, one line each. */
+/* gpuslice k8s device-plugin and mig-manager: the kubelet device plugin
+ * (v1beta1) for this machine's instances and the MIG manager that applies
+ * the node label's config, in the foreground until SIGTERM (a DaemonSet's
+ * containers). Logs go to stderr, one line each. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +16,9 @@ static void log_line(void *data, const char *line) {
   char stamp[32];
   time_t now = time(NULL);
   struct tm tm;
-  (void)data;
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-  fprintf(stderr, "%s gpuslice device-plugin: %s\n", stamp, line);
+  fprintf(stderr, "%s gpuslice %s: %s\n", stamp,
+          data ? (const char *)data : "device-plugin", line);
 }
 
 /* What `gpuslice serve` on this state directory says of its workers, asked
@@ -144,6 +145,79 @@ static int device_plugin(cli_t *cli, int argc, char **argv) {
   return rc == GS_OK ? CLI_OK : cli_fail("k8s device-plugin", &err);
 }
 
+static const char manager_usage[] =
+    "usage: gpuslice k8s mig-manager --config FILE --label-file PATH\n"
+    "         [--state-file PATH] [--node NAME] [--interval-ms N]\n"
+    "  FILE: a mig-parted config; PATH: the node's labels as KEY=VALUE\n"
+    "  lines. Applies the set named by " GS_K8S_MIG_CONFIG_LABEL
+    " when it changes\n"
+    "  and writes " GS_K8S_MIG_STATE_LABEL " (pending, success, failed)\n"
+    "  to the state file (PATH.state).\n";
+
+static char manager_name[] = "mig-manager"; /* the log's prefix */
+
+/* The CDI spec follows the layout, as after `gpuslice apply`. */
+static void manager_changed(void *data) {
+  (void)cli_cdi_refresh(data);
+}
+
+static int mig_manager(cli_t *cli, int argc, char **argv) {
+  static const struct option opts[] = {
+      {"config", required_argument, NULL, 'f'},
+      {"label-file", required_argument, NULL, 'l'},
+      {"state-file", required_argument, NULL, 's'},
+      {"node", required_argument, NULL, 'n'},
+      {"interval-ms", required_argument, NULL, 'i'},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  gs_k8s_mig_manager_options_t opt = {.log = log_line,
+                                      .log_data = manager_name,
+                                      .changed = manager_changed,
+                                      .changed_data = cli};
+  gs_error_t err;
+  unsigned ms;
+  int c;
+  optind = 0;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    if (c == 'f')
+      opt.config_file = optarg;
+    else if (c == 'l')
+      opt.label_file = optarg;
+    else if (c == 's')
+      opt.state_file = optarg;
+    else if (c == 'n')
+      opt.node = optarg;
+    else if (c == 'i') {
+      if (cli_parse_uint(optarg, "--interval-ms", 600000, &ms, &err) != GS_OK ||
+          ms < 10)
+        return cli_usage("k8s mig-manager",
+                         "--interval-ms is 10 to 600000, not '%s'", optarg);
+      opt.interval_ms = ms;
+    } else if (c == 'h') {
+      fputs(manager_usage, stdout);
+      return CLI_OK;
+    } else
+      return cli_usage("k8s mig-manager", "bad option");
+  }
+  if (optind < argc)
+    return cli_usage("k8s mig-manager", "unexpected argument '%s'",
+                     argv[optind]);
+  if (!opt.config_file || !opt.label_file)
+    return cli_usage("k8s mig-manager",
+                     "--config FILE and --label-file PATH are needed (the "
+                     "API server is not read yet)");
+  if (!opt.node) {
+    const char *env = getenv("NODE_NAME");
+    opt.node = env && *env ? env : NULL;
+  }
+  gs_backend_t *be = NULL;
+  int rc = cli_open_backend(cli, &be, &err);
+  if (rc == GS_OK)
+    rc = gs_k8s_mig_manager_run(be, &opt, &err);
+  gs_backend_close(be);
+  return rc == GS_OK ? CLI_OK : cli_fail("k8s mig-manager", &err);
+}
+
 typedef struct shown_s {
   bool json;
   unsigned n;
@@ -219,6 +293,9 @@ int cmd_k8s(cli_t *cli, int argc, char **argv) {
     return device_plugin(cli, argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "devices") == 0)
     return devices(cli, argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "mig-manager") == 0)
+    return mig_manager(cli, argc - 1, argv + 1);
   return cli_usage("k8s", "usage: gpuslice k8s device-plugin [OPTIONS] | "
+                          "k8s mig-manager [OPTIONS] | "
                           "k8s devices --socket PATH (--help for each)");
 }

@@ -130,4 +130,46 @@ int gs_k8s_list_devices(const char *socket, unsigned max_lists,
                         unsigned wait_ms, gs_k8s_list_fn on_list, void *data,
                         gs_error_t *err);
 
+/* gpuslice k8s mig-manager: the GPU operator's MIG manager on gpuslice's
+ * incremental apply. It watches the node label GS_K8S_MIG_CONFIG_LABEL,
+ * applies the mig-parted config set it names and reports in
+ * GS_K8S_MIG_STATE_LABEL: "pending" while applying, then "success" or
+ * "failed" (never "rebooting": no change here needs a reboot). */
+#define GS_K8S_MIG_CONFIG_LABEL "nvidia.com/mig.config"
+#define GS_K8S_MIG_STATE_LABEL "nvidia.com/mig.config.state"
+/* Which config the state is about (written beside it; gpuslice's own). */
+#define GS_K8S_MIG_APPLIED_LABEL "gpuslice.dev/mig.config.applied"
+typedef struct gs_k8s_mig_manager_options_s {
+  const char *config_file; /* the mig-parted file, read anew each apply */
+  /* The node's labels as "KEY=VALUE" lines ('#' comments), and where the
+   * state labels are written (the same form, replaced atomically;
+   * NULL = LABEL_FILE.state). */
+  const char *label_file;
+  const char *state_file;
+  const char *node;     /* for the log; NULL: "this node" */
+  unsigned interval_ms; /* label checks; 0 = 1000 */
+  void (*log)(void *data, const char *line); /* NULL: quiet */
+  void *log_data;
+  /* After a change that succeeded (the CLI refreshes the CDI spec). */
+  void (*changed)(void *data);
+  void *changed_data;
+} gs_k8s_mig_manager_options_t;
+
+/* Reads one label from a label file: 1 found (value copied), 0 not there,
+ * negative on a read error (err set). */
+int gs_k8s_label_read(const char *path, const char *key, char *value,
+                      size_t size, gs_error_t *err);
+
+/* Applies config set `name` of config_file to the backend's devices as one
+ * transaction (gs_change_run: only what differs changes; a failure rolls
+ * back). */
+int gs_k8s_mig_apply(gs_backend_t *be, const char *config_file,
+                     const char *name, gs_error_t *err);
+
+/* Watches the label until SIGINT or SIGTERM: each new value is applied
+ * once (a failure is retried only when the label changes). */
+int gs_k8s_mig_manager_run(gs_backend_t *be,
+                           const gs_k8s_mig_manager_options_t *opt,
+                           gs_error_t *err);
+
 #endif

@@ -1,5 +1,6 @@
 # deploy/gpuslice-device-plugin.yaml: a DaemonSet that parses as YAML, whose
-# container runs `gpuslice k8s device-plugin` with options the CLI takes,
+# first container runs `gpuslice k8s device-plugin` with options the CLI takes
+# (the mig-manager's and its kubectl label copier's below),
 # and mounts every host path the plugin writes (its sockets' directory, the
 # CDI directory, the state directory). No cluster here: the manifest is
 # checked, not applied.
@@ -14,7 +15,8 @@ assert d["kind"] == "DaemonSet", d["kind"]
 spec = d["spec"]["template"]["spec"]
 c = spec["containers"][0]
 mounts = {m["mountPath"] for m in c["volumeMounts"]}
-host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
+host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]
+        if "hostPath" in v}
 print(" ".join(c["command"]))
 print(" ".join(sorted(mounts)))
 print(" ".join(sorted(host.values())))
@@ -32,5 +34,47 @@ for p in /var/lib/kubelet/device-plugins /var/run/cdi /var/lib/gpuslice; do
   contains "$(sed -n 3p <<<"$facts")" "(^| )$p( |$)" "from the host: $p"
 done
 contains "$(sed -n 4p <<<"$facts")" "True" "privileged (instances, cgroups, /dev)"
+
+# The mig-manager container: its options are the CLI's, its label files
+# are shared with the node-labels container, which copies the label from
+# the API server and the state back (run here with a stand-in kubectl).
+mm=$("$PY" - "$M" "$GS_TMP" <<'PY'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+spec = d["spec"]["template"]["spec"]
+c = {c["name"]: c for c in spec["containers"]}
+m, n = c["mig-manager"], c["node-labels"]
+assert spec["serviceAccountName"] == "gpuslice"
+mm_mounts = {v["name"]: v["mountPath"] for v in m["volumeMounts"]}
+nl_mounts = {v["name"]: v["mountPath"] for v in n["volumeMounts"]}
+assert mm_mounts["labels"] == nl_mounts["labels"], (mm_mounts, nl_mounts)
+open(sys.argv[2] + "/sidecar.sh", "w").write(
+    n["args"][0].replace(nl_mounts["labels"], sys.argv[2] + "/labels-dir"))
+print(" ".join(m["command"]))
+PY
+)
+[ $? -eq 0 ] && pass "mig-manager and node-labels share the label files" || fail "the mig-manager container" "$mm"
+contains "$mm" "^gpuslice k8s mig-manager " "a container runs the mig-manager"
+expect_exit 0 "its options are the CLI's" -- gs k8s mig-manager ${mm#gpuslice k8s mig-manager } --help
+mkdir -p "$GS_TMP/bin" "$GS_TMP/labels-dir"
+cat >"$GS_TMP/bin/kubectl" <<SH
+#!/bin/sh
+case "\$1" in
+get) echo "\$*" >>"$GS_TMP/kubectl.log"; printf %s "\$(cat "$GS_TMP/node-label")" ;;
+label) echo "\$*" >>"$GS_TMP/kubectl.log" ;;
+esac
+SH
+printf '#!/bin/sh\nkill $PPID\n' >"$GS_TMP/bin/sleep"
+chmod +x "$GS_TMP/bin/kubectl" "$GS_TMP/bin/sleep"
+echo all-1g.10gb >"$GS_TMP/node-label"
+printf 'gpuslice.dev/mig.config.applied=all-1g.10gb\nnvidia.com/mig.config.state=success\n' \
+  >"$GS_TMP/labels-dir/labels.state"
+(NODE_NAME=node-a PATH="$GS_TMP/bin:$PATH" sh "$GS_TMP/sidecar.sh"; true) 2>/dev/null
+contains "$(cat "$GS_TMP/labels-dir/labels")" "^nvidia.com/mig.config=all-1g.10gb$" "the node's label lands in the label file"
+contains "$(cat "$GS_TMP/kubectl.log")" "^get node node-a " "read from this node"
+contains "$(cat "$GS_TMP/kubectl.log")" "^label node node-a --overwrite nvidia.com/mig.config.state=success$" "the state goes back to the node"
+: >"$GS_TMP/node-label"
+(NODE_NAME=node-a PATH="$GS_TMP/bin:$PATH" sh "$GS_TMP/sidecar.sh"; true) 2>/dev/null
+[ ! -s "$GS_TMP/labels-dir/labels" ] && pass "a removed label empties the file" || fail "a removed label empties the file"
 echo "$GS_PASSED passed, $GS_FAILED failed"
 [ "$GS_FAILED" -eq 0 ]
