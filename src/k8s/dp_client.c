@@ -163,15 +163,12 @@ static int start_call(client_t *k) {
   k->h2.data = k;
   if (rc != GS_OK)
     return -1;
-  nghttp2_nv head[] = {GS_H2_NV(":method", "POST"),
-                       GS_H2_NV(":scheme", "http"),
-                       GS_H2_NV(":authority", "localhost"),
-                       GS_H2_NV(":path", "/v1beta1.DevicePlugin/ListAndWatch"),
-                       GS_H2_NV("content-type", "application/grpc"),
-                       GS_H2_NV("te", "trailers")};
   nghttp2_data_provider body = {.read_callback = read_empty};
-  return nghttp2_submit_request(k->h2.session, NULL, head, 6, &body, k) < 0 ? -1
-                                                                            : 0;
+  return gs__grpc_submit_call(k->h2.session, "localhost",
+                              "/v1beta1.DevicePlugin/ListAndWatch", &body,
+                              k) < 0
+             ? -1
+             : 0;
 }
 
 static void on_connect(uv_connect_t *req, int status) {

@@ -140,14 +140,9 @@ static int start(call_t *k) {
   k->h2.data = k;
   if (rc != GS_OK)
     return -1;
-  nghttp2_nv head[] = {GS_H2_NV(":method", "POST"),
-                       GS_H2_NV(":scheme", "http"),
-                       GS_H2_NV(":authority", "localhost"),
-                       GS_H2_NV(":path", "/v1beta1.Registration/Register"),
-                       GS_H2_NV("content-type", "application/grpc"),
-                       GS_H2_NV("te", "trailers")};
   nghttp2_data_provider data = {.source.ptr = k, .read_callback = read_body};
-  return nghttp2_submit_request(k->h2.session, NULL, head, 6, &data, NULL) < 0
+  return gs__grpc_submit_call(k->h2.session, "localhost",
+                              "/v1beta1.Registration/Register", &data, NULL) < 0
              ? -1
              : 0;
 }

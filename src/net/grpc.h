@@ -73,6 +73,12 @@ int gs__grpc_submit_status(nghttp2_session *session, int32_t id, int status,
                            const char *text);
 /* The trailers that end a response whose message was sent: grpc-status 0. */
 int gs__grpc_submit_ok_trailer(nghttp2_session *session, int32_t id);
+/* A client's call: POST path with gRPC's request headers, the message from
+ * data; stream_user is the stream's user data. nghttp2's return (the stream
+ * id, or an error below 0). */
+int gs__grpc_submit_call(nghttp2_session *session, const char *authority,
+                         const char *path, const nghttp2_data_provider *data,
+                         void *stream_user);
 
 /* What a client reads of a call's answer: the message (prefix dropped once
  * the call ends) and the status from headers or trailers. */

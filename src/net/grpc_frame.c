@@ -162,6 +162,18 @@ int gs__grpc_submit_ok_trailer(nghttp2_session *session, int32_t id) {
   return nghttp2_submit_trailer(session, id, trailers, 1);
 }
 
+int gs__grpc_submit_call(nghttp2_session *session, const char *authority,
+                         const char *path, const nghttp2_data_provider *data,
+                         void *stream_user) {
+  nghttp2_nv head[] = {GS_H2_NV(":method", "POST"),
+                       GS_H2_NV(":scheme", "http"),
+                       GS_H2_NV(":path", path),
+                       GS_H2_NV(":authority", authority),
+                       GS_H2_NV("content-type", "application/grpc"),
+                       GS_H2_NV("te", "trailers")};
+  return nghttp2_submit_request(session, NULL, head, 6, data, stream_user);
+}
+
 static bool named(const uint8_t *name, size_t len, const char *want) {
   return len == strlen(want) && memcmp(name, want, len) == 0;
 }

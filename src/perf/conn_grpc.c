@@ -121,17 +121,12 @@ int gs__perf_grpc_start(gs__perf_conn_t *c) {
 }
 
 int gs__perf_grpc_send(gs__perf_conn_t *c, const gs__perf_req_t *req) {
-  nghttp2_nv head[] = {GS_H2_NV(":method", "POST"),
-                       GS_H2_NV(":scheme", "http"),
-                       GS_H2_NV(":path", req->path),
-                       GS_H2_NV(":authority", c->authority),
-                       GS_H2_NV("content-type", "application/grpc"),
-                       GS_H2_NV("te", "trailers")};
   nghttp2_data_provider data = {.read_callback = read_request};
   c->req = req;
   c->req_off = 0;
   memset(&c->answer, 0, sizeof c->answer);
-  if (nghttp2_submit_request(c->h2.session, NULL, head, 6, &data, c) < 0) {
+  if (gs__grpc_submit_call(c->h2.session, c->authority, req->path, &data, c) <
+      0) {
     gs__perf_conn_fail(c, GS_ESYSTEM, "cannot start a gRPC call");
     return GS_ESYSTEM;
   }
