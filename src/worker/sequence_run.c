@@ -12,6 +12,7 @@
 
 #include "grpc_service.pb-c.h"
 #include "worker/grpc_int.h"
+#include "worker/shm.h"
 #include "worker/worker_int.h"
 
 typedef struct gs__seq_model_s {
@@ -321,6 +322,11 @@ static int decode(gs__infer_job_t *job, const gs__model_io_t *io,
                                             job->req.body_len,
                                             job->req.infer_header_len, err);
   job->batch = 1;
+  job->ir.labels = job->slot->labels; /* for classification */
+  job->ir.batch_first_dim = job->slot->max_batch_size > 0;
+  /* inputs in shared memory: point them at their regions' bytes */
+  if (status == 0 && gs__shm_resolve(&job->ir, job->shm, err) != GS_OK)
+    status = gs_error_http_status(err->code);
   for (size_t i = 0;
        status == 0 && job->slot->max_batch_size && i < job->ir.n_inputs; i++)
     if (job->ir.inputs[i].rank == 0 || job->ir.inputs[i].shape[0] != 1) {

@@ -7,6 +7,7 @@
 # of non-sequence infers matched by request id; and the bad input: garbage
 # on a stream, a sequence request without an id, a request of a sequence
 # that timed out, a stream reset with infers in flight; the worker stays up.
+# A sequence's input and output in system shared memory (HTTP and gRPC).
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
@@ -206,6 +207,36 @@ for k in range(64):
 c2.stop_stream(cancel_requests=True)
 time.sleep(0.5)
 check(c.is_server_live() and h.is_server_live(), "worker live after the reset stream")
+
+# 9. System shared memory: a sequence's input read from a region and its
+# output written to one, over HTTP and gRPC (the sequence batcher resolved
+# no region before: HTTP 400 "4 bytes of data for 1 elements", gRPC 0s).
+import tritonclient.utils.shared_memory as shm
+for mod, cl, sid in ((th, h, 61), (tc, c, 62)):
+    cl.unregister_system_shared_memory()
+    key = "/gs_seq_%d_%d" % (sid, __import__("os").getpid())
+    hin = shm.create_shared_memory_region("seq_in", key + "_in", 4)
+    hout = shm.create_shared_memory_region("seq_out", key + "_out", 4)
+    cl.register_system_shared_memory("seq_in", key + "_in", 4)
+    cl.register_system_shared_memory("seq_out", key + "_out", 4)
+    i = mod.InferInput("INPUT", [1, 1], "INT32")
+    i.set_shared_memory("seq_in", 4)
+    o = mod.InferRequestedOutput("OUTPUT")
+    o.set_shared_memory("seq_out", 4)
+    out = []
+    try:
+        for k, v in enumerate([5, 6, 7]):
+            shm.set_shared_memory_region(hin, [np.array([[v]], dtype=np.int32)])
+            cl.infer("sequence_accumulate", [i], outputs=[o], sequence_id=sid,
+                     sequence_start=k == 0, sequence_end=k == 2)
+            out.append(int(shm.get_contents_as_numpy(hout, np.int32, [1, 1])[0][0]))
+    except InferenceServerException as e:
+        out.append(str(e))
+    cl.unregister_system_shared_memory()
+    shm.destroy_shared_memory_region(hin)
+    shm.destroy_shared_memory_region(hout)
+    check(out == [5, 11, 18], "%s: sequence input and output in system shared "
+          "memory, state accumulates (%s)" % (mod.__name__, out))
 sys.exit(1 if fails else 0)
 PY
 rc=$?
