@@ -113,8 +113,35 @@ static bool batches(const seq_model_t *sm) {
   return sm->cfg.oldest;
 }
 
-/* The batch ran: its executions counted, each request's sequence moves on
- * (freed at its END), each request answered; then what may run next. */
+/* Each request's sequence moves on (freed at its END), the request is
+ * answered; direct: its sequence's next, or a woken one's, starts. */
+static void finish(seq_model_t *sm, seq_req_t **reqs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    seq_req_t *r = reqs[i];
+    gs__seq_t *seq = r->seq, *woken = NULL;
+    bool freed = gs__seq_table_done(&sm->table, seq, gs__now_ns(), &woken);
+    r->job->done(r->job); /* may free the job */
+    free(r);
+    if (!batches(sm) && !freed)
+      pump(sm, seq);
+    if (!batches(sm) && woken)
+      pump(sm, woken);
+  }
+}
+
+/* Answers n requests taken from their sequences with msg, unrun. */
+static void fail_all(seq_model_t *sm, seq_req_t **reqs, size_t n,
+                     const char *msg) {
+  for (size_t i = 0; i < n; i++) {
+    gs__http_response_error(&reqs[i]->job->resp, 500, msg);
+    reqs[i]->job->ok = false;
+    reqs[i]->job->t_done = gs__now_ns();
+  }
+  finish(sm, reqs, n);
+}
+
+/* The batch ran: its executions counted, its requests finished; then
+ * oldest's next batch. */
 static void after_batch(uv_work_t *w, int status) {
   gs__seq_batch_t *b = w->data;
   seq_model_t *sm = b->sm;
@@ -126,17 +153,7 @@ static void after_batch(uv_work_t *w, int status) {
     gs__batch_stats_add(st, ex->rows, ex->input_ns, ex->infer_ns,
                         ex->output_ns);
   }
-  for (size_t i = 0; i < b->n; i++) {
-    seq_req_t *r = b->reqs[i];
-    gs__seq_t *seq = r->seq, *woken = NULL;
-    bool freed = gs__seq_table_done(&sm->table, seq, gs__now_ns(), &woken);
-    r->job->done(r->job); /* may free the job */
-    free(r);
-    if (!batches(sm) && !freed)
-      pump(sm, seq);
-    if (!batches(sm) && woken)
-      pump(sm, woken);
-  }
+  finish(sm, b->reqs, b->n);
   free(b->reqs);
   free(b->execs);
   free(b);
@@ -146,50 +163,28 @@ static void after_batch(uv_work_t *w, int status) {
   }
 }
 
-/* Fails n requests that could not be queued (their sequences move on). */
-static void fail_unqueued(seq_model_t *sm, seq_req_t **reqs, size_t n) {
-  gs__seq_batch_t b = {.sm = sm, .entry = sm->entry, .n = 0};
-  for (size_t i = 0; i < n; i++) {
-    gs__http_response_error(&reqs[i]->job->resp, 500,
-                            "cannot queue the inference");
-    reqs[i]->job->ok = false;
-    reqs[i]->job->t_done = gs__now_ns();
-  }
-  b.reqs = reqs;
-  b.n = n;
-  gs__seq_batch_t *copy = malloc(sizeof *copy);
-  if (copy) { /* after_batch frees it and the arrays */
-    *copy = b;
-    copy->work.data = copy;
-    sm->in_flight += batches(sm);
-    after_batch(&copy->work, 0);
-  }
-}
-
-/* Queues reqs (n, each its sequence's next, taken) as a batch. */
+/* Queues reqs (n, each its sequence's next, taken; the batch owns the
+ * array) as a batch. */
 static void start_batch(seq_model_t *sm, seq_req_t **reqs, size_t n) {
   gs__seq_batch_t *b = calloc(1, sizeof *b);
   gs__seq_exec_t *execs = calloc(n, sizeof *execs);
-  if (!b || !execs) {
-    free(b);
-    free(execs);
-    fail_unqueued(sm, reqs, n);
-    return;
+  if (b && execs) {
+    b->sm = sm;
+    b->entry = sm->entry;
+    b->reqs = reqs;
+    b->n = n;
+    b->execs = execs;
+    b->work.data = b;
+    if (uv_queue_work(sm->timer.loop, &b->work, gs__seq_batch_work,
+                      after_batch) == 0) {
+      sm->in_flight += batches(sm);
+      return;
+    }
   }
-  b->sm = sm;
-  b->entry = sm->entry;
-  b->reqs = reqs;
-  b->n = n;
-  b->execs = execs;
-  b->work.data = b;
-  if (uv_queue_work(sm->timer.loop, &b->work, gs__seq_batch_work,
-                    after_batch) != 0) {
-    free(b);
-    free(execs);
-    fail_unqueued(sm, reqs, n);
-    return;
-  }
-  sm->in_flight += batches(sm);
+  free(b);
+  free(execs);
+  fail_all(sm, reqs, n, "cannot queue the inference");
+  free(reqs);
 }
 
 /* direct: starts seq's next request alone if it may run now. */
@@ -198,18 +193,10 @@ static void pump(seq_model_t *sm, gs__seq_t *seq) {
     schedule_oldest(sm);
     return;
   }
-  gs__seq_item_t *item = gs__seq_table_next(&sm->table, seq);
-  seq_req_t **one = item ? malloc(sizeof *one) : NULL;
-  if (!item)
-    return;
-  if (!one) { /* its sequence stays busy: answered as a failure */
-    seq_req_t *r = item->data;
-    gs__http_response_error(&r->job->resp, 500, "out of memory");
-    r->job->ok = false;
-    gs__seq_t *woken = NULL;
-    gs__seq_table_done(&sm->table, seq, gs__now_ns(), &woken);
-    r->job->done(r->job);
-    free(r);
+  seq_req_t **one = malloc(sizeof *one);
+  gs__seq_item_t *item = one ? gs__seq_table_next(&sm->table, seq) : NULL;
+  if (!item) { /* out of memory: the next completion or request retries */
+    free(one);
     return;
   }
   one[0] = item->data;
@@ -254,6 +241,8 @@ static size_t pick(seq_model_t *sm, size_t n) {
   gs__batching_t cfg = {.enabled = true,
                         .max_queue_delay_us = sm->cfg.delay_us,
                         .n_preferred = sm->cfg.n_preferred};
+  _Static_assert(sizeof cfg.preferred == sizeof sm->cfg.preferred,
+                 "preferred sizes: the same array in both configurations");
   memcpy(cfg.preferred, sm->cfg.preferred, sizeof sm->cfg.preferred);
   if (window > 65)
     window = 65;
@@ -286,13 +275,10 @@ static void schedule_oldest(seq_model_t *sm) {
     if (take == 0)
       return;
     seq_req_t **reqs = malloc(take * sizeof *reqs);
-    for (size_t i = 0; i < take; i++) {
-      gs__seq_item_t *item = gs__seq_table_next(&sm->table, sm->ready[i]);
-      if (reqs)
-        reqs[i] = item->data;
-    }
-    if (!reqs) /* the sequences stay busy; nothing can answer them */
+    if (!reqs) /* out of memory: the next completion or request retries */
       return;
+    for (size_t i = 0; i < take; i++)
+      reqs[i] = gs__seq_table_next(&sm->table, sm->ready[i])->data;
     start_batch(sm, reqs, take);
   }
   if (!uv_is_closing((uv_handle_t *)&sm->delay))

@@ -10,7 +10,8 @@
 # A sequence's input and output in system shared memory (HTTP and gRPC).
 # The oldest strategy: concurrent requests of 4 sequences run as one batch
 # per step (statistics as Triton reports them), each sequence's state its
-# own; 6 sequences on 2 candidate slots all answered (queued, not lost).
+# own; 6 sequences on 2 candidate slots all answered (queued, not lost); a
+# START for a live sequence zeroes its state.
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
@@ -296,6 +297,16 @@ check(all(g == e for g, e in res.values()),
 inf, exe, sizes = stats("sequence_oldest_two")
 check(inf == 18 and exe == 9 and sizes == {2: 9},
       "2 slots: 18 inferences in 9 executions of 2 (%d, %d, %s)" % (inf, exe, sizes))
+
+# 12. A START for a live sequence (oldest strategy) starts it again, as
+# Triton ends the previous one early: its state is zeroed.
+out = []
+for k, (v, st, en) in enumerate([(5, True, False), (3, False, False),
+                                 (4, True, False), (1, False, True)]):
+    r = h.infer("simple_string_dyna_sequence", inputs(th, v), sequence_id=7001,
+                sequence_start=st, sequence_end=en)
+    out.append(int(r.as_numpy("OUTPUT")[0][0]))
+check(out == [5, 8, 4, 7006], "START on a live sequence zeroes its state (%s)" % out)
 check(h.is_server_live(), "worker live after the oldest-strategy batches")
 sys.exit(1 if fails else 0)
 PY
