@@ -318,8 +318,7 @@ static void run_group(gs__seq_batch_t *b, gs_session_t *s, row_t *rows,
     if (status == 0 && (state_keep(r, mine, model, &rerr) != GS_OK ||
                         encode_row(job, mine, model, io, &rerr) != GS_OK))
       status = status_of(&rerr);
-    job->t_started = t0;
-    job->t_input_done = t1;
+    job->t_input_done = t1; /* t_started: its decode's start */
     job->t_infer_done = t2;
     if (status != 0)
       job_fail(job, status, &rerr);
