@@ -16,6 +16,11 @@
                             STATE_IN + INPUT + END * CORRID, STATE_OUT =
                             OUTPUT (implicit state; CORRID is the id read as
                             a number, TYPE_INT32 here, not TYPE_STRING).
+  OUT/sequence_oldest, sequence_oldest_two  the oldest strategy batching
+                            sequences (max_candidate_sequences 8 and 2,
+                            preferred_batch_size 4 and 2, 2 s queue delay):
+                            STATE_OUT = STATE_IN + INPUT + 1000 * START,
+                            OUTPUT = READY * (STATE_OUT + END * CORRID).
   OUT/big_identity          not a sequence model: OUTPUT = Identity(INPUT),
                             FP32 [-1, -1], for large answers on a stream.
   OUT/sequence_accumulate   implicit state: OUTPUT = STATE_IN + INPUT,
@@ -164,6 +169,46 @@ def sequence_accumulate(idle_us):
             config("sequence_accumulate", 4, seq))
 
 
+def accumulate_oldest(name, candidates, preferred, delay_us):
+    """Triton's oldest strategy batching sequences: ACC = STATE_IN + INPUT +
+    1000 * START, STATE_OUT = ACC, OUTPUT = READY * (ACC + END * CORRID);
+    each row of a batch has its own controls and state."""
+    nodes = [helper.make_node("Add", ["STATE_IN", "INPUT"], ["acc0"]),
+             helper.make_node("Mul", ["START", "THOUSAND"], ["start0"]),
+             helper.make_node("Add", ["acc0", "start0"], ["STATE_OUT"]),
+             helper.make_node("Mul", ["END", "CORRID"], ["end0"]),
+             helper.make_node("Add", ["STATE_OUT", "end0"], ["sum0"]),
+             helper.make_node("Mul", ["READY", "sum0"], ["OUTPUT"])]
+    graph = helper.make_graph(
+        nodes, name,
+        [vi(n) for n in ("INPUT", "STATE_IN", "START", "END", "READY", "CORRID")],
+        [vi(n) for n in ("OUTPUT", "STATE_OUT")],
+        initializer=[helper.make_tensor("THOUSAND", TensorProto.INT32, [], [1000])])
+    m = helper.make_model(graph, producer_name="gpuslice make_seq_models.py",
+                          opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = IR_VERSION
+    onnx.checker.check_model(m)
+    seq = """  max_sequence_idle_microseconds: 5000000
+  oldest {
+    max_candidate_sequences: %d
+    preferred_batch_size: [ %d ]
+    max_queue_delay_microseconds: %d
+  }
+  control_input [
+%s,
+%s,
+%s,
+%s
+  ]
+%s""" % (candidates, preferred, delay_us,
+         control("START", "CONTROL_SEQUENCE_START"),
+         control("END", "CONTROL_SEQUENCE_END"),
+         control("READY", "CONTROL_SEQUENCE_READY"),
+         control("CORRID", "CONTROL_SEQUENCE_CORRID", "data_type: TYPE_INT32"),
+         STATE)
+    return m, config(name, 8, seq)
+
+
 def big_identity():
     io = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", "M"])
     graph = helper.make_graph([helper.make_node("Identity", ["INPUT"], ["OUTPUT"])],
@@ -183,7 +228,9 @@ def main():
     args = ap.parse_args()
     for m, cfg in (simple_sequence(), simple_dyna_sequence(),
                    simple_string_dyna_sequence(), big_identity(),
-                   sequence_accumulate(args.idle_us)):
+                   sequence_accumulate(args.idle_us),
+                   accumulate_oldest("sequence_oldest", 8, 4, 2000000),
+                   accumulate_oldest("sequence_oldest_two", 2, 2, 2000000)):
         d = os.path.join(args.out, m.graph.name)
         os.makedirs(os.path.join(d, "1"), exist_ok=True)
         onnx.save(m, os.path.join(d, "1", "model.onnx"))

@@ -49,6 +49,12 @@ typedef struct gs__seq_config_s {
   bool oldest; /* strategy oldest (else direct) */
   uint64_t idle_us;
   unsigned max_sequences; /* oldest: max_candidate_sequences; 0: direct's */
+  /* oldest: a batch of up to max_batch_size requests, one per sequence,
+   * oldest first; run at a preferred size, when full, or when the oldest
+   * has waited delay_us. */
+  uint64_t delay_us;
+  unsigned n_preferred;
+  unsigned preferred[16];
   size_t n_controls, n_states;
   gs__seq_control_t controls[GS__SEQ_MAX_CONTROLS];
   gs__seq_state_t states[GS__SEQ_MAX_STATES];

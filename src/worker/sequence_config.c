@@ -145,6 +145,29 @@ static int read_state(gs__seq_state_t *s,
   return GS_OK;
 }
 
+/* oldest's preferred_batch_size and max_queue_delay_microseconds. */
+static int read_oldest_batch(
+    gs__seq_config_t *cfg,
+    const Inference__Config__ModelSequenceBatching__StrategyOldest *o,
+    const char *file, gs_error_t *err) {
+  size_t max = sizeof cfg->preferred / sizeof cfg->preferred[0];
+  if (o->n_preferred_batch_size > max)
+    return gs_error_set(err, GS_ELIMIT,
+                        "%s: sequence_batching oldest: at most %zu "
+                        "preferred_batch_size values",
+                        file, max);
+  for (size_t i = 0; i < o->n_preferred_batch_size; i++) {
+    if (o->preferred_batch_size[i] < 1)
+      return gs_error_set(err, GS_EINVAL,
+                          "%s: sequence_batching oldest preferred_batch_size "
+                          "%d must be >= 1",
+                          file, (int)o->preferred_batch_size[i]);
+    cfg->preferred[cfg->n_preferred++] = (unsigned)o->preferred_batch_size[i];
+  }
+  cfg->delay_us = o->max_queue_delay_microseconds;
+  return GS_OK;
+}
+
 int gs__seq_config_read(gs__seq_config_t *cfg, const seq_pb_t *sb,
                         const char *file, gs_error_t *err) {
   memset(cfg, 0, sizeof *cfg);
@@ -166,6 +189,8 @@ int gs__seq_config_read(gs__seq_config_t *cfg, const seq_pb_t *sb,
                           file, GS__SEQ_MAX_SLOTS);
     cfg->oldest = true;
     cfg->max_sequences = n ? (unsigned)n : 1;
+    if (read_oldest_batch(cfg, sb->oldest, file, err) != GS_OK)
+      return err->code;
   }
   int rc = read_controls(cfg, sb, file, err);
   if (rc == GS_OK && sb->n_state > GS__SEQ_MAX_STATES)

@@ -1,10 +1,13 @@
 /* The sequence batcher on the worker's loop: a request to a model with
  * sequence_batching names its sequence (parameters sequence_id,
- * sequence_start, sequence_end), joins it in the slot table (sequence.c),
- * and runs on the pool when its turn comes, with the control inputs and the
- * sequence's implicit state added to what the client sent; the state
- * output is kept for the next request. Requests of different sequences
- * run side by side, each as a batch of one. */
+ * sequence_start, sequence_end) and joins it in the slot table
+ * (sequence.c); a sequence's requests run one at a time, in order, with
+ * the control inputs and its implicit state added (sequence_batch.c).
+ * direct: each request runs when its turn comes, alone. oldest: the next
+ * requests of up to max_batch_size sequences, oldest first, run as one
+ * batch, once it reaches a preferred size or max_batch_size, or its
+ * oldest request has waited max_queue_delay_microseconds; at most one
+ * batch per model instance runs at a time. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,22 +15,10 @@
 
 #include "grpc_service.pb-c.h"
 #include "worker/grpc_int.h"
-#include "worker/worker_int.h"
+#include "worker/sequence_int.h"
 
-typedef struct gs__seq_model_s {
-  gs__seq_table_t table;
-  gs__seq_config_t cfg;
-  uv_timer_t timer; /* the idle timeout's sweep */
-} seq_model_t;
-
-typedef struct seq_req_s {
-  gs__seq_item_t item; /* item.data: this */
-  gs__infer_job_t *job;
-  seq_model_t *sm;
-  gs__seq_t *seq; /* NULL: answered without running (job->resp) */
-  gs__seq_id_t id;
-  uv_work_t work;
-} seq_req_t;
+typedef gs__seq_model_t seq_model_t;
+typedef gs__seq_req_t seq_req_t;
 
 /* ---- the request's sequence parameters -----------------------------------
  */
@@ -112,282 +103,193 @@ int gs__seq_params_read(gs__seq_params_t *p, const gs__infer_job_t *job,
   return params_http(p, &job->req, err);
 }
 
-/* ---- on the pool: one request of a sequence ------------------------------
- */
-
-static bool is_control_or_state(const gs__seq_config_t *cfg, const char *name,
-                                bool input) {
-  for (size_t i = 0; input && i < cfg->n_controls; i++)
-    if (!strcmp(cfg->controls[i].name, name))
-      return true;
-  for (size_t i = 0; i < cfg->n_states; i++)
-    if (!strcmp(input ? cfg->states[i].input : cfg->states[i].output, name))
-      return true;
-  return false;
-}
-
-/* What the client sends and gets: the model's tensors less the control
- * inputs and the state. */
-static void client_io(gs__model_io_t *io, gs_tensor_info_t *in,
-                      gs_tensor_info_t *out, const gs__model_io_t *model,
-                      const gs__seq_config_t *cfg) {
-  *io = *model;
-  io->n_inputs = io->n_outputs = 0;
-  for (size_t i = 0; i < model->n_inputs; i++)
-    if (!is_control_or_state(cfg, model->inputs[i].name, true))
-      in[io->n_inputs++] = model->inputs[i];
-  for (size_t i = 0; i < model->n_outputs; i++)
-    if (!is_control_or_state(cfg, model->outputs[i].name, false))
-      out[io->n_outputs++] = model->outputs[i];
-  io->inputs = in;
-  io->outputs = out;
-}
-
-/* The shape of a one-row tensor for info: its variable dims as 1. */
-static void one_row_shape(gs_tensor_t *t, const gs_tensor_info_t *info) {
-  t->rank = info->rank > 0 ? (unsigned)info->rank : 0;
-  for (unsigned d = 0; d < t->rank; d++)
-    t->shape[d] = info->shape[d] > 0 ? info->shape[d] : 1;
-}
-
-static void put_value(void *buf, gs_dtype_t dtype, double v, uint64_t u) {
-  switch (dtype) {
-  case GS_DTYPE_INT32: {
-    int32_t x = (int32_t)(u ? (int64_t)u : (int64_t)v);
-    memcpy(buf, &x, sizeof x);
-    break;
-  }
-  case GS_DTYPE_UINT32: {
-    uint32_t x = (uint32_t)u;
-    memcpy(buf, &x, sizeof x);
-    break;
-  }
-  case GS_DTYPE_INT64:
-  case GS_DTYPE_UINT64:
-    memcpy(buf, &u, sizeof u);
-    break;
-  case GS_DTYPE_FP32: {
-    float x = (float)v;
-    memcpy(buf, &x, sizeof x);
-    break;
-  }
-  default: /* BOOL */
-    *(uint8_t *)buf = v != 0;
-  }
-}
-
-typedef struct run_inputs_s {
-  gs_tensor_t t[GS__INFER_MAX_TENSORS];
-  uint8_t ctl[GS__SEQ_MAX_CONTROLS][8];
-} run_inputs_t;
-
-static const gs_tensor_t *request_input(const gs__infer_request_t *ir,
-                                        const char *name) {
-  for (size_t i = 0; i < ir->n_inputs; i++)
-    if (!strcmp(ir->inputs[i].name, name))
-      return &ir->inputs[i];
-  return NULL;
-}
-
-/* The bytes a state holds for one row. */
-static size_t state_bytes(const gs__seq_state_t *st) {
-  size_t n = gs_dtype_size(st->dtype);
-  for (int d = 0; d < st->rank; d++)
-    n *= (size_t)st->dims[d];
-  return n;
-}
-
-/* Each model input: the client's, a control value, or the state. */
-static int build_inputs(run_inputs_t *ri, const seq_req_t *r,
-                        const gs__infer_request_t *ir,
-                        const gs__model_io_t *model, gs_error_t *err) {
-  const gs__seq_config_t *cfg = &r->sm->cfg;
-  gs__seq_t *seq = r->seq;
-  for (size_t k = 0; k < model->n_inputs; k++) {
-    const gs_tensor_info_t *info = &model->inputs[k];
-    gs_tensor_t *t = &ri->t[k];
-    const gs_tensor_t *given = request_input(ir, info->name);
-    if (given) {
-      *t = *given;
-      continue;
-    }
-    memset(t, 0, sizeof *t);
-    t->name = info->name;
-    t->dtype = info->dtype;
-    one_row_shape(t, info);
-    for (size_t c = 0; c < cfg->n_controls; c++) {
-      const gs__seq_control_t *ctl = &cfg->controls[c];
-      if (strcmp(ctl->name, info->name))
-        continue;
-      bool on = ctl->kind == GS__SEQ_CTL_READY ||
-                (ctl->kind == GS__SEQ_CTL_START && r->item.start) ||
-                (ctl->kind == GS__SEQ_CTL_END && r->item.end);
-      uint64_t corrid =
-          ctl->kind == GS__SEQ_CTL_CORRID && !seq->id.is_string ? seq->id.u : 0;
-      if (ctl->kind == GS__SEQ_CTL_CORRID && seq->id.is_string)
-        corrid = strtoull(seq->id.s, NULL, 10); /* Triton's dyna backends */
-      put_value(ri->ctl[c], info->dtype, ctl->values[on ? 1 : 0], corrid);
-      t->data = ri->ctl[c];
-      t->bytes = gs_dtype_size(info->dtype);
-    }
-    for (size_t s = 0; s < cfg->n_states; s++)
-      if (!strcmp(cfg->states[s].input, info->name)) {
-        size_t off = 0;
-        for (size_t j = 0; j < s; j++)
-          off += state_bytes(&cfg->states[j]);
-        t->data = (uint8_t *)seq->state + off;
-        t->bytes = state_bytes(&cfg->states[s]);
-      }
-    if (!t->data)
-      return gs_error_set(err, GS_EINVAL,
-                          "model '%s' takes input '%s', which neither the "
-                          "request nor sequence_batching gives",
-                          model->model_name, info->name);
-    size_t want = gs_dtype_size(t->dtype);
-    for (unsigned d = 0; d < t->rank; d++)
-      want *= (size_t)t->shape[d];
-    if (want != t->bytes)
-      return gs_error_set(err, GS_EINVAL,
-                          "model '%s': input '%s' holds %zu bytes but "
-                          "sequence_batching gives %zu (check its dims and "
-                          "data_type)",
-                          model->model_name, info->name, want, t->bytes);
-  }
-  return GS_OK;
-}
-
-/* Zeroes the state at START; makes it at a sequence's first run. */
-static int state_prepare(seq_req_t *r, gs_error_t *err) {
-  const gs__seq_config_t *cfg = &r->sm->cfg;
-  size_t total = 0;
-  for (size_t s = 0; s < cfg->n_states; s++)
-    total += state_bytes(&cfg->states[s]);
-  if (total == 0)
-    return GS_OK;
-  if (!r->seq->state) {
-    if (!(r->seq->state = calloc(1, total)))
-      return gs_error_set(err, GS_ENOMEM, "out of memory");
-    r->seq->state_bytes = total;
-  }
-  if (r->item.start)
-    memset(r->seq->state, 0, total);
-  return GS_OK;
-}
-
-/* Keeps each state output for the next request of the sequence. */
-static int state_keep(seq_req_t *r, gs_session_t *s, const gs__model_io_t *m,
-                      gs_error_t *err) {
-  const gs__seq_config_t *cfg = &r->sm->cfg;
-  size_t off = 0;
-  for (size_t st = 0; st < cfg->n_states; st++) {
-    size_t want = state_bytes(&cfg->states[st]);
-    const gs_tensor_t *t = NULL;
-    for (size_t i = 0; i < m->n_outputs && !t; i++)
-      if (!strcmp(m->outputs[i].name, cfg->states[st].output))
-        t = gs_session_output(s, i);
-    if (!t || t->bytes != want)
-      return gs_error_set(err, GS_EINVAL, "model '%s': state output '%s' %s",
-                          m->model_name, cfg->states[st].output,
-                          t ? "does not match the state's dims and data_type"
-                            : "is not one of the model's outputs");
-    memcpy((uint8_t *)r->seq->state + off, t->data, want);
-    off += want;
-  }
-  return GS_OK;
-}
-
-static int run_outputs(gs__infer_job_t *job, gs_session_t *s,
-                       const gs__model_io_t *model, const gs__model_io_t *io,
-                       gs_error_t *err) {
-  gs_tensor_t outs[GS__INFER_MAX_TENSORS];
-  for (size_t i = 0; i < io->n_outputs; i++)
-    for (size_t k = 0; k < model->n_outputs; k++)
-      if (!strcmp(model->outputs[k].name, io->outputs[i].name)) {
-        const gs_tensor_t *t = gs_session_output(s, k);
-        if (!t)
-          return gs_error_set(err, GS_EINVAL, "no output '%s'",
-                              io->outputs[i].name);
-        outs[i] = *t;
-      }
-  return gs__infer_encode(&job->resp, &job->ir, io, outs, err);
-}
-
-/* Decodes what the client sent (the model's tensors less the sequence's),
- * one row at most. 0, or an HTTP status with err. */
-static int decode(gs__infer_job_t *job, const gs__model_io_t *io,
-                  gs_error_t *err) {
-  int status = job->grpc ? gs__grpc_infer_decode(&job->ir, io, job->grpc, err)
-                         : gs__infer_decode(&job->ir, io, job->req.body,
-                                            job->req.body_len,
-                                            job->req.infer_header_len, err);
-  job->batch = 1;
-  for (size_t i = 0;
-       status == 0 && job->slot->max_batch_size && i < job->ir.n_inputs; i++)
-    if (job->ir.inputs[i].rank == 0 || job->ir.inputs[i].shape[0] != 1) {
-      gs_error_set(err, GS_EINVAL,
-                   "inference request to sequence model '%s' must have "
-                   "batch size 1 (input '%s')",
-                   job->slot->name, job->ir.inputs[i].name);
-      status = 400;
-    }
-  return status;
-}
-
-static void work_run(uv_work_t *w) {
-  seq_req_t *r = w->data;
-  gs__infer_job_t *job = r->job;
-  const gs__model_io_t *model = &job->slot->io;
-  gs_tensor_info_t in[GS__INFER_MAX_TENSORS], out[GS__INFER_MAX_TENSORS];
-  gs__model_io_t io;
-  run_inputs_t ri;
-  gs_error_t err = {0};
-  gs_session_t *s = NULL;
-  client_io(&io, in, out, model, &r->sm->cfg);
-  job->t_started = gs__now_ns();
-  int status = decode(job, &io, &err);
-  if (status == 0 && (state_prepare(r, &err) != GS_OK ||
-                      build_inputs(&ri, r, &job->ir, model, &err) != GS_OK))
-    status = err.code == GS_EINVAL ? 400 : 500;
-  job->t_input_done = gs__now_ns();
-  if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
-    status = 500;
-  int rc;
-  if (status == 0 &&
-      (rc = gs_session_run(s, ri.t, model->n_inputs, &err)) != GS_OK) {
-    status = rc == GS_EINVAL || rc == GS_ELIMIT ? 400 : 500;
-    gs__infer_job_note_error(job, &err);
-  }
-  job->t_infer_done = gs__now_ns();
-  if (status == 0 && (state_keep(r, s, model, &err) != GS_OK ||
-                      run_outputs(job, s, model, &io, &err) != GS_OK))
-    status = err.code == GS_EINVAL ? 400 : 500;
-  if (s)
-    gs__slot_put(job->slot, s);
-  if (status != 0)
-    gs__http_response_error(&job->resp, status,
-                            err.msg[0] ? err.msg : "inference failed");
-  job->ok = status == 0;
-  job->t_done = gs__now_ns();
-  gs__infer_request_release(&job->ir);
-}
-
 /* ---- on the loop ----------------------------------------------------------
  */
 
 static void pump(seq_model_t *sm, gs__seq_t *seq);
+static void schedule_oldest(seq_model_t *sm);
 
-static void after_run(uv_work_t *w, int status) {
-  seq_req_t *r = w->data;
-  seq_model_t *sm = r->sm;
-  gs__seq_t *seq = r->seq, *woken = NULL;
+static bool batches(const seq_model_t *sm) {
+  return sm->cfg.oldest;
+}
+
+/* Each request's sequence moves on (freed at its END), the request is
+ * answered; direct: its sequence's next, or a woken one's, starts. */
+static void finish(seq_model_t *sm, seq_req_t **reqs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    seq_req_t *r = reqs[i];
+    gs__seq_t *seq = r->seq, *woken = NULL;
+    bool freed = gs__seq_table_done(&sm->table, seq, gs__now_ns(), &woken);
+    r->job->done(r->job); /* may free the job */
+    free(r);
+    if (!batches(sm) && !freed)
+      pump(sm, seq);
+    if (!batches(sm) && woken)
+      pump(sm, woken);
+  }
+}
+
+/* Answers n requests taken from their sequences with msg, unrun. */
+static void fail_all(seq_model_t *sm, seq_req_t **reqs, size_t n,
+                     const char *msg) {
+  for (size_t i = 0; i < n; i++) {
+    gs__http_response_error(&reqs[i]->job->resp, 500, msg);
+    reqs[i]->job->ok = false;
+    reqs[i]->job->t_done = gs__now_ns();
+  }
+  finish(sm, reqs, n);
+}
+
+/* The batch ran: its executions counted, its requests finished; then
+ * oldest's next batch. */
+static void after_batch(uv_work_t *w, int status) {
+  gs__seq_batch_t *b = w->data;
+  seq_model_t *sm = b->sm;
+  gs__model_stats_t *st = &b->entry->stats;
   (void)status;
-  bool freed = seq && gs__seq_table_done(&sm->table, seq, gs__now_ns(), &woken);
+  for (size_t i = 0; i < b->n_execs; i++) {
+    const gs__seq_exec_t *ex = &b->execs[i];
+    st->execution_count++;
+    gs__batch_stats_add(st, ex->rows, ex->input_ns, ex->infer_ns,
+                        ex->output_ns);
+  }
+  finish(sm, b->reqs, b->n);
+  free(b->reqs);
+  free(b->execs);
+  free(b);
+  if (batches(sm)) {
+    sm->in_flight--;
+    schedule_oldest(sm);
+  }
+}
+
+/* Queues reqs (n, each its sequence's next, taken; the batch owns the
+ * array) as a batch. */
+static void start_batch(seq_model_t *sm, seq_req_t **reqs, size_t n) {
+  gs__seq_batch_t *b = calloc(1, sizeof *b);
+  gs__seq_exec_t *execs = calloc(n, sizeof *execs);
+  if (b && execs) {
+    b->sm = sm;
+    b->entry = sm->entry;
+    b->reqs = reqs;
+    b->n = n;
+    b->execs = execs;
+    b->work.data = b;
+    if (uv_queue_work(sm->timer.loop, &b->work, gs__seq_batch_work,
+                      after_batch) == 0) {
+      sm->in_flight += batches(sm);
+      return;
+    }
+  }
+  free(b);
+  free(execs);
+  fail_all(sm, reqs, n, "cannot queue the inference");
+  free(reqs);
+}
+
+/* direct: starts seq's next request alone if it may run now. */
+static void pump(seq_model_t *sm, gs__seq_t *seq) {
+  if (batches(sm)) {
+    schedule_oldest(sm);
+    return;
+  }
+  seq_req_t **one = malloc(sizeof *one);
+  gs__seq_item_t *item = one ? gs__seq_table_next(&sm->table, seq) : NULL;
+  if (!item) { /* out of memory: the next completion or request retries */
+    free(one);
+    return;
+  }
+  one[0] = item->data;
+  start_batch(sm, one, 1);
+}
+
+static uint64_t arrival(const gs__seq_t *seq) {
+  return ((const seq_req_t *)seq->head->data)->arrival_ns;
+}
+
+static int by_arrival(const void *a, const void *b) {
+  uint64_t x = arrival(*(gs__seq_t *const *)a);
+  uint64_t y = arrival(*(gs__seq_t *const *)b);
+  return x < y ? -1 : x > y;
+}
+
+static void on_delay(uv_timer_t *t) {
+  schedule_oldest(t->data);
+}
+
+/* The sequences whose next request may run now (a slot, none running),
+ * oldest request first, into sm->ready; their count. */
+static size_t ready_sequences(seq_model_t *sm) {
+  size_t n = 0;
+  for (gs__seq_t *s = sm->table.live; s && n < sm->table.n_slots; s = s->next)
+    if (s->slot >= 0 && !s->busy && s->head)
+      sm->ready[n++] = s;
+  qsort(sm->ready, n, sizeof *sm->ready, by_arrival);
+  return n;
+}
+
+/* How many of the n ready sequences start a batch now (gs__batch_pick's
+ * rules, one row each); 0: wait, the timer armed for the oldest. */
+static size_t pick(seq_model_t *sm, size_t n) {
+  const gs__model_slot_t *slot =
+      ((seq_req_t *)sm->ready[0]->head->data)->job->slot;
+  unsigned max = slot->max_batch_size ? slot->max_batch_size : 1;
+  size_t window = n < (size_t)max + 1 ? n : (size_t)max + 1;
+  uint64_t rows[65], batch_rows = 0, now = gs__now_ns();
+  uint64_t due_at = arrival(sm->ready[0]) + sm->cfg.delay_us * 1000u;
+  bool compat[65];
+  gs__batching_t cfg = {.enabled = true,
+                        .max_queue_delay_us = sm->cfg.delay_us,
+                        .n_preferred = sm->cfg.n_preferred};
+  _Static_assert(sizeof cfg.preferred == sizeof sm->cfg.preferred,
+                 "preferred sizes: the same array in both configurations");
+  memcpy(cfg.preferred, sm->cfg.preferred, sizeof sm->cfg.preferred);
+  if (window > 65)
+    window = 65;
+  for (size_t i = 0; i < window; i++) {
+    rows[i] = 1;
+    compat[i] = ((seq_req_t *)sm->ready[i]->head->data)->job->slot == slot;
+  }
+  bool due =
+      sm->draining || now >= due_at || uv_is_closing((uv_handle_t *)&sm->delay);
+  size_t take = gs__batch_pick(rows, compat, window, max < 64 ? max : 64, &cfg,
+                               due, &batch_rows);
+  if (take == 0) {
+    uint64_t wait_ms = (due_at - now + 999999) / 1000000;
+    uv_update_time(sm->delay.loop);
+    uv_timer_start(&sm->delay, on_delay, wait_ms ? wait_ms : 1, 0);
+  }
+  return take;
+}
+
+/* oldest: starts batches while an instance is free and one is ready. */
+static void schedule_oldest(seq_model_t *sm) {
+  size_t n;
+  while ((n = ready_sequences(sm)) > 0) {
+    const gs__model_slot_t *slot =
+        ((seq_req_t *)sm->ready[0]->head->data)->job->slot;
+    unsigned instances = slot->placement.count ? slot->placement.count : 1;
+    if (sm->in_flight >= instances)
+      return; /* after_batch schedules again */
+    size_t take = pick(sm, n);
+    if (take == 0)
+      return;
+    seq_req_t **reqs = malloc(take * sizeof *reqs);
+    if (!reqs) /* out of memory: the next completion or request retries */
+      return;
+    for (size_t i = 0; i < take; i++)
+      reqs[i] = gs__seq_table_next(&sm->table, sm->ready[i])->data;
+    start_batch(sm, reqs, take);
+  }
+  if (!uv_is_closing((uv_handle_t *)&sm->delay))
+    uv_timer_stop(&sm->delay);
+}
+
+static void after_answer(uv_work_t *w, int status) {
+  seq_req_t *r = w->data;
+  (void)status;
   r->job->done(r->job); /* may free the job */
   free(r);
-  if (seq && !freed)
-    pump(sm, seq);
-  if (woken)
-    pump(sm, woken);
 }
 
 static void work_none(uv_work_t *w) {
@@ -405,25 +307,10 @@ static int answer_error(uv_loop_t *loop, seq_req_t *r, int status,
       gs__now_ns();
   r->seq = NULL;
   r->work.data = r;
-  int rc = uv_queue_work(loop, &r->work, work_none, after_run);
+  int rc = uv_queue_work(loop, &r->work, work_none, after_answer);
   if (rc != 0)
     free(r);
   return rc;
-}
-
-/* Starts seq's next request if it may run now. */
-static void pump(seq_model_t *sm, gs__seq_t *seq) {
-  gs__seq_item_t *item = gs__seq_table_next(&sm->table, seq);
-  if (!item)
-    return;
-  seq_req_t *r = item->data;
-  r->work.data = r;
-  if (uv_queue_work(sm->timer.loop, &r->work, work_run, after_run) != 0) {
-    gs__http_response_error(&r->job->resp, 500, "cannot queue the inference");
-    r->job->ok = false;
-    r->job->t_done = gs__now_ns();
-    after_run(&r->work, 0);
-  }
 }
 
 static void on_sweep(uv_timer_t *t) {
@@ -444,9 +331,11 @@ static int table_for(seq_model_t *sm, const gs__model_slot_t *slot,
   unsigned per = slot->max_batch_size ? slot->max_batch_size : 1;
   unsigned count = slot->placement.count ? slot->placement.count : 1;
   unsigned n = sm->cfg.oldest ? sm->cfg.max_sequences : per * count;
-  return gs__seq_table_init(&sm->table,
-                            n > GS__SEQ_MAX_SLOTS ? GS__SEQ_MAX_SLOTS : n,
-                            sm->cfg.idle_us, err);
+  free(sm->ready);
+  n = n > GS__SEQ_MAX_SLOTS ? GS__SEQ_MAX_SLOTS : n;
+  if (!(sm->ready = calloc(n ? n : 1, sizeof *sm->ready)))
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  return gs__seq_table_init(&sm->table, n, sm->cfg.idle_us, err);
 }
 
 /* The model's sequences, made at its first request. A reload that changed
@@ -455,7 +344,7 @@ static int table_for(seq_model_t *sm, const gs__model_slot_t *slot,
 static seq_model_t *seq_model(uv_loop_t *loop, gs__model_entry_t *m,
                               const gs__model_slot_t *slot, gs_error_t *err) {
   seq_model_t *sm = m->seq;
-  if (sm && !sm->table.live &&
+  if (sm && !sm->table.live && !sm->in_flight &&
       memcmp(&sm->cfg, &m->sequence, sizeof sm->cfg) != 0) {
     gs__seq_table_release(&sm->table);
     sm->cfg = m->sequence;
@@ -471,7 +360,9 @@ static seq_model_t *seq_model(uv_loop_t *loop, gs__model_entry_t *m,
     return NULL;
   }
   sm->cfg = m->sequence;
+  sm->entry = m;
   if (table_for(sm, slot, err) != GS_OK) {
+    free(sm->ready);
     free(sm);
     return NULL;
   }
@@ -481,6 +372,9 @@ static seq_model_t *seq_model(uv_loop_t *loop, gs__model_entry_t *m,
   sm->timer.data = sm;
   uv_timer_start(&sm->timer, on_sweep, every_ms, every_ms);
   uv_unref((uv_handle_t *)&sm->timer);
+  uv_timer_init(loop, &sm->delay);
+  sm->delay.data = sm;
+  uv_unref((uv_handle_t *)&sm->delay);
   m->seq = sm;
   return sm;
 }
@@ -496,6 +390,7 @@ int gs__seq_submit(uv_loop_t *loop, gs__infer_job_t *job,
   job->done = done;
   r->job = job;
   r->item.data = r;
+  r->arrival_ns = gs__now_ns();
   if (!(r->sm = seq_model(loop, m, job->slot, &err)))
     return answer_error(loop, r, 500, err.msg);
   if (gs__seq_params_read(&p, job, &err) != GS_OK)
@@ -509,7 +404,7 @@ int gs__seq_submit(uv_loop_t *loop, gs__infer_job_t *job,
   }
   r->item.start = p.start;
   r->item.end = p.end;
-  if (gs__seq_table_add(&r->sm->table, &p.id, &r->item, gs__now_ns(), &r->seq,
+  if (gs__seq_table_add(&r->sm->table, &p.id, &r->item, r->arrival_ns, &r->seq,
                         m->name, &err) != GS_OK)
     return answer_error(loop, r, 400, err.msg);
   pump(r->sm, r->seq);
@@ -533,12 +428,16 @@ void gs__seq_flush(gs__model_entry_t *m) {
     }
     seq->tail = NULL;
   }
+  sm->draining = true; /* oldest: what is queued starts without waiting */
+  if (batches(sm))
+    schedule_oldest(sm);
 }
 
 void gs__seq_model_destroy(gs__model_entry_t *m) {
   if (!m->seq)
     return;
   gs__seq_table_release(&m->seq->table);
+  free(m->seq->ready);
   free(m->seq);
   m->seq = NULL;
 }
@@ -551,7 +450,7 @@ static void drop_internal(json_t *a, const gs__seq_config_t *cfg, bool input) {
   for (size_t i = json_array_size(a); i-- > 0;) {
     const char *name =
         json_string_value(json_object_get(json_array_get(a, i), "name"));
-    if (name && is_control_or_state(cfg, name, input))
+    if (name && gs__seq_is_internal(cfg, name, input))
       json_array_remove(a, i);
   }
 }

@@ -7,6 +7,11 @@
 # of non-sequence infers matched by request id; and the bad input: garbage
 # on a stream, a sequence request without an id, a request of a sequence
 # that timed out, a stream reset with infers in flight; the worker stays up.
+# A sequence's input and output in system shared memory (HTTP and gRPC).
+# The oldest strategy: concurrent requests of 4 sequences run as one batch
+# per step (statistics as Triton reports them), each sequence's state its
+# own; 6 sequences on 2 candidate slots all answered (queued, not lost); a
+# START for a live sequence zeroes its state.
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
@@ -206,6 +211,103 @@ for k in range(64):
 c2.stop_stream(cancel_requests=True)
 time.sleep(0.5)
 check(c.is_server_live() and h.is_server_live(), "worker live after the reset stream")
+
+# 9. System shared memory: a sequence's input read from a region and its
+# output written to one, over HTTP and gRPC (the sequence batcher resolved
+# no region before: HTTP 400 "4 bytes of data for 1 elements", gRPC 0s).
+import tritonclient.utils.shared_memory as shm
+for mod, cl, sid in ((th, h, 61), (tc, c, 62)):
+    cl.unregister_system_shared_memory()
+    key = "/gs_seq_%d_%d" % (sid, __import__("os").getpid())
+    hin = shm.create_shared_memory_region("seq_in", key + "_in", 4)
+    hout = shm.create_shared_memory_region("seq_out", key + "_out", 4)
+    cl.register_system_shared_memory("seq_in", key + "_in", 4)
+    cl.register_system_shared_memory("seq_out", key + "_out", 4)
+    i = mod.InferInput("INPUT", [1, 1], "INT32")
+    i.set_shared_memory("seq_in", 4)
+    o = mod.InferRequestedOutput("OUTPUT")
+    o.set_shared_memory("seq_out", 4)
+    out = []
+    try:
+        for k, v in enumerate([5, 6, 7]):
+            shm.set_shared_memory_region(hin, [np.array([[v]], dtype=np.int32)])
+            cl.infer("sequence_accumulate", [i], outputs=[o], sequence_id=sid,
+                     sequence_start=k == 0, sequence_end=k == 2)
+            out.append(int(shm.get_contents_as_numpy(hout, np.int32, [1, 1])[0][0]))
+    except InferenceServerException as e:
+        out.append(str(e))
+    cl.unregister_system_shared_memory()
+    shm.destroy_shared_memory_region(hin)
+    shm.destroy_shared_memory_region(hout)
+    check(out == [5, 11, 18], "%s: sequence input and output in system shared "
+          "memory, state accumulates (%s)" % (mod.__name__, out))
+
+# 10. The oldest strategy batches across sequences: 4 sequences sent at
+# once (a client each) run as one batch per step (preferred_batch_size 4),
+# each row with its own START/END/CORRID and state: Triton's statistics
+# count 20 inferences in 5 executions of batch size 4.
+def stats(model):
+    s = h.get_inference_statistics(model)["model_stats"][0]
+    sizes = {b["batch_size"]: b["compute_infer"]["count"] for b in s.get("batch_stats", [])}
+    return s["inference_count"], s["execution_count"], sizes
+
+def expected(sid, vals):
+    out, acc = [], 0
+    for k, v in enumerate(vals):
+        acc += v + (1000 if k == 0 else 0)
+        out.append(acc + (sid if k == len(vals) - 1 else 0))
+    return out
+
+def run_sequences(model, sids, steps, mod):
+    res = {}
+    def one(sid):
+        cl = mod.InferenceServerClient(url=hurl if mod is th else gurl, **(
+            {"network_timeout": 20.0} if mod is th else {}))
+        vals = [sid % 100 * 10 + k for k in range(steps)]
+        got = []
+        try:
+            for k, v in enumerate(vals):
+                kw = {} if mod is th else {"client_timeout": 20}
+                r = cl.infer(model, inputs(mod, v), sequence_id=sid,
+                             sequence_start=k == 0, sequence_end=k == steps - 1, **kw)
+                got.append(int(r.as_numpy("OUTPUT")[0][0]))
+        except Exception as e:
+            got.append(str(e)[:80])
+        res[sid] = (got, expected(sid, vals))
+    ts = [threading.Thread(target=one, args=(sid,)) for sid in sids]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    return res
+
+res = run_sequences("sequence_oldest", [3001, 3002, 3003, 3004], 5, tc)
+check(all(g == e for g, e in res.values()),
+      "oldest: 4 concurrent sequences, each its own state and controls (%s)" %
+      {k: v[0] for k, v in res.items()})
+inf, exe, sizes = stats("sequence_oldest")
+check(inf == 20 and exe == 5 and sizes == {4: 5},
+      "oldest: 20 inferences in 5 executions of batch size 4 (inference_count "
+      "%d, execution_count %d, batch_stats %s)" % (inf, exe, sizes))
+
+# 11. More sequences than max_candidate_sequences (2): the others wait for
+# a slot, queued, none lost; the two holding slots batch together.
+res = run_sequences("sequence_oldest_two", list(range(4001, 4007)), 3, th)
+check(all(g == e for g, e in res.values()),
+      "6 sequences on 2 candidate slots: all answered, each right (%s)" %
+      {k: v[0] for k, v in res.items()})
+inf, exe, sizes = stats("sequence_oldest_two")
+check(inf == 18 and exe == 9 and sizes == {2: 9},
+      "2 slots: 18 inferences in 9 executions of 2 (%d, %d, %s)" % (inf, exe, sizes))
+
+# 12. A START for a live sequence (oldest strategy) starts it again, as
+# Triton ends the previous one early: its state is zeroed.
+out = []
+for k, (v, st, en) in enumerate([(5, True, False), (3, False, False),
+                                 (4, True, False), (1, False, True)]):
+    r = h.infer("simple_string_dyna_sequence", inputs(th, v), sequence_id=7001,
+                sequence_start=st, sequence_end=en)
+    out.append(int(r.as_numpy("OUTPUT")[0][0]))
+check(out == [5, 8, 4, 7006], "START on a live sequence zeroes its state (%s)" % out)
+check(h.is_server_live(), "worker live after the oldest-strategy batches")
 sys.exit(1 if fails else 0)
 PY
 rc=$?

@@ -150,6 +150,24 @@ static void test_unsupported_fields_named(void **state) {
   assert_int_equal(cfg.sequence.n_controls, 1);
   assert_string_equal(cfg.sequence.controls[0].name, "START");
   assert_int_equal(cfg.sequence.controls[0].dtype, GS_DTYPE_INT32);
+  /* the oldest strategy's batch: preferred sizes and queue delay */
+  assert_int_equal(parse(&cfg,
+                         "sequence_batching { oldest { "
+                         "max_candidate_sequences: 3 preferred_batch_size: "
+                         "[2, 4] max_queue_delay_microseconds: 700 } }",
+                         &err),
+                   GS_OK);
+  assert_true(cfg.sequence.oldest);
+  assert_int_equal(cfg.sequence.max_sequences, 3);
+  assert_int_equal(cfg.sequence.n_preferred, 2);
+  assert_int_equal(cfg.sequence.preferred[1], 4);
+  assert_int_equal(cfg.sequence.delay_us, 700);
+  assert_int_equal(parse(&cfg,
+                         "sequence_batching { oldest { preferred_batch_size: "
+                         "[0] } }",
+                         &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "preferred_batch_size 0"));
   assert_int_equal(
       parse(&cfg, "sequence_batching { iterative_sequence: true }", &err),
       GS_EUNSUPPORTED);
