@@ -202,12 +202,13 @@ static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
   return GS_OK;
 }
 
-/* One process for a GPU's instances under green isolation: self ... run -i
- * FIRST_UUID -- self worker ... --control-fd 4 --instance ID=FIRST:COUNT
- * per instance (instances joining later come over fd 4).
+/* One process for a GPU's instances under green isolation: self ... run
+ * --group -i UUID -- self worker ... --control-fd 4 --instance
+ * ID=FIRST:COUNT per instance (instances joining later come over fd 4).
  * Through `run` as every worker: its environment gives the process its GPU
- * (CUDA_VISIBLE_DEVICES) and no MPS; the process is listed under the
- * first instance, the other instances' SMs come from --instance. */
+ * (CUDA_VISIBLE_DEVICES) and no MPS; --group counts it in no instance (UUID,
+ * any member's, names the GPU), so any member can leave and be destroyed
+ * while the others serve on; each instance's SMs come from --instance. */
 static int group_argv(void *ctx, const char *group,
                       const gs_serve_instance_t *insts, size_t n, char **argv,
                       char *buf, size_t size, gs_error_t *err) {
@@ -218,6 +219,7 @@ static int group_argv(void *ctx, const char *group,
     arg(&b, "--backend=%s", sc->cli->backend);
   arg(&b, "--state-dir=%s", sc->cli->state_dir);
   arg(&b, "run");
+  arg(&b, "--group");
   arg(&b, "-i");
   arg(&b, "%s", insts[0].uuid);
   arg(&b, "--");

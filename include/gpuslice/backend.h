@@ -49,6 +49,12 @@ typedef struct gs_confinement_s {
    * left. The soft backend splits a GPU instance's memory among its
    * processes (MPS limits memory per process); host and mig ignore it. */
   uint64_t memory_request_bytes;
+  /* in: the process hosts several of the GPU's instances (the soft
+   * backend's green isolation, `run --group`): it gets the instance's
+   * GPU without MPS and is registered in no instance, so that any of the
+   * instances it serves can leave it and be destroyed while it runs.
+   * Only the soft backend takes it (gs_run_exec_group checks). */
+  bool group;
   /* An address-space limit (RLIMIT_AS) the caller sets as its very last
    * step before exec: after it, a sanitizer-built caller could not even
    * allocate. 0: none. */

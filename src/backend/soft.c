@@ -326,6 +326,29 @@ static void set_env(gs__soft_t *s, unsigned dev, const gs_gi_t *gi,
               share / MIB);
 }
 
+/* A process hosting several of the GPU's instances (green isolation,
+ * `run --group`): the GPU without MPS, no instance's identity or memory
+ * share, registered in none (each instance's SMs come another way). */
+static int confine_group(gs__soft_t *s, unsigned dev, gs_soft_isolation_t mode,
+                         gs_confinement_t *out, gs_error_t *err) {
+  char pipe[GS__PATH_MAX];
+  if (mode != GS_SOFT_ISOLATION_GREEN)
+    return gs_error_set(err, GS_EINVAL,
+                        "a process hosting several instances (run --group) "
+                        "needs green isolation; %s runs its instances under "
+                        "%s",
+                        s->core.dev[dev].label, mode_name(mode));
+  memset(out, 0, sizeof *out);
+  gs__env_add(out, "GPUSLICE_BACKEND", "soft");
+  gs__env_add(out, "GPUSLICE_DEVICE", "%u", dev);
+  gs__env_add(out, "GPUSLICE_ISOLATION", "%s", mode_name(mode));
+  gs__env_add(out, "CUDA_VISIBLE_DEVICES", "%s", s->gpu[dev].uuid);
+  gs__env_add(out, "NVIDIA_VISIBLE_DEVICES", "%s", s->gpu[dev].uuid);
+  gs__mps_off_dir(s, pipe, sizeof pipe);
+  gs__env_add(out, "CUDA_MPS_PIPE_DIRECTORY", "%s", pipe);
+  return GS_OK;
+}
+
 static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
                           gs_error_t *err) {
   gs__soft_t *s = (gs__soft_t *)c;
@@ -350,6 +373,8 @@ static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
   uint64_t share = 0;
   unsigned sms = ci_sms(cat, gp, cp), percent = 100;
   int rc = device_mode(s, a->dev, &doc->device[a->dev], &mode, err);
+  if (rc == GS_OK && a->out->group)
+    return confine_group(s, a->dev, mode, a->out, err);
   if (rc == GS_OK)
     rc = memory_share(s, a->dev, gi, gp, a->out->memory_request_bytes, &share,
                       err);

@@ -2,9 +2,10 @@
  * contexts only run side by side inside one process, so the instances of
  * a group (a GPU) get one `gpuslice worker --instance ID=FIRST:COUNT ...`
  * together. It announces one ready line per instance; an instance that
- * joins or leaves later is added or removed over its control pipe while
- * the others serve on. Its exit, a stuck member or a control write that
- * fails restarts it whole, and every member with it. */
+ * joins or leaves later (any of them, the one it started with included)
+ * is added or removed over its control pipe while the others serve on.
+ * Its exit, a stuck member or a control write that fails restarts it
+ * whole, and every member with it. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -401,7 +402,6 @@ static int host_exec(gs__host_t *h, gs__wk_t **m, size_t n, gs_error_t *err) {
   int log_fd = -1;
   for (size_t i = 0; i < n; i++)
     insts[i] = m[i]->inst;
-  snprintf(h->run_uuid, sizeof h->run_uuid, "%s", insts[0].uuid);
   int rc = s->opt.group_argv(s->opt.ctx, h->group, insts, n, argv, buf,
                              sizeof buf, err);
   if (rc == GS_OK &&
@@ -514,14 +514,9 @@ void gs__host_leave(gs__wk_t *wk) {
   uv_timer_stop(&wk->restart_timer);
   wk->host = NULL;
   gs__wk_t *m[1];
+  /* any member, the first included: the process is counted in none
+   * (group_argv's run --group) */
   bool live = host_live(h) && members(h, m, 1) > 0;
-  if (live && strcmp(wk->inst.uuid, h->run_uuid) == 0) {
-    /* the backend counts the process in that instance: it would stay busy */
-    snprintf(line, sizeof line,
-             "%s leaves, and the process runs in it (run -i)", wk->inst.id);
-    host_restart(h, line);
-    return;
-  }
   if (live) {
     /* it drains wk's requests, closes its ports, frees its sessions */
     if (hosted && h->n_removing == sizeof h->removing / sizeof h->removing[0])
