@@ -245,6 +245,29 @@ static int group_argv(void *ctx, const char *group,
   return GS_OK;
 }
 
+/* The group's process counted in inst (or no longer): busy while it
+ * serves inst, holding its memory (the backend's hold). */
+static int member_hold(void *ctx, const gs_serve_instance_t *inst, int pid,
+                       bool on, gs_error_t *err) {
+  serve_cli_t *sc = ctx;
+  gs_backend_t *be = NULL;
+  gs_instance_ref_t ref;
+  int rc = cli_open_backend(sc->cli, &be, err);
+  if (rc == GS_OK)
+    rc = gs_instance_ref_parse(be, inst->uuid, &ref, err);
+  if (rc == GS_OK && !be->ops->hold)
+    rc = gs_error_set(err, GS_EUNSUPPORTED,
+                      "the %s backend cannot count one process in several "
+                      "instances",
+                      be->ops->name);
+  if (rc == GS_OK)
+    rc = be->ops->hold(be, ref.dev, ref.gi_id,
+                       ref.ci_id >= 0 ? (unsigned)ref.ci_id : 0, (pid_t)pid, on,
+                       err);
+  gs_backend_close(be);
+  return rc;
+}
+
 /* ---- the running serve, from the outside ------------------------------- */
 
 static int write_serve_file(serve_cli_t *sc, gs_serve_t *s, gs_error_t *err) {
@@ -420,6 +443,7 @@ static int serve(serve_cli_t *sc) {
   sc->raised = raise_router();
   sc->opt.worker_argv = worker_argv;
   sc->opt.group_argv = group_argv;
+  sc->opt.member_hold = member_hold;
   sc->opt.list_instances = list_instances;
   sc->opt.log = log_line;
   sc->opt.ctx = sc;

@@ -63,6 +63,24 @@ echo "PASS: each instance routes to its own worker and SMs in the process"
 tr '\0' '\n' <"/proc/$pid/environ" | grep -q "^GPUSLICE_ISOLATION=green$" ||
   fail "the process was not started through gpuslice run under green isolation"
 
+# procs_of ID: the pids `gpuslice list` counts in instance ID (0:N).
+procs_of() {
+  "$GPUSLICE" --json list | python3 -c "import json,sys
+gi = int(sys.argv[1].split(':')[1])
+for g in json.load(sys.stdin)['devices'][0]['gpu_instances']:
+    if g['id'] == gi:
+        print(' '.join(str(p['pid']) for p in g.get('processes', [])))" "$1"
+}
+# The backend counts the process in every instance it serves (the first
+# no more than the others): each is busy, its memory held.
+for id in $ids; do
+  [ "$(procs_of "$id")" = "$pid" ] || fail "instance $id lists processes '$(procs_of "$id")', not $pid"
+done
+"$GPUSLICE" run -i "$2" --memory 1G -- true >"$tmp/run.out" 2>&1 &&
+  fail "run --memory 1G in $2, whose memory the shared worker holds, was accepted"
+grep -q "no memory left" "$tmp/run.out" || fail "run --memory 1G in $2: $(cat "$tmp/run.out")"
+echo "PASS: every instance counts process $pid (busy, its memory held: $(cut -c1-90 "$tmp/run.out"))"
+
 # per_instance_infers: each instance's own count of successful infers of
 # `simple`, read from its own port (not the router's sum).
 per_instance_infers() {
@@ -233,6 +251,8 @@ sleep 1
 "$GPUSLICE" serve --remove "$1" >/dev/null || fail "serve --remove $1"
 wait_log "instance $1 left the workers of gpu0 (pid $new)" 30
 port_closed "$p1" || fail "the removed first instance's port $p1 still accepts"
+[ -z "$(procs_of "$1")" ] && [ "$(procs_of "$2")" = "$new" ] ||
+  fail "after --remove $1: it lists '$(procs_of "$1")', $2 lists '$(procs_of "$2")'"
 "$GPUSLICE" destroy -d 0 "${1#0:}" >"$tmp/destroy.out" 2>&1 ||
   fail "destroying the removed first instance $1 while the process runs: $(cat "$tmp/destroy.out")"
 sleep 1
