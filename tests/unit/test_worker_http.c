@@ -208,7 +208,7 @@ static void test_binary_decode_unaligned(void **state) {
   (void)state;
   size_t hlen, len;
   char *b = binary_body(128, &hlen, &len);
-  char *space = aligned_alloc(16, len + 32);
+  char *space = aligned_alloc(16, (len + 32 + 15) / 16 * 16);
   assert_non_null(space);
   size_t off = (16 + 1 - hlen % 16) % 16; /* binary data at 1 mod 16 */
   char *body = memcpy(space + off, b, len);
