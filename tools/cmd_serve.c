@@ -202,12 +202,13 @@ static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
   return GS_OK;
 }
 
-/* One process for a GPU's instances under green isolation: self ... run -i
- * FIRST_UUID -- self worker ... --control-fd 4 --instance ID=FIRST:COUNT
- * per instance (instances joining later come over fd 4).
+/* One process for a GPU's instances under green isolation: self ... run
+ * --group -i UUID -- self worker ... --control-fd 4 --instance
+ * ID=FIRST:COUNT per instance (instances joining later come over fd 4).
  * Through `run` as every worker: its environment gives the process its GPU
- * (CUDA_VISIBLE_DEVICES) and no MPS; the process is listed under the
- * first instance, the other instances' SMs come from --instance. */
+ * (CUDA_VISIBLE_DEVICES) and no MPS; --group counts it in no instance (UUID,
+ * any member's, names the GPU), so any member can leave and be destroyed
+ * while the others serve on; each instance's SMs come from --instance. */
 static int group_argv(void *ctx, const char *group,
                       const gs_serve_instance_t *insts, size_t n, char **argv,
                       char *buf, size_t size, gs_error_t *err) {
@@ -218,6 +219,7 @@ static int group_argv(void *ctx, const char *group,
     arg(&b, "--backend=%s", sc->cli->backend);
   arg(&b, "--state-dir=%s", sc->cli->state_dir);
   arg(&b, "run");
+  arg(&b, "--group");
   arg(&b, "-i");
   arg(&b, "%s", insts[0].uuid);
   arg(&b, "--");
@@ -241,6 +243,29 @@ static int group_argv(void *ctx, const char *group,
                         "is too long",
                         group);
   return GS_OK;
+}
+
+/* The group's process counted in inst (or no longer): busy while it
+ * serves inst, holding its memory (the backend's hold). */
+static int member_hold(void *ctx, const gs_serve_instance_t *inst, int pid,
+                       bool on, gs_error_t *err) {
+  serve_cli_t *sc = ctx;
+  gs_backend_t *be = NULL;
+  gs_instance_ref_t ref;
+  int rc = cli_open_backend(sc->cli, &be, err);
+  if (rc == GS_OK)
+    rc = gs_instance_ref_parse(be, inst->uuid, &ref, err);
+  if (rc == GS_OK && !be->ops->hold)
+    rc = gs_error_set(err, GS_EUNSUPPORTED,
+                      "the %s backend cannot count one process in several "
+                      "instances",
+                      be->ops->name);
+  if (rc == GS_OK)
+    rc = be->ops->hold(be, ref.dev, ref.gi_id,
+                       ref.ci_id >= 0 ? (unsigned)ref.ci_id : 0, (pid_t)pid, on,
+                       err);
+  gs_backend_close(be);
+  return rc;
 }
 
 /* ---- the running serve, from the outside ------------------------------- */
@@ -418,6 +443,7 @@ static int serve(serve_cli_t *sc) {
   sc->raised = raise_router();
   sc->opt.worker_argv = worker_argv;
   sc->opt.group_argv = group_argv;
+  sc->opt.member_hold = member_hold;
   sc->opt.list_instances = list_instances;
   sc->opt.log = log_line;
   sc->opt.ctx = sc;

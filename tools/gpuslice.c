@@ -458,16 +458,21 @@ int cmd_run(cli_t *cli, int argc, char **argv) {
   static const struct option opts[] = {
       {"instance", required_argument, NULL, 'i'},
       {"memory", required_argument, NULL, 'm'},
+      {"group", no_argument, NULL, 'g'},
       {"help", no_argument, NULL, 'h'},
       {0}};
   const char *inst = NULL;
   uint64_t memory = 0;
+  bool group = false;
   int c;
   optind = 0;
   while ((c = getopt_long(argc, argv, "+i:m:h", opts, NULL)) != -1) {
     switch (c) {
     case 'i':
       inst = optarg;
+      break;
+    case 'g':
+      group = true;
       break;
     case 'm':
       if (parse_size(optarg, &memory) != 0)
@@ -478,12 +483,16 @@ int cmd_run(cli_t *cli, int argc, char **argv) {
       break;
     case 'h':
       puts(
-          "usage: gpuslice run -i INSTANCE [--memory SIZE] -- COMMAND "
+          "usage: gpuslice run -i INSTANCE [--memory SIZE | --group] -- "
+          "COMMAND "
           "[ARGS...]\n"
           "  INSTANCE: GI, DEV:GI, DEV:GI:CI or an instance UUID\n"
           "  --memory: the part of the instance's memory this process gets\n"
           "    (soft backend: 512M, 2G, bytes; default what its other\n"
-          "    processes leave). Its share is in GPUSLICE_MEMORY_LIMIT_BYTES.");
+          "    processes leave). Its share is in GPUSLICE_MEMORY_LIMIT_BYTES.\n"
+          "  --group: the process hosts several instances of INSTANCE's GPU\n"
+          "    (soft backend, green isolation; gpuslice serve's shared\n"
+          "    worker): it gets the GPU, is counted in none of them.");
       return CLI_OK;
     default:
       return cli_usage("run", "bad option");
@@ -499,8 +508,12 @@ int cmd_run(cli_t *cli, int argc, char **argv) {
   int rc = cli_open_backend(cli, &be, &err);
   if (rc == GS_OK)
     rc = gs_instance_ref_parse(be, inst, &ref, &err);
+  if (rc == GS_OK && group && memory)
+    rc = gs_error_set(&err, GS_EINVAL,
+                      "--memory is per instance: a --group process has none");
   if (rc == GS_OK)
-    rc = gs_run_exec(be, &ref, &argv[optind], memory, &err);
+    rc = group ? gs_run_exec_group(be, &ref, &argv[optind], &err)
+               : gs_run_exec(be, &ref, &argv[optind], memory, &err);
   gs_backend_close(be);
   int status = cli_fail("run", &err);
   return rc == GS_ENOTFOUND && strstr(err.msg, "command") ? 127 : status;

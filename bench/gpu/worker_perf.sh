@@ -17,8 +17,11 @@
 #               output) from its statistics beside the client's latency
 #   PyTorch     TORCH_BENCH=1 adds torch_resnet50.py bench (its
 #               torch.compile takes minutes: off by default)
-# A table last. About 3 minutes (5 with PyTorch). Logs under OUTDIR.
-# usage: GS_CARRY=KIT bench/gpu/worker_perf.sh OUTDIR
+# A table last, with each model's plan time from the worker's log (the
+# second model's convs reuse the first's timed choices: same shapes). About
+# 3 minutes (5 with PyTorch; WORKER_ONLY=1 skips the engine API part: about
+# 1.5 minutes). Logs under OUTDIR.
+# usage: [WORKER_ONLY=1] GS_CARRY=KIT bench/gpu/worker_perf.sh OUTDIR
 set -u
 kit=$(cd "${GS_CARRY:?the GPU kit from tests/gpu/build_carry.sh}" && pwd)
 out=${1:?usage: worker_perf.sh OUTDIR}
@@ -36,7 +39,8 @@ python3 "$kit/torch_resnet50.py" export "$work/m" 2>&1 | grep -E '^export' || ex
 M=$work/m/resnet50.onnx
 
 # ---- engine API -------------------------------------------------------------
-{
+: >"$out/engine.log"
+[ "${WORKER_ONLY:-0}" = 1 ] || {
   "$eb" bench "$M" fp16 1 2000
   "$eb" bench "$M" fp16 1 2000 --fp16-input
   # the pause a c=1 client leaves between requests: asleep, then busy
@@ -124,6 +128,10 @@ for name in ("resnet50", "resnet50_h"):
             print("    " + ph.replace("server avg usec: ", "server usec: "))
         else:
             print("%-52s %9s" % (label, "FAILED"))
+for line in open(os.path.join(out, "worker.log")):
+    m = re.search(r"model (\S+): (.*planned in \d+ ms)", line)
+    if m:
+        print("worker plan %-40s %s" % (m[1], m[2]))
 tl = os.path.join(out, "torch.log")
 if os.path.exists(tl):
     for line in open(tl):

@@ -49,6 +49,13 @@ typedef struct gs_confinement_s {
    * left. The soft backend splits a GPU instance's memory among its
    * processes (MPS limits memory per process); host and mig ignore it. */
   uint64_t memory_request_bytes;
+  /* in: the process hosts several of the GPU's instances (the soft
+   * backend's green isolation, `run --group`): it gets the instance's
+   * GPU without MPS and is registered in no instance: whoever adds and
+   * removes its instances counts it in each (ops->hold), so that any of
+   * them can leave it and be destroyed while it runs.
+   * Only the soft backend takes it (gs_run_exec_group checks). */
+  bool group;
   /* An address-space limit (RLIMIT_AS) the caller sets as its very last
    * step before exec: after it, a sanitizer-built caller could not even
    * allocate. 0: none. */
@@ -91,6 +98,12 @@ typedef struct gs_backend_ops_s {
    * out->memory_request_bytes is read first; the rest of *out is written. */
   int (*confine)(gs_backend_t *be, unsigned dev, unsigned gi_id, unsigned ci_id,
                  gs_confinement_t *out, gs_error_t *err);
+  /* Counts process pid (started with confinement.group) in the instance,
+   * holding the memory its other processes leave (on), or no longer (off):
+   * while it serves the instance, the instance is busy and its memory
+   * taken. NULL: the backend runs no process in several instances. */
+  int (*hold)(gs_backend_t *be, unsigned dev, unsigned gi_id, unsigned ci_id,
+              pid_t pid, bool on, gs_error_t *err);
   void (*close)(gs_backend_t *be);
 } gs_backend_ops_t;
 

@@ -24,4 +24,12 @@ int gs_instance_ref_parse(gs_backend_t *be, const char *text,
 int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
                 char *const argv[], uint64_t memory_bytes, gs_error_t *err);
 
+/* gs_run_exec for a process that hosts several of a GPU's instances
+ * (the soft backend's green isolation): ref names one of them, for its
+ * GPU; the process gets that GPU, no instance's identity, and is
+ * registered in none, so each instance it serves can leave it (and be
+ * destroyed) while it runs. Returns only on failure. */
+int gs_run_exec_group(gs_backend_t *be, const gs_instance_ref_t *ref,
+                      char *const argv[], gs_error_t *err);
+
 #endif

@@ -69,6 +69,12 @@ typedef struct gs_serve_options_s {
   int (*group_argv)(void *ctx, const char *group,
                     const gs_serve_instance_t *insts, size_t n, char **argv,
                     char *buf, size_t buf_size, gs_error_t *err);
+  /* Counts a group's process (pid) in inst while it serves inst (on), or
+   * no longer (off): the backend then sees the instance busy and its memory
+   * held, as for a worker of its own. A failed on refuses inst to the
+   * process (tried again later). NULL: not counted. */
+  int (*member_hold)(void *ctx, const gs_serve_instance_t *inst, int pid,
+                     bool on, gs_error_t *err);
   /* The instances to serve now (at start, after watch_path changes, on an
    * admin sync). */
   int (*list_instances)(void *ctx, gs_serve_instance_t *out, size_t max,

@@ -254,14 +254,12 @@ static void unregister_everywhere(const char *state_dir, pid_t self) {
   closedir(d);
 }
 
-int gs__procs_register(const char *state_dir, const gs_gi_t *gi, unsigned ci_id,
-                       uint64_t reserved_bytes, gs_error_t *err) {
+/* Writes pid's registration under gi (its other ones stay). */
+static int write_registration(const char *state_dir, const gs_gi_t *gi,
+                              unsigned ci_id, pid_t self,
+                              unsigned long long start, uint64_t reserved_bytes,
+                              gs_error_t *err) {
   char path[GS__PATH_MAX + 160], text[96];
-  unsigned long long start;
-  pid_t self = getpid();
-  if (!gs__proc_stat(self, &start, NULL))
-    return gs_error_set(err, GS_ESYSTEM, "reading /proc/%ld/stat", (long)self);
-  unregister_everywhere(state_dir, self);
   snprintf(path, sizeof path, "%s/procs", state_dir);
   if (mkdir(path, 0700) != 0 && errno != EEXIST)
     return gs_error_sys(err, errno, "creating %s", path);
@@ -279,6 +277,32 @@ int gs__procs_register(const char *state_dir, const gs_gi_t *gi, unsigned ci_id,
                : gs_error_sys(err, errno, "writing %s", path);
   close(fd);
   return rc;
+}
+
+int gs__procs_register(const char *state_dir, const gs_gi_t *gi, unsigned ci_id,
+                       uint64_t reserved_bytes, gs_error_t *err) {
+  unsigned long long start;
+  pid_t self = getpid();
+  if (!gs__proc_stat(self, &start, NULL))
+    return gs_error_set(err, GS_ESYSTEM, "reading /proc/%ld/stat", (long)self);
+  unregister_everywhere(state_dir, self);
+  return write_registration(state_dir, gi, ci_id, self, start, reserved_bytes,
+                            err);
+}
+
+int gs__procs_hold(const char *state_dir, const gs_gi_t *gi, unsigned ci_id,
+                   pid_t pid, uint64_t reserved_bytes, gs_error_t *err) {
+  unsigned long long start;
+  if (!gs__proc_stat(pid, &start, NULL))
+    return gs_error_set(err, GS_ENOTFOUND, "no process %ld", (long)pid);
+  return write_registration(state_dir, gi, ci_id, pid, start, reserved_bytes,
+                            err);
+}
+
+void gs__procs_release(const char *state_dir, const char *uuid, pid_t pid) {
+  char path[GS__PATH_MAX + 160];
+  procs_path(state_dir, uuid, pid, path, sizeof path);
+  unlink(path);
 }
 
 void gs__procs_forget(const char *state_dir, const char *uuid) {

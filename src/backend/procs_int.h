@@ -45,6 +45,13 @@ void gs__procs_list(const char *state_dir, const gs_gi_t *gi,
 int gs__procs_register(const char *state_dir, const gs_gi_t *gi, unsigned ci_id,
                        uint64_t reserved_bytes, gs_error_t *err);
 
+/* Registers process pid under gi too (its other registrations stay): a
+ * process serving several instances (green isolation's shared worker);
+ * gs__procs_release takes one back. */
+int gs__procs_hold(const char *state_dir, const gs_gi_t *gi, unsigned ci_id,
+                   pid_t pid, uint64_t reserved_bytes, gs_error_t *err);
+void gs__procs_release(const char *state_dir, const char *uuid, pid_t pid);
+
 /* Removes the registrations of a destroyed GI. */
 void gs__procs_forget(const char *state_dir, const char *uuid);
 

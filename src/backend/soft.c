@@ -326,6 +326,29 @@ static void set_env(gs__soft_t *s, unsigned dev, const gs_gi_t *gi,
               share / MIB);
 }
 
+/* A process hosting several of the GPU's instances (green isolation,
+ * `run --group`): the GPU without MPS, no instance's identity or memory
+ * share, registered in none (each instance's SMs come another way). */
+static int confine_group(gs__soft_t *s, unsigned dev, gs_soft_isolation_t mode,
+                         gs_confinement_t *out, gs_error_t *err) {
+  char pipe[GS__PATH_MAX];
+  if (mode != GS_SOFT_ISOLATION_GREEN)
+    return gs_error_set(err, GS_EINVAL,
+                        "a process hosting several instances (run --group) "
+                        "needs green isolation; %s runs its instances under "
+                        "%s",
+                        s->core.dev[dev].label, mode_name(mode));
+  memset(out, 0, sizeof *out);
+  gs__env_add(out, "GPUSLICE_BACKEND", "soft");
+  gs__env_add(out, "GPUSLICE_DEVICE", "%u", dev);
+  gs__env_add(out, "GPUSLICE_ISOLATION", "%s", mode_name(mode));
+  gs__env_add(out, "CUDA_VISIBLE_DEVICES", "%s", s->gpu[dev].uuid);
+  gs__env_add(out, "NVIDIA_VISIBLE_DEVICES", "%s", s->gpu[dev].uuid);
+  gs__mps_off_dir(s, pipe, sizeof pipe);
+  gs__env_add(out, "CUDA_MPS_PIPE_DIRECTORY", "%s", pipe);
+  return GS_OK;
+}
+
 static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
                           gs_error_t *err) {
   gs__soft_t *s = (gs__soft_t *)c;
@@ -350,6 +373,8 @@ static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
   uint64_t share = 0;
   unsigned sms = ci_sms(cat, gp, cp), percent = 100;
   int rc = device_mode(s, a->dev, &doc->device[a->dev], &mode, err);
+  if (rc == GS_OK && a->out->group)
+    return confine_group(s, a->dev, mode, a->out, err);
   if (rc == GS_OK)
     rc = memory_share(s, a->dev, gi, gp, a->out->memory_request_bytes, &share,
                       err);
@@ -367,6 +392,52 @@ static int confine_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
   memset(a->out, 0, sizeof *a->out);
   set_env(s, a->dev, gi, ci, name, mode, sms, percent, share, sm_first, a->out);
   return GS_OK;
+}
+
+typedef struct hold_args_s {
+  unsigned dev, gi_id, ci_id;
+  pid_t pid;
+  bool on;
+} hold_args_t;
+
+static int hold_locked(gs__swcore_t *c, gs_state_doc_t *doc, void *arg,
+                       gs_error_t *err) {
+  gs__soft_t *s = (gs__soft_t *)c;
+  const hold_args_t *a = arg;
+  gs_gi_t *gi =
+      gs__swcore_find_gi(c, a->dev, &doc->device[a->dev].layout, a->gi_id, err);
+  if (!gi)
+    return a->on ? GS_ENOTFOUND : GS_OK; /* destroyed: nothing to hold */
+  gs__procs_release(c->state_dir, gi->uuid, a->pid);
+  if (!a->on)
+    return GS_OK;
+  const gs_gi_profile_t *gp =
+      gs_catalog_gi(&c->dev[a->dev].cat, gi->profile_id);
+  gs_soft_isolation_t mode = GS_SOFT_ISOLATION_MPS;
+  uint64_t share = 0;
+  int rc = gp ? device_mode(s, a->dev, &doc->device[a->dev], &mode, err)
+              : gs_error_set(err, GS_ECORRUPT,
+                             "GPU instance %u: unknown profile", a->gi_id);
+  if (rc == GS_OK && mode != GS_SOFT_ISOLATION_GREEN)
+    rc = gs_error_set(err, GS_EINVAL,
+                      "only a GPU under green isolation has processes "
+                      "serving several instances (%s runs under %s)",
+                      s->core.dev[a->dev].label, mode_name(mode));
+  if (rc == GS_OK)
+    rc = memory_share(s, a->dev, gi, gp, 0, &share, err);
+  if (rc == GS_OK)
+    rc = gs__procs_hold(c->state_dir, gi, a->ci_id, a->pid, share, err);
+  return rc;
+}
+
+static int soft_hold(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                     unsigned ci_id, pid_t pid, bool on, gs_error_t *err) {
+  gs__soft_t *s = soft_of(be);
+  int rc = gs__swcore_check_dev(&s->core, dev, err);
+  if (rc != GS_OK)
+    return rc;
+  hold_args_t a = {dev, gi_id, ci_id, pid, on};
+  return gs__swcore_locked(&s->core, hold_locked, &a, err);
 }
 
 static int soft_confine(gs_backend_t *be, unsigned dev, unsigned gi_id,
@@ -491,5 +562,6 @@ const gs_backend_ops_t gs__soft_ops = {
     .processes = gs__swcore_processes,
     .enforcement = soft_enforcement,
     .confine = soft_confine,
+    .hold = soft_hold,
     .close = soft_close,
 };

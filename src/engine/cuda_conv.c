@@ -1,7 +1,8 @@
 /* The CUDA provider's convolutions at plan: for each conv and shape set,
  * the fastest of cuDNN's fused call, cudnnConvolutionForward then the
- * provider's epilogue kernel, and (1x1 convs) a cuBLASLt matmul, each timed
- * on the real buffers; and what was chosen, for profiles. */
+ * provider's epilogue kernel, and (1x1 convs) a cuBLASLt matmul, timed on
+ * the real buffers once per process (cuda_conv_cache.c); and what was
+ * chosen, for profiles. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -133,9 +134,9 @@ static float cand_time(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
 /* A 1x1, stride-1, unpadded, ungrouped conv with a bias in NHWC is the
  * matmul Y[P,K] = X[P,C] W[K,C]^T (P = N*H*W); in cuBLASLt's column-major
  * terms D[K,P] = W^T' X', the bias per row of D, the residual as C. Its
- * fastest algorithm (timed here) into c->lt_algo, its time c->ms[LT]. */
-static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                      gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+ * descriptors into c (c->md stays NULL when the conv is not such). */
+static int lt_describe(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                       gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
   const gs__node_t *n = &cs->m->nodes[i];
   const gs__params_t *p = &n->p;
   const gs__cublaslt_t *lt = &cs->l->cublaslt;
@@ -159,8 +160,6 @@ static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   int epi = p->act == GS__ACT_RELU ? CUBLASLT_EPILOGUE_RELU_BIAS
                                    : CUBLASLT_EPILOGUE_BIAS;
   void *bias = gs__cuda_dp(cs, n->in[2]);
-  cublasLtMatmulPreference_t pref = NULL;
-  size_t ws_max = GS__DNN_WS_BYTES;
   cublasStatus_t b;
   if ((b = lt->MatmulDescCreate(&c->md, CUBLAS_COMPUTE_32F, CUDA_R_32F)) ||
       (b = lt->MatmulDescSetAttribute(c->md, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
@@ -173,8 +172,28 @@ static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                                       &bias, sizeof bias)) ||
       (b = lt->MatrixLayoutCreate(&c->la, dt, C, K, (int64_t)C)) ||
       (b = lt->MatrixLayoutCreate(&c->lb, dt, C, P, (int64_t)C)) ||
-      (b = lt->MatrixLayoutCreate(&c->lc, dt, K, P, (int64_t)K)) ||
-      (b = lt->MatmulPreferenceCreate(&pref)) ||
+      (b = lt->MatrixLayoutCreate(&c->lc, dt, K, P, (int64_t)K))) {
+    char label[160];
+    return gs_error_set(err, GS_EDRIVER, "%s: setting up cuBLASLt failed: %s",
+                        gs__node_label(n, label, sizeof label),
+                        gs__cublas_strerror(&cs->l->cublas, b));
+  }
+  return GS_OK;
+}
+
+/* The fastest of cuBLASLt's algorithms for the matmul lt_describe set up
+ * (timed here) into c->lt_algo, its time c->ms[LT]. */
+static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+  const gs__cublaslt_t *lt = &cs->l->cublaslt;
+  gs__cuda_conv_t *c = &g->conv[i];
+  int rc = lt_describe(cs, plan, g, i, err);
+  if (rc != GS_OK || !c->md)
+    return rc;
+  cublasLtMatmulPreference_t pref = NULL;
+  size_t ws_max = GS__DNN_WS_BYTES;
+  cublasStatus_t b;
+  if ((b = lt->MatmulPreferenceCreate(&pref)) ||
       (b = lt->MatmulPreferenceSetAttribute(
            pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_max,
            sizeof ws_max))) {
@@ -182,7 +201,7 @@ static int lt_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       lt->MatmulPreferenceDestroy(pref);
     char label[160];
     return gs_error_set(err, GS_EDRIVER, "%s: setting up cuBLASLt failed: %s",
-                        gs__node_label(n, label, sizeof label),
+                        gs__node_label(&cs->m->nodes[i], label, sizeof label),
                         gs__cublas_strerror(&cs->l->cublas, b));
   }
   cublasLtMatmulHeuristicResult_t heur[8];
@@ -331,15 +350,154 @@ static void time_dnn(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   }
 }
 
+void gs__cuda_conv_key(const gs__cuda_session_t *cs,
+                       const gs__plan_view_t *plan, size_t i,
+                       gs__cuda_conv_key_t *key) {
+  const gs__node_t *n = &cs->m->nodes[i];
+  const gs__params_t *p = &n->p;
+  const gs__tensor_t *x = &plan->shapes[n->in[0]], *y = &plan->shapes[n->out];
+  const gs__tensor_t *w = &cs->m->values[n->in[1]].constant;
+  unsigned k = 0;
+  memset(key, 0, sizeof *key);
+#define PUT(val) key->v[k++] = (int64_t)(val)
+  PUT(cs->device);
+  PUT(cs->sms); /* a green context's own: the fastest depends on it */
+  PUT(cs->fp16);
+  PUT(x->rank);
+  for (unsigned d = 0; d < 4 && d < x->rank; d++)
+    PUT(x->dims[d]);
+  PUT(cs->cpad[n->in[0]]);
+  for (unsigned d = 1; d < 4 && d < y->rank; d++)
+    PUT(y->dims[d]);
+  for (unsigned d = 0; d < 4 && d < w->rank; d++)
+    PUT(w->dims[d]);
+  PUT(cs->wpad[n->in[1]]);
+  for (unsigned d = 0; d < GS__MAX_SPATIAL; d++) {
+    PUT(p->strides[d]);
+    PUT(p->dilations[d]);
+  }
+  for (unsigned d = 0; d < 2 * GS__MAX_SPATIAL; d++)
+    PUT(p->pads[d]);
+  PUT(p->auto_pad);
+  PUT(p->group);
+  PUT(p->act);
+  uint32_t lo, hi;
+  memcpy(&lo, &p->act_min, sizeof lo);
+  memcpy(&hi, &p->act_max, sizeof hi);
+  PUT(lo);
+  PUT(hi);
+  PUT(n->n_in > 2 && n->in[2] >= 0); /* a bias */
+  PUT(p->residual > 0);
+#undef PUT
+}
+
+static void choice_of(const gs__cuda_conv_t *c, gs__cuda_conv_choice_t *out) {
+  memset(out, 0, sizeof *out);
+  out->kind = c->kind;
+  out->algo = c->algo;
+  out->ws = c->ws;
+  out->math = c->math;
+  memcpy(out->ms, c->ms, sizeof out->ms);
+  memcpy(out->ran, c->ran, sizeof out->ran);
+  memcpy(out->cand_algo, c->cand_algo, sizeof out->cand_algo);
+  out->lt_algo = c->lt_algo;
+  out->lt_ws = c->lt_ws;
+}
+
+/* One eager call of the chosen way (its kernels load in this context
+ * before the capture; a choice that cannot run here is timed again). */
+static bool known_runs(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                       const gs__cuda_graph_t *g, size_t i) {
+  const gs__cuda_conv_t *c = &g->conv[i];
+  cudnnConvolutionFwdAlgoPerf_t perf = {.algo = c->algo,
+                                        .status = CUDNN_STATUS_SUCCESS,
+                                        .memory = c->ws,
+                                        .mathType = c->math};
+  cublasLtMatmulHeuristicResult_t heur = {.algo = c->lt_algo,
+                                          .workspaceSize = c->lt_ws};
+  cand_t k = {.kind = c->kind == GS__CONV_PLAIN ? GS__CONV_EPI : c->kind,
+              .perf = &perf,
+              .heur = &heur};
+  return cand_run(cs, plan, g, i, &k);
+}
+
+static void lt_release(const gs__cuda_session_t *cs, gs__cuda_conv_t *c) {
+  const gs__cublaslt_t *lt = &cs->l->cublaslt;
+  if (c->md)
+    lt->MatmulDescDestroy(c->md);
+  if (c->la)
+    lt->MatrixLayoutDestroy(c->la);
+  if (c->lb)
+    lt->MatrixLayoutDestroy(c->lb);
+  if (c->lc)
+    lt->MatrixLayoutDestroy(c->lc);
+  c->md = NULL;
+  c->la = c->lb = c->lc = NULL;
+}
+
+/* The process chose how this conv runs before: its descriptors, that
+ * choice, no timing. */
+static int prepare_known(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         gs__cuda_graph_t *g, size_t i,
+                         const gs__cuda_conv_choice_t *ch, gs_error_t *err) {
+  gs__cuda_conv_t *c = &g->conv[i];
+  c->kind = ch->kind;
+  c->algo = ch->algo;
+  c->ws = ch->ws;
+  c->math = ch->math;
+  memcpy(c->ms, ch->ms, sizeof c->ms);
+  memcpy(c->ran, ch->ran, sizeof c->ran);
+  memcpy(c->cand_algo, ch->cand_algo, sizeof c->cand_algo);
+  c->lt_algo = ch->lt_algo;
+  c->lt_ws = ch->lt_ws;
+  if (c->kind == GS__CONV_LT) {
+    int rc = lt_describe(cs, plan, g, i, err);
+    if (rc == GS_OK && !c->md)
+      rc = gs__cuda_node_fail(
+          &cs->m->nodes[i], "its cached cuBLASLt choice does not fit it", err);
+    return rc;
+  }
+  cudnnStatus_t s = cs->l->cudnn.SetConvolutionMathType(c->c, c->math);
+  return s == CUDNN_STATUS_SUCCESS
+             ? GS_OK
+             : gs__cuda_dnn_fail(cs, &cs->m->nodes[i], s,
+                                 "cudnnSetConvolutionMathType", err);
+}
+
+static int prepare_timed(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         gs__cuda_graph_t *g, size_t i, gs_error_t *err);
+
 int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                           gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
+  gs__cuda_conv_key_t key;
+  gs__cuda_conv_choice_t choice;
+  int rc = describe(cs, plan, g, i, err);
+  if (rc != GS_OK)
+    return rc;
+  gs__cuda_conv_key(cs, plan, i, &key);
+  if (gs__cuda_conv_cache_get(&key, &choice)) {
+    rc = prepare_known(cs, plan, g, i, &choice, err);
+    if (rc != GS_OK || known_runs(cs, plan, g, i))
+      return rc;
+    lt_release(cs, &g->conv[i]); /* timed again below, from scratch */
+    memset(g->conv[i].ran, 0, sizeof g->conv[i].ran);
+  }
+  rc = prepare_timed(cs, plan, g, i, err);
+  if (rc == GS_OK) {
+    choice_of(&g->conv[i], &choice);
+    gs__cuda_conv_cache_put(&key, &choice);
+  }
+  return rc;
+}
+
+/* cudnnFind, then each candidate timed (describe has run). */
+static int prepare_timed(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         gs__cuda_graph_t *g, size_t i, gs_error_t *err) {
   const gs__node_t *n = &cs->m->nodes[i];
   const gs__params_t *p = &n->p;
   const gs__cudnn_t *d = &cs->l->cudnn;
   gs__cuda_conv_t *c = &g->conv[i];
-  int rc = describe(cs, plan, g, i, err);
-  if (rc != GS_OK)
-    return rc;
+  int rc;
   for (int k = 0; k < GS__CONV_PLAIN; k++)
     c->ms[k] = INFINITY;
   /* cudnnFind over every algorithm (tensor-op math in FP16), then each

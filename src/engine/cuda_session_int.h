@@ -152,8 +152,38 @@ void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g);
 int gs__cuda_stage_reserve(gs__cuda_session_t *cs, size_t i, size_t bytes,
                            gs_error_t *err);
 
+/* cuda_conv_cache.c: how a conv of one shape runs, chosen once per
+ * process. The key is every input to the choice (device, SMs, precision,
+ * shapes, padding, strides, dilations, groups, epilogue), zero-filled
+ * before it is set so that keys compare as bytes. */
+typedef struct {
+  int64_t v[48];
+} gs__cuda_conv_key_t;
+typedef struct {
+  int kind;
+  cudnnConvolutionFwdAlgo_t algo;
+  size_t ws;
+  cudnnMathType_t math;
+  float ms[GS__CONV_PLAIN];
+  bool ran[GS__CONV_PLAIN];
+  int cand_algo[GS__CONV_PLAIN];
+  cublasLtMatmulAlgo_t lt_algo; /* plain data: any handle of the process */
+  size_t lt_ws;
+} gs__cuda_conv_choice_t;
+bool gs__cuda_conv_cache_get(const gs__cuda_conv_key_t *key,
+                             gs__cuda_conv_choice_t *out);
+void gs__cuda_conv_cache_put(const gs__cuda_conv_key_t *key,
+                             const gs__cuda_conv_choice_t *choice);
+size_t gs__cuda_conv_cache_size(void);
+void gs__cuda_conv_cache_clear(void); /* tests */
+/* The key of conv node i on the plan's shapes in session cs. */
+void gs__cuda_conv_key(const gs__cuda_session_t *cs,
+                       const gs__plan_view_t *plan, size_t i,
+                       gs__cuda_conv_key_t *key);
+
 /* cuda_conv.c: conv node i's descriptors and way to run (GS__CONV_*) for
- * the plan's shapes, timed on the real buffers (cs->ptr bound). */
+ * the plan's shapes: the process's earlier choice for its key, else timed
+ * on the real buffers (cs->ptr bound) and kept for the next session. */
 int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                           gs__cuda_graph_t *g, size_t i, gs_error_t *err);
 /* The fastest candidate that ran (ties and untimed ones go

@@ -185,8 +185,9 @@ static int limit_address_space(uint64_t bytes, gs_error_t *err) {
   return GS_OK;
 }
 
-int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
-                char *const argv[], uint64_t memory_bytes, gs_error_t *err) {
+static int run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
+                    char *const argv[], uint64_t memory_bytes, bool group,
+                    gs_error_t *err) {
   if (!argv || !argv[0] || !argv[0][0])
     return gs_error_set(err, GS_EINVAL, "no command to run");
   gs_device_t *dev = malloc(sizeof *dev);
@@ -207,6 +208,15 @@ int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
   gs_confinement_t conf;
   memset(&conf, 0, sizeof conf);
   conf.memory_request_bytes = memory_bytes;
+  conf.group = group;
+  if (group && strcmp(be->ops->name, "soft") != 0) {
+    rc = gs_error_set(err, GS_EINVAL,
+                      "the %s backend runs no process in several instances "
+                      "at once (run --group is for the soft backend's green "
+                      "isolation)",
+                      be->ops->name);
+    goto out;
+  }
   rc = be->ops->confine(be, ref->dev, gi->id, ci_id, &conf, err);
   if (rc != GS_OK)
     goto out;
@@ -216,8 +226,8 @@ int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
   snprintf(num[2], sizeof num[2], "%u", ci_id);
   if ((rc = set_env("GPUSLICE_BACKEND", be->ops->name, err)) ||
       (rc = set_env("GPUSLICE_DEVICE", num[0], err)) ||
-      (rc = set_env("GPUSLICE_GI_ID", num[1], err)) ||
-      (rc = set_env("GPUSLICE_CI_ID", num[2], err)))
+      (!group && (rc = set_env("GPUSLICE_GI_ID", num[1], err))) ||
+      (!group && (rc = set_env("GPUSLICE_CI_ID", num[2], err))))
     goto out;
   for (unsigned i = 0; i < conf.n_env && i < GS_MAX_ENV; i++)
     if ((rc = set_env(conf.env_name[i], conf.env_value[i], err)) != GS_OK)
@@ -233,4 +243,14 @@ int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
 out:
   free(dev);
   return rc;
+}
+
+int gs_run_exec(gs_backend_t *be, const gs_instance_ref_t *ref,
+                char *const argv[], uint64_t memory_bytes, gs_error_t *err) {
+  return run_exec(be, ref, argv, memory_bytes, false, err);
+}
+
+int gs_run_exec_group(gs_backend_t *be, const gs_instance_ref_t *ref,
+                      char *const argv[], gs_error_t *err) {
+  return run_exec(be, ref, argv, 0, true, err);
 }

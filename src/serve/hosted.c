@@ -2,9 +2,10 @@
  * contexts only run side by side inside one process, so the instances of
  * a group (a GPU) get one `gpuslice worker --instance ID=FIRST:COUNT ...`
  * together. It announces one ready line per instance; an instance that
- * joins or leaves later is added or removed over its control pipe while
- * the others serve on. Its exit, a stuck member or a control write that
- * fails restarts it whole, and every member with it. */
+ * joins or leaves later (any of them, the one it started with included)
+ * is added or removed over its control pipe while the others serve on.
+ * Its exit, a stuck member or a control write that fails restarts it
+ * whole, and every member with it. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -152,6 +153,25 @@ static void host_tell(gs__host_t *h, const char *line) {
   host_restart(h, why);
 }
 
+/* The process counted in wk's instance (on) or no longer: the backend
+ * sees the instance busy and its memory held while the process serves it
+ * (`run --group` counts it in none). false (why set) when on failed. */
+static bool member_hold(gs__host_t *h, gs__wk_t *wk, bool on, char *why,
+                        size_t size) {
+  gs_error_t err = {0};
+  if (!h->s->opt.member_hold || !h->proc_open ||
+      h->s->opt.member_hold(h->s->opt.ctx, &wk->inst, h->pid, on, &err) ==
+          GS_OK)
+    return true;
+  snprintf(why, size, "cannot count the workers of %s (pid %d) in it: %.300s",
+           h->group, h->pid, err.msg);
+  if (!on)
+    gs__serve_log(h->s, "instance %s: %s", wk->inst.id, why);
+  return !on;
+}
+
+static void member_failed(gs__host_t *h, const char *id, const char *why);
+
 /* The running process takes wk: it loads wk's models on wk's SMs and
  * answers "ready id=..." (or "failed id=..."). */
 static void member_add(gs__wk_t *wk) {
@@ -166,6 +186,11 @@ static void member_add(gs__wk_t *wk) {
   gs__serve_publish(h->s);
   gs__serve_log(h->s, "instance %s joins the workers of %s (pid %d)",
                 wk->inst.id, h->group, h->pid);
+  char why[400];
+  if (!member_hold(h, wk, true, why, sizeof why)) {
+    member_failed(h, wk->inst.id, why);
+    return;
+  }
   snprintf(line, sizeof line, "add %s %u %u\n", wk->inst.id, wk->inst.sm_first,
            wk->inst.sm_count);
   host_tell(h, line);
@@ -194,6 +219,8 @@ static void member_failed(gs__host_t *h, const char *id, const char *why) {
                   why);
     return;
   }
+  char ignored[8];
+  member_hold(h, wk, false, ignored, sizeof ignored);
   wk->quick_exits++;
   unsigned delay = gs__restart_delay_ms(wk->quick_exits);
   gs__serve_log(h->s,
@@ -401,7 +428,6 @@ static int host_exec(gs__host_t *h, gs__wk_t **m, size_t n, gs_error_t *err) {
   int log_fd = -1;
   for (size_t i = 0; i < n; i++)
     insts[i] = m[i]->inst;
-  snprintf(h->run_uuid, sizeof h->run_uuid, "%s", insts[0].uuid);
   int rc = s->opt.group_argv(s->opt.ctx, h->group, insts, n, argv, buf,
                              sizeof buf, err);
   if (rc == GS_OK &&
@@ -439,8 +465,12 @@ static void host_start(gs__host_t *h) {
   set_members(h, GS__PROC_STARTING);
   int rc = host_exec(h, m, n, &err);
   if (rc == GS_OK) {
-    for (size_t i = 0; i < n; i++)
+    char why[400];
+    for (size_t i = 0; i < n; i++) {
       snprintf(m[i]->log_path, sizeof m[i]->log_path, "%s", h->log_path);
+      if (!member_hold(h, m[i], true, why, sizeof why)) /* it serves anyway */
+        gs__serve_log(s, "instance %s: %s", m[i]->inst.id, why);
+    }
     gs__serve_log(s, "workers of %s starting (pid %d, %zu instances)", h->group,
                   h->pid, n);
     return;
@@ -510,18 +540,18 @@ void gs__host_leave(gs__wk_t *wk) {
   gs__host_t *h = wk->host;
   char line[160];
   bool hosted = wk->state == GS__PROC_STARTING || wk->state == GS__PROC_RUNNING;
+  /* released now, not at its "removed": whoever destroys the instance
+   * next (apply) need not wait for the drain */
+  char ignored[8];
+  if (hosted)
+    member_hold(h, wk, false, ignored, sizeof ignored);
   gs__wk_gone(wk);
   uv_timer_stop(&wk->restart_timer);
   wk->host = NULL;
   gs__wk_t *m[1];
+  /* any member, the first included: the process is counted in none
+   * (group_argv's run --group) */
   bool live = host_live(h) && members(h, m, 1) > 0;
-  if (live && strcmp(wk->inst.uuid, h->run_uuid) == 0) {
-    /* the backend counts the process in that instance: it would stay busy */
-    snprintf(line, sizeof line,
-             "%s leaves, and the process runs in it (run -i)", wk->inst.id);
-    host_restart(h, line);
-    return;
-  }
   if (live) {
     /* it drains wk's requests, closes its ports, frees its sessions */
     if (hosted && h->n_removing == sizeof h->removing / sizeof h->removing[0])

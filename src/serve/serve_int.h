@@ -95,8 +95,7 @@ struct gs__host_s {
   gs__serve_t *s;
   char group[32];
   char log_path[4200];
-  char run_uuid[96]; /* the instance it runs in (`run -i`): its first's */
-  unsigned refs;     /* the list's and each open handle's (main loop only) */
+  unsigned refs; /* the list's and each open handle's (main loop only) */
   gs__proc_state_t state;
   uv_process_t proc;
   bool proc_open;

@@ -272,8 +272,17 @@ static int input_begin(gs__infer_request_t *req, const gs__model_io_t *io,
   return GS_OK;
 }
 
+/* Input k's data into an aligned copy the request owns. */
+static int align_input(gs__infer_request_t *req, size_t k, gs_error_t *err) {
+  gs_tensor_t *t = &req->inputs[k];
+  if (!(req->owned[k] = malloc(t->bytes + 1)))
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  t->data = memcpy(req->owned[k], t->data, t->bytes);
+  return GS_OK;
+}
+
 /* Binary data for t: used in place when aligned, else copied (kernels read
- * whole elements). */
+ * whole elements) now or, with align_later, when a reader needs it. */
 static int attach_data(gs__infer_request_t *req, gs_tensor_t *t,
                        const void *data, size_t bytes, gs_error_t *err) {
   static _Alignas(16) const char empty[16];
@@ -281,10 +290,18 @@ static int attach_data(gs__infer_request_t *req, gs_tensor_t *t,
     data = empty; /* no bytes (a zero dimension): still a valid pointer */
   t->bytes = bytes;
   t->data = data;
-  if ((uintptr_t)data % 16 != 0) {
-    if (!(req->owned[req->n_inputs] = malloc(bytes + 1)))
-      return gs_error_set(err, GS_ENOMEM, "out of memory");
-    t->data = memcpy(req->owned[req->n_inputs], data, bytes);
+  if ((uintptr_t)data % 16 != 0 && !req->align_later)
+    return align_input(req, req->n_inputs, err);
+  return GS_OK;
+}
+
+int gs__infer_request_align(gs__infer_request_t *req, gs_error_t *err) {
+  for (size_t k = 0; k < req->n_inputs; k++) {
+    int rc = GS_OK;
+    if ((uintptr_t)req->inputs[k].data % 16 != 0 && !req->owned[k])
+      rc = align_input(req, k, err);
+    if (rc != GS_OK)
+      return rc;
   }
   return GS_OK;
 }
@@ -526,10 +543,11 @@ int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
   return rc == GS_OK ? 0 : gs_error_http_status(rc);
 }
 
-int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
-                     const char *body, size_t body_len, long long header_len,
-                     gs_error_t *err) {
+static int decode_body(gs__infer_request_t *req, const gs__model_io_t *io,
+                       const char *body, size_t body_len, long long header_len,
+                       bool align_later, gs_error_t *err) {
   memset(req, 0, sizeof *req);
+  req->align_later = align_later;
   if (io->n_inputs > GS__INFER_MAX_TENSORS ||
       io->n_outputs > GS__INFER_MAX_TENSORS)
     return gs_error_set(err, GS_EUNSUPPORTED,
@@ -578,6 +596,19 @@ int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
     rc = decode_outputs(req, io, root, err);
   json_decref(root);
   return rc == GS_OK ? 0 : gs_error_http_status(rc);
+}
+
+int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
+                     const char *body, size_t body_len, long long header_len,
+                     gs_error_t *err) {
+  return decode_body(req, io, body, body_len, header_len, false, err);
+}
+
+int gs__infer_decode_unaligned(gs__infer_request_t *req,
+                               const gs__model_io_t *io, const char *body,
+                               size_t body_len, long long header_len,
+                               gs_error_t *err) {
+  return decode_body(req, io, body, body_len, header_len, true, err);
 }
 
 static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {

@@ -38,11 +38,12 @@ static int batch_rows(const gs__infer_request_t *ir, const char *model,
 
 int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
   const gs__model_slot_t *slot = job->slot;
+  /* binary data is copied once, where it goes (run_padded, the batch) */
   int status =
-      job->grpc
-          ? gs__grpc_infer_decode(&job->ir, &slot->io, job->grpc, err)
-          : gs__infer_decode(&job->ir, &slot->io, job->req.body,
-                             job->req.body_len, job->req.infer_header_len, err);
+      job->grpc ? gs__grpc_infer_decode(&job->ir, &slot->io, job->grpc, err)
+                : gs__infer_decode_unaligned(&job->ir, &slot->io, job->req.body,
+                                             job->req.body_len,
+                                             job->req.infer_header_len, err);
   job->ir.labels = slot->labels; /* for classification */
   job->ir.batch_first_dim = slot->max_batch_size > 0;
   job->batch = 1;
@@ -72,8 +73,10 @@ static int run_padded(gs__infer_job_t *job, gs_session_t *s, uint64_t *rows,
   const gs__model_slot_t *slot = job->slot;
   gs__infer_request_t *ir = &job->ir;
   *rows = job->batch;
-  if (!slot->warm || slot->max_batch_size == 0 || job->batch == 0)
-    return gs_session_run(s, ir->inputs, ir->n_inputs, err);
+  if (!slot->warm || slot->max_batch_size == 0 || job->batch == 0) {
+    int rc = gs__infer_request_align(ir, err); /* the engine reads it */
+    return rc == GS_OK ? gs_session_run(s, ir->inputs, ir->n_inputs, err) : rc;
+  }
   const gs__infer_request_t *reqs[1] = {ir};
   gs_tensor_t ins[GS__INFER_MAX_TENSORS];
   *rows = gs__batch_padded_rows(slot, job->batch);

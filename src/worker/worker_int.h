@@ -51,6 +51,9 @@ typedef struct gs__infer_request_s {
   const gs__labels_t *labels;
   bool batch_first_dim;
   struct gs__shm_refs_s *shm; /* shared-memory tensors (shm_infer.c); owned */
+  /* gs__infer_decode_unaligned: binary data that is not 16-byte aligned
+   * stayed where it is; gs__infer_request_align copies it. */
+  bool align_later;
 } gs__infer_request_t;
 
 #define GS__INFER_MAX_TENSORS 16
@@ -90,7 +93,17 @@ int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
 int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
                      const char *body, size_t body_len, long long header_len,
                      gs_error_t *err);
+/* gs__infer_decode, but binary data that is not 16-byte aligned stays in
+ * the body (no copy: one into a batch or a session's staging follows);
+ * a reader of whole elements calls gs__infer_request_align first. */
+int gs__infer_decode_unaligned(gs__infer_request_t *req,
+                               const gs__model_io_t *io, const char *body,
+                               size_t body_len, long long header_len,
+                               gs_error_t *err);
 void gs__infer_request_release(gs__infer_request_t *req);
+/* Copies each input left misaligned (align_later) into an aligned buffer
+ * the request owns, for a reader of whole elements (the engine's run). */
+int gs__infer_request_align(gs__infer_request_t *req, gs_error_t *err);
 /* Encodes outputs (model order, n_outputs of them) for req. */
 int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
                      const gs__model_io_t *io, const gs_tensor_t *outputs,

@@ -10,8 +10,8 @@
 # their own ports meanwhile, the removed one's port closes, the added one
 # serves; an add that fails (repository unreadable) is reported, the others
 # serve on, and it joins once it can; removing the instance the process
-# runs in (`run -i`, the first) does restart it; --workers-per-instance 2
-# is refused.
+# started with (its first) is no different, and that instance can then be
+# destroyed while the process runs; --workers-per-instance 2 is refused.
 . "$(dirname "$0")/serve_lib.sh"
 BUILD=$(dirname "$GPUSLICE")
 NVML="$BUILD/tests/fake_nvml/current/libnvidia-ml.so.1"
@@ -62,6 +62,24 @@ done
 echo "PASS: each instance routes to its own worker and SMs in the process"
 tr '\0' '\n' <"/proc/$pid/environ" | grep -q "^GPUSLICE_ISOLATION=green$" ||
   fail "the process was not started through gpuslice run under green isolation"
+
+# procs_of ID: the pids `gpuslice list` counts in instance ID (0:N).
+procs_of() {
+  "$GPUSLICE" --json list | python3 -c "import json,sys
+gi = int(sys.argv[1].split(':')[1])
+for g in json.load(sys.stdin)['devices'][0]['gpu_instances']:
+    if g['id'] == gi:
+        print(' '.join(str(p['pid']) for p in g.get('processes', [])))" "$1"
+}
+# The backend counts the process in every instance it serves (the first
+# no more than the others): each is busy, its memory held.
+for id in $ids; do
+  [ "$(procs_of "$id")" = "$pid" ] || fail "instance $id lists processes '$(procs_of "$id")', not $pid"
+done
+"$GPUSLICE" run -i "$2" --memory 1G -- true >"$tmp/run.out" 2>&1 &&
+  fail "run --memory 1G in $2, whose memory the shared worker holds, was accepted"
+grep -q "no memory left" "$tmp/run.out" || fail "run --memory 1G in $2: $(cat "$tmp/run.out")"
+echo "PASS: every instance counts process $pid (busy, its memory held: $(cut -c1-90 "$tmp/run.out"))"
 
 # per_instance_infers: each instance's own count of successful infers of
 # `simple`, read from its own port (not the router's sum).
@@ -132,8 +150,8 @@ sys.exit(0 if s.connect_ex(('127.0.0.1', int(sys.argv[1]))) else 1)" "$1"
 # A load on each staying instance's own port (not through the router, which
 # would hide a failure by retrying on another instance) during --remove and
 # --add: a restart of the process fails requests and changes the ports.
-# The one removed and added is the newest: the process runs in the first
-# (`run -i`), whose removal restarts it (checked last).
+# The one removed and added here is the newest; the first's removal is
+# checked last.
 X=$3
 pA=$(worker_field "$1" http_port)
 pB=$(worker_field "$2" http_port)
@@ -212,15 +230,49 @@ echo "PASS: staying $1 and $2 answered every request during the changes (ok: $(p
 print(json.load(open('$tmp/load2.json'))['ok'], json.load(open('$tmp/load3.json'))['ok'])"), failed: 0)"
 every_instance_serves "after --remove and --add"
 
-# Removing the instance the process runs in (its first, `run -i`): the
-# backend counts the process there, so it restarts in the next one.
+# Removing the instance the process started with (its first): no instance
+# is special (`run --group` counts the process in none), so the process
+# stays, the other two answer every request on their own ports meanwhile,
+# and the removed instance can be destroyed while the process runs.
+rm -f "$tmp/stop"
+pB=$(worker_field "$2" http_port)
+pX=$(worker_field "$3" http_port)
+p1=$(worker_field "$1" http_port)
+r2=$(worker_field "$2" restarts)
+r3=$(worker_field "$3" restarts)
+python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$pB" --threads 1 \
+  --stop-file "$tmp/stop" --seconds 120 >"$tmp/load4.json" &
+load4=$!
+python3 "$GS_SOURCE_DIR/tests/integration/serve_load.py" --port "$pX" --threads 1 \
+  --stop-file "$tmp/stop" --seconds 120 >"$tmp/load5.json" &
+load5=$!
+load_pid=$load4
+sleep 1
 "$GPUSLICE" serve --remove "$1" >/dev/null || fail "serve --remove $1"
-wait_log "workers of gpu0 (pid $new) restart with the set of instances: $1 leaves, and the process runs in it" 30
-out=$(wait_state "$2" ready 30 "$new") || { echo "$out"; exit 1; }
-out=$(wait_state "$3" ready 30 "$new") || { echo "$out"; exit 1; }
-[ "$(workers_of | wc -l)" = 1 ] && [ "$(workers_of)" != "$new" ] ||
-  fail "after --remove $1: $(workers_of | tr '\n' ' ')"
-echo "PASS: --remove $1 (the process's own instance) restarts it: $2 and $3 in $(workers_of)"
+wait_log "instance $1 left the workers of gpu0 (pid $new)" 30
+port_closed "$p1" || fail "the removed first instance's port $p1 still accepts"
+[ -z "$(procs_of "$1")" ] && [ "$(procs_of "$2")" = "$new" ] ||
+  fail "after --remove $1: it lists '$(procs_of "$1")', $2 lists '$(procs_of "$2")'"
+"$GPUSLICE" destroy -d 0 "${1#0:}" >"$tmp/destroy.out" 2>&1 ||
+  fail "destroying the removed first instance $1 while the process runs: $(cat "$tmp/destroy.out")"
+sleep 1
+touch "$tmp/stop"
+wait "$load4" "$load5"
+load_pid=
+for f in load4 load5; do
+  python3 - "$tmp/$f.json" <<'PY' || fail "a staying instance failed requests while the first left: $(cat "$tmp/$f.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d["failed"] == 0 and d["ok"] > 5 else 1)
+PY
+done
+[ "$(workers_of)" = "$new" ] || fail "after --remove $1: processes $(workers_of | tr '\n' ' ')"
+[ "$(worker_field "$2" pid)" = "$new" ] && [ "$(worker_field "$3" pid)" = "$new" ] &&
+  [ "$(worker_field "$2" restarts)" = "$r2" ] && [ "$(worker_field "$3" restarts)" = "$r3" ] ||
+  fail "staying $2, $3: pids $(worker_field "$2" pid) $(worker_field "$3" pid), restarts $(worker_field "$2" restarts) $(worker_field "$3" restarts) (were $r2 $r3)"
+grep -q "restart with the" "$tmp/serve.log" && fail "the process restarted: $(grep "restart with" "$tmp/serve.log")"
+echo "PASS: --remove $1 (the process's first instance): same process ($new), $2 and $3 answered every request (ok: $(python3 -c "import json
+print(json.load(open('$tmp/load4.json'))['ok'], json.load(open('$tmp/load5.json'))['ok'])"), failed: 0), $1 destroyed while it runs"
 
 kill "$serve_pid"
 wait "$serve_pid"

@@ -549,6 +549,57 @@ static void test_conv_choice_recorded(void **state) {
   gs_model_destroy(m);
 }
 
+/* The process's conv choices: the same conv on the same shapes and SMs in
+ * another session finds the first session's choice; another batch size,
+ * SM count or precision does not; each put is one entry. */
+static void test_conv_cache_shared(void **state) {
+  (void)state;
+  gs_model_t *m = two_convs();
+  assert_non_null(m);
+  gs__cuda_conv_cache_clear();
+  int64_t pad[64] = {0};
+  assert_true(m->n_values <= 64);
+  gs__tensor_t shapes[64];
+  memset(shapes, 0, sizeof shapes);
+  for (size_t v = 0; v < m->n_values; v++)
+    shapes[v] = (gs__tensor_t){.rank = 4, .dims = {1, 8, 4, 4}, .count = 128};
+  gs__plan_view_t plan = {.shapes = shapes};
+  gs__cuda_session_t a = {
+      .m = m, .sms = 16, .fp16 = true, .cpad = pad, .wpad = pad};
+  gs__cuda_session_t b = a; /* another green context of 16 SMs */
+  gs__cuda_conv_key_t ka, kb, k3;
+  gs__cuda_conv_key(&a, &plan, 0, &ka);
+  gs__cuda_conv_key(&b, &plan, 0, &kb);
+  gs__cuda_conv_key(&a, &plan, 1, &k3);
+  assert_memory_equal(&ka, &kb, sizeof ka);
+  assert_memory_not_equal(&ka, &k3, sizeof ka); /* 1x1 vs 3x3 padded */
+  gs__cuda_conv_choice_t put = {.kind = GS__CONV_LT, .lt_ws = 4096}, got;
+  put.ran[GS__CONV_LT] = true;
+  put.ms[GS__CONV_LT] = 0.03f;
+  assert_false(gs__cuda_conv_cache_get(&kb, &got));
+  gs__cuda_conv_cache_put(&ka, &put);
+  assert_true(gs__cuda_conv_cache_get(&kb, &got));
+  assert_int_equal(got.kind, GS__CONV_LT);
+  assert_int_equal(got.lt_ws, 4096);
+  assert_false(gs__cuda_conv_cache_get(&k3, &got));
+  gs__cuda_conv_cache_put(&ka, &put); /* again: still one entry */
+  assert_int_equal(gs__cuda_conv_cache_size(), 1);
+  gs__cuda_conv_key_t other;
+  b.sms = 32; /* a 2g context times its own */
+  gs__cuda_conv_key(&b, &plan, 0, &other);
+  assert_false(gs__cuda_conv_cache_get(&other, &got));
+  b.sms = 16;
+  b.fp16 = false;
+  gs__cuda_conv_key(&b, &plan, 0, &other);
+  assert_false(gs__cuda_conv_cache_get(&other, &got));
+  shapes[m->nodes[0].in[0]].dims[0] = 2; /* batch 2 */
+  gs__cuda_conv_key(&a, &plan, 0, &other);
+  assert_false(gs__cuda_conv_cache_get(&other, &got));
+  gs__cuda_conv_cache_clear();
+  assert_false(gs__cuda_conv_cache_get(&ka, &got));
+  gs_model_destroy(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_missing_library_named, free_kept),
@@ -562,6 +613,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_softmax_dims, free_kept),
       cmocka_unit_test_teardown(test_worker_fp16_input, free_kept),
       cmocka_unit_test_teardown(test_conv_choice_recorded, free_kept),
+      cmocka_unit_test(test_conv_cache_shared),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

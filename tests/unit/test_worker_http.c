@@ -199,6 +199,45 @@ static char *binary_body(size_t bin_bytes, size_t *hlen, size_t *len) {
   return b;
 }
 
+/* Binary data after a JSON header of any length: gs__infer_decode copies
+ * misaligned data into an aligned buffer; gs__infer_decode_unaligned
+ * leaves it in the body (the worker copies it once, into the batch or the
+ * session's staging) until gs__infer_request_align copies it for a reader
+ * of elements. */
+static void test_binary_decode_unaligned(void **state) {
+  (void)state;
+  size_t hlen, len;
+  char *b = binary_body(128, &hlen, &len);
+  char *space = aligned_alloc(16, (len + 32 + 15) / 16 * 16);
+  assert_non_null(space);
+  size_t off = (16 + 1 - hlen % 16) % 16; /* binary data at 1 mod 16 */
+  char *body = memcpy(space + off, b, len);
+  assert_int_equal((uintptr_t)(body + hlen) % 16, 1);
+  gs__infer_request_t req;
+  gs_error_t err;
+  assert_int_equal(decode(body, (long long)hlen, len, &req, &err), 0);
+  assert_int_equal((uintptr_t)req.inputs[0].data % 16, 0);
+  assert_memory_equal(req.inputs[0].data, body + hlen, 64);
+  gs__infer_request_release(&req);
+  assert_int_equal(gs__infer_decode_unaligned(&req, &simple, body, len,
+                                              (long long)hlen, &err),
+                   0);
+  assert_ptr_equal(req.inputs[0].data, body + hlen); /* in place */
+  assert_ptr_equal(req.inputs[1].data, body + hlen + 64);
+  assert_int_equal(gs__infer_request_align(&req, &err), GS_OK);
+  for (size_t i = 0; i < 2; i++) {
+    assert_int_equal((uintptr_t)req.inputs[i].data % 16, 0);
+    assert_memory_equal(req.inputs[i].data, body + hlen + 64 * i, 64);
+  }
+  assert_int_equal(((const int32_t *)req.inputs[1].data)[1], 17);
+  const void *aligned = req.inputs[0].data;
+  assert_int_equal(gs__infer_request_align(&req, &err), GS_OK); /* once */
+  assert_ptr_equal(req.inputs[0].data, aligned);
+  gs__infer_request_release(&req);
+  free(space);
+  free(b);
+}
+
 static void test_binary_decode_and_encode(void **state) {
   (void)state;
   size_t hlen, len;
@@ -473,6 +512,7 @@ int main(void) {
       cmocka_unit_test(test_json_decode),
       cmocka_unit_test(test_json_mismatches_are_400),
       cmocka_unit_test(test_binary_decode_and_encode),
+      cmocka_unit_test(test_binary_decode_unaligned),
       cmocka_unit_test(test_raw_body_for_one_input),
       cmocka_unit_test(test_json_output_encoding),
       cmocka_unit_test(test_router_errors),
