@@ -347,20 +347,20 @@ static void work_run(uv_work_t *w) {
   int status = decode(job, &io, &err);
   if (status == 0 && (state_prepare(r, &err) != GS_OK ||
                       build_inputs(&ri, r, &job->ir, model, &err) != GS_OK))
-    status = err.code == GS_EINVAL ? 400 : 500;
+    status = gs_error_http_status_run(err.code, false);
   job->t_input_done = gs__now_ns();
   if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
     status = 500;
   int rc;
   if (status == 0 &&
       (rc = gs_session_run(s, ri.t, model->n_inputs, &err)) != GS_OK) {
-    status = rc == GS_EINVAL || rc == GS_ELIMIT ? 400 : 500;
+    status = gs_error_http_status_run(rc, true);
     gs__infer_job_note_error(job, &err);
   }
   job->t_infer_done = gs__now_ns();
   if (status == 0 && (state_keep(r, s, model, &err) != GS_OK ||
                       run_outputs(job, s, model, &io, &err) != GS_OK))
-    status = err.code == GS_EINVAL ? 400 : 500;
+    status = gs_error_http_status_run(err.code, false);
   if (s)
     gs__slot_put(job->slot, s);
   if (status != 0)
