@@ -3,6 +3,7 @@
 #ifndef GPUSLICE_ERROR_H
 #define GPUSLICE_ERROR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* code, message, HTTP status and gRPC status code it maps to at the network
@@ -67,10 +68,19 @@ int gs_error_code(gs_error_t *err, int code);
  * input error. */
 int gs_error_exit_status(int code);
 
-/* The HTTP status and gRPC status code (grpc/status.h numbering) a failure
- * with this code answers with; 200 and 0 for GS_OK, 500 and 13 (INTERNAL)
- * for codes outside the table. */
+/* The HTTP status and gRPC status code (gRPC's published numbering: 3
+ * INVALID_ARGUMENT, 5 NOT_FOUND, ...) a failure with this code answers
+ * with; 200 and 0 for GS_OK, 500 and 13 (INTERNAL) for codes outside the
+ * table. */
 int gs_error_http_status(int code);
 int gs_error_grpc_status(int code);
+
+/* The HTTP status of a failure after a request was accepted, while the
+ * server prepared its inputs, ran the model or encoded the answer: only bad
+ * data in the request is the client's (400): GS_EINVAL, and GS_ELIMIT when
+ * in_run (the request's sizes overflowed a limit of the engine's run); any
+ * other code is the server's (500), whatever gs_error_http_status says of
+ * it at the edge, GS_OK too (a failure whose code was not set). */
+int gs_error_http_status_run(int code, bool in_run);
 
 #endif

@@ -127,6 +127,10 @@ int gs_error_http_status(int code) {
   }
 }
 
+int gs_error_http_status_run(int code, bool in_run) {
+  return code == GS_EINVAL || (in_run && code == GS_ELIMIT) ? 400 : 500;
+}
+
 int gs_error_grpc_status(int code) {
   switch (code) {
   case GS_OK:

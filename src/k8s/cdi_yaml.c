@@ -6,30 +6,11 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "core/buf.h"
 #include "gpuslice/k8s.h"
 
-typedef struct out_s {
-  char *data;
-  size_t len, cap;
-  int failed;
-} out_t;
-
 static int on_write(void *data, unsigned char *buffer, size_t size) {
-  out_t *o = data;
-  if (o->len + size + 1 > o->cap) {
-    size_t cap = (o->cap ? o->cap * 2 : 4096) + size;
-    char *d = realloc(o->data, cap);
-    if (!d) {
-      o->failed = 1;
-      return 0;
-    }
-    o->data = d;
-    o->cap = cap;
-  }
-  memcpy(o->data + o->len, buffer, size);
-  o->len += size;
-  o->data[o->len] = '\0';
-  return 1;
+  return gs_buf_add(data, buffer, size) == GS_OK;
 }
 
 static int scalar(yaml_emitter_t *em, const char *text, bool quoted) {
@@ -101,7 +82,8 @@ static int emit_value(yaml_emitter_t *em, json_t *v) {
 int gs_cdi_yaml(json_t *doc, char **text, size_t *len, gs_error_t *err) {
   yaml_emitter_t em;
   yaml_event_t ev;
-  out_t o = {0};
+  gs_buf_t o;
+  gs_buf_init(&o, GS_LIMIT_TEXT);
   *text = NULL;
   *len = 0;
   if (!yaml_emitter_initialize(&em))
@@ -120,12 +102,17 @@ int gs_cdi_yaml(json_t *doc, char **text, size_t *len, gs_error_t *err) {
   snprintf(problem, sizeof problem, "%s",
            em.problem ? em.problem : "out of memory");
   yaml_emitter_delete(&em);
-  if (!ok || o.failed || !o.data) {
-    free(o.data);
-    return gs_error_set(err, o.failed ? GS_ENOMEM : GS_EINVAL,
-                        "writing the CDI spec as YAML: %s", problem);
+  if (o.failed) { /* too large, or out of memory */
+    int rc = gs_buf_error(&o, err);
+    gs_error_prefix(err, "writing the CDI spec as YAML: ");
+    gs_buf_free(&o);
+    return rc;
   }
-  *text = o.data;
-  *len = o.len;
+  if (!ok || !o.data) {
+    gs_buf_free(&o);
+    return gs_error_set(err, GS_EINVAL, "writing the CDI spec as YAML: %s",
+                        problem);
+  }
+  *text = gs_buf_take(&o, len);
   return GS_OK;
 }

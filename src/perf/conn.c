@@ -34,28 +34,21 @@ static void report_failure(gs__perf_conn_t *c) {
 }
 
 int gs__perf_body_append(gs__perf_conn_t *c, const char *data, size_t len) {
-  if (c->body_len + len > c->body_limit) {
+  if (c->body.len + len > c->body_limit) {
     if (c->body_truncate) {
-      len = c->body_limit - c->body_len;
+      len = c->body_limit - c->body.len;
     } else {
       gs__perf_conn_fail(c, GS_ELIMIT, "an answer is larger than %zu bytes",
                          c->body_limit);
       return GS_ELIMIT;
     }
   }
-  if (c->body_len + len + 1 > c->body_cap) {
-    size_t cap = (c->body_len + len + 1) * 2;
-    char *grown = realloc(c->body, cap);
-    if (!grown) {
-      gs__perf_conn_fail(c, GS_ENOMEM, "out of memory");
-      return GS_ENOMEM;
-    }
-    c->body = grown;
-    c->body_cap = cap;
+  if (gs_buf_add(&c->body, data, len) != GS_OK) {
+    gs_error_t why;
+    int rc = gs_buf_error(&c->body, &why);
+    gs__perf_conn_fail(c, rc, "%s", why.msg);
+    return rc;
   }
-  memcpy(c->body + c->body_len, data, len);
-  c->body_len += len;
-  c->body[c->body_len] = '\0';
   return GS_OK;
 }
 
@@ -225,6 +218,7 @@ int gs__perf_conn_open(uv_loop_t *loop, const struct sockaddr *addr, bool grpc,
   c->on_done = on_done;
   snprintf(c->authority, sizeof c->authority, "%s", authority);
   gs__http_reply_init(&c->reply, GS_LIMIT_PERF_ANSWER, 0);
+  gs_buf_init(&c->body, GS_LIMIT_PERF_ANSWER);
   c->tcp.data = c;
   c->connect.data = c;
   uv_tcp_init(loop, &c->tcp);
@@ -265,7 +259,7 @@ static void on_reclosed(uv_handle_t *h) {
 int gs__perf_conn_send(gs__perf_conn_t *c, const gs__perf_req_t *req) {
   c->busy = true;
   c->complete = false;
-  c->body_len = 0;
+  gs_buf_reset(&c->body);
   c->status = 0;
   c->message[0] = '\0';
   c->t_first = 0;
@@ -300,7 +294,7 @@ static void on_closed(uv_handle_t *h) {
     c->on_closed(c);
   gs__perf_grpc_release(c);
   gs__http_reply_release(&c->reply);
-  free(c->body);
+  gs_buf_free(&c->body);
   free(c);
 }
 
@@ -335,17 +329,13 @@ static void fetch_open(gs__perf_conn_t *c, int rc) {
 
 /* The answer's body, or for a failed gRPC call its message. */
 static char *take_body(gs__perf_conn_t *c, size_t *len) {
-  char *body = c->body;
   if (c->grpc && c->status != 0) {
-    free(body);
-    body = strdup(c->message);
+    gs_buf_free(&c->body);
+    char *body = strdup(c->message);
     *len = body ? strlen(body) : 0;
-  } else {
-    body = body ? body : calloc(1, 1);
-    *len = c->body_len;
+    return body;
   }
-  c->body = NULL;
-  return body;
+  return gs_buf_take(&c->body, len);
 }
 
 int gs__perf_fetch(uv_loop_t *loop, const struct sockaddr *addr, bool grpc,

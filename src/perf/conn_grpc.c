@@ -64,10 +64,8 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
 
 /* Drops the 5-byte frame prefix so that body is the message alone. */
 static void unframe(gs__perf_conn_t *c) {
-  if (c->body_len >= GS__GRPC_PREFIX) {
-    memmove(c->body, c->body + GS__GRPC_PREFIX, c->body_len - GS__GRPC_PREFIX);
-    c->body_len -= GS__GRPC_PREFIX;
-  }
+  if (c->body.len >= GS__GRPC_PREFIX)
+    gs_buf_consume(&c->body, GS__GRPC_PREFIX);
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code,

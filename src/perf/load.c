@@ -242,8 +242,8 @@ static void on_stats(gs__perf_conn_t *c, int rc) {
       fail_answer(l, c);
     else
       fail(l, rc, c->err.msg);
-  } else if (gs__perf_stats_parse(l->ctx, c->body, c->body_len, &s, &err) !=
-             GS_OK) {
+  } else if (gs__perf_stats_parse(l->ctx, c->body.data, c->body.len, &s,
+                                  &err) != GS_OK) {
     fail(l, err.code, err.msg);
   } else if (!l->started) {
     l->prev = s;

@@ -17,10 +17,11 @@ void gs__perf_answer_error(const gs__perf_conn_t *c, char *out, size_t size) {
     snprintf(out, size, "%s", c->message[0] ? c->message : "(no message)");
     return;
   }
-  json_t *root = c->body ? json_loadb(c->body, c->body_len, 0, NULL) : NULL;
+  json_t *root =
+      c->body.data ? json_loadb(c->body.data, c->body.len, 0, NULL) : NULL;
   const char *msg = json_string_value(json_object_get(root, "error"));
-  snprintf(out, size, "%.*s", msg ? (int)strlen(msg) : (int)c->body_len,
-           msg ? msg : (c->body ? c->body : ""));
+  snprintf(out, size, "%.*s", msg ? (int)strlen(msg) : (int)c->body.len,
+           msg ? msg : (c->body.data ? c->body.data : ""));
   json_decref(root);
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/buf.h"
 #include "gpuslice/perf.h"
 #include "net/grpc.h"
 #include "net/h2.h"
@@ -100,9 +101,8 @@ struct gs__perf_conn_s {
   size_t body_limit;  /* kept of the body; beyond: error or truncation */
   bool body_truncate; /* truncate at body_limit instead of failing */
   /* its answer */
-  int status; /* HTTP status, or gRPC status */
-  char *body;
-  size_t body_len, body_cap;
+  int status;        /* HTTP status, or gRPC status */
+  gs_buf_t body;     /* at most body_limit bytes of it */
   char message[512]; /* grpc-message */
   gs_error_t err;
   /* HTTP: the answer's reader (net/http.h) */

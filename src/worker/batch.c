@@ -270,7 +270,7 @@ static void answer_jobs(batch_t *b, gs_session_t *s) {
                                        j->batch, b->padded, &jerr) != GS_OK)
       status = 500;
     if (status == 0 && gs__infer_encode(&j->resp, &j->ir, io, slices, &jerr))
-      status = jerr.code == GS_EINVAL ? 400 : 500;
+      status = gs_error_http_status_run(jerr.code, false);
     row += j->batch;
     if (status != 0)
       job_fail(j, status, &jerr);
@@ -309,10 +309,10 @@ static void work_batch(uv_work_t *w) {
   if (status == 0 &&
       gs__batch_concat_to(ins, gs__batch_session_buf, s, rp, b->n, &slot->io,
                           b->padded, &err) != GS_OK)
-    status = err.code == GS_EINVAL ? 400 : 500;
+    status = gs_error_http_status_run(err.code, false);
   b->t_input_done = gs__now_ns();
   if (status == 0 && gs_session_run(s, ins, slot->io.n_inputs, &err) != GS_OK) {
-    status = err.code == GS_EINVAL || err.code == GS_ELIMIT ? 400 : 500;
+    status = gs_error_http_status_run(err.code, true);
     for (gs__infer_job_t *j = b->jobs; j; j = j->next)
       gs__infer_job_note_error(j, &err);
   }

@@ -99,7 +99,7 @@ void gs__infer_job_run(gs__infer_job_t *job) {
     status = 500;
   uint64_t rows = 0;
   if (status == 0 && (rc = run_padded(job, s, &rows, &err)) != GS_OK) {
-    status = rc == GS_EINVAL || rc == GS_ELIMIT ? 400 : 500;
+    status = gs_error_http_status_run(rc, true);
     gs__infer_job_note_error(job, &err);
   }
   job->t_infer_done = gs__now_ns();
@@ -117,7 +117,7 @@ void gs__infer_job_run(gs__infer_job_t *job) {
                       &err) != GS_OK)
     status = 500;
   if (status == 0 && gs__infer_encode(&job->resp, ir, io, outs, &err) != 0)
-    status = err.code == GS_EINVAL ? 400 : 500;
+    status = gs_error_http_status_run(err.code, false);
   if (s)
     gs__slot_put(job->slot, s);
   if (status != 0)

@@ -238,8 +238,9 @@ static int decode(gs__infer_job_t *job, const gs__model_io_t *io,
   return status;
 }
 
+/* An engine run's error: a limit there is the request's (too large). */
 static int status_of(const gs_error_t *err) {
-  return err->code == GS_EINVAL || err->code == GS_ELIMIT ? 400 : 500;
+  return gs_error_http_status_run(err->code, true);
 }
 
 static void job_fail(gs__infer_job_t *job, int status, const gs_error_t *err) {
@@ -261,7 +262,7 @@ static void prepare(gs__seq_batch_t *b, size_t i, row_t *row,
   int status = decode(job, io, &err);
   if (status == 0 && (state_prepare(r, &err) != GS_OK ||
                       build_row(row, r, &job->slot->io, &err) != GS_OK))
-    status = err.code == GS_EINVAL ? 400 : 500;
+    status = gs_error_http_status_run(err.code, false);
   row->pending = status == 0;
   if (status != 0)
     job_fail(job, status, &err);

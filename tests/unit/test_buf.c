@@ -2,7 +2,7 @@
  * the append that would cross it, frees the bytes and sticks until reset;
  * reserve/commit and consume keep the contents exact; the error message is
  * derived from the limits table; the error code maps to one HTTP and one
- * gRPC status. */
+ * gRPC status, and a failure after a request was accepted to 400 or 500. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,6 +97,21 @@ static void test_status_mapping(void **state) {
   assert_int_equal(gs_error_grpc_status(-1), 13);
 }
 
+/* Rule: after a request was accepted, only bad data in it is the client's
+ * fault (400): GS_EINVAL anywhere, GS_ELIMIT only in the engine's run;
+ * everything else, an unset code included, is the server's (500). */
+static void test_run_status(void **state) {
+  (void)state;
+  assert_int_equal(gs_error_http_status_run(GS_EINVAL, true), 400);
+  assert_int_equal(gs_error_http_status_run(GS_EINVAL, false), 400);
+  assert_int_equal(gs_error_http_status_run(GS_ELIMIT, true), 400);
+  assert_int_equal(gs_error_http_status_run(GS_ELIMIT, false), 500);
+  assert_int_equal(gs_error_http_status_run(GS_ENOTFOUND, true), 500);
+  assert_int_equal(gs_error_http_status_run(GS_EUNSUPPORTED, true), 500);
+  assert_int_equal(gs_error_http_status_run(GS_ENOMEM, false), 500);
+  assert_int_equal(gs_error_http_status_run(GS_OK, false), 500);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_grows_and_terminates),
@@ -104,6 +119,7 @@ int main(void) {
       cmocka_unit_test(test_reserve_commit_consume),
       cmocka_unit_test(test_limits_table),
       cmocka_unit_test(test_status_mapping),
+      cmocka_unit_test(test_run_status),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
