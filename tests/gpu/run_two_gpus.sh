@@ -168,6 +168,7 @@ gis() { lay "' '.join('%d:%s:%d:%s' % (g['id'], g['profile'], g['start'], g.get(
 pids() { wfield "' '.join('%s=%s' % (x['instance'], x['pid']) for x in sorted(w, key=lambda x: x['instance']) if x['instance'].startswith('$1:'))"; }
 # serve_up SECONDS [INSTANCES]: the serve on free ports; sets serve_pid, port.
 serve_up() {
+  port=""
   : >"$out/two_gpus_serve.log.tmp"
   "$gs" serve --model-repository "$state/models" --instances "${2:-all}" --http-port 0 \
     --grpc-port 0 --start-timeout $(($1 * 1000)) --health-interval 200 \
