@@ -4,8 +4,9 @@
 # nvidia-smi, the probes, a gpuslice wrapper) and the project's fake NVML,
 # CUDA driver and MPS, breaks one step at a time, and checks the rule the kit
 # must keep: a step that does not run as expected is a FAIL row, the table
-# comes last, and the exit is non-zero; a clean run exits 0. About a minute
-# (runs in parallel, three at a time; every run waits on its stand-ins).
+# comes last, and the exit is non-zero; a clean run exits 0. About three
+# minutes (runs in parallel, two or three at a time; every run waits on its
+# stand-ins; the two-GPU runs serve the CPU engine's mlp on eleven workers).
 # env: GPUSLICE (the build's CLI), NVML_RECORD, GS_BUILD_DIR (for the fakes)
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,14 +56,33 @@ device() {
     FAKE_CUDA_SMS=132 bash "$here/run_on_device.sh" "$d/out" >"$d/log" 2>&1
   echo $? >"$d/rc"
 }
+# two NAME BREAKS: run_two_gpus.sh on two fake GPUs, serving the CPU
+# engine's `mlp` (scripts/make_models.py) instead of ResNet-50.
 two() {
   local d=$tmp/$1
   mkdir -p "$d/standin"
   GS_STANDIN_BREAK=$2 GS_STANDIN_DIR=$d/standin GS_CARRY=$(kit "$1") \
     GS_SETTLE_S=2 FAKE_SMI_GPUS=2 FAKE_NVML_CONFIG=h100-80gb:off,h100-80gb:off \
-    FAKE_CUDA_SMS=132,132 bash "$here/run_two_gpus.sh" "$d/out" >"$d/log" 2>&1
+    FAKE_CUDA_SMS=132,132 GS_TWO_REPO=$tmp/models GS_TWO_MODEL=mlp GS_TWO_LEVELS="1 4" \
+    GS_TWO_WINDOW_MS=300 GS_TWO_PERF_ARGS="--shape input:1,64" \
+    bash "$here/run_two_gpus.sh" "$d/out" >"$d/log" 2>&1
   echo $? >"$d/rc"
 }
+two_row() { # NAME CHECK: the two-GPU table's row
+  awk -F' [|] ' -v c="$2" '{ k = $1; sub(/ +$/, "", k) } k == c { print; exit }' \
+    "$tmp/$1/out/two_gpus_summary.txt" 2>/dev/null
+}
+expect_two_row() { # NAME CHECK RESULT [OBSERVED-PATTERN]
+  local r
+  r=$(two_row "$1" "$2")
+  if [[ $r =~ \|\ $3$ ]] && { [[ -z ${4:-} ]] || grep -qE -- "$4" <<<"$r"; }; then
+    ok "$1: '$2' is $3${4:+ ($4)}"
+  else
+    bad "$1: '$2' should be $3${4:+ ($4)}: ${r:-no row}"
+  fi
+}
+python3 "$root/scripts/make_models.py" --models mlp --out "$tmp/models" >"$tmp/models.log" 2>&1 ||
+  bad "make_models.py (python3-onnx) for the two-GPU runs: $(tail -1 "$tmp/models.log")"
 
 # The table's row for CHECK in run NAME.
 row() {
@@ -111,7 +131,9 @@ device loopdead loop_setup,alloc_nooom &
 wait
 device noprobe "" "" probe_sm &
 two two_clean "" &
+wait
 two two_faultless fault_nofault &
+two two_spread fault_spread &
 wait
 # Interrupted from outside as `timeout` does it (TERM to the whole process
 # group, the log's tee included) in the middle of step 4: still the table,
@@ -187,6 +209,24 @@ fi
 expect_rc two_clean 0
 tail -n 1 "$tmp/two_clean/log" | grep -q "run_two_gpus: OK" && ok "two_clean: table last" ||
   bad "two_clean: last line $(tail -n 1 "$tmp/two_clean/log")"
+for c in "dry run of the per-GPU config" "per-GPU layout applied (soft, MPS)" \
+  "one MPS control daemon per GPU" "sweep through the router" "every instance served in the sweep" \
+  "apply changing only GPU 1 (4g -> 3g)" "GPU 1 new 3g serves" "device plugin: both GPUs by profile" \
+  "fault on GPU 0 (process)" "GPU 0 neighbours after the fault (process)" "MPS daemons after destroy"; do
+  expect_two_row two_clean "$c" PASS
+done
+expect_two_row two_clean "serve: every instance behind one router" PASS "7 on GPU 0, 4 on GPU 1"
+expect_two_row two_clean "GPU 0 neighbours after the fault (MPS)" PASS "^.*\| [1-9][0-9]* failed of"
+expect_two_row two_clean "GPU 1 during the GPU 0 fault (MPS)" PASS "\| 0 failed of [1-9]"
+expect_two_row two_clean "GPU 0 requests during the GPU 1 apply" PASS "\| 0 failed of [1-9][0-9]*; pids same"
+expect_two_row two_clean "device plugin: GPU 0 MPS daemon killed" PASS "GPU0 0/7 GPU1 3/0"
+[[ $(grep -c '| PASS$' "$tmp/two_clean/out/two_gpus_summary.txt" 2>/dev/null) == 20 ]] &&
+  ok "two_clean: 20 rows, all PASS" || bad "two_clean: not 20 PASS rows: $(cat "$tmp/two_clean/out/two_gpus_summary.txt")"
+[[ -f $tmp/two_clean/out/two_gpus_load.tar.gz && -s $tmp/two_clean/out/two_gpus_sweep.txt ]] &&
+  ok "two_clean: the loads and the sweep are kept" || bad "two_clean: $(ls "$tmp/two_clean/out")"
+expect_rc two_spread 1
+expect_two_row two_spread "GPU 1 during the GPU 0 fault (MPS)" FAIL "[1-9][0-9]* failed of"
+expect_two_row two_spread "GPU 1 during the GPU 0 fault (process)" PASS
 expect_rc two_faultless 1
 grep -E '^fault on GPU 0 .*never faulted.*FAIL$' "$tmp/two_faultless/out/two_gpus_summary.txt" >/dev/null &&
   ok "two_faultless: the fault that never came is a FAIL" ||
