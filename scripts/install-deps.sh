@@ -8,7 +8,8 @@ pkgs=(build-essential cmake ninja-build pkg-config clang clang-format libclang-r
       libonnx-dev libonnx-testdata
       libopenblas-dev python3-onnx python3-numpy
       libuv1-dev libhttp-parser-dev python3-venv curl libnghttp2-dev procps
-      zlib1g-dev python3-jsonschema python3-yaml podman runc busybox-static)
+      zlib1g-dev python3-jsonschema python3-yaml podman runc busybox-static
+      python3-prometheus-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -12,7 +12,7 @@
 #include "cli_http.h"
 #include "cmd_k8s.h"
 
-static void log_line(void *data, const char *line) {
+void cli_k8s_log(void *data, const char *line) {
   char stamp[32];
   time_t now = time(NULL);
   struct tm tm;
@@ -21,16 +21,8 @@ static void log_line(void *data, const char *line) {
           data ? (const char *)data : "device-plugin", line);
 }
 
-/* What `gpuslice serve` on this state directory says of its workers, asked
- * once per tick through STATE_DIR/serve.json (as `serve --status` finds
- * it); no serve running: nothing is known, nothing is down. */
-typedef struct serve_health_s {
-  const char *state_dir;
-  json_t *workers; /* the last answer's "workers", or NULL */
-} serve_health_t;
-
-static void serve_tick(void *data) {
-  serve_health_t *h = data;
+void cli_serve_tick(void *data) {
+  cli_serve_health_t *h = data;
   char path[4200], *body = NULL;
   int status = 0;
   gs_error_t err;
@@ -54,9 +46,9 @@ static void serve_tick(void *data) {
 
 /* Down: its worker waits to restart after dying, failed its health
  * checks, or is gone; starting and ejected workers are not (yet) down. */
-static bool serve_worker_down(void *data, const char *uuid, char *why,
-                              size_t size) {
-  serve_health_t *h = data;
+bool cli_serve_worker_down(void *data, const char *uuid, char *why,
+                           size_t size) {
+  cli_serve_health_t *h = data;
   size_t i;
   json_t *w;
   json_array_foreach(h->workers, i, w) {
@@ -91,7 +83,7 @@ static int device_plugin(cli_t *cli, int argc, char **argv) {
       {"interval-ms", required_argument, NULL, 'i'},
       {"help", no_argument, NULL, 'h'},
       {0}};
-  gs_k8s_device_plugin_options_t opt = {.log = log_line};
+  gs_k8s_device_plugin_options_t opt = {.log = cli_k8s_log};
   gs_error_t err;
   unsigned ms;
   int c;
@@ -132,9 +124,9 @@ static int device_plugin(cli_t *cli, int argc, char **argv) {
     opt.cdi_dir = env && *env ? env : NULL;
   }
   cli_k8s_options(cli, &opt.inventory);
-  serve_health_t health = {cli->state_dir, NULL};
-  opt.tick = serve_tick;
-  opt.worker_down = serve_worker_down;
+  cli_serve_health_t health = {cli->state_dir, NULL};
+  opt.tick = cli_serve_tick;
+  opt.worker_down = cli_serve_worker_down;
   opt.health_data = &health;
   gs_backend_t *be = NULL;
   int rc = cli_open_backend(cli, &be, &err);
@@ -170,7 +162,7 @@ static int mig_manager(cli_t *cli, int argc, char **argv) {
       {"interval-ms", required_argument, NULL, 'i'},
       {"help", no_argument, NULL, 'h'},
       {0}};
-  gs_k8s_mig_manager_options_t opt = {.log = log_line,
+  gs_k8s_mig_manager_options_t opt = {.log = cli_k8s_log,
                                       .log_data = manager_name,
                                       .changed = manager_changed,
                                       .changed_data = cli};
@@ -295,7 +287,10 @@ int cmd_k8s(cli_t *cli, int argc, char **argv) {
     return devices(cli, argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "mig-manager") == 0)
     return mig_manager(cli, argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "metrics") == 0)
+    return cmd_k8s_metrics(cli, argc - 1, argv + 1);
   return cli_usage("k8s", "usage: gpuslice k8s device-plugin [OPTIONS] | "
                           "k8s mig-manager [OPTIONS] | "
+                          "k8s metrics [OPTIONS] | "
                           "k8s devices --socket PATH (--help for each)");
 }

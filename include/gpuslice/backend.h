@@ -35,6 +35,14 @@ typedef struct gs_process_s {
   char command[64];
 } gs_process_t;
 
+/* A GPU instance's own accounting, where the backend keeps one (the host
+ * backend's cgroup): has_* false for what it cannot tell. */
+typedef struct gs_gi_usage_s {
+  bool has_memory, has_cpu;
+  uint64_t memory_bytes; /* cgroup v2 memory.current, v1 usage_in_bytes */
+  uint64_t cpu_usec;     /* cgroup v2 cpu.stat usage_usec, v1 cpuacct */
+} gs_gi_usage_t;
+
 /* What the backend enforces on this machine, in words, and why. */
 typedef struct gs_enforcement_s {
   char compute[192]; /* "disjoint CPU cores (affinity)" */
@@ -94,6 +102,10 @@ typedef struct gs_backend_ops_s {
   int (*processes)(gs_backend_t *be, unsigned dev, unsigned gi_id,
                    gs_process_t *out, size_t max, size_t *n, gs_error_t *err);
   void (*enforcement)(gs_backend_t *be, gs_enforcement_t *out);
+  /* The GI's own accounting; NULL where there is none (mig and soft: their
+   * processes' NVML memory is what tells). */
+  int (*gi_usage)(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                  gs_gi_usage_t *out, gs_error_t *err);
   /* Confines the calling process to the instance (it is about to exec).
    * out->memory_request_bytes is read first; the rest of *out is written. */
   int (*confine)(gs_backend_t *be, unsigned dev, unsigned gi_id, unsigned ci_id,

@@ -172,4 +172,42 @@ int gs_k8s_mig_manager_run(gs_backend_t *be,
                            const gs_k8s_mig_manager_options_t *opt,
                            gs_error_t *err);
 
+/* gpuslice k8s metrics: each instance's usage for Prometheus. */
+typedef struct gs_k8s_metrics_options_s {
+  /* NVML for per-process SM utilisation and the GPUs' indices (NULL =
+   * libnvidia-ml.so.1); never loaded for the host backend. Without it
+   * the SM series are left out, the rest stays. */
+  const char *nvml_library;
+  gs_k8s_options_t inventory;
+  /* Health as the device plugin sees it (its options of the same names):
+   * tick once per scrape, then worker_down per instance. NULL: not
+   * checked. */
+  void (*tick)(void *data);
+  bool (*worker_down)(void *data, const char *uuid, char *why, size_t size);
+  void *health_data;
+  /* gs_k8s_metrics_run: where to listen (host NULL = 0.0.0.0; port 0 =
+   * any free one, said in the log) and the log (NULL: quiet). */
+  const char *host;
+  unsigned port;
+  void (*log)(void *data, const char *line);
+  void *log_data;
+} gs_k8s_metrics_options_t;
+
+typedef struct gs_k8s_metrics_s gs_k8s_metrics_t;
+
+/* A collector for be's instances (be stays the caller's and must outlive
+ * it). Destroy with gs_k8s_metrics_destroy. */
+int gs_k8s_metrics_create(gs_k8s_metrics_t **out, gs_backend_t *be,
+                          const gs_k8s_metrics_options_t *opt, gs_error_t *err);
+/* One scrape: the layout read anew and each instance's info, health,
+ * processes, memory and SM (or CPU) use now, as Prometheus text (*text
+ * malloc'd, the caller frees it). */
+int gs_k8s_metrics_scrape(gs_k8s_metrics_t *m, char **text, size_t *len,
+                          gs_error_t *err);
+void gs_k8s_metrics_destroy(gs_k8s_metrics_t *m);
+/* Serves GET /metrics (a scrape each) over HTTP until SIGINT or SIGTERM;
+ * other paths 404, other methods 405. */
+int gs_k8s_metrics_run(gs_backend_t *be, const gs_k8s_metrics_options_t *opt,
+                       gs_error_t *err);
+
 #endif

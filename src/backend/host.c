@@ -256,6 +256,25 @@ static void host_enforcement(gs_backend_t *be, gs_enforcement_t *out) {
            "isolated: instances are separate processes");
 }
 
+/* The GI's cgroup accounting (nothing known without a cgroup). */
+static int host_gi_usage(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                         gs_gi_usage_t *out, gs_error_t *err) {
+  host_t *h = host_of(be);
+  const gs_state_doc_t *doc;
+  memset(out, 0, sizeof *out);
+  int rc = gs__swcore_check_dev(&h->core, dev, err);
+  if (rc == GS_OK)
+    rc = gs__swcore_read(&h->core, &doc, err);
+  if (rc != GS_OK)
+    return rc;
+  gs_layout_t *layout = (gs_layout_t *)&doc->device[dev].layout;
+  const gs_gi_t *gi = gs__swcore_find_gi(&h->core, dev, layout, gi_id, err);
+  if (!gi)
+    return GS_ENOTFOUND;
+  gs__cgroup_usage(&h->cg, gi->uuid, uses_cpu_cgroup(h), out);
+  return GS_OK;
+}
+
 /* ---- open and close ---------------------------------------------------- */
 
 static void host_close(gs_backend_t *be) {
@@ -278,6 +297,7 @@ static const gs_backend_ops_t host_ops = {
     .ci_destroy = gs__swcore_ci_destroy,
     .processes = gs__swcore_processes,
     .enforcement = host_enforcement,
+    .gi_usage = host_gi_usage,
     .confine = host_confine,
     .close = host_close,
 };

@@ -333,6 +333,53 @@ void gs__cgroup_pids(const gs__cgroup_t *cg, const char *uuid, bool use_cpu,
   fclose(f);
 }
 
+static bool read_u64(const char *base, const char *uuid, const char *file,
+                     const char *key, uint64_t *out) {
+  char path[GS__PATH_MAX + 160], text[4096];
+  snprintf(path, sizeof path, "%s/gpuslice/%s/%s", base, uuid, file);
+  if (!gs__read_text(path, text, sizeof text))
+    return false;
+  const char *at = text;
+  if (key) { /* "key value" lines (cpu.stat) */
+    size_t kl = strlen(key);
+    for (at = text; at && !(strncmp(at, key, kl) == 0 && at[kl] == ' ');
+         at = strchr(at, '\n'), at = at ? at + 1 : NULL)
+      ;
+    if (!at)
+      return false;
+    at += kl + 1;
+  }
+  char *end;
+  unsigned long long v = strtoull(at, &end, 10);
+  if (end == at)
+    return false;
+  *out = v;
+  return true;
+}
+
+void gs__cgroup_usage(const gs__cgroup_t *cg, const char *uuid, bool use_cpu,
+                      gs_gi_usage_t *out) {
+  memset(out, 0, sizeof *out);
+  if (cg->mem == GS__CG_V2)
+    out->has_memory =
+        read_u64(cg->mem_dir, uuid, "memory.current", NULL, &out->memory_bytes);
+  else if (cg->mem == GS__CG_V1)
+    out->has_memory = read_u64(cg->mem_dir, uuid, "memory.usage_in_bytes", NULL,
+                               &out->memory_bytes);
+  /* v2 keeps cpu.stat in every cgroup, the cpu controller on or not */
+  const char *v2 = cg->mem == GS__CG_V2              ? cg->mem_dir
+                   : use_cpu && cg->cpu == GS__CG_V2 ? cg->cpu_dir
+                                                     : NULL;
+  uint64_t ns;
+  if (v2)
+    out->has_cpu = read_u64(v2, uuid, "cpu.stat", "usage_usec", &out->cpu_usec);
+  else if (use_cpu && cg->cpu == GS__CG_V1 &&
+           read_u64(cg->cpu_dir, uuid, "cpuacct.usage", NULL, &ns)) {
+    out->has_cpu = true;
+    out->cpu_usec = ns / 1000;
+  }
+}
+
 /* ---- CPU geometry ------------------------------------------------------ */
 
 void gs__host_core_range(unsigned cores, unsigned slices, unsigned first,

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "backend/procs_int.h"
+#include "gpuslice/backend.h"
 #include "gpuslice/error.h"
 #include "gpuslice/layout.h"
 
@@ -49,6 +50,12 @@ void gs__cgroup_remove(const gs__cgroup_t *cg, const char *uuid);
  * at most max are written. Nothing (0) when there is no such cgroup. */
 void gs__cgroup_pids(const gs__cgroup_t *cg, const char *uuid, bool use_cpu,
                      pid_t *out, size_t max, size_t *n);
+
+/* What the instance's cgroups account: memory (v2 memory.current, v1
+ * memory.usage_in_bytes) and CPU time (v2 cpu.stat usage_usec, v1
+ * cpuacct.usage); has_* false where no such cgroup or file is. */
+void gs__cgroup_usage(const gs__cgroup_t *cg, const char *uuid, bool use_cpu,
+                      gs_gi_usage_t *out);
 
 /* Compute slices [first, first + count) of `slices` on `cores` logical
  * cores: [*lo, *hi). Disjoint per slice when cores >= slices; otherwise a

@@ -13,6 +13,9 @@
  * copied declarations fails the build rather than the driver call. */
 _Static_assert(sizeof(nvmlPciInfo_t) == 68, "nvmlPciInfo_t");
 _Static_assert(sizeof(nvmlProcessInfo_t) == 24, "nvmlProcessInfo_t");
+_Static_assert(sizeof(nvmlProcessUtilizationSample_t) == 32 &&
+                   offsetof(nvmlProcessUtilizationSample_t, smUtil) == 16,
+               "nvmlProcessUtilizationSample_t");
 _Static_assert(offsetof(nvmlGpuInstanceProfileInfo_t, memorySizeMB) == 40,
                "nvmlGpuInstanceProfileInfo_t");
 _Static_assert(offsetof(nvmlGpuInstanceProfileInfo_v2_t, name) == 56,

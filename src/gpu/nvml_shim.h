@@ -74,6 +74,15 @@ typedef struct nvmlProcessInfo_st {
   unsigned int computeInstanceId; /* 0xFFFFFFFF when not MIG */
 } nvmlProcessInfo_t;
 
+/* nvmlDeviceGetProcessUtilization's sample: one per process that used the
+ * GPU in the last sample period; timeStamp is CPU time in microseconds,
+ * the others percent of that period. */
+typedef struct nvmlProcessUtilizationSample_st {
+  unsigned int pid;
+  unsigned long long timeStamp;
+  unsigned int smUtil, memUtil, encUtil, decUtil;
+} nvmlProcessUtilizationSample_t;
+
 typedef struct nvmlGpuInstancePlacement_st {
   unsigned int start, size; /* memory slices */
 } nvmlGpuInstancePlacement_t;
@@ -242,7 +251,11 @@ typedef struct nvmlComputeInstanceInfo_st {
   XX(DeviceGetComputeRunningProcesses, 1, nvmlReturn_t,                        \
      (nvmlDevice_t, unsigned *, nvmlProcessInfo_t *),                          \
      "nvmlDeviceGetComputeRunningProcesses_v3",                                \
-     "nvmlDeviceGetComputeRunningProcesses_v2")
+     "nvmlDeviceGetComputeRunningProcesses_v2")                                \
+  XX(DeviceGetProcessUtilization, 0, nvmlReturn_t,                             \
+     (nvmlDevice_t, nvmlProcessUtilizationSample_t *, unsigned *,              \
+      unsigned long long),                                                     \
+     "nvmlDeviceGetProcessUtilization", NULL)
 
 /* The loaded library. Fields are the functions, named without "nvml". */
 typedef struct gs__nvml_s {

@@ -1,8 +1,10 @@
 /* The worker's Prometheus text: Triton's nv_inference_* counters, one
- * line per model, built in one gs_buf (GS_LIMIT_TEXT). */
+ * line per model, built in one gs_buf (GS_LIMIT_TEXT) with core/prom.h's
+ * writer. */
 #include <stddef.h>
 
 #include "core/buf.h"
+#include "core/prom.h"
 #include "worker/worker_int.h"
 
 char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
@@ -41,15 +43,15 @@ char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
   gs_buf_t b;
   gs_buf_init(&b, GS_LIMIT_TEXT);
   for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
-    gs_buf_addf(&b, "# HELP %s %s\n# TYPE %s counter\n", rows[r].name,
-                rows[r].help, rows[r].name);
+    gs_prom_family(&b, rows[r].name, "counter", rows[r].help);
     for (unsigned i = 0; i < repo->n; i++) {
       const gs__model_entry_t *m = &repo->models[i];
       const gs__stat_t *s =
           (const gs__stat_t *)((const char *)&m->stats + rows[r].off);
-      gs_buf_addf(&b, "%s{model=\"%s\",version=\"%s\"} %llu\n", rows[r].name,
-                  m->name, m->version,
-                  (unsigned long long)(rows[r].us ? s->ns / 1000 : s->count));
+      const gs_prom_label_t labels[] = {{"model", m->name},
+                                        {"version", m->version}};
+      gs_prom_sample_u64(&b, rows[r].name, labels, 2,
+                         rows[r].us ? s->ns / 1000 : s->count);
     }
   }
   /* NULL when an append failed (the failure is sticky) */

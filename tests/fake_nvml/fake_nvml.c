@@ -17,8 +17,10 @@
  *   FAKE_NVML_CONFIG=h100-80gb,a100-40gb:off   GPUs (":off" = MIG off);
  *       models: h100-80gb a100-40gb a100-80gb h200 a30, and l4 (no MIG:
  *       no profiles, NOT_SUPPORTED for MIG mode); default h100-80gb
- *   FAKE_NVML_PROCS=0:PID[:MIB],1:PID   compute processes on GPUs whose MIG
- *       mode is off, as NVML lists them on the GPU (default 512 MiB)
+ *   FAKE_NVML_PROCS=0:PID[:MIB[:SM]],1:PID   compute processes on GPUs whose
+ *       MIG mode is off, as NVML lists them on the GPU (default 512 MiB),
+ *       and their SM utilisation in percent for
+ *       nvmlDeviceGetProcessUtilization (default 0: no sample)
  *   FAKE_NVML_STATE=<file>   load the GPUs from it when present, save
  *       them after every change and reload them when another process has
  *       changed them, so that state outlives and spans processes

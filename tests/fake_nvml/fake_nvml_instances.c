@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fake_nvml_int.h"
 
@@ -437,22 +438,29 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t dev,
   return NVML_SUCCESS;
 }
 
-/* FAKE_NVML_PROCS entries of GPU gpu whose MIG mode is off, appended to
- * found (room for max). */
+/* FAKE_NVML_PROCS entries (PID[:MIB[:SM]]) of GPU gpu whose MIG mode is
+ * off, appended to found (room for max); sm[k] gets entry k's SM percent
+ * (0 when not given) when sm is not NULL. */
 static unsigned env_procs(unsigned gpu, const fgpu_t *g,
-                          nvmlProcessInfo_t *found, unsigned n, unsigned max) {
+                          nvmlProcessInfo_t *found, unsigned *sm, unsigned n,
+                          unsigned max) {
   const char *p = getenv("FAKE_NVML_PROCS");
   while (p && *p && n < max && g->cur == NVML_DEVICE_MIG_DISABLE) {
-    unsigned at = 0, pid = 0, mib = 512;
+    unsigned at = 0, pid = 0, mib = 512, pct = 0;
     int len = 0;
     if (sscanf(p, "%u:%u%n", &at, &pid, &len) != 2)
       break;
     p += len;
     if (*p == ':')
       mib = (unsigned)strtoul(p + 1, (char **)&p, 10);
-    if (at == gpu)
+    if (*p == ':')
+      pct = (unsigned)strtoul(p + 1, (char **)&p, 10);
+    if (at == gpu) {
+      if (sm)
+        sm[n] = pct;
       found[n++] =
           (nvmlProcessInfo_t){pid, (unsigned long long)mib << 20, NO_ID, NO_ID};
+    }
     p = *p == ',' ? p + 1 : NULL;
   }
   return n;
@@ -479,7 +487,7 @@ EXPORT nvmlReturn_t SYM(nvmlDeviceGetComputeRunningProcesses_v3,
                                      first ? first->id : NO_ID};
   }
   if (!mgi)
-    n = env_procs(dev->gpu, g, found, n, MAX_GI + 16);
+    n = env_procs(dev->gpu, g, found, NULL, n, MAX_GI + 16);
   if (*count < n) {
     *count = n;
     return NVML_ERROR_INSUFFICIENT_SIZE;
@@ -489,5 +497,41 @@ EXPORT nvmlReturn_t SYM(nvmlDeviceGetComputeRunningProcesses_v3,
   if (n)
     memcpy(out, found, n * sizeof *found);
   *count = n;
+  return NVML_SUCCESS;
+}
+
+/* One sample per FAKE_NVML_PROCS process with a non-zero SM percent, time
+ * stamped now (microseconds), as NVML returns those of the last sample
+ * period newer than lastSeen. MIG devices, and GPUs in MIG mode, answer
+ * NOT_SUPPORTED (a choice of this fake: what a real driver answers there
+ * is not recorded in tests/fixtures). */
+EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(
+    nvmlDevice_t dev, nvmlProcessUtilizationSample_t *out, unsigned *count,
+    unsigned long long last_seen) {
+  fgpu_t *g = gpu_of(dev), *mg;
+  fgi_t *mgi;
+  if (!count || (!g && !mig_of(dev, &mg, &mgi)))
+    return NVML_ERROR_INVALID_ARGUMENT;
+  if (!g || g->cur != NVML_DEVICE_MIG_DISABLE)
+    return NVML_ERROR_NOT_SUPPORTED;
+  nvmlProcessInfo_t procs[16];
+  unsigned sm[16], n = env_procs(dev->gpu, g, procs, sm, 0, 16), k = 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  unsigned long long now = (unsigned long long)ts.tv_sec * 1000000ull +
+                           (unsigned long long)ts.tv_nsec / 1000;
+  nvmlProcessUtilizationSample_t found[16];
+  for (unsigned i = 0; i < n && now > last_seen; i++)
+    if (sm[i])
+      found[k++] =
+          (nvmlProcessUtilizationSample_t){procs[i].pid, now, sm[i], 0, 0, 0};
+  if (k == 0)
+    return NVML_ERROR_NOT_FOUND;
+  if (!out || *count < k) {
+    *count = k;
+    return NVML_ERROR_INSUFFICIENT_SIZE;
+  }
+  memcpy(out, found, k * sizeof *found);
+  *count = k;
   return NVML_SUCCESS;
 }
