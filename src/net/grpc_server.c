@@ -406,46 +406,56 @@ static void call_half_close(gs_grpc_call_t *call) {
   gs_grpc_call_kick(call);
 }
 
+/* The request's one message (into plain when it was compressed), or the
+ * status it is refused with (err says why). */
+static int request_message(gs_grpc_call_t *call, gs_buf_t *plain,
+                           const uint8_t **msg, size_t *len, gs_error_t *err) {
+  const gs_grpc_srv_config_t *cfg = call->cfg;
+  const uint8_t *in = (const uint8_t *)call->in.data;
+  bool compressed = false;
+  int status;
+  if (call->error) {
+    snprintf(err->msg, sizeof err->msg, "%s", call->error_msg);
+    return call->error;
+  }
+  if (!call->grpc) {
+    snprintf(err->msg, sizeof err->msg, "not a gRPC request");
+    return GS__GRPC_INVALID_ARGUMENT;
+  }
+  if (!call->route) {
+    snprintf(err->msg, sizeof err->msg, "unknown method %s", call->path);
+    return GS__GRPC_UNIMPLEMENTED;
+  }
+  if (!cfg->compression)
+    return gs__grpc_frame_read(in, call->in.len, cfg->max_message, msg, len,
+                               err);
+  status =
+      gs__grpc_frame_decode(in, call->in.len, cfg->max_message, call->encoding,
+                            plain, msg, len, &compressed, err);
+  if (compressed &&
+      gs__encoding_listed(call->accept, strlen(call->accept), call->encoding))
+    call->reply_encoding = call->encoding; /* answered in kind */
+  return status;
+}
+
 /* The request is whole: refused, or its message goes to the handler. */
 static void call_dispatch(gs_grpc_call_t *call) {
-  const gs_grpc_srv_config_t *cfg = call->cfg;
   const uint8_t *msg = NULL;
   size_t len = 0;
   gs_error_t err = {0};
   gs_buf_t plain = {0}; /* the decompressed message */
-  bool compressed = false;
-  int status;
   call->dispatched = true;
-  if (!call->grpc && cfg->http_415) {
+  if (!call->grpc && call->cfg->http_415) {
     nghttp2_nv head[] = {GS_H2_NV(":status", "415")};
     call->headers_sent = call->trailers = true;
     nghttp2_submit_response(call->c->h2.session, call->id, head, 1, NULL);
-    call_drop_request(call);
-    return;
+  } else {
+    int status = request_message(call, &plain, &msg, &len, &err);
+    if (status != GS__GRPC_OK)
+      gs_grpc_call_fail(call, status, err.msg);
+    else
+      call->route->handler(call, msg, len);
   }
-  if (call->error)
-    status = call->error,
-    snprintf(err.msg, sizeof err.msg, "%s", call->error_msg);
-  else if (!call->grpc)
-    status = GS__GRPC_INVALID_ARGUMENT,
-    snprintf(err.msg, sizeof err.msg, "not a gRPC request");
-  else if (!call->route)
-    status = GS__GRPC_UNIMPLEMENTED,
-    snprintf(err.msg, sizeof err.msg, "unknown method %s", call->path);
-  else if (cfg->compression)
-    status = gs__grpc_frame_decode((const uint8_t *)call->in.data, call->in.len,
-                                   cfg->max_message, call->encoding, &plain,
-                                   &msg, &len, &compressed, &err);
-  else
-    status = gs__grpc_frame_read((const uint8_t *)call->in.data, call->in.len,
-                                 cfg->max_message, &msg, &len, &err);
-  if (compressed &&
-      gs__encoding_listed(call->accept, strlen(call->accept), call->encoding))
-    call->reply_encoding = call->encoding;
-  if (status != GS__GRPC_OK)
-    gs_grpc_call_fail(call, status, err.msg);
-  else
-    call->route->handler(call, msg, len);
   gs_buf_free(&plain);
   call_drop_request(call); /* the handler kept what it needs */
 }

@@ -22,6 +22,7 @@ struct gs__grpc_server_s {
   uv_loop_t *loop;
   gs__repo_t *repo;
   gs_grpc_srv_t *srv;
+  unsigned port; /* kept once the server is closed */
 };
 
 /* A call's state (the layer's call_state). */
@@ -218,11 +219,12 @@ int gs__grpc_listen(gs__grpc_server_t **out, uv_loop_t *loop, gs__repo_t *repo,
       .on_call_free = wcall_free};
   if (gs_grpc_srv_listen_tcp(&g->srv, loop, host, port, &cfg, err) != GS_OK)
     return gs_error_prefix(err, "gRPC: ");
+  g->port = gs_grpc_srv_port(g->srv);
   return GS_OK;
 }
 
 unsigned gs__grpc_port(const gs__grpc_server_t *g) {
-  return g ? gs_grpc_srv_port(g->srv) : 0;
+  return g ? g->port : 0;
 }
 
 void gs__grpc_close(gs__grpc_server_t *g) {
