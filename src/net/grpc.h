@@ -40,6 +40,14 @@ enum {
  * RESOURCE_EXHAUSTED above max. */
 int gs__grpc_frame_read(const uint8_t *buf, size_t len, size_t max,
                         const uint8_t **msg, size_t *msg_len, gs_error_t *err);
+#define GS__GRPC_STREAM_MORE (-1)
+/* The message at the front of a stream's len bytes (a bidi call's): GS__GRPC_OK
+ * with msg, msg_len and *used (the bytes it took), GS__GRPC_STREAM_MORE when
+ * the bytes hold no whole message yet, or a gRPC status (err set) when they
+ * cannot be framed (too large, compressed): the stream cannot go on. */
+int gs__grpc_stream_next(const uint8_t *buf, size_t len, size_t max,
+                         const uint8_t **msg, size_t *msg_len, size_t *used,
+                         gs_error_t *err);
 /* The prefix of an uncompressed message of len bytes. */
 void gs__grpc_frame_prefix(uint8_t prefix[GS__GRPC_PREFIX], size_t len);
 

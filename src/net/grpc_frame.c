@@ -145,6 +145,23 @@ bool gs__grpc_content_type(const uint8_t *value, size_t len) {
          (len == n || value[n] == '+' || value[n] == ';');
 }
 
+int gs__grpc_stream_next(const uint8_t *buf, size_t len, size_t max,
+                         const uint8_t **msg, size_t *msg_len, size_t *used,
+                         gs_error_t *err) {
+  *used = 0;
+  if (len < GS__GRPC_PREFIX)
+    return GS__GRPC_STREAM_MORE;
+  size_t n = (size_t)buf[1] << 24 | (size_t)buf[2] << 16 | (size_t)buf[3] << 8 |
+             buf[4];
+  if (n <= max && len - GS__GRPC_PREFIX < n)
+    return GS__GRPC_STREAM_MORE; /* the rest is still to come */
+  size_t whole = n > max ? len : GS__GRPC_PREFIX + n;
+  int status = gs__grpc_frame_read(buf, whole, max, msg, msg_len, err);
+  if (status == GS__GRPC_OK)
+    *used = whole;
+  return status;
+}
+
 int gs__grpc_submit_status(nghttp2_session *session, int32_t id, int status,
                            const char *text) {
   char code[16], msg[1024];

@@ -115,14 +115,7 @@ int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
 /* ---- ModelStreamInfer's messages (grpc_stream.c) ---------------------------
  */
 
-#define GS__GRPC_STREAM_MORE (-1)
-/* The message at the front of a stream's len bytes: GS__GRPC_OK with msg,
- * msg_len and *used (the bytes it took), GS__GRPC_STREAM_MORE when the
- * bytes hold no whole message yet, or a gRPC status (err set) when they
- * cannot be framed (too large, compressed): the stream cannot go on. */
-int gs__grpc_stream_next(const uint8_t *buf, size_t len, size_t max,
-                         const uint8_t **msg, size_t *msg_len, size_t *used,
-                         gs_error_t *err);
+/* (gs__grpc_stream_next, which takes a stream's messages, is net/grpc.h's) */
 /* Appends a framed ModelStreamInferResponse holding field 1
  * (error_message) or 2 (infer_response: an encoded ModelInferResponse) of
  * len bytes. GS_OK, GS_ELIMIT (over 64 MiB) or out's error. */
