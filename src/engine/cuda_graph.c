@@ -140,8 +140,8 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       g->in_conv[i] = off;
       off +=
           align256((size_t)(t->dims[0] * cp * t->dims[2] * t->dims[3]) * esize);
-    } else if (cs->fp16) {
-      g->in_conv[i] = off;
+    } else if (cs->fp16 && t->dtype != GS_DTYPE_INT32) {
+      g->in_conv[i] = off; /* INT32 stays as it is: in_conv is in_raw */
       off += align256(t->count * esize);
     }
   }
@@ -150,7 +150,8 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     const gs__tensor_t *t = &plan->shapes[v];
     g->out_dev[o] = NO_OFFSET;
     g->out_bound[o] = out_bound(cs, plan, bind, o);
-    if (cs->fp16 || (cs->nhwc[v] && t->rank == 4)) {
+    if ((cs->fp16 && t->dtype != GS_DTYPE_INT32) ||
+        (cs->nhwc[v] && t->rank == 4)) {
       g->out_dev[o] = off;
       off += align256(t->count * 4);
     }
@@ -281,7 +282,7 @@ static int issue_all(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       int cp = cs->cpad[v] ? (int)cs->cpad[v] : c;
       void *args[] = {&raw, &conv, &nb, &c, &hw, &cp};
       rc = gs__cuda_launch(cs, GS__K_IN_NHWC, (long)nb * cp * hw, args, err);
-    } else if (cs->fp16) {
+    } else if (cs->fp16 && t->dtype != GS_DTYPE_INT32) {
       long cnt = (long)t->count;
       void *args[] = {&raw, &conv, &cnt};
       rc = gs__cuda_launch(cs, GS__K_FROM_F32, cnt, args, err);

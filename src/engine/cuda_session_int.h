@@ -23,6 +23,7 @@ enum {
   GS__K_MAXPOOL8, /* FP16 only */
   GS__K_CONV_EPI, /* y = act(y + bias + z) after a cudnnConvolutionForward */
   GS__K_CONV_EPI_VEC, /* the same, 16 bytes a thread (c % 8 / c % 4, aligned) */
+  GS__K_BINARY_I32,   /* INT32 only, whatever the precision */
   GS__K_COUNT
 };
 
