@@ -337,8 +337,8 @@ int gs__shm_bind_outputs(const gs__infer_request_t *req, gs_session_t *s,
        k++) {
     const shm_ref_t *ref = &req->shm->out[k];
     if (!ref->set || !ref->r || ref->r->kind != GS__SHM_CUDA ||
-        ref->r->device_id != device)
-      continue;
+        ref->r->device_id != device || req->class_count[k])
+      continue; /* a classification is computed on the host */
     int rc = gs_session_bind_output(
         s, k, (void *)(uintptr_t)(ref->r->dptr + ref->offset),
         (size_t)ref->byte_size, err);
