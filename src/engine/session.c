@@ -232,26 +232,19 @@ static int check_bytes_input(const gs_model_t *m, const gs_tensor_info_t *info,
 /* An input in device memory: a CUDA session's, read on the GPU only. */
 static int check_device_input(const gs_session_t *s, size_t i,
                               const gs_tensor_t *t, gs_error_t *err) {
-  const char *name = s->model->input_info[i].name;
-  if (t->mem != GS_MEM_DEVICE)
-    return t->mem == GS_MEM_HOST ? GS_OK
-                                 : gs_error_set(err, GS_EINVAL,
-                                                "input '%s': mem %d is neither "
-                                                "host nor device memory",
-                                                name, (int)t->mem);
-  if (!s->gpu)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "input '%s' is in device memory: the cpu provider "
-                        "reads host memory only",
-                        name);
-  if (t->dtype == GS_DTYPE_BYTES ||
-      s->model->values[s->model->inputs[i]].needs_data)
-    return gs_error_set(
-        err, GS_EUNSUPPORTED,
-        "input '%s' is in device memory: a %s input must be "
-        "in host memory",
-        name, t->dtype == GS_DTYPE_BYTES ? "BYTES" : "shape-giving (Reshape)");
-  return GS_OK;
+  const char *name = s->model->input_info[i].name, *why = NULL;
+  if (t->mem != GS_MEM_HOST && t->mem != GS_MEM_DEVICE)
+    return gs_error_set(err, GS_EINVAL, "input '%s': mem %d is unknown", name,
+                        (int)t->mem);
+  if (t->mem == GS_MEM_DEVICE)
+    why = !s->gpu ? "the cpu provider reads host memory only"
+          : t->dtype == GS_DTYPE_BYTES ? "a BYTES input must be in host memory"
+          : s->model->values[s->model->inputs[i]].needs_data
+              ? "a shape (Reshape) input must be in host memory"
+              : NULL;
+  return why ? gs_error_set(err, GS_EUNSUPPORTED,
+                            "input '%s' is in device memory: %s", name, why)
+             : GS_OK;
 }
 
 static int check_input(const gs_session_t *s, size_t i, const gs_tensor_t *t,
@@ -719,14 +712,12 @@ int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
   int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
   if (rc == GS_OK && !s->gpu)
     rc = widen_inputs(s, err);
-  if (rc != GS_OK) {
-    memset(s->bind, 0, m->n_outputs * sizeof *s->bind); /* one run only */
-    return rc;
-  }
   const plan_t *p = s->current;
-  if (s->gpu) {
+  if (rc == GS_OK && s->gpu) {
     gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
     rc = gs__cuda_session_run(s->gpu, &view, s->in, s->bind, s->outputs, err);
+  }
+  if (rc != GS_OK || s->gpu) {
     memset(s->bind, 0, m->n_outputs * sizeof *s->bind); /* one run only */
     return rc;
   }
@@ -789,16 +780,12 @@ int gs_session_device(const gs_session_t *s) {
 
 int gs_session_bind_output(gs_session_t *s, size_t i, void *data, size_t bytes,
                            gs_error_t *err) {
-  if (i >= s->model->n_outputs || !data)
-    return gs_error_set(err, GS_EINVAL,
-                        "binding output %zu of a model with %zu outputs to "
-                        "device memory at %p",
-                        i, s->model->n_outputs, data);
-  if (!s->gpu)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "output '%s': the cpu provider writes outputs to "
-                        "host memory only",
-                        s->model->output_info[i].name);
+  if (i >= s->model->n_outputs || !data || !s->gpu)
+    return gs_error_set(
+        err, i < s->model->n_outputs && data ? GS_EUNSUPPORTED : GS_EINVAL,
+        "binding output %zu (of %zu) to device memory at %p: %s", i,
+        s->model->n_outputs, data,
+        !s->gpu ? "the cpu provider writes host memory only" : "no output");
   s->bind[i] = (gs__cuda_out_bind_t){(CUdeviceptr)(uintptr_t)data, bytes};
   return GS_OK;
 }
