@@ -37,6 +37,8 @@ for mode in system cuda; do
       --shared-memory "$mode" --output-shared-memory-size 64 \
       --concurrency-range 2 -p 300 -r 3 -s 1000 >"$tmp/out" 2>"$tmp/err"
     rc=$?
+    # not a measurement: an unstable one (a loaded or sanitizer machine) is fine
+    [ $rc -eq 1 ] && grep -q "stable measurement" "$tmp/err" && rc=0
     n=$(($(successes) - before))
     if [ $rc -ne 0 ] || [ "$n" -lt 10 ]; then
       fail "$mode/$proto: perf exited $rc, $n successes: $(tail -3 "$tmp/err")"
