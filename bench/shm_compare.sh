@@ -8,9 +8,17 @@
 # goes first flips at every point). Prints a Markdown table of throughput
 # and p50/p99 latency with shared memory's difference in %.
 #
+# GPU mode (the GPU machine has no PyPI, so no perf_analyzer): BENCH_PERF=
+# gpuslice measures with `gpuslice perf` (the same flags, its own
+# --shared-memory), BENCH_SHM=cuda puts the inputs in CUDA device memory
+# (device 0, registered by IPC handle) and BENCH_KIND=KIND_GPU serves big1m
+# on the CUDA provider, which takes a CUDA region's input on the GPU.
+#
 # usage: bench/shm_compare.sh PATH/TO/gpuslice
 # env:   BENCH_WINDOW_MS (-p, default 3000), BENCH_CONC ("1 4"),
 #        BENCH_PROTOCOLS ("http grpc"), BENCH_STABILITY (-s, 25),
+#        BENCH_PERF (perf_analyzer | gpuslice), BENCH_SHM (system | cuda),
+#        BENCH_KIND (KIND_CPU | KIND_GPU),
 #        PA_VENV (default /tmp/gpuslice-bench-venv), PERF_ANALYZER.
 set -u
 gpuslice=${1:?usage: $0 PATH/TO/gpuslice}
@@ -19,11 +27,20 @@ window=${BENCH_WINDOW_MS:-3000}
 conc_list=${BENCH_CONC:-1 4}
 protocols=${BENCH_PROTOCOLS:-http grpc}
 stability=${BENCH_STABILITY:-25}
+shm_kind=${BENCH_SHM:-system}
 . "$src/bench/bench_lib.sh" # tmp, die, free_port, start_worker, machine_facts
-. "$src/bench/perf_analyzer_env.sh"
-pa_find "${PA_VENV:-/tmp/gpuslice-bench-venv}" || die "$PA_WHY"
+if [ "${BENCH_PERF:-perf_analyzer}" = gpuslice ]; then
+  perf=("$gpuslice" perf)
+  perf_name="gpuslice perf"
+else
+  . "$src/bench/perf_analyzer_env.sh"
+  pa_find "${PA_VENV:-/tmp/gpuslice-bench-venv}" || die "$PA_WHY"
+  perf=("$PERF_ANALYZER")
+  perf_name="perf_analyzer $("$PERF_ANALYZER" --version 2>&1 | head -1)"
+fi
 mkdir -p "$tmp/models"
-python3 "$src/bench/make_big_input_model.py" --out "$tmp/models" ||
+python3 "$src/bench/make_big_input_model.py" --out "$tmp/models" \
+  --kind "${BENCH_KIND:-KIND_CPU}" ||
   die "make_big_input_model.py failed (needs python3-onnx)"
 gpuslice_src=$gpuslice
 gport=$(free_port)
@@ -33,8 +50,8 @@ start_worker --grpc-port "$gport"
 point() {
   local mode=$1 proto=$2 c=$3 u csv=$tmp/$1-$2-$3.csv shm=()
   [ "$proto" = grpc ] && u=127.0.0.1:$gport || u=127.0.0.1:$port
-  [ "$mode" = shm ] && shm=(--shared-memory system)
-  timeout 300 "$PERF_ANALYZER" -m big1m -u "$u" -i "$proto" "${shm[@]}" \
+  [ "$mode" = shm ] && shm=(--shared-memory "$shm_kind")
+  timeout 300 "${perf[@]}" -m big1m -u "$u" -i "$proto" "${shm[@]}" \
     --concurrency-range "$c" -p "$window" -s "$stability" -r 10 -f "$csv" \
     >"$csv.log" 2>&1
   # columns: 2 throughput; p50 is the 4th from the end, p99 the last
@@ -43,7 +60,7 @@ point() {
 }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == 0) print "-"; else printf "%+.1f%%", (b - a) * 100 / a }'; }
 
-machine_facts "perf_analyzer $("$PERF_ANALYZER" --version 2>&1 | head -1)"
+machine_facts "$perf_name, --shared-memory $shm_kind, ${BENCH_KIND:-KIND_CPU}"
 echo "| protocol | concurrency | body infer/s | shm infer/s | diff | body p50 (us) | shm p50 (us) | diff | body p99 (us) | shm p99 (us) |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 flip=0

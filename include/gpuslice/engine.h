@@ -100,8 +100,14 @@ const char *gs_engine_op_name(size_t i);
 int gs_engine_set_threads(unsigned n, gs_error_t *err);
 unsigned gs_engine_threads(void);
 
+/* Where a tensor's bytes lie: host memory (the default, 0), or device
+ * memory of a CUDA session's GPU, data then holding a CUdeviceptr (a CUDA
+ * shared-memory region the worker opened, say). */
+typedef enum { GS_MEM_HOST = 0, GS_MEM_DEVICE = 1 } gs_mem_t;
+
 /* A tensor passed in or handed back. For an input the caller owns data; for
- * an output the session does. bytes is the element count times
+ * an output the session does (or the caller, when it bound the output:
+ * gs_session_bind_output). bytes is the element count times
  * gs_dtype_size(dtype); for BYTES, the serialized length (an input's must
  * hold exactly its elements, else the run fails naming the input). */
 typedef struct gs_tensor_s {
@@ -111,6 +117,7 @@ typedef struct gs_tensor_s {
   int64_t shape[GS_TENSOR_MAX_RANK];
   const void *data;
   size_t bytes;
+  gs_mem_t mem;
 } gs_tensor_t;
 
 /* Where a session runs its model (Triton's instance_group kind). AUTO takes
@@ -184,7 +191,12 @@ int gs_session_plan(gs_session_t *session, const gs_tensor_t *inputs,
 /* Plans (as above) and runs the model on the inputs. An input the model
  * declares FP32 may be given as FP16 instead (half the bytes to move): a
  * CUDA session converts it on the GPU, the CPU provider on the host before
- * the first node; outputs keep the model's types. */
+ * the first node; outputs keep the model's types. A CUDA session takes an
+ * input in device memory of its GPU (mem GS_MEM_DEVICE) with one
+ * device-to-device copy on its stream and no host staging; the CPU
+ * provider refuses one (GS_EUNSUPPORTED), as does a CUDA session for an
+ * input whose data a Reshape reads as its shape (planning reads it on the
+ * host) and for a BYTES input. */
 int gs_session_run(gs_session_t *session, const gs_tensor_t *inputs,
                    size_t n_inputs, gs_error_t *err);
 
@@ -201,6 +213,21 @@ int gs_session_run(gs_session_t *session, const gs_tensor_t *inputs,
  * (algorithms kept): ask for the largest batch first. */
 int gs_session_input_buffer(gs_session_t *session, size_t i, size_t bytes,
                             void **out, gs_error_t *err);
+
+/* The CUDA device a session runs on (the ordinal of gs_session_options_t),
+ * whose memory its runs take as GS_MEM_DEVICE; -1 on the CPU provider. */
+int gs_session_device(const gs_session_t *session);
+
+/* Binds output i of the next gs_session_run (that one run only) to device
+ * memory of the session's GPU, bytes long at data (a CUdeviceptr): the run
+ * copies the output there on the GPU, device to device, instead of to the
+ * host, and gs_session_output gives it there (mem GS_MEM_DEVICE). When the
+ * output turns out larger than bytes the binding is not used and the
+ * output is in host memory as usual (mem GS_MEM_HOST): the caller checks
+ * mem. GS_EUNSUPPORTED on the CPU provider, GS_EINVAL for an i out of
+ * range or a NULL data. */
+int gs_session_bind_output(gs_session_t *session, size_t i, void *data,
+                           size_t bytes, gs_error_t *err);
 
 /* Output i of the last plan or run, in model output order: name, type and
  * shape after gs_session_plan, data too after gs_session_run (a BYTES

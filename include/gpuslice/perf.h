@@ -15,6 +15,11 @@ typedef enum { GS_PERF_HTTP = 0, GS_PERF_GRPC } gs_perf_protocol_t;
 /* Concurrency: N requests always in flight. Rate: requests sent at times
  * fixed in advance, whatever the answers do. */
 typedef enum { GS_PERF_CONCURRENCY = 0, GS_PERF_RATE } gs_perf_mode_t;
+typedef enum {
+  GS_PERF_SHM_NONE = 0,
+  GS_PERF_SHM_SYSTEM,
+  GS_PERF_SHM_CUDA
+} gs_perf_shm_t;
 typedef enum { GS_PERF_CONSTANT = 0, GS_PERF_POISSON } gs_perf_dist_t;
 typedef enum {
   GS_PERF_DATA_RANDOM = 0,
@@ -58,6 +63,12 @@ typedef struct gs_perf_options_s {
   unsigned max_threads;     /* rate mode: connections at most; 0: 64 */
   double latency_budget_ms; /* <= 0: none */
   uint64_t seed;            /* random data and Poisson gaps; 0: fixed */
+  /* perf_analyzer's --shared-memory: inputs written once into a region per
+   * request (POSIX shm, or CUDA device memory on device 0 registered by
+   * its IPC handle) and outputs asked into it, output_shm_size bytes each
+   * (0: 100 KiB, as perf_analyzer's --output-shared-memory-size). */
+  gs_perf_shm_t shared_memory;
+  unsigned output_shm_size;
 } gs_perf_options_t;
 
 /* The server's own statistics over a measurement (deltas of its /stats). */

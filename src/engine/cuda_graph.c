@@ -71,15 +71,24 @@ void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
   free(g->in_bytes);
   free(g->in_half);
   free(g->out_dev);
+  free(g->in_dev);
+  free(g->out_bound);
   free(g->pin_out_off);
   memset(g, 0, sizeof *g);
 }
 
 /* ---- where tensors live -------------------------------------------------- */
 
+/* Output o goes to its bound device memory: bound and large enough. */
+static bool out_bound(const gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                      const gs__cuda_out_bind_t *bind, size_t o) {
+  return bind && bind[o].ptr &&
+         plan->shapes[cs->m->outputs[o]].count * 4 <= bind[o].bytes;
+}
+
 static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                  const gs_tensor_t **in, gs__cuda_graph_t *g,
-                  gs_error_t *err) {
+                  const gs_tensor_t **in, const gs__cuda_out_bind_t *bind,
+                  gs__cuda_graph_t *g, gs_error_t *err) {
   const gs_model_t *m = cs->m;
   size_t ni = m->n_inputs + 1, no = m->n_outputs + 1, esize = cs->fp16 ? 2 : 4;
   g->in_dims = calloc(ni, sizeof *g->in_dims);
@@ -90,10 +99,13 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   g->in_bytes = calloc(ni, sizeof *g->in_bytes);
   g->in_half = calloc(ni, sizeof *g->in_half);
   g->out_dev = calloc(no, sizeof *g->out_dev);
+  g->in_dev = calloc(ni, sizeof *g->in_dev);
+  g->out_bound = calloc(no, sizeof *g->out_bound);
   g->pin_out_off = calloc(no, sizeof *g->pin_out_off);
   g->conv = calloc(m->n_nodes + 1, sizeof *g->conv);
   if (!g->in_dims || !g->in_rank || !g->in_raw || !g->in_conv || !g->in_dtype ||
-      !g->in_bytes || !g->in_half || !g->out_dev || !g->pin_out_off || !g->conv)
+      !g->in_bytes || !g->in_half || !g->out_dev || !g->in_dev ||
+      !g->out_bound || !g->pin_out_off || !g->conv)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   for (size_t v = 0; v < m->n_values; v++)
     if (plan->shapes[v].count >= (size_t)1 << 31)
@@ -110,6 +122,7 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     g->in_raw[i] = off;
     off += align256(t->count * 4);
     g->in_dtype[i] = in[i]->dtype;
+    g->in_dev[i] = in[i]->mem == GS_MEM_DEVICE;
     g->in_bytes[i] = t->count * gs_dtype_size(in[i]->dtype);
     g->in_half[i] = NO_OFFSET;
     if (in[i]->dtype == GS_DTYPE_FP16) {
@@ -127,8 +140,8 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       g->in_conv[i] = off;
       off +=
           align256((size_t)(t->dims[0] * cp * t->dims[2] * t->dims[3]) * esize);
-    } else if (cs->fp16) {
-      g->in_conv[i] = off;
+    } else if (cs->fp16 && t->dtype != GS_DTYPE_INT32) {
+      g->in_conv[i] = off; /* INT32 stays as it is: in_conv is in_raw */
       off += align256(t->count * esize);
     }
   }
@@ -136,7 +149,9 @@ static int layout(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     int v = m->outputs[o];
     const gs__tensor_t *t = &plan->shapes[v];
     g->out_dev[o] = NO_OFFSET;
-    if (cs->fp16 || (cs->nhwc[v] && t->rank == 4)) {
+    g->out_bound[o] = out_bound(cs, plan, bind, o);
+    if ((cs->fp16 && t->dtype != GS_DTYPE_INT32) ||
+        (cs->nhwc[v] && t->rank == 4)) {
       g->out_dev[o] = off;
       off += align256(t->count * 4);
     }
@@ -223,8 +238,8 @@ static int reserve(gs__cuda_session_t *cs, gs__cuda_graph_t *keep,
   return GS_OK;
 }
 
-static void bind(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                 const gs__cuda_graph_t *g) {
+static void bind_values(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                        const gs__cuda_graph_t *g) {
   const gs_model_t *m = cs->m;
   for (size_t v = 0; v < m->n_values; v++) {
     const gs__value_t *val = &m->values[v];
@@ -250,7 +265,7 @@ static int issue_all(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     CUdeviceptr raw = cs->act + g->in_raw[i], conv = cs->act + g->in_conv[i];
     bool half = g->in_dtype[i] == GS_DTYPE_FP16;
     CUdeviceptr land = half ? cs->act + g->in_half[i] : raw;
-    if (g->in_bytes[i] &&
+    if (g->in_bytes[i] && !g->in_dev[i] &&
         (r = cu->MemcpyHtoDAsync(land, cs->pin_in[i], g->in_bytes[i],
                                  cs->stream)) != CUDA_SUCCESS)
       return gs__cuda_fail(cs, r, "cuMemcpyHtoDAsync (input)", err);
@@ -267,7 +282,7 @@ static int issue_all(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       int cp = cs->cpad[v] ? (int)cs->cpad[v] : c;
       void *args[] = {&raw, &conv, &nb, &c, &hw, &cp};
       rc = gs__cuda_launch(cs, GS__K_IN_NHWC, (long)nb * cp * hw, args, err);
-    } else if (cs->fp16) {
+    } else if (cs->fp16 && t->dtype != GS_DTYPE_INT32) {
       long cnt = (long)t->count;
       void *args[] = {&raw, &conv, &cnt};
       rc = gs__cuda_launch(cs, GS__K_FROM_F32, cnt, args, err);
@@ -298,7 +313,7 @@ static int issue_all(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       }
       src = dst;
     }
-    if (rc == GS_OK &&
+    if (rc == GS_OK && !g->out_bound[o] &&
         (r = cu->MemcpyDtoHAsync((char *)cs->pin_out + g->pin_out_off[o], src,
                                  t->count * 4, cs->stream)) != CUDA_SUCCESS)
       return gs__cuda_fail(cs, r, "cuMemcpyDtoHAsync", err);
@@ -328,14 +343,19 @@ static int capture(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
 
 static bool graph_matches(const gs__cuda_session_t *cs,
                           const gs__cuda_graph_t *g,
-                          const gs__plan_view_t *plan, const gs_tensor_t **in) {
+                          const gs__plan_view_t *plan, const gs_tensor_t **in,
+                          const gs__cuda_out_bind_t *bind) {
   const gs_model_t *m = cs->m;
   for (size_t i = 0; i < m->n_inputs; i++) {
     const gs__tensor_t *t = &plan->shapes[m->inputs[i]];
     if (g->in_rank[i] != t->rank || g->in_dtype[i] != in[i]->dtype ||
+        g->in_dev[i] != (in[i]->mem == GS_MEM_DEVICE) ||
         memcmp(g->in_dims[i], t->dims, t->rank * sizeof *t->dims))
       return false;
   }
+  for (size_t o = 0; o < m->n_outputs; o++)
+    if (g->out_bound[o] != out_bound(cs, plan, bind, o))
+      return false;
   return true;
 }
 
@@ -343,16 +363,16 @@ static bool graph_matches(const gs__cuda_session_t *cs,
  * (its algorithms kept) when memory it used moved, or made (layout,
  * memory, conv algorithms, capture) in the least recently used slot. */
 static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                     const gs_tensor_t **in, gs__cuda_graph_t **out,
-                     gs_error_t *err) {
+                     const gs_tensor_t **in, const gs__cuda_out_bind_t *bind,
+                     gs__cuda_graph_t **out, gs_error_t *err) {
   gs__cuda_graph_t *g = NULL;
   for (unsigned i = 0; i < cs->n_graphs && !g; i++)
-    if (graph_matches(cs, &cs->graphs[i], plan, in))
+    if (graph_matches(cs, &cs->graphs[i], plan, in, bind))
       g = &cs->graphs[i];
   if (g && !g->exec) { /* its memory grew or moved since its capture */
     int rc = reserve(cs, g, err);
     if (rc == GS_OK) {
-      bind(cs, plan, g);
+      bind_values(cs, plan, g);
       rc = capture(cs, plan, g, err);
     }
     if (rc != GS_OK)
@@ -368,11 +388,11 @@ static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
           g = &cs->graphs[i];
       gs__cuda_graph_release(cs, g);
     }
-    int rc = layout(cs, plan, in, g, err);
+    int rc = layout(cs, plan, in, bind, g, err);
     if (rc == GS_OK)
       rc = reserve(cs, g, err);
     if (rc == GS_OK)
-      bind(cs, plan, g);
+      bind_values(cs, plan, g);
     for (size_t i = 0; rc == GS_OK && i < cs->m->n_nodes; i++)
       if (cs->m->nodes[i].op->code == GS__OP_CONV)
         rc = gs__cuda_conv_prepare(cs, plan, g, i, err);
@@ -390,13 +410,46 @@ static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   return GS_OK;
 }
 
-/* Copies each input into its pinned staging, unless the caller wrote it
- * there (gs_session_input_buffer). */
-static void stage_inputs(gs__cuda_session_t *cs, const gs__cuda_graph_t *g,
-                         const gs_tensor_t **in) {
-  for (size_t i = 0; i < cs->m->n_inputs; i++)
-    if (in[i]->bytes && in[i]->data != cs->pin_in[i])
-      memcpy(cs->pin_in[i], in[i]->data, g->in_bytes[i]);
+/* Copies each host input into its pinned staging, unless the caller wrote
+ * it there (gs_session_input_buffer); a device input is copied on the GPU
+ * to where the graph's copy from staging would have put it. */
+static int stage_inputs(gs__cuda_session_t *cs, const gs__cuda_graph_t *g,
+                        const gs_tensor_t **in, gs_error_t *err) {
+  for (size_t i = 0; i < cs->m->n_inputs; i++) {
+    if (!in[i]->bytes)
+      continue;
+    if (!g->in_dev[i]) {
+      if (in[i]->data != cs->pin_in[i])
+        memcpy(cs->pin_in[i], in[i]->data, g->in_bytes[i]);
+      continue;
+    }
+    size_t at = g->in_dtype[i] == GS_DTYPE_FP16 ? g->in_half[i] : g->in_raw[i];
+    CUresult r = cs->l->cuda.MemcpyDtoDAsync(
+        cs->act + at, (CUdeviceptr)(uintptr_t)in[i]->data, g->in_bytes[i],
+        cs->stream);
+    if (r != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemcpyDtoDAsync (a device input)", err);
+  }
+  return GS_OK;
+}
+
+/* After the launch: each bound output copied on the GPU from its FP32
+ * form (the graph's copy for FP16 or NHWC, else the node's own output). */
+static int unstage_outputs(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                           const gs__cuda_graph_t *g,
+                           const gs__cuda_out_bind_t *bind, gs_error_t *err) {
+  for (size_t o = 0; o < cs->m->n_outputs; o++) {
+    int v = cs->m->outputs[o];
+    size_t bytes = plan->shapes[v].count * 4;
+    if (!g->out_bound[o] || !bytes)
+      continue;
+    size_t at = g->out_dev[o] != NO_OFFSET ? g->out_dev[o] : plan->offset[v];
+    CUresult r = cs->l->cuda.MemcpyDtoDAsync(bind[o].ptr, cs->act + at, bytes,
+                                             cs->stream);
+    if (r != CUDA_SUCCESS)
+      return gs__cuda_fail(cs, r, "cuMemcpyDtoDAsync (a bound output)", err);
+  }
+  return GS_OK;
 }
 
 /* An input the caller wrote into staging must fit it: growing the staging
@@ -427,7 +480,8 @@ int gs__cuda_session_input_buffer(gs__cuda_session_t *cs, size_t i,
 }
 
 int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                         const gs_tensor_t **in, gs_tensor_t *outputs,
+                         const gs_tensor_t **in,
+                         const gs__cuda_out_bind_t *bind, gs_tensor_t *outputs,
                          gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
   CUresult r = cu->CtxSetCurrent(cs->ctx);
@@ -436,16 +490,22 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   gs__cuda_graph_t *g;
   int rc = check_staged(cs, in, err);
   if (rc == GS_OK)
-    rc = graph_get(cs, plan, in, &g, err);
+    rc = graph_get(cs, plan, in, bind, &g, err);
+  if (rc == GS_OK)
+    rc = stage_inputs(cs, g, in, err);
   if (rc != GS_OK)
     return rc;
-  stage_inputs(cs, g, in);
   if ((r = cu->GraphLaunch(g->exec, cs->stream)) != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuGraphLaunch", err);
+  if ((rc = unstage_outputs(cs, plan, g, bind, err)) != GS_OK)
+    return rc;
   if ((r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "running the model (cuStreamSynchronize)", err);
-  for (size_t o = 0; o < cs->m->n_outputs; o++)
-    outputs[o].data = (char *)cs->pin_out + g->pin_out_off[o];
+  for (size_t o = 0; o < cs->m->n_outputs; o++) {
+    outputs[o].mem = g->out_bound[o] ? GS_MEM_DEVICE : GS_MEM_HOST;
+    outputs[o].data = g->out_bound[o] ? (void *)(uintptr_t)bind[o].ptr
+                                      : (char *)cs->pin_out + g->pin_out_off[o];
+  }
   return GS_OK;
 }
 
@@ -455,7 +515,7 @@ int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   const gs__cuda_t *cu = &cs->l->cuda;
   CUresult r = cu->CtxSetCurrent(cs->ctx);
   gs__cuda_graph_t *g;
-  int rc = r == CUDA_SUCCESS ? graph_get(cs, plan, in, &g, err)
+  int rc = r == CUDA_SUCCESS ? graph_get(cs, plan, in, NULL, &g, err)
                              : gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
   if (rc != GS_OK)
     return rc;
@@ -483,7 +543,7 @@ int gs__cuda_session_profile(gs__cuda_session_t *cs,
   gs__cuda_graph_t *g;
   int rc = check_staged(cs, in, err);
   if (rc == GS_OK)
-    rc = graph_get(cs, plan, in, &g, err);
+    rc = graph_get(cs, plan, in, NULL, &g, err);
   if (rc != GS_OK)
     return rc;
   CUevent *marks = calloc(nn + 1, sizeof *marks);
@@ -493,8 +553,8 @@ int gs__cuda_session_profile(gs__cuda_session_t *cs,
     if ((r = cu->EventCreate(&marks[i], CU_EVENT_DEFAULT)) != CUDA_SUCCESS)
       rc = gs__cuda_fail(cs, r, "cuEventCreate", err);
   if (rc == GS_OK)
-    stage_inputs(cs, g, in);
-  bind(cs, plan, g);
+    rc = stage_inputs(cs, g, in, err);
+  bind_values(cs, plan, g);
   if (rc == GS_OK)
     rc = issue_all(cs, plan, g, marks, err);
   if (rc == GS_OK && (r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)

@@ -39,12 +39,25 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
                             const gs_session_options_t *opts, gs_error_t *err);
 void gs__cuda_session_destroy(gs__cuda_session_t *cs);
 
+/* An output bound to device memory for one run (gs_session_bind_output):
+ * ptr 0 for none. */
+typedef struct {
+  CUdeviceptr ptr;
+  size_t bytes;
+} gs__cuda_out_bind_t;
+
 /* Runs the model on in (model input order) for the plan's shapes: the
  * first run of a shape set chooses the convolution algorithms and captures
- * a CUDA graph, later runs replay it. outputs[o].data is set to host
- * memory the session owns, valid until its next run. */
+ * a CUDA graph, later runs replay it. An input in device memory (mem
+ * GS_MEM_DEVICE) is copied device to device into place before the launch;
+ * an output bound in bind (n_outputs entries, or NULL) that can hold it
+ * is copied there device to device after it. outputs[o].data is set to
+ * that memory (mem DEVICE) or to host memory the session owns, valid
+ * until its next run. A shape set run with another mix of device and host
+ * tensors captures a graph of its own. */
 int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                         const gs_tensor_t **in, gs_tensor_t *outputs,
+                         const gs_tensor_t **in,
+                         const gs__cuda_out_bind_t *bind, gs_tensor_t *outputs,
                          gs_error_t *err);
 
 /* Per-node device time of one eager (uncaptured) run of the last shape

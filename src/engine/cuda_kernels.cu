@@ -300,6 +300,17 @@ __device__ void conv_epi_vec(T *y, const T *bias, const T *z, int nv, int c,
   }
 }
 
+// INT32 Add (0), Sub (1), Mul (2) with the same trailing broadcasting,
+// wrapping in two's complement as the CPU provider does (Triton's integer
+// add/sub models); one variant, loaded for both precisions.
+extern "C" __global__ void gs_binary_i32(const int *a, const int *b, int *y,
+                                         long n, long amod, long bmod, int op) {
+  GRID_STRIDE(i, n) {
+    unsigned x = (unsigned)a[i % amod], z = (unsigned)b[i % bmod];
+    y[i] = (int)(op == 0 ? x + z : op == 1 ? x - z : x * z);
+  }
+}
+
 #define INSTANCE(T, sfx)                                                       \
   extern "C" __global__ void gs_in_nhwc_##sfx(const float *x, T *y, int n,     \
                                               int c, int hw, int c_pad) {      \

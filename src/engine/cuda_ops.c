@@ -218,6 +218,13 @@ static int issue_binary(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
            : n->op->code == GS__OP_SUB ? 1
            : n->op->code == GS__OP_MUL ? 2
                                        : 3;
+  if (y->dtype == GS_DTYPE_INT32) { /* Add, Sub, Mul (cuda_provider.c) */
+    CUdeviceptr a = cs->ptr[n->in[0]], b = cs->ptr[n->in[1]],
+                o = cs->ptr[n->out];
+    long cnt = (long)y->count;
+    void *args[] = {&a, &b, &o, &cnt, &amod, &bmod, &op};
+    return gs__cuda_launch(cs, GS__K_BINARY_I32, cnt, args, err);
+  }
   return binary(cs, cs->ptr[n->in[0]], cs->ptr[n->in[1]], cs->ptr[n->out],
                 (long)y->count, amod, bmod, op, act_code(&n->p), n->p.act_min,
                 n->p.act_max, err);
@@ -279,7 +286,8 @@ static int issue_copy(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       x->dims[2] * x->dims[3] != 1)
     return gs__cuda_node_fail(
         n, "it reshapes an NHWC feature map larger than 1x1", err);
-  size_t bytes = plan->shapes[n->out].count * (cs->fp16 ? 2 : 4);
+  const gs__tensor_t *y = &plan->shapes[n->out];
+  size_t bytes = y->count * (cs->fp16 && y->dtype != GS_DTYPE_INT32 ? 2 : 4);
   if (cs->ptr[n->in[0]] == cs->ptr[n->out] || !bytes)
     return GS_OK;
   CUresult r = cs->l->cuda.MemcpyDtoDAsync(cs->ptr[n->out], cs->ptr[n->in[0]],

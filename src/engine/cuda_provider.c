@@ -69,9 +69,9 @@ int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,
 }
 
 static const char *const kernel_names[GS__K_COUNT] = {
-    "gs_in_nhwc",  "gs_out_nchw", "gs_from_f32",    "gs_to_f32", "gs_binary",
-    "gs_unary",    "gs_maxpool",  "gs_avgpool",     "gs_gap",    "gs_softmax",
-    "gs_maxpool8", "gs_conv_epi", "gs_conv_epi_vec"};
+    "gs_in_nhwc",  "gs_out_nchw", "gs_from_f32",     "gs_to_f32", "gs_binary",
+    "gs_unary",    "gs_maxpool",  "gs_avgpool",      "gs_gap",    "gs_softmax",
+    "gs_maxpool8", "gs_conv_epi", "gs_conv_epi_vec", "gs_binary"};
 
 static int load_kernels(gs__cuda_session_t *cs, gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
@@ -84,7 +84,10 @@ static int load_kernels(gs__cuda_session_t *cs, gs_error_t *err) {
       if (k == GS__K_MAXPOOL8 && !t)
         continue; /* FP16 only */
       char name[64];
-      snprintf(name, sizeof name, "%s_%s", kernel_names[k], t ? "f16" : "f32");
+      snprintf(name, sizeof name, "%s_%s", kernel_names[k],
+               k == GS__K_BINARY_I32 ? "i32"
+               : t                   ? "f16"
+                                     : "f32");
       if ((r = cu->ModuleGetFunction(&cs->fn[k][t], cs->module, name)) !=
           CUDA_SUCCESS)
         return gs_error_set(err, GS_EDRIVER,
@@ -96,6 +99,18 @@ static int load_kernels(gs__cuda_session_t *cs, gs_error_t *err) {
 
 static bool is_float(gs_dtype_t t) {
   return t == GS_DTYPE_FP32;
+}
+
+/* Tensors the provider moves: FP32, and INT32 through the ops below. */
+static bool is_io_type(gs_dtype_t t) {
+  return t == GS_DTYPE_FP32 || t == GS_DTYPE_INT32;
+}
+
+/* An INT32 node output: Add, Sub, Mul and the ops that move bytes. */
+static bool int_op(int code) {
+  return code == GS__OP_ADD || code == GS__OP_SUB || code == GS__OP_MUL ||
+         code == GS__OP_IDENTITY || code == GS__OP_RESHAPE ||
+         code == GS__OP_FLATTEN;
 }
 
 static int refuse(const gs__node_t *n, const char *why, gs_error_t *err) {
@@ -128,18 +143,18 @@ static int check_nodes(gs__cuda_session_t *cs, gs_error_t *err) {
   const gs_model_t *m = cs->m;
   int rc = GS_OK;
   for (size_t i = 0; i < m->n_inputs; i++)
-    if (m->input_info[i].dtype != GS_DTYPE_FP32)
+    if (!is_io_type(m->input_info[i].dtype))
       return gs_error_set(err, GS_EUNSUPPORTED,
                           "input '%s' is %s: the cuda provider takes FP32 "
-                          "inputs only",
+                          "and INT32 inputs only",
                           m->input_info[i].name,
                           gs_dtype_name(m->input_info[i].dtype));
   for (size_t o = 0; o < m->n_outputs; o++)
     if (m->values[m->outputs[o]].kind != GS__VALUE_NODE ||
-        m->output_info[o].dtype != GS_DTYPE_FP32)
+        !is_io_type(m->output_info[o].dtype))
       return gs_error_set(err, GS_EUNSUPPORTED,
-                          "output '%s': the cuda provider gives FP32 node "
-                          "outputs only",
+                          "output '%s': the cuda provider gives FP32 and "
+                          "INT32 node outputs only",
                           m->output_info[o].name);
   for (size_t i = 0; rc == GS_OK && i < m->n_nodes; i++) {
     const gs__node_t *n = &m->nodes[i];
@@ -236,8 +251,16 @@ static int check_nodes(gs__cuda_session_t *cs, gs_error_t *err) {
                     "Tanh, Softmax, Flatten, Reshape, Identity)",
                     err);
     }
-    if (rc == GS_OK && m->values[n->out].dtype != GS_DTYPE_FP32)
-      return refuse(n, "its output is not FP32", err);
+    gs_dtype_t out = m->values[n->out].dtype;
+    if (rc == GS_OK && out == GS_DTYPE_INT32 && !int_op(n->op->code))
+      return refuse(n,
+                    "INT32 runs through Add, Sub, Mul, Identity, Reshape "
+                    "and Flatten only",
+                    err);
+    if (rc == GS_OK && out == GS_DTYPE_INT32 && cs->nhwc[n->out])
+      return refuse(n, "an INT32 feature map", err);
+    if (rc == GS_OK && !is_io_type(out))
+      return refuse(n, "its output is neither FP32 nor INT32", err);
   }
   return rc;
 }

@@ -23,6 +23,7 @@ enum {
   GS__K_MAXPOOL8, /* FP16 only */
   GS__K_CONV_EPI, /* y = act(y + bias + z) after a cudnnConvolutionForward */
   GS__K_CONV_EPI_VEC, /* the same, 16 bytes a thread (c % 8 / c % 4, aligned) */
+  GS__K_BINARY_I32,   /* INT32 only, whatever the precision */
   GS__K_COUNT
 };
 
@@ -79,6 +80,10 @@ typedef struct {
   gs_dtype_t *in_dtype;
   size_t *in_bytes, *in_half;
   size_t *out_dev; /* per output: FP32 copy's offset, or -1 */
+  /* Per input: read from device memory (copied device to device into
+   * place before the launch, no HtoD in the graph); per output: written
+   * to bound device memory after it (no DtoH). Part of the cache key. */
+  bool *in_dev, *out_bound;
   size_t *pin_out_off;
   size_t act_bytes, pin_out_bytes, dnn_ws_off;
   gs__cuda_conv_t *conv; /* per node */

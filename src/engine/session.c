@@ -34,7 +34,8 @@ struct gs_session_s {
   gs__tensor_t *args;     /* max_node_inputs scratch */
   const gs_tensor_t **in; /* the caller's inputs in model order */
   gs_tensor_t *outputs;
-  gs__cuda_session_t *gpu; /* the CUDA provider's part; NULL on the CPU */
+  gs__cuda_session_t *gpu;   /* the CUDA provider's part; NULL on the CPU */
+  gs__cuda_out_bind_t *bind; /* per output: the next run's device binding */
   /* CPU provider, per input: an FP16 input widened to FP32 (its tensor and
    * buffer), and the buffer gs_session_input_buffer hands out. */
   gs_tensor_t *wide;
@@ -81,6 +82,7 @@ int gs_session_create(gs_session_t **out, const gs_model_t *model,
   s->args = calloc(model->max_node_inputs + 1, sizeof *s->args);
   s->in = calloc(model->n_inputs + 1, sizeof *s->in);
   s->outputs = calloc(model->n_outputs + 1, sizeof *s->outputs);
+  s->bind = calloc(model->n_outputs + 1, sizeof *s->bind);
   size_t ni = model->n_inputs + 1;
   s->wide = calloc(ni, sizeof *s->wide);
   s->wide_buf = calloc(ni, sizeof *s->wide_buf);
@@ -89,9 +91,9 @@ int gs_session_create(gs_session_t **out, const gs_model_t *model,
   s->user_cap = calloc(ni, sizeof *s->user_cap);
   s->bytes_buf = calloc(model->n_values + 1, sizeof *s->bytes_buf);
   s->bytes_cap = calloc(model->n_values + 1, sizeof *s->bytes_cap);
-  if (!s->plans || !s->bound || !s->args || !s->in || !s->outputs || !s->wide ||
-      !s->wide_buf || !s->user_buf || !s->wide_cap || !s->user_cap ||
-      !s->bytes_buf || !s->bytes_cap) {
+  if (!s->plans || !s->bound || !s->args || !s->in || !s->outputs || !s->bind ||
+      !s->wide || !s->wide_buf || !s->user_buf || !s->wide_cap ||
+      !s->user_cap || !s->bytes_buf || !s->bytes_cap) {
     gs_session_destroy(s);
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   }
@@ -154,6 +156,7 @@ void gs_session_destroy(gs_session_t *s) {
   free(s->args);
   free(s->in);
   free(s->outputs);
+  free(s->bind);
   for (size_t i = 0; i < s->model->n_inputs; i++) {
     free(s->wide_buf ? s->wide_buf[i] : NULL);
     free(s->user_buf ? s->user_buf[i] : NULL);
@@ -226,11 +229,33 @@ static int check_bytes_input(const gs_model_t *m, const gs_tensor_info_t *info,
   return GS_OK;
 }
 
-static int check_input(const gs_model_t *m, size_t i, const gs_tensor_t *t,
+/* An input in device memory: a CUDA session's, read on the GPU only. */
+static int check_device_input(const gs_session_t *s, size_t i,
+                              const gs_tensor_t *t, gs_error_t *err) {
+  const char *name = s->model->input_info[i].name, *why = NULL;
+  if (t->mem != GS_MEM_HOST && t->mem != GS_MEM_DEVICE)
+    return gs_error_set(err, GS_EINVAL, "input '%s': mem %d is unknown", name,
+                        (int)t->mem);
+  if (t->mem == GS_MEM_DEVICE)
+    why = !s->gpu ? "the cpu provider reads host memory only"
+          : t->dtype == GS_DTYPE_BYTES ? "a BYTES input must be in host memory"
+          : s->model->values[s->model->inputs[i]].needs_data
+              ? "a shape (Reshape) input must be in host memory"
+              : NULL;
+  return why ? gs_error_set(err, GS_EUNSUPPORTED,
+                            "input '%s' is in device memory: %s", name, why)
+             : GS_OK;
+}
+
+static int check_input(const gs_session_t *s, size_t i, const gs_tensor_t *t,
                        gs_error_t *err) {
+  const gs_model_t *m = s->model;
   const gs_tensor_info_t *info = &m->input_info[i];
   char have[128], want[128];
   size_t count;
+  int rc = check_device_input(s, i, t, err);
+  if (rc != GS_OK)
+    return rc;
   /* FP16 for FP32: converted at the edge (gs_session_run). */
   if (t->dtype != info->dtype &&
       !(t->dtype == GS_DTYPE_FP16 && info->dtype == GS_DTYPE_FP32))
@@ -574,7 +599,7 @@ static int plan_inputs(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
   const gs_model_t *m = s->model;
   int rc = match_inputs(m, inputs, n, in, err);
   for (size_t i = 0; rc == GS_OK && i < m->n_inputs; i++)
-    rc = check_input(m, i, in[i], err);
+    rc = check_input(s, i, in[i], err);
   if (rc == GS_OK)
     rc = plan_get(s, in, err);
   for (size_t o = 0; rc == GS_OK && o < m->n_outputs; o++) {
@@ -586,6 +611,7 @@ static int plan_inputs(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
     memcpy(x->shape, t->dims, sizeof x->shape);
     x->bytes = t->count * gs_dtype_size(t->dtype); /* BYTES: set by a run */
     x->data = NULL;
+    x->mem = GS_MEM_HOST;
   }
   return rc;
 }
@@ -686,12 +712,14 @@ int gs_session_run(gs_session_t *s, const gs_tensor_t *inputs, size_t n_inputs,
   int rc = plan_inputs(s, inputs, n_inputs, s->in, err);
   if (rc == GS_OK && !s->gpu)
     rc = widen_inputs(s, err);
-  if (rc != GS_OK)
-    return rc;
   const plan_t *p = s->current;
-  if (s->gpu) {
+  if (rc == GS_OK && s->gpu) {
     gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
-    return gs__cuda_session_run(s->gpu, &view, s->in, s->outputs, err);
+    rc = gs__cuda_session_run(s->gpu, &view, s->in, s->bind, s->outputs, err);
+  }
+  if (rc != GS_OK || s->gpu) {
+    memset(s->bind, 0, m->n_outputs * sizeof *s->bind); /* one run only */
+    return rc;
   }
   for (size_t v = 0; v < m->n_values; v++)
     bind_value(s, p, (int)v, s->in);
@@ -744,6 +772,22 @@ int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
   const plan_t *p = s->current;
   gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
   return gs__cuda_session_replay(s->gpu, &view, s->in, iters, ms, err);
+}
+
+int gs_session_device(const gs_session_t *s) {
+  return s->gpu ? s->opts.device : -1;
+}
+
+int gs_session_bind_output(gs_session_t *s, size_t i, void *data, size_t bytes,
+                           gs_error_t *err) {
+  if (i >= s->model->n_outputs || !data || !s->gpu)
+    return gs_error_set(
+        err, i < s->model->n_outputs && data ? GS_EUNSUPPORTED : GS_EINVAL,
+        "binding output %zu (of %zu) to device memory at %p: %s", i,
+        s->model->n_outputs, data,
+        !s->gpu ? "the cpu provider writes host memory only" : "no output");
+  s->bind[i] = (gs__cuda_out_bind_t){(CUdeviceptr)(uintptr_t)data, bytes};
+  return GS_OK;
 }
 
 const gs_tensor_t *gs_session_output(const gs_session_t *s, size_t i) {

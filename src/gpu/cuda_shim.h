@@ -172,7 +172,9 @@ typedef enum CUdevice_attribute_enum {
 
 /* CUDA IPC (the worker's CUDA shared memory): another process's
  * allocation opened from its cudaIpcMemHandle_t (the driver's
- * CUipcMemHandle, 64 bytes), with what copying to and from it needs.
+ * CUipcMemHandle, 64 bytes), with what copying to and from it needs, and
+ * the client's side (gpuslice perf --shared-memory cuda: an allocation
+ * and its handle).
  * Resolved apart (gs__cuda_ipc_load), so that drivers and test fakes
  * without them keep everything else working. */
 typedef struct CUipcMemHandle_st {
@@ -191,7 +193,11 @@ typedef struct CUipcMemHandle_st {
   XX(MemcpyHtoD, CUresult, (CUdeviceptr, const void *, size_t),                \
      "cuMemcpyHtoD_v2", NULL)                                                  \
   XX(MemcpyDtoH, CUresult, (void *, CUdeviceptr, size_t), "cuMemcpyDtoH_v2",   \
-     NULL)
+     NULL)                                                                     \
+  XX(MemAlloc, CUresult, (CUdeviceptr *, size_t), "cuMemAlloc_v2", NULL)       \
+  XX(MemFree, CUresult, (CUdeviceptr), "cuMemFree_v2", NULL)                   \
+  XX(IpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr),               \
+     "cuIpcGetMemHandle", NULL)
 
 /* The loaded library. Fields are the functions, named without "cu". */
 typedef struct gs__cuda_s {

@@ -39,8 +39,8 @@ int gs__perf_get_request(const char *path, const char *authority,
 }
 
 /* A gRPC call's message framed (uncompressed, 4-byte length). */
-static int grpc_request(const char *path, const ProtobufCMessage *msg,
-                        gs__perf_req_t *req, uint8_t **data) {
+int gs__perf_grpc_request(const char *path, const ProtobufCMessage *msg,
+                          gs__perf_req_t *req, uint8_t **data) {
   size_t len = protobuf_c_message_get_packed_size(msg);
   *data = malloc(len + 5);
   if (!*data)
@@ -66,8 +66,8 @@ static void model_path(const gs__perf_ctx_t *ctx, const char *suffix, char *out,
 
 /* One request, its answer's body on success (status 200 / gRPC OK), or an
  * error naming what failed with the server's message. */
-static int fetch(gs__perf_ctx_t *ctx, gs__perf_req_t *req, const char *what,
-                 char **body, size_t *len, gs_error_t *err) {
+int gs__perf_call(gs__perf_ctx_t *ctx, gs__perf_req_t *req, const char *what,
+                  char **body, size_t *len, gs_error_t *err) {
   int status = 0;
   bool grpc = ctx->opts->protocol == GS_PERF_GRPC;
   int rc = gs__perf_fetch(&ctx->loop, (const struct sockaddr *)&ctx->addr, grpc,
@@ -146,7 +146,7 @@ static int http_fetch(gs__perf_ctx_t *ctx, const char *path, const char *what,
   size_t len = 0;
   if (gs__perf_get_request(path, ctx->authority, &req, &data) != GS_OK)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
-  int rc = fetch(ctx, &req, what, &body, &len, err);
+  int rc = gs__perf_call(ctx, &req, what, &body, &len, err);
   free(data);
   if (rc == GS_OK && !(*root = json_loadb(body, len, 0, NULL)))
     rc = gs_error_set(err, GS_EPARSE, "%s: the server's answer is not JSON",
@@ -199,9 +199,9 @@ static int grpc_model_call(gs__perf_ctx_t *ctx, const char *method,
   uint8_t *data;
   m.name = (char *)ctx->opts->model;
   m.version = (char *)(ctx->opts->version ? ctx->opts->version : "");
-  if (grpc_request(method, &m.base, &req, &data) != GS_OK)
+  if (gs__perf_grpc_request(method, &m.base, &req, &data) != GS_OK)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
-  int rc = fetch(ctx, &req, what, body, len, err);
+  int rc = gs__perf_call(ctx, &req, what, body, len, err);
   free(data);
   return rc;
 }
@@ -233,9 +233,10 @@ static int grpc_server(gs__perf_ctx_t *ctx, gs_error_t *err) {
   uint8_t *data;
   char *body = NULL;
   size_t len = 0;
-  if (grpc_request(GRPC_SERVICE "ServerMetadata", &m.base, &req, &data))
+  if (gs__perf_grpc_request(GRPC_SERVICE "ServerMetadata", &m.base, &req,
+                            &data))
     return gs_error_set(err, GS_ENOMEM, "out of memory");
-  int rc = fetch(ctx, &req, "server metadata", &body, &len, err);
+  int rc = gs__perf_call(ctx, &req, "server metadata", &body, &len, err);
   free(data);
   Inference__ServerMetadataResponse *r =
       rc == GS_OK ? inference__server_metadata_response__unpack(
@@ -287,8 +288,8 @@ static int stats_request(gs__perf_ctx_t *ctx) {
         INFERENCE__MODEL_STATISTICS_REQUEST__INIT;
     m.name = ctx->model.name;
     m.version = ctx->model.version;
-    return grpc_request(GRPC_SERVICE "ModelStatistics", &m.base,
-                        &ctx->stats_req, &ctx->stats_data);
+    return gs__perf_grpc_request(GRPC_SERVICE "ModelStatistics", &m.base,
+                                 &ctx->stats_req, &ctx->stats_data);
   }
   char path[600];
   snprintf(path, sizeof path, "/v2/models/%s/versions/%s/stats",

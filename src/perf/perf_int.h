@@ -175,7 +175,27 @@ typedef struct gs__perf_ctx_s {
   uint8_t *stats_data;
   unsigned batch, window_ms, max_trials, max_conns;
   double stability_pct;
+  struct gs__perf_shm_s *shm; /* --shared-memory: one region per request */
+  size_t n_shm;
+  struct gs__perf_cuda_s *cuda; /* --shared-memory cuda: the driver */
 } gs__perf_ctx_t;
+
+/* One call on a fresh connection: its body on success (HTTP 200, gRPC
+ * OK), else an error naming what with the server's message (model.c). */
+int gs__perf_call(struct gs__perf_ctx_s *ctx, gs__perf_req_t *req,
+                  const char *what, char **body, size_t *len, gs_error_t *err);
+/* A gRPC call's message framed (uncompressed, 4-byte length). */
+struct ProtobufCMessage;
+int gs__perf_grpc_request(const char *path, const struct ProtobufCMessage *msg,
+                          gs__perf_req_t *req, uint8_t **data);
+/* --shared-memory (shm.c): request k's region, made and registered, its
+ * inputs (data[i], len[i]) written once at in_off[i] and room for every
+ * output (output_shm_size each) at out_off[o]; *name is the region's. */
+int gs__perf_shm_make(struct gs__perf_ctx_s *ctx, size_t k,
+                      uint8_t *const *data, const size_t *len, size_t *in_off,
+                      size_t *out_off, const char **name, gs_error_t *err);
+/* Unregisters and frees every region (errors ignored: the end of a run). */
+void gs__perf_shm_release(struct gs__perf_ctx_s *ctx);
 
 /* Reads /v2, the model's metadata and config (or their gRPC calls). */
 int gs__perf_model_fetch(gs__perf_ctx_t *ctx, gs_error_t *err);

@@ -215,6 +215,39 @@ static json_t *shape_json(const input_t *in) {
   return a;
 }
 
+/* --shared-memory: where request k's tensors lie in its region. */
+typedef struct shm_at_s {
+  const char *region; /* NULL: no shared memory */
+  size_t in_off[GS__PERF_MAX_TENSORS], out_off[GS__PERF_MAX_TENSORS];
+  size_t out_size;
+} shm_at_t;
+
+static json_t *shm_params(const shm_at_t *at, size_t off, size_t size) {
+  return json_pack("{s:s, s:I, s:I}", "shared_memory_region", at->region,
+                   "shared_memory_offset", (json_int_t)off,
+                   "shared_memory_byte_size", (json_int_t)size);
+}
+
+/* POST .../infer as JSON naming the region for every input and output. */
+static json_t *http_shm_tensors(const gs__perf_ctx_t *ctx, const input_t *in,
+                                const shm_at_t *at, json_t **outputs) {
+  json_t *inputs = json_array();
+  *outputs = json_array();
+  for (size_t i = 0; i < ctx->model.n_inputs; i++)
+    json_array_append_new(inputs,
+                          json_pack("{s:s, s:o, s:s, s:o}", "name",
+                                    ctx->model.inputs[i].name, "shape",
+                                    shape_json(&in[i]), "datatype",
+                                    ctx->model.inputs[i].datatype, "parameters",
+                                    shm_params(at, at->in_off[i], in[i].len)));
+  for (size_t o = 0; o < ctx->model.n_outputs; o++)
+    json_array_append_new(
+        *outputs,
+        json_pack("{s:s, s:o}", "name", ctx->model.outputs[o], "parameters",
+                  shm_params(at, at->out_off[o], at->out_size)));
+  return inputs;
+}
+
 /* The request's bytes, handed to ctx's request k (out keeps them). */
 static int take_request(gs_buf_t *b, const char *path, gs__perf_req_t *req,
                         uint8_t **out, gs_error_t *err) {
@@ -232,10 +265,15 @@ static int take_request(gs_buf_t *b, const char *path, gs__perf_req_t *req,
 
 /* POST .../infer: the JSON header, then every input's bytes in order. */
 static int http_infer(const gs__perf_ctx_t *ctx, const input_t *in,
-                      gs__perf_req_t *req, uint8_t **out, gs_error_t *err) {
-  json_t *inputs = json_array();
+                      const shm_at_t *at, gs__perf_req_t *req, uint8_t **out,
+                      gs_error_t *err) {
+  json_t *inputs = json_array(), *outputs = NULL;
   size_t data_len = 0;
-  for (size_t i = 0; i < ctx->model.n_inputs; i++) {
+  if (at->region) {
+    json_decref(inputs);
+    inputs = http_shm_tensors(ctx, in, at, &outputs);
+  }
+  for (size_t i = 0; !at->region && i < ctx->model.n_inputs; i++) {
     const gs__perf_tensor_t *t = &ctx->model.inputs[i];
     json_array_append_new(inputs,
                           json_pack("{s:s, s:o, s:s, s:{s:I}}", "name", t->name,
@@ -244,8 +282,10 @@ static int http_infer(const gs__perf_ctx_t *ctx, const input_t *in,
                                     "binary_data_size", (json_int_t)in[i].len));
     data_len += in[i].len;
   }
-  json_t *root = json_pack("{s:o, s:{s:b}}", "inputs", inputs, "parameters",
-                           "binary_data_output", 1);
+  json_t *root =
+      at->region ? json_pack("{s:o, s:o}", "inputs", inputs, "outputs", outputs)
+                 : json_pack("{s:o, s:{s:b}}", "inputs", inputs, "parameters",
+                             "binary_data_output", 1);
   char *head = root ? json_dumps(root, JSON_COMPACT) : NULL;
   json_decref(root);
   if (!head)
@@ -264,15 +304,49 @@ static int http_infer(const gs__perf_ctx_t *ctx, const input_t *in,
               ctx->model.name, *v ? "/versions/" : "", v, ctx->authority, hlen,
               hlen + data_len);
   gs_buf_add(&b, head, hlen);
-  for (size_t i = 0; i < ctx->model.n_inputs; i++)
+  for (size_t i = 0; !at->region && i < ctx->model.n_inputs; i++)
     gs_buf_add(&b, in[i].data, in[i].len);
   free(head);
   return take_request(&b, NULL, req, out, err);
 }
 
 /* ModelInfer: inputs described, their bytes in raw_input_contents. */
+typedef Inference__ModelInferRequest__InferInputTensor__ParametersEntry param_t;
+typedef Inference__ModelInferRequest__InferRequestedOutputTensor out_t;
+
+/* The three shared-memory parameters of one tensor, into p[3] / pp[3]. */
+static void grpc_shm_params(const shm_at_t *at, size_t off, size_t size,
+                            param_t *p, param_t **pp,
+                            Inference__InferParameter *v) {
+  static const char *const keys[3] = {"shared_memory_region",
+                                      "shared_memory_offset",
+                                      "shared_memory_byte_size"};
+  for (int j = 0; j < 3; j++) {
+    inference__model_infer_request__infer_input_tensor__parameters_entry__init(
+        &p[j]);
+    inference__infer_parameter__init(&v[j]);
+    p[j].key = (char *)keys[j];
+    p[j].value = &v[j];
+    pp[j] = &p[j];
+  }
+  v[0].parameter_choice_case =
+      INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+  v[0].string_param = (char *)at->region;
+  v[1].parameter_choice_case =
+      INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+  v[1].int64_param = (int64_t)off;
+  v[2].parameter_choice_case =
+      INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+  v[2].int64_param = (int64_t)size;
+}
+
 static int grpc_infer(const gs__perf_ctx_t *ctx, const input_t *in,
-                      gs__perf_req_t *req, uint8_t **out, gs_error_t *err) {
+                      const shm_at_t *at, gs__perf_req_t *req, uint8_t **out,
+                      gs_error_t *err) {
+  enum { T = GS__PERF_MAX_TENSORS };
+  param_t ents[2 * T][3], *pp[2 * T][3];
+  Inference__InferParameter v[2 * T][3];
+  out_t o[T], *po[T];
   size_t n = ctx->model.n_inputs;
   Inference__ModelInferRequest m = INFERENCE__MODEL_INFER_REQUEST__INIT;
   Inference__ModelInferRequest__InferInputTensor t[GS__PERF_MAX_TENSORS],
@@ -288,11 +362,34 @@ static int grpc_infer(const gs__perf_ctx_t *ctx, const input_t *in,
     t[i].shape = (int64_t *)in[i].shape;
     pt[i] = &t[i];
     raw[i] = (ProtobufCBinaryData){in[i].len, in[i].data};
+    if (at->region) {
+      grpc_shm_params(at, at->in_off[i], in[i].len, ents[i], pp[i], v[i]);
+      t[i].n_parameters = 3;
+      t[i].parameters =
+          (Inference__ModelInferRequest__InferInputTensor__ParametersEntry **)
+              pp[i];
+    }
   }
   m.n_inputs = n;
   m.inputs = pt;
-  m.n_raw_input_contents = n;
+  m.n_raw_input_contents = at->region ? 0 : n;
   m.raw_input_contents = raw;
+  for (size_t k = 0; at->region && k < ctx->model.n_outputs; k++) {
+    inference__model_infer_request__infer_requested_output_tensor__init(&o[k]);
+    o[k].name = (char *)ctx->model.outputs[k];
+    grpc_shm_params(at, at->out_off[k], at->out_size, ents[T + k], pp[T + k],
+                    v[T + k]);
+    /* input and output parameter entries share one layout */
+    o[k].n_parameters = 3;
+    o[k].parameters =
+        (Inference__ModelInferRequest__InferRequestedOutputTensor__ParametersEntry
+             **)pp[T + k];
+    po[k] = &o[k];
+  }
+  if (at->region) {
+    m.n_outputs = ctx->model.n_outputs;
+    m.outputs = po;
+  }
   size_t len = inference__model_infer_request__get_packed_size(&m);
   gs_buf_t b;
   gs_buf_init(&b, GS_LIMIT_PERF_REQUEST);
@@ -326,10 +423,21 @@ static int build_one(gs__perf_ctx_t *ctx, json_t *entry, size_t k,
       rc = make_input(ctx, &ctx->model.inputs[i], jv, zero ? NULL : &seed,
                       &in[i], err);
   }
+  shm_at_t at = {.region = NULL};
+  if (rc == GS_OK && ctx->opts->shared_memory != GS_PERF_SHM_NONE) {
+    uint8_t *data[GS__PERF_MAX_TENSORS];
+    size_t len[GS__PERF_MAX_TENSORS];
+    for (size_t i = 0; i < ctx->model.n_inputs; i++)
+      data[i] = in[i].data, len[i] = in[i].len;
+    at.out_size = ctx->opts->output_shm_size ? ctx->opts->output_shm_size
+                                             : (size_t)100 << 10;
+    rc = gs__perf_shm_make(ctx, k, data, len, at.in_off, at.out_off, &at.region,
+                           err);
+  }
   if (rc == GS_OK)
     rc = ctx->opts->protocol == GS_PERF_GRPC
-             ? grpc_infer(ctx, in, &ctx->reqs[k], &ctx->req_data[k], err)
-             : http_infer(ctx, in, &ctx->reqs[k], &ctx->req_data[k], err);
+             ? grpc_infer(ctx, in, &at, &ctx->reqs[k], &ctx->req_data[k], err)
+             : http_infer(ctx, in, &at, &ctx->reqs[k], &ctx->req_data[k], err);
   for (size_t i = 0; i < ctx->model.n_inputs; i++)
     free(in[i].data);
   return rc;
@@ -380,6 +488,7 @@ int gs__perf_requests_build(gs__perf_ctx_t *ctx, gs_error_t *err) {
 }
 
 void gs__perf_requests_release(gs__perf_ctx_t *ctx) {
+  gs__perf_shm_release(ctx);
   for (size_t k = 0; ctx->req_data && k < ctx->n_reqs; k++)
     free(ctx->req_data[k]);
   free(ctx->req_data);

@@ -445,7 +445,7 @@ static void work_decode(uv_work_t *w) {
   gs__infer_job_t *job = w->data;
   gs_error_t err = {0};
   uint64_t t0 = gs__now_ns();
-  int status = gs__infer_job_decode(job, &err);
+  int status = gs__infer_job_decode(job, -1, &err); /* host: concatenated */
   job->decode_ns = gs__now_ns() - t0;
   if (status != 0)
     job_fail(job, status, &err);

@@ -298,7 +298,8 @@ static int attach_data(gs__infer_request_t *req, gs_tensor_t *t,
 int gs__infer_request_align(gs__infer_request_t *req, gs_error_t *err) {
   for (size_t k = 0; k < req->n_inputs; k++) {
     int rc = GS_OK;
-    if ((uintptr_t)req->inputs[k].data % 16 != 0 && !req->owned[k])
+    if ((uintptr_t)req->inputs[k].data % 16 != 0 && !req->owned[k] &&
+        req->inputs[k].mem != GS_MEM_DEVICE) /* a CUDA region's, on the GPU */
       rc = align_input(req, k, err);
     if (rc != GS_OK)
       return rc;

@@ -36,7 +36,11 @@ static int batch_rows(const gs__infer_request_t *ir, const char *model,
   return GS_OK;
 }
 
-int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
+int gs__slot_device(const gs__model_slot_t *slot) {
+  return slot->provider == GS_PROVIDER_CUDA ? slot->placement.device : -1;
+}
+
+int gs__infer_job_decode(gs__infer_job_t *job, int device, gs_error_t *err) {
   const gs__model_slot_t *slot = job->slot;
   /* binary data is copied once, where it goes (run_padded, the batch) */
   int status =
@@ -48,7 +52,7 @@ int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
   job->ir.batch_first_dim = slot->max_batch_size > 0;
   job->batch = 1;
   /* inputs in shared memory: point them at their regions' bytes */
-  if (status == 0 && gs__shm_resolve(&job->ir, job->shm, err) != GS_OK)
+  if (status == 0 && gs__shm_resolve(&job->ir, job->shm, device, err) != GS_OK)
     status = gs_error_http_status(err->code);
   if (status != 0 || slot->max_batch_size == 0)
     return status;
@@ -67,21 +71,31 @@ int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err) {
 /* Runs the request on s. A warm model with a batch dimension runs it
  * padded with zero rows to a planned size, as a batch would (a new shape
  * would plan, and on a GPU capture, on this request); *rows is the rows
- * run. */
+ * run. CUDA shared memory on the session's GPU stays there (the engine
+ * reads and writes the regions) unless padding concatenates on the host. */
 static int run_padded(gs__infer_job_t *job, gs_session_t *s, uint64_t *rows,
                       gs_error_t *err) {
   const gs__model_slot_t *slot = job->slot;
   gs__infer_request_t *ir = &job->ir;
   *rows = job->batch;
-  if (!slot->warm || slot->max_batch_size == 0 || job->batch == 0) {
-    int rc = gs__infer_request_align(ir, err); /* the engine reads it */
+  bool pad = slot->warm && slot->max_batch_size > 0 && job->batch > 0;
+  if (pad)
+    *rows = gs__batch_padded_rows(slot, job->batch);
+  int device = gs_session_device(s);
+  bool on_device = ir->shm && device >= 0 && device == gs__slot_device(slot) &&
+                   *rows == job->batch;
+  int rc = on_device ? gs__shm_bind_outputs(ir, s, device, err)
+                     : gs__shm_to_host(ir, err);
+  if (rc != GS_OK)
+    return rc;
+  if (on_device || !pad) { /* the engine reads the request's own tensors */
+    rc = gs__infer_request_align(ir, err);
     return rc == GS_OK ? gs_session_run(s, ir->inputs, ir->n_inputs, err) : rc;
   }
   const gs__infer_request_t *reqs[1] = {ir};
   gs_tensor_t ins[GS__INFER_MAX_TENSORS];
-  *rows = gs__batch_padded_rows(slot, job->batch);
-  int rc = gs__batch_concat_to(ins, gs__batch_session_buf, s, reqs, 1,
-                               &slot->io, *rows, err);
+  rc = gs__batch_concat_to(ins, gs__batch_session_buf, s, reqs, 1, &slot->io,
+                           *rows, err);
   return rc == GS_OK ? gs_session_run(s, ins, slot->io.n_inputs, err) : rc;
 }
 
@@ -92,7 +106,7 @@ void gs__infer_job_run(gs__infer_job_t *job) {
   gs__infer_request_t *ir = &job->ir;
   gs__model_io_t *io = &job->slot->io;
   job->t_started = gs__now_ns();
-  int status = gs__infer_job_decode(job, &err);
+  int status = gs__infer_job_decode(job, gs__slot_device(job->slot), &err);
   job->t_input_done = gs__now_ns();
   gs_session_t *s = NULL;
   if (status == 0 && !(s = gs__slot_get(job->slot, &err)))

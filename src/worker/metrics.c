@@ -5,6 +5,7 @@
 
 #include "core/buf.h"
 #include "core/prom.h"
+#include "worker/shm.h"
 #include "worker/worker_int.h"
 
 char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
@@ -53,6 +54,21 @@ char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
       gs_prom_sample_u64(&b, rows[r].name, labels, 2,
                          rows[r].us ? s->ns / 1000 : s->count);
     }
+  }
+  const gs__shm_registry_t *shm = repo->shm;
+  if (shm) { /* gpuslice's own: which path CUDA shared memory took */
+    gs_buf_addf(&b, "# HELP gpuslice_cuda_shm_tensors Tensors read from or "
+                    "written to CUDA shared memory, by path (device: by the "
+                    "engine on the GPU; host: copied through host memory)\n"
+                    "# TYPE gpuslice_cuda_shm_tensors counter\n");
+    for (int dir = 0; dir < 2; dir++)
+      for (int dev = 0; dev < 2; dev++)
+        gs_buf_addf(&b,
+                    "gpuslice_cuda_shm_tensors{direction=\"%s\",path=\"%s\"} "
+                    "%llu\n",
+                    dir ? "output" : "input", dev ? "device" : "host",
+                    (unsigned long long)__atomic_load_n(
+                        &shm->cuda_tensors[dir][dev], __ATOMIC_RELAXED));
   }
   /* NULL when an append failed (the failure is sticky) */
   return gs_buf_take(&b, len);

@@ -44,6 +44,10 @@ struct gs__shm_registry_s {
   gs__shm_region_t *head; /* registered regions, newest first */
   unsigned n;
   struct gs__shm_cuda_s *cuda; /* NULL until a CUDA region is registered */
+  /* Tensors in CUDA regions so far, [input 0, output 1][path]: path 0
+   * copied through the host, 1 on the device (the engine read or wrote
+   * the region itself). Atomic; the worker's /metrics shows them. */
+  uint64_t cuda_tensors[2][2];
 };
 
 /* ---- the registry (shm.c) ----------------------------------------------
@@ -165,13 +169,26 @@ int gs__shm_grpc_refs(gs__infer_request_t *req, const void *msg,
                       const gs__model_io_t *io, gs_error_t *err);
 
 /* Takes every region req names and points each shared-memory input at its
- * bytes (in place when 16-byte aligned, else copied; a CUDA region's are
- * copied to the host). The input's bytes must equal its byte size. */
+ * bytes (in place when 16-byte aligned, else copied). A CUDA region's are
+ * left on the GPU (mem GS_MEM_DEVICE, the region's device address) when
+ * the region is on device, the CUDA device of the session the request
+ * will run on (-1: a CPU session, or a batch concatenated on the host),
+ * else copied to the host. The input's bytes must equal its byte size. */
 int gs__shm_resolve(gs__infer_request_t *req, gs__shm_registry_t *reg,
-                    gs_error_t *err);
+                    int device, gs_error_t *err);
+/* Copies the inputs gs__shm_resolve left on the GPU to the host (a run
+ * padded to a planned batch concatenates on the host). */
+int gs__shm_to_host(gs__infer_request_t *req, gs_error_t *err);
+/* Binds every requested output whose region is a CUDA region on device
+ * (gs_session_device of s) to the region, so that the run writes it there
+ * on the GPU (gs_session_bind_output); the others are written from the
+ * host by gs__shm_output_write. */
+int gs__shm_bind_outputs(const gs__infer_request_t *req, gs_session_t *s,
+                         int device, gs_error_t *err);
 bool gs__shm_output_wanted(const gs__infer_request_t *req, size_t k);
 /* Writes output k (model order) into its region; GS_EINVAL when the
- * region's byte size cannot hold it. */
+ * region's byte size cannot hold it. An output the run already wrote there
+ * (mem GS_MEM_DEVICE at the region's address) is left as it is. */
 int gs__shm_output_write(const gs__infer_request_t *req, size_t k,
                          const gs_tensor_t *t, gs_error_t *err);
 void gs__shm_request_release(gs__infer_request_t *req);

@@ -240,9 +240,15 @@ static int check_bytes_input(const gs_tensor_t *t, gs_error_t *err) {
   return gs__bytes_check(t->data, t->bytes, count, "input", t->name, err);
 }
 
-/* Points input k at its region's bytes. */
+static void count_cuda(gs__shm_region_t *r, bool output, bool on_device) {
+  __atomic_fetch_add(&r->reg->cuda_tensors[output][on_device], 1,
+                     __ATOMIC_RELAXED);
+}
+
+/* Points input k at its region's bytes: a CUDA region's on device stay
+ * there. */
 static int resolve_input(gs__infer_request_t *req, size_t k, shm_ref_t *ref,
-                         gs_error_t *err) {
+                         int device, gs_error_t *err) {
   gs_tensor_t *t = &req->inputs[k];
   if (gs_dtype_size(t->dtype) == 0) /* BYTES: its size is the region's say */
     t->bytes = (size_t)ref->byte_size;
@@ -260,18 +266,25 @@ static int resolve_input(gs__infer_request_t *req, size_t k, shm_ref_t *ref,
     t->data = ref->r->host + ref->offset; /* zero copy */
     return check_bytes_input(t, err);
   }
+  if (ref->r->kind == GS__SHM_CUDA && device >= 0 &&
+      ref->r->device_id == device && gs_dtype_size(t->dtype) != 0) {
+    t->data = (void *)(uintptr_t)(ref->r->dptr + ref->offset);
+    t->mem = GS_MEM_DEVICE; /* the engine copies it on the GPU */
+    return GS_OK;
+  }
   if (!(ref->copy = malloc(t->bytes + 1)))
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   t->data = ref->copy;
-  if (ref->r->kind == GS__SHM_CUDA)
+  if (ref->r->kind == GS__SHM_CUDA) {
     rc = gs__shm_cuda_read(ref->r, ref->offset, ref->copy, t->bytes, err);
-  else if (t->bytes) /* kernels read whole elements: an aligned copy */
+    count_cuda(ref->r, false, false);
+  } else if (t->bytes) /* kernels read whole elements: an aligned copy */
     memcpy(ref->copy, ref->r->host + ref->offset, t->bytes);
   return rc == GS_OK ? check_bytes_input(t, err) : rc;
 }
 
 int gs__shm_resolve(gs__infer_request_t *req, gs__shm_registry_t *reg,
-                    gs_error_t *err) {
+                    int device, gs_error_t *err) {
   if (!req->shm)
     return GS_OK;
   int rc = GS_OK;
@@ -284,12 +297,55 @@ int gs__shm_resolve(gs__infer_request_t *req, gs__shm_registry_t *reg,
     if (!(ref->r = gs__shm_acquire(reg, ref->region, err)))
       rc = err->code;
     else if (in && i < req->n_inputs)
-      rc = resolve_input(req, i, ref, err);
+      rc = resolve_input(req, i, ref, device, err);
     else if (!in)
       rc = gs__shm_check_bounds(ref->region, ref->r->byte_size, ref->offset,
                                 ref->byte_size, ref->tensor, err);
   }
   return rc;
+}
+
+int gs__shm_to_host(gs__infer_request_t *req, gs_error_t *err) {
+  for (size_t i = 0; req->shm && i < req->n_inputs; i++) {
+    shm_ref_t *ref = &req->shm->in[i];
+    gs_tensor_t *t = &req->inputs[i];
+    if (t->mem != GS_MEM_DEVICE || !ref->r)
+      continue;
+    if (!(ref->copy = malloc(t->bytes + 1)))
+      return gs_error_set(err, GS_ENOMEM, "out of memory");
+    int rc = gs__shm_cuda_read(ref->r, ref->offset, ref->copy, t->bytes, err);
+    if (rc != GS_OK)
+      return rc;
+    count_cuda(ref->r, false, false);
+    t->data = ref->copy;
+    t->mem = GS_MEM_HOST;
+  }
+  return GS_OK;
+}
+
+/* Counts the inputs a run took from CUDA regions on the device. */
+static void count_device_inputs(const gs__infer_request_t *req) {
+  for (size_t i = 0; req->shm && i < req->n_inputs; i++)
+    if (req->inputs[i].mem == GS_MEM_DEVICE && req->shm->in[i].r)
+      count_cuda(req->shm->in[i].r, false, true);
+}
+
+int gs__shm_bind_outputs(const gs__infer_request_t *req, gs_session_t *s,
+                         int device, gs_error_t *err) {
+  count_device_inputs(req);
+  for (size_t k = 0; req->shm && device >= 0 && k < GS__INFER_MAX_TENSORS;
+       k++) {
+    const shm_ref_t *ref = &req->shm->out[k];
+    if (!ref->set || !ref->r || ref->r->kind != GS__SHM_CUDA ||
+        ref->r->device_id != device || req->class_count[k])
+      continue; /* a classification is computed on the host */
+    int rc = gs_session_bind_output(
+        s, k, (void *)(uintptr_t)(ref->r->dptr + ref->offset),
+        (size_t)ref->byte_size, err);
+    if (rc != GS_OK)
+      return rc;
+  }
+  return GS_OK;
 }
 
 bool gs__shm_output_wanted(const gs__infer_request_t *req, size_t k) {
@@ -309,8 +365,20 @@ int gs__shm_output_write(const gs__infer_request_t *req, size_t k,
                "'%s' (%llu bytes) should be at least %zu bytes to hold the "
                "results",
                t->name, (unsigned long long)ref->byte_size, t->bytes);
-  if (ref->r->kind == GS__SHM_CUDA)
+  if (t->mem == GS_MEM_DEVICE) { /* the run wrote it into the region */
+    if (ref->r->kind != GS__SHM_CUDA ||
+        (uintptr_t)t->data != ref->r->dptr + ref->offset)
+      return gs_error_set(err, GS_EINVAL,
+                          "output '%s' is in device memory outside its "
+                          "region '%s'",
+                          t->name, ref->region);
+    count_cuda(ref->r, true, true);
+    return GS_OK;
+  }
+  if (ref->r->kind == GS__SHM_CUDA) {
+    count_cuda(ref->r, true, false);
     return gs__shm_cuda_write(ref->r, ref->offset, t->data, t->bytes, err);
+  }
   if (t->bytes)
     memcpy(ref->r->host + ref->offset, t->data, t->bytes);
   return GS_OK;

@@ -397,7 +397,11 @@ void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err);
 /* The status of a decode of job->req into job->ir (0, 400 or 500, with err),
  * checking the batch dimension against the model's max_batch_size; sets
  * job->batch. */
-int gs__infer_job_decode(gs__infer_job_t *job, gs_error_t *err);
+int gs__infer_job_decode(gs__infer_job_t *job, int device, gs_error_t *err);
+/* The CUDA device of the slot's sessions, -1 on the CPU: a request's CUDA
+ * shared-memory tensors on it stay on the GPU (device of
+ * gs__infer_job_decode; -1 for a batch, concatenated on the host). */
+int gs__slot_device(const gs__model_slot_t *slot);
 /* Adds one executed batch of size rows to the model's batch_stats. */
 void gs__batch_stats_add(gs__model_stats_t *st, uint64_t rows,
                          uint64_t input_ns, uint64_t infer_ns,

@@ -380,6 +380,22 @@ EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
   return CUDA_ERROR_INVALID_VALUE;
 }
 
+EXPORT CUresult cuMemFree_v2(CUdeviceptr ptr) {
+  for (int i = 0; i < MAX_IPC; i++)
+    if (ptr && fake_alloc_ptr[i] == ptr) {
+      struct stat st;
+      int fd = shm_open(fake_ipc_names[i], O_RDONLY, 0);
+      if (fd >= 0 && fstat(fd, &st) == 0)
+        munmap((void *)(uintptr_t)ptr, (size_t)st.st_size);
+      if (fd >= 0)
+        close(fd);
+      shm_unlink(fake_ipc_names[i]);
+      fake_alloc_ptr[i] = 0;
+      return CUDA_SUCCESS;
+    }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
 EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *h, CUdeviceptr ptr) {
   for (int i = 0; h && i < MAX_IPC; i++)
     if (ptr && fake_alloc_ptr[i] == ptr) {

@@ -52,7 +52,7 @@ static void check_params(const char *text, size_t len, bool is_input) {
   if (rc == GS_OK && used != (req.shm != NULL))
     abort();
   if (rc == GS_OK && used &&
-      (gs__shm_resolve(&req, NULL, &err) != GS_ENOTFOUND ||
+      (gs__shm_resolve(&req, NULL, -1, &err) != GS_ENOTFOUND ||
        gs__shm_output_wanted(&req, 3) == is_input))
     abort();
   gs__shm_request_release(&req);

@@ -6,20 +6,27 @@
 # `gpuslice worker` over HTTP (/v2/cudasharedmemory, the handle in base64);
 # the worker opens it with cuIpcOpenMemHandle. Checks:
 #  1. register and status;
-#  2. `simple` on the CUDA provider (KIND_GPU) and on the CPU (KIND_CPU):
-#     INPUT0/INPUT1 read from the region, OUTPUT0/OUTPUT1 written into it,
-#     read back by the client and compared (sum, difference);
+#  2. `simple` (INT32) on the CUDA provider (KIND_GPU) and on the CPU
+#     (KIND_CPU): INPUT0/INPUT1 read from the region, OUTPUT0/OUTPUT1
+#     written into it, read back by the client and compared (sum,
+#     difference); which path ran, from the worker's /metrics
+#     (gpuslice_cuda_shm_tensors{direction,path}): the GPU model's 2 inputs
+#     and 2 outputs on the device (the engine copies them device to device,
+#     no host staging), the CPU model's through the host;
 #  3. a handle the driver refuses and a device that does not exist: 400;
 #  4. unregister: status empty, an infer naming the region 404;
-#  5. a 1 MiB FP32 input (big1m, KIND_GPU): 50 sequential requests with the
-#     input in the CUDA region and 50 with it in the HTTP body, mean latency
-#     of each (a NOTE, not a pass/fail: the worker copies a CUDA region's
-#     input device -> host -> device, see docs/ARCHITECTURE.md);
+#  5. big1m (1 MiB FP32 input, KIND_GPU) through the region: the answer,
+#     every request on the device path (/metrics), an output region too
+#     small still a 400; then mean latency of sequential requests with the
+#     input in the CUDA region vs in the HTTP body, for big1m (50 each) and
+#     big16m (16 MiB, 20 each): what CUDA shared memory saves (NOTE rows,
+#     not pass/fail);
 #  6. the worker is alive at the end.
 # usage: GS_CARRY=KIT tests/gpu/shm_cuda_check.sh OUT
 # (SHM_CHECK_KIND=KIND_CPU puts the "GPU" models on the CPU: for a dry run
-# against tests/fake_cuda's IPC, which has no kernels.)
-# Exit 0 all passed, 1 a failure, 77 no GPU. Under 1 minute.
+# against tests/fake_cuda's IPC, which has no kernels; the device-path rows
+# then fail, as a CPU model takes the host path.)
+# Exit 0 all passed, 1 a failure, 77 no GPU. About 1 minute (under 3).
 set -u
 out=${1:?usage: shm_cuda_check.sh OUT}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -35,7 +42,9 @@ m=$out/shm-models
 gpu_kind=${SHM_CHECK_KIND:-KIND_GPU}
 rm -rf "$m"
 timeout 60 python3 "$root/scripts/make_models.py" --out "$m" >/dev/null &&
-  timeout 60 python3 "$root/bench/make_big_input_model.py" --out "$m" --kind "$gpu_kind" || {
+  timeout 60 python3 "$root/bench/make_big_input_model.py" --out "$m" --kind "$gpu_kind" &&
+  timeout 60 python3 "$root/bench/make_big_input_model.py" --out "$m" --kind "$gpu_kind" \
+    --width 4194304 --name big16m || {
   echo "shm_cuda_check: cannot make the models"; exit 1; }
 rm -rf "$m/classifier" "$m/cnn_small" "$m/mlp"
 cp -r "$m/simple" "$m/simple_cpu"
@@ -43,7 +52,7 @@ echo '{"max_batch_size": 8, "instance_group": [{"kind": "'"$gpu_kind"'"}]}' >"$m
 echo '{"max_batch_size": 8, "instance_group": [{"kind": "KIND_CPU"}]}' >"$m/simple_cpu/config.json"
 
 port=18420
-timeout -k 5 170 "$gs" worker --model-repository "$m" --http-port $port \
+timeout -k 5 200 "$gs" worker --model-repository "$m" --http-port $port \
   --grpc-port 0 --metrics-port 0 >"$out/shm_cuda_worker.log" 2>&1 &
 wpid=$!
 trap 'kill $wpid 2>/dev/null; wait 2>/dev/null' EXIT
@@ -52,8 +61,8 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 
-timeout 120 python3 - "$port" <<'PY' | tee "$out/shm_cuda.txt"
-import base64, ctypes, http.client, json, struct, sys, time
+timeout 170 python3 - "$port" <<'PY' | tee "$out/shm_cuda.txt"
+import base64, ctypes, http.client, json, re, struct, sys, time
 port = int(sys.argv[1])
 rows, fail = [], [0]
 def row(check, want, got, ok):
@@ -80,6 +89,13 @@ dev, ctx = ctypes.c_int(), ctypes.c_void_p()
 ck(cu.cuDeviceGet(ctypes.byref(dev), 0), "cuDeviceGet")
 ck(cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev), "cuDevicePrimaryCtxRetain")
 ck(cu.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+def paths():
+    # /metrics: CUDA shm tensors by (direction, path) so far
+    st, body = call("GET", "/metrics")
+    return {(d, p): int(n) for d, p, n in re.findall(
+        r'gpuslice_cuda_shm_tensors\{direction="(\w+)",path="(\w+)"\} (\d+)', body.decode())}
+def delta(a, b):
+    return {k: b.get(k, 0) - a.get(k, 0) for k in b if b.get(k, 0) != a.get(k, 0)}
 def alloc(n):
     p = ctypes.c_uint64()
     ck(cu.cuMemAlloc_v2(ctypes.byref(p), ctypes.c_size_t(n)), "cuMemAlloc")
@@ -106,14 +122,18 @@ def p(off, n=64):
 req = {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "parameters": p(0)},
                   {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "parameters": p(64)}],
        "outputs": [{"name": "OUTPUT0", "parameters": p(128)}, {"name": "OUTPUT1", "parameters": p(192)}]}
-for model in ("simple", "simple_cpu"):
+for model, path in (("simple", "device"), ("simple_cpu", "host")):
     ck(cu.cuMemcpyHtoD_v2(ptr + 128, bytes(128), 128), "cuMemcpyHtoD")
+    before = paths()
     st, body = call("POST", f"/v2/models/{model}/infer", req)
+    moved = delta(before, paths())
     got = ctypes.create_string_buffer(128)
     ck(cu.cuMemcpyDtoH_v2(got, ptr + 128, 128), "cuMemcpyDtoH")
     s = struct.unpack("<16i", got.raw[:64]); d = struct.unpack("<16i", got.raw[64:])
     ok = st == 200 and list(s) == [x + y for x, y in zip(a, b)] and list(d) == [x - y for x, y in zip(a, b)]
     row(f"infer {model} in/out CUDA region", "200, sum and difference", f"{st} {body[:80]!r} {s[:3]} {d[:3]}", ok)
+    want = {("input", path): 2, ("output", path): 2}
+    row(f"{model}: path ({path})", f"/metrics 2 in, 2 out on {path}", str(moved), moved == want)
 
 # 3. refused: a handle the driver cannot open, a device that does not exist
 st, body = call("POST", "/v2/cudasharedmemory/region/bad/register",
@@ -123,21 +143,8 @@ st, body = call("POST", "/v2/cudasharedmemory/region/bad/register",
                 {"raw_handle": {"b64": b64}, "device_id": 63, "byte_size": 64})
 row("bad device", "400", f"{st} {body[:120]!r}", st == 400)
 
-# 5. 1 MiB input: CUDA region vs HTTP body (before the unregister)
-W = 262144
-bptr, bb64 = alloc(W * 4 + 64)
-payload = struct.pack(f"<{W}f", *([0.5] * W))
-ck(cu.cuMemcpyHtoD_v2(bptr, payload, len(payload)), "cuMemcpyHtoD")
-st, body = call("POST", "/v2/cudasharedmemory/region/big/register",
-                {"raw_handle": {"b64": bb64}, "device_id": 0, "byte_size": W * 4 + 64})
-shm_req = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, W],
-                       "parameters": {"shared_memory_region": "big", "shared_memory_byte_size": W * 4}}],
-           "outputs": [{"name": "OUTPUT0", "parameters": {"shared_memory_region": "big",
-                        "shared_memory_offset": W * 4, "shared_memory_byte_size": 4}}]}
-hdr = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, W],
-                              "parameters": {"binary_data_size": W * 4}}],
-                  "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}]}).encode()
-def timed(fn, n=50):
+# 5. big inputs: the device path, then CUDA region vs HTTP body
+def timed(fn, n):
     fn()
     t = time.perf_counter()
     for _ in range(n):
@@ -145,14 +152,39 @@ def timed(fn, n=50):
         if st != 200:
             return st, body, 0.0
     return 200, b"", (time.perf_counter() - t) / n * 1000
-st1, body1, shm_ms = timed(lambda: call("POST", "/v2/models/big1m/infer", shm_req))
-st2, body2, http_ms = timed(lambda: call("POST", "/v2/models/big1m/infer", hdr + payload,
-                                         {"Inference-Header-Content-Length": str(len(hdr))}))
-out = ctypes.create_string_buffer(4)
-ck(cu.cuMemcpyDtoH_v2(out, bptr + W * 4, 4), "cuMemcpyDtoH")
-mean = struct.unpack("<f", out.raw)[0]
-row("big1m via CUDA region", "200, output 0.5", f"{st1} {body1[:80]!r} {mean:.4f}", st1 == 200 and abs(mean - 0.5) < 1e-3)
-row("big1m 1 MiB latency", "CUDA shm vs HTTP body", f"{shm_ms:.2f} ms vs {http_ms:.2f} ms (50 each)", None)
+for model, W, n in (("big1m", 262144, 50), ("big16m", 4194304, 20)):
+    bptr, bb64 = alloc(W * 4 + 64)
+    payload = struct.pack(f"<{W}f", *([0.5] * W))
+    ck(cu.cuMemcpyHtoD_v2(bptr, payload, len(payload)), "cuMemcpyHtoD")
+    region = "r_" + model
+    st, body = call("POST", f"/v2/cudasharedmemory/region/{region}/register",
+                    {"raw_handle": {"b64": bb64}, "device_id": 0, "byte_size": W * 4 + 64})
+    def shm_req(out_size=4):
+        return {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, W],
+                            "parameters": {"shared_memory_region": region, "shared_memory_byte_size": W * 4}}],
+                "outputs": [{"name": "OUTPUT0", "parameters": {"shared_memory_region": region,
+                             "shared_memory_offset": W * 4, "shared_memory_byte_size": out_size}}]}
+    hdr = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, W],
+                                  "parameters": {"binary_data_size": W * 4}}],
+                      "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}]}).encode()
+    before = paths()
+    st1, body1, shm_ms = timed(lambda: call("POST", f"/v2/models/{model}/infer", shm_req()), n)
+    moved = delta(before, paths())
+    st2, body2, http_ms = timed(lambda: call("POST", f"/v2/models/{model}/infer", hdr + payload,
+                                             {"Inference-Header-Content-Length": str(len(hdr))}), n)
+    out = ctypes.create_string_buffer(4)
+    ck(cu.cuMemcpyDtoH_v2(out, bptr + W * 4, 4), "cuMemcpyDtoH")
+    mean = struct.unpack("<f", out.raw)[0]
+    row(f"{model} via CUDA region", "200, output 0.5", f"{st1} {st2} {body1[:60]!r} {mean:.4f}",
+        st1 == 200 and st2 == 200 and abs(mean - 0.5) < (1e-3 if W < 1 << 20 else 1e-2))
+    want = {("input", "device"): n + 1, ("output", "device"): n + 1}
+    row(f"{model}: path (device)", f"/metrics {n + 1} in, {n + 1} out on device", str(moved), moved == want)
+    if model == "big1m":
+        st, body = call("POST", f"/v2/models/{model}/infer", shm_req(2))
+        row("output region too small", "400 naming 'should be at least 4'", f"{st} {body[:100]!r}",
+            st == 400 and b"should be at least 4 bytes" in body)
+    row(f"{model} {W * 4 >> 20} MiB latency", "CUDA shm vs HTTP body",
+        f"{shm_ms:.2f} ms vs {http_ms:.2f} ms ({n} each)", None)
 
 # 4. unregister
 st, _ = call("POST", "/v2/cudasharedmemory/unregister")

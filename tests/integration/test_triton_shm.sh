@@ -236,6 +236,13 @@ else:
     s = shm.get_contents_as_numpy(cp, np.int32, [1, 16], offset=128)
     d = shm.get_contents_as_numpy(cp, np.int32, [1, 16], offset=192)
     assert (s == a + b).all() and (d == a - b).all(), (s, d)
+    # a CPU model keeps the host copy: /metrics counts which path ran
+    import urllib.request
+    met = urllib.request.urlopen(f"http://{hurl}/metrics").read().decode()
+    for d_, p_, n_ in (("input", "host", 2), ("output", "host", 2),
+                       ("input", "device", 0), ("output", "device", 0)):
+        line = f'gpuslice_cuda_shm_tensors{{direction="{d_}",path="{p_}"}} {n_}'
+        assert line in met, (line, met[-600:])
     gc.unregister_cuda_shared_memory("cin")
     assert gc.get_cuda_shared_memory_status().regions == {} or len(gc.get_cuda_shared_memory_status().regions) == 0
     print("ok: CUDA shared memory through the fake driver's IPC: register, infer in and out, status, unregister")

@@ -124,6 +124,45 @@ static void test_unsupported_node_refused(void **state) {
   gs_model_destroy(m);
 }
 
+/* INT32 (Triton's simple: Add and Sub of two INT32 inputs) passes the
+ * provider's node check: a GPU runs it, without one the session fails for
+ * want of the GPU only; INT32 Div (a zero divisor cannot fail a kernel as
+ * it fails the CPU's run) and an INT64 input are refused by name. */
+static void test_int32_accepted(void **state) {
+  (void)state;
+  static const int64_t d[2] = {-1, 16};
+  const char *ops[3] = {"Add", "Div", "Add"};
+  for (int k = 0; k < 3; k++) {
+    int elem = k == 2 ? ELEM_I64 : ELEM_I32;
+    graph_t g = {.n_nodes = 2, .n_in = 2, .n_out = 2};
+    g.nodes[0] = node(ops[k], "first", "A,B", "Y", NULL);
+    g.nodes[1] = node("Sub", "sub", "A,B", "Z", NULL);
+    g.in[0] = info("A", elem, 2, d);
+    g.in[1] = info("B", elem, 2, d);
+    g.out[0] = info("Y", elem, 2, d);
+    g.out[1] = info("Z", elem, 2, d);
+    gs_model_t *m = load(&g);
+    gs_session_options_t o;
+    gs_session_options_default(&o);
+    o.provider = GS_PROVIDER_CUDA;
+    gs_session_t *s = NULL;
+    gs_error_t err = {0};
+    int rc = gs_session_create(&s, m, &o, &err);
+    if (k == 0)
+      assert_int_equal(rc, gpu_usable() ? GS_OK : GS_ENODEV);
+    else
+      assert_int_equal(rc, GS_EUNSUPPORTED);
+    if (k == 1)
+      assert_non_null(strstr(err.msg, "node 'first' (Div)"));
+    if (k == 1)
+      assert_non_null(strstr(err.msg, "INT32 runs through Add, Sub, Mul"));
+    if (k == 2)
+      assert_non_null(strstr(err.msg, "input 'A' is INT64"));
+    gs_session_destroy(s);
+    gs_model_destroy(m);
+  }
+}
+
 /* No usable GPU: CUDA is an error saying why (the same as
  * gs_engine_cuda_describe's), AUTO is the CPU in FP32. */
 static void test_no_gpu_auto_falls_back(void **state) {
@@ -606,6 +645,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_missing_symbol_named, free_kept),
       cmocka_unit_test_teardown(test_unsupported_node_refused, free_kept),
       cmocka_unit_test_teardown(test_no_gpu_auto_falls_back, free_kept),
+      cmocka_unit_test_teardown(test_int32_accepted, free_kept),
       cmocka_unit_test_teardown(test_cpu_refuses_fp16, free_kept),
       cmocka_unit_test(test_gpu_batches_padded),
       cmocka_unit_test_teardown(test_worker_instance_group, free_kept),

@@ -102,6 +102,41 @@ static void test_simple_model_batches(void **state) {
   gs_model_destroy(m);
 }
 
+/* Device memory (GS_MEM_DEVICE) is a CUDA session's: the CPU provider has
+ * no device (gs_session_device -1), refuses a device input by name and
+ * refuses to bind an output to device memory; a bad mem value is refused;
+ * host inputs still run after a refusal. */
+static void test_cpu_refuses_device_memory(void **state) {
+  (void)state;
+  graph_t g = simple_graph();
+  gs_model_t *m = load(&g);
+  gs_session_t *s = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_session_create(&s, m, NULL, &err), GS_OK);
+  assert_int_equal(gs_session_device(s), -1);
+  int32_t buf[16] = {1}, out[16];
+  int64_t dims[2] = {1, 16};
+  gs_tensor_t in[2] = {tensor("INPUT0", GS_DTYPE_INT32, 2, dims, buf),
+                       tensor("INPUT1", GS_DTYPE_INT32, 2, dims, buf)};
+  in[1].mem = GS_MEM_DEVICE;
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "'INPUT1' is in device memory"));
+  in[1].mem = (gs_mem_t)7;
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "'INPUT1': mem 7"));
+  assert_int_equal(gs_session_bind_output(s, 1, out, sizeof out, &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "output 1 (of 2)"));
+  assert_int_equal(gs_session_bind_output(s, 2, out, sizeof out, &err),
+                   GS_EINVAL);
+  in[1].mem = GS_MEM_HOST;
+  assert_int_equal(gs_session_run(s, in, 2, &err), GS_OK);
+  assert_int_equal(gs_session_output(s, 0)->mem, GS_MEM_HOST);
+  assert_int_equal(((const int32_t *)gs_session_output(s, 0)->data)[0], 2);
+  gs_session_destroy(s);
+  gs_model_destroy(m);
+}
+
 /* Inputs that do not match the metadata are refused before running. */
 static void test_input_mismatch(void **state) {
   (void)state;
@@ -1248,6 +1283,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_simple_model_batches, free_kept),
       cmocka_unit_test_teardown(test_input_mismatch, free_kept),
+      cmocka_unit_test_teardown(test_cpu_refuses_device_memory, free_kept),
       cmocka_unit_test_teardown(test_gemm_relu_softmax, free_kept),
       cmocka_unit_test_teardown(test_matmul_broadcast, free_kept),
       cmocka_unit_test_teardown(test_softmax_opsets, free_kept),

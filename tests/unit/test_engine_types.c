@@ -550,10 +550,11 @@ static void test_unary_types(void **state) {
   gs_model_destroy(m);
 }
 
-/* The CUDA provider runs FP32 only: a session asked for it on an INT32 Add
- * model, a BYTES model or a Cast fails at creation naming the input or the
- * node (checked before any GPU library loads, so without a GPU too); AUTO
- * takes the CPU for them. */
+/* The CUDA provider runs FP32 (and INT32 through a few ops, see
+ * test_cuda_provider): a session asked for it on an INT64 Add model, a
+ * BYTES model or a Cast fails at creation naming the input or the node
+ * (checked before any GPU library loads, so without a GPU too); AUTO takes
+ * the CPU for them. */
 static void test_cuda_refuses_types(void **state) {
   (void)state;
   gs_session_options_t opts;
@@ -562,7 +563,7 @@ static void test_cuda_refuses_types(void **state) {
   static const struct {
     int elem;
     const char *op, *want;
-  } cases[] = {{ELEM_I32, "Add", "input 'a' is INT32"},
+  } cases[] = {{ELEM_I64, "Add", "input 'a' is INT64"},
                {ELEM_STR, "Identity", "input 'a' is BYTES"},
                {ELEM_F32, "Cast", "'op' (Cast): the cuda provider cannot"}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

@@ -27,7 +27,8 @@ static gs_tensor_t tensor(const char *name, gs_dtype_t dt, int64_t rows,
                           int64_t cols, const void *data) {
   gs_tensor_t t = {name, dt,
                    2,    {rows, cols},
-                   data, (size_t)(rows * cols) * gs_dtype_size(dt)};
+                   data, (size_t)(rows * cols) * gs_dtype_size(dt),
+                   GS_MEM_HOST};
   return t;
 }
 

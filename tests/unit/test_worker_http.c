@@ -295,8 +295,9 @@ static void test_json_output_encoding(void **state) {
   (void)state;
   gs__infer_request_t req = {.want_output = {true, false}};
   int32_t v[2] = {-3, 7};
-  gs_tensor_t outs[2] = {{"OUTPUT0", GS_DTYPE_INT32, 2, {1, 2}, v, sizeof v},
-                         {"OUTPUT1", GS_DTYPE_INT32, 2, {1, 2}, v, sizeof v}};
+  gs_tensor_t outs[2] = {
+      {"OUTPUT0", GS_DTYPE_INT32, 2, {1, 2}, v, sizeof v, GS_MEM_HOST},
+      {"OUTPUT1", GS_DTYPE_INT32, 2, {1, 2}, v, sizeof v, GS_MEM_HOST}};
   gs__http_response_t resp = {.infer_header_len = -1};
   gs_error_t err;
   assert_int_equal(gs__infer_encode(&resp, &req, &simple, outs, &err), 0);
@@ -462,7 +463,7 @@ static void test_inputs_must_agree_on_the_batch(void **state) {
     job.req.infer_header_len = -1;
     gs_error_t err;
     gs_error_clear(&err);
-    int status = gs__infer_job_decode(&job, &err);
+    int status = gs__infer_job_decode(&job, -1, &err);
     if (i == 0) {
       assert_int_equal(status, 400);
       assert_non_null(strstr(err.msg, "batch size"));

@@ -61,7 +61,7 @@ static void test_json_output_nonfinite_is_null(void **state) {
   (void)state;
   const float y[4] = {NAN, INFINITY, -INFINITY, 1.5f};
   gs__infer_request_t req = {.want_output = {true}};
-  gs_tensor_t out = {"x", GS_DTYPE_FP32, 2, {1, 4}, y, sizeof y};
+  gs_tensor_t out = {"x", GS_DTYPE_FP32, 2, {1, 4}, y, sizeof y, GS_MEM_HOST};
   gs__http_response_t resp = {.infer_header_len = -1};
   gs_error_t err = {0};
   assert_int_equal(gs__infer_encode(&resp, &req, &one, &out, &err), 0);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -173,7 +174,7 @@ static void test_resolve_inputs(void **state) {
   assert_true(used);
   assert_int_equal(gs__shm_ref_json(&req, true, 1, "INPUT1", odd, &used, &err),
                    GS_OK);
-  assert_int_equal(gs__shm_resolve(&req, reg, &err), GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, -1, &err), GS_OK);
   assert_ptr_equal(req.inputs[0].data, reg->head->host + 64);
   assert_ptr_not_equal(req.inputs[1].data, reg->head->host + 4);
   assert_memory_equal(req.inputs[1].data, object + 4, 64);
@@ -185,7 +186,7 @@ static void test_resolve_inputs(void **state) {
   req.inputs[0].bytes = 60;
   assert_int_equal(
       gs__shm_ref_json(&req, true, 0, "INPUT0", aligned, &used, &err), GS_OK);
-  assert_int_equal(gs__shm_resolve(&req, reg, &err), GS_EINVAL);
+  assert_int_equal(gs__shm_resolve(&req, reg, -1, &err), GS_EINVAL);
   assert_non_null(strstr(err.msg, "shared_memory_byte_size is 64"));
   gs__shm_request_release(&req);
   json_decref(aligned);
@@ -214,7 +215,7 @@ static void test_outputs(void **state) {
                 "shared_memory_byte_size", 32, "shared_memory_offset", 96);
   assert_int_equal(gs__shm_ref_json(&req, false, 1, "OUT", p, &used, &err),
                    GS_OK);
-  assert_int_equal(gs__shm_resolve(&req, reg, &err), GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, -1, &err), GS_OK);
   assert_true(gs__shm_output_wanted(&req, 1));
   assert_false(gs__shm_output_wanted(&req, 0));
   int32_t v[16];
@@ -232,6 +233,103 @@ static void test_outputs(void **state) {
   assert_memory_equal(object + 2048 + 96, v, 32);
   gs__shm_request_release(&req);
   json_decref(p);
+  gs__shm_registry_destroy(reg);
+}
+
+/* CUDA regions through the test-only fake driver (tests/fake_cuda: its IPC
+ * handle names a POSIX object, its device addresses are host addresses),
+ * when the test runs with it (GS_FAKE_CUDA set by CMake). An input in a
+ * region on the session's device stays there (mem DEVICE at the region's
+ * address: the engine copies it on the GPU); for a CPU session (-1) or a
+ * region on another device it is copied to the host, as gs__shm_to_host
+ * does for one that stayed; an output the run wrote into its region is
+ * left there, one in device memory elsewhere refused; the counters that
+ * /metrics shows count each path. */
+static void test_cuda_paths(void **state) {
+  (void)state;
+  if (!getenv("GS_FAKE_CUDA"))
+    fail_msg("GS_FAKE_CUDA is not set: run through ctest (the fake driver)");
+  setenv("FAKE_CUDA_SMS", "132,132", 1); /* two devices */
+  gs__shm_registry_t *reg = gs__shm_registry_create();
+  gs_error_t err = {0};
+  uint8_t handle[GS__SHM_CUDA_HANDLE_BYTES] = {0};
+  memcpy(handle, "fakeipc:", 8);
+  memcpy(handle + 8, key, strlen(key) + 1); /* key is under 40 bytes */
+  assert_int_equal(
+      gs__shm_register_cuda(reg, "d1", handle, sizeof handle, 1, 256, &err),
+      GS_OK);
+  assert_int_equal(
+      gs__shm_register_cuda(reg, "d0", handle, sizeof handle, 0, 256, &err),
+      GS_OK);
+  unsigned long long base = reg->head->dptr; /* d0, the newest */
+  unsigned long long bases[2] = {base, reg->head->next->dptr};
+  json_t *in0 =
+      json_pack("{s:s, s:i, s:i}", "shared_memory_region", "d0",
+                "shared_memory_byte_size", 64, "shared_memory_offset", 64);
+  json_t *in1 =
+      json_pack("{s:s, s:i, s:i}", "shared_memory_region", "d1",
+                "shared_memory_byte_size", 64, "shared_memory_offset", 64);
+  json_t *out0 =
+      json_pack("{s:s, s:i, s:i}", "shared_memory_region", "d0",
+                "shared_memory_byte_size", 64, "shared_memory_offset", 128);
+  bool used;
+  for (int device = -1; device <= 1; device++) {
+    gs__infer_request_t req;
+    memset(&req, 0, sizeof req);
+    req.n_inputs = 2;
+    req.inputs[0] = req.inputs[1] = input16;
+    req.inputs[0].bytes = req.inputs[1].bytes = 64;
+    assert_int_equal(gs__shm_ref_json(&req, true, 0, "A", in0, &used, &err),
+                     GS_OK);
+    assert_int_equal(gs__shm_ref_json(&req, true, 1, "B", in1, &used, &err),
+                     GS_OK);
+    assert_int_equal(gs__shm_resolve(&req, reg, device, &err), GS_OK);
+    /* d0's input stays on device 0 only; d1's on device 1 only */
+    for (int k = 0; k < 2; k++) {
+      bool stays = device == k;
+      assert_int_equal(req.inputs[k].mem, stays ? GS_MEM_DEVICE : GS_MEM_HOST);
+      assert_true(((uintptr_t)req.inputs[k].data == bases[k] + 64) == stays);
+      assert_memory_equal(req.inputs[k].data, object + 64, 64);
+    }
+    assert_int_equal(gs__shm_to_host(&req, &err), GS_OK);
+    assert_int_equal(req.inputs[0].mem, GS_MEM_HOST);
+    assert_int_equal(req.inputs[1].mem, GS_MEM_HOST);
+    assert_ptr_not_equal(req.inputs[0].data, object + 64);
+    assert_memory_equal(req.inputs[0].data, object + 64, 64);
+    gs__shm_request_release(&req);
+  }
+  /* every input went through the host once: 2 per round */
+  assert_int_equal(reg->cuda_tensors[0][0], 6);
+  gs__infer_request_t req;
+  memset(&req, 0, sizeof req);
+  assert_int_equal(gs__shm_ref_json(&req, false, 0, "OUT", out0, &used, &err),
+                   GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, 0, &err), GS_OK);
+  gs_tensor_t t = input16;
+  t.name = "OUT";
+  t.bytes = 64;
+  t.mem = GS_MEM_DEVICE; /* written by the run: nothing to copy */
+  t.data = (void *)(uintptr_t)(base + 128);
+  uint8_t before[64];
+  memcpy(before, object + 128, 64);
+  assert_int_equal(gs__shm_output_write(&req, 0, &t, &err), GS_OK);
+  assert_memory_equal(object + 128, before, 64);
+  assert_int_equal(reg->cuda_tensors[1][1], 1);
+  t.data = (void *)(uintptr_t)(base + 0);
+  assert_int_equal(gs__shm_output_write(&req, 0, &t, &err), GS_EINVAL);
+  assert_non_null(strstr(err.msg, "outside its region 'd0'"));
+  int32_t v[16];
+  for (int i = 0; i < 16; i++)
+    v[i] = 7000 + i;
+  t.mem = GS_MEM_HOST;
+  t.data = v;
+  assert_int_equal(gs__shm_output_write(&req, 0, &t, &err), GS_OK);
+  assert_memory_equal(object + 128, v, 64);
+  assert_int_equal(reg->cuda_tensors[1][0], 1);
+  gs__shm_request_release(&req);
+  json_decref(in0);
+  json_decref(in1);
+  json_decref(out0);
   gs__shm_registry_destroy(reg);
 }
 
@@ -283,6 +381,7 @@ int main(void) {
       cmocka_unit_test(test_unregister_deferred),
       cmocka_unit_test(test_resolve_inputs),
       cmocka_unit_test(test_outputs),
+      cmocka_unit_test(test_cuda_paths),
       cmocka_unit_test(test_parse_register),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -2,7 +2,8 @@
 // compiled for the host by g++ with cuda_fp16.h beside this file and run
 // one thread at a time on ONNX node test data (Debian's libonnx-testdata):
 // asymmetric pooling, Softmax on every axis, Clip with bounds read from
-// memory, in FP32 and FP16; the conv epilogue against a naive reference.
+// memory, in FP32 and FP16; the conv epilogue against a naive reference;
+// INT32 Add/Sub/Mul against 64-bit arithmetic.
 // It checks the kernels' index math without a GPU; it cannot see races or
 // the launch configuration (the GPU run does).
 // usage: cuda_kernels_host NODE_DIR; exit 0 all matched, 1 a mismatch.
@@ -216,6 +217,31 @@ static void epilogues() {
         epilogue<__half>("f16", true, 2, 7, c, bias, res, a);
     }
 }
+// INT32 Add, Sub, Mul (Triton's simple): two's-complement wrapping as the
+// CPU provider's, against 64-bit arithmetic cut to 32 bits, with b of the
+// same shape, a row of 16 and a scalar.
+static void binary_i32() {
+  const int n = 4 * 16;
+  std::vector<int> a(n), b(n), y(n);
+  for (int i = 0; i < n; i++)
+    a[i] = i * 100003 - 7, b[i] = 7 - 3 * i * 65537;
+  a[0] = 2147483647, b[0] = 1, a[1] = -2147483647 - 1, b[1] = 1;
+  for (int op = 0; op < 3; op++)
+    for (long bmod : {(long)n, 16L, 1L}) {
+      gs_binary_i32(a.data(), b.data(), y.data(), n, n, bmod, op);
+      size_t bad = 0;
+      for (int i = 0; i < n; i++) {
+        long long x = a[i], z = b[i % bmod];
+        long long r = op == 0 ? x + z : op == 1 ? x - z : x * z;
+        bad += y[i] != (int)(unsigned)(unsigned long long)r;
+      }
+      char name[64];
+      snprintf(name, sizeof name, "binary_i32 op %d, b period %ld", op, bmod);
+      printf("%-48s %s (%d elements, %zu off)\n", name, bad ? "FAIL" : "ok", n,
+             bad);
+      fails += bad != 0;
+    }
+}
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: cuda_kernels_host NODE_DIR\n");
@@ -259,6 +285,7 @@ int main(int argc, char **argv) {
   clip("test_clip_default_min", 60, 1, 0);
   clip("test_clip_default_max", 60, 0, 1);
   epilogues();
+  binary_i32();
   printf("%d failed\n", fails);
   return fails != 0;
 }
