@@ -30,6 +30,9 @@ typedef struct gs__model_io_s {
   size_t n_inputs, n_outputs;
   const gs_tensor_info_t *inputs;  /* n_inputs */
   const gs_tensor_info_t *outputs; /* n_outputs */
+  /* config.pbtxt's reshapes (reshape.h), by tensor name; NULL: none */
+  const struct gs__reshape_s *reshapes;
+  size_t n_reshapes;
 } gs__model_io_t;
 
 /* Classification labels per model output (classify.c). */
