@@ -41,11 +41,11 @@ static bool server_ready(const gs__repo_t *repo) {
   return true;
 }
 
-static json_t *server_metadata(void) {
-  return json_pack("{s:s, s:s, s:[s,s,s,s,s]}", "name", "gpuslice", "version",
-                   GS_WORKER_VERSION, "extensions", "binary_tensor_data",
-                   "statistics", "model_repository", "system_shared_memory",
-                   "cuda_shared_memory");
+static json_t *server_metadata(const gs__repo_t *repo) {
+  return json_pack("{s:s, s:s, s:[s,s,s,s,s]}", "name", repo->server_name,
+                   "version", GS_WORKER_VERSION, "extensions",
+                   "binary_tensor_data", "statistics", "model_repository",
+                   "system_shared_memory", "cuda_shared_memory");
 }
 
 /* The model a request names, or an error response (404 unknown model or
@@ -272,7 +272,7 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
     }
   } else if (n == 1) {
     if (get)
-      gs__http_response_json(resp, 200, server_metadata());
+      gs__http_response_json(resp, 200, server_metadata(repo));
     else
       gs__http_response_error(resp, 400, "use GET");
   } else if (strcmp(seg[1], "health") == 0 && n == 3 && get &&

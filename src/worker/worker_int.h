@@ -244,6 +244,7 @@ typedef struct gs__repo_s {
   /* Shared-memory regions (shm.c): made at the first shared-memory call,
    * freed by whoever closes the repository (gs__shm_registry_destroy). */
   struct gs__shm_registry_s *shm;
+  char server_name[64]; /* GET /v2's "name" (--server-name) */
 } gs__repo_t;
 
 /* Finds every model directory under dir and loads it; a model that fails
