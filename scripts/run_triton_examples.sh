@@ -82,11 +82,17 @@ cp -r "$triton_repo/inception_onnx" "$repo/"
 run simple_grpc_model_control.py
 # 3. The sequence examples' -d runs: simple_dyna_sequence as Triton ships
 # it, and simple_string_dyna_sequence (not in Triton's example repository:
-# its QA's custom backend) from scripts/make_seq_models.py.
+# its QA's custom backend) from scripts/make_seq_models.py; and the image
+# examples on inception_onnx (Triton's config and labels, a stand-in
+# model.onnx).
 kill $wpid; wait $wpid 2>/dev/null
 python3 "$here/scripts/make_seq_models.py" --out "$out/seq" >/dev/null
 cp -r "$out/seq/simple_string_dyna_sequence" "$repo/"
+mkdir -p "$repo/inception_onnx/1"
+cp "$out/ex/inception_onnx/1/model.onnx" "$repo/inception_onnx/1/"
 serve "$repo" --server-name triton
+run image_client.py -m inception_onnx -c 3 -s INCEPTION "$out/mug.jpg"
+run image_client.py -i grpc -u localhost:8001 -m inception_onnx -c 3 -s INCEPTION "$out/mug.jpg"
 for s in simple_http_sequence_sync_infer_client.py simple_grpc_sequence_sync_infer_client.py \
   simple_grpc_sequence_stream_infer_client.py simple_grpc_aio_sequence_stream_infer_client.py; do
   run "$s" -d

@@ -8,6 +8,13 @@
                       Pool -> 1x1 Conv 3->1000 -> fc6_1 [1,1000,1,1] in the
                       model, [1000] in answers; labels from
                       densenet_labels.txt; max_batch_size 0.
+  OUT/inception_onnx  the inputs and outputs of Triton's example
+                      inception_onnx (no weights ship either) with its
+                      config's reshapes: "input:0" FP32 [1,299,299,3] in the
+                      model, [299,299,3] FORMAT_NHWC in requests ->
+                      Transpose -> GlobalAveragePool -> Flatten -> MatMul
+                      3->1001 -> Softmax -> "InceptionV3/Predictions/
+                      Softmax:0" [1,1001] in the model, [1001] in answers.
   OUT/reshape_batch   a reshape with a batch and a variable size: x FP32
                       [N,K,2,3] in the model, dims [-1,6] in requests ->
                       Mul 2 -> y the same way back; max_batch_size 4,
@@ -72,6 +79,34 @@ output [ { name: "fc6_1" data_type: TYPE_FP32 dims: [ 1000 ]
     save(out, "densenet_onnx", graph, config, {"densenet_labels.txt": labels})
 
 
+def inception(out):
+    w = np.linspace(-1, 1, 3003, dtype=np.float32).reshape(3, 1001)
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["input:0"], ["nchw"], perm=[0, 3, 1, 2]),
+         helper.make_node("GlobalAveragePool", ["nchw"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"],
+                          ["InceptionV3/Predictions/Softmax:0"], axis=1)],
+        "inception_onnx",
+        [helper.make_tensor_value_info("input:0", TensorProto.FLOAT,
+                                       [1, 299, 299, 3])],
+        [helper.make_tensor_value_info("InceptionV3/Predictions/Softmax:0",
+                                       TensorProto.FLOAT, [1, 1001])],
+        [numpy_helper.from_array(w, "w")])
+    config = """name: "inception_onnx"
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+input [ { name: "input:0" data_type: TYPE_FP32 format: FORMAT_NHWC
+          dims: [ 299, 299, 3 ] reshape { shape: [ 1, 299, 299, 3 ] } } ]
+output [ { name: "InceptionV3/Predictions/Softmax:0" data_type: TYPE_FP32
+           dims: [ 1001 ] reshape { shape: [ 1, 1001 ] }
+           label_filename: "inception_labels.txt" } ]
+"""
+    labels = "".join("LABEL_%d\n" % i for i in range(1001))
+    save(out, "inception_onnx", graph, config, {"inception_labels.txt": labels})
+
+
 def reshape_batch(out):
     graph = helper.make_graph(
         [helper.make_node("Mul", ["x", "two"], ["y"])], "reshape_batch",
@@ -128,6 +163,7 @@ def main():
     ap.add_argument("--refused", action="store_true")
     a = ap.parse_args()
     densenet(a.out)
+    inception(a.out)
     reshape_batch(a.out)
     image_nhwc(a.out)
     if a.refused:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A Triton user's config.pbtxt and client calls the other tests leave out,
 # through tritonclient[http,grpc] against a real worker (triton_config.py):
-# `reshape` in inputs and outputs (Triton's densenet_onnx config, and one
-# with a batch and a variable size), a reshape that disagrees with its dims
-# refused naming the tensor, free-form `parameters` (execute_delay_ms, as
+# `reshape` in inputs and outputs (Triton's densenet_onnx and inception_onnx
+# configs, and one with a batch and a variable size), a reshape that
+# disagrees with its dims refused naming the tensor, free-form `parameters` (execute_delay_ms, as
 # Triton's simple_dyna_sequence sets) loading with a warning, --server-name
 # triton, and model files sent with a load request over HTTP and gRPC.
 # Skips (77) when the models cannot be generated or pip cannot install
@@ -29,7 +29,7 @@ gport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pri
 start_worker --grpc-port "$gport" --metrics-port 0 --threads 2 \
   --model-control-mode explicit --load-model "*" --server-name triton
 for _ in $(seq 100); do grep -q 'listening for gRPC' "$tmp/log" && break; sleep 0.1; done
-for m in densenet_onnx reshape_batch; do
+for m in densenet_onnx inception_onnx reshape_batch; do
   grep -q "model '$m' is ready" "$tmp/log" || { echo "FAIL: $m not ready"; cat "$tmp/log"; exit 1; }
 done
 # the parameter Triton's ONNX backend ignores loads, with one warning

@@ -4,7 +4,8 @@ beyond the other tests, on tritonclient (usage: triton_config.py HTTP_PORT
 GRPC_PORT MODEL_DIR): a config's `reshape` (densenet_onnx as Triton ships
 its config: requests send [3,224,224] and get [1000], the model takes
 [1,3,224,224] and gives [1,1000,1,1]; reshape_batch: a batch and a variable
-size, [B,K,6] <-> [B,K,2,3], dynamically batched), a reshape whose element
+size, [B,K,6] <-> [B,K,2,3], dynamically batched; inception_onnx as
+Triton ships its config, NHWC), a reshape whose element
 count disagrees with its dims refused naming the tensor, the server name
 --server-name gives (Triton's health examples want "triton"), and model
 files sent in a load request ("file:1/model.onnx", load_model(files=...))
@@ -86,6 +87,31 @@ def densenet():
         e = error_of(lambda: c.infer("densenet_onnx", [x4]))
         check(e is not None and "data_0" in e.message(),
               "%s densenet with the reshape's shape: %s" % (mod.__name__, e))
+
+
+def inception():
+    # Triton's inception_onnx config: NHWC [299,299,3] in requests, the
+    # model's [1,299,299,3]; tensor names with ':' and '/'
+    out_name = "InceptionV3/Predictions/Softmax:0"
+    meta = G.get_model_metadata("inception_onnx")
+    check(list(meta.inputs[0].shape) == [299, 299, 3] and
+          list(meta.outputs[0].shape) == [1001], "inception metadata %s" % meta)
+    img = np.zeros((299, 299, 3), np.float32)
+    img[..., 2] = 1.0  # channel 2 only: the last row of the weights wins
+    for mod, c in ((httpclient, H), (grpcclient, G)):
+        x = mod.InferInput("input:0", [299, 299, 3], "FP32")
+        x.set_data_from_numpy(img)
+        probs = c.infer("inception_onnx", [x]).as_numpy(out_name)
+        check(probs is not None and probs.shape == (1001,) and
+              abs(float(probs.sum()) - 1) < 1e-4,
+              "%s inception softmax %s" % (mod.__name__,
+                                           None if probs is None else probs.shape))
+        r = c.infer("inception_onnx", [x], outputs=[
+            mod.InferRequestedOutput(out_name, class_count=1)])
+        top = r.as_numpy(out_name)
+        check(top is not None and top.shape == (1,) and
+              top[0].decode().split(":")[1:] == ["1000", "LABEL_1000"],
+              "%s inception class_count 1: %s" % (mod.__name__, top))
 
 
 def reshape_batch():
@@ -170,7 +196,7 @@ def files():
               "a file that is not ONNX: %s" % e)
 
 
-for step in (server_name, densenet, reshape_batch, bad_reshape, files):
+for step in (server_name, densenet, inception, reshape_batch, bad_reshape, files):
     try:
         step()
     except Exception as ex:  # a failed step is reported, the rest still run
