@@ -29,21 +29,20 @@ for m in c.get_model_repository_index():
 PY
 kill $wpid; wait $wpid 2>/dev/null
 # 2. The same with ONNX stand-ins where Triton's models do not load:
-# simple_identity (a Python model; the string examples call it),
-# densenet_onnx (no weights; the image examples call it), and
-# simple_dyna_sequence (its execute_delay_ms parameter is refused);
-# inception_onnx (no weights, no example calls it) left out: the HTTP model
-# control example expects 7 models.
+# simple_identity (a Python model; the string examples call it) and
+# densenet_onnx's model.onnx (no weights ship; the image examples call it:
+# Triton's config and labels stay, reshapes included); inception_onnx (no
+# weights, no example calls it) left out: the HTTP model control example
+# expects 7 models.
 repo=$out/models
 rm -rf "$repo" && mkdir -p "$repo" && cp -r "$triton_repo"/. "$repo"/
-rm -rf "$repo/simple_identity" "$repo/densenet_onnx" "$repo/inception_onnx" \
-  "$repo/simple_dyna_sequence"
+rm -rf "$repo/simple_identity" "$repo/inception_onnx"
 python3 "$here/tests/integration/make_string_models.py" --out "$out/strings" >/dev/null
 python3 "$here/tests/integration/make_example_models.py" --out "$out/ex" >/dev/null
-python3 "$here/scripts/make_seq_models.py" --out "$out/seq" >/dev/null
-cp -r "$out/strings/simple_identity" "$out/ex/densenet_onnx" \
-  "$out/seq/simple_dyna_sequence" "$repo/"
-serve "$repo" --model-control-mode explicit --load-model '*'
+cp -r "$out/strings/simple_identity" "$repo/"
+mkdir -p "$repo/densenet_onnx/1"
+cp "$out/ex/densenet_onnx/1/model.onnx" "$repo/densenet_onnx/1/"
+serve "$repo" --model-control-mode explicit --load-model '*' --server-name triton
 "$venv/bin/python" - "$out/mug.jpg" <<'PY'
 import sys
 from PIL import Image
@@ -81,3 +80,20 @@ run simple_http_model_control.py
 # inception_onnx back (never loaded: neither example asks for it).
 cp -r "$triton_repo/inception_onnx" "$repo/"
 run simple_grpc_model_control.py
+# 3. The sequence examples' -d runs: simple_dyna_sequence as Triton ships
+# it, and simple_string_dyna_sequence (not in Triton's example repository:
+# its QA's custom backend) from scripts/make_seq_models.py; and the image
+# examples on inception_onnx (Triton's config and labels, a stand-in
+# model.onnx).
+kill $wpid; wait $wpid 2>/dev/null
+python3 "$here/scripts/make_seq_models.py" --out "$out/seq" >/dev/null
+cp -r "$out/seq/simple_string_dyna_sequence" "$repo/"
+mkdir -p "$repo/inception_onnx/1"
+cp "$out/ex/inception_onnx/1/model.onnx" "$repo/inception_onnx/1/"
+serve "$repo" --server-name triton
+run image_client.py -m inception_onnx -c 3 -s INCEPTION "$out/mug.jpg"
+run image_client.py -i grpc -u localhost:8001 -m inception_onnx -c 3 -s INCEPTION "$out/mug.jpg"
+for s in simple_http_sequence_sync_infer_client.py simple_grpc_sequence_sync_infer_client.py \
+  simple_grpc_sequence_stream_infer_client.py simple_grpc_aio_sequence_stream_infer_client.py; do
+  run "$s" -d
+done

@@ -161,6 +161,8 @@ static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
     arg(b, "--load-model=%s", sc->load_models);
   if (sc->poll_secs)
     arg(b, "--repository-poll-secs=%u", sc->poll_secs);
+  if (sc->server_name)
+    arg(b, "--server-name=%s", sc->server_name);
 }
 
 /* self --backend B --state-dir D run -i UUID [--memory M] -- self worker

@@ -252,6 +252,12 @@ static const cli_opt_t options[] = {
      .def = "15",
      .help = "with poll: seconds between rescans of the repository",
      .offset = W(wo.poll_secs)},
+    {.name = "server-name",
+     .type = CLI_OPT_STRING,
+     .arg = "NAME",
+     .help = "the server name GET /v2 and ServerMetadata give (default "
+             "gpuslice; Triton's health examples want triton)",
+     .offset = W(wo.server_name)},
     {.name = "help",
      .short_name = 'h',
      .type = CLI_OPT_HELP,

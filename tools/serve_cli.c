@@ -195,6 +195,14 @@ static const cli_opt_t options[] = {
      .help = "with poll: seconds between rescans (default 15)",
      .key = "repository_poll_secs",
      .offset = S(poll_secs)},
+    {.name = "server-name",
+     .type = CLI_OPT_STRING,
+     .arg = "NAME",
+     .help = "the server name each worker gives on GET /v2 and "
+             "ServerMetadata (default gpuslice; Triton's health examples "
+             "want triton)",
+     .key = "server_name",
+     .offset = S(server_name)},
     {.name = "router-threads",
      .type = CLI_OPT_UINT,
      .arg = "N",

@@ -17,7 +17,8 @@ typedef struct serve_cli_s {
    * models explicit loads at start ("a,b" or "*"); poll's period. */
   const char *model_control_mode, *load_models;
   unsigned poll_secs;
-  const char *self; /* this program, for the workers' command */
+  const char *server_name; /* the workers' --server-name; NULL: default */
+  const char *self;        /* this program, for the workers' command */
   bool help, status, sync;
   bool raised; /* the router runs 5 nice levels above its workers */
   const char *add, *remove; /* instance ids for the admin calls */

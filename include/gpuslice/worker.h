@@ -39,6 +39,9 @@ typedef struct gs_worker_options_s {
   const char *const *load_models;
   size_t n_load_models;
   unsigned poll_secs; /* POLL: seconds between scans; 0: 15 (Triton's) */
+  /* The name GET /v2 and ServerMetadata give (NULL: "gpuslice"); Triton's
+   * health examples want "triton". Letters, digits, "_.-", under 64. */
+  const char *server_name;
 } gs_worker_options_t;
 
 typedef struct gs_worker_s gs_worker_t;

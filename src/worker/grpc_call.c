@@ -8,6 +8,7 @@
 
 #include "grpc_service.pb-c.h"
 #include "worker/grpc_int.h"
+#include "worker/repo_files.h"
 #include "worker/shm.h"
 
 static const char *const method_names[] = {
@@ -462,7 +463,7 @@ static void route_post(gs__repo_t *repo, const char *url, json_t *body,
 }
 
 /* A ModelRepositoryParameter as the HTTP body's parameter value; a bytes
- * value (a "file:" parameter's model file) stands as its length. */
+ * value (a "file:" parameter's model file) as base64, as HTTP sends it. */
 static json_t *parameter_json(const Inference__ModelRepositoryParameter *p) {
   switch (p ? p->parameter_choice_case : 0) {
   case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM:
@@ -471,8 +472,12 @@ static json_t *parameter_json(const Inference__ModelRepositoryParameter *p) {
     return json_integer((json_int_t)p->int64_param);
   case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_STRING_PARAM:
     return json_string(p->string_param);
-  case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_BYTES_PARAM:
-    return json_integer((json_int_t)p->bytes_param.len);
+  case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_BYTES_PARAM: {
+    char *b64 = gs__base64_encode(p->bytes_param.data, p->bytes_param.len);
+    json_t *j = b64 ? json_string(b64) : NULL;
+    free(b64);
+    return j ? j : json_null();
+  }
   default:
     return json_null();
   }

@@ -10,6 +10,7 @@
 
 #include "worker/classify.h"
 #include "worker/grpc_int.h"
+#include "worker/reshape.h"
 #include "worker/shm.h"
 #include "worker/worker_int.h"
 
@@ -507,8 +508,8 @@ static int tensor_input(gs__infer_request_t *req, const gs__model_io_t *io,
   return rc;
 }
 
-int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
-                             const gs__infer_tensors_t *in, gs_error_t *err) {
+static int decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
+                          const gs__infer_tensors_t *in, gs_error_t *err) {
   memset(req, 0, sizeof *req);
   req->grpc = in->grpc;
   if (io->n_inputs > GS__INFER_MAX_TENSORS ||
@@ -599,17 +600,38 @@ static int decode_body(gs__infer_request_t *req, const gs__model_io_t *io,
   return rc == GS_OK ? 0 : gs_error_http_status(rc);
 }
 
+/* The decoders' results go to the engine in the model's shapes:
+ * config.pbtxt's reshape (reshape.c) turns each input's dims into them. */
+int gs__infer_decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
+                             const gs__infer_tensors_t *in, gs_error_t *err) {
+  int status = decode_tensors(req, io, in, err);
+  if (status == 0 && gs__reshape_inputs(req, io, err) != GS_OK)
+    status = 400;
+  return status;
+}
+
+static int decode_reshaped(gs__infer_request_t *req, const gs__model_io_t *io,
+                           const char *body, size_t body_len,
+                           long long header_len, bool align_later,
+                           gs_error_t *err) {
+  int status =
+      decode_body(req, io, body, body_len, header_len, align_later, err);
+  if (status == 0 && gs__reshape_inputs(req, io, err) != GS_OK)
+    status = 400;
+  return status;
+}
+
 int gs__infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
                      const char *body, size_t body_len, long long header_len,
                      gs_error_t *err) {
-  return decode_body(req, io, body, body_len, header_len, false, err);
+  return decode_reshaped(req, io, body, body_len, header_len, false, err);
 }
 
 int gs__infer_decode_unaligned(gs__infer_request_t *req,
                                const gs__model_io_t *io, const char *body,
                                size_t body_len, long long header_len,
                                gs_error_t *err) {
-  return decode_body(req, io, body, body_len, header_len, true, err);
+  return decode_reshaped(req, io, body, body_len, header_len, true, err);
 }
 
 static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {
@@ -779,7 +801,16 @@ int gs__infer_encode(gs__http_response_t *resp, const gs__infer_request_t *req,
                         "model '%s' has more than %d "
                         "outputs",
                         io->model_name, GS__INFER_MAX_TENSORS);
-  int rc = gs__classify_outputs(outs, owned, req, io, outputs, err);
+  /* the model's output shapes back to the config's dims (reshape.c) */
+  gs_tensor_t shaped[GS__INFER_MAX_TENSORS];
+  int rc = GS_OK;
+  memset(owned, 0, sizeof owned);
+  for (size_t i = 0; rc == GS_OK && i < io->n_outputs; i++) {
+    shaped[i] = outputs[i];
+    rc = gs__reshape_tensor(&shaped[i], io, false, false, err);
+  }
+  if (rc == GS_OK)
+    rc = gs__classify_outputs(outs, owned, req, io, shaped, err);
   if (rc == GS_OK)
     rc = req->grpc ? gs__grpc_infer_encode(resp, req, io, outs, err)
                    : encode_http(resp, req, io, outs, err);

@@ -88,28 +88,75 @@ static int read_dims(gs__config_tensor_t *t, const int64_t *dims, size_t n,
   return GS_OK;
 }
 
-/* reshape is served only where it changes nothing: the engine runs the
- * model on the shape the client sends. */
-static int check_reshape(const gs__config_tensor_t *t,
-                         const Inference__Config__ModelTensorReshape *r,
-                         const char *file, gs_error_t *err) {
+/* Elements of shape: the product of its fixed sizes, per run between
+ * variable (-1) sizes, into runs[] (one more than the -1s); n_runs. */
+static int element_runs(const int64_t *shape, int rank, int64_t *runs) {
+  int n = 0;
+  runs[0] = 1;
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] < 0)
+      runs[++n] = 1;
+    else
+      runs[n] *= shape[d];
+  }
+  return n + 1;
+}
+
+/* reshape as Triton takes it: sizes >= 1 or -1, the element count of dims
+ * (per run between variable sizes when there are some), an empty shape
+ * (a scalar per batch row) only for dims [1] of a batching model. */
+static int read_reshape(gs__config_tensor_t *t,
+                        const Inference__Config__ModelTensorReshape *r,
+                        unsigned max_batch_size, const char *file,
+                        gs_error_t *err) {
+  t->reshape_rank = -1;
   if (!r)
     return GS_OK;
-  bool same = (int)r->n_shape == t->rank;
-  for (size_t i = 0; same && i < r->n_shape; i++)
-    same = r->shape[i] == t->dims[i];
-  if (!same)
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "%s: '%s': reshape to a shape other than dims is not "
-                        "supported by gpuslice",
+  if (t->rank < 0)
+    return gs_error_set(err, GS_EINVAL, "%s: '%s': reshape needs dims", file,
+                        t->name);
+  if (r->n_shape + (max_batch_size ? 1 : 0) > GS_TENSOR_MAX_RANK)
+    return gs_error_set(err, GS_ELIMIT,
+                        "%s: '%s': reshape has %zu dims, at "
+                        "most %d",
+                        file, t->name, r->n_shape,
+                        GS_TENSOR_MAX_RANK - (max_batch_size ? 1 : 0));
+  if (r->n_shape == 0 && max_batch_size == 0)
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: '%s': an empty reshape needs max_batch_size > 0 "
+                        "(a scalar tensor is not served)",
                         file, t->name);
+  for (size_t i = 0; i < r->n_shape; i++) {
+    if (r->shape[i] < -1 || r->shape[i] == 0)
+      return gs_error_set(err, GS_EINVAL,
+                          "%s: '%s': reshape holds sizes >= 1 or -1 "
+                          "(variable), not %lld",
+                          file, t->name, (long long)r->shape[i]);
+    t->reshape[i] = r->shape[i];
+  }
+  t->reshape_rank = (int)r->n_shape;
+  int64_t dr[GS_TENSOR_MAX_RANK + 1], rr[GS_TENSOR_MAX_RANK + 1];
+  int nd = element_runs(t->dims, t->rank, dr);
+  int nr = element_runs(t->reshape, t->reshape_rank, rr);
+  bool same = nd == nr;
+  for (int i = 0; same && i < nd; i++)
+    same = dr[i] == rr[i];
+  if (!same)
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: '%s': reshape and dims differ in element count "
+                        "(%s): a reshape keeps the elements",
+                        file, t->name,
+                        nd != nr ? "not the same number of variable sizes"
+                        : nd > 1 ? "between variable sizes"
+                                 : "dims and reshape multiply out differently");
   return GS_OK;
 }
 
 static int read_tensor(gs__config_tensor_t *t, const char *name, int dtype,
                        const int64_t *dims, size_t n_dims,
                        const Inference__Config__ModelTensorReshape *reshape,
-                       const char *file, gs_error_t *err) {
+                       unsigned max_batch_size, const char *file,
+                       gs_error_t *err) {
   if (!name[0] || strlen(name) >= sizeof t->name)
     return gs_error_set(err, GS_EINVAL,
                         "%s: each input and output needs a name (under 128 "
@@ -117,11 +164,12 @@ static int read_tensor(gs__config_tensor_t *t, const char *name, int dtype,
                         file);
   snprintf(t->name, sizeof t->name, "%s", name);
   t->rank = -1;
+  t->reshape_rank = -1;
   int rc = dtype ? config_dtype(dtype, file, name, &t->dtype, err) : GS_OK;
   if (rc == GS_OK && n_dims)
     rc = read_dims(t, dims, n_dims, file, err);
   if (rc == GS_OK)
-    rc = check_reshape(t, reshape, file, err);
+    rc = read_reshape(t, reshape, max_batch_size, file, err);
   return rc;
 }
 
@@ -157,13 +205,13 @@ static int read_tensors(gs__model_config_t *cfg, const config_pb_t *pb,
   for (size_t i = 0; rc == GS_OK && i < pb->n_input; i++) {
     const Inference__Config__ModelInput *in = pb->input[i];
     rc = read_tensor(&cfg->inputs[i], in->name, in->data_type, in->dims,
-                     in->n_dims, in->reshape, file, err);
+                     in->n_dims, in->reshape, cfg->max_batch_size, file, err);
     cfg->inputs[i].format = (int)in->format; /* shown, e.g. to image_client */
   }
   for (size_t i = 0; rc == GS_OK && i < pb->n_output; i++) {
     const Inference__Config__ModelOutput *out = pb->output[i];
     rc = read_tensor(&cfg->outputs[i], out->name, out->data_type, out->dims,
-                     out->n_dims, out->reshape, file, err);
+                     out->n_dims, out->reshape, cfg->max_batch_size, file, err);
     if (rc == GS_OK)
       rc =
           read_label_filename(&cfg->outputs[i], out->label_filename, file, err);
@@ -271,8 +319,23 @@ static int read_version_policy(gs__model_config_t *cfg,
   return GS_OK;
 }
 
+/* parameters are free-form: Triton hands them to the backend, whose
+ * unknown keys are no error (its ONNX Runtime backend ignores
+ * execute_delay_ms, which Triton's simple_dyna_sequence example sets).
+ * The keys gpuslice does not use are listed, for a warning at load. */
+static void note_unused(gs__model_config_t *cfg, const char *key) {
+  size_t used = strlen(cfg->unused_parameters);
+  size_t room = sizeof cfg->unused_parameters - used;
+  int n = snprintf(cfg->unused_parameters + used, room, "%s%.64s",
+                   used ? ", " : "", key);
+  if (n < 0 || (size_t)n >= room) /* too many to list: end with "..." */
+    memcpy(cfg->unused_parameters + sizeof cfg->unused_parameters - 4, "...",
+           4);
+}
+
 /* gpuslice's own settings, where config.json has them as keys: parameters
- * { key: "precision" value: { string_value: "fp16" } } and so on. */
+ * { key: "precision" value: { string_value: "fp16" } } and so on; other
+ * keys are noted, not refused (note_unused). */
 static int read_parameter(gs__model_config_t *cfg, const char *key,
                           const char *value, const char *file,
                           gs_error_t *err) {
@@ -297,11 +360,7 @@ static int read_parameter(gs__model_config_t *cfg, const char *key,
                         "%s: parameter %s: '%.64s' is not one of %s", file, key,
                         value, key[0] == 'p' ? "fp16, fp32" : "true, false");
   } else {
-    return gs_error_set(err, GS_EUNSUPPORTED,
-                        "%s: parameter '%.64s' is not supported by gpuslice "
-                        "(precision, warmup and instance_memory_budget_bytes "
-                        "are)",
-                        file, key);
+    note_unused(cfg, key);
   }
   return GS_OK;
 }

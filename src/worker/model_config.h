@@ -14,6 +14,10 @@ typedef struct gs__config_tensor_s {
   int64_t dims[GS_TENSOR_MAX_RANK];
   char label_filename[256]; /* an output's labels file, in dir; "": none */
   int format; /* an input's format: Triton's enum, 0 FORMAT_NONE */
+  /* reshape: the model's shape of the tensor (without the batch
+   * dimension) where requests use dims; -1: none */
+  int reshape_rank;
+  int64_t reshape[GS_TENSOR_MAX_RANK];
 } gs__config_tensor_t;
 
 typedef enum {
@@ -38,6 +42,9 @@ typedef struct gs__model_config_s {
   long long versions[GS__CONFIG_MAX_VERSIONS];
   char dir[4096]; /* the config file's directory (label files are in it) */
   gs__seq_config_t sequence; /* sequence_batching */
+  /* parameters keys gpuslice does not use ("a, b"; "" none): warned about
+   * at load, not refused (Triton passes them to the backend) */
+  char unused_parameters[256];
 } gs__model_config_t;
 
 /* Defaults: no batching, placement AUTO, warmup -1 (decided by provider),

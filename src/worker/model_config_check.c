@@ -96,22 +96,27 @@ static int check_dtype(const gs__config_tensor_t *c, gs_tensor_info_t *t,
                       gs_dtype_name(c->dtype), gs_dtype_name(t->dtype));
 }
 
-/* The config's dims (the batch dimension first when max_batch_size > 0)
- * must match the model's where both are fixed; a size the config fixes
- * where the model's is variable narrows what requests may send. */
+/* The shape the model must have per the config (its reshape, else its
+ * dims; the batch dimension first when max_batch_size > 0) against the
+ * model's: equal where both are fixed. A size the config fixes where the
+ * model's is variable narrows what requests may send. Then the model's
+ * tensor takes the shape requests use: the dims. */
 static int check_dims(const gs__config_tensor_t *c, gs_tensor_info_t *t,
                       unsigned max_batch_size, const char *file,
                       gs_error_t *err) {
   int64_t full[GS_TENSOR_MAX_RANK + 1];
-  int skip = max_batch_size ? 1 : 0, rank = c->rank + skip;
+  bool reshaped = c->reshape_rank >= 0;
+  int skip = max_batch_size ? 1 : 0;
+  int crank = reshaped ? c->reshape_rank : c->rank, rank = crank + skip;
+  const int64_t *cdims = reshaped ? c->reshape : c->dims;
   if (c->rank < 0)
     return GS_OK;
   full[0] = -1;
-  memcpy(full + skip, c->dims, (size_t)c->rank * sizeof c->dims[0]);
+  memcpy(full + skip, cdims, (size_t)crank * sizeof cdims[0]);
   bool ok = t->rank < 0 || t->rank == rank;
   for (int d = 0; ok && t->rank >= 0 && d < rank; d++)
     ok = full[d] == -1 || t->shape[d] == -1 || full[d] == t->shape[d];
-  if (!ok || rank > GS_TENSOR_MAX_RANK) {
+  if (!ok || rank > GS_TENSOR_MAX_RANK || c->rank + skip > GS_TENSOR_MAX_RANK) {
     char want[160] = "", have[160] = "";
     for (int d = skip, u = 0; d < rank; d++)
       u += snprintf(want + u, sizeof want - (size_t)u, "%s%lld",
@@ -120,15 +125,21 @@ static int check_dims(const gs__config_tensor_t *c, gs_tensor_info_t *t,
       u += snprintf(have + u, sizeof have - (size_t)u, "%s%lld",
                     d > skip ? "," : "", (long long)t->shape[d]);
     return gs_error_set(err, GS_EINVAL,
-                        "%s: '%s' has dims [%s] in the config but [%s] in the "
+                        "%s: '%s' has %s [%s] in the config but [%s] in the "
                         "model%s",
-                        file, c->name, want, have,
-                        skip ? " (without the batch dimension)" : "");
+                        file, c->name, reshaped ? "reshape" : "dims", want,
+                        have, skip ? " (without the batch dimension)" : "");
   }
+  int64_t batch = t->rank > 0 && skip ? t->shape[0] : -1;
   for (int d = 0; d < rank; d++)
     if (t->rank < 0 || t->shape[d] == -1)
       t->shape[d] = full[d];
   t->rank = rank;
+  if (reshaped) { /* requests send and get the dims */
+    t->shape[0] = batch;
+    memcpy(t->shape + skip, c->dims, (size_t)c->rank * sizeof c->dims[0]);
+    t->rank = c->rank + skip;
+  }
   return GS_OK;
 }
 

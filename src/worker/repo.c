@@ -14,6 +14,7 @@
 #include "core/buf.h"
 #include "worker/classify.h"
 #include "worker/model_config.h"
+#include "worker/reshape.h"
 #include "worker/worker_int.h"
 
 /* A model name is one path component made of letters, digits and "_.-",
@@ -51,6 +52,7 @@ static void slot_destroy(gs__model_slot_t *s) {
   pthread_cond_destroy(&s->idle_cond);
   free((void *)s->io.inputs);
   free((void *)s->io.outputs);
+  free((void *)s->io.reshapes);
   gs__labels_destroy(s->labels);
   gs_model_destroy(s->model);
   free(s);
@@ -120,9 +122,27 @@ static int complete_config(gs__model_entry_t *m, gs__model_slot_t *s,
     for (size_t k = 0; k < cfg->n_inputs; k++)
       if (!strcmp(cfg->inputs[k].name, s->io.inputs[i].name))
         s->input_format[i] = cfg->inputs[k].format;
-  return gs__model_config_apply(
+  gs__reshape_t *reshapes = NULL;
+  int rc = gs__model_config_apply(
       cfg, file, (gs_tensor_info_t *)s->io.inputs, s->io.n_inputs,
       (gs_tensor_info_t *)s->io.outputs, s->io.n_outputs, err);
+  if (rc == GS_OK)
+    rc = gs__reshape_table(cfg, &reshapes, &s->io.n_reshapes, err);
+  s->io.reshapes = reshapes;
+  return rc;
+}
+
+/* The warning for config parameters gpuslice does not use, in the note
+ * the worker prints once the model is ready. */
+static void note_unused_parameters(gs__model_slot_t *s,
+                                   const gs__model_config_t *cfg) {
+  if (!cfg || !cfg->unused_parameters[0])
+    return;
+  size_t used = strlen(s->load_note);
+  snprintf(s->load_note + used, sizeof s->load_note - used,
+           "%sparameters gpuslice does not use, ignored: %s", used ? "; " : "",
+           cfg->unused_parameters);
+  gs__model_config_sanitize(s->load_note);
 }
 
 int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
@@ -149,7 +169,12 @@ int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
   s->batching = m->batching;
   s->memory_budget_bytes = m->memory_budget_bytes;
   s->placement = m->placement;
-  s->io = (gs__model_io_t){s->name, s->version, ni, no, in, out};
+  s->io = (gs__model_io_t){.model_name = s->name,
+                           .version = s->version,
+                           .n_inputs = ni,
+                           .n_outputs = no,
+                           .inputs = in,
+                           .outputs = out};
   if (!in || !out) {
     slot_destroy(s);
     return gs_error_set(err, GS_ENOMEM, "out of memory");
@@ -191,6 +216,7 @@ int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
   /* The batcher runs as many batches at once as there are sessions. */
   if (s->warm)
     m->placement.count = s->placement.count = s->n_sessions;
+  note_unused_parameters(s, cfg);
   m->slot = s;
   return GS_OK;
 }

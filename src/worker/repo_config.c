@@ -295,6 +295,8 @@ int gs__repo_read_config(gs__model_entry_t *m, const char *model_dir,
     *found = true;
     int rc = gs__model_config_parse_json(cfg, m->name, "config override",
                                          override, override_len, err);
+    /* its label files are the model directory's */
+    snprintf(cfg->dir, sizeof cfg->dir, "%s", model_dir);
     if (rc == GS_OK)
       take_config(m, cfg);
     return rc;

@@ -153,6 +153,13 @@ int gs__repo_open_opts(gs__repo_t *repo, const gs_worker_options_t *opts,
   repo->sm_first = opts->sm_first;
   repo->sm_count = opts->sm_count;
   repo->mode = opts->model_control;
+  const char *sname = opts->server_name ? opts->server_name : "gpuslice";
+  if (!gs__repo_valid_name(sname) || strlen(sname) >= sizeof repo->server_name)
+    return gs_error_set(err, GS_EINVAL,
+                        "server name '%.64s': letters, digits, '_.-', under "
+                        "64 bytes",
+                        sname);
+  snprintf(repo->server_name, sizeof repo->server_name, "%s", sname);
   if (strlen(opts->model_repository) >= sizeof repo->dir)
     return gs_error_set(err, GS_EINVAL, "repository path is too long");
   snprintf(repo->dir, sizeof repo->dir, "%s", opts->model_repository);

@@ -1,8 +1,10 @@
 /* The documents the protocol returns for a loaded model version: its
  * metadata, its configuration as Triton shows it, and its statistics. */
 #include <stdio.h>
+#include <string.h>
 
 #include "worker/classify.h"
+#include "worker/reshape.h"
 #include "worker/worker_int.h"
 
 /* Shape as metadata or config shows it; config drops the batch dimension
@@ -44,6 +46,20 @@ json_t *gs__model_metadata_json(const gs__model_entry_t *m) {
   return j;
 }
 
+/* A tensor's reshape where the config has one, as Triton shows it. */
+static void reshape_json(json_t *c, const gs__reshape_t *r) {
+  json_t *a = json_object_get(c, r->input ? "input" : "output"), *t;
+  size_t i;
+  json_array_foreach(a, i, t) {
+    if (strcmp(json_string_value(json_object_get(t, "name")), r->name))
+      continue;
+    json_t *shape = json_array();
+    for (int d = 0; d < r->model_rank; d++)
+      json_array_append_new(shape, json_integer(r->model[d]));
+    json_object_set_new(t, "reshape", json_pack("{s:o}", "shape", shape));
+  }
+}
+
 json_t *gs__model_config_json(const gs__model_entry_t *m) {
   const gs__model_io_t *io = &m->slot->io;
   unsigned skip = m->max_batch_size ? 1 : 0;
@@ -68,6 +84,8 @@ json_t *gs__model_config_json(const gs__model_entry_t *m) {
       json_object_set_new(json_array_get(json_object_get(c, "output"), k),
                           "label_filename",
                           json_string(gs__labels_file(m->slot->labels, k)));
+  for (size_t k = 0; c && k < io->n_reshapes; k++)
+    reshape_json(c, &io->reshapes[k]);
   const gs__batching_t *b = &m->slot->batching;
   if (c && b->enabled) {
     json_t *pref = json_array();

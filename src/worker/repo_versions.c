@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "worker/model_config.h"
+#include "worker/repo_files.h"
 #include "worker/worker_int.h"
 
 #define MAX_PRESENT 256 /* version directories read per model */
@@ -221,6 +222,12 @@ int gs__repo_load_config(gs__repo_t *repo, const char *name,
                         "failed to load '%.128s', failed to poll from model "
                         "repository: no model directory of that name",
                         name);
+  return gs__repo_load_from(repo, name, dir, override, override_len, err);
+}
+
+int gs__repo_load_from(gs__repo_t *repo, const char *name, const char *dir,
+                       const char *override, size_t override_len,
+                       gs_error_t *err) {
   /* One more than the versions: the template the config is read into. */
   gs__model_entry_t *staged =
       calloc(GS__CONFIG_MAX_VERSIONS + 1, sizeof *staged);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/repo_files.h"
 #include "worker/shm.h"
 #include "worker/worker_int.h"
 
@@ -41,11 +42,11 @@ static bool server_ready(const gs__repo_t *repo) {
   return true;
 }
 
-static json_t *server_metadata(void) {
-  return json_pack("{s:s, s:s, s:[s,s,s,s,s]}", "name", "gpuslice", "version",
-                   GS_WORKER_VERSION, "extensions", "binary_tensor_data",
-                   "statistics", "model_repository", "system_shared_memory",
-                   "cuda_shared_memory");
+static json_t *server_metadata(const gs__repo_t *repo) {
+  return json_pack("{s:s, s:s, s:[s,s,s,s,s]}", "name", repo->server_name,
+                   "version", GS_WORKER_VERSION, "extensions",
+                   "binary_tensor_data", "statistics", "model_repository",
+                   "system_shared_memory", "cuda_shared_memory");
 }
 
 /* The model a request names, or an error response (404 unknown model or
@@ -121,25 +122,12 @@ static bool body_parameters(const gs__http_request_t *req, json_t **root,
 }
 
 /* POST load with {"parameters": {"config": JSON string}}: Triton's
- * override; "file:VERSION/NAME" (model files in the request) is not
- * served. */
+ * override; with "file:VERSION/NAME" keys (base64) the model's files come
+ * in the request (repo_files.c). */
 static void repository_load(gs__repo_t *repo, const char *name, json_t *params,
                             gs__http_response_t *resp) {
-  const char *key;
-  json_t *v, *config = json_object_get(params, "config");
+  json_t *config = json_object_get(params, "config");
   char msg[512];
-  json_object_foreach(params, key, v) {
-    if (strncmp(key, "file:", 5) == 0) {
-      snprintf(msg, sizeof msg,
-               "failed to load '%.128s', failed to poll from model "
-               "repository: the parameter '%.160s' (a model file sent with "
-               "the request) is not supported by gpuslice; put the file in "
-               "the model repository",
-               name, key);
-      gs__http_response_error(resp, 500, msg);
-      return;
-    }
-  }
   if (config && !json_is_string(config)) {
     snprintf(msg, sizeof msg,
              "failed to load '%.128s': the parameter 'config' must be a "
@@ -149,6 +137,16 @@ static void repository_load(gs__repo_t *repo, const char *name, json_t *params,
     return;
   }
   gs_error_t err;
+  if (gs__repo_has_files(params)) {
+    int status =
+        gs__repo_load_files(repo, name, params, json_string_value(config),
+                            json_string_length(config), &err);
+    if (status == 200)
+      empty(resp, 200);
+    else
+      gs__http_response_error(resp, status, err.msg);
+    return;
+  }
   int rc = gs__repo_load_config(repo, name, json_string_value(config),
                                 json_string_length(config), &err);
   if (rc == GS_OK)
@@ -272,7 +270,7 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
     }
   } else if (n == 1) {
     if (get)
-      gs__http_response_json(resp, 200, server_metadata());
+      gs__http_response_json(resp, 200, server_metadata(repo));
     else
       gs__http_response_error(resp, 400, "use GET");
   } else if (strcmp(seg[1], "health") == 0 && n == 3 && get &&

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/reshape.h"
 #include "worker/worker_int.h"
 
 static void add_size(uint64_t *sizes, size_t *n, size_t cap, uint64_t size) {
@@ -72,8 +73,11 @@ static int warm_run(gs__model_slot_t *slot, gs_session_t *s, uint64_t rows,
                             (unsigned long long)rows);
       bytes *= (size_t)in[i].shape[d];
     }
+    /* the model's shape where the config reshapes what requests send */
+    int rc = gs__reshape_tensor(&in[i], &slot->io, true, true, err);
     void *buf = NULL;
-    int rc = gs_session_input_buffer(s, i, bytes, &buf, err);
+    if (rc == GS_OK)
+      rc = gs_session_input_buffer(s, i, bytes, &buf, err);
     if (rc != GS_OK)
       return rc;
     memset(buf, 0, bytes);

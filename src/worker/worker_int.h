@@ -30,6 +30,9 @@ typedef struct gs__model_io_s {
   size_t n_inputs, n_outputs;
   const gs_tensor_info_t *inputs;  /* n_inputs */
   const gs_tensor_info_t *outputs; /* n_outputs */
+  /* config.pbtxt's reshapes (reshape.h), by tensor name; NULL: none */
+  const struct gs__reshape_s *reshapes;
+  size_t n_reshapes;
 } gs__model_io_t;
 
 /* Classification labels per model output (classify.c). */
@@ -254,6 +257,7 @@ typedef struct gs__repo_s {
   /* Shared-memory regions (shm.c): made at the first shared-memory call,
    * freed by whoever closes the repository (gs__shm_registry_destroy). */
   struct gs__shm_registry_s *shm;
+  char server_name[64]; /* GET /v2's "name" (--server-name) */
 } gs__repo_t;
 
 /* Finds every model directory under dir and loads it; a model that fails

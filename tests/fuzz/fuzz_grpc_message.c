@@ -15,7 +15,7 @@ static const gs_tensor_info_t in[] = {{"INPUT0", GS_DTYPE_INT32, 2, {-1, 16}},
                                       {"INPUT1", GS_DTYPE_INT32, 2, {-1, 16}}};
 static const gs_tensor_info_t out[] = {
     {"OUTPUT0", GS_DTYPE_INT32, 2, {-1, 16}}};
-static const gs__model_io_t simple = {"simple", "1", 2, 1, in, out};
+static const gs__model_io_t simple = {"simple", "1", 2, 1, in, out, NULL, 0};
 
 static void check_reply(const gs__grpc_reply_t *reply) {
   const uint8_t *msg;

@@ -18,16 +18,16 @@ static const gs_tensor_info_t in[] = {{"INPUT0", GS_DTYPE_INT32, 2, {-1, 16}},
 static const gs_tensor_info_t out[] = {
     {"OUTPUT0", GS_DTYPE_INT32, 2, {-1, 16}},
     {"OUTPUT1", GS_DTYPE_INT32, 2, {-1, 16}}};
-static const gs__model_io_t simple = {"simple", "1", 2, 2, in, out};
-static const gs__model_io_t one = {"one", "1", 1, 1, in, out};
+static const gs__model_io_t simple = {"simple", "1", 2, 2, in, out, NULL, 0};
+static const gs__model_io_t one = {"one", "1", 1, 1, in, out, NULL, 0};
 static const gs_tensor_info_t str_in[] = {
     {"INPUT0", GS_DTYPE_BYTES, 2, {-1, 16}},
     {"INPUT1", GS_DTYPE_BYTES, 2, {-1, 16}}};
 static const gs_tensor_info_t str_out[] = {
     {"OUTPUT0", GS_DTYPE_BYTES, 2, {-1, 16}},
     {"OUTPUT1", GS_DTYPE_BYTES, 2, {-1, 16}}};
-static const gs__model_io_t strings = {"simple_string", "1",    2, 2,
-                                       str_in,          str_out};
+static const gs__model_io_t strings = {"simple_string", "1",     2,    2,
+                                       str_in,          str_out, NULL, 0};
 
 /* BYTES inputs decoded: each exactly its shape's elements; the inputs
  * encoded back as JSON outputs (a string that is not UTF-8: an error). */

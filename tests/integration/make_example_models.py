@@ -2,12 +2,23 @@
 """Models Triton's client examples call that no other generator writes.
 
   OUT/densenet_onnx   the inputs and outputs of Triton's example densenet_onnx
-                      (whose weights do not ship): data_0 FP32 [3,224,224]
-                      FORMAT_NCHW -> Reshape [1,3,224,224] -> GlobalAverage-
-                      Pool -> 1x1 Conv 3->1000 -> Reshape -> fc6_1 [1000],
-                      labels from densenet_labels.txt; max_batch_size 0. The
-                      reshapes are in the graph: the worker does not serve a
-                      config's reshape to another shape.
+                      (whose weights do not ship), with its config's
+                      reshapes: data_0 FP32 [1,3,224,224] in the model,
+                      [3,224,224] FORMAT_NCHW in requests -> GlobalAverage-
+                      Pool -> 1x1 Conv 3->1000 -> fc6_1 [1,1000,1,1] in the
+                      model, [1000] in answers; labels from
+                      densenet_labels.txt; max_batch_size 0.
+  OUT/inception_onnx  the inputs and outputs of Triton's example
+                      inception_onnx (no weights ship either) with its
+                      config's reshapes: "input:0" FP32 [1,299,299,3] in the
+                      model, [299,299,3] FORMAT_NHWC in requests ->
+                      Transpose -> GlobalAveragePool -> Flatten -> MatMul
+                      3->1001 -> Softmax -> "InceptionV3/Predictions/
+                      Softmax:0" [1,1001] in the model, [1001] in answers.
+  OUT/reshape_batch   a reshape with a batch and a variable size: x FP32
+                      [N,K,2,3] in the model, dims [-1,6] in requests ->
+                      Mul 2 -> y the same way back; max_batch_size 4,
+                      dynamic batching.
   OUT/image_nhwc      INPUT FP32 [-1,4,4,3] FORMAT_NHWC -> Flatten -> OUTPUT,
                       max_batch_size 2: the other format image_client takes.
   --refused           adds models only Triton's Python or TensorFlow
@@ -47,26 +58,71 @@ def save(out, name, graph, config, files=None):
 def densenet(out):
     w = np.linspace(-1, 1, 3000, dtype=np.float32).reshape(1000, 3, 1, 1)
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["data_0", "nchw"], ["x"]),
-         helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
-         helper.make_node("Conv", ["pooled", "w"], ["scores"]),
-         helper.make_node("Reshape", ["scores", "flat"], ["fc6_1"])],
+        [helper.make_node("GlobalAveragePool", ["data_0"], ["pooled"]),
+         helper.make_node("Conv", ["pooled", "w"], ["fc6_1"])],
         "densenet_onnx",
-        [helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [3, 224, 224])],
-        [helper.make_tensor_value_info("fc6_1", TensorProto.FLOAT, [1000])],
-        [numpy_helper.from_array(w, "w"),
-         numpy_helper.from_array(np.array([1, 3, 224, 224], np.int64), "nchw"),
-         numpy_helper.from_array(np.array([1000], np.int64), "flat")])
+        [helper.make_tensor_value_info("data_0", TensorProto.FLOAT,
+                                       [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("fc6_1", TensorProto.FLOAT,
+                                       [1, 1000, 1, 1])],
+        [numpy_helper.from_array(w, "w")])
     config = """name: "densenet_onnx"
 platform: "onnxruntime_onnx"
 max_batch_size : 0
 input [ { name: "data_0" data_type: TYPE_FP32 format: FORMAT_NCHW
-          dims: [ 3, 224, 224 ] } ]
+          dims: [ 3, 224, 224 ] reshape { shape: [ 1, 3, 224, 224 ] } } ]
 output [ { name: "fc6_1" data_type: TYPE_FP32 dims: [ 1000 ]
+           reshape { shape: [ 1, 1000, 1, 1 ] }
            label_filename: "densenet_labels.txt" } ]
 """
     labels = "".join("CLASS_%d\n" % i for i in range(1000))
     save(out, "densenet_onnx", graph, config, {"densenet_labels.txt": labels})
+
+
+def inception(out):
+    w = np.linspace(-1, 1, 3003, dtype=np.float32).reshape(3, 1001)
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["input:0"], ["nchw"], perm=[0, 3, 1, 2]),
+         helper.make_node("GlobalAveragePool", ["nchw"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"],
+                          ["InceptionV3/Predictions/Softmax:0"], axis=1)],
+        "inception_onnx",
+        [helper.make_tensor_value_info("input:0", TensorProto.FLOAT,
+                                       [1, 299, 299, 3])],
+        [helper.make_tensor_value_info("InceptionV3/Predictions/Softmax:0",
+                                       TensorProto.FLOAT, [1, 1001])],
+        [numpy_helper.from_array(w, "w")])
+    config = """name: "inception_onnx"
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+input [ { name: "input:0" data_type: TYPE_FP32 format: FORMAT_NHWC
+          dims: [ 299, 299, 3 ] reshape { shape: [ 1, 299, 299, 3 ] } } ]
+output [ { name: "InceptionV3/Predictions/Softmax:0" data_type: TYPE_FP32
+           dims: [ 1001 ] reshape { shape: [ 1, 1001 ] }
+           label_filename: "inception_labels.txt" } ]
+"""
+    labels = "".join("LABEL_%d\n" % i for i in range(1001))
+    save(out, "inception_onnx", graph, config, {"inception_labels.txt": labels})
+
+
+def reshape_batch(out):
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])], "reshape_batch",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "K", 2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "K", 2, 3])],
+        [numpy_helper.from_array(np.array(2, np.float32), "two")])
+    config = """name: "reshape_batch"
+max_batch_size: 4
+dynamic_batching { max_queue_delay_microseconds: 2000 }
+input [ { name: "x" data_type: TYPE_FP32 dims: [ -1, 6 ]
+          reshape { shape: [ -1, 2, 3 ] } } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ -1, 6 ]
+           reshape { shape: [ -1, 2, 3 ] } } ]
+parameters { key: "execute_delay_ms" value: { string_value: "3" } }
+"""
+    save(out, "reshape_batch", graph, config)
 
 
 def image_nhwc(out):
@@ -107,6 +163,8 @@ def main():
     ap.add_argument("--refused", action="store_true")
     a = ap.parse_args()
     densenet(a.out)
+    inception(a.out)
+    reshape_batch(a.out)
     image_nhwc(a.out)
     if a.refused:
         refused(a.out)

@@ -7,8 +7,9 @@
 # sequence_accumulate requests (OUTPUT = STATE + INPUT: right only when
 # every request reaches the same worker) over HTTP and gRPC; and
 # ModelStreamInfer through the router answered before the client
-# half-closes. Skips (77) when the models cannot be generated or pip cannot
-# install tritonclient[http,grpc].
+# half-closes; model files sent with a load reach every worker; serve's
+# --server-name is the workers' name. Skips (77) when the models cannot be
+# generated or pip cannot install tritonclient[http,grpc].
 . "$(dirname "$0")/serve_lib.sh"
 gen_models "$GS_SOURCE_DIR/scripts/make_seq_models.py" --idle-us 60000000
 py=$(command -v python3 || echo /usr/bin/python3)
@@ -22,7 +23,8 @@ if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/
   exit 77
 fi
 
-start_serve --policy round_robin --model-control-mode explicit --load-model '*'
+start_serve --policy round_robin --model-control-mode explicit --load-model '*' \
+  --server-name triton
 w1=$(worker_field 0:1 http_port)
 w2=$(worker_field 0:2 http_port)
 "$venv/bin/python" - "$port" "$grpc_port" "$w1" "$w2" "${GS_SERVE_TRITON_ONLY:-}" <<'PY' || fail "tritonclient through serve"
@@ -60,6 +62,20 @@ if part("load"):
         check(False, "gRPC load of a missing model answered OK")
     except InferenceServerException as e:
         check("no_such_model" in str(e), "gRPC load error: %s" % e)
+    # model files sent with the load (Triton's "file:1/model.onnx"), over
+    # gRPC and HTTP through the router: on every worker
+    onnx = open(os.path.join(os.environ["GS_TMP"], "models", "simple", "1",
+                             "model.onnx"), "rb").read()
+    for c, name in ((gc, "sent_grpc"), (hc, "sent_http")):
+        c.load_model(name, config="{}", files={"file:1/model.onnx": onnx})
+        check([w.is_model_ready(name) for w in workers] == [True, True],
+              "%s: a load with files did not reach every worker" % name)
+        c.unload_model(name)
+
+# --- the workers' --server-name, through the router
+check(hc.get_server_metadata()["name"] == "triton" and
+      gc.get_server_metadata().name == "triton",
+      "serve --server-name triton: %s" % hc.get_server_metadata())
 
 # --- sequences: every request of a sequence on one worker
 def acc_http(seq, values):

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "worker/model_config.h"
+#include "worker/reshape.h"
 
 static char text[1 << 16];
 
@@ -62,6 +63,33 @@ static void test_input_format_kept(void **state) {
   assert_int_equal(cfg.inputs[0].format, 2);
   assert_int_equal(cfg.inputs[1].format, 1);
   assert_int_equal(cfg.inputs[2].format, 0);
+}
+
+/* parameters are free-form key/values that Triton passes to the backend:
+ * keys gpuslice does not use load (listed for a warning), as Triton's
+ * simple_dyna_sequence's execute_delay_ms does in Triton; gpuslice's own
+ * keys still take their values. */
+static void test_unknown_parameters_listed_not_refused(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  assert_int_equal(
+      parse(&cfg,
+            "parameters [ { key: \"execute_delay_ms\" value: { string_value: "
+            "\"3\" } },\n"
+            "  { key: \"precision\" value: { string_value: \"fp32\" } },\n"
+            "  { key: \"intra_op_thread_count\" value: { string_value: "
+            "\"2\" } } ]\n",
+            &err),
+      GS_OK);
+  /* a protobuf map: its order is not the file's */
+  assert_non_null(strstr(cfg.unused_parameters, "execute_delay_ms"));
+  assert_non_null(strstr(cfg.unused_parameters, "intra_op_thread_count"));
+  assert_int_equal(strlen(cfg.unused_parameters),
+                   strlen("execute_delay_ms, intra_op_thread_count"));
+  assert_int_equal(cfg.placement.precision, GS_PRECISION_FP32);
+  assert_int_equal(parse(&cfg, "max_batch_size: 2", &err), GS_OK);
+  assert_string_equal(cfg.unused_parameters, "");
 }
 
 static void test_simple_batches_of_8(void **state) {
@@ -231,11 +259,24 @@ static void test_values_out_of_range(void **state) {
       {"instance_group [{ gpus: [ 0, 1 ] }]", GS_EUNSUPPORTED, "lists 2 GPUs"},
       {"instance_group [{ count: 65 }]", GS_EINVAL, "count must be 1..64"},
       {"input [{ name: \"a\" dims: [ 0 ] }]", GS_EINVAL, "not 0"},
-      {"input [{ name: \"a\" dims: [ 4 ] reshape { shape: [ 2, 2 ] } }]",
-       GS_EUNSUPPORTED, "reshape"},
+      /* Triton: dims and reshape hold the same elements, per run between
+       * variable sizes; an empty reshape only with a batch dimension. */
+      {"input [{ name: \"a\" dims: [ 4 ] reshape { shape: [ 2, 3 ] } }]",
+       GS_EINVAL, "'a': reshape and dims differ in element count"},
+      {"output [{ name: \"o\" dims: [ 2, -1 ] reshape { shape: [ -1, -1 ] } "
+       "}]",
+       GS_EINVAL,
+       "'o': reshape and dims differ in element count (not the same"},
+      {"input [{ name: \"a\" dims: [ 2, 4, -1, 6 ] reshape { shape: [ 4, -1, "
+       "2, 6 ] } }]",
+       GS_EINVAL, "'a': reshape and dims differ in element count (between"},
+      {"input [{ name: \"a\" dims: [ 1 ] reshape { shape: [ ] } }]", GS_EINVAL,
+       "an empty reshape needs max_batch_size > 0"},
+      {"input [{ name: \"a\" dims: [ 4 ] reshape { shape: [ 0, 4 ] } }]",
+       GS_EINVAL, "reshape holds sizes >= 1 or -1"},
+      {"input [{ name: \"a\" reshape { shape: [ 4 ] } }]", GS_EINVAL,
+       "'a': reshape needs dims"},
       {"input [{ dims: [ 4 ] }]", GS_EINVAL, "needs a name"},
-      {"parameters { key: \"execution_mode\" value { string_value: \"1\" } }",
-       GS_EUNSUPPORTED, "parameter 'execution_mode' is not supported"},
       {"parameters { key: \"precision\" value { string_value: \"int8\" } }",
        GS_EINVAL, "'int8' is not one of fp16, fp32"},
       {"max_batch_size: 4 max_batch_size: 8", GS_EPARSE,
@@ -403,6 +444,97 @@ static void test_config_checked_against_model(void **state) {
   assert_int_equal(in[1].shape[1], 16);
 }
 
+/* Triton's densenet_onnx: requests send and get the dims ([3,224,224] in,
+ * [1000] out); the model takes and gives its reshape ([1,3,224,224],
+ * [1,1000,1,1]), checked against the model's own shapes. */
+static void test_reshape_densenet(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  gs_tensor_info_t in = {"data_0", GS_DTYPE_FP32, 4, {1, 3, 224, 224}};
+  gs_tensor_info_t out = {"fc6_1", GS_DTYPE_FP32, 4, {1, 1000, 1, 1}};
+  assert_int_equal(parse_fixture(&cfg, "densenet_onnx.pbtxt", &err), GS_OK);
+  assert_int_equal(gs__model_config_apply(&cfg, "f", &in, 1, &out, 1, &err),
+                   GS_OK);
+  assert_int_equal(in.rank, 3); /* metadata: what requests send */
+  assert_int_equal(in.shape[0], 3);
+  assert_int_equal(in.shape[2], 224);
+  assert_int_equal(out.rank, 1);
+  assert_int_equal(out.shape[0], 1000);
+  gs__reshape_t *table;
+  size_t n;
+  assert_int_equal(gs__reshape_table(&cfg, &table, &n, &err), GS_OK);
+  assert_int_equal(n, 2);
+  gs_tensor_info_t ins[1] = {in}, outs[1] = {out};
+  gs__model_io_t io = {"densenet_onnx", "1", 1, 1, ins, outs, table, n};
+  gs_tensor_t t = {.name = "data_0", .rank = 3, .shape = {3, 224, 224}};
+  assert_int_equal(gs__reshape_tensor(&t, &io, true, true, &err), GS_OK);
+  assert_int_equal(t.rank, 4);
+  assert_int_equal(t.shape[0], 1);
+  assert_int_equal(t.shape[1], 3);
+  assert_int_equal(t.shape[3], 224);
+  gs_tensor_t o = {.name = "fc6_1", .rank = 4, .shape = {1, 1000, 1, 1}};
+  assert_int_equal(gs__reshape_tensor(&o, &io, false, false, &err), GS_OK);
+  assert_int_equal(o.rank, 1);
+  assert_int_equal(o.shape[0], 1000);
+  /* an output that is not the reshape's shape is an error naming it */
+  gs_tensor_t bad = {.name = "fc6_1", .rank = 4, .shape = {1, 999, 1, 1}};
+  assert_int_equal(gs__reshape_tensor(&bad, &io, false, false, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "output 'fc6_1'"));
+  /* an input name that is an output's: untouched */
+  gs_tensor_t other = {.name = "fc6_1", .rank = 1, .shape = {1000}};
+  assert_int_equal(gs__reshape_tensor(&other, &io, true, true, &err), GS_OK);
+  assert_int_equal(other.rank, 1);
+  free(table);
+  /* the model's shape must match the reshape, not the dims */
+  gs_tensor_info_t in2 = {"data_0", GS_DTYPE_FP32, 3, {3, 224, 224}};
+  gs_tensor_info_t out2 = {"fc6_1", GS_DTYPE_FP32, 4, {1, 1000, 1, 1}};
+  assert_int_equal(gs__model_config_apply(&cfg, "f", &in2, 1, &out2, 1, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "'data_0' has reshape [1,3,224,224] in the "
+                                  "config but [3,224,224] in the model"));
+}
+
+/* Variable sizes carry over in order, after the batch dimension:
+ * [B,2,4,X,6] in requests is [B,8,X,1,6] in the model, and back. */
+static void test_reshape_variable_sizes(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  gs_tensor_info_t in = {"x", GS_DTYPE_FP32, 5, {-1, 8, -1, 1, 6}};
+  gs_tensor_info_t out = {"y", GS_DTYPE_FP32, 5, {-1, -1, 2, 2, -1}};
+  assert_int_equal(parse(&cfg,
+                         "max_batch_size: 4\n"
+                         "input [{ name: \"x\" dims: [ 2, 4, -1, 6 ] "
+                         "reshape { shape: [ 8, -1, 1, 6 ] } }]\n"
+                         "output [{ name: \"y\" dims: [ -1, 4, -1 ] "
+                         "reshape { shape: [ -1, 2, 2, -1 ] } }]\n",
+                         &err),
+                   GS_OK);
+  assert_int_equal(gs__model_config_apply(&cfg, "f", &in, 1, &out, 1, &err),
+                   GS_OK);
+  assert_int_equal(in.rank, 5);
+  assert_int_equal(in.shape[0], -1);
+  assert_int_equal(in.shape[1], 2);
+  assert_int_equal(in.shape[3], -1);
+  gs__reshape_t *table;
+  size_t n;
+  assert_int_equal(gs__reshape_table(&cfg, &table, &n, &err), GS_OK);
+  gs__model_io_t io = {"m", "1", 1, 1, &in, &out, table, n};
+  gs_tensor_t t = {.name = "x", .rank = 5, .shape = {3, 2, 4, 7, 6}};
+  assert_int_equal(gs__reshape_tensor(&t, &io, true, true, &err), GS_OK);
+  int64_t want[] = {3, 8, 7, 1, 6};
+  assert_int_equal(t.rank, 5);
+  assert_memory_equal(t.shape, want, sizeof want);
+  gs_tensor_t o = {.name = "y", .rank = 5, .shape = {3, 5, 2, 2, 7}};
+  assert_int_equal(gs__reshape_tensor(&o, &io, false, false, &err), GS_OK);
+  int64_t back[] = {3, 5, 4, 7}; /* two variable sizes, in order */
+  assert_int_equal(o.rank, 4);
+  assert_memory_equal(o.shape, back, sizeof back);
+  free(table);
+}
+
 static void test_fp16_for_an_fp32_input(void **state) {
   (void)state;
   gs__model_config_t cfg;
@@ -419,7 +551,7 @@ static void test_autocomplete_as_triton(void **state) {
   (void)state;
   gs_tensor_info_t in[2], out[2];
   simple_io(in, out);
-  gs__model_io_t io = {"simple", "1", 2, 2, in, out};
+  gs__model_io_t io = {"simple", "1", 2, 2, in, out, NULL, 0};
   unsigned mbs = 0;
   gs__batching_t b;
   gs__model_config_autocomplete(&mbs, &b, &io);
@@ -453,6 +585,9 @@ int main(void) {
       cmocka_unit_test(test_fp16_for_an_fp32_input),
       cmocka_unit_test(test_autocomplete_as_triton),
       cmocka_unit_test(test_input_format_kept),
+      cmocka_unit_test(test_unknown_parameters_listed_not_refused),
+      cmocka_unit_test(test_reshape_densenet),
+      cmocka_unit_test(test_reshape_variable_sizes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,7 +21,7 @@ static const gs_tensor_info_t infos[2] = {
     {"A", GS_DTYPE_FP32, 2, {-1, 2}},
     {"B", GS_DTYPE_INT32, 2, {-1, -1}},
 };
-static const gs__model_io_t io = {"m", "1", 2, 1, infos, infos};
+static const gs__model_io_t io = {"m", "1", 2, 1, infos, infos, NULL, 0};
 
 static gs_tensor_t tensor(const char *name, gs_dtype_t dt, int64_t rows,
                           int64_t cols, const void *data) {

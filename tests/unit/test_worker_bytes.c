@@ -35,13 +35,14 @@ static const gs_tensor_info_t str_in[] = {
 static const gs_tensor_info_t str_out[] = {
     {"OUTPUT0", GS_DTYPE_BYTES, 2, {-1, 2}},
     {"OUTPUT1", GS_DTYPE_BYTES, 2, {-1, 2}}};
-static const gs__model_io_t strings = {"simple_string", "1",    2, 2,
-                                       str_in,          str_out};
+static const gs__model_io_t strings = {"simple_string", "1",     2,    2,
+                                       str_in,          str_out, NULL, 0};
 /* A classifier: x FP32 [-1,4] -> probs FP32 [-1,4], ids INT32 [-1,4]. */
 static const gs_tensor_info_t cls_in[] = {{"x", GS_DTYPE_FP32, 2, {-1, 4}}};
 static const gs_tensor_info_t cls_out[] = {{"probs", GS_DTYPE_FP32, 2, {-1, 4}},
                                            {"ids", GS_DTYPE_INT32, 2, {-1, 4}}};
-static const gs__model_io_t classifier = {"cls", "1", 1, 2, cls_in, cls_out};
+static const gs__model_io_t classifier = {"cls",  "1",     1,    2,
+                                          cls_in, cls_out, NULL, 0};
 
 static int decode_str(const gs__model_io_t *io, const char *body, size_t len,
                       long long hlen, gs__infer_request_t *req,
@@ -122,7 +123,8 @@ static void test_binary_strings_checked(void **state) {
   assert_non_null(strstr(err.msg, "'INPUT0': element 1 has no 4-byte length"));
   gs__infer_request_release(&req);
   /* a raw body (header length 0) cannot give a BYTES input's shape */
-  static const gs__model_io_t one_str = {"one", "1", 1, 1, str_in, str_out};
+  static const gs__model_io_t one_str = {"one",  "1",     1,    1,
+                                         str_in, str_out, NULL, 0};
   assert_int_equal(
       decode_str(&one_str, (const char *)ok, sizeof ok, 0, &req, &err), 400);
   assert_non_null(strstr(err.msg, "'INPUT0' is BYTES, whose shape a raw body "

@@ -26,7 +26,8 @@ static const gs_tensor_info_t in_info[] = {
     {"INPUT1", GS_DTYPE_INT32, 2, {-1, 4}}};
 static const gs_tensor_info_t out_info[] = {
     {"OUTPUT0", GS_DTYPE_INT32, 2, {-1, 4}}};
-static const gs__model_io_t simple = {"simple", "1", 2, 1, in_info, out_info};
+static const gs__model_io_t simple = {"simple", "1",      2,    1,
+                                      in_info,  out_info, NULL, 0};
 
 static void test_framing(void **state) {
   (void)state;

@@ -110,10 +110,10 @@ static const gs_tensor_info_t simple_in[] = {
 static const gs_tensor_info_t simple_out[] = {
     {"OUTPUT0", GS_DTYPE_INT32, 2, {-1, 16}},
     {"OUTPUT1", GS_DTYPE_INT32, 2, {-1, 16}}};
-static const gs__model_io_t simple = {"simple", "1",       2,
-                                      2,        simple_in, simple_out};
+static const gs__model_io_t simple = {"simple",  "1",        2,    2,
+                                      simple_in, simple_out, NULL, 0};
 static const gs_tensor_info_t one_in[] = {{"x", GS_DTYPE_FP32, 2, {-1, 4}}};
-static const gs__model_io_t one = {"one", "1", 1, 1, one_in, one_in};
+static const gs__model_io_t one = {"one", "1", 1, 1, one_in, one_in, NULL, 0};
 
 #define D16 "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]"
 

@@ -23,7 +23,7 @@
 #include "worker/worker_int.h"
 
 static const gs_tensor_info_t one_in[] = {{"x", GS_DTYPE_FP32, 2, {-1, 4}}};
-static const gs__model_io_t one = {"one", "1", 1, 1, one_in, one_in};
+static const gs__model_io_t one = {"one", "1", 1, 1, one_in, one_in, NULL, 0};
 
 static void test_binary_input_keeps_nonfinite(void **state) {
   (void)state;

@@ -36,7 +36,7 @@ static void check_sizes(unsigned max, const unsigned *pref, unsigned n_pref,
   memset(&slot, 0, sizeof slot);
   slot.max_batch_size = max;
   slot.warm = true;
-  slot.io = (gs__model_io_t){"m", "1", 1, 1, in, in};
+  slot.io = (gs__model_io_t){"m", "1", 1, 1, in, in, NULL, 0};
   slot.batching.n_preferred = n_pref;
   if (n_pref)
     memcpy(slot.batching.preferred, pref, n_pref * sizeof *pref);
@@ -72,7 +72,7 @@ static void test_planned_sizes_fixed_and_variable(void **state) {
                                 vary[] = {{"x", GS_DTYPE_FP32, 2, {-1, -1}}};
   gs__model_slot_t slot;
   memset(&slot, 0, sizeof slot);
-  slot.io = (gs__model_io_t){"m", "1", 1, 1, fixed, fixed};
+  slot.io = (gs__model_io_t){"m", "1", 1, 1, fixed, fixed, NULL, 0};
   uint64_t sizes[GS__MAX_PLANNED_SIZES];
   assert_int_equal(gs__slot_planned_sizes(&slot, sizes, 40), 1);
   assert_int_equal(sizes[0], 0);
