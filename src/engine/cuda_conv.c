@@ -421,7 +421,9 @@ static bool known_runs(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   return cand_run(cs, plan, g, i, &k);
 }
 
-static void lt_release(const gs__cuda_session_t *cs, gs__cuda_conv_t *c) {
+/* Frees a conv's cuBLASLt descriptors (kept NULL: safe to call again). */
+void gs__cuda_conv_lt_release(const gs__cuda_session_t *cs,
+                              gs__cuda_conv_t *c) {
   const gs__cublaslt_t *lt = &cs->l->cublaslt;
   if (c->md)
     lt->MatmulDescDestroy(c->md);
@@ -479,7 +481,8 @@ int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     rc = prepare_known(cs, plan, g, i, &choice, err);
     if (rc != GS_OK || known_runs(cs, plan, g, i))
       return rc;
-    lt_release(cs, &g->conv[i]); /* timed again below, from scratch */
+    gs__cuda_conv_lt_release(cs,
+                             &g->conv[i]); /* timed again below, from scratch */
     memset(g->conv[i].ran, 0, sizeof g->conv[i].ran);
   }
   rc = prepare_timed(cs, plan, g, i, err);

@@ -52,15 +52,7 @@ void gs__cuda_graph_release(gs__cuda_session_t *cs, gs__cuda_graph_t *g) {
       d->DestroyConvolutionDescriptor(c->c);
     if (c->a)
       d->DestroyActivationDescriptor(c->a);
-    const gs__cublaslt_t *lt = &cs->l->cublaslt;
-    if (c->md)
-      lt->MatmulDescDestroy(c->md);
-    if (c->la)
-      lt->MatrixLayoutDestroy(c->la);
-    if (c->lb)
-      lt->MatrixLayoutDestroy(c->lb);
-    if (c->lc)
-      lt->MatrixLayoutDestroy(c->lc);
+    gs__cuda_conv_lt_release(cs, c);
   }
   free(g->conv);
   free(g->in_dims);

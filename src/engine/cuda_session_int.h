@@ -191,6 +191,8 @@ void gs__cuda_conv_key(const gs__cuda_session_t *cs,
  * on the real buffers (cs->ptr bound) and kept for the next session. */
 int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                           gs__cuda_graph_t *g, size_t i, gs_error_t *err);
+/* Frees c's cuBLASLt descriptors and leaves them NULL. */
+void gs__cuda_conv_lt_release(const gs__cuda_session_t *cs, gs__cuda_conv_t *c);
 /* The fastest candidate that ran (ties and untimed ones go
  * to the earlier of FUSED, EPI, LT), GS__CONV_PLAIN when none ran. */
 int gs__cuda_conv_pick(const float ms[GS__CONV_PLAIN],
