@@ -19,6 +19,7 @@ typedef struct conn_s conn_t;
 struct gs_grpc_call_s {
   gs_grpc_call_t *next, *prev; /* in the connection's list */
   conn_t *c;                   /* NULL once the stream is gone */
+  gs_grpc_srv_t *srv;          /* freed only after its last call */
   const gs_grpc_srv_config_t *cfg;
   int32_t id;
   const gs_grpc_route_t *route; /* NULL: no route takes the path */
@@ -69,18 +70,24 @@ struct gs_grpc_srv_s {
   bool is_unix, closing, listener_closed;
   unsigned port;
   conn_t *conns;
+  size_t live_calls; /* calls not yet freed: a held one outlives its conn */
 };
+
+static void srv_maybe_free(gs_grpc_srv_t *s);
 
 /* ---- calls ----------------------------------------------------------------
  */
 
 static void call_free(gs_grpc_call_t *call) {
+  gs_grpc_srv_t *s = call->srv;
   if (call->cfg->on_call_free)
     call->cfg->on_call_free(call);
   gs_buf_free(&call->in);
   gs_buf_free(&call->out);
   free(call->body);
   free(call);
+  s->live_calls--;
+  srv_maybe_free(s); /* closed while this call was held */
 }
 
 /* Drops the request's bytes, which the connection counted. */
@@ -320,7 +327,7 @@ void gs_grpc_call_end(gs_grpc_call_t *call, int status, const char *msg) {
  */
 
 static void srv_maybe_free(gs_grpc_srv_t *s) {
-  if (s->listener_closed && !s->conns)
+  if (s->listener_closed && !s->conns && !s->live_calls)
     free(s);
 }
 
@@ -389,8 +396,8 @@ static void call_read_messages(gs_grpc_call_t *call) {
       return;
     }
     call->route->handler(call, msg, len);
-    if (call->closed)
-      return;
+    if (call->closed || call->ended)
+      return; /* the handler ended it: its bytes are dropped already */
     call->c->buffered -= used;
     gs_buf_consume(&call->in, used);
   }
@@ -471,6 +478,8 @@ static int on_begin_headers(nghttp2_session *session,
   if (!call)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   call->c = c;
+  call->srv = c->s;
+  c->s->live_calls++;
   call->cfg = cfg;
   call->id = frame->hd.stream_id;
   gs_buf_init_max(&call->in, GS_LIMIT_GRPC_MESSAGE,

@@ -87,6 +87,15 @@ static void later(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
   hold_for(call, 20, NULL, 0);
 }
 
+/* Held for 200 ms of real time (the loop's cached clock may be stale). */
+static void slow(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  calls_made++;
+  uv_update_time(uv_default_loop());
+  hold_for(call, 200, NULL, 0);
+}
+
 /* "0123456789": the first message now, the other nine 20 ms later. */
 static void count(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
   static const uint8_t digits[] = "0123456789";
@@ -105,6 +114,7 @@ static void bidi_echo(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
 static const gs_grpc_route_t routes[] = {
     {"/t.T/Echo", GS_GRPC_UNARY, echo},
     {"/t.T/Later", GS_GRPC_UNARY, later},
+    {"/t.T/Slow", GS_GRPC_UNARY, slow},
     {"/t.T/Count", GS_GRPC_SERVER_STREAM, count},
     {"/t.T/Bidi", GS_GRPC_BIDI_STREAM, bidi_echo},
 };
@@ -312,6 +322,30 @@ static void test_client_gone_while_held(void **state) {
   client_free(&c);
 }
 
+/* The server closed (a worker's drain) while a call is held: the call
+ * still answers into nothing and is freed, and the server's memory with it
+ * (ASan: no use after free of the server's config). */
+static int run_to_end(void **state) {
+  (void)state;
+  while (uv_loop_alive(uv_default_loop()))
+    uv_run(uv_default_loop(), UV_RUN_ONCE);
+  return 0;
+}
+
+static void test_server_closed_while_held(void **state) {
+  client_t c = {.vanish = true}; /* call() returns once the request is out */
+  (void)state;
+  ask(&c, "/t.T/Slow", "", 0);
+  while (calls_made < 1)
+    uv_run(uv_default_loop(), UV_RUN_ONCE);
+  gs_grpc_srv_close(srv);
+  srv = NULL;
+  run_to_end(NULL);
+  assert_int_equal(held_released, 1);
+  assert_int_equal(calls_freed, 1);
+  client_free(&c);
+}
+
 static void test_unix_socket_echo(void **state) {
   char sock[] = "/tmp/gs_grpc_srv_XXXXXX";
   gs_grpc_srv_t *u;
@@ -349,6 +383,8 @@ int main(void) {
                                       start_tcp, stop),
       cmocka_unit_test_setup_teardown(test_client_gone_while_held, start_tcp,
                                       stop),
+      cmocka_unit_test_setup_teardown(test_server_closed_while_held, start_tcp,
+                                      run_to_end),
       cmocka_unit_test_setup_teardown(test_unix_socket_echo, start_tcp, stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
