@@ -84,14 +84,13 @@ static int run_padded(gs__infer_job_t *job, gs_session_t *s, uint64_t *rows,
   int device = gs_session_device(s);
   bool on_device = ir->shm && device >= 0 && device == gs__slot_device(slot) &&
                    *rows == job->batch;
-  int rc = on_device ? gs__shm_bind_outputs(ir, s, device, err)
-                     : gs__shm_to_host(ir, err);
-  if (rc != GS_OK)
-    return rc;
-  if (on_device || !pad) { /* the engine reads the request's own tensors */
+  int rc = on_device ? GS_OK : gs__shm_to_host(ir, err);
+  if (rc == GS_OK && (on_device || !pad)) /* the engine reads them */
     rc = gs__infer_request_align(ir, err);
+  if (rc == GS_OK && on_device) /* last: a binding lasts one run */
+    rc = gs__shm_bind_outputs(ir, s, device, err);
+  if (rc != GS_OK || on_device || !pad)
     return rc == GS_OK ? gs_session_run(s, ir->inputs, ir->n_inputs, err) : rc;
-  }
   const gs__infer_request_t *reqs[1] = {ir};
   gs_tensor_t ins[GS__INFER_MAX_TENSORS];
   rc = gs__batch_concat_to(ins, gs__batch_session_buf, s, reqs, 1, &slot->io,

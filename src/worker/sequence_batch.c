@@ -319,7 +319,7 @@ static void run_group(gs__seq_batch_t *b, gs_session_t *s, row_t *rows,
     const gs_tensor_t *mine = concat ? slices : outs;
     if (status == 0 && (state_keep(r, mine, model, &rerr) != GS_OK ||
                         encode_row(job, mine, model, io, &rerr) != GS_OK))
-      status = status_of(&rerr);
+      status = gs_error_http_status_run(rerr.code, false); /* not the run's */
     job->t_input_done = t1; /* t_started: its decode's start */
     job->t_infer_done = t2;
     if (status != 0)
