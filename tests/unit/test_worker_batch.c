@@ -25,9 +25,9 @@ static const gs__model_io_t io = {"m", "1", 2, 1, infos, infos, NULL, 0};
 
 static gs_tensor_t tensor(const char *name, gs_dtype_t dt, int64_t rows,
                           int64_t cols, const void *data) {
-  gs_tensor_t t = {name, dt,
-                   2,    {rows, cols},
-                   data, (size_t)(rows * cols) * gs_dtype_size(dt),
+  gs_tensor_t t = {name,       dt,
+                   2,          {rows, cols},
+                   data,       (size_t)(rows * cols) * gs_dtype_size(dt),
                    GS_MEM_HOST};
   return t;
 }

@@ -152,8 +152,9 @@ static void test_strings_encode(void **state) {
   gs_error_t err = {0};
   static const uint8_t d0[] = {3, 0, 0, 0, '1', '2', '3', 2, 0, 0, 0, 'h', 0};
   static const uint8_t d1[] = {1, 0, 0, 0, 'x', 1, 0, 0, 0, 0xff};
-  gs_tensor_t outs[2] = {{"OUTPUT0", GS_DTYPE_BYTES, 2, {1, 2}, d0, sizeof d0, GS_MEM_HOST},
-                         {"OUTPUT1", GS_DTYPE_BYTES, 2, {1, 2}, d1, sizeof d1, GS_MEM_HOST}};
+  gs_tensor_t outs[2] = {
+      {"OUTPUT0", GS_DTYPE_BYTES, 2, {1, 2}, d0, sizeof d0, GS_MEM_HOST},
+      {"OUTPUT1", GS_DTYPE_BYTES, 2, {1, 2}, d1, sizeof d1, GS_MEM_HOST}};
   req.want_output[0] = true;
   assert_int_equal(gs__infer_encode(&resp, &req, &strings, outs, &err), 0);
   assert_non_null(strstr(resp.body, "\"datatype\":\"BYTES\",\"shape\":[1,2],"
@@ -247,8 +248,9 @@ static void test_classification_top_n_per_row(void **state) {
   gs_error_t err = {0};
   static const float probs[8] = {1.1f, 3.3f, 0.5f, 2.4f, 0, 7, 7, -1};
   static const int32_t ids[8] = {5, -9, 5, 100, 1, 2, 3, 4};
-  gs_tensor_t outs[2] = {{"probs", GS_DTYPE_FP32, 2, {2, 4}, probs, 32, GS_MEM_HOST},
-                         {"ids", GS_DTYPE_INT32, 2, {2, 4}, ids, 32, GS_MEM_HOST}};
+  gs_tensor_t outs[2] = {
+      {"probs", GS_DTYPE_FP32, 2, {2, 4}, probs, 32, GS_MEM_HOST},
+      {"ids", GS_DTYPE_INT32, 2, {2, 4}, ids, 32, GS_MEM_HOST}};
   gs_tensor_t got[2];
   void *owned[2];
   char s[64];
@@ -333,8 +335,9 @@ static void test_labels_from_config(void **state) {
   /* classified with labels; an index without one has none */
   static const float probs[4] = {0.1f, 0.2f, 0.6f, 0.05f};
   static const int32_t ids[4] = {0};
-  gs_tensor_t outs[2] = {{"probs", GS_DTYPE_FP32, 2, {1, 4}, probs, 16, GS_MEM_HOST},
-                         {"ids", GS_DTYPE_INT32, 2, {1, 4}, ids, 16, GS_MEM_HOST}};
+  gs_tensor_t outs[2] = {
+      {"probs", GS_DTYPE_FP32, 2, {1, 4}, probs, 16, GS_MEM_HOST},
+      {"ids", GS_DTYPE_INT32, 2, {1, 4}, ids, 16, GS_MEM_HOST}};
   gs__infer_request_t req = {.batch_first_dim = true, .labels = labels};
   req.want_output[0] = true;
   req.binary_output[0] = false;
@@ -433,7 +436,8 @@ static void test_batched_strings_split_and_pad(void **state) {
   static const uint8_t all[] = {
       5, 0, 0, 0, 'a', 'a', 'a', 'a', 'a', 1, 0, 0,   0, 'b', 0, 0, 0,
       0, 2, 0, 0, 0,   'c', 'c', 1,   0,   0, 0, 'd', 0, 0,   0, 0};
-  gs_tensor_t out = {"OUTPUT0", GS_DTYPE_BYTES, 2, {3, 2}, all, sizeof all, GS_MEM_HOST};
+  gs_tensor_t out = {"OUTPUT0", GS_DTYPE_BYTES, 2,          {3, 2},
+                     all,       sizeof all,     GS_MEM_HOST};
   gs_tensor_t slice;
   gs_error_t err = {0};
   assert_int_equal(gs__batch_split(&slice, &out, 1, 1, 2, 3, &err), GS_OK);
