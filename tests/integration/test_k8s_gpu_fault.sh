@@ -32,10 +32,12 @@ dp="$GS_TMP/dp"
 mkdir -p "$dp"
 "$GPUSLICE" k8s device-plugin --plugin-dir "$dp" --interval-ms 100 \
   2>"$GS_TMP/plugin.log" &
-GS_PIDS+=("$!")
+plugin=$!
+GS_PIDS+=("$plugin")
 sock="$dp/gpuslice-mig-1g.10gb.sock"
 "$GPUSLICE" k8s metrics --listen 127.0.0.1:0 2>"$GS_TMP/metrics.log" &
-GS_PIDS+=("$!")
+metrics=$!
+GS_PIDS+=("$metrics")
 for _ in $(seq 100); do
   url=$(sed -n 's|.*serving \(http://[^ ]*/metrics\).*|\1|p' "$GS_TMP/metrics.log")
   [ -S "$sock" ] && [ -n "$url" ] && break
@@ -90,4 +92,12 @@ for _ in $(seq 100); do grep -q "its instances are Unhealthy" "$GS_TMP/plugin.lo
 got=$(health)
 [ "$got" = "Unhealthy Unhealthy Unhealthy" ] && pass "GPU 1 lost: its instance Unhealthy too" ||
   fail "GPU 1 lost" "got $got" "$(tail -5 "$GS_TMP/plugin.log")"
+# Both stop cleanly on SIGTERM (the fault watch closed; sanitizer builds
+# report leaks and errors here).
+for p in "$plugin" "$metrics"; do kill "$p"; done
+wait "$plugin"; st1=$?
+wait "$metrics"; st2=$?
+[ "$st1.$st2" = 0.0 ] && ! grep -q Sanitizer "$GS_TMP/plugin.log" "$GS_TMP/metrics.log" &&
+  pass "the plugin and the metrics stop cleanly on SIGTERM" ||
+  fail "clean stop" "exit $st1 and $st2" "$(grep -h -A5 Sanitizer "$GS_TMP"/*.log | head -20)"
 finish
