@@ -2,19 +2,13 @@
  * the fake reads again on every event wait and memory query, one fault a
  * line: "xid GPU XID [GI CI]" (a critical-XID event, delivered once per
  * process to an event set registered on GPU) or "lost GPU"
- * (nvmlDeviceGetMemoryInfo answers NVML_ERROR_GPU_IS_LOST). */
+ * (nvmlDeviceGetMemoryInfo answers NVML_ERROR_GPU_IS_LOST). The legacy
+ * build has no event calls (an NVML without them). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fake_nvml_int.h"
-
-struct nvmlEventSet_st {
-  unsigned long long mask[MAX_GPUS];
-  unsigned delivered; /* xid lines of the file handed out so far */
-};
-static struct nvmlEventSet_st the_set;
-static int set_used;
 
 int fake_gpu_lost(unsigned gpu) {
   const char *path = getenv("FAKE_NVML_EVENTS");
@@ -29,6 +23,14 @@ int fake_gpu_lost(unsigned gpu) {
     fclose(f);
   return lost;
 }
+
+#ifndef FAKE_NVML_LEGACY
+struct nvmlEventSet_st {
+  unsigned long long mask[MAX_GPUS];
+  unsigned delivered; /* xid lines of the file handed out so far */
+};
+static struct nvmlEventSet_st the_set;
+static int set_used;
 
 EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set) {
   if (!fk.refs)
@@ -89,3 +91,4 @@ EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set,
     fclose(f);
   return r;
 }
+#endif

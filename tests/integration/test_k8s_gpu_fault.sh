@@ -3,8 +3,9 @@
 # through FAKE_NVML_EVENTS. An application XID (43) changes nothing, a
 # critical XID naming one MIG instance makes it alone Unhealthy, XID 79 on
 # GPU 0 all of GPU 0's, a lost GPU 1 its own; GPU 1 stays Healthy until
-# then. Read with `gpuslice k8s devices` (ListAndWatch, as the kubelet
-# calls it) and by scraping the metrics' gpuslice_instance_healthy.
+# then; an NVML without the event calls is said once. Read with `gpuslice
+# k8s devices` (ListAndWatch, as the kubelet calls it) and by scraping the
+# metrics' gpuslice_instance_healthy.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/host_env.sh"
 [ -n "${GS_SANITIZE:-}" ] && export GPUSLICE_TEST_NO_ADDRESS_LIMIT=1
@@ -100,4 +101,20 @@ wait "$metrics"; st2=$?
 [ "$st1.$st2" = 0.0 ] && ! grep -q Sanitizer "$GS_TMP/plugin.log" "$GS_TMP/metrics.log" &&
   pass "the plugin and the metrics stop cleanly on SIGTERM" ||
   fail "clean stop" "exit $st1 and $st2" "$(grep -h -A5 Sanitizer "$GS_TMP"/*.log | head -20)"
+
+# An NVML without the event calls (the fake's legacy build): the plugin
+# says once that it has no XID watch and serves all the same.
+: >"$FAKE_NVML_EVENTS"
+GPUSLICE_NVML_LIBRARY="$BUILD/tests/fake_nvml/legacy/libnvidia-ml.so.1" \
+  "$GPUSLICE" k8s device-plugin --plugin-dir "$dp" --interval-ms 100 \
+  2>"$GS_TMP/legacy.log" &
+plugin=$!
+GS_PIDS+=("$plugin")
+for _ in $(seq 100); do grep -q "serving" "$GS_TMP/legacy.log" && break; sleep 0.1; done
+sleep 0.5
+kill "$plugin"
+wait "$plugin"
+n=$(grep -c "no XID watch: .* lacks nvmlEventSetWait_v2" "$GS_TMP/legacy.log")
+[ "$n" = 1 ] && pass "no event calls in NVML: said once, the plugin runs" ||
+  fail "no event calls" "$n lines" "$(cat "$GS_TMP/legacy.log")"
 finish
