@@ -124,6 +124,7 @@ static int device_plugin(cli_t *cli, int argc, char **argv) {
     opt.cdi_dir = env && *env ? env : NULL;
   }
   cli_k8s_options(cli, &opt.inventory);
+  opt.nvml_library = cli->opt.nvml_library;
   cli_serve_health_t health = {cli->state_dir, NULL};
   opt.tick = cli_serve_tick;
   opt.worker_down = cli_serve_worker_down;

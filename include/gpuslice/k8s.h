@@ -70,6 +70,24 @@ bool gs_k8s_instance_healthy(const gs_k8s_instance_t *in,
                              const gs_k8s_inventory_t *live, char *why,
                              size_t size);
 
+/* A faulted GPU (gpu_health.c): critical XID events and GPUs NVML
+ * reports lost (GPU_IS_LOST, RESET_REQUIRED). open loads NVML (NULL: the
+ * driver's) and registers for XID events: NULL when NVML cannot be
+ * loaded (logged); without the event calls only lost GPUs are seen. poll
+ * reads what came (1 ms wait); faulted says whether the instance's GPU
+ * (mig: or its own MIG instance, when the event names one) faulted. */
+typedef struct gs_k8s_gpu_health_s gs_k8s_gpu_health_t;
+gs_k8s_gpu_health_t *gs_k8s_gpu_health_open(const char *nvml_library,
+                                            void (*log)(void *, const char *),
+                                            void *log_data);
+void gs_k8s_gpu_health_poll(gs_k8s_gpu_health_t *h);
+bool gs_k8s_gpu_faulted(const gs_k8s_gpu_health_t *h,
+                        const gs_k8s_instance_t *in, bool mig, char *why,
+                        size_t size);
+void gs_k8s_gpu_health_close(gs_k8s_gpu_health_t *h);
+/* XIDs an application causes, which leave the GPU healthy. */
+bool gs_k8s_xid_ignored(unsigned long long xid);
+
 /* The CDI spec of the inventory (a new reference). */
 json_t *gs_cdi_spec(const gs_k8s_inventory_t *inv, const gs_k8s_options_t *opt);
 /* The container edits of one instance (a new reference). */
@@ -108,6 +126,9 @@ typedef struct gs_k8s_device_plugin_options_s {
   bool (*worker_down)(void *data, const char *uuid, char *why, size_t size);
   void *health_data;
   gs_k8s_options_t inventory;
+  /* NVML for the GPU fault watch (gs_k8s_gpu_health_*; NULL = the
+   * driver's); never loaded for the host backend. */
+  const char *nvml_library;
 } gs_k8s_device_plugin_options_t;
 
 /* The default resource prefix of a backend: "nvidia.com/mig-" (NVIDIA's

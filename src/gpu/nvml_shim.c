@@ -35,6 +35,10 @@ _Static_assert(offsetof(nvmlComputeInstanceInfo_t, placement) == 24 &&
                    sizeof(nvmlComputeInstanceInfo_t) == 32,
                "nvmlComputeInstanceInfo_t");
 
+_Static_assert(sizeof(nvmlEventData_t) == 32 &&
+                   offsetof(nvmlEventData_t, gpuInstanceId) == 24,
+               "nvmlEventData_t");
+
 static int load_symbols(gs__nvml_t *n, gs_error_t *err) {
 #define GS__NVML_LOAD(field, req, ret, params, sym, old)                       \
   if (!gs__dl_resolve(n->dl, &n->field, sym, old) && (req))                    \

@@ -24,6 +24,7 @@ typedef enum nvmlReturn_enum {
   NVML_ERROR_NOT_FOUND = 6,
   NVML_ERROR_INSUFFICIENT_SIZE = 7,
   NVML_ERROR_DRIVER_NOT_LOADED = 9,
+  NVML_ERROR_TIMEOUT = 10,
   NVML_ERROR_FUNCTION_NOT_FOUND = 13,
   NVML_ERROR_GPU_IS_LOST = 15,
   NVML_ERROR_RESET_REQUIRED = 16,
@@ -162,6 +163,18 @@ typedef struct nvmlComputeInstanceInfo_st {
   nvmlComputeInstancePlacement_t placement;
 } nvmlComputeInstanceInfo_t;
 
+/* Events (the device plugin's XID watch). */
+typedef struct nvmlEventSet_st *nvmlEventSet_t;
+#define nvmlEventTypeXidCriticalError 0x0000000000000008ULL
+
+typedef struct nvmlEventData_st {
+  nvmlDevice_t device;
+  unsigned long long eventType;
+  unsigned long long eventData;   /* the XID */
+  unsigned int gpuInstanceId;     /* 0xFFFFFFFF: the whole GPU */
+  unsigned int computeInstanceId; /* 0xFFFFFFFF: the whole GPU */
+} nvmlEventData_t;
+
 /* ---- the functions gpuslice calls --------------------------------------
  * XX(field, required, return type, parameters, symbol, older symbol): the
  * loader tries `symbol`, then `older symbol` (same signature); a required
@@ -255,7 +268,16 @@ typedef struct nvmlComputeInstanceInfo_st {
   XX(DeviceGetProcessUtilization, 0, nvmlReturn_t,                             \
      (nvmlDevice_t, nvmlProcessUtilizationSample_t *, unsigned *,              \
       unsigned long long),                                                     \
-     "nvmlDeviceGetProcessUtilization", NULL)
+     "nvmlDeviceGetProcessUtilization", NULL)                                  \
+  XX(EventSetCreate, 0, nvmlReturn_t, (nvmlEventSet_t *),                      \
+     "nvmlEventSetCreate", NULL)                                               \
+  XX(DeviceRegisterEvents, 0, nvmlReturn_t,                                    \
+     (nvmlDevice_t, unsigned long long, nvmlEventSet_t),                       \
+     "nvmlDeviceRegisterEvents", NULL)                                         \
+  XX(EventSetWait, 0, nvmlReturn_t,                                            \
+     (nvmlEventSet_t, nvmlEventData_t *, unsigned), "nvmlEventSetWait_v2",     \
+     NULL)                                                                     \
+  XX(EventSetFree, 0, nvmlReturn_t, (nvmlEventSet_t), "nvmlEventSetFree", NULL)
 
 /* The loaded library. Fields are the functions, named without "nvml". */
 typedef struct gs__nvml_s {

@@ -19,8 +19,9 @@
 struct gs_k8s_metrics_s {
   gs_backend_t *be;
   gs_k8s_metrics_options_t opt;
-  gs_k8s_inventory_t *inv; /* the layout as last read (NULL before) */
-  gs__mx_nvml_t nvml;      /* nvml.open false: no SM series */
+  gs_k8s_inventory_t *inv;   /* the layout as last read (NULL before) */
+  gs__mx_nvml_t nvml;        /* nvml.open false: no SM series */
+  gs_k8s_gpu_health_t *gpus; /* NULL: no fault watch */
   gs_process_t procs[MX_MAX_PROCS];
   gs_device_t dev; /* the device of the instance being read */
 };
@@ -56,6 +57,8 @@ int gs_k8s_metrics_create(gs_k8s_metrics_t **out, gs_backend_t *be,
       opt->log(opt->log_data, "no SM utilisation series: this NVML has no "
                               "nvmlDeviceGetProcessUtilization");
     }
+    m->gpus =
+        gs_k8s_gpu_health_open(opt->nvml_library, opt->log, opt->log_data);
   }
   *out = m;
   return GS_OK;
@@ -65,6 +68,7 @@ void gs_k8s_metrics_destroy(gs_k8s_metrics_t *m) {
   if (!m)
     return;
   gs__mx_nvml_close(&m->nvml);
+  gs_k8s_gpu_health_close(m->gpus);
   free(m->inv);
   free(m);
 }
@@ -152,6 +156,8 @@ static void read_row(gs_k8s_metrics_t *m, const gs_k8s_instance_t *in,
   snprintf(r->ci, sizeof r->ci, "%u", in->ci_id);
   r->healthy =
       gs_k8s_instance_healthy(in, NULL, why, sizeof why) &&
+      !gs_k8s_gpu_faulted(m->gpus, in, strcmp(m->be->ops->name, "mig") == 0,
+                          why, sizeof why) &&
       !(m->opt.worker_down &&
         m->opt.worker_down(m->opt.health_data, in->uuid, why, sizeof why));
   read_processes(m, r);
@@ -239,6 +245,7 @@ int gs_k8s_metrics_scrape(gs_k8s_metrics_t *m, char **text, size_t *len,
   *len = 0;
   if (m->opt.tick)
     m->opt.tick(m->opt.health_data);
+  gs_k8s_gpu_health_poll(m->gpus);
   int rc = read_layout(m, err);
   row_t *rows = rc == GS_OK ? calloc(m->inv->n + 1, sizeof *rows) : NULL;
   if (rc == GS_OK && !rows)

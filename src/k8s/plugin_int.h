@@ -60,6 +60,7 @@ struct gs__dp_s {
   ino_t kubelet_ino;
   struct timespec kubelet_ctime;
   bool stopping;
+  gs_k8s_gpu_health_t *gpus; /* NULL: no fault watch (host, no NVML) */
 };
 
 /* The resource name of a profile: prefix + profile, '+' made '.'. */

@@ -27,6 +27,9 @@ bool gs__dp_healthy(const gs__dp_t *dp, const gs_k8s_instance_t *in, char *why,
                     size_t size) {
   if (!gs_k8s_instance_healthy(in, NULL, why, size))
     return false;
+  if (gs_k8s_gpu_faulted(dp->gpus, in, strcmp(dp->inv->backend, "mig") == 0,
+                         why, size))
+    return false;
   return !(dp->opt.worker_down &&
            dp->opt.worker_down(dp->opt.health_data, in->uuid, why, size));
 }

@@ -192,6 +192,7 @@ static void on_tick(uv_timer_t *t) {
   }
   if (dp->opt.tick)
     dp->opt.tick(dp->opt.health_data);
+  gs_k8s_gpu_health_poll(dp->gpus);
   gs__dp_refresh(dp);
   check_kubelet(dp);
 }
@@ -218,6 +219,9 @@ int gs_k8s_device_plugin_run(gs_backend_t *be,
   if (!dp->opt.resource_prefix)
     dp->opt.resource_prefix = gs_k8s_default_prefix(be->ops->name);
   snprintf(dp->inv->backend, sizeof dp->inv->backend, "%s", be->ops->name);
+  if (strcmp(be->ops->name, "host") != 0)
+    dp->gpus = gs_k8s_gpu_health_open(dp->opt.nvml_library, dp->opt.log,
+                                      dp->opt.log_data);
   uv_loop_init(&loop);
   dp->loop = &loop;
   stop_signal = 0;
@@ -234,6 +238,7 @@ int gs_k8s_device_plugin_run(gs_backend_t *be,
   uv_loop_close(&loop);
   for (unsigned i = 0; i < dp->n_res; i++)
     gs_buf_free(&dp->res[i].last_list);
+  gs_k8s_gpu_health_close(dp->gpus);
   free(dp->inv);
   free(dp);
   return GS_OK;

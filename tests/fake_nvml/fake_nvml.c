@@ -35,6 +35,8 @@
  *   FAKE_NVML_FIXTURE=<file.json>   the GPUs recorded by tests/gpu/nvml_record
  *       instead of FAKE_NVML_CONFIG; read calls replay the recording
  *       (fake_nvml_fixture.c); FAKE_NVML_FIXTURE_MIG_ON=1 reports MIG on
+ *   FAKE_NVML_EVENTS=<file>   injected XID events and lost GPUs, read
+ *       again on every call (fake_nvml_events.c)
  * Build variants: -DFAKE_NVML_LEGACY exports only the older symbol names
  * (v1 profile queries, nvmlInit, ...); -DFAKE_NVML_NO_PLACEMENT omits
  * nvmlDeviceCreateGpuInstanceWithPlacement. The profile data below is
@@ -512,6 +514,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t dev,
   fgpu_t *g = gpu_of(dev);
   if (!g || !mem)
     return NVML_ERROR_INVALID_ARGUMENT;
+  if (fake_gpu_lost(dev->gpu))
+    return NVML_ERROR_GPU_IS_LOST;
   mem->total = g->m->total_mib << 20;
   mem->used = 0;
   mem->free = mem->total;

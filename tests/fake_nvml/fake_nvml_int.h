@@ -113,6 +113,9 @@ fci_t *mig_of(nvmlDevice_t dev, fgpu_t **g, fgi_t **gi);
 nvmlGpuInstance_t gi_handle(unsigned gpu, unsigned id);
 nvmlComputeInstance_t ci_handle(unsigned gpu, unsigned gi, unsigned id);
 
+/* FAKE_NVML_EVENTS (fake_nvml_events.c): whether GPU gpu is lost. */
+int fake_gpu_lost(unsigned gpu);
+
 /* ---- FAKE_NVML_FIXTURE: GPUs recorded on hardware (fake_nvml_fixture.c) */
 /* Reads the fixture's GPUs: 0, or -1 with a message on stderr. */
 int fixture_load(const char *path);
