@@ -1,11 +1,14 @@
 /* The mig-manager's Kubernetes API server client: GET a Node and merge
- * PATCH its labels over HTTPS with a bearer token, through libcurl; the
- * replies are parsed with jansson. */
+ * PATCH its labels over HTTPS with a bearer token, through libcurl (loaded
+ * with dlopen on first use, so its TLS stack is no link-time dependency of
+ * every gpuslice binary); the replies are parsed with jansson. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define CURL_DISABLE_TYPECHECK /* its macros would hide the table's calls */
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -14,6 +17,46 @@
 #define API_REPLY_MAX (4u << 20) /* a Node object is a few KiB */
 #define API_TOKEN_MAX 16384
 #define API_TIMEOUT_MS 10000L
+
+/* The libcurl functions used, by name; one list makes table and loader. */
+#define CURL_FUNCS(XX)                                                         \
+  XX(curl_global_init)                                                         \
+  XX(curl_easy_init)                                                           \
+  XX(curl_easy_cleanup)                                                        \
+  XX(curl_easy_reset)                                                          \
+  XX(curl_easy_setopt)                                                         \
+  XX(curl_easy_perform)                                                        \
+  XX(curl_easy_getinfo)                                                        \
+  XX(curl_easy_strerror)                                                       \
+  XX(curl_slist_append)                                                        \
+  XX(curl_slist_free_all)
+
+static struct {
+#define XX(name) __typeof__(name) *name;
+  CURL_FUNCS(XX)
+#undef XX
+} cu;
+
+static int curl_load(gs_error_t *err) {
+  static void *lib;
+  if (lib)
+    return GS_OK;
+  void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+  if (!h)
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "libcurl.so.4 could not be loaded (%s): install "
+                        "libcurl4 to talk to the API server",
+                        dlerror());
+#define XX(name)                                                               \
+  if (!(*(void **)&cu.name = dlsym(h, #name))) {                               \
+    dlclose(h);                                                                \
+    return gs_error_set(err, GS_EUNSUPPORTED, "libcurl.so.4 lacks %s", #name); \
+  }
+  CURL_FUNCS(XX)
+#undef XX
+  lib = h;
+  return GS_OK;
+}
 
 struct gs__k8s_api_s {
   CURL *curl;
@@ -70,10 +113,13 @@ int gs__k8s_api_create(gs__k8s_api_t **out, const char *server,
     n--;
   if (n + strlen(node) + 16 >= sizeof((gs__k8s_api_t *)0)->url)
     return gs_error_set(err, GS_EINVAL, "API server URL too long");
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+  int rc = curl_load(err);
+  if (rc != GS_OK)
+    return rc;
+  if (cu.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     return gs_error_set(err, GS_ESYSTEM, "libcurl could not be initialised");
   gs__k8s_api_t *api = calloc(1, sizeof *api);
-  if (!api || !(api->curl = curl_easy_init())) {
+  if (!api || !(api->curl = cu.curl_easy_init())) {
     free(api);
     return gs_error_set(err, GS_ENOMEM, "out of memory (API client)");
   }
@@ -90,7 +136,7 @@ int gs__k8s_api_create(gs__k8s_api_t **out, const char *server,
 void gs__k8s_api_destroy(gs__k8s_api_t *api) {
   if (!api)
     return;
-  curl_easy_cleanup(api->curl);
+  cu.curl_easy_cleanup(api->curl);
   free(api);
 }
 
@@ -140,34 +186,34 @@ static int request(gs__k8s_api_t *api, const char *method, const char *body,
   int rc = auth_header(api, auth, sizeof auth, err);
   if (rc != GS_OK)
     goto out;
-  hdrs = curl_slist_append(hdrs, "Accept: application/json");
+  hdrs = cu.curl_slist_append(hdrs, "Accept: application/json");
   if (body)
-    hdrs =
-        curl_slist_append(hdrs, "Content-Type: application/merge-patch+json");
+    hdrs = cu.curl_slist_append(hdrs,
+                                "Content-Type: application/merge-patch+json");
   if (auth[0])
-    hdrs = curl_slist_append(hdrs, auth);
-  curl_easy_reset(c);
-  curl_easy_setopt(c, CURLOPT_URL, api->url);
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, API_TIMEOUT_MS);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    hdrs = cu.curl_slist_append(hdrs, auth);
+  cu.curl_easy_reset(c);
+  cu.curl_easy_setopt(c, CURLOPT_URL, api->url);
+  cu.curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  cu.curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+  cu.curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  cu.curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, API_TIMEOUT_MS);
+  cu.curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+  cu.curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+  cu.curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
   if (api->ca_file[0])
-    curl_easy_setopt(c, CURLOPT_CAINFO, api->ca_file);
+    cu.curl_easy_setopt(c, CURLOPT_CAINFO, api->ca_file);
   if (body)
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-  CURLcode cc = curl_easy_perform(c);
+    cu.curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+  CURLcode cc = cu.curl_easy_perform(c);
   if (cc != CURLE_OK) {
     rc = r->over ? gs_error_set(err, GS_ELIMIT, "%s %s: reply over %u bytes",
                                 method, api->url, API_REPLY_MAX)
                  : gs_error_set(err, GS_ESYSTEM, "%s %s: %s", method, api->url,
-                                cerr[0] ? cerr : curl_easy_strerror(cc));
+                                cerr[0] ? cerr : cu.curl_easy_strerror(cc));
     goto out;
   }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  cu.curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   if (status < 200 || status > 299) {
     status_message(r, msg, sizeof msg);
     rc = gs_error_set(err,
@@ -177,7 +223,7 @@ static int request(gs__k8s_api_t *api, const char *method, const char *body,
                       "%s %s: HTTP %ld%s", method, api->url, status, msg);
   }
 out:
-  curl_slist_free_all(hdrs);
+  cu.curl_slist_free_all(hdrs);
   return rc;
 }
 
