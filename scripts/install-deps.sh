@@ -3,7 +3,7 @@
 # Each package and why: docs/DEPENDENCIES.md.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
-      libyaml-dev libjansson-dev libcmocka-dev python3 libb64-0d
+      libyaml-dev libjansson-dev libcurl4-openssl-dev libcmocka-dev python3 libb64-0d
       libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
       libonnx-dev libonnx-testdata
       libopenblas-dev python3-onnx python3-numpy

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_http.h"
@@ -139,15 +140,33 @@ static int device_plugin(cli_t *cli, int argc, char **argv) {
 }
 
 static const char manager_usage[] =
-    "usage: gpuslice k8s mig-manager --config FILE --label-file PATH\n"
-    "         [--state-file PATH] [--node NAME] [--interval-ms N]\n"
-    "  FILE: a mig-parted config; PATH: the node's labels as KEY=VALUE\n"
-    "  lines. Applies the set named by " GS_K8S_MIG_CONFIG_LABEL
-    " when it changes\n"
-    "  and writes " GS_K8S_MIG_STATE_LABEL " (pending, success, failed)\n"
+    "usage: gpuslice k8s mig-manager --config FILE [--node NAME]\n"
+    "         [--api-server URL] [--token-file PATH] [--ca-file PATH]\n"
+    "         [--label-file PATH [--state-file PATH]] [--interval-ms N]\n"
+    "  FILE: a mig-parted config. Applies the set named by the node label\n"
+    "  " GS_K8S_MIG_CONFIG_LABEL
+    " when it changes and writes " GS_K8S_MIG_STATE_LABEL "\n"
+    "  (pending, success, failed) and " GS_K8S_MIG_APPLIED_LABEL ".\n"
+    "  The labels are node NAME's ($NODE_NAME) on the API server: URL\n"
+    "  (https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT), with the\n"
+    "  service account's token and CA (" GS_K8S_SA_DIR ").\n"
+    "  With --label-file, PATH's KEY=VALUE lines instead, the state written\n"
     "  to the state file (PATH.state).\n";
 
 static char manager_name[] = "mig-manager"; /* the log's prefix */
+
+/* In a pod: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT (an
+ * IPv6 host in brackets); NULL outside one. */
+static const char *in_cluster_server(char *buf, size_t size) {
+  const char *host = getenv("KUBERNETES_SERVICE_HOST");
+  const char *port = getenv("KUBERNETES_SERVICE_PORT");
+  if (!host || !*host)
+    return NULL;
+  bool v6 = strchr(host, ':') != NULL;
+  snprintf(buf, size, "https://%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "",
+           port && *port ? port : "443");
+  return buf;
+}
 
 /* The CDI spec follows the layout, as after `gpuslice apply`. */
 static void manager_changed(void *data) {
@@ -161,8 +180,12 @@ static int mig_manager(cli_t *cli, int argc, char **argv) {
       {"state-file", required_argument, NULL, 's'},
       {"node", required_argument, NULL, 'n'},
       {"interval-ms", required_argument, NULL, 'i'},
+      {"api-server", required_argument, NULL, 'a'},
+      {"token-file", required_argument, NULL, 't'},
+      {"ca-file", required_argument, NULL, 'c'},
       {"help", no_argument, NULL, 'h'},
       {0}};
+  char server[600];
   gs_k8s_mig_manager_options_t opt = {.log = cli_k8s_log,
                                       .log_data = manager_name,
                                       .changed = manager_changed,
@@ -180,6 +203,12 @@ static int mig_manager(cli_t *cli, int argc, char **argv) {
       opt.state_file = optarg;
     else if (c == 'n')
       opt.node = optarg;
+    else if (c == 'a')
+      opt.api_server = optarg;
+    else if (c == 't')
+      opt.token_file = optarg;
+    else if (c == 'c')
+      opt.ca_file = optarg;
     else if (c == 'i') {
       if (cli_parse_uint(optarg, "--interval-ms", 600000, &ms, &err) != GS_OK ||
           ms < 10)
@@ -195,14 +224,27 @@ static int mig_manager(cli_t *cli, int argc, char **argv) {
   if (optind < argc)
     return cli_usage("k8s mig-manager", "unexpected argument '%s'",
                      argv[optind]);
-  if (!opt.config_file || !opt.label_file)
-    return cli_usage("k8s mig-manager",
-                     "--config FILE and --label-file PATH are needed (the "
-                     "API server is not read yet)");
   if (!opt.node) {
     const char *env = getenv("NODE_NAME");
     opt.node = env && *env ? env : NULL;
   }
+  if (!opt.config_file)
+    return cli_usage("k8s mig-manager", "--config FILE is needed");
+  if (!opt.label_file && !opt.node)
+    return cli_usage("k8s mig-manager",
+                     "--node NAME (or $NODE_NAME) or --label-file PATH is "
+                     "needed");
+  if (!opt.label_file && !opt.api_server) {
+    opt.api_server = in_cluster_server(server, sizeof server);
+    if (!opt.api_server)
+      return cli_usage("k8s mig-manager",
+                       "--api-server URL is needed outside a pod "
+                       "($KUBERNETES_SERVICE_HOST is not set)");
+  }
+  if (!opt.label_file && !opt.token_file && !opt.ca_file &&
+      strncmp(opt.api_server, "https:", 6) == 0 &&
+      access(GS_K8S_SA_CA, R_OK) == 0)
+    opt.ca_file = GS_K8S_SA_CA;
   gs_backend_t *be = NULL;
   int rc = cli_open_backend(cli, &be, &err);
   if (rc == GS_OK)

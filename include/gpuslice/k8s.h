@@ -153,13 +153,18 @@ int gs_k8s_list_devices(const char *socket, unsigned max_lists,
 
 /* gpuslice k8s mig-manager: the GPU operator's MIG manager on gpuslice's
  * incremental apply. It watches the node label GS_K8S_MIG_CONFIG_LABEL,
- * applies the mig-parted config set it names and reports in
+ * (on the API server or in a label file) applies the mig-parted config
+ * set it names and reports in
  * GS_K8S_MIG_STATE_LABEL: "pending" while applying, then "success" or
  * "failed" (never "rebooting": no change here needs a reboot). */
 #define GS_K8S_MIG_CONFIG_LABEL "nvidia.com/mig.config"
 #define GS_K8S_MIG_STATE_LABEL "nvidia.com/mig.config.state"
 /* Which config the state is about (written beside it; gpuslice's own). */
 #define GS_K8S_MIG_APPLIED_LABEL "gpuslice.dev/mig.config.applied"
+/* In a pod: the service account's token and the cluster's CA. */
+#define GS_K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define GS_K8S_SA_TOKEN GS_K8S_SA_DIR "/token"
+#define GS_K8S_SA_CA GS_K8S_SA_DIR "/ca.crt"
 typedef struct gs_k8s_mig_manager_options_s {
   const char *config_file; /* the mig-parted file, read anew each apply */
   /* The node's labels as "KEY=VALUE" lines ('#' comments), and where the
@@ -167,8 +172,16 @@ typedef struct gs_k8s_mig_manager_options_s {
    * NULL = LABEL_FILE.state). */
   const char *label_file;
   const char *state_file;
-  const char *node;     /* for the log; NULL: "this node" */
-  unsigned interval_ms; /* label checks; 0 = 1000 */
+  /* With no label file: the Node NODE on this API server ("https://H:P"),
+   * its label read with GET and the state labels merge-PATCHed, with the
+   * bearer token in token_file (NULL: the service account's, if there)
+   * and the CA bundle ca_file (NULL: the system's). Errors talking to it
+   * are logged and retried at the next check. */
+  const char *api_server;
+  const char *token_file;
+  const char *ca_file;
+  const char *node; /* the Node (API server); for the log; NULL: "this node" */
+  unsigned interval_ms;                      /* label checks; 0 = 1000 */
   void (*log)(void *data, const char *line); /* NULL: quiet */
   void *log_data;
   /* After a change that succeeded (the CLI refreshes the CDI spec). */

@@ -1,7 +1,7 @@
 /* gpuslice k8s mig-manager: applies the mig-parted config set named by the
- * node label nvidia.com/mig.config (read from a label file) with the
- * incremental, transactional apply of src/apply, and writes the GPU
- * operator's state label (pending, then success or failed) back. */
+ * node label nvidia.com/mig.config (read from the API server's Node, or a
+ * label file) with the incremental, transactional apply of src/apply, and
+ * writes the GPU operator's state label (pending, success, failed) back. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 
 #include "gpuslice/apply.h"
 #include "gpuslice/k8s.h"
+#include "k8s/apiserver_int.h"
 
 #define LABEL_VALUE_MAX 256
 
@@ -155,10 +156,37 @@ static void sleep_ms(unsigned ms) {
   nanosleep(&ts, NULL); /* a signal cuts it short: the loop then stops */
 }
 
+/* Where the label is read and the state written: a label file and its
+ * state file, or the Node object on the API server. */
+typedef struct mm_source_s {
+  const char *label_file;
+  char state_file[4096];
+  gs__k8s_api_t *api; /* non-NULL: the API server */
+} mm_source_t;
+
+static int source_read(mm_source_t *src, char *value, size_t size,
+                       gs_error_t *err) {
+  if (src->api)
+    return gs__k8s_api_label_get(src->api, GS_K8S_MIG_CONFIG_LABEL, value, size,
+                                 err);
+  return gs_k8s_label_read(src->label_file, GS_K8S_MIG_CONFIG_LABEL, value,
+                           size, err);
+}
+
+static int source_report(mm_source_t *src, const char *config,
+                         const char *state, gs_error_t *err) {
+  static const char *const keys[] = {GS_K8S_MIG_STATE_LABEL,
+                                     GS_K8S_MIG_APPLIED_LABEL};
+  const char *values[] = {state, config};
+  if (src->api)
+    return gs__k8s_api_labels_patch(src->api, keys, values, 2, err);
+  return write_state(src->state_file, config, state, err);
+}
+
 /* One label value: pending, apply, success or failed. */
 static int handle(gs_backend_t *be, const gs_k8s_mig_manager_options_t *opt,
-                  const char *state_file, const char *config, gs_error_t *err) {
-  int rc = write_state(state_file, config, "pending", err);
+                  mm_source_t *src, const char *config, gs_error_t *err) {
+  int rc = source_report(src, config, "pending", err);
   if (rc != GS_OK)
     return rc;
   mm_log(opt, "applying config '%s' on %s", config,
@@ -173,50 +201,97 @@ static int handle(gs_backend_t *be, const gs_k8s_mig_manager_options_t *opt,
   } else {
     mm_log(opt, "failed: %s", why.msg);
   }
-  return write_state(state_file, config,
-                     applied == GS_OK ? "success" : "failed", err);
+  return source_report(src, config, applied == GS_OK ? "success" : "failed",
+                       err);
+}
+
+static int source_open(mm_source_t *src,
+                       const gs_k8s_mig_manager_options_t *opt,
+                       gs_error_t *err) {
+  memset(src, 0, sizeof *src);
+  if (!opt->config_file || (!opt->label_file && !opt->api_server))
+    return gs_error_set(err, GS_EINVAL,
+                        "mig-manager needs a config file and "
+                        "a label file or an API server");
+  if (!opt->label_file)
+    return gs__k8s_api_create(&src->api, opt->api_server, opt->token_file,
+                              opt->ca_file, opt->node, err);
+  src->label_file = opt->label_file;
+  snprintf(src->state_file, sizeof src->state_file, "%s",
+           opt->state_file ? opt->state_file : opt->label_file);
+  if (!opt->state_file)
+    strncat(src->state_file, ".state",
+            sizeof src->state_file - strlen(src->state_file) - 1);
+  return GS_OK;
+}
+
+/* An API server error is logged (once while it lasts) and retried at the
+ * next check: the node's label stays the source of truth. */
+static void api_trouble(const gs_k8s_mig_manager_options_t *opt, char *seen,
+                        size_t size, const gs_error_t *why) {
+  if (strcmp(seen, why->msg) != 0)
+    mm_log(opt, "API server: %s (retrying every %u ms)", why->msg,
+           opt->interval_ms ? opt->interval_ms : 1000);
+  snprintf(seen, size, "%s", why->msg);
+}
+
+static void log_start(const gs_k8s_mig_manager_options_t *opt,
+                      const mm_source_t *src) {
+  if (src->api)
+    mm_log(opt, "watching %s of node %s on %s (config file %s)",
+           GS_K8S_MIG_CONFIG_LABEL, opt->node, opt->api_server,
+           opt->config_file);
+  else
+    mm_log(opt, "watching %s in %s (config file %s, state in %s)",
+           GS_K8S_MIG_CONFIG_LABEL, opt->label_file, opt->config_file,
+           src->state_file);
 }
 
 int gs_k8s_mig_manager_run(gs_backend_t *be,
                            const gs_k8s_mig_manager_options_t *opt,
                            gs_error_t *err) {
-  char state_file[4096], value[LABEL_VALUE_MAX], last[LABEL_VALUE_MAX] = "";
+  char value[LABEL_VALUE_MAX], last[LABEL_VALUE_MAX] = "", seen[1024] = "";
   bool have_last = false;
-  if (!opt->config_file || !opt->label_file)
-    return gs_error_set(err, GS_EINVAL,
-                        "mig-manager needs a config file and a label file");
-  snprintf(state_file, sizeof state_file, "%s",
-           opt->state_file ? opt->state_file : opt->label_file);
-  if (!opt->state_file)
-    strncat(state_file, ".state", sizeof state_file - strlen(state_file) - 1);
+  mm_source_t src;
+  int rc = source_open(&src, opt, err);
+  if (rc != GS_OK)
+    return rc;
   unsigned ms = opt->interval_ms ? opt->interval_ms : 1000;
   struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART */
   stop_signal = 0;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
-  mm_log(opt, "watching %s in %s (config file %s, state in %s)",
-         GS_K8S_MIG_CONFIG_LABEL, opt->label_file, opt->config_file,
-         state_file);
-  int rc = GS_OK;
+  log_start(opt, &src);
   while (!stop_signal && rc == GS_OK) {
-    int found = gs_k8s_label_read(opt->label_file, GS_K8S_MIG_CONFIG_LABEL,
-                                  value, sizeof value, err);
-    if (found < 0)
-      return -found;
+    gs_error_t why;
+    gs_error_clear(&why);
+    int found = source_read(&src, value, sizeof value, &why);
     if (found == 1 && (!have_last || strcmp(value, last) != 0)) {
-      rc = handle(be, opt, state_file, value, err);
-      snprintf(last, sizeof last, "%s", value);
-      have_last = true;
+      found = -handle(be, opt, &src, value, &why);
+      if (found == GS_OK) {
+        snprintf(last, sizeof last, "%s", value);
+        have_last = true;
+      }
     } else if (found == 0 && have_last) {
       mm_log(opt, "label %s removed: layout left as it is",
              GS_K8S_MIG_CONFIG_LABEL);
       have_last = false;
       last[0] = '\0';
     }
+    if (found < 0 && !src.api) {
+      *err = why;
+      rc = -found;
+    } else if (found < 0) {
+      api_trouble(opt, seen, sizeof seen, &why);
+    } else if (seen[0]) {
+      mm_log(opt, "API server answering again");
+      seen[0] = '\0';
+    }
     if (rc == GS_OK && !stop_signal)
       sleep_ms(ms);
   }
   if (rc == GS_OK)
     mm_log(opt, "stopping on signal %d", (int)stop_signal);
+  gs__k8s_api_destroy(src.api);
   return rc;
 }

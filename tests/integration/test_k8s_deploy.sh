@@ -1,6 +1,6 @@
 # deploy/gpuslice-device-plugin.yaml: a DaemonSet that parses as YAML, whose
 # first container runs `gpuslice k8s device-plugin` with options the CLI takes
-# (the mig-manager's and its kubectl label copier's below),
+# (the mig-manager's below, which reads its Node from the API server),
 # and mounts every host path the plugin writes (its sockets' directory, the
 # CDI directory, the state directory), and whose metrics container's port
 # agrees with the pod's annotations and the ServiceMonitor. No cluster
@@ -36,47 +36,64 @@ for p in /var/lib/kubelet/device-plugins /var/run/cdi /var/lib/gpuslice; do
 done
 contains "$(sed -n 4p <<<"$facts")" "True" "privileged (instances, cgroups, /dev)"
 
-# The mig-manager container: its options are the CLI's, its label files
-# are shared with the node-labels container, which copies the label from
-# the API server and the state back (run here with a stand-in kubectl).
-mm=$("$PY" - "$M" "$GS_TMP" <<'PY'
+# The mig-manager container: its options are the CLI's, it reads its own
+# Node (--node from the downward API's NODE_NAME) from the API server under
+# the gpuslice service account, which the RBAC file lets get and patch
+# nodes; no kubectl sidecar any more. Its command, with NODE_NAME expanded
+# as the kubelet does, is run here against the test-only stand-in API
+# server (plus --api-server and --token-file, since there is no pod).
+mm=$("$PY" - "$M" "$GS_SOURCE_DIR/deploy/gpuslice-rbac.yaml" <<'PY'
 import sys, yaml
 d = yaml.safe_load(open(sys.argv[1]))
 spec = d["spec"]["template"]["spec"]
 c = {c["name"]: c for c in spec["containers"]}
-m, n = c["mig-manager"], c["node-labels"]
+m = c["mig-manager"]
+assert "node-labels" not in c, list(c)
 assert spec["serviceAccountName"] == "gpuslice"
-mm_mounts = {v["name"]: v["mountPath"] for v in m["volumeMounts"]}
-nl_mounts = {v["name"]: v["mountPath"] for v in n["volumeMounts"]}
-assert mm_mounts["labels"] == nl_mounts["labels"], (mm_mounts, nl_mounts)
-open(sys.argv[2] + "/sidecar.sh", "w").write(
-    n["args"][0].replace(nl_mounts["labels"], sys.argv[2] + "/labels-dir"))
-print(" ".join(m["command"]))
+env = {e["name"]: e for e in m["env"]}
+assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName", env
+cmd = m["command"]
+assert cmd[cmd.index("--node") + 1] == "$(NODE_NAME)", cmd
+assert "--label-file" not in cmd, cmd
+docs = list(yaml.safe_load_all(open(sys.argv[2])))
+sa = [x for x in docs if x["kind"] == "ServiceAccount"][0]["metadata"]["name"]
+role = [x for x in docs if x["kind"] == "ClusterRole"][0]
+bind = [x for x in docs if x["kind"] == "ClusterRoleBinding"][0]
+assert sa == "gpuslice" and bind["roleRef"]["name"] == role["metadata"]["name"]
+assert {"kind": "ServiceAccount", "name": sa, "namespace": "kube-system"} in bind["subjects"]
+rule = [r for r in role["rules"] if "nodes" in r["resources"]][0]
+assert {"get", "patch"} <= set(rule["verbs"]), rule
+print(" ".join(cmd))
 PY
 )
-[ $? -eq 0 ] && pass "mig-manager and node-labels share the label files" || fail "the mig-manager container" "$mm"
+[ $? -eq 0 ] && pass "mig-manager: --node from the downward API, RBAC get/patch nodes, no sidecar" ||
+  fail "the mig-manager container" "$mm"
 contains "$mm" "^gpuslice k8s mig-manager " "a container runs the mig-manager"
 expect_exit 0 "its options are the CLI's" -- gs k8s mig-manager ${mm#gpuslice k8s mig-manager } --help
-mkdir -p "$GS_TMP/bin" "$GS_TMP/labels-dir"
-cat >"$GS_TMP/bin/kubectl" <<SH
-#!/bin/sh
-case "\$1" in
-get) echo "\$*" >>"$GS_TMP/kubectl.log"; printf %s "\$(cat "$GS_TMP/node-label")" ;;
-label) echo "\$*" >>"$GS_TMP/kubectl.log" ;;
-esac
-SH
-printf '#!/bin/sh\nkill $PPID\n' >"$GS_TMP/bin/sleep"
-chmod +x "$GS_TMP/bin/kubectl" "$GS_TMP/bin/sleep"
-echo all-1g.10gb >"$GS_TMP/node-label"
-printf 'gpuslice.dev/mig.config.applied=all-1g.10gb\nnvidia.com/mig.config.state=success\n' \
-  >"$GS_TMP/labels-dir/labels.state"
-(NODE_NAME=node-a PATH="$GS_TMP/bin:$PATH" sh "$GS_TMP/sidecar.sh"; true) 2>/dev/null
-contains "$(cat "$GS_TMP/labels-dir/labels")" "^nvidia.com/mig.config=all-1g.10gb$" "the node's label lands in the label file"
-contains "$(cat "$GS_TMP/kubectl.log")" "^get node node-a " "read from this node"
-contains "$(cat "$GS_TMP/kubectl.log")" "^label node node-a --overwrite nvidia.com/mig.config.state=success$" "the state goes back to the node"
-: >"$GS_TMP/node-label"
-(NODE_NAME=node-a PATH="$GS_TMP/bin:$PATH" sh "$GS_TMP/sidecar.sh"; true) 2>/dev/null
-[ ! -s "$GS_TMP/labels-dir/labels" ] && pass "a removed label empties the file" || fail "a removed label empties the file"
+(
+  . "$(dirname "$0")/host_env.sh"
+  A="$GS_TMP/api"
+  mkdir -p "$A"
+  echo seven >"$A/label"
+  echo tok >"$GS_TMP/token"
+  python3 "$(dirname "$0")/k8s_api_standin.py" "$A" node-a tok &
+  api=$!
+  for _ in $(seq 100); do [ -s "$A/port" ] && break; sleep 0.05; done
+  args=${mm#gpuslice k8s mig-manager }
+  args=${args//\$(NODE_NAME)/node-a}
+  args=${args//\/etc\/gpuslice\/config.yaml/$CFG}
+  # shellcheck disable=SC2086 # the manifest's words
+  "$GPUSLICE" k8s mig-manager $args --api-server "http://127.0.0.1:$(cat "$A/port")" \
+    --token-file "$GS_TMP/token" --interval-ms 50 2>"$GS_TMP/mm.log" &
+  m=$!
+  for _ in $(seq 200); do grep -q '"success"' "$A/patches" 2>/dev/null && break; sleep 0.05; done
+  kill "$m" "$api"
+  wait "$m" "$api" 2>/dev/null
+  grep -q '"gpuslice.dev/mig.config.applied": "seven", "nvidia.com/mig.config.state": "success"' \
+    "$A/patches" 2>/dev/null || { cat "$GS_TMP/mm.log" "$A/requests"; exit 1; }
+)
+[ $? -eq 0 ] && pass "the manifest's command applies node-a's label and PATCHes success" ||
+  fail "the manifest's command applies node-a's label and PATCHes success"
 
 # The metrics container: its options are the CLI's, the port it listens on
 # is the one the container, the pod's prometheus.io annotations, its
