@@ -31,6 +31,8 @@
 #                       else scripts/make_models.py, kept in GS_ISOL_CACHE
 #   GS_ISOL_MODEL (resnet50)  GS_ISOL_KIND (KIND_GPU)  GS_ISOL_PRECISION (fp16)
 #   GS_ISOL_PROFILE (19: 1g)  GS_ISOL_WHOLE (0: 7g)  GS_ISOL_N (7 instances)
+#   GS_ISOL_COUNT (1)   sessions (executions in flight) an instance: instance_group
+#                       count; GS_ISOL_WHOLE_COUNT (1) the same for the whole GPU
 #   GS_ISOL_WINDOW_MS (1000: perf windows, 3 per level)  GS_ISOL_BUDGET_MS (50)
 #   GS_ISOL_LEVELS_ONE ("1 2 4 8 16")  GS_ISOL_LEVELS_ALL ("1 2 4 8 16 32 64")
 #   GS_ISOL_LEVELS_DYN ("8 16 32 64 128 256"): a sweep stops past the budget
@@ -167,8 +169,10 @@ trap 'log "interrupted"; exit 130' INT TERM
 
 # ---- the model ----------------------------------------------------------------
 
-# Writes two repositories: $work/repo (MODEL without dynamic batching) and
-# $work/repo_all (the same plus MODEL_dyn with dynamic batching).
+# Writes three repositories: $work/repo (MODEL without dynamic batching),
+# $work/repo_all (the same plus MODEL_dyn with dynamic batching), both with
+# GS_ISOL_COUNT sessions an instance, and $work/repo_whole (as repo_all,
+# GS_ISOL_WHOLE_COUNT sessions: the whole GPU's row).
 prepare_model() {
   local onnx= src=${GS_ISOL_REPO:-} cache=${GS_ISOL_CACHE:-/tmp/gs-isolation-model} py
   if [[ -n $src ]]; then
@@ -188,16 +192,26 @@ prepare_model() {
     fi
   fi
   [[ -s $onnx ]] || { log "no model: $onnx (see $raw/model.log)"; return 1; }
-  local cfg="\"max_batch_size\": $noisy_batch, \"instance_group\": [{\"kind\": \"$kind\"}], \"precision\": \"$precision\""
-  [[ $kind == KIND_CPU ]] && cfg="\"max_batch_size\": $noisy_batch, \"instance_group\": [{\"kind\": \"KIND_CPU\"}]"
+  write_repo "$onnx" "$work/repo" "${GS_ISOL_COUNT:-1}" ""
+  write_repo "$onnx" "$work/repo_all" "${GS_ISOL_COUNT:-1}" dyn
+  write_repo "$onnx" "$work/repo_whole" "${GS_ISOL_WHOLE_COUNT:-1}" dyn
+}
+
+# write_repo ONNX DIR COUNT [dyn]: MODEL (and MODEL_dyn with dynamic
+# batching when the 4th argument is "dyn") in DIR, COUNT sessions an
+# instance (instance_group count: executions in flight on the instance).
+write_repo() {
+  local onnx=$1 dir=$2 count=$3
+  local cfg="\"max_batch_size\": $noisy_batch, \"instance_group\": [{\"kind\": \"$kind\", \"count\": $count}], \"precision\": \"$precision\""
+  [[ $kind == KIND_CPU ]] && cfg="\"max_batch_size\": $noisy_batch, \"instance_group\": [{\"kind\": \"KIND_CPU\", \"count\": $count}]"
   local dyn="\"dynamic_batching\": {\"max_queue_delay_microseconds\": ${GS_ISOL_QUEUE_US:-2000}}"
-  mkdir -p "$work/repo/$model/1" "$work/repo_all/$model/1" "$work/repo_all/${model}_dyn/1"
-  ln -sf "$onnx" "$work/repo/$model/1/model.onnx"
-  ln -sf "$onnx" "$work/repo_all/$model/1/model.onnx"
-  ln -sf "$onnx" "$work/repo_all/${model}_dyn/1/model.onnx"
-  echo "{$cfg}" >"$work/repo/$model/config.json"
-  echo "{$cfg}" >"$work/repo_all/$model/config.json"
-  echo "{$cfg, $dyn}" >"$work/repo_all/${model}_dyn/config.json"
+  mkdir -p "$dir/$model/1"
+  ln -sf "$onnx" "$dir/$model/1/model.onnx"
+  echo "{$cfg}" >"$dir/$model/config.json"
+  [[ ${4:-} == dyn ]] || return 0
+  mkdir -p "$dir/${model}_dyn/1"
+  ln -sf "$onnx" "$dir/${model}_dyn/1/model.onnx"
+  echo "{$cfg, $dyn}" >"$dir/${model}_dyn/config.json"
 }
 
 # ---- modes, instances, serve --------------------------------------------------
@@ -412,7 +426,7 @@ whole_gpu() {
   [[ " $modes " == *" process "* ]] || mode=${modes%% *}
   mode_up "$mode" || return 0
   log "whole GPU (profile $whole) under $mode"
-  if create_instances "$whole" 1 && serve_up "$work/repo_all"; then
+  if create_instances "$whole" 1 && serve_up "$work/repo_whole"; then
     sweep "$mode" whole-b1 "$serve_port" "$model" "$levels_all"
     sweep "$mode" whole-dyn "$serve_port" "${model}_dyn" "$levels_dyn"
   else
