@@ -33,6 +33,8 @@
 #   GS_ISOL_PROFILE (19: 1g)  GS_ISOL_WHOLE (0: 7g)  GS_ISOL_N (7 instances)
 #   GS_ISOL_COUNT (1)   sessions (executions in flight) an instance: instance_group
 #                       count; GS_ISOL_WHOLE_COUNT (1) the same for the whole GPU
+#   GS_ISOL_INPUT (fp32) fp16: the model's input declared TYPE_FP16, so
+#                       clients send half the bytes (needs python3's onnx)
 #   GS_ISOL_WINDOW_MS (1000: perf windows, 3 per level)  GS_ISOL_BUDGET_MS (50)
 #   GS_ISOL_LEVELS_ONE ("1 2 4 8 16")  GS_ISOL_LEVELS_ALL ("1 2 4 8 16 32 64")
 #   GS_ISOL_LEVELS_DYN ("8 16 32 64 128 256"): a sweep stops past the budget
@@ -192,9 +194,9 @@ prepare_model() {
     fi
   fi
   [[ -s $onnx ]] || { log "no model: $onnx (see $raw/model.log)"; return 1; }
-  write_repo "$onnx" "$work/repo" "${GS_ISOL_COUNT:-1}" ""
-  write_repo "$onnx" "$work/repo_all" "${GS_ISOL_COUNT:-1}" dyn
-  write_repo "$onnx" "$work/repo_whole" "${GS_ISOL_WHOLE_COUNT:-1}" dyn
+  write_repo "$onnx" "$work/repo" "${GS_ISOL_COUNT:-1}" "" || return 1
+  write_repo "$onnx" "$work/repo_all" "${GS_ISOL_COUNT:-1}" dyn || return 1
+  write_repo "$onnx" "$work/repo_whole" "${GS_ISOL_WHOLE_COUNT:-1}" dyn || return 1
 }
 
 # write_repo ONNX DIR COUNT [dyn]: MODEL (and MODEL_dyn with dynamic
@@ -204,6 +206,12 @@ write_repo() {
   local onnx=$1 dir=$2 count=$3
   local cfg="\"max_batch_size\": $noisy_batch, \"instance_group\": [{\"kind\": \"$kind\", \"count\": $count}], \"precision\": \"$precision\""
   [[ $kind == KIND_CPU ]] && cfg="\"max_batch_size\": $noisy_batch, \"instance_group\": [{\"kind\": \"KIND_CPU\", \"count\": $count}]"
+  if [[ ${GS_ISOL_INPUT:-fp32} == fp16 ]]; then # the client sends FP16
+    local name
+    name=$(python3 -c 'import onnx,sys; print(onnx.load(sys.argv[1]).graph.input[0].name)' "$onnx") ||
+      return 1
+    cfg="$cfg, \"input\": [{\"name\": \"$name\", \"data_type\": \"TYPE_FP16\"}]"
+  fi
   local dyn="\"dynamic_batching\": {\"max_queue_delay_microseconds\": ${GS_ISOL_QUEUE_US:-2000}}"
   mkdir -p "$dir/$model/1"
   ln -sf "$onnx" "$dir/$model/1/model.onnx"
