@@ -4,6 +4,7 @@
 #ifndef GPUSLICE_ENGINE_H
 #define GPUSLICE_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,6 +89,11 @@ size_t gs_model_output_count(const gs_model_t *model);
 /* NULL when i is out of range; valid as long as the model. */
 const gs_tensor_info_t *gs_model_input(const gs_model_t *model, size_t i);
 const gs_tensor_info_t *gs_model_output(const gs_model_t *model, size_t i);
+/* Whether every session reads input i on the host, so that it must be
+ * given in host memory (GS_MEM_HOST): a BYTES input, or one whose data a
+ * Reshape reads as its target shape at plan time. false when i is out of
+ * range. The worker copies such an input out of a CUDA region. */
+bool gs_model_input_host_only(const gs_model_t *model, size_t i);
 size_t gs_model_node_count(const gs_model_t *model);
 
 /* The ops the engine runs, by ONNX name ("MatMul", ...), for listings. */

@@ -519,6 +519,11 @@ const gs_tensor_info_t *gs_model_output(const gs_model_t *m, size_t i) {
   return i < m->n_outputs ? &m->output_info[i] : NULL;
 }
 
+bool gs_model_input_host_only(const gs_model_t *m, size_t i) {
+  return i < m->n_inputs && (m->input_info[i].dtype == GS_DTYPE_BYTES ||
+                             m->values[m->inputs[i]].needs_data);
+}
+
 size_t gs_model_node_count(const gs_model_t *m) {
   return m->n_nodes;
 }

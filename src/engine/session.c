@@ -239,7 +239,7 @@ static int check_device_input(const gs_session_t *s, size_t i,
   if (t->mem == GS_MEM_DEVICE)
     why = !s->gpu ? "the cpu provider reads host memory only"
           : t->dtype == GS_DTYPE_BYTES ? "a BYTES input must be in host memory"
-          : s->model->values[s->model->inputs[i]].needs_data
+          : gs_model_input_host_only(s->model, i) /* the worker's test */
               ? "a shape (Reshape) input must be in host memory"
               : NULL;
   return why ? gs_error_set(err, GS_EUNSUPPORTED,

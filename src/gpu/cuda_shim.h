@@ -174,7 +174,8 @@ typedef enum CUdevice_attribute_enum {
  * allocation opened from its cudaIpcMemHandle_t (the driver's
  * CUipcMemHandle, 64 bytes), with what copying to and from it needs, and
  * the client's side (gpuslice perf --shared-memory cuda: an allocation
- * and its handle).
+ * and its handle); an opened allocation's size checks a region's
+ * byte_size at register (cuMemGetAddressRange), as Triton does.
  * Resolved apart (gs__cuda_ipc_load), so that drivers and test fakes
  * without them keep everything else working. */
 typedef struct CUipcMemHandle_st {
@@ -197,7 +198,9 @@ typedef struct CUipcMemHandle_st {
   XX(MemAlloc, CUresult, (CUdeviceptr *, size_t), "cuMemAlloc_v2", NULL)       \
   XX(MemFree, CUresult, (CUdeviceptr), "cuMemFree_v2", NULL)                   \
   XX(IpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr),               \
-     "cuIpcGetMemHandle", NULL)
+     "cuIpcGetMemHandle", NULL)                                                \
+  XX(MemGetAddressRange, CUresult, (CUdeviceptr *, size_t *, CUdeviceptr),     \
+     "cuMemGetAddressRange_v2", NULL)
 
 /* The loaded library. Fields are the functions, named without "cu". */
 typedef struct gs__cuda_s {

@@ -52,7 +52,8 @@ int gs__infer_job_decode(gs__infer_job_t *job, int device, gs_error_t *err) {
   job->ir.batch_first_dim = slot->max_batch_size > 0;
   job->batch = 1;
   /* inputs in shared memory: point them at their regions' bytes */
-  if (status == 0 && gs__shm_resolve(&job->ir, job->shm, device, err) != GS_OK)
+  if (status == 0 &&
+      gs__shm_resolve(&job->ir, job->shm, device, slot->model, err) != GS_OK)
     status = gs_error_http_status(err->code);
   if (status != 0 || slot->max_batch_size == 0)
     return status;

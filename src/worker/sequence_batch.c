@@ -225,7 +225,8 @@ static int decode(gs__infer_job_t *job, const gs__model_io_t *io,
   job->ir.batch_first_dim = job->slot->max_batch_size > 0;
   /* inputs in shared memory: point them at their regions' bytes (a batch
    * of sequences is concatenated on the host: device -1) */
-  if (status == 0 && gs__shm_resolve(&job->ir, job->shm, -1, err) != GS_OK)
+  if (status == 0 &&
+      gs__shm_resolve(&job->ir, job->shm, -1, NULL, err) != GS_OK)
     status = gs_error_http_status(err->code);
   for (size_t i = 0;
        status == 0 && job->slot->max_batch_size && i < job->ir.n_inputs; i++)

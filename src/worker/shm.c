@@ -62,18 +62,21 @@ static gs__shm_region_t *find(gs__shm_registry_t *reg, const char *name,
 int gs__shm_check_bounds(const char *region, uint64_t region_size,
                          uint64_t offset, uint64_t bytes, const char *tensor,
                          gs_error_t *err) {
-  if (offset > region_size || (offset == region_size && bytes > 0))
+  /* Triton's rules and words: the offset inside, then the end */
+  if (offset >= region_size)
     return gs_error_set(err, GS_EINVAL,
-                        "'%s': offset %llu is past the end of shared memory "
-                        "region '%s' (%llu bytes)",
-                        tensor, (unsigned long long)offset, region,
+                        "Invalid offset for shared memory region: '%s' "
+                        "('%s': offset %llu is past the end of its %llu "
+                        "bytes)",
+                        region, tensor, (unsigned long long)offset,
                         (unsigned long long)region_size);
   if (bytes > region_size - offset)
     return gs_error_set(err, GS_EINVAL,
-                        "'%s': %llu bytes at offset %llu do not fit shared "
-                        "memory region '%s' (%llu bytes)",
-                        tensor, (unsigned long long)bytes,
-                        (unsigned long long)offset, region,
+                        "Invalid offset + byte size for shared memory "
+                        "region: '%s' ('%s': %llu bytes at offset %llu do "
+                        "not fit its %llu bytes)",
+                        region, tensor, (unsigned long long)bytes,
+                        (unsigned long long)offset,
                         (unsigned long long)region_size);
   return GS_OK;
 }
@@ -137,9 +140,8 @@ static int insert(gs__shm_registry_t *reg, gs__shm_region_t *r,
   int rc = GS_OK;
   pthread_mutex_lock(&reg->lock);
   if (find(reg, r->name, NULL))
-    rc = gs_error_set(err, GS_EINVAL,
-                      "shared memory region '%s' is already registered",
-                      r->name);
+    rc = gs_error_set(err, GS_EEXISTS,
+                      "shared memory region '%s' already in manager", r->name);
   else if (reg->n >= GS__SHM_MAX_REGIONS)
     rc = gs_error_set(err, GS_ELIMIT,
                       "cannot register shared memory region '%s': %d "
@@ -172,9 +174,8 @@ int gs__shm_register_system(gs__shm_registry_t *reg, const char *name,
   if (rc != GS_OK)
     return rc;
   if (taken(reg, name)) /* before shm_open: the name is the first error */
-    return gs_error_set(err, GS_EINVAL,
-                        "shared memory region '%s' is already registered",
-                        name);
+    return gs_error_set(err, GS_EEXISTS,
+                        "shared memory region '%s' already in manager", name);
   gs__shm_region_t *r = region_new(reg, name, GS__SHM_SYSTEM, byte_size);
   if (!r)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
@@ -217,9 +218,8 @@ int gs__shm_register_cuda(gs__shm_registry_t *reg, const char *name,
                         "not a device",
                         name, (long long)device_id);
   if (taken(reg, name))
-    return gs_error_set(err, GS_EINVAL,
-                        "shared memory region '%s' is already registered",
-                        name);
+    return gs_error_set(err, GS_EEXISTS,
+                        "shared memory region '%s' already in manager", name);
   gs__shm_region_t *r = region_new(reg, name, GS__SHM_CUDA, byte_size);
   if (!r)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
@@ -250,16 +250,11 @@ int gs__shm_unregister(gs__shm_registry_t *reg, gs__shm_kind_t kind,
                        const char *name, gs_error_t *err) {
   gs__shm_region_t *dead[GS__SHM_MAX_REGIONS];
   size_t n_dead = 0;
-  int rc = GS_OK;
+  (void)err; /* nothing fails: an unknown name is no error, as in Triton */
   pthread_mutex_lock(&reg->lock);
   if (name) {
     gs__shm_region_t **link, *r = find(reg, name, &link);
-    if (r && r->kind != kind)
-      rc = gs_error_set(err, GS_EINVAL,
-                        "shared memory region '%s' is registered as %s "
-                        "shared memory, not %s",
-                        name, kind_name(r->kind), kind_name(kind));
-    else if (r && (dead[n_dead] = unlink_region(reg, link)))
+    if (r && r->kind == kind && (dead[n_dead] = unlink_region(reg, link)))
       n_dead++;
   } else {
     for (gs__shm_region_t **link = &reg->head; *link;) {
@@ -274,7 +269,7 @@ int gs__shm_unregister(gs__shm_registry_t *reg, gs__shm_kind_t kind,
   pthread_mutex_unlock(&reg->lock);
   for (size_t i = 0; i < n_dead; i++)
     region_free(dead[i]);
-  return rc;
+  return GS_OK;
 }
 
 static json_t *region_json(const gs__shm_region_t *r) {
@@ -297,15 +292,15 @@ json_t *gs__shm_status_json(gs__shm_registry_t *reg, gs__shm_kind_t kind,
   pthread_mutex_lock(&reg->lock);
   const gs__shm_region_t *one = name ? find(reg, name, NULL) : NULL;
   if (name && (!one || one->kind != kind)) {
-    if (one)
+    if (one) /* Triton's words */
       gs_error_set(err, GS_ENOTFOUND,
-                   "shared memory region '%s' is registered as %s shared "
-                   "memory, not %s",
+                   "The region named '%s' is registered as %s shared "
+                   "memory, not %s shared memory",
                    name, kind_name(one->kind), kind_name(kind));
     else
       gs_error_set(err, GS_ENOTFOUND,
                    "Unable to find %s shared memory region: '%s'",
-                   kind_name(kind), name);
+                   kind == GS__SHM_CUDA ? "cuda" : "system", name);
     json_decref(a);
     a = NULL;
   }

@@ -62,19 +62,23 @@ gs__shm_registry_t *gs__shm_registry_create(void);
 void gs__shm_registry_destroy(gs__shm_registry_t *reg);
 
 /* Maps [offset, offset + byte_size) of the POSIX shared-memory object key
- * (shm_open) as region name. Errors: name taken (GS_EINVAL), key not found
- * (GS_ENOTFOUND), the object smaller than offset + byte_size (GS_EINVAL). */
+ * (shm_open) as region name. Errors: name taken (GS_EEXISTS: Triton's
+ * ALREADY_EXISTS, 400 over HTTP), key not found (GS_ENOTFOUND), the object
+ * smaller than offset + byte_size (GS_EINVAL). */
 int gs__shm_register_system(gs__shm_registry_t *reg, const char *name,
                             const char *key, uint64_t offset,
                             uint64_t byte_size, gs_error_t *err);
 /* Opens a cudaIpcMemHandle_t (handle_len must be 64 bytes) on device_id as
- * region name (shm_cuda.c); GS_EUNSUPPORTED naming CUDA without a driver. */
+ * region name (shm_cuda.c); GS_EUNSUPPORTED naming CUDA without a driver,
+ * GS_EINVAL for a byte_size past the end of the client's allocation (as
+ * Triton checks it, with cuMemGetAddressRange), GS_EEXISTS as above. */
 int gs__shm_register_cuda(gs__shm_registry_t *reg, const char *name,
                           const void *handle, size_t handle_len,
                           int64_t device_id, uint64_t byte_size,
                           gs_error_t *err);
-/* Unregisters name (NULL: every region of kind). A name that is not
- * registered is no error, as in Triton; one of the other kind is. */
+/* Unregisters name (NULL: every region of kind). As in Triton, a name
+ * that is not registered is no error, nor is one of the other kind (which
+ * stays registered). */
 int gs__shm_unregister(gs__shm_registry_t *reg, gs__shm_kind_t kind,
                        const char *name, gs_error_t *err);
 /* Triton's status array for kind (name NULL: every region of kind); NULL
@@ -82,8 +86,10 @@ int gs__shm_unregister(gs__shm_registry_t *reg, gs__shm_kind_t kind,
 json_t *gs__shm_status_json(gs__shm_registry_t *reg, gs__shm_kind_t kind,
                             const char *name, gs_error_t *err);
 /* Where a tensor's bytes lie: [offset, offset + bytes) of a region, checked
- * against its size (GS_EINVAL naming the region and the tensor). A pure
- * function, for the unit tests and the fuzzers. */
+ * against its size as Triton checks it (the offset inside the region, even
+ * for an empty tensor; then the end): GS_EINVAL in Triton's words, naming
+ * the region and the tensor. A pure function, for the unit tests and the
+ * fuzzers. */
 int gs__shm_check_bounds(const char *region, uint64_t region_size,
                          uint64_t offset, uint64_t bytes, const char *tensor,
                          gs_error_t *err);
@@ -168,14 +174,30 @@ int gs__shm_grpc_align_raw(void *msg, gs_error_t *err);
 int gs__shm_grpc_refs(gs__infer_request_t *req, const void *msg,
                       const gs__model_io_t *io, gs_error_t *err);
 
+/* Where an input in a region is read from (a pure function, for the unit
+ * tests): a system region's in place when its bytes are 16-byte aligned; a
+ * CUDA region's on the GPU when the region is on session_device (the CUDA
+ * device of the session the request will run on; -1: a CPU session, or a
+ * batch concatenated on the host) and the engine reads the input there
+ * (host_only false: not BYTES, not a Reshape's shape, as
+ * gs_model_input_host_only says); anything else is copied to the host
+ * (device to host for a CUDA region). */
+typedef enum {
+  GS__SHM_IN_PLACE,  /* the engine reads the region's host mapping */
+  GS__SHM_ON_DEVICE, /* mem GS_MEM_DEVICE at the region's device address */
+  GS__SHM_HOST_COPY  /* copied into a host buffer the request owns */
+} gs__shm_path_t;
+gs__shm_path_t gs__shm_input_path(gs__shm_kind_t kind, bool aligned,
+                                  int64_t region_device, int session_device,
+                                  bool host_only);
+
 /* Takes every region req names and points each shared-memory input at its
- * bytes (in place when 16-byte aligned, else copied). A CUDA region's are
- * left on the GPU (mem GS_MEM_DEVICE, the region's device address) when
- * the region is on device, the CUDA device of the session the request
- * will run on (-1: a CPU session, or a batch concatenated on the host),
- * else copied to the host. The input's bytes must equal its byte size. */
+ * bytes, on the path gs__shm_input_path gives (model: the model the
+ * request runs, whose gs_model_input_host_only inputs never stay on the
+ * GPU; NULL only where device is -1). The input's bytes must equal its
+ * byte size. */
 int gs__shm_resolve(gs__infer_request_t *req, gs__shm_registry_t *reg,
-                    int device, gs_error_t *err);
+                    int device, const gs_model_t *model, gs_error_t *err);
 /* Copies the inputs gs__shm_resolve left on the GPU to the host (a run
  * padded to a planned batch concatenates on the host). */
 int gs__shm_to_host(gs__infer_request_t *req, gs_error_t *err);

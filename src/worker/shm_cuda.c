@@ -78,6 +78,27 @@ static int use_device(struct gs__shm_cuda_s *c, int64_t device,
   return GS_OK;
 }
 
+/* The region's byte_size must fit the client's allocation from the
+ * address the handle opened at, as Triton checks at register: else a
+ * tensor inside the region could reach past the allocation. */
+static int check_size(struct gs__shm_cuda_s *c, const gs__shm_region_t *r,
+                      gs_error_t *err) {
+  CUdeviceptr base = 0;
+  size_t size = 0;
+  CUresult res = c->fn.MemGetAddressRange(&base, &size, r->dptr);
+  if (res != CUDA_SUCCESS)
+    return cuda_fail(c, res, "cuMemGetAddressRange", r->name, err);
+  uint64_t have = size - (uint64_t)(r->dptr - base);
+  if (r->byte_size > have)
+    return gs_error_set(err, GS_EINVAL,
+                        "failed to register shared memory region '%s': "
+                        "byte_size %llu is larger than the CUDA allocation "
+                        "its handle opens (%llu bytes)",
+                        r->name, (unsigned long long)r->byte_size,
+                        (unsigned long long)have);
+  return GS_OK;
+}
+
 int gs__shm_cuda_open(struct gs__shm_cuda_s **cuda, gs__shm_region_t *r,
                       const void *handle, gs_error_t *err) {
   int rc = driver_open(cuda, r->name, err);
@@ -90,6 +111,8 @@ int gs__shm_cuda_open(struct gs__shm_cuda_s **cuda, gs__shm_region_t *r,
         &r->dptr, h, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
     if (res != CUDA_SUCCESS)
       rc = cuda_fail(*cuda, res, "cuIpcOpenMemHandle", r->name, err);
+    else if ((rc = check_size(*cuda, r, err)) != GS_OK)
+      gs__shm_cuda_close(*cuda, r);
   }
   /* a handle or device the driver refuses is the client's: a 400 */
   if (rc == GS_EDRIVER)

@@ -245,10 +245,28 @@ static void count_cuda(gs__shm_region_t *r, bool output, bool on_device) {
                      __ATOMIC_RELAXED);
 }
 
-/* Points input k at its region's bytes: a CUDA region's on device stay
- * there. */
+gs__shm_path_t gs__shm_input_path(gs__shm_kind_t kind, bool aligned,
+                                  int64_t region_device, int session_device,
+                                  bool host_only) {
+  if (kind == GS__SHM_SYSTEM)
+    return aligned ? GS__SHM_IN_PLACE : GS__SHM_HOST_COPY;
+  return session_device >= 0 && region_device == session_device && !host_only
+             ? GS__SHM_ON_DEVICE
+             : GS__SHM_HOST_COPY;
+}
+
+/* Whether the model reads its input called name on the host. */
+static bool host_only(const gs_model_t *model, const char *name) {
+  size_t n = model ? gs_model_input_count(model) : 0;
+  for (size_t i = 0; name && i < n; i++)
+    if (strcmp(gs_model_input(model, i)->name, name) == 0)
+      return gs_model_input_host_only(model, i);
+  return false;
+}
+
+/* Points input k at its region's bytes, on gs__shm_input_path's path. */
 static int resolve_input(gs__infer_request_t *req, size_t k, shm_ref_t *ref,
-                         int device, gs_error_t *err) {
+                         int device, const gs_model_t *model, gs_error_t *err) {
   gs_tensor_t *t = &req->inputs[k];
   if (gs_dtype_size(t->dtype) == 0) /* BYTES: its size is the region's say */
     t->bytes = (size_t)ref->byte_size;
@@ -261,13 +279,16 @@ static int resolve_input(gs__infer_request_t *req, size_t k, shm_ref_t *ref,
                                 ref->byte_size, t->name, err);
   if (rc != GS_OK)
     return rc;
-  if (ref->r->kind == GS__SHM_SYSTEM && ref->r->host &&
-      (uintptr_t)(ref->r->host + ref->offset) % 16 == 0) {
+  bool aligned =
+      ref->r->host && (uintptr_t)(ref->r->host + ref->offset) % 16 == 0;
+  gs__shm_path_t path = gs__shm_input_path(
+      ref->r->kind, aligned, ref->r->device_id, device,
+      gs_dtype_size(t->dtype) == 0 || host_only(model, t->name));
+  if (path == GS__SHM_IN_PLACE) {
     t->data = ref->r->host + ref->offset; /* zero copy */
     return check_bytes_input(t, err);
   }
-  if (ref->r->kind == GS__SHM_CUDA && device >= 0 &&
-      ref->r->device_id == device && gs_dtype_size(t->dtype) != 0) {
+  if (path == GS__SHM_ON_DEVICE) {
     t->data = (void *)(uintptr_t)(ref->r->dptr + ref->offset);
     t->mem = GS_MEM_DEVICE; /* the engine copies it on the GPU */
     return GS_OK;
@@ -284,7 +305,7 @@ static int resolve_input(gs__infer_request_t *req, size_t k, shm_ref_t *ref,
 }
 
 int gs__shm_resolve(gs__infer_request_t *req, gs__shm_registry_t *reg,
-                    int device, gs_error_t *err) {
+                    int device, const gs_model_t *model, gs_error_t *err) {
   if (!req->shm)
     return GS_OK;
   int rc = GS_OK;
@@ -297,7 +318,7 @@ int gs__shm_resolve(gs__infer_request_t *req, gs__shm_registry_t *reg,
     if (!(ref->r = gs__shm_acquire(reg, ref->region, err)))
       rc = err->code;
     else if (in && i < req->n_inputs)
-      rc = resolve_input(req, i, ref, device, err);
+      rc = resolve_input(req, i, ref, device, model, err);
     else if (!in)
       rc = gs__shm_check_bounds(ref->region, ref->r->byte_size, ref->offset,
                                 ref->byte_size, ref->tensor, err);

@@ -167,8 +167,9 @@ void gs__shm_route(gs__repo_t *repo, const gs__http_request_t *req, char **seg,
     if (rc == GS_OK)
       rc = do_register(reg, kind, name, &r, &err);
   }
-  if (rc != GS_OK) {
-    gs__http_response_error(resp, gs_error_http_status(rc), err.msg);
+  if (rc != GS_OK) { /* Triton answers a name taken 400 (gRPC: 6) */
+    gs__http_response_error(
+        resp, rc == GS_EEXISTS ? 400 : gs_error_http_status(rc), err.msg);
     return;
   }
   gs__http_response_release(resp);

@@ -358,6 +358,7 @@ EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) {
  * /fakecuda_PID_N) for the caller to remove: the worker opens them by name. */
 static char fake_ipc_names[MAX_IPC][40];
 static CUdeviceptr fake_alloc_ptr[MAX_IPC];
+static size_t fake_alloc_len[MAX_IPC];
 
 EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
   static int n;
@@ -375,6 +376,7 @@ EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
     if (p == MAP_FAILED)
       return CUDA_ERROR_UNKNOWN;
     fake_alloc_ptr[i] = *ptr = (CUdeviceptr)(uintptr_t)p;
+    fake_alloc_len[i] = bytes;
     return CUDA_SUCCESS;
   }
   return CUDA_ERROR_INVALID_VALUE;
@@ -404,5 +406,23 @@ EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *h, CUdeviceptr ptr) {
                fake_ipc_names[i]);
       return CUDA_SUCCESS;
     }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+/* The allocation holding ptr (an opened handle's mapping, the whole
+ * object, or a cuMemAlloc): its base and size; base or size may be NULL. */
+EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size,
+                                        CUdeviceptr ptr) {
+  for (int i = 0; ptr && i < 2 * MAX_IPC; i++) {
+    CUdeviceptr b = i < MAX_IPC ? fake_ipc[i].ptr : fake_alloc_ptr[i - MAX_IPC];
+    size_t n = i < MAX_IPC ? fake_ipc[i].len : fake_alloc_len[i - MAX_IPC];
+    if (b && ptr >= b && ptr - b < n) {
+      if (base)
+        *base = b;
+      if (size)
+        *size = n;
+      return CUDA_SUCCESS;
+    }
+  }
   return CUDA_ERROR_INVALID_VALUE;
 }

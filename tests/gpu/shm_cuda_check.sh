@@ -13,7 +13,17 @@
 #     (gpuslice_cuda_shm_tensors{direction,path}): the GPU model's 2 inputs
 #     and 2 outputs on the device (the engine copies them device to device,
 #     no host staging), the CPU model's through the host;
+#  2b. host copies: `reshape_shape` (INPUT0 FP32 [16], SHAPE INT64 [2] ->
+#     Reshape; no instance_group kind: the CUDA provider takes no INT64
+#     input, so it serves on the CPU) with both inputs and its output in the
+#     CUDA region: the answer, and /metrics counting 2 inputs and 1 output
+#     copied through the host (the engine reads a Reshape's shape on the
+#     host; gs_model_input_host_only);
 #  3. a handle the driver refuses and a device that does not exist: 400;
+#     a byte_size past the client's allocation (1 GiB over a 256-byte
+#     cuMemAlloc): 400 naming the allocation, as Triton checks it with
+#     cuMemGetAddressRange; unregistering the CUDA region's name as system
+#     shared memory does nothing (Triton), the region stays;
 #  4. unregister: status empty, an infer naming the region 404;
 #  5. big1m (1 MiB FP32 input, KIND_GPU) through the region: the answer,
 #     every request on the device path (/metrics), an output region too
@@ -48,10 +58,26 @@ timeout 60 python3 "$root/scripts/make_models.py" --out "$m" >/dev/null &&
   echo "shm_cuda_check: cannot make the models"; exit 1; }
 rm -rf "$m/classifier" "$m/cnn_small" "$m/mlp"
 cp -r "$m/simple" "$m/simple_cpu"
+timeout 60 python3 - "$m" <<'PY' || { echo "shm_cuda_check: cannot make reshape_shape"; exit 1; }
+import os, sys
+import onnx
+from onnx import TensorProto, helper
+d = os.path.join(sys.argv[1], "reshape_shape", "1")
+os.makedirs(d)
+g = helper.make_graph(
+    [helper.make_node("Reshape", ["INPUT0", "SHAPE"], ["OUTPUT0"])], "reshape_shape",
+    [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, [16]),
+     helper.make_tensor_value_info("SHAPE", TensorProto.INT64, [2])],
+    [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, None)])
+model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.save(model, os.path.join(d, "model.onnx"))
+PY
+echo '{"max_batch_size": 0}' >"$m/reshape_shape/config.json"
 echo '{"max_batch_size": 8, "instance_group": [{"kind": "'"$gpu_kind"'"}]}' >"$m/simple/config.json"
 echo '{"max_batch_size": 8, "instance_group": [{"kind": "KIND_CPU"}]}' >"$m/simple_cpu/config.json"
 
-port=18420
+port=${SHM_CHECK_PORT:-18420}
 timeout -k 5 200 "$gs" worker --model-repository "$m" --http-port $port \
   --grpc-port 0 --metrics-port 0 >"$out/shm_cuda_worker.log" 2>&1 &
 wpid=$!
@@ -135,6 +161,29 @@ for model, path in (("simple", "device"), ("simple_cpu", "host")):
     want = {("input", path): 2, ("output", path): 2}
     row(f"{model}: path ({path})", f"/metrics 2 in, 2 out on {path}", str(moved), moved == want)
 
+# 2b. host copies: a Reshape's shape input, read by the engine on the host
+rptr, rb64 = alloc(256)
+x = [float(i) for i in range(16)]
+ck(cu.cuMemcpyHtoD_v2(rptr, struct.pack("<16f", *x) + struct.pack("<2q", 4, 4), 80), "cuMemcpyHtoD")
+st, body = call("POST", "/v2/cudasharedmemory/region/cuda_rs/register",
+                {"raw_handle": {"b64": rb64}, "device_id": 0, "byte_size": 256})
+def rp(off, n):
+    return {"shared_memory_region": "cuda_rs", "shared_memory_offset": off, "shared_memory_byte_size": n}
+rreq = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [16], "parameters": rp(0, 64)},
+                   {"name": "SHAPE", "datatype": "INT64", "shape": [2], "parameters": rp(64, 16)}],
+        "outputs": [{"name": "OUTPUT0", "parameters": rp(128, 64)}]}
+before = paths()
+st2, body2 = call("POST", "/v2/models/reshape_shape/infer", rreq)
+moved = delta(before, paths())
+got = ctypes.create_string_buffer(64)
+ck(cu.cuMemcpyDtoH_v2(got, rptr + 128, 64), "cuMemcpyDtoH")
+y = list(struct.unpack("<16f", got.raw))
+shape = json.loads(body2)["outputs"][0]["shape"] if st2 == 200 else None
+row("infer reshape_shape in/out CUDA", "200, [4, 4], the input's values", f"{st} {st2} {shape} {body2[:60]!r}",
+    st == 200 and st2 == 200 and shape == [4, 4] and y == x)
+want = {("input", "host"): 2, ("output", "host"): 1}
+row("reshape_shape: path (host)", "/metrics 2 in, 1 out on host", str(moved), moved == want)
+
 # 3. refused: a handle the driver cannot open, a device that does not exist
 st, body = call("POST", "/v2/cudasharedmemory/region/bad/register",
                 {"raw_handle": {"b64": base64.b64encode(b"\x07" * 64).decode()}, "device_id": 0, "byte_size": 64})
@@ -142,6 +191,15 @@ row("bad handle", "400 naming cuIpcOpenMemHandle", f"{st} {body[:120]!r}", st ==
 st, body = call("POST", "/v2/cudasharedmemory/region/bad/register",
                 {"raw_handle": {"b64": b64}, "device_id": 63, "byte_size": 64})
 row("bad device", "400", f"{st} {body[:120]!r}", st == 400)
+hptr, hb64 = alloc(256)  # its own allocation: a handle opened twice is another question
+st, body = call("POST", "/v2/cudasharedmemory/region/huge/register",
+                {"raw_handle": {"b64": hb64}, "device_id": 0, "byte_size": 1 << 30})
+row("byte_size past the allocation", "400 naming the allocation", f"{st} {body[:120]!r}",
+    st == 400 and b"larger than the CUDA allocation" in body)
+st, body = call("POST", "/v2/systemsharedmemory/region/cuda_io/unregister")
+st2, body2 = call("GET", "/v2/cudasharedmemory/region/cuda_io/status")
+row("unregister as system", "200, cuda_io still registered", f"{st} {st2} {body2[:80]!r}",
+    st == 200 and st2 == 200 and json.loads(body2)[0]["name"] == "cuda_io")
 
 # 5. big inputs: the device path, then CUDA region vs HTTP body
 def timed(fn, n):

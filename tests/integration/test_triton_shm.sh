@@ -141,8 +141,8 @@ assert (r.as_numpy("OUTPUT1") == a - b).all(), r.as_numpy("OUTPUT1")
 print("ok: gRPC infer in system shared memory (also mixed with raw), status")
 
 # ---- errors: each names the region, the worker stays up ----
-expect_error(("already registered", "'in'"), hc.register_system_shared_memory, "in", "/gs_in" + pid, 128)
-expect_error(("already registered", "'in'"), gc.register_system_shared_memory, "in", "/gs_in" + pid, 128)
+expect_error(("already in manager", "'in'"), hc.register_system_shared_memory, "in", "/gs_in" + pid, 128)
+expect_error(("already in manager", "'in'"), gc.register_system_shared_memory, "in", "/gs_in" + pid, 128)
 expect_error(("/gs_nokey", "'x'"), hc.register_system_shared_memory, "x", "/gs_nokey" + pid, 64)
 expect_error(("past the end", "'x'"), hc.register_system_shared_memory, "x", "/gs_in" + pid, 128, offset=64)
 expect_error(("past the end", "'x'"), gc.register_system_shared_memory, "x", "/gs_in" + pid, 256)
@@ -219,7 +219,13 @@ else:
     cp = region("cuda_backing", "/gs_cuda", 256)
     shm.set_shared_memory_region(cp, [a, b])
     hc.register_cuda_shared_memory("cin", handle, 0, 256)
-    expect_error("'cin' is already registered", gc.register_cuda_shared_memory, "cin", handle, 0, 256)
+    expect_error("'cin' already in manager", gc.register_cuda_shared_memory, "cin", handle, 0, 256)
+    # as Triton: a byte_size past the client's allocation is refused at register
+    expect_error(("'c3'", "larger than the CUDA allocation"), hc.register_cuda_shared_memory, "c3", handle, 0, 257)
+    expect_error(("'c3'", "larger than the CUDA allocation"), gc.register_cuda_shared_memory, "c3", handle, 0, 257)
+    # as Triton: unregistering a name of the other kind does nothing, no error
+    hc.unregister_system_shared_memory("cin")
+    gc.unregister_system_shared_memory("cin")
     expect_error(("raw_handle", "64"), hc.register_cuda_shared_memory, "c2",
                  base64.b64encode(b"short"), 0, 256)
     cst = hc.get_cuda_shared_memory_status()

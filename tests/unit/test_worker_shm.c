@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "test_onnx_build.h"
 #include "worker/shm.h"
 
 static char key[64];
@@ -43,17 +44,24 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* A tensor fits when offset + byte_size <= the region's size; an empty
- * tensor may sit at the very end; nothing wraps around. */
+/* A tensor fits when offset + byte_size <= the region's size and its
+ * offset is inside the region, even for an empty tensor (Triton's rules
+ * and words); nothing wraps around. */
 static void test_bounds(void **state) {
   (void)state;
   gs_error_t err = {0};
   assert_int_equal(gs__shm_check_bounds("r", 128, 0, 128, "t", &err), GS_OK);
   assert_int_equal(gs__shm_check_bounds("r", 128, 64, 64, "t", &err), GS_OK);
-  assert_int_equal(gs__shm_check_bounds("r", 128, 128, 0, "t", &err), GS_OK);
+  assert_int_equal(gs__shm_check_bounds("r", 128, 127, 0, "t", &err), GS_OK);
+  assert_int_equal(gs__shm_check_bounds("r", 128, 128, 0, "t", &err),
+                   GS_EINVAL);
+  assert_non_null(
+      strstr(err.msg, "Invalid offset for shared memory region: 'r'"));
   assert_int_equal(gs__shm_check_bounds("r", 128, 64, 65, "t", &err),
                    GS_EINVAL);
-  assert_non_null(strstr(err.msg, "region 'r'"));
+  assert_non_null(strstr(err.msg,
+                         "Invalid offset + byte size for shared memory region: "
+                         "'r'"));
   assert_non_null(strstr(err.msg, "'t'"));
   assert_int_equal(gs__shm_check_bounds("r", 128, 129, 0, "t", &err),
                    GS_EINVAL);
@@ -74,8 +82,8 @@ static void test_register_status(void **state) {
   assert_int_equal(gs__shm_register_system(reg, "a", key, 1024, 512, &err),
                    GS_OK);
   assert_int_equal(gs__shm_register_system(reg, "a", key, 0, 16, &err),
-                   GS_EINVAL);
-  assert_non_null(strstr(err.msg, "'a' is already registered"));
+                   GS_EEXISTS);
+  assert_non_null(strstr(err.msg, "'a' already in manager"));
   json_t *st = gs__shm_status_json(reg, GS__SHM_SYSTEM, "a", &err);
   assert_non_null(st);
   char *text = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
@@ -92,6 +100,10 @@ static void test_register_status(void **state) {
   assert_non_null(strstr(err.msg, "registered as system"));
   assert_null(gs__shm_status_json(reg, GS__SHM_SYSTEM, "b", &err));
   assert_int_equal(err.code, GS_ENOTFOUND);
+  assert_string_equal(err.msg,
+                      "Unable to find system shared memory region: 'b'");
+  assert_null(gs__shm_status_json(reg, GS__SHM_CUDA, "b", &err));
+  assert_string_equal(err.msg, "Unable to find cuda shared memory region: 'b'");
   gs__shm_region_t *r = gs__shm_acquire(reg, "a", &err);
   assert_non_null(r);
   assert_memory_equal(r->host, object + 1024, 512); /* the same bytes */
@@ -140,7 +152,11 @@ static void test_unregister_deferred(void **state) {
   gs__shm_drop(held);
   assert_int_equal(gs__shm_unregister(reg, GS__SHM_SYSTEM, "nope", &err),
                    GS_OK);
-  assert_int_equal(gs__shm_unregister(reg, GS__SHM_CUDA, "a", &err), GS_EINVAL);
+  /* another kind's name: nothing is done, no error (Triton) */
+  assert_int_equal(gs__shm_unregister(reg, GS__SHM_CUDA, "a", &err), GS_OK);
+  json_t *still = gs__shm_status_json(reg, GS__SHM_SYSTEM, "a", &err);
+  assert_int_equal(json_array_size(still), 1);
+  json_decref(still);
   assert_int_equal(gs__shm_unregister(reg, GS__SHM_SYSTEM, NULL, &err), GS_OK);
   assert_null(gs__shm_acquire(reg, "a", &err));
   gs__shm_registry_destroy(reg);
@@ -174,7 +190,7 @@ static void test_resolve_inputs(void **state) {
   assert_true(used);
   assert_int_equal(gs__shm_ref_json(&req, true, 1, "INPUT1", odd, &used, &err),
                    GS_OK);
-  assert_int_equal(gs__shm_resolve(&req, reg, -1, &err), GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, -1, NULL, &err), GS_OK);
   assert_ptr_equal(req.inputs[0].data, reg->head->host + 64);
   assert_ptr_not_equal(req.inputs[1].data, reg->head->host + 4);
   assert_memory_equal(req.inputs[1].data, object + 4, 64);
@@ -186,7 +202,7 @@ static void test_resolve_inputs(void **state) {
   req.inputs[0].bytes = 60;
   assert_int_equal(
       gs__shm_ref_json(&req, true, 0, "INPUT0", aligned, &used, &err), GS_OK);
-  assert_int_equal(gs__shm_resolve(&req, reg, -1, &err), GS_EINVAL);
+  assert_int_equal(gs__shm_resolve(&req, reg, -1, NULL, &err), GS_EINVAL);
   assert_non_null(strstr(err.msg, "shared_memory_byte_size is 64"));
   gs__shm_request_release(&req);
   json_decref(aligned);
@@ -215,7 +231,7 @@ static void test_outputs(void **state) {
                 "shared_memory_byte_size", 32, "shared_memory_offset", 96);
   assert_int_equal(gs__shm_ref_json(&req, false, 1, "OUT", p, &used, &err),
                    GS_OK);
-  assert_int_equal(gs__shm_resolve(&req, reg, -1, &err), GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, -1, NULL, &err), GS_OK);
   assert_true(gs__shm_output_wanted(&req, 1));
   assert_false(gs__shm_output_wanted(&req, 0));
   int32_t v[16];
@@ -283,7 +299,7 @@ static void test_cuda_paths(void **state) {
                      GS_OK);
     assert_int_equal(gs__shm_ref_json(&req, true, 1, "B", in1, &used, &err),
                      GS_OK);
-    assert_int_equal(gs__shm_resolve(&req, reg, device, &err), GS_OK);
+    assert_int_equal(gs__shm_resolve(&req, reg, device, NULL, &err), GS_OK);
     /* d0's input stays on device 0 only; d1's on device 1 only */
     for (int k = 0; k < 2; k++) {
       bool stays = device == k;
@@ -304,7 +320,7 @@ static void test_cuda_paths(void **state) {
   memset(&req, 0, sizeof req);
   assert_int_equal(gs__shm_ref_json(&req, false, 0, "OUT", out0, &used, &err),
                    GS_OK);
-  assert_int_equal(gs__shm_resolve(&req, reg, 0, &err), GS_OK);
+  assert_int_equal(gs__shm_resolve(&req, reg, 0, NULL, &err), GS_OK);
   gs_tensor_t t = input16;
   t.name = "OUT";
   t.bytes = 64;
@@ -331,6 +347,121 @@ static void test_cuda_paths(void **state) {
   json_decref(in1);
   json_decref(out0);
   gs__shm_registry_destroy(reg);
+}
+
+/* A CUDA region's byte_size must fit the allocation its handle opens
+ * (the fake's: the whole POSIX object), as Triton checks at register. */
+static void test_cuda_register_size(void **state) {
+  (void)state;
+  if (!getenv("GS_FAKE_CUDA"))
+    fail_msg("GS_FAKE_CUDA is not set: run through ctest (the fake driver)");
+  gs__shm_registry_t *reg = gs__shm_registry_create();
+  gs_error_t err = {0};
+  uint8_t handle[GS__SHM_CUDA_HANDLE_BYTES] = {0};
+  memcpy(handle, "fakeipc:", 8);
+  memcpy(handle + 8, key, strlen(key) + 1);
+  assert_int_equal(gs__shm_register_cuda(reg, "big", handle, sizeof handle, 0,
+                                         OBJECT_BYTES + 1, &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "failed to register shared memory region "
+                                  "'big': byte_size 4097 is larger than the "
+                                  "CUDA allocation"));
+  assert_int_equal(gs__shm_register_cuda(reg, "big", handle, sizeof handle, 0,
+                                         OBJECT_BYTES, &err),
+                   GS_OK);
+  assert_int_equal(
+      gs__shm_register_cuda(reg, "big", handle, sizeof handle, 0, 16, &err),
+      GS_EEXISTS);
+  json_t *st = gs__shm_status_json(reg, GS__SHM_CUDA, NULL, &err);
+  char *text = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
+  assert_string_equal(
+      text, "[{\"byte_size\":4096,\"device_id\":0,\"name\":\"big\"}]");
+  free(text);
+  json_decref(st);
+  gs__shm_registry_destroy(reg);
+}
+
+/* The path an input in a region takes (gs__shm_input_path): a CUDA
+ * region's stays on the GPU only for a session on its device and an input
+ * the engine reads there. */
+static void test_input_path(void **state) {
+  (void)state;
+  assert_int_equal(gs__shm_input_path(GS__SHM_SYSTEM, true, 0, 0, false),
+                   GS__SHM_IN_PLACE);
+  assert_int_equal(gs__shm_input_path(GS__SHM_SYSTEM, true, 0, -1, true),
+                   GS__SHM_IN_PLACE);
+  assert_int_equal(gs__shm_input_path(GS__SHM_SYSTEM, false, 0, 0, false),
+                   GS__SHM_HOST_COPY);
+  assert_int_equal(gs__shm_input_path(GS__SHM_CUDA, false, 1, 1, false),
+                   GS__SHM_ON_DEVICE);
+  assert_int_equal(gs__shm_input_path(GS__SHM_CUDA, false, 1, 1, true),
+                   GS__SHM_HOST_COPY); /* BYTES or a Reshape's shape */
+  assert_int_equal(gs__shm_input_path(GS__SHM_CUDA, false, 1, 0, false),
+                   GS__SHM_HOST_COPY); /* another device */
+  assert_int_equal(gs__shm_input_path(GS__SHM_CUDA, false, 0, -1, false),
+                   GS__SHM_HOST_COPY); /* a CPU session */
+}
+
+/* A model whose input 'shape' is a Reshape's target: the engine reads it
+ * on the host (gs_model_input_host_only), so from a CUDA region on the
+ * session's device it is copied device to host while the data input 'x'
+ * stays on the GPU; a BYTES input in such a region is copied too. */
+static void test_cuda_host_only(void **state) {
+  (void)state;
+  if (!getenv("GS_FAKE_CUDA"))
+    fail_msg("GS_FAKE_CUDA is not set: run through ctest (the fake driver)");
+  graph_t g = {.n_nodes = 1, .n_in = 2, .n_out = 1};
+  g.nodes[0] = node("Reshape", "rs", "x,shape", "y", NULL);
+  g.in[0] = info("x", ELEM_F32, 1, (int64_t[]){4});
+  g.in[1] = info("shape", ELEM_I64, 1, (int64_t[]){2});
+  g.out[0] = info("y", ELEM_F32, -1, NULL);
+  gs_model_t *m = load(&g);
+  assert_false(gs_model_input_host_only(m, 0));
+  assert_true(gs_model_input_host_only(m, 1));
+  assert_false(gs_model_input_host_only(m, 2));
+  gs__shm_registry_t *reg = gs__shm_registry_create();
+  gs_error_t err = {0};
+  uint8_t handle[GS__SHM_CUDA_HANDLE_BYTES] = {0};
+  memcpy(handle, "fakeipc:", 8);
+  memcpy(handle + 8, key, strlen(key) + 1);
+  assert_int_equal(
+      gs__shm_register_cuda(reg, "d0", handle, sizeof handle, 0, 256, &err),
+      GS_OK);
+  unsigned long long base = reg->head->dptr;
+  gs__infer_request_t req;
+  memset(&req, 0, sizeof req);
+  req.n_inputs = 3;
+  req.inputs[0] = tensor("x", GS_DTYPE_FP32, 1, (int64_t[]){4}, NULL);
+  req.inputs[1] = tensor("shape", GS_DTYPE_INT64, 1, (int64_t[]){2}, NULL);
+  req.inputs[2] = tensor("s", GS_DTYPE_BYTES, 1, (int64_t[]){1}, NULL);
+  const char *names[3] = {"x", "shape", "s"};
+  int offsets[3] = {0, 64, 128}, sizes[3] = {16, 16, 7};
+  int64_t to22[2] = {2, 2};
+  memcpy(object + 64, to22, sizeof to22);
+  memcpy(object + 128, "\3\0\0\0abc", 7); /* one BYTES element "abc" */
+  bool used;
+  for (int k = 0; k < 3; k++) {
+    json_t *p = json_pack("{s:s, s:i, s:i}", "shared_memory_region", "d0",
+                          "shared_memory_byte_size", sizes[k],
+                          "shared_memory_offset", offsets[k]);
+    assert_int_equal(
+        gs__shm_ref_json(&req, true, (size_t)k, names[k], p, &used, &err),
+        GS_OK);
+    json_decref(p);
+  }
+  uint64_t host_before = reg->cuda_tensors[0][0];
+  assert_int_equal(gs__shm_resolve(&req, reg, 0, m, &err), GS_OK);
+  assert_int_equal(req.inputs[0].mem, GS_MEM_DEVICE);
+  assert_true((uintptr_t)req.inputs[0].data == base);
+  for (int k = 1; k < 3; k++) { /* copied out of the region to the host */
+    assert_int_equal(req.inputs[k].mem, GS_MEM_HOST);
+    assert_true((uintptr_t)req.inputs[k].data != base + (unsigned)offsets[k]);
+    assert_memory_equal(req.inputs[k].data, object + offsets[k], sizes[k]);
+  }
+  assert_int_equal(reg->cuda_tensors[0][0] - host_before, 2);
+  gs__shm_request_release(&req);
+  gs__shm_registry_destroy(reg);
+  gs_model_destroy(m);
 }
 
 /* Register bodies as Triton's HTTP extension has them; base64 of the
@@ -382,6 +513,9 @@ int main(void) {
       cmocka_unit_test(test_resolve_inputs),
       cmocka_unit_test(test_outputs),
       cmocka_unit_test(test_cuda_paths),
+      cmocka_unit_test(test_cuda_register_size),
+      cmocka_unit_test(test_input_path),
+      cmocka_unit_test_teardown(test_cuda_host_only, free_kept),
       cmocka_unit_test(test_parse_register),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
