@@ -2,7 +2,8 @@
  * nghttp2 server session per connection on net/h2's pump, each stream's
  * request gathered (one message, or message by message for a bidi stream)
  * and routed by :path; unary replies end with grpc-status 0 trailers,
- * streamed replies are a deferred DATA source resumed as messages queue. */
+ * streamed replies are a deferred DATA source resumed as messages queue
+ * (a relay's answers: grpc_relay.c). */
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,71 +11,9 @@
 #include <unistd.h>
 
 #include "net/grpc.h"
-#include "net/grpc_server.h"
+#include "net/grpc_server_int.h"
 #include "net/h2.h"
 #include "net/http.h"
-
-typedef struct conn_s conn_t;
-
-struct gs_grpc_call_s {
-  gs_grpc_call_t *next, *prev; /* in the connection's list */
-  conn_t *c;                   /* NULL once the stream is gone */
-  gs_grpc_srv_t *srv;          /* freed only after its last call */
-  const gs_grpc_srv_config_t *cfg;
-  int32_t id;
-  const gs_grpc_route_t *route; /* NULL: no route takes the path */
-  char path[256];
-  bool grpc;       /* the content-type is gRPC's */
-  bool dispatched; /* the request went to the handler (or was refused) */
-  bool closed;     /* nghttp2 is done with the stream */
-  unsigned holds;
-  gs_buf_t in; /* the request's bytes */
-  int error;   /* a gRPC status found while reading, answered at its end */
-  char error_msg[128];
-  gs__encoding_t encoding, reply_encoding; /* grpc-encoding, the reply's */
-  char accept[64];                         /* grpc-accept-encoding */
-  uint8_t *body;                           /* a unary reply, framed */
-  size_t body_len, sent;
-  /* streaming replies */
-  bool half_closed;  /* a bidi call's client sent END_STREAM */
-  bool headers_sent; /* the response (data source) is submitted */
-  bool trailers;     /* the status is queued: nothing more to send */
-  bool ended;        /* gs_grpc_call_end: end_status once nothing holds it */
-  int end_status;
-  char end_msg[256];
-  gs_buf_t out; /* framed replies not yet taken by nghttp2 */
-  size_t out_at;
-  bool relayed;                /* answered by gs_grpc_call_relay_head */
-  gs_h2_hdrs_t relay_trailers; /* what gs_grpc_call_relay_end gave */
-  alignas(max_align_t) unsigned char state[]; /* the owner's */
-};
-
-struct conn_s {
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h;
-  gs_h2_t h2;
-  gs_grpc_srv_t *s;
-  conn_t *next, *prev;
-  gs_grpc_call_t *calls;
-  size_t buffered; /* request bytes held by its calls */
-  bool closing;
-  bool dirty; /* answered outside its callbacks: gs_grpc_srv_flush writes */
-};
-
-struct gs_grpc_srv_s {
-  uv_loop_t *loop;
-  gs_grpc_srv_config_t cfg;
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } listener;
-  bool is_unix, closing, draining, listener_closed;
-  unsigned port;
-  conn_t *conns;
-  size_t live_calls; /* calls not yet freed: a held one outlives its conn */
-};
 
 static void srv_maybe_free(gs_grpc_srv_t *s);
 
@@ -127,7 +66,7 @@ static bool call_is(const gs_grpc_call_t *call, gs_grpc_kind_t kind) {
 }
 
 /* An answer was queued on call's session: written by the next flush. */
-static void call_dirty(gs_grpc_call_t *call) {
+void gs__grpc_call_dirty(gs_grpc_call_t *call) {
   if (call->c)
     call->c->dirty = true;
 }
@@ -222,7 +161,7 @@ void gs_grpc_call_reply(gs_grpc_call_t *call, uint8_t *framed, size_t len) {
                                 .read_callback = read_reply};
   nghttp2_submit_response(call->c->h2.session, call->id, head,
                           call->cfg->compression ? 4 : 2, &data);
-  call_dirty(call);
+  gs__grpc_call_dirty(call);
 }
 
 void gs_grpc_call_reply_msg(gs_grpc_call_t *call, const void *msg, size_t len) {
@@ -243,7 +182,7 @@ void gs_grpc_call_fail(gs_grpc_call_t *call, int status, const char *msg) {
   call->headers_sent = call->trailers = true;
   gs__grpc_submit_status(call->c->h2.session, call->id,
                          status ? status : GS__GRPC_INTERNAL, msg);
-  call_dirty(call);
+  gs__grpc_call_dirty(call);
 }
 
 void gs_grpc_call_fail_error(gs_grpc_call_t *call, const gs_error_t *err) {
@@ -267,22 +206,9 @@ static int submit_end_trailer(nghttp2_session *session, int32_t id, int status,
   return nghttp2_submit_trailer(session, id, trailers, 2);
 }
 
-/* A relayed answer's trailers, as given; without any the DATA ends it. */
-static int submit_relay_trailer(nghttp2_session *session, int32_t id,
-                                gs_grpc_call_t *call, uint32_t *flags) {
-  size_t n;
-  if (call->relay_trailers.n == 0)
-    return 0;
-  nghttp2_nv *nv = gs_h2_hdrs_nv(&call->relay_trailers, 0, &n);
-  int rc = nv ? nghttp2_submit_trailer(session, id, nv, n) : -1;
-  free(nv);
-  *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-  return rc;
-}
-
-static ssize_t read_stream(nghttp2_session *session, int32_t id, uint8_t *buf,
-                           size_t length, uint32_t *flags,
-                           nghttp2_data_source *source, void *user) {
+ssize_t gs__grpc_read_stream(nghttp2_session *session, int32_t id, uint8_t *buf,
+                             size_t length, uint32_t *flags,
+                             nghttp2_data_source *source, void *user) {
   gs_grpc_call_t *call = source->ptr;
   size_t n = call->out.len - call->out_at;
   (void)user;
@@ -299,7 +225,7 @@ static ssize_t read_stream(nghttp2_session *session, int32_t id, uint8_t *buf,
     if (call_done(call)) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       call->trailers = true;
-      if (call->relayed ? submit_relay_trailer(session, id, call, flags)
+      if (call->relayed ? gs__grpc_relay_trailer(session, id, call, flags)
                         : submit_end_trailer(session, id, call->end_status,
                                              call->end_msg)) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -325,67 +251,14 @@ void gs_grpc_call_kick(gs_grpc_call_t *call) {
     nghttp2_nv head[] = {GS_H2_NV(":status", "200"),
                          GS_H2_NV("content-type", "application/grpc")};
     nghttp2_data_provider data = {.source.ptr = call,
-                                  .read_callback = read_stream};
+                                  .read_callback = gs__grpc_read_stream};
     call->headers_sent = true;
     nghttp2_submit_response(session, call->id, head, 2, &data);
-    call_dirty(call);
+    gs__grpc_call_dirty(call);
     return;
   }
   nghttp2_session_resume_data(session, call->id); /* fails if not deferred */
-  call_dirty(call);
-}
-
-void gs_grpc_call_relay_head(gs_grpc_call_t *call, const gs_h2_hdrs_t *head,
-                             bool end) {
-  size_t n;
-  if (call->closed || call->trailers || call->headers_sent)
-    return;
-  nghttp2_session *session = call->c->h2.session;
-  nghttp2_nv *nv = gs_h2_hdrs_nv(head, 0, &n);
-  nghttp2_data_provider data = {.source.ptr = call,
-                                .read_callback = read_stream};
-  call->headers_sent = call->relayed = true;
-  call->trailers = end;
-  if (!nv || nghttp2_submit_response(session, call->id, nv, n,
-                                     end ? NULL : &data) != 0)
-    gs_grpc_call_reset(call, NGHTTP2_INTERNAL_ERROR);
-  free(nv);
-  call_dirty(call);
-}
-
-void gs_grpc_call_relay_end(gs_grpc_call_t *call,
-                            const gs_h2_hdrs_t *trailers) {
-  gs_h2_hdrs_t *t = &call->relay_trailers;
-  if (call->ended || !call->relayed)
-    return;
-  gs_buf_init(&t->b, GS_LIMIT_GRPC_HEADERS);
-  t->n = trailers->n;
-  t->list_bytes = trailers->list_bytes;
-  if (trailers->n &&
-      gs_buf_add(&t->b, trailers->b.data, trailers->b.len) != GS_OK) {
-    gs_grpc_call_reset(call, NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  gs_grpc_call_end(call, GS__GRPC_OK, NULL);
-}
-
-void gs_grpc_call_reset(gs_grpc_call_t *call, uint32_t h2_error) {
-  if (call->closed)
-    return;
-  call->headers_sent = call->trailers = true;
-  nghttp2_submit_rst_stream(call->c->h2.session, NGHTTP2_FLAG_NONE, call->id,
-                            h2_error);
-  call_dirty(call);
-}
-
-void gs_grpc_call_take_request(gs_grpc_call_t *call, gs_buf_t *dst) {
-  gs_buf_t empty;
-  gs_buf_init_max(&empty, call->in.limit, call->in.max);
-  if (call->c)
-    call->c->buffered -= call->in.len;
-  gs_buf_free(dst);
-  *dst = call->in;
-  call->in = empty;
+  gs__grpc_call_dirty(call);
 }
 
 gs_buf_t *gs_grpc_call_out(gs_grpc_call_t *call) {
