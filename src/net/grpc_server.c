@@ -2,7 +2,8 @@
  * nghttp2 server session per connection on net/h2's pump, each stream's
  * request gathered (one message, or message by message for a bidi stream)
  * and routed by :path; unary replies end with grpc-status 0 trailers,
- * streamed replies are a deferred DATA source resumed as messages queue. */
+ * streamed replies are a deferred DATA source resumed as messages queue
+ * (a relay's answers: grpc_relay.c). */
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,68 +11,9 @@
 #include <unistd.h>
 
 #include "net/grpc.h"
-#include "net/grpc_server.h"
+#include "net/grpc_server_int.h"
 #include "net/h2.h"
 #include "net/http.h"
-
-typedef struct conn_s conn_t;
-
-struct gs_grpc_call_s {
-  gs_grpc_call_t *next, *prev; /* in the connection's list */
-  conn_t *c;                   /* NULL once the stream is gone */
-  gs_grpc_srv_t *srv;          /* freed only after its last call */
-  const gs_grpc_srv_config_t *cfg;
-  int32_t id;
-  const gs_grpc_route_t *route; /* NULL: no route takes the path */
-  char path[256];
-  bool grpc;       /* the content-type is gRPC's */
-  bool dispatched; /* the request went to the handler (or was refused) */
-  bool closed;     /* nghttp2 is done with the stream */
-  unsigned holds;
-  gs_buf_t in; /* the request's bytes */
-  int error;   /* a gRPC status found while reading, answered at its end */
-  char error_msg[128];
-  gs__encoding_t encoding, reply_encoding; /* grpc-encoding, the reply's */
-  char accept[64];                         /* grpc-accept-encoding */
-  uint8_t *body;                           /* a unary reply, framed */
-  size_t body_len, sent;
-  /* streaming replies */
-  bool half_closed;  /* a bidi call's client sent END_STREAM */
-  bool headers_sent; /* the response (data source) is submitted */
-  bool trailers;     /* the status is queued: nothing more to send */
-  bool ended;        /* gs_grpc_call_end: end_status once nothing holds it */
-  int end_status;
-  char end_msg[256];
-  gs_buf_t out; /* framed replies not yet taken by nghttp2 */
-  size_t out_at;
-  alignas(max_align_t) unsigned char state[]; /* the owner's */
-};
-
-struct conn_s {
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h;
-  gs_h2_t h2;
-  gs_grpc_srv_t *s;
-  conn_t *next, *prev;
-  gs_grpc_call_t *calls;
-  size_t buffered; /* request bytes held by its calls */
-  bool closing;
-};
-
-struct gs_grpc_srv_s {
-  uv_loop_t *loop;
-  gs_grpc_srv_config_t cfg;
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } listener;
-  bool is_unix, closing, listener_closed;
-  unsigned port;
-  conn_t *conns;
-  size_t live_calls; /* calls not yet freed: a held one outlives its conn */
-};
 
 static void srv_maybe_free(gs_grpc_srv_t *s);
 
@@ -84,6 +26,7 @@ static void call_free(gs_grpc_call_t *call) {
     call->cfg->on_call_free(call);
   gs_buf_free(&call->in);
   gs_buf_free(&call->out);
+  gs_buf_free(&call->relay_trailers.b);
   free(call->body);
   free(call);
   s->live_calls--;
@@ -116,6 +59,16 @@ static void call_gone(gs_grpc_call_t *call) {
 
 static bool call_bidi(const gs_grpc_call_t *call) {
   return call->route && call->route->kind == GS_GRPC_BIDI_STREAM && call->grpc;
+}
+
+static bool call_is(const gs_grpc_call_t *call, gs_grpc_kind_t kind) {
+  return call->route && call->route->kind == kind;
+}
+
+/* An answer was queued on call's session: written by the next flush. */
+void gs__grpc_call_dirty(gs_grpc_call_t *call) {
+  if (call->c)
+    call->c->dirty = true;
 }
 
 /* Whether a streaming call has nothing more to answer. */
@@ -208,6 +161,7 @@ void gs_grpc_call_reply(gs_grpc_call_t *call, uint8_t *framed, size_t len) {
                                 .read_callback = read_reply};
   nghttp2_submit_response(call->c->h2.session, call->id, head,
                           call->cfg->compression ? 4 : 2, &data);
+  gs__grpc_call_dirty(call);
 }
 
 void gs_grpc_call_reply_msg(gs_grpc_call_t *call, const void *msg, size_t len) {
@@ -228,6 +182,7 @@ void gs_grpc_call_fail(gs_grpc_call_t *call, int status, const char *msg) {
   call->headers_sent = call->trailers = true;
   gs__grpc_submit_status(call->c->h2.session, call->id,
                          status ? status : GS__GRPC_INTERNAL, msg);
+  gs__grpc_call_dirty(call);
 }
 
 void gs_grpc_call_fail_error(gs_grpc_call_t *call, const gs_error_t *err) {
@@ -251,9 +206,9 @@ static int submit_end_trailer(nghttp2_session *session, int32_t id, int status,
   return nghttp2_submit_trailer(session, id, trailers, 2);
 }
 
-static ssize_t read_stream(nghttp2_session *session, int32_t id, uint8_t *buf,
-                           size_t length, uint32_t *flags,
-                           nghttp2_data_source *source, void *user) {
+ssize_t gs__grpc_read_stream(nghttp2_session *session, int32_t id, uint8_t *buf,
+                             size_t length, uint32_t *flags,
+                             nghttp2_data_source *source, void *user) {
   gs_grpc_call_t *call = source->ptr;
   size_t n = call->out.len - call->out_at;
   (void)user;
@@ -268,10 +223,15 @@ static ssize_t read_stream(nghttp2_session *session, int32_t id, uint8_t *buf,
     gs_buf_reset(&call->out);
     call->out_at = 0;
     if (call_done(call)) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
       call->trailers = true;
-      if (submit_end_trailer(session, id, call->end_status, call->end_msg) != 0)
+      if (call->relayed ? gs__grpc_relay_trailer(session, id, call, flags)
+                        : submit_end_trailer(session, id, call->end_status,
+                                             call->end_msg)) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+      }
+      if (!call->relayed)
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
   }
   return (ssize_t)n;
@@ -291,12 +251,14 @@ void gs_grpc_call_kick(gs_grpc_call_t *call) {
     nghttp2_nv head[] = {GS_H2_NV(":status", "200"),
                          GS_H2_NV("content-type", "application/grpc")};
     nghttp2_data_provider data = {.source.ptr = call,
-                                  .read_callback = read_stream};
+                                  .read_callback = gs__grpc_read_stream};
     call->headers_sent = true;
     nghttp2_submit_response(session, call->id, head, 2, &data);
+    gs__grpc_call_dirty(call);
     return;
   }
   nghttp2_session_resume_data(session, call->id); /* fails if not deferred */
+  gs__grpc_call_dirty(call);
 }
 
 gs_buf_t *gs_grpc_call_out(gs_grpc_call_t *call) {
@@ -327,7 +289,7 @@ void gs_grpc_call_end(gs_grpc_call_t *call, int status, const char *msg) {
  */
 
 static void srv_maybe_free(gs_grpc_srv_t *s) {
-  if (s->listener_closed && !s->conns && !s->live_calls)
+  if (s->closing && s->listener_closed && !s->conns && !s->live_calls)
     free(s);
 }
 
@@ -357,6 +319,7 @@ static void conn_close(conn_t *c) {
 /* Sends what nghttp2 has queued; closes once neither side wants more. */
 static void conn_flush(conn_t *c) {
   gs_error_t err;
+  c->dirty = false;
   if (c->closing)
     return;
   if (gs_h2_flush(&c->h2, &err) != GS_OK || gs_h2_finished(&c->h2))
@@ -452,7 +415,14 @@ static void call_dispatch(gs_grpc_call_t *call) {
   gs_error_t err = {0};
   gs_buf_t plain = {0}; /* the decompressed message */
   call->dispatched = true;
-  if (!call->grpc && call->cfg->http_415) {
+  if (call_is(call, GS_GRPC_RAW)) {
+    if (call->error)
+      gs_grpc_call_fail(call, call->error, call->error_msg);
+    else
+      call->route->handler(
+          call, (const uint8_t *)(call->in.data ? call->in.data : ""),
+          call->in.len);
+  } else if (!call->grpc && call->cfg->http_415) {
     nghttp2_nv head[] = {GS_H2_NV(":status", "415")};
     call->headers_sent = call->trailers = true;
     nghttp2_submit_response(call->c->h2.session, call->id, head, 1, NULL);
@@ -519,6 +489,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     snprintf(call->path, sizeof call->path, "%.*s", (int)valuelen,
              (const char *)value);
     call->route = route_find(call->cfg, call->path);
+    if (call_is(call, GS_GRPC_RAW)) /* the bytes as sent, framed */
+      gs_buf_init_max(&call->in, GS_LIMIT_GRPC_MESSAGE, call->cfg->max_message);
   } else if (named(name, namelen, "content-type")) {
     call->grpc = gs__grpc_content_type(value, valuelen);
   } else if (compression && named(name, namelen, "grpc-encoding")) {
@@ -527,6 +499,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     snprintf(call->accept, sizeof call->accept, "%.*s", (int)valuelen,
              (const char *)value);
   }
+  if (call->cfg->on_header && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+    call->cfg->on_header(call, name, namelen, value, valuelen);
   return 0;
 }
 
@@ -537,6 +511,11 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id,
   (void)flags;
   if (!call || call->error || call->ended)
     return 0;
+  if (call_is(call, GS_GRPC_RAW_STREAM)) { /* the owner keeps the bytes */
+    if (call->dispatched && !call->closed)
+      call->route->handler(call, data, len);
+    return 0;
+  }
   const gs_grpc_srv_config_t *cfg = call->cfg;
   bool conn_full = cfg->conn_buffered && len > cfg->conn_buffered - c->buffered;
   size_t before = call->in.len;
@@ -560,15 +539,32 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id,
   return 0;
 }
 
+/* A relayed stream goes to its handler once its headers are in, and is
+ * told when the client half-closes. */
+static void raw_stream_frame(gs_grpc_call_t *call, const nghttp2_frame *frame) {
+  if (frame->hd.type == NGHTTP2_HEADERS && !call->dispatched) {
+    call->dispatched = true;
+    call->route->handler(call, NULL, 0);
+  }
+  if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !call->closed &&
+      call->cfg->on_half_close)
+    call->cfg->on_half_close(call);
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
                          void *user) {
   (void)user;
-  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
-      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+  if (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS)
     return 0;
   gs_grpc_call_t *call =
       nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
   if (!call)
+    return 0;
+  if (call_is(call, GS_GRPC_RAW_STREAM)) {
+    raw_stream_frame(call, frame);
+    return 0;
+  }
+  if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
   if (call_bidi(call)) {
     if (!call->half_closed)
@@ -594,7 +590,8 @@ static int conn_start(conn_t *c) {
   gs_h2_config_t h2cfg = {.server = true,
                           .max_streams = GS__GRPC_MAX_STREAMS,
                           .window = cfg->window,
-                          .conn_window = cfg->conn_window};
+                          .conn_window = cfg->conn_window,
+                          .max_headers = cfg->max_headers};
   nghttp2_session_callbacks *cb;
   gs_error_t err;
   if (nghttp2_session_callbacks_new(&cb) != 0)
@@ -625,7 +622,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_connection(uv_stream_t *listener, int status) {
   gs_grpc_srv_t *s = listener->data;
-  if (status < 0 || s->closing)
+  if (status < 0 || s->closing || s->draining)
     return;
   conn_t *c = calloc(1, sizeof *c);
   if (!c)
@@ -710,7 +707,35 @@ void gs_grpc_srv_close(gs_grpc_srv_t *s) {
   s->closing = true;
   for (conn_t *c = s->conns; c; c = c->next)
     conn_close(c);
+  if (!uv_is_closing((uv_handle_t *)&s->listener))
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  srv_maybe_free(s); /* drained before: everything may be closed already */
+}
+
+void gs_grpc_srv_drain(gs_grpc_srv_t *s) {
+  if (!s || s->closing || s->draining)
+    return;
+  s->draining = true;
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  for (conn_t *c = s->conns; c; c = c->next) {
+    if (c->closing)
+      continue;
+    nghttp2_submit_goaway(
+        c->h2.session, NGHTTP2_FLAG_NONE,
+        nghttp2_session_get_last_proc_stream_id(c->h2.session),
+        NGHTTP2_NO_ERROR, NULL, 0);
+    c->dirty = true;
+  }
+}
+
+bool gs_grpc_srv_flush(gs_grpc_srv_t *s) {
+  bool any = false;
+  for (conn_t *c = s->conns; c; c = c->next)
+    if (c->dirty) {
+      conn_flush(c);
+      any = true;
+    }
+  return any;
 }
 
 void gs_grpc_srv_each(gs_grpc_srv_t *s,

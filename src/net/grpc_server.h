@@ -14,6 +14,7 @@
 
 #include "core/buf.h"
 #include "gpuslice/error.h"
+#include "net/h2.h"
 
 typedef struct gs_grpc_srv_s gs_grpc_srv_t;
 typedef struct gs_grpc_call_s gs_grpc_call_t;
@@ -27,7 +28,15 @@ typedef enum {
   GS_GRPC_SERVER_STREAM,
   /* each request message as it comes; messages out; the call ends once the
    * client half-closed (or gs_grpc_call_end) and nothing holds it */
-  GS_GRPC_BIDI_STREAM
+  GS_GRPC_BIDI_STREAM,
+  /* a relay's (the router's): the request's bytes as sent (framed, maybe
+   * compressed, any content-type) once the client half-closed, within
+   * max_message bytes in all; answered by gs_grpc_call_relay_head/_end */
+  GS_GRPC_RAW,
+  /* a relayed stream: the handler once the request headers are in (msg
+   * NULL), then with each chunk of bytes as it comes; the config's
+   * on_half_close once the client half-closed; answered as GS_GRPC_RAW */
+  GS_GRPC_RAW_STREAM
 } gs_grpc_kind_t;
 
 /* A request message (unframed, decompressed); msg lives until the handler
@@ -60,6 +69,12 @@ typedef struct gs_grpc_srv_config_s {
   /* A request whose content-type is not gRPC's: HTTP 415, or (false)
    * grpc-status INVALID_ARGUMENT "not a gRPC request". */
   bool http_415;
+  unsigned max_headers; /* a request's header list (RFC 9113); 0: nghttp2's */
+  /* Each request header field as it comes (before the handler runs). */
+  void (*on_header)(gs_grpc_call_t *call, const uint8_t *name, size_t nlen,
+                    const uint8_t *value, size_t vlen);
+  /* A GS_GRPC_RAW_STREAM call's client half-closed. */
+  void (*on_half_close)(gs_grpc_call_t *call);
   size_t call_state; /* bytes of the owner's, zeroed, each call */
   void (*on_call_free)(gs_grpc_call_t *call); /* releases call_state's */
 } gs_grpc_srv_config_t;
@@ -78,6 +93,13 @@ unsigned gs_grpc_srv_port(const gs_grpc_srv_t *s);
 /* Closes the listener and every connection; the server frees itself once
  * they are closed (the loop runs). Calls still held outlive it, closed. */
 void gs_grpc_srv_close(gs_grpc_srv_t *s);
+/* Stops taking connections and sends each a GOAWAY: calls begun finish,
+ * then the connections close. gs_grpc_srv_close still frees it. */
+void gs_grpc_srv_drain(gs_grpc_srv_t *s);
+/* Writes what every connection answered outside the server's callbacks
+ * since its last write (an owner flushing once per loop turn, so that no
+ * session is written from inside another's callbacks); true if any was. */
+bool gs_grpc_srv_flush(gs_grpc_srv_t *s);
 /* fn on every open call, then each connection flushes. */
 void gs_grpc_srv_each(gs_grpc_srv_t *s,
                       void (*fn)(gs_grpc_call_t *call, void *arg), void *arg);
@@ -106,6 +128,18 @@ int gs_grpc_call_send(gs_grpc_call_t *call, const void *msg, size_t len);
 /* Ends a streaming call with status (first call wins; 0 for OK) once
  * nothing holds it: the request's unread bytes are dropped. */
 void gs_grpc_call_end(gs_grpc_call_t *call, int status, const char *msg);
+
+/* A relayed answer: the response headers as given (end: they end the
+ * stream, a trailers-only answer); its framed messages then go onto
+ * gs_grpc_call_out (with a kick), and relay_end ends it with the trailers
+ * as given (none: the last DATA ends the stream). */
+void gs_grpc_call_relay_head(gs_grpc_call_t *call, const gs_h2_hdrs_t *head,
+                             bool end);
+void gs_grpc_call_relay_end(gs_grpc_call_t *call, const gs_h2_hdrs_t *trailers);
+/* Resets the stream with an HTTP/2 error code: no answer after that. */
+void gs_grpc_call_reset(gs_grpc_call_t *call, uint32_t h2_error);
+/* A GS_GRPC_RAW call's request bytes, moved into dst (freed first). */
+void gs_grpc_call_take_request(gs_grpc_call_t *call, gs_buf_t *dst);
 
 /* Keeps the call (and its state) while the owner works on it. */
 void gs_grpc_call_hold(gs_grpc_call_t *call);

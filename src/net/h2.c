@@ -152,3 +152,35 @@ bool gs_h2_finished(const gs_h2_t *h) {
   return h->writes == 0 && !nghttp2_session_want_read(h->session) &&
          !nghttp2_session_want_write(h->session);
 }
+
+int gs_h2_hdrs_add(gs_h2_hdrs_t *h, size_t max, const uint8_t *name,
+                   size_t nlen, const uint8_t *value, size_t vlen) {
+  if (h->list_bytes + nlen + vlen + 32 > max)
+    return -1;
+  uint8_t *p = gs_buf_reserve(&h->b, nlen + vlen + 2);
+  if (!p)
+    return -1;
+  memcpy(p, name, nlen);
+  p[nlen] = '\0';
+  memcpy(p + nlen + 1, value, vlen);
+  p[nlen + 1 + vlen] = '\0';
+  gs_buf_commit(&h->b, nlen + vlen + 2);
+  h->list_bytes += nlen + vlen + 32;
+  h->n++;
+  return 0;
+}
+
+nghttp2_nv *gs_h2_hdrs_nv(const gs_h2_hdrs_t *h, size_t first, size_t *n) {
+  nghttp2_nv *nv = calloc(first + h->n + 1, sizeof *nv);
+  const char *p = (const char *)h->b.data;
+  *n = first;
+  for (unsigned i = 0; nv && i < h->n; i++) {
+    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+    if (p[0] != ':' || strcmp(p, ":status") == 0 || strcmp(p, ":path") == 0 ||
+        strcmp(p, ":authority") == 0)
+      nv[(*n)++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nlen + 1, nlen,
+                                vlen, NGHTTP2_NV_FLAG_NONE};
+    p += nlen + vlen + 2;
+  }
+  return nv;
+}

@@ -63,6 +63,23 @@ int gs_h2_feed(gs_h2_t *h, const void *data, size_t len, gs_error_t *err);
 int gs_h2_flush(gs_h2_t *h, gs_error_t *err);
 /* Whether the session is done both ways with nothing left to write. */
 bool gs_h2_finished(const gs_h2_t *h);
+/* A header list kept to be sent again (a relayed request's or answer's):
+ * name\0value\0 pairs (nghttp2 rejects NULs in both), at most max bytes
+ * as RFC 9113 counts them (name + value + 32 each). */
+typedef struct gs_h2_hdrs_s {
+  gs_buf_t b;
+  size_t list_bytes;
+  unsigned n;
+} gs_h2_hdrs_t;
+
+/* Appends one field; -1 past max list bytes or without memory. */
+int gs_h2_hdrs_add(gs_h2_hdrs_t *h, size_t max, const uint8_t *name,
+                   size_t nlen, const uint8_t *value, size_t vlen);
+/* h's fields after `first` entries left to the caller, skipping pseudo
+ * headers other than :status, :path and :authority (the ones a relay
+ * keeps). NULL without memory; free the array. */
+nghttp2_nv *gs_h2_hdrs_nv(const gs_h2_hdrs_t *h, size_t first, size_t *n);
+
 /* A uv_alloc_cb: one read buffer per thread, consumed by gs_h2_feed before
  * the next read (nghttp2 copies what it keeps). */
 void gs_h2_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);

@@ -65,19 +65,9 @@ static void undo_send(call_t *kid) {
   call_t *u = wk ? calloc(1, sizeof *u) : NULL;
   if (!u)
     return;
-  u->f = f;
+  gs__gp_call_init(u, f);
   u->undo = u->answered = u->pinned = true;
   u->deadline_ns = UINT64_MAX;
-  gs_buf_init_max(&u->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
-  gs_buf_init(&u->resp_body, GS_LIMIT_GRPC_MESSAGE);
-  gs_buf_init(&u->req.b, GS_LIMIT_GRPC_HEADERS);
-  gs_buf_init(&u->resp.b, GS_LIMIT_GRPC_HEADERS);
-  gs_buf_init(&u->trailers.b, GS_LIMIT_GRPC_HEADERS);
-  u->next = f->calls;
-  if (f->calls)
-    f->calls->prev = u;
-  f->calls = u;
-  f->n_calls++;
   const char *p = (const char *)kid->req.b.data;
   int bad = 0;
   for (unsigned i = 0; i < kid->req.n; i++) {
@@ -174,21 +164,9 @@ static call_t *kid_new(call_t *call) {
   call_t *kid = calloc(1, sizeof *kid);
   if (!kid)
     return NULL;
-  kid->f = f;
-  kid->dc = call->dc;
+  gs__gp_call_init(kid, f);
   kid->parent = call;
   kid->deadline_ns = call->deadline_ns;
-  gs_buf_init_max(&kid->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
-  gs_buf_init(&kid->resp_body, GS_LIMIT_GRPC_MESSAGE);
-  gs_buf_init(&kid->req.b, GS_LIMIT_GRPC_HEADERS);
-  gs_buf_init(&kid->resp.b, GS_LIMIT_GRPC_HEADERS);
-  gs_buf_init(&kid->trailers.b, GS_LIMIT_GRPC_HEADERS);
-  kid->next = f->calls;
-  if (f->calls)
-    f->calls->prev = kid;
-  f->calls = kid;
-  f->n_calls++;
-  kid->dc->calls++;
   kid->req.n = call->req.n;
   kid->req.list_bytes = call->req.list_bytes;
   if (gs_buf_add(&kid->req.b, call->req.b.data, call->req.b.len) != GS_OK ||

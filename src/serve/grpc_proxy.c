@@ -1,9 +1,10 @@
-/* The router's gRPC front: HTTP/2 with prior knowledge from gRPC clients;
- * each unary call goes to one worker's gRPC port over one multiplexed
- * nghttp2 client connection per worker and its answer comes back unchanged.
- * A call whose worker fails before answering is retried once elsewhere.
- * This file: the calls (buffers, answers, retries, dispatch) and the front's
- * life; the connections are grpc_proxy_conn.c's, fan-outs grpc_fanout.c's. */
+/* The router's gRPC front: gRPC clients' calls come in through
+ * net/grpc_server (raw routes: the bytes as sent); each goes to one
+ * worker's gRPC port over one multiplexed nghttp2 client connection per
+ * worker and its answer comes back unchanged. A call whose worker fails
+ * before answering is retried once elsewhere. This file: the calls
+ * (buffers, answers, retries, dispatch) and the front's life; the worker
+ * connections are grpc_proxy_conn.c's, fan-outs grpc_fanout.c's. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,40 +38,30 @@ static void bytes_release(front_t *f, gs_buf_t *b) {
 
 int gs__gp_hdrs_add(hdrs_t *h, const uint8_t *name, size_t nlen,
                     const uint8_t *value, size_t vlen) {
-  if (h->list_bytes + nlen + vlen + 32 > MAX_HEADER_BYTES)
-    return -1;
-  uint8_t *p = gs_buf_reserve(&h->b, nlen + vlen + 2);
-  if (!p)
-    return -1;
-  memcpy(p, name, nlen);
-  p[nlen] = '\0';
-  memcpy(p + nlen + 1, value, vlen);
-  p[nlen + 1 + vlen] = '\0';
-  gs_buf_commit(&h->b, nlen + vlen + 2);
-  h->list_bytes += nlen + vlen + 32;
-  h->n++;
-  return 0;
-}
-
-/* h's pairs after `first` entries of the caller's; skips pseudo headers
- * other than :status, :path and :authority. Free the array. */
-nghttp2_nv *gs__gp_hdrs_nv(const hdrs_t *h, size_t first, size_t *n) {
-  nghttp2_nv *nv = calloc(first + h->n + 1, sizeof *nv);
-  const char *p = (const char *)h->b.data;
-  *n = first;
-  for (unsigned i = 0; nv && i < h->n; i++) {
-    size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
-    if (p[0] != ':' || strcmp(p, ":status") == 0 || strcmp(p, ":path") == 0 ||
-        strcmp(p, ":authority") == 0)
-      nv[(*n)++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nlen + 1, nlen,
-                                vlen, NGHTTP2_NV_FLAG_NONE};
-    p += nlen + vlen + 2;
-  }
-  return nv;
+  return gs_h2_hdrs_add(h, MAX_HEADER_BYTES, name, nlen, value, vlen);
 }
 
 /* ---- calls -------------------------------------------------------------- */
 
+/* A new call's buffers and deadline, linked with the front's calls (so
+ * that a failed worker connection fails it). */
+void gs__gp_call_init(call_t *call, front_t *f) {
+  call->f = f;
+  gs_buf_init_max(&call->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
+  gs_buf_init(&call->resp_body, GS_LIMIT_GRPC_MESSAGE);
+  gs_buf_init(&call->req.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&call->resp.b, GS_LIMIT_GRPC_HEADERS);
+  gs_buf_init(&call->trailers.b, GS_LIMIT_GRPC_HEADERS);
+  call->deadline_ns = gs__serve_now_ns() + (uint64_t)f->timeout_ms * 1000000u;
+  call->next = f->calls;
+  if (f->calls)
+    f->calls->prev = call;
+  f->calls = call;
+  f->n_calls++;
+}
+
+/* Unlinks call and lets its buffers go; a kid's or an undo's memory too
+ * (a client's call_t is the server's call state). */
 void gs__gp_call_free(call_t *call) {
   front_t *f = call->f;
   for (unsigned i = 0; i < call->n_kids; i++)
@@ -86,14 +77,14 @@ void gs__gp_call_free(call_t *call) {
   if (call->next)
     call->next->prev = call->prev;
   f->n_calls--;
-  if (call->dc)
-    call->dc->calls--;
   bytes_release(NULL, &call->req.b);
   bytes_release(NULL, &call->resp.b);
   bytes_release(NULL, &call->trailers.b);
   bytes_release(f, &call->body);
   bytes_release(f, &call->resp_body);
-  free(call);
+  if (!call->gc)
+    free(call);
+  gs__gp_front_maybe_free(f); /* the last call of a closed front */
 }
 
 /* Keeps a call's first error to answer with; its request bytes go. */
@@ -134,19 +125,8 @@ void gs__gp_call_end_attempt(call_t *call, bool ok, bool reset) {
   gs__gp_call_detach(call, reset);
 }
 
-void gs__gp_call_submit(call_t *call, const nghttp2_nv *nv, size_t n,
-                        const nghttp2_data_provider *data) {
-  h2_t *dc = call->dc;
-  call->answered = true;
-  if (nghttp2_submit_response(dc->h2.session, call->down_id, nv, n, data) != 0)
-    nghttp2_submit_rst_stream(dc->h2.session, NGHTTP2_FLAG_NONE, call->down_id,
-                              NGHTTP2_INTERNAL_ERROR);
-  dc->dirty = true;
-}
-
 /* Answers with a status of the router's own (a trailers-only response). */
 void gs__gp_call_answer_error(call_t *call, int status, const char *msg) {
-  h2_t *dc = call->dc;
   if (call->undo) {
     gs__gp_call_free(call);
     return;
@@ -156,14 +136,11 @@ void gs__gp_call_answer_error(call_t *call, int status, const char *msg) {
     return;
   }
   call->answered = true;
-  if (gs__grpc_submit_status(dc->h2.session, call->down_id, status, msg) != 0)
-    nghttp2_submit_rst_stream(dc->h2.session, NGHTTP2_FLAG_NONE, call->down_id,
-                              NGHTTP2_INTERNAL_ERROR);
-  dc->dirty = true;
+  gs_grpc_call_fail(call->gc, status, msg);
 }
 
-/* The data provider of both sides: on a worker's session it sends the
- * request, on a client's the response, then the worker's trailers. */
+/* The data provider of a worker's stream: the request, as it comes for a
+ * stream (ModelStreamInfer). */
 ssize_t gs__gp_read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
                          size_t length, uint32_t *flags,
                          nghttp2_data_source *source, void *user) {
@@ -172,33 +149,48 @@ ssize_t gs__gp_read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
   (void)user;
   if (!call) /* answered or cancelled meanwhile: reset the stream */
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  bool up = !call->dc || session != call->dc->h2.session;
-  const gs_buf_t *b = up ? &call->body : &call->resp_body;
-  size_t *sent = up ? &call->body_sent : &call->resp_sent;
-  size_t n = b->len - *sent < length ? b->len - *sent : length;
+  gs_buf_t *b = &call->body;
+  size_t n =
+      b->len - call->body_sent < length ? b->len - call->body_sent : length;
   if (n)
-    memcpy(buf, b->data + *sent, n);
-  *sent += n;
-  if (*sent < b->len)
+    memcpy(buf, b->data + call->body_sent, n);
+  call->body_sent += n;
+  if (call->body_sent < b->len)
     return (ssize_t)n;
-  if (call->streaming && !(up ? call->req_done : call->resp_done)) {
+  if (call->streaming && !call->req_done) {
     /* all relayed so far: the buffer starts again, the rest comes later */
     call->f->buffered -= b->len;
-    ((gs_buf_t *)b)->len = 0;
-    *sent = 0;
+    b->len = 0;
+    call->body_sent = 0;
     return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
   }
   *flags |= NGHTTP2_DATA_FLAG_EOF;
-  if (!up && call->trailers.n) {
-    size_t nt;
-    nghttp2_nv *nv = gs__gp_hdrs_nv(&call->trailers, 0, &nt);
-    int rc = nv ? nghttp2_submit_trailer(session, id, nv, nt) : -1;
-    free(nv);
-    if (rc != 0)
-      return NGHTTP2_ERR_CALLBACK_FAILURE;
-    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-  }
   return (ssize_t)n;
+}
+
+/* The worker's answer so far goes to the client's queue; once the worker
+ * is done, its trailers end the relay. */
+static void call_relay_body(call_t *call) {
+  front_t *f = call->f;
+  gs_buf_t *out = gs_grpc_call_out(call->gc);
+  f->buffered -= call->resp_body.len;
+  if (out->len == 0) { /* moved, not copied */
+    gs_buf_t t = *out;
+    *out = call->resp_body;
+    call->resp_body = t;
+    gs_buf_reset(&call->resp_body);
+  } else if (call->resp_body.len) {
+    int rc = gs_buf_add(out, call->resp_body.data, call->resp_body.len);
+    gs_buf_reset(&call->resp_body);
+    if (rc != GS_OK) {
+      gs_grpc_call_reset(call->gc, NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+  }
+  if (call->resp_done)
+    gs_grpc_call_relay_end(call->gc, &call->trailers);
+  else
+    gs_grpc_call_kick(call->gc);
 }
 
 /* A stream has more to send on the worker's side (up) or the client's. */
@@ -206,18 +198,23 @@ void gs__gp_call_resume(call_t *call, bool up) {
   if (up && call->up && !call->up->closing) {
     nghttp2_session_resume_data(call->up->h2.session, call->up_id);
     call->up->dirty = true;
-  } else if (!up && !call->dc->closing) {
-    nghttp2_session_resume_data(call->dc->h2.session, call->down_id);
-    call->dc->dirty = true;
+  } else if (!up && call->gc) {
+    call_relay_body(call);
   }
+}
+
+/* The worker's response headers go to the client as they are. */
+void gs__gp_call_relay_head(call_t *call) {
+  bool only = call->resp_body.len == 0 && call->trailers.n == 0 &&
+              (call->resp_done || !call->streaming);
+  call->answered = true;
+  gs_grpc_call_relay_head(call->gc, &call->resp, only);
 }
 
 /* Relays the worker's whole answer. A unary answer is small and written at
  * once by the worker, so it is gathered first: then every failure before
  * this point can still be answered as a plain error. */
-
 void gs__gp_call_answer_relay(call_t *call) {
-  size_t n;
   if (call->undo) {
     gs__gp_call_free(call);
     return;
@@ -230,15 +227,10 @@ void gs__gp_call_answer_relay(call_t *call) {
     gs__gp_kid_done(call, st < 0 ? GS__GRPC_INTERNAL : st, msg);
     return;
   }
-  nghttp2_nv *nv = gs__gp_hdrs_nv(&call->resp, 0, &n);
-  if (!nv) {
-    gs__gp_call_answer_error(call, GS__GRPC_INTERNAL, "out of memory");
-    return;
-  }
-  nghttp2_data_provider data = {.read_callback = gs__gp_read_body};
-  bool trailers_only = call->resp_body.len == 0 && call->trailers.n == 0;
-  gs__gp_call_submit(call, nv, n, trailers_only ? NULL : &data);
-  free(nv);
+  call->resp_done = true;
+  gs__gp_call_relay_head(call);
+  if (call->resp_body.len || call->trailers.n)
+    call_relay_body(call);
 }
 
 /* The attempt failed at connection level: retry once, else UNAVAILABLE. */
@@ -254,9 +246,7 @@ void gs__gp_call_attempt_failed(call_t *call, bool passive) {
   }
   if (call->answered && !call->parent) { /* a stream, part relayed */
     s->failures++;
-    nghttp2_submit_rst_stream(call->dc->h2.session, NGHTTP2_FLAG_NONE,
-                              call->down_id, NGHTTP2_INTERNAL_ERROR);
-    call->dc->dirty = true;
+    gs_grpc_call_reset(call->gc, NGHTTP2_INTERNAL_ERROR);
     return;
   }
   if (call->got_headers || call->attempts >= 2 || call->f->closing ||
@@ -361,6 +351,94 @@ void gs__gp_call_dispatch(call_t *call) {
   gs__gp_call_send(call, wk);
 }
 
+/* ---- the clients' calls (net/grpc_server's callbacks) ------------------- */
+
+/* The call_t a client's call holds, set up on first use. */
+static call_t *front_call(gs_grpc_call_t *gc) {
+  call_t *call = gs_grpc_call_state(gc);
+  if (!call->f) {
+    call->gc = gc;
+    gs__gp_call_init(call, gs_grpc_call_owner(gc));
+  }
+  return call;
+}
+
+/* Keeps :path, :authority and the headers to forward (:method and :scheme
+ * are the router's to set). */
+static void on_header(gs_grpc_call_t *gc, const uint8_t *name, size_t nlen,
+                      const uint8_t *value, size_t vlen) {
+  call_t *call = front_call(gc);
+  if (call->error ||
+      (name[0] == ':' && !(nlen == 5 && memcmp(name, ":path", 5) == 0) &&
+       !(nlen == 10 && memcmp(name, ":authority", 10) == 0)))
+    return;
+  if (gs__gp_hdrs_add(&call->req, name, nlen, value, vlen) != 0)
+    gs__gp_call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
+                          "the request's headers are larger than %u bytes",
+                          MAX_HEADER_BYTES);
+}
+
+/* A unary call's request is whole: its bytes are kept (for a retry) and it
+ * goes to a worker. */
+static void on_unary(gs_grpc_call_t *gc, const uint8_t *msg, size_t len) {
+  call_t *call = front_call(gc);
+  front_t *f = call->f;
+  (void)msg;
+  if (!call->error && len > MAX_BUFFERED - f->buffered)
+    gs__gp_call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED, "%s",
+                          f->too_large);
+  if (!call->error) {
+    gs_grpc_call_take_request(gc, &call->body);
+    f->buffered += call->body.len;
+  }
+  gs__gp_call_dispatch(call);
+}
+
+/* A stream (ModelStreamInfer) goes to its worker at once, without a
+ * deadline; its request bytes are relayed as they come. */
+static void on_stream(gs_grpc_call_t *gc, const uint8_t *data, size_t len) {
+  call_t *call = front_call(gc);
+  if (!data) {
+    call->streaming = call->pinned = true;
+    call->deadline_ns = UINT64_MAX;
+    gs__gp_call_dispatch(call);
+    return;
+  }
+  if (call->error || (call->answered && !call->wk))
+    return;
+  if (gs__gp_bytes_add(call->f, &call->body, data, len) != 0) {
+    if (call->wk) { /* a stream past the limit: ends */
+      gs_grpc_call_reset(gc, NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
+    gs__gp_call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED, "%s",
+                          call->f->too_large);
+  }
+  gs__gp_call_resume(call, true);
+}
+
+/* The client half-closed a stream: the worker's request ends too. */
+static void on_stream_end(gs_grpc_call_t *gc) {
+  call_t *call = front_call(gc);
+  call->req_done = true;
+  gs__gp_call_resume(call, true);
+}
+
+/* The client's stream is done (answered and sent, reset by the client, or
+ * its connection gone): an attempt still on a worker is cancelled. */
+static void on_call_free(gs_grpc_call_t *gc) {
+  call_t *call = gs_grpc_call_state(gc);
+  if (!call->f)
+    return;
+  gs__gp_call_detach(call, true);
+  gs__gp_call_free(call);
+}
+
+static const gs_grpc_route_t routes[] = {
+    {"/inference.GRPCInferenceService/ModelStreamInfer", GS_GRPC_RAW_STREAM,
+     on_stream},
+    {NULL, GS_GRPC_RAW, on_unary}};
+
 /* ---- deadlines and the front's life -------------------------------------- */
 
 static void on_sweep(uv_timer_t *t) {
@@ -396,18 +474,34 @@ int gs__grpc_proxy_listen(gs__serve_t *s, const char *host, unsigned port,
   f->max_body =
       s->opt.max_body_bytes ? s->opt.max_body_bytes : DEFAULT_MAX_BODY;
   f->timeout_ms = s->opt.request_timeout_ms ? s->opt.request_timeout_ms : 30000;
+  snprintf(f->too_large, sizeof f->too_large,
+           "the request is larger than %zu bytes", f->max_body);
   uv_prepare_init(&s->loop, &f->flusher);
   uv_timer_init(&s->loop, &f->sweeper);
   f->flusher.data = f->sweeper.data = f;
-  f->open_handles = 3;
+  f->open_handles = 2;
   /* Neither keeps the loop alive: connections and calls do. */
   uv_prepare_start(&f->flusher, gs__gp_on_flush);
   uv_unref((uv_handle_t *)&f->flusher);
   uv_timer_start(&f->sweeper, on_sweep, SWEEP_MS, SWEEP_MS);
   uv_unref((uv_handle_t *)&f->sweeper);
-  int rc = gs__tcp_listen(&s->loop, &f->listener, host ? host : "127.0.0.1",
-                          port, false, gs__gp_on_connection, &f->port, err);
-  f->listener.data = f;
+  const gs_grpc_srv_config_t cfg = {.routes = routes,
+                                    .n_routes = sizeof routes / sizeof *routes,
+                                    .owner = f,
+                                    .max_message = f->max_body,
+                                    .too_large = f->too_large,
+                                    .conn_buffered = MAX_BUFFERED,
+                                    .conn_full = f->too_large,
+                                    .out_limit = GS_LIMIT_GRPC_MESSAGE,
+                                    .window = WINDOW_BYTES,
+                                    .conn_window = 16 * WINDOW_BYTES,
+                                    .max_headers = MAX_HEADER_BYTES,
+                                    .on_header = on_header,
+                                    .on_half_close = on_stream_end,
+                                    .call_state = sizeof(call_t),
+                                    .on_call_free = on_call_free};
+  int rc = gs_grpc_srv_listen_tcp(&f->srv, &s->loop, host ? host : "127.0.0.1",
+                                  port, &cfg, err);
   if (rc != GS_OK)
     return gs_error_prefix(err, "gRPC: ");
   return GS_OK;
@@ -415,7 +509,7 @@ int gs__grpc_proxy_listen(gs__serve_t *s, const char *host, unsigned port,
 
 unsigned gs__grpc_proxy_port(const gs__serve_t *s) {
   const front_t *f = s->grpc;
-  return f ? f->port : 0;
+  return f ? gs_grpc_srv_port(f->srv) : 0;
 }
 
 void gs__grpc_proxy_drain(gs__serve_t *s) {
@@ -423,18 +517,8 @@ void gs__grpc_proxy_drain(gs__serve_t *s) {
   if (!f || f->draining)
     return;
   f->draining = true;
-  if (!uv_is_closing((uv_handle_t *)&f->listener))
-    uv_close((uv_handle_t *)&f->listener, on_front_handle_closed);
-  for (h2_t *c = f->downs; c; c = c->next) {
-    if (c->closing)
-      continue;
-    /* Calls already begun finish; the connection closes once they have. */
-    nghttp2_submit_goaway(
-        c->h2.session, NGHTTP2_FLAG_NONE,
-        nghttp2_session_get_last_proc_stream_id(c->h2.session),
-        NGHTTP2_NO_ERROR, NULL, 0);
-    c->dirty = true;
-  }
+  /* Calls already begun finish; a connection closes once they have. */
+  gs_grpc_srv_drain(f->srv);
 }
 
 unsigned gs__grpc_proxy_inflight(const gs__serve_t *s) {
@@ -460,16 +544,19 @@ void gs__grpc_proxy_close(gs__serve_t *s) {
     return;
   s->grpc = NULL;
   f->draining = f->closing = true;
-  uv_handle_t *handles[] = {(uv_handle_t *)&f->listener,
-                            (uv_handle_t *)&f->flusher,
-                            (uv_handle_t *)&f->sweeper};
-  for (size_t i = 0; i < 3; i++)
-    if (!uv_is_closing(handles[i]))
-      uv_close(handles[i], on_front_handle_closed);
-  /* Clients first: that ends every call, so the workers' connections
-   * close with nothing left to retry. */
-  for (h2_t *c = f->downs; c; c = c->next)
-    gs__gp_h2_close(c);
+  uv_close((uv_handle_t *)&f->flusher, on_front_handle_closed);
+  uv_close((uv_handle_t *)&f->sweeper, on_front_handle_closed);
+  /* Every attempt ends first, so the workers' connections close with
+   * nothing left to retry; the clients' calls end as their connections
+   * close (on_call_free), an undo now. */
+  for (call_t *call = f->calls, *next; call; call = next) {
+    next = call->next;
+    gs__gp_call_detach(call, false);
+    if (call->undo)
+      gs__gp_call_free(call);
+  }
+  gs_grpc_srv_close(f->srv);
+  f->srv = NULL;
   for (h2_t *u = f->ups; u; u = u->next)
     gs__gp_h2_close(u);
   gs__gp_front_maybe_free(f);

@@ -1,8 +1,7 @@
-/* The router's gRPC front, its HTTP/2 connections on net/h2's pump: the
- * clients' (server side: a call's headers and request gathered, a stream
- * relayed as it comes) and ours to each worker (client side: the answer
- * gathered, or relayed as it comes for a stream); writing and closing both,
- * flushed once per loop turn. */
+/* The router's gRPC front, its HTTP/2 client connections to the workers on
+ * net/h2's pump (one per worker, multiplexed): a call's answer gathered, or
+ * relayed as it comes for a stream; these and the clients' connections
+ * (net/grpc_server's) are flushed once per loop turn. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +11,7 @@
 /* ---- connections: writing and closing ----------------------------------- */
 
 void gs__gp_front_maybe_free(front_t *f) {
-  if (f->closing && f->open_handles == 0 && !f->downs && !f->ups)
+  if (f->closing && f->open_handles == 0 && !f->ups && f->n_calls == 0)
     free(f);
 }
 
@@ -22,14 +21,11 @@ static void on_h2_closed(uv_handle_t *h) {
   gs_h2_release(&c->h2);
   if (c->prev)
     c->prev->next = c->next;
-  else if (c->is_up)
-    f->ups = c->next;
   else
-    f->downs = c->next;
+    f->ups = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  if (c->wk)
-    gs__wk_unref(c->wk);
+  gs__wk_unref(c->wk);
   free(c);
   gs__gp_front_maybe_free(f);
 }
@@ -55,31 +51,13 @@ static void up_fail_calls(h2_t *u) {
   }
 }
 
-/* A client's connection is gone: its calls end, their attempts cancelled. */
-static void down_drop_calls(h2_t *c) {
-  call_t *call = c->f->calls;
-  while (call) {
-    if (call->dc == c && !call->parent) {
-      gs__gp_call_detach(call, true);
-      gs__gp_call_free(call); /* its kids too: start over */
-      call = c->f->calls;
-    } else {
-      call = call->next;
-    }
-  }
-}
-
 void gs__gp_h2_close(h2_t *c) {
   if (c->closing)
     return;
   c->closing = true;
-  if (c->is_up) {
-    if (c->wk->grpc == c)
-      c->wk->grpc = NULL; /* the next call opens a new one */
-    up_fail_calls(c);
-  } else {
-    down_drop_calls(c);
-  }
+  if (c->wk->grpc == c)
+    c->wk->grpc = NULL; /* the next call opens a new one */
+  up_fail_calls(c);
   uv_close((uv_handle_t *)&c->tcp, on_h2_closed);
 }
 
@@ -91,15 +69,6 @@ static void on_written(gs_h2_t *h, int status) {
     c->dirty = true; /* the flusher sends what is still queued */
 }
 
-/* Whether c has nothing more to do: closed once its writes are done. */
-static bool h2_idle(h2_t *c) {
-  if (c->h2.writes || nghttp2_session_want_write(c->h2.session))
-    return false;
-  if (!nghttp2_session_want_read(c->h2.session))
-    return true;
-  return !c->is_up && c->f->draining && c->calls == 0;
-}
-
 /* Sends what nghttp2 has queued (up to the pump's high water mark, then
  * again after a write completes). */
 static void h2_flush(h2_t *c) {
@@ -107,26 +76,26 @@ static void h2_flush(h2_t *c) {
   c->dirty = false;
   if (c->closing || !c->connected)
     return;
-  if (gs_h2_flush(&c->h2, &err) != GS_OK || h2_idle(c))
+  if (gs_h2_flush(&c->h2, &err) != GS_OK || gs_h2_finished(&c->h2))
     gs__gp_h2_close(c);
 }
 
 /* nghttp2 callbacks only queue frames and mark their connection dirty;
- * this runs before the loop waits again and sends for every dirty one.
- * One place for sending keeps one session's callbacks from running inside
- * another's (a failed worker's calls are answered on clients' sessions and
- * retried on other workers' sessions). */
+ * this runs before the loop waits again and sends for every dirty one, the
+ * clients' (gs_grpc_srv_flush) and the workers'. One place for sending
+ * keeps one session's callbacks from running inside another's (a failed
+ * worker's calls are answered on clients' sessions and retried on other
+ * workers' sessions). */
 void gs__gp_on_flush(uv_prepare_t *p) {
   front_t *f = p->data;
   bool again = true;
   while (again) {
-    again = false;
-    for (int side = 0; side < 2; side++)
-      for (h2_t *c = side ? f->ups : f->downs; c; c = c->next)
-        if (c->dirty) {
-          h2_flush(c);
-          again = true;
-        }
+    again = f->srv && gs_grpc_srv_flush(f->srv);
+    for (h2_t *c = f->ups; c; c = c->next)
+      if (c->dirty) {
+        h2_flush(c);
+        again = true;
+      }
   }
 }
 
@@ -199,15 +168,7 @@ static int up_on_frame_recv(nghttp2_session *session,
   bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
   if (call->streaming && !end && !call->answered && !call->error &&
       frame->hd.type == NGHTTP2_HEADERS) {
-    /* the stream's response begins: relayed as it comes */
-    size_t n;
-    nghttp2_nv *nv = gs__gp_hdrs_nv(&call->resp, 0, &n);
-    nghttp2_data_provider data = {.read_callback = gs__gp_read_body};
-    if (nv)
-      gs__gp_call_submit(call, nv, n, &data);
-    else
-      gs__gp_call_attempt_failed(call, false);
-    free(nv);
+    gs__gp_call_relay_head(call); /* relayed as it comes from now on */
     return 0;
   }
   if (call->streaming && call->answered && !end) {
@@ -254,131 +215,11 @@ static int up_on_stream_close(nghttp2_session *session, int32_t id,
   return 0;
 }
 
-/* ---- the server side: calls from clients --------------------------------- */
-
-static int down_on_begin_headers(nghttp2_session *session,
-                                 const nghttp2_frame *frame, void *user) {
-  h2_t *c = user;
-  front_t *f = c->f;
-  if (frame->hd.type != NGHTTP2_HEADERS ||
-      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-    return 0;
-  call_t *call = calloc(1, sizeof *call);
-  if (!call)
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  call->f = f;
-  call->dc = c;
-  gs_buf_init_max(&call->body, GS_LIMIT_GRPC_MESSAGE, f->max_body);
-  gs_buf_init(&call->resp_body, GS_LIMIT_GRPC_MESSAGE);
-  gs_buf_init(&call->req.b, GS_LIMIT_GRPC_HEADERS);
-  gs_buf_init(&call->resp.b, GS_LIMIT_GRPC_HEADERS);
-  gs_buf_init(&call->trailers.b, GS_LIMIT_GRPC_HEADERS);
-  call->down_id = frame->hd.stream_id;
-  call->deadline_ns = gs__serve_now_ns() + (uint64_t)f->timeout_ms * 1000000u;
-  call->next = f->calls;
-  if (f->calls)
-    f->calls->prev = call;
-  f->calls = call;
-  f->n_calls++;
-  c->calls++;
-  nghttp2_session_set_stream_user_data(session, call->down_id, call);
-  return 0;
-}
-
-static int down_on_header(nghttp2_session *session, const nghttp2_frame *frame,
-                          const uint8_t *name, size_t namelen,
-                          const uint8_t *value, size_t valuelen, uint8_t flags,
-                          void *user) {
-  call_t *call =
-      nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  (void)flags;
-  (void)user;
-  if (!call || call->error || frame->hd.type != NGHTTP2_HEADERS ||
-      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-    return 0; /* request trailers: gRPC sends none, and none are kept */
-  if (name[0] == ':' && !(namelen == 5 && memcmp(name, ":path", 5) == 0) &&
-      !(namelen == 10 && memcmp(name, ":authority", 10) == 0))
-    return 0; /* :method and :scheme are the router's to set */
-  if (gs__gp_hdrs_add(&call->req, name, namelen, value, valuelen) != 0)
-    gs__gp_call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
-                          "the request's headers are larger than %u bytes",
-                          MAX_HEADER_BYTES);
-  return 0;
-}
-
-static int down_on_data(nghttp2_session *session, uint8_t flags, int32_t id,
-                        const uint8_t *data, size_t len, void *user) {
-  call_t *call = nghttp2_session_get_stream_user_data(session, id);
-  (void)flags;
-  (void)user;
-  if (!call || call->error ||
-      (call->answered && !(call->streaming && call->wk)))
-    return 0;
-  if (gs__gp_bytes_add(call->f, &call->body, data, len) != 0) {
-    if (call->streaming && call->wk) { /* a stream past the limit: ends */
-      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id,
-                                NGHTTP2_ENHANCE_YOUR_CALM);
-      ((h2_t *)user)->dirty = true;
-      return 0;
-    }
-    gs__gp_call_set_error(call, GS__GRPC_RESOURCE_EXHAUSTED,
-                          "the request is larger than %zu bytes",
-                          call->f->max_body);
-  }
-  if (call->streaming)
-    gs__gp_call_resume(call, true);
-  return 0;
-}
-
-static int down_on_frame_recv(nghttp2_session *session,
-                              const nghttp2_frame *frame, void *user) {
-  (void)user;
-  if (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS)
-    return 0;
-  call_t *call =
-      nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
-  if (!call)
-    return 0;
-  if (frame->hd.type == NGHTTP2_HEADERS && !call->streaming &&
-      gs__gp_call_is(call, "ModelStreamInfer")) {
-    /* a stream goes to its worker at once, without a deadline */
-    call->streaming = call->pinned = true;
-    call->deadline_ns = UINT64_MAX;
-    call->req_done = end;
-    gs__gp_call_dispatch(call);
-    return 0;
-  }
-  if (call->streaming && end) {
-    call->req_done = true; /* the client half-closed */
-    gs__gp_call_resume(call, true);
-    return 0;
-  }
-  if (end && !call->answered && !call->wk)
-    gs__gp_call_dispatch(call);
-  return 0;
-}
-
-/* The stream is done: answered and sent, or reset by the client (then its
- * attempt is cancelled on the worker too). */
-static int down_on_stream_close(nghttp2_session *session, int32_t id,
-                                uint32_t error_code, void *user) {
-  call_t *call = nghttp2_session_get_stream_user_data(session, id);
-  (void)error_code;
-  (void)user;
-  if (!call)
-    return 0;
-  gs__gp_call_detach(call, true);
-  gs__gp_call_free(call);
-  return 0;
-}
-
 /* ---- sessions ----------------------------------------------------------- */
 
-/* c's session: server for a client, client to a worker, with header lists
- * limited both ways. */
+/* c's session: a client to a worker, with header lists limited both ways. */
 static int h2_session(h2_t *c) {
-  const gs_h2_config_t cfg = {.server = !c->is_up,
+  const gs_h2_config_t cfg = {.server = false,
                               .max_streams = GS__GRPC_MAX_STREAMS,
                               .window = WINDOW_BYTES,
                               .conn_window = 16 * WINDOW_BYTES,
@@ -387,17 +228,11 @@ static int h2_session(h2_t *c) {
   gs_error_t err;
   if (nghttp2_session_callbacks_new(&cb) != 0)
     return -1;
-  nghttp2_session_callbacks_set_on_header_callback(
-      cb, c->is_up ? up_on_header : down_on_header);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
-      cb, c->is_up ? up_on_data : down_on_data);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(
-      cb, c->is_up ? up_on_frame_recv : down_on_frame_recv);
-  nghttp2_session_callbacks_set_on_stream_close_callback(
-      cb, c->is_up ? up_on_stream_close : down_on_stream_close);
-  if (!c->is_up)
-    nghttp2_session_callbacks_set_on_begin_headers_callback(
-        cb, down_on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, up_on_header);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, up_on_data);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, up_on_frame_recv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb,
+                                                         up_on_stream_close);
   int rc =
       gs_h2_init(&c->h2, (uv_stream_t *)&c->tcp, &cfg, cb, c, on_written, &err);
   nghttp2_session_callbacks_del(cb);
@@ -405,19 +240,17 @@ static int h2_session(h2_t *c) {
   return rc == GS_OK ? 0 : -1;
 }
 
-static h2_t *h2_new(front_t *f, bool is_up) {
+static h2_t *h2_new(front_t *f) {
   h2_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
   c->f = f;
-  c->is_up = is_up;
   uv_tcp_init(&f->s->loop, &c->tcp);
   c->tcp.data = c;
-  h2_t **list = is_up ? &f->ups : &f->downs;
-  c->next = *list;
-  if (*list)
-    (*list)->prev = c;
-  *list = c;
+  c->next = f->ups;
+  if (f->ups)
+    f->ups->prev = c;
+  f->ups = c;
   return c;
 }
 
@@ -444,7 +277,7 @@ static h2_t *up_get(front_t *f, gs__wk_t *wk) {
     return wk->grpc;
   if (!wk->grpc_port)
     return NULL;
-  h2_t *u = h2_new(f, true);
+  h2_t *u = h2_new(f);
   if (!u)
     return NULL;
   wk->refs++; /* held until on_h2_closed */
@@ -472,7 +305,7 @@ void gs__gp_call_send(call_t *call, gs__wk_t *wk) {
   call->t_attempt = gs__serve_now_ns();
   call->body_sent = 0;
   size_t n = 0;
-  nghttp2_nv *nv = u ? gs__gp_hdrs_nv(&call->req, 2, &n) : NULL;
+  nghttp2_nv *nv = u ? gs_h2_hdrs_nv(&call->req, 2, &n) : NULL;
   int32_t id = -1;
   if (nv) {
     /* gRPC calls are POSTs over cleartext here; :path and :authority come
@@ -490,21 +323,4 @@ void gs__gp_call_send(call_t *call, gs__wk_t *wk) {
   call->up = u;
   call->up_id = id;
   u->dirty = true;
-}
-
-void gs__gp_on_connection(uv_stream_t *listener, int status) {
-  front_t *f = listener->data;
-  if (status < 0 || f->draining)
-    return;
-  h2_t *c = h2_new(f, false);
-  if (!c)
-    return;
-  c->connected = true;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || h2_session(c) != 0 ||
-      uv_read_start((uv_stream_t *)&c->tcp, gs_h2_alloc, on_read) != 0) {
-    gs__gp_h2_close(c);
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp, 1);
-  c->dirty = true; /* our SETTINGS */
 }

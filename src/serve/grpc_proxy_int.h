@@ -1,13 +1,14 @@
-/* The router's gRPC front, shared between its files: grpc_proxy.c (calls:
- * answers, retries, dispatch; the front's life), grpc_proxy_conn.c (the
- * HTTP/2 connections both ways: clients' calls in, workers' answers back)
- * and grpc_fanout.c (calls sent to every worker). */
+/* The router's gRPC front, shared between its files: grpc_proxy.c (calls
+ * from clients, served by net/grpc_server: answers, retries, dispatch; the
+ * front's life), grpc_proxy_conn.c (the HTTP/2 client connections to the
+ * workers) and grpc_fanout.c (calls sent to every worker). */
 #ifndef GS_SERVE_GRPC_PROXY_INT_H
 #define GS_SERVE_GRPC_PROXY_INT_H
 
 #include <stdarg.h>
 
 #include "net/grpc.h"
+#include "net/grpc_server.h"
 #include "net/h2.h"
 #include "serve/serve_int.h"
 
@@ -20,34 +21,26 @@
 typedef struct front_s front_t;
 typedef struct h2_s h2_t;
 typedef struct call_s call_t;
+typedef gs_h2_hdrs_t hdrs_t;
 
-/* A header list as name\0value\0 pairs (nghttp2 rejects NULs in both). */
-typedef struct hdrs_s {
-  gs_buf_t b;
-  size_t list_bytes; /* RFC 9113's size: name + value + 32 each */
-  unsigned n;
-} hdrs_t;
-
-/* One HTTP/2 connection: a client's to us (down) or ours to a worker (up).
- * Both sides share writing and closing; only their callbacks differ. */
+/* Our HTTP/2 client connection to one worker. */
 struct h2_s {
   uv_tcp_t tcp;
   uv_connect_t connect;
   gs_h2_t h2; /* h2.session is NULL until h2_session */
   front_t *f;
-  h2_t *next, *prev; /* in f->downs or f->ups */
-  bool is_up;
-  gs__wk_t *wk;   /* up: the worker, a ref of its own */
-  unsigned calls; /* down: calls on it */
+  h2_t *next, *prev; /* in f->ups */
+  gs__wk_t *wk;      /* the worker, a ref of its own */
   bool connected, closing, dirty;
-  bool gone; /* up: its worker died: not a passive failure */
+  bool gone; /* its worker died: not a passive failure */
 };
 
 struct call_s {
   call_t *next, *prev; /* in f->calls */
   front_t *f;
-  h2_t *dc; /* the client's connection: the call lives as its stream */
-  int32_t down_id;
+  /* the client's call (the server's state holds this call_t); NULL for a
+   * fan-out's kid and an undo, which the front allocates */
+  gs_grpc_call_t *gc;
   hdrs_t req; /* :path, :authority and the headers to forward */
   gs_buf_t body;
   int error; /* a gRPC status found while reading, answered at its end */
@@ -65,7 +58,6 @@ struct call_s {
   bool streaming, req_done, resp_done;
   hdrs_t resp, trailers;
   gs_buf_t resp_body;
-  size_t resp_sent;
   uint64_t t_attempt, deadline_ns;
   call_t *fail_next; /* in h2_close's list of calls to fail */
   /* fan-outs (repository and shared-memory changes): the client's call has
@@ -81,17 +73,17 @@ struct call_s {
 
 struct front_s {
   gs__serve_t *s;
-  uv_tcp_t listener;
+  gs_grpc_srv_t *srv; /* the clients' side */
   uv_prepare_t flusher;
   uv_timer_t sweeper;
-  unsigned port;
-  unsigned open_handles; /* of the three above, not yet closed */
-  h2_t *downs, *ups;
+  unsigned open_handles; /* of the two above, not yet closed */
+  h2_t *ups;
   call_t *calls;
   unsigned n_calls;
   size_t buffered, max_body;
   unsigned timeout_ms;
   bool draining, closing;
+  char too_large[64]; /* "the request is larger than N bytes" */
 };
 
 /* ---- calls (grpc_proxy.c) */
@@ -104,15 +96,14 @@ void gs__gp_call_detach(call_t *call, bool reset);
 void gs__gp_call_dispatch(call_t *call);
 void gs__gp_call_end_attempt(call_t *call, bool ok, bool reset);
 void gs__gp_call_free(call_t *call);
+void gs__gp_call_init(call_t *call, front_t *f);
 bool gs__gp_call_is(const call_t *call, const char *method);
 void gs__gp_call_resume(call_t *call, bool up);
+void gs__gp_call_relay_head(call_t *call);
 void gs__gp_call_set_error(call_t *call, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void gs__gp_call_submit(call_t *call, const nghttp2_nv *nv, size_t n,
-                        const nghttp2_data_provider *data);
 int gs__gp_hdrs_add(hdrs_t *h, const uint8_t *name, size_t nlen,
                     const uint8_t *value, size_t vlen);
-nghttp2_nv *gs__gp_hdrs_nv(const hdrs_t *h, size_t first, size_t *n);
 ssize_t gs__gp_read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
                          size_t length, uint32_t *flags,
                          nghttp2_data_source *source, void *user);
@@ -122,7 +113,6 @@ ssize_t gs__gp_read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
 void gs__gp_call_send(call_t *call, gs__wk_t *wk);
 void gs__gp_front_maybe_free(front_t *f);
 void gs__gp_h2_close(h2_t *c);
-void gs__gp_on_connection(uv_stream_t *listener, int status);
 void gs__gp_on_flush(uv_prepare_t *p);
 
 /* ---- fan-outs (grpc_fanout.c) */

@@ -4,7 +4,9 @@
  * a malformed frame (INVALID_ARGUMENT), a message over the limit
  * (RESOURCE_EXHAUSTED, unary and bidi), an unknown path (UNIMPLEMENTED), a
  * request that is not gRPC, and a client that goes while its call is held
- * (freed with the last hold: ASan's leak check runs this test). */
+ * (freed with the last hold: ASan's leak check runs this test). The relay
+ * routes (the router's): a request's bytes as sent, answered with headers
+ * and trailers as given, a relayed stream chunk by chunk, and a drain. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -111,12 +113,78 @@ static void bidi_echo(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
   assert_int_equal(gs_grpc_call_send(call, msg, len), GS_OK);
 }
 
+/* ---- the relay routes (the router's) ------------------------------------- */
+
+static gs_buf_t raw_seen; /* the request bytes a raw route was given */
+static unsigned headers_seen, stream_starts, half_closes;
+
+static void on_header(gs_grpc_call_t *call, const uint8_t *name, size_t nlen,
+                      const uint8_t *value, size_t vlen) {
+  (void)call;
+  (void)value;
+  (void)vlen;
+  headers_seen++;
+  assert_true(nlen > 0 && name[0]);
+}
+
+static void hdrs_put(gs_h2_hdrs_t *h, const char *name, const char *value) {
+  if (h->n == 0)
+    gs_buf_init(&h->b, GS_LIMIT_GRPC_HEADERS);
+  assert_int_equal(gs_h2_hdrs_add(h, 1024, (const uint8_t *)name, strlen(name),
+                                  (const uint8_t *)value, strlen(value)),
+                   0);
+}
+
+/* Keeps the bytes as sent; answers a message and status 7 as a relay
+ * would, its grpc-message passed on as it is (already percent-encoded). */
+static void raw_relay(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
+  gs_h2_hdrs_t head = {0}, trailers = {0};
+  calls_made++;
+  gs_buf_reset(&raw_seen);
+  gs_buf_add(&raw_seen, msg, len);
+  hdrs_put(&head, ":status", "200");
+  hdrs_put(&head, "content-type", "application/grpc");
+  hdrs_put(&trailers, "grpc-status", "7");
+  hdrs_put(&trailers, "grpc-message", "relayed%20as%20is");
+  gs_grpc_call_relay_head(call, &head, false);
+  assert_int_equal(gs_buf_add(gs_grpc_call_out(call), "\0\0\0\0\2hi", 7),
+                   GS_OK);
+  gs_grpc_call_relay_end(call, &trailers);
+  gs_buf_free(&head.b);
+  gs_buf_free(&trailers.b);
+}
+
+/* Relays the request's chunks back as they come; the headers first. */
+static void raw_stream(gs_grpc_call_t *call, const uint8_t *data, size_t len) {
+  if (!data) {
+    gs_h2_hdrs_t head = {0};
+    stream_starts++;
+    hdrs_put(&head, ":status", "200");
+    gs_grpc_call_relay_head(call, &head, false);
+    gs_buf_free(&head.b);
+    return;
+  }
+  calls_made++;
+  assert_int_equal(gs_buf_add(gs_grpc_call_out(call), data, len), GS_OK);
+  gs_grpc_call_kick(call);
+}
+
+static void raw_half_close(gs_grpc_call_t *call) {
+  gs_h2_hdrs_t trailers = {0};
+  half_closes++;
+  hdrs_put(&trailers, "grpc-status", "0");
+  gs_grpc_call_relay_end(call, &trailers);
+  gs_buf_free(&trailers.b);
+}
+
 static const gs_grpc_route_t routes[] = {
     {"/t.T/Echo", GS_GRPC_UNARY, echo},
     {"/t.T/Later", GS_GRPC_UNARY, later},
     {"/t.T/Slow", GS_GRPC_UNARY, slow},
     {"/t.T/Count", GS_GRPC_SERVER_STREAM, count},
     {"/t.T/Bidi", GS_GRPC_BIDI_STREAM, bidi_echo},
+    {"/t.T/Raw", GS_GRPC_RAW, raw_relay},
+    {"/t.T/RawStream", GS_GRPC_RAW_STREAM, raw_stream},
 };
 
 static const gs_grpc_srv_config_t config = {.routes = routes,
@@ -127,6 +195,8 @@ static const gs_grpc_srv_config_t config = {.routes = routes,
                                             .out_limit = GS_LIMIT_GRPC_MESSAGE,
                                             .window = 1 << 20,
                                             .conn_window = 4 << 20,
+                                            .on_header = on_header,
+                                            .on_half_close = raw_half_close,
                                             .call_state = 16,
                                             .on_call_free = on_call_free};
 
@@ -140,6 +210,8 @@ static int start_tcp(void **state) {
   gs_error_t err;
   (void)state;
   calls_made = calls_freed = held_released = 0;
+  headers_seen = stream_starts = half_closes = 0;
+  gs_buf_init(&raw_seen, GS_LIMIT_GRPC_MESSAGE);
   assert_int_equal(gs_grpc_srv_listen_tcp(&srv, uv_default_loop(), "127.0.0.1",
                                           0, &config, &err),
                    GS_OK);
@@ -153,6 +225,7 @@ static int stop(void **state) {
   gs_grpc_srv_close(srv);
   while (uv_loop_alive(uv_default_loop()))
     uv_run(uv_default_loop(), UV_RUN_ONCE);
+  gs_buf_free(&raw_seen);
   return 0;
 }
 
@@ -364,6 +437,53 @@ static void test_unix_socket_echo(void **state) {
   unlink(sock);
 }
 
+/* A relay route takes the bytes as sent (a compressed flag, a content-type
+ * that is not gRPC's: neither is refused) and answers with the headers and
+ * trailers it was given. */
+static void test_raw_route_relays_as_given(void **state) {
+  static const char body[] = "\1\0\0\0\3abc";
+  client_t c = {.content_type = "text/plain"};
+  (void)state;
+  ask_raw(&c, "/t.T/Raw", body, sizeof body - 1);
+  assert_int_equal(calls_made, 1);
+  assert_int_equal(raw_seen.len, sizeof body - 1);
+  assert_memory_equal(raw_seen.data, body, sizeof body - 1);
+  assert_true(headers_seen >= 6); /* :method ... te */
+  assert_answer(&c, 7, "relayed%20as%20is", "\0\0\0\0\2hi", 7);
+}
+
+/* A relayed stream: the headers go out before any request byte, each chunk
+ * comes back, the half-close ends it with the given trailers. */
+static void test_raw_stream_relays_chunks(void **state) {
+  static const char body[] = "\0\0\0\0\2ab\0\0\0\0\1c";
+  client_t c = {0};
+  (void)state;
+  ask_raw(&c, "/t.T/RawStream", body, sizeof body - 1);
+  assert_int_equal(stream_starts, 1);
+  assert_true(calls_made >= 1);
+  assert_int_equal(half_closes, 1);
+  assert_answer(&c, GS__GRPC_OK, NULL, body, sizeof body - 1);
+}
+
+static void drain_now(uv_timer_t *t) {
+  gs_grpc_srv_drain(t->data);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+/* A drain while a call is held: the call is still answered; closing the
+ * drained server later frees it once (ASan: the listener closed once). */
+static void test_drain_lets_calls_finish(void **state) {
+  uv_timer_t t;
+  client_t c = {0};
+  (void)state;
+  uv_timer_init(uv_default_loop(), &t);
+  t.data = srv;
+  uv_timer_start(&t, drain_now, 50, 0);
+  ask(&c, "/t.T/Slow", "", 0);
+  assert_answer(&c, GS__GRPC_OK, NULL, "\0\0\0\0\5later", 10);
+  assert_int_equal(calls_freed, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_unary_echo, start_tcp, stop),
@@ -386,6 +506,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_server_closed_while_held, start_tcp,
                                       run_to_end),
       cmocka_unit_test_setup_teardown(test_unix_socket_echo, start_tcp, stop),
+      cmocka_unit_test_setup_teardown(test_raw_route_relays_as_given, start_tcp,
+                                      stop),
+      cmocka_unit_test_setup_teardown(test_raw_stream_relays_chunks, start_tcp,
+                                      stop),
+      cmocka_unit_test_setup_teardown(test_drain_lets_calls_finish, start_tcp,
+                                      stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
