@@ -24,14 +24,15 @@ struct gs__pool_s {
   uint64_t busy_ns;
   pthread_t *threads;
   unsigned n_threads;
-  pthread_mutex_t lock; /* guards head, tail, n_spinning, n_sleeping, stop */
+  pthread_mutex_t lock; /* guards the rest but the loop thread's */
   pthread_cond_t cond;
   pool_job_t *head, *tail;
   _Atomic unsigned pending; /* jobs in the queue: what spinners watch */
   unsigned n_spinning, n_sleeping;
+  uint64_t wakeups; /* returns from the condition variable */
   bool stop;
-  pthread_mutex_t done_lock; /* guards done_head, done_tail */
-  pool_job_t *done_head, *done_tail;
+  _Atomic bool stopping; /* stop, for spinners that do not hold the lock */
+  pool_job_t *done_head, *done_tail; /* answers for the loop */
   /* the loop thread's */
   unsigned in_flight;
   uint64_t events;
@@ -56,15 +57,19 @@ static pool_job_t *pop(gs__pool_t *p) {
   return j;
 }
 
+/* Hands j's answer to the loop; this thread counts as spinning from here
+ * on (one lock for both), so that the job the answer brings (c=1) does not
+ * wake a sleeper while this thread is about to spin for it. */
 static void finish(gs__pool_t *p, pool_job_t *j) {
   j->next = NULL;
-  pthread_mutex_lock(&p->done_lock);
+  pthread_mutex_lock(&p->lock);
   if (p->done_tail)
     p->done_tail->next = j;
   else
     p->done_head = j;
   p->done_tail = j;
-  pthread_mutex_unlock(&p->done_lock);
+  p->n_spinning++;
+  pthread_mutex_unlock(&p->lock);
   uv_async_send(&p->async);
 }
 
@@ -74,7 +79,8 @@ static void finish(gs__pool_t *p, pool_job_t *j) {
  * thread that would give it work). */
 static void spin(gs__pool_t *p, uint64_t until) {
   for (unsigned i = 1;; i++) {
-    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 ||
+        atomic_load_explicit(&p->stopping, memory_order_relaxed))
       return;
     if ((i & 15) == 0) {
       if (now_ns() >= until)
@@ -88,42 +94,47 @@ static void spin(gs__pool_t *p, uint64_t until) {
 static void *pool_thread(void *arg) {
   gs__pool_t *p = arg;
   uint64_t spin_until = 0; /* after a job: spin, not sleep, until then */
+  bool counted = false;    /* in n_spinning (from finish on) */
   pthread_mutex_lock(&p->lock);
   for (;;) {
     pool_job_t *j = pop(p);
     if (j) {
+      p->n_spinning -= counted;
       pthread_mutex_unlock(&p->lock);
       j->work(j->w);
       finish(p, j);
+      counted = true;
       spin_until = now_ns() + p->busy_ns;
       pthread_mutex_lock(&p->lock);
       continue;
     }
     if (p->stop)
       break;
-    if (spin_until && now_ns() < spin_until) {
-      p->n_spinning++;
+    if (now_ns() < spin_until) {
       pthread_mutex_unlock(&p->lock);
       spin(p, spin_until);
       pthread_mutex_lock(&p->lock);
-      p->n_spinning--;
       continue; /* a job, or the time is up: look under the lock */
     }
+    p->n_spinning -= counted;
+    counted = false;
     spin_until = 0;
     p->n_sleeping++;
     pthread_cond_wait(&p->cond, &p->lock);
     p->n_sleeping--;
+    p->wakeups++;
   }
+  p->n_spinning -= counted;
   pthread_mutex_unlock(&p->lock);
   return NULL;
 }
 
 static void on_answers(uv_async_t *a) {
   gs__pool_t *p = a->data;
-  pthread_mutex_lock(&p->done_lock);
+  pthread_mutex_lock(&p->lock);
   pool_job_t *j = p->done_head;
   p->done_head = p->done_tail = NULL;
-  pthread_mutex_unlock(&p->done_lock);
+  pthread_mutex_unlock(&p->lock);
   while (j) {
     pool_job_t *next = j->next;
     uv_work_t *w = j->w;
@@ -149,7 +160,6 @@ int gs__pool_create(gs__pool_t **out, uv_loop_t *loop, unsigned threads,
   p->loop = loop;
   p->busy_ns = (uint64_t)busy_poll_us * 1000u;
   pthread_mutex_init(&p->lock, NULL);
-  pthread_mutex_init(&p->done_lock, NULL);
   pthread_cond_init(&p->cond, NULL);
   int rc = uv_async_init(loop, &p->async, on_answers);
   if (rc != 0) {
@@ -182,6 +192,7 @@ void gs__pool_quiesce(gs__pool_t *p) {
 void gs__pool_destroy(gs__pool_t *p) {
   if (!p)
     return;
+  atomic_store(&p->stopping, true);
   pthread_mutex_lock(&p->lock);
   p->stop = true;
   pthread_cond_broadcast(&p->cond);
@@ -196,7 +207,6 @@ void gs__pool_destroy(gs__pool_t *p) {
     p->loop->data = NULL;
   pthread_cond_destroy(&p->cond);
   pthread_mutex_destroy(&p->lock);
-  pthread_mutex_destroy(&p->done_lock);
   free(p->threads);
   free(p);
 }
@@ -207,6 +217,13 @@ unsigned gs__pool_in_flight(const gs__pool_t *p) {
 
 uint64_t gs__pool_events(const gs__pool_t *p) {
   return p->events;
+}
+
+uint64_t gs__pool_wakeups(gs__pool_t *p) {
+  pthread_mutex_lock(&p->lock);
+  uint64_t n = p->wakeups;
+  pthread_mutex_unlock(&p->lock);
+  return n;
 }
 
 unsigned gs__pool_busy_poll_us(const gs__pool_t *p) {
