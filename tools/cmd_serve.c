@@ -153,7 +153,7 @@ static void arg(argv_builder_t *b, const char *fmt, ...) {
   b->used += (size_t)len + 1;
 }
 
-/* serve's model control options, as the worker takes them. */
+/* serve's model control (and busy-poll) options, as the worker takes them. */
 static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
   if (sc->model_control_mode)
     arg(b, "--model-control-mode=%s", sc->model_control_mode);
@@ -163,6 +163,8 @@ static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
     arg(b, "--repository-poll-secs=%u", sc->poll_secs);
   if (sc->server_name)
     arg(b, "--server-name=%s", sc->server_name);
+  if (sc->busy_poll_us)
+    arg(b, "--busy-poll-us=%u", sc->busy_poll_us);
 }
 
 /* self --backend B --state-dir D run -i UUID [--memory M] -- self worker

@@ -258,6 +258,15 @@ static const cli_opt_t options[] = {
      .help = "the server name GET /v2 and ServerMetadata give (default "
              "gpuslice; Triton's health examples want triton)",
      .offset = W(wo.server_name)},
+    {.name = "busy-poll-us",
+     .type = CLI_OPT_UINT,
+     .arg = "US",
+     .max = GS_WORKER_MAX_BUSY_POLL_US,
+     .def = "0",
+     .help = "latency for cores: inference threads spin this long on their "
+             "queue after a job, the loop spins while one runs and this "
+             "long after, CUDA runs are polled; 0: sleep and block",
+     .offset = W(wo.busy_poll_us)},
     {.name = "help",
      .short_name = 'h',
      .type = CLI_OPT_HELP,

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "gpuslice/worker.h"
 #include "serve_cli.h"
 
 #define S(field) offsetof(serve_cli_t, field)
@@ -203,6 +204,14 @@ static const cli_opt_t options[] = {
              "want triton)",
      .key = "server_name",
      .offset = S(server_name)},
+    {.name = "busy-poll-us",
+     .type = CLI_OPT_UINT,
+     .arg = "US",
+     .max = GS_WORKER_MAX_BUSY_POLL_US,
+     .help = "each worker's --busy-poll-us: its threads spin this long for "
+             "the next request instead of sleeping (a core each); 0: off",
+     .key = "busy_poll_us",
+     .offset = S(busy_poll_us)},
     {.name = "router-threads",
      .type = CLI_OPT_UINT,
      .arg = "N",

@@ -63,23 +63,29 @@ echo '{"max_batch_size": 64, "instance_group": [{"kind": "KIND_GPU"}]}' \
 echo '{"max_batch_size": 64, "instance_group": [{"kind": "KIND_GPU"}],
   "input": [{"name": "'"$(python3 -c "import onnx,sys; print(onnx.load(sys.argv[1]).graph.input[0].name)" "$M")"'",
              "data_type": "TYPE_FP16"}]}' >"$work/repo/resnet50_h/config.json"
-"$gs" worker --model-repository "$work/repo" --http-port 18200 \
-  --grpc-port 18201 --metrics-port 0 >"$out/worker.log" 2>&1 &
-wpid=$!
-for _ in $(seq 300); do
-  curl -sf localhost:18200/v2/models/resnet50_h/ready >/dev/null && break
-  sleep 0.1
-done
-curl -s localhost:18200/v2/models/resnet50_h | tee "$out/metadata_h.json" | head -c 400; echo
-for name in resnet50 resnet50_h; do
-  for proto in http grpc; do
-    port=18200; [ $proto = grpc ] && port=18201
-    before=$(curl -s localhost:18200/v2/models/$name/stats)
-    "$gs" perf -m $name -u 127.0.0.1:$port -i $proto -p 1500 -r 8 \
-      -f "$out/perf-$name-$proto.csv" >"$out/perf-$name-$proto.txt" 2>&1 || rc=1
-    after=$(curl -s localhost:18200/v2/models/$name/stats)
-    # The worker's own view of these requests: average per phase, in usec.
-    python3 - "$before" "$after" >"$out/phases-$name-$proto.txt" <<'EOF'
+# One worker per busy-poll setting, back to back: 0 (sleeping threads,
+# blocking CUDA waits), then each of WORKER_BUSY_POLL_US. Files of a
+# setting other than 0 carry "-bpN" in their names.
+measure_worker() { # BUSY_US TAG
+  local bp=() name proto port before after
+  [ "$1" != 0 ] && bp=(--busy-poll-us "$1")
+  "$gs" worker --model-repository "$work/repo" --http-port 18200 \
+    --grpc-port 18201 --metrics-port 0 "${bp[@]}" >"$out/worker$2.log" 2>&1 &
+  wpid=$!
+  for _ in $(seq 300); do
+    curl -sf localhost:18200/v2/models/resnet50_h/ready >/dev/null && break
+    sleep 0.1
+  done
+  curl -s localhost:18200/v2/models/resnet50_h | tee "$out/metadata_h.json" | head -c 400; echo
+  for name in resnet50 resnet50_h; do
+    for proto in http grpc; do
+      port=18200; [ $proto = grpc ] && port=18201
+      before=$(curl -s localhost:18200/v2/models/$name/stats)
+      "$gs" perf -m $name -u 127.0.0.1:$port -i $proto -p 1500 -r 8 \
+        -f "$out/perf$2-$name-$proto.csv" >"$out/perf$2-$name-$proto.txt" 2>&1 || rc=1
+      after=$(curl -s localhost:18200/v2/models/$name/stats)
+      # The worker's own view of these requests: average per phase, in usec.
+      python3 - "$before" "$after" >"$out/phases$2-$name-$proto.txt" <<'EOF2'
 import json, sys
 b, a = (json.loads(x)["model_stats"][0]["inference_stats"] for x in sys.argv[1:3])
 n = a["success"]["count"] - b["success"]["count"]
@@ -88,12 +94,24 @@ ph = {k: (a[k]["ns"] - b[k]["ns"]) / max(n, 1) / 1e3
 print("server avg usec: total %.0f = queue %.0f + input %.0f + infer %.0f + output %.0f (%d requests)"
       % (ph["success"], ph["queue"], ph["compute_input"], ph["compute_infer"],
          ph["compute_output"], n))
-EOF
-    echo "== $name $proto"
-    grep -E "Throughput|Avg latency|p50|p99|unstable" "$out/perf-$name-$proto.txt"
-    cat "$out/phases-$name-$proto.txt"
+EOF2
+      echo "== $name $proto busy_poll_us $1"
+      grep -E "Throughput|Avg latency|p50|p99|unstable" "$out/perf$2-$name-$proto.txt"
+      cat "$out/phases$2-$name-$proto.txt"
+    done
   done
-done | tee "$out/worker_perf.log"
+  kill "$wpid" 2>/dev/null
+  wait "$wpid" 2>/dev/null
+  wpid=
+}
+: >"$out/busy_poll.txt"
+: >"$out/worker_perf.log"
+for us in 0 ${WORKER_BUSY_POLL_US:-}; do # not piped: wpid stays the trap's
+  tag=; [ "$us" != 0 ] && tag=-bp$us
+  echo "$us $tag" >>"$out/busy_poll.txt"
+  measure_worker "$us" "$tag" >>"$out/worker_perf.log" 2>&1
+done
+cat "$out/worker_perf.log"
 
 if [ "${TORCH_BENCH:-0}" = 1 ]; then
   PYTHONUNBUFFERED=1 python3 "$kit/torch_resnet50.py" bench 2>&1 | grep -v -i warn \
@@ -112,23 +130,27 @@ for line in open(os.path.join(out, "engine.log")):
     m = re.match(r"bench (\S+) batch (\d+) in (\S+): device-only graph replay ([\d.]+) ms per run, (\d+) img/s", line)
     if m:
         print("%-52s %9s %9s %9s" % ("  graph replay only bs%s in %s" % (m[2], m[3]), m[4], "", m[5]))
-for name in ("resnet50", "resnet50_h"):
-    for proto in ("http", "grpc"):
-        f = os.path.join(out, "perf-%s-%s.txt" % (name, proto))
-        if not os.path.exists(f):
-            continue
-        t = open(f).read()
-        p50 = re.findall(r"p50 latency: (\d+) usec", t)
-        p99 = re.findall(r"p99 latency: (\d+) usec", t)
-        thr = re.findall(r"Throughput: ([\d.]+) infer/sec", t)
-        ph = open(os.path.join(out, "phases-%s-%s.txt" % (name, proto))).read().strip()
-        label = "worker %s c=1, input %s" % (proto, "FP16" if name.endswith("_h") else "FP32")
-        if p50:
-            print("%-52s %9.3f %9.3f %9.0f" % (label, int(p50[-1]) / 1e3, int(p99[-1]) / 1e3, float(thr[-1])))
-            print("    " + ph.replace("server avg usec: ", "server usec: "))
-        else:
-            print("%-52s %9s" % (label, "FAILED"))
-for line in open(os.path.join(out, "worker.log")):
+settings = [l.split() for l in open(os.path.join(out, "busy_poll.txt"))]
+for us, tag in ((s[0], s[1] if len(s) > 1 else "") for s in settings):
+    for name in ("resnet50", "resnet50_h"):
+        for proto in ("http", "grpc"):
+            f = os.path.join(out, "perf%s-%s-%s.txt" % (tag, name, proto))
+            if not os.path.exists(f):
+                continue
+            t = open(f).read()
+            p50 = re.findall(r"p50 latency: (\d+) usec", t)
+            p99 = re.findall(r"p99 latency: (\d+) usec", t)
+            thr = re.findall(r"Throughput: ([\d.]+) infer/sec", t)
+            ph = open(os.path.join(out, "phases%s-%s-%s.txt" % (tag, name, proto))).read().strip()
+            label = "worker %s c=1, input %s" % (proto, "FP16" if name.endswith("_h") else "FP32")
+            if us != "0":
+                label += ", busy_poll_us %s" % us
+            if p50:
+                print("%-52s %9.3f %9.3f %9.0f" % (label, int(p50[-1]) / 1e3, int(p99[-1]) / 1e3, float(thr[-1])))
+                print("    " + ph.replace("server avg usec: ", "server usec: "))
+            else:
+                print("%-52s %9s" % (label, "FAILED"))
+for line in open(os.path.join(out, "worker.log")):  # busy_poll_us 0's
     m = re.search(r"model (\S+): (.*planned in \d+ ms)", line)
     if m:
         print("worker plan %-40s %s" % (m[1], m[2]))

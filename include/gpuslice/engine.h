@@ -158,6 +158,10 @@ typedef struct gs_session_options_s {
    * multiples of the GPU's green-context group (8 SMs on Hopper). The CPU
    * provider ignores them. */
   unsigned sm_first, sm_count;
+  /* CUDA: wait for a run's end by polling its stream (cuStreamQuery, a
+   * core spinning) instead of blocking in cuStreamSynchronize, for the
+   * wake-up's latency. The CPU provider ignores it. */
+  bool spin_wait;
 } gs_session_options_t;
 
 /* max_plan_bytes 1 GiB, max_cached_plans 16 (at most 1024). */

@@ -42,7 +42,16 @@ typedef struct gs_worker_options_s {
   /* The name GET /v2 and ServerMetadata give (NULL: "gpuslice"); Triton's
    * health examples want "triton". Letters, digits, "_.-", under 64. */
   const char *server_name;
+  /* Latency for a core: > 0 runs inference on the worker's own threads
+   * (as many as UV_THREADPOOL_SIZE says), each spinning on its queue for
+   * this many microseconds after a job before it sleeps; the loop thread
+   * spins (uv_run NOWAIT) while a job is in flight and this long after
+   * the last one; CUDA sessions poll their stream instead of blocking.
+   * 0: libuv's pool and blocking waits. At most GS_WORKER_MAX_BUSY_POLL_US. */
+  unsigned busy_poll_us;
 } gs_worker_options_t;
+
+#define GS_WORKER_MAX_BUSY_POLL_US 1000000u
 
 typedef struct gs_worker_s gs_worker_t;
 

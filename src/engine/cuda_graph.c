@@ -471,6 +471,28 @@ int gs__cuda_session_input_buffer(gs__cuda_session_t *cs, size_t i,
   return rc;
 }
 
+static inline void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* The end of the run on cs's stream: spin_wait polls the stream (this
+ * thread spins, no wake-up to wait for), else cuStreamSynchronize (which
+ * spins or blocks as the context's scheduling flag says: the primary
+ * context's default, CU_CTX_SCHED_AUTO). */
+static CUresult wait_run(gs__cuda_session_t *cs) {
+  const gs__cuda_t *cu = &cs->l->cuda;
+  if (!cs->spin_wait)
+    return cu->StreamSynchronize(cs->stream);
+  CUresult r;
+  while ((r = cu->StreamQuery(cs->stream)) == CUDA_ERROR_NOT_READY)
+    relax();
+  return r;
+}
+
 int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                          const gs_tensor_t **in,
                          const gs__cuda_out_bind_t *bind, gs_tensor_t *outputs,
@@ -491,8 +513,12 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     return gs__cuda_fail(cs, r, "cuGraphLaunch", err);
   if ((rc = unstage_outputs(cs, plan, g, bind, err)) != GS_OK)
     return rc;
-  if ((r = cu->StreamSynchronize(cs->stream)) != CUDA_SUCCESS)
-    return gs__cuda_fail(cs, r, "running the model (cuStreamSynchronize)", err);
+  if ((r = wait_run(cs)) != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r,
+                         cs->spin_wait ? "running the model (cuStreamQuery)"
+                                       : "running the model "
+                                         "(cuStreamSynchronize)",
+                         err);
   for (size_t o = 0; o < cs->m->n_outputs; o++) {
     outputs[o].mem = g->out_bound[o] ? GS_MEM_DEVICE : GS_MEM_HOST;
     outputs[o].data = g->out_bound[o] ? (void *)(uintptr_t)bind[o].ptr

@@ -549,6 +549,7 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
   cs->device = opts->device;
   cs->sm_first = opts->sm_first;
   cs->sm_count = opts->sm_count;
+  cs->spin_wait = opts->spin_wait;
   cs->fp16 = opts->precision != GS_PRECISION_FP32;
   cs->max_graphs = opts->max_cached_plans ? opts->max_cached_plans : 16;
   size_t nv = model->n_values + 1;

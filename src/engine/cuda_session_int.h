@@ -113,6 +113,7 @@ struct gs__cuda_session_s {
   bool ctx_held;
   unsigned sm_first, sm_count;    /* asked for; sm_count 0: no green context */
   struct gs__cuda_green_s *green; /* cuda_green.c, when sm_count */
+  bool spin_wait; /* a run's end is polled (cuStreamQuery), not waited */
   CUstream stream;
   CUevent ev[2]; /* timing conv algorithms at plan */
   CUmodule module;

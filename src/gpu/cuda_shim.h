@@ -18,6 +18,7 @@ typedef enum cudaError_enum {
   CUDA_ERROR_INVALID_VALUE = 1,
   CUDA_ERROR_NOT_INITIALIZED = 3,
   CUDA_ERROR_NO_DEVICE = 100,
+  CUDA_ERROR_NOT_READY = 600,
   CUDA_ERROR_INVALID_DEVICE = 101,
   CUDA_ERROR_MPS_CONNECTION_FAILED = 805,
   CUDA_ERROR_UNKNOWN = 999
@@ -122,6 +123,7 @@ typedef enum CUdevice_attribute_enum {
   XX(StreamCreate, CUresult, (CUstream *, unsigned), "cuStreamCreate", NULL)   \
   XX(StreamDestroy, CUresult, (CUstream), "cuStreamDestroy_v2", NULL)          \
   XX(StreamSynchronize, CUresult, (CUstream), "cuStreamSynchronize", NULL)     \
+  XX(StreamQuery, CUresult, (CUstream), "cuStreamQuery", NULL)                 \
   XX(StreamBeginCapture, CUresult, (CUstream, CUstreamCaptureMode),            \
      "cuStreamBeginCapture_v2", NULL)                                          \
   XX(StreamEndCapture, CUresult, (CUstream, CUgraph *), "cuStreamEndCapture",  \

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/pool.h"
 #include "worker/worker_int.h"
 
 /* ---- batch assembly (no loop) --------------------------------------------
@@ -365,7 +366,7 @@ static void start_batch(uv_loop_t *loop, gs__model_entry_t *m,
     b->n = n;
     b->rows = rows;
     b->work.data = b;
-    if (uv_queue_work(loop, &b->work, work_batch, after_batch) == 0) {
+    if (gs__queue_work(loop, &b->work, work_batch, after_batch) == 0) {
       m->in_flight++;
       return;
     }
@@ -501,7 +502,7 @@ static void start_waiting_single(uv_loop_t *loop, gs__model_entry_t *m) {
       m->single_tail = NULL;
     job->next = NULL;
     m->single_running++;
-    if (uv_queue_work(loop, &job->work, work_single, after_single) != 0) {
+    if (gs__queue_work(loop, &job->work, work_single, after_single) != 0) {
       m->single_running--;
       gs_error_t err = {0};
       gs_error_set(&err, GS_ESYSTEM, "cannot queue the inference");
@@ -531,14 +532,14 @@ int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
   job->done = done;
   job->work.data = job;
   if (job->slot->batching.enabled)
-    return uv_queue_work(loop, &job->work, work_decode, after_decode);
+    return gs__queue_work(loop, &job->work, work_decode, after_decode);
   if (!job->slot->warm)
-    return uv_queue_work(loop, &job->work, work_single, after_single);
+    return gs__queue_work(loop, &job->work, work_single, after_single);
   /* A free session: run now (a failure is the caller's to answer). Else
    * wait on the loop; after_single starts it (and answers a failure). */
   gs__model_entry_t *m = job->entry;
   if (!m->single_head && m->single_running < job->slot->n_sessions) {
-    int rc = uv_queue_work(loop, &job->work, work_single, after_single);
+    int rc = gs__queue_work(loop, &job->work, work_single, after_single);
     m->single_running += rc == 0;
     return rc;
   }

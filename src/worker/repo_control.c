@@ -152,6 +152,7 @@ int gs__repo_open_opts(gs__repo_t *repo, const gs_worker_options_t *opts,
   memset(repo, 0, sizeof *repo);
   repo->sm_first = opts->sm_first;
   repo->sm_count = opts->sm_count;
+  repo->spin_wait = opts->busy_poll_us > 0;
   repo->mode = opts->model_control;
   const char *sname = opts->server_name ? opts->server_name : "gpuslice";
   if (!gs__repo_valid_name(sname) || strlen(sname) >= sizeof repo->server_name)

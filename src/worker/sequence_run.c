@@ -15,6 +15,7 @@
 
 #include "grpc_service.pb-c.h"
 #include "worker/grpc_int.h"
+#include "worker/pool.h"
 #include "worker/sequence_int.h"
 
 typedef gs__seq_model_t seq_model_t;
@@ -175,8 +176,8 @@ static void start_batch(seq_model_t *sm, seq_req_t **reqs, size_t n) {
     b->n = n;
     b->execs = execs;
     b->work.data = b;
-    if (uv_queue_work(sm->timer.loop, &b->work, gs__seq_batch_work,
-                      after_batch) == 0) {
+    if (gs__queue_work(sm->timer.loop, &b->work, gs__seq_batch_work,
+                       after_batch) == 0) {
       sm->in_flight += batches(sm);
       return;
     }
@@ -307,7 +308,7 @@ static int answer_error(uv_loop_t *loop, seq_req_t *r, int status,
       gs__now_ns();
   r->seq = NULL;
   r->work.data = r;
-  int rc = uv_queue_work(loop, &r->work, work_none, after_answer);
+  int rc = gs__queue_work(loop, &r->work, work_none, after_answer);
   if (rc != 0)
     free(r);
   return rc;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "worker/grpc_int.h"
+#include "worker/pool.h"
 #include "worker/shm.h"
 #include "worker/worker_int.h"
 
@@ -27,6 +28,8 @@ struct gs_worker_s {
   uv_timer_t drain_timer;
   _Atomic unsigned drain_ms;
   unsigned drain_elapsed_ms;
+  gs__pool_t *pool; /* busy_poll_us > 0: the inference threads */
+  bool stopped;     /* uv_stop was called: gs_worker_run returns */
 };
 
 #define DRAIN_TICK_MS 10u
@@ -68,9 +71,13 @@ static void handle_metrics_only(void *ctx, gs__http_conn_t *c,
   }
 }
 
-static void on_stop(uv_async_t *a) {
-  gs_worker_t *w = a->data;
+static void stop_loop(gs_worker_t *w) {
+  w->stopped = true;
   uv_stop(&w->loop);
+}
+
+static void on_stop(uv_async_t *a) {
+  stop_loop(a->data);
 }
 
 static void on_poll(uv_timer_t *t) {
@@ -88,7 +95,7 @@ static void on_drain_tick(uv_timer_t *t) {
   size_t left = w->http.n_conns + (w->metrics_on ? w->metrics.n_conns : 0);
   if (left == 0 || w->drain_elapsed_ms >= limit) {
     uv_timer_stop(t);
-    uv_stop(&w->loop);
+    stop_loop(w);
   } else if (w->drain_elapsed_ms >= limit / 2) {
     gs__http_listener_close_idle(&w->http);
     if (w->metrics_on)
@@ -115,6 +122,13 @@ static int listen_http(gs_worker_t *w, gs__http_listener_t *l,
   return gs__http_listen(&w->loop, l, host, port, err);
 }
 
+/* The busy-poll pool's size: libuv's pool's (UV_THREADPOOL_SIZE, 4). */
+static unsigned pool_threads(void) {
+  const char *env = getenv("UV_THREADPOOL_SIZE");
+  long n = env ? strtol(env, NULL, 10) : 0;
+  return n < 1 ? 4u : n > 1024 ? 1024u : (unsigned)n;
+}
+
 int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
                      gs_error_t *err) {
   *out = NULL;
@@ -139,7 +153,15 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   w->drain.data = w;
   uv_timer_init(&w->loop, &w->drain_timer);
   w->drain_timer.data = w;
-  rc = gs__repo_open_opts(&w->repo, opts, err);
+  rc = opts->busy_poll_us > GS_WORKER_MAX_BUSY_POLL_US
+           ? gs_error_set(err, GS_EINVAL, "busy_poll_us is at most %u, not %u",
+                          GS_WORKER_MAX_BUSY_POLL_US, opts->busy_poll_us)
+           : GS_OK;
+  if (rc == GS_OK && opts->busy_poll_us)
+    rc = gs__pool_create(&w->pool, &w->loop, pool_threads(), opts->busy_poll_us,
+                         err);
+  if (rc == GS_OK)
+    rc = gs__repo_open_opts(&w->repo, opts, err);
   const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
     rc = listen_http(w, &w->http, handle_request, host, opts->port, err);
@@ -168,9 +190,9 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
 }
 
 int gs_worker_run(gs_worker_t *w, gs_error_t *err) {
-  int rc = uv_run(&w->loop, UV_RUN_DEFAULT);
-  (void)rc;
   (void)err;
+  w->stopped = false;
+  gs__pool_run_loop(&w->loop, &w->stopped);
   return GS_OK;
 }
 
@@ -194,11 +216,13 @@ void gs_worker_destroy(gs_worker_t *w) {
     return;
   if (w->loop_ready) {
     gs__batcher_flush(&w->repo);
-    gs__grpc_close(w->grpc); /* connections of their own kinds */
+    gs__pool_quiesce(w->pool); /* its answers come through a handle */
+    gs__grpc_close(w->grpc);   /* connections of their own kinds */
     gs__http_listener_close(&w->http);
     gs__http_listener_close(&w->metrics);
     uv_walk(&w->loop, close_any, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets in-flight infers finish */
+    gs__pool_destroy(w->pool);
     uv_loop_close(&w->loop);
   }
   gs__grpc_destroy(w->grpc);
