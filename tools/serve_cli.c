@@ -203,6 +203,14 @@ static const cli_opt_t options[] = {
              "want triton)",
      .key = "server_name",
      .offset = S(server_name)},
+    {.name = "conv-cache",
+     .type = CLI_OPT_STRING,
+     .arg = "DIR",
+     .help = "where the workers keep the conv choices they timed, so "
+             "that a restarted one plans without timing (default: "
+             "STATE_DIR/conv-cache; empty: none)",
+     .key = "conv_cache",
+     .offset = S(conv_cache)},
     {.name = "router-threads",
      .type = CLI_OPT_UINT,
      .arg = "N",

@@ -18,6 +18,7 @@ typedef struct serve_cli_s {
   const char *model_control_mode, *load_models;
   unsigned poll_secs;
   const char *server_name; /* the workers' --server-name; NULL: default */
+  const char *conv_cache;  /* the workers' --conv-cache; NULL: default */
   const char *self;        /* this program, for the workers' command */
   bool help, status, sync;
   bool raised; /* the router runs 5 nice levels above its workers */
