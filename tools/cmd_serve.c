@@ -165,6 +165,10 @@ static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
     arg(b, "--server-name=%s", sc->server_name);
   if (sc->busy_poll_us)
     arg(b, "--busy-poll-us=%u", sc->busy_poll_us);
+  if (sc->conv_cache)
+    arg(b, "--conv-cache=%s", sc->conv_cache);
+  else /* run's worker does not see serve's --state-dir */
+    arg(b, "--conv-cache=%s/conv-cache", sc->cli->state_dir);
 }
 
 /* self --backend B --state-dir D run -i UUID [--memory M] -- self worker

@@ -56,6 +56,7 @@ typedef struct worker_cli_s {
   hosted_t hosted[WORKER_MAX_HOSTED];
   unsigned n_hosted;
   bool sms_given, help;
+  const char *conv_cache;      /* NULL: STATE_DIR/conv-cache; "": none */
   const char *load_models[64]; /* --load-model, repeatable */
   char names[4096];            /* their copies, split at commas */
   size_t names_used;
@@ -267,6 +268,13 @@ static const cli_opt_t options[] = {
              "queue after a job, the loop spins while one runs and this "
              "long after, CUDA runs are polled; 0: sleep and block",
      .offset = W(wo.busy_poll_us)},
+    {.name = "conv-cache",
+     .type = CLI_OPT_STRING,
+     .arg = "DIR",
+     .help = "keep the conv choices CUDA sessions time in DIR (a file per "
+             "GPU model and software), so that a restarted worker plans "
+             "without timing (default: STATE_DIR/conv-cache; empty: none)",
+     .offset = W(conv_cache)},
     {.name = "help",
      .short_name = 'h',
      .type = CLI_OPT_HELP,
@@ -309,10 +317,24 @@ static void tell_ready(gs_worker_t *w, int fd, pid_t parent) {
   close(fd);
 }
 
+/* --conv-cache, else STATE_DIR/conv-cache; said in the log. */
+static int set_conv_cache(const cli_t *cli, const char *dir) {
+  char def[4200];
+  gs_error_t err;
+  if (!dir && cli && cli->state_dir) {
+    snprintf(def, sizeof def, "%s/conv-cache", cli->state_dir);
+    dir = def;
+  }
+  if (gs_engine_set_conv_cache(dir, &err) != GS_OK)
+    return cli_fail("worker", &err);
+  fprintf(stderr, "gpuslice worker: conv cache %s\n",
+          dir && *dir ? dir : "off");
+  return CLI_OK;
+}
+
 int cmd_worker(cli_t *cli, int argc, char **argv) {
   static worker_cli_t args; /* hosted instances: large, run on threads */
   gs_error_t err;
-  (void)cli;
   memset(&args, 0, sizeof args);
   args.threads = affinity_cpus();
   int prc = cli_opts_defaults(&worker_cli_options, &args);
@@ -352,6 +374,9 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   snprintf(n, sizeof n, "%u", threads * pool > 1024 ? 1024 : threads * pool);
   setenv("UV_THREADPOOL_SIZE", n, 1);
   gs_engine_set_threads(1, NULL);
+  int crc = set_conv_cache(cli, args.conv_cache);
+  if (crc != CLI_OK)
+    return crc;
   if (control_fd && !n_hosted)
     return cli_usage("worker", "--control-fd goes with --instance");
   if (n_hosted)

@@ -212,6 +212,14 @@ static const cli_opt_t options[] = {
              "the next request instead of sleeping (a core each); 0: off",
      .key = "busy_poll_us",
      .offset = S(busy_poll_us)},
+    {.name = "conv-cache",
+     .type = CLI_OPT_STRING,
+     .arg = "DIR",
+     .help = "where the workers keep the conv choices they timed, so "
+             "that a restarted one plans without timing (default: "
+             "STATE_DIR/conv-cache; empty: none)",
+     .key = "conv_cache",
+     .offset = S(conv_cache)},
     {.name = "router-threads",
      .type = CLI_OPT_UINT,
      .arg = "N",

@@ -19,6 +19,7 @@ typedef struct serve_cli_s {
   unsigned poll_secs;
   const char *server_name; /* the workers' --server-name; NULL: default */
   unsigned busy_poll_us;   /* the workers' --busy-poll-us; 0: off */
+  const char *conv_cache;  /* the workers' --conv-cache; NULL: default */
   const char *self;        /* this program, for the workers' command */
   bool help, status, sync;
   bool raised; /* the router runs 5 nice levels above its workers */

@@ -183,6 +183,12 @@ void gs_session_destroy(gs_session_t *session);
 gs_provider_t gs_session_provider(const gs_session_t *session);
 gs_precision_t gs_session_precision(const gs_session_t *session);
 
+/* Process-wide: the directory where CUDA sessions keep the conv choices
+ * they timed, one file per GPU model and software (read at a device's first
+ * plan, rewritten after a plan that timed new ones), so that a restarted
+ * process plans without timing again. NULL or "" (the default): none. */
+int gs_engine_set_conv_cache(const char *dir, gs_error_t *err);
+
 /* What this process finds of the CUDA provider's needs: 0 with a line such
  * as "cuda: driver 13000, cuDNN 91900, cuBLAS libcublas.so.13, kernels
  * 384192 bytes", else the error that makes AUTO choose the CPU. */

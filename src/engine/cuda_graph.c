@@ -385,9 +385,15 @@ static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       rc = reserve(cs, g, err);
     if (rc == GS_OK)
       bind_values(cs, plan, g);
+    if (rc == GS_OK)
+      gs__cuda_conv_cache_open(cs); /* once per device and process */
     for (size_t i = 0; rc == GS_OK && i < cs->m->n_nodes; i++)
       if (cs->m->nodes[i].op->code == GS__OP_CONV)
         rc = gs__cuda_conv_prepare(cs, plan, g, i, err);
+    if (rc == GS_OK) {
+      gs_error_t ignored; /* a cache not saved is logged, not a failure */
+      gs__cuda_conv_cache_flush(cs->device, &ignored);
+    }
     if (rc == GS_OK)
       rc = capture(cs, plan, g, err);
     if (rc != GS_OK) {

@@ -182,6 +182,18 @@ void gs__cuda_conv_cache_put(const gs__cuda_conv_key_t *key,
                              const gs__cuda_conv_choice_t *choice);
 size_t gs__cuda_conv_cache_size(void);
 void gs__cuda_conv_cache_clear(void); /* tests */
+/* With gs_engine_set_conv_cache's directory: reads the file of session cs's
+ * GPU model and software once per device and process (a missing or
+ * mismatched file is logged and ignored); the choices taken (0 when there
+ * is no file yet), or -1 for a file ignored. */
+int gs__cuda_conv_cache_open(const gs__cuda_session_t *cs);
+/* The same, for a device's identity (ident: GPU and software; the record
+ * sizes are filled in here). */
+struct gs__ccf_ident_s;
+int gs__cuda_conv_cache_attach(int device, const struct gs__ccf_ident_s *ident);
+/* Saves device's choices to its file when a plan timed any since the last
+ * save (merged with the file's, atomically); GS_OK when nothing to do. */
+int gs__cuda_conv_cache_flush(int device, gs_error_t *err);
 /* The key of conv node i on the plan's shapes in session cs. */
 void gs__cuda_conv_key(const gs__cuda_session_t *cs,
                        const gs__plan_view_t *plan, size_t i,

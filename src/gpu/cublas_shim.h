@@ -83,6 +83,7 @@ enum {
 
 #define GS__CUBLASLT_FUNCS(XX)                                                 \
   XX(Create, cublasStatus_t, (cublasLtHandle_t *), "cublasLtCreate")           \
+  XX(GetVersion, size_t, (void), "cublasLtGetVersion")                         \
   XX(Destroy, cublasStatus_t, (cublasLtHandle_t), "cublasLtDestroy")           \
   XX(MatmulDescCreate, cublasStatus_t,                                         \
      (cublasLtMatmulDesc_t *, cublasComputeType_t, cudaDataType_t),            \

@@ -71,7 +71,9 @@ typedef struct CUdevResource_st {
 #define CU_GREEN_CTX_DEFAULT_STREAM 0x1u
 
 typedef enum CUdevice_attribute_enum {
-  CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16
+  CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
+  CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
+  CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
 } CUdevice_attribute;
 
 /* ---- the functions gpuslice calls --------------------------------------

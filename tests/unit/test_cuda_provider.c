@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "engine/conv_cache_file.h"
 #include "engine/cuda_session_int.h"
 #include "gpu/cublas_shim.h"
 #include "gpu/cuda_shim.h"
@@ -639,6 +640,71 @@ static void test_conv_cache_shared(void **state) {
   gs_model_destroy(m);
 }
 
+/* The choices a process timed, saved to the cache directory, are the next
+ * process's (any device ordinal) when its GPU and software match; a file
+ * for other software, or with a choice this build could not make, is
+ * ignored and rewritten. */
+static void test_conv_cache_file_restart(void **state) {
+  (void)state;
+  char dir[] = "/tmp/gs_test_convcache.XXXXXX", path[200];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/NVIDIA_H100_80GB_HBM3-sm90-132.convcache",
+           dir);
+  gs__ccf_ident_t id = {.cc_major = 9,
+                        .sms = 132,
+                        .driver = 13000,
+                        .cudnn = 91900,
+                        .cublaslt = 130100},
+                  newer = id;
+  snprintf(id.gpu, sizeof id.gpu, "NVIDIA H100 80GB HBM3");
+  newer = id;
+  newer.cudnn = 92000;
+  gs__cuda_conv_key_t k = {.v = {0, 16, 1, 4, 8, 64, 56, 56}};
+  gs__cuda_conv_choice_t ch = {.kind = GS__CONV_EPI, .algo = 1, .ws = 1024},
+                         got;
+  ch.ran[GS__CONV_EPI] = true;
+  assert_int_equal(gs_engine_set_conv_cache(dir, NULL), GS_OK);
+  gs__cuda_conv_cache_clear();
+  assert_int_equal(gs__cuda_conv_cache_attach(0, &id), 0); /* none yet */
+  gs__cuda_conv_cache_put(&k, &ch);
+  assert_int_equal(gs__cuda_conv_cache_flush(0, NULL), GS_OK);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  gs__cuda_conv_cache_clear(); /* a new process, on device 1 */
+  assert_int_equal(gs__cuda_conv_cache_attach(1, &id), 1);
+  k.v[0] = 1;
+  assert_true(gs__cuda_conv_cache_get(&k, &got));
+  assert_int_equal(got.kind, GS__CONV_EPI);
+  assert_int_equal(got.ws, 1024);
+  assert_int_equal(gs__cuda_conv_cache_attach(1, &id), 0); /* once */
+  gs__cuda_conv_cache_clear(); /* another cuDNN: ignored, rewritten */
+  assert_int_equal(gs__cuda_conv_cache_attach(1, &newer), -1);
+  assert_false(gs__cuda_conv_cache_get(&k, &got));
+  assert_int_equal(gs__cuda_conv_cache_flush(1, NULL), GS_OK);
+  gs__cuda_conv_cache_clear();
+  assert_int_equal(gs__cuda_conv_cache_attach(1, &newer), 0);
+  /* a kind out of range in a file that reads: ignored */
+  gs__ccf_table_t t;
+  gs__ccf_table_init(&t, sizeof k, sizeof ch);
+  ch.kind = GS__CONV_KINDS;
+  assert_int_equal(gs__ccf_table_put(&t, &k, &ch, NULL), GS_OK);
+  id.key_size = sizeof k;
+  id.choice_size = sizeof ch;
+  assert_int_equal(gs__ccf_save(path, &id, &t, NULL), GS_OK);
+  gs__ccf_table_free(&t);
+  gs__cuda_conv_cache_clear();
+  assert_int_equal(gs__cuda_conv_cache_attach(1, &id), -1);
+  assert_false(gs__cuda_conv_cache_get(&k, &got));
+  /* no directory: nothing read or written */
+  assert_int_equal(gs_engine_set_conv_cache("", NULL), GS_OK);
+  gs__cuda_conv_cache_clear();
+  assert_int_equal(gs__cuda_conv_cache_attach(1, &id), 0);
+  gs__cuda_conv_cache_clear();
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_missing_library_named, free_kept),
@@ -654,6 +720,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_worker_fp16_input, free_kept),
       cmocka_unit_test_teardown(test_conv_choice_recorded, free_kept),
       cmocka_unit_test(test_conv_cache_shared),
+      cmocka_unit_test(test_conv_cache_file_restart),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
