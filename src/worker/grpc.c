@@ -1,12 +1,12 @@
 /* The worker's gRPC server on net/grpc_server's layer: the layer routes
- * ModelInfer straight to grpc_infer.c (a job submitted as HTTP's are:
- * the pool, and the batchers), every other unary call's message is
- * answered through grpc_call.c; the layer ends replies with grpc-status
- * trailers. ModelStreamInfer is a bidi
- * stream: each message is an infer answered on the stream as soon as it
- * completes (an error as a message with error_message), until the client
- * half-closes and every answer is out (grpc-status 0), or a message cannot
- * be framed (its status in the trailers). */
+ * ModelInfer straight to grpc_infer.c (a job submitted as HTTP's are: the
+ * pool, and the batchers), and every other unary call's message is answered
+ * through grpc_call.c; the layer ends replies with grpc-status trailers.
+ * ModelStreamInfer is a bidi stream: each message is an infer answered on
+ * the stream as soon as it completes (an error as a message with
+ * error_message), until the client half-closes and every answer is out
+ * (grpc-status 0), or a message cannot be framed (its status in the
+ * trailers). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +34,13 @@ static void wcall_free(gs_grpc_call_t *call) {
   gs__grpc_infer_destroy(w->job.grpc);
 }
 
-/* A unary call's message but ModelInfer's (grpc_infer.c), answered now. */
+/* A unary call's message, answered now (ModelInfer's path is routed to
+ * grpc_infer.c; its method here too, should it come another way). */
 static void on_unary(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
   gs__grpc_server_t *g = gs_grpc_call_owner(call);
   wcall_t *w = gs_grpc_call_state(call);
   if (gs__grpc_call(g->repo, gs__grpc_method(gs_grpc_call_path(call)), msg, len,
-                    &w->reply, &w->job) == 1) { /* ModelInfer on another path */
+                    &w->reply, &w->job) == 1) {
     gs__grpc_infer_submit(call, w);
     return;
   }
