@@ -296,7 +296,7 @@ static void test_infer_job_errors_as_http(void **state) {
     gs__http_response_t resp = {.infer_header_len = -1};
     gs__infer_job_t job;
     assert_int_equal(gs__route(&repo, &req, &resp, &job), 0);
-    gs__grpc_reply_t want, got;
+    gs__grpc_reply_t want = {0}, got = {0};
     gs__grpc_reply_http_error(&want, &resp);
     size_t len;
     pack_version = cases[i].version;
@@ -306,6 +306,7 @@ static void test_infer_job_errors_as_http(void **state) {
     assert_int_equal(got.status, want.status);
     assert_string_equal(got.message, want.message);
     gs__grpc_reply_release(&got);
+    gs__grpc_reply_release(&want);
     gs__http_response_release(&resp);
     free(req.url);
     free(msg);
