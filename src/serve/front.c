@@ -1,11 +1,12 @@
-/* The router's front door for HTTP/1.1, on every router loop: each request
- * is classified, then proxied to one worker (retried once elsewhere when
- * the worker's connection failed before any response byte) by the loop it
- * came in on, answered by the router itself (health) or rejected with the
- * workers' error format. What needs the worker table (fan-outs to every
- * worker: statistics, metrics, repository changes; admin calls) runs on
+/* The router's front door for HTTP/1.1, on every router loop: what each
+ * request is (gs__classify, pure), then it is proxied to one worker (retried
+ * once elsewhere when the worker's connection failed before any response byte)
+ * by the loop it came in on, answered by the router itself (health) or rejected
+ * with the workers' error format. What needs the worker table (fan-outs to
+ * every worker: statistics, metrics, repository changes; admin calls) runs on
  * the main loop: a request from another loop is handed over and its answer
  * handed back. */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,167 @@ struct fanout_s {
   gs__up_result_t *results;
   void (*finish)(fanout_t *fo);
 };
+
+/* ---- what a request is (pure: unit tested and fuzzed) ---------------------
+ */
+
+/* One more than the deepest route (/v2/models/m/versions/v/stats), so that
+ * a longer path is seen as longer instead of being cut. */
+#define MAX_SEGMENTS 8
+
+typedef struct {
+  const char *p;
+  size_t len;
+} seg_t;
+
+/* Splits the path (query dropped) into segments the way the worker does:
+ * empty segments collapse, so "//v2/health//live/" is /v2/health/live.
+ * Returns the count, MAX_SEGMENTS + 1 when there are more. */
+static unsigned split_path(const char *url, size_t len, seg_t *seg) {
+  const char *q = memchr(url, '?', len);
+  const char *end = q ? q : url + len;
+  unsigned n = 0;
+  for (const char *p = url; p < end;) {
+    if (*p == '/') {
+      p++;
+      continue;
+    }
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *stop = slash ? slash : end;
+    if (n == MAX_SEGMENTS)
+      return MAX_SEGMENTS + 1;
+    seg[n].p = p;
+    seg[n++].len = (size_t)(stop - p);
+    p = stop;
+  }
+  return n;
+}
+
+static bool seg_is(const seg_t *s, const char *word) {
+  size_t len = strlen(word);
+  return s->len == len && memcmp(s->p, word, len) == 0;
+}
+
+static void bad(gs__route_t *out, int status, const char *message) {
+  out->kind = GS__RT_BAD;
+  out->status = status;
+  out->message = message;
+}
+
+/* Percent-decodes the instance id into out->arg; 400 for a broken escape,
+ * a control character (ids end up in logs and JSON) or an id too long. */
+static void decode_id(const seg_t *s, gs__route_t *out) {
+  char id[sizeof out->arg];
+  size_t n = 0;
+  for (size_t i = 0; i < s->len; i++) {
+    int c = (unsigned char)s->p[i];
+    if (c == '%') {
+      char hex[3] = {0};
+      if (i + 2 < s->len)
+        memcpy(hex, s->p + i + 1, 2);
+      if (!isxdigit((unsigned char)hex[0]) ||
+          !isxdigit((unsigned char)hex[1])) {
+        bad(out, 400, "bad percent-encoding in the instance id");
+        return;
+      }
+      c = (int)strtol(hex, NULL, 16);
+      i += 2;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      bad(out, 400, "control character in the instance id");
+      return;
+    }
+    if (n + 1 >= sizeof id) {
+      bad(out, 400, "instance id too long");
+      return;
+    }
+    id[n++] = (char)c;
+  }
+  memcpy(out->arg, id, n);
+  out->arg[n] = '\0';
+}
+
+static const char unknown_admin[] =
+    "unknown admin path: the admin API is GET /gpuslice/v1/workers, "
+    "POST or DELETE /gpuslice/v1/instances/{id} and POST /gpuslice/v1/sync";
+
+/* /gpuslice/...: the router's own API, never proxied. */
+static void classify_admin(enum http_method method, const seg_t *seg,
+                           unsigned n, gs__route_t *out) {
+  bool v1 = n >= 3 && n <= 4 && seg_is(&seg[1], "v1");
+  if (v1 && n == 3 && seg_is(&seg[2], "workers")) {
+    if (method == HTTP_GET)
+      out->kind = GS__RT_ADMIN_LIST;
+    else
+      bad(out, 405, "use GET for /gpuslice/v1/workers");
+  } else if (v1 && n == 3 && seg_is(&seg[2], "sync")) {
+    if (method == HTTP_POST)
+      out->kind = GS__RT_ADMIN_SYNC;
+    else
+      bad(out, 405, "use POST for /gpuslice/v1/sync");
+  } else if (v1 && n == 4 && seg_is(&seg[2], "instances")) {
+    if (method != HTTP_POST && method != HTTP_DELETE) {
+      bad(out, 405, "use POST or DELETE for /gpuslice/v1/instances/{id}");
+      return;
+    }
+    out->kind = method == HTTP_POST ? GS__RT_ADMIN_ADD : GS__RT_ADMIN_REMOVE;
+    decode_id(&seg[3], out);
+  } else {
+    bad(out, 404, unknown_admin);
+  }
+}
+
+/* /v2/...: the few requests that concern every worker; the rest go to
+ * one worker, which answers them (its 404 and 400 included). */
+static gs__route_kind_t classify_v2(enum http_method method, const seg_t *seg,
+                                    unsigned n) {
+  bool get = method == HTTP_GET;
+  if (get && n == 3 && seg_is(&seg[1], "health"))
+    return seg_is(&seg[2], "live")    ? GS__RT_LIVE
+           : seg_is(&seg[2], "ready") ? GS__RT_READY
+                                      : GS__RT_PROXY;
+  if (n >= 3 && seg_is(&seg[1], "models") && seg_is(&seg[n - 1], "stats")) {
+    /* /v2/models/stats, /v2/models/m/stats, /v2/models/m/versions/v/stats */
+    bool shape = n == 3 || n == 4 || (n == 6 && seg_is(&seg[3], "versions"));
+    return get && shape ? GS__RT_STATS : GS__RT_PROXY;
+  }
+  if (method == HTTP_POST && n == 5 && seg_is(&seg[1], "repository") &&
+      seg_is(&seg[2], "models") &&
+      (seg_is(&seg[4], "load") || seg_is(&seg[4], "unload")))
+    return GS__RT_BROADCAST;
+  /* shared-memory regions: registered on every worker a request naming
+   * one may reach (POST .../region/R/register|unregister, .../unregister) */
+  bool shm = n >= 3 && (seg_is(&seg[1], "systemsharedmemory") ||
+                        seg_is(&seg[1], "cudasharedmemory"));
+  if (method == HTTP_POST && shm &&
+      ((n == 5 && seg_is(&seg[2], "region") &&
+        (seg_is(&seg[4], "register") || seg_is(&seg[4], "unregister"))) ||
+       (n == 3 && seg_is(&seg[2], "unregister"))))
+    return GS__RT_BROADCAST;
+  return GS__RT_PROXY;
+}
+
+void gs__classify(const gs__http_request_t *req, gs__route_t *out) {
+  memset(out, 0, sizeof *out);
+  out->kind = GS__RT_PROXY;
+  const char *url = req->url ? req->url : "";
+  size_t len = req->url ? req->url_len : 0;
+  seg_t seg[MAX_SEGMENTS];
+  unsigned n = split_path(url, len, seg);
+  if (n == 0)
+    return;
+  if (seg_is(&seg[0], "gpuslice"))
+    classify_admin(req->method, seg, n, out);
+  else if (n > MAX_SEGMENTS)
+    return; /* the worker answers 404 */
+  else if (n == 1 && seg_is(&seg[0], "metrics") && req->method == HTTP_GET)
+    out->kind = GS__RT_METRICS;
+  else if (seg_is(&seg[0], "v2"))
+    out->kind = classify_v2(req->method, seg, n);
+}
+
+/* ---- answers --------------------------------------------------------------
+ */
 
 /* Answers f on its own loop; f may be freed when this returns (its
  * connection closed meanwhile). */
@@ -155,17 +317,9 @@ static void proxy_start(front_req_t *f) {
   if (f->attempts == 0)
     gs__rseq_from_json(f->req->body, f->req->body_len, f->req->infer_header_len,
                        &f->seq);
-  gs__peer_t *peer =
-      f->seq.id[0] ? seq_pick(f, &answered) : gs__rloop_pick(f->rl, f->tried);
+  gs__peer_t *peer = f->seq.id[0] ? seq_pick(f, &answered) : NULL;
   if (answered)
     return;
-  if (!peer) {
-    f->s->failures++;
-    respond_error(f, 503, "no worker is ready to serve");
-    return;
-  }
-  f->attempts++;
-  peer->wk->inflight++;
   f->up = (gs__upreq_t){.method = http_method_str(f->req->method),
                         .url = f->req->url,
                         .body = f->req->body,
@@ -174,7 +328,15 @@ static void proxy_start(front_req_t *f) {
                         .timeout_ms = f->s->opt.request_timeout_ms,
                         .done = proxy_done,
                         .data = f};
-  gs__upreq_send(&f->up, peer);
+  f->attempts++; /* before the send: done may run before it returns */
+  if (peer) {    /* the sequence's worker */
+    peer->wk->inflight++;
+    gs__upreq_send(&f->up, peer);
+  } else if (f->seq.id[0] || !gs__upreq_send_any(&f->up, f->rl, f->tried)) {
+    f->attempts--;
+    f->s->failures++;
+    respond_error(f, 503, "no worker is ready to serve");
+  }
 }
 
 /* ---- fan-out to every worker (main loop) --------------------------------- */

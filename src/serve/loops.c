@@ -46,10 +46,6 @@ typedef struct gs__view_s {
 /* ---- peers (on their loop) ------------------------------------------------
  */
 
-bool gs__peer_routable(const gs__peer_t *p, uint64_t now_ns) {
-  return !p->gone && p->routable && now_ns >= p->ejected_until_ns;
-}
-
 void gs__peer_unref(gs__peer_t *p) {
   if (--p->refs > 0)
     return;
@@ -63,36 +59,6 @@ static void peer_drop(gs__peer_t *p) {
   p->gone = true;
   gs__upconn_close_idle(p);
   gs__peer_unref(p);
-}
-
-bool gs__rloop_routable_other(const gs__rloop_t *rl, const gs__peer_t *avoid) {
-  uint64_t now = gs__serve_now_ns();
-  for (const gs__peer_t *p = rl->peers; p; p = p->next)
-    if (p != avoid && gs__peer_routable(p, now))
-      return true;
-  return false;
-}
-
-gs__peer_t *gs__rloop_pick(gs__rloop_t *rl, const gs__peer_t *avoid) {
-  gs__peer_t *cand[512];
-  unsigned inflight[512];
-  unsigned n = 0;
-  uint64_t now = gs__serve_now_ns();
-  for (gs__peer_t *p = rl->peers; p && n < 512; p = p->next)
-    if (p != avoid && gs__peer_routable(p, now)) {
-      inflight[n] = p->wk->inflight; /* every loop's and gRPC's */
-      cand[n++] = p;
-    }
-  if (n == 0)
-    return NULL;
-  return cand[gs__choose(rl->s, n, inflight, &rl->rng)];
-}
-
-gs__wk_t *gs__pick(gs__serve_t *s, const gs__wk_t *avoid) {
-  gs__rloop_t *rl0 = s->rloops[0];
-  const gs__peer_t *skip = avoid ? gs__rloop_peer_of(rl0, avoid) : NULL;
-  gs__peer_t *p = gs__rloop_pick(rl0, skip);
-  return p ? p->wk : NULL;
 }
 
 gs__peer_t *gs__rloop_peer_of(gs__rloop_t *rl, const gs__wk_t *wk) {

@@ -173,6 +173,10 @@ struct gs__upreq_s {
  * r->done runs later, on that loop, exactly once (also when sending fails
  * at once). */
 void gs__upreq_send(gs__upreq_t *r, gs__peer_t *peer);
+/* gs__upreq_send to the peer the policy picks on rl (gs__rloop_pick, not
+ * avoid), counted in its worker's inflight; false when none is routable. */
+bool gs__upreq_send_any(gs__upreq_t *r, gs__rloop_t *rl,
+                        const gs__peer_t *avoid);
 /* Frees r->resp's body and drops r->peer. */
 void gs__upreq_release(gs__upreq_t *r);
 /* Closes peer's idle connections (it left its loop's view). */
@@ -230,7 +234,8 @@ struct gs__rloop_s {
 /* Routable as this loop knows it. */
 bool gs__peer_routable(const gs__peer_t *p, uint64_t now_ns);
 void gs__peer_unref(gs__peer_t *p);
-/* Picks a routable peer by the policy, not `avoid`; NULL when none. */
+/* Picks a routable peer by the policy, not `avoid`; NULL when none
+ * (upstream.c, as the routable checks and gs__pick, gs__choose are). */
 gs__peer_t *gs__rloop_pick(gs__rloop_t *rl, const gs__peer_t *avoid);
 bool gs__rloop_routable_other(const gs__rloop_t *rl, const gs__peer_t *avoid);
 /* The main loop's peer for wk's current process; NULL when none. */
@@ -271,7 +276,7 @@ void gs__rloop_forward(gs__rloop_t *rl, gs__front_req_t *f);
 /* Gives the main loop's answer to f back to f's loop (main loop). */
 void gs__rloop_answer(gs__front_req_t *f, gs__http_response_t *resp);
 
-/* ---- pure request handling (classify.c): no sockets -----------------------
+/* ---- pure request handling (front.c's gs__classify; merge.c): no sockets --
  */
 
 typedef enum {

@@ -106,26 +106,6 @@ void gs__wk_passive_failure(gs__wk_t *wk) {
   gs__serve_publish(s);
 }
 
-static uint64_t rng_next(uint64_t *rng) {
-  *rng ^= *rng << 13; /* xorshift64 */
-  *rng ^= *rng >> 7;
-  *rng ^= *rng << 17;
-  return *rng;
-}
-
-unsigned gs__choose(gs__serve_t *s, unsigned n, const unsigned *inflight,
-                    uint64_t *rng) {
-  if (n == 1)
-    return 0;
-  if (s->opt.policy == GS_SERVE_ROUND_ROBIN)
-    return atomic_fetch_add_explicit(&s->rr_next, 1, memory_order_relaxed) % n;
-  /* least request: the less busy of two distinct random candidates */
-  unsigned a = (unsigned)(rng_next(rng) % n);
-  unsigned b = (unsigned)(rng_next(rng) % (n - 1));
-  b += b >= a;
-  return inflight[b] < inflight[a] ? b : a;
-}
-
 /* ---- processes --------------------------------------------------------- */
 
 static void on_restart_timer(uv_timer_t *t) {

@@ -485,71 +485,8 @@ static void after_decode(uv_work_t *w, int status) {
   schedule(w->loop, m, false);
 }
 
-static void work_single(uv_work_t *w) {
-  gs__infer_job_run(w->data);
-}
-
-static void after_single(uv_work_t *w, int status);
-
-/* Runs a warm model's next waiting unbatched request, if a session is
- * free for it. */
-static void start_waiting_single(uv_loop_t *loop, gs__model_entry_t *m) {
-  while (m->single_head &&
-         m->single_running < m->single_head->slot->n_sessions) {
-    gs__infer_job_t *job = m->single_head;
-    m->single_head = job->next;
-    if (!m->single_head)
-      m->single_tail = NULL;
-    job->next = NULL;
-    m->single_running++;
-    if (gs__queue_work(loop, &job->work, work_single, after_single) != 0) {
-      m->single_running--;
-      gs_error_t err = {0};
-      gs_error_set(&err, GS_ESYSTEM, "cannot queue the inference");
-      job_fail(job, 500, &err);
-      job->done(job);
-    }
-  }
-}
-
-static void after_single(uv_work_t *w, int status) {
-  gs__infer_job_t *job = w->data;
-  gs__model_entry_t *m = job->entry;
-  bool limited = job->slot->warm && !job->slot->batching.enabled;
-  uv_loop_t *loop = w->loop;
-  (void)status;
-  job->done(job); /* may free job */
-  if (limited) {
-    m->single_running--;
-    start_waiting_single(loop, m);
-  }
-}
-
-int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
-                     void (*done)(gs__infer_job_t *job)) {
-  if (job->entry->sequence.enabled)
-    return gs__seq_submit(loop, job, done);
-  job->done = done;
-  job->work.data = job;
-  if (job->slot->batching.enabled)
-    return gs__queue_work(loop, &job->work, work_decode, after_decode);
-  if (!job->slot->warm)
-    return gs__queue_work(loop, &job->work, work_single, after_single);
-  /* A free session: run now (a failure is the caller's to answer). Else
-   * wait on the loop; after_single starts it (and answers a failure). */
-  gs__model_entry_t *m = job->entry;
-  if (!m->single_head && m->single_running < job->slot->n_sessions) {
-    int rc = gs__queue_work(loop, &job->work, work_single, after_single);
-    m->single_running += rc == 0;
-    return rc;
-  }
-  job->next = NULL;
-  if (m->single_tail)
-    m->single_tail->next = job;
-  else
-    m->single_head = job;
-  m->single_tail = job;
-  return 0;
+int gs__batch_submit(uv_loop_t *loop, gs__infer_job_t *job) {
+  return gs__queue_work(loop, &job->work, work_decode, after_decode);
 }
 
 void gs__batcher_flush(gs__repo_t *repo) {

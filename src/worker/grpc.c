@@ -1,11 +1,12 @@
-/* The worker's gRPC server on net/grpc_server's layer: each unary call's
- * message is answered through grpc_call.c, and infers are submitted as
- * HTTP's are (gs__infer_submit: the pool, and the dynamic batcher); the
- * layer ends replies with grpc-status trailers. ModelStreamInfer is a bidi
- * stream: each message is an infer answered on the stream as soon as it
- * completes (an error as a message with error_message), until the client
- * half-closes and every answer is out (grpc-status 0), or a message cannot
- * be framed (its status in the trailers). */
+/* The worker's gRPC server on net/grpc_server's layer: the layer routes
+ * ModelInfer straight to grpc_infer.c (a job submitted as HTTP's are: the
+ * pool, and the batchers), and every other unary call's message is answered
+ * through grpc_call.c; the layer ends replies with grpc-status trailers.
+ * ModelStreamInfer is a bidi stream: each message is an infer answered on
+ * the stream as soon as it completes (an error as a message with
+ * error_message), until the client half-closes and every answer is out
+ * (grpc-status 0), or a message cannot be framed (its status in the
+ * trailers). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,19 +19,7 @@
 #define STREAM_MAX_PENDING 1024u
 #define STREAM_INFER_PATH "/inference.GRPCInferenceService/ModelStreamInfer"
 
-struct gs__grpc_server_s {
-  uv_loop_t *loop;
-  gs__repo_t *repo;
-  gs_grpc_srv_t *srv;
-  unsigned port; /* kept once the server is closed */
-};
-
-/* A call's state (the layer's call_state). */
-typedef struct wcall_s {
-  gs__grpc_reply_t reply;
-  gs__infer_job_t job;
-  unsigned pending; /* ModelStreamInfer: its infers running */
-} wcall_t;
+typedef gs__grpc_wcall_t wcall_t;
 
 /* One message of a ModelStreamInfer stream while its infer runs. */
 typedef struct stream_req_s {
@@ -45,59 +34,17 @@ static void wcall_free(gs_grpc_call_t *call) {
   gs__grpc_infer_destroy(w->job.grpc);
 }
 
-/* The reply: its message, or its status and message. */
-static void unary_respond(gs_grpc_call_t *call, gs__grpc_reply_t *reply) {
-  if (reply->status == GS__GRPC_OK && reply->body) {
-    gs_grpc_call_reply(call, reply->body, reply->body_len);
-    reply->body = NULL;
-    return;
-  }
-  gs_grpc_call_fail(call, reply->status, reply->message);
-}
-
-static void after_infer(gs__infer_job_t *job) {
-  gs_grpc_call_t *call = job->data;
-  wcall_t *w = gs_grpc_call_state(call);
-  gs__infer_job_finish(&w->job);
-  bool open = !gs_grpc_call_closed(call);
-  if (open)
-    gs__grpc_infer_reply(&w->job.resp, &w->reply);
-  gs__http_response_release(&w->job.resp);
-  gs__grpc_infer_destroy(w->job.grpc);
-  w->job.grpc = NULL;
-  if (!gs_grpc_call_release(call))
-    return; /* the client is gone (the call freed with its last hold) */
-  unary_respond(call, &w->reply);
-  gs_grpc_call_flush(call);
-}
-
-/* Starts the job gs__grpc_call filled; false (with the reply set) when it
- * cannot be queued. */
-static bool unary_submit(gs_grpc_call_t *call, wcall_t *w) {
-  gs__grpc_server_t *g = gs_grpc_call_owner(call);
-  w->job.data = call;
-  gs_grpc_call_hold(call);
-  if (gs__infer_submit(g->loop, &w->job, after_infer) == 0)
-    return true;
-  gs_grpc_call_release(call);
-  gs__infer_job_finish(&w->job);
-  gs__http_response_release(&w->job.resp);
-  gs__grpc_infer_destroy(w->job.grpc);
-  w->job.grpc = NULL;
-  gs__grpc_reply_error(&w->reply, GS__GRPC_INTERNAL,
-                       "cannot queue the inference");
-  return false;
-}
-
-/* A unary call's message: answered now, or its infer started. */
+/* A unary call's message, answered now (ModelInfer's path is routed to
+ * grpc_infer.c; its method here too, should it come another way). */
 static void on_unary(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
   gs__grpc_server_t *g = gs_grpc_call_owner(call);
   wcall_t *w = gs_grpc_call_state(call);
   if (gs__grpc_call(g->repo, gs__grpc_method(gs_grpc_call_path(call)), msg, len,
-                    &w->reply, &w->job) == 1 &&
-      unary_submit(call, w))
+                    &w->reply, &w->job) == 1) {
+    gs__grpc_infer_submit(call, w);
     return;
-  unary_respond(call, &w->reply);
+  }
+  gs__grpc_respond(call, &w->reply);
 }
 
 /* ---- ModelStreamInfer ------------------------------------------------------
@@ -164,8 +111,7 @@ static void on_stream_message(gs_grpc_call_t *call, const uint8_t *msg,
     return;
   }
   r->call = call;
-  if (gs__grpc_call(g->repo, GS__GRPC_MODEL_INFER, msg, len, &r->reply,
-                    &r->job) != 1) {
+  if (gs__grpc_infer_job(g->repo, msg, len, &r->reply, &r->job) != 1) {
     stream_out_error(call, r->reply.message);
     stream_req_free(r);
     return;
@@ -186,6 +132,7 @@ static void on_stream_message(gs_grpc_call_t *call, const uint8_t *msg,
  */
 
 static const gs_grpc_route_t routes[] = {
+    {GS__GRPC_INFER_PATH, GS_GRPC_UNARY, gs__grpc_on_infer},
     {STREAM_INFER_PATH, GS_GRPC_BIDI_STREAM, on_stream_message},
     {NULL, GS_GRPC_UNARY, on_unary}, /* grpc_call.c knows the others */
 };

@@ -72,33 +72,6 @@ void gs__grpc_reply_http_error(gs__grpc_reply_t *reply,
   json_decref(root);
 }
 
-/* Names the router may see in a path: what the repository accepts. */
-static bool path_safe(const char *s, bool may_be_empty) {
-  size_t n = strlen(s);
-  return (n > 0 || may_be_empty) && n < 128 && s[0] != '.' &&
-         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789_.-") == n;
-}
-
-/* /v2/models/NAME[/versions/VERSION]SUFFIX, or false (with the reply set)
- * for a name the repository cannot hold. */
-bool gs__grpc_model_url(char *url, size_t size, const char *name,
-                        const char *version, const char *suffix,
-                        gs__grpc_reply_t *reply) {
-  char msg[256];
-  if (!path_safe(name, false) || !path_safe(version, true)) {
-    snprintf(msg, sizeof msg,
-             "Request for unknown model: '%.128s' is not found", name);
-    gs__grpc_reply_error(reply, GS__GRPC_NOT_FOUND, msg);
-    return false;
-  }
-  if (version[0])
-    snprintf(url, size, "/v2/models/%s/versions/%s%s", name, version, suffix);
-  else
-    snprintf(url, size, "/v2/models/%s%s", name, suffix);
-  return true;
-}
-
 /* GET url on the router; resp is the caller's to release. */
 static void route_get(gs__repo_t *repo, const char *url,
                       gs__http_response_t *resp) {
@@ -550,7 +523,7 @@ static void repository_call(gs__repo_t *repo, gs__grpc_method_t method,
   for (size_t i = 0; i < q->n_parameters; i++)
     json_object_set_new(params, q->parameters[i]->key,
                         parameter_json(q->parameters[i]->value));
-  bool named = path_safe(q->model_name, false);
+  bool named = gs__grpc_name_safe(q->model_name, false);
   snprintf(url, sizeof url, "/v2/repository/models/%s/%s",
            named ? q->model_name : "-", load ? "load" : "unload");
   if (!named) {
@@ -572,40 +545,6 @@ static void repository_call(gs__repo_t *repo, gs__grpc_method_t method,
     gs__http_response_release(&resp);
   }
   inference__repository_model_load_request__free_unpacked(q, NULL);
-}
-
-/* ModelInfer: read on the loop, routed as HTTP's infer is (the model's
- * readiness, its errors); the job decodes the message itself. */
-static int infer_call(gs__repo_t *repo, const uint8_t *msg, size_t len,
-                      gs__grpc_reply_t *reply, gs__infer_job_t *job) {
-  gs_error_t err = {0};
-  gs__grpc_infer_t *gi = calloc(1, sizeof *gi);
-  if (!gi) {
-    gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
-    return 0;
-  }
-  int status = gs__grpc_infer_read(gi, msg, len, &err);
-  if (status != GS__GRPC_OK) {
-    gs__grpc_reply_error(reply, status, err.msg);
-    gs__grpc_infer_destroy(gi);
-    return 0;
-  }
-  gs__http_request_t req = {.method = HTTP_POST,
-                            .url = gi->url,
-                            .url_len = strlen(gi->url),
-                            .infer_header_len = -1,
-                            .keep_alive = true};
-  gs__http_response_t resp = {.infer_header_len = -1};
-  int rc = gs__route(repo, &req, &resp, job);
-  if (rc == 1) {
-    job->req.url = NULL; /* gi's, not the job's to free */
-    job->grpc = gi;
-  } else {
-    gs__grpc_reply_http_error(reply, &resp);
-    gs__grpc_infer_destroy(gi);
-  }
-  gs__http_response_release(&resp);
-  return rc;
 }
 
 int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
@@ -644,5 +583,5 @@ int gs__grpc_call(gs__repo_t *repo, gs__grpc_method_t method,
                          "this method is not implemented by gpuslice's worker");
     return 0;
   }
-  return infer_call(repo, msg, len, reply, job);
+  return gs__grpc_infer_job(repo, msg, len, reply, job);
 }

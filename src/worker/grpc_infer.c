@@ -1,12 +1,14 @@
-/* ModelInfer's codec: the request message decodes into the infer request
- * that HTTP's bodies decode into (gs__infer_decode_tensors checks both
- * alike), and the outputs encode straight into a ModelInferResponse; the
- * tensors never pass through JSON. */
+/* ModelInfer: the layer routes the call here; its message is read on the
+ * loop, the model it names found and a job submitted as HTTP's are. The
+ * message decodes into the infer request that HTTP's bodies decode into
+ * (gs__infer_decode_tensors checks both alike), and the outputs encode
+ * straight into a ModelInferResponse; the tensors never pass through JSON. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "grpc_service.pb-c.h"
+#include "net/grpc_server.h"
 #include "worker/grpc_int.h"
 #include "worker/shm.h"
 
@@ -211,6 +213,33 @@ void gs__grpc_infer_destroy(gs__grpc_infer_t *gi) {
   free(gi);
 }
 
+/* Names the router may see in a path: what the repository accepts. */
+bool gs__grpc_name_safe(const char *s, bool may_be_empty) {
+  size_t n = strlen(s);
+  return (n > 0 || may_be_empty) && n < 128 && s[0] != '.' &&
+         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_.-") == n;
+}
+
+/* /v2/models/NAME[/versions/VERSION]SUFFIX, or false (with the reply set)
+ * for a name the repository cannot hold. */
+bool gs__grpc_model_url(char *url, size_t size, const char *name,
+                        const char *version, const char *suffix,
+                        gs__grpc_reply_t *reply) {
+  char msg[256];
+  if (!gs__grpc_name_safe(name, false) || !gs__grpc_name_safe(version, true)) {
+    snprintf(msg, sizeof msg,
+             "Request for unknown model: '%.128s' is not found", name);
+    gs__grpc_reply_error(reply, GS__GRPC_NOT_FOUND, msg);
+    return false;
+  }
+  if (version[0])
+    snprintf(url, size, "/v2/models/%s/versions/%s%s", name, version, suffix);
+  else
+    snprintf(url, size, "/v2/models/%s%s", name, suffix);
+  return true;
+}
+
 int gs__grpc_infer_read(gs__grpc_infer_t *gi, const uint8_t *msg, size_t len,
                         gs_error_t *err) {
   memset(gi, 0, sizeof *gi);
@@ -360,4 +389,88 @@ void gs__grpc_infer_reply(gs__http_response_t *resp, gs__grpc_reply_t *reply) {
   reply->body_len = resp->body_len;
   resp->body = NULL;
   resp->body_len = 0;
+}
+
+/* ---- the call: a job on the model it names --------------------------------
+ */
+
+int gs__grpc_infer_job(gs__repo_t *repo, const uint8_t *msg, size_t len,
+                       gs__grpc_reply_t *reply, gs__infer_job_t *job) {
+  gs_error_t err = {0};
+  memset(reply, 0, sizeof *reply);
+  gs__grpc_infer_t *gi = calloc(1, sizeof *gi);
+  if (!gi) {
+    gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
+    return 0;
+  }
+  int status = gs__grpc_infer_read(gi, msg, len, &err);
+  if (status == GS__GRPC_OK) {
+    const Inference__ModelInferRequest *m = gi->m;
+    int http;
+    if (!gs__repo_ready(repo, m->model_name,
+                        m->model_version[0] ? m->model_version : NULL, 503, job,
+                        &http, &err))
+      status = gs__grpc_status_of_http(http); /* as HTTP's infer answers */
+  }
+  if (status != GS__GRPC_OK) {
+    gs__grpc_reply_error(reply, status, err.msg);
+    gs__grpc_infer_destroy(gi);
+    return 0;
+  }
+  /* the request HTTP's route would have made: no URL, no body */
+  job->req = (gs__http_request_t){
+      .method = HTTP_POST, .infer_header_len = -1, .keep_alive = true};
+  job->grpc = gi;
+  return 1;
+}
+
+void gs__grpc_respond(gs_grpc_call_t *call, gs__grpc_reply_t *reply) {
+  if (reply->status == GS__GRPC_OK && reply->body) {
+    gs_grpc_call_reply(call, reply->body, reply->body_len);
+    reply->body = NULL;
+    return;
+  }
+  gs_grpc_call_fail(call, reply->status, reply->message);
+}
+
+static void after_infer(gs__infer_job_t *job) {
+  gs_grpc_call_t *call = job->data;
+  gs__grpc_wcall_t *w = gs_grpc_call_state(call);
+  gs__infer_job_finish(&w->job);
+  bool open = !gs_grpc_call_closed(call);
+  if (open)
+    gs__grpc_infer_reply(&w->job.resp, &w->reply);
+  gs__http_response_release(&w->job.resp);
+  gs__grpc_infer_destroy(w->job.grpc);
+  w->job.grpc = NULL;
+  if (!gs_grpc_call_release(call))
+    return; /* the client is gone (the call freed with its last hold) */
+  gs__grpc_respond(call, &w->reply);
+  gs_grpc_call_flush(call);
+}
+
+bool gs__grpc_infer_submit(gs_grpc_call_t *call, gs__grpc_wcall_t *w) {
+  gs__grpc_server_t *g = gs_grpc_call_owner(call);
+  w->job.data = call;
+  gs_grpc_call_hold(call);
+  if (gs__infer_submit(g->loop, &w->job, after_infer) == 0)
+    return true;
+  gs_grpc_call_release(call);
+  gs__infer_job_finish(&w->job);
+  gs__http_response_release(&w->job.resp);
+  gs__grpc_infer_destroy(w->job.grpc);
+  w->job.grpc = NULL;
+  gs__grpc_reply_error(&w->reply, GS__GRPC_INTERNAL,
+                       "cannot queue the inference");
+  gs__grpc_respond(call, &w->reply);
+  return false;
+}
+
+void gs__grpc_on_infer(gs_grpc_call_t *call, const uint8_t *msg, size_t len) {
+  gs__grpc_server_t *g = gs_grpc_call_owner(call);
+  gs__grpc_wcall_t *w = gs_grpc_call_state(call);
+  if (gs__grpc_infer_job(g->repo, msg, len, &w->reply, &w->job) == 1)
+    gs__grpc_infer_submit(call, w);
+  else
+    gs__grpc_respond(call, &w->reply);
 }

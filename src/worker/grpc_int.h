@@ -55,8 +55,11 @@ void gs__grpc_reply_error(gs__grpc_reply_t *reply, int status, const char *msg);
 /* The router's error response ({"error": msg}) as the reply. */
 void gs__grpc_reply_http_error(gs__grpc_reply_t *reply,
                                const gs__http_response_t *resp);
+/* Whether s is a name the repository can hold and a path may carry
+ * (letters, digits, '_', '.', '-'; not starting with '.'); grpc_infer.c. */
+bool gs__grpc_name_safe(const char *s, bool may_be_empty);
 /* /v2/models/NAME[/versions/VERSION]SUFFIX into url, or false (with reply
- * NOT_FOUND) for a name the repository cannot hold. */
+ * NOT_FOUND) for a name the repository cannot hold (grpc_infer.c). */
 bool gs__grpc_model_url(char *url, size_t size, const char *name,
                         const char *version, const char *suffix,
                         gs__grpc_reply_t *reply);
@@ -99,6 +102,45 @@ int gs__grpc_infer_encode(gs__http_response_t *resp,
 /* A finished infer job's answer as the reply: the message encoded above, or
  * the router's error ({"error": msg}) as a status. Takes resp's body. */
 void gs__grpc_infer_reply(gs__http_response_t *resp, gs__grpc_reply_t *reply);
+
+/* ModelInfer's message read, the model it names found ready: returns 1
+ * with job filled as gs__route fills an HTTP infer's and job->grpc the
+ * message read (free it with gs__grpc_infer_destroy once the job is done),
+ * or 0 with reply set (the errors HTTP's infer gives, as gRPC statuses). */
+int gs__grpc_infer_job(gs__repo_t *repo, const uint8_t *msg, size_t len,
+                       gs__grpc_reply_t *reply, gs__infer_job_t *job);
+
+/* ---- the calls on the server (grpc_infer.c, grpc.c) ----------------------
+ */
+
+#define GS__GRPC_INFER_PATH "/inference.GRPCInferenceService/ModelInfer"
+
+struct gs_grpc_call_s;
+struct gs_grpc_srv_s;
+
+struct gs__grpc_server_s {
+  uv_loop_t *loop;
+  gs__repo_t *repo;
+  struct gs_grpc_srv_s *srv;
+  unsigned port; /* kept once the server is closed */
+};
+
+/* A call's state (the layer's call_state). */
+typedef struct gs__grpc_wcall_s {
+  gs__grpc_reply_t reply;
+  gs__infer_job_t job;
+  unsigned pending; /* ModelStreamInfer: its infers running */
+} gs__grpc_wcall_t;
+
+/* The layer's handler of ModelInfer: the job started (gs__grpc_infer_job,
+ * gs__infer_submit) and answered when done, or the error answered now. */
+void gs__grpc_on_infer(struct gs_grpc_call_s *call, const uint8_t *msg,
+                       size_t len);
+/* Submits the job in w (filled by gs__grpc_infer_job); false when it
+ * cannot be queued (the error answered). */
+bool gs__grpc_infer_submit(struct gs_grpc_call_s *call, gs__grpc_wcall_t *w);
+/* A unary reply: its message, or its status and message. */
+void gs__grpc_respond(struct gs_grpc_call_s *call, gs__grpc_reply_t *reply);
 
 /* ---- calls (grpc_call.c) --------------------------------------------------
  */

@@ -1,12 +1,15 @@
-/* An infer as a job: decode, run (padded to a planned batch on a warm
- * model), encode on a thread of the pool, then the model's statistics
- * (request durations, batch_stats) on the loop. */
+/* An infer as a job: submitted to the thread pool (one at a time per free
+ * session on a warm model; a model with dynamic or sequence batching hands
+ * it to its batcher), where it takes a session from the model's pool,
+ * decodes, runs (padded to a planned batch on a warm model) and encodes;
+ * then the model's statistics (request durations, batch_stats) on the loop. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "worker/grpc_int.h" /* gs__grpc_infer_decode */
+#include "worker/pool.h"
 #include "worker/shm.h"
 #include "worker/worker_int.h"
 
@@ -99,6 +102,36 @@ static int run_padded(gs__infer_job_t *job, gs_session_t *s, uint64_t *rows,
   return rc == GS_OK ? gs_session_run(s, ins, slot->io.n_inputs, err) : rc;
 }
 
+/* ---- sessions: a slot's pool --------------------------------------------
+ */
+
+gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
+  gs_session_t *s = NULL;
+  pthread_mutex_lock(&slot->lock);
+  while (slot->warm && slot->n_idle == 0)
+    pthread_cond_wait(&slot->idle_cond, &slot->lock);
+  if (slot->n_idle)
+    s = slot->idle[--slot->n_idle];
+  pthread_mutex_unlock(&slot->lock);
+  if (!s && gs__slot_session_create(slot, &s, err) != GS_OK)
+    return NULL;
+  return s;
+}
+
+void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s) {
+  pthread_mutex_lock(&slot->lock);
+  if (slot->n_idle < sizeof slot->idle / sizeof slot->idle[0]) {
+    slot->idle[slot->n_idle++] = s;
+    s = NULL;
+    pthread_cond_signal(&slot->idle_cond);
+  }
+  pthread_mutex_unlock(&slot->lock);
+  gs_session_destroy(s);
+}
+
+/* ---- one job on the pool -------------------------------------------------
+ */
+
 /* On a thread of the pool: decode, run, encode. */
 void gs__infer_job_run(gs__infer_job_t *job) {
   gs_error_t err = {0};
@@ -141,6 +174,76 @@ void gs__infer_job_run(gs__infer_job_t *job) {
   job->t_done = gs__now_ns();
   gs__infer_request_release(ir);
 }
+
+static void work_single(uv_work_t *w) {
+  gs__infer_job_run(w->data);
+}
+
+static void after_single(uv_work_t *w, int status);
+
+/* Runs a warm model's next waiting unbatched request, if a session is
+ * free for it. */
+static void start_waiting_single(uv_loop_t *loop, gs__model_entry_t *m) {
+  while (m->single_head &&
+         m->single_running < m->single_head->slot->n_sessions) {
+    gs__infer_job_t *job = m->single_head;
+    m->single_head = job->next;
+    if (!m->single_head)
+      m->single_tail = NULL;
+    job->next = NULL;
+    m->single_running++;
+    if (gs__queue_work(loop, &job->work, work_single, after_single) != 0) {
+      m->single_running--;
+      gs__http_response_error(&job->resp, 500, "cannot queue the inference");
+      job->ok = false;
+      job->t_done = gs__now_ns();
+      job->done(job);
+    }
+  }
+}
+
+static void after_single(uv_work_t *w, int status) {
+  gs__infer_job_t *job = w->data;
+  gs__model_entry_t *m = job->entry;
+  bool limited = job->slot->warm && !job->slot->batching.enabled;
+  uv_loop_t *loop = w->loop;
+  (void)status;
+  job->done(job); /* may free job */
+  if (limited) {
+    m->single_running--;
+    start_waiting_single(loop, m);
+  }
+}
+
+int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
+                     void (*done)(gs__infer_job_t *job)) {
+  if (job->entry->sequence.enabled)
+    return gs__seq_submit(loop, job, done);
+  job->done = done;
+  job->work.data = job;
+  if (job->slot->batching.enabled)
+    return gs__batch_submit(loop, job);
+  if (!job->slot->warm)
+    return gs__queue_work(loop, &job->work, work_single, after_single);
+  /* A free session: run now (a failure is the caller's to answer). Else
+   * wait on the loop; after_single starts it (and answers a failure). */
+  gs__model_entry_t *m = job->entry;
+  if (!m->single_head && m->single_running < job->slot->n_sessions) {
+    int rc = gs__queue_work(loop, &job->work, work_single, after_single);
+    m->single_running += rc == 0;
+    return rc;
+  }
+  job->next = NULL;
+  if (m->single_tail)
+    m->single_tail->next = job;
+  else
+    m->single_head = job;
+  m->single_tail = job;
+  return 0;
+}
+
+/* ---- statistics, on the loop --------------------------------------------
+ */
 
 static void add(gs__stat_t *s, uint64_t ns) {
   s->count++;

@@ -258,27 +258,3 @@ int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,
   *out = NULL;
   return gs_session_create(out, slot->model, &opts, err);
 }
-
-gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
-  gs_session_t *s = NULL;
-  pthread_mutex_lock(&slot->lock);
-  while (slot->warm && slot->n_idle == 0)
-    pthread_cond_wait(&slot->idle_cond, &slot->lock);
-  if (slot->n_idle)
-    s = slot->idle[--slot->n_idle];
-  pthread_mutex_unlock(&slot->lock);
-  if (!s && gs__slot_session_create(slot, &s, err) != GS_OK)
-    return NULL;
-  return s;
-}
-
-void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s) {
-  pthread_mutex_lock(&slot->lock);
-  if (slot->n_idle < sizeof slot->idle / sizeof slot->idle[0]) {
-    slot->idle[slot->n_idle++] = s;
-    s = NULL;
-    pthread_cond_signal(&slot->idle_cond);
-  }
-  pthread_mutex_unlock(&slot->lock);
-  gs_session_destroy(s);
-}

@@ -73,6 +73,43 @@ gs__model_entry_t *gs__repo_find(gs__repo_t *repo, const char *name) {
   return best ? best : any;
 }
 
+gs__model_entry_t *gs__repo_ready(gs__repo_t *repo, const char *name,
+                                  const char *version, int not_ready_status,
+                                  gs__infer_job_t *job, int *status,
+                                  gs_error_t *err) {
+  gs__model_entry_t *m = gs__repo_find(repo, name);
+  *status = 404;
+  if (!m)
+    return gs_error_set(err, GS_ENOTFOUND,
+                        "Request for unknown model: '%.128s' is not found",
+                        name),
+           NULL;
+  if (version && !(m = gs__repo_find_version(repo, name, version)))
+    return gs_error_set(err, GS_ENOTFOUND,
+                        "Request for unknown model: '%.128s' version %.24s is "
+                        "not found",
+                        name, version),
+           NULL;
+  if (m->state != GS__MODEL_READY) {
+    *status = not_ready_status;
+    return gs_error_set(err, GS_EINVAL,
+                        "Request for unknown model: '%.128s' is not "
+                        "ready%s%.400s",
+                        name, m->reason[0] ? ": " : "", m->reason),
+           NULL;
+  }
+  *status = 200;
+  if (job) { /* the job holds the slot it runs on */
+    memset(job, 0, sizeof *job);
+    job->entry = m;
+    job->slot = m->slot;
+    job->shm = repo->shm;
+    m->slot->refs++;
+    job->t_received = gs__now_ns();
+  }
+  return m;
+}
+
 /* An entry for (name, version): its own, else an entry of name that
  * serves no version (a failed load's), else a new one; NULL when full. */
 static gs__model_entry_t *entry_for(gs__repo_t *repo, const char *name,

@@ -1,6 +1,6 @@
-/* The worker's routes: maps one HTTP request (URL and method) to one
- * response for every endpoint of the protocol, or to an infer job that the
- * server hands to a thread (jobs.c). No sockets here. */
+/* The worker's routes: the HTTP listener's handler. Maps one request (URL
+ * and method) to one response for every endpoint of the protocol, or to an
+ * infer job on the model it names, submitted to the thread pool (jobs.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,36 +50,17 @@ static json_t *server_metadata(const gs__repo_t *repo) {
 }
 
 /* The model a request names, or an error response (404 unknown model or
- * version, 400/503 not ready per need_ready). */
+ * version, not_ready_status not ready); with job, the job starts on it. */
 static gs__model_entry_t *model_for(gs__repo_t *repo, const char *name,
                                     const char *version, int not_ready_status,
+                                    gs__infer_job_t *job,
                                     gs__http_response_t *resp) {
-  char msg[1024];
-  gs__model_entry_t *m = gs__repo_find(repo, name);
-  if (!m) {
-    snprintf(msg, sizeof msg,
-             "Request for unknown model: '%.128s' is not "
-             "found",
-             name);
-    gs__http_response_error(resp, 404, msg);
-    return NULL;
-  }
-  if (version && !(m = gs__repo_find_version(repo, name, version))) {
-    snprintf(msg, sizeof msg,
-             "Request for unknown model: '%.128s' version "
-             "%.24s is not found",
-             name, version);
-    gs__http_response_error(resp, 404, msg);
-    return NULL;
-  }
-  if (m->state != GS__MODEL_READY) {
-    snprintf(msg, sizeof msg,
-             "Request for unknown model: '%.128s' is not "
-             "ready%s%.400s",
-             name, m->reason[0] ? ": " : "", m->reason);
-    gs__http_response_error(resp, not_ready_status, msg);
-    return NULL;
-  }
+  gs_error_t err = {0};
+  int status;
+  gs__model_entry_t *m =
+      gs__repo_ready(repo, name, version, not_ready_status, job, &status, &err);
+  if (!m)
+    gs__http_response_error(resp, status, err.msg);
   return m;
 }
 
@@ -218,8 +199,8 @@ static int route_model(gs__repo_t *repo, gs__http_request_t *req, char **seg,
   if ((infer && !post) || (!infer && !get))
     return gs__http_response_error(resp, 400, infer ? "use POST" : "use GET"),
            0;
-  gs__model_entry_t *m =
-      model_for(repo, seg[2], version, infer ? 503 : 400, resp);
+  gs__model_entry_t *m = model_for(repo, seg[2], version, infer ? 503 : 400,
+                                   infer ? job : NULL, resp);
   if (!m)
     return 0;
   if (!action) {
@@ -235,14 +216,8 @@ static int route_model(gs__repo_t *repo, gs__http_request_t *req, char **seg,
   else if (strcmp(action, "stats") == 0)
     gs__http_response_json(resp, 200, stats_doc(repo, m->name, version));
   else {
-    memset(job, 0, sizeof *job);
-    job->entry = m;
-    job->slot = m->slot;
-    job->shm = repo->shm;
-    m->slot->refs++;
     job->req = *req;
     memset(req, 0, sizeof *req); /* the job owns url and body now */
-    job->t_received = gs__now_ns();
     return 1;
   }
   return 0;
@@ -294,4 +269,26 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
   }
   free(url);
   return rc;
+}
+
+static void after_infer(gs__infer_job_t *job) {
+  gs__http_conn_t *c = job->data;
+  gs__infer_job_finish(job);
+  gs__http_conn_respond(c, &job->resp);
+}
+
+void gs__route_http(void *ctx, gs__http_conn_t *c, gs__http_request_t *req) {
+  gs__route_ctx_t *rc = ctx;
+  gs__infer_job_t *job = gs__http_conn_user(c); /* the connection's bytes */
+  gs__http_response_t resp = {.infer_header_len = -1};
+  memset(job, 0, sizeof *job);
+  job->resp.infer_header_len = -1;
+  if (gs__route(rc->repo, req, &resp, job) == 1) {
+    job->data = c;
+    if (gs__infer_submit(rc->loop, job, after_infer) == 0)
+      return;
+    gs__infer_job_finish(job);
+    gs__http_response_error(&resp, 500, "cannot queue the inference");
+  }
+  gs__http_conn_respond(c, &resp);
 }

@@ -1,6 +1,6 @@
-/* The worker's network side on libuv: HTTP connections (the network
- * layer's, net/http.h) hand whole requests to the router, infers run on
- * libuv's thread pool, gRPC has its own listener (grpc.c). */
+/* The worker's process side on libuv: its loop, the HTTP listeners (the
+ * network layer's, net/http.h), whose requests go straight to the routes
+ * (router.c), the gRPC listener (grpc.c), repository polling, draining. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@ struct gs_worker_s {
   gs__http_listener_t http;
   uv_async_t stop;
   gs__repo_t repo;
+  gs__route_ctx_t route; /* the listeners' handler's: loop and repo */
   size_t max_body;
   gs__http_listener_t metrics; /* serves GET /metrics only */
   bool metrics_on;
@@ -34,36 +35,11 @@ struct gs_worker_s {
 
 #define DRAIN_TICK_MS 10u
 
-/* Answers one request: at once, or through the thread pool for an infer
- * (the connection's user bytes hold the job). */
-static void after_infer(gs__infer_job_t *job) {
-  gs__http_conn_t *c = job->data;
-  gs__infer_job_finish(job);
-  gs__http_conn_respond(c, &job->resp);
-}
-
-static void handle_request(void *ctx, gs__http_conn_t *c,
-                           gs__http_request_t *req) {
-  gs_worker_t *w = ctx;
-  gs__infer_job_t *job = gs__http_conn_user(c);
-  gs__http_response_t resp = {.infer_header_len = -1};
-  memset(job, 0, sizeof *job);
-  job->resp.infer_header_len = -1;
-  if (gs__route(&w->repo, req, &resp, job) == 1) {
-    job->data = c;
-    if (gs__infer_submit(&w->loop, job, after_infer) == 0)
-      return;
-    gs__infer_job_finish(job);
-    gs__http_response_error(&resp, 500, "cannot queue the inference");
-  }
-  gs__http_conn_respond(c, &resp);
-}
-
 static void handle_metrics_only(void *ctx, gs__http_conn_t *c,
                                 gs__http_request_t *req) {
   gs__http_response_t resp = {.infer_header_len = -1};
   if (strcmp(req->url, "/metrics") == 0)
-    handle_request(ctx, c, req);
+    gs__route_http(ctx, c, req);
   else {
     gs__http_response_error(&resp, 404,
                             "the metrics port serves /metrics only");
@@ -116,7 +92,7 @@ static int listen_http(gs_worker_t *w, gs__http_listener_t *l,
                        gs__http_handler_fn handler, const char *host,
                        unsigned port, gs_error_t *err) {
   l->handler = handler;
-  l->ctx = w;
+  l->ctx = &w->route;
   l->max_body = w->max_body;
   l->user_size = sizeof(gs__infer_job_t);
   return gs__http_listen(&w->loop, l, host, port, err);
@@ -160,11 +136,12 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   if (rc == GS_OK && opts->busy_poll_us)
     rc = gs__pool_create(&w->pool, &w->loop, pool_threads(), opts->busy_poll_us,
                          err);
+  w->route = (gs__route_ctx_t){.loop = &w->loop, .repo = &w->repo};
   if (rc == GS_OK)
     rc = gs__repo_open_opts(&w->repo, opts, err);
   const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
-    rc = listen_http(w, &w->http, handle_request, host, opts->port, err);
+    rc = listen_http(w, &w->http, gs__route_http, host, opts->port, err);
   if (rc == GS_OK && opts->metrics) {
     w->metrics_on = true;
     rc = listen_http(w, &w->metrics, handle_metrics_only, host,

@@ -282,6 +282,15 @@ struct gs__model_config_s;
 /* The entry of name's version (a decimal number), or NULL. */
 gs__model_entry_t *gs__repo_find_version(gs__repo_t *repo, const char *name,
                                          const char *version);
+struct gs__infer_job_s;
+/* The model a request names (name's newest READY version, or version),
+ * ready to serve; NULL with *status (404: no such model or version;
+ * not_ready_status: not ready) and err's message. With job, the job starts
+ * on it: cleared, holding a reference on the model's slot. */
+gs__model_entry_t *gs__repo_ready(gs__repo_t *repo, const char *name,
+                                  const char *version, int not_ready_status,
+                                  struct gs__infer_job_s *job, int *status,
+                                  gs_error_t *err);
 /* Loads the versions of name that its version_policy selects, with the
  * configuration override (Triton's ModelConfig as JSON; NULL: the model
  * directory's), as one change: every version loads or none replaces what
@@ -335,7 +344,7 @@ int gs__repo_check_batch_dims(const gs__model_entry_t *m, gs_error_t *err);
 void gs__repo_device_failed(gs__model_entry_t *m, const gs__model_slot_t *slot,
                             const char *why);
 void gs__slot_unref(gs__model_slot_t *slot);
-/* A session of slot for this thread's use, returned with _put. */
+/* A session of slot for this thread's use, returned with _put (jobs.c). */
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err);
 void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s);
 /* A new session of slot's model with the slot's options. */
@@ -395,6 +404,14 @@ typedef struct gs__infer_job_s {
  * the loop, then gs__infer_job_finish on it. */
 int gs__route(gs__repo_t *repo, gs__http_request_t *req,
               gs__http_response_t *resp, gs__infer_job_t *job);
+/* The worker's HTTP listener's handler (ctx: a gs__route_ctx_t): answers
+ * at once, or submits the infer gs__route made (connections hold a job in
+ * their user bytes). */
+typedef struct gs__route_ctx_s {
+  uv_loop_t *loop;
+  gs__repo_t *repo;
+} gs__route_ctx_t;
+void gs__route_http(void *ctx, gs__http_conn_t *c, gs__http_request_t *req);
 void gs__infer_job_run(gs__infer_job_t *job);
 /* Records stats, drops the slot reference; resp stays for the caller. */
 void gs__infer_job_finish(gs__infer_job_t *job);
@@ -420,12 +437,14 @@ char *gs__metrics_text(const gs__repo_t *repo, size_t *len);
  */
 
 /* Runs a job that gs__route filled, on loop's thread pool, and calls
- * job->done on the loop thread when job->resp holds the answer. A model
- * with dynamic_batching has its requests decoded, queued and run in
+ * job->done on the loop thread when job->resp holds the answer (jobs.c). A
+ * model with dynamic_batching has its requests decoded, queued and run in
  * batches; the others run one by one. Nonzero (a libuv error) when the job
  * could not be queued: done is not called. */
 int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
                      void (*done)(gs__infer_job_t *job));
+/* gs__infer_submit for a model with dynamic_batching (job->done set). */
+int gs__batch_submit(uv_loop_t *loop, gs__infer_job_t *job);
 /* Starts every queued request now, and later ones without queueing: the
  * worker is shutting down. */
 void gs__batcher_flush(gs__repo_t *repo);

@@ -90,6 +90,8 @@ static void test_methods_and_status(void **state) {
 }
 
 /* Packs a ModelInferRequest for `simple` with two [1,4] INT32 inputs. */
+static const char *pack_version = ""; /* pack_infer's model_version */
+
 static uint8_t *pack_infer(const char *model, bool raw, bool contents,
                            const char *dtype, size_t *len) {
   static int32_t a[4] = {1, 2, 3, 4}, b[4] = {10, 20, 30, 40};
@@ -114,6 +116,7 @@ static uint8_t *pack_infer(const char *model, bool raw, bool contents,
   inference__model_infer_request__infer_requested_output_tensor__init(&o);
   o.name = "OUTPUT0";
   m.model_name = (char *)model;
+  m.model_version = (char *)pack_version;
   m.id = "req-7";
   m.n_inputs = 2;
   m.inputs = pt;
@@ -260,6 +263,82 @@ static void test_infer_reply(void **state) {
   gs__http_response_release(&resp);
 }
 
+/* ModelInfer finds its model by name and version itself (no URL routed):
+ * its errors are HTTP's infer's for the same model (404 NOT_FOUND, 503
+ * UNAVAILABLE, the same messages), a name or version no path could carry
+ * is NOT_FOUND as before, and a ready model's job holds its slot. */
+static void test_infer_job_errors_as_http(void **state) {
+  (void)state;
+  static gs__repo_t repo;
+  static gs__model_slot_t slot;
+  memset(&repo, 0, sizeof repo);
+  repo.n = 2;
+  snprintf(repo.models[0].name, sizeof repo.models[0].name, "m");
+  snprintf(repo.models[0].version, sizeof repo.models[0].version, "1");
+  repo.models[0].state = GS__MODEL_READY;
+  repo.models[0].slot = &slot;
+  slot.refs = 1;
+  snprintf(repo.models[1].name, sizeof repo.models[1].name, "n");
+  snprintf(repo.models[1].version, sizeof repo.models[1].version, "1");
+  repo.models[1].state = GS__MODEL_UNAVAILABLE;
+  snprintf(repo.models[1].reason, sizeof repo.models[1].reason, "boom");
+  static const struct {
+    const char *model, *version, *url;
+  } cases[] = {{"x", "", "/v2/models/x/infer"},
+               {"n", "", "/v2/models/n/infer"},
+               {"m", "7", "/v2/models/m/versions/7/infer"},
+               {"m", "abc", "/v2/models/m/versions/abc/infer"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    gs__http_request_t req = {.method = HTTP_POST,
+                              .url = strdup(cases[i].url),
+                              .url_len = strlen(cases[i].url),
+                              .infer_header_len = -1};
+    gs__http_response_t resp = {.infer_header_len = -1};
+    gs__infer_job_t job;
+    assert_int_equal(gs__route(&repo, &req, &resp, &job), 0);
+    gs__grpc_reply_t want = {0}, got = {0};
+    gs__grpc_reply_http_error(&want, &resp);
+    size_t len;
+    pack_version = cases[i].version;
+    uint8_t *msg = pack_infer(cases[i].model, true, false, "INT32", &len);
+    assert_int_equal(gs__grpc_infer_job(&repo, msg, len, &got, &job), 0);
+    assert_int_not_equal(got.status, GS__GRPC_OK);
+    assert_int_equal(got.status, want.status);
+    assert_string_equal(got.message, want.message);
+    gs__grpc_reply_release(&got);
+    gs__grpc_reply_release(&want);
+    gs__http_response_release(&resp);
+    free(req.url);
+    free(msg);
+  }
+  assert_int_equal(slot.refs, 1);
+  size_t len;
+  gs__grpc_reply_t reply;
+  gs__infer_job_t job;
+  pack_version = "../1";
+  uint8_t *msg = pack_infer("m", true, false, "INT32", &len);
+  assert_int_equal(gs__grpc_infer_job(&repo, msg, len, &reply, &job), 0);
+  assert_int_equal(reply.status, GS__GRPC_NOT_FOUND);
+  assert_string_equal(reply.message,
+                      "Request for unknown model: 'm' is not found");
+  free(msg);
+  for (int v = 0; v < 2; v++) {
+    pack_version = v ? "1" : "";
+    msg = pack_infer("m", true, false, "INT32", &len);
+    assert_int_equal(gs__grpc_infer_job(&repo, msg, len, &reply, &job), 1);
+    assert_ptr_equal(job.entry, &repo.models[0]);
+    assert_ptr_equal(job.slot, &slot);
+    assert_int_equal(slot.refs, 2);
+    assert_non_null(job.grpc);
+    assert_string_equal(job.grpc->url, v ? "/v2/models/m/versions/1/infer"
+                                         : "/v2/models/m/infer");
+    gs__grpc_infer_destroy(job.grpc);
+    slot.refs--;
+    free(msg);
+  }
+  pack_version = "";
+}
+
 static void test_calls_on_an_empty_repository(void **state) {
   (void)state;
   static gs__repo_t repo;
@@ -316,6 +395,7 @@ int main(void) {
       cmocka_unit_test(test_infer_request_errors),
       cmocka_unit_test(test_infer_reply),
       cmocka_unit_test(test_calls_on_an_empty_repository),
+      cmocka_unit_test(test_infer_job_errors_as_http),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
