@@ -219,6 +219,13 @@ uint64_t gs__pool_events(const gs__pool_t *p) {
   return p->events;
 }
 
+unsigned gs__pool_sleepers(gs__pool_t *p) {
+  pthread_mutex_lock(&p->lock);
+  unsigned n = p->n_sleeping;
+  pthread_mutex_unlock(&p->lock);
+  return n;
+}
+
 uint64_t gs__pool_wakeups(gs__pool_t *p) {
   pthread_mutex_lock(&p->lock);
   uint64_t n = p->wakeups;

@@ -31,6 +31,8 @@ unsigned gs__pool_busy_poll_us(const gs__pool_t *p);
 /* How often a thread woke from its sleep (for tests: a spinner needs
  * none between jobs that follow each other within busy_poll_us). */
 uint64_t gs__pool_wakeups(gs__pool_t *p);
+/* Threads asleep on the condition variable now (for tests). */
+unsigned gs__pool_sleepers(gs__pool_t *p);
 
 /* uv_queue_work on loop's pool: a gs__pool_t when the loop has one (its
  * data), else libuv's. w->loop is set; after runs on the loop thread with
