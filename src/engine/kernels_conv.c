@@ -10,6 +10,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -584,22 +585,26 @@ static void conv_one(const conv_one_t *c, const float *x, const float *z,
   gs__gemm_run(&gm, threads);
 }
 
-/* images_apart's run: part i runs images i, i + parts, ... alone, each
- * with its own packed B (when packed). */
+/* images_apart's run: each part takes the next image not yet taken and
+ * runs it alone, with its own packed B (when packed), until none is left:
+ * a thread that the scheduler holds up (a busy machine) delays one image,
+ * not its share of the batch. */
 typedef struct {
   conv_one_t one;
   const float *x, *z;
   float *col, *y;
   size_t batch, cin;
+  atomic_size_t next; /* the next image to take */
 } apart_job_t;
 
 static void conv_apart_part(void *arg, unsigned part, unsigned parts) {
-  const apart_job_t *j = arg;
+  apart_job_t *j = arg;
   size_t hw = j->one.t->out_size, m = j->one.m;
   size_t per_b = direct_x(j->one.t, j->one.m)
                      ? 0
                      : gs__gemm_packed_b_count(j->one.kdim, hw);
-  for (size_t img = part; img < j->batch; img += parts)
+  (void)part, (void)parts;
+  for (size_t img; (img = atomic_fetch_add(&j->next, 1)) < j->batch;)
     conv_one(&j->one, j->x + img * j->cin * j->one.t->in_size,
              j->z ? j->z + img * m * hw : NULL,
              per_b ? j->col + img * per_b : NULL, /* no scratch if direct */
@@ -634,7 +639,8 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
                      col,
                      y,
                      (size_t)g.batch,
-                     (size_t)g.in_channels};
+                     (size_t)g.in_channels,
+                     0};
     unsigned threads = gs_engine_threads();
     gs__parallel(conv_apart_part, &j,
                  threads < j.batch ? threads : (unsigned)j.batch);

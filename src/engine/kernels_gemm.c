@@ -7,7 +7,6 @@
  * the CPU. Work is split over gs_engine_threads() threads: a small pool of
  * its own whose workers spin a while between calls before they sleep. */
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,10 +24,11 @@
  * pool another runs all its parts itself, so that concurrent sessions
  * never wait on each other. A worker spins for POOL_SPIN_NS after its last
  * part before it sleeps on the condition variable, and the caller spins
- * while it waits for the parts: a model's ops follow each other within
- * microseconds, and a futex wake-up each way cost about what a small op
- * takes (cnn_small: about 10 ops in 0.1 ms). onnxruntime's pool spins the
- * same way. */
+ * as long while it waits for the parts, then sleeps too: a model's ops
+ * follow each other within microseconds, and a futex wake-up each way cost
+ * about what a small op takes (cnn_small: about 10 ops in 0.1 ms);
+ * onnxruntime's pool spins the same way. Sleeping after that leaves the
+ * CPU to a worker the scheduler took off it (a busy machine). */
 
 #define POOL_MAX 64
 #define POOL_SPIN_NS 50000 /* a worker's spin before it sleeps */
@@ -45,13 +45,15 @@ typedef struct {
 static struct {
   pthread_mutex_t use; /* held by the call that has the pool */
   pthread_mutex_t lock;
-  pthread_cond_t go;
+  pthread_cond_t go, done;
   unsigned workers;
   _Alignas(64) atomic_uint pending; /* parts given and not yet done */
+  atomic_uint joining;              /* 1 while the caller sleeps on done */
   pool_slot_t slot[POOL_MAX];       /* slot[i]: worker i, part i */
 } pool = {.use = PTHREAD_MUTEX_INITIALIZER,
           .lock = PTHREAD_MUTEX_INITIALIZER,
-          .go = PTHREAD_COND_INITIALIZER};
+          .go = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -105,9 +107,15 @@ static bool slot_claim(pool_slot_t *s, unsigned long g) {
   return atomic_compare_exchange_strong(&s->taken, &want, g);
 }
 
+/* Runs s's part; the last part done wakes a caller asleep in pool_join
+ * (which stores joining and then reads pending, as slot_wait's pair). */
 static void slot_run(pool_slot_t *s) {
   s->fn(s->arg, s->part, s->parts);
-  atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+  if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.joining)) {
+    pthread_mutex_lock(&pool.lock);
+    pthread_cond_signal(&pool.done);
+    pthread_mutex_unlock(&pool.lock);
+  }
 }
 
 static void *worker_main(void *p) {
@@ -138,15 +146,29 @@ static unsigned pool_grow(unsigned want) {
   return pool.workers;
 }
 
-/* Spins (yielding the CPU after a while, in case a worker waits for it)
- * until every part given is done. */
+/* Waits until every part given is done: spinning for POOL_SPIN_NS, then
+ * asleep (a worker taken off its CPU must not wait for ours). */
 static void pool_join(void) {
+  uint64_t until = 0;
   for (unsigned spin = 1;
        atomic_load_explicit(&pool.pending, memory_order_acquire) != 0; spin++) {
     cpu_relax();
-    if (spin >= 256)
-      sched_yield();
+    if (spin % 64 == 0) {
+      uint64_t t = now_ns();
+      if (until == 0)
+        until = t + POOL_SPIN_NS;
+      else if (t >= until)
+        break;
+    }
   }
+  if (atomic_load(&pool.pending) == 0)
+    return;
+  pthread_mutex_lock(&pool.lock);
+  atomic_store(&pool.joining, 1);
+  while (atomic_load(&pool.pending) != 0)
+    pthread_cond_wait(&pool.done, &pool.lock);
+  atomic_store(&pool.joining, 0);
+  pthread_mutex_unlock(&pool.lock);
 }
 
 void gs__parallel(gs__task_fn fn, void *arg, unsigned parts) {
