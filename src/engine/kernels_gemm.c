@@ -471,6 +471,7 @@ typedef struct {
 } gemm_job_t;
 
 #define ROWS_OUTER_MAX_B (1u << 20) /* bytes of B per KC pass: half an L2 */
+#define SMALL_W_BYTES (32u << 10)   /* packed W split by columns */
 
 /* The first item of part of parts. Row panel by row panel, items are cut
  * by their rows (a 12-row panel's items cost 1.5 times an 8-row one's: 64
@@ -563,7 +564,16 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
                       ? ((kc + g->direct->taps - 1) / g->direct->taps + 1) *
                             g->direct->plane * sizeof(float)
                       : job.panels * GS__GEMM_NR * kc * sizeof(float);
-  if (b_pass <= ROWS_OUTER_MAX_B) {
+  /* A W this small stays in each core's L2 anyway: over threads, the
+   * columns are split instead, so that each thread reads and writes only
+   * its part of the image, which the next op's same split finds in its
+   * own cache (split by rows, both threads read all of X', and all of Y
+   * moved between the cores). */
+  bool small_w =
+      threads > 1 &&
+      gs__gemm_packed_a_count(g->m, g->k) * sizeof(float) <= SMALL_W_BYTES &&
+      job.panels >= 2 * (size_t)threads;
+  if (b_pass <= ROWS_OUTER_MAX_B && !small_w) {
     job.rows_outer = true;
     job.chunks = row_panels;
     job.chunk_panels = 1;
