@@ -20,7 +20,9 @@
 # env:   BENCH_REPS (5), BENCH_THREADS ("1 2"), BENCH_BATCHES ("1 8"),
 #        BENCH_NET_MODELS ("resnet50 cnn_small"), BENCH_RAW (the raw file),
 #        ORT_VENV (a venv with onnxruntime), BENCH_MODELS (models made
-#        elsewhere, see bench_lib.sh)
+#        elsewhere, see bench_lib.sh), BENCH_BASE (another engine_bench,
+#        say main's, for an A/B: run in the same loop, the three in turn,
+#        and given two more columns, its p50 and its paired ratio)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$src/build/gcc}" && pwd)
@@ -34,6 +36,7 @@ raw_out=${BENCH_RAW:-$src/docs/bench/cpu_engine_bench-$(nproc)cpu-$(date -u +%Y-
 # shellcheck source=bench/bench_lib.sh
 . "$src/bench/bench_lib.sh" # tmp, die, make_models (BENCH_MODELS), machine_facts
 [ -x "$gpuslice" ] || die "no $gpuslice (ninja -C $build engine_bench)"
+[ -z "${BENCH_BASE:-}" ] || [ -x "$BENCH_BASE" ] || die "BENCH_BASE: no $BENCH_BASE"
 # shellcheck disable=SC2034 # for machine_facts
 gpuslice_src=$gpuslice
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
@@ -115,8 +118,10 @@ one() {
   [ "$4" -gt 1 ] && cpus=0-$(($4 - 1))
   read -r it wu < <(iters "$2" "$3")
   local model=$tmp/models/$2/1/model.onnx
-  if [ "$1" = gpuslice ]; then
-    line=$(taskset -c "$cpus" "$gpuslice" --model "$model" --batch "$3" --iters "$it" \
+  if [ "$1" = gpuslice ] || [ "$1" = base ]; then
+    local bin=$gpuslice
+    [ "$1" = base ] && bin=$BENCH_BASE
+    line=$(taskset -c "$cpus" "$bin" --model "$model" --batch "$3" --iters "$it" \
       --warmup "$wu" --threads "$4" --provider cpu --csv) || die "engine_bench failed on $2"
   else
     line=$(taskset -c "$cpus" "$venv/bin/python" "$tmp/ort_bench.py" "$model" "$3" "$it" \
@@ -130,7 +135,13 @@ for rep in $(seq "$reps"); do
   for net in $nets; do
     for b in $batches; do
       for t in $threads_list; do
-        if [ $((rep % 2)) -eq 1 ]; then one gpuslice "$net" "$b" "$t"; one onnxruntime "$net" "$b" "$t"
+        if [ -n "${BENCH_BASE:-}" ]; then # base, gpuslice, onnxruntime in turn
+          case $((rep % 3)) in
+            1) one base "$net" "$b" "$t"; one gpuslice "$net" "$b" "$t"; one onnxruntime "$net" "$b" "$t" ;;
+            2) one gpuslice "$net" "$b" "$t"; one onnxruntime "$net" "$b" "$t"; one base "$net" "$b" "$t" ;;
+            0) one onnxruntime "$net" "$b" "$t"; one base "$net" "$b" "$t"; one gpuslice "$net" "$b" "$t" ;;
+          esac
+        elif [ $((rep % 2)) -eq 1 ]; then one gpuslice "$net" "$b" "$t"; one onnxruntime "$net" "$b" "$t"
         else one onnxruntime "$net" "$b" "$t"; one gpuslice "$net" "$b" "$t"; fi
       done
     done
@@ -151,13 +162,13 @@ med() {
           printf (m >= 100 ? "%.0f" : m >= 1 ? "%.2f" : "%.3f"), m }' "$tmp/csv"
 }
 
-# paired NET BATCH THREADS: the median over the repeats of gpuslice's p50
-# over onnxruntime's in the same repeat (the two ran back to back), which
-# the load of a shared machine moves less than either p50.
+# paired NET BATCH THREADS [IMPL]: the median over the repeats of IMPL's
+# (gpuslice's) p50 over onnxruntime's in the same repeat (the two ran back
+# to back), which the load of a shared machine moves less than either p50.
 paired() {
-  awk -v n="$1" -v b="$2" -v t="$3" '
+  awk -v n="$1" -v b="$2" -v t="$3" -v i="${4:-gpuslice}" '
     { split($3, c, ","); if ($2 != n || c[2] != b || c[3] != t) next
-      if ($1 == "gpuslice") g[++kg] = c[7]; else o[++ko] = c[7] }
+      if ($1 == i) g[++kg] = c[7]; else if ($1 == "onnxruntime") o[++ko] = c[7] }
     END { k = kg < ko ? kg : ko; if (!k) { print "-"; exit }
           for (x = 1; x <= k; x++) v[x] = g[x] / o[x]
           for (x = 1; x <= k; x++) for (y = x + 1; y <= k; y++)
@@ -166,15 +177,23 @@ paired() {
 }
 
 {
-  echo "| model | batch | threads | gpuslice p50 (ms) | onnxruntime p50 (ms) | gpuslice / onnxruntime | gpuslice p99 (ms) | onnxruntime p99 (ms) | gpuslice images/s | onnxruntime images/s |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  base_head= base_rule=
+  if [ -n "${BENCH_BASE:-}" ]; then
+    base_head=" base p50 (ms) | base / onnxruntime |" base_rule="---:|---:|"
+  fi
+  echo "| model | batch | threads | gpuslice p50 (ms) | onnxruntime p50 (ms) | gpuslice / onnxruntime | gpuslice p99 (ms) | onnxruntime p99 (ms) | gpuslice images/s | onnxruntime images/s |$base_head"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|$base_rule"
   for net in $nets; do
     for b in $batches; do
       for t in $threads_list; do
+        base_cols=
+        if [ -n "${BENCH_BASE:-}" ]; then
+          base_cols=" $(med base "$net" "$b" "$t" 7) | $(paired "$net" "$b" "$t" base) |"
+        fi
         echo "| $net | $b | $t | $(med gpuslice "$net" "$b" "$t" 7) |" \
           "$(med onnxruntime "$net" "$b" "$t" 7) | $(paired "$net" "$b" "$t") |" \
           "$(med gpuslice "$net" "$b" "$t" 8) | $(med onnxruntime "$net" "$b" "$t" 8) |" \
-          "$(med gpuslice "$net" "$b" "$t" 10) | $(med onnxruntime "$net" "$b" "$t" 10) |"
+          "$(med gpuslice "$net" "$b" "$t" 10) | $(med onnxruntime "$net" "$b" "$t" 10) |$base_cols"
       done
     done
   done

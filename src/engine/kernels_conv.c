@@ -10,6 +10,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,15 +64,17 @@ static bool merge_images(const gs__conv_geom_t *g, const geom3_t *t) {
 }
 
 /* Whether a batch's images go to the threads one each (conv_apart): where
- * one image's product is under gs__gemm_run's threshold for waking a
- * worker (cnn_small's convs), which would otherwise run the whole batch on
- * one thread. Each image has its own packed B in the scratch, planned
- * whatever the thread count (it may change between plan and run). */
+ * one image's product is small (cnn_small's convs, under 8 MFLOP), so that
+ * splitting each image's product would cost a hand-over per image. Each
+ * image has its own packed B in the scratch, planned whatever the thread
+ * count (it may change between plan and run). */
+#define APART_MAX 4e6 /* multiply-adds of one image's product */
+
 static bool images_apart(const gs__conv_geom_t *g, const geom3_t *t) {
   size_t kdim = (size_t)g->in_channels * t->k_size;
   return g->batch > 1 && g->group == 1 &&
          (double)g->out_channels * (double)t->out_size * (double)kdim <
-             GS__GEMM_SERIAL_MAX;
+             APART_MAX;
 }
 
 /* Whether the packed GEMM reads X' in place (gs__gemm_direct_t) rather
@@ -348,13 +351,14 @@ typedef struct {
 } pack_job_t;
 
 /* Packs rows [part * K / parts, ...) of the im2col matrix. */
-/* Threads for packing: one for under 64Ki floats (256 KiB, about 20 us
- * of packing), where waking a worker (a futex call each way) costs about
- * what it saves. (The threshold was 2 MiB: ResNet-50's packing, 7 to 12
- * ms an image, ran almost all on one thread at 2 threads.) */
+/* Threads for packing: one for under 8Ki floats (32 KiB, about 2 us of
+ * packing), where handing a part to a worker costs about what it saves.
+ * (The threshold was 2 MiB, then 256 KiB with a pool that always slept:
+ * ResNet-50's packing, 7 to 12 ms an image, ran almost all on one
+ * thread at 2 threads.) */
 static unsigned pack_parts(const pack_job_t *job, unsigned threads) {
   size_t floats = job->kdim * job->t->out_size * job->images;
-  return floats < ((size_t)1 << 16) || job->kdim < threads ? 1 : threads;
+  return floats < ((size_t)1 << 13) || job->kdim < threads ? 1 : threads;
 }
 
 PACKED_PATH static void pack_part(void *arg, unsigned part, unsigned parts) {
@@ -491,6 +495,27 @@ static void conv_depthwise(const gs__conv_geom_t *g, const geom3_t *t,
     }
 }
 
+/* conv_merged's product [M][images * HW] moved into NCHW with bias,
+ * residual and activation: part i does a range of the images * M rows. */
+typedef struct {
+  const gs__params_t *p;
+  const float *prod, *bias, *z;
+  float *y;
+  size_t m, hw, images;
+} merged_out_t;
+
+static void merged_out_part(void *arg, unsigned part, unsigned parts) {
+  const merged_out_t *j = arg;
+  size_t rows = j->images * j->m, all = j->images * j->hw;
+  for (size_t r = rows * part / parts; r < rows * (part + 1) / parts; r++) {
+    size_t img = r / j->m, o = r % j->m;
+    float *yr = j->y + r * j->hw;
+    memcpy(yr, j->prod + o * all + img * j->hw, j->hw * sizeof *yr);
+    finish_rows(j->p, yr, j->bias ? j->bias + o : NULL,
+                j->z ? j->z + r * j->hw : NULL, 1, j->hw);
+  }
+}
+
 /* The packed GEMM over all images at once (merge_images): the product
  * lands in scratch as [M][images * HW], then bias, residual and activation
  * are applied on the way to NCHW. */
@@ -519,12 +544,10 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
                    .b = packed,
                    .c = prod};
   gs__gemm_run(&gm, threads);
-  for (size_t img = 0; img < (size_t)g->batch; img++) {
-    float *yi = y + img * m * hw;
-    for (size_t o = 0; o < m; o++)
-      memcpy(yi + o * hw, prod + o * all + img * hw, hw * sizeof *y);
-    finish_rows(&n->p, yi, b, z ? z + img * m * hw : NULL, m, hw);
-  }
+  merged_out_t mo = {&n->p, prod, b, z, y, m, hw, (size_t)g->batch};
+  size_t floats = m * all;
+  gs__parallel(merged_out_part, &mo,
+               floats < ((size_t)1 << 14) || threads < 2 ? 1 : threads);
   return GS_OK;
 }
 
@@ -562,22 +585,26 @@ static void conv_one(const conv_one_t *c, const float *x, const float *z,
   gs__gemm_run(&gm, threads);
 }
 
-/* images_apart's run: part i runs images i, i + parts, ... alone, each
- * with its own packed B (when packed). */
+/* images_apart's run: each part takes the next image not yet taken and
+ * runs it alone, with its own packed B (when packed), until none is left:
+ * a thread that the scheduler holds up (a busy machine) delays one image,
+ * not its share of the batch. */
 typedef struct {
   conv_one_t one;
   const float *x, *z;
   float *col, *y;
   size_t batch, cin;
+  atomic_size_t next; /* the next image to take */
 } apart_job_t;
 
 static void conv_apart_part(void *arg, unsigned part, unsigned parts) {
-  const apart_job_t *j = arg;
+  apart_job_t *j = arg;
   size_t hw = j->one.t->out_size, m = j->one.m;
   size_t per_b = direct_x(j->one.t, j->one.m)
                      ? 0
                      : gs__gemm_packed_b_count(j->one.kdim, hw);
-  for (size_t img = part; img < j->batch; img += parts)
+  (void)part, (void)parts;
+  for (size_t img; (img = atomic_fetch_add(&j->next, 1)) < j->batch;)
     conv_one(&j->one, j->x + img * j->cin * j->one.t->in_size,
              j->z ? j->z + img * m * hw : NULL,
              per_b ? j->col + img * per_b : NULL, /* no scratch if direct */
@@ -612,7 +639,8 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
                      col,
                      y,
                      (size_t)g.batch,
-                     (size_t)g.in_channels};
+                     (size_t)g.in_channels,
+                     0};
     unsigned threads = gs_engine_threads();
     gs__parallel(conv_apart_part, &j,
                  threads < j.batch ? threads : (unsigned)j.batch);

@@ -5,10 +5,13 @@
  * activation as it stores. Packing W once saves what a BLAS call repacks
  * on every run, and the kernel does not depend on the BLAS library knowing
  * the CPU. Work is split over gs_engine_threads() threads: a small pool of
- * its own that sleeps between calls rather than spinning. */
+ * its own whose workers spin a while between calls before they sleep. */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <immintrin.h>
 
@@ -17,48 +20,116 @@
 
 /* --- threads -------------------------------------------------------------
  * One pool per process. A call runs part 0 itself and hands parts 1.. to
- * the workers; while one call holds the pool another runs all its parts
- * itself, so that concurrent sessions never wait on each other. */
+ * the workers, each through a slot of its own; while one call holds the
+ * pool another runs all its parts itself, so that concurrent sessions
+ * never wait on each other. A worker spins for POOL_SPIN_NS after its last
+ * part before it sleeps on the condition variable, and the caller spins
+ * as long while it waits for the parts, then sleeps too: a model's ops
+ * follow each other within microseconds, and a futex wake-up each way cost
+ * about what a small op takes (cnn_small: about 10 ops in 0.1 ms);
+ * onnxruntime's pool spins the same way. Sleeping after that leaves the
+ * CPU to a worker the scheduler took off it (a busy machine). */
 
 #define POOL_MAX 64
+#define POOL_SPIN_NS 50000 /* a worker's spin before it sleeps */
+
+typedef struct {
+  _Alignas(64) atomic_ulong generation; /* bumped for each part given */
+  atomic_ulong taken;                   /* the generation last claimed */
+  atomic_uint sleeping;                 /* 1 while on the condvar */
+  gs__task_fn fn;
+  void *arg;
+  unsigned part, parts;
+} pool_slot_t;
 
 static struct {
   pthread_mutex_t use; /* held by the call that has the pool */
   pthread_mutex_t lock;
   pthread_cond_t go, done;
   unsigned workers;
-  unsigned long generation;
-  unsigned parts, pending;
-  gs__task_fn fn;
-  void *arg;
+  _Alignas(64) atomic_uint pending; /* parts given and not yet done */
+  atomic_uint joining;              /* 1 while the caller sleeps on done */
+  pool_slot_t slot[POOL_MAX];       /* slot[i]: worker i, part i */
 } pool = {.use = PTHREAD_MUTEX_INITIALIZER,
           .lock = PTHREAD_MUTEX_INITIALIZER,
           .go = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER};
 
-static void *worker_main(void *p) {
-  unsigned id = (unsigned)(uintptr_t)p; /* runs part id */
-  unsigned long seen = 0;
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+/* Waits until s's generation moves past seen: spinning, then asleep. The
+ * caller stores the generation and then reads sleeping, the worker stores
+ * sleeping and then reads the generation (both sequentially consistent),
+ * so one of them sees the other's store: either the worker sees the part
+ * or the caller sees it asleep and wakes it under the lock. */
+static unsigned long slot_wait(pool_slot_t *s, unsigned long seen) {
+  unsigned long g;
+  uint64_t until = 0;
+  for (unsigned spin = 1;; spin++) {
+    if ((g = atomic_load_explicit(&s->generation, memory_order_acquire)) !=
+        seen)
+      return g;
+    cpu_relax();
+    if (spin % 64 == 0) {
+      uint64_t t = now_ns();
+      if (until == 0)
+        until = t + POOL_SPIN_NS;
+      else if (t >= until)
+        break;
+    }
+  }
   pthread_mutex_lock(&pool.lock);
-  for (;;) {
-    while (pool.generation == seen)
-      pthread_cond_wait(&pool.go, &pool.lock);
-    seen = pool.generation;
-    if (id >= pool.parts)
-      continue;
-    gs__task_fn fn = pool.fn;
-    void *arg = pool.arg;
-    unsigned parts = pool.parts;
-    pthread_mutex_unlock(&pool.lock);
-    fn(arg, id, parts);
+  atomic_store(&s->sleeping, 1);
+  while ((g = atomic_load(&s->generation)) == seen)
+    pthread_cond_wait(&pool.go, &pool.lock);
+  atomic_store(&s->sleeping, 0);
+  pthread_mutex_unlock(&pool.lock);
+  return g;
+}
+
+/* Claims generation g of slot s's part, for its worker or for the caller
+ * (which takes the parts that no worker has started once its own are
+ * done: a worker that the scheduler has not run yet, on a busy machine,
+ * then delays nothing). One of the two wins; a worker that woke late sees
+ * a generation already taken, or a newer one. */
+static bool slot_claim(pool_slot_t *s, unsigned long g) {
+  unsigned long want = g - 1;
+  return atomic_compare_exchange_strong(&s->taken, &want, g);
+}
+
+/* Runs s's part; the last part done wakes a caller asleep in pool_join
+ * (which stores joining and then reads pending, as slot_wait's pair). */
+static void slot_run(pool_slot_t *s) {
+  s->fn(s->arg, s->part, s->parts);
+  if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.joining)) {
     pthread_mutex_lock(&pool.lock);
-    if (--pool.pending == 0)
-      pthread_cond_signal(&pool.done);
+    pthread_cond_signal(&pool.done);
+    pthread_mutex_unlock(&pool.lock);
+  }
+}
+
+static void *worker_main(void *p) {
+  pool_slot_t *s = &pool.slot[(uintptr_t)p];
+  unsigned long seen = 0; /* a slot is first given after its worker starts */
+  for (;;) {
+    seen = slot_wait(s, seen);
+    if (slot_claim(s, seen))
+      slot_run(s);
   }
   return NULL;
 }
 
-/* Grows the pool to want workers (parts 1..want); false if none start. */
+/* Grows the pool to want workers (parts 1..want); returns how many run. */
 static unsigned pool_grow(unsigned want) {
   while (pool.workers < want) {
     pthread_t t;
@@ -75,6 +146,31 @@ static unsigned pool_grow(unsigned want) {
   return pool.workers;
 }
 
+/* Waits until every part given is done: spinning for POOL_SPIN_NS, then
+ * asleep (a worker taken off its CPU must not wait for ours). */
+static void pool_join(void) {
+  uint64_t until = 0;
+  for (unsigned spin = 1;
+       atomic_load_explicit(&pool.pending, memory_order_acquire) != 0; spin++) {
+    cpu_relax();
+    if (spin % 64 == 0) {
+      uint64_t t = now_ns();
+      if (until == 0)
+        until = t + POOL_SPIN_NS;
+      else if (t >= until)
+        break;
+    }
+  }
+  if (atomic_load(&pool.pending) == 0)
+    return;
+  pthread_mutex_lock(&pool.lock);
+  atomic_store(&pool.joining, 1);
+  while (atomic_load(&pool.pending) != 0)
+    pthread_cond_wait(&pool.done, &pool.lock);
+  atomic_store(&pool.joining, 0);
+  pthread_mutex_unlock(&pool.lock);
+}
+
 void gs__parallel(gs__task_fn fn, void *arg, unsigned parts) {
   if (parts > POOL_MAX)
     parts = POOL_MAX;
@@ -83,23 +179,34 @@ void gs__parallel(gs__task_fn fn, void *arg, unsigned parts) {
       fn(arg, i, parts ? parts : 1);
     return;
   }
-  pthread_mutex_lock(&pool.lock);
   unsigned have = pool_grow(parts - 1);
   unsigned given = have < parts - 1 ? have + 1 : parts;
-  pool.fn = fn;
-  pool.arg = arg;
-  pool.parts = given;
-  pool.pending = given - 1;
-  pool.generation++;
-  pthread_cond_broadcast(&pool.go);
-  pthread_mutex_unlock(&pool.lock);
+  atomic_store_explicit(&pool.pending, given - 1, memory_order_relaxed);
+  bool wake = false;
+  for (unsigned i = 1; i < given; i++) {
+    pool_slot_t *s = &pool.slot[i];
+    s->fn = fn;
+    s->arg = arg;
+    s->part = i;
+    s->parts = parts;
+    atomic_fetch_add(&s->generation, 1); /* sequentially consistent */
+    wake = wake || atomic_load(&s->sleeping) != 0;
+  }
+  if (wake) {
+    pthread_mutex_lock(&pool.lock);
+    pthread_cond_broadcast(&pool.go);
+    pthread_mutex_unlock(&pool.lock);
+  }
   for (unsigned i = given; i < parts; i++) /* parts no worker took */
     fn(arg, i, parts);
   fn(arg, 0, parts);
-  pthread_mutex_lock(&pool.lock);
-  while (pool.pending > 0)
-    pthread_cond_wait(&pool.done, &pool.lock);
-  pthread_mutex_unlock(&pool.lock);
+  for (unsigned i = 1; i < given; i++) {
+    pool_slot_t *s = &pool.slot[i];
+    if (slot_claim(s,
+                   atomic_load_explicit(&s->generation, memory_order_relaxed)))
+      slot_run(s);
+  }
+  pool_join();
   pthread_mutex_unlock(&pool.use);
 }
 
@@ -364,13 +471,33 @@ typedef struct {
 } gemm_job_t;
 
 #define ROWS_OUTER_MAX_B (1u << 20) /* bytes of B per KC pass: half an L2 */
+#define SMALL_W_BYTES (32u << 10)   /* packed W split by columns */
+
+/* The first item of part of parts. Row panel by row panel, items are cut
+ * by their rows (a 12-row panel's items cost 1.5 times an 8-row one's: 64
+ * filters, 12 + 12 + 12 + 12 + 8 + 8 rows, split by items gave 36 and 28
+ * rows to 2 threads); column panel by column panel, they cost the same. */
+static size_t part_start(const gemm_job_t *job, unsigned part, unsigned parts) {
+  size_t items = job->panels * job->chunks;
+  if (!job->rows_outer || part == 0 || part >= parts)
+    return part >= parts ? items : items * part / parts;
+  size_t m = job->g->m, last = job->row_panels - 1;
+  size_t rows = panel_start(m, last) + panel_height(m, last);
+  size_t want = rows * job->panels * part / parts; /* row-columns before */
+  for (size_t q = 0; q < job->row_panels; q++) {
+    size_t h = panel_height(m, q), before = panel_start(m, q) * job->panels;
+    if (before + h * job->panels > want)
+      return q * job->panels + (want - before + h / 2) / h;
+  }
+  return items;
+}
 
 __attribute__((target("avx512f"))) static void
 gemm_part(void *arg, unsigned part, unsigned parts) {
   const gemm_job_t *job = arg;
   const gs__gemm_t *g = job->g;
-  size_t items = job->panels * job->chunks;
-  size_t w0 = items * part / parts, w1 = items * (part + 1) / parts;
+  size_t w0 = part_start(job, part, parts),
+         w1 = part_start(job, part + 1, parts);
   size_t mpad = gs__gemm_packed_a_count(g->m, 1);
   for (size_t k0 = 0; k0 < g->k; k0 += KC) {
     size_t kc = g->k - k0 < KC ? g->k - k0 : KC;
@@ -437,7 +564,16 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
                       ? ((kc + g->direct->taps - 1) / g->direct->taps + 1) *
                             g->direct->plane * sizeof(float)
                       : job.panels * GS__GEMM_NR * kc * sizeof(float);
-  if (b_pass <= ROWS_OUTER_MAX_B) {
+  /* A W this small stays in each core's L2 anyway: over threads, the
+   * columns are split instead, so that each thread reads and writes only
+   * its part of the image, which the next op's same split finds in its
+   * own cache (split by rows, both threads read all of X', and all of Y
+   * moved between the cores). */
+  bool small_w =
+      threads > 1 &&
+      gs__gemm_packed_a_count(g->m, g->k) * sizeof(float) <= SMALL_W_BYTES &&
+      job.panels >= 2 * (size_t)threads;
+  if (b_pass <= ROWS_OUTER_MAX_B && !small_w) {
     job.rows_outer = true;
     job.chunks = row_panels;
     job.chunk_panels = 1;
@@ -463,8 +599,11 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
   }
   size_t items = job.panels * job.chunks;
   unsigned parts = threads < items ? threads : (unsigned)items;
-  /* Waking a worker costs microseconds (more on a busy machine): a
-   * product under ~8 MFLOP (40 us on one core) runs on the caller alone. */
+  /* Handing a part to a spinning worker costs well under a microsecond,
+   * waking a sleeping one microseconds: a product under 0.5 MFLOP (about
+   * 3 us on one core) runs on the caller alone. (The threshold was 8
+   * MFLOP with a pool that always slept: cnn_small's convs, 0.6 to 4.7
+   * MFLOP, then ran on one thread whatever the thread count.) */
   if ((double)g->m * (double)g->n * (double)g->k < GS__GEMM_SERIAL_MAX)
     parts = 1;
   gs__parallel(gemm_part, &job, parts ? parts : 1);

@@ -63,7 +63,7 @@ typedef struct {
 /* Runs on the caller's thread alone where m * n * k is under
  * GS__GEMM_SERIAL_MAX. */
 void gs__gemm_run(const gs__gemm_t *g, unsigned threads);
-#define GS__GEMM_SERIAL_MAX 4e6
+#define GS__GEMM_SERIAL_MAX 2.5e5
 
 /* Gemm's and MatMul's small products on AVX-512, one thread, no packing:
  * c[i * ldc + j] += alpha * sum over kk of A(i, kk) B(kk, j), where

@@ -3,8 +3,10 @@
  * an im2col written here, and both against a conv in double: odd sizes,
  * tiles that cross output rows, asymmetric pads, dilations, kernels of 1
  * to 25 taps, K passes that start inside a channel, both loop orders.
- * Also the small products Gemm and MatMul run on. */
+ * Also the small products Gemm and MatMul run on, and the thread pool
+ * (gs__parallel) they and the other ops split their work over. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -165,7 +168,7 @@ static void test_direct_matches_packed(void **state) {
        * panels are the outer loop. */
       {96, 96, 30, 12, 3, 3, 1, 1, 1, 1, 1, true, true, GS__ACT_RELU},
   };
-  for (unsigned threads = 1; threads <= 2; threads++)
+  for (unsigned threads = 1; threads <= 3; threads++)
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
       check_shape(&shapes[i], threads);
 }
@@ -226,10 +229,69 @@ static void test_small_products(void **state) {
         check_small(sizes[i][0], sizes[i][1], sizes[i][2], ta, tb);
 }
 
+/* gs__parallel: each part of a call runs once, with the call's part count,
+ * before the call returns, whoever runs it (a worker, or the caller taking
+ * a part no worker has started): calls in a row of 1 to 5 parts with no
+ * work, a little, and more; after a pause longer than the workers' spin
+ * (asleep, they must be woken); and from two threads at once (one of them
+ * runs its parts alone). */
+typedef struct {
+  unsigned parts, spin;
+  unsigned ran[8], bad_parts;
+} pool_task_t;
+
+static void pool_task(void *arg, unsigned part, unsigned parts) {
+  pool_task_t *t = arg;
+  volatile unsigned sink = 0;
+  for (unsigned i = 0; i < t->spin * (part == 0 ? 1 : 4); i++)
+    sink += i; /* the caller's part the shortest: it must wait */
+  (void)sink;
+  if (parts != t->parts)
+    __atomic_add_fetch(&t->bad_parts, 1, __ATOMIC_RELAXED);
+  if (part < 8)
+    __atomic_add_fetch(&t->ran[part], 1, __ATOMIC_RELAXED);
+}
+
+static void pool_calls(unsigned calls, unsigned spin, unsigned pause_us) {
+  for (unsigned c = 0; c < calls; c++) {
+    pool_task_t t = {.parts = 1 + c % 5, .spin = spin};
+    gs__parallel(pool_task, &t, t.parts);
+    for (unsigned i = 0; i < 8; i++)
+      if (t.ran[i] != (i < t.parts ? 1u : 0u))
+        fail_msg("call %u of %u parts (spin %u): part %u ran %u times", c,
+                 t.parts, spin, i, t.ran[i]);
+    if (t.bad_parts)
+      fail_msg("call %u: %u parts saw a wrong part count", c, t.bad_parts);
+    if (pause_us) {
+      struct timespec ts = {0, (long)pause_us * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
+static void *pool_calls_thread(void *arg) {
+  (void)arg;
+  pool_calls(3000, 50, 0);
+  return NULL;
+}
+
+static void test_pool_parts(void **state) {
+  (void)state;
+  pool_calls(20000, 0, 0);
+  pool_calls(5000, 200, 0);
+  pool_calls(500, 20000, 0);
+  pool_calls(20, 100, 120000); /* 120 ms: longer than any spin */
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, pool_calls_thread, NULL), 0);
+  pool_calls(3000, 50, 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_direct_matches_packed),
       cmocka_unit_test(test_small_products),
+      cmocka_unit_test(test_pool_parts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
