@@ -67,6 +67,17 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* Whether a spin that began at its first call has run POOL_SPIN_NS (the
+ * clock read every 64 turns; *until 0 on the first call). */
+static bool spin_over(unsigned spin, uint64_t *until) {
+  if (spin % 64 != 0)
+    return false;
+  uint64_t t = now_ns();
+  if (*until == 0)
+    *until = t + POOL_SPIN_NS;
+  return t >= *until;
+}
+
 /* Waits until s's generation moves past seen: spinning, then asleep. The
  * caller stores the generation and then reads sleeping, the worker stores
  * sleeping and then reads the generation (both sequentially consistent),
@@ -80,13 +91,8 @@ static unsigned long slot_wait(pool_slot_t *s, unsigned long seen) {
         seen)
       return g;
     cpu_relax();
-    if (spin % 64 == 0) {
-      uint64_t t = now_ns();
-      if (until == 0)
-        until = t + POOL_SPIN_NS;
-      else if (t >= until)
-        break;
-    }
+    if (spin_over(spin, &until))
+      break;
   }
   pthread_mutex_lock(&pool.lock);
   atomic_store(&s->sleeping, 1);
@@ -153,13 +159,8 @@ static void pool_join(void) {
   for (unsigned spin = 1;
        atomic_load_explicit(&pool.pending, memory_order_acquire) != 0; spin++) {
     cpu_relax();
-    if (spin % 64 == 0) {
-      uint64_t t = now_ns();
-      if (until == 0)
-        until = t + POOL_SPIN_NS;
-      else if (t >= until)
-        break;
-    }
+    if (spin_over(spin, &until))
+      break;
   }
   if (atomic_load(&pool.pending) == 0)
     return;
