@@ -115,7 +115,7 @@ static long take_file(int device, const gs__ccf_ident_t *id, const char *path,
                       gs_error_t *err) {
   gs__ccf_table_t got;
   int rc = gs__ccf_load(path, id, &got, err);
-  size_t rs = got.key_size + got.choice_size, taken = 0;
+  size_t rs = got.key_size + got.choice_size, taken = 0, n0 = table.n;
   for (size_t i = 0; rc == GS_OK && i < got.n; i++)
     if (!choice_sane(got.rec + i * rs + got.key_size))
       rc = gs_error_set(err, GS_EPARSE,
@@ -132,6 +132,8 @@ static long take_file(int device, const gs__ccf_ident_t *id, const char *path,
     taken += rc == GS_OK;
   }
   gs__ccf_table_free(&got);
+  if (rc != GS_OK)
+    table.n = n0; /* none: the records taken were appended after n0 */
   return rc == GS_OK ? (long)taken : -1;
 }
 
@@ -183,17 +185,25 @@ int gs__cuda_conv_cache_flush(int device, gs_error_t *err) {
     if (key.v[0] == device)
       rc = gs__ccf_table_put(&mine, r, r + table.key_size, err);
   }
+  /* the file written without mu: other sessions' lookups do not wait for
+   * the disk (saves are atomic renames of their own temporary files) */
+  char path[sizeof f->path];
+  gs__ccf_ident_t ident = f->ident;
+  size_t timed = f->timed;
+  memcpy(path, f->path, sizeof path);
+  f->timed = 0; /* a failed save is not tried after every plan */
+  f->bad = false;
+  pthread_mutex_unlock(&mu);
   if (rc == GS_OK)
-    rc = gs__ccf_save(f->path, &f->ident, &mine, err);
+    rc = gs__ccf_save(path, &ident, &mine, err);
   if (rc == GS_OK)
     fprintf(stderr,
             "gpuslice: conv cache %s: %zu choices saved, %zu newly timed\n",
-            f->path, mine.n, f->timed);
+            path, mine.n, timed);
   else
-    fprintf(stderr, "gpuslice: conv cache %s: not saved: %s\n", f->path,
-            err->msg);
-  f->timed = 0; /* a failed save is not tried after every plan */
-  f->bad = false;
+    fprintf(stderr, "gpuslice: conv cache %s: not saved: %s\n", path, err->msg);
+  gs__ccf_table_free(&mine);
+  return rc;
 out:
   pthread_mutex_unlock(&mu);
   gs__ccf_table_free(&mine);

@@ -3,6 +3,7 @@
  * never wins a max; an average divides by the window's elements inside
  * the input, or with count_include_pad by those inside the padded input. */
 #include <float.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -151,9 +152,11 @@ max_row_avx512(float *y, const float *src, int64_t stride, size_t n) {
 static void maxpool_rows(const pool3_t *t, const float *x, float *y,
                          size_t planes) {
   size_t w = (size_t)t->out[2];
-  static int avx512 = -1;
-  if (avx512 < 0)
-    avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+  /* read by every pool thread: set once, relaxed (the same value each) */
+  static _Atomic int avx512 = -1;
+  if (atomic_load_explicit(&avx512, memory_order_relaxed) < 0)
+    atomic_store_explicit(&avx512, __builtin_cpu_supports("avx512f") ? 1 : 0,
+                          memory_order_relaxed);
   /* Rows of 8 outputs or more (a call per tap costs what a short row
    * gains: cnn_small's 4-wide 3x3 pool ran 50 % slower). */
   bool wide = avx512 && w >= 8 && (t->s[2] == 1 || t->s[2] == 2);

@@ -453,15 +453,17 @@ bool gs__grpc_infer_submit(gs_grpc_call_t *call, gs__grpc_wcall_t *w) {
   gs__grpc_server_t *g = gs_grpc_call_owner(call);
   w->job.data = call;
   gs_grpc_call_hold(call);
-  if (gs__infer_submit(g->loop, &w->job, after_infer) == 0)
+  int qrc = gs__infer_submit(g->loop, &w->job, after_infer);
+  if (qrc == 0)
     return true;
+  char msg[256];
+  gs__infer_queue_msg(&w->job, qrc, msg, sizeof msg);
   gs_grpc_call_release(call);
   gs__infer_job_finish(&w->job);
   gs__http_response_release(&w->job.resp);
   gs__grpc_infer_destroy(w->job.grpc);
   w->job.grpc = NULL;
-  gs__grpc_reply_error(&w->reply, GS__GRPC_INTERNAL,
-                       "cannot queue the inference");
+  gs__grpc_reply_error(&w->reply, GS__GRPC_INTERNAL, msg);
   gs__grpc_respond(call, &w->reply);
   return false;
 }

@@ -192,9 +192,12 @@ static void start_waiting_single(uv_loop_t *loop, gs__model_entry_t *m) {
       m->single_tail = NULL;
     job->next = NULL;
     m->single_running++;
-    if (gs__queue_work(loop, &job->work, work_single, after_single) != 0) {
+    int qrc = gs__queue_work(loop, &job->work, work_single, after_single);
+    if (qrc != 0) {
+      char msg[256];
       m->single_running--;
-      gs__http_response_error(&job->resp, 500, "cannot queue the inference");
+      gs__http_response_error(&job->resp, 500,
+                              gs__infer_queue_msg(job, qrc, msg, sizeof msg));
       job->ok = false;
       job->t_done = gs__now_ns();
       job->done(job);
@@ -312,4 +315,12 @@ void gs__infer_job_finish(gs__infer_job_t *job) {
   free(job->req.url);
   free(job->req.body);
   job->req.url = job->req.body = NULL;
+}
+
+const char *gs__infer_queue_msg(const gs__infer_job_t *job, int rc, char *buf,
+                                size_t size) {
+  snprintf(buf, size, "cannot queue the inference of model '%s': %s",
+           job->entry ? job->entry->name : "?",
+           rc < 0 ? uv_strerror(rc) : "no thread took it");
+  return buf;
 }

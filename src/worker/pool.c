@@ -155,7 +155,8 @@ int gs__pool_create(gs__pool_t **out, uv_loop_t *loop, unsigned threads,
   gs__pool_t *p = calloc(1, sizeof *p);
   if (!p || !(p->threads = calloc(n, sizeof *p->threads))) {
     free(p);
-    return gs_error_set(err, GS_ENOMEM, "out of memory");
+    return gs_error_set(err, GS_ENOMEM,
+                        "busy-poll pool: out of memory for %u threads", n);
   }
   p->loop = loop;
   p->busy_ns = (uint64_t)busy_poll_us * 1000u;

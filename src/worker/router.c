@@ -285,10 +285,13 @@ void gs__route_http(void *ctx, gs__http_conn_t *c, gs__http_request_t *req) {
   job->resp.infer_header_len = -1;
   if (gs__route(rc->repo, req, &resp, job) == 1) {
     job->data = c;
-    if (gs__infer_submit(rc->loop, job, after_infer) == 0)
+    int qrc = gs__infer_submit(rc->loop, job, after_infer);
+    if (qrc == 0)
       return;
+    char msg[256];
+    gs__infer_queue_msg(job, qrc, msg, sizeof msg);
     gs__infer_job_finish(job);
-    gs__http_response_error(&resp, 500, "cannot queue the inference");
+    gs__http_response_error(&resp, 500, msg);
   }
   gs__http_conn_respond(c, &resp);
 }

@@ -193,10 +193,12 @@ void gs_worker_destroy(gs_worker_t *w) {
     return;
   if (w->loop_ready) {
     gs__batcher_flush(&w->repo);
-    gs__pool_quiesce(w->pool); /* its answers come through a handle */
-    gs__grpc_close(w->grpc);   /* connections of their own kinds */
+    gs__grpc_close(w->grpc); /* connections of their own kinds */
     gs__http_listener_close(&w->http);
     gs__http_listener_close(&w->metrics);
+    /* no new requests now: the jobs in flight end, their answers through
+     * the pool's handle, which close_any closes next */
+    gs__pool_quiesce(w->pool);
     uv_walk(&w->loop, close_any, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets in-flight infers finish */
     gs__pool_destroy(w->pool);

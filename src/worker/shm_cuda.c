@@ -85,9 +85,11 @@ static int check_size(struct gs__shm_cuda_s *c, const gs__shm_region_t *r,
                       gs_error_t *err) {
   CUdeviceptr base = 0;
   size_t size = 0;
-  CUresult res = c->fn.MemGetAddressRange(&base, &size, r->dptr);
-  if (res != CUDA_SUCCESS)
-    return cuda_fail(c, res, "cuMemGetAddressRange", r->name, err);
+  /* A driver that cannot tell (not yet run on a real one with an IPC
+   * mapping) leaves the region as registered before this check: only a
+   * size the driver gives refuses it. */
+  if (c->fn.MemGetAddressRange(&base, &size, r->dptr) != CUDA_SUCCESS)
+    return GS_OK;
   uint64_t have = size - (uint64_t)(r->dptr - base);
   if (r->byte_size > have)
     return gs_error_set(err, GS_EINVAL,

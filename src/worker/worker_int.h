@@ -436,6 +436,10 @@ char *gs__metrics_text(const gs__repo_t *repo, size_t *len);
 /* ---- dynamic batcher (batch.c) ---------------------------------------------
  */
 
+/* "cannot queue the inference of model 'M': why" for gs__infer_submit's
+ * (or gs__queue_work's) libuv error rc, in buf. */
+const char *gs__infer_queue_msg(const gs__infer_job_t *job, int rc, char *buf,
+                                size_t size);
 /* Runs a job that gs__route filled, on loop's thread pool, and calls
  * job->done on the loop thread when job->resp holds the answer (jobs.c). A
  * model with dynamic_batching has its requests decoded, queued and run in
