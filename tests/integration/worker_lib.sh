@@ -22,10 +22,13 @@ make_models() {
 }
 
 # start_worker ARGS...: `gpuslice worker` on $tmp/models with a free HTTP
-# port and ARGS, its log in $tmp/log; sets pid, port and base, or fails the
-# test when it does not start.
+# port, no gRPC or metrics port (their defaults, 8001 and 8002, would clash
+# between tests running at once: ARGS may ask for them), and ARGS; its log
+# in $tmp/log; sets pid, port and base, or fails the test when it does not
+# start.
 start_worker() {
-  "$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 "$@" \
+  "$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 \
+    --grpc-port 0 --metrics-port 0 "$@" \
     2>"$tmp/log" &
   pid=$!
   port=
