@@ -19,6 +19,7 @@
      "bytes read ahead on an HTTP connection")                                 \
   XX(HTTP_REQUEST_HEAD, ((size_t)8 << 10) + 512, "HTTP request head")          \
   XX(UPSTREAM_RESPONSE, (size_t)256 << 20, "upstream response")                \
+  XX(INFER_RESPONSE, (size_t)4 << 30, "inference response")                    \
   XX(PERF_ANSWER, (size_t)64 << 20, "perf's fetched answer")                   \
   XX(CLI_RESPONSE, (size_t)16 << 20, "HTTP response to the CLI")               \
   XX(GRPC_MESSAGE, ((size_t)64 << 20) + 5, "gRPC message")                     \

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_out.h"
 #include "worker/classify.h"
 #include "worker/grpc_int.h"
 #include "worker/reshape.h"
@@ -634,7 +635,10 @@ int gs__infer_decode_unaligned(gs__infer_request_t *req,
   return decode_reshaped(req, io, body, body_len, header_len, true, err);
 }
 
-static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {
+/* One element of a JSON "data" array, as jansson would write it (BOOL as
+ * true/false, the integers in full, the reals as json_out.c does, a NaN
+ * or infinity as null). */
+static int element_json(gs_buf_t *b, const uint8_t *p, gs_dtype_t dt) {
   union {
     float f;
     double d;
@@ -650,29 +654,29 @@ static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {
   memcpy(&v, p, gs_dtype_size(dt));
   switch (dt) {
   case GS_DTYPE_BOOL:
-    return json_boolean(v.u8);
+    return gs_json_bool(b, v.u8);
   case GS_DTYPE_UINT8:
-    return json_integer(v.u8);
+    return gs_json_uint(b, v.u8);
   case GS_DTYPE_UINT16:
-    return json_integer(v.u16);
+    return gs_json_uint(b, v.u16);
   case GS_DTYPE_UINT32:
-    return json_integer(v.u32);
+    return gs_json_uint(b, v.u32);
   case GS_DTYPE_UINT64:
-    return json_integer((json_int_t)v.u64);
+    return gs_json_uint(b, v.u64);
   case GS_DTYPE_INT8:
-    return json_integer(v.i8);
+    return gs_json_int(b, v.i8);
   case GS_DTYPE_INT16:
-    return json_integer(v.i16);
+    return gs_json_int(b, v.i16);
   case GS_DTYPE_INT32:
-    return json_integer(v.i32);
+    return gs_json_int(b, v.i32);
   case GS_DTYPE_INT64:
-    return json_integer(v.i64);
+    return gs_json_int(b, v.i64);
   case GS_DTYPE_FP32:
-    return isfinite(v.f) ? json_real(v.f) : json_null();
+    return gs_json_real(b, v.f);
   case GS_DTYPE_FP64:
-    return isfinite(v.d) ? json_real(v.d) : json_null();
+    return gs_json_real(b, v.d);
   default:
-    return NULL;
+    return GS_EUNSUPPORTED;
   }
 }
 
@@ -680,7 +684,7 @@ static json_t *element_json(const uint8_t *p, gs_dtype_t dt) {
  * element that is not cannot be written as a string: the client is told to
  * ask for the output as binary data (Triton writes the bytes as they are,
  * which makes the body invalid JSON its own clients fail to read). */
-static int bytes_json(json_t *data, const gs_tensor_t *t, gs_error_t *err) {
+static int bytes_json(gs_buf_t *b, const gs_tensor_t *t, gs_error_t *err) {
   size_t count = 1;
   for (unsigned d = 0; d < t->rank; d++)
     count *= (size_t)t->shape[d];
@@ -690,101 +694,128 @@ static int bytes_json(json_t *data, const gs_tensor_t *t, gs_error_t *err) {
   for (size_t i = 0, at = 0; i < count; i++) {
     uint32_t len;
     memcpy(&len, p + at, 4);
-    json_t *e = json_stringn((const char *)p + at + 4, len);
-    if (!e)
+    if (i)
+      gs_buf_add(b, ",", 1);
+    if (gs_json_str(b, (const char *)p + at + 4, len) == GS_EINVAL)
       return BAD(err,
                  "output '%s': element %zu is not valid UTF-8, which JSON "
                  "cannot carry: ask for the output as binary data",
                  t->name, i);
-    if (json_array_append_new(data, e) != 0)
-      return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
     at += 4 + len;
   }
   return GS_OK;
 }
 
-static int output_json(json_t *jouts, const gs_tensor_t *t, bool binary,
+/* {"name":..,"datatype":..,"shape":[..] : the part every output has.
+ * GS_EINVAL (err set) for a name JSON cannot carry. */
+static int output_head(gs_buf_t *b, const gs_tensor_t *t, gs_error_t *err) {
+  gs_buf_adds(b, "{\"name\":");
+  if (gs_json_strz(b, t->name) == GS_EINVAL)
+    return BAD(err, "output name '%s' is not valid UTF-8", t->name);
+  gs_buf_adds(b, ",\"datatype\":\"");
+  gs_buf_adds(b, gs_dtype_name(t->dtype));
+  gs_buf_adds(b, "\",\"shape\":[");
+  for (unsigned d = 0; d < t->rank; d++) {
+    if (d)
+      gs_buf_add(b, ",", 1);
+    gs_json_int(b, t->shape[d]);
+  }
+  gs_buf_add(b, "]", 1);
+  return GS_OK;
+}
+
+static int output_json(gs_buf_t *b, const gs_tensor_t *t, bool binary,
                        gs_error_t *err) {
-  json_t *shape = json_array(), *jo;
-  for (unsigned d = 0; d < t->rank; d++)
-    json_array_append_new(shape, json_integer(t->shape[d]));
-  jo = json_pack("{s:s, s:s, s:o}", "name", t->name, "datatype",
-                 gs_dtype_name(t->dtype), "shape", shape);
-  if (!jo || json_array_append_new(jouts, jo) != 0)
-    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
+  int rc = output_head(b, t, err);
+  if (rc != GS_OK)
+    return rc;
   if (binary) {
-    json_object_set_new(
-        jo, "parameters",
-        json_pack("{s:I}", "binary_data_size", (json_int_t)t->bytes));
+    gs_buf_adds(b, ",\"parameters\":{\"binary_data_size\":");
+    gs_json_uint(b, t->bytes);
+    gs_buf_add(b, "}}", 2);
     return GS_OK;
   }
   if (t->dtype == GS_DTYPE_FP16 || t->dtype == GS_DTYPE_BF16)
     return BAD(err, "output '%s' is %s: ask for it as binary data", t->name,
                gs_dtype_name(t->dtype));
-  json_t *data = json_array();
-  if (!data || json_object_set_new(jo, "data", data) != 0)
-    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
-  if (t->dtype == GS_DTYPE_BYTES)
-    return bytes_json(data, t, err);
-  size_t es = gs_dtype_size(t->dtype);
-  for (size_t i = 0; es && i < t->bytes / es; i++) {
-    json_t *e = element_json((const uint8_t *)t->data + i * es, t->dtype);
-    if (!e || json_array_append_new(data, e) != 0)
-      return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
+  gs_buf_adds(b, ",\"data\":[");
+  if (t->dtype == GS_DTYPE_BYTES) {
+    rc = bytes_json(b, t, err);
+  } else {
+    size_t es = gs_dtype_size(t->dtype);
+    for (size_t i = 0; rc == GS_OK && es && i < t->bytes / es; i++) {
+      if (i)
+        gs_buf_add(b, ",", 1);
+      if (element_json(b, (const uint8_t *)t->data + i * es, t->dtype) ==
+          GS_EUNSUPPORTED)
+        rc = BAD(err, "output '%s' is %s, which JSON cannot carry", t->name,
+                 gs_dtype_name(t->dtype));
+    }
   }
-  return GS_OK;
+  gs_buf_add(b, "]}", 2);
+  return rc;
 }
 
-/* The JSON header, then each binary output's bytes in order. */
+/* The JSON header, written in place (json_out.c: the answer every request
+ * gets is not built as a jansson tree), then each binary output's bytes in
+ * order. Key order as before: model_name, model_version, outputs, id. */
 static int encode_http(gs__http_response_t *resp,
                        const gs__infer_request_t *req, const gs__model_io_t *io,
                        const gs_tensor_t *outputs, gs_error_t *err) {
-  json_t *root = json_pack("{s:s, s:s}", "model_name", io->model_name,
-                           "model_version", io->version);
-  json_t *jouts = json_array();
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_INFER_RESPONSE);
+  gs_buf_adds(&b, "{\"model_name\":");
+  int rc = gs_json_strz(&b, io->model_name);
+  gs_buf_adds(&b, ",\"model_version\":");
+  if (rc != GS_EINVAL)
+    rc = gs_json_strz(&b, io->version);
+  if (rc == GS_EINVAL)
+    rc = BAD(err, "model '%s': its name or version is not valid UTF-8",
+             io->model_name);
+  gs_buf_adds(&b, ",\"outputs\":[");
   size_t bin_bytes = 0;
-  int rc = root && jouts && json_object_set(root, "outputs", jouts) == 0
-               ? GS_OK
-               : gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
-  if (rc == GS_OK && req->id)
-    json_object_set_new(root, "id", json_string(req->id));
+  bool first = true;
   for (size_t i = 0; rc == GS_OK && i < io->n_outputs; i++) {
     if (!req->want_output[i])
       continue;
+    if (!first)
+      gs_buf_add(&b, ",", 1);
+    first = false;
     if (gs__shm_output_wanted(req, i)) { /* shm_infer.c */
-      json_t *js = gs__shm_output_json(req, i, &outputs[i], err);
-      if (!js)
-        return json_decref(root), json_decref(jouts), err->code;
-      json_array_append_new(jouts, js);
+      /* as Triton answers: neither data nor parameters (Triton's C++
+       * client reads any output "parameters" as binary data) */
+      rc = gs__shm_output_write(req, i, &outputs[i], err);
+      if (rc == GS_OK)
+        rc = output_head(&b, &outputs[i], err);
+      gs_buf_add(&b, "}", 1);
       continue;
     }
-    rc = output_json(jouts, &outputs[i], req->binary_output[i], err);
+    rc = output_json(&b, &outputs[i], req->binary_output[i], err);
     if (req->binary_output[i])
       bin_bytes += outputs[i].bytes;
   }
-  json_decref(jouts);
-  char *text = rc == GS_OK ? json_dumps(root, JSON_COMPACT) : NULL;
-  json_decref(root);
-  if (rc != GS_OK)
+  gs_buf_add(&b, "]", 1);
+  if (rc == GS_OK && req->id) {
+    gs_buf_adds(&b, ",\"id\":");
+    gs_json_strz(&b, req->id); /* it came from JSON: valid UTF-8 */
+  }
+  gs_buf_add(&b, "}", 1);
+  size_t tlen = b.len;
+  for (size_t i = 0; rc == GS_OK && bin_bytes && i < io->n_outputs; i++)
+    if (req->want_output[i] && req->binary_output[i] &&
+        !gs__shm_output_wanted(req, i))
+      gs_buf_add(&b, outputs[i].data, outputs[i].bytes);
+  if (rc == GS_OK)
+    rc = gs_buf_error(&b, err);
+  if (rc != GS_OK) {
+    gs_buf_free(&b);
     return rc;
-  size_t tlen = text ? strlen(text) : 0;
-  char *body = text && bin_bytes ? realloc(text, tlen + bin_bytes + 1) : text;
-  if (!body) {
-    free(text);
-    return gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
   }
   gs__http_response_release(resp);
   resp->status = 200;
-  resp->body = body;
-  resp->body_len = tlen;
+  resp->body = gs_buf_take(&b, &resp->body_len);
   resp->content_type = "application/json";
   if (bin_bytes) {
-    for (size_t i = 0; i < io->n_outputs; i++)
-      if (req->want_output[i] && req->binary_output[i] &&
-          !gs__shm_output_wanted(req, i)) {
-        memcpy(body + resp->body_len, outputs[i].data, outputs[i].bytes);
-        resp->body_len += outputs[i].bytes;
-      }
     resp->infer_header_len = (long long)tlen;
     resp->content_type = "application/octet-stream";
   }

@@ -159,10 +159,6 @@ int gs__shm_ref_json(gs__infer_request_t *req, bool is_input, size_t k,
  * "data" or binary_data_size beside them is an error. */
 int gs__shm_input_json(gs__infer_request_t *req, gs_tensor_t *t, json_t *jin,
                        size_t count, bool *used, gs_error_t *err);
-/* Output k as the response's JSON: written into its region, the object
- * has its name, datatype and shape only. NULL with err on failure. */
-json_t *gs__shm_output_json(const gs__infer_request_t *req, size_t k,
-                            const gs_tensor_t *t, gs_error_t *err);
 /* A gRPC ModelInferRequest's shared-memory tensors (msg: the unpacked
  * Inference__ModelInferRequest, void to keep protobuf out of this header):
  * _input_bytes says whether input i names a region and its byte size (its

@@ -405,22 +405,6 @@ int gs__shm_output_write(const gs__infer_request_t *req, size_t k,
   return GS_OK;
 }
 
-json_t *gs__shm_output_json(const gs__infer_request_t *req, size_t k,
-                            const gs_tensor_t *t, gs_error_t *err) {
-  if (gs__shm_output_write(req, k, t, err) != GS_OK)
-    return NULL;
-  json_t *shape = json_array();
-  for (unsigned d = 0; shape && d < t->rank; d++)
-    json_array_append_new(shape, json_integer(t->shape[d]));
-  /* as Triton answers: neither data nor parameters (Triton's C++ client
-   * reads any output "parameters" as binary data) */
-  json_t *jo = json_pack("{s:s, s:s, s:o}", "name", t->name, "datatype",
-                         gs_dtype_name(t->dtype), "shape", shape);
-  if (!jo)
-    gs_error_set(err, GS_ENOMEM, "out of memory encoding outputs");
-  return jo;
-}
-
 int gs__shm_input_json(gs__infer_request_t *req, gs_tensor_t *t, json_t *jin,
                        size_t count, bool *used, gs_error_t *err) {
   json_t *params = json_object_get(jin, "parameters");
