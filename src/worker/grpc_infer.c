@@ -223,16 +223,22 @@ bool gs__grpc_name_safe(const char *s, bool may_be_empty) {
 
 /* /v2/models/NAME[/versions/VERSION]SUFFIX, or false (with the reply set)
  * for a name the repository cannot hold. */
+bool gs__grpc_model_name_ok(const char *name, const char *version,
+                            gs__grpc_reply_t *reply) {
+  if (gs__grpc_name_safe(name, false) && gs__grpc_name_safe(version, true))
+    return true;
+  char msg[256];
+  snprintf(msg, sizeof msg, "Request for unknown model: '%.128s' is not found",
+           name);
+  gs__grpc_reply_error(reply, GS__GRPC_NOT_FOUND, msg);
+  return false;
+}
+
 bool gs__grpc_model_url(char *url, size_t size, const char *name,
                         const char *version, const char *suffix,
                         gs__grpc_reply_t *reply) {
-  char msg[256];
-  if (!gs__grpc_name_safe(name, false) || !gs__grpc_name_safe(version, true)) {
-    snprintf(msg, sizeof msg,
-             "Request for unknown model: '%.128s' is not found", name);
-    gs__grpc_reply_error(reply, GS__GRPC_NOT_FOUND, msg);
+  if (!gs__grpc_model_name_ok(name, version, reply))
     return false;
-  }
   if (version[0])
     snprintf(url, size, "/v2/models/%s/versions/%s%s", name, version, suffix);
   else
@@ -248,8 +254,7 @@ int gs__grpc_infer_read(gs__grpc_infer_t *gi, const uint8_t *msg, size_t len,
   if (!m)
     return BAD(err, "malformed ModelInferRequest"), GS__GRPC_INVALID_ARGUMENT;
   gs__grpc_reply_t r = {0};
-  if (!gs__grpc_model_url(gi->url, sizeof gi->url, m->model_name,
-                          m->model_version, "/infer", &r))
+  if (!gs__grpc_model_name_ok(m->model_name, m->model_version, &r))
     return gs_error_set(err, GS_ENOTFOUND, "%s", r.message), GS__GRPC_NOT_FOUND;
   if (m->n_inputs > GS__INFER_MAX_TENSORS)
     return BAD(err, "more than %d inputs", GS__INFER_MAX_TENSORS),

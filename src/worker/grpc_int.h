@@ -58,8 +58,12 @@ void gs__grpc_reply_http_error(gs__grpc_reply_t *reply,
 /* Whether s is a name the repository can hold and a path may carry
  * (letters, digits, '_', '.', '-'; not starting with '.'); grpc_infer.c. */
 bool gs__grpc_name_safe(const char *s, bool may_be_empty);
-/* /v2/models/NAME[/versions/VERSION]SUFFIX into url, or false (with reply
- * NOT_FOUND) for a name the repository cannot hold (grpc_infer.c). */
+/* Whether name and version are ones the repository can hold; false with
+ * reply NOT_FOUND ("Request for unknown model") when not (grpc_infer.c). */
+bool gs__grpc_model_name_ok(const char *name, const char *version,
+                            gs__grpc_reply_t *reply);
+/* /v2/models/NAME[/versions/VERSION]SUFFIX into url, or false as
+ * gs__grpc_model_name_ok (grpc_infer.c). */
 bool gs__grpc_model_url(char *url, size_t size, const char *name,
                         const char *version, const char *suffix,
                         gs__grpc_reply_t *reply);
@@ -77,7 +81,6 @@ typedef struct gs__grpc_infer_s {
   const uint8_t *data[GS__INFER_MAX_TENSORS];
   size_t bytes[GS__INFER_MAX_TENSORS];
   uint8_t *owned[GS__INFER_MAX_TENSORS];
-  char url[512];
 } gs__grpc_infer_t;
 
 /* Unpacks and checks what needs no model (one way of sending each input,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc_service.pb-c.h"
 #include "worker/grpc_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -48,8 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   gs__grpc_infer_t gi;
   if (gs__grpc_infer_read(&gi, msg, len, &err) == 0) {
     gs__infer_request_t ir;
-    if (!gi.m || strncmp(gi.url, "/v2/models/", 11) != 0)
-      abort();
+    if (!gi.m || !gs__grpc_name_safe(gi.m->model_name, false))
+      abort(); /* read succeeds only for a name the repository can hold */
     gs__grpc_infer_decode(&ir, &simple, &gi, &err);
     gs__infer_request_release(&ir); /* what it holds, even on failure */
   } else if (err.msg[0] == '\0') {

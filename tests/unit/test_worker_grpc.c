@@ -138,7 +138,7 @@ static uint8_t *pack_infer(const char *model, bool raw, bool contents,
 static void check_decodes(const gs__grpc_infer_t *gi) {
   gs__infer_request_t ir;
   gs_error_t err = {0};
-  assert_string_equal(gi->url, "/v2/models/simple/infer");
+  assert_string_equal(gi->m->model_name, "simple");
   assert_int_equal(gs__grpc_infer_decode(&ir, &simple, gi, &err), 0);
   assert_string_equal(ir.id, "req-7");
   assert_int_equal(ir.n_inputs, 2);
@@ -330,8 +330,7 @@ static void test_infer_job_errors_as_http(void **state) {
     assert_ptr_equal(job.slot, &slot);
     assert_int_equal(slot.refs, 2);
     assert_non_null(job.grpc);
-    assert_string_equal(job.grpc->url, v ? "/v2/models/m/versions/1/infer"
-                                         : "/v2/models/m/infer");
+    assert_string_equal(job.grpc->m->model_version, v ? "1" : "");
     gs__grpc_infer_destroy(job.grpc);
     slot.refs--;
     free(msg);
