@@ -9,19 +9,25 @@
 # a ctest test that did not run (exit 77, DISABLED) or a cmocka case that
 # called skip() inside a unit binary that otherwise ran. Expected skips are
 # printed apart and counted as skipped, never as passed.
-# Ends with "total: N passed, N failed, N skipped".
+# An integration test (real processes, ports and timing on a 2-core
+# machine) that fails gets one rerun alone; passing then, it counts as
+# passed and is listed under "flaky" at the end, with its first failure's
+# output above. Unit tests, fuzz replays and the rest get no rerun.
+# Ends with the failures and flaky tests by name, then
+# "total: N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || exit 1
 jobs=$(nproc)
 passed=0 failed=0 skipped=0
+fail_lines=() flaky_lines=()
 skip_list=tests/expected_skips.txt
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 skip_lines=() # what to print again at the end
 step() { # step NAME CMD...: a build or fuzz run counts as one test
   echo "==> $1"
-  if "${@:2}"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $1"; fi
+  if "${@:2}"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $1"; fail_lines+=("FAILED: $1"); fi
 }
 
 # The expected skips: "name  reason" per line, '#' comments. A name is a
@@ -114,6 +120,23 @@ ctest_step() { # ctest_step BUILD DIR ARGS...: counts ctest's own tests and judg
   total=$(printf '%s' "$line" | sed -E 's/.* out of ([0-9]+).*/\1/')
   bad=$(printf '%s' "$line" | sed -E 's/.* ([0-9]+) tests? failed.*/\1/')
   judge_skips "$1" "$2"
+  # ctest's list: "<TAB>  12 - integration.test_x (Failed)"
+  local name out recovered=0
+  while read -r name; do
+    if [[ $name == integration.* ]]; then
+      echo "==> rerun of $1:$name, alone"
+      out=$(ctest --test-dir "$2" -R "^${name//./\\.}\$" --output-on-failure </dev/null 2>&1)
+      echo "$out"
+      if grep -qE '100% tests passed, 0 tests failed out of 1$' <<<"$out" &&
+        ! grep -q '(Skipped)' <<<"$out"; then
+        recovered=$((recovered + 1))
+        flaky_lines+=("flaky: $1:$name failed, then passed its one rerun")
+        continue
+      fi
+    fi
+    fail_lines+=("FAILED: $1:$name")
+  done < <(sed -nE 's/^[[:space:]]+[0-9]+ - ([^ ]+) \((Failed|Timeout|SEGFAULT|Subprocess aborted|Exception|Child aborted|Not Run)\).*/\1/p' "$log")
+  bad=$((bad - recovered))
   passed=$((passed + total - bad - ran_skips)); failed=$((failed + bad))
 }
 
@@ -143,5 +166,7 @@ for key in "${!expected[@]}"; do
   [ -n "${expected_seen[$key]+set}" ] ||
     echo "note: $skip_list:${expected_line[$key]} lists $key, which did not skip here"
 done
+echo "==> failures and flaky tests"
+for l in "${fail_lines[@]}" "${flaky_lines[@]}"; do echo "$l"; done
 echo "total: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
