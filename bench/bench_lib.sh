@@ -10,6 +10,7 @@
 #   free_port              a free TCP port on 127.0.0.1
 #   make_models            scripts/make_models.py's models in $tmp/models
 #   start_worker ARGS...   `gpuslice worker --threads 2` on $tmp/models
+#   wait_http_port LOG N   port, from a worker's log (N tries, 0.1 s apart)
 #   host_setup             host backend, a private copy of the binary, the
 #                          1g and 7g profiles (router and instances benches)
 #   machine_facts TEXT     the "## machine" section of a report
@@ -101,14 +102,21 @@ start_worker() {
     --metrics-port 0 --threads 2 "$@" 2>"$tmp/log" &
   pid=$!
   stop_at_exit "$pid"
+  wait_http_port "$tmp/log" 100 || { cat "$tmp/log" >&2; die "worker did not start"; }
+  sleep 0.5
+}
+
+# wait_http_port LOG TRIES: sets port from a worker's "listening on
+# http://127.0.0.1:PORT" line in LOG, polling every 0.1 s up to TRIES
+# times; false when it never came.
+wait_http_port() {
   port=
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-    [ -n "$port" ] && break
+  for _ in $(seq "$2"); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$1")
+    [ -n "$port" ] && return 0
     sleep 0.1
   done
-  [ -n "$port" ] || { cat "$tmp/log" >&2; die "worker did not start"; }
-  sleep 0.5
+  return 1
 }
 
 # host_setup: the host backend with its state in $tmp (cgroups only when

@@ -32,7 +32,7 @@ echo '{"max_batch_size": 8}' >"$tmp/models/simple/config.json"
 
 # count BIN PROTO: prints the instructions per request.
 count() {
-  local bin=$1 proto=$2 port= gport cg=$tmp/cg.out vpid
+  local bin=$1 proto=$2 gport cg=$tmp/cg.out vpid
   gport=$(free_port)
   rm -f "$cg"* "$tmp/log"
   valgrind --tool=callgrind --callgrind-out-file="$cg" "$bin" worker \
@@ -40,12 +40,8 @@ count() {
     --metrics-port 0 --threads 2 2>"$tmp/log" &
   vpid=$!
   stop_at_exit "$vpid"
-  for _ in $(seq 300); do
-    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-    [ -n "$port" ] && break
-    sleep 0.2
-  done
-  [ -n "$port" ] || { cat "$tmp/log" >&2; die "worker did not start under valgrind"; }
+  wait_http_port "$tmp/log" 600 ||
+    { cat "$tmp/log" >&2; die "worker did not start under valgrind"; }
   local args
   case $proto in
   http) args=(-u "127.0.0.1:$port" -i http) ;;
