@@ -764,6 +764,12 @@ static int encode_http(gs__http_response_t *resp,
                        const gs_tensor_t *outputs, gs_error_t *err) {
   gs_buf_t b;
   gs_buf_init(&b, GS_LIMIT_INFER_RESPONSE);
+  size_t bin_total = 0; /* one allocation for header and binary outputs */
+  for (size_t i = 0; i < io->n_outputs; i++)
+    if (req->want_output[i] && req->binary_output[i] &&
+        !gs__shm_output_wanted(req, i))
+      bin_total += outputs[i].bytes;
+  gs_buf_reserve(&b, 1024 + bin_total);
   gs_buf_adds(&b, "{\"model_name\":");
   int rc = gs_json_strz(&b, io->model_name);
   gs_buf_adds(&b, ",\"model_version\":");
@@ -797,7 +803,8 @@ static int encode_http(gs__http_response_t *resp,
   gs_buf_add(&b, "]", 1);
   if (rc == GS_OK && req->id) {
     gs_buf_adds(&b, ",\"id\":");
-    gs_json_strz(&b, req->id); /* it came from JSON: valid UTF-8 */
+    if (gs_json_strz(&b, req->id) == GS_EINVAL)
+      rc = BAD(err, "the request id is not valid UTF-8");
   }
   gs_buf_add(&b, "}", 1);
   size_t tlen = b.len;
