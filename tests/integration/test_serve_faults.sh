@@ -69,9 +69,13 @@ check_load "slow worker"
 fast=$(worker_field 0:1 requests)
 slow_n=$(worker_field 0:2 requests)
 echo "least request: fast worker $fast requests, slow worker $slow_n"
-# round robin would give it half; sanitizers slow the fast worker too
+# round robin would give it as many as the fast one (slow_n = fast);
+# least request must give it under a third of the fast one's. A loaded
+# machine slows the fast worker too (ctest -j3 at load average 9: 2,914
+# against 10,214, over the quarter this checked before). Sanitizers slow
+# it more: half.
 share=${GS_SANITIZE:+2}
-[ $((slow_n * ${share:-4})) -lt "$fast" ] ||
+[ $((slow_n * ${share:-3})) -lt "$fast" ] ||
   fail "least request sent the slow worker $slow_n of $((fast + slow_n))"
 
 # --- every worker killed at once
