@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/json_out.h"
+#include "net/tensor_json.h"
 #include "worker/classify.h"
 #include "worker/grpc_int.h"
 #include "worker/reshape.h"
@@ -635,77 +636,6 @@ int gs__infer_decode_unaligned(gs__infer_request_t *req,
   return decode_reshaped(req, io, body, body_len, header_len, true, err);
 }
 
-/* One element of a JSON "data" array, as jansson would write it (BOOL as
- * true/false, the integers in full, the reals as json_out.c does, a NaN
- * or infinity as null). */
-static int element_json(gs_buf_t *b, const uint8_t *p, gs_dtype_t dt) {
-  union {
-    float f;
-    double d;
-    int8_t i8;
-    int16_t i16;
-    int32_t i32;
-    int64_t i64;
-    uint8_t u8;
-    uint16_t u16;
-    uint32_t u32;
-    uint64_t u64;
-  } v;
-  memcpy(&v, p, gs_dtype_size(dt));
-  switch (dt) {
-  case GS_DTYPE_BOOL:
-    return gs_json_bool(b, v.u8);
-  case GS_DTYPE_UINT8:
-    return gs_json_uint(b, v.u8);
-  case GS_DTYPE_UINT16:
-    return gs_json_uint(b, v.u16);
-  case GS_DTYPE_UINT32:
-    return gs_json_uint(b, v.u32);
-  case GS_DTYPE_UINT64:
-    return gs_json_uint(b, v.u64);
-  case GS_DTYPE_INT8:
-    return gs_json_int(b, v.i8);
-  case GS_DTYPE_INT16:
-    return gs_json_int(b, v.i16);
-  case GS_DTYPE_INT32:
-    return gs_json_int(b, v.i32);
-  case GS_DTYPE_INT64:
-    return gs_json_int(b, v.i64);
-  case GS_DTYPE_FP32:
-    return gs_json_real(b, v.f);
-  case GS_DTYPE_FP64:
-    return gs_json_real(b, v.d);
-  default:
-    return GS_EUNSUPPORTED;
-  }
-}
-
-/* A BYTES output's elements as JSON strings. JSON text is UTF-8, and an
- * element that is not cannot be written as a string: the client is told to
- * ask for the output as binary data (Triton writes the bytes as they are,
- * which makes the body invalid JSON its own clients fail to read). */
-static int bytes_json(gs_buf_t *b, const gs_tensor_t *t, gs_error_t *err) {
-  size_t count = 1;
-  for (unsigned d = 0; d < t->rank; d++)
-    count *= (size_t)t->shape[d];
-  if (gs__bytes_check(t->data, t->bytes, count, "output", t->name, err))
-    return gs_error_code(err, GS_ECORRUPT);
-  const uint8_t *p = t->data;
-  for (size_t i = 0, at = 0; i < count; i++) {
-    uint32_t len;
-    memcpy(&len, p + at, 4);
-    if (i)
-      gs_buf_add(b, ",", 1);
-    if (gs_json_str(b, (const char *)p + at + 4, len) == GS_EINVAL)
-      return BAD(err,
-                 "output '%s': element %zu is not valid UTF-8, which JSON "
-                 "cannot carry: ask for the output as binary data",
-                 t->name, i);
-    at += 4 + len;
-  }
-  return GS_OK;
-}
-
 /* {"name":..,"datatype":..,"shape":[..] : the part every output has.
  * GS_EINVAL (err set) for a name JSON cannot carry. */
 static int output_head(gs_buf_t *b, const gs_tensor_t *t, gs_error_t *err) {
@@ -738,22 +668,27 @@ static int output_json(gs_buf_t *b, const gs_tensor_t *t, bool binary,
   if (t->dtype == GS_DTYPE_FP16 || t->dtype == GS_DTYPE_BF16)
     return BAD(err, "output '%s' is %s: ask for it as binary data", t->name,
                gs_dtype_name(t->dtype));
-  gs_buf_adds(b, ",\"data\":[");
-  if (t->dtype == GS_DTYPE_BYTES) {
-    rc = bytes_json(b, t, err);
-  } else {
-    size_t es = gs_dtype_size(t->dtype);
-    for (size_t i = 0; rc == GS_OK && es && i < t->bytes / es; i++) {
-      if (i)
-        gs_buf_add(b, ",", 1);
-      if (element_json(b, (const uint8_t *)t->data + i * es, t->dtype) ==
-          GS_EUNSUPPORTED)
-        rc = BAD(err, "output '%s' is %s, which JSON cannot carry", t->name,
-                 gs_dtype_name(t->dtype));
-    }
+  size_t count = 1, bad = 0;
+  for (unsigned d = 0; d < t->rank; d++)
+    count *= (size_t)t->shape[d];
+  if (t->dtype == GS_DTYPE_BYTES &&
+      gs__bytes_check(t->data, t->bytes, count, "output", t->name, err))
+    return gs_error_code(err, GS_ECORRUPT);
+  gs_buf_adds(b, ",\"data\":");
+  switch (gs__tensor_json(b, t->dtype, t->data, t->bytes, count, &bad)) {
+  case GS_OK:
+    break;
+  case GS_EINVAL: /* Triton writes the bytes as they are: invalid JSON */
+    return BAD(err,
+               "output '%s': element %zu is not valid UTF-8, which JSON "
+               "cannot carry: ask for the output as binary data",
+               t->name, bad);
+  default:
+    return BAD(err, "output '%s' is %s, which JSON cannot carry", t->name,
+               gs_dtype_name(t->dtype));
   }
-  gs_buf_add(b, "]}", 2);
-  return rc;
+  gs_buf_add(b, "}", 1);
+  return GS_OK;
 }
 
 /* The JSON header, written in place (json_out.c: the answer every request
