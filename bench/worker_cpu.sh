@@ -20,6 +20,9 @@
 #        BENCH_WORKER_CPUS, BENCH_CLIENT_CPUS (unset: no pinning),
 #        BENCH_PA_ARGS ("-s 100 -r 5": a loaded machine never gets the
 #        default 10 % stability; CPU per request does not need it),
+#        BENCH_CLIENT=gpuslice: `gpuslice perf` (the binary under test's
+#        perf verb, perf_analyzer's flags) drives the worker instead of
+#        perf_analyzer: a client whose gRPC costs no more than its HTTP,
 #        PA_VENV (venv holding perf_analyzer, default /tmp/gpuslice-bench-venv)
 set -u
 gpuslice=${1:?usage: $0 PATH/TO/gpuslice}
@@ -28,8 +31,14 @@ window=${BENCH_WINDOW_MS:-2000}
 conc=${BENCH_CONC:-8}
 rounds=${BENCH_ROUNDS:-3}
 . "$src/bench/bench_lib.sh" # tmp, die, free_port, make_models, start_worker
-. "$src/bench/perf_analyzer_env.sh"
-pa_find "${PA_VENV:-/tmp/gpuslice-bench-venv}" || die "$PA_WHY"
+if [ "${BENCH_CLIENT:-}" = gpuslice ]; then
+  PERF_ANALYZER=$tmp/gpuslice-perf # its flags are perf_analyzer's
+  printf '#!/bin/sh\nexec %q perf "$@"\n' "$(realpath "$gpuslice")" >"$PERF_ANALYZER"
+  chmod +x "$PERF_ANALYZER"
+else
+  . "$src/bench/perf_analyzer_env.sh"
+  pa_find "${PA_VENV:-/tmp/gpuslice-bench-venv}" || die "$PA_WHY"
+fi
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 make_models
@@ -94,4 +103,5 @@ if [ -n "$worker_cpus${BENCH_CLIENT_CPUS:-}" ]; then
 fi
 echo "$(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC'), $rounds rounds, ${window} ms windows," \
   "$pinning, load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end," \
-  "$("$PERF_ANALYZER" --version 2>&1 | head -1)"
+  "$([ "${BENCH_CLIENT:-}" = gpuslice ] && echo "client: gpuslice perf" ||
+    "$PERF_ANALYZER" --version 2>&1 | head -1)"

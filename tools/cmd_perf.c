@@ -194,6 +194,19 @@ static const cli_opt_t options[] = {
      .help = "inputs written once into a shared-memory region per request "
              "and outputs asked into it (default none; cuda: device 0)",
      .offset = P(o.shared_memory)},
+    {.name = "input-tensor-format",
+     .type = CLI_OPT_CHOICE,
+     .choices =
+         {[GS_PERF_FORMAT_BINARY] = "binary", [GS_PERF_FORMAT_JSON] = "json"},
+     .help = "HTTP inputs as binary data after the JSON (default) or as "
+             "JSON data arrays",
+     .offset = P(o.input_format)},
+    {.name = "output-tensor-format",
+     .type = CLI_OPT_CHOICE,
+     .choices =
+         {[GS_PERF_FORMAT_BINARY] = "binary", [GS_PERF_FORMAT_JSON] = "json"},
+     .help = "HTTP outputs asked as binary data (default) or as JSON",
+     .offset = P(o.output_format)},
     {.name = "output-shared-memory-size",
      .type = CLI_OPT_UINT,
      .arg = "BYTES",

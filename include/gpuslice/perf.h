@@ -21,6 +21,11 @@ typedef enum {
   GS_PERF_SHM_CUDA
 } gs_perf_shm_t;
 typedef enum { GS_PERF_CONSTANT = 0, GS_PERF_POISSON } gs_perf_dist_t;
+/* perf_analyzer's --input-tensor-format / --output-tensor-format (HTTP). */
+typedef enum {
+  GS_PERF_FORMAT_BINARY = 0,
+  GS_PERF_FORMAT_JSON
+} gs_perf_format_t;
 typedef enum {
   GS_PERF_DATA_RANDOM = 0,
   GS_PERF_DATA_ZERO,
@@ -69,6 +74,10 @@ typedef struct gs_perf_options_s {
    * (0: 100 KiB, as perf_analyzer's --output-shared-memory-size). */
   gs_perf_shm_t shared_memory;
   unsigned output_shm_size;
+  /* HTTP only, as perf_analyzer's: inputs as JSON "data" arrays instead of
+   * binary data after the JSON; outputs asked as JSON (no
+   * binary_data_output). gRPC ignores both. */
+  gs_perf_format_t input_format, output_format;
 } gs_perf_options_t;
 
 /* The server's own statistics over a measurement (deltas of its /stats). */

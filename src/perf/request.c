@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/json_out.h"
 #include "grpc_service.pb-c.h"
+#include "net/tensor_json.h"
 #include "perf/perf_int.h"
 
 #define MAX_ENTRIES 1024u
@@ -263,50 +265,103 @@ static int take_request(gs_buf_t *b, const char *path, gs__perf_req_t *req,
   return GS_OK;
 }
 
-/* POST .../infer: the JSON header, then every input's bytes in order. */
+/* The infer request's JSON without shared memory: each input with its
+ * bytes after the JSON (binary_data_size) or, with --input-tensor-format
+ * json, its elements as "data"; outputs binary unless
+ * --output-tensor-format json (then the server's default, JSON). Adds the
+ * bytes that follow the JSON to *data_len. */
+static int plain_head(const gs__perf_ctx_t *ctx, const input_t *in, gs_buf_t *h,
+                      size_t *data_len, gs_error_t *err) {
+  bool json_in = ctx->opts->input_format == GS_PERF_FORMAT_JSON;
+  gs_buf_adds(h, "{\"inputs\":[");
+  for (size_t i = 0; i < ctx->model.n_inputs; i++) {
+    const gs__perf_tensor_t *t = &ctx->model.inputs[i];
+    gs_buf_adds(h, i ? ",{\"name\":" : "{\"name\":");
+    gs_json_strz(h, t->name); /* from the server's metadata JSON: UTF-8 */
+    gs_buf_adds(h, ",\"shape\":[");
+    for (unsigned d = 0; d < in[i].rank; d++)
+      gs_buf_addf(h, d ? ",%lld" : "%lld", (long long)in[i].shape[d]);
+    gs_buf_adds(h, "],\"datatype\":");
+    gs_json_strz(h, t->datatype);
+    if (!json_in) {
+      gs_buf_addf(h, ",\"parameters\":{\"binary_data_size\":%zu}}", in[i].len);
+      *data_len += in[i].len;
+      continue;
+    }
+    size_t count = 1, bad = 0;
+    for (unsigned d = 0; d < in[i].rank; d++)
+      count *= (size_t)in[i].shape[d];
+    gs_buf_adds(h, ",\"data\":");
+    int rc = gs__tensor_json(h, gs_dtype_from_name(t->datatype), in[i].data,
+                             in[i].len, count, &bad);
+    if (rc == GS_EINVAL)
+      return gs_error_set(err, GS_EINVAL,
+                          "input '%s': element %zu is not UTF-8, which JSON "
+                          "cannot carry: use --input-tensor-format binary",
+                          t->name, bad);
+    if (rc != GS_OK)
+      return gs_error_set(err, GS_EINVAL,
+                          "input '%s' is %s, which JSON cannot carry: use "
+                          "--input-tensor-format binary",
+                          t->name, t->datatype);
+    gs_buf_add(h, "}", 1);
+  }
+  gs_buf_add(h, "]", 1);
+  if (ctx->opts->output_format != GS_PERF_FORMAT_JSON)
+    gs_buf_adds(h, ",\"parameters\":{\"binary_data_output\":true}");
+  gs_buf_add(h, "}", 1);
+  return gs_buf_error(h, err);
+}
+
+/* The shared-memory request's JSON: tensors named by region and offset. */
+static int shm_head(const gs__perf_ctx_t *ctx, const input_t *in,
+                    const shm_at_t *at, gs_buf_t *h, gs_error_t *err) {
+  json_t *outputs = NULL;
+  json_t *inputs = http_shm_tensors(ctx, in, at, &outputs);
+  json_t *root = json_pack("{s:o, s:o}", "inputs", inputs, "outputs", outputs);
+  char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+  json_decref(root);
+  if (!text)
+    return gs_error_set(err, GS_ENOMEM, "out of memory");
+  gs_buf_adds(h, text);
+  free(text);
+  return gs_buf_error(h, err);
+}
+
+/* POST .../infer: the JSON header, then every input's bytes in order (none
+ * with shared memory or JSON inputs). */
 static int http_infer(const gs__perf_ctx_t *ctx, const input_t *in,
                       const shm_at_t *at, gs__perf_req_t *req, uint8_t **out,
                       gs_error_t *err) {
-  json_t *inputs = json_array(), *outputs = NULL;
+  gs_buf_t h;
+  gs_buf_init(&h, GS_LIMIT_PERF_REQUEST);
   size_t data_len = 0;
-  if (at->region) {
-    json_decref(inputs);
-    inputs = http_shm_tensors(ctx, in, at, &outputs);
+  int rc = at->region ? shm_head(ctx, in, at, &h, err)
+                      : plain_head(ctx, in, &h, &data_len, err);
+  if (rc != GS_OK) {
+    gs_buf_free(&h);
+    gs_error_prefix(err, "building the infer request: ");
+    return rc;
   }
-  for (size_t i = 0; !at->region && i < ctx->model.n_inputs; i++) {
-    const gs__perf_tensor_t *t = &ctx->model.inputs[i];
-    json_array_append_new(inputs,
-                          json_pack("{s:s, s:o, s:s, s:{s:I}}", "name", t->name,
-                                    "shape", shape_json(&in[i]), "datatype",
-                                    t->datatype, "parameters",
-                                    "binary_data_size", (json_int_t)in[i].len));
-    data_len += in[i].len;
-  }
-  json_t *root =
-      at->region ? json_pack("{s:o, s:o}", "inputs", inputs, "outputs", outputs)
-                 : json_pack("{s:o, s:{s:b}}", "inputs", inputs, "parameters",
-                             "binary_data_output", 1);
-  char *head = root ? json_dumps(root, JSON_COMPACT) : NULL;
-  json_decref(root);
-  if (!head)
-    return gs_error_set(err, GS_ENOMEM, "out of memory");
   const char *v = ctx->model.version;
-  size_t hlen = strlen(head);
   gs_buf_t b;
   gs_buf_init(&b, GS_LIMIT_PERF_REQUEST);
   /* All of it at once: the inputs can be tens of MiB. */
-  gs_buf_reserve(&b, 1024 + hlen + data_len);
-  gs_buf_addf(&b,
-              "POST /v2/models/%s%s%s/infer HTTP/1.1\r\nHost: %s\r\n"
-              "Content-Type: application/octet-stream\r\n"
-              "Inference-Header-Content-Length: %zu\r\n"
-              "Content-Length: %zu\r\n\r\n",
-              ctx->model.name, *v ? "/versions/" : "", v, ctx->authority, hlen,
-              hlen + data_len);
-  gs_buf_add(&b, head, hlen);
-  for (size_t i = 0; !at->region && i < ctx->model.n_inputs; i++)
+  gs_buf_reserve(&b, 1024 + h.len + data_len);
+  gs_buf_addf(&b, "POST /v2/models/%s%s%s/infer HTTP/1.1\r\nHost: %s\r\n",
+              ctx->model.name, *v ? "/versions/" : "", v, ctx->authority);
+  if (data_len)
+    gs_buf_addf(&b,
+                "Content-Type: application/octet-stream\r\n"
+                "Inference-Header-Content-Length: %zu\r\n",
+                h.len);
+  else
+    gs_buf_adds(&b, "Content-Type: application/json\r\n");
+  gs_buf_addf(&b, "Content-Length: %zu\r\n\r\n", h.len + data_len);
+  gs_buf_add(&b, h.data, h.len);
+  for (size_t i = 0; data_len && i < ctx->model.n_inputs; i++)
     gs_buf_add(&b, in[i].data, in[i].len);
-  free(head);
+  gs_buf_free(&h);
   return take_request(&b, NULL, req, out, err);
 }
 

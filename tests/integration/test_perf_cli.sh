@@ -131,6 +131,56 @@ bad 1 "Failed to obtain stable measurement within 3 measurement windows for conc
 python3 -c 'import json; print(json.dumps({"data": [{"INPUT0": list(range(16)), "INPUT1": [1]*16}]}))' >"$tmp/data.json"
 run 0 "input data file" -m simple -u "127.0.0.1:$port" --input-data "$tmp/data.json" \
   -p 200 -s 60 -r 20
+# perf_analyzer's --input-tensor-format / --output-tensor-format json,
+# through a relay that keeps what perf sends: JSON "data" arrays holding
+# the data file's values, no binary data, no binary outputs asked for; and
+# the worker answered every one (its success count).
+rport=$(free_port)
+python3 -c '
+import socket, sys, threading
+lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("127.0.0.1", int(sys.argv[1]))); lst.listen(16)
+log = open(sys.argv[3], "ab", buffering=0)
+def pump(a, b, keep):
+    while True:
+        d = a.recv(65536)
+        if not d: break
+        if keep: log.write(d)
+        b.sendall(d)
+    b.close()
+while True:
+    c, _ = lst.accept()
+    u = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+    threading.Thread(target=pump, args=(c, u, True), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c, False), daemon=True).start()
+' "$rport" "$port" "$tmp/relay.log" &
+relay=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$rport") 2>/dev/null && break; sleep 0.1; done
+before=$(success)
+run 0 "json tensors both ways" -m simple -u "127.0.0.1:$rport" --input-data "$tmp/data.json" \
+  --input-tensor-format json --output-tensor-format json -p 200 -s 60 -r 20
+after=$(success)
+kill "$relay" 2>/dev/null
+counted=$(awk '/^    Request count:/ { n += $NF } END { print n + 0 }' "$tmp/out")
+[ "$counted" -gt 0 ] && [ $((after - before)) -ge "$counted" ] ||
+  fail "json tensors: client counted $counted, server succeeded $((after - before))"
+python3 -c '
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+posts = [p for p in raw.split(b"POST ")[1:] if b"/infer" in p.split(b"\r\n")[0]]
+assert posts, "no infer request relayed"
+head, body = posts[0].split(b"\r\n\r\n", 1)
+assert b"content-type: application/json" in head.lower(), head
+assert b"inference-header-content-length" not in head.lower(), head
+length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+req = json.loads(body[:length])
+data = {i["name"]: i["data"] for i in req["inputs"]}
+assert data == {"INPUT0": list(range(16)), "INPUT1": [1] * 16}, data
+assert "parameters" not in req and "outputs" not in req, req
+' "$tmp/relay.log" && ok "json tensors: the relayed request carries the data as JSON" ||
+  fail "json tensors: the relayed request: $(head -c 600 "$tmp/relay.log")"
+bad 2 "expected binary or json" -m simple --input-tensor-format xml
+
 echo '{"data": [{"INPUT0": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]}]}' >"$tmp/short.json"
 bad 2 "no input 'INPUT1'" -m simple -u "127.0.0.1:$port" --input-data "$tmp/short.json"
 
