@@ -1,8 +1,9 @@
 /* The one transaction runner of every layout change (create, destroy,
  * apply): the backend's begin takes its lock and reads each device with
  * who runs in each GPU instance (the one busy rule's data), the planners
- * plan, then destroys run before creates with a journal that is undone
- * newest first when a step fails. */
+ * plan (a destroy needs none: it takes the GIs it names), then destroys run
+ * before creates with a journal that is undone newest first when a step
+ * fails. */
 #include "apply_int.h"
 
 #include <stdio.h>
@@ -240,6 +241,43 @@ static unsigned targets_end(const gs_change_t *c) {
   return c->kind == GS_CHANGE_APPLY ? c->n_devs : c->dev + 1;
 }
 
+static bool destroy_selects(const gs_change_t *c, unsigned gi_id) {
+  for (unsigned k = 0; !c->all && k < c->n_ids; k++)
+    if (c->ids[k] == gi_id)
+      return true;
+  return c->all;
+}
+
+/* A destroy's plan: the GIs it names go, the rest stay; one in use stops
+ * it (*blocked: its index). */
+static int plan_destroy(const gs_device_t *dev, const gs_change_t *c,
+                        const bool *busy, gs_plan_t *plan, unsigned *blocked,
+                        gs_error_t *err) {
+  const gs_layout_t *l = &dev->layout;
+  for (unsigned k = 0; k < c->n_ids; k++)
+    if (!gs_layout_find_gi_const(l, c->ids[k]))
+      return gs_error_set(err, GS_ENOTFOUND, "no GPU instance %u on device %u",
+                          c->ids[k], dev->index);
+  memset(plan, 0, sizeof *plan);
+  plan->mig_enabled = l->mig_enabled;
+  for (unsigned i = 0; i < l->n_gi; i++) {
+    if (!destroy_selects(c, l->gi[i].id)) {
+      plan->keep_gi[plan->n_keep++] = l->gi[i].id;
+    } else if (busy[i]) {
+      const gs_gi_profile_t *p =
+          gs_catalog_gi(&dev->catalog, l->gi[i].profile_id);
+      *blocked = i;
+      return gs_error_set(err, GS_EBUSY,
+                          "GPU instance %u (%s) is in use and cannot be "
+                          "destroyed",
+                          l->gi[i].id, p ? p->name : "?");
+    } else {
+      plan->destroy_gi[plan->n_destroy++] = l->gi[i].id;
+    }
+  }
+  return GS_OK;
+}
+
 /* Plans one device; users[i] (NULL: none in use) is who runs in
  * dev->layout.gi[i]. On GS_EBUSY, *busy is the instance in the way. */
 static int plan_device(const gs_change_t *c, const gs_device_t *dev,
@@ -259,7 +297,7 @@ static int plan_device(const gs_change_t *c, const gs_device_t *dev,
     rc = gs__plan_create(dev, c, plan, err);
     break;
   case GS_CHANGE_DESTROY:
-    rc = gs__plan_destroy(dev, c, flags, plan, &blocked, err);
+    rc = plan_destroy(dev, c, flags, plan, &blocked, err);
     break;
   }
   if (rc == GS_EBUSY && users) {
