@@ -67,16 +67,10 @@ int gs_plan_layout(const gs_catalog_t *cat, const gs_layout_t *current,
 int gs_plan_result(const gs_catalog_t *cat, const gs_layout_t *current,
                    const gs_plan_t *plan, gs_layout_t *after, gs_error_t *err);
 
-/* The instance that stopped a change because processes run in it: the one
- * busy rule of create, destroy and apply. Filled from the backend's process
- * list (ops->processes), never from an error message. */
-#define GS_BUSY_MAX_PROCS 4
-typedef struct gs_busy_s {
-  bool in_use; /* false: no instance in use stopped the change */
-  unsigned dev, gi_id;
-  size_t n_procs; /* processes found; the first GS_BUSY_MAX_PROCS in procs */
-  gs_process_t procs[GS_BUSY_MAX_PROCS];
-} gs_busy_t;
+/* report->busy: the instance that stopped a change because processes run
+ * in it (gs_busy_t, backend.h), as begin read it or, for a destroy the
+ * backend refused while executing, as ops->processes lists it; never
+ * found from an error message. */
 
 typedef struct gs_apply_report_s {
   unsigned n_devices;

@@ -73,6 +73,25 @@ typedef struct gs_confinement_s {
   char env_value[GS_MAX_ENV][256];
 } gs_confinement_t;
 
+/* Who runs in a GPU instance: what the one busy rule of create, destroy
+ * and apply reads (a GI with processes is never destroyed). */
+#define GS_BUSY_MAX_PROCS 4
+typedef struct gs_busy_s {
+  bool in_use; /* a process runs in it */
+  unsigned dev, gi_id;
+  size_t n_procs; /* processes found; the first GS_BUSY_MAX_PROCS in procs */
+  gs_process_t procs[GS_BUSY_MAX_PROCS];
+} gs_busy_t;
+
+/* A device as a change finds it: begin reads it under the lock it takes. */
+typedef struct gs_change_dev_s {
+  unsigned index;  /* in: which device */
+  bool with_users; /* in: read users too (create keeps every GI: moot) */
+  bool failed;     /* out: begin failed reading this device */
+  gs_device_t dev; /* out: catalog and layout */
+  gs_busy_t users[GS_MAX_GIS]; /* out: users[g] run in dev.layout.gi[g] */
+} gs_change_dev_t;
+
 typedef struct gs_backend_s gs_backend_t;
 
 typedef struct gs_backend_ops_s {
@@ -81,9 +100,12 @@ typedef struct gs_backend_ops_s {
   /* Catalog and current layout of one device. */
   int (*device_get)(gs_backend_t *be, unsigned index, gs_device_t *out,
                     gs_error_t *err);
-  /* A change runs between begin and commit/abort; begin takes exclusive
-   * access (a lock) and commit makes the change durable. */
-  int (*begin)(gs_backend_t *be, gs_error_t *err);
+  /* A change runs between begin and commit/abort. begin takes exclusive
+   * access (a lock) and reads devs[0..n) as the change finds them, in one
+   * step (n 0: the lock alone); on an error it holds no lock. commit
+   * makes the change durable. */
+  int (*begin)(gs_backend_t *be, gs_change_dev_t *devs, unsigned n,
+               gs_error_t *err);
   int (*commit)(gs_backend_t *be, gs_error_t *err);
   void (*abort)(gs_backend_t *be);
   int (*set_mig_mode)(gs_backend_t *be, unsigned dev, bool enabled,

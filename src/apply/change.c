@@ -1,8 +1,9 @@
 /* The one transaction runner of every layout change (create, destroy,
- * apply): under the backend's lock it reads each device, asks the backend
- * which GPU instances have processes (the one busy rule), plans, then runs
- * destroys before creates with a journal that is undone newest first when
- * a step fails. */
+ * apply): the backend's begin takes its lock and reads each device with
+ * who runs in each GPU instance (the one busy rule's data), the planners
+ * plan (a destroy needs none: it takes the GIs it names), then destroys run
+ * before creates with a journal that is undone newest first when a step
+ * fails. */
 #include "apply_int.h"
 
 #include <stdio.h>
@@ -11,34 +12,16 @@
 
 /* ---- the busy rule ------------------------------------------------------ */
 
-/* An instance is in use while the backend lists a process in it. */
-static int instance_in_use(gs_backend_t *be, unsigned dev, unsigned gi_id,
-                           gs_busy_t *out, gs_error_t *err) {
-  memset(out, 0, sizeof *out);
-  out->dev = dev;
-  out->gi_id = gi_id;
-  int rc = be->ops->processes(be, dev, gi_id, out->procs, GS_BUSY_MAX_PROCS,
-                              &out->n_procs, err);
-  out->in_use = rc == GS_OK && out->n_procs > 0;
-  return rc;
-}
-
 /* A destroy the backend refused as busy (a process it saw, or compute
  * instances left): recorded even when no process can be named. */
 static void note_in_use(gs_backend_t *be, unsigned dev, unsigned gi_id,
                         gs_busy_t *busy) {
-  instance_in_use(be, dev, gi_id, busy, NULL);
+  memset(busy, 0, sizeof *busy);
   busy->in_use = true;
-}
-
-static int scan_in_use(gs_backend_t *be, const gs_device_t *d,
-                       gs_busy_t *in_use, gs_error_t *err) {
-  for (unsigned i = 0; i < d->layout.n_gi; i++) {
-    int rc = instance_in_use(be, d->index, d->layout.gi[i].id, &in_use[i], err);
-    if (rc != GS_OK)
-      return rc;
-  }
-  return GS_OK;
+  busy->dev = dev;
+  busy->gi_id = gi_id;
+  be->ops->processes(be, dev, gi_id, busy->procs, GS_BUSY_MAX_PROCS,
+                     &busy->n_procs, NULL);
 }
 
 /* Appends ": used by pid 123 (sleep), pid 124 (sh) and 2 more". */
@@ -258,14 +241,51 @@ static unsigned targets_end(const gs_change_t *c) {
   return c->kind == GS_CHANGE_APPLY ? c->n_devs : c->dev + 1;
 }
 
-/* Plans one device; in_use[i] (NULL: none in use) is what the backend said
- * of dev->layout.gi[i]. On GS_EBUSY, *busy is the instance in the way. */
+static bool destroy_selects(const gs_change_t *c, unsigned gi_id) {
+  for (unsigned k = 0; !c->all && k < c->n_ids; k++)
+    if (c->ids[k] == gi_id)
+      return true;
+  return c->all;
+}
+
+/* A destroy's plan: the GIs it names go, the rest stay; one in use stops
+ * it (*blocked: its index). */
+static int plan_destroy(const gs_device_t *dev, const gs_change_t *c,
+                        const bool *busy, gs_plan_t *plan, unsigned *blocked,
+                        gs_error_t *err) {
+  const gs_layout_t *l = &dev->layout;
+  for (unsigned k = 0; k < c->n_ids; k++)
+    if (!gs_layout_find_gi_const(l, c->ids[k]))
+      return gs_error_set(err, GS_ENOTFOUND, "no GPU instance %u on device %u",
+                          c->ids[k], dev->index);
+  memset(plan, 0, sizeof *plan);
+  plan->mig_enabled = l->mig_enabled;
+  for (unsigned i = 0; i < l->n_gi; i++) {
+    if (!destroy_selects(c, l->gi[i].id)) {
+      plan->keep_gi[plan->n_keep++] = l->gi[i].id;
+    } else if (busy[i]) {
+      const gs_gi_profile_t *p =
+          gs_catalog_gi(&dev->catalog, l->gi[i].profile_id);
+      *blocked = i;
+      return gs_error_set(err, GS_EBUSY,
+                          "GPU instance %u (%s) is in use and cannot be "
+                          "destroyed",
+                          l->gi[i].id, p ? p->name : "?");
+    } else {
+      plan->destroy_gi[plan->n_destroy++] = l->gi[i].id;
+    }
+  }
+  return GS_OK;
+}
+
+/* Plans one device; users[i] (NULL: none in use) is who runs in
+ * dev->layout.gi[i]. On GS_EBUSY, *busy is the instance in the way. */
 static int plan_device(const gs_change_t *c, const gs_device_t *dev,
-                       const gs_busy_t *in_use, gs_plan_t *plan,
+                       const gs_busy_t *users, gs_plan_t *plan,
                        gs_layout_t *after, gs_busy_t *busy, gs_error_t *err) {
   bool flags[GS_MAX_GIS] = {false};
-  for (unsigned i = 0; in_use && i < dev->layout.n_gi; i++)
-    flags[i] = in_use[i].in_use;
+  for (unsigned i = 0; users && i < dev->layout.n_gi; i++)
+    flags[i] = users[i].in_use;
   unsigned blocked = 0;
   int rc = GS_OK;
   switch (c->kind) {
@@ -277,11 +297,11 @@ static int plan_device(const gs_change_t *c, const gs_device_t *dev,
     rc = gs__plan_create(dev, c, plan, err);
     break;
   case GS_CHANGE_DESTROY:
-    rc = gs__plan_destroy(dev, c, flags, plan, &blocked, err);
+    rc = plan_destroy(dev, c, flags, plan, &blocked, err);
     break;
   }
-  if (rc == GS_EBUSY && in_use) {
-    *busy = in_use[blocked];
+  if (rc == GS_EBUSY && users) {
+    *busy = users[blocked];
     name_users(busy, err);
   }
   if (rc == GS_OK)
@@ -289,31 +309,36 @@ static int plan_device(const gs_change_t *c, const gs_device_t *dev,
   return rc;
 }
 
-/* Reads, checks for processes and plans every device the change names. */
-static int plan_all(gs_backend_t *be, const gs_change_t *c,
-                    gs_apply_report_t *rep, gs_error_t *err) {
-  gs_busy_t *in_use = calloc(GS_MAX_GIS, sizeof *in_use);
-  if (!in_use)
+/* Begins the change, reading every device it names (with who runs in
+ * each GPU instance, unless it creates: it keeps them all), and plans
+ * them; the change stays open when this succeeds. */
+static int begin_and_plan(gs_backend_t *be, const gs_change_t *c,
+                          gs_apply_report_t *rep, gs_error_t *err) {
+  gs_change_dev_t *devs = calloc(targets_end(c) + 1, sizeof *devs); /* 0 */
+  if (!devs)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
-  int rc = GS_OK;
-  for (unsigned d = 0; rc == GS_OK && d < targets_end(c); d++) {
-    if (!targets(c, d))
-      continue;
-    gs_device_t *dev = &rep->device[rep->n_devices].dev;
-    rc = be->ops->device_get(be, d, dev, err);
-    /* create keeps every instance: whether they are in use is moot */
-    if (rc == GS_OK && c->kind != GS_CHANGE_CREATE)
-      rc = scan_in_use(be, dev, in_use, err);
-    if (rc == GS_OK)
-      rc = plan_device(c, dev, c->kind == GS_CHANGE_CREATE ? NULL : in_use,
-                       &rep->device[rep->n_devices].plan,
-                       &rep->device[rep->n_devices].after, &rep->busy, err);
+  unsigned n = 0;
+  for (unsigned d = 0; d < targets_end(c); d++)
+    if (targets(c, d))
+      devs[n++] = (gs_change_dev_t){.index = d,
+                                    .with_users = c->kind != GS_CHANGE_CREATE};
+  int rc = be->ops->begin(be, devs, n, err);
+  for (unsigned i = 0; rc != GS_OK && i < n; i++)
+    if (devs[i].failed && c->kind == GS_CHANGE_APPLY)
+      gs_error_prefix(err, "device %u: ", devs[i].index);
+  for (unsigned i = 0; rc == GS_OK && i < n; i++) {
+    rep->device[i].dev = devs[i].dev;
+    rc = plan_device(c, &devs[i].dev, devs[i].with_users ? devs[i].users : NULL,
+                     &rep->device[i].plan, &rep->device[i].after, &rep->busy,
+                     err);
     if (rc != GS_OK && c->kind == GS_CHANGE_APPLY)
-      gs_error_prefix(err, "device %u: ", d);
+      gs_error_prefix(err, "device %u: ", devs[i].index);
     if (rc == GS_OK)
       rep->n_devices++;
+    else
+      be->ops->abort(be);
   }
-  free(in_use);
+  free(devs);
   return rc;
 }
 
@@ -325,13 +350,12 @@ static void report_clear(gs_apply_report_t *rep) {
 int gs_change_run(gs_backend_t *be, const gs_change_t *c,
                   gs_apply_report_t *rep, gs_error_t *err) {
   report_clear(rep);
-  int rc = be->ops->begin(be, err);
+  int rc = begin_and_plan(be, c, rep, err);
   if (rc != GS_OK)
     return rc;
-  rc = plan_all(be, c, rep, err);
-  if (rc != GS_OK || c->dry_run) {
+  if (c->dry_run) {
     be->ops->abort(be);
-    return rc;
+    return GS_OK;
   }
   return execute(be, rep, err);
 }

@@ -25,8 +25,7 @@
 #define HOST_MAX_CORES 65536
 
 typedef struct host_s {
-  gs__swcore_t core; /* first: the shared layout machinery */
-  char uuid[GS_UUID_MAX];
+  gs__swcore_t core;    /* first: the shared layout machinery */
   unsigned cores;       /* C: logical cores the slices are cut from */
   unsigned n_cpus;      /* CPUs this process may run on ... */
   int cpu[CPU_SETSIZE]; /* ... ascending; logical core k is cpu[k % n] */
@@ -90,26 +89,6 @@ static const gs__swcore_hooks_t host_hooks = {
     .memory_of = host_memory_of,
     .committed = host_committed,
 };
-
-/* ---- device ------------------------------------------------------------ */
-
-static int host_device_get(gs_backend_t *be, unsigned index, gs_device_t *out,
-                           gs_error_t *err) {
-  host_t *h = host_of(be);
-  const gs_state_doc_t *doc;
-  int rc = gs__swcore_check_dev(&h->core, index, err);
-  if (rc == GS_OK)
-    rc = gs__swcore_read(&h->core, &doc, err);
-  if (rc != GS_OK)
-    return rc;
-  memset(out, 0, sizeof *out);
-  out->layout = doc->device[0].layout;
-  out->index = 0;
-  snprintf(out->name, sizeof out->name, "host");
-  snprintf(out->uuid, sizeof out->uuid, "%s", h->uuid);
-  out->catalog = *host_cat(h);
-  return GS_OK;
-}
 
 /* ---- confinement ------------------------------------------------------- */
 
@@ -286,7 +265,7 @@ static void host_close(gs_backend_t *be) {
 static const gs_backend_ops_t host_ops = {
     .name = "host",
     .device_count = gs__swcore_device_count,
-    .device_get = host_device_get,
+    .device_get = gs__swcore_device_get,
     .begin = gs__swcore_begin,
     .commit = gs__swcore_commit,
     .abort = gs__swcore_abort,
@@ -373,7 +352,8 @@ int gs_backend_host_open(gs_backend_t **out, const gs_backend_options_t *opt,
   gs_catalog_synth_host(&h->core.dev[0].cat, h->cores, mib);
   snprintf(h->core.dev[0].label, sizeof h->core.dev[0].label,
            "device 0 (host)");
-  host_uuid(h->uuid, sizeof h->uuid);
+  snprintf(h->core.dev[0].name, sizeof h->core.dev[0].name, "host");
+  host_uuid(h->core.dev[0].device_uuid, sizeof h->core.dev[0].device_uuid);
   gs__cgroup_detect(&h->cg, opt->host_cgroup_root);
   h->core.be.ops = &host_ops;
   h->core.be.impl = h;

@@ -76,8 +76,7 @@ static int make_dirs(const char *path, gs_error_t *err) {
   }
 }
 
-static int mig_begin(gs_backend_t *be, gs_error_t *err) {
-  gs__mig_t *m = mig_of(be);
+static int take_lock(gs__mig_t *m, gs_error_t *err) {
   if (m->lock_fd >= 0)
     return gs_error_set(err, GS_EINVAL,
                         "mig backend: a change is already in progress");
@@ -312,6 +311,33 @@ static int mig_processes(gs_backend_t *be, unsigned dev, unsigned gi_id,
   memcpy(out, procs->p, (procs->n < max ? procs->n : max) * sizeof *out);
   free(procs);
   return GS_OK;
+}
+
+/* One device as the change finds it: its layout read back from NVML and
+ * who runs in each GI. */
+static int read_device(gs_backend_t *be, gs_change_dev_t *cd, gs_error_t *err) {
+  gs_layout_t *l = &cd->dev.layout;
+  int rc = mig_device_get(be, cd->index, &cd->dev, err);
+  for (unsigned g = 0; rc == GS_OK && cd->with_users && g < l->n_gi; g++) {
+    gs_busy_t *u = &cd->users[g];
+    memset(u, 0, sizeof *u);
+    u->dev = cd->index;
+    u->gi_id = l->gi[g].id;
+    rc = mig_processes(be, cd->index, u->gi_id, u->procs, GS_BUSY_MAX_PROCS,
+                       &u->n_procs, err);
+    u->in_use = u->n_procs > 0;
+  }
+  cd->failed = rc != GS_OK;
+  return rc;
+}
+
+static int mig_begin(gs_backend_t *be, gs_change_dev_t *devs, unsigned n,
+                     gs_error_t *err) {
+  int rc = take_lock(mig_of(be), err);
+  for (unsigned i = 0; rc == GS_OK && i < n; i++)
+    if ((rc = read_device(be, &devs[i], err)) != GS_OK)
+      mig_abort(be);
+  return rc;
 }
 
 /* GS_EBUSY for an IN_USE destroy, naming who uses the instance. */

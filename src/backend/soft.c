@@ -162,21 +162,9 @@ static int soft_device_get(gs_backend_t *be, unsigned index, gs_device_t *out,
                            gs_error_t *err) {
   gs__soft_t *s = soft_of(be);
   const gs_state_doc_t *doc;
-  int rc = gs__swcore_check_dev(&s->core, index, err);
-  if (rc == GS_OK)
-    rc = gs__swcore_read(&s->core, &doc, err);
-  if (rc != GS_OK)
+  int rc = gs__swcore_describe(&s->core, index, out, &doc, err);
+  if (rc != GS_OK || strcmp(doc->device[index].isolation, "green") != 0)
     return rc;
-  const gs__soft_gpu_t *g = &s->gpu[index];
-  memset(out, 0, sizeof *out);
-  out->layout = doc->device[index].layout;
-  out->index = index;
-  snprintf(out->name, sizeof out->name, "%s", g->name);
-  snprintf(out->uuid, sizeof out->uuid, "%s", g->uuid);
-  out->pci_device_id = g->pci_device_id;
-  out->catalog = s->core.dev[index].cat;
-  if (strcmp(doc->device[index].isolation, "green") != 0)
-    return GS_OK;
   for (unsigned i = 0; i < out->layout.n_gi; i++)
     if (green_range(s, index, &out->layout.gi[i], NULL, &out->sm_first[i],
                     &out->sm_count[i], NULL) != GS_OK)

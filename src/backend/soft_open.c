@@ -244,6 +244,9 @@ static int probe_gpus(gs__soft_t *s, gs_error_t *err) {
     snprintf(dev->label, sizeof dev->label, "device %u (%s)", d,
              short_name(s->gpu[d].name));
     snprintf(dev->uuid, sizeof dev->uuid, "%s", s->gpu[d].uuid);
+    snprintf(dev->name, sizeof dev->name, "%s", s->gpu[d].name);
+    snprintf(dev->device_uuid, sizeof dev->device_uuid, "%s", s->gpu[d].uuid);
+    dev->pci_device_id = s->gpu[d].pci_device_id;
   }
   return GS_OK;
 }

@@ -254,25 +254,14 @@ static int check_idle(gs__swcore_t *c, unsigned dev, const gs_gi_t *gi,
   return rc;
 }
 
-int gs__swcore_processes(gs_backend_t *be, unsigned dev, unsigned gi_id,
-                         gs_process_t *out, size_t max, size_t *n,
-                         gs_error_t *err) {
-  gs__swcore_t *c = core_of(be);
-  const gs_state_doc_t *doc;
-  *n = 0;
-  int rc = gs__swcore_check_dev(c, dev, err);
-  if (rc == GS_OK)
-    rc = gs__swcore_read(c, &doc, err);
-  if (rc != GS_OK)
-    return rc;
-  gs_layout_t *layout = (gs_layout_t *)&doc->device[dev].layout;
-  const gs_gi_t *gi = gs__swcore_find_gi(c, dev, layout, gi_id, err);
-  if (!gi)
-    return GS_ENOTFOUND;
+/* The live processes of gi (the first max in out; *n counts all).
+ * Registrations are pruned only under the exclusive lock. */
+static int list_processes(gs__swcore_t *c, unsigned dev, const gs_gi_t *gi,
+                          gs_process_t *out, size_t max, size_t *n,
+                          gs_error_t *err) {
   gs__procset_t *ps = malloc(sizeof *ps);
   if (!ps)
     return gs_error_set(err, GS_ENOMEM, "listing processes: out of memory");
-  /* Registrations are pruned only under the exclusive lock. */
   c->hooks->procs(c, dev, gi, c->in_txn, ps);
   for (size_t i = 0; i < ps->n && i < max; i++) {
     gs_process_t *p = &out[i];
@@ -288,6 +277,69 @@ int gs__swcore_processes(gs_backend_t *be, unsigned dev, unsigned gi_id,
   return GS_OK;
 }
 
+int gs__swcore_processes(gs_backend_t *be, unsigned dev, unsigned gi_id,
+                         gs_process_t *out, size_t max, size_t *n,
+                         gs_error_t *err) {
+  gs__swcore_t *c = core_of(be);
+  const gs_state_doc_t *doc;
+  *n = 0;
+  int rc = gs__swcore_check_dev(c, dev, err);
+  if (rc == GS_OK)
+    rc = gs__swcore_read(c, &doc, err);
+  if (rc != GS_OK)
+    return rc;
+  gs_layout_t *layout = (gs_layout_t *)&doc->device[dev].layout;
+  const gs_gi_t *gi = gs__swcore_find_gi(c, dev, layout, gi_id, err);
+  if (!gi)
+    return GS_ENOTFOUND;
+  return list_processes(c, dev, gi, out, max, n, err);
+}
+
+/* One device as the change finds it: the backend's device_get (on the
+ * working copy) and who runs in each GI. */
+static int read_device(gs_backend_t *be, gs_change_dev_t *d, gs_error_t *err) {
+  gs__swcore_t *c = core_of(be);
+  int rc = be->ops->device_get(be, d->index, &d->dev, err);
+  for (unsigned g = 0; rc == GS_OK && d->with_users && g < d->dev.layout.n_gi;
+       g++) {
+    gs_busy_t *u = &d->users[g];
+    memset(u, 0, sizeof *u);
+    u->dev = d->index;
+    u->gi_id = d->dev.layout.gi[g].id;
+    rc = list_processes(c, d->index, &c->work->device[d->index].layout.gi[g],
+                        u->procs, GS_BUSY_MAX_PROCS, &u->n_procs, err);
+    u->in_use = u->n_procs > 0;
+  }
+  d->failed = rc != GS_OK;
+  return rc;
+}
+
+/* ---- devices ----------------------------------------------------------- */
+
+int gs__swcore_describe(gs__swcore_t *c, unsigned index, gs_device_t *out,
+                        const gs_state_doc_t **doc, gs_error_t *err) {
+  int rc = gs__swcore_check_dev(c, index, err);
+  if (rc == GS_OK)
+    rc = gs__swcore_read(c, doc, err);
+  if (rc != GS_OK)
+    return rc;
+  const gs__swdev_t *d = &c->dev[index];
+  memset(out, 0, sizeof *out);
+  out->layout = (*doc)->device[index].layout;
+  out->index = index;
+  snprintf(out->name, sizeof out->name, "%s", d->name);
+  snprintf(out->uuid, sizeof out->uuid, "%s", d->device_uuid);
+  out->pci_device_id = d->pci_device_id;
+  out->catalog = d->cat;
+  return GS_OK;
+}
+
+int gs__swcore_device_get(gs_backend_t *be, unsigned index, gs_device_t *out,
+                          gs_error_t *err) {
+  const gs_state_doc_t *doc;
+  return gs__swcore_describe(core_of(be), index, out, &doc, err);
+}
+
 /* ---- changes ----------------------------------------------------------- */
 
 int gs__swcore_device_count(gs_backend_t *be, unsigned *n, gs_error_t *err) {
@@ -296,7 +348,8 @@ int gs__swcore_device_count(gs_backend_t *be, unsigned *n, gs_error_t *err) {
   return GS_OK;
 }
 
-int gs__swcore_begin(gs_backend_t *be, gs_error_t *err) {
+int gs__swcore_begin(gs_backend_t *be, gs_change_dev_t *devs, unsigned n,
+                     gs_error_t *err) {
   gs__swcore_t *c = core_of(be);
   if (c->in_txn)
     return gs_error_set(err, GS_EINVAL,
@@ -311,7 +364,11 @@ int gs__swcore_begin(gs_backend_t *be, gs_error_t *err) {
   }
   c->in_txn = true;
   c->n_destroyed = 0;
-  return GS_OK;
+  for (unsigned i = 0; rc == GS_OK && i < n; i++)
+    rc = read_device(be, &devs[i], err);
+  if (rc != GS_OK)
+    gs__swcore_abort(be);
+  return rc;
 }
 
 /* A failed commit leaves the change open (the file is untouched), so that

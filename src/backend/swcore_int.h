@@ -37,6 +37,10 @@ typedef struct gs__swdev_s {
   gs_catalog_t cat;
   char label[128];        /* "device 0 (host)", for messages */
   char uuid[GS_UUID_MAX]; /* recorded in the state file unless "" */
+  /* What device_get reports beside catalog and layout. */
+  char name[96];                 /* "host", the GPU's name */
+  char device_uuid[GS_UUID_MAX]; /* the machine's or the GPU's */
+  uint32_t pci_device_id;        /* 0 for the host */
 } gs__swdev_t;
 
 struct gs__swcore_s {
@@ -68,7 +72,15 @@ void gs__swcore_release(gs__swcore_t *c);
 
 /* Backend operations. */
 int gs__swcore_device_count(gs_backend_t *be, unsigned *n, gs_error_t *err);
-int gs__swcore_begin(gs_backend_t *be, gs_error_t *err);
+/* Device index from c->dev[index] and the state (the working copy in a
+ * change); gs__swcore_describe also returns that state, for what a backend
+ * adds. */
+int gs__swcore_device_get(gs_backend_t *be, unsigned index, gs_device_t *out,
+                          gs_error_t *err);
+int gs__swcore_describe(gs__swcore_t *c, unsigned index, gs_device_t *out,
+                        const gs_state_doc_t **doc, gs_error_t *err);
+int gs__swcore_begin(gs_backend_t *be, gs_change_dev_t *devs, unsigned n,
+                     gs_error_t *err);
 int gs__swcore_commit(gs_backend_t *be, gs_error_t *err);
 void gs__swcore_abort(gs_backend_t *be);
 int gs__swcore_set_mig_mode(gs_backend_t *be, unsigned dev, bool enabled,

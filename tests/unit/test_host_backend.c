@@ -71,7 +71,7 @@ static void get_layout(gs_backend_t *be, gs_layout_t *out) {
 static unsigned create_1g(gs_backend_t *be, unsigned start) {
   gs_error_t err;
   unsigned gi = 0, ci = 0;
-  assert_int_equal(be->ops->begin(be, &err), GS_OK);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_OK);
   if (be->ops->gi_create(be, 0, P_1G, start, &gi, &err) != GS_OK ||
       be->ops->ci_create(be, 0, gi, CI_FULL_1G, 0, &ci, &err) != GS_OK ||
       be->ops->commit(be, &err) != GS_OK)
@@ -85,7 +85,7 @@ static void destroy_gi(gs_backend_t *be, unsigned gi_id) {
   get_layout(be, &l);
   const gs_gi_t *gi = gs_layout_find_gi_const(&l, gi_id);
   assert_non_null(gi);
-  assert_int_equal(be->ops->begin(be, &err), GS_OK);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_OK);
   for (unsigned c = 0; c < gi->n_ci; c++)
     assert_int_equal(be->ops->ci_destroy(be, 0, gi_id, gi->ci[c].id, &err),
                      GS_OK);
@@ -163,7 +163,7 @@ static void test_abort(void **state) {
   assert_int_equal(stat(path, &before), 0);
   gs_error_t err;
   unsigned gi;
-  assert_int_equal(be->ops->begin(be, &err), GS_OK);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_OK);
   assert_int_equal(be->ops->gi_create(be, 0, P_3G, 4, &gi, &err), GS_OK);
   assert_int_equal(be->ops->gi_destroy(be, 0, 1, &err), GS_EBUSY); /* CI */
   be->ops->abort(be);
@@ -187,15 +187,15 @@ static void test_change_rules(void **state) {
   assert_int_equal(be->ops->set_mig_mode(be, 0, true, &err), GS_EINVAL);
   assert_int_equal(be->ops->commit(be, &err), GS_EINVAL);
   create_1g(be, 0);
-  assert_int_equal(be->ops->begin(be, &err), GS_OK);
-  assert_int_equal(be->ops->begin(be, &err), GS_EINVAL);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_OK);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_EINVAL);
   assert_int_equal(be->ops->set_mig_mode(be, 0, false, &err), GS_EBUSY);
   assert_int_equal(be->ops->gi_create(be, 1, P_1G, 1, &id, &err), GS_ENODEV);
   assert_int_equal(be->ops->gi_destroy(be, 0, 7, &err), GS_ENOTFOUND);
   assert_non_null(strstr(err.msg, "instances: 1"));
   be->ops->abort(be);
   destroy_gi(be, 1);
-  assert_int_equal(be->ops->begin(be, &err), GS_OK);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_OK);
   assert_int_equal(be->ops->set_mig_mode(be, 0, false, &err), GS_OK);
   assert_int_equal(be->ops->gi_create(be, 0, P_1G, 0, &id, &err),
                    GS_EUNSUPPORTED);
@@ -300,7 +300,7 @@ static void test_busy_instance(void **state) {
 
   char want[64];
   snprintf(want, sizeof want, "in use by pid %ld", (long)child);
-  assert_int_equal(be->ops->begin(be, &err), GS_OK);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_OK);
   assert_int_equal(be->ops->gi_destroy(be, 0, gi, &err), GS_EBUSY);
   assert_non_null(strstr(err.msg, want));
   assert_non_null(strstr(err.msg, "(1g.2gb)"));
@@ -311,6 +311,57 @@ static void test_busy_instance(void **state) {
   assert_int_equal(be->ops->processes(be, 0, gi, procs, 4, &n, &err), GS_OK);
   assert_int_equal(n, 0);
   destroy_gi(be, gi);
+  gs_backend_close(be);
+}
+
+/* Rule: begin reads, in the step that takes the lock, each device the
+ * change names with who runs in each of its GIs (what the one busy rule of
+ * create, destroy and apply reads); users only where asked; a device it
+ * cannot read fails begin, marked, with no lock left held. */
+static void test_begin_reads_users(void **state) {
+  (void)state;
+  gs_backend_t *be = open_host(14, MIB_16G, "none");
+  unsigned idle = create_1g(be, 0), busy = create_1g(be, 2);
+  report_t rep;
+  int release;
+  pid_t child = spawn_confined(be, busy, &rep, &release);
+  assert_int_equal(rep.rc, GS_OK);
+
+  gs_change_dev_t *d = calloc(2, sizeof *d);
+  assert_non_null(d);
+  gs_error_t err;
+  d[0] = (gs_change_dev_t){.index = 0, .with_users = true};
+  assert_int_equal(be->ops->begin(be, d, 1, &err), GS_OK);
+  assert_false(d[0].failed);
+  assert_int_equal(d[0].dev.layout.n_gi, 2);
+  for (unsigned g = 0; g < 2; g++) {
+    const gs_busy_t *u = &d[0].users[g];
+    assert_int_equal(u->gi_id, d[0].dev.layout.gi[g].id);
+    assert_int_equal(u->in_use, u->gi_id == busy);
+    assert_int_equal(u->n_procs, u->gi_id == busy ? 1 : 0);
+  }
+  const gs_busy_t *b = &d[0].users[d[0].dev.layout.gi[0].id == busy ? 0 : 1];
+  assert_int_equal(b->procs[0].pid, child);
+  assert_true(b->procs[0].command[0] != '\0');
+  be->ops->abort(be);
+
+  d[0] = (gs_change_dev_t){.index = 0, .with_users = false};
+  assert_int_equal(be->ops->begin(be, d, 1, &err), GS_OK);
+  assert_false(d[0].users[0].in_use || d[0].users[1].in_use);
+  be->ops->abort(be);
+
+  d[1] = (gs_change_dev_t){.index = 1, .with_users = true};
+  d[0] = (gs_change_dev_t){.index = 0, .with_users = true};
+  assert_int_equal(be->ops->begin(be, d, 2, &err), GS_ENODEV);
+  assert_false(d[0].failed);
+  assert_true(d[1].failed);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_OK); /* not held */
+  be->ops->abort(be);
+
+  free(d);
+  reap(child, release);
+  destroy_gi(be, busy);
+  destroy_gi(be, idle);
   gs_backend_close(be);
 }
 
@@ -421,7 +472,7 @@ static void test_state_mismatch(void **state) {
   gs_layout_t l;
   gs_device_t *dev = malloc(sizeof *dev);
   write_state(STATE_DEV("host", 4, STATE_GI(19, 0)));
-  assert_int_equal(be->ops->begin(be, &err), GS_ECORRUPT);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_ECORRUPT);
   assert_non_null(strstr(err.msg, "4 memory slices"));
   assert_non_null(strstr(err.msg, "fix or remove it by hand"));
   assert_int_equal(be->ops->device_get(be, 0, dev, &err), GS_ECORRUPT);
@@ -429,9 +480,9 @@ static void test_state_mismatch(void **state) {
   assert_int_equal(be->ops->device_get(be, 0, dev, &err), GS_ECORRUPT);
   assert_non_null(strstr(err.msg, "a100-40gb"));
   write_state(STATE_DEV("host", 8, STATE_GI(9, 2))); /* 3g starts 0 or 4 */
-  assert_int_equal(be->ops->begin(be, &err), GS_ECORRUPT);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_ECORRUPT);
   write_state("{\"version\":1,\"backend\":\"soft\",\"devices\":[]}");
-  assert_int_equal(be->ops->begin(be, &err), GS_EINVAL);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_EINVAL);
   assert_non_null(strstr(err.msg, "soft backend"));
   write_state(STATE_DEV("host", 8, STATE_GI(9, 4)));
   get_layout(be, &l);
@@ -532,7 +583,7 @@ static void test_run_exec(void **state) {
 
   gs_error_t err;
   unsigned bare;
-  assert_int_equal(be->ops->begin(be, &err), GS_OK);
+  assert_int_equal(be->ops->begin(be, NULL, 0, &err), GS_OK);
   assert_int_equal(be->ops->gi_create(be, 0, P_1G, 5, &bare, &err), GS_OK);
   assert_int_equal(be->ops->commit(be, &err), GS_OK);
   gs_instance_ref_t ref = {.dev = 0, .gi_id = bare, .ci_id = -1};
@@ -641,6 +692,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
       cmocka_unit_test_setup_teardown(test_change_rules, setup, teardown),
       cmocka_unit_test_setup_teardown(test_busy_instance, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_begin_reads_users, setup, teardown),
       cmocka_unit_test(test_cpu_geometry),
       cmocka_unit_test_setup_teardown(test_enforcement, setup, teardown),
       cmocka_unit_test_setup_teardown(test_confine_two_cores, setup, teardown),

@@ -236,7 +236,7 @@ static void check_catalog(fixture_t *f, const char *model,
   gs_device_t *dev = malloc(sizeof *dev);
   get(f, 0, dev);
   assert_catalog_equal(&dev->catalog, &table);
-  ok(f, f->be->ops->begin(f->be, &f->err));
+  ok(f, f->be->ops->begin(f->be, NULL, 0, &f->err));
   for (unsigned i = 0; i < table.n_gi; i++) {
     unsigned start = (unsigned)__builtin_ctz(table.gi[i].start_mask);
     unsigned id = gi_create(f, 0, table.gi[i].id, start);
@@ -282,7 +282,7 @@ static void test_unprivileged(void **state) {
   get(f, 0, dev);
   assert_catalog_equal(&dev->catalog, &table);
   unsigned id;
-  ok(f, f->be->ops->begin(f->be, &f->err));
+  ok(f, f->be->ops->begin(f->be, NULL, 0, &f->err));
   assert_int_equal(f->be->ops->gi_create(f->be, 0, P_7G, 0, &id, &f->err),
                    GS_EPERM);
   assert_contains(f->err.msg, "Insufficient Permissions");
@@ -300,7 +300,7 @@ static void test_create_destroy(void **state) {
   unsigned id;
   assert_int_equal(ops->gi_create(f->be, 0, P_3G, 4, &id, &f->err),
                    GS_EINVAL); /* writes only inside a change */
-  ok(f, ops->begin(f->be, &f->err));
+  ok(f, ops->begin(f->be, NULL, 0, &f->err));
   assert_int_equal(gi_create(f, 0, P_3G, 4), 1); /* lowest free ID */
   assert_int_equal(ci_create(f, 0, 1, GS_CI_3C, 0), 0);
   assert_int_equal(gi_create(f, 0, P_1G, 0), 2);
@@ -354,7 +354,7 @@ static void test_driver_limits(void **state) {
   fixture_t *f = *state;
   open_mig(f, "h100-80gb", "current");
   const gs_backend_ops_t *ops = f->be->ops;
-  ok(f, ops->begin(f->be, &f->err));
+  ok(f, ops->begin(f->be, NULL, 0, &f->err));
   for (unsigned s = 0; s < 7; s++)
     assert_int_equal(gi_create(f, 0, P_1G, s), s + 1);
   unsigned id;
@@ -374,7 +374,7 @@ static void test_busy_gi(void **state) {
   set_env("FAKE_NVML_BUSY", "gi:1");
   open_mig(f, "h100-80gb", "current");
   const gs_backend_ops_t *ops = f->be->ops;
-  ok(f, ops->begin(f->be, &f->err));
+  ok(f, ops->begin(f->be, NULL, 0, &f->err));
   assert_int_equal(gi_create(f, 0, P_2G, 0), 1);
   ci_create(f, 0, 1, GS_CI_2C, 0);
   ops->commit(f->be, &f->err);
@@ -389,7 +389,7 @@ static void test_busy_gi(void **state) {
 
   char pid[32];
   snprintf(pid, sizeof pid, "pid %d (", (int)getpid());
-  ok(f, ops->begin(f->be, &f->err));
+  ok(f, ops->begin(f->be, NULL, 0, &f->err));
   assert_int_equal(ops->ci_destroy(f->be, 0, 1, 0, &f->err), GS_EBUSY);
   assert_contains(f->err.msg, pid);
   assert_int_equal(ops->gi_destroy(f->be, 0, 1, &f->err), GS_EBUSY);
@@ -434,7 +434,7 @@ static void test_apply_rollback(void **state) {
   set_env("FAKE_NVML_STATE", f->state);
   open_mig(f, "h100-80gb", "current");
   const gs_backend_ops_t *ops = f->be->ops;
-  ok(f, ops->begin(f->be, &f->err));
+  ok(f, ops->begin(f->be, NULL, 0, &f->err));
   ci_create(f, 0, gi_create(f, 0, P_4G, 0), GS_CI_4C, 0);
   ci_create(f, 0, gi_create(f, 0, P_3G, 4), GS_CI_3C, 0);
   ok(f, ops->commit(f->be, &f->err));
@@ -482,7 +482,7 @@ static void test_lock_and_other_process(void **state) {
   const gs_backend_ops_t *ops = f->be->ops;
   char lock[160];
   snprintf(lock, sizeof lock, "%s/mig.lock", f->dir);
-  ok(f, ops->begin(f->be, &f->err));
+  ok(f, ops->begin(f->be, NULL, 0, &f->err));
   pid_t child = fork();
   if (child == 0) {
     int fd = open(lock, O_RDWR | O_CLOEXEC);
@@ -499,7 +499,7 @@ static void test_lock_and_other_process(void **state) {
   if (child == 0) {
     unsigned id;
     gs_error_t err;
-    _exit(ops->begin(f->be, &err) == GS_OK &&
+    _exit(ops->begin(f->be, NULL, 0, &err) == GS_OK &&
                   ops->gi_create(f->be, 0, P_7G, 0, &id, &err) == GS_OK &&
                   ops->commit(f->be, &err) == GS_OK
               ? 0
@@ -520,7 +520,7 @@ static void test_ampere_mode_change(void **state) {
   fixture_t *f = *state;
   open_mig(f, "a100-40gb", "current");
   const gs_backend_ops_t *ops = f->be->ops;
-  ok(f, ops->begin(f->be, &f->err));
+  ok(f, ops->begin(f->be, NULL, 0, &f->err));
   assert_int_equal(ops->set_mig_mode(f->be, 0, false, &f->err),
                    GS_EUNSUPPORTED);
   assert_contains(f->err.msg, "GPU 0 (A100");
@@ -546,7 +546,7 @@ static void test_hopper_mode_change(void **state) {
   open_mig(f, "h100-80gb", "current");
   const gs_backend_ops_t *ops = f->be->ops;
   gs_device_t *dev = malloc(sizeof *dev);
-  ok(f, ops->begin(f->be, &f->err));
+  ok(f, ops->begin(f->be, NULL, 0, &f->err));
   unsigned id = gi_create(f, 0, P_7G, 0);
   assert_int_equal(ops->set_mig_mode(f->be, 0, false, &f->err), GS_EBUSY);
   ok(f, ops->gi_destroy(f->be, 0, id, &f->err));

@@ -259,9 +259,24 @@ static int mem_get(gs_backend_t *be, unsigned i, gs_device_t *d,
   d->layout = mem(be)->layout;
   return GS_OK;
 }
-static int mem_begin(gs_backend_t *be, gs_error_t *err) {
-  (void)err;
+static int mem_procs(gs_backend_t *be, unsigned d, unsigned gi,
+                     gs_process_t *out, size_t max, size_t *n, gs_error_t *err);
+/* Locks, then reads each device and who runs in its GIs (mem_procs). */
+static int mem_begin(gs_backend_t *be, gs_change_dev_t *devs, unsigned n,
+                     gs_error_t *err) {
   mem(be)->in_change = true;
+  for (unsigned i = 0; i < n; i++) {
+    mem_get(be, devs[i].index, &devs[i].dev, err);
+    for (unsigned g = 0; devs[i].with_users && g < devs[i].dev.layout.n_gi;
+         g++) {
+      gs_busy_t *u = &devs[i].users[g];
+      *u = (gs_busy_t){.dev = devs[i].index,
+                       .gi_id = devs[i].dev.layout.gi[g].id};
+      mem_procs(be, u->dev, u->gi_id, u->procs, GS_BUSY_MAX_PROCS, &u->n_procs,
+                err);
+      u->in_use = u->n_procs > 0;
+    }
+  }
   return GS_OK;
 }
 static int mem_commit(gs_backend_t *be, gs_error_t *err) {

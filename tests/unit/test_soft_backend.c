@@ -149,7 +149,7 @@ static unsigned create(fixture_t *f, unsigned dev, unsigned profile,
   const gs_ci_profile_t *full =
       gs_catalog_ci_full(gs_catalog_gi(&d->catalog, profile));
   assert_non_null(full);
-  ok(f, o->begin(f->be, &f->err));
+  ok(f, o->begin(f->be, NULL, 0, &f->err));
   ok(f, o->gi_create(f->be, dev, profile, start, &gi, &f->err));
   ok(f, o->ci_create(f->be, dev, gi, full->id, 0, &ci, &f->err));
   ok(f, o->commit(f->be, &f->err));
@@ -159,7 +159,7 @@ static unsigned create(fixture_t *f, unsigned dev, unsigned profile,
 
 static void destroy(fixture_t *f, unsigned dev, unsigned gi) {
   const gs_backend_ops_t *o = f->be->ops;
-  ok(f, o->begin(f->be, &f->err));
+  ok(f, o->begin(f->be, NULL, 0, &f->err));
   ok(f, o->ci_destroy(f->be, dev, gi, 0, &f->err));
   ok(f, o->gi_destroy(f->be, dev, gi, &f->err));
   ok(f, o->commit(f->be, &f->err));
@@ -437,7 +437,7 @@ static void test_confine_mps(void **state) {
   assert_int_equal(daemon_of(f, 0), daemon);
   assert_int_equal(log_count(f, H100_GPU0, "args=-d"), 1);
   /* The instance is busy while b runs; destroying it stops the daemon. */
-  ok(f, f->be->ops->begin(f->be, &f->err));
+  ok(f, f->be->ops->begin(f->be, NULL, 0, &f->err));
   assert_int_equal(f->be->ops->gi_destroy(f->be, 0, gi, &f->err), GS_EBUSY);
   f->be->ops->abort(f->be);
   reap(&b);
@@ -549,7 +549,7 @@ static void test_isolation_process(void **state) {
   /* MPS asked for explicitly: refused while the instance exists. */
   open_soft(f, "h100-80gb:off", "132", GS_SOFT_ISOLATION_MPS);
   unsigned id;
-  ok(f, f->be->ops->begin(f->be, &f->err));
+  ok(f, f->be->ops->begin(f->be, NULL, 0, &f->err));
   assert_int_equal(f->be->ops->gi_create(f->be, 0, P_1G, 0, &id, &f->err),
                    GS_EBUSY);
   assert_contains(f->err.msg, "run under process isolation");
@@ -724,7 +724,7 @@ static void test_processes(void **state) {
   assert_int_equal(n, 1); /* the test process is not in the instance */
   assert_int_equal(p[0].pid, a.pid);
   assert_int_equal(p[0].memory_bytes, 300ull << 20);
-  ok(f, f->be->ops->begin(f->be, &f->err));
+  ok(f, f->be->ops->begin(f->be, NULL, 0, &f->err));
   assert_int_equal(f->be->ops->gi_destroy(f->be, 0, gi, &f->err), GS_EBUSY);
   char want[64];
   snprintf(want, sizeof want, "in use by pid %ld", (long)a.pid);
