@@ -6,7 +6,8 @@
  * tile (direct_x); bias, residual and activation applied by the tile as
  * it stores. Depthwise convs are computed directly. Anything else:
  * im2col (none for 1x1) and OpenBLAS's sgemm, then one pass adding bias,
- * residual and activation. Also BatchNormalization and Clip. */
+ * residual and activation. Also gs__apply_act, a fused Relu or Clip.
+ * (BatchNormalization left unfolded runs in kernels_math.c.) */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -77,6 +78,70 @@ static bool images_apart(const gs__conv_geom_t *g, const geom3_t *t) {
              APART_MAX;
 }
 
+/* Whether one image's output rows are cut into chunks (conv_chunked), each
+ * packed and multiplied on its own: where an image's packed X' is larger
+ * than a chunk (ResNet-50's 7x7 conv: 7.4 MB an image, the 56x56 and 28x28
+ * 1x1 and stride-2 convs: 0.4 to 3.6 MB), it was written to memory whole
+ * and read back by the GEMM; a chunk stays in the L2 of the core that
+ * packed it and multiplies it. Only where packed W fits L2 too (each chunk
+ * reads all of it), for 2-D (1-D) convs of one group. Threads take whole
+ * chunks from a counter, each into a scratch slot of its own, so that no
+ * chunk is handed between cores. */
+#define CHUNK_BYTES ((size_t)512 << 10) /* packed X' of a chunk, about */
+#define CHUNK_W_MAX ((size_t)128 << 10) /* bytes of packed W */
+#define CHUNK_IMAGE 4 /* an image's packed X' cut from 4 chunks' size */
+#define CHUNK_SLOTS 4 /* threads a plan has slots for */
+
+/* gs__conv_set_chunk_bytes: the tests' chunks, cut from images of more
+ * than one chunk. */
+static size_t chunk_bytes = CHUNK_BYTES,
+              chunk_image = CHUNK_IMAGE * CHUNK_BYTES;
+
+void gs__conv_set_chunk_bytes(size_t bytes) {
+  chunk_bytes = bytes ? bytes : CHUNK_BYTES;
+  chunk_image = bytes ? bytes : CHUNK_IMAGE * CHUNK_BYTES;
+}
+
+/* Output rows per chunk: about chunk_bytes of packed X', a multiple of
+ * the rows that fill whole 32-column panels where that is at most the
+ * image; 0 when the image is not cut. */
+static size_t chunk_rows(const gs__conv_geom_t *g, const geom3_t *t) {
+  size_t kdim = (size_t)g->in_channels * t->k_size, w = (size_t)t->out[2];
+  if (g->group != 1 || t->out[0] != 1 || t->out[1] < 2 ||
+      gs__gemm_packed_a_count((size_t)g->out_channels, kdim) * sizeof(float) >
+          CHUNK_W_MAX ||
+      kdim * t->out_size * sizeof(float) <= chunk_image)
+    return 0;
+  size_t rows = chunk_bytes / (kdim * w * sizeof(float)), whole = 1;
+  while (whole * w % GS__GEMM_NR != 0)
+    whole++; /* at most NR */
+  if (rows >= whole)
+    rows -= rows % whole;
+  rows = rows ? rows : 1;
+  return rows < (size_t)t->out[1] ? rows : 0;
+}
+
+/* The rows a run cuts at (at most the planned rows, for which the slots
+ * are sized): fewer where that gives every thread as many chunks (ResNet's
+ * 7x7 conv at batch 1 and 2 threads: 19 chunks of 6 rows, 28 of 4). */
+static size_t chunk_rows_run(const gs__conv_geom_t *g, const geom3_t *t,
+                             size_t rows, unsigned threads) {
+  size_t whole = 1, h = (size_t)t->out[1];
+  while (whole * (size_t)t->out[2] % GS__GEMM_NR != 0)
+    whole++;
+  size_t step = rows >= whole ? whole : 1;
+  for (size_t r = rows; r >= step; r -= step)
+    if ((size_t)g->batch * ((h + r - 1) / r) % threads == 0)
+      return r;
+  return rows;
+}
+
+static size_t chunk_slots(const gs__conv_geom_t *g, const geom3_t *t,
+                          size_t rows) {
+  size_t chunks = (size_t)g->batch * (((size_t)t->out[1] + rows - 1) / rows);
+  return chunks < CHUNK_SLOTS ? chunks : CHUNK_SLOTS;
+}
+
 /* Whether the packed GEMM reads X' in place (gs__gemm_direct_t) rather
  * than packing it: a 2-D (or 1-D) stride-1 conv whose input rows are as
  * wide as its output's (3x3 with pads 1) and with at most 128 filters a
@@ -133,6 +198,10 @@ size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
   if (packed_path(n) && images_apart(&g, &t))
     return gs__gemm_packed_b_count(kdim, t.out_size) * (size_t)g.batch *
            sizeof(float);
+  size_t rows = packed_path(n) ? chunk_rows(&g, &t) : 0;
+  if (rows)
+    return gs__gemm_packed_b_count(kdim, rows * (size_t)t.out[2]) *
+           chunk_slots(&g, &t, rows) * sizeof(float);
   if (packed_path(n))
     return gs__gemm_packed_b_count(kdim, t.out_size) * sizeof(float);
   if (t.pointwise || g.in_channels == g.group) /* 1x1; direct depthwise */
@@ -611,6 +680,84 @@ static void conv_apart_part(void *arg, unsigned part, unsigned parts) {
              j->y + img * m * hw, 1);
 }
 
+/* conv_chunked's run: each part takes the next chunk (an image's output
+ * rows [r0, r0 + rows)) not yet taken, packs it into its own slot and
+ * multiplies it on its own thread, until none is left. A chunk is the
+ * conv of a geometry whose output is those rows: the row padding moved by
+ * r0 * stride (a pointwise conv's input moved by r0 rows instead). */
+typedef struct {
+  conv_one_t one;
+  const float *x, *z;
+  float *slots, *y;
+  size_t rows, per_image, chunks, slot_floats, cin;
+  atomic_size_t next; /* the next chunk to take */
+} chunk_job_t;
+
+static void conv_chunk_part(void *arg, unsigned part, unsigned parts) {
+  chunk_job_t *j = arg;
+  const geom3_t *t = j->one.t;
+  size_t w = (size_t)t->out[2], m = j->one.m;
+  float *col = j->slots + part * j->slot_floats;
+  (void)parts;
+  for (size_t c; (c = atomic_fetch_add(&j->next, 1)) < j->chunks;) {
+    size_t img = c / j->per_image, r0 = c % j->per_image * j->rows;
+    size_t rows =
+        (size_t)t->out[1] - r0 < j->rows ? (size_t)t->out[1] - r0 : j->rows;
+    geom3_t ct = *t;
+    const float *x = j->x + img * j->cin * t->in_size;
+    ct.out[1] = (int64_t)rows;
+    ct.out_size = rows * w;
+    if (t->pointwise)
+      x += r0 * w; /* input rows are output rows */
+    else
+      ct.pb[1] -= (int64_t)r0 * t->s[1];
+    size_t at = img * m * t->out_size + r0 * w; /* the chunk's output */
+    pack_job_t pj = {x, &ct, j->one.kdim, col, 1, 0};
+    pack_part(&pj, 0, 1);
+    gs__gemm_t gm = {.m = m,
+                     .n = ct.out_size,
+                     .k = j->one.kdim,
+                     .ldc = t->out_size,
+                     .a = j->one.a,
+                     .b = col,
+                     .c = j->y + at,
+                     .bias = j->one.bias,
+                     .z = j->z ? j->z + at : NULL,
+                     .act = j->one.n->p.act,
+                     .act_min = j->one.n->p.act_min,
+                     .act_max = j->one.n->p.act_max};
+    gs__gemm_run(&gm, 1);
+  }
+}
+
+static int conv_chunked(const gs__node_t *n, const gs__conv_geom_t *g,
+                        const geom3_t *t, size_t rows, const gs__tensor_t *in,
+                        gs__tensor_t *out) {
+  size_t kdim = (size_t)g->in_channels * t->k_size;
+  size_t slots = chunk_slots(g, t, rows);
+  unsigned threads = gs_engine_threads();
+  if (threads > slots)
+    threads = (unsigned)slots;
+  size_t slot_floats = gs__gemm_packed_b_count(kdim, rows * (size_t)t->out[2]);
+  rows = chunk_rows_run(g, t, rows, threads); /* at most the planned rows */
+  chunk_job_t j = {{n, t, n->cpu_weights,
+                    n->n_in > 2 && n->in[2] >= 0 ? in[2].data : NULL,
+                    (size_t)g->out_channels, kdim},
+                   in[0].data,
+                   n->p.residual > 0 ? in[n->p.residual].data : NULL,
+                   in[n->n_in].data,
+                   out->data,
+                   rows,
+                   ((size_t)t->out[1] + rows - 1) / rows,
+                   0,
+                   slot_floats,
+                   (size_t)g->in_channels,
+                   0};
+  j.chunks = j.per_image * (size_t)g->batch;
+  gs__parallel(conv_chunk_part, &j, threads);
+  return GS_OK;
+}
+
 int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
                  gs_error_t *err) {
   gs__conv_geom_t g;
@@ -646,6 +793,12 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
                  threads < j.batch ? threads : (unsigned)j.batch);
     return GS_OK;
   }
+  size_t rows = packed_path(n) && !images_apart(&g, &t) &&
+                        !direct_x(&t, (size_t)g.out_channels)
+                    ? chunk_rows(&g, &t)
+                    : 0;
+  if (rows)
+    return conv_chunked(n, &g, &t, rows, in, out);
   if (packed_path(n)) {
     size_t per = gs__gemm_packed_a_count(mg, kdim);
     unsigned threads = gs_engine_threads();
@@ -686,29 +839,6 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
                   (int)t.out_size);
       finish_rows(&n->p, y + y_at * t.out_size, b ? b + (size_t)gi * mg : NULL,
                   z ? z + y_at * t.out_size : NULL, mg, t.out_size);
-    }
-  return GS_OK;
-}
-
-int gs__run_batchnorm(const gs__node_t *n, const gs__tensor_t *in,
-                      gs__tensor_t *out, gs_error_t *err) {
-  (void)err;
-  const float *x = in[0].data, *scale = in[1].data, *bias = in[2].data;
-  const float *mean = in[3].data, *var = in[4].data;
-  float *y = out->data;
-  size_t channels = (size_t)in[0].dims[1], inner = 1;
-  if (out->count == 0)
-    return GS_OK;
-  for (unsigned d = 2; d < in[0].rank; d++)
-    inner *= (size_t)in[0].dims[d];
-  size_t images = out->count / (channels * inner);
-  for (size_t i = 0; i < images; i++)
-    for (size_t c = 0; c < channels; c++) {
-      float a = scale[c] / sqrtf(var[c] + n->p.epsilon);
-      float b = bias[c] - mean[c] * a;
-      size_t at = (i * channels + c) * inner;
-      for (size_t k = 0; k < inner; k++)
-        y[at + k] = x[at + k] * a + b;
     }
   return GS_OK;
 }

@@ -20,6 +20,10 @@ bool gs__gemm_available(void);
 /* For tests: off makes models loaded after it, and their runs, take the
  * path of a CPU without AVX-512F (im2col + BLAS). Not thread-safe. */
 void gs__gemm_set_off(bool off);
+/* For tests: the bytes of packed X' a conv's chunk of output rows aims at
+ * (kernels_conv.c's conv_chunked), for models planned after it; 0 for the
+ * default. Not thread-safe. */
+void gs__conv_set_chunk_bytes(size_t bytes);
 
 /* Floats of a packed m x k W (rows padded to 4) or k x n X' (columns
  * padded to NR). */

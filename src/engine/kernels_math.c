@@ -313,3 +313,28 @@ int gs__run_softmax(const gs__node_t *n, const gs__tensor_t *in,
                    inner);
   return GS_OK;
 }
+
+/* BatchNormalization (inference): one scale and shift per channel; the
+ * one left after load, where it was not folded into a Conv. */
+int gs__run_batchnorm(const gs__node_t *n, const gs__tensor_t *in,
+                      gs__tensor_t *out, gs_error_t *err) {
+  (void)err;
+  const float *x = in[0].data, *scale = in[1].data, *bias = in[2].data;
+  const float *mean = in[3].data, *var = in[4].data;
+  float *y = out->data;
+  size_t channels = (size_t)in[0].dims[1], inner = 1;
+  if (out->count == 0)
+    return GS_OK;
+  for (unsigned d = 2; d < in[0].rank; d++)
+    inner *= (size_t)in[0].dims[d];
+  size_t images = out->count / (channels * inner);
+  for (size_t i = 0; i < images; i++)
+    for (size_t c = 0; c < channels; c++) {
+      float a = scale[c] / sqrtf(var[c] + n->p.epsilon);
+      float b = bias[c] - mean[c] * a;
+      size_t at = (i * channels + c) * inner;
+      for (size_t k = 0; k < inner; k++)
+        y[at + k] = x[at + k] * a + b;
+    }
+  return GS_OK;
+}

@@ -991,6 +991,61 @@ static void test_conv_packed_panels(void **state) {
   assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
 }
 
+/* A conv whose output rows are cut into chunks (kernels_conv.c's
+ * conv_chunked, chunks made small here) gives the definition's values at
+ * 1 and 2 threads: a 7x7 stride-2 conv over 3 channels (ResNet's first)
+ * with 13 output rows, cut at 5 rows (5 + 5 + 3; at 2 threads the run
+ * cuts at 4 for an even count of chunks: 4 + 4 + 4 + 1) and at 1 row; two
+ * images of 41 rows (a product too large to go to the threads image by
+ * image) cut at 3 rows; a 1x1 over 24 channels (its input moved by the
+ * chunk's rows, not its pads). */
+static void test_conv_chunked(void **state) {
+  (void)state;
+  gs_error_t err = {0};
+  ref_conv_t first = {.n = 1,
+                      .c = 3,
+                      .m = 16,
+                      .group = 1,
+                      .in = {1, 25, 29},
+                      .k = {1, 7, 7},
+                      .s = {1, 2, 2},
+                      .d = {1, 1, 1},
+                      .pb = {0, 3, 3},
+                      .out = {1, 13, 15}};
+  ref_conv_t big = first;
+  big.n = 2;
+  big.in[1] = 81;
+  big.in[2] = 89;
+  big.out[1] = 41;
+  big.out[2] = 45;
+  ref_conv_t point = {.n = 1,
+                      .c = 24,
+                      .m = 10,
+                      .group = 1,
+                      .in = {1, 9, 11},
+                      .k = {1, 1, 1},
+                      .s = {1, 1, 1},
+                      .d = {1, 1, 1},
+                      .out = {1, 9, 11}};
+  for (unsigned threads = 1; threads <= 2; threads++) {
+    assert_int_equal(gs_engine_set_threads(threads, &err), GS_OK);
+    gs__conv_set_chunk_bytes(147 * 15 * 4 * 5); /* 5 rows of the 7x7 */
+    check_conv(&first, 2, true, INTS("strides", 2, 2), INTS("pads", 3, 3, 3, 3),
+               NULL, NULL);
+    gs__conv_set_chunk_bytes(147 * 45 * 4 * 3); /* 3 rows of the big one */
+    check_conv(&big, 2, false, INTS("strides", 2, 2), INTS("pads", 3, 3, 3, 3),
+               NULL, NULL);
+    gs__conv_set_chunk_bytes(64); /* 1 row */
+    check_conv(&first, 2, true, INTS("strides", 2, 2), INTS("pads", 3, 3, 3, 3),
+               NULL, NULL);
+    check_conv(&point, 2, true, NULL, NULL, NULL, NULL);
+    gs__conv_set_chunk_bytes(24 * 11 * 4 * 2); /* 2 rows of the 1x1 */
+    check_conv(&point, 2, false, NULL, NULL, NULL, NULL);
+  }
+  gs__conv_set_chunk_bytes(0);
+  assert_int_equal(gs_engine_set_threads(1, &err), GS_OK);
+}
+
 /* Conv [-> BatchNormalization] [-> Add z] [-> Relu], with every step
  * also a graph output when unfused (a graph output is never fused away). */
 static graph_t conv_chain(int64_t m, bool bn, bool add, const char *act,
@@ -1301,6 +1356,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_maxpool_rows, free_kept),
       cmocka_unit_test_teardown(test_conv_values, free_kept),
       cmocka_unit_test_teardown(test_conv_packed_panels, free_kept),
+      cmocka_unit_test_teardown(test_conv_chunked, free_kept),
       cmocka_unit_test_teardown(test_conv_fusion, free_kept),
       cmocka_unit_test_teardown(test_conv_fusion_order, free_kept),
       cmocka_unit_test_teardown(test_cnn_bad_input, free_kept),
