@@ -37,7 +37,7 @@ declare -A expected=() expected_line=() expected_seen=()
 load_expected() {
   local line name reason n=0
   if [ ! -f "$skip_list" ]; then
-    echo "FAILED: no $skip_list"; failed=$((failed + 1)); return
+    echo "FAILED: no $skip_list"; failed=$((failed + 1)); fail_lines+=("FAILED: no $skip_list"); return
   fi
   while IFS= read -r line || [ -n "$line" ]; do
     n=$((n + 1))
@@ -45,6 +45,7 @@ load_expected() {
     read -r name reason <<<"$line"
     if [ -z "$reason" ] || [ -n "${expected[$name]+set}" ]; then
       echo "FAILED: $skip_list:$n: '$name' needs one entry with a reason"
+      fail_lines+=("FAILED: $skip_list:$n: '$name' needs one entry with a reason")
       failed=$((failed + 1))
       continue
     fi
@@ -104,6 +105,7 @@ judge_skips() {
     else
       failed=$((failed + 1))
       line="FAILED: unexpected skip: $build:$name: $why (not in $skip_list)"
+      fail_lines+=("$line")
     fi
     echo "$line"
     skip_lines+=("$line")
@@ -116,7 +118,7 @@ ctest_step() { # ctest_step BUILD DIR ARGS...: counts ctest's own tests and judg
   ctest --test-dir "$2" "${@:3}" 2>&1 | tee "$log"
   local line total bad
   line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
-  if [ -z "$line" ]; then failed=$((failed + 1)); echo "FAILED: tests ($1) (no ctest summary)"; return; fi
+  if [ -z "$line" ]; then failed=$((failed + 1)); echo "FAILED: tests ($1) (no ctest summary)"; fail_lines+=("FAILED: tests ($1) (no ctest summary)"); return; fi
   total=$(printf '%s' "$line" | sed -E 's/.* out of ([0-9]+).*/\1/')
   bad=$(printf '%s' "$line" | sed -E 's/.* ([0-9]+) tests? failed.*/\1/')
   judge_skips "$1" "$2"

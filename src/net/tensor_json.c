@@ -76,10 +76,10 @@ int gs__tensor_json(gs_buf_t *b, gs_dtype_t dt, const void *data, size_t bytes,
   if (dt == GS_DTYPE_BYTES) {
     rc = strings(b, data, count, bad);
   } else {
-    for (size_t i = 0; rc == GS_OK && i < bytes / es; i++) {
+    for (size_t i = 0; i < bytes / es && !b->failed; i++) {
       if (i)
         gs_buf_add(b, ",", 1);
-      rc = element(b, (const uint8_t *)data + i * es, dt);
+      element(b, (const uint8_t *)data + i * es, dt); /* dt checked above */
     }
   }
   gs_buf_add(b, "]", 1);

@@ -14,8 +14,8 @@
  * full, reals as json_out does (NaN and infinities as null), BYTES as
  * strings. Returns GS_OK; GS_EUNSUPPORTED for a type JSON cannot carry
  * (FP16, BF16); GS_EINVAL with *bad the element's index for a BYTES
- * element that is not UTF-8. The buffer's own failure is the caller's to
- * check (gs_buf_error). */
+ * element that is not UTF-8. The buffer's own failure (its limit, memory)
+ * is never returned here: the caller checks it once (gs_buf_error). */
 int gs__tensor_json(gs_buf_t *b, gs_dtype_t dt, const void *data, size_t bytes,
                     size_t count, size_t *bad);
 

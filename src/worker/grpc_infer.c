@@ -221,8 +221,7 @@ bool gs__grpc_name_safe(const char *s, bool may_be_empty) {
                    "0123456789_.-") == n;
 }
 
-/* /v2/models/NAME[/versions/VERSION]SUFFIX, or false (with the reply set)
- * for a name the repository cannot hold. */
+/* Triton's NOT_FOUND for a name or version the repository cannot hold. */
 bool gs__grpc_model_name_ok(const char *name, const char *version,
                             gs__grpc_reply_t *reply) {
   if (gs__grpc_name_safe(name, false) && gs__grpc_name_safe(version, true))
@@ -234,6 +233,8 @@ bool gs__grpc_model_name_ok(const char *name, const char *version,
   return false;
 }
 
+/* /v2/models/NAME[/versions/VERSION]SUFFIX, or false (with the reply set)
+ * for a name the repository cannot hold. */
 bool gs__grpc_model_url(char *url, size_t size, const char *name,
                         const char *version, const char *suffix,
                         gs__grpc_reply_t *reply) {

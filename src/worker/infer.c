@@ -640,8 +640,11 @@ int gs__infer_decode_unaligned(gs__infer_request_t *req,
  * GS_EINVAL (err set) for a name JSON cannot carry. */
 static int output_head(gs_buf_t *b, const gs_tensor_t *t, gs_error_t *err) {
   gs_buf_adds(b, "{\"name\":");
-  if (gs_json_strz(b, t->name) == GS_EINVAL)
-    return BAD(err, "output name '%s' is not valid UTF-8", t->name);
+  if (gs_json_strz(b, t->name) == GS_EINVAL) /* the model's fault: 500 */
+    return gs_error_set(err, GS_ECORRUPT,
+                        "output name '%s' is not valid UTF-8, which JSON "
+                        "cannot carry",
+                        t->name);
   gs_buf_adds(b, ",\"datatype\":\"");
   gs_buf_adds(b, gs_dtype_name(t->dtype));
   gs_buf_adds(b, "\",\"shape\":[");
@@ -710,9 +713,10 @@ static int encode_http(gs__http_response_t *resp,
   gs_buf_adds(&b, ",\"model_version\":");
   if (rc != GS_EINVAL)
     rc = gs_json_strz(&b, io->version);
-  if (rc == GS_EINVAL)
-    rc = BAD(err, "model '%s': its name or version is not valid UTF-8",
-             io->model_name);
+  if (rc == GS_EINVAL) /* the repository's fault: 500 */
+    rc = gs_error_set(err, GS_ECORRUPT,
+                      "model '%s': its name or version is not valid UTF-8",
+                      io->model_name);
   gs_buf_adds(&b, ",\"outputs\":[");
   size_t bin_bytes = 0;
   bool first = true;
