@@ -104,6 +104,27 @@ int gs_json_str(gs_buf_t *b, const char *s, size_t n) {
   return gs_buf_add(b, "\"", 1);
 }
 
+int gs_json_str_lossy(gs_buf_t *b, const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  gs_buf_add(b, "\"", 1);
+  for (size_t at = 0; at < n;) {
+    size_t len = utf8_seq(p + at, n - at);
+    if (!len) {
+      gs_buf_adds(b, "\\uFFFD"); /* one per byte that starts nothing */
+      at++;
+      continue;
+    }
+    char tmp[7];
+    const char *esc = len == 1 ? escape_of(p[at], tmp) : NULL;
+    if (esc)
+      gs_buf_adds(b, esc);
+    else
+      gs_buf_add(b, s + at, len);
+    at += len;
+  }
+  return gs_buf_add(b, "\"", 1);
+}
+
 int gs_json_strz(gs_buf_t *b, const char *s) {
   return gs_json_str(b, s, strlen(s));
 }

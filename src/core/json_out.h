@@ -17,7 +17,11 @@
  * when s is not valid UTF-8 (JSON text cannot carry it); the buffer's
  * failure otherwise (GS_OK, GS_ENOMEM, GS_ELIMIT). */
 int gs_json_str(gs_buf_t *b, const char *s, size_t n);
-/* The same for a NUL-terminated string. */
+/* The same, but what is not UTF-8 is written as U+FFFD (one per byte
+ * that starts no valid sequence) instead of refused: for messages that
+ * quote a client's bytes. */
+int gs_json_str_lossy(gs_buf_t *b, const char *s, size_t n);
+/* gs_json_str for a NUL-terminated string. */
 int gs_json_strz(gs_buf_t *b, const char *s);
 /* "key": (a string key written as above, then the colon). */
 int gs_json_key(gs_buf_t *b, const char *key);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_out.h"
 #include "net/http.h"
 
 enum {
@@ -286,10 +287,21 @@ void gs__http_response_json(gs__http_response_t *resp, int status,
   resp->content_type = "application/json";
 }
 
+/* {"error": msg}; a message quoting a client's bytes that are not UTF-8
+ * keeps them as U+FFFD (json_pack refused the whole message: an empty
+ * body). */
 void gs__http_response_error(gs__http_response_t *resp, int status,
                              const char *msg) {
-  gs__http_response_json(resp, status, json_pack("{s:s}", "error", msg));
-  resp->status = status;
+  gs_buf_t b;
+  gs_buf_init(&b, GS_LIMIT_TEXT);
+  gs_buf_adds(&b, "{\"error\":");
+  gs_json_str_lossy(&b, msg, strlen(msg));
+  gs_buf_add(&b, "}", 1);
+  gs__http_response_release(resp);
+  resp->status = b.failed ? 500 : status;
+  resp->body = b.failed ? NULL : gs_buf_take(&b, &resp->body_len);
+  gs_buf_free(&b);
+  resp->content_type = "application/json";
 }
 
 const char *gs__http_reason(int status) {

@@ -139,6 +139,38 @@ static void test_reals_match_jansson(void **state) {
   gs_buf_free(&b);
 }
 
+/* The lossy form: the same text for UTF-8, and always JSON that jansson
+ * reads back, each byte that starts no sequence as U+FFFD. */
+static void test_lossy_strings(void **state) {
+  (void)state;
+  gs_buf_t b, want;
+  gs_buf_init(&b, GS_LIMIT_TEXT);
+  gs_buf_init(&want, GS_LIMIT_TEXT);
+  static const unsigned char alphabet[] = {'a',  '"',  '\\', 0x01, 0x7f, 0x80,
+                                           0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xed,
+                                           0xa0, 0xf0, 0x9f, 0xff};
+  for (int i = 0; i < 100000; i++) {
+    unsigned char s[10];
+    size_t n = next() % sizeof s;
+    for (size_t k = 0; k < n; k++)
+      s[k] = alphabet[next() % sizeof alphabet];
+    gs_json_str_lossy(&b, (const char *)s, n);
+    json_error_t jerr;
+    json_t *back = json_loadb(b.data, b.len, JSON_DECODE_ANY, &jerr);
+    assert_non_null(back);
+    assert_true(json_is_string(back));
+    json_decref(back);
+    if (gs_json_str(&want, (const char *)s, n) == GS_OK)
+      assert_string_equal(b.data, want.data);
+    gs_buf_reset(&b);
+    gs_buf_reset(&want);
+  }
+  gs_json_str_lossy(&b, "a\xc3z", 3);
+  assert_string_equal(b.data, "\"a\\uFFFDz\"");
+  gs_buf_free(&b);
+  gs_buf_free(&want);
+}
+
 static void test_key_and_bool(void **state) {
   (void)state;
   gs_buf_t b;
@@ -159,6 +191,7 @@ int main(void) {
       cmocka_unit_test(test_strings_match_jansson),
       cmocka_unit_test(test_integers_match_jansson),
       cmocka_unit_test(test_reals_match_jansson),
+      cmocka_unit_test(test_lossy_strings),
       cmocka_unit_test(test_key_and_bool),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -496,6 +496,24 @@ static void test_a_client_done_sending_gets_only_its_answers(void **state) {
   gs_buf_free(&r.in);
 }
 
+/* {"error": msg} stays JSON when the message quotes bytes that are not
+ * UTF-8 (a BYTES element in a Cast error): they become U+FFFD; json_pack
+ * refused such a message and the answer had no body. */
+static void test_error_body_with_bytes_not_utf8(void **state) {
+  (void)state;
+  gs__http_response_t resp = {0};
+  gs__http_response_error(&resp, 400, "cannot cast 'a\xc3z' to INT32");
+  assert_int_equal(resp.status, 400);
+  assert_non_null(resp.body);
+  assert_string_equal(resp.body,
+                      "{\"error\":\"cannot cast 'a\\uFFFDz' to INT32\"}");
+  assert_int_equal(resp.body_len, strlen(resp.body));
+  assert_string_equal(resp.content_type, "application/json");
+  gs__http_response_error(&resp, 404, "plain \"quoted\"");
+  assert_string_equal(resp.body, "{\"error\":\"plain \\\"quoted\\\"\"}");
+  gs__http_response_release(&resp);
+}
+
 static void test_reply_reader_limit_and_truncation(void **state) {
   (void)state;
   static const char in[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
@@ -534,6 +552,7 @@ int main(void) {
       cmocka_unit_test_setup(test_a_client_done_sending_gets_only_its_answers,
                              before_each),
       cmocka_unit_test(test_reply_reader_limit_and_truncation),
+      cmocka_unit_test(test_error_body_with_bytes_not_utf8),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
