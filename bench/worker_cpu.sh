@@ -20,9 +20,10 @@
 #        BENCH_WORKER_CPUS, BENCH_CLIENT_CPUS (unset: no pinning),
 #        BENCH_PA_ARGS ("-s 100 -r 5": a loaded machine never gets the
 #        default 10 % stability; CPU per request does not need it),
-#        BENCH_CLIENT=gpuslice: `gpuslice perf` (the binary under test's
-#        perf verb, perf_analyzer's flags) drives the worker instead of
-#        perf_analyzer: a client whose gRPC costs no more than its HTTP,
+#        BENCH_CLIENT=gpuslice: `gpuslice perf` (perf_analyzer's flags;
+#        the binary under test's perf verb, or BENCH_CLIENT_BIN's) drives
+#        the worker instead of perf_analyzer: a client whose gRPC costs no
+#        more than its HTTP,
 #        PA_VENV (venv holding perf_analyzer, default /tmp/gpuslice-bench-venv)
 set -u
 gpuslice=${1:?usage: $0 PATH/TO/gpuslice}
@@ -33,7 +34,7 @@ rounds=${BENCH_ROUNDS:-3}
 . "$src/bench/bench_lib.sh" # tmp, die, free_port, make_models, start_worker
 if [ "${BENCH_CLIENT:-}" = gpuslice ]; then
   PERF_ANALYZER=$tmp/gpuslice-perf # its flags are perf_analyzer's
-  printf '#!/bin/sh\nexec %q perf "$@"\n' "$(realpath "$gpuslice")" >"$PERF_ANALYZER"
+  printf '#!/bin/sh\nexec %q perf "$@"\n' "$(realpath "${BENCH_CLIENT_BIN:-$gpuslice}")" >"$PERF_ANALYZER"
   chmod +x "$PERF_ANALYZER"
 else
   . "$src/bench/perf_analyzer_env.sh"
