@@ -29,6 +29,7 @@
      "gRPC calls buffered by the router")                                      \
   XX(H2_WRITE, (size_t)8 << 20, "HTTP/2 output gathered for one write")        \
   XX(CONFIG_FILE, (size_t)64 << 10, "model configuration file")                \
+  XX(CONV_CACHE_FILE, (size_t)64 << 20, "conv choice cache file")              \
   XX(TEXT, (size_t)16 << 20, "generated text")                                 \
   XX(STATE_FILE, (size_t)4 << 20, "state file")                                \
   XX(SVG, (size_t)64 << 20, "SVG document")                                    \

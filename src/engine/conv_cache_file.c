@@ -13,6 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/buf.h"
+#include "core/fdio.h"
+
 static const char magic[8] = {'G', 'S', 'C', 'O', 'N', 'V', 'C', '\n'};
 
 /* Header offsets. */
@@ -234,8 +237,6 @@ _Static_assert(H_VERSION + 7 * 4 == H_DRIVER + 4, "u32 fields in a row");
 
 /* ---- files --------------------------------------------------------------- */
 
-#define MAX_FILE_BYTES ((size_t)64 << 20)
-
 int gs__ccf_load(const char *path, const gs__ccf_ident_t *want,
                  gs__ccf_table_t *out, gs_error_t *err) {
   gs__ccf_table_init(out, want->key_size, want->choice_size);
@@ -244,40 +245,23 @@ int gs__ccf_load(const char *path, const gs__ccf_ident_t *want,
     return errno == ENOENT
                ? gs_error_set(err, GS_ENOTFOUND, "%s: no such file", path)
                : gs_error_sys(err, errno, "cannot open %s", path);
-  int rc = GS_OK;
-  unsigned char *img = NULL;
+  gs_buf_t img;
+  gs_buf_init(&img, GS_LIMIT_CONV_CACHE_FILE);
   struct stat st;
+  int rc = GS_OK;
   if (fstat(fd, &st) != 0) {
     rc = gs_error_sys(err, errno, "cannot stat %s", path);
-    goto out;
+  } else if (!S_ISREG(st.st_mode)) {
+    rc = gs_error_set(err, GS_EPARSE, "%s: not a regular file", path);
+  } else if ((rc = gs_buf_read_fd(&img, fd)) == GS_ESYSTEM) {
+    rc = gs_error_sys(err, errno, "cannot read %s", path);
+  } else if (rc != GS_OK) { /* over the limit, or out of memory */
+    gs_buf_error(&img, err);
+    gs_error_prefix(err, "%s: ", path);
   }
-  if (!S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_FILE_BYTES) {
-    rc = gs_error_set(err, GS_EPARSE,
-                      "%s: not a regular file of at most %zu "
-                      "bytes",
-                      path, MAX_FILE_BYTES);
-    goto out;
-  }
-  size_t size = (size_t)st.st_size, got = 0;
-  img = malloc(size ? size : 1);
-  if (!img) {
-    rc = gs_error_set(err, GS_ENOMEM, "%s: %zu bytes", path, size);
-    goto out;
-  }
-  while (got < size) {
-    ssize_t r = read(fd, img + got, size - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0) {
-      rc = r < 0 ? gs_error_sys(err, errno, "cannot read %s", path)
-                 : gs_error_set(err, GS_EPARSE, "%s: shrank while read", path);
-      goto out;
-    }
-    got += (size_t)r;
-  }
-  rc = gs__ccf_parse(img, size, want, NULL, out, err);
-out:
-  free(img);
+  if (rc == GS_OK)
+    rc = gs__ccf_parse(img.data, img.len, want, NULL, out, err);
+  gs_buf_free(&img);
   close(fd);
   return rc;
 }
@@ -302,19 +286,6 @@ static int make_parent(const char *path, gs_error_t *err) {
   if (mkdir(dir, 0755) != 0 && errno != EEXIST)
     return gs_error_sys(err, errno, "cannot create %s", dir);
   return GS_OK;
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
 }
 
 /* The directory holding path, synced so that the rename survives a crash. */
@@ -381,7 +352,7 @@ int gs__ccf_save(const char *path, const gs__ccf_ident_t *ident,
     rc = gs_error_sys(err, errno, "cannot create %s", tmp);
     goto out;
   }
-  if (write_all(fd, img, size) != 0 || fsync(fd) != 0)
+  if (gs_write_all(fd, img, size) != 0 || fsync(fd) != 0)
     rc = gs_error_sys(err, errno, "cannot write %s", tmp);
   if (close(fd) != 0 && rc == GS_OK)
     rc = gs_error_sys(err, errno, "cannot write %s", tmp);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "gpuslice/k8s.h"
 
 /* Version 0.5.0 is the lowest whose rules the spec meets (device names
@@ -149,19 +150,6 @@ json_t *gs_cdi_spec(const gs_k8s_inventory_t *inv,
                    GS_CDI_KIND, "devices", devices);
 }
 
-static int write_all(int fd, const char *data, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, data, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return -1;
-    data += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 /* temp file beside path, fsync, rename: a runtime reading the directory
  * sees the old spec or the new one, never half of one. */
 static int write_atomic(const char *path, const char *text, size_t len,
@@ -173,7 +161,7 @@ static int write_atomic(const char *path, const char *text, size_t len,
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     return gs_error_sys(err, errno, "creating %s", tmp);
-  int rc = write_all(fd, text, len) == 0 && fsync(fd) == 0 ? 0 : errno;
+  int rc = gs_write_all(fd, text, len) == 0 && fsync(fd) == 0 ? 0 : errno;
   if (close(fd) != 0 && rc == 0)
     rc = errno;
   if (rc == 0 && rename(tmp, path) != 0)

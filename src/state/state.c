@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/fdio.h"
 #include "core/test_hooks.h"
 
 #define STATE_VERSION 1
@@ -564,19 +565,6 @@ static void remove_stale_tmp(const gs_state_t *st) {
   closedir(dir);
 }
 
-static int write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t put = write(fd, buf, len);
-    if (put < 0 && errno == EINTR)
-      continue;
-    if (put < 0)
-      return -1;
-    buf += put;
-    len -= (size_t)put;
-  }
-  return 0;
-}
-
 static int sync_dir(const char *dir, gs_error_t *err) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
@@ -617,9 +605,9 @@ int gs_state_save(gs_state_t *st, const gs_state_doc_t *doc, gs_error_t *err) {
   /* The pauses are a test hook (0 in normal use): a kill in each of them
    * must leave the old file in place. */
   size_t len = strlen(text), half = len / 2;
-  bool written = write_all(fd, text, half) == 0;
+  bool written = gs_write_all(fd, text, half) == 0;
   test_pause();
-  written = written && write_all(fd, text + half, len - half) == 0;
+  written = written && gs_write_all(fd, text + half, len - half) == 0;
   if (!written || fsync(fd) != 0) {
     rc = gs_error_sys(err, errno, "writing %s", tmp);
     close(fd);

@@ -694,6 +694,12 @@ static int output_json(gs_buf_t *b, const gs_tensor_t *t, bool binary,
   return GS_OK;
 }
 
+/* Output i goes as binary data after the JSON header. */
+static bool binary_out(const gs__infer_request_t *req, size_t i) {
+  return req->want_output[i] && req->binary_output[i] &&
+         !gs__shm_output_wanted(req, i);
+}
+
 /* The JSON header, written in place (json_out.c: the answer every request
  * gets is not built as a jansson tree), then each binary output's bytes in
  * order. Key order as before: model_name, model_version, outputs, id. */
@@ -702,12 +708,11 @@ static int encode_http(gs__http_response_t *resp,
                        const gs_tensor_t *outputs, gs_error_t *err) {
   gs_buf_t b;
   gs_buf_init(&b, GS_LIMIT_INFER_RESPONSE);
-  size_t bin_total = 0; /* one allocation for header and binary outputs */
+  size_t bin_bytes = 0; /* one allocation for header and binary outputs */
   for (size_t i = 0; i < io->n_outputs; i++)
-    if (req->want_output[i] && req->binary_output[i] &&
-        !gs__shm_output_wanted(req, i))
-      bin_total += outputs[i].bytes;
-  gs_buf_reserve(&b, 1024 + bin_total);
+    if (binary_out(req, i))
+      bin_bytes += outputs[i].bytes;
+  gs_buf_reserve(&b, 1024 + bin_bytes);
   gs_buf_adds(&b, "{\"model_name\":");
   int rc = gs_json_strz(&b, io->model_name);
   gs_buf_adds(&b, ",\"model_version\":");
@@ -718,7 +723,6 @@ static int encode_http(gs__http_response_t *resp,
                       "model '%s': its name or version is not valid UTF-8",
                       io->model_name);
   gs_buf_adds(&b, ",\"outputs\":[");
-  size_t bin_bytes = 0;
   bool first = true;
   for (size_t i = 0; rc == GS_OK && i < io->n_outputs; i++) {
     if (!req->want_output[i])
@@ -736,8 +740,6 @@ static int encode_http(gs__http_response_t *resp,
       continue;
     }
     rc = output_json(&b, &outputs[i], req->binary_output[i], err);
-    if (req->binary_output[i])
-      bin_bytes += outputs[i].bytes;
   }
   gs_buf_add(&b, "]", 1);
   if (rc == GS_OK && req->id) {
@@ -747,9 +749,8 @@ static int encode_http(gs__http_response_t *resp,
   }
   gs_buf_add(&b, "}", 1);
   size_t tlen = b.len;
-  for (size_t i = 0; rc == GS_OK && bin_bytes && i < io->n_outputs; i++)
-    if (req->want_output[i] && req->binary_output[i] &&
-        !gs__shm_output_wanted(req, i))
+  for (size_t i = 0; rc == GS_OK && i < io->n_outputs; i++)
+    if (binary_out(req, i))
       gs_buf_add(&b, outputs[i].data, outputs[i].bytes);
   if (rc == GS_OK)
     rc = gs_buf_error(&b, err);

@@ -57,17 +57,22 @@ static pool_job_t *pop(gs__pool_t *p) {
   return j;
 }
 
+/* Appends j to the list head..tail (under the lock). */
+static void push(pool_job_t **head, pool_job_t **tail, pool_job_t *j) {
+  j->next = NULL;
+  if (*tail)
+    (*tail)->next = j;
+  else
+    *head = j;
+  *tail = j;
+}
+
 /* Hands j's answer to the loop; this thread counts as spinning from here
  * on (one lock for both), so that the job the answer brings (c=1) does not
  * wake a sleeper while this thread is about to spin for it. */
 static void finish(gs__pool_t *p, pool_job_t *j) {
-  j->next = NULL;
   pthread_mutex_lock(&p->lock);
-  if (p->done_tail)
-    p->done_tail->next = j;
-  else
-    p->done_head = j;
-  p->done_tail = j;
+  push(&p->done_head, &p->done_tail, j);
   p->n_spinning++;
   pthread_mutex_unlock(&p->lock);
   uv_async_send(&p->async);
@@ -250,11 +255,7 @@ static int pool_submit(gs__pool_t *p, uv_work_t *w, uv_work_cb work,
   p->in_flight++;
   p->events++;
   pthread_mutex_lock(&p->lock);
-  if (p->tail)
-    p->tail->next = j;
-  else
-    p->head = j;
-  p->tail = j;
+  push(&p->head, &p->tail, j);
   unsigned pending =
       atomic_fetch_add_explicit(&p->pending, 1, memory_order_release) + 1;
   /* Spinners take the first jobs; a sleeper is woken for the rest. */

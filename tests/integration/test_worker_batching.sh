@@ -7,11 +7,7 @@
 # dynamic_batching configs leave the model not ready with the reason.
 # Skips (77) when the models cannot be generated.
 . "$(dirname "$0")/worker_lib.sh"
-py=
-for p in python3 /usr/bin/python3; do # make_models.py's interpreter rule
-  "$p" -c 'import numpy, onnx' 2>/dev/null && { py=$p; break; }
-done
-[ -n "$py" ] || { echo "SKIP: no python3 with numpy and onnx"; exit 77; }
+onnx_python
 make_models "$py"
 model() { # NAME CONFIG
   mkdir -p "$tmp/models/$1/1"

@@ -11,11 +11,7 @@
 fails=0
 pass() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-py=
-for p in python3 /usr/bin/python3; do # make_models.py's interpreter rule
-  "$p" -c 'import numpy, onnx' 2>/dev/null && { py=$p; break; }
-done
-[ -n "$py" ] || { echo "SKIP: no python3 with numpy and onnx"; exit 77; }
+onnx_python
 make_models "$py"
 echo '{"max_batch_size": 8}' >"$tmp/models/simple/config.json"
 mkdir -p "$tmp/models/mlp_batched/1"

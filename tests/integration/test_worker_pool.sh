@@ -12,11 +12,7 @@
 fails=0
 pass() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-py=
-for p in python3 /usr/bin/python3; do
-  "$p" -c 'import numpy, onnx' 2>/dev/null && { py=$p; break; }
-done
-[ -n "$py" ] || { echo "SKIP: no python3 with numpy and onnx"; exit 77; }
+onnx_python
 make_models "$py"
 # 60 pairs: about 1 s a request here, against a few ms for `simple`
 "$py" "$GS_SOURCE_DIR/tests/integration/make_slow_model.py" --out "$tmp/models" --pairs 60 >/dev/null ||

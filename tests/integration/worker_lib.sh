@@ -11,6 +11,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# onnx_python: py, the first of python3 and /usr/bin/python3 with numpy and
+# onnx (make_models.py's interpreter rule); the test skips (77) when
+# neither has them.
+onnx_python() {
+  local p
+  py=
+  for p in python3 /usr/bin/python3; do
+    "$p" -c 'import numpy, onnx' 2>/dev/null && { py=$p; return; }
+  done
+  echo "SKIP: no python3 with numpy and onnx"
+  exit 77
+}
+
 # make_models [PYTHON]: Triton's `simple` and the MLP into $tmp/models; the
 # test skips (77) when the generator cannot run.
 make_models() {
