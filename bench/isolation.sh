@@ -38,6 +38,10 @@
 #   GS_ISOL_WINDOW_MS (1000: perf windows, 3 per level)  GS_ISOL_BUDGET_MS (50)
 #   GS_ISOL_LEVELS_ONE ("1 2 4 8 16")  GS_ISOL_LEVELS_ALL ("1 2 4 8 16 32 64")
 #   GS_ISOL_LEVELS_DYN ("8 16 32 64 128 256"): a sweep stops past the budget
+#   GS_ISOL_DIRECT (0)  1: consolidation also sweeps one 1g and the seven
+#                       without the router, one perf client per worker at
+#                       GS_ISOL_LEVELS_DIRECT ("1 2 4 8") each (cases
+#                       1x1g-direct, 7x1g-direct)
 #   GS_ISOL_NOISY_BATCH (64) GS_ISOL_NOISY_CONC (2) GS_ISOL_PACE_RATE (4
 #                       requests/s per neighbour; empty: no paced variant)
 #   GS_ISOL_SETTLE_S (2) GS_ISOL_RECOVER_S (8)  seconds of load before an
@@ -74,6 +78,7 @@ window=${GS_ISOL_WINDOW_MS:-1000} budget_ms=${GS_ISOL_BUDGET_MS:-50}
 levels_one=${GS_ISOL_LEVELS_ONE:-1 2 4 8 16}
 levels_all=${GS_ISOL_LEVELS_ALL:-1 2 4 8 16 32 64}
 levels_dyn=${GS_ISOL_LEVELS_DYN:-8 16 32 64 128 256}
+direct=${GS_ISOL_DIRECT:-0} levels_direct=${GS_ISOL_LEVELS_DIRECT:-1 2 4 8}
 noisy_batch=${GS_ISOL_NOISY_BATCH:-64} noisy_conc=${GS_ISOL_NOISY_CONC:-2}
 pace_rate=${GS_ISOL_PACE_RATE-4} victim_conc=${GS_ISOL_VICTIM_CONC:-1}
 settle_s=${GS_ISOL_SETTLE_S:-2} recover_s=${GS_ISOL_RECOVER_S:-8}
@@ -372,6 +377,61 @@ sweep() {
   return 0
 }
 
+# sweep_direct MODE CASE LEVELS PORT...: the same sweep without the router:
+# one `gpuslice perf` per worker port at once, LEVEL requests in flight on
+# each; the row is their summed throughput, the highest of their p99s and
+# the mean of their p50s. Separates the GPU side from the router's and one
+# client's host path (GS_ISOL_DIRECT=1).
+sweep_direct() {
+  local mode=$1 case=$2 levels=$3 level over=0 p i pids r ips p50 p99
+  shift 3
+  warm_ports 1 "${levels##* }" "$@"
+  for level in $levels; do
+    pids=() i=0
+    for p in "$@"; do
+      perf_level "$mode_label-$case-c$level-$i" "$p" "$model" 1 "$level" >"$work/direct$i.out" &
+      pids+=($!) i=$((i + 1))
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    r=$(python3 -c '
+import sys
+rows = []
+for f in sys.argv[1:]:
+    try:
+        rows.append([float(x) for x in open(f).read().split()])
+    except (OSError, ValueError):
+        sys.exit(1)
+if not rows or any(len(x) != 3 for x in rows):
+    sys.exit(1)
+print("%.1f %.3f %.3f" % (sum(x[0] for x in rows), sum(x[1] for x in rows) / len(rows),
+                          max(x[2] for x in rows)))' $(for ((i = 0; i < $#; i++)); do echo "$work/direct$i.out"; done))
+    if [[ -z $r ]]; then
+      row "$mode" "$case" direct "$level" error 1 "perf failed on a worker port"
+      fail=1
+      return 1
+    fi
+    read -r ips p50 p99 <<<"$r"
+    row "$mode" "$case" direct "$level" infer_per_s "$ips" "$# clients; level per instance"
+    row "$mode" "$case" direct "$level" p50_ms "$p50"
+    row "$mode" "$case" direct "$level" p99_ms "$p99"
+    log "$mode $case c=$level per instance: $ips infer/s, worst p99 $p99 ms"
+    if python3 -c 'import sys; sys.exit(float(sys.argv[1]) <= float(sys.argv[2]))' "$p99" "$budget_ms"; then
+      ((++over >= 2)) && break
+    else
+      over=0
+    fi
+  done
+  return 0
+}
+# worker_ports GI...: the http ports of the serve's ready workers of GI...
+worker_ports() {
+  local id p
+  for id in "$@"; do
+    p=$(worker_field "0:$id" http_port)
+    [[ -n $p ]] && echo "$p"
+  done
+}
+
 # load_start SECONDS ARGS...: the timeline client in the background.
 load_start() {
   local s=$1
@@ -455,9 +515,13 @@ part_consolidation() {
       for id in "${inst_ids[@]:1}"; do T=30 gsm serve --remove "0:$id" >/dev/null; done
       wait_workers 1 || log "more than one worker still ready"
       sweep "$mode" 1x1g-b1 "$serve_port" "$model" "$levels_one"
+      [[ $direct == 1 ]] && sweep_direct "$mode" 1x1g-direct "$levels_direct" \
+        $(worker_ports "${inst_ids[0]}")
       for id in "${inst_ids[@]:1}"; do T=30 gsm serve --add "0:$id" >/dev/null; done
       if wait_workers "$n_inst"; then
         sweep "$mode" "${n_inst}x1g-b1" "$serve_port" "$model" "$levels_all"
+        [[ $direct == 1 ]] && sweep_direct "$mode" "${n_inst}x1g-direct" "$levels_direct" \
+          $(worker_ports "${inst_ids[@]}")
         sweep "$mode" "${n_inst}x1g-dyn" "$serve_port" "${model}_dyn" "$levels_dyn"
       else
         row "$mode" "${n_inst}x1g-b1" - - error 1 "the $n_inst workers did not all come back"

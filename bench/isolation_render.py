@@ -99,6 +99,7 @@ def consolidation(rows, budget):
     many = cases[0].split("x")[0] if cases else "7"
     whole_b1 = best_within(rows, None, "whole-b1", budget)
     whole_dyn = best_within(rows, None, "whole-dyn", budget)
+    has_direct = any(r["case"].endswith("-direct") for r in rows)
     out = []
     for mode in modes_of(rows, "1x1g-b1"):
         one = best_within(rows, mode, "1x1g-b1", budget)
@@ -112,6 +113,14 @@ def consolidation(rows, budget):
             (many + "x/whole", ratio(val(seven), val(whole_b1))),
             (many + "x dyn", val(dyn)), ("whole dyn", val(whole_dyn)),
             ("dyn " + many + "x/whole", ratio(val(dyn), val(whole_dyn)))]))
+        # GS_ISOL_DIRECT=1: the same without the router, a client per worker
+        one_d = best_within(rows, mode, "1x1g-direct", budget)
+        seven_d = best_within(rows, mode, many + "x1g-direct", budget)
+        if has_direct:
+            out[-1].update([
+                ("1x1g direct", val(one_d)), (many + "x1g direct", val(seven_d)),
+                ("direct " + many + "x/1x", ratio(val(seven_d), val(one_d))),
+                ("direct " + many + "x/whole", ratio(val(seven_d), val(whole_b1)))])
     return out, many
 
 

@@ -73,7 +73,7 @@ run_part() { # PART MODES
 t0=$SECONDS
 # green is a mode of the soft backend now (the fake CUDA driver has green
 # contexts); "threads" is none, and must be recorded as not available.
-run_part consolidation "mps green threads"
+GS_ISOL_DIRECT=1 GS_ISOL_LEVELS_DIRECT=1 run_part consolidation "mps green threads"
 for c in whole-b1 whole-dyn; do
   check "consolidation: $c measured (process)" \
     "[[ -n \$(awk -F, '\$7 == \"$c\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
@@ -84,6 +84,18 @@ for c in 1x1g-b1 3x1g-b1 3x1g-dyn; do
 done
 check "consolidation: green 3x1g-b1 measured" \
   "[[ -n \$(awk -F, '\$5 == \"green\" && \$7 == \"3x1g-b1\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
+for c in 1x1g-direct 3x1g-direct; do
+  check "consolidation: mps $c measured" "[[ -n \$(value consolidation mps $c direct infer_per_s) ]]"
+done
+# without the router: the row is the sum of its clients' throughputs
+want=$(python3 -c '
+import glob, json, sys
+print("%.1f" % sum(float("%.1f" % json.load(open(f))["levels"][-1]["throughput"])
+                  for f in glob.glob(sys.argv[1])))' \
+  "$out/raw/consolidation/mps-3x1g-direct-c1-[0-9].json")
+check "consolidation: 3x1g-direct is the sum of 3 clients ($want)" \
+  "[[ \$(ls $out/raw/consolidation/mps-3x1g-direct-c1-[0-9].json | wc -l) == 3 &&
+     \$(value consolidation mps 3x1g-direct direct infer_per_s) == $want ]]"
 check "consolidation: a mode gpuslice lacks recorded as not available" "[[ \$(value consolidation threads setup - available) == 0 ]]"
 # the table (a header, a row per measured mode, a line per mode not
 # measured) ends the log
@@ -169,6 +181,17 @@ EOF
 table=$(python3 "$root/bench/isolation_render.py" --table consolidation "$tmp/known.csv")
 check "render: best within the budget and its ratios" \
   "grep -Eq '^mps +800.0 +5000.0 +1000.0 +6.250 +5.000' <<<\"\$table\"" || echo "$table"
+cat >>"$tmp/known.csv" <<'EOF'
+d,g,v,soft,mps,consolidation,1x1g-direct,direct,2,infer_per_s,900,
+d,g,v,soft,mps,consolidation,1x1g-direct,direct,2,p99_ms,12,
+d,g,v,soft,mps,consolidation,7x1g-direct,direct,2,infer_per_s,6300,
+d,g,v,soft,mps,consolidation,7x1g-direct,direct,2,p99_ms,30,
+d,g,v,soft,mps,consolidation,7x1g-direct,direct,4,infer_per_s,8000,
+d,g,v,soft,mps,consolidation,7x1g-direct,direct,4,p99_ms,55,
+EOF
+table=$(python3 "$root/bench/isolation_render.py" --table consolidation "$tmp/known.csv")
+check "render: the direct columns, best within the budget (7.000x, 6.300x)" \
+  "grep -Eq '^mps +800.0 .* 900.0 +6300.0 +7.000 +6.300\$' <<<\"\$table\"" || echo "$table"
 python3 "$root/bench/isolation_render.py" "$out" --svg-dir "$tmp/svg" --svg-prefix docs/bench >"$tmp/block.md"
 for h in Consolidation QoS Faults Reconfiguration Memory; do
   check "render: markdown section $h" "grep -q '^#### $h' $tmp/block.md"
