@@ -23,8 +23,14 @@
 #   GS_ISOL_BACKEND     soft (default) or host (CPU, to try the logic)
 #   GS_ISOL_MODES       isolation modes, in order (default per part:
 #                       "mps green process", qos adds mps-open = seven
-#                       workers under one MPS daemon with no caps); a mode
-#                       gpuslice does not accept is recorded unavailable
+#                       workers under one MPS daemon with no caps); qos
+#                       also takes mps-prio and mps-open-prio: mps and
+#                       mps-open with the six neighbours' workers at MPS
+#                       client priority BELOW_NORMAL (CUDA_MPS_CLIENT_PRIORITY
+#                       =1, the victim's at NORMAL; under mps-prio the
+#                       victim's worker is started by `gpuslice run`, the
+#                       neighbours' by serve); a mode gpuslice does not
+#                       accept is recorded unavailable
 #   GS_ISOL_REPO        a model repository holding MODEL/1/model.onnx (its
 #                       config.json is rewritten in a copy); default:
 #                       ResNet-50 exported by the kit's torch_resnet50.py,
@@ -236,7 +242,8 @@ mode_up() {
   mode_n=$((mode_n + 1))
   mode_state=$work/s$mode_n-$1
   mkdir -p "$mode_state"
-  if [[ $1 == mps-open ]]; then
+  [[ $1 == mps-prio ]] && isolation=mps
+  if [[ $1 == mps-open* ]]; then
     isolation=
     if [[ $backend != soft ]] || ! command -v "$mps_control" >/dev/null; then
       row "$1" setup - - available 0 "needs the soft backend and $mps_control"
@@ -246,7 +253,7 @@ mode_up() {
   fi
   [[ $backend == soft ]] || isolation=
   local why
-  if ! why=$("$gs" --backend "$backend" --state-dir "$mode_state" --isolation "$1" list 2>&1); then
+  if ! why=$("$gs" --backend "$backend" --state-dir "$mode_state" --isolation "${isolation:-$1}" list 2>&1); then
     row "$1" setup - - available 0 "not available: $(tail -n 1 <<<"$why")"
     log "mode $1: not available: $(tail -n 1 <<<"$why")"
     return 1
@@ -508,7 +515,7 @@ part_consolidation() {
   local mode id
   whole_gpu
   for mode in $modes; do
-    [[ $mode == mps-open ]] && continue
+    [[ $mode == mps-open* || $mode == mps-prio ]] && continue
     budget_left "$mode" && mode_up "$mode" || continue
     log "mode $mode: $n_inst x profile $profile"
     if create_instances "$profile" "$n_inst" && serve_up "$work/repo_all"; then
@@ -540,13 +547,16 @@ part_consolidation() {
 # Seven workers under one MPS daemon of ours with no SM or memory cap (what
 # MPS gives clients that nobody limits): sets ports.
 open_workers_up() {
-  local i base=${GS_ISOL_PORT_BASE:-18700} pipe=$work/mps-open/pipe logd=$work/mps-open/log
+  local i base=${GS_ISOL_PORT_BASE:-18700} pipe=$work/$mode_label/pipe logd=$work/$mode_label/log prio
   mkdir -p "$pipe" "$logd" "$raw/$mode_label"
   CUDA_MPS_PIPE_DIRECTORY=$pipe CUDA_MPS_LOG_DIRECTORY=$logd timeout 30 "$mps_control" -d \
     >"$raw/$mode_label/mps-start.log" 2>&1 || { log "MPS daemon did not start"; return 1; }
   ports=()
   for ((i = 1; i <= n_inst; i++)); do
+    prio=0 # mps-open-prio: the neighbours (2..n) below the victim (1)
+    [[ $mode_label == mps-open-prio ]] && ((i > 1)) && prio=1
     env ${gpu_uuid:+CUDA_VISIBLE_DEVICES=$gpu_uuid} CUDA_MPS_PIPE_DIRECTORY="$pipe" \
+      CUDA_MPS_CLIENT_PRIORITY=$prio \
       CUDA_MPS_LOG_DIRECTORY="$logd" "$gs" worker --model-repository "$work/repo" \
       --http-port $((base + i)) --grpc-port 0 --metrics-port 0 >"$raw/$mode_label/worker$i.log" 2>&1 &
     bg_pids+=($!)
@@ -561,8 +571,37 @@ open_workers_up() {
     ((ready == n_inst)) && return 0
     sleep 0.2
   done
-  log "mps-open: $ready of $n_inst workers ready"
+  log "$mode_label: $ready of $n_inst workers ready"
   return 1
+}
+
+# mps-prio: the first instance's worker started alone (`gpuslice run`, MPS
+# client priority NORMAL), the others' through serve at BELOW_NORMAL. Sets
+# ports (the victim's first).
+prio_workers_up() {
+  local port=$((${GS_ISOL_PORT_BASE:-18700} + 20)) id deadline
+  create_instances "$profile" "$n_inst" || return 1
+  # not through gsm: its time limit would end the worker
+  CUDA_MPS_CLIENT_PRIORITY=0 "$gs" --backend "$backend" --state-dir "$mode_state" \
+    --isolation mps run -i "0:${inst_ids[0]}" -- "$gs" worker \
+    --model-repository "$work/repo" --http-port "$port" --grpc-port 0 --metrics-port 0 \
+    >"$raw/$mode_label-victim.log" 2>&1 &
+  bg_pids+=($!)
+  CUDA_MPS_CLIENT_PRIORITY=1 serve_up "$work/repo" "$(direct_targets "${inst_ids[@]:1}")" || return 1
+  deadline=$((SECONDS + start_s))
+  until curl -sf --max-time 1 "http://127.0.0.1:$port/v2/health/ready" >/dev/null; do
+    ((SECONDS < deadline)) || { log "mps-prio: the victim's worker is not ready"; return 1; }
+    sleep 0.2
+  done
+  ports=("$port")
+  local low=0 pid
+  for id in "${inst_ids[@]:1}"; do
+    ports+=("$(worker_field "0:$id" http_port)")
+    pid=$(worker_field "0:$id" pid) # what the neighbour's worker really got
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'CUDA_MPS_CLIENT_PRIORITY=1' &&
+      low=$((low + 1))
+  done
+  row "$mode_label" setup neighbours - below_normal_workers "$low" "of $((${#inst_ids[@]} - 1))"
 }
 
 # noisy_round MODE CASE HOW LEVEL: six neighbours at batch 64 (HOW: conc or
@@ -602,8 +641,10 @@ part_qos() {
     budget_left "$mode" && mode_up "$mode" || continue
     log "mode $mode"
     ports=()
-    if [[ $mode == mps-open ]]; then
+    if [[ $mode == mps-open* ]]; then
       open_workers_up || { row "$mode" solo - - error 1 "workers did not start"; fail=1; mode_down; continue; }
+    elif [[ $mode == mps-prio ]]; then
+      prio_workers_up || { row "$mode" solo - - error 1 "workers did not start"; fail=1; mode_down; continue; }
     elif create_instances "$profile" "$n_inst" && serve_up "$work/repo"; then
       for id in "${inst_ids[@]}"; do ports+=("$(worker_field "0:$id" http_port)"); done
     else
@@ -638,7 +679,7 @@ part_qos() {
 part_faults() {
   local mode t0 t1 rc pid serving fault_inst
   for mode in $modes; do
-    [[ $mode == mps-open ]] && continue
+    [[ $mode == mps-open* || $mode == mps-prio ]] && continue
     budget_left "$mode" && mode_up "$mode" || continue
     log "mode $mode"
     if ! create_instances "$profile" "$n_inst"; then
@@ -700,7 +741,7 @@ staying_pids() { local id; for id in "$@"; do worker_field "0:$id" pid; done | t
 part_reconfig() {
   local mode t0 t1 t2 rc new id staying tries pids0 pids1 moved
   for mode in $modes; do
-    [[ $mode == mps-open ]] && continue
+    [[ $mode == mps-open* || $mode == mps-prio ]] && continue
     budget_left "$mode" && mode_up "$mode" || continue
     log "mode $mode"
     if ! create_instances "$profile" $((n_inst - 1)) || ! serve_up "$work/repo"; then
@@ -760,7 +801,7 @@ print(sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b)))" "$pids0" "$pids
 part_memory() {
   local mode t0 t1 rc serving last big msg
   for mode in $modes; do
-    [[ $mode == mps-open ]] && continue
+    [[ $mode == mps-open* || $mode == mps-prio ]] && continue
     budget_left "$mode" && mode_up "$mode" || continue
     log "mode $mode"
     if ! create_instances "$profile" "$n_inst"; then

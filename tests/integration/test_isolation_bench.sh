@@ -102,8 +102,10 @@ check "consolidation: a mode gpuslice lacks recorded as not available" "[[ \$(va
 check "consolidation: the table is last" \
   "tail -n 6 $tmp/consolidation.log | grep -q '^mode ' && tail -n 6 $tmp/consolidation.log | grep -q '^mps .*[0-9]'"
 
-run_part qos "mps mps-open"
-for m in mps mps-open; do
+run_part qos "mps mps-open mps-prio"
+check "qos: mps-prio's two neighbours' workers at MPS client priority 1" \
+  "[[ \$(value qos mps-prio setup neighbours below_normal_workers) == 2 ]]"
+for m in mps mps-open mps-prio; do
   for c in solo noisy paced; do
     check "qos: $m $c victim p99" "[[ -n \$(value qos $m $c victim p99_ms) ]]"
   done
