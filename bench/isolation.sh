@@ -54,6 +54,8 @@
 #                       event, and after one; GS_ISOL_NOISY_MARGIN_MS (2000):
 #                       how much longer the neighbours run than the victim
 #   GS_ISOL_PART_BUDGET_S (480): no new mode starts past it (recorded)
+#   GS_ISOL_PORT_BASE (18700)  qos: mps-open's workers listen on BASE+1..N,
+#                       mps-prio's victim on BASE+20
 # Exit: 0 every planned measurement was taken, 1 otherwise, 2 usage.
 set -u
 part=${1:-} out=${2:-}
@@ -242,7 +244,10 @@ mode_up() {
   mode_n=$((mode_n + 1))
   mode_state=$work/s$mode_n-$1
   mkdir -p "$mode_state"
-  [[ $1 == mps-prio ]] && isolation=mps
+  if [[ $1 == mps-prio ]]; then
+    isolation=mps
+    [[ $backend == soft ]] || { row "$1" setup - - available 0 "needs the soft backend"; return 1; }
+  fi
   if [[ $1 == mps-open* ]]; then
     isolation=
     if [[ $backend != soft ]] || ! command -v "$mps_control" >/dev/null; then
@@ -568,7 +573,10 @@ open_workers_up() {
     for i in "${ports[@]}"; do
       curl -sf --max-time 1 "http://127.0.0.1:$i/v2/health/ready" >/dev/null && ready=$((ready + 1))
     done
-    ((ready == n_inst)) && return 0
+    if ((ready == n_inst)); then
+      [[ $mode_label == mps-open-prio ]] && priority_rows "${bg_pids[@]: -n_inst}"
+      return 0
+    fi
     sleep 0.2
   done
   log "$mode_label: $ready of $n_inst workers ready"
@@ -579,30 +587,49 @@ open_workers_up() {
 # client priority NORMAL), the others' through serve at BELOW_NORMAL. Sets
 # ports (the victim's first).
 prio_workers_up() {
-  local port=$((${GS_ISOL_PORT_BASE:-18700} + 20)) id deadline
+  local port=$((${GS_ISOL_PORT_BASE:-18700} + 20)) id deadline victim
+  if curl -s --max-time 1 -o /dev/null "http://127.0.0.1:$port/"; then
+    log "mps-prio: port $port is taken (GS_ISOL_PORT_BASE)"
+    return 1
+  fi
   create_instances "$profile" "$n_inst" || return 1
   # not through gsm: its time limit would end the worker
   CUDA_MPS_CLIENT_PRIORITY=0 "$gs" --backend "$backend" --state-dir "$mode_state" \
     --isolation mps run -i "0:${inst_ids[0]}" -- "$gs" worker \
     --model-repository "$work/repo" --http-port "$port" --grpc-port 0 --metrics-port 0 \
     >"$raw/$mode_label-victim.log" 2>&1 &
-  bg_pids+=($!)
+  victim=$!
+  bg_pids+=("$victim")
   CUDA_MPS_CLIENT_PRIORITY=1 serve_up "$work/repo" "$(direct_targets "${inst_ids[@]:1}")" || return 1
   deadline=$((SECONDS + start_s))
   until curl -sf --max-time 1 "http://127.0.0.1:$port/v2/health/ready" >/dev/null; do
     ((SECONDS < deadline)) || { log "mps-prio: the victim's worker is not ready"; return 1; }
+    kill -0 "$victim" 2>/dev/null || {
+      log "mps-prio: the victim's worker ended: $(tail -n 1 "$raw/$mode_label-victim.log")"
+      return 1
+    }
     sleep 0.2
   done
   ports=("$port")
-  local low=0 pid
+  local pids=()
   for id in "${inst_ids[@]:1}"; do
     ports+=("$(worker_field "0:$id" http_port)")
-    pid=$(worker_field "0:$id" pid) # what the neighbour's worker really got
-    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'CUDA_MPS_CLIENT_PRIORITY=1' &&
-      low=$((low + 1))
+    pids+=("$(worker_field "0:$id" pid)")
   done
-  row "$mode_label" setup neighbours - below_normal_workers "$low" "of $((${#inst_ids[@]} - 1))"
+  priority_rows "$victim" "${pids[@]}"
 }
+# priority_rows VICTIM_PID NEIGHBOUR_PID...: the MPS client priority each
+# worker really got (its /proc environment), as two rows.
+priority_rows() {
+  local victim=$1 low=0 pid
+  shift
+  for pid in "$@"; do
+    env_has "$pid" CUDA_MPS_CLIENT_PRIORITY=1 && low=$((low + 1))
+  done
+  row "$mode_label" setup neighbours - below_normal_workers "$low" "of $#"
+  row "$mode_label" setup victim - below_normal_workers "$(env_has "$victim" CUDA_MPS_CLIENT_PRIORITY=1 && echo 1 || echo 0)"
+}
+env_has() { tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | grep -qx "$2"; }
 
 # noisy_round MODE CASE HOW LEVEL: six neighbours at batch 64 (HOW: conc or
 # rate) for the whole of one victim measurement.

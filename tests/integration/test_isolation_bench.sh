@@ -102,10 +102,13 @@ check "consolidation: a mode gpuslice lacks recorded as not available" "[[ \$(va
 check "consolidation: the table is last" \
   "tail -n 6 $tmp/consolidation.log | grep -q '^mode ' && tail -n 6 $tmp/consolidation.log | grep -q '^mps .*[0-9]'"
 
-run_part qos "mps mps-open mps-prio"
-check "qos: mps-prio's two neighbours' workers at MPS client priority 1" \
-  "[[ \$(value qos mps-prio setup neighbours below_normal_workers) == 2 ]]"
-for m in mps mps-open mps-prio; do
+run_part qos "mps mps-open mps-prio mps-open-prio"
+for m in mps-prio mps-open-prio; do
+  check "qos: $m's two neighbours' workers at MPS client priority 1, the victim's not" \
+    "[[ \$(value qos $m setup neighbours below_normal_workers) == 2 &&
+       \$(value qos $m setup victim below_normal_workers) == 0 ]]"
+done
+for m in mps mps-open mps-prio mps-open-prio; do
   for c in solo noisy paced; do
     check "qos: $m $c victim p99" "[[ -n \$(value qos $m $c victim p99_ms) ]]"
   done
