@@ -389,14 +389,20 @@ sweep() {
   return 0
 }
 
-# sweep_direct MODE CASE LEVELS PORT...: the same sweep without the router:
+# sweep_direct MODE CASE LEVELS N PORT...: the same sweep without the router:
 # one `gpuslice perf` per worker port at once, LEVEL requests in flight on
 # each; the row is their summed throughput, the highest of their p99s and
 # the mean of their p50s. Separates the GPU side from the router's and one
-# client's host path (GS_ISOL_DIRECT=1).
+# client's host path (GS_ISOL_DIRECT=1). N: the ports expected (one per
+# instance); fewer is an error, not a smaller sum.
 sweep_direct() {
-  local mode=$1 case=$2 levels=$3 level over=0 p i pids r ips p50 p99
-  shift 3
+  local mode=$1 case=$2 levels=$3 want=$4 level over=0 p i pids r ips p50 p99
+  shift 4
+  if (($# != want)); then
+    row "$mode" "$case" direct - error 1 "$# of $want workers have a port"
+    fail=1
+    return 1
+  fi
   warm_ports 1 "${levels##* }" "$@"
   for level in $levels; do
     pids=() i=0
@@ -527,12 +533,12 @@ part_consolidation() {
       for id in "${inst_ids[@]:1}"; do T=30 gsm serve --remove "0:$id" >/dev/null; done
       wait_workers 1 || log "more than one worker still ready"
       sweep "$mode" 1x1g-b1 "$serve_port" "$model" "$levels_one"
-      [[ $direct == 1 ]] && sweep_direct "$mode" 1x1g-direct "$levels_direct" \
+      [[ $direct == 1 ]] && sweep_direct "$mode" 1x1g-direct "$levels_direct" 1 \
         $(worker_ports "${inst_ids[0]}")
       for id in "${inst_ids[@]:1}"; do T=30 gsm serve --add "0:$id" >/dev/null; done
       if wait_workers "$n_inst"; then
         sweep "$mode" "${n_inst}x1g-b1" "$serve_port" "$model" "$levels_all"
-        [[ $direct == 1 ]] && sweep_direct "$mode" "${n_inst}x1g-direct" "$levels_direct" \
+        [[ $direct == 1 ]] && sweep_direct "$mode" "${n_inst}x1g-direct" "$levels_direct" "$n_inst" \
           $(worker_ports "${inst_ids[@]}")
         sweep "$mode" "${n_inst}x1g-dyn" "$serve_port" "${model}_dyn" "$levels_dyn"
       else
