@@ -430,6 +430,12 @@ static unsigned pack_parts(const pack_job_t *job, unsigned threads) {
   return floats < ((size_t)1 << 13) || job->kdim < threads ? 1 : threads;
 }
 
+/* Pieces of the rows for threads (gs__parallel_pieces). */
+static unsigned pack_pieces(const pack_job_t *job, unsigned threads) {
+  size_t want = (size_t)GS__PIECES * threads;
+  return (unsigned)(job->kdim < want ? job->kdim : want);
+}
+
 PACKED_PATH static void pack_part(void *arg, unsigned part, unsigned parts) {
   const pack_job_t *job = arg;
   const geom3_t *t = job->t;
@@ -604,7 +610,8 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
                    packed,
                    (size_t)g->batch,
                    (size_t)g->in_channels * t->in_size};
-  gs__parallel(pack_part, &pj, pack_parts(&pj, threads));
+  gs__parallel_pieces(pack_part, &pj, pack_pieces(&pj, threads),
+                      pack_parts(&pj, threads));
   gs__gemm_t gm = {.m = m,
                    .n = all,
                    .k = kdim,
@@ -615,8 +622,8 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
   gs__gemm_run(&gm, threads);
   merged_out_t mo = {&n->p, prod, b, z, y, m, hw, (size_t)g->batch};
   size_t floats = m * all;
-  gs__parallel(merged_out_part, &mo,
-               floats < ((size_t)1 << 14) || threads < 2 ? 1 : threads);
+  gs__parallel_pieces(merged_out_part, &mo, GS__PIECES * threads,
+                      floats < ((size_t)1 << 14) || threads < 2 ? 1 : threads);
   return GS_OK;
 }
 
@@ -649,7 +656,8 @@ static void conv_one(const conv_one_t *c, const float *x, const float *z,
     gm.direct = &d;
   } else {
     pack_job_t pj = {x, c->t, c->kdim, col, 1, 0};
-    gs__parallel(pack_part, &pj, pack_parts(&pj, threads));
+    gs__parallel_pieces(pack_part, &pj, pack_pieces(&pj, threads),
+                        pack_parts(&pj, threads));
   }
   gs__gemm_run(&gm, threads);
 }

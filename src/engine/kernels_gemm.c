@@ -5,7 +5,10 @@
  * activation as it stores. Packing W once saves what a BLAS call repacks
  * on every run, and the kernel does not depend on the BLAS library knowing
  * the CPU. Work is split over gs_engine_threads() threads: a small pool of
- * its own whose workers spin a while between calls before they sleep. */
+ * its own whose workers spin a while between calls before they sleep, and
+ * each op cut into a few pieces per thread that a thread done with its
+ * own takes from one that is behind. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -209,6 +212,61 @@ void gs__parallel(gs__task_fn fn, void *arg, unsigned parts) {
   }
   pool_join();
   pthread_mutex_unlock(&pool.use);
+}
+
+/* Pieces: thread i's run is [i * pieces / parts, (i + 1) * pieces /
+ * parts), kept as one word (next << 32 | end) so that its owner taking
+ * from the front and a thief taking from the back agree by one
+ * compare-and-swap. Owners start on their own runs, so that a product
+ * split the same way op after op finds its part of the image in its own
+ * core's cache (as a static split did) where no thread falls behind. */
+typedef struct {
+  gs__task_fn fn;
+  void *arg;
+  unsigned pieces, parts;
+  _Alignas(64) atomic_uint_fast64_t run[POOL_MAX];
+} pieces_job_t;
+
+/* Takes the next piece of run r from its front (owner) or back (thief):
+ * the piece, or UINT_MAX when the run is empty. */
+static unsigned run_take(atomic_uint_fast64_t *run, bool front) {
+  uint_fast64_t v = atomic_load_explicit(run, memory_order_relaxed);
+  for (;;) {
+    unsigned next = (unsigned)(v >> 32), end = (unsigned)v;
+    if (next >= end)
+      return UINT_MAX;
+    uint_fast64_t want = front ? v + ((uint_fast64_t)1 << 32) : v - 1;
+    if (atomic_compare_exchange_weak(run, &v, want))
+      return front ? next : end - 1;
+  }
+}
+
+static void pieces_part(void *arg, unsigned part, unsigned parts) {
+  pieces_job_t *j = arg;
+  (void)parts;
+  for (unsigned i; (i = run_take(&j->run[part], true)) != UINT_MAX;)
+    j->fn(j->arg, i, j->pieces);
+  for (unsigned k = 1; k < j->parts; k++) {
+    atomic_uint_fast64_t *victim = &j->run[(part + k) % j->parts];
+    for (unsigned i; (i = run_take(victim, false)) != UINT_MAX;)
+      j->fn(j->arg, i, j->pieces);
+  }
+}
+
+void gs__parallel_pieces(gs__task_fn fn, void *arg, unsigned pieces,
+                         unsigned threads) {
+  unsigned parts = threads < pieces ? threads : pieces;
+  if (parts > POOL_MAX)
+    parts = POOL_MAX;
+  if (parts <= 1) { /* one thread: the whole as one piece */
+    fn(arg, 0, 1);
+    return;
+  }
+  pieces_job_t j = {fn, arg, pieces, parts, {0}};
+  for (unsigned i = 0; i < parts; i++)
+    atomic_init(&j.run[i], (uint_fast64_t)(pieces * (uint64_t)i / parts) << 32 |
+                               (pieces * (uint64_t)(i + 1) / parts));
+  gs__parallel(pieces_part, &j, parts);
 }
 
 /* --- packing ------------------------------------------------------------ */
@@ -607,7 +665,9 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
    * MFLOP, then ran on one thread whatever the thread count.) */
   if ((double)g->m * (double)g->n * (double)g->k < GS__GEMM_SERIAL_MAX)
     parts = 1;
-  gs__parallel(gemm_part, &job, parts ? parts : 1);
+  size_t pieces =
+      (size_t)GS__PIECES * parts < items ? (size_t)GS__PIECES * parts : items;
+  gs__parallel_pieces(gemm_part, &job, (unsigned)pieces, parts);
 }
 
 /* --- small products (Gemm, MatMul) ------------------------------------- */

@@ -222,7 +222,8 @@ static void maxpool_planes(const pool3_t *t, const float *x, float *y) {
                 (double)t->k[2];
   if (threads > t->planes)
     threads = (unsigned)t->planes;
-  gs__parallel(maxpool_part, &j, work < 8192.0 ? 1 : threads);
+  gs__parallel_pieces(maxpool_part, &j, GS__PIECES * threads,
+                      work < 8192.0 ? 1 : threads);
 }
 
 int gs__run_maxpool(const gs__node_t *n, const gs__tensor_t *in,
