@@ -1,4 +1,5 @@
-/* Conv's packed GEMM (kernels_gemm.c) and the thread pool it runs on. */
+/* Conv's packed GEMM (kernels_gemm.c) and the thread pool it runs on
+ * (kernels_threads.c). */
 #ifndef GPUSLICE_KERNELS_GEMM_H
 #define GPUSLICE_KERNELS_GEMM_H
 
