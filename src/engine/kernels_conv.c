@@ -16,17 +16,10 @@
 #include <string.h>
 
 #include <cblas.h>
-#include <immintrin.h>
 
 #include "engine/engine_int.h"
+#include "engine/kernels_conv_int.h"
 #include "engine/kernels_gemm.h"
-
-/* A geometry as three spatial dims: missing leading dims have size 1. */
-typedef struct {
-  int64_t in[3], out[3], k[3], s[3], d[3], pb[3];
-  size_t in_size, out_size, k_size;
-  bool pointwise; /* 1x1, stride 1, no pads: the input is the column matrix */
-} geom3_t;
 
 static void geom3(const gs__conv_geom_t *g, geom3_t *t) {
   unsigned lead = 3 - g->n_spatial;
@@ -209,18 +202,6 @@ size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
   return kdim * t.out_size * sizeof(float);
 }
 
-/* Output positions o in [0, out) whose input o * s + off is in [0, in):
- * [*lo, *hi). */
-static void valid_range(int64_t out, int64_t s, int64_t off, int64_t in,
-                        int64_t *lo, int64_t *hi) {
-  *lo = off >= 0 ? 0 : (-off + s - 1) / s;
-  *hi = in - 1 - off < 0 ? 0 : (in - 1 - off) / s + 1;
-  if (*hi > out)
-    *hi = out;
-  if (*lo > *hi)
-    *lo = *hi;
-}
-
 /* One row of the column matrix: input channel plane x sampled at kernel
  * offset (k0, k1, k2) for every output position, 0 in the padding. */
 static void im2col_row(const float *x, const geom3_t *t, const int64_t *kk,
@@ -260,196 +241,6 @@ static void im2col(const float *x, const geom3_t *t, int64_t channels,
       for (kk[1] = 0; kk[1] < t->k[1]; kk[1]++)
         for (kk[2] = 0; kk[2] < t->k[2]; kk[2]++, col += t->out_size)
           im2col_row(xc, t, kk, col);
-  }
-}
-
-/* Rows of the im2col matrix written straight into the GEMM's packed
- * panels: logical column o of row kk lives at panel o / NR, offset
- * kk * NR + o % NR. */
-typedef struct {
-  float *packed;
-  size_t kdim, at; /* at: the next column of row kk */
-  size_t kk;
-  size_t base; /* the first column of this image's part of the row */
-} packed_row_t;
-
-/* Copies (src) or zeroes (src NULL) n <= NR floats: masked AVX-512 moves,
- * as libc's memcpy is not inlined well for such short, varying runs; the
- * packed path runs only where AVX-512F is. */
-__attribute__((target("avx512f"))) static inline void
-move_chunk(float *d, const float *src, size_t n) {
-  for (size_t i = 0; i < n; i += 16) {
-    size_t left = n - i;
-    __mmask16 m =
-        left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-    __m512 v = src ? _mm512_maskz_loadu_ps(m, src + i) : _mm512_setzero_ps();
-    _mm512_mask_storeu_ps(d + i, m, v);
-  }
-}
-
-/* d[i] = src[2 * i] for i < n <= NR: each 16 outputs from two loads of
- * 16 and one permute (a stride-2 conv's rows, element by element before:
- * ResNet-50's 7x7 and 3x3 stride-2 packing took 15 to 30 % longer).
- * Reads nothing past src[2 * (n - 1)]. */
-__attribute__((target("avx512f"))) static inline void
-move_chunk_stride2(float *d, const float *src, size_t n) {
-  const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
-                                         10, 8, 6, 4, 2, 0);
-  for (size_t i = 0; i < n; i += 16) {
-    size_t left = n - i, span = left >= 16 ? 31 : 2 * left - 1;
-    __mmask16 lo =
-        span >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << span) - 1);
-    __mmask16 hi = span > 16 ? (__mmask16)((1u << (span - 16)) - 1) : 0;
-    __m512 a = _mm512_maskz_loadu_ps(lo, src + 2 * i);
-    __m512 b = _mm512_maskz_loadu_ps(hi, src + 2 * i + 16);
-    __mmask16 m =
-        left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-    _mm512_mask_storeu_ps(d + i, m, _mm512_permutex2var_ps(a, evens, b));
-  }
-}
-
-/* Appends len values, src[i * stride] (zeros when src is NULL). */
-/* AVX-512 like move_chunk, so that it inlines into the packing loops. */
-#define PACKED_PATH __attribute__((target("avx512f")))
-
-PACKED_PATH static void put(packed_row_t *r, const float *src, int64_t stride,
-                            size_t len) {
-  size_t panel = GS__GEMM_NR * r->kdim; /* floats from one panel to the next */
-  while (len > 0) {
-    size_t in_panel = r->at % GS__GEMM_NR, chunk = GS__GEMM_NR - in_panel;
-    float *d = r->packed + (r->at - in_panel) * r->kdim + r->kk * GS__GEMM_NR +
-               in_panel;
-    if (in_panel == 0 && (!src || stride == 1)) {
-      /* Whole panels: two full-width moves each. */
-      size_t whole = len / GS__GEMM_NR;
-      for (size_t p = 0; p < whole; p++, d += panel) {
-        move_chunk(d, src, GS__GEMM_NR);
-        if (src)
-          src += GS__GEMM_NR;
-      }
-      r->at += whole * GS__GEMM_NR;
-      len -= whole * GS__GEMM_NR;
-      if (len == 0)
-        break;
-      chunk = len; /* the rest fits the next panel */
-    }
-    if (chunk > len)
-      chunk = len;
-    if (!src || stride == 1)
-      move_chunk(d, src, chunk);
-    else if (stride == 2)
-      move_chunk_stride2(d, src, chunk);
-    else
-      for (size_t i = 0; i < chunk; i++)
-        d[i] = src[(size_t)stride * i];
-    if (src)
-      src += (size_t)stride * chunk;
-    r->at += chunk;
-    len -= chunk;
-  }
-}
-
-/* im2col_row's row, packed. */
-PACKED_PATH static void im2col_row_packed(const float *x, const geom3_t *t,
-                                          const int64_t *kk, packed_row_t *r) {
-  int64_t off[3], lo2, hi2;
-  for (unsigned i = 0; i < 3; i++)
-    off[i] = kk[i] * t->d[i] - t->pb[i];
-  size_t o2n = (size_t)t->out[2];
-  valid_range(t->out[2], t->s[2], off[2], t->in[2], &lo2, &hi2);
-  for (int64_t o0 = 0; o0 < t->out[0]; o0++) {
-    int64_t i0 = o0 * t->s[0] + off[0];
-    for (int64_t o1 = 0; o1 < t->out[1]; o1++) {
-      int64_t i1 = o1 * t->s[1] + off[1];
-      if (i0 < 0 || i0 >= t->in[0] || i1 < 0 || i1 >= t->in[1]) {
-        put(r, NULL, 1, o2n);
-        continue;
-      }
-      const float *xr =
-          x + ((size_t)i0 * (size_t)t->in[1] + (size_t)i1) * (size_t)t->in[2];
-      put(r, NULL, 1, (size_t)lo2);
-      put(r, xr + lo2 * t->s[2] + off[2], t->s[2], (size_t)(hi2 - lo2));
-      put(r, NULL, 1, (size_t)(t->out[2] - hi2));
-    }
-  }
-}
-
-/* im2col_row_packed for a stride-1 2-D (or 1-D) conv whose output rows are
- * as wide as its input's: the row is then the input plane shifted by
- * off1 * W + off2, so one long copy does it, and only the columns that
- * wrapped across a row's edge are zeroed after. false when not such. */
-PACKED_PATH static bool im2col_row_shifted(const float *x, const geom3_t *t,
-                                           const int64_t *kk, packed_row_t *r) {
-  if (t->in[0] != 1 || t->out[0] != 1 || t->s[1] != 1 || t->s[2] != 1 ||
-      t->out[2] != t->in[2])
-    return false;
-  int64_t w = t->in[2], n = (int64_t)t->out_size, lo1, hi1, lo2, hi2;
-  int64_t off1 = kk[1] * t->d[1] - t->pb[1], off2 = kk[2] * t->d[2] - t->pb[2];
-  valid_range(t->out[1], 1, off1, t->in[1], &lo1, &hi1);
-  valid_range(t->out[2], 1, off2, t->in[2], &lo2, &hi2);
-  /* Rows lo1..hi1 read input rows lo1 + off1..: from the first column
-   * that stays inside the plane to the last. */
-  int64_t a = lo1 * w + (off2 < 0 ? -off2 : 0);
-  int64_t b = hi1 * w - (off2 > 0 ? off2 : 0);
-  if (b < a)
-    b = a;
-  r->at = r->base;
-  put(r, NULL, 1, (size_t)a);
-  put(r, x + a + off1 * w + off2, 1, (size_t)(b - a));
-  put(r, NULL, 1, (size_t)(n - b));
-  float *row = r->packed + r->kk * GS__GEMM_NR; /* column o at o / NR */
-  size_t panel = GS__GEMM_NR * r->kdim;
-  for (int64_t o1 = lo1; o1 < hi1; o1++) { /* the wrapped columns */
-    for (int64_t o = o1 * w; o < o1 * w + lo2; o++)
-      row[(r->base + (size_t)o) / GS__GEMM_NR * panel +
-          (r->base + (size_t)o) % GS__GEMM_NR] = 0.0f;
-    for (int64_t o = o1 * w + hi2; o < (o1 + 1) * w; o++)
-      row[(r->base + (size_t)o) / GS__GEMM_NR * panel +
-          (r->base + (size_t)o) % GS__GEMM_NR] = 0.0f;
-  }
-  r->at = r->base + (size_t)n;
-  return true;
-}
-
-typedef struct {
-  const float *x;
-  const geom3_t *t;
-  size_t kdim;
-  float *packed;
-  size_t images, image_floats; /* images side by side in the columns */
-} pack_job_t;
-
-/* Packs rows [part * K / parts, ...) of the im2col matrix. */
-/* Threads for packing: one for under 8Ki floats (32 KiB, about 2 us of
- * packing), where handing a part to a worker costs about what it saves.
- * (The threshold was 2 MiB, then 256 KiB with a pool that always slept:
- * ResNet-50's packing, 7 to 12 ms an image, ran almost all on one
- * thread at 2 threads.) */
-static unsigned pack_parts(const pack_job_t *job, unsigned threads) {
-  size_t floats = job->kdim * job->t->out_size * job->images;
-  return floats < ((size_t)1 << 13) || job->kdim < threads ? 1 : threads;
-}
-
-PACKED_PATH static void pack_part(void *arg, unsigned part, unsigned parts) {
-  const pack_job_t *job = arg;
-  const geom3_t *t = job->t;
-  size_t r0 = job->kdim * part / parts, r1 = job->kdim * (part + 1) / parts;
-  size_t n = t->out_size, all = n * job->images;
-  size_t pad = (GS__GEMM_NR - all % GS__GEMM_NR) % GS__GEMM_NR;
-  for (size_t row = r0; row < r1; row++) {
-    size_t c = row / t->k_size, tap = row % t->k_size;
-    int64_t kk[3] = {(int64_t)tap / (t->k[1] * t->k[2]),
-                     (int64_t)tap / t->k[2] % t->k[1], (int64_t)tap % t->k[2]};
-    packed_row_t r = {job->packed, job->kdim, 0, row, 0};
-    for (size_t img = 0; img < job->images; img++) {
-      const float *xc = job->x + img * job->image_floats + c * t->in_size;
-      r.at = r.base = img * n;
-      if (t->pointwise)
-        put(&r, xc, 1, n);
-      else if (!im2col_row_shifted(xc, t, kk, &r))
-        im2col_row_packed(xc, t, kk, &r);
-    }
-    put(&r, NULL, 1, pad); /* padding columns: computed, never stored */
   }
 }
 
@@ -604,7 +395,9 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
                    packed,
                    (size_t)g->batch,
                    (size_t)g->in_channels * t->in_size};
-  gs__parallel(pack_part, &pj, pack_parts(&pj, threads));
+  gs__parallel_pieces(gs__conv_pack_part, &pj,
+                      gs__conv_pack_pieces(&pj, threads),
+                      gs__conv_pack_parts(&pj, threads));
   gs__gemm_t gm = {.m = m,
                    .n = all,
                    .k = kdim,
@@ -615,8 +408,8 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
   gs__gemm_run(&gm, threads);
   merged_out_t mo = {&n->p, prod, b, z, y, m, hw, (size_t)g->batch};
   size_t floats = m * all;
-  gs__parallel(merged_out_part, &mo,
-               floats < ((size_t)1 << 14) || threads < 2 ? 1 : threads);
+  gs__parallel_pieces(merged_out_part, &mo, GS__PIECES * threads,
+                      floats < ((size_t)1 << 14) || threads < 2 ? 1 : threads);
   return GS_OK;
 }
 
@@ -649,7 +442,9 @@ static void conv_one(const conv_one_t *c, const float *x, const float *z,
     gm.direct = &d;
   } else {
     pack_job_t pj = {x, c->t, c->kdim, col, 1, 0};
-    gs__parallel(pack_part, &pj, pack_parts(&pj, threads));
+    gs__parallel_pieces(gs__conv_pack_part, &pj,
+                        gs__conv_pack_pieces(&pj, threads),
+                        gs__conv_pack_parts(&pj, threads));
   }
   gs__gemm_run(&gm, threads);
 }
@@ -713,7 +508,7 @@ static void conv_chunk_part(void *arg, unsigned part, unsigned parts) {
       ct.pb[1] -= (int64_t)r0 * t->s[1];
     size_t at = img * m * t->out_size + r0 * w; /* the chunk's output */
     pack_job_t pj = {x, &ct, j->one.kdim, col, 1, 0};
-    pack_part(&pj, 0, 1);
+    gs__conv_pack_part(&pj, 0, 1);
     gs__gemm_t gm = {.m = m,
                      .n = ct.out_size,
                      .k = j->one.kdim,

@@ -4,212 +4,15 @@
  * planned scratch; a 12x32 register tile adds bias, residual and
  * activation as it stores. Packing W once saves what a BLAS call repacks
  * on every run, and the kernel does not depend on the BLAS library knowing
- * the CPU. Work is split over gs_engine_threads() threads: a small pool of
- * its own whose workers spin a while between calls before they sleep. */
-#include <pthread.h>
-#include <stdatomic.h>
+ * the CPU. Work is split over gs_engine_threads() threads on
+ * kernels_threads.c's pool, each product cut into a few pieces per thread
+ * that a thread done with its own takes from one that is behind. */
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include <immintrin.h>
 
 #include "engine/engine_int.h"
 #include "engine/kernels_gemm.h"
-
-/* --- threads -------------------------------------------------------------
- * One pool per process. A call runs part 0 itself and hands parts 1.. to
- * the workers, each through a slot of its own; while one call holds the
- * pool another runs all its parts itself, so that concurrent sessions
- * never wait on each other. A worker spins for POOL_SPIN_NS after its last
- * part before it sleeps on the condition variable, and the caller spins
- * as long while it waits for the parts, then sleeps too: a model's ops
- * follow each other within microseconds, and a futex wake-up each way cost
- * about what a small op takes (cnn_small: about 10 ops in 0.1 ms);
- * onnxruntime's pool spins the same way. Sleeping after that leaves the
- * CPU to a worker the scheduler took off it (a busy machine). */
-
-#define POOL_MAX 64
-#define POOL_SPIN_NS 50000 /* a worker's spin before it sleeps */
-
-typedef struct {
-  _Alignas(64) atomic_ulong generation; /* bumped for each part given */
-  atomic_ulong taken;                   /* the generation last claimed */
-  atomic_uint sleeping;                 /* 1 while on the condvar */
-  gs__task_fn fn;
-  void *arg;
-  unsigned part, parts;
-} pool_slot_t;
-
-static struct {
-  pthread_mutex_t use; /* held by the call that has the pool */
-  pthread_mutex_t lock;
-  pthread_cond_t go, done;
-  unsigned workers;
-  _Alignas(64) atomic_uint pending; /* parts given and not yet done */
-  atomic_uint joining;              /* 1 while the caller sleeps on done */
-  pool_slot_t slot[POOL_MAX];       /* slot[i]: worker i, part i */
-} pool = {.use = PTHREAD_MUTEX_INITIALIZER,
-          .lock = PTHREAD_MUTEX_INITIALIZER,
-          .go = PTHREAD_COND_INITIALIZER,
-          .done = PTHREAD_COND_INITIALIZER};
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#endif
-}
-
-/* Whether a spin that began at its first call has run POOL_SPIN_NS (the
- * clock read every 64 turns; *until 0 on the first call). */
-static bool spin_over(unsigned spin, uint64_t *until) {
-  if (spin % 64 != 0)
-    return false;
-  uint64_t t = now_ns();
-  if (*until == 0)
-    *until = t + POOL_SPIN_NS;
-  return t >= *until;
-}
-
-/* Waits until s's generation moves past seen: spinning, then asleep. The
- * caller stores the generation and then reads sleeping, the worker stores
- * sleeping and then reads the generation (both sequentially consistent),
- * so one of them sees the other's store: either the worker sees the part
- * or the caller sees it asleep and wakes it under the lock. */
-static unsigned long slot_wait(pool_slot_t *s, unsigned long seen) {
-  unsigned long g;
-  uint64_t until = 0;
-  for (unsigned spin = 1;; spin++) {
-    if ((g = atomic_load_explicit(&s->generation, memory_order_acquire)) !=
-        seen)
-      return g;
-    cpu_relax();
-    if (spin_over(spin, &until))
-      break;
-  }
-  pthread_mutex_lock(&pool.lock);
-  atomic_store(&s->sleeping, 1);
-  while ((g = atomic_load(&s->generation)) == seen)
-    pthread_cond_wait(&pool.go, &pool.lock);
-  atomic_store(&s->sleeping, 0);
-  pthread_mutex_unlock(&pool.lock);
-  return g;
-}
-
-/* Claims generation g of slot s's part, for its worker or for the caller
- * (which takes the parts that no worker has started once its own are
- * done: a worker that the scheduler has not run yet, on a busy machine,
- * then delays nothing). One of the two wins; a worker that woke late sees
- * a generation already taken, or a newer one. */
-static bool slot_claim(pool_slot_t *s, unsigned long g) {
-  unsigned long want = g - 1;
-  return atomic_compare_exchange_strong(&s->taken, &want, g);
-}
-
-/* Runs s's part; the last part done wakes a caller asleep in pool_join
- * (which stores joining and then reads pending, as slot_wait's pair). */
-static void slot_run(pool_slot_t *s) {
-  s->fn(s->arg, s->part, s->parts);
-  if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.joining)) {
-    pthread_mutex_lock(&pool.lock);
-    pthread_cond_signal(&pool.done);
-    pthread_mutex_unlock(&pool.lock);
-  }
-}
-
-static void *worker_main(void *p) {
-  pool_slot_t *s = &pool.slot[(uintptr_t)p];
-  unsigned long seen = 0; /* a slot is first given after its worker starts */
-  for (;;) {
-    seen = slot_wait(s, seen);
-    if (slot_claim(s, seen))
-      slot_run(s);
-  }
-  return NULL;
-}
-
-/* Grows the pool to want workers (parts 1..want); returns how many run. */
-static unsigned pool_grow(unsigned want) {
-  while (pool.workers < want) {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &attr, worker_main,
-                            (void *)(uintptr_t)(pool.workers + 1));
-    pthread_attr_destroy(&attr);
-    if (rc != 0)
-      break;
-    pool.workers++;
-  }
-  return pool.workers;
-}
-
-/* Waits until every part given is done: spinning for POOL_SPIN_NS, then
- * asleep (a worker taken off its CPU must not wait for ours). */
-static void pool_join(void) {
-  uint64_t until = 0;
-  for (unsigned spin = 1;
-       atomic_load_explicit(&pool.pending, memory_order_acquire) != 0; spin++) {
-    cpu_relax();
-    if (spin_over(spin, &until))
-      break;
-  }
-  if (atomic_load(&pool.pending) == 0)
-    return;
-  pthread_mutex_lock(&pool.lock);
-  atomic_store(&pool.joining, 1);
-  while (atomic_load(&pool.pending) != 0)
-    pthread_cond_wait(&pool.done, &pool.lock);
-  atomic_store(&pool.joining, 0);
-  pthread_mutex_unlock(&pool.lock);
-}
-
-void gs__parallel(gs__task_fn fn, void *arg, unsigned parts) {
-  if (parts > POOL_MAX)
-    parts = POOL_MAX;
-  if (parts <= 1 || pthread_mutex_trylock(&pool.use) != 0) {
-    for (unsigned i = 0; i < parts || i == 0; i++)
-      fn(arg, i, parts ? parts : 1);
-    return;
-  }
-  unsigned have = pool_grow(parts - 1);
-  unsigned given = have < parts - 1 ? have + 1 : parts;
-  atomic_store_explicit(&pool.pending, given - 1, memory_order_relaxed);
-  bool wake = false;
-  for (unsigned i = 1; i < given; i++) {
-    pool_slot_t *s = &pool.slot[i];
-    s->fn = fn;
-    s->arg = arg;
-    s->part = i;
-    s->parts = parts;
-    atomic_fetch_add(&s->generation, 1); /* sequentially consistent */
-    wake = wake || atomic_load(&s->sleeping) != 0;
-  }
-  if (wake) {
-    pthread_mutex_lock(&pool.lock);
-    pthread_cond_broadcast(&pool.go);
-    pthread_mutex_unlock(&pool.lock);
-  }
-  for (unsigned i = given; i < parts; i++) /* parts no worker took */
-    fn(arg, i, parts);
-  fn(arg, 0, parts);
-  for (unsigned i = 1; i < given; i++) {
-    pool_slot_t *s = &pool.slot[i];
-    if (slot_claim(s,
-                   atomic_load_explicit(&s->generation, memory_order_relaxed)))
-      slot_run(s);
-  }
-  pool_join();
-  pthread_mutex_unlock(&pool.use);
-}
 
 /* --- packing ------------------------------------------------------------ */
 
@@ -453,6 +256,85 @@ direct_masks(const gs__gemm_direct_t *d, size_t o0, size_t cols, int64_t *shift,
   }
 }
 
+/* --- narrow column panels ------------------------------------------------
+ * A last column panel of few columns costs the whole 12x32 tile, 24 FMAs a
+ * k step, for as few as 4 of them (ResNet-50's 14x14 layers at batch 1:
+ * 196 = 6 x 32 + 4; its 7x7 ones at batch 8: 392 = 12 x 32 + 8). Here the
+ * vector runs along a row panel's filters instead, W's packed panel as it
+ * is (12 of 16 lanes), and each column is one accumulator: a FMA a column
+ * a k step. The accumulators hold all of K; the same FMAs in the same
+ * order as the tile, so the sums are the same; bias, residual and
+ * activation as the tile's epilogue, on the way out (the product
+ * transposed). Per conv, 1 thread: the 14x14 ones 7 to 12 % faster. Not
+ * for 13 to 20 columns (the 7x7 layers at batch 1, 17): 2 to 5 % slower,
+ * a B panel of 4608 rows read whole per row panel from beyond L2. */
+#define NARROW_MAX 12             /* most columns a narrow panel may have */
+#define NARROW_MAX_B (512u << 10) /* and most bytes (its K rows) */
+
+typedef struct {
+  const gs__gemm_t *g;
+  size_t i, j; /* the row panel's first row, the column panel's first column */
+  unsigned h, cols;
+} narrow_t;
+
+/* Writes out[col][r] to C rows i.. and columns j.., as the tile stores. */
+static void narrow_store(const narrow_t *nw, float (*out)[16]) {
+  const gs__gemm_t *g = nw->g;
+  unsigned rows = g->m - nw->i < nw->h ? (unsigned)(g->m - nw->i) : nw->h;
+  float lo = g->act == GS__ACT_RELU ? 0.0f : g->act_min;
+  for (unsigned r = 0; r < rows; r++) {
+    size_t at = (nw->i + r) * g->ldc + nw->j;
+    for (unsigned c = 0; c < nw->cols; c++) {
+      float v = out[c][r];
+      if (g->bias)
+        v += g->bias[nw->i + r];
+      if (g->z)
+        v += g->z[at + c];
+      if (g->act != GS__ACT_NONE) /* MAXPS, MINPS: NaN gives lo */
+        v = v > lo ? v : lo;
+      if (g->act == GS__ACT_CLIP)
+        v = v < g->act_max ? v : g->act_max;
+      g->c[at + c] = v;
+    }
+  }
+}
+
+#define UNROLL_NARROW _Pragma("GCC unroll 12")
+
+/* P columns (cols rounded up to 4: the rest of B's panel is its padding,
+ * computed and not stored), the accumulators indexed by constants only. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+narrow_p(const unsigned P, const narrow_t *nw) {
+  const gs__gemm_t *g = nw->g;
+  __m512 acc[NARROW_MAX];
+  __mmask16 mh = (__mmask16)((1u << nw->h) - 1);
+  size_t mpad = gs__gemm_packed_a_count(g->m, 1);
+  UNROLL_NARROW for (unsigned c = 0; c < P; c++) acc[c] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < g->k; k0 += GS__GEMM_KC) {
+    size_t kc = g->k - k0 < GS__GEMM_KC ? g->k - k0 : GS__GEMM_KC;
+    const float *a = g->a + k0 * mpad + nw->i * kc;
+    const float *b = g->b + nw->j * g->k + k0 * GS__GEMM_NR;
+    for (size_t k = 0; k < kc; k++, a += nw->h, b += GS__GEMM_NR) {
+      __m512 w = _mm512_maskz_loadu_ps(mh, a);
+      UNROLL_NARROW for (unsigned c = 0; c < P; c++) acc[c] =
+          _mm512_fmadd_ps(w, _mm512_set1_ps(b[c]), acc[c]);
+    }
+  }
+  float out[NARROW_MAX][16];
+  UNROLL_NARROW for (unsigned c = 0; c < P; c++)
+      _mm512_storeu_ps(out[c], acc[c]);
+  narrow_store(nw, out);
+}
+
+__attribute__((target("avx512f"))) static void narrow(const narrow_t *nw) {
+  if (nw->cols <= 4)
+    narrow_p(4, nw);
+  else if (nw->cols <= 8)
+    narrow_p(8, nw);
+  else
+    narrow_p(12, nw);
+}
+
 /* --- the product ---------------------------------------------------------- */
 
 #define KC GS__GEMM_KC
@@ -469,6 +351,7 @@ typedef struct {
   size_t panels, row_panels;
   size_t chunks, chunk_panels; /* row panels in chunks of chunk_panels */
   bool rows_outer;
+  size_t narrow; /* the column panel run by narrow(), or SIZE_MAX */
 } gemm_job_t;
 
 #define ROWS_OUTER_MAX_B (1u << 20) /* bytes of B per KC pass: half an L2 */
@@ -493,6 +376,21 @@ static size_t part_start(const gemm_job_t *job, unsigned part, unsigned parts) {
   return items;
 }
 
+/* Item w's row panels by narrow(), if its column panel is the narrow one. */
+static void narrow_item(const gemm_job_t *job, size_t w) {
+  size_t p = job->rows_outer ? w % job->panels : w / job->chunks;
+  if (p != job->narrow)
+    return;
+  size_t q0 =
+      (job->rows_outer ? w / job->panels : w % job->chunks) * job->chunk_panels;
+  for (size_t q = q0; q < q0 + job->chunk_panels && q < job->row_panels; q++) {
+    narrow_t nw = {job->g, panel_start(job->g->m, q), p * GS__GEMM_NR,
+                   panel_height(job->g->m, q),
+                   (unsigned)(job->g->n - p * GS__GEMM_NR)};
+    narrow(&nw);
+  }
+}
+
 __attribute__((target("avx512f"))) static void
 gemm_part(void *arg, unsigned part, unsigned parts) {
   const gemm_job_t *job = arg;
@@ -510,6 +408,8 @@ gemm_part(void *arg, unsigned part, unsigned parts) {
       size_t q1 = q0 + job->chunk_panels < job->row_panels
                       ? q0 + job->chunk_panels
                       : job->row_panels;
+      if (p == job->narrow)
+        continue; /* after the K passes */
       size_t j = p * GS__GEMM_NR, cols = g->n - j;
       if (cols > GS__GEMM_NR)
         cols = GS__GEMM_NR;
@@ -552,13 +452,22 @@ gemm_part(void *arg, unsigned part, unsigned parts) {
       }
     }
   }
+  for (size_t w = w0; w < w1; w++)
+    narrow_item(job, w);
 }
 
 void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
   size_t row_panels = panel_count(g->m);
   gemm_job_t job = {g,          (g->n + GS__GEMM_NR - 1) / GS__GEMM_NR,
                     row_panels, 1,
-                    row_panels, false};
+                    row_panels, false,
+                    SIZE_MAX};
+  /* A packed B's last panel of at most NARROW_MAX columns, if that panel,
+   * read whole for each row panel, stays in L2: narrow(). */
+  if (!g->direct && g->n % GS__GEMM_NR != 0 &&
+      g->n % GS__GEMM_NR <= NARROW_MAX &&
+      g->k * GS__GEMM_NR * sizeof(float) <= NARROW_MAX_B)
+    job.narrow = job.panels - 1;
   size_t kc = g->k < KC ? g->k : KC;
   /* A direct X' pass reads the input planes of its channels. */
   size_t b_pass = g->direct
@@ -607,7 +516,9 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
    * MFLOP, then ran on one thread whatever the thread count.) */
   if ((double)g->m * (double)g->n * (double)g->k < GS__GEMM_SERIAL_MAX)
     parts = 1;
-  gs__parallel(gemm_part, &job, parts ? parts : 1);
+  size_t pieces =
+      (size_t)GS__PIECES * parts < items ? (size_t)GS__PIECES * parts : items;
+  gs__parallel_pieces(gemm_part, &job, (unsigned)pieces, parts);
 }
 
 /* --- small products (Gemm, MatMul) ------------------------------------- */

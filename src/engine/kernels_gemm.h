@@ -1,4 +1,5 @@
-/* Conv's packed GEMM (kernels_gemm.c) and the thread pool it runs on. */
+/* Conv's packed GEMM (kernels_gemm.c) and the thread pool it runs on
+ * (kernels_threads.c). */
 #ifndef GPUSLICE_KERNELS_GEMM_H
 #define GPUSLICE_KERNELS_GEMM_H
 
@@ -14,6 +15,13 @@
 /* Runs fn(arg, i, parts) for every i < parts, on up to parts threads. */
 typedef void (*gs__task_fn)(void *arg, unsigned part, unsigned parts);
 void gs__parallel(gs__task_fn fn, void *arg, unsigned parts);
+/* Runs fn(arg, i, pieces) for every i < pieces on up to threads threads:
+ * each thread starts on its own equal run of pieces and, when that is
+ * done, takes the last pieces of another's that are not yet started (a
+ * thread the scheduler holds up then delays one piece, not its share). */
+void gs__parallel_pieces(gs__task_fn fn, void *arg, unsigned pieces,
+                         unsigned threads);
+#define GS__PIECES 4 /* pieces per thread, for the split ops */
 
 /* Whether this CPU runs the packed GEMM (AVX-512F), and not switched off. */
 bool gs__gemm_available(void);

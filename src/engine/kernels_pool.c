@@ -113,41 +113,94 @@ static int64_t taps(const pool3_t *t, unsigned i, int64_t o, int64_t *lo,
       }                                                                        \
   *yp = m
 
-/* y[i] = max(y[i], src[i * stride]) for i < n, as the scalar loop's
- * v > y ? v : y (a NaN in src never wins; MAXPS returns its second
- * operand when either is NaN): 16 at a time with AVX-512, strides 1 and 2
- * (2: two loads and a permute, as kernels_conv.c's stride-2 packing;
- * the scalar gather was most of cnn_small's MaxPool, 10 % of its time). */
-__attribute__((target("avx512f"))) static void
-max_row_avx512(float *y, const float *src, int64_t stride, size_t n) {
-  const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
-                                         10, 8, 6, 4, 2, 0);
-  for (size_t i = 0; i < n; i += 16) {
-    size_t left = n - i;
-    __mmask16 m =
-        left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-    __m512 v;
-    if (stride == 1) {
-      v = _mm512_maskz_loadu_ps(m, src + i);
-    } else { /* reads nothing past src[2 * (n - 1)] */
-      size_t span = left >= 16 ? 31 : 2 * left - 1;
-      __mmask16 lo =
-          span >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << span) - 1);
-      __mmask16 hi = span > 16 ? (__mmask16)((1u << (span - 16)) - 1) : 0;
-      __m512 a = _mm512_maskz_loadu_ps(lo, src + 2 * i);
-      __m512 b = _mm512_maskz_loadu_ps(hi, src + 2 * i + 16);
-      v = _mm512_permutex2var_ps(a, evens, b);
-    }
-    __m512 cur = _mm512_maskz_loadu_ps(m, y + i);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_max_ps(v, cur));
+/* MaxPool of FP32 planes with one or two spatial dims, a row of outputs
+ * at a time. Each tap's outputs along the row, [lo2[k2], hi2[k2]), are
+ * the same for every row: worked out once (two divisions each) for the
+ * first TAPS_KEPT taps. */
+#define TAPS_KEPT 16
+
+static void tap_outputs(const pool3_t *t, int64_t k2, const int64_t *lo2,
+                        const int64_t *hi2, int64_t *lo, int64_t *hi) {
+  if (k2 < TAPS_KEPT) {
+    *lo = lo2[k2];
+    *hi = hi2[k2];
+  } else {
+    tap_range(k2 * t->d[2] - t->pb[2], t->s[2], t->out[2], 0, t->in[2], lo, hi);
   }
 }
 
-/* MaxPool of FP32 planes with one or two spatial dims, a row at a time:
- * for each kernel tap, one pass over the outputs it reaches, so that the
- * maxima of neighbouring outputs are independent (vectorizable) instead
- * of one long chain per window. */
-#define TAPS_KEPT 16
+/* Bits 0-7 of m moved to the even bits 0-14. */
+static inline unsigned spread_even(unsigned m) {
+  m = (m | m << 4) & 0x0f0fu;
+  m = (m | m << 2) & 0x3333u;
+  return (m | m << 1) & 0x5555u;
+}
+
+/* One output row, strides 1 and 2, on AVX-512: 16 outputs at a time,
+ * their maximum kept in a register over every row [l1, h1) and tap of the
+ * window and stored once (a pass per tap loaded and stored the row each
+ * time, and rows under 8 outputs went scalar: cnn_small's 2x2 and 3x3
+ * pools, 9 % of its run). A lane reads only where its tap is inside the
+ * row (masked loads; stride 2: two loads and a permute, as
+ * kernels_conv.c's stride-2 packing). NaN never wins, as in the scalar
+ * loop: MAXPS returns its second operand when either is NaN. */
+__attribute__((target("avx512f"))) static void
+max_out_row(const pool3_t *t, const float *x, int64_t s1, int64_t l1,
+            int64_t h1, const int64_t *lo2, const int64_t *hi2, float *y) {
+  const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
+                                         10, 8, 6, 4, 2, 0);
+  int64_t w = t->out[2], s = t->s[2];
+  for (int64_t j0 = 0; j0 < w; j0 += 16) {
+    int64_t n = w - j0 < 16 ? w - j0 : 16;
+    __m512 acc = _mm512_set1_ps(-FLT_MAX);
+    for (int64_t k2 = 0; k2 < t->k[2]; k2++) {
+      int64_t a, b;
+      tap_outputs(t, k2, lo2, hi2, &a, &b);
+      a = a > j0 ? a : j0;
+      b = b < j0 + n ? b : j0 + n;
+      if (a >= b)
+        continue;
+      __mmask16 in = (__mmask16)(((1u << (b - a)) - 1) << (a - j0));
+      /* where lane 0 would read: lanes outside the row are masked off */
+      int64_t off = j0 * s + k2 * t->d[2] - t->pb[2];
+      for (int64_t k1 = l1; k1 < h1; k1++) {
+        const float *src = x + (s1 + k1 * t->d[1]) * t->in[2] + off;
+        __m512 v;
+        if (s == 1) {
+          v = _mm512_maskz_loadu_ps(in, src);
+        } else {
+          __m512 lo = _mm512_maskz_loadu_ps(spread_even(in & 0xffu), src);
+          __m512 hi = _mm512_maskz_loadu_ps(spread_even(in >> 8), src + 16);
+          v = _mm512_permutex2var_ps(lo, evens, hi);
+        }
+        acc = _mm512_mask_max_ps(acc, in, v, acc);
+      }
+    }
+    _mm512_mask_storeu_ps(y + j0, (__mmask16)((1u << n) - 1), acc);
+  }
+}
+
+/* The same row, scalar: for each tap, one pass over the outputs it
+ * reaches, so that the maxima of neighbouring outputs are independent
+ * (vectorizable) instead of one long chain per window. */
+static void max_out_row_scalar(const pool3_t *t, const float *x, int64_t s1,
+                               int64_t l1, int64_t h1, const int64_t *lo2,
+                               const int64_t *hi2, float *y) {
+  for (int64_t o2 = 0; o2 < t->out[2]; o2++)
+    y[o2] = -FLT_MAX;
+  for (int64_t k1 = l1; k1 < h1; k1++) {
+    const float *row = x + (s1 + k1 * t->d[1]) * t->in[2];
+    for (int64_t k2 = 0; k2 < t->k[2]; k2++) {
+      int64_t lo, hi;
+      tap_outputs(t, k2, lo2, hi2, &lo, &hi);
+      const float *src = row + k2 * t->d[2] - t->pb[2];
+      for (int64_t o2 = lo; o2 < hi; o2++) {
+        float v = src[o2 * t->s[2]];
+        y[o2] = v > y[o2] ? v : y[o2];
+      }
+    }
+  }
+}
 
 static void maxpool_rows(const pool3_t *t, const float *x, float *y,
                          size_t planes) {
@@ -157,11 +210,7 @@ static void maxpool_rows(const pool3_t *t, const float *x, float *y,
   if (atomic_load_explicit(&avx512, memory_order_relaxed) < 0)
     atomic_store_explicit(&avx512, __builtin_cpu_supports("avx512f") ? 1 : 0,
                           memory_order_relaxed);
-  /* Rows of 8 outputs or more (a call per tap costs what a short row
-   * gains: cnn_small's 4-wide 3x3 pool ran 50 % slower). */
-  bool wide = avx512 && w >= 8 && (t->s[2] == 1 || t->s[2] == 2);
-  /* Each tap's outputs along the row, the same for every row: worked out
-   * once (two divisions each) for the first TAPS_KEPT taps. */
+  bool vec = avx512 && (t->s[2] == 1 || t->s[2] == 2);
   int64_t lo2[TAPS_KEPT], hi2[TAPS_KEPT];
   for (int64_t k2 = 0; k2 < t->k[2] && k2 < TAPS_KEPT; k2++)
     tap_range(k2 * t->d[2] - t->pb[2], t->s[2], t->out[2], 0, t->in[2],
@@ -170,31 +219,10 @@ static void maxpool_rows(const pool3_t *t, const float *x, float *y,
     for (int64_t o1 = 0; o1 < t->out[1]; o1++, y += w) {
       int64_t s1 = o1 * t->s[1] - t->pb[1], l1, h1;
       tap_range(s1, t->d[1], t->k[1], 0, t->in[1], &l1, &h1);
-      for (size_t o2 = 0; o2 < w; o2++)
-        y[o2] = -FLT_MAX;
-      for (int64_t k1 = l1; k1 < h1; k1++) {
-        const float *row = x + (s1 + k1 * t->d[1]) * t->in[2];
-        for (int64_t k2 = 0; k2 < t->k[2]; k2++) {
-          /* Outputs o2 whose tap k2 lands inside the row. */
-          int64_t off = k2 * t->d[2] - t->pb[2], lo, hi;
-          if (k2 < TAPS_KEPT) {
-            lo = lo2[k2];
-            hi = hi2[k2];
-          } else {
-            tap_range(off, t->s[2], t->out[2], 0, t->in[2], &lo, &hi);
-          }
-          const float *src = row + off;
-          if (wide && hi > lo) {
-            max_row_avx512(y + lo, row + (off + lo * t->s[2]), t->s[2],
-                           (size_t)(hi - lo));
-            continue;
-          }
-          for (int64_t o2 = lo; o2 < hi; o2++) {
-            float v = src[o2 * t->s[2]];
-            y[o2] = v > y[o2] ? v : y[o2];
-          }
-        }
-      }
+      if (vec)
+        max_out_row(t, x, s1, l1, h1, lo2, hi2, y);
+      else
+        max_out_row_scalar(t, x, s1, l1, h1, lo2, hi2, y);
     }
 }
 
@@ -222,7 +250,8 @@ static void maxpool_planes(const pool3_t *t, const float *x, float *y) {
                 (double)t->k[2];
   if (threads > t->planes)
     threads = (unsigned)t->planes;
-  gs__parallel(maxpool_part, &j, work < 8192.0 ? 1 : threads);
+  gs__parallel_pieces(maxpool_part, &j, GS__PIECES * threads,
+                      work < 8192.0 ? 1 : threads);
 }
 
 int gs__run_maxpool(const gs__node_t *n, const gs__tensor_t *in,
