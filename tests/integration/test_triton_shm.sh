@@ -178,9 +178,11 @@ def slow(done):
         done["e"] = e
 # The infer must have taken the region before the unregister for the case
 # to count; on a loaded machine it may not have started yet (then it gets
-# "Unable to find", which is right too): try again with a longer wait.
+# "Unable to find", which is right too): try again with a longer wait; on
+# a fast one it may have ended already: try again with a shorter one.
 verified = False
-for wait in (0.15, 0.4, 1.0, 2.0):
+wait = 0.15
+for attempt in range(10):
     done = {}
     t = threading.Thread(target=slow, args=(done,))
     t0 = time.time()
@@ -193,14 +195,16 @@ for wait in (0.15, 0.4, 1.0, 2.0):
     assert "slow_in" not in st_after, st_after
     if "e" in done:
         assert "Unable to find shared memory region: 'slow_in'" in str(done["e"]), done
-        print(f"note: after {wait} s the infer had not started; again")
+        print(f"note: after {wait:.3f} s the infer had not started; again")
+        wait = min(wait * 2.5, 4.0)
     elif in_flight:
         assert (done["r"].as_numpy("output") == x).all()
-        print(f"slow infer took {time.time() - t0:.2f} s, unregistered after {wait} s")
+        print(f"slow infer took {time.time() - t0:.2f} s, unregistered after {wait:.3f} s")
         verified = True
         break
     else:
-        print(f"note: the infer ended within {wait} s; again")
+        print(f"note: the infer ended within {wait:.3f} s; again")
+        wait /= 3
     hc.register_system_shared_memory("slow_in", "/gs_slow" + pid, x.nbytes)
 assert verified, "no infer was in flight at an unregister"
 i = httpclient.InferInput("input", [rows, 16], "FP32")
