@@ -375,18 +375,20 @@ sweep() {
       fail=1
       return 1
     fi
-    read -r ips p50 p99 <<<"$r"
-    row "$mode" "$case" router "$level" infer_per_s "$ips"
-    row "$mode" "$case" router "$level" p50_ms "$p50"
-    row "$mode" "$case" router "$level" p99_ms "$p99"
-    log "$mode $case c=$level: $ips infer/s, p99 $p99 ms"
-    if python3 -c 'import sys; sys.exit(float(sys.argv[1]) <= float(sys.argv[2]))' "$p99" "$budget_ms"; then
-      ((++over >= 2)) && break
-    else
-      over=0
-    fi
+    if level_rows "$mode" "$case" router "$level" "$r"; then over=0; else ((++over >= 2)) && break; fi
   done
   return 0
+}
+# level_rows MODE CASE WHO LEVEL "THROUGHPUT P50 P99" [NOTE]: one level's
+# three rows and its log line; 1 when its p99 is past the budget.
+level_rows() {
+  local ips p50 p99
+  read -r ips p50 p99 <<<"$5"
+  row "$1" "$2" "$3" "$4" infer_per_s "$ips" "${6:-}"
+  row "$1" "$2" "$3" "$4" p50_ms "$p50"
+  row "$1" "$2" "$3" "$4" p99_ms "$p99"
+  log "$1 $2 c=$4${6:+ ($6)}: $ips infer/s, p99 $p99 ms"
+  python3 -c 'import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))' "$p99" "$budget_ms"
 }
 
 # sweep_direct MODE CASE LEVELS N PORT...: the same sweep without the router:
@@ -396,7 +398,7 @@ sweep() {
 # client's host path (GS_ISOL_DIRECT=1). N: the ports expected (one per
 # instance); fewer is an error, not a smaller sum.
 sweep_direct() {
-  local mode=$1 case=$2 levels=$3 want=$4 level over=0 p i pids r ips p50 p99
+  local mode=$1 case=$2 levels=$3 want=$4 level over=0 p i pids r
   shift 4
   if (($# != want)); then
     row "$mode" "$case" direct - error 1 "$# of $want workers have a port"
@@ -428,15 +430,10 @@ print("%.1f %.3f %.3f" % (sum(x[0] for x in rows), sum(x[1] for x in rows) / len
       fail=1
       return 1
     fi
-    read -r ips p50 p99 <<<"$r"
-    row "$mode" "$case" direct "$level" infer_per_s "$ips" "$# clients; level per instance"
-    row "$mode" "$case" direct "$level" p50_ms "$p50"
-    row "$mode" "$case" direct "$level" p99_ms "$p99"
-    log "$mode $case c=$level per instance: $ips infer/s, worst p99 $p99 ms"
-    if python3 -c 'import sys; sys.exit(float(sys.argv[1]) <= float(sys.argv[2]))' "$p99" "$budget_ms"; then
-      ((++over >= 2)) && break
-    else
+    if level_rows "$mode" "$case" direct "$level" "$r" "$# clients; level per instance"; then
       over=0
+    else
+      ((++over >= 2)) && break
     fi
   done
   return 0
