@@ -482,11 +482,8 @@ load_stop() {
 }
 # warm_instances GI...: warm_ports at batch 1 on the serve's workers of GI...
 warm_instances() {
-  local id p ports=()
-  for id in "$@"; do
-    p=$(worker_field "0:$id" http_port)
-    [[ -n $p ]] && ports+=("$p")
-  done
+  local ports=()
+  mapfile -t ports < <(worker_ports "$@")
   ((${#ports[@]})) && warm_ports 1 1 "${ports[@]}"
   return 0
 }
