@@ -5,7 +5,8 @@
  *
  *   engine_bench_gpu check MODEL PREC INPUT.f32 REF.f32 N [MAX_REL [MISS]]
  *   engine_bench_gpu bench MODEL PREC N ITERS [--fp16-input] [--staged]
- *                          [--streams K]
+ *                          [--streams K] [--gap-us US [--spin]]
+ *                          [--green G:S] [--start-at T] [--seconds D]
  *   engine_bench_gpu profile MODEL PREC N
  *   engine_bench_gpu nonfinite MODEL PREC INPUT.f32 [MAX_REL]
  *
@@ -247,6 +248,8 @@ static uint16_t float_to_half(float f) {
   return (uint16_t)h;
 }
 
+enum { MAX_THREADS = 32 }; /* bench's sessions in all */
+
 typedef struct {
   gs_session_t *s;
   gs_tensor_t in;
@@ -257,7 +260,25 @@ typedef struct {
   double t_start, t_end;   /* the timed loop's, after the barrier */
   int gap_us;              /* pause between runs (0: back to back) */
   bool gap_spin;           /* the pause busy-waits instead of sleeping */
+  double start_at;         /* CLOCK_REALTIME seconds to start at (0: now) */
+  double seconds;          /* run this long, at most iters runs (0: iters) */
+  int done;                /* timed runs made */
 } worker_t;
+
+/* Sleeps until the wall clock reaches at (seconds since the epoch), so that
+ * benches in separate processes (one per MPS instance) time one window. */
+static void wait_until(double at) {
+  for (bool first = true;; first = false) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double left = at - (ts.tv_sec + ts.tv_nsec / 1e9);
+    if (left < -0.1 && first && at > 0)
+      fprintf(stderr, "bench: late: --start-at passed %.2f s ago\n", -left);
+    if (left <= 0)
+      return;
+    usleep((useconds_t)(left > 0.01 ? 10000 : left * 1e6));
+  }
+}
 
 /* The pause a client's round trip leaves between two requests at
  * concurrency 1: asleep (the thread's core may idle) or spinning (the CPU
@@ -289,8 +310,10 @@ static void *bench_thread(void *arg) {
   pthread_barrier_wait(w->warm);
   if (w->fail)
     return NULL;
+  wait_until(w->start_at);
   w->t_start = now_ms();
-  for (int i = 0; i < w->iters; i++) {
+  double stop = w->seconds > 0 ? w->t_start + w->seconds * 1e3 : 0;
+  for (int i = 0; i < w->iters && (!stop || now_ms() < stop); i++) {
     gap(w);
     double t0 = now_ms();
     if (gs_session_run(w->s, &w->in, 1, &err)) {
@@ -299,40 +322,96 @@ static void *bench_thread(void *arg) {
       return NULL;
     }
     w->t[i] = now_ms() - t0;
+    w->done = i + 1;
   }
   w->t_end = now_ms();
   return NULL;
 }
 
+/* bench's options after MODEL PREC N ITERS. */
+typedef struct {
+  bool half, staged, spin;
+  int streams, gap_us;
+  unsigned green, green_sms; /* green contexts and SMs each (0: whole GPU) */
+  double start_at, seconds;
+} bench_opts_t;
+
+static int bench_parse(int argc, char **argv, bench_opts_t *o) {
+  *o = (bench_opts_t){.streams = 1};
+  for (int a = 6; a < argc; a++) {
+    const char *v = a + 1 < argc ? argv[a + 1] : NULL;
+    if (!strcmp(argv[a], "--fp16-input"))
+      o->half = true;
+    else if (!strcmp(argv[a], "--staged"))
+      o->staged = true;
+    else if (!strcmp(argv[a], "--spin"))
+      o->spin = true;
+    else if (v && !strcmp(argv[a], "--streams"))
+      o->streams = atoi(argv[++a]);
+    else if (v && !strcmp(argv[a], "--gap-us"))
+      o->gap_us = atoi(argv[++a]);
+    else if (v && !strcmp(argv[a], "--green") &&
+             sscanf(argv[++a], "%u:%u", &o->green, &o->green_sms) == 2)
+      ;
+    else if (v && !strcmp(argv[a], "--start-at"))
+      o->start_at = atof(argv[++a]);
+    else if (v && !strcmp(argv[a], "--seconds"))
+      o->seconds = atof(argv[++a]);
+    else {
+      fprintf(stderr, "bench: bad option %s\n", argv[a]);
+      return 2;
+    }
+  }
+  unsigned contexts = o->green ? o->green : 1;
+  if (o->streams < 1 || contexts * (unsigned)o->streams > MAX_THREADS ||
+      (o->green && !o->green_sms)) {
+    fprintf(stderr, "bench: at most %d sessions in all (green x streams)\n",
+            MAX_THREADS);
+    return 2;
+  }
+  return 0;
+}
+
+/* Makes thread k's session: session 0 is the first one opened, unless green
+ * contexts are asked for, where thread k runs on context k / streams, over
+ * SMs [g x S, (g + 1) x S) of the GPU. */
+static gs_session_t *bench_session(ctx_t *c, const bench_opts_t *o, int k) {
+  if (k == 0 && !o->green)
+    return c->s;
+  gs_session_options_t so = c->opts;
+  if (o->green) {
+    unsigned g = (unsigned)k / (unsigned)o->streams;
+    so.sm_first = g * o->green_sms;
+    so.sm_count = o->green_sms;
+  }
+  gs_session_t *s;
+  gs_error_t err = {0};
+  if (gs_session_create(&s, c->model, &so, &err)) {
+    fprintf(stderr, "session %d: %s\n", k, err.msg);
+    exit(2);
+  }
+  return s;
+}
+
 /* bench MODEL PREC N ITERS [--fp16-input] [--staged] [--streams K]
- *       [--gap-us US [--spin]]:
+ *       [--gap-us US [--spin]] [--green G:S] [--start-at T] [--seconds D]:
  * K sessions of one model (weights shared, a stream each) on K threads,
  * each running ITERS times; --staged writes the input once into each
  * session's own input buffer (gs_session_input_buffer), as a worker that
  * decodes into it does, instead of a buffer the run copies from; --gap-us
- * pauses between runs as a client at concurrency 1 does (--spin: busy). */
+ * pauses between runs as a client at concurrency 1 does (--spin: busy).
+ * --green: G green contexts of S SMs each, K sessions on each (G x K
+ * threads), as a green-mode worker holds seven instances in one process.
+ * --start-at: the timed runs start at wall-clock second T (CLOCK_REALTIME),
+ * and --seconds: they stop after D seconds (or ITERS runs), so that benches
+ * in several processes (one per MPS instance) time the same window. */
 static int bench(int argc, char **argv) {
-  if (argc < 6)
+  bench_opts_t o;
+  int iters = argc >= 6 ? atoi(argv[5]) : 0;
+  if (argc < 6 || iters < 1 || bench_parse(argc, argv, &o))
     return 2;
   int64_t n = atoll(argv[4]);
-  int iters = atoi(argv[5]), k_streams = 1, gap_us = 0;
-  bool half = false, staged = false, spin = false;
-  for (int a = 6; a < argc; a++) {
-    if (!strcmp(argv[a], "--fp16-input"))
-      half = true;
-    else if (!strcmp(argv[a], "--staged"))
-      staged = true;
-    else if (!strcmp(argv[a], "--streams") && a + 1 < argc)
-      k_streams = atoi(argv[++a]);
-    else if (!strcmp(argv[a], "--gap-us") && a + 1 < argc)
-      gap_us = atoi(argv[++a]);
-    else if (!strcmp(argv[a], "--spin"))
-      spin = true;
-    else
-      return 2;
-  }
-  if (k_streams < 1 || k_streams > 16 || iters < 1)
-    return 2;
+  int threads = (int)(o.green ? o.green : 1) * o.streams;
   ctx_t c;
   open_session(&c, argv[2], argv[3], n);
   size_t count = c.per_image * (size_t)n;
@@ -343,25 +422,23 @@ static int bench(int argc, char **argv) {
     x[i] = (float)((double)rand() / RAND_MAX - 0.5);
     xh[i] = float_to_half(x[i]);
   }
-  c.in.dtype = half ? GS_DTYPE_FP16 : GS_DTYPE_FP32;
+  c.in.dtype = o.half ? GS_DTYPE_FP16 : GS_DTYPE_FP32;
   c.in.bytes = count * gs_dtype_size(c.in.dtype);
-  c.in.data = half ? (const void *)xh : (const void *)x;
-  worker_t w[16];
-  pthread_t th[16];
+  c.in.data = o.half ? (const void *)xh : (const void *)x;
+  worker_t w[MAX_THREADS];
+  pthread_t th[MAX_THREADS];
   gs_error_t err = {0};
-  for (int k = 0; k < k_streams; k++) {
-    w[k] = (worker_t){.s = c.s,
+  for (int k = 0; k < threads; k++) {
+    w[k] = (worker_t){.s = bench_session(&c, &o, k),
                       .in = c.in,
                       .iters = iters,
-                      .gap_us = gap_us,
-                      .gap_spin = spin};
+                      .gap_us = o.gap_us,
+                      .gap_spin = o.spin,
+                      .start_at = o.start_at,
+                      .seconds = o.seconds};
     w[k].t = malloc((size_t)iters * sizeof *w[k].t);
-    if (k > 0 && gs_session_create(&w[k].s, c.model, &c.opts, &err)) {
-      fprintf(stderr, "session %d: %s\n", k, err.msg);
-      exit(2);
-    }
     void *buf;
-    if (staged) {
+    if (o.staged) {
       if (gs_session_input_buffer(w[k].s, 0, c.in.bytes, &buf, &err)) {
         fprintf(stderr, "input buffer: %s\n", err.msg);
         exit(2);
@@ -370,54 +447,61 @@ static int bench(int argc, char **argv) {
     }
   }
   pthread_barrier_t warm;
-  pthread_barrier_init(&warm, NULL, (unsigned)k_streams);
-  for (int k = 0; k < k_streams; k++) {
+  pthread_barrier_init(&warm, NULL, (unsigned)threads);
+  for (int k = 0; k < threads; k++) {
     w[k].warm = &warm;
     pthread_create(&th[k], NULL, bench_thread, &w[k]);
   }
-  for (int k = 0; k < k_streams; k++)
+  for (int k = 0; k < threads; k++)
     pthread_join(th[k], NULL);
   pthread_barrier_destroy(&warm);
   double start = w[0].t_start, end = w[0].t_end;
-  for (int k = 1; k < k_streams; k++) {
+  for (int k = 1; k < threads; k++) {
     start = w[k].t_start < start ? w[k].t_start : start;
     end = w[k].t_end > end ? w[k].t_end : end;
   }
   double total = end - start; /* the timed loops only, warm-ups excluded */
   conv_report(&c, false);
-  double *t = malloc((size_t)iters * k_streams * sizeof *t);
-  for (int k = 0; k < k_streams; k++) {
+  double *t = malloc((size_t)iters * threads * sizeof *t);
+  size_t runs = 0;
+  for (int k = 0; k < threads; k++) {
     if (w[k].fail)
       exit(2);
-    memcpy(t + (size_t)k * iters, w[k].t, (size_t)iters * sizeof *t);
+    memcpy(t + runs, w[k].t, (size_t)w[k].done * sizeof *t);
+    runs += (size_t)w[k].done;
   }
-  size_t runs = (size_t)iters * k_streams;
+  if (!runs)
+    exit(2);
   qsort(t, runs, sizeof *t, cmp_double);
-  char gap_text[48] = "";
-  if (gap_us > 0)
-    snprintf(gap_text, sizeof gap_text, " gap %dus%s", gap_us,
-             spin ? " spinning" : " asleep");
+  char how[96] = "";
+  if (o.gap_us > 0)
+    snprintf(how, sizeof how, " gap %dus%s", o.gap_us,
+             o.spin ? " spinning" : " asleep");
+  if (o.green)
+    snprintf(how + strlen(how), sizeof how - strlen(how), " green %ux%u SMs",
+             o.green, o.green_sms);
   printf("bench %s batch %lld in %s%s%s streams %d: p50 %.3f ms, p99 %.3f "
          "ms, min %.3f ms, %.0f img/s over %zu runs (engine API: host input "
          "to host output)\n",
-         argv[3], (long long)n, half ? "FP16" : "FP32", staged ? " staged" : "",
-         gap_text, k_streams, t[runs / 2], t[(size_t)(runs * 0.99)], t[0],
+         argv[3], (long long)n, o.half ? "FP16" : "FP32",
+         o.staged ? " staged" : "", how, o.streams, t[runs / 2],
+         t[(size_t)(runs * 0.99)], t[0],
          (double)n * (double)runs / (total / 1e3), runs);
   float dev_ms = 0;
   profiler_range("cuProfilerStart");
   int replayed =
-      k_streams == 1 && strcmp(argv[3], "cpu") &&
+      threads == 1 && !o.green && strcmp(argv[3], "cpu") &&
       !gs__session_gpu_replay(c.s, &w[0].in, 1, iters, &dev_ms, &err);
   profiler_range("cuProfilerStop");
   if (replayed)
     printf("bench %s batch %lld in %s: device-only graph replay %.3f ms per "
            "run, %.0f img/s (%s)\n",
-           argv[3], (long long)n, half ? "FP16" : "FP32", dev_ms / iters,
+           argv[3], (long long)n, o.half ? "FP16" : "FP32", dev_ms / iters,
            (double)n * iters / (dev_ms / 1e3),
            "the graph's own H2D/D2H copies from pinned staging included; "
            "PyTorch's figures have the input on the GPU already");
-  for (int k = 0; k < k_streams; k++) {
-    if (k > 0)
+  for (int k = 0; k < threads; k++) {
+    if (w[k].s != c.s)
       gs_session_destroy(w[k].s);
     free(w[k].t);
   }
