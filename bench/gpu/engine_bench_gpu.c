@@ -6,7 +6,8 @@
  *   engine_bench_gpu check MODEL PREC INPUT.f32 REF.f32 N [MAX_REL [MISS]]
  *   engine_bench_gpu bench MODEL PREC N ITERS [--fp16-input] [--staged]
  *                          [--streams K] [--gap-us US [--spin]]
- *                          [--green G:S] [--start-at T] [--seconds D]
+ *                          [--green G:S [--own-weights]] [--start-at T]
+ *                          [--seconds D]
  *   engine_bench_gpu profile MODEL PREC N
  *   engine_bench_gpu nonfinite MODEL PREC INPUT.f32 [MAX_REL]
  *
@@ -75,6 +76,7 @@ static float *read_floats(const char *path, size_t count) {
 }
 
 typedef struct {
+  const char *path;
   gs_model_t *model;
   gs_session_t *s;
   gs_session_options_t opts;
@@ -100,6 +102,7 @@ static void open_session(ctx_t *c, const char *path, const char *prec,
                          int64_t n) {
   gs_error_t err = {0};
   double t0 = now_ms();
+  c->path = path;
   if (gs_model_load_file(&c->model, path, NULL, &err)) {
     fprintf(stderr, "load %s: %s\n", path, err.msg);
     exit(2);
@@ -331,6 +334,7 @@ static void *bench_thread(void *arg) {
 /* bench's options after MODEL PREC N ITERS. */
 typedef struct {
   bool half, staged, spin;
+  bool own_weights; /* each green context loads the model: a weights copy */
   int streams, gap_us;
   unsigned green, green_sms; /* green contexts and SMs each (0: whole GPU) */
   double start_at, seconds;
@@ -346,6 +350,8 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
       o->staged = true;
     else if (!strcmp(argv[a], "--spin"))
       o->spin = true;
+    else if (!strcmp(argv[a], "--own-weights"))
+      o->own_weights = true;
     else if (v && !strcmp(argv[a], "--streams"))
       o->streams = atoi(argv[++a]);
     else if (v && !strcmp(argv[a], "--gap-us"))
@@ -373,20 +379,29 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
 }
 
 /* Makes thread k's session: session 0 is the first one opened, unless green
- * contexts are asked for, where thread k runs on context k / streams, over
- * SMs [g x S, (g + 1) x S) of the GPU. */
-static gs_session_t *bench_session(ctx_t *c, const bench_opts_t *o, int k) {
+ * contexts are asked for, where thread k runs on context g = k / streams,
+ * over SMs [g x S, (g + 1) x S) of the GPU, with the model of models[g]:
+ * the first one opened, or with --own-weights one loaded for the context
+ * (the engine shares weights per loaded model, as a green worker's
+ * instances, each loading its repository, do not). */
+static gs_session_t *bench_session(ctx_t *c, const bench_opts_t *o, int k,
+                                   gs_model_t **models) {
   if (k == 0 && !o->green)
     return c->s;
   gs_session_options_t so = c->opts;
+  unsigned g = o->green ? (unsigned)k / (unsigned)o->streams : 0;
+  gs_error_t err = {0};
   if (o->green) {
-    unsigned g = (unsigned)k / (unsigned)o->streams;
     so.sm_first = g * o->green_sms;
     so.sm_count = o->green_sms;
   }
+  if (!models[g] && o->own_weights &&
+      gs_model_load_file(&models[g], c->path, NULL, &err)) {
+    fprintf(stderr, "load %s: %s\n", c->path, err.msg);
+    exit(2);
+  }
   gs_session_t *s;
-  gs_error_t err = {0};
-  if (gs_session_create(&s, c->model, &so, &err)) {
+  if (gs_session_create(&s, models[g] ? models[g] : c->model, &so, &err)) {
     fprintf(stderr, "session %d: %s\n", k, err.msg);
     exit(2);
   }
@@ -394,14 +409,17 @@ static gs_session_t *bench_session(ctx_t *c, const bench_opts_t *o, int k) {
 }
 
 /* bench MODEL PREC N ITERS [--fp16-input] [--staged] [--streams K]
- *       [--gap-us US [--spin]] [--green G:S] [--start-at T] [--seconds D]:
+ *       [--gap-us US [--spin]] [--green G:S [--own-weights]] [--start-at T]
+ *       [--seconds D]:
  * K sessions of one model (weights shared, a stream each) on K threads,
  * each running ITERS times; --staged writes the input once into each
  * session's own input buffer (gs_session_input_buffer), as a worker that
  * decodes into it does, instead of a buffer the run copies from; --gap-us
  * pauses between runs as a client at concurrency 1 does (--spin: busy).
  * --green: G green contexts of S SMs each, K sessions on each (G x K
- * threads), as a green-mode worker holds seven instances in one process.
+ * threads), as a green-mode worker holds seven instances in one process;
+ * --own-weights: each context loads the model (its own weights, as each
+ * of that worker's instances has), else all share one copy.
  * --start-at: the timed runs start at wall-clock second T (CLOCK_REALTIME),
  * and --seconds: they stop after D seconds (or ITERS runs), so that benches
  * in several processes (one per MPS instance) time the same window. */
@@ -427,9 +445,10 @@ static int bench(int argc, char **argv) {
   c.in.data = o.half ? (const void *)xh : (const void *)x;
   worker_t w[MAX_THREADS];
   pthread_t th[MAX_THREADS];
+  gs_model_t *models[MAX_THREADS] = {0};
   gs_error_t err = {0};
   for (int k = 0; k < threads; k++) {
-    w[k] = (worker_t){.s = bench_session(&c, &o, k),
+    w[k] = (worker_t){.s = bench_session(&c, &o, k, models),
                       .in = c.in,
                       .iters = iters,
                       .gap_us = o.gap_us,
@@ -478,8 +497,8 @@ static int bench(int argc, char **argv) {
     snprintf(how, sizeof how, " gap %dus%s", o.gap_us,
              o.spin ? " spinning" : " asleep");
   if (o.green)
-    snprintf(how + strlen(how), sizeof how - strlen(how), " green %ux%u SMs",
-             o.green, o.green_sms);
+    snprintf(how + strlen(how), sizeof how - strlen(how), " green %ux%u SMs%s",
+             o.green, o.green_sms, o.own_weights ? " own weights" : "");
   printf("bench %s batch %lld in %s%s%s streams %d: p50 %.3f ms, p99 %.3f "
          "ms, min %.3f ms, %.0f img/s over %zu runs (engine API: host input "
          "to host output)\n",
@@ -505,6 +524,8 @@ static int bench(int argc, char **argv) {
       gs_session_destroy(w[k].s);
     free(w[k].t);
   }
+  for (int g = 0; g < MAX_THREADS; g++)
+    gs_model_destroy(models[g]);
   gs_session_destroy(c.s);
   gs_model_destroy(c.model);
   free(x);

@@ -4,7 +4,10 @@
 # of the whole GPU, for green contexts (one process, seven contexts of 16
 # SMs, as `serve --isolation green` holds them) and MPS caps (seven soft 1g
 # instances, one engine_bench_gpu process in each, timing one common
-# wall-clock window). Beside bench/isolation.sh's consolidation part (the
+# wall-clock window). Green runs twice: the seven sharing one copy of the
+# weights, and each with its own (7x1g-own), as a green worker's instances
+# (and MPS's processes) hold them: L2 holds one copy of ResNet-50's FP16
+# weights (51 MB), not seven. Beside bench/isolation.sh's consolidation part (the
 # same through workers, router and perf) it separates the GPU side's cap from
 # the serving path's (issue 13). About 2-3 minutes on an H100.
 #
@@ -74,6 +77,7 @@ one() {
 one whole whole 1
 one green 1x1g 1 --green "1:$sms"
 one green 7x1g 7 --green "7:$sms"
+one green 7x1g-own 7 --green "7:$sms" --own-weights
 
 # MPS caps: seven soft 1g instances, one bench process in each.
 ids=()
@@ -122,9 +126,9 @@ print(f"{'mode':6} {'case':6} {'img/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
 for r in rows:
     print(f"{r['mode']:6} {r['case']:6} {r['img_s'] or '-':>8} {r['p50_ms'] or '-':>7} {r['p99_ms'] or '-':>7}")
 whole = get("whole", "whole")
-for m in ("green", "mps"):
-    one, seven = get(m, "1x1g"), get(m, "7x1g")
+for m, c in (("green", "7x1g"), ("green", "7x1g-own"), ("mps", "7x1g")):
+    one, seven = get(m, "1x1g"), get(m, c)
     if one and seven and whole:
-        print(f"{m}: 7x/1x {seven / one:.2f}, 7x/whole {seven / whole:.2f}")
+        print(f"{m} {c}: 7x/1x {seven / one:.2f}, 7x/whole {seven / whole:.2f}")
 PY
 exit $fail
