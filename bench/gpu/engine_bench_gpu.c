@@ -10,6 +10,7 @@
  *                          [--seconds D]
  *   engine_bench_gpu profile MODEL PREC N
  *   engine_bench_gpu nonfinite MODEL PREC INPUT.f32 [MAX_REL]
+ *   engine_bench_gpu share MODEL PREC
  *
  * check and bench print on stderr, and profile on stdout with a line per
  * conv, what the provider chose for each conv ("convs: N fused, M
@@ -642,6 +643,30 @@ static int profile(int argc, char **argv) {
   return 0;
 }
 
+/* share MODEL PREC: the model loaded twice (as two green instances of one
+ * process load their copies of a repository), a session on each: exit 0
+ * when both run on one copy of the weights, 1 when each has its own. */
+static int share(int argc, char **argv) {
+  if (argc < 4)
+    return 2;
+  ctx_t a, b;
+  open_session(&a, argv[2], argv[3], 1);
+  open_session(&b, argv[2], argv[3], 1);
+  size_t bytes_a, bytes_b;
+  uintptr_t wa = gs__session_gpu_weights(a.s, &bytes_a);
+  uintptr_t wb = gs__session_gpu_weights(b.s, &bytes_b);
+  bool shared = wa && wa == wb && bytes_a == bytes_b;
+  printf("share %s: two loads of the model, weights at %#lx and %#lx (%zu "
+         "bytes each): %s\n",
+         argv[3], (unsigned long)wa, (unsigned long)wb, bytes_a,
+         shared ? "one shared copy" : "two copies");
+  gs_session_destroy(b.s);
+  gs_model_destroy(b.model);
+  gs_session_destroy(a.s);
+  gs_model_destroy(a.model);
+  return shared ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   int rc = 2;
   if (argc > 1 && !strcmp(argv[1], "check"))
@@ -652,6 +677,8 @@ int main(int argc, char **argv) {
     rc = nonfinite(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "profile"))
     rc = profile(argc, argv);
+  else if (argc > 1 && !strcmp(argv[1], "share"))
+    rc = share(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "describe")) {
     char buf[1024];
     gs_error_t err = {0};
@@ -659,8 +686,9 @@ int main(int argc, char **argv) {
     printf("describe: %s\n", rc ? err.msg : buf);
   }
   if (rc == 2)
-    fprintf(stderr,
-            "usage: engine_bench_gpu check|bench|profile|nonfinite ... (see "
-            "the file's comment)\n");
+    fprintf(
+        stderr,
+        "usage: engine_bench_gpu check|bench|profile|nonfinite|share ... (see "
+        "the file's comment)\n");
   return rc;
 }

@@ -323,9 +323,13 @@ int gs__cuda_alloc(gs__cuda_session_t *cs, CUdeviceptr *p, size_t bytes,
 /* Weights on the GPU are shared by every session of the same model, device
  * and precision in the process (the worker keeps a session per concurrent
  * request; a MIG slice's memory holds one copy of the weights, not one per
- * thread). Keyed by the model's address, which outlives its sessions. */
+ * thread). Keyed by the model's file digest, so that instances in one green
+ * process, each loading its copy of the repository, hold one copy too (one
+ * copy in L2, not seven), else by the model's address, which outlives its
+ * sessions. Equal files give equal graphs, so the same weights layout. */
 typedef struct shared_weights_s {
   const gs_model_t *model;
+  uint64_t digest[2];
   int device;
   bool fp16;
   CUdeviceptr ptr;
@@ -355,13 +359,22 @@ static void weights_release(gs__cuda_session_t *cs) {
 
 static int upload_weights(gs__cuda_session_t *cs, gs_error_t *err);
 
+/* By digest where the model has one; by address only between models
+ * without (an address may be reused once its model is gone, while another
+ * model's sessions keep the copy alive). */
+static bool same_model(const shared_weights_t *w, const gs_model_t *m) {
+  if (m->digest[0] || m->digest[1])
+    return !memcmp(w->digest, m->digest, sizeof m->digest);
+  return w->model == m && !w->digest[0] && !w->digest[1];
+}
+
 /* The shared copy when there is one, else a new upload that others share. */
 static int weights_acquire(gs__cuda_session_t *cs, gs_error_t *err) {
   int rc = GS_OK;
   pthread_mutex_lock(&g_weights_lock);
   shared_weights_t *w = g_weights;
-  while (w &&
-         (w->model != cs->m || w->device != cs->device || w->fp16 != cs->fp16))
+  while (w && (!same_model(w, cs->m) || w->device != cs->device ||
+               w->fp16 != cs->fp16))
     w = w->next;
   if (w) {
     w->refs++;
@@ -371,12 +384,23 @@ static int weights_acquire(gs__cuda_session_t *cs, gs_error_t *err) {
   } else if ((rc = upload_weights(cs, err)) != GS_OK) {
     free(w);
   } else {
-    *w = (shared_weights_t){cs->m,       cs->device, cs->fp16,
-                            cs->weights, 1,          g_weights};
+    *w = (shared_weights_t){.model = cs->m,
+                            .digest = {cs->m->digest[0], cs->m->digest[1]},
+                            .device = cs->device,
+                            .fp16 = cs->fp16,
+                            .ptr = cs->weights,
+                            .refs = 1,
+                            .next = g_weights};
     g_weights = w;
   }
   pthread_mutex_unlock(&g_weights_lock);
   return rc;
+}
+
+uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs,
+                                   size_t *bytes) {
+  *bytes = cs->weights_bytes;
+  return (uintptr_t)cs->weights;
 }
 
 /* Where each initializer sits in the weights allocation (the same in every

@@ -761,6 +761,11 @@ int gs__session_gpu_conv_report(const gs_session_t *s, char *buf, size_t cap,
   return gs__cuda_session_conv_report(s->gpu, buf, cap, err);
 }
 
+uintptr_t gs__session_gpu_weights(const gs_session_t *s, size_t *bytes) {
+  *bytes = 0;
+  return s->gpu ? gs__cuda_session_weights(s->gpu, bytes) : 0;
+}
+
 int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,
                            size_t n_inputs, int iters, float *ms,
                            gs_error_t *err) {

@@ -7,7 +7,9 @@
 # build_carry.sh) run on the GPU in FP32 (run_node_tests --provider cuda,
 # skips as tests/engine/node_skips_cuda.txt lists them, the CPU's
 # tolerance). Then a ResNet-50 batch with NaN and Inf images runs (computed,
-# not crashing; the finite image as it is alone). Exit 0 all passed, 1 a
+# not crashing; the finite image as it is alone), and two loads of the model
+# file run on one copy of its weights (engine_bench_gpu share, as a green
+# process's instances load their copies). Exit 0 all passed, 1 a
 # failure, 77 no GPU (or, with the node tests passed, no PyTorch).
 #
 # usage: tests/gpu/engine_check.sh DIR [OUT]
@@ -78,5 +80,7 @@ done
 "$bench" nonfinite "$m/resnet50.onnx" fp32 "$m/x1.f32" 1e-3 || fail=1
 "$bench" nonfinite "$m/resnet50.onnx" fp16 "$m/x1.f32" \
   "$(python3 -c "print(2 * $lim1)")" || fail=1
+# Two loads of one model file (two green instances' copies) share weights.
+"$bench" share "$m/resnet50.onnx" fp16 || fail=1
 echo "engine_check: $([ $fail = 0 ] && echo PASS || echo FAIL)"
 exit $fail

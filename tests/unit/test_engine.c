@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "engine/engine_int.h"
 #include "engine/kernels_gemm.h"
 #include "gpuslice/engine.h"
 #include "test_onnx_build.h"
@@ -507,6 +508,37 @@ static void test_corrupt_files(void **state) {
 }
 
 /* Hard limits: file size, node count, initializer size. */
+/* Models loaded from equal bytes get equal digests (the CUDA provider
+ * shares their weights: two green instances' copies of a repository hold
+ * one copy); a one-bit change in a weight gives another digest. */
+static void test_model_digest(void **state) {
+  (void)state;
+  static const float w[6] = {1.25f, 0, 0, 1, 1, 1};
+  static const int64_t wd[2] = {3, 2}, xd[2] = {-1, 2}, yd[2] = {-1, 3};
+  graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
+  g.nodes[0] = node("Gemm", "fc", "x,w", "y", attr_i("transB", 1), NULL);
+  g.init[0] = init_tensor("w", ELEM_F32, 2, wd, w);
+  g.in[0] = info("x", ELEM_F32, 2, xd);
+  g.out[0] = info("y", ELEM_F32, 2, yd);
+  size_t len;
+  uint8_t *bytes = pack(&g, &len);
+  gs_model_t *a = NULL, *b = NULL, *c = NULL;
+  gs_error_t err = {0};
+  assert_int_equal(gs_model_load_buffer(&a, bytes, len, NULL, &err), GS_OK);
+  assert_int_equal(gs_model_load_buffer(&b, bytes, len, NULL, &err), GS_OK);
+  assert_true(a->digest[0] || a->digest[1]);
+  assert_memory_equal(a->digest, b->digest, sizeof a->digest);
+  float first = w[0];
+  uint8_t *at = memmem(bytes, len, &first, sizeof first);
+  assert_non_null(at);
+  at[0] ^= 1; /* 1.25 -> 1.25 + 2^-23: still a valid model */
+  assert_int_equal(gs_model_load_buffer(&c, bytes, len, NULL, &err), GS_OK);
+  assert_memory_not_equal(a->digest, c->digest, sizeof a->digest);
+  gs_model_destroy(a);
+  gs_model_destroy(b);
+  gs_model_destroy(c);
+}
+
 static void test_limits(void **state) {
   (void)state;
   graph_t g = simple_graph();
@@ -1350,6 +1382,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_shape_errors, free_kept),
       cmocka_unit_test_teardown(test_int_div_by_zero, free_kept),
       cmocka_unit_test_teardown(test_corrupt_files, free_kept),
+      cmocka_unit_test_teardown(test_model_digest, free_kept),
       cmocka_unit_test_teardown(test_limits, free_kept),
       cmocka_unit_test_teardown(test_names_and_threads, free_kept),
       cmocka_unit_test_teardown(test_conv_geometry, free_kept),
