@@ -97,8 +97,7 @@ int gs__session_gpu_conv_report(const gs_session_t *s, char *buf, size_t cap,
 
 /* The device address and size of a CUDA session's weights, 0 for a CPU
  * session: equal addresses are one shared copy (engine_bench_gpu share). */
-uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs,
-                                   size_t *bytes);
+uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs, size_t *bytes);
 uintptr_t gs__session_gpu_weights(const gs_session_t *s, size_t *bytes);
 
 /* The window geometry the pooling kernels take (cuda_kernels.cu's
