@@ -379,6 +379,33 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
   return 0;
 }
 
+/* The model at path, loaded with an unknown protobuf field (number 1000,
+ * value tag) after its bytes: the same graph and weights, another file
+ * digest, so the engine gives it its own copy of the weights, as it did for
+ * every load before models of equal bytes shared one. */
+static gs_model_t *load_distinct(const char *path, unsigned tag) {
+  FILE *f = fopen(path, "rb");
+  long size = f && !fseek(f, 0, SEEK_END) ? ftell(f) : -1;
+  uint8_t *buf = size > 0 ? malloc((size_t)size + 3) : NULL;
+  if (!buf || fseek(f, 0, SEEK_SET) ||
+      fread(buf, 1, (size_t)size, f) != (size_t)size) {
+    fprintf(stderr, "cannot read %s\n", path);
+    exit(2);
+  }
+  fclose(f);
+  buf[size] = 0xc0; /* key (1000 << 3) | 0 = 8000, a varint: 0xc0 0x3e */
+  buf[size + 1] = 0x3e;
+  buf[size + 2] = (uint8_t)(tag & 0x7f);
+  gs_model_t *m;
+  gs_error_t err = {0};
+  if (gs_model_load_buffer(&m, buf, (size_t)size + 3, NULL, &err)) {
+    fprintf(stderr, "load %s (+ field 1000): %s\n", path, err.msg);
+    exit(2);
+  }
+  free(buf);
+  return m;
+}
+
 /* Makes thread k's session: session 0 is the first one opened, unless green
  * contexts are asked for, where thread k runs on context g = k / streams,
  * over SMs [g x S, (g + 1) x S) of the GPU, with the model of models[g]:
@@ -396,11 +423,8 @@ static gs_session_t *bench_session(ctx_t *c, const bench_opts_t *o, int k,
     so.sm_first = g * o->green_sms;
     so.sm_count = o->green_sms;
   }
-  if (!models[g] && o->own_weights &&
-      gs_model_load_file(&models[g], c->path, NULL, &err)) {
-    fprintf(stderr, "load %s: %s\n", c->path, err.msg);
-    exit(2);
-  }
+  if (!models[g] && o->own_weights)
+    models[g] = load_distinct(c->path, g);
   gs_session_t *s;
   if (gs_session_create(&s, models[g] ? models[g] : c->model, &so, &err)) {
     fprintf(stderr, "session %d: %s\n", k, err.msg);
@@ -419,8 +443,9 @@ static gs_session_t *bench_session(ctx_t *c, const bench_opts_t *o, int k,
  * pauses between runs as a client at concurrency 1 does (--spin: busy).
  * --green: G green contexts of S SMs each, K sessions on each (G x K
  * threads), as a green-mode worker holds seven instances in one process;
- * --own-weights: each context loads the model (its own weights, as each
- * of that worker's instances has), else all share one copy.
+ * --own-weights: each context loads the model with a byte appended
+ * (load_distinct), so each has its own weights, as each of that worker's
+ * instances had before equal files shared them; else one copy.
  * --start-at: the timed runs start at wall-clock second T (CLOCK_REALTIME),
  * and --seconds: they stop after D seconds (or ITERS runs), so that benches
  * in several processes (one per MPS instance) time the same window. */
