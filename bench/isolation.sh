@@ -48,6 +48,10 @@
 #                       without the router, one perf client per worker at
 #                       GS_ISOL_LEVELS_DIRECT ("1 2 4 8") each (cases
 #                       1x1g-direct, 7x1g-direct)
+#   GS_ISOL_PERF_ARGS   more `gpuslice perf` options for every measurement,
+#                       e.g. "--shared-memory system" (inputs written once
+#                       into a region the workers read, as perf_analyzer's
+#                       flag: no request body to send and parse)
 #   GS_ISOL_NOISY_BATCH (64) GS_ISOL_NOISY_CONC (2) GS_ISOL_PACE_RATE (4
 #                       requests/s per neighbour; empty: no paced variant)
 #   GS_ISOL_SETTLE_S (2) GS_ISOL_RECOVER_S (8)  seconds of load before an
@@ -336,8 +340,10 @@ print(ws[0][sys.argv[2]] if ws else "")' "$1" "$2"
 perf_level() {
   local name=$1 port=$2 m=$3 b=$4 level=$5 how=--concurrency-range w=${PERF_WINDOW:-$window}
   [[ ${6:-} == rate ]] && how=--request-rate-range
+  local extra=()
+  read -r -a extra <<<"${GS_ISOL_PERF_ARGS:-}"
   timeout --foreground -k 5 $((w * 5 / 1000 + 60)) "$gs" perf -m "$m" -u "127.0.0.1:$port" -b "$b" \
-    "$how" "$level" -p "$w" -r 3 -s 100000 --percentile 99 --json -f "$raw/$name.csv" \
+    "$how" "$level" -p "$w" -r 3 -s 100000 --percentile 99 --json -f "$raw/$name.csv" "${extra[@]}" \
     >"$raw/$name.json" 2>"$raw/$name.err"
   python3 -c '
 import json, sys
