@@ -252,7 +252,7 @@ direct_masks(const gs__gemm_direct_t *d, size_t o0, size_t cols, int64_t *shift,
           _mm512_add_epi32(ox[hf], dx), w);
     m0[t] = m[0];
     m1[t] = m[1];
-    shift[t] = (int64_t)o0 + d->dy[t] * d->width + d->dx[t];
+    shift[t] = (int64_t)o0 + d->at[t] + d->dy[t] * d->width + d->dx[t];
   }
 }
 
