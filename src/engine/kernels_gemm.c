@@ -478,9 +478,10 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
    * columns are split instead, so that each thread reads and writes only
    * its part of the image, which the next op's same split finds in its
    * own cache (split by rows, both threads read all of X', and all of Y
-   * moved between the cores). */
+   * moved between the cores). On one thread too: column panel by column
+   * panel, a direct X' tile's masks are worked out once for all the row
+   * panels (cnn_small's first conv, K = 27, batch 8: 89.7 to 81 us). */
   bool small_w =
-      threads > 1 &&
       gs__gemm_packed_a_count(g->m, g->k) * sizeof(float) <= SMALL_W_BYTES &&
       job.panels >= 2 * (size_t)threads;
   if (b_pass <= ROWS_OUTER_MAX_B && !small_w) {
