@@ -183,8 +183,11 @@ static void direct_setup(const geom3_t *t, const float *x,
  * beyond the last output's). For a small output and up to 128 filters, as
  * direct_x, and ahead of merge_images: cnn_small's 3x3 stride-2 conv (8x8
  * outputs) at batch 8 spent 2/3 of its time writing the merged im2col, 3
- * puts per 8-column row (per conv, 1 thread: 122 to 62 us; 2: 65 to 32). */
-#define PHASE_OUT 256 /* most output positions of an image */
+ * puts per 8-column row (per conv, 1 thread: 122 to 62 us; 2: 65 to 32).
+ * ResNet-50's layer2.0.conv2 (128 filters, 28x28 outputs) too: 2.51-2.55
+ * to 2.38-2.41 ms at batch 1 and 1 thread, 12.2-13.9 to 10.5-11.0 at
+ * batch 8 and 2 threads (the split shared by the threads). */
+#define PHASE_OUT 1024 /* most output positions of an image */
 
 static bool phase_x(const geom3_t *t, size_t filters) {
   return filters <= 128 && t->k_size > 1 && t->out_size <= PHASE_OUT &&
@@ -463,6 +466,21 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
   return GS_OK;
 }
 
+/* gs__conv_phase_split over the threads, a range of channels each. */
+typedef struct {
+  const float *x;
+  const geom3_t *t;
+  size_t channels;
+  float *phases;
+} phase_job_t;
+
+static void phase_part(void *arg, unsigned part, unsigned parts) {
+  const phase_job_t *j = arg;
+  size_t c0 = j->channels * part / parts, c1 = j->channels * (part + 1) / parts;
+  gs__conv_phase_split(j->x + c0 * j->t->in_size, j->t, c1 - c0,
+                       j->phases + phase_floats(j->t, c0));
+}
+
 /* One image's (group's) product on the packed GEMM: X' read in place
  * (direct_x) or packed into col first; y, z at the image's outputs. */
 typedef struct {
@@ -491,7 +509,11 @@ static void conv_one(const conv_one_t *c, const float *x, const float *z,
     direct_setup(c->t, x, &d);
     gm.direct = &d;
   } else if (phase_x(c->t, c->m)) {
-    gs__conv_phase_split(x, c->t, c->kdim / c->t->k_size, col);
+    phase_job_t pj = {x, c->t, c->kdim / c->t->k_size, col};
+    /* one thread for under 8Ki floats, as the packing */
+    bool one = phase_floats(c->t, pj.channels) < ((size_t)1 << 13);
+    gs__parallel_pieces(phase_part, &pj, GS__PIECES * threads,
+                        one ? 1 : threads);
     phase_setup(c->t, col, &d);
     gm.direct = &d;
   } else {
