@@ -3,7 +3,8 @@
  * the input written into 32-column panels per run (im2col on the way; a
  * batch's images side by side where an image fills few panels) or, for a
  * stride-1 "same"-width conv of up to 128 filters, read in place by the
- * tile (direct_x); bias, residual and activation applied by the tile as
+ * tile (direct_x; a small stride-2 conv's input split into its phases
+ * first, phase_x); bias, residual and activation applied by the tile as
  * it stores. Depthwise convs are computed directly. Anything else:
  * im2col (none for 1x1) and OpenBLAS's sgemm, then one pass adding bias,
  * residual and activation. Also gs__apply_act, a fused Relu or Clip.
@@ -167,6 +168,54 @@ static void direct_setup(const geom3_t *t, const float *x,
   for (unsigned tap = 0; tap < d->taps; tap++) {
     d->dy[tap] = tap / t->k[2] * t->d[1] - t->pb[1];
     d->dx[tap] = tap % t->k[2] * t->d[2] - t->pb[2];
+    d->at[tap] = 0;
+  }
+}
+
+/* Whether a stride-2 conv's input is split into its four phases (even and
+ * odd rows times even and odd columns, gs__conv_phase_split) and the
+ * packed GEMM reads those in place as it reads a stride-1 conv's input
+ * (direct_x): input row 2 * oy + ky - pad is row oy + (ky - pad) / 2
+ * (rounded down) of phase (ky - pad) % 2, so each tap reads one phase
+ * shifted by -1, 0 or 1 rows and columns. Each phase plane is as wide and
+ * as high as the output, so the tile's masks take the pads for it: which
+ * needs twice the output to cover the input (no input row or column left
+ * beyond the last output's). For a small output and up to 128 filters, as
+ * direct_x, and ahead of merge_images: cnn_small's 3x3 stride-2 conv (8x8
+ * outputs) at batch 8 spent 2/3 of its time writing the merged im2col, 3
+ * puts per 8-column row (per conv, 1 thread: 122 to 62 us; 2: 65 to 32).
+ * ResNet-50's layer2.0.conv2 (128 filters, 28x28 outputs) too: 2.51-2.55
+ * to 2.38-2.41 ms at batch 1 and 1 thread, 12.2-13.9 to 10.5-11.0 at
+ * batch 8 and 2 threads (the split shared by the threads). */
+#define PHASE_OUT 1024 /* most output positions of an image */
+
+static bool phase_x(const geom3_t *t, size_t filters) {
+  return filters <= 128 && t->k_size > 1 && t->out_size <= PHASE_OUT &&
+         t->k_size <= GS__GEMM_DIRECT_TAPS && t->in[0] == 1 && t->out[0] == 1 &&
+         t->s[1] == 2 && t->s[2] == 2 && t->d[1] == 1 && t->d[2] == 1 &&
+         2 * t->out[1] >= t->in[1] && 2 * t->out[2] >= t->in[2] &&
+         t->pb[1] < PHASE_OUT && t->pb[2] < PHASE_OUT;
+}
+
+/* Floats of one image's (group's) phases of channels channels. */
+static size_t phase_floats(const geom3_t *t, size_t channels) {
+  return channels * 4 * t->out_size;
+}
+
+/* The direct X' over phases xp (gs__conv_phase_split's). */
+static void phase_setup(const geom3_t *t, const float *xp,
+                        gs__gemm_direct_t *d) {
+  d->x = xp;
+  d->plane = 4 * t->out_size;
+  d->taps = (unsigned)t->k_size;
+  d->width = t->out[2];
+  d->rows = t->out[1];
+  for (unsigned tap = 0; tap < d->taps; tap++) {
+    int64_t ry = tap / t->k[2] - t->pb[1], rx = tap % t->k[2] - t->pb[2];
+    int64_t py = (ry % 2 + 2) % 2, px = (rx % 2 + 2) % 2;
+    d->dy[tap] = (ry - py) / 2;
+    d->dx[tap] = (rx - px) / 2;
+    d->at[tap] = (py * 2 + px) * (int64_t)t->out_size;
   }
 }
 
@@ -181,12 +230,16 @@ size_t gs__scratch_conv(const gs__node_t *n, const gs__tensor_t *in,
   /* Shape inference bounded every planned tensor; the product of these
    * parts of W and Y cannot overflow size_t on a 64-bit host. */
   size_t kdim = (size_t)(g.in_channels / g.group) * t.k_size;
+  size_t mg = (size_t)(g.out_channels / g.group);
+  if (packed_path(n) && phase_x(&t, mg))
+    return phase_floats(&t, (size_t)g.in_channels) * (size_t)g.batch *
+           sizeof(float);
   if (packed_path(n) && merge_images(&g, &t)) {
     size_t all = t.out_size * (size_t)g.batch;
     return (gs__gemm_packed_b_count(kdim, all) + all * (size_t)g.out_channels) *
            sizeof(float);
   }
-  if (packed_path(n) && direct_x(&t, (size_t)(g.out_channels / g.group)))
+  if (packed_path(n) && direct_x(&t, mg))
     return 0;
   if (packed_path(n) && images_apart(&g, &t))
     return gs__gemm_packed_b_count(kdim, t.out_size) * (size_t)g.batch *
@@ -413,6 +466,21 @@ static int conv_merged(const gs__node_t *n, const gs__conv_geom_t *g,
   return GS_OK;
 }
 
+/* gs__conv_phase_split over the threads, a range of channels each. */
+typedef struct {
+  const float *x;
+  const geom3_t *t;
+  size_t channels;
+  float *phases;
+} phase_job_t;
+
+static void phase_part(void *arg, unsigned part, unsigned parts) {
+  const phase_job_t *j = arg;
+  size_t c0 = j->channels * part / parts, c1 = j->channels * (part + 1) / parts;
+  gs__conv_phase_split(j->x + c0 * j->t->in_size, j->t, c1 - c0,
+                       j->phases + phase_floats(j->t, c0));
+}
+
 /* One image's (group's) product on the packed GEMM: X' read in place
  * (direct_x) or packed into col first; y, z at the image's outputs. */
 typedef struct {
@@ -440,6 +508,14 @@ static void conv_one(const conv_one_t *c, const float *x, const float *z,
   if (direct_x(c->t, c->m)) {
     direct_setup(c->t, x, &d);
     gm.direct = &d;
+  } else if (phase_x(c->t, c->m)) {
+    phase_job_t pj = {x, c->t, c->kdim / c->t->k_size, col};
+    /* one thread for under 8Ki floats, as the packing */
+    bool one = phase_floats(c->t, pj.channels) < ((size_t)1 << 13);
+    gs__parallel_pieces(phase_part, &pj, GS__PIECES * threads,
+                        one ? 1 : threads);
+    phase_setup(c->t, col, &d);
+    gm.direct = &d;
   } else {
     pack_job_t pj = {x, c->t, c->kdim, col, 1, 0};
     gs__parallel_pieces(gs__conv_pack_part, &pj,
@@ -449,26 +525,29 @@ static void conv_one(const conv_one_t *c, const float *x, const float *z,
   gs__gemm_run(&gm, threads);
 }
 
-/* images_apart's run: each part takes the next image not yet taken and
- * runs it alone, with its own packed B (when packed), until none is left:
- * a thread that the scheduler holds up (a busy machine) delays one image,
- * not its share of the batch. */
+/* images_apart's run: each image a piece (gs__parallel_pieces), run
+ * alone with its own packed B (when packed): a thread that the scheduler
+ * holds up (a busy machine) delays one image, not its share of the batch.
+ * Each thread starts on its own run of images, as the pieces of the ops
+ * around it do, so that an image's input and output mostly stay in the
+ * cache of one core from op to op (an atomic counter handed out images
+ * 0, 2, 4, 6 to one thread, whose MaxPool then read images 0 to 3). */
 typedef struct {
   conv_one_t one;
   const float *x, *z;
   float *col, *y;
   size_t batch, cin;
-  atomic_size_t next; /* the next image to take */
 } apart_job_t;
 
 static void conv_apart_part(void *arg, unsigned part, unsigned parts) {
   apart_job_t *j = arg;
   size_t hw = j->one.t->out_size, m = j->one.m;
-  size_t per_b = direct_x(j->one.t, j->one.m)
-                     ? 0
+  size_t per_b = direct_x(j->one.t, m) ? 0
+                 : phase_x(j->one.t, m)
+                     ? phase_floats(j->one.t, j->cin)
                      : gs__gemm_packed_b_count(j->one.kdim, hw);
-  (void)part, (void)parts;
-  for (size_t img; (img = atomic_fetch_add(&j->next, 1)) < j->batch;)
+  for (size_t img = j->batch * part / parts;
+       img < j->batch * (part + 1) / parts; img++)
     conv_one(&j->one, j->x + img * j->cin * j->one.t->in_size,
              j->z ? j->z + img * m * hw : NULL,
              per_b ? j->col + img * per_b : NULL, /* no scratch if direct */
@@ -572,7 +651,8 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
   const float *b = n->n_in > 2 && n->in[2] >= 0 ? in[2].data : NULL;
   const float *z = n->p.residual > 0 ? in[n->p.residual].data : NULL;
   float *col = in[n->n_in].data, *y = out->data;
-  if (packed_path(n) && merge_images(&g, &t))
+  bool phase = packed_path(n) && phase_x(&t, mg);
+  if (packed_path(n) && merge_images(&g, &t) && !phase)
     return conv_merged(n, &g, &t, in, out);
   if (packed_path(n) && images_apart(&g, &t) && gs_engine_threads() > 1) {
     apart_job_t j = {{n, &t, n->cpu_weights, b, mg, kdim},
@@ -581,15 +661,13 @@ int gs__run_conv(const gs__node_t *n, const gs__tensor_t *in, gs__tensor_t *out,
                      col,
                      y,
                      (size_t)g.batch,
-                     (size_t)g.in_channels,
-                     0};
-    unsigned threads = gs_engine_threads();
-    gs__parallel(conv_apart_part, &j,
-                 threads < j.batch ? threads : (unsigned)j.batch);
+                     (size_t)g.in_channels};
+    gs__parallel_pieces(conv_apart_part, &j, (unsigned)j.batch,
+                        gs_engine_threads());
     return GS_OK;
   }
   size_t rows = packed_path(n) && !images_apart(&g, &t) &&
-                        !direct_x(&t, (size_t)g.out_channels)
+                        !direct_x(&t, (size_t)g.out_channels) && !phase
                     ? chunk_rows(&g, &t)
                     : 0;
   if (rows)

@@ -41,4 +41,9 @@ void gs__conv_pack_part(void *arg, unsigned part, unsigned parts);
 unsigned gs__conv_pack_parts(const pack_job_t *job, unsigned threads);
 unsigned gs__conv_pack_pieces(const pack_job_t *job, unsigned threads);
 
+/* A stride-2 conv's input channels split into their four phases, each a
+ * plane of the output's size (kernels_conv.c's phase_x). */
+void gs__conv_phase_split(const float *x, const geom3_t *t, size_t channels,
+                          float *phases);
+
 #endif

@@ -227,6 +227,27 @@ PACKED_PATH static void pack_gather(const pack_job_t *job, size_t r0,
   }
 }
 
+/* Each channel's four phases, [py][px][oy][ox] = x[2 oy + py][2 ox + px],
+ * 0 beyond the input: even and odd columns by two loads and a permute
+ * each 16 (move_chunk_stride2). */
+PACKED_PATH void gs__conv_phase_split(const float *x, const geom3_t *t,
+                                      size_t channels, float *phases) {
+  size_t oh = (size_t)t->out[1], ow = (size_t)t->out[2];
+  size_t h = (size_t)t->in[1], w = (size_t)t->in[2];
+  for (size_t c = 0; c < channels; c++, x += t->in_size)
+    for (size_t py = 0; py < 2; py++)
+      for (size_t px = 0; px < 2; px++)
+        for (size_t oy = 0; oy < oh; oy++, phases += ow) {
+          size_t iy = 2 * oy + py, cols = px < w ? (w - px + 1) / 2 : 0;
+          if (iy >= h)
+            cols = 0;
+          cols = cols < ow ? cols : ow;
+          if (cols)
+            move_chunk_stride2(phases, x + iy * w + px, cols);
+          move_chunk(phases + cols, NULL, ow - cols);
+        }
+}
+
 PACKED_PATH void gs__conv_pack_part(void *arg, unsigned part, unsigned parts) {
   const pack_job_t *job = arg;
   const geom3_t *t = job->t;

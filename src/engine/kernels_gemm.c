@@ -219,6 +219,86 @@ tile_direct(unsigned h, size_t kc, const float *a, const direct_tile_t *d,
     tile_h32(4, true, kc, a, NULL, d, o, e);
 }
 
+/* --- 17 to 24 columns ------------------------------------------------------
+ * A last column panel of 17 to 24 columns on the 12x32 tile costs 24 FMAs
+ * a k step for as few as 17 columns (ResNet-50's 7x7 layers at batch 1:
+ * 49 = 32 + 17, a quarter of its run). Here the panel's second half is a
+ * 256-bit vector: Zen 4 runs a 512-bit FMA as two 256-bit halves, so a k
+ * step takes 18 FMA slots, not 24. Packed B only; masked 256-bit moves
+ * need AVX-512VL. */
+
+static bool have_vl(void) {
+  static int have = -1;
+  if (have < 0)
+    have = __builtin_cpu_supports("avx512vl") ? 1 : 0;
+  return have == 1;
+}
+
+__attribute__((target("avx512f,avx512vl,fma"),
+               always_inline)) static inline void
+tile_h24(const unsigned h, size_t kc, const float *a, const float *b,
+         const tile_out_t *o, const epilogue_t *e) {
+  __m512 c0[GS__GEMM_MR];
+  __m256 c1[GS__GEMM_MR];
+  float *c = o->c;
+  size_t ldc = o->ldc;
+  __mmask8 m1 = (__mmask8)o->m1;
+  UNROLL for (unsigned r = 0; r < h; r++) {
+    bool zero = o->first || r >= o->rows;
+    c0[r] =
+        zero ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(o->m0, c + r * ldc);
+    c1[r] = zero ? _mm256_setzero_ps()
+                 : _mm256_maskz_loadu_ps(m1, c + r * ldc + 16);
+  }
+  for (size_t k = 0; k < kc; k++, a += h, b += GS__GEMM_NR) {
+    __m512 b0 = _mm512_loadu_ps(b);
+    __m256 b1 = _mm256_loadu_ps(b + 16);
+    UNROLL for (unsigned r = 0; r < h; r++) {
+      __m512 ar = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(ar), b1, c1[r]);
+    }
+  }
+  __m512 lo = _mm512_set1_ps(e->act == GS__ACT_RELU ? 0.0f : e->lo);
+  __m512 hi = _mm512_set1_ps(e->hi);
+  UNROLL for (unsigned r = 0; r < h; r++) {
+    if (r >= o->rows)
+      break;
+    if (o->last && e->bias) {
+      __m512 br = _mm512_set1_ps(e->bias[r]);
+      c0[r] = _mm512_add_ps(c0[r], br);
+      c1[r] = _mm256_add_ps(c1[r], _mm512_castps512_ps256(br));
+    }
+    if (o->last && e->z) {
+      c0[r] =
+          _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(o->m0, e->z + r * ldc));
+      c1[r] =
+          _mm256_add_ps(c1[r], _mm256_maskz_loadu_ps(m1, e->z + r * ldc + 16));
+    }
+    if (o->last && e->act != GS__ACT_NONE) {
+      c0[r] = _mm512_max_ps(c0[r], lo);
+      c1[r] = _mm256_max_ps(c1[r], _mm512_castps512_ps256(lo));
+    }
+    if (o->last && e->act == GS__ACT_CLIP) {
+      c0[r] = _mm512_min_ps(c0[r], hi);
+      c1[r] = _mm256_min_ps(c1[r], _mm512_castps512_ps256(hi));
+    }
+    _mm512_mask_storeu_ps(c + r * ldc, o->m0, c0[r]);
+    _mm256_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+  }
+}
+
+__attribute__((target("avx512f,avx512vl,fma"))) static void
+tile24(unsigned h, size_t kc, const float *a, const float *b,
+       const tile_out_t *o, const epilogue_t *e) {
+  if (h == 12)
+    tile_h24(12, kc, a, b, o, e);
+  else if (h == 8)
+    tile_h24(8, kc, a, b, o, e);
+  else
+    tile_h24(4, kc, a, b, o, e);
+}
+
 /* Where the tile at columns [o0, o0 + cols) reads each tap of a direct X'
  * and which of its 32 columns are inside the input: output row and column
  * of each lane as (o + 0.5) / width in float, exact for o < 2^20 (the
@@ -252,7 +332,7 @@ direct_masks(const gs__gemm_direct_t *d, size_t o0, size_t cols, int64_t *shift,
           _mm512_add_epi32(ox[hf], dx), w);
     m0[t] = m[0];
     m1[t] = m[1];
-    shift[t] = (int64_t)o0 + d->dy[t] * d->width + d->dx[t];
+    shift[t] = (int64_t)o0 + d->at[t] + d->dy[t] * d->width + d->dx[t];
   }
 }
 
@@ -447,6 +527,8 @@ gemm_part(void *arg, unsigned part, unsigned parts) {
                         .hi = g->act_max};
         if (g->direct)
           tile_direct(h, kc, g->a + k0 * mpad + i * kc, &dt, &o, &e);
+        else if (cols > 16 && cols <= 24 && have_vl())
+          tile24(h, kc, g->a + k0 * mpad + i * kc, bp, &o, &e);
         else
           tile(h, kc, g->a + k0 * mpad + i * kc, bp, &o, &e);
       }
@@ -478,9 +560,10 @@ void gs__gemm_run(const gs__gemm_t *g, unsigned threads) {
    * columns are split instead, so that each thread reads and writes only
    * its part of the image, which the next op's same split finds in its
    * own cache (split by rows, both threads read all of X', and all of Y
-   * moved between the cores). */
+   * moved between the cores). On one thread too: column panel by column
+   * panel, a direct X' tile's masks are worked out once for all the row
+   * panels (cnn_small's first conv, K = 27, batch 8: 89.7 to 81 us). */
   bool small_w =
-      threads > 1 &&
       gs__gemm_packed_a_count(g->m, g->k) * sizeof(float) <= SMALL_W_BYTES &&
       job.panels >= 2 * (size_t)threads;
   if (b_pass <= ROWS_OUTER_MAX_B && !small_w) {

@@ -47,8 +47,8 @@ void gs__gemm_pack_a(const float *a, size_t m, size_t k, float *packed);
  * path): the input's rows as wide as the output's (a "same" 2-D conv, a
  * 1-D one, or any 1x1 with no pads taken as one row of n). Row k of X' is
  * channel k / taps at tap k % taps: column o (output row o / width,
- * column o % width) reads x[(k / taps) * plane + o + dy * width + dx],
- * 0 where that row or column falls outside the input. */
+ * column o % width) reads x[(k / taps) * plane + at + o + dy * width +
+ * dx], 0 where that row or column falls outside the input. */
 #define GS__GEMM_DIRECT_TAPS 32 /* most taps a direct X' may have */
 typedef struct {
   const float *x; /* the first input channel */
@@ -57,6 +57,10 @@ typedef struct {
   int64_t width;  /* input and output row width */
   int64_t rows;   /* input rows */
   int64_t dy[GS__GEMM_DIRECT_TAPS], dx[GS__GEMM_DIRECT_TAPS];
+  /* Floats from the channel's start to the tap's plane: 0 but for a
+   * stride-2 conv's input split into its four phases (kernels_conv.c's
+   * phase_x), each a plane as wide as the output. */
+  int64_t at[GS__GEMM_DIRECT_TAPS];
 } gs__gemm_direct_t;
 
 /* c (m x n, rows ldc apart) = act(a * b + bias + z), a packed, b packed

@@ -136,6 +136,43 @@ static inline unsigned spread_even(unsigned m) {
   return (m | m << 1) & 0x5555u;
 }
 
+/* Where group j0's 16 outputs read at tap k2 and which lanes are inside
+ * the row: the same for every row and plane. */
+typedef struct {
+  int64_t off;          /* where lane 0 reads, from the row's start */
+  __mmask16 in;         /* lanes inside the row (none: the tap is skipped) */
+  __mmask16 m_lo, m_hi; /* stride 2: the two loads' lanes */
+} tap_lanes_t;
+
+static void tap_lanes(const pool3_t *t, int64_t j0, int64_t k2,
+                      const int64_t *lo2, const int64_t *hi2, tap_lanes_t *tl) {
+  int64_t n = t->out[2] - j0 < 16 ? t->out[2] - j0 : 16, a, b;
+  tap_outputs(t, k2, lo2, hi2, &a, &b);
+  a = a > j0 ? a : j0;
+  b = b < j0 + n ? b : j0 + n;
+  tl->in = a < b ? (__mmask16)(((1u << (b - a)) - 1) << (a - j0)) : 0;
+  tl->off = j0 * t->s[2] + k2 * t->d[2] - t->pb[2];
+  tl->m_lo = t->s[2] == 1 ? tl->in : (__mmask16)spread_even(tl->in & 0xffu);
+  tl->m_hi = (__mmask16)spread_even(tl->in >> 8);
+}
+
+/* The lanes of every group and tap, worked out once per call where they
+ * are at most LANES_KEPT (every 2-D pool of cnn_small and ResNet-50): per
+ * row they cost more than the loads (batch 8, 1 thread: cnn_small's 2x2
+ * pool over 32x32 33 to 24 us, its 3x3 over 8x8, 4 outputs a row, 26 to
+ * 19.5; ResNet-50's 3x3 pool, batch 1, 0.33 to 0.23 ms). */
+#define LANES_KEPT 64
+
+static bool lanes_kept(const pool3_t *t, const int64_t *lo2, const int64_t *hi2,
+                       tap_lanes_t *kept) {
+  if ((t->out[2] + 15) / 16 * t->k[2] > LANES_KEPT)
+    return false;
+  for (int64_t j0 = 0; j0 < t->out[2]; j0 += 16)
+    for (int64_t k2 = 0; k2 < t->k[2]; k2++)
+      tap_lanes(t, j0, k2, lo2, hi2, kept++);
+  return true;
+}
+
 /* One output row, strides 1 and 2, on AVX-512: 16 outputs at a time,
  * their maximum kept in a register over every row [l1, h1) and tap of the
  * window and stored once (a pass per tap loaded and stored the row each
@@ -143,37 +180,36 @@ static inline unsigned spread_even(unsigned m) {
  * pools, 9 % of its run). A lane reads only where its tap is inside the
  * row (masked loads; stride 2: two loads and a permute, as
  * kernels_conv.c's stride-2 packing). NaN never wins, as in the scalar
- * loop: MAXPS returns its second operand when either is NaN. */
+ * loop: MAXPS returns its second operand when either is NaN. The lanes
+ * from kept (lanes_kept) when not NULL. */
 __attribute__((target("avx512f"))) static void
 max_out_row(const pool3_t *t, const float *x, int64_t s1, int64_t l1,
-            int64_t h1, const int64_t *lo2, const int64_t *hi2, float *y) {
+            int64_t h1, const int64_t *lo2, const int64_t *hi2,
+            const tap_lanes_t *kept, float *y) {
   const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
                                          10, 8, 6, 4, 2, 0);
-  int64_t w = t->out[2], s = t->s[2];
+  int64_t w = t->out[2];
   for (int64_t j0 = 0; j0 < w; j0 += 16) {
     int64_t n = w - j0 < 16 ? w - j0 : 16;
     __m512 acc = _mm512_set1_ps(-FLT_MAX);
     for (int64_t k2 = 0; k2 < t->k[2]; k2++) {
-      int64_t a, b;
-      tap_outputs(t, k2, lo2, hi2, &a, &b);
-      a = a > j0 ? a : j0;
-      b = b < j0 + n ? b : j0 + n;
-      if (a >= b)
+      tap_lanes_t here;
+      const tap_lanes_t *tl = kept ? kept++ : &here;
+      if (!kept)
+        tap_lanes(t, j0, k2, lo2, hi2, &here);
+      if (!tl->in)
         continue;
-      __mmask16 in = (__mmask16)(((1u << (b - a)) - 1) << (a - j0));
-      /* where lane 0 would read: lanes outside the row are masked off */
-      int64_t off = j0 * s + k2 * t->d[2] - t->pb[2];
       for (int64_t k1 = l1; k1 < h1; k1++) {
-        const float *src = x + (s1 + k1 * t->d[1]) * t->in[2] + off;
+        const float *src = x + (s1 + k1 * t->d[1]) * t->in[2] + tl->off;
         __m512 v;
-        if (s == 1) {
-          v = _mm512_maskz_loadu_ps(in, src);
+        if (t->s[2] == 1) {
+          v = _mm512_maskz_loadu_ps(tl->in, src);
         } else {
-          __m512 lo = _mm512_maskz_loadu_ps(spread_even(in & 0xffu), src);
-          __m512 hi = _mm512_maskz_loadu_ps(spread_even(in >> 8), src + 16);
+          __m512 lo = _mm512_maskz_loadu_ps(tl->m_lo, src);
+          __m512 hi = _mm512_maskz_loadu_ps(tl->m_hi, src + 16);
           v = _mm512_permutex2var_ps(lo, evens, hi);
         }
-        acc = _mm512_mask_max_ps(acc, in, v, acc);
+        acc = _mm512_mask_max_ps(acc, tl->in, v, acc);
       }
     }
     _mm512_mask_storeu_ps(y + j0, (__mmask16)((1u << n) - 1), acc);
@@ -215,12 +251,15 @@ static void maxpool_rows(const pool3_t *t, const float *x, float *y,
   for (int64_t k2 = 0; k2 < t->k[2] && k2 < TAPS_KEPT; k2++)
     tap_range(k2 * t->d[2] - t->pb[2], t->s[2], t->out[2], 0, t->in[2],
               &lo2[k2], &hi2[k2]);
+  tap_lanes_t lanes[LANES_KEPT];
+  const tap_lanes_t *kept =
+      vec && lanes_kept(t, lo2, hi2, lanes) ? lanes : NULL;
   for (size_t pl = 0; pl < planes; pl++, x += t->in_size)
     for (int64_t o1 = 0; o1 < t->out[1]; o1++, y += w) {
       int64_t s1 = o1 * t->s[1] - t->pb[1], l1, h1;
       tap_range(s1, t->d[1], t->k[1], 0, t->in[1], &l1, &h1);
       if (vec)
-        max_out_row(t, x, s1, l1, h1, lo2, hi2, y);
+        max_out_row(t, x, s1, l1, h1, lo2, hi2, kept, y);
       else
         max_out_row_scalar(t, x, s1, l1, h1, lo2, hi2, y);
     }
