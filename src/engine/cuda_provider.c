@@ -323,13 +323,16 @@ int gs__cuda_alloc(gs__cuda_session_t *cs, CUdeviceptr *p, size_t bytes,
 /* Weights on the GPU are shared by every session of the same model, device
  * and precision in the process (the worker keeps a session per concurrent
  * request; a MIG slice's memory holds one copy of the weights, not one per
- * thread). Keyed by the model's file digest, so that instances in one green
- * process, each loading its copy of the repository, hold one copy too (one
- * copy in L2, not seven), else by the model's address, which outlives its
- * sessions. Equal files give equal graphs, so the same weights layout. */
+ * thread). Keyed by the model's file digest (model_digest.c: keyed
+ * SipHash, so no uploaded file can be made to collide with another), so
+ * that instances in one green process, each loading its copy of the
+ * repository, hold one copy too, and by the layout's size; equal files give
+ * equal graphs, so the same layout. A model without a digest (no random key
+ * could be drawn) shares by its address only, which outlives its sessions. */
 typedef struct shared_weights_s {
   const gs_model_t *model;
   uint64_t digest[2];
+  size_t bytes; /* the layout's size (weights_layout) */
   int device;
   bool fp16;
   CUdeviceptr ptr;
@@ -362,7 +365,11 @@ static int upload_weights(gs__cuda_session_t *cs, gs_error_t *err);
 /* By digest where the model has one; by address only between models
  * without (an address may be reused once its model is gone, while another
  * model's sessions keep the copy alive). */
-static bool same_model(const shared_weights_t *w, const gs_model_t *m) {
+static bool same_model(const shared_weights_t *w,
+                       const gs__cuda_session_t *cs) {
+  const gs_model_t *m = cs->m;
+  if (w->bytes != cs->weights_bytes)
+    return false;
   if (m->digest[0] || m->digest[1])
     return !memcmp(w->digest, m->digest, sizeof m->digest);
   return w->model == m && !w->digest[0] && !w->digest[1];
@@ -373,8 +380,8 @@ static int weights_acquire(gs__cuda_session_t *cs, gs_error_t *err) {
   int rc = GS_OK;
   pthread_mutex_lock(&g_weights_lock);
   shared_weights_t *w = g_weights;
-  while (w && (!same_model(w, cs->m) || w->device != cs->device ||
-               w->fp16 != cs->fp16))
+  while (w &&
+         (!same_model(w, cs) || w->device != cs->device || w->fp16 != cs->fp16))
     w = w->next;
   if (w) {
     w->refs++;
@@ -386,6 +393,7 @@ static int weights_acquire(gs__cuda_session_t *cs, gs_error_t *err) {
   } else {
     *w = (shared_weights_t){.model = cs->m,
                             .digest = {cs->m->digest[0], cs->m->digest[1]},
+                            .bytes = cs->weights_bytes,
                             .device = cs->device,
                             .fp16 = cs->fp16,
                             .ptr = cs->weights,

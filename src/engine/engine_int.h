@@ -189,9 +189,9 @@ struct gs_model_s {
   size_t n_outputs;
   gs_tensor_info_t *input_info;
   gs_tensor_info_t *output_info;
-  /* Of the file's bytes (0, 0 for a model not loaded from bytes): models
-   * loaded from equal files, such as each green instance's copy of one
-   * repository, share their GPU weights (cuda_provider.c). */
+  /* Of the file's bytes (model_digest.c; 0, 0 when no key could be
+   * drawn): models loaded from equal files, such as each green instance's
+   * copy of one repository, share their GPU weights (cuda_provider.c). */
   uint64_t digest[2];
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/engine_int.h"
+#include "engine/model_digest.h"
 
 void gs_model_limits_default(gs_model_limits_t *limits) {
   limits->max_file_bytes = (size_t)2 << 30;
@@ -418,26 +419,6 @@ out:
   return rc;
 }
 
-/* A 128-bit identity of a model file's bytes, 8 bytes a step in two lanes
- * (FNV-1a's prime, and a multiply-rotate): not a defence against a forged
- * file, which would need a cryptographic hash, but one process's instances
- * come from one operator's repository. ~20 ms for ResNet-50's 100 MB. */
-static void model_digest(const uint8_t *p, size_t n, uint64_t out[2]) {
-  uint64_t a = 0xcbf29ce484222325ull ^ n, b = 0x9e3779b97f4a7c15ull ^ n;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    a = (a ^ w) * 0x100000001b3ull;
-    b += w * 0xc2b2ae3d27d4eb4full;
-    b = (b << 31 | b >> 33) * 0x9e3779b185ebca87ull;
-  }
-  uint64_t w = 0;
-  memcpy(&w, p + i, n - i);
-  out[0] = (a ^ w) * 0x100000001b3ull;
-  out[1] = (b ^ w) * 0xc2b2ae3d27d4eb4full;
-}
-
 int gs_model_load_buffer(gs_model_t **out, const void *data, size_t size,
                          const gs_model_limits_t *limits, gs_error_t *err) {
   gs__pb_budget_t budget;
@@ -473,7 +454,7 @@ int gs_model_load_buffer(gs_model_t **out, const void *data, size_t size,
   if (rc == GS_OK)
     rc = gs__conv_prepack(m, err);
   if (rc == GS_OK)
-    model_digest(data, size, m->digest);
+    gs__model_digest(data, size, m->digest);
 out:
   if (msg)
     protobuf_c_message_free_unpacked(msg, &budget.allocator);

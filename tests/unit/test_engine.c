@@ -22,6 +22,7 @@
 
 #include "engine/engine_int.h"
 #include "engine/kernels_gemm.h"
+#include "engine/model_digest.h"
 #include "gpuslice/engine.h"
 #include "test_onnx_build.h"
 
@@ -507,12 +508,23 @@ static void test_corrupt_files(void **state) {
   assert_null(m);
 }
 
-/* Hard limits: file size, node count, initializer size. */
 /* Models loaded from equal bytes get equal digests (the CUDA provider
  * shares their weights: two green instances' copies of a repository hold
- * one copy); a one-bit change in a weight gives another digest. */
+ * one copy); a one-bit change in a weight gives another digest. The hash
+ * is SipHash-2-4: both lanes give the reference vectors of its paper (key
+ * 00..0f; the empty message, and 00..0e). */
 static void test_model_digest(void **state) {
   (void)state;
+  uint64_t key[4], got[2];
+  uint8_t bytes16[16];
+  for (int i = 0; i < 16; i++)
+    bytes16[i] = (uint8_t)i;
+  memcpy(key, bytes16, 16);
+  memcpy(key + 2, bytes16, 16);
+  gs__siphash24_x2(key, bytes16, 0, got);
+  assert_true(got[0] == 0x726fdb47dd0e0e31ull && got[1] == got[0]);
+  gs__siphash24_x2(key, bytes16, 15, got);
+  assert_true(got[0] == 0xa129ca6149be45e5ull && got[1] == got[0]);
   static const float w[6] = {1.25f, 0, 0, 1, 1, 1};
   static const int64_t wd[2] = {3, 2}, xd[2] = {-1, 2}, yd[2] = {-1, 3};
   graph_t g = {.n_nodes = 1, .n_in = 1, .n_out = 1, .n_init = 1};
@@ -539,6 +551,7 @@ static void test_model_digest(void **state) {
   gs_model_destroy(c);
 }
 
+/* Hard limits: file size, node count, initializer size. */
 static void test_limits(void **state) {
   (void)state;
   graph_t g = simple_graph();
