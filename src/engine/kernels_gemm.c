@@ -18,11 +18,10 @@
 
 static bool gemm_off; /* gs__gemm_set_off: the tests' switch */
 
+/* __builtin_cpu_supports reads what libgcc's constructor found (a load and
+ * a mask), so the pool's threads ask it directly: no cache to race on. */
 bool gs__gemm_available(void) {
-  static int have = -1;
-  if (have < 0)
-    have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  return have == 1 && !gemm_off;
+  return __builtin_cpu_supports("avx512f") && !gemm_off;
 }
 
 void gs__gemm_set_off(bool off) {
@@ -228,10 +227,7 @@ tile_direct(unsigned h, size_t kc, const float *a, const direct_tile_t *d,
  * need AVX-512VL. */
 
 static bool have_vl(void) {
-  static int have = -1;
-  if (have < 0)
-    have = __builtin_cpu_supports("avx512vl") ? 1 : 0;
-  return have == 1;
+  return __builtin_cpu_supports("avx512vl");
 }
 
 __attribute__((target("avx512f,avx512vl,fma"),
