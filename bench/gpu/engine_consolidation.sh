@@ -6,8 +6,8 @@
 # instances, one engine_bench_gpu process in each, timing one common
 # wall-clock window). Green runs twice: the seven sharing one copy of the
 # weights, and each with its own (7x1g-own), as a green worker's instances
-# (and MPS's processes) hold them: L2 holds one copy of ResNet-50's FP16
-# weights (51 MB), not seven. Beside bench/isolation.sh's consolidation part (the
+# (and MPS's processes) hold them: ResNet-50's FP16 weights are 47 MB, an
+# H100's L2 50 MB. Beside bench/isolation.sh's consolidation part (the
 # same through workers, router and perf) it separates the GPU side's cap from
 # the serving path's (issue 13). About 2-3 minutes on an H100.
 #
@@ -105,7 +105,13 @@ else
     done
     wait "${pids[@]}"
     for ((k = 0; k < n; k++)); do
-      grep -q 'late:' "$out/raw/mps-$case-$k.log" && echo "engine_consolidation: mps $case $k started late" >&2
+      # A process warmed up past the common start timed another window:
+      # its sum would mix windows, so the row fails.
+      if grep -q 'late:' "$out/raw/mps-$case-$k.log"; then
+        echo "engine_consolidation: mps $case $k started late: row dropped" >&2
+        row mps "$case" "$n" "" "" ""
+        return
+      fi
       read -r ips p50 p99 < <(parse "$out/raw/mps-$case-$k.log")
       [[ -n ${ips:-} ]] || { row mps "$case" "$n" "" "" ""; return; }
       sum=$((sum + ips))
