@@ -417,8 +417,8 @@ static gs_model_t *load_distinct(const char *path, unsigned tag) {
  * contexts are asked for, where thread k runs on context g = k / streams,
  * over SMs [g x S, (g + 1) x S) of the GPU, with the model of models[g]:
  * the first one opened, or with --own-weights one loaded for the context
- * (the engine shares weights per loaded model, as a green worker's
- * instances, each loading its repository, do not). */
+ * from distinct bytes (the engine shares the weights of models loaded from
+ * equal bytes, so each such context holds its own copy). */
 static gs_session_t *bench_session(ctx_t *c, const bench_opts_t *o, int k,
                                    gs_model_t **models) {
   if (k == 0 && !o->green)

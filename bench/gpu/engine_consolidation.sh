@@ -5,9 +5,10 @@
 # SMs, as `serve --isolation green` holds them) and MPS caps (seven soft 1g
 # instances, one engine_bench_gpu process in each, timing one common
 # wall-clock window). Green runs twice: the seven sharing one copy of the
-# weights, and each with its own (7x1g-own), as a green worker's instances
-# (and MPS's processes) hold them: ResNet-50's FP16 weights are 47 MB, an
-# H100's L2 50 MB. Beside bench/isolation.sh's consolidation part (the
+# weights, as a green worker's instances do since the engine shares equal
+# model files' weights, and each with its own (7x1g-own), as they did
+# before and MPS's seven processes still do: ResNet-50's FP16 weights are
+# 47 MB, an H100's L2 50 MB. Beside bench/isolation.sh's consolidation part (the
 # same through workers, router and perf) it separates the GPU side's cap from
 # the serving path's (issue 13). About 2-3 minutes on an H100.
 #
