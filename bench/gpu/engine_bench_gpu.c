@@ -16,6 +16,8 @@
  * conv, what the provider chose for each conv ("convs: N fused, M
  * conv+epilogue, K cuBLASLt, P plain; ...").
  *
+ * Environment: GS_GPU_WAIT (driver, spin, block) how every session waits
+ * for its runs' ends (gs_gpu_wait_t; driver when unset).
  * Environment (bench): GS_MAX_PLAN_BYTES raises the 8 GiB plan limit;
  * GS_PROFILE_RANGE=1 brackets the device-only replay for ncu.
  *
@@ -115,6 +117,12 @@ static void open_session(ctx_t *c, const char *path, const char *prec,
   if (plan && *plan)
     o.max_plan_bytes = (size_t)strtoull(plan, NULL, 10);
   o.provider = strcmp(prec, "cpu") ? GS_PROVIDER_CUDA : GS_PROVIDER_CPU;
+  const char *wait = getenv("GS_GPU_WAIT"); /* another bench tool's knob */
+  if (wait && *wait &&
+      gs_gpu_wait_parse(wait, "GS_GPU_WAIT", &o.gpu_wait, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    exit(2);
+  }
   o.precision = !strcmp(prec, "fp32")   ? GS_PRECISION_FP32
                 : !strcmp(prec, "fp16") ? GS_PRECISION_FP16
                                         : GS_PRECISION_DEFAULT;
@@ -223,11 +231,12 @@ static int check(int argc, char **argv) {
              wide_swaps);
   else
     snprintf(top1_limit, sizeof top1_limit, "%d top-1 differences", max_miss);
-  printf("check %s batch %lld: top-1 %d/%lld same, max |diff| %.3g, max "
-         "|ref| %.3g, rel %.3g (limits: rel %.3g, %s), "
+  printf("check %s batch %lld (wait %s): top-1 %d/%lld same, max |diff| "
+         "%.3g, max |ref| %.3g, rel %.3g (limits: rel %.3g, %s), "
          "smallest top-1 margin %.3g, first run %.0f ms: %s\n",
-         argv[3], (long long)n, top1_same, (long long)n, max_diff, max_ref, rel,
-         max_rel, top1_limit, min_margin, t1 - t0, ok ? "PASS" : "FAIL");
+         argv[3], (long long)n, gs_gpu_wait_name(c.opts.gpu_wait), top1_same,
+         (long long)n, max_diff, max_ref, rel, max_rel, top1_limit, min_margin,
+         t1 - t0, ok ? "PASS" : "FAIL");
   gs_session_destroy(c.s);
   gs_model_destroy(c.model);
   free(x);

@@ -146,6 +146,24 @@ typedef enum {
 const char *gs_provider_name(gs_provider_t provider);
 const char *gs_precision_name(gs_precision_t precision);
 
+/* How a CUDA run's caller waits for its end. */
+typedef enum {
+  /* cuStreamSynchronize under the context's scheduling flag: the primary
+   * context's CU_CTX_SCHED_AUTO spins a core while the process has fewer
+   * contexts than cores, which is every worker's case. */
+  GS_GPU_WAIT_DRIVER = 0,
+  /* Poll the stream (cuStreamQuery), a core spinning: no wake-up. */
+  GS_GPU_WAIT_SPIN,
+  /* Sleep on a blocking-sync event until the GPU's interrupt wakes the
+   * thread: a wake-up's latency, no core held. */
+  GS_GPU_WAIT_BLOCK
+} gs_gpu_wait_t;
+
+/* "driver", "spin", "block"; gs_gpu_wait_parse: GS_EINVAL naming `what`. */
+const char *gs_gpu_wait_name(gs_gpu_wait_t wait);
+int gs_gpu_wait_parse(const char *s, const char *what, gs_gpu_wait_t *out,
+                      gs_error_t *err);
+
 /* A field left 0 takes its default. */
 typedef struct gs_session_options_s {
   size_t max_plan_bytes;     /* memory planned for one input shape set */
@@ -158,10 +176,8 @@ typedef struct gs_session_options_s {
    * multiples of the GPU's green-context group (8 SMs on Hopper). The CPU
    * provider ignores them. */
   unsigned sm_first, sm_count;
-  /* CUDA: wait for a run's end by polling its stream (cuStreamQuery, a
-   * core spinning) instead of blocking in cuStreamSynchronize, for the
-   * wake-up's latency. The CPU provider ignores it. */
-  bool spin_wait;
+  /* CUDA: how a run's end is waited for. The CPU provider ignores it. */
+  gs_gpu_wait_t gpu_wait;
 } gs_session_options_t;
 
 /* max_plan_bytes 1 GiB, max_cached_plans 16 (at most 1024). */

@@ -485,19 +485,33 @@ static inline void relax(void) {
 #endif
 }
 
-/* The end of the run on cs's stream: spin_wait polls the stream (this
- * thread spins, no wake-up to wait for), else cuStreamSynchronize (which
- * spins or blocks as the context's scheduling flag says: the primary
- * context's default, CU_CTX_SCHED_AUTO). */
+/* The end of the run on cs's stream, as cs->wait says: polled (this thread
+ * spins, no wake-up to wait for), slept on a blocking-sync event (no core
+ * held while the GPU works: what lets seven instances' sessions and their
+ * clients share a host's cores), or cuStreamSynchronize under the
+ * context's scheduling flag. */
 static CUresult wait_run(gs__cuda_session_t *cs) {
   const gs__cuda_t *cu = &cs->l->cuda;
-  if (!cs->spin_wait)
-    return cu->StreamSynchronize(cs->stream);
   CUresult r;
-  while ((r = cu->StreamQuery(cs->stream)) == CUDA_ERROR_NOT_READY)
-    relax();
-  return r;
+  switch (cs->wait) {
+  case GS_GPU_WAIT_SPIN:
+    while ((r = cu->StreamQuery(cs->stream)) == CUDA_ERROR_NOT_READY)
+      relax();
+    return r;
+  case GS_GPU_WAIT_BLOCK:
+    if ((r = cu->EventRecord(cs->done, cs->stream)) != CUDA_SUCCESS)
+      return r;
+    return cu->EventSynchronize(cs->done);
+  case GS_GPU_WAIT_DRIVER:
+    break;
+  }
+  return cu->StreamSynchronize(cs->stream);
 }
+
+static const char *const wait_what[] = {
+    "running the model (cuStreamSynchronize)",
+    "running the model (cuStreamQuery)",
+    "running the model (cuEventSynchronize)"};
 
 int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                          const gs_tensor_t **in,
@@ -520,11 +534,7 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   if ((rc = unstage_outputs(cs, plan, g, bind, err)) != GS_OK)
     return rc;
   if ((r = wait_run(cs)) != CUDA_SUCCESS)
-    return gs__cuda_fail(cs, r,
-                         cs->spin_wait ? "running the model (cuStreamQuery)"
-                                       : "running the model "
-                                         "(cuStreamSynchronize)",
-                         err);
+    return gs__cuda_fail(cs, r, wait_what[cs->wait], err);
   for (size_t o = 0; o < cs->m->n_outputs; o++) {
     outputs[o].mem = g->out_bound[o] ? GS_MEM_DEVICE : GS_MEM_HOST;
     outputs[o].data = g->out_bound[o] ? (void *)(uintptr_t)bind[o].ptr

@@ -537,6 +537,11 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
   for (int i = 0; i < 2; i++)
     if ((r = l->cuda.EventCreate(&cs->ev[i], CU_EVENT_DEFAULT)) != CUDA_SUCCESS)
       return gs__cuda_fail(cs, r, "cuEventCreate", err);
+  if (cs->wait == GS_GPU_WAIT_BLOCK &&
+      (r = l->cuda.EventCreate(&cs->done, CU_EVENT_BLOCKING_SYNC |
+                                              CU_EVENT_DISABLE_TIMING)) !=
+          CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuEventCreate (blocking sync)", err);
   cudnnStatus_t s = l->cudnn.Create(&cs->dnn);
   if (s != CUDNN_STATUS_SUCCESS)
     return gs_error_set(err, GS_EDRIVER, "cudnnCreate failed: %s",
@@ -573,6 +578,10 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
 int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
                             const gs_session_options_t *opts, gs_error_t *err) {
   *out = NULL;
+  if ((unsigned)opts->gpu_wait > GS_GPU_WAIT_BLOCK)
+    return gs_error_set(err, GS_EINVAL,
+                        "gpu_wait %u is not driver, spin or block",
+                        (unsigned)opts->gpu_wait);
   int rc = GS_OK;
   gs__cuda_session_t *cs = calloc(1, sizeof *cs);
   if (!cs)
@@ -581,7 +590,7 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
   cs->device = opts->device;
   cs->sm_first = opts->sm_first;
   cs->sm_count = opts->sm_count;
-  cs->spin_wait = opts->spin_wait;
+  cs->wait = opts->gpu_wait;
   cs->fp16 = opts->precision != GS_PRECISION_FP32;
   cs->max_graphs = opts->max_cached_plans ? opts->max_cached_plans : 16;
   size_t nv = model->n_values + 1;
@@ -652,6 +661,8 @@ void gs__cuda_session_destroy(gs__cuda_session_t *cs) {
     for (int i = 0; i < 2; i++)
       if (cs->ev[i])
         l->cuda.EventDestroy(cs->ev[i]);
+    if (cs->done)
+      l->cuda.EventDestroy(cs->done);
     if (cs->stream)
       l->cuda.StreamDestroy(cs->stream);
     gs__cuda_green_close(cs->green); /* after its stream */

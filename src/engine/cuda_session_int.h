@@ -113,9 +113,10 @@ struct gs__cuda_session_s {
   bool ctx_held;
   unsigned sm_first, sm_count;    /* asked for; sm_count 0: no green context */
   struct gs__cuda_green_s *green; /* cuda_green.c, when sm_count */
-  bool spin_wait; /* a run's end is polled (cuStreamQuery), not waited */
+  gs_gpu_wait_t wait;             /* how a run's end is waited for */
   CUstream stream;
   CUevent ev[2]; /* timing conv algorithms at plan */
+  CUevent done;  /* GS_GPU_WAIT_BLOCK: a blocking-sync event after a run */
   CUmodule module;
   CUfunction fn[GS__K_COUNT][2];
   cudnnHandle_t dnn;

@@ -1,6 +1,6 @@
 /* The engine's names and process-wide settings: element type names and
- * sizes (KServe's), provider and precision names, session option defaults,
- * and OpenBLAS's thread count. */
+ * sizes (KServe's), provider, precision and GPU wait names, session option
+ * defaults, and OpenBLAS's thread count. */
 #include <string.h>
 
 #include <cblas.h>
@@ -65,6 +65,23 @@ const char *gs_precision_name(gs_precision_t precision) {
     return "fp16";
   }
   return "invalid";
+}
+
+static const char *const gpu_waits[] = {"driver", "spin", "block"};
+
+const char *gs_gpu_wait_name(gs_gpu_wait_t wait) {
+  return (unsigned)wait < 3 ? gpu_waits[wait] : "invalid";
+}
+
+int gs_gpu_wait_parse(const char *s, const char *what, gs_gpu_wait_t *out,
+                      gs_error_t *err) {
+  for (unsigned i = 0; s && i < 3; i++)
+    if (strcmp(s, gpu_waits[i]) == 0) {
+      *out = (gs_gpu_wait_t)i;
+      return GS_OK;
+    }
+  return gs_error_set(err, GS_EINVAL, "%s: \"%s\" is not driver, spin or block",
+                      what, s ? s : "");
 }
 
 void gs_session_options_default(gs_session_options_t *opts) {

@@ -37,6 +37,8 @@ typedef struct CUgraphExec_st *CUgraphExec;
 /* cuStreamCreate flags, cuEventCreate flags, cuStreamBeginCapture modes. */
 #define CU_STREAM_NON_BLOCKING 0x1u
 #define CU_EVENT_DEFAULT 0x0u
+#define CU_EVENT_BLOCKING_SYNC 0x1u
+#define CU_EVENT_DISABLE_TIMING 0x2u
 typedef enum CUstreamCaptureMode_enum {
   CU_STREAM_CAPTURE_MODE_GLOBAL = 0,
   CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1,

@@ -6,8 +6,10 @@
 # the ONNX node tests of the CUDA provider's ops (the kit's node/, from
 # build_carry.sh) run on the GPU in FP32 (run_node_tests --provider cuda,
 # skips as tests/engine/node_skips_cuda.txt lists them, the CPU's
-# tolerance). Then a ResNet-50 batch with NaN and Inf images runs (computed,
-# not crashing; the finite image as it is alone), and two loads of the model
+# tolerance). ResNet-50 FP16 batch 1 runs again with each way of waiting
+# for a run (GS_GPU_WAIT block, spin). Then a ResNet-50 batch with NaN and
+# Inf images runs (computed, not crashing; the finite image as it is
+# alone), and two loads of the model
 # file run on one copy of its weights (engine_bench_gpu share, as a green
 # process's instances load their copies). Exit 0 all passed, 1 a
 # failure, 77 no GPU (or, with the node tests passed, no PyTorch).
@@ -74,7 +76,13 @@ for n in 1 64; do
   lim=$(python3 -c "print(max(1e-2, 1.25 * $trel))")
   echo "engine_check: PyTorch's own FP16, batch $n: rel $trel, $tmiss top-1 differences"
   "$bench" check "$m/resnet50.onnx" fp16 "$m/x$n.f32" "$m/ref$n.f32" $n "$lim" "margin:$trel" || fail=1
-  [ $n = 1 ] && lim1=$lim
+  [ $n = 1 ] && lim1=$lim trel1=$trel
+done
+# The same answers whichever way a session waits for its runs (a worker's
+# --gpu-wait): a blocking-sync event, a polled stream.
+for w in block spin; do
+  GS_GPU_WAIT=$w "$bench" check "$m/resnet50.onnx" fp16 "$m/x1.f32" "$m/ref1.f32" 1 "$lim1" "margin:$trel1" ||
+    { echo "engine_check: FAIL with GS_GPU_WAIT=$w"; fail=1; }
 done
 # Non-finite inputs: image 0 holds a NaN, image 1 a +Inf, image 2 is finite.
 "$bench" nonfinite "$m/resnet50.onnx" fp32 "$m/x1.f32" 1e-3 || fail=1
