@@ -20,6 +20,7 @@
 #include "cli_http.h"
 #include "gpuslice/run.h"
 #include "gpuslice/serve.h"
+#include "gpuslice/worker.h"
 #include "serve_cli.h"
 
 #define ROUTER_BOOST 5 /* nice levels between the router and its workers */
@@ -123,6 +124,7 @@ static int list_instances(void *ctx, gs_serve_instance_t *out, size_t max,
   }
   free(devs);
   gs_backend_close(be);
+  sc->n_listed = *n;
   return rc;
 }
 
@@ -153,7 +155,13 @@ static void arg(argv_builder_t *b, const char *fmt, ...) {
   b->used += (size_t)len + 1;
 }
 
-/* serve's model control (and busy-poll) options, as the worker takes them. */
+/* serve's model control (busy-poll, GPU wait) options, as the worker takes
+ * them. --gpu-wait auto blocks when the serve starts several workers: a
+ * run's waiting thread then sleeps instead of spinning a core, which the
+ * driver's cuStreamSynchronize does while a process has fewer contexts than
+ * cores, so that seven instances' sessions, their loops and their clients
+ * share the host's cores (docs/BENCHMARKS.md, "GPU wait"); one worker alone
+ * keeps the driver's spin, a wake-up shorter. */
 static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
   if (sc->model_control_mode)
     arg(b, "--model-control-mode=%s", sc->model_control_mode);
@@ -165,6 +173,12 @@ static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
     arg(b, "--server-name=%s", sc->server_name);
   if (sc->busy_poll_us)
     arg(b, "--busy-poll-us=%u", sc->busy_poll_us);
+  static const char *const waits[] = GS_WORKER_GPU_WAIT_NAMES;
+  if (sc->gpu_wait != GS_WORKER_GPU_WAIT_AUTO)
+    arg(b, "--gpu-wait=%s", waits[sc->gpu_wait]);
+  else if (!sc->busy_poll_us &&
+           (sc->n_listed > 1 || sc->opt.workers_per_instance > 1))
+    arg(b, "--gpu-wait=block");
   if (sc->conv_cache)
     arg(b, "--conv-cache=%s", sc->conv_cache);
   else /* run's worker does not see serve's --state-dir */

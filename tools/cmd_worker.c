@@ -268,6 +268,16 @@ static const cli_opt_t options[] = {
              "queue after a job, the loop spins while one runs and this "
              "long after, CUDA runs are polled; 0: sleep and block",
      .offset = W(wo.busy_poll_us)},
+    {.name = "gpu-wait",
+     .type = CLI_OPT_CHOICE,
+     .choices = GS_WORKER_GPU_WAIT_NAMES,
+     .def = "auto",
+     .help = "how CUDA runs are waited for: spin (a core polls), block "
+             "(the thread sleeps until the GPU's interrupt), driver "
+             "(cuStreamSynchronize, which spins while the process has "
+             "fewer contexts than cores); auto: spin with --busy-poll-us, "
+             "else driver",
+     .offset = W(wo.gpu_wait)},
     {.name = "conv-cache",
      .type = CLI_OPT_STRING,
      .arg = "DIR",

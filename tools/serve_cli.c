@@ -212,6 +212,15 @@ static const cli_opt_t options[] = {
              "the next request instead of sleeping (a core each); 0: off",
      .key = "busy_poll_us",
      .offset = S(busy_poll_us)},
+    {.name = "gpu-wait",
+     .type = CLI_OPT_CHOICE,
+     .choices = GS_WORKER_GPU_WAIT_NAMES,
+     .def = "auto",
+     .help = "each worker's --gpu-wait: how its CUDA runs are waited for; "
+             "auto: spin with --busy-poll-us, else block when the serve "
+             "starts several workers, else driver",
+     .key = "gpu_wait",
+     .offset = S(gpu_wait)},
     {.name = "conv-cache",
      .type = CLI_OPT_STRING,
      .arg = "DIR",

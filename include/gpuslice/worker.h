@@ -22,6 +22,21 @@ typedef enum {
                                 requests are served */
 } gs_model_control_t;
 
+typedef enum {
+  GS_WORKER_GPU_WAIT_AUTO = 0,
+  GS_WORKER_GPU_WAIT_DRIVER,
+  GS_WORKER_GPU_WAIT_SPIN,
+  GS_WORKER_GPU_WAIT_BLOCK
+} gs_worker_gpu_wait_t;
+
+/* Their names (--gpu-wait, serve.yaml's gpu_wait), an initializer. */
+#define GS_WORKER_GPU_WAIT_NAMES                                               \
+  {                                                                            \
+    [GS_WORKER_GPU_WAIT_AUTO] = "auto",                                        \
+    [GS_WORKER_GPU_WAIT_DRIVER] = "driver",                                    \
+    [GS_WORKER_GPU_WAIT_SPIN] = "spin", [GS_WORKER_GPU_WAIT_BLOCK] = "block"   \
+  }
+
 typedef struct gs_worker_options_s {
   const char *model_repository; /* DIR/NAME/VERSION/model.onnx */
   const char *host;             /* NULL: "127.0.0.1" */
@@ -49,6 +64,10 @@ typedef struct gs_worker_options_s {
    * the last one; CUDA sessions poll their stream instead of blocking.
    * 0: libuv's pool and blocking waits. At most GS_WORKER_MAX_BUSY_POLL_US. */
   unsigned busy_poll_us;
+  /* How CUDA sessions wait for a run's end: AUTO (0) spins with
+   * busy_poll_us, else leaves it to the driver; the others as engine.h's
+   * gs_gpu_wait_t says. */
+  gs_worker_gpu_wait_t gpu_wait;
 } gs_worker_options_t;
 
 #define GS_WORKER_MAX_BUSY_POLL_US 1000000u

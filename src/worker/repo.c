@@ -243,7 +243,7 @@ int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,
   opts.device = slot->placement.device;
   opts.sm_first = slot->placement.sm_first;
   opts.sm_count = slot->placement.sm_count;
-  opts.spin_wait = slot->placement.spin_wait;
+  opts.gpu_wait = slot->placement.gpu_wait;
   /* Room for a plan (on a GPU, a graph) per size planned at load. */
   uint64_t sizes[GS__MAX_PLANNED_SIZES];
   size_t n = gs__slot_planned_sizes(slot, sizes, GS__MAX_PLANNED_SIZES);

@@ -147,12 +147,28 @@ static bool load_all(const gs_worker_options_t *opts) {
   return false;
 }
 
+/* The engine's wait for the worker's choice; AUTO spins along with
+ * busy_poll_us's threads, else leaves it to the driver. */
+static gs_gpu_wait_t gpu_wait(const gs_worker_options_t *opts) {
+  switch (opts->gpu_wait) {
+  case GS_WORKER_GPU_WAIT_AUTO:
+    break;
+  case GS_WORKER_GPU_WAIT_DRIVER:
+    return GS_GPU_WAIT_DRIVER;
+  case GS_WORKER_GPU_WAIT_SPIN:
+    return GS_GPU_WAIT_SPIN;
+  case GS_WORKER_GPU_WAIT_BLOCK:
+    return GS_GPU_WAIT_BLOCK;
+  }
+  return opts->busy_poll_us > 0 ? GS_GPU_WAIT_SPIN : GS_GPU_WAIT_DRIVER;
+}
+
 int gs__repo_open_opts(gs__repo_t *repo, const gs_worker_options_t *opts,
                        gs_error_t *err) {
   memset(repo, 0, sizeof *repo);
   repo->sm_first = opts->sm_first;
   repo->sm_count = opts->sm_count;
-  repo->spin_wait = opts->busy_poll_us > 0;
+  repo->gpu_wait = gpu_wait(opts);
   repo->mode = opts->model_control;
   const char *sname = opts->server_name ? opts->server_name : "gpuslice";
   if (!gs__repo_valid_name(sname) || strlen(sname) >= sizeof repo->server_name)

@@ -236,7 +236,7 @@ static int load_versions(gs__repo_t *repo, const char *name, const char *dir,
                                 err);
   tmpl->placement.sm_first = repo->sm_first;
   tmpl->placement.sm_count = repo->sm_count;
-  tmpl->placement.spin_wait = repo->spin_wait;
+  tmpl->placement.gpu_wait = repo->gpu_wait;
   if (rc == GS_OK)
     rc = list_versions(dir, present, &np, err);
   if (rc == GS_OK)

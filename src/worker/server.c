@@ -132,6 +132,10 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   rc = opts->busy_poll_us > GS_WORKER_MAX_BUSY_POLL_US
            ? gs_error_set(err, GS_EINVAL, "busy_poll_us is at most %u, not %u",
                           GS_WORKER_MAX_BUSY_POLL_US, opts->busy_poll_us)
+       : (unsigned)opts->gpu_wait > GS_WORKER_GPU_WAIT_BLOCK
+           ? gs_error_set(err, GS_EINVAL,
+                          "gpu_wait %u is not auto, driver, spin or block",
+                          (unsigned)opts->gpu_wait)
            : GS_OK;
   if (rc == GS_OK && opts->busy_poll_us)
     rc = gs__pool_create(&w->pool, &w->loop, pool_threads(), opts->busy_poll_us,

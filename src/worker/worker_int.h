@@ -158,7 +158,7 @@ typedef struct gs__placement_s {
   unsigned n_fp16;
   char fp16_inputs[GS__INFER_MAX_TENSORS][128];
   unsigned sm_first, sm_count; /* the worker's green-context SMs */
-  bool spin_wait;              /* the worker's busy_poll_us > 0 */
+  gs_gpu_wait_t gpu_wait;      /* the worker's (repo_control.c) */
   /* gpuslice's "warmup": true/false; absent (-1): on for CUDA sessions. */
   int warmup;
 } gs__placement_t;
@@ -250,7 +250,7 @@ typedef struct gs__repo_seen_s {
 typedef struct gs__repo_s {
   char dir[4096];
   unsigned sm_first, sm_count; /* every model's (gs_worker_options_t) */
-  bool spin_wait;              /* busy_poll_us > 0: sessions poll */
+  gs_gpu_wait_t gpu_wait;      /* every CUDA session's wait */
   unsigned n;
   gs__model_entry_t models[GS__REPO_MAX_MODELS];
   gs_model_control_t mode;

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# gpuslice serve --gpu-wait (key gpu_wait) reaches the workers' command
+# lines: left auto, a serve of several workers asks each for
+# --gpu-wait=block (a sleeping wait: the workers share the host's cores),
+# one worker alone gets no flag (the driver's wait) and neither does a
+# busy-polling serve (its workers spin); a value given is passed as it is.
+# Skips (77) when the models cannot be generated.
+. "$(dirname "$0")/serve_lib.sh"
+
+# worker_args: each worker's command line, a line each.
+worker_args() {
+  local p
+  for p in $(pgrep -f -- "--model-repository=$tmp/models"); do
+    tr '\0' ' ' <"/proc/$p/cmdline"
+    echo
+  done
+}
+
+# expect_waits WHAT N FLAG: N workers, each with FLAG ("none": no --gpu-wait).
+expect_waits() {
+  local args n
+  args=$(worker_args | grep " worker ")
+  n=$(grep -c . <<<"$args")
+  [ "$n" = "$2" ] || fail "$1: $n workers, not $2: $args"
+  if [ "$3" = none ]; then
+    ! grep -q -- "--gpu-wait" <<<"$args" || fail "$1: a --gpu-wait flag: $args"
+  else
+    [ "$(grep -c -- " $3 " <<<"$args ")" = "$2" ] ||
+      fail "$1: not every worker has $3: $args"
+  fi
+  echo "ok: $1: $2 workers, $3"
+}
+
+stop_serve() {
+  kill "$serve_pid" && wait "$serve_pid"
+  serve_pid=
+  for _ in $(seq 100); do
+    pgrep -f -- "--model-repository=$tmp/models" >/dev/null || return 0
+    sleep 0.1
+  done
+  fail "workers still running after the serve ended"
+}
+
+start_serve
+labels=$(status_json | python3 -c 'import json, sys
+print(" ".join(w["worker"] for w in json.load(sys.stdin)["workers"]))')
+read -r -a all <<<"$labels"
+[ "${#all[@]}" -ge 2 ] || fail "want 2 or more workers, got: $labels"
+expect_waits "auto, ${#all[@]} workers" "${#all[@]}" --gpu-wait=block
+stop_serve
+
+start_serve --instances "${all[0]}"
+expect_waits "auto, one worker" 1 none
+stop_serve
+
+start_serve --busy-poll-us 300
+expect_waits "auto with --busy-poll-us" "${#all[@]}" none
+stop_serve
+
+start_serve --gpu-wait driver
+expect_waits "--gpu-wait driver" "${#all[@]}" --gpu-wait=driver
+stop_serve
+
+cat >"$tmp/serve.yaml" <<YAML
+gpu_wait: spin
+YAML
+start_serve -f "$tmp/serve.yaml" --instances "${all[0]}"
+expect_waits "gpu_wait: spin from -f" 1 --gpu-wait=spin
+stop_serve
+
+"$GPUSLICE" serve --model-repository "$tmp/models" --gpu-wait fast \
+  >"$tmp/bad.log" 2>&1
+rc=$?
+[ $rc = 2 ] && grep -q -- "--gpu-wait 'fast'" "$tmp/bad.log" ||
+  fail "--gpu-wait fast: exit $rc, $(cat "$tmp/bad.log")"
+echo "ok: --gpu-wait fast refused (exit 2): $(head -n 1 "$tmp/bad.log")"
+echo PASS
