@@ -52,6 +52,9 @@
 #                       e.g. "--shared-memory system" (inputs written once
 #                       into a region the workers read, as perf_analyzer's
 #                       flag: no request body to send and parse)
+#   GS_ISOL_SERVE_ARGS  more `gpuslice serve` options for the serves this
+#                       script starts (not mps-prio's victim or mps-open's
+#                       workers), e.g. "--gpu-wait block"
 #   GS_ISOL_NOISY_BATCH (64) GS_ISOL_NOISY_CONC (2) GS_ISOL_PACE_RATE (4
 #                       requests/s per neighbour; empty: no paced variant)
 #   GS_ISOL_SETTLE_S (2) GS_ISOL_RECOVER_S (8)  seconds of load before an
@@ -292,20 +295,37 @@ for gi in sorted(json.loads(sys.argv[1])["devices"][0]["gpu_instances"], key=lam
 }
 
 serve_json() { curl -sf --max-time 2 "http://127.0.0.1:$serve_port/gpuslice/v1/workers"; }
+# worker_waits REPO INSTANCES: how the serve's workers wait for their GPU
+# runs (each worker's --gpu-wait, "auto" when it has none), a line per serve
+# in $raw/$mode_label-workers.txt.
+worker_waits() {
+  local p waits=()
+  for p in $(pgrep -f -- "--model-repository=$1( |\$)"); do
+    waits+=("$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null |
+      sed -n 's/^--gpu-wait=//p' | grep . || echo auto)")
+  done
+  echo "${1##*/} on $2: ${#waits[@]} worker processes, gpu-wait: ${waits[*]}" \
+    >>"$raw/$mode_label-workers.txt"
+}
+
 # serve_up REPO [INSTANCES]: the serve on INSTANCES (default all), every
 # worker ready. Sets serve_pid, serve_port.
 serve_up() {
-  local repo=$1 sel=${2:-all} tries
+  local repo=$1 sel=${2:-all} tries extra
+  read -r -a extra <<<"${GS_ISOL_SERVE_ARGS:-}"
   # not through gsm: $! must be the serve itself, which SIGTERM drains
   "$gs" --backend "$backend" --state-dir "$mode_state" ${isolation:+--isolation "$isolation"} \
     serve --model-repository "$repo" --instances "$sel" --http-port 0 --grpc-port 0 \
-    --start-timeout $((start_s * 1000)) >>"$raw/$mode_label-serve.log" 2>&1 &
+    --start-timeout $((start_s * 1000)) ${extra[@]+"${extra[@]}"} >>"$raw/$mode_label-serve.log" 2>&1 &
   serve_pid=$!
   local deadline=$((SECONDS + start_s + 10))
   while ((SECONDS < deadline)); do
     if grep -q 'gpuslice serve: ready' "$raw/$mode_label-serve.log" 2>/dev/null; then
       serve_port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http_port"])' \
-        "$mode_state/serve.json" 2>/dev/null) && [[ -n $serve_port ]] && return 0
+        "$mode_state/serve.json" 2>/dev/null) && [[ -n $serve_port ]] && {
+        worker_waits "$repo" "$sel"
+        return 0
+      }
     fi
     kill -0 "$serve_pid" 2>/dev/null || break
     sleep 0.2
@@ -529,20 +549,21 @@ part_consolidation() {
     [[ $mode == mps-open* || $mode == mps-prio ]] && continue
     budget_left "$mode" && mode_up "$mode" || continue
     log "mode $mode: $n_inst x profile $profile"
-    if create_instances "$profile" "$n_inst" && serve_up "$work/repo_all"; then
-      for id in "${inst_ids[@]:1}"; do T=30 gsm serve --remove "0:$id" >/dev/null; done
-      wait_workers 1 || log "more than one worker still ready"
+    # One instance served alone, then the seven by a serve of their own:
+    # each as a user would serve it (serve's defaults follow the worker
+    # count, e.g. --gpu-wait auto), the six others created but idle.
+    if create_instances "$profile" "$n_inst" && serve_up "$work/repo_all" "0:${inst_ids[0]}"; then
       sweep "$mode" 1x1g-b1 "$serve_port" "$model" "$levels_one"
       [[ $direct == 1 ]] && sweep_direct "$mode" 1x1g-direct "$levels_direct" 1 \
         $(worker_ports "${inst_ids[0]}")
-      for id in "${inst_ids[@]:1}"; do T=30 gsm serve --add "0:$id" >/dev/null; done
-      if wait_workers "$n_inst"; then
+      stop_serve
+      if serve_up "$work/repo_all" && wait_workers "$n_inst"; then
         sweep "$mode" "${n_inst}x1g-b1" "$serve_port" "$model" "$levels_all"
         [[ $direct == 1 ]] && sweep_direct "$mode" "${n_inst}x1g-direct" "$levels_direct" "$n_inst" \
           $(worker_ports "${inst_ids[@]}")
         sweep "$mode" "${n_inst}x1g-dyn" "$serve_port" "${model}_dyn" "$levels_dyn"
       else
-        row "$mode" "${n_inst}x1g-b1" - - error 1 "the $n_inst workers did not all come back"
+        row "$mode" "${n_inst}x1g-b1" - - error 1 "the serve of $n_inst workers did not start"
         fail=1
       fi
     else

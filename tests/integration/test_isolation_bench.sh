@@ -96,6 +96,12 @@ print("%.1f" % sum(float("%.1f" % json.load(open(f))["levels"][-1]["throughput"]
 check "consolidation: 3x1g-direct is the sum of 3 clients ($want)" \
   "[[ \$(ls $out/raw/consolidation/mps-3x1g-direct-c1-[0-9].json | wc -l) == 3 &&
      \$(value consolidation mps 3x1g-direct direct infer_per_s) == $want ]]"
+# one instance is served alone (the serve's defaults for one worker: no
+# --gpu-wait), the three by a serve of their own (--gpu-wait=block each)
+check "consolidation: 1x1g by a serve of one worker, 3x1g by one of three" \
+  "grep -qx 'repo_all on 0:[0-9]*: 1 worker processes, gpu-wait: auto' $out/raw/consolidation/mps-workers.txt &&
+   grep -qx 'repo_all on all: 3 worker processes, gpu-wait: block block block' $out/raw/consolidation/mps-workers.txt" ||
+  sed 's/^/  /' "$out/raw/consolidation/mps-workers.txt"
 check "consolidation: a mode gpuslice lacks recorded as not available" "[[ \$(value consolidation threads setup - available) == 0 ]]"
 # the table (a header, a row per measured mode, a line per mode not
 # measured) ends the log
