@@ -54,22 +54,37 @@ free_port() {
 
 # start_serve ARGS...: gpuslice serve on free ports with ARGS; sets
 # serve_pid, port and grpc_port, or fails when it is not ready in 60 s.
+# The ports are free when picked, but serve binds them only after its
+# workers are up, and a worker's own ephemeral port may take one first:
+# then serve ends with "Address already in use" and is started again on
+# new ports (three tries).
 start_serve() {
-  port=$(free_port)
-  grpc_port=$(free_port)
-  # Emptied here, not by the redirection below: that one runs in the
-  # background child, and the wait for "ready" could read an earlier
-  # serve's line first.
-  : >"$tmp/serve.log"
-  "$GPUSLICE" serve --model-repository "$tmp/models" --http-port "$port" \
-    --grpc-port "$grpc_port" "$@" >"$tmp/serve.log" 2>&1 &
-  serve_pid=$!
-  for _ in $(seq 600); do
-    grep -q "gpuslice serve: ready" "$tmp/serve.log" && return 0
+  local try
+  for try in 1 2 3; do
+    port=$(free_port)
+    grpc_port=$(free_port)
+    # Emptied here, not by the redirection below: that one runs in the
+    # background child, and the wait for "ready" could read an earlier
+    # serve's line first.
+    : >"$tmp/serve.log"
+    "$GPUSLICE" serve --model-repository "$tmp/models" --http-port "$port" \
+      --grpc-port "$grpc_port" "$@" >"$tmp/serve.log" 2>&1 &
+    serve_pid=$!
+    for _ in $(seq 600); do
+      grep -q "gpuslice serve: ready" "$tmp/serve.log" && return 0
+      kill -0 "$serve_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if ! kill -0 "$serve_pid" 2>/dev/null &&
+      grep -q "Address already in use" "$tmp/serve.log"; then
+      wait "$serve_pid" 2>/dev/null
+      echo "start_serve: a port was taken before serve bound it (try $try): $(grep -m1 "Address already in use" "$tmp/serve.log")"
+      continue
+    fi
     kill -0 "$serve_pid" 2>/dev/null || fail "serve exited while starting"
-    sleep 0.1
+    fail "serve not ready after 60 s"
   done
-  fail "serve not ready after 60 s"
+  fail "serve could not bind free ports in 3 tries"
 }
 
 # status_json: the admin view of the workers.
