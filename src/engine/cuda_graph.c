@@ -489,29 +489,28 @@ static inline void relax(void) {
  * spins, no wake-up to wait for), slept on a blocking-sync event (no core
  * held while the GPU works: what lets seven instances' sessions and their
  * clients share a host's cores), or cuStreamSynchronize under the
- * context's scheduling flag. */
-static CUresult wait_run(gs__cuda_session_t *cs) {
+ * context's scheduling flag. *what: the call that answered. */
+static CUresult wait_run(gs__cuda_session_t *cs, const char **what) {
   const gs__cuda_t *cu = &cs->l->cuda;
   CUresult r;
   switch (cs->wait) {
   case GS_GPU_WAIT_SPIN:
+    *what = "running the model (cuStreamQuery)";
     while ((r = cu->StreamQuery(cs->stream)) == CUDA_ERROR_NOT_READY)
       relax();
     return r;
   case GS_GPU_WAIT_BLOCK:
+    *what = "running the model (cuEventRecord)";
     if ((r = cu->EventRecord(cs->done, cs->stream)) != CUDA_SUCCESS)
       return r;
+    *what = "running the model (cuEventSynchronize)";
     return cu->EventSynchronize(cs->done);
   case GS_GPU_WAIT_DRIVER:
     break;
   }
+  *what = "running the model (cuStreamSynchronize)";
   return cu->StreamSynchronize(cs->stream);
 }
-
-static const char *const wait_what[] = {
-    "running the model (cuStreamSynchronize)",
-    "running the model (cuStreamQuery)",
-    "running the model (cuEventSynchronize)"};
 
 int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                          const gs_tensor_t **in,
@@ -533,8 +532,9 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     return gs__cuda_fail(cs, r, "cuGraphLaunch", err);
   if ((rc = unstage_outputs(cs, plan, g, bind, err)) != GS_OK)
     return rc;
-  if ((r = wait_run(cs)) != CUDA_SUCCESS)
-    return gs__cuda_fail(cs, r, wait_what[cs->wait], err);
+  const char *what;
+  if ((r = wait_run(cs, &what)) != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, what, err);
   for (size_t o = 0; o < cs->m->n_outputs; o++) {
     outputs[o].mem = g->out_bound[o] ? GS_MEM_DEVICE : GS_MEM_HOST;
     outputs[o].data = g->out_bound[o] ? (void *)(uintptr_t)bind[o].ptr

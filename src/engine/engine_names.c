@@ -67,15 +67,18 @@ const char *gs_precision_name(gs_precision_t precision) {
   return "invalid";
 }
 
-static const char *const gpu_waits[] = {"driver", "spin", "block"};
+static const char *const gpu_waits[] = {[GS_GPU_WAIT_DRIVER] = "driver",
+                                        [GS_GPU_WAIT_SPIN] = "spin",
+                                        [GS_GPU_WAIT_BLOCK] = "block"};
+#define N_GPU_WAITS (sizeof gpu_waits / sizeof gpu_waits[0])
 
 const char *gs_gpu_wait_name(gs_gpu_wait_t wait) {
-  return (unsigned)wait < 3 ? gpu_waits[wait] : "invalid";
+  return (unsigned)wait < N_GPU_WAITS ? gpu_waits[wait] : "invalid";
 }
 
 int gs_gpu_wait_parse(const char *s, const char *what, gs_gpu_wait_t *out,
                       gs_error_t *err) {
-  for (unsigned i = 0; s && i < 3; i++)
+  for (unsigned i = 0; s && i < N_GPU_WAITS; i++)
     if (strcmp(s, gpu_waits[i]) == 0) {
       *out = (gs_gpu_wait_t)i;
       return GS_OK;

@@ -81,8 +81,10 @@ done
 # The same answers whichever way a session waits for its runs (a worker's
 # --gpu-wait): a blocking-sync event, a polled stream.
 for w in block spin; do
-  GS_GPU_WAIT=$w "$bench" check "$m/resnet50.onnx" fp16 "$m/x1.f32" "$m/ref1.f32" 1 "$lim1" "margin:$trel1" ||
-    { echo "engine_check: FAIL with GS_GPU_WAIT=$w"; fail=1; }
+  line=$(GS_GPU_WAIT=$w "$bench" check "$m/resnet50.onnx" fp16 "$m/x1.f32" "$m/ref1.f32" 1 \
+    "$lim1" "margin:$trel1" | tee /dev/stderr | grep "^check ")
+  [[ $line == *"(wait $w)"*": PASS" ]] ||
+    { echo "engine_check: FAIL with GS_GPU_WAIT=$w: ${line:-no check line}"; fail=1; }
 done
 # Non-finite inputs: image 0 holds a NaN, image 1 a +Inf, image 2 is finite.
 "$bench" nonfinite "$m/resnet50.onnx" fp32 "$m/x1.f32" 1e-3 || fail=1

@@ -54,6 +54,28 @@ static bool gpu_usable(void) {
   return gs_engine_cuda_describe(buf, sizeof buf, &err) == GS_OK;
 }
 
+/* The GPU wait's names both ways; a wrong one is GS_EINVAL naming it and
+ * where it came from. */
+static void test_gpu_wait_names(void **state) {
+  (void)state;
+  static const char *const names[] = {"driver", "spin", "block"};
+  for (int i = 0; i < 3; i++) {
+    gs_gpu_wait_t w = (gs_gpu_wait_t)-1;
+    gs_error_t err = {0};
+    assert_int_equal(gs_gpu_wait_parse(names[i], "--x", &w, &err), GS_OK);
+    assert_int_equal(w, i);
+    assert_string_equal(gs_gpu_wait_name(w), names[i]);
+  }
+  gs_gpu_wait_t w = GS_GPU_WAIT_SPIN;
+  gs_error_t err = {0};
+  assert_int_equal(gs_gpu_wait_parse("auto", "GS_GPU_WAIT", &w, &err),
+                   GS_EINVAL);
+  assert_string_equal(err.msg,
+                      "GS_GPU_WAIT: \"auto\" is not driver, spin or block");
+  assert_int_equal(w, GS_GPU_WAIT_SPIN); /* untouched */
+  assert_string_equal(gs_gpu_wait_name((gs_gpu_wait_t)3), "invalid");
+}
+
 /* A library that cannot be opened is GS_ENODEV naming it and its path. */
 static void test_missing_library_named(void **state) {
   (void)state;
@@ -721,6 +743,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_conv_choice_recorded, free_kept),
       cmocka_unit_test(test_conv_cache_shared),
       cmocka_unit_test(test_conv_cache_file_restart),
+      cmocka_unit_test(test_gpu_wait_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
