@@ -124,7 +124,6 @@ static int list_instances(void *ctx, gs_serve_instance_t *out, size_t max,
   }
   free(devs);
   gs_backend_close(be);
-  sc->n_listed = *n;
   return rc;
 }
 
@@ -156,13 +155,16 @@ static void arg(argv_builder_t *b, const char *fmt, ...) {
 }
 
 /* serve's model control (busy-poll, GPU wait) options, as the worker takes
- * them. --gpu-wait auto blocks when the serve starts several workers: a
- * run's waiting thread then sleeps instead of spinning a core, which the
- * driver's cuStreamSynchronize does while a process has fewer contexts than
- * cores, so that seven instances' sessions, their loops and their clients
- * share the host's cores (docs/BENCHMARKS.md, "GPU wait"); one worker alone
- * keeps the driver's spin, a wake-up shorter. */
-static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
+ * them, for a worker added while the serve served n_served instances.
+ * --gpu-wait auto blocks when the serve runs several workers: a run's
+ * waiting thread then sleeps instead of spinning a core, which the driver's
+ * cuStreamSynchronize does while a process has fewer contexts than cores,
+ * so that seven instances' sessions, their loops and their clients share
+ * the host's cores (docs/BENCHMARKS.md, run 16); one worker alone keeps the
+ * driver's spin, a wake-up shorter. A worker keeps the wait it started
+ * with. */
+static void model_control_args(argv_builder_t *b, const serve_cli_t *sc,
+                               unsigned n_served) {
   if (sc->model_control_mode)
     arg(b, "--model-control-mode=%s", sc->model_control_mode);
   if (sc->load_models)
@@ -177,7 +179,7 @@ static void model_control_args(argv_builder_t *b, const serve_cli_t *sc) {
   if (sc->gpu_wait != GS_WORKER_GPU_WAIT_AUTO)
     arg(b, "--gpu-wait=%s", waits[sc->gpu_wait]);
   else if (!sc->busy_poll_us &&
-           (sc->n_listed > 1 || sc->opt.workers_per_instance > 1))
+           (n_served > 1 || sc->opt.workers_per_instance > 1))
     arg(b, "--gpu-wait=block");
   if (sc->conv_cache)
     arg(b, "--conv-cache=%s", sc->conv_cache);
@@ -215,7 +217,7 @@ static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
     arg(&b, "--threads=%u", sc->threads);
   if (sc->raised)
     arg(&b, "--nice=%d", ROUTER_BOOST);
-  model_control_args(&b, sc);
+  model_control_args(&b, sc, inst->n_served);
   if (b.full)
     return gs_error_set(err, GS_ELIMIT,
                         "the worker's command line for %s "
@@ -255,7 +257,10 @@ static int group_argv(void *ctx, const char *group,
     arg(&b, "--threads=%u", sc->threads);
   if (sc->raised)
     arg(&b, "--nice=%d", ROUTER_BOOST);
-  model_control_args(&b, sc);
+  unsigned n_served = 0;
+  for (size_t i = 0; i < n; i++)
+    n_served = insts[i].n_served > n_served ? insts[i].n_served : n_served;
+  model_control_args(&b, sc, n_served);
   for (size_t i = 0; i < n; i++)
     arg(&b, "--instance=%s=%u:%u", insts[i].id, insts[i].sm_first,
         insts[i].sm_count);

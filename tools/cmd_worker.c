@@ -266,7 +266,8 @@ static const cli_opt_t options[] = {
      .def = "0",
      .help = "latency for cores: inference threads spin this long on their "
              "queue after a job, the loop spins while one runs and this "
-             "long after, CUDA runs are polled; 0: sleep and block",
+             "long after, CUDA runs are polled (with --gpu-wait auto); 0: "
+             "threads sleep",
      .offset = W(wo.busy_poll_us)},
     {.name = "gpu-wait",
      .type = CLI_OPT_CHOICE,

@@ -20,7 +20,6 @@ typedef struct serve_cli_s {
   const char *server_name; /* the workers' --server-name; NULL: default */
   unsigned busy_poll_us;   /* the workers' --busy-poll-us; 0: off */
   int gpu_wait;            /* the workers' --gpu-wait (gs_worker_gpu_wait_t) */
-  size_t n_listed;         /* instances the last listing took */
   const char *conv_cache;  /* the workers' --conv-cache; NULL: default */
   const char *self;        /* this program, for the workers' command */
   bool help, status, sync;

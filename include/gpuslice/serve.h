@@ -29,6 +29,10 @@ typedef struct gs_serve_instance_s {
    * process of its own. */
   char group[32];
   unsigned sm_first, sm_count;
+  /* Set by serve, not list_instances: how many instances it served when
+   * this instance's worker was added (worker_argv and group_argv may size
+   * a worker's settings by it; a running worker keeps its settings). */
+  unsigned n_served;
 } gs_serve_instance_t;
 
 #define GS_SERVE_MAX_ARGS 48

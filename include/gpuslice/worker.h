@@ -61,8 +61,10 @@ typedef struct gs_worker_options_s {
    * (as many as UV_THREADPOOL_SIZE says), each spinning on its queue for
    * this many microseconds after a job before it sleeps; the loop thread
    * spins (uv_run NOWAIT) while a job is in flight and this long after
-   * the last one; CUDA sessions poll their stream instead of blocking.
-   * 0: libuv's pool and blocking waits. At most GS_WORKER_MAX_BUSY_POLL_US. */
+   * the last one; CUDA sessions poll their stream when gpu_wait is AUTO.
+   * 0: libuv's pool and sleeping threads, CUDA runs waited for as gpu_wait
+   * says (AUTO: the driver's, which spins). At most
+   * GS_WORKER_MAX_BUSY_POLL_US. */
   unsigned busy_poll_us;
   /* How CUDA sessions wait for a run's end: AUTO (0) spins with
    * busy_poll_us, else leaves it to the driver; the others as engine.h's

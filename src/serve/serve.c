@@ -67,7 +67,11 @@ int gs__sync_instances(gs__serve_t *s, gs_error_t *err) {
       gs__wk_remove(wk);
     }
   }
+  unsigned served = 0;
+  for (size_t i = 0; i < n; i++)
+    served += !removed_by_admin(s, list[i].id);
   for (size_t i = 0; i < n && rc == GS_OK; i++) {
+    list[i].n_served = served;
     if (removed_by_admin(s, list[i].id) || instance_served(s, list[i].id))
       continue;
     if (s->started)

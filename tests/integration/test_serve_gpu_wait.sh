@@ -2,8 +2,10 @@
 # gpuslice serve --gpu-wait (key gpu_wait) reaches the workers' command
 # lines: left auto, a serve of several workers asks each for
 # --gpu-wait=block (a sleeping wait: the workers share the host's cores),
-# one worker alone gets no flag (the driver's wait) and neither does a
-# busy-polling serve (its workers spin); a value given is passed as it is.
+# one worker alone gets no flag (the driver's wait) unless it is one of
+# several for its instance, and neither does a busy-polling serve (its
+# workers spin); a running worker keeps its wait through serve --remove of
+# the others; a value given is passed as it is.
 # Skips (77) when the models cannot be generated.
 . "$(dirname "$0")/serve_lib.sh"
 
@@ -53,6 +55,27 @@ start_serve --instances "${all[0]}"
 expect_waits "auto, one worker" 1 none
 stop_serve
 
+start_serve --instances "${all[0]}" --workers-per-instance 2
+expect_waits "auto, one instance, two workers" 2 --gpu-wait=block
+stop_serve
+
+# serve --remove leaves one instance: its running worker keeps its wait,
+# and a worker of an instance added back is counted with the one left
+start_serve
+"$GPUSLICE" serve --remove "${all[1]}" >/dev/null || fail "serve --remove ${all[1]}"
+for _ in $(seq 100); do
+  [ "$(worker_args | grep -c " worker ")" = 1 ] && break
+  sleep 0.1
+done
+expect_waits "auto after serve --remove" 1 --gpu-wait=block
+"$GPUSLICE" serve --add "${all[1]}" >/dev/null || fail "serve --add ${all[1]}"
+for _ in $(seq 100); do
+  [ "$(worker_args | grep -c " worker ")" = 2 ] && break
+  sleep 0.1
+done
+expect_waits "auto after serve --add" 2 --gpu-wait=block
+stop_serve
+
 start_serve --busy-poll-us 300
 expect_waits "auto with --busy-poll-us" "${#all[@]}" none
 stop_serve
@@ -68,7 +91,7 @@ start_serve -f "$tmp/serve.yaml" --instances "${all[0]}"
 expect_waits "gpu_wait: spin from -f" 1 --gpu-wait=spin
 stop_serve
 
-"$GPUSLICE" serve --model-repository "$tmp/models" --gpu-wait fast \
+timeout 20 "$GPUSLICE" serve --model-repository "$tmp/models" --gpu-wait fast \
   >"$tmp/bad.log" 2>&1
 rc=$?
 [ $rc = 2 ] && grep -q -- "--gpu-wait 'fast'" "$tmp/bad.log" ||

@@ -223,12 +223,46 @@ static void test_poll_and_explicit_start(void **state) {
   assert_int_equal(test_tmpdir_remove(dir), 0);
 }
 
+/* The worker's --gpu-wait as its CUDA sessions get it: AUTO spins with busy
+ * poll, else leaves it to the driver; the others pass through. */
+static void test_gpu_wait(void **state) {
+  (void)state;
+  char dir[256];
+  assert_int_equal(test_tmpdir_make(dir, sizeof dir, "repo_wait"), 0);
+  static const struct {
+    gs_worker_gpu_wait_t asked;
+    unsigned busy_poll_us;
+    gs_gpu_wait_t got;
+  } cases[] = {
+      {GS_WORKER_GPU_WAIT_AUTO, 0, GS_GPU_WAIT_DRIVER},
+      {GS_WORKER_GPU_WAIT_AUTO, 200, GS_GPU_WAIT_SPIN},
+      {GS_WORKER_GPU_WAIT_DRIVER, 0, GS_GPU_WAIT_DRIVER},
+      {GS_WORKER_GPU_WAIT_DRIVER, 200, GS_GPU_WAIT_DRIVER},
+      {GS_WORKER_GPU_WAIT_SPIN, 0, GS_GPU_WAIT_SPIN},
+      {GS_WORKER_GPU_WAIT_SPIN, 200, GS_GPU_WAIT_SPIN},
+      {GS_WORKER_GPU_WAIT_BLOCK, 0, GS_GPU_WAIT_BLOCK},
+      {GS_WORKER_GPU_WAIT_BLOCK, 200, GS_GPU_WAIT_BLOCK},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    static gs__repo_t repo;
+    gs_error_t err;
+    gs_worker_options_t opts = {.model_repository = dir,
+                                .busy_poll_us = cases[i].busy_poll_us,
+                                .gpu_wait = cases[i].asked};
+    assert_int_equal(gs__repo_open_opts(&repo, &opts, &err), GS_OK);
+    assert_int_equal(repo.gpu_wait, cases[i].got);
+    gs__repo_close(&repo);
+  }
+  assert_int_equal(test_tmpdir_remove(dir), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_poll_diff),
       cmocka_unit_test(test_stamp),
       cmocka_unit_test_teardown(test_versions, free_kept),
       cmocka_unit_test_teardown(test_poll_and_explicit_start, free_kept),
+      cmocka_unit_test(test_gpu_wait),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
