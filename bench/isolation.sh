@@ -388,14 +388,29 @@ warm_ports() {
   for p in "${pids[@]}"; do wait "$p"; done
 }
 
+# cpu_ticks: the host's busy and total CPU ticks (/proc/stat's cpu line:
+# user to steal; busy is all but idle and iowait; guest time is in user).
+cpu_ticks() {
+  awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9 && i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+}
+# cpu_busy_pct "BUSY0 TOTAL0" "BUSY1 TOTAL1": the share of the host's CPU
+# time that was busy between the two readings.
+cpu_busy_pct() {
+  python3 -c 'import sys; b0, t0 = map(int, sys.argv[1].split()); b1, t1 = map(int, sys.argv[2].split())
+print("%.1f" % (100.0 * (b1 - b0) / max(1, t1 - t0)))' "$1" "$2"
+}
+
 # sweep MODE CASE PORT MODEL LEVELS: concurrency sweep through the router
 # after a warm-up at its highest level, stopping after two levels in a row
 # past the budget.
 sweep() {
-  local mode=$1 case=$2 port=$3 m=$4 level r over=0
+  local mode=$1 case=$2 port=$3 m=$4 level r over=0 c0
   warm_up "$mode_label-$case" "$port" "$m" 1 "${5##* }"
   for level in $5; do
+    c0=$(cpu_ticks)
     r=$(perf_level "$mode_label-$case-c$level" "$port" "$m" 1 "$level")
+    row "$mode" "$case" host "$level" cpu_busy_pct "$(cpu_busy_pct "$c0" "$(cpu_ticks)")" \
+      "the host's CPUs, all processes, during the level"
     if [[ -z $r ]]; then
       row "$mode" "$case" router "$level" error 1 "perf: $(tail -n 1 "$raw/$mode_label-$case-c$level.err")"
       fail=1

@@ -102,6 +102,12 @@ check "consolidation: 1x1g by a serve of one worker, 3x1g by one of three" \
   "grep -qx 'repo_all on 0:[0-9]*: 1 worker processes, gpu-wait: auto' $out/raw/consolidation/mps-workers.txt &&
    grep -qx 'repo_all on all: 3 worker processes, gpu-wait: block block block' $out/raw/consolidation/mps-workers.txt" ||
   sed 's/^/  /' "$out/raw/consolidation/mps-workers.txt"
+check "consolidation: green's group of one waits as a lone worker, its group of three blocks" \
+  "grep -qx 'repo_all on 0:[0-9]*: 1 worker processes, gpu-wait: auto' $out/raw/consolidation/green-workers.txt &&
+   grep -qx 'repo_all on all: 1 worker processes, gpu-wait: block' $out/raw/consolidation/green-workers.txt" ||
+  sed 's/^/  /' "$out/raw/consolidation/green-workers.txt"
+check "consolidation: the host's CPU use recorded per level (0-100 %)" \
+  "[[ \$(awk -F, '\$5 == \"mps\" && \$7 == \"3x1g-b1\" && \$8 == \"host\" && \$10 == \"cpu_busy_pct\" && \$11 >= 0 && \$11 <= 100' $out/isolation_consolidation.csv | wc -l) -ge 1 ]]"
 check "consolidation: a mode gpuslice lacks recorded as not available" "[[ \$(value consolidation threads setup - available) == 0 ]]"
 # the table (a header, a row per measured mode, a line per mode not
 # measured) ends the log
