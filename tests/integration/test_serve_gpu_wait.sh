@@ -33,6 +33,17 @@ expect_waits() {
   echo "ok: $1: $2 workers, $3"
 }
 
+# admin_then_waits --remove|--add N: the admin call on the second instance,
+# then (within 10 s) N workers, each with --gpu-wait=block.
+admin_then_waits() {
+  "$GPUSLICE" serve "$1" "${all[1]}" >/dev/null || fail "serve $1 ${all[1]}"
+  for _ in $(seq 100); do
+    [ "$(worker_args | grep -c " worker ")" = "$2" ] && break
+    sleep 0.1
+  done
+  expect_waits "auto after serve $1" "$2" --gpu-wait=block
+}
+
 stop_serve() {
   kill "$serve_pid" && wait "$serve_pid"
   serve_pid=
@@ -62,18 +73,8 @@ stop_serve
 # serve --remove leaves one instance: its running worker keeps its wait,
 # and a worker of an instance added back is counted with the one left
 start_serve
-"$GPUSLICE" serve --remove "${all[1]}" >/dev/null || fail "serve --remove ${all[1]}"
-for _ in $(seq 100); do
-  [ "$(worker_args | grep -c " worker ")" = 1 ] && break
-  sleep 0.1
-done
-expect_waits "auto after serve --remove" 1 --gpu-wait=block
-"$GPUSLICE" serve --add "${all[1]}" >/dev/null || fail "serve --add ${all[1]}"
-for _ in $(seq 100); do
-  [ "$(worker_args | grep -c " worker ")" = 2 ] && break
-  sleep 0.1
-done
-expect_waits "auto after serve --add" 2 --gpu-wait=block
+admin_then_waits --remove 1
+admin_then_waits --add 2
 stop_serve
 
 start_serve --busy-poll-us 300
