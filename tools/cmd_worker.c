@@ -2,6 +2,7 @@
  * KServe v2 protocol until SIGINT or SIGTERM; with --instance, one process
  * hosts several instances' workers, each on its own green context (the
  * soft backend's green isolation: worker_hosted.c). */
+#include <ctype.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -34,14 +35,33 @@ static int parse_sms(const char *text, const char *what, unsigned *first,
   return CLI_OK;
 }
 
+/* "ID=FIRST:COUNT[,rate=N]" of --instance. */
 static int parse_instance(const char *text, hosted_t *h) {
   const char *eq = strchr(text, '=');
   if (!eq || eq == text || (size_t)(eq - text) >= sizeof h->id ||
       strcspn(text, " \n") < (size_t)(eq - text))
-    return cli_usage("worker", "--instance is ID=FIRST:COUNT, not '%s'", text);
+    return cli_usage("worker",
+                     "--instance is ID=FIRST:COUNT[,rate=N], not '%s'", text);
   memcpy(h->id, text, (size_t)(eq - text));
   h->id[eq - text] = '\0';
-  return parse_sms(eq + 1, "--instance", &h->sm_first, &h->sm_count);
+  char sms[64];
+  const char *comma = strchr(eq + 1, ',');
+  size_t len = comma ? (size_t)(comma - eq - 1) : strlen(eq + 1);
+  if (len >= sizeof sms)
+    return cli_usage("worker", "--instance '%s': FIRST:COUNT is too long",
+                     text);
+  snprintf(sms, sizeof sms, "%.*s", (int)len, eq + 1);
+  h->rate_limit = 0;
+  if (comma) {
+    char tail;
+    if (sscanf(comma, ",rate=%u%c", &h->rate_limit, &tail) != 1 ||
+        !isdigit((unsigned char)comma[6]) || h->rate_limit == 0 ||
+        h->rate_limit > GS_WORKER_MAX_RATE_LIMIT)
+      return cli_usage("worker",
+                       "--instance '%s': rate=N is 1..%u inferences a second",
+                       text, GS_WORKER_MAX_RATE_LIMIT);
+  }
+  return parse_sms(sms, "--instance", &h->sm_first, &h->sm_count);
 }
 
 /* ---- options -------------------------------------------------------------
@@ -206,7 +226,7 @@ static const cli_opt_t options[] = {
      .arg = "FD",
      .min = 3,
      .max = 1024,
-     .help = "with --instance: read \"add ID FIRST COUNT\" and \"remove "
+     .help = "with --instance: read \"add ID FIRST COUNT [RATE]\" and \"remove "
              "ID\" lines on FD, answered on the ready fd (gpuslice serve "
              "adds and removes instances without a restart)",
      .offset = W(control_fd)},
@@ -225,10 +245,10 @@ static const cli_opt_t options[] = {
      .parse = parse_sm_partition},
     {.name = "instance",
      .type = CLI_OPT_CUSTOM,
-     .arg = "ID=FIRST:COUNT",
+     .arg = "ID=FIRST:COUNT[,rate=N]",
      .help = "repeatable: one worker per instance in this process, each on "
-             "free ports and its own SMs; the ready fd gets \"ready id=ID "
-             "http=P grpc=G\" per instance",
+             "free ports and its own SMs (and its own --rate-limit); the "
+             "ready fd gets \"ready id=ID http=P grpc=G\" per instance",
      .parse = parse_hosted},
     {.name = "model-control-mode",
      .type = CLI_OPT_CUSTOM,
@@ -279,6 +299,16 @@ static const cli_opt_t options[] = {
              "fewer contexts than cores); auto: spin with --busy-poll-us, "
              "else driver",
      .offset = W(wo.gpu_wait)},
+    {.name = "rate-limit",
+     .type = CLI_OPT_UINT,
+     .arg = "N",
+     .max = GS_WORKER_MAX_RATE_LIMIT,
+     .def = "0",
+     .help = "start at most N inferences a second (a request of batch 64 "
+             "counts 64); the rest wait their turn in arrival order; it holds "
+             "a noisy instance to a share of what instances share (a GPU's "
+             "L2 and memory bandwidth); 0: none",
+     .offset = W(wo.rate_limit)},
     {.name = "conv-cache",
      .type = CLI_OPT_STRING,
      .arg = "DIR",

@@ -93,6 +93,8 @@ static void *create_slot(void *arg) {
   o.metrics = false;
   o.sm_first = s->inst.sm_first;
   o.sm_count = s->inst.sm_count;
+  if (s->inst.rate_limit)
+    o.rate_limit = s->inst.rate_limit;
   s->rc = gs_worker_create(&s->w, &o, &s->err);
   return NULL;
 }
@@ -162,7 +164,8 @@ static void add_failed(const char *id, char *why) {
   tell(line);
 }
 
-static void add_instance(const char *id, unsigned first, unsigned count) {
+static void add_instance(const char *id, unsigned first, unsigned count,
+                         unsigned rate) {
   char why[WHY_MAX], line[160];
   slot_t *s;
   pthread_mutex_lock(&host.mu);
@@ -172,6 +175,7 @@ static void add_instance(const char *id, unsigned first, unsigned count) {
     snprintf(s->inst.id, sizeof s->inst.id, "%s", id);
     s->inst.sm_first = first;
     s->inst.sm_count = count;
+    s->inst.rate_limit = rate;
   }
   pthread_mutex_unlock(&host.mu);
   if (why[0]) {
@@ -234,15 +238,17 @@ static void remove_instance(const char *id) {
 /* One command; false once the process is stopping. */
 static bool control_line(const char *line) {
   char id[64], tail;
-  unsigned first, count;
+  unsigned first, count, rate = 0;
   pthread_mutex_lock(&host.mu);
   bool stopping = host.stopping;
   host.ctl_busy = !stopping;
   pthread_mutex_unlock(&host.mu);
   if (stopping)
     return false;
-  if (sscanf(line, "add %63s %u %u %c", id, &first, &count, &tail) == 3)
-    add_instance(id, first, count);
+  int n =
+      sscanf(line, "add %63s %u %u %u %c", id, &first, &count, &rate, &tail);
+  if (n == 3 || n == 4)
+    add_instance(id, first, count, n == 4 ? rate : 0);
   else if (sscanf(line, "remove %63s %c", id, &tail) == 1)
     remove_instance(id);
   else {

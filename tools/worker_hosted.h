@@ -11,16 +11,18 @@
 
 #define WORKER_MAX_HOSTED 16 /* instances one process hosts (a GPU: <= 7) */
 
-/* One hosted instance: "ID=FIRST:COUNT" of --instance, or an "add". */
+/* One hosted instance: "ID=FIRST:COUNT[,rate=N]" of --instance, or an
+ * "add". */
 typedef struct hosted_s {
   char id[64];
   unsigned sm_first, sm_count;
+  unsigned rate_limit; /* its worker's; 0: the process's --rate-limit */
 } hosted_t;
 
 /* Serves the n instances on base's options (each on free ports, metrics
  * off) until SIGINT or SIGTERM or one of them stops. ready_fd (> 0) gets
  * "ready id=ID http=P grpc=G" per instance; with control_fd (> 0) the
- * process reads "add ID FIRST COUNT" and "remove ID" lines there and
+ * process reads "add ID FIRST COUNT [RATE]" and "remove ID" lines there and
  * answers each on ready_fd ("ready ...", "failed id=ID WHY", "removed
  * id=ID", also for an id not hosted), the other instances serving on. Returns a
  * CLI exit status. */

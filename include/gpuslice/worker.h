@@ -70,9 +70,16 @@ typedef struct gs_worker_options_s {
    * busy_poll_us, else leaves it to the driver; the others as engine.h's
    * gs_gpu_wait_t says. */
   gs_worker_gpu_wait_t gpu_wait;
+  /* At most this many inferences a second start (a request of batch 64
+   * counts 64); requests past it wait their turn, first come first
+   * served. It holds a noisy instance to a share of what the instances
+   * share (soft instances: the GPU's L2 and memory bandwidth). 0: none;
+   * at most GS_WORKER_MAX_RATE_LIMIT. */
+  unsigned rate_limit;
 } gs_worker_options_t;
 
 #define GS_WORKER_MAX_BUSY_POLL_US 1000000u
+#define GS_WORKER_MAX_RATE_LIMIT 100000000u
 
 typedef struct gs_worker_s gs_worker_t;
 

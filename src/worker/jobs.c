@@ -220,9 +220,15 @@ static void after_single(uv_work_t *w, int status) {
 
 int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
                      void (*done)(gs__infer_job_t *job)) {
-  if (job->entry->sequence.enabled)
-    return gs__seq_submit(loop, job, done);
   job->done = done;
+  if (job->pacer)
+    return gs__pace_submit(loop, job);
+  return gs__infer_start(loop, job);
+}
+
+int gs__infer_start(uv_loop_t *loop, gs__infer_job_t *job) {
+  if (job->entry->sequence.enabled)
+    return gs__seq_submit(loop, job, job->done);
   job->work.data = job;
   if (job->slot->batching.enabled)
     return gs__batch_submit(loop, job);
@@ -309,6 +315,8 @@ void gs__infer_job_finish(gs__infer_job_t *job) {
   } else {
     add(&st->fail, total);
   }
+  if (job->pacer)
+    gs__pace_finished(job);
   gs__infer_request_release(&job->ir);
   gs__slot_unref(job->slot);
   job->slot = NULL;

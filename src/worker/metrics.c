@@ -70,6 +70,23 @@ char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
                     (unsigned long long)__atomic_load_n(
                         &shm->cuda_tensors[dir][dev], __ATOMIC_RELAXED));
   }
+  const gs__pacer_t *pace = &repo->pace;
+  if (pace->ns_per_row) { /* --rate-limit's */
+    gs_prom_family(&b, "gpuslice_rate_limited_requests", "counter",
+                   "Requests that waited for their turn under the worker's "
+                   "rate limit");
+    gs_prom_sample_u64(&b, "gpuslice_rate_limited_requests", NULL, 0,
+                       pace->held);
+    gs_prom_family(&b, "gpuslice_rate_limit_wait_us", "counter",
+                   "Cumulative time requests waited for their turn under "
+                   "the rate limit, in microseconds");
+    gs_prom_sample_u64(&b, "gpuslice_rate_limit_wait_us", NULL, 0,
+                       pace->held_ns / 1000);
+    gs_prom_family(&b, "gpuslice_rate_limit_waiting", "gauge",
+                   "Requests waiting for their turn now");
+    gs_prom_sample_u64(&b, "gpuslice_rate_limit_waiting", NULL, 0,
+                       pace->waiting);
+  }
   /* NULL when an append failed (the failure is sticky) */
   return gs_buf_take(&b, len);
 }

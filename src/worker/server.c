@@ -81,6 +81,7 @@ static void on_drain_tick(uv_timer_t *t) {
 
 static void on_drain(uv_async_t *a) {
   gs_worker_t *w = a->data;
+  gs__pace_flush(&w->repo.pace); /* what waits for its turn is answered */
   gs__http_listener_drain(&w->http);
   if (w->metrics_on)
     gs__http_listener_drain(&w->metrics);
@@ -136,6 +137,11 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
            ? gs_error_set(err, GS_EINVAL,
                           "gpu_wait %u is not auto, driver, spin or block",
                           (unsigned)opts->gpu_wait)
+       : opts->rate_limit > GS_WORKER_MAX_RATE_LIMIT
+           ? gs_error_set(err, GS_EINVAL,
+                          "rate_limit is at most %u inferences a second, "
+                          "not %u",
+                          GS_WORKER_MAX_RATE_LIMIT, opts->rate_limit)
            : GS_OK;
   if (rc == GS_OK && opts->busy_poll_us)
     rc = gs__pool_create(&w->pool, &w->loop, pool_threads(), opts->busy_poll_us,
@@ -143,6 +149,8 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   w->route = (gs__route_ctx_t){.loop = &w->loop, .repo = &w->repo};
   if (rc == GS_OK)
     rc = gs__repo_open_opts(&w->repo, opts, err);
+  if (rc == GS_OK)
+    gs__pace_init(&w->repo.pace, opts->rate_limit);
   const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
     rc = listen_http(w, &w->http, gs__route_http, host, opts->port, err);
@@ -196,6 +204,7 @@ void gs_worker_destroy(gs_worker_t *w) {
   if (!w)
     return;
   if (w->loop_ready) {
+    gs__pace_flush(&w->repo.pace); /* into the batcher's queues */
     gs__batcher_flush(&w->repo);
     gs__grpc_close(w->grpc); /* connections of their own kinds */
     gs__http_listener_close(&w->http);

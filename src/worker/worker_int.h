@@ -15,6 +15,7 @@
 #include "gpuslice/engine.h"
 #include "gpuslice/worker.h"
 #include "net/http.h"
+#include "worker/pace.h"
 #include "worker/sequence.h"
 
 /* The HTTP/1.1 request reader, responses and server connections are the
@@ -260,6 +261,7 @@ typedef struct gs__repo_s {
    * freed by whoever closes the repository (gs__shm_registry_destroy). */
   struct gs__shm_registry_s *shm;
   char server_name[64]; /* GET /v2's "name" (--server-name) */
+  gs__pacer_t pace;     /* --rate-limit (its jobs are this loop's) */
 } gs__repo_t;
 
 /* Finds every model directory under dir and loads it; a model that fails
@@ -396,6 +398,10 @@ typedef struct gs__infer_job_s {
   struct gs__shm_registry_s *shm;
   struct gs__infer_job_s *next;
   uint64_t deadline_ns; /* queued: when its queue delay runs out */
+  /* The worker's rate limit (NULL: none) and the rows it charged this job
+   * at its start (pace.h). */
+  struct gs__pacer_s *pacer;
+  uint64_t paced_rows;
   uv_work_t work;
 } gs__infer_job_t;
 
@@ -447,6 +453,8 @@ const char *gs__infer_queue_msg(const gs__infer_job_t *job, int rc, char *buf,
  * could not be queued: done is not called. */
 int gs__infer_submit(uv_loop_t *loop, gs__infer_job_t *job,
                      void (*done)(gs__infer_job_t *job));
+/* gs__infer_submit past the rate limit (job->done set): starts job now. */
+int gs__infer_start(uv_loop_t *loop, gs__infer_job_t *job);
 /* gs__infer_submit for a model with dynamic_batching (job->done set). */
 int gs__batch_submit(uv_loop_t *loop, gs__infer_job_t *job);
 /* Starts every queued request now, and later ones without queueing: the
