@@ -118,6 +118,7 @@ static int list_instances(void *ctx, gs_serve_instance_t *out, size_t max,
       for (unsigned c = 0; c < gi->n_ci && *n < max && rc == GS_OK; c++)
         if (selected(sc, be, &devs[d], gi, &gi->ci[c], p ? p->name : "?")) {
           describe(&out[*n], &devs[d], gi, &gi->ci[c], p);
+          out[*n].rate_limit = gs_serve_rate_for(&sc->rates, out[*n].id);
           rc = green_group(&devs[d], g, &out[(*n)++], err);
         }
     }
@@ -217,6 +218,8 @@ static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
     arg(&b, "--threads=%u", sc->threads);
   if (sc->raised)
     arg(&b, "--nice=%d", ROUTER_BOOST);
+  if (inst->rate_limit)
+    arg(&b, "--rate-limit=%u", inst->rate_limit);
   model_control_args(&b, sc, inst->n_served);
   if (b.full)
     return gs_error_set(err, GS_ELIMIT,
@@ -261,9 +264,13 @@ static int group_argv(void *ctx, const char *group,
   for (size_t i = 0; i < n; i++)
     n_served = insts[i].n_served > n_served ? insts[i].n_served : n_served;
   model_control_args(&b, sc, n_served);
-  for (size_t i = 0; i < n; i++)
-    arg(&b, "--instance=%s=%u:%u", insts[i].id, insts[i].sm_first,
-        insts[i].sm_count);
+  for (size_t i = 0; i < n; i++) {
+    char rate[32] = "";
+    if (insts[i].rate_limit)
+      snprintf(rate, sizeof rate, ",rate=%u", insts[i].rate_limit);
+    arg(&b, "--instance=%s=%u:%u%s", insts[i].id, insts[i].sm_first,
+        insts[i].sm_count, rate);
+  }
   if (b.full)
     return gs_error_set(err, GS_ELIMIT,
                         "the worker's command line for %s "

@@ -39,6 +39,19 @@ static int parse_control_mode(void *ctx, const cli_opts_t *spec,
   return CLI_OK;
 }
 
+/* --rate-limit [ID=]N,...: checked whole (gs_serve_rates_parse) before it
+ * replaces an earlier one. */
+static int parse_rate_limit(void *ctx, const cli_opts_t *spec,
+                            const cli_opt_t *o, const char *val) {
+  serve_cli_t *sc = ctx;
+  gs_error_t err;
+  (void)spec;
+  (void)o;
+  if (gs_serve_rates_parse(val, &sc->rates, &err) != GS_OK)
+    return cli_usage("serve", "%s", err.msg);
+  return CLI_OK;
+}
+
 static const cli_opt_t options[] = {
     {.name = "model-repository",
      .type = CLI_OPT_STRING,
@@ -221,6 +234,15 @@ static const cli_opt_t options[] = {
              "starts several workers, else driver",
      .key = "gpu_wait",
      .offset = S(gpu_wait)},
+    {.name = "rate-limit",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "[ID=]N,...",
+     .help = "each instance's workers' --rate-limit, inferences a second a "
+             "worker starts (a request of batch 64 counts 64; the rest "
+             "wait): N for every instance, ID=N for one (0: none), e.g. "
+             "200,0:1=0 holds every instance but 0:1 to 200",
+     .key = "rate_limit",
+     .parse = parse_rate_limit},
     {.name = "conv-cache",
      .type = CLI_OPT_STRING,
      .arg = "DIR",

@@ -29,11 +29,35 @@ typedef struct gs_serve_instance_s {
    * process of its own. */
   char group[32];
   unsigned sm_first, sm_count;
+  /* Its workers' rate limit, inferences a second (the worker's rate_limit;
+   * a group's process takes it per instance); 0: none. */
+  unsigned rate_limit;
   /* Set by serve, not list_instances: how many instances it served when
    * this instance's worker was added (worker_argv and group_argv may size
    * a worker's settings by it; a running worker keeps its settings). */
   unsigned n_served;
 } gs_serve_instance_t;
+
+/* Rate limits per instance (serve --rate-limit "[ID=]N[,[ID=]N]..."): N
+ * alone for every instance not named, ID=N for one; inferences a second,
+ * 0 none. */
+#define GS_SERVE_MAX_RATES 64
+typedef struct gs_serve_rates_s {
+  unsigned rate_default;
+  unsigned n;
+  struct {
+    char id[64];
+    unsigned rate;
+  } rate[GS_SERVE_MAX_RATES];
+} gs_serve_rates_t;
+
+/* Parses text into *out (untouched on error): GS_EINVAL naming the item
+ * that is not N or ID=N (N in 0..GS_WORKER_MAX_RATE_LIMIT), a second N
+ * alone, or an ID named twice; GS_ELIMIT past GS_SERVE_MAX_RATES IDs. */
+int gs_serve_rates_parse(const char *text, gs_serve_rates_t *out,
+                         gs_error_t *err);
+/* The limit of instance id: its own, else the default. */
+unsigned gs_serve_rate_for(const gs_serve_rates_t *r, const char *id);
 
 #define GS_SERVE_MAX_ARGS 48
 #define GS_SERVE_MAX_THREADS 16
@@ -67,7 +91,7 @@ typedef struct gs_serve_options_s {
                      char **argv, char *buf, size_t buf_size, gs_error_t *err);
   /* The command of the one process hosting the n instances of a group
    * (oldest first), as worker_argv's; it writes "ready id=ID http=P
-   * grpc=G\n" on fd 3 per instance, and takes "add ID FIRST COUNT\n" and
+   * grpc=G\n" on fd 3 per instance, and takes "add ID FIRST COUNT RATE\n" and
    * "remove ID\n" on fd 4 (answered on fd 3 with "ready ...", "failed
    * id=ID WHY" or "removed id=ID"). NULL: groups are refused. */
   int (*group_argv)(void *ctx, const char *group,

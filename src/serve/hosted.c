@@ -191,8 +191,8 @@ static void member_add(gs__wk_t *wk) {
     member_failed(h, wk->inst.id, why);
     return;
   }
-  snprintf(line, sizeof line, "add %s %u %u\n", wk->inst.id, wk->inst.sm_first,
-           wk->inst.sm_count);
+  snprintf(line, sizeof line, "add %s %u %u %u\n", wk->inst.id,
+           wk->inst.sm_first, wk->inst.sm_count, wk->inst.rate_limit);
   host_tell(h, line);
 }
 
