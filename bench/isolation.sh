@@ -29,7 +29,11 @@
 #                       client priority BELOW_NORMAL (CUDA_MPS_CLIENT_PRIORITY
 #                       =1, the victim's at NORMAL; under mps-prio the
 #                       victim's worker is started by `gpuslice run`, the
-#                       neighbours' by serve); a mode gpuslice does not
+#                       neighbours' by serve); and MODE-limit (mps-limit,
+#                       green-limit, process-limit): MODE with serve's
+#                       own --rate-limit on the six neighbours (the
+#                       victim's 0) at GS_ISOL_LIMIT_RATE, their clients
+#                       unpaced (no paced round); a mode gpuslice does not
 #                       accept is recorded unavailable
 #   GS_ISOL_REPO        a model repository holding MODEL/1/model.onnx (its
 #                       config.json is rewritten in a copy); default:
@@ -57,6 +61,9 @@
 #                       workers), e.g. "--gpu-wait block"
 #   GS_ISOL_NOISY_BATCH (64) GS_ISOL_NOISY_CONC (2) GS_ISOL_PACE_RATE (4
 #                       requests/s per neighbour; empty: no paced variant)
+#   GS_ISOL_LIMIT_RATE  MODE-limit's serve --rate-limit per neighbour, in
+#                       inferences/s (default NOISY_BATCH x PACE_RATE, or
+#                       256: the paced clients' load, set by the server)
 #   GS_ISOL_SETTLE_S (2) GS_ISOL_RECOVER_S (8)  seconds of load before an
 #                       event, and after one; GS_ISOL_NOISY_MARGIN_MS (2000):
 #                       how much longer the neighbours run than the victim
@@ -96,6 +103,7 @@ levels_dyn=${GS_ISOL_LEVELS_DYN:-8 16 32 64 128 256}
 direct=${GS_ISOL_DIRECT:-0} levels_direct=${GS_ISOL_LEVELS_DIRECT:-1 2 4 8}
 noisy_batch=${GS_ISOL_NOISY_BATCH:-64} noisy_conc=${GS_ISOL_NOISY_CONC:-2}
 pace_rate=${GS_ISOL_PACE_RATE-4} victim_conc=${GS_ISOL_VICTIM_CONC:-1}
+limit_rate=${GS_ISOL_LIMIT_RATE:-$((noisy_batch * ${pace_rate:-4}))}
 settle_s=${GS_ISOL_SETTLE_S:-2} recover_s=${GS_ISOL_RECOVER_S:-8}
 part_budget=${GS_ISOL_PART_BUDGET_S:-480} start_s=${GS_ISOL_START_S:-180}
 case $part in
@@ -143,6 +151,7 @@ elapsed() { python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(s
 # ---- processes we start, and cleanup ----------------------------------------
 
 bg_pids=() serve_pid= mode_state= mode_label=none isolation= mode_n=0
+serve_extra=() # more serve options for the current mode (MODE-limit's)
 gsm() { # gpuslice for the current mode, bounded in time
   timeout --foreground -k 5 "${T:-120}" "$gs" --backend "$backend" --state-dir "$mode_state" \
     ${isolation:+--isolation "$isolation"} "$@"
@@ -247,7 +256,7 @@ write_repo() {
 # mode_up MODE: a fresh state directory for MODE; 1 when gpuslice does not
 # take it (recorded).
 mode_up() {
-  mode_label=$1 isolation=$1
+  mode_label=$1 isolation=${1%-limit} serve_extra=()
   mode_n=$((mode_n + 1))
   mode_state=$work/s$mode_n-$1
   mkdir -p "$mode_state"
@@ -265,7 +274,7 @@ mode_up() {
   fi
   [[ $backend == soft ]] || isolation=
   local why
-  if ! why=$("$gs" --backend "$backend" --state-dir "$mode_state" --isolation "${isolation:-$1}" list 2>&1); then
+  if ! why=$("$gs" --backend "$backend" --state-dir "$mode_state" --isolation "${isolation:-${1%-limit}}" list 2>&1); then
     row "$1" setup - - available 0 "not available: $(tail -n 1 <<<"$why")"
     log "mode $1: not available: $(tail -n 1 <<<"$why")"
     return 1
@@ -297,12 +306,14 @@ for gi in sorted(json.loads(sys.argv[1])["devices"][0]["gpu_instances"], key=lam
 serve_json() { curl -sf --max-time 2 "http://127.0.0.1:$serve_port/gpuslice/v1/workers"; }
 # worker_waits REPO INSTANCES: how the serve's workers wait for their GPU
 # runs (each worker's --gpu-wait, "auto" when it has none), a line per serve
-# in $raw/$mode_label-workers.txt.
+# in $raw/$mode_label-workers.txt; their command lines, one each, in
+# $raw/$mode_label-cmdlines.txt.
 worker_waits() {
   local p waits=()
   for p in $(pgrep -f -- "--model-repository=$1( |\$)"); do
     waits+=("$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null |
       sed -n 's/^--gpu-wait=//p' | grep . || echo auto)")
+    { tr '\0' ' ' <"/proc/$p/cmdline"; echo; } >>"$raw/$mode_label-cmdlines.txt" 2>/dev/null
   done
   echo "${1##*/} on $2: ${#waits[@]} worker processes, gpu-wait: ${waits[*]}" \
     >>"$raw/$mode_label-workers.txt"
@@ -316,7 +327,8 @@ serve_up() {
   # not through gsm: $! must be the serve itself, which SIGTERM drains
   "$gs" --backend "$backend" --state-dir "$mode_state" ${isolation:+--isolation "$isolation"} \
     serve --model-repository "$repo" --instances "$sel" --http-port 0 --grpc-port 0 \
-    --start-timeout $((start_s * 1000)) ${extra[@]+"${extra[@]}"} >>"$raw/$mode_label-serve.log" 2>&1 &
+    --start-timeout $((start_s * 1000)) ${extra[@]+"${extra[@]}"} \
+    ${serve_extra[@]+"${serve_extra[@]}"} >>"$raw/$mode_label-serve.log" 2>&1 &
   serve_pid=$!
   local deadline=$((SECONDS + start_s + 10))
   while ((SECONDS < deadline)); do
@@ -704,6 +716,34 @@ noisy_round() {
   log "$mode $case: victim p99 $p99 ms beside $sum infer/s of neighbours"
 }
 
+# qos_limit MODE: for MODE-limit, serve's --rate-limit: the victim (the
+# first instance) none, each neighbour limit_rate inferences a second.
+qos_limit() {
+  [[ $1 == *-limit ]] || return 0
+  serve_extra=(--rate-limit "0:${inst_ids[0]}=0,$limit_rate")
+  row "$1" setup neighbours - rate_limit "$limit_rate" "serve --rate-limit ${serve_extra[1]}"
+}
+# limit_rows: how many of each neighbour's requests waited for their turn,
+# and how long in all (its worker's /metrics), and that the victim has no
+# limit.
+limit_rows() {
+  local i m
+  for ((i = 1; i < ${#ports[@]}; i++)); do
+    m=$(curl -sf "http://127.0.0.1:${ports[$i]}/metrics" |
+      awk '$1 == "gpuslice_rate_limited_requests" { n = $2 } $1 == "gpuslice_rate_limit_wait_us" { w = $2 }
+           END { if (n != "") print n, w }')
+    if [[ -n $m ]]; then
+      row "$mode_label" noisy "neighbour$i" - rate_limited_requests "${m% *}"
+      row "$mode_label" noisy "neighbour$i" - rate_limit_wait_us "${m#* }"
+    else
+      row "$mode_label" noisy "neighbour$i" - error 1 "no rate limit in its /metrics"
+      fail=1
+    fi
+  done
+  m=$(curl -sf "http://127.0.0.1:${ports[0]}/metrics" | grep -c '^gpuslice_rate_limited_requests ')
+  row "$mode_label" noisy victim - rate_limited "$m" "0: the victim has no limit"
+}
+
 part_qos() {
   local mode r id wp
   for mode in $modes; do
@@ -714,7 +754,7 @@ part_qos() {
       open_workers_up || { row "$mode" solo - - error 1 "workers did not start"; fail=1; mode_down; continue; }
     elif [[ $mode == mps-prio ]]; then
       prio_workers_up || { row "$mode" solo - - error 1 "workers did not start"; fail=1; mode_down; continue; }
-    elif create_instances "$profile" "$n_inst" && serve_up "$work/repo"; then
+    elif create_instances "$profile" "$n_inst" && qos_limit "$mode" && serve_up "$work/repo"; then
       for id in "${inst_ids[@]}"; do ports+=("$(worker_field "0:$id" http_port)"); done
     else
       row "$mode" solo - - error 1 "no instances or no serve"
@@ -738,7 +778,8 @@ part_qos() {
       fail=1
     fi
     noisy_round "$mode" noisy conc "$noisy_conc"
-    [[ -n $pace_rate ]] && noisy_round "$mode" paced rate "$pace_rate"
+    [[ -n $pace_rate && $mode != *-limit ]] && noisy_round "$mode" paced rate "$pace_rate"
+    [[ $mode == *-limit ]] && limit_rows
     mode_down
   done
 }

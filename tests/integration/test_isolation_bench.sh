@@ -114,7 +114,7 @@ check "consolidation: a mode gpuslice lacks recorded as not available" "[[ \$(va
 check "consolidation: the table is last" \
   "tail -n 6 $tmp/consolidation.log | grep -q '^mode ' && tail -n 6 $tmp/consolidation.log | grep -q '^mps .*[0-9]'"
 
-run_part qos "mps mps-open mps-prio mps-open-prio"
+run_part qos "mps mps-open mps-prio mps-open-prio mps-limit"
 for m in mps-prio mps-open-prio; do
   check "qos: $m's two neighbours' workers at MPS client priority 1, the victim's not" \
     "[[ \$(value qos $m setup neighbours below_normal_workers) == 2 &&
@@ -135,6 +135,18 @@ print("%.3f" % (p(sys.argv[2]) / p(sys.argv[1])))' "$out/raw/qos/$m-solo.json" "
     "python3 -c 'import sys; g, w = map(float, sys.argv[1:]); sys.exit(abs(g - w) > 0.01 * w)' '$got' '$want'"
 done
 check "qos: neighbours' throughput recorded" "[[ -n \$(value qos mps noisy neighbours infer_per_s) ]]"
+# mps-limit: serve's --rate-limit holds the two neighbours to 8 x 4 = 32
+# inferences a second (their requests wait: /metrics), the victim has none,
+# and the clients are not paced (no paced round)
+check "qos: mps-limit's serve limits the neighbours to 32/s, the victim not" \
+  "[[ \$(value qos mps-limit setup neighbours rate_limit) == 32 &&
+     \$(value qos mps-limit noisy neighbour1 rate_limited_requests) -ge 1 &&
+     \$(value qos mps-limit noisy neighbour2 rate_limited_requests) -ge 1 &&
+     \$(value qos mps-limit noisy victim rate_limited) == 0 &&
+     -n \$(value qos mps-limit noisy victim p99_ms) && -z \$(value qos mps-limit paced victim p99_ms) ]]"
+check "qos: mps-limit's neighbours' workers got --rate-limit=32, the victim's none" \
+  "[[ \$(grep -c -- '--rate-limit=32' $out/raw/qos/mps-limit-cmdlines.txt) == 2 &&
+     \$(grep -c . $out/raw/qos/mps-limit-cmdlines.txt) == 3 ]]"
 
 run_part faults "process"
 check "faults: the probe faulted (exit 4)" "[[ \$(value faults process fault 0:3 probe_exit) == 4 ]]"
