@@ -62,8 +62,9 @@
 #   GS_ISOL_NOISY_BATCH (64) GS_ISOL_NOISY_CONC (2) GS_ISOL_PACE_RATE (4
 #                       requests/s per neighbour; empty: no paced variant)
 #   GS_ISOL_LIMIT_RATE  MODE-limit's serve --rate-limit per neighbour, in
-#                       inferences/s (default NOISY_BATCH x PACE_RATE, or
-#                       256: the paced clients' load, set by the server)
+#                       inferences/s (default NOISY_BATCH x PACE_RATE, 4
+#                       when PACE_RATE is empty: 256, the load the paced
+#                       clients send, held by the server instead)
 #   GS_ISOL_SETTLE_S (2) GS_ISOL_RECOVER_S (8)  seconds of load before an
 #                       event, and after one; GS_ISOL_NOISY_MARGIN_MS (2000):
 #                       how much longer the neighbours run than the victim
@@ -740,8 +741,14 @@ limit_rows() {
       fail=1
     fi
   done
-  m=$(curl -sf "http://127.0.0.1:${ports[0]}/metrics" | grep -c '^gpuslice_rate_limited_requests ')
-  row "$mode_label" noisy victim - rate_limited "$m" "0: the victim has no limit"
+  m=$(curl -sf "http://127.0.0.1:${ports[0]}/metrics")
+  if grep -q '^nv_inference_request_success' <<<"$m"; then
+    row "$mode_label" noisy victim - rate_limited "$(grep -c '^gpuslice_rate_limited_requests ' <<<"$m")" \
+      "0: the victim has no limit"
+  else
+    row "$mode_label" noisy victim - error 1 "no /metrics from the victim"
+    fail=1
+  fi
 }
 
 part_qos() {

@@ -24,6 +24,7 @@
 #include "serve_cli.h"
 
 #define ROUTER_BOOST 5 /* nice levels between the router and its workers */
+#define CHECK_MAX_INSTANCES 512 /* listed to check --rate-limit's IDs */
 
 static gs_serve_t *running;
 static volatile sig_atomic_t stop_requested;
@@ -42,6 +43,16 @@ static void log_line(void *ctx, const char *line) {
 
 /* ---- which instances --------------------------------------------------- */
 
+/* Whether text (GI, DEV:GI, DEV:GI:CI or a UUID) names this instance. */
+static bool names(gs_backend_t *be, const char *text, const gs_device_t *dev,
+                  const gs_gi_t *gi, const gs_ci_t *ci) {
+  gs_instance_ref_t ref;
+  gs_error_t err;
+  return gs_instance_ref_parse(be, text, &ref, &err) == GS_OK &&
+         ref.dev == dev->index && ref.gi_id == gi->id &&
+         (ref.ci_id < 0 || (unsigned)ref.ci_id == ci->id);
+}
+
 static bool selected(serve_cli_t *sc, gs_backend_t *be, const gs_device_t *dev,
                      const gs_gi_t *gi, const gs_ci_t *ci,
                      const char *profile) {
@@ -53,15 +64,24 @@ static bool selected(serve_cli_t *sc, gs_backend_t *be, const gs_device_t *dev,
   char copy[1024];
   snprintf(copy, sizeof copy, "%s", sel);
   for (char *save, *tok = strtok_r(copy, ",", &save); tok;
-       tok = strtok_r(NULL, ",", &save)) {
-    gs_instance_ref_t ref;
-    gs_error_t err;
-    if (gs_instance_ref_parse(be, tok, &ref, &err) == GS_OK &&
-        ref.dev == dev->index && ref.gi_id == gi->id &&
-        (ref.ci_id < 0 || (unsigned)ref.ci_id == ci->id))
+       tok = strtok_r(NULL, ",", &save))
+    if (names(be, tok, dev, gi, ci))
       return true;
-  }
   return false;
+}
+
+/* The instance's --rate-limit: the first ID=N naming it (in any form
+ * --instances takes), else N alone; the ID is marked as used. */
+static unsigned rate_of(serve_cli_t *sc, gs_backend_t *be,
+                        const gs_device_t *dev, const gs_gi_t *gi,
+                        const gs_ci_t *ci) {
+  const gs_serve_rates_t *r = &sc->rates;
+  for (unsigned i = 0; i < r->n; i++)
+    if (names(be, r->rate[i].id, dev, gi, ci)) {
+      sc->rate_used[i] = true;
+      return r->rate[i].rate;
+    }
+  return r->rate_default;
 }
 
 static void describe(gs_serve_instance_t *out, const gs_device_t *dev,
@@ -118,7 +138,7 @@ static int list_instances(void *ctx, gs_serve_instance_t *out, size_t max,
       for (unsigned c = 0; c < gi->n_ci && *n < max && rc == GS_OK; c++)
         if (selected(sc, be, &devs[d], gi, &gi->ci[c], p ? p->name : "?")) {
           describe(&out[*n], &devs[d], gi, &gi->ci[c], p);
-          out[*n].rate_limit = gs_serve_rate_for(&sc->rates, out[*n].id);
+          out[*n].rate_limit = rate_of(sc, be, &devs[d], gi, &gi->ci[c]);
           rc = green_group(&devs[d], g, &out[(*n)++], err);
         }
     }
@@ -218,8 +238,11 @@ static int worker_argv(void *ctx, const gs_serve_instance_t *inst, unsigned n,
     arg(&b, "--threads=%u", sc->threads);
   if (sc->raised)
     arg(&b, "--nice=%d", ROUTER_BOOST);
-  if (inst->rate_limit)
-    arg(&b, "--rate-limit=%u", inst->rate_limit);
+  if (inst->rate_limit) { /* the instance's limit, split among its workers */
+    unsigned k =
+        sc->opt.workers_per_instance ? sc->opt.workers_per_instance : 1;
+    arg(&b, "--rate-limit=%u", (inst->rate_limit + k - 1) / k);
+  }
   model_control_args(&b, sc, inst->n_served);
   if (b.full)
     return gs_error_set(err, GS_ELIMIT,
@@ -472,8 +495,32 @@ static bool raise_router(void) {
   return setpriority(PRIO_PROCESS, 0, now - ROUTER_BOOST) == 0;
 }
 
+/* Every ID --rate-limit names must be an instance this serve serves: a
+ * typo would otherwise leave the instance it meant unlimited. */
+static int check_rates(serve_cli_t *sc) {
+  size_t n = 0;
+  gs_error_t err;
+  gs_serve_instance_t *list = calloc(CHECK_MAX_INSTANCES, sizeof *list);
+  if (!list)
+    return cli_fail("serve",
+                    &(gs_error_t){.code = GS_ENOMEM, .msg = "out of memory"});
+  memset(sc->rate_used, 0, sizeof sc->rate_used);
+  int rc = list_instances(sc, list, CHECK_MAX_INSTANCES, &n, &err);
+  free(list);
+  if (rc != GS_OK)
+    return cli_fail("serve", &err);
+  for (unsigned i = 0; i < sc->rates.n; i++)
+    if (!sc->rate_used[i])
+      return cli_usage("serve",
+                       "--rate-limit names %s, which is not an instance this "
+                       "serve serves (see gpuslice list and --instances)",
+                       sc->rates.rate[i].id);
+  return CLI_OK;
+}
+
 static int serve(serve_cli_t *sc) {
   gs_error_t err;
+  int rc;
   sc->raised = raise_router();
   sc->opt.worker_argv = worker_argv;
   sc->opt.group_argv = group_argv;
@@ -484,6 +531,8 @@ static int serve(serve_cli_t *sc) {
   sc->opt.stop_flag = &stop_requested;
   if (prepare(sc, &err) != GS_OK)
     return cli_fail("serve", &err);
+  if (sc->rates.n && (rc = check_rates(sc)) != CLI_OK)
+    return rc;
   signal(SIGPIPE, SIG_IGN);
   struct sigaction sa = {.sa_handler = on_signal};
   sigaction(SIGINT, &sa, NULL);
@@ -505,7 +554,7 @@ static int serve(serve_cli_t *sc) {
     fprintf(stderr, ", gRPC %s:%u", sc->opt.host ? sc->opt.host : "127.0.0.1",
             gs_serve_grpc_port(s));
   fprintf(stderr, " (logs in %s)\n", sc->opt.log_dir);
-  int rc = gs_serve_run(s, &err);
+  rc = gs_serve_run(s, &err);
   running = NULL;
   gs_serve_destroy(s);
   char path[PATH_MAX];

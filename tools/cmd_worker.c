@@ -53,13 +53,18 @@ static int parse_instance(const char *text, hosted_t *h) {
   snprintf(sms, sizeof sms, "%.*s", (int)len, eq + 1);
   h->rate_limit = 0;
   if (comma) {
-    char tail;
-    if (sscanf(comma, ",rate=%u%c", &h->rate_limit, &tail) != 1 ||
-        !isdigit((unsigned char)comma[6]) || h->rate_limit == 0 ||
-        h->rate_limit > GS_WORKER_MAX_RATE_LIMIT)
+    const char *num = comma + 6;
+    char *end = NULL;
+    errno = 0;
+    unsigned long rate =
+        strncmp(comma, ",rate=", 6) == 0 && isdigit((unsigned char)*num)
+            ? strtoul(num, &end, 10)
+            : 0;
+    if (rate == 0 || errno || *end || rate > GS_WORKER_MAX_RATE_LIMIT)
       return cli_usage("worker",
                        "--instance '%s': rate=N is 1..%u inferences a second",
                        text, GS_WORKER_MAX_RATE_LIMIT);
+    h->rate_limit = (unsigned)rate;
   }
   return parse_sms(sms, "--instance", &h->sm_first, &h->sm_count);
 }
@@ -247,8 +252,9 @@ static const cli_opt_t options[] = {
      .type = CLI_OPT_CUSTOM,
      .arg = "ID=FIRST:COUNT[,rate=N]",
      .help = "repeatable: one worker per instance in this process, each on "
-             "free ports and its own SMs (and its own --rate-limit); the "
-             "ready fd gets \"ready id=ID http=P grpc=G\" per instance",
+             "free ports and its own SMs; rate=N (1..100000000) is its own "
+             "--rate-limit, else the process's; the ready fd gets \"ready "
+             "id=ID http=P grpc=G\" per instance",
      .parse = parse_hosted},
     {.name = "model-control-mode",
      .type = CLI_OPT_CUSTOM,
@@ -304,10 +310,11 @@ static const cli_opt_t options[] = {
      .arg = "N",
      .max = GS_WORKER_MAX_RATE_LIMIT,
      .def = "0",
-     .help = "start at most N inferences a second (a request of batch 64 "
-             "counts 64); the rest wait their turn in arrival order; it holds "
-             "a noisy instance to a share of what instances share (a GPU's "
-             "L2 and memory bandwidth); 0: none",
+     .help = "start N inferences a second at most, on average (a request "
+             "of batch 64 counts 64, known when it ends); the rest wait "
+             "their turn in arrival order (a sequence's never wait, but "
+             "count); it holds a noisy instance to a share of what instances "
+             "share (a GPU's L2 and memory bandwidth); 0: none",
      .offset = W(wo.rate_limit)},
     {.name = "conv-cache",
      .type = CLI_OPT_STRING,

@@ -237,9 +237,10 @@ static const cli_opt_t options[] = {
     {.name = "rate-limit",
      .type = CLI_OPT_CUSTOM,
      .arg = "[ID=]N,...",
-     .help = "each instance's workers' --rate-limit, inferences a second a "
-             "worker starts (a request of batch 64 counts 64; the rest "
-             "wait): N for every instance, ID=N for one (0: none), e.g. "
+     .help = "each instance's rate limit, inferences a second its workers "
+             "start (a request of batch 64 counts 64; the rest wait; "
+             "split among --workers-per-instance): N for every instance, "
+             "ID=N for one (any form --instances takes; 0: none), e.g. "
              "200,0:1=0 holds every instance but 0:1 to 200",
      .key = "rate_limit",
      .parse = parse_rate_limit},

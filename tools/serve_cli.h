@@ -22,7 +22,8 @@ typedef struct serve_cli_s {
   int gpu_wait;            /* the workers' --gpu-wait (gs_worker_gpu_wait_t) */
   const char *conv_cache;  /* the workers' --conv-cache; NULL: default */
   gs_serve_rates_t rates;  /* --rate-limit: the workers' --rate-limit */
-  const char *self;        /* this program, for the workers' command */
+  bool rate_used[GS_SERVE_MAX_RATES]; /* an instance listed matched it */
+  const char *self; /* this program, for the workers' command */
   bool help, status, sync;
   bool raised; /* the router runs 5 nice levels above its workers */
   const char *add, *remove; /* instance ids for the admin calls */

@@ -235,6 +235,14 @@ static void remove_instance(const char *id) {
   tell(line);
 }
 
+/* "add ID FIRST COUNT" with nothing after COUNT (no RATE, and no garbage
+ * where sscanf's fourth %u stopped). */
+static bool add_has_three(const char *line) {
+  char id[64], tail;
+  unsigned first, count;
+  return sscanf(line, "add %63s %u %u %c", id, &first, &count, &tail) == 3;
+}
+
 /* One command; false once the process is stopping. */
 static bool control_line(const char *line) {
   char id[64], tail;
@@ -247,7 +255,7 @@ static bool control_line(const char *line) {
     return false;
   int n =
       sscanf(line, "add %63s %u %u %u %c", id, &first, &count, &rate, &tail);
-  if (n == 3 || n == 4)
+  if (n == 4 || (n == 3 && add_has_three(line)))
     add_instance(id, first, count, n == 4 ? rate : 0);
   else if (sscanf(line, "remove %63s %c", id, &tail) == 1)
     remove_instance(id);

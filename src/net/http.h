@@ -126,6 +126,10 @@ void gs__http_listener_close_idle(gs__http_listener_t *l);
 void gs__http_listener_close(gs__http_listener_t *l);
 /* Sends resp (taking its body) for the connection's current request. */
 void gs__http_conn_respond(gs__http_conn_t *c, gs__http_response_t *resp);
+/* Whether the peer left (its FIN or a reset is waiting in the socket) or
+ * the connection is closing: an answer now reaches nobody. A peer that
+ * only shut down its sending side counts as left. */
+bool gs__http_conn_gone(const gs__http_conn_t *c);
 /* The listener's user_size bytes for this connection (zeroed at accept). */
 void *gs__http_conn_user(gs__http_conn_t *c);
 gs__http_listener_t *gs__http_conn_listener(gs__http_conn_t *c);

@@ -171,6 +171,20 @@ void *gs__http_conn_user(gs__http_conn_t *c) {
   return c->user;
 }
 
+/* A busy connection is not read (pipelined requests wait in the socket),
+ * so a peer that left is seen by peeking: 0 bytes is its FIN. */
+bool gs__http_conn_gone(const gs__http_conn_t *c) {
+  uv_os_fd_t fd;
+  char byte;
+  if (c->closing)
+    return true;
+  if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+    return false;
+  ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 ||
+         (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 gs__http_listener_t *gs__http_conn_listener(gs__http_conn_t *c) {
   return c->l;
 }

@@ -98,6 +98,10 @@ static void after_stream_infer(gs__infer_job_t *job) {
   gs_grpc_call_flush(call); /* the last answer: the trailers */
 }
 
+static bool stream_gone(const gs__infer_job_t *job) {
+  return gs_grpc_call_closed(((const stream_req_t *)job->data)->call);
+}
+
 /* One message of the stream: its infer starts, or its error is queued. */
 static void on_stream_message(gs_grpc_call_t *call, const uint8_t *msg,
                               size_t len) {
@@ -117,6 +121,7 @@ static void on_stream_message(gs_grpc_call_t *call, const uint8_t *msg,
     return;
   }
   r->job.data = r;
+  r->job.gone = stream_gone;
   w->pending++;
   gs_grpc_call_hold(call);
   if (gs__infer_submit(g->loop, &r->job, after_stream_infer) != 0) {

@@ -455,9 +455,14 @@ static void after_infer(gs__infer_job_t *job) {
   gs_grpc_call_flush(call);
 }
 
+static bool call_gone(const gs__infer_job_t *job) {
+  return gs_grpc_call_closed(job->data);
+}
+
 bool gs__grpc_infer_submit(gs_grpc_call_t *call, gs__grpc_wcall_t *w) {
   gs__grpc_server_t *g = gs_grpc_call_owner(call);
   w->job.data = call;
+  w->job.gone = call_gone;
   gs_grpc_call_hold(call);
   int qrc = gs__infer_submit(g->loop, &w->job, after_infer);
   if (qrc == 0)

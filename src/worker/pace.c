@@ -2,6 +2,8 @@
  * of requests waiting for their turn on the loop thread. */
 #include "worker/pace.h"
 
+#include <stdio.h>
+
 #include "worker/worker_int.h"
 
 #define NS_PER_S 1000000000u
@@ -9,8 +11,8 @@
 
 void gs__pace_init(gs__pacer_t *p, unsigned rate) {
   *p = (gs__pacer_t){.expect = 1};
-  if (rate)
-    p->ns_per_row = rate > NS_PER_S ? 1 : NS_PER_S / rate;
+  if (rate) /* rate <= GS_WORKER_MAX_RATE_LIMIT: at least 10 ns a row */
+    p->ns_per_row = NS_PER_S / rate;
 }
 
 static uint64_t cost_ns(const gs__pacer_t *p, uint64_t rows) {
@@ -22,6 +24,11 @@ uint64_t gs__pace_admit(gs__pacer_t *p, uint64_t now_ns) {
     return 0;
   /* no credit for idle time: the charge starts now */
   p->tat_ns = now_ns + cost_ns(p, p->expect);
+  return p->expect;
+}
+
+uint64_t gs__pace_charge(gs__pacer_t *p, uint64_t now_ns) {
+  p->tat_ns = (p->tat_ns > now_ns ? p->tat_ns : now_ns) + cost_ns(p, p->expect);
   return p->expect;
 }
 
@@ -43,18 +50,34 @@ uint64_t gs__pace_wait_ns(const gs__pacer_t *p, uint64_t now_ns) {
 /* ---- the waiting requests, on the loop ----------------------------------
  */
 
-/* Starts job (charged `charged` rows); a start that fails is answered. */
+/* Answers job unrun (its charge is refunded through gs__pace_finished). */
+static void refuse(gs__infer_job_t *job, int status, const char *msg) {
+  gs__http_response_error(&job->resp, status, msg);
+  job->ok = false;
+  job->t_done = gs__now_ns();
+  job->done(job);
+}
+
+/* Starts a job that waited (charged `charged` rows), unless its client
+ * left or its model changed meanwhile; a start that fails is answered. */
 static void start(uv_loop_t *loop, gs__infer_job_t *job, uint64_t charged) {
+  char msg[256];
   job->paced_rows = charged;
-  int rc = gs__infer_start(loop, job);
-  if (rc != 0) {
-    char msg[256];
-    gs__http_response_error(&job->resp, 500,
-                            gs__infer_queue_msg(job, rc, msg, sizeof msg));
-    job->ok = false;
-    job->t_done = gs__now_ns();
-    job->done(job); /* settles through gs__pace_finished */
+  if (job->gone && job->gone(job)) {
+    refuse(job, 499, "the client left while the request waited for its turn");
+    return;
   }
+  if (job->entry->slot != job->slot) {
+    snprintf(msg, sizeof msg,
+             "model '%s' was unloaded or reloaded while the request waited "
+             "for its turn under the rate limit",
+             job->entry->name);
+    refuse(job, 503, msg);
+    return;
+  }
+  int rc = gs__infer_start(loop, job);
+  if (rc != 0)
+    refuse(job, 500, gs__infer_queue_msg(job, rc, msg, sizeof msg));
 }
 
 static gs__infer_job_t *pop(gs__pacer_t *p, uint64_t now_ns) {
@@ -101,14 +124,19 @@ static void on_timer(uv_timer_t *t) {
 int gs__pace_submit(uv_loop_t *loop, gs__infer_job_t *job) {
   gs__pacer_t *p = job->pacer;
   uint64_t charged = 0;
+  if (job->entry->sequence.enabled) { /* never waits: see pace.h */
+    job->paced_rows = p->flushing ? 0 : gs__pace_charge(p, gs__now_ns());
+    return gs__infer_start(loop, job); /* the caller settles a failure */
+  }
   if (p->flushing ||
       (!p->head && (charged = gs__pace_admit(p, gs__now_ns())))) {
     job->paced_rows = charged;
-    return gs__infer_start(loop, job); /* the caller settles a failure */
+    return gs__infer_start(loop, job);
   }
   if (!p->timer_ready) {
-    if (uv_timer_init(loop, &p->timer) != 0)
-      return gs__infer_start(loop, job); /* cannot wait: unpaced */
+    int rc = uv_timer_init(loop, &p->timer);
+    if (rc != 0)
+      return rc; /* cannot wait: refused (the caller answers 500) */
     p->timer.data = p;
     p->timer_ready = true;
   }

@@ -2,17 +2,23 @@
  * start, a request of batch 64 counting 64, so that a noisy instance can be
  * held to a share of the GPU's bandwidth that its neighbours can live
  * beside (issue 13's QoS: the GPU's L2 and memory bandwidth are shared by
- * soft instances, and pacing the noisy ones is what keeps a neighbour's
- * p99; docs/BENCHMARKS.md).
+ * soft instances; pacing the noisy ones' clients kept a neighbour's p99,
+ * docs/BENCHMARKS.md; this is the server's side of that pacing).
  *
  * A generic cell rate algorithm on a theoretical arrival time (tat): a
  * request may start when tat is not in the future; starting charges it
  * the rows it is expected to have (the last finished request's: its rows
  * are only known once decoded), and its end settles the charge to the rows
- * it really had. Requests that may not start yet wait in a FIFO on the
- * loop thread, one released each time tat comes round. Idle time earns no
- * credit: tat never falls behind the clock by more than the charge. The
- * arithmetic takes the clock as an argument (tested without a loop). */
+ * it really had. The rate therefore holds on average: when requests grow,
+ * those started before the first larger one ends go at the old price, and
+ * the difference is paid back by the waits after. Requests that may not
+ * start yet wait in a FIFO on the loop thread, one released each time tat
+ * comes round; one whose client left meanwhile is dropped unrun, one whose
+ * model was unloaded or reloaded meanwhile is refused. Requests of
+ * sequence-batching models never wait (a wait would count against their
+ * sequence's idle time); they are charged and settled like the others, so
+ * that they slow the rest. Idle time earns no credit. The arithmetic takes
+ * the clock as an argument (tested without a loop). */
 #ifndef GPUSLICE_WORKER_PACE_H
 #define GPUSLICE_WORKER_PACE_H
 
@@ -41,6 +47,9 @@ void gs__pace_init(gs__pacer_t *p, unsigned rate);
 /* May a request start at now? Then charges it p->expect rows and returns
  * that charge; else returns 0 and charges nothing. */
 uint64_t gs__pace_admit(gs__pacer_t *p, uint64_t now_ns);
+/* Charges a request that starts regardless (a sequence's): as
+ * gs__pace_admit's charge, from tat or now, whichever is later. */
+uint64_t gs__pace_charge(gs__pacer_t *p, uint64_t now_ns);
 /* A request charged `charged` rows ended having run `rows` (0: none ran,
  * it failed before): tat moves by the difference, and rows becomes the
  * next charge. */

@@ -271,6 +271,10 @@ int gs__route(gs__repo_t *repo, gs__http_request_t *req,
   return rc;
 }
 
+static bool http_gone(const gs__infer_job_t *job) {
+  return gs__http_conn_gone(job->data);
+}
+
 static void after_infer(gs__infer_job_t *job) {
   gs__http_conn_t *c = job->data;
   gs__infer_job_finish(job);
@@ -285,6 +289,7 @@ void gs__route_http(void *ctx, gs__http_conn_t *c, gs__http_request_t *req) {
   job->resp.infer_header_len = -1;
   if (gs__route(rc->repo, req, &resp, job) == 1) {
     job->data = c;
+    job->gone = http_gone;
     int qrc = gs__infer_submit(rc->loop, job, after_infer);
     if (qrc == 0)
       return;

@@ -402,6 +402,9 @@ typedef struct gs__infer_job_s {
    * at its start (pace.h). */
   struct gs__pacer_s *pacer;
   uint64_t paced_rows;
+  /* Whether the client is gone (NULL: never asked): a request waiting for
+   * its turn is then dropped unrun. */
+  bool (*gone)(const struct gs__infer_job_s *job);
   uv_work_t work;
 } gs__infer_job_t;
 

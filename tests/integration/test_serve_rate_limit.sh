@@ -4,10 +4,15 @@
 # (N for every instance, ID=N for one, 0 none); a limited worker starts at
 # most N inferences a second, a request of batch 8 counting 8, and says so
 # in /metrics (gpuslice_rate_limited_requests); an unlimited one does
-# neither. Under green isolation the one process takes a limit per
-# instance (--instance ID=FIRST:COUNT,rate=N, and the "add" line of an
-# instance added while it runs). Bad limits are refused with exit 2 and a
-# message naming the item, starting nothing.
+# neither. A worker's waiting requests go one per turn (ten at once at
+# 20/s take >= 0.45 s); one whose client left is dropped unrun, one whose
+# model was unloaded meanwhile is refused (503), and a sequence's requests
+# never wait (its idle timer would expire). serve gives an ID in any form
+# --instances takes its limit and refuses one it does not serve. Under
+# green isolation the one process takes a limit per instance (--instance
+# ID=FIRST:COUNT,rate=N, and the "add" line of an instance added while it
+# runs). Bad limits are refused with exit 2 and a message naming the item,
+# starting nothing.
 # Skips (77) when the models cannot be generated.
 . "$(dirname "$0")/serve_lib.sh"
 # The MLP with max_batch_size 8: dim 0 is the batch, counted as inferences.
@@ -50,6 +55,7 @@ worker_bad "rate-limit" --rate-limit 100000001
 worker_bad "rate=N is 1..100000000" --instance 0:1=0:16,rate=0
 worker_bad "rate=N is 1..100000000" --instance 0:1=0:16,rate=x
 worker_bad "rate=N is 1..100000000" --instance 0:1=0:16,speed=3
+worker_bad "rate=N is 1..100000000" --instance 0:1=0:16,rate=4294967301
 pgrep -f -- "--model-repository=$tmp/models" >/dev/null && fail "a refused serve left workers running"
 
 # worker_args LABEL: the command line of one worker (by its pid).
@@ -74,7 +80,85 @@ waited() {
   curl -sf "http://127.0.0.1:$1/metrics" | sed -n 's/^gpuslice_rate_limited_requests \([0-9]*\)$/\1/p'
 }
 
-start_serve --rate-limit 0:1=0,20
+# ---- one worker, no serve -------------------------------------------------
+python3 "$GS_SOURCE_DIR/scripts/make_seq_models.py" --out "$tmp/models" --idle-us 500000 >/dev/null ||
+  fail "make_seq_models.py"
+"$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 \
+  --metrics-port 0 --model-control-mode explicit --load-model '*' --rate-limit 20 \
+  2>"$tmp/worker.log" &
+wpid=$!
+for _ in $(seq 100); do
+  wport=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/worker.log")
+  [ -n "$wport" ] && break
+  sleep 0.1
+done
+[ -n "$wport" ] || fail "worker did not start: $(cat "$tmp/worker.log")"
+w=http://127.0.0.1:$wport
+post() { # URL BODY_FILE [CURL ARGS]: prints the status
+  curl -s -o "$tmp/post.out" -w '%{http_code}' -d @"$2" "${@:3}" "$1"
+}
+count() { # the model's inference_count
+  curl -sf "$w/v2/models/$1/stats" | python3 -c 'import json,sys
+print(json.load(sys.stdin)["model_stats"][0]["inference_count"])'
+}
+# Ten batch-1 requests at once: one starts, nine wait a turn (50 ms) each.
+t0=$(date +%s.%N)
+for i in $(seq 10); do post "$w/v2/models/mlp8/infer" "$tmp/b1.json" -o /dev/null >"$tmp/st$i" & done
+wait $(jobs -p | grep -vx "$wpid")
+took=$(python3 -c 'import sys,time; print("%.3f" % (time.time() - float(sys.argv[1])))' "$t0")
+[ "$(cat "$tmp"/st* | tr -d '\n')" = "$(printf '200%.0s' $(seq 10))" ] || fail "ten at once: $(cat "$tmp"/st*)"
+python3 -c 'import sys; sys.exit(float(sys.argv[1]) < 0.45)' "$took" || fail "ten batch-1 at 20/s in $took s"
+[ "$(waited "$wport")" -ge 8 ] || fail "ten at once: $(waited "$wport") waited, want >= 8"
+echo "ok: ten batch-1 at once at 20/s: $took s, $(waited "$wport") waited their turn"
+# A client that gives up while its request waits: the request never runs.
+sleep 0.6
+before=$(count mlp8)
+post "$w/v2/models/mlp8/infer" "$tmp/b8.json" >/dev/null # 0.4 s of turns
+post "$w/v2/models/mlp8/infer" "$tmp/b1.json" --max-time 0.1 >/dev/null
+sleep 0.6
+[ "$(post "$w/v2/models/mlp8/infer" "$tmp/b1.json")" = 200 ] || fail "the request after the abandoned one"
+after=$(count mlp8)
+[ "$((after - before))" = 9 ] || fail "abandoned request: $((after - before)) inferences ran, want 9 (8 + 1, not the abandoned 1)"
+echo "ok: a request whose client left while it waited did not run ($before -> $after inferences)"
+# A model unloaded while its request waits: that request is refused.
+sleep 0.6
+post "$w/v2/models/mlp8/infer" "$tmp/b8.json" >/dev/null
+(post "$w/v2/models/mlp8/infer" "$tmp/b1.json" >"$tmp/held.status"; cp "$tmp/post.out" "$tmp/held.out") &
+held=$!
+sleep 0.1
+curl -sf -X POST "$w/v2/repository/models/mlp8/unload" >/dev/null || fail "unload mlp8"
+wait "$held"
+[ "$(cat "$tmp/held.status")" = 503 ] && grep -q "unloaded or reloaded while the request waited" "$tmp/held.out" ||
+  fail "held across an unload: $(cat "$tmp/held.status") $(cat "$tmp/held.out")"
+echo "ok: a request held across its model's unload: 503 ($(cat "$tmp/held.out"))"
+curl -sf -X POST "$w/v2/repository/models/mlp8/load" >/dev/null || fail "load mlp8 again"
+# A sequence's next request never waits: its idle timer (0.5 s) runs while
+# another model's two batches of 8 hold the turns for 0.8 s.
+seq_body() { # FILE VALUE START
+  printf '{"parameters": {"sequence_id": 77, "sequence_start": %s}, "inputs": [{"name": "INPUT", "datatype": "INT32", "shape": [1, 1], "data": [%s]}]}' "$3" "$2" >"$1"
+}
+seq_body "$tmp/s1.json" 5 true
+seq_body "$tmp/s2.json" 7 false
+sleep 0.6
+[ "$(post "$w/v2/models/sequence_accumulate/infer" "$tmp/s1.json")" = 200 ] || fail "sequence start: $(cat "$tmp/post.out")"
+post "$w/v2/models/mlp8/infer" "$tmp/b8.json" >/dev/null
+post "$w/v2/models/mlp8/infer" "$tmp/b8.json" -o /dev/null >/dev/null &
+second=$!
+sleep 0.1
+t0=$(date +%s.%N)
+st=$(post "$w/v2/models/sequence_accumulate/infer" "$tmp/s2.json")
+took=$(python3 -c 'import sys,time; print("%.3f" % (time.time() - float(sys.argv[1])))' "$t0")
+[ "$st" = 200 ] && grep -q '"data":\[12\]' "$tmp/post.out" || fail "sequence's next request: $st $(cat "$tmp/post.out")"
+python3 -c 'import sys; sys.exit(float(sys.argv[1]) > 0.3)' "$took" || fail "the sequence's request waited $took s"
+wait "$second"
+echo "ok: a sequence's next request did not wait for a turn ($took s, 5 + 7 = 12)"
+kill "$wpid" && wait "$wpid"
+rm -rf "$tmp/models/simple_sequence" "$tmp/models/"*sequence* "$tmp/models/big_identity"
+
+refused "serve --rate-limit 0:99=5 (no such instance)" "names 0:99, which is not an instance this serve serves" \
+  "$GPUSLICE" serve --model-repository "$tmp/models" --http-port 0 --rate-limit 0:99=5
+# "1" is instance 0:1 as --instances takes it (GI alone)
+start_serve --rate-limit 1=0,20
 labels=$(status_json | python3 -c 'import json, sys
 print(" ".join(w["worker"] for w in json.load(sys.stdin)["workers"]))')
 read -r -a all <<<"$labels"
@@ -83,7 +167,7 @@ read -r -a all <<<"$labels"
 for w in "${all[@]:1}"; do
   grep -q -- " --rate-limit=20 " <<<"$(worker_args "$w") " || fail "worker $w has no --rate-limit=20: $(worker_args "$w")"
 done
-echo "ok: --rate-limit 0:1=0,20: ${all[*]:1} at 20/s, 0:1 unlimited"
+echo "ok: --rate-limit 1=0,20: ${all[*]:1} at 20/s, 0:1 unlimited"
 # At 20 inferences a second a batch of 8 holds the next request 0.4 s.
 limited=$(worker_field "${all[1]}" http_port)
 took=$(infer_two "$limited")
@@ -92,8 +176,16 @@ python3 -c 'import sys; sys.exit(float(sys.argv[1]) < 0.35)' "$took" ||
 [ "$(waited "$limited")" -ge 1 ] || fail "worker ${all[1]}: no request waited in /metrics"
 free=$(worker_field 0:1 http_port)
 took_free=$(infer_two "$free")
-[ -z "$(waited "$free")" ] || fail "the unlimited worker reports a rate limit"
+curl -sf "http://127.0.0.1:$free/metrics" | grep -q '^nv_inference_request_success' &&
+  [ -z "$(waited "$free")" ] || fail "the unlimited worker reports a rate limit (or no metrics)"
 echo "ok: batch 8 then 1: $took s at 20/s (waited: $(waited "$limited")), $took_free s unlimited"
+kill "$serve_pid" && wait "$serve_pid"
+serve_pid=
+# Two workers an instance share its limit: 25 each of 50.
+start_serve --rate-limit 50 --workers-per-instance 2 --instances 0:1
+args=$(for p in $(pgrep -f -- "worker --model-repository=$tmp/models"); do tr '\0' ' ' <"/proc/$p/cmdline"; echo; done)
+[ "$(grep -c -- ' --rate-limit=25 ' <<<"$args")" = 2 ] || fail "two workers of 0:1 at 50: $args"
+echo "ok: --rate-limit 50 with two workers an instance: --rate-limit=25 each"
 kill "$serve_pid" && wait "$serve_pid"
 serve_pid=
 
@@ -121,7 +213,9 @@ grep -qE -- "--instance=$g2=[0-9]+:[0-9]+ " <<<"$args " || fail "$g2 has a rate:
 took=$(infer_two "$(worker_field "$g1" http_port)")
 python3 -c 'import sys; sys.exit(float(sys.argv[1]) < 0.35)' "$took" ||
   fail "green $g1 at 20/s ran batch 8 then 1 in $took s"
-[ -z "$(waited "$(worker_field "$g2" http_port)")" ] || fail "green $g2 reports a rate limit"
+g2port=$(worker_field "$g2" http_port)
+curl -sf "http://127.0.0.1:$g2port/metrics" | grep -q '^nv_inference_request_success' &&
+  [ -z "$(waited "$g2port")" ] || fail "green $g2 reports a rate limit (or no metrics)"
 echo "ok: green: $g1 at 20/s in the process's --instance ($took s), $g2 unlimited"
 # Removed and added back while the process runs: the add line carries it.
 pid=$(worker_field "$g2" pid)

@@ -2,7 +2,8 @@
  * a clock the test moves: a request starts when the theoretical arrival
  * time has come, charged the last request's rows; its end settles the
  * charge to its real rows; idle time earns no burst; a failed request
- * gives its charge back; no limit at 0. */
+ * gives its charge back; a sequence's request is charged without waiting;
+ * no limit at 0. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "gpuslice/worker.h"
 #include "worker/pace.h"
 
 #define MS 1000000ull
@@ -87,19 +89,38 @@ static void test_failure_refunds(void **state) {
   assert_int_equal(gs__pace_admit(&p, 160 * MS), 16);
 }
 
-/* Rates at the ends: 0 is no limit, the most a limit says is 1 ns a row,
- * and rows so large they would overflow are capped. */
+/* Rates at the ends: 0 is no limit, the most a limit says
+ * (GS_WORKER_MAX_RATE_LIMIT) is 10 ns a row, the least a second, and rows
+ * so large they would overflow are capped. */
 static void test_rate_ends(void **state) {
   (void)state;
   gs__pacer_t p;
   gs__pace_init(&p, 0);
   assert_int_equal(p.ns_per_row, 0);
+  gs__pace_init(&p, GS_WORKER_MAX_RATE_LIMIT);
+  assert_int_equal(p.ns_per_row, 10);
   gs__pace_init(&p, 1);
   assert_int_equal(p.ns_per_row, 1000000000ull);
-  gs__pace_init(&p, 1);
   assert_int_equal(gs__pace_admit(&p, 0), 1);
   gs__pace_settle(&p, 1, UINT64_MAX);
   assert_true(gs__pace_wait_ns(&p, 0) >= (1ull << 32) * 1000000000ull - 1);
+}
+
+/* A sequence's request starts regardless: it is charged after what is
+ * already owed (so the requests that wait are pushed back), or from now
+ * when nothing is. */
+static void test_charge_regardless(void **state) {
+  (void)state;
+  gs__pacer_t p;
+  gs__pace_init(&p, 100);
+  assert_int_equal(gs__pace_admit(&p, 0), 1);
+  gs__pace_settle(&p, 1, 8); /* owed until 80 ms */
+  assert_int_equal(gs__pace_charge(&p, 10 * MS), 8);
+  assert_int_equal(gs__pace_wait_ns(&p, 10 * MS), 150 * MS);
+  gs__pace_settle(&p, 8, 1); /* it had 1 row */
+  assert_int_equal(gs__pace_wait_ns(&p, 10 * MS), 80 * MS);
+  assert_int_equal(gs__pace_charge(&p, 500 * MS), 1); /* nothing owed */
+  assert_int_equal(gs__pace_wait_ns(&p, 500 * MS), 10 * MS);
 }
 
 int main(void) {
@@ -109,6 +130,7 @@ int main(void) {
       cmocka_unit_test(test_idle_earns_no_burst),
       cmocka_unit_test(test_failure_refunds),
       cmocka_unit_test(test_rate_ends),
+      cmocka_unit_test(test_charge_regardless),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
