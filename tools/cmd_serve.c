@@ -70,18 +70,24 @@ static bool selected(serve_cli_t *sc, gs_backend_t *be, const gs_device_t *dev,
   return false;
 }
 
-/* The instance's --rate-limit: the first ID=N naming it (in any form
- * --instances takes), else N alone; the ID is marked as used. */
+/* The instance's --rate-limit: the ID=N naming it (in any form
+ * --instances takes), else N alone. Every ID naming it is marked used; a
+ * second one is noted in rate_twice (check_rates refuses it). */
 static unsigned rate_of(serve_cli_t *sc, gs_backend_t *be,
                         const gs_device_t *dev, const gs_gi_t *gi,
                         const gs_ci_t *ci) {
   const gs_serve_rates_t *r = &sc->rates;
+  int first = -1;
   for (unsigned i = 0; i < r->n; i++)
     if (names(be, r->rate[i].id, dev, gi, ci)) {
       sc->rate_used[i] = true;
-      return r->rate[i].rate;
+      if (first < 0)
+        first = (int)i;
+      else
+        snprintf(sc->rate_twice, sizeof sc->rate_twice, "as %s and %s",
+                 r->rate[first].id, r->rate[i].id);
     }
-  return r->rate_default;
+  return first < 0 ? r->rate_default : r->rate[first].rate;
 }
 
 static void describe(gs_serve_instance_t *out, const gs_device_t *dev,
@@ -495,8 +501,49 @@ static bool raise_router(void) {
   return setpriority(PRIO_PROCESS, 0, now - ROUTER_BOOST) == 0;
 }
 
-/* Every ID --rate-limit names must be an instance this serve serves: a
- * typo would otherwise leave the instance it meant unlimited. */
+/* GI, DEV:GI or DEV:GI:CI: numbers, one to three. */
+static bool numeric_id(const char *id) {
+  unsigned fields = 0;
+  for (const char *p = id; *p; p += *p == ':') {
+    size_t digits = strspn(p, "0123456789");
+    if (!digits || ++fields > 3 || (p[digits] && p[digits] != ':'))
+      return false;
+    p += digits;
+    if (*p == ':' && !p[1])
+      return false;
+  }
+  return fields > 0;
+}
+
+/* An ID of --rate-limit that names no instance served now: said when it
+ * is a numeric ID (GI, DEV:GI, DEV:GI:CI: the instance may be created
+ * later) or the UUID of an instance not served; else refused. */
+static int check_unused_rate(serve_cli_t *sc, unsigned i) {
+  const char *id = sc->rates.rate[i].id;
+  gs_backend_t *be;
+  gs_error_t err;
+  gs_instance_ref_t ref;
+  int rc = numeric_id(id) ? GS_OK : cli_open_backend(sc->cli, &be, &err);
+  if (rc != GS_OK)
+    return cli_fail("serve", &err);
+  if (!numeric_id(id)) {
+    rc = gs_instance_ref_parse(be, id, &ref, &err);
+    gs_backend_close(be);
+  }
+  if (rc != GS_OK)
+    return cli_usage("serve", "--rate-limit names %s: %s", id, err.msg);
+  fprintf(stderr,
+          "gpuslice serve: --rate-limit names %s, which is no instance "
+          "served now; its limit applies if it is created\n",
+          id);
+  return CLI_OK;
+}
+
+/* --rate-limit's IDs against the instances served now: one that is no
+ * instance ID at all, or two IDs of one instance, are refused; a
+ * well-formed ID of no instance served now is said (serve follows the
+ * layout: the instance may be created later), so that a typo does not pass
+ * silently. */
 static int check_rates(serve_cli_t *sc) {
   size_t n = 0;
   gs_error_t err;
@@ -505,16 +552,17 @@ static int check_rates(serve_cli_t *sc) {
     return cli_fail("serve",
                     &(gs_error_t){.code = GS_ENOMEM, .msg = "out of memory"});
   memset(sc->rate_used, 0, sizeof sc->rate_used);
+  sc->rate_twice[0] = '\0';
   int rc = list_instances(sc, list, CHECK_MAX_INSTANCES, &n, &err);
   free(list);
   if (rc != GS_OK)
     return cli_fail("serve", &err);
+  if (sc->rate_twice[0])
+    return cli_usage("serve", "--rate-limit names one instance twice (%s)",
+                     sc->rate_twice);
   for (unsigned i = 0; i < sc->rates.n; i++)
-    if (!sc->rate_used[i])
-      return cli_usage("serve",
-                       "--rate-limit names %s, which is not an instance this "
-                       "serve serves (see gpuslice list and --instances)",
-                       sc->rates.rate[i].id);
+    if (!sc->rate_used[i] && (rc = check_unused_rate(sc, i)) != CLI_OK)
+      return rc;
   return CLI_OK;
 }
 

@@ -53,12 +53,11 @@ static int parse_instance(const char *text, hosted_t *h) {
   snprintf(sms, sizeof sms, "%.*s", (int)len, eq + 1);
   h->rate_limit = 0;
   if (comma) {
-    const char *num = comma + 6;
     char *end = NULL;
     errno = 0;
     unsigned long rate =
-        strncmp(comma, ",rate=", 6) == 0 && isdigit((unsigned char)*num)
-            ? strtoul(num, &end, 10)
+        strncmp(comma, ",rate=", 6) == 0 && isdigit((unsigned char)comma[6])
+            ? strtoul(comma + 6, &end, 10)
             : 0;
     if (rate == 0 || errno || *end || rate > GS_WORKER_MAX_RATE_LIMIT)
       return cli_usage("worker",

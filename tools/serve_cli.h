@@ -23,7 +23,8 @@ typedef struct serve_cli_s {
   const char *conv_cache;  /* the workers' --conv-cache; NULL: default */
   gs_serve_rates_t rates;  /* --rate-limit: the workers' --rate-limit */
   bool rate_used[GS_SERVE_MAX_RATES]; /* an instance listed matched it */
-  const char *self; /* this program, for the workers' command */
+  char rate_twice[160]; /* "as A and B": two IDs named one instance */
+  const char *self;     /* this program, for the workers' command */
   bool help, status, sync;
   bool raised; /* the router runs 5 nice levels above its workers */
   const char *add, *remove; /* instance ids for the admin calls */

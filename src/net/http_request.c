@@ -320,6 +320,8 @@ const char *gs__http_reason(int status) {
     return "URI Too Long";
   case 431:
     return "Request Header Fields Too Large";
+  case 499: /* nginx's: the answer to a client that left */
+    return "Client Closed Request";
   case 501:
     return "Not Implemented";
   case 503:
