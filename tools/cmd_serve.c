@@ -520,18 +520,17 @@ static bool numeric_id(const char *id) {
  * later) or the UUID of an instance not served; else refused. */
 static int check_unused_rate(serve_cli_t *sc, unsigned i) {
   const char *id = sc->rates.rate[i].id;
-  gs_backend_t *be;
-  gs_error_t err;
-  gs_instance_ref_t ref;
-  int rc = numeric_id(id) ? GS_OK : cli_open_backend(sc->cli, &be, &err);
-  if (rc != GS_OK)
-    return cli_fail("serve", &err);
   if (!numeric_id(id)) {
-    rc = gs_instance_ref_parse(be, id, &ref, &err);
+    gs_backend_t *be;
+    gs_error_t err;
+    gs_instance_ref_t ref;
+    if (cli_open_backend(sc->cli, &be, &err) != GS_OK)
+      return cli_fail("serve", &err);
+    int rc = gs_instance_ref_parse(be, id, &ref, &err);
     gs_backend_close(be);
+    if (rc != GS_OK)
+      return cli_usage("serve", "--rate-limit names %s: %s", id, err.msg);
   }
-  if (rc != GS_OK)
-    return cli_usage("serve", "--rate-limit names %s: %s", id, err.msg);
   fprintf(stderr,
           "gpuslice serve: --rate-limit names %s, which is no instance "
           "served now; its limit applies if it is created\n",
