@@ -235,28 +235,31 @@ static void remove_instance(const char *id) {
   tell(line);
 }
 
-/* "add ID FIRST COUNT" with nothing after COUNT (no RATE, and no garbage
- * where sscanf's fourth %u stopped). */
-static bool add_has_three(const char *line) {
-  char id[64], tail;
-  unsigned first, count;
-  return sscanf(line, "add %63s %u %u %c", id, &first, &count, &tail) == 3;
+/* "add ID FIRST COUNT [RATE]" and nothing more; *rate 0 without RATE. */
+static bool parse_add(const char *line, char id[64], unsigned *first,
+                      unsigned *count, unsigned *rate) {
+  int end = 0;
+  char tail;
+  *rate = 0;
+  if (sscanf(line, "add %63s %u %u%n", id, first, count, &end) != 3)
+    return false;
+  const char *rest = line + end;
+  return sscanf(rest, " %c", &tail) != 1 ||
+         sscanf(rest, "%u %c", rate, &tail) == 1;
 }
 
 /* One command; false once the process is stopping. */
 static bool control_line(const char *line) {
   char id[64], tail;
-  unsigned first, count, rate = 0;
+  unsigned first, count, rate;
   pthread_mutex_lock(&host.mu);
   bool stopping = host.stopping;
   host.ctl_busy = !stopping;
   pthread_mutex_unlock(&host.mu);
   if (stopping)
     return false;
-  int n =
-      sscanf(line, "add %63s %u %u %u %c", id, &first, &count, &rate, &tail);
-  if (n == 4 || (n == 3 && add_has_three(line)))
-    add_instance(id, first, count, n == 4 ? rate : 0);
+  if (parse_add(line, id, &first, &count, &rate))
+    add_instance(id, first, count, rate);
   else if (sscanf(line, "remove %63s %c", id, &tail) == 1)
     remove_instance(id);
   else {

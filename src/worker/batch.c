@@ -475,12 +475,7 @@ static void after_decode(uv_work_t *w, int status) {
   }
   job->deadline_ns =
       gs__now_ns() + job->slot->batching.max_queue_delay_us * 1000u;
-  job->next = NULL;
-  if (m->queue_tail)
-    m->queue_tail->next = job;
-  else
-    m->queue_head = job;
-  m->queue_tail = job;
+  gs__job_append(&m->queue_head, &m->queue_tail, job);
   m->queue_len++;
   schedule(w->loop, m, false);
 }

@@ -242,12 +242,7 @@ int gs__infer_start(uv_loop_t *loop, gs__infer_job_t *job) {
     m->single_running += rc == 0;
     return rc;
   }
-  job->next = NULL;
-  if (m->single_tail)
-    m->single_tail->next = job;
-  else
-    m->single_head = job;
-  m->single_tail = job;
+  gs__job_append(&m->single_head, &m->single_tail, job);
   return 0;
 }
 

@@ -140,12 +140,7 @@ int gs__pace_submit(uv_loop_t *loop, gs__infer_job_t *job) {
     p->timer.data = p;
     p->timer_ready = true;
   }
-  job->next = NULL;
-  if (p->tail)
-    p->tail->next = job;
-  else
-    p->head = job;
-  p->tail = job;
+  gs__job_append(&p->head, &p->tail, job);
   p->waiting++;
   if (!uv_is_active((uv_handle_t *)&p->timer))
     release(p);

@@ -408,6 +408,19 @@ typedef struct gs__infer_job_s {
   uv_work_t work;
 } gs__infer_job_t;
 
+/* Appends job to the FIFO head..tail (the batcher's, the unbatched
+ * requests', the rate limit's). */
+static inline void gs__job_append(gs__infer_job_t **head,
+                                  gs__infer_job_t **tail,
+                                  gs__infer_job_t *job) {
+  job->next = NULL;
+  if (*tail)
+    (*tail)->next = job;
+  else
+    *head = job;
+  *tail = job;
+}
+
 /* Answers req in resp and returns 0, or, for an infer on a ready model,
  * fills job (taking req's buffers) and returns 1: run gs__infer_job_run off
  * the loop, then gs__infer_job_finish on it. */
