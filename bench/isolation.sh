@@ -16,7 +16,8 @@
 #                  a process asking more than is left: the messages, and the
 #                  neighbours' requests meanwhile
 # Raw results: OUTDIR/isolation_PART.csv (one row per measurement), raw/
-# (perf JSON and CSV, request logs, serve logs); a short table last.
+# (perf JSON and CSV, request logs, serve logs) and the same in one file,
+# OUTDIR/raw-PART.tar.gz; a short table last.
 #
 # usage: bench/isolation.sh PART OUTDIR      (PART: one of the above, or all)
 #   GS_CARRY            the kit (tests/gpu/build_carry.sh; default .gpukit)
@@ -967,5 +968,9 @@ if ((fail == 0)); then
   "part_$part"
 fi
 log "done in $((SECONDS - t_start)) s; raw results in $raw"
+# One file with every raw log: the GPU machine sends back at most 8 files,
+# none deeper than OUTDIR/a/b, so raw/ itself does not come back.
+tar -czf "$out/raw-$part.tar.gz" -C "$out" "raw/$part" 2>/dev/null ||
+  log "could not archive $raw"
 python3 "$render_py" --budget-ms "$budget_ms" --table "$part" "$csv"
 exit $fail

@@ -159,6 +159,8 @@ check "faults: the killed instance served again ($rec s)" \
   "python3 -c 'import sys; sys.exit(not 0 < float(sys.argv[1]) < 10)' '$rec'"
 check "faults: the router hid the kill (0 failed)" "[[ \$(value faults process faults/kill9 router failed) == 0 ]]"
 check "faults: restarts recorded" "[[ \$(value faults process restarts 0:1 worker_restarts) -ge 1 ]]"
+check "faults: the raw logs in one archive (serve's log inside)" \
+  "tar -tzf $out/raw-faults.tar.gz | grep -q '^raw/faults/process-serve.log\$'"
 
 # green: the staying instances share one process, which takes the new one
 # and lets it go without a restart (their pids stay)
