@@ -208,6 +208,8 @@ static void model_control_args(argv_builder_t *b, const serve_cli_t *sc,
   else if (!sc->busy_poll_us &&
            (n_served > 1 || sc->opt.workers_per_instance > 1))
     arg(b, "--gpu-wait=block");
+  /* a worker whose device failed exits, and is restarted, at once */
+  arg(b, "--exit-on-device-failure");
   if (sc->conv_cache)
     arg(b, "--conv-cache=%s", sc->conv_cache);
   else /* run's worker does not see serve's --state-dir */

@@ -315,6 +315,14 @@ static const cli_opt_t options[] = {
              "count); it holds a noisy instance to a share of what instances "
              "share (a GPU's L2 and memory bandwidth); 0: none",
      .offset = W(wo.rate_limit)},
+    {.name = "exit-on-device-failure",
+     .type = CLI_OPT_FLAG,
+     .help = "when the device fails under a request (a CUDA error no later "
+             "call gets past, such as an MPS server's fatal fault), stop "
+             "and exit with status 1 so that a supervisor restarts the "
+             "worker at once (serve passes it); without it the model "
+             "becomes unavailable and the worker stays up",
+     .offset = W(wo.exit_on_device_failure)},
     {.name = "conv-cache",
      .type = CLI_OPT_STRING,
      .arg = "DIR",
@@ -450,6 +458,9 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
     tell_ready(w, (int)ready_fd, parent);
   int rc = gs_worker_run(w, &err);
   running = NULL;
+  int status = worker_exit_status(w);
   gs_worker_destroy(w);
-  return rc == GS_OK ? CLI_OK : cli_fail("worker", &err);
+  if (rc != GS_OK)
+    return cli_fail("worker", &err);
+  return status;
 }

@@ -113,6 +113,8 @@ static int read_test_overrides(cli_t *cli) {
                &gs__test_hooks.step_delay_us))
     return CLI_USAGE;
   cli->opt.host_memory_mib = mib;
+  v = getenv("GPUSLICE_TEST_DEVICE_FAIL_FILE");
+  gs__test_hooks.device_fail_file = v && *v ? v : NULL;
   v = getenv("GPUSLICE_TEST_NO_ADDRESS_LIMIT");
   gs__test_hooks.no_address_limit = v && strcmp(v, "1") == 0;
   if ((v = getenv("GPUSLICE_HOST_CGROUP_ROOT")) != NULL)

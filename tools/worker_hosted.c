@@ -68,6 +68,14 @@ void worker_report_models(const gs_worker_t *w) {
   }
 }
 
+int worker_exit_status(const gs_worker_t *w) {
+  const char *why = w ? gs_worker_device_failure(w) : NULL;
+  if (!why)
+    return CLI_OK;
+  fprintf(stderr, "gpuslice worker: stopped, to be restarted: %s\n", why);
+  return CLI_FAIL;
+}
+
 /* A line for the supervisor on the ready fd; false (and the process
  * stops) when it is gone. */
 static bool tell(const char *line) {
@@ -377,6 +385,9 @@ static int stop_all(int rc) {
       if (s->rc != GS_OK && rc == CLI_OK)
         rc = cli_fail("worker", &s->err);
     }
+    /* one instance's device failed: the process's context is gone */
+    if (rc == CLI_OK)
+      rc = worker_exit_status(s->w);
     gs_worker_destroy(s->w);
     s->w = NULL;
   }

@@ -76,6 +76,13 @@ typedef struct gs_worker_options_s {
    * share (soft instances: the GPU's L2 and memory bandwidth). 0: none;
    * at most GS_WORKER_MAX_RATE_LIMIT. */
   unsigned rate_limit;
+  /* When the device fails under a request (GS_EDRIVER: a CUDA error such as
+   * an MPS server's fatal fault, which no later call in this process gets
+   * past), drain and make gs_worker_run return (gs_worker_device_failure
+   * then says why): for a supervisor that restarts the worker at once, rather
+   * than after its health checks have failed long enough. false: the
+   * model becomes unavailable and the worker stays up. */
+  bool exit_on_device_failure;
 } gs_worker_options_t;
 
 #define GS_WORKER_MAX_BUSY_POLL_US 1000000u
@@ -99,6 +106,9 @@ void gs_worker_stop(gs_worker_t *w);
  * (gRPC calls still in flight then fail at gs_worker_destroy). */
 void gs_worker_drain(gs_worker_t *w, unsigned timeout_ms);
 void gs_worker_destroy(gs_worker_t *w);
+/* Why exit_on_device_failure stopped w (read after gs_worker_run returns;
+ * the model's reason, naming the failed call); NULL when it did not. */
+const char *gs_worker_device_failure(const gs_worker_t *w);
 
 unsigned gs_worker_port(const gs_worker_t *w);
 /* The gRPC port; 0 when gRPC is off. */

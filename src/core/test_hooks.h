@@ -15,6 +15,9 @@ typedef struct gs__test_hooks_s {
   /* Host backend: no RLIMIT_AS fallback when there is no cgroup
    * (sanitizer-built programs cannot start under one). */
   bool no_address_limit;
+  /* Worker: the inference run that removes this file fails as a faulted
+   * device would (GS_EDRIVER), the others run (one-shot per file). */
+  const char *device_fail_file;
 } gs__test_hooks_t;
 
 extern gs__test_hooks_t gs__test_hooks;

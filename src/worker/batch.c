@@ -312,7 +312,9 @@ static void work_batch(uv_work_t *w) {
                           b->padded, &err) != GS_OK)
     status = gs_error_http_status_run(err.code, false);
   b->t_input_done = gs__now_ns();
-  if (status == 0 && gs_session_run(s, ins, slot->io.n_inputs, &err) != GS_OK) {
+  if (status == 0 &&
+      (gs__test_device_fault(&err) ||
+       gs_session_run(s, ins, slot->io.n_inputs, &err) != GS_OK)) {
     status = gs_error_http_status_run(err.code, true);
     for (gs__infer_job_t *j = b->jobs; j; j = j->next)
       gs__infer_job_note_error(j, &err);

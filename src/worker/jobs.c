@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "core/test_hooks.h"
 #include "worker/grpc_int.h" /* gs__grpc_infer_decode */
 #include "worker/pool.h"
 #include "worker/shm.h"
@@ -145,7 +147,9 @@ void gs__infer_job_run(gs__infer_job_t *job) {
   if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
     status = 500;
   uint64_t rows = 0;
-  if (status == 0 && (rc = run_padded(job, s, &rows, &err)) != GS_OK) {
+  if (status == 0 && (rc = gs__test_device_fault(&err)
+                               ? GS_EDRIVER
+                               : run_padded(job, s, &rows, &err)) != GS_OK) {
     status = gs_error_http_status_run(rc, true);
     gs__infer_job_note_error(job, &err);
   }
@@ -276,6 +280,14 @@ void gs__batch_stats_add(gs__model_stats_t *st, uint64_t rows,
   add(&st->batch[i].compute_output, output_ns);
 }
 
+bool gs__test_device_fault(gs_error_t *err) {
+  const char *file = gs__test_hooks.device_fail_file;
+  if (!file || unlink(file) != 0)
+    return false; /* unlink: exactly one run takes it */
+  gs_error_set(err, GS_EDRIVER, "test hook: the device failed (%s)", file);
+  return true;
+}
+
 void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err) {
   job->device_failed = err->code == GS_EDRIVER;
   if (job->device_failed)
@@ -285,7 +297,7 @@ void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err) {
 void gs__infer_job_finish(gs__infer_job_t *job) {
   gs__model_stats_t *st = &job->entry->stats;
   if (job->device_failed)
-    gs__repo_device_failed(job->entry, job->slot, job->device_error);
+    gs__repo_device_failed(job->repo, job->entry, job->slot, job->device_error);
   uint64_t total = job->t_done - job->t_received;
   if (job->ok) {
     /* A batched request decodes before it queues: that is input work. */

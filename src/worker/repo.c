@@ -221,8 +221,8 @@ int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
   return GS_OK;
 }
 
-void gs__repo_device_failed(gs__model_entry_t *m, const gs__model_slot_t *slot,
-                            const char *why) {
+void gs__repo_device_failed(gs__repo_t *repo, gs__model_entry_t *m,
+                            const gs__model_slot_t *slot, const char *why) {
   if (m->state != GS__MODEL_READY || m->slot != slot)
     return; /* unloaded, or reloaded since: the new load is not at fault */
   gs__slot_unref(m->slot);
@@ -230,6 +230,8 @@ void gs__repo_device_failed(gs__model_entry_t *m, const gs__model_slot_t *slot,
   m->state = GS__MODEL_UNAVAILABLE;
   snprintf(m->reason, sizeof m->reason,
            "the device failed while serving; restart the worker: %.400s", why);
+  if (repo && repo->device_failed)
+    repo->device_failed(repo->device_failed_ctx, m->reason);
 }
 
 int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,

@@ -104,6 +104,7 @@ gs__model_entry_t *gs__repo_ready(gs__repo_t *repo, const char *name,
     job->entry = m;
     job->slot = m->slot;
     job->shm = repo->shm;
+    job->repo = repo;
     job->pacer = repo->pace.ns_per_row ? &repo->pace : NULL;
     m->slot->refs++;
     job->t_received = gs__now_ns();

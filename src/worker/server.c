@@ -29,11 +29,16 @@ struct gs_worker_s {
   uv_timer_t drain_timer;
   _Atomic unsigned drain_ms;
   unsigned drain_elapsed_ms;
-  gs__pool_t *pool; /* busy_poll_us > 0: the inference threads */
-  bool stopped;     /* uv_stop was called: gs_worker_run returns */
+  gs__pool_t *pool;         /* busy_poll_us > 0: the inference threads */
+  bool stopped;             /* uv_stop was called: gs_worker_run returns */
+  char device_failure[512]; /* exit_on_device_failure fired: why */
 };
 
 #define DRAIN_TICK_MS 10u
+/* After a device failure nothing more can be served: answer what is in
+ * flight (it fails fast), close idle keep-alive connections (the
+ * router's pool) at half of it, and stop, so the restart comes soon. */
+#define DEVICE_FAILURE_DRAIN_MS 100u
 
 static void handle_metrics_only(void *ctx, gs__http_conn_t *c,
                                 gs__http_request_t *req) {
@@ -87,6 +92,21 @@ static void on_drain(uv_async_t *a) {
     gs__http_listener_drain(&w->metrics);
   w->drain_elapsed_ms = 0;
   uv_timer_start(&w->drain_timer, on_drain_tick, 0, DRAIN_TICK_MS);
+}
+
+/* The repository's device_failed callback under exit_on_device_failure:
+ * the process's CUDA context stays unusable, so only a new process serves
+ * again; the supervisor restarts it as soon as it exits. */
+static void on_device_failed(void *ctx, const char *why) {
+  gs_worker_t *w = ctx;
+  if (w->device_failure[0])
+    return; /* draining already */
+  snprintf(w->device_failure, sizeof w->device_failure, "%s", why);
+  gs_worker_drain(w, DEVICE_FAILURE_DRAIN_MS);
+}
+
+const char *gs_worker_device_failure(const gs_worker_t *w) {
+  return w->device_failure[0] ? w->device_failure : NULL;
 }
 
 static int listen_http(gs_worker_t *w, gs__http_listener_t *l,
@@ -151,6 +171,10 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
     rc = gs__repo_open_opts(&w->repo, opts, err);
   if (rc == GS_OK)
     gs__pace_init(&w->repo.pace, opts->rate_limit);
+  if (rc == GS_OK && opts->exit_on_device_failure) { /* loads are done */
+    w->repo.device_failed = on_device_failed;
+    w->repo.device_failed_ctx = w;
+  }
   const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
     rc = listen_http(w, &w->http, gs__route_http, host, opts->port, err);

@@ -262,6 +262,10 @@ typedef struct gs__repo_s {
   struct gs__shm_registry_s *shm;
   char server_name[64]; /* GET /v2's "name" (--server-name) */
   gs__pacer_t pace;     /* --rate-limit (its jobs are this loop's) */
+  /* Called on the loop thread when a model's device failed (NULL: none;
+   * the worker's exit_on_device_failure). */
+  void (*device_failed)(void *ctx, const char *why);
+  void *device_failed_ctx;
 } gs__repo_t;
 
 /* Finds every model directory under dir and loads it; a model that fails
@@ -342,9 +346,13 @@ int gs__repo_check_batch_dims(const gs__model_entry_t *m, gs_error_t *err);
 /* The model's device failed while serving: the model becomes UNAVAILABLE
  * with why as its reason (the worker's readiness follows), so a router
  * ejects this worker and a supervisor restarts it; a CUDA context that
- * faulted stays unusable for the life of the process. */
-void gs__repo_device_failed(gs__model_entry_t *m, const gs__model_slot_t *slot,
-                            const char *why);
+ * faulted stays unusable for the life of the process. repo (may be NULL)
+ * hears of it through its device_failed callback. */
+void gs__repo_device_failed(gs__repo_t *repo, gs__model_entry_t *m,
+                            const gs__model_slot_t *slot, const char *why);
+/* Test hook (gs__test_hooks.device_fail_file): true, with err set as the
+ * engine would (GS_EDRIVER), for the one run that removes the file. */
+bool gs__test_device_fault(gs_error_t *err);
 void gs__slot_unref(gs__model_slot_t *slot);
 /* A session of slot for this thread's use, returned with _put (jobs.c). */
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err);
@@ -396,6 +404,7 @@ typedef struct gs__infer_job_s {
   void *data; /* the caller's */
   /* the repository's shared-memory regions, for gs__shm_resolve */
   struct gs__shm_registry_s *shm;
+  struct gs__repo_s *repo; /* the entry's, for gs__repo_device_failed */
   struct gs__infer_job_s *next;
   uint64_t deadline_ns; /* queued: when its queue delay runs out */
   /* The worker's rate limit (NULL: none) and the rows it charged this job

@@ -390,6 +390,10 @@ static void test_router_threads(void **state) {
       fail_msg("%s: %u of 20000 answers wrong", cases[i].url, cases[i].wrong);
 }
 
+static void note_failure(void *ctx, const char *why) {
+  snprintf(ctx, 512, "%s", why);
+}
+
 /* A device failure takes the model that failed out of service, and only
  * it: a job that started on a slot since replaced by a reload must not
  * unload the new load (its slot is not at fault). */
@@ -402,16 +406,34 @@ static void test_device_failure_hits_its_own_load(void **state) {
   old_slot.refs = 2;
   m.state = GS__MODEL_READY;
   m.slot = &new_slot;
-  gs__repo_device_failed(&m, &old_slot, "CUDA device 0: a stale fault");
+  static gs__repo_t repo;
+  static char heard[512];
+  repo.device_failed = note_failure;
+  repo.device_failed_ctx = heard;
+  heard[0] = 0;
+  gs__repo_device_failed(&repo, &m, &old_slot, "CUDA device 0: a stale fault");
   assert_int_equal(m.state, GS__MODEL_READY);
+  assert_string_equal(heard, ""); /* not this load's fault: not told */
   assert_ptr_equal(m.slot, &new_slot);
   assert_int_equal(new_slot.refs, 2);
-  gs__repo_device_failed(&m, &new_slot, "CUDA device 0: cuGraphLaunch failed");
+  gs__repo_device_failed(&repo, &m, &new_slot,
+                         "CUDA device 0: cuGraphLaunch failed");
   assert_int_equal(m.state, GS__MODEL_UNAVAILABLE);
   assert_null(m.slot);
   assert_int_equal(new_slot.refs, 1);
   assert_non_null(strstr(m.reason, "the device failed while serving"));
   assert_non_null(strstr(m.reason, "cuGraphLaunch failed"));
+  /* the worker hears of it once, with the reason */
+  assert_string_equal(heard, m.reason);
+  heard[0] = 0;
+  gs__repo_device_failed(&repo, &m, &new_slot, "CUDA device 0: again");
+  assert_string_equal(heard, "");
+  /* no repository (a job made before one was known): no callback */
+  m.state = GS__MODEL_READY;
+  m.slot = &new_slot;
+  new_slot.refs = 2;
+  gs__repo_device_failed(NULL, &m, &new_slot, "CUDA device 0: no repo");
+  assert_int_equal(m.state, GS__MODEL_UNAVAILABLE);
 }
 
 /* Triton: GET /v2/health/ready is 200 when every model is ready and 400

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A worker whose device fails under a request (the engine's GS_EDRIVER: on
+# a GPU, a CUDA error no later call in the process gets past, such as an
+# MPS server's fatal fault) is restarted at once under serve, not after
+# its health checks have failed for restart_unhealthy_ms (10 s):
+# - serve starts its workers with --exit-on-device-failure; the worker
+#   whose run failed answers that request 500 naming the failure, drains,
+#   says why in its log and exits; serve restarts it and it is ready again
+#   within 3 s (8 under sanitizers), while 8 keep-alive clients send
+#   through the router: what fails is the failed run (500) and what the
+#   failed worker had already read (503 naming the failure, at most one a
+#   client); the other worker is never restarted;
+# - a worker without the flag stays up, its model unavailable with the
+#   reason ("restart the worker"), as before;
+# - with the flag alone, the worker exits 1 after the failed request.
+# The failure is a test hook (GPUSLICE_TEST_DEVICE_FAIL_FILE: the run that
+# removes the file fails as a faulted device would); the GPU's own case,
+# an MPS fault, is bench/isolation.sh's faults part.
+. "$(dirname "$0")/serve_lib.sh"
+limit=${GS_SANITIZE:+8}
+limit=${limit:-3}
+export GPUSLICE_TEST_DEVICE_FAIL_FILE=$tmp/device-fails
+
+start_serve --policy round_robin --health-interval 100
+pids0="$(worker_field 0:1 pid) $(worker_field 0:2 pid)"
+start_load 8
+t0=$(date +%s.%N)
+touch "$GPUSLICE_TEST_DEVICE_FAIL_FILE"
+# the worker that ran into it: the one whose pid changes
+back=
+for _ in $(seq 150); do
+  for w in 0:1 0:2; do
+    [ "$(worker_field "$w" restarts)" = 1 ] && back=$w
+  done
+  [ -n "$back" ] && break
+  sleep 0.05
+done
+[ -n "$back" ] || { stop_load; fail "no worker restarted after the device failure"; }
+old=$(echo "$pids0" | cut -d' ' -f"${back#0:}")
+took=$(WAIT_T0=$t0 wait_state "$back" ready "$limit" "$old") || {
+  stop_load
+  fail "worker $back not back: $took"
+}
+sleep 1
+stop_load
+echo "worker $back restarted and ready ${took}s after its device failed"
+other=0:1
+[ "$back" = 0:1 ] && other=0:2
+[ "$(worker_field "$other" restarts)" = 0 ] || fail "worker $other was restarted too"
+[ ! -e "$GPUSLICE_TEST_DEVICE_FAIL_FILE" ] || fail "no run took the hook's file"
+python3 - "$load" <<'PY' || fail "the load: $load"
+import json, sys
+d = json.loads(sys.argv[1])
+# The run that failed is answered 500; requests the failed worker had
+# already read are answered 503 "not ready: the device failed" (it answers
+# what it holds while it drains): at most one a client. Nothing else fails.
+assert d["statuses"].get("500") == 1 and d["ok"] > 0, d
+assert d["failed"] == 1 + d["statuses"].get("503", 0) <= 1 + 8, d
+assert all("device failed" in e for e in d["errors"]), d["errors"]
+PY
+echo "load: $load"
+wlog=$(worker_field "$back" log)
+grep -q "gpuslice worker: stopped, to be restarted: the device failed while serving; restart the worker: test hook" \
+  "$wlog" || fail "the worker's log ($wlog) does not say why it stopped"
+grep -rq -- "--exit-on-device-failure" "/proc/$(worker_field "$other" pid)/cmdline" ||
+  fail "serve does not start its workers with --exit-on-device-failure"
+kill "$serve_pid"
+wait "$serve_pid"
+serve_pid=
+
+# A worker alone: without the flag it stays up, the model unavailable.
+# solo_worker ARGS...: a worker on free ports (its pid in wpid, its port in
+# wport), ready when it answers.
+solo_worker() {
+  wport=$(free_port)
+  "$GPUSLICE" worker --model-repository "$tmp/models" --http-port "$wport" \
+    --grpc-port 0 "$@" >"$tmp/worker.log" 2>&1 &
+  wpid=$!
+  for _ in $(seq 200); do
+    curl -sf -o /dev/null "http://127.0.0.1:$wport/v2/health/ready" && return 0
+    sleep 0.05
+  done
+  fail "the worker did not start: $(cat "$tmp/worker.log")"
+}
+infer_at() {
+  curl -s -o "$tmp/infer.out" -w '%{http_code}' \
+    "http://127.0.0.1:$1/v2/models/simple/infer" -d '{"inputs":[
+    {"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},
+    {"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
+}
+solo_worker
+touch "$GPUSLICE_TEST_DEVICE_FAIL_FILE"
+[ "$(infer_at "$wport")" = 500 ] || fail "the failed run was not 500: $(cat "$tmp/infer.out")"
+sleep 0.5
+kill -0 "$wpid" 2>/dev/null || fail "a worker without the flag exited"
+code=$(curl -s -o "$tmp/ready.out" -w '%{http_code}' "http://127.0.0.1:$wport/v2/models/simple/ready")
+[ "$code" = 400 ] || fail "the model is still ready after its device failed ($code)"
+[ "$(infer_at "$wport")" = 503 ] && grep -q "restart the worker" "$tmp/infer.out" ||
+  fail "the next request does not say why: $(cat "$tmp/infer.out")"
+echo "without the flag: the worker stays up, the model unavailable: $(cat "$tmp/infer.out")"
+kill "$wpid"
+wait "$wpid"
+
+# With the flag alone: it exits 1 after the failed request.
+solo_worker --exit-on-device-failure
+touch "$GPUSLICE_TEST_DEVICE_FAIL_FILE"
+[ "$(infer_at "$wport")" = 500 ] || fail "the failed run was not 500 (flag)"
+rc=0
+timeout 10 tail --pid="$wpid" -f /dev/null || fail "the worker did not exit within 10 s"
+wait "$wpid" || rc=$?
+[ "$rc" = 1 ] || fail "exit status $rc, not 1: $(cat "$tmp/worker.log")"
+grep -q "stopped, to be restarted: the device failed" "$tmp/worker.log" ||
+  fail "its log does not say why: $(cat "$tmp/worker.log")"
+echo "with the flag: exit 1, $(grep -m1 'stopped, to be restarted' "$tmp/worker.log")"
+echo "PASS"
