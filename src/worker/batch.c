@@ -434,7 +434,7 @@ static void queue_append_list(gs__model_entry_t *m, gs__infer_job_t *head,
  * moves them behind every other, REJECT returns them (through next) to be
  * answered once the queue is whole again. */
 static gs__infer_job_t *queue_expire(gs__model_entry_t *m, uint64_t now) {
-  if (!m->queue_expiry_ns || now < m->queue_expiry_ns)
+  if (!m->queue_expiry_ns || !m->queue_fresh_tail || now < m->queue_expiry_ns)
     return NULL;
   gs__infer_job_t *j = m->queue_head, *rest = m->queue_fresh_tail->next;
   gs__infer_job_t *rest_tail = rest ? m->queue_tail : NULL;
