@@ -462,7 +462,9 @@ static gs__infer_job_t *queue_expire(gs__model_entry_t *m, uint64_t now) {
   return gone;
 }
 
-/* The first n jobs of m's queue, through next. */
+/* The first n jobs of m's queue, through next. queue_expiry_ns may stay
+ * earlier than the first timeout left: queue_expire then finds none and
+ * sets it right. */
 static gs__infer_job_t *queue_take(gs__model_entry_t *m, size_t n) {
   gs__infer_job_t *head = m->queue_head, *last = head;
   for (size_t i = 1; i < n; i++)
@@ -502,8 +504,11 @@ static void arm_timer(uv_loop_t *loop, gs__model_entry_t *m, uint64_t wake_ns) {
   uv_timer_start(&m->timer, on_timer, wait_ms ? wait_ms : 1, 0);
 }
 
-/* Takes as many batches from m's queue as are ready; arms the timer for the
- * oldest request left. force: every queued request is due. */
+/* Takes as many batches from m's queue as are ready, once the queue policy
+ * has taken out the requests whose timeout passed (queue_expire; REJECT's
+ * are answered last, when the queue is whole); arms the timer for the
+ * oldest request left or the first timeout. force: every queued request is
+ * due. */
 static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
   /* instance_group count: every instance busy, the queue grows into
    * fuller batches meanwhile and after_batch schedules again. Without a
