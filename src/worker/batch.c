@@ -4,6 +4,7 @@
  * preferred size), cannot grow, or its oldest request has waited the
  * model's queue delay (a libuv timer); outputs are split back by rows. */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -383,15 +384,140 @@ static void start_batch(uv_loop_t *loop, gs__model_entry_t *m,
   }
 }
 
+/* ---- the queue and its policy (Triton's ModelQueuePolicy) ---------------
+ */
+
+uint64_t gs__queue_timeout_us(const gs__queue_policy_t *p, uint64_t requested) {
+  /* Triton: the request's own timeout can only shorten the default (so
+   * with no default there is none). */
+  if (p->allow_timeout_override && requested &&
+      requested < p->default_timeout_us)
+    return requested;
+  return p->default_timeout_us;
+}
+
+/* Answers job now, UNAVAILABLE (503; gRPC's UNAVAILABLE) with Triton's
+ * message; job->done may free it. */
+static void job_refuse(gs__infer_job_t *job, const char *why) {
+  gs_error_t err = {0};
+  snprintf(err.msg, sizeof err.msg, "%s", why);
+  job_fail(job, 503, &err);
+  job->done(job);
+}
+
+/* Queues job behind the other fresh requests, ahead of those DELAY moved
+ * back: Triton keeps those in a queue of their own, served after. */
+static void queue_add(gs__model_entry_t *m, gs__infer_job_t *job) {
+  gs__infer_job_t **at =
+      m->queue_fresh_tail ? &m->queue_fresh_tail->next : &m->queue_head;
+  job->next = *at;
+  *at = job;
+  if (!job->next)
+    m->queue_tail = job;
+  m->queue_fresh_tail = job;
+  if (job->timeout_ns &&
+      (!m->queue_expiry_ns || job->timeout_ns < m->queue_expiry_ns))
+    m->queue_expiry_ns = job->timeout_ns;
+}
+
+/* Appends the list head..tail to m's queue. */
+static void queue_append_list(gs__model_entry_t *m, gs__infer_job_t *head,
+                              gs__infer_job_t *tail) {
+  if (!head)
+    return;
+  if (m->queue_tail)
+    m->queue_tail->next = head;
+  else
+    m->queue_head = head;
+  m->queue_tail = tail;
+}
+
+/* Takes the fresh requests whose timeout has passed out of the queue: DELAY
+ * moves them behind every other, REJECT returns them (through next) to be
+ * answered once the queue is whole again. */
+static gs__infer_job_t *queue_expire(gs__model_entry_t *m, uint64_t now) {
+  if (!m->queue_expiry_ns || !m->queue_fresh_tail || now < m->queue_expiry_ns)
+    return NULL;
+  gs__infer_job_t *j = m->queue_head, *rest = m->queue_fresh_tail->next;
+  gs__infer_job_t *rest_tail = rest ? m->queue_tail : NULL;
+  gs__infer_job_t *late = NULL, *late_tail = NULL;
+  gs__infer_job_t *gone = NULL, *gone_tail = NULL;
+  m->queue_head = m->queue_tail = m->queue_fresh_tail = NULL;
+  m->queue_expiry_ns = 0;
+  for (gs__infer_job_t *next; j != rest; j = next) {
+    next = j->next;
+    if (!j->timeout_ns || now < j->timeout_ns) {
+      queue_add(m, j);
+      continue;
+    }
+    m->stats.queue_timeout++;
+    j->timeout_ns = 0; /* DELAY: it waits on, without a timeout */
+    if (j->slot->batching.policy.delay) {
+      gs__job_append(&late, &late_tail, j);
+    } else {
+      gs__job_append(&gone, &gone_tail, j);
+      m->queue_len--;
+    }
+  }
+  queue_append_list(m, rest, rest_tail);
+  queue_append_list(m, late, late_tail);
+  return gone;
+}
+
+/* The first n jobs of m's queue, through next. queue_expiry_ns may stay
+ * earlier than the first timeout left: queue_expire then finds none and
+ * sets it right. */
+static gs__infer_job_t *queue_take(gs__model_entry_t *m, size_t n) {
+  gs__infer_job_t *head = m->queue_head, *last = head;
+  for (size_t i = 1; i < n; i++)
+    last = last->next;
+  for (gs__infer_job_t *j = head; j != last->next; j = j->next)
+    if (j == m->queue_fresh_tail) { /* every fresh request goes */
+      m->queue_fresh_tail = NULL;
+      m->queue_expiry_ns = 0;
+    }
+  m->queue_head = last->next;
+  if (!m->queue_head)
+    m->queue_tail = NULL;
+  m->queue_len -= n;
+  last->next = NULL;
+  return head;
+}
+
 static void on_timer(uv_timer_t *t);
 
-/* Takes as many batches from m's queue as are ready; arms the timer for the
- * oldest request left. force: every queued request is due. */
+/* Wakes the batcher at wake_ns (the oldest request's queue delay; 0: none)
+ * or at the first queue policy timeout, whichever comes first. Triton
+ * looks at timeouts only as it forms a batch; waking for them answers a
+ * REJECT when its time comes, earlier than Triton would. */
+static void arm_timer(uv_loop_t *loop, gs__model_entry_t *m, uint64_t wake_ns) {
+  if (uv_is_closing((uv_handle_t *)&m->timer))
+    return;
+  uint64_t at = wake_ns;
+  if (m->queue_expiry_ns && (!at || m->queue_expiry_ns < at))
+    at = m->queue_expiry_ns;
+  if (!at) {
+    uv_timer_stop(&m->timer);
+    return;
+  }
+  uint64_t now = gs__now_ns();
+  uint64_t wait_ms = at > now ? (at - now + 999999) / 1000000 : 0;
+  uv_update_time(loop);
+  uv_timer_start(&m->timer, on_timer, wait_ms ? wait_ms : 1, 0);
+}
+
+/* Takes as many batches from m's queue as are ready, once the queue policy
+ * has taken out the requests whose timeout passed (queue_expire; REJECT's
+ * are answered last, when the queue is whole); arms the timer for the
+ * oldest request left or the first timeout. force: every queued request is
+ * due. */
 static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
   /* instance_group count: every instance busy, the queue grows into
    * fuller batches meanwhile and after_batch schedules again. Without a
    * count, batches start as they fill (the thread pool bounds them). */
   unsigned instances = m->placement.count ? m->placement.count : UINT_MAX;
+  uint64_t wake_ns = 0;
+  gs__infer_job_t *expired = queue_expire(m, gs__now_ns());
   while (m->queue_head && m->in_flight < instances) {
     gs__infer_job_t *head = m->queue_head;
     const gs__model_slot_t *slot = head->slot;
@@ -420,23 +546,17 @@ static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
     free(rows);
     free(compat);
     if (n == 0) {
-      uint64_t wait_ms = (head->deadline_ns - now + 999999) / 1000000;
-      uv_update_time(loop);
-      uv_timer_start(&m->timer, on_timer, wait_ms ? wait_ms : 1, 0);
-      return;
+      wake_ns = head->deadline_ns;
+      break;
     }
-    gs__infer_job_t *last = head;
-    for (size_t i = 1; i < n; i++)
-      last = last->next;
-    m->queue_head = last->next;
-    if (!m->queue_head)
-      m->queue_tail = NULL;
-    m->queue_len -= n;
-    last->next = NULL;
-    start_batch(loop, m, head, n, batch_rows);
+    start_batch(loop, m, queue_take(m, n), n, batch_rows);
   }
-  if (!uv_is_closing((uv_handle_t *)&m->timer))
-    uv_timer_stop(&m->timer);
+  arm_timer(loop, m, wake_ns);
+  for (gs__infer_job_t *j = expired, *next; j; j = next) {
+    next = j->next;
+    j->next = NULL;
+    job_refuse(j, "Request timeout expired");
+  }
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -475,9 +595,20 @@ static void after_decode(uv_work_t *w, int status) {
     m->timer.data = m;
     m->timer_ready = true;
   }
-  job->deadline_ns =
-      gs__now_ns() + job->slot->batching.max_queue_delay_us * 1000u;
-  gs__job_append(&m->queue_head, &m->queue_tail, job);
+  const gs__queue_policy_t *policy = &job->slot->batching.policy;
+  if (policy->max_queue_size && m->queue_len >= policy->max_queue_size) {
+    m->stats.queue_full++;
+    job_refuse(job, "Exceeds maximum queue size"); /* at once, as Triton */
+    return;
+  }
+  uint64_t now = gs__now_ns();
+  uint64_t timeout_us = gs__queue_timeout_us(policy, job->ir.timeout_us);
+  job->deadline_ns = now + job->slot->batching.max_queue_delay_us * 1000u;
+  /* a timeout past the clock's range is none */
+  job->timeout_ns = timeout_us && timeout_us < (UINT64_MAX - now) / 1000
+                        ? now + timeout_us * 1000
+                        : 0;
+  queue_add(m, job);
   m->queue_len++;
   schedule(w->loop, m, false);
 }

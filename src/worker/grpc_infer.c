@@ -301,10 +301,37 @@ class_count(const Inference__ModelInferRequest__InferRequestedOutputTensor *o,
   return true;
 }
 
+/* The request's "timeout" parameter (Triton's: an int64_param of
+ * microseconds, what tritonclient's infer(timeout=N) sends), 0 when
+ * absent; false when it is not one. */
+static bool request_timeout(const Inference__ModelInferRequest *m,
+                            uint64_t *timeout_us) {
+  *timeout_us = 0;
+  for (size_t i = 0; i < m->n_parameters; i++) {
+    const Inference__InferParameter *v = m->parameters[i]->value;
+    if (strcmp(m->parameters[i]->key, "timeout"))
+      continue;
+    if (!v ||
+        v->parameter_choice_case !=
+            INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM ||
+        v->int64_param < 0)
+      return false;
+    *timeout_us = (uint64_t)v->int64_param;
+  }
+  return true;
+}
+
 int gs__grpc_infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
                           const gs__grpc_infer_t *gi, gs_error_t *err) {
   const Inference__ModelInferRequest *m = gi->m;
   gs__infer_tensors_t t = {.grpc = true};
+  uint64_t timeout_us;
+  if (!request_timeout(m, &timeout_us)) {
+    memset(req, 0, sizeof *req);
+    return BAD(err, "parameter 'timeout' must be a non-negative int64_param "
+                    "(microseconds)"),
+           400;
+  }
   t.id = m->id[0] ? m->id : NULL;
   t.n_inputs = m->n_inputs;
   for (size_t i = 0; i < m->n_inputs; i++)
@@ -329,6 +356,7 @@ int gs__grpc_infer_decode(gs__infer_request_t *req, const gs__model_io_t *io,
     }
   }
   int status = gs__infer_decode_tensors(req, io, &t, err);
+  req->timeout_us = timeout_us;
   return status == 0 ? gs__shm_grpc_refs(req, m, io, err) : status;
 }
 

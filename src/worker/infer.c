@@ -547,6 +547,18 @@ static int decode_tensors(gs__infer_request_t *req, const gs__model_io_t *io,
   return rc == GS_OK ? 0 : gs_error_http_status(rc);
 }
 
+/* The request's "timeout" parameter, microseconds (tritonclient's
+ * infer(timeout=N)), which a queue policy may take (batch.c). */
+static int read_timeout(gs__infer_request_t *req, json_t *root,
+                        gs_error_t *err) {
+  json_t *t = json_object_get(json_object_get(root, "parameters"), "timeout");
+  if (t && (!json_is_integer(t) || json_integer_value(t) < 0))
+    return BAD(err, "parameter 'timeout' must be a non-negative integer "
+                    "(microseconds)");
+  req->timeout_us = t ? (uint64_t)json_integer_value(t) : 0;
+  return GS_OK;
+}
+
 static int decode_body(gs__infer_request_t *req, const gs__model_io_t *io,
                        const char *body, size_t body_len, long long header_len,
                        bool align_later, gs_error_t *err) {
@@ -574,9 +586,10 @@ static int decode_body(gs__infer_request_t *req, const gs__model_io_t *io,
     json_decref(root);
     return BAD(err, "failed to parse the request JSON: %s", jerr.text), 400;
   }
-  int rc = GS_OK;
+  int rc = read_timeout(req, root, err);
   json_t *jid = json_object_get(root, "id");
-  if (json_is_string(jid) && !(req->id = strdup(json_string_value(jid))))
+  if (rc == GS_OK && json_is_string(jid) &&
+      !(req->id = strdup(json_string_value(jid))))
     rc = gs_error_set(err, GS_ENOMEM, "out of memory");
   json_t *inputs = json_object_get(root, "inputs");
   if (rc == GS_OK && !json_is_array(inputs))

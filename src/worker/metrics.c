@@ -8,6 +8,35 @@
 #include "worker/shm.h"
 #include "worker/worker_int.h"
 
+/* gpuslice's own, per model: what dynamic_batching's default_queue_policy
+ * did (Triton counts these only among its failures). */
+static void queue_policy_rows(gs_buf_t *b, const gs__repo_t *repo) {
+  static const struct {
+    const char *name, *help;
+    size_t off; /* offsetof a counter in the stats */
+  } rows[] = {
+      {"gpuslice_queue_full_requests",
+       "Requests refused at once because the model's queue held "
+       "max_queue_size requests",
+       offsetof(gs__model_stats_t, queue_full)},
+      {"gpuslice_queue_timeout_requests",
+       "Requests whose queue policy timeout passed in the queue (REJECT: "
+       "answered; DELAY: moved behind the others)",
+       offsetof(gs__model_stats_t, queue_timeout)},
+  };
+  for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+    gs_prom_family(b, rows[r].name, "counter", rows[r].help);
+    for (unsigned i = 0; i < repo->n; i++) {
+      const gs__model_entry_t *m = &repo->models[i];
+      const gs_prom_label_t labels[] = {{"model", m->name},
+                                        {"version", m->version}};
+      gs_prom_sample_u64(
+          b, rows[r].name, labels, 2,
+          *(const uint64_t *)((const char *)&m->stats + rows[r].off));
+    }
+  }
+}
+
 char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
   static const struct {
     const char *name, *help;
@@ -55,6 +84,7 @@ char *gs__metrics_text(const gs__repo_t *repo, size_t *len) {
                          rows[r].us ? s->ns / 1000 : s->count);
     }
   }
+  queue_policy_rows(&b, repo);
   const gs__shm_registry_t *shm = repo->shm;
   if (shm) { /* gpuslice's own: which path CUDA shared memory took */
     gs_buf_addf(&b, "# HELP gpuslice_cuda_shm_tensors Tensors read from or "

@@ -39,6 +39,7 @@ static const char *const supported[] = {
     "dynamic_batching",
     "dynamic_batching.preferred_batch_size",
     "dynamic_batching.max_queue_delay_microseconds",
+    "dynamic_batching.default_queue_policy", /* read_queue_policy */
     "instance_group",
     "instance_group.name",
     "instance_group.kind",
@@ -221,6 +222,31 @@ static int read_tensors(gs__model_config_t *cfg, const config_pb_t *pb,
   return rc;
 }
 
+/* default_queue_policy as Triton's ModelQueuePolicy; every value of its
+ * integers means something, only an action outside the enum (a number in
+ * the text) is refused. priority_levels and the per-priority policies are
+ * not in `supported`: refused by name. */
+static int read_queue_policy(gs__queue_policy_t *p,
+                             const Inference__Config__ModelQueuePolicy *qp,
+                             const char *file, gs_error_t *err) {
+  if (!qp)
+    return GS_OK;
+  bool delay = qp->timeout_action ==
+               INFERENCE__CONFIG__MODEL_QUEUE_POLICY__TIMEOUT_ACTION__DELAY;
+  if (!delay &&
+      qp->timeout_action !=
+          INFERENCE__CONFIG__MODEL_QUEUE_POLICY__TIMEOUT_ACTION__REJECT)
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: default_queue_policy.timeout_action must be "
+                        "REJECT or DELAY, not %d",
+                        file, (int)qp->timeout_action);
+  p->max_queue_size = qp->max_queue_size;
+  p->default_timeout_us = qp->default_timeout_microseconds;
+  p->allow_timeout_override = qp->allow_timeout_override;
+  p->delay = delay;
+  return GS_OK;
+}
+
 static int read_batching(gs__model_config_t *cfg,
                          const Inference__Config__ModelDynamicBatching *db,
                          const char *file, gs_error_t *err) {
@@ -247,7 +273,7 @@ static int read_batching(gs__model_config_t *cfg,
   }
   b->max_queue_delay_us = db->max_queue_delay_microseconds;
   b->enabled = true;
-  return GS_OK;
+  return read_queue_policy(&b->policy, db->default_queue_policy, file, err);
 }
 
 /* One instance group: a gpuslice worker runs its sessions on one device. */

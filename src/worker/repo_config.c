@@ -14,8 +14,80 @@
 
 #define MAX_QUEUE_DELAY_US 10000000 /* 10 s */
 
+/* A non-negative integer of at most max, into *out; false otherwise. */
+static bool json_count(json_t *v, json_int_t max, uint64_t *out) {
+  if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+      json_integer_value(v) > max)
+    return false;
+  *out = (uint64_t)json_integer_value(v);
+  return true;
+}
+
+/* One key of "default_queue_policy", as config.pbtxt's ModelQueuePolicy. */
+static int read_queue_policy_key(gs__queue_policy_t *p, const char *key,
+                                 json_t *v, const char *path, gs_error_t *err) {
+  uint64_t n = 0;
+  const char *action = json_string_value(v);
+  const char *want = NULL; /* what the value must be, when it is not */
+  if (!strcmp(key, "max_queue_size")) {
+    if (json_count(v, UINT32_MAX, &n))
+      p->max_queue_size = (uint32_t)n;
+    else
+      want = "an integer 0..4294967295";
+  } else if (!strcmp(key, "default_timeout_microseconds")) {
+    if (json_count(v, INT64_MAX, &n))
+      p->default_timeout_us = n;
+    else
+      want = "a non-negative integer";
+  } else if (!strcmp(key, "allow_timeout_override")) {
+    if (json_is_boolean(v))
+      p->allow_timeout_override = json_is_true(v);
+    else
+      want = "true or false";
+  } else if (!strcmp(key, "timeout_action")) {
+    if (action && (!strcmp(action, "REJECT") || !strcmp(action, "DELAY")))
+      p->delay = action[0] == 'D';
+    else
+      want = "\"REJECT\" or \"DELAY\"";
+  } else {
+    return gs_error_set(err, GS_EUNSUPPORTED,
+                        "%s: dynamic_batching.default_queue_policy.%.64s is "
+                        "not supported (max_queue_size, "
+                        "default_timeout_microseconds, allow_timeout_override "
+                        "and timeout_action are)",
+                        path, key);
+  }
+  if (want)
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: dynamic_batching.default_queue_policy.%s must be "
+                        "%s",
+                        path, key, want);
+  return GS_OK;
+}
+
+/* "default_queue_policy": {"max_queue_size", "default_timeout_microseconds",
+ * "allow_timeout_override", "timeout_action"}, each optional, as Triton's
+ * ModelQueuePolicy. */
+static int read_queue_policy(gs__queue_policy_t *p, json_t *qp,
+                             const char *path, gs_error_t *err) {
+  const char *key;
+  json_t *v;
+  if (!json_is_object(qp))
+    return gs_error_set(err, GS_EINVAL,
+                        "%s: dynamic_batching.default_queue_policy must be "
+                        "an object",
+                        path);
+  json_object_foreach(qp, key, v) {
+    int rc = read_queue_policy_key(p, key, v, path, err);
+    if (rc != GS_OK)
+      return rc;
+  }
+  return GS_OK;
+}
+
 /* "dynamic_batching": {"max_queue_delay_microseconds": D,
- * "preferred_batch_size": [..]}; both optional, as in Triton. */
+ * "preferred_batch_size": [..], "default_queue_policy": {..}}; each
+ * optional, as in Triton. */
 static int read_batching(gs__batching_t *b, json_t *db, unsigned max_batch,
                          const char *path, gs_error_t *err) {
   const char *key;
@@ -28,13 +100,19 @@ static int read_batching(gs__batching_t *b, json_t *db, unsigned max_batch,
                         "%s: dynamic_batching needs max_batch_size > 0", path);
   json_object_foreach(db, key, v) {
     if (strcmp(key, "max_queue_delay_microseconds") &&
-        strcmp(key, "preferred_batch_size"))
+        strcmp(key, "preferred_batch_size") &&
+        strcmp(key, "default_queue_policy"))
       return gs_error_set(err, GS_EUNSUPPORTED,
                           "%s: dynamic_batching.%.64s is not supported "
-                          "(max_queue_delay_microseconds and "
-                          "preferred_batch_size are)",
+                          "(max_queue_delay_microseconds, "
+                          "preferred_batch_size and default_queue_policy "
+                          "are)",
                           path, key);
   }
+  json_t *qp = json_object_get(db, "default_queue_policy");
+  int rc = qp ? read_queue_policy(&b->policy, qp, path, err) : GS_OK;
+  if (rc != GS_OK)
+    return rc;
   json_t *delay = json_object_get(db, "max_queue_delay_microseconds");
   if (delay && (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
                 json_integer_value(delay) > MAX_QUEUE_DELAY_US))

@@ -60,6 +60,15 @@ static void reshape_json(json_t *c, const gs__reshape_t *r) {
   }
 }
 
+/* default_queue_policy as Triton shows it: always, defaults included. */
+static json_t *queue_policy_json(const gs__queue_policy_t *p) {
+  return json_pack(
+      "{s:s, s:I, s:b, s:I}", "timeout_action", p->delay ? "DELAY" : "REJECT",
+      "default_timeout_microseconds", (json_int_t)p->default_timeout_us,
+      "allow_timeout_override", p->allow_timeout_override, "max_queue_size",
+      (json_int_t)p->max_queue_size);
+}
+
 json_t *gs__model_config_json(const gs__model_entry_t *m) {
   const gs__model_io_t *io = &m->slot->io;
   unsigned skip = m->max_batch_size ? 1 : 0;
@@ -92,9 +101,11 @@ json_t *gs__model_config_json(const gs__model_entry_t *m) {
     for (unsigned i = 0; i < b->n_preferred; i++)
       json_array_append_new(pref, json_integer(b->preferred[i]));
     json_object_set_new(c, "dynamic_batching",
-                        json_pack("{s:o, s:I}", "preferred_batch_size", pref,
-                                  "max_queue_delay_microseconds",
-                                  (json_int_t)b->max_queue_delay_us));
+                        json_pack("{s:o, s:I, s:o}", "preferred_batch_size",
+                                  pref, "max_queue_delay_microseconds",
+                                  (json_int_t)b->max_queue_delay_us,
+                                  "default_queue_policy",
+                                  queue_policy_json(&b->policy)));
   }
   /* Where it runs, as Triton shows instance_group (AUTO resolved). */
   const gs__model_slot_t *sl = m->slot;

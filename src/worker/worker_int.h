@@ -55,6 +55,9 @@ typedef struct gs__infer_request_s {
   const gs__labels_t *labels;
   bool batch_first_dim;
   struct gs__shm_refs_s *shm; /* shared-memory tensors (shm_infer.c); owned */
+  /* The request's "timeout" parameter, in microseconds (0: none): what a
+   * queue policy with allow_timeout_override may take instead of its own. */
+  uint64_t timeout_us;
   /* gs__infer_decode_unaligned: binary data that is not 16-byte aligned
    * stayed where it is; gs__infer_request_align copies it. */
   bool align_later;
@@ -129,11 +132,22 @@ typedef struct gs__batch_stat_s {
 typedef struct gs__model_stats_s {
   gs__stat_t success, fail, queue, compute_input, compute_infer, compute_output;
   uint64_t inference_count, execution_count, last_inference_ms;
+  /* The queue policy's: requests refused for a full queue, and requests
+   * whose timeout passed in the queue (answered, or moved back). */
+  uint64_t queue_full, queue_timeout;
   gs__batch_stat_t *batch; /* n_batch, by batch size; owned */
   size_t n_batch;
 } gs__model_stats_t;
 
 #define GS__MAX_PREFERRED_BATCH 16
+
+/* dynamic_batching's default_queue_policy (Triton's ModelQueuePolicy). */
+typedef struct gs__queue_policy_s {
+  uint32_t max_queue_size;     /* requests queued at most; 0: no bound */
+  uint64_t default_timeout_us; /* time in the queue at most; 0: no limit */
+  bool allow_timeout_override; /* a request's smaller "timeout" wins */
+  bool delay; /* timeout_action DELAY: run after the others; else REJECT */
+} gs__queue_policy_t;
 
 /* config.json's dynamic_batching. */
 typedef struct gs__batching_s {
@@ -141,6 +155,7 @@ typedef struct gs__batching_s {
   uint64_t max_queue_delay_us;
   unsigned n_preferred;
   unsigned preferred[GS__MAX_PREFERRED_BATCH];
+  gs__queue_policy_t policy;
 } gs__batching_t;
 
 /* config.json's instance_group (Triton's): where the model's sessions run
@@ -218,10 +233,15 @@ typedef struct gs__model_entry_s {
   gs__model_slot_t *slot; /* NULL unless READY */
   gs__model_stats_t stats;
   /* The dynamic batcher's queue (batch.c), on the loop thread: decoded
-   * requests waiting for a batch, oldest first, each holding its slot. */
-  struct gs__infer_job_s *queue_head, *queue_tail;
+   * requests waiting for a batch, oldest first, each holding its slot;
+   * those the queue policy's DELAY moved back follow queue_fresh_tail
+   * (NULL: there are only those). queue_expiry_ns: the first timeout of
+   * the others (0: none). */
+  struct gs__infer_job_s *queue_head, *queue_tail, *queue_fresh_tail;
   size_t queue_len;
-  uv_timer_t timer; /* fires at the oldest request's queue delay */
+  uint64_t queue_expiry_ns;
+  uv_timer_t timer; /* fires at the oldest request's queue delay, or at
+                       queue_expiry_ns when that comes first */
   bool timer_ready;
   bool draining;      /* the worker is stopping: requests run without waiting */
   unsigned in_flight; /* batches running (at most placement.count) */
@@ -407,6 +427,7 @@ typedef struct gs__infer_job_s {
   struct gs__repo_s *repo; /* the entry's, for gs__repo_device_failed */
   struct gs__infer_job_s *next;
   uint64_t deadline_ns; /* queued: when its queue delay runs out */
+  uint64_t timeout_ns;  /* queued: when its queue policy timeout passes */
   /* The worker's rate limit (NULL: none) and the rows it charged this job
    * at its start (pace.h). */
   struct gs__pacer_s *pacer;
@@ -485,6 +506,9 @@ int gs__batch_submit(uv_loop_t *loop, gs__infer_job_t *job);
 /* Starts every queued request now, and later ones without queueing: the
  * worker is shutting down. */
 void gs__batcher_flush(gs__repo_t *repo);
+/* How long a request may wait in the queue under policy p (microseconds,
+ * 0: no limit), given the request's own "timeout" (0: none). */
+uint64_t gs__queue_timeout_us(const gs__queue_policy_t *p, uint64_t requested);
 /* ---- sequence batcher (sequence_run.c) ----------------------------------- */
 /* gs__infer_submit for a model with sequence_batching. */
 int gs__seq_submit(uv_loop_t *loop, gs__infer_job_t *job,

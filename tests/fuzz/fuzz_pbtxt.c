@@ -19,6 +19,10 @@ static void check_limits(const gs__model_config_t *cfg) {
             cfg->n_outputs <= GS__INFER_MAX_TENSORS &&
             cfg->n_versions <= GS__CONFIG_MAX_VERSIONS &&
             cfg->placement.count <= 64 && (!b->enabled || cfg->max_batch_size);
+  /* a queue policy is dynamic_batching's */
+  ok = ok && (b->enabled ||
+              (!b->policy.max_queue_size && !b->policy.default_timeout_us &&
+               !b->policy.allow_timeout_override));
   for (unsigned i = 0; ok && i < b->n_preferred; i++)
     ok = b->preferred[i] >= 1 && b->preferred[i] <= cfg->max_batch_size;
   for (size_t i = 0; ok && i < cfg->n_inputs; i++)

@@ -37,7 +37,8 @@ grep -q "bad_preferred' is not ready: .*preferred_batch_size holds sizes 1..4" "
   fail "preferred size over max_batch_size not refused"
 grep -q "bad_key' is not ready: .*dynamic_batching.priority_levels is not supported" "$tmp/log" ||
   fail "unknown dynamic_batching key not refused"
-curl -s "$base/v2/models/mlp_batched/config" | grep -q '"dynamic_batching":{"preferred_batch_size":\[\],"max_queue_delay_microseconds":20000}' ||
+# Triton shows default_queue_policy with its defaults when none is set
+curl -s "$base/v2/models/mlp_batched/config" | grep -q '"dynamic_batching":{"preferred_batch_size":\[\],"max_queue_delay_microseconds":20000,"default_queue_policy":{"timeout_action":"REJECT","default_timeout_microseconds":0,"allow_timeout_override":false,"max_queue_size":0}}' ||
   fail "/config does not report dynamic_batching"
 
 # 16 requests, each one row of 64 values, and their unbatched answers.

@@ -168,7 +168,7 @@ static void test_unsupported_fields_named(void **state) {
   assert_int_equal(parse_fixture(&cfg, "unsupported_field.pbtxt", &err),
                    GS_EUNSUPPORTED);
   assert_non_null(strstr(err.msg, "unsupported_field.pbtxt:5:3: field "
-                                  "'dynamic_batching.default_queue_policy' "
+                                  "'dynamic_batching.preserve_ordering' "
                                   "is not supported by gpuslice"));
   /* sequence_batching is read (issue 15 item 4); what it cannot serve is
    * refused by name. */
@@ -220,6 +220,93 @@ static void test_unsupported_fields_named(void **state) {
                          &err),
                    GS_EUNSUPPORTED);
   assert_non_null(strstr(err.msg, "'dynamic_batching.priority_levels'"));
+}
+
+/* Triton's ModelQueuePolicy (default_queue_policy): max_queue_size (0: no
+ * bound), default_timeout_microseconds (0: none), allow_timeout_override,
+ * timeout_action REJECT (0, the default) or DELAY (1). Priority queues are
+ * not served: priority_levels (unless 0, Triton's "no priorities"),
+ * default_priority_level and priority_queue_policy are refused by name. */
+static void test_queue_policy(void **state) {
+  (void)state;
+  gs__model_config_t cfg;
+  gs_error_t err;
+  assert_int_equal(parse(&cfg,
+                         "max_batch_size: 8 dynamic_batching { "
+                         "default_queue_policy { max_queue_size: 3 "
+                         "default_timeout_microseconds: 250000 "
+                         "allow_timeout_override: true timeout_action: DELAY "
+                         "} priority_levels: 0 }",
+                         &err),
+                   GS_OK);
+  const gs__queue_policy_t *p = &cfg.batching.policy;
+  assert_int_equal(p->max_queue_size, 3);
+  assert_int_equal(p->default_timeout_us, 250000);
+  assert_true(p->allow_timeout_override);
+  assert_true(p->delay);
+  /* absent: no bound, no timeout, REJECT */
+  assert_int_equal(parse(&cfg, "max_batch_size: 8 dynamic_batching { }", &err),
+                   GS_OK);
+  assert_int_equal(p->max_queue_size, 0);
+  assert_int_equal(p->default_timeout_us, 0);
+  assert_false(p->allow_timeout_override);
+  assert_false(p->delay);
+  assert_int_equal(parse(&cfg,
+                         "max_batch_size: 8 dynamic_batching { "
+                         "default_queue_policy { timeout_action: REJECT "
+                         "max_queue_size: 4294967295 } }",
+                         &err),
+                   GS_OK);
+  assert_false(p->delay);
+  assert_int_equal(p->max_queue_size, 4294967295u);
+  static const char *const refused[] = {
+      "priority_levels: 2",
+      "default_priority_level: 1",
+      "priority_queue_policy { key: 1 value { max_queue_size: 2 } }",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    char text_[256], field[64];
+    snprintf(text_, sizeof text_, "max_batch_size: 8 dynamic_batching { %s }",
+             refused[i]);
+    snprintf(field, sizeof field, "'dynamic_batching.%.*s'",
+             (int)strcspn(refused[i], ": "), refused[i]);
+    assert_int_equal(parse(&cfg, text_, &err), GS_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, field));
+  }
+}
+
+/* Values a queue policy cannot take: an action outside the enum (as a
+ * number), a negative or too large size, an unknown action name; each
+ * named with the file. */
+static void test_queue_policy_bad_values(void **state) {
+  (void)state;
+  static const struct {
+    const char *policy;
+    int code;
+    const char *says;
+  } cases[] = {
+      {"timeout_action: 2", GS_EINVAL,
+       "config.pbtxt: default_queue_policy.timeout_action must be REJECT or "
+       "DELAY, not 2"},
+      {"timeout_action: LATER", GS_EPARSE, "config.pbtxt:1:"},
+      {"max_queue_size: -1", GS_EPARSE, "config.pbtxt:1:"},
+      {"max_queue_size: 4294967296", GS_EPARSE, "config.pbtxt:1:"},
+      {"default_timeout_microseconds: -5", GS_EPARSE, "config.pbtxt:1:"},
+      {"allow_timeout_override: maybe", GS_EPARSE, "config.pbtxt:1:"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    gs__model_config_t cfg;
+    gs_error_t err;
+    char text_[256];
+    snprintf(text_, sizeof text_,
+             "max_batch_size: 8 dynamic_batching { default_queue_policy { %s "
+             "} }",
+             cases[i].policy);
+    int rc = parse(&cfg, text_, &err);
+    if (rc != cases[i].code || !strstr(err.msg, cases[i].says))
+      fail_msg("%s: got %d '%s', want %d '%s'", cases[i].policy, rc,
+               rc ? err.msg : "", cases[i].code, cases[i].says);
+  }
 }
 
 static void test_backends_gpuslice_cannot_run(void **state) {
@@ -387,6 +474,33 @@ static void test_config_json(void **state) {
                    GS_EUNSUPPORTED);
   assert_non_null(
       strstr(err.msg, "'model_transaction_policy' is not supported"));
+  /* a queue policy in protobuf's JSON mapping (uint64 as a string) */
+  const char *policy =
+      "{\"max_batch_size\": 4, \"dynamic_batching\": "
+      "{\"default_queue_policy\": {\"max_queue_size\": 2, "
+      "\"default_timeout_microseconds\": \"5000\", "
+      "\"allow_timeout_override\": true, \"timeout_action\": \"DELAY\"}}}";
+  assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
+                                               policy, strlen(policy), &err),
+                   GS_OK);
+  assert_int_equal(cfg.batching.policy.max_queue_size, 2);
+  assert_int_equal(cfg.batching.policy.default_timeout_us, 5000);
+  assert_true(cfg.batching.policy.allow_timeout_override);
+  assert_true(cfg.batching.policy.delay);
+  const char *action = "{\"max_batch_size\": 4, \"dynamic_batching\": "
+                       "{\"default_queue_policy\": {\"timeout_action\": 3}}}";
+  assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
+                                               action, strlen(action), &err),
+                   GS_EINVAL);
+  assert_non_null(strstr(err.msg, "config override: default_queue_policy."
+                                  "timeout_action must be REJECT or DELAY"));
+  const char *prio = "{\"max_batch_size\": 4, \"dynamic_batching\": "
+                     "{\"priority_queue_policy\": {\"1\": {}}}}";
+  assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
+                                               prio, strlen(prio), &err),
+                   GS_EUNSUPPORTED);
+  assert_non_null(
+      strstr(err.msg, "'dynamic_batching.priority_queue_policy' is not"));
   const char *other = "{\"name\": \"other\"}";
   assert_int_equal(gs__model_config_parse_json(&cfg, "m", "config override",
                                                other, strlen(other), &err),
@@ -577,6 +691,8 @@ int main(void) {
       cmocka_unit_test(test_syntax_error_at_line_and_column),
       cmocka_unit_test(test_unknown_field_at_line_and_column),
       cmocka_unit_test(test_unsupported_fields_named),
+      cmocka_unit_test(test_queue_policy),
+      cmocka_unit_test(test_queue_policy_bad_values),
       cmocka_unit_test(test_backends_gpuslice_cannot_run),
       cmocka_unit_test(test_values_out_of_range),
       cmocka_unit_test(test_version_policy_picks),

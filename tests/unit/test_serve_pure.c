@@ -645,12 +645,15 @@ static void test_worker_metrics_gain_the_instance_label(void **state) {
                                "\"0:1\",model=\"simple\",version=\"1\"} 4\n"));
   assert_non_null(strstr(with, "nv_inference_request_failure{instance=\"0:1\","
                                "model=\"bert\",version=\"2\"} 0\n"));
-  /* Without help, only the 7 families x 2 models samples. */
+  assert_non_null(strstr(with, "gpuslice_queue_full_requests{instance=\"0:1\","
+                               "model=\"bert\",version=\"2\"} 0\n"));
+  /* Without help, only the samples: 9 families (Triton's 7, the queue
+   * policy's 2) x 2 models. */
   char *samples = relabel(text, "0:1", false);
   size_t lines = 0;
   for (const char *p = samples; (p = strchr(p, '\n')); p++)
     lines++;
-  assert_int_equal(lines, 14);
+  assert_int_equal(lines, 18);
   assert_null(strchr(samples, '#'));
   for (const char *p = samples; *p; p = strchr(p, '\n') + 1)
     assert_non_null(strstr(p, "{instance=\"0:1\",model="));

@@ -4,7 +4,10 @@
  * the same non-batch dimensions share a batch, so a mismatched one starts
  * its own; a batch never exceeds max_batch_size and starts at once when it
  * is full, at a preferred size, or cannot grow, otherwise at the oldest
- * request's queue delay. */
+ * request's queue delay. A queue policy's timeout is its
+ * default_timeout_microseconds, or with allow_timeout_override the
+ * request's own "timeout" when that is non-zero and smaller (Triton's
+ * PolicyQueue::Enqueue). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -191,6 +194,20 @@ static void test_preferred_size_starts_without_waiting(void **state) {
   assert_int_equal(n_rows, 2);
 }
 
+static void test_queue_timeout_override_only_shortens(void **state) {
+  (void)state;
+  gs__queue_policy_t p = {.default_timeout_us = 1000000};
+  assert_int_equal(gs__queue_timeout_us(&p, 0), 1000000);
+  assert_int_equal(gs__queue_timeout_us(&p, 5000), 1000000); /* not allowed */
+  p.allow_timeout_override = true;
+  assert_int_equal(gs__queue_timeout_us(&p, 5000), 5000);
+  assert_int_equal(gs__queue_timeout_us(&p, 0), 1000000);
+  assert_int_equal(gs__queue_timeout_us(&p, 3000000), 1000000); /* larger */
+  assert_int_equal(gs__queue_timeout_us(&p, 1000000), 1000000);
+  p.default_timeout_us = 0; /* no default: no timeout at all */
+  assert_int_equal(gs__queue_timeout_us(&p, 5000), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_concat_fp32_and_int32_in_queue_order),
@@ -199,6 +216,7 @@ int main(void) {
       cmocka_unit_test(test_mismatched_dims_start_a_new_batch),
       cmocka_unit_test(test_batches_stay_within_max_batch_size),
       cmocka_unit_test(test_preferred_size_starts_without_waiting),
+      cmocka_unit_test(test_queue_timeout_override_only_shortens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

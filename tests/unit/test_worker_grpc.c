@@ -164,6 +164,56 @@ static void test_infer_request_raw_and_contents(void **state) {
   }
 }
 
+/* The "timeout" parameter: an int64_param of microseconds (what
+ * tritonclient's grpc infer(timeout=N) sends), kept for the queue policy;
+ * another type, or a negative one, is INVALID_ARGUMENT naming it. */
+static void test_infer_timeout_parameter(void **state) {
+  (void)state;
+  size_t len;
+  uint8_t *msg = pack_infer("simple", true, false, "INT32", &len);
+  Inference__ModelInferRequest *m =
+      inference__model_infer_request__unpack(NULL, len, msg);
+  assert_non_null(m);
+  Inference__InferParameter v = INFERENCE__INFER_PARAMETER__INIT;
+  Inference__ModelInferRequest__ParametersEntry e =
+      INFERENCE__MODEL_INFER_REQUEST__PARAMETERS_ENTRY__INIT;
+  Inference__ModelInferRequest__ParametersEntry *pe = &e;
+  e.key = "timeout";
+  e.value = &v;
+  m->n_parameters = 1;
+  m->parameters = &pe;
+  static const struct {
+    int choice;
+    int64_t value;
+    int status;
+  } cases[] = {
+      {INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM, 7000, 0},
+      {INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM, -7, 400},
+      {INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM, 7000, 400},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    v.parameter_choice_case = cases[i].choice;
+    v.int64_param = cases[i].value; /* a union: uint64_param alike */
+    gs__grpc_infer_t gi = {
+        .m = m,
+        .data = {m->raw_input_contents[0].data, m->raw_input_contents[1].data},
+        .bytes = {16, 16}};
+    gs__infer_request_t ir;
+    gs_error_t err = {0};
+    int status = gs__grpc_infer_decode(&ir, &simple, &gi, &err);
+    assert_int_equal(status, cases[i].status);
+    if (status == 0)
+      assert_int_equal(ir.timeout_us, 7000);
+    else
+      assert_non_null(strstr(err.msg, "parameter 'timeout'"));
+    gs__infer_request_release(&ir);
+  }
+  m->n_parameters = 0;
+  m->parameters = NULL;
+  inference__model_infer_request__free_unpacked(m, NULL);
+  free(msg);
+}
+
 static int infer_status(const char *model, bool raw, bool contents,
                         const char *dtype, gs_error_t *err) {
   size_t len;
@@ -392,6 +442,7 @@ int main(void) {
       cmocka_unit_test(test_methods_and_status),
       cmocka_unit_test(test_infer_request_raw_and_contents),
       cmocka_unit_test(test_infer_request_errors),
+      cmocka_unit_test(test_infer_timeout_parameter),
       cmocka_unit_test(test_infer_reply),
       cmocka_unit_test(test_calls_on_an_empty_repository),
       cmocka_unit_test(test_infer_job_errors_as_http),

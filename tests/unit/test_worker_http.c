@@ -144,6 +144,42 @@ static void test_json_decode(void **state) {
   gs__infer_request_release(&req);
 }
 
+/* The "timeout" parameter (microseconds), as tritonclient's
+ * infer(timeout=N) sends it, is kept for the queue policy; one that is
+ * not a non-negative integer is a 400 naming it. */
+static void test_json_timeout_parameter(void **state) {
+  (void)state;
+  static const struct {
+    const char *value;
+    int status;
+    uint64_t timeout_us;
+  } cases[] = {
+      {"", 0, 0},
+      {"\"timeout\":250000", 0, 250000},
+      {"\"timeout\":0", 0, 0},
+      {"\"timeout\":-1", 400, 0},
+      {"\"timeout\":\"5\"", 400, 0},
+      {"\"timeout\":1.5", 400, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"parameters\":{%s},\"inputs\":[{\"name\":\"INPUT0\","
+             "\"shape\":[1,16],\"datatype\":\"INT32\",\"data\":" D16
+             "},{\"name\":\"INPUT1\",\"shape\":[1,16],\"datatype\":"
+             "\"INT32\",\"data\":" D16 "}]}",
+             cases[i].value);
+    gs__infer_request_t req;
+    gs_error_t err = {0};
+    int status = decode(body, -1, 0, &req, &err);
+    if (status != cases[i].status ||
+        (status == 0 && req.timeout_us != cases[i].timeout_us) ||
+        (status != 0 && !strstr(err.msg, "parameter 'timeout'")))
+      fail_msg("%s: got %d (%s)", cases[i].value, status, err.msg);
+    gs__infer_request_release(&req);
+  }
+}
+
 static void test_json_mismatches_are_400(void **state) {
   (void)state;
   static const char *const bad[] = {
@@ -533,6 +569,7 @@ int main(void) {
       cmocka_unit_test(test_limits_and_malformed),
       cmocka_unit_test(test_eof_mid_request_is_400),
       cmocka_unit_test(test_json_decode),
+      cmocka_unit_test(test_json_timeout_parameter),
       cmocka_unit_test(test_json_mismatches_are_400),
       cmocka_unit_test(test_binary_decode_and_encode),
       cmocka_unit_test(test_binary_decode_unaligned),

@@ -2,7 +2,10 @@
  * "every buffer fed from a file has a hard size limit and a clear error"):
  * a file of exactly the limit is read and applied, one byte more refuses
  * the load with GS_ELIMIT naming the file and the limit, and a file that
- * is not JSON is GS_EPARSE with its path, line and jansson's reason. */
+ * is not JSON is GS_EPARSE with its path, line and jansson's reason.
+ * dynamic_batching's default_queue_policy takes Triton's ModelQueuePolicy
+ * keys; a value of the wrong type or range, or another key, is refused
+ * naming the key and the file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,6 +101,65 @@ static void test_config_not_json_is_a_parse_error(void **state) {
   assert_non_null(strstr(err.msg, "/bad/config.json:1: "));
 }
 
+static void test_queue_policy_read(void **state) {
+  fixture_t *fx = *state;
+  const char *json =
+      "{\"max_batch_size\": 8, \"dynamic_batching\": "
+      "{\"default_queue_policy\": {\"max_queue_size\": 2, "
+      "\"default_timeout_microseconds\": 300000, "
+      "\"allow_timeout_override\": true, \"timeout_action\": \"DELAY\"}}}";
+  write_model(fx->dir, "qp", json, strlen(json));
+  gs_error_t err = {0};
+  assert_int_not_equal(gs__repo_load(fx->repo, "qp", &err), GS_OK);
+  gs__model_entry_t *m = gs__repo_find(fx->repo, "qp");
+  assert_non_null(m);
+  assert_null(strstr(err.msg, "config.json")); /* the model failed, not it */
+  assert_int_equal(m->batching.policy.max_queue_size, 2);
+  assert_int_equal(m->batching.policy.default_timeout_us, 300000);
+  assert_true(m->batching.policy.allow_timeout_override);
+  assert_true(m->batching.policy.delay);
+}
+
+static void test_queue_policy_bad_values_named(void **state) {
+  fixture_t *fx = *state;
+  static const struct {
+    const char *policy;
+    int code;
+    const char *says;
+  } cases[] = {
+      {"{\"max_queue_size\": -1}", GS_EINVAL,
+       "default_queue_policy.max_queue_size must be an integer 0..4294967295"},
+      {"{\"max_queue_size\": 4294967296}", GS_EINVAL,
+       "default_queue_policy.max_queue_size must be"},
+      {"{\"default_timeout_microseconds\": \"5\"}", GS_EINVAL,
+       "default_queue_policy.default_timeout_microseconds must be a "
+       "non-negative integer"},
+      {"{\"allow_timeout_override\": 1}", GS_EINVAL,
+       "default_queue_policy.allow_timeout_override must be true or false"},
+      {"{\"timeout_action\": \"LATER\"}", GS_EINVAL,
+       "default_queue_policy.timeout_action must be \"REJECT\" or \"DELAY\""},
+      {"{\"priority_levels\": 2}", GS_EUNSUPPORTED,
+       "default_queue_policy.priority_levels is not supported"},
+      {"[]", GS_EINVAL, "default_queue_policy must be an object"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char name[16], json[256], file[64];
+    snprintf(name, sizeof name, "bad%zu", i);
+    snprintf(json, sizeof json,
+             "{\"max_batch_size\": 8, \"dynamic_batching\": "
+             "{\"default_queue_policy\": %s}}",
+             cases[i].policy);
+    snprintf(file, sizeof file, "/%s/config.json: ", name);
+    write_model(fx->dir, name, json, strlen(json));
+    gs_error_t err = {0};
+    int rc = gs__repo_load(fx->repo, name, &err);
+    if (rc != cases[i].code || !strstr(err.msg, cases[i].says) ||
+        !strstr(err.msg, file))
+      fail_msg("%s: got %d '%s', want %d '%s'", cases[i].policy, rc, err.msg,
+               cases[i].code, cases[i].says);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_config_of_exactly_the_limit_is_read,
@@ -106,6 +168,9 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_not_json_is_a_parse_error,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_queue_policy_read, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_queue_policy_bad_values_named, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
