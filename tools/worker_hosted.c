@@ -38,7 +38,8 @@ typedef struct host_s {
   pthread_mutex_t mu;
   pthread_cond_t ctl_idle;
   bool ctl_busy, stopping;
-  sem_t wake; /* the main thread: time to stop (signal-safe to post) */
+  bool device_failed; /* a removed instance's device failed: exit 1 */
+  sem_t wake;         /* the main thread: time to stop (signal-safe to post) */
   int ready_fd, control_fd;
   pid_t parent;
 } host_t;
@@ -233,11 +234,16 @@ static void remove_instance(const char *id) {
   }
   gs_worker_drain(s->w, REMOVE_DRAIN_MS);
   pthread_join(s->thread, NULL);
+  /* its device failed meanwhile: the process's one context is gone too */
+  bool failed = worker_exit_status(s->w) != CLI_OK;
   gs_worker_destroy(s->w);
   pthread_mutex_lock(&host.mu);
   s->w = NULL;
   s->running = s->removing = false;
+  host.device_failed |= failed;
   pthread_mutex_unlock(&host.mu);
+  if (failed)
+    sem_post(&host.wake);
   fprintf(stderr, "gpuslice worker: instance %s removed\n", id);
   snprintf(line, sizeof line, "removed id=%s\n", id);
   tell(line);
@@ -387,7 +393,7 @@ static int stop_all(int rc) {
     }
     /* one instance's device failed: the process's context is gone */
     if (rc == CLI_OK)
-      rc = worker_exit_status(s->w);
+      rc = host.device_failed ? CLI_FAIL : worker_exit_status(s->w);
     gs_worker_destroy(s->w);
     s->w = NULL;
   }

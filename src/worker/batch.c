@@ -305,8 +305,11 @@ static void work_batch(uv_work_t *w) {
   size_t i = 0;
   for (gs__infer_job_t *j = b->jobs; status == 0 && j; j = j->next)
     rp[i++] = &j->ir;
-  if (status == 0 && !(s = gs__slot_get(slot, &err)))
+  if (status == 0 && !(s = gs__slot_get(slot, &err))) {
     status = 500;
+    for (gs__infer_job_t *j = b->jobs; j; j = j->next)
+      gs__infer_job_note_error(j, &err); /* a session on a dead device */
+  }
   b->padded = gs__batch_padded_rows(slot, b->rows);
   if (status == 0 &&
       gs__batch_concat_to(ins, gs__batch_session_buf, s, rp, b->n, &slot->io,

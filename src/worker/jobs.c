@@ -144,8 +144,10 @@ void gs__infer_job_run(gs__infer_job_t *job) {
   int status = gs__infer_job_decode(job, gs__slot_device(job->slot), &err);
   job->t_input_done = gs__now_ns();
   gs_session_t *s = NULL;
-  if (status == 0 && !(s = gs__slot_get(job->slot, &err)))
+  if (status == 0 && !(s = gs__slot_get(job->slot, &err))) {
     status = 500;
+    gs__infer_job_note_error(job, &err); /* a new session on a dead device */
+  }
   uint64_t rows = 0;
   if (status == 0 && (rc = gs__test_device_fault(&err)
                                ? GS_EDRIVER

@@ -2,6 +2,7 @@
  * libprotobuf parses the text (pbtxt.cc) and refuses fields not in
  * `supported` by name; protobuf-c decodes the result here, where values are
  * checked, and later the declared tensors are checked against the model. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +242,11 @@ static int read_queue_policy(gs__queue_policy_t *p,
                         "REJECT or DELAY, not %d",
                         file, (int)qp->timeout_action);
   p->max_queue_size = qp->max_queue_size;
-  p->default_timeout_us = qp->default_timeout_microseconds;
+  /* uint64 in Triton's proto; past INT64_MAX us (292,000 years) it is
+   * as good as none, and /config reports it as a JSON integer */
+  p->default_timeout_us = qp->default_timeout_microseconds > INT64_MAX
+                              ? INT64_MAX
+                              : qp->default_timeout_microseconds;
   p->allow_timeout_override = qp->allow_timeout_override;
   p->delay = delay;
   return GS_OK;

@@ -381,10 +381,13 @@ void gs__seq_batch_work(uv_work_t *w) {
     run_group(b, s, rows, idx, n, &io);
   if (s)
     gs__slot_put(slot, s);
-  /* No memory or no session: what did not run fails with the reason. */
+  /* No memory or no session: what did not run fails with the reason (a
+   * session the device could not give: the model's device failed). */
   for (size_t i = 0; i < b->n; i++)
-    if (!rows || rows[i].pending)
+    if (!rows || rows[i].pending) {
+      gs__infer_job_note_error(b->reqs[i]->job, &err);
       job_fail(b->reqs[i]->job, 500, &err);
+    }
   for (size_t i = 0; i < b->n; i++)
     gs__infer_request_release(&b->reqs[i]->job->ir);
   free(rows);

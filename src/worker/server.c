@@ -102,7 +102,8 @@ static void on_device_failed(void *ctx, const char *why) {
   if (w->device_failure[0])
     return; /* draining already */
   snprintf(w->device_failure, sizeof w->device_failure, "%s", why);
-  gs_worker_drain(w, DEVICE_FAILURE_DRAIN_MS);
+  if (!atomic_load(&w->drain_ms)) /* a drain running keeps its grace */
+    gs_worker_drain(w, DEVICE_FAILURE_DRAIN_MS);
 }
 
 const char *gs_worker_device_failure(const gs_worker_t *w) {

@@ -24,6 +24,8 @@ export GPUSLICE_BACKEND=soft GPUSLICE_NVML_LIBRARY="$NVML" GPUSLICE_CUDA_LIBRARY
 export GPUSLICE_MPS_CONTROL="$GS_SOURCE_DIR/tests/fake_mps/nvidia-cuda-mps-control"
 export FAKE_NVML_CONFIG=h100-80gb:off FAKE_CUDA_SMS=132
 export GPUSLICE_STATE_DIR=$tmp/green-state
+# test hook: the run that removes this file fails as a faulted device
+export GPUSLICE_TEST_DEVICE_FAIL_FILE=$tmp/device-fails
 "$GPUSLICE" --isolation green create 1g.10gb 1g.10gb 1g.10gb >/dev/null ||
   fail "cannot create green instances"
 ids=$("$GPUSLICE" --json list | python3 -c "import json,sys
@@ -131,6 +133,25 @@ every_instance_serves "after kill -9"
 "$GPUSLICE" serve --status >"$tmp/st" || fail "serve --status after kill -9"
 [ "$(grep -Ec " ready +$new +gpu0 " "$tmp/st")" = 3 ] || fail "status after kill -9: $(cat "$tmp/st")"
 
+# A device failure under one instance: the process (one CUDA context for
+# all three) exits, saying why, and all three come back in a new one at
+# once (serve's --exit-on-device-failure), not after --restart-unhealthy.
+touch "$GPUSLICE_TEST_DEVICE_FAIL_FILE"
+[ "$(infer)" = 500 ] || fail "the failed run through the router: $(cat "$tmp/infer.out")"
+for id in $ids; do
+  out=$(wait_state "$id" ready 5 "$new") || { echo "$out"; exit 1; }
+done
+newer=$(workers_of)
+for id in $ids; do
+  [ "$(worker_field "$id" pid)" = "$newer" ] && [ "$(worker_field "$id" restarts)" = 2 ] ||
+    fail "worker $id after the device failure: pid $(worker_field "$id" pid), restarts $(worker_field "$id" restarts)"
+done
+grep -q "stopped, to be restarted: the device failed while serving" "$(worker_field "${ids%% *}" log)" ||
+  fail "the green process's log does not say why it stopped"
+echo "PASS: a device failure in process $new: all three back in process $newer"
+every_instance_serves "after the device failure"
+new=$newer # the process the rest of the test changes
+
 # wait_log PATTERN SECONDS [COUNT]: until the serve's log has COUNT (1)
 # lines with PATTERN.
 wait_log() {
@@ -221,7 +242,7 @@ sys.exit(0 if d["failed"] == 0 and d["ok"] > 20 else 1)
 PY
 done
 for id in "$1" "$2"; do
-  [ "$(worker_field "$id" pid)" = "$new" ] && [ "$(worker_field "$id" restarts)" = 1 ] &&
+  [ "$(worker_field "$id" pid)" = "$new" ] && [ "$(worker_field "$id" restarts)" = 2 ] &&
     [ "$(worker_field "$id" http_port)" = "$([ "$id" = "$1" ] && echo "$pA" || echo "$pB")" ] ||
     fail "staying $id: pid $(worker_field "$id" pid), restarts $(worker_field "$id" restarts), port $(worker_field "$id" http_port)"
 done
