@@ -196,6 +196,11 @@ cleanup() {
   trap - EXIT INT TERM
   mode_down
   rm -rf "$work"
+  # One file with every raw log, also when interrupted or killed by a
+  # timeout: the GPU machine sends back at most 8 files, none deeper than
+  # OUTDIR/a/b, so raw/ itself does not come back.
+  [[ -d ${raw:-} ]] && { tar -czf "$out/raw-$part.tar.gz" -C "$out" "raw/$part" 2>/dev/null ||
+    log "could not archive $raw"; }
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
@@ -968,9 +973,5 @@ if ((fail == 0)); then
   "part_$part"
 fi
 log "done in $((SECONDS - t_start)) s; raw results in $raw"
-# One file with every raw log: the GPU machine sends back at most 8 files,
-# none deeper than OUTDIR/a/b, so raw/ itself does not come back.
-tar -czf "$out/raw-$part.tar.gz" -C "$out" "raw/$part" 2>/dev/null ||
-  log "could not archive $raw"
 python3 "$render_py" --budget-ms "$budget_ms" --table "$part" "$csv"
 exit $fail
