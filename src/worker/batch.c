@@ -410,7 +410,7 @@ static void job_refuse(gs__infer_job_t *job, const char *why) {
 
 /* Queues job behind the other fresh requests, ahead of those DELAY moved
  * back: Triton keeps those in a queue of their own, served after. */
-static void queue_add(gs__model_entry_t *m, gs__infer_job_t *job) {
+void gs__queue_add(gs__model_entry_t *m, gs__infer_job_t *job) {
   gs__infer_job_t **at =
       m->queue_fresh_tail ? &m->queue_fresh_tail->next : &m->queue_head;
   job->next = *at;
@@ -438,7 +438,7 @@ static void queue_append_list(gs__model_entry_t *m, gs__infer_job_t *head,
 /* Takes the fresh requests whose timeout has passed out of the queue: DELAY
  * moves them behind every other, REJECT returns them (through next) to be
  * answered once the queue is whole again. */
-static gs__infer_job_t *queue_expire(gs__model_entry_t *m, uint64_t now) {
+gs__infer_job_t *gs__queue_expire(gs__model_entry_t *m, uint64_t now) {
   if (!m->queue_expiry_ns || !m->queue_fresh_tail || now < m->queue_expiry_ns)
     return NULL;
   gs__infer_job_t *j = m->queue_head, *rest = m->queue_fresh_tail->next;
@@ -450,7 +450,7 @@ static gs__infer_job_t *queue_expire(gs__model_entry_t *m, uint64_t now) {
   for (gs__infer_job_t *next; j != rest; j = next) {
     next = j->next;
     if (!j->timeout_ns || now < j->timeout_ns) {
-      queue_add(m, j);
+      gs__queue_add(m, j);
       continue;
     }
     m->stats.queue_timeout++;
@@ -468,9 +468,9 @@ static gs__infer_job_t *queue_expire(gs__model_entry_t *m, uint64_t now) {
 }
 
 /* The first n jobs of m's queue, through next. queue_expiry_ns may stay
- * earlier than the first timeout left: queue_expire then finds none and
+ * earlier than the first timeout left: gs__queue_expire then finds none and
  * sets it right. */
-static gs__infer_job_t *queue_take(gs__model_entry_t *m, size_t n) {
+gs__infer_job_t *gs__queue_take(gs__model_entry_t *m, size_t n) {
   gs__infer_job_t *head = m->queue_head, *last = head;
   for (size_t i = 1; i < n; i++)
     last = last->next;
@@ -510,7 +510,7 @@ static void arm_timer(uv_loop_t *loop, gs__model_entry_t *m, uint64_t wake_ns) {
 }
 
 /* Takes as many batches from m's queue as are ready, once the queue policy
- * has taken out the requests whose timeout passed (queue_expire; REJECT's
+ * has taken out the requests whose timeout passed (gs__queue_expire; REJECT's
  * are answered last, when the queue is whole); arms the timer for the
  * oldest request left or the first timeout. force: every queued request is
  * due. */
@@ -520,7 +520,7 @@ static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
    * count, batches start as they fill (the thread pool bounds them). */
   unsigned instances = m->placement.count ? m->placement.count : UINT_MAX;
   uint64_t wake_ns = 0;
-  gs__infer_job_t *expired = queue_expire(m, gs__now_ns());
+  gs__infer_job_t *expired = gs__queue_expire(m, gs__now_ns());
   while (m->queue_head && m->in_flight < instances) {
     gs__infer_job_t *head = m->queue_head;
     const gs__model_slot_t *slot = head->slot;
@@ -552,7 +552,7 @@ static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
       wake_ns = head->deadline_ns;
       break;
     }
-    start_batch(loop, m, queue_take(m, n), n, batch_rows);
+    start_batch(loop, m, gs__queue_take(m, n), n, batch_rows);
   }
   arm_timer(loop, m, wake_ns);
   for (gs__infer_job_t *j = expired, *next; j; j = next) {
@@ -611,7 +611,7 @@ static void after_decode(uv_work_t *w, int status) {
   job->timeout_ns = timeout_us && timeout_us < (UINT64_MAX - now) / 1000
                         ? now + timeout_us * 1000
                         : 0;
-  queue_add(m, job);
+  gs__queue_add(m, job);
   m->queue_len++;
   schedule(w->loop, m, false);
 }

@@ -509,6 +509,15 @@ void gs__batcher_flush(gs__repo_t *repo);
 /* How long a request may wait in the queue under policy p (microseconds,
  * 0: no limit), given the request's own "timeout" (0: none). */
 uint64_t gs__queue_timeout_us(const gs__queue_policy_t *p, uint64_t requested);
+/* batch.c's queue on the loop thread (exposed for tests): _add puts job
+ * behind the fresh requests, ahead of those DELAY moved back (the caller
+ * counts queue_len); _expire takes out the fresh requests whose timeout
+ * passed by now: DELAY's go behind every other, REJECT's come back
+ * through next (queue_len counted down) to be answered; _take takes the
+ * first n (queue_len counted down). */
+void gs__queue_add(gs__model_entry_t *m, gs__infer_job_t *job);
+gs__infer_job_t *gs__queue_expire(gs__model_entry_t *m, uint64_t now);
+gs__infer_job_t *gs__queue_take(gs__model_entry_t *m, size_t n);
 /* ---- sequence batcher (sequence_run.c) ----------------------------------- */
 /* gs__infer_submit for a model with sequence_batching. */
 int gs__seq_submit(uv_loop_t *loop, gs__infer_job_t *job,

@@ -208,8 +208,109 @@ static void test_queue_timeout_override_only_shortens(void **state) {
   assert_int_equal(gs__queue_timeout_us(&p, 5000), 0);
 }
 
+/* The queue's shape after every step: queue_len jobs from head to tail,
+ * the fresh ones (a timeout or not) up to queue_fresh_tail, then only
+ * DELAY's (no timeout left); order: the names in want. */
+static void check_queue(const gs__model_entry_t *m, const char *want) {
+  char got[32] = "";
+  size_t n = 0, at = 0;
+  bool fresh = m->queue_fresh_tail != NULL;
+  const gs__infer_job_t *last = NULL;
+  for (const gs__infer_job_t *j = m->queue_head; j; j = j->next) {
+    got[at++] = *(const char *)j->data;
+    if (!fresh)
+      assert_int_equal(j->timeout_ns, 0); /* behind the fresh: DELAY's */
+    if (j == m->queue_fresh_tail)
+      fresh = false;
+    last = j;
+    n++;
+  }
+  assert_string_equal(got, want);
+  assert_int_equal(n, m->queue_len);
+  assert_ptr_equal(last, m->queue_tail);
+  assert_false(fresh); /* queue_fresh_tail was on the list */
+}
+
+static gs__infer_job_t *queued(gs__model_entry_t *m, gs__infer_job_t *j,
+                               const char *name, gs__model_slot_t *slot,
+                               uint64_t timeout_ns) {
+  memset(j, 0, sizeof *j);
+  j->data = (void *)name;
+  j->slot = slot;
+  j->timeout_ns = timeout_ns;
+  gs__queue_add(m, j);
+  m->queue_len++;
+  return j;
+}
+
+/* REJECT: an expired request leaves the queue (to be answered) and the
+ * rest keep their order; the first timeout left is the next to wake for. */
+static void test_queue_reject_takes_out_the_expired(void **state) {
+  (void)state;
+  static gs__model_entry_t m;
+  static gs__model_slot_t reject;
+  gs__infer_job_t j[3];
+  memset(&m, 0, sizeof m);
+  queued(&m, &j[0], "a", &reject, 100);
+  queued(&m, &j[1], "b", &reject, 0); /* no timeout */
+  queued(&m, &j[2], "c", &reject, 50);
+  check_queue(&m, "abc");
+  assert_int_equal(m.queue_expiry_ns, 50);
+  assert_null(gs__queue_expire(&m, 49));
+  check_queue(&m, "abc");
+  gs__infer_job_t *gone = gs__queue_expire(&m, 50);
+  assert_ptr_equal(gone, &j[2]);
+  assert_null(gone->next);
+  check_queue(&m, "ab");
+  assert_int_equal(m.queue_expiry_ns, 100);
+  assert_int_equal(m.stats.queue_timeout, 1);
+  gone = gs__queue_expire(&m, 1000);
+  assert_ptr_equal(gone, &j[0]);
+  check_queue(&m, "b");
+  assert_int_equal(m.queue_expiry_ns, 0);
+}
+
+/* DELAY: an expired request goes behind every fresh one, later arrivals
+ * included, and a batch may take fresh and delayed ones together. */
+static void test_queue_delay_moves_behind_the_fresh(void **state) {
+  (void)state;
+  static gs__model_entry_t m;
+  static gs__model_slot_t delay;
+  delay.batching.policy.delay = true;
+  gs__infer_job_t j[5];
+  memset(&m, 0, sizeof m);
+  queued(&m, &j[0], "d", &delay, 10);
+  queued(&m, &j[1], "e", &delay, 0);
+  queued(&m, &j[2], "f", &delay, 30);
+  assert_null(gs__queue_expire(&m, 20)); /* DELAY answers none */
+  check_queue(&m, "efd");
+  assert_ptr_equal(m.queue_fresh_tail, &j[2]);
+  assert_int_equal(m.queue_expiry_ns, 30);
+  queued(&m, &j[3], "g", &delay, 0);
+  check_queue(&m, "efgd");               /* fresh before delayed */
+  assert_null(gs__queue_expire(&m, 40)); /* f's turn */
+  check_queue(&m, "egdf");
+  assert_int_equal(m.stats.queue_timeout, 2);
+  gs__infer_job_t *b = gs__queue_take(&m, 2);
+  assert_ptr_equal(b, &j[1]);
+  assert_ptr_equal(b->next, &j[3]);
+  assert_null(b->next->next);
+  check_queue(&m, "df");
+  assert_null(m.queue_fresh_tail); /* only delayed ones are left */
+  assert_int_equal(m.queue_expiry_ns, 0);
+  queued(&m, &j[4], "h", &delay, 0);
+  check_queue(&m, "hdf"); /* a new arrival goes ahead of them */
+  b = gs__queue_take(&m, 3);
+  assert_ptr_equal(b, &j[4]);
+  check_queue(&m, "");
+  assert_null(m.queue_head);
+  assert_null(m.queue_fresh_tail);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_queue_reject_takes_out_the_expired),
+      cmocka_unit_test(test_queue_delay_moves_behind_the_fresh),
       cmocka_unit_test(test_concat_fp32_and_int32_in_queue_order),
       cmocka_unit_test(test_concat_into_buffers_padded),
       cmocka_unit_test(test_split_gives_each_request_its_rows),
