@@ -166,10 +166,11 @@ stop_load() {
   load=$(cat "$tmp/load.json")
 }
 
-# infer: one `simple` infer through the router, its status printed.
+# infer [PORT]: one `simple` infer through the router (or to PORT, a
+# worker's), its status printed.
 infer() {
   curl -s -o "$tmp/infer.out" -w '%{http_code}' \
-    "http://127.0.0.1:$port/v2/models/simple/infer" -d '{"inputs":[
+    "http://127.0.0.1:${1:-$port}/v2/models/simple/infer" -d '{"inputs":[
     {"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},
     {"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
 }

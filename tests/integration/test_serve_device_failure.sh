@@ -82,20 +82,14 @@ solo_worker() {
   done
   fail "the worker did not start: $(cat "$tmp/worker.log")"
 }
-infer_at() {
-  curl -s -o "$tmp/infer.out" -w '%{http_code}' \
-    "http://127.0.0.1:$1/v2/models/simple/infer" -d '{"inputs":[
-    {"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},
-    {"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
-}
 solo_worker
 touch "$GPUSLICE_TEST_DEVICE_FAIL_FILE"
-[ "$(infer_at "$wport")" = 500 ] || fail "the failed run was not 500: $(cat "$tmp/infer.out")"
+[ "$(infer "$wport")" = 500 ] || fail "the failed run was not 500: $(cat "$tmp/infer.out")"
 sleep 0.5
 kill -0 "$wpid" 2>/dev/null || fail "a worker without the flag exited"
 code=$(curl -s -o "$tmp/ready.out" -w '%{http_code}' "http://127.0.0.1:$wport/v2/models/simple/ready")
 [ "$code" = 400 ] || fail "the model is still ready after its device failed ($code)"
-[ "$(infer_at "$wport")" = 503 ] && grep -q "restart the worker" "$tmp/infer.out" ||
+[ "$(infer "$wport")" = 503 ] && grep -q "restart the worker" "$tmp/infer.out" ||
   fail "the next request does not say why: $(cat "$tmp/infer.out")"
 echo "without the flag: the worker stays up, the model unavailable: $(cat "$tmp/infer.out")"
 kill "$wpid"
@@ -104,7 +98,7 @@ wait "$wpid"
 # With the flag alone: it exits 1 after the failed request.
 solo_worker --exit-on-device-failure
 touch "$GPUSLICE_TEST_DEVICE_FAIL_FILE"
-[ "$(infer_at "$wport")" = 500 ] || fail "the failed run was not 500 (flag)"
+[ "$(infer "$wport")" = 500 ] || fail "the failed run was not 500 (flag)"
 rc=0
 timeout 10 tail --pid="$wpid" -f /dev/null || fail "the worker did not exit within 10 s"
 wait "$wpid" || rc=$?
