@@ -25,6 +25,7 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 /* Prints "gpuslice: <verb>: <message>" to stderr and returns the exit
  * status for the error's code. */
 int cli_fail(const char *verb, const gs_error_t *err);
+long cli_process_age_ms(void); /* -1: unknown */
 int cli_usage(const char *verb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

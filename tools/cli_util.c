@@ -6,6 +6,36 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Milliseconds since this process started (exec and the dynamic loader
+ * included: the kernel's start time, at its tick's resolution); -1 when
+ * /proc cannot say. */
+long cli_process_age_ms(void) {
+  char buf[1024];
+  FILE *f = fopen("/proc/self/stat", "r");
+  if (!f)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+  unsigned long long start = 0;
+  /* after the name: state is field 3, starttime field 22 */
+  if (!p || sscanf(p + 2,
+                   "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
+                   "%*s %*s %*s %*s %*s %*s %*s %llu",
+                   &start) != 1)
+    return -1;
+  long tick = sysconf(_SC_CLK_TCK);
+  struct timespec now;
+  if (tick <= 0 || clock_gettime(CLOCK_BOOTTIME, &now) != 0)
+    return -1;
+  long long ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 -
+                 (long long)(start * 1000 / (unsigned long long)tick);
+  return ms < 0 ? 0 : (long)ms;
+}
 
 int cli_fail(const char *verb, const gs_error_t *err) {
   fprintf(stderr, "gpuslice: %s: %s\n", verb,

@@ -366,6 +366,8 @@ static int start_first(unsigned n) {
       sem_post(&host.wake);
     }
   pthread_mutex_unlock(&host.mu);
+  fprintf(stderr, "gpuslice worker: ready %ld ms after the process started\n",
+          cli_process_age_ms());
   if (rc == CLI_OK)
     tell(lines);
   return rc;

@@ -347,7 +347,10 @@ static void check_done(gs__upreq_t *r, gs__up_result_t res) {
   bool was_healthy = wk->healthy;
   if (wk->state == GS__PROC_RUNNING && ok) {
     if (!wk->healthy && wk->restarts + wk->ejections > 0 && s->started)
-      gs__serve_log(s, "worker %s is healthy", wk->label);
+      gs__serve_log(s, "worker %s is healthy, %llu ms after its start",
+                    wk->label,
+                    (unsigned long long)((gs__serve_now_ns() - wk->started_ns) /
+                                         1000000u));
     if (!wk->healthy)
       wk->healthy_since_ns = gs__serve_now_ns();
     wk->healthy = true;

@@ -148,6 +148,7 @@ static void note_unused_parameters(gs__model_slot_t *s,
 int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
                          const gs__model_config_t *cfg, bool found,
                          const char *config_name, gs_error_t *err) {
+  uint64_t t0 = gs__now_ns();
   gs__model_slot_t *s = calloc(1, sizeof *s);
   if (!s)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
@@ -201,6 +202,7 @@ int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
     slot_destroy(s);
     return rc3;
   }
+  s->first_session_ns = gs__now_ns() - t0;
   s->provider = gs_session_provider(first);
   s->precision = gs_session_precision(first);
   s->warm = s->placement.warmup < 0 ? s->provider == GS_PROVIDER_CUDA

@@ -108,6 +108,7 @@ static int warm_session(gs__model_slot_t *slot, gs_session_t *s,
 }
 
 static void note_load(gs__model_slot_t *slot, uint64_t ns) {
+  unsigned first_ms = (unsigned)(slot->first_session_ns / 1000000u);
   char list[200] = "";
   size_t at = 0;
   for (size_t k = slot->n_sizes; k-- > 0 && at < sizeof list;)
@@ -121,12 +122,14 @@ static void note_load(gs__model_slot_t *slot, uint64_t ns) {
              slot->n_sessions);
   else if (slot->sizes[0] == 0)
     snprintf(slot->load_note, sizeof slot->load_note,
-             "%u sessions, its fixed shape planned in %u ms", slot->n_sessions,
-             ms);
+             "%u sessions, its fixed shape planned in %u ms; the model read "
+             "and its first session made in %u ms before",
+             slot->n_sessions, ms, first_ms);
   else
     snprintf(slot->load_note, sizeof slot->load_note,
-             "%u sessions, batch sizes {%s} planned in %u ms", slot->n_sessions,
-             list, ms);
+             "%u sessions, batch sizes {%s} planned in %u ms; the model read "
+             "and its first session made in %u ms before",
+             slot->n_sessions, list, ms, first_ms);
 }
 
 int gs__slot_warm(gs__model_slot_t *slot, gs_session_t *first,

@@ -62,6 +62,12 @@ echo "load: $load"
 wlog=$(worker_field "$back" log)
 grep -q "gpuslice worker: stopped, to be restarted: the device failed while serving; restart the worker: test hook" \
   "$wlog" || fail "the worker's log ($wlog) does not say why it stopped"
+# how long the restart took, in the worker's log and in serve's
+age=$(sed -n 's/^gpuslice worker: ready \([0-9]*\) ms after the process started$/\1/p' \
+  "$(worker_field "$back" log)" | tail -n 1)
+[ -n "$age" ] && [ "$age" -lt 60000 ] || fail "the restarted worker does not say when it was ready (got '$age')"
+grep -Eq "worker $back is healthy, [0-9]+ ms after its start" "$tmp/serve.log" ||
+  fail "serve does not say how long its restart of $back took"
 grep -rq -- "--exit-on-device-failure" "/proc/$(worker_field "$other" pid)/cmdline" ||
   fail "serve does not start its workers with --exit-on-device-failure"
 kill "$serve_pid"
