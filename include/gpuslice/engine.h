@@ -272,4 +272,10 @@ const gs_tensor_t *gs_session_output(const gs_session_t *session, size_t i);
 /* Bytes of intermediate memory the current plan uses (0 before a plan). */
 size_t gs_session_planned_bytes(const gs_session_t *session);
 
+/* Where the session's time went so far, in ms, for a log: on a GPU
+ * "libraries A, context B, cuDNN and cuBLAS C, weights D; runs E (layout F,
+ * conv choices G, captures H)", the runs' part summed over every run (the
+ * first run of a shape set plans it); "" on the CPU. */
+void gs_session_timing(const gs_session_t *session, char *buf, size_t cap);
+
 #endif

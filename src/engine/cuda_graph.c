@@ -380,11 +380,14 @@ static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
           g = &cs->graphs[i];
       gs__cuda_graph_release(cs, g);
     }
+    uint64_t t0 = gs__cuda_now_ns(), t1;
     int rc = layout(cs, plan, in, bind, g, err);
     if (rc == GS_OK)
       rc = reserve(cs, g, err);
     if (rc == GS_OK)
       bind_values(cs, plan, g);
+    t1 = gs__cuda_now_ns();
+    cs->t_ns[GS__CT_LAYOUT] += t1 - t0;
     if (rc == GS_OK)
       gs__cuda_conv_cache_open(cs); /* once per device and process */
     for (size_t i = 0; rc == GS_OK && i < cs->m->n_nodes; i++)
@@ -394,8 +397,11 @@ static int graph_get(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
       gs_error_t ignored; /* a cache not saved is logged, not a failure */
       gs__cuda_conv_cache_flush(cs->device, &ignored);
     }
+    t0 = gs__cuda_now_ns();
+    cs->t_ns[GS__CT_CONVS] += t0 - t1;
     if (rc == GS_OK)
       rc = capture(cs, plan, g, err);
+    cs->t_ns[GS__CT_CAPTURE] += gs__cuda_now_ns() - t0;
     if (rc != GS_OK) {
       gs__cuda_graph_release(cs, g);
       *g = cs->graphs[--cs->n_graphs];
@@ -512,10 +518,9 @@ static CUresult wait_run(gs__cuda_session_t *cs, const char **what) {
   return cu->StreamSynchronize(cs->stream);
 }
 
-int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
-                         const gs_tensor_t **in,
-                         const gs__cuda_out_bind_t *bind, gs_tensor_t *outputs,
-                         gs_error_t *err) {
+static int run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+               const gs_tensor_t **in, const gs__cuda_out_bind_t *bind,
+               gs_tensor_t *outputs, gs_error_t *err) {
   const gs__cuda_t *cu = &cs->l->cuda;
   CUresult r = cu->CtxSetCurrent(cs->ctx);
   if (r != CUDA_SUCCESS)
@@ -541,6 +546,16 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
                                       : (char *)cs->pin_out + g->pin_out_off[o];
   }
   return GS_OK;
+}
+
+int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
+                         const gs_tensor_t **in,
+                         const gs__cuda_out_bind_t *bind, gs_tensor_t *outputs,
+                         gs_error_t *err) {
+  uint64_t t0 = gs__cuda_now_ns();
+  int rc = run(cs, plan, in, bind, outputs, err);
+  cs->t_ns[GS__CT_RUNS] += gs__cuda_now_ns() - t0;
+  return rc;
 }
 
 int gs__cuda_session_replay(gs__cuda_session_t *cs, const gs__plan_view_t *plan,

@@ -95,6 +95,12 @@ int gs__cuda_session_conv_report(const gs__cuda_session_t *cs, char *buf,
 int gs__session_gpu_conv_report(const gs_session_t *s, char *buf, size_t cap,
                                 gs_error_t *err);
 
+/* Where a CUDA session's time went, in ms: "libraries A, context B,
+ * cuDNN and cuBLAS C, weights D; runs E (layout F, conv choices G,
+ * captures H)"; "" for a CPU session. */
+void gs__cuda_session_timing(const gs__cuda_session_t *cs, char *buf,
+                             size_t cap);
+
 /* The device address and size of a CUDA session's weights, 0 for a CPU
  * session: equal addresses are one shared copy (engine_bench_gpu share). */
 uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs, size_t *bytes);

@@ -405,6 +405,19 @@ static int weights_acquire(gs__cuda_session_t *cs, gs_error_t *err) {
   return rc;
 }
 
+void gs__cuda_session_timing(const gs__cuda_session_t *cs, char *buf,
+                             size_t cap) {
+  unsigned ms[GS__CT_N];
+  for (int i = 0; i < GS__CT_N; i++)
+    ms[i] = (unsigned)(cs->t_ns[i] / 1000000u);
+  snprintf(buf, cap,
+           "libraries %u, context %u, cuDNN and cuBLAS %u, weights %u; runs "
+           "%u (layout %u, conv choices %u, captures %u)",
+           ms[GS__CT_LIBS], ms[GS__CT_CONTEXT], ms[GS__CT_HANDLES],
+           ms[GS__CT_WEIGHTS], ms[GS__CT_RUNS], ms[GS__CT_LAYOUT],
+           ms[GS__CT_CONVS], ms[GS__CT_CAPTURE]);
+}
+
 uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs,
                                    size_t *bytes) {
   *bytes = cs->weights_bytes;
@@ -504,6 +517,7 @@ static void mark_padding(gs__cuda_session_t *cs) {
 
 static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
   const gs__cuda_libs_t *l = cs->l;
+  uint64_t t0 = gs__cuda_now_ns();
   CUresult r;
   int count = 0;
   if ((r = l->cuda.DeviceGetCount(&count)) != CUDA_SUCCESS)
@@ -542,6 +556,9 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
                                               CU_EVENT_DISABLE_TIMING)) !=
           CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuEventCreate (blocking sync)", err);
+  uint64_t t = gs__cuda_now_ns();
+  cs->t_ns[GS__CT_CONTEXT] = t - t0;
+  t0 = t;
   cudnnStatus_t s = l->cudnn.Create(&cs->dnn);
   if (s != CUDNN_STATUS_SUCCESS)
     return gs_error_set(err, GS_EDRIVER, "cudnnCreate failed: %s",
@@ -572,7 +589,9 @@ static int make_handles(gs__cuda_session_t *cs, gs_error_t *err) {
           CUBLAS_STATUS_SUCCESS)
     return gs_error_set(err, GS_EDRIVER, "setting up cuBLAS failed: %s",
                         gs__cublas_strerror(&l->cublas, b));
-  return load_kernels(cs, err);
+  rc = load_kernels(cs, err);
+  cs->t_ns[GS__CT_HANDLES] = gs__cuda_now_ns() - t0;
+  return rc;
 }
 
 int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
@@ -610,16 +629,20 @@ int gs__cuda_session_create(gs__cuda_session_t **out, const gs_model_t *model,
    * with or without a GPU here. */
   if (rc == GS_OK)
     rc = check_nodes(cs, err);
+  uint64_t t0 = gs__cuda_now_ns();
   if (rc == GS_OK)
     rc = gs__cuda_libs(&cs->l, err);
+  cs->t_ns[GS__CT_LIBS] = gs__cuda_now_ns() - t0;
   if (rc == GS_OK) {
     mark_padding(cs);
     rc = make_handles(cs, err);
   }
   if (rc == GS_OK) {
     size_t unused;
+    t0 = gs__cuda_now_ns();
     cs->weights_bytes = weights_layout(cs, &unused);
     rc = weights_acquire(cs, err);
+    cs->t_ns[GS__CT_WEIGHTS] = gs__cuda_now_ns() - t0;
   }
   if (rc != GS_OK) {
     gs__cuda_session_destroy(cs);

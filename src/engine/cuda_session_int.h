@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "engine/cuda_int.h"
 
@@ -103,6 +104,26 @@ typedef struct {
  * neighbour, should not decide). */
 #define GS__TIME_REPS 16
 
+/* Where a session's time went: its making, then its runs (the first run of
+ * a shape set plans it: layout, conv choices, capture). */
+typedef enum {
+  GS__CT_LIBS,    /* the CUDA libraries, opened once a process */
+  GS__CT_CONTEXT, /* the context (green or primary), stream and events */
+  GS__CT_HANDLES, /* cuDNN, cuBLAS(Lt), the workspace, the kernels */
+  GS__CT_WEIGHTS, /* laid out and uploaded, or the shared copy taken */
+  GS__CT_RUNS,    /* every run, what follows included */
+  GS__CT_LAYOUT,  /* plans: layout and memory */
+  GS__CT_CONVS,   /* plans: each conv's algorithm (cached or timed) */
+  GS__CT_CAPTURE, /* plans: capture and instantiate */
+  GS__CT_N
+} gs__cuda_time_t;
+
+static inline uint64_t gs__cuda_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 struct gs__cuda_session_s {
   const gs__cuda_libs_t *l;
   const gs_model_t *m;
@@ -144,6 +165,7 @@ struct gs__cuda_session_s {
   gs__cuda_graph_t *graphs;
   unsigned n_graphs, max_graphs;
   unsigned long long tick;
+  uint64_t t_ns[GS__CT_N]; /* summed over the session's life */
 };
 
 int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,

@@ -761,6 +761,13 @@ int gs__session_gpu_conv_report(const gs_session_t *s, char *buf, size_t cap,
   return gs__cuda_session_conv_report(s->gpu, buf, cap, err);
 }
 
+void gs_session_timing(const gs_session_t *s, char *buf, size_t cap) {
+  if (cap)
+    buf[0] = '\0';
+  if (s->gpu)
+    gs__cuda_session_timing(s->gpu, buf, cap);
+}
+
 uintptr_t gs__session_gpu_weights(const gs_session_t *s, size_t *bytes) {
   *bytes = 0;
   return s->gpu ? gs__cuda_session_weights(s->gpu, bytes) : 0;

@@ -107,7 +107,8 @@ static int warm_session(gs__model_slot_t *slot, gs_session_t *s,
   return GS_OK;
 }
 
-static void note_load(gs__model_slot_t *slot, uint64_t ns) {
+static void note_load(gs__model_slot_t *slot, const gs_session_t *first,
+                      uint64_t ns) {
   unsigned first_ms = (unsigned)(slot->first_session_ns / 1000000u);
   char list[200] = "";
   size_t at = 0;
@@ -130,6 +131,12 @@ static void note_load(gs__model_slot_t *slot, uint64_t ns) {
              "%u sessions, batch sizes {%s} planned in %u ms; the model read "
              "and its first session made in %u ms before",
              slot->n_sessions, list, ms, first_ms);
+  char timing[200];
+  gs_session_timing(first, timing, sizeof timing);
+  size_t used = strlen(slot->load_note);
+  if (timing[0] && slot->n_sizes)
+    snprintf(slot->load_note + used, sizeof slot->load_note - used,
+             " (the first session, ms: %s)", timing);
 }
 
 int gs__slot_warm(gs__model_slot_t *slot, gs_session_t *first,
@@ -149,6 +156,6 @@ int gs__slot_warm(gs__model_slot_t *slot, gs_session_t *first,
       slot->n_sessions++;
     }
   }
-  note_load(slot, gs__now_ns() - t0);
+  note_load(slot, first, gs__now_ns() - t0);
   return rc;
 }

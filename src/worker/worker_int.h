@@ -211,7 +211,7 @@ typedef struct gs__model_slot_s {
   size_t n_sizes; /* 0: the shapes vary, each plans at its first run */
   uint64_t sizes[GS__MAX_PLANNED_SIZES]; /* descending */
   uint64_t first_session_ns; /* the load until its first session was made */
-  char load_note[320]; /* "N sessions, batch sizes {..} planned in T ms" */
+  char load_note[640]; /* "N sessions, batch sizes {..} planned in T ms" */
 } gs__model_slot_t;
 
 typedef enum {
