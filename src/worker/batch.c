@@ -306,7 +306,7 @@ static void work_batch(uv_work_t *w) {
   for (gs__infer_job_t *j = b->jobs; status == 0 && j; j = j->next)
     rp[i++] = &j->ir;
   if (status == 0 && !(s = gs__slot_get(slot, &err))) {
-    status = 500;
+    status = err.code == GS_ENODEV ? 503 : 500; /* 503: the device failed */
     for (gs__infer_job_t *j = b->jobs; j; j = j->next)
       gs__infer_job_note_error(j, &err); /* a session on a dead device */
   }

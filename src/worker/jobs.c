@@ -110,14 +110,29 @@ static int run_padded(gs__infer_job_t *job, gs_session_t *s, uint64_t *rows,
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
   gs_session_t *s = NULL;
   pthread_mutex_lock(&slot->lock);
-  while (slot->warm && slot->n_idle == 0)
+  while (slot->warm && slot->n_idle == 0 && !slot->device_failed)
     pthread_cond_wait(&slot->idle_cond, &slot->lock);
-  if (slot->n_idle)
+  bool failed = slot->device_failed;
+  if (failed)
+    gs_error_set(err, GS_ENODEV,
+                 "not run: the device failed while serving (%s); the worker "
+                 "is to be restarted",
+                 slot->device_error);
+  else if (slot->n_idle)
     s = slot->idle[--slot->n_idle];
   pthread_mutex_unlock(&slot->lock);
-  if (!s && gs__slot_session_create(slot, &s, err) != GS_OK)
+  if (!s && !failed && gs__slot_session_create(slot, &s, err) != GS_OK)
     return NULL;
   return s;
+}
+
+void gs__slot_fail(gs__model_slot_t *slot, const char *why) {
+  pthread_mutex_lock(&slot->lock);
+  if (!slot->device_failed)
+    snprintf(slot->device_error, sizeof slot->device_error, "%s", why);
+  slot->device_failed = true;
+  pthread_cond_broadcast(&slot->idle_cond);
+  pthread_mutex_unlock(&slot->lock);
 }
 
 void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s) {
@@ -145,7 +160,7 @@ void gs__infer_job_run(gs__infer_job_t *job) {
   job->t_input_done = gs__now_ns();
   gs_session_t *s = NULL;
   if (status == 0 && !(s = gs__slot_get(job->slot, &err))) {
-    status = 500;
+    status = err.code == GS_ENODEV ? 503 : 500; /* 503: the device failed */
     gs__infer_job_note_error(job, &err); /* a new session on a dead device */
   }
   uint64_t rows = 0;
@@ -292,8 +307,10 @@ bool gs__test_device_fault(gs_error_t *err) {
 
 void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err) {
   job->device_failed = err->code == GS_EDRIVER;
-  if (job->device_failed)
+  if (job->device_failed) {
     snprintf(job->device_error, sizeof job->device_error, "%.250s", err->msg);
+    gs__slot_fail(job->slot, job->device_error); /* the ones queued: 503 */
+  }
 }
 
 void gs__infer_job_finish(gs__infer_job_t *job) {

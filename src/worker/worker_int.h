@@ -210,6 +210,11 @@ typedef struct gs__model_slot_s {
   unsigned n_sessions;
   size_t n_sizes; /* 0: the shapes vary, each plans at its first run */
   uint64_t sizes[GS__MAX_PLANNED_SIZES]; /* descending */
+  /* A run on it failed in the driver: its device's context is gone, so no
+   * request runs on it again; they are answered 503 with this (under
+   * lock; the waiters on idle_cond are woken). */
+  bool device_failed;
+  char device_error[256];
   uint64_t first_session_ns; /* the load until its first session was made */
   char load_note[640]; /* "N sessions, batch sizes {..} planned in T ms" */
 } gs__model_slot_t;
@@ -376,7 +381,12 @@ void gs__repo_device_failed(gs__repo_t *repo, gs__model_entry_t *m,
 bool gs__test_device_fault(gs_error_t *err);
 void gs__slot_unref(gs__model_slot_t *slot);
 /* A session of slot for this thread's use, returned with _put (jobs.c). */
+/* A session to run on: an idle one (a warm slot waits for one), else a new
+ * one; NULL with GS_ENODEV once the slot's device failed. */
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err);
+/* Marks the slot's device failed (its first reason kept): every request
+ * that has not yet started is answered 503 with it. */
+void gs__slot_fail(gs__model_slot_t *slot, const char *why);
 void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s);
 /* A new session of slot's model with the slot's options. */
 int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,

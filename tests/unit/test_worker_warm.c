@@ -247,6 +247,47 @@ static void test_unbatched_request_runs_padded(void **state) {
   gs__http_response_release(&job->resp);
 }
 
+/* A run that fails in the driver ends the slot's device: a request waiting
+ * for a session is answered at once, and one that comes later is a 503
+ * naming the failure, not a run on a dead context (the worker exits to be
+ * restarted meanwhile). Last: the slot stays failed. */
+static void test_device_failure_answers_the_waiting(void **state) {
+  fixture_t *fx = *state;
+  gs__model_slot_t *s = ready_slot(fx, "warm");
+  gs_error_t err = {0};
+  gs_session_t *a = gs__slot_get(s, &err), *b = gs__slot_get(s, &err);
+  assert_non_null(a);
+  assert_non_null(b);
+  getter_t g = {s, NULL, 0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, get_one, &g), 0);
+  nanosleep(&(struct timespec){0, 100000000}, NULL);
+  assert_int_equal(__atomic_load_n(&g.done, __ATOMIC_SEQ_CST), 0);
+  gs__infer_job_t failed = {.slot = s};
+  gs_error_t derr = {0};
+  gs_error_set(&derr, GS_EDRIVER, "CUDA: an illegal memory access");
+  gs__infer_job_note_error(&failed, &derr);
+  assert_true(failed.device_failed);
+  for (int i = 0; i < 200 && !__atomic_load_n(&g.done, __ATOMIC_SEQ_CST); i++)
+    nanosleep(&(struct timespec){0, 10000000}, NULL);
+  bool woke = __atomic_load_n(&g.done, __ATOMIC_SEQ_CST);
+  gs__slot_put(s, b); /* a waiter still there takes it: the test ends */
+  assert_int_equal(pthread_join(t, NULL), 0);
+  if (!woke)
+    fail_msg("a request waiting for a session still waited 2 s after the "
+             "device failed");
+  assert_null(g.got);
+  gs__slot_put(s, a);
+  gs__infer_job_t *job =
+      infer(fx, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,2],\"datatype\":"
+                "\"FP32\",\"data\":[1,2]}]}");
+  assert_int_equal(job->resp.status, 503);
+  assert_non_null(strstr(job->resp.body, "the device failed while serving"));
+  assert_non_null(strstr(job->resp.body, "an illegal memory access"));
+  assert_false(job->device_failed); /* it did not run: no second report */
+  gs__http_response_release(&job->resp);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_planned_sizes_cover_padding),
@@ -254,6 +295,7 @@ int main(void) {
       cmocka_unit_test(test_load_plans_every_session),
       cmocka_unit_test(test_request_waits_for_a_session),
       cmocka_unit_test(test_unbatched_request_runs_padded),
+      cmocka_unit_test(test_device_failure_answers_the_waiting),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
