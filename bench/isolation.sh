@@ -973,5 +973,5 @@ if ((fail == 0)); then
   "part_$part"
 fi
 log "done in $((SECONDS - t_start)) s; raw results in $raw"
-python3 "$render_py" --budget-ms "$budget_ms" --table "$part" "$csv"
+python3 "$render_py" --budget-ms "$budget_ms" --date "$date_utc" --table "$part" "$csv"
 exit $fail

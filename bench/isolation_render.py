@@ -422,10 +422,12 @@ def main():
     ap.add_argument("--svg-dir")
     ap.add_argument("--svg-prefix")
     ap.add_argument("--budget-ms", type=float, default=50.0)
+    ap.add_argument("--date", help="--table: only the rows of the run stamped DATE "
+                    "(a CSV that earlier runs appended to holds theirs too)")
     args = ap.parse_args()
     if args.table:
         part, path = args.table
-        rows = load([path])
+        rows = [r for r in load([path]) if not args.date or r["date"] == args.date]
         print("isolation %s: %s" % (part, header(rows) if rows else "no rows"))
         sys.stdout.write(plain(part_table(rows, part, args.budget_ms)))
         for m, why in unavailable(rows, part).items():
