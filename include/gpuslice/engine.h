@@ -210,6 +210,14 @@ int gs_engine_set_conv_cache(const char *dir, gs_error_t *err);
  * 384192 bytes", else the error that makes AUTO choose the CPU. */
 int gs_engine_cuda_describe(char *buf, size_t size, gs_error_t *err);
 
+/* Opens the CUDA libraries and GPU device's primary context ahead of the
+ * first session there, so that a caller can do it while it reads a model
+ * (a restarted worker: both are hundreds of ms). The context is kept for
+ * the life of the process (sessions made later take it as it is). Safe
+ * from any thread; GS_OK at once when already open; the error the first
+ * session would have otherwise (no driver, no such device). */
+int gs_engine_cuda_open(int device, gs_error_t *err);
+
 /* Infers every tensor's shape and plans memory for this input set, or picks
  * the plan made before for the same shapes. Only shapes, types and sizes of
  * inputs are read, plus the data of inputs that a Reshape takes as its

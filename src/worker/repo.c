@@ -145,10 +145,9 @@ static void note_unused_parameters(gs__model_slot_t *s,
   gs__model_config_sanitize(s->load_note);
 }
 
-int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
-                         const gs__model_config_t *cfg, bool found,
-                         const char *config_name, gs_error_t *err) {
-  uint64_t t0 = gs__now_ns();
+static int slot_create(gs__model_entry_t *m, const char *path,
+                       const gs__model_config_t *cfg, bool found,
+                       const char *config_name, uint64_t t0, gs_error_t *err) {
   gs__model_slot_t *s = calloc(1, sizeof *s);
   if (!s)
     return gs_error_set(err, GS_ENOMEM, "out of memory");
@@ -234,6 +233,29 @@ void gs__repo_device_failed(gs__repo_t *repo, gs__model_entry_t *m,
            "the device failed while serving; restart the worker: %.400s", why);
   if (repo && repo->device_failed)
     repo->device_failed(repo->device_failed_ctx, m->reason);
+}
+
+/* The GPU's libraries and context opened while the model is read (each
+ * takes hundreds of ms on a restart); its outcome is the session's to
+ * find: a failure here only means the session pays for it itself. */
+static void *open_device(void *arg) {
+  gs_error_t ignored;
+  gs_engine_cuda_open(*(int *)arg, &ignored);
+  return NULL;
+}
+
+int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
+                         const gs__model_config_t *cfg, bool found,
+                         const char *config_name, gs_error_t *err) {
+  uint64_t t0 = gs__now_ns();
+  pthread_t opener;
+  int device = m->placement.device;
+  bool opening = m->placement.provider != GS_PROVIDER_CPU &&
+                 pthread_create(&opener, NULL, open_device, &device) == 0;
+  int rc = slot_create(m, path, cfg, found, config_name, t0, err);
+  if (opening)
+    pthread_join(opener, NULL);
+  return rc;
 }
 
 int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,

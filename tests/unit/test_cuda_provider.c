@@ -195,6 +195,9 @@ static void test_no_gpu_auto_falls_back(void **state) {
   char buf[512];
   gs_error_t why = {0}, err = {0};
   assert_int_equal(gs_engine_cuda_describe(buf, sizeof buf, &why), GS_ENODEV);
+  /* opening the device ahead of a session: the same error, nothing held */
+  assert_int_equal(gs_engine_cuda_open(0, &err), GS_ENODEV);
+  assert_string_equal(err.msg, why.msg);
   gs_model_t *m = load_model(false);
   gs_session_options_t o;
   gs_session_options_default(&o);
