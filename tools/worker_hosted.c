@@ -366,10 +366,11 @@ static int start_first(unsigned n) {
       sem_post(&host.wake);
     }
   pthread_mutex_unlock(&host.mu);
-  fprintf(stderr, "gpuslice worker: ready %ld ms after the process started\n",
-          cli_process_age_ms());
-  if (rc == CLI_OK)
+  if (rc == CLI_OK) {
+    fprintf(stderr, "gpuslice worker: ready %ld ms after the process started\n",
+            cli_process_age_ms());
     tell(lines);
+  }
   return rc;
 }
 

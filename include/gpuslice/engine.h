@@ -212,11 +212,13 @@ int gs_engine_cuda_describe(char *buf, size_t size, gs_error_t *err);
 
 /* Opens the CUDA libraries and GPU device's primary context ahead of the
  * first session there, so that a caller can do it while it reads a model
- * (a restarted worker: both are hundreds of ms). The context is kept for
- * the life of the process (sessions made later take it as it is). Safe
- * from any thread; GS_OK at once when already open; the error the first
- * session would have otherwise (no driver, no such device). */
+ * (a restarted worker: both are hundreds of ms); sessions made meanwhile
+ * take that context. Each GS_OK holds the context until a matching
+ * gs_engine_cuda_close (the last holder gone, it is destroyed: a model
+ * that ended up on the CPU keeps no GPU memory). Safe from any thread; the
+ * error otherwise is the one a session would get (no driver, no device). */
 int gs_engine_cuda_open(int device, gs_error_t *err);
+void gs_engine_cuda_close(int device);
 
 /* Infers every tensor's shape and plans memory for this input set, or picks
  * the plan made before for the same shapes. Only shapes, types and sizes of

@@ -703,37 +703,35 @@ void gs__cuda_session_destroy(gs__cuda_session_t *cs) {
   free(cs);
 }
 
-#define OPEN_MAX_DEVICES 64
-static pthread_mutex_t g_open_mu = PTHREAD_MUTEX_INITIALIZER;
-static bool g_open[OPEN_MAX_DEVICES];
-
 int gs_engine_cuda_open(int device, gs_error_t *err) {
   const gs__cuda_libs_t *l;
   int rc = gs__cuda_libs(&l, err);
   if (rc != GS_OK)
     return rc;
-  if (device < 0 || device >= OPEN_MAX_DEVICES)
-    return gs_error_set(err, GS_ENODEV, "CUDA device %d does not exist",
-                        device);
-  pthread_mutex_lock(&g_open_mu);
   int count = 0;
   CUdevice dev;
   CUcontext ctx;
-  CUresult r = g_open[device] ? CUDA_SUCCESS : l->cuda.DeviceGetCount(&count);
-  if (!g_open[device] && r == CUDA_SUCCESS && device >= count)
-    rc = gs_error_set(err, GS_ENODEV,
-                      "CUDA device %d does not exist (%d visible)", device,
-                      count);
-  else if (!g_open[device] && r == CUDA_SUCCESS &&
-           (r = l->cuda.DeviceGet(&dev, device)) == CUDA_SUCCESS &&
-           (r = l->cuda.DevicePrimaryCtxRetain(&ctx, dev)) == CUDA_SUCCESS)
-    g_open[device] = true;
-  if (rc == GS_OK && r != CUDA_SUCCESS)
-    rc = gs_error_set(err, GS_EDRIVER,
-                      "CUDA device %d: opening its context failed (error %d)",
-                      device, (int)r);
-  pthread_mutex_unlock(&g_open_mu);
-  return rc;
+  CUresult r = l->cuda.DeviceGetCount(&count);
+  if (r == CUDA_SUCCESS && (device < 0 || device >= count))
+    return gs_error_set(err, GS_ENODEV,
+                        "CUDA device %d does not exist (%d visible)", device,
+                        count);
+  if (r == CUDA_SUCCESS &&
+      (r = l->cuda.DeviceGet(&dev, device)) == CUDA_SUCCESS)
+    r = l->cuda.DevicePrimaryCtxRetain(&ctx, dev);
+  if (r != CUDA_SUCCESS)
+    return gs_error_set(err, GS_EDRIVER,
+                        "CUDA device %d: opening its context failed (error %d)",
+                        device, (int)r);
+  return GS_OK;
+}
+
+void gs_engine_cuda_close(int device) {
+  const gs__cuda_libs_t *l;
+  CUdevice dev;
+  if (gs__cuda_libs(&l, NULL) == GS_OK &&
+      l->cuda.DeviceGet(&dev, device) == CUDA_SUCCESS)
+    l->cuda.DevicePrimaryCtxRelease(dev);
 }
 
 int gs_engine_cuda_describe(char *buf, size_t size, gs_error_t *err) {

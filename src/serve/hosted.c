@@ -179,7 +179,7 @@ static void member_add(gs__wk_t *wk) {
   char line[160];
   wk->state = GS__PROC_STARTING;
   wk->ready_ns = 0;
-  wk->healthy = false;
+  wk->healthy = wk->healthy_this_start = false;
   wk->check_failures = 0;
   wk->started_ns = gs__serve_now_ns();
   snprintf(wk->log_path, sizeof wk->log_path, "%s", h->log_path);
@@ -459,6 +459,7 @@ static void host_start(gs__host_t *h) {
   for (size_t i = 0; i < n; i++) {
     m[i]->ready_ns = 0;
     m[i]->check_failures = 0;
+    m[i]->healthy_this_start = false;
     m[i]->started_ns = h->started_ns;
     uv_timer_stop(&m[i]->restart_timer); /* a failed add's retry */
   }

@@ -67,6 +67,7 @@ struct gs__wk_s {
   bool removing; /* an admin call or the layout dropped it: no restarts */
   /* health */
   bool healthy;
+  bool healthy_this_start; /* healthy once since its process started */
   unsigned check_failures;
   uint64_t unhealthy_since_ns; /* 0 when healthy */
   uint64_t healthy_since_ns;   /* 0 when not healthy */

@@ -259,7 +259,7 @@ void gs__wk_start(gs__wk_t *wk) {
   int log_fd = -1;
   wk->ready_len = 0;
   wk->ready_ns = 0;
-  wk->healthy = false;
+  wk->healthy = wk->healthy_this_start = false;
   wk->check_failures = 0;
   wk->started_ns = gs__serve_now_ns();
   wk->state = GS__PROC_STARTING;
@@ -337,6 +337,17 @@ void gs__wk_remove(gs__wk_t *wk) {
 
 /* ---- health checks ---------------------------------------------------- */
 
+/* A (re)started process's first healthy check says how long its start
+ * took; a worker back in rotation in the same process says only that. */
+static void log_healthy(gs__wk_t *wk) {
+  if (wk->healthy_this_start)
+    gs__serve_log(wk->s, "worker %s is healthy again", wk->label);
+  else
+    gs__serve_log(
+        wk->s, "worker %s is healthy, %llu ms after its start", wk->label,
+        (unsigned long long)((gs__serve_now_ns() - wk->started_ns) / 1000000u));
+}
+
 static void check_done(gs__upreq_t *r, gs__up_result_t res) {
   gs__wk_t *wk = r->data;
   gs__serve_t *s = wk->s;
@@ -347,12 +358,10 @@ static void check_done(gs__upreq_t *r, gs__up_result_t res) {
   bool was_healthy = wk->healthy;
   if (wk->state == GS__PROC_RUNNING && ok) {
     if (!wk->healthy && wk->restarts + wk->ejections > 0 && s->started)
-      gs__serve_log(s, "worker %s is healthy, %llu ms after its start",
-                    wk->label,
-                    (unsigned long long)((gs__serve_now_ns() - wk->started_ns) /
-                                         1000000u));
+      log_healthy(wk);
     if (!wk->healthy)
       wk->healthy_since_ns = gs__serve_now_ns();
+    wk->healthy_this_start = true;
     wk->healthy = true;
     wk->check_failures = 0;
     wk->unhealthy_since_ns = 0;

@@ -107,23 +107,35 @@ static int run_padded(gs__infer_job_t *job, gs_session_t *s, uint64_t *rows,
 /* ---- sessions: a slot's pool --------------------------------------------
  */
 
+/* Under slot->lock: the device failed, with err saying so (GS_ENODEV). */
+static bool failed_locked(const gs__model_slot_t *slot, gs_error_t *err) {
+  if (slot->device_failed)
+    gs_error_set(err, GS_ENODEV,
+                 "not run: the device failed while serving (%s); the worker "
+                 "is to be restarted",
+                 slot->device_error);
+  return slot->device_failed;
+}
+
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
   gs_session_t *s = NULL;
   pthread_mutex_lock(&slot->lock);
   while (slot->warm && slot->n_idle == 0 && !slot->device_failed)
     pthread_cond_wait(&slot->idle_cond, &slot->lock);
-  bool failed = slot->device_failed;
-  if (failed)
-    gs_error_set(err, GS_ENODEV,
-                 "not run: the device failed while serving (%s); the worker "
-                 "is to be restarted",
-                 slot->device_error);
-  else if (slot->n_idle)
+  bool failed = failed_locked(slot, err);
+  if (!failed && slot->n_idle)
     s = slot->idle[--slot->n_idle];
   pthread_mutex_unlock(&slot->lock);
   if (!s && !failed && gs__slot_session_create(slot, &s, err) != GS_OK)
     return NULL;
   return s;
+}
+
+bool gs__slot_failed(gs__model_slot_t *slot, gs_error_t *err) {
+  pthread_mutex_lock(&slot->lock);
+  bool failed = failed_locked(slot, err);
+  pthread_mutex_unlock(&slot->lock);
+  return failed;
 }
 
 void gs__slot_fail(gs__model_slot_t *slot, const char *why) {

@@ -238,9 +238,15 @@ void gs__repo_device_failed(gs__repo_t *repo, gs__model_entry_t *m,
 /* The GPU's libraries and context opened while the model is read (each
  * takes hundreds of ms on a restart); its outcome is the session's to
  * find: a failure here only means the session pays for it itself. */
+typedef struct {
+  int device;
+  bool opened;
+} opener_t;
+
 static void *open_device(void *arg) {
+  opener_t *o = arg;
   gs_error_t ignored;
-  gs_engine_cuda_open(*(int *)arg, &ignored);
+  o->opened = gs_engine_cuda_open(o->device, &ignored) == GS_OK;
   return NULL;
 }
 
@@ -248,13 +254,15 @@ int gs__repo_slot_create(gs__model_entry_t *m, const char *path,
                          const gs__model_config_t *cfg, bool found,
                          const char *config_name, gs_error_t *err) {
   uint64_t t0 = gs__now_ns();
-  pthread_t opener;
-  int device = m->placement.device;
+  pthread_t thread;
+  opener_t o = {.device = m->placement.device};
   bool opening = m->placement.provider != GS_PROVIDER_CPU &&
-                 pthread_create(&opener, NULL, open_device, &device) == 0;
+                 pthread_create(&thread, NULL, open_device, &o) == 0;
   int rc = slot_create(m, path, cfg, found, config_name, t0, err);
   if (opening)
-    pthread_join(opener, NULL);
+    pthread_join(thread, NULL);
+  if (o.opened) /* its sessions hold the context now, if they run there */
+    gs_engine_cuda_close(o.device);
   return rc;
 }
 

@@ -377,16 +377,19 @@ void gs__seq_batch_work(uv_work_t *w) {
     any |= rows[i].pending;
   if (any && !(s = gs__slot_get(slot, &err)))
     any = false;
-  while (s && (n = next_group(b, rows, idx)) > 0)
+  /* a group that failed in the driver ends the rest: none runs on the
+   * dead context */
+  while (s && !gs__slot_failed(slot, &err) &&
+         (n = next_group(b, rows, idx)) > 0)
     run_group(b, s, rows, idx, n, &io);
   if (s)
     gs__slot_put(slot, s);
-  /* No memory or no session: what did not run fails with the reason (a
-   * session the device could not give: the model's device failed). */
+  /* No memory or no session: what did not run fails with the reason (the
+   * model's device failed: 503, not run). */
   for (size_t i = 0; i < b->n; i++)
     if (!rows || rows[i].pending) {
       gs__infer_job_note_error(b->reqs[i]->job, &err);
-      job_fail(b->reqs[i]->job, 500, &err);
+      job_fail(b->reqs[i]->job, err.code == GS_ENODEV ? 503 : 500, &err);
     }
   for (size_t i = 0; i < b->n; i++)
     gs__infer_request_release(&b->reqs[i]->job->ir);

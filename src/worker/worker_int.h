@@ -387,6 +387,8 @@ gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err);
 /* Marks the slot's device failed (its first reason kept): every request
  * that has not yet started is answered 503 with it. */
 void gs__slot_fail(gs__model_slot_t *slot, const char *why);
+/* True, with err as gs__slot_get's, once the slot's device failed. */
+bool gs__slot_failed(gs__model_slot_t *slot, gs_error_t *err);
 void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s);
 /* A new session of slot's model with the slot's options. */
 int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,

@@ -286,6 +286,9 @@ static void test_device_failure_answers_the_waiting(void **state) {
   assert_non_null(strstr(job->resp.body, "an illegal memory access"));
   assert_false(job->device_failed); /* it did not run: no second report */
   gs__http_response_release(&job->resp);
+  pthread_mutex_lock(&s->lock); /* the shared fixture's slot serves again */
+  s->device_failed = false;
+  pthread_mutex_unlock(&s->lock);
 }
 
 int main(void) {
