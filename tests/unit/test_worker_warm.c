@@ -180,20 +180,30 @@ static void *get_one(void *arg) {
   return NULL;
 }
 
+/* Both of the slot's sessions taken (*a, *b) and a third request waiting
+ * for one on thread *t (g): it has not got one. */
+static void busy_with_waiter(gs__model_slot_t *s, gs_session_t **a,
+                             gs_session_t **b, getter_t *g, pthread_t *t) {
+  gs_error_t err = {0};
+  *a = gs__slot_get(s, &err);
+  *b = gs__slot_get(s, &err);
+  assert_non_null(*a);
+  assert_non_null(*b);
+  *g = (getter_t){s, NULL, 0};
+  assert_int_equal(pthread_create(t, NULL, get_one, g), 0);
+  nanosleep(&(struct timespec){0, 150000000}, NULL);
+  assert_int_equal(__atomic_load_n(&g->done, __ATOMIC_SEQ_CST), 0);
+}
+
 /* Both sessions busy: a third request waits for one of them and runs on
  * it; it never makes a session of its own. */
 static void test_request_waits_for_a_session(void **state) {
   fixture_t *fx = *state;
   gs__model_slot_t *s = ready_slot(fx, "warm");
-  gs_error_t err = {0};
-  gs_session_t *a = gs__slot_get(s, &err), *b = gs__slot_get(s, &err);
-  assert_non_null(a);
-  assert_non_null(b);
-  getter_t g = {s, NULL, 0};
+  gs_session_t *a, *b;
+  getter_t g;
   pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, get_one, &g), 0);
-  nanosleep(&(struct timespec){0, 200000000}, NULL);
-  assert_int_equal(__atomic_load_n(&g.done, __ATOMIC_SEQ_CST), 0);
+  busy_with_waiter(s, &a, &b, &g, &t);
   gs__slot_put(s, b);
   assert_int_equal(pthread_join(t, NULL), 0);
   assert_ptr_equal(g.got, b);
@@ -250,19 +260,15 @@ static void test_unbatched_request_runs_padded(void **state) {
 /* A run that fails in the driver ends the slot's device: a request waiting
  * for a session is answered at once, and one that comes later is a 503
  * naming the failure, not a run on a dead context (the worker exits to be
- * restarted meanwhile). Last: the slot stays failed. */
+ * restarted meanwhile). The slot is made to serve again at the end: the
+ * fixture is shared. */
 static void test_device_failure_answers_the_waiting(void **state) {
   fixture_t *fx = *state;
   gs__model_slot_t *s = ready_slot(fx, "warm");
-  gs_error_t err = {0};
-  gs_session_t *a = gs__slot_get(s, &err), *b = gs__slot_get(s, &err);
-  assert_non_null(a);
-  assert_non_null(b);
-  getter_t g = {s, NULL, 0};
+  gs_session_t *a, *b;
+  getter_t g;
   pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, get_one, &g), 0);
-  nanosleep(&(struct timespec){0, 100000000}, NULL);
-  assert_int_equal(__atomic_load_n(&g.done, __ATOMIC_SEQ_CST), 0);
+  busy_with_waiter(s, &a, &b, &g, &t);
   gs__infer_job_t failed = {.slot = s};
   gs_error_t derr = {0};
   gs_error_set(&derr, GS_EDRIVER, "CUDA: an illegal memory access");
