@@ -43,8 +43,8 @@ void gs__grpc_reply_error(gs__grpc_reply_t *reply, int status,
   snprintf(reply->message, sizeof reply->message, "%s", msg);
 }
 
-/* Packs m behind the 5-byte prefix as the reply. */
-static void reply_message(gs__grpc_reply_t *reply, const ProtobufCMessage *m) {
+void gs__grpc_reply_message(gs__grpc_reply_t *reply,
+                            const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
   uint8_t *buf = malloc(n + GS__GRPC_PREFIX);
   if (!buf || n > GS__GRPC_MAX_MESSAGE) {
@@ -153,82 +153,11 @@ static void model_metadata(json_t *root, gs__grpc_reply_t *reply) {
   tensors_metadata(json_object_get(root, "inputs"), &m.n_inputs, &m.inputs);
   tensors_metadata(json_object_get(root, "outputs"), &m.n_outputs, &m.outputs);
   if (m.inputs && m.outputs && v[0])
-    reply_message(reply, &m.base);
+    gs__grpc_reply_message(reply, &m.base);
   else
     gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
   free_tensors_metadata(m.n_inputs, m.inputs);
   free_tensors_metadata(m.n_outputs, m.outputs);
-}
-
-static Inference__Config__DataType data_type(const char *name) {
-  static const char *const names[] = {
-      "TYPE_INVALID", "TYPE_BOOL", "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32",
-      "TYPE_UINT64",  "TYPE_INT8", "TYPE_INT16", "TYPE_INT32",  "TYPE_INT64",
-      "TYPE_FP16",    "TYPE_FP32", "TYPE_FP64",  "TYPE_STRING", "TYPE_BF16"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strcmp(name, names[i]) == 0)
-      return (Inference__Config__DataType)i;
-  return INFERENCE__CONFIG__DATA_TYPE__TYPE_INVALID;
-}
-
-/* "FORMAT_NCHW" (the HTTP document's name) as ModelInput.Format. */
-static Inference__Config__ModelInput__Format input_format(const char *name) {
-  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(
-      &inference__config__model_input__format__descriptor, name);
-  return v ? (Inference__Config__ModelInput__Format)v->value
-           : INFERENCE__CONFIG__MODEL_INPUT__FORMAT__FORMAT_NONE;
-}
-
-static void model_config(json_t *root, gs__grpc_reply_t *reply) {
-  Inference__ModelConfigResponse r = INFERENCE__MODEL_CONFIG_RESPONSE__INIT;
-  Inference__Config__ModelConfig c = INFERENCE__CONFIG__MODEL_CONFIG__INIT;
-  json_t *ji = json_object_get(root, "input"),
-         *jo = json_object_get(root, "output");
-  size_t ni = json_array_size(ji), no = json_array_size(jo);
-  Inference__Config__ModelInput *in = calloc(ni + 1, sizeof *in),
-                                **pin = calloc(ni + 1, sizeof *pin);
-  Inference__Config__ModelOutput *out = calloc(no + 1, sizeof *out),
-                                 **pout = calloc(no + 1, sizeof *pout);
-  bool ok = in && pin && out && pout;
-  for (size_t i = 0; ok && i < ni; i++) {
-    json_t *t = json_array_get(ji, i);
-    inference__config__model_input__init(&in[i]);
-    in[i].name = str(t, "name");
-    in[i].data_type = data_type(str(t, "data_type"));
-    in[i].format = input_format(str(t, "format"));
-    ok = (in[i].dims = int64s(json_object_get(t, "dims"), &in[i].n_dims));
-    pin[i] = &in[i];
-  }
-  for (size_t i = 0; ok && i < no; i++) {
-    json_t *t = json_array_get(jo, i);
-    inference__config__model_output__init(&out[i]);
-    out[i].name = str(t, "name");
-    out[i].data_type = data_type(str(t, "data_type"));
-    ok = (out[i].dims = int64s(json_object_get(t, "dims"), &out[i].n_dims));
-    pout[i] = &out[i];
-  }
-  c.name = str(root, "name");
-  c.platform = str(root, "platform");
-  c.backend = str(root, "backend");
-  c.max_batch_size =
-      (int32_t)json_integer_value(json_object_get(root, "max_batch_size"));
-  c.n_input = ni;
-  c.input = pin;
-  c.n_output = no;
-  c.output = pout;
-  r.config = &c;
-  if (ok)
-    reply_message(reply, &r.base);
-  else
-    gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
-  for (size_t i = 0; in && i < ni; i++)
-    free(in[i].dims);
-  for (size_t i = 0; out && i < no; i++)
-    free(out[i].dims);
-  free(in);
-  free(pin);
-  free(out);
-  free(pout);
 }
 
 static void duration(Inference__StatisticDuration *d, json_t *jd) {
@@ -311,7 +240,7 @@ static void model_statistics(json_t *root, gs__grpc_reply_t *reply) {
   r.n_model_stats = n;
   r.model_stats = pms;
   if (ok)
-    reply_message(reply, &r.base);
+    gs__grpc_reply_message(reply, &r.base);
   else
     gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
   for (size_t i = 0; ms && i < n; i++)
@@ -343,7 +272,7 @@ static void server_call(gs__repo_t *repo, gs__grpc_method_t method,
     Inference__ServerLiveResponse l = INFERENCE__SERVER_LIVE_RESPONSE__INIT;
     Inference__ServerReadyResponse r = INFERENCE__SERVER_READY_RESPONSE__INIT;
     l.live = r.ready = resp.status == 200;
-    reply_message(reply, live ? &l.base : &r.base);
+    gs__grpc_reply_message(reply, live ? &l.base : &r.base);
   } else {
     route_get(repo, "/v2", &resp);
     json_t *root = body_json(&resp, resp.body_len);
@@ -359,7 +288,7 @@ static void server_call(gs__repo_t *repo, gs__grpc_method_t method,
     m.n_extensions = n < 8 ? n : 8;
     m.extensions = names;
     if (root)
-      reply_message(reply, &m.base);
+      gs__grpc_reply_message(reply, &m.base);
     else
       gs__grpc_reply_http_error(reply, &resp);
     json_decref(root);
@@ -385,7 +314,7 @@ static void model_call(gs__repo_t *repo, gs__grpc_method_t method,
                                suffix[method], reply)) {
     if (method == GS__GRPC_MODEL_READY) {
       Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
-      reply_message(reply, &r.base);
+      gs__grpc_reply_message(reply, &r.base);
     }
     inference__model_ready_request__free_unpacked(m, NULL);
     return;
@@ -397,13 +326,13 @@ static void model_call(gs__repo_t *repo, gs__grpc_method_t method,
     /* A model that is unknown or not ready is answered ready = false. */
     Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
     r.ready = resp.status == 200;
-    reply_message(reply, &r.base);
+    gs__grpc_reply_message(reply, &r.base);
   } else if (!root) {
     gs__grpc_reply_http_error(reply, &resp);
   } else if (method == GS__GRPC_MODEL_METADATA) {
     model_metadata(root, reply);
   } else if (method == GS__GRPC_MODEL_CONFIG) {
-    model_config(root, reply);
+    gs__grpc_model_config(root, reply);
   } else {
     model_statistics(root, reply);
   }
@@ -491,7 +420,7 @@ static void repository_index(gs__repo_t *repo, const uint8_t *msg, size_t len,
   if (!a)
     gs__grpc_reply_http_error(reply, &resp);
   else if (mi && pmi)
-    reply_message(reply, &r.base);
+    gs__grpc_reply_message(reply, &r.base);
   else
     gs__grpc_reply_error(reply, GS__GRPC_INTERNAL, "out of memory");
   free(mi);
@@ -539,7 +468,7 @@ static void repository_call(gs__repo_t *repo, gs__grpc_method_t method,
     Inference__RepositoryModelLoadResponse r =
         INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
     if (resp.status == 200)
-      reply_message(reply, &r.base);
+      gs__grpc_reply_message(reply, &r.base);
     else
       gs__grpc_reply_http_error(reply, &resp);
     gs__http_response_release(&resp);

@@ -52,9 +52,16 @@ typedef struct gs__grpc_reply_s {
 void gs__grpc_reply_release(gs__grpc_reply_t *reply);
 /* The reply as a status and message (no body). */
 void gs__grpc_reply_error(gs__grpc_reply_t *reply, int status, const char *msg);
+struct ProtobufCMessage; /* protobuf-c.h */
+/* m packed behind the 5-byte prefix as the reply. */
+void gs__grpc_reply_message(gs__grpc_reply_t *reply,
+                            const struct ProtobufCMessage *m);
 /* The router's error response ({"error": msg}) as the reply. */
 void gs__grpc_reply_http_error(gs__grpc_reply_t *reply,
                                const gs__http_response_t *resp);
+/* The HTTP config document root as a ModelConfigResponse reply, every
+ * field the proto also has (grpc_config.c); root stays the caller's. */
+void gs__grpc_model_config(json_t *root, gs__grpc_reply_t *reply);
 /* Whether s is a name the repository can hold and a path may carry
  * (letters, digits, '_', '.', '-'; not starting with '.'); grpc_infer.c. */
 bool gs__grpc_name_safe(const char *s, bool may_be_empty);

@@ -18,7 +18,8 @@
   OUT/reshape_batch   a reshape with a batch and a variable size: x FP32
                       [N,K,2,3] in the model, dims [-1,6] in requests ->
                       Mul 2 -> y the same way back; max_batch_size 4,
-                      dynamic batching.
+                      dynamic batching with preferred sizes and a queue
+                      policy (DELAY), two CPU instances.
   OUT/image_nhwc      INPUT FP32 [-1,4,4,3] FORMAT_NHWC -> Flatten -> OUTPUT,
                       max_batch_size 2: the other format image_client takes.
   --refused           adds models only Triton's Python or TensorFlow
@@ -115,7 +116,12 @@ def reshape_batch(out):
         [numpy_helper.from_array(np.array(2, np.float32), "two")])
     config = """name: "reshape_batch"
 max_batch_size: 4
-dynamic_batching { max_queue_delay_microseconds: 2000 }
+dynamic_batching {
+  preferred_batch_size: [ 2, 4 ] max_queue_delay_microseconds: 2000
+  default_queue_policy { timeout_action: DELAY allow_timeout_override: true
+    default_timeout_microseconds: 5000000 max_queue_size: 16 }
+}
+instance_group [ { count: 2 kind: KIND_CPU } ]
 input [ { name: "x" data_type: TYPE_FP32 dims: [ -1, 6 ]
           reshape { shape: [ -1, 2, 3 ] } } ]
 output [ { name: "y" data_type: TYPE_FP32 dims: [ -1, 6 ]

@@ -5,7 +5,10 @@
 # configs, and one with a batch and a variable size), a reshape that
 # disagrees with its dims refused naming the tensor, free-form `parameters` (execute_delay_ms, as
 # Triton's simple_dyna_sequence sets) loading with a warning, --server-name
-# triton, and model files sent with a load request over HTTP and gRPC.
+# triton, model files sent with a load request over HTTP and gRPC, and
+# every model's gRPC ModelConfig (as_json) equal to its HTTP config on every
+# field the proto has (dynamic_batching and its queue policy,
+# instance_group, sequence_batching, reshape, label_filename).
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
@@ -15,6 +18,9 @@ mkdir -p "$tmp/models"
 rc=$?
 [ $rc -eq 77 ] && { echo "SKIP: make_example_models.py needs python3-onnx"; exit 77; }
 [ $rc -eq 0 ] || { echo "FAIL: make_example_models.py exited $rc"; exit 1; }
+# sequence models too: their sequence_batching in the configs compared
+"$py" "$GS_SOURCE_DIR/scripts/make_seq_models.py" --out "$tmp/models" ||
+  { echo "FAIL: make_seq_models.py"; exit 1; }
 
 venv=${GS_TEST_VENV:-$tmp/venv}
 if ! "$venv/bin/python" -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then

@@ -9,7 +9,9 @@ Triton ships its config, NHWC), a reshape whose element
 count disagrees with its dims refused naming the tensor, the server name
 --server-name gives (Triton's health examples want "triton"), and model
 files sent in a load request ("file:1/model.onnx", load_model(files=...))
-over both protocols, with bad paths refused and the worker still up.
+over both protocols, with bad paths refused and the worker still up; every
+ready model's gRPC config (get_model_config(as_json=True)) the same as its
+HTTP config on every field the proto has.
 MODEL_DIR holds the generated models (their model.onnx files are sent).
 Prints one line per failed check and exits 1 when any failed."""
 import json
@@ -196,7 +198,83 @@ def files():
               "a file that is not ONNX: %s" % e)
 
 
-for step in (server_name, densenet, inception, reshape_batch, bad_reshape, files):
+INT64 = {"TYPE_INT64", "TYPE_UINT64", "TYPE_SINT64", "TYPE_FIXED64",
+         "TYPE_SFIXED64"}
+
+
+def scalar_diff(h, g, field):
+    # protobuf's JSON leaves a field at its default out and writes 64-bit
+    # integers as strings; an enum's default is its value 0
+    if g is None:
+        g = field.default_value
+        if field.enum_type is not None:
+            g = field.enum_type.values_by_number[g].name
+    if field.type in {getattr(field, t) for t in INT64}:
+        g = int(g)
+    return h != g
+
+
+def repeated(field):
+    # protobuf 6 deprecates label for is_repeated; older ones lack it
+    if hasattr(field, "is_repeated"):
+        return field.is_repeated
+    return field.label == field.LABEL_REPEATED
+
+
+def config_diffs(h, g, desc, path, diffs, http_only):
+    """Appends to diffs where HTTP's h and gRPC's g (dicts of message desc)
+    differ; HTTP fields the proto lacks go to http_only."""
+    g = g or {}
+    for key, hv in h.items():
+        field = desc.fields_by_name.get(key)
+        if field is None:
+            http_only.add(path + key)
+            continue
+        gv, where = g.get(key), path + key
+        if repeated(field):
+            gv = gv or []
+            if len(hv) != len(gv):
+                diffs.append("%s: http %s grpc %s" % (where, hv, gv))
+                continue
+            pairs = list(zip(hv, gv))
+        else:
+            pairs = [(hv, gv)]
+        for k, (a, b) in enumerate(pairs):
+            at = where + ("[%d]" % k if repeated(field) else "")
+            if field.message_type is not None:
+                config_diffs(a, b, field.message_type, at + ".", diffs, http_only)
+            elif scalar_diff(a, b, field):
+                diffs.append("%s: http %r grpc %r" % (at, a, b))
+    diffs.extend(path + k + ": only in grpc" for k in g if k not in h)
+
+
+def same_configs():
+    # a Triton user's get_model_config(as_json=True) over gRPC reads what
+    # HTTP's config shows: batching, queue policy, instances, sequences
+    names = [m["name"] for m in H.get_model_repository_index()
+             if m.get("state") == "READY"]
+    for want in ("reshape_batch", "densenet_onnx", "sequence_oldest",
+                 "simple_sequence", "sequence_accumulate"):
+        check(want in names, "%s ready for the config comparison" % want)
+    for name in names:
+        h = H.get_model_config(name)
+        g = G.get_model_config(name, as_json=True)["config"]
+        desc = G.get_model_config(name).config.DESCRIPTOR
+        diffs, http_only = [], set()
+        config_diffs(h, g, desc, "", diffs, http_only)
+        check(not diffs, "%s: grpc config differs from http: %s" % (name, diffs))
+        # only gpuslice's own precision has no field in Triton's proto
+        check(http_only == {"precision"},
+              "%s: http fields the proto lacks: %s" % (name, http_only))
+    rb = G.get_model_config("reshape_batch", as_json=True)["config"]
+    check(rb.get("dynamic_batching", {}).get("default_queue_policy", {})
+          .get("timeout_action") == "DELAY" and
+          rb.get("instance_group", [{}])[0].get("kind") == "KIND_CPU",
+          "reshape_batch's grpc config as Triton shows it: %s" % rb)
+
+
+for step in (server_name, densenet, inception, reshape_batch, bad_reshape, files,
+             same_configs):
     try:
         step()
     except Exception as ex:  # a failed step is reported, the rest still run

@@ -7,7 +7,9 @@
  * ModelInferRequest's raw_input_contents (one per input, in order) or typed
  * contents decode into the infer request HTTP's bodies decode into, and the
  * outputs become a ModelInferResponse with raw_output_contents; HTTP
- * 400/404/503/500 map to INVALID_ARGUMENT/NOT_FOUND/UNAVAILABLE/INTERNAL. */
+ * 400/404/503/500 map to INVALID_ARGUMENT/NOT_FOUND/UNAVAILABLE/INTERNAL;
+ * ModelConfig carries the HTTP config document's fields under the proto's
+ * names and enum numbers (KIND_GPU 1, CONTROL_SEQUENCE_READY 1, ...). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -436,6 +438,61 @@ static void test_calls_on_an_empty_repository(void **state) {
   gs__grpc_reply_release(&reply);
 }
 
+/* A GPU instance group and bool/fp32 controls: what the integration
+ * tests' CPU-only models never show. */
+static const char config_doc[] =
+    "{\"name\": \"m\", \"max_batch_size\": 8,"
+    " \"instance_group\": [{\"kind\": \"KIND_GPU\", \"count\": 2,"
+    " \"gpus\": [1]}],"
+    " \"sequence_batching\": {\"max_sequence_idle_microseconds\": 7,"
+    " \"control_input\": [{\"name\": \"READY\", \"control\": [{\"kind\":"
+    " \"CONTROL_SEQUENCE_READY\", \"bool_false_true\": [false, true]}]},"
+    " {\"name\": \"END\", \"control\": [{\"kind\": \"CONTROL_SEQUENCE_END\","
+    " \"fp32_false_true\": [0.0, 1.0]}]}], \"direct\": {}}}";
+
+static void test_model_config_from_document(void **state) {
+  (void)state;
+  gs__grpc_reply_t reply = {0};
+  const uint8_t *msg;
+  size_t len;
+  gs_error_t err;
+  json_t *doc = json_loads(config_doc, 0, NULL);
+  assert_non_null(doc);
+  gs__grpc_model_config(doc, &reply);
+  json_decref(doc);
+  assert_int_equal(reply.status, GS__GRPC_OK);
+  assert_int_equal(gs__grpc_frame_read(reply.body, reply.body_len, 1 << 20,
+                                       &msg, &len, &err),
+                   0);
+  Inference__ModelConfigResponse *r =
+      inference__model_config_response__unpack(NULL, len, msg);
+  assert_non_null(r);
+  const Inference__Config__ModelConfig *c = r->config;
+  assert_int_equal(c->n_instance_group, 1);
+  assert_int_equal(c->instance_group[0]->kind, 1); /* KIND_GPU */
+  assert_int_equal(c->instance_group[0]->count, 2);
+  assert_int_equal(c->instance_group[0]->n_gpus, 1);
+  assert_int_equal(c->instance_group[0]->gpus[0], 1);
+  assert_int_equal(c->scheduling_choice_case, 13); /* sequence_batching */
+  const Inference__Config__ModelSequenceBatching *sb = c->sequence_batching;
+  assert_int_equal(sb->max_sequence_idle_microseconds, 7);
+  assert_int_equal(sb->strategy_choice_case, 3); /* direct */
+  assert_int_equal(sb->n_control_input, 2);
+  const Inference__Config__ModelSequenceBatching__Control
+      *ready = sb->control_input[0]->control[0],
+      *end = sb->control_input[1]->control[0];
+  assert_int_equal(ready->kind, 1); /* CONTROL_SEQUENCE_READY */
+  assert_int_equal(ready->n_bool_false_true, 2);
+  assert_false(ready->bool_false_true[0]);
+  assert_true(ready->bool_false_true[1]);
+  assert_int_equal(end->kind, 2); /* CONTROL_SEQUENCE_END */
+  assert_int_equal(end->n_fp32_false_true, 2);
+  assert_true(end->fp32_false_true[0] == 0.0f &&
+              end->fp32_false_true[1] == 1.0f);
+  inference__model_config_response__free_unpacked(r, NULL);
+  gs__grpc_reply_release(&reply);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_framing),
@@ -446,6 +503,7 @@ int main(void) {
       cmocka_unit_test(test_infer_reply),
       cmocka_unit_test(test_calls_on_an_empty_repository),
       cmocka_unit_test(test_infer_job_errors_as_http),
+      cmocka_unit_test(test_model_config_from_document),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
