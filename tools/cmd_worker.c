@@ -454,8 +454,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   if (wo.metrics)
     fprintf(stderr, "gpuslice worker: metrics on http://%s:%u/metrics\n",
             wo.host ? wo.host : "127.0.0.1", gs_worker_metrics_port(w));
-  fprintf(stderr, "gpuslice worker: ready %ld ms after the process started\n",
-          cli_process_age_ms());
+  worker_report_ready();
   if (ready_fd)
     tell_ready(w, (int)ready_fd, parent);
   int rc = gs_worker_run(w, &err);

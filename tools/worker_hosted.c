@@ -69,6 +69,11 @@ void worker_report_models(const gs_worker_t *w) {
   }
 }
 
+void worker_report_ready(void) {
+  fprintf(stderr, "gpuslice worker: ready %ld ms after the process started\n",
+          cli_process_age_ms());
+}
+
 int worker_exit_status(const gs_worker_t *w) {
   const char *why = w ? gs_worker_device_failure(w) : NULL;
   if (!why)
@@ -367,8 +372,7 @@ static int start_first(unsigned n) {
     }
   pthread_mutex_unlock(&host.mu);
   if (rc == CLI_OK) {
-    fprintf(stderr, "gpuslice worker: ready %ld ms after the process started\n",
-            cli_process_age_ms());
+    worker_report_ready();
     tell(lines);
   }
   return rc;

@@ -37,6 +37,8 @@ unsigned worker_pool_instances(unsigned n_hosted, bool control);
 
 /* Prints each model's state to stderr (shared with the one-worker mode). */
 void worker_report_models(const gs_worker_t *w);
+/* "ready N ms after the process started", once it serves. */
+void worker_report_ready(void);
 
 /* CLI_OK, or CLI_FAIL after saying why on stderr when
  * --exit-on-device-failure stopped w. */

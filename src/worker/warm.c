@@ -123,20 +123,21 @@ static void note_load(gs__model_slot_t *slot, const gs_session_t *first,
              slot->n_sessions);
   else if (slot->sizes[0] == 0)
     snprintf(slot->load_note, sizeof slot->load_note,
-             "%u sessions, its fixed shape planned in %u ms; the model read "
-             "and its first session made in %u ms before",
-             slot->n_sessions, ms, first_ms);
+             "%u sessions, its fixed shape planned in %u ms", slot->n_sessions,
+             ms);
   else
     snprintf(slot->load_note, sizeof slot->load_note,
-             "%u sessions, batch sizes {%s} planned in %u ms; the model read "
-             "and its first session made in %u ms before",
-             slot->n_sessions, list, ms, first_ms);
+             "%u sessions, batch sizes {%s} planned in %u ms", slot->n_sessions,
+             list, ms);
+  if (slot->n_sizes == 0)
+    return;
   char timing[200];
   gs_session_timing(first, timing, sizeof timing);
   size_t used = strlen(slot->load_note);
-  if (timing[0] && slot->n_sizes)
-    snprintf(slot->load_note + used, sizeof slot->load_note - used,
-             " (the first session, ms: %s)", timing);
+  snprintf(slot->load_note + used, sizeof slot->load_note - used,
+           "; the model read and its first session made in %u ms before%s%s%s",
+           first_ms, timing[0] ? " (the first session, ms: " : "", timing,
+           timing[0] ? ")" : "");
 }
 
 int gs__slot_warm(gs__model_slot_t *slot, gs_session_t *first,
