@@ -427,7 +427,11 @@ def main():
     args = ap.parse_args()
     if args.table:
         part, path = args.table
-        rows = [r for r in load([path]) if not args.date or r["date"] == args.date]
+        try:
+            rows = [r for r in load([path]) if not args.date or r["date"] == args.date]
+        except (OSError, KeyError) as e:
+            print("isolation_render: %s: cannot read its rows (%s)" % (path, e), file=sys.stderr)
+            return 1
         print("isolation %s: %s" % (part, header(rows) if rows else "no rows"))
         sys.stdout.write(plain(part_table(rows, part, args.budget_ms)))
         for m, why in unavailable(rows, part).items():

@@ -75,6 +75,10 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     gpuslice, repo, cache, reps = sys.argv[1:5]
+    if not os.access(gpuslice, os.X_OK) or not os.path.isdir(repo) or not reps.isdigit():
+        print("exit_probe: GPUSLICE must be an executable (%s), REPO a directory (%s), "
+              "REPS a count (%s)" % (gpuslice, repo, reps), file=sys.stderr)
+        return 2
     cmd = [gpuslice, "worker", "--model-repository=" + repo, "--grpc-port=0",
            "--http-port=0", "--gpu-wait=block", "--exit-on-device-failure",
            "--conv-cache=" + cache] + sys.argv[5:]
