@@ -11,6 +11,7 @@
  *   engine_bench_gpu profile MODEL PREC N
  *   engine_bench_gpu nonfinite MODEL PREC INPUT.f32 [MAX_REL]
  *   engine_bench_gpu share MODEL PREC
+ *   engine_bench_gpu reserve MODEL PREC N
  *
  * check and bench print on stderr, and profile on stdout with a line per
  * conv, what the provider chose for each conv ("convs: N fused, M
@@ -693,6 +694,53 @@ static int profile(int argc, char **argv) {
 /* share MODEL PREC: the model loaded twice (as two green instances of one
  * process load their copies of a repository), a session on each: exit 0
  * when both run on one copy of the weights, 1 when each has its own. */
+/* One run of c's session at batch n (zeros, or what the buffer holds). */
+static void run_batch(ctx_t *c, int64_t n, bool reserve_only) {
+  gs_error_t err = {0};
+  gs_tensor_t in = c->in;
+  in.shape[0] = n;
+  in.bytes = c->per_image * (size_t)n * sizeof(float);
+  void *buf;
+  if (gs_session_input_buffer(c->s, 0, in.bytes, &buf, &err)) {
+    fprintf(stderr, "input buffer: %s\n", err.msg);
+    exit(2);
+  }
+  in.data = buf;
+  int rc = reserve_only ? gs_session_reserve(c->s, &in, 1, &err)
+                        : gs_session_run(c->s, &in, 1, &err);
+  if (rc) {
+    fprintf(stderr, "%s at batch %lld: %s\n", reserve_only ? "reserve" : "run",
+            (long long)n, err.msg);
+    exit(2);
+  }
+}
+
+/* gs_session_reserve at batch N, then runs at 1, N and 1: the graph of
+ * batch 1 is captured once (2 captures in all). A session without the
+ * reserve beside it, as the control, captures batch 1 again (3). */
+static int reserve(int argc, char **argv) {
+  if (argc < 5)
+    return 2;
+  int64_t n = atoll(argv[4]);
+  unsigned got[2];
+  for (int with = 1; with >= 0; with--) {
+    ctx_t c;
+    open_session(&c, argv[2], argv[3], 1);
+    if (with)
+      run_batch(&c, n, true);
+    run_batch(&c, 1, false);
+    run_batch(&c, n, false);
+    run_batch(&c, 1, false);
+    got[with] = gs__session_gpu_captures(c.s);
+    gs_session_destroy(c.s);
+    gs_model_destroy(c.model);
+  }
+  printf("reserve %s: runs at 1, %lld, 1 captured %u graphs with batch %lld "
+         "reserved first (want 2), %u without (the control: 3)\n",
+         argv[3], (long long)n, got[1], (long long)n, got[0]);
+  return got[1] == 2 && got[0] == 3 ? 0 : 1;
+}
+
 static int share(int argc, char **argv) {
   if (argc < 4)
     return 2;
@@ -724,6 +772,8 @@ int main(int argc, char **argv) {
     rc = nonfinite(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "profile"))
     rc = profile(argc, argv);
+  else if (argc > 1 && !strcmp(argv[1], "reserve"))
+    rc = reserve(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "share"))
     rc = share(argc, argv);
   else if (argc > 1 && !strcmp(argv[1], "describe")) {

@@ -230,6 +230,16 @@ void gs_engine_cuda_close(int device);
 int gs_session_plan(gs_session_t *session, const gs_tensor_t *inputs,
                     size_t n_inputs, gs_error_t *err);
 
+/* Plans (as above) and, on a CUDA session, lays out these shapes on the
+ * GPU and grows the session's device memory and staging to them, without
+ * choosing conv algorithms or capturing: shape sets planned later that fit
+ * in it (the same or smaller batches) keep the graphs captured before
+ * them, where growing would make those capture again. For planning the
+ * small batches first and the large ones later. The CPU provider plans
+ * only. */
+int gs_session_reserve(gs_session_t *session, const gs_tensor_t *inputs,
+                       size_t n_inputs, gs_error_t *err);
+
 /* Plans (as above) and runs the model on the inputs. An input the model
  * declares FP32 may be given as FP16 instead (half the bytes to move): a
  * CUDA session converts it on the GPU, the CPU provider on the host before

@@ -481,8 +481,11 @@ int gs__cuda_conv_prepare(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     /* a choice that does not run here (another process's, from the cache
      * file) is timed again: the cache never fails a plan */
     gs_error_t ignored;
-    if (prepare_known(cs, plan, g, i, &choice, &ignored) == GS_OK &&
-        known_runs(cs, plan, g, i))
+    uint64_t t0 = gs__cuda_now_ns();
+    bool runs = prepare_known(cs, plan, g, i, &choice, &ignored) == GS_OK &&
+                known_runs(cs, plan, g, i);
+    cs->t_ns[GS__CT_CONV_CHECKS] += gs__cuda_now_ns() - t0;
+    if (runs)
       return GS_OK;
     gs__cuda_conv_lt_release(cs,
                              &g->conv[i]); /* timed again below, from scratch */

@@ -330,6 +330,7 @@ static int capture(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
     rc = gs__cuda_fail(cs, r, "cuGraphInstantiate", err);
   if (graph)
     cu->GraphDestroy(graph);
+  cs->captures += rc == GS_OK;
   return rc;
 }
 
@@ -555,6 +556,24 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   uint64_t t0 = gs__cuda_now_ns();
   int rc = run(cs, plan, in, bind, outputs, err);
   cs->t_ns[GS__CT_RUNS] += gs__cuda_now_ns() - t0;
+  return rc;
+}
+
+int gs__cuda_session_reserve(gs__cuda_session_t *cs,
+                             const gs__plan_view_t *plan,
+                             const gs_tensor_t **in, gs_error_t *err) {
+  CUresult r = cs->l->cuda.CtxSetCurrent(cs->ctx);
+  if (r != CUDA_SUCCESS)
+    return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
+  gs__cuda_graph_t g = {0};
+  uint64_t t0 = gs__cuda_now_ns();
+  int rc = check_staged(cs, in, err);
+  if (rc == GS_OK)
+    rc = layout(cs, plan, in, NULL, &g, err);
+  if (rc == GS_OK)
+    rc = reserve(cs, &g, err);
+  gs__cuda_graph_release(cs, &g);
+  cs->t_ns[GS__CT_LAYOUT] += gs__cuda_now_ns() - t0;
   return rc;
 }
 

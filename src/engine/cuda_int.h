@@ -67,6 +67,12 @@ int gs__cuda_session_profile(gs__cuda_session_t *cs,
                              const gs_tensor_t **in, float *ms,
                              gs_error_t *err);
 
+/* Lays out the shape set of plan and in and grows the session's memory
+ * and staging to it, with no conv choices and no capture: graphs captured
+ * later for it or smaller sets keep their addresses. */
+int gs__cuda_session_reserve(gs__cuda_session_t *cs,
+                             const gs__plan_view_t *plan,
+                             const gs_tensor_t **in, gs_error_t *err);
 /* Replays the graph of the plan's shape set iters times back to back
  * (inputs as last staged) and gives the device time of all, in ms: what
  * the GPU sustains without the host copies; for benchmarks. */
@@ -104,7 +110,11 @@ void gs__cuda_session_timing(const gs__cuda_session_t *cs, char *buf,
 /* The device address and size of a CUDA session's weights, 0 for a CPU
  * session: equal addresses are one shared copy (engine_bench_gpu share). */
 uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs, size_t *bytes);
+unsigned gs__cuda_session_captures(const gs__cuda_session_t *cs);
 uintptr_t gs__session_gpu_weights(const gs_session_t *s, size_t *bytes);
+/* How many graphs a CUDA session has captured (a shape set captured again
+ * counts again); 0 for a CPU session. */
+unsigned gs__session_gpu_captures(const gs_session_t *s);
 
 /* The window geometry the pooling kernels take (cuda_kernels.cu's
  * pool_geom, field for field): NHWC x [n,h,w,c] to y [n,oh,ow,c], begin

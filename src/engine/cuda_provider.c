@@ -410,12 +410,18 @@ void gs__cuda_session_timing(const gs__cuda_session_t *cs, char *buf,
   unsigned ms[GS__CT_N];
   for (int i = 0; i < GS__CT_N; i++)
     ms[i] = (unsigned)(cs->t_ns[i] / 1000000u);
-  snprintf(buf, cap,
-           "libraries %u, context %u, cuDNN and cuBLAS %u, weights %u; runs "
-           "%u (layout %u, conv choices %u, captures %u)",
-           ms[GS__CT_LIBS], ms[GS__CT_CONTEXT], ms[GS__CT_HANDLES],
-           ms[GS__CT_WEIGHTS], ms[GS__CT_RUNS], ms[GS__CT_LAYOUT],
-           ms[GS__CT_CONVS], ms[GS__CT_CAPTURE]);
+  snprintf(
+      buf, cap,
+      "libraries %u, context %u, cuDNN and cuBLAS %u, weights %u; runs "
+      "%u (layout %u, conv choices %u of which cached ones' eager calls %u, "
+      "captures %u)",
+      ms[GS__CT_LIBS], ms[GS__CT_CONTEXT], ms[GS__CT_HANDLES],
+      ms[GS__CT_WEIGHTS], ms[GS__CT_RUNS], ms[GS__CT_LAYOUT], ms[GS__CT_CONVS],
+      ms[GS__CT_CONV_CHECKS], ms[GS__CT_CAPTURE]);
+}
+
+unsigned gs__cuda_session_captures(const gs__cuda_session_t *cs) {
+  return cs->captures;
 }
 
 uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs,

@@ -107,14 +107,15 @@ typedef struct {
 /* Where a session's time went: its making, then its runs (the first run of
  * a shape set plans it: layout, conv choices, capture). */
 typedef enum {
-  GS__CT_LIBS,    /* the CUDA libraries, opened once a process */
-  GS__CT_CONTEXT, /* the context (green or primary), stream and events */
-  GS__CT_HANDLES, /* cuDNN, cuBLAS(Lt), the workspace, the kernels */
-  GS__CT_WEIGHTS, /* laid out and uploaded, or the shared copy taken */
-  GS__CT_RUNS,    /* every run, what follows included */
-  GS__CT_LAYOUT,  /* plans: layout and memory */
-  GS__CT_CONVS,   /* plans: each conv's algorithm (cached or timed) */
-  GS__CT_CAPTURE, /* plans: capture and instantiate */
+  GS__CT_LIBS,        /* the CUDA libraries, opened once a process */
+  GS__CT_CONTEXT,     /* the context (green or primary), stream and events */
+  GS__CT_HANDLES,     /* cuDNN, cuBLAS(Lt), the workspace, the kernels */
+  GS__CT_WEIGHTS,     /* laid out and uploaded, or the shared copy taken */
+  GS__CT_RUNS,        /* every run, what follows included */
+  GS__CT_LAYOUT,      /* plans: layout and memory */
+  GS__CT_CONVS,       /* plans: each conv's algorithm (cached or timed) */
+  GS__CT_CONV_CHECKS, /* of those: a cached choice's one eager call */
+  GS__CT_CAPTURE,     /* plans: capture and instantiate */
   GS__CT_N
 } gs__cuda_time_t;
 
@@ -166,6 +167,7 @@ struct gs__cuda_session_s {
   unsigned n_graphs, max_graphs;
   unsigned long long tick;
   uint64_t t_ns[GS__CT_N]; /* summed over the session's life */
+  unsigned captures;       /* graphs captured, again ones included */
 };
 
 int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,

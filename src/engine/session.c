@@ -621,6 +621,16 @@ int gs_session_plan(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
   return plan_inputs(s, inputs, n, s->in, err);
 }
 
+int gs_session_reserve(gs_session_t *s, const gs_tensor_t *inputs, size_t n,
+                       gs_error_t *err) {
+  int rc = plan_inputs(s, inputs, n, s->in, err);
+  if (rc != GS_OK || !s->gpu)
+    return rc;
+  const plan_t *p = s->current;
+  gs__plan_view_t view = {p->shapes, p->offset, p->arena_bytes};
+  return gs__cuda_session_reserve(s->gpu, &view, s->in, err);
+}
+
 /* The CPU provider's kernels read FP32: FP16 inputs are widened into the
  * session's buffers and s->in points at those. */
 static int widen_inputs(gs_session_t *s, gs_error_t *err) {
@@ -771,6 +781,10 @@ void gs_session_timing(const gs_session_t *s, char *buf, size_t cap) {
 uintptr_t gs__session_gpu_weights(const gs_session_t *s, size_t *bytes) {
   *bytes = 0;
   return s->gpu ? gs__cuda_session_weights(s->gpu, bytes) : 0;
+}
+
+unsigned gs__session_gpu_captures(const gs_session_t *s) {
+  return s->gpu ? gs__cuda_session_captures(s->gpu) : 0;
 }
 
 int gs__session_gpu_replay(gs_session_t *s, const gs_tensor_t *inputs,

@@ -11,7 +11,9 @@
 # Inf images runs (computed, not crashing; the finite image as it is
 # alone), and two loads of the model
 # file run on one copy of its weights (engine_bench_gpu share, as a green
-# process's instances load their copies). Exit 0 all passed, 1 a
+# process's instances load their copies), and a session with batch 8's
+# memory reserved keeps batch 1's graph through batch 8's plan
+# (engine_bench_gpu reserve, as the worker plans after ready). Exit 0 all passed, 1 a
 # failure, 77 no GPU (or, with the node tests passed, no PyTorch).
 #
 # usage: tests/gpu/engine_check.sh DIR [OUT]
@@ -92,5 +94,8 @@ done
   "$(python3 -c "print(2 * $lim1)")" || fail=1
 # Two loads of one model file (two green instances' copies) share weights.
 "$bench" share "$m/resnet50.onnx" fp16 || fail=1
+# Memory reserved for batch 8 first: batch 1's graph survives batch 8's
+# plan (the worker plans large sizes after ready this way).
+"$bench" reserve "$m/resnet50.onnx" fp16 8 || fail=1
 echo "engine_check: $([ $fail = 0 ] && echo PASS || echo FAIL)"
 exit $fail
