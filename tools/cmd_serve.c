@@ -210,6 +210,8 @@ static void model_control_args(argv_builder_t *b, const serve_cli_t *sc,
     arg(b, "--gpu-wait=block");
   /* a worker whose device failed exits, and is restarted, at once */
   arg(b, "--exit-on-device-failure");
+  if (sc->plan_before_ready)
+    arg(b, "--plan-before-ready=%s", sc->plan_before_ready);
   if (sc->conv_cache)
     arg(b, "--conv-cache=%s", sc->conv_cache);
   else /* run's worker does not see serve's --state-dir */

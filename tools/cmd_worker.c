@@ -100,6 +100,17 @@ static int parse_grpc_port(void *ctx, const cli_opts_t *spec,
   return rc;
 }
 
+/* --plan-before-ready N|all: all is the library's 0. */
+static int parse_plan_before_ready(void *ctx, const cli_opts_t *spec,
+                                   const cli_opt_t *o, const char *val) {
+  gs_worker_options_t *wo = &((worker_cli_t *)ctx)->wo;
+  if (strcmp(val, "all") == 0) {
+    wo->plan_before_ready = 0;
+    return CLI_OK;
+  }
+  return cli_opt_uint(spec, o, val, &wo->plan_before_ready);
+}
+
 /* --metrics-port N: 0 turns the metrics port off. */
 static int parse_metrics_port(void *ctx, const cli_opts_t *spec,
                               const cli_opt_t *o, const char *val) {
@@ -315,6 +326,18 @@ static const cli_opt_t options[] = {
              "count); it holds a noisy instance to a share of what instances "
              "share (a GPU's L2 and memory bandwidth); 0: none",
      .offset = W(wo.rate_limit)},
+    {.name = "plan-before-ready",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "N|all",
+     .def = "1",
+     .min = 1,
+     .max = 1u << 20,
+     .help = "a GPU model plans batch sizes up to N before it is ready and "
+             "the larger ones right after, one session at a time, its "
+             "batches kept to the sizes planned so far (a restart serves "
+             "sooner: each size's plan costs about as much as the small "
+             "ones'); all: every size before ready",
+     .parse = parse_plan_before_ready},
     {.name = "exit-on-device-failure",
      .type = CLI_OPT_FLAG,
      .help = "when the device fails under a request (a CUDA error no later "
@@ -399,6 +422,7 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
     return prc;
   gs_worker_options_t wo = args.wo;
   wo.load_models = args.load_models;
+  wo.note = worker_note;
   if (wo.n_load_models && wo.model_control != GS_MODEL_CONTROL_EXPLICIT)
     return cli_usage("worker",
                      "--load-model needs --model-control-mode explicit");

@@ -52,6 +52,21 @@ static int parse_rate_limit(void *ctx, const cli_opts_t *spec,
   return CLI_OK;
 }
 
+/* N (1..2^20) or all, passed to each worker as it is. */
+static int parse_plan_before_ready(void *ctx, const cli_opts_t *spec,
+                                   const cli_opt_t *o, const char *val) {
+  serve_cli_t *sc = ctx;
+  unsigned n;
+  (void)spec;
+  if (strcmp(val, "all") != 0 &&
+      (val[strspn(val, "0123456789")] || !*val || strlen(val) > 7 ||
+       (n = (unsigned)strtoul(val, NULL, 10)) < 1 || n > 1u << 20))
+    return cli_usage("serve", "--%s: '%s' is not N (1..%u) or all", o->name,
+                     val, 1u << 20);
+  sc->plan_before_ready = val;
+  return CLI_OK;
+}
+
 static const cli_opt_t options[] = {
     {.name = "model-repository",
      .type = CLI_OPT_STRING,
@@ -252,6 +267,15 @@ static const cli_opt_t options[] = {
              "STATE_DIR/conv-cache; empty: none)",
      .key = "conv_cache",
      .offset = S(conv_cache)},
+    {.name = "plan-before-ready",
+     .type = CLI_OPT_CUSTOM,
+     .arg = "N|all",
+     .help = "each worker's --plan-before-ready: a GPU model plans batch "
+             "sizes up to N before it is ready, the larger ones right after "
+             "(a restarted worker serves sooner); all: every size first "
+             "(default: the worker's, 1)",
+     .key = "plan_before_ready",
+     .parse = parse_plan_before_ready},
     {.name = "router-threads",
      .type = CLI_OPT_UINT,
      .arg = "N",

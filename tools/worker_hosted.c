@@ -69,6 +69,14 @@ void worker_report_models(const gs_worker_t *w) {
   }
 }
 
+void worker_note(void *ctx, const char *line) {
+  const char *instance = ctx;
+  if (instance)
+    fprintf(stderr, "gpuslice worker: instance %s: %s\n", instance, line);
+  else
+    fprintf(stderr, "gpuslice worker: %s\n", line);
+}
+
 void worker_report_ready(void) {
   fprintf(stderr, "gpuslice worker: ready %ld ms after the process started\n",
           cli_process_age_ms());
@@ -109,6 +117,7 @@ static void *create_slot(void *arg) {
   o.sm_count = s->inst.sm_count;
   if (s->inst.rate_limit)
     o.rate_limit = s->inst.rate_limit;
+  o.note_ctx = s->inst.id;
   s->rc = gs_worker_create(&s->w, &o, &s->err);
   return NULL;
 }

@@ -19,6 +19,10 @@ typedef struct hosted_s {
   unsigned rate_limit; /* its worker's; 0: the process's --rate-limit */
 } hosted_t;
 
+/* gs_worker_options_t.note for gpuslice worker: the line on stderr,
+ * prefixed with the instance ctx names (a hosted instance's ID) if any. */
+void worker_note(void *ctx, const char *line);
+
 /* Serves the n instances on base's options (each on free ports, metrics
  * off) until SIGINT or SIGTERM or one of them stops. ready_fd (> 0) gets
  * "ready id=ID http=P grpc=G" per instance; with control_fd (> 0) the

@@ -83,6 +83,17 @@ typedef struct gs_worker_options_s {
    * than after its health checks have failed long enough. false: the
    * model becomes unavailable and the worker stays up. */
   bool exit_on_device_failure;
+  /* A warm model (CUDA sessions) plans the batch sizes up to this many
+   * rows before it is ready and the larger ones after, on a thread of its
+   * own, one session at a time; until a size is planned on every session
+   * the dynamic batcher forms smaller batches. The plans of large batches
+   * cost as much of a restart as the small ones' (each conv's first call
+   * on a context). 0: every size before ready. */
+  unsigned plan_before_ready;
+  /* Called, from any thread, with a line worth logging that comes after
+   * gs_worker_create (a model's sizes planned after ready); NULL: none. */
+  void (*note)(void *ctx, const char *line);
+  void *note_ctx;
 } gs_worker_options_t;
 
 #define GS_WORKER_MAX_BUSY_POLL_US 1000000u

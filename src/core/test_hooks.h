@@ -18,6 +18,8 @@ typedef struct gs__test_hooks_s {
   /* Worker: the inference run that removes this file fails as a faulted
    * device would (GS_EDRIVER), the others run (one-shot per file). */
   const char *device_fail_file;
+  /* Worker: a warm model's planning after ready waits this long first. */
+  unsigned late_plan_delay_ms;
 } gs__test_hooks_t;
 
 extern gs__test_hooks_t gs__test_hooks;

@@ -524,9 +524,10 @@ static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
   while (m->queue_head && m->in_flight < instances) {
     gs__infer_job_t *head = m->queue_head;
     const gs__model_slot_t *slot = head->slot;
+    uint64_t max_rows = gs__slot_batch_max(slot); /* less while planning */
     size_t window = m->queue_len;
-    if (window > (size_t)slot->max_batch_size + 1)
-      window = (size_t)slot->max_batch_size + 1;
+    if (window > (size_t)max_rows + 1)
+      window = (size_t)max_rows + 1;
     uint64_t *rows = malloc(window * sizeof *rows);
     bool *compat = malloc(window * sizeof *compat);
     uint64_t now = gs__now_ns(), batch_rows = 0;
@@ -540,7 +541,7 @@ static void schedule(uv_loop_t *loop, gs__model_entry_t *m, bool force) {
         compat[i] = j->slot == slot &&
                     gs__batch_compatible(&head->ir, &j->ir, &slot->io);
       }
-      n = gs__batch_pick(rows, compat, window, slot->max_batch_size,
+      n = gs__batch_pick(rows, compat, window, (unsigned)max_rows,
                          &slot->batching, due, &batch_rows);
     } else {
       n = 1; /* out of memory: the oldest runs alone */

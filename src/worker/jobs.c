@@ -144,6 +144,7 @@ void gs__slot_fail(gs__model_slot_t *slot, const char *why) {
     snprintf(slot->device_error, sizeof slot->device_error, "%s", why);
   slot->device_failed = true;
   pthread_cond_broadcast(&slot->idle_cond);
+  pthread_cond_broadcast(&slot->late_cond);
   pthread_mutex_unlock(&slot->lock);
 }
 
@@ -153,9 +154,37 @@ void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s) {
     slot->idle[slot->n_idle++] = s;
     s = NULL;
     pthread_cond_signal(&slot->idle_cond);
+    if (slot->late_waiting) /* it waits for one session: maybe this one */
+      pthread_cond_signal(&slot->late_cond);
   }
   pthread_mutex_unlock(&slot->lock);
   gs_session_destroy(s);
+}
+
+bool gs__slot_take(gs__model_slot_t *slot, gs_session_t *s, gs_error_t *err) {
+  bool taken = false;
+  pthread_mutex_lock(&slot->lock);
+  while (!taken && !slot->late_stop && !failed_locked(slot, err)) {
+    for (unsigned i = 0; !taken && i < slot->n_idle; i++)
+      if (slot->idle[i] == s) {
+        slot->idle[i] = slot->idle[--slot->n_idle];
+        taken = true;
+      }
+    if (!taken) {
+      slot->late_waiting = true;
+      pthread_cond_wait(&slot->late_cond, &slot->lock);
+      slot->late_waiting = false;
+    }
+  }
+  if (!taken && slot->late_stop)
+    gs_error_set(err, GS_EBUSY, "model '%s' is being unloaded", slot->name);
+  pthread_mutex_unlock(&slot->lock);
+  return taken;
+}
+
+uint64_t gs__slot_batch_max(const gs__model_slot_t *slot) {
+  uint64_t cap = __atomic_load_n(&slot->batch_cap, __ATOMIC_ACQUIRE);
+  return cap ? cap : slot->max_batch_size;
 }
 
 /* ---- one job on the pool -------------------------------------------------
@@ -327,8 +356,14 @@ void gs__infer_job_note_error(gs__infer_job_t *job, const gs_error_t *err) {
 
 void gs__infer_job_finish(gs__infer_job_t *job) {
   gs__model_stats_t *st = &job->entry->stats;
+  gs_error_t failed;
   if (job->device_failed)
     gs__repo_device_failed(job->repo, job->entry, job->slot, job->device_error);
+  else if (!job->ok && gs__slot_failed(job->slot, &failed))
+    /* failed elsewhere, as in the planning after ready: the repository
+     * hears of it here if no run told it (it ignores a second report) */
+    gs__repo_device_failed(job->repo, job->entry, job->slot,
+                           job->slot->device_error);
   uint64_t total = job->t_done - job->t_received;
   if (job->ok) {
     /* A batched request decodes before it queues: that is input work. */

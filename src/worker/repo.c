@@ -46,10 +46,12 @@ int gs__repo_check_batch_dims(const gs__model_entry_t *m, gs_error_t *err) {
 static void slot_destroy(gs__model_slot_t *s) {
   if (!s)
     return;
+  gs__slot_late_join(s); /* it may hold a session */
   for (unsigned i = 0; i < s->n_idle; i++)
     gs_session_destroy(s->idle[i]);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->idle_cond);
+  pthread_cond_destroy(&s->late_cond);
   free((void *)s->io.inputs);
   free((void *)s->io.outputs);
   free((void *)s->io.reshapes);
@@ -153,6 +155,7 @@ static int slot_create(gs__model_entry_t *m, const char *path,
     return gs_error_set(err, GS_ENOMEM, "out of memory");
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->idle_cond, NULL);
+  pthread_cond_init(&s->late_cond, NULL);
   s->refs = 1;
   int rc = gs_model_load_file(&s->model, path, NULL, err);
   if (rc != GS_OK) {

@@ -169,6 +169,9 @@ int gs__repo_open_opts(gs__repo_t *repo, const gs_worker_options_t *opts,
   repo->sm_first = opts->sm_first;
   repo->sm_count = opts->sm_count;
   repo->gpu_wait = gpu_wait(opts);
+  repo->plan_before_ready = opts->plan_before_ready;
+  repo->note = opts->note;
+  repo->note_ctx = opts->note_ctx;
   repo->mode = opts->model_control;
   const char *sname = opts->server_name ? opts->server_name : "gpuslice";
   if (!gs__repo_valid_name(sname) || strlen(sname) >= sizeof repo->server_name)

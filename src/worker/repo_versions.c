@@ -239,6 +239,9 @@ static int load_versions(gs__repo_t *repo, const char *name, const char *dir,
   tmpl->placement.sm_first = repo->sm_first;
   tmpl->placement.sm_count = repo->sm_count;
   tmpl->placement.gpu_wait = repo->gpu_wait;
+  tmpl->placement.plan_before_ready = repo->plan_before_ready;
+  tmpl->placement.note = repo->note;
+  tmpl->placement.note_ctx = repo->note_ctx;
   if (rc == GS_OK)
     rc = list_versions(dir, present, &np, err);
   if (rc == GS_OK)

@@ -177,6 +177,11 @@ typedef struct gs__placement_s {
   gs_gpu_wait_t gpu_wait;      /* the worker's (repo_control.c) */
   /* gpuslice's "warmup": true/false; absent (-1): on for CUDA sessions. */
   int warmup;
+  /* The worker's plan_before_ready (0: every size before ready) and its
+   * note callback, for what a warm model plans after it is ready. */
+  unsigned plan_before_ready;
+  void (*note)(void *ctx, const char *line);
+  void *note_ctx;
 } gs__placement_t;
 
 /* The most batch sizes a model is planned for at load: powers of two below
@@ -210,6 +215,17 @@ typedef struct gs__model_slot_s {
   unsigned n_sessions;
   size_t n_sizes; /* 0: the shapes vary, each plans at its first run */
   uint64_t sizes[GS__MAX_PLANNED_SIZES]; /* descending */
+  /* The first n_late sizes (the largest, past placement.plan_before_ready)
+   * plan after the model is ready, on late_thread, smallest first, one
+   * session at a time (warm.c). Meanwhile the dynamic batcher forms
+   * batches of at most batch_cap rows: the largest size every session has
+   * planned (0: no cap; atomic). late_cond wakes late_thread when a
+   * session is put back; late_stop (under lock) ends it. */
+  size_t n_late;
+  uint64_t batch_cap;
+  pthread_t late_thread;
+  bool late_started, late_stop, late_waiting;
+  pthread_cond_t late_cond;
   /* A run on it failed in the driver: its device's context is gone, so no
    * request runs on it again; they are answered 503 with this (under
    * lock; the waiters on idle_cond are woken). */
@@ -278,6 +294,9 @@ typedef struct gs__repo_s {
   char dir[4096];
   unsigned sm_first, sm_count; /* every model's (gs_worker_options_t) */
   gs_gpu_wait_t gpu_wait;      /* every CUDA session's wait */
+  unsigned plan_before_ready;  /* and the note callback: the worker's */
+  void (*note)(void *ctx, const char *line);
+  void *note_ctx;
   unsigned n;
   gs__model_entry_t models[GS__REPO_MAX_MODELS];
   gs_model_control_t mode;
@@ -390,6 +409,15 @@ void gs__slot_fail(gs__model_slot_t *slot, const char *why);
 /* True, with err as gs__slot_get's, once the slot's device failed. */
 bool gs__slot_failed(gs__model_slot_t *slot, gs_error_t *err);
 void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s);
+/* Takes session s out of a warm slot's pool once it is idle (waiting on
+ * late_cond); false, with err, once the device failed or late_stop is set
+ * (GS_EBUSY: the slot is being destroyed). */
+bool gs__slot_take(gs__model_slot_t *slot, gs_session_t *s, gs_error_t *err);
+/* The most rows the dynamic batcher puts in one batch now: max_batch_size,
+ * or less while larger sizes are still to plan. */
+uint64_t gs__slot_batch_max(const gs__model_slot_t *slot);
+/* Stops and joins a slot's late planning, if it runs (slot_destroy). */
+void gs__slot_late_join(gs__model_slot_t *slot);
 /* A new session of slot's model with the slot's options. */
 int gs__slot_session_create(gs__model_slot_t *slot, gs_session_t **out,
                             gs_error_t *err);

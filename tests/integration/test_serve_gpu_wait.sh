@@ -5,7 +5,8 @@
 # one worker alone gets no flag (the driver's wait) unless it is one of
 # several for its instance, and neither does a busy-polling serve (its
 # workers spin); a running worker keeps its wait through serve --remove of
-# the others; a value given is passed as it is.
+# the others; a value given is passed as it is. --plan-before-ready is
+# passed the same way, and bad values of it refused.
 # Skips (77) when the models cannot be generated.
 . "$(dirname "$0")/serve_lib.sh"
 
@@ -91,6 +92,37 @@ YAML
 start_serve -f "$tmp/serve.yaml" --instances "${all[0]}"
 expect_waits "gpu_wait: spin from -f" 1 --gpu-wait=spin
 stop_serve
+
+# --plan-before-ready (key plan_before_ready) reaches the workers as given;
+# none given: no flag (the worker's default). Bad values are refused by
+# serve itself, and by the worker.
+start_serve --instances "${all[0]}" --plan-before-ready 4
+worker_args | grep " worker " | grep -q -- " --plan-before-ready=4 " ||
+  fail "--plan-before-ready 4 not passed: $(worker_args)"
+stop_serve
+printf 'plan_before_ready: all\n' >"$tmp/plan.yaml"
+start_serve -f "$tmp/plan.yaml" --instances "${all[0]}"
+worker_args | grep " worker " | grep -q -- " --plan-before-ready=all " ||
+  fail "plan_before_ready: all not passed: $(worker_args)"
+stop_serve
+start_serve --instances "${all[0]}"
+! worker_args | grep -q -- "--plan-before-ready" ||
+  fail "a --plan-before-ready flag without the option: $(worker_args)"
+stop_serve
+echo "ok: --plan-before-ready passed as given"
+for bad in 0 x 1048577 ""; do
+  timeout 20 "$GPUSLICE" serve --model-repository "$tmp/models" \
+    --plan-before-ready "$bad" >"$tmp/bad.log" 2>&1
+  rc=$?
+  [ $rc = 2 ] && grep -q -- "--plan-before-ready: '$bad' is not N" "$tmp/bad.log" ||
+    fail "serve --plan-before-ready '$bad': exit $rc, $(cat "$tmp/bad.log")"
+  timeout 20 "$GPUSLICE" worker --model-repository "$tmp/models" \
+    --plan-before-ready "$bad" >"$tmp/bad.log" 2>&1
+  rc=$?
+  [ $rc = 2 ] && grep -q -- "plan-before-ready" "$tmp/bad.log" ||
+    fail "worker --plan-before-ready '$bad': exit $rc, $(cat "$tmp/bad.log")"
+done
+echo "ok: --plan-before-ready 0, x, 1048577 and '' refused (exit 2): $(head -n 1 "$tmp/bad.log")"
 
 timeout 20 "$GPUSLICE" serve --model-repository "$tmp/models" --gpu-wait fast \
   >"$tmp/bad.log" 2>&1

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "core/test_hooks.h"
 #include "test_onnx_build.h"
 #include "test_tmpdir.h"
 #include "worker/worker_int.h"
@@ -284,17 +285,126 @@ static void test_device_failure_answers_the_waiting(void **state) {
              "device failed");
   assert_null(g.got);
   gs__slot_put(s, a);
+  /* The run's own report never reached the repository here (no job of
+   * it finished): the next request's 503 makes it hear of the failure. */
+  gs__model_entry_t *m = gs__repo_find(&fx->repo, "warm");
+  assert_int_equal(m->state, GS__MODEL_READY);
   gs__infer_job_t *job =
       infer(fx, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,2],\"datatype\":"
                 "\"FP32\",\"data\":[1,2]}]}");
   assert_int_equal(job->resp.status, 503);
   assert_non_null(strstr(job->resp.body, "the device failed while serving"));
   assert_non_null(strstr(job->resp.body, "an illegal memory access"));
-  assert_false(job->device_failed); /* it did not run: no second report */
+  assert_false(job->device_failed); /* it did not run: no run's report */
   gs__http_response_release(&job->resp);
-  pthread_mutex_lock(&s->lock); /* the shared fixture's slot serves again */
-  s->device_failed = false;
+  assert_int_equal(m->state, GS__MODEL_UNAVAILABLE); /* the slot is gone */
+  assert_non_null(strstr(m->reason, "an illegal memory access"));
+}
+
+/* ---- planning after ready ------------------------------------------------ */
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cond;
+  char line[1400];
+  unsigned lines;
+} notes_t;
+
+static void take_note(void *ctx, const char *line) {
+  notes_t *n = ctx;
+  pthread_mutex_lock(&n->mu);
+  snprintf(n->line, sizeof n->line, "%s", line);
+  n->lines++;
+  pthread_cond_broadcast(&n->cond);
+  pthread_mutex_unlock(&n->mu);
+}
+
+/* The model "late" (max_batch_size 8, two sessions) in a repository of its
+ * own, planned up to before rows before ready. */
+static void open_late(gs__repo_t *repo, char *dir, size_t cap, unsigned before,
+                      notes_t *notes) {
+  gs_error_t err = {0};
+  assert_int_equal(test_tmpdir_make(dir, cap, "late"), 0);
+  write_model(dir, "late",
+              "{\"max_batch_size\": 8, \"warmup\": true, \"instance_group\": "
+              "[{\"kind\": \"KIND_CPU\", \"count\": 2}]}");
+  gs_worker_options_t opts = {.model_repository = dir,
+                              .plan_before_ready = before,
+                              .note = take_note,
+                              .note_ctx = notes};
+  if (gs__repo_open_opts(repo, &opts, &err) != GS_OK)
+    fail_msg("open: %s", err.msg);
+}
+
+/* plan_before_ready 2: sizes 1 and 2 plan before the model is ready, 4 and
+ * 8 after, on the slot's thread (held back here 400 ms by the test hook);
+ * meanwhile the batcher's batches stay at 2 rows; then a note says what
+ * was planned, every session is back in the pool and batches take 8. */
+static void test_large_sizes_plan_after_ready(void **state) {
+  (void)state;
+  static notes_t notes = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                          .cond = PTHREAD_COND_INITIALIZER};
+  char dir[256];
+  gs__repo_t *repo = calloc(1, sizeof *repo);
+  assert_non_null(repo);
+  gs__test_hooks.late_plan_delay_ms = 400;
+  open_late(repo, dir, sizeof dir, 2, &notes);
+  gs__model_entry_t *m = gs__repo_find(repo, "late");
+  assert_non_null(m);
+  assert_int_equal(m->state, GS__MODEL_READY);
+  gs__model_slot_t *s = m->slot;
+  print_message("load: %s\n", s->load_note);
+  const char *want = "2 sessions, batch sizes {1,2} planned in ";
+  assert_memory_equal(s->load_note, want, strlen(want));
+  assert_non_null(strstr(s->load_note, " ms, {4,8} to plan after ready; "));
+  assert_int_equal(gs__slot_batch_max(s), 2);
+  pthread_mutex_lock(&notes.mu);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 20;
+  while (notes.lines == 0 &&
+         pthread_cond_timedwait(&notes.cond, &notes.mu, &until) == 0)
+    ;
+  pthread_mutex_unlock(&notes.mu);
+  if (notes.lines != 1)
+    fail_msg("%u notes in 20 s, not one", notes.lines);
+  print_message("note: %s\n", notes.line);
+  want = "model late: batch sizes {4,8} planned after ready in ";
+  assert_memory_equal(notes.line, want, strlen(want));
+  assert_int_equal(gs__slot_batch_max(s), 8);
+  pthread_mutex_lock(&s->lock);
+  assert_int_equal(s->n_idle, 2);
   pthread_mutex_unlock(&s->lock);
+  gs__repo_close(repo);
+  gs__test_hooks.late_plan_delay_ms = 0;
+  free(repo);
+  test_tmpdir_remove(dir);
+}
+
+/* A model unloaded while its large sizes are still to plan: the planning
+ * stops (the close does not wait for the sizes), says nothing, and leaks
+ * nothing (the sanitizer build checks that). */
+static void test_unload_stops_planning_after_ready(void **state) {
+  (void)state;
+  static notes_t notes = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                          .cond = PTHREAD_COND_INITIALIZER};
+  char dir[256];
+  gs__repo_t *repo = calloc(1, sizeof *repo);
+  assert_non_null(repo);
+  gs__test_hooks.late_plan_delay_ms = 60000;
+  open_late(repo, dir, sizeof dir, 1, &notes);
+  assert_int_equal(gs__slot_batch_max(gs__repo_find(repo, "late")->slot), 1);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  gs__repo_close(repo);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  gs__test_hooks.late_plan_delay_ms = 0;
+  double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  if (s > 30)
+    fail_msg("closing the repository waited %.1f s for the planning", s);
+  assert_int_equal(notes.lines, 0);
+  free(repo);
+  test_tmpdir_remove(dir);
 }
 
 int main(void) {
@@ -305,6 +415,8 @@ int main(void) {
       cmocka_unit_test(test_request_waits_for_a_session),
       cmocka_unit_test(test_unbatched_request_runs_padded),
       cmocka_unit_test(test_device_failure_answers_the_waiting),
+      cmocka_unit_test(test_large_sizes_plan_after_ready),
+      cmocka_unit_test(test_unload_stops_planning_after_ready),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
