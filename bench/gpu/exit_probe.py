@@ -12,7 +12,10 @@ when waitpid returns (the process reaped). A gap between the two is time
 serve could start the replacement sooner.
 
   python3 bench/gpu/exit_probe.py GPUSLICE REPO CONV_CACHE REPS \\
-      [--instance=ID=FIRST:COUNT ...]
+      [--instance=ID=FIRST:COUNT ...] [other worker options]
+
+EXIT_PROBE_SETTLE_S (0.5): seconds it serves, after ready, before the kill;
+EXIT_PROBE_LOG: where the workers' logs go (appended).
 
 Prints one JSON line per kill, then a summary line. Exit 0 when every kill
 was timed, 1 otherwise.
@@ -54,7 +57,7 @@ def one(cmd, hosted, log):
             os.close(fd)
         return {"error": "not ready within 120 s", "lines": got.decode(errors="replace")}
     t_ready = time.monotonic()
-    time.sleep(0.5)  # let it settle into serving
+    time.sleep(float(os.environ.get("EXIT_PROBE_SETTLE_S", "0.5")))  # serving
     t_kill = time.monotonic()
     os.kill(p.pid, signal.SIGKILL)
     t_eof = None
@@ -83,9 +86,10 @@ def main():
            "--http-port=0", "--gpu-wait=block", "--exit-on-device-failure",
            "--conv-cache=" + cache] + sys.argv[5:]
     rows = []
+    instances = sum(a.startswith("--instance") for a in sys.argv[5:])
     with open(os.environ.get("EXIT_PROBE_LOG", "/dev/null"), "ab") as log:
         for _ in range(int(reps)):
-            row = one(cmd, len(sys.argv) > 5, log)
+            row = one(cmd, instances > 0, log)
             print(json.dumps(row), flush=True)
             rows.append(row)
     ok = [r for r in rows if "error" not in r and r["kill_to_eof_ms"] is not None]
@@ -93,7 +97,7 @@ def main():
         eof = sorted(r["kill_to_eof_ms"] for r in ok)
         reaped = sorted(r["kill_to_reaped_ms"] for r in ok)
         print("exit_probe: %d kills, instances %d: kill to EOF %s ms, kill to reaped %s ms"
-              % (len(ok), max(1, len(sys.argv) - 5), eof, reaped))
+              % (len(ok), max(1, instances), eof, reaped))
     return 0 if len(ok) == len(rows) else 1
 
 

@@ -54,8 +54,11 @@ EOF
 run() {
   local name=$1 t0 t1 code=000 ready=no
   t0=$(date +%s.%N)
+  # every size before ready: the kill comes once ready, and the file must
+  # hold all seven sizes' choices by then
   "$gs" worker --model-repository "$out/cr-repo" --http-port "$port" \
-    --grpc-port 0 --metrics-port 0 >"$out/worker-$name.log" 2>&1 &
+    --grpc-port 0 --metrics-port 0 --plan-before-ready=all \
+    >"$out/worker-$name.log" 2>&1 &
   wpid=$!
   for _ in $(seq 2400); do # 120 s
     curl -sf -o /dev/null "localhost:$port/v2/health/ready" && { ready=yes; break; }
