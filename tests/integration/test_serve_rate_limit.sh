@@ -82,32 +82,51 @@ waited() {
 }
 
 # ---- one worker, no serve -------------------------------------------------
-python3 "$GS_SOURCE_DIR/scripts/make_seq_models.py" --out "$tmp/models" --idle-us 1000000 >/dev/null ||
+python3 "$GS_SOURCE_DIR/scripts/make_seq_models.py" --out "$tmp/models" --idle-us 5000000 >/dev/null ||
   fail "make_seq_models.py"
 "$GPUSLICE" worker --model-repository "$tmp/models" --http-port 0 --grpc-port 0 \
   --metrics-port 0 --model-control-mode explicit --load-model '*' --rate-limit 10 \
   2>"$tmp/worker.log" &
 wpid=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   wport=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/worker.log")
   [ -n "$wport" ] && break
   sleep 0.1
 done
 [ -n "$wport" ] || fail "worker did not start: $(cat "$tmp/worker.log")"
 w=http://127.0.0.1:$wport
-post() { # URL BODY_FILE [CURL ARGS]: prints the status
-  curl -s -o "$tmp/post.out" -w '%{http_code}' -d @"$2" "${@:3}" "$1"
+post() { # URL BODY_FILE [OUT [CURL ARGS]]: prints the status; the answer goes to OUT ($tmp/post.out)
+  curl -s -o "${3:-$tmp/post.out}" -w '%{http_code}' -d @"$2" "${@:4}" "$1"
 }
 count() { # the model's inference_count
   curl -sf "$w/v2/models/$1/stats" | python3 -c 'import json,sys
 print(json.load(sys.stdin)["model_stats"][0]["inference_count"])'
 }
-# The margins below are tenths of seconds: 10/s makes a batch of 8 hold
-# the turns 0.8 s, so that a loaded machine's slow client still acts in
-# time. Ten batch-1 requests at once: one starts, nine wait a turn (100 ms)
-# each.
+# pace: "HELD WAITING" from one scrape of the worker's /metrics: the
+# requests let go after waiting for a turn, and those waiting now.
+pace() {
+  curl -sf "$w/metrics" | awk '$1 == "gpuslice_rate_limited_requests" {h = $2}
+    $1 == "gpuslice_rate_limit_waiting" {n = $2} END {print h + 0, n + 0}'
+}
+# queued N: waits (up to 20 s) until N requests in all have come to wait
+# for a turn (let go since, or waiting); leaves that scrape in held and
+# waiting. A condition, not a sleep: what is sent next is sent after them.
+queued() {
+  local _
+  for _ in $(seq 1000); do
+    read -r held waiting <<<"$(pace)"
+    [ $((held + waiting)) -ge "$1" ] && return 0
+    sleep 0.02
+  done
+  fail "$1 requests never came to wait for a turn: $held let go, $waiting waiting"
+}
+# 10/s makes a batch of 8 hold the turns 0.8 s; the checks below put
+# another batch of 8 in front of the request they watch (1.6 s), so that a
+# loaded machine's slow client still acts before that request's turn, and
+# wait for requests to be queued (queued) rather than sleep for it.
+# Ten batch-1 requests at once: one starts, nine wait a turn (100 ms) each.
 t0=$(date +%s.%N)
-for i in $(seq 10); do post "$w/v2/models/mlp8/infer" "$tmp/b1.json" -o /dev/null >"$tmp/st$i" & done
+for i in $(seq 10); do post "$w/v2/models/mlp8/infer" "$tmp/b1.json" /dev/null >"$tmp/st$i" & done
 wait $(jobs -p | grep -vx "$wpid")
 took=$(python3 -c 'import sys,time; print("%.3f" % (time.time() - float(sys.argv[1])))' "$t0")
 [ "$(cat "$tmp"/st* | tr -d '\n')" = "$(printf '200%.0s' $(seq 10))" ] || fail "ten at once: $(cat "$tmp"/st*)"
@@ -115,30 +134,49 @@ python3 -c 'import sys; sys.exit(float(sys.argv[1]) < 0.9)' "$took" || fail "ten
 [ "$(waited "$wport")" -ge 8 ] || fail "ten at once: $(waited "$wport") waited, want >= 8"
 echo "ok: ten batch-1 at once at 10/s: $took s, $(waited "$wport") waited their turn"
 # A client that gives up while its request waits: the request never runs.
+# Its turn comes 1.6 s after the first batch of 8 starts; its client
+# leaves 0.5 s after it starts.
 sleep 1
 before=$(count mlp8)
 post "$w/v2/models/mlp8/infer" "$tmp/b8.json" >/dev/null # 0.8 s of turns
-post "$w/v2/models/mlp8/infer" "$tmp/b1.json" --max-time 0.1 >/dev/null
-sleep 1
+read -r held waiting <<<"$(pace)"
+entered=$((held + waiting))
+post "$w/v2/models/mlp8/infer" "$tmp/b8.json" /dev/null >/dev/null & # 0.8 s more
+ahead=$!
+queued $((entered + 1))
+post "$w/v2/models/mlp8/infer" "$tmp/b1.json" /dev/null --max-time 0.5 >/dev/null
+wait "$ahead"
+queued $((entered + 2)) # the abandoned one did reach the worker and wait
 [ "$(post "$w/v2/models/mlp8/infer" "$tmp/b1.json")" = 200 ] || fail "the request after the abandoned one"
 after=$(count mlp8)
-[ "$((after - before))" = 9 ] || fail "abandoned request: $((after - before)) inferences ran, want 9 (8 + 1, not the abandoned 1)"
+[ "$((after - before))" = 17 ] || fail "abandoned request: $((after - before)) inferences ran, want 17 (8 + 8 + 1, not the abandoned 1)"
 echo "ok: a request whose client left while it waited did not run ($before -> $after inferences)"
-# A model unloaded while its request waits: that request is refused.
+# A model unloaded while its request waits: that request is refused. Its
+# turn comes 1.6 s after the first batch of 8 starts (the batch ahead of
+# it is refused too when the unload comes first, and its turn then passes
+# to this one at once).
 sleep 1
 post "$w/v2/models/mlp8/infer" "$tmp/b8.json" >/dev/null
-(post "$w/v2/models/mlp8/infer" "$tmp/b1.json" >"$tmp/held.status"; cp "$tmp/post.out" "$tmp/held.out") &
-held=$!
-sleep 0.1
+read -r held waiting <<<"$(pace)"
+entered=$((held + waiting))
+post "$w/v2/models/mlp8/infer" "$tmp/b8.json" /dev/null >/dev/null &
+ahead=$!
+queued $((entered + 1))
+post "$w/v2/models/mlp8/infer" "$tmp/b1.json" "$tmp/held.out" >"$tmp/held.status" &
+pending=$!
+queued $((entered + 2))
 curl -sf -X POST "$w/v2/repository/models/mlp8/unload" >/dev/null || fail "unload mlp8"
-wait "$held"
+wait "$ahead" "$pending"
 [ "$(cat "$tmp/held.status")" = 503 ] && grep -q "unloaded or reloaded while the request waited" "$tmp/held.out" ||
   fail "held across an unload: $(cat "$tmp/held.status") $(cat "$tmp/held.out")"
 echo "ok: a request held across its model's unload: 503 ($(cat "$tmp/held.out"))"
 curl -sf -X POST "$w/v2/repository/models/mlp8/load" >/dev/null || fail "load mlp8 again"
-# A sequence's next request never waits: its idle timer (1 s) runs while
-# another model's three batches of 8 hold the turns for 2.4 s (waiting,
-# it would start after 1.6 s, its sequence expired).
+# A sequence's next request never waits: it comes while another model's
+# batches of 8 hold the turns (one ran, four wait: 4 s). Waiting behind
+# them, it would be let go last, and the pacer would count it among those
+# let go after a wait: that count, not the clock, says it did not wait (a
+# loaded machine makes any request slow). Its idle timer (5 s) only has to
+# outlast the sending of those batches.
 seq_body() { # FILE VALUE START
   printf '{"parameters": {"sequence_id": 77, "sequence_start": %s}, "inputs": [{"name": "INPUT", "datatype": "INT32", "shape": [1, 1], "data": [%s]}]}' "$3" "$2" >"$1"
 }
@@ -147,18 +185,23 @@ seq_body "$tmp/s2.json" 7 false
 sleep 1
 [ "$(post "$w/v2/models/sequence_accumulate/infer" "$tmp/s1.json")" = 200 ] || fail "sequence start: $(cat "$tmp/post.out")"
 post "$w/v2/models/mlp8/infer" "$tmp/b8.json" >/dev/null
-post "$w/v2/models/mlp8/infer" "$tmp/b8.json" -o /dev/null >/dev/null &
-second=$!
-post "$w/v2/models/mlp8/infer" "$tmp/b8.json" -o /dev/null >/dev/null &
-third=$!
-sleep 0.1
+read -r held waiting <<<"$(pace)"
+entered=$((held + waiting))
+ahead=()
+for i in 1 2 3 4; do
+  post "$w/v2/models/mlp8/infer" "$tmp/b8.json" /dev/null >/dev/null &
+  ahead+=($!)
+done
+queued $((entered + 4)) # sets held and waiting: s2 comes after all four
 t0=$(date +%s.%N)
 st=$(post "$w/v2/models/sequence_accumulate/infer" "$tmp/s2.json")
 took=$(python3 -c 'import sys,time; print("%.3f" % (time.time() - float(sys.argv[1])))' "$t0")
 [ "$st" = 200 ] && grep -q '"data":\[12\]' "$tmp/post.out" || fail "sequence's next request: $st $(cat "$tmp/post.out")"
-python3 -c 'import sys; sys.exit(float(sys.argv[1]) > 1.0)' "$took" || fail "the sequence's request waited $took s"
-wait "$second" "$third"
-echo "ok: a sequence's next request did not wait for a turn ($took s, 5 + 7 = 12)"
+wait "${ahead[@]}"
+read -r held_after waiting_after <<<"$(pace)"
+[ "$held_after" = $((held + waiting)) ] && [ "$waiting_after" = 0 ] ||
+  fail "the sequence's request waited for a turn: $held_after let go after a wait, want $held + $waiting"
+echo "ok: a sequence's next request did not wait for a turn ($took s, 5 + 7 = 12, $waiting waited ahead of it)"
 kill "$wpid" && wait "$wpid"
 rm -rf "$tmp/models/simple_sequence" "$tmp/models/"*sequence* "$tmp/models/big_identity"
 
@@ -233,7 +276,7 @@ echo "ok: green: $g1 at 20/s in the process's --instance ($took s), $g2 unlimite
 pid=$(worker_field "$g2" pid)
 "$GPUSLICE" serve --remove "$g1" >/dev/null || fail "serve --remove $g1"
 "$GPUSLICE" serve --add "$g1" >/dev/null || fail "serve --add $g1"
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   [ "$(worker_field "$g1" state)" = running ] && [ -n "$(worker_field "$g1" http_port)" ] && break
   sleep 0.1
 done
