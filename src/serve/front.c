@@ -1,6 +1,7 @@
 /* The router's front door for HTTP/1.1, on every router loop: what each
  * request is (gs__classify, pure), then it is proxied to one worker (retried
- * once elsewhere when the worker's connection failed before any response byte)
+ * once elsewhere when the worker's connection failed before any response
+ * byte, or when the worker answered 503: a request it did not run)
  * by the loop it came in on, answered by the router itself (health) or rejected
  * with the workers' error format. What needs the worker table (fan-outs to
  * every worker: statistics, metrics, repository changes; admin calls) runs on
@@ -247,8 +248,22 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   gs__wk_t *wk = peer->wk;
   uint64_t latency = gs__serve_now_ns() - r->t_start;
   wk->inflight--;
+  /* A worker's 503 is a request it did not run (its device failed, the
+   * model is not ready, its queue refused it): counted as a failure, and,
+   * as Envoy's retriable-status-codes, tried once on another worker. */
+  bool not_run = res == GS__UP_OK && r->resp.status == 503;
   if (res != GS__UP_LOCAL) /* that one is the router's failure */
-    gs__rloop_report(f->rl, peer, res == GS__UP_OK, res != GS__UP_OK, latency);
+    gs__rloop_report(f->rl, peer, res == GS__UP_OK && !not_run,
+                     res != GS__UP_OK || not_run, latency);
+  if (not_run && f->attempts == 1 && !f->seq.id[0] &&
+      gs__rloop_routable_other(f->rl, peer)) {
+    f->tried = peer;
+    snprintf(f->tried_label, sizeof f->tried_label, "%s", wk->label);
+    gs__upreq_release(r); /* drops the peer and the 503's body */
+    f->s->retries++;
+    proxy_start(f);
+    return;
+  }
   if (res == GS__UP_OK) {
     r->peer = NULL; /* kept until f is answered: f may go with its answer */
     respond(f, &r->resp); /* takes the body */
