@@ -18,6 +18,9 @@ typedef struct gs__test_hooks_s {
   /* Worker: the inference run that removes this file fails as a faulted
    * device would (GS_EDRIVER), the others run (one-shot per file). */
   const char *device_fail_file;
+  /* Worker: SIGUSR2 closes its pipes and sockets (as a dying process's
+   * are closed before it is reaped) and stops it (SIGSTOP) unreaped. */
+  bool sigusr2_closes;
 } gs__test_hooks_t;
 
 extern gs__test_hooks_t gs__test_hooks;

@@ -346,6 +346,14 @@ static bool on_host_eof(void *owner, gs__child_t *c) {
                 "workers of %s (pid %d): its pipes closed; starting its "
                 "replacement before it is reaped",
                 h->group, c->pid);
+  /* the instances are the new process's to hold: the old one, not yet
+   * reaped, would still count in them */
+  gs__wk_t *m[MAX_MEMBERS];
+  size_t n = members(h, m, MAX_MEMBERS);
+  char ignored[8];
+  for (size_t i = 0; i < n; i++)
+    if (m[i]->state == GS__PROC_STARTING || m[i]->state == GS__PROC_RUNNING)
+      member_hold(h, m[i], false, ignored, sizeof ignored);
   host_gone(h, false);
   host_unref(h); /* the child's */
   return true;
