@@ -84,9 +84,9 @@ static void on_life_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   uv_timer_start(&c->timer, on_orphan_timer, ORPHAN_GRACE_MS, 0);
 }
 
-int gs__child_spawn(gs__serve_t *s, gs__child_t **out,
-                    uv_process_options_t *po, const char *label, void *owner,
-                    gs__child_eof_cb on_eof, gs__child_exit_cb on_exit) {
+int gs__child_spawn(gs__serve_t *s, gs__child_t **out, uv_process_options_t *po,
+                    const char *label, void *owner, gs__child_eof_cb on_eof,
+                    gs__child_exit_cb on_exit) {
   *out = NULL;
   gs__child_t *c = calloc(1, sizeof *c);
   if (!c)
@@ -102,9 +102,9 @@ int gs__child_spawn(gs__serve_t *s, gs__child_t **out,
   c->timer_open = c->life_open = true;
   c->handles = 2;
   /* the lifeline is the child's last descriptor (po->stdio has room) */
-  po->stdio[po->stdio_count++] = (uv_stdio_container_t){
-      .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE,
-      .data.stream = (uv_stream_t *)&c->life};
+  po->stdio[po->stdio_count++] =
+      (uv_stdio_container_t){.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE,
+                             .data.stream = (uv_stream_t *)&c->life};
   po->exit_cb = on_child_exit;
   int rc = uv_spawn(&s->loop, &c->proc, po);
   c->proc_open = true; /* closed even when spawning failed */
