@@ -11,9 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "core/test_hooks.h"
 #include "gpuslice/engine.h"
 #include "gpuslice/worker.h"
 #include "worker_hosted.h"
@@ -24,6 +27,23 @@ static void on_signal(int sig) {
   (void)sig;
   if (running)
     gs_worker_stop(running);
+}
+
+/* Test hook (gs__test_hooks.sigusr2_closes): a death that is slow to be
+ * reaped. Its pipes and sockets close, the rest stays open (libuv's epoll
+ * and eventfds: the other threads must not fail on them before the stop);
+ * async-signal-safe calls only. */
+static void on_sigusr2_close(int sig) {
+  struct rlimit rl;
+  struct stat st;
+  (void)sig;
+  int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
+                ? (int)rl.rlim_cur
+                : 65536;
+  for (int fd = 3; fd < max; fd++)
+    if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+      close(fd);
+  raise(SIGSTOP);
 }
 
 /* "FIRST:COUNT" of GPUSLICE_SM_PARTITION or --sm-partition. */
@@ -426,6 +446,8 @@ int cmd_worker(cli_t *cli, int argc, char **argv) {
   if (wo.n_load_models && wo.model_control != GS_MODEL_CONTROL_EXPLICIT)
     return cli_usage("worker",
                      "--load-model needs --model-control-mode explicit");
+  if (gs__test_hooks.sigusr2_closes)
+    signal(SIGUSR2, on_sigusr2_close);
   unsigned threads = args.threads, ready_fd = args.ready_fd;
   unsigned nice_by = args.nice_by, n_hosted = args.n_hosted;
   unsigned control_fd = args.control_fd;

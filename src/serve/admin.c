@@ -32,9 +32,9 @@ static json_t *worker_json(const gs__wk_t *wk, uint64_t now) {
   json_object_set_new(o, "uuid", json_string(wk->inst.uuid));
   json_object_set_new(o, "profile", json_string(wk->inst.profile));
   json_object_set_new(o, "state", json_string(state_name(wk, now)));
-  int pid = wk->proc_open ? wk->pid : 0;
+  int pid = wk->child ? wk->pid : 0;
   if (wk->host) /* a group's process: each of its instances names it */
-    pid = wk->host->proc_open ? wk->host->pid : 0;
+    pid = wk->host->child ? wk->host->pid : 0;
   json_object_set_new(o, "pid", json_integer(pid));
   json_object_set_new(o, "process",
                       json_string(wk->host ? wk->host->group : wk->label));

@@ -79,14 +79,14 @@ static void on_host_timer(uv_timer_t *t) {
   gs__host_t *h = t->data;
   if (h->state == GS__PROC_WAITING && !h->s->draining)
     host_start(h);
-  else if (h->state == GS__PROC_STOPPING && h->proc_open)
-    uv_process_kill(&h->proc, SIGKILL); /* the stop grace ran out */
+  else if (h->state == GS__PROC_STOPPING)
+    gs__child_kill(h->child, SIGKILL); /* the stop grace ran out */
 }
 
 static void host_stop(gs__host_t *h) {
   h->state = GS__PROC_STOPPING;
   set_members(h, GS__PROC_STOPPING);
-  uv_process_kill(&h->proc, SIGTERM);
+  gs__child_kill(h->child, SIGTERM);
   uv_timer_start(&h->timer, on_host_timer, STOP_GRACE_MS, 0);
 }
 
@@ -107,7 +107,7 @@ static void host_restart(gs__host_t *h, const char *why) {
 
 /* Running and reachable: members join and leave it without a restart. */
 static bool host_live(const gs__host_t *h) {
-  return h->proc_open && h->ctl_open && h->state != GS__PROC_STOPPING &&
+  return h->child && h->ctl_open && h->state != GS__PROC_STOPPING &&
          !h->changed && !h->s->draining;
 }
 
@@ -122,7 +122,7 @@ static void on_ctl_written(uv_write_t *req, int status) {
   gs__host_t *h = cw->h;
   char why[300];
   /* ECANCELED: the pipe closed as the process exited (restarted anyway) */
-  if (status < 0 && status != UV_ECANCELED && h->proc_open) {
+  if (status < 0 && status != UV_ECANCELED && h->child) {
     snprintf(why, sizeof why, "cannot send it \"%.*s\": %s",
              (int)strcspn(cw->line, "\n"), cw->line, uv_strerror(status));
     host_restart(h, why);
@@ -159,7 +159,7 @@ static void host_tell(gs__host_t *h, const char *line) {
 static bool member_hold(gs__host_t *h, gs__wk_t *wk, bool on, char *why,
                         size_t size) {
   gs_error_t err = {0};
-  if (!h->s->opt.member_hold || !h->proc_open ||
+  if (!h->s->opt.member_hold || !h->child ||
       h->s->opt.member_hold(h->s->opt.ctx, &wk->inst, h->pid, on, &err) ==
           GS_OK)
     return true;
@@ -236,7 +236,7 @@ static void member_failed(gs__host_t *h, const char *id, const char *why) {
 static void host_changed(gs__host_t *h) {
   gs__wk_t *m[1];
   bool any = members(h, m, 1) > 0;
-  if (h->proc_open) {
+  if (h->child) {
     h->changed = true;
     if (h->state == GS__PROC_STOPPING)
       return;
@@ -257,24 +257,31 @@ static void host_changed(gs__host_t *h) {
   }
 }
 
-static void on_host_exit(uv_process_t *p, int64_t status, int term_signal) {
-  gs__host_t *h = p->data;
+/* Its members' readiness: some ready (any), every one (all). */
+static void members_ready(gs__host_t *h, bool *any, bool *all) {
+  gs__wk_t *m[MAX_MEMBERS];
+  size_t n = members(h, m, MAX_MEMBERS);
+  *any = false;
+  *all = true;
+  for (size_t i = 0; i < n; i++) {
+    *any = *any || m[i]->ready_ns != 0;
+    *all = *all && m[i]->ready_ns != 0;
+  }
+}
+
+/* Its process is gone (reaped, or its pipes closed first), every member
+ * with it: restarted (at once when it stopped to change its set) unless
+ * the serve drains. */
+static void host_gone(gs__host_t *h, bool intended) {
   gs__serve_t *s = h->s;
   gs__wk_t *m[MAX_MEMBERS];
   size_t n = members(h, m, MAX_MEMBERS);
-  bool intended = h->state == GS__PROC_STOPPING;
-  host_close((uv_handle_t *)&h->proc, &h->proc_open);
+  h->child = NULL;
   host_close((uv_handle_t *)&h->ready_pipe, &h->pipe_open);
   host_close((uv_handle_t *)&h->ctl_pipe, &h->ctl_open);
   h->n_removing = 0;
   uv_timer_stop(&h->timer);
-  if (!intended)
-    gs__serve_log(s, "workers of %s (pid %d) %s %d", h->group, h->pid,
-                  term_signal ? "killed by signal" : "exited with status",
-                  term_signal ? term_signal : (int)status);
-  bool all_ready = true;
   for (size_t i = 0; i < n; i++) {
-    all_ready = all_ready && m[i]->ready_ns != 0;
     gs__wk_gone(m[i]);
     m[i]->state = GS__PROC_WAITING;
     if (!intended) {
@@ -282,13 +289,6 @@ static void on_host_exit(uv_process_t *p, int64_t status, int term_signal) {
       s->restarts++;
     }
   }
-  if (!s->started && !all_ready && !intended && s->start_rc == GS_OK)
-    s->start_rc = gs_error_set(
-        &s->start_err, GS_ESYSTEM,
-        "the workers of %s exited (%s %d) before they were ready; their "
-        "log is %s",
-        h->group, term_signal ? "signal" : "status",
-        term_signal ? term_signal : (int)status, h->log_path);
   if (n == 0 || s->draining) {
     for (size_t i = 0; i < n; i++) {
       m[i]->host = NULL;
@@ -307,6 +307,56 @@ static void on_host_exit(uv_process_t *p, int64_t status, int term_signal) {
   h->state = GS__PROC_WAITING;
   uv_timer_start(&h->timer, on_host_timer, gs__restart_delay_ms(h->quick_exits),
                  0);
+}
+
+static void on_host_exit(void *owner, gs__child_t *c, int64_t status,
+                         int term_signal) {
+  gs__host_t *h = owner;
+  gs__serve_t *s = h->s;
+  bool intended = h->state == GS__PROC_STOPPING, any_ready, all_ready;
+  (void)c;
+  members_ready(h, &any_ready, &all_ready);
+  if (!intended)
+    gs__serve_log(s, "workers of %s (pid %d) %s %d", h->group, h->pid,
+                  term_signal ? "killed by signal" : "exited with status",
+                  term_signal ? term_signal : (int)status);
+  if (!s->started && !all_ready && !intended && s->start_rc == GS_OK)
+    s->start_rc = gs_error_set(
+        &s->start_err, GS_ESYSTEM,
+        "the workers of %s exited (%s %d) before they were ready; their "
+        "log is %s",
+        h->group, term_signal ? "signal" : "status",
+        term_signal ? term_signal : (int)status, h->log_path);
+  host_gone(h, intended);
+  host_unref(h); /* the child's */
+}
+
+/* Its pipes closed before it was reaped: a process that serves (some
+ * member ready; all of them before the serve's start, whose failure its
+ * exit reports) and was not asked to stop is dying; the members' new
+ * process starts now (see on_worker_eof in supervisor.c). */
+static bool on_host_eof(void *owner, gs__child_t *c) {
+  gs__host_t *h = owner;
+  bool any_ready, all_ready;
+  members_ready(h, &any_ready, &all_ready);
+  if (h->state == GS__PROC_STOPPING || h->s->draining || !any_ready ||
+      (!h->s->started && !all_ready))
+    return false;
+  gs__serve_log(h->s,
+                "workers of %s (pid %d): its pipes closed; starting its "
+                "replacement before it is reaped",
+                h->group, c->pid);
+  /* the instances are the new process's to hold: the old one, not yet
+   * reaped, would still count in them */
+  gs__wk_t *m[MAX_MEMBERS];
+  size_t n = members(h, m, MAX_MEMBERS);
+  char ignored[8];
+  for (size_t i = 0; i < n; i++)
+    if (m[i]->state == GS__PROC_STARTING || m[i]->state == GS__PROC_RUNNING)
+      member_hold(h, m[i], false, ignored, sizeof ignored);
+  host_gone(h, false);
+  host_unref(h); /* the child's */
+  return true;
 }
 
 static void on_host_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
@@ -389,7 +439,7 @@ static int host_spawn(gs__host_t *h, char **argv, int log_fd) {
   h->ctl_open = true;
   h->refs++;
   /* fd 3: its lines to us; fd 4: our control lines to it */
-  uv_stdio_container_t stdio[5] = {
+  uv_stdio_container_t stdio[6] = {
       {.flags = UV_IGNORE},
       {.flags = UV_INHERIT_FD, .data.fd = log_fd},
       {.flags = UV_INHERIT_FD, .data.fd = log_fd},
@@ -398,23 +448,22 @@ static int host_spawn(gs__host_t *h, char **argv, int log_fd) {
       {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE,
        .data.stream = (uv_stream_t *)&h->ctl_pipe}};
   /* its own session, as a worker's: see spawn() in supervisor.c */
-  uv_process_options_t po = {.exit_cb = on_host_exit,
-                             .file = argv[0],
+  uv_process_options_t po = {.file = argv[0],
                              .args = argv,
                              .flags = UV_PROCESS_DETACHED,
                              .stdio_count = 5,
                              .stdio = stdio};
-  h->proc.data = h;
-  int rc = uv_spawn(&s->loop, &h->proc, &po);
-  h->proc_open = true; /* closed even when spawning failed */
-  h->refs++;
+  char label[96];
+  snprintf(label, sizeof label, "workers of %s", h->group);
+  int rc =
+      gs__child_spawn(s, &h->child, &po, label, h, on_host_eof, on_host_exit);
   if (rc != 0) {
-    host_close((uv_handle_t *)&h->proc, &h->proc_open);
     host_close((uv_handle_t *)&h->ready_pipe, &h->pipe_open);
     host_close((uv_handle_t *)&h->ctl_pipe, &h->ctl_open);
     return rc;
   }
-  h->pid = h->proc.pid;
+  h->refs++; /* the child's */
+  h->pid = h->child->pid;
   uv_read_start((uv_stream_t *)&h->ready_pipe, on_host_alloc, on_host_read);
   return 0;
 }
@@ -569,6 +618,5 @@ void gs__host_leave(gs__wk_t *wk) {
 }
 
 void gs__host_kill(gs__host_t *h) {
-  if (h->proc_open)
-    uv_process_kill(&h->proc, SIGKILL);
+  gs__child_kill(h->child, SIGKILL);
 }

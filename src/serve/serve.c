@@ -105,7 +105,8 @@ static void on_watch(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
  */
 
 static bool all_gone(const gs__serve_t *s) {
-  return s->workers == NULL && s->hosts == NULL; /* processes exited */
+  /* processes exited, the replaced ones too */
+  return s->workers == NULL && s->hosts == NULL && s->orphans == NULL;
 }
 
 static void on_drain_timer(uv_timer_t *t) {
@@ -127,6 +128,7 @@ static void on_drain_timer(uv_timer_t *t) {
       next = wk->next;
       gs__wk_remove(wk);
     }
+    gs__children_kill_orphans(s); /* dying anyway: no wait */
   }
   if (s->workers_stopping && all_gone(s))
     uv_stop(&s->loop);
@@ -284,6 +286,7 @@ static void stop_all_workers(gs__serve_t *s) {
     next = wk->next;
     gs__wk_remove(wk);
   }
+  gs__children_kill_orphans(s);
   while (!all_gone(s))
     uv_run(&s->loop, UV_RUN_ONCE);
 }

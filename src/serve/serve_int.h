@@ -31,6 +31,47 @@ typedef struct gs__peer_s gs__peer_t;
 typedef struct gs__rloop_s gs__rloop_t;
 typedef struct gs__front_req_s gs__front_req_t;
 
+/* ---- a started process and its lifeline (child.c) ------------------------
+ */
+
+typedef struct gs__child_s gs__child_t;
+/* Its lifeline closed before it was reaped: true takes that as its death
+ * (the owner lets go of it: it is orphaned, reaped later, SIGKILLed if it
+ * still runs 5 s on); false waits for on_exit. */
+typedef bool (*gs__child_eof_cb)(void *owner, gs__child_t *c);
+/* Reaped while the owner still held it: the owner lets go of it (its
+ * handles are closing; it frees itself). */
+typedef void (*gs__child_exit_cb)(void *owner, gs__child_t *c, int64_t status,
+                                  int term_signal);
+
+struct gs__child_s {
+  gs__serve_t *s;
+  uv_process_t proc;
+  uv_pipe_t life;   /* reads EOF once the child's descriptors are closed */
+  uv_timer_t timer; /* an orphan's SIGKILL */
+  bool proc_open, life_open, timer_open;
+  unsigned handles; /* not yet closed: freed at 0 */
+  bool exited;      /* reaped */
+  int pid;
+  char label[96]; /* "worker 0:1", "workers of GPU-..." */
+  char life_buf[16];
+  void *owner; /* NULL once orphaned */
+  gs__child_eof_cb on_eof;
+  gs__child_exit_cb on_exit;
+  gs__child_t *next; /* serve's orphans */
+};
+
+/* Spawns po (its stdio with room for one more: the lifeline, the child's
+ * last descriptor; its exit_cb is set here) for owner; a libuv error
+ * (nothing is left to release then). */
+int gs__child_spawn(gs__serve_t *s, gs__child_t **out, uv_process_options_t *po,
+                    const char *label, void *owner, gs__child_eof_cb on_eof,
+                    gs__child_exit_cb on_exit);
+/* Signals it unless reaped; c may be NULL. */
+void gs__child_kill(gs__child_t *c, int signum);
+/* Shutdown: every orphan still running gets SIGKILL. */
+void gs__children_kill_orphans(gs__serve_t *s);
+
 /* ---- the worker table (supervisor.c) --------------------------------------
  */
 
@@ -53,8 +94,8 @@ struct gs__wk_s {
   atomic_uint refs; /* the table's, handles', peers', requests' (any thread) */
   /* process */
   gs__proc_state_t state;
-  uv_process_t proc;
-  bool proc_open; /* proc's handle is not yet closed */
+  gs__child_t *child; /* its process; NULL when none runs (or it died and
+                         only waits to be reaped) */
   int pid;
   uv_pipe_t ready_pipe;
   bool pipe_open;
@@ -98,8 +139,7 @@ struct gs__host_s {
   char log_path[4200];
   unsigned refs; /* the list's and each open handle's (main loop only) */
   gs__proc_state_t state;
-  uv_process_t proc;
-  bool proc_open;
+  gs__child_t *child; /* as a worker's */
   int pid;
   uv_pipe_t ready_pipe; /* its lines: ready, failed, removed */
   bool pipe_open;
@@ -394,6 +434,7 @@ struct gs_serve_s {
   struct gs__view_s *last_view; /* what was published last */
   gs__wk_t *workers;            /* the table, newest first */
   gs__host_t *hosts;            /* processes hosting a group's workers */
+  gs__child_t *orphans;         /* processes replaced already, not yet reaped */
   atomic_uint rr_next;          /* round robin's turn: every loop's */
   uv_timer_t health_timer, drain_timer;
   uv_fs_poll_t watch;

@@ -112,8 +112,8 @@ static void on_restart_timer(uv_timer_t *t) {
   gs__wk_t *wk = t->data;
   if (wk->state == GS__PROC_WAITING && !wk->removing && !wk->s->draining)
     gs__wk_start(wk);
-  else if (wk->state == GS__PROC_STOPPING && wk->proc_open)
-    uv_process_kill(&wk->proc, SIGKILL); /* the stop grace ran out */
+  else if (wk->state == GS__PROC_STOPPING)
+    gs__child_kill(wk->child, SIGKILL); /* the stop grace ran out */
 }
 
 unsigned gs__restart_delay_ms(unsigned quick_exits) {
@@ -138,12 +138,25 @@ void gs__wk_gone(gs__wk_t *wk) {
   close_handle((uv_handle_t *)&wk->ready_pipe, &wk->pipe_open);
 }
 
-static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal) {
-  gs__wk_t *wk = p->data;
+/* Its process died unasked (exited, or its pipes closed): counted, and
+ * restarted with the backoff. */
+static void worker_restart(gs__wk_t *wk) {
   gs__serve_t *s = wk->s;
   uint64_t now = gs__serve_now_ns();
+  wk->quick_exits =
+      now - wk->started_ns < QUICK_EXIT_NS ? wk->quick_exits + 1 : 0;
+  wk->restarts++;
+  s->restarts++;
+  schedule_restart(wk);
+}
+
+static void on_worker_exit(void *owner, gs__child_t *c, int64_t status,
+                           int term_signal) {
+  gs__wk_t *wk = owner;
+  gs__serve_t *s = wk->s;
   bool was_ready = wk->ready_ns != 0;
-  close_handle((uv_handle_t *)&wk->proc, &wk->proc_open);
+  (void)c;
+  wk->child = NULL;
   gs__wk_gone(wk);
   if (term_signal)
     gs__serve_log(s, "worker %s (pid %d) killed by signal %d", wk->label,
@@ -158,15 +171,30 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal) {
         wk->label, term_signal ? "signal" : "status",
         term_signal ? term_signal : (int)status, wk->log_path);
   uv_timer_stop(&wk->restart_timer);
-  if (wk->removing || s->draining) {
+  if (wk->removing || s->draining)
     gs__wk_unlink(wk);
-    return;
-  }
-  wk->quick_exits =
-      now - wk->started_ns < QUICK_EXIT_NS ? wk->quick_exits + 1 : 0;
-  wk->restarts++;
-  s->restarts++;
-  schedule_restart(wk);
+  else
+    worker_restart(wk);
+  gs__wk_unref(wk); /* the child's */
+}
+
+/* Its pipes closed before it was reaped: a worker that was serving and was
+ * not asked to stop is dying (a GPU context's teardown can take it 100 ms
+ * and more to be reaped): its replacement starts now. One not yet ready
+ * waits for its exit, as a failed start always has. */
+static bool on_worker_eof(void *owner, gs__child_t *c) {
+  gs__wk_t *wk = owner;
+  if (wk->state != GS__PROC_RUNNING || wk->removing || wk->s->draining)
+    return false;
+  gs__serve_log(wk->s,
+                "worker %s (pid %d): its pipes closed; starting its "
+                "replacement before it is reaped",
+                wk->label, c->pid);
+  wk->child = NULL;
+  gs__wk_gone(wk);
+  worker_restart(wk);
+  gs__wk_unref(wk); /* the child's */
+  return true;
 }
 
 static void on_ready_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -222,7 +250,7 @@ static int spawn(gs__wk_t *wk, char **argv, int log_fd) {
   wk->ready_pipe.data = wk;
   wk->pipe_open = true;
   wk->refs++;
-  uv_stdio_container_t stdio[4] = {
+  uv_stdio_container_t stdio[5] = {
       {.flags = UV_IGNORE},
       {.flags = UV_INHERIT_FD, .data.fd = log_fd},
       {.flags = UV_INHERIT_FD, .data.fd = log_fd},
@@ -231,22 +259,21 @@ static int spawn(gs__wk_t *wk, char **argv, int log_fd) {
   /* Its own session: a terminal's Ctrl-C goes to the serve, which drains
    * and then stops the workers, not to the workers mid-request. They still
    * end with the serve (the worker sets PR_SET_PDEATHSIG). */
-  uv_process_options_t po = {.exit_cb = on_worker_exit,
-                             .file = argv[0],
+  uv_process_options_t po = {.file = argv[0],
                              .args = argv,
                              .flags = UV_PROCESS_DETACHED,
                              .stdio_count = 4,
                              .stdio = stdio};
-  wk->proc.data = wk;
-  int rc = uv_spawn(&s->loop, &wk->proc, &po);
-  wk->proc_open = true; /* closed even when spawning failed */
-  wk->refs++;
+  char label[96];
+  snprintf(label, sizeof label, "worker %s", wk->label);
+  int rc = gs__child_spawn(s, &wk->child, &po, label, wk, on_worker_eof,
+                           on_worker_exit);
   if (rc != 0) {
-    close_handle((uv_handle_t *)&wk->proc, &wk->proc_open);
     close_handle((uv_handle_t *)&wk->ready_pipe, &wk->pipe_open);
     return rc;
   }
-  wk->pid = wk->proc.pid;
+  wk->refs++; /* the child's */
+  wk->pid = wk->child->pid;
   uv_read_start((uv_stream_t *)&wk->ready_pipe, on_ready_alloc, on_ready_read);
   return 0;
 }
@@ -298,12 +325,12 @@ void gs__wk_stop(gs__wk_t *wk, int signum) {
     gs__wk_unlink(wk);
     return;
   }
-  if (!wk->proc_open)
+  if (!wk->child)
     return;
   wk->state = GS__PROC_STOPPING;
   wk->healthy = false;
   gs__serve_publish(wk->s);
-  uv_process_kill(&wk->proc, signum);
+  gs__child_kill(wk->child, signum);
   uv_timer_start(&wk->restart_timer, on_restart_timer, STOP_GRACE_MS, 0);
 }
 
@@ -411,7 +438,7 @@ void gs__health_tick(gs__serve_t *s) {
                             ? s->opt.start_timeout_ms
                             : s->opt.restart_unhealthy_ms;
     if (since && now - since > limit_ms * 1000000ull &&
-        (wk->proc_open || (wk->host && wk->host->proc_open))) {
+        (wk->child || (wk->host && wk->host->child))) {
       gs__serve_log(s, "worker %s %s for %llu ms: restarting it", wk->label,
                     wk->state == GS__PROC_STARTING ? "not ready"
                                                    : "not answering",
@@ -419,7 +446,7 @@ void gs__health_tick(gs__serve_t *s) {
       if (wk->host)
         gs__host_kill(wk->host); /* the group's process: all restart */
       else
-        uv_process_kill(&wk->proc, SIGKILL);
+        gs__child_kill(wk->child, SIGKILL);
       wk->unhealthy_since_ns = 0;
       wk->started_ns = now; /* once per stuck spell, not every tick */
     }
