@@ -112,9 +112,10 @@ int gs_worker_run(gs_worker_t *w, gs_error_t *err);
 /* Async-signal-safe and thread-safe: makes gs_worker_run return. */
 void gs_worker_stop(gs_worker_t *w);
 /* Thread-safe: stops accepting, lets each HTTP connection get the answer
- * to the request it has in flight (with Connection: close), then makes
+ * to the request it has in flight (with Connection: close) and each gRPC
+ * connection the answers to its calls (after a GOAWAY), then makes
  * gs_worker_run return; after timeout_ms it returns whatever is left
- * (gRPC calls still in flight then fail at gs_worker_destroy). */
+ * (calls still in flight then fail at gs_worker_destroy). */
 void gs_worker_drain(gs_worker_t *w, unsigned timeout_ms);
 void gs_worker_destroy(gs_worker_t *w);
 /* Why exit_on_device_failure stopped w (read after gs_worker_run returns;

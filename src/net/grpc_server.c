@@ -728,6 +728,13 @@ void gs_grpc_srv_drain(gs_grpc_srv_t *s) {
   }
 }
 
+size_t gs_grpc_srv_conns(const gs_grpc_srv_t *s) {
+  size_t n = 0;
+  for (const conn_t *c = s ? s->conns : NULL; c; c = c->next)
+    n++;
+  return n;
+}
+
 bool gs_grpc_srv_flush(gs_grpc_srv_t *s) {
   bool any = false;
   for (conn_t *c = s->conns; c; c = c->next)

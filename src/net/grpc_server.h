@@ -96,6 +96,9 @@ void gs_grpc_srv_close(gs_grpc_srv_t *s);
 /* Stops taking connections and sends each a GOAWAY: calls begun finish,
  * then the connections close. gs_grpc_srv_close still frees it. */
 void gs_grpc_srv_drain(gs_grpc_srv_t *s);
+/* Connections still open (a drain is over when none is: each closes once
+ * its calls are answered and written, or at once when it had none). */
+size_t gs_grpc_srv_conns(const gs_grpc_srv_t *s);
 /* Writes what every connection answered outside the server's callbacks
  * since its last write (an owner flushing once per loop turn, so that no
  * session is written from inside another's callbacks); true if any was. */

@@ -186,6 +186,15 @@ void gs__grpc_close(gs__grpc_server_t *g) {
   g->srv = NULL; /* it frees itself once its handles are closed */
 }
 
+void gs__grpc_drain(gs__grpc_server_t *g) {
+  if (g)
+    gs_grpc_srv_drain(g->srv);
+}
+
+size_t gs__grpc_conns(const gs__grpc_server_t *g) {
+  return g ? gs_grpc_srv_conns(g->srv) : 0;
+}
+
 void gs__grpc_destroy(gs__grpc_server_t *g) {
   free(g);
 }

@@ -187,6 +187,10 @@ unsigned gs__grpc_port(const gs__grpc_server_t *g);
 /* Closes the listener and every connection; the loop must then run until
  * in-flight infers finish, before gs__grpc_destroy. */
 void gs__grpc_close(gs__grpc_server_t *g);
+/* Stops taking connections and sends each a GOAWAY: calls begun finish.
+ * gs__grpc_conns: the connections still open (0 once the drain is over). */
+void gs__grpc_drain(gs__grpc_server_t *g);
+size_t gs__grpc_conns(const gs__grpc_server_t *g);
 void gs__grpc_destroy(gs__grpc_server_t *g);
 
 #endif

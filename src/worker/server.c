@@ -66,14 +66,16 @@ static void on_poll(uv_timer_t *t) {
   gs__repo_poll(&w->repo);
 }
 
-/* Draining: stops when every HTTP connection got its last answer; idle
- * ones (keep-alive clients that sent nothing more) are closed halfway
- * through the grace, and whatever is left at its end. */
+/* Draining: stops when every HTTP connection got its last answer and
+ * every gRPC connection its calls' (after a GOAWAY); idle HTTP ones
+ * (keep-alive clients that sent nothing more) are closed halfway through
+ * the grace, and whatever is left at its end. */
 static void on_drain_tick(uv_timer_t *t) {
   gs_worker_t *w = t->data;
   unsigned limit = atomic_load(&w->drain_ms);
   w->drain_elapsed_ms += DRAIN_TICK_MS;
-  size_t left = w->http.n_conns + (w->metrics_on ? w->metrics.n_conns : 0);
+  size_t left = w->http.n_conns + (w->metrics_on ? w->metrics.n_conns : 0) +
+                gs__grpc_conns(w->grpc);
   if (left == 0 || w->drain_elapsed_ms >= limit) {
     uv_timer_stop(t);
     stop_loop(w);
@@ -90,6 +92,7 @@ static void on_drain(uv_async_t *a) {
   gs__http_listener_drain(&w->http);
   if (w->metrics_on)
     gs__http_listener_drain(&w->metrics);
+  gs__grpc_drain(w->grpc);
   w->drain_elapsed_ms = 0;
   uv_timer_start(&w->drain_timer, on_drain_tick, 0, DRAIN_TICK_MS);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -465,13 +466,18 @@ static void test_raw_stream_relays_chunks(void **state) {
   assert_answer(&c, GS__GRPC_OK, NULL, body, sizeof body - 1);
 }
 
+static size_t conns_at_drain;
+
 static void drain_now(uv_timer_t *t) {
+  conns_at_drain = gs_grpc_srv_conns(t->data);
   gs_grpc_srv_drain(t->data);
   uv_close((uv_handle_t *)t, NULL);
 }
 
-/* A drain while a call is held: the call is still answered; closing the
- * drained server later frees it once (ASan: the listener closed once). */
+/* A drain while a call is held: the call is still answered, then its
+ * connection closes (gs_grpc_srv_conns, what a worker's drain waits on,
+ * goes from 1 to 0); closing the drained server later frees it once
+ * (ASan: the listener closed once). */
 static void test_drain_lets_calls_finish(void **state) {
   uv_timer_t t;
   client_t c = {0};
@@ -482,6 +488,12 @@ static void test_drain_lets_calls_finish(void **state) {
   ask(&c, "/t.T/Slow", "", 0);
   assert_answer(&c, GS__GRPC_OK, NULL, "\0\0\0\0\5later", 10);
   assert_int_equal(calls_freed, 1);
+  assert_int_equal(conns_at_drain, 1);
+  for (int i = 0; i < 500 && gs_grpc_srv_conns(srv); i++) {
+    uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+    nanosleep(&(struct timespec){0, 2000000}, NULL);
+  }
+  assert_int_equal(gs_grpc_srv_conns(srv), 0);
 }
 
 int main(void) {
