@@ -22,7 +22,7 @@ typedef struct serve_cli_s {
   int gpu_wait;            /* the workers' --gpu-wait (gs_worker_gpu_wait_t) */
   const char *conv_cache;  /* the workers' --conv-cache; NULL: default */
   const char *plan_before_ready; /* the workers' (checked); NULL: default */
-  gs_serve_rates_t rates;  /* --rate-limit: the workers' --rate-limit */
+  gs_serve_rates_t rates;        /* --rate-limit: the workers' --rate-limit */
   bool rate_used[GS_SERVE_MAX_RATES]; /* an instance listed matched it */
   char rate_twice[160]; /* "as A and B": two IDs named one instance */
   const char *self;     /* this program, for the workers' command */
