@@ -124,11 +124,15 @@ static int parse_grpc_port(void *ctx, const cli_opts_t *spec,
 static int parse_plan_before_ready(void *ctx, const cli_opts_t *spec,
                                    const cli_opt_t *o, const char *val) {
   gs_worker_options_t *wo = &((worker_cli_t *)ctx)->wo;
-  if (strcmp(val, "all") == 0) {
-    wo->plan_before_ready = 0;
-    return CLI_OK;
-  }
-  return cli_opt_uint(spec, o, val, &wo->plan_before_ready);
+  unsigned n = 0;
+  (void)spec;
+  if (strcmp(val, "all") != 0 &&
+      (val[strspn(val, "0123456789")] || !*val || strlen(val) > 7 ||
+       (n = (unsigned)strtoul(val, NULL, 10)) < 1 || n > o->max))
+    return cli_usage("worker", "--%s: '%s' is not N (1..%u) or all", o->name,
+                     val, o->max);
+  wo->plan_before_ready = n; /* all: 0, the library's every size */
+  return CLI_OK;
 }
 
 /* --metrics-port N: 0 turns the metrics port off. */

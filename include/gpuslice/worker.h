@@ -86,7 +86,8 @@ typedef struct gs_worker_options_s {
   /* A warm model (CUDA sessions) plans the batch sizes up to this many
    * rows before it is ready and the larger ones after, on a thread of its
    * own, one session at a time; until a size is planned on every session
-   * the dynamic batcher forms smaller batches. The plans of large batches
+   * the dynamic and sequence batchers form smaller batches (a client's
+   * own larger batch plans on its request). The plans of large batches
    * cost as much of a restart as the small ones' (each conv's first call
    * on a context). 0: every size before ready. */
   unsigned plan_before_ready;

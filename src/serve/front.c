@@ -249,12 +249,13 @@ static void proxy_done(gs__upreq_t *r, gs__up_result_t res) {
   uint64_t latency = gs__serve_now_ns() - r->t_start;
   wk->inflight--;
   /* A worker's 503 is a request it did not run (its device failed, the
-   * model is not ready, its queue refused it): counted as a failure, and,
-   * as Envoy's retriable-status-codes, tried once on another worker. */
+   * model is not ready there, its queue refused it): as Envoy's
+   * retriable-status-codes, tried once on another worker. It is not a
+   * failure toward ejection: a model unloaded everywhere would eject
+   * every worker, and the other models with them. */
   bool not_run = res == GS__UP_OK && r->resp.status == 503;
   if (res != GS__UP_LOCAL) /* that one is the router's failure */
-    gs__rloop_report(f->rl, peer, res == GS__UP_OK && !not_run,
-                     res != GS__UP_OK || not_run, latency);
+    gs__rloop_report(f->rl, peer, res == GS__UP_OK, res != GS__UP_OK, latency);
   if (not_run && f->attempts == 1 && !f->seq.id[0] &&
       gs__rloop_routable_other(f->rl, peer)) {
     f->tried = peer;

@@ -234,7 +234,8 @@ static size_t ready_sequences(seq_model_t *sm) {
 static size_t pick(seq_model_t *sm, size_t n) {
   const gs__model_slot_t *slot =
       ((seq_req_t *)sm->ready[0]->head->data)->job->slot;
-  unsigned max = slot->max_batch_size ? slot->max_batch_size : 1;
+  /* the rows every session has planned (less while larger sizes plan) */
+  unsigned max = slot->max_batch_size ? (unsigned)gs__slot_batch_max(slot) : 1;
   size_t window = n < (size_t)max + 1 ? n : (size_t)max + 1;
   uint64_t rows[65], batch_rows = 0, now = gs__now_ns();
   uint64_t due_at = arrival(sm->ready[0]) + sm->cfg.delay_us * 1000u;

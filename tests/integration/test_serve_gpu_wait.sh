@@ -119,7 +119,7 @@ for bad in 0 x 1048577 ""; do
   timeout 20 "$GPUSLICE" worker --model-repository "$tmp/models" \
     --plan-before-ready "$bad" >"$tmp/bad.log" 2>&1
   rc=$?
-  [ $rc = 2 ] && grep -q -- "plan-before-ready" "$tmp/bad.log" ||
+  [ $rc = 2 ] && grep -q -- "--plan-before-ready: '$bad' is not N" "$tmp/bad.log" ||
     fail "worker --plan-before-ready '$bad': exit $rc, $(cat "$tmp/bad.log")"
 done
 echo "ok: --plan-before-ready 0, x, 1048577 and '' refused (exit 2): $(head -n 1 "$tmp/bad.log")"
