@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# gpuslice worker --plan-before-ready: a warm model (CPU, "warmup": true,
+# the path a GPU model takes) with max_batch_size 8 and dynamic batching
+# plans batch 1 before it is ready and 2, 4, 8 after. While those wait
+# (the test hook GPUSLICE_TEST_LATE_PLAN_DELAY_MS holds them 4 s), 12
+# concurrent requests all succeed and the batcher runs every one alone
+# (batch_stats: size 1 only); once the worker logs the sizes planned
+# after ready, 16 concurrent requests form batches larger than 1. The
+# load note says what was left for after ready.
+# Skips (77) when the models cannot be generated.
+. "$(dirname "$0")/worker_lib.sh"
+onnx_python
+make_models "$py"
+mkdir -p "$tmp/models/mlp_warm/1"
+cp "$tmp/models/mlp/1/model.onnx" "$tmp/models/mlp_warm/1/"
+echo '{"max_batch_size": 8, "warmup": true, "dynamic_batching": {"max_queue_delay_microseconds": 20000}}' \
+  >"$tmp/models/mlp_warm/config.json"
+fail() { echo "FAIL: $*"; echo "--- worker log"; cat "$tmp/log"; exit 1; }
+body=$("$py" -c 'import json; print(json.dumps({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0.5]*64}]}))')
+echo "$body" >"$tmp/req.json"
+
+# burst N: N concurrent batch-1 infers; fails unless all are 200.
+burst() {
+  local i
+  for i in $(seq "$1"); do
+    curl -s -o /dev/null -w '%{http_code}\n' -d @"$tmp/req.json" \
+      "$base/v2/models/mlp_warm/infer" >"$tmp/code$i" &
+  done
+  wait $(jobs -p | grep -v "^$pid$")
+  ! cat "$tmp"/code* | grep -vq 200 || fail "a request of the burst failed: $(cat "$tmp"/code* | sort | uniq -c)"
+  rm -f "$tmp"/code*
+}
+# sizes: the batch sizes the model ran so far, "size:count ...".
+sizes() {
+  curl -s "$base/v2/models/mlp_warm/stats" | "$py" -c 'import json,sys
+st = json.load(sys.stdin)["model_stats"][0]
+print(" ".join("%d:%d" % (e["batch_size"], e["compute_infer"]["count"]) for e in st["batch_stats"]))'
+}
+
+GPUSLICE_TEST_LATE_PLAN_DELAY_MS=4000 start_worker --plan-before-ready 1 --threads 4
+grep -q "model mlp_warm: 1 sessions, batch sizes {1} planned in [0-9]* ms, {2,4,8} to plan after ready" "$tmp/log" ||
+  fail "the load note does not say {2,4,8} are left for after ready"
+burst 12
+held=$(sizes)
+grep -q "batch sizes {2,4,8} planned after ready" "$tmp/log" &&
+  fail "the sizes were planned before the burst ended: the hold did not hold"
+[ "$held" = "1:12" ] || fail "while 2, 4 and 8 were still to plan, batches ran as $held, not 12 of size 1"
+echo "ok: while 2, 4, 8 wait to plan, 12 concurrent requests ran one by one ($held)"
+for _ in $(seq 200); do
+  grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready in" "$tmp/log" && break
+  sleep 0.1
+done
+grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready in" "$tmp/log" ||
+  fail "no 'planned after ready' line 20 s after the hold"
+burst 16
+after=$(sizes)
+"$py" -c 'import sys
+sizes = {int(a): int(b) for a, b in (p.split(":") for p in sys.argv[1].split())}
+assert max(sizes) > 1, sizes
+assert sum(k * v for k, v in sizes.items()) == 28, sizes' "$after" ||
+  fail "after the sizes were planned, batches ran as $after: none larger than 1, or not 28 rows"
+echo "ok: once planned ($(grep -o 'batch sizes {2,4,8} planned after ready in [0-9]* ms' "$tmp/log")), batches grew: $after"
+echo PASS
