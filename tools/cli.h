@@ -26,6 +26,11 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
  * status for the error's code. */
 int cli_fail(const char *verb, const gs_error_t *err);
 long cli_process_age_ms(void); /* -1: unknown */
+/* --plan-before-ready's value (worker and serve): N in 1..2^20, or "all"
+ * (*n = 0, gs_worker_options_t's every size); CLI_OK, or the usage exit
+ * after saying what was wrong, for verb. */
+#define CLI_PLAN_BEFORE_READY_MAX (1u << 20)
+int cli_plan_before_ready(const char *verb, const char *val, unsigned *n);
 int cli_usage(const char *verb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

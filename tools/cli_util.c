@@ -12,6 +12,17 @@
 /* Milliseconds since this process started (exec and the dynamic loader
  * included: the kernel's start time, at its tick's resolution); -1 when
  * /proc cannot say. */
+int cli_plan_before_ready(const char *verb, const char *val, unsigned *n) {
+  *n = 0;
+  if (strcmp(val, "all") != 0 &&
+      (val[strspn(val, "0123456789")] || !*val || strlen(val) > 7 ||
+       (*n = (unsigned)strtoul(val, NULL, 10)) < 1 ||
+       *n > CLI_PLAN_BEFORE_READY_MAX))
+    return cli_usage(verb, "--plan-before-ready: '%s' is not N (1..%u) or all",
+                     val, CLI_PLAN_BEFORE_READY_MAX);
+  return CLI_OK;
+}
+
 long cli_process_age_ms(void) {
   char buf[1024];
   FILE *f = fopen("/proc/self/stat", "r");

@@ -124,15 +124,9 @@ static int parse_grpc_port(void *ctx, const cli_opts_t *spec,
 static int parse_plan_before_ready(void *ctx, const cli_opts_t *spec,
                                    const cli_opt_t *o, const char *val) {
   gs_worker_options_t *wo = &((worker_cli_t *)ctx)->wo;
-  unsigned n = 0;
   (void)spec;
-  if (strcmp(val, "all") != 0 &&
-      (val[strspn(val, "0123456789")] || !*val || strlen(val) > 7 ||
-       (n = (unsigned)strtoul(val, NULL, 10)) < 1 || n > o->max))
-    return cli_usage("worker", "--%s: '%s' is not N (1..%u) or all", o->name,
-                     val, o->max);
-  wo->plan_before_ready = n; /* all: 0, the library's every size */
-  return CLI_OK;
+  (void)o;
+  return cli_plan_before_ready("worker", val, &wo->plan_before_ready);
 }
 
 /* --metrics-port N: 0 turns the metrics port off. */
@@ -354,8 +348,6 @@ static const cli_opt_t options[] = {
      .type = CLI_OPT_CUSTOM,
      .arg = "N|all",
      .def = "1",
-     .min = 1,
-     .max = 1u << 20,
      .help = "a GPU model plans batch sizes up to N before it is ready and "
              "the larger ones right after, one session at a time, its "
              "batches kept to the sizes planned so far (a restart serves "

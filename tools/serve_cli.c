@@ -58,13 +58,11 @@ static int parse_plan_before_ready(void *ctx, const cli_opts_t *spec,
   serve_cli_t *sc = ctx;
   unsigned n;
   (void)spec;
-  if (strcmp(val, "all") != 0 &&
-      (val[strspn(val, "0123456789")] || !*val || strlen(val) > 7 ||
-       (n = (unsigned)strtoul(val, NULL, 10)) < 1 || n > 1u << 20))
-    return cli_usage("serve", "--%s: '%s' is not N (1..%u) or all", o->name,
-                     val, 1u << 20);
-  sc->plan_before_ready = val;
-  return CLI_OK;
+  (void)o;
+  int rc = cli_plan_before_ready("serve", val, &n);
+  if (rc == CLI_OK)
+    sc->plan_before_ready = val;
+  return rc;
 }
 
 static const cli_opt_t options[] = {
