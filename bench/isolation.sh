@@ -59,7 +59,9 @@
 #                       flag: no request body to send and parse)
 #   GS_ISOL_SERVE_ARGS  more `gpuslice serve` options for the serves this
 #                       script starts (not mps-prio's victim or mps-open's
-#                       workers), e.g. "--gpu-wait block"
+#                       workers), e.g. "--gpu-wait block"; every part but
+#                       faults passes --plan-before-ready all first (its
+#                       workers too): they measure steady serving
 #   GS_ISOL_NOISY_BATCH (64) GS_ISOL_NOISY_CONC (2) GS_ISOL_PACE_RATE (4
 #                       requests/s per neighbour; empty: no paced variant)
 #   GS_ISOL_LIMIT_RATE  MODE-limit's serve --rate-limit per neighbour, in
@@ -331,6 +333,10 @@ worker_waits() {
 serve_up() {
   local repo=$1 sel=${2:-all} tries extra
   read -r -a extra <<<"${GS_ISOL_SERVE_ARGS:-}"
+  # Every batch size planned before ready, except where the restart's
+  # speed is measured (faults): the others measure steady serving, which
+  # planning after ready (cuDNN timing on a first start) would disturb.
+  [[ $part == faults ]] || extra=(--plan-before-ready all ${extra[@]+"${extra[@]}"})
   # not through gsm: $! must be the serve itself, which SIGTERM drains
   "$gs" --backend "$backend" --state-dir "$mode_state" ${isolation:+--isolation "$isolation"} \
     serve --model-repository "$repo" --instances "$sel" --http-port 0 --grpc-port 0 \
@@ -624,7 +630,8 @@ open_workers_up() {
     env ${gpu_uuid:+CUDA_VISIBLE_DEVICES=$gpu_uuid} CUDA_MPS_PIPE_DIRECTORY="$pipe" \
       CUDA_MPS_CLIENT_PRIORITY=$prio \
       CUDA_MPS_LOG_DIRECTORY="$logd" "$gs" worker --model-repository "$work/repo" \
-      --http-port $((base + i)) --grpc-port 0 --metrics-port 0 >"$raw/$mode_label/worker$i.log" 2>&1 &
+      --http-port $((base + i)) --grpc-port 0 --metrics-port 0 --plan-before-ready all \
+      >"$raw/$mode_label/worker$i.log" 2>&1 &
     bg_pids+=($!)
     ports+=($((base + i)))
   done
@@ -658,7 +665,7 @@ prio_workers_up() {
   CUDA_MPS_CLIENT_PRIORITY=0 "$gs" --backend "$backend" --state-dir "$mode_state" \
     --isolation mps run -i "0:${inst_ids[0]}" -- "$gs" worker \
     --model-repository "$work/repo" --http-port "$port" --grpc-port 0 --metrics-port 0 \
-    >"$raw/$mode_label-victim.log" 2>&1 &
+    --plan-before-ready all >"$raw/$mode_label-victim.log" 2>&1 &
   victim=$!
   bg_pids+=("$victim")
   CUDA_MPS_CLIENT_PRIORITY=1 serve_up "$work/repo" "$(direct_targets "${inst_ids[@]:1}")" || return 1

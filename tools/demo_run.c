@@ -74,12 +74,14 @@ static int start_serve(demo_t *d, const demo_phase_t *p, unsigned *port) {
   char log[4200], models[4300], select[1100];
   /* A GPU worker plans and captures every batch size of its model at
    * load: several seconds per size for ResNet-50 (cuDNN's algorithm
-   * timing), seven instances at once. */
+   * timing), seven instances at once. All before ready: the demo
+   * measures steady serving, which planning after ready would disturb. */
   char *args[] = {"serve",
                   models,
                   "--http-port=0",
                   "--grpc-port=0",
                   "--start-timeout=" START_TIMEOUT_MS,
+                  "--plan-before-ready=all",
                   p->select[0] ? select : NULL,
                   NULL};
   if (demo_interrupted)
