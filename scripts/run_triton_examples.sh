@@ -3,13 +3,21 @@
 # worker` (by hand, beside the project: CI has no GitHub). Serves Triton's
 # example model repository as it ships plus the ONNX stand-ins the examples
 # also call, then prints one line per script: PASS/FAIL and the last line.
-# usage: run_triton_examples.sh GPUSLICE CLIENT_EXAMPLES_DIR TRITON_REPO VENV
-# (VENV: pip install "tritonclient[http,grpc]" pillow; ports 8000/8001 free;
-# OUT=DIR keeps the logs there). Last run: README, "Triton's client examples".
+# usage: run_triton_examples.sh GPUSLICE CLIENT_EXAMPLES_DIR TRITON_REPO [VENV]
+# (VENV: pip install "tritonclient[http,grpc]" pillow; without it, the
+# tests' triton_python makes one, with pillow, at $GS_TRITON_VENV or in OUT;
+# ports 8000/8001 free; OUT=DIR keeps the logs there). Last run: README,
+# "Triton's client examples".
 set -u
-gpuslice=$1 examples=$2 triton_repo=$3 venv=$4
+gpuslice=$1 examples=$2 triton_repo=$3
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$(mktemp -d)}
+if [ -n "${4:-}" ]; then
+  TRITON_PY=$4/bin/python
+else
+  . "$here/tests/integration/triton_env.sh"
+  GS_TMP=$out triton_python pillow || { echo "run_triton_examples: $TRITON_WHY" >&2; exit 1; }
+fi
 wpid=
 trap 'kill $wpid 2>/dev/null; wait $wpid 2>/dev/null' EXIT
 serve() { # REPO ARGS...: a worker on 8000/8001, its log in $out/worker.log
@@ -21,7 +29,7 @@ serve() { # REPO ARGS...: a worker on 8000/8001, its log in $out/worker.log
 serve "$triton_repo"
 sleep 1
 echo "--- Triton's example repository as it ships:"
-"$venv/bin/python" - <<'PY'
+"$TRITON_PY" - <<'PY'
 import tritonclient.http as h
 c = h.InferenceServerClient("localhost:8000")
 for m in c.get_model_repository_index():
@@ -43,14 +51,14 @@ cp -r "$out/strings/simple_identity" "$repo/"
 mkdir -p "$repo/densenet_onnx/1"
 cp "$out/ex/densenet_onnx/1/model.onnx" "$repo/densenet_onnx/1/"
 serve "$repo" --model-control-mode explicit --load-model '*' --server-name triton
-"$venv/bin/python" - "$out/mug.jpg" <<'PY'
+"$TRITON_PY" - "$out/mug.jpg" <<'PY'
 import sys
 from PIL import Image
 Image.new("RGB", (320, 240), (200, 120, 40)).save(sys.argv[1])
 PY
 run() { # NAME ARGS...
   local s=$1; shift
-  timeout 60 "$venv/bin/python" "$examples/$s" "$@" >"$out/${s%.py}$(echo "$*" | tr -dc a-z).log" 2>&1
+  timeout 60 "$TRITON_PY" "$examples/$s" "$@" >"$out/${s%.py}$(echo "$*" | tr -dc a-z).log" 2>&1
   local rc=$? last
   last=$(grep -v '^\s*$' "$out/${s%.py}$(echo "$*" | tr -dc a-z).log" | tail -1 | cut -c1-110)
   printf '%-48s %s  %s\n' "$s $*" "$([ $rc -eq 0 ] && echo PASS || echo "FAIL($rc)")" "$last"

@@ -7,13 +7,8 @@
 # from PyPI: a venv in the build dir; a client that cannot be installed is
 # a failure, never a skip.
 . "$(dirname "$0")/serve_lib.sh"
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.http, tritonclient.grpc, numpy' 2>/dev/null; then
-  rm -rf "$venv"
-  python3 -m venv "$venv" >/dev/null 2>&1 &&
-    "$venv/bin/pip" install -q 'tritonclient[http,grpc]' numpy >/dev/null 2>&1 ||
-    fail "cannot install tritonclient[http,grpc] from PyPI"
-fi
+. "$(dirname "$0")/triton_env.sh"
+triton_python || fail "cannot install tritonclient[http,grpc] from PyPI: $TRITON_WHY"
 check=$GS_SOURCE_DIR/tests/integration/compression_check.py
 
 # A worker on its own.
@@ -24,10 +19,10 @@ gport=$(free_port)
 wpid=$!
 for _ in $(seq 100); do grep -q 'listening for gRPC' "$tmp/worker.log" && break; sleep 0.1; done
 grep -q "listening for gRPC" "$tmp/worker.log" || fail "worker did not start: $(cat "$tmp/worker.log")"
-"$venv/bin/python" "$check" "$hport" "$gport" worker || fail "worker"
+"$TRITON_PY" "$check" "$hport" "$gport" worker || fail "worker"
 kill "$wpid"; wait "$wpid"
 
 # The same through the router.
 start_serve
-"$venv/bin/python" "$check" "$port" "$grpc_port" serve || fail "through serve"
+"$TRITON_PY" "$check" "$port" "$grpc_port" serve || fail "through serve"
 echo "PASS"

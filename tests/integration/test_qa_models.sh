@@ -10,6 +10,7 @@
 # Skips (77) when the models cannot be generated; the client part skips
 # when pip cannot install tritonclient[http].
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 : "${RUN_NODE_TESTS:?RUN_NODE_TESTS: the run_node_tests binary}"
 py=$(command -v python3 || echo /usr/bin/python3)
 fails=0
@@ -30,19 +31,15 @@ fi
 grep -q "^$n passed, 0 skipped, 0 failed" "$tmp/engine.log" ||
   { echo "FAIL: engine: expected $n passes"; fails=$((fails + 1)); }
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import tritonclient.http' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[http]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.http' 2>/dev/null; then
-  echo "SKIP (part): pip could not install tritonclient[http]"; tail -3 "$tmp/pip.log" 2>/dev/null
+if ! triton_python; then
+  echo "SKIP (part): $TRITON_WHY"
   [ $fails -eq 0 ]; exit
 fi
 for set in fixed variable; do
   ln -sfn "$tmp/$set" "$tmp/models"
   rm -f "$tmp/log" # start_worker reads the port from a fresh log
   start_worker --grpc-port 0 --metrics-port 0 --threads 1
-  "$venv/bin/python" - "$port" "$tmp/$set" "$tmp/data-$set" <<'PY' || fails=$((fails + 1))
+  "$TRITON_PY" - "$port" "$tmp/$set" "$tmp/data-$set" <<'PY' || fails=$((fails + 1))
 import os, sys
 import numpy as np
 import tritonclient.http as http

@@ -8,6 +8,7 @@
 # router with Triton's client when pip can install it, and a graceful drain
 # on SIGTERM under load.
 . "$(dirname "$0")/serve_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 add_slow_model
 
 start_serve --policy round_robin
@@ -128,15 +129,9 @@ wait_state 0:2 ready 30 >/dev/null
 
 # gRPC through the router, with Triton's client where pip can install it.
 # PyPI is reachable on CI, so a client that cannot be installed is a
-# failure, never a silent skip; a venv left half-made is made again.
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, numpy' 2>/dev/null; then
-  rm -rf "$venv"
-  python3 -m venv "$venv" >/dev/null 2>&1 &&
-    "$venv/bin/pip" install -q 'tritonclient[grpc]' numpy >/dev/null 2>&1 ||
-    fail "cannot install tritonclient[grpc] from PyPI for the gRPC check"
-fi
-"$venv/bin/python" - "$grpc_port" <<'PY' || fail "gRPC through the router"
+# failure, never a silent skip.
+triton_python || fail "cannot install tritonclient[grpc] from PyPI for the gRPC check: $TRITON_WHY"
+"$TRITON_PY" - "$grpc_port" <<'PY' || fail "gRPC through the router"
 import sys, numpy as np, tritonclient.grpc as g
 c = g.InferenceServerClient("127.0.0.1:%s" % sys.argv[1])
 assert c.is_server_live() and c.is_model_ready("simple")

@@ -11,23 +11,15 @@
 # --server-name is the workers' name. Skips (77) when the models cannot be
 # generated or pip cannot install tritonclient[http,grpc].
 . "$(dirname "$0")/serve_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 gen_models "$GS_SOURCE_DIR/scripts/make_seq_models.py" --idle-us 60000000
-py=$(command -v python3 || echo /usr/bin/python3)
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/null; then
-  "$py" -m venv "$venv" &&
-    "$venv/bin/pip" install -q 'tritonclient[http,grpc]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/null; then
-  echo "SKIP: pip could not install tritonclient[http,grpc]"; tail -3 "$tmp/pip.log" 2>/dev/null
-  exit 77
-fi
+triton_python || { echo "SKIP: $TRITON_WHY"; exit 77; }
 
 start_serve --policy round_robin --model-control-mode explicit --load-model '*' \
   --server-name triton
 w1=$(worker_field 0:1 http_port)
 w2=$(worker_field 0:2 http_port)
-"$venv/bin/python" - "$port" "$grpc_port" "$w1" "$w2" "${GS_SERVE_TRITON_ONLY:-}" <<'PY' || fail "tritonclient through serve"
+"$TRITON_PY" - "$port" "$grpc_port" "$w1" "$w2" "${GS_SERVE_TRITON_ONLY:-}" <<'PY' || fail "tritonclient through serve"
 import os, queue, sys, threading, time
 import numpy as np
 import tritonclient.grpc as grpcclient

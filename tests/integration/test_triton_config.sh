@@ -12,6 +12,7 @@
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
 mkdir -p "$tmp/models"
 "$py" "$GS_SOURCE_DIR/tests/integration/make_example_models.py" --out "$tmp/models" >/dev/null
@@ -22,14 +23,7 @@ rc=$?
 "$py" "$GS_SOURCE_DIR/scripts/make_seq_models.py" --out "$tmp/models" ||
   { echo "FAIL: make_seq_models.py"; exit 1; }
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[http,grpc]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
-  echo "SKIP: pip could not install tritonclient[http,grpc]"; tail -3 "$tmp/pip.log" 2>/dev/null
-  exit 77
-fi
+triton_python || { echo "SKIP: $TRITON_WHY"; exit 77; }
 
 gport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker --grpc-port "$gport" --metrics-port 0 --threads 2 \
@@ -41,7 +35,7 @@ done
 # the parameter Triton's ONNX backend ignores loads, with one warning
 n=$(grep -c "model reshape_batch: parameters gpuslice does not use, ignored: execute_delay_ms" "$tmp/log")
 [ "$n" = 1 ] || { echo "FAIL: execute_delay_ms warned $n times"; cat "$tmp/log"; exit 1; }
-"$venv/bin/python" "$GS_SOURCE_DIR/tests/integration/triton_config.py" "$port" "$gport" "$tmp/models" ||
+"$TRITON_PY" "$GS_SOURCE_DIR/tests/integration/triton_config.py" "$port" "$gport" "$tmp/models" ||
   { tail -20 "$tmp/log"; exit 1; }
 kill -0 "$pid" || { echo "FAIL: the worker died"; cat "$tmp/log"; exit 1; }
 # the files sent with loads are gone once loaded

@@ -11,6 +11,7 @@
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 onnx_python
 make_models "$py"
 model() { # NAME DYNAMIC_BATCHING
@@ -29,14 +30,7 @@ model qp_delay 'preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 500000
 # priority queues are not served: refused by name
 model qp_priority 'priority_levels: 2 default_queue_policy { max_queue_size: 2 }'
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[http,grpc]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
-  echo "SKIP: pip could not install tritonclient[http,grpc]"; tail -3 "$tmp/pip.log" 2>/dev/null
-  exit 77
-fi
+triton_python || { echo "SKIP: $TRITON_WHY"; exit 77; }
 
 gport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker --grpc-port "$gport" --metrics-port 0 --threads 4
@@ -46,7 +40,7 @@ for m in qp_full qp_reject qp_override qp_delay; do
 done
 grep -q "qp_priority' is not ready: .*'dynamic_batching.priority_levels' is not supported" "$tmp/log" ||
   { echo "FAIL: priority_levels not refused by name"; cat "$tmp/log"; exit 1; }
-"$venv/bin/python" "$GS_SOURCE_DIR/tests/integration/triton_queue_policy.py" "$port" "$gport" ||
+"$TRITON_PY" "$GS_SOURCE_DIR/tests/integration/triton_queue_policy.py" "$port" "$gport" ||
   { tail -20 "$tmp/log"; exit 1; }
 kill -0 "$pid" || { echo "FAIL: the worker died"; cat "$tmp/log"; exit 1; }
 echo "all passed"

@@ -11,20 +11,14 @@
 # a new version and a removed model followed). Skips (77) when the models
 # cannot be generated or pip cannot install tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 py=/usr/bin/python3
 "$py" "$GS_SOURCE_DIR/tests/integration/make_repo_models.py" --out "$tmp/models"
 rc=$?
 [ $rc -eq 77 ] && { echo "SKIP: make_repo_models.py needs python3-onnx"; exit 77; }
 [ $rc -eq 0 ] || { echo "FAIL: make_repo_models.py exited $rc"; exit 1; }
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[http,grpc]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/null; then
-  echo "SKIP: pip could not install tritonclient[http,grpc]"; tail -3 "$tmp/pip.log" 2>/dev/null
-  exit 77
-fi
+triton_python || { echo "SKIP: $TRITON_WHY"; exit 77; }
 
 fails=0
 # run_worker LOG ARGS...: a worker on free HTTP and gRPC ports; sets pid,
@@ -50,7 +44,7 @@ stop_worker() {
 
 # ---- explicit mode ----------------------------------------------------------
 run_worker "$tmp/log" --model-control-mode explicit --load-model versioned
-"$venv/bin/python" - "$port" "$gport" <<'PY' || fails=$((fails + 1))
+"$TRITON_PY" - "$port" "$gport" <<'PY' || fails=$((fails + 1))
 import json, sys
 import numpy as np
 import tritonclient.grpc as gc
@@ -179,7 +173,7 @@ stop_worker "$tmp/log"
 
 # ---- mode none: everything loads, load and unload are refused ------------------
 run_worker "$tmp/log_none"
-"$venv/bin/python" - "$port" "$gport" <<'PY' || fails=$((fails + 1))
+"$TRITON_PY" - "$port" "$gport" <<'PY' || fails=$((fails + 1))
 import sys
 import tritonclient.grpc as gc
 import tritonclient.http as hc
@@ -206,7 +200,7 @@ cp -r "$tmp/models/simple" "$tmp/models/added"
 sed -i 's/name: "simple"/name: "added"/' "$tmp/models/added/config.pbtxt"
 mkdir "$tmp/models/simple/2" && cp "$tmp/models/versioned/2/model.onnx" "$tmp/models/simple/2/"
 rm -r "$tmp/models/versioned"
-"$venv/bin/python" - "$port" <<'PY' || fails=$((fails + 1))
+"$TRITON_PY" - "$port" <<'PY' || fails=$((fails + 1))
 import sys, time
 import tritonclient.http as hc
 from tritonclient.utils import InferenceServerException

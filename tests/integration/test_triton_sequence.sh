@@ -15,25 +15,19 @@
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
 make_models "$py"
 "$py" "$GS_SOURCE_DIR/scripts/make_seq_models.py" --out "$tmp/models" \
   --idle-us 300000 || { echo "SKIP: make_seq_models.py needs onnx"; exit 77; }
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[grpc,http]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/null; then
-  echo "SKIP: pip could not install tritonclient[grpc,http]"; tail -3 "$tmp/pip.log" 2>/dev/null
-  exit 77
-fi
+triton_python || { echo "SKIP: $TRITON_WHY"; exit 77; }
 
 gport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker --grpc-port "$gport" --metrics-port 0 --threads 2
 for _ in $(seq 100); do grep -q 'listening for gRPC' "$tmp/log" && break; sleep 0.1; done
 
-"$venv/bin/python" - "$gport" "$port" <<'PY'
+"$TRITON_PY" - "$gport" "$port" <<'PY'
 import queue, sys, time, uuid
 from functools import partial
 import grpc as g

@@ -14,6 +14,7 @@
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient[http,grpc].
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
 make_models "$py"
 rm -rf "$tmp/models/classifier" "$tmp/models/cnn_small"
@@ -22,15 +23,7 @@ echo '{"max_batch_size": 8, "instance_group": [{"kind": "KIND_CPU"}]}' \
 "$py" "$GS_SOURCE_DIR/tests/integration/make_slow_model.py" --out "$tmp/models" \
   --pairs 8 || { echo "FAIL: make_slow_model.py"; exit 1; }
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/null; then
-  "$py" -m venv "$venv" &&
-    "$venv/bin/pip" install -q 'tritonclient[http,grpc]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http' 2>/dev/null; then
-  echo "SKIP: pip could not install tritonclient[http,grpc]"; tail -3 "$tmp/pip.log" 2>/dev/null
-  exit 77
-fi
+triton_python || { echo "SKIP: $TRITON_WHY"; exit 77; }
 
 fails=0
 gport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -41,7 +34,7 @@ LD_LIBRARY_PATH=${fake:+$fake:}${LD_LIBRARY_PATH:-} \
 hurl=127.0.0.1:$port
 gurl=127.0.0.1:$gport
 
-"$venv/bin/python" - "$hurl" "$gurl" "${fake:+fake}" <<'PY' || fails=$((fails + 1))
+"$TRITON_PY" - "$hurl" "$gurl" "${fake:+fake}" <<'PY' || fails=$((fails + 1))
 import base64, sys, threading
 import numpy as np
 import tritonclient.grpc as grpcclient

@@ -12,20 +12,14 @@
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient.
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
 "$py" "$GS_SOURCE_DIR/tests/integration/make_string_models.py" --out "$tmp/models"
 rc=$?
 [ $rc -eq 77 ] && { echo "SKIP: make_string_models.py needs python3-onnx"; exit 77; }
 [ $rc -eq 0 ] || { echo "FAIL: make_string_models.py exited $rc"; exit 1; }
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[http,grpc]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
-  echo "SKIP: pip could not install tritonclient[http,grpc]"; tail -3 "$tmp/pip.log" 2>/dev/null
-  exit 77
-fi
+triton_python || { echo "SKIP: $TRITON_WHY"; exit 77; }
 
 gport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_worker --grpc-port "$gport" --metrics-port 0 --threads 2
@@ -33,6 +27,6 @@ for _ in $(seq 100); do grep -q 'listening for gRPC' "$tmp/log" && break; sleep 
 for m in simple_string simple_identity identity_batched simple_cls; do
   grep -q "model '$m' is ready" "$tmp/log" || { echo "FAIL: $m not ready"; cat "$tmp/log"; exit 1; }
 done
-"$venv/bin/python" "$GS_SOURCE_DIR/tests/integration/triton_strings.py" "$port" "$gport" || exit 1
+"$TRITON_PY" "$GS_SOURCE_DIR/tests/integration/triton_strings.py" "$port" "$gport" || exit 1
 kill -0 "$pid" || { echo "FAIL: the worker died"; cat "$tmp/log"; exit 1; }
 echo "all passed"

@@ -6,6 +6,7 @@
 # the models cannot be generated; the tritonclient part skips when pip
 # cannot install it.
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
 make_models "$py"
 mkdir -p "$tmp/models/broken/1" "$tmp/models/batched/1"
@@ -109,15 +110,11 @@ PY
 check "still serving" 200 '' -- "$base/v2/health/live"
 
 # Triton's Python client.
-venv=${GS_TEST_VENV:-$tmp/venv}
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import tritonclient.http' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[http]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.http' 2>/dev/null; then
-  echo "SKIP (part): pip could not install tritonclient[http]"; cat "$tmp/pip.log" 2>/dev/null | tail -3
+if ! triton_python; then
+  echo "SKIP (part): $TRITON_WHY"
   [ $fails -eq 0 ] && exit 77
 else
-  "$venv/bin/python" - "$port" <<'PY' || fails=$((fails + 1))
+  "$TRITON_PY" - "$port" <<'PY' || fails=$((fails + 1))
 import sys
 import numpy as np
 import tritonclient.http as http

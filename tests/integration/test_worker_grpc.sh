@@ -8,19 +8,13 @@
 # Skips (77) when the models cannot be generated or pip cannot install
 # tritonclient[grpc].
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
 make_models "$py"
 mkdir -p "$tmp/models/broken/1"
 echo "not a model" >"$tmp/models/broken/1/model.onnx"
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if ! "$venv/bin/python" -c 'import tritonclient.grpc' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[grpc]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.grpc' 2>/dev/null; then
-  echo "SKIP: pip could not install tritonclient[grpc]"; tail -3 "$tmp/pip.log" 2>/dev/null
-  exit 77
-fi
+triton_python || { echo "SKIP: $TRITON_WHY"; exit 77; }
 
 fails=0
 # --grpc-port 0 turns gRPC off.
@@ -44,7 +38,7 @@ grep -q "listening for gRPC on 127.0.0.1:$gport" "$tmp/log" ||
   { echo "FAIL: worker did not start gRPC"; cat "$tmp/log"; exit 1; }
 hport=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
 
-"$venv/bin/python" - "$gport" <<'PY' || fails=$((fails + 1))
+"$TRITON_PY" - "$gport" <<'PY' || fails=$((fails + 1))
 import sys
 import grpc as g
 import numpy as np

@@ -8,6 +8,7 @@
 # reason while the worker serves the others; version_policy picks the
 # version. Then the same through Triton's Python client.
 . "$(dirname "$0")/worker_lib.sh"
+. "$(dirname "$0")/triton_env.sh"
 py=$(command -v python3 || echo /usr/bin/python3)
 make_models "$py"
 data=$GS_SOURCE_DIR/tests/data/pbtxt
@@ -81,15 +82,11 @@ grep -q '"versions":\["1"\]' <<<"$meta" && grep -q '"INPUT0"' <<<"$meta" &&
   echo "ok: version_policy specific serves version 1" || fail "versions: $meta"
 get v2/health/live >/dev/null && echo "ok: the worker is up"
 
-venv=${GS_TEST_VENV:-$tmp/venv}
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import tritonclient.http' 2>/dev/null; then
-  "$py" -m venv "$venv" && "$venv/bin/pip" install -q 'tritonclient[http]' >"$tmp/pip.log" 2>&1
-fi
-if ! "$venv/bin/python" -c 'import tritonclient.http' 2>/dev/null; then
-  echo "SKIP (part): pip could not install tritonclient[http]"
+if ! triton_python; then
+  echo "SKIP (part): $TRITON_WHY"
   [ $fails -eq 0 ] && exit 77
 else
-  "$venv/bin/python" - "$port" <<'PY' || fails=$((fails + 1))
+  "$TRITON_PY" - "$port" <<'PY' || fails=$((fails + 1))
 import sys
 import numpy as np
 import tritonclient.http as http
