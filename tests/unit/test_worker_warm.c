@@ -320,10 +320,15 @@ static void take_note(void *ctx, const char *line) {
 }
 
 /* The model "late" (max_batch_size 8, two sessions) in a repository of its
- * own, planned up to before rows before ready. */
-static void open_late(gs__repo_t *repo, char *dir, size_t cap, unsigned before,
-                      notes_t *notes) {
+ * own (the caller closes and frees it), planned up to before rows before
+ * ready, the rest held back delay_ms by the test hook (reset by the
+ * caller). */
+static gs__repo_t *open_late(char *dir, size_t cap, unsigned before,
+                             unsigned delay_ms, notes_t *notes) {
   gs_error_t err = {0};
+  gs__repo_t *repo = calloc(1, sizeof *repo);
+  assert_non_null(repo);
+  gs__test_hooks.late_plan_delay_ms = delay_ms;
   assert_int_equal(test_tmpdir_make(dir, cap, "late"), 0);
   write_model(dir, "late",
               "{\"max_batch_size\": 8, \"warmup\": true, \"instance_group\": "
@@ -334,6 +339,7 @@ static void open_late(gs__repo_t *repo, char *dir, size_t cap, unsigned before,
                               .note_ctx = notes};
   if (gs__repo_open_opts(repo, &opts, &err) != GS_OK)
     fail_msg("open: %s", err.msg);
+  return repo;
 }
 
 /* plan_before_ready 2: sizes 1 and 2 plan before the model is ready, 4 and
@@ -345,10 +351,7 @@ static void test_large_sizes_plan_after_ready(void **state) {
   static notes_t notes = {.mu = PTHREAD_MUTEX_INITIALIZER,
                           .cond = PTHREAD_COND_INITIALIZER};
   char dir[256];
-  gs__repo_t *repo = calloc(1, sizeof *repo);
-  assert_non_null(repo);
-  gs__test_hooks.late_plan_delay_ms = 400;
-  open_late(repo, dir, sizeof dir, 2, &notes);
+  gs__repo_t *repo = open_late(dir, sizeof dir, 2, 400, &notes);
   gs__model_entry_t *m = gs__repo_find(repo, "late");
   assert_non_null(m);
   assert_int_equal(m->state, GS__MODEL_READY);
@@ -389,10 +392,7 @@ static void test_unload_stops_planning_after_ready(void **state) {
   static notes_t notes = {.mu = PTHREAD_MUTEX_INITIALIZER,
                           .cond = PTHREAD_COND_INITIALIZER};
   char dir[256];
-  gs__repo_t *repo = calloc(1, sizeof *repo);
-  assert_non_null(repo);
-  gs__test_hooks.late_plan_delay_ms = 60000;
-  open_late(repo, dir, sizeof dir, 1, &notes);
+  gs__repo_t *repo = open_late(dir, sizeof dir, 1, 60000, &notes);
   assert_int_equal(gs__slot_batch_max(gs__repo_find(repo, "late")->slot), 1);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
