@@ -153,6 +153,12 @@ bool gs_h2_finished(const gs_h2_t *h) {
          !nghttp2_session_want_write(h->session);
 }
 
+void gs_h2_hdrs_clear(gs_h2_hdrs_t *h) {
+  gs_buf_reset(&h->b);
+  h->list_bytes = 0;
+  h->n = 0;
+}
+
 int gs_h2_hdrs_add(gs_h2_hdrs_t *h, size_t max, const uint8_t *name,
                    size_t nlen, const uint8_t *value, size_t vlen) {
   if (h->list_bytes + nlen + vlen + 32 > max)

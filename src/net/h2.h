@@ -75,6 +75,8 @@ typedef struct gs_h2_hdrs_s {
 /* Appends one field; -1 past max list bytes or without memory. */
 int gs_h2_hdrs_add(gs_h2_hdrs_t *h, size_t max, const uint8_t *name,
                    size_t nlen, const uint8_t *value, size_t vlen);
+/* Empties h (its buffer kept for reuse). */
+void gs_h2_hdrs_clear(gs_h2_hdrs_t *h);
 /* h's fields after `first` entries left to the caller, skipping pseudo
  * headers other than :status, :path and :authority (the ones a relay
  * keeps). NULL without memory; free the array. */

@@ -266,6 +266,37 @@ void gs__gp_call_attempt_failed(call_t *call, bool passive) {
   gs__gp_call_send(call, next);
 }
 
+/* A unary call its worker answered UNAVAILABLE was not run there (device
+ * failed, model not ready there, queue or rate limit refused it; the
+ * worker's 503 over HTTP): tried once on another worker, as front.c does
+ * with a 503, and not counted toward ejection (the attempt ended as a
+ * success). False when it is to be relayed as it is. */
+bool gs__gp_call_retry_not_run(call_t *call, gs__wk_t *tried) {
+  front_t *f = call->f;
+  const char *msg = "";
+  if (!tried || call->parent || call->undo || call->streaming || call->pinned ||
+      call->attempts >= 2 || f->closing)
+    return false;
+  int st = gs__gp_hdrs_status(&call->trailers, &msg);
+  if (st < 0)
+    st = gs__gp_hdrs_status(&call->resp, &msg); /* trailers-only */
+  if (st != GS__GRPC_UNAVAILABLE)
+    return false;
+  gs__wk_t *next = gs__pick(f->s, tried);
+  if (!next)
+    return false;
+  /* the refusal's answer goes; the request's bytes were kept */
+  gs_h2_hdrs_clear(&call->resp);
+  gs_h2_hdrs_clear(&call->trailers);
+  f->buffered -= call->resp_body.len;
+  gs_buf_reset(&call->resp_body);
+  call->got_headers = false;
+  call->resp_done = false;
+  f->s->retries++;
+  gs__gp_call_send(call, next);
+  return true;
+}
+
 /* Whether call's :path is the service's method. */
 bool gs__gp_call_is(const call_t *call, const char *method) {
   const char *p = (const char *)call->req.b.data;

@@ -193,8 +193,10 @@ static int up_on_frame_recv(nghttp2_session *session,
     return 0;
   }
   /* Our request may still be sending: the detached stream is reset. */
+  gs__wk_t *wk = call->wk;
   gs__gp_call_end_attempt(call, true, false);
-  gs__gp_call_answer_relay(call);
+  if (!gs__gp_call_retry_not_run(call, wk))
+    gs__gp_call_answer_relay(call);
   return 0;
 }
 

@@ -92,6 +92,7 @@ int gs__gp_bytes_add(front_t *f, gs_buf_t *b, const uint8_t *data, size_t len);
 void gs__gp_call_answer_error(call_t *call, int status, const char *msg);
 void gs__gp_call_answer_relay(call_t *call);
 void gs__gp_call_attempt_failed(call_t *call, bool passive);
+bool gs__gp_call_retry_not_run(call_t *call, gs__wk_t *tried);
 void gs__gp_call_detach(call_t *call, bool reset);
 void gs__gp_call_dispatch(call_t *call);
 void gs__gp_call_end_attempt(call_t *call, bool ok, bool reset);
