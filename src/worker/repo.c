@@ -238,6 +238,28 @@ void gs__repo_device_failed(gs__repo_t *repo, gs__model_entry_t *m,
     repo->device_failed(repo->device_failed_ctx, m->reason);
 }
 
+void gs__repo_find_failed(gs__repo_t *repo) {
+  for (unsigned i = 0; i < repo->n; i++) {
+    gs__model_entry_t *m = &repo->models[i];
+    gs_error_t err;
+    if (m->state != GS__MODEL_READY || !m->slot ||
+        !gs__slot_failed(m->slot, &err))
+      continue;
+    char why[sizeof m->slot->device_error]; /* the slot may go with it */
+    snprintf(why, sizeof why, "%s", m->slot->device_error);
+    gs__repo_device_failed(repo, m, m->slot, why);
+  }
+}
+
+void gs__loop_wake(gs__loop_wake_t *w) {
+  if (!w)
+    return;
+  pthread_mutex_lock(&w->lock);
+  if (w->async)
+    uv_async_send(w->async);
+  pthread_mutex_unlock(&w->lock);
+}
+
 /* The GPU's libraries and context opened while the model is read (each
  * takes hundreds of ms on a restart); its outcome is the session's to
  * find: a failure here only means the session pays for it itself. */

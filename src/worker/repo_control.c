@@ -166,6 +166,7 @@ static gs_gpu_wait_t gpu_wait(const gs_worker_options_t *opts) {
 int gs__repo_open_opts(gs__repo_t *repo, const gs_worker_options_t *opts,
                        gs_error_t *err) {
   memset(repo, 0, sizeof *repo);
+  pthread_mutex_init(&repo->wake.lock, NULL);
   repo->sm_first = opts->sm_first;
   repo->sm_count = opts->sm_count;
   repo->gpu_wait = gpu_wait(opts);

@@ -242,6 +242,7 @@ static int load_versions(gs__repo_t *repo, const char *name, const char *dir,
   tmpl->placement.plan_before_ready = repo->plan_before_ready;
   tmpl->placement.note = repo->note;
   tmpl->placement.note_ctx = repo->note_ctx;
+  tmpl->placement.wake = &repo->wake;
   if (rc == GS_OK)
     rc = list_versions(dir, present, &np, err);
   if (rc == GS_OK)

@@ -27,6 +27,7 @@ struct gs_worker_s {
   /* gs_worker_drain: from any thread, then on the loop */
   uv_async_t drain;
   uv_timer_t drain_timer;
+  uv_async_t slot_failed; /* the repository's wake (gs__loop_wake) */
   _Atomic unsigned drain_ms;
   unsigned drain_elapsed_ms;
   gs__pool_t *pool;         /* busy_poll_us > 0: the inference threads */
@@ -109,6 +110,21 @@ static void on_device_failed(void *ctx, const char *why) {
     gs_worker_drain(w, DEVICE_FAILURE_DRAIN_MS);
 }
 
+/* A planning thread found its device failed: the repository hears of it
+ * now, not at the next request. */
+static void on_slot_failed(uv_async_t *a) {
+  gs_worker_t *w = a->data;
+  gs__repo_find_failed(&w->repo);
+}
+
+/* Points the repository's wake at the loop (the handle open) or at nothing
+ * (the handle about to close; a thread's wake then is dropped). */
+static void set_wake(gs_worker_t *w, uv_async_t *async) {
+  pthread_mutex_lock(&w->repo.wake.lock);
+  w->repo.wake.async = async;
+  pthread_mutex_unlock(&w->repo.wake.lock);
+}
+
 const char *gs_worker_device_failure(const gs_worker_t *w) {
   return w->device_failure[0] ? w->device_failure : NULL;
 }
@@ -154,6 +170,8 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   w->drain.data = w;
   uv_timer_init(&w->loop, &w->drain_timer);
   w->drain_timer.data = w;
+  uv_async_init(&w->loop, &w->slot_failed, on_slot_failed);
+  w->slot_failed.data = w;
   rc = opts->busy_poll_us > GS_WORKER_MAX_BUSY_POLL_US
            ? gs_error_set(err, GS_EINVAL, "busy_poll_us is at most %u, not %u",
                           GS_WORKER_MAX_BUSY_POLL_US, opts->busy_poll_us)
@@ -178,6 +196,10 @@ int gs_worker_create(gs_worker_t **out, const gs_worker_options_t *opts,
   if (rc == GS_OK && opts->exit_on_device_failure) { /* loads are done */
     w->repo.device_failed = on_device_failed;
     w->repo.device_failed_ctx = w;
+  }
+  if (rc == GS_OK) { /* planning threads may have failed meanwhile: look */
+    set_wake(w, &w->slot_failed);
+    uv_async_send(&w->slot_failed);
   }
   const char *host = opts->host ? opts->host : "127.0.0.1";
   if (rc == GS_OK)
@@ -240,6 +262,8 @@ void gs_worker_destroy(gs_worker_t *w) {
     /* no new requests now: the jobs in flight end, their answers through
      * the pool's handle, which close_any closes next */
     gs__pool_quiesce(w->pool);
+    if (w->repo.wake.async)
+      set_wake(w, NULL);
     uv_walk(&w->loop, close_any, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets in-flight infers finish */
     gs__pool_destroy(w->pool);

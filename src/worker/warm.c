@@ -232,8 +232,10 @@ static void *plan_late(void *arg) {
         rc = err.code;
         break;
       }
-      rc = warm_run(slot, sessions[i], slot->sizes[k], false, "after ready",
-                    &err);
+      rc = gs__test_device_fault(&err)
+               ? GS_EDRIVER
+               : warm_run(slot, sessions[i], slot->sizes[k], false,
+                          "after ready", &err);
       gs__slot_put(slot, sessions[i]);
     }
     if (rc == GS_OK) {
@@ -242,9 +244,11 @@ static void *plan_late(void *arg) {
                        __ATOMIC_RELEASE);
     }
   }
-  if (rc == GS_EDRIVER)
-    gs__slot_fail(slot, err.msg); /* requests find it, as after a run */
-  if (rc != GS_EBUSY)             /* not being unloaded */
+  if (rc == GS_EDRIVER) {
+    gs__slot_fail(slot, err.msg);        /* requests find it, as after a run */
+    gs__loop_wake(slot->placement.wake); /* the repository at once */
+  }
+  if (rc != GS_EBUSY) /* not being unloaded */
     late_note(slot, planned, gs__now_ns() - t0, &err);
   return NULL;
 }

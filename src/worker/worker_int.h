@@ -182,7 +182,21 @@ typedef struct gs__placement_s {
   unsigned plan_before_ready;
   void (*note)(void *ctx, const char *line);
   void *note_ctx;
+  /* The repository's wake (a device failure met by the planning thread
+   * reaches the loop at once); NULL: none. */
+  struct gs__loop_wake_s *wake;
 } gs__placement_t;
+
+/* How a thread that is not the loop's (a slot's planning thread) wakes the
+ * loop: async is set (under lock) while the loop's handle is open, so a
+ * wake after the loop closed is dropped, not sent to a closed handle. */
+typedef struct gs__loop_wake_s {
+  pthread_mutex_t lock;
+  uv_async_t *async;
+} gs__loop_wake_t;
+
+/* Sends w's async when it is set; any thread. */
+void gs__loop_wake(gs__loop_wake_t *w);
 
 /* The most batch sizes a model is planned for at load: powers of two below
  * max_batch_size (at most 20 of them), the preferred sizes and the max. */
@@ -311,6 +325,9 @@ typedef struct gs__repo_s {
    * the worker's exit_on_device_failure). */
   void (*device_failed)(void *ctx, const char *why);
   void *device_failed_ctx;
+  /* Set by the worker while its loop runs: wakes it to call
+   * gs__repo_find_failed (every slot's placement points here). */
+  gs__loop_wake_t wake;
 } gs__repo_t;
 
 /* Finds every model directory under dir and loads it; a model that fails
@@ -395,6 +412,9 @@ int gs__repo_check_batch_dims(const gs__model_entry_t *m, gs_error_t *err);
  * hears of it through its device_failed callback. */
 void gs__repo_device_failed(gs__repo_t *repo, gs__model_entry_t *m,
                             const gs__model_slot_t *slot, const char *why);
+/* On the loop: every READY model whose slot's device failed outside a run
+ * (the planning after ready) is taken out as gs__repo_device_failed. */
+void gs__repo_find_failed(gs__repo_t *repo);
 /* Test hook (gs__test_hooks.device_fail_file): true, with err set as the
  * engine would (GS_EDRIVER), for the one run that removes the file. */
 bool gs__test_device_fault(gs_error_t *err);

@@ -6,7 +6,10 @@
 # concurrent requests all succeed and the batcher runs every one alone
 # (batch_stats: size 1 only); once the worker logs the sizes planned
 # after ready, 16 concurrent requests form batches larger than 1. The
-# load note says what was left for after ready.
+# load note says what was left for after ready. A device failure met by
+# that planning (the test hook GPUSLICE_TEST_DEVICE_FAIL_FILE) reaches the
+# repository at once, with no request: the model leaves READY and a
+# worker with --exit-on-device-failure exits 1 saying why.
 # Skips (77) when the models cannot be generated.
 . "$(dirname "$0")/worker_lib.sh"
 onnx_python
@@ -60,4 +63,24 @@ assert max(sizes) > 1, sizes
 assert sum(k * v for k, v in sizes.items()) == 28, sizes' "$after" ||
   fail "after the sizes were planned, batches ran as $after: none larger than 1, or not 28 rows"
 echo "ok: once planned ($(grep -o 'batch sizes {2,4,8} planned after ready in [0-9]* ms' "$tmp/log")), batches grew: $after"
+
+kill "$pid"
+wait "$pid" 2>/dev/null
+touch "$tmp/fail"
+GPUSLICE_TEST_LATE_PLAN_DELAY_MS=1000 GPUSLICE_TEST_DEVICE_FAIL_FILE="$tmp/fail" \
+  start_worker --plan-before-ready 1 --exit-on-device-failure
+code=$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/health/ready")
+[ "$code" = 200 ] || fail "before its planning failed the worker was not ready ($code)"
+for _ in $(seq 100); do
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$pid" 2>/dev/null && fail "10 s after its planning failed, with no request, the worker still runs"
+wait "$pid"
+rc=$?
+[ "$rc" = 1 ] || fail "the worker exited $rc after a device failure, not 1"
+[ ! -e "$tmp/fail" ] || fail "the planning never met the device failure (the hook's file is still there)"
+grep -q "test hook: the device failed" "$tmp/log" || fail "the worker's exit does not say the device failed"
+pid=
+echo "ok: a device failure in the planning after ready ended the worker with no request: $(grep -o 'device failed[^;]*' "$tmp/log" | head -1)"
 echo PASS
