@@ -328,6 +328,13 @@ worker_waits() {
     >>"$raw/$mode_label-workers.txt"
 }
 
+# stamp_lines: stdin to stdout, each line after its arrival time (s).
+stamp_lines() {
+  python3 -u -c 'import sys, time
+for line in sys.stdin:
+    sys.stdout.write("%.3f %s" % (time.time(), line))'
+}
+
 # serve_up REPO [INSTANCES]: the serve on INSTANCES (default all), every
 # worker ready. Sets serve_pid, serve_port.
 serve_up() {
@@ -337,11 +344,13 @@ serve_up() {
   # speed is measured (faults): the others measure steady serving, which
   # planning after ready (cuDNN timing on a first start) would disturb.
   [[ $part == faults ]] || extra=(--plan-before-ready all ${extra[@]+"${extra[@]}"})
-  # not through gsm: $! must be the serve itself, which SIGTERM drains
+  # not through gsm: $! must be the serve itself, which SIGTERM drains;
+  # each line of its log stamped with the wall clock (the marks' and the
+  # request logs' clock), so that a restart's steps can be timed
   "$gs" --backend "$backend" --state-dir "$mode_state" ${isolation:+--isolation "$isolation"} \
     serve --model-repository "$repo" --instances "$sel" --http-port 0 --grpc-port 0 \
     --start-timeout $((start_s * 1000)) ${extra[@]+"${extra[@]}"} \
-    ${serve_extra[@]+"${serve_extra[@]}"} >>"$raw/$mode_label-serve.log" 2>&1 &
+    ${serve_extra[@]+"${serve_extra[@]}"} > >(stamp_lines >>"$raw/$mode_label-serve.log") 2>&1 &
   serve_pid=$!
   local deadline=$((SECONDS + start_s + 10))
   while ((SECONDS < deadline)); do

@@ -112,7 +112,9 @@ static int read_test_overrides(cli_t *cli) {
       env_uint("GPUSLICE_TEST_STEP_DELAY_US", 0, 1000000,
                &gs__test_hooks.step_delay_us) ||
       env_uint("GPUSLICE_TEST_LATE_PLAN_DELAY_MS", 0, 600000,
-               &gs__test_hooks.late_plan_delay_ms))
+               &gs__test_hooks.late_plan_delay_ms) ||
+      env_uint("GPUSLICE_TEST_LATE_PLAN_STEP_MS", 0, 600000,
+               &gs__test_hooks.late_plan_step_ms))
     return CLI_USAGE;
   cli->opt.host_memory_mib = mib;
   v = getenv("GPUSLICE_TEST_DEVICE_FAIL_FILE");

@@ -20,6 +20,9 @@ typedef struct gs__test_hooks_s {
   const char *device_fail_file;
   /* Worker: a warm model's planning after ready waits this long first. */
   unsigned late_plan_delay_ms;
+  /* Worker: each step of that planning (one size on one session) holds
+   * its session this much longer. */
+  unsigned late_plan_step_ms;
   /* Worker: SIGUSR2 closes its pipes and sockets (as a dying process's
    * are closed before it is reaped) and stops it (SIGSTOP) unreaped. */
   bool sigusr2_closes;

@@ -120,8 +120,11 @@ static bool failed_locked(const gs__model_slot_t *slot, gs_error_t *err) {
 gs_session_t *gs__slot_get(gs__model_slot_t *slot, gs_error_t *err) {
   gs_session_t *s = NULL;
   pthread_mutex_lock(&slot->lock);
-  while (slot->warm && slot->n_idle == 0 && !slot->device_failed)
+  while (slot->warm && slot->n_idle == 0 && !slot->device_failed) {
+    slot->n_getting++;
     pthread_cond_wait(&slot->idle_cond, &slot->lock);
+    slot->n_getting--;
+  }
   bool failed = failed_locked(slot, err);
   if (!failed && slot->n_idle)
     s = slot->idle[--slot->n_idle];
@@ -152,6 +155,7 @@ void gs__slot_put(gs__model_slot_t *slot, gs_session_t *s) {
   pthread_mutex_lock(&slot->lock);
   if (slot->n_idle < sizeof slot->idle / sizeof slot->idle[0]) {
     slot->idle[slot->n_idle++] = s;
+    slot->n_puts++;
     s = NULL;
     pthread_cond_signal(&slot->idle_cond);
     if (slot->late_waiting) /* it waits for one session: maybe this one */
@@ -165,9 +169,13 @@ bool gs__slot_take(gs__model_slot_t *slot, gs_session_t *s, gs_error_t *err) {
   bool taken = false;
   pthread_mutex_lock(&slot->lock);
   while (!taken && !slot->late_stop && !failed_locked(slot, err)) {
-    for (unsigned i = 0; !taken && i < slot->n_idle; i++)
+    /* a request waits and none ran since this thread's last step: its
+     * turn first (its put wakes this thread again) */
+    bool yield = slot->n_getting > 0 && slot->n_puts == slot->late_mark;
+    for (unsigned i = 0; !taken && !yield && i < slot->n_idle; i++)
       if (slot->idle[i] == s) {
         slot->idle[i] = slot->idle[--slot->n_idle];
+        slot->late_mark = slot->n_puts + 1; /* after this step's put */
         taken = true;
       }
     if (!taken) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/test_hooks.h"
 #include "worker/reshape.h"
@@ -198,7 +199,8 @@ static void late_note(gs__model_slot_t *slot, size_t planned, uint64_t ns,
 
 /* late_thread: the sizes left for after ready, smallest first, each on
  * every session in turn (taken from the pool as a request would take one,
- * so the others serve meanwhile); the batcher's cap rises as each size is
+ * so the others serve meanwhile, and never twice running while a request
+ * waits for it: gs__slot_take); the batcher's cap rises as each size is
  * planned everywhere. Stops at a failure: a device failure marks the slot
  * failed, as a request's would; any other leaves the cap where it is. */
 static void *plan_late(void *arg) {
@@ -232,6 +234,8 @@ static void *plan_late(void *arg) {
         rc = err.code;
         break;
       }
+      if (gs__test_hooks.late_plan_step_ms)
+        usleep(gs__test_hooks.late_plan_step_ms * 1000u);
       rc = gs__test_device_fault(&err)
                ? GS_EDRIVER
                : warm_run(slot, sessions[i], slot->sizes[k], false,

@@ -226,6 +226,12 @@ typedef struct gs__model_slot_s {
    * nothing is planned, captured or made on the request path. */
   bool warm;
   pthread_cond_t idle_cond;
+  /* Requests waiting on idle_cond, and how many sessions were put back
+   * (both under lock): the planning after ready takes a session only
+   * when no request waits, or when one ran since its own last step, so
+   * that requests and planning steps alternate (gs__slot_take). */
+  unsigned n_getting;
+  uint64_t n_puts, late_mark;
   unsigned n_sessions;
   size_t n_sizes; /* 0: the shapes vary, each plans at its first run */
   uint64_t sizes[GS__MAX_PLANNED_SIZES]; /* descending */

@@ -6,7 +6,9 @@
 # concurrent requests all succeed and the batcher runs every one alone
 # (batch_stats: size 1 only); once the worker logs the sizes planned
 # after ready, 16 concurrent requests form batches larger than 1. The
-# load note says what was left for after ready. A device failure met by
+# load note says what was left for after ready. Requests and planning
+# steps alternate: with each step held 1.5 s (GPUSLICE_TEST_LATE_PLAN_STEP_MS),
+# two requests in a row both finish before the third step does. A device failure met by
 # that planning (the test hook GPUSLICE_TEST_DEVICE_FAIL_FILE) reaches the
 # repository at once, with no request: the model leaves READY and a
 # worker with --exit-on-device-failure exits 1 saying why.
@@ -64,6 +66,16 @@ assert sum(k * v for k, v in sizes.items()) == 28, sizes' "$after" ||
   fail "after the sizes were planned, batches ran as $after: none larger than 1, or not 28 rows"
 echo "ok: once planned ($(grep -o 'batch sizes {2,4,8} planned after ready in [0-9]* ms' "$tmp/log")), batches grew: $after"
 
+kill "$pid"
+wait "$pid" 2>/dev/null
+GPUSLICE_TEST_LATE_PLAN_STEP_MS=1500 start_worker --plan-before-ready 1
+for i in 1 2; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -d @"$tmp/req.json" "$base/v2/models/mlp_warm/infer")
+  [ "$code" = 200 ] || fail "request $i while planning after ready: $code"
+done
+grep -q "planned after ready" "$tmp/log" &&
+  fail "two requests in a row waited for all three planning steps (each 1.5 s): the planning did not let them in"
+echo "ok: two requests ran between planning steps of 1.5 s, before the third ended"
 kill "$pid"
 wait "$pid" 2>/dev/null
 touch "$tmp/fail"
