@@ -317,9 +317,9 @@ static int group_argv(void *ctx, const char *group,
 static int member_hold(void *ctx, const gs_serve_instance_t *inst, int pid,
                        bool on, gs_error_t *err) {
   serve_cli_t *sc = ctx;
-  gs_backend_t *be = NULL;
   gs_instance_ref_t ref;
-  int rc = cli_open_backend(sc->cli, &be, err);
+  int rc = sc->hold_be ? GS_OK : cli_open_backend(sc->cli, &sc->hold_be, err);
+  gs_backend_t *be = sc->hold_be;
   if (rc == GS_OK)
     rc = gs_instance_ref_parse(be, inst->uuid, &ref, err);
   if (rc == GS_OK && !be->ops->hold)
@@ -331,7 +331,6 @@ static int member_hold(void *ctx, const gs_serve_instance_t *inst, int pid,
     rc = be->ops->hold(be, ref.dev, ref.gi_id,
                        ref.ci_id >= 0 ? (unsigned)ref.ci_id : 0, (pid_t)pid, on,
                        err);
-  gs_backend_close(be);
   return rc;
 }
 
@@ -608,6 +607,8 @@ static int serve(serve_cli_t *sc) {
   rc = gs_serve_run(s, &err);
   running = NULL;
   gs_serve_destroy(s);
+  gs_backend_close(sc->hold_be);
+  sc->hold_be = NULL;
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/serve.json", sc->cli->state_dir);
   unlink(path);

@@ -30,7 +30,11 @@ typedef struct serve_cli_s {
   bool raised; /* the router runs 5 nice levels above its workers */
   const char *add, *remove; /* instance ids for the admin calls */
   const char *file;         /* the last -f (every -f is read first) */
-  gs_buf_t file_strings;    /* char * of each value read from -f; kept */
+  /* member_hold's backend: opened at its first call and kept while the
+   * serve runs (a restart of a green process releases and takes one hold
+   * per member, and each open initializes NVML again) */
+  gs_backend_t *hold_be;
+  gs_buf_t file_strings; /* char * of each value read from -f; kept */
 } serve_cli_t;
 
 /* serve's options: command line, usage and serve.yaml keys. */
