@@ -4,7 +4,9 @@
  * the supervisor behind; and the client side of a running serve: --status,
  * --add, --remove, --sync. Options come from the command line and from
  * -f serve.yaml (the same names, with underscores). */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -312,13 +314,51 @@ static int group_argv(void *ctx, const char *group,
   return GS_OK;
 }
 
+#define FD_LIMIT 4096
+
+/* The descriptors open now (below FD_LIMIT), as a bitmap; the listing's
+ * own left out. */
+static void open_fds(unsigned char set[FD_LIMIT / 8]) {
+  memset(set, 0, FD_LIMIT / 8);
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    char *end;
+    long fd = strtol(e->d_name, &end, 10);
+    if (e->d_name[0] != '.' && *end == '\0' && fd >= 0 && fd < FD_LIMIT &&
+        fd != dirfd(d))
+      set[fd / 8] |= (unsigned char)(1u << (fd % 8));
+  }
+  if (d)
+    closedir(d);
+}
+
+/* member_hold's backend, opened once and kept while the serve runs. The
+ * descriptors its open made (NVML's device files) are marked
+ * close-on-exec, so that the workers spawned later do not inherit them. */
+static int hold_backend(serve_cli_t *sc, gs_error_t *err) {
+  unsigned char before[FD_LIMIT / 8], after[FD_LIMIT / 8];
+  if (sc->hold_be)
+    return GS_OK;
+  open_fds(before);
+  int rc = cli_open_backend(sc->cli, &sc->hold_be, err);
+  open_fds(after);
+  for (int fd = 0; fd < FD_LIMIT; fd++) {
+    int flags;
+    if ((after[fd / 8] & ~before[fd / 8]) & (1u << (fd % 8)) &&
+        (flags = fcntl(fd, F_GETFD)) >= 0 && !(flags & FD_CLOEXEC))
+      fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  return rc;
+}
+
 /* The group's process counted in inst (or no longer): busy while it
  * serves inst, holding its memory (the backend's hold). */
 static int member_hold(void *ctx, const gs_serve_instance_t *inst, int pid,
                        bool on, gs_error_t *err) {
   serve_cli_t *sc = ctx;
   gs_instance_ref_t ref;
-  int rc = sc->hold_be ? GS_OK : cli_open_backend(sc->cli, &sc->hold_be, err);
+  int rc = hold_backend(sc, err);
   gs_backend_t *be = sc->hold_be;
   if (rc == GS_OK)
     rc = gs_instance_ref_parse(be, inst->uuid, &ref, err);
@@ -607,8 +647,6 @@ static int serve(serve_cli_t *sc) {
   rc = gs_serve_run(s, &err);
   running = NULL;
   gs_serve_destroy(s);
-  gs_backend_close(sc->hold_be);
-  sc->hold_be = NULL;
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/serve.json", sc->cli->state_dir);
   unlink(path);

@@ -474,6 +474,8 @@ int serve_cli_parse(serve_cli_t *sc, int argc, char **argv) {
 }
 
 void serve_cli_release(serve_cli_t *sc) {
+  gs_backend_close(sc->hold_be); /* member_hold's, on every way out */
+  sc->hold_be = NULL;
   char **kept = (char **)sc->file_strings.data;
   for (size_t i = 0; kept && i < sc->file_strings.len / sizeof *kept; i++)
     free(kept[i]);

@@ -35,6 +35,9 @@
  *   FAKE_NVML_FIXTURE=<file.json>   the GPUs recorded by tests/gpu/nvml_record
  *       instead of FAKE_NVML_CONFIG; read calls replay the recording
  *       (fake_nvml_fixture.c); FAKE_NVML_FIXTURE_MIG_ON=1 reports MIG on
+ *   FAKE_NVML_DEVICE_DIR=<dir>   as the real library holds /dev/nvidiactl
+ *       while initialized (not close-on-exec), nvmlInit opens
+ *       <dir>/nvidiactl-PID and the last nvmlShutdown closes it
  *   FAKE_NVML_EVENTS=<file>   injected XID events and lost GPUs, read
  *       again on every call (fake_nvml_events.c)
  * Build variants: -DFAKE_NVML_LEGACY exports only the older symbol names
@@ -42,6 +45,7 @@
  * nvmlDeviceCreateGpuInstanceWithPlacement. The profile data below is
  * transcribed from the reference, independently of src/catalog. The GPU
  * and compute instances live in fake_nvml_instances.c. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,13 +343,23 @@ EXPORT nvmlReturn_t SYM(nvmlInit_v2, nvmlInit)(void) {
   fk.fail_at = fail ? (unsigned)atoi(fail) : 0;
   fk.struct_v2_only = getenv("FAKE_NVML_STRUCT_V2") != NULL;
   fk.no_permission = getenv("FAKE_NVML_NO_PERMISSION") != NULL;
+  const char *devdir = getenv("FAKE_NVML_DEVICE_DIR");
+  fk.device_fd = -1;
+  if (devdir && *devdir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/nvidiactl-%ld", devdir, (long)getpid());
+    fk.device_fd = open(path, O_RDWR | O_CREAT, 0600);
+  }
   return NVML_SUCCESS;
 }
 
 EXPORT nvmlReturn_t nvmlShutdown(void) {
   if (fk.refs == 0)
     return NVML_ERROR_UNINITIALIZED;
-  fk.refs--;
+  if (--fk.refs == 0 && fk.device_fd >= 0) {
+    close(fk.device_fd);
+    fk.device_fd = -1;
+  }
   return NVML_SUCCESS;
 }
 

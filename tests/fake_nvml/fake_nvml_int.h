@@ -74,6 +74,7 @@ typedef struct fake_s {
   unsigned long long state_dev, state_ino; /* the file version in memory */
   int struct_v2_only; /* FAKE_NVML_STRUCT_V2: a driver without v3 structs */
   int no_permission;  /* FAKE_NVML_NO_PERMISSION: a non-root caller */
+  int device_fd;      /* FAKE_NVML_DEVICE_DIR's file, open while initialized */
 } fake_t;
 
 extern fake_t fk;

@@ -23,6 +23,10 @@ fi
 export GPUSLICE_BACKEND=soft GPUSLICE_NVML_LIBRARY="$NVML" GPUSLICE_CUDA_LIBRARY="$CUDA"
 export GPUSLICE_MPS_CONTROL="$GS_SOURCE_DIR/tests/fake_mps/nvidia-cuda-mps-control"
 export FAKE_NVML_CONFIG=h100-80gb:off FAKE_CUDA_SMS=132
+# NVML's device file, as the fake models it: nvidiactl-PID while the
+# process has NVML initialized
+export FAKE_NVML_DEVICE_DIR=$tmp/nvdev
+mkdir -p "$FAKE_NVML_DEVICE_DIR"
 export GPUSLICE_STATE_DIR=$tmp/green-state
 # test hook: the run that removes this file fails as a faulted device
 export GPUSLICE_TEST_DEVICE_FAIL_FILE=$tmp/device-fails
@@ -129,6 +133,15 @@ for id in $ids; do
     fail "worker $id after kill -9: pid $(worker_field "$id" pid), restarts $(worker_field "$id" restarts)"
 done
 echo "PASS: kill -9 of process $pid: all three back in process $new"
+# serve keeps NVML open for the members' holds (one backend for the serve's
+# life); its device file is not the workers': the new process, spawned
+# while serve held it, does not inherit it.
+fds_to() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c "nvidiactl-$2\$"; }
+[ "$(fds_to "$serve_pid" "$serve_pid")" -ge 1 ] ||
+  fail "serve does not hold NVML open while it serves (no nvidiactl-$serve_pid among its descriptors)"
+[ "$(fds_to "$new" "$serve_pid")" = 0 ] ||
+  fail "process $new (serve $serve_pid) inherited serve's NVML descriptor: $(ls -l "/proc/$new/fd" | grep nvidiactl | tr "\n" " ")"
+echo "PASS: serve's NVML descriptor stays serve's (not in process $new)"
 every_instance_serves "after kill -9"
 "$GPUSLICE" serve --status >"$tmp/st" || fail "serve --status after kill -9"
 [ "$(grep -Ec " ready +$new +gpu0 " "$tmp/st")" = 3 ] || fail "status after kill -9: $(cat "$tmp/st")"
