@@ -167,6 +167,7 @@ int gs__repo_open_opts(gs__repo_t *repo, const gs_worker_options_t *opts,
                        gs_error_t *err) {
   memset(repo, 0, sizeof *repo);
   pthread_mutex_init(&repo->wake.lock, NULL);
+  repo->wake.lock_ready = true;
   repo->sm_first = opts->sm_first;
   repo->sm_count = opts->sm_count;
   repo->gpu_wait = gpu_wait(opts);
@@ -222,6 +223,9 @@ void gs__repo_close(gs__repo_t *repo) {
     gs__seq_model_destroy(&repo->models[i]);
   }
   repo->n = 0;
+  if (repo->wake.lock_ready) /* every planning thread is joined now */
+    pthread_mutex_destroy(&repo->wake.lock);
+  repo->wake.lock_ready = false;
 }
 
 static json_t *index_entry(const gs__model_entry_t *m) {

@@ -192,6 +192,8 @@ typedef struct gs__placement_s {
  * wake after the loop closed is dropped, not sent to a closed handle. */
 typedef struct gs__loop_wake_s {
   pthread_mutex_t lock;
+  bool
+      lock_ready; /* initialized (gs__repo_open_opts; gs__repo_close ends it) */
   uv_async_t *async;
 } gs__loop_wake_t;
 

@@ -75,11 +75,17 @@ for i in 1 2; do
 done
 grep -q "planned after ready" "$tmp/log" &&
   fail "two requests in a row waited for all three planning steps (each 1.5 s): the planning did not let them in"
-echo "ok: two requests ran between planning steps of 1.5 s, before the third ended"
+for _ in $(seq 100); do
+  grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready" "$tmp/log" && break
+  sleep 0.1
+done
+grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready" "$tmp/log" ||
+  fail "the planning never finished after it let the requests in (a lost wakeup?)"
+echo "ok: two requests ran between planning steps of 1.5 s, before the third ended; then the planning finished"
 kill "$pid"
 wait "$pid" 2>/dev/null
 touch "$tmp/fail"
-GPUSLICE_TEST_LATE_PLAN_DELAY_MS=1000 GPUSLICE_TEST_DEVICE_FAIL_FILE="$tmp/fail" \
+GPUSLICE_TEST_LATE_PLAN_DELAY_MS=3000 GPUSLICE_TEST_DEVICE_FAIL_FILE="$tmp/fail" \
   start_worker --plan-before-ready 1 --exit-on-device-failure
 code=$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/health/ready")
 [ "$code" = 200 ] || fail "before its planning failed the worker was not ready ($code)"
