@@ -53,6 +53,9 @@
 #                       without the router, one perf client per worker at
 #                       GS_ISOL_LEVELS_DIRECT ("1 2 4 8") each (cases
 #                       1x1g-direct, 7x1g-direct)
+#   GS_ISOL_WHOLE_AGAIN (0)  1: consolidation sweeps the whole GPU at batch 1
+#                       once more after the modes (case whole-b1-again), to
+#                       see how far that row moves within one call
 #   GS_ISOL_PERF_ARGS   more `gpuslice perf` options for every measurement,
 #                       e.g. "--shared-memory system" (inputs written once
 #                       into a region the workers read, as perf_analyzer's
@@ -181,6 +184,8 @@ stop_serve() {
   timeout 30 tail --pid="$serve_pid" -f /dev/null 2>/dev/null || kill -KILL "$serve_pid" 2>/dev/null
   wait "$serve_pid" 2>/dev/null
   serve_pid=
+  [[ -z ${stamp_pid:-} ]] || wait "$stamp_pid" 2>/dev/null # the log's last lines
+  stamp_pid=
 }
 # Ends what the current mode started: load, serve, raw workers, instances,
 # MPS daemons. Safe to call twice.
@@ -346,12 +351,19 @@ serve_up() {
   [[ $part == faults ]] || extra=(--plan-before-ready all ${extra[@]+"${extra[@]}"})
   # not through gsm: $! must be the serve itself, which SIGTERM drains;
   # each line of its log stamped with the wall clock (the marks' and the
-  # request logs' clock), so that a restart's steps can be timed
+  # request logs' clock), so that a restart's steps can be timed: the
+  # stamper starts first (a line written before it is up, in its first
+  # ~0.1 s, is stamped when it is read), and stop_serve waits for it to
+  # write the last
+  local stamp_fd
+  exec {stamp_fd}> >(stamp_lines >>"$raw/$mode_label-serve.log")
+  stamp_pid=$!
   "$gs" --backend "$backend" --state-dir "$mode_state" ${isolation:+--isolation "$isolation"} \
     serve --model-repository "$repo" --instances "$sel" --http-port 0 --grpc-port 0 \
     --start-timeout $((start_s * 1000)) ${extra[@]+"${extra[@]}"} \
-    ${serve_extra[@]+"${serve_extra[@]}"} > >(stamp_lines >>"$raw/$mode_label-serve.log") 2>&1 &
+    ${serve_extra[@]+"${serve_extra[@]}"} >&"$stamp_fd" 2>&1 &
   serve_pid=$!
+  exec {stamp_fd}>&-
   local deadline=$((SECONDS + start_s + 10))
   while ((SECONDS < deadline)); do
     if grep -q 'gpuslice serve: ready' "$raw/$mode_label-serve.log" 2>/dev/null; then
@@ -365,8 +377,8 @@ serve_up() {
     sleep 0.2
   done
   log "serve did not start (see $raw/$mode_label-serve.log)"
-  tail -n 5 "$raw/$mode_label-serve.log"
   stop_serve
+  tail -n 5 "$raw/$mode_label-serve.log"
   return 1
 }
 # wait_workers N: until the serve has N ready workers (at most start_s).
@@ -574,18 +586,19 @@ budget_left() {
 
 # ---- consolidation --------------------------------------------------------------
 
-# The whole GPU as one instance (GS_ISOL_WHOLE), once, under process
-# isolation when that is in the list (no MPS: the GPU as one client has it).
+# The whole GPU as one instance (GS_ISOL_WHOLE) under process isolation
+# when that is in the list (no MPS: the GPU as one client has it): batch 1
+# and dynamic batching; with SUFFIX (-again), batch 1 only, as whole-b1-again.
 whole_gpu() {
-  local mode=process
+  local mode=process again=${1:-}
   [[ " $modes " == *" process "* ]] || mode=${modes%% *}
   mode_up "$mode" || return 0
-  log "whole GPU (profile $whole) under $mode"
+  log "whole GPU (profile $whole) under $mode${again:+ (again)}"
   if create_instances "$whole" 1 && serve_up "$work/repo_whole"; then
-    sweep "$mode" whole-b1 "$serve_port" "$model" "$levels_all"
-    sweep "$mode" whole-dyn "$serve_port" "${model}_dyn" "$levels_dyn"
+    sweep "$mode" "whole-b1$again" "$serve_port" "$model" "$levels_all"
+    [[ -n $again ]] || sweep "$mode" whole-dyn "$serve_port" "${model}_dyn" "$levels_dyn"
   else
-    row "$mode" whole-b1 - - error 1 "whole GPU: no instance or no serve"
+    row "$mode" "whole-b1$again" - - error 1 "whole GPU: no instance or no serve"
     fail=1
   fi
   mode_down
@@ -621,6 +634,8 @@ part_consolidation() {
     fi
     mode_down
   done
+  [[ ${GS_ISOL_WHOLE_AGAIN:-0} == 1 ]] && whole_gpu -again
+  return 0
 }
 
 # ---- qos ----------------------------------------------------------------------------

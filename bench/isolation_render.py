@@ -99,6 +99,9 @@ def consolidation(rows, budget):
     many = cases[0].split("x")[0] if cases else "7"
     whole_b1 = best_within(rows, None, "whole-b1", budget)
     whole_dyn = best_within(rows, None, "whole-dyn", budget)
+    # GS_ISOL_WHOLE_AGAIN=1: the whole GPU once more, after the modes
+    has_again = any(r["case"] == "whole-b1-again" for r in rows)
+    whole_again = best_within(rows, None, "whole-b1-again", budget)
     has_direct = any(r["case"].endswith("-direct") for r in rows)
     out = []
     for mode in modes_of(rows, "1x1g-b1"):
@@ -113,6 +116,10 @@ def consolidation(rows, budget):
             (many + "x/whole", ratio(val(seven), val(whole_b1))),
             (many + "x dyn", val(dyn)), ("whole dyn", val(whole_dyn)),
             ("dyn " + many + "x/whole", ratio(val(dyn), val(whole_dyn)))]))
+        if has_again:
+            out[-1].update([
+                ("whole again", val(whole_again)),
+                (many + "x/whole again", ratio(val(seven), val(whole_again)))])
         # GS_ISOL_DIRECT=1: the same without the router, a client per worker
         one_d = best_within(rows, mode, "1x1g-direct", budget)
         seven_d = best_within(rows, mode, many + "x1g-direct", budget)

@@ -73,8 +73,8 @@ run_part() { # PART MODES
 t0=$SECONDS
 # green is a mode of the soft backend now (the fake CUDA driver has green
 # contexts); "threads" is none, and must be recorded as not available.
-GS_ISOL_DIRECT=1 GS_ISOL_LEVELS_DIRECT=1 run_part consolidation "mps green threads"
-for c in whole-b1 whole-dyn; do
+GS_ISOL_DIRECT=1 GS_ISOL_LEVELS_DIRECT=1 GS_ISOL_WHOLE_AGAIN=1 run_part consolidation "mps green threads"
+for c in whole-b1 whole-dyn whole-b1-again; do
   check "consolidation: $c measured (process)" \
     "[[ -n \$(awk -F, '\$7 == \"$c\" && \$10 == \"infer_per_s\"' $out/isolation_consolidation.csv) ]]"
 done
@@ -223,6 +223,12 @@ EOF
 table=$(python3 "$root/bench/isolation_render.py" --table consolidation "$tmp/known.csv")
 check "render: the direct columns, best within the budget (7.000x, 6.300x)" \
   "grep -Eq '^mps +800.0 .* 900.0 +6300.0 +7.000 +6.300\$' <<<\"\$table\"" || echo "$table"
+# the whole GPU measured again after the modes: its own columns
+sed -n '1p;/whole-b1,/p' "$tmp/known.csv" | sed 's/whole-b1,router,1,infer_per_s,1000/whole-b1-again,router,1,infer_per_s,1250/; s/whole-b1,/whole-b1-again,/' >"$tmp/again.csv"
+grep -v '^date' "$tmp/again.csv" >>"$tmp/known.csv"
+table=$(python3 "$root/bench/isolation_render.py" --table consolidation "$tmp/known.csv")
+check "render: the whole GPU again (1250.0, 5000/1250 = 4.000x)" \
+  "grep -Eq '^mps +800.0 +5000.0 +1000.0 +6.250 +5.000 .* 1250.0 +4.000 ' <<<\"\$table\"" || echo "$table"
 python3 "$root/bench/isolation_render.py" "$out" --svg-dir "$tmp/svg" --svg-prefix docs/bench >"$tmp/block.md"
 for h in Consolidation QoS Faults Reconfiguration Memory; do
   check "render: markdown section $h" "grep -q '^#### $h' $tmp/block.md"
