@@ -121,6 +121,8 @@ static int read_test_overrides(cli_t *cli) {
   gs__test_hooks.device_fail_file = v && *v ? v : NULL;
   v = getenv("GPUSLICE_TEST_SIGUSR2_CLOSES");
   gs__test_hooks.sigusr2_closes = v && strcmp(v, "1") == 0;
+  v = getenv("GPUSLICE_TEST_CONVS_UNCACHED");
+  gs__test_hooks.convs_uncached = v && strcmp(v, "1") == 0;
   v = getenv("GPUSLICE_TEST_NO_ADDRESS_LIMIT");
   gs__test_hooks.no_address_limit = v && strcmp(v, "1") == 0;
   if ((v = getenv("GPUSLICE_HOST_CGROUP_ROOT")) != NULL)

@@ -717,28 +717,41 @@ static void run_batch(ctx_t *c, int64_t n, bool reserve_only) {
 
 /* gs_session_reserve at batch N, then runs at 1, N and 1: the graph of
  * batch 1 is captured once (2 captures in all). A session without the
- * reserve beside it, as the control, captures batch 1 again (3). */
+ * reserve beside it, as the control, captures batch 1 again (3). The
+ * first reserve finds batch N's convs without a choice (no conv cache
+ * file: the process's cache starts empty); one after batch N ran finds
+ * them all (gs_session_uncached_convs). */
 static int reserve(int argc, char **argv) {
   if (argc < 5)
     return 2;
   int64_t n = atoll(argv[4]);
-  unsigned got[2];
+  unsigned got[2], uncached[2] = {0, 0};
   for (int with = 1; with >= 0; with--) {
     ctx_t c;
     open_session(&c, argv[2], argv[3], 1);
-    if (with)
+    if (with) {
       run_batch(&c, n, true);
+      uncached[0] = gs_session_uncached_convs(c.s);
+    }
     run_batch(&c, 1, false);
     run_batch(&c, n, false);
     run_batch(&c, 1, false);
     got[with] = gs__session_gpu_captures(c.s);
+    if (with) {
+      run_batch(&c, n, true); /* planned now: every choice cached */
+      uncached[1] = gs_session_uncached_convs(c.s);
+    }
     gs_session_destroy(c.s);
     gs_model_destroy(c.model);
   }
   printf("reserve %s: runs at 1, %lld, 1 captured %u graphs with batch %lld "
-         "reserved first (want 2), %u without (the control: 3)\n",
-         argv[3], (long long)n, got[1], (long long)n, got[0]);
-  return got[1] == 2 && got[0] == 3 ? 0 : 1;
+         "reserved first (want 2), %u without (the control: 3); convs "
+         "without a cached choice at batch %lld: %u before it ran (want > "
+         "0), %u after (want 0)\n",
+         argv[3], (long long)n, got[1], (long long)n, got[0], (long long)n,
+         uncached[0], uncached[1]);
+  return got[1] == 2 && got[0] == 3 && uncached[0] > 0 && uncached[1] == 0 ? 0
+                                                                           : 1;
 }
 
 static int share(int argc, char **argv) {

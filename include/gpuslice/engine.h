@@ -239,6 +239,11 @@ int gs_session_plan(gs_session_t *session, const gs_tensor_t *inputs,
  * only. */
 int gs_session_reserve(gs_session_t *session, const gs_tensor_t *inputs,
                        size_t n_inputs, gs_error_t *err);
+/* After gs_session_reserve: how many of that shape set's convolutions have
+ * no choice in the process's conv cache (gs_engine_set_conv_cache's file
+ * read): planning it would time cuDNN's algorithms for them. 0 for a CPU
+ * session. */
+unsigned gs_session_uncached_convs(const gs_session_t *session);
 
 /* Plans (as above) and runs the model on the inputs. An input the model
  * declares FP32 may be given as FP16 instead (half the bytes to move): a

@@ -23,6 +23,9 @@ typedef struct gs__test_hooks_s {
   /* Worker: each step of that planning (one size on one session) holds
    * its session this much longer. */
   unsigned late_plan_step_ms;
+  /* Worker: a reserved size counts one conv without a cached choice, as a
+   * GPU session on a cold conv cache does (a CPU session counts none). */
+  bool convs_uncached;
   /* Worker: SIGUSR2 closes its pipes and sockets (as a dying process's
    * are closed before it is reaped) and stops it (SIGSTOP) unreaped. */
   bool sigusr2_closes;

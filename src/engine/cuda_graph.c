@@ -572,6 +572,17 @@ int gs__cuda_session_reserve(gs__cuda_session_t *cs,
     rc = layout(cs, plan, in, NULL, &g, err);
   if (rc == GS_OK)
     rc = reserve(cs, &g, err);
+  cs->uncached = 0;
+  if (rc == GS_OK)
+    gs__cuda_conv_cache_open(cs); /* once per device and process */
+  for (size_t i = 0; rc == GS_OK && i < cs->m->n_nodes; i++) {
+    gs__cuda_conv_key_t key;
+    gs__cuda_conv_choice_t choice;
+    if (cs->m->nodes[i].op->code != GS__OP_CONV)
+      continue;
+    gs__cuda_conv_key(cs, plan, i, &key);
+    cs->uncached += !gs__cuda_conv_cache_get(&key, &choice);
+  }
   gs__cuda_graph_release(cs, &g);
   uint64_t ns = gs__cuda_now_ns() - t0;
   cs->t_ns[GS__CT_RUNS] += ns; /* a part of the plans, as layout is */

@@ -111,6 +111,7 @@ void gs__cuda_session_timing(const gs__cuda_session_t *cs, char *buf,
  * session: equal addresses are one shared copy (engine_bench_gpu share). */
 uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs, size_t *bytes);
 unsigned gs__cuda_session_captures(const gs__cuda_session_t *cs);
+unsigned gs__cuda_session_uncached(const gs__cuda_session_t *cs);
 uintptr_t gs__session_gpu_weights(const gs_session_t *s, size_t *bytes);
 /* How many graphs a CUDA session has captured (a shape set captured again
  * counts again); 0 for a CPU session. */

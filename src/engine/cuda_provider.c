@@ -424,6 +424,10 @@ unsigned gs__cuda_session_captures(const gs__cuda_session_t *cs) {
   return cs->captures;
 }
 
+unsigned gs__cuda_session_uncached(const gs__cuda_session_t *cs) {
+  return cs->uncached;
+}
+
 uintptr_t gs__cuda_session_weights(const gs__cuda_session_t *cs,
                                    size_t *bytes) {
   *bytes = cs->weights_bytes;

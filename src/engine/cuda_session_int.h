@@ -168,6 +168,7 @@ struct gs__cuda_session_s {
   unsigned long long tick;
   uint64_t t_ns[GS__CT_N]; /* summed over the session's life */
   unsigned captures;       /* graphs captured, again ones included */
+  unsigned uncached;       /* the last reserve's convs without a choice */
 };
 
 int gs__cuda_fail(gs__cuda_session_t *cs, CUresult r, const char *call,

@@ -783,6 +783,10 @@ uintptr_t gs__session_gpu_weights(const gs_session_t *s, size_t *bytes) {
   return s->gpu ? gs__cuda_session_weights(s->gpu, bytes) : 0;
 }
 
+unsigned gs_session_uncached_convs(const gs_session_t *s) {
+  return s->gpu ? gs__cuda_session_uncached(s->gpu) : 0;
+}
+
 unsigned gs__session_gpu_captures(const gs_session_t *s) {
   return s->gpu ? gs__cuda_session_captures(s->gpu) : 0;
 }

@@ -120,12 +120,24 @@ static int warm_run(gs__model_slot_t *slot, gs_session_t *s, uint64_t rows,
  * later (the graphs captured now keep their addresses), then the sizes
  * not left for later, largest first: the session's buffers grow once, and
  * the graphs captured at the larger sizes are not captured again for a
- * smaller one. */
+ * smaller one. When the conv cache has no choice for some of the largest
+ * size's convs (a first start on this GPU and SM count), none is left for
+ * later: cuDNN would time them after ready, under the requests' load (the
+ * requests waiting, the timings skewed and kept in the cache). */
 static int warm_session(gs__model_slot_t *slot, gs_session_t *s,
                         gs_error_t *err) {
   int rc = slot->n_late
                ? warm_run(slot, s, slot->sizes[0], true, "at load", err)
                : GS_OK;
+  unsigned uncached = rc != GS_OK || !slot->n_late ? 0
+                      : gs__test_hooks.convs_uncached
+                          ? 1
+                          : gs_session_uncached_convs(s);
+  if (uncached) {
+    slot->uncached_convs = uncached;
+    slot->n_late = 0;
+    slot->batch_cap = 0;
+  }
   for (size_t k = slot->n_late; rc == GS_OK && k < slot->n_sizes; k++)
     rc = warm_run(slot, s, slot->sizes[k], false, "at load", err);
   return rc;
@@ -166,6 +178,13 @@ static void note_load(gs__model_slot_t *slot, const gs_session_t *first,
              slot->n_sessions, list, ms, slot->n_late ? ", " : "",
              slot->n_late ? late : "",
              slot->n_late ? " to plan after ready" : "");
+  if (slot->uncached_convs) {
+    size_t at = strlen(slot->load_note);
+    snprintf(slot->load_note + at, sizeof slot->load_note - at,
+             ", every one before ready: the conv cache had no choice for %u "
+             "convs of batch %llu",
+             slot->uncached_convs, (unsigned long long)slot->sizes[0]);
+  }
   if (slot->n_sizes == 0)
     return;
   char timing[240];

@@ -245,6 +245,9 @@ typedef struct gs__model_slot_s {
    * session is put back; late_stop (under lock) ends it. */
   size_t n_late;
   uint64_t batch_cap;
+  /* convs of the largest size that had no cached choice at load (cuDNN
+   * would time them): every size was then planned before ready */
+  unsigned uncached_convs;
   pthread_t late_thread;
   bool late_started, late_stop, late_waiting;
   pthread_cond_t late_cond;

@@ -8,7 +8,10 @@
 # after ready, 16 concurrent requests form batches larger than 1. The
 # load note says what was left for after ready. Requests and planning
 # steps alternate: with each step held 1.5 s (GPUSLICE_TEST_LATE_PLAN_STEP_MS),
-# two requests in a row both finish before the third step does. A device failure met by
+# two requests in a row both finish before the third step does. Where the
+# conv cache has no choice for the largest size's convs (a GPU's first
+# start; the hook GPUSLICE_TEST_CONVS_UNCACHED stands in for it on the
+# CPU), every size plans before ready. A device failure met by
 # that planning (the test hook GPUSLICE_TEST_DEVICE_FAIL_FILE) reaches the
 # repository at once, with no request: the model leaves READY and a
 # worker with --exit-on-device-failure exits 1 saying why.
@@ -82,6 +85,18 @@ done
 grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready" "$tmp/log" ||
   fail "the planning never finished after it let the requests in (a lost wakeup?)"
 echo "ok: two requests ran between planning steps of 1.5 s, before the third ended; then the planning finished"
+kill "$pid"
+wait "$pid" 2>/dev/null
+GPUSLICE_TEST_CONVS_UNCACHED=1 start_worker --plan-before-ready 1
+grep -q "model mlp_warm: 1 sessions, batch sizes {1,2,4,8} planned in [0-9]* ms, every one before ready: the conv cache had no choice for 1 convs of batch 8" "$tmp/log" ||
+  fail "with the largest size's convs not in the conv cache, the sizes were not all planned before ready: $(grep 'mlp_warm: 1 sessions' "$tmp/log")"
+burst 16
+cold=$(sizes)
+"$py" -c 'import sys
+sizes = {int(a): int(b) for a, b in (p.split(":") for p in sys.argv[1].split())}
+assert max(sizes) > 1, sizes' "$cold" || fail "with every size planned before ready, batches ran as $cold: none larger than 1"
+grep -q "planned after ready" "$tmp/log" && fail "a size was left for after ready on a cold conv cache"
+echo "ok: a cold conv cache plans every size before ready ($(grep -o 'every one before ready[^;]*' "$tmp/log")); batches at once: $cold"
 kill "$pid"
 wait "$pid" 2>/dev/null
 touch "$tmp/fail"
