@@ -38,6 +38,20 @@ burst() {
   ! cat "$tmp"/code* | grep -vq 200 || fail "a request of the burst failed: $(cat "$tmp"/code* | sort | uniq -c)"
   rm -f "$tmp"/code*
 }
+# wait_log PATTERN TENTHS: true once the worker's log has PATTERN, within
+# TENTHS tenths of a second.
+wait_log() {
+  local i
+  for ((i = 0; i < $2; i++)); do
+    grep -q "$1" "$tmp/log" && return 0
+    sleep 0.1
+  done
+  grep -q "$1" "$tmp/log"
+}
+stop_worker() {
+  kill "$pid"
+  wait "$pid" 2>/dev/null
+}
 # sizes: the batch sizes the model ran so far, "size:count ...".
 sizes() {
   curl -s "$base/v2/models/mlp_warm/stats" | "$py" -c 'import json,sys
@@ -54,11 +68,7 @@ grep -q "batch sizes {2,4,8} planned after ready" "$tmp/log" &&
   fail "the sizes were planned before the burst ended: the hold did not hold"
 [ "$held" = "1:12" ] || fail "while 2, 4 and 8 were still to plan, batches ran as $held, not 12 of size 1"
 echo "ok: while 2, 4, 8 wait to plan, 12 concurrent requests ran one by one ($held)"
-for _ in $(seq 200); do
-  grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready in" "$tmp/log" && break
-  sleep 0.1
-done
-grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready in" "$tmp/log" ||
+wait_log "model mlp_warm: batch sizes {2,4,8} planned after ready in" 200 ||
   fail "no 'planned after ready' line 20 s after the hold"
 burst 16
 after=$(sizes)
@@ -69,8 +79,7 @@ assert sum(k * v for k, v in sizes.items()) == 28, sizes' "$after" ||
   fail "after the sizes were planned, batches ran as $after: none larger than 1, or not 28 rows"
 echo "ok: once planned ($(grep -o 'batch sizes {2,4,8} planned after ready in [0-9]* ms' "$tmp/log")), batches grew: $after"
 
-kill "$pid"
-wait "$pid" 2>/dev/null
+stop_worker
 GPUSLICE_TEST_LATE_PLAN_STEP_MS=1500 start_worker --plan-before-ready 1
 for i in 1 2; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -d @"$tmp/req.json" "$base/v2/models/mlp_warm/infer")
@@ -78,15 +87,10 @@ for i in 1 2; do
 done
 grep -q "planned after ready" "$tmp/log" &&
   fail "two requests in a row waited for all three planning steps (each 1.5 s): the planning did not let them in"
-for _ in $(seq 100); do
-  grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready" "$tmp/log" && break
-  sleep 0.1
-done
-grep -q "model mlp_warm: batch sizes {2,4,8} planned after ready" "$tmp/log" ||
+wait_log "model mlp_warm: batch sizes {2,4,8} planned after ready" 100 ||
   fail "the planning never finished after it let the requests in (a lost wakeup?)"
 echo "ok: two requests ran between planning steps of 1.5 s, before the third ended; then the planning finished"
-kill "$pid"
-wait "$pid" 2>/dev/null
+stop_worker
 GPUSLICE_TEST_CONVS_UNCACHED=1 start_worker --plan-before-ready 1
 grep -q "model mlp_warm: 1 sessions, batch sizes {1,2,4,8} planned in [0-9]* ms, every one before ready: the conv cache had no choice for 1 convs of batch 8" "$tmp/log" ||
   fail "with the largest size's convs not in the conv cache, the sizes were not all planned before ready: $(grep 'mlp_warm: 1 sessions' "$tmp/log")"
@@ -97,8 +101,7 @@ sizes = {int(a): int(b) for a, b in (p.split(":") for p in sys.argv[1].split())}
 assert max(sizes) > 1, sizes' "$cold" || fail "with every size planned before ready, batches ran as $cold: none larger than 1"
 grep -q "planned after ready" "$tmp/log" && fail "a size was left for after ready on a cold conv cache"
 echo "ok: a cold conv cache plans every size before ready ($(grep -o 'every one before ready[^;]*' "$tmp/log")); batches at once: $cold"
-kill "$pid"
-wait "$pid" 2>/dev/null
+stop_worker
 touch "$tmp/fail"
 GPUSLICE_TEST_LATE_PLAN_DELAY_MS=3000 GPUSLICE_TEST_DEVICE_FAIL_FILE="$tmp/fail" \
   start_worker --plan-before-ready 1 --exit-on-device-failure
