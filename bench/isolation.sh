@@ -184,7 +184,11 @@ stop_serve() {
   timeout 30 tail --pid="$serve_pid" -f /dev/null 2>/dev/null || kill -KILL "$serve_pid" 2>/dev/null
   wait "$serve_pid" 2>/dev/null
   serve_pid=
-  [[ -z ${stamp_pid:-} ]] || wait "$stamp_pid" 2>/dev/null # the log's last lines
+  # the log's last lines; bounded, should a child still hold the pipe
+  if [[ -n ${stamp_pid:-} ]]; then
+    timeout 10 tail --pid="$stamp_pid" -f /dev/null 2>/dev/null || kill "$stamp_pid" 2>/dev/null
+    wait "$stamp_pid" 2>/dev/null
+  fi
   stamp_pid=
 }
 # Ends what the current mode started: load, serve, raw workers, instances,
@@ -361,7 +365,7 @@ serve_up() {
   "$gs" --backend "$backend" --state-dir "$mode_state" ${isolation:+--isolation "$isolation"} \
     serve --model-repository "$repo" --instances "$sel" --http-port 0 --grpc-port 0 \
     --start-timeout $((start_s * 1000)) ${extra[@]+"${extra[@]}"} \
-    ${serve_extra[@]+"${serve_extra[@]}"} >&"$stamp_fd" 2>&1 &
+    ${serve_extra[@]+"${serve_extra[@]}"} >&"$stamp_fd" 2>&1 {stamp_fd}>&- &
   serve_pid=$!
   exec {stamp_fd}>&-
   local deadline=$((SECONDS + start_s + 10))
