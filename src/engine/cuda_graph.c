@@ -559,12 +559,29 @@ int gs__cuda_session_run(gs__cuda_session_t *cs, const gs__plan_view_t *plan,
   return rc;
 }
 
+/* The plan's convs without a choice in the conv cache (the keys the
+ * planning would look up: gs__cuda_conv_prepare). */
+static unsigned count_uncached(const gs__cuda_session_t *cs,
+                               const gs__plan_view_t *plan) {
+  unsigned n = 0;
+  for (size_t i = 0; i < cs->m->n_nodes; i++) {
+    gs__cuda_conv_key_t key;
+    gs__cuda_conv_choice_t choice;
+    if (cs->m->nodes[i].op->code != GS__OP_CONV)
+      continue;
+    gs__cuda_conv_key(cs, plan, i, &key);
+    n += !gs__cuda_conv_cache_get(&key, &choice);
+  }
+  return n;
+}
+
 int gs__cuda_session_reserve(gs__cuda_session_t *cs,
                              const gs__plan_view_t *plan,
                              const gs_tensor_t **in, gs_error_t *err) {
   CUresult r = cs->l->cuda.CtxSetCurrent(cs->ctx);
   if (r != CUDA_SUCCESS)
     return gs__cuda_fail(cs, r, "cuCtxSetCurrent", err);
+  gs__cuda_conv_cache_open(cs); /* once per device and process; untimed */
   gs__cuda_graph_t g = {0};
   uint64_t t0 = gs__cuda_now_ns();
   int rc = check_staged(cs, in, err);
@@ -572,17 +589,7 @@ int gs__cuda_session_reserve(gs__cuda_session_t *cs,
     rc = layout(cs, plan, in, NULL, &g, err);
   if (rc == GS_OK)
     rc = reserve(cs, &g, err);
-  cs->uncached = 0;
-  if (rc == GS_OK)
-    gs__cuda_conv_cache_open(cs); /* once per device and process */
-  for (size_t i = 0; rc == GS_OK && i < cs->m->n_nodes; i++) {
-    gs__cuda_conv_key_t key;
-    gs__cuda_conv_choice_t choice;
-    if (cs->m->nodes[i].op->code != GS__OP_CONV)
-      continue;
-    gs__cuda_conv_key(cs, plan, i, &key);
-    cs->uncached += !gs__cuda_conv_cache_get(&key, &choice);
-  }
+  cs->uncached = rc == GS_OK ? count_uncached(cs, plan) : 0;
   gs__cuda_graph_release(cs, &g);
   uint64_t ns = gs__cuda_now_ns() - t0;
   cs->t_ns[GS__CT_RUNS] += ns; /* a part of the plans, as layout is */
